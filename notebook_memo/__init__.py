@@ -1,0 +1,95 @@
+"""notebook_memo: run expensive notebook work once, get it back from disk in milliseconds.
+
+>>> from notebook_memo import memo
+>>> @memo
+... def embed(texts: list[str], model: str = "small") -> list[int]:
+...     return [len(t) for t in texts]
+
+Results persist across kernel restarts under keys made of the arguments' content and
+the code of the function and everything it depends on. See the README for the cell
+magic (``%load_ext notebook_memo``), methods, batches and the command line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import _config
+from ._api import Memoized, memo
+from ._errors import (
+    BatchError,
+    MemoError,
+    MemoWarning,
+    StaleEntriesWarning,
+    StorageWarning,
+    UnhashableArgument,
+)
+from ._hashing import register_hasher
+from ._memo import CacheInfo
+
+__all__ = [
+    "BatchError",
+    "CacheInfo",
+    "MemoError",
+    "MemoWarning",
+    "Memoized",
+    "StaleEntriesWarning",
+    "StorageWarning",
+    "UnhashableArgument",
+    "configure",
+    "memo",
+    "register_hasher",
+]
+
+__version__ = "0.1.0"
+
+_UNSET: Any = object()
+
+
+def configure(
+    *,
+    cache_dir: str | None = _UNSET,
+    secret: str | bytes | None = _UNSET,
+    size_limit: int | str | None = _UNSET,
+    track_versions: bool = _UNSET,
+    verbose: bool = _UNSET,
+) -> None:
+    """Set process-wide defaults; a decorator's own arguments still win.
+
+    :param cache_dir: default cache directory (else ``NOTEBOOK_MEMO_DIR``, else
+        ``./.notebook_memo``).
+    :param secret: sign stored values and refuse to unpickle unsigned or forged ones
+        (else ``NOTEBOOK_MEMO_SECRET``). Set one whenever others can write the directory.
+    :param size_limit: bytes or text like ``"5GB"`` per cache directory; least recently
+        used entries are evicted past it (else ``NOTEBOOK_MEMO_SIZE_LIMIT``, else 20 GiB).
+    :param track_versions: include installed packages' versions in keys (default True).
+    :param verbose: print notices (stale entries, cell cache notes); default True.
+
+    >>> import notebook_memo
+    >>> notebook_memo.configure(size_limit="5GB")
+    """
+    s = _config.settings
+    if cache_dir is not _UNSET:
+        s.cache_dir = None if cache_dir is None else str(cache_dir)
+    if secret is not _UNSET:
+        s.secret = secret.encode() if isinstance(secret, str) else secret
+    if size_limit is not _UNSET:
+        s.size_limit = None if size_limit is None else _config.parse_size(size_limit)
+    if track_versions is not _UNSET:
+        s.track_versions = bool(track_versions)
+    if verbose is not _UNSET:
+        s.verbose = bool(verbose)
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Register the ``%%memo`` and ``%memo`` magics (``%load_ext notebook_memo``)."""
+    from ._magics import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """Remove what ``load_ipython_extension`` registered."""
+    from ._magics import unload_ipython_extension as unload
+
+    unload(ipython)

@@ -1,0 +1,92 @@
+"""The ``memo`` decorator object: ``@memo``, ``@memo(...)`` and its helpers."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
+from typing import Any, Protocol, TypeVar, overload
+
+from typing_extensions import ParamSpec
+
+from ._config import TTLLike
+from ._memo import CacheInfo, clear_stale_all, disabled, make_options, refreshing, wrap
+
+__all__ = ()
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Memoized(Protocol[P, R]):
+    """What ``@memo`` returns: the function, same signature, plus cache controls."""
+
+    __wrapped__: Callable[P, R]
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
+    def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
+    def uncached(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
+    def is_cached(self, *args: P.args, **kwargs: P.kwargs) -> bool: ...
+    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool: ...
+    def explain(self, *args: P.args, **kwargs: P.kwargs) -> Any: ...
+    def clear(self) -> int: ...
+    def clear_stale(self) -> int: ...
+    def cache_info(self) -> CacheInfo: ...
+
+
+class _Memo:
+    """Persist a function's results on disk, keyed by argument content and code.
+
+    >>> from notebook_memo import memo
+    >>> @memo
+    ... def square(x: int) -> int:
+    ...     return x * x
+    >>> @memo(ttl="6h", ignore=["verbose"])
+    ... def fetch(url: str, verbose: bool = False) -> str:
+    ...     return url.upper()
+
+    :param ttl: seconds, a ``timedelta`` or text such as ``"90s"``, ``"6h"``, ``"7d"``;
+        ``None`` (the default) keeps results until they are cleared or evicted.
+    :param ignore: names of arguments left out of the key (verbosity, progress bars).
+    :param version: any value mixed into the key; change it to drop old results by hand.
+    :param cache_dir: where results live; else ``configure(cache_dir=...)``, else the
+        ``NOTEBOOK_MEMO_DIR`` environment variable, else ``./.notebook_memo``.
+    :param skip_if: ``skip_if(result)`` true means return the result but do not store it.
+    :param mmap: return stored arrays as read-only memory maps (fast hits on huge arrays).
+    :param track_versions: make installed packages' versions part of the key (default on).
+    """
+
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> Memoized[P, R]: ...
+
+    @overload
+    def __call__(
+        self, fn: None = None, /, *, ttl: TTLLike = None, ignore: Iterable[str] = (),
+        version: Any = None, cache_dir: str | os.PathLike[str] | None = None,
+        skip_if: Callable[[Any], bool] | None = None, mmap: bool = False,
+        track_versions: bool | None = None,
+    ) -> Callable[[Callable[P, R]], Memoized[P, R]]: ...
+
+    def __call__(self, fn: Any = None, /, **kwargs: Any) -> Any:
+        options = make_options(**kwargs)
+        if fn is None:
+            return lambda f: wrap(f, options)
+        return wrap(fn, options)
+
+    @staticmethod
+    def disabled() -> AbstractContextManager[None]:
+        """Inside the block, memoized functions run their body: no reads, no writes."""
+        return disabled()
+
+    @staticmethod
+    def refreshing() -> AbstractContextManager[None]:
+        """Inside the block, memoized calls recompute and overwrite their entries."""
+        return refreshing()
+
+    @staticmethod
+    def clear_stale() -> int:
+        """Remove entries of older code for every memoized function in this process."""
+        return clear_stale_all()
+
+
+memo = _Memo()

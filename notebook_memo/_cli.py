@@ -1,0 +1,127 @@
+"""The command line: ``python -m notebook_memo`` or ``notebook-memo``.
+
+Exit codes: 0 done, 1 the work failed, 2 bad usage or not a cache directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import _config
+from ._config import parse_size, parse_ttl
+from ._inventory import Inventory, human_bytes, human_time
+from ._store import get_store, is_cache_directory
+
+__all__ = ()
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class CliError(Exception):
+    """A problem the user can fix; printed without a traceback."""
+
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _inventory(directory: str) -> Inventory:
+    path = Path(directory)
+    if not path.exists():
+        raise CliError(f"no cache directory at {path}: run a memoized function first, or pass --dir")
+    if not path.is_dir():
+        raise CliError(f"{path} is a file, not a cache directory")
+    if not is_cache_directory(str(path)):
+        raise CliError(f"{path} is not a notebook_memo cache directory (no {path / 'NOTEBOOK_MEMO_CACHE'} marker); "
+                       "refusing to touch it")
+    return Inventory(get_store(str(path.resolve()), _config.resolve_size_limit()))
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    inventory = _inventory(args.dir)
+    rows = inventory.functions()
+    if not rows:
+        print(f"{args.dir}: empty")
+        return EXIT_OK
+    header = f"{'function':<44} {'entries':>7} {'versions':>8} {'size':>10} {'last stored':>16} {'saved':>9}"
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        print(f"{row.name[-44:]:<44} {row.entries:>7} {row.versions:>8} {human_bytes(row.bytes):>10} "
+              f"{human_time(row.last_stored):>16} {row.compute_seconds:>8.1f}s")
+    total = sum(r.bytes for r in rows)
+    print(f"\n{sum(r.entries for r in rows)} entries, {human_bytes(total)} in {args.dir} "
+          f"({human_bytes(inventory.store.volume())} on disk with the index)")
+    return EXIT_OK
+
+
+def cmd_clear(args: argparse.Namespace) -> int:
+    inventory = _inventory(args.dir)
+    if args.function:
+        removed = inventory.clear_function(args.function)
+        if removed == 0:
+            names = ", ".join(r.name for r in inventory.functions()) or "none"
+            raise CliError(f"no entries for a function named {args.function!r}; functions here: {names}", EXIT_FAILED)
+    else:
+        removed = inventory.clear_all()
+    print(f"removed {removed} entries")
+    return EXIT_OK
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    if not (args.older_than or args.keep_latest or args.max_size):
+        raise CliError("prune needs --older-than, --keep-latest or --max-size")
+    inventory = _inventory(args.dir)
+    removed = 0
+    if args.older_than:
+        removed += inventory.prune_older_than(parse_ttl(args.older_than) or 0)
+    if args.keep_latest:
+        removed += inventory.prune_keep_latest()
+    if args.max_size:
+        removed += inventory.prune_max_size(parse_size(args.max_size))
+    inventory.store.repair()
+    print(f"removed {removed} entries; {human_bytes(inventory.store.volume())} left")
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ._demo import run_demo
+
+    return run_demo(args.notebook, args.cache_dir)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="notebook-memo", description="Inspect and clean notebook_memo caches.")
+    default_dir = _config.resolve_dir(None)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_dir(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--dir", default=default_dir, help=f"cache directory (default: {default_dir})")
+        return p
+
+    with_dir(sub.add_parser("info", help="per function: entries, code versions, size, last stored, time saved"))
+    clear = with_dir(sub.add_parser("clear", help="delete entries (all, or one function's)"))
+    clear.add_argument("--function", help="qualified or short name of the function or cell")
+    prune = with_dir(sub.add_parser("prune", help="delete old, stale or excess entries"))
+    prune.add_argument("--older-than", metavar="AGE", help="entries stored longer ago than AGE (e.g. 7d, 12h)")
+    prune.add_argument("--keep-latest", action="store_true", help="keep only the newest code version of each function")
+    prune.add_argument("--max-size", metavar="SIZE", help="evict least recently used entries down to SIZE (e.g. 5GB)")
+    demo = sub.add_parser("demo", help="run the quickstart notebook twice through a real kernel")
+    demo.add_argument("--notebook", default=None, help="notebook to run (default: notebooks/quickstart.ipynb)")
+    demo.add_argument("--cache-dir", default=None, help="cache directory (default: a fresh temporary one)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handlers = {"info": cmd_info, "clear": cmd_clear, "prune": cmd_prune, "demo": cmd_demo}
+    try:
+        return handlers[args.command](args)
+    except CliError as exc:
+        print(f"notebook-memo: {exc}", file=sys.stderr)
+        return exc.code
+

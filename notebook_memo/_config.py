@@ -1,0 +1,143 @@
+"""Named defaults, environment variables and the process-wide settings object.
+
+Precedence everywhere: an explicit argument, then a value given to ``configure()``,
+then the environment variable, then the documented default below.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import warnings
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Union
+
+from ._errors import MemoWarning
+
+__all__ = ()
+
+ENV_DIR = "NOTEBOOK_MEMO_DIR"
+ENV_DISABLE = "NOTEBOOK_MEMO_DISABLE"
+ENV_SECRET = "NOTEBOOK_MEMO_SECRET"
+ENV_SIZE_LIMIT = "NOTEBOOK_MEMO_SIZE_LIMIT"
+
+DEFAULT_DIR_NAME = ".notebook_memo"
+DEFAULT_SIZE_LIMIT = 20 * 2**30  # 20 GiB per cache directory
+DEFAULT_TTL: float | None = None  # results never expire unless asked
+EXPIRY_GRACE = 3600.0  # expired entries stay visible to explain() this long
+INLINE_LIMIT = 64 * 2**10  # payloads below this live inside the index database
+LOCK_LEASE = 15.0  # seconds a computing process holds a key without renewing
+LOCK_POLL_MAX = 0.05  # longest sleep between checks while waiting for a key
+TOUCH_FLUSH_INTERVAL = 2.0  # seconds between batched LRU access-time updates
+
+TTLLike = Union[None, int, float, str, timedelta]  # noqa: UP007 (a runtime alias on 3.10)
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_TTL_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
+
+
+def parse_ttl(ttl: TTLLike) -> float | None:
+    """Return a TTL in seconds: from seconds, a ``timedelta``, or text such as ``"6h"``."""
+    if ttl is None:
+        return None
+    if isinstance(ttl, timedelta):
+        seconds = ttl.total_seconds()
+    elif isinstance(ttl, (int, float)) and not isinstance(ttl, bool):
+        seconds = float(ttl)
+    elif isinstance(ttl, str):
+        text = ttl.strip().lower().replace(" ", "")
+        parts = _TTL_PART.findall(text)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            raise ValueError(
+                f"cannot read the TTL {ttl!r}: write seconds (90), a timedelta, or text "
+                "such as '90s', '30m', '6h', '7d', '1h30m'"
+            )
+        seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    else:
+        raise TypeError(f"ttl must be seconds, a timedelta, text like '6h' or None, not {ttl!r}")
+    if seconds <= 0:
+        raise ValueError(f"ttl must be positive, got {ttl!r}")
+    return seconds
+
+
+def parse_size(size: int | str) -> int:
+    """Return a byte count from an int or text such as ``"5GB"`` or ``"512MiB"``."""
+    if isinstance(size, int) and not isinstance(size, bool):
+        return size
+    match = _SIZE.match(str(size))
+    if not match:
+        raise ValueError(f"cannot read the size {size!r}: write bytes or text like '5GB', '512MiB'")
+    number, unit = match.groups()
+    unit = (unit or "").lower()
+    base = 1024 if "i" in unit else 1000
+    prefix = unit[:1] if unit[:1] in "kmgt" else ""
+    power = "kmgt".index(prefix) + 1 if prefix else 0
+    return int(float(number) * base**power)
+
+
+@dataclass
+class Settings:
+    """Values given to ``configure()``; None means 'not set here'."""
+
+    cache_dir: str | None = None
+    secret: bytes | None = None
+    size_limit: int | None = None
+    track_versions: bool = True
+    verbose: bool = True
+
+
+settings = Settings()
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def resolve_dir(cache_dir: str | os.PathLike[str] | None) -> str:
+    """Return the absolute cache directory for an explicit argument or the defaults."""
+    chosen = cache_dir or settings.cache_dir or os.environ.get(ENV_DIR) or DEFAULT_DIR_NAME
+    return os.path.abspath(os.path.expanduser(os.fspath(chosen)))
+
+
+def resolve_secret() -> bytes | None:
+    """Return the signing secret, if one is configured."""
+    if settings.secret is not None:
+        return settings.secret
+    env = os.environ.get(ENV_SECRET)
+    return env.encode() if env else None
+
+
+def resolve_size_limit() -> int:
+    """Return the size limit of a cache directory in bytes."""
+    if settings.size_limit is not None:
+        return settings.size_limit
+    env = os.environ.get(ENV_SIZE_LIMIT)
+    return parse_size(env) if env else DEFAULT_SIZE_LIMIT
+
+
+def disabled_by_env() -> bool:
+    """Return True when ``NOTEBOOK_MEMO_DISABLE`` turns caching off."""
+    return os.environ.get(ENV_DISABLE, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def warn_once(cause: str, message: str, category: type[Warning] = MemoWarning) -> None:
+    """Warn about ``cause`` once per process; later occurrences are silent."""
+    with _warned_lock:
+        if cause in _warned:
+            return
+        _warned.add(cause)
+    warnings.warn(message, category, stacklevel=4)
+
+
+def forget_warning(cause: str) -> None:
+    """Allow the warning for ``cause`` again (the trouble was fixed, then came back)."""
+    with _warned_lock:
+        _warned.discard(cause)
+
+
+def default_dir_path() -> Path:
+    """Return the directory a call with no cache_dir would use now."""
+    return Path(resolve_dir(None))

@@ -1,0 +1,40 @@
+"""Exception and warning classes: every error of ours derives from MemoError."""
+
+from __future__ import annotations
+
+__all__ = ()
+
+
+class MemoError(Exception):
+    """Base class of every error raised by notebook_memo."""
+
+
+class UnhashableArgument(MemoError, TypeError):
+    """A value cannot be hashed by content, so no sound cache key exists for it."""
+
+    def __init__(self, path: str, value: object, reason: str) -> None:
+        self.path = path
+        self.value_type = f"{type(value).__module__}.{type(value).__qualname__}"
+        self.reason = reason
+        super().__init__(
+            f"cannot build a cache key from {path} (a {self.value_type}): {reason}. "
+            "Leave it out of the key with ignore=[...], give its class a "
+            "__memo_key__(self) method returning what identifies it, or call "
+            "notebook_memo.register_hasher(type, fn)."
+        )
+
+
+class BatchError(MemoError, ValueError):
+    """A batch function returned a result that does not line up with its items."""
+
+
+class MemoWarning(UserWarning):
+    """Base class of the warnings notebook_memo emits."""
+
+
+class StorageWarning(MemoWarning):
+    """The cache could not be read or written; the result was computed instead."""
+
+
+class StaleEntriesWarning(MemoWarning):
+    """Entries made by older versions of a function's code are still on disk."""

@@ -1,0 +1,560 @@
+"""Canonical content hashing of Python values with xxh3-128.
+
+A digest depends only on a value's type and content: never on ``id()``, a default
+``repr``, ``hash()`` or set iteration order, so it is the same in every process and
+under every ``PYTHONHASHSEED``. Large buffers (numpy arrays, pandas columns, torch
+tensors) are fed to xxh3 in place, with no pickling and no copy.
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+import struct
+import sys
+import threading
+import types
+from collections.abc import Callable
+from typing import Any
+
+import xxhash
+
+from ._errors import UnhashableArgument
+
+__all__ = ()
+
+Digest = bytes
+HashFn = Callable[["Hasher", Any], None]
+
+_pack_d = struct.Struct("<d").pack
+_pack_q = struct.Struct("<q").pack
+_BIG = 1 << 16  # buffers at least this large stream straight into xxh3
+
+_FORBIDDEN: tuple[type, ...] = (
+    types.GeneratorType,
+    types.CoroutineType,
+    types.AsyncGeneratorType,
+    types.FrameType,
+    types.TracebackType,
+    io.IOBase,
+    socket.socket,
+    type(threading.Lock()),
+    type(threading.RLock()),
+    threading.Condition,
+    threading.Event,
+    threading.Thread,
+)
+
+
+class _Unhashable(Exception):
+    """Raised inside the walk; collects the path to the offending value on the way out."""
+
+    def __init__(self, value: object, reason: str) -> None:
+        super().__init__(reason)
+        self.value = value
+        self.reason = reason
+        self.segments: list[str] = []
+
+
+class Hasher:
+    """Feeds a value's canonical byte form into one xxh3-128 state."""
+
+    __slots__ = ("_active", "_buf", "_h")
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._h = xxhash.xxh3_128()
+        self._active: dict[int, int] = {}
+
+    # -- primitives -------------------------------------------------------------------
+    def tag(self, data: bytes) -> None:
+        """Append raw bytes (a type tag or a fixed-width field)."""
+        self._buf += data
+
+    def text(self, value: str) -> None:
+        """Append a length-prefixed string."""
+        data = value.encode("utf-8", "surrogatepass")
+        self._buf += _pack_q(len(data))
+        self._buf += data
+
+    def number(self, value: int) -> None:
+        """Append a length-prefixed integer of any size."""
+        data = value.to_bytes((value.bit_length() + 8) // 8, "little", signed=True)
+        self._buf += _pack_q(len(data))
+        self._buf += data
+
+    def buffer(self, data: Any) -> None:
+        """Append a length-prefixed contiguous buffer; big ones stream without a copy."""
+        view = memoryview(data)
+        self._buf += _pack_q(view.nbytes)
+        if view.nbytes >= _BIG:
+            self._h.update(self._buf)
+            self._buf.clear()
+            self._h.update(view)
+        else:
+            self._buf += view.cast("B") if view.ndim != 1 or view.format != "B" else view
+
+    def digest(self) -> Digest:
+        """Return the 16-byte digest of everything fed so far."""
+        self._h.update(self._buf)
+        self._buf.clear()
+        return self._h.digest()
+
+    # -- values -----------------------------------------------------------------------
+    def update(self, value: Any) -> None:
+        """Feed ``value``'s canonical form."""
+        handler = _EXACT.get(type(value))
+        if handler is not None and type(value) not in _CONTAINERS:
+            handler(self, value)
+            return
+        key = id(value)
+        if key in self._active:
+            # A cycle: refer back to the enclosing container by its depth.
+            self._buf += b"@"
+            self._buf += _pack_q(self._active[key])
+            return
+        self._active[key] = len(self._active)
+        try:
+            (handler or _dispatch(type(value)))(self, value)
+        finally:
+            del self._active[key]
+
+    def child(self, value: Any, segment: str) -> None:
+        """Feed a nested value, naming where it sits if it cannot be hashed."""
+        try:
+            self.update(value)
+        except _Unhashable as exc:
+            exc.segments.append(segment)
+            raise
+
+    def sub_digest(self, value: Any) -> Digest:
+        """Return the digest of ``value`` alone (for order-free containers)."""
+        sub = Hasher()
+        sub._active = self._active
+        sub.update(value)
+        return sub.digest()
+
+
+# -- exact builtin types ------------------------------------------------------------------
+
+
+def _h_none(h: Hasher, v: None) -> None:
+    h.tag(b"N")
+
+
+def _h_bool(h: Hasher, v: bool) -> None:
+    h.tag(b"T" if v else b"F")
+
+
+def _h_int(h: Hasher, v: int) -> None:
+    h.tag(b"i")
+    h.number(v)
+
+
+def _h_float(h: Hasher, v: float) -> None:
+    h.tag(b"f" + (_pack_d(v) if v == v else b"nan"))
+
+
+def _h_complex(h: Hasher, v: complex) -> None:
+    h.tag(b"c")
+    _h_float(h, v.real)
+    _h_float(h, v.imag)
+
+
+def _h_str(h: Hasher, v: str) -> None:
+    h.tag(b"s")
+    h.text(v)
+
+
+def _h_bytes(h: Hasher, v: bytes) -> None:
+    h.tag(b"b")
+    h.buffer(v)
+
+
+def _h_bytearray(h: Hasher, v: bytearray) -> None:
+    h.tag(b"y")
+    h.buffer(v)
+
+
+def _h_sequence(tag: bytes) -> HashFn:
+    def handler(h: Hasher, v: Any) -> None:
+        h.tag(tag)
+        h.number(len(v))
+        for i, item in enumerate(v):
+            h.child(item, f"[{i}]")
+
+    return handler
+
+
+def _h_dict(h: Hasher, v: dict[Any, Any]) -> None:
+    # Insertion order does not change a dict's meaning: sort pairs by key digest.
+    pairs = []
+    for k, item in v.items():
+        try:
+            pairs.append((h.sub_digest(k), h.sub_digest(item)))
+        except _Unhashable as exc:
+            exc.segments.append(f"[{k!r}]" if type(k) in (str, int) else "[<key>]")
+            raise
+    pairs.sort()
+    h.tag(b"{")
+    h.number(len(pairs))
+    for kd, vd in pairs:
+        h.tag(kd + vd)
+
+
+def _h_set(tag: bytes) -> HashFn:
+    def handler(h: Hasher, v: Any) -> None:
+        digests = sorted(h.sub_digest(item) for item in v)
+        h.tag(tag)
+        h.number(len(digests))
+        h.tag(b"".join(digests))
+
+    return handler
+
+
+def _h_memoryview(h: Hasher, v: memoryview) -> None:
+    h.tag(b"v")
+    h.text(v.format)
+    h.tag(repr(v.shape).encode())
+    h.buffer(v.tobytes() if not v.c_contiguous else v)
+
+
+def _h_module(h: Hasher, v: types.ModuleType) -> None:
+    h.tag(b"M")
+    h.text(v.__name__)
+
+
+_EXACT: dict[type, HashFn] = {
+    type(None): _h_none,
+    bool: _h_bool,
+    int: _h_int,
+    float: _h_float,
+    complex: _h_complex,
+    str: _h_str,
+    bytes: _h_bytes,
+    bytearray: _h_bytearray,
+    tuple: _h_sequence(b"("),
+    list: _h_sequence(b"["),
+    dict: _h_dict,
+    set: _h_set(b"S"),
+    frozenset: _h_set(b"Z"),
+    memoryview: _h_memoryview,
+    type(Ellipsis): lambda h, v: h.tag(b"E"),
+    type(NotImplemented): lambda h, v: h.tag(b"I"),
+}
+
+_CONTAINERS = frozenset({tuple, list, dict, set, frozenset})
+
+# Types with a registered hasher (user types, and our own internal types).
+_REGISTERED: dict[type, Callable[[Any], Any]] = {}
+# Handlers for functions, classes and methods, installed by the fingerprint module.
+_CODE_HANDLERS: dict[type, HashFn] = {}
+_dispatch_cache: dict[type, HashFn] = {}
+_dispatch_lock = threading.Lock()
+
+
+def register_hasher(cls: type, fn: Callable[[Any], Any]) -> None:
+    """Hash instances of ``cls`` (and its subclasses) by the content of ``fn(obj)``.
+
+    ``fn`` returns any value notebook_memo can hash: a tuple of the fields that identify
+    the object, a bytes digest, a path and a version. Use it for types you do not own;
+    for your own classes, define ``__memo_key__(self)`` instead.
+
+    >>> import notebook_memo
+    >>> class Model:
+    ...     def __init__(self, path, version):
+    ...         self.path, self.version, self.session = path, version, object()
+    >>> notebook_memo.register_hasher(Model, lambda m: (m.path, m.version))
+    """
+    if not isinstance(cls, type):
+        raise TypeError(f"register_hasher needs a class, not {cls!r}")
+    if not callable(fn):
+        raise TypeError(f"register_hasher needs a callable for {cls.__qualname__}, not {fn!r}")
+    with _dispatch_lock:
+        _REGISTERED[cls] = fn
+        _dispatch_cache.clear()
+
+
+def install_code_handler(cls: type, handler: HashFn) -> None:
+    """Let the fingerprint layer hash functions, classes and methods by their code."""
+    with _dispatch_lock:
+        _CODE_HANDLERS[cls] = handler
+        _dispatch_cache.clear()
+
+
+def qualified_name(obj: Any) -> str:
+    """Return ``module.qualname`` of a class, function or builtin."""
+    module = getattr(obj, "__module__", None) or type(obj).__module__
+    name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None) or type(obj).__qualname__
+    return f"{module}.{name}"
+
+
+def _dispatch(cls: type) -> HashFn:
+    handler = _dispatch_cache.get(cls)
+    if handler is None:
+        handler = _choose(cls)
+        _dispatch_cache[cls] = handler
+    return handler
+
+
+def _choose(cls: type) -> HashFn:
+    for base in cls.__mro__:
+        if base in _REGISTERED:
+            return _registered_handler(_REGISTERED[base])
+    if callable(getattr(cls, "__memo_key__", None)):
+        return _h_memo_key
+    for base in cls.__mro__:
+        if base in _CODE_HANDLERS:
+            return _CODE_HANDLERS[base]
+    module = cls.__module__.partition(".")[0]
+    fast = _FAST_PATHS.get(module)
+    if fast is not None:
+        handler = fast(cls)
+        if handler is not None:
+            return handler
+    if issubclass(cls, _FORBIDDEN):
+        return _h_forbidden
+    if issubclass(cls, types.ModuleType):
+        return _h_module
+    if issubclass(cls, (types.BuiltinFunctionType, types.WrapperDescriptorType, types.MethodDescriptorType)):
+        return _h_builtin
+    if module == "numpy" and cls.__name__ == "ufunc":
+        return _h_builtin
+    return _h_reduce
+
+
+def _registered_handler(fn: Callable[[Any], Any]) -> HashFn:
+    def handler(h: Hasher, v: Any) -> None:
+        h.tag(b"R")
+        h.text(qualified_name(type(v)))
+        h.child(fn(v), "<register_hasher>")
+
+    return handler
+
+
+def _h_memo_key(h: Hasher, v: Any) -> None:
+    h.tag(b"K")
+    h.text(qualified_name(type(v)))
+    h.child(v.__memo_key__(), ".__memo_key__()")
+
+
+def _h_forbidden(h: Hasher, v: Any) -> None:
+    raise _Unhashable(v, "its content is not a value (an open file, lock, generator, socket or thread)")
+
+
+def _h_builtin(h: Hasher, v: Any) -> None:
+    owner = getattr(v, "__self__", None)
+    h.tag(b"B")
+    h.text(qualified_name(v))
+    if owner is not None and not isinstance(owner, types.ModuleType):
+        h.child(owner, ".__self__")
+
+
+def _h_reduce(h: Hasher, v: Any) -> None:
+    """Hash an object by its type and the state pickle would save."""
+    try:
+        reduced = v.__reduce_ex__(4)
+    except Exception as exc:  # the object refuses to expose its state
+        raise _Unhashable(v, f"its state cannot be read ({exc})") from None
+    if isinstance(reduced, str):  # a singleton known by name
+        h.tag(b"G")
+        h.text(f"{type(v).__module__}.{reduced}")
+        return
+    h.tag(b"O")
+    h.text(qualified_name(type(v)))
+    func, args = reduced[0], reduced[1]
+    h.child(func, "<reduce>")
+    h.child(args, "<args>")
+    state = reduced[2] if len(reduced) > 2 else None
+    h.child(_without_bookkeeping(state), "<state>")
+    for index, items in ((3, "<items>"), (4, "<dict items>")):
+        if len(reduced) > index and reduced[index] is not None:
+            h.child(list(reduced[index]), items)
+
+
+BOOKKEEPING_PREFIX = "__notebook_memo"
+
+
+def _without_bookkeeping(state: Any) -> Any:
+    """Drop our own per-instance caches from an object's state."""
+    if type(state) is dict and any(type(k) is str and k.startswith(BOOKKEEPING_PREFIX) for k in state):
+        return {k: v for k, v in state.items() if not (type(k) is str and k.startswith(BOOKKEEPING_PREFIX))}
+    if type(state) is tuple and len(state) == 2:
+        return (_without_bookkeeping(state[0]), _without_bookkeeping(state[1]))
+    return state
+
+
+# -- fast paths for array libraries (imported only if the user already has them) ----------
+
+
+def _numpy_path(cls: type) -> HashFn | None:
+    np = sys.modules.get("numpy")
+    if np is None:
+        return None
+    if cls is np.ndarray:
+        return _h_ndarray
+    if issubclass(cls, np.generic):
+        return _h_np_scalar
+    if cls is np.dtype or issubclass(cls, np.dtype):
+        return _h_np_dtype
+    return None
+
+
+def _h_np_dtype(h: Hasher, v: Any) -> None:
+    h.tag(b"nd")
+    h.text(str(v.descr) if v.fields else v.str)
+
+
+def _array_layout(h: Hasher, v: Any) -> None:
+    dtype = v.dtype
+    h.text(str(dtype.descr) if dtype.fields else dtype.str)
+    h.tag(repr(v.shape).encode())
+
+
+def _h_ndarray(h: Hasher, v: Any) -> None:
+    np = sys.modules["numpy"]
+    h.tag(b"na")
+    _array_layout(h, v)
+    if v.dtype.hasobject:
+        for i, item in enumerate(v.ravel(order="C").tolist()):
+            h.child(item, f"[flat {i}]")
+        return
+    data = v if v.flags.c_contiguous else np.ascontiguousarray(v)
+    h.buffer(data.reshape(-1).view(np.uint8))
+
+
+def _h_np_scalar(h: Hasher, v: Any) -> None:
+    h.tag(b"ns")
+    h.text(v.dtype.str)
+    if v.dtype.hasobject:
+        h.child(v.item(), "<item>")
+    else:
+        h.buffer(v.tobytes())
+
+
+def _pandas_path(cls: type) -> HashFn | None:
+    pd = sys.modules.get("pandas")
+    if pd is None:
+        return None
+    if issubclass(cls, pd.DataFrame):
+        return _h_dataframe
+    if issubclass(cls, pd.Series):
+        return _h_series
+    if issubclass(cls, pd.Index):
+        return _h_index
+    return None
+
+
+def _h_pandas_values(h: Hasher, values: Any) -> None:
+    """Hash the values of a column or index by dtype and content."""
+    np = sys.modules["numpy"]
+    pd = sys.modules["pandas"]
+    dtype = values.dtype
+    h.text(str(dtype))
+    if isinstance(dtype, np.dtype) and not dtype.hasobject:
+        _h_ndarray(h, np.asarray(values))
+        return
+    if isinstance(dtype, pd.CategoricalDtype):
+        cat = pd.Categorical(values)
+        h.tag(b"cat")
+        h.child(bool(dtype.ordered), "<ordered>")
+        _h_pandas_values(h, cat.categories)
+        _h_ndarray(h, np.asarray(cat.codes))
+        return
+    array = np.asarray(values, dtype=object)
+    if pd.api.types.infer_dtype(array, skipna=False) == "string":
+        # All real str: pandas' vectorised, seed-independent element hash is exact enough.
+        h.tag(b"str")
+        _h_ndarray(h, pd.util.hash_array(array, categorize=False))
+        return
+    _h_ndarray(h, array)
+
+
+def _h_index(h: Hasher, v: Any) -> None:
+    pd = sys.modules["pandas"]
+    h.tag(b"pi")
+    h.text(qualified_name(type(v)))
+    h.child(list(v.names), "<index names>")
+    if isinstance(v, pd.RangeIndex):
+        h.update((v.start, v.stop, v.step))
+    elif isinstance(v, pd.MultiIndex):
+        for level in v.levels:
+            _h_pandas_values(h, level)
+        for codes in v.codes:
+            _h_ndarray(h, codes)
+    else:
+        _h_pandas_values(h, v.array)
+
+
+def _h_series(h: Hasher, v: Any) -> None:
+    h.tag(b"ps")
+    h.child(v.name, "<name>")
+    _h_index(h, v.index)
+    _h_pandas_values(h, v.array)
+
+
+def _h_dataframe(h: Hasher, v: Any) -> None:
+    h.tag(b"pf")
+    h.text(qualified_name(type(v)))
+    _h_index(h, v.columns)
+    _h_index(h, v.index)
+    for i in range(v.shape[1]):
+        try:
+            _h_pandas_values(h, v.iloc[:, i].array)
+        except _Unhashable as exc:
+            exc.segments.append(f"[column {v.columns[i]!r}]")
+            raise
+    h.child(dict(v.attrs), "<attrs>")
+
+
+def _torch_path(cls: type) -> HashFn | None:
+    torch = sys.modules.get("torch")
+    if torch is not None and issubclass(cls, torch.Tensor):
+        return _h_tensor
+    return None
+
+
+def _h_tensor(h: Hasher, v: Any) -> None:
+    torch = sys.modules["torch"]
+    h.tag(b"tt")
+    h.text(str(v.dtype))
+    h.tag(repr(tuple(v.shape)).encode())
+    h.text(v.device.type)
+    flat = v.detach().to("cpu").contiguous().reshape(-1)
+    h.buffer(flat.view(torch.uint8).numpy() if flat.numel() else b"")
+
+
+_FAST_PATHS: dict[str, Callable[[type], HashFn | None]] = {
+    "numpy": _numpy_path,
+    "pandas": _pandas_path,
+    "torch": _torch_path,
+}
+
+
+# -- public entry points ------------------------------------------------------------------
+
+
+def content_hash(value: Any, name: str = "value") -> Digest:
+    """Return the 16-byte content digest of ``value``.
+
+    Raises ``UnhashableArgument`` naming ``name`` (and where inside it) when part of the
+    value has no readable content.
+    """
+    h = Hasher()
+    try:
+        h.update(value)
+    except _Unhashable as exc:
+        path = name + "".join(reversed(exc.segments))
+        raise UnhashableArgument(path, exc.value, exc.reason) from None
+    except RecursionError:
+        raise UnhashableArgument(name, value, "it is nested too deeply to hash") from None
+    return h.digest()
+
+
+def combine(parts: list[bytes]) -> Digest:
+    """Return one digest of a sequence of byte strings, each length-prefixed."""
+    buf = bytearray()
+    for part in parts:
+        buf += _pack_q(len(part))
+        buf += part
+    return xxhash.xxh3_128_digest(buf)

@@ -1,0 +1,108 @@
+"""What a cache directory holds, per function or cell, and the clean-up operations on it."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from ._store import Store, StoredRecord
+
+__all__ = ()
+
+
+@dataclass
+class FunctionSummary:
+    """The entries of one memoized function or cell in one directory."""
+
+    name: str
+    fid: str
+    kind: str
+    entries: int
+    versions: int
+    bytes: int
+    last_stored: float
+    compute_seconds: float
+
+
+class Inventory:
+    """Reads record metadata (never payloads) to summarise and prune a store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def records(self) -> list[tuple[StoredRecord, dict]]:  # type: ignore[type-arg]
+        out = []
+        for record in self.store.records():
+            try:
+                out.append((record, record.header.meta()))
+            except ValueError:
+                continue
+        return out
+
+    def functions(self) -> list[FunctionSummary]:
+        groups: dict[str, list[tuple[StoredRecord, dict]]] = {}  # type: ignore[type-arg]
+        for record, meta in self.records():
+            groups.setdefault(meta.get("fid", "?"), []).append((record, meta))
+        rows = []
+        for fid, items in groups.items():
+            metas = [m for _, m in items]
+            rows.append(FunctionSummary(
+                name=metas[0].get("name", "?"), fid=fid, kind=metas[0].get("kind", "function"),
+                entries=len(items), versions=len({m.get("code") for m in metas}),
+                bytes=sum(m.get("size", 0) for m in metas),
+                last_stored=max(r.header.created for r, _ in items),
+                compute_seconds=sum(m.get("duration", 0.0) for m in metas),
+            ))
+        return sorted(rows, key=lambda r: r.name)
+
+    def _matches(self, meta: dict, name: str) -> bool:  # type: ignore[type-arg]
+        full = meta.get("name", "")
+        return bool(full == name or full.rpartition(".")[2] == name or meta.get("label") == name)
+
+    def clear_function(self, name: str) -> int:
+        return sum(self.store.delete(r.key) for r, m in self.records() if self._matches(m, name))
+
+    def clear_all(self) -> int:
+        return sum(self.store.delete(r.key) for r, _ in self.records())
+
+    def prune_older_than(self, seconds: float) -> int:
+        cutoff = time.time() - seconds
+        return sum(self.store.delete(r.key) for r, _ in self.records() if r.header.created < cutoff)
+
+    def prune_keep_latest(self) -> int:
+        """Keep, for each function, only the entries of its most recently stored code version."""
+        newest: dict[str, tuple[float, str]] = {}
+        records = self.records()
+        for record, meta in records:
+            fid, code = meta.get("fid", ""), meta.get("code", "")
+            if fid not in newest or record.header.created > newest[fid][0]:
+                newest[fid] = (record.header.created, code)
+        return sum(self.store.delete(r.key) for r, m in records if m.get("code") != newest[m.get("fid", "")][1])
+
+    def prune_max_size(self, limit: int) -> int:
+        """Evict least recently used entries until the directory holds at most ``limit`` bytes."""
+        writer = self.store.writer
+        self.store.flush()  # pending access times decide what is least recently used
+        before = len(self.records())
+        previous = writer.reset("size_limit")
+        try:
+            writer.reset("size_limit", limit)
+            writer.cull()
+        finally:
+            writer.reset("size_limit", previous)
+        return before - len(self.records())
+
+
+def human_bytes(n: float) -> str:
+    """Return a byte count for people: ``'1.5 MB'``."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def human_time(timestamp: float) -> str:
+    """Return a local date and time to the minute."""
+    return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M")

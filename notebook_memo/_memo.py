@@ -1,0 +1,571 @@
+"""The ``@memo`` decorator and the memoized-function object (sync and async)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import functools
+import inspect
+import os
+import threading
+import time
+import types
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Generic, NamedTuple, TypeVar
+
+import xxhash
+
+from . import _config
+from ._config import EXPIRY_GRACE, INLINE_LIMIT, LOCK_POLL_MAX, TTLLike, parse_ttl, warn_once
+from ._errors import StaleEntriesWarning, StorageWarning
+from ._fingerprint import CodeState, CodeTracker, Dependencies
+from ._hashing import combine, content_hash
+from ._inventory import human_bytes
+from ._serialize import CorruptRecord, Payload, copy_value, dumps
+from ._store import Store, StoredRecord, get_store
+
+__all__ = ()
+
+R = TypeVar("R")
+_disabled: contextvars.ContextVar[bool] = contextvars.ContextVar("notebook_memo_disabled", default=False)
+_refreshing: contextvars.ContextVar[bool] = contextvars.ContextVar("notebook_memo_refreshing", default=False)
+_MISS = object()
+
+
+class CacheInfo(NamedTuple):
+    """Statistics of one memoized function, in the spirit of ``lru_cache.cache_info()``."""
+
+    hits: int
+    misses: int
+    entries: int
+    bytes: int
+    saved_seconds: float
+
+
+@dataclass(frozen=True)
+class Options:
+    """How one function is memoized."""
+
+    ttl: float | None = None
+    ignore: frozenset[str] = frozenset()
+    version: Any = None
+    cache_dir: str | None = None
+    skip_if: Callable[[Any], bool] | None = None
+    mmap: bool = False
+    track_versions: bool | None = None
+
+
+@dataclass
+class Call:
+    """One call, reduced to what its key is made of."""
+
+    key: str
+    arguments: dict[str, bytes]
+    code: bytes  # the function's own code and its dependencies' code
+    deps: Dependencies
+    method: str  # how the function's own code was fingerprinted: source or bytecode
+
+
+# -- the registry of memoized functions ---------------------------------------------------------
+
+_registry: weakref.WeakValueDictionary[str, MemoizedFunction[Any]] = weakref.WeakValueDictionary()
+
+
+def registered() -> list[MemoizedFunction[Any]]:
+    """Return the memoized functions alive in this process, newest definition of each name."""
+    return list(_registry.values())
+
+
+def function_id(qualified: str) -> str:
+    """Return the tag under which every entry of a function is stored."""
+    return xxhash.xxh3_128_hexdigest(qualified.encode())
+
+
+# -- argument binding ---------------------------------------------------------------------------
+
+
+class _Binder:
+    """Binds a call's arguments to the signature, defaults applied, in parameter order."""
+
+    def __init__(self, fn: Callable[..., Any], ignore: frozenset[str]) -> None:
+        self.signature = inspect.signature(fn)
+        params = list(self.signature.parameters.values())
+        names = [p.name for p in params]
+        unknown = ignore - set(names)
+        if unknown:
+            raise ValueError(
+                f"ignore={sorted(unknown)} names no parameter of {fn.__qualname__}; "
+                f"its parameters are {names}"
+            )
+        self.ignore = ignore
+        self.simple = all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params)
+        self.names = names
+        self.defaults = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+
+    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[tuple[str, Any]]:
+        names = self.names
+        if self.simple and len(args) <= len(names) and (not kwargs or kwargs.keys() <= set(names[len(args):])):
+            values = dict(zip(names, args))
+            values.update(kwargs)
+            if len(values) < len(names):
+                for name in names[len(values):] if not kwargs else names:
+                    if name not in values:
+                        if name not in self.defaults:
+                            break
+                        values[name] = self.defaults[name]
+            if len(values) == len(names):
+                return [(n, values[n]) for n in names if n not in self.ignore]
+        bound = self.signature.bind(*args, **kwargs)  # raises the usual TypeError
+        bound.apply_defaults()
+        return [(n, v) for n, v in bound.arguments.items() if n not in self.ignore]
+
+
+# -- the memoized function ----------------------------------------------------------------------
+
+
+class MemoizedFunction(Generic[R]):
+    """A function whose results are kept on disk under content keys.
+
+    Call it like the function it wraps. The extra methods take the same arguments:
+    ``refresh`` recomputes and overwrites, ``uncached`` runs the body alone, ``is_cached``
+    and ``invalidate`` look up and delete one entry, ``explain`` says why a call would hit
+    or miss; ``clear`` deletes every entry and ``clear_stale`` those of older code.
+    """
+
+    __memo__ = True
+
+    def __init__(self, fn: Callable[..., Any], options: Options) -> None:
+        functools.update_wrapper(self, fn)
+        self.__wrapped__ = fn
+        self._fn = fn
+        self._options = options
+        self._binder = _Binder(fn, options.ignore)
+        self._name: str = fn.__name__
+        self._qualified = f"{fn.__module__}.{fn.__qualname__}"
+        self._fid = function_id(self._qualified)
+        self._version = content_hash(options.version, "version") if options.version is not None else b""
+        self._is_async = inspect.iscoroutinefunction(fn)
+        self._is_method = "." in fn.__qualname__ and not fn.__qualname__.rpartition(".")[0].endswith("<locals>")
+        self._key_locks: dict[str, list[Any]] = {}
+        self._key_locks_guard = threading.Lock()
+        self._inflight: dict[tuple[int, str], asyncio.Future[Any]] = {}
+        self._stale_checked = False
+        self._tracker: CodeTracker | None = None
+        self._last_store: tuple[tuple[Any, ...], Store] | None = None
+        self.hits = 0
+        self.misses = 0
+        self.saved_seconds = 0.0
+        _registry[self._qualified] = self
+        if self._is_async:
+            with contextlib.suppress(AttributeError):
+                inspect.markcoroutinefunction(self)  # type: ignore[attr-defined]
+
+    def __repr__(self) -> str:
+        return f"<memoized {self._qualified}>"
+
+    @property
+    def qualified_name(self) -> str:
+        return self._qualified
+
+    @property
+    def function_id(self) -> str:
+        return self._fid
+
+    def __get__(self, obj: Any, objtype: type | None = None) -> Any:
+        if obj is None:
+            return self
+        return BoundMemoized(self, obj)
+
+    # -- keys --------------------------------------------------------------------------------
+    def _track_versions(self) -> bool:
+        chosen = self._options.track_versions
+        return _config.settings.track_versions if chosen is None else chosen
+
+    def code_state(self) -> CodeState:
+        """Return the function's code digest and dependencies as of now."""
+        tracker = self._tracker
+        if tracker is None or tracker.track_versions != self._track_versions():
+            owner_path = self._fn.__qualname__.split(".")[:-1] if self._is_method else None
+            tracker = CodeTracker(self._fn, owner_path, self._track_versions())  # type: ignore[arg-type]
+            self._tracker = tracker
+        return tracker.current()
+
+    def make_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
+        """Return the key and its ingredients for calling with these arguments."""
+        bound = self._binder.bind(args, kwargs)
+        arguments = {name: content_hash(value, f"argument '{name}' of {self._name}") for name, value in bound}
+        state = self.code_state()
+        deps = state.deps
+        key = combine(
+            [b"nbm1", self._fid.encode(), state.code, state.deps_digest, self._version]
+            + [name.encode() + b"\0" + digest for name, digest in arguments.items()]
+        ).hex()
+        if deps.skipped:
+            for label, reason in deps.skipped.items():
+                warn_once(f"skipped:{self._qualified}:{label}",
+                          f"{self._name}: '{label}' cannot be hashed ({reason}); it is left out of "
+                          "the cache key, so changing it will not recompute cached results")
+        return Call(key, arguments, state.code, deps, state.method)
+
+    def _store(self) -> Store:
+        where = (self._options.cache_dir, _config.settings.cache_dir, os.environ.get(_config.ENV_DIR),
+                 _config.settings.size_limit)
+        cached = self._last_store
+        if cached is not None and cached[0] == where and (where[0] or where[1] or where[2]) \
+                and os.path.isabs(where[0] or where[1] or where[2] or ""):
+            return cached[1]
+        store = get_store(_config.resolve_dir(self._options.cache_dir), _config.resolve_size_limit())
+        self._last_store = (where, store)
+        return store
+
+    # -- reading ---------------------------------------------------------------------------
+    def _read(self, store: Store, key: str) -> Any:
+        """Return the stored value for ``key``, or _MISS; never raises for storage trouble."""
+        try:
+            record = store.get(key)
+        except CorruptRecord as exc:
+            self._drop_corrupt(store, key, str(exc))
+            return _MISS
+        except Exception as exc:
+            warn_once(f"storage:{store.directory}", f"cannot read the cache in {store.directory} "
+                      f"({type(exc).__name__}: {exc}); computing instead", StorageWarning)
+            return _MISS
+        if record is None or (record.header.expires and record.header.expires <= time.time()):
+            return _MISS
+        try:
+            value = record.load(_config.resolve_secret(), self._options.mmap)
+        except FileNotFoundError:
+            return _MISS  # evicted between the lookup and the read
+        except CorruptRecord as exc:
+            self._drop_corrupt(store, key, str(exc))
+            return _MISS
+        except Exception as exc:
+            # Most often a class that changed or vanished since the value was stored.
+            self._drop_corrupt(store, key, f"the stored value no longer unpickles ({type(exc).__name__}: {exc})")
+            return _MISS
+        self.hits += 1
+        self.saved_seconds += record.header.duration
+        return value
+
+    def _drop_corrupt(self, store: Store, key: str, why: str) -> None:
+        warn_once(f"corrupt:{key}", f"{self._name}: a cached entry could not be used: {why}. "
+                  "It is recomputed and overwritten.", StorageWarning)
+        with contextlib.suppress(Exception):
+            store.delete(key)
+
+    # -- writing ---------------------------------------------------------------------------
+    def _write(self, store: Store, call: Call, result: Any, duration: float) -> Payload | None:
+        skip_if = self._options.skip_if
+        if skip_if is not None and skip_if(result):
+            return None
+        try:
+            payload = dumps(result)
+        except Exception as exc:
+            warn_once(f"pickle:{self._qualified}", f"{self._name}: its result cannot be pickled "
+                      f"({type(exc).__name__}: {exc}); results are returned but not cached", StorageWarning)
+            return None
+        created = time.time()
+        ttl = self._options.ttl
+        expires = created + ttl if ttl else None
+        meta = self._meta(call, duration, created, payload.nbytes)
+        try:
+            store.put(call.key, payload, meta, created, expires, duration,
+                      expires + EXPIRY_GRACE if expires else None, self._fid,
+                      _config.resolve_secret(), INLINE_LIMIT)
+        except Exception as exc:
+            warn_once(f"storage:{store.directory}", f"results are not being stored in {store.directory} "
+                      f"({type(exc).__name__}: {exc}); they are computed and returned as usual, and "
+                      "caching resumes once the directory is writable again", StorageWarning)
+        else:
+            _config.forget_warning(f"storage:{store.directory}")
+        return payload
+
+    def _meta(self, call: Call, duration: float, created: float, size: int) -> dict[str, Any]:
+        return {
+            "kind": "function",
+            "name": self._qualified,
+            "fid": self._fid,
+            "code": call.code.hex(),
+            "method": call.method,
+            "deps": {label: [kind, digest.hex()] for label, (kind, digest) in call.deps.parts.items()},
+            "skipped": sorted(call.deps.skipped),
+            "args": {name: digest.hex() for name, digest in call.arguments.items()},
+            "version": self._version.hex(),
+            "created": created,
+            "ttl": self._options.ttl,
+            "duration": duration,
+            "size": size,
+        }
+
+    # -- calling ---------------------------------------------------------------------------
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self._is_async:
+            return self._acall(args, kwargs, _refreshing.get())
+        if _disabled.get() or _config.disabled_by_env():
+            return self._fn(*args, **kwargs)
+        return self._call(args, kwargs, _refreshing.get())
+
+    def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any], refresh: bool) -> Any:
+        call = self.make_call(args, kwargs)
+        store = self._store()
+        if not refresh:
+            value = self._read(store, call.key)
+            if value is not _MISS:
+                return value
+        with self._key_lock(call.key):
+            if not refresh:
+                value = self._read(store, call.key)
+                if value is not _MISS:
+                    return value
+            leased = False
+            delay = 0.001
+            while True:
+                try:
+                    leased = store.try_lease(call.key)
+                except Exception:
+                    break  # no working storage: compute without coordination
+                if leased:
+                    break
+                time.sleep(delay)
+                delay = min(delay * 2, LOCK_POLL_MAX)
+                if not refresh:
+                    value = self._read(store, call.key)
+                    if value is not _MISS:
+                        return value
+            try:
+                return self._compute(store, call, args, kwargs)
+            finally:
+                if leased:
+                    store.release_lease(call.key)
+
+    def _compute(self, store: Store, call: Call, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        self.misses += 1
+        self._check_stale(store, call)
+        start = time.perf_counter()
+        result = self._fn(*args, **kwargs)
+        self._write(store, call, result, time.perf_counter() - start)
+        return result
+
+    @contextlib.contextmanager
+    def _key_lock(self, key: str) -> Iterator[None]:
+        with self._key_locks_guard:
+            entry = self._key_locks.setdefault(key, [threading.Lock(), 0])
+            entry[1] += 1
+        try:
+            with entry[0]:
+                yield
+        finally:
+            with self._key_locks_guard:
+                entry[1] -= 1
+                if entry[1] == 0:
+                    del self._key_locks[key]
+
+    async def _acall(self, args: tuple[Any, ...], kwargs: dict[str, Any], refresh: bool) -> Any:
+        if _disabled.get() or _config.disabled_by_env():
+            return await self._fn(*args, **kwargs)
+        call = self.make_call(args, kwargs)
+        store = self._store()
+        if not refresh:
+            value = self._read(store, call.key)
+            if value is not _MISS:
+                return value
+        loop = asyncio.get_running_loop()
+        slot = (id(loop), call.key)
+        running = self._inflight.get(slot)
+        if running is not None:
+            payload, result = await asyncio.shield(running)
+            return copy_value(payload) if payload is not None else result
+        future: asyncio.Future[Any] = loop.create_future()
+        self._inflight[slot] = future
+        leased = False
+        try:
+            delay = 0.001
+            while True:
+                try:
+                    leased = store.try_lease(call.key)
+                except Exception:
+                    break
+                if leased:
+                    break
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, LOCK_POLL_MAX)
+                if not refresh:
+                    value = self._read(store, call.key)
+                    if value is not _MISS:
+                        future.set_result((None, value))
+                        return value
+            self.misses += 1
+            self._check_stale(store, call)
+            start = time.perf_counter()
+            result = await self._fn(*args, **kwargs)
+            payload = self._write(store, call, result, time.perf_counter() - start)
+            future.set_result((payload, result))
+            return result
+        except BaseException as exc:
+            if not future.done():
+                future.set_exception(exc)
+                future.exception()  # mark retrieved: waiters, if any, re-raise it
+            raise
+        finally:
+            del self._inflight[slot]
+            if leased:
+                store.release_lease(call.key)
+
+    # -- control ---------------------------------------------------------------------------
+    def refresh(self, *args: Any, **kwargs: Any) -> Any:
+        """Recompute, overwrite the stored result and return it."""
+        if self._is_async:
+            return self._acall(args, kwargs, True)
+        return self._call(args, kwargs, True)
+
+    def uncached(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the function body without reading or writing the cache."""
+        return self._fn(*args, **kwargs)
+
+    def is_cached(self, *args: Any, **kwargs: Any) -> bool:
+        """Return True when a call with these arguments would be served from disk."""
+        call = self.make_call(args, kwargs)
+        try:
+            record = self._store().get(call.key)
+        except Exception:
+            return False
+        return record is not None and not (record.header.expires and record.header.expires <= time.time())
+
+    def invalidate(self, *args: Any, **kwargs: Any) -> bool:
+        """Delete the entry for these arguments; return True if there was one."""
+        call = self.make_call(args, kwargs)
+        return self._store().delete(call.key)
+
+    def clear(self) -> int:
+        """Delete every entry of this function, all code versions; return how many."""
+        return self._store().evict(self._fid)
+
+    def entries(self) -> list[StoredRecord]:
+        """Return the stored records of this function (all code versions)."""
+        return [r for r in self._store().records() if r.header.meta().get("fid") == self._fid]
+
+    def cache_info(self) -> CacheInfo:
+        """Return hits and misses in this process, and the entries and bytes on disk."""
+        records = self.entries()
+        size = sum(r.header.meta().get("size", 0) for r in records)
+        return CacheInfo(self.hits, self.misses, len(records), size, self.saved_seconds)
+
+    def current_code(self) -> bytes:
+        """Return the code digest the next call would be stored under."""
+        return self.code_state().code
+
+    def clear_stale(self) -> int:
+        """Delete the entries made under other versions of this function's code."""
+        store = self._store()
+        current = self.current_code().hex()
+        return sum(store.delete(r.key) for r in self.entries() if r.header.meta().get("code") != current)
+
+    def _check_stale(self, store: Store, call: Call) -> None:
+        if self._stale_checked or not _config.settings.verbose:
+            return
+        self._stale_checked = True
+        current = call.code.hex()
+        count = size = 0
+        versions = set()
+        with contextlib.suppress(Exception):
+            for record in store.records():
+                meta = record.header.meta()
+                if meta.get("fid") == self._fid and meta.get("code") != current:
+                    count += 1
+                    size += meta.get("size", 0)
+                    versions.add(meta.get("code"))
+        if count:
+            warn_once(f"stale:{self._qualified}",
+                      f"{self._name}: {count} cached entr{'y' if count == 1 else 'ies'} "
+                      f"({human_bytes(size)}) from {len(versions)} older version"
+                      f"{'' if len(versions) == 1 else 's'} of its code are still on disk; "
+                      f"{self._name}.clear_stale() removes them", StaleEntriesWarning)
+
+    def explain(self, *args: Any, **kwargs: Any) -> Any:
+        """Return a report of whether this call would hit, and if not, what changed."""
+        from ._explain import explain_call
+
+        return explain_call(self, self.make_call(args, kwargs))
+
+
+class BoundMemoized:
+    """A memoized method bound to its instance: ``obj.method(...)``, ``obj.method.refresh(...)``."""
+
+    __slots__ = ("_memo", "_obj")
+
+    def __init__(self, memo: MemoizedFunction[Any], obj: Any) -> None:
+        self._memo = memo
+        self._obj = obj
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._memo(self._obj, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._memo, name)
+        if name in _BOUND_METHODS:
+            return functools.partial(attr, self._obj)
+        return attr
+
+    def __repr__(self) -> str:
+        return f"<bound memoized {self._memo.qualified_name} of {type(self._obj).__qualname__}>"
+
+
+_BOUND_METHODS = frozenset({"refresh", "uncached", "is_cached", "invalidate", "explain"})
+
+
+# -- the decorator object -------------------------------------------------------------------
+
+
+def make_options(ttl: TTLLike = None, ignore: Iterable[str] = (), version: Any = None,
+                 cache_dir: Any = None, skip_if: Callable[[Any], bool] | None = None,
+                 mmap: bool = False, track_versions: bool | None = None) -> Options:
+    """Validate decorator arguments into Options."""
+    if isinstance(ignore, str):
+        ignore = [ignore]
+    if skip_if is not None and not callable(skip_if):
+        raise TypeError(f"skip_if must be a callable taking the result, not {skip_if!r}")
+    return Options(parse_ttl(ttl), frozenset(ignore), version,
+                   None if cache_dir is None else str(cache_dir), skip_if, mmap, track_versions)
+
+
+def wrap(fn: Any, options: Options) -> Any:
+    """Return the memoized form of a function, classmethod or staticmethod."""
+    if isinstance(fn, (classmethod, staticmethod)):
+        return type(fn)(wrap(fn.__func__, options))
+    if isinstance(fn, MemoizedFunction):
+        raise TypeError(f"{fn.qualified_name} is memoized already")
+    if not isinstance(fn, types.FunctionType):
+        raise TypeError(f"@memo decorates functions and methods, not {type(fn).__qualname__} objects")
+    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+        raise TypeError(f"{fn.__qualname__} is a generator function: its result is consumed once and "
+                        "cannot be cached; return a list instead")
+    return MemoizedFunction(fn, options)
+
+
+@contextlib.contextmanager
+def disabled() -> Iterator[None]:
+    """Run the body of every memoized function called inside the block (no reads, no writes)."""
+    token = _disabled.set(True)
+    try:
+        yield
+    finally:
+        _disabled.reset(token)
+
+
+@contextlib.contextmanager
+def refreshing() -> Iterator[None]:
+    """Recompute and overwrite every memoized call made inside the block."""
+    token = _refreshing.set(True)
+    try:
+        yield
+    finally:
+        _refreshing.reset(token)
+
+
+def clear_stale_all() -> int:
+    """Remove older-code entries of every memoized function defined in this process."""
+    return sum(fn.clear_stale() for fn in registered())
+

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Install the demo extras into ./.venv and run the main job: the quickstart notebook, twice.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e ".[demo]"
+.venv/bin/python -m notebook_memo demo "$@"

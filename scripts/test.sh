@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Install everything into ./.venv (created if missing) and run lint, types and the test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e ".[test]"
+.venv/bin/python -m ruff check notebook_memo tests benchmarks
+.venv/bin/python -m mypy
+.venv/bin/python -m pytest -q -p no:cacheprovider "$@"

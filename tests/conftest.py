@@ -1,0 +1,119 @@
+"""Shared fixtures: a real IPython shell, a fresh cache directory, restarted 'kernels'."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+
+import notebook_memo
+from notebook_memo import _config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Every test gets its own cache directory and default settings."""
+    directory = tmp_path / "cache"
+    monkeypatch.setenv(_config.ENV_DIR, str(directory))
+    for name in (_config.ENV_DISABLE, _config.ENV_SECRET, _config.ENV_SIZE_LIMIT):
+        monkeypatch.delenv(name, raising=False)
+    saved = _config.Settings(**vars(_config.settings))
+    _config._warned.clear()
+    yield directory
+    _config.settings.__dict__.update(vars(saved))
+
+
+class Shell:
+    """A real IPython InteractiveShell that fails the test when a cell raises."""
+
+    def __init__(self) -> None:
+        self.ip = InteractiveShell.instance()
+        self.ip.reset(new_session=True)
+
+    def run(self, source: str) -> Any:
+        result = self.ip.run_cell(textwrap.dedent(source), store_history=True)
+        if result.error_before_exec or result.error_in_exec:
+            raise AssertionError(f"cell failed: {result.error_before_exec or result.error_in_exec!r}")
+        return result.result
+
+    def run_raw(self, source: str) -> Any:
+        return self.ip.run_cell(textwrap.dedent(source), store_history=True)
+
+    def __getitem__(self, name: str) -> Any:
+        return self.ip.user_ns[name]
+
+
+@pytest.fixture
+def shell() -> Iterator[Shell]:
+    s = Shell()
+    yield s
+    s.ip.reset(new_session=True)
+
+
+_KERNEL = """
+import json, sys, warnings
+from IPython.core.interactiveshell import InteractiveShell
+warnings.simplefilter("always")
+ip = InteractiveShell.instance()
+out = {}
+ip.user_ns["OUT"] = out
+with warnings.catch_warnings(record=True) as caught:
+    for cell in json.loads(sys.argv[1]):
+        result = ip.run_cell(cell)
+        if result.error_in_exec or result.error_before_exec:
+            print(json.dumps({"error": repr(result.error_in_exec or result.error_before_exec)}))
+            sys.exit(1)
+out["_warnings"] = [f"{w.category.__name__}: {w.message}" for w in caught]
+print("RESULT" + json.dumps(out, default=repr))
+"""
+
+
+def run_kernel(cells: list[str], cache_dir: Path, seed: int = 0, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run notebook cells in a fresh Python process (a restarted kernel); return its OUT dict."""
+    environment = {**os.environ, "PYTHONHASHSEED": str(seed), _config.ENV_DIR: str(cache_dir), **(env or {})}
+    environment["PYTHONPATH"] = os.pathsep.join([str(ROOT), environment.get("PYTHONPATH", "")])
+    proc = subprocess.run(
+        [sys.executable, "-c", _KERNEL, json.dumps([textwrap.dedent(c) for c in cells])],
+        capture_output=True, text=True, env=environment, timeout=120, cwd=str(cache_dir.parent),
+    )
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT"):
+            return json.loads(line[len("RESULT"):])  # type: ignore[no-any-return]
+    raise AssertionError(f"kernel process failed:\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+
+
+class Counter:
+    """Counts body executions without becoming part of any cache key."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def __call__(self) -> None:
+        self.n += 1
+
+    def __memo_key__(self) -> str:
+        return "counter"
+
+
+@pytest.fixture
+def counter() -> Counter:
+    return Counter()
+
+
+def no_memo_warnings() -> warnings.catch_warnings:  # type: ignore[type-arg]
+    ctx = warnings.catch_warnings()
+    return ctx
+
+
+__all__ = ["Counter", "Shell", "notebook_memo", "run_kernel"]
