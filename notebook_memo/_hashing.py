@@ -446,19 +446,19 @@ def _pandas_path(cls: type) -> HashFn | None:
 
 
 def _h_pandas_values(h: Hasher, values: Any) -> None:
-    """Hash the values of a column or index by dtype and content."""
+    """Hash the values of a Series or Index by dtype and content (numpy-backed: in place)."""
     np = sys.modules["numpy"]
     pd = sys.modules["pandas"]
     dtype = values.dtype
     h.text(str(dtype))
     if isinstance(dtype, np.dtype) and not dtype.hasobject:
-        _h_ndarray(h, np.asarray(values))
+        _h_ndarray(h, values.to_numpy(copy=False))
         return
     if isinstance(dtype, pd.CategoricalDtype):
         cat = pd.Categorical(values)
         h.tag(b"cat")
         h.child(bool(dtype.ordered), "<ordered>")
-        _h_pandas_values(h, cat.categories)
+        _h_pandas_values(h, pd.Index(cat.categories))
         _h_ndarray(h, np.asarray(cat.codes))
         return
     array = np.asarray(values, dtype=object)
@@ -483,14 +483,14 @@ def _h_index(h: Hasher, v: Any) -> None:
         for codes in v.codes:
             _h_ndarray(h, codes)
     else:
-        _h_pandas_values(h, v.array)
+        _h_pandas_values(h, v)
 
 
 def _h_series(h: Hasher, v: Any) -> None:
     h.tag(b"ps")
     h.child(v.name, "<name>")
     _h_index(h, v.index)
-    _h_pandas_values(h, v.array)
+    _h_pandas_values(h, v)
 
 
 def _h_dataframe(h: Hasher, v: Any) -> None:
@@ -500,7 +500,7 @@ def _h_dataframe(h: Hasher, v: Any) -> None:
     _h_index(h, v.index)
     for i in range(v.shape[1]):
         try:
-            _h_pandas_values(h, v.iloc[:, i].array)
+            _h_pandas_values(h, v.iloc[:, i])
         except _Unhashable as exc:
             exc.segments.append(f"[column {v.columns[i]!r}]")
             raise

@@ -285,13 +285,21 @@ def load_file(header: Header, path: str, secret: bytes | None, use_mmap: bool = 
             return loads(pickle_part, buffers)
         buffers = []
         for offset, n in zip(offsets, header.buffer_lens):
-            buf = bytearray(n)
+            buf = _empty_buffer(n)
             f.seek(offset)
             if f.readinto(buf) != n:
                 raise CorruptRecord("payload file truncated")
             buffers.append(buf)
     _verify(header, pickle_part, buffers, secret)
     return loads(pickle_part, buffers)
+
+
+def _empty_buffer(n: int) -> Any:
+    """Return writable memory for ``n`` bytes, not zero-filled when numpy can provide it."""
+    np = sys.modules.get("numpy")
+    if np is not None and n >= 1 << 20:
+        return np.empty(n, dtype=np.uint8)  # the read fills it: no memset first
+    return bytearray(n)
 
 
 def write_payload(f: BinaryIO, payload: Payload) -> int:

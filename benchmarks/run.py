@@ -1,0 +1,234 @@
+"""Benchmarks: notebook_memo beside the caches a user would pick instead, in one process.
+
+    .venv/bin/pip install -e ".[bench]"
+    .venv/bin/python benchmarks/run.py            # full sizes (256 MB arrays, 100,000 entries)
+    .venv/bin/python benchmarks/run.py --quick    # small sizes, for a smoke run
+
+Prints one table per case with each contender's time and its ratio to the reference, and
+writes every figure to benchmarks/results.json. No figure here is an assertion.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import gc
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import notebook_memo
+from notebook_memo import memo
+from notebook_memo._hashing import content_hash
+
+RESULTS: dict[str, Any] = {}
+
+
+def best_of(fn: Callable[[], Any], repeat: int = 5, number: int = 1) -> float:
+    """Return the best mean seconds per call over ``repeat`` rounds of ``number`` calls."""
+    times = []
+    for _ in range(repeat):
+        gc.collect()
+        start = time.perf_counter()
+        for _ in range(number):
+            fn()
+        times.append((time.perf_counter() - start) / number)
+    return min(times)
+
+
+def table(case: str, rows: list[tuple[str, float]], reference: str, unit: str = "us") -> None:
+    scale = {"us": 1e6, "ms": 1e3, "s": 1.0}[unit]
+    ref = dict(rows)[reference]
+    print(f"\n{case}  (ratio = time / {reference})")
+    for name, seconds in rows:
+        print(f"  {name:<42} {seconds * scale:>11.2f} {unit}   {seconds / ref:>7.2f}x")
+    RESULTS[case] = {name: seconds for name, seconds in rows}
+
+
+def fresh_dir(root: Path, name: str) -> Path:
+    path = root / name
+    shutil.rmtree(path, ignore_errors=True)
+    return path
+
+
+# -- cases -----------------------------------------------------------------------------------
+
+
+def small_calls(root: Path, quick: bool) -> None:
+    import diskcache
+    from cachier import cachier
+    from joblib import Memory
+
+    def work(a: int, b: str = "x") -> int:
+        return a + len(b)
+
+    contenders: dict[str, Callable[..., int]] = {
+        "notebook_memo @memo": memo(cache_dir=fresh_dir(root, "nm_small"))(work),
+        "diskcache Cache.memoize": diskcache.Cache(str(fresh_dir(root, "dc_small"))).memoize()(work),
+        "joblib.Memory.cache": Memory(str(fresh_dir(root, "jl_small")), verbose=0).cache(work),
+        "cachier (pickle core)": cachier(cache_dir=str(fresh_dir(root, "ca_small")))(work),
+        "functools.lru_cache (memory only)": functools.lru_cache(maxsize=None)(work),
+    }
+    number = 300 if quick else 3000
+    hits = []
+    for name, fn in contenders.items():
+        fn(1, "abc")
+        hits.append((name, best_of(lambda fn=fn: fn(1, "abc"), number=number)))
+    table("small-argument hit", hits, "diskcache Cache.memoize")
+    misses = []
+    for name, fn in contenders.items():
+        counter = iter(range(10**9))
+        n = 50 if quick else 300
+        misses.append((name, best_of(lambda fn=fn, c=counter: fn(next(c), "abc"), repeat=3, number=n)))
+    table("small-argument miss (store a new result)", misses, "diskcache Cache.memoize")
+
+
+def hashing(quick: bool) -> None:
+    import joblib
+    import pandas as pd
+
+    n = (32 if quick else 256) * 2**20 // 8
+    array = np.random.default_rng(0).random(n)
+    rows = [
+        ("notebook_memo content_hash", best_of(lambda: content_hash(array), repeat=5)),
+        ("numpy in-memory copy (array.copy())", best_of(lambda: array.copy(), repeat=5)),
+        ("joblib.hash", best_of(lambda: joblib.hash(array), repeat=2)),
+    ]
+    table(f"hash a {array.nbytes >> 20} MB float64 array", rows, "numpy in-memory copy (array.copy())", "ms")
+    frame_rows = 100_000 if quick else 1_000_000
+    df = pd.DataFrame(np.random.default_rng(1).random((frame_rows, 10)), columns=[f"c{i}" for i in range(10)])
+    rows = [
+        ("notebook_memo content_hash", best_of(lambda: content_hash(df), repeat=5)),
+        ("DataFrame.copy()", best_of(lambda: df.copy(), repeat=5)),
+        ("pandas.util.hash_pandas_object", best_of(lambda: pd.util.hash_pandas_object(df), repeat=3)),
+        ("joblib.hash", best_of(lambda: joblib.hash(df), repeat=2)),
+    ]
+    table(f"hash a {frame_rows:,}-row x 10-column DataFrame", rows, "DataFrame.copy()", "ms")
+
+
+def big_values(root: Path, quick: bool) -> None:
+    import diskcache
+    from joblib import Memory
+
+    n = (32 if quick else 256) * 2**20 // 8
+    array = np.random.default_rng(2).random(n)
+    label = f"{array.nbytes >> 20} MB array"
+
+    class Holder:
+        """Gives the big array to the function without making it part of the key."""
+
+        def __init__(self, value: np.ndarray) -> None:
+            self.value = value
+
+        def __memo_key__(self) -> str:
+            return "the benchmark array"
+
+    holder = Holder(array)
+
+    # The argument is a small tag, so the figure is the cost of storing and loading the result.
+    def produce(tag: int) -> np.ndarray:
+        return holder.value
+
+    npy = root / "ref.npy"
+    stores: list[tuple[str, float]] = []
+    loads: list[tuple[str, float]] = []
+
+    def timed_store(fn: Callable[[int], Any], tags: list[int]) -> float:
+        times = []
+        for tag in tags:
+            os.sync()
+            start = time.perf_counter()
+            fn(tag)
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    tags = [1, 2, 3]
+    stores.append(("np.save", timed_store(lambda t: np.save(npy, array), tags)))
+    loads.append(("np.load", best_of(lambda: np.load(npy), repeat=3)))
+    raw = root / "ref.raw"
+    array.tofile(raw)
+    buf = np.empty_like(array)
+
+    def read_raw() -> None:
+        with open(raw, "rb") as f:
+            f.readinto(memoryview(buf).cast("B"))
+
+    loads.append(("raw file readinto preallocated buffer", best_of(read_raw, repeat=3)))
+    loads.append(("in-memory copy", best_of(lambda: array.copy(), repeat=3)))
+
+    nm = memo(cache_dir=fresh_dir(root, "nm_big"))(produce)
+    nm_mmap = memo(cache_dir=fresh_dir(root, "nm_big_mmap"), mmap=True)(produce)
+    dc = diskcache.Cache(str(fresh_dir(root, "dc_big"))).memoize()(produce)
+    jl = Memory(str(fresh_dir(root, "jl_big")), verbose=0).cache(produce)
+    jl_mmap = Memory(str(fresh_dir(root, "jl_big_mmap")), verbose=0, mmap_mode="r").cache(produce)
+    for name, fn in [("notebook_memo", nm), ("diskcache memoize", dc), ("joblib.Memory", jl)]:
+        stores.append((name, timed_store(fn, tags)))
+        loads.append((name, best_of(lambda fn=fn: fn(1), repeat=3)))
+    nm_mmap(1)
+    jl_mmap(1)
+    loads.append(("notebook_memo mmap=True", best_of(lambda: nm_mmap(1), repeat=5)))
+    loads.append(("joblib.Memory mmap_mode='r'", best_of(lambda: jl_mmap(1), repeat=5)))
+    table(f"store a {label} (a miss: pickling and writing)", stores, "np.save", "ms")
+    table(f"load a {label} (a hit)", loads, "np.load", "ms")
+
+
+def many_entries(root: Path, quick: bool) -> None:
+    sizes = (1_000, 10_000) if quick else (1_000, 100_000)
+    rows = []
+    for size in sizes:
+        directory = fresh_dir(root, f"nm_entries_{size}")
+
+        @memo(cache_dir=directory)
+        def square(i: int) -> int:
+            return i * i
+
+        for i in range(size):
+            square(i)
+        sample = list(range(0, size, max(1, size // 1000)))
+
+        def sweep(fn: Callable[[int], int] = square, keys: list[int] = sample) -> None:
+            for i in keys:
+                fn(i)
+
+        rows.append((f"notebook_memo hit, {size:,} entries", best_of(sweep, repeat=5) / len(sample)))
+    table("hit latency against cache size", rows, rows[0][0])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--only", nargs="*", help="run only these cases")
+    parser.add_argument("--json", default=str(Path(__file__).with_name("results.json")))
+    args = parser.parse_args()
+    print(f"notebook_memo {notebook_memo.__version__} | Python {platform.python_version()} | "
+          f"{os.cpu_count()} cores | numpy {np.__version__}")
+    cases: dict[str, Callable[[], None]] = {}
+    with tempfile.TemporaryDirectory(prefix="nm_bench_", ignore_cleanup_errors=True) as tmp:
+        root = Path(tmp)
+        cases = {
+            "small": lambda: small_calls(root, args.quick),
+            "hashing": lambda: hashing(args.quick),
+            "big": lambda: big_values(root, args.quick),
+            "entries": lambda: many_entries(root, args.quick),
+        }
+        for name, case in cases.items():
+            if args.only and name not in args.only:
+                continue
+            case()
+    Path(args.json).write_text(json.dumps(RESULTS, indent=2))
+    print(f"\nwrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
