@@ -205,6 +205,50 @@ def many_entries(root: Path, quick: bool) -> None:
     table("hit latency against cache size", rows, rows[0][0])
 
 
+DEPENDENT = """
+SCALE = 3
+OFFSET = (1, 2, 3)
+NAMES = ("a", "b", "c")
+
+def h1(x):
+    return x * SCALE
+
+def h2(x):
+    return h1(x) + OFFSET[0]
+
+def h3(x):
+    return h2(x) - len(NAMES)
+
+class Scaler:
+    factor = 2
+    def apply(self, x):
+        return h3(x) * self.factor
+
+def with_deps(a, b="x"):
+    return Scaler().apply(a) + len(b)
+
+def without_deps(a, b="x"):
+    return a + len(b)
+"""
+
+
+def dependency_cost(root: Path, quick: bool) -> None:
+    namespace: dict[str, Any] = {"__name__": "__main__"}
+    exec(compile(DEPENDENT, "<notebook cell>", "exec"), namespace)
+    plain = memo(cache_dir=fresh_dir(root, "nm_plain"))(namespace["without_deps"])
+    deps = memo(cache_dir=fresh_dir(root, "nm_deps"))(namespace["with_deps"])
+    plain(1, "abc")
+    deps(1, "abc")
+    number = 300 if quick else 3000
+    rows = [
+        ("hit, no dependencies", best_of(lambda: plain(1, "abc"), number=number)),
+        ("hit, 4 helpers + class + 3 constants", best_of(lambda: deps(1, "abc"), number=number)),
+        ("code state check alone, no dependencies", best_of(plain.code_state, number=number)),
+        ("code state check alone, with dependencies", best_of(deps.code_state, number=number)),
+    ]
+    table("per-hit cost of dependency tracking", rows, rows[0][0])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
@@ -221,6 +265,7 @@ def main() -> None:
             "hashing": lambda: hashing(args.quick),
             "big": lambda: big_values(root, args.quick),
             "entries": lambda: many_entries(root, args.quick),
+            "deps": lambda: dependency_cost(root, args.quick),
         }
         for name, case in cases.items():
             if args.only and name not in args.only:

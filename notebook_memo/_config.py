@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import threading
 import warnings
 from dataclasses import dataclass
@@ -129,7 +130,20 @@ def warn_once(cause: str, message: str, category: type[Warning] = MemoWarning) -
         if cause in _warned:
             return
         _warned.add(cause)
-    warnings.warn(message, category, stacklevel=4)
+    warnings.warn(message, category, stacklevel=_user_stacklevel())
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _user_stacklevel() -> int:
+    """Return the stacklevel of the first frame outside this package (the user's call)."""
+    frame = sys._getframe(2)
+    level = 2
+    while frame is not None and os.path.dirname(os.path.abspath(frame.f_code.co_filename)) == _PACKAGE_DIR:
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return level
 
 
 def forget_warning(cause: str) -> None:

@@ -486,6 +486,7 @@ class CodeState:
     """A function's code as of one resolution: its digests and what they came from."""
 
     code: bytes  # own code plus the code (and package versions) of its dependencies
+    own: bytes  # the function's own code alone
     deps: Dependencies
     deps_digest: bytes
     method: str
@@ -532,7 +533,7 @@ class CodeTracker:
             for label, (kind, digest) in sorted(deps.parts.items())
             if kind in ("code", "package", "missing")
         ])
-        state = CodeState(code, deps, deps.digest(), method)
+        state = CodeState(code, own, deps, deps.digest(), method)
         self._state = state
         self._watch = None if resolver.volatile else resolver.watch
         return state

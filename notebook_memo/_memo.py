@@ -65,6 +65,7 @@ class Call:
     key: str
     arguments: dict[str, bytes]
     code: bytes  # the function's own code and its dependencies' code
+    own: bytes  # the function's own code alone
     deps: Dependencies
     method: str  # how the function's own code was fingerprinted: source or bytecode
 
@@ -155,6 +156,7 @@ class MemoizedFunction(Generic[R]):
         self._stale_checked = False
         self._tracker: CodeTracker | None = None
         self._last_store: tuple[tuple[Any, ...], Store] | None = None
+        self.last_call: Call | None = None
         self.hits = 0
         self.misses = 0
         self.saved_seconds = 0.0
@@ -208,7 +210,9 @@ class MemoizedFunction(Generic[R]):
                 warn_once(f"skipped:{self._qualified}:{label}",
                           f"{self._name}: '{label}' cannot be hashed ({reason}); it is left out of "
                           "the cache key, so changing it will not recompute cached results")
-        return Call(key, arguments, state.code, deps, state.method)
+        call = Call(key, arguments, state.code, state.own, deps, state.method)
+        self.last_call = call
+        return call
 
     def _store(self) -> Store:
         where = (self._options.cache_dir, _config.settings.cache_dir, os.environ.get(_config.ENV_DIR),
@@ -289,6 +293,7 @@ class MemoizedFunction(Generic[R]):
             "name": self._qualified,
             "fid": self._fid,
             "code": call.code.hex(),
+            "own": call.own.hex(),
             "method": call.method,
             "deps": {label: [kind, digest.hex()] for label, (kind, digest) in call.deps.parts.items()},
             "skipped": sorted(call.deps.skipped),
@@ -481,7 +486,8 @@ class MemoizedFunction(Generic[R]):
             warn_once(f"stale:{self._qualified}",
                       f"{self._name}: {count} cached entr{'y' if count == 1 else 'ies'} "
                       f"({human_bytes(size)}) from {len(versions)} older version"
-                      f"{'' if len(versions) == 1 else 's'} of its code are still on disk; "
+                      f"{'' if len(versions) == 1 else 's'} of its code {'is' if count == 1 else 'are'} "
+                      "still on disk; "
                       f"{self._name}.clear_stale() removes them", StaleEntriesWarning)
 
     def explain(self, *args: Any, **kwargs: Any) -> Any:

@@ -123,10 +123,7 @@ class Store:
     # -- opening, and reopening when the directory was removed ------------------------------
     def _open(self) -> None:
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
-        marker = os.path.join(self.directory, _MARKER)
-        if not os.path.exists(marker):
-            with open(marker, "w") as f:
-                f.write("notebook_memo cache directory: safe to delete as a whole.\n")
+        self._write_marker()
         self._close_handles()
         common: dict[str, Any] = {"disk": _RecordDisk, "statistics": 0, "tag_index": 1}
         self._writer = diskcache.Cache(self.directory, eviction_policy="least-recently-used",
@@ -229,7 +226,14 @@ class Store:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             self.writer.check(fix=True)
+        self._write_marker()  # check() deletes every file the index does not know
         return [str(w.message) for w in caught]
+
+    def _write_marker(self) -> None:
+        marker = os.path.join(self.directory, _MARKER)
+        if not os.path.exists(marker):
+            with open(marker, "w") as f:
+                f.write("notebook_memo cache directory: safe to delete as a whole.\n")
 
     # -- LRU access times, written in batches ------------------------------------------------
     def _touch_later(self, key: str) -> None:

@@ -1,0 +1,141 @@
+"""Why a call hits or misses: compare it with what the cache holds for the same function."""
+
+from __future__ import annotations
+
+import html
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ._inventory import human_bytes, human_time
+
+if TYPE_CHECKING:
+    from ._memo import Call, MemoizedFunction
+
+__all__ = ()
+
+
+@dataclass
+class Explanation:
+    """The answer to 'why did this recompute?': hit or miss, and what differs.
+
+    Prints as text; in Jupyter it renders as a small HTML report.
+    """
+
+    name: str
+    hit: bool
+    summary: str
+    reasons: list[str] = field(default_factory=list)
+    unkeyed: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        lines = [f"{self.name}: {'HIT' if self.hit else 'MISS'}: {self.summary}"]
+        lines += [f"  - {reason}" for reason in self.reasons]
+        if self.unkeyed:
+            lines.append("  not part of the key (cannot be hashed): " + ", ".join(self.unkeyed))
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        colour = "#1a7f37" if self.hit else "#b35900"
+        items = "".join(f"<li>{html.escape(r)}</li>" for r in self.reasons)
+        unkeyed = ""
+        if self.unkeyed:
+            unkeyed = "<p>Not part of the key (cannot be hashed): <code>" + \
+                html.escape(", ".join(self.unkeyed)) + "</code></p>"
+        return (f"<div><b><code>{html.escape(self.name)}</code></b>: "
+                f"<b style='color:{colour}'>{'HIT' if self.hit else 'MISS'}</b> {html.escape(self.summary)}"
+                f"{'<ul>' + items + '</ul>' if items else ''}{unkeyed}</div>")
+
+
+def _ago(timestamp: float) -> str:
+    seconds = max(time.time() - timestamp, 0)
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f} {unit} ago"
+    return f"{seconds:.0f} s ago"
+
+
+def differences(current: dict[str, Any], meta: dict[str, Any]) -> list[str]:
+    """Return, in plain words, what differs between a call and a stored entry's metadata."""
+    reasons = []
+    if meta.get("own") != current["own"]:
+        reasons.append("the function's own code changed")
+    old_deps: dict[str, list[str]] = meta.get("deps", {})
+    new_deps: dict[str, list[str]] = current["deps"]
+    for label in sorted(set(old_deps) | set(new_deps)):
+        old, new = old_deps.get(label), new_deps.get(label)
+        if old == new:
+            continue
+        kind = (new or old or ["value"])[0]
+        if old is None:
+            reasons.append(f"it now reads {_describe(label, kind)}, which the stored entry did not")
+        elif new is None:
+            reasons.append(f"it no longer reads {_describe(label, kind)}")
+        elif kind == "package":
+            reasons.append(f"{label} changed version ({old[1] and bytes.fromhex(old[1]).decode()} -> "
+                           f"{new[1] and bytes.fromhex(new[1]).decode()})")
+        elif kind == "code":
+            reasons.append(f"the code of {label} changed")
+        else:
+            reasons.append(f"the value of {_describe(label, kind)} changed")
+    if meta.get("version") != current["version"]:
+        reasons.append("the version= salt changed")
+    old_args: dict[str, str] = meta.get("args", {})
+    for name, digest in current["args"].items():
+        if name in old_args and old_args[name] != digest:
+            reasons.append(f"argument '{name}' differs")
+        elif name not in old_args:
+            reasons.append(f"argument '{name}' is new")
+    for name in old_args:
+        if name not in current["args"]:
+            reasons.append(f"argument '{name}' is gone")
+    return reasons
+
+
+def _describe(label: str, kind: str) -> str:
+    if kind == "code":
+        return f"function/class {label}"
+    if kind == "package":
+        return label
+    if kind == "missing":
+        return f"the undefined name {label}"
+    return f"global {label}"
+
+
+def current_description(fn: MemoizedFunction[Any], call: Call) -> dict[str, Any]:
+    return {
+        "own": call.own.hex(),
+        "deps": {label: [kind, digest.hex()] for label, (kind, digest) in call.deps.parts.items()},
+        "version": fn._version.hex(),
+        "args": {name: digest.hex() for name, digest in call.arguments.items()},
+    }
+
+
+def explain_call(fn: MemoizedFunction[Any], call: Call) -> Explanation:
+    """Return whether ``call`` would hit, and for a miss, what differs from the closest entries."""
+    name = fn.qualified_name
+    unkeyed = sorted(call.deps.skipped)
+    store = fn._store()
+    record = store.get(call.key)
+    if record is not None:
+        expires = record.header.expires
+        if expires and expires <= time.time():
+            return Explanation(name, False, f"the entry expired at {human_time(expires)} "
+                               f"({_ago(expires)}; ttl {fn._options.ttl:g} s)", [], unkeyed)
+        size = record.header.meta().get("size", 0)
+        return Explanation(name, True, f"stored {_ago(record.header.created)}, computed in "
+                           f"{record.header.duration:.3g} s, {human_bytes(size)}", [], unkeyed)
+    entries = [(r, r.header.meta()) for r in fn.entries()]
+    if not entries:
+        return Explanation(name, False, f"nothing is cached for this function in {store.directory}", [], unkeyed)
+    current = current_description(fn, call)
+    ranked = sorted(((differences(current, meta), r) for r, meta in entries),
+                    key=lambda pair: (len(pair[0]), -pair[1].header.created))
+    reasons, closest = ranked[0]
+    if not reasons:
+        reasons = ["the stored entry with these same ingredients was written under another key format"]
+    summary = (f"no entry for these arguments and code; the closest of {len(entries)} stored "
+               f"entr{'y' if len(entries) == 1 else 'ies'} (stored {_ago(closest.header.created)}) differs in:")
+    return Explanation(name, False, summary, reasons, unkeyed)
