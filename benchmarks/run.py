@@ -249,6 +249,44 @@ def dependency_cost(root: Path, quick: bool) -> None:
     table("per-hit cost of dependency tracking", rows, rows[0][0])
 
 
+class BigModel:
+    """A model-like object: a few large weight arrays and some configuration."""
+
+    def __init__(self, megabytes: int) -> None:
+        per_layer = megabytes * 2**20 // 8 // 4
+        rng = np.random.default_rng(3)
+        self.layers = [rng.random(per_layer) for _ in range(4)]
+        self.config = {"name": "big", "layers": 4}
+
+    @memo
+    def predict(self, x: int) -> int:
+        return x + 1
+
+
+class KeyedModel(BigModel):
+    def __memo_key__(self) -> tuple[str, int]:
+        return ("big", 1)
+
+    @memo
+    def predict(self, x: int) -> int:
+        return x + 1
+
+
+def method_on_big_object(root: Path, quick: bool) -> None:
+    notebook_memo.configure(cache_dir=str(fresh_dir(root, "nm_methods")))
+    megabytes = 32 if quick else 200
+    hashed, keyed = BigModel(megabytes), KeyedModel(megabytes)
+    hashed.predict(1)
+    keyed.predict(1)
+    rows = [
+        (f"hit, self hashed by content ({megabytes} MB)", best_of(lambda: hashed.predict(1), repeat=5)),
+        ("hit, self identified by __memo_key__", best_of(lambda: keyed.predict(1), repeat=5, number=200)),
+        ("in-memory copy of the weights", best_of(lambda: [a.copy() for a in hashed.layers], repeat=5)),
+    ]
+    table(f"method on a {megabytes} MB object", rows, rows[-1][0], "ms")
+    notebook_memo.configure(cache_dir=None)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
@@ -266,6 +304,7 @@ def main() -> None:
             "big": lambda: big_values(root, args.quick),
             "entries": lambda: many_entries(root, args.quick),
             "deps": lambda: dependency_cost(root, args.quick),
+            "methods": lambda: method_on_big_object(root, args.quick),
         }
         for name, case in cases.items():
             if args.only and name not in args.only:

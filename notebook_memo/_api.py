@@ -9,6 +9,7 @@ from typing import Any, Protocol, TypeVar, overload
 
 from typing_extensions import ParamSpec
 
+from . import _methods
 from ._config import TTLLike
 from ._memo import CacheInfo, clear_stale_all, disabled, make_options, refreshing, wrap
 
@@ -82,6 +83,30 @@ class _Memo:
     def refreshing() -> AbstractContextManager[None]:
         """Inside the block, memoized calls recompute and overwrite their entries."""
         return refreshing()
+
+    @staticmethod
+    def per_instance(fn: Callable[P, R] | None = None, /, *, ttl: TTLLike = None) -> Any:
+        """Cache a method's results on each object, in memory; they die with the object.
+
+        >>> class Report:
+        ...     @memo.per_instance
+        ...     def rows(self, year: int) -> list[int]:
+        ...         return [year]
+        """
+        return _methods.per_instance(fn, ttl=ttl)
+
+    @staticmethod
+    def cached_property(fn: Callable[..., R] | None = None, /, *, ttl: TTLLike = None) -> Any:
+        """Like ``functools.cached_property``; ``async def`` properties are awaited once.
+
+        ``del obj.name`` drops the value; ``memo.reset(obj)`` drops all of an object's caches.
+        """
+        return _methods.cached_property(fn, ttl=ttl)
+
+    @staticmethod
+    def reset(obj: Any) -> None:
+        """Drop every per-instance cache and cached property held by ``obj``."""
+        _methods.reset(obj)
 
     @staticmethod
     def clear_stale() -> int:

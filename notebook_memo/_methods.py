@@ -1,0 +1,272 @@
+"""Per-object caches: ``memo.per_instance`` methods and ``memo.cached_property``.
+
+Results live on the object itself (in its ``__dict__``, or in a weak side table for
+objects without one), keyed by the arguments' content, and die with the object: no disk,
+no ids. A copy or a pickle of the object starts with empty caches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import threading
+import time
+import weakref
+from collections.abc import Callable, Generator
+from typing import Any
+
+from ._config import TTLLike, parse_ttl
+from ._hashing import BOOKKEEPING_PREFIX, content_hash, register_hasher
+
+__all__ = ()
+
+SLOT = BOOKKEEPING_PREFIX + "_instance__"  # hashing skips it: never part of the object's content
+_MISSING = object()
+
+
+class InstanceCaches:
+    """The caches of one object: per attribute name, argument digest -> (value, expiry)."""
+
+    __slots__ = ("__weakref__", "inflight", "lock", "owner", "tables")
+
+    def __init__(self, owner: Any) -> None:
+        try:
+            self.owner: Callable[[], Any] = weakref.ref(owner)
+        except TypeError:  # not weak-referenceable: remember the id while it lives
+            ident = id(owner)
+            self.owner = lambda: ident
+        self.tables: dict[str, dict[bytes, tuple[Any, float]]] = {}
+        self.lock = threading.RLock()
+        self.inflight: dict[tuple[str, bytes], Any] = {}
+
+    def belongs_to(self, obj: Any) -> bool:
+        owner = self.owner()
+        return owner is obj or (isinstance(owner, int) and owner == id(obj))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_orphan, ())  # a pickled object starts with empty caches
+
+    def __copy__(self) -> InstanceCaches:
+        return _orphan()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> InstanceCaches:
+        return _orphan()
+
+
+def _orphan() -> InstanceCaches:
+    caches = InstanceCaches.__new__(InstanceCaches)
+    caches.owner = lambda: None
+    caches.tables = {}
+    caches.lock = threading.RLock()
+    caches.inflight = {}
+    return caches
+
+
+register_hasher(InstanceCaches, lambda caches: None)
+
+_side: dict[int, tuple[weakref.ReferenceType[Any], InstanceCaches]] = {}
+_side_lock = threading.Lock()
+
+
+def caches_of(obj: Any, create: bool = True) -> InstanceCaches | None:
+    """Return the caches of ``obj``, making them on first use."""
+    namespace = getattr(obj, "__dict__", None)
+    if isinstance(namespace, dict):
+        caches = namespace.get(SLOT)
+        if caches is not None and caches.belongs_to(obj):
+            return caches  # type: ignore[no-any-return]
+        if not create:
+            return None
+        # Absent, or copied along with __dict__ from another object: start empty.
+        fresh = InstanceCaches(obj)
+        namespace[SLOT] = fresh
+        return fresh
+    key = id(obj)
+    entry = _side.get(key)
+    if entry is not None and entry[0]() is obj:
+        return entry[1]
+    if not create:
+        return None
+    try:
+        ref = weakref.ref(obj, lambda _, key=key: _side.pop(key, None))
+    except TypeError:
+        raise TypeError(
+            f"{type(obj).__qualname__} objects have neither __dict__ nor __weakref__, so a per-instance "
+            "cache has nowhere to live: add '__weakref__' to its __slots__, or use @memo instead"
+        ) from None
+    with _side_lock:
+        caches = InstanceCaches(obj)
+        _side[key] = (ref, caches)
+    return caches
+
+
+def reset(obj: Any) -> None:
+    """Drop every per-instance cache and cached property of ``obj``."""
+    caches = caches_of(obj, create=False)
+    if caches is not None:
+        with caches.lock:
+            caches.tables.clear()
+
+
+class _Ready:
+    """An awaitable that is already done (a cached async result)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self.value
+        yield  # makes this a generator: awaiting it returns at once
+
+
+class _PerObjectCache:
+    """What per_instance methods and cached properties share: lookup, locking, TTL."""
+
+    def __init__(self, fn: Callable[..., Any], ttl: TTLLike) -> None:
+        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        self.fn = fn
+        self.ttl = parse_ttl(ttl)
+        self.name = fn.__name__
+        self.is_async = inspect.iscoroutinefunction(fn)
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def _lookup(self, table: dict[bytes, tuple[Any, float]], key: bytes) -> Any:
+        entry = table.get(key)
+        if entry is None:
+            return _MISSING
+        value, expires = entry
+        if expires and expires <= time.monotonic():
+            del table[key]
+            return _MISSING
+        return value
+
+    def _expiry(self) -> float:
+        return time.monotonic() + self.ttl if self.ttl else 0.0
+
+    def get_or_compute(self, obj: Any, key: bytes, call: Callable[[], Any]) -> Any:
+        caches = caches_of(obj)
+        assert caches is not None
+        table = caches.tables.setdefault(self.name, {})
+        value = self._lookup(table, key)
+        if value is not _MISSING:
+            return _Ready(value) if self.is_async else value
+        if self.is_async:
+            return self._acompute(caches, table, key, call)
+        with caches.lock:
+            slot = caches.inflight.setdefault((self.name, key), threading.Lock())
+        with slot:  # one thread computes; the others wait, then read its result
+            value = self._lookup(table, key)
+            if value is not _MISSING:
+                return value
+            try:
+                value = call()
+                table[key] = (value, self._expiry())
+            finally:
+                with caches.lock:
+                    caches.inflight.pop((self.name, key), None)
+        return value
+
+    async def _acompute(self, caches: InstanceCaches, table: dict[bytes, tuple[Any, float]], key: bytes,
+                        call: Callable[[], Any]) -> Any:
+        running = caches.inflight.get((self.name, key))
+        if isinstance(running, asyncio.Future):
+            return await asyncio.shield(running)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        caches.inflight[(self.name, key)] = future
+        try:
+            value = await call()
+            table[key] = (value, self._expiry())
+            future.set_result(value)
+            return value
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved here; waiters re-raise it
+            raise
+        finally:
+            caches.inflight.pop((self.name, key), None)
+
+    def clear_for(self, obj: Any) -> None:
+        caches = caches_of(obj, create=False)
+        if caches is not None:
+            caches.tables.pop(self.name, None)
+
+
+class PerInstance(_PerObjectCache):
+    """A method whose results are cached on each object, keyed by its arguments' content."""
+
+    def __init__(self, fn: Callable[..., Any], ttl: TTLLike = None) -> None:
+        super().__init__(fn, ttl)
+        self.signature = inspect.signature(fn)
+
+    def __get__(self, obj: Any, objtype: type | None = None) -> Any:
+        if obj is None:
+            return self
+        return BoundPerInstance(self, obj)
+
+    def key(self, obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+        bound = self.signature.bind(obj, *args, **kwargs)
+        bound.apply_defaults()
+        items = list(bound.arguments.items())[1:]  # not self: the cache lives on it
+        return content_hash(items, f"the arguments of {self.name}")
+
+
+class BoundPerInstance:
+    """``obj.method``: call it, or ``obj.method.clear()`` to drop its cached results."""
+
+    __slots__ = ("_desc", "_obj")
+
+    def __init__(self, desc: PerInstance, obj: Any) -> None:
+        self._desc = desc
+        self._obj = obj
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        desc, obj = self._desc, self._obj
+        key = desc.key(obj, args, kwargs)
+        return desc.get_or_compute(obj, key, lambda: desc.fn(obj, *args, **kwargs))
+
+    def clear(self) -> None:
+        """Drop this method's cached results on this object."""
+        self._desc.clear_for(self._obj)
+
+    def uncached(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the method without the cache."""
+        return self._desc.fn(self._obj, *args, **kwargs)
+
+
+_PROPERTY_KEY = b"property"
+
+
+class CachedProperty(_PerObjectCache):
+    """Like ``functools.cached_property``, also for ``async def`` (``await obj.prop``), with a TTL."""
+
+    def __get__(self, obj: Any, objtype: type | None = None) -> Any:
+        if obj is None:
+            return self
+        return self.get_or_compute(obj, _PROPERTY_KEY, lambda: self.fn(obj))
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        caches = caches_of(obj)
+        assert caches is not None
+        caches.tables.setdefault(self.name, {})[_PROPERTY_KEY] = (value, self._expiry())
+
+    def __delete__(self, obj: Any) -> None:
+        self.clear_for(obj)
+
+
+def per_instance(fn: Callable[..., Any] | None = None, *, ttl: TTLLike = None) -> Any:
+    """Cache a method's results on each object (memory only), keyed by argument content."""
+    if fn is None:
+        return lambda f: PerInstance(f, ttl)
+    return PerInstance(fn, ttl)
+
+
+def cached_property(fn: Callable[..., Any] | None = None, *, ttl: TTLLike = None) -> Any:
+    """A per-object cached property; ``async def`` properties are awaited: ``await obj.prop``."""
+    if fn is None:
+        return lambda f: CachedProperty(f, ttl)
+    return CachedProperty(fn, ttl)
