@@ -88,8 +88,11 @@ def caches_of(obj: Any, create: bool = True) -> InstanceCaches | None:
         return entry[1]
     if not create:
         return None
+    def forget(_: object, key: int = key) -> None:
+        _side.pop(key, None)
+
     try:
-        ref = weakref.ref(obj, lambda _, key=key: _side.pop(key, None))
+        ref = weakref.ref(obj, forget)
     except TypeError:
         raise TypeError(
             f"{type(obj).__qualname__} objects have neither __dict__ nor __weakref__, so a per-instance "
