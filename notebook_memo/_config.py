@@ -90,6 +90,7 @@ class Settings:
     size_limit: int | None = None
     track_versions: bool = True
     verbose: bool = True
+    disabled: bool = False  # %memo off
 
 
 settings = Settings()
@@ -120,8 +121,8 @@ def resolve_size_limit() -> int:
 
 
 def disabled_by_env() -> bool:
-    """Return True when ``NOTEBOOK_MEMO_DISABLE`` turns caching off."""
-    return os.environ.get(ENV_DISABLE, "").strip().lower() in {"1", "true", "yes", "on"}
+    """Return True when ``%memo off`` or ``NOTEBOOK_MEMO_DISABLE`` turns caching off."""
+    return settings.disabled or os.environ.get(ENV_DISABLE, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def warn_once(cause: str, message: str, category: type[Warning] = MemoWarning) -> None:

@@ -60,8 +60,10 @@ def _ago(timestamp: float) -> str:
 def differences(current: dict[str, Any], meta: dict[str, Any]) -> list[str]:
     """Return, in plain words, what differs between a call and a stored entry's metadata."""
     reasons = []
+    cell = meta.get("kind") == "cell"
+    argument = "input" if cell else "argument"
     if meta.get("own") != current["own"]:
-        reasons.append("the function's own code changed")
+        reasons.append("the cell's code changed" if cell else "the function's own code changed")
     old_deps: dict[str, list[str]] = meta.get("deps", {})
     new_deps: dict[str, list[str]] = current["deps"]
     for label in sorted(set(old_deps) | set(new_deps)):
@@ -85,12 +87,12 @@ def differences(current: dict[str, Any], meta: dict[str, Any]) -> list[str]:
     old_args: dict[str, str] = meta.get("args", {})
     for name, digest in current["args"].items():
         if name in old_args and old_args[name] != digest:
-            reasons.append(f"argument '{name}' differs")
+            reasons.append(f"{argument} '{name}' differs")
         elif name not in old_args:
-            reasons.append(f"argument '{name}' is new")
+            reasons.append(f"{argument} '{name}' is new")
     for name in old_args:
         if name not in current["args"]:
-            reasons.append(f"argument '{name}' is gone")
+            reasons.append(f"{argument} '{name}' is gone")
     return reasons
 
 
@@ -113,21 +115,25 @@ def current_description(fn: MemoizedFunction[Any], call: Call) -> dict[str, Any]
     }
 
 
-def explain_call(fn: MemoizedFunction[Any], call: Call) -> Explanation:
-    """Return whether ``call`` would hit, and for a miss, what differs from the closest entries."""
+def explain_call(fn: MemoizedFunction[Any], call: Call, as_miss: bool = False) -> Explanation:
+    """Return whether ``call`` would hit, and for a miss, what differs from the closest entries.
+
+    ``as_miss`` explains a call that missed and has stored its result since: its own new
+    entry is left out of the comparison.
+    """
     name = fn.qualified_name
     unkeyed = sorted(call.deps.skipped)
     store = fn._store()
-    record = store.get(call.key)
+    record = None if as_miss else store.get(call.key)
     if record is not None:
         expires = record.header.expires
         if expires and expires <= time.time():
             return Explanation(name, False, f"the entry expired at {human_time(expires)} "
-                               f"({_ago(expires)}; ttl {fn._options.ttl:g} s)", [], unkeyed)
+                               f"({_ago(expires)}; ttl {(expires - record.header.created):g} s)", [], unkeyed)
         size = record.header.meta().get("size", 0)
         return Explanation(name, True, f"stored {_ago(record.header.created)}, computed in "
                            f"{record.header.duration:.3g} s, {human_bytes(size)}", [], unkeyed)
-    entries = [(r, r.header.meta()) for r in fn.entries()]
+    entries = [(r, r.header.meta()) for r in fn.entries() if r.key != call.key]
     if not entries:
         return Explanation(name, False, f"nothing is cached for this function in {store.directory}", [], unkeyed)
     current = current_description(fn, call)

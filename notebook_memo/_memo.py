@@ -157,6 +157,7 @@ class MemoizedFunction(Generic[R]):
         self._tracker: CodeTracker | None = None
         self._last_store: tuple[tuple[Any, ...], Store] | None = None
         self.last_call: Call | None = None
+        self.last_hit = False
         self.hits = 0
         self.misses = 0
         self.saved_seconds = 0.0
@@ -251,6 +252,7 @@ class MemoizedFunction(Generic[R]):
             self._drop_corrupt(store, key, f"the stored value no longer unpickles ({type(exc).__name__}: {exc})")
             return _MISS
         self.hits += 1
+        self.last_hit = True
         self.saved_seconds += record.header.duration
         return value
 
@@ -348,6 +350,7 @@ class MemoizedFunction(Generic[R]):
 
     def _compute(self, store: Store, call: Call, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         self.misses += 1
+        self.last_hit = False
         self._check_stale(store, call)
         start = time.perf_counter()
         result = self._fn(*args, **kwargs)
@@ -403,6 +406,7 @@ class MemoizedFunction(Generic[R]):
                         future.set_result((None, value))
                         return value
             self.misses += 1
+            self.last_hit = False
             self._check_stale(store, call)
             start = time.perf_counter()
             result = await self._fn(*args, **kwargs)
@@ -485,7 +489,7 @@ class MemoizedFunction(Generic[R]):
         if count:
             warn_once(f"stale:{self._qualified}",
                       f"{self._name}: {count} cached entr{'y' if count == 1 else 'ies'} "
-                      f"({human_bytes(size)}) from {len(versions)} older version"
+                      f"({human_bytes(size)}) from {len(versions)} other version"
                       f"{'' if len(versions) == 1 else 's'} of its code {'is' if count == 1 else 'are'} "
                       "still on disk; "
                       f"{self._name}.clear_stale() removes them", StaleEntriesWarning)

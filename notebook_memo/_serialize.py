@@ -52,8 +52,10 @@ class _Pickler(cloudpickle.Pickler):
     of the class the notebook just defined again.
     """
 
+    by_value: frozenset[int] = frozenset()
+
     def reducer_override(self, obj: Any) -> Any:
-        if isinstance(obj, type) and _findable(obj):
+        if isinstance(obj, type) and id(obj) not in self.by_value and _findable(obj):
             return NotImplemented
         return super().reducer_override(obj)
 
@@ -118,8 +120,12 @@ def _aligned(position: int) -> int:
     return (position + ALIGN - 1) // ALIGN * ALIGN
 
 
-def dumps(value: Any) -> Payload:
-    """Pickle ``value`` with protocol 5, keeping large buffers out of band."""
+def dumps(value: Any, by_value: frozenset[int] = frozenset()) -> Payload:
+    """Pickle ``value`` with protocol 5, keeping large buffers out of band.
+
+    ``by_value`` holds ids of classes to copy into the pickle even though they can be
+    found by name now (classes a cached cell defines: on restore they do not exist yet).
+    """
     buffers: list[memoryview] = []
     stream = io.BytesIO()
 
@@ -130,7 +136,9 @@ def dumps(value: Any) -> Payload:
             return True
         return False
 
-    _Pickler(stream, protocol=5, buffer_callback=keep).dump(value)
+    pickler = _Pickler(stream, protocol=5, buffer_callback=keep)
+    pickler.by_value = by_value
+    pickler.dump(value)
     return Payload(stream.getvalue(), buffers)
 
 

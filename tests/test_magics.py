@@ -1,0 +1,296 @@
+"""%%memo and %memo in a real IPython shell."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from notebook_memo._cells import analyse
+from tests.conftest import Shell, run_kernel
+
+
+@pytest.fixture
+def ip(shell: Shell) -> Shell:
+    shell.run("%load_ext notebook_memo")
+    shell.run("class _Runs(dict):\n    def __memo_key__(self): return 'runs'\nRUNS = _Runs()")
+    return shell
+
+
+CELL = """%%memo preds
+RUNS['n'] = RUNS.get('n', 0) + 1
+preds = [x * weight for x in data]
+score = sum(preds)
+print(f"score {score}")
+score
+"""
+
+
+def runs(ip: Shell) -> int:
+    return int(ip["RUNS"].get("n", 0))
+
+
+def test_second_run_restores_variables_without_running(ip: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+    ip.run("data = [1, 2, 3]\nweight = 2")
+    first = ip.run(CELL)
+    ip.run("del preds, score")
+    second = ip.run(CELL)
+    assert runs(ip) == 1
+    assert first == second == 12
+    assert ip["preds"] == [2, 4, 6] and ip["score"] == 12
+    out = capsys.readouterr().out
+    assert out.count("score 12") == 2  # printed once live, once replayed
+    assert "restored preds, score from the cache" in out
+
+
+def test_changing_an_input_is_a_miss(ip: Shell) -> None:
+    ip.run("data = [1, 2, 3]\nweight = 2")
+    ip.run(CELL)
+    ip.run("weight = 3")
+    assert ip.run(CELL) == 18
+    assert runs(ip) == 2
+    ip.run("weight = 2")
+    assert ip.run(CELL) == 12
+    assert runs(ip) == 2  # the first result is still there
+
+
+def test_changing_the_cells_code_is_a_miss_but_comments_are_not(ip: Shell) -> None:
+    ip.run("data = [1, 2, 3]\nweight = 2")
+    ip.run(CELL)
+    ip.run(CELL.replace("score = sum(preds)", "score = sum(preds)  # total"))
+    assert runs(ip) == 1
+    assert ip.run(CELL.replace("sum(preds)", "max(preds)")) == 6
+    assert runs(ip) == 2
+
+
+def test_input_mutated_in_place_is_restored(ip: Shell) -> None:
+    ip.run("items = [1]")
+    cell = "%%memo grow\nRUNS['n'] = RUNS.get('n', 0) + 1\nitems.append(2)\ntotal = len(items)"
+    ip.run(cell)
+    assert ip["items"] == [1, 2]
+    ip.run("items = [1]")
+    ip.run(cell)
+    assert runs(ip) == 1
+    assert ip["items"] == [1, 2] and ip["total"] == 2
+
+
+def test_deleted_names_are_deleted_on_a_hit(ip: Shell) -> None:
+    ip.run("scratch = 5\nkeep = 1")
+    cell = "%%memo tidy\nRUNS['n'] = RUNS.get('n', 0) + 1\nresult = scratch * 2\ndel scratch"
+    ip.run(cell)
+    assert "scratch" not in ip.ip.user_ns
+    ip.run("scratch = 5")
+    ip.run(cell)
+    assert runs(ip) == 1
+    assert "scratch" not in ip.ip.user_ns and ip["result"] == 10
+
+
+def test_functions_and_classes_defined_in_the_cell_are_restored(ip: Shell) -> None:
+    cell = "%%memo defs\nRUNS['n'] = RUNS.get('n', 0) + 1\nimport math\ndef area(r):\n    return math.pi * r * r\n" \
+           "class Shape:\n    sides = 3\nvalue = area(1)"
+    ip.run(cell)
+    ip.run("del area, Shape, value, math")
+    ip.run(cell)
+    assert runs(ip) == 1
+    assert ip.run("area(2) > 12 and Shape.sides == 3 and math.pi > 3")
+
+
+def test_display_outputs_are_replayed_in_order(ip: Shell) -> None:
+    published: list[Any] = []
+    original = ip.ip.display_pub.publish
+
+    def spy(data: Any, metadata: Any = None, *args: Any, **kwargs: Any) -> Any:
+        published.append(data)
+        return original(data, metadata, *args, **kwargs)
+
+    ip.ip.display_pub.publish = spy
+    try:
+        cell = ("%%memo show\nfrom IPython.display import display, HTML\nRUNS['n'] = RUNS.get('n', 0) + 1\n"
+                "display(HTML('<b>one</b>'))\ndisplay({'a': 1}, raw=False)\ndisplay(HTML('<i>two</i>'))")
+        ip.run(cell)
+        first = list(published)
+        published.clear()
+        ip.run(cell)
+    finally:
+        ip.ip.display_pub.publish = original
+    assert runs(ip) == 1
+    assert [d.get("text/html") for d in published] == [d.get("text/html") for d in first]
+    assert published[0]["text/html"] == "<b>one</b>" and published[-1]["text/html"] == "<i>two</i>"
+
+
+def test_matplotlib_figures_are_stored_and_shown_again(ip: Shell) -> None:
+    ip.run("import matplotlib\nmatplotlib.use('module://matplotlib_inline.backend_inline')")
+    published: list[Any] = []
+    original = ip.ip.display_pub.publish
+
+    def spy(data: Any, metadata: Any = None, *args: Any, **kwargs: Any) -> Any:
+        published.append(data)
+        return original(data, metadata, *args, **kwargs)
+
+    ip.ip.display_pub.publish = spy
+    try:
+        cell = "%%memo plot\nimport matplotlib.pyplot as plt\nRUNS['n'] = RUNS.get('n', 0) + 1\nplt.plot([1, 3, 2])\nplt.show()"
+        ip.run(cell)
+        ip.run(cell)
+    finally:
+        ip.ip.display_pub.publish = original
+    assert runs(ip) == 1
+    images = [d for d in published if "image/png" in d]
+    assert len(images) == 2 and images[0]["image/png"] == images[1]["image/png"]
+
+
+def test_a_cell_that_raises_stores_nothing(ip: Shell) -> None:
+    cell = "%%memo flaky\nRUNS['n'] = RUNS.get('n', 0) + 1\nif RUNS['n'] == 1:\n    raise ValueError('boom')\nok = True"
+    result = ip.run_raw(cell)
+    assert isinstance(result.error_in_exec, ValueError)
+    ip.run(cell)
+    ip.run(cell)
+    assert runs(ip) == 2 and ip["ok"] is True
+
+
+def test_top_level_await_in_a_cell(ip: Shell) -> None:
+    cell = "%%memo fetched\nimport asyncio\nRUNS['n'] = RUNS.get('n', 0) + 1\nawait asyncio.sleep(0)\nvalue = 41 + 1\nawait asyncio.sleep(0) or value"
+    assert ip.run(cell) == 42
+    assert ip.run(cell) == 42
+    assert runs(ip) == 1 and ip["value"] == 42
+
+
+def test_refresh_reruns_and_overwrites(ip: Shell) -> None:
+    ip.run("%%memo r\nRUNS['n'] = RUNS.get('n', 0) + 1\nv = RUNS['n']")
+    ip.run("%%memo r --refresh\nRUNS['n'] = RUNS.get('n', 0) + 1\nv = RUNS['n']")
+    ip.run("%%memo r\nRUNS['n'] = RUNS.get('n', 0) + 1\nv = RUNS['n']")
+    assert runs(ip) == 2 and ip["v"] == 2
+
+
+def test_unnamed_cells_are_named_by_their_content(ip: Shell) -> None:
+    ip.run("%%memo\nRUNS['n'] = RUNS.get('n', 0) + 1\nz = 1")
+    ip.run("%%memo\nRUNS['n'] = RUNS.get('n', 0) + 1\nz = 1")
+    assert runs(ip) == 1
+
+
+def test_inputs_and_outputs_override_detection(ip: Shell) -> None:
+    ip.run("a = 1\nb = 100")
+    cell = "%%memo pick --inputs a --outputs keep\nRUNS['n'] = RUNS.get('n', 0) + 1\nkeep = a + b\ntemp = 5"
+    ip.run(cell)
+    ip.run("del keep, temp\nb = 200")  # b is not an input now: still a hit
+    ip.run(cell)
+    assert runs(ip) == 1 and ip["keep"] == 101 and "temp" not in ip.ip.user_ns
+
+
+def test_unhashable_input_suggests_inputs(ip: Shell) -> None:
+    ip.run("import threading\nlock = threading.Lock()")
+    result = ip.run_raw("%%memo locked\nwith lock:\n    x = 1")
+    assert "--inputs" in str(result.error_in_exec)
+
+
+def test_ttl_option(ip: Shell) -> None:
+    import time
+
+    cell = "%%memo brief --ttl 0.2s\nRUNS['n'] = RUNS.get('n', 0) + 1"
+    ip.run(cell)
+    ip.run(cell)
+    time.sleep(0.3)
+    ip.run(cell)
+    assert runs(ip) == 2
+
+
+def test_functions_used_by_a_cell_are_part_of_its_key(ip: Shell) -> None:
+    ip.run("def scale(v):\n    return v * 2")
+    cell = "%%memo scaled\nRUNS['n'] = RUNS.get('n', 0) + 1\nout = scale(4)"
+    ip.run(cell)
+    ip.run("def scale(v):\n    # same code, a comment\n    return v * 2")
+    ip.run(cell)
+    assert runs(ip) == 1
+    ip.run("def scale(v):\n    return v * 3")
+    ip.run(cell)
+    assert runs(ip) == 2 and ip["out"] == 12
+
+
+def test_line_magic_info_clear_explain_off_on_dir(ip: Shell, tmp_path: Path) -> None:
+    ip.run("w = 1")
+    ip.run("%%memo named\nRUNS['n'] = RUNS.get('n', 0) + 1\ny = w + 1")
+    ip.run("w = 2")
+    ip.run("%%memo named\nRUNS['n'] = RUNS.get('n', 0) + 1\ny = w + 1")
+    assert "input 'w' differs" in str(ip.run("%memo explain named"))
+    table = ip.run("%memo info")
+    assert "cell:named" in repr(table) and "<table>" in table._repr_html_()
+    ip.run("%memo off")
+    ip.run("%%memo named\nRUNS['n'] = RUNS.get('n', 0) + 1\ny = w + 1")
+    assert runs(ip) == 3
+    ip.run("%memo on")
+    ip.run("%%memo named\nRUNS['n'] = RUNS.get('n', 0) + 1\ny = w + 1")
+    assert runs(ip) == 3
+    ip.run("%memo clear named")
+    ip.run("%%memo named\nRUNS['n'] = RUNS.get('n', 0) + 1\ny = w + 1")
+    assert runs(ip) == 4
+    ip.run(f"%memo dir {tmp_path / 'elsewhere'}")
+    ip.run("%%memo named\nRUNS['n'] = RUNS.get('n', 0) + 1\ny = w + 1")
+    assert runs(ip) == 5 and (tmp_path / "elsewhere").is_dir()
+
+
+def test_clear_stale_removes_older_versions_of_named_cells(ip: Shell) -> None:
+    ip.run("%%memo versions\nv = 1")
+    ip.run("%%memo versions\nv = 2")
+    ip.run("%memo clear --stale")
+    ip.run("%%memo versions\nv = 1")  # its entry was stale, so this runs again
+    assert ip["v"] == 1
+
+
+def test_unknown_command_is_a_usage_error(ip: Shell) -> None:
+    result = ip.run_raw("%memo frobnicate")
+    assert result.error_in_exec is not None and "unknown command" in str(result.error_in_exec)
+
+
+def test_unload_extension_removes_the_magics(ip: Shell) -> None:
+    ip.run("%unload_ext notebook_memo")
+    assert "memo" not in ip.ip.magics_manager.magics["cell"]
+
+
+@pytest.mark.parametrize(
+    "source, inputs, binds",
+    [
+        ("y = x + 1", ["x"], ["y"]),
+        ("x = 1\ny = x", [], ["x", "y"]),
+        ("x += 1", ["x"], ["x"]),
+        ("total = [a * b for a in items]", ["items", "b"], ["total"]),
+        ("f = lambda q: q + offset", ["offset"], ["f"]),
+        ("def g(p):\n    return p + bias\nr = g(1)", ["bias"], ["g", "r"]),
+        ("s = f'{name}!'", ["name"], ["s"]),
+        ("if (n := len(xs)) > 2:\n    big = n", ["xs"], ["big", "n"]),
+        ("for i, v in enumerate(vals):\n    acc = v", ["vals"], ["acc", "i", "v"]),
+        ("with open(path) as fh:\n    text = fh.read()", ["path"], ["fh", "text"]),
+        ("import numpy as np\nfrom os import path as p\narr = np.zeros(3)", [], ["arr", "np", "p"]),
+        ("class K:\n    a = base\n    b = a", ["base"], ["K"]),
+        ("def bump():\n    global counter\n    counter += 1", ["counter"], ["bump"]),
+    ],
+)
+def test_input_and_output_detection(source: str, inputs: list[str], binds: list[str]) -> None:
+    analysis = analyse(ast.parse(source))
+    builtins = {"len", "enumerate", "open"}
+    assert [n for n in analysis.inputs if n not in builtins] == inputs
+    assert [n for n in analysis.binds if n not in {"counter"}] == binds
+
+
+def test_cells_hit_after_a_kernel_restart(cache_dir: Path) -> None:
+    cells = [
+        "%load_ext notebook_memo",
+        "class _R(dict):\n    def __memo_key__(self): return 'r'\nRUNS = _R()\ndata = list(range(10))",
+        "%%memo restart\nRUNS['n'] = RUNS.get('n', 0) + 1\nsquares = {x: x * x for x in data}",
+        "OUT['runs'] = RUNS.get('n', 0)\nOUT['squares'] = squares[9]",
+    ]
+    assert run_kernel(cells, cache_dir, seed=1)["runs"] == 1
+    second = run_kernel(cells, cache_dir, seed=2)
+    assert second["runs"] == 0 and second["squares"] == 81
+
+
+def test_restored_functions_read_the_live_notebook_globals(ip: Shell) -> None:
+    ip.run("SCALE = 2")
+    cell = "%%memo defs_globals\nRUNS['n'] = RUNS.get('n', 0) + 1\ndef times(v):\n    return v * SCALE"
+    ip.run(cell)
+    ip.run("del times")
+    ip.run(cell)
+    assert runs(ip) == 1
+    ip.run("SCALE = 5")
+    assert ip.run("times(2)") == 10  # not the SCALE frozen when the cell first ran
