@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 import types
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,10 +88,10 @@ class _Scope(ast.NodeVisitor):
     def visit_Global(self, node: ast.Global) -> None:
         self.globals_declared.update(node.names)
 
-    def _nested(self, node: ast.AST, params: list[str], body: list[ast.AST] | ast.AST) -> None:
+    def _nested(self, node: ast.AST, params: list[str], body: Sequence[ast.AST] | ast.AST) -> None:
         inner = _Scope()
         inner.bound.update(params)
-        for stmt in body if isinstance(body, list) else [body]:
+        for stmt in body if isinstance(body, Sequence) else [body]:
             inner.visit(stmt)
         for name in inner.reads:
             if name not in inner.bound or name in inner.globals_declared:
@@ -267,6 +267,7 @@ def execute(shell: Any, tree: ast.Module, filename: str) -> Any:
     """Run a parsed cell in the shell's namespace; return the last expression's value or None."""
     body = list(tree.body)
     last = body.pop() if body and isinstance(body[-1], ast.Expr) else None
+    assert last is None or isinstance(last, ast.Expr)
     flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
     namespace = shell.user_ns
     if body:

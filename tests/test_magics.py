@@ -131,7 +131,8 @@ def test_matplotlib_figures_are_stored_and_shown_again(ip: Shell) -> None:
 
     ip.ip.display_pub.publish = spy
     try:
-        cell = "%%memo plot\nimport matplotlib.pyplot as plt\nRUNS['n'] = RUNS.get('n', 0) + 1\nplt.plot([1, 3, 2])\nplt.show()"
+        cell = ("%%memo plot\nimport matplotlib.pyplot as plt\nRUNS['n'] = RUNS.get('n', 0) + 1\n"
+                "plt.plot([1, 3, 2])\nplt.show()")
         ip.run(cell)
         ip.run(cell)
     finally:
@@ -151,7 +152,8 @@ def test_a_cell_that_raises_stores_nothing(ip: Shell) -> None:
 
 
 def test_top_level_await_in_a_cell(ip: Shell) -> None:
-    cell = "%%memo fetched\nimport asyncio\nRUNS['n'] = RUNS.get('n', 0) + 1\nawait asyncio.sleep(0)\nvalue = 41 + 1\nawait asyncio.sleep(0) or value"
+    cell = ("%%memo fetched\nimport asyncio\nRUNS['n'] = RUNS.get('n', 0) + 1\nawait asyncio.sleep(0)\n"
+            "value = 41 + 1\nawait asyncio.sleep(0) or value")
     assert ip.run(cell) == 42
     assert ip.run(cell) == 42
     assert runs(ip) == 1 and ip["value"] == 42
