@@ -287,6 +287,57 @@ def method_on_big_object(root: Path, quick: bool) -> None:
     notebook_memo.configure(cache_dir=None)
 
 
+def batches(root: Path, quick: bool) -> None:
+    import asyncio
+
+    from aiocache import Cache, multi_cached
+
+    total = 10_000 if quick else 100_000
+    cached = int(total * 0.9)
+    items = [f"text number {i}" for i in range(total)]
+
+    def embed_one(text: str) -> int:
+        return len(text)
+
+    notebook_memo.configure(cache_dir=str(fresh_dir(root, "nm_batch")))
+
+    @memo.batch("texts", batch_size=1024, progress=False)
+    def embed_batch(texts: list[str]) -> list[int]:
+        return [len(t) for t in texts]
+
+    per_item = memo(embed_one)
+
+    @multi_cached(keys_from_attr="texts", cache=Cache.MEMORY)
+    async def embed_aiocache(texts: list[str]) -> dict[str, int]:
+        return {t: len(t) for t in texts}
+
+    embed_batch(items[:cached])
+    for text in items[:cached]:
+        per_item(text)
+    asyncio.run(embed_aiocache(texts=items[:cached]))
+
+    def timed(fn: Callable[[], Any]) -> float:
+        start = time.perf_counter()
+        fn()
+        return time.perf_counter() - start
+
+    rows = [
+        ("notebook_memo memo.batch", timed(lambda: embed_batch(items))),
+        ("loop over a @memo per-item function", timed(lambda: [per_item(t) for t in items])),
+        ("aiocache multi_cached (memory backend)", timed(lambda: asyncio.run(embed_aiocache(texts=items)))),
+    ]
+    per_item_rows = [(name, seconds / total) for name, seconds in rows]
+    table(f"batch of {total:,} items, 90% cached (time per item)", per_item_rows, per_item_rows[1][0])
+    rows = [
+        ("notebook_memo memo.batch", timed(lambda: embed_batch(items))),
+        ("loop over a @memo per-item function", timed(lambda: [per_item(t) for t in items])),
+        ("aiocache multi_cached (memory backend)", timed(lambda: asyncio.run(embed_aiocache(texts=items)))),
+    ]
+    per_item_rows = [(name, seconds / total) for name, seconds in rows]
+    table(f"batch of {total:,} items, all cached (overhead per cached item)", per_item_rows, per_item_rows[1][0])
+    notebook_memo.configure(cache_dir=None)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
@@ -305,6 +356,7 @@ def main() -> None:
             "entries": lambda: many_entries(root, args.quick),
             "deps": lambda: dependency_cost(root, args.quick),
             "methods": lambda: method_on_big_object(root, args.quick),
+            "batch": lambda: batches(root, args.quick),
         }
         for name, case in cases.items():
             if args.only and name not in args.only:

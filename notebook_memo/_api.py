@@ -104,6 +104,25 @@ class _Memo:
         return _methods.cached_property(fn, ttl=ttl)
 
     @staticmethod
+    def batch(argument: str, /, *, batch_size: int = 256, progress: bool = True, ttl: TTLLike = None,
+              ignore: Iterable[str] = (), version: Any = None, cache_dir: str | os.PathLike[str] | None = None,
+              track_versions: bool | None = None) -> Callable[[Callable[P, R]], Memoized[P, R]]:
+        """Cache a function over a sequence item by item: only new items are computed.
+
+        >>> @memo.batch("texts", batch_size=256)
+        ... def embed(texts: list[str], model: str = "small") -> list[int]:
+        ...     return [len(t) for t in texts]        # one result per text, in order
+
+        :param argument: the parameter holding the items (list, tuple, numpy array, pandas Series).
+        :param batch_size: the most items passed to one call of the function.
+        :param progress: show a tqdm progress bar when more than one chunk must be computed.
+        """
+        from ._batch import batch
+
+        return batch(argument, batch_size=batch_size, progress=progress, ttl=ttl, ignore=ignore,  # type: ignore[no-any-return]
+                     version=version, cache_dir=cache_dir, track_versions=track_versions)
+
+    @staticmethod
     def reset(obj: Any) -> None:
         """Drop every per-instance cache and cached property held by ``obj``."""
         _methods.reset(obj)
