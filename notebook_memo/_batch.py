@@ -176,7 +176,7 @@ class BatchFunction(MemoizedFunction[Any]):
 
     def explain(self, *args: Any, **kwargs: Any) -> Explanation:
         """Report how many items are cached, and why the first missing one is not."""
-        batch, call, digests = self._split_call(args, kwargs)
+        _, call, digests = self._split_call(args, kwargs)
         store = self._store()
         missing = [d for d in dict.fromkeys(digests) if self._read(store, self._item_key(call, d)) is _MISS]
         total = len(set(digests))

@@ -24,6 +24,7 @@ ENV_DIR = "NOTEBOOK_MEMO_DIR"
 ENV_DISABLE = "NOTEBOOK_MEMO_DISABLE"
 ENV_SECRET = "NOTEBOOK_MEMO_SECRET"
 ENV_SIZE_LIMIT = "NOTEBOOK_MEMO_SIZE_LIMIT"
+ENV_LEASE = "NOTEBOOK_MEMO_LEASE"
 
 DEFAULT_DIR_NAME = ".notebook_memo"
 DEFAULT_SIZE_LIMIT = 20 * 2**30  # 20 GiB per cache directory
@@ -118,6 +119,12 @@ def resolve_size_limit() -> int:
         return settings.size_limit
     env = os.environ.get(ENV_SIZE_LIMIT)
     return parse_size(env) if env else DEFAULT_SIZE_LIMIT
+
+
+def resolve_lease() -> float:
+    """Return how long a computing process holds a key without renewing it (seconds)."""
+    env = os.environ.get(ENV_LEASE)
+    return float(env) if env else LOCK_LEASE
 
 
 def disabled_by_env() -> bool:

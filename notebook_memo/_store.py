@@ -25,7 +25,7 @@ from typing import Any
 import diskcache
 from diskcache.core import UNKNOWN
 
-from ._config import LOCK_LEASE, TOUCH_FLUSH_INTERVAL
+from ._config import TOUCH_FLUSH_INTERVAL, resolve_lease
 from ._serialize import (
     CorruptRecord,
     Header,
@@ -190,6 +190,7 @@ class Store:
         expire = None if keep_until is None else max(keep_until - time.time(), 0.001)
         writer.set(key, _NewRecord(header, payload, inline), expire=expire, tag=tag)
         if writer.volume() > self.size_limit:
+            self.flush()  # recent hits first, so least-recently-used really means that
             writer.cull()
         return payload.nbytes
 
@@ -267,7 +268,7 @@ class Store:
         """Take the lease on ``key`` for this process; False if someone else holds it."""
         lock_key = "lock:" + key
         owner = f"{os.getpid()}:{uuid.uuid4().hex}"
-        if self.writer.add(lock_key, owner, expire=LOCK_LEASE):
+        if self.writer.add(lock_key, owner, expire=resolve_lease()):
             self._held_leases[lock_key] = owner
             if self._flusher is None:
                 self._start_flusher()
@@ -293,7 +294,7 @@ class Store:
                     # Extend only a lease that is still ours: if it was released meanwhile, or
                     # lapsed and another process took it, recreating it would block everyone.
                     if self._held_leases.get(lock_key) == owner and writer.get(lock_key) == owner:
-                        writer.touch(lock_key, expire=LOCK_LEASE)
+                        writer.touch(lock_key, expire=resolve_lease())
 
     def close(self) -> None:
         self._stop.set()
@@ -302,7 +303,7 @@ class Store:
 
 
 def _flush_loop(ref: weakref.ReferenceType[Store]) -> None:
-    interval = min(TOUCH_FLUSH_INTERVAL, LOCK_LEASE / 3)
+    interval = min(TOUCH_FLUSH_INTERVAL, resolve_lease() / 3)
     while True:
         store = ref()
         if store is None or store._stop.is_set():
