@@ -85,11 +85,13 @@ class Inventory:
         writer = self.store.writer
         self.store.flush()  # pending access times decide what is least recently used
         before = len(self.records())
-        previous = writer.reset("size_limit")
+        previous = self.store.size_limit
         try:
+            self.store.size_limit = limit
             writer.reset("size_limit", limit)
-            writer.cull()
+            self.store._enforce_limit(writer)
         finally:
+            self.store.size_limit = previous
             writer.reset("size_limit", previous)
         return before - len(self.records())
 

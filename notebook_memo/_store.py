@@ -43,6 +43,7 @@ MODE_RECORD = 16  # a diskcache row mode of ours: the value column holds a recor
 _DB_NAME = "cache.db"
 _MARKER = "NOTEBOOK_MEMO_CACHE"
 _REVALIDATE = 0.25
+_CULL_MARKER = "stats:cull"
 
 
 @dataclass
@@ -126,8 +127,11 @@ class Store:
         self._write_marker()
         self._close_handles()
         common: dict[str, Any] = {"disk": _RecordDisk, "statistics": 0, "tag_index": 1}
+        # cull_limit=1: past the size limit each write evicts one least-recently-used entry;
+        # diskcache's default (10 per write, 10 per cull() round) would drop far more than
+        # needed when entries are large.
         self._writer = diskcache.Cache(self.directory, eviction_policy="least-recently-used",
-                                       size_limit=self.size_limit, cull_limit=10, **common)
+                                       size_limit=self.size_limit, cull_limit=1, **common)
         self._reader = diskcache.Cache(self.directory, eviction_policy="none", cull_limit=0, **common)
         st = os.stat(os.path.join(self.directory, _DB_NAME))
         self._ident = (st.st_dev, st.st_ino)
@@ -187,12 +191,22 @@ class Store:
         inline = payload.nbytes < inline_limit
         header = encode_header(payload, meta, created, expires, duration, inline, secret)
         writer = self.writer
+        if self._pending_touch:
+            self.flush()  # diskcache culls inside set(): recent hits must be recorded first
         expire = None if keep_until is None else max(keep_until - time.time(), 0.001)
         writer.set(key, _NewRecord(header, payload, inline), expire=expire, tag=tag)
-        if writer.volume() > self.size_limit:
-            self.flush()  # recent hits first, so least-recently-used really means that
-            writer.cull()
+        self._enforce_limit(writer)
         return payload.nbytes
+
+    def _enforce_limit(self, writer: diskcache.Cache) -> None:
+        """Evict least recently used entries, one at a time, until the directory fits its limit."""
+        volume = writer.volume()
+        while volume > self.size_limit:
+            writer.set(_CULL_MARKER, 0)  # every set() runs one cull round (cull_limit entries)
+            now = writer.volume()
+            if now >= volume:
+                break  # nothing left to evict
+            volume = now
 
     def delete(self, key: str) -> bool:
         return bool(self.writer.delete(key))
@@ -266,6 +280,8 @@ class Store:
     # -- leases: one process computes a key, others wait -----------------------------------
     def try_lease(self, key: str) -> bool:
         """Take the lease on ``key`` for this process; False if someone else holds it."""
+        if self._pending_touch:
+            self.flush()  # add() may cull: recent hits must be recorded first
         lock_key = "lock:" + key
         owner = f"{os.getpid()}:{uuid.uuid4().hex}"
         if self.writer.add(lock_key, owner, expire=resolve_lease()):
@@ -328,6 +344,10 @@ def get_store(directory: str, size_limit: int) -> Store:
             if store is None:
                 store = Store(directory, size_limit)
                 _stores[directory] = store
+    if store.size_limit != size_limit:  # configure(size_limit=...) after the store was opened
+        store.size_limit = size_limit
+        if store._writer is not None:
+            store._writer.reset("size_limit", size_limit)
     return store
 
 

@@ -1,0 +1,160 @@
+"""Soak test: processes share one cache while faults are injected; nothing wrong may come back.
+
+    .venv/bin/python benchmarks/soak.py --seconds 60 --workers 4
+
+Workers call memoized functions over a small key space (small and multi-megabyte values)
+and check every value they get. Meanwhile this process kills workers with SIGKILL,
+flips bytes in stored files and rows, truncates payload files and deletes the whole
+cache directory. Prints calls, faults injected, wrong values served and errors surfaced
+to callers; exits 1 unless the last two are 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+WORKER = """
+import json, os, random, sys, time, warnings
+sys.path.insert(0, {root!r})
+import numpy as np
+from notebook_memo import memo
+warnings.simplefilter("ignore")
+report, seconds, seed = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+
+@memo
+def small(k):
+    return {{"k": k, "items": list(range(k % 50))}}
+
+@memo
+def large(k):
+    return np.full((k % 4 + 1) * 2**18, float(k))
+
+rng = random.Random(seed)
+counts = {{"calls": 0, "wrong": 0, "errors": 0}}
+end = time.monotonic() + seconds
+last = 0.0
+while time.monotonic() < end:
+    k = rng.randrange(40)
+    try:
+        if rng.random() < 0.5:
+            ok = small(k) == {{"k": k, "items": list(range(k % 50))}}
+        else:
+            value = large(k)
+            ok = value.shape == ((k % 4 + 1) * 2**18,) and bool((value == float(k)).all())
+        counts["calls"] += 1
+        counts["wrong"] += not ok
+    except Exception as exc:
+        counts["errors"] += 1
+        print(repr(exc), file=sys.stderr)
+    if time.monotonic() - last > 0.2:
+        with open(report + ".tmp", "w") as f:
+            json.dump(counts, f)
+        os.replace(report + ".tmp", report)
+        last = time.monotonic()
+with open(report + ".tmp", "w") as f:
+    json.dump(counts, f)
+os.replace(report + ".tmp", report)
+"""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    work = Path(tempfile.mkdtemp(prefix="nm_soak_"))
+    cache = work / "cache"
+    script = work / "worker.py"
+    script.write_text(WORKER.format(root=str(ROOT)))
+    env = {**os.environ, "NOTEBOOK_MEMO_DIR": str(cache), "NOTEBOOK_MEMO_LEASE": "2"}
+    faults = {"kills": 0, "flipped_bytes": 0, "truncations": 0, "directory_deletions": 0}
+    reports: list[Path] = []
+    procs: list[subprocess.Popen[bytes]] = []
+    errors_log = work / "errors.txt"
+
+    def spawn(remaining: float) -> None:
+        report = work / f"report_{len(reports)}.json"
+        reports.append(report)
+        with open(errors_log, "ab") as err:
+            procs.append(subprocess.Popen([sys.executable, str(script), str(report), str(remaining),
+                                           str(rng.randrange(10**6))], env=env, stderr=err))
+
+    end = time.monotonic() + args.seconds
+    for _ in range(args.workers):
+        spawn(args.seconds)
+    while time.monotonic() < end:
+        time.sleep(rng.uniform(0.2, 1.0))
+        fault = rng.choice(["kill", "flip", "truncate", "delete", "flip"])
+        if fault == "kill":
+            alive = [p for p in procs if p.poll() is None]
+            if alive:
+                rng.choice(alive).send_signal(signal.SIGKILL)
+                faults["kills"] += 1
+                spawn(max(end - time.monotonic(), 0.5))
+        elif fault in ("flip", "truncate"):
+            files = list(cache.rglob("*.val"))
+            if files and rng.random() < 0.7:
+                target = rng.choice(files)
+                try:
+                    with open(target, "r+b") as f:
+                        size = os.fstat(f.fileno()).st_size
+                        if fault == "truncate":
+                            f.truncate(size // 2)
+                            faults["truncations"] += 1
+                        else:
+                            f.seek(rng.randrange(max(size, 1)))
+                            f.write(bytes([rng.randrange(256)]))
+                            faults["flipped_bytes"] += 1
+                except OSError:
+                    pass
+            elif (cache / "cache.db").exists():
+                try:
+                    with sqlite3.connect(str(cache / "cache.db"), timeout=5) as db:
+                        row = db.execute("SELECT rowid, value FROM Cache WHERE mode = 16 "
+                                         "ORDER BY random() LIMIT 1").fetchone()
+                        if row and row[1]:
+                            blob = bytearray(row[1])
+                            blob[rng.randrange(len(blob))] ^= 0x55
+                            db.execute("UPDATE Cache SET value = ? WHERE rowid = ?", (bytes(blob), row[0]))
+                            faults["flipped_bytes"] += 1
+                except sqlite3.Error:
+                    pass
+        elif fault == "delete" and rng.random() < 0.3:
+            shutil.rmtree(cache, ignore_errors=True)
+            faults["directory_deletions"] += 1
+    for p in procs:
+        try:
+            p.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    totals = {"calls": 0, "wrong": 0, "errors": 0}
+    for report in reports:
+        if report.exists():
+            for key, value in json.loads(report.read_text()).items():
+                totals[key] += value
+    result = {"calls": totals["calls"], "faults_injected": faults, "wrong_values_served": totals["wrong"],
+              "errors_surfaced_to_callers": totals["errors"], "worker_processes": len(reports)}
+    print(json.dumps(result, indent=2))
+    if totals["errors"]:
+        print(errors_log.read_text()[-2000:], file=sys.stderr)
+    shutil.rmtree(work, ignore_errors=True)
+    return 0 if totals["wrong"] == 0 and totals["errors"] == 0 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

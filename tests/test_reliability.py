@@ -1,0 +1,416 @@
+"""Reliability: many processes, killed writers, corruption, tampering, size limits, full disks."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import notebook_memo
+from notebook_memo import StorageWarning, configure, memo
+from notebook_memo._serialize import Payload
+from tests.conftest import ROOT, Counter
+
+WORKER = """
+import json, os, sys, time
+sys.path.insert(0, {root!r})
+import numpy as np
+from notebook_memo import memo
+
+LOG = sys.argv[2]
+
+class _Log:
+    def __memo_key__(self): return "log"
+    def write(self, text):
+        fd = os.open(LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        os.write(fd, text.encode())
+        os.close(fd)
+
+log = _Log()
+
+@memo
+def work(k, seconds=0.3):
+    log.write(f"start {{k}} {{os.getpid()}}\\n")
+    time.sleep(seconds)
+    log.write(f"done {{k}} {{os.getpid()}}\\n")
+    return {{"key": k, "square": k * k}}
+
+@memo
+def big(k, megabytes=16):
+    return np.full(megabytes * 2**20 // 8, float(k))
+
+mode = sys.argv[1]
+if mode == "keys":
+    keys = json.loads(sys.argv[3])
+    print(json.dumps([work(k) for k in keys]))
+elif mode == "hang":
+    work(99, seconds=120)
+elif mode == "take-over":
+    print(json.dumps(work(99, seconds=0)))
+elif mode == "big":
+    for k in range(int(sys.argv[3])):
+        big(k)
+elif mode == "check":
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        wrong = sum(not bool((big(k) == float(k)).all()) or big(k).shape != (2 * 2**20,)
+                    for k in range(int(sys.argv[3])))
+    print(json.dumps({{"wrong": wrong, "hits": big.cache_info().hits,
+                      "storage_warnings": [str(w.message) for w in caught if "Storage" in w.category.__name__]}}))
+"""
+
+
+def _worker(tmp_path: Path) -> Path:
+    path = tmp_path / "worker.py"
+    path.write_text(WORKER.format(root=str(ROOT)))
+    return path
+
+
+def _env(cache_dir: Path, **extra: str) -> dict[str, str]:
+    return {**os.environ, "NOTEBOOK_MEMO_DIR": str(cache_dir), "PYTHONPATH": str(ROOT), **extra}
+
+
+def test_processes_compute_each_key_once(tmp_path: Path, cache_dir: Path) -> None:
+    script, log = _worker(tmp_path), tmp_path / "log.txt"
+    rng = random.Random(7)
+    orders = [rng.sample(range(6), 6) for _ in range(8)]
+    procs = [subprocess.Popen([sys.executable, str(script), "keys", str(log), json.dumps(order)],
+                              stdout=subprocess.PIPE, text=True, env=_env(cache_dir)) for order in orders]
+    outputs = [json.loads(p.communicate(timeout=120)[0]) for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    done = [line.split()[1] for line in log.read_text().splitlines() if line.startswith("done")]
+    assert sorted(done) == [str(k) for k in range(6)]  # each body ran exactly once
+    for order, results in zip(orders, outputs):
+        assert results == [{"key": k, "square": k * k} for k in order]
+
+
+def test_threads_compute_once(counter: Counter) -> None:
+    @memo
+    def slow(k: int) -> int:
+        counter()
+        time.sleep(0.2)
+        return k * 2
+
+    results: list[int] = []
+    threads = [threading.Thread(target=lambda: results.append(slow(5))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [10] * 8 and counter.n == 1
+
+
+def test_different_keys_do_not_wait_for_each_other(counter: Counter) -> None:
+    gate = threading.Event()
+
+    @memo
+    def blocked(k: int) -> int:
+        if k == 1:
+            gate.wait(30)
+        return k
+
+    t = threading.Thread(target=blocked, args=(1,))
+    t.start()
+    assert blocked(2) == 2  # returns while key 1 is still computing
+    gate.set()
+    t.join()
+
+
+def test_a_waiter_takes_over_when_the_computing_process_dies(tmp_path: Path, cache_dir: Path) -> None:
+    script, log = _worker(tmp_path), tmp_path / "log.txt"
+    env = _env(cache_dir, NOTEBOOK_MEMO_LEASE="1")
+    hanging = subprocess.Popen([sys.executable, str(script), "hang", str(log)], env=env)
+    deadline = time.monotonic() + 60
+    while not (log.exists() and "start 99" in log.read_text()):
+        assert time.monotonic() < deadline, "the first process never started computing"
+        time.sleep(0.05)
+    hanging.send_signal(signal.SIGKILL)
+    hanging.wait()
+    out = subprocess.run([sys.executable, str(script), "take-over", str(log)], env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {"key": 99, "square": 9801}
+    assert log.read_text().count("done 99") == 1
+
+
+def test_killed_writers_never_leave_an_entry_that_is_served_half_written(tmp_path: Path, cache_dir: Path) -> None:
+    script, log = _worker(tmp_path), tmp_path / "log.txt"
+    rng = random.Random(11)
+    for _ in range(6):
+        proc = subprocess.Popen([sys.executable, str(script), "big", str(log), "6"], env=_env(cache_dir))
+        time.sleep(rng.uniform(0.3, 1.5))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    checked = subprocess.run([sys.executable, str(script), "check", str(log), "6"], env=_env(cache_dir),
+                             capture_output=True, text=True, timeout=120)
+    assert checked.returncode == 0, checked.stderr
+    report = json.loads(checked.stdout)
+    assert report["wrong"] == 0 and report["storage_warnings"] == []  # nothing damaged was ever served
+    assert report["hits"] >= 6  # each value was read back from the cache at least once
+    from notebook_memo._store import Store
+
+    store = Store(str(cache_dir), 2**40)
+    store.repair()
+    files = {str(p) for p in cache_dir.rglob("*.val")}
+    referenced = {r.path for r in store.records() if r.path}
+    assert files == referenced  # leftovers of killed writes were reclaimed
+    store.close()
+
+
+# -- corruption ---------------------------------------------------------------------------------
+
+
+def _db(cache_dir: Path) -> sqlite3.Connection:
+    return sqlite3.connect(str(cache_dir / "cache.db"))
+
+
+def test_a_flipped_byte_in_an_inline_value_is_detected(counter: Counter, cache_dir: Path) -> None:
+    @memo
+    def small() -> dict[str, int]:
+        counter()
+        return {"answer": 42}
+
+    small()
+    with _db(cache_dir) as db:
+        key, blob = db.execute("SELECT key, value FROM Cache WHERE key NOT LIKE 'lock:%'").fetchone()
+        damaged = bytearray(blob)
+        damaged[-3] ^= 0xFF
+        db.execute("UPDATE Cache SET value = ? WHERE key = ?", (bytes(damaged), key))
+    with pytest.warns(StorageWarning, match="damaged"):
+        assert small() == {"answer": 42}
+    assert counter.n == 2
+    assert small() == {"answer": 42} and counter.n == 2
+
+
+def test_a_truncated_payload_file_is_detected(counter: Counter) -> None:
+    @memo
+    def array() -> np.ndarray:
+        counter()
+        return np.arange(200_000)
+
+    array()
+    [record] = array.entries()
+    assert record.path is not None
+    with open(record.path, "r+b") as handle:
+        handle.truncate(1000)
+    with pytest.warns(StorageWarning):
+        assert np.array_equal(array(), np.arange(200_000))
+    assert counter.n == 2
+
+
+# -- tampering ----------------------------------------------------------------------------------
+
+
+class _Trap:
+    """Unpickling this creates a file: stands in for a malicious payload."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (open, (self.path, "w"))
+
+
+def _plant(fn: Any, args: tuple[Any, ...], value: Any, secret: bytes | None) -> None:
+    """Write ``value`` where fn(*args) would look, as someone with write access could."""
+    import pickle
+
+    call = fn.make_call(args, {})
+    store = fn._store()
+    payload = Payload(pickle.dumps(value, protocol=5), [])
+    meta = fn._meta(call, 0.0, time.time(), payload.nbytes)
+    store.put(call.key, payload, meta, time.time(), None, 0.0, None, fn.function_id, secret, 1 << 16)
+
+
+def test_signed_values_round_trip(counter: Counter) -> None:
+    configure(secret="team secret")
+
+    @memo
+    def f(x: int) -> int:
+        counter()
+        return x + 1
+
+    assert f(1) == f(1) == 2 and counter.n == 1
+
+
+def test_an_unsigned_or_forged_value_is_never_unpickled(tmp_path: Path, counter: Counter) -> None:
+    trap = tmp_path / "pwned"
+
+    @memo
+    def f(x: int) -> int:
+        counter()
+        return x + 1
+
+    configure(secret="team secret")
+    _plant(f, (1,), _Trap(str(trap)), secret=None)  # written without the secret
+    with pytest.warns(StorageWarning, match="not signed"):
+        assert f(1) == 2
+    assert not trap.exists()
+    _plant(f, (2,), _Trap(str(trap)), secret=b"another secret")  # signed with the wrong secret
+    with pytest.warns(StorageWarning, match="signature mismatch"):
+        assert f(2) == 3
+    assert not trap.exists() and counter.n == 2
+
+
+def test_modified_signed_payload_with_a_recomputed_checksum_is_rejected(counter: Counter, cache_dir: Path) -> None:
+    import xxhash
+
+    from notebook_memo._serialize import _HEADER
+
+    configure(secret="s3cret")
+
+    @memo
+    def f() -> str:
+        counter()
+        return "genuine"
+
+    f()
+    with _db(cache_dir) as db:
+        key, blob = db.execute("SELECT key, value FROM Cache WHERE key NOT LIKE 'lock:%'").fetchone()
+        forged = bytearray(blob.replace(b"genuine", b"forgery"))
+        fields = list(_HEADER.unpack_from(forged))
+        pickle_len, meta_len = fields[6], fields[8]
+        payload = bytes(forged[_HEADER.size + meta_len:])[:pickle_len]
+        fields[9] = xxhash.xxh3_128_digest(payload)  # an attacker can recompute a plain checksum
+        forged[: _HEADER.size] = _HEADER.pack(*fields)
+        db.execute("UPDATE Cache SET value = ? WHERE key = ?", (bytes(forged), key))
+    with pytest.warns(StorageWarning, match="signature mismatch"):
+        assert f() == "genuine"
+    assert counter.n == 2
+
+
+def test_cache_directory_is_readable_by_its_owner_only(cache_dir: Path) -> None:
+    @memo
+    def f() -> int:
+        return 1
+
+    f()
+    assert stat.S_IMODE(cache_dir.stat().st_mode) == 0o700
+
+
+# -- limits and a full disk ----------------------------------------------------------------------
+
+
+def test_size_limit_evicts_least_recently_used_entries(counter: Counter) -> None:
+    configure(size_limit=1_400_000)
+
+    @memo
+    def blob(k: int) -> bytes:
+        counter()
+        return bytes([k]) * 300_000
+
+    for k in range(3):
+        blob(k)
+    blob(0)  # a hit: entry 0 is now the most recently used
+    for k in range(3, 6):
+        blob(k)
+    assert blob.is_cached(0)
+    assert not blob.is_cached(1)
+    before = counter.n
+    assert blob(1) == bytes([1]) * 300_000  # an evicted entry is simply a miss
+    assert counter.n == before + 1
+
+
+FULL_DISK = """
+import json, resource, signal, sys, warnings
+sys.path.insert(0, {root!r})
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+import numpy as np
+from notebook_memo import memo
+warnings.simplefilter("always")
+class _Runs:
+    n = 0
+    def __memo_key__(self): return "runs"
+runs = _Runs()
+@memo
+def big(k):
+    runs.n += 1
+    return np.full(2**20, float(k))  # 8 MB
+out = {{}}
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+big(0)
+resource.setrlimit(resource.RLIMIT_FSIZE, (2**20, hard))  # files cannot grow past 1 MB: a full disk
+with warnings.catch_warnings(record=True) as caught:
+    out["values_ok"] = bool((big(1) == 1.0).all() and (big(2) == 2.0).all())
+    out["warnings"] = [str(w.message) for w in caught if "StorageWarning" in w.category.__name__]
+resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))  # space freed
+big(3)
+out["resumed"] = big.is_cached(3)
+out["runs"] = runs.n
+print(json.dumps(out))
+"""
+
+
+def test_a_full_disk_returns_results_with_one_warning_and_caching_resumes(tmp_path: Path,
+                                                                          cache_dir: Path) -> None:
+    script = tmp_path / "full.py"
+    script.write_text(FULL_DISK.format(root=str(ROOT)))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=_env(cache_dir),
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["values_ok"] is True
+    assert len(out["warnings"]) == 1 and "not being stored" in out["warnings"][0]
+    assert out["resumed"] is True
+    assert out["runs"] == 4
+
+
+READ_ONLY = """
+import json, os, sys, warnings
+sys.path.insert(0, {root!r})
+from notebook_memo import memo
+import notebook_memo._store, sqlite3, diskcache, linecache
+if os.geteuid() == 0:
+    os.setgid(65534); os.setuid(65534)  # root ignores permissions: become nobody (after imports)
+warnings.simplefilter("always")
+@memo
+def f(x):
+    return x * 3
+with warnings.catch_warnings(record=True) as caught:
+    values = [f(2), f(2)]
+print(json.dumps({{"values": values, "warnings": len([w for w in caught
+                                              if w.category.__name__ == "StorageWarning"])}}))
+"""
+
+
+def test_a_directory_we_cannot_write_still_returns_results(tmp_path: Path, cache_dir: Path) -> None:
+    @memo
+    def prime() -> int:
+        return 1
+
+    prime()  # the cache exists, owned by this user, 0700
+    if os.geteuid() != 0:
+        cache_dir.chmod(0o500)
+    script = tmp_path / "ro.py"
+    script.write_text(READ_ONLY.format(root=str(ROOT)))
+    script.chmod(0o755)
+    tmp_path.chmod(0o755)
+    try:
+        proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                              env=_env(cache_dir), timeout=120, cwd="/")
+    finally:
+        cache_dir.chmod(0o700)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"values": [6, 6], "warnings": 1}
+
+
+def test_the_docs_explain_the_pickle_risk() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "Pickles run code when loaded" in readme and "NOTEBOOK_MEMO_SECRET" in readme
+    assert "secret" in (notebook_memo.configure.__doc__ or "")
+
+
