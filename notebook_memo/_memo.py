@@ -343,6 +343,12 @@ class MemoizedFunction(Generic[R]):
                     if value is not _MISS:
                         return value
             try:
+                if leased and not refresh:
+                    # The previous holder may have stored the result and released the lease
+                    # between our last look and our taking it.
+                    value = self._read(store, call.key)
+                    if value is not _MISS:
+                        return value
                 return self._compute(store, call, args, kwargs)
             finally:
                 if leased:
@@ -405,6 +411,11 @@ class MemoizedFunction(Generic[R]):
                     if value is not _MISS:
                         future.set_result((None, value))
                         return value
+            if leased and not refresh:
+                value = self._read(store, call.key)  # stored just before we took the lease?
+                if value is not _MISS:
+                    future.set_result((None, value))
+                    return value
             self.misses += 1
             self.last_hit = False
             self._check_stale(store, call)
