@@ -338,6 +338,33 @@ def batches(root: Path, quick: bool) -> None:
     notebook_memo.configure(cache_dir=None)
 
 
+def cell_restore(root: Path, quick: bool) -> None:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    notebook_memo.configure(cache_dir=str(fresh_dir(root, "nm_cells")))
+    megabytes = 32 if quick else 256
+    ip = InteractiveShell.instance()
+    ip.run_cell("%load_ext notebook_memo")
+    ip.run_cell(f"import numpy as np\nn = {megabytes} * 2**20 // 8 // 2")
+    cell = ("%%memo big_cell --quiet\nembeddings = np.random.default_rng(0).random(n)\n"
+            "scores = np.random.default_rng(1).random(n)")
+    ip.run_cell(cell)
+    reference = np.concatenate([ip.user_ns["embeddings"], ip.user_ns["scores"]])
+    npy = root / "cell_ref.npy"
+    np.save(npy, reference)
+
+    def restore() -> None:
+        result = ip.run_cell(cell)
+        assert result.error_in_exec is None
+
+    rows = [
+        (f"%%memo hit restoring {megabytes} MB of variables", best_of(restore, repeat=3)),
+        (f"np.load of the same {megabytes} MB", best_of(lambda: np.load(npy), repeat=3)),
+    ]
+    table("cell magic restore", rows, rows[1][0], "ms")
+    notebook_memo.configure(cache_dir=None)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
@@ -357,6 +384,7 @@ def main() -> None:
             "deps": lambda: dependency_cost(root, args.quick),
             "methods": lambda: method_on_big_object(root, args.quick),
             "batch": lambda: batches(root, args.quick),
+            "cells": lambda: cell_restore(root, args.quick),
         }
         for name, case in cases.items():
             if args.only and name not in args.only:

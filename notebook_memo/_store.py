@@ -43,6 +43,7 @@ MODE_RECORD = 16  # a diskcache row mode of ours: the value column holds a recor
 _DB_NAME = "cache.db"
 _MARKER = "NOTEBOOK_MEMO_CACHE"
 _REVALIDATE = 0.25
+_HOT_ENTRIES = 1024
 _CULL_MARKER = "stats:cull"
 
 
@@ -120,9 +121,11 @@ class Store:
         self._flusher: threading.Thread | None = None
         self._stop = threading.Event()
         self._checked = 0.0
+        self._hot: dict[str, tuple[float, StoredRecord]] = {}
 
     # -- opening, and reopening when the directory was removed ------------------------------
     def _open(self) -> None:
+        self._hot = {}
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
         self._write_marker()
         self._close_handles()
@@ -172,9 +175,20 @@ class Store:
 
     # -- records ---------------------------------------------------------------------------
     def get(self, key: str) -> StoredRecord | None:
-        """Return the record under ``key``, or None; a damaged header raises CorruptRecord."""
+        """Return the record under ``key``, or None; a damaged header raises CorruptRecord.
+
+        A record read from the index is reused for up to REVALIDATE seconds: repeated hits
+        on one key skip SQLite. Our own writes and deletes drop it at once; another
+        process's delete or overwrite of the same key is seen within that window.
+        """
+        now = time.monotonic()
+        hot = self._hot.get(key)
+        if hot is not None and now - hot[0] < _REVALIDATE:
+            self._touch_later(key)
+            return hot[1]
         record = self.reader.get(key)
         if record is None:
+            self._hot.pop(key, None)
             return None
         if isinstance(record, _Corrupt):
             raise CorruptRecord("the record header is damaged")
@@ -182,7 +196,17 @@ class Store:
             return None
         record.key = key
         self._touch_later(key)
+        if len(self._hot) >= _HOT_ENTRIES:
+            self._hot.clear()
+        self._hot[key] = (now, record)
         return record
+
+    def forget(self, key: str | None = None) -> None:
+        """Drop reused records: one key's, or all of them."""
+        if key is None:
+            self._hot.clear()
+        else:
+            self._hot.pop(key, None)
 
     def put(self, key: str, payload: Payload, meta: dict[str, Any], created: float,
             expires: float | None, duration: float, keep_until: float | None, tag: str,
@@ -193,14 +217,18 @@ class Store:
         writer = self.writer
         if self._pending_touch:
             self.flush()  # diskcache culls inside set(): recent hits must be recorded first
+        self.forget(key)
         expire = None if keep_until is None else max(keep_until - time.time(), 0.001)
         writer.set(key, _NewRecord(header, payload, inline), expire=expire, tag=tag)
+        self.forget(key)
         self._enforce_limit(writer)
         return payload.nbytes
 
     def _enforce_limit(self, writer: diskcache.Cache) -> None:
         """Evict least recently used entries, one at a time, until the directory fits its limit."""
         volume = writer.volume()
+        if volume > self.size_limit:
+            self.forget()
         while volume > self.size_limit:
             writer.set(_CULL_MARKER, 0)  # every set() runs one cull round (cull_limit entries)
             now = writer.volume()
@@ -209,10 +237,12 @@ class Store:
             volume = now
 
     def delete(self, key: str) -> bool:
+        self.forget(key)
         return bool(self.writer.delete(key))
 
     def evict(self, tag: str) -> int:
         """Delete every record with ``tag``; return how many."""
+        self.forget()
         return int(self.writer.evict(tag))
 
     def records(self) -> Iterator[StoredRecord]:
@@ -232,12 +262,14 @@ class Store:
 
     def expire(self) -> int:
         """Reclaim expired records now; return how many."""
+        self.forget()
         return int(self.writer.expire())
 
     def repair(self) -> list[str]:
         """Remove files no row refers to and rows whose file is gone; return the warnings."""
         import warnings
 
+        self.forget()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             self.writer.check(fix=True)
