@@ -10,11 +10,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from . import _config
-from ._config import EXPIRY_GRACE, INLINE_LIMIT, warn_once
-from ._errors import BatchError, StorageWarning
+from ._errors import BatchError
 from ._explain import Explanation, explain_call
 from ._hashing import combine, content_hash
-from ._memo import _MISS, Call, MemoizedFunction, Options
+from ._memo import _MISS, Call, MemoizedFunction, Options, save, storage_trouble
 from ._serialize import dumps
 from ._store import Store
 
@@ -276,12 +275,8 @@ class _Plan:
     def _store_many(self, records: list[tuple[bytes, Any]], duration: float) -> None:
         fn, call = self.fn, self.call
         created = time.time()
-        ttl = fn._options.ttl
-        expires = created + ttl if ttl else None
-        secret = _config.resolve_secret()
         try:
-            writer = self.store.writer
-            with writer.transact():
+            with self.store.writer.transact():  # one commit for the whole chunk
                 for digest, part in records:
                     payload = dumps(part)
                     item_call = Call(fn._item_key(call, digest), {**call.arguments, fn._argument: digest},
@@ -289,12 +284,10 @@ class _Plan:
                     meta = fn._meta(item_call, duration, created, payload.nbytes)
                     meta["kind"] = "batch"
                     meta["container"] = self.result_kind
-                    self.store.put(item_call.key, payload, meta, created, expires, duration,
-                                   expires + EXPIRY_GRACE if expires else None, fn._fid, secret, INLINE_LIMIT)
+                    if not save(self.store, item_call.key, payload, meta, fn._options.ttl, duration, fn._fid):
+                        return
         except Exception as exc:
-            warn_once(f"storage:{self.store.directory}", f"{fn._name}: batch results are not being stored in "
-                      f"{self.store.directory} ({type(exc).__name__}: {exc}); they are returned as usual",
-                      StorageWarning)
+            storage_trouble(self.store, exc)
 
     def finish(self) -> Any:
         parts = [self.results[d] for d in self.digests]

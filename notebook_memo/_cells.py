@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import _config
-from ._config import EXPIRY_GRACE, INLINE_LIMIT, warn_once
+from ._config import warn_once
 from ._errors import MemoError, StorageWarning, UnhashableArgument
 from ._fingerprint import Dependencies, _Resolver, global_references
 from ._hashing import combine, content_hash
 from ._inventory import human_time
-from ._memo import Call, function_id
+from ._memo import Call, function_id, save
 from ._serialize import CorruptRecord, dumps
 from ._store import Store, StoredRecord, get_store
 
@@ -491,23 +491,15 @@ def _store_cell(store: Store, cell: CellMemo, call: Call, value: dict[str, Any],
                   f"({type(exc).__name__}: {exc}); the cell ran but was not cached. Use --outputs to "
                   "choose the variables worth keeping.", StorageWarning)
         return
-    created = time.time()
-    expires = created + options.ttl if options.ttl else None
     meta = {
         "kind": "cell", "name": cell.qualified_name, "label": cell.label, "fid": cell.function_id,
         "code": call.code.hex(), "own": call.own.hex(), "method": "source",
         "deps": {label: [kind, d.hex()] for label, (kind, d) in call.deps.parts.items()},
         "skipped": [], "args": {name: d.hex() for name, d in call.arguments.items()},
-        "version": "", "created": created, "ttl": options.ttl, "duration": duration,
+        "version": "", "created": time.time(), "ttl": options.ttl, "duration": duration,
         "size": payload.nbytes, "outputs": sorted(value["outputs"]),
     }
-    try:
-        store.put(call.key, payload, meta, created, expires, duration,
-                  expires + EXPIRY_GRACE if expires else None, cell.function_id,
-                  _config.resolve_secret(), INLINE_LIMIT)
-    except Exception as exc:
-        warn_once(f"storage:{store.directory}", f"results are not being stored in {store.directory} "
-                  f"({type(exc).__name__}: {exc}); cells run as usual", StorageWarning)
+    save(store, call.key, payload, meta, options.ttl, duration, cell.function_id)
 
 
 def _rebind(value: Any, namespace: dict[str, Any]) -> Any:

@@ -273,20 +273,8 @@ class MemoizedFunction(Generic[R]):
             warn_once(f"pickle:{self._qualified}", f"{self._name}: its result cannot be pickled "
                       f"({type(exc).__name__}: {exc}); results are returned but not cached", StorageWarning)
             return None
-        created = time.time()
-        ttl = self._options.ttl
-        expires = created + ttl if ttl else None
-        meta = self._meta(call, duration, created, payload.nbytes)
-        try:
-            store.put(call.key, payload, meta, created, expires, duration,
-                      expires + EXPIRY_GRACE if expires else None, self._fid,
-                      _config.resolve_secret(), INLINE_LIMIT)
-        except Exception as exc:
-            warn_once(f"storage:{store.directory}", f"results are not being stored in {store.directory} "
-                      f"({type(exc).__name__}: {exc}); they are computed and returned as usual, and "
-                      "caching resumes once the directory is writable again", StorageWarning)
-        else:
-            _config.forget_warning(f"storage:{store.directory}")
+        meta = self._meta(call, duration, time.time(), payload.nbytes)
+        save(store, call.key, payload, meta, self._options.ttl, duration, self._fid)
         return payload
 
     def _meta(self, call: Call, duration: float, created: float, size: int) -> dict[str, Any]:
@@ -567,23 +555,44 @@ def wrap(fn: Any, options: Options) -> Any:
 
 
 @contextlib.contextmanager
-def disabled() -> Iterator[None]:
+def _flag(var: contextvars.ContextVar[bool]) -> Iterator[None]:
+    token = var.set(True)
+    try:
+        yield
+    finally:
+        var.reset(token)
+
+
+def disabled() -> contextlib.AbstractContextManager[None]:
     """Run the body of every memoized function called inside the block (no reads, no writes)."""
-    token = _disabled.set(True)
-    try:
-        yield
-    finally:
-        _disabled.reset(token)
+    return _flag(_disabled)
 
 
-@contextlib.contextmanager
-def refreshing() -> Iterator[None]:
+def refreshing() -> contextlib.AbstractContextManager[None]:
     """Recompute and overwrite every memoized call made inside the block."""
-    token = _refreshing.set(True)
+    return _flag(_refreshing)
+
+
+def save(store: Store, key: str, payload: Payload, meta: dict[str, Any], ttl: float | None, duration: float,
+         tag: str) -> bool:
+    """Write one record (its TTL from ``meta['created']``); on storage trouble warn once and return False."""
+    created = meta["created"]
+    expires = created + ttl if ttl else None
     try:
-        yield
-    finally:
-        _refreshing.reset(token)
+        store.put(key, payload, meta, created, expires, duration, expires + EXPIRY_GRACE if expires else None,
+                  tag, _config.resolve_secret(), INLINE_LIMIT)
+    except Exception as exc:
+        storage_trouble(store, exc)
+        return False
+    _config.forget_warning(f"storage:{store.directory}")
+    return True
+
+
+def storage_trouble(store: Store, exc: BaseException) -> None:
+    """Warn, once per directory until it works again, that results are not being stored."""
+    warn_once(f"storage:{store.directory}", f"results are not being stored in {store.directory} "
+              f"({type(exc).__name__}: {exc}); they are computed and returned as usual, and caching "
+              "resumes once the directory is writable again", StorageWarning)
 
 
 def clear_stale_all() -> int:

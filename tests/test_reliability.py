@@ -211,6 +211,26 @@ def test_a_truncated_payload_file_is_detected(counter: Counter) -> None:
     assert counter.n == 2
 
 
+def test_a_flipped_byte_in_a_large_payload_is_detected(counter: Counter) -> None:
+    # Large payloads are checksummed on a second thread while they are written and read.
+    @memo
+    def large() -> np.ndarray:
+        counter()
+        return np.arange(3 * 2**20, dtype=np.float64)  # 24 MB
+
+    assert large()[-1] == 3 * 2**20 - 1
+    assert large()[-1] == 3 * 2**20 - 1 and counter.n == 1  # the pipelined checksum verifies
+    [record] = large.entries()
+    assert record.path is not None
+    with open(record.path, "r+b") as handle:
+        handle.seek(20 * 2**20)
+        handle.write(b"\x7f")
+    time.sleep(0.3)  # past the window in which an index record is reused
+    with pytest.warns(StorageWarning, match="damaged"):
+        value = large()
+    assert counter.n == 2 and np.array_equal(value, np.arange(3 * 2**20, dtype=np.float64))
+
+
 # -- tampering ----------------------------------------------------------------------------------
 
 
