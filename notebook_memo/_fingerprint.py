@@ -42,7 +42,6 @@ _SKIP_CLASS_ATTRS = frozenset(
     {"__dict__", "__weakref__", "__doc__", "__module__", "__qualname__", "__annotations__",
      "__firstlineno__", "__static_attributes__", "__orig_bases__", "__parameters__"}
 )
-_CODE_LIKE = (types.FunctionType, staticmethod, classmethod, property, type)
 _LOAD_GLOBAL_OPS = frozenset({"LOAD_GLOBAL", "LOAD_NAME"})
 _ATTR_OPS = frozenset({"LOAD_ATTR", "LOAD_METHOD"})
 
@@ -382,8 +381,8 @@ class _Resolver:
             return
         self.seen.add(id(cls))
         self.watch.append(("class", cls, list(vars(cls).values())))
-        if any(not _immutable(v) and not isinstance(v, _CODE_LIKE) for _, v in _class_items(cls)):
-            self.volatile = True
+        if any(not _immutable(v) and not _is_code(v) and not isinstance(v, type) for _, v in _class_items(cls)):
+            self.volatile = True  # mutable class data: re-hashed on every call
         self.deps.parts[label] = ("code", class_fingerprint(cls))
         for base in cls.__mro__[1:]:
             if base is not object and not is_user_code(base):

@@ -491,3 +491,21 @@ def test_large_object_hash_uses_buffers_in_place() -> None:
             self.layers = [np.ones((256, 256)) for _ in range(4)]
 
     assert content_hash(Weights()) == content_hash(Weights())
+
+
+def test_class_level_data_changed_in_place_is_a_miss() -> None:
+    class Config:
+        weights = [1, 2]
+
+        @memo
+        def total(self) -> int:
+            return sum(self.weights)
+
+        @memo
+        def doubled(self) -> int:
+            return self.total() * 2
+
+    c = Config()
+    assert c.total() == 3 and c.doubled() == 6
+    Config.weights.append(3)
+    assert c.total() == 6 and c.doubled() == 12
