@@ -47,6 +47,23 @@ def best_of(fn: Callable[[], Any], repeat: int = 5, number: int = 1) -> float:
     return min(times)
 
 
+def interleaved(writers: dict[str, Callable[[int], Any]], rounds: int = 6) -> dict[str, float]:
+    """Best time of each writer when they take turns, in a rotating order, after a sync.
+
+    Disk writeback makes write times drift and the first write after a sync slower: taking
+    turns in a rotating order gives every contender the same conditions.
+    """
+    names = list(writers)
+    best = {name: float("inf") for name in names}
+    for tag in range(1, rounds + 1):
+        for name in names[tag % len(names):] + names[:tag % len(names)]:
+            os.sync()
+            start = time.perf_counter()
+            writers[name](tag)
+            best[name] = min(best[name], time.perf_counter() - start)
+    return {name: best[name] for name in names}
+
+
 def table(case: str, rows: list[tuple[str, float]], reference: str, unit: str = "us") -> None:
     scale = {"us": 1e6, "ms": 1e3, "s": 1.0}[unit]
     ref = dict(rows)[reference]
@@ -148,21 +165,13 @@ def big_values(root: Path, quick: bool) -> None:
     dc = diskcache.Cache(str(fresh_dir(root, "dc_big"))).memoize()(produce)
     jl = Memory(str(fresh_dir(root, "jl_big")), verbose=0).cache(produce)
     jl_mmap = Memory(str(fresh_dir(root, "jl_big_mmap")), verbose=0, mmap_mode="r").cache(produce)
-    # Disk writeback makes write times drift: the contenders take turns, round by round, each
-    # writing a new file (np.save too: overwriting a file still in the page cache flatters it),
-    # and each keeps its best round.
+    # Each contender writes a new file each round (np.save too: overwriting a file still in the
+    # page cache would flatter it).
     writers: dict[str, Callable[[int], Any]] = {
         "np.save (a new file)": lambda t: np.save(root / f"ref_{t}.npy", array),
         "notebook_memo": nm, "diskcache memoize": dc, "joblib.Memory": jl,
     }
-    best: dict[str, float] = {name: float("inf") for name in writers}
-    for tag in range(1, 5):
-        for name, fn in writers.items():
-            os.sync()
-            start = time.perf_counter()
-            fn(tag)
-            best[name] = min(best[name], time.perf_counter() - start)
-    stores.extend(best.items())
+    stores.extend(interleaved(writers).items())
     npy = root / "ref_1.npy"
     loads.append(("np.load", best_of(lambda: np.load(npy), repeat=3)))
     raw = root / "ref.raw"
@@ -186,6 +195,47 @@ def big_values(root: Path, quick: bool) -> None:
     loads.append(("joblib.Memory mmap_mode='r'", best_of(lambda: jl_mmap(1), repeat=5)))
     table(f"store a {label} (a miss: pickling and writing)", stores, "np.save (a new file)", "ms")
     table(f"load a {label} (a hit)", loads, "np.load", "ms")
+
+
+def frames(root: Path, quick: bool) -> None:
+    import pandas as pd
+    from joblib import Memory
+
+    rows_n = 100_000 if quick else 1_000_000
+    rng = np.random.default_rng(4)
+    df = pd.DataFrame({f"f{i}": rng.random(rows_n) for i in range(8)})
+    df["label"] = rng.integers(0, 10, rows_n)
+    df["when"] = pd.date_range("2020-01-01", periods=rows_n, freq="s")
+
+    class Holder:
+        """Gives the frame to the function without making it part of the key."""
+
+        def __init__(self, value: pd.DataFrame) -> None:
+            self.value = value
+
+        def __memo_key__(self) -> str:
+            return "the benchmark frame"
+
+    holder = Holder(df)
+
+    def produce(tag: int) -> pd.DataFrame:
+        return holder.value
+
+    nm = memo(cache_dir=fresh_dir(root, "nm_frame"))(produce)
+    jl = Memory(str(fresh_dir(root, "jl_frame")), verbose=0).cache(produce)
+    writers: dict[str, Callable[[int], Any]] = {
+        "DataFrame.to_pickle (a new file)": lambda t: df.to_pickle(root / f"frame_{t}.pkl"),
+        "notebook_memo": nm, "joblib.Memory": jl,
+    }
+    best = interleaved(writers)
+    label = f"{rows_n:,}-row x 10-column DataFrame ({df.memory_usage().sum() >> 20} MB)"
+    table(f"store a {label}", list(best.items()), "DataFrame.to_pickle (a new file)", "ms")
+    loads = [
+        ("pandas.read_pickle", best_of(lambda: pd.read_pickle(root / "frame_1.pkl"), repeat=3)),
+        ("notebook_memo", best_of(lambda: nm(1), repeat=3)),
+        ("joblib.Memory", best_of(lambda: jl(1), repeat=3)),
+    ]
+    table(f"load a {label}", loads, "pandas.read_pickle", "ms")
 
 
 def many_entries(root: Path, quick: bool) -> None:
@@ -385,6 +435,7 @@ def main() -> None:
             "small": lambda: small_calls(root, args.quick),
             "hashing": lambda: hashing(args.quick),
             "big": lambda: big_values(root, args.quick),
+            "frames": lambda: frames(root, args.quick),
             "entries": lambda: many_entries(root, args.quick),
             "deps": lambda: dependency_cost(root, args.quick),
             "methods": lambda: method_on_big_object(root, args.quick),

@@ -562,6 +562,7 @@ def _try_restore(shell: Any, store: Store, cell: CellMemo, key: str, options: Ce
     replay(shell, value["events"])
     cell.hits += 1
     cell.last_hit = True
+    store.count_hit(cell.function_id)
     cell.saved_seconds += record.header.duration
     return value["result"]
 

@@ -46,12 +46,13 @@ def cmd_info(args: argparse.Namespace) -> int:
     if not rows:
         print(f"{args.dir}: empty")
         return EXIT_OK
-    header = f"{'function':<44} {'entries':>7} {'versions':>8} {'size':>10} {'last stored':>16} {'saved':>9}"
+    header = (f"{'function':<40} {'entries':>7} {'versions':>8} {'size':>10} {'hits':>6} "
+              f"{'last used':>16} {'compute':>9}")
     print(header)
     print("-" * len(header))
     for row in rows:
-        print(f"{row.name[-44:]:<44} {row.entries:>7} {row.versions:>8} {human_bytes(row.bytes):>10} "
-              f"{human_time(row.last_stored):>16} {row.compute_seconds:>8.1f}s")
+        print(f"{row.name[-40:]:<40} {row.entries:>7} {row.versions:>8} {human_bytes(row.bytes):>10} "
+              f"{row.hits:>6} {human_time(row.last_used):>16} {row.compute_seconds:>8.1f}s")
     total = sum(r.bytes for r in rows)
     print(f"\n{sum(r.entries for r in rows)} entries, {human_bytes(total)} in {args.dir} "
           f"({human_bytes(inventory.store.volume())} on disk with the index)")
@@ -102,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--dir", default=default_dir, help=f"cache directory (default: {default_dir})")
         return p
 
-    with_dir(sub.add_parser("info", help="per function: entries, code versions, size, last stored, time saved"))
+    with_dir(sub.add_parser("info", help="per function: entries, code versions, size, hits, last used, "
+                                         "compute time stored"))
     clear = with_dir(sub.add_parser("clear", help="delete entries (all, or one function's)"))
     clear.add_argument("--function", help="qualified or short name of the function or cell")
     prune = with_dir(sub.add_parser("prune", help="delete old, stale or excess entries"))

@@ -23,6 +23,8 @@ class FunctionSummary:
     bytes: int
     last_stored: float
     compute_seconds: float
+    hits: int = 0
+    last_used: float = 0.0
 
 
 class Inventory:
@@ -45,14 +47,18 @@ class Inventory:
         for record, meta in self.records():
             groups.setdefault(meta.get("fid", "?"), []).append((record, meta))
         rows = []
+        self.store.flush()  # this process's pending hit counts
         for fid, items in groups.items():
             metas = [m for _, m in items]
+            hits, last_hit = self.store.hit_stats(fid)
+            last_stored = max(r.header.created for r, _ in items)
             rows.append(FunctionSummary(
                 name=metas[0].get("name", "?"), fid=fid, kind=metas[0].get("kind", "function"),
                 entries=len(items), versions=len({m.get("code") for m in metas}),
                 bytes=sum(m.get("size", 0) for m in metas),
-                last_stored=max(r.header.created for r, _ in items),
+                last_stored=last_stored,
                 compute_seconds=sum(m.get("duration", 0.0) for m in metas),
+                hits=hits, last_used=max(last_hit, last_stored),
             ))
         return sorted(rows, key=lambda r: r.name)
 

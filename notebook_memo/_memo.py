@@ -254,6 +254,7 @@ class MemoizedFunction(Generic[R]):
         self.hits += 1
         self.last_hit = True
         self.saved_seconds += record.header.duration
+        store.count_hit(self._fid)
         return value
 
     def _drop_corrupt(self, store: Store, key: str, why: str) -> None:

@@ -125,6 +125,8 @@ class Store:
         self._stop = threading.Event()
         self._checked = 0.0
         self._hot: dict[str, tuple[float, StoredRecord]] = {}
+        self._pending_hits: dict[str, int] = {}  # function id -> hits not yet written
+        self._last_hit: dict[str, float] = {}
 
     # -- opening, and reopening when the directory was removed ------------------------------
     def _open(self) -> None:
@@ -304,18 +306,33 @@ class Store:
                                              name="notebook_memo-flush", daemon=True)
             self._flusher.start()
 
+    def count_hit(self, tag: str) -> None:
+        """Count a hit of function ``tag``; written with the next batch of access times."""
+        self._pending_hits[tag] = self._pending_hits.get(tag, 0) + 1
+        self._last_hit[tag] = time.time()
+
+    def hit_stats(self, tag: str) -> tuple[int, float]:
+        """Return (hits, last hit time) of function ``tag`` across all processes."""
+        reader = self.reader
+        return int(reader.get(f"stats:hits:{tag}", 0)), float(reader.get(f"stats:used:{tag}", 0.0))
+
     def flush(self) -> None:
-        """Write pending access times and renew held leases."""
+        """Write pending access times and hit counts, and renew held leases."""
         if self._held_leases:
             self._renew_leases()
-        if not self._pending_touch:
+        if not self._pending_touch and not self._pending_hits:
             return
         keys, self._pending_touch = self._pending_touch, set()
+        hits, self._pending_hits = self._pending_hits, {}
+        used, self._last_hit = self._last_hit, {}
         with contextlib.suppress(Exception):
             writer = self.writer
             with writer.transact():
                 for key in keys:
                     writer.get(key)  # the LRU policy records the access time
+                for tag, count in hits.items():
+                    writer.incr(f"stats:hits:{tag}", count)
+                    writer.set(f"stats:used:{tag}", used.get(tag, time.time()))
 
     # -- leases: one process computes a key, others wait -----------------------------------
     def try_lease(self, key: str) -> bool:

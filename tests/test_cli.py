@@ -101,3 +101,13 @@ def test_prune_without_a_criterion_is_a_usage_error(populated: Path) -> None:
 def test_console_script_entry_point_is_declared() -> None:
     text = (ROOT / "pyproject.toml").read_text()
     assert 'notebook-memo = "notebook_memo._cli:main"' in text
+
+
+def test_info_counts_hits_from_every_process(cache_dir: Path) -> None:
+    define = "from notebook_memo import memo\n@memo\ndef score(x):\n    return x * 2\n"
+    run_kernel([define, "score(1)\nscore(1)"], cache_dir)
+    run_kernel([define, "score(1)\nscore(2)"], cache_dir, seed=3)
+    out = cli("info", "--dir", str(cache_dir))
+    row = next(line.split() for line in out.stdout.splitlines() if line.startswith("__main__.score"))
+    assert row[1] == "2"  # entries
+    assert row[5] == "2"  # hits: one in each kernel

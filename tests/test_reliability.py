@@ -113,8 +113,13 @@ def test_threads_compute_once(counter: Counter) -> None:
     assert results == [10] * 8 and counter.n == 1
 
 
+class _Gate(threading.Event):
+    def __memo_key__(self) -> str:
+        return "gate"
+
+
 def test_different_keys_do_not_wait_for_each_other(counter: Counter) -> None:
-    gate = threading.Event()
+    gate = _Gate()
 
     @memo
     def blocked(k: int) -> int:
