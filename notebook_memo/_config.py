@@ -13,7 +13,6 @@ import threading
 import warnings
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Union
 
 from ._errors import MemoWarning
@@ -28,7 +27,6 @@ ENV_LEASE = "NOTEBOOK_MEMO_LEASE"
 
 DEFAULT_DIR_NAME = ".notebook_memo"
 DEFAULT_SIZE_LIMIT = 20 * 2**30  # 20 GiB per cache directory
-DEFAULT_TTL: float | None = None  # results never expire unless asked
 EXPIRY_GRACE = 3600.0  # expired entries stay visible to explain() this long
 INLINE_LIMIT = 64 * 2**10  # payloads below this live inside the index database
 LOCK_LEASE = 15.0  # seconds a computing process holds a key without renewing
@@ -40,7 +38,6 @@ TTLLike = Union[None, int, float, str, timedelta]  # noqa: UP007 (a runtime alia
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _TTL_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
-_SIZE_UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
 
 
 def parse_ttl(ttl: TTLLike) -> float | None:
@@ -158,8 +155,3 @@ def forget_warning(cause: str) -> None:
     """Allow the warning for ``cause`` again (the trouble was fixed, then came back)."""
     with _warned_lock:
         _warned.discard(cause)
-
-
-def default_dir_path() -> Path:
-    """Return the directory a call with no cache_dir would use now."""
-    return Path(resolve_dir(None))

@@ -538,19 +538,6 @@ class CodeTracker:
         return state
 
 
-def dependencies(fn: types.FunctionType, track_versions: bool = True) -> Dependencies:
-    """Return what ``fn`` reads besides its arguments: globals, closures, helpers."""
-    return CodeTracker(fn, None, track_versions).current().deps
-
-
-def code_dependencies(code: types.CodeType, namespace: dict[str, Any], track_versions: bool = True) -> Dependencies:
-    """Return the dependencies of a code object run in ``namespace`` (a notebook cell)."""
-    shim = types.FunctionType(code, namespace)
-    resolver = _Resolver(track_versions)
-    resolver.globals_of(shim, "<cell>")
-    return resolver.deps
-
-
 # -- hashing functions and classes passed as values ------------------------------------------
 
 
