@@ -16,8 +16,8 @@ from typing import Any
 
 from . import _config
 from ._config import warn_once
+from ._dependencies import Dependencies, global_references, resolve_values
 from ._errors import MemoError, StorageWarning, UnhashableArgument
-from ._fingerprint import Dependencies, _Resolver, global_references
 from ._hashing import combine, content_hash
 from ._inventory import human_time
 from ._memo import Call, function_id, save
@@ -374,18 +374,15 @@ def _resolve_inputs(analysis: CellAnalysis, code_tree: ast.Module, namespace: di
     for name, chain in global_references(code):
         if name in inputs and chain:
             chains.setdefault(name, chain)
-    resolver = _Resolver(_config.settings.track_versions)
-    for name, value in inputs.items():
-        if value is _UNDEFINED:
-            resolver.deps.parts[name] = ("missing", b"")
-            continue
-        resolver.reference(value, chains.get(name, ()), name)
-    if resolver.deps.skipped:
-        label, reason = next(iter(resolver.deps.skipped.items()))
+    present = {name: value for name, value in inputs.items() if value is not _UNDEFINED}
+    missing = [name for name, value in inputs.items() if value is _UNDEFINED]
+    deps = resolve_values(present, chains, missing, _config.settings.track_versions)
+    if deps.skipped:
+        label, reason = next(iter(deps.skipped.items()))
         raise UnhashableArgument(
             f"the cell input '{label}'", inputs.get(label.partition(".")[0]), reason +
             "; list the inputs that matter with %%memo --inputs a,b (or give its class __memo_key__)")
-    return inputs, resolver.deps
+    return inputs, deps
 
 
 class _Undefined:

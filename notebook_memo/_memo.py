@@ -20,8 +20,8 @@ import xxhash
 
 from . import _config
 from ._config import EXPIRY_GRACE, INLINE_LIMIT, LOCK_POLL_MAX, TTLLike, parse_ttl, warn_once
+from ._dependencies import CodeState, CodeTracker, Dependencies
 from ._errors import StaleEntriesWarning, StorageWarning
-from ._fingerprint import CodeState, CodeTracker, Dependencies
 from ._hashing import combine, content_hash
 from ._inventory import human_bytes
 from ._serialize import CorruptRecord, Payload, copy_value, dumps
