@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from notebook_memo._cells import analyse
+from notebook_memo._cell_analysis import analyse
 from tests.conftest import Shell, run_kernel
 
 

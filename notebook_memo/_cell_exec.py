@@ -1,0 +1,126 @@
+"""Running a cell's code in the shell, and capturing and replaying what it shows."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import contextlib
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+__all__ = ()
+
+
+# -- capturing and replaying output ---------------------------------------------------------
+
+
+class _Tee:
+    """A text stream that records what is written and passes it on."""
+
+    def __init__(self, stream: Any, name: str, events: list[tuple[Any, ...]]) -> None:
+        self._stream = stream
+        self._name = name
+        self._events = events
+
+    def write(self, text: str) -> int:
+        if text:
+            if self._events and self._events[-1][0] == self._name:
+                self._events[-1] = (self._name, self._events[-1][1] + text)
+            else:
+                self._events.append((self._name, text))
+        return int(self._stream.write(text) or len(text))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def capture(shell: Any) -> Iterator[list[tuple[Any, ...]]]:
+    """Record stdout, stderr and display outputs, in order, while still showing them."""
+    events: list[tuple[Any, ...]] = []
+    out, err = sys.stdout, sys.stderr
+    publisher = shell.display_pub
+    original = publisher.publish
+
+    def publish(data: Any, metadata: Any = None, *args: Any, **kwargs: Any) -> Any:
+        events.append(("display", data, metadata or {}))
+        return original(data, metadata, *args, **kwargs)
+
+    sys.stdout, sys.stderr = _Tee(out, "stdout", events), _Tee(err, "stderr", events)
+    publisher.publish = publish
+    try:
+        yield events
+        _flush_inline_figures()
+    finally:
+        sys.stdout, sys.stderr = out, err
+        publisher.publish = original
+
+
+def _flush_inline_figures() -> None:
+    """Show figures the inline backend would show after the cell, inside the capture."""
+    module = sys.modules.get("matplotlib_inline.backend_inline")
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if module is None or pyplot is None:
+        return
+    if "inline" in str(pyplot.get_backend()).lower():
+        module.flush_figures()
+
+
+def replay(shell: Any, events: list[tuple[Any, ...]]) -> None:
+    """Show recorded outputs again, in their order."""
+    for event in events:
+        if event[0] == "stdout":
+            sys.stdout.write(event[1])
+        elif event[0] == "stderr":
+            sys.stderr.write(event[1])
+        elif event[0] == "display":
+            shell.display_pub.publish(data=event[1], metadata=event[2])
+    sys.stdout.flush()
+
+
+# -- running a cell ---------------------------------------------------------------------------
+
+
+def _run_coroutine(coro: Any) -> Any:
+    """Run a coroutine to completion from synchronous code, even inside a running loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        from IPython.core.async_helpers import get_asyncio_loop
+
+        return get_asyncio_loop().run_until_complete(coro)
+    box: dict[str, Any] = {}
+
+    def target() -> None:  # the kernel's own loop is busy running this cell
+        try:
+            box["value"] = asyncio.run(coro)
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="notebook_memo-await")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def execute(shell: Any, tree: ast.Module, filename: str) -> Any:
+    """Run a parsed cell in the shell's namespace; return the last expression's value or None."""
+    body = list(tree.body)
+    last = body.pop() if body and isinstance(body[-1], ast.Expr) else None
+    assert last is None or isinstance(last, ast.Expr)
+    flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+    namespace = shell.user_ns
+    if body:
+        code = compile(ast.Module(body=body, type_ignores=[]), filename, "exec", flags=flags)
+        result = eval(code, shell.user_global_ns, namespace)
+        if asyncio.iscoroutine(result):
+            _run_coroutine(result)
+    if last is None:
+        return None
+    code = compile(ast.Expression(body=last.value), filename, "eval", flags=flags)
+    value = eval(code, shell.user_global_ns, namespace)
+    return _run_coroutine(value) if asyncio.iscoroutine(value) else value
