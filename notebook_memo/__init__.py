@@ -18,6 +18,7 @@ from . import _config
 from ._api import Memoized, memo
 from ._errors import (
     BatchError,
+    ConfigurationError,
     MemoError,
     MemoWarning,
     StaleEntriesWarning,
@@ -30,6 +31,7 @@ from ._memo import CacheInfo
 __all__ = [
     "BatchError",
     "CacheInfo",
+    "ConfigurationError",
     "MemoError",
     "MemoWarning",
     "Memoized",
@@ -72,6 +74,10 @@ def configure(
     if cache_dir is not _UNSET:
         s.cache_dir = None if cache_dir is None else str(cache_dir)
     if secret is not _UNSET:
+        if secret is not None and not secret:
+            raise ConfigurationError("configure(secret=...) was given an empty secret: pass a non-empty secret "
+                                     "shared by "
+                                     "everyone who writes this cache, or None to store unsigned values")
         s.secret = secret.encode() if isinstance(secret, str) else secret
     if size_limit is not _UNSET:
         s.size_limit = None if size_limit is None else _config.parse_size(size_limit)

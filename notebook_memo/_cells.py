@@ -15,7 +15,7 @@ from ._cell_analysis import CellAnalysis, analyse, normalised_source
 from ._cell_exec import capture, execute, replay
 from ._config import warn_once
 from ._dependencies import Dependencies, global_references, resolve_values
-from ._errors import MemoError, StorageWarning, UnhashableArgument
+from ._errors import ConfigurationError, MemoError, StorageWarning, UnhashableArgument
 from ._hashing import combine, content_hash
 from ._inventory import human_time
 from ._memo import Call, function_id, save
@@ -95,7 +95,8 @@ class CellMemo:
             return 0
         current = self.last_call.code.hex()
         store = self._store()
-        return sum(store.delete(r.key) for r in self.entries() if r.header.meta().get("code") != current)
+        return sum(store.delete_record(r) for r in self.entries()
+                   if r.verified and r.header.meta().get("code") != current)
 
 
 _cells: dict[str, CellMemo] = {}
@@ -291,8 +292,14 @@ def _try_restore(shell: Any, store: Store, cell: CellMemo, key: str, options: Ce
         record = store.get(key)
         if record is None or (record.header.expires and record.header.expires <= time.time()):
             return _NOT_CACHED
-        value = record.load(_config.resolve_secret())
+        value = record.load()
     except FileNotFoundError:
+        return _NOT_CACHED
+    except ConfigurationError:
+        raise
+    except (MemoryError, OSError) as exc:  # not damage: the entry is kept
+        warn_once(f"load:{store.directory}:{type(exc).__name__}", f"%%memo {cell.label}: the cached run could "
+                  f"not be loaded ({type(exc).__name__}: {exc}); it is kept, and the cell runs", StorageWarning)
         return _NOT_CACHED
     except (CorruptRecord, Exception) as exc:
         warn_once(f"corrupt:{key}", f"%%memo {cell.label}: the cached run could not be used ({exc}); "

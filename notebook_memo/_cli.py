@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -76,6 +77,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     if not (args.older_than or args.keep_latest or args.max_size):
         raise CliError("prune needs --older-than, --keep-latest or --max-size")
     inventory = _inventory(args.dir)
+    started = time.time()
     removed = 0
     if args.older_than:
         removed += inventory.prune_older_than(parse_ttl(args.older_than) or 0)
@@ -83,8 +85,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
         removed += inventory.prune_keep_latest()
     if args.max_size:
         removed += inventory.prune_max_size(parse_size(args.max_size))
-    inventory.store.repair()
-    print(f"removed {removed} entries; {human_bytes(inventory.store.volume())} left")
+    inventory.store.repair(started)
+    print(f"removed {removed} entries; {human_bytes(inventory.store.stored_bytes())} stored, "
+          f"{human_bytes(inventory.store.volume())} on disk with the index")
     return EXIT_OK
 
 

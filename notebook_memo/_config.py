@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Union
 
-from ._errors import MemoWarning
+from ._errors import ConfigurationError, MemoWarning
 
 __all__ = ()
 
@@ -103,11 +103,16 @@ def resolve_dir(cache_dir: str | os.PathLike[str] | None) -> str:
 
 
 def resolve_secret() -> bytes | None:
-    """Return the signing secret, if one is configured."""
+    """Return the signing secret, if one is configured; an empty one is an error."""
     if settings.secret is not None:
         return settings.secret
     env = os.environ.get(ENV_SECRET)
-    return env.encode() if env else None
+    if env is None:
+        return None
+    if not env:
+        raise ConfigurationError(f"{ENV_SECRET} is set but empty: set it to a non-empty secret shared by everyone who "
+                         "writes this cache, or unset it to store unsigned values")
+    return env.encode()
 
 
 def resolve_size_limit() -> int:

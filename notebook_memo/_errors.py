@@ -24,6 +24,10 @@ class UnhashableArgument(MemoError, TypeError):
         )
 
 
+class ConfigurationError(MemoError, ValueError):
+    """A setting holds a value that cannot work (an empty secret, say); the message says how to fix it."""
+
+
 class BatchError(MemoError, ValueError):
     """A batch function returned a result that does not line up with its items."""
 

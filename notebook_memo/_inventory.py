@@ -67,14 +67,14 @@ class Inventory:
         return bool(full == name or full.rpartition(".")[2] == name or meta.get("label") == name)
 
     def clear_function(self, name: str) -> int:
-        return sum(self.store.delete(r.key) for r, m in self.records() if self._matches(m, name))
+        return sum(self.store.delete_record(r) for r, m in self.records() if self._matches(m, name))
 
     def clear_all(self) -> int:
-        return sum(self.store.delete(r.key) for r, _ in self.records())
+        return sum(self.store.delete_record(r) for r, _ in self.records())
 
     def prune_older_than(self, seconds: float) -> int:
         cutoff = time.time() - seconds
-        return sum(self.store.delete(r.key) for r, _ in self.records() if r.header.created < cutoff)
+        return sum(self.store.delete_record(r) for r, _ in self.records() if r.header.created < cutoff)
 
     def prune_keep_latest(self) -> int:
         """Keep, for each function, only the entries of its most recently stored code version."""
@@ -84,22 +84,13 @@ class Inventory:
             fid, code = meta.get("fid", ""), meta.get("code", "")
             if fid not in newest or record.header.created > newest[fid][0]:
                 newest[fid] = (record.header.created, code)
-        return sum(self.store.delete(r.key) for r, m in records if m.get("code") != newest[m.get("fid", "")][1])
+        return sum(self.store.delete_record(r) for r, m in records
+                   if m.get("code") != newest[m.get("fid", "")][1])
 
     def prune_max_size(self, limit: int) -> int:
-        """Evict least recently used entries until the directory holds at most ``limit`` bytes."""
-        writer = self.store.writer
+        """Evict least recently used entries until the records hold at most ``limit`` bytes."""
         self.store.flush()  # pending access times decide what is least recently used
-        before = len(self.records())
-        previous = self.store.size_limit
-        try:
-            self.store.size_limit = limit
-            writer.reset("size_limit", limit)
-            self.store._enforce_limit(writer)
-        finally:
-            self.store.size_limit = previous
-            writer.reset("size_limit", previous)
-        return before - len(self.records())
+        return self.store.evict_to(limit)
 
 
 def human_bytes(n: float) -> str:

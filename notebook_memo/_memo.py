@@ -21,7 +21,7 @@ import xxhash
 from . import _config
 from ._config import EXPIRY_GRACE, INLINE_LIMIT, LOCK_POLL_MAX, TTLLike, parse_ttl, warn_once
 from ._dependencies import CodeState, CodeTracker, Dependencies
-from ._errors import StaleEntriesWarning, StorageWarning
+from ._errors import ConfigurationError, StaleEntriesWarning, StorageWarning
 from ._hashing import combine, content_hash
 from ._inventory import human_bytes
 from ._serialize import CorruptRecord, Payload, copy_value, dumps
@@ -234,6 +234,8 @@ class MemoizedFunction(Generic[R]):
         except CorruptRecord as exc:
             self._drop_corrupt(store, key, str(exc))
             return _MISS
+        except ConfigurationError:
+            raise
         except Exception as exc:
             warn_once(f"storage:{store.directory}", f"cannot read the cache in {store.directory} "
                       f"({type(exc).__name__}: {exc}); computing instead", StorageWarning)
@@ -241,11 +243,17 @@ class MemoizedFunction(Generic[R]):
         if record is None or (record.header.expires and record.header.expires <= time.time()):
             return _MISS
         try:
-            value = record.load(_config.resolve_secret(), self._options.mmap)
+            value = record.load(self._options.mmap)
         except FileNotFoundError:
             return _MISS  # evicted between the lookup and the read
         except CorruptRecord as exc:
             self._drop_corrupt(store, key, str(exc))
+            return _MISS
+        except (MemoryError, OSError) as exc:
+            # Not damage: the entry stays for a later call that has the memory or file handles.
+            warn_once(f"load:{store.directory}:{type(exc).__name__}", f"{self._name}: a cached entry could not "
+                      f"be loaded ({type(exc).__name__}: {exc}); it is kept, and the result is computed instead",
+                      StorageWarning)
             return _MISS
         except Exception as exc:
             # Most often a class that changed or vanished since the value was stored.
@@ -470,7 +478,8 @@ class MemoizedFunction(Generic[R]):
         """Delete the entries made under other versions of this function's code."""
         store = self._store()
         current = self.current_code().hex()
-        return sum(store.delete(r.key) for r in self.entries() if r.header.meta().get("code") != current)
+        return sum(store.delete_record(r) for r in self.entries()
+                   if r.verified and r.header.meta().get("code") != current)
 
     def _check_stale(self, store: Store, call: Call) -> None:
         if self._stale_checked or not _config.settings.verbose:
@@ -482,7 +491,7 @@ class MemoizedFunction(Generic[R]):
         with contextlib.suppress(Exception):
             for record in store.records():
                 meta = record.header.meta()
-                if meta.get("fid") == self._fid and meta.get("code") != current:
+                if record.verified and meta.get("fid") == self._fid and meta.get("code") != current:
                     count += 1
                     size += meta.get("size", 0)
                     versions.add(meta.get("code"))
@@ -579,9 +588,15 @@ def save(store: Store, key: str, payload: Payload, meta: dict[str, Any], ttl: fl
     """Write one record (its TTL from ``meta['created']``); on storage trouble warn once and return False."""
     created = meta["created"]
     expires = created + ttl if ttl else None
+    if payload.nbytes > store.size_limit:
+        warn_once(f"too-large:{tag}", f"{meta.get('name', 'a result')}: a result of {human_bytes(payload.nbytes)} "
+                  f"is larger than the cache's size limit ({human_bytes(store.size_limit)}); it is returned but "
+                  "not stored. Raise the limit with configure(size_limit=...) or NOTEBOOK_MEMO_SIZE_LIMIT.",
+                  StorageWarning)
+        return False
     try:
         store.put(key, payload, meta, created, expires, duration, expires + EXPIRY_GRACE if expires else None,
-                  tag, _config.resolve_secret(), INLINE_LIMIT)
+                  tag, INLINE_LIMIT)
     except Exception as exc:
         storage_trouble(store, exc)
         return False

@@ -1,17 +1,20 @@
-"""Values to bytes and back: cloudpickle, out-of-band buffers, checksums, signatures.
+"""Values to bytes and back: cloudpickle, out-of-band buffers, record headers, checksums, signatures.
 
-A stored record is a small header (kept in the index database) plus a payload: the
-pickle stream followed by the out-of-band buffers of protocol 5, each aligned to 64
-bytes, so a 2 GB array is written straight from its memory and read straight into
-its final memory (or memory-mapped) instead of passing through an in-band pickle.
+A stored record is a header (kept in the index database) plus a payload: the pickle stream
+followed by the out-of-band buffers of protocol 5, each aligned to 64 bytes, so a 2 GB array is
+written straight from its memory and read straight into its final memory (or memory-mapped)
+instead of passing through an in-band pickle.
 
-Integrity: an xxh3-128 checksum of the payload is verified before unpickling. With a
-secret, a keyed BLAKE2b signature over header, metadata and payload is verified instead,
-and a value whose signature fails is never unpickled.
+Integrity: the header names the record's key and payload file, and carries the payload's
+xxh3-128 and a check over everything in the header. With a secret, the check is a keyed BLAKE2b
+of the header and a second one covers header and payload; the key is derived from the whole
+secret. Nothing is unpickled before the header belongs to the key asked for and the payload
+verifies; payload files are opened only if they are regular files of the store's own.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import hmac
 import io
@@ -20,6 +23,8 @@ import mmap
 import os
 import pickle
 import queue
+import re
+import stat
 import struct
 import sys
 import threading
@@ -32,14 +37,18 @@ import xxhash
 
 __all__ = ()
 
-MAGIC = b"NBM1"
-FORMAT_VERSION = 1
+MAGIC = b"NBM2"
+FORMAT_VERSION = 2
 ALIGN = 64
 FLAG_INLINE = 1
 FLAG_SIGNED = 2
-# magic, version, flags, created, expires, duration, pickle length, buffers, meta length, checksum, signature
-_HEADER = struct.Struct("<4sHHdddQII16s32s")
+# magic, version, flags, created, expires, duration, pickle length, buffers, meta length, key length,
+# file name length, key id, payload checksum, header check, signature; then key, file name, buffer
+# lengths, metadata and (inline records) the payload.
+_HEADER = struct.Struct("<4sHHdddQIIIH8s16s32s32s")
 _LEN = struct.Struct("<Q")
+_ZERO32 = bytes(32)
+_NO_KEYID = bytes(8)
 
 
 _PIPELINE_MIN = 16 << 20  # payloads this large are hashed on a second thread during I/O
@@ -194,9 +203,43 @@ def copy_value(payload: Payload) -> Any:
     return loads(payload.pickle, [bytearray(b) for b in payload.buffers])
 
 
+@dataclass(frozen=True)
+class Signer:
+    """A signing key derived from the whole secret, and its public identifier."""
+
+    key: bytes
+    keyid: bytes
+
+
+_signers: dict[bytes, Signer] = {}
+
+
+def signer_for(secret: bytes) -> Signer:
+    """Return the signer of ``secret``: a 64-byte key derived from all of it (BLAKE2b), and an 8-byte id."""
+    signer = _signers.get(secret)
+    if signer is None:
+        if not secret:
+            raise ValueError("the signing secret is empty: set a non-empty secret, or none to store unsigned values")
+        key = hashlib.blake2b(secret, digest_size=64, person=b"nbm-signing-key").digest()
+        keyid = hashlib.blake2b(key, digest_size=8, person=b"nbm-key-id").digest()
+        signer = _signers[secret] = Signer(key, keyid)
+    return signer
+
+
+def _mac(signer: Signer, person: bytes, parts: Iterator[Any] | Sequence[Any]) -> bytes:
+    mac = hashlib.blake2b(key=signer.key, digest_size=32, person=person)
+    for part in parts:
+        mac.update(part)
+    return mac.digest()
+
+
+class ForeignRecord(CorruptRecord):
+    """A well-formed record this process cannot verify: signed with another secret, or not as configured."""
+
+
 @dataclass
 class Header:
-    """The fixed part of a stored record."""
+    """The fixed part of a stored record, with the key and payload file it names."""
 
     flags: int
     created: float
@@ -204,13 +247,22 @@ class Header:
     duration: float
     pickle_len: int
     buffer_lens: list[int]
-    checksum: bytes
-    signature: bytes
+    checksum: bytes  # xxh3-128 of the payload
+    check: bytes  # xxh3-128 (unsigned) or keyed BLAKE2b (signed) of everything in the header
+    signature: bytes  # signed records: keyed BLAKE2b of the header and the payload
+    keyid: bytes
+    key: str
+    filename: str  # the payload file relative to the cache directory; "" when inline
     meta_raw: bytes | memoryview
+    signed_part: bytes  # the header as covered by ``check`` and ``signature``
 
     @property
     def inline(self) -> bool:
         return bool(self.flags & FLAG_INLINE)
+
+    @property
+    def signed(self) -> bool:
+        return bool(self.flags & FLAG_SIGNED)
 
     def meta(self) -> dict[str, Any]:
         """Return the record's metadata (function, fingerprints, timings, sizes)."""
@@ -227,34 +279,52 @@ class Header:
         offsets.append(position)
         return offsets
 
+    def intact(self, signer: Signer | None) -> bool:
+        """Return True when the header verifies: its checksum, or its signature when ``signer`` made it."""
+        if self.signed:
+            if signer is None or signer.keyid != self.keyid:
+                return False
+            return hmac.compare_digest(_mac(signer, b"nbm-header", [self.signed_part]), self.check)
+        return xxhash.xxh3_128_digest(self.signed_part) == self.check[:16]
 
-def _signature(secret: bytes, fixed: bytes, lens: bytes, meta: bytes | memoryview, pieces: Iterator[Any]) -> bytes:
-    mac = hashlib.blake2b(key=secret[:64], digest_size=32, person=b"notebook_memo")
-    for part in (fixed, lens, meta):
-        mac.update(_LEN.pack(len(part)))
-        mac.update(part)
-    for piece in pieces:
-        mac.update(piece)
-    return mac.digest()
+    def verify(self, key: str, filename: str | None, signer: Signer | None) -> None:
+        """Check that this header is intact and belongs to ``key`` and its row's file; raise CorruptRecord."""
+        if self.signed and (signer is None or signer.keyid != self.keyid):
+            raise ForeignRecord("the record is signed with a secret this process does not have")
+        if not self.signed and signer is not None:
+            raise ForeignRecord("the record is not signed and a secret is configured")
+        if not self.intact(signer):
+            raise CorruptRecord("signature mismatch: the record was written without this secret or has been modified"
+                                if self.signed else "header checksum mismatch: the stored bytes were damaged")
+        if self.key != key:
+            raise CorruptRecord(f"the index points this key at the record of another key ({self.key[:16]}): "
+                                "the index is damaged")
+        if self.filename != (filename or ""):
+            raise CorruptRecord("the index points this record at another payload file: the index is damaged")
 
 
-def encode_header(payload: Payload, meta: dict[str, Any], created: float, expires: float | None,
-                  duration: float, inline: bool, secret: bytes | None, checksum: bytes | None = None) -> bytes:
-    """Return the record bytes kept in the index: header, metadata, and an inline payload.
+def encode_header(key: str, filename: str | None, payload: Payload, meta: dict[str, Any], created: float,
+                  expires: float | None, duration: float, inline: bool, signer: Signer | None,
+                  checksum: bytes | None = None) -> bytes:
+    """Return the record bytes kept in the index: header, key, file name, metadata, and an inline payload.
 
     ``checksum`` is the payload's xxh3-128 when the caller already computed it (while writing).
     """
     meta_raw = json.dumps(meta, separators=(",", ":"), sort_keys=True).encode()
-    flags = (FLAG_INLINE if inline else 0) | (FLAG_SIGNED if secret else 0)
+    key_raw, file_raw = key.encode(), (filename or "").encode()
+    flags = (FLAG_INLINE if inline else 0) | (FLAG_SIGNED if signer else 0)
     lens = b"".join(_LEN.pack(b.nbytes) for b in payload.buffers)
     checksum = checksum or payload.checksum()
-    fixed = _HEADER.pack(MAGIC, FORMAT_VERSION, flags, created, expires or 0.0, duration, len(payload.pickle),
-                         len(payload.buffers), len(meta_raw), checksum, b"\0" * 32)
-    signature = b"\0" * 32
-    if secret:
-        signature = _signature(secret, fixed, lens, meta_raw, payload.pieces())
-    fixed = fixed[: -32] + signature
-    body = [fixed, lens, meta_raw]
+    keyid = signer.keyid if signer else _NO_KEYID
+    fields = (MAGIC, FORMAT_VERSION, flags, created, expires or 0.0, duration, len(payload.pickle),
+              len(payload.buffers), len(meta_raw), len(key_raw), len(file_raw), keyid, checksum)
+    signed_part = _HEADER.pack(*fields, _ZERO32, _ZERO32) + key_raw + file_raw + lens + meta_raw
+    if signer:
+        check = _mac(signer, b"nbm-header", [signed_part])
+        signature = _mac(signer, b"nbm-record", [signed_part, *payload.pieces()])
+    else:
+        check, signature = xxhash.xxh3_128_digest(signed_part) + bytes(16), _ZERO32
+    body = [_HEADER.pack(*fields, check, signature), signed_part[_HEADER.size:]]
     if inline:
         body.append(payload.to_bytes())
     return b"".join(body)
@@ -265,93 +335,139 @@ def decode_header(data: bytes | memoryview) -> tuple[Header, memoryview]:
     view = memoryview(data)
     if len(view) < _HEADER.size:
         raise CorruptRecord("record shorter than its header")
-    magic, version, flags, created, expires, duration, pickle_len, nbufs, meta_len, checksum, signature = \
-        _HEADER.unpack_from(view)
+    (magic, version, flags, created, expires, duration, pickle_len, nbufs, meta_len, key_len, file_len, keyid,
+     checksum, check, signature) = _HEADER.unpack_from(view)
     if magic != MAGIC or version != FORMAT_VERSION:
         raise CorruptRecord("not a notebook_memo record of a known format")
     position = _HEADER.size
-    end_lens = position + nbufs * _LEN.size
-    if end_lens + meta_len > len(view):
+    end_names = position + key_len + file_len
+    end_lens = end_names + nbufs * _LEN.size
+    end = end_lens + meta_len
+    if end > len(view):
         raise CorruptRecord("record truncated")
-    buffer_lens = [_LEN.unpack_from(view, position + i * _LEN.size)[0] for i in range(nbufs)] if nbufs else []
-    meta_raw = view[end_lens:end_lens + meta_len]
-    header = Header(flags, created, expires, duration, pickle_len, buffer_lens, checksum, signature, meta_raw)
-    return header, view[end_lens + meta_len:]
+    try:
+        key = bytes(view[position:position + key_len]).decode()
+        filename = bytes(view[position + key_len:end_names]).decode()
+    except UnicodeDecodeError:
+        raise CorruptRecord("the record's key is damaged") from None
+    buffer_lens = [_LEN.unpack_from(view, end_names + i * _LEN.size)[0] for i in range(nbufs)] if nbufs else []
+    signed_part = bytes(view[:_HEADER.size - 64]) + _ZERO32 + _ZERO32 + bytes(view[position:end])
+    header = Header(flags, created, expires, duration, pickle_len, buffer_lens, checksum, check, signature, keyid,
+                    key, filename, view[end_lens:end], signed_part)
+    return header, view[end:]
 
 
-def _fixed_for_signature(header: Header) -> tuple[bytes, bytes]:
-    fixed = _HEADER.pack(MAGIC, FORMAT_VERSION, header.flags, header.created, header.expires,
-                         header.duration, header.pickle_len, len(header.buffer_lens), len(header.meta_raw),
-                         header.checksum, b"\0" * 32)
-    lens = b"".join(_LEN.pack(n) for n in header.buffer_lens)
-    return fixed, lens
-
-
-def _verify(header: Header, pickle_part: Any, buffers: Sequence[Any], secret: bytes | None,
-            check_buffers: bool = True) -> None:
-    if secret is not None or header.flags & FLAG_SIGNED:
-        if secret is None:
-            raise CorruptRecord("the record is signed but no secret is configured")
-        if not header.flags & FLAG_SIGNED:
-            raise CorruptRecord("the record is not signed and a secret is configured")
-        fixed, lens = _fixed_for_signature(header)
+def _verify_payload(header: Header, pickle_part: Any, buffers: Sequence[Any], signer: Signer | None) -> None:
+    """Check the payload against a verified header: its signature when signed, else its checksum."""
+    if header.signed:
+        if signer is None:
+            raise ForeignRecord("the record is signed with a secret this process does not have")
         pieces = Payload(bytes(pickle_part), [memoryview(b) for b in buffers]).pieces()
-        expected = _signature(secret, fixed, lens, header.meta_raw, pieces)
-        if not hmac.compare_digest(expected, header.signature):
-            raise CorruptRecord("signature mismatch: the value was written without this "
-                                "secret or has been modified")
+        if not hmac.compare_digest(_mac(signer, b"nbm-record", [header.signed_part, *pieces]), header.signature):
+            raise CorruptRecord("signature mismatch: the value was written without this secret or has been modified")
         return
     h = xxhash.xxh3_128()
     h.update(pickle_part)
-    if check_buffers:
-        for buf in buffers:
-            h.update(buf)
-        if h.digest() != header.checksum:
-            raise CorruptRecord("checksum mismatch: the stored bytes were damaged")
+    for buf in buffers:
+        h.update(buf)
+    if h.digest() != header.checksum:
+        raise CorruptRecord("checksum mismatch: the stored bytes were damaged")
 
 
-def load_inline(header: Header, payload: memoryview, secret: bytes | None) -> Any:
+def load_inline(header: Header, payload: memoryview, signer: Signer | None) -> Any:
     """Verify and unpickle a payload kept inside the index record."""
     offsets = header.offsets()
     if len(payload) != offsets[-1]:
         raise CorruptRecord("inline payload has the wrong length")
     pickle_part = payload[: header.pickle_len]
     buffers = [bytearray(payload[o:o + n]) for o, n in zip(offsets, header.buffer_lens)]
-    _verify(header, pickle_part, buffers, secret)
+    _verify_payload(header, pickle_part, buffers, signer)
     return loads(pickle_part, buffers)
 
 
-def load_file(header: Header, path: str, secret: bytes | None, use_mmap: bool = False) -> Any:
+FILE_NAME = re.compile(r"[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{28}\.val")
+
+
+def store_file_path(directory: str, filename: str) -> str | None:
+    """Return the full path of a payload file the store could have made, or None for any other name.
+
+    The name must have the store's pattern, and the two folders above it must be real folders
+    inside ``directory`` (no symlink leads elsewhere).
+    """
+    if not FILE_NAME.fullmatch(filename):
+        return None
+    full = os.path.join(directory, filename)
+    parent = os.path.dirname(filename)
+    if os.path.realpath(os.path.dirname(full)) != os.path.join(os.path.realpath(directory), parent):
+        return None
+    return full
+
+
+def open_payload(directory: str, filename: str) -> io.BufferedReader:
+    """Open a payload file for reading, refusing anything but a regular file of the store's own.
+
+    A symlink, FIFO, socket or device is refused without blocking (``O_NOFOLLOW | O_NONBLOCK``).
+    """
+    full = store_file_path(directory, filename)
+    if full is None:
+        raise CorruptRecord(f"the index names a payload file the store never makes ({filename[:80]!r})")
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(full, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise CorruptRecord("the payload file is a symlink") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise CorruptRecord("the payload file is not a regular file")
+    return io.open(fd, "rb")  # noqa: UP020 (typed as a BufferedReader, unlike os.fdopen)
+
+
+_verified_maps: dict[tuple[int, int, int, int], bytes] = {}  # file identity -> header check it verified
+
+
+def verify_mapped(header: Header, pickle_part: Any, buffers: Sequence[Any], signer: Signer | None) -> None:
+    """Verify a memory-mapped payload in full (checksum or signature)."""
+    _verify_payload(header, pickle_part, buffers, signer)
+
+
+def load_file(header: Header, directory: str, signer: Signer | None, use_mmap: bool = False) -> Any:
     """Verify and unpickle a payload kept in its own file, reading buffers in place."""
     offsets = header.offsets()
-    with open(path, "rb") as f:
-        size = _file_size(f)
-        if size != offsets[-1]:
-            raise CorruptRecord(f"payload file has {size} bytes, expected {offsets[-1]}")
+    with open_payload(directory, header.filename) as f:
+        st = os.fstat(f.fileno())
+        if st.st_size != offsets[-1]:
+            raise CorruptRecord(f"payload file has {st.st_size} bytes, expected {offsets[-1]}")
         pickle_part = f.read(header.pickle_len)
         if use_mmap and header.buffer_lens:
             mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
             view = memoryview(mapped)
             buffers: list[Any] = [view[o:o + n] for o, n in zip(offsets, header.buffer_lens)]
-            # Mapped buffers are verified only when signed: reading them all would undo the map.
-            _verify(header, pickle_part, buffers, secret, check_buffers=False)
+            # Verified once per file identity: reading every byte on each hit would undo the map.
+            identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+            if _verified_maps.get(identity) != header.check:
+                verify_mapped(header, pickle_part, buffers, signer)
+                if len(_verified_maps) >= 4096:
+                    _verified_maps.clear()
+                _verified_maps[identity] = header.check
             return loads(pickle_part, buffers)
         buffers = []
-        signed = secret is not None or bool(header.flags & FLAG_SIGNED)
-        hasher = _Hasher(background=not signed and offsets[-1] >= _PIPELINE_MIN)
-        hasher.update(pickle_part)
-        for offset, n in zip(offsets, header.buffer_lens):
-            buf = _empty_buffer(n)
-            f.seek(offset)
-            for chunk in _chunks(memoryview(buf).cast("B")):
-                if f.readinto(chunk) != chunk.nbytes:
-                    hasher.digest()
-                    raise CorruptRecord("payload file truncated")
-                hasher.update(chunk)  # verified while the bytes are fresh, on another thread
-            buffers.append(buf)
-    digest = hasher.digest()
-    if signed:
-        _verify(header, pickle_part, buffers, secret)
+        hasher = _Hasher(background=not header.signed and offsets[-1] >= _PIPELINE_MIN)
+        try:
+            hasher.update(pickle_part)
+            for offset, n in zip(offsets, header.buffer_lens):
+                buf = _empty_buffer(n)
+                f.seek(offset)
+                for chunk in _chunks(memoryview(buf).cast("B")):
+                    if f.readinto(chunk) != chunk.nbytes:
+                        raise CorruptRecord("payload file truncated")
+                    hasher.update(chunk)  # verified while the bytes are fresh, on another thread
+                buffers.append(buf)
+        finally:
+            digest = hasher.digest()
+    if header.signed:
+        _verify_payload(header, pickle_part, buffers, signer)
     elif digest != header.checksum:
         raise CorruptRecord("checksum mismatch: the stored bytes were damaged")
     return loads(pickle_part, buffers)
@@ -378,17 +494,16 @@ def write_payload(f: BinaryIO, payload: Payload) -> tuple[int, bytes]:
     # numpy's tofile (C stdio) writes big blocks about 1.4x faster than FileIO.write here.
     write = (lambda chunk: np.frombuffer(chunk, dtype=np.uint8).tofile(f)) if large and np else f.write
     written = 0
-    for piece in payload.pieces():
-        if piece is payload.pickle or isinstance(piece, bytes):
-            f.write(piece)
-            written += len(piece)
-            continue
-        for chunk in _chunks(piece.cast("B") if piece.format != "B" else piece, _WRITE_CHUNK):
-            hasher.update(chunk)
-            write(chunk)
-            written += chunk.nbytes
-    return written, hasher.digest()
-
-
-def _file_size(f: BinaryIO) -> int:
-    return os.fstat(f.fileno()).st_size
+    try:
+        for piece in payload.pieces():
+            if piece is payload.pickle or isinstance(piece, bytes):
+                f.write(piece)
+                written += len(piece)
+                continue
+            for chunk in _chunks(piece.cast("B") if piece.format != "B" else piece, _WRITE_CHUNK):
+                hasher.update(chunk)
+                write(chunk)
+                written += chunk.nbytes
+    finally:
+        digest = hasher.digest()  # also ends the hashing thread when a write fails (a full disk)
+    return written, digest

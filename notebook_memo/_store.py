@@ -13,27 +13,34 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import re
 import sqlite3
+import stat
 import threading
 import time
 import uuid
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import diskcache
 from diskcache.core import UNKNOWN
 
-from ._config import TOUCH_FLUSH_INTERVAL, resolve_lease
+from ._config import TOUCH_FLUSH_INTERVAL, resolve_lease, resolve_secret, warn_once
+from ._errors import StorageWarning
 from ._serialize import (
     CorruptRecord,
+    ForeignRecord,
     Header,
     Payload,
+    Signer,
     decode_header,
     encode_header,
     load_file,
     load_inline,
+    signer_for,
+    store_file_path,
     write_payload,
 )
 
@@ -44,69 +51,157 @@ _DB_NAME = "cache.db"
 _MARKER = "NOTEBOOK_MEMO_CACHE"
 _REVALIDATE = 0.25
 _HOT_ENTRIES = 1024
-_CULL_MARKER = "stats:cull"
+_ORPHAN_GRACE = 60.0  # repair keeps unreferenced payload files this young: a writer may be about to index them
+_EVICT_BATCH = 16
 
 
 @dataclass
 class StoredRecord:
-    """A record as read from the index: its header, and where its payload is."""
+    """A record as read from the index: its verified header, and where its payload is."""
 
-    key: str
+    key: str  # the index row's key
     header: Header
     inline: memoryview
-    path: str | None
+    filename: str | None
+    directory: str
+    signer: Signer | None = None
+    verified: bool = False  # the header's checksum or signature was checked by this process
 
-    def load(self, secret: bytes | None, use_mmap: bool = False) -> Any:
+    @property
+    def path(self) -> str | None:
+        return os.path.join(self.directory, self.filename) if self.filename else None
+
+    def load(self, use_mmap: bool = False) -> Any:
         """Verify and unpickle the stored value; raises CorruptRecord or OSError."""
         if self.header.inline:
-            return load_inline(self.header, self.inline, secret)
-        if self.path is None:
+            return load_inline(self.header, self.inline, self.signer)
+        if not self.filename:
             raise CorruptRecord("record has neither an inline payload nor a file")
-        return load_file(self.header, self.path, secret, use_mmap)
+        return load_file(self.header, self.directory, self.signer, use_mmap)
 
 
 @dataclass
 class _NewRecord:
-    header_bytes: bytes | None  # None: built once the file is written and its checksum known
+    key: str
     payload: Payload
     inline: bool
-    make_header: Any = None
+    make_header: Callable[[str | None, bytes | None], bytes]  # (file name, payload checksum) -> header
 
 
-class _RecordDisk(diskcache.Disk):
-    """diskcache serialization for our records: header in the row, payload inline or in a file."""
-
-    def store(self, value: Any, read: bool, key: Any = UNKNOWN) -> tuple[int, int, str | None, Any]:
-        if not isinstance(value, _NewRecord):
-            return super().store(value, read, key=key)  # type: ignore[no-any-return]
-        if value.inline:
-            assert value.header_bytes is not None
-            return 0, MODE_RECORD, None, sqlite3.Binary(value.header_bytes)
-        filename, full_path = self.filename(key, value)
-        os.makedirs(os.path.dirname(full_path), exist_ok=True)
-        try:
-            with open(full_path, "xb") as f:
-                size, checksum = write_payload(f, value.payload)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.remove(full_path)
-            raise
-        header = value.header_bytes if value.header_bytes is not None else value.make_header(checksum)
-        return size, MODE_RECORD, filename, sqlite3.Binary(header)
-
-    def fetch(self, mode: int, filename: str | None, value: Any, read: bool) -> Any:
-        if mode != MODE_RECORD:
-            return super().fetch(mode, filename, value, read)
-        try:
-            header, inline = decode_header(value)
-        except CorruptRecord:
-            return _Corrupt()
-        path = os.path.join(self._directory, filename) if filename else None
-        return StoredRecord("", header, inline, path)
+class _Foreign:
+    """A row this store did not write: diskcache's pickle or file modes, or a pickled key."""
 
 
 class _Corrupt:
-    """A row whose header could not be parsed."""
+    """A row of ours whose header could not be parsed."""
+
+
+_FOREIGN = _Foreign()
+
+
+class _RecordDisk(diskcache.Disk):
+    """diskcache serialization restricted to our records: nothing is pickled, nothing foreign unpickled.
+
+    Keys are raw strings; values are our records, or plain ints, floats and short strings (leases,
+    counters). A row in any other form, written by anyone, is returned as ``_Foreign`` without
+    reading it; a payload file is deleted only if it has the store's name pattern and location, is
+    a regular file, and no row refers to it any more.
+    """
+
+    def put(self, key: Any) -> tuple[Any, bool]:
+        if type(key) is not str:
+            raise TypeError(f"notebook_memo keys are strings, not {type(key).__qualname__}")
+        return key, True
+
+    def get(self, key: Any, raw: bool) -> Any:
+        if not raw or type(key) is not str:
+            return _FOREIGN  # a pickled or binary key: never unpickled
+        return key
+
+    def store(self, value: Any, read: bool, key: Any = UNKNOWN) -> tuple[int, int, str | None, Any]:
+        if isinstance(value, _NewRecord):
+            if value.inline:
+                return 0, MODE_RECORD, None, sqlite3.Binary(value.make_header(None, None))
+            filename, full_path = self.filename(key, value)
+            os.makedirs(os.path.dirname(full_path), mode=0o700, exist_ok=True)
+            try:
+                with open(full_path, "xb") as f:
+                    size, checksum = write_payload(f, value.payload)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.remove(full_path)
+                raise
+            return size, MODE_RECORD, filename, sqlite3.Binary(value.make_header(filename, checksum))
+        if type(value) in (int, float) or (type(value) is str and len(value) < self.min_file_size):
+            return super().store(value, read, key=key)  # type: ignore[no-any-return]
+        raise TypeError(f"the store writes its own records only, not {type(value).__qualname__}")
+
+    def fetch(self, mode: int, filename: str | None, value: Any, read: bool) -> Any:
+        if mode == MODE_RECORD:
+            try:
+                header, inline = decode_header(value)
+            except CorruptRecord:
+                return _Corrupt()
+            return StoredRecord("", header, inline, filename, self._directory)
+        if mode == diskcache.core.MODE_RAW and filename is None:
+            return super().fetch(mode, filename, value, read)
+        return _FOREIGN  # diskcache's pickle, text or binary file modes: not ours
+
+    def remove(self, file_path: str) -> None:
+        full = store_file_path(self._directory, file_path or "")
+        if full is None or self._referenced(file_path):
+            return
+        with contextlib.suppress(OSError):
+            if stat.S_ISREG(os.lstat(full).st_mode):
+                os.remove(full)
+                folder = os.path.dirname(full)
+                os.rmdir(folder)
+                os.rmdir(os.path.dirname(folder))
+
+    def _referenced(self, file_path: str) -> bool:
+        """Return True when a row still names ``file_path`` (or when that cannot be told)."""
+        try:
+            return connection(self._directory).execute(
+                "SELECT 1 FROM Cache WHERE filename = ? LIMIT 1", (file_path,)).fetchone() is not None
+        except sqlite3.Error:
+            return True
+
+
+_connections = threading.local()
+
+
+def connection(directory: str) -> sqlite3.Connection:
+    """Return this thread's own SQLite connection to a directory's index (scans and checks, not writes)."""
+    cache: dict[str, tuple[int, tuple[int, int], sqlite3.Connection]] = _connections.__dict__.setdefault("by_dir", {})
+    path = os.path.join(directory, _DB_NAME)
+    st = os.stat(path)
+    ident = (st.st_dev, st.st_ino)
+    held = cache.get(directory)
+    if held is not None and held[0] == os.getpid() and held[1] == ident:
+        return held[2]
+    con = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+    cache[directory] = (os.getpid(), ident, con)
+    return con
+
+
+def directory_trouble(directory: str) -> str | None:
+    """Return why others could have written into ``directory`` (or its index), or None when only we can."""
+    me = os.geteuid()
+    for path in (directory, os.path.join(directory, _DB_NAME)):
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        if st.st_uid != me:
+            return f"{path} is owned by user {st.st_uid}, not by you (user {me})"
+        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            return f"{path} can be written by group or others (mode {stat.S_IMODE(st.st_mode):o})"
+    return None
+
+
+def _is_damaged_database(exc: BaseException) -> bool:
+    # OperationalError (locked, read-only, I/O) is a subclass of DatabaseError and is not damage.
+    return type(exc) is sqlite3.DatabaseError
 
 
 class Store:
@@ -119,6 +214,7 @@ class Store:
         self._reader: diskcache.Cache | None = None
         self._writer: diskcache.Cache | None = None
         self._ident: tuple[int, int] | None = None
+        self._trouble: str | None = None
         self._pending_touch: set[str] = set()
         self._held_leases: dict[str, str] = {}
         self._flusher: threading.Thread | None = None
@@ -134,15 +230,40 @@ class Store:
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
         self._write_marker()
         self._close_handles()
-        common: dict[str, Any] = {"disk": _RecordDisk, "statistics": 0, "tag_index": 1}
-        # cull_limit=1: past the size limit each write evicts one least-recently-used entry;
-        # diskcache's default (10 per write, 10 per cull() round) would drop far more than
-        # needed when entries are large.
-        self._writer = diskcache.Cache(self.directory, eviction_policy="least-recently-used",
-                                       size_limit=self.size_limit, cull_limit=1, **common)
-        self._reader = diskcache.Cache(self.directory, eviction_policy="none", cull_limit=0, **common)
+        try:
+            self._open_handles()
+        except sqlite3.DatabaseError as exc:
+            if not _is_damaged_database(exc):
+                raise
+            self._set_aside(exc)
+            self._open_handles()
         st = os.stat(os.path.join(self.directory, _DB_NAME))
         self._ident = (st.st_dev, st.st_ino)
+        self._trouble = directory_trouble(self.directory)
+        with contextlib.suppress(sqlite3.Error):  # lets a delete tell at once whether a file is still used
+            connection(self.directory).execute("CREATE INDEX IF NOT EXISTS Cache_filename ON Cache(filename)")
+
+    def _open_handles(self) -> None:
+        common: dict[str, Any] = {"disk": _RecordDisk, "statistics": 0, "tag_index": 1, "cull_limit": 0,
+                                  "size_limit": self.size_limit}
+        # Eviction is ours (_enforce_limit): diskcache's own cull compares the database's page
+        # count, which does not shrink when small rows go. The writer's LRU policy records access
+        # times (written in batches); the reader's hit is a single SELECT.
+        self._writer = diskcache.Cache(self.directory, eviction_policy="least-recently-used", **common)
+        self._reader = diskcache.Cache(self.directory, eviction_policy="none", **common)
+
+    def _set_aside(self, exc: BaseException) -> None:
+        """Move a damaged index out of the way (with one warning saying where) so a fresh one can start."""
+        self._close_handles()
+        aside = os.path.join(self.directory, f"{_DB_NAME}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(os.path.join(self.directory, _DB_NAME + suffix), aside + suffix)
+        warn_once(f"damaged-index:{self.directory}", f"the cache index {os.path.join(self.directory, _DB_NAME)} "
+                  f"is damaged ({exc}); it was moved to {aside} and a fresh index started. Entries stored "
+                  "before are recomputed when needed; delete the moved file when you no longer need it.",
+                  StorageWarning)
+        self._ident = None
 
     def _close_handles(self) -> None:
         for handle in (self._reader, self._writer):
@@ -162,6 +283,8 @@ class Store:
             with self._lock:
                 if current is None or current != self._ident or self._reader is None:
                     self._open()
+        else:
+            self._trouble = directory_trouble(self.directory)  # permissions can change while a kernel runs
         assert self._reader is not None and self._writer is not None
         return self._reader, self._writer
 
@@ -178,113 +301,231 @@ class Store:
     def writer(self) -> diskcache.Cache:
         return self._handles()[1]
 
+    def _exists(self) -> bool:
+        return os.path.exists(os.path.join(self.directory, _DB_NAME))
+
+    # -- trust -----------------------------------------------------------------------------
+    @staticmethod
+    def signer() -> Signer | None:
+        """Return the signer of the configured secret, or None."""
+        secret = resolve_secret()
+        return signer_for(secret) if secret is not None else None
+
+    @staticmethod
+    def row_key(key: str, signer: Signer | None) -> str:
+        """Return the index key of ``key``: each secret (or none) has keys of its own, so kernels with
+        different secrets sharing a directory never overwrite or delete each other's entries."""
+        return key if signer is None else f"{key}~{signer.keyid.hex()}"
+
+    def _refuses(self, signer: Signer | None) -> bool:
+        """Return True (after warning once) when values must not be loaded from this directory."""
+        if self._trouble is None or signer is not None:
+            return False
+        warn_once(f"untrusted:{self.directory}", f"{self._trouble}: a stored value is a pickle, which can run "
+                  "code when loaded, so without a secret nothing is loaded from or stored in this cache; "
+                  f"results are computed instead. Fix it with `chmod go-w {self.directory}` (and `chown` it to "
+                  "yourself), or set a secret shared by everyone who writes there (NOTEBOOK_MEMO_SECRET or "
+                  "configure(secret=...)).", StorageWarning)
+        return True
+
     # -- records ---------------------------------------------------------------------------
     def get(self, key: str) -> StoredRecord | None:
-        """Return the record under ``key``, or None; a damaged header raises CorruptRecord.
+        """Return the verified record under ``key``, or None; raises CorruptRecord for a row it refuses.
 
         A record read from the index is reused for up to REVALIDATE seconds: repeated hits
         on one key skip SQLite. Our own writes and deletes drop it at once; another
         process's delete or overwrite of the same key is seen within that window.
         """
+        signer = self.signer()
+        row = self.row_key(key, signer)
         now = time.monotonic()
-        hot = self._hot.get(key)
+        hot = self._hot.get(row)
         if hot is not None and now - hot[0] < _REVALIDATE:
-            self._touch_later(key)
+            self._touch_later(row)
             return hot[1]
-        record = self.reader.get(key)
-        if record is None:
-            self._hot.pop(key, None)
+        reader = self.reader
+        if self._refuses(signer):
             return None
+        try:
+            record = reader.get(row)
+        except sqlite3.DatabaseError as exc:
+            if _is_damaged_database(exc):
+                with self._lock:
+                    self._set_aside(exc)
+                return None
+            raise
+        if record is None:
+            self._hot.pop(row, None)
+            return None
+        if record is _FOREIGN:
+            raise ForeignRecord("the index row was not written by notebook_memo (a diskcache pickle or file "
+                                "row): it is never unpickled")
         if isinstance(record, _Corrupt):
             raise CorruptRecord("the record header is damaged")
         if not isinstance(record, StoredRecord):
-            return None
-        record.key = key
-        self._touch_later(key)
+            raise ForeignRecord("the index row was not written by notebook_memo: it is never unpickled")
+        record.header.verify(row, record.filename, signer)
+        record.key, record.signer, record.verified = row, signer, True
+        self._touch_later(row)
         if len(self._hot) >= _HOT_ENTRIES:
             self._hot.clear()
-        self._hot[key] = (now, record)
+        self._hot[row] = (now, record)
         return record
 
     def forget(self, key: str | None = None) -> None:
-        """Drop reused records: one key's, or all of them."""
+        """Drop reused records: one key's, or all of them (and re-check the directory on the next access)."""
         if key is None:
             self._hot.clear()
+            self._checked = 0.0
         else:
-            self._hot.pop(key, None)
+            self._hot.pop(self.row_key(key, self.signer()), None)
 
     def put(self, key: str, payload: Payload, meta: dict[str, Any], created: float,
             expires: float | None, duration: float, keep_until: float | None, tag: str,
-            secret: bytes | None, inline_limit: int) -> int:
+            inline_limit: int) -> int:
         """Write a record; return the payload size. ``keep_until`` bounds its life in the index."""
+        signer = self.signer()
+        row = self.row_key(key, signer)
         inline = payload.nbytes < inline_limit
-        if inline or secret:
-            record = _NewRecord(encode_header(payload, meta, created, expires, duration, inline, secret),
-                                payload, inline)
-        else:  # the checksum is computed while the file is written
-            record = _NewRecord(None, payload, False, lambda checksum: encode_header(
-                payload, meta, created, expires, duration, False, None, checksum))
+
+        def make_header(filename: str | None, checksum: bytes | None) -> bytes:
+            return encode_header(row, filename, payload, meta, created, expires, duration, inline, signer, checksum)
+
         writer = self.writer
+        if self._refuses(signer):
+            return 0
         if self._pending_touch:
-            self.flush()  # diskcache culls inside set(): recent hits must be recorded first
-        self.forget(key)
+            self.flush()  # recent hits decide what is least recently used
+        self._hot.clear()
         expire = None if keep_until is None else max(keep_until - time.time(), 0.001)
-        writer.set(key, record, expire=expire, tag=tag)
-        self.forget(key)
+        writer.set(row, _NewRecord(row, payload, inline, make_header), expire=expire, tag=tag)
+        self._hot.clear()
         self._enforce_limit(writer)
         return payload.nbytes
 
-    def _enforce_limit(self, writer: diskcache.Cache) -> None:
-        """Evict least recently used entries, one at a time, until the directory fits its limit."""
-        volume = writer.volume()
-        if volume > self.size_limit:
-            self.forget()
-        while volume > self.size_limit:
-            writer.set(_CULL_MARKER, 0)  # every set() runs one cull round (cull_limit entries)
-            now = writer.volume()
-            if now >= volume:
-                break  # nothing left to evict
-            volume = now
+    def stored_bytes(self) -> int:
+        """Return the bytes the limit counts: the index database and the payload files."""
+        return int(self.writer.volume())
+
+    def evict_to(self, limit: int) -> int:
+        """Evict least recently used entries until the directory holds at most ``limit`` bytes; return how many."""
+        return self._enforce_limit(self.writer, limit)
+
+    def _enforce_limit(self, writer: diskcache.Cache, limit: int | None = None) -> int:
+        """Evict least recently used entries, one at a time, until the directory fits; return how many.
+
+        Deleting a small row does not always free a database page at once, so this goes on until
+        the volume fits or no entry is left, rather than stopping when one delete did not help.
+        """
+        limit = self.size_limit if limit is None else limit
+        evicted = 0
+        while writer.volume() > limit:
+            rows = connection(self.directory).execute(
+                "SELECT key FROM Cache WHERE mode = ? AND raw = 1 ORDER BY access_time LIMIT ?",
+                (MODE_RECORD, _EVICT_BATCH)).fetchall()
+            if not rows:
+                break
+            for (row,) in rows:
+                self._hot.clear()
+                evicted += bool(writer.delete(row))
+                if writer.volume() <= limit:
+                    break
+        return evicted
 
     def delete(self, key: str) -> bool:
-        self.forget(key)
-        return bool(self.writer.delete(key))
+        """Delete this process's entry for ``key``."""
+        self._hot.clear()
+        return bool(self.writer.delete(self.row_key(key, self.signer())))
+
+    def discard(self, record_key: str) -> bool:
+        """Delete an index row that was refused (its payload file goes only if no other row names it)."""
+        self._hot.clear()
+        with contextlib.suppress(Exception):
+            return bool(self.writer.delete(record_key))
+        return False
+
+    def delete_record(self, record: StoredRecord) -> bool:
+        """Delete ``record`` if its row still holds it: an entry written since it was listed stays."""
+        self._hot.clear()
+        writer = self.writer
+        with writer.transact():
+            current = writer.get(record.key)
+            if not isinstance(current, StoredRecord) or current.header.check != record.header.check:
+                return False
+            return bool(writer.delete(record.key))
 
     def evict(self, tag: str) -> int:
         """Delete every record with ``tag``; return how many."""
-        self.forget()
+        self._hot.clear()
         return int(self.writer.evict(tag))
 
     def records(self) -> Iterator[StoredRecord]:
-        """Yield every readable record (management commands, not the hit path)."""
-        reader = self.reader
-        for key in list(reader.iterkeys()):
-            if not isinstance(key, str) or key.startswith(("lock:", "stats:")):
+        """Yield every record of ours whose header is intact (management commands, not the hit path).
+
+        Rows in any other form are skipped unread. Records signed with a secret this process does
+        not have cannot be checked; they are yielded with ``verified`` False.
+        """
+        if not self._exists():
+            return
+        self.reader  # noqa: B018 (opens, or sets a damaged index aside)
+        signer = self.signer()
+        rows = connection(self.directory).execute(
+            "SELECT key, filename, value FROM Cache WHERE mode = ? AND raw = 1 AND typeof(key) = 'text'",
+            (MODE_RECORD,)).fetchall()
+        for key, filename, value in rows:
+            try:
+                header, inline = decode_header(value)
+            except CorruptRecord:
                 continue
-            with contextlib.suppress(Exception):
-                record = reader.get(key)
-                if isinstance(record, StoredRecord):
-                    record.key = key
-                    yield record
+            if header.key != key or header.filename != (filename or ""):
+                continue
+            verified = header.intact(signer) if header.signed and signer is not None and \
+                signer.keyid == header.keyid else header.intact(None) if not header.signed else False
+            if not verified and (not header.signed or (signer is not None and signer.keyid == header.keyid)):
+                continue  # damaged, or forged under our own key id
+            yield StoredRecord(key, header, inline, filename, self.directory, signer, verified)
 
     def volume(self) -> int:
         return int(self.reader.volume())
 
     def expire(self) -> int:
         """Reclaim expired records now; return how many."""
-        self.forget()
+        self._hot.clear()
         return int(self.writer.expire())
 
-    def repair(self) -> list[str]:
-        """Remove files no row refers to and rows whose file is gone; return the warnings."""
-        import warnings
+    def repair(self, started: float | None = None) -> list[str]:
+        """Drop rows whose payload file is gone, and payload files no row names; return what was done.
 
-        self.forget()
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            self.writer.check(fix=True)
-        self._write_marker()  # check() deletes every file the index does not know
-        return [str(w.message) for w in caught]
+        Only files with the store's name pattern, in its folders, are ever deleted, and none
+        modified after ``started`` minus a grace period (a writer may be about to index it).
+        """
+        started = time.time() if started is None else started
+        self._hot.clear()
+        writer = self.writer
+        done: list[str] = []
+        con = connection(self.directory)
+        for key, filename in con.execute("SELECT key, filename FROM Cache WHERE filename IS NOT NULL").fetchall():
+            full = store_file_path(self.directory, filename)
+            if full is None or not os.path.lexists(full):
+                with contextlib.suppress(Exception):
+                    writer.delete(key)
+                done.append(f"dropped the row of {str(key)[:16]}: its payload file is missing or not the store's")
+        named = {f for (f,) in con.execute("SELECT filename FROM Cache WHERE filename IS NOT NULL").fetchall()}
+        for first in _hex_dirs(self.directory):
+            for second in _hex_dirs(os.path.join(self.directory, first)):
+                folder = os.path.join(self.directory, first, second)
+                for name in os.listdir(folder):
+                    relative = f"{first}/{second}/{name}"
+                    full = store_file_path(self.directory, relative)
+                    if full is None or relative in named:
+                        continue
+                    with contextlib.suppress(OSError):
+                        st = os.lstat(full)
+                        if stat.S_ISREG(st.st_mode) and st.st_mtime < started - _ORPHAN_GRACE:
+                            writer.disk.remove(relative)
+                            done.append(f"removed the unreferenced payload file {relative}")
+        self._write_marker()
+        return done
 
     def _write_marker(self) -> None:
         marker = os.path.join(self.directory, _MARKER)
@@ -318,6 +559,9 @@ class Store:
 
     def flush(self) -> None:
         """Write pending access times and hit counts, and renew held leases."""
+        if not self._exists():  # deleted by the user: never re-created just to record access times
+            self._pending_touch, self._pending_hits = set(), {}
+            return
         if self._held_leases:
             self._renew_leases()
         if not self._pending_touch and not self._pending_hits:
@@ -406,6 +650,19 @@ def get_store(directory: str, size_limit: int) -> Store:
         if store._writer is not None:
             store._writer.reset("size_limit", size_limit)
     return store
+
+
+_HEX2 = re.compile(r"[0-9a-f]{2}")
+
+
+def _hex_dirs(folder: str) -> list[str]:
+    """Return the store's two-hex-digit subfolders of ``folder`` (real folders, not links)."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    return [n for n in names if _HEX2.fullmatch(n) and not os.path.islink(os.path.join(folder, n))
+            and os.path.isdir(os.path.join(folder, n))]
 
 
 def is_cache_directory(directory: str) -> bool:

@@ -168,7 +168,7 @@ def test_killed_writers_never_leave_an_entry_that_is_served_half_written(tmp_pat
     from notebook_memo._store import Store
 
     store = Store(str(cache_dir), 2**40)
-    store.repair()
+    store.repair(started=time.time() + 120)  # as a prune run two minutes from now: the leftovers are old
     files = {str(p) for p in cache_dir.rglob("*.val")}
     referenced = {r.path for r in store.records() if r.path}
     assert files == referenced  # leftovers of killed writes were reclaimed
@@ -250,14 +250,33 @@ class _Trap:
 
 
 def _plant(fn: Any, args: tuple[Any, ...], value: Any, secret: bytes | None) -> None:
-    """Write ``value`` where fn(*args) would look, as someone with write access could."""
+    """Write ``value`` where fn(*args) would look, as someone with write access but another secret could.
+
+    The attacker knows the row's name and the victim's key id (both are public in the index) and
+    writes a well-formed record signed with ``secret`` (or unsigned) straight into SQLite.
+    """
     import pickle
+
+    from notebook_memo._serialize import Signer, encode_header, signer_for
+    from notebook_memo._store import MODE_RECORD, Store
 
     call = fn.make_call(args, {})
     store = fn._store()
+    store.writer  # noqa: B018 (the victim's index exists)
+    victim = Store.signer()
+    row = Store.row_key(call.key, victim)
     payload = Payload(pickle.dumps(value, protocol=5), [])
     meta = fn._meta(call, 0.0, time.time(), payload.nbytes)
-    store.put(call.key, payload, meta, time.time(), None, 0.0, None, fn.function_id, secret, 1 << 16)
+    forger = None
+    if secret is not None:
+        forger = Signer(signer_for(secret).key, victim.keyid if victim else bytes(8))
+    record = encode_header(row, None, payload, meta, time.time(), None, 0.0, True, forger)
+    with sqlite3.connect(os.path.join(store.directory, "cache.db"), isolation_level=None) as db:
+        db.execute("DELETE FROM Cache WHERE key = ?", (row,))
+        db.execute("INSERT INTO Cache (key, raw, store_time, expire_time, access_time, access_count, tag, size, "
+                   "mode, filename, value) VALUES (?, 1, 0, NULL, 0, 0, NULL, 0, ?, NULL, ?)",
+                   (row, MODE_RECORD, record))
+    store.forget()
 
 
 def test_signed_values_round_trip(counter: Counter) -> None:
@@ -307,9 +326,9 @@ def test_modified_signed_payload_with_a_recomputed_checksum_is_rejected(counter:
         key, blob = db.execute("SELECT key, value FROM Cache WHERE key NOT LIKE 'lock:%'").fetchone()
         forged = bytearray(blob.replace(b"genuine", b"forgery"))
         fields = list(_HEADER.unpack_from(forged))
-        pickle_len, meta_len = fields[6], fields[8]
-        payload = bytes(forged[_HEADER.size + meta_len:])[:pickle_len]
-        fields[9] = xxhash.xxh3_128_digest(payload)  # an attacker can recompute a plain checksum
+        pickle_len, meta_len, names = fields[6], fields[8], fields[9] + fields[10]
+        payload = bytes(forged[_HEADER.size + names + meta_len:])[:pickle_len]
+        fields[12] = xxhash.xxh3_128_digest(payload)  # an attacker can recompute a plain checksum
         forged[: _HEADER.size] = _HEADER.pack(*fields)
         db.execute("UPDATE Cache SET value = ? WHERE key = ?", (bytes(forged), key))
     with pytest.warns(StorageWarning, match="signature mismatch"):

@@ -1,0 +1,331 @@
+"""Damage and faults lose nothing that can be kept: a damaged index, load errors, a full disk, prune
+racing with writers or killed half-way, the exit hook, and the size limit."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from notebook_memo import StorageWarning, configure, memo
+from notebook_memo._inventory import Inventory
+from tests.conftest import ROOT, Counter
+
+
+def _env(cache_dir: Path) -> dict[str, str]:
+    return {**os.environ, "NOTEBOOK_MEMO_DIR": str(cache_dir), "PYTHONPATH": str(ROOT)}
+
+
+def _run(script: str, cache_dir: Path, *args: str) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=120,
+                         env=_env(cache_dir))
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def _storage_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
+    return [str(w.message) for w in caught if issubclass(w.category, StorageWarning)]
+
+
+# -- a damaged index is set aside ------------------------------------------------------------------
+
+KERNEL = """
+import json, sys, warnings
+import numpy as np
+from notebook_memo import memo
+warnings.simplefilter("always")
+class _Runs:
+    n = 0
+    def __memo_key__(self): return "runs"
+runs = _Runs()
+@memo
+def f(k):
+    runs.n += 1
+    return {"k": k, "pad": "x" * 3000}
+with warnings.catch_warnings(record=True) as caught:
+    values = [f(k)["k"] for k in range(int(sys.argv[1]))] + [f(k)["k"] for k in range(int(sys.argv[1]))]
+print(json.dumps({"values": values, "runs": runs.n,
+                  "warnings": [str(w.message) for w in caught if w.category.__name__ == "StorageWarning"]}))
+"""
+
+
+@pytest.mark.parametrize("damage", ["not-a-database", "bad-pages"])
+def test_a_damaged_index_is_set_aside_once_and_caching_works_again(cache_dir: Path, damage: str) -> None:
+    first = _run(KERNEL, cache_dir, "40")
+    assert first["runs"] == 40
+    db = cache_dir / "cache.db"
+    with open(db, "r+b") as handle:
+        if damage == "not-a-database":
+            handle.write(b"this is not SQLite" * 10)
+        else:  # every page after the first (the schema stays readable)
+            size = db.stat().st_size
+            rng = random.Random(3)
+            for offset in range(4096, size, 4096):
+                handle.seek(offset)
+                handle.write(bytes(rng.randrange(256) for _ in range(4096)))
+    second = _run(KERNEL, cache_dir, "40")
+    assert second["values"] == list(range(40)) * 2
+    assert second["runs"] == 40  # recomputed once, then served from the fresh index
+    assert len(second["warnings"]) == 1 and "moved to" in second["warnings"][0], second["warnings"]
+    assert list(cache_dir.glob("cache.db.damaged-*"))
+    third = _run(KERNEL, cache_dir, "40")
+    assert third["runs"] == 0 and third["warnings"] == []
+
+
+# -- trouble loading a valid entry is not damage ---------------------------------------------------
+
+
+@pytest.mark.parametrize("error", [MemoryError("no memory"), OSError(errno.EACCES, "Permission denied"),
+                                   OSError(errno.EMFILE, "Too many open files")])
+def test_an_error_while_loading_a_valid_entry_keeps_it(counter: Counter, monkeypatch: pytest.MonkeyPatch,
+                                                       error: BaseException) -> None:
+    from notebook_memo import _serialize
+
+    @memo
+    def f() -> np.ndarray:
+        counter()
+        return np.arange(100_000)
+
+    f()
+    real = _serialize.open_payload
+
+    def failing(*args: Any) -> Any:
+        raise error
+
+    monkeypatch.setattr(_serialize, "open_payload", failing)
+    f._store().forget()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert f()[-1] == 99_999 and f()[-1] == 99_999
+    assert counter.n == 3
+    assert len(_storage_warnings(caught)) == 1 and "kept" in _storage_warnings(caught)[0]
+    monkeypatch.setattr(_serialize, "open_payload", real)
+    assert f.is_cached() and f()[-1] == 99_999 and counter.n == 3
+
+
+NO_FILES = """
+import json, os, resource, sys, warnings
+import numpy as np
+from notebook_memo import memo
+warnings.simplefilter("always")
+class _Runs:
+    n = 0
+    def __memo_key__(self): return "runs"
+runs = _Runs()
+@memo
+def f():
+    runs.n += 1
+    return np.arange(100_000)
+f(); f()
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+held = []
+try:
+    while True:
+        held.append(os.open(os.devnull, os.O_RDONLY))
+except OSError:
+    pass
+with warnings.catch_warnings(record=True) as caught:
+    ok = int(f()[-1]) == 99_999
+for fd in held:
+    os.close(fd)
+print(json.dumps({"ok": ok, "runs": runs.n, "cached": f.is_cached(), "again": int(f()[-1]), "after": runs.n,
+                  "warnings": [str(w.message) for w in caught if w.category.__name__ == "StorageWarning"]}))
+"""
+
+
+def test_running_out_of_file_descriptors_keeps_the_entry(cache_dir: Path) -> None:
+    out = _run(NO_FILES, cache_dir)
+    assert out["ok"] and out["runs"] == 2 and out["cached"] and out["after"] == 2
+    assert out["warnings"] and "kept" in out["warnings"][0]
+
+
+# -- a full disk leaks nothing ---------------------------------------------------------------------
+
+FULL_DISK = """
+import json, resource, signal, sys, threading, warnings
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+import numpy as np
+from notebook_memo import memo
+warnings.simplefilter("ignore")
+@memo
+def big(k):
+    return np.full(3 * 2**20, float(k))  # 24 MB: checksummed on a second thread while written
+big(-1)
+before = threading.active_count()
+resource.setrlimit(resource.RLIMIT_FSIZE, (2**20, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+values_ok = all(float(big(k)[0]) == k for k in range(30))
+print(json.dumps({"ok": values_ok, "before": before, "after": threading.active_count()}))
+"""
+
+
+def test_a_full_disk_does_not_leak_a_thread_per_call(cache_dir: Path) -> None:
+    out = _run(FULL_DISK, cache_dir)
+    assert out["ok"] and out["after"] <= out["before"] + 1, out
+
+
+# -- prune racing with writers, prune killed -------------------------------------------------------
+
+
+def test_prune_never_deletes_an_entry_written_after_it_listed_it(counter: Counter) -> None:
+    @memo
+    def f(x: int) -> int:
+        counter()
+        return x
+
+    f(1)
+    inventory = Inventory(f._store())
+    [(listed, _)] = inventory.records()
+    f.refresh(1)  # another kernel overwrites the entry while prune is deciding
+    assert inventory.store.delete_record(listed) is False
+    assert f.is_cached(1)
+
+
+def test_repair_keeps_young_unreferenced_files_and_reclaims_old_ones(cache_dir: Path) -> None:
+    @memo
+    def f() -> bytes:
+        return bytes(200_000)
+
+    f()
+    store = f._store()
+    young = cache_dir / "ab" / "cd" / ("e" * 28 + ".val")  # a writer's file, not yet in the index
+    old = cache_dir / "ab" / "ce" / ("f" * 28 + ".val")
+    for path in (young, old):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"partial")
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    store.repair()
+    assert young.exists() and not old.exists()
+    assert f.is_cached()
+
+
+PRUNE_TARGET = """
+import sys, warnings
+from notebook_memo import memo
+warnings.simplefilter("ignore")
+@memo
+def f(k):
+    return bytes([k % 256]) * (70_000 if k % 2 else 100)
+for k in range(int(sys.argv[1])):
+    f(k)
+print("{}")
+"""
+
+
+def test_a_prune_killed_half_way_leaves_a_usable_marked_cache(cache_dir: Path) -> None:
+    rng = random.Random(5)
+    for _ in range(3):
+        _run(PRUNE_TARGET, cache_dir, "150")
+        proc = subprocess.Popen([sys.executable, "-m", "notebook_memo", "prune", "--dir", str(cache_dir),
+                                 "--older-than", "0s"], env=_env(cache_dir), stdout=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.2, 0.8))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert (cache_dir / "NOTEBOOK_MEMO_CACHE").exists()
+        info = subprocess.run([sys.executable, "-m", "notebook_memo", "info", "--dir", str(cache_dir)],
+                              capture_output=True, text=True, env=_env(cache_dir), timeout=120)
+        assert info.returncode == 0, info.stderr
+    check = """
+import json, warnings
+from notebook_memo import memo
+warnings.simplefilter("always")
+@memo
+def f(k):
+    return bytes([k % 256]) * (70_000 if k % 2 else 100)
+with warnings.catch_warnings(record=True) as caught:
+    ok = all(f(k) == bytes([k % 256]) * (70_000 if k % 2 else 100) for k in range(150))
+print(json.dumps({"ok": ok, "warnings": [str(w.message) for w in caught if "Storage" in w.category.__name__]}))
+"""
+    out = _run(check, cache_dir)
+    assert out["ok"] and out["warnings"] == []
+
+
+# -- the exit hook ---------------------------------------------------------------------------------
+
+DELETE_AT_EXIT = """
+import shutil, sys
+from notebook_memo import memo
+@memo
+def f():
+    return 1
+f(); f(); f()  # hits: access times wait for the background flush
+shutil.rmtree(sys.argv[1])
+print("{}")
+"""
+
+
+def test_the_exit_hook_never_recreates_a_deleted_cache_directory(cache_dir: Path) -> None:
+    _run(DELETE_AT_EXIT, cache_dir, str(cache_dir))
+    assert not cache_dir.exists()
+
+
+# -- the size limit --------------------------------------------------------------------------------
+
+
+def _record_bytes(cache_dir: Path) -> int:
+    """The index database and every payload file on disk: what the limit promises to bound."""
+    with sqlite3.connect(str(cache_dir / "cache.db")) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    files = [p for p in cache_dir.rglob("*.val")]
+    return (cache_dir / "cache.db").stat().st_size + sum(p.stat().st_size for p in files)
+
+
+def test_the_size_limit_holds_when_the_least_recently_used_entries_are_small(cache_dir: Path) -> None:
+    configure(size_limit=600_000)
+
+    @memo
+    def small(k: int) -> bytes:
+        return bytes([k % 256]) * 500  # inside the index
+
+    @memo
+    def big(k: int) -> bytes:
+        return bytes([k % 256]) * 200_000  # in a file of its own
+
+    for k in range(800):
+        small(k)
+    for k in range(30):
+        big(k)
+    assert _record_bytes(cache_dir) <= 600_000
+    assert big.is_cached(29) and not small.is_cached(0)
+
+
+def test_prune_max_size_reaches_the_size_asked(cache_dir: Path) -> None:
+    @memo
+    def small(k: int) -> bytes:
+        return bytes([k % 256]) * 1000
+
+    for k in range(2000):
+        small(k)
+    out = subprocess.run([sys.executable, "-m", "notebook_memo", "prune", "--dir", str(cache_dir), "--max-size",
+                          "500KB"], capture_output=True, text=True, env=_env(cache_dir), timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert _record_bytes(cache_dir) <= 500_000
+
+
+def test_a_result_larger_than_the_limit_is_returned_not_stored(counter: Counter) -> None:
+    configure(size_limit=1_000_000)
+
+    @memo
+    def f(n: int) -> bytes:
+        counter()
+        return bytes(n)
+
+    for k in range(5):
+        f(100_000 + k)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert len(f(5_000_000)) == 5_000_000
+        assert len(f(5_000_000)) == 5_000_000
+    assert len(_storage_warnings(caught)) == 1 and "size limit" in _storage_warnings(caught)[0]
+    assert counter.n == 7 and all(f.is_cached(100_000 + k) for k in range(5))

@@ -1,0 +1,463 @@
+"""Integrity and security of the store: nothing is unpickled, opened or deleted unless it is ours and verified.
+
+Every test damages or plants real bytes in a real cache directory (SQLite rows, payload files,
+symlinks, FIFOs, permissions) and checks that the user gets the right value, that no code ran and
+that no file outside the store's own was touched.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+import sqlite3
+import stat
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from notebook_memo import StorageWarning, configure, memo
+from tests.conftest import ROOT, Counter
+
+MODE_PICKLE = 4  # diskcache's own row mode for pickled values
+
+
+class _Trap:
+    """Unpickling this creates a file: stands in for code planted in the cache."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (open, (self.path, "w"))
+
+
+def _db(cache_dir: Path) -> sqlite3.Connection:
+    return sqlite3.connect(str(cache_dir / "cache.db"), isolation_level=None)
+
+
+def _entry_rows(cache_dir: Path) -> list[tuple[Any, ...]]:
+    with _db(cache_dir) as db:
+        return db.execute("SELECT rowid, key, filename, value FROM Cache WHERE key NOT LIKE 'lock:%' "
+                          "AND key NOT LIKE 'stats:%' ORDER BY rowid").fetchall()
+
+
+def _quiet_call(fn: Any, *args: Any) -> tuple[Any, list[str]]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        value = fn(*args)
+    return value, [str(w.message) for w in caught if issubclass(w.category, StorageWarning)]
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "notebook_memo", *args], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+# -- rows in diskcache's own formats are never unpickled ------------------------------------------
+
+
+@pytest.mark.parametrize("secret", [None, "team secret"])
+def test_a_row_in_diskcache_pickle_mode_is_never_unpickled(tmp_path: Path, cache_dir: Path, counter: Counter,
+                                                          secret: str | None) -> None:
+    if secret:
+        configure(secret=secret)
+    trap = tmp_path / "pwned"
+
+    @memo
+    def f(x: int) -> int:
+        counter()
+        return x + 1
+
+    assert f(1) == 2
+    [(_, key, _, _)] = _entry_rows(cache_dir)
+    with _db(cache_dir) as db:
+        db.execute("UPDATE Cache SET mode = ?, value = ? WHERE key = ?",
+                   (MODE_PICKLE, pickle.dumps(_Trap(str(trap))), key))
+    f._store().forget()
+    value, caught = _quiet_call(f, 1)  # a plain hit
+    assert value == 2 and not trap.exists()
+    assert any("not written by notebook_memo" in m for m in caught), caught
+    assert f(5) == 6 and not trap.exists()  # a miss
+    assert counter.n == 3
+
+
+def test_a_pickled_key_is_never_unpickled_by_any_command(tmp_path: Path, cache_dir: Path) -> None:
+    trap = tmp_path / "pwned"
+
+    @memo
+    def f(x: int) -> int:
+        return x + 1
+
+    f(1)
+    planted = pickle.dumps(_Trap(str(trap)))
+    with _db(cache_dir) as db:
+        db.execute("INSERT INTO Cache (key, raw, store_time, expire_time, access_time, access_count, tag, size, "
+                   "mode, filename, value) VALUES (?, 0, 0, NULL, 0, 0, NULL, 0, ?, NULL, ?)",
+                   (planted, MODE_PICKLE, planted))
+    assert f(1) == 2 and f(2) == 3
+    assert f.cache_info().entries == 2
+    for args in (["info"], ["prune", "--older-than", "1h"], ["prune", "--keep-latest"],
+                 ["prune", "--max-size", "1GB"], ["clear"]):
+        out = _cli(*args, "--dir", str(cache_dir))
+        assert out.returncode == 0, (args, out.stderr)
+        assert not trap.exists(), args
+    f.clear()
+    assert not trap.exists()
+
+
+# -- a record belongs to its key -------------------------------------------------------------------
+
+
+def test_a_record_copied_under_another_key_is_refused(cache_dir: Path, counter: Counter) -> None:
+    @memo
+    def f(x: int) -> str:
+        counter()
+        return f"value of {x}"
+
+    f(1), f(2)
+    (_, _, _, value1), (_, key2, _, _) = _entry_rows(cache_dir)
+    with _db(cache_dir) as db:
+        db.execute("UPDATE Cache SET value = ? WHERE key = ?", (value1, key2))
+    f._store().forget()
+    value, caught = _quiet_call(f, 2)
+    assert value == "value of 2" and counter.n == 3
+    assert caught and "another" in caught[0], caught
+    assert f(1) == "value of 1" and counter.n == 3  # the original is untouched
+
+
+def test_a_row_pointing_at_another_entrys_file_is_refused(cache_dir: Path, counter: Counter) -> None:
+    @memo
+    def f(x: int) -> np.ndarray:
+        counter()
+        return np.full(100_000, x)
+
+    f(1), f(2)
+    (_, _, file1, _), (_, key2, file2, _) = _entry_rows(cache_dir)
+    assert file1 and file2
+    with _db(cache_dir) as db:
+        db.execute("UPDATE Cache SET filename = ? WHERE key = ?", (file1, key2))  # a damaged index page
+    f._store().forget()
+    value, caught = _quiet_call(f, 2)
+    assert (value == 2).all() and counter.n == 3 and caught
+    assert (f(1) == 1).all() and counter.n == 3  # the other entry and its file survive
+    assert (cache_dir / file1).exists()
+
+
+def test_a_flipped_bit_in_the_metadata_is_detected(cache_dir: Path, counter: Counter) -> None:
+    @memo
+    def f() -> int:
+        counter()
+        return 7
+
+    f()
+    [(_, key, _, blob)] = _entry_rows(cache_dir)
+    damaged = bytearray(blob)
+    at = bytes(blob).index(b'"duration"')
+    damaged[at + 1] ^= 0x01  # inside the JSON metadata
+    with _db(cache_dir) as db:
+        db.execute("UPDATE Cache SET value = ? WHERE key = ?", (bytes(damaged), key))
+    f._store().forget()
+    value, caught = _quiet_call(f)
+    assert value == 7 and counter.n == 2 and caught
+
+
+# -- files a row points to -------------------------------------------------------------------------
+
+
+def _plant_filename(cache_dir: Path, filename: str) -> None:
+    rows = _entry_rows(cache_dir)
+    with _db(cache_dir) as db:
+        for _, key, current, _ in rows:
+            if current:
+                db.execute("UPDATE Cache SET filename = ? WHERE key = ?", (filename, key))
+
+
+@pytest.fixture
+def file_entry(cache_dir: Path, counter: Counter) -> Any:
+    @memo
+    def f(x: int) -> np.ndarray:
+        counter()
+        return np.full(100_000, x)
+
+    f(1)
+    return f
+
+
+@pytest.mark.parametrize("how", ["absolute", "dotdot"])
+def test_a_row_pointing_outside_the_cache_is_never_read_or_deleted(tmp_path: Path, cache_dir: Path,
+                                                                   file_entry: Any, how: str) -> None:
+    victim = tmp_path / "precious.txt"
+    victim.write_text("the user's own work")
+    target = str(victim) if how == "absolute" else os.path.relpath(victim, cache_dir)
+    _plant_filename(cache_dir, target)
+    file_entry._store().forget()
+    value, caught = _quiet_call(file_entry, 1)
+    assert (value == 1).all() and caught
+    file_entry.clear()
+    for args in (["prune", "--older-than", "1s"], ["prune", "--max-size", "1"], ["clear"]):
+        _plant_filename(cache_dir, target)
+        assert _cli(*args, "--dir", str(cache_dir)).returncode == 0
+    assert victim.read_text() == "the user's own work"
+
+
+def test_a_symlinked_payload_is_refused_and_its_target_kept(tmp_path: Path, cache_dir: Path,
+                                                            file_entry: Any) -> None:
+    [(_, _, filename, _)] = [r for r in _entry_rows(cache_dir) if r[2]]
+    victim = tmp_path / "precious.bin"
+    shutil.copy(cache_dir / filename, victim)  # the same bytes: only the link itself is wrong
+    os.remove(cache_dir / filename)
+    os.symlink(victim, cache_dir / filename)
+    file_entry._store().forget()
+    value, caught = _quiet_call(file_entry, 1)
+    assert (value == 1).all() and caught and file_entry.cache_info().misses == 2
+    file_entry.clear()
+    assert victim.exists()
+
+
+FIFO_SCRIPT = """
+import os, sys, sqlite3, warnings
+sys.path.insert(0, {root!r})
+import numpy as np
+from notebook_memo import memo
+warnings.simplefilter("ignore")
+@memo
+def f(x):
+    return np.full(100_000, x)
+f(1)
+db = sqlite3.connect(os.path.join({cache!r}, "cache.db"), isolation_level=None)
+[(filename,)] = db.execute("SELECT filename FROM Cache WHERE filename IS NOT NULL").fetchall()
+path = os.path.join({cache!r}, filename)
+os.remove(path)
+os.mkfifo(path)
+f._store().forget()
+ok = bool((f(1) == 1).all())
+f.clear()
+print("DONE", ok, os.path.exists(path))
+"""
+
+
+def test_a_fifo_in_place_of_a_payload_never_blocks(tmp_path: Path, cache_dir: Path) -> None:
+    script = tmp_path / "fifo.py"
+    script.write_text(FIFO_SCRIPT.format(root=str(ROOT), cache=str(cache_dir)))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "NOTEBOOK_MEMO_DIR": str(cache_dir)})
+    assert out.returncode == 0, out.stderr
+    assert "DONE True True" in out.stdout  # computed, and the FIFO (not ours) was not deleted
+
+
+def test_prune_never_deletes_a_users_files_in_the_cache_directory(tmp_path: Path) -> None:
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    (folder / "sub").mkdir()
+    (folder / "sub" / "data.csv").write_text("a,b\n1,2\n")
+    configure(cache_dir=str(folder))
+
+    @memo
+    def f(x: int) -> bytes:
+        return bytes(200_000)
+
+    f(1)
+    old = os.path.getmtime(folder / "notes.txt") - 3600
+    for path in (folder / "notes.txt", folder / "sub" / "data.csv"):
+        os.utime(path, (old, old))
+    for args in (["prune", "--older-than", "1s"], ["prune", "--keep-latest"], ["prune", "--max-size", "1"],
+                 ["clear"]):
+        assert _cli(*args, "--dir", str(folder)).returncode == 0
+    assert (folder / "notes.txt").read_text() == "mine"
+    assert (folder / "sub" / "data.csv").read_text() == "a,b\n1,2\n"
+
+
+# -- memory-mapped payloads ------------------------------------------------------------------------
+
+
+def test_a_damaged_mapped_payload_is_refused(cache_dir: Path, counter: Counter) -> None:
+    @memo(mmap=True)
+    def f() -> np.ndarray:
+        counter()
+        return np.arange(500_000, dtype=np.float64)
+
+    f()
+    [(_, _, filename, _)] = [r for r in _entry_rows(cache_dir) if r[2]]
+    with open(cache_dir / filename, "r+b") as handle:
+        handle.seek(-100, os.SEEK_END)
+        handle.write(b"\x7f")
+    f._store().forget()
+    value, caught = _quiet_call(f)
+    assert np.array_equal(value, np.arange(500_000, dtype=np.float64)) and counter.n == 2 and caught
+
+
+def test_a_mapped_payload_is_verified_once_per_file(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from notebook_memo import _serialize
+
+    checked: list[int] = []
+    original = _serialize.verify_mapped
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        checked.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(_serialize, "verify_mapped", counting)
+
+    @memo(mmap=True)
+    def f() -> np.ndarray:
+        return np.arange(500_000, dtype=np.float64)
+
+    f()
+    for _ in range(5):
+        f._store().forget()
+        assert f()[-1] == 499_999
+    assert len(checked) == 1
+
+
+SHORT_MAP = """
+import os, sys, sqlite3, warnings
+sys.path.insert(0, {root!r})
+import numpy as np
+from notebook_memo import memo
+warnings.simplefilter("ignore")
+@memo(mmap=True)
+def f():
+    return np.arange(500_000, dtype=np.float64)
+f()
+db = sqlite3.connect(os.path.join({cache!r}, "cache.db"), isolation_level=None)
+[(filename,)] = db.execute("SELECT filename FROM Cache WHERE filename IS NOT NULL").fetchall()
+with open(os.path.join({cache!r}, filename), "r+b") as handle:
+    handle.truncate(1_000_000)
+f._store().forget()
+value = f()
+print("DONE", float(value.sum()) == float(np.arange(500_000).sum()))
+"""
+
+
+def test_a_mapped_payload_shorter_than_its_header_is_refused_before_mapping(tmp_path: Path,
+                                                                            cache_dir: Path) -> None:
+    script = tmp_path / "short.py"
+    script.write_text(SHORT_MAP.format(root=str(ROOT), cache=str(cache_dir)))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "NOTEBOOK_MEMO_DIR": str(cache_dir)})
+    assert out.returncode == 0, out.stderr  # no SIGBUS
+    assert "DONE True" in out.stdout
+
+
+# -- secrets ---------------------------------------------------------------------------------------
+
+
+def test_secrets_equal_in_their_first_64_bytes_are_not_interchangeable(counter: Counter) -> None:
+    @memo
+    def f() -> int:
+        counter()
+        return 1
+
+    configure(secret="x" * 64 + "A")
+    f()
+    configure(secret="x" * 64 + "B")
+    f()
+    assert counter.n == 2
+
+
+def test_an_empty_secret_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match="empty"):
+        configure(secret="")
+
+    @memo
+    def f() -> int:
+        return 1
+
+    monkeypatch.setenv("NOTEBOOK_MEMO_SECRET", "")
+    with pytest.raises(ValueError, match="NOTEBOOK_MEMO_SECRET"):
+        f()
+
+
+def test_kernels_with_different_secrets_keep_each_others_entries(counter: Counter) -> None:
+    @memo
+    def f(x: int) -> int:
+        counter()
+        return x * 10
+
+    for secret in ("alice", "bob", None, "alice", "bob", None):
+        configure(secret=secret)
+        value, caught = _quiet_call(f, 1)
+        assert value == 10 and caught == []
+    assert counter.n == 3  # each computed once, then each read its own entry back
+
+
+# -- who may write to the cache directory ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["world-writable", "group-writable", "symlink"])
+def test_a_directory_others_can_write_is_not_read_without_a_secret(tmp_path: Path, cache_dir: Path,
+                                                                   counter: Counter, how: str) -> None:
+    shared = tmp_path / "shared"
+    configure(cache_dir=str(shared))
+
+    @memo
+    def f() -> int:
+        counter()
+        return 5
+
+    f()
+    shared.chmod(0o777 if how != "group-writable" else 0o770)
+    if how == "symlink":
+        link = tmp_path / "link"
+        os.symlink(shared, link)
+        configure(cache_dir=str(link))
+    f._store().forget()
+    trap = tmp_path / "pwned"
+    [(_, key, _, _)] = _entry_rows(shared)
+    with _db(shared) as db:  # anyone can now plant a row in the directory
+        db.execute("UPDATE Cache SET mode = ?, value = ? WHERE key = ?",
+                   (MODE_PICKLE, pickle.dumps(_Trap(str(trap))), key))
+    value, caught = _quiet_call(f)
+    assert value == 5 and counter.n == 2 and not trap.exists()
+    assert caught and "chmod" in caught[0] and "secret" in caught[0], caught
+
+
+def test_a_directory_owned_by_someone_else_is_not_read_without_a_secret(tmp_path: Path, counter: Counter,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    foreign = tmp_path / "foreign"
+    configure(cache_dir=str(foreign))
+
+    @memo
+    def f() -> int:
+        counter()
+        return 5
+
+    f()
+    if os.geteuid() == 0:
+        for root, dirs, files in os.walk(foreign):
+            for name in dirs + files:
+                os.chown(os.path.join(root, name), 65534, 65534)
+        os.chown(foreign, 65534, 65534)
+    else:  # without root, become someone else instead of giving the directory away
+        monkeypatch.setattr(os, "geteuid", lambda: os.stat(foreign).st_uid + 1)
+    f._store().forget()
+    value, caught = _quiet_call(f)
+    assert value == 5 and counter.n == 2
+    assert caught and "owned by" in caught[0], caught
+
+
+def test_the_cache_directory_check_is_quiet_for_a_private_directory(counter: Counter, cache_dir: Path) -> None:
+    @memo
+    def f() -> int:
+        counter()
+        return 5
+
+    f()
+    f._store().forget()
+    value, caught = _quiet_call(f)
+    assert value == 5 and counter.n == 1 and caught == []
+    assert stat.S_IMODE(cache_dir.stat().st_mode) == 0o700
+
+
+def test_the_readme_says_what_is_guaranteed() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for phrase in ("group or others", "verified once", "belongs to its key"):
+        assert phrase in readme, phrase
