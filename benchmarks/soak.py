@@ -1,12 +1,20 @@
 """Soak test: processes share one cache while faults are injected; nothing wrong may come back.
 
-    .venv/bin/python benchmarks/soak.py --seconds 60 --workers 4
+    .venv/bin/python benchmarks/soak.py --seconds 60 --workers 4 [--modes plain mmap index]
 
 Workers call memoized functions over a small key space (small and multi-megabyte values)
 and check every value they get. Meanwhile this process kills workers with SIGKILL,
 flips bytes in stored files and rows, truncates payload files and deletes the whole
-cache directory. Prints calls, faults injected, wrong values served and errors surfaced
-to callers; exits 1 unless the last two are 0.
+cache directory. Each mode runs in turn:
+
+- ``plain``: the faults above;
+- ``mmap``: the same, with the large values memory-mapped (``mmap=True``);
+- ``index``: mostly damage to the SQLite index itself: random bytes over whole pages of
+  ``cache.db`` (now and then its first page, so it is no longer a database), and rows
+  pointed at other entries' rows and files.
+
+Prints, per mode, calls, faults injected, wrong values served and errors surfaced to
+callers; exits 1 unless the last two are 0 in every mode.
 """
 
 from __future__ import annotations
@@ -32,13 +40,13 @@ sys.path.insert(0, {root!r})
 import numpy as np
 from notebook_memo import memo
 warnings.simplefilter("ignore")
-report, seconds, seed = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+report, seconds, seed, use_mmap = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "mmap"
 
 @memo
 def small(k):
     return {{"k": k, "items": list(range(k % 50))}}
 
-@memo
+@memo(mmap=use_mmap)
 def large(k):
     return np.full((k % 4 + 1) * 2**18, float(k))
 
@@ -70,19 +78,76 @@ os.replace(report + ".tmp", report)
 """
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=30)
-    parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--seed", type=int, default=1)
-    args = parser.parse_args()
-    rng = random.Random(args.seed)
+def _damage_page(cache: Path, rng: random.Random, faults: dict[str, int]) -> None:
+    db = cache / "cache.db"
+    try:
+        with open(db, "r+b") as f:
+            pages = os.fstat(f.fileno()).st_size // 4096
+            if pages < 1:
+                return
+            page = 0 if rng.random() < 0.15 else rng.randrange(pages)
+            f.seek(page * 4096)
+            f.write(bytes(rng.randrange(256) for _ in range(4096)))
+            faults["damaged_index_pages"] += 1
+    except OSError:
+        pass
+
+
+def _swap_rows(cache: Path, rng: random.Random, faults: dict[str, int]) -> None:
+    """Point one entry's row at another entry's record or payload file, as a damaged page might."""
+    try:
+        with sqlite3.connect(str(cache / "cache.db"), timeout=5) as db:
+            rows = db.execute("SELECT rowid, filename, value FROM Cache WHERE mode = 16 "
+                              "ORDER BY random() LIMIT 2").fetchall()
+            if len(rows) == 2:
+                (a, _, _), (_, file_b, value_b) = rows
+                column, value = ("filename", file_b) if file_b and rng.random() < 0.5 else ("value", value_b)
+                db.execute(f"UPDATE Cache SET {column} = ? WHERE rowid = ?", (value, a))
+                faults["swapped_rows"] += 1
+    except sqlite3.Error:
+        pass
+
+
+def _flip_row(cache: Path, rng: random.Random, faults: dict[str, int]) -> None:
+    try:
+        with sqlite3.connect(str(cache / "cache.db"), timeout=5) as db:
+            row = db.execute("SELECT rowid, value FROM Cache WHERE mode = 16 "
+                             "ORDER BY random() LIMIT 1").fetchone()
+            if row and row[1]:
+                blob = bytearray(row[1])
+                blob[rng.randrange(len(blob))] ^= 0x55
+                db.execute("UPDATE Cache SET value = ? WHERE rowid = ?", (bytes(blob), row[0]))
+                faults["flipped_bytes"] += 1
+    except sqlite3.Error:
+        pass
+
+
+def _damage_file(cache: Path, rng: random.Random, faults: dict[str, int], truncate: bool) -> None:
+    files = list(cache.rglob("*.val"))
+    if not files:
+        return
+    try:
+        with open(rng.choice(files), "r+b") as f:
+            size = os.fstat(f.fileno()).st_size
+            if truncate:
+                f.truncate(size // 2)
+                faults["truncations"] += 1
+            else:
+                f.seek(rng.randrange(max(size, 1)))
+                f.write(bytes([rng.randrange(256)]))
+                faults["flipped_bytes"] += 1
+    except OSError:
+        pass
+
+
+def soak(mode: str, seconds: float, workers: int, rng: random.Random) -> dict[str, object]:
     work = Path(tempfile.mkdtemp(prefix="nm_soak_"))
     cache = work / "cache"
     script = work / "worker.py"
     script.write_text(WORKER.format(root=str(ROOT)))
     env = {**os.environ, "NOTEBOOK_MEMO_DIR": str(cache), "NOTEBOOK_MEMO_LEASE": "2"}
-    faults = {"kills": 0, "flipped_bytes": 0, "truncations": 0, "directory_deletions": 0}
+    faults = {"kills": 0, "flipped_bytes": 0, "truncations": 0, "directory_deletions": 0,
+              "damaged_index_pages": 0, "swapped_rows": 0}
     reports: list[Path] = []
     procs: list[subprocess.Popen[bytes]] = []
     errors_log = work / "errors.txt"
@@ -92,48 +157,34 @@ def main() -> int:
         reports.append(report)
         with open(errors_log, "ab") as err:
             procs.append(subprocess.Popen([sys.executable, str(script), str(report), str(remaining),
-                                           str(rng.randrange(10**6))], env=env, stderr=err))
+                                           str(rng.randrange(10**6)), mode], env=env, stderr=err))
 
-    end = time.monotonic() + args.seconds
-    for _ in range(args.workers):
-        spawn(args.seconds)
+    choices = ["kill", "flip", "truncate", "delete", "flip"]
+    if mode == "index":
+        choices = ["kill", "page", "page", "swap", "swap", "row", "flip"]
+    end = time.monotonic() + seconds
+    for _ in range(workers):
+        spawn(seconds)
     while time.monotonic() < end:
         time.sleep(rng.uniform(0.2, 1.0))
-        fault = rng.choice(["kill", "flip", "truncate", "delete", "flip"])
+        fault = rng.choice(choices)
         if fault == "kill":
             alive = [p for p in procs if p.poll() is None]
             if alive:
                 rng.choice(alive).send_signal(signal.SIGKILL)
                 faults["kills"] += 1
                 spawn(max(end - time.monotonic(), 0.5))
+        elif fault == "page":
+            _damage_page(cache, rng, faults)
+        elif fault == "swap":
+            _swap_rows(cache, rng, faults)
+        elif fault == "row":
+            _flip_row(cache, rng, faults)
         elif fault in ("flip", "truncate"):
-            files = list(cache.rglob("*.val"))
-            if files and rng.random() < 0.7:
-                target = rng.choice(files)
-                try:
-                    with open(target, "r+b") as f:
-                        size = os.fstat(f.fileno()).st_size
-                        if fault == "truncate":
-                            f.truncate(size // 2)
-                            faults["truncations"] += 1
-                        else:
-                            f.seek(rng.randrange(max(size, 1)))
-                            f.write(bytes([rng.randrange(256)]))
-                            faults["flipped_bytes"] += 1
-                except OSError:
-                    pass
-            elif (cache / "cache.db").exists():
-                try:
-                    with sqlite3.connect(str(cache / "cache.db"), timeout=5) as db:
-                        row = db.execute("SELECT rowid, value FROM Cache WHERE mode = 16 "
-                                         "ORDER BY random() LIMIT 1").fetchone()
-                        if row and row[1]:
-                            blob = bytearray(row[1])
-                            blob[rng.randrange(len(blob))] ^= 0x55
-                            db.execute("UPDATE Cache SET value = ? WHERE rowid = ?", (bytes(blob), row[0]))
-                            faults["flipped_bytes"] += 1
-                except sqlite3.Error:
-                    pass
+            if rng.random() < 0.7:
+                _damage_file(cache, rng, faults, fault == "truncate")
+            else:
+                _flip_row(cache, rng, faults)
         elif fault == "delete" and rng.random() < 0.3:
             shutil.rmtree(cache, ignore_errors=True)
             faults["directory_deletions"] += 1
@@ -147,13 +198,32 @@ def main() -> int:
         if report.exists():
             for key, value in json.loads(report.read_text()).items():
                 totals[key] += value
-    result = {"calls": totals["calls"], "faults_injected": faults, "wrong_values_served": totals["wrong"],
-              "errors_surfaced_to_callers": totals["errors"], "worker_processes": len(reports)}
-    print(json.dumps(result, indent=2))
+    result: dict[str, object] = {
+        "mode": mode, "calls": totals["calls"], "faults_injected": {k: v for k, v in faults.items() if v},
+        "wrong_values_served": totals["wrong"], "errors_surfaced_to_callers": totals["errors"],
+        "worker_processes": len(reports)}
     if totals["errors"]:
         print(errors_log.read_text()[-2000:], file=sys.stderr)
     shutil.rmtree(work, ignore_errors=True)
-    return 0 if totals["wrong"] == 0 and totals["errors"] == 0 else 1
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=30, help="per mode")
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--modes", nargs="*", default=["plain", "mmap", "index"], choices=["plain", "mmap", "index"])
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    results = [soak(mode, args.seconds, args.workers, rng) for mode in args.modes]
+    print(json.dumps(results, indent=2))
+    print(f"{'mode':<6} {'calls':>7} {'faults':>7} {'wrong':>6} {'errors':>7}")
+    for r in results:
+        faults = sum(r["faults_injected"].values())  # type: ignore[attr-defined]
+        print(f"{r['mode']:<6} {r['calls']:>7} {faults:>7} {r['wrong_values_served']:>6} "
+              f"{r['errors_surfaced_to_callers']:>7}")
+    return 0 if all(r["wrong_values_served"] == 0 and r["errors_surfaced_to_callers"] == 0 for r in results) else 1
 
 
 if __name__ == "__main__":

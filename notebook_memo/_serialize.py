@@ -388,29 +388,41 @@ def load_inline(header: Header, payload: memoryview, signer: Signer | None) -> A
 FILE_NAME = re.compile(r"[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{28}\.val")
 
 
+_real_dirs: dict[str, str] = {}
+
+
 def store_file_path(directory: str, filename: str) -> str | None:
     """Return the full path of a payload file the store could have made, or None for any other name.
 
     The name must have the store's pattern, and the two folders above it must be real folders
-    inside ``directory`` (no symlink leads elsewhere).
+    (not symlinks) inside ``directory``.
     """
     if not FILE_NAME.fullmatch(filename):
         return None
-    full = os.path.join(directory, filename)
-    parent = os.path.dirname(filename)
-    if os.path.realpath(os.path.dirname(full)) != os.path.join(os.path.realpath(directory), parent):
+    real = _real_dirs.get(directory)
+    if real is None:
+        real = _real_dirs[directory] = os.path.realpath(directory)
+    first = os.path.join(real, filename[:2])
+    second = os.path.join(first, filename[3:5])
+    try:
+        if not (stat.S_ISDIR(os.lstat(first).st_mode) and stat.S_ISDIR(os.lstat(second).st_mode)):
+            return None
+    except OSError:
         return None
-    return full
+    return os.path.join(real, filename)
 
 
 def open_payload(directory: str, filename: str) -> io.BufferedReader:
     """Open a payload file for reading, refusing anything but a regular file of the store's own.
 
-    A symlink, FIFO, socket or device is refused without blocking (``O_NOFOLLOW | O_NONBLOCK``).
+    A symlink, FIFO, socket or device is refused without being opened; the open itself uses
+    ``O_NOFOLLOW | O_NONBLOCK`` so that a file swapped in between cannot block or redirect it.
     """
     full = store_file_path(directory, filename)
     if full is None:
         raise CorruptRecord(f"the index names a payload file the store never makes ({filename[:80]!r})")
+    if not stat.S_ISREG(os.lstat(full).st_mode):
+        raise CorruptRecord("the payload file is not a regular file")
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
         fd = os.open(full, flags)

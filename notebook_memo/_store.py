@@ -108,6 +108,10 @@ class _RecordDisk(diskcache.Disk):
     a regular file, and no row refers to it any more.
     """
 
+    def __init__(self, directory: str, min_file_size: int = 2**15, **_: Any) -> None:
+        # Other disk_* settings someone wrote into the index's Settings table are ignored.
+        super().__init__(directory, min_file_size=min_file_size)
+
     def put(self, key: Any) -> tuple[Any, bool]:
         if type(key) is not str:
             raise TypeError(f"notebook_memo keys are strings, not {type(key).__qualname__}")
@@ -245,7 +249,7 @@ class Store:
 
     def _open_handles(self) -> None:
         common: dict[str, Any] = {"disk": _RecordDisk, "statistics": 0, "tag_index": 1, "cull_limit": 0,
-                                  "size_limit": self.size_limit}
+                                  "size_limit": self.size_limit, "disk_min_file_size": 2**15}
         # Eviction is ours (_enforce_limit): diskcache's own cull compares the database's page
         # count, which does not shrink when small rows go. The writer's LRU policy records access
         # times (written in batches); the reader's hit is a single SELECT.
@@ -555,7 +559,8 @@ class Store:
     def hit_stats(self, tag: str) -> tuple[int, float]:
         """Return (hits, last hit time) of function ``tag`` across all processes."""
         reader = self.reader
-        return int(reader.get(f"stats:hits:{tag}", 0)), float(reader.get(f"stats:used:{tag}", 0.0))
+        hits, used = reader.get(f"stats:hits:{tag}", 0), reader.get(f"stats:used:{tag}", 0.0)
+        return (hits if type(hits) is int else 0), (float(used) if type(used) in (int, float) else 0.0)
 
     def flush(self) -> None:
         """Write pending access times and hit counts, and renew held leases."""

@@ -461,3 +461,31 @@ def test_the_readme_says_what_is_guaranteed() -> None:
     readme = (ROOT / "README.md").read_text()
     for phrase in ("group or others", "verified once", "belongs to its key"):
         assert phrase in readme, phrase
+
+
+def test_planted_counter_rows_and_settings_neither_run_code_nor_stop_caching(tmp_path: Path, cache_dir: Path,
+                                                                            counter: Counter) -> None:
+    trap = tmp_path / "pwned"
+
+    @memo
+    def f(x: int) -> int:
+        counter()
+        return x + 1
+
+    f(1)
+    planted = pickle.dumps(_Trap(str(trap)))
+    with _db(cache_dir) as db:
+        for key in (f"stats:hits:{f.function_id}", f"stats:used:{f.function_id}"):
+            db.execute("DELETE FROM Cache WHERE key = ?", (key,))
+            db.execute("INSERT INTO Cache (key, raw, store_time, expire_time, access_time, access_count, tag, "
+                       "size, mode, filename, value) VALUES (?, 1, 0, NULL, 0, 0, NULL, 0, ?, NULL, ?)",
+                       (key, MODE_PICKLE, planted))
+        db.execute("INSERT OR REPLACE INTO Settings VALUES ('disk_min_file_size', 0)")
+        db.execute("INSERT OR REPLACE INTO Settings VALUES ('disk_surprise', 1)")
+    out = _cli("info", "--dir", str(cache_dir))
+    assert out.returncode == 0, out.stderr
+    f._store()._close_handles()  # the next call reopens the index with the planted settings
+    f._store().forget()
+    value, caught = _quiet_call(f, 2)
+    assert value == 3 and caught == [] and f(2) == 3 and counter.n == 2
+    assert f.cache_info().entries == 2 and not trap.exists()
