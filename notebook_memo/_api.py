@@ -11,7 +11,7 @@ from typing_extensions import ParamSpec
 
 from . import _methods
 from ._config import TTLLike
-from ._memo import CacheInfo, clear_stale_all, disabled, make_options, refreshing, wrap
+from ._memo import CacheInfo, clear_stale_all, disabled, keep_alive, make_options, refreshing, wrap
 
 __all__ = ()
 
@@ -126,6 +126,19 @@ class _Memo:
     def reset(obj: Any) -> None:
         """Drop every per-instance cache and cached property held by ``obj``."""
         _methods.reset(obj)
+
+    @staticmethod
+    def keep_alive() -> None:
+        """Renew now the leases this process holds on keys it is computing.
+
+        A background thread renews them every third of the lease time (``NOTEBOOK_MEMO_LEASE``,
+        15 s by default). A body that holds the GIL longer than that (a long loop in an extension
+        that never releases it) starves the thread; call this between its chunks so that other
+        processes keep waiting instead of computing the same result.
+
+        >>> memo.keep_alive()
+        """
+        keep_alive()
 
     @staticmethod
     def clear_stale() -> int:

@@ -290,7 +290,7 @@ _NOT_CACHED = _NotCached()
 def _try_restore(shell: Any, store: Store, cell: CellMemo, key: str, options: CellOptions) -> Any:
     try:
         record = store.get(key)
-        if record is None or (record.header.expires and record.header.expires <= time.time()):
+        if record is None or record.header.expired():
             return _NOT_CACHED
         value = record.load()
     except FileNotFoundError:

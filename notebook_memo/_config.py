@@ -30,6 +30,7 @@ DEFAULT_SIZE_LIMIT = 20 * 2**30  # 20 GiB per cache directory
 EXPIRY_GRACE = 3600.0  # expired entries stay visible to explain() this long
 INLINE_LIMIT = 64 * 2**10  # payloads below this live inside the index database
 LOCK_LEASE = 15.0  # seconds a computing process holds a key without renewing
+CLOCK_SKEW = 2.0  # a TTL entry stored more than this far in our future came from a clock ahead of ours
 LOCK_POLL_MAX = 0.05  # longest sleep between checks while waiting for a key
 TOUCH_FLUSH_INTERVAL = 2.0  # seconds between batched LRU access-time updates
 
@@ -94,6 +95,15 @@ class Settings:
 settings = Settings()
 _warned: set[str] = set()
 _warned_lock = threading.Lock()
+
+
+def _new_warned_lock() -> None:
+    global _warned_lock
+    _warned_lock = threading.Lock()  # a forked child: the thread that held it is gone
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_warned_lock)
 
 
 def resolve_dir(cache_dir: str | os.PathLike[str] | None) -> str:

@@ -32,6 +32,10 @@ class BatchError(MemoError, ValueError):
     """A batch function returned a result that does not line up with its items."""
 
 
+class RecursiveCall(MemoError, RuntimeError):
+    """A memoized call needs its own result: it called itself with the same arguments while computing them."""
+
+
 class MemoWarning(UserWarning):
     """Base class of the warnings notebook_memo emits."""
 

@@ -127,7 +127,11 @@ def explain_call(fn: MemoizedFunction[Any], call: Call, as_miss: bool = False) -
     record = None if as_miss else store.get(call.key)
     if record is not None:
         expires = record.header.expires
-        if expires and expires <= time.time():
+        if record.header.expired():
+            if expires > time.time():
+                return Explanation(name, False, f"the entry was stored at {human_time(record.header.created)}, "
+                                   "in this machine's future: the writer's clock (or this one) is off, so its "
+                                   "age cannot be told and it is recomputed", [], unkeyed)
             return Explanation(name, False, f"the entry expired at {human_time(expires)} "
                                f"({_ago(expires)}; ttl {(expires - record.header.created):g} s)", [], unkeyed)
         size = record.header.meta().get("size", 0)

@@ -164,6 +164,15 @@ _own_cache: weakref.WeakKeyDictionary[Callable[..., Any], tuple[types.CodeType, 
 _own_lock = threading.Lock()
 
 
+def _new_own_lock() -> None:
+    global _own_lock
+    _own_lock = threading.Lock()  # a forked child: the thread that held it is gone
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_own_lock)
+
+
 def own_fingerprint(fn: types.FunctionType) -> tuple[bytes, str]:
     """Return ``(digest, method)`` of ``fn``'s own code; method is 'source' or 'bytecode'."""
     code = fn.__code__

@@ -9,6 +9,7 @@ tensors) are fed to xxh3 in place, with no pickling and no copy.
 from __future__ import annotations
 
 import io
+import os
 import socket
 import struct
 import sys
@@ -251,6 +252,15 @@ _REGISTERED: dict[type, Callable[[Any], Any]] = {}
 _CODE_HANDLERS: dict[type, HashFn] = {}
 _dispatch_cache: dict[type, HashFn] = {}
 _dispatch_lock = threading.Lock()
+
+
+def _new_dispatch_lock() -> None:
+    global _dispatch_lock
+    _dispatch_lock = threading.Lock()  # a forked child: the thread that held it is gone
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_dispatch_lock)
 
 
 def register_hasher(cls: type, fn: Callable[[Any], Any]) -> None:

@@ -19,13 +19,14 @@ from typing import Any, Generic, NamedTuple, TypeVar
 import xxhash
 
 from . import _config
-from ._config import EXPIRY_GRACE, INLINE_LIMIT, LOCK_POLL_MAX, TTLLike, parse_ttl, warn_once
+from ._config import EXPIRY_GRACE, INLINE_LIMIT, LOCK_POLL_MAX, TTLLike, parse_ttl, resolve_lease, warn_once
 from ._dependencies import CodeState, CodeTracker, Dependencies
-from ._errors import ConfigurationError, StaleEntriesWarning, StorageWarning
+from ._errors import ConfigurationError, RecursiveCall, StaleEntriesWarning, StorageWarning
 from ._hashing import combine, content_hash
 from ._inventory import human_bytes
+from ._leases import Watch, computing, is_computing
 from ._serialize import CorruptRecord, Payload, copy_value, dumps
-from ._store import Store, StoredRecord, get_store
+from ._store import Store, StoredRecord, get_store, open_stores
 
 __all__ = ()
 
@@ -150,6 +151,7 @@ class MemoizedFunction(Generic[R]):
         self._version = content_hash(options.version, "version") if options.version is not None else b""
         self._is_async = inspect.iscoroutinefunction(fn)
         self._is_method = "." in fn.__qualname__ and not fn.__qualname__.rpartition(".")[0].endswith("<locals>")
+        self._pid = os.getpid()
         self._key_locks: dict[str, list[Any]] = {}
         self._key_locks_guard = threading.Lock()
         self._inflight: dict[tuple[int, str], asyncio.Future[Any]] = {}
@@ -240,7 +242,7 @@ class MemoizedFunction(Generic[R]):
             warn_once(f"storage:{store.directory}", f"cannot read the cache in {store.directory} "
                       f"({type(exc).__name__}: {exc}); computing instead", StorageWarning)
             return _MISS
-        if record is None or (record.header.expires and record.header.expires <= time.time()):
+        if record is None or record.header.expired():
             return _MISS
         try:
             value = record.load(self._options.mmap)
@@ -314,6 +316,7 @@ class MemoizedFunction(Generic[R]):
 
     def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any], refresh: bool) -> Any:
         call = self.make_call(args, kwargs)
+        self._refuse_recursion(call)
         store = self._store()
         if not refresh:
             value = self._read(store, call.key)
@@ -325,10 +328,11 @@ class MemoizedFunction(Generic[R]):
                 if value is not _MISS:
                     return value
             leased = False
+            watch = Watch()
             delay = 0.001
             while True:
                 try:
-                    leased = store.try_lease(call.key)
+                    leased = store.try_lease(call.key, watch)
                 except Exception:
                     break  # no working storage: compute without coordination
                 if leased:
@@ -349,19 +353,44 @@ class MemoizedFunction(Generic[R]):
                 return self._compute(store, call, args, kwargs)
             finally:
                 if leased:
-                    store.release_lease(call.key)
+                    self._release(store, call.key)
+
+    def _refuse_recursion(self, call: Call) -> None:
+        if is_computing(call.key):
+            raise RecursiveCall(f"{self._name} called itself with the same arguments while computing them: "
+                                "its result would depend on itself, so it can never be computed (plain "
+                                "recursion would not end either). Change the arguments of the inner call, "
+                                f"or call {self._name}.uncached(...) there.")
+
+    def _release(self, store: Store, key: str) -> None:
+        if not store.release_lease(key):
+            warn_once(f"lapsed:{self._qualified}", f"{self._name}: another process took over this computation "
+                      f"because this one did not renew its lease for {resolve_lease():g} s (a body that holds "
+                      "the GIL, a suspended process or a stalled disk), so it may have run twice. Call "
+                      "memo.keep_alive() between chunks of long work that holds the GIL, or raise "
+                      f"{_config.ENV_LEASE}.", StorageWarning)
 
     def _compute(self, store: Store, call: Call, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         self.misses += 1
         self.last_hit = False
         self._check_stale(store, call)
         start = time.perf_counter()
-        result = self._fn(*args, **kwargs)
+        with computing(call.key):
+            result = self._fn(*args, **kwargs)
         self._write(store, call, result, time.perf_counter() - start)
         return result
 
+    def _reset_after_fork(self) -> None:
+        """Locks and in-flight calls of the parent's threads and loops do not exist in a forked child."""
+        self._pid = os.getpid()
+        self._key_locks = {}
+        self._key_locks_guard = threading.Lock()
+        self._inflight = {}
+
     @contextlib.contextmanager
     def _key_lock(self, key: str) -> Iterator[None]:
+        if self._pid != os.getpid():
+            self._reset_after_fork()
         with self._key_locks_guard:
             entry = self._key_locks.setdefault(key, [threading.Lock(), 0])
             entry[1] += 1
@@ -378,25 +407,40 @@ class MemoizedFunction(Generic[R]):
         if _disabled.get() or _config.disabled_by_env():
             return await self._fn(*args, **kwargs)
         call = self.make_call(args, kwargs)
+        self._refuse_recursion(call)
         store = self._store()
-        if not refresh:
-            value = self._read(store, call.key)
-            if value is not _MISS:
-                return value
+        if self._pid != os.getpid():
+            self._reset_after_fork()
         loop = asyncio.get_running_loop()
         slot = (id(loop), call.key)
-        running = self._inflight.get(slot)
-        if running is not None:
+        while True:
+            if not refresh:
+                value = self._read(store, call.key)
+                if value is not _MISS:
+                    return value
+            running = self._inflight.get(slot)
+            if running is None:
+                break
+            # Another task of this loop computes the key. If it was cancelled, or found the value
+            # stored by another process, go round again: read our own copy, or take over.
             payload, result = await asyncio.shield(running)
-            return copy_value(payload) if payload is not None else result
-        future: asyncio.Future[Any] = loop.create_future()
+            if payload is not None:
+                return copy_value(payload)
+            if result is not _MISS:
+                return result  # not picklable, so not stored: the one object there is
+        return await self._acompute(store, call, slot, args, kwargs, refresh)
+
+    async def _acompute(self, store: Store, call: Call, slot: tuple[int, str], args: tuple[Any, ...],
+                        kwargs: dict[str, Any], refresh: bool) -> Any:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._inflight[slot] = future
         leased = False
         try:
+            watch = Watch()
             delay = 0.001
             while True:
                 try:
-                    leased = store.try_lease(call.key)
+                    leased = store.try_lease(call.key, watch)
                 except Exception:
                     break
                 if leased:
@@ -406,30 +450,37 @@ class MemoizedFunction(Generic[R]):
                 if not refresh:
                     value = self._read(store, call.key)
                     if value is not _MISS:
-                        future.set_result((None, value))
+                        future.set_result((None, _MISS))  # waiters read their own copy
                         return value
             if leased and not refresh:
                 value = self._read(store, call.key)  # stored just before we took the lease?
                 if value is not _MISS:
-                    future.set_result((None, value))
+                    future.set_result((None, _MISS))
                     return value
             self.misses += 1
             self.last_hit = False
             self._check_stale(store, call)
             start = time.perf_counter()
-            result = await self._fn(*args, **kwargs)
+            with computing(call.key):
+                result = await self._fn(*args, **kwargs)
             payload = self._write(store, call, result, time.perf_counter() - start)
             future.set_result((payload, result))
             return result
+        except asyncio.CancelledError:
+            # Only this caller was cancelled: the others waiting on the key take over.
+            if not future.done():
+                future.set_result((None, _MISS))
+            raise
         except BaseException as exc:
             if not future.done():
                 future.set_exception(exc)
                 future.exception()  # mark retrieved: waiters, if any, re-raise it
             raise
         finally:
-            del self._inflight[slot]
+            if self._inflight.get(slot) is future:
+                del self._inflight[slot]
             if leased:
-                store.release_lease(call.key)
+                self._release(store, call.key)
 
     # -- control ---------------------------------------------------------------------------
     def refresh(self, *args: Any, **kwargs: Any) -> Any:
@@ -449,7 +500,7 @@ class MemoizedFunction(Generic[R]):
             record = self._store().get(call.key)
         except Exception:
             return False
-        return record is not None and not (record.header.expires and record.header.expires <= time.time())
+        return record is not None and not record.header.expired()
 
     def invalidate(self, *args: Any, **kwargs: Any) -> bool:
         """Delete the entry for these arguments; return True if there was one."""
@@ -609,6 +660,13 @@ def storage_trouble(store: Store, exc: BaseException) -> None:
     warn_once(f"storage:{store.directory}", f"results are not being stored in {store.directory} "
               f"({type(exc).__name__}: {exc}); they are computed and returned as usual, and caching "
               "resumes once the directory is writable again", StorageWarning)
+
+
+def keep_alive() -> None:
+    """Renew every lease this process holds."""
+    for store in open_stores():
+        if store.holds_leases():
+            store.renew_leases()
 
 
 def clear_stale_all() -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import os
 import threading
 import time
 import weakref
@@ -17,7 +18,9 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 from ._config import TTLLike, parse_ttl
+from ._errors import RecursiveCall
 from ._hashing import BOOKKEEPING_PREFIX, content_hash, register_hasher
+from ._leases import computing, is_computing
 
 __all__ = ()
 
@@ -28,7 +31,7 @@ _MISSING = object()
 class InstanceCaches:
     """The caches of one object: per attribute name, argument digest -> (value, expiry)."""
 
-    __slots__ = ("__weakref__", "inflight", "lock", "owner", "tables")
+    __slots__ = ("__weakref__", "inflight", "lock", "owner", "pid", "tables")
 
     def __init__(self, owner: Any) -> None:
         try:
@@ -39,6 +42,14 @@ class InstanceCaches:
         self.tables: dict[str, dict[bytes, tuple[Any, float]]] = {}
         self.lock = threading.RLock()
         self.inflight: dict[tuple[str, bytes], Any] = {}
+        self.pid = os.getpid()
+
+    def after_fork(self) -> None:
+        """In a forked child the parent's threads are gone: so are the locks and calls they held."""
+        if self.pid != os.getpid():
+            self.lock = threading.RLock()
+            self.inflight = {}
+            self.pid = os.getpid()
 
     def belongs_to(self, obj: Any) -> bool:
         owner = self.owner()
@@ -60,6 +71,7 @@ def _orphan() -> InstanceCaches:
     caches.tables = {}
     caches.lock = threading.RLock()
     caches.inflight = {}
+    caches.pid = os.getpid()
     return caches
 
 
@@ -67,6 +79,15 @@ register_hasher(InstanceCaches, lambda caches: None)
 
 _side: dict[int, tuple[weakref.ReferenceType[Any], InstanceCaches]] = {}
 _side_lock = threading.Lock()
+
+
+def _new_side_lock() -> None:
+    global _side_lock
+    _side_lock = threading.Lock()  # a forked child: the thread that held it is gone
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_side_lock)
 
 
 def caches_of(obj: Any, create: bool = True) -> InstanceCaches | None:
@@ -158,8 +179,14 @@ class _PerObjectCache:
         value = self._lookup(table, key)
         if value is not _MISSING:
             return _Ready(value) if self.is_async else value
+        caches.after_fork()
+        busy = f"instance:{id(caches)}:{self.name}:{key.hex()}"
+        if is_computing(busy):
+            raise RecursiveCall(f"{self.name} called itself with the same arguments on the same object while "
+                                "computing them: its result would depend on itself. Change the arguments of "
+                                "the inner call.")
         if self.is_async:
-            return self._acompute(caches, table, key, call)
+            return self._acompute(caches, table, key, call, busy)
         with caches.lock:
             slot = caches.inflight.setdefault((self.name, key), threading.Lock())
         with slot:  # one thread computes; the others wait, then read its result
@@ -167,7 +194,8 @@ class _PerObjectCache:
             if value is not _MISSING:
                 return value
             try:
-                value = call()
+                with computing(busy):
+                    value = call()
                 table[key] = (value, self._expiry())
             finally:
                 with caches.lock:
@@ -175,14 +203,15 @@ class _PerObjectCache:
         return value
 
     async def _acompute(self, caches: InstanceCaches, table: dict[bytes, tuple[Any, float]], key: bytes,
-                        call: Callable[[], Any]) -> Any:
+                        call: Callable[[], Any], busy: str) -> Any:
         running = caches.inflight.get((self.name, key))
         if isinstance(running, asyncio.Future):
             return await asyncio.shield(running)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         caches.inflight[(self.name, key)] = future
         try:
-            value = await call()
+            with computing(busy):
+                value = await call()
             table[key] = (value, self._expiry())
             future.set_result(value)
             return value

@@ -28,12 +28,15 @@ import stat
 import struct
 import sys
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import cloudpickle
 import xxhash
+
+from ._config import CLOCK_SKEW
 
 __all__ = ()
 
@@ -263,6 +266,17 @@ class Header:
     @property
     def signed(self) -> bool:
         return bool(self.flags & FLAG_SIGNED)
+
+    def expired(self, now: float | None = None) -> bool:
+        """Return True when a TTL entry is past its expiry, or was stored by a clock ahead of ours.
+
+        A creation time in our future means the writer's clock (or ours) is off; the entry's
+        age cannot be told, so it is not served.
+        """
+        if not self.expires:
+            return False
+        now = time.time() if now is None else now
+        return self.expires <= now or self.created > now + CLOCK_SKEW
 
     def meta(self) -> dict[str, Any]:
         """Return the record's metadata (function, fingerprints, timings, sizes)."""

@@ -12,23 +12,24 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import os
 import re
 import sqlite3
 import stat
 import threading
 import time
-import uuid
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import diskcache
 from diskcache.core import UNKNOWN
 
 from ._config import TOUCH_FLUSH_INTERVAL, resolve_lease, resolve_secret, warn_once
 from ._errors import StorageWarning
+from ._leases import LOCK_PREFIX, Held, Watch, at_fork_in_child, gate, new_lease
 from ._serialize import (
     CorruptRecord,
     ForeignRecord,
@@ -203,6 +204,21 @@ def directory_trouble(directory: str) -> str | None:
     return None
 
 
+_abandoned: list[Any] = []  # connections inherited through fork(): never used, never closed
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _gated(method: _F) -> _F:
+    """Run a store operation inside the fork gate (no fork happens while a thread is in SQLite)."""
+
+    @functools.wraps(method)
+    def gated(*args: Any, **kwargs: Any) -> Any:
+        with gate:
+            return method(*args, **kwargs)
+
+    return gated  # type: ignore[return-value]
+
+
 def _is_damaged_database(exc: BaseException) -> bool:
     # OperationalError (locked, read-only, I/O) is a subclass of DatabaseError and is not damage.
     return type(exc) is sqlite3.DatabaseError
@@ -220,7 +236,7 @@ class Store:
         self._ident: tuple[int, int] | None = None
         self._trouble: str | None = None
         self._pending_touch: set[str] = set()
-        self._held_leases: dict[str, str] = {}
+        self._held_leases: dict[str, Held] = {}
         self._flusher: threading.Thread | None = None
         self._stop = threading.Event()
         self._checked = 0.0
@@ -276,15 +292,19 @@ class Store:
                     handle.close()
         self._reader = self._writer = None
 
-    def _handles(self) -> tuple[diskcache.Cache, diskcache.Cache]:
-        self._checked = time.monotonic()
+    def _index_ident(self) -> tuple[int, int] | None:
         try:
             st = os.stat(os.path.join(self.directory, _DB_NAME))
-            current: tuple[int, int] | None = (st.st_dev, st.st_ino)
         except OSError:
-            current = None
+            return None
+        return st.st_dev, st.st_ino
+
+    def _handles(self) -> tuple[diskcache.Cache, diskcache.Cache]:
+        self._checked = time.monotonic()
+        current = self._index_ident()
         if current is None or current != self._ident or self._reader is None:
             with self._lock:
+                current = self._index_ident()  # another thread may have reopened while we waited
                 if current is None or current != self._ident or self._reader is None:
                     self._open()
         else:
@@ -347,17 +367,18 @@ class Store:
         if hot is not None and now - hot[0] < _REVALIDATE:
             self._touch_later(row)
             return hot[1]
-        reader = self.reader
-        if self._refuses(signer):
-            return None
-        try:
-            record = reader.get(row)
-        except sqlite3.DatabaseError as exc:
-            if _is_damaged_database(exc):
-                with self._lock:
-                    self._set_aside(exc)
+        with gate:
+            reader = self.reader
+            if self._refuses(signer):
                 return None
-            raise
+            try:
+                record = reader.get(row)
+            except sqlite3.DatabaseError as exc:
+                if _is_damaged_database(exc):
+                    with self._lock:
+                        self._set_aside(exc)
+                    return None
+                raise
         if record is None:
             self._hot.pop(row, None)
             return None
@@ -384,6 +405,7 @@ class Store:
         else:
             self._hot.pop(self.row_key(key, self.signer()), None)
 
+    @_gated
     def put(self, key: str, payload: Payload, meta: dict[str, Any], created: float,
             expires: float | None, duration: float, keep_until: float | None, tag: str,
             inline_limit: int) -> int:
@@ -407,10 +429,12 @@ class Store:
         self._enforce_limit(writer)
         return payload.nbytes
 
+    @_gated
     def stored_bytes(self) -> int:
         """Return the bytes the limit counts: the index database and the payload files."""
         return int(self.writer.volume())
 
+    @_gated
     def evict_to(self, limit: int) -> int:
         """Evict least recently used entries until the directory holds at most ``limit`` bytes; return how many."""
         return self._enforce_limit(self.writer, limit)
@@ -436,11 +460,13 @@ class Store:
                     break
         return evicted
 
+    @_gated
     def delete(self, key: str) -> bool:
         """Delete this process's entry for ``key``."""
         self._hot.clear()
         return bool(self.writer.delete(self.row_key(key, self.signer())))
 
+    @_gated
     def discard(self, record_key: str) -> bool:
         """Delete an index row that was refused (its payload file goes only if no other row names it)."""
         self._hot.clear()
@@ -448,6 +474,7 @@ class Store:
             return bool(self.writer.delete(record_key))
         return False
 
+    @_gated
     def delete_record(self, record: StoredRecord) -> bool:
         """Delete ``record`` if its row still holds it: an entry written since it was listed stays."""
         self._hot.clear()
@@ -458,6 +485,7 @@ class Store:
                 return False
             return bool(writer.delete(record.key))
 
+    @_gated
     def evict(self, tag: str) -> int:
         """Delete every record with ``tag``; return how many."""
         self._hot.clear()
@@ -471,11 +499,12 @@ class Store:
         """
         if not self._exists():
             return
-        self.reader  # noqa: B018 (opens, or sets a damaged index aside)
         signer = self.signer()
-        rows = connection(self.directory).execute(
-            "SELECT key, filename, value FROM Cache WHERE mode = ? AND raw = 1 AND typeof(key) = 'text'",
-            (MODE_RECORD,)).fetchall()
+        with gate:
+            self.reader  # noqa: B018 (opens, or sets a damaged index aside)
+            rows = connection(self.directory).execute(
+                "SELECT key, filename, value FROM Cache WHERE mode = ? AND raw = 1 AND typeof(key) = 'text'",
+                (MODE_RECORD,)).fetchall()
         for key, filename, value in rows:
             try:
                 header, inline = decode_header(value)
@@ -489,14 +518,17 @@ class Store:
                 continue  # damaged, or forged under our own key id
             yield StoredRecord(key, header, inline, filename, self.directory, signer, verified)
 
+    @_gated
     def volume(self) -> int:
         return int(self.reader.volume())
 
+    @_gated
     def expire(self) -> int:
         """Reclaim expired records now; return how many."""
         self._hot.clear()
         return int(self.writer.expire())
 
+    @_gated
     def repair(self, started: float | None = None) -> list[str]:
         """Drop rows whose payload file is gone, and payload files no row names; return what was done.
 
@@ -556,19 +588,21 @@ class Store:
         self._pending_hits[tag] = self._pending_hits.get(tag, 0) + 1
         self._last_hit[tag] = time.time()
 
+    @_gated
     def hit_stats(self, tag: str) -> tuple[int, float]:
         """Return (hits, last hit time) of function ``tag`` across all processes."""
         reader = self.reader
         hits, used = reader.get(f"stats:hits:{tag}", 0), reader.get(f"stats:used:{tag}", 0.0)
         return (hits if type(hits) is int else 0), (float(used) if type(used) in (int, float) else 0.0)
 
+    @_gated
     def flush(self) -> None:
         """Write pending access times and hit counts, and renew held leases."""
         if not self._exists():  # deleted by the user: never re-created just to record access times
             self._pending_touch, self._pending_hits = set(), {}
             return
         if self._held_leases:
-            self._renew_leases()
+            self.renew_leases()
         if not self._pending_touch and not self._pending_hits:
             return
         keys, self._pending_touch = self._pending_touch, set()
@@ -583,41 +617,77 @@ class Store:
                     writer.incr(f"stats:hits:{tag}", count)
                     writer.set(f"stats:used:{tag}", used.get(tag, time.time()))
 
-    # -- leases: one process computes a key, others wait -----------------------------------
-    def try_lease(self, key: str) -> bool:
-        """Take the lease on ``key`` for this process; False if someone else holds it."""
-        if self._pending_touch:
-            self.flush()  # add() may cull: recent hits must be recorded first
-        lock_key = "lock:" + key
-        owner = f"{os.getpid()}:{uuid.uuid4().hex}"
-        if self.writer.add(lock_key, owner, expire=resolve_lease()):
-            self._held_leases[lock_key] = owner
-            if self._flusher is None:
-                self._start_flusher()
-            return True
-        return False
+    # -- leases: one process computes a key, others wait (see _leases) ----------------------
+    @_gated
+    def try_lease(self, key: str, watch: Watch | None = None) -> bool:
+        """Take the lease on ``key`` for this process; False while someone else holds it.
 
-    def release_lease(self, key: str) -> None:
-        lock_key = "lock:" + key
-        owner = self._held_leases.pop(lock_key, None)
-        if owner is None:
-            return
-        with contextlib.suppress(Exception):
+        With ``watch``, a lease whose row has not changed for a whole lease time on this
+        process's clock (or whose holder is a dead process of this host) is taken over.
+        """
+        lock_key = LOCK_PREFIX + key
+        prefix, value = new_lease()
+        writer = self.writer
+        with writer.transact():
+            current = writer.get(lock_key)
+            if current is not None and (watch is None or not watch.lapsed(current)):
+                return False
+            writer.set(lock_key, value)
+            self._held_leases[lock_key] = Held(prefix)
+        if self._flusher is None:
+            self._start_flusher()
+        return True
+
+    @_gated
+    def release_lease(self, key: str) -> bool:
+        """Give the lease on ``key`` back; return False when it had lapsed and another process took it."""
+        held = self._held_leases.pop(LOCK_PREFIX + key, None)
+        if held is None:
+            return True
+        try:
             writer = self.writer
             with writer.transact():
-                if writer.get(lock_key) == owner:
-                    writer.delete(lock_key)
+                current = writer.get(LOCK_PREFIX + key)
+                if type(current) is str and current.startswith(held.prefix):
+                    writer.delete(LOCK_PREFIX + key)
+                    return not held.lapsed
+        except Exception:
+            return True  # storage trouble is reported elsewhere; nobody else can take it meanwhile either
+        return False
 
-    def _renew_leases(self) -> None:
+    def holds_leases(self) -> bool:
+        return bool(self._held_leases)
+
+    @_gated
+    def renew_leases(self) -> None:
+        """Show that this process is still computing the keys it holds (a new generation each)."""
         with contextlib.suppress(Exception):
             writer = self.writer
-            for lock_key, owner in list(self._held_leases.items()):
+            for lock_key, held in list(self._held_leases.items()):
                 with writer.transact():
-                    # Extend only a lease that is still ours: if it was released meanwhile, or
-                    # lapsed and another process took it, recreating it would block everyone.
-                    if self._held_leases.get(lock_key) == owner and writer.get(lock_key) == owner:
-                        writer.touch(lock_key, expire=resolve_lease())
+                    current = writer.get(lock_key)
+                    # Renew only a lease that is still ours: one that lapsed and was taken over
+                    # belongs to its new holder.
+                    if type(current) is str and current.startswith(held.prefix):
+                        held.generation += 1
+                        writer.set(lock_key, f"{held.prefix}{held.generation}")
+                    elif self._held_leases.get(lock_key) is held:
+                        held.lapsed = True
 
+    def after_fork_in_child(self) -> None:
+        """Start over in a forked child: the parent's connections, threads, locks and leases are not ours."""
+        _abandoned.append((self._reader, self._writer))  # closing them here could disturb the parent's
+        self._reader = self._writer = None
+        self._ident = None
+        self._lock = threading.RLock()
+        self._flusher = None
+        self._stop = threading.Event()
+        self._held_leases = {}
+        self._pending_touch, self._pending_hits, self._last_hit = set(), {}, {}
+        self._hot = {}
+        self._checked = 0.0
+
+    @_gated
     def close(self) -> None:
         self._stop.set()
         self.flush()
@@ -657,6 +727,11 @@ def get_store(directory: str, size_limit: int) -> Store:
     return store
 
 
+def open_stores() -> list[Store]:
+    """Return the stores this process has opened."""
+    return list(_stores.values())
+
+
 _HEX2 = re.compile(r"[0-9a-f]{2}")
 
 
@@ -673,6 +748,19 @@ def _hex_dirs(folder: str) -> list[str]:
 def is_cache_directory(directory: str) -> bool:
     """Return True when ``directory`` holds a notebook_memo cache."""
     return os.path.exists(os.path.join(directory, _MARKER))
+
+
+def _after_fork_in_child() -> None:
+    global _stores_lock
+    _stores_lock = threading.Lock()
+    inherited = _connections.__dict__.pop("by_dir", None)
+    if inherited:
+        _abandoned.append(inherited)
+    for store in list(_stores.values()):
+        store.after_fork_in_child()
+
+
+at_fork_in_child(_after_fork_in_child)
 
 
 @atexit.register

@@ -40,7 +40,7 @@ class _Log:
 
 log = _Log()
 
-@memo
+@memo(ignore=["seconds"])
 def work(k, seconds=0.3):
     log.write(f"start {{k}} {{os.getpid()}}\\n")
     time.sleep(seconds)

@@ -1,0 +1,178 @@
+"""Leases and forks: which process computes a key, how long others wait, and safe ``os.fork()``.
+
+A lease is an index row ``lock:<key>`` holding ``<pid>@<host>/<token>#<generation>``. It has
+no expiry time: a wall-clock timestamp written by one machine means nothing to another whose
+clock differs. The holder proves it is alive by bumping the generation every third of the lease
+time; a waiter takes over when the value it sees has not changed for a whole lease time on the
+waiter's own monotonic clock (or at once when the holder is a process of this host that is gone).
+Whatever a row holds, planted or ours, blocks a waiter for at most one lease time.
+
+Forks: SQLite and its connections must not cross ``fork()`` while another thread is inside them
+(the child would wait forever on a mutex nobody will release). Every store operation passes a
+gate; a fork waits until no thread is inside, and the child starts with fresh connections.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from ._config import resolve_lease
+
+__all__ = ()
+
+LOCK_PREFIX = "lock:"
+_HOST = socket.gethostname()
+
+
+def new_lease() -> tuple[str, str]:
+    """Return (owner prefix, first value) of a lease this process is about to take."""
+    prefix = f"{os.getpid()}@{_HOST}/{uuid.uuid4().hex}#"
+    return prefix, prefix + "0"
+
+
+@dataclass
+class Held:
+    """A lease this process holds."""
+
+    prefix: str
+    generation: int = 0
+    lapsed: bool = False  # another process took it over while we held it
+
+
+def holder_is_gone(value: Any) -> bool:
+    """Return True when ``value`` names a process of this host that no longer exists."""
+    if type(value) is not str:
+        return False
+    pid_text, at, rest = value.partition("@")
+    host = rest.partition("/")[0]
+    if not at or host != _HOST or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid() or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # alive, but not ours to signal
+    return False
+
+
+class Watch:
+    """What one waiter has seen of one lease row, timed on this process's monotonic clock."""
+
+    def __init__(self, lease: float | None = None) -> None:
+        self.lease = resolve_lease() if lease is None else lease
+        self.seen: Any = None
+        self.since = time.monotonic()
+        self.started = False
+
+    def lapsed(self, value: Any) -> bool:
+        """Return True when the lease row holding ``value`` may be taken over now."""
+        now = time.monotonic()
+        seen = value if type(value) in (str, int, float) else type(value).__qualname__
+        if not self.started or seen != self.seen:
+            self.started, self.seen, self.since = True, seen, now
+        return now - self.since >= self.lease or holder_is_gone(value)
+
+
+# -- recursion: a call that needs its own result ------------------------------------------------
+
+_computing: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar("notebook_memo_computing",
+                                                                           default=frozenset())
+
+
+def is_computing(key: str) -> bool:
+    """Return True when this thread or task is inside the computation of ``key``."""
+    return key in _computing.get()
+
+
+@contextmanager
+def computing(key: str) -> Iterator[None]:
+    """Mark ``key`` as being computed by this thread or task (and by tasks it starts)."""
+    token = _computing.set(_computing.get() | {key})
+    try:
+        yield
+    finally:
+        _computing.reset(token)
+
+
+# -- the fork gate ------------------------------------------------------------------------------
+
+
+class ForkGate:
+    """Store operations enter it (many at once); a fork waits until none is inside."""
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._active = 0
+        self._forking = False
+        self._local = threading.local()
+
+    def __enter__(self) -> None:
+        local = self._local
+        depth = getattr(local, "depth", 0)
+        if depth == 0:
+            with self._cond:
+                while self._forking:
+                    self._cond.wait()
+                self._active += 1
+        local.depth = depth + 1
+
+    def __exit__(self, *exc: object) -> None:
+        local = self._local
+        local.depth -= 1
+        if local.depth == 0:
+            with self._cond:
+                self._active -= 1
+                if self._forking and not self._active:
+                    self._cond.notify_all()
+
+    def before_fork(self) -> None:
+        if getattr(self._local, "depth", 0):
+            return  # forking from inside a store operation: waiting would wait on ourselves
+        with self._cond:
+            self._forking = True
+            while self._active:
+                self._cond.wait()
+
+    def after_fork_in_parent(self) -> None:
+        with self._cond:
+            self._forking = False
+            self._cond.notify_all()
+
+    def after_fork_in_child(self) -> None:
+        self._reset()  # the other threads are gone; so are their places in the gate
+
+
+gate = ForkGate()
+_child_hooks: list[Callable[[], None]] = []
+
+
+def at_fork_in_child(hook: Callable[[], None]) -> None:
+    """Run ``hook`` in every child process, after the gate is reset."""
+    _child_hooks.append(hook)
+
+
+def _in_child() -> None:
+    gate.after_fork_in_child()
+    for hook in _child_hooks:
+        hook()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=gate.before_fork, after_in_parent=gate.after_fork_in_parent,
+                        after_in_child=_in_child)

@@ -1,0 +1,380 @@
+"""No hangs, no poisoned waiters: leases timed on the waiter's clock, recursion, cancellation, fork."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import diskcache
+import pytest
+
+from notebook_memo import RecursiveCall, memo
+from tests.conftest import ROOT, Counter
+
+SCRIPT = """
+import asyncio, json, os, sys, time, warnings
+sys.path.insert(0, {root!r})
+from notebook_memo import memo
+
+LOG = sys.argv[2]
+
+
+class _Log:
+    def __memo_key__(self): return "log"
+    def write(self, text):
+        fd = os.open(LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        os.write(fd, text.encode())
+        os.close(fd)
+
+
+log = _Log()
+
+
+@memo(ignore=["seconds", "spin"])
+def slow(k, seconds=0.0, spin=False):
+    log.write(f"start {{k}} {{os.getpid()}}\\n")
+    if spin:
+        # Pure Python with a huge switch interval: the renewal thread cannot run meanwhile,
+        # as with an extension that holds the GIL.
+        sys.setswitchinterval(1000)
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            if spin == "keep-alive":
+                for _ in range(20000):
+                    pass
+                memo.keep_alive()
+        sys.setswitchinterval(0.005)
+    else:
+        time.sleep(seconds)
+    log.write(f"done {{k}} {{os.getpid()}}\\n")
+    return {{"k": k}}
+
+
+@memo(ignore=["seconds"])
+async def aslow(k, seconds=0.0):
+    log.write(f"astart {{k}} {{os.getpid()}}\\n")
+    await asyncio.sleep(seconds)
+    return {{"k": k}}
+
+
+@memo(ttl=60)
+def fresh(k):
+    log.write(f"fresh {{k}} {{os.getpid()}}\\n")
+    return {{"k": k, "pid": os.getpid()}}
+
+
+mode = sys.argv[1]
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    if mode == "slow":
+        result = slow(int(sys.argv[3]), seconds=float(sys.argv[4]), spin=(sys.argv[5] if len(sys.argv) > 5 else False))
+    elif mode == "aslow":
+        result = asyncio.run(aslow(int(sys.argv[3]), seconds=float(sys.argv[4])))
+    elif mode == "ahead":
+        real = time.time
+        time.time = lambda: real() + 3600  # this machine's clock is an hour ahead
+        result = fresh(1)
+    elif mode == "fresh":
+        result = fresh(1)
+print("RESULT" + json.dumps({{"result": result, "warnings": [str(w.message) for w in caught]}}))
+"""
+
+
+def _script(tmp_path: Path) -> Path:
+    path = tmp_path / "script.py"
+    path.write_text(SCRIPT.format(root=str(ROOT)))
+    return path
+
+
+def _env(cache_dir: Path, **extra: str) -> dict[str, str]:
+    return {**os.environ, "NOTEBOOK_MEMO_DIR": str(cache_dir), "PYTHONPATH": str(ROOT), **extra}
+
+
+def _run(script: Path, *args: str, env: dict[str, str], timeout: float = 60) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, str(script), *args], env=env, capture_output=True, text=True,
+                         timeout=timeout)
+    assert out.returncode == 0, out.stderr
+    line = next(x for x in out.stdout.splitlines() if x.startswith("RESULT"))
+    return json.loads(line[len("RESULT"):])  # type: ignore[no-any-return]
+
+
+def _wait_for(path: Path, text: str) -> None:
+    deadline = time.monotonic() + 60
+    while not (path.exists() and text in path.read_text()):
+        assert time.monotonic() < deadline, f"{text!r} never appeared in {path}"
+        time.sleep(0.02)
+
+
+# -- a lease row, whoever wrote it, blocks for at most the lease time ------------------------------
+
+@pytest.mark.parametrize("expire", [None, 10 * 365 * 86400.0], ids=["no-expiry", "far-future-expiry"])
+def test_a_planted_lease_blocks_a_caller_for_at_most_the_lease_time(
+        cache_dir: Path, counter: Counter, monkeypatch: pytest.MonkeyPatch, expire: float | None) -> None:
+    monkeypatch.setenv("NOTEBOOK_MEMO_LEASE", "1")
+
+    @memo
+    def f(x: int, c: Counter = counter) -> int:
+        c()
+        return x * 2
+
+    key = f.make_call((3,), {}).key
+    cache_dir.mkdir(mode=0o700, exist_ok=True)
+    f(0)  # creates the store
+    with diskcache.Cache(str(cache_dir)) as raw:  # someone else, or a clock far ahead of ours
+        raw.set(f"lock:{key}", "4242@elsewhere/abc#0", expire=expire)
+    outcome: list[int] = []
+    thread = threading.Thread(target=lambda: outcome.append(f(3)), daemon=True)
+    thread.start()
+    thread.join(30)
+    assert outcome == [6], "the caller was still blocked by a lease nobody renews"
+    assert counter.n == 2
+
+
+def test_a_lease_that_is_renewed_is_not_taken_over(tmp_path: Path, cache_dir: Path) -> None:
+    script, log = _script(tmp_path), tmp_path / "log.txt"
+    env = _env(cache_dir, NOTEBOOK_MEMO_LEASE="1")
+    holder = subprocess.Popen([sys.executable, str(script), "slow", str(log), "7", "4"], env=env,
+                              stdout=subprocess.PIPE, text=True)
+    _wait_for(log, "start 7")
+    waiter = _run(script, "slow", str(log), "7", "0", env=env)
+    holder.communicate(timeout=60)
+    assert waiter["result"] == {"k": 7}
+    assert log.read_text().count("start 7") == 1  # alive and renewing: nobody computed it twice
+
+
+def test_a_dead_local_holder_is_taken_over_at_once(tmp_path: Path, cache_dir: Path) -> None:
+    script, log = _script(tmp_path), tmp_path / "log.txt"
+    env = _env(cache_dir, NOTEBOOK_MEMO_LEASE="3600")  # only the dead-process rule can free it in time
+    holder = subprocess.Popen([sys.executable, str(script), "slow", str(log), "8", "300"], env=env)
+    _wait_for(log, "start 8")
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    waiter = _run(script, "slow", str(log), "8", "0", env=env)
+    assert waiter["result"] == {"k": 8}
+    assert log.read_text().count("done 8") == 1
+
+
+def test_a_ttl_entry_stored_by_a_clock_ahead_is_not_served(tmp_path: Path, cache_dir: Path) -> None:
+    script, log = _script(tmp_path), tmp_path / "log.txt"
+    env = _env(cache_dir)
+    ahead = _run(script, "ahead", str(log), env=env)
+    later = _run(script, "fresh", str(log), env=env)
+    assert later["result"]["pid"] != ahead["result"]["pid"]  # recomputed: its age could not be told
+    assert log.read_text().count("fresh 1") == 2
+
+
+# -- recursion ------------------------------------------------------------------------------------
+
+def test_a_call_that_needs_its_own_result_raises_at_once() -> None:
+    @memo
+    def loop(x: int) -> int:
+        return loop(x) + 1
+
+    @memo
+    def fine(n: int) -> int:
+        return 1 if n <= 1 else n * fine(n - 1)
+
+    with pytest.raises(RecursiveCall, match="same arguments"):
+        loop(1)
+    assert fine(5) == 120  # recursion with other arguments is plain recursion
+    assert not loop.is_cached(1)
+
+
+def test_an_async_call_that_awaits_itself_raises_at_once() -> None:
+    @memo
+    async def loop(x: int) -> int:
+        return await loop(x) + 1
+
+    async def main() -> None:
+        with pytest.raises(RecursiveCall):
+            await asyncio.wait_for(loop(1), 30)
+
+    asyncio.run(main())
+
+
+def test_a_per_instance_method_that_needs_its_own_result_raises() -> None:
+    class Model:
+        @memo.per_instance
+        def score(self, x: int) -> int:
+            return self.score(x)
+
+    with pytest.raises(RecursiveCall):
+        Model().score(1)
+
+
+# -- async cancellation ---------------------------------------------------------------------------
+
+def test_cancelling_one_async_caller_does_not_cancel_the_others(counter: Counter) -> None:
+    @memo
+    async def embed(x: int, c: Counter = counter) -> list[int]:
+        c()
+        await asyncio.sleep(0.3)
+        return [x]
+
+    async def main() -> list[Any]:
+        first = asyncio.ensure_future(asyncio.wait_for(embed(1), 0.05))
+        await asyncio.sleep(0)
+        others = [asyncio.ensure_future(embed(1)) for _ in range(3)]
+        return await asyncio.gather(first, *others, return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert isinstance(results[0], asyncio.TimeoutError)
+    assert results[1:] == [[1], [1], [1]]
+    assert counter.n == 2  # the cancelled run, then one waiter took over
+    assert results[1] is not results[2]
+
+
+def test_async_waiters_on_a_key_computed_by_another_process_get_their_own_objects(
+        tmp_path: Path, cache_dir: Path) -> None:
+    script, log = _script(tmp_path), tmp_path / "log.txt"
+    env = _env(cache_dir)
+    holder = subprocess.Popen([sys.executable, str(script), "aslow", str(log), "5", "1.5"], env=env)
+    _wait_for(log, "astart 5")
+    aslow = _script_namespace(script, log)["aslow"]
+
+    async def main() -> list[Any]:
+        return await asyncio.gather(*[aslow(5) for _ in range(3)])
+
+    results = asyncio.run(main())
+    holder.wait(60)
+    assert results == [{"k": 5}] * 3
+    assert len({id(r) for r in results}) == 3  # each caller its own object
+    assert log.read_text().count("astart 5") == 1
+
+
+def _script_namespace(script: Path, log: Path) -> dict[str, Any]:
+    """The subprocess's functions, defined in this process under the same keys."""
+    source = script.read_text().split("mode = sys.argv[1]")[0]
+    namespace: dict[str, Any] = {"__name__": "__main__"}
+    argv = sys.argv
+    sys.argv = ["script", "none", str(log)]
+    try:
+        exec(compile(source, str(script), "exec", dont_inherit=True), namespace)
+    finally:
+        sys.argv = argv
+    return namespace
+
+
+# -- a body that starves the renewal thread ---------------------------------------------------------
+
+def test_a_lease_lost_while_the_body_holds_the_gil_is_reported(tmp_path: Path, cache_dir: Path) -> None:
+    script, log = _script(tmp_path), tmp_path / "log.txt"
+    env = _env(cache_dir, NOTEBOOK_MEMO_LEASE="1")
+    holder = subprocess.Popen([sys.executable, str(script), "slow", str(log), "6", "4", "gil"], env=env,
+                              stdout=subprocess.PIPE, text=True)
+    _wait_for(log, "start 6")
+    _run(script, "slow", str(log), "6", "0", env=env)
+    out, _ = holder.communicate(timeout=60)
+    report = json.loads(out.split("RESULT", 1)[1])
+    assert any("took over" in w and "keep_alive" in w for w in report["warnings"]), report["warnings"]
+
+
+def test_keep_alive_from_the_body_keeps_the_lease(tmp_path: Path, cache_dir: Path) -> None:
+    script, log = _script(tmp_path), tmp_path / "log.txt"
+    env = _env(cache_dir, NOTEBOOK_MEMO_LEASE="1")
+    holder = subprocess.Popen([sys.executable, str(script), "slow", str(log), "9", "4", "keep-alive"], env=env,
+                              stdout=subprocess.PIPE, text=True)
+    _wait_for(log, "start 9")
+    _run(script, "slow", str(log), "9", "0", env=env)
+    out, _ = holder.communicate(timeout=60)
+    assert log.read_text().count("start 9") == 1
+    assert not json.loads(out.split("RESULT", 1)[1])["warnings"]
+
+
+# -- fork -------------------------------------------------------------------------------------------
+
+class _FileLog:
+    """Appends lines to a file from any process; not part of any key."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def __memo_key__(self) -> str:
+        return "log"
+
+    def write(self, text: str) -> None:
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        os.write(fd, text.encode())
+        os.close(fd)
+
+
+def _wait_child(pid: int, seconds: float) -> int | None:
+    """Return the child's exit status, or None (after killing it) when it hangs."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return None
+
+
+def test_forked_children_use_the_cache_while_parent_threads_are_inside_it() -> None:
+    @memo
+    def square(x: int) -> list[int]:
+        return [x * x] * 50
+
+    stop = threading.Event()
+
+    def hammer(offset: int) -> None:
+        i = 0
+        while not stop.is_set():
+            square(offset + i % 200)  # misses (two write transactions) and hits, all the time
+            square.invalidate(offset + (i * 7) % 200)
+            i += 1
+
+    threads = [threading.Thread(target=hammer, args=(k * 1000,), daemon=True) for k in range(3)]
+    for t in threads:
+        t.start()
+    statuses = []
+    try:
+        for n in range(40):
+            time.sleep(0.005 * (n % 5))
+            pid = os.fork()
+            if pid == 0:  # the child: the cache must just work
+                code = 1
+                try:
+                    code = 0 if square(10**6 + n) == [(10**6 + n) ** 2] * 50 == square(10**6 + n) else 3
+                finally:
+                    os._exit(code)
+            statuses.append(_wait_child(pid, 30))
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert statuses == [0] * 40, f"children that hung (None) or failed: {statuses}"
+
+
+def test_a_forked_child_renews_the_leases_it_takes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NOTEBOOK_MEMO_LEASE", "1")
+    log = _FileLog(tmp_path / "log.txt")
+
+    @memo
+    def work(x: int, out: _FileLog = log) -> int:
+        out.write(f"start {os.getpid()}\n")
+        time.sleep(4 if os.getpid() != parent else 0)
+        return x + 1
+
+    parent = os.getpid()
+    work(0)  # the parent has used the cache (and started its background thread) before forking
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            code = 0 if work(1) == 2 else 3
+        finally:
+            os._exit(code)
+    _wait_for(tmp_path / "log.txt", f"start {pid}")
+    assert work(1) == 2
+    assert _wait_child(pid, 60) == 0
+    assert (tmp_path / "log.txt").read_text().count("start") == 2  # work(0) here, work(1) in the child only
