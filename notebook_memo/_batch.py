@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import inspect
-import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from . import _config
+from . import _config, _containers
+from ._containers import ResultType
 from ._errors import BatchError
 from ._explain import Explanation, explain_call
 from ._hashing import combine, content_hash
@@ -18,81 +17,6 @@ from ._serialize import dumps
 from ._store import Store
 
 __all__ = ()
-
-
-class _Container:
-    """How to take items out of an input and put results back together."""
-
-    @staticmethod
-    def kind(value: Any) -> str:
-        np = sys.modules.get("numpy")
-        pd = sys.modules.get("pandas")
-        if pd is not None and isinstance(value, pd.DataFrame):
-            return "frame"
-        if pd is not None and isinstance(value, pd.Series):
-            return "series"
-        if np is not None and isinstance(value, np.ndarray):
-            return "ndarray"
-        if isinstance(value, tuple):
-            return "tuple"
-        if isinstance(value, list):
-            return "list"
-        raise BatchError(f"a batch argument must be a list, tuple, numpy array or pandas Series, "
-                         f"not {type(value).__qualname__}")
-
-    @staticmethod
-    def items(value: Any, kind: str) -> list[Any]:
-        if kind in ("series", "frame"):
-            return [value.iloc[i] for i in range(len(value))]
-        return list(value)
-
-    @staticmethod
-    def subset(value: Any, kind: str, positions: list[int]) -> Any:
-        if kind in ("series", "frame"):
-            return value.iloc[positions]
-        if kind == "ndarray":
-            return value[positions]
-        picked = [value[i] for i in positions]
-        return tuple(picked) if kind == "tuple" else picked
-
-    @staticmethod
-    def split(result: Any, kind: str) -> list[Any]:
-        if kind == "frame":
-            return [result.iloc[[i]] for i in range(len(result))]
-        if kind == "series":
-            return [result.iloc[i] for i in range(len(result))]
-        return list(result)
-
-    @staticmethod
-    def assemble(parts: list[Any], kind: str, template: dict[str, Any], index: Any) -> Any:
-        if kind == "list":
-            return parts
-        if kind == "tuple":
-            return tuple(parts)
-        if kind == "ndarray":
-            np = sys.modules["numpy"]
-            if not parts:
-                return np.empty((0, *template.get("shape", ())), dtype=template.get("dtype"))
-            return np.stack([np.asarray(p) for p in parts])
-        pd = sys.modules["pandas"]
-        if kind == "series":
-            series = pd.Series(parts, name=template.get("name"), dtype=template.get("dtype"))
-            if index is not None:
-                series.index = index
-            return series
-        frame = pd.concat(parts) if parts else pd.DataFrame(columns=template.get("columns"))
-        frame.index = index if index is not None else pd.RangeIndex(len(frame))
-        return frame
-
-
-def _template(result: Any, kind: str) -> dict[str, Any]:
-    if kind == "ndarray":
-        return {"dtype": result.dtype, "shape": result.shape[1:]}
-    if kind == "series":
-        return {"name": result.name, "dtype": result.dtype}
-    if kind == "frame":
-        return {"columns": list(result.columns)}
-    return {}
 
 
 class BatchFunction(MemoizedFunction[Any]):
@@ -128,14 +52,29 @@ class BatchFunction(MemoizedFunction[Any]):
                          + [n.encode() + b"\0" + d for n, d in others.items()])
         call = Call(prefix.hex(), others, state.code, state.own, state.deps, state.method)
         self.last_call = call
-        kind = _Container.kind(batch)
+        kind = _containers.kind(batch)
         digests = [content_hash(item, f"item {i} of '{self._argument}'")
-                   for i, item in enumerate(_Container.items(batch, kind))]
+                   for i, item in enumerate(_containers.items(batch, kind))]
         return batch, call, digests
 
     @staticmethod
     def _item_key(call: Call, digest: bytes) -> str:
         return combine([bytes.fromhex(call.key), digest]).hex()
+
+    def _lookup(self, store: Store, key: str, decoded: dict[str, ResultType]) -> tuple[Any, ResultType | None]:
+        """Return an item's cached result and its result type, or (_MISS, None)."""
+        try:
+            record = store.get(key)
+        except Exception:
+            self._read(store, key)  # reports the trouble (and drops a damaged record)
+            return _MISS, None
+        if record is None:
+            return _MISS, None
+        rtype = _containers.stored_type(record.header, decoded)
+        if rtype is None:
+            return _MISS, None  # stored before result types were described: recomputed, never mistyped
+        value = self._read(store, key)
+        return (_MISS, None) if value is _MISS else (value, rtype)
 
     # -- calling ------------------------------------------------------------------------------
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -177,7 +116,9 @@ class BatchFunction(MemoizedFunction[Any]):
         """Report how many items are cached, and why the first missing one is not."""
         _, call, digests = self._split_call(args, kwargs)
         store = self._store()
-        missing = [d for d in dict.fromkeys(digests) if self._read(store, self._item_key(call, d)) is _MISS]
+        decoded: dict[str, ResultType] = {}
+        missing = [d for d in dict.fromkeys(digests)
+                   if self._lookup(store, self._item_key(call, d), decoded)[0] is _MISS]
         total = len(set(digests))
         if not missing:
             return Explanation(self.qualified_name, True, f"all {total} distinct items are cached")
@@ -205,20 +146,21 @@ class _Plan:
     def __init__(self, fn: BatchFunction, store: Store, args: tuple[Any, ...], kwargs: dict[str, Any],
                  batch: Any, call: Call, digests: list[bytes], refresh: bool) -> None:
         self.fn, self.store, self.call, self.digests = fn, store, call, digests
-        self.kind = _Container.kind(batch)
+        self.kind = _containers.kind(batch)
         self.batch = batch
         self.bound = fn._binder.signature.bind(*args, **kwargs)
         self.results: dict[bytes, Any] = {}
-        self.template: dict[str, Any] | None = None
+        self.types: dict[bytes, ResultType] = {}
         self.result_kind: str | None = None
         self.first_position: dict[bytes, int] = {}
         for position, digest in enumerate(digests):
             self.first_position.setdefault(digest, position)
         if not refresh:
+            decoded: dict[str, ResultType] = {}
             for digest in self.first_position:
-                value = fn._read(store, fn._item_key(call, digest))
-                if value is not _MISS:
-                    self.results[digest] = value
+                value, rtype = fn._lookup(store, fn._item_key(call, digest), decoded)
+                if rtype is not None:
+                    self.results[digest], self.types[digest] = value, rtype
         self.missing = [p for d, p in self.first_position.items() if d not in self.results]
         fn.misses += len(self.missing)
 
@@ -247,12 +189,12 @@ class _Plan:
 
     def arguments(self, positions: list[int]) -> tuple[tuple[Any, ...], dict[str, Any]]:
         arguments = dict(self.bound.arguments)
-        arguments[self.fn._argument] = _Container.subset(self.batch, self.kind, positions)
+        arguments[self.fn._argument] = _containers.subset(self.batch, self.kind, positions)
         bound = inspect.BoundArguments(self.bound.signature, arguments)  # type: ignore[arg-type]
         return bound.args, bound.kwargs
 
     def absorb(self, positions: list[int], result: Any, duration: float) -> None:
-        kind = _Container.kind(result)
+        kind = _containers.kind(result)
         try:
             length = len(result)
         except TypeError:
@@ -262,17 +204,18 @@ class _Plan:
                              "function must return one result per item, in order; nothing from this chunk "
                              "was stored")
         if self.result_kind is None:
-            self.result_kind, self.template = kind, _template(result, kind)
-        parts = _Container.split(result, kind)
+            self.result_kind = kind
+        rtype = _containers.describe(result, kind)
+        parts = _containers.split(result, kind)
         share = duration / max(len(parts), 1)
         records = []
         for position, part in zip(positions, parts):
             digest = self.digests[position]
-            self.results[digest] = part
+            self.results[digest], self.types[digest] = part, rtype
             records.append((digest, part))
-        self._store_many(records, share)
+        self._store_many(records, rtype, share)
 
-    def _store_many(self, records: list[tuple[bytes, Any]], duration: float) -> None:
+    def _store_many(self, records: list[tuple[bytes, Any]], rtype: ResultType, duration: float) -> None:
         fn, call = self.fn, self.call
         created = time.time()
         try:
@@ -283,7 +226,7 @@ class _Plan:
                                      call.code, call.own, call.deps, call.method)
                     meta = fn._meta(item_call, duration, created, payload.nbytes)
                     meta["kind"] = "batch"
-                    meta["container"] = self.result_kind
+                    meta.update(_containers.type_meta(rtype.kind, rtype.description))
                     if not save(self.store, item_call.key, payload, meta, fn._options.ttl, duration, fn._fid):
                         return
         except Exception as exc:
@@ -291,32 +234,13 @@ class _Plan:
 
     def finish(self) -> Any:
         parts = [self.results[d] for d in self.digests]
-        kind = self.result_kind or self._cached_kind(parts)
+        types = [self.types[d] for d in self.digests]
+        if self.result_kind is not None:
+            # The container this call's function returned wins over one stored by an earlier call.
+            types = [t if t.kind == self.result_kind else ResultType(self.result_kind, key="values") for t in types]
+        kind = types[0].kind if types else "list"
         index = self.batch.index if self.kind in ("series", "frame") and kind in ("series", "frame") else None
-        return _Container.assemble(parts, kind, self.template or self._cached_template(parts, kind), index)
-
-    def _cached_kind(self, parts: list[Any]) -> str:
-        """Every item came from the cache: recover the container from what was stored."""
-        np = sys.modules.get("numpy")
-        pd = sys.modules.get("pandas")
-        with contextlib.suppress(Exception):
-            record = self.store.get(self.fn._item_key(self.call, self.digests[0])) if self.digests else None
-            if record is not None:
-                return str(record.header.meta().get("container", "list"))
-        if pd is not None and parts and isinstance(parts[0], pd.DataFrame):
-            return "frame"
-        if np is not None and parts and isinstance(parts[0], (np.ndarray, np.generic)):
-            return "ndarray"
-        return "list"
-
-    @staticmethod
-    def _cached_template(parts: list[Any], kind: str) -> dict[str, Any]:
-        if kind == "ndarray" and parts:
-            first = sys.modules["numpy"].asarray(parts[0])
-            return {"dtype": first.dtype, "shape": first.shape}
-        if kind == "series" and parts:
-            return {"dtype": None, "name": None}
-        return {}
+        return _containers.assemble(parts, types, index)
 
 
 def batch(argument: str, *, batch_size: int = 256, progress: bool = True, **options: Any) -> Any:

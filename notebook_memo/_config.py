@@ -33,6 +33,7 @@ LOCK_LEASE = 15.0  # seconds a computing process holds a key without renewing
 CLOCK_SKEW = 2.0  # a TTL entry stored more than this far in our future came from a clock ahead of ours
 LOCK_POLL_MAX = 0.05  # longest sleep between checks while waiting for a key
 TOUCH_FLUSH_INTERVAL = 2.0  # seconds between batched LRU access-time updates
+TYPE_DESCRIPTION_LIMIT = 4 * 2**10  # characters of a batch result's type kept in each item's metadata
 
 TTLLike = Union[None, int, float, str, timedelta]  # noqa: UP007 (a runtime alias on 3.10)
 
