@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from . import _config, _containers
+from ._config import LOCK_POLL_MAX, resolve_lease, warn_once
 from ._containers import ResultType
-from ._errors import BatchError
+from ._errors import BatchError, StorageWarning
 from ._explain import Explanation, explain_call
 from ._hashing import combine, content_hash
+from ._leases import Watch
 from ._memo import _MISS, Call, MemoizedFunction, Options, save, storage_trouble
 from ._serialize import dumps
 from ._store import Store
@@ -83,22 +86,34 @@ class BatchFunction(MemoizedFunction[Any]):
         if _config.disabled_by_env() or self._disabled_now():
             return self._fn(*args, **kwargs)
         plan = self._plan(args, kwargs)
-        for positions in plan.chunks():
-            sub_args, sub_kwargs = plan.arguments(positions)
-            start = time.perf_counter()
-            result = self._fn(*sub_args, **sub_kwargs)
-            plan.absorb(positions, result, time.perf_counter() - start)
+        try:
+            for positions in plan.chunks():
+                if not positions:
+                    time.sleep(plan.delay)  # the rest is being computed by other processes
+                    continue
+                sub_args, sub_kwargs = plan.arguments(positions)
+                start = time.perf_counter()
+                result = self._fn(*sub_args, **sub_kwargs)
+                plan.absorb(positions, result, time.perf_counter() - start)
+        finally:
+            plan.release()
         return plan.finish()
 
     async def _acall_batch(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if _config.disabled_by_env() or self._disabled_now():
             return await self._fn(*args, **kwargs)
         plan = self._plan(args, kwargs)
-        for positions in plan.chunks():
-            sub_args, sub_kwargs = plan.arguments(positions)
-            start = time.perf_counter()
-            result = await self._fn(*sub_args, **sub_kwargs)
-            plan.absorb(positions, result, time.perf_counter() - start)
+        try:
+            for positions in plan.chunks():
+                if not positions:
+                    await asyncio.sleep(plan.delay)
+                    continue
+                sub_args, sub_kwargs = plan.arguments(positions)
+                start = time.perf_counter()
+                result = await self._fn(*sub_args, **sub_kwargs)
+                plan.absorb(positions, result, time.perf_counter() - start)
+        finally:
+            plan.release()
         return plan.finish()
 
     def _disabled_now(self) -> bool:
@@ -163,20 +178,107 @@ class _Plan:
                     self.results[digest], self.types[digest] = value, rtype
         self.missing = [p for d, p in self.first_position.items() if d not in self.results]
         fn.misses += len(self.missing)
+        self.refresh = refresh
+        self.delay = 0.001
+        self.held: list[str] = []
+
+    def key(self, position: int) -> str:
+        return self.fn._item_key(self.call, self.digests[position])
 
     def chunks(self) -> Iterator[list[int]]:
+        """Yield the next items to compute, at most ``batch_size``, each under this process's lease.
+
+        Items another process is computing are left for later: once ours are done, they are read
+        when stored, or taken over when their lease lapses. An empty list means: wait ``delay``.
+        """
         size = self.fn._batch_size
-        positions = self.missing
-        groups = [positions[i:i + size] for i in range(0, len(positions), size)]
-        bar = self._progress_bar(len(positions)) if len(groups) > 1 else None
+        pending = list(self.missing)
+        watches: dict[int, Watch] = {}
+        bar = self._progress_bar(len(pending)) if len(pending) > size else None
         try:
-            for group in groups:
-                yield group
-                if bar is not None:
-                    bar.update(len(group))
+            while pending:
+                claimed, pending = self._claim(pending, size, watches)
+                if claimed:
+                    self.delay = 0.001
+                    yield claimed
+                    self.release()
+                    if bar is not None:
+                        bar.update(len(claimed))
+                    continue
+                done = self._collect(pending)
+                pending = [p for p in pending if p not in done]
+                if bar is not None and done:
+                    bar.update(len(done))
+                if pending:
+                    yield []
+                    self.delay = min(self.delay * 2, LOCK_POLL_MAX)
         finally:
             if bar is not None:
                 bar.close()
+
+    def _claim(self, pending: list[int], size: int, watches: dict[int, Watch]) -> tuple[list[int], list[int]]:
+        """Take leases on up to ``size`` pending items; return (claimed, still pending)."""
+        claimed: list[int] = []
+        rest: list[int] = []
+        for i in range(0, len(pending), size):
+            part = pending[i:i + size]
+            if len(claimed) >= size:
+                rest.extend(part)
+                continue
+            wanted = part[:size - len(claimed)]
+            try:
+                taken = self.store.try_leases([self.key(p) for p in wanted],
+                                              [watches.setdefault(p, Watch()) for p in wanted])
+            except Exception:
+                taken = [True] * len(wanted)  # no working storage: compute without coordination
+            for position, got in zip(wanted, taken):
+                if got:
+                    self.held.append(self.key(position))
+                    claimed.append(position)
+                else:
+                    rest.append(position)
+            rest.extend(part[len(wanted):])
+        if claimed and not self.refresh:
+            # Another process may have stored some of them before we took their leases.
+            done = self._collect(claimed)
+            if done:
+                self.store.release_leases([self.key(p) for p in done])
+                self.held = [k for k in self.held if k not in {self.key(p) for p in done}]
+                claimed = [p for p in claimed if p not in done]
+        return claimed, rest
+
+    def _collect(self, positions: list[int]) -> set[int]:
+        """Read the items among ``positions`` that are stored now; return their positions."""
+        fn = self.fn
+        try:
+            present = self.store.present([self.key(p) for p in positions])
+        except Exception:
+            return set()
+        done = set()
+        decoded: dict[str, ResultType] = {}
+        for position in positions:
+            key = self.key(position)
+            if key not in present:
+                continue
+            value, rtype = fn._lookup(self.store, key, decoded)
+            if rtype is not None:
+                digest = self.digests[position]
+                self.results[digest], self.types[digest] = value, rtype
+                done.add(position)
+                fn.misses -= 1
+        return done
+
+    def release(self) -> None:
+        """Give back the leases of the items computed (or abandoned) so far."""
+        if not self.held:
+            return
+        keys, self.held = self.held, []
+        lapsed = self.store.release_leases(keys)
+        if lapsed:
+            warn_once(f"lapsed:{self.fn.qualified_name}", f"{self.fn._name}: another process took over "
+                      f"{len(lapsed)} of this batch's items because their leases were not renewed for "
+                      f"{resolve_lease():g} s, so they may have been computed twice. Call memo.keep_alive() "
+                      f"inside long work that holds the GIL, or raise {_config.ENV_LEASE}.", StorageWarning)
 
     def _progress_bar(self, total: int) -> Any:
         if not self.fn._progress:

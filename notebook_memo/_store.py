@@ -618,42 +618,73 @@ class Store:
                     writer.set(f"stats:used:{tag}", used.get(tag, time.time()))
 
     # -- leases: one process computes a key, others wait (see _leases) ----------------------
-    @_gated
     def try_lease(self, key: str, watch: Watch | None = None) -> bool:
         """Take the lease on ``key`` for this process; False while someone else holds it.
 
         With ``watch``, a lease whose row has not changed for a whole lease time on this
         process's clock (or whose holder is a dead process of this host) is taken over.
         """
-        lock_key = LOCK_PREFIX + key
-        prefix, value = new_lease()
-        writer = self.writer
-        with writer.transact():
-            current = writer.get(lock_key)
-            if current is not None and (watch is None or not watch.lapsed(current)):
-                return False
-            writer.set(lock_key, value)
-            self._held_leases[lock_key] = Held(prefix)
-        if self._flusher is None:
-            self._start_flusher()
-        return True
+        return self.try_leases([key], [watch])[0]
 
     @_gated
+    def try_leases(self, keys: list[str], watches: list[Watch | None]) -> list[bool]:
+        """Take the leases on ``keys`` that are free or lapsed, in one transaction; say which were taken."""
+        taken = []
+        writer = self.writer
+        with writer.transact():
+            for key, watch in zip(keys, watches):
+                lock_key = LOCK_PREFIX + key
+                current = writer.get(lock_key)
+                if current is not None and (watch is None or not watch.lapsed(current)):
+                    taken.append(False)
+                    continue
+                prefix, value = new_lease()
+                writer.set(lock_key, value)
+                self._held_leases[lock_key] = Held(prefix)
+                taken.append(True)
+        if any(taken) and self._flusher is None:
+            self._start_flusher()
+        return taken
+
     def release_lease(self, key: str) -> bool:
         """Give the lease on ``key`` back; return False when it had lapsed and another process took it."""
-        held = self._held_leases.pop(LOCK_PREFIX + key, None)
-        if held is None:
-            return True
+        return not self.release_leases([key])
+
+    @_gated
+    def release_leases(self, keys: list[str]) -> list[str]:
+        """Give these leases back in one transaction; return the keys whose lease had lapsed meanwhile."""
+        lapsed = []
+        held = [(key, self._held_leases.pop(LOCK_PREFIX + key, None)) for key in keys]
         try:
             writer = self.writer
             with writer.transact():
-                current = writer.get(LOCK_PREFIX + key)
-                if type(current) is str and current.startswith(held.prefix):
-                    writer.delete(LOCK_PREFIX + key)
-                    return not held.lapsed
+                for key, lease in held:
+                    if lease is None:
+                        continue
+                    current = writer.get(LOCK_PREFIX + key)
+                    if type(current) is str and current.startswith(lease.prefix):
+                        writer.delete(LOCK_PREFIX + key)
+                        if lease.lapsed:
+                            lapsed.append(key)
+                    else:
+                        lapsed.append(key)
         except Exception:
-            return True  # storage trouble is reported elsewhere; nobody else can take it meanwhile either
-        return False
+            return []  # storage trouble is reported elsewhere; nobody else could take them meanwhile either
+        return lapsed
+
+    @_gated
+    def present(self, keys: list[str]) -> set[str]:
+        """Return which of ``keys`` have a row in the index now (unverified: a quick look before a full read)."""
+        signer = self.signer()
+        rows = {self.row_key(k, signer): k for k in keys}
+        found: set[str] = set()
+        con = connection(self.directory)
+        names = list(rows)
+        for i in range(0, len(names), 500):
+            part = names[i:i + 500]
+            marks = ",".join("?" * len(part))
+            found.update(rows[k] for (k,) in con.execute(f"SELECT key FROM Cache WHERE key IN ({marks})", part))
+        return found
 
     def holds_leases(self) -> bool:
         return bool(self._held_leases)
@@ -663,8 +694,8 @@ class Store:
         """Show that this process is still computing the keys it holds (a new generation each)."""
         with contextlib.suppress(Exception):
             writer = self.writer
-            for lock_key, held in list(self._held_leases.items()):
-                with writer.transact():
+            with writer.transact():
+                for lock_key, held in list(self._held_leases.items()):
                     current = writer.get(lock_key)
                     # Renew only a lease that is still ours: one that lapsed and was taken over
                     # belongs to its new holder.
