@@ -321,15 +321,19 @@ class _Plan:
         fn, call = self.fn, self.call
         created = time.time()
         try:
-            with self.store.writer.transact():  # one commit for the whole chunk
-                for digest, part in records:
-                    payload = dumps(part)
-                    item_call = Call(fn._item_key(call, digest), {**call.arguments, fn._argument: digest},
-                                     call.code, call.own, call.deps, call.method)
-                    meta = fn._meta(item_call, duration, created, payload.nbytes)
-                    meta["kind"] = "batch"
-                    meta.update(_containers.type_meta(rtype.kind, rtype.description))
-                    if not save(self.store, item_call.key, payload, meta, fn._options.ttl, duration, fn._fid):
+            # Pickled before the write lock is taken: other kernels wait on it only for the writes.
+            items = []
+            for digest, part in records:
+                payload = dumps(part)
+                item_call = Call(fn._item_key(call, digest), {**call.arguments, fn._argument: digest},
+                                 call.code, call.own, call.deps, call.method)
+                meta = fn._meta(item_call, duration, created, payload.nbytes)
+                meta["kind"] = "batch"
+                meta.update(_containers.type_meta(rtype.kind, rtype.description))
+                items.append((item_call.key, payload, meta))
+            with self.store.transaction():  # one commit for the whole chunk
+                for key, payload, meta in items:
+                    if not save(self.store, key, payload, meta, fn._options.ttl, duration, fn._fid):
                         return
         except Exception as exc:
             storage_trouble(self.store, exc)

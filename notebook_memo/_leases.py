@@ -33,10 +33,9 @@ LOCK_PREFIX = "lock:"
 _HOST = socket.gethostname()
 
 
-def new_lease() -> tuple[str, str]:
-    """Return (owner prefix, first value) of a lease this process is about to take."""
-    prefix = f"{os.getpid()}@{_HOST}/{uuid.uuid4().hex}#"
-    return prefix, prefix + "0"
+def new_lease() -> str:
+    """Return the owner prefix of a lease this process is about to take."""
+    return f"{os.getpid()}@{_HOST}/{uuid.uuid4().hex}#"
 
 
 @dataclass
@@ -46,6 +45,11 @@ class Held:
     prefix: str
     generation: int = 0
     lapsed: bool = False  # another process took it over while we held it
+
+    @property
+    def value(self) -> str:
+        """The row's value as this process last wrote it."""
+        return f"{self.prefix}{self.generation}"
 
 
 def holder_is_gone(value: Any) -> bool:
@@ -117,29 +121,38 @@ class ForkGate:
         self._reset()
 
     def _reset(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._active = 0
         self._forking = False
         self._local = threading.local()
 
     def __enter__(self) -> None:
+        # On every hit: the plain lock, not the condition's wrapper methods, on the way in and out.
         local = self._local
         depth = getattr(local, "depth", 0)
-        if depth == 0:
-            with self._cond:
+        if not depth:
+            self._lock.acquire()
+            try:
                 while self._forking:
                     self._cond.wait()
                 self._active += 1
+            finally:
+                self._lock.release()
         local.depth = depth + 1
 
     def __exit__(self, *exc: object) -> None:
         local = self._local
-        local.depth -= 1
-        if local.depth == 0:
-            with self._cond:
+        depth = local.depth - 1
+        local.depth = depth
+        if not depth:
+            self._lock.acquire()
+            try:
                 self._active -= 1
                 if self._forking and not self._active:
                     self._cond.notify_all()
+            finally:
+                self._lock.release()
 
     def before_fork(self) -> None:
         if getattr(self._local, "depth", 0):

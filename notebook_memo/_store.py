@@ -219,6 +219,42 @@ def _gated(method: _F) -> _F:
     return gated  # type: ignore[return-value]
 
 
+@contextlib.contextmanager
+def _immediate(con: sqlite3.Connection) -> Iterator[tuple[sqlite3.Connection, Callable[[], None]]]:
+    """Run statements on our own connection in one write transaction; ``commit`` may end it early."""
+    con.execute("BEGIN IMMEDIATE")
+    open_ = [True]
+
+    def commit() -> None:
+        if open_[0]:
+            con.execute("COMMIT")
+            open_[0] = False
+
+    try:
+        yield con, commit
+    except BaseException:
+        if open_[0]:
+            con.execute("ROLLBACK")
+        raise
+    commit()
+
+
+_T = TypeVar("_T")
+
+
+def _slices(items: list[_T], size: int = 500) -> Iterator[list[_T]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def _upsert_number(con: sqlite3.Connection, key: str, value: float, update: str, now: float) -> None:
+    """Write a counter row as diskcache stores numbers (raw), in one statement; rows of other types stay."""
+    con.execute("INSERT INTO Cache (key, raw, store_time, expire_time, access_time, access_count, tag, size, mode, "
+                "filename, value) VALUES (?, 1, ?, NULL, ?, 0, NULL, 0, ?, NULL, ?) ON CONFLICT(key, raw) DO UPDATE "
+                f"SET value = {update} WHERE typeof(value) IN ('integer', 'real') AND mode = ?",
+                (key, now, now, diskcache.core.MODE_RAW, value, diskcache.core.MODE_RAW))
+
+
 def _is_damaged_database(exc: BaseException) -> bool:
     # OperationalError (locked, read-only, I/O) is a subclass of DatabaseError and is not damage.
     return type(exc) is sqlite3.DatabaseError
@@ -237,6 +273,7 @@ class Store:
         self._trouble: str | None = None
         self._pending_touch: set[str] = set()
         self._held_leases: dict[str, Held] = {}
+        self._lease_lock = threading.Lock()
         self._flusher: threading.Thread | None = None
         self._stop = threading.Event()
         self._checked = 0.0
@@ -421,13 +458,25 @@ class Store:
         if self._refuses(signer):
             return 0
         if self._pending_touch:
-            self.flush()  # recent hits decide what is least recently used
+            # Recent hits decide what is least recently used. Through the writer's own connection:
+            # this may run inside a caller's write transaction (a batch chunk), which any other
+            # connection of ours would wait on.
+            keys, self._pending_touch = self._pending_touch, set()
+            with writer.transact():
+                for key in keys:
+                    writer.get(key)  # the LRU policy records the access time
         self._hot.clear()
         expire = None if keep_until is None else max(keep_until - time.time(), 0.001)
         writer.set(row, _NewRecord(row, payload, inline, make_header), expire=expire, tag=tag)
         self._hot.clear()
         self._enforce_limit(writer)
         return payload.nbytes
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group writes into one commit, inside the fork gate (no fork while we hold the write lock)."""
+        with gate, self.writer.transact():
+            yield
 
     @_gated
     def stored_bytes(self) -> int:
@@ -608,16 +657,23 @@ class Store:
         keys, self._pending_touch = self._pending_touch, set()
         hits, self._pending_hits = self._pending_hits, {}
         used, self._last_hit = self._last_hit, {}
-        with contextlib.suppress(Exception):
-            writer = self.writer
-            with writer.transact():
-                for key in keys:
-                    writer.get(key)  # the LRU policy records the access time
-                for tag, count in hits.items():
-                    writer.incr(f"stats:hits:{tag}", count)
-                    writer.set(f"stats:used:{tag}", used.get(tag, time.time()))
+        # One statement per step, each committing alone (see renew_leases): this runs on a
+        # background thread.
+        with contextlib.suppress(OSError, sqlite3.Error):
+            self.writer  # noqa: B018 (opens the index)
+            con = connection(self.directory)
+            now = time.time()
+            for part in _slices(sorted(keys)):
+                con.execute(f"UPDATE Cache SET access_time = ? WHERE key IN ({','.join('?' * len(part))})",
+                            [now, *part])
+            for tag, count in hits.items():
+                _upsert_number(con, f"stats:hits:{tag}", count, "value + excluded.value", now)
+                _upsert_number(con, f"stats:used:{tag}", used.get(tag, now), "excluded.value", now)
 
     # -- leases: one process computes a key, others wait (see _leases) ----------------------
+    # Lease rows are plain diskcache raw-text rows, written with SQL of our own: a batch takes
+    # hundreds of them in one statement each way, where diskcache's get/set would take two
+    # statements per row. Compare-and-set on the exact value keeps every step ours only.
     def try_lease(self, key: str, watch: Watch | None = None) -> bool:
         """Take the lease on ``key`` for this process; False while someone else holds it.
 
@@ -629,20 +685,35 @@ class Store:
     @_gated
     def try_leases(self, keys: list[str], watches: list[Watch | None]) -> list[bool]:
         """Take the leases on ``keys`` that are free or lapsed, in one transaction; say which were taken."""
-        taken = []
-        writer = self.writer
-        with writer.transact():
-            for key, watch in zip(keys, watches):
-                lock_key = LOCK_PREFIX + key
-                current = writer.get(lock_key)
-                if current is not None and (watch is None or not watch.lapsed(current)):
+        self.writer  # noqa: B018 (opens the index, or reopens a deleted directory)
+        rows = [LOCK_PREFIX + k for k in keys]
+        now = time.time()
+        taken: list[bool] = []
+        with self._lease_lock, _immediate(connection(self.directory)) as (con, commit):
+            current: dict[str, Any] = {}
+            for part in _slices(rows):
+                query = ("SELECT key, raw, mode, value, expire_time FROM Cache "
+                         f"WHERE key IN ({','.join('?' * len(part))})")
+                for row, raw, mode, value, expire in con.execute(query, part):
+                    if expire is not None and expire <= now:
+                        current[row] = None  # expired: free, as diskcache would say
+                    else:
+                        current[row] = value if raw == 1 and mode == diskcache.core.MODE_RAW else ("?", value)
+            fresh = []
+            for row, watch in zip(rows, watches):
+                value = current.get(row)
+                if value is not None and (watch is None or not watch.lapsed(value)):
                     taken.append(False)
                     continue
-                prefix, value = new_lease()
-                writer.set(lock_key, value)
-                self._held_leases[lock_key] = Held(prefix)
+                fresh.append((row, Held(new_lease()), row in current))
                 taken.append(True)
-        if any(taken) and self._flusher is None:
+            con.executemany("DELETE FROM Cache WHERE key = ?", [(row,) for row, _, existed in fresh if existed])
+            con.executemany("INSERT INTO Cache (key, raw, store_time, expire_time, access_time, access_count, "
+                            "tag, size, mode, filename, value) VALUES (?, 1, ?, NULL, ?, 0, NULL, 0, ?, NULL, ?)",
+                            [(row, now, now, diskcache.core.MODE_RAW, lease.value) for row, lease, _ in fresh])
+            commit()
+            self._held_leases.update((row, lease) for row, lease, _ in fresh)  # only once they are written
+        if fresh and self._flusher is None:
             self._start_flusher()
         return taken
 
@@ -653,24 +724,53 @@ class Store:
     @_gated
     def release_leases(self, keys: list[str]) -> list[str]:
         """Give these leases back in one transaction; return the keys whose lease had lapsed meanwhile."""
-        lapsed = []
-        held = [(key, self._held_leases.pop(LOCK_PREFIX + key, None)) for key in keys]
-        try:
-            writer = self.writer
-            with writer.transact():
-                for key, lease in held:
-                    if lease is None:
-                        continue
-                    current = writer.get(LOCK_PREFIX + key)
-                    if type(current) is str and current.startswith(lease.prefix):
-                        writer.delete(LOCK_PREFIX + key)
-                        if lease.lapsed:
+        lapsed: list[str] = []
+        with self._lease_lock:
+            held = [(key, self._held_leases.pop(LOCK_PREFIX + key, None)) for key in keys]
+            mine = [(key, lease) for key, lease in held if lease is not None]
+            if not mine:
+                return lapsed
+            try:
+                with _immediate(connection(self.directory)) as (con, _):
+                    for key, lease in mine:
+                        gone = con.execute("DELETE FROM Cache WHERE key = ? AND value = ?",
+                                           (LOCK_PREFIX + key, lease.value)).rowcount
+                        if lease.lapsed or not gone:
                             lapsed.append(key)
-                    else:
-                        lapsed.append(key)
-        except Exception:
-            return []  # storage trouble is reported elsewhere; nobody else could take them meanwhile either
+            except (OSError, sqlite3.Error):
+                return []  # storage trouble is reported elsewhere
         return lapsed
+
+    @_gated
+    def renew_leases(self) -> None:
+        """Show that this process is still computing the keys it holds (a new generation each).
+
+        Each statement commits on its own: a background thread must never hold the write lock
+        while it waits for the GIL, or a body that keeps the GIL would block every other process.
+        """
+        if not self._held_leases:
+            return
+        with self._lease_lock, contextlib.suppress(OSError, sqlite3.Error):
+            con = connection(self.directory)
+            held = list(self._held_leases.items())
+            for part in _slices(held, 300):
+                # Renew only leases that are still ours: one that lapsed and was taken over
+                # belongs to its new holder.
+                values = [x for row, lease in part for x in (row, lease.value, f"{lease.prefix}{lease.generation + 1}")]
+                con.execute(f"WITH new(k, old, nv) AS (VALUES {','.join(['(?,?,?)'] * len(part))}) "
+                            "UPDATE Cache SET value = (SELECT nv FROM new WHERE new.k = Cache.key) "
+                            "WHERE rowid IN (SELECT Cache.rowid FROM Cache JOIN new "
+                            "ON Cache.key = new.k AND Cache.value = new.old)", values)
+                now = dict(con.execute(f"SELECT key, value FROM Cache WHERE key IN ({','.join('?' * len(part))})",
+                                       [row for row, _ in part]).fetchall())
+                for row, lease in part:
+                    if now.get(row) == f"{lease.prefix}{lease.generation + 1}":
+                        lease.generation += 1
+                    else:
+                        lease.lapsed = True
+
+    def holds_leases(self) -> bool:
+        return bool(self._held_leases)
 
     @_gated
     def present(self, keys: list[str]) -> set[str]:
@@ -679,31 +779,10 @@ class Store:
         rows = {self.row_key(k, signer): k for k in keys}
         found: set[str] = set()
         con = connection(self.directory)
-        names = list(rows)
-        for i in range(0, len(names), 500):
-            part = names[i:i + 500]
-            marks = ",".join("?" * len(part))
-            found.update(rows[k] for (k,) in con.execute(f"SELECT key FROM Cache WHERE key IN ({marks})", part))
+        for part in _slices(list(rows)):
+            query = f"SELECT key FROM Cache WHERE key IN ({','.join('?' * len(part))})"
+            found.update(rows[k] for (k,) in con.execute(query, part))
         return found
-
-    def holds_leases(self) -> bool:
-        return bool(self._held_leases)
-
-    @_gated
-    def renew_leases(self) -> None:
-        """Show that this process is still computing the keys it holds (a new generation each)."""
-        with contextlib.suppress(Exception):
-            writer = self.writer
-            with writer.transact():
-                for lock_key, held in list(self._held_leases.items()):
-                    current = writer.get(lock_key)
-                    # Renew only a lease that is still ours: one that lapsed and was taken over
-                    # belongs to its new holder.
-                    if type(current) is str and current.startswith(held.prefix):
-                        held.generation += 1
-                        writer.set(lock_key, f"{held.prefix}{held.generation}")
-                    elif self._held_leases.get(lock_key) is held:
-                        held.lapsed = True
 
     def after_fork_in_child(self) -> None:
         """Start over in a forked child: the parent's connections, threads, locks and leases are not ours."""
@@ -714,6 +793,7 @@ class Store:
         self._flusher = None
         self._stop = threading.Event()
         self._held_leases = {}
+        self._lease_lock = threading.Lock()
         self._pending_touch, self._pending_hits, self._last_hit = set(), {}, {}
         self._hot = {}
         self._checked = 0.0

@@ -378,3 +378,54 @@ def test_a_forked_child_renews_the_leases_it_takes(tmp_path: Path, monkeypatch: 
     assert work(1) == 2
     assert _wait_child(pid, 60) == 0
     assert (tmp_path / "log.txt").read_text().count("start") == 2  # work(0) here, work(1) in the child only
+
+
+FORK_DURING_BATCH = """
+import os, sys, threading, time
+sys.path.insert(0, {root!r})
+from notebook_memo import memo
+
+
+class Slow:
+    def __init__(self, v): self.v = v
+    def __reduce__(self):
+        time.sleep(0.2)  # slow to pickle: the chunk's store takes a while
+        return (Slow, (self.v,))
+
+
+@memo.batch("xs", batch_size=10, progress=False)
+def objects(xs):
+    return [Slow(x) for x in xs]
+
+
+@memo
+def f(x):
+    return x
+
+
+f(-1)  # a hit later: access times are pending when the chunk is stored
+f(-1)
+batch = threading.Thread(target=objects, args=(list(range(10)),))
+batch.start()
+time.sleep(0.5)
+single = threading.Thread(target=f, args=(1,))
+single.start()
+time.sleep(0.2)
+pid = os.fork()
+if pid == 0:
+    os._exit(0 if f(2) == 2 else 3)
+_, status = os.waitpid(pid, 0)
+batch.join()
+single.join()
+print("DONE", os.waitstatus_to_exitcode(status), len(objects(list(range(10)))))
+"""
+
+
+def test_a_fork_while_a_batch_stores_a_chunk_neither_stalls_nor_loses_writes(tmp_path: Path, cache_dir: Path) -> None:
+    script = tmp_path / "fork_batch.py"
+    script.write_text(FORK_DURING_BATCH.format(root=str(ROOT)))
+    # A stall shows as SQLite's 60 s busy timeout; the work itself takes about 2 s.
+    out = subprocess.run([sys.executable, str(script)], env=_env(cache_dir), capture_output=True, text=True,
+                         timeout=45)
+    assert out.returncode == 0, out.stderr
+    assert "DONE 0 10" in out.stdout
