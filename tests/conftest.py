@@ -93,6 +93,39 @@ def run_kernel(cells: list[str], cache_dir: Path, seed: int = 0, env: dict[str, 
     raise AssertionError(f"kernel process failed:\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
 
 
+WORKER_PRELUDE = """
+import asyncio, json, os, sys, time, warnings
+sys.path.insert(0, {root!r})
+import numpy as np
+from notebook_memo import memo
+
+LOG = sys.argv[{log_arg}]
+
+
+class _Log:
+    \"\"\"Appends lines to the file LOG from any process; never part of a cache key.\"\"\"
+    def __memo_key__(self): return "log"
+    def write(self, text):
+        fd = os.open(LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        os.write(fd, text.encode())
+        os.close(fd)
+
+
+log = _Log()
+"""
+
+
+def worker_script(path: Path, body: str, log_arg: int = 2) -> Path:
+    """Write a worker program: the shared prelude (imports, a cross-process ``log``) and ``body``."""
+    path.write_text(WORKER_PRELUDE.format(root=str(ROOT), log_arg=log_arg) + textwrap.dedent(body))
+    return path
+
+
+def worker_env(cache_dir: Path, **extra: str) -> dict[str, str]:
+    """The environment of a worker process using ``cache_dir``."""
+    return {**os.environ, _config.ENV_DIR: str(cache_dir), "PYTHONPATH": str(ROOT), **extra}
+
+
 class Counter:
     """Counts body executions without becoming part of any cache key."""
 
@@ -116,4 +149,4 @@ def no_memo_warnings() -> warnings.catch_warnings:  # type: ignore[type-arg]
     return ctx
 
 
-__all__ = ["Counter", "Shell", "notebook_memo", "run_kernel"]
+__all__ = ["Counter", "Shell", "notebook_memo", "run_kernel", "worker_env", "worker_script"]

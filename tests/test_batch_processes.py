@@ -3,38 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from tests.conftest import ROOT
+from tests.conftest import worker_env, worker_script
 
 SCRIPT = """
-import json, os, sys, time
-sys.path.insert(0, {root!r})
-from notebook_memo import memo
-
-LOG = sys.argv[1]
-
-
-class _Log:
-    def __memo_key__(self): return "log"
-    def write(self, text):
-        fd = os.open(LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-        os.write(fd, text.encode())
-        os.close(fd)
-
-
-log = _Log()
-
-
 @memo.batch("items", batch_size=4, progress=False, ignore=["hang_on"])
 def square(items, hang_on=-1):
     for item in items:
-        log.write(f"compute {{item}} {{os.getpid()}}\\n")
+        log.write(f"compute {item} {os.getpid()}\\n")
         if item == hang_on:
             time.sleep(600)
     time.sleep(0.05 * len(items))
@@ -48,13 +29,10 @@ print("RESULT" + json.dumps(square(items) if hang_on < 0 else square(items, hang
 
 
 def _script(tmp_path: Path) -> Path:
-    path = tmp_path / "batch_script.py"
-    path.write_text(SCRIPT.format(root=str(ROOT)))
-    return path
+    return worker_script(tmp_path / "batch_script.py", SCRIPT, log_arg=1)
 
 
-def _env(cache_dir: Path, **extra: str) -> dict[str, str]:
-    return {**os.environ, "NOTEBOOK_MEMO_DIR": str(cache_dir), "PYTHONPATH": str(ROOT), **extra}
+_env = worker_env
 
 
 def _result(proc: subprocess.Popen[str]) -> list[int]:

@@ -17,30 +17,12 @@ import diskcache
 import pytest
 
 from notebook_memo import RecursiveCall, memo
-from tests.conftest import ROOT, Counter
+from tests.conftest import ROOT, Counter, worker_env, worker_script
 
 SCRIPT = """
-import asyncio, json, os, sys, time, warnings
-sys.path.insert(0, {root!r})
-from notebook_memo import memo
-
-LOG = sys.argv[2]
-
-
-class _Log:
-    def __memo_key__(self): return "log"
-    def write(self, text):
-        fd = os.open(LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-        os.write(fd, text.encode())
-        os.close(fd)
-
-
-log = _Log()
-
-
 @memo(ignore=["seconds", "spin"])
 def slow(k, seconds=0.0, spin=False):
-    log.write(f"start {{k}} {{os.getpid()}}\\n")
+    log.write(f"start {k} {os.getpid()}\\n")
     if spin:
         # Pure Python with a huge switch interval: the renewal thread cannot run meanwhile,
         # as with an extension that holds the GIL.
@@ -54,21 +36,21 @@ def slow(k, seconds=0.0, spin=False):
         sys.setswitchinterval(0.005)
     else:
         time.sleep(seconds)
-    log.write(f"done {{k}} {{os.getpid()}}\\n")
-    return {{"k": k}}
+    log.write(f"done {k} {os.getpid()}\\n")
+    return {"k": k}
 
 
 @memo(ignore=["seconds"])
 async def aslow(k, seconds=0.0):
-    log.write(f"astart {{k}} {{os.getpid()}}\\n")
+    log.write(f"astart {k} {os.getpid()}\\n")
     await asyncio.sleep(seconds)
-    return {{"k": k}}
+    return {"k": k}
 
 
 @memo(ttl=60)
 def fresh(k):
-    log.write(f"fresh {{k}} {{os.getpid()}}\\n")
-    return {{"k": k, "pid": os.getpid()}}
+    log.write(f"fresh {k} {os.getpid()}\\n")
+    return {"k": k, "pid": os.getpid()}
 
 
 mode = sys.argv[1]
@@ -84,18 +66,15 @@ with warnings.catch_warnings(record=True) as caught:
         result = fresh(1)
     elif mode == "fresh":
         result = fresh(1)
-print("RESULT" + json.dumps({{"result": result, "warnings": [str(w.message) for w in caught]}}))
+print("RESULT" + json.dumps({"result": result, "warnings": [str(w.message) for w in caught]}))
 """
 
 
 def _script(tmp_path: Path) -> Path:
-    path = tmp_path / "script.py"
-    path.write_text(SCRIPT.format(root=str(ROOT)))
-    return path
+    return worker_script(tmp_path / "script.py", SCRIPT)
 
 
-def _env(cache_dir: Path, **extra: str) -> dict[str, str]:
-    return {**os.environ, "NOTEBOOK_MEMO_DIR": str(cache_dir), "PYTHONPATH": str(ROOT), **extra}
+_env = worker_env
 
 
 def _run(script: Path, *args: str, env: dict[str, str], timeout: float = 60) -> dict[str, Any]:

@@ -21,31 +21,16 @@ import pytest
 import notebook_memo
 from notebook_memo import StorageWarning, configure, memo
 from notebook_memo._serialize import Payload
-from tests.conftest import ROOT, Counter
+from tests.conftest import ROOT, Counter, worker_env, worker_script
 
 WORKER = """
-import json, os, sys, time
-sys.path.insert(0, {root!r})
-import numpy as np
-from notebook_memo import memo
-
-LOG = sys.argv[2]
-
-class _Log:
-    def __memo_key__(self): return "log"
-    def write(self, text):
-        fd = os.open(LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-        os.write(fd, text.encode())
-        os.close(fd)
-
-log = _Log()
 
 @memo(ignore=["seconds"])
 def work(k, seconds=0.3):
-    log.write(f"start {{k}} {{os.getpid()}}\\n")
+    log.write(f"start {k} {os.getpid()}\\n")
     time.sleep(seconds)
-    log.write(f"done {{k}} {{os.getpid()}}\\n")
-    return {{"key": k, "square": k * k}}
+    log.write(f"done {k} {os.getpid()}\\n")
+    return {"key": k, "square": k * k}
 
 @memo
 def big(k, megabytes=16):
@@ -68,19 +53,16 @@ elif mode == "check":
         warnings.simplefilter("always")
         wrong = sum(not bool((big(k) == float(k)).all()) or big(k).shape != (2 * 2**20,)
                     for k in range(int(sys.argv[3])))
-    print(json.dumps({{"wrong": wrong, "hits": big.cache_info().hits,
-                      "storage_warnings": [str(w.message) for w in caught if "Storage" in w.category.__name__]}}))
+    print(json.dumps({"wrong": wrong, "hits": big.cache_info().hits,
+                      "storage_warnings": [str(w.message) for w in caught if "Storage" in w.category.__name__]}))
 """
 
 
 def _worker(tmp_path: Path) -> Path:
-    path = tmp_path / "worker.py"
-    path.write_text(WORKER.format(root=str(ROOT)))
-    return path
+    return worker_script(tmp_path / "worker.py", WORKER)
 
 
-def _env(cache_dir: Path, **extra: str) -> dict[str, str]:
-    return {**os.environ, "NOTEBOOK_MEMO_DIR": str(cache_dir), "PYTHONPATH": str(ROOT), **extra}
+_env = worker_env
 
 
 def test_processes_compute_each_key_once(tmp_path: Path, cache_dir: Path) -> None:
