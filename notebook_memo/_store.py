@@ -29,7 +29,7 @@ from diskcache.core import UNKNOWN
 
 from ._config import TOUCH_FLUSH_INTERVAL, resolve_lease, resolve_secret, warn_once
 from ._errors import StorageWarning
-from ._leases import LOCK_PREFIX, Held, Watch, at_fork_in_child, gate, new_lease
+from ._leases import Leases, Watch, at_fork_in_child, gate, slices
 from ._serialize import (
     CorruptRecord,
     ForeignRecord,
@@ -185,6 +185,9 @@ def connection(directory: str) -> sqlite3.Connection:
     if held is not None and held[0] == os.getpid() and held[1] == ident:
         return held[2]
     con = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+    # As diskcache's own connections: in WAL mode a commit need not wait for the disk (a crash may
+    # lose the last commits, never consistency); leases and access times are written here.
+    con.execute("PRAGMA synchronous = NORMAL")
     cache[directory] = (os.getpid(), ident, con)
     return con
 
@@ -219,34 +222,6 @@ def _gated(method: _F) -> _F:
     return gated  # type: ignore[return-value]
 
 
-@contextlib.contextmanager
-def _immediate(con: sqlite3.Connection) -> Iterator[tuple[sqlite3.Connection, Callable[[], None]]]:
-    """Run statements on our own connection in one write transaction; ``commit`` may end it early."""
-    con.execute("BEGIN IMMEDIATE")
-    open_ = [True]
-
-    def commit() -> None:
-        if open_[0]:
-            con.execute("COMMIT")
-            open_[0] = False
-
-    try:
-        yield con, commit
-    except BaseException:
-        if open_[0]:
-            con.execute("ROLLBACK")
-        raise
-    commit()
-
-
-_T = TypeVar("_T")
-
-
-def _slices(items: list[_T], size: int = 500) -> Iterator[list[_T]]:
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
-
-
 def _upsert_number(con: sqlite3.Connection, key: str, value: float, update: str, now: float) -> None:
     """Write a counter row as diskcache stores numbers (raw), in one statement; rows of other types stay."""
     con.execute("INSERT INTO Cache (key, raw, store_time, expire_time, access_time, access_count, tag, size, mode, "
@@ -272,8 +247,7 @@ class Store:
         self._ident: tuple[int, int] | None = None
         self._trouble: str | None = None
         self._pending_touch: set[str] = set()
-        self._held_leases: dict[str, Held] = {}
-        self._lease_lock = threading.Lock()
+        self._leases = Leases()
         self._flusher: threading.Thread | None = None
         self._stop = threading.Event()
         self._checked = 0.0
@@ -650,7 +624,7 @@ class Store:
         if not self._exists():  # deleted by the user: never re-created just to record access times
             self._pending_touch, self._pending_hits = set(), {}
             return
-        if self._held_leases:
+        if self._leases.held:
             self.renew_leases()
         if not self._pending_touch and not self._pending_hits:
             return
@@ -663,7 +637,7 @@ class Store:
             self.writer  # noqa: B018 (opens the index)
             con = connection(self.directory)
             now = time.time()
-            for part in _slices(sorted(keys)):
+            for part in slices(sorted(keys)):
                 con.execute(f"UPDATE Cache SET access_time = ? WHERE key IN ({','.join('?' * len(part))})",
                             [now, *part])
             for tag, count in hits.items():
@@ -671,9 +645,6 @@ class Store:
                 _upsert_number(con, f"stats:used:{tag}", used.get(tag, now), "excluded.value", now)
 
     # -- leases: one process computes a key, others wait (see _leases) ----------------------
-    # Lease rows are plain diskcache raw-text rows, written with SQL of our own: a batch takes
-    # hundreds of them in one statement each way, where diskcache's get/set would take two
-    # statements per row. Compare-and-set on the exact value keeps every step ours only.
     def try_lease(self, key: str, watch: Watch | None = None) -> bool:
         """Take the lease on ``key`` for this process; False while someone else holds it.
 
@@ -686,34 +657,8 @@ class Store:
     def try_leases(self, keys: list[str], watches: list[Watch | None]) -> list[bool]:
         """Take the leases on ``keys`` that are free or lapsed, in one transaction; say which were taken."""
         self.writer  # noqa: B018 (opens the index, or reopens a deleted directory)
-        rows = [LOCK_PREFIX + k for k in keys]
-        now = time.time()
-        taken: list[bool] = []
-        with self._lease_lock, _immediate(connection(self.directory)) as (con, commit):
-            current: dict[str, Any] = {}
-            for part in _slices(rows):
-                query = ("SELECT key, raw, mode, value, expire_time FROM Cache "
-                         f"WHERE key IN ({','.join('?' * len(part))})")
-                for row, raw, mode, value, expire in con.execute(query, part):
-                    if expire is not None and expire <= now:
-                        current[row] = None  # expired: free, as diskcache would say
-                    else:
-                        current[row] = value if raw == 1 and mode == diskcache.core.MODE_RAW else ("?", value)
-            fresh = []
-            for row, watch in zip(rows, watches):
-                value = current.get(row)
-                if value is not None and (watch is None or not watch.lapsed(value)):
-                    taken.append(False)
-                    continue
-                fresh.append((row, Held(new_lease()), row in current))
-                taken.append(True)
-            con.executemany("DELETE FROM Cache WHERE key = ?", [(row,) for row, _, existed in fresh if existed])
-            con.executemany("INSERT INTO Cache (key, raw, store_time, expire_time, access_time, access_count, "
-                            "tag, size, mode, filename, value) VALUES (?, 1, ?, NULL, ?, 0, NULL, 0, ?, NULL, ?)",
-                            [(row, now, now, diskcache.core.MODE_RAW, lease.value) for row, lease, _ in fresh])
-            commit()
-            self._held_leases.update((row, lease) for row, lease, _ in fresh)  # only once they are written
-        if fresh and self._flusher is None:
+        taken = self._leases.take(connection(self.directory), keys, watches)
+        if any(taken) and self._flusher is None:
             self._start_flusher()
         return taken
 
@@ -724,53 +669,21 @@ class Store:
     @_gated
     def release_leases(self, keys: list[str]) -> list[str]:
         """Give these leases back in one transaction; return the keys whose lease had lapsed meanwhile."""
-        lapsed: list[str] = []
-        with self._lease_lock:
-            held = [(key, self._held_leases.pop(LOCK_PREFIX + key, None)) for key in keys]
-            mine = [(key, lease) for key, lease in held if lease is not None]
-            if not mine:
-                return lapsed
-            try:
-                with _immediate(connection(self.directory)) as (con, _):
-                    for key, lease in mine:
-                        gone = con.execute("DELETE FROM Cache WHERE key = ? AND value = ?",
-                                           (LOCK_PREFIX + key, lease.value)).rowcount
-                        if lease.lapsed or not gone:
-                            lapsed.append(key)
-            except (OSError, sqlite3.Error):
-                return []  # storage trouble is reported elsewhere
-        return lapsed
+        try:
+            con = connection(self.directory)
+        except OSError:
+            return []  # the directory is gone, and our leases with it
+        return self._leases.give_back(con, keys)
 
     @_gated
     def renew_leases(self) -> None:
-        """Show that this process is still computing the keys it holds (a new generation each).
-
-        Each statement commits on its own: a background thread must never hold the write lock
-        while it waits for the GIL, or a body that keeps the GIL would block every other process.
-        """
-        if not self._held_leases:
-            return
-        with self._lease_lock, contextlib.suppress(OSError, sqlite3.Error):
-            con = connection(self.directory)
-            held = list(self._held_leases.items())
-            for part in _slices(held, 300):
-                # Renew only leases that are still ours: one that lapsed and was taken over
-                # belongs to its new holder.
-                values = [x for row, lease in part for x in (row, lease.value, f"{lease.prefix}{lease.generation + 1}")]
-                con.execute(f"WITH new(k, old, nv) AS (VALUES {','.join(['(?,?,?)'] * len(part))}) "
-                            "UPDATE Cache SET value = (SELECT nv FROM new WHERE new.k = Cache.key) "
-                            "WHERE rowid IN (SELECT Cache.rowid FROM Cache JOIN new "
-                            "ON Cache.key = new.k AND Cache.value = new.old)", values)
-                now = dict(con.execute(f"SELECT key, value FROM Cache WHERE key IN ({','.join('?' * len(part))})",
-                                       [row for row, _ in part]).fetchall())
-                for row, lease in part:
-                    if now.get(row) == f"{lease.prefix}{lease.generation + 1}":
-                        lease.generation += 1
-                    else:
-                        lease.lapsed = True
+        """Show that this process is still computing the keys it holds."""
+        if self._leases.held:
+            with contextlib.suppress(OSError, sqlite3.Error):
+                self._leases.renew(connection(self.directory))
 
     def holds_leases(self) -> bool:
-        return bool(self._held_leases)
+        return bool(self._leases.held)
 
     @_gated
     def present(self, keys: list[str]) -> set[str]:
@@ -779,7 +692,7 @@ class Store:
         rows = {self.row_key(k, signer): k for k in keys}
         found: set[str] = set()
         con = connection(self.directory)
-        for part in _slices(list(rows)):
+        for part in slices(list(rows)):
             query = f"SELECT key FROM Cache WHERE key IN ({','.join('?' * len(part))})"
             found.update(rows[k] for (k,) in con.execute(query, part))
         return found
@@ -792,8 +705,7 @@ class Store:
         self._lock = threading.RLock()
         self._flusher = None
         self._stop = threading.Event()
-        self._held_leases = {}
-        self._lease_lock = threading.Lock()
+        self._leases = Leases()
         self._pending_touch, self._pending_hits, self._last_hit = set(), {}, {}
         self._hot = {}
         self._checked = 0.0
