@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import builtins
 import contextlib
+import functools
 import time
 import types
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from ._errors import ConfigurationError, MemoError, StorageWarning, UnhashableAr
 from ._hashing import combine, content_hash
 from ._inventory import human_time
 from ._memo import Call, function_id, save
-from ._serialize import CorruptRecord, dumps
+from ._serialize import CorruptRecord, NotRestorable, dumps
 from ._store import Store, StoredRecord, get_store
 
 __all__ = ()
@@ -237,9 +238,11 @@ def _store_cell(store: Store, cell: CellMemo, call: Call, value: dict[str, Any],
     try:
         payload = dumps(value, by_value=defined)
     except Exception as exc:
-        warn_once(f"pickle:{cell.qualified_name}", f"%%memo {cell.label}: the cell's outputs cannot be pickled "
-                  f"({type(exc).__name__}: {exc}); the cell ran but was not cached. Use --outputs to "
-                  "choose the variables worth keeping.", StorageWarning)
+        name, reason = _first_unstorable(value["outputs"], defined, exc)
+        what = f"variable {name!r}" if name else "its outputs"
+        warn_once(f"pickle:{cell.qualified_name}:{name}", f"%%memo {cell.label}: not cached, so the cell runs each "
+                  f"time: {what} cannot be stored ({reason}). Leave it out with --outputs, or create it in "
+                  "another cell.", StorageWarning)
         return
     meta = {
         "kind": "cell", "name": cell.qualified_name, "label": cell.label, "fid": cell.function_id,
@@ -252,21 +255,57 @@ def _store_cell(store: Store, cell: CellMemo, call: Call, value: dict[str, Any],
     save(store, call.key, payload, meta, options.ttl, duration, cell.function_id)
 
 
-def _rebind(value: Any, namespace: dict[str, Any]) -> Any:
+class _Rebinder:
     """Point functions and methods the cell defined at the live notebook namespace.
 
-    Unpickled by value, they would read a private copy of the globals they used, frozen
-    at the time the cell first ran.
+    Unpickled by value, they would read a private copy of the globals they used, frozen at
+    the time the cell first ran. Functions inside lists, dicts, sets, tuples and partials are
+    rebound too, and one function stays one object wherever the cell put it.
     """
-    if isinstance(value, types.FunctionType) and value.__module__ == "__main__":
-        return _with_globals(value, namespace)
-    if isinstance(value, type) and value.__module__ == "__main__":
-        for name, attr in list(vars(value).items()):
-            inner = getattr(attr, "__func__", attr)
-            if isinstance(inner, types.FunctionType) and inner.__module__ == "__main__":
-                rebound = _with_globals(inner, namespace)
-                setattr(value, name, type(attr)(rebound) if inner is not attr else rebound)
-    return value
+
+    def __init__(self, namespace: dict[str, Any]) -> None:
+        self.namespace = namespace
+        self.done: dict[int, Any] = {}
+
+    def __call__(self, value: Any) -> Any:
+        key = id(value)
+        if key in self.done:
+            return self.done[key]
+        self.done[key] = value  # cycles end here
+        result = self._rebind(value)
+        self.done[key] = result
+        return result
+
+    def _rebind(self, value: Any) -> Any:
+        if isinstance(value, types.FunctionType):
+            return _with_globals(value, self.namespace) if value.__module__ == "__main__" else value
+        if isinstance(value, type):
+            if value.__module__ == "__main__":
+                for name, attr in list(vars(value).items()):
+                    inner = getattr(attr, "__func__", attr)
+                    if isinstance(inner, types.FunctionType) and inner.__module__ == "__main__":
+                        rebound = _with_globals(inner, self.namespace)
+                        setattr(value, name, type(attr)(rebound) if inner is not attr else rebound)
+            return value
+        if type(value) is list:
+            value[:] = [self(v) for v in value]
+        elif type(value) is dict:
+            for k, v in list(value.items()):
+                value[k] = self(v)
+        elif type(value) is set:
+            members = [self(v) for v in value]
+            value.clear()
+            value.update(members)
+        elif type(value) is tuple:
+            items = tuple(self(v) for v in value)
+            if any(a is not b for a, b in zip(items, value)):
+                return items
+        elif type(value) is functools.partial:
+            func = self(value.func)
+            if func is not value.func:
+                return functools.partial(func, *[self(a) for a in value.args],
+                                         **{k: self(v) for k, v in value.keywords.items()})
+        return value
 
 
 def _with_globals(fn: types.FunctionType, namespace: dict[str, Any]) -> types.FunctionType:
@@ -278,6 +317,16 @@ def _with_globals(fn: types.FunctionType, namespace: dict[str, Any]) -> types.Fu
     new.__module__ = fn.__module__
     new.__doc__ = fn.__doc__
     return new
+
+
+def _first_unstorable(outputs: dict[str, Any], by_value: frozenset[int], error: Exception) -> tuple[str | None, str]:
+    """Return the first output variable that cannot be pickled, and why (only called when one cannot)."""
+    for name, value in outputs.items():
+        try:
+            dumps(value, by_value=by_value)
+        except Exception as exc:
+            return name, f"{type(exc).__name__}: {exc}" if not isinstance(exc, NotRestorable) else str(exc)
+    return None, f"{type(error).__name__}: {error}"
 
 
 class _NotCached:
@@ -312,7 +361,8 @@ def _try_restore(shell: Any, store: Store, cell: CellMemo, key: str, options: Ce
         print(f"[notebook_memo] restored {names} from the cache (computed {human_time(record.header.created)}, "
               f"took {record.header.duration:.2f} s)")
     namespace = shell.user_ns
-    namespace.update({name: _rebind(v, namespace) for name, v in value["outputs"].items()})
+    rebind = _Rebinder(namespace)
+    namespace.update({name: rebind(v) for name, v in value["outputs"].items()})
     for name in value["deleted"]:
         namespace.pop(name, None)
     replay(shell, value["events"])

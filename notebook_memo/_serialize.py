@@ -98,6 +98,20 @@ class CorruptRecord(Exception):
     """A stored record failed its checksum, signature or format check."""
 
 
+class NotRestorable(Exception):
+    """A value whose pickle would come back as something else (an open file as a text snapshot)."""
+
+
+def _unfaithful(obj: Any) -> str | None:
+    """Return what ``obj`` is when a pickle of it would not restore it faithfully, else None."""
+    if isinstance(obj, io.IOBase) and not isinstance(obj, (io.BytesIO, io.StringIO)):
+        return f"an open file ({type(obj).__qualname__})"
+    socket = sys.modules.get("socket")
+    if socket is not None and isinstance(obj, socket.socket):
+        return "an open socket"
+    return None
+
+
 class _Pickler(cloudpickle.Pickler):
     """cloudpickle, but classes that can be found by name are saved by reference.
 
@@ -109,8 +123,14 @@ class _Pickler(cloudpickle.Pickler):
     by_value: frozenset[int] = frozenset()
 
     def reducer_override(self, obj: Any) -> Any:
-        if isinstance(obj, type) and id(obj) not in self.by_value and _findable(obj):
-            return NotImplemented
+        if isinstance(obj, type):
+            if id(obj) not in self.by_value and _findable(obj):
+                return NotImplemented
+        else:
+            what = _unfaithful(obj)
+            if what is not None:
+                # cloudpickle would save an open text file as a StringIO of its contents.
+                raise NotRestorable(f"{what} cannot be stored and restored as itself")
         return super().reducer_override(obj)
 
 

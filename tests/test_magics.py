@@ -290,3 +290,34 @@ def test_restored_functions_read_the_live_notebook_globals(ip: Shell) -> None:
     assert runs(ip) == 1
     ip.run("SCALE = 5")
     assert ip.run("times(2)") == 10  # not the SCALE frozen when the cell first ran
+
+
+def test_functions_stored_in_containers_read_the_live_notebook_globals(ip: Shell) -> None:
+    ip.run("K = 2")
+    cell = ("%%memo defs_in_containers\nRUNS['n'] = RUNS.get('n', 0) + 1\n"
+            "def scale(v):\n    return v * K\n"
+            "ops = {'scale': scale, 'lam': lambda v: v + K, 'nested': [(scale,)]}\n"
+            "pipeline = [ops['lam'], scale]")
+    ip.run(cell)
+    ip.run("del scale, ops, pipeline")
+    ip.run(cell)
+    assert runs(ip) == 1
+    ip.run("K = 10")
+    assert ip.run("ops['scale'](1), ops['lam'](1), ops['nested'][0][0](1), pipeline[0](1)") == (10, 11, 10, 11)
+    # One function stays one object wherever the cell put it.
+    assert ip.run("ops['scale'] is scale is ops['nested'][0][0] is pipeline[1]") is True
+
+
+def test_a_value_that_cannot_be_restored_faithfully_makes_the_cell_run(
+        ip: Shell, tmp_path: Path, recwarn: pytest.WarningsRecorder) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("first line\nsecond line\n")
+    cell = (f"%%memo open_handle\nRUNS['n'] = RUNS.get('n', 0) + 1\nhandle = open({str(path)!r})\n"
+            "first = handle.readline()")
+    ip.run(cell)
+    ip.run(cell)
+    assert runs(ip) == 2  # never served from the cache
+    assert type(ip["handle"]).__name__ == "TextIOWrapper"  # the real file, not a snapshot of another type
+    ip["handle"].close()
+    notes = [str(w.message) for w in recwarn]
+    assert any("'handle'" in n and "open file" in n for n in notes), notes
