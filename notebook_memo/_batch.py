@@ -42,6 +42,14 @@ class BatchFunction(MemoizedFunction[Any]):
         self._batch_size = batch_size
         self._progress = progress
 
+    def _travel_extra(self) -> dict[str, Any]:
+        return {"argument": self._argument, "batch_size": self._batch_size, "progress": self._progress}
+
+    def _restore_extra(self, extra: dict[str, Any]) -> None:
+        self._argument = extra["argument"]
+        self._batch_size = extra["batch_size"]
+        self._progress = extra["progress"]
+
     # -- keys ---------------------------------------------------------------------------------
     def _split_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Call, list[bytes]]:
         """Return the batch argument, a Call for the other arguments, and each item's digest."""

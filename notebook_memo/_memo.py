@@ -5,9 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import copy
+import dataclasses
 import functools
+import importlib
 import inspect
 import os
+import pickle
+import sys
 import threading
 import time
 import types
@@ -16,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, NamedTuple, TypeVar
 
+import cloudpickle
 import xxhash
 
 from . import _config
@@ -157,6 +163,7 @@ class MemoizedFunction(Generic[R]):
         self._inflight: dict[tuple[int, str], asyncio.Future[Any]] = {}
         self._stale_checked = False
         self._tracker: CodeTracker | None = None
+        self._carried: list[CodeState | None] | None = None  # [the sender's state, ours when it arrived]
         self._last_store: tuple[tuple[Any, ...], Store] | None = None
         self.last_call: Call | None = None
         self.last_hit = False
@@ -196,7 +203,21 @@ class MemoizedFunction(Generic[R]):
             owner_path = self._fn.__qualname__.split(".")[:-1] if self._is_method else None
             tracker = CodeTracker(self._fn, owner_path, self._track_versions())  # type: ignore[arg-type]
             self._tracker = tracker
-        return tracker.current()
+        state = tracker.current()
+        carried = self._carried
+        if carried is None:
+            return state
+        sent, arrived = carried
+        assert sent is not None
+        if arrived is None:
+            ours, theirs = _package_parts(state), _package_parts(sent)
+            if any(ours[name] != theirs[name] for name in ours.keys() & theirs.keys()):
+                self._carried = None  # other installed versions: its own keys, never the sender's
+                return state
+            carried[1] = arrived = state
+        if state is arrived or (state.code == arrived.code and state.deps_digest == arrived.deps_digest):
+            return sent
+        return state  # changed here since it arrived: keyed by what it is now
 
     def make_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
         """Return the key and its ingredients for calling with these arguments."""
@@ -560,6 +581,68 @@ class MemoizedFunction(Generic[R]):
 
         return explain_call(self, self.make_call(args, kwargs))
 
+    # -- pickling: to workers and copies ------------------------------------------------------
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Importable: by reference. Defined in a notebook: by value, with its code state and options.
+
+        The by-value form is a cloudpickle stream inside a plain-pickle call, so ``pickle``
+        (``multiprocessing``, ``concurrent.futures``) and cloudpickle (joblib's loky) both carry it.
+        """
+        directory = _config.resolve_dir(self._options.cache_dir)
+        module, qualname = self._fn.__module__, self._fn.__qualname__
+        if _importable(self, module, qualname):
+            return _by_reference, (module, qualname, directory)
+        if getattr(_by_value, "active", False):
+            # Inside the stream below: the object first, its state after, so cycles (a function
+            # that calls itself through its global name) resolve to this one object.
+            return _skeleton, (type(self),), self._travel_state(directory)
+        _by_value.active = True
+        try:
+            data = cloudpickle.dumps(self)
+        finally:
+            _by_value.active = False
+        return pickle.loads, (data,)
+
+    def _travel_state(self, directory: str) -> dict[str, Any]:
+        skip_if = self._options.skip_if
+        if skip_if is not None:
+            try:
+                cloudpickle.dumps(skip_if)
+            except Exception:
+                skip_if = None  # results a worker computes are then stored whatever they are
+        options = dataclasses.replace(self._options, cache_dir=directory, skip_if=skip_if, version=None,
+                                      track_versions=self._track_versions())
+        return {"fn": self._fn, "options": options, "version": self._version, "code": self.code_state(),
+                "extra": self._travel_extra()}
+
+    def _travel_extra(self) -> dict[str, Any]:
+        return {}
+
+    def _restore_extra(self, extra: dict[str, Any]) -> None:
+        pass
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        MemoizedFunction.__init__(self, state["fn"], state["options"])
+        self._version = state["version"]
+        # The sender's code state (a notebook keys by source, which a worker lacks) holds for as
+        # long as this function's own resolution stays what it was on arrival.
+        self._carried = [state["code"], None]
+        self._restore_extra(state["extra"])
+
+    def _in_directory(self, directory: str) -> MemoizedFunction[R]:
+        """Return this function storing in ``directory``: what its sender resolved."""
+        twin = object.__new__(type(self))
+        twin.__dict__.update(self.__dict__)
+        twin._options = dataclasses.replace(self._options, cache_dir=directory)
+        twin._last_store = None
+        return twin
+
+    def __copy__(self) -> MemoizedFunction[R]:
+        return self  # like a plain function: copies share it, its keys and its counters
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> MemoizedFunction[R]:
+        return self
+
 
 class BoundMemoized:
     """A memoized method bound to its instance: ``obj.method(...)``, ``obj.method.refresh(...)``."""
@@ -582,8 +665,52 @@ class BoundMemoized:
     def __repr__(self) -> str:
         return f"<bound memoized {self._memo.qualified_name} of {type(self._obj).__qualname__}>"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return BoundMemoized, (self._memo, self._obj)
+
+    def __copy__(self) -> BoundMemoized:
+        return BoundMemoized(self._memo, self._obj)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> BoundMemoized:
+        return BoundMemoized(self._memo, copy.deepcopy(self._obj, memo))
+
 
 _BOUND_METHODS = frozenset({"refresh", "uncached", "is_cached", "invalidate", "explain"})
+
+
+# -- pickling helpers ---------------------------------------------------------------------------
+
+_by_value = threading.local()
+
+
+def _importable(obj: Any, module_name: str | None, qualname: str) -> bool:
+    """Return True when ``module.qualname`` names ``obj`` itself, so a worker can import it."""
+    if module_name in (None, "__main__") or "<locals>" in qualname:
+        return False
+    target: Any = sys.modules.get(module_name or "")
+    for part in qualname.split("."):
+        target = getattr(target, part, None)
+        if target is None:
+            return False
+    return target is obj
+
+
+def _by_reference(module: str, qualname: str, directory: str) -> Any:
+    """Return the memoized function ``module.qualname``, storing where its sender stored."""
+    target: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        target = getattr(target, part)
+    if isinstance(target, MemoizedFunction) and _config.resolve_dir(target._options.cache_dir) != directory:
+        return target._in_directory(directory)
+    return target
+
+
+def _skeleton(cls: type[MemoizedFunction[Any]]) -> MemoizedFunction[Any]:
+    return cls.__new__(cls)
+
+
+def _package_parts(state: CodeState) -> dict[str, bytes]:
+    return {label: digest for label, (kind, digest) in state.deps.parts.items() if kind == "package"}
 
 
 # -- the decorator object -------------------------------------------------------------------

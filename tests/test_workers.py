@@ -1,0 +1,231 @@
+"""Memoized functions travel to worker processes: joblib, multiprocessing, concurrent.futures, copy."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import copy
+import importlib
+import multiprocessing
+import os
+import pickle
+import sys
+import textwrap
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from notebook_memo import StaleEntriesWarning, memo
+from tests.conftest import ROOT, Shell, run_kernel
+
+MODULE = """
+import os, time
+from notebook_memo import memo
+
+LOG = os.environ["WORKERS_LOG"]
+
+
+def _log(text):
+    fd = os.open(LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    os.write(fd, text.encode())
+    os.close(fd)
+
+
+@memo
+def cube(x):
+    _log(f"cube {x}\\n")
+    return x ** 3
+
+
+@memo(ignore=["seconds"])
+def slow(x, seconds=0.0):
+    _log(f"slow {x}\\n")
+    time.sleep(seconds)
+    return x + 1
+
+
+class Model:
+    def __init__(self, factor):
+        self.factor = factor
+
+    @memo
+    def predict(self, x):
+        _log(f"predict {x}\\n")
+        return self.factor * x
+
+
+@memo.batch("xs", batch_size=2)
+def doubles(xs):
+    _log("".join(f"doubles {x}\\n" for x in xs))
+    return [2 * x for x in xs]
+"""
+
+
+def _runs(log: Path, kind: str) -> list[str]:
+    if not log.exists():
+        return []
+    return [line for line in log.read_text().splitlines() if line.startswith(kind + " ")]
+
+
+@pytest.fixture
+def tasks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> ModuleType:
+    """A module of memoized functions, importable here and in spawned workers."""
+    name = f"workers_{request.node.name.replace('[', '_').replace(']', '_')}"
+    (tmp_path / f"{name}.py").write_text(textwrap.dedent(MODULE))
+    monkeypatch.setenv("WORKERS_LOG", str(tmp_path / "log.txt"))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    # An in-process IPython shell of an earlier test leaves a __main__ that spawn cannot describe.
+    monkeypatch.setitem(sys.modules, "__main__", ModuleType("__main__"))
+    module = importlib.import_module(name)
+    module.LOG_PATH = tmp_path / "log.txt"  # type: ignore[attr-defined]
+    return module
+
+
+def test_joblib_workers_of_a_notebook_share_its_keys_and_directory(tmp_path: Path) -> None:
+    configured = tmp_path / "configured"
+    log = tmp_path / "body.log"
+    out = run_kernel([
+        f"""
+        import notebook_memo
+        from notebook_memo import memo
+        from joblib import Parallel, delayed
+        notebook_memo.configure(cache_dir={str(configured)!r})
+        LOG = {str(log)!r}
+        OFFSET = 10
+        """,
+        """
+        def shift(x):
+            return x + OFFSET
+
+        @memo
+        def square(x):
+            with open(LOG, "a") as fh:
+                fh.write(f"{x}\\n")
+            return shift(x) ** 2
+        """,
+        """
+        OUT["parallel"] = Parallel(n_jobs=2, backend="loky")(delayed(square)(x) for x in range(6))
+        OUT["again"] = [square(x) for x in range(6)]
+        OUT["hits"] = square.hits
+        OUT["method"] = square.last_call.method
+        """,
+    ], tmp_path / "cache")
+    expected = [(x + 10) ** 2 for x in range(6)]
+    assert out["parallel"] == expected
+    assert out["again"] == expected
+    assert out["method"] == "source"  # the notebook keyed by source; the workers had none
+    assert out["hits"] == 6
+    assert sorted(log.read_text().split()) == [str(x) for x in range(6)]
+    assert configured.is_dir()
+
+
+def test_spawned_process_pool_runs_a_module_function_once_per_key(tasks: ModuleType) -> None:
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(2, mp_context=context) as pool:
+        results = list(pool.map(tasks.cube, range(5)))
+    assert results == [x ** 3 for x in range(5)]
+    assert [tasks.cube(x) for x in range(5)] == results
+    assert tasks.cube.hits == 5
+    assert len(_runs(tasks.LOG_PATH, "cube")) == 5
+
+
+def test_spawned_workers_calling_one_key_at_once_compute_it_once(tasks: ModuleType) -> None:
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(3, mp_context=context) as pool:
+        futures = [pool.submit(tasks.slow, 7, seconds=1.0) for _ in range(3)]
+        results = [f.result() for f in futures]
+    assert results == [8, 8, 8]
+    assert len(_runs(tasks.LOG_PATH, "slow")) == 1
+
+
+def test_forked_pool_runs_a_module_function(tasks: ModuleType) -> None:
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        results = pool.map(tasks.cube, range(4))
+    assert results == [x ** 3 for x in range(4)]
+    assert [tasks.cube(x) for x in range(4)] == results
+    assert tasks.cube.hits == 4
+
+
+def test_memoized_method_runs_in_a_spawned_worker(tasks: ModuleType) -> None:
+    model = tasks.Model(3)
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+        assert pool.submit(model.predict, 5).result() == 15
+    assert model.predict(5) == 15
+    assert tasks.Model.predict.hits == 1
+    assert len(_runs(tasks.LOG_PATH, "predict")) == 1
+
+
+def test_batch_function_runs_in_a_spawned_worker(tasks: ModuleType) -> None:
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+        assert pool.submit(tasks.doubles, [1, 2, 3]).result() == [2, 4, 6]
+    assert tasks.doubles([1, 2, 3, 4]) == [2, 4, 6, 8]
+    assert _runs(tasks.LOG_PATH, "doubles") == ["doubles 1", "doubles 2", "doubles 3", "doubles 4"]
+
+
+def test_deepcopy_of_a_memoized_function_shares_its_keys() -> None:
+    @memo
+    def halve(x: int) -> float:
+        return x / 2
+
+    assert halve(8) == 4
+    twin = copy.deepcopy(halve)
+    shallow = copy.copy(halve)
+    assert twin(8) == 4 and shallow(8) == 4
+    assert twin.make_call((8,), {}).key == halve.make_call((8,), {}).key
+    assert twin.is_cached(8)
+
+
+def test_notebook_function_pickled_by_value_keeps_the_notebook_key(shell: Shell) -> None:
+    shell.run("""
+        from notebook_memo import memo
+        K = 3
+
+        @memo(ttl=60, version=2)
+        def scale(x):
+            return x * K
+        """)
+    original = shell["scale"]
+    assert original(2) == 6
+    clone = pickle.loads(pickle.dumps(original))
+    assert clone is not original
+    assert clone.make_call((2,), {}).key == original.make_call((2,), {}).key
+    assert clone(2) == 6 and clone.hits == 1
+
+
+def test_deepcopy_of_a_notebook_method_is_usable(shell: Shell) -> None:
+    shell.run("""
+        from notebook_memo import memo
+
+        class Box:
+            def __init__(self, n):
+                self.n = n
+
+            @memo
+            def total(self, x):
+                return self.n + x
+        """)
+    box = shell["Box"](1)
+    assert copy.deepcopy(box.total)(2) == 3
+    assert pickle.loads(pickle.dumps(box.total))(2) == 3
+
+
+def test_a_global_changed_after_arrival_is_keyed_by_the_receiver(shell: Shell) -> None:
+    shell.run("""
+        from notebook_memo import memo
+        K = 3
+
+        @memo
+        def scale(x):
+            return x * K
+        """)
+    original = shell["scale"]
+    clone = pickle.loads(pickle.dumps(original))
+    assert clone.make_call((2,), {}).key == original.make_call((2,), {}).key
+    clone.__wrapped__.__globals__["K"] = 5
+    assert clone.make_call((2,), {}).key != original.make_call((2,), {}).key
+    assert original(2) == 6
+    with pytest.warns(StaleEntriesWarning):  # the entry of K = 3 is another version for the clone
+        assert clone(2) == 10
