@@ -5,35 +5,40 @@ in another cell at any time: user functions and classes by their fingerprints (a
 own dependencies, transitively), data globals by content, installed packages by name and
 version. Whatever cannot be hashed is left out and reported. A resolution records what it
 read (a watch list of identities); while all of them are unchanged and nothing mutable was
-read, the next call re-uses it.
+read, the next call re-uses it. A function reached through a value (an argument, a container,
+a partial) is hashed by the same resolution, so it is keyed like a helper the body calls.
 """
 
 from __future__ import annotations
 
-import dis
 import functools
+import importlib
 import importlib.metadata
+import importlib.util
+import os
 import sys
+import threading
 import types
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import _config
+from ._bytecode import global_references, imported_references
 from ._errors import UnhashableArgument
 from ._fingerprint import (
     _MISSING,
     _class_items,
     _immutable,
     _is_code,
+    _module_is_user_code,
     class_fingerprint,
     is_user_code,
     own_fingerprint,
 )
-from ._hashing import combine, content_hash
+from ._hashing import BOOKKEEPING_PREFIX, Hasher, combine, content_hash, install_code_handler, qualified_name
 
 __all__ = ()
-
-_LOAD_GLOBAL_OPS = frozenset({"LOAD_GLOBAL", "LOAD_NAME"})
-_ATTR_OPS = frozenset({"LOAD_ATTR", "LOAD_METHOD"})
 
 def package_version(module_name: str) -> str:
     """Return the installed version of the distribution providing ``module_name``."""
@@ -54,32 +59,47 @@ def _top_version(top: str) -> str:
         return ""
 
 
-@functools.lru_cache(maxsize=8192)
-def global_references(code: types.CodeType) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    """Return the global names a code object reads, each with the attribute chain after it."""
-    found: dict[tuple[str, tuple[str, ...]], None] = {}
-    stack = [code]
-    while stack:
-        current = stack.pop()
-        name: str | None = None
-        chain: list[str] = []
-        for ins in dis.get_instructions(current):
-            if ins.opname in _LOAD_GLOBAL_OPS:
-                if name is not None:
-                    found[(name, tuple(chain))] = None
-                name, chain = ins.argval, []
-            elif name is not None and ins.opname in _ATTR_OPS:
-                chain.append(ins.argval)
-            elif ins.opname == "CACHE":
-                continue
-            else:
-                if name is not None:
-                    found[(name, tuple(chain))] = None
-                name, chain = None, []
-        if name is not None:
-            found[(name, tuple(chain))] = None
-        stack.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
-    return tuple(found)
+def _imported_module(name: str) -> tuple[types.ModuleType | None, bool]:
+    """Return ``(module, is_library)`` for a name a function body imports.
+
+    A user module the body would import on its first run is imported now, so that the
+    first call's key already covers its code (a key made without it would later be hit
+    by a process whose module had changed).
+    """
+    module = sys.modules.get(name)
+    if module is not None:
+        return module, not is_user_code(module)
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None, False
+    if spec is None:
+        return None, False
+    if not _module_is_user_code(name, spec.origin if spec.has_location else None):
+        return None, True
+    try:
+        return importlib.import_module(name), False
+    except Exception:  # the body will meet the same error when it runs
+        return None, False
+
+
+def _public_attributes(fn: Any) -> list[tuple[str, Any]]:
+    """Return the state attached to a function (``f.threshold = 3``), in name order."""
+    attrs = getattr(fn, "__dict__", None)
+    if not attrs:
+        return []
+    return sorted((name, value) for name, value in attrs.items()
+                  if not (name.startswith("__") and name.endswith("__")) and not name.startswith(BOOKKEEPING_PREFIX))
+
+
+def _fn_watch(fn: types.FunctionType) -> tuple[Any, ...]:
+    return ("fn", fn, fn.__code__, fn.__defaults__, fn.__kwdefaults__, fn.__dict__, list(fn.__dict__.items()))
+
+
+def _same_items(now: dict[str, Any], then: list[tuple[str, Any]]) -> bool:
+    if len(now) != len(then):
+        return False
+    return not then or all(k == a and v is b for (k, v), (a, b) in zip(now.items(), then))
 
 
 @dataclass
@@ -109,7 +129,7 @@ class _Resolver:
         if id(fn) in self.seen:
             return
         self.seen.add(id(fn))
-        self.watch.append(("fn", fn, fn.__code__, fn.__defaults__, fn.__kwdefaults__))
+        self.watch.append(_fn_watch(fn))
         digest, _ = own_fingerprint(fn)
         defaults = (fn.__defaults__, fn.__kwdefaults__)
         parts = [digest]
@@ -122,6 +142,15 @@ class _Resolver:
         self.globals_of(fn, label)
         for cell_name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
             self.closure(cell, f"{label}.<closure {cell_name}>")
+        self.state_of(fn, label)
+
+    def state_of(self, fn: Any, label: str) -> None:
+        """Resolve what a function carries besides its code: ``__wrapped__`` and attributes."""
+        wrapped = fn.__dict__.get("__wrapped__") if isinstance(getattr(fn, "__dict__", None), dict) else None
+        if wrapped is not None:
+            self.value(wrapped, f"{label}.__wrapped__")
+        for name, attr in _public_attributes(fn):
+            self.value(attr, f"{label}.{name}")
 
     def closure(self, cell: Any, label: str) -> None:
         try:
@@ -146,6 +175,27 @@ class _Resolver:
                 continue
             label = name if root_module in (None, "__main__") else f"{root_module}.{name}"
             self.reference(value, chain, label)
+        self.imports_of(fn)
+
+    def imports_of(self, fn: types.FunctionType) -> None:
+        """Resolve the modules imported inside the body like modules imported at top level."""
+        refs = imported_references(fn.__code__)
+        if not refs:
+            return
+        package = fn.__globals__.get("__package__") or fn.__globals__.get("__name__") or ""
+        for module_name, level, chain in refs:
+            try:
+                name = importlib.util.resolve_name("." * level + module_name, package) if level else module_name
+            except (ImportError, ValueError):
+                continue
+            module, library = _imported_module(name)
+            self.watch.append(("module", name, module))
+            if module is not None:
+                self.reference(module, chain, name)
+            elif library:
+                self.package(name)
+            else:
+                self.deps.parts[f"import {name}"] = ("missing", b"")
 
     def reference(self, value: Any, chain: tuple[str, ...], label: str) -> None:
         if isinstance(value, types.ModuleType):
@@ -179,6 +229,8 @@ class _Resolver:
                 self.function(value, label)
             else:
                 self.package(value.__module__ or "")
+                self.watch.append(_fn_watch(value))
+                self.state_of(value, label)  # a library's decorator around the user's function
             return
         if isinstance(value, type):
             if is_user_code(value):
@@ -201,12 +253,30 @@ class _Resolver:
         if isinstance(wrapped, types.FunctionType) and hasattr(value, "__memo__"):
             self.function(wrapped, label)  # a memoized helper: follow the function inside
             return
+        if isinstance(value, functools.partial):
+            self.partial(value, label)
+            return
+        if isinstance(value, functools._lru_cache_wrapper):  # type: ignore[attr-defined]
+            self.watch.append(("dict", value.__dict__, list(value.__dict__.items())))
+            self.state_of(value, label)  # the cached function's body, not the cache
+            return
         if not _immutable(value):
             self.volatile = True  # mutable data: its content must be hashed on every call
         try:
             self.deps.parts[label] = ("value", content_hash(value, label))
         except UnhashableArgument as exc:
             self.deps.skipped[label] = exc.reason
+
+    def partial(self, value: functools.partial[Any], label: str) -> None:
+        self.value(value.func, f"{label}.func")
+        self.watch.append(("dict", value.keywords, list(value.keywords.items())))
+        bound = (value.args, value.keywords)
+        if not (_immutable(value.args) and all(_immutable(v) for v in value.keywords.values())):
+            self.volatile = True
+        try:
+            self.deps.parts[f"{label}.<arguments>"] = ("value", content_hash(bound, f"the arguments of {label}"))
+        except UnhashableArgument as exc:
+            self.deps.skipped[f"{label}.<arguments>"] = exc.reason
 
     def cls(self, cls: type, label: str) -> None:
         if id(cls) in self.seen:
@@ -236,6 +306,14 @@ def _still_valid(watch: list[tuple[Any, ...]]) -> bool:
         elif kind == "fn":
             fn = item[1]
             if fn.__code__ is not item[2] or fn.__defaults__ is not item[3] or fn.__kwdefaults__ is not item[4]:
+                return False
+            if (item[6] or item[5]) and not _same_items(item[5], item[6]):
+                return False
+        elif kind == "dict":
+            if not _same_items(item[1], item[2]):
+                return False
+        elif kind == "module":
+            if sys.modules.get(item[1]) is not item[2]:
                 return False
         elif kind == "cell":
             try:
@@ -283,12 +361,13 @@ class CodeTracker:
         resolver = _Resolver(self.track_versions)
         fn = self.fn
         resolver.seen.add(id(fn))
-        resolver.watch.append(("fn", fn, fn.__code__, fn.__defaults__, fn.__kwdefaults__))
+        resolver.watch.append(_fn_watch(fn))
         own, method = own_fingerprint(fn)
         resolver.globals_of(fn, fn.__qualname__)
         for cell_name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
             if cell_name != "__class__":
                 resolver.closure(cell, f"<closure {cell_name}>")
+        resolver.state_of(fn, fn.__qualname__)
         if self.owner_path:
             # A method reads its class's other methods through self: the class is a dependency.
             namespace = fn.__globals__
@@ -322,3 +401,74 @@ def resolve_values(values: dict[str, Any], chains: dict[str, tuple[str, ...]], m
     for name, value in values.items():
         resolver.reference(value, chains.get(name, ()), name)
     return resolver.deps
+
+
+# -- functions reached through values (arguments, containers, partials) ---------------------
+
+# Per function object: the digest of its code and everything it reads, with the watch list
+# that says it still holds. Weak keys: a redefined function's entry goes with it.
+_value_cache: weakref.WeakKeyDictionary[types.FunctionType, tuple[list[tuple[Any, ...]], bytes, bool]] = \
+    weakref.WeakKeyDictionary()
+_value_lock = threading.Lock()
+_in_progress = threading.local()
+
+
+def _new_value_lock() -> None:
+    global _value_lock
+    _value_lock = threading.Lock()  # a forked child: the thread that held it is gone
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_value_lock)
+
+
+def function_value_digest(fn: types.FunctionType) -> bytes:
+    """Return the digest of a user function used as a value: its code and, transitively, what it reads."""
+    track = _config.settings.track_versions
+    cached = _value_cache.get(fn)
+    if cached is not None and cached[2] == track and _still_valid(cached[0]):
+        return cached[1]
+    active: dict[int, list[bool]] = getattr(_in_progress, "functions", None) or {}
+    _in_progress.functions = active
+    if id(fn) in active:
+        # A function reaching itself (through a container or a partial): name it, and let no
+        # digest computed meanwhile be cached, since it stands on this unfinished one.
+        for frame in active.values():
+            frame[0] = True
+        return combine([b"fn-cycle", fn.__qualname__.encode()])
+    frame = [False]
+    active[id(fn)] = frame
+    try:
+        resolver = _Resolver(track)
+        resolver.function(fn, "<value>")
+    finally:
+        del active[id(fn)]
+    deps = resolver.deps
+    digest = combine([deps.digest(), *(f"{label}\0skipped".encode() for label in sorted(deps.skipped))])
+    if not (resolver.volatile or frame[0]):
+        with _value_lock:
+            _value_cache[fn] = (resolver.watch, digest, track)
+    return digest
+
+
+def _hash_function(h: Hasher, fn: types.FunctionType) -> None:
+    if not is_user_code(fn):
+        h.tag(b"Fq")
+        h.text(qualified_name(fn))
+        wrapped = fn.__dict__.get("__wrapped__")
+        if wrapped is not None:  # a library's decorator around the user's function
+            h.child(wrapped, ".__wrapped__")
+        return
+    h.tag(b"Fv")
+    h.text(fn.__qualname__)
+    h.tag(function_value_digest(fn))
+
+
+def _hash_lru_wrapper(h: Hasher, wrapper: Any) -> None:
+    h.tag(b"Fc")
+    h.child(wrapper.__wrapped__, ".__wrapped__")
+    h.child(_public_attributes(wrapper), "<attributes>")
+
+
+install_code_handler(types.FunctionType, _hash_function)
+install_code_handler(functools._lru_cache_wrapper, _hash_lru_wrapper)  # type: ignore[attr-defined]

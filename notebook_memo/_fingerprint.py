@@ -258,25 +258,7 @@ def _class_digest(cls: type) -> tuple[bytes, bool]:
     return combine(parts), stable
 
 
-# -- hashing functions and classes passed as values ------------------------------------------
-
-
-def _hash_function(h: Hasher, fn: types.FunctionType) -> None:
-    if not is_user_code(fn):
-        h.tag(b"Fq")
-        h.text(qualified_name(fn))
-        return
-    digest, _ = own_fingerprint(fn)
-    h.tag(b"Fu")
-    h.text(fn.__qualname__)
-    h.tag(digest)
-    h.child((fn.__defaults__, fn.__kwdefaults__), "<defaults>")
-    for name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
-        try:
-            contents = cell.cell_contents
-        except ValueError:
-            contents = None
-        h.child(contents, f"<closure {name}>")
+# -- hashing classes and methods passed as values (functions: _dependencies) ----------------
 
 
 def _hash_class(h: Hasher, cls: type) -> None:
@@ -294,6 +276,5 @@ def _hash_method(h: Hasher, method: types.MethodType) -> None:
     h.child(method.__self__, ".__self__")
 
 
-install_code_handler(types.FunctionType, _hash_function)
 install_code_handler(type, _hash_class)
 install_code_handler(types.MethodType, _hash_method)

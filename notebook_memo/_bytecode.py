@@ -1,0 +1,100 @@
+"""What a code object reads, from its instructions: global names and the modules its body imports."""
+
+from __future__ import annotations
+
+import dis
+import functools
+import types
+from typing import Any
+
+__all__ = ()
+
+_LOAD_GLOBAL_OPS = frozenset({"LOAD_GLOBAL", "LOAD_NAME"})
+_ATTR_OPS = frozenset({"LOAD_ATTR", "LOAD_METHOD"})
+_STORE_OPS = frozenset({"STORE_FAST", "STORE_NAME", "STORE_GLOBAL", "STORE_DEREF"})
+_LOCAL_LOAD_OPS = frozenset({"LOAD_FAST", "LOAD_FAST_CHECK", "LOAD_DEREF", "LOAD_CLASSDEREF", "LOAD_NAME",
+                             "LOAD_GLOBAL"})
+# Between an IMPORT_NAME and the names it binds, only these instructions keep the import open.
+_IMPORT_STEPS = frozenset({"IMPORT_FROM", "SWAP", "POP_TOP", "CACHE"}) | _STORE_OPS
+
+
+@functools.lru_cache(maxsize=8192)
+def global_references(code: types.CodeType) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """Return the global names a code object reads, each with the attribute chain after it."""
+    found: dict[tuple[str, tuple[str, ...]], None] = {}
+    stack = [code]
+    while stack:
+        current = stack.pop()
+        name: str | None = None
+        chain: list[str] = []
+        for ins in dis.get_instructions(current):
+            if ins.opname in _LOAD_GLOBAL_OPS:
+                if name is not None:
+                    found[(name, tuple(chain))] = None
+                name, chain = ins.argval, []
+            elif name is not None and ins.opname in _ATTR_OPS:
+                chain.append(ins.argval)
+            elif ins.opname == "CACHE":
+                continue
+            else:
+                if name is not None:
+                    found[(name, tuple(chain))] = None
+                name, chain = None, []
+        if name is not None:
+            found[(name, tuple(chain))] = None
+        stack.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
+    return tuple(found)
+
+
+ImportRef = tuple[str, int, tuple[str, ...]]  # module name, relative level, attribute chain
+
+
+@functools.lru_cache(maxsize=8192)
+def imported_references(code: types.CodeType) -> tuple[ImportRef, ...]:
+    """Return the modules a code object imports in its body, each with the attributes read from it."""
+    codes = [code]
+    for current in codes:
+        codes.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
+    found: dict[ImportRef, None] = {}
+    bound: dict[str, ImportRef] = {}
+    for current in codes:
+        consts: list[Any] = []
+        pending: tuple[str, int, bool, tuple[str, ...]] | None = None
+        for ins in dis.get_instructions(current):
+            if ins.opname in ("LOAD_CONST", "LOAD_SMALL_INT"):
+                consts = [*consts[-1:], ins.argval]
+            if ins.opname == "IMPORT_NAME":
+                level = consts[0] if len(consts) == 2 and isinstance(consts[0], int) else 0
+                whole = len(consts) == 2 and consts[1] is None  # `import a.b` binds the top package
+                name = ins.argval.partition(".")[0] if whole and level == 0 else ins.argval
+                pending = (name, level, whole, ())
+                found[(name, level, ())] = None
+            elif pending is not None and ins.opname == "IMPORT_FROM":
+                name, level, whole, chain = pending
+                pending = (name, level, whole, (*chain, ins.argval) if whole else (ins.argval,))
+            elif pending is not None and ins.opname in _STORE_OPS:
+                name, level, whole, chain = pending
+                found[(name, level, chain)] = None
+                bound[ins.argval] = (name, level, chain)
+                pending = None if whole else (name, level, False, ())
+            elif ins.opname not in _IMPORT_STEPS:
+                pending = None
+    if not bound:
+        return tuple(found)
+    for current in codes:
+        ref: ImportRef | None = None
+        attrs: list[str] = []
+        for ins in dis.get_instructions(current):
+            if ins.opname == "CACHE":
+                continue
+            if ref is not None and ins.opname in _ATTR_OPS:
+                attrs.append(ins.argval)
+                continue
+            if ref is not None:
+                found[(ref[0], ref[1], ref[2] + tuple(attrs))] = None
+            ref, attrs = None, []
+            if ins.opname in _LOCAL_LOAD_OPS and isinstance(ins.argval, str):
+                ref = bound.get(ins.argval)
+        if ref is not None:
+            found[(ref[0], ref[1], ref[2] + tuple(attrs))] = None
+    return tuple(found)

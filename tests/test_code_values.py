@@ -1,0 +1,218 @@
+"""Code reached through data is code: functions passed as values key by what they read."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Shell, run_kernel
+
+SETUP = """
+import functools
+from notebook_memo import memo
+class _Runs(dict):
+    def __memo_key__(self): return 'runs'
+RUNS = _Runs()
+SCALE = 10
+def helper(v):
+    return v + 1
+"""
+
+APPLY = """
+@memo
+def apply(fn, x):
+    RUNS['n'] = RUNS.get('n', 0) + 1
+    return fn(x)
+"""
+
+
+@pytest.fixture
+def nb(shell: Shell) -> Shell:
+    shell.run(SETUP)
+    shell.run(APPLY)
+    return shell
+
+
+def runs(shell: Shell) -> int:
+    return int(shell["RUNS"].get("n", 0))
+
+
+def call_twice_then_edit(nb: Shell, call: str, edit: str) -> None:
+    """Call, call again (a hit), run the edit cell, call again: the last call must recompute."""
+    nb.run(f"first = {call}")
+    nb.run(f"again = {call}")
+    assert runs(nb) == 1
+    nb.run(edit)
+    nb.run(f"edited = {call}")
+    assert runs(nb) == 2, "an edit of what the function reads served the old answer"
+    assert nb["edited"] != nb["first"]
+
+
+# -- 1. functions and lambdas passed as arguments -----------------------------------------
+
+
+def test_argument_function_global_edit_is_a_miss(nb: Shell) -> None:
+    nb.run("def normalise(v):\n    return v / SCALE")
+    call_twice_then_edit(nb, "apply(normalise, 5)", "SCALE = 20")
+
+
+def test_argument_function_helper_edit_is_a_miss(nb: Shell) -> None:
+    nb.run("def normalise(v):\n    return helper(v) * 2")
+    call_twice_then_edit(nb, "apply(normalise, 5)", "def helper(v):\n    return v + 2")
+
+
+def test_argument_lambda_global_edit_is_a_miss(nb: Shell) -> None:
+    call_twice_then_edit(nb, "apply(lambda v: v / SCALE, 5)", "SCALE = 5")
+
+
+def test_argument_function_unchanged_rerun_is_a_hit(nb: Shell) -> None:
+    nb.run("def normalise(v):\n    return helper(v) / SCALE")
+    nb.run("apply(normalise, 5)")
+    nb.run("SCALE = 10")
+    nb.run("def helper(v):\n    return v + 1")
+    nb.run("def normalise(v):\n    return helper(v) / SCALE")
+    nb.run("apply(normalise, 5)")
+    nb.run("apply(lambda v: v / SCALE, 5)")
+    nb.run("apply(lambda v: v / SCALE, 5)")
+    assert runs(nb) == 2
+
+
+def test_function_reaching_itself_through_a_container_is_hashed(nb: Shell) -> None:
+    nb.run("def loop(v):\n    return v if v < 1 else OPS['loop'](v - 1)\nOPS = {'loop': loop}")
+    nb.run("apply(loop, 3)")
+    nb.run("apply(loop, 3)")
+    assert runs(nb) == 1
+
+
+def test_argument_function_key_is_stable_across_restarts(cache_dir: Path) -> None:
+    record = "v = apply(normalise, 5)\nw = apply(lambda v: helper(v) / SCALE, 5)\nOUT['runs'] = runs()"
+    cells = [SETUP + "def runs(): return RUNS.get('n', 0)", APPLY,
+             "def normalise(v):\n    return helper(v) / SCALE", record]
+    assert run_kernel(cells, cache_dir, seed=1)["runs"] == 2
+    assert run_kernel(cells, cache_dir, seed=2)["runs"] == 0
+    edited = [*cells[:2], "SCALE = 3", *cells[2:]]
+    assert run_kernel(edited, cache_dir, seed=3)["runs"] == 2
+
+
+# -- 2. partials, bound methods, callables in containers ----------------------------------
+
+
+def test_partial_argument_helper_edit_is_a_miss(nb: Shell) -> None:
+    nb.run("def scaled(v, k):\n    return helper(v) * k")
+    call_twice_then_edit(nb, "apply(functools.partial(scaled, k=3), 5)", "def helper(v):\n    return v - 1")
+
+
+def test_partial_global_helper_edit_is_a_miss(nb: Shell) -> None:
+    nb.run("def scaled(v, k):\n    return helper(v) * k\nTRIPLE = functools.partial(scaled, k=3)")
+    nb.run("@memo\ndef use(x):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return TRIPLE(x)")
+    call_twice_then_edit(nb, "use(5)", "def helper(v):\n    return v - 1")
+
+
+def test_bound_method_argument_edit_is_a_miss(nb: Shell) -> None:
+    nb.run("class Model:\n    def __init__(self, w):\n        self.w = w\n"
+           "    def predict(self, v):\n        return helper(v) * self.w\nmodel = Model(2)")
+    call_twice_then_edit(nb, "apply(model.predict, 5)", "def helper(v):\n    return v * 10")
+    nb.run("model.w = 3")
+    nb.run("apply(model.predict, 5)")
+    assert runs(nb) == 3
+
+
+def test_global_container_of_functions_edit_is_a_miss(nb: Shell) -> None:
+    nb.run("def scale_fn(v):\n    return v * SCALE\nOPS = {'scale': scale_fn}")
+    nb.run("@memo\ndef use(name, x):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return OPS[name](x)")
+    call_twice_then_edit(nb, "use('scale', 5)", "SCALE = 7")
+
+
+def test_argument_container_of_functions_edit_is_a_miss(nb: Shell) -> None:
+    nb.run("def scale_fn(v):\n    return helper(v) * 2")
+    nb.run("@memo\ndef use(ops, x):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return ops['scale'](x)")
+    call_twice_then_edit(nb, "use({'scale': scale_fn}, 5)", "def helper(v):\n    return v + 5")
+
+
+# -- 3. helpers wrapped by decorators -------------------------------------------------------
+
+
+def test_lru_cache_helper_body_edit_is_a_miss(nb: Shell) -> None:
+    cached = "@functools.lru_cache(maxsize=None)\ndef lookup(v):\n    return v * {}"
+    nb.run(cached.format(2))
+    nb.run("@memo\ndef use(x):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return lookup(x)")
+    call_twice_then_edit(nb, "use(5)", cached.format(3))
+
+
+def test_cache_wrapped_argument_edit_is_a_miss(nb: Shell) -> None:
+    cached = "@functools.cache\ndef lookup(v):\n    return helper(v) * {}"
+    nb.run(cached.format(2))
+    call_twice_then_edit(nb, "apply(lookup, 5)", cached.format(3))
+
+
+def test_wraps_decorator_from_a_library_is_followed(nb: Shell, tmp_path: Path) -> None:
+    # A decorator defined outside the user's code: only __wrapped__ leads to the body.
+    nb.run("import contextlib\n"
+           "@contextlib.contextmanager\ndef ctx(v):\n    yield v * SCALE")
+    nb.run("@memo\ndef use(x):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    with ctx(x) as y:\n        return y")
+    call_twice_then_edit(nb, "use(5)", "SCALE = 4")
+
+
+# -- 4. attributes set on functions ---------------------------------------------------------
+
+
+def test_function_attribute_change_is_a_miss(nb: Shell) -> None:
+    nb.run("def cut(v):\n    return v > cut.threshold\ncut.threshold = 3")
+    nb.run("@memo\ndef use(x):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return cut(x)")
+    call_twice_then_edit(nb, "use(4)", "cut.threshold = 5")
+
+
+def test_argument_function_attribute_change_is_a_miss(nb: Shell) -> None:
+    nb.run("def cut(v):\n    return v > cut.threshold\ncut.threshold = 3")
+    call_twice_then_edit(nb, "apply(cut, 4)", "cut.threshold = 5")
+
+
+def test_decorator_config_attribute_change_is_a_miss(nb: Shell) -> None:
+    nb.run("def tagged(fn):\n    @functools.wraps(fn)\n    def inner(v):\n        return fn(v) * inner.factor\n"
+           "    inner.factor = 1\n    return inner\n@tagged\ndef base(v):\n    return v")
+    nb.run("@memo\ndef use(x):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return base(x)")
+    call_twice_then_edit(nb, "use(4)", "base.factor = 2")
+
+
+# -- 5. user modules imported inside the function body --------------------------------------
+
+
+@pytest.fixture
+def user_module(tmp_path: Path) -> Iterator[Path]:
+    module = tmp_path / "inner_import_mod.py"
+    module.write_text("def f(x):\n    return x * 2\n")
+    sys.path.insert(0, str(tmp_path))
+    yield module
+    sys.path.remove(str(tmp_path))
+    sys.modules.pop("inner_import_mod", None)
+
+
+@pytest.mark.parametrize("body", [
+    "    import inner_import_mod\n    return inner_import_mod.f(x)",
+    "    from inner_import_mod import f\n    return f(x)",
+    "    import inner_import_mod as m\n    return m.f(x)",
+], ids=["import", "from-import", "import-as"])
+def test_module_imported_in_the_body_edit_is_a_miss(nb: Shell, user_module: Path, body: str) -> None:
+    nb.run(f"@memo\ndef use(x):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n{body}")
+    nb.run("use(5)")
+    nb.run("use(5)")
+    assert runs(nb) == 1
+    user_module.write_text("def f(x):\n    return x * 3\n")
+    nb.run("import importlib, inner_import_mod\nimportlib.reload(inner_import_mod)")
+    nb.run("v = use(5)")
+    assert runs(nb) == 2 and nb["v"] == 15
+
+
+def test_module_imported_in_the_body_across_restarts(user_module: Path, cache_dir: Path) -> None:
+    cells = [SETUP, "@memo\ndef use(x):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n"
+             "    from inner_import_mod import f\n    return f(x)",
+             f"import sys\nsys.path.insert(0, {str(user_module.parent)!r})",
+             "OUT['v'] = use(5)\nOUT['runs'] = RUNS.get('n', 0)"]
+    assert run_kernel(cells, cache_dir, seed=1) == {"v": 10, "runs": 1, "_warnings": []}
+    assert run_kernel(cells, cache_dir, seed=2)["runs"] == 0
+    user_module.write_text("def f(x):\n    return x * 3\n")
+    out = run_kernel(cells, cache_dir, seed=3)
+    assert out["runs"] == 1 and out["v"] == 15
