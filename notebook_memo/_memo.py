@@ -28,7 +28,7 @@ from . import _config
 from ._config import EXPIRY_GRACE, INLINE_LIMIT, LOCK_POLL_MAX, TTLLike, parse_ttl, resolve_lease, warn_once
 from ._dependencies import CodeState, CodeTracker, Dependencies
 from ._errors import ConfigurationError, RecursiveCall, StaleEntriesWarning, StorageWarning
-from ._hashing import combine, content_hash
+from ._hashing import combine, content_hash, register_hasher
 from ._inventory import human_bytes
 from ._leases import Watch, computing, is_computing
 from ._serialize import CorruptRecord, Payload, copy_value, dumps
@@ -676,6 +676,11 @@ class BoundMemoized:
 
 
 _BOUND_METHODS = frozenset({"refresh", "uncached", "is_cached", "invalidate", "explain"})
+
+# A memoized function reached as a value (an argument, a partial, a container) is its code,
+# transitively, and its version: never its locks, counters or pickled form.
+register_hasher(MemoizedFunction, lambda fn: (fn.__wrapped__, fn._version))
+register_hasher(BoundMemoized, lambda bound: (bound._memo, bound._obj))
 
 
 # -- pickling helpers ---------------------------------------------------------------------------

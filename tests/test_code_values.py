@@ -97,6 +97,13 @@ def test_argument_function_key_is_stable_across_restarts(cache_dir: Path) -> Non
     assert run_kernel(edited, cache_dir, seed=3)["runs"] == 2
 
 
+def test_a_memoized_function_passed_as_an_argument_is_keyed_by_its_code(nb: Shell) -> None:
+    nb.run("@memo\ndef normalise(v):\n    return helper(v) * 2")
+    call_twice_then_edit(nb, "apply(normalise, 5)", "def helper(v):\n    return v + 2")
+    nb.run("half = functools.partial(normalise)")
+    nb.run("apply(half, 5)")  # inside a partial too: keyed, never unhashable
+
+
 # -- 2. partials, bound methods, callables in containers ----------------------------------
 
 
