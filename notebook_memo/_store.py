@@ -633,8 +633,9 @@ class Store:
         used, self._last_hit = self._last_hit, {}
         # One statement per step, each committing alone (see renew_leases): this runs on a
         # background thread.
+        if self._ident is None or self._index_ident() != self._ident:
+            return  # never opened here, or deleted or replaced since: not ours to re-create
         with contextlib.suppress(OSError, sqlite3.Error):
-            self.writer  # noqa: B018 (opens the index)
             con = connection(self.directory)
             now = time.time()
             for part in slices(sorted(keys)):
