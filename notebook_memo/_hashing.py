@@ -8,6 +8,7 @@ tensors) are fed to xxh3 in place, with no pickling and no copy.
 
 from __future__ import annotations
 
+import copyreg
 import io
 import os
 import socket
@@ -361,25 +362,52 @@ def _h_builtin(h: Hasher, v: Any) -> None:
 
 
 def _h_reduce(h: Hasher, v: Any) -> None:
-    """Hash an object by its type and the state pickle would save."""
-    try:
-        reduced = v.__reduce_ex__(4)
-    except Exception as exc:  # the object refuses to expose its state
-        raise _Unhashable(v, f"its state cannot be read ({exc})") from None
+    """Hash an object by its type and the reduction pickle would save (``copyreg`` first)."""
+    reduced = _reduction(v)
     if isinstance(reduced, str):  # a singleton known by name
         h.tag(b"G")
         h.text(f"{type(v).__module__}.{reduced}")
         return
     h.tag(b"O")
     h.text(qualified_name(type(v)))
-    func, args = reduced[0], reduced[1]
-    h.child(func, "<reduce>")
-    h.child(args, "<args>")
+    h.child(reduced[0], "<reduce>")
+    h.child(reduced[1], "<args>")
     state = reduced[2] if len(reduced) > 2 else None
     h.child(_without_bookkeeping(state), "<state>")
     for index, items in ((3, "<items>"), (4, "<dict items>")):
         if len(reduced) > index and reduced[index] is not None:
-            h.child(list(reduced[index]), items)
+            try:
+                listed = list(reduced[index])
+            except Exception as exc:
+                raise _Unhashable(v, f"its reduction's {items} cannot be listed ({exc})") from None
+            h.child(listed, items)
+    if len(reduced) > 5 and reduced[5] is not None:
+        h.child(reduced[5], "<state setter>")
+
+
+def _reduction(v: Any) -> Any:
+    """Return what pickle would save for ``v``, checked the way pickle checks it."""
+    reducer = copyreg.dispatch_table.get(type(v))
+    try:
+        reduced = reducer(v) if reducer is not None else v.__reduce_ex__(4)
+    except RecursionError:
+        raise
+    except Exception as exc:  # the object refuses to expose its state
+        raise _Unhashable(v, f"its state cannot be read ({type(exc).__name__}: {exc})") from None
+    if isinstance(reduced, str):
+        return reduced
+    if type(reduced) is not tuple or not 2 <= len(reduced) <= 6:
+        raise _Unhashable(v, f"its __reduce__ returned {_describe(reduced)}, not a tuple of 2 to 6 items")
+    if not callable(reduced[0]):
+        raise _Unhashable(v, f"its __reduce__ returned a constructor that is not callable ({_describe(reduced[0])})")
+    if type(reduced[1]) is not tuple:
+        raise _Unhashable(v, f"its __reduce__ returned arguments that are not a tuple ({_describe(reduced[1])})")
+    return reduced
+
+
+def _describe(value: Any) -> str:
+    size = f" of length {len(value)}" if type(value) is tuple else ""
+    return f"a {type(value).__qualname__}{size}"
 
 
 BOOKKEEPING_PREFIX = "__notebook_memo"

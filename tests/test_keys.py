@@ -1,0 +1,137 @@
+"""What a cache key keeps and what it must not invent: reductions, order, aliasing, no copies."""
+
+from __future__ import annotations
+
+import array
+import collections
+import datetime
+import decimal
+import enum
+import fractions
+import pathlib
+import pickle
+import re
+import subprocess
+import sys
+import uuid
+import warnings
+import zoneinfo
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from notebook_memo import UnhashableArgument, memo
+from notebook_memo._hashing import content_hash
+from tests.conftest import Counter, Shell
+
+ROOT = str(Path(__file__).resolve().parent.parent)
+
+
+def h(value: object) -> bytes:
+    return content_hash(value)
+
+
+# -- reductions through copyreg and __reduce__ ---------------------------------------------------
+
+
+class Colour(enum.Enum):
+    RED = 1
+    BLUE = 2
+
+
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        (re.compile("a+"), re.compile("a*")),
+        (re.compile("a+"), re.compile("a+", re.IGNORECASE)),
+        (datetime.datetime(2020, 1, 1), datetime.datetime(2020, 1, 2)),
+        (datetime.date(2020, 1, 1), datetime.date(2021, 1, 1)),
+        (datetime.timedelta(1), datetime.timedelta(2)),
+        (decimal.Decimal("1.5"), decimal.Decimal("1.50")),
+        (fractions.Fraction(1, 3), fractions.Fraction(2, 3)),
+        (uuid.UUID(int=5), uuid.UUID(int=6)),
+        (pathlib.PurePosixPath("/a"), pathlib.PurePosixPath("/b")),
+        (collections.deque([1, 2]), collections.deque([2, 1])),
+        (array.array("i", [1, 2]), array.array("i", [1, 3])),
+        (range(3), range(4)),
+        (slice(1, 2), slice(1, 3)),
+        (Colour.RED, Colour.BLUE),
+        (zoneinfo.ZoneInfo("UTC"), zoneinfo.ZoneInfo("Europe/Paris")),
+    ],
+)
+def test_standard_library_values_hash_by_their_reduction(a: object, b: object) -> None:
+    assert h(a) != h(b)
+    again = pickle.loads(pickle.dumps(a))
+    assert h(again) == h(a)
+
+
+_REGEX_SEED_SCRIPT = """
+import sys, re, datetime, decimal, uuid, collections
+sys.path.insert(0, sys.argv[1])
+from notebook_memo._hashing import content_hash
+print(content_hash([re.compile(r"\\d+", re.M), datetime.datetime(2020, 1, 1), decimal.Decimal("2.5"),
+                    uuid.UUID(int=7), collections.deque("abc")]).hex())
+"""
+
+
+def test_reductions_are_stable_across_hash_seeds() -> None:
+    digests = set()
+    for seed in ("0", "1", "4242"):
+        out = subprocess.run([sys.executable, "-c", _REGEX_SEED_SCRIPT, ROOT], capture_output=True, text=True,
+                             env={"PYTHONHASHSEED": seed, "PATH": "/usr/bin:/bin"}, check=True)
+        digests.add(out.stdout.strip())
+    assert len(digests) == 1
+
+
+def test_a_regex_argument_is_part_of_the_key(counter: Counter) -> None:
+    @memo
+    def matches(pattern: re.Pattern[str], text: str) -> bool:
+        counter()
+        return bool(pattern.search(text))
+
+    assert matches(re.compile("a+"), "xaay")
+    assert matches(re.compile("a+"), "xaay")
+    assert counter.n == 1
+    assert not matches(re.compile("b+"), "xaay")
+    assert counter.n == 2
+
+
+def test_a_regex_global_edited_in_another_cell_is_a_miss(shell: Shell) -> None:
+    shell.run("""
+        import re
+        from notebook_memo import memo
+        PATTERN = re.compile("a+")
+        calls = []
+        @memo
+        def count(text):
+            calls.append(text)
+            return len(PATTERN.findall(text))
+    """)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert shell.run("count('aa b aaa')") == 2
+    shell.run("PATTERN = re.compile('b+')")
+    assert shell.run("count('aa b aaa')") == 1
+    assert shell["calls"] == ["aa b aaa", "aa b aaa"]
+
+
+class _Odd:
+    def __init__(self, result: Any) -> None:
+        self.result = result
+
+    def __reduce__(self) -> Any:
+        if isinstance(self.result, Exception):
+            raise self.result
+        return self.result
+
+
+@pytest.mark.parametrize(
+    "reduced",
+    [(), (len,), (1, ()), (len, 5), (len, (), None, None, None, None, None), 42, None,
+     (len, (), None, 7), (len, (), None, None, 7), ValueError("no"), TypeError("no")],
+)
+def test_odd_reductions_name_the_argument(reduced: Any) -> None:
+    with pytest.raises(UnhashableArgument) as info:
+        content_hash({"k": [_Odd(reduced)]}, "argument 'x'")
+    assert "argument 'x'['k'][0]" in str(info.value)
