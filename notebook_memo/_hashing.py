@@ -189,19 +189,13 @@ def _h_sequence(tag: bytes) -> HashFn:
 
 
 def _h_dict(h: Hasher, v: dict[Any, Any]) -> None:
-    # Insertion order does not change a dict's meaning: sort pairs by key digest.
-    pairs = []
+    # Insertion order is observable (list(d), DataFrame(d) column order), so it is content.
+    h.tag(b"d")
+    h.number(len(v))
     for k, item in v.items():
-        try:
-            pairs.append((h.sub_digest(k), h.sub_digest(item)))
-        except _Unhashable as exc:
-            exc.segments.append(f"[{k!r}]" if type(k) in (str, int) else "[<key>]")
-            raise
-    pairs.sort()
-    h.tag(b"{")
-    h.number(len(pairs))
-    for kd, vd in pairs:
-        h.tag(kd + vd)
+        segment = f"[{k!r}]" if type(k) in (str, int) else "[<key>]"
+        h.child(k, segment)
+        h.child(item, segment)
 
 
 def _h_set(tag: bytes) -> HashFn:

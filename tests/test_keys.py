@@ -135,3 +135,49 @@ def test_odd_reductions_name_the_argument(reduced: Any) -> None:
     with pytest.raises(UnhashableArgument) as info:
         content_hash({"k": [_Odd(reduced)]}, "argument 'x'")
     assert "argument 'x'['k'][0]" in str(info.value)
+
+
+# -- dict insertion order is observable ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        ({"a": 1, "b": 2}, {"b": 2, "a": 1}),
+        (collections.OrderedDict(a=1, b=2), collections.OrderedDict(b=2, a=1)),
+        (collections.defaultdict(list, a=[1], b=[2]), collections.defaultdict(list, b=[2], a=[1])),
+        (collections.defaultdict(list, a=[1]), collections.defaultdict(set, a=[1])),
+        ([{"x": 0, "y": 1}], [{"y": 1, "x": 0}]),
+    ],
+)
+def test_dict_insertion_order_is_part_of_the_digest(a: object, b: object) -> None:
+    assert h(a) != h(b)
+
+
+def test_sets_stay_order_free_and_dicts_stay_equal_when_built_alike() -> None:
+    assert h({"a": 1, "b": [2]}) == h({"a": 1, "b": [2]})
+    assert h({"x", "y", 3.5}) == h({3.5, "y", "x"})
+    assert h(frozenset({"a", "b"})) == h(frozenset({"b", "a"}))
+
+
+def test_keyword_order_of_named_parameters_is_not_part_of_the_key(counter: Counter) -> None:
+    @memo
+    def area(width: int, height: int) -> int:
+        counter()
+        return width * height
+
+    assert area(width=2, height=3) == area(height=3, width=2) == 6
+    assert counter.n == 1
+
+
+def test_a_dict_global_reordered_in_another_cell_is_a_miss(shell: Shell) -> None:
+    shell.run("""
+        from notebook_memo import memo
+        COLUMNS = {"a": 1, "b": 2}
+        @memo
+        def header():
+            return list(COLUMNS)
+    """)
+    assert shell.run("header()") == ["a", "b"]
+    shell.run('COLUMNS = {"b": 2, "a": 1}')
+    assert shell.run("header()") == ["b", "a"]
