@@ -583,6 +583,33 @@ def content_hash(value: Any, name: str = "value") -> Digest:
     return h.digest()
 
 
+_IMMUTABLE_LEAVES = frozenset({type(None), bool, int, float, complex, str, bytes, range, type(Ellipsis)})
+
+
+def aliasing_parts(values: list[Any]) -> list[bytes]:
+    """Return ``[]`` when no mutable object is passed twice, else one part naming who shares what.
+
+    ``f(y, y)`` can observe that its arguments are one object (appending to one grows the
+    other), so it is not the call ``f(y.copy(), y.copy())``. Positions, never ids, go into
+    the part; tuples (``*args`` among them) are looked into, other values are not.
+    """
+    first: dict[int, bytes] = {}
+    shared = bytearray()
+    stack: list[tuple[bytes, Any]] = [(_pack_q(i), v) for i, v in reversed(list(enumerate(values)))]
+    while stack:
+        path, value = stack.pop()
+        kind = type(value)
+        if kind in _IMMUTABLE_LEAVES:
+            continue
+        if kind is tuple:
+            stack.extend((path + _pack_q(i), item) for i, item in reversed(list(enumerate(value))))
+            continue
+        earlier = first.setdefault(id(value), path)
+        if earlier is not path:
+            shared += _pack_q(len(path)) + path + _pack_q(len(earlier)) + earlier
+    return [b"alias" + bytes(shared)] if shared else []
+
+
 def combine(parts: list[bytes]) -> Digest:
     """Return one digest of a sequence of byte strings, each length-prefixed."""
     buf = bytearray()

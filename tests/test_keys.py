@@ -181,3 +181,49 @@ def test_a_dict_global_reordered_in_another_cell_is_a_miss(shell: Shell) -> None
     assert shell.run("header()") == ["a", "b"]
     shell.run('COLUMNS = {"b": 2, "a": 1}')
     assert shell.run("header()") == ["b", "a"]
+
+
+# -- aliasing among a call's arguments -----------------------------------------------------------
+
+
+def test_the_same_list_passed_twice_is_not_two_equal_copies(counter: Counter) -> None:
+    @memo
+    def append_and_count(a: list[int], b: list[int]) -> int:
+        counter()
+        a.append(1)
+        return len(b)
+
+    y = [0]
+    assert append_and_count(y, y) == 2
+    assert append_and_count([0], [0]) == 1
+    assert counter.n == 2
+    z = [0]
+    assert append_and_count(z, z) == 2
+    assert counter.n == 2
+
+
+def test_aliasing_is_keyed_by_position_among_star_args(counter: Counter) -> None:
+    @memo
+    def same(*items: list[int]) -> bool:
+        counter()
+        return items[0] is items[1]
+
+    y = [0]
+    assert same(y, y) is True
+    assert same([0], [0]) is False
+    assert counter.n == 2
+
+
+def test_immutable_arguments_passed_twice_share_the_key(counter: Counter) -> None:
+    @memo
+    def add(a: object, b: object) -> object:
+        counter()
+        return a
+
+    s = "text" * 10
+    add(s, s)
+    add("text" * 10, "".join(["text"] * 10))
+    add((1, "x"), (1, "x"))
+    t = (1, "x")
+    add(t, t)
+    assert counter.n == 2
