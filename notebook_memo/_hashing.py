@@ -423,8 +423,8 @@ def _numpy_path(cls: type) -> HashFn | None:
     np = sys.modules.get("numpy")
     if np is None:
         return None
-    if cls is np.ndarray:
-        return _h_ndarray
+    if cls is np.ndarray or issubclass(cls, np.memmap):
+        return _h_ndarray  # a memmap is its values, read where they lie (a cached result loads as one)
     if issubclass(cls, np.generic):
         return _h_np_scalar
     if cls is np.dtype or issubclass(cls, np.dtype):
@@ -447,6 +447,11 @@ def _h_ndarray(h: Hasher, v: Any) -> None:
     np = sys.modules["numpy"]
     h.tag(b"na")
     _array_layout(h, v)
+    if v.size and not v.flags.c_contiguous and 0 in v.strides:
+        # A stride-0 view (np.broadcast_to) is its one repeated slice and which axes repeat:
+        # sound, never materialised, and a miss against an equal ordinary array.
+        h.tag(b"b" + bytes(stride == 0 for stride in v.strides))
+        v = v[tuple(slice(0, 1) if stride == 0 else slice(None) for stride in v.strides)]
     if v.dtype.hasobject:
         for i, item in enumerate(v.ravel(order="C").tolist()):
             h.child(item, f"[flat {i}]")

@@ -13,12 +13,14 @@ import pickle
 import re
 import subprocess
 import sys
+import tracemalloc
 import uuid
 import warnings
 import zoneinfo
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from notebook_memo import UnhashableArgument, memo
@@ -227,3 +229,49 @@ def test_immutable_arguments_passed_twice_share_the_key(counter: Counter) -> Non
     t = (1, "x")
     add(t, t)
     assert counter.n == 2
+
+
+# -- no needless copies --------------------------------------------------------------------------
+
+
+def test_a_memmap_is_hashed_in_place_like_the_array_it_holds(tmp_path: Path) -> None:
+    data = np.arange(8_000_000, dtype=np.float64)  # 64 MB
+    data.tofile(tmp_path / "a.bin")
+    mapped = np.memmap(tmp_path / "a.bin", dtype=np.float64, mode="r", shape=data.shape)
+    tracemalloc.start()
+    try:
+        digest = h(mapped)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8_000_000
+    assert digest == h(data)
+    changed = data.copy()
+    changed[-1] = -1
+    assert digest != h(changed)
+
+
+_BROADCAST_SCRIPT = """
+import resource, sys
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+from notebook_memo._hashing import content_hash
+size = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
+resource.setrlimit(resource.RLIMIT_AS, (size + (1 << 30), resource.RLIM_INFINITY))
+row = np.arange(10_000, dtype=np.float64)
+huge = np.broadcast_to(row, (10**6, 10**4))  # 80 GB if it were materialised
+other = row.copy()
+other[3] = -1
+small = np.broadcast_to(row[:4], (3, 4))
+print(content_hash(huge) == content_hash(np.broadcast_to(row.copy(), (10**6, 10**4))),
+      content_hash(huge) != content_hash(np.broadcast_to(other, (10**6, 10**4))),
+      content_hash(huge) != content_hash(np.broadcast_to(row, (10**6 - 1, 10**4))),
+      content_hash(small) != content_hash(np.broadcast_to(row[:4], (2, 4))),
+      content_hash(np.broadcast_to(np.float64(2.0), (10**5, 10**5))) != content_hash(np.ones((3, 3))))
+"""
+
+
+def test_a_stride_zero_view_is_hashed_without_materialising_it() -> None:
+    out = subprocess.run([sys.executable, "-c", _BROADCAST_SCRIPT, ROOT], capture_output=True, text=True,
+                         timeout=60)
+    assert out.stdout.split() == ["True"] * 5, out.stderr[-2000:]
