@@ -501,9 +501,14 @@ def _h_pandas_values(h: Hasher, values: Any) -> None:
     array = np.asarray(values, dtype=object)
     if pd.api.types.infer_dtype(array, skipna=False) == "string":
         # All real str: pandas' vectorised, seed-independent element hash is exact enough.
-        h.tag(b"str")
-        _h_ndarray(h, pd.util.hash_array(array, categorize=False))
-        return
+        try:
+            hashed = pd.util.hash_array(array, categorize=False)
+        except UnicodeEncodeError:
+            pass  # a lone surrogate (an undecodable file name): hashed element by element below
+        else:
+            h.tag(b"str")
+            _h_ndarray(h, hashed)
+            return
     _h_ndarray(h, array)
 
 

@@ -8,6 +8,7 @@ import datetime
 import decimal
 import enum
 import fractions
+import os
 import pathlib
 import pickle
 import re
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from notebook_memo import UnhashableArgument, memo
@@ -275,3 +277,25 @@ def test_a_stride_zero_view_is_hashed_without_materialising_it() -> None:
     out = subprocess.run([sys.executable, "-c", _BROADCAST_SCRIPT, ROOT], capture_output=True, text=True,
                          timeout=60)
     assert out.stdout.split() == ["True"] * 5, out.stderr[-2000:]
+
+
+# -- strings with lone surrogates ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda s: s,
+        lambda s: [s, {s: s}],
+        lambda s: pd.Series([s, "plain"]),
+        lambda s: pd.DataFrame({"name": [s, "plain"], "n": [1, 2]}),
+        lambda s: pd.DataFrame({"n": [1, 2]}, index=pd.Index([s, "plain"])),
+        lambda s: pd.DataFrame({s: [1, 2]}),
+        lambda s: pd.Index([s, "plain"]),
+        lambda s: np.array([s, "plain"], dtype=object),
+    ],
+)
+def test_strings_with_lone_surrogates_hash(make: Any) -> None:
+    odd = os.fsdecode(b"caf\xff.csv")  # what os.listdir returns for a non-UTF-8 file name
+    assert h(make(odd)) == h(make(os.fsdecode(b"caf\xff.csv")))
+    assert h(make(odd)) != h(make(os.fsdecode(b"caf\xfe.csv")))
