@@ -16,6 +16,7 @@ import struct
 import sys
 import threading
 import types
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +32,7 @@ HashFn = Callable[["Hasher", Any], None]
 _pack_d = struct.Struct("<d").pack
 _pack_q = struct.Struct("<q").pack
 _BIG = 1 << 16  # buffers at least this large stream straight into xxh3
+_TOO_DEEP = 64  # nesting at which running out of stack is the value's doing, not the caller's
 
 _FORBIDDEN: tuple[type, ...] = (
     types.GeneratorType,
@@ -61,12 +63,13 @@ class _Unhashable(Exception):
 class Hasher:
     """Feeds a value's canonical byte form into one xxh3-128 state."""
 
-    __slots__ = ("_active", "_buf", "_h")
+    __slots__ = ("_active", "_buf", "_h", "deepest")
 
     def __init__(self) -> None:
         self._buf = bytearray()
         self._h = xxhash.xxh3_128()
         self._active: dict[int, int] = {}
+        self.deepest = 0  # how deeply nested the walk was when the stack ran out
 
     # -- primitives -------------------------------------------------------------------
     def tag(self, data: bytes) -> None:
@@ -118,6 +121,9 @@ class Hasher:
         self._active[key] = len(self._active)
         try:
             (handler or _dispatch(type(value)))(self, value)
+        except RecursionError:
+            self.deepest = max(self.deepest, len(self._active))
+            raise
         finally:
             del self._active[key]
 
@@ -133,7 +139,11 @@ class Hasher:
         """Return the digest of ``value`` alone (for order-free containers)."""
         sub = Hasher()
         sub._active = self._active
-        sub.update(value)
+        try:
+            sub.update(value)
+        except RecursionError:
+            self.deepest = max(self.deepest, sub.deepest)
+            raise
         return sub.digest()
 
 
@@ -245,7 +255,8 @@ _CONTAINERS = frozenset({tuple, list, dict, set, frozenset})
 _REGISTERED: dict[type, Callable[[Any], Any]] = {}
 # Handlers for functions, classes and methods, installed by the fingerprint module.
 _CODE_HANDLERS: dict[type, HashFn] = {}
-_dispatch_cache: dict[type, HashFn] = {}
+# Weak: re-running a class cell must let the old class (and what it holds) be collected.
+_dispatch_cache: weakref.WeakKeyDictionary[type, HashFn] = weakref.WeakKeyDictionary()
 _dispatch_lock = threading.Lock()
 
 
@@ -589,6 +600,8 @@ def content_hash(value: Any, name: str = "value") -> Digest:
         path = name + "".join(reversed(exc.segments))
         raise UnhashableArgument(path, exc.value, exc.reason) from None
     except RecursionError:
+        if h.deepest < _TOO_DEEP:
+            raise  # the caller's stack was already full (a deep recursion): not this value's fault
         raise UnhashableArgument(name, value, "it is nested too deeply to hash") from None
     return h.digest()
 

@@ -8,6 +8,7 @@ import datetime
 import decimal
 import enum
 import fractions
+import gc
 import os
 import pathlib
 import pickle
@@ -17,6 +18,7 @@ import sys
 import tracemalloc
 import uuid
 import warnings
+import weakref
 import zoneinfo
 from pathlib import Path
 from typing import Any
@@ -299,3 +301,92 @@ def test_strings_with_lone_surrogates_hash(make: Any) -> None:
     odd = os.fsdecode(b"caf\xff.csv")  # what os.listdir returns for a non-UTF-8 file name
     assert h(make(odd)) == h(make(os.fsdecode(b"caf\xff.csv")))
     assert h(make(odd)) != h(make(os.fsdecode(b"caf\xfe.csv")))
+
+
+# -- recursion -----------------------------------------------------------------------------------
+
+
+def test_a_recursion_error_in_the_body_is_not_blamed_on_an_argument() -> None:
+    @memo
+    def runaway(n: int) -> int:
+        return runaway(n + 1)
+
+    def at_depth(extra: int) -> int:
+        return at_depth(extra - 1) if extra else runaway(0)
+
+    for extra in range(24):  # the stack runs out at every point of a call, hashing included
+        with pytest.raises(RecursionError) as info:
+            at_depth(extra)
+        assert not isinstance(info.value, UnhashableArgument)
+        assert "argument" not in str(info.value)
+
+
+def test_a_memoized_recursion_goes_as_deep_as_its_stack_allows(counter: Counter) -> None:
+    @memo
+    def fib(n: int) -> int:
+        counter()
+        return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+    a, b = 0, 1
+    for _ in range(150):
+        a, b = b, a + b
+    assert fib(150) == a
+    assert counter.n == 151
+
+
+def test_nested_data_hashes_at_modest_depth_and_names_the_argument_when_too_deep() -> None:
+    modest: list[object] = []
+    for _ in range(200):
+        modest = [modest]
+    assert h(modest) == h(modest)
+    deep: list[object] = []
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(UnhashableArgument) as info:
+        content_hash(deep, "argument 'tree'")
+    assert "argument 'tree'" in str(info.value) and "nested too deeply" in str(info.value)
+
+
+# -- classes are not kept alive ------------------------------------------------------------------
+
+
+_CELL = """
+class Record:
+    def __init__(self):
+        self.payload = list(range(1000))
+"""
+
+
+def test_hashing_an_instance_does_not_keep_its_class_alive() -> None:
+    namespace: dict[str, Any] = {}
+    exec(_CELL, namespace)
+    h(namespace["Record"]())
+    old = weakref.ref(namespace["Record"])
+    exec(_CELL, namespace)
+    gc.collect()
+    assert old() is None
+
+
+@pytest.mark.xfail(reason="_fingerprint's class cache keeps vars(cls).values(), whose __dict__ descriptor "
+                          "refers back to the class, so its weak key never dies", strict=False)
+def test_rerunning_a_class_cell_lets_the_old_class_go(shell: Shell) -> None:
+    shell.run("""
+        import gc, weakref
+        from notebook_memo import memo
+        class Record:
+            def __init__(self, n):
+                self.payload = list(range(n))
+        @memo
+        def size(record):
+            return len(record.payload)
+        size(Record(10))
+        old = weakref.ref(Record)
+    """)
+    shell.run("""
+        class Record:
+            def __init__(self, n):
+                self.payload = list(range(n))
+        size(Record(10))
+    """)
+    shell.run("gc.collect(); gone = old() is None")
+    assert shell["gone"] is True
