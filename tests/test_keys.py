@@ -390,3 +390,16 @@ def test_rerunning_a_class_cell_lets_the_old_class_go(shell: Shell) -> None:
     """)
     shell.run("gc.collect(); gone = old() is None")
     assert shell["gone"] is True
+
+
+def test_batch_keys_see_aliasing_among_the_other_arguments(counter: Counter) -> None:
+    @memo.batch("xs")
+    def tag(xs: list[int], a: list[int], b: list[int]) -> list[int]:
+        for _ in xs:
+            counter()
+        return [x + (a is b) for x in xs]
+
+    y = [0]
+    assert tag([1, 2], y, y) == [2, 3]
+    assert tag([1, 2], [0], [0]) == [1, 2]
+    assert counter.n == 4
