@@ -8,6 +8,7 @@ tensors) are fed to xxh3 in place, with no pickling and no copy.
 
 from __future__ import annotations
 
+import copyreg
 import io
 import os
 import socket
@@ -15,6 +16,7 @@ import struct
 import sys
 import threading
 import types
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +32,7 @@ HashFn = Callable[["Hasher", Any], None]
 _pack_d = struct.Struct("<d").pack
 _pack_q = struct.Struct("<q").pack
 _BIG = 1 << 16  # buffers at least this large stream straight into xxh3
+_TOO_DEEP = 64  # nesting at which running out of stack is the value's doing, not the caller's
 
 _FORBIDDEN: tuple[type, ...] = (
     types.GeneratorType,
@@ -60,12 +63,13 @@ class _Unhashable(Exception):
 class Hasher:
     """Feeds a value's canonical byte form into one xxh3-128 state."""
 
-    __slots__ = ("_active", "_buf", "_h")
+    __slots__ = ("_active", "_buf", "_h", "deepest")
 
     def __init__(self) -> None:
         self._buf = bytearray()
         self._h = xxhash.xxh3_128()
         self._active: dict[int, int] = {}
+        self.deepest = 0  # how deeply nested the walk was when the stack ran out
 
     # -- primitives -------------------------------------------------------------------
     def tag(self, data: bytes) -> None:
@@ -117,6 +121,9 @@ class Hasher:
         self._active[key] = len(self._active)
         try:
             (handler or _dispatch(type(value)))(self, value)
+        except RecursionError:
+            self.deepest = max(self.deepest, len(self._active))
+            raise
         finally:
             del self._active[key]
 
@@ -132,7 +139,11 @@ class Hasher:
         """Return the digest of ``value`` alone (for order-free containers)."""
         sub = Hasher()
         sub._active = self._active
-        sub.update(value)
+        try:
+            sub.update(value)
+        except RecursionError:
+            self.deepest = max(self.deepest, sub.deepest)
+            raise
         return sub.digest()
 
 
@@ -188,19 +199,13 @@ def _h_sequence(tag: bytes) -> HashFn:
 
 
 def _h_dict(h: Hasher, v: dict[Any, Any]) -> None:
-    # Insertion order does not change a dict's meaning: sort pairs by key digest.
-    pairs = []
+    # Insertion order is observable (list(d), DataFrame(d) column order), so it is content.
+    h.tag(b"d")
+    h.number(len(v))
     for k, item in v.items():
-        try:
-            pairs.append((h.sub_digest(k), h.sub_digest(item)))
-        except _Unhashable as exc:
-            exc.segments.append(f"[{k!r}]" if type(k) in (str, int) else "[<key>]")
-            raise
-    pairs.sort()
-    h.tag(b"{")
-    h.number(len(pairs))
-    for kd, vd in pairs:
-        h.tag(kd + vd)
+        segment = f"[{k!r}]" if type(k) in (str, int) else "[<key>]"
+        h.child(k, segment)
+        h.child(item, segment)
 
 
 def _h_set(tag: bytes) -> HashFn:
@@ -250,7 +255,8 @@ _CONTAINERS = frozenset({tuple, list, dict, set, frozenset})
 _REGISTERED: dict[type, Callable[[Any], Any]] = {}
 # Handlers for functions, classes and methods, installed by the fingerprint module.
 _CODE_HANDLERS: dict[type, HashFn] = {}
-_dispatch_cache: dict[type, HashFn] = {}
+# Weak: re-running a class cell must let the old class (and what it holds) be collected.
+_dispatch_cache: weakref.WeakKeyDictionary[type, HashFn] = weakref.WeakKeyDictionary()
 _dispatch_lock = threading.Lock()
 
 
@@ -361,25 +367,52 @@ def _h_builtin(h: Hasher, v: Any) -> None:
 
 
 def _h_reduce(h: Hasher, v: Any) -> None:
-    """Hash an object by its type and the state pickle would save."""
-    try:
-        reduced = v.__reduce_ex__(4)
-    except Exception as exc:  # the object refuses to expose its state
-        raise _Unhashable(v, f"its state cannot be read ({exc})") from None
+    """Hash an object by its type and the reduction pickle would save (``copyreg`` first)."""
+    reduced = _reduction(v)
     if isinstance(reduced, str):  # a singleton known by name
         h.tag(b"G")
         h.text(f"{type(v).__module__}.{reduced}")
         return
     h.tag(b"O")
     h.text(qualified_name(type(v)))
-    func, args = reduced[0], reduced[1]
-    h.child(func, "<reduce>")
-    h.child(args, "<args>")
+    h.child(reduced[0], "<reduce>")
+    h.child(reduced[1], "<args>")
     state = reduced[2] if len(reduced) > 2 else None
     h.child(_without_bookkeeping(state), "<state>")
     for index, items in ((3, "<items>"), (4, "<dict items>")):
         if len(reduced) > index and reduced[index] is not None:
-            h.child(list(reduced[index]), items)
+            try:
+                listed = list(reduced[index])
+            except Exception as exc:
+                raise _Unhashable(v, f"its reduction's {items} cannot be listed ({exc})") from None
+            h.child(listed, items)
+    if len(reduced) > 5 and reduced[5] is not None:
+        h.child(reduced[5], "<state setter>")
+
+
+def _reduction(v: Any) -> Any:
+    """Return what pickle would save for ``v``, checked the way pickle checks it."""
+    reducer = copyreg.dispatch_table.get(type(v))
+    try:
+        reduced = reducer(v) if reducer is not None else v.__reduce_ex__(4)
+    except RecursionError:
+        raise
+    except Exception as exc:  # the object refuses to expose its state
+        raise _Unhashable(v, f"its state cannot be read ({type(exc).__name__}: {exc})") from None
+    if isinstance(reduced, str):
+        return reduced
+    if type(reduced) is not tuple or not 2 <= len(reduced) <= 6:
+        raise _Unhashable(v, f"its __reduce__ returned {_describe(reduced)}, not a tuple of 2 to 6 items")
+    if not callable(reduced[0]):
+        raise _Unhashable(v, f"its __reduce__ returned a constructor that is not callable ({_describe(reduced[0])})")
+    if type(reduced[1]) is not tuple:
+        raise _Unhashable(v, f"its __reduce__ returned arguments that are not a tuple ({_describe(reduced[1])})")
+    return reduced
+
+
+def _describe(value: Any) -> str:
+    size = f" of length {len(value)}" if type(value) is tuple else ""
+    return f"a {type(value).__qualname__}{size}"
 
 
 BOOKKEEPING_PREFIX = "__notebook_memo"
@@ -401,8 +434,8 @@ def _numpy_path(cls: type) -> HashFn | None:
     np = sys.modules.get("numpy")
     if np is None:
         return None
-    if cls is np.ndarray:
-        return _h_ndarray
+    if cls is np.ndarray or issubclass(cls, np.memmap):
+        return _h_ndarray  # a memmap is its values, read where they lie (a cached result loads as one)
     if issubclass(cls, np.generic):
         return _h_np_scalar
     if cls is np.dtype or issubclass(cls, np.dtype):
@@ -425,6 +458,11 @@ def _h_ndarray(h: Hasher, v: Any) -> None:
     np = sys.modules["numpy"]
     h.tag(b"na")
     _array_layout(h, v)
+    if v.size and not v.flags.c_contiguous and 0 in v.strides:
+        # A stride-0 view (np.broadcast_to) is its one repeated slice and which axes repeat:
+        # sound, never materialised, and a miss against an equal ordinary array.
+        h.tag(b"b" + bytes(stride == 0 for stride in v.strides))
+        v = v[tuple(slice(0, 1) if stride == 0 else slice(None) for stride in v.strides)]
     if v.dtype.hasobject:
         for i, item in enumerate(v.ravel(order="C").tolist()):
             h.child(item, f"[flat {i}]")
@@ -474,9 +512,14 @@ def _h_pandas_values(h: Hasher, values: Any) -> None:
     array = np.asarray(values, dtype=object)
     if pd.api.types.infer_dtype(array, skipna=False) == "string":
         # All real str: pandas' vectorised, seed-independent element hash is exact enough.
-        h.tag(b"str")
-        _h_ndarray(h, pd.util.hash_array(array, categorize=False))
-        return
+        try:
+            hashed = pd.util.hash_array(array, categorize=False)
+        except UnicodeEncodeError:
+            pass  # a lone surrogate (an undecodable file name): hashed element by element below
+        else:
+            h.tag(b"str")
+            _h_ndarray(h, hashed)
+            return
     _h_ndarray(h, array)
 
 
@@ -557,8 +600,37 @@ def content_hash(value: Any, name: str = "value") -> Digest:
         path = name + "".join(reversed(exc.segments))
         raise UnhashableArgument(path, exc.value, exc.reason) from None
     except RecursionError:
+        if h.deepest < _TOO_DEEP:
+            raise  # the caller's stack was already full (a deep recursion): not this value's fault
         raise UnhashableArgument(name, value, "it is nested too deeply to hash") from None
     return h.digest()
+
+
+_IMMUTABLE_LEAVES = frozenset({type(None), bool, int, float, complex, str, bytes, range, type(Ellipsis)})
+
+
+def aliasing_parts(values: list[Any]) -> list[bytes]:
+    """Return ``[]`` when no mutable object is passed twice, else one part naming who shares what.
+
+    ``f(y, y)`` can observe that its arguments are one object (appending to one grows the
+    other), so it is not the call ``f(y.copy(), y.copy())``. Positions, never ids, go into
+    the part; tuples (``*args`` among them) are looked into, other values are not.
+    """
+    first: dict[int, bytes] = {}
+    shared = bytearray()
+    stack: list[tuple[bytes, Any]] = [(_pack_q(i), v) for i, v in reversed(list(enumerate(values)))]
+    while stack:
+        path, value = stack.pop()
+        kind = type(value)
+        if kind in _IMMUTABLE_LEAVES:
+            continue
+        if kind is tuple:
+            stack.extend((path + _pack_q(i), item) for i, item in reversed(list(enumerate(value))))
+            continue
+        earlier = first.setdefault(id(value), path)
+        if earlier is not path:
+            shared += _pack_q(len(path)) + path + _pack_q(len(earlier)) + earlier
+    return [b"alias" + bytes(shared)] if shared else []
 
 
 def combine(parts: list[bytes]) -> Digest:

@@ -28,7 +28,7 @@ from . import _config
 from ._config import EXPIRY_GRACE, INLINE_LIMIT, LOCK_POLL_MAX, TTLLike, parse_ttl, resolve_lease, warn_once
 from ._dependencies import CodeState, CodeTracker, Dependencies
 from ._errors import ConfigurationError, RecursiveCall, StaleEntriesWarning, StorageWarning
-from ._hashing import combine, content_hash, register_hasher
+from ._hashing import aliasing_parts, combine, content_hash, register_hasher
 from ._inventory import human_bytes
 from ._leases import Watch, computing, is_computing
 from ._serialize import CorruptRecord, Payload, copy_value, dumps
@@ -228,6 +228,7 @@ class MemoizedFunction(Generic[R]):
         key = combine(
             [b"nbm1", self._fid.encode(), state.code, state.deps_digest, self._version]
             + [name.encode() + b"\0" + digest for name, digest in arguments.items()]
+            + aliasing_parts([v for _, v in bound])
         ).hex()
         if deps.skipped:
             for label, reason in deps.skipped.items():

@@ -66,10 +66,12 @@ def test_variadic_and_keyword_only_arguments(counter: Counter) -> None:
         return sum(args) * scale + sum(extra.values())
 
     assert f(1, 2, scale=2, p=1, q=2) == 9
-    assert f(1, 2, q=2, p=1, scale=2) == 9
+    assert f(1, 2, p=1, q=2, scale=2) == 9
     assert counter.n == 1
     assert f(2, 1, scale=2, p=1, q=2) == 9
     assert counter.n == 2
+    assert f(1, 2, scale=2, q=2, p=1) == 9  # the body can see the order of **extra
+    assert counter.n == 3
 
 
 def test_ignored_arguments_are_left_out_of_the_key(counter: Counter) -> None:
