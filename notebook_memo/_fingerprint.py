@@ -215,11 +215,38 @@ def _is_code(attr: Any) -> bool:
     return isinstance(attr, (types.FunctionType, staticmethod, classmethod, property)) or hasattr(attr, "__memo__")
 
 
+_DERIVED = (types.GetSetDescriptorType, types.MemberDescriptorType)
+
+
+def _holders(values: list[Any]) -> list[Any]:
+    """Hold a class's attribute values for an identity check without keeping the class alive.
+
+    Functions (whose ``__class__`` cell names the class) are held weakly; the ``__dict__`` and
+    ``__weakref__`` descriptors, which name the class too, follow from its definition and are skipped.
+    """
+    held: list[Any] = []
+    for value in values:
+        if isinstance(value, _DERIVED):
+            continue
+        try:
+            held.append(weakref.ref(value))
+        except TypeError:
+            held.append((value,))
+    return held
+
+
+def _same(held: list[Any], values: list[Any]) -> bool:
+    current = [v for v in values if not isinstance(v, _DERIVED)]
+    if len(held) != len(current):
+        return False
+    return all((h() if isinstance(h, weakref.ref) else h[0]) is v for h, v in zip(held, current))
+
+
 def class_fingerprint(cls: type) -> bytes:
     """Return a digest of a class: its name, bases, methods' code and data attributes."""
     values = list(vars(cls).values())
     cached = _class_cache.get(cls)
-    if cached is not None and len(cached[0]) == len(values) and all(a is b for a, b in zip(cached[0], values)):
+    if cached is not None and _same(cached[0], values):
         return cached[1]
     active: set[int] = getattr(_in_progress, "classes", None) or set()
     _in_progress.classes = active
@@ -232,7 +259,7 @@ def class_fingerprint(cls: type) -> bytes:
         active.discard(id(cls))
     if stable:
         with contextlib.suppress(TypeError):
-            _class_cache[cls] = (values, digest)
+            _class_cache[cls] = (_holders(values), digest)
     return digest
 
 

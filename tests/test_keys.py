@@ -367,8 +367,6 @@ def test_hashing_an_instance_does_not_keep_its_class_alive() -> None:
     assert old() is None
 
 
-@pytest.mark.xfail(reason="_fingerprint's class cache keeps vars(cls).values(), whose __dict__ descriptor "
-                          "refers back to the class, so its weak key never dies", strict=False)
 def test_rerunning_a_class_cell_lets_the_old_class_go(shell: Shell) -> None:
     shell.run("""
         import gc, weakref
@@ -403,3 +401,20 @@ def test_batch_keys_see_aliasing_among_the_other_arguments(counter: Counter) -> 
     assert tag([1, 2], y, y) == [2, 3]
     assert tag([1, 2], [0], [0]) == [1, 2]
     assert counter.n == 4
+
+
+def test_a_memoized_recursive_function_goes_as_deep_as_the_plain_one() -> None:
+    @memo
+    def fib(n: int) -> int:
+        return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+    @memo
+    def runaway(n: int) -> int:
+        return runaway(n + 1)
+
+    limit = sys.getrecursionlimit()
+    assert fib(400) == 176023680645013966468226945392411250770384383304492191886725992896575345044216019675
+    assert sys.getrecursionlimit() == limit
+    with pytest.raises(RecursionError):
+        runaway(0)  # still a RecursionError, never a crash
+    assert sys.getrecursionlimit() == limit
