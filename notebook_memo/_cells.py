@@ -260,7 +260,8 @@ class _Rebinder:
 
     Unpickled by value, they would read a private copy of the globals they used, frozen at
     the time the cell first ran. Functions inside lists, dicts, sets, tuples and partials are
-    rebound too, and one function stays one object wherever the cell put it.
+    rebound too (also as dict keys and inside frozensets), and one function stays one object
+    wherever the cell put it.
     """
 
     def __init__(self, namespace: dict[str, Any]) -> None:
@@ -290,16 +291,18 @@ class _Rebinder:
         if type(value) is list:
             value[:] = [self(v) for v in value]
         elif type(value) is dict:
-            for k, v in list(value.items()):
-                value[k] = self(v)
+            items = [(self(k), self(v)) for k, v in value.items()]
+            if any(new_k is not k for (new_k, _), k in zip(items, value)):
+                value.clear()  # a key was rebound: rebuild, keeping the order
+            value.update(items)
         elif type(value) is set:
             members = [self(v) for v in value]
             value.clear()
             value.update(members)
-        elif type(value) is tuple:
-            items = tuple(self(v) for v in value)
+        elif type(value) in (tuple, frozenset):
+            items = [self(v) for v in value]
             if any(a is not b for a, b in zip(items, value)):
-                return items
+                return type(value)(items)
         elif type(value) is functools.partial:
             func = self(value.func)
             if func is not value.func:

@@ -11,6 +11,7 @@ a partial) is hashed by the same resolution, so it is keyed like a helper the bo
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import importlib.metadata
@@ -20,6 +21,7 @@ import sys
 import threading
 import types
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -359,6 +361,10 @@ class CodeTracker:
         if watch is not None and self._state is not None and _still_valid(watch):
             return self._state
         resolver = _Resolver(self.track_versions)
+        with _running(resolver):
+            return self._resolve(resolver)
+
+    def _resolve(self, resolver: _Resolver) -> CodeState:
         fn = self.fn
         resolver.seen.add(id(fn))
         resolver.watch.append(_fn_watch(fn))
@@ -398,8 +404,9 @@ def resolve_values(values: dict[str, Any], chains: dict[str, tuple[str, ...]], m
     resolver = _Resolver(track_versions)
     for name in missing:
         resolver.deps.parts[name] = ("missing", b"")
-    for name, value in values.items():
-        resolver.reference(value, chains.get(name, ()), name)
+    with _running(resolver):
+        for name, value in values.items():
+            resolver.reference(value, chains.get(name, ()), name)
     return resolver.deps
 
 
@@ -411,6 +418,26 @@ _value_cache: weakref.WeakKeyDictionary[types.FunctionType, tuple[list[tuple[Any
     weakref.WeakKeyDictionary()
 _value_lock = threading.Lock()
 _in_progress = threading.local()
+
+
+def _resolvers() -> list[_Resolver]:
+    """The resolutions running in this thread, innermost last."""
+    stack: list[_Resolver] | None = getattr(_in_progress, "resolvers", None)
+    if stack is None:
+        stack = _in_progress.resolvers = []
+    return stack
+
+
+@contextlib.contextmanager
+def _running(resolver: _Resolver) -> Iterator[None]:
+    # A function value met while resolving (a default, a tuple of functions) is hashed by
+    # function_value_digest: what it read must also be watched by the resolution around it.
+    stack = _resolvers()
+    stack.append(resolver)
+    try:
+        yield
+    finally:
+        stack.pop()
 
 
 def _new_value_lock() -> None:
@@ -425,8 +452,12 @@ if hasattr(os, "register_at_fork"):
 def function_value_digest(fn: types.FunctionType) -> bytes:
     """Return the digest of a user function used as a value: its code and, transitively, what it reads."""
     track = _config.settings.track_versions
+    stack = _resolvers()
+    enclosing = stack[-1] if stack else None
     cached = _value_cache.get(fn)
     if cached is not None and cached[2] == track and _still_valid(cached[0]):
+        if enclosing is not None:
+            enclosing.watch.extend(cached[0])
         return cached[1]
     active: dict[int, list[bool]] = getattr(_in_progress, "functions", None) or {}
     _in_progress.functions = active
@@ -438,11 +469,15 @@ def function_value_digest(fn: types.FunctionType) -> bytes:
         return combine([b"fn-cycle", fn.__qualname__.encode()])
     frame = [False]
     active[id(fn)] = frame
+    resolver = _Resolver(track)
     try:
-        resolver = _Resolver(track)
-        resolver.function(fn, "<value>")
+        with _running(resolver):
+            resolver.function(fn, "<value>")
     finally:
         del active[id(fn)]
+    if enclosing is not None:
+        enclosing.watch.extend(resolver.watch)
+        enclosing.volatile |= resolver.volatile or frame[0]
     deps = resolver.deps
     digest = combine([deps.digest(), *(f"{label}\0skipped".encode() for label in sorted(deps.skipped))])
     if not (resolver.volatile or frame[0]):

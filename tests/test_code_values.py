@@ -104,6 +104,11 @@ def test_a_memoized_function_passed_as_an_argument_is_keyed_by_its_code(nb: Shel
     nb.run("apply(half, 5)")  # inside a partial too: keyed, never unhashable
 
 
+def test_a_function_default_of_an_argument_function_is_followed(nb: Shell) -> None:
+    nb.run("def inner(v):\n    return v / SCALE\ndef outer(v, f=inner, t=(inner,)):\n    return f(v) + t[0](v)")
+    call_twice_then_edit(nb, "apply(outer, 5)", "SCALE = 20")
+
+
 # -- 2. partials, bound methods, callables in containers ----------------------------------
 
 

@@ -297,15 +297,16 @@ def test_functions_stored_in_containers_read_the_live_notebook_globals(ip: Shell
     cell = ("%%memo defs_in_containers\nRUNS['n'] = RUNS.get('n', 0) + 1\n"
             "def scale(v):\n    return v * K\n"
             "ops = {'scale': scale, 'lam': lambda v: v + K, 'nested': [(scale,)]}\n"
-            "pipeline = [ops['lam'], scale]")
+            "pipeline = [ops['lam'], scale]\nfrozen = (frozenset([scale]),)\nby_key = {scale: 1}")
     ip.run(cell)
-    ip.run("del scale, ops, pipeline")
+    ip.run("del scale, ops, pipeline, frozen, by_key")
     ip.run(cell)
     assert runs(ip) == 1
     ip.run("K = 10")
     assert ip.run("ops['scale'](1), ops['lam'](1), ops['nested'][0][0](1), pipeline[0](1)") == (10, 11, 10, 11)
     # One function stays one object wherever the cell put it.
     assert ip.run("ops['scale'] is scale is ops['nested'][0][0] is pipeline[1]") is True
+    assert ip.run("next(iter(frozen[0])) is scale and next(iter(by_key)) is scale and by_key[scale] == 1") is True
 
 
 def test_a_value_that_cannot_be_restored_faithfully_makes_the_cell_run(
