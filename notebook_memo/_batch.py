@@ -9,9 +9,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from . import _config, _containers
-from ._config import LOCK_POLL_MAX, resolve_lease, warn_once
+from ._config import LOCK_POLL_MAX
 from ._containers import ResultType
-from ._errors import BatchError, StorageWarning
+from ._errors import BatchError
 from ._explain import Explanation, explain_call
 from ._hashing import aliasing_parts, combine, content_hash
 from ._leases import Watch
@@ -179,10 +179,11 @@ class _Plan:
         self.first_position: dict[bytes, int] = {}
         for position, digest in enumerate(digests):
             self.first_position.setdefault(digest, position)
+        self.keys = {position: fn._item_key(call, digest) for digest, position in self.first_position.items()}
         if not refresh:
             decoded: dict[str, ResultType] = {}
-            for digest in self.first_position:
-                value, rtype = fn._lookup(store, fn._item_key(call, digest), decoded)
+            for digest, position in self.first_position.items():
+                value, rtype = fn._lookup(store, self.keys[position], decoded)
                 if rtype is not None:
                     self.results[digest], self.types[digest] = value, rtype
         self.missing = [p for d, p in self.first_position.items() if d not in self.results]
@@ -190,9 +191,6 @@ class _Plan:
         self.refresh = refresh
         self.delay = 0.001
         self.held: list[str] = []
-
-    def key(self, position: int) -> str:
-        return self.fn._item_key(self.call, self.digests[position])
 
     def chunks(self) -> Iterator[list[int]]:
         """Yield the next items to compute, at most ``batch_size``, each under this process's lease.
@@ -236,13 +234,13 @@ class _Plan:
                 continue
             wanted = part[:size - len(claimed)]
             try:
-                taken = self.store.try_leases([self.key(p) for p in wanted],
+                taken = self.store.try_leases([self.keys[p] for p in wanted],
                                               [watches.setdefault(p, Watch()) for p in wanted])
             except Exception:
                 taken = [True] * len(wanted)  # no working storage: compute without coordination
             for position, got in zip(wanted, taken):
                 if got:
-                    self.held.append(self.key(position))
+                    self.held.append(self.keys[position])
                     claimed.append(position)
                 else:
                     rest.append(position)
@@ -251,8 +249,9 @@ class _Plan:
             # Another process may have stored some of them before we took their leases.
             done = self._collect(claimed)
             if done:
-                self.store.release_leases([self.key(p) for p in done])
-                self.held = [k for k in self.held if k not in {self.key(p) for p in done}]
+                stored = {self.keys[p] for p in done}
+                self.store.release_leases(list(stored))
+                self.held = [k for k in self.held if k not in stored]
                 claimed = [p for p in claimed if p not in done]
         return claimed, rest
 
@@ -260,13 +259,13 @@ class _Plan:
         """Read the items among ``positions`` that are stored now; return their positions."""
         fn = self.fn
         try:
-            present = self.store.present([self.key(p) for p in positions])
+            present = self.store.present([self.keys[p] for p in positions])
         except Exception:
             return set()
         done = set()
         decoded: dict[str, ResultType] = {}
         for position in positions:
-            key = self.key(position)
+            key = self.keys[position]
             if key not in present:
                 continue
             value, rtype = fn._lookup(self.store, key, decoded)
@@ -282,12 +281,7 @@ class _Plan:
         if not self.held:
             return
         keys, self.held = self.held, []
-        lapsed = self.store.release_leases(keys)
-        if lapsed:
-            warn_once(f"lapsed:{self.fn.qualified_name}", f"{self.fn._name}: another process took over "
-                      f"{len(lapsed)} of this batch's items because their leases were not renewed for "
-                      f"{resolve_lease():g} s, so they may have been computed twice. Call memo.keep_alive() "
-                      f"inside long work that holds the GIL, or raise {_config.ENV_LEASE}.", StorageWarning)
+        self.fn._release(self.store, keys)
 
     def _progress_bar(self, total: int) -> Any:
         if not self.fn._progress:

@@ -112,7 +112,8 @@ def slices(items: list[_T], size: int = 500) -> Iterator[list[_T]]:
         yield items[i:i + size]
 
 
-def _marks(n: int) -> str:
+def marks(n: int) -> str:
+    """Return ``n`` SQL parameter placeholders."""
     return ",".join("?" * n)
 
 
@@ -151,7 +152,7 @@ class Leases:
         with self._lock, _immediate(con) as (con, commit):
             current: dict[str, Any] = {}
             for part in slices(rows):
-                query = f"SELECT key, raw, mode, value, expire_time FROM Cache WHERE key IN ({_marks(len(part))})"
+                query = f"SELECT key, raw, mode, value, expire_time FROM Cache WHERE key IN ({marks(len(part))})"
                 for row, raw, mode, value, expire in con.execute(query, part):
                     if expire is not None and expire <= now:
                         current[row] = None  # expired: free, as diskcache would say
@@ -204,7 +205,7 @@ class Leases:
                             "UPDATE Cache SET value = (SELECT nv FROM new WHERE new.k = Cache.key) "
                             "WHERE rowid IN (SELECT Cache.rowid FROM Cache JOIN new "
                             "ON Cache.key = new.k AND Cache.value = new.old)", values)
-                now = dict(con.execute(f"SELECT key, value FROM Cache WHERE key IN ({_marks(len(part))})",
+                now = dict(con.execute(f"SELECT key, value FROM Cache WHERE key IN ({marks(len(part))})",
                                        [row for row, _ in part]).fetchall())
                 for row, lease in part:
                     # One that lapsed and was taken over belongs to its new holder.

@@ -375,7 +375,7 @@ class MemoizedFunction(Generic[R]):
                 return self._compute(store, call, args, kwargs)
             finally:
                 if leased:
-                    self._release(store, call.key)
+                    self._release(store, [call.key])
 
     def _refuse_recursion(self, call: Call) -> None:
         if is_computing(call.key):
@@ -384,11 +384,14 @@ class MemoizedFunction(Generic[R]):
                                 "recursion would not end either). Change the arguments of the inner call, "
                                 f"or call {self._name}.uncached(...) there.")
 
-    def _release(self, store: Store, key: str) -> None:
-        if not store.release_lease(key):
-            warn_once(f"lapsed:{self._qualified}", f"{self._name}: another process took over this computation "
-                      f"because this one did not renew its lease for {resolve_lease():g} s (a body that holds "
-                      "the GIL, a suspended process or a stalled disk), so it may have run twice. Call "
+    def _release(self, store: Store, keys: list[str]) -> None:
+        """Give back the leases on ``keys``; warn once if another process took some of them over."""
+        lapsed = store.release_leases(keys)
+        if lapsed:
+            what = "this computation" if len(keys) == 1 else f"{len(lapsed)} of these {len(keys)} items"
+            warn_once(f"lapsed:{self._qualified}", f"{self._name}: another process took over {what} because "
+                      f"this one did not renew its lease for {resolve_lease():g} s (a body that holds the GIL, "
+                      "a suspended process or a stalled disk), so it may have run twice. Call "
                       "memo.keep_alive() between chunks of long work that holds the GIL, or raise "
                       f"{_config.ENV_LEASE}.", StorageWarning)
 
@@ -502,7 +505,7 @@ class MemoizedFunction(Generic[R]):
             if self._inflight.get(slot) is future:
                 del self._inflight[slot]
             if leased:
-                self._release(store, call.key)
+                self._release(store, [call.key])
 
     # -- control ---------------------------------------------------------------------------
     def refresh(self, *args: Any, **kwargs: Any) -> Any:

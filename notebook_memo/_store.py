@@ -29,7 +29,7 @@ from diskcache.core import UNKNOWN
 
 from ._config import TOUCH_FLUSH_INTERVAL, resolve_lease, resolve_secret, warn_once
 from ._errors import StorageWarning
-from ._leases import Leases, Watch, at_fork_in_child, gate, slices
+from ._leases import Leases, Watch, at_fork_in_child, gate, marks, slices
 from ._serialize import (
     CorruptRecord,
     ForeignRecord,
@@ -639,7 +639,7 @@ class Store:
             con = connection(self.directory)
             now = time.time()
             for part in slices(sorted(keys)):
-                con.execute(f"UPDATE Cache SET access_time = ? WHERE key IN ({','.join('?' * len(part))})",
+                con.execute(f"UPDATE Cache SET access_time = ? WHERE key IN ({marks(len(part))})",
                             [now, *part])
             for tag, count in hits.items():
                 _upsert_number(con, f"stats:hits:{tag}", count, "value + excluded.value", now)
@@ -662,10 +662,6 @@ class Store:
         if any(taken) and self._flusher is None:
             self._start_flusher()
         return taken
-
-    def release_lease(self, key: str) -> bool:
-        """Give the lease on ``key`` back; return False when it had lapsed and another process took it."""
-        return not self.release_leases([key])
 
     @_gated
     def release_leases(self, keys: list[str]) -> list[str]:
@@ -694,7 +690,7 @@ class Store:
         found: set[str] = set()
         con = connection(self.directory)
         for part in slices(list(rows)):
-            query = f"SELECT key FROM Cache WHERE key IN ({','.join('?' * len(part))})"
+            query = f"SELECT key FROM Cache WHERE key IN ({marks(len(part))})"
             found.update(rows[k] for (k,) in con.execute(query, part))
         return found
 
