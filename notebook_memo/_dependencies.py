@@ -413,9 +413,10 @@ def resolve_values(values: dict[str, Any], chains: dict[str, tuple[str, ...]], m
 # -- functions reached through values (arguments, containers, partials) ---------------------
 
 # Per function object: the digest of its code and everything it reads, with the watch list
-# that says it still holds. Weak keys: a redefined function's entry goes with it.
-_value_cache: weakref.WeakKeyDictionary[types.FunctionType, tuple[list[tuple[Any, ...]], bytes, bool]] = \
-    weakref.WeakKeyDictionary()
+# that says it still holds. Weak keys: a redefined function's entry goes with it, so the entry
+# keeps the function's own watch item without the function (else the value would hold the key).
+_value_cache: weakref.WeakKeyDictionary[
+    types.FunctionType, tuple[list[tuple[Any, ...]], bytes, bool, tuple[Any, ...]]] = weakref.WeakKeyDictionary()
 _value_lock = threading.Lock()
 _in_progress = threading.local()
 
@@ -455,10 +456,13 @@ def function_value_digest(fn: types.FunctionType) -> bytes:
     stack = _resolvers()
     enclosing = stack[-1] if stack else None
     cached = _value_cache.get(fn)
-    if cached is not None and cached[2] == track and _still_valid(cached[0]):
-        if enclosing is not None:
-            enclosing.watch.extend(cached[0])
-        return cached[1]
+    if cached is not None and cached[2] == track:
+        own = ("fn", fn, *cached[3])
+        if _still_valid([own]) and _still_valid(cached[0]):
+            if enclosing is not None:
+                enclosing.watch.append(own)
+                enclosing.watch.extend(cached[0])
+            return cached[1]
     active: dict[int, list[bool]] = getattr(_in_progress, "functions", None) or {}
     _in_progress.functions = active
     if id(fn) in active:
@@ -481,8 +485,9 @@ def function_value_digest(fn: types.FunctionType) -> bytes:
     deps = resolver.deps
     digest = combine([deps.digest(), *(f"{label}\0skipped".encode() for label in sorted(deps.skipped))])
     if not (resolver.volatile or frame[0]):
+        others = [item for item in resolver.watch if not (item[0] == "fn" and item[1] is fn)]
         with _value_lock:
-            _value_cache[fn] = (resolver.watch, digest, track)
+            _value_cache[fn] = (others, digest, track, _fn_watch(fn)[2:])
     return digest
 
 

@@ -109,6 +109,13 @@ def test_a_function_default_of_an_argument_function_is_followed(nb: Shell) -> No
     call_twice_then_edit(nb, "apply(outer, 5)", "SCALE = 20")
 
 
+def test_a_function_used_as_a_value_is_not_kept_alive_by_the_cache(nb: Shell) -> None:
+    nb.run("import gc, weakref\ndef normalise(v):\n    return v / SCALE\napply(normalise, 5)\n"
+           "gone = weakref.ref(normalise)\ndel normalise")
+    nb.run("gc.collect()\nalive = gone() is not None")
+    assert nb["alive"] is False
+
+
 # -- 2. partials, bound methods, callables in containers ----------------------------------
 
 
