@@ -31,7 +31,7 @@ from ._errors import ConfigurationError, RecursiveCall, StaleEntriesWarning, Sto
 from ._hashing import aliasing_parts, combine, content_hash, register_hasher
 from ._inventory import human_bytes
 from ._leases import Watch, computing, is_computing
-from ._serialize import CorruptRecord, Payload, copy_value, dumps
+from ._serialize import CorruptRecord, Payload, copy_value, dumps, findable
 from ._store import Store, StoredRecord, get_store, open_stores
 
 __all__ = ()
@@ -716,14 +716,7 @@ _by_value = threading.local()
 
 def _importable(obj: Any, module_name: str | None, qualname: str) -> bool:
     """Return True when ``module.qualname`` names ``obj`` itself, so a worker can import it."""
-    if module_name in (None, "__main__") or "<locals>" in qualname:
-        return False
-    target: Any = sys.modules.get(module_name or "")
-    for part in qualname.split("."):
-        target = getattr(target, part, None)
-        if target is None:
-            return False
-    return target is obj
+    return module_name not in (None, "__main__") and findable(obj, module_name, qualname)
 
 
 def _by_reference(module: str, qualname: str, directory: str) -> Any:

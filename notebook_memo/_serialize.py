@@ -124,7 +124,7 @@ class _Pickler(cloudpickle.Pickler):
 
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, type):
-            if id(obj) not in self.by_value and _findable(obj):
+            if id(obj) not in self.by_value and findable(obj, obj.__module__, obj.__qualname__):
                 return NotImplemented
         else:
             what = _unfaithful(obj)
@@ -134,16 +134,17 @@ class _Pickler(cloudpickle.Pickler):
         return super().reducer_override(obj)
 
 
-def _findable(cls: type) -> bool:
-    module = sys.modules.get(cls.__module__)
-    if module is None or "<locals>" in cls.__qualname__:
+def findable(obj: Any, module_name: str | None, qualname: str) -> bool:
+    """Return True when ``module_name.qualname`` names ``obj`` itself in this process."""
+    module = sys.modules.get(module_name or "")
+    if module is None or "<locals>" in qualname:
         return False
     target: Any = module
-    for part in cls.__qualname__.split("."):
+    for part in qualname.split("."):
         target = getattr(target, part, None)
         if target is None:
             return False
-    return target is cls
+    return target is obj
 
 
 @dataclass

@@ -244,28 +244,27 @@ def _script_namespace(script: Path, log: Path) -> dict[str, Any]:
 
 # -- a body that starves the renewal thread ---------------------------------------------------------
 
-def test_a_lease_lost_while_the_body_holds_the_gil_is_reported(tmp_path: Path, cache_dir: Path) -> None:
+def _hold_then_wait(tmp_path: Path, cache_dir: Path, key: str, spin: str) -> tuple[Path, dict[str, Any]]:
+    """One process spins for 4 s holding the GIL (1 s leases) while another calls the same key."""
     script, log = _script(tmp_path), tmp_path / "log.txt"
     env = _env(cache_dir, NOTEBOOK_MEMO_LEASE="1")
-    holder = subprocess.Popen([sys.executable, str(script), "slow", str(log), "6", "4", "gil"], env=env,
+    holder = subprocess.Popen([sys.executable, str(script), "slow", str(log), key, "4", spin], env=env,
                               stdout=subprocess.PIPE, text=True)
-    _wait_for(log, "start 6")
-    _run(script, "slow", str(log), "6", "0", env=env)
+    _wait_for(log, f"start {key}")
+    _run(script, "slow", str(log), key, "0", env=env)
     out, _ = holder.communicate(timeout=60)
-    report = json.loads(out.split("RESULT", 1)[1])
+    return log, json.loads(out.split("RESULT", 1)[1])
+
+
+def test_a_lease_lost_while_the_body_holds_the_gil_is_reported(tmp_path: Path, cache_dir: Path) -> None:
+    _, report = _hold_then_wait(tmp_path, cache_dir, "6", "gil")
     assert any("took over" in w and "keep_alive" in w for w in report["warnings"]), report["warnings"]
 
 
 def test_keep_alive_from_the_body_keeps_the_lease(tmp_path: Path, cache_dir: Path) -> None:
-    script, log = _script(tmp_path), tmp_path / "log.txt"
-    env = _env(cache_dir, NOTEBOOK_MEMO_LEASE="1")
-    holder = subprocess.Popen([sys.executable, str(script), "slow", str(log), "9", "4", "keep-alive"], env=env,
-                              stdout=subprocess.PIPE, text=True)
-    _wait_for(log, "start 9")
-    _run(script, "slow", str(log), "9", "0", env=env)
-    out, _ = holder.communicate(timeout=60)
+    log, report = _hold_then_wait(tmp_path, cache_dir, "9", "keep-alive")
     assert log.read_text().count("start 9") == 1
-    assert not json.loads(out.split("RESULT", 1)[1])["warnings"]
+    assert not report["warnings"]
 
 
 # -- fork -------------------------------------------------------------------------------------------
