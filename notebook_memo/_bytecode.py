@@ -16,6 +16,9 @@ _LOCAL_LOAD_OPS = frozenset({"LOAD_FAST", "LOAD_FAST_CHECK", "LOAD_DEREF", "LOAD
                              "LOAD_GLOBAL"})
 # Between an IMPORT_NAME and the names it binds, only these instructions keep the import open.
 _IMPORT_STEPS = frozenset({"IMPORT_FROM", "SWAP", "POP_TOP", "CACHE"}) | _STORE_OPS
+_CALL_OPS = frozenset({"PRECALL", "CALL", "CALL_FUNCTION", "CALL_METHOD"})
+_IMPORTERS = frozenset({"import_module", "__import__"})
+WHOLE = "*"  # an attribute chain of (WHOLE,): the module itself is used, not one of its names
 
 
 @functools.lru_cache(maxsize=8192)
@@ -49,6 +52,40 @@ def global_references(code: types.CodeType) -> tuple[tuple[str, tuple[str, ...]]
 ImportRef = tuple[str, int, tuple[str, ...]]  # module name, relative level, attribute chain
 
 
+def _bare(chain: tuple[str, ...]) -> tuple[str, ...]:
+    return () if chain else (WHOLE,)  # a name bound to the module itself, used without an attribute
+
+
+def _imports_by_name(code: types.CodeType) -> list[tuple[str, tuple[str, ...], str | None]]:
+    """Return the modules a code object imports by a constant name at run time.
+
+    ``importlib.import_module("m")`` and ``__import__("m")``: each with the attributes read
+    from the result and the local name it is stored in, if any.
+    """
+    found: list[tuple[str, tuple[str, ...], str | None]] = []
+    ins = [i for i in dis.get_instructions(code) if i.opname not in ("CACHE", "PUSH_NULL")]
+    for k in range(1, len(ins) - 1):
+        const, caller = ins[k], ins[k - 1]
+        if const.opname != "LOAD_CONST" or not isinstance(const.argval, str) or const.argval.startswith("."):
+            continue
+        if caller.opname not in _LOCAL_LOAD_OPS | _ATTR_OPS or caller.argval not in _IMPORTERS:
+            continue
+        j = k + 1
+        while j < len(ins) and ins[j].opname in _CALL_OPS:
+            j += 1
+        if j == k + 1:
+            continue  # the name is not the call's only argument
+        # __import__("a.b") returns the top package, like ``import a.b``.
+        name = const.argval.partition(".")[0] if caller.argval == "__import__" else const.argval
+        chain: list[str] = []
+        while j < len(ins) and ins[j].opname in _ATTR_OPS:
+            chain.append(ins[j].argval)
+            j += 1
+        stored = ins[j].argval if not chain and j < len(ins) and ins[j].opname in _STORE_OPS else None
+        found.append((name, tuple(chain) if chain or stored else (WHOLE,), stored))
+    return found
+
+
 @functools.lru_cache(maxsize=8192)
 def imported_references(code: types.CodeType) -> tuple[ImportRef, ...]:
     """Return the modules a code object imports in its body, each with the attributes read from it."""
@@ -58,6 +95,11 @@ def imported_references(code: types.CodeType) -> tuple[ImportRef, ...]:
     found: dict[ImportRef, None] = {}
     bound: dict[str, ImportRef] = {}
     for current in codes:
+        for name, chain, stored in _imports_by_name(current):
+            found[(name, 0, ())] = None
+            found[(name, 0, chain)] = None
+            if stored is not None:
+                bound[stored] = (name, 0, ())
         consts: list[Any] = []
         pending: tuple[str, int, bool, tuple[str, ...]] | None = None
         for ins in dis.get_instructions(current):
@@ -91,10 +133,10 @@ def imported_references(code: types.CodeType) -> tuple[ImportRef, ...]:
                 attrs.append(ins.argval)
                 continue
             if ref is not None:
-                found[(ref[0], ref[1], ref[2] + tuple(attrs))] = None
+                found[(ref[0], ref[1], ref[2] + (tuple(attrs) or _bare(ref[2])))] = None
             ref, attrs = None, []
             if ins.opname in _LOCAL_LOAD_OPS and isinstance(ins.argval, str):
                 ref = bound.get(ins.argval)
         if ref is not None:
-            found[(ref[0], ref[1], ref[2] + tuple(attrs))] = None
+            found[(ref[0], ref[1], ref[2] + (tuple(attrs) or _bare(ref[2])))] = None
     return tuple(found)

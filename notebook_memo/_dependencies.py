@@ -21,19 +21,21 @@ import sys
 import threading
 import types
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import _config
-from ._bytecode import global_references, imported_references
+from ._bytecode import WHOLE, global_references, imported_references
 from ._errors import UnhashableArgument
 from ._fingerprint import (
     _MISSING,
     _class_items,
+    _holders,
     _immutable,
     _is_code,
     _module_is_user_code,
+    _same,
     class_fingerprint,
     is_user_code,
     own_fingerprint,
@@ -117,10 +119,28 @@ class Dependencies:
         return combine([f"{label}\0{kind}".encode() + d for label, kind, d in items])
 
 
+def _is_singledispatch(value: Any) -> bool:
+    """Return True for a ``functools.singledispatch`` function (its registry is code too)."""
+    return isinstance(value, types.FunctionType) and isinstance(getattr(value, "registry", None),
+                                                                types.MappingProxyType) \
+        and callable(getattr(value, "dispatch", None)) and hasattr(value, "__wrapped__")
+
+
+def _implementations(fn: Any) -> list[tuple[str, Any]]:
+    """Return a singledispatch function's implementations, by the name of the type they serve."""
+    return sorted(((qualified_name(kind), impl) for kind, impl in fn.registry.items()), key=lambda item: item[0])
+
+
+def _fixed(value: Any) -> bool:
+    """Return True for a value whose content cannot change while it is the same object."""
+    return _immutable(value) or isinstance(value, (types.FunctionType, type))
+
+
 class _Resolver:
-    def __init__(self, track_versions: bool) -> None:
+    def __init__(self, track_versions: bool, by_code: bool = False) -> None:
         self.deps = Dependencies()
         self.track_versions = track_versions
+        self.by_code = by_code  # key functions by their code objects (values: alike in workers)
         self.seen: set[int] = set()
         # What the result was read from, with the identities seen: while all of them are
         # unchanged (and nothing mutable was read), the same resolution holds.
@@ -132,19 +152,32 @@ class _Resolver:
             return
         self.seen.add(id(fn))
         self.watch.append(_fn_watch(fn))
-        digest, _ = own_fingerprint(fn)
-        defaults = (fn.__defaults__, fn.__kwdefaults__)
+        digest, _ = own_fingerprint(fn, self.by_code)
         parts = [digest]
-        if defaults != (None, None):
-            try:
-                parts.append(content_hash(defaults, f"the defaults of {label}"))
-            except UnhashableArgument as exc:
-                self.deps.skipped[f"{label} defaults"] = exc.reason
+        self.defaults(fn, label, parts)
         self.deps.parts[label] = ("code", combine(parts))
         self.globals_of(fn, label)
         for cell_name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
+            if cell_name == "__class__" and self.by_code:
+                # A method's own class (for super()): resolved, but not watched through the
+                # cell, which would keep the class alive in the cache of values.
+                with contextlib.suppress(ValueError):
+                    self.value(cell.cell_contents, f"{label}.<class>")
+                continue
             self.closure(cell, f"{label}.<closure {cell_name}>")
         self.state_of(fn, label)
+
+    def defaults(self, fn: types.FunctionType, label: str, parts: list[bytes]) -> None:
+        defaults = (fn.__defaults__, fn.__kwdefaults__)
+        if defaults == (None, None):
+            return
+        values = [*(fn.__defaults__ or ()), *(fn.__kwdefaults__ or {}).values()]
+        if not all(_fixed(v) for v in values):
+            self.volatile = True  # a mutable default (the body may change it): re-hashed each call
+        try:
+            parts.append(content_hash(defaults, f"the defaults of {label}"))
+        except UnhashableArgument as exc:
+            self.deps.skipped[f"{label} defaults"] = exc.reason
 
     def state_of(self, fn: Any, label: str) -> None:
         """Resolve what a function carries besides its code: ``__wrapped__`` and attributes."""
@@ -192,8 +225,10 @@ class _Resolver:
                 continue
             module, library = _imported_module(name)
             self.watch.append(("module", name, module))
+            if module is not None and not chain and is_user_code(module):
+                continue  # the import itself: what the body reads from it has chains of its own
             if module is not None:
-                self.reference(module, chain, name)
+                self.reference(module, () if chain == (WHOLE,) else chain, name)
             elif library:
                 self.package(name)
             else:
@@ -207,15 +242,30 @@ class _Resolver:
                     nxt = getattr(value, attr, _MISSING)
                     self.watch.append(("attr", value, attr, nxt))
                     if nxt is _MISSING:
-                        break
+                        return
                     value, label = nxt, f"{label}.{attr}"
                     if not isinstance(value, types.ModuleType):
                         self.value(value, label)
                         return
+                if is_user_code(value):
+                    self.module_code(value, label)  # the module itself is used (getattr(mod, name))
+                else:
+                    self.package(value.__name__)
                 return
             self.package(value.__name__)
             return
         self.value(value, label)
+
+    def module_code(self, module: types.ModuleType, label: str) -> None:
+        """Resolve a user module used as a whole: every function and class defined in it."""
+        if id(module) in self.seen:
+            return
+        self.seen.add(id(module))
+        namespace = vars(module)
+        self.watch.append(("dict", namespace, list(namespace.items())))
+        for name, attr in sorted(namespace.items()):
+            if isinstance(attr, (types.FunctionType, type)) and getattr(attr, "__module__", None) == module.__name__:
+                self.value(attr, f"{label}.{name}")
 
     def package(self, module_name: str) -> None:
         if not self.track_versions:
@@ -226,6 +276,9 @@ class _Resolver:
         self.deps.parts[f"package {top}"] = ("package", package_version(top).encode())
 
     def value(self, value: Any, label: str) -> None:
+        if _is_singledispatch(value):
+            self.dispatch(value, label)
+            return
         if isinstance(value, types.FunctionType):
             if is_user_code(value):
                 self.function(value, label)
@@ -245,6 +298,12 @@ class _Resolver:
         if isinstance(value, (staticmethod, classmethod)):
             self.value(value.__func__, label)
             return
+        if isinstance(value, functools.singledispatchmethod):
+            self.dispatch(value.dispatcher, label)
+            return
+        if isinstance(value, functools.cached_property):
+            self.value(value.func, label)
+            return
         if isinstance(value, property):
             for accessor in ("fget", "fset", "fdel"):
                 fn = getattr(value, accessor)
@@ -255,7 +314,7 @@ class _Resolver:
         if isinstance(wrapped, types.FunctionType) and hasattr(value, "__memo__"):
             self.function(wrapped, label)  # a memoized helper: follow the function inside
             return
-        if isinstance(value, functools.partial):
+        if isinstance(value, (functools.partial, functools.partialmethod)):
             self.partial(value, label)
             return
         if isinstance(value, functools._lru_cache_wrapper):  # type: ignore[attr-defined]
@@ -269,7 +328,20 @@ class _Resolver:
         except UnhashableArgument as exc:
             self.deps.skipped[label] = exc.reason
 
-    def partial(self, value: functools.partial[Any], label: str) -> None:
+    def dispatch(self, fn: Any, label: str) -> None:
+        """Resolve a singledispatch function: every registered implementation is code it runs."""
+        self.watch.append(_fn_watch(fn))
+        self.watch.append(("dict", fn.registry, list(fn.registry.items())))
+        kinds = []
+        for kind, impl in _implementations(fn):
+            kinds.append(kind)
+            self.value(impl, f"{label}[{kind}]")
+        self.deps.parts[f"{label}.<registry>"] = ("code", combine([k.encode() for k in kinds]))
+        for name, attr in _public_attributes(fn):
+            if name not in ("registry", "dispatch", "register", "_clear_cache"):
+                self.value(attr, f"{label}.{name}")
+
+    def partial(self, value: Any, label: str) -> None:
         self.value(value.func, f"{label}.func")
         self.watch.append(("dict", value.keywords, list(value.keywords.items())))
         bound = (value.args, value.keywords)
@@ -287,7 +359,7 @@ class _Resolver:
         self.watch.append(("class", cls, list(vars(cls).values())))
         if any(not _immutable(v) and not _is_code(v) and not isinstance(v, type) for _, v in _class_items(cls)):
             self.volatile = True  # mutable class data: re-hashed on every call
-        self.deps.parts[label] = ("code", class_fingerprint(cls))
+        self.deps.parts[label] = ("code", class_fingerprint(cls, self.by_code))
         for base in cls.__mro__[1:]:
             if base is not object and not is_user_code(base):
                 self.package(base.__module__)
@@ -412,13 +484,58 @@ def resolve_values(values: dict[str, Any], chains: dict[str, tuple[str, ...]], m
 
 # -- functions reached through values (arguments, containers, partials) ---------------------
 
-# Per function object: the digest of its code and everything it reads, with the watch list
-# that says it still holds. Weak keys: a redefined function's entry goes with it, so the entry
-# keeps the function's own watch item without the function (else the value would hold the key).
-_value_cache: weakref.WeakKeyDictionary[
-    types.FunctionType, tuple[list[tuple[Any, ...]], bytes, bool, tuple[Any, ...]]] = weakref.WeakKeyDictionary()
+# Per function or class: the digest of its code and everything it reads, with the watch list
+# that says it still holds. Weak keys, and the watch list is stored with weak references where
+# it can be (_stored): an entry that held its own key (a method's class, a global naming the
+# function) would keep every redefined function and class of a notebook alive.
+_Entry = tuple[list[tuple[Any, ...]], bytes, bool]
+_function_values: weakref.WeakKeyDictionary[types.FunctionType, _Entry] = weakref.WeakKeyDictionary()
+_class_values: weakref.WeakKeyDictionary[type, _Entry] = weakref.WeakKeyDictionary()
 _value_lock = threading.Lock()
 _in_progress = threading.local()
+
+
+class _Weak(weakref.ref):  # type: ignore[type-arg]
+    """An element of a stored watch item, held weakly."""
+
+    __slots__ = ()
+
+
+def _stored(item: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Return a watch item for the cache of values, holding what it can weakly."""
+    if item[0] == "class":
+        return ("class", _Weak(item[1]), _holders(item[2]))
+    held: list[Any] = [item[0]]
+    for element in item[1:]:
+        try:
+            held.append(_Weak(element))
+        except TypeError:
+            held.append(element)
+    return tuple(held)
+
+
+def _revived(stored: list[tuple[Any, ...]]) -> list[tuple[Any, ...]] | None:
+    """Return the live watch list of a stored one, or None when it no longer holds."""
+    live: list[tuple[Any, ...]] = []
+    for item in stored:
+        if item[0] == "class":
+            cls = item[1]()
+            if cls is None:
+                return None
+            values = list(vars(cls).values())
+            if not _same(item[2], values):
+                return None
+            live.append(("class", cls, values))
+            continue
+        elements: list[Any] = []
+        for element in item:
+            if type(element) is _Weak:
+                element = element()
+                if element is None:
+                    return None
+            elements.append(element)
+        live.append(tuple(elements))
+    return live if _still_valid(live) else None
 
 
 def _resolvers() -> list[_Resolver]:
@@ -450,48 +567,84 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_new_value_lock)
 
 
-def function_value_digest(fn: types.FunctionType) -> bytes:
-    """Return the digest of a user function used as a value: its code and, transitively, what it reads."""
+def _watched_by_enclosing(items: list[tuple[Any, ...]]) -> None:
+    stack = _resolvers()
+    if stack:
+        stack[-1].watch.extend(items)
+
+
+def _value_digest(obj: Any, cache: weakref.WeakKeyDictionary[Any, _Entry], name: str,
+                  resolve: Callable[[_Resolver], None]) -> bytes:
+    """Return the digest of code used as a value: what ``resolve`` finds, cached while it holds.
+
+    Keyed by code objects, never by source, so a notebook and the worker it sends the value
+    to (which has no source) agree.
+    """
     track = _config.settings.track_versions
     stack = _resolvers()
     enclosing = stack[-1] if stack else None
-    cached = _value_cache.get(fn)
+    cached = cache.get(obj)
     if cached is not None and cached[2] == track:
-        own = ("fn", fn, *cached[3])
-        if _still_valid([own]) and _still_valid(cached[0]):
+        live = _revived(cached[0])
+        if live is not None:
             if enclosing is not None:
-                enclosing.watch.append(own)
-                enclosing.watch.extend(cached[0])
+                enclosing.watch.extend(live)
             return cached[1]
-    active: dict[int, list[bool]] = getattr(_in_progress, "functions", None) or {}
-    _in_progress.functions = active
-    if id(fn) in active:
-        # A function reaching itself (through a container or a partial): name it, and let no
-        # digest computed meanwhile be cached, since it stands on this unfinished one.
+    active: dict[int, list[bool]] = getattr(_in_progress, "values", None) or {}
+    _in_progress.values = active
+    if id(obj) in active:
+        # Code reaching itself (through a container, a partial, an instance of its class): name
+        # it, and let no digest computed meanwhile be cached, since it stands on this unfinished one.
         for frame in active.values():
             frame[0] = True
-        return combine([b"fn-cycle", fn.__qualname__.encode()])
+        return combine([b"cycle", name.encode()])
     frame = [False]
-    active[id(fn)] = frame
-    resolver = _Resolver(track)
+    active[id(obj)] = frame
+    resolver = _Resolver(track, by_code=True)
     try:
         with _running(resolver):
-            resolver.function(fn, "<value>")
+            resolve(resolver)
     finally:
-        del active[id(fn)]
+        del active[id(obj)]
     if enclosing is not None:
         enclosing.watch.extend(resolver.watch)
         enclosing.volatile |= resolver.volatile or frame[0]
     deps = resolver.deps
     digest = combine([deps.digest(), *(f"{label}\0skipped".encode() for label in sorted(deps.skipped))])
     if not (resolver.volatile or frame[0]):
-        others = [item for item in resolver.watch if not (item[0] == "fn" and item[1] is fn)]
-        with _value_lock:
-            _value_cache[fn] = (others, digest, track, _fn_watch(fn)[2:])
+        with _value_lock, contextlib.suppress(TypeError):
+            cache[obj] = ([_stored(item) for item in resolver.watch], digest, track)
     return digest
 
 
+def function_value_digest(fn: types.FunctionType) -> bytes:
+    """Return the digest of a user function used as a value: its code and, transitively, what it reads."""
+    return _value_digest(fn, _function_values, fn.__qualname__, lambda r: r.function(fn, "<value>"))
+
+
+def class_value_digest(cls: type) -> bytes:
+    """Return the digest of a user class (of an argument, a global object, a bound method):
+    its definition and, like a function's helpers, what each of its methods reads."""
+    return _value_digest(cls, _class_values, cls.__qualname__, lambda r: r.cls(cls, "<class>"))
+
+
+def _hash_class(h: Hasher, cls: type) -> None:
+    if is_user_code(cls):
+        h.tag(b"Cu")
+        h.tag(class_value_digest(cls))
+    else:
+        h.tag(b"Cq")
+        h.text(qualified_name(cls))
+
+
 def _hash_function(h: Hasher, fn: types.FunctionType) -> None:
+    if _is_singledispatch(fn):
+        h.tag(b"Fd")
+        h.text(qualified_name(fn))
+        registry = fn.registry  # type: ignore[attr-defined]
+        _watched_by_enclosing([("dict", registry, list(registry.items()))])
+        h.child(_implementations(fn), ".registry")
+        return
     if not is_user_code(fn):
         h.tag(b"Fq")
         h.text(qualified_name(fn))
@@ -510,5 +663,6 @@ def _hash_lru_wrapper(h: Hasher, wrapper: Any) -> None:
     h.child(_public_attributes(wrapper), "<attributes>")
 
 
+install_code_handler(type, _hash_class)
 install_code_handler(types.FunctionType, _hash_function)
 install_code_handler(functools._lru_cache_wrapper, _hash_lru_wrapper)  # type: ignore[attr-defined]

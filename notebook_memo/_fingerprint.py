@@ -65,10 +65,12 @@ def _module_is_user_code(module_name: str, module_file: str | None) -> bool:
     top = module_name.partition(".")[0]
     if top == "notebook_memo" or top in sys.stdlib_module_names or top == "builtins":
         return False
+    if module_name in ("__main__", "__mp_main__") or module_name.startswith("__ipython"):
+        # A notebook's cells, a script, or their code sent by value to a worker (whose own
+        # ``__main__`` may be a library's launcher): always the user's.
+        return True
     if module_file is None:
-        # Cells of a notebook (``__main__`` without a file) are user code; other
-        # file-less modules are builtin, frozen or namespace packages.
-        return module_name == "__main__" or module_name.startswith("__ipython")
+        return False  # builtin, frozen or a namespace package
     return not os.path.realpath(module_file).startswith(_ROOTS)
 
 
@@ -161,6 +163,8 @@ def _code_digest(code: types.CodeType, docstring: object = _MISSING) -> bytes:
 
 _own_cache: weakref.WeakKeyDictionary[Callable[..., Any], tuple[types.CodeType, bytes, str]] = \
     weakref.WeakKeyDictionary()
+_bytecode_cache: weakref.WeakKeyDictionary[Callable[..., Any], tuple[types.CodeType, bytes]] = \
+    weakref.WeakKeyDictionary()
 _own_lock = threading.Lock()
 
 
@@ -173,9 +177,22 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_new_own_lock)
 
 
-def own_fingerprint(fn: types.FunctionType) -> tuple[bytes, str]:
-    """Return ``(digest, method)`` of ``fn``'s own code; method is 'source' or 'bytecode'."""
+def own_fingerprint(fn: types.FunctionType, by_code: bool = False) -> tuple[bytes, str]:
+    """Return ``(digest, method)`` of ``fn``'s own code; method is 'source' or 'bytecode'.
+
+    ``by_code`` asks for the code object's digest even where the source is known: a function
+    reached as a value is keyed alike in a notebook and in a worker it was sent to (which has
+    its code but not its source).
+    """
     code = fn.__code__
+    if by_code:
+        known = _bytecode_cache.get(fn)
+        if known is not None and known[0] is code:
+            return known[1], "bytecode"
+        by_object = _code_digest(code, fn.__doc__ if fn.__doc__ is not None else _MISSING)
+        with _own_lock:
+            _bytecode_cache[fn] = (code, by_object)
+        return by_object, "bytecode"
     cached = _own_cache.get(fn)
     if cached is not None and cached[0] is code:
         return cached[1], cached[2]
@@ -200,8 +217,32 @@ def _immutable(value: Any) -> bool:
         or (isinstance(value, _IMMUTABLE) and type(value).__module__ == "builtins")
 
 
-_class_cache: weakref.WeakKeyDictionary[type, tuple[list[Any], bytes]] = weakref.WeakKeyDictionary()
+_class_caches: dict[bool, weakref.WeakKeyDictionary[type, tuple[list[Any], bytes]]] = {
+    False: weakref.WeakKeyDictionary(), True: weakref.WeakKeyDictionary()}
 _in_progress = threading.local()
+
+
+def class_code(attr: Any) -> tuple[list[types.FunctionType], Any] | None:
+    """Return the functions a class attribute runs and the data bound to them; None for data.
+
+    Methods, static and class methods, properties, ``functools.cached_property``,
+    ``partialmethod`` (whose bound arguments are the data), ``singledispatchmethod`` (its
+    default implementation; the others are looked up when resolving) and memoized methods.
+    """
+    if isinstance(attr, (staticmethod, classmethod)):
+        attr = attr.__func__
+    if isinstance(attr, types.FunctionType):
+        return [attr], None
+    if isinstance(attr, property):
+        return [fn for fn in (attr.fget, attr.fset, attr.fdel) if isinstance(fn, types.FunctionType)], None
+    if isinstance(attr, functools.partialmethod):
+        inner = class_code(attr.func)
+        return (inner[0] if inner else []), (attr.args, attr.keywords, inner[1] if inner else attr.func)
+    if isinstance(attr, (functools.cached_property, functools.singledispatchmethod)):
+        return class_code(attr.func)
+    if hasattr(attr, "__memo__") and not isinstance(attr, type):
+        return class_code(attr.__wrapped__)
+    return None
 
 
 def _class_items(cls: type) -> list[tuple[str, Any]]:
@@ -212,7 +253,7 @@ def _class_items(cls: type) -> list[tuple[str, Any]]:
 
 
 def _is_code(attr: Any) -> bool:
-    return isinstance(attr, (types.FunctionType, staticmethod, classmethod, property)) or hasattr(attr, "__memo__")
+    return class_code(attr) is not None
 
 
 _DERIVED = (types.GetSetDescriptorType, types.MemberDescriptorType)
@@ -242,10 +283,14 @@ def _same(held: list[Any], values: list[Any]) -> bool:
     return all((h() if isinstance(h, weakref.ref) else h[0]) is v for h, v in zip(held, current))
 
 
-def class_fingerprint(cls: type) -> bytes:
-    """Return a digest of a class: its name, bases, methods' code and data attributes."""
+def class_fingerprint(cls: type, by_code: bool = False) -> bytes:
+    """Return a digest of a class: its name, bases, methods' own code and data attributes.
+
+    ``by_code`` keys methods by their code objects, as for functions reached as values.
+    """
     values = list(vars(cls).values())
-    cached = _class_cache.get(cls)
+    cache = _class_caches[by_code]
+    cached = cache.get(cls)
     if cached is not None and _same(cached[0], values):
         return cached[1]
     active: set[int] = getattr(_in_progress, "classes", None) or set()
@@ -254,47 +299,35 @@ def class_fingerprint(cls: type) -> bytes:
         return combine([b"class-cycle", qualified_name(cls).encode()])
     active.add(id(cls))
     try:
-        digest, stable = _class_digest(cls)
+        digest, stable = _class_digest(cls, by_code)
     finally:
         active.discard(id(cls))
     if stable:
         with contextlib.suppress(TypeError):
-            _class_cache[cls] = (_holders(values), digest)
+            cache[cls] = (_holders(values), digest)
     return digest
 
 
-def _class_digest(cls: type) -> tuple[bytes, bool]:
+def _class_digest(cls: type, by_code: bool) -> tuple[bytes, bool]:
     parts = [qualified_name(cls).encode(), repr([qualified_name(b) for b in cls.__mro__]).encode()]
     stable = True
     for name, attr in _class_items(cls):
-        target = getattr(attr, "__func__", attr)
-        if hasattr(target, "__memo__"):
-            target = target.__wrapped__
-        if isinstance(target, types.FunctionType):
-            parts.append(name.encode() + own_fingerprint(target)[0])
-        elif isinstance(target, property):
-            for fn in (target.fget, target.fset, target.fdel):
-                if isinstance(fn, types.FunctionType):
-                    parts.append(name.encode() + own_fingerprint(fn)[0])
-        else:
-            stable = (stable and _immutable(attr)) or isinstance(attr, type)
-            try:
-                parts.append(name.encode() + content_hash(attr, f"{cls.__qualname__}.{name}"))
-            except UnhashableArgument:
-                parts.append(name.encode() + b"<unhashable>")
+        code = class_code(attr)
+        data = attr
+        if code is not None:
+            functions, data = code
+            parts.extend(name.encode() + own_fingerprint(fn, by_code)[0] for fn in functions)
+            if data is None:
+                continue
+        stable = (stable and _immutable(data)) or isinstance(data, type)
+        try:
+            parts.append(name.encode() + content_hash(data, f"{cls.__qualname__}.{name}"))
+        except UnhashableArgument:
+            parts.append(name.encode() + b"<unhashable>")
     return combine(parts), stable
 
 
-# -- hashing classes and methods passed as values (functions: _dependencies) ----------------
-
-
-def _hash_class(h: Hasher, cls: type) -> None:
-    if is_user_code(cls):
-        h.tag(b"Cu")
-        h.tag(class_fingerprint(cls))
-    else:
-        h.tag(b"Cq")
-        h.text(qualified_name(cls))
+# -- hashing methods passed as values (functions and classes: _dependencies) -----------------
 
 
 def _hash_method(h: Hasher, method: types.MethodType) -> None:
@@ -303,5 +336,4 @@ def _hash_method(h: Hasher, method: types.MethodType) -> None:
     h.child(method.__self__, ".__self__")
 
 
-install_code_handler(type, _hash_class)
 install_code_handler(types.MethodType, _hash_method)

@@ -235,3 +235,138 @@ def test_module_imported_in_the_body_across_restarts(user_module: Path, cache_di
     user_module.write_text("def f(x):\n    return x * 3\n")
     out = run_kernel(cells, cache_dir, seed=3)
     assert out["runs"] == 1 and out["v"] == 15
+
+
+# -- 6. methods of objects reached through values --------------------------------------------
+# An object's class is code: its methods are keyed like helpers, with what they read.
+
+MODEL = """
+class Model:
+    def __init__(self, w):
+        self.w = w
+    def prep(self, v):
+        return helper(v)
+    def predict(self, v):
+        return self.prep(v) * self.w
+    def __call__(self, v):
+        return v * SCALE
+model = Model(2)
+"""
+
+
+def test_callable_object_reading_a_changed_global_is_a_miss(nb: Shell) -> None:
+    nb.run(MODEL)
+    call_twice_then_edit(nb, "apply(model, 5)", "SCALE = 30")
+
+
+def test_bound_method_reaching_a_helper_through_self_is_a_miss(nb: Shell) -> None:
+    nb.run(MODEL)
+    call_twice_then_edit(nb, "apply(model.predict, 5)", "def helper(v):\n    return v + 7")
+
+
+def test_instance_argument_whose_method_reads_a_global_is_a_miss(nb: Shell) -> None:
+    nb.run(MODEL)
+    nb.run("@memo\ndef score(m, x):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return m(x) + m.predict(x)")
+    call_twice_then_edit(nb, "score(model, 5)", "SCALE = 40")
+    nb.run("def helper(v):\n    return v - 100")
+    nb.run("score(model, 5)")
+    assert runs(nb) == 3
+
+
+def test_global_instance_whose_method_reads_a_helper_is_a_miss(nb: Shell) -> None:
+    nb.run(MODEL)
+    nb.run("@memo\ndef use(x):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return model.predict(x)")
+    call_twice_then_edit(nb, "use(5)", "def helper(v):\n    return v * 9")
+
+
+def test_inherited_method_reading_a_global_is_a_miss(nb: Shell) -> None:
+    nb.run("class Base:\n    def __call__(self, v):\n        return v * SCALE\n"
+           "class Child(Base):\n    def __init__(self):\n        self.k = 1\nchild = Child()")
+    call_twice_then_edit(nb, "apply(child, 5)", "SCALE = 11")
+
+
+def test_object_method_through_a_container_and_a_partial_is_a_miss(nb: Shell) -> None:
+    nb.run(MODEL)
+    nb.run("@memo\ndef use(ops, x):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return ops['m'](x)")
+    call_twice_then_edit(nb, "use({'m': functools.partial(model.predict)}, 5)",
+                         "def helper(v):\n    return v * 4")
+
+
+def test_objects_with_unchanged_code_hit_across_redefinition(nb: Shell) -> None:
+    nb.run(MODEL)
+    nb.run("apply(model.predict, 5)\napply(model, 5)")
+    nb.run(MODEL)  # the same class defined again, a new instance with equal state
+    nb.run("apply(model.predict, 5)\napply(model, 5)")
+    assert runs(nb) == 2
+
+
+def test_object_keys_are_stable_across_restarts(cache_dir: Path) -> None:
+    record = "a = apply(model.predict, 5)\nb = apply(model, 5)\nOUT['runs'] = RUNS.get('n', 0)"
+    cells = [SETUP, APPLY, MODEL, record]
+    assert run_kernel(cells, cache_dir, seed=1)["runs"] == 2
+    assert run_kernel(cells, cache_dir, seed=2)["runs"] == 0
+    edited = [SETUP, APPLY, MODEL, "def helper(v):\n    return v + 3", record]
+    assert run_kernel(edited, cache_dir, seed=3)["runs"] == 2  # an object is keyed by its whole class
+
+
+def test_a_class_used_as_a_value_is_not_kept_alive_by_the_cache(nb: Shell) -> None:
+    nb.run("import gc, weakref\nclass Holder:\n    def get(self):\n        return Holder, SCALE\n"
+           "    def up(self):\n        return super().__repr__()\n"
+           "h = Holder()\napply(h.get, 5) if False else None\napply(h, 5) if False else None")
+    nb.run("@memo\ndef peek(o):\n    return 1\npeek(h)\npeek(h.get)\ngone = weakref.ref(Holder)\ndel Holder, h")
+    nb.run("gc.collect()\nalive = gone() is not None")
+    assert nb["alive"] is False
+
+
+# -- 7. functools.singledispatch --------------------------------------------------------------
+
+DISPATCH = """
+@functools.singledispatch
+def fmt(v):
+    return f"any {v}"
+@fmt.register
+def _(v: int):
+    return v * SCALE
+"""
+
+
+def test_singledispatch_implementation_edit_is_a_miss(nb: Shell) -> None:
+    nb.run(DISPATCH)
+    nb.run("@memo\ndef use(x):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return fmt(x)")
+    call_twice_then_edit(nb, "use(5)", "@fmt.register\ndef _(v: int):\n    return v * SCALE + 1")
+    nb.run("SCALE = 3")
+    nb.run("use(5)")
+    assert runs(nb) == 3
+
+
+def test_singledispatch_new_registration_is_a_miss(nb: Shell) -> None:
+    nb.run(DISPATCH)
+    call_twice_then_edit(nb, "apply(fmt, 2.5)", "@fmt.register\ndef _(v: float):\n    return -v")
+
+
+def test_singledispatch_repeated_call_is_a_hit(nb: Shell) -> None:
+    nb.run(DISPATCH)
+    nb.run("@memo\ndef use(x):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return fmt(x)")
+    nb.run("use(5)\nuse(5)\nuse('a')\nuse('a')\nuse(5)\napply(fmt, 5)\napply(fmt, 5)")
+    assert runs(nb) == 3
+
+
+# -- 8. modules imported by name at run time --------------------------------------------------
+
+
+@pytest.mark.parametrize("body", [
+    "    import importlib\n    return importlib.import_module('inner_import_mod').f(x)",
+    "    from importlib import import_module\n    m = import_module('inner_import_mod')\n    return m.f(x)",
+    "    return importlib.import_module('inner_import_mod').f(x)",
+    "    return __import__('inner_import_mod').f(x)",
+], ids=["importlib-in-body", "import_module", "importlib-global", "dunder-import"])
+def test_module_imported_by_name_edit_is_a_miss(nb: Shell, user_module: Path, body: str) -> None:
+    nb.run("import importlib")
+    nb.run(f"@memo\ndef use(x):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n{body}")
+    nb.run("use(5)")
+    nb.run("use(5)")
+    assert runs(nb) == 1
+    user_module.write_text("def f(x):\n    return x * 3\n")
+    nb.run("import importlib, inner_import_mod\nimportlib.reload(inner_import_mod)")
+    nb.run("v = use(5)")
+    assert runs(nb) == 2 and nb["v"] == 15

@@ -229,3 +229,46 @@ def test_a_global_changed_after_arrival_is_keyed_by_the_receiver(shell: Shell) -
     assert original(2) == 6
     with pytest.warns(StaleEntriesWarning):  # the entry of K = 3 is another version for the clone
         assert clone(2) == 10
+
+
+def test_function_values_of_a_notebook_keep_their_keys_in_workers(tmp_path: Path) -> None:
+    """A default, an argument and an instance that are notebook code key alike in workers."""
+    log = tmp_path / "body.log"
+    out = run_kernel([
+        f"""
+        from notebook_memo import memo
+        from joblib import Parallel, delayed
+        LOG = {str(log)!r}
+        OFFSET = 10
+        """,
+        """
+        def shift(x):
+            return x + OFFSET
+
+        class Scaler:
+            def __init__(self, k):
+                self.k = k
+            def __call__(self, x):
+                return shift(x) * self.k
+
+        @memo
+        def with_default(x, fn=shift):
+            with open(LOG, "a") as fh:
+                fh.write(f"default {x}\\n")
+            return fn(x)
+
+        @memo
+        def apply(fn, x):
+            with open(LOG, "a") as fh:
+                fh.write(f"apply {x}\\n")
+            return fn(x)
+        """,
+        """
+        OUT["here"] = [with_default(1), apply(shift, 2), apply(Scaler(3), 3), apply(lambda v: v - OFFSET, 4)]
+        OUT["there"] = Parallel(n_jobs=2, backend="loky")(
+            [delayed(with_default)(1), delayed(apply)(shift, 2), delayed(apply)(Scaler(3), 3),
+             delayed(apply)(lambda v: v - OFFSET, 4)])
+        """,
+    ], tmp_path / "cache")
+    assert out["there"] == out["here"] == [11, 12, 39, -6]
+    assert sorted(log.read_text().splitlines()) == ["apply 2", "apply 3", "apply 4", "default 1"]
