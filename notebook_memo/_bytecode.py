@@ -66,9 +66,10 @@ def _imports_by_name(code: types.CodeType) -> list[tuple[str, tuple[str, ...], s
     ins = [i for i in dis.get_instructions(code) if i.opname not in ("CACHE", "PUSH_NULL")]
     for k in range(1, len(ins) - 1):
         const, caller = ins[k], ins[k - 1]
-        if const.opname != "LOAD_CONST" or not isinstance(const.argval, str) or const.argval.startswith("."):
-            continue
         if caller.opname not in _LOCAL_LOAD_OPS | _ATTR_OPS or caller.argval not in _IMPORTERS:
+            continue
+        if const.opname != "LOAD_CONST" or not isinstance(const.argval, str) or const.argval.startswith("."):
+            found.append(("", (), None))  # a name computed at run time (or relative to a package)
             continue
         j = k + 1
         while j < len(ins) and ins[j].opname in _CALL_OPS:
@@ -88,7 +89,10 @@ def _imports_by_name(code: types.CodeType) -> list[tuple[str, tuple[str, ...], s
 
 @functools.lru_cache(maxsize=8192)
 def imported_references(code: types.CodeType) -> tuple[ImportRef, ...]:
-    """Return the modules a code object imports in its body, each with the attributes read from it."""
+    """Return the modules a code object imports in its body, each with the attributes read from it.
+
+    The name ``""`` stands for a module imported by a name computed at run time.
+    """
     codes = [code]
     for current in codes:
         codes.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
@@ -96,6 +100,9 @@ def imported_references(code: types.CodeType) -> tuple[ImportRef, ...]:
     bound: dict[str, ImportRef] = {}
     for current in codes:
         for name, chain, stored in _imports_by_name(current):
+            if not name:
+                found[("", 0, ())] = None
+                continue
             found[(name, 0, ())] = None
             found[(name, 0, chain)] = None
             if stored is not None:

@@ -219,6 +219,11 @@ class _Resolver:
             return
         package = fn.__globals__.get("__package__") or fn.__globals__.get("__name__") or ""
         for module_name, level, chain in refs:
+            if not module_name:
+                self.deps.skipped[f"{fn.__qualname__}: import_module(...)"] = (
+                    "it imports a module by a name computed at run time, so that module's code is not "
+                    "known; import it by a constant name, or at the top of the cell")
+                continue
             try:
                 name = importlib.util.resolve_name("." * level + module_name, package) if level else module_name
             except (ImportError, ValueError):
@@ -594,9 +599,12 @@ def _value_digest(obj: Any, cache: weakref.WeakKeyDictionary[Any, _Entry], name:
     _in_progress.values = active
     if id(obj) in active:
         # Code reaching itself (through a container, a partial, an instance of its class): name
-        # it, and let no digest computed meanwhile be cached, since it stands on this unfinished one.
-        for frame in active.values():
-            frame[0] = True
+        # it. What was computed since it began stands on this unfinished digest: none of that is
+        # cached. The digest of the code itself, once finished, covers the whole cycle.
+        inside = False
+        for key, frame in active.items():
+            frame[0] |= inside
+            inside = inside or key == id(obj)
         return combine([b"cycle", name.encode()])
     frame = [False]
     active[id(obj)] = frame
@@ -631,7 +639,10 @@ def class_value_digest(cls: type) -> bytes:
 def _hash_class(h: Hasher, cls: type) -> None:
     if is_user_code(cls):
         h.tag(b"Cu")
-        h.tag(class_value_digest(cls))
+        digest = h.memo.get(id(cls))  # a list of instances: their class once per walk
+        if digest is None:
+            digest = h.memo[id(cls)] = class_value_digest(cls)
+        h.tag(digest)
     else:
         h.tag(b"Cq")
         h.text(qualified_name(cls))

@@ -63,13 +63,14 @@ class _Unhashable(Exception):
 class Hasher:
     """Feeds a value's canonical byte form into one xxh3-128 state."""
 
-    __slots__ = ("_active", "_buf", "_h", "deepest")
+    __slots__ = ("_active", "_buf", "_h", "deepest", "memo")
 
     def __init__(self) -> None:
         self._buf = bytearray()
         self._h = xxhash.xxh3_128()
         self._active: dict[int, int] = {}
         self.deepest = 0  # how deeply nested the walk was when the stack ran out
+        self.memo: dict[int, bytes] = {}  # code digests met in this one walk (a class per instance)
 
     # -- primitives -------------------------------------------------------------------
     def tag(self, data: bytes) -> None:
@@ -139,6 +140,7 @@ class Hasher:
         """Return the digest of ``value`` alone (for order-free containers)."""
         sub = Hasher()
         sub._active = self._active
+        sub.memo = self.memo
         try:
             sub.update(value)
         except RecursionError:

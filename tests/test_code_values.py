@@ -370,3 +370,73 @@ def test_module_imported_by_name_edit_is_a_miss(nb: Shell, user_module: Path, bo
     nb.run("import importlib, inner_import_mod\nimportlib.reload(inner_import_mod)")
     nb.run("v = use(5)")
     assert runs(nb) == 2 and nb["v"] == 15
+
+
+# -- 9. neighbours: descriptors, class state, enums, dynamic module use ---------------------
+
+
+@pytest.mark.parametrize("member", [
+    "@property\n    def out(self):\n        return SCALE",
+    "@functools.cached_property\n    def out(self):\n        return SCALE",
+    "@staticmethod\n    def out():\n        return SCALE",
+    "@classmethod\n    def out(cls):\n        return SCALE",
+    "def _out(self, k):\n        return SCALE * k\n    out = functools.partialmethod(_out, 1)",
+    "@functools.singledispatchmethod\n    def out(self, v):\n        return SCALE",
+], ids=["property", "cached_property", "staticmethod", "classmethod", "partialmethod", "singledispatchmethod"])
+def test_descriptor_of_an_argument_object_reading_a_global_is_a_miss(nb: Shell, member: str) -> None:
+    nb.run(f"class Holder:\n    {member}\nh = Holder()")
+    nb.run("@memo\ndef peek(o):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return 1")
+    call_twice_then_edit(nb, "peek(h) + SCALE", "SCALE = 12")
+
+
+def test_partialmethod_arguments_are_in_the_key(nb: Shell) -> None:
+    nb.run("class Holder:\n    def _out(self, k):\n        return k\n    out = functools.partialmethod(_out, 1)\n"
+           "h = Holder()")
+    nb.run("@memo\ndef use(o):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return o.out()")
+    call_twice_then_edit(nb, "use(h)", "Holder.out = functools.partialmethod(Holder._out, 2)")
+
+
+def test_singledispatchmethod_registration_is_a_miss(nb: Shell) -> None:
+    nb.run("class Fmt:\n    @functools.singledispatchmethod\n    def show(self, v):\n        return 'any'\n"
+           "    @show.register\n    def _(self, v: int):\n        return 'int'\nf = Fmt()")
+    nb.run("@memo\ndef use(o, v):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return o.show(v)")
+    call_twice_then_edit(nb, "use(f, 2.5)", "@Fmt.show.register\ndef _(self, v: float):\n    return 'float'")
+
+
+def test_class_data_changes_are_misses(nb: Shell) -> None:
+    nb.run("class Cfg:\n    opts = {'k': 1}\n    level = 1\n"
+           "    def get(self):\n        return self.opts['k'] + self.level\nc = Cfg()")
+    nb.run("@memo\ndef use(o):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return o.get()")
+    call_twice_then_edit(nb, "use(c)", "Cfg.level = 5")
+    nb.run("Cfg.opts['k'] = 7")
+    nb.run("use(c)")
+    assert runs(nb) == 3
+
+
+def test_enum_arguments_hit_and_key_by_their_class(nb: Shell) -> None:
+    nb.run("import enum\nclass Mode(enum.Enum):\n    FAST = 1\n    SLOW = 2\n    def factor(self):\n"
+           "        return self.value * SCALE")
+    nb.run("@memo\ndef use(m):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n"
+           "    return [v.factor() for v in (m if isinstance(m, list) else [m])]")
+    call_twice_then_edit(nb, "use(Mode.SLOW)", "SCALE = 13")
+    nb.run("use(Mode.SLOW)\nuse([Mode.SLOW, Mode.FAST] * 100)\nuse([Mode.SLOW, Mode.FAST] * 100)")
+    assert runs(nb) == 3
+
+
+def test_user_module_used_as_a_whole_is_followed(nb: Shell, user_module: Path) -> None:
+    nb.run("import inner_import_mod")
+    nb.run("@memo\ndef use(name, x):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n"
+           "    return getattr(inner_import_mod, name)(x)")
+    nb.run("use('f', 5)")
+    nb.run("use('f', 5)")
+    assert runs(nb) == 1
+    user_module.write_text("def f(x):\n    return x * 3\n")
+    nb.run("import importlib\nimportlib.reload(inner_import_mod)")
+    nb.run("v = use('f', 5)")
+    assert runs(nb) == 2 and nb["v"] == 15
+
+
+def test_module_imported_by_a_computed_name_is_reported(nb: Shell, user_module: Path) -> None:
+    nb.run("import importlib\n@memo\ndef use(name, x):\n    return importlib.import_module(name).f(x)")
+    with pytest.warns(UserWarning, match="computed at run time"):
+        nb.run("use('inner_import_mod', 5)")
