@@ -13,7 +13,7 @@ from ._config import LOCK_POLL_MAX
 from ._containers import ResultType
 from ._errors import BatchError
 from ._explain import Explanation, explain_call
-from ._hashing import aliasing_parts, combine, content_hash
+from ._hashing import combine, content_hash
 from ._leases import Watch
 from ._memo import _MISS, Call, MemoizedFunction, Options, save, storage_trouble
 from ._serialize import dumps
@@ -61,7 +61,7 @@ class BatchFunction(MemoizedFunction[Any]):
         state = self.code_state()
         prefix = combine([b"nbmB", self._fid.encode(), state.code, state.deps_digest, self._version]
                          + [n.encode() + b"\0" + d for n, d in others.items()]
-                         + aliasing_parts([bound.arguments[n] for n in others]))
+                         + self._binder.shared([(n, bound.arguments[n]) for n in others]))
         call = Call(prefix.hex(), others, state.code, state.own, state.deps, state.method)
         self.last_call = call
         kind = _containers.kind(batch)

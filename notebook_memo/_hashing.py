@@ -221,8 +221,12 @@ def _h_set(tag: bytes) -> HashFn:
 
 
 def _h_memoryview(h: Hasher, v: memoryview) -> None:
+    try:
+        layout = v.format
+    except ValueError:
+        raise _Unhashable(v, "it is a released memoryview (its buffer is gone)") from None
     h.tag(b"v")
-    h.text(v.format)
+    h.text(layout)
     h.tag(repr(v.shape).encode())
     h.buffer(v.tobytes() if not v.c_contiguous else v)
 
@@ -344,7 +348,7 @@ def _choose(cls: type) -> HashFn:
 def _registered_handler(fn: Callable[[Any], Any]) -> HashFn:
     def handler(h: Hasher, v: Any) -> None:
         h.tag(b"R")
-        h.text(qualified_name(type(v)))
+        h.child(type(v), "<class>")  # the user's class: its code, as for any instance
         h.child(fn(v), "<register_hasher>")
 
     return handler
@@ -352,7 +356,7 @@ def _registered_handler(fn: Callable[[Any], Any]) -> HashFn:
 
 def _h_memo_key(h: Hasher, v: Any) -> None:
     h.tag(b"K")
-    h.text(qualified_name(type(v)))
+    h.child(type(v), "<class>")  # __memo_key__ names the state; the methods that use it are code
     h.child(v.__memo_key__(), ".__memo_key__()")
 
 
@@ -445,14 +449,28 @@ def _numpy_path(cls: type) -> HashFn | None:
     return None
 
 
+def _dtype_text(dtype: Any) -> str:
+    """Return the whole of a numpy dtype: fields (names, types, offsets, titles), sub-arrays, size."""
+    if dtype.fields is not None:
+        fields = []
+        for name in dtype.names:
+            field = dtype.fields[name]
+            title = f"|{field[2]!r}" if len(field) > 2 else ""
+            fields.append(f"{name!r}{title}:{_dtype_text(field[0])}@{field[1]}")
+        return "{" + ",".join(fields) + f"}}/{dtype.itemsize}{'a' if dtype.isalignedstruct else ''}"
+    if dtype.subdtype is not None:
+        base, shape = dtype.subdtype
+        return f"({_dtype_text(base)}){shape!r}"
+    return str(dtype.str)
+
+
 def _h_np_dtype(h: Hasher, v: Any) -> None:
     h.tag(b"nd")
-    h.text(str(v.descr) if v.fields else v.str)
+    h.text(_dtype_text(v))
 
 
 def _array_layout(h: Hasher, v: Any) -> None:
-    dtype = v.dtype
-    h.text(str(dtype.descr) if dtype.fields else dtype.str)
+    h.text(_dtype_text(v.dtype))
     h.tag(repr(v.shape).encode())
 
 
@@ -475,7 +493,7 @@ def _h_ndarray(h: Hasher, v: Any) -> None:
 
 def _h_np_scalar(h: Hasher, v: Any) -> None:
     h.tag(b"ns")
-    h.text(v.dtype.str)
+    h.text(_dtype_text(v.dtype))
     if v.dtype.hasobject:
         h.child(v.item(), "<item>")
     else:
@@ -504,6 +522,10 @@ def _h_pandas_values(h: Hasher, values: Any) -> None:
     if isinstance(dtype, np.dtype) and not dtype.hasobject:
         _h_ndarray(h, values.to_numpy(copy=False))
         return
+    if isinstance(dtype, pd.DatetimeTZDtype):
+        # The instants as UTC int64 (the zone is in the dtype's name): in place, not per element.
+        _h_ndarray(h, np.asarray(values.array.tz_convert(None)).view(np.int64))
+        return
     if isinstance(dtype, pd.CategoricalDtype):
         cat = pd.Categorical(values)
         h.tag(b"cat")
@@ -530,6 +552,9 @@ def _h_index(h: Hasher, v: Any) -> None:
     h.tag(b"pi")
     h.text(qualified_name(type(v)))
     h.child(list(v.names), "<index names>")
+    freq = getattr(v, "freqstr", None)  # a DatetimeIndex's frequency changes what shift() does
+    if freq is not None:
+        h.text(str(freq))
     if isinstance(v, pd.RangeIndex):
         h.update((v.start, v.stop, v.step))
     elif isinstance(v, pd.MultiIndex):
@@ -543,9 +568,17 @@ def _h_index(h: Hasher, v: Any) -> None:
 
 def _h_series(h: Hasher, v: Any) -> None:
     h.tag(b"ps")
+    h.text(qualified_name(type(v)))
     h.child(v.name, "<name>")
     _h_index(h, v.index)
     _h_pandas_values(h, v)
+    _h_pandas_extras(h, v)
+
+
+def _h_pandas_extras(h: Hasher, v: Any) -> None:
+    """Hash what a Series or DataFrame carries besides its data: ``attrs`` and ``flags``."""
+    h.child(dict(v.attrs), "<attrs>")
+    h.child(bool(v.flags.allows_duplicate_labels), "<flags>")
 
 
 def _h_dataframe(h: Hasher, v: Any) -> None:
@@ -559,7 +592,7 @@ def _h_dataframe(h: Hasher, v: Any) -> None:
         except _Unhashable as exc:
             exc.segments.append(f"[column {v.columns[i]!r}]")
             raise
-    h.child(dict(v.attrs), "<attrs>")
+    _h_pandas_extras(h, v)
 
 
 def _torch_path(cls: type) -> HashFn | None:

@@ -112,6 +112,12 @@ class _Binder:
         self.simple = all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params)
         self.names = names
         self.defaults = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+        self.var_keyword = next((p.name for p in params if p.kind is inspect.Parameter.VAR_KEYWORD), None)
+
+    def shared(self, bound: list[tuple[str, Any]]) -> list[bytes]:
+        """Return the key part saying which arguments are one mutable object (``**kwargs`` looked into)."""
+        kw = self.var_keyword
+        return aliasing_parts([tuple(v.values()) if n == kw and type(v) is dict else v for n, v in bound])
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[tuple[str, Any]]:
         names = self.names
@@ -228,7 +234,7 @@ class MemoizedFunction(Generic[R]):
         key = combine(
             [b"nbm1", self._fid.encode(), state.code, state.deps_digest, self._version]
             + [name.encode() + b"\0" + digest for name, digest in arguments.items()]
-            + aliasing_parts([v for _, v in bound])
+            + self._binder.shared(bound)
         ).hex()
         if deps.skipped:
             for label, reason in deps.skipped.items():

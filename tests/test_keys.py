@@ -418,3 +418,70 @@ def test_a_memoized_recursive_function_goes_as_deep_as_the_plain_one() -> None:
     with pytest.raises(RecursionError):
         runaway(0)  # still a RecursionError, never a crash
     assert sys.getrecursionlimit() == limit
+
+
+# -- found by review: numpy layouts, pandas extras, **kwargs aliasing, released buffers ------
+
+
+def test_structured_and_subarray_dtypes_key_by_their_whole_layout() -> None:
+    a = np.array([(1, 2.0)], dtype=[("a", "<i8"), ("b", "<f8")])[0]
+    b = np.frombuffer(a.tobytes(), dtype=[("x", "<f8"), ("y", "<i8")])[0]  # the same 16 bytes
+    assert h(a) != h(b)
+    assert h(np.dtype(("f8", (2, 3)))) != h(np.dtype(("i8", (6,))))
+    assert h(np.zeros(2, ("f8", (2, 3)))) != h(np.zeros(2, ("f8", (3, 2))))
+    titled = np.dtype({"names": ["a"], "formats": ["<i4"], "titles": ["A"]})
+    assert h(np.zeros(1, titled)) != h(np.zeros(1, [("a", "<i4")]))
+    assert h(np.zeros(1, np.dtype([("a", "u1"), ("b", "<i4")], align=True))) != \
+        h(np.zeros(1, np.dtype([("a", "u1"), ("b", "<i4")])))
+
+
+def test_out_of_order_and_overlapping_fields_hash() -> None:
+    swapped = np.dtype({"names": ["a", "b"], "formats": ["<i4", "<i4"], "offsets": [4, 0]})
+    overlap = np.dtype({"names": ["a", "b"], "formats": ["<i8", "<i4"], "offsets": [0, 0]})
+    assert h(np.zeros(3, swapped)) != h(np.zeros(3, np.dtype([("a", "<i4"), ("b", "<i4")])))
+    assert h(swapped) != h(overlap)
+    assert h(np.zeros(2, overlap)[0]) == h(np.zeros(2, overlap)[1])
+
+
+def test_series_attrs_index_frequency_and_flags_are_in_the_key() -> None:
+    s = pd.Series([1.0, 2.0])
+    t = s.copy()
+    t.attrs["unit"] = "kg"
+    assert h(s) != h(t)
+    days = pd.date_range("2026-01-01", periods=3, freq="D")
+    assert h(days) != h(pd.DatetimeIndex(list(days)))  # freq=None: shift() behaves differently
+    strict = pd.DataFrame({"a": [1]}).set_flags(allows_duplicate_labels=False)
+    assert h(strict) != h(pd.DataFrame({"a": [1]}))
+
+
+def test_tz_aware_columns_hash_in_place_and_by_zone() -> None:
+    stamps = pd.Series(pd.date_range("2026-01-01", periods=200_000, freq="s", tz="Europe/Berlin"))
+    other_zone = stamps.dt.tz_convert("UTC")  # the same instants, another zone: another key
+    assert h(stamps) != h(other_zone)
+    assert h(stamps) == h(stamps.copy())
+    later = stamps.copy()
+    later.iloc[-1] += pd.Timedelta(1, "s")
+    assert h(stamps) != h(later)
+    with_nat = stamps.copy()
+    with_nat.iloc[0] = pd.NaT
+    assert h(with_nat) != h(stamps)
+
+
+def test_the_same_list_passed_under_two_keyword_names_is_not_two_copies(counter: Counter) -> None:
+    @memo
+    def grow(**kw: list[int]) -> int:
+        counter()
+        kw["a"].append(1)
+        return len(kw["b"])
+
+    y: list[int] = []
+    assert grow(a=y, b=y) == 1
+    assert grow(a=[], b=[]) == 0
+    assert counter.n == 2
+
+
+def test_a_released_memoryview_names_the_argument() -> None:
+    view = memoryview(b"abc")
+    view.release()
+    with pytest.raises(UnhashableArgument, match="released memoryview"):
+        content_hash(view, "m")
