@@ -118,6 +118,7 @@ def imported_references(code: types.CodeType) -> tuple[ImportRef, ...]:
                 name = ins.argval.partition(".")[0] if whole and level == 0 else ins.argval
                 pending = (name, level, whole, ())
                 found[(name, level, ())] = None
+                found[(ins.argval, level, ())] = None  # `import a.b` loads a.b: its code is then known
             elif pending is not None and ins.opname == "IMPORT_FROM":
                 name, level, whole, chain = pending
                 pending = (name, level, whole, (*chain, ins.argval) if whole else (ins.argval,))

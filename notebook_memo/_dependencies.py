@@ -33,7 +33,6 @@ from ._fingerprint import (
     _class_items,
     _holders,
     _immutable,
-    _is_code,
     _module_is_user_code,
     _same,
     class_fingerprint,
@@ -79,7 +78,9 @@ def _imported_module(name: str) -> tuple[types.ModuleType | None, bool]:
         return None, False
     if spec is None:
         return None, False
-    if not _module_is_user_code(name, spec.origin if spec.has_location else None):
+    folders = list(spec.submodule_search_locations or [])
+    location = spec.origin if spec.has_location else (os.path.join(folders[0], "") if folders else None)
+    if not _module_is_user_code(name, location):
         return None, True
     try:
         return importlib.import_module(name), False
@@ -262,15 +263,21 @@ class _Resolver:
         self.value(value, label)
 
     def module_code(self, module: types.ModuleType, label: str) -> None:
-        """Resolve a user module used as a whole: every function and class defined in it."""
+        """Resolve a user module used as a whole (``getattr(mod, name)``): all it holds, each
+        name like a global, whether defined there, imported into it or data."""
         if id(module) in self.seen:
             return
         self.seen.add(id(module))
         namespace = vars(module)
         self.watch.append(("dict", namespace, list(namespace.items())))
         for name, attr in sorted(namespace.items()):
-            if isinstance(attr, (types.FunctionType, type)) and getattr(attr, "__module__", None) == module.__name__:
-                self.value(attr, f"{label}.{name}")
+            if name.startswith("__") and name.endswith("__"):
+                continue
+            if isinstance(attr, types.ModuleType):
+                if not is_user_code(attr):
+                    self.package(attr.__name__)
+                continue  # a user submodule is followed where the body names it
+            self.value(attr, f"{label}.{name}")
 
     def package(self, module_name: str) -> None:
         if not self.track_versions:
@@ -358,22 +365,31 @@ class _Resolver:
             self.deps.skipped[f"{label}.<arguments>"] = exc.reason
 
     def cls(self, cls: type, label: str) -> None:
+        """Resolve a user class: its definition, and for it and each user base, their data and
+        the code of every method (with what that reads), as for helpers; a user metaclass too."""
         if id(cls) in self.seen:
             return
         self.seen.add(id(cls))
-        self.watch.append(("class", cls, list(vars(cls).values())))
-        if any(not _immutable(v) and not _is_code(v) and not isinstance(v, type) for _, v in _class_items(cls)):
-            self.volatile = True  # mutable class data: re-hashed on every call
-        self.deps.parts[label] = ("code", class_fingerprint(cls, self.by_code))
-        for base in cls.__mro__[1:]:
-            if base is not object and not is_user_code(base):
-                self.package(base.__module__)
+        meta = type(cls)
+        if meta is not type and is_user_code(meta):
+            self.value(meta, f"{label}.<metaclass>")
         for klass in cls.__mro__:
-            if klass is object or not is_user_code(klass):
+            if klass is object:
                 continue
+            if not is_user_code(klass):
+                self.package(klass.__module__)
+                continue
+            own = klass is cls
+            where = label if own else f"{label}.<base {klass.__qualname__}>"
+            if not own and id(klass) in self.seen:
+                continue
+            self.seen.add(id(klass))
+            self.watch.append(("class", klass, list(vars(klass).values())))
+            self.deps.parts[where] = ("code", class_fingerprint(klass, self.by_code))
             for name, attr in _class_items(klass):
-                if _is_code(attr):
-                    self.value(attr, f"{klass.__qualname__}.{name}")
+                # Code is resolved like a helper; data like a global (hashed, and re-hashed on
+                # every call while it is mutable); a class held as data like a class.
+                self.value(attr, f"{klass.__qualname__}.{name}")
 
 
 def _still_valid(watch: list[tuple[Any, ...]]) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import enum
 import functools
 import inspect
 import os
@@ -24,7 +25,6 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from ._errors import UnhashableArgument
 from ._hashing import Hasher, combine, content_hash, install_code_handler, qualified_name
 
 __all__ = ()
@@ -62,26 +62,64 @@ _ROOTS = _library_roots()
 
 @functools.lru_cache(maxsize=4096)
 def _module_is_user_code(module_name: str, module_file: str | None) -> bool:
-    top = module_name.partition(".")[0]
-    if top == "notebook_memo" or top in sys.stdlib_module_names or top == "builtins":
+    """Return True when the module (or code) named so, living in that file, is the user's.
+
+    Where the file lies decides, not the name: a ``statistics.py`` in the notebook's folder
+    is the user's although the standard library has one.
+    """
+    if module_name.partition(".")[0] == "notebook_memo":
         return False
     if module_name in ("__main__", "__mp_main__") or module_name.startswith("__ipython"):
         # A notebook's cells, a script, or their code sent by value to a worker (whose own
         # ``__main__`` may be a library's launcher): always the user's.
         return True
     if module_file is None:
-        return False  # builtin, frozen or a namespace package
+        return False  # builtin or frozen
+    if module_file.startswith("<"):
+        return True  # code compiled from a string (exec, eval): nobody's package
     return not os.path.realpath(module_file).startswith(_ROOTS)
 
 
+def _location(module: types.ModuleType) -> str | None:
+    """Return a module's file, or for a namespace package (no ``__init__.py``) its first folder."""
+    file = getattr(module, "__file__", None)
+    if isinstance(file, str):
+        return file
+    path = getattr(module, "__path__", None)
+    if path is not None:
+        for folder in path:
+            return os.path.join(str(folder), "")
+    return None
+
+
 def is_user_code(obj: Any) -> bool:
-    """Return True when ``obj`` (a function, class or module) belongs to the user's code."""
-    name: str | None = obj.__name__ if isinstance(obj, types.ModuleType) else getattr(obj, "__module__", None)
-    if name is None:
+    """Return True when ``obj`` (a function, class or module) belongs to the user's code.
+
+    A function is judged by the namespace its code runs in, never by ``__module__``, which
+    ``functools.wraps`` copies from the function it wraps (perhaps a library's).
+    """
+    if isinstance(obj, types.ModuleType):
+        return _module_is_user_code(obj.__name__, _location(obj))
+    if isinstance(obj, types.FunctionType):
+        namespace = obj.__globals__
+        name = namespace.get("__name__")
+        module = sys.modules.get(name) if isinstance(name, str) else None
+        if module is not None and getattr(module, "__dict__", None) is namespace:
+            return _module_is_user_code(module.__name__, _location(module))
+        # Not a loaded module's namespace: a module loaded from a path, or code exec'd into a dict.
+        file = namespace.get("__file__")
+        return _module_is_user_code(name if isinstance(name, str) else "<exec>",
+                                    file if isinstance(file, str) else obj.__code__.co_filename)
+    name = getattr(obj, "__module__", None)
+    if not isinstance(name, str):
         return False
     module = sys.modules.get(name)
-    module_file = getattr(module, "__file__", None) if module is not None else None
-    return _module_is_user_code(name, module_file)
+    if module is None:
+        # A class of a module that is not loaded by name (loaded from a path, or made by exec):
+        # the user's when its methods' code is.
+        return isinstance(obj, type) and any(
+            isinstance(attr, types.FunctionType) and is_user_code(attr) for attr in vars(obj).values())
+    return _module_is_user_code(name, _location(module))
 
 
 # -- a function's own code -------------------------------------------------------------------
@@ -213,6 +251,8 @@ _IMMUTABLE = (int, float, complex, str, bytes, bool, type(None), range, types.Mo
 def _immutable(value: Any) -> bool:
     if isinstance(value, tuple) or isinstance(value, frozenset):
         return all(_immutable(v) for v in value)
+    if isinstance(value, enum.Enum):  # a member: fixed by its class's definition
+        return _immutable(value._value_)
     return type(value) in _IMMUTABLE or (type(value).__module__ == "numpy" and not hasattr(value, "shape")) \
         or (isinstance(value, _IMMUTABLE) and type(value).__module__ == "builtins")
 
@@ -230,7 +270,8 @@ def class_code(attr: Any) -> tuple[list[types.FunctionType], Any] | None:
     default implementation; the others are looked up when resolving) and memoized methods.
     """
     if isinstance(attr, (staticmethod, classmethod)):
-        attr = attr.__func__
+        inner = class_code(attr.__func__)
+        return inner if inner is not None else ([], attr.__func__)  # e.g. staticmethod(partial(f))
     if isinstance(attr, types.FunctionType):
         return [attr], None
     if isinstance(attr, property):
@@ -246,10 +287,20 @@ def class_code(attr: Any) -> tuple[list[types.FunctionType], Any] | None:
 
 
 def _class_items(cls: type) -> list[tuple[str, Any]]:
-    # Dunder data (dataclass fields, match args, slots) is derived from the code itself.
+    """Return a class's own attributes that are its code or data, in name order.
+
+    Dunder data (dataclass fields, match args, slots) is derived from the code itself, and so
+    is an enum's ``_sunder_`` bookkeeping (which grows as flags are combined).
+    """
+    machinery = issubclass(cls, enum.Enum)
     return [(name, attr) for name, attr in sorted(vars(cls).items())
             if name not in _SKIP_CLASS_ATTRS
-            and not (name.startswith("__") and name.endswith("__") and not _is_code(attr))]
+            and not (name.startswith("__") and name.endswith("__") and not _is_code(attr))
+            and not (machinery and _is_sunder(name) and not _is_code(attr))]
+
+
+def _is_sunder(name: str) -> bool:
+    return len(name) > 2 and name[0] == name[-1] == "_" and name[1] != "_" and name[-2] != "_"
 
 
 def _is_code(attr: Any) -> bool:
@@ -284,9 +335,11 @@ def _same(held: list[Any], values: list[Any]) -> bool:
 
 
 def class_fingerprint(cls: type, by_code: bool = False) -> bytes:
-    """Return a digest of a class: its name, bases, methods' own code and data attributes.
+    """Return a digest of a class's definition: its name, bases, metaclass and methods' own code.
 
-    ``by_code`` keys methods by their code objects, as for functions reached as values.
+    Its data attributes count by name here; their content (and the code a method reads) is
+    the business of ``_dependencies``. ``by_code`` keys methods by their code objects, as for
+    functions reached as values.
     """
     values = list(vars(cls).values())
     cache = _class_caches[by_code]
@@ -309,22 +362,15 @@ def class_fingerprint(cls: type, by_code: bool = False) -> bytes:
 
 
 def _class_digest(cls: type, by_code: bool) -> tuple[bytes, bool]:
-    parts = [qualified_name(cls).encode(), repr([qualified_name(b) for b in cls.__mro__]).encode()]
-    stable = True
+    parts = [qualified_name(cls).encode(), repr([qualified_name(b) for b in cls.__mro__]).encode(),
+             qualified_name(type(cls)).encode()]
     for name, attr in _class_items(cls):
         code = class_code(attr)
-        data = attr
-        if code is not None:
-            functions, data = code
-            parts.extend(name.encode() + own_fingerprint(fn, by_code)[0] for fn in functions)
-            if data is None:
-                continue
-        stable = (stable and _immutable(data)) or isinstance(data, type)
-        try:
-            parts.append(name.encode() + content_hash(data, f"{cls.__qualname__}.{name}"))
-        except UnhashableArgument:
-            parts.append(name.encode() + b"<unhashable>")
-    return combine(parts), stable
+        if code is None:
+            parts.append(name.encode() + b"<data>")
+            continue
+        parts.extend(name.encode() + own_fingerprint(fn, by_code)[0] for fn in code[0])
+    return combine(parts), True
 
 
 # -- hashing methods passed as values (functions and classes: _dependencies) -----------------

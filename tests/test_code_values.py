@@ -440,3 +440,71 @@ def test_module_imported_by_a_computed_name_is_reported(nb: Shell, user_module: 
     nb.run("import importlib\n@memo\ndef use(name, x):\n    return importlib.import_module(name).f(x)")
     with pytest.warns(UserWarning, match="computed at run time"):
         nb.run("use('inner_import_mod', 5)")
+
+
+# -- 10. a class is its whole definition: bases, their data, nested classes, metaclass -------
+
+
+def test_data_on_a_user_base_class_is_in_the_key(nb: Shell) -> None:
+    nb.run("class Base:\n    level = 1\n    opts = {'k': 1}\n"
+           "class Child(Base):\n    def get(self):\n        return self.level + self.opts['k']\nc = Child()")
+    nb.run("@memo\ndef use(o):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return o.get()")
+    call_twice_then_edit(nb, "use(c)", "Base.level = 5")
+    nb.run("Base.opts['k'] = 4")
+    nb.run("v = use(c)")
+    assert runs(nb) == 3 and nb["v"] == 9
+
+
+def test_a_base_method_monkeypatched_is_a_miss(nb: Shell) -> None:
+    nb.run("class Base:\n    def get(self):\n        return 1\nclass Child(Base):\n    pass\nc = Child()")
+    nb.run("@memo\ndef use(o):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return o.get()")
+    call_twice_then_edit(nb, "use(c)", "_orig = Base.get\ndef patched(self):\n    return 100\nBase.get = patched")
+
+
+@pytest.mark.parametrize("holder", [
+    "class Cfg:\n    class Impl:\n        def run(self):\n            return SCALE\n"
+    "    def get(self):\n        return self.Impl().run()",
+    "class Other:\n    def run(self):\n        return SCALE\n"
+    "class Cfg:\n    impl = Other\n    def get(self):\n        return self.impl().run()",
+], ids=["nested-class", "class-attribute"])
+def test_a_class_held_by_a_class_is_followed(nb: Shell, holder: str) -> None:
+    nb.run(holder + "\nc = Cfg()")
+    nb.run("@memo\ndef use(o):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return o.get()")
+    call_twice_then_edit(nb, "use(c)", "SCALE = 3")
+
+
+def test_mutable_class_data_beside_a_class_attribute_is_rehashed(nb: Shell) -> None:
+    nb.run("class Cfg:\n    opts = {'k': 1}\n    z_error = ValueError\n    def get(self):\n"
+           "        return self.opts['k']\nc = Cfg()")
+    nb.run("@memo\ndef use(o):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return o.get()")
+    call_twice_then_edit(nb, "use(c)", "Cfg.opts['k'] = 7")
+
+
+def test_a_user_metaclass_is_code_of_its_classes(nb: Shell) -> None:
+    nb.run("class Meta(type):\n    def scale(cls):\n        return SCALE\nclass Thing(metaclass=Meta):\n    pass")
+    nb.run("@memo\ndef use(k):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return k.scale()")
+    call_twice_then_edit(nb, "use(Thing)", "SCALE = 4")
+
+
+def test_static_method_wrapping_a_partial_is_followed(nb: Shell) -> None:
+    nb.run("def f(v, k):\n    return v * k * SCALE\nclass P:\n    t = staticmethod(functools.partial(f, k=2))\np = P()")
+    nb.run("@memo\ndef use(o, x):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return o.t(x)")
+    call_twice_then_edit(nb, "use(p, 1)", "SCALE = 2")
+    nb.run("P.t = staticmethod(functools.partial(f, k=3))")
+    nb.run("use(p, 1)")
+    assert runs(nb) == 3
+
+
+def test_flag_members_keep_their_key_as_flags_are_combined(nb: Shell) -> None:
+    nb.run("import enum\nclass Perm(enum.Flag):\n    R = 4\n    W = 2\n    X = 1")
+    nb.run("@memo\ndef use(p):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return p.value")
+    nb.run("use(Perm.R)\nboth = Perm.R | Perm.W\nnot_x = ~Perm.X\nuse(Perm.R)\nuse(both)\nuse(Perm.R | Perm.W)")
+    assert runs(nb) == 2
+
+
+def test_an_object_with_a_memo_key_is_keyed_with_its_class_code(nb: Shell) -> None:
+    nb.run("class Model:\n    def __init__(self):\n        self.path = 'w.bin'\n"
+           "    def __memo_key__(self):\n        return self.path\n"
+           "    def predict(self, v):\n        return v * SCALE\nm = Model()")
+    nb.run("@memo\ndef use(o, x):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return o.predict(x)")
+    call_twice_then_edit(nb, "use(m, 2)", "SCALE = 3")
