@@ -10,15 +10,98 @@ __all__ = ()
 
 
 class _Scope(ast.NodeVisitor):
-    """Names a block reads before binding them (its free names), and the names it binds."""
+    """Names a block reads before binding them (its free names), and the names it binds.
+
+    ``bound`` holds the names bound on every path so far; a name bound only on some paths
+    (one branch of an ``if``, a loop body, a ``try`` body, a ``match`` case, a walrus inside a
+    comprehension) is in ``maybe``, and a later read of it still reads the namespace.
+    """
 
     def __init__(self) -> None:
         self.bound: set[str] = set()
+        self.maybe: set[str] = set()
         self.reads: list[str] = []
+        self.maybe_reads: list[str] = []
         self.globals_declared: set[str] = set()
+        self.walrus: set[str] = set()
+
+    def binds(self) -> set[str]:
+        """Every name the block may bind, on any path."""
+        return self.bound | self.maybe
+
+    def _branch(self, nodes: Sequence[ast.AST | None]) -> set[str]:
+        """Visit code that may not run; return the names it binds, which stay only 'maybe' bound."""
+        saved = self.bound
+        self.bound = set(saved)
+        for node in nodes:
+            if node is not None:
+                self.visit(node)
+        new = self.bound - saved
+        self.bound = saved
+        self.maybe |= new
+        return new
+
+    def visit_If(self, node: ast.If) -> None:
+        self.visit(node.test)
+        both = self._branch(node.body) & self._branch(node.orelse)
+        self.bound |= both  # bound whichever branch runs
+
+    def visit_For(self, node: ast.For | ast.AsyncFor) -> None:
+        self.visit(node.iter)
+        self._branch([node.target, *node.body])  # an empty iterable binds nothing
+        self._branch(node.orelse)
+
+    visit_AsyncFor = visit_For
+
+    def visit_While(self, node: ast.While) -> None:
+        self.visit(node.test)
+        self._branch(node.body)
+        self._branch(node.orelse)
+
+    def visit_Try(self, node: ast.Try) -> None:
+        done = self._branch([*node.body, *node.orelse])
+        for handler in node.handlers:
+            done &= self._branch([handler])  # try: import x / except ImportError: x = None
+        self.bound |= done
+        for stmt in node.finalbody:
+            self.visit(stmt)
+
+    visit_TryStar = visit_Try
+
+    def visit_ExceptHandler(self, node: ast.ExceptHandler) -> None:
+        if node.type is not None:
+            self.visit(node.type)
+        if node.name:
+            self.bound.add(node.name)
+        for stmt in node.body:
+            self.visit(stmt)
+
+    def visit_Match(self, node: ast.Match) -> None:
+        self.visit(node.subject)
+        for case in node.cases:
+            self._branch([case.pattern, case.guard, *case.body])
+
+    def visit_MatchAs(self, node: ast.MatchAs) -> None:
+        if node.pattern is not None:
+            self.visit(node.pattern)
+        if node.name:
+            self.bound.add(node.name)
+
+    def visit_MatchStar(self, node: ast.MatchStar) -> None:
+        if node.name:
+            self.bound.add(node.name)
+
+    def visit_MatchMapping(self, node: ast.MatchMapping) -> None:
+        self.generic_visit(node)
+        if node.rest:
+            self.bound.add(node.rest)
 
     def read(self, name: str) -> None:
-        if name not in self.bound:
+        if name in self.bound:
+            return
+        if name in self.maybe:
+            self.maybe_reads.append(name)  # bound first on some paths: told apart at run time
+        else:
             self.reads.append(name)
 
     def visit_Name(self, node: ast.Name) -> None:
@@ -47,6 +130,7 @@ class _Scope(ast.NodeVisitor):
     def visit_NamedExpr(self, node: ast.NamedExpr) -> None:
         self.visit(node.value)
         self.visit(node.target)
+        self.walrus.add(node.target.id)
 
     def visit_Import(self, node: ast.Import | ast.ImportFrom) -> None:
         for alias in node.names:
@@ -63,8 +147,9 @@ class _Scope(ast.NodeVisitor):
         inner.bound.update(params)
         for stmt in body if isinstance(body, Sequence) else [body]:
             inner.visit(stmt)
-        for name in inner.reads:
-            if name not in inner.bound or name in inner.globals_declared:
+        local = inner.binds()  # a name bound anywhere in a function is local to it
+        for name in [*inner.reads, *inner.maybe_reads]:
+            if name not in local or name in inner.globals_declared:
                 self.read(name)
         self.globals_declared.update(inner.globals_declared)
 
@@ -102,9 +187,13 @@ class _Scope(ast.NodeVisitor):
                 inner.visit(cond)
         for element in elements:
             inner.visit(element)
-        for name in inner.reads:
-            if name not in inner.bound:
+        local = inner.binds()
+        for name in [*inner.reads, *inner.maybe_reads]:
+            if name not in local:
                 self.read(name)
+        # A walrus inside a comprehension binds in the enclosing scope, if the loop runs at all.
+        self.maybe |= inner.walrus
+        self.walrus |= inner.walrus
 
     def visit_ListComp(self, node: ast.ListComp | ast.SetComp | ast.GeneratorExp) -> None:
         self._comprehension(node, [node.elt])
@@ -123,6 +212,8 @@ class CellAnalysis:
     inputs: list[str]
     binds: list[str]
     globals_declared: list[str]
+    maybe_binds: list[str]  # bound on some paths only: whether the run bound them is seen at run time
+    maybe_inputs: list[str]  # read after such a binding: an input only where the run did not bind it
 
 
 def analyse(tree: ast.Module) -> CellAnalysis:
@@ -131,7 +222,9 @@ def analyse(tree: ast.Module) -> CellAnalysis:
     for stmt in tree.body:
         scope.visit(stmt)
     inputs = list(dict.fromkeys(n for n in [*scope.reads, *scope.globals_declared]))
-    return CellAnalysis(inputs, sorted(scope.bound), sorted(scope.globals_declared))
+    maybe_inputs = sorted(set(scope.maybe_reads) - set(inputs))
+    return CellAnalysis(inputs, sorted(scope.binds()), sorted(scope.globals_declared),
+                        sorted(scope.maybe - scope.bound), maybe_inputs)
 
 
 def normalised_source(tree: ast.Module) -> bytes:

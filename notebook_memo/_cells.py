@@ -19,20 +19,27 @@ from ._dependencies import Dependencies, global_references, resolve_values
 from ._errors import ConfigurationError, MemoError, StorageWarning, UnhashableArgument
 from ._hashing import combine, content_hash
 from ._inventory import human_time
-from ._memo import Call, function_id, save
+from ._memo import Call, MemoizedFunction, function_id, save
+from ._methods import _PerObjectCache
 from ._serialize import CorruptRecord, NotRestorable, dumps
 from ._store import Store, StoredRecord, get_store
 
 __all__ = ()
 
-_IPYTHON_NAMES = frozenset({"In", "Out", "_", "__", "___", "_i", "_ii", "_iii", "_oh", "_ih", "_dh",
-                            "get_ipython", "exit", "quit", "__builtin__", "__builtins__", "__name__",
-                            "__doc__", "__package__", "__loader__", "__spec__"})
+_SHELL_TOOLS = frozenset({"get_ipython", "exit", "quit", "__builtin__", "__builtins__", "__name__",
+                          "__doc__", "__package__", "__loader__", "__spec__"})
+_HISTORY = frozenset({"In", "Out", "_", "__", "___", "_i", "_ii", "_iii", "_oh", "_ih", "_dh"})
+
+
+def _is_history(name: str) -> bool:
+    """Return True for IPython's history variables (``_``, ``Out``, ``_5``, ``_i5``...)."""
+    return name in _HISTORY or (name.startswith("_i") and name[2:].isdigit()) \
+        or (name.startswith("_") and name[1:].isdigit())
 
 
 def _is_shell_name(name: str) -> bool:
-    return name in _IPYTHON_NAMES or (name.startswith("_i") and name[2:].isdigit()) \
-        or (name.startswith("_") and name[1:].isdigit())
+    """Return True for names the shell owns: never stored or restored as the cell's outputs."""
+    return name in _SHELL_TOOLS or _is_history(name)
 
 
 # -- the cell cache ---------------------------------------------------------------------------
@@ -115,8 +122,8 @@ def _resolve_inputs(analysis: CellAnalysis, code_tree: ast.Module, namespace: di
     builtin_names = vars(builtins)
     inputs: dict[str, Any] = {}
     for name in names:
-        if _is_shell_name(name):
-            continue
+        if name in _SHELL_TOOLS:
+            continue  # history variables (`_`, `Out[3]`) are read by content like any input
         if name in namespace:
             inputs[name] = namespace[name]
         elif only is not None:
@@ -188,6 +195,9 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions) -> Any:
     namespace = shell.user_ns
     before = _namespace_snapshot(namespace)
     input_digests = {name: _digest_or_none(value) for name, value in cell_call.inputs.items()}
+    analysis = cell_call.analysis
+    maybe = {name: _digest_or_none(namespace[name]) for name in {*analysis.maybe_binds, *analysis.maybe_inputs}
+             if name in namespace and not _is_shell_name(name)}
     start = time.perf_counter()
     with capture(shell) as events:
         result = execute(shell, tree, filename)
@@ -197,13 +207,23 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions) -> Any:
     if _config.settings.disabled:
         return result
     after = _namespace_snapshot(namespace)
-    outputs = _outputs(options, cell_call, before, after, input_digests, namespace)
+    # Names the cell binds on some paths only. One it also reads may have been read before the
+    # run bound it; one still the same object after the run may or may not have been rebound.
+    # Either way a restore requires its value from before this run (else the cell runs). One
+    # that did not exist before needs nothing: a read before its binding would have failed.
+    unchanged = {name: digest for name, digest in maybe.items()
+                 if name in analysis.maybe_inputs or after.get(name) == before.get(name)}
+    left_alone = {name for name, digest in maybe.items() if after.get(name) == before.get(name)
+                  and digest is not None and _digest_or_none(namespace[name]) == digest}
+    outputs = [name for name in _outputs(options, cell_call, before, after, input_digests, namespace)
+               if name not in left_alone]
     deleted = sorted(name for name in before if name not in after)
     payload_value = {
         "outputs": {name: namespace[name] for name in outputs if name in namespace},
         "deleted": deleted,
         "events": events,
         "result": result,
+        "unchanged": unchanged,
     }
     _store_cell(store, cell, call, payload_value, duration, options)
     return result
@@ -280,13 +300,17 @@ class _Rebinder:
     def _rebind(self, value: Any) -> Any:
         if isinstance(value, types.FunctionType):
             return _with_globals(value, self.namespace) if value.__module__ == "__main__" else value
+        if isinstance(value, (MemoizedFunction, _PerObjectCache)):
+            fn = value.__wrapped__
+            if isinstance(fn, types.FunctionType) and fn.__module__ == "__main__":
+                value._adopt(_with_globals(fn, self.namespace))  # one object: its cache stays with it
+            return value
         if isinstance(value, type):
             if value.__module__ == "__main__":
                 for name, attr in list(vars(value).items()):
-                    inner = getattr(attr, "__func__", attr)
-                    if isinstance(inner, types.FunctionType) and inner.__module__ == "__main__":
-                        rebound = _with_globals(inner, self.namespace)
-                        setattr(value, name, type(attr)(rebound) if inner is not attr else rebound)
+                    member = self._member(attr)
+                    if member is not attr:
+                        setattr(value, name, member)
             return value
         if type(value) is list:
             value[:] = [self(v) for v in value]
@@ -309,6 +333,26 @@ class _Rebinder:
                 return functools.partial(func, *[self(a) for a in value.args],
                                          **{k: self(v) for k, v in value.keywords.items()})
         return value
+
+
+    def _member(self, attr: Any) -> Any:
+        """Return a class attribute with the functions in it rebound (the same object if none were)."""
+        if isinstance(attr, (staticmethod, classmethod)):
+            inner = self(attr.__func__)
+            return type(attr)(inner) if inner is not attr.__func__ else attr
+        if isinstance(attr, property):
+            accessors = [self(fn) if fn is not None else None for fn in (attr.fget, attr.fset, attr.fdel)]
+            if all(a is b for a, b in zip(accessors, (attr.fget, attr.fset, attr.fdel))):
+                return attr
+            return property(accessors[0], accessors[1], accessors[2], attr.__doc__)
+        if isinstance(attr, functools.cached_property):
+            func = self(attr.func)
+            if func is attr.func:
+                return attr
+            rebound = functools.cached_property(func)
+            rebound.attrname = attr.attrname
+            return rebound
+        return self(attr)
 
 
 def _with_globals(fn: types.FunctionType, namespace: dict[str, Any]) -> types.FunctionType:
@@ -359,6 +403,10 @@ def _try_restore(shell: Any, store: Store, cell: CellMemo, key: str, options: Ce
         with contextlib.suppress(Exception):
             store.delete(key)
         return _NOT_CACHED
+    namespace = shell.user_ns
+    for name, digest in value.get("unchanged", {}).items():
+        if digest is None or name not in namespace or _digest_or_none(namespace[name]) != digest:
+            return _NOT_CACHED  # a name the cached run left alone has changed since: run the cell
     if not options.quiet and _config.settings.verbose:
         names = ", ".join(sorted(value["outputs"])) or "no variables"
         print(f"[notebook_memo] restored {names} from the cache (computed {human_time(record.header.created)}, "

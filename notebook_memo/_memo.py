@@ -647,6 +647,15 @@ class MemoizedFunction(Generic[R]):
         twin._last_store = None
         return twin
 
+    def _adopt(self, fn: Callable[..., R]) -> None:
+        """Run ``fn`` from now on: the same code reading another namespace (a restored cell's).
+
+        Its code state is resolved again; a carried state (see ``__setstate__``) still holds
+        while the resolution is what it was on arrival.
+        """
+        self._fn = self.__wrapped__ = fn
+        self._tracker = None
+
     def __copy__(self) -> MemoizedFunction[R]:
         return self  # like a plain function: copies share it, its keys and its counters
 

@@ -159,6 +159,10 @@ class _PerObjectCache:
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
 
+    def _adopt(self, fn: Callable[..., Any]) -> None:
+        """Run ``fn`` from now on: the same code reading another namespace (a restored cell's)."""
+        self.fn = self.__wrapped__ = fn
+
     def _lookup(self, table: dict[bytes, tuple[Any, float]], key: bytes) -> Any:
         entry = table.get(key)
         if entry is None:

@@ -15,6 +15,7 @@ verifies; payload files are opened only if they are regular files of the store's
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import hmac
 import io
@@ -126,12 +127,22 @@ class _Pickler(cloudpickle.Pickler):
         if isinstance(obj, type):
             if id(obj) not in self.by_value and findable(obj, obj.__module__, obj.__qualname__):
                 return NotImplemented
+        elif type(obj) is functools.cached_property:
+            # On Python < 3.12 it holds a lock, which cannot be pickled: save what it is made of.
+            return _cached_property, (obj.func, obj.attrname, obj.__doc__)
         else:
             what = _unfaithful(obj)
             if what is not None:
                 # cloudpickle would save an open text file as a StringIO of its contents.
                 raise NotRestorable(f"{what} cannot be stored and restored as itself")
         return super().reducer_override(obj)
+
+
+def _cached_property(func: Any, name: str | None, doc: str | None) -> functools.cached_property[Any]:
+    made: functools.cached_property[Any] = functools.cached_property(func)
+    made.attrname = name
+    made.__doc__ = doc
+    return made
 
 
 def findable(obj: Any, module_name: str | None, qualname: str) -> bool:
