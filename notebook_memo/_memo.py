@@ -685,7 +685,12 @@ class BoundMemoized:
         return f"<bound memoized {self._memo.qualified_name} of {type(self._obj).__qualname__}>"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return BoundMemoized, (self._memo, self._obj)
+        obj, cls = self._obj, type(self._obj)
+        if getattr(_by_value, "active", False) or _importable(cls, cls.__module__, cls.__qualname__):
+            return BoundMemoized, (self._memo, obj)
+        # An object of a notebook class: plain pickle (multiprocessing, spawn) would name the class,
+        # which a worker cannot import; cloudpickle carries the class with the object.
+        return _bound_to_copy, (self._memo, cloudpickle.dumps(obj))
 
     def __copy__(self) -> BoundMemoized:
         return BoundMemoized(self._memo, self._obj)
@@ -732,6 +737,10 @@ _by_value = threading.local()
 def _importable(obj: Any, module_name: str | None, qualname: str) -> bool:
     """Return True when ``module.qualname`` names ``obj`` itself, so a worker can import it."""
     return module_name not in (None, "__main__") and findable(obj, module_name, qualname)
+
+
+def _bound_to_copy(memo: MemoizedFunction[Any], data: bytes) -> BoundMemoized:
+    return BoundMemoized(memo, pickle.loads(data))
 
 
 def _by_reference(module: str, qualname: str, directory: str) -> Any:

@@ -272,3 +272,36 @@ def test_function_values_of_a_notebook_keep_their_keys_in_workers(tmp_path: Path
     ], tmp_path / "cache")
     assert out["there"] == out["here"] == [11, 12, 39, -6]
     assert sorted(log.read_text().splitlines()) == ["apply 2", "apply 3", "apply 4", "default 1"]
+
+
+def test_a_memoized_method_of_a_notebook_object_goes_to_spawned_workers(tmp_path: Path) -> None:
+    """Plain pickle (spawn) cannot name a notebook class: the object travels by value."""
+    log = tmp_path / "body.log"
+    out = run_kernel([
+        f"""
+        import concurrent.futures, multiprocessing
+        from notebook_memo import memo
+        LOG = {str(log)!r}
+        """,
+        """
+        class Model:
+            def __init__(self, w):
+                self.w = w
+
+            @memo
+            def predict(self, x):
+                with open(LOG, "a") as fh:
+                    fh.write(f"predict {x}\\n")
+                return self.w * x
+        m = Model(4)
+        """,
+        """
+        OUT["here"] = m.predict(3)
+        with concurrent.futures.ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+            OUT["there"] = [pool.submit(m.predict, 3).result(), pool.submit(m.predict, 5).result()]
+        OUT["again"] = m.predict(5)
+        OUT["hits"] = Model.predict.hits
+        """,
+    ], tmp_path / "cache")
+    assert (out["here"], out["there"], out["again"], out["hits"]) == (12, [12, 20], 20, 1)
+    assert sorted(log.read_text().splitlines()) == ["predict 3", "predict 5"]
