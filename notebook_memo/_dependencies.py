@@ -120,6 +120,9 @@ class Dependencies:
         return combine([f"{label}\0{kind}".encode() + d for label, kind, d in items])
 
 
+_DYNAMIC_LOOKUPS = frozenset({"globals", "eval", "exec"})
+
+
 def _is_singledispatch(value: Any) -> bool:
     """Return True for a ``functools.singledispatch`` function (its registry is code too)."""
     return isinstance(value, types.FunctionType) and isinstance(getattr(value, "registry", None),
@@ -206,6 +209,10 @@ class _Resolver:
             self.watch.append(("global", namespace, name, value))
             if value is _MISSING:
                 if name in (builtins_ns if isinstance(builtins_ns, dict) else vars(builtins_ns)):
+                    if name in _DYNAMIC_LOOKUPS:
+                        self.deps.skipped[f"{owner}: {name}()"] = (
+                            f"it looks names up through {name}() at run time, so which globals it reads is "
+                            "not known; read them by name, or pass them as arguments")
                     continue
                 self.deps.parts[name] = ("missing", b"")
                 continue
@@ -684,6 +691,18 @@ def _hash_function(h: Hasher, fn: types.FunctionType) -> None:
     h.tag(function_value_digest(fn))
 
 
+def _hash_descriptor(h: Hasher, value: Any) -> None:
+    """Hash a method wrapper held as data (``{"s": staticmethod(f)}``) by the functions in it."""
+    h.tag(b"Dw")
+    h.text(qualified_name(type(value)))
+    if isinstance(value, property):
+        h.child([value.fget, value.fset, value.fdel, value.__doc__], "<accessors>")
+    elif isinstance(value, functools.cached_property):
+        h.child([value.func, value.attrname], ".func")
+    else:
+        h.child(value.__func__, ".__func__")
+
+
 def _hash_lru_wrapper(h: Hasher, wrapper: Any) -> None:
     h.tag(b"Fc")
     h.child(wrapper.__wrapped__, ".__wrapped__")
@@ -691,5 +710,7 @@ def _hash_lru_wrapper(h: Hasher, wrapper: Any) -> None:
 
 
 install_code_handler(type, _hash_class)
+for _wrapper in (staticmethod, classmethod, property, functools.cached_property):
+    install_code_handler(_wrapper, _hash_descriptor)
 install_code_handler(types.FunctionType, _hash_function)
 install_code_handler(functools._lru_cache_wrapper, _hash_lru_wrapper)  # type: ignore[attr-defined]

@@ -508,3 +508,20 @@ def test_an_object_with_a_memo_key_is_keyed_with_its_class_code(nb: Shell) -> No
            "    def predict(self, v):\n        return v * SCALE\nm = Model()")
     nb.run("@memo\ndef use(o, x):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return o.predict(x)")
     call_twice_then_edit(nb, "use(m, 2)", "SCALE = 3")
+
+
+@pytest.mark.parametrize("holder, use", [
+    ("OPS = {'s': staticmethod(sf)}", "OPS['s'].__func__(x)"),
+    ("OPS = {'p': property(lambda self: sf(1))}", "OPS['p'].fget(None) * x"),
+    ("OPS = [classmethod(lambda cls, v: sf(v))]", "OPS[0].__func__(None, x)"),
+], ids=["staticmethod", "property", "classmethod"])
+def test_method_wrappers_held_as_data_key_by_their_functions(nb: Shell, holder: str, use: str) -> None:
+    nb.run(f"def sf(v):\n    return v * SCALE\n{holder}")
+    nb.run(f"@memo\ndef use(x):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return {use}")
+    call_twice_then_edit(nb, "use(5)", "SCALE = 3")
+
+
+def test_globals_looked_up_at_run_time_are_reported(nb: Shell) -> None:
+    nb.run("@memo\ndef pick(name):\n    return globals()[name]")
+    with pytest.warns(UserWarning, match=r"globals\(\) at run time"):
+        nb.run("pick('SCALE')")
