@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from notebook_memo import StorageWarning, UnhashableArgument, configure, memo
+from notebook_memo import MemoWarning, StorageWarning, UnhashableArgument, configure, memo
 from tests.conftest import Counter, Shell, run_kernel
 
 # -- keys ---------------------------------------------------------------------------------
@@ -561,18 +561,19 @@ def test_corrupt_entry_is_recomputed_with_a_warning(counter: Counter, cache_dir:
 
 def test_value_that_no_longer_unpickles_is_a_miss(shell: Shell) -> None:
     shell.ip.user_ns["OUT"] = _Out()
-    shell.run(
-        """
-        from notebook_memo import memo
-        class Box:
-            def __init__(self, v): self.v = v
-        @memo
-        def make(v):
-            OUT['n'] = OUT.get('n', 0) + 1
-            return globals()['Box'](v)  # reached by name at run time: not a tracked dependency
-        make(1)
-        """
-    )
+    with pytest.warns(MemoWarning, match=r"globals\(\)"):  # said once: Box is not a tracked dependency
+        shell.run(
+            """
+            from notebook_memo import memo
+            class Box:
+                def __init__(self, v): self.v = v
+            @memo
+            def make(v):
+                OUT['n'] = OUT.get('n', 0) + 1
+                return globals()['Box'](v)  # reached by name at run time: not a tracked dependency
+            make(1)
+            """
+        )
     # The stored value's __main__.Box now names a class its state no longer fits.
     shell.run("class Box:\n    __slots__ = ('w',)\n    def __init__(self, v): self.w = v")
     with pytest.warns(StorageWarning, match="no longer unpickles"):
