@@ -22,6 +22,8 @@ class _Scope(ast.NodeVisitor):
         self.maybe: set[str] = set()
         self.reads: list[str] = []
         self.maybe_reads: list[str] = []
+        self.loop_reads: list[str] = []
+        self.loops: list[set[str]] = []  # per enclosing loop: the names it may bind
         self.globals_declared: set[str] = set()
         self.walrus: set[str] = set()
 
@@ -39,6 +41,8 @@ class _Scope(ast.NodeVisitor):
         new = self.bound - saved
         self.bound = saved
         self.maybe |= new
+        for names in self.loops:
+            names |= new
         return new
 
     def visit_If(self, node: ast.If) -> None:
@@ -48,14 +52,21 @@ class _Scope(ast.NodeVisitor):
 
     def visit_For(self, node: ast.For | ast.AsyncFor) -> None:
         self.visit(node.iter)
-        self._branch([node.target, *node.body])  # an empty iterable binds nothing
+        self._loop([node.target, *node.body])  # an empty iterable binds nothing
         self._branch(node.orelse)
+
+    def _loop(self, body: Sequence[ast.AST]) -> None:
+        self.loops.append(set())
+        try:
+            self._branch(body)
+        finally:
+            self.loops.pop()
 
     visit_AsyncFor = visit_For
 
     def visit_While(self, node: ast.While) -> None:
         self.visit(node.test)
-        self._branch(node.body)
+        self._loop(node.body)
         self._branch(node.orelse)
 
     def visit_Try(self, node: ast.Try) -> None:
@@ -100,7 +111,10 @@ class _Scope(ast.NodeVisitor):
         if name in self.bound:
             return
         if name in self.maybe:
-            self.maybe_reads.append(name)  # bound first on some paths: told apart at run time
+            # Bound first on some paths: told apart at run time. Inside a loop that may bind it,
+            # an early pass may read the notebook's value although a later pass binds it.
+            in_loop = any(name in names for names in self.loops)
+            (self.loop_reads if in_loop else self.maybe_reads).append(name)
         else:
             self.reads.append(name)
 
@@ -148,7 +162,7 @@ class _Scope(ast.NodeVisitor):
         for stmt in body if isinstance(body, Sequence) else [body]:
             inner.visit(stmt)
         local = inner.binds()  # a name bound anywhere in a function is local to it
-        for name in [*inner.reads, *inner.maybe_reads]:
+        for name in [*inner.reads, *inner.maybe_reads, *inner.loop_reads]:
             if name not in local or name in inner.globals_declared:
                 self.read(name)
         self.globals_declared.update(inner.globals_declared)
@@ -188,7 +202,7 @@ class _Scope(ast.NodeVisitor):
         for element in elements:
             inner.visit(element)
         local = inner.binds()
-        for name in [*inner.reads, *inner.maybe_reads]:
+        for name in [*inner.reads, *inner.maybe_reads, *inner.loop_reads]:
             if name not in local:
                 self.read(name)
         # A walrus inside a comprehension binds in the enclosing scope, if the loop runs at all.
@@ -214,6 +228,7 @@ class CellAnalysis:
     globals_declared: list[str]
     maybe_binds: list[str]  # bound on some paths only: whether the run bound them is seen at run time
     maybe_inputs: list[str]  # read after such a binding: an input only where the run did not bind it
+    loop_inputs: list[str]  # read inside a loop that may bind them: the notebook's value may be read
 
 
 def analyse(tree: ast.Module) -> CellAnalysis:
@@ -222,9 +237,10 @@ def analyse(tree: ast.Module) -> CellAnalysis:
     for stmt in tree.body:
         scope.visit(stmt)
     inputs = list(dict.fromkeys(n for n in [*scope.reads, *scope.globals_declared]))
-    maybe_inputs = sorted(set(scope.maybe_reads) - set(inputs))
+    loop_inputs = sorted(set(scope.loop_reads) - set(inputs))
+    maybe_inputs = sorted(set(scope.maybe_reads) - set(inputs) - set(loop_inputs))
     return CellAnalysis(inputs, sorted(scope.binds()), sorted(scope.globals_declared),
-                        sorted(scope.maybe - scope.bound), maybe_inputs)
+                        sorted(scope.maybe - scope.bound), maybe_inputs, loop_inputs)
 
 
 def normalised_source(tree: ast.Module) -> bytes:

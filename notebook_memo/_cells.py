@@ -196,7 +196,8 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions) -> Any:
     before = _namespace_snapshot(namespace)
     input_digests = {name: _digest_or_none(value) for name, value in cell_call.inputs.items()}
     analysis = cell_call.analysis
-    maybe = {name: _digest_or_none(namespace[name]) for name in {*analysis.maybe_binds, *analysis.maybe_inputs}
+    maybe = {name: _digest_or_none(namespace[name])
+             for name in {*analysis.maybe_binds, *analysis.maybe_inputs, *analysis.loop_inputs}
              if name in namespace and not _is_shell_name(name)}
     start = time.perf_counter()
     with capture(shell) as events:
@@ -207,12 +208,15 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions) -> Any:
     if _config.settings.disabled:
         return result
     after = _namespace_snapshot(namespace)
-    # Names the cell binds on some paths only. One it also reads may have been read before the
-    # run bound it; one still the same object after the run may or may not have been rebound.
-    # Either way a restore requires its value from before this run (else the cell runs). One
-    # that did not exist before needs nothing: a read before its binding would have failed.
+    # Names the cell binds on some paths only. One still the same object after the run may or
+    # may not have been rebound, so the run may have read the notebook's value; one read inside a
+    # loop that binds it may have been read on an early pass. Either way a restore requires its
+    # value from before this run (else the cell runs). One rebound after the run and read after
+    # that path, or absent before the run, needs nothing: a read before its binding would
+    # have seen the value this run replaced, or failed.
     unchanged = {name: digest for name, digest in maybe.items()
-                 if name in analysis.maybe_inputs or after.get(name) == before.get(name)}
+                 if name in analysis.loop_inputs or after.get(name) == before.get(name)}
+    unverifiable = sorted(name for name, digest in unchanged.items() if digest is None)
     left_alone = {name for name, digest in maybe.items() if after.get(name) == before.get(name)
                   and digest is not None and _digest_or_none(namespace[name]) == digest}
     outputs = [name for name in _outputs(options, cell_call, before, after, input_digests, namespace)
@@ -225,6 +229,14 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions) -> Any:
         "result": result,
         "unchanged": unchanged,
     }
+    if unverifiable:
+        warn_once(f"unverifiable:{cell.qualified_name}:{unverifiable[0]}",
+                  f"%%memo {cell.label}: not cached, so the cell runs each time: it binds "
+                  f"{unverifiable[0]!r} on some paths only, so whether a run uses or replaces the "
+                  "notebook's value is checked by content, and that value cannot be hashed. Bind it on "
+                  "every path, or give its class __memo_key__.",
+                  StorageWarning)
+        return result
     _store_cell(store, cell, call, payload_value, duration, options)
     return result
 

@@ -329,8 +329,8 @@ class _Resolver:
                 if fn is not None:
                     self.value(fn, f"{label}.{accessor}")
             return
-        wrapped = getattr(value, "__wrapped__", None)
-        if isinstance(wrapped, types.FunctionType) and hasattr(value, "__memo__"):
+        wrapped = getattr(value, "__wrapped__", None) if getattr(type(value), "__memo__", False) else None
+        if isinstance(wrapped, types.FunctionType):
             self.function(wrapped, label)  # a memoized helper: follow the function inside
             return
         if isinstance(value, (functools.partial, functools.partialmethod)):

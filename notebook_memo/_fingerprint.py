@@ -33,7 +33,10 @@ _PY = f"py{sys.version_info[0]}.{sys.version_info[1]}".encode()
 _MISSING = object()
 _SKIP_CLASS_ATTRS = frozenset(
     {"__dict__", "__weakref__", "__doc__", "__module__", "__qualname__", "__annotations__",
-     "__firstlineno__", "__static_attributes__", "__orig_bases__", "__parameters__"}
+     "__firstlineno__", "__static_attributes__", "__orig_bases__", "__parameters__",
+     # what abc and typing keep on a class: caches and flags derived from its definition
+     "_abc_impl", "_abc_registry", "_abc_cache", "_abc_negative_cache", "_abc_negative_cache_version",
+     "_is_protocol", "_is_runtime_protocol"}
 )
 
 
@@ -281,8 +284,11 @@ def class_code(attr: Any) -> tuple[list[types.FunctionType], Any] | None:
         return (inner[0] if inner else []), (attr.args, attr.keywords, inner[1] if inner else attr.func)
     if isinstance(attr, (functools.cached_property, functools.singledispatchmethod)):
         return class_code(attr.func)
-    if hasattr(attr, "__memo__") and not isinstance(attr, type):
-        return class_code(attr.__wrapped__)
+    if getattr(type(attr), "__memo__", False) and not isinstance(attr, type):
+        # A memoized method. Asked of its type: an object that answers every attribute name
+        # (an addict-style dict) is data, and its __wrapped__ would never end.
+        wrapped = attr.__dict__.get("__wrapped__")
+        return class_code(wrapped) if isinstance(wrapped, types.FunctionType) else None
     return None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -525,3 +526,26 @@ def test_globals_looked_up_at_run_time_are_reported(nb: Shell) -> None:
     nb.run("@memo\ndef pick(name):\n    return globals()[name]")
     with pytest.warns(UserWarning, match=r"globals\(\) at run time"):
         nb.run("pick('SCALE')")
+
+
+def test_abstract_and_protocol_classes_are_keyed_without_warnings(nb: Shell) -> None:
+    nb.run("import abc, typing, collections.abc, warnings\n"
+           "class Base(abc.ABC):\n    @abc.abstractmethod\n    def run(self, v): ...\n"
+           "@typing.runtime_checkable\nclass Proto(typing.Protocol):\n    def run(self, v): ...\n"
+           "class Seq(collections.abc.Sequence):\n    def __getitem__(self, i): return i\n"
+           "    def __len__(self): return 1\n"
+           "class Impl(Base):\n    def run(self, v):\n        return v * SCALE\nimpl = Impl()")
+    nb.run("@memo\ndef use(x):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return impl.run(x) + len(Seq()) + "
+           "isinstance(impl, Proto)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        call_twice_then_edit(nb, "use(2)", "SCALE = 3")
+
+
+def test_a_class_attribute_that_answers_every_name_is_data(nb: Shell) -> None:
+    nb.run("class AnyDict(dict):\n    def __getattr__(self, item):\n        return self.__getitem__(item)\n"
+           "    def __missing__(self, name):\n        value = self[name] = type(self)()\n        return value\n"
+           "class Trainer:\n    cfg = AnyDict(lr=0.5)\n    def fit(self, x):\n        return x * self.cfg.lr\n"
+           "trainer = Trainer()")
+    nb.run("@memo\ndef train(t, x):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return t.fit(x)")
+    call_twice_then_edit(nb, "train(trainer, 2)", "Trainer.cfg['lr'] = 2")

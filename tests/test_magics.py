@@ -414,3 +414,36 @@ def test_names_bound_by_patterns_and_comprehension_walrus_hit_on_rerun(ip: Shell
     for _ in range(3):
         ip.run(source)
     assert runs(ip) == 1
+
+
+def test_a_loop_variable_read_after_the_loop_hits_once_the_inputs_are_back(ip: Shell) -> None:
+    cell = ("%%memo loop_var\nRUNS['n'] = RUNS.get('n', 0) + 1\n"
+            "for epoch in range(N):\n    loss = epoch * 2\nfinal = loss")
+    ip.run("N = 3")
+    ip.run(cell)
+    ip.run("N = 4")
+    ip.run(cell)
+    ip.run(cell)
+    ip.run("del loss, epoch")  # as after a restart
+    ip.run(cell)
+    assert (runs(ip), ip["final"]) == (2, 6)
+
+
+def test_a_name_read_inside_the_loop_that_may_bind_it_is_checked(ip: Shell) -> None:
+    ip.run("data = [0, 7]\nx = 5")
+    cell = ("%%memo loop_read\nRUNS['n'] = RUNS.get('n', 0) + 1\nseen = []\n"
+            "for v in data:\n    if v:\n        x = v\n    seen.append(x)")
+    ip.run(cell)
+    assert ip["seen"] == [5, 7]
+    ip.run("x = 100")
+    ip.run(cell)  # the first pass read the notebook's x: another value, another answer
+    assert ip["seen"] == [100, 7] and runs(ip) == 2
+
+
+def test_an_unhashable_value_a_path_may_leave_makes_the_cell_run_and_says_so(ip: Shell) -> None:
+    ip.run("import threading\nflag = False\nlock = threading.Lock()")
+    cell = "%%memo unverifiable\nRUNS['n'] = RUNS.get('n', 0) + 1\nif flag:\n    lock = None\ny = 1"
+    with pytest.warns(UserWarning, match="'lock' on some paths only"):
+        ip.run(cell)
+    ip.run(cell)
+    assert runs(ip) == 2
