@@ -296,6 +296,18 @@ def with_deps(a, b="x"):
 
 def without_deps(a, b="x"):
     return a + len(b)
+
+class Registry:
+    known = {"k": 1}
+
+class Model(Registry):
+    def __init__(self, w):
+        self.w = w
+    def predict(self, x):
+        return h3(x) * self.w
+
+def use_object(obj, a):
+    return obj.apply(a) if hasattr(obj, "apply") else obj.predict(a)
 """
 
 
@@ -304,12 +316,20 @@ def dependency_cost(root: Path, quick: bool) -> None:
     exec(compile(DEPENDENT, "<notebook cell>", "exec"), namespace)
     plain = memo(cache_dir=fresh_dir(root, "nm_plain"))(namespace["without_deps"])
     deps = memo(cache_dir=fresh_dir(root, "nm_deps"))(namespace["with_deps"])
+    objects = memo(cache_dir=fresh_dir(root, "nm_objects"))(namespace["use_object"])
+    scaler, model = namespace["Scaler"](), namespace["Model"](2)
     plain(1, "abc")
     deps(1, "abc")
+    objects(scaler, 1)
+    objects(model, 1)
     number = 300 if quick else 3000
     rows = [
         ("hit, no dependencies", best_of(lambda: plain(1, "abc"), number=number)),
         ("hit, 4 helpers + class + 3 constants", best_of(lambda: deps(1, "abc"), number=number)),
+        ("hit, an object argument (its class's methods reach 3 helpers)",
+         best_of(lambda: objects(scaler, 1), number=number)),
+        ("hit, an object argument whose base class holds a dict",
+         best_of(lambda: objects(model, 1), number=number)),
         ("code state check alone, no dependencies", best_of(plain.code_state, number=number)),
         ("code state check alone, with dependencies", best_of(deps.code_state, number=number)),
     ]

@@ -316,28 +316,51 @@ def _is_code(attr: Any) -> bool:
 _DERIVED = (types.GetSetDescriptorType, types.MemberDescriptorType)
 
 
+_MUTABLE_DATA = ("mutable data",)
+
+
+def _holder(value: Any) -> Any:
+    try:
+        return weakref.ref(value)
+    except TypeError:
+        pass
+    if _immutable(value):
+        return (value,)  # an int, a str, a tuple of them: cannot name the class
+    code = class_code(value)
+    if code is not None:  # a staticmethod or property: its functions, weakly
+        return (type(value), tuple(weakref.ref(fn) for fn in code[0]), code[1])
+    # A dict or list of the class's (a registry may hold the class itself). Held by kind only:
+    # such data is hashed again on every call, so its identity is never what a check rests on.
+    return _MUTABLE_DATA
+
+
 def _holders(values: list[Any]) -> list[Any]:
     """Hold a class's attribute values for an identity check without keeping the class alive.
 
-    Functions (whose ``__class__`` cell names the class) are held weakly; the ``__dict__`` and
-    ``__weakref__`` descriptors, which name the class too, follow from its definition and are skipped.
+    Functions (whose ``__class__`` cell names the class) are held weakly, so are the functions
+    inside static methods and properties; the ``__dict__`` and ``__weakref__`` descriptors,
+    which name the class too, follow from its definition and are skipped.
     """
-    held: list[Any] = []
-    for value in values:
-        if isinstance(value, _DERIVED):
-            continue
-        try:
-            held.append(weakref.ref(value))
-        except TypeError:
-            held.append((value,))
-    return held
+    return [_holder(value) for value in values if not isinstance(value, _DERIVED)]
+
+
+def _same_value(held: Any, value: Any) -> bool:
+    if isinstance(held, weakref.ref):
+        return held() is value
+    if held is _MUTABLE_DATA:
+        return _holder(value) is _MUTABLE_DATA
+    if len(held) == 1:
+        return held[0] is value
+    code = class_code(value)
+    return type(value) is held[0] and code is not None and code[1] is held[2] \
+        and len(code[0]) == len(held[1]) and all(r() is fn for r, fn in zip(held[1], code[0]))
 
 
 def _same(held: list[Any], values: list[Any]) -> bool:
     current = [v for v in values if not isinstance(v, _DERIVED)]
     if len(held) != len(current):
         return False
-    return all((h() if isinstance(h, weakref.ref) else h[0]) is v for h, v in zip(held, current))
+    return all(_same_value(h, v) for h, v in zip(held, current))
 
 
 def class_fingerprint(cls: type, by_code: bool = False) -> bytes:

@@ -485,3 +485,40 @@ def test_a_released_memoryview_names_the_argument() -> None:
     view.release()
     with pytest.raises(UnhashableArgument, match="released memoryview"):
         content_hash(view, "m")
+
+
+def test_a_class_holding_itself_in_its_data_or_through_super_is_not_kept_alive(shell: Shell) -> None:
+    shell.run("""
+        import gc, weakref
+        from notebook_memo import memo
+
+        class Base:
+            @property
+            def size(self):
+                return 1
+
+        class Plugin(Base):
+            registry = {}
+            @property
+            def size(self):
+                return super().size + 1
+            @staticmethod
+            def make():
+                return Plugin()
+        Plugin.registry["self"] = Plugin
+
+        @memo
+        def use(p):
+            return p.size
+
+        @memo
+        def by_name(x):
+            return Plugin.make().size + x
+
+        use(Plugin())
+        by_name(1)
+        gone = weakref.ref(Plugin)
+        del Plugin, use, by_name
+        """)
+    shell.run("gc.collect()\nalive = gone() is not None")
+    assert shell["alive"] is False
