@@ -41,6 +41,11 @@ def runs(shell: Shell) -> int:
     return int(shell["RUNS"].get("n", 0))
 
 
+def memo_use(nb: Shell, returns: str, params: str = "x") -> None:
+    """Define a memoized ``use(params)`` that counts its runs in RUNS and returns ``returns``."""
+    nb.run(f"@memo\ndef use({params}):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return {returns}")
+
+
 def call_twice_then_edit(nb: Shell, call: str, edit: str) -> None:
     """Call, call again (a hit), run the edit cell, call again: the last call must recompute."""
     nb.run(f"first = {call}")
@@ -127,7 +132,7 @@ def test_partial_argument_helper_edit_is_a_miss(nb: Shell) -> None:
 
 def test_partial_global_helper_edit_is_a_miss(nb: Shell) -> None:
     nb.run("def scaled(v, k):\n    return helper(v) * k\nTRIPLE = functools.partial(scaled, k=3)")
-    nb.run("@memo\ndef use(x):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return TRIPLE(x)")
+    memo_use(nb, "TRIPLE(x)")
     call_twice_then_edit(nb, "use(5)", "def helper(v):\n    return v - 1")
 
 
@@ -142,13 +147,13 @@ def test_bound_method_argument_edit_is_a_miss(nb: Shell) -> None:
 
 def test_global_container_of_functions_edit_is_a_miss(nb: Shell) -> None:
     nb.run("def scale_fn(v):\n    return v * SCALE\nOPS = {'scale': scale_fn}")
-    nb.run("@memo\ndef use(name, x):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return OPS[name](x)")
+    memo_use(nb, "OPS[name](x)", "name, x")
     call_twice_then_edit(nb, "use('scale', 5)", "SCALE = 7")
 
 
 def test_argument_container_of_functions_edit_is_a_miss(nb: Shell) -> None:
     nb.run("def scale_fn(v):\n    return helper(v) * 2")
-    nb.run("@memo\ndef use(ops, x):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return ops['scale'](x)")
+    memo_use(nb, "ops['scale'](x)", "ops, x")
     call_twice_then_edit(nb, "use({'scale': scale_fn}, 5)", "def helper(v):\n    return v + 5")
 
 
@@ -158,7 +163,7 @@ def test_argument_container_of_functions_edit_is_a_miss(nb: Shell) -> None:
 def test_lru_cache_helper_body_edit_is_a_miss(nb: Shell) -> None:
     cached = "@functools.lru_cache(maxsize=None)\ndef lookup(v):\n    return v * {}"
     nb.run(cached.format(2))
-    nb.run("@memo\ndef use(x):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return lookup(x)")
+    memo_use(nb, "lookup(x)")
     call_twice_then_edit(nb, "use(5)", cached.format(3))
 
 
@@ -181,7 +186,7 @@ def test_wraps_decorator_from_a_library_is_followed(nb: Shell, tmp_path: Path) -
 
 def test_function_attribute_change_is_a_miss(nb: Shell) -> None:
     nb.run("def cut(v):\n    return v > cut.threshold\ncut.threshold = 3")
-    nb.run("@memo\ndef use(x):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return cut(x)")
+    memo_use(nb, "cut(x)")
     call_twice_then_edit(nb, "use(4)", "cut.threshold = 5")
 
 
@@ -193,7 +198,7 @@ def test_argument_function_attribute_change_is_a_miss(nb: Shell) -> None:
 def test_decorator_config_attribute_change_is_a_miss(nb: Shell) -> None:
     nb.run("def tagged(fn):\n    @functools.wraps(fn)\n    def inner(v):\n        return fn(v) * inner.factor\n"
            "    inner.factor = 1\n    return inner\n@tagged\ndef base(v):\n    return v")
-    nb.run("@memo\ndef use(x):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return base(x)")
+    memo_use(nb, "base(x)")
     call_twice_then_edit(nb, "use(4)", "base.factor = 2")
 
 
@@ -276,7 +281,7 @@ def test_instance_argument_whose_method_reads_a_global_is_a_miss(nb: Shell) -> N
 
 def test_global_instance_whose_method_reads_a_helper_is_a_miss(nb: Shell) -> None:
     nb.run(MODEL)
-    nb.run("@memo\ndef use(x):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return model.predict(x)")
+    memo_use(nb, "model.predict(x)")
     call_twice_then_edit(nb, "use(5)", "def helper(v):\n    return v * 9")
 
 
@@ -288,7 +293,7 @@ def test_inherited_method_reading_a_global_is_a_miss(nb: Shell) -> None:
 
 def test_object_method_through_a_container_and_a_partial_is_a_miss(nb: Shell) -> None:
     nb.run(MODEL)
-    nb.run("@memo\ndef use(ops, x):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return ops['m'](x)")
+    memo_use(nb, "ops['m'](x)", "ops, x")
     call_twice_then_edit(nb, "use({'m': functools.partial(model.predict)}, 5)",
                          "def helper(v):\n    return v * 4")
 
@@ -333,7 +338,7 @@ def _(v: int):
 
 def test_singledispatch_implementation_edit_is_a_miss(nb: Shell) -> None:
     nb.run(DISPATCH)
-    nb.run("@memo\ndef use(x):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return fmt(x)")
+    memo_use(nb, "fmt(x)")
     call_twice_then_edit(nb, "use(5)", "@fmt.register\ndef _(v: int):\n    return v * SCALE + 1")
     nb.run("SCALE = 3")
     nb.run("use(5)")
@@ -347,7 +352,7 @@ def test_singledispatch_new_registration_is_a_miss(nb: Shell) -> None:
 
 def test_singledispatch_repeated_call_is_a_hit(nb: Shell) -> None:
     nb.run(DISPATCH)
-    nb.run("@memo\ndef use(x):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return fmt(x)")
+    memo_use(nb, "fmt(x)")
     nb.run("use(5)\nuse(5)\nuse('a')\nuse('a')\nuse(5)\napply(fmt, 5)\napply(fmt, 5)")
     assert runs(nb) == 3
 
@@ -393,21 +398,21 @@ def test_descriptor_of_an_argument_object_reading_a_global_is_a_miss(nb: Shell, 
 def test_partialmethod_arguments_are_in_the_key(nb: Shell) -> None:
     nb.run("class Holder:\n    def _out(self, k):\n        return k\n    out = functools.partialmethod(_out, 1)\n"
            "h = Holder()")
-    nb.run("@memo\ndef use(o):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return o.out()")
+    memo_use(nb, "o.out()", "o")
     call_twice_then_edit(nb, "use(h)", "Holder.out = functools.partialmethod(Holder._out, 2)")
 
 
 def test_singledispatchmethod_registration_is_a_miss(nb: Shell) -> None:
     nb.run("class Fmt:\n    @functools.singledispatchmethod\n    def show(self, v):\n        return 'any'\n"
            "    @show.register\n    def _(self, v: int):\n        return 'int'\nf = Fmt()")
-    nb.run("@memo\ndef use(o, v):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return o.show(v)")
+    memo_use(nb, "o.show(v)", "o, v")
     call_twice_then_edit(nb, "use(f, 2.5)", "@Fmt.show.register\ndef _(self, v: float):\n    return 'float'")
 
 
 def test_class_data_changes_are_misses(nb: Shell) -> None:
     nb.run("class Cfg:\n    opts = {'k': 1}\n    level = 1\n"
            "    def get(self):\n        return self.opts['k'] + self.level\nc = Cfg()")
-    nb.run("@memo\ndef use(o):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return o.get()")
+    memo_use(nb, "o.get()", "o")
     call_twice_then_edit(nb, "use(c)", "Cfg.level = 5")
     nb.run("Cfg.opts['k'] = 7")
     nb.run("use(c)")
@@ -449,7 +454,7 @@ def test_module_imported_by_a_computed_name_is_reported(nb: Shell, user_module: 
 def test_data_on_a_user_base_class_is_in_the_key(nb: Shell) -> None:
     nb.run("class Base:\n    level = 1\n    opts = {'k': 1}\n"
            "class Child(Base):\n    def get(self):\n        return self.level + self.opts['k']\nc = Child()")
-    nb.run("@memo\ndef use(o):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return o.get()")
+    memo_use(nb, "o.get()", "o")
     call_twice_then_edit(nb, "use(c)", "Base.level = 5")
     nb.run("Base.opts['k'] = 4")
     nb.run("v = use(c)")
@@ -458,7 +463,7 @@ def test_data_on_a_user_base_class_is_in_the_key(nb: Shell) -> None:
 
 def test_a_base_method_monkeypatched_is_a_miss(nb: Shell) -> None:
     nb.run("class Base:\n    def get(self):\n        return 1\nclass Child(Base):\n    pass\nc = Child()")
-    nb.run("@memo\ndef use(o):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return o.get()")
+    memo_use(nb, "o.get()", "o")
     call_twice_then_edit(nb, "use(c)", "_orig = Base.get\ndef patched(self):\n    return 100\nBase.get = patched")
 
 
@@ -470,26 +475,26 @@ def test_a_base_method_monkeypatched_is_a_miss(nb: Shell) -> None:
 ], ids=["nested-class", "class-attribute"])
 def test_a_class_held_by_a_class_is_followed(nb: Shell, holder: str) -> None:
     nb.run(holder + "\nc = Cfg()")
-    nb.run("@memo\ndef use(o):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return o.get()")
+    memo_use(nb, "o.get()", "o")
     call_twice_then_edit(nb, "use(c)", "SCALE = 3")
 
 
 def test_mutable_class_data_beside_a_class_attribute_is_rehashed(nb: Shell) -> None:
     nb.run("class Cfg:\n    opts = {'k': 1}\n    z_error = ValueError\n    def get(self):\n"
            "        return self.opts['k']\nc = Cfg()")
-    nb.run("@memo\ndef use(o):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return o.get()")
+    memo_use(nb, "o.get()", "o")
     call_twice_then_edit(nb, "use(c)", "Cfg.opts['k'] = 7")
 
 
 def test_a_user_metaclass_is_code_of_its_classes(nb: Shell) -> None:
     nb.run("class Meta(type):\n    def scale(cls):\n        return SCALE\nclass Thing(metaclass=Meta):\n    pass")
-    nb.run("@memo\ndef use(k):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return k.scale()")
+    memo_use(nb, "k.scale()", "k")
     call_twice_then_edit(nb, "use(Thing)", "SCALE = 4")
 
 
 def test_static_method_wrapping_a_partial_is_followed(nb: Shell) -> None:
     nb.run("def f(v, k):\n    return v * k * SCALE\nclass P:\n    t = staticmethod(functools.partial(f, k=2))\np = P()")
-    nb.run("@memo\ndef use(o, x):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return o.t(x)")
+    memo_use(nb, "o.t(x)", "o, x")
     call_twice_then_edit(nb, "use(p, 1)", "SCALE = 2")
     nb.run("P.t = staticmethod(functools.partial(f, k=3))")
     nb.run("use(p, 1)")
@@ -498,7 +503,7 @@ def test_static_method_wrapping_a_partial_is_followed(nb: Shell) -> None:
 
 def test_flag_members_keep_their_key_as_flags_are_combined(nb: Shell) -> None:
     nb.run("import enum\nclass Perm(enum.Flag):\n    R = 4\n    W = 2\n    X = 1")
-    nb.run("@memo\ndef use(p):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return p.value")
+    memo_use(nb, "p.value", "p")
     nb.run("use(Perm.R)\nboth = Perm.R | Perm.W\nnot_x = ~Perm.X\nuse(Perm.R)\nuse(both)\nuse(Perm.R | Perm.W)")
     assert runs(nb) == 2
 
@@ -507,7 +512,7 @@ def test_an_object_with_a_memo_key_is_keyed_with_its_class_code(nb: Shell) -> No
     nb.run("class Model:\n    def __init__(self):\n        self.path = 'w.bin'\n"
            "    def __memo_key__(self):\n        return self.path\n"
            "    def predict(self, v):\n        return v * SCALE\nm = Model()")
-    nb.run("@memo\ndef use(o, x):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return o.predict(x)")
+    memo_use(nb, "o.predict(x)", "o, x")
     call_twice_then_edit(nb, "use(m, 2)", "SCALE = 3")
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Shell
-from tests.test_code_values import APPLY, SETUP, call_twice_then_edit, runs
+from tests.test_code_values import APPLY, SETUP, call_twice_then_edit, memo_use, runs
 
 
 @pytest.fixture
@@ -26,16 +26,25 @@ def nb(shell: Shell, tmp_path: Path) -> Iterator[Shell]:
     importlib.invalidate_caches()
 
 
+TAGGED = """
+import json
+def tagged(fn):
+    @functools.wraps(fn)
+    def inner(v):
+        return f'{v}' * SCALE
+    return inner
+dumps = tagged(json.dumps)
+"""
+
+
 def test_a_wrapper_that_copies_a_library_name_is_still_user_code(nb: Shell) -> None:
-    nb.run("import json\ndef tagged(fn):\n    @functools.wraps(fn)\n    def inner(v):\n        return f'{v}' * SCALE\n"
-           "    return inner\ndumps = tagged(json.dumps)")
-    nb.run("@memo\ndef use(x):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return dumps(x)")
+    nb.run(TAGGED)
+    memo_use(nb, "dumps(x)")
     call_twice_then_edit(nb, "use(1)", "SCALE = 2")
 
 
 def test_a_wrapper_that_copies_a_library_name_as_an_argument(nb: Shell) -> None:
-    nb.run("import json\ndef tagged(fn):\n    @functools.wraps(fn)\n    def inner(v):\n        return f'{v}' * SCALE\n"
-           "    return inner\ndumps = tagged(json.dumps)")
+    nb.run(TAGGED)
     call_twice_then_edit(nb, "apply(dumps, 1)", "SCALE = 3")
 
 
@@ -51,7 +60,7 @@ def test_a_module_loaded_from_a_path_is_user_code(nb: Shell, tmp_path: Path) -> 
            "    spec = importlib.util.spec_from_file_location('feats_by_path', path)\n"
            "    mod = importlib.util.module_from_spec(spec)\n    spec.loader.exec_module(mod)\n    return mod\n"
            f"feats = load({str(path)!r})")
-    nb.run("@memo\ndef use(x):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return feats.f(x)")
+    memo_use(nb, "feats.f(x)")
     nb.run("use(5)\nuse(5)")
     assert runs(nb) == 1
     path.write_text("def f(x):\n    return x * 3\n")
