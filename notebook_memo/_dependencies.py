@@ -150,6 +150,10 @@ class _Resolver:
         # unchanged (and nothing mutable was read), the same resolution holds.
         self.watch: list[tuple[Any, ...]] = []
         self.volatile = False
+        # Volatile because of what only a new resolution can follow (hard), or only because of
+        # mutable data on a class, which can be hashed again where it lies (class_data).
+        self.hard = False
+        self.class_data: list[tuple[type, str, str]] = []
 
     def function(self, fn: types.FunctionType, label: str) -> None:
         if id(fn) in self.seen:
@@ -177,7 +181,7 @@ class _Resolver:
             return
         values = [*(fn.__defaults__ or ()), *(fn.__kwdefaults__ or {}).values()]
         if not all(_fixed(v) for v in values):
-            self.volatile = True  # a mutable default (the body may change it): re-hashed each call
+            self.volatile = self.hard = True  # a mutable default (the body may change it)
         try:
             parts.append(content_hash(defaults, f"the defaults of {label}"))
         except UnhashableArgument as exc:
@@ -294,7 +298,7 @@ class _Resolver:
             return
         self.deps.parts[f"package {top}"] = ("package", package_version(top).encode())
 
-    def value(self, value: Any, label: str) -> None:
+    def value(self, value: Any, label: str, on_class: tuple[type, str] | None = None) -> None:
         if _is_singledispatch(value):
             self.dispatch(value, label)
             return
@@ -342,6 +346,10 @@ class _Resolver:
             return
         if not _immutable(value):
             self.volatile = True  # mutable data: its content must be hashed on every call
+            if on_class is None:
+                self.hard = True
+            else:
+                self.class_data.append((*on_class, label))
         try:
             self.deps.parts[label] = ("value", content_hash(value, label))
         except UnhashableArgument as exc:
@@ -365,7 +373,7 @@ class _Resolver:
         self.watch.append(("dict", value.keywords, list(value.keywords.items())))
         bound = (value.args, value.keywords)
         if not (_immutable(value.args) and all(_immutable(v) for v in value.keywords.values())):
-            self.volatile = True
+            self.volatile = self.hard = True
         try:
             self.deps.parts[f"{label}.<arguments>"] = ("value", content_hash(bound, f"the arguments of {label}"))
         except UnhashableArgument as exc:
@@ -396,7 +404,7 @@ class _Resolver:
             for name, attr in _class_items(klass):
                 # Code is resolved like a helper; data like a global (hashed, and re-hashed on
                 # every call while it is mutable); a class held as data like a class.
-                self.value(attr, f"{klass.__qualname__}.{name}")
+                self.value(attr, f"{klass.__qualname__}.{name}", on_class=(klass, name))
 
 
 def _still_valid(watch: list[tuple[Any, ...]]) -> bool:
@@ -516,7 +524,10 @@ def resolve_values(values: dict[str, Any], chains: dict[str, tuple[str, ...]], m
 # that says it still holds. Weak keys, and the watch list is stored with weak references where
 # it can be (_stored): an entry that held its own key (a method's class, a global naming the
 # function) would keep every redefined function and class of a notebook alive.
-_Entry = tuple[list[tuple[Any, ...]], bytes, bool]
+# (stored watch list, digest, track_versions, mutable class data to hash again on each use:
+# (the class, weakly; the attribute; its label), the dependency parts and skipped labels)
+_Entry = tuple[list[tuple[Any, ...]], bytes, bool, list[tuple[Any, str, str]],
+               dict[str, tuple[str, bytes]], dict[str, str]]
 _function_values: weakref.WeakKeyDictionary[types.FunctionType, _Entry] = weakref.WeakKeyDictionary()
 _class_values: weakref.WeakKeyDictionary[type, _Entry] = weakref.WeakKeyDictionary()
 _value_lock = threading.Lock()
@@ -566,6 +577,47 @@ def _revived(stored: list[tuple[Any, ...]]) -> list[tuple[Any, ...]] | None:
     return live if _still_valid(live) else None
 
 
+def _stored_valid(stored: list[tuple[Any, ...]]) -> bool:
+    """Return True when a stored watch list still holds: ``_revived`` without building it (a hit)."""
+    for item in stored:
+        kind = item[0]
+        if kind == "global":  # the commonest two, checked in place
+            value = item[3]
+            if type(value) is _Weak:
+                value = value()
+                if value is None:
+                    return False
+            if item[1].get(item[2], _MISSING) is not value:
+                return False
+        elif kind == "fn":
+            fn, code = _live(item[1]), _live(item[2])
+            if fn is _GONE or code is _GONE or fn.__code__ is not code or fn.__defaults__ is not item[3] \
+                    or fn.__kwdefaults__ is not item[4]:
+                return False
+            if (item[6] or item[5]) and not _same_items(item[5], item[6]):
+                return False
+        elif kind == "class":
+            cls = item[1]()
+            if cls is None or not _same(item[2], list(vars(cls).values())):
+                return False
+        else:
+            live = [_live(element) for element in item]
+            if any(element is _GONE for element in live) or not _still_valid([tuple(live)]):
+                return False
+    return True
+
+
+_GONE = object()
+
+
+def _live(element: Any) -> Any:
+    """Return a stored element itself (_GONE when it was held weakly and is gone)."""
+    if type(element) is _Weak:
+        element = element()
+        return _GONE if element is None else element
+    return element
+
+
 def _resolvers() -> list[_Resolver]:
     """The resolutions running in this thread, innermost last."""
     stack: list[_Resolver] | None = getattr(_in_progress, "resolvers", None)
@@ -612,14 +664,24 @@ def _value_digest(obj: Any, cache: weakref.WeakKeyDictionary[Any, _Entry], name:
     stack = _resolvers()
     enclosing = stack[-1] if stack else None
     cached = cache.get(obj)
-    if cached is not None and cached[2] == track:
-        live = _revived(cached[0])
-        if live is not None:
-            if enclosing is not None:
-                enclosing.watch.extend(live)
-            return cached[1]
     active: dict[int, list[bool]] = getattr(_in_progress, "values", None) or {}
     _in_progress.values = active
+    if cached is not None and cached[2] == track and id(obj) not in active:
+        # Only a resolution around this one needs the live watch list; a hit needs the answer.
+        live = _revived(cached[0]) if enclosing is not None else ([] if _stored_valid(cached[0]) else None)
+        digest: bytes | None = cached[1]
+        if live is not None and cached[3]:
+            active[id(obj)] = [False]  # its data may hold it again (a registry of the class)
+            try:
+                digest = _rehashed(cached)
+            finally:
+                del active[id(obj)]
+            if enclosing is not None:
+                enclosing.volatile = enclosing.hard = True
+        if live is not None and digest is not None:
+            if enclosing is not None:
+                enclosing.watch.extend(live)
+            return digest
     if id(obj) in active:
         # Code reaching itself (through a container, a partial, an instance of its class): name
         # it. What was computed since it began stands on this unfinished digest: none of that is
@@ -639,13 +701,37 @@ def _value_digest(obj: Any, cache: weakref.WeakKeyDictionary[Any, _Entry], name:
         del active[id(obj)]
     if enclosing is not None:
         enclosing.watch.extend(resolver.watch)
-        enclosing.volatile |= resolver.volatile or frame[0]
+        if resolver.volatile or frame[0]:
+            enclosing.volatile = enclosing.hard = True
     deps = resolver.deps
-    digest = combine([deps.digest(), *(f"{label}\0skipped".encode() for label in sorted(deps.skipped))])
-    if not (resolver.volatile or frame[0]):
+    digest = _deps_digest(deps)
+    if not (resolver.hard or frame[0]):
+        data = [(_Weak(klass), name, label) for klass, name, label in resolver.class_data]
         with _value_lock, contextlib.suppress(TypeError):
-            cache[obj] = ([_stored(item) for item in resolver.watch], digest, track)
+            cache[obj] = ([_stored(item) for item in resolver.watch], digest, track, data,
+                          dict(deps.parts), dict(deps.skipped))
     return digest
+
+
+def _deps_digest(deps: Dependencies) -> bytes:
+    return combine([deps.digest(), *(f"{label}\0skipped".encode() for label in sorted(deps.skipped))])
+
+
+def _rehashed(entry: _Entry) -> bytes | None:
+    """Return a cached resolution's digest with its mutable class data hashed again as it is now."""
+    deps = Dependencies(dict(entry[4]), dict(entry[5]))
+    for ref, name, label in entry[3]:
+        klass = ref()
+        value = vars(klass).get(name, _MISSING) if klass is not None else _MISSING
+        if value is _MISSING:
+            return None
+        deps.parts.pop(label, None)
+        deps.skipped.pop(label, None)
+        try:
+            deps.parts[label] = ("value", content_hash(value, label))
+        except UnhashableArgument as exc:
+            deps.skipped[label] = exc.reason
+    return _deps_digest(deps)
 
 
 def function_value_digest(fn: types.FunctionType) -> bytes:

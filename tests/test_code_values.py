@@ -554,3 +554,12 @@ def test_a_class_attribute_that_answers_every_name_is_data(nb: Shell) -> None:
            "trainer = Trainer()")
     nb.run("@memo\ndef train(t, x):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return t.fit(x)")
     call_twice_then_edit(nb, "train(trainer, 2)", "Trainer.cfg['lr'] = 2")
+
+
+def test_class_data_replaced_or_holding_its_class_is_hashed_again_on_each_call(nb: Shell) -> None:
+    nb.run("class Plugin:\n    registry = {}\n    opts = {'k': 1}\n    def get(self):\n"
+           "        return self.opts['k'] + len(self.registry)\nPlugin.registry['self'] = Plugin\np = Plugin()")
+    memo_use(nb, "o.get()", "o")
+    call_twice_then_edit(nb, "use(p)", "Plugin.opts = {'k': 9}")  # another dict in its place
+    nb.run("use(p)\nPlugin.registry['other'] = int\nv = use(p)\nw = use(p)")
+    assert runs(nb) == 3 and nb["v"] == nb["w"] == 11
