@@ -316,7 +316,13 @@ class _Resolver:
             else:
                 self.package(value.__module__)
             return
-        if isinstance(value, (types.BuiltinFunctionType, types.ModuleType)):
+        if isinstance(value, types.ModuleType):
+            if is_user_code(value):
+                self.module_code(value, label)  # a module held as data (``conf = cfg``): used whole
+            else:
+                self.package(value.__name__)
+            return
+        if isinstance(value, types.BuiltinFunctionType):
             return
         if isinstance(value, (staticmethod, classmethod)):
             self.value(value.__func__, label)
@@ -388,23 +394,26 @@ class _Resolver:
         meta = type(cls)
         if meta is not type and is_user_code(meta):
             self.value(meta, f"{label}.<metaclass>")
-        for klass in cls.__mro__:
+        names = [klass.__qualname__ for klass in cls.__mro__]
+        for index, klass in enumerate(cls.__mro__):
             if klass is object:
                 continue
             if not is_user_code(klass):
                 self.package(klass.__module__)
                 continue
             own = klass is cls
-            where = label if own else f"{label}.<base {klass.__qualname__}>"
+            # `class Model(Model)`: two classes of one name in the line, each keeps its own labels
+            qualname = klass.__qualname__ if names.count(klass.__qualname__) == 1 else f"{klass.__qualname__}#{index}"
+            where = label if own else f"{label}.<base {qualname}>"
             if not own and id(klass) in self.seen:
                 continue
             self.seen.add(id(klass))
-            self.watch.append(("class", klass, list(vars(klass).values())))
+            self.watch.append(("class", klass, list(vars(klass).items())))
             self.deps.parts[where] = ("code", class_fingerprint(klass, self.by_code))
             for name, attr in _class_items(klass):
                 # Code is resolved like a helper; data like a global (hashed, and re-hashed on
                 # every call while it is mutable); a class held as data like a class.
-                self.value(attr, f"{klass.__qualname__}.{name}", on_class=(klass, name))
+                self.value(attr, f"{qualname}.{name}", on_class=(klass, name))
 
 
 def _still_valid(watch: list[tuple[Any, ...]]) -> bool:
@@ -415,7 +424,8 @@ def _still_valid(watch: list[tuple[Any, ...]]) -> bool:
                 return False
         elif kind == "fn":
             fn = item[1]
-            if fn.__code__ is not item[2] or fn.__defaults__ is not item[3] or fn.__kwdefaults__ is not item[4]:
+            if fn.__code__ is not item[2] or fn.__defaults__ is not item[3] or fn.__kwdefaults__ is not item[4] \
+                    or fn.__dict__ is not item[5]:
                 return False
             if (item[6] or item[5]) and not _same_items(item[5], item[6]):
                 return False
@@ -436,8 +446,8 @@ def _still_valid(watch: list[tuple[Any, ...]]) -> bool:
             if getattr(item[1], item[2], _MISSING) is not item[3]:
                 return False
         elif kind == "class":
-            now = list(vars(item[1]).values())
-            if len(now) != len(item[2]) or any(a is not b for a, b in zip(now, item[2])):
+            now = list(vars(item[1]).items())
+            if len(now) != len(item[2]) or any(a[0] != b[0] or a[1] is not b[1] for a, b in zip(now, item[2])):
                 return False
     return True
 
@@ -561,7 +571,7 @@ def _revived(stored: list[tuple[Any, ...]]) -> list[tuple[Any, ...]] | None:
             cls = item[1]()
             if cls is None:
                 return None
-            values = list(vars(cls).values())
+            values = list(vars(cls).items())
             if not _same(item[2], values):
                 return None
             live.append(("class", cls, values))
@@ -592,13 +602,13 @@ def _stored_valid(stored: list[tuple[Any, ...]]) -> bool:
         elif kind == "fn":
             fn, code = _live(item[1]), _live(item[2])
             if fn is _GONE or code is _GONE or fn.__code__ is not code or fn.__defaults__ is not item[3] \
-                    or fn.__kwdefaults__ is not item[4]:
+                    or fn.__kwdefaults__ is not item[4] or fn.__dict__ is not item[5]:
                 return False
             if (item[6] or item[5]) and not _same_items(item[5], item[6]):
                 return False
         elif kind == "class":
             cls = item[1]()
-            if cls is None or not _same(item[2], list(vars(cls).values())):
+            if cls is None or not _same(item[2], list(vars(cls).items())):
                 return False
         else:
             live = [_live(element) for element in item]

@@ -102,7 +102,10 @@ def is_user_code(obj: Any) -> bool:
     ``functools.wraps`` copies from the function it wraps (perhaps a library's).
     """
     if isinstance(obj, types.ModuleType):
-        return _module_is_user_code(obj.__name__, _location(obj))
+        location = _location(obj)
+        if location is None and sys.modules.get(obj.__name__) is not obj:
+            return True  # made at run time (types.ModuleType("cfg")): nobody's package
+        return _module_is_user_code(obj.__name__, location)
     if isinstance(obj, types.FunctionType):
         namespace = obj.__globals__
         name = namespace.get("__name__")
@@ -284,6 +287,8 @@ def class_code(attr: Any) -> tuple[list[types.FunctionType], Any] | None:
         return (inner[0] if inner else []), (attr.args, attr.keywords, inner[1] if inner else attr.func)
     if isinstance(attr, (functools.cached_property, functools.singledispatchmethod)):
         return class_code(attr.func)
+    if isinstance(attr, functools._lru_cache_wrapper):  # type: ignore[attr-defined]
+        return class_code(attr.__wrapped__)
     if getattr(type(attr), "__memo__", False) and not isinstance(attr, type):
         # A memoized method. Asked of its type: an object that answers every attribute name
         # (an addict-style dict) is data, and its __wrapped__ would never end.
@@ -301,8 +306,14 @@ def _class_items(cls: type) -> list[tuple[str, Any]]:
     machinery = issubclass(cls, enum.Enum)
     return [(name, attr) for name, attr in sorted(vars(cls).items())
             if name not in _SKIP_CLASS_ATTRS
-            and not (name.startswith("__") and name.endswith("__") and not _is_code(attr))
+            and not (name.startswith("__") and name.endswith("__") and not _is_code(attr) and not _callable(attr))
             and not (machinery and _is_sunder(name) and not _is_code(attr))]
+
+
+def _callable(attr: Any) -> bool:
+    # A dunder held as a callable object (``__call__ = lru_cache(...)(f)``, ``__getitem__ = table``)
+    # runs like a method; dunder data (``__slots__``, ``__match_args__``) follows from the code.
+    return callable(attr) and not isinstance(attr, type)
 
 
 def _is_sunder(name: str) -> bool:
@@ -317,31 +328,39 @@ _DERIVED = (types.GetSetDescriptorType, types.MemberDescriptorType)
 
 
 _MUTABLE_DATA = ("mutable data",)
+_WRAPPERS = (staticmethod, classmethod, property)
+
+
+def _wrapped_parts(value: Any) -> tuple[Any, ...]:
+    if isinstance(value, property):
+        return (value.fget, value.fset, value.fdel)  # the slot a function sits in counts
+    return (value.__func__,)
 
 
 def _holder(value: Any) -> Any:
+    if value is None:
+        return (None,)
     try:
         return weakref.ref(value)
     except TypeError:
         pass
     if _immutable(value):
         return (value,)  # an int, a str, a tuple of them: cannot name the class
-    code = class_code(value)
-    if code is not None:  # a staticmethod or property: its functions, weakly
-        return (type(value), tuple(weakref.ref(fn) for fn in code[0]), code[1])
+    if isinstance(value, _WRAPPERS):  # not weakly referable itself: what it wraps, weakly
+        return (type(value), tuple(_holder(part) for part in _wrapped_parts(value)))
     # A dict or list of the class's (a registry may hold the class itself). Held by kind only:
     # such data is hashed again on every call, so its identity is never what a check rests on.
     return _MUTABLE_DATA
 
 
-def _holders(values: list[Any]) -> list[Any]:
-    """Hold a class's attribute values for an identity check without keeping the class alive.
+def _holders(items: list[tuple[str, Any]]) -> list[Any]:
+    """Hold a class's attributes (name and value) for an identity check without keeping it alive.
 
     Functions (whose ``__class__`` cell names the class) are held weakly, so are the functions
     inside static methods and properties; the ``__dict__`` and ``__weakref__`` descriptors,
     which name the class too, follow from its definition and are skipped.
     """
-    return [_holder(value) for value in values if not isinstance(value, _DERIVED)]
+    return [(name, _holder(value)) for name, value in items if not isinstance(value, _DERIVED)]
 
 
 def _same_value(held: Any, value: Any) -> bool:
@@ -351,16 +370,17 @@ def _same_value(held: Any, value: Any) -> bool:
         return _holder(value) is _MUTABLE_DATA
     if len(held) == 1:
         return held[0] is value
-    code = class_code(value)
-    return type(value) is held[0] and code is not None and code[1] is held[2] \
-        and len(code[0]) == len(held[1]) and all(r() is fn for r, fn in zip(held[1], code[0]))
+    if type(value) is not held[0]:
+        return False
+    parts = _wrapped_parts(value)
+    return len(parts) == len(held[1]) and all(_same_value(h, v) for h, v in zip(held[1], parts))
 
 
-def _same(held: list[Any], values: list[Any]) -> bool:
-    current = [v for v in values if not isinstance(v, _DERIVED)]
+def _same(held: list[Any], items: list[tuple[str, Any]]) -> bool:
+    current = [(name, value) for name, value in items if not isinstance(value, _DERIVED)]
     if len(held) != len(current):
         return False
-    return all(_same_value(h, v) for h, v in zip(held, current))
+    return all(h[0] == name and _same_value(h[1], value) for h, (name, value) in zip(held, current))
 
 
 def class_fingerprint(cls: type, by_code: bool = False) -> bytes:
@@ -370,7 +390,7 @@ def class_fingerprint(cls: type, by_code: bool = False) -> bytes:
     the business of ``_dependencies``. ``by_code`` keys methods by their code objects, as for
     functions reached as values.
     """
-    values = list(vars(cls).values())
+    values = list(vars(cls).items())
     cache = _class_caches[by_code]
     cached = cache.get(cls)
     if cached is not None and _same(cached[0], values):
@@ -398,7 +418,13 @@ def _class_digest(cls: type, by_code: bool) -> tuple[bytes, bool]:
         if code is None:
             parts.append(name.encode() + b"<data>")
             continue
-        parts.extend(name.encode() + own_fingerprint(fn, by_code)[0] for fn in code[0])
+        kind = f"{name}:{qualified_name(type(attr))}".encode()  # a staticmethod is not a classmethod
+        if isinstance(attr, property):
+            parts.extend(kind + slot.encode() + own_fingerprint(fn, by_code)[0]
+                         for slot, fn in zip(("get", "set", "del"), _wrapped_parts(attr))
+                         if isinstance(fn, types.FunctionType))
+        else:
+            parts.extend(kind + own_fingerprint(fn, by_code)[0] for fn in code[0])
     return combine(parts), True
 
 

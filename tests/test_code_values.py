@@ -563,3 +563,30 @@ def test_class_data_replaced_or_holding_its_class_is_hashed_again_on_each_call(n
     call_twice_then_edit(nb, "use(p)", "Plugin.opts = {'k': 9}")  # another dict in its place
     nb.run("use(p)\nPlugin.registry['other'] = int\nv = use(p)\nw = use(p)")
     assert runs(nb) == 3 and nb["v"] == nb["w"] == 11
+
+
+@pytest.mark.parametrize("setup, edit", [
+    ("class Base:\n    level = 1\nclass Child(Base):\n    level = 5\n    def get(self):\n        return self.level",
+     "del Child.level\nChild.levl = 5"),
+    ("class Child:\n    def get(self):\n        return 1\n    def other(self):\n        return 5",
+     "Child.get, Child.other = Child.other, Child.get"),
+    ("def f(self):\n    return 5\nclass Child:\n    p = property(f)\n"
+     "    def get(self):\n        return getattr(self, 'p', 1)",
+     "Child.p = property(None, f)"),
+    ("def f(*args):\n    return len(args)\nclass Child:\n    s = staticmethod(f)\n"
+     "    def get(self):\n        return self.s()",
+     "Child.s = classmethod(f)"),
+    ("class Model:\n    level = 1\nclass Model(Model):\n    level = 5\n    def get(self):\n        return self.level\n"
+     "Child = Model", "Model.level = 7"),
+    ("class Scaled:\n    @functools.lru_cache(maxsize=None)\n    def __call__(self, v=1):\n        return v * SCALE\n"
+     "class Child:\n    def get(self):\n        return Scaled()()", "SCALE = 7"),
+    ("import types\ncfg = types.ModuleType('cfgmod')\ncfg.X = 1\nclass Child:\n    conf = cfg\n"
+     "    def get(self):\n        return self.conf.X", "cfg.X = 2"),
+    ("class Child:\n    def get(self):\n        return getattr(Child.get, 'factor', 1)",
+     "Child.get.__dict__ = {'factor': 2}"),
+], ids=["renamed", "swapped-methods", "property-slot", "wrapper-kind", "same-qualname", "dunder-lru-cache",
+        "module-attribute", "function-dict-replaced"])
+def test_what_a_class_is_made_of_is_all_in_its_key(nb: Shell, setup: str, edit: str) -> None:
+    nb.run(setup + "\nc = Child()")
+    memo_use(nb, "o.get()", "o")
+    call_twice_then_edit(nb, "use(c)", edit)
