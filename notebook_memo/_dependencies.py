@@ -31,10 +31,12 @@ from ._errors import UnhashableArgument
 from ._fingerprint import (
     _MISSING,
     _class_items,
+    _holder,
     _holders,
     _immutable,
     _module_is_user_code,
     _same,
+    _same_value,
     class_fingerprint,
     is_user_code,
     own_fingerprint,
@@ -165,14 +167,14 @@ class _Resolver:
         self.defaults(fn, label, parts)
         self.deps.parts[label] = ("code", combine(parts))
         self.globals_of(fn, label)
-        for cell_name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
+        for index, (cell_name, cell) in enumerate(zip(fn.__code__.co_freevars, fn.__closure__ or ())):
             if cell_name == "__class__" and self.by_code:
                 # A method's own class (for super()): resolved, but not watched through the
                 # cell, which would keep the class alive in the cache of values.
                 with contextlib.suppress(ValueError):
                     self.value(cell.cell_contents, f"{label}.<class>")
                 continue
-            self.closure(cell, f"{label}.<closure {cell_name}>")
+            self.closure(fn, index, f"{label}.<closure {cell_name}>")
         self.state_of(fn, label)
 
     def defaults(self, fn: types.FunctionType, label: str, parts: list[bytes]) -> None:
@@ -195,13 +197,14 @@ class _Resolver:
         for name, attr in _public_attributes(fn):
             self.value(attr, f"{label}.{name}")
 
-    def closure(self, cell: Any, label: str) -> None:
+    def closure(self, fn: types.FunctionType, index: int, label: str) -> None:
+        cell = (fn.__closure__ or ())[index]
         try:
             value = cell.cell_contents
         except ValueError:  # an empty cell: the variable is not bound yet
-            self.watch.append(("cell", cell, _MISSING))
+            self.watch.append(("cell", cell, _MISSING, fn, index))
             return
-        self.watch.append(("cell", cell, value))
+        self.watch.append(("cell", cell, value, fn, index))
         self.value(value, label)
 
     def globals_of(self, fn: types.FunctionType, owner: str) -> None:
@@ -280,7 +283,7 @@ class _Resolver:
             return
         self.seen.add(id(module))
         namespace = vars(module)
-        self.watch.append(("dict", namespace, list(namespace.items())))
+        self.watch.append(("dict", namespace, list(namespace.items()), module, "__dict__"))
         for name, attr in sorted(namespace.items()):
             if name.startswith("__") and name.endswith("__"):
                 continue
@@ -347,7 +350,7 @@ class _Resolver:
             self.partial(value, label)
             return
         if isinstance(value, functools._lru_cache_wrapper):  # type: ignore[attr-defined]
-            self.watch.append(("dict", value.__dict__, list(value.__dict__.items())))
+            self.watch.append(("dict", value.__dict__, list(value.__dict__.items()), value, "__dict__"))
             self.state_of(value, label)  # the cached function's body, not the cache
             return
         if not _immutable(value):
@@ -364,7 +367,7 @@ class _Resolver:
     def dispatch(self, fn: Any, label: str) -> None:
         """Resolve a singledispatch function: every registered implementation is code it runs."""
         self.watch.append(_fn_watch(fn))
-        self.watch.append(("dict", fn.registry, list(fn.registry.items())))
+        self.watch.append(("dict", fn.registry, list(fn.registry.items()), fn, "registry"))
         kinds = []
         for kind, impl in _implementations(fn):
             kinds.append(kind)
@@ -376,7 +379,7 @@ class _Resolver:
 
     def partial(self, value: Any, label: str) -> None:
         self.value(value.func, f"{label}.func")
-        self.watch.append(("dict", value.keywords, list(value.keywords.items())))
+        self.watch.append(("dict", value.keywords, list(value.keywords.items()), value, "keywords"))
         bound = (value.args, value.keywords)
         if not (_immutable(value.args) and all(_immutable(v) for v in value.keywords.values())):
             self.volatile = self.hard = True
@@ -488,9 +491,9 @@ class CodeTracker:
         resolver.watch.append(_fn_watch(fn))
         own, method = own_fingerprint(fn)
         resolver.globals_of(fn, fn.__qualname__)
-        for cell_name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
+        for index, cell_name in enumerate(fn.__code__.co_freevars[:len(fn.__closure__ or ())]):
             if cell_name != "__class__":
-                resolver.closure(cell, f"<closure {cell_name}>")
+                resolver.closure(fn, index, f"<closure {cell_name}>")
         resolver.state_of(fn, fn.__qualname__)
         if self.owner_path:
             # A method reads its class's other methods through self: the class is a dependency.
@@ -550,82 +553,127 @@ class _Weak(weakref.ref):  # type: ignore[type-arg]
     __slots__ = ()
 
 
+_GONE = object()
+
+
 def _stored(item: tuple[Any, ...]) -> tuple[Any, ...]:
-    """Return a watch item for the cache of values, holding what it can weakly."""
-    if item[0] == "class":
+    """Return a watch item for the cache of values, holding nothing that could keep a class alive.
+
+    What was read is held weakly, or by a holder (``_fingerprint._holder``) that compares it
+    without owning it; a cell, a function's attributes and a watched dict are reached again
+    through their owner, held weakly, rather than held themselves.
+    """
+    kind = item[0]
+    if kind == "class":
         return ("class", _Weak(item[1]), _holders(item[2]))
-    held: list[Any] = [item[0]]
-    for element in item[1:]:
+    if kind == "global":
+        return ("global", item[1], item[2], _holder(item[3]))
+    if kind == "fn":
+        kwdefaults = None if item[4] is None else [(name, _holder(value)) for name, value in item[4].items()]
+        return ("fn", _holder(item[1]), _holder(item[2]), _holder(item[3]), kwdefaults, id(item[5]),
+                [(name, _holder(value)) for name, value in item[6]])
+    if kind == "cell" and len(item) == 5:
+        return ("cell", _holder(item[3]), item[4], _holder(item[2]))
+    if kind == "dict" and len(item) == 5:
+        return ("dict", _holder(item[3]), item[4], [(_holder(k), _holder(v)) for k, v in item[2]])
+    if kind == "attr":
+        return ("attr", _holder(item[1]), item[2], _holder(item[3]))
+    if kind == "module":
+        return ("module", item[1], _holder(item[2]))
+    return item
+
+
+def _object(held: Any) -> Any:
+    """Return the object a holder stands for (_GONE when it is gone or is held by kind only)."""
+    if isinstance(held, weakref.ref):
+        value = held()
+        return _GONE if value is None else value
+    if type(held) is tuple and len(held) == 1:
+        return held[0]
+    return _GONE
+
+
+def _same_pairs(held: list[tuple[Any, Any]], pairs: list[tuple[Any, Any]], by_key: bool) -> bool:
+    if len(held) != len(pairs):
+        return False
+    for (hk, hv), (k, v) in zip(held, pairs):
+        if not ((hk == k) if not by_key else _same_value(hk, k)) or not _same_value(hv, v):
+            return False
+    return True
+
+
+def _revive_item(item: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """Return the live watch item of a stored one when what it watched is unchanged, else None."""
+    kind = item[0]
+    if kind == "class":
+        cls = item[1]()
+        if cls is None:
+            return None
+        items = list(vars(cls).items())
+        return ("class", cls, items) if _same(item[2], items) else None
+    if kind == "global":
+        value = item[1].get(item[2], _MISSING)
+        return ("global", item[1], item[2], value) if _same_value(item[3], value) else None
+    if kind == "fn":
+        fn = _object(item[1])
+        if fn is _GONE or not _same_value(item[2], fn.__code__) or not _same_value(item[3], fn.__defaults__) \
+                or id(fn.__dict__) != item[5]:
+            return None
+        kwdefaults = fn.__kwdefaults__
+        if (kwdefaults is None) != (item[4] is None) or \
+                (kwdefaults is not None and not _same_pairs(item[4], list(kwdefaults.items()), by_key=False)):
+            return None
+        attrs = list(fn.__dict__.items())
+        if not _same_pairs(item[6], attrs, by_key=False):
+            return None
+        return ("fn", fn, fn.__code__, fn.__defaults__, fn.__kwdefaults__, fn.__dict__, attrs)
+    if kind == "cell" and len(item) == 4:
+        fn = _object(item[1])
+        if fn is _GONE:
+            return None
+        cell = (fn.__closure__ or ())[item[2]]
         try:
-            held.append(_Weak(element))
-        except TypeError:
-            held.append(element)
-    return tuple(held)
+            value = cell.cell_contents
+        except ValueError:
+            value = _MISSING
+        return ("cell", cell, value, fn, item[2]) if _same_value(item[3], value) else None
+    if kind == "dict" and len(item) == 4:
+        owner = _object(item[1])
+        if owner is _GONE:
+            return None
+        watched = getattr(owner, item[2], None)
+        if watched is None:
+            return None
+        pairs = list(watched.items())
+        if not _same_pairs(item[3], pairs, by_key=True):
+            return None
+        return ("dict", watched, pairs, owner, item[2])
+    if kind == "attr":
+        owner = _object(item[1])
+        if owner is _GONE:
+            return None
+        value = getattr(owner, item[2], _MISSING)
+        return ("attr", owner, item[2], value) if _same_value(item[3], value) else None
+    if kind == "module":
+        module = sys.modules.get(item[1])
+        return ("module", item[1], module) if _same_value(item[2], module) else None
+    return item if _still_valid([item]) else None
 
 
 def _revived(stored: list[tuple[Any, ...]]) -> list[tuple[Any, ...]] | None:
     """Return the live watch list of a stored one, or None when it no longer holds."""
-    live: list[tuple[Any, ...]] = []
+    live = []
     for item in stored:
-        if item[0] == "class":
-            cls = item[1]()
-            if cls is None:
-                return None
-            values = list(vars(cls).items())
-            if not _same(item[2], values):
-                return None
-            live.append(("class", cls, values))
-            continue
-        elements: list[Any] = []
-        for element in item:
-            if type(element) is _Weak:
-                element = element()
-                if element is None:
-                    return None
-            elements.append(element)
-        live.append(tuple(elements))
-    return live if _still_valid(live) else None
+        revived = _revive_item(item)
+        if revived is None:
+            return None
+        live.append(revived)
+    return live
 
 
 def _stored_valid(stored: list[tuple[Any, ...]]) -> bool:
-    """Return True when a stored watch list still holds: ``_revived`` without building it (a hit)."""
-    for item in stored:
-        kind = item[0]
-        if kind == "global":  # the commonest two, checked in place
-            value = item[3]
-            if type(value) is _Weak:
-                value = value()
-                if value is None:
-                    return False
-            if item[1].get(item[2], _MISSING) is not value:
-                return False
-        elif kind == "fn":
-            fn, code = _live(item[1]), _live(item[2])
-            if fn is _GONE or code is _GONE or fn.__code__ is not code or fn.__defaults__ is not item[3] \
-                    or fn.__kwdefaults__ is not item[4] or fn.__dict__ is not item[5]:
-                return False
-            if (item[6] or item[5]) and not _same_items(item[5], item[6]):
-                return False
-        elif kind == "class":
-            cls = item[1]()
-            if cls is None or not _same(item[2], list(vars(cls).items())):
-                return False
-        else:
-            live = [_live(element) for element in item]
-            if any(element is _GONE for element in live) or not _still_valid([tuple(live)]):
-                return False
-    return True
-
-
-_GONE = object()
-
-
-def _live(element: Any) -> Any:
-    """Return a stored element itself (_GONE when it was held weakly and is gone)."""
-    if type(element) is _Weak:
-        element = element()
-        return _GONE if element is None else element
-    return element
+    """Return True when a stored watch list still holds (a hit needs no live list)."""
+    return all(_revive_item(item) is not None for item in stored)
 
 
 def _resolvers() -> list[_Resolver]:
@@ -772,7 +820,7 @@ def _hash_function(h: Hasher, fn: types.FunctionType) -> None:
         h.tag(b"Fd")
         h.text(qualified_name(fn))
         registry = fn.registry  # type: ignore[attr-defined]
-        _watched_by_enclosing([("dict", registry, list(registry.items()))])
+        _watched_by_enclosing([("dict", registry, list(registry.items()), fn, "registry")])
         h.child(_implementations(fn), ".registry")
         return
     if not is_user_code(fn):

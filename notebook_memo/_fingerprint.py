@@ -338,12 +338,14 @@ def _wrapped_parts(value: Any) -> tuple[Any, ...]:
 
 
 def _holder(value: Any) -> Any:
-    if value is None:
-        return (None,)
+    if value is None or value is _MISSING:
+        return (value,)
     try:
         return weakref.ref(value)
     except TypeError:
         pass
+    if type(value) is tuple and not _immutable(value):  # defaults holding functions: each, weakly
+        return ("tuple", tuple(_holder(item) for item in value))
     if _immutable(value):
         return (value,)  # an int, a str, a tuple of them: cannot name the class
     if isinstance(value, _WRAPPERS):  # not weakly referable itself: what it wraps, weakly
@@ -370,6 +372,9 @@ def _same_value(held: Any, value: Any) -> bool:
         return _holder(value) is _MUTABLE_DATA
     if len(held) == 1:
         return held[0] is value
+    if held[0] == "tuple":
+        return type(value) is tuple and len(value) == len(held[1]) \
+            and all(_same_value(h, v) for h, v in zip(held[1], value))
     if type(value) is not held[0]:
         return False
     parts = _wrapped_parts(value)

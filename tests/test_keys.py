@@ -522,3 +522,27 @@ def test_a_class_holding_itself_in_its_data_or_through_super_is_not_kept_alive(s
         """)
     shell.run("gc.collect()\nalive = gone() is not None")
     assert shell["alive"] is False
+
+
+@pytest.mark.parametrize("setup, names", [
+    ("def deco(fn):\n    @functools.wraps(fn)\n    def inner(self):\n        return fn(self)\n    return inner\n"
+     "class Base:\n    def get(self):\n        return 1\n"
+     "class Plugin(Base):\n    @deco\n    def get(self):\n        return super().get() + 1", "Plugin"),
+    ("class Base:\n    def get(self):\n        return 1\n"
+     "class Plugin(Base):\n    @functools.lru_cache\n    def get(self):\n        return super().get() + 1", "Plugin"),
+    ("@functools.singledispatch\ndef show(x):\n    return 0\n"
+     "class Plugin:\n    def get(self):\n        return show(self)\n@show.register\ndef _(x: Plugin):\n    return 1",
+     "Plugin, show, _"),
+    ("class Plugin:\n    def get(self):\n        return 1\nPlugin.get.owner = Plugin", "Plugin"),
+    ("def make():\n    class Plugin:\n        def get(self):\n            return Plugin\n    return Plugin\n"
+     "Plugin = make()", "Plugin"),
+    ("def f(reg, k):\n    return len(reg)\nclass Plugin:\n    registry = {}\n"
+     "    look = staticmethod(functools.partial(f, registry))\nPlugin.registry['me'] = Plugin", "Plugin"),
+], ids=["wraps-super", "lru-cache-super", "singledispatch", "method-attribute", "factory-closure",
+        "static-partial-registry"])
+def test_a_class_reached_through_its_methods_state_is_not_kept_alive(shell: Shell, setup: str, names: str) -> None:
+    shell.run("import functools, gc, weakref\nfrom notebook_memo import memo\n@memo\ndef peek(o):\n    return 1")
+    shell.run(setup)
+    shell.run(f"p = Plugin()\npeek(p)\ngone = weakref.ref(Plugin)\ndel p, {names}")
+    shell.run("gc.collect()\nalive = gone() is not None")
+    assert shell["alive"] is False
