@@ -21,7 +21,7 @@ from ._hashing import combine, content_hash
 from ._inventory import human_time
 from ._memo import Call, MemoizedFunction, function_id, save
 from ._methods import _PerObjectCache
-from ._serialize import CorruptRecord, NotRestorable, dumps
+from ._serialize import CorruptRecord, NotRestorable, cached_property_of, dumps
 from ._store import Store, StoredRecord, get_store
 
 __all__ = ()
@@ -346,7 +346,6 @@ class _Rebinder:
                                          **{k: self(v) for k, v in value.keywords.items()})
         return value
 
-
     def _member(self, attr: Any) -> Any:
         """Return a class attribute with the functions in it rebound (the same object if none were)."""
         if isinstance(attr, (staticmethod, classmethod)):
@@ -359,11 +358,7 @@ class _Rebinder:
             return property(accessors[0], accessors[1], accessors[2], attr.__doc__)
         if isinstance(attr, functools.cached_property):
             func = self(attr.func)
-            if func is attr.func:
-                return attr
-            rebound = functools.cached_property(func)
-            rebound.attrname = attr.attrname
-            return rebound
+            return attr if func is attr.func else cached_property_of(func, attr.attrname, attr.__doc__)
         return self(attr)
 
 

@@ -547,12 +547,6 @@ _value_lock = threading.Lock()
 _in_progress = threading.local()
 
 
-class _Weak(weakref.ref):  # type: ignore[type-arg]
-    """An element of a stored watch item, held weakly."""
-
-    __slots__ = ()
-
-
 _GONE = object()
 
 
@@ -565,22 +559,20 @@ def _stored(item: tuple[Any, ...]) -> tuple[Any, ...]:
     """
     kind = item[0]
     if kind == "class":
-        return ("class", _Weak(item[1]), _holders(item[2]))
+        return ("class", weakref.ref(item[1]), _holders(item[2]))
     if kind == "global":
         return ("global", item[1], item[2], _holder(item[3]))
     if kind == "fn":
         kwdefaults = None if item[4] is None else [(name, _holder(value)) for name, value in item[4].items()]
         return ("fn", _holder(item[1]), _holder(item[2]), _holder(item[3]), kwdefaults, id(item[5]),
                 [(name, _holder(value)) for name, value in item[6]])
-    if kind == "cell" and len(item) == 5:
+    if kind == "cell":
         return ("cell", _holder(item[3]), item[4], _holder(item[2]))
-    if kind == "dict" and len(item) == 5:
+    if kind == "dict":
         return ("dict", _holder(item[3]), item[4], [(_holder(k), _holder(v)) for k, v in item[2]])
     if kind == "attr":
         return ("attr", _holder(item[1]), item[2], _holder(item[3]))
-    if kind == "module":
-        return ("module", item[1], _holder(item[2]))
-    return item
+    return ("module", item[1], _holder(item[2]))
 
 
 def _object(held: Any) -> Any:
@@ -627,7 +619,7 @@ def _revive_item(item: tuple[Any, ...]) -> tuple[Any, ...] | None:
         if not _same_pairs(item[6], attrs, by_key=False):
             return None
         return ("fn", fn, fn.__code__, fn.__defaults__, fn.__kwdefaults__, fn.__dict__, attrs)
-    if kind == "cell" and len(item) == 4:
+    if kind == "cell":
         fn = _object(item[1])
         if fn is _GONE:
             return None
@@ -637,7 +629,7 @@ def _revive_item(item: tuple[Any, ...]) -> tuple[Any, ...] | None:
         except ValueError:
             value = _MISSING
         return ("cell", cell, value, fn, item[2]) if _same_value(item[3], value) else None
-    if kind == "dict" and len(item) == 4:
+    if kind == "dict":
         owner = _object(item[1])
         if owner is _GONE:
             return None
@@ -654,10 +646,8 @@ def _revive_item(item: tuple[Any, ...]) -> tuple[Any, ...] | None:
             return None
         value = getattr(owner, item[2], _MISSING)
         return ("attr", owner, item[2], value) if _same_value(item[3], value) else None
-    if kind == "module":
-        module = sys.modules.get(item[1])
-        return ("module", item[1], module) if _same_value(item[2], module) else None
-    return item if _still_valid([item]) else None
+    module = sys.modules.get(item[1])
+    return ("module", item[1], module) if _same_value(item[2], module) else None
 
 
 def _revived(stored: list[tuple[Any, ...]]) -> list[tuple[Any, ...]] | None:
@@ -669,11 +659,6 @@ def _revived(stored: list[tuple[Any, ...]]) -> list[tuple[Any, ...]] | None:
             return None
         live.append(revived)
     return live
-
-
-def _stored_valid(stored: list[tuple[Any, ...]]) -> bool:
-    """Return True when a stored watch list still holds (a hit needs no live list)."""
-    return all(_revive_item(item) is not None for item in stored)
 
 
 def _resolvers() -> list[_Resolver]:
@@ -725,8 +710,7 @@ def _value_digest(obj: Any, cache: weakref.WeakKeyDictionary[Any, _Entry], name:
     active: dict[int, list[bool]] = getattr(_in_progress, "values", None) or {}
     _in_progress.values = active
     if cached is not None and cached[2] == track and id(obj) not in active:
-        # Only a resolution around this one needs the live watch list; a hit needs the answer.
-        live = _revived(cached[0]) if enclosing is not None else ([] if _stored_valid(cached[0]) else None)
+        live = _revived(cached[0])
         digest: bytes | None = cached[1]
         if live is not None and cached[3]:
             active[id(obj)] = [False]  # its data may hold it again (a registry of the class)
@@ -764,7 +748,7 @@ def _value_digest(obj: Any, cache: weakref.WeakKeyDictionary[Any, _Entry], name:
     deps = resolver.deps
     digest = _deps_digest(deps)
     if not (resolver.hard or frame[0]):
-        data = [(_Weak(klass), name, label) for klass, name, label in resolver.class_data]
+        data = [(weakref.ref(klass), name, label) for klass, name, label in resolver.class_data]
         with _value_lock, contextlib.suppress(TypeError):
             cache[obj] = ([_stored(item) for item in resolver.watch], digest, track, data,
                           dict(deps.parts), dict(deps.skipped))

@@ -265,7 +265,6 @@ def _immutable(value: Any) -> bool:
 
 _class_caches: dict[bool, weakref.WeakKeyDictionary[type, tuple[list[Any], bytes]]] = {
     False: weakref.WeakKeyDictionary(), True: weakref.WeakKeyDictionary()}
-_in_progress = threading.local()
 
 
 def class_code(attr: Any) -> tuple[list[types.FunctionType], Any] | None:
@@ -400,22 +399,13 @@ def class_fingerprint(cls: type, by_code: bool = False) -> bytes:
     cached = cache.get(cls)
     if cached is not None and _same(cached[0], values):
         return cached[1]
-    active: set[int] = getattr(_in_progress, "classes", None) or set()
-    _in_progress.classes = active
-    if id(cls) in active:  # a class reachable from its own attributes: name it, do not recurse
-        return combine([b"class-cycle", qualified_name(cls).encode()])
-    active.add(id(cls))
-    try:
-        digest, stable = _class_digest(cls, by_code)
-    finally:
-        active.discard(id(cls))
-    if stable:
-        with contextlib.suppress(TypeError):
-            cache[cls] = (_holders(values), digest)
+    digest = _class_digest(cls, by_code)
+    with contextlib.suppress(TypeError):
+        cache[cls] = (_holders(values), digest)
     return digest
 
 
-def _class_digest(cls: type, by_code: bool) -> tuple[bytes, bool]:
+def _class_digest(cls: type, by_code: bool) -> bytes:
     parts = [qualified_name(cls).encode(), repr([qualified_name(b) for b in cls.__mro__]).encode(),
              qualified_name(type(cls)).encode()]
     for name, attr in _class_items(cls):
@@ -430,7 +420,7 @@ def _class_digest(cls: type, by_code: bool) -> tuple[bytes, bool]:
                          if isinstance(fn, types.FunctionType))
         else:
             parts.extend(kind + own_fingerprint(fn, by_code)[0] for fn in code[0])
-    return combine(parts), True
+    return combine(parts)
 
 
 # -- hashing methods passed as values (functions and classes: _dependencies) -----------------

@@ -129,7 +129,7 @@ class _Pickler(cloudpickle.Pickler):
                 return NotImplemented
         elif type(obj) is functools.cached_property:
             # On Python < 3.12 it holds a lock, which cannot be pickled: save what it is made of.
-            return _cached_property, (obj.func, obj.attrname, obj.__doc__)
+            return cached_property_of, (obj.func, obj.attrname, obj.__doc__)
         else:
             what = _unfaithful(obj)
             if what is not None:
@@ -138,7 +138,8 @@ class _Pickler(cloudpickle.Pickler):
         return super().reducer_override(obj)
 
 
-def _cached_property(func: Any, name: str | None, doc: str | None) -> functools.cached_property[Any]:
+def cached_property_of(func: Any, name: str | None, doc: str | None) -> functools.cached_property[Any]:
+    """Return a ``functools.cached_property`` of ``func`` as if defined under ``name``."""
     made: functools.cached_property[Any] = functools.cached_property(func)
     made.attrname = name
     made.__doc__ = doc

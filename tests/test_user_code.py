@@ -69,9 +69,13 @@ def test_a_module_loaded_from_a_path_is_user_code(nb: Shell, tmp_path: Path) -> 
     assert (nb["v"], nb["w"], runs(nb)) == (15, 15, 3)
 
 
-def _edit_and_reload(nb: Shell, path: Path, text: str, module: str) -> None:
+def _hit_then_miss_after_edit(nb: Shell, path: Path, text: str, module: str) -> None:
+    """Call use(5) twice (one run), edit and reload the module: the next call runs, with the new code."""
+    nb.run("use(5)\nuse(5)")
     path.write_text(text)
     nb.run(f"import importlib, {module}\nimportlib.reload({module})")
+    nb.run("v = use(5)")
+    assert (nb["v"], runs(nb)) == (15, 2)
 
 
 def test_a_namespace_package_module_is_user_code(nb: Shell, tmp_path: Path) -> None:
@@ -80,10 +84,7 @@ def test_a_namespace_package_module_is_user_code(nb: Shell, tmp_path: Path) -> N
     helpers.write_text("def f(x):\n    return x * 2\n")
     nb.run("@memo\ndef use(x):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    import nsutils.helpers\n"
            "    return nsutils.helpers.f(x)")
-    nb.run("use(5)\nuse(5)")
-    _edit_and_reload(nb, helpers, "def f(x):\n    return x * 3\n", "nsutils.helpers")
-    nb.run("v = use(5)")
-    assert (nb["v"], runs(nb)) == (15, 2)
+    _hit_then_miss_after_edit(nb, helpers, "def f(x):\n    return x * 3\n", "nsutils.helpers")
 
 
 def test_a_user_module_named_like_the_standard_library_is_user_code(nb: Shell, tmp_path: Path) -> None:
@@ -93,10 +94,7 @@ def test_a_user_module_named_like_the_standard_library_is_user_code(nb: Shell, t
     try:
         nb.run("import statistics\n@memo\ndef use(x):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n"
                "    return statistics.mean(x)")
-        nb.run("use(5)\nuse(5)")
-        _edit_and_reload(nb, module, "def mean(x):\n    return x * 3\n", "statistics")
-        nb.run("v = use(5)")
-        assert (nb["v"], runs(nb)) == (15, 2)
+        _hit_then_miss_after_edit(nb, module, "def mean(x):\n    return x * 3\n", "statistics")
     finally:
         if saved is not None:
             sys.modules["statistics"] = saved
