@@ -10,6 +10,7 @@ from typing import Any, Protocol, TypeVar, overload
 from typing_extensions import ParamSpec
 
 from . import _methods
+from ._conditions import depends_on
 from ._config import TTLLike
 from ._memo import CacheInfo, clear_stale_all, disabled, keep_alive, make_options, refreshing, wrap
 
@@ -17,6 +18,7 @@ __all__ = ()
 
 P = ParamSpec("P")
 R = TypeVar("R")
+PathT = TypeVar("PathT", bound="str | os.PathLike[str]")
 
 
 class Memoized(Protocol[P, R]):
@@ -55,6 +57,9 @@ class _Memo:
     :param skip_if: ``skip_if(result)`` true means return the result but do not store it.
     :param mmap: return stored arrays as read-only memory maps (fast hits on huge arrays).
     :param track_versions: make installed packages' versions part of the key (default on).
+    :param files: paths, folders or glob patterns (``"data/*.csv"``) the result depends on.
+        Files the body opens through Python are found by themselves; declare those read by
+        readers that bypass Python's ``open`` (pyarrow, h5py, C++ libraries).
     """
 
     @overload
@@ -66,6 +71,7 @@ class _Memo:
         version: Any = None, cache_dir: str | os.PathLike[str] | None = None,
         skip_if: Callable[[Any], bool] | None = None, mmap: bool = False,
         track_versions: bool | None = None,
+        files: Iterable[str | os.PathLike[str]] | str | os.PathLike[str] = (),
     ) -> Callable[[Callable[P, R]], Memoized[P, R]]: ...
 
     def __call__(self, fn: Any = None, /, **kwargs: Any) -> Any:
@@ -121,6 +127,21 @@ class _Memo:
 
         return batch(argument, batch_size=batch_size, progress=progress, ttl=ttl, ignore=ignore,  # type: ignore[no-any-return]
                      version=version, cache_dir=cache_dir, track_versions=track_versions)
+
+    @staticmethod
+    def depends_on_file(path: PathT, /) -> PathT:
+        """Declare, inside a memoized body or ``%%memo`` cell, that the result depends on ``path``.
+
+        A file is checked by its content; a folder by every file under it and their names. Use
+        it for readers that bypass Python's ``open``; returns ``path`` so it can wrap the argument.
+
+        >>> import pyarrow.parquet as pq  # doctest: +SKIP
+        >>> @memo
+        ... def load(path):
+        ...     return pq.read_table(memo.depends_on_file(path))
+        """
+        depends_on(path)
+        return path
 
     @staticmethod
     def reset(obj: Any) -> None:

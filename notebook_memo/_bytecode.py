@@ -49,6 +49,40 @@ def global_references(code: types.CodeType) -> tuple[tuple[str, tuple[str, ...]]
     return tuple(found)
 
 
+_PASSED_OVER = frozenset({"CACHE", "PUSH_NULL", "PRECALL", "NOP", "EXTENDED_ARG"})
+
+
+@functools.lru_cache(maxsize=8192)
+def global_loads(code: types.CodeType) -> tuple[tuple[str, tuple[str, ...], str | None], ...]:
+    """Return every read of a global name, with its attribute chain and the constant string used with it.
+
+    In order and repeated: ``os.environ["X"]``, ``os.getenv("X")``, ``os.environ.get("X", d)`` and
+    ``"X" in os.environ`` give ``("os", ("environ",), "X")`` and the like; the caller decides what
+    the chain resolves to.
+    """
+    found: list[tuple[str, tuple[str, ...], str | None]] = []
+    codes = [code]
+    for current in codes:
+        codes.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
+        ins = [i for i in dis.get_instructions(current) if i.opname not in _PASSED_OVER]
+        for k, first in enumerate(ins):
+            if first.opname not in _LOAD_GLOBAL_OPS:
+                continue
+            chain: list[str] = []
+            j = k + 1
+            while j < len(ins) and ins[j].opname in _ATTR_OPS:
+                chain.append(ins[j].argval)
+                j += 1
+            const = None
+            if j < len(ins) and ins[j].opname == "LOAD_CONST" and isinstance(ins[j].argval, str):
+                const = ins[j].argval
+            elif j < len(ins) and ins[j].opname == "CONTAINS_OP" and k and ins[k - 1].opname == "LOAD_CONST" \
+                    and isinstance(ins[k - 1].argval, str):
+                const = ins[k - 1].argval
+            found.append((first.argval, tuple(chain), const))
+    return tuple(found)
+
+
 ImportRef = tuple[str, int, tuple[str, ...]]  # module name, relative level, attribute chain
 
 

@@ -11,7 +11,7 @@ import types
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import _config
+from . import _conditions, _config
 from ._cell_analysis import CellAnalysis, analyse, normalised_source
 from ._cell_exec import capture, execute, replay
 from ._config import warn_once
@@ -19,7 +19,7 @@ from ._dependencies import Dependencies, global_references, resolve_values
 from ._errors import ConfigurationError, MemoError, StorageWarning, UnhashableArgument
 from ._hashing import combine, content_hash
 from ._inventory import human_time
-from ._memo import Call, MemoizedFunction, function_id, save
+from ._memo import Call, MemoizedFunction, conditioned_entry, entry_conditions, function_id, save, served
 from ._methods import _PerObjectCache
 from ._serialize import CorruptRecord, NotRestorable, cached_property_of, dumps
 from ._store import Store, StoredRecord, get_store
@@ -199,8 +199,9 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions) -> Any:
     maybe = {name: _digest_or_none(namespace[name])
              for name in {*analysis.maybe_binds, *analysis.maybe_inputs, *analysis.loop_inputs}
              if name in namespace and not _is_shell_name(name)}
+    recorder = _conditions.Recorder()
     start = time.perf_counter()
-    with capture(shell) as events:
+    with capture(shell) as events, _conditions.recording(recorder, ()):
         result = execute(shell, tree, filename)
     duration = time.perf_counter() - start
     cell.misses += 1
@@ -237,7 +238,13 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions) -> Any:
                   "every path, or give its class __memo_key__.",
                   StorageWarning)
         return result
-    _store_cell(store, cell, call, payload_value, duration, options)
+    try:
+        where = entry_conditions(store, call.key, recorder, {}, {})
+    except _conditions.NotRecordable as exc:
+        warn_once(f"unrecordable:{cell.qualified_name}:{exc}", f"%%memo {cell.label}: not cached, so the cell runs "
+                  f"each time: {exc}.", StorageWarning)
+        return result
+    _store_cell(store, cell, call, payload_value, duration, options, where)
     return result
 
 
@@ -265,7 +272,7 @@ def _outputs(options: CellOptions, cell_call: CellCall, before: dict[str, int], 
 
 
 def _store_cell(store: Store, cell: CellMemo, call: Call, value: dict[str, Any], duration: float,
-                options: CellOptions) -> None:
+                options: CellOptions, where: tuple[str, dict[str, Any], list[str] | None]) -> None:
     defined = frozenset(id(v) for v in value["outputs"].values() if isinstance(v, type))
     try:
         payload = dumps(value, by_value=defined)
@@ -284,7 +291,12 @@ def _store_cell(store: Store, cell: CellMemo, call: Call, value: dict[str, Any],
         "version": "", "created": time.time(), "ttl": options.ttl, "duration": duration,
         "size": payload.nbytes, "outputs": sorted(value["outputs"]),
     }
-    save(store, call.key, payload, meta, options.ttl, duration, cell.function_id)
+    key, conditions, variants = where
+    if conditions:
+        meta["pre"] = conditions
+    if save(store, key, payload, meta, options.ttl, duration, cell.function_id) and variants:
+        save(store, call.key, dumps(None), {**meta, "pre": {}, "size": 0, "variants": variants}, options.ttl,
+             duration, cell.function_id)
 
 
 class _Rebinder:
@@ -393,6 +405,9 @@ _NOT_CACHED = _NotCached()
 def _try_restore(shell: Any, store: Store, cell: CellMemo, key: str, options: CellOptions) -> Any:
     try:
         record = store.get(key)
+        conditions: dict[str, Any] = {}
+        if record is not None and record.header.conditioned and not record.header.expired():
+            record, conditions, _ = conditioned_entry(store, key, record)
         if record is None or record.header.expired():
             return _NOT_CACHED
         value = record.load()
@@ -424,6 +439,8 @@ def _try_restore(shell: Any, store: Store, cell: CellMemo, key: str, options: Ce
     for name in value["deleted"]:
         namespace.pop(name, None)
     replay(shell, value["events"])
+    if conditions:
+        served(conditions, {}, ())
     cell.hits += 1
     cell.last_hit = True
     store.count_hit(cell.function_id)

@@ -33,6 +33,12 @@ LOCK_LEASE = 15.0  # seconds a computing process holds a key without renewing
 CLOCK_SKEW = 2.0  # a TTL entry stored more than this far in our future came from a clock ahead of ours
 LOCK_POLL_MAX = 0.05  # longest sleep between checks while waiting for a key
 TOUCH_FLUSH_INTERVAL = 2.0  # seconds between batched LRU access-time updates
+# Data files up to this size are identified by their content digest; larger ones by size,
+# modification and change times and inode (re-reading them on every check would cost too much).
+FILE_DIGEST_LIMIT = 2**30
+# A file written this recently when it was checked may change again within its clock tick without
+# changing its times: until it is older, a hit re-reads its content instead of trusting its times.
+RACY_SECONDS = 2.0
 TYPE_DESCRIPTION_LIMIT = 4 * 2**10  # characters of a batch result's type kept in each item's metadata
 
 TTLLike = Union[None, int, float, str, timedelta]  # noqa: UP007 (a runtime alias on 3.10)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import _config
-from ._bytecode import WHOLE, global_references, imported_references
+from ._bytecode import WHOLE, global_loads, global_references, imported_references
 from ._errors import UnhashableArgument
 from ._fingerprint import (
     _MISSING,
@@ -115,6 +115,7 @@ class Dependencies:
 
     parts: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # label -> (kind, digest)
     skipped: dict[str, str] = field(default_factory=dict)  # label -> why it was left out
+    clock: list[str] = field(default_factory=list)  # where the user's code reads the wall clock
 
     def digest(self) -> bytes:
         """Return one digest of every dependency, independent of discovery order."""
@@ -226,6 +227,41 @@ class _Resolver:
             label = name if root_module in (None, "__main__") else f"{root_module}.{name}"
             self.reference(value, chain, label)
         self.imports_of(fn)
+        self.environment_and_clock(fn, owner)
+
+    def environment_and_clock(self, fn: types.FunctionType, owner: str) -> None:
+        """Key the environment variables the code reads by their values; note where it reads the clock."""
+        namespace = fn.__globals__
+        timers = 0
+        clock: list[str] = []
+        for name, chain, const in global_loads(fn.__code__):
+            if name not in _ENV_AND_CLOCK_ROOTS and not _ENV_AND_CLOCK_ROOTS.intersection(chain):
+                continue
+            target = _follow(namespace, name, chain)
+            if target is _MISSING:
+                continue
+            if _is_environment(target):
+                if const is None:
+                    self.deps.skipped[f"{owner}: os.environ[...]"] = (
+                        "it reads environment variables by a name computed at run time (or the whole "
+                        "environment), so which ones is not known; read them by a constant name, or pass "
+                        "them as arguments")
+                    continue
+                value = os.environ.get(const)
+                self.watch.append(("env", const, value))
+                self.deps.parts[f"env {const}"] = ("env", b"\0unset" if value is None else value.encode())
+                continue
+            reader = _clock_reader(target)
+            if reader is None:
+                continue
+            if reader in _TIMERS:
+                timers += 1  # one read is a timestamp; two or more time a run
+            clock.append(f"{owner}: {reader}")
+        for where in clock:
+            if timers >= 2 and where.endswith(_TIMERS):
+                continue
+            if where not in self.deps.clock:
+                self.deps.clock.append(where)
 
     def imports_of(self, fn: types.FunctionType) -> None:
         """Resolve the modules imported inside the body like modules imported at top level."""
@@ -302,6 +338,8 @@ class _Resolver:
         self.deps.parts[f"package {top}"] = ("package", package_version(top).encode())
 
     def value(self, value: Any, label: str, on_class: tuple[type, str] | None = None) -> None:
+        if value is os.environ:
+            return  # the variables read from it are keyed by name (environment_and_clock)
         if _is_singledispatch(value):
             self.dispatch(value, label)
             return
@@ -419,10 +457,77 @@ class _Resolver:
                 self.value(attr, f"{qualname}.{name}", on_class=(klass, name))
 
 
+_ENV_AND_CLOCK_ROOTS = frozenset({"environ", "getenv", "get", "now", "utcnow", "today", "time", "time_ns",
+                                  "localtime", "gmtime", "ctime", "asctime"})
+_TIMERS = ("time.time", "time.time_ns")
+
+
+def _follow(namespace: dict[str, Any], name: str, chain: tuple[str, ...]) -> Any:
+    value = namespace.get(name, _MISSING)
+    if value is _MISSING:
+        builtins_ns = namespace.get("__builtins__", {})
+        value = (builtins_ns if isinstance(builtins_ns, dict) else vars(builtins_ns)).get(name, _MISSING)
+    for attr in chain:
+        if value is _MISSING:
+            break
+        try:
+            value = _class_or_module_attr(value, attr)
+        except Exception:
+            return _MISSING
+    return value
+
+
+def _class_or_module_attr(value: Any, attr: str) -> Any:
+    """``getattr`` that does not run properties of user objects (modules and classes only)."""
+    if isinstance(value, (types.ModuleType, type)) or value is os.environ:
+        return getattr(value, attr, _MISSING)
+    return _MISSING
+
+
+def _is_environment(value: Any) -> bool:
+    if value is os.environ or value is os.getenv:
+        return True
+    return getattr(value, "__self__", None) is os.environ and getattr(value, "__name__", "") == "get"
+
+
+def _clock_readers() -> list[tuple[Any, str]]:
+    import datetime
+    import time
+
+    readers: list[tuple[Any, str]] = [
+        (datetime.datetime.now, "datetime.now"), (datetime.datetime.utcnow, "datetime.utcnow"),
+        (datetime.datetime.today, "datetime.today"), (datetime.date.today, "date.today"),
+        (time.localtime, "time.localtime"), (time.gmtime, "time.gmtime"), (time.ctime, "time.ctime"),
+        (time.asctime, "time.asctime"), (time.time, "time.time"), (time.time_ns, "time.time_ns"),
+    ]
+    pandas = sys.modules.get("pandas")
+    if pandas is not None:
+        stamp = pandas.Timestamp
+        readers += [(stamp.now, "pd.Timestamp.now"), (stamp.today, "pd.Timestamp.today"),
+                    (stamp.utcnow, "pd.Timestamp.utcnow")]
+    return readers
+
+
+def _clock_reader(value: Any) -> str | None:
+    """Return the name of the clock ``value`` reads, if it is one (``datetime.now``, ``time.time``...)."""
+    if not callable(value):
+        return None
+    for reader, label in _clock_readers():
+        try:
+            if value is reader or value == reader:
+                return label
+        except Exception:
+            continue
+    return None
+
+
 def _still_valid(watch: list[tuple[Any, ...]]) -> bool:
     for item in watch:
         kind = item[0]
-        if kind == "global":
+        if kind == "env":
+            if os.environ.get(item[1]) != item[2]:
+                return False
+        elif kind == "global":
             if item[1].get(item[2], _MISSING) is not item[3]:
                 return False
         elif kind == "fn":
@@ -558,6 +663,8 @@ def _stored(item: tuple[Any, ...]) -> tuple[Any, ...]:
     through their owner, held weakly, rather than held themselves.
     """
     kind = item[0]
+    if kind == "env":
+        return item
     if kind == "class":
         return ("class", weakref.ref(item[1]), _holders(item[2]))
     if kind == "global":
@@ -597,6 +704,8 @@ def _same_pairs(held: list[tuple[Any, Any]], pairs: list[tuple[Any, Any]], by_ke
 def _revive_item(item: tuple[Any, ...]) -> tuple[Any, ...] | None:
     """Return the live watch item of a stored one when what it watched is unchanged, else None."""
     kind = item[0]
+    if kind == "env":
+        return item if os.environ.get(item[1]) == item[2] else None
     if kind == "class":
         cls = item[1]()
         if cls is None:

@@ -80,6 +80,8 @@ def differences(current: dict[str, Any], meta: dict[str, Any]) -> list[str]:
                            f"{new[1] and bytes.fromhex(new[1]).decode()})")
         elif kind == "code":
             reasons.append(f"the code of {label} changed")
+        elif kind == "env":
+            reasons.append(f"{label.replace('env ', 'environment variable ', 1)} changed")
         else:
             reasons.append(f"the value of {_describe(label, kind)} changed")
     if meta.get("version") != current["version"]:
@@ -125,6 +127,17 @@ def explain_call(fn: MemoizedFunction[Any], call: Call, as_miss: bool = False) -
     unkeyed = sorted(call.deps.skipped)
     store = fn._store()
     record = None if as_miss else store.get(call.key)
+    notes = [f"it reads the clock ({', '.join(call.deps.clock)}): its result does not change as time passes; "
+             "ttl= recomputes it after a while"] if call.deps.clock else []
+    if record is not None and record.header.conditioned and not record.header.expired():
+        from ._memo import conditioned_entry
+
+        served, conditions, why = conditioned_entry(store, call.key, record, first_only=False)
+        if served is None:
+            return Explanation(name, False, "an entry for these arguments and code is stored, but what it was "
+                               "computed from is not as it was:", why + notes, unkeyed)
+        record = served
+        notes += _condition_notes(conditions)
     if record is not None:
         expires = record.header.expires
         if record.header.expired():
@@ -136,10 +149,11 @@ def explain_call(fn: MemoizedFunction[Any], call: Call, as_miss: bool = False) -
                                f"({_ago(expires)}; ttl {(expires - record.header.created):g} s)", [], unkeyed)
         size = record.header.meta().get("size", 0)
         return Explanation(name, True, f"stored {_ago(record.header.created)}, computed in "
-                           f"{record.header.duration:.3g} s, {human_bytes(size)}", [], unkeyed)
-    entries = [(r, r.header.meta()) for r in fn.entries() if r.key != call.key]
+                           f"{record.header.duration:.3g} s, {human_bytes(size)}", notes, unkeyed)
+    entries = [(r, meta) for r in fn.entries() if r.key != call.key
+               for meta in [r.header.meta()] if "variants" not in meta]
     if not entries:
-        return Explanation(name, False, f"nothing is cached for this function in {store.directory}", [], unkeyed)
+        return Explanation(name, False, f"nothing is cached for this function in {store.directory}", notes, unkeyed)
     current = current_description(fn, call)
     ranked = sorted(((differences(current, meta), r) for r, meta in entries),
                     key=lambda pair: (len(pair[0]), -pair[1].header.created))
@@ -148,4 +162,21 @@ def explain_call(fn: MemoizedFunction[Any], call: Call, as_miss: bool = False) -
         reasons = ["the stored entry with these same ingredients was written under another key format"]
     summary = (f"no entry for these arguments and code; the closest of {len(entries)} stored "
                f"entr{'y' if len(entries) == 1 else 'ies'} (stored {_ago(closest.header.created)}) differs in:")
-    return Explanation(name, False, summary, reasons, unkeyed)
+    return Explanation(name, False, summary, reasons + notes, unkeyed)
+
+
+def _condition_notes(conditions: dict[str, Any]) -> list[str]:
+    """Say what a served entry was checked against besides its key."""
+    from ._conditions import describe_generators
+
+    notes = []
+    files = conditions.get("files", [])
+    if files:
+        names = ", ".join(entry[0] for entry in files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+        notes.append(f"checked: the data file{'s' if len(files) > 1 else ''} it read ({names}) are unchanged")
+    for entry in conditions.get("dirs", [])[:3]:
+        notes.append(f"checked: folder {entry[0]} lists the same files")
+    if "states" in conditions:
+        notes.append(f"it draws from {describe_generators(sorted(conditions['states']))}: served for the state it "
+                     "had, and left as the body would leave it")
+    return notes

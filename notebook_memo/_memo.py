@@ -24,10 +24,11 @@ from typing import Any, Generic, NamedTuple, TypeVar
 import cloudpickle
 import xxhash
 
-from . import _config
+from . import _conditions, _config
+from ._conditions import Conditions, NotRecordable, Recorder, Recorders
 from ._config import EXPIRY_GRACE, INLINE_LIMIT, LOCK_POLL_MAX, TTLLike, parse_ttl, resolve_lease, warn_once
 from ._dependencies import CodeState, CodeTracker, Dependencies
-from ._errors import ConfigurationError, RecursiveCall, StaleEntriesWarning, StorageWarning
+from ._errors import ConfigurationError, MemoWarning, RecursiveCall, StaleEntriesWarning, StorageWarning
 from ._hashing import aliasing_parts, combine, content_hash, register_hasher
 from ._inventory import human_bytes
 from ._leases import Watch, computing, is_computing
@@ -63,6 +64,7 @@ class Options:
     skip_if: Callable[[Any], bool] | None = None
     mmap: bool = False
     track_versions: bool | None = None
+    files: tuple[str, ...] = ()
 
 
 @dataclass
@@ -75,6 +77,7 @@ class Call:
     own: bytes  # the function's own code alone
     deps: Dependencies
     method: str  # how the function's own code was fingerprinted: source or bytecode
+    generators: dict[str, Any] = dataclasses.field(default_factory=dict)  # random generators among the arguments
 
 
 # -- the registry of memoized functions ---------------------------------------------------------
@@ -241,7 +244,13 @@ class MemoizedFunction(Generic[R]):
                 warn_once(f"skipped:{self._qualified}:{label}",
                           f"{self._name}: '{label}' cannot be hashed ({reason}); it is left out of "
                           "the cache key, so changing it will not recompute cached results")
-        call = Call(key, arguments, state.code, state.own, deps, state.method)
+        if deps.clock and self._options.ttl is None:
+            warn_once(f"clock:{self._qualified}",
+                      f"{self._name} reads the clock ({', '.join(deps.clock[:3])}): its cached result will not "
+                      "change as time passes. Pass ttl= (for example @memo(ttl=\"1h\")) to recompute it after "
+                      f"a while; {self._name}.explain() lists where it reads the clock.")
+        call = Call(key, arguments, state.code, state.own, deps, state.method,
+                    _conditions.generator_arguments(bound))
         self.last_call = call
         return call
 
@@ -257,10 +266,17 @@ class MemoizedFunction(Generic[R]):
         return store
 
     # -- reading ---------------------------------------------------------------------------
-    def _read(self, store: Store, key: str) -> Any:
-        """Return the stored value for ``key``, or _MISS; never raises for storage trouble."""
+    def _read(self, store: Store, key: str, call: Call | None = None, outer: Recorders = ()) -> Any:
+        """Return the stored value for ``key``, or _MISS; never raises for storage trouble.
+
+        An entry with preconditions is served only while they hold; serving it sets the
+        random generators the body drew from to the states the body left them in.
+        """
+        conditions: Conditions | None = None
         try:
             record = store.get(key)
+            if record is not None and record.header.conditioned and not record.header.expired():
+                record, conditions, _ = conditioned_entry(store, key, record)
         except CorruptRecord as exc:
             self._drop_corrupt(store, key, str(exc))
             return _MISS
@@ -289,6 +305,8 @@ class MemoizedFunction(Generic[R]):
             # Most often a class that changed or vanished since the value was stored.
             self._drop_corrupt(store, key, f"the stored value no longer unpickles ({type(exc).__name__}: {exc})")
             return _MISS
+        if conditions:
+            served(conditions, call.generators if call is not None else {}, outer)
         self.hits += 1
         self.last_hit = True
         self.saved_seconds += record.header.duration
@@ -302,7 +320,19 @@ class MemoizedFunction(Generic[R]):
             store.delete(key)
 
     # -- writing ---------------------------------------------------------------------------
-    def _write(self, store: Store, call: Call, result: Any, duration: float) -> Payload | None:
+    def _write(self, store: Store, call: Call, result: Any, duration: float,
+               recorded: tuple[Recorder, dict[str, Any], Recorders] | None = None) -> Payload | None:
+        """Store a result; ``recorded`` is what its run read: (recorder, generator arguments' states before, outer)."""
+        key, conditions, variants = call.key, None, None
+        if recorded is not None:
+            try:
+                key, conditions, variants = entry_conditions(store, call.key, *recorded[:2], call.generators)
+            except NotRecordable as exc:
+                warn_once(f"unrecordable:{self._qualified}:{exc}", f"{self._name}: its result is not cached: {exc}. "
+                          "It runs on every call.", MemoWarning)
+                return None
+            if conditions and recorded[2]:
+                _conditions.inherit(conditions, recorded[2])
         skip_if = self._options.skip_if
         if skip_if is not None and skip_if(result):
             return None
@@ -312,8 +342,14 @@ class MemoizedFunction(Generic[R]):
             warn_once(f"pickle:{self._qualified}", f"{self._name}: its result cannot be pickled "
                       f"({type(exc).__name__}: {exc}); results are returned but not cached", StorageWarning)
             return None
-        meta = self._meta(call, duration, time.time(), payload.nbytes)
-        save(store, call.key, payload, meta, self._options.ttl, duration, self._fid)
+        created = time.time()
+        meta = self._meta(call, duration, created, payload.nbytes)
+        if conditions:
+            meta["pre"] = conditions
+        if save(store, key, payload, meta, self._options.ttl, duration, self._fid) and variants:
+            marker = dumps(None)
+            save(store, call.key, marker, {**self._meta(call, duration, created, 0), "variants": variants},
+                 self._options.ttl, duration, self._fid)
         return payload
 
     def _meta(self, call: Call, duration: float, created: float, size: int) -> dict[str, Any]:
@@ -343,16 +379,27 @@ class MemoizedFunction(Generic[R]):
         return self._call(args, kwargs, _refreshing.get())
 
     def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any], refresh: bool) -> Any:
+        outer = _conditions.active()
+        if not outer:
+            return self._call_recorded(args, kwargs, refresh, outer)
+        # Inside another memoized body: our own lookups are not what that body reads.
+        token = _conditions.pause()
+        try:
+            return self._call_recorded(args, kwargs, refresh, outer)
+        finally:
+            _conditions.resume(token)
+
+    def _call_recorded(self, args: tuple[Any, ...], kwargs: dict[str, Any], refresh: bool, outer: Recorders) -> Any:
         call = self.make_call(args, kwargs)
         self._refuse_recursion(call)
         store = self._store()
         if not refresh:
-            value = self._read(store, call.key)
+            value = self._read(store, call.key, call, outer)
             if value is not _MISS:
                 return value
         with self._key_lock(call.key):
             if not refresh:
-                value = self._read(store, call.key)
+                value = self._read(store, call.key, call, outer)
                 if value is not _MISS:
                     return value
             leased = False
@@ -368,17 +415,17 @@ class MemoizedFunction(Generic[R]):
                 time.sleep(delay)
                 delay = min(delay * 2, LOCK_POLL_MAX)
                 if not refresh:
-                    value = self._read(store, call.key)
+                    value = self._read(store, call.key, call, outer)
                     if value is not _MISS:
                         return value
             try:
                 if leased and not refresh:
                     # The previous holder may have stored the result and released the lease
                     # between our last look and our taking it.
-                    value = self._read(store, call.key)
+                    value = self._read(store, call.key, call, outer)
                     if value is not _MISS:
                         return value
-                return self._compute(store, call, args, kwargs)
+                return self._compute(store, call, args, kwargs, outer)
             finally:
                 if leased:
                     self._release(store, [call.key])
@@ -401,14 +448,17 @@ class MemoizedFunction(Generic[R]):
                       "memo.keep_alive() between chunks of long work that holds the GIL, or raise "
                       f"{_config.ENV_LEASE}.", StorageWarning)
 
-    def _compute(self, store: Store, call: Call, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def _compute(self, store: Store, call: Call, args: tuple[Any, ...], kwargs: dict[str, Any],
+                 outer: Recorders) -> Any:
         self.misses += 1
         self.last_hit = False
         self._check_stale(store, call)
+        recorder = Recorder(self._options.files)
+        before = _conditions.argument_states(call.generators) if call.generators else {}
         start = time.perf_counter()
-        with computing(call.key), _room_for_our_frames():
+        with computing(call.key), _room_for_our_frames(), _conditions.recording(recorder, outer):
             result = self._fn(*args, **kwargs)
-        self._write(store, call, result, time.perf_counter() - start)
+        self._write(store, call, result, time.perf_counter() - start, (recorder, before, outer))
         return result
 
     def _reset_after_fork(self) -> None:
@@ -437,7 +487,13 @@ class MemoizedFunction(Generic[R]):
     async def _acall(self, args: tuple[Any, ...], kwargs: dict[str, Any], refresh: bool) -> Any:
         if _disabled.get() or _config.disabled_by_env():
             return await self._fn(*args, **kwargs)
-        call = self.make_call(args, kwargs)
+        outer = _conditions.active()
+        token = _conditions.pause() if outer else None
+        try:
+            call = self.make_call(args, kwargs)
+        finally:
+            if token is not None:
+                _conditions.resume(token)
         self._refuse_recursion(call)
         store = self._store()
         if self._pid != os.getpid():
@@ -446,7 +502,7 @@ class MemoizedFunction(Generic[R]):
         slot = (id(loop), call.key)
         while True:
             if not refresh:
-                value = self._read(store, call.key)
+                value = self._read(store, call.key, call, outer)
                 if value is not _MISS:
                     return value
             running = self._inflight.get(slot)
@@ -459,10 +515,10 @@ class MemoizedFunction(Generic[R]):
                 return copy_value(payload)
             if result is not _MISS:
                 return result  # not picklable, so not stored: the one object there is
-        return await self._acompute(store, call, slot, args, kwargs, refresh)
+        return await self._acompute(store, call, slot, args, kwargs, refresh, outer)
 
     async def _acompute(self, store: Store, call: Call, slot: tuple[int, str], args: tuple[Any, ...],
-                        kwargs: dict[str, Any], refresh: bool) -> Any:
+                        kwargs: dict[str, Any], refresh: bool, outer: Recorders) -> Any:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._inflight[slot] = future
         leased = False
@@ -479,22 +535,24 @@ class MemoizedFunction(Generic[R]):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, LOCK_POLL_MAX)
                 if not refresh:
-                    value = self._read(store, call.key)
+                    value = self._read(store, call.key, call, outer)
                     if value is not _MISS:
                         future.set_result((None, _MISS))  # waiters read their own copy
                         return value
             if leased and not refresh:
-                value = self._read(store, call.key)  # stored just before we took the lease?
+                value = self._read(store, call.key, call, outer)  # stored just before we took the lease?
                 if value is not _MISS:
                     future.set_result((None, _MISS))
                     return value
             self.misses += 1
             self.last_hit = False
             self._check_stale(store, call)
+            recorder = Recorder(self._options.files)
+            before = _conditions.argument_states(call.generators) if call.generators else {}
             start = time.perf_counter()
-            with computing(call.key):
+            with computing(call.key), _conditions.recording(recorder, outer):
                 result = await self._fn(*args, **kwargs)
-            payload = self._write(store, call, result, time.perf_counter() - start)
+            payload = self._write(store, call, result, time.perf_counter() - start, (recorder, before, outer))
             future.set_result((payload, result))
             return result
         except asyncio.CancelledError:
@@ -527,8 +585,11 @@ class MemoizedFunction(Generic[R]):
     def is_cached(self, *args: Any, **kwargs: Any) -> bool:
         """Return True when a call with these arguments would be served from disk."""
         call = self.make_call(args, kwargs)
+        store = self._store()
         try:
-            record = self._store().get(call.key)
+            record = store.get(call.key)
+            if record is not None and record.header.conditioned:
+                record = conditioned_entry(store, call.key, record)[0]
         except Exception:
             return False
         return record is not None and not record.header.expired()
@@ -536,7 +597,13 @@ class MemoizedFunction(Generic[R]):
     def invalidate(self, *args: Any, **kwargs: Any) -> bool:
         """Delete the entry for these arguments; return True if there was one."""
         call = self.make_call(args, kwargs)
-        return self._store().delete(call.key)
+        store = self._store()
+        with contextlib.suppress(Exception):
+            record = store.get(call.key)
+            variants = record.header.meta().get("variants") if record is not None else None
+            if variants:
+                store.delete(variant_key(call.key, _conditions.global_states(variants)))
+        return store.delete(call.key)
 
     def clear(self) -> int:
         """Delete every entry of this function, all code versions; return how many."""
@@ -766,14 +833,22 @@ def _package_parts(state: CodeState) -> dict[str, bytes]:
 
 def make_options(ttl: TTLLike = None, ignore: Iterable[str] = (), version: Any = None,
                  cache_dir: Any = None, skip_if: Callable[[Any], bool] | None = None,
-                 mmap: bool = False, track_versions: bool | None = None) -> Options:
+                 mmap: bool = False, track_versions: bool | None = None,
+                 files: Iterable[str | os.PathLike[str]] | str | os.PathLike[str] = ()) -> Options:
     """Validate decorator arguments into Options."""
     if isinstance(ignore, str):
         ignore = [ignore]
     if skip_if is not None and not callable(skip_if):
         raise TypeError(f"skip_if must be a callable taking the result, not {skip_if!r}")
+    if isinstance(files, (str, os.PathLike)):
+        files = [files]
+    declared = []
+    for item in files:
+        if not isinstance(item, (str, os.PathLike)):
+            raise TypeError(f"files= takes paths or glob patterns such as 'data/*.csv', not {item!r}")
+        declared.append(os.fspath(item))
     return Options(parse_ttl(ttl), frozenset(ignore), version,
-                   None if cache_dir is None else str(cache_dir), skip_if, mmap, track_versions)
+                   None if cache_dir is None else str(cache_dir), skip_if, mmap, track_versions, tuple(declared))
 
 
 def wrap(fn: Any, options: Options) -> Any:
@@ -807,6 +882,72 @@ def disabled() -> contextlib.AbstractContextManager[None]:
 def refreshing() -> contextlib.AbstractContextManager[None]:
     """Recompute and overwrite every memoized call made inside the block."""
     return _flag(_refreshing)
+
+
+def variant_key(key: str, states: dict[str, Any]) -> str:
+    """Return the key of the entry stored for ``key`` under these global generator states.
+
+    ``states`` maps generator names to their digest, or to ``(digest, state)`` as read live.
+    """
+    parts = [b"variant", key.encode()]
+    for name in sorted(states):
+        state = states[name]
+        parts.append(f"{name}\0{state if isinstance(state, str) else state[0]}".encode())
+    return combine(parts).hex()
+
+
+def conditioned_entry(store: Store, key: str, record: StoredRecord,
+                      first_only: bool = True) -> tuple[StoredRecord | None, Conditions, list[str]]:
+    """Return the entry to serve for a record with preconditions, its conditions, and why not.
+
+    A marker record (the body drew from global random generators) points to the entry stored
+    for the generators' live states; the entry is served only while its preconditions hold.
+    Raises CorruptRecord like ``Store.get``.
+    """
+    meta = record.header.meta()
+    variants = meta.get("variants")
+    if variants is not None:
+        live = _conditions.global_states(variants)
+        if set(live) != set(variants):
+            return None, {}, [f"{_conditions.describe_generators(variants)} is not loaded now"]
+        found = store.get(variant_key(key, live))
+        if found is None or found.header.expired() or not found.header.conditioned:
+            return None, {}, [f"the state of {_conditions.describe_generators(variants)} differs from every "
+                              "stored run's (the body draws from it)"]
+        record, meta = found, found.header.meta()
+    conditions: Conditions = meta.get("pre") or {}
+    why = _conditions.failures(conditions, first_only)
+    return (None if why else record), conditions, why
+
+
+def entry_conditions(store: Store, key: str, recorder: Recorder, arguments_before: dict[str, Any],
+                     generators: dict[str, Any]) -> tuple[str, Conditions, list[str] | None]:
+    """Return where a finished run is stored, its preconditions, and the generators it drew from.
+
+    Raises NotRecordable when what it read cannot be recorded soundly.
+    """
+    conditions = _conditions.finish(recorder, [store.directory])
+    if generators:
+        after = _conditions.argument_states(generators)
+        changed = {label: state for label, state in after.items() if arguments_before.get(label) != state}
+        if changed:
+            conditions["arguments"] = changed
+    drawn = _conditions.drawn(recorder.states_before)
+    if not drawn:
+        return key, conditions, None
+    conditions["states"] = {name: state for name, (_, state) in drawn.items()}
+    before = {name: recorder.states_before[name][0] for name in drawn}
+    return variant_key(key, before), conditions, sorted(drawn)
+
+
+def served(conditions: Conditions, generators: dict[str, Any], outer: Recorders) -> None:
+    """A conditioned entry is served: leave the generators as its run left them; tell enclosing bodies."""
+    if "states" in conditions:
+        _conditions.set_global_states(conditions["states"])
+    if "arguments" in conditions and generators:
+        _conditions.set_argument_states(generators, conditions["arguments"])
+    if outer:
+        _conditions.inherit(conditions, outer)
 
 
 def save(store: Store, key: str, payload: Payload, meta: dict[str, Any], ttl: float | None, duration: float,

@@ -43,6 +43,9 @@ __all__ = ()
 
 MAGIC = b"NBM2"
 FORMAT_VERSION = 2
+# A record whose metadata holds preconditions (files, random states). Readers that predate them
+# refuse it (an unknown format) rather than serve it without checking them.
+CONDITIONED_VERSION = 3
 ALIGN = 64
 FLAG_INLINE = 1
 FLAG_SIGNED = 2
@@ -291,6 +294,7 @@ class Header:
     filename: str  # the payload file relative to the cache directory; "" when inline
     meta_raw: bytes | memoryview
     signed_part: bytes  # the header as covered by ``check`` and ``signature``
+    conditioned: bool = False  # the metadata holds preconditions to check before serving it
 
     @property
     def inline(self) -> bool:
@@ -363,7 +367,8 @@ def encode_header(key: str, filename: str | None, payload: Payload, meta: dict[s
     lens = b"".join(_LEN.pack(b.nbytes) for b in payload.buffers)
     checksum = checksum or payload.checksum()
     keyid = signer.keyid if signer else _NO_KEYID
-    fields = (MAGIC, FORMAT_VERSION, flags, created, expires or 0.0, duration, len(payload.pickle),
+    version = CONDITIONED_VERSION if "pre" in meta or "variants" in meta else FORMAT_VERSION
+    fields = (MAGIC, version, flags, created, expires or 0.0, duration, len(payload.pickle),
               len(payload.buffers), len(meta_raw), len(key_raw), len(file_raw), keyid, checksum)
     signed_part = _HEADER.pack(*fields, _ZERO32, _ZERO32) + key_raw + file_raw + lens + meta_raw
     if signer:
@@ -384,7 +389,7 @@ def decode_header(data: bytes | memoryview) -> tuple[Header, memoryview]:
         raise CorruptRecord("record shorter than its header")
     (magic, version, flags, created, expires, duration, pickle_len, nbufs, meta_len, key_len, file_len, keyid,
      checksum, check, signature) = _HEADER.unpack_from(view)
-    if magic != MAGIC or version != FORMAT_VERSION:
+    if magic != MAGIC or version not in (FORMAT_VERSION, CONDITIONED_VERSION):
         raise CorruptRecord("not a notebook_memo record of a known format")
     position = _HEADER.size
     end_names = position + key_len + file_len
@@ -400,7 +405,7 @@ def decode_header(data: bytes | memoryview) -> tuple[Header, memoryview]:
     buffer_lens = [_LEN.unpack_from(view, end_names + i * _LEN.size)[0] for i in range(nbufs)] if nbufs else []
     signed_part = bytes(view[:_HEADER.size - 64]) + _ZERO32 + _ZERO32 + bytes(view[position:end])
     header = Header(flags, created, expires, duration, pickle_len, buffer_lens, checksum, check, signature, keyid,
-                    key, filename, view[end_lens:end], signed_part)
+                    key, filename, view[end_lens:end], signed_part, version == CONDITIONED_VERSION)
     return header, view[end:]
 
 

@@ -1,0 +1,648 @@
+"""Preconditions: what a result depended on besides its key, recorded while the body ran.
+
+Data files the body opened for reading, directories it listed, files it declared, and the
+global random generators it drew from. They are stored with the entry (JSON in its verified
+header) and checked on a hit: a changed file or listing is a miss, and a generator's state
+before the run selects the entry (``variant_key``) while its state after is restored, so the
+notebook goes on as if the body had run.
+
+File reads are seen through Python's audit hooks (``open``, ``os.open``, ``os.listdir``,
+``os.scandir``, ``sqlite3.connect``), so readers built on Python's open are covered without
+patching them; readers that open files in C (a C++ file system layer) are not, and are
+declared with ``files=`` or ``depends_on_file``.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import contextvars
+import glob
+import json
+import os
+import site
+import stat
+import sys
+import sysconfig
+import threading
+import time
+import weakref
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import xxhash
+
+from ._config import FILE_DIGEST_LIMIT, RACY_SECONDS
+
+__all__ = ()
+
+Conditions = dict[str, Any]  # JSON-safe: "files", "dirs", "globs", "states", "arguments"
+
+_active: contextvars.ContextVar[tuple[Recorder, ...]] = contextvars.ContextVar("notebook_memo_recorders",
+                                                                                default=())
+_READ_EVENTS = frozenset({"open", "os.listdir", "os.scandir", "sqlite3.connect"})
+_WRITE_EVENTS = frozenset({"os.remove", "os.unlink", "os.rename", "os.replace", "os.truncate", "os.rmdir",
+                           "shutil.rmtree", "os.mkdir"})
+_EVENTS = _READ_EVENTS | _WRITE_EVENTS
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+_SOURCE_READERS = ("linecache.py", "tokenize.py")  # tracebacks and inspect reading code, not data
+_SYSTEM = ("/proc/", "/sys/", "/dev/")
+_hook_installed = False
+_hook_lock = threading.Lock()
+
+
+# -- what is not data -----------------------------------------------------------------------------------------
+
+def _library_dirs() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    found = {paths[name] for name in ("stdlib", "platstdlib", "purelib", "platlib") if name in paths}
+    with contextlib.suppress(Exception):
+        found.update(site.getsitepackages())
+    with contextlib.suppress(Exception):
+        found.add(site.getusersitepackages())
+    return tuple(os.path.join(os.path.realpath(p), "") for p in found if p)
+
+
+_LIBRARY_DIRS = _library_dirs()
+
+
+def notebook_paths() -> set[str]:
+    """Return the notebook files this kernel runs, when the front end says (Jupyter, VS Code)."""
+    found = set()
+    main = sys.modules.get("__main__")
+    for name in ("__session__", "__vsc_ipynb_file__"):
+        value = getattr(main, name, None)
+        if isinstance(value, str):
+            found.add(os.path.realpath(value))
+    env = os.environ.get("JPY_SESSION_NAME")
+    if env:
+        found.add(os.path.realpath(env))
+    return found
+
+
+def _is_data(real: str, excluded: Iterable[str]) -> bool:
+    if real.startswith(_SYSTEM) or real.startswith(_LIBRARY_DIRS):
+        return False
+    return not any(real == d or real.startswith(os.path.join(d, "")) for d in excluded)
+
+
+# -- recording ------------------------------------------------------------------------------------------------
+
+def _path_of(value: Any) -> str | None:
+    if isinstance(value, int) or value is None:
+        return None
+    try:
+        path = os.fsdecode(value)
+    except TypeError:
+        return None
+    return path or "."
+
+
+def _signature(st: os.stat_result) -> list[int]:
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+
+class Recorder:
+    """What one run of a body read: files, listed directories, declared paths, generator states."""
+
+    def __init__(self, declared: Iterable[str] = ()) -> None:
+        self.reads: dict[str, tuple[str, list[int] | None]] = {}  # real path -> (path as named, stat at read)
+        self.listed: dict[str, tuple[str, list[int] | None]] = {}
+        self.written: set[str] = set()  # real paths the body wrote or removed
+        self.rewritten: set[str] = set()  # ... after reading them
+        self.declared = list(declared)
+        self.inherited: list[Conditions] = []  # conditions of memoized entries served inside the run
+        self.states_before = global_states()
+
+    def read(self, path: str, listing: bool) -> None:
+        real = os.path.realpath(path)
+        table = self.listed if listing else self.reads
+        if real in self.written or real in table:
+            return
+        try:
+            st = os.stat(path)
+        except OSError:
+            table[real] = (path, None)
+            return
+        if listing != stat.S_ISDIR(st.st_mode) or not (listing or stat.S_ISREG(st.st_mode)):
+            return
+        # A relative path stays relative: it names the file in whatever folder the call runs in.
+        table[real] = (path, _signature(st))
+
+    def wrote(self, path: str) -> None:
+        real = os.path.realpath(path)
+        self.written.add(real)
+        parent = os.path.dirname(real)
+        for candidate in (real, parent):
+            if candidate in self.reads or candidate in self.listed:
+                self.rewritten.add(candidate)
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    if event not in _EVENTS:
+        return
+    active = _active.get()
+    if not active:
+        return
+    try:
+        caller = sys._getframe(1).f_code.co_filename
+        if caller.startswith(("<frozen importlib", _PACKAGE_DIR)) or caller.endswith(_SOURCE_READERS):
+            return  # the import system, our own reads, or source lines for a traceback
+        if event == "open":
+            path = _path_of(args[0])
+            if path is None:
+                return
+            flags = args[2] if isinstance(args[2], int) else 0
+            access = flags & os.O_ACCMODE
+            if access != os.O_RDONLY or flags & (os.O_TRUNC | os.O_CREAT | os.O_APPEND):
+                for recorder in active:
+                    recorder.wrote(path)
+                if access == os.O_WRONLY or flags & os.O_TRUNC:
+                    return
+            for recorder in active:
+                recorder.read(path, listing=False)
+        elif event in ("os.listdir", "os.scandir"):
+            path = _path_of(args[0]) if args else "."
+            if path is not None:
+                for recorder in active:
+                    recorder.read(path, listing=True)
+        elif event == "sqlite3.connect":
+            path = _path_of(args[0])
+            if path is not None and path != ":memory:" and not path.startswith("file:"):
+                for recorder in active:
+                    recorder.read(path, listing=False)
+                    recorder.wrote(path)  # a database is read and written in place: not a data file
+        else:
+            for value in args[:2]:
+                path = _path_of(value) if isinstance(value, (str, bytes, os.PathLike)) else None
+                if path is not None:
+                    for recorder in active:
+                        recorder.wrote(path)
+    except Exception:  # an audit hook must never break the user's open()
+        return
+
+
+def _install_hook() -> None:
+    global _hook_installed
+    with _hook_lock:
+        if not _hook_installed:
+            sys.addaudithook(_audit)
+            _hook_installed = True
+
+
+Recorders = tuple[Recorder, ...]
+
+
+def active() -> Recorders:
+    """Return the recorders of the memoized bodies running around this point."""
+    return _active.get()
+
+
+def pause() -> contextvars.Token[Recorders]:
+    """Record nothing until ``resume``: our own lookups are not what a body reads."""
+    return _active.set(())
+
+
+def resume(token: contextvars.Token[Recorders]) -> None:
+    _active.reset(token)
+
+
+@contextlib.contextmanager
+def recording(recorder: Recorder, outer: Recorders) -> Iterator[Recorder]:
+    """Record what the block reads into ``recorder`` and into the recorders around it."""
+    _install_hook()
+    token = _active.set((*outer, recorder))
+    try:
+        yield recorder
+    finally:
+        _active.reset(token)
+
+
+def depends_on(path: str | os.PathLike[str]) -> None:
+    """Declare, inside a running body, that its result depends on ``path`` (a file or a whole folder)."""
+    for recorder in _active.get():
+        recorder.declared.append(os.fspath(path))
+
+
+def inherit(conditions: Conditions, outer: Recorders) -> None:
+    """A memoized entry served inside a running body: its files are the body's dependencies too."""
+    for recorder in outer:
+        recorder.inherited.append(conditions)
+
+
+# -- identities -----------------------------------------------------------------------------------------------
+
+def file_digest(path: str) -> str:
+    """Return the xxh3-128 of a file's content, streamed."""
+    h = xxhash.xxh3_128()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _names(path: str) -> list[str]:
+    return sorted(os.listdir(path))
+
+
+def _names_digest(names: list[str]) -> str:
+    return xxhash.xxh3_128_hexdigest("\0".join(names).encode())
+
+
+def _expand(declared: str) -> tuple[list[str], list[str]]:
+    """Return the files and directories a declaration covers: a file, a folder (recursively) or a pattern."""
+    matches = sorted(glob.glob(declared, recursive=True)) if glob.has_magic(declared) else [declared]
+    files: list[str] = []
+    dirs: list[str] = []
+    for match in matches:
+        if os.path.isdir(match):
+            dirs.append(match)
+            for root, subdirs, names in os.walk(match):
+                subdirs.sort()
+                dirs.extend(os.path.join(root, d) for d in subdirs)
+                files.extend(os.path.join(root, n) for n in sorted(names))
+        else:
+            files.append(match)
+    return files, dirs
+
+
+class NotRecordable(Exception):
+    """The run's dependencies cannot be recorded soundly: its result is not stored."""
+
+
+def finish(recorder: Recorder, excluded: Iterable[str]) -> Conditions:
+    """Return the conditions of a finished run; raise NotRecordable when they cannot be known."""
+    excluded = [os.path.realpath(d) for d in excluded] + sorted(notebook_paths())
+    now = time.time_ns()
+    conditions: Conditions = {}
+    files: dict[str, list[Any]] = {}
+    dirs: dict[str, list[Any]] = {}
+    problem = sorted(p for p in recorder.rewritten if _is_data(p, excluded))
+    if problem:
+        raise NotRecordable(f"it changes {problem[0]}, which it also reads, so its result depends on its own "
+                            "earlier runs")
+    for real, (path, before) in recorder.reads.items():
+        if real in recorder.written or not _is_data(real, excluded):
+            continue
+        files[path] = _file_condition(path, before, now)
+    for real, (path, before) in recorder.listed.items():
+        if not _is_data(real, excluded):
+            continue
+        dirs[path] = _dir_condition(path, before, now)
+    globs = []
+    for declared in recorder.declared:
+        found_files, found_dirs = _expand(declared)
+        for path in found_files:
+            if path not in files:
+                files[path] = _file_condition(path, None, now, declared=True)
+        for path in found_dirs:
+            if path not in dirs:
+                dirs[path] = _dir_condition(path, None, now, declared=True)
+        if glob.has_magic(declared):
+            matches = sorted(glob.glob(declared, recursive=True))
+            globs.append([declared, _names_digest(matches), matches[:_NAMES_KEPT]])
+    for inherited in recorder.inherited:
+        for entry in inherited.get("files", []):
+            files.setdefault(entry[0], entry)
+        for entry in inherited.get("dirs", []):
+            dirs.setdefault(entry[0], entry)
+        for entry in inherited.get("globs", []):
+            if entry not in globs:
+                globs.append(entry)
+    if files:
+        conditions["files"] = sorted(files.values())
+    if dirs:
+        conditions["dirs"] = sorted(dirs.values())
+    if globs:
+        conditions["globs"] = globs
+    return conditions
+
+
+_NAMES_KEPT = 1000  # names of a listing kept to say what appeared or vanished
+
+
+def _file_condition(path: str, before: list[int] | None, now: int, declared: bool = False) -> list[Any]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        if declared:
+            return [path, None, 0, 0, 0, "", now]
+        raise NotRecordable(f"{path}, which it read, is gone since") from None
+    sig = _signature(st)
+    if before is not None and sig != before:
+        raise NotRecordable(f"{path}, which it read, changed while it ran")
+    digest = file_digest(path) if st.st_size <= FILE_DIGEST_LIMIT else ""
+    if digest and os.stat(path).st_mtime_ns != st.st_mtime_ns:
+        raise NotRecordable(f"{path}, which it read, changed while it ran")
+    return [path, *sig, digest, now]
+
+
+def _dir_condition(path: str, before: list[int] | None, now: int, declared: bool = False) -> list[Any]:
+    try:
+        st = os.stat(path)
+        names = _names(path)
+    except OSError:
+        if declared:
+            return [path, None, 0, 0, 0, "", now, []]
+        raise NotRecordable(f"the folder {path}, which it listed, is gone since") from None
+    sig = _signature(st)
+    if before is not None and sig != before:
+        raise NotRecordable(f"the folder {path}, which it listed, changed while it ran")
+    return [path, *sig, _names_digest(names), now, names[:_NAMES_KEPT]]
+
+
+# -- checking -------------------------------------------------------------------------------------------------
+
+# A file's signature once its content was found unchanged, long enough after its last write that
+# a later write must change the signature: then the signature alone vouches for the content.
+_trusted: dict[str, tuple[list[int], str]] = {}
+_RACY_NS = int(RACY_SECONDS * 1e9)
+
+
+def _settled(sig: list[int], checked_at: int) -> bool:
+    return checked_at - max(sig[1], sig[2]) > _RACY_NS
+
+
+def _check_file(entry: list[Any]) -> str | None:
+    path, size, mtime, ctime, ino, digest, recorded = entry[:7]
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None if size is None else f"data file {path} is gone"
+    if size is None:
+        return f"data file {path} exists now"
+    if not stat.S_ISREG(st.st_mode):
+        return f"data file {path} is no longer a regular file"
+    sig = _signature(st)
+    old = [size, mtime, ctime, ino]
+    if sig == old and _settled(old, recorded):
+        return None
+    if not digest:  # a large file, trusted by its signature
+        return None if sig == old else _changed(path, old, sig, "")
+    if sig[0] != size:
+        return _changed(path, old, sig, "")
+    trusted = _trusted.get(path)
+    if trusted is not None and trusted[0] == sig:
+        now_digest = trusted[1]
+    else:
+        try:
+            now_digest = file_digest(path)
+        except OSError:
+            return f"data file {path} cannot be read"
+        if _settled(sig, time.time_ns()):
+            _trusted[path] = (sig, now_digest)
+    return None if now_digest == digest else _changed(path, old, sig, "content")
+
+
+def _changed(path: str, old: list[int], new: list[int], what: str) -> str:
+    details = []
+    if old[0] != new[0]:
+        details.append(f"{old[0]} -> {new[0]} bytes")
+    elif what:
+        details.append("same size, other content")
+    if old[3] != new[3]:
+        details.append("replaced by another file")
+    elif old[1] != new[1]:
+        details.append("modified")
+    return f"data file {path} changed ({', '.join(details) or 'modified'})"
+
+
+def _check_dir(entry: list[Any]) -> str | None:
+    path, size, mtime, ctime, ino, digest, recorded, kept = entry[:8]
+    try:
+        st = os.stat(path)
+        if size is not None and [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino] == \
+                [size, mtime, ctime, ino] and _settled([size, mtime, ctime, ino], recorded):
+            return None
+        names = _names(path)
+    except OSError:
+        return None if size is None else f"folder {path} is gone"
+    if size is None:
+        return f"folder {path} exists now"
+    if _names_digest(names) == digest:
+        return None
+    return f"folder {path} lists other files now{_difference(kept, names)}"
+
+
+def _difference(old: list[str], new: list[str]) -> str:
+    added = sorted(set(new) - set(old))
+    removed = sorted(set(old) - set(new)) if len(old) < _NAMES_KEPT else []
+    parts = [f"new: {', '.join(added[:5])}"] if added else []
+    if removed:
+        parts.append(f"gone: {', '.join(removed[:5])}")
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
+def _check_glob(entry: list[Any]) -> str | None:
+    pattern, digest, kept = entry
+    matches = sorted(glob.glob(pattern, recursive=True))
+    if _names_digest(matches) == digest:
+        return None
+    return f"declared files {pattern} match other files now{_difference(kept, matches)}"
+
+
+def failures(conditions: Conditions, first_only: bool = True) -> list[str]:
+    """Return what no longer holds, in plain words (only the first unless ``first_only`` is False)."""
+    found: list[str] = []
+    for kind, check in (("files", _check_file), ("dirs", _check_dir), ("globs", _check_glob)):
+        for entry in conditions.get(kind, ()):
+            why = check(entry)
+            if why:
+                found.append(why)
+                if first_only:
+                    return found
+    return found
+
+
+# -- random generators ----------------------------------------------------------------------------------------
+
+def _encode(value: Any) -> Any:
+    """Return a JSON-safe form of a generator state (tuples, arrays and bytes tagged)."""
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    if isinstance(value, tuple):
+        return {"t": [_encode(v) for v in value]}
+    if isinstance(value, list):
+        return [_encode(v) for v in value]
+    if isinstance(value, dict):
+        return {"d": [[_encode(k), _encode(v)] for k, v in value.items()]}
+    if isinstance(value, (bytes, bytearray)):
+        return {"b": base64.b64encode(value).decode()}
+    if type(value).__module__ == "numpy" and hasattr(value, "dtype"):
+        if value.ndim == 0:
+            return _encode(value.item())
+        return {"a": value.dtype.str, "s": list(value.shape), "b": base64.b64encode(value.tobytes()).decode()}
+    raise TypeError(f"cannot record a generator state holding {type(value).__qualname__}")
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if "t" in value:
+        return tuple(_decode(v) for v in value["t"])
+    if "d" in value:
+        return {_decode(k): _decode(v) for k, v in value["d"]}
+    raw = base64.b64decode(value["b"])
+    if "a" in value:
+        import numpy as np
+
+        return np.frombuffer(raw, dtype=np.dtype(value["a"])).reshape(value["s"]).copy()
+    return raw
+
+
+def _numpy_get() -> Any:
+    return sys.modules["numpy"].random.get_state()
+
+
+def _numpy_set(state: Any) -> None:
+    sys.modules["numpy"].random.set_state(state)
+
+
+def _random_get() -> Any:
+    return sys.modules["random"].getstate()
+
+
+def _random_set(state: Any) -> None:
+    sys.modules["random"].setstate(state)
+
+
+def _torch_get() -> Any:
+    return bytes(sys.modules["torch"].random.get_rng_state().numpy().tobytes())
+
+
+def _torch_set(state: Any) -> None:
+    torch = sys.modules["torch"]
+    torch.random.set_rng_state(torch.frombuffer(bytearray(state), dtype=torch.uint8))
+
+
+# name -> (module that must be imported, get, set); the module is never imported by us.
+_GLOBAL_GENERATORS = {
+    "numpy": ("numpy", _numpy_get, _numpy_set),
+    "random": ("random", _random_get, _random_set),
+    "torch": ("torch", _torch_get, _torch_set),
+}
+_GENERATOR_NAMES = {"numpy": "NumPy's global random state (np.random)", "random": "Python's random module",
+                    "torch": "torch's default generator"}
+
+
+def _state_digest(encoded: Any) -> str:
+    return xxhash.xxh3_128_hexdigest(json.dumps(encoded, separators=(",", ":"), sort_keys=True).encode())
+
+
+def global_states(names: Iterable[str] | None = None) -> dict[str, tuple[str, Any]]:
+    """Return ``{generator: (digest, encoded state)}`` for the global generators loaded in this process."""
+    found = {}
+    for name in (names if names is not None else _GLOBAL_GENERATORS):
+        spec = _GLOBAL_GENERATORS.get(name)
+        if spec is None or spec[0] not in sys.modules:
+            continue
+        try:
+            encoded = _encode(spec[1]())
+        except Exception:
+            continue
+        found[name] = (_state_digest(encoded), encoded)
+    return found
+
+
+def drawn(before: dict[str, tuple[str, Any]]) -> dict[str, tuple[str, Any]]:
+    """Return the generators whose state a run changed, with their state after it."""
+    after = global_states()
+    return {name: state for name, state in after.items() if name in before and before[name][0] != state[0]}
+
+
+def set_global_states(states: dict[str, Any]) -> None:
+    """Set global generators to recorded (encoded) states."""
+    for name, encoded in states.items():
+        spec = _GLOBAL_GENERATORS.get(name)
+        if spec is not None and spec[0] in sys.modules:
+            spec[2](_decode(encoded))
+
+
+def describe_generators(names: Iterable[str]) -> str:
+    return ", ".join(_GENERATOR_NAMES.get(n, n) for n in names)
+
+
+# -- generators passed as arguments ---------------------------------------------------------------------------
+
+def _np_generator_get(g: Any) -> Any:
+    return g.bit_generator.state
+
+
+def _np_generator_set(g: Any, state: Any) -> None:
+    g.bit_generator.state = state
+
+
+def _torch_generator_get(g: Any) -> Any:
+    return bytes(g.get_state().numpy().tobytes())
+
+
+def _torch_generator_set(g: Any, state: Any) -> None:
+    torch = sys.modules["torch"]
+    g.set_state(torch.frombuffer(bytearray(state), dtype=torch.uint8))
+
+
+_ARGUMENT_GENERATORS: dict[str, tuple[Any, Any]] = {
+    "numpy.random._generator.Generator": (_np_generator_get, _np_generator_set),
+    "numpy.random.mtrand.RandomState": (lambda g: g.get_state(), lambda g, s: g.set_state(s)),
+    "random.Random": (lambda g: g.getstate(), lambda g, s: g.setstate(s)),
+    "torch._C.Generator": (_torch_generator_get, _torch_generator_set),
+    "torch.Generator": (_torch_generator_get, _torch_generator_set),
+}
+
+
+_kinds: weakref.WeakKeyDictionary[type, str | None] = weakref.WeakKeyDictionary()  # never keeps a class alive
+_PLAIN = frozenset({int, float, str, bytes, bool, type(None)})
+
+
+def _generator_kind(value: Any) -> str | None:
+    cls = type(value)
+    try:
+        return _kinds[cls]
+    except KeyError:
+        pass
+    kind = None
+    for klass in cls.__mro__:
+        name = f"{klass.__module__}.{klass.__qualname__}"
+        if name in _ARGUMENT_GENERATORS:
+            kind = name
+            break
+    with contextlib.suppress(TypeError):
+        _kinds[cls] = kind
+    return kind
+
+
+def generator_arguments(bound: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    """Return the random generators among a call's arguments (and in its ``*args``/``**kwargs``)."""
+    found = {}
+    for name, value in bound:
+        if type(value) in _PLAIN:
+            continue
+        if _generator_kind(value):
+            found[name] = value
+        elif type(value) is tuple:
+            found.update((f"{name}[{i}]", v) for i, v in enumerate(value) if _generator_kind(v))
+        elif type(value) is dict:
+            found.update((f"{name}[{k!r}]", v) for k, v in value.items() if _generator_kind(v))
+    return found
+
+
+def argument_states(generators: dict[str, Any]) -> dict[str, Any]:
+    """Return the encoded states of generator arguments."""
+    states = {}
+    for label, g in generators.items():
+        kind = _generator_kind(g)
+        if kind is not None:
+            with contextlib.suppress(Exception):
+                states[label] = _encode(_ARGUMENT_GENERATORS[kind][0](g))
+    return states
+
+
+def set_argument_states(generators: dict[str, Any], states: dict[str, Any]) -> None:
+    """Advance generator arguments to the states the body left them in."""
+    for label, encoded in states.items():
+        g = generators.get(label)
+        kind = _generator_kind(g) if g is not None else None
+        if kind is not None:
+            _ARGUMENT_GENERATORS[kind][1](g, _decode(encoded))
