@@ -8,10 +8,10 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from . import _config, _containers
+from . import _conditions, _config, _containers
 from ._config import LOCK_POLL_MAX
 from ._containers import ResultType
-from ._errors import BatchError
+from ._errors import BatchError, MemoWarning
 from ._explain import Explanation, explain_call
 from ._hashing import combine, content_hash
 from ._leases import Watch
@@ -73,7 +73,8 @@ class BatchFunction(MemoizedFunction[Any]):
     def _item_key(call: Call, digest: bytes) -> str:
         return combine([bytes.fromhex(call.key), digest]).hex()
 
-    def _lookup(self, store: Store, key: str, decoded: dict[str, ResultType]) -> tuple[Any, ResultType | None]:
+    def _lookup(self, store: Store, key: str, decoded: dict[str, ResultType],
+                outer: _conditions.Recorders = ()) -> tuple[Any, ResultType | None]:
         """Return an item's cached result and its result type, or (_MISS, None)."""
         try:
             record = store.get(key)
@@ -85,7 +86,7 @@ class BatchFunction(MemoizedFunction[Any]):
         rtype = _containers.stored_type(record.header, decoded)
         if rtype is None:
             return _MISS, None  # stored before result types were described: recomputed, never mistyped
-        value = self._read(store, key)
+        value = self._read(store, key, None, outer)
         return (_MISS, None) if value is _MISS else (value, rtype)
 
     # -- calling ------------------------------------------------------------------------------
@@ -94,33 +95,44 @@ class BatchFunction(MemoizedFunction[Any]):
             return self._acall_batch(args, kwargs)
         if _config.disabled_by_env() or self._disabled_now():
             return self._fn(*args, **kwargs)
-        plan = self._plan(args, kwargs)
+        outer = _conditions.active()
+        token = _conditions.pause() if outer else None  # our own lookups are not what a body around reads
         try:
-            for positions in plan.chunks():
-                if not positions:
-                    time.sleep(plan.delay)  # the rest is being computed by other processes
-                    continue
-                sub_args, sub_kwargs = plan.arguments(positions)
-                start = time.perf_counter()
-                result = self._fn(*sub_args, **sub_kwargs)
-                plan.absorb(positions, result, time.perf_counter() - start)
+            plan = self._plan(args, kwargs, outer)
+            try:
+                for positions in plan.chunks():
+                    if not positions:
+                        time.sleep(plan.delay)  # the rest is being computed by other processes
+                        continue
+                    sub_args, sub_kwargs = plan.arguments(positions)
+                    recorder = _conditions.Recorder(self._options.files)
+                    start = time.perf_counter()
+                    with _conditions.recording(recorder, outer):
+                        result = self._fn(*sub_args, **sub_kwargs)
+                    plan.absorb(positions, result, time.perf_counter() - start, recorder)
+            finally:
+                plan.release()
+            return plan.finish()
         finally:
-            plan.release()
-        return plan.finish()
+            if token is not None:
+                _conditions.resume(token)
 
     async def _acall_batch(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if _config.disabled_by_env() or self._disabled_now():
             return await self._fn(*args, **kwargs)
-        plan = self._plan(args, kwargs)
+        outer = _conditions.active()
+        plan = self._plan(args, kwargs, outer)
         try:
             for positions in plan.chunks():
                 if not positions:
                     await asyncio.sleep(plan.delay)
                     continue
                 sub_args, sub_kwargs = plan.arguments(positions)
+                recorder = _conditions.Recorder(self._options.files)
                 start = time.perf_counter()
-                result = await self._fn(*sub_args, **sub_kwargs)
-                plan.absorb(positions, result, time.perf_counter() - start)
+                with _conditions.recording(recorder, outer):
+                    result = await self._fn(*sub_args, **sub_kwargs)
+                plan.absorb(positions, result, time.perf_counter() - start, recorder)
         finally:
             plan.release()
         return plan.finish()
@@ -130,11 +142,11 @@ class BatchFunction(MemoizedFunction[Any]):
 
         return _disabled.get()
 
-    def _plan(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Plan:
+    def _plan(self, args: tuple[Any, ...], kwargs: dict[str, Any], outer: _conditions.Recorders = ()) -> _Plan:
         from ._memo import _refreshing
 
         batch, call, digests = self._split_call(args, kwargs)
-        return _Plan(self, self._store(), args, kwargs, batch, call, digests, _refreshing.get())
+        return _Plan(self, self._store(), args, kwargs, batch, call, digests, _refreshing.get(), outer)
 
     def explain(self, *args: Any, **kwargs: Any) -> Explanation:
         """Report how many items are cached, and why the first missing one is not."""
@@ -168,8 +180,10 @@ class _Plan:
     """One batch call: which items are cached, which to compute, and the results so far."""
 
     def __init__(self, fn: BatchFunction, store: Store, args: tuple[Any, ...], kwargs: dict[str, Any],
-                 batch: Any, call: Call, digests: list[bytes], refresh: bool) -> None:
+                 batch: Any, call: Call, digests: list[bytes], refresh: bool,
+                 outer: _conditions.Recorders = ()) -> None:
         self.fn, self.store, self.call, self.digests = fn, store, call, digests
+        self.outer = outer
         self.kind = _containers.kind(batch)
         self.batch = batch
         self.bound = fn._binder.signature.bind(*args, **kwargs)
@@ -183,7 +197,7 @@ class _Plan:
         if not refresh:
             decoded: dict[str, ResultType] = {}
             for digest, position in self.first_position.items():
-                value, rtype = fn._lookup(store, self.keys[position], decoded)
+                value, rtype = fn._lookup(store, self.keys[position], decoded, outer)
                 if rtype is not None:
                     self.results[digest], self.types[digest] = value, rtype
         self.missing = [p for d, p in self.first_position.items() if d not in self.results]
@@ -268,7 +282,7 @@ class _Plan:
             key = self.keys[position]
             if key not in present:
                 continue
-            value, rtype = fn._lookup(self.store, key, decoded)
+            value, rtype = fn._lookup(self.store, key, decoded, self.outer)
             if rtype is not None:
                 digest = self.digests[position]
                 self.results[digest], self.types[digest] = value, rtype
@@ -298,7 +312,8 @@ class _Plan:
         bound = inspect.BoundArguments(self.bound.signature, arguments)  # type: ignore[arg-type]
         return bound.args, bound.kwargs
 
-    def absorb(self, positions: list[int], result: Any, duration: float) -> None:
+    def absorb(self, positions: list[int], result: Any, duration: float,
+               recorder: _conditions.Recorder | None = None) -> None:
         kind = _containers.kind(result)
         try:
             length = len(result)
@@ -318,11 +333,35 @@ class _Plan:
             digest = self.digests[position]
             self.results[digest], self.types[digest] = part, rtype
             records.append((digest, part))
-        self._store_many(records, rtype, share)
+        self._store_many(records, rtype, share, recorder)
 
-    def _store_many(self, records: list[tuple[bytes, Any]], rtype: ResultType, duration: float) -> None:
+    def _item_conditions(self, recorder: _conditions.Recorder | None) -> dict[str, Any] | None:
+        """Return what a chunk read, for each of its items; None when its items cannot be stored."""
+        if recorder is None:
+            return {}
+        fn = self.fn
+        try:
+            drawn = _conditions.drawn(recorder.states_before)
+            if drawn:
+                raise _conditions.NotRecordable(
+                    f"it draws from {_conditions.describe_generators(sorted(drawn))}, so an item's result depends "
+                    "on which items share its chunk; pass a generator seeded per item instead")
+            found = _conditions.finish(recorder, [self.store.directory])
+        except _conditions.NotRecordable as exc:
+            _config.warn_once(f"unrecordable:{fn._qualified}:{exc}", f"{fn._name}: the results of this chunk are "
+                              f"not cached: {exc}.", MemoWarning)
+            return None
+        if found and self.outer:
+            _conditions.inherit(found, self.outer)
+        return found
+
+    def _store_many(self, records: list[tuple[bytes, Any]], rtype: ResultType, duration: float,
+                    recorder: _conditions.Recorder | None = None) -> None:
         fn, call = self.fn, self.call
         created = time.time()
+        conditions = self._item_conditions(recorder)
+        if conditions is None:
+            return
         try:
             # Pickled before the write lock is taken: other kernels wait on it only for the writes.
             items = []
@@ -333,6 +372,8 @@ class _Plan:
                 meta = fn._meta(item_call, duration, created, payload.nbytes)
                 meta["kind"] = "batch"
                 meta.update(_containers.type_meta(rtype.kind, rtype.description))
+                if conditions:
+                    meta["pre"] = conditions
                 items.append((item_call.key, payload, meta))
             with self.store.transaction():  # one commit for the whole chunk
                 for key, payload, meta in items:

@@ -38,8 +38,13 @@ __all__ = ()
 
 Conditions = dict[str, Any]  # JSON-safe: "files", "dirs", "globs", "states", "arguments"
 
-_active: contextvars.ContextVar[tuple[Recorder, ...]] = contextvars.ContextVar("notebook_memo_recorders",
-                                                                                default=())
+# The recorders of the memoized bodies running around this point; None while our own lookups run.
+_active: contextvars.ContextVar[tuple[Recorder, ...] | None] = contextvars.ContextVar("notebook_memo_recorders",
+                                                                                       default=())
+# Every recorder running in the process. A read in a thread that runs no body of its own (a pool
+# the body started) is the running bodies' read: attributed to all of them, which at worst costs
+# a miss, never a stale hit.
+_running: list[Recorder] = []
 _READ_EVENTS = frozenset({"open", "os.listdir", "os.scandir", "sqlite3.connect"})
 _WRITE_EVENTS = frozenset({"os.remove", "os.unlink", "os.rename", "os.replace", "os.truncate", "os.rmdir",
                            "shutil.rmtree", "os.mkdir"})
@@ -143,7 +148,9 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
         return
     active = _active.get()
     if not active:
-        return
+        if active is None or not _running:
+            return
+        active = tuple(_running)
     try:
         caller = sys._getframe(1).f_code.co_filename
         if caller.startswith(("<frozen importlib", _PACKAGE_DIR)) or caller.endswith(_SOURCE_READERS):
@@ -194,16 +201,19 @@ Recorders = tuple[Recorder, ...]
 
 
 def active() -> Recorders:
-    """Return the recorders of the memoized bodies running around this point."""
-    return _active.get()
+    """Return the recorders of the memoized bodies running around this point (or anywhere, from a thread of theirs)."""
+    found = _active.get()
+    if found:
+        return found
+    return tuple(_running) if _running and found is not None else ()
 
 
-def pause() -> contextvars.Token[Recorders]:
+def pause() -> contextvars.Token[Recorders | None]:
     """Record nothing until ``resume``: our own lookups are not what a body reads."""
-    return _active.set(())
+    return _active.set(None)
 
 
-def resume(token: contextvars.Token[Recorders]) -> None:
+def resume(token: contextvars.Token[Recorders | None]) -> None:
     _active.reset(token)
 
 
@@ -212,15 +222,17 @@ def recording(recorder: Recorder, outer: Recorders) -> Iterator[Recorder]:
     """Record what the block reads into ``recorder`` and into the recorders around it."""
     _install_hook()
     token = _active.set((*outer, recorder))
+    _running.append(recorder)
     try:
         yield recorder
     finally:
         _active.reset(token)
+        _running.remove(recorder)
 
 
 def depends_on(path: str | os.PathLike[str]) -> None:
     """Declare, inside a running body, that its result depends on ``path`` (a file or a whole folder)."""
-    for recorder in _active.get():
+    for recorder in active():
         recorder.declared.append(os.fspath(path))
 
 
@@ -564,7 +576,7 @@ def describe_generators(names: Iterable[str]) -> str:
     return ", ".join(_GENERATOR_NAMES.get(n, n) for n in names)
 
 
-# -- generators passed as arguments ---------------------------------------------------------------------------
+# -- generator objects (arguments, globals, attributes) ----------------------------------------------------
 
 def _np_generator_get(g: Any) -> Any:
     return g.bit_generator.state
@@ -583,7 +595,7 @@ def _torch_generator_set(g: Any, state: Any) -> None:
     g.set_state(torch.frombuffer(bytearray(state), dtype=torch.uint8))
 
 
-_ARGUMENT_GENERATORS: dict[str, tuple[Any, Any]] = {
+_GENERATOR_OBJECTS: dict[str, tuple[Any, Any]] = {
     "numpy.random._generator.Generator": (_np_generator_get, _np_generator_set),
     "numpy.random.mtrand.RandomState": (lambda g: g.get_state(), lambda g, s: g.set_state(s)),
     "random.Random": (lambda g: g.getstate(), lambda g, s: g.setstate(s)),
@@ -593,7 +605,6 @@ _ARGUMENT_GENERATORS: dict[str, tuple[Any, Any]] = {
 
 
 _kinds: weakref.WeakKeyDictionary[type, str | None] = weakref.WeakKeyDictionary()  # never keeps a class alive
-_PLAIN = frozenset({int, float, str, bytes, bool, type(None)})
 
 
 def _generator_kind(value: Any) -> str | None:
@@ -605,7 +616,7 @@ def _generator_kind(value: Any) -> str | None:
     kind = None
     for klass in cls.__mro__:
         name = f"{klass.__module__}.{klass.__qualname__}"
-        if name in _ARGUMENT_GENERATORS:
+        if name in _GENERATOR_OBJECTS:
             kind = name
             break
     with contextlib.suppress(TypeError):
@@ -613,36 +624,28 @@ def _generator_kind(value: Any) -> str | None:
     return kind
 
 
-def generator_arguments(bound: Iterable[tuple[str, Any]]) -> dict[str, Any]:
-    """Return the random generators among a call's arguments (and in its ``*args``/``**kwargs``)."""
-    found = {}
-    for name, value in bound:
-        if type(value) in _PLAIN:
-            continue
-        if _generator_kind(value):
-            found[name] = value
-        elif type(value) is tuple:
-            found.update((f"{name}[{i}]", v) for i, v in enumerate(value) if _generator_kind(v))
-        elif type(value) is dict:
-            found.update((f"{name}[{k!r}]", v) for k, v in value.items() if _generator_kind(v))
-    return found
+def numbered(generators: list[Any]) -> dict[str, Any]:
+    """Return generator objects met while keying a call, each once, labelled by the order met."""
+    seen: set[int] = set()
+    unique = [g for g in generators if not (id(g) in seen or seen.add(id(g)))]  # type: ignore[func-returns-value]
+    return {f"#{i}": g for i, g in enumerate(unique)}
 
 
-def argument_states(generators: dict[str, Any]) -> dict[str, Any]:
-    """Return the encoded states of generator arguments."""
+def object_states(generators: dict[str, Any]) -> dict[str, Any]:
+    """Return the encoded states of generator objects (arguments, globals, attributes)."""
     states = {}
     for label, g in generators.items():
         kind = _generator_kind(g)
         if kind is not None:
             with contextlib.suppress(Exception):
-                states[label] = _encode(_ARGUMENT_GENERATORS[kind][0](g))
+                states[label] = _encode(_GENERATOR_OBJECTS[kind][0](g))
     return states
 
 
-def set_argument_states(generators: dict[str, Any], states: dict[str, Any]) -> None:
-    """Advance generator arguments to the states the body left them in."""
+def set_object_states(generators: dict[str, Any], states: dict[str, Any]) -> None:
+    """Advance generator objects to the states the body left them in."""
     for label, encoded in states.items():
         g = generators.get(label)
         kind = _generator_kind(g) if g is not None else None
         if kind is not None:
-            _ARGUMENT_GENERATORS[kind][1](g, _decode(encoded))
+            _GENERATOR_OBJECTS[kind][1](g, _decode(encoded))

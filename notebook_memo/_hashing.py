@@ -328,6 +328,8 @@ def _choose(cls: type) -> HashFn:
     for base in cls.__mro__:
         if base in _CODE_HANDLERS:
             return _CODE_HANDLERS[base]
+        if f"{base.__module__}.{base.__qualname__}" in GENERATOR_CLASSES:
+            return _h_generator
     module = cls.__module__.partition(".")[0]
     fast = _FAST_PATHS.get(module)
     if fast is not None:
@@ -343,6 +345,20 @@ def _choose(cls: type) -> HashFn:
     if module == "numpy" and cls.__name__ == "ufunc":
         return _h_builtin
     return _h_reduce
+
+
+# Random generators: hashed by their state like any object, and noted while a call is keyed, so
+# that a hit can leave each one advanced as the body would have left it.
+GENERATOR_CLASSES = frozenset({"numpy.random._generator.Generator", "numpy.random.mtrand.RandomState",
+                               "random.Random", "torch._C.Generator", "torch.Generator"})
+generators_met = threading.local()  # .found: a list while a call is keyed, else absent or None
+
+
+def _h_generator(h: Hasher, v: Any) -> None:
+    found = getattr(generators_met, "found", None)
+    if found is not None:
+        found.append(v)
+    _h_reduce(h, v)
 
 
 def _registered_handler(fn: Callable[[Any], Any]) -> HashFn:

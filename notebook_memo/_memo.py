@@ -29,7 +29,7 @@ from ._conditions import Conditions, NotRecordable, Recorder, Recorders
 from ._config import EXPIRY_GRACE, INLINE_LIMIT, LOCK_POLL_MAX, TTLLike, parse_ttl, resolve_lease, warn_once
 from ._dependencies import CodeState, CodeTracker, Dependencies
 from ._errors import ConfigurationError, MemoWarning, RecursiveCall, StaleEntriesWarning, StorageWarning
-from ._hashing import aliasing_parts, combine, content_hash, register_hasher
+from ._hashing import aliasing_parts, combine, content_hash, generators_met, register_hasher
 from ._inventory import human_bytes
 from ._leases import Watch, computing, is_computing
 from ._serialize import CorruptRecord, Payload, copy_value, dumps, findable
@@ -77,7 +77,8 @@ class Call:
     own: bytes  # the function's own code alone
     deps: Dependencies
     method: str  # how the function's own code was fingerprinted: source or bytecode
-    generators: dict[str, Any] = dataclasses.field(default_factory=dict)  # random generators among the arguments
+    # random generators the key was made of (in arguments, globals, objects): "#0", "#1"... in the order met
+    generators: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 # -- the registry of memoized functions ---------------------------------------------------------
@@ -231,8 +232,15 @@ class MemoizedFunction(Generic[R]):
     def make_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
         """Return the key and its ingredients for calling with these arguments."""
         bound = self._binder.bind(args, kwargs)
-        arguments = {name: content_hash(value, f"argument '{name}' of {self._name}") for name, value in bound}
-        state = self.code_state()
+        met = generators_met
+        outer_found = getattr(met, "found", None)
+        found: list[Any] = []
+        met.found = found
+        try:
+            arguments = {name: content_hash(value, f"argument '{name}' of {self._name}") for name, value in bound}
+            state = self.code_state()
+        finally:
+            met.found = outer_found
         deps = state.deps
         key = combine(
             [b"nbm1", self._fid.encode(), state.code, state.deps_digest, self._version]
@@ -250,7 +258,7 @@ class MemoizedFunction(Generic[R]):
                       "change as time passes. Pass ttl= (for example @memo(ttl=\"1h\")) to recompute it after "
                       f"a while; {self._name}.explain() lists where it reads the clock.")
         call = Call(key, arguments, state.code, state.own, deps, state.method,
-                    _conditions.generator_arguments(bound))
+                    _conditions.numbered(found) if found else {})
         self.last_call = call
         return call
 
@@ -454,7 +462,7 @@ class MemoizedFunction(Generic[R]):
         self.last_hit = False
         self._check_stale(store, call)
         recorder = Recorder(self._options.files)
-        before = _conditions.argument_states(call.generators) if call.generators else {}
+        before = _conditions.object_states(call.generators) if call.generators else {}
         start = time.perf_counter()
         with computing(call.key), _room_for_our_frames(), _conditions.recording(recorder, outer):
             result = self._fn(*args, **kwargs)
@@ -548,7 +556,7 @@ class MemoizedFunction(Generic[R]):
             self.last_hit = False
             self._check_stale(store, call)
             recorder = Recorder(self._options.files)
-            before = _conditions.argument_states(call.generators) if call.generators else {}
+            before = _conditions.object_states(call.generators) if call.generators else {}
             start = time.perf_counter()
             with computing(call.key), _conditions.recording(recorder, outer):
                 result = await self._fn(*args, **kwargs)
@@ -928,10 +936,10 @@ def entry_conditions(store: Store, key: str, recorder: Recorder, arguments_befor
     """
     conditions = _conditions.finish(recorder, [store.directory])
     if generators:
-        after = _conditions.argument_states(generators)
+        after = _conditions.object_states(generators)
         changed = {label: state for label, state in after.items() if arguments_before.get(label) != state}
         if changed:
-            conditions["arguments"] = changed
+            conditions["generators"] = changed
     drawn = _conditions.drawn(recorder.states_before)
     if not drawn:
         return key, conditions, None
@@ -944,8 +952,8 @@ def served(conditions: Conditions, generators: dict[str, Any], outer: Recorders)
     """A conditioned entry is served: leave the generators as its run left them; tell enclosing bodies."""
     if "states" in conditions:
         _conditions.set_global_states(conditions["states"])
-    if "arguments" in conditions and generators:
-        _conditions.set_argument_states(generators, conditions["arguments"])
+    if "generators" in conditions and generators:
+        _conditions.set_object_states(generators, conditions["generators"])
     if outer:
         _conditions.inherit(conditions, outer)
 

@@ -33,6 +33,13 @@ def _recorded_files(fn: Any) -> list[str]:
     return sorted(os.path.basename(f[0]) for f in record.header.meta()["pre"].get("files", []))
 
 
+class _Seen(list):  # type: ignore[type-arg]
+    """What a body saw, never part of a key."""
+
+    def __memo_key__(self) -> str:
+        return "seen"
+
+
 # -- files read by the body -----------------------------------------------------------------------------------
 
 LOAD_CELLS = [
@@ -307,6 +314,26 @@ def _libc_read(path: str) -> bytes:
     return buf.raw[:n]
 
 
+def test_files_read_in_threads_the_body_starts_are_recorded(tmp_path: Path, counter: Counter) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    paths = []
+    for i in range(4):
+        paths.append(tmp_path / f"part{i}.txt")
+        paths[-1].write_text(str(i))
+
+    @memo
+    def total(names: list[str]) -> int:
+        counter()
+        with ThreadPoolExecutor(2) as pool:
+            return sum(pool.map(lambda p: int(Path(p).read_text()), names))
+
+    names = [str(p) for p in paths]
+    assert total(names) == 6 and total(names) == 6 and counter.n == 1
+    _same_stat_rewrite(paths[3], "7")
+    assert total(names) == 10 and counter.n == 2
+
+
 def test_declared_files_cover_readers_that_bypass_python(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                          counter: Counter) -> None:
     monkeypatch.chdir(tmp_path)
@@ -367,6 +394,38 @@ def test_a_memoized_helper_that_hits_passes_its_files_to_the_caller(tmp_path: Pa
     assert outer(str(path)) == 10
     path.write_text("2")
     assert outer(str(path)) == 20 and counter.n == 2
+
+
+def test_a_batch_function_reading_a_file_recomputes_its_items_when_it_changes(tmp_path: Path) -> None:
+    path = tmp_path / "scale.txt"
+    path.write_text("2")
+    seen = _Seen()
+
+    @memo.batch("items", progress=False)
+    def scaled(items: list[int], p: str) -> list[int]:
+        seen.append(list(items))
+        factor = int(Path(p).read_text())
+        return [i * factor for i in items]
+
+    assert scaled([1, 2], str(path)) == [2, 4]
+    assert scaled([1, 2, 3], str(path)) == [2, 4, 6]
+    assert seen == [[1, 2], [3]]
+    _same_stat_rewrite(path, "5")
+    assert scaled([1, 2, 3], str(path)) == [5, 10, 15]
+    assert seen[-1] == [1, 2, 3]
+
+
+def test_a_batch_function_drawing_from_the_global_generator_is_not_cached() -> None:
+    @memo.batch("items", progress=False)
+    def noisy(items: list[int]) -> list[float]:
+        return [i + float(np.random.rand()) for i in items]
+
+    np.random.seed(0)
+    with pytest.warns(MemoWarning, match="chunk"):
+        first = noisy([1, 2])
+    np.random.seed(0)
+    assert noisy.uncached([1, 2]) == first
+    assert not noisy.is_cached([1, 2])
 
 
 def test_a_cell_that_reads_a_file_runs_again_when_the_file_changes(shell: Shell, tmp_path: Path) -> None:
@@ -487,6 +546,46 @@ def test_an_explicit_generator_argument_is_left_advanced(kind: str, counter: Cou
     second = [sample(second_rng), draw(second_rng)]
     assert plain == first == second
     assert counter.n == 2  # the plain run and the first cached one
+
+
+def test_a_generator_held_by_a_global_or_an_object_is_left_advanced(shell: Shell) -> None:
+    shell.run("""
+    import numpy as np
+    from notebook_memo import memo
+
+    class _Runs(list):
+        def __memo_key__(self): return "runs"
+
+    RUNS = _Runs()
+    rng = np.random.default_rng(3)
+
+    @memo
+    def from_global(n):
+        RUNS.append(1)
+        return rng.random(n).tolist()
+
+    class Sampler:
+        def __init__(self, seed):
+            self.rng = np.random.default_rng(seed)
+
+        @memo
+        def sample(self, n):
+            RUNS.append(1)
+            return self.rng.random(n).tolist()
+
+    def session(call):
+        global rng
+        rng = np.random.default_rng(3)
+        sampler = Sampler(5)
+        return [call(from_global, 2), call(from_global, 2), float(rng.random()),
+                call(sampler.sample, 2), float(sampler.rng.random())]
+    """)
+    plain = shell.run("session(lambda f, n: f.uncached(n))")
+    first = shell.run("session(lambda f, n: f(n))")
+    second = shell.run("session(lambda f, n: f(n))")
+    assert plain == first == second
+    assert plain[0] != plain[1]
+    assert len(shell["RUNS"]) == 3 + 3  # the plain session, then the first cached one
 
 
 # -- environment variables ------------------------------------------------------------------------------------
