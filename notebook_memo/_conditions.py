@@ -14,11 +14,11 @@ declared with ``files=`` or ``depends_on_file``.
 
 from __future__ import annotations
 
+import array
 import base64
 import contextlib
 import contextvars
 import glob
-import json
 import os
 import site
 import stat
@@ -177,8 +177,7 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
             path = _path_of(args[0])
             if path is not None and path != ":memory:" and not path.startswith("file:"):
                 for recorder in active:
-                    recorder.read(path, listing=False)
-                    recorder.wrote(path)  # a database is read and written in place: not a data file
+                    recorder.read(path, listing=False)  # a write by the body then makes it unrecordable
         else:
             for value in args[:2]:
                 path = _path_of(value) if isinstance(value, (str, bytes, os.PathLike)) else None
@@ -337,10 +336,12 @@ def _file_condition(path: str, before: list[int] | None, now: int, declared: boo
     try:
         st = os.stat(path)
     except OSError:
-        if declared:
-            return [path, None, 0, 0, 0, "", now]
+        if declared or before is None:
+            return [path, None, 0, 0, 0, "", now]  # absent, as the body found it: it must stay absent
         raise NotRecordable(f"{path}, which it read, is gone since") from None
     sig = _signature(st)
+    if before is None and not declared:
+        raise NotRecordable(f"{path}, which it tried to read, appeared while it ran")
     if before is not None and sig != before:
         raise NotRecordable(f"{path}, which it read, changed while it ran")
     digest = file_digest(path) if st.st_size <= FILE_DIGEST_LIMIT else ""
@@ -508,6 +509,20 @@ def _numpy_get() -> Any:
     return sys.modules["numpy"].random.get_state()
 
 
+def _numpy_digest(state: Any) -> str:
+    name, keys, *rest = state
+    return xxhash.xxh3_128_hexdigest(keys.tobytes() + repr((name, *rest)).encode())
+
+
+def _random_digest(state: Any) -> str:
+    version, words, gauss = state
+    return xxhash.xxh3_128_hexdigest(array.array("Q", words).tobytes() + repr((version, gauss)).encode())
+
+
+def _bytes_digest(state: Any) -> str:
+    return xxhash.xxh3_128_hexdigest(state)
+
+
 def _numpy_set(state: Any) -> None:
     sys.modules["numpy"].random.set_state(state)
 
@@ -529,39 +544,35 @@ def _torch_set(state: Any) -> None:
     torch.random.set_rng_state(torch.frombuffer(bytearray(state), dtype=torch.uint8))
 
 
-# name -> (module that must be imported, get, set); the module is never imported by us.
+# name -> (module that must be imported, get, set, digest of a state as got); never imported by us.
 _GLOBAL_GENERATORS = {
-    "numpy": ("numpy", _numpy_get, _numpy_set),
-    "random": ("random", _random_get, _random_set),
-    "torch": ("torch", _torch_get, _torch_set),
+    "numpy": ("numpy", _numpy_get, _numpy_set, _numpy_digest),
+    "random": ("random", _random_get, _random_set, _random_digest),
+    "torch": ("torch", _torch_get, _torch_set, _bytes_digest),
 }
 _GENERATOR_NAMES = {"numpy": "NumPy's global random state (np.random)", "random": "Python's random module",
                     "torch": "torch's default generator"}
 
 
-def _state_digest(encoded: Any) -> str:
-    return xxhash.xxh3_128_hexdigest(json.dumps(encoded, separators=(",", ":"), sort_keys=True).encode())
-
-
 def global_states(names: Iterable[str] | None = None) -> dict[str, tuple[str, Any]]:
-    """Return ``{generator: (digest, encoded state)}`` for the global generators loaded in this process."""
+    """Return ``{generator: (digest, state)}`` for the global generators loaded in this process."""
     found = {}
     for name in (names if names is not None else _GLOBAL_GENERATORS):
         spec = _GLOBAL_GENERATORS.get(name)
         if spec is None or spec[0] not in sys.modules:
             continue
         try:
-            encoded = _encode(spec[1]())
+            state = spec[1]()
+            found[name] = (spec[3](state), state)
         except Exception:
             continue
-        found[name] = (_state_digest(encoded), encoded)
     return found
 
 
-def drawn(before: dict[str, tuple[str, Any]]) -> dict[str, tuple[str, Any]]:
-    """Return the generators whose state a run changed, with their state after it."""
-    after = global_states()
-    return {name: state for name, state in after.items() if name in before and before[name][0] != state[0]}
+def drawn(before: dict[str, tuple[str, Any]]) -> dict[str, Any]:
+    """Return the generators whose state a run changed, with their (encoded) state after it."""
+    after = global_states(before)
+    return {name: _encode(state) for name, (digest, state) in after.items() if before[name][0] != digest}
 
 
 def set_global_states(states: dict[str, Any]) -> None:

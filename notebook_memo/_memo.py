@@ -943,7 +943,7 @@ def entry_conditions(store: Store, key: str, recorder: Recorder, arguments_befor
     drawn = _conditions.drawn(recorder.states_before)
     if not drawn:
         return key, conditions, None
-    conditions["states"] = {name: state for name, (_, state) in drawn.items()}
+    conditions["states"] = drawn
     before = {name: recorder.states_before[name][0] for name in drawn}
     return variant_key(key, before), conditions, sorted(drawn)
 

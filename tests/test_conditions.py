@@ -93,17 +93,6 @@ def _read_pandas(p: str) -> str:
     return "".join(pd.read_csv(p, header=None, dtype=str)[0].tolist())
 
 
-def _read_sqlite(p: str) -> str:
-    q = p + ".db"
-    with sqlite3.connect(q) as con:
-        con.execute("create table if not exists t (v text)")
-        con.execute("delete from t")
-        con.execute("insert into t values (?)", (Path(p).read_text(),))
-    con.close()
-    with sqlite3.connect(q) as con:
-        return str(con.execute("select v from t").fetchone()[0])
-
-
 READERS = {"open": _read_open, "os.open": _read_os, "pathlib": _read_path, "numpy": _read_numpy,
            "pandas": _read_pandas}
 
@@ -125,6 +114,44 @@ def test_a_file_changed_in_place_is_a_miss_even_with_its_size_and_time_kept(
     _same_stat_rewrite(path, "bbbb\n")
     assert f(str(path)) == "bbbb" and counter.n == 2
     assert f(str(path)) == "bbbb" and counter.n == 2
+
+
+def test_a_sqlite_database_the_body_queries_is_a_data_file(tmp_path: Path, counter: Counter) -> None:
+    db = str(tmp_path / "rows.db")
+    with sqlite3.connect(db) as con:
+        con.execute("create table t (v integer)")
+        con.execute("insert into t values (1)")
+    con.close()
+
+    @memo
+    def total(path: str) -> int:
+        counter()
+        with sqlite3.connect(path) as con:
+            value = int(con.execute("select sum(v) from t").fetchone()[0])
+        con.close()
+        return value
+
+    assert total(db) == 1 and total(db) == 1 and counter.n == 1
+    with sqlite3.connect(db) as con:
+        con.execute("insert into t values (2)")
+    con.close()
+    assert total(db) == 3 and counter.n == 2
+
+
+def test_a_file_the_body_found_missing_must_stay_missing(tmp_path: Path, counter: Counter) -> None:
+    path = tmp_path / "override.txt"
+
+    @memo
+    def setting(p: str) -> str:
+        counter()
+        try:
+            return Path(p).read_text()
+        except FileNotFoundError:
+            return "default"
+
+    assert setting(str(path)) == "default" and setting(str(path)) == "default" and counter.n == 1
+    path.write_text("custom")
+    assert setting(str(path)) == "custom" and counter.n == 2
 
 
 def test_a_touched_file_with_the_same_content_is_a_hit(tmp_path: Path, counter: Counter) -> None:
