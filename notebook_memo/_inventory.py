@@ -49,12 +49,14 @@ class Inventory:
         rows = []
         self.store.flush()  # this process's pending hit counts
         for fid, items in groups.items():
-            metas = [m for _, m in items]
+            metas = [m for _, m in items if "variants" not in m]  # not the markers of random-state entries
+            if not metas:
+                continue
             hits, last_hit = self.store.hit_stats(fid)
             last_stored = max(r.header.created for r, _ in items)
             rows.append(FunctionSummary(
                 name=metas[0].get("name", "?"), fid=fid, kind=metas[0].get("kind", "function"),
-                entries=len(items), versions=len({m.get("code") for m in metas}),
+                entries=len(metas), versions=len({m.get("code") for m in metas}),
                 bytes=sum(m.get("size", 0) for m in metas),
                 last_stored=last_stored,
                 compute_seconds=sum(m.get("duration", 0.0) for m in metas),

@@ -623,9 +623,9 @@ class MemoizedFunction(Generic[R]):
 
     def cache_info(self) -> CacheInfo:
         """Return hits and misses in this process, and the entries and bytes on disk."""
-        records = self.entries()
-        size = sum(r.header.meta().get("size", 0) for r in records)
-        return CacheInfo(self.hits, self.misses, len(records), size, self.saved_seconds)
+        metas = [meta for r in self.entries() for meta in [r.header.meta()] if "variants" not in meta]
+        size = sum(meta.get("size", 0) for meta in metas)
+        return CacheInfo(self.hits, self.misses, len(metas), size, self.saved_seconds)
 
     def current_code(self) -> bytes:
         """Return the code digest the next call would be stored under."""

@@ -529,7 +529,12 @@ def test_each_random_state_keeps_its_own_entry(counter: Counter) -> None:
     np.random.seed(1)
     assert draw() == one
     assert counter.n == 2
+    assert draw.cache_info().entries == 2  # the record pointing to them is not an entry
     assert "random state" in str(draw.explain()).lower() and "MISS" in str(draw.explain())
+    np.random.seed(0)
+    assert "HIT" in str(draw.explain())
+    assert draw.invalidate() and not draw.is_cached()
+    assert draw() == zero and counter.n == 3
 
 
 def test_torch_default_generator_is_a_precondition_and_is_advanced() -> None:
