@@ -41,9 +41,9 @@ Conditions = dict[str, Any]  # JSON-safe: "files", "dirs", "globs", "states", "a
 # The recorders of the memoized bodies running around this point; None while our own lookups run.
 _active: contextvars.ContextVar[tuple[Recorder, ...] | None] = contextvars.ContextVar("notebook_memo_recorders",
                                                                                        default=())
-# Every recorder running in the process. A read in a thread that runs no body of its own (a pool
-# the body started) is the running bodies' read: attributed to all of them, which at worst costs
-# a miss, never a stale hit.
+# Every recorder running in the process. A read in another thread that runs no body of its own (a
+# pool the body started) is the running bodies' read: attributed to all of them, which at worst
+# costs a miss, never a stale hit.
 _running: list[Recorder] = []
 _READ_EVENTS = frozenset({"open", "os.listdir", "os.scandir", "sqlite3.connect"})
 _WRITE_EVENTS = frozenset({"os.remove", "os.unlink", "os.rename", "os.replace", "os.truncate", "os.rmdir",
@@ -94,7 +94,9 @@ def _is_data(real: str, excluded: Iterable[str]) -> bool:
 # -- recording ------------------------------------------------------------------------------------------------
 
 def _path_of(value: Any) -> str | None:
-    if isinstance(value, int) or value is None:
+    if value is None:
+        return "."  # os.listdir() and os.scandir() list the current folder
+    if isinstance(value, int):
         return None
     try:
         path = os.fsdecode(value)
@@ -111,36 +113,40 @@ class Recorder:
     """What one run of a body read: files, listed directories, declared paths, generator states."""
 
     def __init__(self, declared: Iterable[str] = ()) -> None:
-        self.reads: dict[str, tuple[str, list[int] | None]] = {}  # real path -> (path as named, stat at read)
-        self.listed: dict[str, tuple[str, list[int] | None]] = {}
+        # real path -> (the path to store, its absolute form, stat at the read or None if absent)
+        self.reads: dict[str, tuple[str, str, list[int] | None]] = {}
+        self.listed: dict[str, tuple[str, str, list[int] | None]] = {}
         self.written: set[str] = set()  # real paths the body wrote or removed
         self.rewritten: set[str] = set()  # ... after reading them
         self.declared = list(declared)
         self.inherited: list[Conditions] = []  # conditions of memoized entries served inside the run
+        self.cwd = os.getcwd()
+        self.thread = threading.get_ident()
         self.states_before = global_states()
 
     def read(self, path: str, listing: bool) -> None:
-        real = os.path.realpath(path)
+        absolute = os.path.abspath(path)
+        real = os.path.realpath(absolute)
         table = self.listed if listing else self.reads
         if real in self.written or real in table:
             return
+        # A relative path stays relative (to the folder the call ran in): it names the file in
+        # whatever folder a later call runs in, as the body would read it there.
+        name = path if os.path.isabs(path) else os.path.relpath(absolute, self.cwd)
         try:
-            st = os.stat(path)
+            st = os.stat(absolute)
         except OSError:
-            table[real] = (path, None)
+            table[real] = (name, absolute, None)
             return
         if listing != stat.S_ISDIR(st.st_mode) or not (listing or stat.S_ISREG(st.st_mode)):
             return
-        # A relative path stays relative: it names the file in whatever folder the call runs in.
-        table[real] = (path, _signature(st))
+        table[real] = (name, absolute, _signature(st))
 
     def wrote(self, path: str) -> None:
         real = os.path.realpath(path)
         self.written.add(real)
-        parent = os.path.dirname(real)
-        for candidate in (real, parent):
-            if candidate in self.reads or candidate in self.listed:
-                self.rewritten.add(candidate)
+        if real in self.reads:
+            self.rewritten.add(real)  # a folder it listed and then wrote into: its signature says so
 
 
 def _audit(event: str, args: tuple[Any, ...]) -> None:
@@ -150,7 +156,10 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
     if not active:
         if active is None or not _running:
             return
-        active = tuple(_running)
+        me = threading.get_ident()
+        active = tuple(recorder for recorder in _running if recorder.thread != me)
+        if not active:
+            return
     try:
         caller = sys._getframe(1).f_code.co_filename
         if caller.startswith(("<frozen importlib", _PACKAGE_DIR)) or caller.endswith(_SOURCE_READERS):
@@ -160,12 +169,13 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
             if path is None:
                 return
             flags = args[2] if isinstance(args[2], int) else 0
-            access = flags & os.O_ACCMODE
-            if access != os.O_RDONLY or flags & (os.O_TRUNC | os.O_CREAT | os.O_APPEND):
+            if (flags & os.O_ACCMODE) == os.O_WRONLY or flags & os.O_TRUNC or \
+                    (flags & os.O_CREAT and not os.path.exists(path)):
                 for recorder in active:
-                    recorder.wrote(path)
-                if access == os.O_WRONLY or flags & os.O_TRUNC:
-                    return
+                    recorder.wrote(path)  # written or created: what it holds comes from the body
+                return
+            # Opened for reading (perhaps for writing too): an input. Should the body write
+            # through it, the file's signature at the end of the run says so.
             for recorder in active:
                 recorder.read(path, listing=False)
         elif event in ("os.listdir", "os.scandir"):
@@ -204,7 +214,10 @@ def active() -> Recorders:
     found = _active.get()
     if found:
         return found
-    return tuple(_running) if _running and found is not None else ()
+    if found is None or not _running:
+        return ()
+    me = threading.get_ident()
+    return tuple(recorder for recorder in _running if recorder.thread != me)
 
 
 def pause() -> contextvars.Token[Recorders | None]:
@@ -283,6 +296,13 @@ class NotRecordable(Exception):
 
 def finish(recorder: Recorder, excluded: Iterable[str]) -> Conditions:
     """Return the conditions of a finished run; raise NotRecordable when they cannot be known."""
+    try:
+        return _finish(recorder, excluded)
+    except OSError as exc:
+        raise NotRecordable(f"what it read could not be examined ({exc})") from None
+
+
+def _finish(recorder: Recorder, excluded: Iterable[str]) -> Conditions:
     excluded = [os.path.realpath(d) for d in excluded] + sorted(notebook_paths())
     now = time.time_ns()
     conditions: Conditions = {}
@@ -292,14 +312,14 @@ def finish(recorder: Recorder, excluded: Iterable[str]) -> Conditions:
     if problem:
         raise NotRecordable(f"it changes {problem[0]}, which it also reads, so its result depends on its own "
                             "earlier runs")
-    for real, (path, before) in recorder.reads.items():
+    for real, (name, absolute, before) in recorder.reads.items():
         if real in recorder.written or not _is_data(real, excluded):
             continue
-        files[path] = _file_condition(path, before, now)
-    for real, (path, before) in recorder.listed.items():
+        files[name] = [name, *_file_condition(absolute, before, now)[1:]]
+    for real, (name, absolute, before) in recorder.listed.items():
         if not _is_data(real, excluded):
             continue
-        dirs[path] = _dir_condition(path, before, now)
+        dirs[name] = [name, *_dir_condition(absolute, before, now)[1:]]
     globs = []
     for declared in recorder.declared:
         found_files, found_dirs = _expand(declared)
@@ -344,7 +364,10 @@ def _file_condition(path: str, before: list[int] | None, now: int, declared: boo
         raise NotRecordable(f"{path}, which it tried to read, appeared while it ran")
     if before is not None and sig != before:
         raise NotRecordable(f"{path}, which it read, changed while it ran")
-    digest = file_digest(path) if st.st_size <= FILE_DIGEST_LIMIT else ""
+    try:
+        digest = file_digest(path) if st.st_size <= FILE_DIGEST_LIMIT else ""
+    except OSError as exc:
+        raise NotRecordable(f"{path}, which it opened, cannot be read ({exc.strerror or exc})") from None
     if digest and os.stat(path).st_mtime_ns != st.st_mtime_ns:
         raise NotRecordable(f"{path}, which it read, changed while it ran")
     return [path, *sig, digest, now]
@@ -633,6 +656,17 @@ def _generator_kind(value: Any) -> str | None:
     with contextlib.suppress(TypeError):
         _kinds[cls] = kind
     return kind
+
+
+def shared(generators: list[Any]) -> list[bytes]:
+    """Return a key part saying which generators met while keying a call are one object, if any are.
+
+    ``f([g, g])`` draws twice from one stream; ``f([g1, g2])`` with equal states, once from each.
+    """
+    first: dict[int, int] = {}
+    pairs = [f"{i}={first.setdefault(id(g), i)}" for i, g in enumerate(generators)]
+    repeated = [pair for pair in pairs if pair.split("=")[0] != pair.split("=")[1]]
+    return [("generators " + ",".join(repeated)).encode()] if repeated else []
 
 
 def numbered(generators: list[Any]) -> dict[str, Any]:

@@ -246,6 +246,7 @@ class MemoizedFunction(Generic[R]):
             [b"nbm1", self._fid.encode(), state.code, state.deps_digest, self._version]
             + [name.encode() + b"\0" + digest for name, digest in arguments.items()]
             + self._binder.shared(bound)
+            + (_conditions.shared(found) if len(found) > 1 else [])
         ).hex()
         if deps.skipped:
             for label, reason in deps.skipped.items():
@@ -339,6 +340,10 @@ class MemoizedFunction(Generic[R]):
                 warn_once(f"unrecordable:{self._qualified}:{exc}", f"{self._name}: its result is not cached: {exc}. "
                           "It runs on every call.", MemoWarning)
                 return None
+            except Exception as exc:  # whatever went wrong, the result the body computed is returned
+                warn_once(f"unrecordable:{self._qualified}", f"{self._name}: its result is not cached: what it "
+                          f"read could not be recorded ({type(exc).__name__}: {exc})", StorageWarning)
+                return None
             if conditions and recorded[2]:
                 _conditions.inherit(conditions, recorded[2])
         skip_if = self._options.skip_if
@@ -354,6 +359,8 @@ class MemoizedFunction(Generic[R]):
         meta = self._meta(call, duration, created, payload.nbytes)
         if conditions:
             meta["pre"] = conditions
+        if variants:
+            meta["variant_of"] = call.key
         if save(store, key, payload, meta, self._options.ttl, duration, self._fid) and variants:
             marker = dumps(None)
             save(store, call.key, marker, {**self._meta(call, duration, created, 0), "variants": variants},
@@ -608,9 +615,11 @@ class MemoizedFunction(Generic[R]):
         store = self._store()
         with contextlib.suppress(Exception):
             record = store.get(call.key)
-            variants = record.header.meta().get("variants") if record is not None else None
-            if variants:
-                store.delete(variant_key(call.key, _conditions.global_states(variants)))
+            if record is not None and record.header.conditioned and "variants" in record.header.meta():
+                # Each random state's entry: none may be served again once a marker is rewritten.
+                for entry in self.entries():
+                    if entry.header.conditioned and entry.header.meta().get("variant_of") == call.key:
+                        store.delete_record(entry)
         return store.delete(call.key)
 
     def clear(self) -> int:
