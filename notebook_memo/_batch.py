@@ -341,7 +341,7 @@ class _Plan:
             return {}
         fn = self.fn
         try:
-            drawn = _conditions.drawn(recorder.states_before)
+            drawn, _ = _conditions.drawn(recorder)
             if drawn:
                 raise _conditions.NotRecordable(
                     f"it draws from {_conditions.describe_generators(sorted(drawn))}, so an item's result depends "

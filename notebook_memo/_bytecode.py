@@ -50,6 +50,28 @@ def global_references(code: types.CodeType) -> tuple[tuple[str, tuple[str, ...]]
 
 
 _PASSED_OVER = frozenset({"CACHE", "PUSH_NULL", "PRECALL", "NOP", "EXTENDED_ARG"})
+_LOCAL_OPS = frozenset({"LOAD_FAST", "LOAD_FAST_CHECK", "LOAD_DEREF", "LOAD_CLASSDEREF"})
+IMPORTED = "\0import "  # prefixes a module name: a local bound by ``import m`` / ``from m import x`` in the body
+
+
+def _local_imports(ins: list[dis.Instruction]) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """Return the locals an ``import`` in this code binds: name -> (module, attributes taken from it)."""
+    bound: dict[str, tuple[str, tuple[str, ...]]] = {}
+    for k, step in enumerate(ins):
+        if step.opname != "IMPORT_NAME" or k + 1 >= len(ins):
+            continue
+        module = step.argval
+        nxt = ins[k + 1]
+        if nxt.opname in _STORE_OPS:
+            bound[nxt.argval] = (module.partition(".")[0], ())  # ``import a.b`` binds ``a``
+            continue
+        j = k + 1
+        while j + 1 < len(ins) and ins[j].opname == "IMPORT_FROM" and ins[j + 1].opname in _STORE_OPS:
+            bound[ins[j + 1].argval] = (module, (ins[j].argval,))
+            j += 2
+            if j < len(ins) and ins[j].opname == "POP_TOP":
+                break
+    return bound
 
 
 @functools.lru_cache(maxsize=8192)
@@ -65,10 +87,16 @@ def global_loads(code: types.CodeType) -> tuple[tuple[str, tuple[str, ...], str 
     for current in codes:
         codes.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
         ins = [i for i in dis.get_instructions(current) if i.opname not in _PASSED_OVER]
+        imported = _local_imports(ins) if any(i.opname == "IMPORT_NAME" for i in ins) else {}
         for k, first in enumerate(ins):
-            if first.opname not in _LOAD_GLOBAL_OPS:
+            root: str = first.argval
+            prefix: tuple[str, ...] = ()
+            if first.opname in _LOCAL_OPS and root in imported:
+                module, prefix = imported[root]
+                root = IMPORTED + module
+            elif first.opname not in _LOAD_GLOBAL_OPS:
                 continue
-            chain: list[str] = []
+            chain: list[str] = list(prefix)
             j = k + 1
             while j < len(ins) and ins[j].opname in _ATTR_OPS:
                 chain.append(ins[j].argval)
@@ -79,7 +107,7 @@ def global_loads(code: types.CodeType) -> tuple[tuple[str, tuple[str, ...], str 
             elif j < len(ins) and ins[j].opname == "CONTAINS_OP" and k and ins[k - 1].opname == "LOAD_CONST" \
                     and isinstance(ins[k - 1].argval, str):
                 const = ins[k - 1].argval
-            found.append((first.argval, tuple(chain), const))
+            found.append((root, tuple(chain), const))
     return tuple(found)
 
 

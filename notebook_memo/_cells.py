@@ -15,7 +15,7 @@ from . import _conditions, _config
 from ._cell_analysis import CellAnalysis, analyse, normalised_source
 from ._cell_exec import capture, execute, replay
 from ._config import warn_once
-from ._dependencies import Dependencies, global_references, resolve_values
+from ._dependencies import Dependencies, clock_reads, code_environment, global_references, resolve_values
 from ._errors import ConfigurationError, MemoError, StorageWarning, UnhashableArgument
 from ._hashing import combine, content_hash
 from ._inventory import human_time
@@ -167,16 +167,35 @@ def prepare(shell: Any, raw_cell: str, options: CellOptions) -> tuple[CellCall, 
     cell.ttl = options.ttl
     cell._options = options
     inputs, deps = _resolve_inputs(analysis, tree, shell.user_ns, options.inputs)
+    _read_environment(tree, shell.user_ns, label, deps, options)
     code = combine([digest] + [f"{label}\0{kind}".encode() + d for label, (kind, d) in sorted(deps.parts.items())
                                if kind in ("code", "package", "missing")])
     arguments = {label: d for label, (kind, d) in deps.parts.items() if kind == "value"}
     key = combine([b"cell1", cell.function_id.encode(), code, deps.digest()]).hex()
     call = Call(key, arguments, code, digest, Dependencies(
-        {k: v for k, v in deps.parts.items() if v[0] != "value"}, deps.skipped), "source")
+        {k: v for k, v in deps.parts.items() if v[0] != "value"}, deps.skipped, deps.clock), "source")
     cell.last_call = call
     filename = shell.compile.cache(transformed, shell.execution_count, raw_code=raw_cell) \
         if hasattr(shell, "compile") else "<cell>"
     return CellCall(cell, call, inputs, analysis), tree, filename
+
+
+def _read_environment(tree: ast.Module, namespace: dict[str, Any], label: str, deps: Dependencies,
+                      options: CellOptions) -> None:
+    """Key the environment variables the cell's own code reads; warn once if it reads the clock."""
+    try:
+        code = compile(tree, "<cell>", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    except (SyntaxError, ValueError):
+        return
+    found = code_environment(code, namespace, "the cell")
+    for name, value in found.variables.items():
+        deps.parts[f"env {name}"] = ("env", b"\0unset" if value is None else value.encode())
+    deps.skipped.update(found.skipped)
+    deps.clock = clock_reads(deps.clock + found.clock)
+    if deps.clock and options.ttl is None:
+        warn_once(f"clock:cell:{label}", f"%%memo {label}: the cell reads the clock ({', '.join(deps.clock[:3])}): "
+                  "its restored results will not change as time passes. Add --ttl (for example --ttl 6h) to run "
+                  "it again after a while.")
 
 
 def _namespace_snapshot(namespace: dict[str, Any]) -> dict[str, int]:

@@ -18,7 +18,9 @@ import array
 import base64
 import contextlib
 import contextvars
+import functools
 import glob
+import importlib
 import os
 import site
 import stat
@@ -123,6 +125,18 @@ class Recorder:
         self.cwd = os.getcwd()
         self.thread = threading.get_ident()
         self.states_before = global_states()
+        self.reseeded: set[str] = set()  # generators seeded before any draw: their state before does not matter
+        self.drew_first: set[str] = set()  # ... seeded after drawing from them
+
+    def seeded(self, name: str) -> None:
+        if name in self.reseeded or name in self.drew_first:
+            return
+        before = self.states_before.get(name)
+        now = global_states([name]).get(name)
+        if before is None or (now is not None and now[0] == before[0]):
+            self.reseeded.add(name)
+        else:
+            self.drew_first.add(name)
 
     def read(self, path: str, listing: bool) -> None:
         absolute = os.path.abspath(path)
@@ -233,6 +247,7 @@ def resume(token: contextvars.Token[Recorders | None]) -> None:
 def recording(recorder: Recorder, outer: Recorders) -> Iterator[Recorder]:
     """Record what the block reads into ``recorder`` and into the recorders around it."""
     _install_hook()
+    _watch_seeding()
     token = _active.set((*outer, recorder))
     _running.append(recorder)
     try:
@@ -547,7 +562,7 @@ def _bytes_digest(state: Any) -> str:
 
 
 def _numpy_set(state: Any) -> None:
-    sys.modules["numpy"].random.set_state(state)
+    _unwrapped(sys.modules["numpy"].random.set_state)(state)
 
 
 def _random_get() -> Any:
@@ -555,7 +570,7 @@ def _random_get() -> Any:
 
 
 def _random_set(state: Any) -> None:
-    sys.modules["random"].setstate(state)
+    _unwrapped(sys.modules["random"].setstate)(state)
 
 
 def _torch_get() -> Any:
@@ -564,7 +579,7 @@ def _torch_get() -> Any:
 
 def _torch_set(state: Any) -> None:
     torch = sys.modules["torch"]
-    torch.random.set_rng_state(torch.frombuffer(bytearray(state), dtype=torch.uint8))
+    _unwrapped(torch.random.set_rng_state)(torch.frombuffer(bytearray(state), dtype=torch.uint8))
 
 
 # name -> (module that must be imported, get, set, digest of a state as got); never imported by us.
@@ -592,18 +607,69 @@ def global_states(names: Iterable[str] | None = None) -> dict[str, tuple[str, An
     return found
 
 
-def drawn(before: dict[str, tuple[str, Any]]) -> dict[str, Any]:
-    """Return the generators whose state a run changed, with their (encoded) state after it."""
-    after = global_states(before)
-    return {name: _encode(state) for name, (digest, state) in after.items() if before[name][0] != digest}
+def drawn(recorder: Recorder) -> tuple[dict[str, Any], dict[str, str]]:
+    """Return the generators a run left in another state, and those whose state before it matters.
+
+    The first maps each generator to its (encoded) state after the run, to set on a hit; the second
+    to the digest of its state before the run, which selects the entry. A generator the body seeded
+    before drawing from it, or first loaded, leaves its earlier state out of it.
+    """
+    before = recorder.states_before
+    after = global_states()
+    states = {name: _encode(state) for name, (digest, state) in after.items()
+              if name not in before or before[name][0] != digest}
+    keyed = {name: before[name][0] for name in states if name in before and name not in recorder.reseeded}
+    return states, keyed
 
 
 def set_global_states(states: dict[str, Any]) -> None:
-    """Set global generators to recorded (encoded) states."""
+    """Set global generators to recorded (encoded) states (loading the library, as the body did)."""
     for name, encoded in states.items():
         spec = _GLOBAL_GENERATORS.get(name)
-        if spec is not None and spec[0] in sys.modules:
-            spec[2](_decode(encoded))
+        if spec is None:
+            continue
+        if spec[0] not in sys.modules:
+            importlib.import_module(spec[0])
+        spec[2](_decode(encoded))
+
+
+# Seeding a global generator: the functions people call, wrapped (once the library is loaded) so that
+# a body that seeds before it draws is known not to depend on the state it found.
+_SEEDERS = (("numpy", "numpy.random", "seed"), ("numpy", "numpy.random", "set_state"),
+            ("random", "random", "seed"), ("random", "random", "setstate"),
+            ("torch", "torch", "manual_seed"), ("torch", "torch.random", "manual_seed"),
+            ("torch", "torch", "set_rng_state"), ("torch", "torch.random", "set_rng_state"))
+_wrapped_seeders: set[tuple[str, str]] = set()
+
+
+def _seeder(generator: str, original: Any) -> Any:
+    @functools.wraps(original)
+    def seed(*args: Any, **kwargs: Any) -> Any:
+        for recorder in active():
+            recorder.seeded(generator)
+        return original(*args, **kwargs)
+
+    seed._notebook_memo_original = original  # type: ignore[attr-defined]
+    return seed
+
+
+def _watch_seeding() -> None:
+    if len(_wrapped_seeders) == len(_SEEDERS):
+        return
+    for generator, module_name, attr in _SEEDERS:
+        module = sys.modules.get(module_name)
+        if module is None or (module_name, attr) in _wrapped_seeders:
+            continue
+        original = getattr(module, attr, None)
+        if callable(original):
+            with _hook_lock:
+                if (module_name, attr) not in _wrapped_seeders:
+                    setattr(module, attr, _seeder(generator, original))
+                    _wrapped_seeders.add((module_name, attr))
+
+
+def _unwrapped(fn: Any) -> Any:
+    return getattr(fn, "_notebook_memo_original", fn)
 
 
 def describe_generators(names: Iterable[str]) -> str:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import _config
-from ._bytecode import WHOLE, global_loads, global_references, imported_references
+from ._bytecode import IMPORTED, WHOLE, global_loads, global_references, imported_references
 from ._errors import UnhashableArgument
 from ._fingerprint import (
     _MISSING,
@@ -231,37 +231,12 @@ class _Resolver:
 
     def environment_and_clock(self, fn: types.FunctionType, owner: str) -> None:
         """Key the environment variables the code reads by their values; note where it reads the clock."""
-        namespace = fn.__globals__
-        timers = 0
-        clock: list[str] = []
-        for name, chain, const in global_loads(fn.__code__):
-            if name not in _ENV_AND_CLOCK_ROOTS and not _ENV_AND_CLOCK_ROOTS.intersection(chain):
-                continue
-            target = _follow(namespace, name, chain)
-            if target is _MISSING:
-                continue
-            if _is_environment(target):
-                if const is None:
-                    self.deps.skipped[f"{owner}: os.environ[...]"] = (
-                        "it reads environment variables by a name computed at run time (or the whole "
-                        "environment), so which ones is not known; read them by a constant name, or pass "
-                        "them as arguments")
-                    continue
-                value = os.environ.get(const)
-                self.watch.append(("env", const, value))
-                self.deps.parts[f"env {const}"] = ("env", b"\0unset" if value is None else value.encode())
-                continue
-            reader = _clock_reader(target)
-            if reader is None:
-                continue
-            if reader in _TIMERS:
-                timers += 1  # one read is a timestamp; two or more time a run
-            clock.append(f"{owner}: {reader}")
-        for where in clock:
-            if timers >= 2 and where.endswith(_TIMERS):
-                continue
-            if where not in self.deps.clock:
-                self.deps.clock.append(where)
+        found = code_environment(fn.__code__, fn.__globals__, owner)
+        for name, value in found.variables.items():
+            self.watch.append(("env", name, value))
+            self.deps.parts[f"env {name}"] = ("env", b"\0unset" if value is None else value.encode())
+        self.deps.skipped.update(found.skipped)
+        self.deps.clock.extend(found.clock)
 
     def imports_of(self, fn: types.FunctionType) -> None:
         """Resolve the modules imported inside the body like modules imported at top level."""
@@ -458,23 +433,66 @@ class _Resolver:
 
 
 _ENV_AND_CLOCK_ROOTS = frozenset({"environ", "getenv", "get", "now", "utcnow", "today", "time", "time_ns",
-                                  "localtime", "gmtime", "ctime", "asctime"})
+                                  "localtime", "gmtime", "ctime", "asctime", "strftime"})
 _TIMERS = ("time.time", "time.time_ns")
 
 
-def _follow(namespace: dict[str, Any], name: str, chain: tuple[str, ...]) -> Any:
-    value = namespace.get(name, _MISSING)
+@dataclass
+class Environment:
+    """What code reads from the process around it: environment variables and the clock."""
+
+    variables: dict[str, str | None] = field(default_factory=dict)  # name -> value now (None: unset)
+    skipped: dict[str, str] = field(default_factory=dict)
+    clock: list[str] = field(default_factory=list)  # where it reads the clock, once per read
+
+
+def code_environment(code: types.CodeType, namespace: dict[str, Any], owner: str) -> Environment:
+    """Return the environment variables ``code`` reads by constant name, and where it reads the clock."""
+    found = Environment()
+    for name, chain, const in global_loads(code):
+        if name not in _ENV_AND_CLOCK_ROOTS and not _ENV_AND_CLOCK_ROOTS.intersection(chain):
+            continue
+        target, through_environ = _follow(namespace, name, chain)
+        if _is_environment(target) and const is not None:
+            found.variables[const] = os.environ.get(const)
+            continue
+        if _is_environment(target) or through_environ:
+            found.skipped[f"{owner}: os.environ[...]"] = (
+                "it reads environment variables by a name computed at run time (or the whole "
+                "environment), so which ones is not known; read them by a constant name, or pass "
+                "them as arguments")
+            continue
+        reader = _clock_reader(target)
+        if reader is not None:
+            found.clock.append(f"{owner}: {reader}")
+    return found
+
+
+def clock_reads(found: list[str]) -> list[str]:
+    """Return where code reads the clock, once each; two or more ``time.time()`` reads time a run."""
+    timers = sum(where.endswith(_TIMERS) for where in found)
+    return list(dict.fromkeys(w for w in found if not (timers >= 2 and w.endswith(_TIMERS))))
+
+
+def _follow(namespace: dict[str, Any], name: str, chain: tuple[str, ...]) -> tuple[Any, bool]:
+    """Return what a name and attribute chain resolve to, and whether the way passed through os.environ."""
+    if name.startswith(IMPORTED):
+        value = sys.modules.get(name[len(IMPORTED):], _MISSING)
+    else:
+        value = namespace.get(name, _MISSING)
     if value is _MISSING:
         builtins_ns = namespace.get("__builtins__", {})
         value = (builtins_ns if isinstance(builtins_ns, dict) else vars(builtins_ns)).get(name, _MISSING)
+    through = False
     for attr in chain:
         if value is _MISSING:
             break
+        through = through or value is os.environ
         try:
             value = _class_or_module_attr(value, attr)
         except Exception:
-            return _MISSING
-    return value
+            return _MISSING, through
+    return value, through
 
 
 def _class_or_module_attr(value: Any, attr: str) -> Any:
@@ -498,7 +516,8 @@ def _clock_readers() -> list[tuple[Any, str]]:
         (datetime.datetime.now, "datetime.now"), (datetime.datetime.utcnow, "datetime.utcnow"),
         (datetime.datetime.today, "datetime.today"), (datetime.date.today, "date.today"),
         (time.localtime, "time.localtime"), (time.gmtime, "time.gmtime"), (time.ctime, "time.ctime"),
-        (time.asctime, "time.asctime"), (time.time, "time.time"), (time.time_ns, "time.time_ns"),
+        (time.asctime, "time.asctime"), (time.strftime, "time.strftime"), (time.time, "time.time"),
+        (time.time_ns, "time.time_ns"),
     ]
     pandas = sys.modules.get("pandas")
     if pandas is not None:
@@ -617,6 +636,7 @@ class CodeTracker:
             for label, (kind, digest) in sorted(deps.parts.items())
             if kind in ("code", "package", "missing")
         ])
+        deps.clock = clock_reads(deps.clock)
         state = CodeState(code, own, deps, deps.digest(), method)
         self._state = state
         self._watch = None if resolver.volatile else resolver.watch
@@ -633,6 +653,7 @@ def resolve_values(values: dict[str, Any], chains: dict[str, tuple[str, ...]], m
     with _running(resolver):
         for name, value in values.items():
             resolver.reference(value, chains.get(name, ()), name)
+    resolver.deps.clock = clock_reads(resolver.deps.clock)
     return resolver.deps
 
 
@@ -645,7 +666,7 @@ def resolve_values(values: dict[str, Any], chains: dict[str, tuple[str, ...]], m
 # (stored watch list, digest, track_versions, mutable class data to hash again on each use:
 # (the class, weakly; the attribute; its label), the dependency parts and skipped labels)
 _Entry = tuple[list[tuple[Any, ...]], bytes, bool, list[tuple[Any, str, str]],
-               dict[str, tuple[str, bytes]], dict[str, str]]
+               dict[str, tuple[str, bytes]], dict[str, str], list[str]]
 _function_values: weakref.WeakKeyDictionary[types.FunctionType, _Entry] = weakref.WeakKeyDictionary()
 _class_values: weakref.WeakKeyDictionary[type, _Entry] = weakref.WeakKeyDictionary()
 _value_lock = threading.Lock()
@@ -832,6 +853,9 @@ def _value_digest(obj: Any, cache: weakref.WeakKeyDictionary[Any, _Entry], name:
         if live is not None and digest is not None:
             if enclosing is not None:
                 enclosing.watch.extend(live)
+                enclosing.deps.clock.extend(cached[6])
+            elif cached[6]:
+                _clock_outside(cached[6])
             return digest
     if id(obj) in active:
         # Code reaching itself (through a container, a partial, an instance of its class): name
@@ -852,6 +876,9 @@ def _value_digest(obj: Any, cache: weakref.WeakKeyDictionary[Any, _Entry], name:
         del active[id(obj)]
     if enclosing is not None:
         enclosing.watch.extend(resolver.watch)
+        enclosing.deps.clock.extend(resolver.deps.clock)
+    elif resolver.deps.clock:
+        _clock_outside(resolver.deps.clock)
         if resolver.volatile or frame[0]:
             enclosing.volatile = enclosing.hard = True
     deps = resolver.deps
@@ -860,8 +887,19 @@ def _value_digest(obj: Any, cache: weakref.WeakKeyDictionary[Any, _Entry], name:
         data = [(weakref.ref(klass), name, label) for klass, name, label in resolver.class_data]
         with _value_lock, contextlib.suppress(TypeError):
             cache[obj] = ([_stored(item) for item in resolver.watch], digest, track, data,
-                          dict(deps.parts), dict(deps.skipped))
+                          dict(deps.parts), dict(deps.skipped), list(deps.clock))
     return digest
+
+
+# While a call's arguments are hashed (no resolution runs around them), the clock reads of the code
+# their objects carry are collected here: ``.found`` is a list then.
+clock_met = threading.local()
+
+
+def _clock_outside(found: list[str]) -> None:
+    sink = getattr(clock_met, "found", None)
+    if sink is not None:
+        sink.extend(found)
 
 
 def _deps_digest(deps: Dependencies) -> bytes:

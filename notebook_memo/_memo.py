@@ -27,7 +27,7 @@ import xxhash
 from . import _conditions, _config
 from ._conditions import Conditions, NotRecordable, Recorder, Recorders
 from ._config import EXPIRY_GRACE, INLINE_LIMIT, LOCK_POLL_MAX, TTLLike, parse_ttl, resolve_lease, warn_once
-from ._dependencies import CodeState, CodeTracker, Dependencies
+from ._dependencies import CodeState, CodeTracker, Dependencies, clock_met, clock_reads
 from ._errors import ConfigurationError, MemoWarning, RecursiveCall, StaleEntriesWarning, StorageWarning
 from ._hashing import aliasing_parts, combine, content_hash, generators_met, register_hasher
 from ._inventory import human_bytes
@@ -233,15 +233,18 @@ class MemoizedFunction(Generic[R]):
         """Return the key and its ingredients for calling with these arguments."""
         bound = self._binder.bind(args, kwargs)
         met = generators_met
-        outer_found = getattr(met, "found", None)
+        outer_found, outer_clock = getattr(met, "found", None), getattr(clock_met, "found", None)
         found: list[Any] = []
-        met.found = found
+        clock: list[str] = []
+        met.found, clock_met.found = found, clock
         try:
             arguments = {name: content_hash(value, f"argument '{name}' of {self._name}") for name, value in bound}
             state = self.code_state()
         finally:
-            met.found = outer_found
+            met.found, clock_met.found = outer_found, outer_clock
         deps = state.deps
+        if clock:  # the code of an argument's class reads the clock
+            deps = dataclasses.replace(deps, clock=clock_reads(deps.clock + clock))
         key = combine(
             [b"nbm1", self._fid.encode(), state.code, state.deps_digest, self._version]
             + [name.encode() + b"\0" + digest for name, digest in arguments.items()]
@@ -949,12 +952,12 @@ def entry_conditions(store: Store, key: str, recorder: Recorder, arguments_befor
         changed = {label: state for label, state in after.items() if arguments_before.get(label) != state}
         if changed:
             conditions["generators"] = changed
-    drawn = _conditions.drawn(recorder.states_before)
-    if not drawn:
+    states, keyed = _conditions.drawn(recorder)
+    if states:
+        conditions["states"] = states
+    if not keyed:
         return key, conditions, None
-    conditions["states"] = drawn
-    before = {name: recorder.states_before[name][0] for name in drawn}
-    return variant_key(key, before), conditions, sorted(drawn)
+    return variant_key(key, keyed), conditions, sorted(keyed)
 
 
 def served(conditions: Conditions, generators: dict[str, Any], outer: Recorders) -> None:
