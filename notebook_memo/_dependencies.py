@@ -877,10 +877,10 @@ def _value_digest(obj: Any, cache: weakref.WeakKeyDictionary[Any, _Entry], name:
     if enclosing is not None:
         enclosing.watch.extend(resolver.watch)
         enclosing.deps.clock.extend(resolver.deps.clock)
-    elif resolver.deps.clock:
-        _clock_outside(resolver.deps.clock)
         if resolver.volatile or frame[0]:
             enclosing.volatile = enclosing.hard = True
+    elif resolver.deps.clock:
+        _clock_outside(resolver.deps.clock)
     deps = resolver.deps
     digest = _deps_digest(deps)
     if not (resolver.hard or frame[0]):

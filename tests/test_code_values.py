@@ -590,3 +590,27 @@ def test_what_a_class_is_made_of_is_all_in_its_key(nb: Shell, setup: str, edit: 
     nb.run(setup + "\nc = Child()")
     memo_use(nb, "o.get()", "o")
     call_twice_then_edit(nb, "use(c)", edit)
+
+
+def test_a_default_function_reading_a_list_changed_in_place_is_a_miss(shell: Shell) -> None:
+    # A function default is fixed, so only the default's own reads make the caller's resolution
+    # volatile: they must reach it, or the first resolution is reused and the change is missed.
+    shell.run("""
+    from notebook_memo import memo
+    DATA = [1]
+
+    def helper():
+        return sum(DATA)
+
+    def apply(op=helper):
+        return op()
+
+    @memo
+    def f():
+        return apply()
+    """)
+    assert shell.run("f()") == 1
+    shell.run("DATA.append(2)")
+    assert shell.run("f()") == 3
+    shell.run("DATA.append(4)")
+    assert shell.run("f()") == 7
