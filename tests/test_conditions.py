@@ -538,7 +538,7 @@ def test_each_random_state_keeps_its_own_entry(counter: Counter) -> None:
 
 
 def test_torch_default_generator_is_a_precondition_and_is_advanced() -> None:
-    torch = pytest.importorskip("torch")
+    import torch
 
     @memo
     def noise(n: int) -> list[float]:
