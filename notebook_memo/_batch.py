@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from . import _conditions, _config, _containers
+from . import _conditions, _config, _containers, _random_state
 from ._config import LOCK_POLL_MAX
 from ._containers import ResultType
 from ._errors import BatchError, MemoWarning
@@ -344,7 +344,7 @@ class _Plan:
             drawn, _ = _conditions.drawn(recorder)
             if drawn:
                 raise _conditions.NotRecordable(
-                    f"it draws from {_conditions.describe_generators(sorted(drawn))}, so an item's result depends "
+                    f"it draws from {_random_state.describe_generators(sorted(drawn))}, so an item's result depends "
                     "on which items share its chunk; pass a generator seeded per item instead")
             found = _conditions.finish(recorder, [self.store.directory])
         except _conditions.NotRecordable as exc:

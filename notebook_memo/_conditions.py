@@ -14,13 +14,9 @@ declared with ``files=`` or ``depends_on_file``.
 
 from __future__ import annotations
 
-import array
-import base64
 import contextlib
 import contextvars
-import functools
 import glob
-import importlib
 import os
 import site
 import stat
@@ -28,13 +24,13 @@ import sys
 import sysconfig
 import threading
 import time
-import weakref
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import xxhash
 
 from ._config import FILE_DIGEST_LIMIT, RACY_SECONDS
+from ._random_state import encode, global_states, watch_seeding
 
 __all__ = ()
 
@@ -247,7 +243,7 @@ def resume(token: contextvars.Token[Recorders | None]) -> None:
 def recording(recorder: Recorder, outer: Recorders) -> Iterator[Recorder]:
     """Record what the block reads into ``recorder`` and into the recorders around it."""
     _install_hook()
-    _watch_seeding()
+    watch_seeding(_note_seeding)
     token = _active.set((*outer, recorder))
     _running.append(recorder)
     try:
@@ -255,6 +251,11 @@ def recording(recorder: Recorder, outer: Recorders) -> Iterator[Recorder]:
     finally:
         _active.reset(token)
         _running.remove(recorder)
+
+
+def _note_seeding(generator: str) -> None:
+    for recorder in active():
+        recorder.seeded(generator)
 
 
 def depends_on(path: str | os.PathLike[str]) -> None:
@@ -505,107 +506,7 @@ def failures(conditions: Conditions, first_only: bool = True) -> list[str]:
     return found
 
 
-# -- random generators ----------------------------------------------------------------------------------------
-
-def _encode(value: Any) -> Any:
-    """Return a JSON-safe form of a generator state (tuples, arrays and bytes tagged)."""
-    if isinstance(value, (bool, int, float, str)) or value is None:
-        return value
-    if isinstance(value, tuple):
-        return {"t": [_encode(v) for v in value]}
-    if isinstance(value, list):
-        return [_encode(v) for v in value]
-    if isinstance(value, dict):
-        return {"d": [[_encode(k), _encode(v)] for k, v in value.items()]}
-    if isinstance(value, (bytes, bytearray)):
-        return {"b": base64.b64encode(value).decode()}
-    if type(value).__module__ == "numpy" and hasattr(value, "dtype"):
-        if value.ndim == 0:
-            return _encode(value.item())
-        return {"a": value.dtype.str, "s": list(value.shape), "b": base64.b64encode(value.tobytes()).decode()}
-    raise TypeError(f"cannot record a generator state holding {type(value).__qualname__}")
-
-
-def _decode(value: Any) -> Any:
-    if isinstance(value, list):
-        return [_decode(v) for v in value]
-    if not isinstance(value, dict):
-        return value
-    if "t" in value:
-        return tuple(_decode(v) for v in value["t"])
-    if "d" in value:
-        return {_decode(k): _decode(v) for k, v in value["d"]}
-    raw = base64.b64decode(value["b"])
-    if "a" in value:
-        import numpy as np
-
-        return np.frombuffer(raw, dtype=np.dtype(value["a"])).reshape(value["s"]).copy()
-    return raw
-
-
-def _numpy_get() -> Any:
-    return sys.modules["numpy"].random.get_state()
-
-
-def _numpy_digest(state: Any) -> str:
-    name, keys, *rest = state
-    return xxhash.xxh3_128_hexdigest(keys.tobytes() + repr((name, *rest)).encode())
-
-
-def _random_digest(state: Any) -> str:
-    version, words, gauss = state
-    return xxhash.xxh3_128_hexdigest(array.array("Q", words).tobytes() + repr((version, gauss)).encode())
-
-
-def _bytes_digest(state: Any) -> str:
-    return xxhash.xxh3_128_hexdigest(state)
-
-
-def _numpy_set(state: Any) -> None:
-    _unwrapped(sys.modules["numpy"].random.set_state)(state)
-
-
-def _random_get() -> Any:
-    return sys.modules["random"].getstate()
-
-
-def _random_set(state: Any) -> None:
-    _unwrapped(sys.modules["random"].setstate)(state)
-
-
-def _torch_get() -> Any:
-    return bytes(sys.modules["torch"].random.get_rng_state().numpy().tobytes())
-
-
-def _torch_set(state: Any) -> None:
-    torch = sys.modules["torch"]
-    _unwrapped(torch.random.set_rng_state)(torch.frombuffer(bytearray(state), dtype=torch.uint8))
-
-
-# name -> (module that must be imported, get, set, digest of a state as got); never imported by us.
-_GLOBAL_GENERATORS = {
-    "numpy": ("numpy", _numpy_get, _numpy_set, _numpy_digest),
-    "random": ("random", _random_get, _random_set, _random_digest),
-    "torch": ("torch", _torch_get, _torch_set, _bytes_digest),
-}
-_GENERATOR_NAMES = {"numpy": "NumPy's global random state (np.random)", "random": "Python's random module",
-                    "torch": "torch's default generator"}
-
-
-def global_states(names: Iterable[str] | None = None) -> dict[str, tuple[str, Any]]:
-    """Return ``{generator: (digest, state)}`` for the global generators loaded in this process."""
-    found = {}
-    for name in (names if names is not None else _GLOBAL_GENERATORS):
-        spec = _GLOBAL_GENERATORS.get(name)
-        if spec is None or spec[0] not in sys.modules:
-            continue
-        try:
-            state = spec[1]()
-            found[name] = (spec[3](state), state)
-        except Exception:
-            continue
-    return found
-
+# -- random generators drawn from ---------------------------------------------------------------------------
 
 def drawn(recorder: Recorder) -> tuple[dict[str, Any], dict[str, str]]:
     """Return the generators a run left in another state, and those whose state before it matters.
@@ -616,147 +517,7 @@ def drawn(recorder: Recorder) -> tuple[dict[str, Any], dict[str, str]]:
     """
     before = recorder.states_before
     after = global_states()
-    states = {name: _encode(state) for name, (digest, state) in after.items()
+    states = {name: encode(state) for name, (digest, state) in after.items()
               if name not in before or before[name][0] != digest}
     keyed = {name: before[name][0] for name in states if name in before and name not in recorder.reseeded}
     return states, keyed
-
-
-def set_global_states(states: dict[str, Any]) -> None:
-    """Set global generators to recorded (encoded) states (loading the library, as the body did)."""
-    for name, encoded in states.items():
-        spec = _GLOBAL_GENERATORS.get(name)
-        if spec is None:
-            continue
-        if spec[0] not in sys.modules:
-            importlib.import_module(spec[0])
-        spec[2](_decode(encoded))
-
-
-# Seeding a global generator: the functions people call, wrapped (once the library is loaded) so that
-# a body that seeds before it draws is known not to depend on the state it found.
-_SEEDERS = (("numpy", "numpy.random", "seed"), ("numpy", "numpy.random", "set_state"),
-            ("random", "random", "seed"), ("random", "random", "setstate"),
-            ("torch", "torch", "manual_seed"), ("torch", "torch.random", "manual_seed"),
-            ("torch", "torch", "set_rng_state"), ("torch", "torch.random", "set_rng_state"))
-_wrapped_seeders: set[tuple[str, str]] = set()
-
-
-def _seeder(generator: str, original: Any) -> Any:
-    @functools.wraps(original)
-    def seed(*args: Any, **kwargs: Any) -> Any:
-        for recorder in active():
-            recorder.seeded(generator)
-        return original(*args, **kwargs)
-
-    seed._notebook_memo_original = original  # type: ignore[attr-defined]
-    return seed
-
-
-def _watch_seeding() -> None:
-    if len(_wrapped_seeders) == len(_SEEDERS):
-        return
-    for generator, module_name, attr in _SEEDERS:
-        module = sys.modules.get(module_name)
-        if module is None or (module_name, attr) in _wrapped_seeders:
-            continue
-        original = getattr(module, attr, None)
-        if callable(original):
-            with _hook_lock:
-                if (module_name, attr) not in _wrapped_seeders:
-                    setattr(module, attr, _seeder(generator, original))
-                    _wrapped_seeders.add((module_name, attr))
-
-
-def _unwrapped(fn: Any) -> Any:
-    return getattr(fn, "_notebook_memo_original", fn)
-
-
-def describe_generators(names: Iterable[str]) -> str:
-    return ", ".join(_GENERATOR_NAMES.get(n, n) for n in names)
-
-
-# -- generator objects (arguments, globals, attributes) ----------------------------------------------------
-
-def _np_generator_get(g: Any) -> Any:
-    return g.bit_generator.state
-
-
-def _np_generator_set(g: Any, state: Any) -> None:
-    g.bit_generator.state = state
-
-
-def _torch_generator_get(g: Any) -> Any:
-    return bytes(g.get_state().numpy().tobytes())
-
-
-def _torch_generator_set(g: Any, state: Any) -> None:
-    torch = sys.modules["torch"]
-    g.set_state(torch.frombuffer(bytearray(state), dtype=torch.uint8))
-
-
-_GENERATOR_OBJECTS: dict[str, tuple[Any, Any]] = {
-    "numpy.random._generator.Generator": (_np_generator_get, _np_generator_set),
-    "numpy.random.mtrand.RandomState": (lambda g: g.get_state(), lambda g, s: g.set_state(s)),
-    "random.Random": (lambda g: g.getstate(), lambda g, s: g.setstate(s)),
-    "torch._C.Generator": (_torch_generator_get, _torch_generator_set),
-    "torch.Generator": (_torch_generator_get, _torch_generator_set),
-}
-
-
-_kinds: weakref.WeakKeyDictionary[type, str | None] = weakref.WeakKeyDictionary()  # never keeps a class alive
-
-
-def _generator_kind(value: Any) -> str | None:
-    cls = type(value)
-    try:
-        return _kinds[cls]
-    except KeyError:
-        pass
-    kind = None
-    for klass in cls.__mro__:
-        name = f"{klass.__module__}.{klass.__qualname__}"
-        if name in _GENERATOR_OBJECTS:
-            kind = name
-            break
-    with contextlib.suppress(TypeError):
-        _kinds[cls] = kind
-    return kind
-
-
-def shared(generators: list[Any]) -> list[bytes]:
-    """Return a key part saying which generators met while keying a call are one object, if any are.
-
-    ``f([g, g])`` draws twice from one stream; ``f([g1, g2])`` with equal states, once from each.
-    """
-    first: dict[int, int] = {}
-    pairs = [f"{i}={first.setdefault(id(g), i)}" for i, g in enumerate(generators)]
-    repeated = [pair for pair in pairs if pair.split("=")[0] != pair.split("=")[1]]
-    return [("generators " + ",".join(repeated)).encode()] if repeated else []
-
-
-def numbered(generators: list[Any]) -> dict[str, Any]:
-    """Return generator objects met while keying a call, each once, labelled by the order met."""
-    seen: set[int] = set()
-    unique = [g for g in generators if not (id(g) in seen or seen.add(id(g)))]  # type: ignore[func-returns-value]
-    return {f"#{i}": g for i, g in enumerate(unique)}
-
-
-def object_states(generators: dict[str, Any]) -> dict[str, Any]:
-    """Return the encoded states of generator objects (arguments, globals, attributes)."""
-    states = {}
-    for label, g in generators.items():
-        kind = _generator_kind(g)
-        if kind is not None:
-            with contextlib.suppress(Exception):
-                states[label] = _encode(_GENERATOR_OBJECTS[kind][0](g))
-    return states
-
-
-def set_object_states(generators: dict[str, Any], states: dict[str, Any]) -> None:
-    """Advance generator objects to the states the body left them in."""
-    for label, encoded in states.items():
-        g = generators.get(label)
-        kind = _generator_kind(g) if g is not None else None
-        if kind is not None:
-            _GENERATOR_OBJECTS[kind][1](g, _decode(encoded))

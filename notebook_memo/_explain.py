@@ -167,7 +167,7 @@ def explain_call(fn: MemoizedFunction[Any], call: Call, as_miss: bool = False) -
 
 def _condition_notes(conditions: dict[str, Any]) -> list[str]:
     """Say what a served entry was checked against besides its key."""
-    from ._conditions import describe_generators
+    from ._random_state import describe_generators
 
     notes = []
     files = conditions.get("files", [])

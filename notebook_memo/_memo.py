@@ -24,7 +24,7 @@ from typing import Any, Generic, NamedTuple, TypeVar
 import cloudpickle
 import xxhash
 
-from . import _conditions, _config
+from . import _conditions, _config, _random_state
 from ._conditions import Conditions, NotRecordable, Recorder, Recorders
 from ._config import EXPIRY_GRACE, INLINE_LIMIT, LOCK_POLL_MAX, TTLLike, parse_ttl, resolve_lease, warn_once
 from ._dependencies import CodeState, CodeTracker, Dependencies, clock_met, clock_reads
@@ -249,7 +249,7 @@ class MemoizedFunction(Generic[R]):
             [b"nbm1", self._fid.encode(), state.code, state.deps_digest, self._version]
             + [name.encode() + b"\0" + digest for name, digest in arguments.items()]
             + self._binder.shared(bound)
-            + (_conditions.shared(found) if len(found) > 1 else [])
+            + (_random_state.shared(found) if len(found) > 1 else [])
         ).hex()
         if deps.skipped:
             for label, reason in deps.skipped.items():
@@ -262,7 +262,7 @@ class MemoizedFunction(Generic[R]):
                       "change as time passes. Pass ttl= (for example @memo(ttl=\"1h\")) to recompute it after "
                       f"a while; {self._name}.explain() lists where it reads the clock.")
         call = Call(key, arguments, state.code, state.own, deps, state.method,
-                    _conditions.numbered(found) if found else {})
+                    _random_state.numbered(found) if found else {})
         self.last_call = call
         return call
 
@@ -472,7 +472,7 @@ class MemoizedFunction(Generic[R]):
         self.last_hit = False
         self._check_stale(store, call)
         recorder = Recorder(self._options.files)
-        before = _conditions.object_states(call.generators) if call.generators else {}
+        before = _random_state.object_states(call.generators) if call.generators else {}
         start = time.perf_counter()
         with computing(call.key), _room_for_our_frames(), _conditions.recording(recorder, outer):
             result = self._fn(*args, **kwargs)
@@ -566,7 +566,7 @@ class MemoizedFunction(Generic[R]):
             self.last_hit = False
             self._check_stale(store, call)
             recorder = Recorder(self._options.files)
-            before = _conditions.object_states(call.generators) if call.generators else {}
+            before = _random_state.object_states(call.generators) if call.generators else {}
             start = time.perf_counter()
             with computing(call.key), _conditions.recording(recorder, outer):
                 result = await self._fn(*args, **kwargs)
@@ -927,12 +927,12 @@ def conditioned_entry(store: Store, key: str, record: StoredRecord,
     meta = record.header.meta()
     variants = meta.get("variants")
     if variants is not None:
-        live = _conditions.global_states(variants)
+        live = _random_state.global_states(variants)
         if set(live) != set(variants):
-            return None, {}, [f"{_conditions.describe_generators(variants)} is not loaded now"]
+            return None, {}, [f"{_random_state.describe_generators(variants)} is not loaded now"]
         found = store.get(variant_key(key, live))
         if found is None or found.header.expired() or not found.header.conditioned:
-            return None, {}, [f"the state of {_conditions.describe_generators(variants)} differs from every "
+            return None, {}, [f"the state of {_random_state.describe_generators(variants)} differs from every "
                               "stored run's (the body draws from it)"]
         record, meta = found, found.header.meta()
     conditions: Conditions = meta.get("pre") or {}
@@ -948,7 +948,7 @@ def entry_conditions(store: Store, key: str, recorder: Recorder, arguments_befor
     """
     conditions = _conditions.finish(recorder, [store.directory])
     if generators:
-        after = _conditions.object_states(generators)
+        after = _random_state.object_states(generators)
         changed = {label: state for label, state in after.items() if arguments_before.get(label) != state}
         if changed:
             conditions["generators"] = changed
@@ -963,9 +963,9 @@ def entry_conditions(store: Store, key: str, recorder: Recorder, arguments_befor
 def served(conditions: Conditions, generators: dict[str, Any], outer: Recorders) -> None:
     """A conditioned entry is served: leave the generators as its run left them; tell enclosing bodies."""
     if "states" in conditions:
-        _conditions.set_global_states(conditions["states"])
+        _random_state.set_global_states(conditions["states"])
     if "generators" in conditions and generators:
-        _conditions.set_object_states(generators, conditions["generators"])
+        _random_state.set_object_states(generators, conditions["generators"])
     if outer:
         _conditions.inherit(conditions, outer)
 
