@@ -93,6 +93,12 @@ def run_kernel(cells: list[str], cache_dir: Path, seed: int = 0, env: dict[str, 
     raise AssertionError(f"kernel process failed:\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
 
 
+def sessions_with_and_without_cache(cells: list[str], cache_dir: Path) -> tuple[dict[str, Any], ...]:
+    """Run a notebook in three fresh kernels: without the cache, then twice with it (other hash seeds)."""
+    plain = run_kernel(cells, cache_dir, seed=1, env={_config.ENV_DISABLE: "1"})
+    return plain, run_kernel(cells, cache_dir, seed=2), run_kernel(cells, cache_dir, seed=3)
+
+
 WORKER_PRELUDE = """
 import asyncio, json, os, sys, time, warnings
 sys.path.insert(0, {root!r})
@@ -149,4 +155,5 @@ def no_memo_warnings() -> warnings.catch_warnings:  # type: ignore[type-arg]
     return ctx
 
 
-__all__ = ["Counter", "Shell", "notebook_memo", "run_kernel", "worker_env", "worker_script"]
+__all__ = ["Counter", "Shell", "notebook_memo", "run_kernel", "sessions_with_and_without_cache", "worker_env",
+           "worker_script"]

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from notebook_memo import MemoWarning, memo
-from tests.conftest import Counter, Shell, run_kernel
+from tests.conftest import Counter, Shell, run_kernel, sessions_with_and_without_cache
 
 
 def _same_stat_rewrite(path: Path, text: str) -> None:
@@ -504,9 +504,7 @@ RANDOM_CELLS = [
 
 
 def test_a_seeded_notebook_prints_the_same_numbers_with_and_without_the_cache(cache_dir: Path) -> None:
-    plain = run_kernel(RANDOM_CELLS, cache_dir, seed=1, env={"NOTEBOOK_MEMO_DISABLE": "1"})
-    first = run_kernel(RANDOM_CELLS, cache_dir, seed=2)
-    second = run_kernel(RANDOM_CELLS, cache_dir, seed=3)
+    plain, first, second = sessions_with_and_without_cache(RANDOM_CELLS, cache_dir)
     assert plain["a"] != plain["b"]
     for name in ("a", "b", "after", "cell", "last"):
         assert first[name] == plain[name] == second[name], name

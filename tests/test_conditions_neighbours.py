@@ -28,7 +28,7 @@ import pandas as pd
 import pytest
 
 from notebook_memo import MemoWarning, _conditions, memo
-from tests.conftest import Counter, Shell, run_kernel
+from tests.conftest import Counter, Shell, run_kernel, sessions_with_and_without_cache
 
 
 def _rewrite_keeping_stat(path: Path, data: bytes) -> None:
@@ -515,9 +515,7 @@ SEEDING_CELLS = [
 
 
 def test_a_body_that_seeds_the_global_generator_itself_hits_after_a_restart(cache_dir: Path) -> None:
-    plain = run_kernel(SEEDING_CELLS, cache_dir, seed=1, env={"NOTEBOOK_MEMO_DISABLE": "1"})
-    first = run_kernel(SEEDING_CELLS, cache_dir, seed=2)
-    second = run_kernel(SEEDING_CELLS, cache_dir, seed=3)
+    plain, first, second = sessions_with_and_without_cache(SEEDING_CELLS, cache_dir)
     assert first["v"] == plain["v"] == second["v"]
     assert first["after"] == plain["after"] == second["after"]
     assert second["misses"] == 0, "its result does not depend on the state before it reseeds, yet every " \
@@ -558,9 +556,7 @@ INTERLEAVED_CELLS = [
 
 def test_interleaved_and_nested_drawing_functions_match_an_uncached_session_across_restarts(
         cache_dir: Path) -> None:
-    plain = run_kernel(INTERLEAVED_CELLS, cache_dir, seed=1, env={"NOTEBOOK_MEMO_DISABLE": "1"})
-    first = run_kernel(INTERLEAVED_CELLS, cache_dir, seed=2)
-    second = run_kernel(INTERLEAVED_CELLS, cache_dir, seed=3)
+    plain, first, second = sessions_with_and_without_cache(INTERLEAVED_CELLS, cache_dir)
     assert first["seq"] == plain["seq"] == second["seq"]
     assert first["tail"] == plain["tail"] == second["tail"]
     assert first["misses"] > 0 and second["misses"] == 0
@@ -696,9 +692,7 @@ GENERATOR_CELL_CELLS = [
 
 
 def test_a_memo_cell_drawing_from_a_generator_object_leaves_it_advanced(cache_dir: Path) -> None:
-    plain = run_kernel(GENERATOR_CELL_CELLS, cache_dir, seed=1, env={"NOTEBOOK_MEMO_DISABLE": "1"})
-    first = run_kernel(GENERATOR_CELL_CELLS, cache_dir, seed=2)
-    second = run_kernel(GENERATOR_CELL_CELLS, cache_dir, seed=3)
+    plain, first, second = sessions_with_and_without_cache(GENERATOR_CELL_CELLS, cache_dir)
     assert first["x"] == plain["x"] == second["x"]
     assert first["after"] == plain["after"] == second["after"], "the cell's hit left rng where it was"
 
@@ -1006,9 +1000,7 @@ LAZY_NUMPY_CELLS = [
 
 
 def test_a_global_generator_first_loaded_inside_the_body_is_left_as_the_body_left_it(cache_dir: Path) -> None:
-    plain = run_kernel(LAZY_NUMPY_CELLS, cache_dir, seed=1, env={"NOTEBOOK_MEMO_DISABLE": "1"})
-    first = run_kernel(LAZY_NUMPY_CELLS, cache_dir, seed=2)
-    second = run_kernel(LAZY_NUMPY_CELLS, cache_dir, seed=3)
+    plain, first, second = sessions_with_and_without_cache(LAZY_NUMPY_CELLS, cache_dir)
     assert plain["loaded_before"] is False
     assert first["v"] == plain["v"] == second["v"]
     assert first["after"] == plain["after"] == second["after"], "after a hit np.random is not where the body left it"
