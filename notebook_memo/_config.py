@@ -119,11 +119,29 @@ def resolve_dir(cache_dir: str | os.PathLike[str] | None) -> str:
     return os.path.abspath(os.path.expanduser(os.fspath(chosen)))
 
 
+# On POSIX, os.environ keeps its variables in ``_data`` as bytes; reading it directly spares each
+# hit the encoding and, for an unset variable, the KeyError that ``os.environ.get`` goes through.
+_ENVIRON_DATA: dict[bytes, bytes] | None = getattr(os.environ, "_data", None) if os.name == "posix" else None
+_ENCODED: dict[str, bytes] = {}
+
+
+def environ(name: str) -> str | None:
+    """Return an environment variable's value now, like ``os.environ.get(name)``."""
+    data = _ENVIRON_DATA
+    if data is None:
+        return os.environ.get(name)
+    key = _ENCODED.get(name)
+    if key is None:
+        key = _ENCODED[name] = os.fsencode(name)
+    raw = data.get(key)
+    return None if raw is None else os.fsdecode(raw)
+
+
 def resolve_secret() -> bytes | None:
     """Return the signing secret, if one is configured; an empty one is an error."""
     if settings.secret is not None:
         return settings.secret
-    env = os.environ.get(ENV_SECRET)
+    env = environ(ENV_SECRET)
     if env is None:
         return None
     if not env:
@@ -148,7 +166,10 @@ def resolve_lease() -> float:
 
 def disabled_by_env() -> bool:
     """Return True when ``%memo off`` or ``NOTEBOOK_MEMO_DISABLE`` turns caching off."""
-    return settings.disabled or os.environ.get(ENV_DISABLE, "").strip().lower() in {"1", "true", "yes", "on"}
+    if settings.disabled:
+        return True
+    value = environ(ENV_DISABLE)
+    return value is not None and value.strip().lower() in {"1", "true", "yes", "on"}
 
 
 def warn_once(cause: str, message: str, category: type[Warning] = MemoWarning) -> None:

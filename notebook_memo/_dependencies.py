@@ -41,7 +41,16 @@ from ._fingerprint import (
     is_user_code,
     own_fingerprint,
 )
-from ._hashing import BOOKKEEPING_PREFIX, Hasher, combine, content_hash, install_code_handler, qualified_name
+from ._hashing import (
+    BOOKKEEPING_PREFIX,
+    CLOCK,
+    Hasher,
+    combine,
+    content_hash,
+    install_code_handler,
+    qualified_name,
+    things_met,
+)
 
 __all__ = ()
 
@@ -549,6 +558,12 @@ def _still_valid(watch: list[tuple[Any, ...]]) -> bool:
         elif kind == "global":
             if item[1].get(item[2], _MISSING) is not item[3]:
                 return False
+        elif kind == "top":
+            fn = item[1]
+            if fn.__code__ is not item[2] or fn.__dict__ is not item[3]:
+                return False
+            if item[4] and not _same_items(item[3], item[4]):
+                return False
         elif kind == "fn":
             fn = item[1]
             if fn.__code__ is not item[2] or fn.__defaults__ is not item[3] or fn.__kwdefaults__ is not item[4] \
@@ -612,7 +627,9 @@ class CodeTracker:
     def _resolve(self, resolver: _Resolver) -> CodeState:
         fn = self.fn
         resolver.seen.add(id(fn))
-        resolver.watch.append(_fn_watch(fn))
+        # The function itself: its defaults were bound with the arguments; its code and attributes
+        # are watched (each read of __code__ is an audited event, so only that one).
+        resolver.watch.append(("top", fn, fn.__code__, fn.__dict__, list(fn.__dict__.items())))
         own, method = own_fingerprint(fn)
         resolver.globals_of(fn, fn.__qualname__)
         for index, cell_name in enumerate(fn.__code__.co_freevars[:len(fn.__closure__ or ())]):
@@ -891,15 +908,11 @@ def _value_digest(obj: Any, cache: weakref.WeakKeyDictionary[Any, _Entry], name:
     return digest
 
 
-# While a call's arguments are hashed (no resolution runs around them), the clock reads of the code
-# their objects carry are collected here: ``.found`` is a list then.
-clock_met = threading.local()
-
-
 def _clock_outside(found: list[str]) -> None:
-    sink = getattr(clock_met, "found", None)
+    """Clock reads met while a call's arguments are hashed (no resolution runs around them)."""
+    sink = getattr(things_met, "found", None)
     if sink is not None:
-        sink.extend(found)
+        sink.extend((CLOCK, where) for where in found)
 
 
 def _deps_digest(deps: Dependencies) -> bytes:

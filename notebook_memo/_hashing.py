@@ -351,11 +351,14 @@ def _choose(cls: type) -> HashFn:
 # that a hit can leave each one advanced as the body would have left it.
 GENERATOR_CLASSES = frozenset({"numpy.random._generator.Generator", "numpy.random.mtrand.RandomState",
                                "random.Random", "torch._C.Generator", "torch.Generator"})
-generators_met = threading.local()  # .found: a list while a call is keyed, else absent or None
+# While a call is keyed, ``things_met.found`` is a list of what keying it met that the call must know
+# of: generator objects, and ``(CLOCK, where)`` for clock reads in the code of an argument's class.
+things_met = threading.local()
+CLOCK = "clock"
 
 
 def _h_generator(h: Hasher, v: Any) -> None:
-    found = getattr(generators_met, "found", None)
+    found = getattr(things_met, "found", None)
     if found is not None:
         found.append(v)
     _h_reduce(h, v)

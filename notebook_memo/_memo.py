@@ -27,9 +27,9 @@ import xxhash
 from . import _conditions, _config, _random_state
 from ._conditions import Conditions, NotRecordable, Recorder, Recorders
 from ._config import EXPIRY_GRACE, INLINE_LIMIT, LOCK_POLL_MAX, TTLLike, parse_ttl, resolve_lease, warn_once
-from ._dependencies import CodeState, CodeTracker, Dependencies, clock_met, clock_reads
+from ._dependencies import CodeState, CodeTracker, Dependencies, clock_reads
 from ._errors import ConfigurationError, MemoWarning, RecursiveCall, StaleEntriesWarning, StorageWarning
-from ._hashing import aliasing_parts, combine, content_hash, generators_met, register_hasher
+from ._hashing import CLOCK, aliasing_parts, combine, content_hash, register_hasher, things_met
 from ._inventory import human_bytes
 from ._leases import Watch, computing, is_computing
 from ._serialize import CorruptRecord, Payload, copy_value, dumps, findable
@@ -232,18 +232,21 @@ class MemoizedFunction(Generic[R]):
     def make_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
         """Return the key and its ingredients for calling with these arguments."""
         bound = self._binder.bind(args, kwargs)
-        met = generators_met
-        outer_found, outer_clock = getattr(met, "found", None), getattr(clock_met, "found", None)
+        met = things_met
+        outer_met = getattr(met, "found", None)
         found: list[Any] = []
-        clock: list[str] = []
-        met.found, clock_met.found = found, clock
+        met.found = found
         try:
             arguments = {name: content_hash(value, f"argument '{name}' of {self._name}") for name, value in bound}
             state = self.code_state()
         finally:
-            met.found, clock_met.found = outer_found, outer_clock
+            met.found = outer_met
         deps = state.deps
-        if clock:  # the code of an argument's class reads the clock
+        clock: list[str] = []
+        if found:  # random generators met, and clock reads of an argument's class code (CLOCK, where)
+            clock = [item[1] for item in found if type(item) is tuple and item and item[0] is CLOCK]
+            found = [item for item in found if not (type(item) is tuple and item and item[0] is CLOCK)]
+        if clock:
             deps = dataclasses.replace(deps, clock=clock_reads(deps.clock + clock))
         key = combine(
             [b"nbm1", self._fid.encode(), state.code, state.deps_digest, self._version]
@@ -267,7 +270,7 @@ class MemoizedFunction(Generic[R]):
         return call
 
     def _store(self) -> Store:
-        where = (self._options.cache_dir, _config.settings.cache_dir, os.environ.get(_config.ENV_DIR),
+        where = (self._options.cache_dir, _config.settings.cache_dir, _config.environ(_config.ENV_DIR),
                  _config.settings.size_limit)
         cached = self._last_store
         if cached is not None and cached[0] == where and (where[0] or where[1] or where[2]) \
@@ -398,23 +401,23 @@ class MemoizedFunction(Generic[R]):
 
     def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any], refresh: bool) -> Any:
         outer = _conditions.active()
-        if not outer:
-            return self._call_recorded(args, kwargs, refresh, outer)
         # Inside another memoized body: our own lookups are not what that body reads.
-        token = _conditions.pause()
+        token = _conditions.pause() if outer else None
         try:
-            return self._call_recorded(args, kwargs, refresh, outer)
+            call = self.make_call(args, kwargs)
+            self._refuse_recursion(call)
+            store = self._store()
+            if not refresh:
+                value = self._read(store, call.key, call, outer)
+                if value is not _MISS:
+                    return value
+            return self._lookup_or_compute(store, call, args, kwargs, refresh, outer)
         finally:
-            _conditions.resume(token)
+            if token is not None:
+                _conditions.resume(token)
 
-    def _call_recorded(self, args: tuple[Any, ...], kwargs: dict[str, Any], refresh: bool, outer: Recorders) -> Any:
-        call = self.make_call(args, kwargs)
-        self._refuse_recursion(call)
-        store = self._store()
-        if not refresh:
-            value = self._read(store, call.key, call, outer)
-            if value is not _MISS:
-                return value
+    def _lookup_or_compute(self, store: Store, call: Call, args: tuple[Any, ...], kwargs: dict[str, Any],
+                           refresh: bool, outer: Recorders) -> Any:
         with self._key_lock(call.key):
             if not refresh:
                 value = self._read(store, call.key, call, outer)
