@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import glob
 import os
 import site
@@ -30,7 +31,7 @@ from typing import Any
 import xxhash
 
 from ._config import FILE_DIGEST_LIMIT, RACY_SECONDS
-from ._random_state import encode, global_states, watch_seeding
+from ._random_state import changed_since, encode, snapshot, state_digest, watch_seeding
 
 __all__ = ()
 
@@ -120,7 +121,7 @@ class Recorder:
         self.inherited: list[Conditions] = []  # conditions of memoized entries served inside the run
         self.cwd = os.getcwd()
         self.thread = threading.get_ident()
-        self.states_before = global_states()
+        self.states_before = snapshot()
         self.reseeded: set[str] = set()  # generators seeded before any draw: their state before does not matter
         self.drew_first: set[str] = set()  # ... seeded after drawing from them
 
@@ -128,8 +129,7 @@ class Recorder:
         if name in self.reseeded or name in self.drew_first:
             return
         before = self.states_before.get(name)
-        now = global_states([name]).get(name)
-        if before is None or (now is not None and now[0] == before[0]):
+        if before is None or name not in changed_since({name: before}):
             self.reseeded.add(name)
         else:
             self.drew_first.add(name)
@@ -318,8 +318,15 @@ def finish(recorder: Recorder, excluded: Iterable[str]) -> Conditions:
         raise NotRecordable(f"what it read could not be examined ({exc})") from None
 
 
+@functools.lru_cache(maxsize=64)
+def _real(directory: str) -> str:
+    return os.path.realpath(directory)
+
+
 def _finish(recorder: Recorder, excluded: Iterable[str]) -> Conditions:
-    excluded = [os.path.realpath(d) for d in excluded] + sorted(notebook_paths())
+    if not (recorder.reads or recorder.listed or recorder.declared or recorder.inherited):
+        return {}
+    excluded = [_real(d) for d in excluded] + sorted(notebook_paths())
     now = time.time_ns()
     conditions: Conditions = {}
     files: dict[str, list[Any]] = {}
@@ -516,8 +523,8 @@ def drawn(recorder: Recorder) -> tuple[dict[str, Any], dict[str, str]]:
     before drawing from it, or first loaded, leaves its earlier state out of it.
     """
     before = recorder.states_before
-    after = global_states()
-    states = {name: encode(state) for name, (digest, state) in after.items()
-              if name not in before or before[name][0] != digest}
-    keyed = {name: before[name][0] for name in states if name in before and name not in recorder.reseeded}
+    after = changed_since(before)
+    states = {name: encode(state) for name, state in after.items()}
+    keyed = {name: state_digest(name, before[name]) for name in after
+             if name in before and name not in recorder.reseeded}
     return states, keyed

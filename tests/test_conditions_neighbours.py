@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from notebook_memo import MemoWarning, _conditions, memo
+from notebook_memo import MemoWarning, _conditions, _random_state, memo
 from tests.conftest import Counter, Shell, run_kernel, sessions_with_and_without_cache
 
 
@@ -643,9 +643,9 @@ def test_is_cached_explain_and_refresh_of_a_drawing_function(counter: Counter) -
     assert not draw.is_cached(2)
     assert draw(2) == plain
     np.random.seed(0)
-    state = _conditions.global_states(["numpy"])["numpy"][0]
+    state = _random_state.global_states(["numpy"])["numpy"][0]
     assert draw.is_cached(2) and "HIT" in str(draw.explain(2))
-    assert _conditions.global_states(["numpy"])["numpy"][0] == state  # asking changes nothing
+    assert _random_state.global_states(["numpy"])["numpy"][0] == state  # asking changes nothing
     assert draw.refresh(2) == plain and counter.n == 3  # uncached, first call, refresh
     assert float(np.random.rand()) == plain_after
     np.random.seed(0)
