@@ -64,6 +64,25 @@ def interleaved(writers: dict[str, Callable[[int], Any]], rounds: int = 6) -> di
     return {name: best[name] for name in names}
 
 
+def round_robin(calls: dict[str, Callable[[], Any]], number: int, rounds: int) -> dict[str, float]:
+    """Best mean seconds per call of each contender when they take turns, in a rotating order.
+
+    Like ``interleaved`` for calls too short to time one at a time (and with no disk sync): each
+    turn runs ``number`` calls, so every contender meets the same drift in clock and cache state.
+    """
+    names = list(calls)
+    best = {name: float("inf") for name in names}
+    for turn in range(rounds):
+        gc.collect()
+        for name in names[turn % len(names):] + names[:turn % len(names)]:
+            fn = calls[name]
+            start = time.perf_counter()
+            for _ in range(number):
+                fn()
+            best[name] = min(best[name], (time.perf_counter() - start) / number)
+    return best
+
+
 def table(case: str, rows: list[tuple[str, float]], reference: str, unit: str = "us") -> None:
     scale = {"us": 1e6, "ms": 1e3, "s": 1.0}[unit]
     ref = dict(rows)[reference]
@@ -336,6 +355,132 @@ def dependency_cost(root: Path, quick: bool) -> None:
     table("per-hit cost of dependency tracking", rows, rows[0][0])
 
 
+def floor_table(case: str, rows: list[tuple[str, float, float, int, float | None]]) -> None:
+    """Print each row beside its own floor: (name, seconds, floor seconds, files, seconds of the no-file twin)."""
+    print(f"\n{case}  (ratio = time / its floor; per file = (time - same hit reading no files) / files)")
+    print(f"  {'':<46} {'time':>9} {'floor':>9}  {'ratio':>6}  {'per file':>9}")
+    for name, seconds, floor, files, twin in rows:
+        per_file = f"{(seconds - twin) / files * 1e6:>6.3f} us" if files and twin is not None else f"{'':>9}"
+        print(f"  {name:<46} {seconds * 1e6:>6.2f} us {floor * 1e6:>6.2f} us  {seconds / floor:>5.2f}x  {per_file}")
+    RESULTS[case] = {name: {"seconds": seconds, "floor": floor} for name, seconds, floor, _, _ in rows}
+
+
+def conditions_cost(root: Path, quick: bool) -> None:
+    """Per-hit cost of preconditions: re-checking the data files a body read, and global random state."""
+    from notebook_memo._config import RACY_SECONDS
+
+    counts = (1, 10, 100)
+    data = fresh_dir(root, "cond_data")
+    data.mkdir()
+    paths = [str(data / f"part_{i:03d}.csv") for i in range(max(counts))]
+    an_hour_ago = time.time() - 3600
+    for path in paths:
+        Path(path).write_text("a,b\n1,2\n" * 50)
+        os.utime(path, (an_hour_ago, an_hour_ago))
+    # A hit trusts a file's stat only if the file was settled (last written, by mtime or ctime,
+    # over RACY_SECONDS before) when the entry was recorded. os.utime sets the mtime back but
+    # stamps the ctime now, so wait that long before recording: the hits measured are then one
+    # os.stat per file, never a re-digest.
+    time.sleep(RACY_SECONDS + 0.2)
+
+    directory = fresh_dir(root, "nm_conditions")
+
+    def work(a: int, b: str = "x") -> int:
+        return a + len(b)
+
+    def load(paths: list[str]) -> int:
+        return sum(len(open(p).read()) for p in paths)
+
+    def count(paths: list[str]) -> int:  # the same argument as load, no file read: the key's own cost
+        return len(paths)
+
+    def draw(n: int) -> float:
+        return float(np.random.random(n).sum())
+
+    plain = memo(cache_dir=directory)(work)
+    loads = memo(cache_dir=directory)(load)
+    counts_only = memo(cache_dir=directory)(count)
+    draws = memo(cache_dir=directory)(draw)
+    plain(1, "abc")
+    loads([])
+    for n in counts:
+        loads(paths[:n])
+        counts_only(paths[:n])
+    np.random.seed(0)
+    draws(3)
+
+    def stats(n: int) -> Callable[[], None]:
+        chosen = paths[:n]
+
+        def run() -> None:
+            for path in chosen:
+                os.stat(path)
+
+        return run
+
+    def reseeded(fn: Callable[[], Any]) -> Callable[[], None]:
+        def run() -> None:
+            np.random.seed(0)
+            fn()
+
+        return run
+
+    calls: dict[str, Callable[[], Any]] = {"plain hit": lambda: plain(1, "abc")}
+    for n in counts:
+        calls[f"os.stat x {n}"] = stats(n)
+    calls["load([]) hit"] = lambda: loads([])
+    for n in counts:
+        calls[f"count(paths[:{n}]) hit"] = lambda c=paths[:n]: counts_only(c)
+        calls[f"load(paths[:{n}]) hit"] = lambda c=paths[:n]: loads(c)
+    calls["np.random.seed(0)"] = lambda: np.random.seed(0)
+    calls["np.random.seed(0) + plain hit"] = reseeded(lambda: plain(1, "abc"))
+    calls["np.random.seed(0) + draw hit"] = reseeded(lambda: draws(3))
+    # What the random-state precondition does on a hit, piece by piece (private helpers).
+    from notebook_memo import _random_state as states
+
+    np.random.seed(0)
+    state_after_draw = states.encode(states.global_states(["numpy"])["numpy"][1])
+    calls["np.random.get_state()"] = np.random.get_state
+    calls["global_states(['numpy'])"] = lambda: states.global_states(["numpy"])
+    calls["set_global_states(state after)"] = lambda: states.set_global_states({"numpy": state_after_draw})
+    hits_before = loads.hits, draws.hits
+    number, rounds = (40, 4) if quick else (200, 15)
+    best = round_robin(calls, number, rounds)
+    assert loads.hits - hits_before[0] == (1 + len(counts)) * number * rounds, "a load call missed"
+    assert draws.hits - hits_before[1] == number * rounds, "a draw call missed (the random state did not match)"
+
+    table("the floors: os.stat of N files, a plain hit", [(name, best[name]) for name in
+          ["plain hit", *(f"os.stat x {n}" for n in counts)]], "plain hit")
+    plain_hit = best["plain hit"]
+    rows: list[tuple[str, float, float, int, float | None]] = [
+        ("hit reading no files: load([])", best["load([]) hit"], plain_hit, 0, None),
+    ]
+    for n in counts:
+        floor = best[f"os.stat x {n}"] + plain_hit
+        rows.append((f"same argument, no files: count(paths[:{n}])", best[f"count(paths[:{n}]) hit"], plain_hit, 0,
+                     None))
+        label = f"hit, {n} recorded file{'s' if n > 1 else ''}: load(paths[:{n}])"
+        rows.append((label, best[f"load(paths[:{n}]) hit"], floor, n, best[f"count(paths[:{n}]) hit"]))
+    floor_table("per-hit cost of recorded data files (floor = N x os.stat + plain hit)", rows)
+    added = {n: best[f"load(paths[:{n}]) hit"] - best[f"count(paths[:{n}]) hit"] for n in counts}
+    marginal = (added[counts[-1]] - added[counts[-2]]) / (counts[-1] - counts[-2])
+    print(f"  each further file: {marginal * 1e6:.2f} us (os.stat alone: {best['os.stat x 100'] / 100 * 1e6:.2f} us); "
+          f"fixed cost of an entry with file conditions: {(added[counts[0]] - marginal * counts[0]) * 1e6:.2f} us")
+    RESULTS["per-hit cost of recorded data files"] = {"per further file": marginal,
+                                                      "fixed": added[counts[0]] - marginal * counts[0]}
+    seeded_plain = best["np.random.seed(0) + plain hit"]
+    table("per-hit cost of drawing from np.random (each call after np.random.seed(0))", [
+        ("np.random.seed(0) alone", best["np.random.seed(0)"]),
+        ("np.random.seed(0) + plain hit", seeded_plain),
+        ("np.random.seed(0) + hit of a body that draws", best["np.random.seed(0) + draw hit"]),
+        ("  in it: np.random.get_state()", best["np.random.get_state()"]),
+        ("  in it: global_states (get_state, digest)", best["global_states(['numpy'])"]),
+        ("  in it: set_global_states (restore)", best["set_global_states(state after)"]),
+    ], "np.random.seed(0) + plain hit")
+    drawn = best["np.random.seed(0) + draw hit"] - seeded_plain
+    print(f"  added by the random-state precondition: {drawn * 1e6:.2f} us per hit")
+
+
 class BigModel:
     """A model-like object: a few large weight arrays and some configuration."""
 
@@ -470,6 +615,7 @@ def main() -> None:
             "frames": lambda: frames(root, args.quick),
             "entries": lambda: many_entries(root, args.quick),
             "deps": lambda: dependency_cost(root, args.quick),
+            "conditions": lambda: conditions_cost(root, args.quick),
             "methods": lambda: method_on_big_object(root, args.quick),
             "batch": lambda: batches(root, args.quick),
             "cells": lambda: cell_restore(root, args.quick),

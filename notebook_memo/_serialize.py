@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 import cloudpickle
@@ -295,6 +295,7 @@ class Header:
     meta_raw: bytes | memoryview
     signed_part: bytes  # the header as covered by ``check`` and ``signature``
     conditioned: bool = False  # the metadata holds preconditions to check before serving it
+    parsed: dict[str, Any] | None = field(default=None, repr=False, compare=False)  # meta(), once parsed
 
     @property
     def inline(self) -> bool:
@@ -316,9 +317,10 @@ class Header:
         return self.expires <= now or self.created > now + CLOCK_SKEW
 
     def meta(self) -> dict[str, Any]:
-        """Return the record's metadata (function, fingerprints, timings, sizes)."""
-        result: dict[str, Any] = json.loads(bytes(self.meta_raw))
-        return result
+        """Return the record's metadata (function, fingerprints, timings, sizes); do not change it."""
+        if self.parsed is None:
+            self.parsed = json.loads(bytes(self.meta_raw))
+        return self.parsed
 
     def offsets(self) -> list[int]:
         offsets = []
