@@ -123,13 +123,19 @@ class Recorder:
         self.thread = threading.get_ident()
         self.states_before = snapshot()
         self.reseeded: set[str] = set()  # generators seeded before any draw: their state before does not matter
-        self.drew_first: set[str] = set()  # ... seeded after drawing from them
+        self.drew_first: set[str] = set()  # ... seeded after drawing from them (or by another thread)
+        self.entropy: set[str] = set()  # ... seeded from the operating system's entropy
+        self.seeded_names: set[str] = set()
 
-    def seeded(self, name: str) -> None:
+    def seeded(self, name: str, own: bool, from_entropy: bool) -> None:
+        """A watched seeding function ran: by this body (``own``) or by another thread while it ran."""
+        self.seeded_names.add(name)
+        if from_entropy and own:
+            self.entropy.add(name)
         if name in self.reseeded or name in self.drew_first:
             return
         before = self.states_before.get(name)
-        if before is None or name not in changed_since({name: before}):
+        if own and (before is None or name not in changed_since({name: before}, self.seeded_names - {name})):
             self.reseeded.add(name)
         else:
             self.drew_first.add(name)
@@ -253,9 +259,10 @@ def recording(recorder: Recorder, outer: Recorders) -> Iterator[Recorder]:
         _running.remove(recorder)
 
 
-def _note_seeding(generator: str) -> None:
+def _note_seeding(generator: str, from_entropy: bool) -> None:
+    own = _active.get() or ()
     for recorder in active():
-        recorder.seeded(generator)
+        recorder.seeded(generator, recorder in own, from_entropy)
 
 
 def depends_on(path: str | os.PathLike[str]) -> None:
@@ -523,7 +530,12 @@ def drawn(recorder: Recorder) -> tuple[dict[str, Any], dict[str, str]]:
     before drawing from it, or first loaded, leaves its earlier state out of it.
     """
     before = recorder.states_before
-    after = changed_since(before)
+    after = changed_since(before, recorder.seeded_names)
+    # Drawn from, then put back (set_state, or seeded back to where it was): still read.
+    for name in recorder.drew_first - after.keys():
+        now = snapshot().get(name)
+        if now is not None:
+            after[name] = now
     states = {name: encode(state) for name, state in after.items()}
     keyed = {name: state_digest(name, before[name]) for name in after
              if name in before and name not in recorder.reseeded}

@@ -121,6 +121,7 @@ def resolve_dir(cache_dir: str | os.PathLike[str] | None) -> str:
 
 # On POSIX, os.environ keeps its variables in ``_data`` as bytes; reading it directly spares each
 # hit the encoding and, for an unset variable, the KeyError that ``os.environ.get`` goes through.
+_ENVIRON = os.environ
 _ENVIRON_DATA: dict[bytes, bytes] | None = getattr(os.environ, "_data", None) if os.name == "posix" else None
 _ENCODED: dict[str, bytes] = {}
 
@@ -128,7 +129,7 @@ _ENCODED: dict[str, bytes] = {}
 def environ(name: str) -> str | None:
     """Return an environment variable's value now, like ``os.environ.get(name)``."""
     data = _ENVIRON_DATA
-    if data is None:
+    if data is None or os.environ is not _ENVIRON:  # not POSIX, or os.environ replaced (a test's patch)
         return os.environ.get(name)
     key = _ENCODED.get(name)
     if key is None:

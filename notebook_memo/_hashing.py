@@ -670,6 +670,8 @@ def aliasing_parts(values: list[Any]) -> list[bytes]:
     other), so it is not the call ``f(y.copy(), y.copy())``. Positions, never ids, go into
     the part; tuples (``*args`` among them) are looked into, other values are not.
     """
+    if all(type(value) in _IMMUTABLE_LEAVES for value in values):
+        return []
     first: dict[int, bytes] = {}
     shared = bytearray()
     stack: list[tuple[bytes, Any]] = [(_pack_q(i), v) for i, v in reversed(list(enumerate(values)))]

@@ -113,6 +113,8 @@ class _Binder:
                 f"its parameters are {names}"
             )
         self.ignore = ignore
+        # The defaults as bound: one reassigned (or a keyword default changed in place) means a new binder.
+        self.seen = (fn.__defaults__, fn.__kwdefaults__, list((fn.__kwdefaults__ or {}).items()))
         self.simple = all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params)
         self.names = names
         self.defaults = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
@@ -231,7 +233,12 @@ class MemoizedFunction(Generic[R]):
 
     def make_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
         """Return the key and its ingredients for calling with these arguments."""
-        bound = self._binder.bind(args, kwargs)
+        binder, fn = self._binder, self._fn
+        kwdefaults = fn.__kwdefaults__
+        if fn.__defaults__ is not binder.seen[0] or kwdefaults is not binder.seen[1] or \
+                (kwdefaults and list(kwdefaults.items()) != binder.seen[2]):
+            self._binder = binder = _Binder(fn, self._options.ignore)
+        bound = binder.bind(args, kwargs)
         met = things_met
         outer_met = getattr(met, "found", None)
         found: list[Any] = []
@@ -273,11 +280,12 @@ class MemoizedFunction(Generic[R]):
         where = (self._options.cache_dir, _config.settings.cache_dir, _config.environ(_config.ENV_DIR),
                  _config.settings.size_limit)
         cached = self._last_store
-        if cached is not None and cached[0] == where and (where[0] or where[1] or where[2]) \
-                and os.path.isabs(where[0] or where[1] or where[2] or ""):
+        if cached is not None and cached[0] == where:
             return cached[1]
         store = get_store(_config.resolve_dir(self._options.cache_dir), _config.resolve_size_limit())
-        self._last_store = (where, store)
+        chosen = where[0] or where[1] or where[2]
+        # Kept only for an absolute directory: a relative one names another folder after os.chdir.
+        self._last_store = (where, store) if chosen and os.path.isabs(chosen) else None
         return store
 
     # -- reading ---------------------------------------------------------------------------
@@ -352,6 +360,11 @@ class MemoizedFunction(Generic[R]):
                 return None
             if conditions and recorded[2]:
                 _conditions.inherit(conditions, recorded[2])
+            if recorded[0].entropy:
+                warn_once(f"entropy:{self._qualified}", f"{self._name} seeds "
+                          f"{_random_state.describe_generators(sorted(recorded[0].entropy))} from the operating "
+                          "system's entropy (a seed call without a seed): its result is random, and the cache keeps "
+                          "the first one. Pass a seed, or call it with .uncached(...).")
         skip_if = self._options.skip_if
         if skip_if is not None and skip_if(result):
             return None

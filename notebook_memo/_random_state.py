@@ -63,25 +63,34 @@ def decode(value: Any) -> Any:
 
 
 def _numpy_get() -> Any:
-    """Return np.random's state; the last one read while its words are unchanged (get_state costs ~30 us)."""
-    raw = _numpy_raw()
-    last = _last_numpy
-    if raw is not None and raw == last[0] and not last[1][3]:  # no cached Gaussian: the words are the state
-        return last[1]
-    state = sys.modules["numpy"].random.get_state()
-    _last_numpy[:] = [_raw_of(state), state]
-    return state
+    """Return np.random's state as a dict, whatever bit generator it uses (``set_bit_generator``)."""
+    return sys.modules["numpy"].random.get_state(legacy=False)
 
 
-def _raw_of(state: Any) -> bytes:
-    """The Mersenne Twister words and position of a legacy state, laid out as numpy keeps them."""
-    return bytes(state[1].tobytes() + int(state[2]).to_bytes(4, sys.byteorder, signed=True))
+def _is_mt(state: Any) -> bool:
+    return isinstance(state, dict) and state.get("bit_generator") == "MT19937"
 
 
-def _numpy_raw() -> bytes | None:
-    """Read np.random's Mersenne Twister words in place (a copy of 2.5 kB)."""
+def _numpy_digest(state: Any) -> str:
+    if _is_mt(state):
+        inner = state["state"]
+        rest = (inner["pos"], state.get("has_gauss"), state.get("gauss"))
+        return xxhash.xxh3_128_hexdigest(inner["key"].tobytes() + repr(rest).encode())
+    return xxhash.xxh3_128_hexdigest(repr(encode(state)).encode())
+
+
+def _words_of(state: Any) -> bytes:
+    """The Mersenne Twister words and position of a state, laid out as numpy keeps them."""
+    inner = state["state"]
+    return bytes(inner["key"].tobytes() + int(inner["pos"]).to_bytes(4, sys.byteorder, signed=True))
+
+
+def _numpy_words() -> bytes | None:
+    """Read np.random's Mersenne Twister words in place (2.5 kB, against get_state's 30 us), or None."""
     try:
         bit_generator = sys.modules["numpy"].random.mtrand._rand._bit_generator
+        if type(bit_generator).__name__ != "MT19937":
+            return None
         if _mt_address[0] is not bit_generator:
             _mt_address[:] = [bit_generator, bit_generator.ctypes.state_address]
         return ctypes.string_at(_mt_address[1], 2500)
@@ -89,13 +98,7 @@ def _numpy_raw() -> bytes | None:
         return None
 
 
-_last_numpy: list[Any] = [None, None]
 _mt_address: list[Any] = [None, 0]  # the legacy global bit generator, and where its state lies
-
-
-def _numpy_digest(state: Any) -> str:
-    name, keys, *rest = state
-    return xxhash.xxh3_128_hexdigest(keys.tobytes() + repr((name, *rest)).encode())
 
 
 def _random_digest(state: Any) -> str:
@@ -168,14 +171,17 @@ def snapshot() -> dict[str, Any]:
     return found
 
 
-def changed_since(before: dict[str, Any]) -> dict[str, Any]:
-    """Return the states of the global generators that differ from ``before`` (or were loaded since)."""
+def changed_since(before: dict[str, Any], seeded: Iterable[str] = ()) -> dict[str, Any]:
+    """Return the states of the global generators that differ from ``before`` (or were loaded since).
+
+    ``seeded``: the generators whose state was set meanwhile through a watched seeding function.
+    """
     found = {}
     for name, spec in _GLOBAL_GENERATORS.items():
         if spec[0] not in sys.modules:
             continue
         old = before.get(name, _ABSENT)
-        if old is not _ABSENT and name == "numpy" and _numpy_unchanged(old):
+        if old is not _ABSENT and name == "numpy" and name not in seeded and _numpy_unchanged(old):
             continue
         try:
             now = spec[1]()
@@ -190,13 +196,17 @@ _ABSENT = object()
 
 
 def _numpy_unchanged(old: Any) -> bool:
-    """True when np.random's state is surely ``old``: the same words and no cached Gaussian (which a
-    draw may use without touching the words)."""
-    return not old[3] and _numpy_raw() == _raw_of(old)
+    """True when np.random's state is surely still ``old``, read cheaply: the same words, and ``old``
+    held no cached Gaussian. A draw that leaves the words as they were only uses a cached Gaussian,
+    and only setting the state (watched: the caller passes it as ``seeded``) can add one."""
+    return _is_mt(old) and not old.get("has_gauss") and _numpy_words() == _words_of(old)
 
 
 def _numpy_same(old: Any, new: Any) -> bool:
-    return bool(old[0] == new[0] and old[1].tobytes() == new[1].tobytes() and old[2:] == new[2:])
+    if _is_mt(old) and _is_mt(new):
+        return bool(_words_of(old) == _words_of(new) and old.get("has_gauss") == new.get("has_gauss")
+                    and old.get("gauss") == new.get("gauss"))
+    return bool(encode(old) == encode(new))
 
 
 _SAME: dict[str, Callable[[Any, Any], bool]] = {
@@ -220,25 +230,30 @@ def set_global_states(states: dict[str, Any]) -> None:
 _SEEDERS = (("numpy", "numpy.random", "seed"), ("numpy", "numpy.random", "set_state"),
             ("random", "random", "seed"), ("random", "random", "setstate"),
             ("torch", "torch", "manual_seed"), ("torch", "torch.random", "manual_seed"),
-            ("torch", "torch", "set_rng_state"), ("torch", "torch.random", "set_rng_state"))
+            ("torch", "torch", "set_rng_state"), ("torch", "torch.random", "set_rng_state"),
+            ("torch", "torch", "seed"), ("torch", "torch.random", "seed"))
 _wrapped_seeders: set[tuple[str, str]] = set()
 
 
 _seeding_lock = threading.Lock()
 
 
-def _seeder(generator: str, original: Any, on_seed: Callable[[str], None]) -> Any:
+def _seeder(generator: str, attr: str, original: Any, on_seed: Callable[[str, bool], None]) -> Any:
+    by_entropy = attr == "seed"  # np.random.seed(), random.seed(), torch.seed(): from the OS's entropy
+
     @functools.wraps(original)
     def seed(*args: Any, **kwargs: Any) -> Any:
-        on_seed(generator)
+        given = args[0] if args else next(iter(kwargs.values()), None)
+        on_seed(generator, by_entropy and given is None)
         return original(*args, **kwargs)
 
     seed._notebook_memo_original = original  # type: ignore[attr-defined]
     return seed
 
 
-def watch_seeding(on_seed: Callable[[str], None]) -> None:
-    """Wrap the seeding functions of the libraries loaded now (once each) to call ``on_seed(generator)``."""
+def watch_seeding(on_seed: Callable[[str, bool], None]) -> None:
+    """Wrap the seeding functions of the libraries loaded now (once each) to call
+    ``on_seed(generator, from_entropy)`` before they run."""
     if len(_wrapped_seeders) == len(_SEEDERS):
         return
     for generator, module_name, attr in _SEEDERS:
@@ -249,7 +264,7 @@ def watch_seeding(on_seed: Callable[[str], None]) -> None:
         if callable(original):
             with _seeding_lock:
                 if (module_name, attr) not in _wrapped_seeders:
-                    setattr(module, attr, _seeder(generator, original, on_seed))
+                    setattr(module, attr, _seeder(generator, attr, original, on_seed))
                     _wrapped_seeders.add((module_name, attr))
 
 
