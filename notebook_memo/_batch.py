@@ -15,7 +15,7 @@ from ._errors import BatchError, MemoWarning
 from ._explain import Explanation, explain_call
 from ._hashing import combine, content_hash
 from ._leases import Watch
-from ._memo import _MISS, Call, MemoizedFunction, Options, save, storage_trouble
+from ._memo import _MISS, Call, MemoizedFunction, Options, run_conditions, save, storage_trouble
 from ._serialize import dumps
 from ._store import Store
 
@@ -341,12 +341,11 @@ class _Plan:
             return {}
         fn = self.fn
         try:
-            drawn, _ = _conditions.drawn(recorder)
-            if drawn:
+            found, _ = run_conditions(self.store, recorder)
+            if "states" in found:
                 raise _conditions.NotRecordable(
-                    f"it draws from {_random_state.describe_generators(sorted(drawn))}, so an item's result depends "
-                    "on which items share its chunk; pass a generator seeded per item instead")
-            found = _conditions.finish(recorder, [self.store.directory])
+                    f"it draws from {_random_state.describe_generators(sorted(found['states']))}, so an item's result "
+                    "depends on which items share its chunk; pass a generator seeded per item instead")
         except _conditions.NotRecordable as exc:
             _config.warn_once(f"unrecordable:{fn._qualified}:{exc}", f"{fn._name}: the results of this chunk are "
                               f"not cached: {exc}.", MemoWarning)

@@ -19,7 +19,7 @@ from ._dependencies import Dependencies, clock_reads, code_environment, global_r
 from ._errors import ConfigurationError, MemoError, StorageWarning, UnhashableArgument
 from ._hashing import combine, content_hash
 from ._inventory import human_time
-from ._memo import Call, MemoizedFunction, conditioned_entry, entry_conditions, function_id, save, served
+from ._memo import Call, MemoizedFunction, conditioned_entry, entry_conditions, function_id, save_entry, served
 from ._methods import _PerObjectCache
 from ._serialize import CorruptRecord, NotRestorable, cached_property_of, dumps
 from ._store import Store, StoredRecord, get_store
@@ -258,7 +258,7 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions) -> Any:
                   StorageWarning)
         return result
     try:
-        where = entry_conditions(store, call.key, recorder, {}, {})
+        where = entry_conditions(store, call.key, recorder)
     except _conditions.NotRecordable as exc:
         warn_once(f"unrecordable:{cell.qualified_name}:{exc}", f"%%memo {cell.label}: not cached, so the cell runs "
                   f"each time: {exc}.", StorageWarning)
@@ -310,12 +310,7 @@ def _store_cell(store: Store, cell: CellMemo, call: Call, value: dict[str, Any],
         "version": "", "created": time.time(), "ttl": options.ttl, "duration": duration,
         "size": payload.nbytes, "outputs": sorted(value["outputs"]),
     }
-    key, conditions, variants = where
-    if conditions:
-        meta["pre"] = conditions
-    if save(store, key, payload, meta, options.ttl, duration, cell.function_id) and variants:
-        save(store, call.key, dumps(None), {**meta, "pre": {}, "size": 0, "variants": variants}, options.ttl,
-             duration, cell.function_id)
+    save_entry(store, call.key, where, payload, meta, options.ttl, duration, cell.function_id)
 
 
 class _Rebinder:

@@ -135,7 +135,7 @@ class Recorder:
         if name in self.reseeded or name in self.drew_first:
             return
         before = self.states_before.get(name)
-        if own and (before is None or name not in changed_since({name: before}, self.seeded_names - {name})):
+        if own and (before is None or not changed_since({name: before}, self.seeded_names - {name}, [name])):
             self.reseeded.add(name)
         else:
             self.drew_first.add(name)
@@ -532,10 +532,7 @@ def drawn(recorder: Recorder) -> tuple[dict[str, Any], dict[str, str]]:
     before = recorder.states_before
     after = changed_since(before, recorder.seeded_names)
     # Drawn from, then put back (set_state, or seeded back to where it was): still read.
-    for name in recorder.drew_first - after.keys():
-        now = snapshot().get(name)
-        if now is not None:
-            after[name] = now
+    after.update(snapshot(recorder.drew_first - after.keys()))
     states = {name: encode(state) for name, state in after.items()}
     keyed = {name: state_digest(name, before[name]) for name in after
              if name in before and name not in recorder.reseeded}

@@ -258,7 +258,7 @@ class MemoizedFunction(Generic[R]):
         key = combine(
             [b"nbm1", self._fid.encode(), state.code, state.deps_digest, self._version]
             + [name.encode() + b"\0" + digest for name, digest in arguments.items()]
-            + self._binder.shared(bound)
+            + binder.shared(bound)
             + (_random_state.shared(found) if len(found) > 1 else [])
         ).hex()
         if deps.skipped:
@@ -346,10 +346,10 @@ class MemoizedFunction(Generic[R]):
     def _write(self, store: Store, call: Call, result: Any, duration: float,
                recorded: tuple[Recorder, dict[str, Any], Recorders] | None = None) -> Payload | None:
         """Store a result; ``recorded`` is what its run read: (recorder, generator arguments' states before, outer)."""
-        key, conditions, variants = call.key, None, None
+        where: tuple[str, Conditions | None, list[str] | None] = (call.key, None, None)
         if recorded is not None:
             try:
-                key, conditions, variants = entry_conditions(store, call.key, *recorded[:2], call.generators)
+                where = entry_conditions(store, call.key, *recorded[:2], call.generators)
             except NotRecordable as exc:
                 warn_once(f"unrecordable:{self._qualified}:{exc}", f"{self._name}: its result is not cached: {exc}. "
                           "It runs on every call.", MemoWarning)
@@ -358,8 +358,8 @@ class MemoizedFunction(Generic[R]):
                 warn_once(f"unrecordable:{self._qualified}", f"{self._name}: its result is not cached: what it "
                           f"read could not be recorded ({type(exc).__name__}: {exc})", StorageWarning)
                 return None
-            if conditions and recorded[2]:
-                _conditions.inherit(conditions, recorded[2])
+            if where[1] and recorded[2]:
+                _conditions.inherit(where[1], recorded[2])
             if recorded[0].entropy:
                 warn_once(f"entropy:{self._qualified}", f"{self._name} seeds "
                           f"{_random_state.describe_generators(sorted(recorded[0].entropy))} from the operating "
@@ -374,16 +374,8 @@ class MemoizedFunction(Generic[R]):
             warn_once(f"pickle:{self._qualified}", f"{self._name}: its result cannot be pickled "
                       f"({type(exc).__name__}: {exc}); results are returned but not cached", StorageWarning)
             return None
-        created = time.time()
-        meta = self._meta(call, duration, created, payload.nbytes)
-        if conditions:
-            meta["pre"] = conditions
-        if variants:
-            meta["variant_of"] = call.key
-        if save(store, key, payload, meta, self._options.ttl, duration, self._fid) and variants:
-            marker = dumps(None)
-            save(store, call.key, marker, {**self._meta(call, duration, created, 0), "variants": variants},
-                 self._options.ttl, duration, self._fid)
+        meta = self._meta(call, duration, time.time(), payload.nbytes)
+        save_entry(store, call.key, where, payload, meta, self._options.ttl, duration, self._fid)
         return payload
 
     def _meta(self, call: Call, duration: float, created: float, size: int) -> dict[str, Any]:
@@ -920,16 +912,9 @@ def refreshing() -> contextlib.AbstractContextManager[None]:
     return _flag(_refreshing)
 
 
-def variant_key(key: str, states: dict[str, Any]) -> str:
-    """Return the key of the entry stored for ``key`` under these global generator states.
-
-    ``states`` maps generator names to their digest, or to ``(digest, state)`` as read live.
-    """
-    parts = [b"variant", key.encode()]
-    for name in sorted(states):
-        state = states[name]
-        parts.append(f"{name}\0{state if isinstance(state, str) else state[0]}".encode())
-    return combine(parts).hex()
+def variant_key(key: str, digests: dict[str, str]) -> str:
+    """Return the key of the entry stored for ``key`` under these global generator states (by digest)."""
+    return combine([b"variant", key.encode(), *(f"{name}\0{digests[name]}".encode() for name in sorted(digests))]).hex()
 
 
 def conditioned_entry(store: Store, key: str, record: StoredRecord,
@@ -946,7 +931,7 @@ def conditioned_entry(store: Store, key: str, record: StoredRecord,
         live = _random_state.global_states(variants)
         if set(live) != set(variants):
             return None, {}, [f"{_random_state.describe_generators(variants)} is not loaded now"]
-        found = store.get(variant_key(key, live))
+        found = store.get(variant_key(key, {name: digest for name, (digest, _) in live.items()}))
         if found is None or found.header.expired() or not found.header.conditioned:
             return None, {}, [f"the state of {_random_state.describe_generators(variants)} differs from every "
                               "stored run's (the body draws from it)"]
@@ -956,24 +941,46 @@ def conditioned_entry(store: Store, key: str, record: StoredRecord,
     return (None if why else record), conditions, why
 
 
-def entry_conditions(store: Store, key: str, recorder: Recorder, arguments_before: dict[str, Any],
-                     generators: dict[str, Any]) -> tuple[str, Conditions, list[str] | None]:
-    """Return where a finished run is stored, its preconditions, and the generators it drew from.
-
-    Raises NotRecordable when what it read cannot be recorded soundly.
+def run_conditions(store: Store, recorder: Recorder, arguments_before: dict[str, Any] | None = None,
+                   generators: dict[str, Any] | None = None) -> tuple[Conditions, dict[str, str]]:
+    """Return a finished run's preconditions, and the global generators whose state before it matters
+    (by the digest of that state). Raises NotRecordable when what it read cannot be recorded soundly.
     """
     conditions = _conditions.finish(recorder, [store.directory])
     if generators:
         after = _random_state.object_states(generators)
-        changed = {label: state for label, state in after.items() if arguments_before.get(label) != state}
+        changed = {label: state for label, state in after.items() if (arguments_before or {}).get(label) != state}
         if changed:
             conditions["generators"] = changed
     states, keyed = _conditions.drawn(recorder)
     if states:
         conditions["states"] = states
+    return conditions, keyed
+
+
+def entry_conditions(store: Store, key: str, recorder: Recorder, arguments_before: dict[str, Any] | None = None,
+                     generators: dict[str, Any] | None = None) -> tuple[str, Conditions, list[str] | None]:
+    """Return where a finished run is stored, its preconditions, and the generators it drew from."""
+    conditions, keyed = run_conditions(store, recorder, arguments_before, generators)
     if not keyed:
         return key, conditions, None
     return variant_key(key, keyed), conditions, sorted(keyed)
+
+
+def save_entry(store: Store, key: str, where: tuple[str, Conditions | None, list[str] | None], payload: Payload,
+               meta: dict[str, Any], ttl: float | None, duration: float, tag: str) -> bool:
+    """Save a run's result where ``entry_conditions`` said, with its preconditions; a run that drew from
+    global generators also gets the marker at ``key`` naming them, which leads a hit to its state's entry."""
+    entry_key, conditions, variants = where
+    if conditions:
+        meta["pre"] = conditions
+    if variants:
+        meta["variant_of"] = key
+    saved = save(store, entry_key, payload, meta, ttl, duration, tag)
+    if saved and variants:
+        marker = {name: value for name, value in meta.items() if name not in ("pre", "variant_of")}
+        save(store, key, dumps(None), {**marker, "size": 0, "variants": variants}, ttl, duration, tag)
+    return saved
 
 
 def served(conditions: Conditions, generators: dict[str, Any], outer: Recorders) -> None:

@@ -144,15 +144,9 @@ _GENERATOR_NAMES = {"numpy": "NumPy's global random state (np.random)", "random"
 def global_states(names: Iterable[str] | None = None) -> dict[str, tuple[str, Any]]:
     """Return ``{generator: (digest, state)}`` for the global generators loaded in this process."""
     found = {}
-    for name in (names if names is not None else _GLOBAL_GENERATORS):
-        spec = _GLOBAL_GENERATORS.get(name)
-        if spec is None or spec[0] not in sys.modules:
-            continue
-        try:
-            state = spec[1]()
-            found[name] = (spec[3](state), state)
-        except Exception:
-            continue
+    for name, state in snapshot(names).items():
+        with contextlib.suppress(Exception):
+            found[name] = (state_digest(name, state), state)
     return found
 
 
@@ -161,23 +155,28 @@ def state_digest(name: str, state: Any) -> str:
     return str(_GLOBAL_GENERATORS[name][3](state))
 
 
-def snapshot() -> dict[str, Any]:
-    """Return the states of the global generators loaded now, as read (digested only when needed)."""
+def snapshot(names: Iterable[str] | None = None) -> dict[str, Any]:
+    """Return the states of the global generators loaded now (or of ``names``), as read (digested
+    only when needed)."""
     found = {}
-    for name, spec in _GLOBAL_GENERATORS.items():
-        if spec[0] in sys.modules:
+    for name in _GLOBAL_GENERATORS if names is None else names:
+        spec = _GLOBAL_GENERATORS.get(name)  # a name read from a record may be one this version lacks
+        if spec is not None and spec[0] in sys.modules:
             with contextlib.suppress(Exception):
                 found[name] = spec[1]()
     return found
 
 
-def changed_since(before: dict[str, Any], seeded: Iterable[str] = ()) -> dict[str, Any]:
-    """Return the states of the global generators that differ from ``before`` (or were loaded since).
+def changed_since(before: dict[str, Any], seeded: Iterable[str] = (),
+                  names: Iterable[str] | None = None) -> dict[str, Any]:
+    """Return the states of the global generators (or of ``names``) that differ from ``before``, or
+    were loaded since.
 
     ``seeded``: the generators whose state was set meanwhile through a watched seeding function.
     """
     found = {}
-    for name, spec in _GLOBAL_GENERATORS.items():
+    for name in _GLOBAL_GENERATORS if names is None else names:
+        spec = _GLOBAL_GENERATORS[name]
         if spec[0] not in sys.modules:
             continue
         old = before.get(name, _ABSENT)

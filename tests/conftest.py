@@ -93,6 +93,15 @@ def run_kernel(cells: list[str], cache_dir: Path, seed: int = 0, env: dict[str, 
     raise AssertionError(f"kernel process failed:\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
 
 
+def rewrite_keeping_stat(path: Path, data: str | bytes) -> None:
+    """Rewrite a file in place with other content of the same size, and put its times back."""
+    st = path.stat()
+    raw = data.encode() if isinstance(data, str) else data
+    assert len(raw) == st.st_size
+    path.write_bytes(raw)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
 def sessions_with_and_without_cache(cells: list[str], cache_dir: Path) -> tuple[dict[str, Any], ...]:
     """Run a notebook in three fresh kernels: without the cache, then twice with it (other hash seeds)."""
     plain = run_kernel(cells, cache_dir, seed=1, env={_config.ENV_DISABLE: "1"})
@@ -155,5 +164,5 @@ def no_memo_warnings() -> warnings.catch_warnings:  # type: ignore[type-arg]
     return ctx
 
 
-__all__ = ["Counter", "Shell", "notebook_memo", "run_kernel", "sessions_with_and_without_cache", "worker_env",
-           "worker_script"]
+__all__ = ["Counter", "Shell", "notebook_memo", "rewrite_keeping_stat", "run_kernel", "sessions_with_and_without_cache",
+           "worker_env", "worker_script"]

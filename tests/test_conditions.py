@@ -17,15 +17,7 @@ import pandas as pd
 import pytest
 
 from notebook_memo import MemoWarning, memo
-from tests.conftest import Counter, Shell, run_kernel, sessions_with_and_without_cache
-
-
-def _same_stat_rewrite(path: Path, text: str) -> None:
-    """Rewrite a file with new content of the same size and put its times back."""
-    st = path.stat()
-    assert len(text.encode()) == st.st_size
-    path.write_text(text)
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+from tests.conftest import Counter, Shell, rewrite_keeping_stat, run_kernel, sessions_with_and_without_cache
 
 
 def _recorded_files(fn: Any) -> list[str]:
@@ -111,7 +103,7 @@ def test_a_file_changed_in_place_is_a_miss_even_with_its_size_and_time_kept(
 
     assert f(str(path)) == "aaaa"
     assert f(str(path)) == "aaaa" and counter.n == 1
-    _same_stat_rewrite(path, "bbbb\n")
+    rewrite_keeping_stat(path, "bbbb\n")
     assert f(str(path)) == "bbbb" and counter.n == 2
     assert f(str(path)) == "bbbb" and counter.n == 2
 
@@ -357,7 +349,7 @@ def test_files_read_in_threads_the_body_starts_are_recorded(tmp_path: Path, coun
 
     names = [str(p) for p in paths]
     assert total(names) == 6 and total(names) == 6 and counter.n == 1
-    _same_stat_rewrite(paths[3], "7")
+    rewrite_keeping_stat(paths[3], "7")
     assert total(names) == 10 and counter.n == 2
 
 
@@ -437,7 +429,7 @@ def test_a_batch_function_reading_a_file_recomputes_its_items_when_it_changes(tm
     assert scaled([1, 2], str(path)) == [2, 4]
     assert scaled([1, 2, 3], str(path)) == [2, 4, 6]
     assert seen == [[1, 2], [3]]
-    _same_stat_rewrite(path, "5")
+    rewrite_keeping_stat(path, "5")
     assert scaled([1, 2, 3], str(path)) == [5, 10, 15]
     assert seen[-1] == [1, 2, 3]
 
@@ -464,7 +456,7 @@ def test_a_cell_that_reads_a_file_runs_again_when_the_file_changes(shell: Shell,
     shell.run(cell)
     shell.run(cell)
     assert shell["value"] == 1 and len(shell["RUNS"]) == 1
-    _same_stat_rewrite(path, "2")
+    rewrite_keeping_stat(path, "2")
     shell.run(cell)
     assert shell["value"] == 2 and len(shell["RUNS"]) == 2
 

@@ -28,15 +28,7 @@ import pandas as pd
 import pytest
 
 from notebook_memo import MemoWarning, _conditions, _random_state, memo
-from tests.conftest import Counter, Shell, run_kernel, sessions_with_and_without_cache
-
-
-def _rewrite_keeping_stat(path: Path, data: bytes) -> None:
-    """Rewrite a file in place with other bytes of the same length and put its times back."""
-    st = path.stat()
-    assert len(data) == st.st_size
-    path.write_bytes(data)
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+from tests.conftest import Counter, Shell, rewrite_keeping_stat, run_kernel, sessions_with_and_without_cache
 
 
 class MyRandom(random.Random):
@@ -126,7 +118,7 @@ def test_other_readers_are_recorded(reader: str, tmp_path: Path, counter: Counte
         warnings.simplefilter("error", MemoWarning)
         a = f(str(path))
         assert f(str(path)) == a and counter.n == 1
-    _rewrite_keeping_stat(path, second)
+    rewrite_keeping_stat(path, second)
     b = f(str(path))
     assert b != a and b == read(str(path)) and counter.n == 2
 
@@ -171,7 +163,7 @@ def test_a_relative_read_after_chdir_inside_the_body_is_cached_and_checked(
         assert f() == "one"
         assert f() == "one"
     assert counter.n == 1, [str(w.message) for w in caught]
-    _rewrite_keeping_stat(data, b"two")
+    rewrite_keeping_stat(data, b"two")
     assert f() == "two" and counter.n == 2
 
 
@@ -190,7 +182,7 @@ def test_a_file_read_by_a_nested_helper_computed_inside_the_outer_is_the_outer_d
         return inner(p) * 10
 
     assert outer(str(path)) == 10 and outer(str(path)) == 10 and counter.n == 1
-    _rewrite_keeping_stat(path, b"2")
+    rewrite_keeping_stat(path, b"2")
     assert outer(str(path)) == 20 and counter.n == 2
     assert inner(str(path)) == 2
 
@@ -212,7 +204,7 @@ def test_an_async_body_reading_a_file_is_checked(how: str, tmp_path: Path, count
 
     assert asyncio.run(load(str(path))) == 1
     assert asyncio.run(load(str(path))) == 1 and counter.n == 1
-    _rewrite_keeping_stat(path, b"2")
+    rewrite_keeping_stat(path, b"2")
     assert asyncio.run(load(str(path))) == 2 and counter.n == 2
 
 
@@ -244,7 +236,7 @@ def test_temporary_files_the_body_writes_reads_and_deletes_do_not_block_caching(
         warnings.simplefilter("error", MemoWarning)
         assert f(str(path)) == 8
         assert f(str(path)) == 8 and counter.n == 1
-    _rewrite_keeping_stat(path, b"4")
+    rewrite_keeping_stat(path, b"4")
     assert f(str(path)) == 10 and counter.n == 2
 
 
@@ -389,7 +381,7 @@ def test_a_file_opened_read_write_but_only_read_is_a_dependency(tmp_path: Path, 
             return int(fh.read())
 
     assert f(str(path)) == 1
-    _rewrite_keeping_stat(path, b"2")
+    rewrite_keeping_stat(path, b"2")
     assert f(str(path)) == 2, "served the result of the old content"
 
 
