@@ -21,6 +21,7 @@ from ._hashing import combine, content_hash
 from ._inventory import human_time
 from ._memo import Call, MemoizedFunction, conditioned_entry, entry_conditions, function_id, save_entry, served
 from ._methods import _PerObjectCache
+from ._notebook import current_notebook, owner_tag
 from ._serialize import CorruptRecord, NotRestorable, cached_property_of, dumps
 from ._store import Store, StoredRecord, get_store
 
@@ -77,6 +78,7 @@ class CellMemo:
     hits: int = 0
     misses: int = 0
     saved_seconds: float = 0.0
+    notebook: str | None = None  # the notebook it runs in: clean-up leaves other notebooks' cells alone
     _version: bytes = b""
     _options: Any = field(default=None)
 
@@ -91,12 +93,16 @@ class CellMemo:
     def _store(self) -> Store:
         return get_store(_config.resolve_dir(None), _config.resolve_size_limit())
 
+    def owns(self, meta: dict[str, Any]) -> bool:
+        """Return whether a record's metadata belongs to this cell as run in this notebook."""
+        return bool(meta.get("fid") == self.function_id and meta.get("notebook") == self.notebook)
+
     def entries(self) -> list[StoredRecord]:
-        fid = self.function_id
-        return [r for r in self._store().records() if r.header.meta().get("fid") == fid]
+        return [r for r in self._store().records() if self.owns(r.header.meta())]
 
     def clear(self) -> int:
-        return self._store().evict(self.function_id)
+        store = self._store()
+        return sum(store.delete_record(r) for r in self.entries())
 
     def clear_stale(self) -> int:
         if self.last_call is None:
@@ -166,6 +172,7 @@ def prepare(shell: Any, raw_cell: str, options: CellOptions) -> tuple[CellCall, 
         _cells[label] = cell
     cell.ttl = options.ttl
     cell._options = options
+    cell.notebook = current_notebook()
     inputs, deps = _resolve_inputs(analysis, tree, shell.user_ns, options.inputs)
     _read_environment(tree, shell.user_ns, label, deps, options)
     code = combine([digest] + [f"{label}\0{kind}".encode() + d for label, (kind, d) in sorted(deps.parts.items())
@@ -309,6 +316,7 @@ def _store_cell(store: Store, cell: CellMemo, call: Call, value: dict[str, Any],
         "skipped": [], "args": {name: d.hex() for name, d in call.arguments.items()},
         "version": "", "created": time.time(), "ttl": options.ttl, "duration": duration,
         "size": payload.nbytes, "outputs": sorted(value["outputs"]),
+        **({"notebook": cell.notebook} if cell.notebook else {}),
     }
     save_entry(store, call.key, where, payload, meta, options.ttl, duration, cell.function_id)
 
@@ -457,7 +465,7 @@ def _try_restore(shell: Any, store: Store, cell: CellMemo, key: str, options: Ce
         served(conditions, {}, ())
     cell.hits += 1
     cell.last_hit = True
-    store.count_hit(cell.function_id)
+    store.count_hit(owner_tag(cell.function_id, cell.notebook))
     cell.saved_seconds += record.header.duration
     return value["result"]
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from . import _config
 from ._config import parse_size, parse_ttl
 from ._inventory import Inventory, human_bytes, human_time
+from ._notebook import short_name
 from ._store import get_store, is_cache_directory
 
 __all__ = ()
@@ -47,13 +48,15 @@ def cmd_info(args: argparse.Namespace) -> int:
     if not rows:
         print(f"{args.dir}: empty")
         return EXIT_OK
+    notebooks = any(row.notebook for row in rows)
     header = (f"{'function':<40} {'entries':>7} {'versions':>8} {'size':>10} {'hits':>6} "
-              f"{'last used':>16} {'compute':>9}")
+              f"{'last used':>16} {'compute':>9}" + ("  notebook" if notebooks else ""))
     print(header)
     print("-" * len(header))
     for row in rows:
         print(f"{row.name[-40:]:<40} {row.entries:>7} {row.versions:>8} {human_bytes(row.bytes):>10} "
-              f"{row.hits:>6} {human_time(row.last_used):>16} {row.compute_seconds:>8.1f}s")
+              f"{row.hits:>6} {human_time(row.last_used):>16} {row.compute_seconds:>8.1f}s"
+              + (f"  {short_name(row.notebook)}" if notebooks else ""))
     total = sum(r.bytes for r in rows)
     print(f"\n{sum(r.entries for r in rows)} entries, {human_bytes(total)} in {args.dir} "
           f"({human_bytes(inventory.store.volume())} on disk with the index)")
@@ -63,10 +66,14 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_clear(args: argparse.Namespace) -> int:
     inventory = _inventory(args.dir)
     if args.function:
-        removed = inventory.clear_function(args.function)
+        removed = inventory.clear_function(args.function, args.notebook)
         if removed == 0:
-            names = ", ".join(r.name for r in inventory.functions()) or "none"
-            raise CliError(f"no entries for a function named {args.function!r}; functions here: {names}", EXIT_FAILED)
+            names = ", ".join(sorted({r.name for r in inventory.functions()})) or "none"
+            where = f" of notebook {args.notebook}" if args.notebook else ""
+            raise CliError(f"no entries for a function named {args.function!r}{where}; functions here: {names}",
+                           EXIT_FAILED)
+    elif args.notebook:
+        raise CliError("--notebook narrows --function: name the function too")
     else:
         removed = inventory.clear_all()
     print(f"removed {removed} entries")
@@ -110,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
                                          "compute time stored"))
     clear = with_dir(sub.add_parser("clear", help="delete entries (all, or one function's)"))
     clear.add_argument("--function", help="qualified or short name of the function or cell")
+    clear.add_argument("--notebook", help="only that function of this notebook (path or file name); a function of "
+                                          "the same name in another notebook keeps its entries")
     prune = with_dir(sub.add_parser("prune", help="delete old, stale or excess entries"))
     prune.add_argument("--older-than", metavar="AGE", help="entries stored longer ago than AGE (e.g. 7d, 12h)")
     prune.add_argument("--keep-latest", action="store_true", help="keep only the newest code version of each function")

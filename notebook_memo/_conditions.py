@@ -31,6 +31,7 @@ from typing import Any
 import xxhash
 
 from ._config import FILE_DIGEST_LIMIT, RACY_SECONDS
+from ._notebook import notebook_paths
 from ._random_state import changed_since, encode, snapshot, state_digest, watch_seeding
 
 __all__ = ()
@@ -68,20 +69,6 @@ def _library_dirs() -> tuple[str, ...]:
 
 
 _LIBRARY_DIRS = _library_dirs()
-
-
-def notebook_paths() -> set[str]:
-    """Return the notebook files this kernel runs, when the front end says (Jupyter, VS Code)."""
-    found = set()
-    main = sys.modules.get("__main__")
-    for name in ("__session__", "__vsc_ipynb_file__"):
-        value = getattr(main, name, None)
-        if isinstance(value, str):
-            found.add(os.path.realpath(value))
-    env = os.environ.get("JPY_SESSION_NAME")
-    if env:
-        found.add(os.path.realpath(env))
-    return found
 
 
 def _is_data(real: str, excluded: Iterable[str]) -> bool:

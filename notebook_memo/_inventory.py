@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from datetime import datetime
 
+from ._notebook import owner_tag
 from ._store import Store, StoredRecord
 
 __all__ = ()
@@ -25,6 +27,15 @@ class FunctionSummary:
     compute_seconds: float
     hits: int = 0
     last_used: float = 0.0
+    notebook: str | None = None  # the notebook that defined it, when its front end said
+
+
+Owner = tuple[str, "str | None"]
+
+
+def owner(meta: dict) -> Owner:  # type: ignore[type-arg]
+    """Return whose entry a record is: its function id and the notebook that defined the function."""
+    return meta.get("fid", "?"), meta.get("notebook")
 
 
 class Inventory:
@@ -43,16 +54,16 @@ class Inventory:
         return out
 
     def functions(self) -> list[FunctionSummary]:
-        groups: dict[str, list[tuple[StoredRecord, dict]]] = {}  # type: ignore[type-arg]
+        groups: dict[Owner, list[tuple[StoredRecord, dict]]] = {}  # type: ignore[type-arg]
         for record, meta in self.records():
-            groups.setdefault(meta.get("fid", "?"), []).append((record, meta))
+            groups.setdefault(owner(meta), []).append((record, meta))
         rows = []
         self.store.flush()  # this process's pending hit counts
-        for fid, items in groups.items():
+        for (fid, notebook), items in groups.items():
             metas = [m for _, m in items if "variants" not in m]  # not the markers of random-state entries
             if not metas:
                 continue
-            hits, last_hit = self.store.hit_stats(fid)
+            hits, last_hit = self.store.hit_stats(owner_tag(fid, notebook))
             last_stored = max(r.header.created for r, _ in items)
             rows.append(FunctionSummary(
                 name=metas[0].get("name", "?"), fid=fid, kind=metas[0].get("kind", "function"),
@@ -60,39 +71,54 @@ class Inventory:
                 bytes=sum(m.get("size", 0) for m in metas),
                 last_stored=last_stored,
                 compute_seconds=sum(m.get("duration", 0.0) for m in metas),
-                hits=hits, last_used=max(last_hit, last_stored),
+                hits=hits, last_used=max(last_hit, last_stored), notebook=notebook,
             ))
-        return sorted(rows, key=lambda r: r.name)
+        return sorted(rows, key=lambda r: (r.name, r.notebook or ""))
 
     def _matches(self, meta: dict, name: str) -> bool:  # type: ignore[type-arg]
         full = meta.get("name", "")
         return bool(full == name or full.rpartition(".")[2] == name or meta.get("label") == name)
 
-    def clear_function(self, name: str) -> int:
-        return sum(self.store.delete_record(r) for r, m in self.records() if self._matches(m, name))
+    def clear_function(self, name: str, notebook: str | None = None) -> int:
+        """Delete the entries of the functions or cells called ``name`` (of one notebook, if given)."""
+        return sum(self.store.delete_record(r) for r, m in self.records()
+                   if self._matches(m, name) and (notebook is None or _same_notebook(m.get("notebook"), notebook)))
 
     def clear_all(self) -> int:
         return sum(self.store.delete_record(r) for r, _ in self.records())
+
+    def clear_notebook(self, notebook: str | None) -> int:
+        """Delete the entries recorded by one notebook's functions and cells (None: those with no notebook)."""
+        return sum(self.store.delete_record(r) for r, m in self.records() if m.get("notebook") == notebook)
 
     def prune_older_than(self, seconds: float) -> int:
         cutoff = time.time() - seconds
         return sum(self.store.delete_record(r) for r, _ in self.records() if r.header.created < cutoff)
 
     def prune_keep_latest(self) -> int:
-        """Keep, for each function, only the entries of its most recently stored code version."""
-        newest: dict[str, tuple[float, str]] = {}
+        """Keep, for each function, only the entries of its most recently stored code version.
+
+        A function of the same name defined in two notebooks is two functions: each keeps its newest.
+        """
+        newest: dict[Owner, tuple[float, str]] = {}
         records = self.records()
         for record, meta in records:
-            fid, code = meta.get("fid", ""), meta.get("code", "")
-            if fid not in newest or record.header.created > newest[fid][0]:
-                newest[fid] = (record.header.created, code)
-        return sum(self.store.delete_record(r) for r, m in records
-                   if m.get("code") != newest[m.get("fid", "")][1])
+            who, code = owner(meta), meta.get("code", "")
+            if who not in newest or record.header.created > newest[who][0]:
+                newest[who] = (record.header.created, code)
+        return sum(self.store.delete_record(r) for r, m in records if m.get("code") != newest[owner(m)][1])
 
     def prune_max_size(self, limit: int) -> int:
         """Evict least recently used entries until the records hold at most ``limit`` bytes."""
         self.store.flush()  # pending access times decide what is least recently used
         return self.store.evict_to(limit)
+
+
+def _same_notebook(recorded: str | None, given: str) -> bool:
+    """A notebook given on the command line matches by path, or by file name alone."""
+    if not recorded:
+        return False
+    return recorded == os.path.realpath(given) or os.path.basename(recorded) == given
 
 
 def human_bytes(n: float) -> str:

@@ -15,8 +15,9 @@ from . import _config
 from ._cells import CellOptions, cells, run_cell
 from ._config import parse_ttl
 from ._explain import explain_call
-from ._inventory import FunctionSummary, Inventory, human_bytes, human_time
+from ._inventory import FunctionSummary, Inventory, Owner, human_bytes, human_time, owner
 from ._memo import clear_stale_all, registered
+from ._notebook import current_notebook, short_name
 from ._store import get_store
 
 __all__ = ()
@@ -49,26 +50,36 @@ class InfoTable:
 
     directory: str
     rows: list[FunctionSummary]
-    hits: dict[str, tuple[int, float]]
-    stale: dict[str, int]
+    hits: dict[Owner, tuple[int, float]]
+    stale: dict[Owner, int]
 
     def _cells(self, row: FunctionSummary) -> list[str]:
-        hits, saved = self.hits.get(row.fid, (0, 0.0))
-        return [row.name, row.kind, str(row.entries), str(row.versions), human_bytes(row.bytes),
-                str(hits), f"{saved:.1f} s", str(self.stale.get(row.fid, 0)), human_time(row.last_stored)]
+        who = (row.fid, row.notebook)
+        hits, saved = self.hits.get(who, (0, 0.0))
+        cells = [row.name, row.kind, str(row.entries), str(row.versions), human_bytes(row.bytes),
+                 str(hits), f"{saved:.1f} s", str(self.stale.get(who, 0)), human_time(row.last_stored)]
+        return [*cells, short_name(row.notebook)] if self._notebooks else cells
 
-    _HEAD = ["name", "kind", "entries", "versions", "size", "hits", "saved", "stale", "last stored"]
+    @property
+    def _notebooks(self) -> bool:
+        return any(r.notebook for r in self.rows)
+
+    @property
+    def _head(self) -> list[str]:
+        head = ["name", "kind", "entries", "versions", "size", "hits", "saved", "stale", "last stored"]
+        return [*head, "notebook"] if self._notebooks else head
 
     def __repr__(self) -> str:
         if not self.rows:
             return f"notebook_memo: nothing cached in {self.directory}"
-        table = [self._HEAD] + [self._cells(r) for r in self.rows]
-        widths = [max(len(row[i]) for row in table) for i in range(len(self._HEAD))]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in table]
+        head = self._head
+        table = [head] + [self._cells(r) for r in self.rows]
+        widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table]
         return f"notebook_memo cache: {self.directory}\n" + "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        head = "".join(f"<th>{h}</th>" for h in self._HEAD)
+        head = "".join(f"<th>{h}</th>" for h in self._head)
         body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in self._cells(r)) + "</tr>"
                        for r in self.rows)
         return (f"<p>notebook_memo cache: <code>{html.escape(self.directory)}</code></p>"
@@ -80,22 +91,38 @@ def info() -> InfoTable:
     directory = _config.resolve_dir(None)
     inventory = Inventory(get_store(directory, _config.resolve_size_limit()))
     rows = inventory.functions()
-    hits: dict[str, tuple[int, float]] = {}
-    current: dict[str, str] = {}
+    hits: dict[Owner, tuple[int, float]] = {}
+    current: dict[Owner, str] = {}
     for fn in registered():
-        hits[fn.function_id] = (fn.hits, fn.saved_seconds)
+        hits[(fn.function_id, fn.notebook)] = (fn.hits, fn.saved_seconds)
         if fn.last_call is not None:
-            current[fn.function_id] = fn.last_call.code.hex()
+            current[(fn.function_id, fn.notebook)] = fn.last_call.code.hex()
     for cell in cells():
-        hits[cell.function_id] = (cell.hits, cell.saved_seconds)
+        hits[(cell.function_id, cell.notebook)] = (cell.hits, cell.saved_seconds)
         if cell.last_call is not None:
-            current[cell.function_id] = cell.last_call.code.hex()
-    stale: dict[str, int] = {}
+            current[(cell.function_id, cell.notebook)] = cell.last_call.code.hex()
+    stale: dict[Owner, int] = {}
     for _, meta in inventory.records():
-        fid = meta.get("fid", "")
-        if fid in current and meta.get("code") != current[fid]:
-            stale[fid] = stale.get(fid, 0) + 1
+        who = owner(meta)
+        if who in current and meta.get("code") != current[who] and "variants" not in meta:
+            stale[who] = stale.get(who, 0) + 1
     return InfoTable(directory, rows, hits, stale)
+
+
+def clear_directory(directory: str, everything: bool) -> str:
+    """Delete this notebook's entries (or, ``everything``, all of the directory's); say what was done.
+
+    The directory is shared by the notebooks of a folder: without ``everything`` the others keep
+    their results. With no notebook known (plain IPython), the entries no notebook recorded go.
+    """
+    inventory = Inventory(get_store(directory, _config.resolve_size_limit()))
+    if everything:
+        return f"removed {inventory.clear_all()} entries from {directory}"
+    notebook = current_notebook()
+    removed = inventory.clear_notebook(notebook)
+    whose = f"of {short_name(notebook)}" if notebook else "recorded outside any notebook"
+    return (f"removed {removed} entries {whose} from {directory}; "
+            "%memo clear --all removes every entry there, other notebooks' included")
 
 
 def _find(name: str) -> Any:
@@ -109,7 +136,7 @@ def _find(name: str) -> Any:
 
 
 def line_command(line: str) -> Any:
-    """Run ``%memo info | clear [NAME] | clear --stale | off | on | dir [PATH] | explain NAME``."""
+    """Run ``%memo info | clear [NAME | --stale | --all] | off | on | dir [PATH] | explain NAME``."""
     words = shlex.split(line)
     command, rest = (words[0], words[1:]) if words else ("info", [])
     if command == "info":
@@ -118,12 +145,11 @@ def line_command(line: str) -> Any:
         if rest == ["--stale"]:
             removed = clear_stale_all() + sum(cell.clear_stale() for cell in cells())
             print(f"removed {removed} stale entries")
-        elif rest:
+        elif rest and rest != ["--all"]:
             print(f"removed {_find(rest[0]).clear()} entries of {rest[0]}")
         else:
             directory = _config.resolve_dir(None)
-            removed = Inventory(get_store(directory, _config.resolve_size_limit())).clear_all()
-            print(f"removed {removed} entries from {directory}")
+            print(clear_directory(directory, everything=rest == ["--all"]))
         return None
     if command in ("off", "on"):
         _config.settings.disabled = command == "off"
@@ -156,7 +182,7 @@ class MemoMagics(Magics):
             Re-running the cell with the same code and the same input values restores the
             variables it defined, shows its printed and displayed output again, and skips running it.
 
-        Line:  %memo info | clear [NAME] | clear --stale | off | on | dir [PATH] | explain NAME
+        Line:  %memo info | clear [NAME | --stale | --all] | off | on | dir [PATH] | explain NAME
         """
         if cell is None:
             return line_command(line)

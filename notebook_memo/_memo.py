@@ -29,9 +29,11 @@ from ._conditions import Conditions, NotRecordable, Recorder, Recorders
 from ._config import EXPIRY_GRACE, INLINE_LIMIT, LOCK_POLL_MAX, TTLLike, parse_ttl, resolve_lease, warn_once
 from ._dependencies import CodeState, CodeTracker, Dependencies, clock_reads
 from ._errors import ConfigurationError, MemoWarning, RecursiveCall, StaleEntriesWarning, StorageWarning
+from ._fingerprint import own_fingerprint
 from ._hashing import CLOCK, aliasing_parts, combine, content_hash, register_hasher, things_met
 from ._inventory import human_bytes
 from ._leases import Watch, computing, is_computing
+from ._notebook import current_notebook, owner_tag
 from ._serialize import CorruptRecord, Payload, copy_value, dumps, findable
 from ._store import Store, StoredRecord, get_store, open_stores
 
@@ -94,6 +96,17 @@ def registered() -> list[MemoizedFunction[Any]]:
 def function_id(qualified: str) -> str:
     """Return the tag under which every entry of a function is stored."""
     return xxhash.xxh3_128_hexdigest(qualified.encode())
+
+
+def _identity(fn: types.FunctionType, qualified: str) -> str:
+    """Return a function's id: its qualified name; for a lambda, which has no name of its own, also its code.
+
+    Two different lambdas are two functions, never two versions of one (whose clean-up would
+    delete the other's results).
+    """
+    if fn.__name__ != "<lambda>":
+        return function_id(qualified)
+    return function_id(f"{qualified}\0{own_fingerprint(fn)[0].hex()}")
 
 
 # -- argument binding ---------------------------------------------------------------------------
@@ -165,7 +178,10 @@ class MemoizedFunction(Generic[R]):
         self._binder = _Binder(fn, options.ignore)
         self._name: str = fn.__name__
         self._qualified = f"{fn.__module__}.{fn.__qualname__}"
-        self._fid = function_id(self._qualified)
+        self._fid = _identity(fn, self._qualified)  # type: ignore[arg-type]
+        # The notebook that defined it: clean-up deletes only entries this notebook's function stored.
+        self._notebook = current_notebook() if fn.__module__ == "__main__" else None
+        self._tag = owner_tag(self._fid, self._notebook)
         self._version = content_hash(options.version, "version") if options.version is not None else b""
         self._is_async = inspect.iscoroutinefunction(fn)
         self._is_method = "." in fn.__qualname__ and not fn.__qualname__.rpartition(".")[0].endswith("<locals>")
@@ -182,7 +198,7 @@ class MemoizedFunction(Generic[R]):
         self.hits = 0
         self.misses = 0
         self.saved_seconds = 0.0
-        _registry[self._qualified] = self
+        _registry[self._fid] = self
         if self._is_async:
             with contextlib.suppress(AttributeError):
                 inspect.markcoroutinefunction(self)  # type: ignore[attr-defined]
@@ -197,6 +213,15 @@ class MemoizedFunction(Generic[R]):
     @property
     def function_id(self) -> str:
         return self._fid
+
+    @property
+    def notebook(self) -> str | None:
+        """The notebook that defined this function, when the front end says; None for module code."""
+        return self._notebook
+
+    def owns(self, meta: dict[str, Any]) -> bool:
+        """Return whether a record's metadata belongs to this function as defined in this notebook."""
+        return bool(meta.get("fid") == self._fid and meta.get("notebook") == self._notebook)
 
     def __get__(self, obj: Any, objtype: type | None = None) -> Any:
         if obj is None:
@@ -333,7 +358,7 @@ class MemoizedFunction(Generic[R]):
         self.hits += 1
         self.last_hit = True
         self.saved_seconds += record.header.duration
-        store.count_hit(self._fid)
+        store.count_hit(self._tag)
         return value
 
     def _drop_corrupt(self, store: Store, key: str, why: str) -> None:
@@ -394,6 +419,7 @@ class MemoizedFunction(Generic[R]):
             "ttl": self._options.ttl,
             "duration": duration,
             "size": size,
+            **({"notebook": self._notebook} if self._notebook else {}),
         }
 
     # -- calling ---------------------------------------------------------------------------
@@ -628,18 +654,23 @@ class MemoizedFunction(Generic[R]):
             record = store.get(call.key)
             if record is not None and record.header.conditioned and "variants" in record.header.meta():
                 # Each random state's entry: none may be served again once a marker is rewritten.
-                for entry in self.entries():
+                for entry in store.records():
                     if entry.header.conditioned and entry.header.meta().get("variant_of") == call.key:
                         store.delete_record(entry)
         return store.delete(call.key)
 
     def clear(self) -> int:
-        """Delete every entry of this function, all code versions; return how many."""
-        return self._store().evict(self._fid)
+        """Delete every entry of this function, all code versions; return how many.
+
+        A function defined in a notebook deletes only what it stored from that notebook: a
+        function of the same name in another notebook of the folder keeps its results.
+        """
+        store = self._store()
+        return sum(store.delete_record(r) for r in self.entries())
 
     def entries(self) -> list[StoredRecord]:
-        """Return the stored records of this function (all code versions)."""
-        return [r for r in self._store().records() if r.header.meta().get("fid") == self._fid]
+        """Return the stored records of this function (all code versions; of this notebook's function)."""
+        return [r for r in self._store().records() if self.owns(r.header.meta())]
 
     def cache_info(self) -> CacheInfo:
         """Return hits and misses in this process, and the entries and bytes on disk."""
@@ -668,7 +699,7 @@ class MemoizedFunction(Generic[R]):
         with contextlib.suppress(Exception):
             for record in store.records():
                 meta = record.header.meta()
-                if record.verified and meta.get("fid") == self._fid and meta.get("code") != current:
+                if record.verified and self.owns(meta) and meta.get("code") != current:
                     count += 1
                     size += meta.get("size", 0)
                     versions.add(meta.get("code"))
@@ -718,7 +749,7 @@ class MemoizedFunction(Generic[R]):
         options = dataclasses.replace(self._options, cache_dir=directory, skip_if=skip_if, version=None,
                                       track_versions=self._track_versions())
         return {"fn": self._fn, "options": options, "version": self._version, "code": self.code_state(),
-                "extra": self._travel_extra()}
+                "extra": self._travel_extra(), "fid": self._fid, "notebook": self._notebook}
 
     def _travel_extra(self) -> dict[str, Any]:
         return {}
@@ -729,6 +760,9 @@ class MemoizedFunction(Generic[R]):
     def __setstate__(self, state: dict[str, Any]) -> None:
         MemoizedFunction.__init__(self, state["fn"], state["options"])
         self._version = state["version"]
+        # Who it is comes with it: a worker can fingerprint neither a lambda's source nor the notebook.
+        self._fid, self._notebook = state["fid"], state["notebook"]
+        self._tag = owner_tag(self._fid, self._notebook)
         # The sender's code state (a notebook keys by source, which a worker lacks) holds for as
         # long as this function's own resolution stays what it was on arrival.
         self._carried = [state["code"], None]

@@ -1,0 +1,56 @@
+"""Which notebook this kernel runs, as the front end tells it (Jupyter, VS Code).
+
+Entries of notebook-defined functions and cells record it, so that cleaning up in one
+notebook never deletes what another notebook in the same folder stored under the same name.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import xxhash
+
+__all__ = ()
+
+# Jupyter's kernel puts the notebook's path in the user namespace as ``__session__`` (from the
+# server's JPY_SESSION_NAME); VS Code puts it in ``__vsc_ipynb_file__``.
+_NAMESPACE_NAMES = ("__session__", "__vsc_ipynb_file__")
+ENV_SESSION = "JPY_SESSION_NAME"
+
+
+def _given() -> list[str]:
+    main = sys.modules.get("__main__")
+    found = [value for name in _NAMESPACE_NAMES for value in [getattr(main, name, None)]
+             if isinstance(value, str) and value]
+    env = os.environ.get(ENV_SESSION)
+    if env:
+        found.append(env)
+    return found
+
+
+def notebook_paths() -> set[str]:
+    """Return every notebook file the front end names for this kernel (real paths)."""
+    return {os.path.realpath(path) for path in _given()}
+
+
+def current_notebook() -> str | None:
+    """Return the real path of the notebook this kernel runs, or None (plain IPython, a script)."""
+    given = _given()
+    return os.path.realpath(given[0]) if given else None
+
+
+def short_name(path: str | None) -> str:
+    """Return a notebook's path for a table: relative to the working folder when inside it."""
+    if not path:
+        return ""
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:  # another drive on Windows
+        return path
+    return path if relative.startswith("..") else relative
+
+
+def owner_tag(fid: str, notebook: str | None) -> str:
+    """Return the name a function's hit counts are kept under: per notebook for notebook code."""
+    return fid if not notebook else f"{fid}@{xxhash.xxh3_64_hexdigest(notebook.encode())}"
