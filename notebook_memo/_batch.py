@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from . import _conditions, _config, _containers, _random_state
@@ -15,11 +16,23 @@ from ._errors import BatchError, MemoWarning
 from ._explain import Explanation, explain_call
 from ._hashing import combine, content_hash
 from ._leases import Watch
-from ._memo import _MISS, Call, MemoizedFunction, Options, run_conditions, save, storage_trouble
+from ._memo import _MISS, Call, MemoizedFunction, Options, conditioned_entry, run_conditions, save, storage_trouble
 from ._serialize import dumps
 from ._store import Store
 
 __all__ = ()
+
+
+@dataclass
+class _Run:
+    """What one real call of a batch function did: for ``%memo explain`` and ``verbose``."""
+
+    call: Call  # the key prefix: code and the other arguments
+    items: list[bytes]  # the distinct items' digests, in order
+    computed: list[bytes]  # those computed (the rest came from the cache)
+    seconds: float  # spent computing them
+    saved: float  # the compute time of the items served
+
 
 
 class BatchFunction(MemoizedFunction[Any]):
@@ -41,6 +54,7 @@ class BatchFunction(MemoizedFunction[Any]):
         self._argument = argument
         self._batch_size = batch_size
         self._progress = progress
+        self._last_run: _Run | None = None
 
     def _travel_extra(self) -> dict[str, Any]:
         return {"argument": self._argument, "batch_size": self._batch_size, "progress": self._progress}
@@ -63,7 +77,6 @@ class BatchFunction(MemoizedFunction[Any]):
                          + [n.encode() + b"\0" + d for n, d in others.items()]
                          + self._binder.shared([(n, bound.arguments[n]) for n in others]))
         call = Call(prefix.hex(), others, state.code, state.own, state.deps, state.method)
-        self.last_call = call
         kind = _containers.kind(batch)
         digests = [content_hash(item, f"item {i} of '{self._argument}'")
                    for i, item in enumerate(_containers.items(batch, kind))]
@@ -112,7 +125,7 @@ class BatchFunction(MemoizedFunction[Any]):
                     plan.absorb(positions, result, time.perf_counter() - start, recorder)
             finally:
                 plan.release()
-            return plan.finish()
+            return self._finished(plan)
         finally:
             if token is not None:
                 _conditions.resume(token)
@@ -135,7 +148,24 @@ class BatchFunction(MemoizedFunction[Any]):
                 plan.absorb(positions, result, time.perf_counter() - start, recorder)
         finally:
             plan.release()
-        return plan.finish()
+        return self._finished(plan)
+
+    def _finished(self, plan: _Plan) -> Any:
+        """Return the call's results; remember what it did, and say so at ``verbose=1``."""
+        value = plan.finish()
+        items = list(plan.first_position)
+        computed = [plan.digests[p] for p in plan.computed]
+        run = _Run(plan.call, items, computed, plan.seconds, self.saved_seconds - plan.saved_before)
+        self._last_run = run
+        if _config.call_verbosity(self._options.verbose):
+            served = len(items) - len(computed)
+            text = f"{served} of {len(items)} from cache"
+            if computed:
+                text += f", {len(computed)} computed in {_config.human_seconds(run.seconds)}"
+            else:
+                text += f", saved {_config.human_seconds(run.saved)}"
+            _config.announce(f"{self._name}: {text}")
+        return value
 
     def _disabled_now(self) -> bool:
         from ._memo import _disabled
@@ -146,34 +176,72 @@ class BatchFunction(MemoizedFunction[Any]):
         from ._memo import _refreshing
 
         batch, call, digests = self._split_call(args, kwargs)
-        return _Plan(self, self._store(), args, kwargs, batch, call, digests, _refreshing.get(), outer)
+        saved = self.saved_seconds
+        plan = _Plan(self, self._store(), args, kwargs, batch, call, digests, _refreshing.get(), outer)
+        plan.saved_before = saved
+        return plan
+
+    def _present(self, store: Store, key: str, decoded: dict[str, ResultType]) -> bool:
+        """Return whether an item would be served, without loading it or counting a hit."""
+        try:
+            record = store.get(key)
+            if record is not None and record.header.conditioned and not record.header.expired():
+                record = conditioned_entry(store, key, record)[0]
+        except Exception:
+            return False
+        return (record is not None and not record.header.expired()
+                and _containers.stored_type(record.header, decoded) is not None)
 
     def explain(self, *args: Any, **kwargs: Any) -> Explanation:
         """Report how many items are cached, and why the first missing one is not."""
         _, call, digests = self._split_call(args, kwargs)
         store = self._store()
         decoded: dict[str, ResultType] = {}
-        missing = [d for d in dict.fromkeys(digests)
-                   if self._lookup(store, self._item_key(call, d), decoded)[0] is _MISS]
-        total = len(set(digests))
+        items = list(dict.fromkeys(digests))
+        missing = [d for d in items if not self._present(store, self._item_key(call, d), decoded)]
         if not missing:
-            return Explanation(self.qualified_name, True, f"all {total} distinct items are cached")
-        item_call = Call(self._item_key(call, missing[0]), {**call.arguments, self._argument: missing[0]},
-                         call.code, call.own, call.deps, call.method)
-        detail = explain_call(self, item_call)
+            return Explanation(self.qualified_name, True, f"{len(items)} of {len(items)} items cached")
+        reasons, unkeyed = self._why_missing(call, missing[0], as_miss=False)
         return Explanation(self.qualified_name, False,
-                           f"{len(missing)} of {total} distinct items are not cached; the first: {detail.summary}",
-                           detail.reasons, detail.unkeyed)
+                           f"{len(missing)} of {len(items)} distinct items are not cached; the first:",
+                           reasons, unkeyed)
 
-    def is_cached(self, *args: Any, **kwargs: Any) -> bool:
-        """Return True when every item of this call is cached."""
-        return bool(self.explain(*args, **kwargs).hit)
+    def _why_missing(self, call: Call, digest: bytes, as_miss: bool,
+                     run: Iterable[bytes] = ()) -> tuple[list[str], list[str]]:
+        """Say why an item is not (or was not) cached: new to this code and arguments, or what changed.
 
-    def invalidate(self, *args: Any, **kwargs: Any) -> bool:
-        """Delete the cached results of these items; return True if any existed."""
-        _, call, digests = self._split_call(args, kwargs)
-        store = self._store()
-        return any([store.delete(self._item_key(call, d)) for d in dict.fromkeys(digests)])
+        ``run``: the items computed by the same call, whose entries did not exist before it.
+        """
+        item_call = Call(self._item_key(call, digest), {**call.arguments, self._argument: digest},
+                         call.code, call.own, call.deps, call.method)
+        exclude = frozenset(self._item_key(call, d) for d in run)
+        others = {name: digest.hex() for name, digest in call.arguments.items()}
+        siblings = any(meta.get("code") == call.code.hex() and meta.get("version") == self._version.hex()
+                       and {n: d for n, d in meta.get("args", {}).items() if n != self._argument} == others
+                       for record in self.entries() if record.key != item_call.key and record.key not in exclude
+                       for meta in [record.header.meta()])
+        detail = explain_call(self, item_call, as_miss=as_miss, exclude=exclude)
+        if siblings:
+            return [f"this item of '{self._argument}' was never computed with this code and these other "
+                    "arguments (other items were)"], detail.unkeyed
+        if detail.summary.startswith("nothing is cached"):
+            return ["nothing was cached for this function before: its first run"], detail.unkeyed
+        reasons = [r for r in detail.reasons if f"'{self._argument}'" not in r] or [detail.summary]
+        return reasons, detail.unkeyed
+
+    def explain_last(self) -> Explanation | None:
+        """Report on the last real call in this session: how many items came from the cache, and why not the rest."""
+        run = self._last_run
+        if run is None:
+            return None
+        total, computed = len(run.items), len(run.computed)
+        served = f"{total - computed} of {total} items from the cache"
+        if not computed:
+            return Explanation(self.qualified_name, True, f"{total} of {total} items cached (the last call; "
+                               f"saved {_config.human_seconds(run.saved)})")
+        reasons, unkeyed = self._why_missing(run.call, run.computed[0], as_miss=True, run=run.computed)
+        return Explanation(self.qualified_name, False, f"the last call: {served}, {computed} computed in "
+                           f"{_config.human_seconds(run.seconds)}. Why the first was computed:", reasons, unkeyed)
 
 
 class _Plan:
@@ -202,6 +270,9 @@ class _Plan:
                     self.results[digest], self.types[digest] = value, rtype
         self.missing = [p for d, p in self.first_position.items() if d not in self.results]
         fn.misses += len(self.missing)
+        self.computed: list[int] = []  # positions this call computed itself
+        self.seconds = 0.0
+        self.saved_before = 0.0
         self.refresh = refresh
         self.delay = 0.001
         self.held: list[str] = []
@@ -325,6 +396,8 @@ class _Plan:
                              "was stored")
         if self.result_kind is None:
             self.result_kind = kind
+        self.computed.extend(positions)
+        self.seconds += duration
         rtype = _containers.describe(result, kind)
         parts = _containers.split(result, kind)
         share = duration / max(len(parts), 1)

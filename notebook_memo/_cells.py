@@ -100,6 +100,13 @@ class CellMemo:
     def entries(self) -> list[StoredRecord]:
         return [r for r in self._store().records() if self.owns(r.header.meta())]
 
+    def explain_last(self) -> Any:
+        """Return the report on this cell's last run; None before one."""
+        from ._explain import explain_call
+
+        call = self.last_call
+        return None if call is None else explain_call(self, call, as_miss=not self.last_hit)  # type: ignore[arg-type]
+
     def clear(self) -> int:
         store = self._store()
         return sum(store.delete_record(r) for r in self.entries())

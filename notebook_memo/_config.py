@@ -24,6 +24,7 @@ ENV_DISABLE = "NOTEBOOK_MEMO_DISABLE"
 ENV_SECRET = "NOTEBOOK_MEMO_SECRET"
 ENV_SIZE_LIMIT = "NOTEBOOK_MEMO_SIZE_LIMIT"
 ENV_LEASE = "NOTEBOOK_MEMO_LEASE"
+ENV_VERBOSE = "NOTEBOOK_MEMO_VERBOSE"
 
 DEFAULT_DIR_NAME = ".notebook_memo"
 DEFAULT_SIZE_LIMIT = 20 * 2**30  # 20 GiB per cache directory
@@ -95,7 +96,8 @@ class Settings:
     secret: bytes | None = None
     size_limit: int | None = None
     track_versions: bool = True
-    verbose: bool = True
+    verbose: bool = True  # notices: stale entries, cells restored
+    calls: int | None = None  # a line per call at >= 1 (joblib's verbose); None: NOTEBOOK_MEMO_VERBOSE, else 0
     disabled: bool = False  # %memo off
 
 
@@ -171,6 +173,39 @@ def disabled_by_env() -> bool:
         return True
     value = environ(ENV_DISABLE)
     return value is not None and value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def call_verbosity(chosen: int | None = None) -> int:
+    """Return how much to print per call: a function's ``verbose=``, else ``configure``, else the env, else 0."""
+    if chosen is not None:
+        return chosen
+    if settings.calls is not None:
+        return settings.calls
+    value = environ(ENV_VERBOSE)
+    if not value:
+        return 0
+    try:
+        return int(value)
+    except ValueError:
+        return 1 if value.strip().lower() in {"true", "yes", "on"} else 0
+
+
+def human_seconds(seconds: float) -> str:
+    """Return a duration for people: ``'0.4 ms'``, ``'12 ms'``, ``'3.2 s'``, ``'2 min 5 s'``, ``'1 h 20 min'``."""
+    if seconds < 0.01:
+        return f"{seconds * 1000:.2g} ms"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f} min {seconds % 60:.0f} s"
+    return f"{seconds // 3600:.0f} h {seconds % 3600 // 60:.0f} min"
+
+
+def announce(text: str) -> None:
+    """Print one line about what a call did (``verbose=1``), where the user looks: the cell's output."""
+    print(f"[notebook_memo] {text}", flush=True)
 
 
 def warn_once(cause: str, message: str, category: type[Warning] = MemoWarning) -> None:

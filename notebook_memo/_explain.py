@@ -117,11 +117,13 @@ def current_description(fn: MemoizedFunction[Any], call: Call) -> dict[str, Any]
     }
 
 
-def explain_call(fn: MemoizedFunction[Any], call: Call, as_miss: bool = False) -> Explanation:
+def explain_call(fn: MemoizedFunction[Any], call: Call, as_miss: bool = False,
+                 exclude: frozenset[str] = frozenset()) -> Explanation:
     """Return whether ``call`` would hit, and for a miss, what differs from the closest entries.
 
     ``as_miss`` explains a call that missed and has stored its result since: its own new
-    entry is left out of the comparison.
+    entry is left out of the comparison, and so are the entries whose keys are in ``exclude``
+    (stored by the same call).
     """
     name = fn.qualified_name
     unkeyed = sorted(call.deps.skipped)
@@ -150,7 +152,7 @@ def explain_call(fn: MemoizedFunction[Any], call: Call, as_miss: bool = False) -
         size = record.header.meta().get("size", 0)
         return Explanation(name, True, f"stored {_ago(record.header.created)}, computed in "
                            f"{record.header.duration:.3g} s, {human_bytes(size)}", notes, unkeyed)
-    entries = [(r, meta) for r in fn.entries() if r.key != call.key
+    entries = [(r, meta) for r in fn.entries() if r.key != call.key and r.key not in exclude
                for meta in [r.header.meta()] if "variants" not in meta]
     if not entries:
         return Explanation(name, False, f"nothing is cached for this function in {store.directory}", notes, unkeyed)

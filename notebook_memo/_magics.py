@@ -14,7 +14,6 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from . import _config
 from ._cells import CellOptions, cells, run_cell
 from ._config import parse_ttl
-from ._explain import explain_call
 from ._inventory import FunctionSummary, Inventory, Owner, human_bytes, human_time, owner
 from ._memo import clear_stale_all, registered
 from ._notebook import current_notebook, short_name
@@ -163,10 +162,10 @@ def line_command(line: str) -> Any:
     if command == "explain":
         if not rest:
             raise UsageError("%memo explain NAME: name a memoized function or a named cell")
-        target = _find(rest[0])
-        if target.last_call is None:
+        report = _find(rest[0]).explain_last()
+        if report is None:
             raise UsageError(f"%memo: {rest[0]} has not run in this session yet")
-        return explain_call(target, target.last_call, as_miss=not target.last_hit)
+        return report
     raise UsageError(f"%memo: unknown command {command!r}; use info, clear, off, on, dir or explain")
 
 

@@ -67,6 +67,7 @@ class Options:
     mmap: bool = False
     track_versions: bool | None = None
     files: tuple[str, ...] = ()
+    verbose: int | None = None  # a line per call at >= 1; None: configure(verbose=...)
 
 
 @dataclass
@@ -296,10 +297,8 @@ class MemoizedFunction(Generic[R]):
                       f"{self._name} reads the clock ({', '.join(deps.clock[:3])}): its cached result will not "
                       "change as time passes. Pass ttl= (for example @memo(ttl=\"1h\")) to recompute it after "
                       f"a while; {self._name}.explain() lists where it reads the clock.")
-        call = Call(key, arguments, state.code, state.own, deps, state.method,
+        return Call(key, arguments, state.code, state.own, deps, state.method,
                     _random_state.numbered(found) if found else {})
-        self.last_call = call
-        return call
 
     def _store(self) -> Store:
         where = (self._options.cache_dir, _config.settings.cache_dir, _config.environ(_config.ENV_DIR),
@@ -356,9 +355,10 @@ class MemoizedFunction(Generic[R]):
         if conditions:
             served(conditions, call.generators if call is not None else {}, outer)
         self.hits += 1
-        self.last_hit = True
         self.saved_seconds += record.header.duration
         store.count_hit(self._tag)
+        if call is not None and _config.call_verbosity(self._options.verbose):
+            _config.announce(f"{self._name}: from cache, saved {_config.human_seconds(record.header.duration)}")
         return value
 
     def _drop_corrupt(self, store: Store, key: str, why: str) -> None:
@@ -430,7 +430,8 @@ class MemoizedFunction(Generic[R]):
             return self._fn(*args, **kwargs)
         return self._call(args, kwargs, _refreshing.get())
 
-    def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any], refresh: bool) -> Any:
+    def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any], refresh: bool, probe: bool = False) -> Any:
+        """Look the call up, or compute and store it; a ``probe`` (``refresh()``) is not what explain explains."""
         outer = _conditions.active()
         # Inside another memoized body: our own lookups are not what that body reads.
         token = _conditions.pause() if outer else None
@@ -438,11 +439,16 @@ class MemoizedFunction(Generic[R]):
             call = self.make_call(args, kwargs)
             self._refuse_recursion(call)
             store = self._store()
-            if not refresh:
-                value = self._read(store, call.key, call, outer)
-                if value is not _MISS:
-                    return value
-            return self._lookup_or_compute(store, call, args, kwargs, refresh, outer)
+            misses = self.misses
+            try:
+                if not refresh:
+                    value = self._read(store, call.key, call, outer)
+                    if value is not _MISS:
+                        return value
+                return self._lookup_or_compute(store, call, args, kwargs, refresh, outer)
+            finally:
+                if not probe:
+                    self.last_call, self.last_hit = call, self.misses == misses
         finally:
             if token is not None:
                 _conditions.resume(token)
@@ -503,15 +509,21 @@ class MemoizedFunction(Generic[R]):
     def _compute(self, store: Store, call: Call, args: tuple[Any, ...], kwargs: dict[str, Any],
                  outer: Recorders) -> Any:
         self.misses += 1
-        self.last_hit = False
         self._check_stale(store, call)
         recorder = Recorder(self._options.files)
         before = _random_state.object_states(call.generators) if call.generators else {}
         start = time.perf_counter()
         with computing(call.key), _room_for_our_frames(), _conditions.recording(recorder, outer):
             result = self._fn(*args, **kwargs)
-        self._write(store, call, result, time.perf_counter() - start, (recorder, before, outer))
+        duration = time.perf_counter() - start
+        stored = self._write(store, call, result, duration, (recorder, before, outer))
+        self._announce_computed(duration, stored is not None)
         return result
+
+    def _announce_computed(self, duration: float, stored: bool) -> None:
+        if _config.call_verbosity(self._options.verbose):
+            _config.announce(f"{self._name}: computed in {_config.human_seconds(duration)}"
+                             + ("" if stored else " (not stored)"))
 
     def _reset_after_fork(self) -> None:
         """Locks and in-flight calls of the parent's threads and loops do not exist in a forked child."""
@@ -536,7 +548,7 @@ class MemoizedFunction(Generic[R]):
                 if entry[1] == 0:
                     del self._key_locks[key]
 
-    async def _acall(self, args: tuple[Any, ...], kwargs: dict[str, Any], refresh: bool) -> Any:
+    async def _acall(self, args: tuple[Any, ...], kwargs: dict[str, Any], refresh: bool, probe: bool = False) -> Any:
         if _disabled.get() or _config.disabled_by_env():
             return await self._fn(*args, **kwargs)
         outer = _conditions.active()
@@ -546,6 +558,15 @@ class MemoizedFunction(Generic[R]):
         finally:
             if token is not None:
                 _conditions.resume(token)
+        misses = self.misses
+        try:
+            return await self._aserve(call, args, kwargs, refresh, outer)
+        finally:
+            if not probe:
+                self.last_call, self.last_hit = call, self.misses == misses
+
+    async def _aserve(self, call: Call, args: tuple[Any, ...], kwargs: dict[str, Any], refresh: bool,
+                      outer: Recorders) -> Any:
         self._refuse_recursion(call)
         store = self._store()
         if self._pid != os.getpid():
@@ -597,14 +618,15 @@ class MemoizedFunction(Generic[R]):
                     future.set_result((None, _MISS))
                     return value
             self.misses += 1
-            self.last_hit = False
             self._check_stale(store, call)
             recorder = Recorder(self._options.files)
             before = _random_state.object_states(call.generators) if call.generators else {}
             start = time.perf_counter()
             with computing(call.key), _conditions.recording(recorder, outer):
                 result = await self._fn(*args, **kwargs)
-            payload = self._write(store, call, result, time.perf_counter() - start, (recorder, before, outer))
+            duration = time.perf_counter() - start
+            payload = self._write(store, call, result, duration, (recorder, before, outer))
+            self._announce_computed(duration, payload is not None)
             future.set_result((payload, result))
             return result
         except asyncio.CancelledError:
@@ -627,8 +649,8 @@ class MemoizedFunction(Generic[R]):
     def refresh(self, *args: Any, **kwargs: Any) -> Any:
         """Recompute, overwrite the stored result and return it."""
         if self._is_async:
-            return self._acall(args, kwargs, True)
-        return self._call(args, kwargs, True)
+            return self._acall(args, kwargs, True, probe=True)
+        return self._call(args, kwargs, True, probe=True)
 
     def uncached(self, *args: Any, **kwargs: Any) -> Any:
         """Run the function body without reading or writing the cache."""
@@ -716,6 +738,13 @@ class MemoizedFunction(Generic[R]):
         from ._explain import explain_call
 
         return explain_call(self, self.make_call(args, kwargs))
+
+    def explain_last(self) -> Any:
+        """Return the report on the last real call in this session (``%memo explain NAME``); None before one."""
+        from ._explain import explain_call
+
+        call = self.last_call
+        return None if call is None else explain_call(self, call, as_miss=not self.last_hit)
 
     # -- pickling: to workers and copies ------------------------------------------------------
     def __reduce__(self) -> tuple[Any, ...]:
@@ -896,7 +925,8 @@ def _package_parts(state: CodeState) -> dict[str, bytes]:
 def make_options(ttl: TTLLike = None, ignore: Iterable[str] = (), version: Any = None,
                  cache_dir: Any = None, skip_if: Callable[[Any], bool] | None = None,
                  mmap: bool = False, track_versions: bool | None = None,
-                 files: Iterable[str | os.PathLike[str]] | str | os.PathLike[str] = ()) -> Options:
+                 files: Iterable[str | os.PathLike[str]] | str | os.PathLike[str] = (),
+                 verbose: bool | int | None = None) -> Options:
     """Validate decorator arguments into Options."""
     if isinstance(ignore, str):
         ignore = [ignore]
@@ -909,8 +939,11 @@ def make_options(ttl: TTLLike = None, ignore: Iterable[str] = (), version: Any =
         if not isinstance(item, (str, os.PathLike)):
             raise TypeError(f"files= takes paths or glob patterns such as 'data/*.csv', not {item!r}")
         declared.append(os.fspath(item))
+    if verbose is not None and not isinstance(verbose, int):
+        raise TypeError(f"verbose= takes a level such as 1 (a line per call), 0 or a bool, not {verbose!r}")
     return Options(parse_ttl(ttl), frozenset(ignore), version,
-                   None if cache_dir is None else str(cache_dir), skip_if, mmap, track_versions, tuple(declared))
+                   None if cache_dir is None else str(cache_dir), skip_if, mmap, track_versions, tuple(declared),
+                   None if verbose is None else int(verbose))
 
 
 def wrap(fn: Any, options: Options) -> Any:
