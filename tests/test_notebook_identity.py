@@ -153,3 +153,60 @@ def test_plain_session_cleans_only_entries_with_no_notebook(ip: Shell, tmp_path:
     assert ip.run("load.clear()") == 1
     assert ip.run(f"__session__ = {str(tmp_path / 'a.ipynb')!r}\n@memo\ndef load(n):\n    return ('a', n)\n"
                   "load(1); load.cache_info().hits") == 1
+
+
+def test_a_lambda_and_the_notebook_travel_to_workers(tmp_path: Path) -> None:
+    """A worker has neither the lambda's source nor the notebook: both come with the pickled function."""
+    from tests.conftest import run_kernel
+
+    notebook = str(tmp_path / "fan_out.ipynb")
+    out = run_kernel([
+        """
+        from notebook_memo import memo
+        from joblib import Parallel, delayed
+        cube = memo(lambda x: x ** 3)
+        square = memo(lambda x: x ** 2)
+        """,
+        """
+        OUT["parallel"] = Parallel(n_jobs=2, backend="loky")(delayed(cube)(x) for x in range(4))
+        OUT["again"] = [cube(x) for x in range(4)]
+        OUT["hits"] = cube.hits
+        OUT["squares"] = [square(x) for x in range(2)]
+        OUT["stale"] = cube.clear_stale() + square.clear_stale()
+        OUT["entries"] = [cube.cache_info().entries, square.cache_info().entries]
+        """,
+    ], tmp_path / "cache", env={"JPY_SESSION_NAME": notebook})
+    assert out["parallel"] == out["again"] == [0, 1, 8, 27]
+    assert out["hits"] == 4  # the workers stored under the notebook's keys
+    assert out["stale"] == 0 and out["entries"] == [4, 2]
+    assert {nb for nb, _ in stored(tmp_path / "cache")} == {"fan_out.ipynb"}
+
+
+def test_vs_code_gives_the_notebook_too(ip: Shell, tmp_path: Path) -> None:
+    ip.run(f"__vsc_ipynb_file__ = {str(tmp_path / 'a.ipynb')!r}")
+    ip.run("@memo\ndef load(n):\n    return ('a', n)\nload(1)")
+    ip.run(f"__vsc_ipynb_file__ = {str(tmp_path / 'b.ipynb')!r}")
+    ip.run("@memo\ndef load(n):\n    return ('b', n)\nload(1)")
+    assert ip.run("load.clear_stale(), load.clear()") == (0, 1)
+    assert [nb for nb, _ in stored(tmp_path / "cache")] == ["a.ipynb"]
+
+
+def test_a_batch_function_of_another_notebook_keeps_its_items(ip: Shell, tmp_path: Path) -> None:
+    ip.run(f"__session__ = {str(tmp_path / 'a.ipynb')!r}")
+    ip.run("@memo.batch('xs')\ndef embed(xs):\n    return [x + 1 for x in xs]\n_ = embed([1, 2, 3])")
+    ip.run(f"__session__ = {str(tmp_path / 'b.ipynb')!r}")
+    ip.run("@memo.batch('xs')\ndef embed(xs):\n    return [x - 1 for x in xs]\n_ = embed([1])")
+    assert ip.run("embed.clear_stale(), embed.clear()") == (0, 1)
+    assert [nb for nb, _ in stored(tmp_path / "cache")] == ["a.ipynb"] * 3
+
+
+def test_cli_clears_one_notebooks_function_when_asked(ip: Shell, tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        ip.run(f"__session__ = {str(tmp_path / (name + '.ipynb'))!r}")
+        ip.run(f"@memo\ndef load(n):\n    return ({name!r}, n)\nload(1)")
+    cache = tmp_path / "cache"
+    done = cli("clear", "--function", "load", "--notebook", "b.ipynb", cache=cache)
+    assert done.returncode == 0 and "removed 1 entries" in done.stdout, done.stderr
+    assert [nb for nb, _ in stored(cache)] == ["a.ipynb"]
+    missing = cli("clear", "--function", "load", "--notebook", "b.ipynb", cache=cache)
+    assert missing.returncode == 1 and "of notebook b.ipynb" in missing.stderr
