@@ -508,12 +508,6 @@ class Store:
                 return False
             return bool(writer.delete(record.key))
 
-    @_gated
-    def evict(self, tag: str) -> int:
-        """Delete every record with ``tag``; return how many."""
-        self._hot.clear()
-        return int(self.writer.evict(tag))
-
     def records(self) -> Iterator[StoredRecord]:
         """Yield every record of ours whose header is intact (management commands, not the hit path).
 
