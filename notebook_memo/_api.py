@@ -48,7 +48,7 @@ class _Memo:
     ... def fetch(url: str, verbose: bool = False) -> str:
     ...     return url.upper()
 
-    :param ttl: seconds, a ``timedelta`` or text such as ``"90s"``, ``"6h"``, ``"7d"``;
+    :param ttl: seconds, a ``timedelta`` or text such as ``"90s"``, ``"30 min"``, ``"6 hours"``, ``"1h30m"``;
         ``None`` (the default) keeps results until they are cleared or evicted.
     :param ignore: names of arguments left out of the key (verbosity, progress bars).
     :param version: any value mixed into the key; change it to drop old results by hand.
