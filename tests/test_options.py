@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from notebook_memo import memo
+from notebook_memo import ConfigurationError, memo
 from notebook_memo._config import parse_size, parse_ttl
 
 # -- TTL text -------------------------------------------------------------------------------
@@ -79,3 +80,79 @@ def test_unreadable_size_lists_the_accepted_forms(size: str) -> None:
 def test_negative_size_is_an_error() -> None:
     with pytest.raises(ValueError, match="negative"):
         parse_size(-1)
+
+
+# -- unknown option names ---------------------------------------------------------------------
+
+
+def _refusal(make: Any) -> str:
+    with pytest.raises(TypeError) as caught:
+        make()
+    assert isinstance(caught.value, ConfigurationError)
+    return str(caught.value)
+
+
+def test_misspelt_option_names_it_and_suggests_the_nearest() -> None:
+    message = _refusal(lambda: memo(tll=60))
+    assert "memo() got an unknown option 'tll'; did you mean 'ttl'?" in message
+
+
+@pytest.mark.parametrize("foreign, ours", [
+    ("location", "cache_dir"), ("directory", "cache_dir"), ("cachedir", "cache_dir"), ("expire", "ttl"),
+    ("ignore_args", "ignore"), ("exclude", "ignore"), ("mmap_mode", "mmap"),
+])
+def test_joblib_and_diskcache_names_point_to_ours(foreign: str, ours: str) -> None:
+    message = _refusal(lambda: memo(**{foreign: "x"}))
+    assert f"unknown option {foreign!r}" in message and f"use {ours!r}" in message
+
+
+def test_maxsize_explains_the_size_limit_is_per_directory() -> None:
+    message = _refusal(lambda: memo(maxsize=128))
+    assert "unknown option 'maxsize'" in message and "configure(size_limit=" in message
+
+
+def test_unrelated_option_lists_the_valid_ones() -> None:
+    message = _refusal(lambda: memo(frobnicate=True))
+    assert "unknown option 'frobnicate'" in message and "did you mean" not in message
+    for name in ("ttl", "ignore", "version", "cache_dir", "files"):
+        assert name in message
+
+
+def test_batch_option_misspelt_or_foreign() -> None:
+    assert "did you mean 'batch_size'?" in _refusal(lambda: memo.batch("texts", batchsize=10))
+    assert "use 'cache_dir'" in _refusal(lambda: memo.batch("texts", location="/tmp/x"))
+    assert "memo.batch() got an unknown option 'tll'; did you mean 'ttl'?" in _refusal(
+        lambda: memo.batch("texts", tll=5))
+
+
+def test_per_instance_and_cached_property_options() -> None:
+    assert "memo.per_instance() got an unknown option 'tll'; did you mean 'ttl'?" in _refusal(
+        lambda: memo.per_instance(tll=5))
+    assert "use 'ttl'" in _refusal(lambda: memo.cached_property(expire=5))
+    message = _refusal(lambda: memo.per_instance(cache_dir="/tmp/x"))
+    assert "unknown option 'cache_dir'" in message and "in memory" in message and "@memo" in message
+
+
+def test_option_names_come_from_the_signature_of_make_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    from notebook_memo import _memo
+
+    original = _memo.make_options
+
+    def make_options(colour: str = "red", **options: Any) -> Any:
+        return original(**options)
+
+    make_options.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [*inspect.signature(original).parameters.values(),
+         inspect.Parameter("colour", inspect.Parameter.KEYWORD_ONLY, default="red")])
+    monkeypatch.setattr(_memo, "make_options", make_options)
+
+    @memo(colour="blue", ttl=5)
+    def f(x: int) -> int:
+        return x
+
+    @memo.batch("xs", colour="blue")
+    def g(xs: list[int]) -> list[int]:
+        return xs
+
+    assert f(1) == 1 and g([1]) == [1]
+    assert "did you mean 'colour'?" in _refusal(lambda: memo(color="blue"))
