@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from notebook_memo import ConfigurationError, memo
+from notebook_memo import ConfigurationError, Memoized, memo
 from notebook_memo._config import parse_size, parse_ttl
 
 # -- TTL text -------------------------------------------------------------------------------
@@ -156,3 +156,48 @@ def test_option_names_come_from_the_signature_of_make_options(monkeypatch: pytes
 
     assert f(1) == 1 and g([1]) == [1]
     assert "did you mean 'colour'?" in _refusal(lambda: memo(color="blue"))
+
+
+# -- functools vocabulary ---------------------------------------------------------------------
+
+
+def test_cache_clear_is_clear_as_lru_cache_spells_it() -> None:
+    @memo
+    def f(x: int) -> int:
+        return x
+
+    f(1)
+    f(2)
+    assert f.cache_clear() == 2
+    assert not f.is_cached(1) and f.cache_info().entries == 0
+    assert callable(getattr(Memoized, "cache_clear", None))
+
+
+def test_cache_clear_on_batch_functions_and_methods() -> None:
+    @memo.batch("xs")
+    def double(xs: list[int]) -> list[int]:
+        return [x * 2 for x in xs]
+
+    class Scaler:
+        @memo
+        def scale(self, x: int) -> int:
+            return x * 3
+
+    double([1, 2, 3])
+    Scaler().scale(1)
+    assert double.cache_clear() == 3 and not double.is_cached([1])
+    assert Scaler().scale.cache_clear() == 1
+
+
+def test_cache_info_reads_like_lru_cache() -> None:
+    @memo
+    def f(x: int) -> int:
+        return x
+
+    f(1)
+    f(1)
+    f(2)
+    info = f.cache_info()
+    assert (info.hits, info.misses, info.maxsize, info.currsize) == (1, 2, None, 2)
+    hits, misses, entries, nbytes, saved = info  # the documented shape is kept
+    assert (hits, misses, entries) == (1, 2, 2) and nbytes > 0 and saved >= 0
