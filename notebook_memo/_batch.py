@@ -41,7 +41,7 @@ class BatchFunction(MemoizedFunction[Any]):
                                      f"{argument!r}; its parameters are {self._binder.names}"
                                      + (f"; did you mean {near[0]!r}?" if near else ""))
         if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+            raise ConfigurationError(f"batch_size must be at least 1, not {batch_size!r}")
         self._argument = argument
         self._batch_size = batch_size
         self._progress = progress

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import _config
-from ._config import parse_size, parse_ttl
+from ._config import DURATION_TEXT, duration_text, parse_size
 from ._inventory import Inventory, human_bytes, human_time
 from ._store import get_store, is_cache_directory
 
@@ -47,10 +47,12 @@ def _inventory(directory: str) -> Inventory:
 
 def _age(text: str) -> float:
     """Return the seconds ``--older-than`` names; a CliError when it cannot be read."""
-    try:
-        return parse_ttl(text) or 0.0
-    except (TypeError, ValueError) as exc:
-        raise CliError(f"--older-than: {exc}") from None
+    seconds = duration_text(text)
+    if seconds is None:
+        raise CliError(f"--older-than: cannot read the age {text!r}: write seconds (3600) or {DURATION_TEXT}")
+    if not seconds > 0:
+        raise CliError(f"--older-than must be positive, got {text!r}")
+    return seconds
 
 
 def _size(text: str) -> int:

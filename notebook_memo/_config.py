@@ -56,7 +56,8 @@ _NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
 _SECONDS_TEXT = re.compile(rf"[+-]?{_NUMBER}")
 _TTL_TEXT = re.compile(rf"(?:{_NUMBER}\s*[a-z]+\s*,?\s*)+")
 _TTL_PART = re.compile(rf"({_NUMBER})\s*([a-z]+)")
-_TTL_FORMS = "write seconds (3600), a timedelta, or text such as '90s', '30 min', '6 hours', '1 day', '1h30m'"
+DURATION_TEXT = "text such as '90s', '30 min', '6 hours', '1 day', '1h30m'"
+_TTL_FORMS = f"write seconds (3600), a timedelta, or {DURATION_TEXT}"
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
 _SIZE_FORMS = "write bytes (5000000000) or text such as '500MB', '5GB', '512MiB', '2 TiB'"
 
@@ -70,7 +71,10 @@ def parse_ttl(ttl: TTLLike) -> float | None:
     elif isinstance(ttl, (int, float)) and not isinstance(ttl, bool):
         seconds = float(ttl)
     elif isinstance(ttl, str):
-        seconds = _ttl_text(ttl)
+        read = duration_text(ttl)
+        if read is None:
+            raise ValueError(f"cannot read the TTL {ttl!r}: {_TTL_FORMS}")
+        seconds = read
     else:
         raise TypeError(f"ttl must be seconds, a timedelta, text like '6h' or None, not {ttl!r}")
     if not seconds > 0:  # also NaN
@@ -78,16 +82,16 @@ def parse_ttl(ttl: TTLLike) -> float | None:
     return seconds
 
 
-def _ttl_text(ttl: str) -> float:
-    """Return the seconds in a TTL written as text: ``"3600"``, ``"90 min"``, ``"1 hour 30 minutes"``."""
-    text = ttl.strip().lower()
+def duration_text(text: str) -> float | None:
+    """Return the seconds in text such as ``"3600"``, ``"90 min"``, ``"1 hour 30 minutes"``; None if unreadable."""
+    text = text.strip().lower()
     if _SECONDS_TEXT.fullmatch(text):
         return float(text)
     if _TTL_TEXT.fullmatch(text):
         parts = _TTL_PART.findall(text)
         if all(unit in _UNITS for _, unit in parts):
             return sum(float(number) * _UNITS[unit] for number, unit in parts)
-    raise ValueError(f"cannot read the TTL {ttl!r}: {_TTL_FORMS}")
+    return None
 
 
 def parse_size(size: int | str) -> int:
