@@ -5,14 +5,15 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
-from typing import Any, Protocol, TypeVar, overload
+from typing import Any, NoReturn, Protocol, TypeVar, overload
 
 from typing_extensions import ParamSpec
 
-from . import _methods
+from . import _memo, _methods
 from ._conditions import depends_on
 from ._config import TTLLike
-from ._memo import CacheInfo, clear_stale_all, disabled, keep_alive, make_options, refreshing, wrap
+from ._memo import CacheInfo, clear_stale_all, disabled, keep_alive, refreshing, wrap
+from ._options import check_options, checked, keyword_names
 
 __all__ = ()
 
@@ -34,8 +35,13 @@ class Memoized(Protocol[P, R]):
     def explain(self, *args: P.args, **kwargs: P.kwargs) -> Any: ...
     def explain_last(self) -> Any: ...
     def clear(self) -> int: ...
+    def cache_clear(self) -> int: ...
     def clear_stale(self) -> int: ...
     def cache_info(self) -> CacheInfo: ...
+
+
+_IN_MEMORY = ("it keeps results in memory on each object, for as long as the object lives; "
+              "@memo stores them on disk and takes the other options")
 
 
 class _Memo:
@@ -49,7 +55,7 @@ class _Memo:
     ... def fetch(url: str, verbose: bool = False) -> str:
     ...     return url.upper()
 
-    :param ttl: seconds, a ``timedelta`` or text such as ``"90s"``, ``"6h"``, ``"7d"``;
+    :param ttl: seconds, a ``timedelta`` or text such as ``"90s"``, ``"30 min"``, ``"6 hours"``, ``"1h30m"``;
         ``None`` (the default) keeps results until they are cleared or evicted.
     :param ignore: names of arguments left out of the key (verbosity, progress bars).
     :param version: any value mixed into the key; change it to drop old results by hand.
@@ -79,7 +85,8 @@ class _Memo:
     ) -> Callable[[Callable[P, R]], Memoized[P, R]]: ...
 
     def __call__(self, fn: Any = None, /, **kwargs: Any) -> Any:
-        options = make_options(**kwargs)
+        check_options("memo()", kwargs, keyword_names(_memo.make_options))
+        options = _memo.make_options(**kwargs)
         if fn is None:
             return lambda f: wrap(f, options)
         return wrap(fn, options)
@@ -95,6 +102,7 @@ class _Memo:
         return refreshing()
 
     @staticmethod
+    @checked("memo.per_instance()", _IN_MEMORY)
     def per_instance(fn: Callable[P, R] | None = None, /, *, ttl: TTLLike = None) -> Any:
         """Cache a method's results on each object, in memory; they die with the object.
 
@@ -106,6 +114,7 @@ class _Memo:
         return _methods.per_instance(fn, ttl=ttl)
 
     @staticmethod
+    @checked("memo.cached_property()", _IN_MEMORY)
     def cached_property(fn: Callable[..., R] | None = None, /, *, ttl: TTLLike = None) -> Any:
         """Like ``functools.cached_property``; ``async def`` properties are awaited once.
 
@@ -113,11 +122,21 @@ class _Memo:
         """
         return _methods.cached_property(fn, ttl=ttl)
 
+    @overload
     @staticmethod
     def batch(argument: str, /, *, batch_size: int = 256, progress: bool = True, ttl: TTLLike = None,
               ignore: Iterable[str] = (), version: Any = None, cache_dir: str | os.PathLike[str] | None = None,
-              track_versions: bool | None = None,
-              verbose: bool | int | None = None) -> Callable[[Callable[P, R]], Memoized[P, R]]:
+              mmap: bool = False, track_versions: bool | None = None,
+              files: Iterable[str | os.PathLike[str]] | str | os.PathLike[str] = (),
+              verbose: bool | int | None = None,
+              ) -> Callable[[Callable[P, R]], Memoized[P, R]]: ...
+
+    @overload
+    @staticmethod
+    def batch(argument: Callable[..., Any], /) -> NoReturn: ...  # @memo.batch without its argument: an error
+
+    @staticmethod
+    def batch(argument: Any = None, /, **options: Any) -> Any:
         """Cache a function over a sequence item by item: only new items are computed.
 
         >>> @memo.batch("texts", batch_size=256)
@@ -127,11 +146,13 @@ class _Memo:
         :param argument: the parameter holding the items (list, tuple, numpy array, pandas Series).
         :param batch_size: the most items passed to one call of the function.
         :param progress: show a tqdm progress bar when more than one chunk must be computed.
+
+        The other options are those of ``@memo`` (``ttl``, ``ignore``, ``version``, ``cache_dir``, ...),
+        except ``skip_if``: every item's result is stored.
         """
         from ._batch import batch
 
-        return batch(argument, batch_size=batch_size, progress=progress, ttl=ttl, ignore=ignore,  # type: ignore[no-any-return]
-                     version=version, cache_dir=cache_dir, track_versions=track_versions, verbose=verbose)
+        return batch(argument, **options)
 
     @staticmethod
     def depends_on_file(path: PathT, /) -> PathT:

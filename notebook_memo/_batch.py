@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import difflib
 import inspect
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from . import _conditions, _config, _containers, _random_state
+from . import _conditions, _config, _containers, _memo, _random_state
 from ._config import LOCK_POLL_MAX
 from ._containers import ResultType
-from ._errors import BatchError, MemoWarning
+from ._errors import BatchError, ConfigurationError, MemoWarning, OptionError
 from ._explain import Explanation, explain_call
 from ._hashing import combine, content_hash
 from ._leases import Watch
 from ._memo import _MISS, Call, MemoizedFunction, Options, conditioned_entry, run_conditions, save, storage_trouble
+from ._options import check_options, keyword_names
 from ._serialize import dumps
 from ._store import Store
 
@@ -47,10 +49,12 @@ class BatchFunction(MemoizedFunction[Any]):
                  progress: bool) -> None:
         super().__init__(fn, options)
         if argument not in self._binder.names:
-            raise ValueError(f"memo.batch({argument!r}): {fn.__qualname__} has no parameter named {argument!r}; "
-                             f"its parameters are {self._binder.names}")
+            near = difflib.get_close_matches(argument, self._binder.names, n=1)
+            raise ConfigurationError(f"memo.batch({argument!r}): {fn.__qualname__} has no parameter named "
+                                     f"{argument!r}; its parameters are {self._binder.names}"
+                                     + (f"; did you mean {near[0]!r}?" if near else ""))
         if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+            raise ConfigurationError(f"batch_size must be at least 1, not {batch_size!r}")
         self._argument = argument
         self._batch_size = batch_size
         self._progress = progress
@@ -385,15 +389,10 @@ class _Plan:
 
     def absorb(self, positions: list[int], result: Any, duration: float,
                recorder: _conditions.Recorder | None = None) -> None:
-        kind = _containers.kind(result)
-        try:
-            length = len(result)
-        except TypeError:
-            length = -1
-        if length != len(positions):
-            raise BatchError(f"{self.fn._name} returned {length} results for {len(positions)} items: a batch "
-                             "function must return one result per item, in order; nothing from this chunk "
-                             "was stored")
+        kind = _result_kind(result)
+        length = _length(result) if kind else None
+        if kind is None or length != len(positions):
+            raise BatchError(_misfit(self.fn._name, result, length, len(positions)))
         if self.result_kind is None:
             self.result_kind = kind
         self.computed.extend(positions)
@@ -465,14 +464,61 @@ class _Plan:
         return _containers.assemble(parts, types, index)
 
 
-def batch(argument: str, *, batch_size: int = 256, progress: bool = True, **options: Any) -> Any:
-    """Decorator factory behind ``memo.batch``."""
-    from ._memo import make_options
+def _result_kind(result: Any) -> str | None:
+    """Return the container kind of a batch function's result, or None when it is no container we split."""
+    try:
+        return _containers.kind(result)
+    except BatchError:
+        return None
 
-    resolved = make_options(**options)
+
+def _misfit(name: str, result: Any, length: int | None, count: int) -> str:
+    """Return the message for a batch result that does not hold one result per item."""
+    what = type(result).__qualname__
+    what = f"{'an' if what[:1].lower() in 'aeiou' else 'a'} {what}"
+    if length is not None:
+        what += f" of {length} result{'' if length == 1 else 's'}"
+    return (f"{name} returned {what} for {count} items: a batch function must return one result per item, in "
+            "order, in a list, tuple, numpy array, pandas Series or DataFrame; nothing from this chunk was stored")
+
+
+def _length(result: Any) -> int | None:
+    try:
+        return len(result)
+    except TypeError:  # a 0-dimensional array
+        return None
+
+
+NOT_FOR_BATCH = frozenset({"skip_if"})  # options of @memo a batch function does not take: every item is stored
+
+
+def batch(argument: Any = None, /, *, batch_size: int = 256, progress: bool = True, **options: Any) -> Any:
+    """Decorator factory behind ``memo.batch``."""
+    if callable(argument):
+        raise OptionError(f"@memo.batch was used without the name of the parameter that holds the items: "
+                          f"{_batch_usage(argument)}")
+    accepted = [*keyword_names(batch), *(n for n in keyword_names(_memo.make_options) if n not in NOT_FOR_BATCH)]
+    check_options("memo.batch()", options, accepted)
+    if argument is not None and not isinstance(argument, str):
+        raise OptionError(f"memo.batch() takes the name of the parameter that holds the items, not {argument!r}: "
+                          'write @memo.batch("texts") for embed(texts, model)')
+    resolved = _memo.make_options(**options)
 
     def decorate(fn: Callable[..., Any]) -> BatchFunction:
+        if argument is None:
+            raise OptionError(f"@memo.batch() needs the name of the parameter that holds the items: "
+                              f"{_batch_usage(fn)}")
         return BatchFunction(fn, resolved, argument, batch_size, progress)
 
     return decorate
 
+
+def _batch_usage(fn: Callable[..., Any]) -> str:
+    """Return how to write ``@memo.batch`` for ``fn``, with its first parameter as the example."""
+    try:
+        names = list(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        names = []
+    example = next((n for n in names if n not in ("self", "cls")), "texts")
+    call = f"{getattr(fn, '__name__', 'embed')}({', '.join(names)})" if names else "embed(texts, model)"
+    return f'use @memo.batch("<name of the list parameter>"), e.g. @memo.batch("{example}") for {call}'

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import _config
-from ._config import parse_size, parse_ttl
+from ._config import DURATION_TEXT, duration_text, parse_size
 from ._inventory import Inventory, human_bytes, human_time
 from ._notebook import short_name
 from ._store import get_store, is_cache_directory
@@ -39,7 +39,29 @@ def _inventory(directory: str) -> Inventory:
     if not is_cache_directory(str(path)):
         raise CliError(f"{path} is not a notebook_memo cache directory (no {path / 'NOTEBOOK_MEMO_CACHE'} marker); "
                        "refusing to touch it")
-    return Inventory(get_store(str(path.resolve()), _config.resolve_size_limit()))
+    try:
+        size_limit = _config.resolve_size_limit()
+    except ValueError as exc:
+        raise CliError(f"{_config.ENV_SIZE_LIMIT}: {exc}") from None
+    return Inventory(get_store(str(path.resolve()), size_limit))
+
+
+def _age(text: str) -> float:
+    """Return the seconds ``--older-than`` names; a CliError when it cannot be read."""
+    seconds = duration_text(text)
+    if seconds is None:
+        raise CliError(f"--older-than: cannot read the age {text!r}: write seconds (3600) or {DURATION_TEXT}")
+    if not seconds > 0:
+        raise CliError(f"--older-than must be positive, got {text!r}")
+    return seconds
+
+
+def _size(text: str) -> int:
+    """Return the bytes ``--max-size`` names; a CliError when it cannot be read."""
+    try:
+        return parse_size(text)
+    except (TypeError, ValueError) as exc:
+        raise CliError(f"--max-size: {exc}") from None
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -83,15 +105,18 @@ def cmd_clear(args: argparse.Namespace) -> int:
 def cmd_prune(args: argparse.Namespace) -> int:
     if not (args.older_than or args.keep_latest or args.max_size):
         raise CliError("prune needs --older-than, --keep-latest or --max-size")
+    # Read every value before the directory is touched: a bad one must not leave half a prune behind.
+    age = _age(args.older_than) if args.older_than else None
+    size = _size(args.max_size) if args.max_size else None
     inventory = _inventory(args.dir)
     started = time.time()
     removed = 0
-    if args.older_than:
-        removed += inventory.prune_older_than(parse_ttl(args.older_than) or 0)
+    if age is not None:
+        removed += inventory.prune_older_than(age)
     if args.keep_latest:
         removed += inventory.prune_keep_latest()
-    if args.max_size:
-        removed += inventory.prune_max_size(parse_size(args.max_size))
+    if size is not None:
+        removed += inventory.prune_max_size(size)
     inventory.store.repair(started)
     print(f"removed {removed} entries; {human_bytes(inventory.store.stored_bytes())} stored, "
           f"{human_bytes(inventory.store.volume())} on disk with the index")
@@ -120,9 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
     clear.add_argument("--notebook", help="only that function of this notebook (path or file name); a function of "
                                           "the same name in another notebook keeps its entries")
     prune = with_dir(sub.add_parser("prune", help="delete old, stale or excess entries"))
-    prune.add_argument("--older-than", metavar="AGE", help="entries stored longer ago than AGE (e.g. 7d, 12h)")
+    prune.add_argument("--older-than", metavar="AGE",
+                       help="entries stored longer ago than AGE (e.g. 7d, '12 hours', 1h30m, 3600)")
     prune.add_argument("--keep-latest", action="store_true", help="keep only the newest code version of each function")
-    prune.add_argument("--max-size", metavar="SIZE", help="evict least recently used entries down to SIZE (e.g. 5GB)")
+    prune.add_argument("--max-size", metavar="SIZE",
+                       help="evict least recently used entries down to SIZE (e.g. 5GB, 512MiB)")
     demo = sub.add_parser("demo", help="run the quickstart notebook twice through a real kernel")
     demo.add_argument("--notebook", default=None, help="notebook to run (default: notebooks/quickstart.ipynb)")
     demo.add_argument("--cache-dir", default=None, help="cache directory (default: a fresh temporary one)")

@@ -44,13 +44,27 @@ TYPE_DESCRIPTION_LIMIT = 4 * 2**10  # characters of a batch result's type kept i
 
 TTLLike = Union[None, int, float, str, timedelta]  # noqa: UP007 (a runtime alias on 3.10)
 
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_TTL_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
+_UNIT_SECONDS = {
+    0.001: ("ms", "msec", "msecs", "millisecond", "milliseconds"),
+    1: ("s", "sec", "secs", "second", "seconds"),
+    60: ("m", "min", "mins", "minute", "minutes"),
+    3600: ("h", "hr", "hrs", "hour", "hours"),
+    86400: ("d", "day", "days"),
+    604800: ("w", "wk", "wks", "week", "weeks"),
+}
+_UNITS = {name: float(seconds) for seconds, names in _UNIT_SECONDS.items() for name in names}
+_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
+_SECONDS_TEXT = re.compile(rf"[+-]?{_NUMBER}")
+_TTL_TEXT = re.compile(rf"(?:{_NUMBER}\s*[a-z]+\s*,?\s*)+")
+_TTL_PART = re.compile(rf"({_NUMBER})\s*([a-z]+)")
+DURATION_TEXT = "text such as '90s', '30 min', '6 hours', '1 day', '1h30m'"
+_TTL_FORMS = f"write seconds (3600), a timedelta, or {DURATION_TEXT}"
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+_SIZE_FORMS = "write bytes (5000000000) or text such as '500MB', '5GB', '512MiB', '2 TiB'"
 
 
 def parse_ttl(ttl: TTLLike) -> float | None:
-    """Return a TTL in seconds: from seconds, a ``timedelta``, or text such as ``"6h"``."""
+    """Return a TTL in seconds: from seconds, a ``timedelta``, or text such as ``"6h"``, ``"2 days"``, ``"1h30m"``."""
     if ttl is None:
         return None
     if isinstance(ttl, timedelta):
@@ -58,28 +72,38 @@ def parse_ttl(ttl: TTLLike) -> float | None:
     elif isinstance(ttl, (int, float)) and not isinstance(ttl, bool):
         seconds = float(ttl)
     elif isinstance(ttl, str):
-        text = ttl.strip().lower().replace(" ", "")
-        parts = _TTL_PART.findall(text)
-        if not parts or "".join(n + u for n, u in parts) != text:
-            raise ValueError(
-                f"cannot read the TTL {ttl!r}: write seconds (90), a timedelta, or text "
-                "such as '90s', '30m', '6h', '7d', '1h30m'"
-            )
-        seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+        read = duration_text(ttl)
+        if read is None:
+            raise ValueError(f"cannot read the TTL {ttl!r}: {_TTL_FORMS}")
+        seconds = read
     else:
         raise TypeError(f"ttl must be seconds, a timedelta, text like '6h' or None, not {ttl!r}")
-    if seconds <= 0:
-        raise ValueError(f"ttl must be positive, got {ttl!r}")
+    if not seconds > 0:  # also NaN
+        raise ValueError(f"ttl must be positive, got {ttl!r}; leave it out (None) to keep results until cleared")
     return seconds
+
+
+def duration_text(text: str) -> float | None:
+    """Return the seconds in text such as ``"3600"``, ``"90 min"``, ``"1 hour 30 minutes"``; None if unreadable."""
+    text = text.strip().lower()
+    if _SECONDS_TEXT.fullmatch(text):
+        return float(text)
+    if _TTL_TEXT.fullmatch(text):
+        parts = _TTL_PART.findall(text)
+        if all(unit in _UNITS for _, unit in parts):
+            return sum(float(number) * _UNITS[unit] for number, unit in parts)
+    return None
 
 
 def parse_size(size: int | str) -> int:
     """Return a byte count from an int or text such as ``"5GB"`` or ``"512MiB"``."""
     if isinstance(size, int) and not isinstance(size, bool):
+        if size < 0:
+            raise ValueError(f"a size cannot be negative, got {size!r}: {_SIZE_FORMS}")
         return size
     match = _SIZE.match(str(size))
     if not match:
-        raise ValueError(f"cannot read the size {size!r}: write bytes or text like '5GB', '512MiB'")
+        raise ValueError(f"cannot read the size {size!r}: {_SIZE_FORMS}")
     number, unit = match.groups()
     unit = (unit or "").lower()
     base = 1024 if "i" in unit else 1000

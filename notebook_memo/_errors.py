@@ -28,6 +28,13 @@ class ConfigurationError(MemoError, ValueError):
     """A setting holds a value that cannot work (an empty secret, say); the message says how to fix it."""
 
 
+class OptionError(ConfigurationError, TypeError):
+    """A decorator was given an option it does not take, or used without the argument it needs.
+
+    A TypeError too, as Python raises for an unexpected keyword argument.
+    """
+
+
 class BatchError(MemoError, ValueError):
     """A batch function returned a result that does not line up with its items."""
 

@@ -46,13 +46,27 @@ _MISS = object()
 
 
 class CacheInfo(NamedTuple):
-    """Statistics of one memoized function, in the spirit of ``lru_cache.cache_info()``."""
+    """Statistics of one memoized function, in the spirit of ``lru_cache.cache_info()``.
+
+    ``currsize`` and ``maxsize`` read as in ``lru_cache``; they are properties, not fields, so the
+    tuple keeps its five documented fields.
+    """
 
     hits: int
     misses: int
     entries: int
     bytes: int
     saved_seconds: float
+
+    @property
+    def currsize(self) -> int:
+        """The number of entries on disk, as ``lru_cache`` names it."""
+        return self.entries
+
+    @property
+    def maxsize(self) -> None:
+        """Always None: no function has a size of its own (``configure(size_limit=...)`` bounds a directory)."""
+        return None
 
 
 @dataclass(frozen=True)
@@ -689,6 +703,10 @@ class MemoizedFunction(Generic[R]):
         """
         store = self._store()
         return sum(store.delete_record(r) for r in self.entries())
+
+    def cache_clear(self) -> int:
+        """``clear()`` under ``lru_cache``'s name."""
+        return self.clear()
 
     def entries(self) -> list[StoredRecord]:
         """Return the stored records of this function (all code versions; of this notebook's function)."""

@@ -138,7 +138,7 @@ def test_wrong_number_of_results_is_a_clear_error_and_nothing_is_stored(seen: Se
         seen.append(list(xs))
         return list(xs)[:-1]
 
-    with pytest.raises(BatchError, match="returned 1 results for 2 items"):
+    with pytest.raises(BatchError, match="returned a list of 1 result for 2 items"):
         broken([1, 2])
     with pytest.raises(BatchError):
         broken([1, 2])
