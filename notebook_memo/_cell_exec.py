@@ -109,6 +109,7 @@ def _run_coroutine(coro: Any) -> Any:
 
 def execute(shell: Any, tree: ast.Module, filename: str) -> Any:
     """Run a parsed cell in the shell's namespace; return the last expression's value or None."""
+    __tracebackhide__ = True  # an error raised in the cell shows the cell's frames, not ours
     body = list(tree.body)
     last = body.pop() if body and isinstance(body[-1], ast.Expr) else None
     assert last is None or isinstance(last, ast.Expr)
