@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import inspect
 import time
 from collections.abc import Callable, Iterator
@@ -176,6 +177,22 @@ class BatchFunction(MemoizedFunction[Any]):
         return any([store.delete(self._item_key(call, d)) for d in dict.fromkeys(digests)])
 
 
+def _tqdm_class() -> Any:
+    """tqdm's widget bar where ipywidgets is installed (in Jupyter), else its text bar.
+
+    Without ipywidgets, tqdm.auto would warn "IProgress not found" and fall back to text anyway.
+    """
+    try:
+        widgets = importlib.util.find_spec("ipywidgets") is not None
+    except (ImportError, ValueError):
+        widgets = False
+    if widgets:
+        from tqdm.auto import tqdm
+    else:
+        from tqdm.std import tqdm
+    return tqdm
+
+
 class _Plan:
     """One batch call: which items are cached, which to compute, and the results so far."""
 
@@ -301,7 +318,7 @@ class _Plan:
         if not self.fn._progress:
             return None
         try:
-            from tqdm.auto import tqdm
+            tqdm = _tqdm_class()
         except ImportError:
             return None
         return tqdm(total=total, desc=f"{self.fn._name}: computing {total} new items", unit="item")

@@ -10,6 +10,8 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from ._widgets import replayable, static_bundle
+
 __all__ = ()
 
 
@@ -38,7 +40,10 @@ class _Tee:
 
 @contextlib.contextmanager
 def capture(shell: Any) -> Iterator[list[tuple[Any, ...]]]:
-    """Record stdout, stderr and display outputs, in order, while still showing them."""
+    """Record stdout, stderr and display outputs, in order, while still showing them.
+
+    Widgets displayed are recorded as they are when the cell ends: their models die with the kernel.
+    """
     events: list[tuple[Any, ...]] = []
     out, err = sys.stdout, sys.stderr
     publisher = shell.display_pub
@@ -53,9 +58,22 @@ def capture(shell: Any) -> Iterator[list[tuple[Any, ...]]]:
     try:
         yield events
         _flush_inline_figures()
+        events[:] = _without_live_widgets(events)
     finally:
         sys.stdout, sys.stderr = out, err
         publisher.publish = original
+
+
+def _without_live_widgets(events: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    kept: list[tuple[Any, ...]] = []
+    for event in events:
+        if event[0] == "display":
+            data = static_bundle(event[1])
+            if data is None:
+                continue  # a widget closed before the cell ended shows nothing
+            event = ("display", data, event[2])
+        kept.append(event)
+    return kept
 
 
 def _flush_inline_figures() -> None:
@@ -76,7 +94,9 @@ def replay(shell: Any, events: list[tuple[Any, ...]]) -> None:
         elif event[0] == "stderr":
             sys.stderr.write(event[1])
         elif event[0] == "display":
-            shell.display_pub.publish(data=event[1], metadata=event[2])
+            data = replayable(event[1])
+            if data is not None:
+                shell.display_pub.publish(data=data, metadata=event[2])
     sys.stdout.flush()
 
 
