@@ -81,9 +81,9 @@ def _line_words(line: str) -> tuple[str, list[str]]:
     options = [w for w in rest if w.startswith("-") and not (command == "clear" and w == "--stale")]
     if options:
         raise UsageError(f"%memo {command}: unknown option {options[0]!r}; usage: %memo {usage}")
-    if len(rest) > most or (command == "clear" and "--stale" in rest and len(rest) > 1):
-        extra = rest[most:] if len(rest) > most else [w for w in rest if w != "--stale"]
-        raise UsageError(f"%memo {command}: unexpected {' '.join(repr(w) for w in extra)}; usage: %memo {usage}")
+    if len(rest) > most:
+        extra = " ".join(repr(w) for w in rest[most:])
+        raise UsageError(f"%memo {command}: unexpected {extra}; usage: %memo {usage}")
     return command, rest
 
 

@@ -572,7 +572,8 @@ def test_the_restore_note_and_the_namespace_leave_out_shell_bookkeeping(
         ip: Shell, capsys: pytest.CaptureFixture[str]) -> None:
     cell = ("%%memo warns\nimport warnings\nRUNS['n'] = RUNS.get('n', 0) + 1\n"
             "warnings.warn('careful')\nvalue = 3\nvalue")
-    ip.run(cell)
+    with pytest.warns(UserWarning, match="careful"):
+        ip.run(cell)
     assert "__warningregistry__" in ip.ip.user_ns  # the shell's bookkeeping, not the cell's output
     ip.run("del value")  # IPython drops __warningregistry__ itself as the next cell starts
     capsys.readouterr()
