@@ -10,6 +10,7 @@ import nbformat
 import pytest
 
 from notebook_memo._demo import execute_notebook
+from tests.conftest import Shell
 
 pytest.importorskip("ipywidgets")
 
@@ -62,6 +63,32 @@ def test_a_restored_cell_shows_its_progress_bar_final_state_not_a_missing_widget
     text = _text(restored)
     assert "squares" in text and "100%" in text and "10/10" in text and "total 285" in text, text
     assert "ERROR" not in text
+
+
+def test_a_replayed_widget_shows_its_state_at_the_end_of_the_cell_and_a_closed_one_nothing(shell: Shell) -> None:
+    published: list[dict[str, Any]] = []
+    original = shell.ip.display_pub.publish
+
+    def spy(data: Any, metadata: Any = None, *args: Any, **kwargs: Any) -> Any:
+        published.append(data)
+        return original(data, metadata, *args, **kwargs)
+
+    shell.run("%load_ext notebook_memo")
+    cell = ("%%memo widgets\nimport ipywidgets\nbar = ipywidgets.IntProgress(value=0, max=10, description='load')\n"
+            "scratch = ipywidgets.Label('temporary')\ndisplay(bar)\ndisplay(scratch)\nbar.value = 7\n"
+            "scratch.close()\ndel bar, scratch")
+    shell.ip.display_pub.publish = spy
+    try:
+        shell.run(cell)
+        live = list(published)
+        published.clear()
+        shell.run(cell)
+    finally:
+        shell.ip.display_pub.publish = original
+    assert [WIDGET in d for d in live] == [True, True]
+    [restored] = published
+    assert restored == {"text/plain": "load |███████   |",
+                        "text/html": 'load <progress value="7.0" max="10.0"></progress>'}
 
 
 def test_batch_progress_is_plain_text_without_ipywidgets(tmp_path: Path) -> None:
