@@ -243,8 +243,11 @@ def test_unknown_command_is_a_usage_error(ip: Shell) -> None:
 
 
 def test_unload_extension_removes_the_magics(ip: Shell) -> None:
+    ip.run("%reload_ext notebook_memo")
+    assert sum("notebook_memo" in type(t).__module__ for t in ip.ip.input_transformers_post) == 1
     ip.run("%unload_ext notebook_memo")
     assert "memo" not in ip.ip.magics_manager.magics["cell"]
+    assert not any("notebook_memo" in type(t).__module__ for t in ip.ip.input_transformers_post)
 
 
 @pytest.mark.parametrize(
