@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import importlib.util
 import inspect
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -247,6 +248,32 @@ class BatchFunction(MemoizedFunction[Any]):
         return Explanation(self.qualified_name, False, f"the last call: {served}, {computed} computed in "
                            f"{_config.human_seconds(run.seconds)}. Why the first was computed:", reasons, unkeyed)
 
+    def is_cached(self, *args: Any, **kwargs: Any) -> bool:
+        """Return True when every item of this call is cached."""
+        return bool(self.explain(*args, **kwargs).hit)
+
+    def invalidate(self, *args: Any, **kwargs: Any) -> bool:
+        """Delete the cached results of these items; return True if any existed."""
+        _, call, digests = self._split_call(args, kwargs)
+        store = self._store()
+        return any([store.delete(self._item_key(call, d)) for d in dict.fromkeys(digests)])
+
+
+def _tqdm_class() -> Any:
+    """tqdm's widget bar where ipywidgets is installed (in Jupyter), else its text bar.
+
+    Without ipywidgets, tqdm.auto would warn "IProgress not found" and fall back to text anyway.
+    """
+    try:
+        widgets = importlib.util.find_spec("ipywidgets") is not None
+    except (ImportError, ValueError):
+        widgets = False
+    if widgets:
+        from tqdm.auto import tqdm
+    else:
+        from tqdm.std import tqdm
+    return tqdm
+
 
 class _Plan:
     """One batch call: which items are cached, which to compute, and the results so far."""
@@ -376,7 +403,7 @@ class _Plan:
         if not self.fn._progress:
             return None
         try:
-            from tqdm.auto import tqdm
+            tqdm = _tqdm_class()
         except ImportError:
             return None
         return tqdm(total=total, desc=f"{self.fn._name}: computing {total} new items", unit="item")

@@ -10,6 +10,8 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from ._widgets import replayable, static_bundle
+
 __all__ = ()
 
 
@@ -38,7 +40,10 @@ class _Tee:
 
 @contextlib.contextmanager
 def capture(shell: Any) -> Iterator[list[tuple[Any, ...]]]:
-    """Record stdout, stderr and display outputs, in order, while still showing them."""
+    """Record stdout, stderr and display outputs, in order, while still showing them.
+
+    Widgets displayed are recorded as they are when the cell ends: their models die with the kernel.
+    """
     events: list[tuple[Any, ...]] = []
     out, err = sys.stdout, sys.stderr
     publisher = shell.display_pub
@@ -53,9 +58,22 @@ def capture(shell: Any) -> Iterator[list[tuple[Any, ...]]]:
     try:
         yield events
         _flush_inline_figures()
+        events[:] = _without_live_widgets(events)
     finally:
         sys.stdout, sys.stderr = out, err
         publisher.publish = original
+
+
+def _without_live_widgets(events: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    kept: list[tuple[Any, ...]] = []
+    for event in events:
+        if event[0] == "display":
+            data = static_bundle(event[1])
+            if data is None:
+                continue  # a widget closed before the cell ended shows nothing
+            event = ("display", data, event[2])
+        kept.append(event)
+    return kept
 
 
 def _flush_inline_figures() -> None:
@@ -76,7 +94,9 @@ def replay(shell: Any, events: list[tuple[Any, ...]]) -> None:
         elif event[0] == "stderr":
             sys.stderr.write(event[1])
         elif event[0] == "display":
-            shell.display_pub.publish(data=event[1], metadata=event[2])
+            data = replayable(event[1])
+            if data is not None:
+                shell.display_pub.publish(data=data, metadata=event[2])
     sys.stdout.flush()
 
 
@@ -109,6 +129,7 @@ def _run_coroutine(coro: Any) -> Any:
 
 def execute(shell: Any, tree: ast.Module, filename: str) -> Any:
     """Run a parsed cell in the shell's namespace; return the last expression's value or None."""
+    __tracebackhide__ = True  # an error raised in the cell shows the cell's frames, not ours
     body = list(tree.body)
     last = body.pop() if body and isinstance(body[-1], ast.Expr) else None
     assert last is None or isinstance(last, ast.Expr)

@@ -29,7 +29,7 @@ __all__ = ()
 
 _SHELL_TOOLS = frozenset({"get_ipython", "exit", "quit", "__builtin__", "__builtins__", "__name__",
                           "__doc__", "__package__", "__loader__", "__spec__"})
-_HISTORY = frozenset({"In", "Out", "_", "__", "___", "_i", "_ii", "_iii", "_oh", "_ih", "_dh"})
+_HISTORY = frozenset({"In", "Out", "_", "__", "___", "_i", "_ii", "_iii", "_oh", "_ih", "_dh", "_exit_code"})
 
 
 def _is_history(name: str) -> bool:
@@ -39,8 +39,11 @@ def _is_history(name: str) -> bool:
 
 
 def _is_shell_name(name: str) -> bool:
-    """Return True for names the shell owns: never stored or restored as the cell's outputs."""
-    return name in _SHELL_TOOLS or _is_history(name)
+    """Return True for names the shell owns: never stored or restored as the cell's outputs.
+
+    Dunder names are bookkeeping too: ``warnings.warn`` in a cell leaves ``__warningregistry__``.
+    """
+    return name in _SHELL_TOOLS or _is_history(name) or (len(name) > 4 and name[:2] == name[-2:] == "__")
 
 
 # -- the cell cache ---------------------------------------------------------------------------
@@ -166,10 +169,35 @@ class _Undefined:
 _UNDEFINED = _Undefined()
 
 
-def prepare(shell: Any, raw_cell: str, options: CellOptions) -> tuple[CellCall, ast.Module, str]:
+def leading_blank_lines(text: str) -> int:
+    """Return how many whitespace-only lines start ``text``: IPython drops them before compiling."""
+    lines = text.splitlines(keepends=True)
+    return next((i for i, line in enumerate(lines) if not line.isspace()), len(lines))
+
+
+def _execution_count(shell: Any) -> int:
+    """The number of the cell now running (IPython 9 counts the next one from its start)."""
+    running = getattr(getattr(shell, "displayhook", None), "exec_result", None)
+    count = getattr(running, "execution_count", None)
+    return count if isinstance(count, int) else int(shell.execution_count)
+
+
+def _parse(shell: Any, transformed: str, raw_cell: str, header: str) -> tuple[ast.Module, str]:
+    """Parse a cell's code under the name IPython shows as ``Cell In[n]``, numbering its lines as the notebook does."""
+    # The magic's own line is line 1, and IPython dropped the blank lines the cell started with.
+    offset = "\n" * (1 + leading_blank_lines(raw_cell))
+    filename = "<cell>"
+    if hasattr(shell, "compile"):
+        filename = shell.compile.cache(header + offset + transformed, _execution_count(shell),
+                                       raw_code=header + "\n" + raw_cell)
+    return ast.parse(offset + transformed, filename), filename
+
+
+def prepare(shell: Any, raw_cell: str, options: CellOptions,
+            header: str = "%%memo") -> tuple[CellCall, ast.Module, str]:
     """Analyse a cell and build its key."""
     transformed = shell.transform_cell(raw_cell)
-    tree = ast.parse(transformed)
+    tree, filename = _parse(shell, transformed, raw_cell, header)
     analysis = analyse(tree)
     digest = combine([b"cell", normalised_source(tree)])
     label = options.name or f"{digest.hex()[:12]}"
@@ -189,8 +217,6 @@ def prepare(shell: Any, raw_cell: str, options: CellOptions) -> tuple[CellCall, 
     call = Call(key, arguments, code, digest, Dependencies(
         {k: v for k, v in deps.parts.items() if v[0] != "value"}, deps.skipped, deps.clock), "source")
     cell.last_call = call
-    filename = shell.compile.cache(transformed, shell.execution_count, raw_code=raw_cell) \
-        if hasattr(shell, "compile") else "<cell>"
     return CellCall(cell, call, inputs, analysis), tree, filename
 
 
@@ -216,9 +242,13 @@ def _namespace_snapshot(namespace: dict[str, Any]) -> dict[str, int]:
     return {name: id(value) for name, value in namespace.items() if not _is_shell_name(name)}
 
 
-def run_cell(shell: Any, raw_cell: str, options: CellOptions) -> Any:
-    """Run a ``%%memo`` cell: restore it from the cache, or run it and store what it made."""
-    cell_call, tree, filename = prepare(shell, raw_cell, options)
+def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%memo") -> Any:
+    """Run a ``%%memo`` cell: restore it from the cache, or run it and store what it made.
+
+    ``header`` is the magic's line, shown above the cell's code in tracebacks.
+    """
+    __tracebackhide__ = True  # an error raised in the cell shows the cell's frames, not ours
+    cell_call, tree, filename = prepare(shell, raw_cell, options, header)
     cell, call = cell_call.cell, cell_call.call
     store = cell._store()
     if not options.refresh and not _config.settings.disabled:
@@ -310,11 +340,15 @@ def _store_cell(store: Store, cell: CellMemo, call: Call, value: dict[str, Any],
     try:
         payload = dumps(value, by_value=defined)
     except Exception as exc:
-        name, reason = _first_unstorable(value["outputs"], defined, exc)
-        what = f"variable {name!r}" if name else "its outputs"
-        warn_once(f"pickle:{cell.qualified_name}:{name}", f"%%memo {cell.label}: not cached, so the cell runs each "
-                  f"time: {what} cannot be stored ({reason}). Leave it out with --outputs, or create it in "
-                  "another cell.", StorageWarning)
+        unstorable = _unstorable(value["outputs"], defined, exc)
+        names = [name for name in unstorable if name]
+        what = (f"variable {names[0]!r}" if len(names) == 1 else f"variables {', '.join(map(repr, names))}"
+                if names else "its outputs")
+        reasons = "; ".join(f"{name}: {reason}" if len(unstorable) > 1 else reason
+                            for name, reason in unstorable.items())
+        warn_once(f"pickle:{cell.qualified_name}:{','.join(names)}", f"%%memo {cell.label}: not cached, so the cell "
+                  f"runs each time: {what} cannot be stored ({reasons}). Leave {'it' if len(names) < 2 else 'them'} "
+                  "out with --outputs, or create it in another cell.", StorageWarning)
         return
     meta = {
         "kind": "cell", "name": cell.qualified_name, "label": cell.label, "fid": cell.function_id,
@@ -414,14 +448,18 @@ def _with_globals(fn: types.FunctionType, namespace: dict[str, Any]) -> types.Fu
     return new
 
 
-def _first_unstorable(outputs: dict[str, Any], by_value: frozenset[int], error: Exception) -> tuple[str | None, str]:
-    """Return the first output variable that cannot be pickled, and why (only called when one cannot)."""
+def _unstorable(outputs: dict[str, Any], by_value: frozenset[int], error: Exception) -> dict[str, str]:
+    """Return each output variable that cannot be pickled, and why (only called when one cannot).
+
+    If each can be pickled alone, the error is the outputs' together, under the name "".
+    """
+    found: dict[str, str] = {}
     for name, value in outputs.items():
         try:
             dumps(value, by_value=by_value)
         except Exception as exc:
-            return name, f"{type(exc).__name__}: {exc}" if not isinstance(exc, NotRestorable) else str(exc)
-    return None, f"{type(error).__name__}: {error}"
+            found[name] = f"{type(exc).__name__}: {exc}" if not isinstance(exc, NotRestorable) else str(exc)
+    return found or {"": f"{type(error).__name__}: {error}"}
 
 
 class _NotCached:
@@ -458,15 +496,17 @@ def _try_restore(shell: Any, store: Store, cell: CellMemo, key: str, options: Ce
     for name, digest in value.get("unchanged", {}).items():
         if digest is None or name not in namespace or _digest_or_none(namespace[name]) != digest:
             return _NOT_CACHED  # a name the cached run left alone has changed since: run the cell
+    # Entries written before a name counted as the shell's may still hold one: it is never restored.
+    outputs = {name: v for name, v in value["outputs"].items() if not _is_shell_name(name)}
     if not options.quiet and _config.settings.verbose:
-        names = ", ".join(sorted(value["outputs"])) or "no variables"
+        names = ", ".join(sorted(outputs)) or "no variables"
         print(f"[notebook_memo] restored {names} from the cache (computed {human_time(record.header.created)}, "
               f"took {record.header.duration:.2f} s)")
-    namespace = shell.user_ns
     rebind = _Rebinder(namespace)
-    namespace.update({name: rebind(v) for name, v in value["outputs"].items()})
+    namespace.update({name: rebind(v) for name, v in outputs.items()})
     for name in value["deleted"]:
-        namespace.pop(name, None)
+        if not _is_shell_name(name):
+            namespace.pop(name, None)
     replay(shell, value["events"])
     if conditions:
         served(conditions, {}, ())

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import argparse
+import ast
 import html
+import re
 import shlex
 from dataclasses import dataclass
 from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from . import _config
-from ._cells import CellOptions, cells, run_cell
+from ._cells import CellOptions, cells, leading_blank_lines, run_cell
 from ._config import parse_ttl
 from ._inventory import FunctionSummary, Inventory, Owner, human_bytes, human_time, owner
 from ._memo import clear_stale_all, registered
@@ -21,26 +23,68 @@ from ._store import get_store
 
 __all__ = ()
 
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # argparse would exit the kernel
-        raise UsageError(f"%memo: {message}\n\n{self.format_usage()}")
-
-
-def _cell_parser() -> _Parser:
-    parser = _Parser(prog="%%memo", add_help=False,
-                     description="Cache a whole cell: its variables, printed and displayed output.")
-    parser.add_argument("name", nargs="?", help="a stable name for %memo clear/explain")
-    parser.add_argument("--ttl", help="expire after this long: 90s, 30m, 6h, 7d")
-    parser.add_argument("--refresh", action="store_true", help="run the cell and overwrite the entry")
-    parser.add_argument("--inputs", help="comma-separated names that make up the key (instead of detection)")
-    parser.add_argument("--outputs", help="comma-separated names to store and restore (instead of detection)")
-    parser.add_argument("--quiet", action="store_true", help="no note when the cell comes from the cache")
-    return parser
+# What each ``%memo`` subcommand accepts after its name: (most words, its usage).
+_SUBCOMMANDS = {
+    "info": (0, "info"),
+    "clear": (1, "clear [NAME | --stale | --all]"),
+    "off": (0, "off"),
+    "on": (0, "on"),
+    "dir": (1, "dir [PATH]"),
+    "explain": (1, "explain NAME"),
+}
+_SECONDS = re.compile(r"\d+(?:\.\d+)?")
 
 
 def _split(value: str | None) -> list[str] | None:
     return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _ttl(text: str | None) -> float | None:
+    """Return ``--ttl`` in seconds; a bare number is seconds."""
+    if text is None:
+        return None
+    try:
+        return parse_ttl(float(text) if _SECONDS.fullmatch(text.strip()) else text)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"%%memo --ttl {text}: {exc}") from None
+
+
+def cell_options(args: Any) -> CellOptions:
+    """Return the options of a ``%%memo`` line parsed by its magic_arguments."""
+    return CellOptions(args.name, _ttl(args.ttl), args.refresh, _split(args.inputs), _split(args.outputs),
+                       args.quiet)
+
+
+def _cell_arguments(magic: Any, line: str) -> Any:
+    """Parse a ``%%memo`` line; a mistake is a one-line UsageError that names the magic."""
+    try:
+        return parse_argstring(magic, line)
+    except (UsageError, ValueError) as exc:
+        raise UsageError(f"%%memo {line}: {exc}; see %%memo --help") from None
+
+
+def help_text() -> str:
+    """The help of ``%memo`` and ``%%memo``: every option and subcommand."""
+    return str(MemoMagics.memo.__doc__)
+
+
+def _line_words(line: str) -> tuple[str, list[str]]:
+    """Split a ``%memo`` line into its subcommand and the words after it, refusing what it does not take."""
+    try:
+        words = shlex.split(line)
+    except ValueError as exc:
+        raise UsageError(f"%memo: cannot read {line!r} ({exc}); quote a path with spaces in it") from None
+    command, rest = (words[0], words[1:]) if words else ("info", [])
+    if command not in _SUBCOMMANDS:
+        return command, rest
+    most, usage = _SUBCOMMANDS[command]
+    options = [w for w in rest if w.startswith("-") and not (command == "clear" and w in ("--stale", "--all"))]
+    if options:
+        raise UsageError(f"%memo {command}: unknown option {options[0]!r}; usage: %memo {usage}")
+    if len(rest) > most:
+        extra = " ".join(repr(w) for w in rest[most:])
+        raise UsageError(f"%memo {command}: unexpected {extra}; usage: %memo {usage}")
+    return command, rest
 
 
 @dataclass
@@ -136,8 +180,10 @@ def _find(name: str) -> Any:
 
 def line_command(line: str) -> Any:
     """Run ``%memo info | clear [NAME | --stale | --all] | off | on | dir [PATH] | explain NAME``."""
-    words = shlex.split(line)
-    command, rest = (words[0], words[1:]) if words else ("info", [])
+    if any(word in ("-h", "--help") for word in line.split()):
+        print(help_text())
+        return None
+    command, rest = _line_words(line)
     if command == "info":
         return info()
     if command == "clear":
@@ -174,26 +220,94 @@ class MemoMagics(Magics):
     """``%%memo`` caches a cell; ``%memo`` manages the cache."""
 
     @line_cell_magic
+    @magic_arguments()
+    @argument("name", nargs="?", help="a stable name for the cell, for %%memo clear NAME and %%memo explain NAME")
+    @argument("--ttl", help="expire after this long: seconds (3600) or text such as 90s, 30m, 6h, 7d")
+    @argument("--refresh", action="store_true", help="run the cell and overwrite the entry")
+    @argument("--inputs", metavar="A,B", help="comma-separated names that make up the key (instead of detection)")
+    @argument("--outputs", metavar="X,Y", help="comma-separated names to store and restore (instead of detection)")
+    @argument("--quiet", action="store_true", help="no note when the cell comes from the cache")
+    @argument("-h", "--help", action="store_true", help="show this help; the cell does not run")
     def memo(self, line: str, cell: str | None = None) -> Any:
-        """Cache a whole cell, or inspect and clean the cache.
+        """
+        Cache a whole cell (%%memo), or inspect and clean the cache (%memo).
 
-        Cell:  %%memo [NAME] [--ttl TTL] [--refresh] [--inputs a,b] [--outputs x,y] [--quiet]
+        %%memo [NAME] [options]
             Re-running the cell with the same code and the same input values restores the
             variables it defined, shows its printed and displayed output again, and skips running it.
 
-        Line:  %memo info | clear [NAME | --stale | --all] | off | on | dir [PATH] | explain NAME
+        %memo SUBCOMMAND
+            info            what is cached: entries, size, hits and time saved per function and cell
+            clear [NAME]    remove this notebook's entries, or those of one memoized function or named cell
+            clear --stale   remove the entries made by older versions of the code run in this session
+            clear --all     remove every entry in the cache directory, other notebooks' included
+            off | on        turn caching off (functions and cells run) or back on
+            dir [PATH]      show the cache directory, or use PATH from now on
+            explain NAME    why the last call of a function or named cell hit or missed
         """
+        __tracebackhide__ = True  # an error raised in the cell shows the cell's frames, not ours
         if cell is None:
             return line_command(line)
-        args = _cell_parser().parse_args(shlex.split(line))
-        options = CellOptions(args.name, parse_ttl(args.ttl), args.refresh, _split(args.inputs),
-                              _split(args.outputs), args.quiet)
-        return run_cell(self.shell, cell, options)
+        args = _cell_arguments(self.memo, line)
+        if args.help:
+            print(help_text())
+            return None
+        return run_cell(self.shell, cell, cell_options(args), header=f"%%memo {line}".rstrip())
+
+
+_MAGIC_CALL = "get_ipython().run_cell_magic('memo',"
+
+
+class _SyntaxErrorsAsInAnyCell:
+    """An input transformer: a ``%%memo`` cell whose code does not parse becomes that code.
+
+    IPython then reports the syntax error itself, as in any cell (``Cell In[n], line k`` and a
+    caret, no frames), and the cell fails before it runs. Raised from inside the magic, the error
+    would come with the magic's frames and the line numbers of the body instead.
+    """
+
+    def __init__(self, shell: Any) -> None:
+        self.shell = shell
+
+    def __call__(self, lines: list[str]) -> list[str]:
+        if not lines or not lines[0].startswith(_MAGIC_CALL):
+            return lines
+        body = _magic_body("".join(lines))
+        if body is None:
+            return lines
+        try:
+            code = self.shell.transform_cell(body)
+            ast.parse(code)
+        except SyntaxError:
+            # The magic's line stays as a comment so that the lines are numbered as the user sees them.
+            return ["# %%memo\n", *["\n"] * leading_blank_lines(body), *code.splitlines(keepends=True)]
+        except Exception:
+            return lines  # whatever else went wrong is the magic's to report
+        return lines
+
+
+def _magic_body(source: str) -> str | None:
+    """Return the cell text of a transformed ``%%memo`` cell, or None if it is not one."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None
+    if len(tree.body) != 1 or not isinstance(tree.body[0], ast.Expr) or not isinstance(tree.body[0].value, ast.Call):
+        return None
+    args = tree.body[0].value.args
+    if len(args) != 3 or not all(isinstance(a, ast.Constant) and isinstance(a.value, str) for a in args):
+        return None
+    body = args[2]
+    assert isinstance(body, ast.Constant)
+    return str(body.value)
 
 
 def load_ipython_extension(ipython: Any) -> None:
     """Register the magics (``%load_ext notebook_memo``)."""
     ipython.register_magics(MemoMagics)
+    transformers = ipython.input_transformers_post
+    if not any(isinstance(t, _SyntaxErrorsAsInAnyCell) for t in transformers):
+        transformers.append(_SyntaxErrorsAsInAnyCell(ipython))
 
 
 def unload_ipython_extension(ipython: Any) -> None:
@@ -201,3 +315,5 @@ def unload_ipython_extension(ipython: Any) -> None:
     manager = ipython.magics_manager
     for kind in ("line", "cell"):
         manager.magics[kind].pop("memo", None)
+    ipython.input_transformers_post[:] = [t for t in ipython.input_transformers_post
+                                          if not isinstance(t, _SyntaxErrorsAsInAnyCell)]

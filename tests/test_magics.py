@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from IPython.core.error import UsageError
 
 from notebook_memo._cell_analysis import analyse
+from notebook_memo._cells import cells
 from tests.conftest import Shell, run_kernel
 
 
@@ -240,8 +243,11 @@ def test_unknown_command_is_a_usage_error(ip: Shell) -> None:
 
 
 def test_unload_extension_removes_the_magics(ip: Shell) -> None:
+    ip.run("%reload_ext notebook_memo")
+    assert sum("notebook_memo" in type(t).__module__ for t in ip.ip.input_transformers_post) == 1
     ip.run("%unload_ext notebook_memo")
     assert "memo" not in ip.ip.magics_manager.magics["cell"]
+    assert not any("notebook_memo" in type(t).__module__ for t in ip.ip.input_transformers_post)
 
 
 @pytest.mark.parametrize(
@@ -447,3 +453,156 @@ def test_an_unhashable_value_a_path_may_leave_makes_the_cell_run_and_says_so(ip:
         ip.run(cell)
     ip.run(cell)
     assert runs(ip) == 2
+
+
+# -- behaving like IPython's own magics: help, usage errors, tracebacks, bookkeeping names ---------
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def shown(capsys: pytest.CaptureFixture[str]) -> str:
+    """Everything the shell printed, without colours."""
+    captured = capsys.readouterr()
+    return _ANSI.sub("", captured.out + captured.err)
+
+
+_OPTIONS = ["--ttl", "--refresh", "--inputs", "--outputs", "--quiet"]
+_SUBCOMMANDS = ["info", "clear [NAME]", "clear --stale", "off", "on", "dir [PATH]", "explain NAME"]
+
+
+def test_question_mark_shows_every_option_and_subcommand(ip: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    ip.run("%memo?")
+    text = shown(capsys)
+    for word in [*_OPTIONS, *_SUBCOMMANDS, "%memo", "NAME", "run the cell and overwrite the entry"]:
+        assert word in text, word
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_cell_help_prints_the_options_and_does_not_run_the_cell(
+        ip: Shell, capsys: pytest.CaptureFixture[str], flag: str) -> None:
+    capsys.readouterr()
+    result = ip.run_raw(f"%%memo {flag}\nRUNS['n'] = RUNS.get('n', 0) + 1\nhelped = True")
+    text = shown(capsys)
+    assert result.success, text
+    assert runs(ip) == 0 and "helped" not in ip.ip.user_ns
+    assert "Traceback" not in text
+    for word in [*_OPTIONS, *_SUBCOMMANDS]:
+        assert word in text, word
+
+
+def test_line_help_prints_the_options(ip: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    ip.run("%memo --help")
+    text = shown(capsys)
+    assert "--ttl" in text and "explain NAME" in text
+
+
+def _cell_ttl(label: str) -> float | None:
+    [cell] = [c for c in cells() if c.label == label]
+    return cell.ttl
+
+
+@pytest.mark.parametrize("ttl, seconds", [("3600", 3600.0), ("6h", 21600.0), ("90", 90.0)])
+def test_ttl_option_reads_seconds_and_units(ip: Shell, ttl: str, seconds: float) -> None:
+    ip.run(f"%%memo ttl_{ttl} --ttl {ttl}\nRUNS['n'] = RUNS.get('n', 0) + 1")
+    assert _cell_ttl(f"ttl_{ttl}") == seconds and runs(ip) == 1
+
+
+def test_a_bad_ttl_is_a_one_line_usage_error(ip: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    result = ip.run_raw("%%memo --ttl soon\nRUNS['n'] = RUNS.get('n', 0) + 1")
+    text = shown(capsys)
+    assert isinstance(result.error_in_exec, UsageError), text
+    assert "soon" in text and "Traceback" not in text
+    assert runs(ip) == 0
+
+
+@pytest.mark.parametrize("line, unexpected", [
+    ("info extra", "extra"), ("off now", "now"), ("on now", "now"), ("clear a b", "b"),
+    ("clear --stale x", "x"), ("explain f g", "g"), ("dir a b", "b"), ("info --bogus", "--bogus"),
+    ("clear --bogus", "--bogus"), ("off --force", "--force"),
+])
+def test_extra_words_after_a_subcommand_are_a_usage_error(ip: Shell, line: str, unexpected: str) -> None:
+    result = ip.run_raw(f"%memo {line}")
+    assert isinstance(result.error_in_exec, UsageError), line
+    assert repr(unexpected) in str(result.error_in_exec) or unexpected in str(result.error_in_exec)
+    ip.run("%%memo still_on\nRUNS['n'] = RUNS.get('n', 0) + 1")
+    ip.run("%%memo still_on\nRUNS['n'] = RUNS.get('n', 0) + 1")
+    assert runs(ip) == 1  # nothing ran: caching is still on
+
+
+def test_an_unknown_cell_flag_is_a_usage_error(ip: Shell) -> None:
+    result = ip.run_raw("%%memo --bogus\nRUNS['n'] = RUNS.get('n', 0) + 1")
+    assert isinstance(result.error_in_exec, UsageError) and "--bogus" in str(result.error_in_exec)
+    assert runs(ip) == 0
+
+
+def test_a_syntax_error_in_a_cell_is_reported_as_in_an_ordinary_cell(
+        ip: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    result = ip.run_raw("%%memo broken\ny = 1\nx = 1 +* 2\n")
+    text = shown(capsys)
+    assert isinstance(result.error_before_exec or result.error_in_exec, SyntaxError), text
+    assert f"Cell In[{result.execution_count}], line 3" in text, text
+    assert "x = 1 +* 2" in text and "^" in text
+    assert "notebook_memo" not in text and "Traceback" not in text, text
+    assert "y" not in ip.ip.user_ns
+
+
+def test_an_unclosed_bracket_in_a_cell_is_reported_as_in_an_ordinary_cell(
+        ip: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    result = ip.run_raw("%%memo\nx = (1,\n")
+    text = shown(capsys)
+    assert f"Cell In[{result.execution_count}], line 2" in text and "x = (1," in text, text
+    assert "notebook_memo" not in text, text
+
+
+def test_an_error_raised_in_a_cell_points_into_the_cell(ip: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    result = ip.run_raw("%%memo raising\ny = 1\ndef f():\n    raise ValueError('boom')\nf()\n")
+    text = shown(capsys)
+    assert isinstance(result.error_in_exec, ValueError)
+    n = result.execution_count
+    assert f"Cell In[{n}], line 5" in text and f"Cell In[{n}], line 4" in text, text
+    assert "raise ValueError('boom')" in text and "ValueError: boom" in text
+    assert "notebook_memo" not in text and "_cells.py" not in text and "_cell_exec.py" not in text, text
+
+
+def test_the_restore_note_and_the_namespace_leave_out_shell_bookkeeping(
+        ip: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+    cell = ("%%memo warns\nimport warnings\nRUNS['n'] = RUNS.get('n', 0) + 1\n"
+            "warnings.warn('careful')\nvalue = 3\nvalue")
+    with pytest.warns(UserWarning, match="careful"):
+        ip.run(cell)
+    assert "__warningregistry__" in ip.ip.user_ns  # the shell's bookkeeping, not the cell's output
+    ip.run("del value")  # IPython drops __warningregistry__ itself as the next cell starts
+    capsys.readouterr()
+    ip.run(cell)
+    note = [line for line in shown(capsys).splitlines() if line.startswith("[notebook_memo] restored")]
+    assert runs(ip) == 1 and note == [note[0]]
+    assert "value" in note[0] and "__warningregistry__" not in note[0], note
+    assert "__warningregistry__" not in ip.ip.user_ns
+    [entry] = [m for m in _entries() if m.get("label") == "warns"]
+    assert entry["outputs"] == ["value", "warnings"]
+
+
+def _entries() -> list[dict[str, Any]]:
+    from notebook_memo import _config
+    from notebook_memo._store import get_store
+
+    store = get_store(_config.resolve_dir(None), _config.resolve_size_limit())
+    return [r.header.meta() for r in store.records()]
+
+
+def test_the_not_stored_warning_names_every_variable_that_cannot_be_stored(
+        ip: Shell, recwarn: pytest.WarningsRecorder) -> None:
+    cell = ("%%memo unstorable\nimport threading\nRUNS['n'] = RUNS.get('n', 0) + 1\n"
+            "numbers = (i for i in range(3))\nguard = threading.Lock()\nplain = [1, 2]")
+    ip.run(cell)
+    ip.run(cell)
+    assert runs(ip) == 2
+    notes = [str(w.message) for w in recwarn if "unstorable" in str(w.message)]
+    assert notes and "'numbers'" in notes[0] and "'guard'" in notes[0] and "'plain'" not in notes[0], notes
