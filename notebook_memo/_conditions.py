@@ -18,6 +18,7 @@ import contextlib
 import contextvars
 import functools
 import glob
+import importlib
 import os
 import site
 import stat
@@ -51,6 +52,9 @@ _WRITE_EVENTS = frozenset({"os.remove", "os.unlink", "os.rename", "os.replace", 
 _EVENTS = _READ_EVENTS | _WRITE_EVENTS
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 _SOURCE_READERS = ("linecache.py", "tokenize.py")  # tracebacks and inspect reading code, not data
+# importlib's own modules (importlib.metadata lists every folder on sys.path to find a package's
+# metadata, on the first import of many packages): the import system, not data.
+_IMPORTLIB_DIR = os.path.join(os.path.dirname(importlib.__file__), "")
 _SYSTEM = ("/proc/", "/sys/", "/dev/")
 _hook_installed = False
 _hook_lock = threading.Lock()
@@ -165,7 +169,7 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
             return
     try:
         caller = sys._getframe(1).f_code.co_filename
-        if caller.startswith(("<frozen importlib", _PACKAGE_DIR)) or caller.endswith(_SOURCE_READERS):
+        if caller.startswith(("<frozen importlib", _PACKAGE_DIR, _IMPORTLIB_DIR)) or caller.endswith(_SOURCE_READERS):
             return  # the import system, our own reads, or source lines for a traceback
         if event == "open":
             path = _path_of(args[0])
@@ -391,13 +395,17 @@ def _file_condition(path: str, before: list[int] | None, now: int, declared: boo
 
 
 def _dir_condition(path: str, before: list[int] | None, now: int, declared: bool = False) -> list[Any]:
+    """Return a folder's condition: its names, or its absence (a body that found it missing is
+    served while it still is, and recomputed once it exists)."""
     try:
         st = os.stat(path)
         names = _names(path)
     except OSError:
-        if declared:
+        if declared or before is None:
             return [path, None, 0, 0, 0, "", now, []]
         raise NotRecordable(f"the folder {path}, which it listed, is gone since") from None
+    if before is None and not declared:
+        raise NotRecordable(f"the folder {path}, missing when it was listed, appeared while it ran")
     sig = _signature(st)
     if before is not None and sig != before:
         raise NotRecordable(f"the folder {path}, which it listed, changed while it ran")

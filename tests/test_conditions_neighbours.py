@@ -1039,3 +1039,40 @@ def test_files_read_by_an_unrelated_task_while_an_async_body_awaits_are_not_its_
     gate.event.set()
     assert asyncio.run(load(str(data))) == 1
     assert counter.n == 1, "status.log, read by another task, became a dependency of load"
+
+
+# -- folders that were missing when listed, and the import system's own listings ---------------------------------
+
+def test_a_folder_missing_when_listed_is_a_precondition_not_a_refusal(tmp_path: Path, counter: Counter) -> None:
+    inbox = tmp_path / "inbox"
+
+    @memo
+    def pending() -> list[str]:
+        counter()
+        try:
+            return sorted(os.listdir(inbox))
+        except FileNotFoundError:
+            return []
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MemoWarning)
+        assert pending() == [] and pending() == []
+    assert counter.n == 1  # cached: still missing, still the same answer
+    inbox.mkdir()
+    (inbox / "a.txt").write_text("a")
+    assert pending() == ["a.txt"] and counter.n == 2  # it exists now: recomputed
+
+
+def test_package_metadata_lookups_are_the_import_system_not_data(counter: Counter) -> None:
+    import importlib.metadata
+
+    @memo
+    def installed() -> int:
+        counter()
+        return len(list(importlib.metadata.distributions()))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MemoWarning)
+        first = installed()
+        assert installed() == first
+    assert counter.n == 1
