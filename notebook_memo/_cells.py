@@ -308,6 +308,8 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
                   f"each time: {exc}.", StorageWarning)
         return result
     _store_cell(store, cell, call, payload_value, duration, options, where)
+    if _config.call_verbosity(None) and not options.quiet:
+        _config.announce(f"%%memo {options.name or 'cell'}: computed in {_config.human_seconds(duration)}")
     return result
 
 

@@ -157,3 +157,12 @@ def test_a_cell_explains_its_last_run(ip: Shell) -> None:
     assert "MISS" in str(ip.run("%memo explain prep"))
     ip.run("%%memo prep\nrows = [1, 2]")
     assert "HIT" in str(ip.run("%memo explain prep"))
+
+
+def test_verbose_says_when_a_cell_was_computed(ip: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+    ip.run("notebook_memo.configure(verbose=1)")
+    capsys.readouterr()
+    ip.run("%%memo prep\nrows = [1, 2]")
+    assert "%%memo prep: computed in" in capsys.readouterr().out
+    ip.run("%%memo prep\nrows = [1, 2]")
+    assert "computed in" not in capsys.readouterr().out  # the restore note says what happened
