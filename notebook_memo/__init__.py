@@ -49,7 +49,9 @@ __all__ = [
 
 __version__ = "0.1.0"
 
-_UNSET: Any = object()
+# Kept in _config: ``%reload_ext notebook_memo`` re-runs this module, and a configure() imported
+# before it would otherwise compare its defaults with a new sentinel.
+_UNSET: Any = _config.UNSET
 
 
 def configure(

@@ -42,6 +42,7 @@ FILE_DIGEST_LIMIT = 2**30
 RACY_SECONDS = 2.0
 TYPE_DESCRIPTION_LIMIT = 4 * 2**10  # characters of a batch result's type kept in each item's metadata
 
+UNSET: object = object()  # "not given" for configure()'s keywords
 TTLLike = Union[None, int, float, str, timedelta]  # noqa: UP007 (a runtime alias on 3.10)
 
 _UNIT_SECONDS = {
