@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install the demo extras into ./.venv and run the main job: the quickstart notebook, twice.
+# Install the demo extras into ./.venv and run the main job: the model-inference notebook, twice (with an edit
+# in between), summarised per cell; the second run is saved in demo_output/ as .ipynb and .html.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
