@@ -52,7 +52,6 @@ class CellReport:
     seconds: float
     detail: str = ""
     stderr: str = ""
-    error: str = ""
 
 
 @dataclass
@@ -88,15 +87,16 @@ def _make_client(notebook: Any, directory: Path, timeout: int) -> Any:
 
     class ReportingClient(NotebookClient):  # type: ignore[misc]
         reports: list[CellReport]
+        counters: dict[str, tuple[int, int]]  # after the last cell: nothing else runs in between
 
         async def async_execute_cell(self, cell: Any, cell_index: int, execution_count: int | None = None,
                                      store_history: bool = True) -> Any:
-            before = await self._counters() if cell.cell_type == "code" else {}
             start = time.perf_counter()
             result = await super().async_execute_cell(cell, cell_index, execution_count, store_history)
             seconds = time.perf_counter() - start
             if cell.cell_type == "code":
-                self.reports.append(_report(cell_index, result, seconds, before, await self._counters()))
+                before, self.counters = self.counters, await self._counters()
+                self.reports.append(_report(cell_index, result, seconds, before, self.counters))
             return result
 
         async def _counters(self) -> dict[str, tuple[int, int]]:
@@ -122,7 +122,7 @@ def _make_client(notebook: Any, directory: Path, timeout: int) -> Any:
 
     client = ReportingClient(notebook, timeout=timeout, kernel_name="python3", config=_kernel_config(),
                              resources={"metadata": {"path": str(directory)}})
-    client.reports = []
+    client.reports, client.counters = [], {}
     return client
 
 
@@ -172,9 +172,8 @@ def _label(source: str) -> str:
 def _report(index: int, cell: Any, seconds: float, before: dict[str, tuple[int, int]],
             after: dict[str, tuple[int, int]]) -> CellReport:
     """Classify one executed code cell: computed, restored, or plain code."""
-    errors = [f"{o['ename']}: {o['evalue']}" for o in cell.get("outputs", []) if o.get("output_type") == "error"]
     report = CellReport(index, cell.get("execution_count"), _label(cell.source), "ran", seconds,
-                        stderr=cell_text(cell, ("stderr",)), error="; ".join(errors))
+                        stderr=cell_text(cell, ("stderr",)))
     calls = []
     for name, (hits, misses) in after.items():
         new_hits, new_misses = hits - before.get(name, (0, 0))[0], misses - before.get(name, (0, 0))[1]
@@ -217,8 +216,6 @@ def format_run(title: str, run: Run) -> str:
     for c in run.cells:
         count = f"[{c.count}]" if c.count is not None else "[ ]"
         rows.append(f"  {count:<5} {c.label:<{LABEL_WIDTH}} {c.outcome:<9} {c.seconds:6.2f}s   {c.detail}".rstrip())
-        if c.error:
-            rows.append(f"        error: {c.error}")
         if c.stderr.strip():
             rows.append("        stderr: " + c.stderr.strip().replace("\n", "\n                "))
     rows.append(f"  {'kernel start-up and shutdown':<{LABEL_WIDTH + 6}} {'':<9} "
@@ -250,16 +247,8 @@ def _cache_directory(given: str | None) -> Iterator[Path]:
         yield Path(directory)
 
 
-def run_demo(notebook: str | None, cache_dir: str | None, output: str | None = None) -> int:
-    """Run the demo and print its summary; return 0, or 1 when a cell failed."""
-    import nbformat
-
-    path = Path(notebook) if notebook else DEFAULT_NOTEBOOK
-    if not path.exists():
-        print(f"notebook-memo: no notebook at {path}")
-        return 2
-    out = Path(output) if output else DEFAULT_OUTPUT
-    source = nbformat.read(str(path), as_version=4)
+def _run_twice(path: Path, source: Any, cache_dir: str | None) -> tuple[Run, Run]:
+    """Run the notebook, apply its edits, run it again on the same cache; print each run's summary."""
     with _cache_directory(cache_dir) as directory:
         print(f"notebook: {path}\ncache:    {directory}{'' if cache_dir else ' (temporary)'}\n")
         first = run_notebook(copy.deepcopy(source), path.parent, directory)
@@ -269,11 +258,28 @@ def run_demo(notebook: str | None, cache_dir: str | None, output: str | None = N
         for index, change in edits.items():
             print(f"\nedit before run 2, in {_label(edited.cells[index].source)}: {change}")
         second = run_notebook(edited, path.parent, directory)
-        for report in second.cells:
-            if report.index in edits:
-                report.detail = f"edited: {edits[report.index]}"
-        print()
-        print(format_run("run 2: fresh kernel, same cache" + (", after the edit" if edits else ""), second))
+    for report in second.cells:
+        if report.index in edits:
+            report.detail = f"edited: {edits[report.index]}"
+    print("\n" + format_run("run 2: fresh kernel, same cache" + (", after the edit" if edits else ""), second))
+    return first, second
+
+
+def run_demo(notebook: str | None, cache_dir: str | None, output: str | None = None) -> int:
+    """Run the demo and print its summary; return 0, or 1 when a cell failed."""
+    import nbformat
+    from nbclient.exceptions import CellExecutionError
+
+    path = Path(notebook) if notebook else DEFAULT_NOTEBOOK
+    if not path.exists():
+        print(f"notebook-memo: no notebook at {path}")
+        return 2
+    source = nbformat.read(str(path), as_version=4)
+    try:
+        first, second = _run_twice(path, source, cache_dir)
+    except CellExecutionError as exc:
+        print(f"notebook-memo: a cell of {path} failed:\n{exc}")
+        return 1
     for text in explanations(second.notebook):
         print("\nexplain, before the edited function ran again:\n  " + text.replace("\n", "\n  "))
     restored = sum(c.outcome == "restored" for c in second.cells)
@@ -286,7 +292,6 @@ def run_demo(notebook: str | None, cache_dir: str | None, output: str | None = N
           f"{before / max(after, 1e-3):.1f}x faster")
     print(f"run 2 restored {restored} cells from the cache and computed {len(computed)} again"
           + (f": {', '.join(computed)}" if computed else ""))
-    ipynb, page = save(second.notebook, out, path.stem)
+    ipynb, page = save(second.notebook, Path(output) if output else DEFAULT_OUTPUT, path.stem)
     print(f"\nthe second run, with its outputs: {ipynb}\n                                  {page}")
-    failed = any(c.error for run in (first, second) for c in run.cells)
-    return 1 if failed else 0
+    return 0
