@@ -256,7 +256,7 @@ def _run_twice(path: Path, source: Any, cache_dir: str | None) -> tuple[Run, Run
         edited = copy.deepcopy(source)
         edits = apply_edits(edited)
         for index, change in edits.items():
-            print(f"\nedit before run 2, in {_label(edited.cells[index].source)}: {change}")
+            print(f"\nedit before run 2: {change}, in the cell of `{_label(edited.cells[index].source)}`")
         second = run_notebook(edited, path.parent, directory)
     for report in second.cells:
         if report.index in edits:
