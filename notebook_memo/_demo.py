@@ -71,7 +71,8 @@ def _kernel_config() -> Any:
     """Return kernel manager settings: CurveZMQ keys for kernels whose kernelspec supports them.
 
     Over plain TCP ipykernel warns, rightly, that anyone on the machine could read the traffic. Keys
-    from the manager encrypt it and need no files (the IPC transport would put sockets in the cwd).
+    from the manager (jupyter_client 8.10's ``transport_encryption``) encrypt it and need no files; the
+    IPC transport would put its sockets in the kernel's working directory.
     """
     from traitlets.config import Config
 
@@ -149,16 +150,20 @@ def cache_summary(cache_dir: Path) -> tuple[int, float]:
     return sum(r.entries for r in rows), sum(r.compute_seconds for r in rows)
 
 
-def cell_text(cell: Any, streams: tuple[str, ...] = ("stdout", "stderr")) -> str:
-    """Return a code cell's printed text and the plain-text form of its displayed values."""
+def cell_text(cell: Any) -> str:
+    """Return what a code cell printed to stdout and the plain-text form of what it displayed."""
     parts = []
     for output in cell.get("outputs", []):
-        if output.get("output_type") == "stream":
-            if output.get("name") in streams:
-                parts.append(output["text"])
-        elif "data" in output and "stdout" in streams:
+        if output.get("output_type") == "stream" and output.get("name") == "stdout":
+            parts.append(output["text"])
+        elif "data" in output:
             parts.append(output["data"].get("text/plain", ""))
     return "".join(parts)
+
+
+def cell_stderr(cell: Any) -> str:
+    """Return what a code cell printed to stderr."""
+    return "".join(o["text"] for o in cell.get("outputs", []) if o.get("name") == "stderr")
 
 
 def _label(source: str) -> str:
@@ -172,21 +177,19 @@ def _label(source: str) -> str:
 def _report(index: int, cell: Any, seconds: float, before: dict[str, tuple[int, int]],
             after: dict[str, tuple[int, int]]) -> CellReport:
     """Classify one executed code cell: computed, restored, or plain code."""
-    report = CellReport(index, cell.get("execution_count"), _label(cell.source), "ran", seconds,
-                        stderr=cell_text(cell, ("stderr",)))
-    calls = []
+    calls, computed = [], False
     for name, (hits, misses) in after.items():
         new_hits, new_misses = hits - before.get(name, (0, 0))[0], misses - before.get(name, (0, 0))[1]
-        if new_misses:
-            calls.append(f"{name}: {new_misses} computed" + (f", {new_hits} restored" if new_hits else ""))
-        elif new_hits:
-            calls.append(f"{name}: {new_hits} restored")
+        computed = computed or new_misses > 0
+        counts = [f"{new_misses} computed"] * (new_misses > 0) + [f"{new_hits} restored"] * (new_hits > 0)
+        if counts:
+            calls.append(f"{name}: {', '.join(counts)}")
     if cell.source.lstrip().startswith("%%memo"):
-        report.outcome = "restored" if RESTORED_NOTE in cell_text(cell) else "computed"
-    elif calls:
-        report.outcome = "computed" if any("computed" in c for c in calls) else "restored"
-    report.detail = "; ".join(calls)
-    return report
+        outcome = "restored" if RESTORED_NOTE in cell_text(cell) else "computed"
+    else:
+        outcome = ("computed" if computed else "restored") if calls else "ran"
+    return CellReport(index, cell.get("execution_count"), _label(cell.source), outcome, seconds,
+                      "; ".join(calls), cell_stderr(cell))
 
 
 def apply_edits(notebook: Any) -> dict[int, str]:
@@ -218,7 +221,7 @@ def format_run(title: str, run: Run) -> str:
         rows.append(f"  {count:<5} {c.label:<{LABEL_WIDTH}} {c.outcome:<9} {c.seconds:6.2f}s   {c.detail}".rstrip())
         if c.stderr.strip():
             rows.append("        stderr: " + c.stderr.strip().replace("\n", "\n                "))
-    rows.append(f"  {'kernel start-up and shutdown':<{LABEL_WIDTH + 6}} {'':<9} "
+    rows.append(f"  {'outside the cells: kernel start-up, shutdown':<{LABEL_WIDTH + 6}} {'':<9} "
                 f"{run.seconds - run.cell_seconds:6.2f}s")
     rows.append(f"  {'total':<{LABEL_WIDTH + 6}} {'':<9} {run.seconds:6.2f}s")
     return "\n".join(rows)
