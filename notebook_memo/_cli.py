@@ -126,7 +126,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from ._demo import run_demo
 
-    return run_demo(args.notebook, args.cache_dir)
+    return run_demo(args.notebook, args.cache_dir, args.output)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -150,9 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--keep-latest", action="store_true", help="keep only the newest code version of each function")
     prune.add_argument("--max-size", metavar="SIZE",
                        help="evict least recently used entries down to SIZE (e.g. 5GB, 512MiB)")
-    demo = sub.add_parser("demo", help="run the quickstart notebook twice through a real kernel")
-    demo.add_argument("--notebook", default=None, help="notebook to run (default: notebooks/quickstart.ipynb)")
-    demo.add_argument("--cache-dir", default=None, help="cache directory (default: a fresh temporary one)")
+    demo = sub.add_parser("demo", help="run the model-inference notebook twice through real kernels, "
+                                       "with an edit in between, and save the second run")
+    demo.add_argument("--notebook", default=None, help="notebook to run (default: notebooks/model_inference.ipynb)")
+    demo.add_argument("--cache-dir", default=None, help="cache directory (default: a temporary one, removed after)")
+    demo.add_argument("--output", default=None, help="folder for the executed .ipynb and .html (default: demo_output/)")
     return parser
 
 

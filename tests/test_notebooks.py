@@ -12,6 +12,7 @@ from notebook_memo._demo import cache_summary, execute_notebook
 from tests.conftest import ROOT
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+WIDGET = "application/vnd.jupyter.widget-view+json"
 
 
 def _text(cell: Any) -> str:
@@ -21,6 +22,8 @@ def _text(cell: Any) -> str:
             parts.append(output["text"])
         elif "data" in output:
             data = output["data"]
+            if WIDGET in data:
+                continue  # a progress bar: shows work being done, not a result
             parts.append(data.get("text/plain", "") + ("<image>" if "image/png" in data else ""))
         elif output.get("output_type") == "error":
             parts.append(f"ERROR {output['ename']}: {output['evalue']}")
