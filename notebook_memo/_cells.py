@@ -18,7 +18,7 @@ from ._config import warn_once
 from ._dependencies import Dependencies, clock_reads, code_environment, global_references, resolve_values
 from ._errors import ConfigurationError, MemoError, StorageWarning, UnhashableArgument
 from ._hashing import combine, content_hash
-from ._inventory import human_time
+from ._inventory import delete_entries, human_time
 from ._memo import Call, MemoizedFunction, conditioned_entry, entry_conditions, function_id, save_entry, served
 from ._methods import _PerObjectCache
 from ._notebook import current_notebook, owner_tag
@@ -112,15 +112,15 @@ class CellMemo:
 
     def clear(self) -> int:
         store = self._store()
-        return sum(store.delete_record(r) for r in self.entries())
+        return delete_entries(store, self.entries())
 
     def clear_stale(self) -> int:
         if self.last_call is None:
             return 0
         current = self.last_call.code.hex()
         store = self._store()
-        return sum(store.delete_record(r) for r in self.entries()
-                   if r.verified and r.header.meta().get("code") != current)
+        return delete_entries(store, (r for r in self.entries()
+                                      if r.verified and r.header.meta().get("code") != current))
 
 
 _cells: dict[str, CellMemo] = {}

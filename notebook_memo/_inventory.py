@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -36,6 +37,11 @@ Owner = tuple[str, "str | None"]
 def owner(meta: dict) -> Owner:  # type: ignore[type-arg]
     """Return whose entry a record is: its function id and the notebook that defined the function."""
     return meta.get("fid", "?"), meta.get("notebook")
+
+
+def delete_entries(store: Store, records: Iterable[StoredRecord]) -> int:
+    """Delete ``records``; return how many entries went (a random-state entry's marker is not one)."""
+    return sum(store.delete_record(r) and "variants" not in r.header.meta() for r in records)
 
 
 class Inventory:
@@ -81,19 +87,20 @@ class Inventory:
 
     def clear_function(self, name: str, notebook: str | None = None) -> int:
         """Delete the entries of the functions or cells called ``name`` (of one notebook, if given)."""
-        return sum(self.store.delete_record(r) for r, m in self.records()
-                   if self._matches(m, name) and (notebook is None or _same_notebook(m.get("notebook"), notebook)))
+        return delete_entries(self.store, (
+            r for r, m in self.records()
+            if self._matches(m, name) and (notebook is None or _same_notebook(m.get("notebook"), notebook))))
 
     def clear_all(self) -> int:
-        return sum(self.store.delete_record(r) for r, _ in self.records())
+        return delete_entries(self.store, (r for r, _ in self.records()))
 
     def clear_notebook(self, notebook: str | None) -> int:
         """Delete the entries recorded by one notebook's functions and cells (None: those with no notebook)."""
-        return sum(self.store.delete_record(r) for r, m in self.records() if m.get("notebook") == notebook)
+        return delete_entries(self.store, (r for r, m in self.records() if m.get("notebook") == notebook))
 
     def prune_older_than(self, seconds: float) -> int:
         cutoff = time.time() - seconds
-        return sum(self.store.delete_record(r) for r, _ in self.records() if r.header.created < cutoff)
+        return delete_entries(self.store, (r for r, _ in self.records() if r.header.created < cutoff))
 
     def prune_keep_latest(self) -> int:
         """Keep, for each function, only the entries of its most recently stored code version.
@@ -106,7 +113,7 @@ class Inventory:
             who, code = owner(meta), meta.get("code", "")
             if who not in newest or record.header.created > newest[who][0]:
                 newest[who] = (record.header.created, code)
-        return sum(self.store.delete_record(r) for r, m in records if m.get("code") != newest[owner(m)][1])
+        return delete_entries(self.store, (r for r, m in records if m.get("code") != newest[owner(m)][1]))
 
     def prune_max_size(self, limit: int) -> int:
         """Evict least recently used entries until the records hold at most ``limit`` bytes."""

@@ -31,7 +31,7 @@ from ._dependencies import CodeState, CodeTracker, Dependencies, clock_reads
 from ._errors import ConfigurationError, MemoWarning, RecursiveCall, StaleEntriesWarning, StorageWarning
 from ._fingerprint import own_fingerprint
 from ._hashing import CLOCK, aliasing_parts, combine, content_hash, register_hasher, things_met
-from ._inventory import human_bytes
+from ._inventory import delete_entries, human_bytes
 from ._leases import Watch, computing, is_computing
 from ._notebook import current_notebook, owner_tag
 from ._serialize import CorruptRecord, Payload, copy_value, dumps, findable
@@ -702,7 +702,7 @@ class MemoizedFunction(Generic[R]):
         function of the same name in another notebook of the folder keeps its results.
         """
         store = self._store()
-        return sum(store.delete_record(r) for r in self.entries())
+        return delete_entries(store, self.entries())
 
     def cache_clear(self) -> int:
         """``clear()`` under ``lru_cache``'s name."""
@@ -726,8 +726,8 @@ class MemoizedFunction(Generic[R]):
         """Delete the entries made under other versions of this function's code."""
         store = self._store()
         current = self.current_code().hex()
-        return sum(store.delete_record(r) for r in self.entries()
-                   if r.verified and r.header.meta().get("code") != current)
+        return delete_entries(store, (r for r in self.entries()
+                                      if r.verified and r.header.meta().get("code") != current))
 
     def _check_stale(self, store: Store, call: Call) -> None:
         if self._stale_checked or not _config.settings.verbose:

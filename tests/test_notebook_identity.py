@@ -210,3 +210,12 @@ def test_cli_clears_one_notebooks_function_when_asked(ip: Shell, tmp_path: Path)
     assert [nb for nb, _ in stored(cache)] == ["a.ipynb"]
     missing = cli("clear", "--function", "load", "--notebook", "b.ipynb", cache=cache)
     assert missing.returncode == 1 and "of notebook b.ipynb" in missing.stderr
+
+
+def test_clean_up_counts_entries_not_the_markers_of_random_state_entries(ip: Shell) -> None:
+    ip.run("import numpy as np\n@memo\ndef noisy(x):\n    return np.random.rand() + x\n_ = noisy(1)")
+    assert ip.run("noisy.cache_info().entries") == 1
+    ip.run("@memo\ndef noisy(x):\n    return np.random.rand() + x + 1\n_ = noisy(1)")
+    assert ip.run("noisy.clear_stale()") == 1  # as many as cache_info() and the stale notice count
+    assert ip.run("noisy.clear()") == 1
+    assert ip.run("noisy.cache_info().entries") == 0
