@@ -739,7 +739,7 @@ class MemoizedFunction(Generic[R]):
         with contextlib.suppress(Exception):
             for record in store.records():
                 meta = record.header.meta()
-                if record.verified and self.owns(meta) and meta.get("code") != current:
+                if record.verified and self.owns(meta) and meta.get("code") != current and "variants" not in meta:
                     count += 1
                     size += meta.get("size", 0)
                     versions.add(meta.get("code"))

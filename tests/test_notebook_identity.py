@@ -16,7 +16,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from notebook_memo import _config
+from notebook_memo import StaleEntriesWarning, _config
 from notebook_memo._inventory import Inventory
 from notebook_memo._store import get_store
 from tests.conftest import Shell
@@ -215,7 +215,8 @@ def test_cli_clears_one_notebooks_function_when_asked(ip: Shell, tmp_path: Path)
 def test_clean_up_counts_entries_not_the_markers_of_random_state_entries(ip: Shell) -> None:
     ip.run("import numpy as np\n@memo\ndef noisy(x):\n    return np.random.rand() + x\n_ = noisy(1)")
     assert ip.run("noisy.cache_info().entries") == 1
-    ip.run("@memo\ndef noisy(x):\n    return np.random.rand() + x + 1\n_ = noisy(1)")
+    with pytest.warns(StaleEntriesWarning, match="1 cached entry"):
+        ip.run("@memo\ndef noisy(x):\n    return np.random.rand() + x + 1\n_ = noisy(1)")
     assert ip.run("noisy.clear_stale()") == 1  # as many as cache_info() and the stale notice count
     assert ip.run("noisy.clear()") == 1
     assert ip.run("noisy.cache_info().entries") == 0
