@@ -28,8 +28,13 @@ class Explanation:
     reasons: list[str] = field(default_factory=list)
     unkeyed: list[str] = field(default_factory=list)
 
+    @property
+    def shown_name(self) -> str:
+        """The name as the notebook knows it: a function defined in the notebook without ``__main__.``."""
+        return self.name.removeprefix("__main__.")
+
     def __str__(self) -> str:
-        lines = [f"{self.name}: {'HIT' if self.hit else 'MISS'}: {self.summary}"]
+        lines = [f"{self.shown_name}: {'HIT' if self.hit else 'MISS'}: {self.summary}"]
         lines += [f"  - {reason}" for reason in self.reasons]
         if self.unkeyed:
             lines.append("  not part of the key (cannot be hashed): " + ", ".join(self.unkeyed))
@@ -44,7 +49,7 @@ class Explanation:
         if self.unkeyed:
             unkeyed = "<p>Not part of the key (cannot be hashed): <code>" + \
                 html.escape(", ".join(self.unkeyed)) + "</code></p>"
-        return (f"<div><b><code>{html.escape(self.name)}</code></b>: "
+        return (f"<div><b><code>{html.escape(self.shown_name)}</code></b>: "
                 f"<b style='color:{colour}'>{'HIT' if self.hit else 'MISS'}</b> {html.escape(self.summary)}"
                 f"{'<ul>' + items + '</ul>' if items else ''}{unkeyed}</div>")
 

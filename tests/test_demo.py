@@ -78,7 +78,7 @@ def test_second_run_restores_every_unaffected_cell_and_recomputes_the_edited_fun
 
 def test_summary_has_the_explain_line_of_the_edited_function(demo: Demo) -> None:
     explained = demo.stdout.split("explain, before the edited function ran again:\n", 1)[1]
-    assert re.match(r"\s+__main__\.embed_2d: MISS: ", explained)
+    assert re.match(r"\s+embed_2d: MISS: ", explained)
     assert "the function's own code changed" in explained.split("\n\n", 1)[0]
 
 

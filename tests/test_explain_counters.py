@@ -166,3 +166,8 @@ def test_verbose_says_when_a_cell_was_computed(ip: Shell, capsys: pytest.Capture
     assert "%%memo prep: computed in" in capsys.readouterr().out
     ip.run("%%memo prep\nrows = [1, 2]")
     assert "computed in" not in capsys.readouterr().out  # the restore note says what happened
+
+
+def test_a_notebook_function_is_explained_by_its_own_name(ip: Shell) -> None:
+    report = ip.run("score(1); score.explain(1)")
+    assert str(report).startswith("score: HIT") and "__main__" not in report._repr_html_()
