@@ -11,7 +11,7 @@ from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
 
 from . import _config
 from ._cells import CellOptions, cells, leading_blank_lines, run_cell
@@ -56,9 +56,13 @@ def cell_options(args: Any) -> CellOptions:
 
 
 def _cell_arguments(magic: Any, line: str) -> Any:
-    """Parse a ``%%memo`` line; a mistake is a one-line UsageError that names the magic."""
+    """Parse a ``%%memo`` line; a mistake is a one-line UsageError that names the magic.
+
+    The words are split as a shell splits them, so ``--ttl "6 hours"`` is one value without its
+    quotes (IPython's own splitting keeps them).
+    """
     try:
-        return parse_argstring(magic, line)
+        return magic.parser.parse_args(shlex.split(line))
     except (UsageError, ValueError) as exc:
         raise UsageError(f"%%memo {line}: {exc}; see %%memo --help") from None
 
