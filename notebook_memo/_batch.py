@@ -172,6 +172,30 @@ class BatchFunction(MemoizedFunction[Any]):
             _config.announce(f"{self._name}: {text}")
         return value
 
+    def refresh(self, *args: Any, **kwargs: Any) -> Any:
+        """Recompute these items, overwrite their stored results and return them all.
+
+        Like a call inside ``memo.refreshing()``, except that ``explain_last`` still reports the last real call.
+        """
+        if self._is_async:
+            return self._arefresh(args, kwargs)
+        last = self._last_run
+        token = _memo._refreshing.set(True)
+        try:
+            return self(*args, **kwargs)
+        finally:
+            _memo._refreshing.reset(token)
+            self._last_run = last
+
+    async def _arefresh(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        last = self._last_run
+        token = _memo._refreshing.set(True)
+        try:
+            return await self._acall_batch(args, kwargs)
+        finally:
+            _memo._refreshing.reset(token)
+            self._last_run = last
+
     def _disabled_now(self) -> bool:
         from ._memo import _disabled
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from notebook_memo._cells import cells
@@ -37,3 +35,46 @@ def test_an_unclosed_quote_is_a_usage_error(ip: Shell) -> None:
     result = ip.run_raw("%%memo --ttl \"6 hours\nRUNS.append(1)")
     assert isinstance(result.error_in_exec, UsageError) and "%%memo" in str(result.error_in_exec)
     assert ip["RUNS"] == []
+
+
+# -- a batch function's refresh() recomputes items, like memo.refreshing() ----------------------------
+
+BATCH = """
+@memo.batch("texts")
+def embed(texts):
+    RUNS.append(list(texts))
+    return [len(t) * STEP for t in texts]
+"""
+
+
+@pytest.fixture
+def bx(ip: Shell) -> Shell:
+    ip.run("STEP = 1")
+    ip.run(BATCH)
+    return ip
+
+
+def test_batch_refresh_overwrites_the_items_it_is_given(bx: Shell) -> None:
+    bx.run("embed(['a', 'bb', 'ccc'])")
+    assert bx.run("embed.refresh(['a', 'bb'])") == [1, 2]
+    assert bx["RUNS"][-1] == ["a", "bb"]
+    info = bx.run("embed.cache_info()")
+    assert info.currsize == 3  # the items, not one more entry for the whole list
+    bx.run("embed(['a', 'bb', 'ccc'])")
+    assert len(bx["RUNS"]) == 2  # served: the refreshed items were overwritten, not stored elsewhere
+
+
+def test_batch_refresh_is_a_probe_for_explain_last(bx: Shell) -> None:
+    bx.run("embed(['a', 'bb'])")
+    bx.run("embed(['a', 'bb'])")
+    bx.run("embed.refresh(['a'])")
+    assert bx.run("embed.explain_last()").hit
+
+
+def test_async_batch_refresh_recomputes(ip: Shell) -> None:
+    ip.run('@memo.batch("texts")\nasync def aembed(texts):\n    RUNS.append(list(texts))\n'
+           '    return [len(t) for t in texts]')
+    ip.run("await aembed(['a', 'bb'])")
+    assert ip.run("await aembed.refresh(['a'])") == [1]
+    assert ip["RUNS"] == [["a", "bb"], ["a"]]
+    assert ip.run("aembed.cache_info().currsize") == 2
