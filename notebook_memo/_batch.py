@@ -15,7 +15,7 @@ from . import _conditions, _config, _containers, _memo, _random_state
 from ._config import LOCK_POLL_MAX
 from ._containers import ResultType
 from ._errors import BatchError, ConfigurationError, MemoWarning, OptionError
-from ._explain import Explanation, explain_call
+from ._explain import Explanation, before_compute, explain_call
 from ._hashing import combine, content_hash
 from ._leases import Watch
 from ._memo import _MISS, Call, MemoizedFunction, Options, conditioned_entry, run_conditions, save, storage_trouble
@@ -35,6 +35,7 @@ class _Run:
     computed: list[bytes]  # those computed (the rest came from the cache)
     seconds: float  # spent computing them
     saved: float  # the compute time of the items served
+    before: Explanation | None = None  # why the first computed item was not served though it had an entry
 
 
 
@@ -160,7 +161,7 @@ class BatchFunction(MemoizedFunction[Any]):
         value = plan.finish()
         items = list(plan.first_position)
         computed = [plan.digests[p] for p in plan.computed]
-        run = _Run(plan.call, items, computed, plan.seconds, self.saved_seconds - plan.saved_before)
+        run = _Run(plan.call, items, computed, plan.seconds, self.saved_seconds - plan.saved_before, plan.before)
         self._last_run = run
         if _config.call_verbosity(self._options.verbose):
             served = len(items) - len(computed)
@@ -235,14 +236,18 @@ class BatchFunction(MemoizedFunction[Any]):
                            f"{len(missing)} of {len(items)} distinct items are not cached; the first:",
                            reasons, unkeyed)
 
+    def _item_call(self, call: Call, digest: bytes) -> Call:
+        """Return one item's call: its key, and the batch argument's digest among the arguments."""
+        return Call(self._item_key(call, digest), {**call.arguments, self._argument: digest},
+                    call.code, call.own, call.deps, call.method)
+
     def _why_missing(self, call: Call, digest: bytes, as_miss: bool,
                      run: Iterable[bytes] = ()) -> tuple[list[str], list[str]]:
         """Say why an item is not (or was not) cached: new to this code and arguments, or what changed.
 
         ``run``: the items computed by the same call, whose entries did not exist before it.
         """
-        item_call = Call(self._item_key(call, digest), {**call.arguments, self._argument: digest},
-                         call.code, call.own, call.deps, call.method)
+        item_call = self._item_call(call, digest)
         exclude = frozenset(self._item_key(call, d) for d in run)
         others = {name: digest.hex() for name, digest in call.arguments.items()}
         siblings = any(meta.get("code") == call.code.hex() and meta.get("version") == self._version.hex()
@@ -268,7 +273,12 @@ class BatchFunction(MemoizedFunction[Any]):
         if not computed:
             return Explanation(self.qualified_name, True, f"{total} of {total} items cached (the last call; "
                                f"saved {_config.human_seconds(run.saved)})")
-        reasons, unkeyed = self._why_missing(run.call, run.computed[0], as_miss=True, run=run.computed)
+        if run.before is not None:
+            before = run.before
+            reasons = [before.summary.rstrip(":") + (": " + "; ".join(before.reasons) if before.reasons else "")]
+            unkeyed = before.unkeyed
+        else:
+            reasons, unkeyed = self._why_missing(run.call, run.computed[0], as_miss=True, run=run.computed)
         return Explanation(self.qualified_name, False, f"the last call: {served}, {computed} computed in "
                            f"{_config.human_seconds(run.seconds)}. Why the first was computed:", reasons, unkeyed)
 
@@ -325,6 +335,9 @@ class _Plan:
                     self.results[digest], self.types[digest] = value, rtype
         self.missing = [p for d, p in self.first_position.items() if d not in self.results]
         fn.misses += len(self.missing)
+        # Asked before the run overwrites it: the first missing item's entry, if it had one, and why not served.
+        self.before = before_compute(fn, fn._item_call(call, digests[self.missing[0]]),
+                                     "memo.refreshing()" if refresh else None) if self.missing else None
         self.computed: list[int] = []  # positions this call computed itself
         self.seconds = 0.0
         self.saved_before = 0.0

@@ -17,6 +17,7 @@ from ._cell_exec import capture, execute, replay
 from ._config import warn_once
 from ._dependencies import Dependencies, clock_reads, code_environment, global_references, resolve_values
 from ._errors import ConfigurationError, MemoError, StorageWarning, UnhashableArgument
+from ._explain import Explanation, before_compute, explain_call
 from ._hashing import combine, content_hash
 from ._inventory import human_time
 from ._memo import Call, MemoizedFunction, conditioned_entry, entry_conditions, function_id, save_entry, served
@@ -82,6 +83,7 @@ class CellMemo:
     misses: int = 0
     saved_seconds: float = 0.0
     notebook: str | None = None  # the notebook it runs in: clean-up leaves other notebooks' cells alone
+    miss_report: Explanation | None = None  # why its last run was not restored though it had an entry
     _version: bytes = b""
     _options: Any = field(default=None)
 
@@ -105,10 +107,12 @@ class CellMemo:
 
     def explain_last(self) -> Any:
         """Return the report on this cell's last run; None before one."""
-        from ._explain import explain_call
-
         call = self.last_call
-        return None if call is None else explain_call(self, call, as_miss=not self.last_hit)  # type: ignore[arg-type]
+        if call is None:
+            return None
+        if not self.last_hit and self.miss_report is not None:
+            return self.miss_report
+        return explain_call(self, call, as_miss=not self.last_hit)  # type: ignore[arg-type]
 
     def clear(self) -> int:
         store = self._store()
@@ -255,6 +259,9 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
         restored = _try_restore(shell, store, cell, call.key, options)
         if restored is not _NOT_CACHED:
             return restored
+    # Asked before the run overwrites the entry, which explain_last could no longer see.
+    cell.miss_report = before_compute(cell, call, "%%memo --refresh" if options.refresh else None)  # type: ignore[arg-type]
+    cell.last_hit = False
     namespace = shell.user_ns
     before = _namespace_snapshot(namespace)
     input_digests = {name: _digest_or_none(value) for name, value in cell_call.inputs.items()}

@@ -182,3 +182,23 @@ def _condition_notes(conditions: dict[str, Any]) -> list[str]:
         notes.append(f"it draws from {describe_generators(sorted(conditions['states']))}: served for the state it "
                      "had, and left as the body would leave it")
     return notes
+
+
+def before_compute(fn: MemoizedFunction[Any], call: Call, refreshed: str | None = None) -> Explanation | None:
+    """Return why a call about to be computed is not served though its key has an entry; None if it has none.
+
+    Asked before the run overwrites that entry, which ``explain_last`` could no longer see. ``refreshed``
+    says what asked for the run when it was a refresh.
+    """
+    try:
+        record = fn._store().get(call.key)
+        if record is None:
+            return None
+        if refreshed:
+            return Explanation(fn.qualified_name, False, f"{refreshed} recomputed it, overwriting the entry stored "
+                               f"{_ago(record.header.created)}", [], sorted(call.deps.skipped))
+        report = explain_call(fn, call)
+    except Exception:
+        return None  # storage trouble: the caller has reported it
+    return None if report.hit else report  # a hit here: another process stored it meanwhile
+

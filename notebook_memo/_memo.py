@@ -19,7 +19,7 @@ import types
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 import cloudpickle
 import xxhash
@@ -36,6 +36,9 @@ from ._leases import Watch, computing, is_computing
 from ._notebook import current_notebook, owner_tag
 from ._serialize import CorruptRecord, Payload, copy_value, dumps, findable
 from ._store import Store, StoredRecord, get_store, open_stores
+
+if TYPE_CHECKING:
+    from ._explain import Explanation
 
 __all__ = ()
 
@@ -210,6 +213,10 @@ class MemoizedFunction(Generic[R]):
         self._last_store: tuple[tuple[Any, ...], Store] | None = None
         self.last_call: Call | None = None
         self.last_hit = False
+        # Why the latest computed call was not served though its key had an entry (expired, refreshed,
+        # preconditions changed): asked before the run overwrote that entry; and that of the last real call.
+        self._miss_report: Explanation | None = None
+        self._last_report: Explanation | None = None
         self.hits = 0
         self.misses = 0
         self.saved_seconds = 0.0
@@ -462,7 +469,7 @@ class MemoizedFunction(Generic[R]):
                 return self._lookup_or_compute(store, call, args, kwargs, refresh, outer)
             finally:
                 if not probe:
-                    self.last_call, self.last_hit = call, self.misses == misses
+                    self._remember(call, self.misses == misses)
         finally:
             if token is not None:
                 _conditions.resume(token)
@@ -497,7 +504,7 @@ class MemoizedFunction(Generic[R]):
                     value = self._read(store, call.key, call, outer)
                     if value is not _MISS:
                         return value
-                return self._compute(store, call, args, kwargs, outer)
+                return self._compute(store, call, args, kwargs, outer, refresh)
             finally:
                 if leased:
                     self._release(store, [call.key])
@@ -521,7 +528,8 @@ class MemoizedFunction(Generic[R]):
                       f"{_config.ENV_LEASE}.", StorageWarning)
 
     def _compute(self, store: Store, call: Call, args: tuple[Any, ...], kwargs: dict[str, Any],
-                 outer: Recorders) -> Any:
+                 outer: Recorders, refresh: bool = False) -> Any:
+        self._note_miss(call, refresh)
         self.misses += 1
         self._check_stale(store, call)
         recorder = Recorder(self._options.files)
@@ -533,6 +541,11 @@ class MemoizedFunction(Generic[R]):
         stored = self._write(store, call, result, duration, (recorder, before, outer))
         self._announce_computed(duration, stored is not None)
         return result
+
+    def _note_miss(self, call: Call, refresh: bool) -> None:
+        from ._explain import before_compute
+
+        self._miss_report = before_compute(self, call, "memo.refreshing()" if refresh else None)
 
     def _announce_computed(self, duration: float, stored: bool) -> None:
         if _config.call_verbosity(self._options.verbose):
@@ -577,7 +590,12 @@ class MemoizedFunction(Generic[R]):
             return await self._aserve(call, args, kwargs, refresh, outer)
         finally:
             if not probe:
-                self.last_call, self.last_hit = call, self.misses == misses
+                self._remember(call, self.misses == misses)
+
+    def _remember(self, call: Call, hit: bool) -> None:
+        """Keep a real call for ``explain_last``: probes (``refresh``, ``is_cached``, ``explain``) never come here."""
+        self.last_call, self.last_hit = call, hit
+        self._last_report = None if hit else self._miss_report
 
     async def _aserve(self, call: Call, args: tuple[Any, ...], kwargs: dict[str, Any], refresh: bool,
                       outer: Recorders) -> Any:
@@ -631,6 +649,7 @@ class MemoizedFunction(Generic[R]):
                 if value is not _MISS:
                     future.set_result((None, _MISS))
                     return value
+            self._note_miss(call, refresh)
             self.misses += 1
             self._check_stale(store, call)
             recorder = Recorder(self._options.files)
@@ -762,7 +781,11 @@ class MemoizedFunction(Generic[R]):
         from ._explain import explain_call
 
         call = self.last_call
-        return None if call is None else explain_call(self, call, as_miss=not self.last_hit)
+        if call is None:
+            return None
+        if not self.last_hit and self._last_report is not None:
+            return self._last_report
+        return explain_call(self, call, as_miss=not self.last_hit)
 
     # -- pickling: to workers and copies ------------------------------------------------------
     def __reduce__(self) -> tuple[Any, ...]:

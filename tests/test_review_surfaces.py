@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from notebook_memo._cells import cells
@@ -78,3 +80,82 @@ def test_async_batch_refresh_recomputes(ip: Shell) -> None:
     assert ip.run("await aembed.refresh(['a'])") == [1]
     assert ip["RUNS"] == [["a", "bb"], ["a"]]
     assert ip.run("aembed.cache_info().currsize") == 2
+
+
+# -- explain_last of a call that recomputed an entry its key had: refreshed, expired, inputs changed ------
+
+@pytest.fixture
+def fx(ip: Shell) -> Shell:
+    ip.run("@memo\ndef score(x):\n    RUNS.append(x)\n    return x * 2")
+    return ip
+
+
+def _last(shell: Shell, name: str) -> str:
+    return str(shell.run(f"%memo explain {name}"))
+
+
+def test_explain_last_after_memo_refreshing_says_so(fx: Shell) -> None:
+    fx.run("score(1)")
+    fx.run("with memo.refreshing():\n    score(1)")
+    report = _last(fx, "score")
+    assert "MISS" in report and "memo.refreshing()" in report and "nothing is cached" not in report
+
+
+def test_explain_last_after_expiry_says_it_expired(ip: Shell) -> None:
+    ip.run("@memo(ttl=0.2)\ndef brief(x):\n    return x")
+    ip.run("brief(1)")
+    ip.run("import time; time.sleep(0.5)")
+    ip.run("brief(1)")
+    report = _last(ip, "brief")
+    assert "MISS" in report and "expired" in report and "nothing is cached" not in report
+
+
+def test_explain_last_after_a_data_file_changed_names_it(ip: Shell, tmp_path: Path) -> None:
+    data = tmp_path / "data.txt"
+    data.write_text("one")
+    ip.run(f"DATA = {str(data)!r}\n@memo\ndef load(path):\n    with open(path) as f:\n        return f.read()")
+    ip.run("load(DATA)")
+    data.write_text("two, longer")
+    assert ip.run("load(DATA)") == "two, longer"
+    report = _last(ip, "load")
+    assert "MISS" in report and "data.txt changed" in report and "nothing is cached" not in report
+
+
+def test_explain_last_of_a_draw_under_another_random_state(ip: Shell) -> None:
+    ip.run("import random\n@memo\ndef draw(n):\n    return random.random() + n")
+    ip.run("random.seed(1); draw(1)")
+    ip.run("random.seed(2); draw(1)")
+    report = _last(ip, "draw")
+    assert "MISS" in report and "random" in report and "another key format" not in report
+
+
+def test_async_explain_last_after_memo_refreshing_says_so(ip: Shell) -> None:
+    ip.run("@memo\nasync def fetch(x):\n    return x")
+    ip.run("await fetch(1)")
+    ip.run("with memo.refreshing():\n    await fetch(1)")
+    report = _last(ip, "fetch")
+    assert "MISS" in report and "memo.refreshing()" in report
+
+
+def test_batch_explain_last_after_memo_refreshing_says_so(bx: Shell) -> None:
+    bx.run("embed(['a', 'bb'])")
+    bx.run("with memo.refreshing():\n    embed(['a', 'bb'])")
+    report = _last(bx, "embed")
+    assert "2 computed" in report and "memo.refreshing()" in report and "first run" not in report
+
+
+def test_batch_explain_last_after_expiry_says_it_expired(ip: Shell) -> None:
+    ip.run('@memo.batch("xs", ttl=0.2)\ndef brief(xs):\n    return [x for x in xs]')
+    ip.run("brief([1, 2])")
+    ip.run("import time; time.sleep(0.5)")
+    ip.run("brief([1, 2])")
+    report = _last(ip, "brief")
+    assert "2 computed" in report and "expired" in report and "first run" not in report
+
+
+def test_cell_explain_last_after_refresh_says_so(ip: Shell) -> None:
+    ip.run("%%memo counted\nRUNS.append(1)")
+    ip.run("%%memo counted --refresh\nRUNS.append(1)")
+    report = _last(ip, "counted")
+    assert len(ip["RUNS"]) == 2
+    assert "MISS" in report and "--refresh" in report and "nothing is cached" not in report
