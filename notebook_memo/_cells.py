@@ -19,7 +19,7 @@ from ._dependencies import Dependencies, clock_reads, code_environment, global_r
 from ._errors import ConfigurationError, MemoError, StorageWarning, UnhashableArgument
 from ._explain import Explanation, before_compute, explain_call
 from ._hashing import combine, content_hash
-from ._inventory import human_time
+from ._inventory import delete_results, human_time
 from ._memo import Call, MemoizedFunction, conditioned_entry, entry_conditions, function_id, save_entry, served
 from ._methods import _PerObjectCache
 from ._notebook import current_notebook, owner_tag
@@ -115,16 +115,14 @@ class CellMemo:
         return explain_call(self, call, as_miss=not self.last_hit)  # type: ignore[arg-type]
 
     def clear(self) -> int:
-        store = self._store()
-        return sum(store.delete_record(r) for r in self.entries())
+        return delete_results(self._store(), self.entries())
 
     def clear_stale(self) -> int:
         if self.last_call is None:
             return 0
         current = self.last_call.code.hex()
-        store = self._store()
-        return sum(store.delete_record(r) for r in self.entries()
-                   if r.verified and r.header.meta().get("code") != current)
+        return delete_results(self._store(), (r for r in self.entries()
+                                              if r.verified and r.header.meta().get("code") != current))
 
 
 _cells: dict[str, CellMemo] = {}

@@ -31,7 +31,7 @@ from ._dependencies import CodeState, CodeTracker, Dependencies, clock_reads
 from ._errors import ConfigurationError, MemoWarning, RecursiveCall, StaleEntriesWarning, StorageWarning
 from ._fingerprint import own_fingerprint
 from ._hashing import CLOCK, aliasing_parts, combine, content_hash, register_hasher, things_met
-from ._inventory import human_bytes
+from ._inventory import delete_results, human_bytes, is_marker
 from ._leases import Watch, computing, is_computing
 from ._notebook import current_notebook, owner_tag
 from ._serialize import CorruptRecord, Payload, copy_value, dumps, findable
@@ -720,8 +720,7 @@ class MemoizedFunction(Generic[R]):
         A function defined in a notebook deletes only what it stored from that notebook: a
         function of the same name in another notebook of the folder keeps its results.
         """
-        store = self._store()
-        return sum(store.delete_record(r) for r in self.entries())
+        return delete_results(self._store(), self.entries())
 
     def cache_clear(self) -> int:
         """``clear()`` under ``lru_cache``'s name."""
@@ -733,7 +732,7 @@ class MemoizedFunction(Generic[R]):
 
     def cache_info(self) -> CacheInfo:
         """Return hits and misses in this process, and the entries and bytes on disk."""
-        metas = [meta for r in self.entries() for meta in [r.header.meta()] if "variants" not in meta]
+        metas = [meta for r in self.entries() for meta in [r.header.meta()] if not is_marker(meta)]
         size = sum(meta.get("size", 0) for meta in metas)
         return CacheInfo(self.hits, self.misses, len(metas), size, self.saved_seconds)
 
@@ -743,10 +742,9 @@ class MemoizedFunction(Generic[R]):
 
     def clear_stale(self) -> int:
         """Delete the entries made under other versions of this function's code."""
-        store = self._store()
         current = self.current_code().hex()
-        return sum(store.delete_record(r) for r in self.entries()
-                   if r.verified and r.header.meta().get("code") != current)
+        return delete_results(self._store(), (r for r in self.entries()
+                                              if r.verified and r.header.meta().get("code") != current))
 
     def _check_stale(self, store: Store, call: Call) -> None:
         if self._stale_checked or not _config.settings.verbose:
@@ -758,7 +756,7 @@ class MemoizedFunction(Generic[R]):
         with contextlib.suppress(Exception):
             for record in store.records():
                 meta = record.header.meta()
-                if record.verified and self.owns(meta) and meta.get("code") != current:
+                if record.verified and self.owns(meta) and meta.get("code") != current and not is_marker(meta):
                     count += 1
                     size += meta.get("size", 0)
                     versions.add(meta.get("code"))

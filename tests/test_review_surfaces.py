@@ -159,3 +159,50 @@ def test_cell_explain_last_after_refresh_says_so(ip: Shell) -> None:
     report = _last(ip, "counted")
     assert len(ip["RUNS"]) == 2
     assert "MISS" in report and "--refresh" in report and "nothing is cached" not in report
+
+
+# -- a body that draws from a global random generator: its marker entry is not a result --------------
+
+DRAW = "import random\n@memo\ndef draw(n):\n    return random.random() + n{edit}"
+
+
+def test_clear_counts_results_not_random_state_markers(ip: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+    ip.run(DRAW.format(edit=""))
+    ip.run("draw(1)")
+    assert ip.run("draw.cache_info().currsize") == 1
+    assert ip.run("draw.clear()") == 1
+    assert ip.run("len(draw.entries())") == 0
+    ip.run("draw(1)")
+    capsys.readouterr()
+    ip.run("%memo clear draw")
+    assert "removed 1 entries of draw" in capsys.readouterr().out
+
+
+def test_stale_notice_and_clear_stale_count_what_info_counts(ip: Shell) -> None:
+    import warnings
+
+    from notebook_memo import StaleEntriesWarning
+
+    ip.run(DRAW.format(edit=""))
+    ip.run("draw(1); draw(2)")
+    ip.run(DRAW.format(edit=" + 0"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ip.run("draw(1)")
+    [notice] = [str(w.message) for w in caught if issubclass(w.category, StaleEntriesWarning)]
+    assert notice.startswith("draw: 2 cached entries")
+    [row] = [line for line in repr(ip.run("%memo info")).splitlines() if "draw" in line]
+    assert row.split()[9] == "2"  # name, kind, entries, versions, size (two words), hits, saved (two), stale
+    assert ip.run("draw.clear_stale()") == 2
+    assert ip.run("draw.cache_info().currsize") == 1
+
+
+def test_cli_clear_counts_results_not_markers(ip: Shell, cache_dir: Path) -> None:
+    import subprocess
+    import sys
+
+    ip.run(DRAW.format(edit=""))
+    ip.run("draw(1); draw(2)")
+    out = subprocess.run([sys.executable, "-m", "notebook_memo", "clear", "--function", "draw", "--dir",
+                          str(cache_dir)], capture_output=True, text=True, timeout=60, check=True).stdout
+    assert out.strip() == "removed 2 entries"
