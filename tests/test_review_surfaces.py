@@ -206,3 +206,20 @@ def test_cli_clear_counts_results_not_markers(ip: Shell, cache_dir: Path) -> Non
     out = subprocess.run([sys.executable, "-m", "notebook_memo", "clear", "--function", "draw", "--dir",
                           str(cache_dir)], capture_output=True, text=True, timeout=60, check=True).stdout
     assert out.strip() == "removed 2 entries"
+
+
+# -- the notebook's path given relative (Jupyter's API path), then %cd in the notebook ---------------
+
+def test_a_relative_notebook_path_names_one_notebook_after_cd(ip: Shell, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "data").mkdir()
+    monkeypatch.chdir(tmp_path)
+    ip.run("__session__ = 'analysis.ipynb'")
+    ip.run("@memo\ndef load(n):\n    return n\nload(1)")
+    monkeypatch.chdir(tmp_path / "data")  # what %cd data does
+    ip.run("@memo\ndef load(n):\n    return n\nload(2)")
+    assert ip.run("load.cache_info().currsize") == 2  # one function of one notebook
+    capsys.readouterr()
+    ip.run("%memo clear")
+    assert "removed 2 entries" in capsys.readouterr().out
