@@ -99,7 +99,7 @@ class Inventory:
 
     def _matches(self, meta: dict, name: str) -> bool:  # type: ignore[type-arg]
         full = meta.get("name", "")
-        return bool(full == name or full.rpartition(".")[2] == name or meta.get("label") == name)
+        return bool(full == name or full.endswith("." + name) or meta.get("label") == name)
 
     def clear_function(self, name: str, notebook: str | None = None) -> int:
         """Delete the entries of the functions or cells called ``name`` (of one notebook, if given)."""

@@ -173,13 +173,22 @@ def clear_directory(directory: str, everything: bool) -> str:
 
 
 def _find(name: str) -> Any:
-    for fn in registered():
-        if name in (fn.qualified_name, fn.qualified_name.rpartition(".")[2]):
-            return fn
-    for cell in cells():
-        if name in (cell.label, cell.qualified_name):
-            return cell
+    """Return the function or named cell called ``name``: its qualified name, or its end (``fit``, ``Model.fit``)."""
+    found: list[Any] = [fn for fn in registered() if _names(fn.qualified_name, name)]
+    found += [cell for cell in cells() if name in (cell.label, cell.qualified_name)]
+    exact = [f for f in found if f.qualified_name == name]
+    if exact or len(found) == 1:
+        return (exact or found)[0]
+    if found:
+        names = ", ".join(sorted(f.qualified_name for f in found))
+        raise UsageError(f"%memo: {name!r} names {len(found)} memoized functions ({names}); "
+                         "give the one you mean as Class.method or its qualified name")
     raise UsageError(f"%memo: no memoized function or named cell called {name!r} in this session")
+
+
+def _names(qualified: str, name: str) -> bool:
+    """Return whether ``name`` is ``qualified`` or a dotted ending of it."""
+    return qualified == name or qualified.endswith("." + name)
 
 
 def line_command(line: str) -> Any:

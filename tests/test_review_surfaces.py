@@ -223,3 +223,50 @@ def test_a_relative_notebook_path_names_one_notebook_after_cd(ip: Shell, tmp_pat
     capsys.readouterr()
     ip.run("%memo clear")
     assert "removed 2 entries" in capsys.readouterr().out
+
+
+# -- %memo explain/clear NAME for methods: Class.method, and a short name two functions share --------
+
+CLASSES = """
+class Model:
+    def __memo_key__(self): return 'model'
+    @memo
+    def fit(self, x):
+        return x
+class Other:
+    def __memo_key__(self): return 'other'
+    @memo
+    def fit(self, x):
+        return -x
+Model().fit(1); Other().fit(1); Other().fit(2)
+"""
+
+
+def test_explain_and_clear_take_class_dot_method(ip: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+    ip.run(CLASSES)
+    assert "__main__.Model.fit" in str(ip.run("%memo explain Model.fit"))
+    capsys.readouterr()
+    ip.run("%memo clear Other.fit")
+    assert "removed 2 entries of Other.fit" in capsys.readouterr().out
+    assert ip.run("Model.fit.cache_info().currsize") == 1
+
+
+def test_a_short_name_two_functions_share_is_refused(ip: Shell) -> None:
+    from IPython.core.error import UsageError
+
+    ip.run(CLASSES)
+    result = ip.run_raw("%memo clear fit")
+    assert isinstance(result.error_in_exec, UsageError)
+    assert "Model.fit" in str(result.error_in_exec) and "Other.fit" in str(result.error_in_exec)
+    assert ip.run("Model.fit.cache_info().currsize, Other.fit.cache_info().currsize") == (1, 2)
+
+
+def test_cli_clear_takes_class_dot_method(ip: Shell, cache_dir: Path) -> None:
+    import subprocess
+    import sys
+
+    ip.run(CLASSES)
+    out = subprocess.run([sys.executable, "-m", "notebook_memo", "clear", "--function", "Other.fit", "--dir",
+                          str(cache_dir)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "removed 2 entries", out.stderr
+    assert ip.run("Model.fit.cache_info().currsize") == 1
