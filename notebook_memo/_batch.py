@@ -55,8 +55,9 @@ class BatchFunction(MemoizedFunction[Any]):
             raise ConfigurationError(f"memo.batch({argument!r}): {fn.__qualname__} has no parameter named "
                                      f"{argument!r}; its parameters are {self._binder.names}"
                                      + (f"; did you mean {near[0]!r}?" if near else ""))
-        if batch_size < 1:
-            raise ConfigurationError(f"batch_size must be at least 1, not {batch_size!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigurationError(f"batch_size is how many items go to one call of {fn.__qualname__}: a whole "
+                                     f"number, at least 1, not {batch_size!r}")
         self._argument = argument
         self._batch_size = batch_size
         self._progress = progress

@@ -270,3 +270,13 @@ def test_cli_clear_takes_class_dot_method(ip: Shell, cache_dir: Path) -> None:
                           str(cache_dir)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "removed 2 entries", out.stderr
     assert ip.run("Model.fit.cache_info().currsize") == 1
+
+
+# -- memo.batch(batch_size=...) that is not a whole number is refused at decoration --------------------
+
+@pytest.mark.parametrize("size", ["10", 2.5, True])
+def test_a_batch_size_that_is_not_a_count_is_refused_at_decoration(size: object) -> None:
+    from notebook_memo import ConfigurationError, memo
+
+    with pytest.raises(ConfigurationError, match="batch_size"):
+        memo.batch("xs", batch_size=size)(lambda xs: xs)
