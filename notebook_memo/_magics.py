@@ -6,6 +6,7 @@ import ast
 import html
 import re
 import shlex
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -272,11 +273,13 @@ _MAGIC_CALL = "get_ipython().run_cell_magic('memo',"
 
 
 class _SyntaxErrorsAsInAnyCell:
-    """An input transformer: a ``%%memo`` cell whose code does not parse becomes that code.
+    """An input transformer: a ``%%memo`` cell whose code does not compile becomes that code.
 
     IPython then reports the syntax error itself, as in any cell (``Cell In[n], line k`` and a
-    caret, no frames), and the cell fails before it runs. Raised from inside the magic, the error
-    would come with the magic's frames and the line numbers of the body instead.
+    caret, no frames): one that does not parse fails before the cell runs; one that parses but
+    does not compile (``return`` outside a function) fails at that statement, as in any cell.
+    Nothing is cached. Raised from inside the magic, the error would come with the magic's frames
+    and the line numbers of the body instead.
     """
 
     def __init__(self, shell: Any) -> None:
@@ -290,7 +293,10 @@ class _SyntaxErrorsAsInAnyCell:
             return lines
         try:
             code = self.shell.transform_cell(body)
-            ast.parse(code)
+            # Compiled, not only parsed: 'return' or 'break' outside their place parse, then fail to compile.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the run compiles it again and warns then
+                compile(code, "<%%memo cell>", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)
         except SyntaxError:
             # The magic's line stays as a comment so that the lines are numbered as the user sees them.
             return ["# %%memo\n", *["\n"] * leading_blank_lines(body), *code.splitlines(keepends=True)]

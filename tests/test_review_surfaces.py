@@ -280,3 +280,26 @@ def test_a_batch_size_that_is_not_a_count_is_refused_at_decoration(size: object)
 
     with pytest.raises(ConfigurationError, match="batch_size"):
         memo.batch("xs", batch_size=size)(lambda xs: xs)
+
+
+# -- a cell that parses but does not compile (return, break, yield outside their place) ----------------
+
+def _shown(capsys: pytest.CaptureFixture[str]) -> str:
+    import re
+
+    captured = capsys.readouterr()
+    return re.sub(r"\x1b\[[0-9;]*m", "", captured.out + captured.err)
+
+
+@pytest.mark.parametrize("line, message", [("return 5", "'return' outside function"),
+                                           ("break", "'break' outside loop"),
+                                           ("nonlocal RUNS", "nonlocal declaration not allowed at module level")])
+def test_a_compile_error_in_a_cell_is_reported_as_in_an_ordinary_cell(
+        ip: Shell, capsys: pytest.CaptureFixture[str], line: str, message: str) -> None:
+    capsys.readouterr()
+    result = ip.run_raw(f"%%memo\nRUNS.append(1)\n{line}\n")
+    text = _shown(capsys)
+    assert isinstance(result.error_before_exec or result.error_in_exec, SyntaxError), text
+    assert f"Cell In[{result.execution_count}], line 3" in text and message in text, text
+    assert "notebook_memo" not in text and "Traceback" not in text, text
+    assert "nothing cached" in repr(ip.run("%memo info"))
