@@ -253,12 +253,15 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
     cell_call, tree, filename = prepare(shell, raw_cell, options, header)
     cell, call = cell_call.cell, cell_call.call
     store = cell._store()
-    if not options.refresh and not _config.settings.disabled:
+    off = _config.disabled_by_env()  # %memo off, or NOTEBOOK_MEMO_DISABLE
+    if not options.refresh and not off:
         restored = _try_restore(shell, store, cell, call.key, options)
         if restored is not _NOT_CACHED:
             return restored
     # Asked before the run overwrites the entry, which explain_last could no longer see.
-    cell.miss_report = before_compute(cell, call, "%%memo --refresh" if options.refresh else None)  # type: ignore[arg-type]
+    cell.miss_report = (Explanation(cell.qualified_name, False, "caching is off (%memo off or NOTEBOOK_MEMO_DISABLE): "
+                                    "the cell ran, and nothing was read or stored") if off
+                        else before_compute(cell, call, "%%memo --refresh" if options.refresh else None))  # type: ignore[arg-type]
     cell.last_hit = False
     namespace = shell.user_ns
     before = _namespace_snapshot(namespace)
@@ -274,7 +277,7 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
     duration = time.perf_counter() - start
     cell.misses += 1
     cell.last_hit = False
-    if _config.settings.disabled:
+    if off:
         return result
     after = _namespace_snapshot(namespace)
     # Names the cell binds on some paths only. One still the same object after the run may or

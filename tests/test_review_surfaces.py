@@ -303,3 +303,25 @@ def test_a_compile_error_in_a_cell_is_reported_as_in_an_ordinary_cell(
     assert f"Cell In[{result.execution_count}], line 3" in text and message in text, text
     assert "notebook_memo" not in text and "Traceback" not in text, text
     assert "nothing cached" in repr(ip.run("%memo info"))
+
+
+# -- NOTEBOOK_MEMO_DISABLE turns cells off too, as %memo off does ---------------------------------------
+
+def test_the_disable_variable_runs_cells_and_stores_nothing(ip: Shell, monkeypatch: pytest.MonkeyPatch) -> None:
+    from notebook_memo import _config
+
+    monkeypatch.setenv(_config.ENV_DISABLE, "1")
+    ip.run("%%memo counted\nRUNS.append(1)")
+    ip.run("%%memo counted\nRUNS.append(1)")
+    assert len(ip["RUNS"]) == 2
+    assert "nothing cached" in repr(ip.run("%memo info"))
+    assert "caching is off" in str(ip.run("%memo explain counted"))
+
+
+def test_explain_of_a_cell_run_under_memo_off_says_so(ip: Shell) -> None:
+    ip.run("%%memo counted\nRUNS.append(1)")
+    ip.run("%memo off")
+    ip.run("%%memo counted\nRUNS.append(1)")
+    assert len(ip["RUNS"]) == 2
+    report = str(ip.run("%memo explain counted"))
+    assert "MISS" in report and "caching is off" in report
