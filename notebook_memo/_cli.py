@@ -8,11 +8,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 from . import _config
 from ._config import DURATION_TEXT, duration_text, parse_size
+from ._errors import MemoWarning, StorageWarning
 from ._inventory import Inventory, human_bytes, human_time
 from ._notebook import short_name
 from ._store import get_store, is_cache_directory
@@ -159,10 +161,24 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"info": cmd_info, "clear": cmd_clear, "prune": cmd_prune, "demo": cmd_demo}
+    if args.command == "demo":
+        return cmd_demo(args)  # a notebook run: its warnings show as they come
+    handlers = {"info": cmd_info, "clear": cmd_clear, "prune": cmd_prune}
     try:
-        return handlers[args.command](args)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", MemoWarning)
+            code = handlers[args.command](args)
     except CliError as exc:
         print(f"notebook-memo: {exc}", file=sys.stderr)
         return exc.code
+    # Our warnings as one line each, without Python's file and line; storage trouble (a damaged
+    # index set aside, an unreadable directory) means the answer is not what the directory held.
+    trouble = False
+    for warning in caught:
+        if issubclass(warning.category, MemoWarning):
+            print(f"notebook-memo: {warning.message}", file=sys.stderr)
+            trouble = trouble or issubclass(warning.category, StorageWarning)
+        else:
+            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+    return EXIT_FAILED if trouble and code == EXIT_OK else code
 

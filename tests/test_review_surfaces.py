@@ -325,3 +325,25 @@ def test_explain_of_a_cell_run_under_memo_off_says_so(ip: Shell) -> None:
     assert len(ip["RUNS"]) == 2
     report = str(ip.run("%memo explain counted"))
     assert "MISS" in report and "caching is off" in report
+
+
+# -- the CLI on a cache whose index is garbage: one line on stderr, and a failure exit code ---------------
+
+def test_cli_info_on_a_garbage_index_says_so_in_one_line(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from notebook_memo import _config
+
+    cache = tmp_path / "planted"
+    env = {**os.environ, _config.ENV_DIR: str(cache)}
+    subprocess.run([sys.executable, "-c", "from notebook_memo import memo\nf = memo(lambda x: x)\nf(1)"],
+                   env=env, check=True, timeout=60)
+    (cache / "cache.db").write_bytes(b"this is not a database, " * 200)
+    out = subprocess.run([sys.executable, "-m", "notebook_memo", "info", "--dir", str(cache)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1, out
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("notebook-memo: ") and "damaged" in lines[0], out.stderr
+    assert "Traceback" not in out.stderr
