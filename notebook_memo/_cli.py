@@ -158,9 +158,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Options whose value may start with '-' (a negative age or size, refused with a reason).
+_VALUED = ("--max-size", "--older-than")
+
+
+def _values_attached(argv: Sequence[str]) -> list[str]:
+    """Return ``argv`` with a value that starts with '-' attached to its option (``--max-size=-5GB``).
+
+    argparse takes ``-5GB`` for an option and answers with its usage; attached, the value is read
+    and refused in one line that says why.
+    """
+    out: list[str] = []
+    for word in argv:
+        if out and out[-1] in _VALUED and word.startswith("-") and word[1:2].isdigit():
+            out[-1] = f"{out[-1]}={word}"
+        else:
+            out.append(word)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_values_attached(sys.argv[1:] if argv is None else argv))
     if args.command == "demo":
         return cmd_demo(args)  # a notebook run: its warnings show as they come
     handlers = {"info": cmd_info, "clear": cmd_clear, "prune": cmd_prune}

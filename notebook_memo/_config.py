@@ -88,10 +88,12 @@ def duration_text(text: str) -> float | None:
     text = text.strip().lower()
     if _SECONDS_TEXT.fullmatch(text):
         return float(text)
+    # A sign is read, so that "-1h" is refused as not positive rather than as unreadable.
+    sign, text = (-1.0, text[1:].lstrip()) if text[:1] == "-" else (1.0, text)
     if _TTL_TEXT.fullmatch(text):
         parts = _TTL_PART.findall(text)
         if all(unit in _UNITS for _, unit in parts):
-            return sum(float(number) * _UNITS[unit] for number, unit in parts)
+            return sign * sum(float(number) * _UNITS[unit] for number, unit in parts)
     return None
 
 

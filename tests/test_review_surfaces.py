@@ -347,3 +347,27 @@ def test_cli_info_on_a_garbage_index_says_so_in_one_line(tmp_path: Path) -> None
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("notebook-memo: ") and "damaged" in lines[0], out.stderr
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("option, value, said", [("--max-size", "-5GB", "'-5GB'"),
+                                                 ("--older-than", "-1h", "positive")])
+def test_cli_negative_values_are_one_line_usage_errors(cache_dir: Path, option: str, value: str, said: str) -> None:
+    import subprocess
+    import sys
+
+    from notebook_memo import memo
+
+    memo(lambda x: x)(1)
+    out = subprocess.run([sys.executable, "-m", "notebook_memo", "prune", "--dir", str(cache_dir), option, value],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"notebook-memo: {option}") and said in lines[0], out.stderr
+
+
+@pytest.mark.parametrize("ttl", ["-1h", "- 90 min", "-1 day"])
+def test_a_negative_ttl_in_words_is_refused_as_not_positive(ttl: str) -> None:
+    from notebook_memo import memo
+
+    with pytest.raises(ValueError, match="must be positive"):
+        memo(ttl=ttl)(lambda x: x)
