@@ -106,6 +106,11 @@ class Inventory:
         return delete_results(self.store, (r for r, m in self.records() if self._matches(m, name) and (
             notebook is None or _same_notebook(m.get("notebook"), notebook))))
 
+    def clear_owned(self, name: str, notebook: str | None) -> int:
+        """Delete the entries of the functions or cells called ``name`` that ``notebook`` stored (None: no notebook)."""
+        return delete_results(self.store, (r for r, m in self.records()
+                                           if self._matches(m, name) and m.get("notebook") == notebook))
+
     def clear_all(self) -> int:
         return delete_results(self.store, (r for r, _ in self.records()))
 

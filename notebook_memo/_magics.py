@@ -173,8 +173,11 @@ def clear_directory(directory: str, everything: bool) -> str:
             "%memo clear --all removes every entry there, other notebooks' included")
 
 
-def _find(name: str) -> Any:
-    """Return the function or named cell called ``name``: its qualified name, or its end (``fit``, ``Model.fit``)."""
+def _lookup(name: str) -> Any:
+    """Return the function or named cell of this session called ``name``, or None.
+
+    ``name`` is its qualified name or an end of it (``fit``, ``Model.fit``); one that names two is refused.
+    """
     found: list[Any] = [fn for fn in registered() if _names(fn.qualified_name, name)]
     found += [cell for cell in cells() if name in (cell.label, cell.qualified_name)]
     exact = [f for f in found if f.qualified_name == name]
@@ -184,7 +187,31 @@ def _find(name: str) -> Any:
         names = ", ".join(sorted(f.qualified_name for f in found))
         raise UsageError(f"%memo: {name!r} names {len(found)} memoized functions ({names}); "
                          "give the one you mean as Class.method or its qualified name")
-    raise UsageError(f"%memo: no memoized function or named cell called {name!r} in this session")
+    return None
+
+
+def _find(name: str) -> Any:
+    found = _lookup(name)
+    if found is None:
+        raise UsageError(f"%memo: no memoized function or named cell called {name!r} in this session")
+    return found
+
+
+def clear_named(name: str) -> str:
+    """Delete the entries of one function or named cell of this notebook; say how many.
+
+    One not defined in this session yet (a restarted kernel) is found by name among what this
+    notebook stored; other notebooks' functions of the same name keep theirs.
+    """
+    found = _lookup(name)
+    if found is not None:
+        return f"removed {found.clear()} entries of {name}"
+    inventory = Inventory(get_store(_config.resolve_dir(None), _config.resolve_size_limit()))
+    removed = inventory.clear_owned(name, current_notebook())
+    if not removed:
+        raise UsageError(f"%memo: no memoized function or named cell called {name!r} in this session, "
+                         "and none of this notebook's entries has that name")
+    return f"removed {removed} entries of {name}"
 
 
 def _names(qualified: str, name: str) -> bool:
@@ -205,7 +232,7 @@ def line_command(line: str) -> Any:
             removed = clear_stale_all() + sum(cell.clear_stale() for cell in cells())
             print(f"removed {removed} stale entries")
         elif rest and rest != ["--all"]:
-            print(f"removed {_find(rest[0]).clear()} entries of {rest[0]}")
+            print(clear_named(rest[0]))
         else:
             directory = _config.resolve_dir(None)
             print(clear_directory(directory, everything=rest == ["--all"]))

@@ -371,3 +371,23 @@ def test_a_negative_ttl_in_words_is_refused_as_not_positive(ttl: str) -> None:
 
     with pytest.raises(ValueError, match="must be positive"):
         memo(ttl=ttl)(lambda x: x)
+
+
+# -- %memo clear NAME in a restarted kernel, before the function is defined again ----------------------
+
+def test_clear_name_in_a_restarted_kernel_clears_this_notebooks_entries(cache_dir: Path, tmp_path: Path) -> None:
+    from tests.conftest import run_kernel
+
+    head = "%load_ext notebook_memo\nfrom notebook_memo import memo"
+    define = "@memo\ndef load(n):\n    return ({!r}, n)\nload(1); load(2)"
+    a, b = str(tmp_path / "a.ipynb"), str(tmp_path / "b.ipynb")
+    run_kernel([head, f"__session__ = {a!r}", define.format("a")], cache_dir)
+    run_kernel([head, f"__session__ = {b!r}", define.format("b")], cache_dir)
+    out = run_kernel([head, f"__session__ = {a!r}",
+                      "import io, contextlib\nbuf = io.StringIO()\nwith contextlib.redirect_stdout(buf):\n"
+                      "    get_ipython().run_line_magic('memo', 'clear load')\nOUT['said'] = buf.getvalue()",
+                      "import notebook_memo._inventory as inv, notebook_memo._store as st, os\n"
+                      "records = inv.Inventory(st.get_store(os.environ['NOTEBOOK_MEMO_DIR'], 2**30)).records()\n"
+                      "OUT['left'] = sorted(os.path.basename(m.get('notebook', '')) for _, m in records)"], cache_dir)
+    assert "removed 2 entries of load" in out["said"]
+    assert out["left"] == ["b.ipynb", "b.ipynb"]
