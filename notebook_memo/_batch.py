@@ -36,6 +36,7 @@ class _Run:
     seconds: float  # spent computing them
     saved: float  # the compute time of the items served
     before: Explanation | None = None  # why the first computed item was not served though it had an entry
+    error: str | None = None  # what the call raised
 
 
 
@@ -130,6 +131,9 @@ class BatchFunction(MemoizedFunction[Any]):
                     with _conditions.recording(recorder, outer):
                         result = self._fn(*sub_args, **sub_kwargs)
                     plan.absorb(positions, result, time.perf_counter() - start, recorder)
+            except BaseException as exc:
+                self._failed(plan, exc)
+                raise
             finally:
                 plan.release()
             return self._finished(plan)
@@ -153,6 +157,9 @@ class BatchFunction(MemoizedFunction[Any]):
                 with _conditions.recording(recorder, outer):
                     result = await self._fn(*sub_args, **sub_kwargs)
                 plan.absorb(positions, result, time.perf_counter() - start, recorder)
+        except BaseException as exc:
+            self._failed(plan, exc)
+            raise
         finally:
             plan.release()
         return self._finished(plan)
@@ -197,6 +204,12 @@ class BatchFunction(MemoizedFunction[Any]):
         finally:
             _memo._refreshing.reset(token)
             self._last_run = last
+
+    def _failed(self, plan: _Plan, exc: BaseException) -> None:
+        """Remember a call that raised: explain_last reports it, not the call before."""
+        computed = [plan.digests[p] for p in plan.computed]
+        self._last_run = _Run(plan.call, list(plan.first_position), computed, plan.seconds,
+                              self.saved_seconds - plan.saved_before, plan.before, _memo.describe_error(exc))
 
     def _disabled_now(self) -> bool:
         from ._memo import _disabled
@@ -270,6 +283,9 @@ class BatchFunction(MemoizedFunction[Any]):
         if run is None:
             return None
         total, computed = len(run.items), len(run.computed)
+        if run.error is not None:
+            return Explanation(self.qualified_name, False, f"the last call raised {run.error}; {computed} of its "
+                               f"{total} distinct items were computed and stored before that")
         served = f"{total - computed} of {total} items from the cache"
         if not computed:
             return Explanation(self.qualified_name, True, f"{total} of {total} items cached (the last call; "

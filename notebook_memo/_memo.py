@@ -217,6 +217,7 @@ class MemoizedFunction(Generic[R]):
         # preconditions changed): asked before the run overwrote that entry; and that of the last real call.
         self._miss_report: Explanation | None = None
         self._last_report: Explanation | None = None
+        self._last_error: str | None = None  # what the last real call raised
         self.hits = 0
         self.misses = 0
         self.saved_seconds = 0.0
@@ -461,15 +462,19 @@ class MemoizedFunction(Generic[R]):
             self._refuse_recursion(call)
             store = self._store()
             misses = self.misses
+            raised: BaseException | None = None
             try:
                 if not refresh:
                     value = self._read(store, call.key, call, outer)
                     if value is not _MISS:
                         return value
                 return self._lookup_or_compute(store, call, args, kwargs, refresh, outer)
+            except BaseException as exc:
+                raised = exc
+                raise
             finally:
                 if not probe:
-                    self._remember(call, self.misses == misses)
+                    self._remember(call, self.misses == misses, raised)
         finally:
             if token is not None:
                 _conditions.resume(token)
@@ -586,16 +591,21 @@ class MemoizedFunction(Generic[R]):
             if token is not None:
                 _conditions.resume(token)
         misses = self.misses
+        raised: BaseException | None = None
         try:
             return await self._aserve(call, args, kwargs, refresh, outer)
+        except BaseException as exc:
+            raised = exc
+            raise
         finally:
             if not probe:
-                self._remember(call, self.misses == misses)
+                self._remember(call, self.misses == misses, raised)
 
-    def _remember(self, call: Call, hit: bool) -> None:
+    def _remember(self, call: Call, hit: bool, raised: BaseException | None = None) -> None:
         """Keep a real call for ``explain_last``: probes (``refresh``, ``is_cached``, ``explain``) never come here."""
-        self.last_call, self.last_hit = call, hit
-        self._last_report = None if hit else self._miss_report
+        self.last_call, self.last_hit = call, hit and raised is None
+        self._last_report = None if self.last_hit else self._miss_report
+        self._last_error = None if raised is None else describe_error(raised)
 
     async def _aserve(self, call: Call, args: tuple[Any, ...], kwargs: dict[str, Any], refresh: bool,
                       outer: Recorders) -> Any:
@@ -776,14 +786,19 @@ class MemoizedFunction(Generic[R]):
 
     def explain_last(self) -> Any:
         """Return the report on the last real call in this session (``%memo explain NAME``); None before one."""
-        from ._explain import explain_call
+        from ._explain import Explanation, explain_call
 
         call = self.last_call
         if call is None:
             return None
         if not self.last_hit and self._last_report is not None:
-            return self._last_report
-        return explain_call(self, call, as_miss=not self.last_hit)
+            report = self._last_report
+        else:
+            report = explain_call(self, call, as_miss=not self.last_hit)
+        if self._last_error is None:
+            return report
+        return Explanation(report.name, False, f"it raised {self._last_error}, so no result was stored; "
+                           f"{report.summary}", report.reasons, report.unkeyed)
 
     # -- pickling: to workers and copies ------------------------------------------------------
     def __reduce__(self) -> tuple[Any, ...]:
@@ -1125,6 +1140,13 @@ def storage_trouble(store: Store, exc: BaseException) -> None:
     warn_once(f"storage:{store.directory}", f"results are not being stored in {store.directory} "
               f"({type(exc).__name__}: {exc}); they are computed and returned as usual, and caching "
               "resumes once the directory is writable again", StorageWarning)
+
+
+def describe_error(exc: BaseException) -> str:
+    """Return an exception as one short line: its type and the first line of its message."""
+    message = str(exc).strip().splitlines()
+    text = f"{type(exc).__name__}: {message[0]}" if message else type(exc).__name__
+    return text if len(text) <= 200 else text[:199] + "…"
 
 
 def keep_alive() -> None:

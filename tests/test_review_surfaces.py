@@ -391,3 +391,32 @@ def test_clear_name_in_a_restarted_kernel_clears_this_notebooks_entries(cache_di
                       "OUT['left'] = sorted(os.path.basename(m.get('notebook', '')) for _, m in records)"], cache_dir)
     assert "removed 2 entries of load" in out["said"]
     assert out["left"] == ["b.ipynb", "b.ipynb"]
+
+
+# -- explain_last of a call that raised ----------------------------------------------------------------
+
+def test_explain_last_of_a_call_that_raised_says_so(fx: Shell) -> None:
+    fx.run("@memo\ndef parse(text):\n    return int(text)")
+    fx.run("parse('1')")
+    result = fx.run_raw("parse('x')")
+    assert isinstance(result.error_in_exec, ValueError)
+    report = _last(fx, "parse")
+    assert "MISS" in report and "raised ValueError" in report
+
+
+def test_async_explain_last_of_a_call_that_raised_says_so(ip: Shell) -> None:
+    ip.run("@memo\nasync def parse(text):\n    return int(text)")
+    ip.run("await parse('1')")
+    result = ip.run_raw("await parse('x')")
+    assert isinstance(result.error_in_exec, ValueError)
+    report = _last(ip, "parse")
+    assert "MISS" in report and "raised ValueError" in report
+
+
+def test_batch_explain_last_of_a_call_that_raised_reports_that_call(bx: Shell) -> None:
+    bx.run("embed(['a', 'bb'])")
+    bx.run("embed(['a', 'bb'])")  # a full hit
+    result = bx.run_raw("embed(['a', 'bb', 3])")  # len(3) raises
+    assert isinstance(result.error_in_exec, TypeError)
+    report = _last(bx, "embed")
+    assert "MISS" in report and "raised TypeError" in report and "2 of 2 items cached" not in report
