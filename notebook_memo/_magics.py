@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import html
 import re
 import shlex
@@ -143,8 +144,10 @@ def info() -> InfoTable:
     current: dict[Owner, str] = {}
     for fn in registered():
         hits[(fn.function_id, fn.notebook)] = (fn.hits, fn.saved_seconds)
-        if fn.last_call is not None:
-            current[(fn.function_id, fn.notebook)] = fn.last_call.code.hex()
+        # The code a call would be stored under now, as clear_stale() compares: a batch function has no
+        # last_call, and a function defined again but not called yet has stale entries all the same.
+        with contextlib.suppress(Exception):
+            current[(fn.function_id, fn.notebook)] = fn.current_code().hex()
     for cell in cells():
         hits[(cell.function_id, cell.notebook)] = (cell.hits, cell.saved_seconds)
         if cell.last_call is not None:

@@ -420,3 +420,26 @@ def test_batch_explain_last_of_a_call_that_raised_reports_that_call(bx: Shell) -
     assert isinstance(result.error_in_exec, TypeError)
     report = _last(bx, "embed")
     assert "MISS" in report and "raised TypeError" in report and "2 of 2 items cached" not in report
+
+
+# -- %memo info's stale column counts what %memo clear --stale removes --------------------------------
+
+def _stale_column(shell: Shell, name: str) -> str:
+    [row] = [line for line in repr(shell.run("%memo info")).splitlines() if line.startswith(f"__main__.{name} ")]
+    return row.split()[9]  # name, kind, entries, versions, size (two words), hits, saved (two words), stale
+
+
+def test_info_counts_a_batch_functions_stale_items(bx: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+    bx.run("embed(['a', 'bb'])")
+    bx.run(BATCH.replace("len(t) * STEP", "len(t) * STEP + 0"))
+    bx.run("embed(['a'])")
+    assert _stale_column(bx, "embed") == "2"
+    capsys.readouterr()
+    bx.run("%memo clear --stale")
+    assert "removed 2 stale entries" in capsys.readouterr().out
+
+
+def test_info_counts_stale_entries_of_a_function_redefined_but_not_called(fx: Shell) -> None:
+    fx.run("score(1); score(2)")
+    fx.run("@memo\ndef score(x):\n    return x * 3")
+    assert _stale_column(fx, "score") == "2"
