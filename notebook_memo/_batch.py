@@ -209,7 +209,7 @@ class BatchFunction(MemoizedFunction[Any]):
         """Remember a call that raised: explain_last reports it, not the call before."""
         computed = [plan.digests[p] for p in plan.computed]
         self._last_run = _Run(plan.call, list(plan.first_position), computed, plan.seconds,
-                              self.saved_seconds - plan.saved_before, plan.before, _memo.describe_error(exc))
+                              self.saved_seconds - plan.saved_before, plan.before, _config.describe_error(exc))
 
     def _disabled_now(self) -> bool:
         from ._memo import _disabled

@@ -272,8 +272,12 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
              if name in namespace and not _is_shell_name(name)}
     recorder = _conditions.Recorder()
     start = time.perf_counter()
-    with capture(shell) as events, _conditions.recording(recorder, ()):
-        result = execute(shell, tree, filename)
+    try:
+        with capture(shell) as events, _conditions.recording(recorder, ()):
+            result = execute(shell, tree, filename)
+    except BaseException as exc:
+        cell.miss_report = _raised(cell, exc, cell.miss_report)
+        raise
     duration = time.perf_counter() - start
     cell.misses += 1
     cell.last_hit = False
@@ -319,6 +323,14 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
     if _config.call_verbosity(None) and not options.quiet:
         _config.announce(f"%%memo {options.name or 'cell'}: computed in {_config.human_seconds(duration)}")
     return result
+
+
+def _raised(cell: CellMemo, exc: BaseException, before: Explanation | None) -> Explanation:
+    """Return the report on a run that raised: what it raised, and why it ran at all when known."""
+    summary = f"it raised {_config.describe_error(exc)}, so nothing was stored"
+    if before is None:
+        return Explanation(cell.qualified_name, False, summary)
+    return Explanation(cell.qualified_name, False, f"{summary}; {before.summary}", before.reasons, before.unkeyed)
 
 
 def _digest_or_none(value: Any) -> bytes | None:

@@ -229,6 +229,13 @@ def human_seconds(seconds: float) -> str:
     return f"{seconds // 3600:.0f} h {seconds % 3600 // 60:.0f} min"
 
 
+def describe_error(exc: BaseException) -> str:
+    """Return an exception as one short line: its type and the first line of its message."""
+    message = str(exc).strip().splitlines()
+    text = f"{type(exc).__name__}: {message[0]}" if message else type(exc).__name__
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
 def announce(text: str) -> None:
     """Print one line about what a call did (``verbose=1``), where the user looks: the cell's output."""
     print(f"[notebook_memo] {text}", flush=True)

@@ -195,8 +195,8 @@ def before_compute(fn: MemoizedFunction[Any], call: Call, refreshed: str | None 
         if record is None:
             return None
         if refreshed:
-            return Explanation(fn.qualified_name, False, f"{refreshed} recomputed it, overwriting the entry stored "
-                               f"{_ago(record.header.created)}", [], sorted(call.deps.skipped))
+            return Explanation(fn.qualified_name, False, f"{refreshed} asked for it to be recomputed (the entry "
+                               f"stored {_ago(record.header.created)} was not read)", [], sorted(call.deps.skipped))
         report = explain_call(fn, call)
     except Exception:
         return None  # storage trouble: the caller has reported it

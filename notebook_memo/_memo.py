@@ -605,7 +605,7 @@ class MemoizedFunction(Generic[R]):
         """Keep a real call for ``explain_last``: probes (``refresh``, ``is_cached``, ``explain``) never come here."""
         self.last_call, self.last_hit = call, hit and raised is None
         self._last_report = None if self.last_hit else self._miss_report
-        self._last_error = None if raised is None else describe_error(raised)
+        self._last_error = None if raised is None else _config.describe_error(raised)
 
     async def _aserve(self, call: Call, args: tuple[Any, ...], kwargs: dict[str, Any], refresh: bool,
                       outer: Recorders) -> Any:
@@ -1140,13 +1140,6 @@ def storage_trouble(store: Store, exc: BaseException) -> None:
     warn_once(f"storage:{store.directory}", f"results are not being stored in {store.directory} "
               f"({type(exc).__name__}: {exc}); they are computed and returned as usual, and caching "
               "resumes once the directory is writable again", StorageWarning)
-
-
-def describe_error(exc: BaseException) -> str:
-    """Return an exception as one short line: its type and the first line of its message."""
-    message = str(exc).strip().splitlines()
-    text = f"{type(exc).__name__}: {message[0]}" if message else type(exc).__name__
-    return text if len(text) <= 200 else text[:199] + "…"
 
 
 def keep_alive() -> None:

@@ -443,3 +443,26 @@ def test_info_counts_stale_entries_of_a_function_redefined_but_not_called(fx: Sh
     fx.run("score(1); score(2)")
     fx.run("@memo\ndef score(x):\n    return x * 3")
     assert _stale_column(fx, "score") == "2"
+
+
+def test_cell_explain_after_a_refresh_that_raised(ip: Shell) -> None:
+    body = "RUNS.append(1)\nif len(RUNS) > 1:\n    raise RuntimeError('network down')"
+    ip.run(f"%%memo flaky\n{body}")
+    result = ip.run_raw(f"%%memo flaky --refresh\n{body}")
+    assert isinstance(result.error_in_exec, RuntimeError)
+    report = _last(ip, "flaky")
+    assert "MISS" in report and "raised RuntimeError: network down" in report and "overwr" not in report
+    ip.run("del RUNS[:]")
+    ip.run(f"%%memo flaky\n{body}")
+    assert "HIT" in _last(ip, "flaky")  # the entry the failed refresh did not replace is served
+    assert ip["RUNS"] == []
+
+
+def test_explain_after_memo_refreshing_that_raised_does_not_claim_an_overwrite(ip: Shell) -> None:
+    ip.run("@memo\ndef fetch(x):\n    if RUNS:\n        raise RuntimeError('network down')\n    RUNS.append(x)\n"
+           "    return x")
+    ip.run("fetch(1)")
+    result = ip.run_raw("with memo.refreshing():\n    fetch(1)")
+    assert isinstance(result.error_in_exec, RuntimeError)
+    report = _last(ip, "fetch")
+    assert "raised RuntimeError" in report and "memo.refreshing()" in report and "overwr" not in report
