@@ -49,7 +49,9 @@ __all__ = [
 
 __version__ = "0.1.0"
 
-_UNSET: Any = object()
+# configure()'s "not given". Kept in a submodule: %reload_ext notebook_memo runs this file again, and a
+# configure imported before that must still recognise its own defaults.
+_UNSET: Any = _config.UNSET
 
 
 def configure(

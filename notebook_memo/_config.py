@@ -13,7 +13,7 @@ import threading
 import warnings
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Union
+from typing import Any, Union
 
 from ._errors import ConfigurationError, MemoWarning
 
@@ -112,6 +112,9 @@ def parse_size(size: int | str) -> int:
     prefix = unit[:1] if unit[:1] in "kmgt" else ""
     power = "kmgt".index(prefix) + 1 if prefix else 0
     return int(float(number) * base**power)
+
+
+UNSET: Any = object()  # an argument not given (configure's defaults)
 
 
 @dataclass

@@ -466,3 +466,12 @@ def test_explain_after_memo_refreshing_that_raised_does_not_claim_an_overwrite(i
     assert isinstance(result.error_in_exec, RuntimeError)
     report = _last(ip, "fetch")
     assert "raised RuntimeError" in report and "memo.refreshing()" in report and "overwr" not in report
+
+
+# -- %reload_ext notebook_memo, then configure() imported before it ------------------------------------
+
+def test_configure_imported_before_reload_ext_still_works(ip: Shell, tmp_path: Path) -> None:
+    ip.run("from notebook_memo import configure")
+    ip.run("%reload_ext notebook_memo")
+    ip.run(f"configure(cache_dir={str(tmp_path / 'elsewhere')!r})")
+    assert ip.run("notebook_memo._config.settings.size_limit") is None
