@@ -475,3 +475,37 @@ def test_configure_imported_before_reload_ext_still_works(ip: Shell, tmp_path: P
     ip.run("%reload_ext notebook_memo")
     ip.run(f"configure(cache_dir={str(tmp_path / 'elsewhere')!r})")
     assert ip.run("notebook_memo._config.settings.size_limit") is None
+
+
+# -- NOTEBOOK_MEMO_VERBOSE, and what overrides it ---------------------------------------------------------
+
+def _lines(capsys: pytest.CaptureFixture[str]) -> list[str]:
+    return [line for line in capsys.readouterr().out.splitlines() if line.startswith("[notebook_memo]")]
+
+
+def test_the_verbose_variable_prints_a_line_per_call(bx: Shell, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from notebook_memo import _config
+
+    monkeypatch.setenv(_config.ENV_VERBOSE, "1")
+    bx.run("@memo\ndef score(x):\n    return x")
+    capsys.readouterr()
+    bx.run("score(1); score(1); embed(['a']); embed(['a'])")
+    bx.run("%%memo counted\nRUNS.append(1)")
+    lines = _lines(capsys)
+    assert len(lines) == 5 and "score: computed" in lines[0] and "score: from cache" in lines[1], lines
+    assert "embed: 0 of 1 from cache" in lines[2] and "embed: 1 of 1 from cache" in lines[3], lines
+
+
+@pytest.mark.parametrize("silence", ["notebook_memo.configure(verbose=False)", "notebook_memo.configure(verbose=0)",
+                                     "score = memo(verbose=0)(score.__wrapped__)"])
+def test_verbose_off_in_code_wins_over_the_variable(ip: Shell, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str], silence: str) -> None:
+    from notebook_memo import _config
+
+    monkeypatch.setenv(_config.ENV_VERBOSE, "1")
+    ip.run("@memo\ndef score(x):\n    return x")
+    ip.run(silence)
+    capsys.readouterr()
+    ip.run("score(1); score(1)")
+    assert _lines(capsys) == []
