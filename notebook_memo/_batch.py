@@ -262,6 +262,10 @@ class BatchFunction(MemoizedFunction[Any]):
         ``run``: the items computed by the same call, whose entries did not exist before it.
         """
         item_call = self._item_call(call, digest)
+        if not as_miss:
+            before = before_compute(self, item_call)  # it has an entry: expired, or computed from other inputs
+            if before is not None:
+                return [_as_reason(before)], before.unkeyed
         exclude = frozenset(self._item_key(call, d) for d in run)
         others = {name: digest.hex() for name, digest in call.arguments.items()}
         siblings = any(meta.get("code") == call.code.hex() and meta.get("version") == self._version.hex()
@@ -291,9 +295,7 @@ class BatchFunction(MemoizedFunction[Any]):
             return Explanation(self.qualified_name, True, f"{total} of {total} items cached (the last call; "
                                f"saved {_config.human_seconds(run.saved)})")
         if run.before is not None:
-            before = run.before
-            reasons = [before.summary.rstrip(":") + (": " + "; ".join(before.reasons) if before.reasons else "")]
-            unkeyed = before.unkeyed
+            reasons, unkeyed = [_as_reason(run.before)], run.before.unkeyed
         else:
             reasons, unkeyed = self._why_missing(run.call, run.computed[0], as_miss=True, run=run.computed)
         return Explanation(self.qualified_name, False, f"the last call: {served}, {computed} computed in "
@@ -308,6 +310,11 @@ class BatchFunction(MemoizedFunction[Any]):
         _, call, digests = self._split_call(args, kwargs)
         store = self._store()
         return any([store.delete(self._item_key(call, d)) for d in dict.fromkeys(digests)])
+
+
+def _as_reason(report: Explanation) -> str:
+    """Return an item's report as one reason of the batch's: its summary and its own reasons on one line."""
+    return report.summary.rstrip(":") + (": " + "; ".join(report.reasons) if report.reasons else "")
 
 
 def _tqdm_class() -> Any:

@@ -509,3 +509,12 @@ def test_verbose_off_in_code_wins_over_the_variable(ip: Shell, monkeypatch: pyte
     capsys.readouterr()
     ip.run("score(1); score(1)")
     assert _lines(capsys) == []
+
+
+def test_batch_explain_after_expiry_says_the_items_expired(ip: Shell) -> None:
+    ip.run('@memo.batch("xs", ttl=0.2)\ndef brief(xs):\n    return [x for x in xs]')
+    ip.run("brief([1, 2])")
+    ip.run("import time; time.sleep(0.5)")
+    report = str(ip.run("brief.explain([1, 2])"))
+    assert "2 of 2 distinct items are not cached" in report
+    assert "expired" in report and "never computed" not in report
