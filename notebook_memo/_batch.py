@@ -37,6 +37,12 @@ class _Run:
     saved: float  # the compute time of the items served
     before: Explanation | None = None  # why the first computed item was not served though it had an entry
     error: str | None = None  # what the call raised
+    given: int = 0  # the items given, duplicates included
+
+    def counted(self) -> str:
+        """Return how many items the call had: '3 items', or '2 distinct items (3 given)'."""
+        total = len(self.items)
+        return f"{total} items" if self.given in (0, total) else f"{total} distinct items ({self.given} given)"
 
 
 
@@ -169,11 +175,13 @@ class BatchFunction(MemoizedFunction[Any]):
         value = plan.finish()
         items = list(plan.first_position)
         computed = [plan.digests[p] for p in plan.computed]
-        run = _Run(plan.call, items, computed, plan.seconds, self.saved_seconds - plan.saved_before, plan.before)
+        run = _Run(plan.call, items, computed, plan.seconds, self.saved_seconds - plan.saved_before, plan.before,
+                   given=len(plan.digests))
         self._last_run = run
         if _config.call_verbosity(self._options.verbose):
             served = len(items) - len(computed)
-            text = f"{served} of {len(items)} from cache"
+            given = "" if len(plan.digests) == len(items) else f" distinct ({len(plan.digests)} given)"
+            text = f"{served} of {len(items)}{given} from cache"
             if computed:
                 text += f", {len(computed)} computed in {_config.human_seconds(run.seconds)}"
             else:
@@ -209,7 +217,8 @@ class BatchFunction(MemoizedFunction[Any]):
         """Remember a call that raised: explain_last reports it, not the call before."""
         computed = [plan.digests[p] for p in plan.computed]
         self._last_run = _Run(plan.call, list(plan.first_position), computed, plan.seconds,
-                              self.saved_seconds - plan.saved_before, plan.before, _config.describe_error(exc))
+                              self.saved_seconds - plan.saved_before, plan.before, _config.describe_error(exc),
+                              len(plan.digests))
 
     def _disabled_now(self) -> bool:
         from ._memo import _disabled
@@ -289,10 +298,10 @@ class BatchFunction(MemoizedFunction[Any]):
         total, computed = len(run.items), len(run.computed)
         if run.error is not None:
             return Explanation(self.qualified_name, False, f"the last call raised {run.error}; {computed} of its "
-                               f"{total} distinct items were computed and stored before that")
-        served = f"{total - computed} of {total} items from the cache"
+                               f"{run.counted()} were computed and stored before that")
+        served = f"{total - computed} of {run.counted()} from the cache"
         if not computed:
-            return Explanation(self.qualified_name, True, f"{total} of {total} items cached (the last call; "
+            return Explanation(self.qualified_name, True, f"{total} of {run.counted()} cached (the last call; "
                                f"saved {_config.human_seconds(run.saved)})")
         if run.before is not None:
             reasons, unkeyed = [_as_reason(run.before)], run.before.unkeyed

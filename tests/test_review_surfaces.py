@@ -518,3 +518,12 @@ def test_batch_explain_after_expiry_says_the_items_expired(ip: Shell) -> None:
     report = str(ip.run("brief.explain([1, 2])"))
     assert "2 of 2 distinct items are not cached" in report
     assert "expired" in report and "never computed" not in report
+
+
+def test_a_batch_call_with_duplicates_says_how_many_were_given(bx: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+    bx.run("embed = memo.batch('texts', verbose=1)(embed.__wrapped__)")
+    capsys.readouterr()
+    bx.run("embed(['a', 'a', 'bb'])")
+    assert "0 of 2 distinct (3 given) from cache" in capsys.readouterr().out
+    assert "0 of 2 distinct items (3 given) from the cache" in _last(bx, "embed")
+    assert bx["RUNS"] == [["a", "bb"]]
