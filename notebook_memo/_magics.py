@@ -246,7 +246,8 @@ def line_command(line: str) -> Any:
         return None
     if command == "dir":
         if rest:
-            _config.settings.cache_dir = rest[0]
+            # The folder meant now: a relative path would name another one after a %cd.
+            _config.settings.cache_dir = _config.resolve_dir(rest[0])
         print(_config.resolve_dir(None))
         return None
     if command == "explain":

@@ -527,3 +527,15 @@ def test_a_batch_call_with_duplicates_says_how_many_were_given(bx: Shell, capsys
     assert "0 of 2 distinct (3 given) from cache" in capsys.readouterr().out
     assert "0 of 2 distinct items (3 given) from the cache" in _last(bx, "embed")
     assert bx["RUNS"] == [["a", "bb"]]
+
+
+def test_memo_dir_given_relative_stays_that_folder_after_cd(ip: Shell, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "data").mkdir()
+    monkeypatch.chdir(tmp_path)
+    ip.run("%memo dir my_cache")
+    chosen = capsys.readouterr().out.strip()
+    assert chosen == str(tmp_path / "my_cache")
+    monkeypatch.chdir(tmp_path / "data")
+    ip.run("%memo dir")
+    assert capsys.readouterr().out.strip() == chosen
