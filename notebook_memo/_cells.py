@@ -368,9 +368,10 @@ def _store_cell(store: Store, cell: CellMemo, call: Call, value: dict[str, Any],
                 if names else "its outputs")
         reasons = "; ".join(f"{name}: {reason}" if len(unstorable) > 1 else reason
                             for name, reason in unstorable.items())
+        them = "it" if len(names) < 2 else "them"
         warn_once(f"pickle:{cell.qualified_name}:{','.join(names)}", f"%%memo {cell.label}: not cached, so the cell "
-                  f"runs each time: {what} cannot be stored ({reasons}). Leave {'it' if len(names) < 2 else 'them'} "
-                  "out with --outputs, or create it in another cell.", StorageWarning)
+                  f"runs each time: {what} cannot be stored ({reasons}). Leave {them} out with --outputs, or "
+                  f"create {them} in another cell.", StorageWarning)
         return
     meta = {
         "kind": "cell", "name": cell.qualified_name, "label": cell.label, "fid": cell.function_id,

@@ -539,3 +539,13 @@ def test_memo_dir_given_relative_stays_that_folder_after_cd(ip: Shell, tmp_path:
     monkeypatch.chdir(tmp_path / "data")
     ip.run("%memo dir")
     assert capsys.readouterr().out.strip() == chosen
+
+
+def test_the_unstorable_warning_for_two_variables_says_them(ip: Shell) -> None:
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ip.run("%%memo\nimport threading\nfirst = threading.Lock()\nsecond = threading.Lock()")
+    [message] = [str(w.message) for w in caught if "cannot be stored" in str(w.message)]
+    assert "'first', 'second'" in message and "create them in another cell" in message
