@@ -549,3 +549,21 @@ def test_the_unstorable_warning_for_two_variables_says_them(ip: Shell) -> None:
         ip.run("%%memo\nimport threading\nfirst = threading.Lock()\nsecond = threading.Lock()")
     [message] = [str(w.message) for w in caught if "cannot be stored" in str(w.message)]
     assert "'first', 'second'" in message and "create them in another cell" in message
+
+
+# -- memo.cached_property / memo.per_instance given a TTL by position, or a bad one ---------------------
+
+@pytest.mark.parametrize("decorator", ["cached_property", "per_instance"])
+def test_a_ttl_given_by_position_is_a_clear_error(decorator: str) -> None:
+    from notebook_memo import memo
+
+    with pytest.raises(TypeError, match="ttl=3600"):
+        getattr(memo, decorator)(3600)
+
+
+@pytest.mark.parametrize("decorator", ["cached_property", "per_instance"])
+def test_a_bad_ttl_is_refused_at_the_parentheses(decorator: str) -> None:
+    from notebook_memo import memo
+
+    with pytest.raises(ValueError, match="soon"):
+        getattr(memo, decorator)(ttl="soon")
