@@ -19,7 +19,7 @@ import types
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import cloudpickle
 import xxhash
@@ -29,6 +29,7 @@ from ._conditions import Conditions, NotRecordable, Recorder, Recorders
 from ._config import EXPIRY_GRACE, INLINE_LIMIT, LOCK_POLL_MAX, TTLLike, parse_ttl, resolve_lease, warn_once
 from ._dependencies import CodeState, CodeTracker, Dependencies, clock_reads
 from ._errors import ConfigurationError, MemoWarning, RecursiveCall, StaleEntriesWarning, StorageWarning
+from ._explain import Explanation, before_compute, explain_call
 from ._fingerprint import own_fingerprint
 from ._hashing import CLOCK, aliasing_parts, combine, content_hash, register_hasher, things_met
 from ._inventory import delete_results, human_bytes, is_marker
@@ -36,9 +37,6 @@ from ._leases import Watch, computing, is_computing
 from ._notebook import current_notebook, owner_tag
 from ._serialize import CorruptRecord, Payload, copy_value, dumps, findable
 from ._store import Store, StoredRecord, get_store, open_stores
-
-if TYPE_CHECKING:
-    from ._explain import Explanation
 
 __all__ = ()
 
@@ -548,8 +546,6 @@ class MemoizedFunction(Generic[R]):
         return result
 
     def _note_miss(self, call: Call, refresh: bool) -> None:
-        from ._explain import before_compute
-
         self._miss_report = before_compute(self, call, "memo.refreshing()" if refresh else None)
 
     def _announce_computed(self, duration: float, stored: bool) -> None:
@@ -780,14 +776,10 @@ class MemoizedFunction(Generic[R]):
 
     def explain(self, *args: Any, **kwargs: Any) -> Any:
         """Return a report of whether this call would hit, and if not, what changed."""
-        from ._explain import explain_call
-
         return explain_call(self, self.make_call(args, kwargs))
 
     def explain_last(self) -> Any:
         """Return the report on the last real call in this session (``%memo explain NAME``); None before one."""
-        from ._explain import Explanation, explain_call
-
         call = self.last_call
         if call is None:
             return None
