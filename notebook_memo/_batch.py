@@ -15,7 +15,7 @@ from . import _conditions, _config, _containers, _memo, _random_state
 from ._config import LOCK_POLL_MAX
 from ._containers import ResultType
 from ._errors import BatchError, ConfigurationError, MemoWarning, OptionError
-from ._explain import Explanation, before_compute, explain_call
+from ._explain import Explanation, before_compute, caching_off, explain_call
 from ._hashing import combine, content_hash
 from ._leases import Watch
 from ._memo import _MISS, Call, MemoizedFunction, Options, conditioned_entry, run_conditions, save, storage_trouble
@@ -121,6 +121,7 @@ class BatchFunction(MemoizedFunction[Any]):
         if self._is_async:
             return self._acall_batch(args, kwargs)
         if _config.disabled_by_env() or self._disabled_now():
+            self._ran_off = True
             return self._fn(*args, **kwargs)
         outer = _conditions.active()
         token = _conditions.pause() if outer else None  # our own lookups are not what a body around reads
@@ -149,6 +150,7 @@ class BatchFunction(MemoizedFunction[Any]):
 
     async def _acall_batch(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if _config.disabled_by_env() or self._disabled_now():
+            self._ran_off = True
             return await self._fn(*args, **kwargs)
         outer = _conditions.active()
         plan = self._plan(args, kwargs, outer)
@@ -177,7 +179,7 @@ class BatchFunction(MemoizedFunction[Any]):
         computed = [plan.digests[p] for p in plan.computed]
         run = _Run(plan.call, items, computed, plan.seconds, self.saved_seconds - plan.saved_before, plan.before,
                    given=len(plan.digests))
-        self._last_run = run
+        self._last_run, self._ran_off = run, False
         if _config.call_verbosity(self._options.verbose):
             served = len(items) - len(computed)
             given = "" if len(plan.digests) == len(items) else f" distinct ({len(plan.digests)} given)"
@@ -196,26 +198,27 @@ class BatchFunction(MemoizedFunction[Any]):
         """
         if self._is_async:
             return self._arefresh(args, kwargs)
-        last = self._last_run
+        last = self._last_run, self._ran_off
         token = _memo._refreshing.set(True)
         try:
             return self(*args, **kwargs)
         finally:
             _memo._refreshing.reset(token)
-            self._last_run = last
+            self._last_run, self._ran_off = last
 
     async def _arefresh(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        last = self._last_run
+        last = self._last_run, self._ran_off
         token = _memo._refreshing.set(True)
         try:
             return await self._acall_batch(args, kwargs)
         finally:
             _memo._refreshing.reset(token)
-            self._last_run = last
+            self._last_run, self._ran_off = last
 
     def _failed(self, plan: _Plan, exc: BaseException) -> None:
         """Remember a call that raised: explain_last reports it, not the call before."""
         computed = [plan.digests[p] for p in plan.computed]
+        self._ran_off = False
         self._last_run = _Run(plan.call, list(plan.first_position), computed, plan.seconds,
                               self.saved_seconds - plan.saved_before, plan.before, _config.describe_error(exc),
                               len(plan.digests))
@@ -292,6 +295,8 @@ class BatchFunction(MemoizedFunction[Any]):
 
     def explain_last(self) -> Explanation | None:
         """Report on the last real call in this session: how many items came from the cache, and why not the rest."""
+        if self._ran_off:
+            return caching_off(self.qualified_name)
         run = self._last_run
         if run is None:
             return None

@@ -17,7 +17,7 @@ from ._cell_exec import capture, execute, replay
 from ._config import warn_once
 from ._dependencies import Dependencies, clock_reads, code_environment, global_references, resolve_values
 from ._errors import ConfigurationError, MemoError, StorageWarning, UnhashableArgument
-from ._explain import Explanation, before_compute, explain_call
+from ._explain import Explanation, before_compute, caching_off, explain_call
 from ._hashing import combine, content_hash
 from ._inventory import delete_results, human_time
 from ._memo import Call, MemoizedFunction, conditioned_entry, entry_conditions, function_id, save_entry, served
@@ -259,8 +259,7 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
         if restored is not _NOT_CACHED:
             return restored
     # Asked before the run overwrites the entry, which explain_last could no longer see.
-    cell.miss_report = (Explanation(cell.qualified_name, False, "caching is off (%memo off or NOTEBOOK_MEMO_DISABLE): "
-                                    "the cell ran, and nothing was read or stored") if off
+    cell.miss_report = (caching_off(cell.qualified_name) if off
                         else before_compute(cell, call, "%%memo --refresh" if options.refresh else None))  # type: ignore[arg-type]
     cell.last_hit = False
     namespace = shell.user_ns

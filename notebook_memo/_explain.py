@@ -184,6 +184,12 @@ def _condition_notes(conditions: dict[str, Any]) -> list[str]:
     return notes
 
 
+def caching_off(name: str) -> Explanation:
+    """Return the report on a call made while caching was off: its body ran, nothing was read or stored."""
+    return Explanation(name, False, "the last call ran with caching off (%memo off, memo.disabled() or "
+                       "NOTEBOOK_MEMO_DISABLE): its body ran, and nothing was read or stored")
+
+
 def before_compute(fn: MemoizedFunction[Any], call: Call, refreshed: str | None = None) -> Explanation | None:
     """Return why a call about to be computed is not served though its key has an entry; None if it has none.
 

@@ -29,7 +29,7 @@ from ._conditions import Conditions, NotRecordable, Recorder, Recorders
 from ._config import EXPIRY_GRACE, INLINE_LIMIT, LOCK_POLL_MAX, TTLLike, parse_ttl, resolve_lease, warn_once
 from ._dependencies import CodeState, CodeTracker, Dependencies, clock_reads
 from ._errors import ConfigurationError, MemoWarning, RecursiveCall, StaleEntriesWarning, StorageWarning
-from ._explain import Explanation, before_compute, explain_call
+from ._explain import Explanation, before_compute, caching_off, explain_call
 from ._fingerprint import own_fingerprint
 from ._hashing import CLOCK, aliasing_parts, combine, content_hash, register_hasher, things_met
 from ._inventory import delete_results, human_bytes, is_marker
@@ -216,6 +216,7 @@ class MemoizedFunction(Generic[R]):
         self._miss_report: Explanation | None = None
         self._last_report: Explanation | None = None
         self._last_error: str | None = None  # what the last real call raised
+        self._ran_off = False  # the last real call ran with caching off
         self.hits = 0
         self.misses = 0
         self.saved_seconds = 0.0
@@ -447,6 +448,7 @@ class MemoizedFunction(Generic[R]):
         if self._is_async:
             return self._acall(args, kwargs, _refreshing.get())
         if _disabled.get() or _config.disabled_by_env():
+            self._ran_off = True
             return self._fn(*args, **kwargs)
         return self._call(args, kwargs, _refreshing.get())
 
@@ -578,6 +580,8 @@ class MemoizedFunction(Generic[R]):
 
     async def _acall(self, args: tuple[Any, ...], kwargs: dict[str, Any], refresh: bool, probe: bool = False) -> Any:
         if _disabled.get() or _config.disabled_by_env():
+            if not probe:
+                self._ran_off = True
             return await self._fn(*args, **kwargs)
         outer = _conditions.active()
         token = _conditions.pause() if outer else None
@@ -600,6 +604,7 @@ class MemoizedFunction(Generic[R]):
     def _remember(self, call: Call, hit: bool, raised: BaseException | None = None) -> None:
         """Keep a real call for ``explain_last``: probes (``refresh``, ``is_cached``, ``explain``) never come here."""
         self.last_call, self.last_hit = call, hit and raised is None
+        self._ran_off = False
         self._last_report = None if self.last_hit else self._miss_report
         self._last_error = None if raised is None else _config.describe_error(raised)
 
@@ -780,6 +785,8 @@ class MemoizedFunction(Generic[R]):
 
     def explain_last(self) -> Any:
         """Return the report on the last real call in this session (``%memo explain NAME``); None before one."""
+        if self._ran_off:
+            return caching_off(self.qualified_name)
         call = self.last_call
         if call is None:
             return None

@@ -315,7 +315,7 @@ def test_the_disable_variable_runs_cells_and_stores_nothing(ip: Shell, monkeypat
     ip.run("%%memo counted\nRUNS.append(1)")
     assert len(ip["RUNS"]) == 2
     assert "nothing cached" in repr(ip.run("%memo info"))
-    assert "caching is off" in str(ip.run("%memo explain counted"))
+    assert "caching off" in str(ip.run("%memo explain counted"))
 
 
 def test_explain_of_a_cell_run_under_memo_off_says_so(ip: Shell) -> None:
@@ -324,7 +324,7 @@ def test_explain_of_a_cell_run_under_memo_off_says_so(ip: Shell) -> None:
     ip.run("%%memo counted\nRUNS.append(1)")
     assert len(ip["RUNS"]) == 2
     report = str(ip.run("%memo explain counted"))
-    assert "MISS" in report and "caching is off" in report
+    assert "MISS" in report and "caching off" in report
 
 
 # -- the CLI on a cache whose index is garbage: one line on stderr, and a failure exit code ---------------
@@ -567,3 +567,20 @@ def test_a_bad_ttl_is_refused_at_the_parentheses(decorator: str) -> None:
 
     with pytest.raises(ValueError, match="soon"):
         getattr(memo, decorator)(ttl="soon")
+
+
+# -- explain_last of a call made with caching off -----------------------------------------------------------
+
+@pytest.mark.parametrize("off", ["%memo off", "with memo.disabled():\n    {call}"])
+def test_explain_last_of_a_call_with_caching_off_says_so(fx: Shell, bx: Shell, off: str) -> None:
+    fx.run("score(1); score(1)")
+    bx.run("embed(['a']); embed(['a'])")
+    for call, name in (("score(1)", "score"), ("embed(['a'])", "embed")):
+        if off.startswith("%"):
+            fx.run(off)
+            fx.run(call)
+            fx.run("%memo on")
+        else:
+            fx.run(off.format(call=call))
+        report = _last(fx, name)
+        assert "MISS" in report and "caching off" in report, report
