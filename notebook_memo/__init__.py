@@ -49,8 +49,8 @@ __all__ = [
 
 __version__ = "0.1.0"
 
-# Kept in _config: ``%reload_ext notebook_memo`` re-runs this module, and a configure() imported
-# before it would otherwise compare its defaults with a new sentinel.
+# configure()'s "not given". Kept in a submodule: %reload_ext notebook_memo runs this file again, and a
+# configure imported before that must still recognise its own defaults.
 _UNSET: Any = _config.UNSET
 
 
@@ -72,9 +72,9 @@ def configure(
         used entries are evicted past it (else ``NOTEBOOK_MEMO_SIZE_LIMIT``, else 20 GiB).
     :param track_versions: include installed packages' versions in keys (default True).
     :param verbose: ``True`` (the default) prints notices (stale entries, restored cells);
-        ``False`` or ``0`` silences them. An ``int`` of 1 or more also prints one line per call,
-        like joblib's ``verbose``: ``computed in 3.2 s`` on a miss, ``from cache, saved 3.2 s``
-        on a hit (else ``NOTEBOOK_MEMO_VERBOSE``).
+        ``False`` or ``0`` silences them, and the lines per call too. An ``int`` of 1 or more also
+        prints one line per call, like joblib's ``verbose``: ``computed in 3.2 s`` on a miss,
+        ``from cache, saved 3.2 s`` on a hit (else ``NOTEBOOK_MEMO_VERBOSE``).
 
     >>> import notebook_memo
     >>> notebook_memo.configure(size_limit="5GB")
@@ -94,7 +94,8 @@ def configure(
         s.track_versions = bool(track_versions)
     if verbose is not _UNSET:
         if isinstance(verbose, bool):
-            s.verbose, s.calls = verbose, None
+            # False silences everything, as 0 does, whatever NOTEBOOK_MEMO_VERBOSE says; True leaves the lines to it.
+            s.verbose, s.calls = verbose, None if verbose else 0
         elif isinstance(verbose, int):
             s.verbose, s.calls = verbose > 0, verbose
         else:

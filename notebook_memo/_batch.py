@@ -15,7 +15,7 @@ from . import _conditions, _config, _containers, _memo, _random_state
 from ._config import LOCK_POLL_MAX
 from ._containers import ResultType
 from ._errors import BatchError, ConfigurationError, MemoWarning, OptionError
-from ._explain import Explanation, explain_call
+from ._explain import Explanation, before_compute, caching_off, explain_call
 from ._hashing import combine, content_hash
 from ._leases import Watch
 from ._memo import _MISS, Call, MemoizedFunction, Options, conditioned_entry, run_conditions, save, storage_trouble
@@ -35,6 +35,14 @@ class _Run:
     computed: list[bytes]  # those computed (the rest came from the cache)
     seconds: float  # spent computing them
     saved: float  # the compute time of the items served
+    before: Explanation | None = None  # why the first computed item was not served though it had an entry
+    error: str | None = None  # what the call raised
+    given: int = 0  # the items given, duplicates included
+
+    def counted(self) -> str:
+        """Return how many items the call had: '3 items', or '2 distinct items (3 given)'."""
+        total = len(self.items)
+        return f"{total} items" if self.given in (0, total) else f"{total} distinct items ({self.given} given)"
 
 
 
@@ -54,8 +62,9 @@ class BatchFunction(MemoizedFunction[Any]):
             raise ConfigurationError(f"memo.batch({argument!r}): {fn.__qualname__} has no parameter named "
                                      f"{argument!r}; its parameters are {self._binder.names}"
                                      + (f"; did you mean {near[0]!r}?" if near else ""))
-        if batch_size < 1:
-            raise ConfigurationError(f"batch_size must be at least 1, not {batch_size!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigurationError(f"batch_size is how many items go to one call of {fn.__qualname__}: a whole "
+                                     f"number, at least 1, not {batch_size!r}")
         self._argument = argument
         self._batch_size = batch_size
         self._progress = progress
@@ -112,6 +121,7 @@ class BatchFunction(MemoizedFunction[Any]):
         if self._is_async:
             return self._acall_batch(args, kwargs)
         if _config.disabled_by_env() or self._disabled_now():
+            self._ran_off = True
             return self._fn(*args, **kwargs)
         outer = _conditions.active()
         token = _conditions.pause() if outer else None  # our own lookups are not what a body around reads
@@ -128,6 +138,9 @@ class BatchFunction(MemoizedFunction[Any]):
                     with _conditions.recording(recorder, outer):
                         result = self._fn(*sub_args, **sub_kwargs)
                     plan.absorb(positions, result, time.perf_counter() - start, recorder)
+            except BaseException as exc:
+                self._failed(plan, exc)
+                raise
             finally:
                 plan.release()
             return self._finished(plan)
@@ -137,6 +150,7 @@ class BatchFunction(MemoizedFunction[Any]):
 
     async def _acall_batch(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if _config.disabled_by_env() or self._disabled_now():
+            self._ran_off = True
             return await self._fn(*args, **kwargs)
         outer = _conditions.active()
         plan = self._plan(args, kwargs, outer)
@@ -151,6 +165,9 @@ class BatchFunction(MemoizedFunction[Any]):
                 with _conditions.recording(recorder, outer):
                     result = await self._fn(*sub_args, **sub_kwargs)
                 plan.absorb(positions, result, time.perf_counter() - start, recorder)
+        except BaseException as exc:
+            self._failed(plan, exc)
+            raise
         finally:
             plan.release()
         return self._finished(plan)
@@ -160,17 +177,51 @@ class BatchFunction(MemoizedFunction[Any]):
         value = plan.finish()
         items = list(plan.first_position)
         computed = [plan.digests[p] for p in plan.computed]
-        run = _Run(plan.call, items, computed, plan.seconds, self.saved_seconds - plan.saved_before)
-        self._last_run = run
+        run = _Run(plan.call, items, computed, plan.seconds, self.saved_seconds - plan.saved_before, plan.before,
+                   given=len(plan.digests))
+        self._last_run, self._ran_off = run, False
         if _config.call_verbosity(self._options.verbose):
             served = len(items) - len(computed)
-            text = f"{served} of {len(items)} from cache"
+            given = "" if len(plan.digests) == len(items) else f" distinct ({len(plan.digests)} given)"
+            text = f"{served} of {len(items)}{given} from cache"
             if computed:
                 text += f", {len(computed)} computed in {_config.human_seconds(run.seconds)}"
             else:
                 text += f", saved {_config.human_seconds(run.saved)}"
             _config.announce(f"{self._name}: {text}")
         return value
+
+    def refresh(self, *args: Any, **kwargs: Any) -> Any:
+        """Recompute these items, overwrite their stored results and return them all.
+
+        Like a call inside ``memo.refreshing()``, except that ``explain_last`` still reports the last real call.
+        """
+        if self._is_async:
+            return self._arefresh(args, kwargs)
+        last = self._last_run, self._ran_off
+        token = _memo._refreshing.set(True)
+        try:
+            return self(*args, **kwargs)
+        finally:
+            _memo._refreshing.reset(token)
+            self._last_run, self._ran_off = last
+
+    async def _arefresh(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        last = self._last_run, self._ran_off
+        token = _memo._refreshing.set(True)
+        try:
+            return await self._acall_batch(args, kwargs)
+        finally:
+            _memo._refreshing.reset(token)
+            self._last_run, self._ran_off = last
+
+    def _failed(self, plan: _Plan, exc: BaseException) -> None:
+        """Remember a call that raised: explain_last reports it, not the call before."""
+        computed = [plan.digests[p] for p in plan.computed]
+        self._ran_off = False
+        self._last_run = _Run(plan.call, list(plan.first_position), computed, plan.seconds,
+                              self.saved_seconds - plan.saved_before, plan.before, _config.describe_error(exc),
+                              len(plan.digests))
 
     def _disabled_now(self) -> bool:
         from ._memo import _disabled
@@ -211,14 +262,22 @@ class BatchFunction(MemoizedFunction[Any]):
                            f"{len(missing)} of {len(items)} distinct items are not cached; the first:",
                            reasons, unkeyed)
 
+    def _item_call(self, call: Call, digest: bytes) -> Call:
+        """Return one item's call: its key, and the batch argument's digest among the arguments."""
+        return Call(self._item_key(call, digest), {**call.arguments, self._argument: digest},
+                    call.code, call.own, call.deps, call.method)
+
     def _why_missing(self, call: Call, digest: bytes, as_miss: bool,
                      run: Iterable[bytes] = ()) -> tuple[list[str], list[str]]:
         """Say why an item is not (or was not) cached: new to this code and arguments, or what changed.
 
         ``run``: the items computed by the same call, whose entries did not exist before it.
         """
-        item_call = Call(self._item_key(call, digest), {**call.arguments, self._argument: digest},
-                         call.code, call.own, call.deps, call.method)
+        item_call = self._item_call(call, digest)
+        if not as_miss:
+            before = before_compute(self, item_call)  # it has an entry: expired, or computed from other inputs
+            if before is not None:
+                return [_as_reason(before)], before.unkeyed
         exclude = frozenset(self._item_key(call, d) for d in run)
         others = {name: digest.hex() for name, digest in call.arguments.items()}
         siblings = any(meta.get("code") == call.code.hex() and meta.get("version") == self._version.hex()
@@ -236,15 +295,23 @@ class BatchFunction(MemoizedFunction[Any]):
 
     def explain_last(self) -> Explanation | None:
         """Report on the last real call in this session: how many items came from the cache, and why not the rest."""
+        if self._ran_off:
+            return caching_off(self.qualified_name)
         run = self._last_run
         if run is None:
             return None
         total, computed = len(run.items), len(run.computed)
-        served = f"{total - computed} of {total} items from the cache"
+        if run.error is not None:
+            return Explanation(self.qualified_name, False, f"the last call raised {run.error}; {computed} of its "
+                               f"{run.counted()} were computed and stored before that")
+        served = f"{total - computed} of {run.counted()} from the cache"
         if not computed:
-            return Explanation(self.qualified_name, True, f"{total} of {total} items cached (the last call; "
+            return Explanation(self.qualified_name, True, f"{total} of {run.counted()} cached (the last call; "
                                f"saved {_config.human_seconds(run.saved)})")
-        reasons, unkeyed = self._why_missing(run.call, run.computed[0], as_miss=True, run=run.computed)
+        if run.before is not None:
+            reasons, unkeyed = [_as_reason(run.before)], run.before.unkeyed
+        else:
+            reasons, unkeyed = self._why_missing(run.call, run.computed[0], as_miss=True, run=run.computed)
         return Explanation(self.qualified_name, False, f"the last call: {served}, {computed} computed in "
                            f"{_config.human_seconds(run.seconds)}. Why the first was computed:", reasons, unkeyed)
 
@@ -257,6 +324,11 @@ class BatchFunction(MemoizedFunction[Any]):
         _, call, digests = self._split_call(args, kwargs)
         store = self._store()
         return any([store.delete(self._item_key(call, d)) for d in dict.fromkeys(digests)])
+
+
+def _as_reason(report: Explanation) -> str:
+    """Return an item's report as one reason of the batch's: its summary and its own reasons on one line."""
+    return report.summary.rstrip(":") + (": " + "; ".join(report.reasons) if report.reasons else "")
 
 
 def _tqdm_class() -> Any:
@@ -301,6 +373,9 @@ class _Plan:
                     self.results[digest], self.types[digest] = value, rtype
         self.missing = [p for d, p in self.first_position.items() if d not in self.results]
         fn.misses += len(self.missing)
+        # Asked before the run overwrites it: the first missing item's entry, if it had one, and why not served.
+        self.before = before_compute(fn, fn._item_call(call, digests[self.missing[0]]),
+                                     "memo.refreshing()" if refresh else None) if self.missing else None
         self.computed: list[int] = []  # positions this call computed itself
         self.seconds = 0.0
         self.saved_before = 0.0

@@ -17,8 +17,9 @@ from ._cell_exec import capture, execute, replay
 from ._config import warn_once
 from ._dependencies import Dependencies, clock_reads, code_environment, global_references, resolve_values
 from ._errors import ConfigurationError, MemoError, StorageWarning, UnhashableArgument
+from ._explain import Explanation, before_compute, caching_off, explain_call
 from ._hashing import combine, content_hash
-from ._inventory import delete_entries, human_time
+from ._inventory import delete_results, human_time
 from ._memo import Call, MemoizedFunction, conditioned_entry, entry_conditions, function_id, save_entry, served
 from ._methods import _PerObjectCache
 from ._notebook import current_notebook, owner_tag
@@ -82,6 +83,7 @@ class CellMemo:
     misses: int = 0
     saved_seconds: float = 0.0
     notebook: str | None = None  # the notebook it runs in: clean-up leaves other notebooks' cells alone
+    miss_report: Explanation | None = None  # why its last run was not restored though it had an entry
     _version: bytes = b""
     _options: Any = field(default=None)
 
@@ -105,22 +107,22 @@ class CellMemo:
 
     def explain_last(self) -> Any:
         """Return the report on this cell's last run; None before one."""
-        from ._explain import explain_call
-
         call = self.last_call
-        return None if call is None else explain_call(self, call, as_miss=not self.last_hit)  # type: ignore[arg-type]
+        if call is None:
+            return None
+        if not self.last_hit and self.miss_report is not None:
+            return self.miss_report
+        return explain_call(self, call, as_miss=not self.last_hit)  # type: ignore[arg-type]
 
     def clear(self) -> int:
-        store = self._store()
-        return delete_entries(store, self.entries())
+        return delete_results(self._store(), self.entries())
 
     def clear_stale(self) -> int:
         if self.last_call is None:
             return 0
         current = self.last_call.code.hex()
-        store = self._store()
-        return delete_entries(store, (r for r in self.entries()
-                                      if r.verified and r.header.meta().get("code") != current))
+        return delete_results(self._store(), (r for r in self.entries()
+                                              if r.verified and r.header.meta().get("code") != current))
 
 
 _cells: dict[str, CellMemo] = {}
@@ -251,10 +253,15 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
     cell_call, tree, filename = prepare(shell, raw_cell, options, header)
     cell, call = cell_call.cell, cell_call.call
     store = cell._store()
-    if not options.refresh and not _config.settings.disabled:
+    off = _config.disabled_by_env()  # %memo off, or NOTEBOOK_MEMO_DISABLE
+    if not options.refresh and not off:
         restored = _try_restore(shell, store, cell, call.key, options)
         if restored is not _NOT_CACHED:
             return restored
+    # Asked before the run overwrites the entry, which explain_last could no longer see.
+    cell.miss_report = (caching_off(cell.qualified_name) if off
+                        else before_compute(cell, call, "%%memo --refresh" if options.refresh else None))  # type: ignore[arg-type]
+    cell.last_hit = False
     namespace = shell.user_ns
     before = _namespace_snapshot(namespace)
     input_digests = {name: _digest_or_none(value) for name, value in cell_call.inputs.items()}
@@ -264,12 +271,16 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
              if name in namespace and not _is_shell_name(name)}
     recorder = _conditions.Recorder()
     start = time.perf_counter()
-    with capture(shell) as events, _conditions.recording(recorder, ()):
-        result = execute(shell, tree, filename)
+    try:
+        with capture(shell) as events, _conditions.recording(recorder, ()):
+            result = execute(shell, tree, filename)
+    except BaseException as exc:
+        cell.miss_report = _raised(cell, exc, cell.miss_report)
+        raise
     duration = time.perf_counter() - start
     cell.misses += 1
     cell.last_hit = False
-    if _config.settings.disabled:
+    if off:
         return result
     after = _namespace_snapshot(namespace)
     # Names the cell binds on some paths only. One still the same object after the run may or
@@ -313,6 +324,14 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
     return result
 
 
+def _raised(cell: CellMemo, exc: BaseException, before: Explanation | None) -> Explanation:
+    """Return the report on a run that raised: what it raised, and why it ran at all when known."""
+    summary = f"it raised {_config.describe_error(exc)}, so nothing was stored"
+    if before is None:
+        return Explanation(cell.qualified_name, False, summary)
+    return Explanation(cell.qualified_name, False, f"{summary}; {before.summary}", before.reasons, before.unkeyed)
+
+
 def _digest_or_none(value: Any) -> bytes | None:
     try:
         return content_hash(value)
@@ -348,9 +367,10 @@ def _store_cell(store: Store, cell: CellMemo, call: Call, value: dict[str, Any],
                 if names else "its outputs")
         reasons = "; ".join(f"{name}: {reason}" if len(unstorable) > 1 else reason
                             for name, reason in unstorable.items())
+        them = "it" if len(names) < 2 else "them"
         warn_once(f"pickle:{cell.qualified_name}:{','.join(names)}", f"%%memo {cell.label}: not cached, so the cell "
-                  f"runs each time: {what} cannot be stored ({reasons}). Leave {'it' if len(names) < 2 else 'them'} "
-                  "out with --outputs, or create it in another cell.", StorageWarning)
+                  f"runs each time: {what} cannot be stored ({reasons}). Leave {them} out with --outputs, or "
+                  f"create {them} in another cell.", StorageWarning)
         return
     meta = {
         "kind": "cell", "name": cell.qualified_name, "label": cell.label, "fid": cell.function_id,

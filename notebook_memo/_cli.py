@@ -8,11 +8,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 from . import _config
 from ._config import DURATION_TEXT, duration_text, parse_size
+from ._errors import MemoWarning, StorageWarning
 from ._inventory import Inventory, human_bytes, human_time
 from ._notebook import short_name
 from ._store import get_store, is_cache_directory
@@ -158,13 +160,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Options whose value may start with '-' (a negative age or size, refused with a reason).
+_VALUED = ("--max-size", "--older-than")
+
+
+def _values_attached(argv: Sequence[str]) -> list[str]:
+    """Return ``argv`` with a value that starts with '-' attached to its option (``--max-size=-5GB``).
+
+    argparse takes ``-5GB`` for an option and answers with its usage; attached, the value is read
+    and refused in one line that says why.
+    """
+    out: list[str] = []
+    for word in argv:
+        if out and out[-1] in _VALUED and word.startswith("-") and word[1:2].isdigit():
+            out[-1] = f"{out[-1]}={word}"
+        else:
+            out.append(word)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    handlers = {"info": cmd_info, "clear": cmd_clear, "prune": cmd_prune, "demo": cmd_demo}
+    args = parser.parse_args(_values_attached(sys.argv[1:] if argv is None else argv))
+    if args.command == "demo":
+        return cmd_demo(args)  # a notebook run: its warnings show as they come
+    handlers = {"info": cmd_info, "clear": cmd_clear, "prune": cmd_prune}
     try:
-        return handlers[args.command](args)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", MemoWarning)
+            code = handlers[args.command](args)
     except CliError as exc:
         print(f"notebook-memo: {exc}", file=sys.stderr)
         return exc.code
+    # Our warnings as one line each, without Python's file and line; storage trouble (a damaged
+    # index set aside, an unreadable directory) means the answer is not what the directory held.
+    trouble = False
+    for warning in caught:
+        if issubclass(warning.category, MemoWarning):
+            print(f"notebook-memo: {warning.message}", file=sys.stderr)
+            trouble = trouble or issubclass(warning.category, StorageWarning)
+        else:
+            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+    return EXIT_FAILED if trouble and code == EXIT_OK else code
 

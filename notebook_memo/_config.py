@@ -13,7 +13,7 @@ import threading
 import warnings
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Union
+from typing import Any, Union
 
 from ._errors import ConfigurationError, MemoWarning
 
@@ -42,7 +42,6 @@ FILE_DIGEST_LIMIT = 2**30
 RACY_SECONDS = 2.0
 TYPE_DESCRIPTION_LIMIT = 4 * 2**10  # characters of a batch result's type kept in each item's metadata
 
-UNSET: object = object()  # "not given" for configure()'s keywords
 TTLLike = Union[None, int, float, str, timedelta]  # noqa: UP007 (a runtime alias on 3.10)
 
 _UNIT_SECONDS = {
@@ -89,10 +88,12 @@ def duration_text(text: str) -> float | None:
     text = text.strip().lower()
     if _SECONDS_TEXT.fullmatch(text):
         return float(text)
+    # A sign is read, so that "-1h" is refused as not positive rather than as unreadable.
+    sign, text = (-1.0, text[1:].lstrip()) if text[:1] == "-" else (1.0, text)
     if _TTL_TEXT.fullmatch(text):
         parts = _TTL_PART.findall(text)
         if all(unit in _UNITS for _, unit in parts):
-            return sum(float(number) * _UNITS[unit] for number, unit in parts)
+            return sign * sum(float(number) * _UNITS[unit] for number, unit in parts)
     return None
 
 
@@ -111,6 +112,9 @@ def parse_size(size: int | str) -> int:
     prefix = unit[:1] if unit[:1] in "kmgt" else ""
     power = "kmgt".index(prefix) + 1 if prefix else 0
     return int(float(number) * base**power)
+
+
+UNSET: Any = object()  # an argument not given (configure's defaults)
 
 
 @dataclass
@@ -226,6 +230,13 @@ def human_seconds(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds // 60:.0f} min {seconds % 60:.0f} s"
     return f"{seconds // 3600:.0f} h {seconds % 3600 // 60:.0f} min"
+
+
+def describe_error(exc: BaseException) -> str:
+    """Return an exception as one short line: its type and the first line of its message."""
+    message = str(exc).strip().splitlines()
+    text = f"{type(exc).__name__}: {message[0]}" if message else type(exc).__name__
+    return text if len(text) <= 200 else text[:199] + "…"
 
 
 def announce(text: str) -> None:

@@ -187,3 +187,29 @@ def _condition_notes(conditions: dict[str, Any]) -> list[str]:
         notes.append(f"it draws from {describe_generators(sorted(conditions['states']))}: served for the state it "
                      "had, and left as the body would leave it")
     return notes
+
+
+def caching_off(name: str) -> Explanation:
+    """Return the report on a call made while caching was off: its body ran, nothing was read or stored."""
+    return Explanation(name, False, "the last call ran with caching off (%memo off, memo.disabled() or "
+                       "NOTEBOOK_MEMO_DISABLE): its body ran, and nothing was read or stored")
+
+
+def before_compute(fn: MemoizedFunction[Any], call: Call, refreshed: str | None = None) -> Explanation | None:
+    """Return why a call about to be computed is not served though its key has an entry; None if it has none.
+
+    Asked before the run overwrites that entry, which ``explain_last`` could no longer see. ``refreshed``
+    says what asked for the run when it was a refresh.
+    """
+    try:
+        record = fn._store().get(call.key)
+        if record is None:
+            return None
+        if refreshed:
+            return Explanation(fn.qualified_name, False, f"{refreshed} asked for it to be recomputed (the entry "
+                               f"stored {_ago(record.header.created)} was not read)", [], sorted(call.deps.skipped))
+        report = explain_call(fn, call)
+    except Exception:
+        return None  # storage trouble: the caller has reported it
+    return None if report.hit else report  # a hit here: another process stored it meanwhile
+

@@ -39,9 +39,25 @@ def owner(meta: dict) -> Owner:  # type: ignore[type-arg]
     return meta.get("fid", "?"), meta.get("notebook")
 
 
-def delete_entries(store: Store, records: Iterable[StoredRecord]) -> int:
-    """Delete ``records``; return how many entries went (a random-state entry's marker is not one)."""
-    return sum(store.delete_record(r) and "variants" not in r.header.meta() for r in records)
+def is_marker(meta: dict) -> bool:  # type: ignore[type-arg]
+    """Return whether a record is the marker of a body that drew from random generators, not a result.
+
+    It points a lookup to the entry stored for the generators' states; it goes with that entry.
+    """
+    return "variants" in meta
+
+
+def delete_results(store: Store, records: Iterable[StoredRecord]) -> int:
+    """Delete records; return how many results went (a random-state marker is not one)."""
+    removed = 0
+    for record in records:
+        try:
+            counts = not is_marker(record.header.meta())
+        except ValueError:
+            counts = True
+        if store.delete_record(record) and counts:
+            removed += 1
+    return removed
 
 
 class Inventory:
@@ -66,7 +82,7 @@ class Inventory:
         rows = []
         self.store.flush()  # this process's pending hit counts
         for (fid, notebook), items in groups.items():
-            metas = [m for _, m in items if "variants" not in m]  # not the markers of random-state entries
+            metas = [m for _, m in items if not is_marker(m)]
             if not metas:
                 continue
             hits, last_hit = self.store.hit_stats(owner_tag(fid, notebook))
@@ -83,24 +99,28 @@ class Inventory:
 
     def _matches(self, meta: dict, name: str) -> bool:  # type: ignore[type-arg]
         full = meta.get("name", "")
-        return bool(full == name or full.rpartition(".")[2] == name or meta.get("label") == name)
+        return bool(full == name or full.endswith("." + name) or meta.get("label") == name)
 
     def clear_function(self, name: str, notebook: str | None = None) -> int:
         """Delete the entries of the functions or cells called ``name`` (of one notebook, if given)."""
-        return delete_entries(self.store, (
-            r for r, m in self.records()
-            if self._matches(m, name) and (notebook is None or _same_notebook(m.get("notebook"), notebook))))
+        return delete_results(self.store, (r for r, m in self.records() if self._matches(m, name) and (
+            notebook is None or _same_notebook(m.get("notebook"), notebook))))
+
+    def clear_owned(self, name: str, notebook: str | None) -> int:
+        """Delete the entries of the functions or cells called ``name`` that ``notebook`` stored (None: no notebook)."""
+        return delete_results(self.store, (r for r, m in self.records()
+                                           if self._matches(m, name) and m.get("notebook") == notebook))
 
     def clear_all(self) -> int:
-        return delete_entries(self.store, (r for r, _ in self.records()))
+        return delete_results(self.store, (r for r, _ in self.records()))
 
     def clear_notebook(self, notebook: str | None) -> int:
         """Delete the entries recorded by one notebook's functions and cells (None: those with no notebook)."""
-        return delete_entries(self.store, (r for r, m in self.records() if m.get("notebook") == notebook))
+        return delete_results(self.store, (r for r, m in self.records() if m.get("notebook") == notebook))
 
     def prune_older_than(self, seconds: float) -> int:
         cutoff = time.time() - seconds
-        return delete_entries(self.store, (r for r, _ in self.records() if r.header.created < cutoff))
+        return delete_results(self.store, (r for r, _ in self.records() if r.header.created < cutoff))
 
     def prune_keep_latest(self) -> int:
         """Keep, for each function, only the entries of its most recently stored code version.
@@ -113,7 +133,7 @@ class Inventory:
             who, code = owner(meta), meta.get("code", "")
             if who not in newest or record.header.created > newest[who][0]:
                 newest[who] = (record.header.created, code)
-        return delete_entries(self.store, (r for r, m in records if m.get("code") != newest[owner(m)][1]))
+        return delete_results(self.store, (r for r, m in records if m.get("code") != newest[owner(m)][1]))
 
     def prune_max_size(self, limit: int) -> int:
         """Evict least recently used entries until the records hold at most ``limit`` bytes."""

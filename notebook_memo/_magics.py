@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import html
 import re
 import shlex
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
 
 from . import _config
 from ._cells import CellOptions, cells, leading_blank_lines, run_cell
@@ -56,9 +58,13 @@ def cell_options(args: Any) -> CellOptions:
 
 
 def _cell_arguments(magic: Any, line: str) -> Any:
-    """Parse a ``%%memo`` line; a mistake is a one-line UsageError that names the magic."""
+    """Parse a ``%%memo`` line; a mistake is a one-line UsageError that names the magic.
+
+    The words are split as a shell splits them, so ``--ttl "6 hours"`` is one value without its
+    quotes (IPython's own splitting keeps them).
+    """
     try:
-        return parse_argstring(magic, line)
+        return magic.parser.parse_args(shlex.split(line))
     except (UsageError, ValueError) as exc:
         raise UsageError(f"%%memo {line}: {exc}; see %%memo --help") from None
 
@@ -138,8 +144,10 @@ def info() -> InfoTable:
     current: dict[Owner, str] = {}
     for fn in registered():
         hits[(fn.function_id, fn.notebook)] = (fn.hits, fn.saved_seconds)
-        if fn.last_call is not None:
-            current[(fn.function_id, fn.notebook)] = fn.last_call.code.hex()
+        # The code a call would be stored under now, as clear_stale() compares: a batch function has no
+        # last_call, and a function defined again but not called yet has stale entries all the same.
+        with contextlib.suppress(Exception):
+            current[(fn.function_id, fn.notebook)] = fn.current_code().hex()
     for cell in cells():
         hits[(cell.function_id, cell.notebook)] = (cell.hits, cell.saved_seconds)
         if cell.last_call is not None:
@@ -168,14 +176,50 @@ def clear_directory(directory: str, everything: bool) -> str:
             "%memo clear --all removes every entry there, other notebooks' included")
 
 
+def _lookup(name: str) -> Any:
+    """Return the function or named cell of this session called ``name``, or None.
+
+    ``name`` is its qualified name or an end of it (``fit``, ``Model.fit``); one that names two is refused.
+    """
+    found: list[Any] = [fn for fn in registered() if _names(fn.qualified_name, name)]
+    found += [cell for cell in cells() if name in (cell.label, cell.qualified_name)]
+    exact = [f for f in found if f.qualified_name == name]
+    if exact or len(found) == 1:
+        return (exact or found)[0]
+    if found:
+        names = ", ".join(sorted(f.qualified_name for f in found))
+        raise UsageError(f"%memo: {name!r} names {len(found)} memoized functions ({names}); "
+                         "give the one you mean as Class.method or its qualified name")
+    return None
+
+
 def _find(name: str) -> Any:
-    for fn in registered():
-        if name in (fn.qualified_name, fn.qualified_name.rpartition(".")[2]):
-            return fn
-    for cell in cells():
-        if name in (cell.label, cell.qualified_name):
-            return cell
-    raise UsageError(f"%memo: no memoized function or named cell called {name!r} in this session")
+    found = _lookup(name)
+    if found is None:
+        raise UsageError(f"%memo: no memoized function or named cell called {name!r} in this session")
+    return found
+
+
+def clear_named(name: str) -> str:
+    """Delete the entries of one function or named cell of this notebook; say how many.
+
+    One not defined in this session yet (a restarted kernel) is found by name among what this
+    notebook stored; other notebooks' functions of the same name keep theirs.
+    """
+    found = _lookup(name)
+    if found is not None:
+        return f"removed {found.clear()} entries of {name}"
+    inventory = Inventory(get_store(_config.resolve_dir(None), _config.resolve_size_limit()))
+    removed = inventory.clear_owned(name, current_notebook())
+    if not removed:
+        raise UsageError(f"%memo: no memoized function or named cell called {name!r} in this session, "
+                         "and none of this notebook's entries has that name")
+    return f"removed {removed} entries of {name}"
+
+
+def _names(qualified: str, name: str) -> bool:
+    """Return whether ``name`` is ``qualified`` or a dotted ending of it."""
+    return qualified == name or qualified.endswith("." + name)
 
 
 def line_command(line: str) -> Any:
@@ -191,7 +235,7 @@ def line_command(line: str) -> Any:
             removed = clear_stale_all() + sum(cell.clear_stale() for cell in cells())
             print(f"removed {removed} stale entries")
         elif rest and rest != ["--all"]:
-            print(f"removed {_find(rest[0]).clear()} entries of {rest[0]}")
+            print(clear_named(rest[0]))
         else:
             directory = _config.resolve_dir(None)
             print(clear_directory(directory, everything=rest == ["--all"]))
@@ -202,7 +246,8 @@ def line_command(line: str) -> Any:
         return None
     if command == "dir":
         if rest:
-            _config.settings.cache_dir = rest[0]
+            # The folder meant now: a relative path would name another one after a %cd.
+            _config.settings.cache_dir = _config.resolve_dir(rest[0])
         print(_config.resolve_dir(None))
         return None
     if command == "explain":
@@ -259,11 +304,13 @@ _MAGIC_CALL = "get_ipython().run_cell_magic('memo',"
 
 
 class _SyntaxErrorsAsInAnyCell:
-    """An input transformer: a ``%%memo`` cell whose code does not parse becomes that code.
+    """An input transformer: a ``%%memo`` cell whose code does not compile becomes that code.
 
     IPython then reports the syntax error itself, as in any cell (``Cell In[n], line k`` and a
-    caret, no frames), and the cell fails before it runs. Raised from inside the magic, the error
-    would come with the magic's frames and the line numbers of the body instead.
+    caret, no frames): one that does not parse fails before the cell runs; one that parses but
+    does not compile (``return`` outside a function) fails at that statement, as in any cell.
+    Nothing is cached. Raised from inside the magic, the error would come with the magic's frames
+    and the line numbers of the body instead.
     """
 
     def __init__(self, shell: Any) -> None:
@@ -277,7 +324,10 @@ class _SyntaxErrorsAsInAnyCell:
             return lines
         try:
             code = self.shell.transform_cell(body)
-            ast.parse(code)
+            # Compiled, not only parsed: 'return' or 'break' outside their place parse, then fail to compile.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the run compiles it again and warns then
+                compile(code, "<%%memo cell>", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)
         except SyntaxError:
             # The magic's line stays as a comment so that the lines are numbered as the user sees them.
             return ["# %%memo\n", *["\n"] * leading_blank_lines(body), *code.splitlines(keepends=True)]

@@ -29,9 +29,10 @@ from ._conditions import Conditions, NotRecordable, Recorder, Recorders
 from ._config import EXPIRY_GRACE, INLINE_LIMIT, LOCK_POLL_MAX, TTLLike, parse_ttl, resolve_lease, warn_once
 from ._dependencies import CodeState, CodeTracker, Dependencies, clock_reads
 from ._errors import ConfigurationError, MemoWarning, RecursiveCall, StaleEntriesWarning, StorageWarning
+from ._explain import Explanation, before_compute, caching_off, explain_call
 from ._fingerprint import own_fingerprint
 from ._hashing import CLOCK, aliasing_parts, combine, content_hash, register_hasher, things_met
-from ._inventory import delete_entries, human_bytes
+from ._inventory import delete_results, human_bytes, is_marker
 from ._leases import Watch, computing, is_computing
 from ._notebook import current_notebook, owner_tag
 from ._serialize import CorruptRecord, Payload, copy_value, dumps, findable
@@ -210,6 +211,12 @@ class MemoizedFunction(Generic[R]):
         self._last_store: tuple[tuple[Any, ...], Store] | None = None
         self.last_call: Call | None = None
         self.last_hit = False
+        # Why the latest computed call was not served though its key had an entry (expired, refreshed,
+        # preconditions changed): asked before the run overwrote that entry; and that of the last real call.
+        self._miss_report: Explanation | None = None
+        self._last_report: Explanation | None = None
+        self._last_error: str | None = None  # what the last real call raised
+        self._ran_off = False  # the last real call ran with caching off
         self.hits = 0
         self.misses = 0
         self.saved_seconds = 0.0
@@ -441,6 +448,7 @@ class MemoizedFunction(Generic[R]):
         if self._is_async:
             return self._acall(args, kwargs, _refreshing.get())
         if _disabled.get() or _config.disabled_by_env():
+            self._ran_off = True
             return self._fn(*args, **kwargs)
         return self._call(args, kwargs, _refreshing.get())
 
@@ -454,15 +462,19 @@ class MemoizedFunction(Generic[R]):
             self._refuse_recursion(call)
             store = self._store()
             misses = self.misses
+            raised: BaseException | None = None
             try:
                 if not refresh:
                     value = self._read(store, call.key, call, outer)
                     if value is not _MISS:
                         return value
                 return self._lookup_or_compute(store, call, args, kwargs, refresh, outer)
+            except BaseException as exc:
+                raised = exc
+                raise
             finally:
                 if not probe:
-                    self.last_call, self.last_hit = call, self.misses == misses
+                    self._remember(call, self.misses == misses, raised)
         finally:
             if token is not None:
                 _conditions.resume(token)
@@ -497,7 +509,7 @@ class MemoizedFunction(Generic[R]):
                     value = self._read(store, call.key, call, outer)
                     if value is not _MISS:
                         return value
-                return self._compute(store, call, args, kwargs, outer)
+                return self._compute(store, call, args, kwargs, outer, refresh)
             finally:
                 if leased:
                     self._release(store, [call.key])
@@ -521,7 +533,8 @@ class MemoizedFunction(Generic[R]):
                       f"{_config.ENV_LEASE}.", StorageWarning)
 
     def _compute(self, store: Store, call: Call, args: tuple[Any, ...], kwargs: dict[str, Any],
-                 outer: Recorders) -> Any:
+                 outer: Recorders, refresh: bool = False) -> Any:
+        self._note_miss(call, refresh)
         self.misses += 1
         self._check_stale(store, call)
         recorder = Recorder(self._options.files)
@@ -533,6 +546,9 @@ class MemoizedFunction(Generic[R]):
         stored = self._write(store, call, result, duration, (recorder, before, outer))
         self._announce_computed(duration, stored is not None)
         return result
+
+    def _note_miss(self, call: Call, refresh: bool) -> None:
+        self._miss_report = before_compute(self, call, "memo.refreshing()" if refresh else None)
 
     def _announce_computed(self, duration: float, stored: bool) -> None:
         if _config.call_verbosity(self._options.verbose):
@@ -564,6 +580,8 @@ class MemoizedFunction(Generic[R]):
 
     async def _acall(self, args: tuple[Any, ...], kwargs: dict[str, Any], refresh: bool, probe: bool = False) -> Any:
         if _disabled.get() or _config.disabled_by_env():
+            if not probe:
+                self._ran_off = True
             return await self._fn(*args, **kwargs)
         outer = _conditions.active()
         token = _conditions.pause() if outer else None
@@ -573,11 +591,22 @@ class MemoizedFunction(Generic[R]):
             if token is not None:
                 _conditions.resume(token)
         misses = self.misses
+        raised: BaseException | None = None
         try:
             return await self._aserve(call, args, kwargs, refresh, outer)
+        except BaseException as exc:
+            raised = exc
+            raise
         finally:
             if not probe:
-                self.last_call, self.last_hit = call, self.misses == misses
+                self._remember(call, self.misses == misses, raised)
+
+    def _remember(self, call: Call, hit: bool, raised: BaseException | None = None) -> None:
+        """Keep a real call for ``explain_last``: probes (``refresh``, ``is_cached``, ``explain``) never come here."""
+        self.last_call, self.last_hit = call, hit and raised is None
+        self._ran_off = False
+        self._last_report = None if self.last_hit else self._miss_report
+        self._last_error = None if raised is None else _config.describe_error(raised)
 
     async def _aserve(self, call: Call, args: tuple[Any, ...], kwargs: dict[str, Any], refresh: bool,
                       outer: Recorders) -> Any:
@@ -631,6 +660,7 @@ class MemoizedFunction(Generic[R]):
                 if value is not _MISS:
                     future.set_result((None, _MISS))
                     return value
+            self._note_miss(call, refresh)
             self.misses += 1
             self._check_stale(store, call)
             recorder = Recorder(self._options.files)
@@ -701,8 +731,7 @@ class MemoizedFunction(Generic[R]):
         A function defined in a notebook deletes only what it stored from that notebook: a
         function of the same name in another notebook of the folder keeps its results.
         """
-        store = self._store()
-        return delete_entries(store, self.entries())
+        return delete_results(self._store(), self.entries())
 
     def cache_clear(self) -> int:
         """``clear()`` under ``lru_cache``'s name."""
@@ -714,7 +743,7 @@ class MemoizedFunction(Generic[R]):
 
     def cache_info(self) -> CacheInfo:
         """Return hits and misses in this process, and the entries and bytes on disk."""
-        metas = [meta for r in self.entries() for meta in [r.header.meta()] if "variants" not in meta]
+        metas = [meta for r in self.entries() for meta in [r.header.meta()] if not is_marker(meta)]
         size = sum(meta.get("size", 0) for meta in metas)
         return CacheInfo(self.hits, self.misses, len(metas), size, self.saved_seconds)
 
@@ -724,10 +753,9 @@ class MemoizedFunction(Generic[R]):
 
     def clear_stale(self) -> int:
         """Delete the entries made under other versions of this function's code."""
-        store = self._store()
         current = self.current_code().hex()
-        return delete_entries(store, (r for r in self.entries()
-                                      if r.verified and r.header.meta().get("code") != current))
+        return delete_results(self._store(), (r for r in self.entries()
+                                              if r.verified and r.header.meta().get("code") != current))
 
     def _check_stale(self, store: Store, call: Call) -> None:
         if self._stale_checked or not _config.settings.verbose:
@@ -739,7 +767,7 @@ class MemoizedFunction(Generic[R]):
         with contextlib.suppress(Exception):
             for record in store.records():
                 meta = record.header.meta()
-                if record.verified and self.owns(meta) and meta.get("code") != current and "variants" not in meta:
+                if record.verified and self.owns(meta) and meta.get("code") != current and not is_marker(meta):
                     count += 1
                     size += meta.get("size", 0)
                     versions.add(meta.get("code"))
@@ -753,16 +781,23 @@ class MemoizedFunction(Generic[R]):
 
     def explain(self, *args: Any, **kwargs: Any) -> Any:
         """Return a report of whether this call would hit, and if not, what changed."""
-        from ._explain import explain_call
-
         return explain_call(self, self.make_call(args, kwargs))
 
     def explain_last(self) -> Any:
         """Return the report on the last real call in this session (``%memo explain NAME``); None before one."""
-        from ._explain import explain_call
-
+        if self._ran_off:
+            return caching_off(self.qualified_name)
         call = self.last_call
-        return None if call is None else explain_call(self, call, as_miss=not self.last_hit)
+        if call is None:
+            return None
+        if not self.last_hit and self._last_report is not None:
+            report = self._last_report
+        else:
+            report = explain_call(self, call, as_miss=not self.last_hit)
+        if self._last_error is None:
+            return report
+        return Explanation(report.name, False, f"it raised {self._last_error}, so no result was stored; "
+                           f"{report.summary}", report.reasons, report.unkeyed)
 
     # -- pickling: to workers and copies ------------------------------------------------------
     def __reduce__(self) -> tuple[Any, ...]:

@@ -297,12 +297,22 @@ class CachedProperty(_PerObjectCache):
 def per_instance(fn: Callable[..., Any] | None = None, *, ttl: TTLLike = None) -> Any:
     """Cache a method's results on each object (memory only), keyed by argument content."""
     if fn is None:
-        return lambda f: PerInstance(f, ttl)
-    return PerInstance(fn, ttl)
+        parse_ttl(ttl)  # a bad TTL is named at the decorator's parentheses
+        return lambda f: PerInstance(_method(f, "per_instance"), ttl)
+    return PerInstance(_method(fn, "per_instance"), ttl)
 
 
 def cached_property(fn: Callable[..., Any] | None = None, *, ttl: TTLLike = None) -> Any:
     """A per-object cached property; ``async def`` properties are awaited: ``await obj.prop``."""
     if fn is None:
-        return lambda f: CachedProperty(f, ttl)
-    return CachedProperty(fn, ttl)
+        parse_ttl(ttl)
+        return lambda f: CachedProperty(_method(f, "cached_property"), ttl)
+    return CachedProperty(_method(fn, "cached_property"), ttl)
+
+
+def _method(fn: Any, decorator: str) -> Callable[..., Any]:
+    """Return ``fn`` if it is a function; else a TypeError that says how the decorator is written."""
+    if not callable(fn):
+        raise TypeError(f"@memo.{decorator} decorates methods, not {type(fn).__name__} objects; a TTL is given "
+                        f"by name: @memo.{decorator}(ttl=3600)")
+    return fn

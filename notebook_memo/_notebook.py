@@ -17,6 +17,9 @@ __all__ = ()
 # server's JPY_SESSION_NAME); VS Code puts it in ``__vsc_ipynb_file__``.
 _NAMESPACE_NAMES = ("__session__", "__vsc_ipynb_file__")
 ENV_SESSION = "JPY_SESSION_NAME"
+# A relative path is the kernel's: it is read from the folder the kernel started in, so that a
+# later %cd (os.chdir) in the notebook does not make the same notebook another one.
+_START_DIR = os.getcwd()
 
 
 def _given() -> list[str]:
@@ -31,13 +34,17 @@ def _given() -> list[str]:
 
 def notebook_paths() -> set[str]:
     """Return every notebook file the front end names for this kernel (real paths)."""
-    return {os.path.realpath(path) for path in _given()}
+    return {_real(path) for path in _given()}
 
 
 def current_notebook() -> str | None:
     """Return the real path of the notebook this kernel runs, or None (plain IPython, a script)."""
     given = _given()
-    return os.path.realpath(given[0]) if given else None
+    return _real(given[0]) if given else None
+
+
+def _real(path: str) -> str:
+    return os.path.realpath(os.path.join(_START_DIR, path))
 
 
 def short_name(path: str | None) -> str:

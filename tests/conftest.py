@@ -16,7 +16,7 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 import notebook_memo
-from notebook_memo import _config
+from notebook_memo import _cells, _config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,6 +40,7 @@ class Shell:
     def __init__(self) -> None:
         self.ip = InteractiveShell.instance()
         self.ip.reset(new_session=True)
+        _cells._cells.clear()  # a new session: the cells an earlier test ran are not this one's
 
     def run(self, source: str) -> Any:
         result = self.ip.run_cell(textwrap.dedent(source), store_history=True)

@@ -607,11 +607,3 @@ def test_the_not_stored_warning_names_every_variable_that_cannot_be_stored(
     notes = [str(w.message) for w in recwarn if "unstorable" in str(w.message)]
     assert notes and "'numbers'" in notes[0] and "'guard'" in notes[0] and "'plain'" not in notes[0], notes
 
-
-def test_configure_imported_before_a_reload_of_the_extension_still_works(shell: Shell) -> None:
-    from notebook_memo import configure
-
-    shell.run("%load_ext notebook_memo")
-    shell.run("%reload_ext notebook_memo")
-    configure(cache_dir=None)  # its other keywords' defaults must still read as "not given"
-    configure(track_versions=True)
