@@ -18,7 +18,7 @@ from ._errors import BatchError, ConfigurationError, MemoWarning, OptionError
 from ._explain import Explanation, before_compute, caching_off, explain_call
 from ._hashing import combine, content_hash
 from ._leases import Watch
-from ._memo import _MISS, Call, MemoizedFunction, Options, conditioned_entry, run_conditions, save, storage_trouble
+from ._memo import _MISS, Call, MemoizedFunction, Options, run_conditions, save, servable, storage_trouble
 from ._options import check_options, keyword_names
 from ._serialize import dumps
 from ._store import Store
@@ -175,14 +175,12 @@ class BatchFunction(MemoizedFunction[Any]):
     def _finished(self, plan: _Plan) -> Any:
         """Return the call's results; remember what it did, and say so at ``verbose=1``."""
         value = plan.finish()
-        items = list(plan.first_position)
-        computed = [plan.digests[p] for p in plan.computed]
-        run = _Run(plan.call, items, computed, plan.seconds, self.saved_seconds - plan.saved_before, plan.before,
-                   given=len(plan.digests))
+        run = plan.report()
         self._last_run, self._ran_off = run, False
         if _config.call_verbosity(self._options.verbose):
+            items, computed = run.items, run.computed
             served = len(items) - len(computed)
-            given = "" if len(plan.digests) == len(items) else f" distinct ({len(plan.digests)} given)"
+            given = "" if run.given == len(items) else f" distinct ({run.given} given)"
             text = f"{served} of {len(items)}{given} from cache"
             if computed:
                 text += f", {len(computed)} computed in {_config.human_seconds(run.seconds)}"
@@ -217,11 +215,8 @@ class BatchFunction(MemoizedFunction[Any]):
 
     def _failed(self, plan: _Plan, exc: BaseException) -> None:
         """Remember a call that raised: explain_last reports it, not the call before."""
-        computed = [plan.digests[p] for p in plan.computed]
         self._ran_off = False
-        self._last_run = _Run(plan.call, list(plan.first_position), computed, plan.seconds,
-                              self.saved_seconds - plan.saved_before, plan.before, _config.describe_error(exc),
-                              len(plan.digests))
+        self._last_run = plan.report(_config.describe_error(exc))
 
     def _disabled_now(self) -> bool:
         from ._memo import _disabled
@@ -232,21 +227,15 @@ class BatchFunction(MemoizedFunction[Any]):
         from ._memo import _refreshing
 
         batch, call, digests = self._split_call(args, kwargs)
-        saved = self.saved_seconds
-        plan = _Plan(self, self._store(), args, kwargs, batch, call, digests, _refreshing.get(), outer)
-        plan.saved_before = saved
-        return plan
+        return _Plan(self, self._store(), args, kwargs, batch, call, digests, _refreshing.get(), outer)
 
     def _present(self, store: Store, key: str, decoded: dict[str, ResultType]) -> bool:
         """Return whether an item would be served, without loading it or counting a hit."""
         try:
-            record = store.get(key)
-            if record is not None and record.header.conditioned and not record.header.expired():
-                record = conditioned_entry(store, key, record)[0]
+            record = servable(store, key)
         except Exception:
             return False
-        return (record is not None and not record.header.expired()
-                and _containers.stored_type(record.header, decoded) is not None)
+        return record is not None and _containers.stored_type(record.header, decoded) is not None
 
     def explain(self, *args: Any, **kwargs: Any) -> Explanation:
         """Report how many items are cached, and why the first missing one is not."""
@@ -358,6 +347,7 @@ class _Plan:
         self.kind = _containers.kind(batch)
         self.batch = batch
         self.bound = fn._binder.signature.bind(*args, **kwargs)
+        self.saved_before = fn.saved_seconds  # what the items served by this call save is the difference
         self.results: dict[bytes, Any] = {}
         self.types: dict[bytes, ResultType] = {}
         self.result_kind: str | None = None
@@ -378,7 +368,6 @@ class _Plan:
                                      "memo.refreshing()" if refresh else None) if self.missing else None
         self.computed: list[int] = []  # positions this call computed itself
         self.seconds = 0.0
-        self.saved_before = 0.0
         self.refresh = refresh
         self.delay = 0.001
         self.held: list[str] = []
@@ -554,6 +543,11 @@ class _Plan:
                         return
         except Exception as exc:
             storage_trouble(self.store, exc)
+
+    def report(self, error: str | None = None) -> _Run:
+        """Return what this call did so far, for ``explain_last`` and ``verbose``; ``error``: what it raised."""
+        return _Run(self.call, list(self.first_position), [self.digests[p] for p in self.computed], self.seconds,
+                    self.fn.saved_seconds - self.saved_before, self.before, error, len(self.digests))
 
     def finish(self) -> Any:
         parts = [self.results[d] for d in self.digests]

@@ -19,7 +19,7 @@ from ._dependencies import Dependencies, clock_reads, code_environment, global_r
 from ._errors import ConfigurationError, MemoError, StorageWarning, UnhashableArgument
 from ._explain import Explanation, before_compute, caching_off, explain_call
 from ._hashing import combine, content_hash
-from ._inventory import delete_results, human_time
+from ._inventory import delete_results, human_time, owner
 from ._memo import Call, MemoizedFunction, conditioned_entry, entry_conditions, function_id, save_entry, served
 from ._methods import _PerObjectCache
 from ._notebook import current_notebook, owner_tag
@@ -100,7 +100,7 @@ class CellMemo:
 
     def owns(self, meta: dict[str, Any]) -> bool:
         """Return whether a record's metadata belongs to this cell as run in this notebook."""
-        return bool(meta.get("fid") == self.function_id and meta.get("notebook") == self.notebook)
+        return owner(meta) == (self.function_id, self.notebook)
 
     def entries(self) -> list[StoredRecord]:
         return [r for r in self._store().records() if self.owns(r.header.meta())]
@@ -279,7 +279,6 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
         raise
     duration = time.perf_counter() - start
     cell.misses += 1
-    cell.last_hit = False
     if off:
         return result
     after = _namespace_snapshot(namespace)

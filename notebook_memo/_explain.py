@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ._inventory import human_bytes, human_time
+from ._inventory import human_bytes, human_time, is_marker
 
 if TYPE_CHECKING:
     from ._memo import Call, MemoizedFunction
@@ -158,7 +158,7 @@ def explain_call(fn: MemoizedFunction[Any], call: Call, as_miss: bool = False,
         return Explanation(name, True, f"stored {_ago(record.header.created)}, computed in "
                            f"{record.header.duration:.3g} s, {human_bytes(size)}", notes, unkeyed)
     entries = [(r, meta) for r in fn.entries() if r.key != call.key and r.key not in exclude
-               for meta in [r.header.meta()] if "variants" not in meta]
+               for meta in [r.header.meta()] if not is_marker(meta)]
     if not entries:
         return Explanation(name, False, f"nothing is cached for this function in {store.directory}", notes, unkeyed)
     current = current_description(fn, call)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ast
 import contextlib
 import html
-import re
 import shlex
 import warnings
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from . import _config
 from ._cells import CellOptions, cells, leading_blank_lines, run_cell
 from ._config import parse_ttl
-from ._inventory import FunctionSummary, Inventory, Owner, human_bytes, human_time, owner
+from ._inventory import FunctionSummary, Inventory, Owner, human_bytes, human_time, is_marker, owner
 from ._memo import clear_stale_all, registered
 from ._notebook import current_notebook, short_name
 from ._store import get_store
@@ -34,7 +33,6 @@ _SUBCOMMANDS = {
     "dir": (1, "dir [PATH]"),
     "explain": (1, "explain NAME"),
 }
-_SECONDS = re.compile(r"\d+(?:\.\d+)?")
 
 
 def _split(value: str | None) -> list[str] | None:
@@ -46,7 +44,7 @@ def _ttl(text: str | None) -> float | None:
     if text is None:
         return None
     try:
-        return parse_ttl(float(text) if _SECONDS.fullmatch(text.strip()) else text)
+        return parse_ttl(text)
     except (TypeError, ValueError) as exc:
         raise UsageError(f"%%memo --ttl {text}: {exc}") from None
 
@@ -155,7 +153,7 @@ def info() -> InfoTable:
     stale: dict[Owner, int] = {}
     for _, meta in inventory.records():
         who = owner(meta)
-        if who in current and meta.get("code") != current[who] and "variants" not in meta:
+        if who in current and meta.get("code") != current[who] and not is_marker(meta):
             stale[who] = stale.get(who, 0) + 1
     return InfoTable(directory, rows, hits, stale)
 

@@ -32,7 +32,7 @@ from ._errors import ConfigurationError, MemoWarning, RecursiveCall, StaleEntrie
 from ._explain import Explanation, before_compute, caching_off, explain_call
 from ._fingerprint import own_fingerprint
 from ._hashing import CLOCK, aliasing_parts, combine, content_hash, register_hasher, things_met
-from ._inventory import delete_results, human_bytes, is_marker
+from ._inventory import delete_results, human_bytes, is_marker, owner
 from ._leases import Watch, computing, is_computing
 from ._notebook import current_notebook, owner_tag
 from ._serialize import CorruptRecord, Payload, copy_value, dumps, findable
@@ -243,7 +243,7 @@ class MemoizedFunction(Generic[R]):
 
     def owns(self, meta: dict[str, Any]) -> bool:
         """Return whether a record's metadata belongs to this function as defined in this notebook."""
-        return bool(meta.get("fid") == self._fid and meta.get("notebook") == self._notebook)
+        return owner(meta) == (self._fid, self._notebook)
 
     def __get__(self, obj: Any, objtype: type | None = None) -> Any:
         if obj is None:
@@ -703,14 +703,10 @@ class MemoizedFunction(Generic[R]):
     def is_cached(self, *args: Any, **kwargs: Any) -> bool:
         """Return True when a call with these arguments would be served from disk."""
         call = self.make_call(args, kwargs)
-        store = self._store()
         try:
-            record = store.get(call.key)
-            if record is not None and record.header.conditioned:
-                record = conditioned_entry(store, call.key, record)[0]
+            return servable(self._store(), call.key) is not None
         except Exception:
             return False
-        return record is not None and not record.header.expired()
 
     def invalidate(self, *args: Any, **kwargs: Any) -> bool:
         """Delete the entry for these arguments; return True if there was one."""
@@ -1059,6 +1055,17 @@ def conditioned_entry(store: Store, key: str, record: StoredRecord,
     conditions: Conditions = meta.get("pre") or {}
     why = _conditions.failures(conditions, first_only)
     return (None if why else record), conditions, why
+
+
+def servable(store: Store, key: str) -> StoredRecord | None:
+    """Return the record a lookup of ``key`` would serve, without loading it or counting a hit; None if none.
+
+    Raises CorruptRecord like ``Store.get``.
+    """
+    record = store.get(key)
+    if record is not None and record.header.conditioned and not record.header.expired():
+        record = conditioned_entry(store, key, record)[0]
+    return None if record is None or record.header.expired() else record
 
 
 def run_conditions(store: Store, recorder: Recorder, arguments_before: dict[str, Any] | None = None,
