@@ -26,7 +26,7 @@ import xxhash
 
 from . import _conditions, _config, _random_state
 from ._conditions import Conditions, NotRecordable, Recorder, Recorders
-from ._config import EXPIRY_GRACE, INLINE_LIMIT, LOCK_POLL_MAX, TTLLike, parse_ttl, resolve_lease, warn_once
+from ._config import EXPIRY_GRACE, INLINE_LIMIT, LOCK_POLL_MAX, QUICK_BODY, TTLLike, parse_ttl, resolve_lease, warn_once
 from ._dependencies import CodeState, CodeTracker, Dependencies, clock_reads
 from ._errors import ConfigurationError, MemoWarning, RecursiveCall, StaleEntriesWarning, StorageWarning
 from ._explain import Explanation, before_compute, caching_off, explain_call
@@ -97,6 +97,7 @@ class Call:
     method: str  # how the function's own code was fingerprinted: source or bytecode
     # random generators the key was made of (in arguments, globals, objects): "#0", "#1"... in the order met
     generators: dict[str, Any] = dataclasses.field(default_factory=dict)
+    absent: bool = False  # the last look found no row under the key (so a miss needs no report of why)
 
 
 # -- the registry of memoized functions ---------------------------------------------------------
@@ -131,7 +132,7 @@ def _identity(fn: types.FunctionType, qualified: str) -> str:
 class _Binder:
     """Binds a call's arguments to the signature, defaults applied, in parameter order."""
 
-    def __init__(self, fn: Callable[..., Any], ignore: frozenset[str]) -> None:
+    def __init__(self, fn: Callable[..., Any], ignore: frozenset[str], shown: str) -> None:
         self.signature = inspect.signature(fn)
         params = list(self.signature.parameters.values())
         names = [p.name for p in params]
@@ -148,6 +149,8 @@ class _Binder:
         self.names = names
         self.defaults = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
         self.var_keyword = next((p.name for p in params if p.kind is inspect.Parameter.VAR_KEYWORD), None)
+        # What an unhashable argument is called in the error (made once, not on every call).
+        self.labels = _Labels(shown)
 
     def shared(self, bound: list[tuple[str, Any]]) -> list[bytes]:
         """Return the key part saying which arguments are one mutable object (``**kwargs`` looked into)."""
@@ -172,6 +175,18 @@ class _Binder:
         return [(n, v) for n, v in bound.arguments.items() if n not in self.ignore]
 
 
+class _Labels(dict[str, str]):
+    """``argument 'x' of f`` for each parameter name, made on first use."""
+
+    def __init__(self, shown: str) -> None:
+        super().__init__()
+        self.shown = shown
+
+    def __missing__(self, name: str) -> str:
+        label = self[name] = f"argument '{name}' of {self.shown}"
+        return label
+
+
 # -- the memoized function ----------------------------------------------------------------------
 
 
@@ -191,7 +206,7 @@ class MemoizedFunction(Generic[R]):
         self.__wrapped__ = fn
         self._fn = fn
         self._options = options
-        self._binder = _Binder(fn, options.ignore)
+        self._binder = _Binder(fn, options.ignore, fn.__name__)
         self._name: str = fn.__name__
         self._qualified = f"{fn.__module__}.{fn.__qualname__}"
         self._fid = _identity(fn, self._qualified)  # type: ignore[arg-type]
@@ -206,8 +221,11 @@ class MemoizedFunction(Generic[R]):
         self._key_locks_guard = threading.Lock()
         self._inflight: dict[tuple[int, str], asyncio.Future[Any]] = {}
         self._stale_checked = False
+        # Its last run in this process ended within QUICK_BODY: the next miss skips the lease.
+        self._quick = False
         self._tracker: CodeTracker | None = None
         self._carried: list[CodeState | None] | None = None  # [the sender's state, ours when it arrived]
+        self._prefix: tuple[CodeState | None, list[bytes]] = (None, [])  # the key's parts before the arguments
         self._last_store: tuple[tuple[Any, ...], Store] | None = None
         self.last_call: Call | None = None
         self.last_hit = False
@@ -284,14 +302,15 @@ class MemoizedFunction(Generic[R]):
         kwdefaults = fn.__kwdefaults__
         if fn.__defaults__ is not binder.seen[0] or kwdefaults is not binder.seen[1] or \
                 (kwdefaults and list(kwdefaults.items()) != binder.seen[2]):
-            self._binder = binder = _Binder(fn, self._options.ignore)
+            self._binder = binder = _Binder(fn, self._options.ignore, self._name)
         bound = binder.bind(args, kwargs)
         met = things_met
         outer_met = getattr(met, "found", None)
         found: list[Any] = []
         met.found = found
         try:
-            arguments = {name: content_hash(value, f"argument '{name}' of {self._name}") for name, value in bound}
+            labels = binder.labels
+            arguments = {name: content_hash(value, labels[name]) for name, value in bound}
             state = self.code_state()
         finally:
             met.found = outer_met
@@ -302,12 +321,14 @@ class MemoizedFunction(Generic[R]):
             found = [item for item in found if not (type(item) is tuple and item and item[0] is CLOCK)]
         if clock:
             deps = dataclasses.replace(deps, clock=clock_reads(deps.clock + clock))
-        key = combine(
-            [b"nbm1", self._fid.encode(), state.code, state.deps_digest, self._version]
-            + [name.encode() + b"\0" + digest for name, digest in arguments.items()]
-            + binder.shared(bound)
-            + (_random_state.shared(found) if len(found) > 1 else [])
-        ).hex()
+        prefix = self._prefix
+        if prefix[0] is not state:
+            self._prefix = prefix = (state, [b"nbm1", self._fid.encode(), state.code, state.deps_digest, self._version])
+        parts = prefix[1] + [name.encode() + b"\0" + digest for name, digest in arguments.items()]
+        parts += binder.shared(bound)
+        if len(found) > 1:
+            parts += _random_state.shared(found)
+        key = combine(parts).hex()
         if deps.skipped:
             for label, reason in deps.skipped.items():
                 warn_once(f"skipped:{self._qualified}:{label}",
@@ -343,7 +364,11 @@ class MemoizedFunction(Generic[R]):
         conditions: Conditions | None = None
         try:
             record = store.get(key)
-            if record is not None and record.header.conditioned and not record.header.expired():
+            if call is not None and key == call.key:
+                call.absent = record is None
+            if record is None or (record.header.expires and record.header.expired()):
+                return _MISS
+            if record.header.conditioned:
                 record, conditions, _ = conditioned_entry(store, key, record)
         except CorruptRecord as exc:
             self._drop_corrupt(store, key, str(exc))
@@ -354,7 +379,7 @@ class MemoizedFunction(Generic[R]):
             warn_once(f"storage:{store.directory}", f"cannot read the cache in {store.directory} "
                       f"({type(exc).__name__}: {exc}); computing instead", StorageWarning)
             return _MISS
-        if record is None or record.header.expired():
+        if record is None or (record.header.expires and record.header.expired()):
             return _MISS
         try:
             value = record.load(self._options.mmap)
@@ -481,11 +506,22 @@ class MemoizedFunction(Generic[R]):
 
     def _lookup_or_compute(self, store: Store, call: Call, args: tuple[Any, ...], kwargs: dict[str, Any],
                            refresh: bool, outer: Recorders) -> Any:
-        with self._key_lock(call.key):
-            if not refresh:
+        with self._key_lock(call.key) as waited:
+            if waited and not refresh:
+                # Another thread of ours computed this key while we waited for it.
                 value = self._read(store, call.key, call, outer)
                 if value is not _MISS:
                     return value
+            if self._quick and not refresh and not store.leased(call.key):
+                # Its last run here ended within QUICK_BODY and no one else is computing this key: it
+                # runs without the lease's two commits, and takes the lease only if it goes on past
+                # QUICK_BODY (a background thread does), so that others wait for a slow run.
+                store.run_started(call.key)
+                try:
+                    return self._compute(store, call, args, kwargs, outer, refresh)
+                finally:
+                    if store.run_finished(call.key):
+                        self._release(store, [call.key])
             leased = False
             watch = Watch()
             delay = 0.001
@@ -540,9 +576,14 @@ class MemoizedFunction(Generic[R]):
         recorder = Recorder(self._options.files)
         before = _random_state.object_states(call.generators) if call.generators else {}
         start = time.perf_counter()
-        with computing(call.key), _room_for_our_frames(), _conditions.recording(recorder, outer):
-            result = self._fn(*args, **kwargs)
+        try:
+            with computing(call.key), _room_for_our_frames(), _conditions.recording(recorder, outer):
+                result = self._fn(*args, **kwargs)
+        except BaseException:
+            self._quick = False
+            raise
         duration = time.perf_counter() - start
+        self._quick = duration < QUICK_BODY
         stored = self._write(store, call, result, duration, (recorder, before, outer))
         self._announce_computed(duration, stored is not None)
         return result
@@ -561,17 +602,20 @@ class MemoizedFunction(Generic[R]):
         self._key_locks = {}
         self._key_locks_guard = threading.Lock()
         self._inflight = {}
+        self._quick = False  # a forked child may be the worker the slow calls go to
 
     @contextlib.contextmanager
-    def _key_lock(self, key: str) -> Iterator[None]:
+    def _key_lock(self, key: str) -> Iterator[bool]:
+        """Hold this process's lock on ``key``; say whether another thread held or wanted it first."""
         if self._pid != os.getpid():
             self._reset_after_fork()
         with self._key_locks_guard:
             entry = self._key_locks.setdefault(key, [threading.Lock(), 0])
             entry[1] += 1
+            waited = entry[1] > 1
         try:
             with entry[0]:
-                yield
+                yield waited
         finally:
             with self._key_locks_guard:
                 entry[1] -= 1
@@ -841,6 +885,7 @@ class MemoizedFunction(Generic[R]):
         # Who it is comes with it: a worker can fingerprint neither a lambda's source nor the notebook.
         self._fid, self._notebook = state["fid"], state["notebook"]
         self._tag = owner_tag(self._fid, self._notebook)
+        self._prefix = (None, [])
         # The sender's code state (a notebook keys by source, which a worker lacks) holds for as
         # long as this function's own resolution stays what it was on arrival.
         self._carried = [state["code"], None]

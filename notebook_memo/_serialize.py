@@ -400,8 +400,8 @@ def decode_header(data: bytes | memoryview) -> tuple[Header, memoryview]:
     if end > len(view):
         raise CorruptRecord("record truncated")
     try:
-        key = bytes(view[position:position + key_len]).decode()
-        filename = bytes(view[position + key_len:end_names]).decode()
+        key = str(view[position:position + key_len], "utf-8")
+        filename = str(view[position + key_len:end_names], "utf-8") if file_len else ""
     except UnicodeDecodeError:
         raise CorruptRecord("the record's key is damaged") from None
     buffer_lens = [_LEN.unpack_from(view, end_names + i * _LEN.size)[0] for i in range(nbufs)] if nbufs else []
@@ -430,6 +430,12 @@ def _verify_payload(header: Header, pickle_part: Any, buffers: Sequence[Any], si
 
 def load_inline(header: Header, payload: memoryview, signer: Signer | None) -> Any:
     """Verify and unpickle a payload kept inside the index record."""
+    if not header.buffer_lens and not header.signed:  # the common small value: one checksum, one unpickle
+        if len(payload) != header.pickle_len:
+            raise CorruptRecord("inline payload has the wrong length")
+        if xxhash.xxh3_128_digest(payload) != header.checksum:
+            raise CorruptRecord("checksum mismatch: the stored bytes were damaged")
+        return pickle.loads(payload)
     offsets = header.offsets()
     if len(payload) != offsets[-1]:
         raise CorruptRecord("inline payload has the wrong length")
