@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 import xxhash
+from xxhash import xxh3_128_digest as _digest
 
 from ._errors import UnhashableArgument
 
@@ -33,6 +34,8 @@ _pack_d = struct.Struct("<d").pack
 _pack_q = struct.Struct("<q").pack
 _BIG = 1 << 16  # buffers at least this large stream straight into xxh3
 _TOO_DEEP = 64  # nesting at which running out of stack is the value's doing, not the caller's
+_PLAIN_DEPTH = 32  # plain data nested deeper (or holding itself) takes the general walk, which tracks both
+_RUN = 16  # a list or tuple at least this long is tried as one run of strings
 
 _FORBIDDEN: tuple[type, ...] = (
     types.GeneratorType,
@@ -85,9 +88,7 @@ class Hasher:
 
     def number(self, value: int) -> None:
         """Append a length-prefixed integer of any size."""
-        data = value.to_bytes((value.bit_length() + 8) // 8, "little", signed=True)
-        self._buf += _pack_q(len(data))
-        self._buf += data
+        self._buf += _number_bytes(value)
 
     def buffer(self, data: Any) -> None:
         """Append a length-prefixed contiguous buffer; big ones stream without a copy."""
@@ -150,34 +151,76 @@ class Hasher:
 
 
 # -- exact builtin types ------------------------------------------------------------------
+# The canonical bytes of a scalar, returned whole: containers append them without a Hasher call.
 
 
-def _h_none(h: Hasher, v: None) -> None:
-    h.tag(b"N")
+def _number_bytes(value: int) -> bytes:
+    data = value.to_bytes((value.bit_length() + 8) // 8, "little", signed=True)
+    return _pack_q(len(data)) + data
 
 
-def _h_bool(h: Hasher, v: bool) -> None:
-    h.tag(b"T" if v else b"F")
+def _none_bytes(v: None) -> bytes:
+    return b"N"
 
 
-def _h_int(h: Hasher, v: int) -> None:
-    h.tag(b"i")
-    h.number(v)
+def _bool_bytes(v: bool) -> bytes:
+    return b"T" if v else b"F"
 
 
-def _h_float(h: Hasher, v: float) -> None:
-    h.tag(b"f" + (_pack_d(v) if v == v else b"nan"))
+def _int_bytes(v: int) -> bytes:
+    data = v.to_bytes((v.bit_length() + 8) // 8, "little", signed=True)
+    return b"i" + _pack_q(len(data)) + data
 
 
-def _h_complex(h: Hasher, v: complex) -> None:
-    h.tag(b"c")
-    _h_float(h, v.real)
-    _h_float(h, v.imag)
+def _float_bytes(v: float) -> bytes:
+    return b"f" + _pack_d(v) if v == v else b"fnan"
 
 
-def _h_str(h: Hasher, v: str) -> None:
-    h.tag(b"s")
-    h.text(v)
+def _complex_bytes(v: complex) -> bytes:
+    return b"c" + _float_bytes(v.real) + _float_bytes(v.imag)
+
+
+def _str_bytes(v: str) -> bytes:
+    data = v.encode("utf-8", "surrogatepass")
+    return b"s" + _pack_q(len(data)) + data
+
+
+# Exact types only: a subclass (an IntEnum, a str subclass) is hashed as the object it is.
+_LEAF: dict[type, Callable[[Any], bytes]] = {
+    str: _str_bytes,
+    int: _int_bytes,
+    float: _float_bytes,
+    bool: _bool_bytes,
+    type(None): _none_bytes,
+    complex: _complex_bytes,
+}
+
+
+def _leaf_handler(encode: Callable[[Any], bytes]) -> HashFn:
+    def handler(h: Hasher, v: Any) -> None:
+        h._buf += encode(v)
+
+    return handler
+
+
+# Headers of short ASCII strings as text: a run of them is joined and encoded in one go.
+_ASCII_HEADERS = ["s" + _pack_q(n).decode("ascii") for n in range(128)]
+
+
+def _str_run(items: list[str] | tuple[str, ...]) -> bytes | None:
+    """Return the canonical bytes of consecutive strings built in bulk, or None unless all are exact str."""
+    if set(map(type, items)) != {str}:
+        return None
+    lengths = list(map(len, items))
+    if max(lengths) < 128:
+        # Header characters are ASCII below 128, so the joined text is ASCII exactly when every string is.
+        pieces: list[Any] = [None] * (2 * len(items))
+        pieces[::2] = map(_ASCII_HEADERS.__getitem__, lengths)
+        pieces[1::2] = items
+        text = "".join(pieces)
+        if text.isascii():
+            return text.encode("ascii")
+    return b"".join(map(_str_bytes, items))
 
 
 def _h_bytes(h: Hasher, v: bytes) -> None:
@@ -192,27 +235,62 @@ def _h_bytearray(h: Hasher, v: bytearray) -> None:
 
 def _h_sequence(tag: bytes) -> HashFn:
     def handler(h: Hasher, v: Any) -> None:
-        h.tag(tag)
-        h.number(len(v))
-        for i, item in enumerate(v):
-            h.child(item, f"[{i}]")
+        buf = h._buf
+        buf += tag
+        buf += _number_bytes(len(v))
+        if len(v) >= _RUN and type(v[0]) is str:
+            run = _str_run(v)
+            if run is not None:
+                buf += run
+                return
+        leaf = _LEAF.get
+        i = 0
+        try:
+            for i, item in enumerate(v):  # noqa: B007 (the except clause names item i)
+                encode = leaf(type(item))
+                if encode is not None:
+                    buf += encode(item)
+                else:
+                    h.update(item)
+        except _Unhashable as exc:
+            exc.segments.append(f"[{i}]")  # named only on failure: formatting it per item is most of the cost
+            raise
 
     return handler
 
 
 def _h_dict(h: Hasher, v: dict[Any, Any]) -> None:
     # Insertion order is observable (list(d), DataFrame(d) column order), so it is content.
-    h.tag(b"d")
-    h.number(len(v))
-    for k, item in v.items():
-        segment = f"[{k!r}]" if type(k) in (str, int) else "[<key>]"
-        h.child(k, segment)
-        h.child(item, segment)
+    buf = h._buf
+    buf += b"d"
+    buf += _number_bytes(len(v))
+    leaf = _LEAF.get
+    k: Any = None
+    try:
+        for k, item in v.items():
+            encode = leaf(type(k))
+            if encode is not None:
+                buf += encode(k)
+            else:
+                h.update(k)
+            encode = leaf(type(item))
+            if encode is not None:
+                buf += encode(item)
+            else:
+                h.update(item)
+    except _Unhashable as exc:
+        exc.segments.append(f"[{k!r}]" if type(k) in (str, int) else "[<key>]")
+        raise
 
 
 def _h_set(tag: bytes) -> HashFn:
     def handler(h: Hasher, v: Any) -> None:
-        digests = sorted(h.sub_digest(item) for item in v)
+        leaf = _LEAF.get
+        digests = []
+        for item in v:
+            encode = leaf(type(item))
+            digests.append(_digest(encode(item)) if encode is not None else h.sub_digest(item))
+        digests.sort()
         h.tag(tag)
         h.number(len(digests))
         h.tag(b"".join(digests))
@@ -237,12 +315,7 @@ def _h_module(h: Hasher, v: types.ModuleType) -> None:
 
 
 _EXACT: dict[type, HashFn] = {
-    type(None): _h_none,
-    bool: _h_bool,
-    int: _h_int,
-    float: _h_float,
-    complex: _h_complex,
-    str: _h_str,
+    **{cls: _leaf_handler(encode) for cls, encode in _LEAF.items()},
     bytes: _h_bytes,
     bytearray: _h_bytearray,
     tuple: _h_sequence(b"("),
@@ -638,6 +711,78 @@ _FAST_PATHS: dict[str, Callable[[type], HashFn | None]] = {
 }
 
 
+# -- plain data in one pass ---------------------------------------------------------------
+
+
+def _plain(v: Any, out: bytearray, depth: int) -> bool:
+    """Append the canonical bytes of plain data (builtin scalars and containers of them) to ``out``.
+
+    Returns False, with ``out`` part written, on meeting anything else, or nesting deeper than
+    ``_PLAIN_DEPTH`` (a cycle among them): the general walk then starts over. The bytes are the
+    general walk's exactly, so a value's digest does not depend on which one hashed it.
+    """
+    cls = type(v)
+    leaf = _LEAF.get
+    if depth > _PLAIN_DEPTH:
+        return False
+    if cls is list or cls is tuple:
+        out += b"[" if cls is list else b"("
+        out += _number_bytes(len(v))
+        if len(v) >= _RUN and type(v[0]) is str:
+            run = _str_run(v)
+            if run is not None:
+                out += run
+                return True
+        for item in v:
+            encode = leaf(type(item))
+            if encode is not None:
+                out += encode(item)
+            elif not _plain(item, out, depth + 1):
+                return False
+        return True
+    if cls is dict:
+        out += b"d"
+        out += _number_bytes(len(v))
+        for k, item in v.items():
+            encode = leaf(type(k))
+            if encode is not None:
+                out += encode(k)
+            elif not _plain(k, out, depth + 1):
+                return False
+            encode = leaf(type(item))
+            if encode is not None:
+                out += encode(item)
+            elif not _plain(item, out, depth + 1):
+                return False
+        return True
+    if cls is set or cls is frozenset:
+        digests = []
+        for item in v:
+            encode = leaf(type(item))
+            if encode is not None:
+                digests.append(_digest(encode(item)))
+                continue
+            member = bytearray()
+            if not _plain(item, member, depth + 1):
+                return False
+            digests.append(_digest(member))
+        digests.sort()
+        out += b"S" if cls is set else b"Z"
+        out += _number_bytes(len(digests))
+        out += b"".join(digests)
+        return True
+    if (cls is bytes or cls is bytearray) and len(v) < _BIG:  # big ones stream, in the general walk
+        out += b"b" if cls is bytes else b"y"
+        out += _pack_q(len(v))
+        out += v
+        return True
+    encode = leaf(cls)
+    if encode is not None:
+        out += encode(v)
+        return True
+    return False
+
+
 # -- public entry points ------------------------------------------------------------------
 
 
@@ -647,6 +792,12 @@ def content_hash(value: Any, name: str = "value") -> Digest:
     Raises ``UnhashableArgument`` naming ``name`` (and where inside it) when part of the
     value has no readable content.
     """
+    encode = _LEAF.get(type(value))
+    if encode is not None:
+        return _digest(encode(value))
+    out = bytearray()
+    if _plain(value, out, 0):
+        return _digest(out)
     h = Hasher()
     try:
         h.update(value)
