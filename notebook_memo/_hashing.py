@@ -32,7 +32,10 @@ HashFn = Callable[["Hasher", Any], None]
 
 _pack_d = struct.Struct("<d").pack
 _pack_q = struct.Struct("<q").pack
+_pack_tag_d = struct.Struct("<cd").pack  # a one-byte tag and a float
+_pack_tag_q = struct.Struct("<cq").pack  # a one-byte tag and a length
 _BIG = 1 << 16  # buffers at least this large stream straight into xxh3
+_STREAM = 1 << 11  # arrays at least this large too: copying many mid-sized ones into the buffer costs more
 _TOO_DEEP = 64  # nesting at which running out of stack is the value's doing, not the caller's
 _PLAIN_DEPTH = 32  # plain data nested deeper (or holding itself) takes the general walk, which tracks both
 _RUN = 16  # a list or tuple at least this long is tried as one run of strings
@@ -101,6 +104,16 @@ class Hasher:
         else:
             self._buf += view.cast("B") if view.ndim != 1 or view.format != "B" else view
 
+    def contiguous(self, data: Any, nbytes: int) -> None:
+        """Append a length-prefixed C-contiguous array of any item format (datetimes too), read in place."""
+        self._buf += _pack_q(nbytes)
+        if nbytes >= _STREAM:
+            self._h.update(self._buf)
+            self._buf.clear()
+            self._h.update(data)
+        else:
+            self._buf += data.tobytes()
+
     def digest(self) -> Digest:
         """Return the 16-byte digest of everything fed so far."""
         self._h.update(self._buf)
@@ -110,24 +123,26 @@ class Hasher:
     # -- values -----------------------------------------------------------------------
     def update(self, value: Any) -> None:
         """Feed ``value``'s canonical form."""
-        handler = _EXACT.get(type(value))
-        if handler is not None and type(value) not in _CONTAINERS:
+        cls = type(value)
+        handler = _EXACT.get(cls)
+        if handler is not None and cls not in _CONTAINERS:
             handler(self, value)
             return
         key = id(value)
-        if key in self._active:
+        active = self._active
+        if key in active:
             # A cycle: refer back to the enclosing container by its depth.
             self._buf += b"@"
-            self._buf += _pack_q(self._active[key])
+            self._buf += _pack_q(active[key])
             return
-        self._active[key] = len(self._active)
+        active[key] = len(active)
         try:
-            (handler or _dispatch(type(value)))(self, value)
+            (handler or _library_dispatch.get(cls) or _dispatch(cls))(self, value)
         except RecursionError:
-            self.deepest = max(self.deepest, len(self._active))
+            self.deepest = max(self.deepest, len(active))
             raise
         finally:
-            del self._active[key]
+            del active[key]
 
     def child(self, value: Any, segment: str) -> None:
         """Feed a nested value, naming where it sits if it cannot be hashed."""
@@ -155,6 +170,8 @@ class Hasher:
 
 
 def _number_bytes(value: int) -> bytes:
+    if 0 <= value < 256:
+        return _SMALL_NUMBERS[value]
     data = value.to_bytes((value.bit_length() + 8) // 8, "little", signed=True)
     return _pack_q(len(data)) + data
 
@@ -168,12 +185,18 @@ def _bool_bytes(v: bool) -> bytes:
 
 
 def _int_bytes(v: int) -> bytes:
+    if -128 <= v < 256:
+        return _SMALL_INTS[v + 128]
+    return _any_int_bytes(v)
+
+
+def _any_int_bytes(v: int) -> bytes:
     data = v.to_bytes((v.bit_length() + 8) // 8, "little", signed=True)
-    return b"i" + _pack_q(len(data)) + data
+    return _pack_tag_q(b"i", len(data)) + data
 
 
 def _float_bytes(v: float) -> bytes:
-    return b"f" + _pack_d(v) if v == v else b"fnan"
+    return _pack_tag_d(b"f", v) if v == v else b"fnan"
 
 
 def _complex_bytes(v: complex) -> bytes:
@@ -182,7 +205,11 @@ def _complex_bytes(v: complex) -> bytes:
 
 def _str_bytes(v: str) -> bytes:
     data = v.encode("utf-8", "surrogatepass")
-    return b"s" + _pack_q(len(data)) + data
+    return _pack_tag_q(b"s", len(data)) + data
+
+
+_SMALL_NUMBERS = [_any_int_bytes(n)[1:] for n in range(256)]
+_SMALL_INTS = [_any_int_bytes(n) for n in range(-128, 256)]
 
 
 # Exact types only: a subclass (an IntEnum, a str subclass) is hashed as the object it is.
@@ -336,6 +363,8 @@ _REGISTERED: dict[type, Callable[[Any], Any]] = {}
 _CODE_HANDLERS: dict[type, HashFn] = {}
 # Weak: re-running a class cell must let the old class (and what it holds) be collected.
 _dispatch_cache: weakref.WeakKeyDictionary[type, HashFn] = weakref.WeakKeyDictionary()
+# Strong, for the array libraries' own classes (they live as long as the process): no weakref per lookup.
+_library_dispatch: dict[type, HashFn] = {}
 _dispatch_lock = threading.Lock()
 
 
@@ -368,6 +397,7 @@ def register_hasher(cls: type, fn: Callable[[Any], Any]) -> None:
     with _dispatch_lock:
         _REGISTERED[cls] = fn
         _dispatch_cache.clear()
+        _library_dispatch.clear()
 
 
 def install_code_handler(cls: type, handler: HashFn) -> None:
@@ -375,6 +405,7 @@ def install_code_handler(cls: type, handler: HashFn) -> None:
     with _dispatch_lock:
         _CODE_HANDLERS[cls] = handler
         _dispatch_cache.clear()
+        _library_dispatch.clear()
 
 
 def qualified_name(obj: Any) -> str:
@@ -385,10 +416,16 @@ def qualified_name(obj: Any) -> str:
 
 
 def _dispatch(cls: type) -> HashFn:
+    handler = _library_dispatch.get(cls)
+    if handler is not None:
+        return handler
     handler = _dispatch_cache.get(cls)
     if handler is None:
         handler = _choose(cls)
-        _dispatch_cache[cls] = handler
+        if cls.__module__.partition(".")[0] in _FAST_PATHS:
+            _library_dispatch[cls] = handler
+        else:
+            _dispatch_cache[cls] = handler
     return handler
 
 
@@ -561,15 +598,38 @@ def _h_np_dtype(h: Hasher, v: Any) -> None:
     h.text(_dtype_text(v))
 
 
+# (id of a dtype, shape) -> (that dtype, its layout bytes): a dict of many arrays of one dtype and
+# shape formats them once. Only unstructured dtypes: a structured one's field names can be reassigned.
+_layouts: dict[tuple[int, tuple[int, ...]], tuple[Any, bytes]] = {}
+
+
 def _array_layout(h: Hasher, v: Any) -> None:
-    h.text(_dtype_text(v.dtype))
-    h.tag(repr(v.shape).encode())
+    dtype, shape = v.dtype, v.shape
+    key = (id(dtype), shape)
+    entry = _layouts.get(key)
+    if entry is not None and entry[0] is dtype:
+        h._buf += entry[1]
+        return
+    text = _dtype_text(dtype).encode("utf-8", "surrogatepass")
+    layout = _pack_q(len(text)) + text + repr(shape).encode()
+    if dtype.fields is None:
+        if len(_layouts) >= 1024:
+            _layouts.clear()
+        _layouts[key] = (dtype, layout)  # holding the dtype keeps its id from being reused
+    h._buf += layout
+
+
+# numpy's own fixed-size kinds, whose arrays lend their memory as a buffer (not objects, not StringDType).
+_PLAIN_KINDS = frozenset("biufcmMSUV")
 
 
 def _h_ndarray(h: Hasher, v: Any) -> None:
     np = sys.modules["numpy"]
     h.tag(b"na")
     _array_layout(h, v)
+    if v.dtype.kind in _PLAIN_KINDS and v.flags.c_contiguous:
+        h.contiguous(v, v.nbytes)
+        return
     if v.size and not v.flags.c_contiguous and 0 in v.strides:
         # A stride-0 view (np.broadcast_to) is its one repeated slice and which axes repeat:
         # sound, never materialised, and a miss against an equal ordinary array.

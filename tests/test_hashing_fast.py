@@ -313,7 +313,8 @@ def _random_key(rng: random.Random, depth: int) -> Any:
     if choice == 0:
         return rng.choice([None, True, False, ...][:3])
     if choice == 1:
-        return rng.choice([0, 1, -1, 255, -129, 2**64, -(2**70), rng.randrange(-10**6, 10**6)])
+        return rng.choice([0, 1, -1, 127, 128, 255, 256, -64, -65, -128, -129, 2**64, -(2**70),
+                           rng.randrange(-10**6, 10**6)])
     if choice == 2:
         return rng.choice([0.0, -0.0, math.nan, math.inf, 1e-310, rng.uniform(-1e6, 1e6)])
     if choice == 3:
@@ -446,3 +447,41 @@ def test_digests_are_the_same_under_another_hash_seed() -> None:
                              capture_output=True, text=True, check=True,
                              env={"PYTHONHASHSEED": seed, "PATH": "/usr/bin:/bin"})
         assert out.stdout == expected
+
+
+# -- what the array fast path remembers between calls ---------------------------------------------
+
+
+def test_renaming_a_structured_dtypes_fields_changes_the_digest() -> None:
+    a = np.zeros(2, dtype=[("a", "<i4"), ("b", "<f8")])
+    before = content_hash(a)
+    a.dtype.names = ("x", "y")  # the same dtype object, changed in place
+    assert content_hash(a) != before
+    assert content_hash(a) == content_hash(np.zeros(2, dtype=[("x", "<i4"), ("y", "<f8")]))
+
+
+def test_many_dtypes_and_shapes_keep_their_own_digests() -> None:
+    first = [content_hash(np.array(["x"], dtype=f"<U{n}")) for n in range(1, 1500)]
+    assert len(set(first)) == len(first)
+    assert first == [content_hash(np.array(["x"], dtype=f"<U{n}")) for n in range(1, 1500)]
+    shapes = [(6,), (1, 6), (6, 1), (2, 3), (3, 2), (1, 2, 3)]
+    assert len({content_hash(np.zeros(shape)) for shape in shapes}) == len(shapes)
+
+
+_REGISTER_AFTER_USE = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+import notebook_memo
+from notebook_memo._hashing import content_hash
+assert content_hash(np.arange(3)) != content_hash(np.arange(4))
+notebook_memo.register_hasher(np.ndarray, lambda a: len(a))
+assert content_hash(np.arange(3)) == content_hash(np.ones(3)) != content_hash(np.arange(4))
+print("ok")
+"""
+
+
+def test_a_hasher_registered_for_arrays_after_one_was_hashed_is_used() -> None:
+    root = str(Path(__file__).resolve().parent.parent)
+    out = subprocess.run([sys.executable, "-c", _REGISTER_AFTER_USE, root], capture_output=True, text=True)
+    assert out.stdout.strip() == "ok", out.stderr
