@@ -598,12 +598,13 @@ def _h_np_dtype(h: Hasher, v: Any) -> None:
     h.text(_dtype_text(v))
 
 
-# (id of a dtype, shape) -> (that dtype, its layout bytes): a dict of many arrays of one dtype and
+# (id of a dtype, shape) -> (that dtype, an array's head): a dict of many arrays of one dtype and
 # shape formats them once. Only unstructured dtypes: a structured one's field names can be reassigned.
 _layouts: dict[tuple[int, tuple[int, ...]], tuple[Any, bytes]] = {}
 
 
-def _array_layout(h: Hasher, v: Any) -> None:
+def _array_head(h: Hasher, v: Any) -> None:
+    """Append an array's tag and layout: its dtype's whole text and its shape."""
     dtype, shape = v.dtype, v.shape
     key = (id(dtype), shape)
     entry = _layouts.get(key)
@@ -611,7 +612,7 @@ def _array_layout(h: Hasher, v: Any) -> None:
         h._buf += entry[1]
         return
     text = _dtype_text(dtype).encode("utf-8", "surrogatepass")
-    layout = _pack_q(len(text)) + text + repr(shape).encode()
+    layout = b"na" + _pack_q(len(text)) + text + repr(shape).encode()
     if dtype.fields is None:
         if len(_layouts) >= 1024:
             _layouts.clear()
@@ -619,17 +620,18 @@ def _array_layout(h: Hasher, v: Any) -> None:
     h._buf += layout
 
 
-# numpy's own fixed-size kinds, whose arrays lend their memory as a buffer (not objects, not StringDType).
+# numpy's own fixed-size kinds, whose arrays lend their memory as a buffer (not objects, not StringDType;
+# a structured dtype, kind V, may still hold object fields: hasobject says).
 _PLAIN_KINDS = frozenset("biufcmMSUV")
 
 
 def _h_ndarray(h: Hasher, v: Any) -> None:
-    np = sys.modules["numpy"]
-    h.tag(b"na")
-    _array_layout(h, v)
-    if v.dtype.kind in _PLAIN_KINDS and v.flags.c_contiguous:
+    _array_head(h, v)
+    dtype = v.dtype
+    if dtype.kind in _PLAIN_KINDS and not dtype.hasobject and v.flags.c_contiguous:
         h.contiguous(v, v.nbytes)
         return
+    np = sys.modules["numpy"]
     if v.size and not v.flags.c_contiguous and 0 in v.strides:
         # A stride-0 view (np.broadcast_to) is its one repeated slice and which axes repeat:
         # sound, never materialised, and a miss against an equal ordinary array.

@@ -100,6 +100,8 @@ def corpus() -> list[tuple[str, Any]]:
         ("numpy titled", np.zeros(2, dtype=np.dtype({"names": ["a"], "formats": ["<i2"], "titles": ["A"]}))),
         ("numpy subarray", np.zeros(2, dtype=np.dtype(("<f4", (2, 3))))),
         ("numpy object", np.array([1, "a", None, (2,)], dtype=object)),
+        ("numpy structured object", np.array([(1, "a"), (2, None)], dtype=[("i", "<i8"), ("o", object)])),
+        ("numpy subarray object", np.array([(["a", "b"],)], dtype=[("o", object, (2,))])),
         ("numpy 0-d", np.array(3.5)), ("numpy empty", np.zeros((0, 3))),
         ("numpy fortran", np.asfortranarray(np.ones((3, 4)))),
         ("numpy strided", np.arange(20.0)[::3]), ("numpy broadcast", np.broadcast_to(np.arange(3.0), (4, 3))),
@@ -221,6 +223,8 @@ GOLDEN: dict[str, str] = {
     'numpy titled': 'b251c11a9236b0b75255f2c07c92e722',
     'numpy subarray': 'd2b59b5e973f169d1080c88c033a32d0',
     'numpy object': '2d2617f6c60695aa6a742e1aff563dd7',
+    'numpy structured object': '1773d0079fe814df157fa47988264fed',
+    'numpy subarray object': 'dfea6ccfe9f5753227ae694bdcc9a1da',
     'numpy 0-d': 'b51a6d77b9a178bf6f84fcfd4db77bbe',
     'numpy empty': '2a6b4de0c3fb1cbad64c15f045ecd475',
     'numpy fortran': '3e7a676058d944b5474d41e035a6a07f',
@@ -485,3 +489,13 @@ def test_a_hasher_registered_for_arrays_after_one_was_hashed_is_used() -> None:
     root = str(Path(__file__).resolve().parent.parent)
     out = subprocess.run([sys.executable, "-c", _REGISTER_AFTER_USE, root], capture_output=True, text=True)
     assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_structured_arrays_with_object_fields_hash_their_objects_not_their_addresses() -> None:
+    def build() -> np.ndarray:
+        return np.array([("".join(["ab", "c"]), [1, 2])], dtype=[("s", object), ("l", object)])
+
+    first, second = build(), build()
+    assert first[0]["s"] is not second[0]["s"]
+    assert content_hash(first) == content_hash(second)
+    assert content_hash(first) != content_hash(np.array([("abd", [1, 2])], dtype=first.dtype))
