@@ -106,13 +106,15 @@ class Hasher:
 
     def contiguous(self, data: Any, nbytes: int) -> None:
         """Append a length-prefixed C-contiguous array of any item format (datetimes too), read in place."""
-        self._buf += _pack_q(nbytes)
+        buf = self._buf
+        buf += _pack_q(nbytes)
         if nbytes >= _STREAM:
-            self._h.update(self._buf)
-            self._buf.clear()
-            self._h.update(data)
+            update = self._h.update
+            update(buf)
+            buf.clear()
+            update(data)
         else:
-            self._buf += data.tobytes()
+            buf += data.tobytes()
 
     def digest(self) -> Digest:
         """Return the 16-byte digest of everything fed so far."""
@@ -598,37 +600,36 @@ def _h_np_dtype(h: Hasher, v: Any) -> None:
     h.text(_dtype_text(v))
 
 
-# (id of a dtype, shape) -> (that dtype, an array's head): a dict of many arrays of one dtype and
-# shape formats them once. Only unstructured dtypes: a structured one's field names can be reassigned.
-_layouts: dict[tuple[int, tuple[int, ...]], tuple[Any, bytes]] = {}
+# numpy's own fixed-size kinds, whose arrays lend their memory as a buffer (not objects, not StringDType;
+# a structured dtype, kind V, may still hold object fields: hasobject says).
+_PLAIN_KINDS = frozenset("biufcmMSUV")
+# (id of a dtype, shape) -> (that dtype, an array's head, whether its bytes are its content): a dict of
+# many arrays of one dtype and shape formats them once. Only unstructured dtypes: a structured one's
+# field names can be reassigned in place.
+_layouts: dict[tuple[int, tuple[int, ...]], tuple[Any, bytes, bool]] = {}
 
 
-def _array_head(h: Hasher, v: Any) -> None:
-    """Append an array's tag and layout: its dtype's whole text and its shape."""
+def _array_head(h: Hasher, v: Any) -> bool:
+    """Append an array's tag and layout (its dtype's whole text, its shape); say if its bytes are its content."""
     dtype, shape = v.dtype, v.shape
     key = (id(dtype), shape)
     entry = _layouts.get(key)
     if entry is not None and entry[0] is dtype:
         h._buf += entry[1]
-        return
+        return entry[2]
     text = _dtype_text(dtype).encode("utf-8", "surrogatepass")
-    layout = b"na" + _pack_q(len(text)) + text + repr(shape).encode()
+    head = b"na" + _pack_q(len(text)) + text + repr(shape).encode()
+    plain = dtype.kind in _PLAIN_KINDS and not dtype.hasobject
     if dtype.fields is None:
         if len(_layouts) >= 1024:
             _layouts.clear()
-        _layouts[key] = (dtype, layout)  # holding the dtype keeps its id from being reused
-    h._buf += layout
-
-
-# numpy's own fixed-size kinds, whose arrays lend their memory as a buffer (not objects, not StringDType;
-# a structured dtype, kind V, may still hold object fields: hasobject says).
-_PLAIN_KINDS = frozenset("biufcmMSUV")
+        _layouts[key] = (dtype, head, plain)  # holding the dtype keeps its id from being reused
+    h._buf += head
+    return plain
 
 
 def _h_ndarray(h: Hasher, v: Any) -> None:
-    _array_head(h, v)
-    dtype = v.dtype
-    if dtype.kind in _PLAIN_KINDS and not dtype.hasobject and v.flags.c_contiguous:
+    if _array_head(h, v) and v.flags.c_contiguous:
         h.contiguous(v, v.nbytes)
         return
     np = sys.modules["numpy"]
