@@ -884,8 +884,11 @@ def aliasing_parts(values: list[Any]) -> list[bytes]:
     other), so it is not the call ``f(y.copy(), y.copy())``. Positions, never ids, go into
     the part; tuples (``*args`` among them) are looked into, other values are not.
     """
-    if all(type(value) in _IMMUTABLE_LEAVES for value in values):
+    others = [value for value in values if type(value) not in _IMMUTABLE_LEAVES]
+    if not others:
         return []
+    if tuple not in set(map(type, others)) and len(set(map(id, others))) == len(others):
+        return []  # nothing to look into, and no object twice: the common call, answered without the walk
     first: dict[int, bytes] = {}
     shared = bytearray()
     stack: list[tuple[bytes, Any]] = [(_pack_q(i), v) for i, v in reversed(list(enumerate(values)))]

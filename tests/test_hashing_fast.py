@@ -499,3 +499,18 @@ def test_structured_arrays_with_object_fields_hash_their_objects_not_their_addre
     assert first[0]["s"] is not second[0]["s"]
     assert content_hash(first) == content_hash(second)
     assert content_hash(first) != content_hash(np.array([("abd", [1, 2])], dtype=first.dtype))
+
+
+def test_aliasing_parts_are_what_they_were() -> None:
+    from notebook_memo._hashing import aliasing_parts
+
+    def q(*numbers: int) -> bytes:
+        return b"".join(n.to_bytes(8, "little") for n in numbers)
+
+    y: list[int] = [0]
+    d: dict[str, int] = {}
+    assert aliasing_parts([y, y]) == [b"alias" + q(8, 1, 8, 0)]
+    assert aliasing_parts([1, d, 2, d]) == [b"alias" + q(8, 3, 8, 1)]
+    assert aliasing_parts([(1, y), y]) == [b"alias" + q(8, 1, 16, 0, 1)]
+    assert aliasing_parts([y, [0]]) == aliasing_parts([1, "a", None]) == aliasing_parts([]) == []
+    assert aliasing_parts([(y,), [0]]) == aliasing_parts([np.zeros(2), {"k": y}]) == []
