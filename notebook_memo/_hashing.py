@@ -39,6 +39,7 @@ _STREAM = 1 << 11  # arrays at least this large too: copying many mid-sized ones
 _TOO_DEEP = 64  # nesting at which running out of stack is the value's doing, not the caller's
 _PLAIN_DEPTH = 32  # plain data nested deeper (or holding itself) takes the general walk, which tracks both
 _RUN = 16  # a list or tuple at least this long is tried as one run of strings
+_CHUNK = 1 << 13  # strings joined at a time: bounds the transient copies of a long run
 
 _FORBIDDEN: tuple[type, ...] = (
     types.GeneratorType,
@@ -236,20 +237,24 @@ def _leaf_handler(encode: Callable[[Any], bytes]) -> HashFn:
 _ASCII_HEADERS = ["s" + _pack_q(n).decode("ascii") for n in range(128)]
 
 
-def _str_run(items: list[str] | tuple[str, ...]) -> bytes | None:
-    """Return the canonical bytes of consecutive strings built in bulk, or None unless all are exact str."""
+def _str_run(items: list[str] | tuple[str, ...], out: bytearray) -> bool:
+    """Append the canonical bytes of the items built in bulk, if all are exact str; else append nothing."""
     if set(map(type, items)) != {str}:
-        return None
-    lengths = list(map(len, items))
-    if max(lengths) < 128:
-        # Header characters are ASCII below 128, so the joined text is ASCII exactly when every string is.
-        pieces: list[Any] = [None] * (2 * len(items))
-        pieces[::2] = map(_ASCII_HEADERS.__getitem__, lengths)
-        pieces[1::2] = items
-        text = "".join(pieces)
-        if text.isascii():
-            return text.encode("ascii")
-    return b"".join(map(_str_bytes, items))
+        return False
+    for start in range(0, len(items), _CHUNK):
+        chunk = items[start : start + _CHUNK]
+        lengths = list(map(len, chunk))
+        if max(lengths) < 128:
+            # Header characters are ASCII below 128, so the joined text is ASCII exactly when every string is.
+            pieces: list[Any] = [None] * (2 * len(chunk))
+            pieces[::2] = map(_ASCII_HEADERS.__getitem__, lengths)
+            pieces[1::2] = chunk
+            text = "".join(pieces)
+            if text.isascii():
+                out += text.encode("ascii")
+                continue
+        out += b"".join(map(_str_bytes, chunk))
+    return True
 
 
 def _h_bytes(h: Hasher, v: bytes) -> None:
@@ -267,11 +272,8 @@ def _h_sequence(tag: bytes) -> HashFn:
         buf = h._buf
         buf += tag
         buf += _number_bytes(len(v))
-        if len(v) >= _RUN and type(v[0]) is str:
-            run = _str_run(v)
-            if run is not None:
-                buf += run
-                return
+        if len(v) >= _RUN and type(v[0]) is str and _str_run(v, buf):
+            return
         leaf = _LEAF.get
         i = 0
         try:
@@ -791,11 +793,8 @@ def _plain(v: Any, out: bytearray, depth: int) -> bool:
     if cls is list or cls is tuple:
         out += b"[" if cls is list else b"("
         out += _number_bytes(len(v))
-        if len(v) >= _RUN and type(v[0]) is str:
-            run = _str_run(v)
-            if run is not None:
-                out += run
-                return True
+        if len(v) >= _RUN and type(v[0]) is str and _str_run(v, out):
+            return True
         for item in v:
             encode = leaf(type(item))
             if encode is not None:

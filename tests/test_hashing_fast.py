@@ -362,7 +362,9 @@ def test_big_containers_hash_to_their_canonical_bytes() -> None:
     import xxhash
 
     for value in ([f"s{i}" for i in range(100_000)], {f"k{i}": i / 3 for i in range(10_000)},
-                  [(i, str(i), None) for i in range(5000)], set(range(3000)), [b"x" * 70_000, "y" * 70_000]):
+                  [(i, str(i), None) for i in range(5000)], set(range(3000)), [b"x" * 70_000, "y" * 70_000],
+                  [*(f"s{i}" for i in range(20_000)), "\u00e9", "z" * 200, "\udc80", *(f"t{i}" for i in range(20_000))],
+                  tuple(["é" * (i % 300) for i in range(10_000)])):
         assert content_hash(value) == _general(value) == xxhash.xxh3_128_digest(_reference(value))
 
 
