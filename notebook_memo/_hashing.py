@@ -131,6 +131,9 @@ class Hasher:
         if handler is not None and cls not in _CONTAINERS:
             handler(self, value)
             return
+        flat = _flat_dispatch.get(cls)
+        if flat is not None and flat(self, value):
+            return  # it holds no values, so it cannot close a cycle: no bookkeeping
         key = id(value)
         active = self._active
         if key in active:
@@ -369,6 +372,9 @@ _CODE_HANDLERS: dict[type, HashFn] = {}
 _dispatch_cache: weakref.WeakKeyDictionary[type, HashFn] = weakref.WeakKeyDictionary()
 # Strong, for the array libraries' own classes (they live as long as the process): no weakref per lookup.
 _library_dispatch: dict[type, HashFn] = {}
+# Of those, classes whose instances are often flat (plain arrays): a handler that hashes one if it holds
+# no Python values, and says whether it did (writing nothing if not).
+_flat_dispatch: dict[type, Callable[[Hasher, Any], bool]] = {}
 _dispatch_lock = threading.Lock()
 
 
@@ -402,6 +408,7 @@ def register_hasher(cls: type, fn: Callable[[Any], Any]) -> None:
         _REGISTERED[cls] = fn
         _dispatch_cache.clear()
         _library_dispatch.clear()
+        _flat_dispatch.clear()
 
 
 def install_code_handler(cls: type, handler: HashFn) -> None:
@@ -410,6 +417,7 @@ def install_code_handler(cls: type, handler: HashFn) -> None:
         _CODE_HANDLERS[cls] = handler
         _dispatch_cache.clear()
         _library_dispatch.clear()
+        _flat_dispatch.clear()
 
 
 def qualified_name(obj: Any) -> str:
@@ -428,6 +436,8 @@ def _dispatch(cls: type) -> HashFn:
         handler = _choose(cls)
         if cls.__module__.partition(".")[0] in _FAST_PATHS:
             _library_dispatch[cls] = handler
+            if handler is _h_ndarray:
+                _flat_dispatch[cls] = _h_flat_array
         else:
             _dispatch_cache[cls] = handler
     return handler
@@ -611,14 +621,13 @@ _PLAIN_KINDS = frozenset("biufcmMSUV")
 _layouts: dict[tuple[int, tuple[int, ...]], tuple[Any, bytes, bool]] = {}
 
 
-def _array_head(h: Hasher, v: Any) -> bool:
-    """Append an array's tag and layout (its dtype's whole text, its shape); say if its bytes are its content."""
+def _array_head(v: Any) -> tuple[bytes, bool]:
+    """Return an array's tag and layout (its dtype's whole text, its shape), and if its bytes are its content."""
     dtype, shape = v.dtype, v.shape
     key = (id(dtype), shape)
     entry = _layouts.get(key)
     if entry is not None and entry[0] is dtype:
-        h._buf += entry[1]
-        return entry[2]
+        return entry[1], entry[2]
     text = _dtype_text(dtype).encode("utf-8", "surrogatepass")
     head = b"na" + _pack_q(len(text)) + text + repr(shape).encode()
     plain = dtype.kind in _PLAIN_KINDS and not dtype.hasobject
@@ -626,12 +635,23 @@ def _array_head(h: Hasher, v: Any) -> bool:
         if len(_layouts) >= 1024:
             _layouts.clear()
         _layouts[key] = (dtype, head, plain)  # holding the dtype keeps its id from being reused
-    h._buf += head
-    return plain
+    return head, plain
+
+
+def _h_flat_array(h: Hasher, v: Any) -> bool:
+    dtype = v.dtype
+    entry = _layouts.get((id(dtype), v.shape))
+    if entry is None or entry[0] is not dtype or not entry[2] or not v.flags.c_contiguous:
+        return False  # the first array of its layout, or one that is not flat: _h_ndarray, with bookkeeping
+    h._buf += entry[1]
+    h.contiguous(v, v.nbytes)
+    return True
 
 
 def _h_ndarray(h: Hasher, v: Any) -> None:
-    if _array_head(h, v) and v.flags.c_contiguous:
+    head, plain = _array_head(v)
+    h._buf += head
+    if plain and v.flags.c_contiguous:
         h.contiguous(v, v.nbytes)
         return
     np = sys.modules["numpy"]

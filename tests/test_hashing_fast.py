@@ -39,7 +39,12 @@ def _cycles() -> list[tuple[str, Any]]:
     in_set: list[Any] = ["s"]
     in_set.append([frozenset({1, 2}), {"k": in_set}])
     shared = [1, 2]
-    return [("cycle list", a), ("cycle dict", d), ("cycle pair", b), ("cycle tuple", t), ("cycle deep", deep),
+    holder = np.empty(3, dtype=object)
+    holder[0], holder[1], holder[2] = holder, np.arange(3), [holder]
+    with_arrays: list[Any] = [np.arange(3)]
+    with_arrays += [with_arrays, np.arange(3.0), {"a": np.arange(3)}]
+    return [("cycle object array", holder), ("cycle beside arrays", with_arrays), ("cycle list", a),
+            ("cycle dict", d), ("cycle pair", b), ("cycle tuple", t), ("cycle deep", deep),
             ("cycle beside a set", in_set), ("shared not a cycle", [shared, shared, (shared,)])]
 
 
@@ -237,6 +242,8 @@ GOLDEN: dict[str, str] = {
     'numpy dtype': '7166c2d9c1619336a96fc9d2e2f9f4c2',
     'dict of arrays': '811089d22959c736ff09340d9101faec',
     'list of arrays and plain': '818cb9d924abf985a218cc34d0411e57',
+    'cycle object array': '70cdfc6d8269549a8edfb62b3feb401f',
+    'cycle beside arrays': 'ec77941e4334a19e68d0c0cac46fbe58',
     'cycle list': '7703753c458ede7dad87e77c4c3e046c',
     'cycle dict': '682985a4b44c211ae0d30acf1aebda6c',
     'cycle pair': 'fea956273c9eb76c73da824ad950e8a7',
