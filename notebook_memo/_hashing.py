@@ -30,7 +30,6 @@ __all__ = ()
 Digest = bytes
 HashFn = Callable[["Hasher", Any], None]
 
-_pack_d = struct.Struct("<d").pack
 _pack_q = struct.Struct("<q").pack
 _pack_tag_d = struct.Struct("<cd").pack  # a one-byte tag and a float
 _pack_tag_q = struct.Struct("<cq").pack  # a one-byte tag and a length
@@ -639,6 +638,7 @@ def _array_head(v: Any) -> tuple[bytes, bool]:
 
 
 def _h_flat_array(h: Hasher, v: Any) -> bool:
+    """Hash a C-contiguous array of a plain dtype whose layout was met before, and say so; else write nothing."""
     dtype = v.dtype
     entry = _layouts.get((id(dtype), v.shape))
     if entry is None or entry[0] is not dtype or not entry[2] or not v.flags.c_contiguous:
