@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import copyreg
 import io
+import itertools
+import operator
 import os
 import socket
 import struct
@@ -17,7 +19,7 @@ import sys
 import threading
 import types
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import xxhash
@@ -506,8 +508,49 @@ def _h_ndarray(h: Hasher, v: Any) -> None:
         for i, item in enumerate(v.ravel(order="C").tolist()):
             h.child(item, f"[flat {i}]")
         return
-    data = v if v.flags.c_contiguous else np.ascontiguousarray(v)
-    h.buffer(data.reshape(-1).view(np.uint8))
+    if v.flags.c_contiguous:
+        h.buffer(v.reshape(-1).view(np.uint8))
+    else:
+        _h_strided(h, v)
+
+
+_GATHER = 1 << 20  # bytes gathered at a time from a strided array: stays in cache for xxh3
+
+
+def _h_strided(h: Hasher, v: Any) -> None:
+    """Feed a non-contiguous array's C-order bytes, as ``h.buffer`` would a contiguous copy.
+
+    Blocks of rows are gathered into one small reused buffer and streamed into xxh3 in
+    turn, so a strided view of a big array is never copied whole.
+    """
+    np = sys.modules["numpy"]
+    if v.nbytes < _BIG:
+        h.buffer(np.ascontiguousarray(v).reshape(-1).view(np.uint8))
+        return
+    h.tag(_pack_q(v.nbytes))
+    h._h.update(h._buf)  # the length prefix, then the bytes straight into the state
+    h._buf.clear()
+    scratch = np.empty(max(_GATHER, v.itemsize), dtype=np.uint8)
+    for block in _c_order_blocks(v, scratch):
+        h._h.update(block)
+
+
+def _c_order_blocks(v: Any, scratch: Any) -> Iterator[Any]:
+    """Yield byte arrays that are, in turn, ``v``'s C-order bytes (gathered into ``scratch``)."""
+    np = sys.modules["numpy"]
+    row = v.nbytes // v.shape[0]
+    if row > scratch.nbytes:  # one row is bigger than the buffer: gather it row by row within
+        for i in range(v.shape[0]):
+            yield from _c_order_blocks(v[i], scratch)
+        return
+    step = scratch.nbytes // row
+    for start in range(0, v.shape[0], step):
+        part = v[start:start + step]
+        if not part.flags.c_contiguous:
+            out = scratch[:part.nbytes].view(v.dtype).reshape(part.shape)
+            np.copyto(out, part, casting="no")
+            part = out
+        yield part.reshape(-1).view(np.uint8)
 
 
 def _h_np_scalar(h: Hasher, v: Any) -> None:
@@ -546,24 +589,59 @@ def _h_pandas_values(h: Hasher, values: Any) -> None:
         _h_ndarray(h, np.asarray(values.array.tz_convert(None)).view(np.int64))
         return
     if isinstance(dtype, pd.CategoricalDtype):
-        cat = pd.Categorical(values)
+        cat = values.array
+        if not isinstance(cat, pd.Categorical):
+            cat = pd.Categorical(values)
         h.tag(b"cat")
         h.child(bool(dtype.ordered), "<ordered>")
         _h_pandas_values(h, pd.Index(cat.categories))
         _h_ndarray(h, np.asarray(cat.codes))
         return
     array = np.asarray(values, dtype=object)
-    if pd.api.types.infer_dtype(array, skipna=False) == "string":
-        # All real str: pandas' vectorised, seed-independent element hash is exact enough.
-        try:
-            hashed = pd.util.hash_array(array, categorize=False)
-        except UnicodeEncodeError:
-            pass  # a lone surrogate (an undecodable file name): hashed element by element below
-        else:
-            h.tag(b"str")
-            _h_ndarray(h, hashed)
-            return
-    _h_ndarray(h, array)
+    if array.ndim != 1 or not _h_text(h, array):
+        _h_ndarray(h, array)
+
+
+def _h_text(h: Hasher, array: Any) -> bool:
+    """Feed a 1-d object array holding ``str`` as their utf-8 bytes; False (nothing fed) when it holds none.
+
+    Exact and vectorised: the strings joined by NUL when none holds one (else their lengths,
+    then their bytes); missing values (None, float NaN) and other floats by position and
+    bits; anything else (a ``str`` subclass, an int) by position, one by one.
+    """
+    np = sys.modules["numpy"]
+    items = array.tolist()
+    count = len(items)
+    if all(map(operator.is_, map(type, items), itertools.repeat(str))):  # exact: no subclass passes
+        h.tag(b"txt")
+        strings = items
+    else:
+        # Type identities compared within this process only; none of them reaches the digest.
+        kinds = np.fromiter(map(id, map(type, items)), dtype=np.intp, count=count)
+        is_str = kinds == id(str)
+        if not is_str.any():
+            return False
+        h.tag(b"txt+")
+        is_none = kinds == id(type(None))
+        is_float = kinds == id(float)
+        h.buffer(np.flatnonzero(is_none).astype("<i8"))
+        h.buffer(np.flatnonzero(is_float).astype("<i8"))
+        h.buffer(array[is_float].astype("<f8"))
+        others = np.flatnonzero(~(is_str | is_none | is_float))
+        h.buffer(others.astype("<i8"))
+        for i in others.tolist():
+            h.child(items[i], f"[{i}]")
+        strings = list(itertools.compress(items, is_str.tolist()))
+    h.number(len(strings))
+    joined = "\0".join(strings).encode("utf-8", "surrogatepass")
+    if np.count_nonzero(np.frombuffer(joined, dtype=np.uint8) == 0) == max(len(strings) - 1, 0):
+        h.tag(b"\0")  # no string holds a NUL: the separators alone mark where each ends
+        h.buffer(joined)
+    else:
+        h.tag(b"L")
+        h.buffer(np.fromiter(map(len, strings), dtype="<i8", count=len(strings)))
+        h.buffer("".join(strings).encode("utf-8", "surrogatepass"))
+    return True
 
 
 def _h_index(h: Hasher, v: Any) -> None:
