@@ -264,3 +264,46 @@ def test_editing_a_global_frame_in_place_recomputes(shell: Shell, edit: str) -> 
     assert after != first or edit == "FRAME.loc[1, 's'] = None"
     shell.run("summary(1)")
     assert shell["RUNS"]["n"] == 2
+
+
+_SHARED_SETUP = """
+import numpy as np, pandas as pd
+from notebook_memo import memo
+class _Runs(dict):
+    def __memo_key__(self): return 'runs'
+RUNS = _Runs()
+class Big:
+    def __init__(self, data): self.data = data
+    def __memo_key__(self):
+        RUNS['hashed'] = RUNS.get('hashed', 0) + 1
+        return self.data
+BIG = Big([1, 2, 3])
+FRAME = pd.DataFrame({"a": np.arange(1000), "s": [f"w{i}" for i in range(1000)]})
+def first():
+    return BIG.data[0], FRAME["s"].iloc[0]
+def last():
+    return BIG.data[-1], FRAME["s"].iloc[-1]
+@memo
+def ends(k):
+    RUNS['n'] = RUNS.get('n', 0) + 1
+    return first(), last(), len(BIG.data), len(FRAME), k
+"""
+
+
+def test_a_global_read_by_helpers_too_is_hashed_once_per_call(shell: Shell) -> None:
+    shell.run(_SHARED_SETUP)
+    shell.run("ends(1)")
+    shell.run("RUNS['hashed'] = 0")
+    shell.run("ends(1)")
+    assert shell["RUNS"]["n"] == 1
+    assert shell["RUNS"]["hashed"] == 1
+
+
+@pytest.mark.parametrize("edit", ["BIG.data[-1] = 9", "FRAME.iloc[-1, 1] = 'changed'", "FRAME.loc[0, 's'] = 'x'"])
+def test_an_edit_of_a_global_read_by_helpers_too_recomputes(shell: Shell, edit: str) -> None:
+    shell.run(_SHARED_SETUP)
+    first = shell.run("ends(1)")
+    shell.run(edit)
+    after = shell.run("ends(1)")
+    assert shell["RUNS"]["n"] == 2
+    assert after != first
