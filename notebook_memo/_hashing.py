@@ -602,37 +602,51 @@ def _h_pandas_values(h: Hasher, values: Any) -> None:
         _h_ndarray(h, array)
 
 
-def _h_text(h: Hasher, array: Any) -> bool:
-    """Feed a 1-d object array holding ``str`` as their utf-8 bytes; False (nothing fed) when it holds none.
+_TEXT_PIECE = 1 << 12  # items hashed at a time: bounded memory, and each piece hashed while in cache
 
-    Exact and vectorised: the strings joined by NUL when none holds one (else their lengths,
-    then their bytes); missing values (None, float NaN) and other floats by position and
-    bits; anything else (a ``str`` subclass, an int) by position, one by one.
+
+def _h_text(h: Hasher, array: Any) -> bool:
+    """Feed a 1-d object array holding ``str`` piece by piece; False (nothing fed) when it holds none.
+
+    Exact and vectorised: a piece of plain strings is their utf-8 bytes joined by NUL; a piece
+    with other items has missing values (None, float NaN) and floats by position and bits,
+    anything else (a ``str`` subclass, an int) by position one by one, then its strings.
     """
-    np = sys.modules["numpy"]
     items = array.tolist()
-    count = len(items)
-    if all(map(operator.is_, map(type, items), itertools.repeat(str))):  # exact: no subclass passes
-        h.tag(b"txt")
-        strings = items
-    else:
-        # Type identities compared within this process only; none of them reaches the digest.
-        kinds = np.fromiter(map(id, map(type, items)), dtype=np.intp, count=count)
-        is_str = kinds == id(str)
-        if not is_str.any():
-            return False
-        h.tag(b"txt+")
-        is_none = kinds == id(type(None))
-        is_float = kinds == id(float)
-        h.buffer(np.flatnonzero(is_none).astype("<i8"))
-        h.buffer(np.flatnonzero(is_float).astype("<i8"))
-        h.buffer(array[is_float].astype("<f8"))
-        others = np.flatnonzero(~(is_str | is_none | is_float))
-        h.buffer(others.astype("<i8"))
-        for i in others.tolist():
-            h.child(items[i], f"[{i}]")
-        strings = list(itertools.compress(items, is_str.tolist()))
-    h.number(len(strings))
+    if not any(map(operator.is_, map(type, items), itertools.repeat(str))):
+        return False
+    h.tag(b"txt")
+    h.number(len(items))
+    for start in range(0, len(items), _TEXT_PIECE):
+        piece = items[start:start + _TEXT_PIECE]
+        if all(map(operator.is_, map(type, piece), itertools.repeat(str))):  # exact: no subclass passes
+            _h_strings(h, piece)
+        else:
+            _h_mixed_piece(h, piece, start)
+    return True
+
+
+def _h_mixed_piece(h: Hasher, piece: list[Any], start: int) -> None:
+    """Feed a piece of a text column that holds more than plain strings (``start``: where it begins)."""
+    np = sys.modules["numpy"]
+    is_str = np.frombuffer(bytes(map(operator.is_, map(type, piece), itertools.repeat(str))), dtype=np.bool_)
+    rest = np.flatnonzero(~is_str).tolist()
+    nones = [i for i in rest if piece[i] is None]
+    floats = [i for i in rest if type(piece[i]) is float]
+    others = [i for i in rest if piece[i] is not None and type(piece[i]) is not float]
+    h.tag(b"m")
+    h.buffer(np.array(nones, dtype="<i4"))
+    h.buffer(np.array(floats, dtype="<i4"))
+    h.buffer(np.array([piece[i] for i in floats], dtype="<f8"))
+    h.buffer(np.array(others, dtype="<i4"))
+    for i in others:
+        h.child(piece[i], f"[{start + i}]")
+    _h_strings(h, list(itertools.compress(piece, is_str.tolist())))
+
+
+def _h_strings(h: Hasher, strings: list[str]) -> None:
+    """Feed plain strings (how many is known from the form around them) as their utf-8 bytes."""
+    np = sys.modules["numpy"]
     joined = "\0".join(strings).encode("utf-8", "surrogatepass")
     if np.count_nonzero(np.frombuffer(joined, dtype=np.uint8) == 0) == max(len(strings) - 1, 0):
         h.tag(b"\0")  # no string holds a NUL: the separators alone mark where each ends
@@ -641,7 +655,6 @@ def _h_text(h: Hasher, array: Any) -> bool:
         h.tag(b"L")
         h.buffer(np.fromiter(map(len, strings), dtype="<i8", count=len(strings)))
         h.buffer("".join(strings).encode("utf-8", "surrogatepass"))
-    return True
 
 
 def _h_index(h: Hasher, v: Any) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import tracemalloc
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from notebook_memo import UnhashableArgument
 from notebook_memo._hashing import content_hash
 from tests.conftest import Shell
 
@@ -144,6 +146,12 @@ def test_any_changed_string_changes_the_frame_digest(dtype: object, where: int) 
         (["a", None, "b"], [None, "a", "b"]),
         (["a", None, "b"], ["a", "", "b"]),
         (["1", "2"], [1, "2"]),
+        (["a", 1.5], ["a", 2.5]),
+        (["a", 0.0], ["a", -0.0]),
+        (["a", 1.0], ["a", 1]),
+        (["a", 1.0], ["a", True]),
+        (["a", None, "b"], ["a", "b", None]),
+        (["a", (1, 2)], ["a", [1, 2]]),
         (["a", "b"], [b"a", "b"]),
         (["a", "b"], [np.str_("a"), "b"]),
     ],
@@ -179,6 +187,12 @@ def test_missing_values_mixed_into_text_are_hashed_in_place(dtype: object) -> No
     assert h(frame(edited, dtype)) != base
 
 
+def test_an_unhashable_item_among_strings_is_named_by_its_position() -> None:
+    column = pd.Series(["a"] * 5000 + [threading.Lock()] + ["b"], dtype=object)
+    with pytest.raises(UnhashableArgument, match=r"\[5000\]"):
+        h(column)
+
+
 def test_lone_surrogates_in_a_column_are_hashed_exactly() -> None:
     words = ["name\udcff", "plain", "\ud800", "x"] * 1000
     assert h(pd.Series(words)) == h(pd.Series(list(words)))
@@ -204,6 +218,7 @@ _SEED_SCRIPT = """
 import sys
 sys.path.insert(0, sys.argv[1])
 import numpy as np, pandas as pd
+from notebook_memo import UnhashableArgument
 from notebook_memo._hashing import content_hash
 n = 5000
 words = [f"w{i}-é-\\udcff" if i % 7 else None for i in range(n)]
