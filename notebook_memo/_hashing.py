@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import copyreg
 import io
+import itertools
+import operator
 import os
 import socket
 import struct
@@ -17,7 +19,7 @@ import sys
 import threading
 import types
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import xxhash
@@ -664,8 +666,49 @@ def _h_ndarray(h: Hasher, v: Any) -> None:
         for i, item in enumerate(v.ravel(order="C").tolist()):
             h.child(item, f"[flat {i}]")
         return
-    data = v if v.flags.c_contiguous else np.ascontiguousarray(v)
-    h.buffer(data.reshape(-1).view(np.uint8))
+    if v.flags.c_contiguous:
+        h.buffer(v.reshape(-1).view(np.uint8))
+    else:
+        _h_strided(h, v)
+
+
+_GATHER = 1 << 20  # bytes gathered at a time from a strided array: stays in cache for xxh3
+
+
+def _h_strided(h: Hasher, v: Any) -> None:
+    """Feed a non-contiguous array's C-order bytes, as ``h.buffer`` would a contiguous copy.
+
+    Blocks of rows are gathered into one small reused buffer and streamed into xxh3 in
+    turn, so a strided view of a big array is never copied whole.
+    """
+    np = sys.modules["numpy"]
+    if v.nbytes < _BIG:
+        h.buffer(np.ascontiguousarray(v).reshape(-1).view(np.uint8))
+        return
+    h.tag(_pack_q(v.nbytes))
+    h._h.update(h._buf)  # the length prefix, then the bytes straight into the state
+    h._buf.clear()
+    scratch = np.empty(max(_GATHER, v.itemsize), dtype=np.uint8)
+    for block in _c_order_blocks(v, scratch):
+        h._h.update(block)
+
+
+def _c_order_blocks(v: Any, scratch: Any) -> Iterator[Any]:
+    """Yield byte arrays that are, in turn, ``v``'s C-order bytes (gathered into ``scratch``)."""
+    np = sys.modules["numpy"]
+    row = v.nbytes // v.shape[0]
+    if row > scratch.nbytes:  # one row is bigger than the buffer: gather it row by row within
+        for i in range(v.shape[0]):
+            yield from _c_order_blocks(v[i], scratch)
+        return
+    step = scratch.nbytes // row
+    for start in range(0, v.shape[0], step):
+        part = v[start:start + step]
+        if not part.flags.c_contiguous:
+            out = scratch[:part.nbytes].view(v.dtype).reshape(part.shape)
+            np.copyto(out, part, casting="no")
+            part = out
+        yield part.reshape(-1).view(np.uint8)
 
 
 def _h_np_scalar(h: Hasher, v: Any) -> None:
@@ -704,24 +747,72 @@ def _h_pandas_values(h: Hasher, values: Any) -> None:
         _h_ndarray(h, np.asarray(values.array.tz_convert(None)).view(np.int64))
         return
     if isinstance(dtype, pd.CategoricalDtype):
-        cat = pd.Categorical(values)
+        cat = values.array
+        if not isinstance(cat, pd.Categorical):
+            cat = pd.Categorical(values)
         h.tag(b"cat")
         h.child(bool(dtype.ordered), "<ordered>")
         _h_pandas_values(h, pd.Index(cat.categories))
         _h_ndarray(h, np.asarray(cat.codes))
         return
     array = np.asarray(values, dtype=object)
-    if pd.api.types.infer_dtype(array, skipna=False) == "string":
-        # All real str: pandas' vectorised, seed-independent element hash is exact enough.
-        try:
-            hashed = pd.util.hash_array(array, categorize=False)
-        except UnicodeEncodeError:
-            pass  # a lone surrogate (an undecodable file name): hashed element by element below
+    if array.ndim != 1 or not _h_text(h, array):
+        _h_ndarray(h, array)
+
+
+_TEXT_PIECE = 1 << 12  # items hashed at a time: bounded memory, and each piece hashed while in cache
+
+
+def _h_text(h: Hasher, array: Any) -> bool:
+    """Feed a 1-d object array holding ``str`` piece by piece; False (nothing fed) when it holds none.
+
+    Exact and vectorised: a piece of plain strings is their utf-8 bytes joined by NUL; a piece
+    with other items has missing values (None, float NaN) and floats by position and bits,
+    anything else (a ``str`` subclass, an int) by position one by one, then its strings.
+    """
+    items = array.tolist()
+    if not any(map(operator.is_, map(type, items), itertools.repeat(str))):
+        return False
+    h.tag(b"txt")
+    h.number(len(items))
+    for start in range(0, len(items), _TEXT_PIECE):
+        piece = items[start:start + _TEXT_PIECE]
+        if all(map(operator.is_, map(type, piece), itertools.repeat(str))):  # exact: no subclass passes
+            _h_strings(h, piece)
         else:
-            h.tag(b"str")
-            _h_ndarray(h, hashed)
-            return
-    _h_ndarray(h, array)
+            _h_mixed_piece(h, piece, start)
+    return True
+
+
+def _h_mixed_piece(h: Hasher, piece: list[Any], start: int) -> None:
+    """Feed a piece of a text column that holds more than plain strings (``start``: where it begins)."""
+    np = sys.modules["numpy"]
+    is_str = np.frombuffer(bytes(map(operator.is_, map(type, piece), itertools.repeat(str))), dtype=np.bool_)
+    rest = np.flatnonzero(~is_str).tolist()
+    nones = [i for i in rest if piece[i] is None]
+    floats = [i for i in rest if type(piece[i]) is float]
+    others = [i for i in rest if piece[i] is not None and type(piece[i]) is not float]
+    h.tag(b"m")
+    h.buffer(np.array(nones, dtype="<i4"))
+    h.buffer(np.array(floats, dtype="<i4"))
+    h.buffer(np.array([piece[i] for i in floats], dtype="<f8"))
+    h.buffer(np.array(others, dtype="<i4"))
+    for i in others:
+        h.child(piece[i], f"[{start + i}]")
+    _h_strings(h, list(itertools.compress(piece, is_str.tolist())))
+
+
+def _h_strings(h: Hasher, strings: list[str]) -> None:
+    """Feed plain strings (how many is known from the form around them) as their utf-8 bytes."""
+    np = sys.modules["numpy"]
+    joined = "\0".join(strings).encode("utf-8", "surrogatepass")
+    if np.count_nonzero(np.frombuffer(joined, dtype=np.uint8) == 0) == max(len(strings) - 1, 0):
+        h.tag(b"\0")  # no string holds a NUL: the separators alone mark where each ends
+        h.buffer(joined)
+    else:
+        h.tag(b"L")
+        h.buffer(np.fromiter(map(len, strings), dtype="<i8", count=len(strings)))
+        h.buffer("".join(strings).encode("utf-8", "surrogatepass"))
 
 
 def _h_index(h: Hasher, v: Any) -> None:
