@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -51,10 +52,10 @@ def _flip(path: Path, offset: int) -> None:
         handle.write(bytes([byte[0] ^ 0x01]))
 
 
-def _call_noting_warnings(fn: memo, *args: object) -> tuple[object, list[str]]:  # type: ignore[valid-type]
+def _call_noting_warnings(fn: Callable[[], object]) -> tuple[object, list[str]]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        value = fn(*args)  # type: ignore[operator]
+        value = fn()
     return value, [str(w.message) for w in caught if issubclass(w.category, StorageWarning)]
 
 
