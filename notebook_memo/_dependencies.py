@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
-import importlib.metadata
 import importlib.util
 import os
 import sys
@@ -67,6 +66,8 @@ def _top_version(top: str) -> str:
     if isinstance(version, str):
         return version
     try:
+        import importlib.metadata  # only here, and rarely: its import costs more than the rest of the package's
+
         dists = importlib.metadata.packages_distributions().get(top, [])
         return importlib.metadata.version(dists[0]) if dists else ""
     except Exception:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import contextvars
 import copy
@@ -19,7 +18,7 @@ import types
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 import cloudpickle
 import xxhash
@@ -37,6 +36,9 @@ from ._leases import Watch, computing, is_computing
 from ._notebook import current_notebook, owner_tag
 from ._serialize import CorruptRecord, Payload, copy_value, dumps, findable
 from ._store import Store, StoredRecord, get_store, open_stores
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ()
 
@@ -654,6 +656,8 @@ class MemoizedFunction(Generic[R]):
 
     async def _aserve(self, call: Call, args: tuple[Any, ...], kwargs: dict[str, Any], refresh: bool,
                       outer: Recorders) -> Any:
+        import asyncio  # loaded already: this runs on its event loop
+
         self._refuse_recursion(call)
         store = self._store()
         if self._pid != os.getpid():
@@ -679,6 +683,8 @@ class MemoizedFunction(Generic[R]):
 
     async def _acompute(self, store: Store, call: Call, slot: tuple[int, str], args: tuple[Any, ...],
                         kwargs: dict[str, Any], refresh: bool, outer: Recorders) -> Any:
+        import asyncio  # loaded already: this runs on its event loop
+
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._inflight[slot] = future
         leased = False
