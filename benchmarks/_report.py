@@ -83,6 +83,8 @@ def record(goal: str, floor: float, value: float, diskcache: float | None = None
     against = f"; diskcache memoize {human(diskcache)} ({value / diskcache:.2f}x of it)" if diskcache else ""
     print(f"  ratio: {row['measure']}: {human(value)} / floor {human(floor)} = {ratio:.2f}x "
           f"(goal {spec.goal}: {'met' if met else 'not met'}){against}")
+    if note:
+        print(f"  {note}")
 
 
 def print_summary() -> None:

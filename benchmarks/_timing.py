@@ -9,6 +9,7 @@ import sqlite3
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -134,25 +135,42 @@ class SqlCounter:
 
     The connections already open are found through the garbage collector (the store keeps its own,
     per thread), new ones through ``sqlite3.connect``. Statements run by triggers are not counted.
+
+    Each connection gets one trace callback, once, and keeps it (idle when no counter is active):
+    clearing or replacing a callback while another thread's statement is calling it deadlocks (the
+    caller holds the GIL and waits for the connection; the statement holds the connection and waits
+    for the GIL).
     """
 
+    active: SqlCounter | None = None
+    _traced: dict[int, sqlite3.Connection] = {}  # held, so an id is never reused by another connection
+
     def __init__(self) -> None:
-        self.statements = 0
+        self.statements = 0  # run by the thread that entered the counter
         self.begins = 0
-        self._traced: list[sqlite3.Connection] = []
+        self.elsewhere = 0  # run by other threads meanwhile (a store's background writes)
+        self.thread = threading.get_ident()
         self._connect: Callable[..., sqlite3.Connection] = sqlite3.connect
 
-    def _seen(self, sql: str) -> None:
-        if sql.startswith("--"):
-            return  # a trigger's body, reported as part of the statement that fired it
-        self.statements += 1
+    @staticmethod
+    def _dispatch(sql: str) -> None:
+        counter = SqlCounter.active
+        if counter is None or sql.startswith("--"):
+            return  # idle, or a trigger's body (reported as part of the statement that fired it)
+        if threading.get_ident() != counter.thread:
+            counter.elsewhere += 1
+            return
+        counter.statements += 1
         if sql.lstrip()[:5].upper() == "BEGIN":
-            self.begins += 1
+            counter.begins += 1
 
-    def _trace(self, con: sqlite3.Connection) -> None:
+    @classmethod
+    def _trace(cls, con: sqlite3.Connection) -> None:
+        if id(con) in cls._traced:
+            return
         with contextlib.suppress(sqlite3.Error):  # closed, or owned by another thread
-            con.set_trace_callback(self._seen)
-            self._traced.append(con)
+            con.set_trace_callback(cls._dispatch)
+            cls._traced[id(con)] = con
 
     def __enter__(self) -> SqlCounter:
         for obj in gc.get_objects():
@@ -166,19 +184,18 @@ class SqlCounter:
             return con
 
         sqlite3.connect = connect  # type: ignore[assignment]
+        SqlCounter.active = self
         return self
 
     def __exit__(self, *exc: object) -> None:
+        SqlCounter.active = None
         sqlite3.connect = self._connect  # type: ignore[assignment]
-        for con in self._traced:
-            with contextlib.suppress(sqlite3.Error):
-                con.set_trace_callback(None)
-        self._traced.clear()
 
 
-def count_sql(fn: Callable[[], Any], calls: int) -> tuple[float, float]:
-    """Return the SQL statements and BEGINs per call of ``fn`` (mean over ``calls`` calls)."""
+def count_sql(fn: Callable[[], Any], calls: int) -> tuple[float, float, float]:
+    """Return the SQL statements and BEGINs per call of ``fn`` on the calling thread, and the statements
+    other threads ran meanwhile per call (mean over ``calls`` calls)."""
     with SqlCounter() as counter:
         for _ in range(calls):
             fn()
-    return counter.statements / calls, counter.begins / calls
+    return counter.statements / calls, counter.begins / calls, counter.elsewhere / calls
