@@ -26,7 +26,7 @@ GOALS: dict[str, Goal] = {
                           "+ unpickle", "<= 2x floor, <= 0.6x diskcache memoize", 2.0, 0.6),
     "hit_same_key": Goal("small hit, the same key again (special case)", "same, same key", "<= 1.5x", 1.5),
     "miss": Goal("small miss, tiny body", "key + Cache.get + Cache.set", "<= 1.5x", 1.5),
-    "hit_many": Goal("hit at {n} entries", "pickle args + xxh3 + SELECT by key + unpickle, same cache.db",
+    "hit_many": Goal("hit at {n} entries", "pickle args + xxh3 + Cache.get on the same cache.db + unpickle",
                      "<= 2x", 2.0),
     "batch_many": Goal("memo.batch per cached item, {n} items", "SELECT ... IN (...) + xxh3 + unpickle, same "
                        "cache.db", "<= 2x", 2.0),

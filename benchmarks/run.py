@@ -449,7 +449,8 @@ def main() -> None:
                         "results-quick.json with --quick); rows of cases not run are kept from the file")
     args = parser.parse_args()
     header = (f"notebook_memo {notebook_memo.__version__} | Python {platform.python_version()} | "
-              f"{os.cpu_count()} cores | numpy {np.__version__}{' | --quick sizes' if args.quick else ''}")
+              f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the start | numpy {np.__version__}"
+              f"{' | --quick sizes' if args.quick else ''}")
     print(header)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="nm_bench_", ignore_cleanup_errors=True) as tmp:
