@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
+import importlib.metadata  # up front: a key asked after a process gave up its rights must not import
 import importlib.util
 import os
 import sys
@@ -66,8 +67,6 @@ def _top_version(top: str) -> str:
     if isinstance(version, str):
         return version
     try:
-        import importlib.metadata  # only here, and rarely: its import costs more than the rest of the package's
-
         dists = importlib.metadata.packages_distributions().get(top, [])
         return importlib.metadata.version(dists[0]) if dists else ""
     except Exception:

@@ -18,8 +18,6 @@ LAZY = (
     "nbformat",
     "nbclient",
     "asyncio",
-    "importlib.metadata",
-    "email",
     "typing_extensions",
     "notebook_memo._magics",
     "notebook_memo._cells",
