@@ -11,6 +11,7 @@ import importlib
 import inspect
 import os
 import pickle
+import struct
 import sys
 import threading
 import time
@@ -153,6 +154,7 @@ class _Binder:
         self.var_keyword = next((p.name for p in params if p.kind is inspect.Parameter.VAR_KEYWORD), None)
         # What an unhashable argument is called in the error (made once, not on every call).
         self.labels = _Labels(shown)
+        self.heads = _Heads()
 
     def shared(self, bound: list[tuple[str, Any]]) -> list[bytes]:
         """Return the key part saying which arguments are one mutable object (``**kwargs`` looked into)."""
@@ -175,6 +177,24 @@ class _Binder:
         bound = self.signature.bind(*args, **kwargs)  # raises the usual TypeError
         bound.apply_defaults()
         return [(n, v) for n, v in bound.arguments.items() if n not in self.ignore]
+
+
+_pack_q = struct.Struct("<q").pack
+_DIGEST_SIZE = 16  # content_hash's digests
+
+
+def _framed(parts: list[bytes]) -> bytes:
+    """Return the bytes ``combine`` digests: each part after its length."""
+    return b"".join([_pack_q(len(part)) + part for part in parts])
+
+
+class _Heads(dict[str, bytes]):
+    """For each parameter name, what comes before its digest in the key's bytes: its framed length and name."""
+
+    def __missing__(self, name: str) -> bytes:
+        raw = name.encode() + b"\0"
+        head = self[name] = _pack_q(len(raw) + _DIGEST_SIZE) + raw
+        return head
 
 
 class _Labels(dict[str, str]):
@@ -323,14 +343,17 @@ class MemoizedFunction(Generic[R]):
             found = [item for item in found if not (type(item) is tuple and item and item[0] is CLOCK)]
         if clock:
             deps = dataclasses.replace(deps, clock=clock_reads(deps.clock + clock))
+        # The bytes ``combine`` digests (each part after its length), its fixed parts framed once per code state.
         prefix = self._prefix
         if prefix[0] is not state:
-            self._prefix = prefix = (state, [b"nbm1", self._fid.encode(), state.code, state.deps_digest, self._version])
-        parts = prefix[1] + [name.encode() + b"\0" + digest for name, digest in arguments.items()]
-        parts += binder.shared(bound)
+            self._prefix = prefix = (state, _framed([b"nbm1", self._fid.encode(), state.code, state.deps_digest,
+                                                     self._version]))
+        heads = binder.heads
+        framed = prefix[1] + b"".join([heads[name] + digest for name, digest in arguments.items()])
+        rest = binder.shared(bound)
         if len(found) > 1:
-            parts += _random_state.shared(found)
-        key = combine(parts).hex()
+            rest += _random_state.shared(found)
+        key = xxhash.xxh3_128_hexdigest(framed + _framed(rest) if rest else framed)
         if deps.skipped:
             for label, reason in deps.skipped.items():
                 warn_once(f"skipped:{self._qualified}:{label}",

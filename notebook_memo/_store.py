@@ -51,6 +51,7 @@ MODE_RECORD = 16  # a diskcache row mode of ours: the value column holds a recor
 _DB_NAME = "cache.db"
 _MARKER = "NOTEBOOK_MEMO_CACHE"
 _REVALIDATE = 0.25
+_BACKGROUND_CHECK = 3 * TOUCH_FLUSH_INTERVAL  # a read checks itself when the background thread has not for this long
 _HOT_ENTRIES = 1024
 _ORPHAN_GRACE = 60.0  # repair keeps unreferenced payload files this young: a writer may be about to index them
 _EVICT_BATCH = 16
@@ -275,6 +276,7 @@ class Store:
         self._wake = threading.Event()  # wakes a dozing background thread when a run without a lease starts
         self._dozing = False
         self._checked = 0.0
+        self._recheck = False  # the background thread saw the index replaced or removed
         self._hot: dict[str, tuple[float, StoredRecord]] = {}
         self._pending_hits: dict[str, int] = {}  # function id -> hits not yet written
         # The size limit is checked when this process has written its headroom since the volume was
@@ -339,6 +341,7 @@ class Store:
 
     def _handles(self) -> tuple[diskcache.Cache, diskcache.Cache]:
         self._checked = time.monotonic()
+        self._recheck = False
         current = self._index_ident()
         if current is None or current != self._ident or self._reader is None:
             with self._lock:
@@ -350,12 +353,28 @@ class Store:
         assert self._reader is not None and self._writer is not None
         return self._reader, self._writer
 
+    def _due(self, now: float) -> bool:
+        """Return whether a read must first check that the directory is still the one opened, and who may write it.
+
+        While the background thread runs it checks every few seconds (``revalidate``), so a hit makes
+        no system call; without it, a read checks when the last check is REVALIDATE seconds old.
+        """
+        return self._recheck or now - self._checked > (_REVALIDATE if self._flusher is None else _BACKGROUND_CHECK)
+
+    def revalidate(self) -> None:
+        """Check the directory off the hit path (the background thread): replaced, removed, or writable by others."""
+        if self._reader is None or self._recheck:
+            return
+        if self._index_ident() != self._ident:
+            self._recheck = True  # the next read reopens
+            return
+        self._trouble = directory_trouble(self.directory)
+        self._checked = time.monotonic()
+
     @property
     def reader(self) -> diskcache.Cache:
-        # Reads re-check that the directory is still the one opened at most every
-        # REVALIDATE seconds: a stat per hit would cost more than the lookup itself.
         reader = self._reader
-        if reader is None or time.monotonic() - self._checked > _REVALIDATE:
+        if reader is None or self._due(time.monotonic()):
             return self._handles()[0]
         return reader
 
@@ -408,7 +427,7 @@ class Store:
             return hot[1]
         with gate:
             reader = self._reader
-            if reader is None or now - self._checked > _REVALIDATE:
+            if reader is None or self._due(now):
                 reader = self._handles()[0]
             if self._trouble is not None and self._refuses(signer):
                 return None
@@ -767,6 +786,7 @@ class Store:
         self._pending_touch, self._pending_hits, self._last_hit = set(), {}, {}
         self._hot = {}
         self._checked = 0.0
+        self._recheck = False
 
     @_gated
     def close(self) -> None:
@@ -790,6 +810,8 @@ def _flush_loop(ref: weakref.ReferenceType[Store]) -> None:
             if now - flushed >= interval:
                 flushed = now
                 store.flush()
+                with contextlib.suppress(Exception):
+                    store.revalidate()
             # While runs without a lease go on (and a while after), look at them often; else doze.
             watching = bool(store._running) or now - store._ran < 1.0
             wake = store._wake

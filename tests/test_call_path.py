@@ -174,3 +174,52 @@ def test_numpy_s_state_read_once_is_never_reused_after_set_state_adds_a_cached_g
     assert normal() == 0.123456789 and counter.n == 2
     np.random.set_state(plain)
     assert normal() != 0.123456789  # the state without the cached value: never the entry above
+
+
+# -- the key's bytes, built without a list of parts ----------------------------------------------------------
+
+
+def _reference_key(fn: object, call: object) -> str:
+    """The key as ``combine`` of its parts (the form every stored entry was keyed by)."""
+    from notebook_memo._hashing import aliasing_parts, combine
+
+    state = fn.code_state()  # type: ignore[attr-defined]
+    bound = fn._binder.bind(*call[1:])  # type: ignore[attr-defined,index]
+    parts = [b"nbm1", fn._fid.encode(), state.code, state.deps_digest, fn._version]  # type: ignore[attr-defined]
+    parts += [name.encode() + b"\0" + digest for name, digest in call[0].arguments.items()]  # type: ignore[index]
+    kw = fn._binder.var_keyword  # type: ignore[attr-defined]
+    parts += aliasing_parts([tuple(v.values()) if n == kw and type(v) is dict else v for n, v in bound])
+    return combine(parts).hex()
+
+
+def test_the_key_is_the_digest_of_its_framed_parts() -> None:
+    def work(a: object, b: str = "x", *args: object, c: int = 3, **kw: object) -> object:
+        return a
+
+    fn = memo(version="v2")(work)
+    shared = [1]
+    for args, kwargs in [((1,), {}), ((1, "abc"), {}), ((1, "b", 5, 6), {"c": 4, "z": [1, 2]}),
+                         (([1, 2], {"k": 0.5}), {}), ((np.arange(5),), {}), ((shared, shared), {}),
+                         ((shared, "b", shared), {"q": shared})]:
+        call = fn.make_call(args, kwargs)
+        assert call.key == _reference_key(fn, (call, args, kwargs))
+
+
+def test_a_hit_after_a_pause_makes_no_system_call(monkeypatch: pytest.MonkeyPatch, counter: Counter) -> None:
+    import os
+
+    @memo
+    def f(x: int) -> int:
+        counter()
+        return x
+
+    f(1)
+    f(1)  # a hit: the store's background thread runs from now on, and re-checks the directory itself
+    time.sleep(0.5)  # longer than a read's own re-check window (REVALIDATE)
+    calls: list[str] = []
+    for name in ("stat", "lstat", "open"):
+        real = getattr(os, name)
+        monkeypatch.setattr(os, name, lambda *a, _real=real, _name=name, **k: calls.append(_name) or _real(*a, **k))
+    assert f(1) == 1 and counter.n == 1
+    monkeypatch.undo()
+    assert calls == []
