@@ -247,7 +247,7 @@ class MemoizedFunction(Generic[R]):
         self._quick = False
         self._tracker: CodeTracker | None = None
         self._carried: list[CodeState | None] | None = None  # [the sender's state, ours when it arrived]
-        self._prefix: tuple[CodeState | None, list[bytes]] = (None, [])  # the key's parts before the arguments
+        self._prefix: tuple[CodeState | None, bytes] = (None, b"")  # the key's framed parts before the arguments
         self._last_store: tuple[tuple[Any, ...], Store] | None = None
         self.last_call: Call | None = None
         self.last_hit = False
@@ -914,7 +914,7 @@ class MemoizedFunction(Generic[R]):
         # Who it is comes with it: a worker can fingerprint neither a lambda's source nor the notebook.
         self._fid, self._notebook = state["fid"], state["notebook"]
         self._tag = owner_tag(self._fid, self._notebook)
-        self._prefix = (None, [])
+        self._prefix = (None, b"")
         # The sender's code state (a notebook keys by source, which a worker lacks) holds for as
         # long as this function's own resolution stays what it was on arrival.
         self._carried = [state["code"], None]
