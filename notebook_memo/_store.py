@@ -380,7 +380,10 @@ class Store:
 
     @property
     def writer(self) -> diskcache.Cache:
-        return self._handles()[1]
+        writer = self._writer
+        if writer is None or self._reader is None or self._due(time.monotonic()):
+            return self._handles()[1]
+        return writer
 
     def _exists(self) -> bool:
         return os.path.exists(os.path.join(self.directory, _DB_NAME))
@@ -413,7 +416,7 @@ class Store:
     def get(self, key: str) -> StoredRecord | None:
         """Return the verified record under ``key``, or None; raises CorruptRecord for a row it refuses.
 
-        One SELECT on the reader's own connection (diskcache's ``get`` would add its key and value
+        One SELECT on the store's own connection (diskcache's ``get`` would add its key and value
         codecs around the same statement). A record read from the index is reused for up to
         REVALIDATE seconds: repeated hits on one key skip SQLite. Our own writes and deletes drop it
         at once; another process's delete or overwrite of the same key is seen within that window.
@@ -432,7 +435,9 @@ class Store:
             if self._trouble is not None and self._refuses(signer):
                 return None
             try:
-                found = reader._con.execute(_SELECT_RECORD, (row,)).fetchone()
+                # On the writer's connection: its page cache stays valid across our own writes (a miss
+                # writes, and the next lookup need not read again what the write just touched).
+                found = self._writer._con.execute(_SELECT_RECORD, (row,)).fetchone()  # type: ignore[union-attr]
             except sqlite3.DatabaseError as exc:
                 if _is_damaged_database(exc):
                     with self._lock:
@@ -725,7 +730,7 @@ class Store:
     def leased(self, key: str) -> bool:
         """Return whether a lease row for ``key`` exists (someone computes it, or did and died): one read."""
         try:
-            return self.reader._con.execute("SELECT 1 FROM Cache WHERE key = ? AND raw = 1",
+            return self.writer._con.execute("SELECT 1 FROM Cache WHERE key = ? AND raw = 1",
                                             (LOCK_PREFIX + key,)).fetchone() is not None
         except Exception:
             return True  # cannot tell (no working storage): take the careful path
