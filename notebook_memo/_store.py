@@ -53,6 +53,7 @@ _MARKER = "NOTEBOOK_MEMO_CACHE"
 _REVALIDATE = 0.25
 _BACKGROUND_CHECK = 3 * TOUCH_FLUSH_INTERVAL  # a read checks itself when the background thread has not for this long
 _HOT_ENTRIES = 1024
+_SEEN_ENTRIES, _SEEN_LARGEST = 4096, 2048  # at most 8 MiB of row bytes kept to recognise verified records
 _ORPHAN_GRACE = 60.0  # repair keeps unreferenced payload files this young: a writer may be about to index them
 _EVICT_BATCH = 16
 _VOLUME_EVERY = 1.0
@@ -278,6 +279,9 @@ class Store:
         self._checked = 0.0
         self._recheck = False  # the background thread saw the index replaced or removed
         self._hot: dict[str, tuple[float, StoredRecord]] = {}
+        # Records verified here, with the row bytes they came from: a later read of the same bytes
+        # (a cell run again) skips decoding and verifying them again.
+        self._seen: dict[str, tuple[bytes, StoredRecord]] = {}
         self._pending_hits: dict[str, int] = {}  # function id -> hits not yet written
         # The size limit is checked when this process has written its headroom since the volume was
         # last measured, or that was _VOLUME_EVERY seconds ago: not with a volume query per write.
@@ -447,7 +451,17 @@ class Store:
         if found is None or (found[3] is not None and found[3] <= time.time()):
             self._hot.pop(row, None)
             return None  # none, or past the life the index gives it (diskcache's expire_time)
-        record = _verified_record(row, found[0], found[1], found[2], self.directory, signer)
+        mode, filename, value = found[0], found[1], found[2]
+        seen = self._seen.get(row)
+        if seen is not None and seen[0] == value and seen[1].filename == filename and seen[1].signer == signer \
+                and mode == MODE_RECORD:
+            record = seen[1]  # the very bytes verified before for this row: the same answer
+        else:
+            record = _verified_record(row, mode, filename, value, self.directory, signer)
+            if len(value) <= _SEEN_LARGEST:
+                if len(self._seen) >= _SEEN_ENTRIES:
+                    self._seen.clear()
+                self._seen[row] = (value, record)
         self._touch_later(row)
         if len(self._hot) >= _HOT_ENTRIES:
             self._hot.clear()

@@ -223,3 +223,37 @@ def test_a_hit_after_a_pause_makes_no_system_call(monkeypatch: pytest.MonkeyPatc
     assert f(1) == 1 and counter.n == 1
     monkeypatch.undo()
     assert calls == []
+
+
+# -- records recognised by their bytes ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["header", "payload", "another key's record"])
+def test_a_record_verified_before_is_verified_again_once_its_bytes_change(cache_dir: Path, counter: Counter,
+                                                                          where: str) -> None:
+    import warnings
+
+    @memo
+    def f(x: int) -> int:
+        counter()
+        return x * 7
+
+    f(1), f(2)
+    assert f(1) == 7 and counter.n == 2  # read, decoded and verified: its bytes are remembered
+    with sqlite3.connect(str(cache_dir / "cache.db"), isolation_level=None) as db:
+        rows = dict(db.execute("SELECT key, value FROM Cache WHERE key NOT LIKE 'lock:%' AND key NOT LIKE 'stats:%'"))
+        key1 = f.make_call((1,), {}).key
+        key2 = f.make_call((2,), {}).key
+        value = bytearray(rows[key1])
+        if where == "header":
+            value[40] ^= 1
+        elif where == "payload":
+            value[-1] ^= 1
+        else:
+            value = bytearray(rows[key2])  # a valid record, of f(2), under f(1)'s key
+        db.execute("UPDATE Cache SET value = ? WHERE key = ?", (bytes(value), key1))
+    time.sleep(0.3)  # past the window in which a record just read is reused without a lookup
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert f(1) == 7
+    assert counter.n == 3  # refused and recomputed, never 14 and never the damaged value
