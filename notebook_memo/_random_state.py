@@ -280,7 +280,8 @@ def _numpy_unchanged(old: Any) -> bool:
     """True when np.random's state is surely still ``old``, read cheaply: the same words, and ``old``
     held no cached Gaussian. A draw that leaves the words as they were only uses a cached Gaussian,
     and only setting the state (watched: the caller passes it as ``seeded``) can add one."""
-    return _is_mt(old) and not old.get("has_gauss") and _numpy_words() == _words_of(old)
+    words = _numpy_last[0] if old is _numpy_last[2] else None  # the state read last: its words are at hand
+    return _is_mt(old) and not old.get("has_gauss") and _numpy_words() == (words or _words_of(old))
 
 
 def _numpy_same(old: Any, new: Any) -> bool:
@@ -314,6 +315,7 @@ _SEEDERS = (("numpy", "numpy.random", "seed"), ("numpy", "numpy.random", "set_st
             ("torch", "torch", "set_rng_state"), ("torch", "torch.random", "set_rng_state"),
             ("torch", "torch", "seed"), ("torch", "torch.random", "seed"))
 _wrapped_seeders: set[tuple[str, str]] = set()
+_modules_seen = [-1]  # how many modules were loaded when watch_seeding last looked for seeding functions
 
 
 _seeding_lock = threading.Lock()
@@ -339,8 +341,9 @@ def _seeder(generator: str, attr: str, original: Any, on_seed: Callable[[str, bo
 def watch_seeding(on_seed: Callable[[str, bool], None]) -> None:
     """Wrap the seeding functions of the libraries loaded now (once each) to call
     ``on_seed(generator, from_entropy)`` before they run."""
-    if len(_wrapped_seeders) == len(_SEEDERS):
-        return
+    if len(_wrapped_seeders) == len(_SEEDERS) or len(sys.modules) == _modules_seen[0]:
+        return  # all wrapped, or no module loaded since the last look
+    _modules_seen[0] = len(sys.modules)
     for generator, module_name, attr in _SEEDERS:
         module = sys.modules.get(module_name)
         if module is None or (module_name, attr) in _wrapped_seeders:

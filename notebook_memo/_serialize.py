@@ -358,6 +358,9 @@ class Header:
             raise CorruptRecord("the index points this record at another payload file: the index is damaged")
 
 
+_META_JSON = json.JSONEncoder(separators=(",", ":"))  # in the order the metadata was built: one encoder, made once
+
+
 def encode_header(key: str, filename: str | None, payload: Payload, meta: dict[str, Any], created: float,
                   expires: float | None, duration: float, inline: bool, signer: Signer | None,
                   checksum: bytes | None = None) -> bytes:
@@ -365,7 +368,7 @@ def encode_header(key: str, filename: str | None, payload: Payload, meta: dict[s
 
     ``checksum`` is the payload's xxh3-128 when the caller already computed it (while writing).
     """
-    meta_raw = json.dumps(meta, separators=(",", ":"), sort_keys=True).encode()
+    meta_raw = _META_JSON.encode(meta).encode()
     key_raw, file_raw = key.encode(), (filename or "").encode()
     flags = (FLAG_INLINE if inline else 0) | (FLAG_SIGNED if signer else 0)
     lens = b"".join(_LEN.pack(b.nbytes) for b in payload.buffers)
