@@ -20,10 +20,12 @@ from ._hashing import combine, content_hash
 from ._leases import Watch
 from ._memo import _MISS, Call, MemoizedFunction, Options, run_conditions, save, servable, storage_trouble
 from ._options import check_options, keyword_names
-from ._serialize import dumps
-from ._store import Store
+from ._serialize import CorruptRecord, dumps
+from ._store import Store, StoredRecord
 
 __all__ = ()
+
+_READ_CHUNK = 1000  # items read per query
 
 
 @dataclass
@@ -115,6 +117,49 @@ class BatchFunction(MemoizedFunction[Any]):
             return _MISS, None  # stored before result types were described: recomputed, never mistyped
         value = self._read(store, key, None, outer)
         return (_MISS, None) if value is _MISS else (value, rtype)
+
+    def _lookup_many(self, store: Store, keys: list[str], decoded: dict[str, ResultType],
+                     outer: _conditions.Recorders = ()) -> dict[str, tuple[Any, ResultType]]:
+        """Return the cached results among ``keys`` with their result types, read with one query per chunk.
+
+        Each record is verified against its own key before anything of it is used, and only the
+        records returned are unpickled; a key whose row is refused (or a storage error) takes the
+        one-key path, which reports it and drops a damaged record.
+        """
+        found: dict[str, tuple[Any, ResultType]] = {}
+        for start in range(0, len(keys), _READ_CHUNK):
+            part = keys[start:start + _READ_CHUNK]
+            try:
+                records: dict[str, StoredRecord | CorruptRecord | None] = dict(store.get_many(part))
+            except Exception:
+                records = dict.fromkeys(part)
+            for key, record in records.items():
+                value, rtype = (self._lookup(store, key, decoded, outer) if not isinstance(record, StoredRecord)
+                                else self._serve(store, key, record, decoded, outer))
+                if rtype is not None:
+                    found[key] = (value, rtype)
+        return found
+
+    def _serve(self, store: Store, key: str, record: StoredRecord, decoded: dict[str, ResultType],
+               outer: _conditions.Recorders) -> tuple[Any, ResultType | None]:
+        """Return the result of a verified record and its result type, or (_MISS, None); count the hit."""
+        rtype = _containers.stored_type(record.header, decoded)
+        if rtype is None:
+            return _MISS, None  # stored before result types were described: recomputed, never mistyped
+        if record.header.conditioned:
+            value = self._read(store, key, None, outer)  # the one-key path checks its preconditions
+            return (_MISS, None) if value is _MISS else (value, rtype)
+        if record.header.expired():
+            return _MISS, None
+        try:
+            value = record.load(self._options.mmap)
+        except Exception:
+            value = self._read(store, key, None, outer)  # the one-key path tells evicted, damaged and unloadable apart
+            return (_MISS, None) if value is _MISS else (value, rtype)
+        self.hits += 1
+        self.saved_seconds += record.header.duration
+        store.count_hit(self._tag)
+        return value, rtype
 
     # -- calling ------------------------------------------------------------------------------
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -356,11 +401,11 @@ class _Plan:
             self.first_position.setdefault(digest, position)
         self.keys = {position: fn._item_key(call, digest) for digest, position in self.first_position.items()}
         if not refresh:
-            decoded: dict[str, ResultType] = {}
+            found = fn._lookup_many(store, list(self.keys.values()), {}, outer)
             for digest, position in self.first_position.items():
-                value, rtype = fn._lookup(store, self.keys[position], decoded, outer)
-                if rtype is not None:
-                    self.results[digest], self.types[digest] = value, rtype
+                hit = found.get(self.keys[position])
+                if hit is not None:
+                    self.results[digest], self.types[digest] = hit
         self.missing = [p for d, p in self.first_position.items() if d not in self.results]
         fn.misses += len(self.missing)
         # Asked before the run overwrites it: the first missing item's entry, if it had one, and why not served.
@@ -437,23 +482,15 @@ class _Plan:
 
     def _collect(self, positions: list[int]) -> set[int]:
         """Read the items among ``positions`` that are stored now; return their positions."""
-        fn = self.fn
-        try:
-            present = self.store.present([self.keys[p] for p in positions])
-        except Exception:
-            return set()
+        found = self.fn._lookup_many(self.store, [self.keys[p] for p in positions], {}, self.outer)
         done = set()
-        decoded: dict[str, ResultType] = {}
         for position in positions:
-            key = self.keys[position]
-            if key not in present:
-                continue
-            value, rtype = fn._lookup(self.store, key, decoded, self.outer)
-            if rtype is not None:
+            hit = found.get(self.keys[position])
+            if hit is not None:
                 digest = self.digests[position]
-                self.results[digest], self.types[digest] = value, rtype
+                self.results[digest], self.types[digest] = hit
                 done.add(position)
-                fn.misses -= 1
+                self.fn.misses -= 1
         return done
 
     def release(self) -> None:
