@@ -7,7 +7,7 @@ import difflib
 import importlib.util
 import inspect
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,7 @@ from ._store import Store, StoredRecord
 __all__ = ()
 
 _READ_CHUNK = 1000  # items read per query
+_TAILS_KEPT = 4096  # distinct result-type descriptions a call remembers
 
 
 @dataclass
@@ -127,39 +128,37 @@ class BatchFunction(MemoizedFunction[Any]):
         one-key path, which reports it and drops a damaged record.
         """
         found: dict[str, tuple[Any, ResultType]] = {}
+        types = _Types(decoded)
+        loaded = 0
         for start in range(0, len(keys), _READ_CHUNK):
             part = keys[start:start + _READ_CHUNK]
+            records: Mapping[str, StoredRecord | CorruptRecord | None]
             try:
-                records: dict[str, StoredRecord | CorruptRecord | None] = dict(store.get_many(part))
+                records = store.get_many(part)
             except Exception:
                 records = dict.fromkeys(part)
             for key, record in records.items():
-                value, rtype = (self._lookup(store, key, decoded, outer) if not isinstance(record, StoredRecord)
-                                else self._serve(store, key, record, decoded, outer))
-                if rtype is not None:
+                if not isinstance(record, StoredRecord):
+                    value, rtype = self._lookup(store, key, decoded, outer)
+                elif (rtype := types.of(record)) is None:
+                    continue  # stored before result types were described: recomputed, never mistyped
+                elif record.header.conditioned:
+                    value = self._read(store, key, None, outer)  # the one-key path checks its preconditions
+                elif record.header.expired():
+                    continue
+                else:
+                    try:
+                        value = record.load(self._options.mmap)
+                    except Exception:
+                        value = self._read(store, key, None, outer)  # it tells evicted, damaged and unloadable apart
+                    else:
+                        loaded += 1
+                        self.saved_seconds += record.header.duration
+                if value is not _MISS and rtype is not None:
                     found[key] = (value, rtype)
+        self.hits += loaded  # the one-key path counted its own
+        store.count_hits(self._tag, loaded)
         return found
-
-    def _serve(self, store: Store, key: str, record: StoredRecord, decoded: dict[str, ResultType],
-               outer: _conditions.Recorders) -> tuple[Any, ResultType | None]:
-        """Return the result of a verified record and its result type, or (_MISS, None); count the hit."""
-        rtype = _containers.stored_type(record.header, decoded)
-        if rtype is None:
-            return _MISS, None  # stored before result types were described: recomputed, never mistyped
-        if record.header.conditioned:
-            value = self._read(store, key, None, outer)  # the one-key path checks its preconditions
-            return (_MISS, None) if value is _MISS else (value, rtype)
-        if record.header.expired():
-            return _MISS, None
-        try:
-            value = record.load(self._options.mmap)
-        except Exception:
-            value = self._read(store, key, None, outer)  # the one-key path tells evicted, damaged and unloadable apart
-            return (_MISS, None) if value is _MISS else (value, rtype)
-        self.hits += 1
-        self.saved_seconds += record.header.duration
-        store.count_hit(self._tag)
-        return value, rtype
 
     # -- calling ------------------------------------------------------------------------------
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -358,6 +357,35 @@ class BatchFunction(MemoizedFunction[Any]):
         _, call, digests = self._split_call(args, kwargs)
         store = self._store()
         return any([store.delete(self._item_key(call, d)) for d in dict.fromkeys(digests)])
+
+
+_TYPE_MARK = f'"{_containers.TYPE_KEY}":'.encode()
+_UNSEEN = object()
+
+
+class _Types:
+    """The result types of the records one call reads, each distinct description decoded once.
+
+    Items of one call share their description: a record whose metadata names it once is known
+    by the bytes from that name to the end, which hold the whole description.
+    """
+
+    def __init__(self, decoded: dict[str, ResultType]) -> None:
+        self.decoded = decoded
+        self.by_tail: dict[bytes, ResultType | None] = {}
+
+    def of(self, record: StoredRecord) -> ResultType | None:
+        raw = bytes(record.header.meta_raw)
+        start = raw.find(_TYPE_MARK)
+        if start < 0 or raw.find(_TYPE_MARK, start + 1) >= 0:
+            return _containers.stored_type(record.header, self.decoded)
+        tail = raw[start:]
+        known = self.by_tail.get(tail, _UNSEEN)
+        if known is _UNSEEN:
+            known = _containers.stored_type(record.header, self.decoded)
+            if len(self.by_tail) < _TAILS_KEPT:
+                self.by_tail[tail] = known
+        return known  # type: ignore[return-value]
 
 
 def _as_reason(report: Explanation) -> str:
