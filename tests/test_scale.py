@@ -191,3 +191,17 @@ def test_a_bulk_delete_keeps_an_entry_rewritten_since_it_was_listed(large: Path)
     f.refresh(1)  # stored again after the listing: a new record under the same key
     assert delete_results(f._store(), listed) == 1
     assert f.is_cached(1) and not f.is_cached(2)
+
+
+def test_items_stored_with_different_result_types_keep_their_own_in_one_call() -> None:
+    np = pytest.importorskip("numpy")
+
+    @memo.batch("xs", progress=False)
+    def scaled(xs: list[int]) -> Any:
+        return np.array([x * 1.5 for x in xs], dtype=np.float32 if xs[0] < 2 else np.float64)
+
+    scaled([0, 1]), scaled([2, 3])  # two descriptions on disk: float32 items and float64 items
+    both = scaled([2, 3, 0, 1])
+    assert scaled.cache_info().hits == 4
+    assert both.dtype == np.float64 and both.tolist() == [3.0, 4.5, 0.0, 1.5]
+    assert scaled([0, 1]).dtype == np.float32 and scaled([3]).dtype == np.float64
