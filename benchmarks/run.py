@@ -1,18 +1,19 @@
-"""Benchmarks: notebook_memo beside the caches a user would pick instead, in one process.
+"""Benchmarks: issue 15's per-call measures beside their floors, then notebook_memo beside other caches.
 
     .venv/bin/pip install -e ".[bench]"
-    .venv/bin/python benchmarks/run.py            # full sizes (256 MB arrays, 100,000 entries)
-    .venv/bin/python benchmarks/run.py --quick    # small sizes, for a smoke run
+    .venv/bin/python benchmarks/run.py                       # full sizes: 256 MiB arrays, 100,000 entries
+    .venv/bin/python benchmarks/run.py --quick               # small sizes, for a smoke run
+    .venv/bin/python benchmarks/run.py --only small hashing  # some cases (--help lists them)
+    .venv/bin/python benchmarks/readme_table.py              # README's performance table from results.json
 
-Prints one table per case with each contender's time and its ratio to the reference, and
-writes every figure to benchmarks/results.json. No figure here is an assertion.
+Every measure is printed beside its floor (the least work the operation needs, measured in the
+same process, the contenders taking turns), with the ratio; a closing summary lists each measure
+with its goal, and every figure goes to benchmarks/results.json. No figure here is an assertion.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
-import gc
 import json
 import os
 import platform
@@ -29,67 +30,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import notebook_memo
+from benchmarks._report import RESULTS, goals, merged, print_summary, table
+from benchmarks._timing import best_of, interleaved, round_robin
+from benchmarks.per_call import CASES as PER_CALL
 from notebook_memo import memo
 from notebook_memo._hashing import content_hash
-
-RESULTS: dict[str, Any] = {}
-
-
-def best_of(fn: Callable[[], Any], repeat: int = 5, number: int = 1) -> float:
-    """Return the best mean seconds per call over ``repeat`` rounds of ``number`` calls."""
-    times = []
-    for _ in range(repeat):
-        gc.collect()
-        start = time.perf_counter()
-        for _ in range(number):
-            fn()
-        times.append((time.perf_counter() - start) / number)
-    return min(times)
-
-
-def interleaved(writers: dict[str, Callable[[int], Any]], rounds: int = 6) -> dict[str, float]:
-    """Best time of each writer when they take turns, in a rotating order, after a sync.
-
-    Disk writeback makes write times drift and the first write after a sync slower: taking
-    turns in a rotating order gives every contender the same conditions.
-    """
-    names = list(writers)
-    best = {name: float("inf") for name in names}
-    for tag in range(1, rounds + 1):
-        for name in names[tag % len(names):] + names[:tag % len(names)]:
-            os.sync()
-            start = time.perf_counter()
-            writers[name](tag)
-            best[name] = min(best[name], time.perf_counter() - start)
-    return {name: best[name] for name in names}
-
-
-def round_robin(calls: dict[str, Callable[[], Any]], number: int, rounds: int) -> dict[str, float]:
-    """Best mean seconds per call of each contender when they take turns, in a rotating order.
-
-    Like ``interleaved`` for calls too short to time one at a time (and with no disk sync): each
-    turn runs ``number`` calls, so every contender meets the same drift in clock and cache state.
-    """
-    names = list(calls)
-    best = {name: float("inf") for name in names}
-    for turn in range(rounds):
-        gc.collect()
-        for name in names[turn % len(names):] + names[:turn % len(names)]:
-            fn = calls[name]
-            start = time.perf_counter()
-            for _ in range(number):
-                fn()
-            best[name] = min(best[name], (time.perf_counter() - start) / number)
-    return best
-
-
-def table(case: str, rows: list[tuple[str, float]], reference: str, unit: str = "us") -> None:
-    scale = {"us": 1e6, "ms": 1e3, "s": 1.0}[unit]
-    ref = dict(rows)[reference]
-    print(f"\n{case}  (ratio = time / {reference})")
-    for name, seconds in rows:
-        print(f"  {name:<42} {seconds * scale:>11.2f} {unit}   {seconds / ref:>7.2f}x")
-    RESULTS[case] = {name: seconds for name, seconds in rows}
 
 
 def fresh_dir(root: Path, name: str) -> Path:
@@ -98,51 +43,10 @@ def fresh_dir(root: Path, name: str) -> Path:
     return path
 
 
-# -- cases -----------------------------------------------------------------------------------
+# -- comparisons beside other caches ---------------------------------------------------------
 
 
-def small_calls(root: Path, quick: bool) -> None:
-    import diskcache
-    from cachier import cachier
-    from joblib import Memory
-
-    def work(a: int, b: str = "x") -> int:
-        return a + len(b)
-
-    contenders: dict[str, Callable[..., int]] = {
-        "notebook_memo @memo": memo(cache_dir=fresh_dir(root, "nm_small"))(work),
-        "diskcache Cache.memoize": diskcache.Cache(str(fresh_dir(root, "dc_small"))).memoize()(work),
-        "joblib.Memory.cache": Memory(str(fresh_dir(root, "jl_small")), verbose=0).cache(work),
-        "cachier (pickle core)": cachier(cache_dir=str(fresh_dir(root, "ca_small")))(work),
-        "functools.lru_cache (memory only)": functools.lru_cache(maxsize=None)(work),
-    }
-    number = 300 if quick else 3000
-    hits = []
-    for name, fn in contenders.items():
-        fn(1, "abc")
-        hits.append((name, best_of(lambda fn=fn: fn(1, "abc"), number=number)))
-    table("small-argument hit", hits, "diskcache Cache.memoize")
-    # The path users take: hits over many different keys (each one read from the index), beside
-    # the floor, a raw diskcache Cache.get of the same number of keys.
-    keys = 300 if quick else 3000
-    floor = diskcache.Cache(str(fresh_dir(root, "dc_floor")))
-    for k in range(keys):
-        floor.set(k, work(k))
-    spread = [("diskcache Cache.get (the floor)", best_of(lambda: [floor.get(k) for k in range(keys)]) / keys)]
-    for name, fn in contenders.items():
-        for k in range(keys):
-            fn(k, "abc")
-        spread.append((name, best_of(lambda fn=fn: [fn(k, "abc") for k in range(keys)]) / keys))
-    table(f"small-argument hits over {keys:,} different keys", spread, "diskcache Cache.get (the floor)")
-    misses = []
-    for name, fn in contenders.items():
-        counter = iter(range(10**6, 10**9))  # beyond the keys stored above: every call a miss
-        n = 50 if quick else 300
-        misses.append((name, best_of(lambda fn=fn, c=counter: fn(next(c), "abc"), repeat=3, number=n)))
-    table("small-argument miss (store a new result)", misses, "diskcache Cache.memoize")
-
-
-def hashing(quick: bool) -> None:
+def hash_compare(quick: bool) -> None:
     import joblib
     import pandas as pd
 
@@ -153,7 +57,7 @@ def hashing(quick: bool) -> None:
         ("numpy in-memory copy (array.copy())", best_of(lambda: array.copy(), repeat=5)),
         ("joblib.hash", best_of(lambda: joblib.hash(array), repeat=2)),
     ]
-    table(f"hash a {array.nbytes >> 20} MB float64 array", rows, "numpy in-memory copy (array.copy())", "ms")
+    table(f"hash a {array.nbytes >> 20} MB float64 array", rows, "numpy in-memory copy (array.copy())")
     frame_rows = 100_000 if quick else 1_000_000
     df = pd.DataFrame(np.random.default_rng(1).random((frame_rows, 10)), columns=[f"c{i}" for i in range(10)])
     rows = [
@@ -162,7 +66,7 @@ def hashing(quick: bool) -> None:
         ("pandas.util.hash_pandas_object", best_of(lambda: pd.util.hash_pandas_object(df), repeat=3)),
         ("joblib.hash", best_of(lambda: joblib.hash(df), repeat=2)),
     ]
-    table(f"hash a {frame_rows:,}-row x 10-column DataFrame", rows, "DataFrame.copy()", "ms")
+    table(f"hash a {frame_rows:,}-row x 10-column DataFrame", rows, "DataFrame.copy()")
 
 
 def big_values(root: Path, quick: bool) -> None:
@@ -224,8 +128,8 @@ def big_values(root: Path, quick: bool) -> None:
     jl_mmap(1)
     loads.append(("notebook_memo mmap=True", best_of(lambda: nm_mmap(1), repeat=5)))
     loads.append(("joblib.Memory mmap_mode='r'", best_of(lambda: jl_mmap(1), repeat=5)))
-    table(f"store a {label} (a miss: pickling and writing)", stores, "np.save (a new file)", "ms")
-    table(f"load a {label} (a hit)", loads, "np.load", "ms")
+    table(f"store a {label} (a miss: pickling and writing)", stores, "np.save (a new file)")
+    table(f"load a {label} (a hit)", loads, "np.load")
 
 
 def frames(root: Path, quick: bool) -> None:
@@ -260,35 +164,13 @@ def frames(root: Path, quick: bool) -> None:
     }
     best = interleaved(writers)
     label = f"{rows_n:,}-row x 10-column DataFrame ({df.memory_usage().sum() >> 20} MB)"
-    table(f"store a {label}", list(best.items()), "DataFrame.to_pickle (a new file)", "ms")
+    table(f"store a {label}", list(best.items()), "DataFrame.to_pickle (a new file)")
     loads = [
         ("pandas.read_pickle", best_of(lambda: pd.read_pickle(root / "frame_1.pkl"), repeat=3)),
         ("notebook_memo", best_of(lambda: nm(1), repeat=3)),
         ("joblib.Memory", best_of(lambda: jl(1), repeat=3)),
     ]
-    table(f"load a {label}", loads, "pandas.read_pickle", "ms")
-
-
-def many_entries(root: Path, quick: bool) -> None:
-    sizes = (1_000, 10_000) if quick else (1_000, 100_000)
-    rows = []
-    for size in sizes:
-        directory = fresh_dir(root, f"nm_entries_{size}")
-
-        @memo(cache_dir=directory)
-        def square(i: int) -> int:
-            return i * i
-
-        for i in range(size):
-            square(i)
-        sample = list(range(0, size, max(1, size // 1000)))
-
-        def sweep(fn: Callable[[int], int] = square, keys: list[int] = sample) -> None:
-            for i in keys:
-                fn(i)
-
-        rows.append((f"notebook_memo hit, {size:,} entries", best_of(sweep, repeat=5) / len(sample)))
-    table("hit latency against cache size", rows, rows[0][0])
+    table(f"load a {label}", loads, "pandas.read_pickle")
 
 
 DEPENDENT = """
@@ -515,58 +397,7 @@ def method_on_big_object(root: Path, quick: bool) -> None:
         ("hit, self identified by __memo_key__", best_of(lambda: keyed.predict(1), repeat=5, number=200)),
         ("in-memory copy of the weights", best_of(lambda: [a.copy() for a in hashed.layers], repeat=5)),
     ]
-    table(f"method on a {megabytes} MB object", rows, rows[-1][0], "ms")
-    notebook_memo.configure(cache_dir=None)
-
-
-def batches(root: Path, quick: bool) -> None:
-    import asyncio
-
-    from aiocache import Cache, multi_cached
-
-    total = 10_000 if quick else 100_000
-    cached = int(total * 0.9)
-    items = [f"text number {i}" for i in range(total)]
-
-    def embed_one(text: str) -> int:
-        return len(text)
-
-    notebook_memo.configure(cache_dir=str(fresh_dir(root, "nm_batch")))
-
-    @memo.batch("texts", batch_size=1024, progress=False)
-    def embed_batch(texts: list[str]) -> list[int]:
-        return [len(t) for t in texts]
-
-    per_item = memo(embed_one)
-
-    @multi_cached(keys_from_attr="texts", cache=Cache.MEMORY)
-    async def embed_aiocache(texts: list[str]) -> dict[str, int]:
-        return {t: len(t) for t in texts}
-
-    embed_batch(items[:cached])
-    for text in items[:cached]:
-        per_item(text)
-    asyncio.run(embed_aiocache(texts=items[:cached]))
-
-    def timed(fn: Callable[[], Any]) -> float:
-        start = time.perf_counter()
-        fn()
-        return time.perf_counter() - start
-
-    rows = [
-        ("notebook_memo memo.batch", timed(lambda: embed_batch(items))),
-        ("loop over a @memo per-item function", timed(lambda: [per_item(t) for t in items])),
-        ("aiocache multi_cached (memory backend)", timed(lambda: asyncio.run(embed_aiocache(texts=items)))),
-    ]
-    per_item_rows = [(name, seconds / total) for name, seconds in rows]
-    table(f"batch of {total:,} items, 90% cached (time per item)", per_item_rows, per_item_rows[1][0])
-    rows = [
-        ("notebook_memo memo.batch", timed(lambda: embed_batch(items))),
-        ("loop over a @memo per-item function", timed(lambda: [per_item(t) for t in items])),
-        ("aiocache multi_cached (memory backend)", timed(lambda: asyncio.run(embed_aiocache(texts=items)))),
-    ]
-    per_item_rows = [(name, seconds / total) for name, seconds in rows]
-    table(f"batch of {total:,} items, all cached (overhead per cached item)", per_item_rows, per_item_rows[1][0])
+    table(f"method on a {megabytes} MB object", rows, rows[-1][0])
     notebook_memo.configure(cache_dir=None)
 
 
@@ -593,39 +424,48 @@ def cell_restore(root: Path, quick: bool) -> None:
         (f"%%memo hit restoring {megabytes} MB of variables", best_of(restore, repeat=3)),
         (f"np.load of the same {megabytes} MB", best_of(lambda: np.load(npy), repeat=3)),
     ]
-    table("cell magic restore", rows, rows[1][0], "ms")
+    table("cell magic restore", rows, rows[1][0])
     notebook_memo.configure(cache_dir=None)
 
 
+COMPARISONS: dict[str, Callable[[Path, bool], None]] = {
+    "hash-compare": lambda root, quick: hash_compare(quick),
+    "big": big_values,
+    "frames": frames,
+    "deps": dependency_cost,
+    "conditions": conditions_cost,
+    "methods": method_on_big_object,
+    "cells": cell_restore,
+}
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    cases = {**PER_CALL, **COMPARISONS}
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    parser.add_argument("--only", nargs="*", help="run only these cases")
-    parser.add_argument("--json", default=str(Path(__file__).with_name("results.json")))
+    parser.add_argument("--only", nargs="*", choices=list(cases), metavar="CASE",
+                        help=f"run only these cases: {', '.join(cases)}")
+    parser.add_argument("--json", help="where to write the figures (default: benchmarks/results.json, or "
+                        "results-quick.json with --quick); rows of cases not run are kept from the file")
     args = parser.parse_args()
-    print(f"notebook_memo {notebook_memo.__version__} | Python {platform.python_version()} | "
-          f"{os.cpu_count()} cores | numpy {np.__version__}")
-    cases: dict[str, Callable[[], None]] = {}
+    header = (f"notebook_memo {notebook_memo.__version__} | Python {platform.python_version()} | "
+              f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the start | numpy {np.__version__}"
+              f"{' | --quick sizes' if args.quick else ''}")
+    print(header)
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="nm_bench_", ignore_cleanup_errors=True) as tmp:
         root = Path(tmp)
-        cases = {
-            "small": lambda: small_calls(root, args.quick),
-            "hashing": lambda: hashing(args.quick),
-            "big": lambda: big_values(root, args.quick),
-            "frames": lambda: frames(root, args.quick),
-            "entries": lambda: many_entries(root, args.quick),
-            "deps": lambda: dependency_cost(root, args.quick),
-            "conditions": lambda: conditions_cost(root, args.quick),
-            "methods": lambda: method_on_big_object(root, args.quick),
-            "batch": lambda: batches(root, args.quick),
-            "cells": lambda: cell_restore(root, args.quick),
-        }
         for name, case in cases.items():
             if args.only and name not in args.only:
                 continue
-            case()
-    Path(args.json).write_text(json.dumps(RESULTS, indent=2))
-    print(f"\nwrote {args.json}")
+            case(root, args.quick)
+    print_summary()
+    RESULTS["run"] = {"header": header, "quick": args.quick, "seconds": time.perf_counter() - started,
+                      "goals": goals()}
+    out = Path(args.json or Path(__file__).with_name("results-quick.json" if args.quick else "results.json"))
+    previous = json.loads(out.read_text()) if out.exists() else {}
+    out.write_text(json.dumps(merged(previous, args.quick), indent=2) + "\n")
+    print(f"\nwrote {out} ({time.perf_counter() - started:.0f} s in all)")
 
 
 if __name__ == "__main__":

@@ -5,9 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
-from typing import Any, NoReturn, Protocol, TypeVar, overload
-
-from typing_extensions import ParamSpec
+from typing import Any, NoReturn, ParamSpec, Protocol, TypeVar, overload
 
 from . import _memo, _methods
 from ._conditions import depends_on

@@ -112,7 +112,7 @@ class Recorder:
         self.inherited: list[Conditions] = []  # conditions of memoized entries served inside the run
         self.cwd = os.getcwd()
         self.thread = threading.get_ident()
-        self.states_before = snapshot()
+        self.states_before = snapshot(lazy=True)
         self.reseeded: set[str] = set()  # generators seeded before any draw: their state before does not matter
         self.drew_first: set[str] = set()  # ... seeded after drawing from them (or by another thread)
         self.entropy: set[str] = set()  # ... seeded from the operating system's entropy

@@ -33,6 +33,7 @@ INLINE_LIMIT = 64 * 2**10  # payloads below this live inside the index database
 LOCK_LEASE = 15.0  # seconds a computing process holds a key without renewing
 CLOCK_SKEW = 2.0  # a TTL entry stored more than this far in our future came from a clock ahead of ours
 LOCK_POLL_MAX = 0.05  # longest sleep between checks while waiting for a key
+QUICK_BODY = 0.01  # a function whose last run took less computes its next miss without taking the lease
 TOUCH_FLUSH_INTERVAL = 2.0  # seconds between batched LRU access-time updates
 # Data files up to this size are identified by their content digest; larger ones by size,
 # modification and change times and inode (re-reading them on every check would cost too much).

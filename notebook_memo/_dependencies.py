@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
-import importlib.metadata
+import importlib.metadata  # up front: a key asked after a process gave up its rights must not import
 import importlib.util
 import os
 import sys
@@ -166,6 +166,9 @@ class _Resolver:
         # mutable data on a class, which can be hashed again where it lies (class_data).
         self.hard = False
         self.class_data: list[tuple[type, str, str]] = []
+        # Content digests of the values met, by identity (each value held, so no id is reused):
+        # a global frame that the function and its helpers all read is hashed once per call.
+        self.hashed: dict[int, tuple[Any, bytes]] = {}
 
     def function(self, fn: types.FunctionType, label: str) -> None:
         if id(fn) in self.seen:
@@ -382,9 +385,20 @@ class _Resolver:
             else:
                 self.class_data.append((*on_class, label))
         try:
-            self.deps.parts[label] = ("value", content_hash(value, label))
+            self.deps.parts[label] = ("value", self.content_digest(value, label))
         except UnhashableArgument as exc:
             self.deps.skipped[label] = exc.reason
+
+    def content_digest(self, value: Any, label: str) -> bytes:
+        """Return ``content_hash(value)``, computed once per value in this resolution.
+
+        Only within one resolver: what hashing a value adds to the resolution around it (the
+        watch list of functions inside it) was added to this one the first time.
+        """
+        held = self.hashed.get(id(value))
+        if held is None:
+            held = self.hashed[id(value)] = (value, content_hash(value, label))
+        return held[1]
 
     def dispatch(self, fn: Any, label: str) -> None:
         """Resolve a singledispatch function: every registered implementation is code it runs."""

@@ -201,6 +201,8 @@ def before_compute(fn: MemoizedFunction[Any], call: Call, refreshed: str | None 
     Asked before the run overwrites that entry, which ``explain_last`` could no longer see. ``refreshed``
     says what asked for the run when it was a refresh.
     """
+    if call.absent:
+        return None  # the lookup just made found nothing under the key
     try:
         record = fn._store().get(call.key)
         if record is None:

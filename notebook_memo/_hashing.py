@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import copyreg
 import io
+import itertools
+import operator
 import os
 import socket
 import struct
@@ -17,10 +19,11 @@ import sys
 import threading
 import types
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import xxhash
+from xxhash import xxh3_128_digest as _digest
 
 from ._errors import UnhashableArgument
 
@@ -29,10 +32,15 @@ __all__ = ()
 Digest = bytes
 HashFn = Callable[["Hasher", Any], None]
 
-_pack_d = struct.Struct("<d").pack
 _pack_q = struct.Struct("<q").pack
+_pack_tag_d = struct.Struct("<cd").pack  # a one-byte tag and a float
+_pack_tag_q = struct.Struct("<cq").pack  # a one-byte tag and a length
 _BIG = 1 << 16  # buffers at least this large stream straight into xxh3
+_STREAM = 1 << 11  # arrays at least this large too: copying many mid-sized ones into the buffer costs more
 _TOO_DEEP = 64  # nesting at which running out of stack is the value's doing, not the caller's
+_PLAIN_DEPTH = 32  # plain data nested deeper (or holding itself) takes the general walk, which tracks both
+_RUN = 16  # a list or tuple at least this long is tried as one run of strings
+_CHUNK = 1 << 13  # strings joined at a time: bounds the transient copies of a long run
 
 _FORBIDDEN: tuple[type, ...] = (
     types.GeneratorType,
@@ -85,9 +93,7 @@ class Hasher:
 
     def number(self, value: int) -> None:
         """Append a length-prefixed integer of any size."""
-        data = value.to_bytes((value.bit_length() + 8) // 8, "little", signed=True)
-        self._buf += _pack_q(len(data))
-        self._buf += data
+        self._buf += _number_bytes(value)
 
     def buffer(self, data: Any) -> None:
         """Append a length-prefixed contiguous buffer; big ones stream without a copy."""
@@ -100,6 +106,18 @@ class Hasher:
         else:
             self._buf += view.cast("B") if view.ndim != 1 or view.format != "B" else view
 
+    def contiguous(self, data: Any, nbytes: int) -> None:
+        """Append a length-prefixed C-contiguous array of any item format (datetimes too), read in place."""
+        buf = self._buf
+        buf += _pack_q(nbytes)
+        if nbytes >= _STREAM:
+            update = self._h.update
+            update(buf)
+            buf.clear()
+            update(data)
+        else:
+            buf += data.tobytes()
+
     def digest(self) -> Digest:
         """Return the 16-byte digest of everything fed so far."""
         self._h.update(self._buf)
@@ -109,24 +127,29 @@ class Hasher:
     # -- values -----------------------------------------------------------------------
     def update(self, value: Any) -> None:
         """Feed ``value``'s canonical form."""
-        handler = _EXACT.get(type(value))
-        if handler is not None and type(value) not in _CONTAINERS:
+        cls = type(value)
+        handler = _EXACT.get(cls)
+        if handler is not None and cls not in _CONTAINERS:
             handler(self, value)
             return
+        flat = _flat_dispatch.get(cls)
+        if flat is not None and flat(self, value):
+            return  # it holds no values, so it cannot close a cycle: no bookkeeping
         key = id(value)
-        if key in self._active:
+        active = self._active
+        if key in active:
             # A cycle: refer back to the enclosing container by its depth.
             self._buf += b"@"
-            self._buf += _pack_q(self._active[key])
+            self._buf += _pack_q(active[key])
             return
-        self._active[key] = len(self._active)
+        active[key] = len(active)
         try:
-            (handler or _dispatch(type(value)))(self, value)
+            (handler or _library_dispatch.get(cls) or _dispatch(cls))(self, value)
         except RecursionError:
-            self.deepest = max(self.deepest, len(self._active))
+            self.deepest = max(self.deepest, len(active))
             raise
         finally:
-            del self._active[key]
+            del active[key]
 
     def child(self, value: Any, segment: str) -> None:
         """Feed a nested value, naming where it sits if it cannot be hashed."""
@@ -150,34 +173,92 @@ class Hasher:
 
 
 # -- exact builtin types ------------------------------------------------------------------
+# The canonical bytes of a scalar, returned whole: containers append them without a Hasher call.
 
 
-def _h_none(h: Hasher, v: None) -> None:
-    h.tag(b"N")
+def _number_bytes(value: int) -> bytes:
+    if 0 <= value < 256:
+        return _SMALL_NUMBERS[value]
+    data = value.to_bytes((value.bit_length() + 8) // 8, "little", signed=True)
+    return _pack_q(len(data)) + data
 
 
-def _h_bool(h: Hasher, v: bool) -> None:
-    h.tag(b"T" if v else b"F")
+def _none_bytes(v: None) -> bytes:
+    return b"N"
 
 
-def _h_int(h: Hasher, v: int) -> None:
-    h.tag(b"i")
-    h.number(v)
+def _bool_bytes(v: bool) -> bytes:
+    return b"T" if v else b"F"
 
 
-def _h_float(h: Hasher, v: float) -> None:
-    h.tag(b"f" + (_pack_d(v) if v == v else b"nan"))
+def _int_bytes(v: int) -> bytes:
+    if -128 <= v < 256:
+        return _SMALL_INTS[v + 128]
+    return _any_int_bytes(v)
 
 
-def _h_complex(h: Hasher, v: complex) -> None:
-    h.tag(b"c")
-    _h_float(h, v.real)
-    _h_float(h, v.imag)
+def _any_int_bytes(v: int) -> bytes:
+    data = v.to_bytes((v.bit_length() + 8) // 8, "little", signed=True)
+    return _pack_tag_q(b"i", len(data)) + data
 
 
-def _h_str(h: Hasher, v: str) -> None:
-    h.tag(b"s")
-    h.text(v)
+def _float_bytes(v: float) -> bytes:
+    return _pack_tag_d(b"f", v) if v == v else b"fnan"
+
+
+def _complex_bytes(v: complex) -> bytes:
+    return b"c" + _float_bytes(v.real) + _float_bytes(v.imag)
+
+
+def _str_bytes(v: str) -> bytes:
+    data = v.encode("utf-8", "surrogatepass")
+    return _pack_tag_q(b"s", len(data)) + data
+
+
+_SMALL_NUMBERS = [_any_int_bytes(n)[1:] for n in range(256)]
+_SMALL_INTS = [_any_int_bytes(n) for n in range(-128, 256)]
+
+
+# Exact types only: a subclass (an IntEnum, a str subclass) is hashed as the object it is.
+_LEAF: dict[type, Callable[[Any], bytes]] = {
+    str: _str_bytes,
+    int: _int_bytes,
+    float: _float_bytes,
+    bool: _bool_bytes,
+    type(None): _none_bytes,
+    complex: _complex_bytes,
+}
+
+
+def _leaf_handler(encode: Callable[[Any], bytes]) -> HashFn:
+    def handler(h: Hasher, v: Any) -> None:
+        h._buf += encode(v)
+
+    return handler
+
+
+# Headers of short ASCII strings as text: a run of them is joined and encoded in one go.
+_ASCII_HEADERS = ["s" + _pack_q(n).decode("ascii") for n in range(128)]
+
+
+def _str_run(items: list[str] | tuple[str, ...], out: bytearray) -> bool:
+    """Append the canonical bytes of the items built in bulk, if all are exact str; else append nothing."""
+    if set(map(type, items)) != {str}:
+        return False
+    for start in range(0, len(items), _CHUNK):
+        chunk = items[start : start + _CHUNK]
+        lengths = list(map(len, chunk))
+        if max(lengths) < 128:
+            # Header characters are ASCII below 128, so the joined text is ASCII exactly when every string is.
+            pieces: list[Any] = [None] * (2 * len(chunk))
+            pieces[::2] = map(_ASCII_HEADERS.__getitem__, lengths)
+            pieces[1::2] = chunk
+            text = "".join(pieces)
+            if text.isascii():
+                out += text.encode("ascii")
+                continue
+        out += b"".join(map(_str_bytes, chunk))
+    return True
 
 
 def _h_bytes(h: Hasher, v: bytes) -> None:
@@ -192,27 +273,59 @@ def _h_bytearray(h: Hasher, v: bytearray) -> None:
 
 def _h_sequence(tag: bytes) -> HashFn:
     def handler(h: Hasher, v: Any) -> None:
-        h.tag(tag)
-        h.number(len(v))
-        for i, item in enumerate(v):
-            h.child(item, f"[{i}]")
+        buf = h._buf
+        buf += tag
+        buf += _number_bytes(len(v))
+        if len(v) >= _RUN and type(v[0]) is str and _str_run(v, buf):
+            return
+        leaf = _LEAF.get
+        i = 0
+        try:
+            for i, item in enumerate(v):  # noqa: B007 (the except clause names item i)
+                encode = leaf(type(item))
+                if encode is not None:
+                    buf += encode(item)
+                else:
+                    h.update(item)
+        except _Unhashable as exc:
+            exc.segments.append(f"[{i}]")  # named only on failure: formatting it per item is most of the cost
+            raise
 
     return handler
 
 
 def _h_dict(h: Hasher, v: dict[Any, Any]) -> None:
     # Insertion order is observable (list(d), DataFrame(d) column order), so it is content.
-    h.tag(b"d")
-    h.number(len(v))
-    for k, item in v.items():
-        segment = f"[{k!r}]" if type(k) in (str, int) else "[<key>]"
-        h.child(k, segment)
-        h.child(item, segment)
+    buf = h._buf
+    buf += b"d"
+    buf += _number_bytes(len(v))
+    leaf = _LEAF.get
+    k: Any = None
+    try:
+        for k, item in v.items():
+            encode = leaf(type(k))
+            if encode is not None:
+                buf += encode(k)
+            else:
+                h.update(k)
+            encode = leaf(type(item))
+            if encode is not None:
+                buf += encode(item)
+            else:
+                h.update(item)
+    except _Unhashable as exc:
+        exc.segments.append(f"[{k!r}]" if type(k) in (str, int) else "[<key>]")
+        raise
 
 
 def _h_set(tag: bytes) -> HashFn:
     def handler(h: Hasher, v: Any) -> None:
-        digests = sorted(h.sub_digest(item) for item in v)
+        leaf = _LEAF.get
+        digests = []
+        for item in v:
+            encode = leaf(type(item))
+            digests.append(_digest(encode(item)) if encode is not None else h.sub_digest(item))
+        digests.sort()
         h.tag(tag)
         h.number(len(digests))
         h.tag(b"".join(digests))
@@ -237,12 +350,7 @@ def _h_module(h: Hasher, v: types.ModuleType) -> None:
 
 
 _EXACT: dict[type, HashFn] = {
-    type(None): _h_none,
-    bool: _h_bool,
-    int: _h_int,
-    float: _h_float,
-    complex: _h_complex,
-    str: _h_str,
+    **{cls: _leaf_handler(encode) for cls, encode in _LEAF.items()},
     bytes: _h_bytes,
     bytearray: _h_bytearray,
     tuple: _h_sequence(b"("),
@@ -263,6 +371,11 @@ _REGISTERED: dict[type, Callable[[Any], Any]] = {}
 _CODE_HANDLERS: dict[type, HashFn] = {}
 # Weak: re-running a class cell must let the old class (and what it holds) be collected.
 _dispatch_cache: weakref.WeakKeyDictionary[type, HashFn] = weakref.WeakKeyDictionary()
+# Strong, for the array libraries' own classes (they live as long as the process): no weakref per lookup.
+_library_dispatch: dict[type, HashFn] = {}
+# Of those, classes whose instances are often flat (plain arrays): a handler that hashes one if it holds
+# no Python values, and says whether it did (writing nothing if not).
+_flat_dispatch: dict[type, Callable[[Hasher, Any], bool]] = {}
 _dispatch_lock = threading.Lock()
 
 
@@ -295,6 +408,8 @@ def register_hasher(cls: type, fn: Callable[[Any], Any]) -> None:
     with _dispatch_lock:
         _REGISTERED[cls] = fn
         _dispatch_cache.clear()
+        _library_dispatch.clear()
+        _flat_dispatch.clear()
 
 
 def install_code_handler(cls: type, handler: HashFn) -> None:
@@ -302,6 +417,8 @@ def install_code_handler(cls: type, handler: HashFn) -> None:
     with _dispatch_lock:
         _CODE_HANDLERS[cls] = handler
         _dispatch_cache.clear()
+        _library_dispatch.clear()
+        _flat_dispatch.clear()
 
 
 def qualified_name(obj: Any) -> str:
@@ -312,10 +429,18 @@ def qualified_name(obj: Any) -> str:
 
 
 def _dispatch(cls: type) -> HashFn:
+    handler = _library_dispatch.get(cls)
+    if handler is not None:
+        return handler
     handler = _dispatch_cache.get(cls)
     if handler is None:
         handler = _choose(cls)
-        _dispatch_cache[cls] = handler
+        if cls.__module__.partition(".")[0] in _FAST_PATHS:
+            _library_dispatch[cls] = handler
+            if handler is _h_ndarray:
+                _flat_dispatch[cls] = _h_flat_array
+        else:
+            _dispatch_cache[cls] = handler
     return handler
 
 
@@ -488,15 +613,50 @@ def _h_np_dtype(h: Hasher, v: Any) -> None:
     h.text(_dtype_text(v))
 
 
-def _array_layout(h: Hasher, v: Any) -> None:
-    h.text(_dtype_text(v.dtype))
-    h.tag(repr(v.shape).encode())
+# numpy's own fixed-size kinds, whose arrays lend their memory as a buffer (not objects, not StringDType;
+# a structured dtype, kind V, may still hold object fields: hasobject says).
+_PLAIN_KINDS = frozenset("biufcmMSUV")
+# (id of a dtype, shape) -> (that dtype, an array's head, whether its bytes are its content): a dict of
+# many arrays of one dtype and shape formats them once. Only unstructured dtypes: a structured one's
+# field names can be reassigned in place.
+_layouts: dict[tuple[int, tuple[int, ...]], tuple[Any, bytes, bool]] = {}
+
+
+def _array_head(v: Any) -> tuple[bytes, bool]:
+    """Return an array's tag and layout (its dtype's whole text, its shape), and if its bytes are its content."""
+    dtype, shape = v.dtype, v.shape
+    key = (id(dtype), shape)
+    entry = _layouts.get(key)
+    if entry is not None and entry[0] is dtype:
+        return entry[1], entry[2]
+    text = _dtype_text(dtype).encode("utf-8", "surrogatepass")
+    head = b"na" + _pack_q(len(text)) + text + repr(shape).encode()
+    plain = dtype.kind in _PLAIN_KINDS and not dtype.hasobject
+    if dtype.fields is None:
+        if len(_layouts) >= 1024:
+            _layouts.clear()
+        _layouts[key] = (dtype, head, plain)  # holding the dtype keeps its id from being reused
+    return head, plain
+
+
+def _h_flat_array(h: Hasher, v: Any) -> bool:
+    """Hash a C-contiguous array of a plain dtype whose layout was met before, and say so; else write nothing."""
+    dtype = v.dtype
+    entry = _layouts.get((id(dtype), v.shape))
+    if entry is None or entry[0] is not dtype or not entry[2] or not v.flags.c_contiguous:
+        return False  # the first array of its layout, or one that is not flat: _h_ndarray, with bookkeeping
+    h._buf += entry[1]
+    h.contiguous(v, v.nbytes)
+    return True
 
 
 def _h_ndarray(h: Hasher, v: Any) -> None:
+    head, plain = _array_head(v)
+    h._buf += head
+    if plain and v.flags.c_contiguous:
+        h.contiguous(v, v.nbytes)
+        return
     np = sys.modules["numpy"]
-    h.tag(b"na")
-    _array_layout(h, v)
     if v.size and not v.flags.c_contiguous and 0 in v.strides:
         # A stride-0 view (np.broadcast_to) is its one repeated slice and which axes repeat:
         # sound, never materialised, and a miss against an equal ordinary array.
@@ -506,8 +666,49 @@ def _h_ndarray(h: Hasher, v: Any) -> None:
         for i, item in enumerate(v.ravel(order="C").tolist()):
             h.child(item, f"[flat {i}]")
         return
-    data = v if v.flags.c_contiguous else np.ascontiguousarray(v)
-    h.buffer(data.reshape(-1).view(np.uint8))
+    if v.flags.c_contiguous:
+        h.buffer(v.reshape(-1).view(np.uint8))
+    else:
+        _h_strided(h, v)
+
+
+_GATHER = 1 << 20  # bytes gathered at a time from a strided array: stays in cache for xxh3
+
+
+def _h_strided(h: Hasher, v: Any) -> None:
+    """Feed a non-contiguous array's C-order bytes, as ``h.buffer`` would a contiguous copy.
+
+    Blocks of rows are gathered into one small reused buffer and streamed into xxh3 in
+    turn, so a strided view of a big array is never copied whole.
+    """
+    np = sys.modules["numpy"]
+    if v.nbytes < _BIG:
+        h.buffer(np.ascontiguousarray(v).reshape(-1).view(np.uint8))
+        return
+    h.tag(_pack_q(v.nbytes))
+    h._h.update(h._buf)  # the length prefix, then the bytes straight into the state
+    h._buf.clear()
+    scratch = np.empty(max(_GATHER, v.itemsize), dtype=np.uint8)
+    for block in _c_order_blocks(v, scratch):
+        h._h.update(block)
+
+
+def _c_order_blocks(v: Any, scratch: Any) -> Iterator[Any]:
+    """Yield byte arrays that are, in turn, ``v``'s C-order bytes (gathered into ``scratch``)."""
+    np = sys.modules["numpy"]
+    row = v.nbytes // v.shape[0]
+    if row > scratch.nbytes:  # one row is bigger than the buffer: gather it row by row within
+        for i in range(v.shape[0]):
+            yield from _c_order_blocks(v[i], scratch)
+        return
+    step = scratch.nbytes // row
+    for start in range(0, v.shape[0], step):
+        part = v[start:start + step]
+        if not part.flags.c_contiguous:
+            out = scratch[:part.nbytes].view(v.dtype).reshape(part.shape)
+            np.copyto(out, part, casting="no")
+            part = out
+        yield part.reshape(-1).view(np.uint8)
 
 
 def _h_np_scalar(h: Hasher, v: Any) -> None:
@@ -546,24 +747,72 @@ def _h_pandas_values(h: Hasher, values: Any) -> None:
         _h_ndarray(h, np.asarray(values.array.tz_convert(None)).view(np.int64))
         return
     if isinstance(dtype, pd.CategoricalDtype):
-        cat = pd.Categorical(values)
+        cat = values.array
+        if not isinstance(cat, pd.Categorical):
+            cat = pd.Categorical(values)
         h.tag(b"cat")
         h.child(bool(dtype.ordered), "<ordered>")
         _h_pandas_values(h, pd.Index(cat.categories))
         _h_ndarray(h, np.asarray(cat.codes))
         return
     array = np.asarray(values, dtype=object)
-    if pd.api.types.infer_dtype(array, skipna=False) == "string":
-        # All real str: pandas' vectorised, seed-independent element hash is exact enough.
-        try:
-            hashed = pd.util.hash_array(array, categorize=False)
-        except UnicodeEncodeError:
-            pass  # a lone surrogate (an undecodable file name): hashed element by element below
+    if array.ndim != 1 or not _h_text(h, array):
+        _h_ndarray(h, array)
+
+
+_TEXT_PIECE = 1 << 12  # items hashed at a time: bounded memory, and each piece hashed while in cache
+
+
+def _h_text(h: Hasher, array: Any) -> bool:
+    """Feed a 1-d object array holding ``str`` piece by piece; False (nothing fed) when it holds none.
+
+    Exact and vectorised: a piece of plain strings is their utf-8 bytes joined by NUL; a piece
+    with other items has missing values (None, float NaN) and floats by position and bits,
+    anything else (a ``str`` subclass, an int) by position one by one, then its strings.
+    """
+    items = array.tolist()
+    if not any(map(operator.is_, map(type, items), itertools.repeat(str))):
+        return False
+    h.tag(b"txt")
+    h.number(len(items))
+    for start in range(0, len(items), _TEXT_PIECE):
+        piece = items[start:start + _TEXT_PIECE]
+        if all(map(operator.is_, map(type, piece), itertools.repeat(str))):  # exact: no subclass passes
+            _h_strings(h, piece)
         else:
-            h.tag(b"str")
-            _h_ndarray(h, hashed)
-            return
-    _h_ndarray(h, array)
+            _h_mixed_piece(h, piece, start)
+    return True
+
+
+def _h_mixed_piece(h: Hasher, piece: list[Any], start: int) -> None:
+    """Feed a piece of a text column that holds more than plain strings (``start``: where it begins)."""
+    np = sys.modules["numpy"]
+    is_str = np.frombuffer(bytes(map(operator.is_, map(type, piece), itertools.repeat(str))), dtype=np.bool_)
+    rest = np.flatnonzero(~is_str).tolist()
+    nones = [i for i in rest if piece[i] is None]
+    floats = [i for i in rest if type(piece[i]) is float]
+    others = [i for i in rest if piece[i] is not None and type(piece[i]) is not float]
+    h.tag(b"m")
+    h.buffer(np.array(nones, dtype="<i4"))
+    h.buffer(np.array(floats, dtype="<i4"))
+    h.buffer(np.array([piece[i] for i in floats], dtype="<f8"))
+    h.buffer(np.array(others, dtype="<i4"))
+    for i in others:
+        h.child(piece[i], f"[{start + i}]")
+    _h_strings(h, list(itertools.compress(piece, is_str.tolist())))
+
+
+def _h_strings(h: Hasher, strings: list[str]) -> None:
+    """Feed plain strings (how many is known from the form around them) as their utf-8 bytes."""
+    np = sys.modules["numpy"]
+    joined = "\0".join(strings).encode("utf-8", "surrogatepass")
+    if np.count_nonzero(np.frombuffer(joined, dtype=np.uint8) == 0) == max(len(strings) - 1, 0):
+        h.tag(b"\0")  # no string holds a NUL: the separators alone mark where each ends
+        h.buffer(joined)
+    else:
+        h.tag(b"L")
+        h.buffer(np.fromiter(map(len, strings), dtype="<i8", count=len(strings)))
+        h.buffer("".join(strings).encode("utf-8", "surrogatepass"))
 
 
 def _h_index(h: Hasher, v: Any) -> None:
@@ -638,6 +887,75 @@ _FAST_PATHS: dict[str, Callable[[type], HashFn | None]] = {
 }
 
 
+# -- plain data in one pass ---------------------------------------------------------------
+
+
+def _plain(v: Any, out: bytearray, depth: int) -> bool:
+    """Append the canonical bytes of plain data (builtin scalars and containers of them) to ``out``.
+
+    Returns False, with ``out`` part written, on meeting anything else, or nesting deeper than
+    ``_PLAIN_DEPTH`` (a cycle among them): the general walk then starts over. The bytes are the
+    general walk's exactly, so a value's digest does not depend on which one hashed it.
+    """
+    cls = type(v)
+    leaf = _LEAF.get
+    if depth > _PLAIN_DEPTH:
+        return False
+    if cls is list or cls is tuple:
+        out += b"[" if cls is list else b"("
+        out += _number_bytes(len(v))
+        if len(v) >= _RUN and type(v[0]) is str and _str_run(v, out):
+            return True
+        for item in v:
+            encode = leaf(type(item))
+            if encode is not None:
+                out += encode(item)
+            elif not _plain(item, out, depth + 1):
+                return False
+        return True
+    if cls is dict:
+        out += b"d"
+        out += _number_bytes(len(v))
+        for k, item in v.items():
+            encode = leaf(type(k))
+            if encode is not None:
+                out += encode(k)
+            elif not _plain(k, out, depth + 1):
+                return False
+            encode = leaf(type(item))
+            if encode is not None:
+                out += encode(item)
+            elif not _plain(item, out, depth + 1):
+                return False
+        return True
+    if cls is set or cls is frozenset:
+        digests = []
+        for item in v:
+            encode = leaf(type(item))
+            if encode is not None:
+                digests.append(_digest(encode(item)))
+                continue
+            member = bytearray()
+            if not _plain(item, member, depth + 1):
+                return False
+            digests.append(_digest(member))
+        digests.sort()
+        out += b"S" if cls is set else b"Z"
+        out += _number_bytes(len(digests))
+        out += b"".join(digests)
+        return True
+    if (cls is bytes or cls is bytearray) and len(v) < _BIG:  # big ones stream, in the general walk
+        out += b"b" if cls is bytes else b"y"
+        out += _pack_q(len(v))
+        out += v
+        return True
+    encode = leaf(cls)
+    if encode is not None:
+        out += encode(v)
+        return True
+    return False
+
+
 # -- public entry points ------------------------------------------------------------------
 
 
@@ -647,6 +965,12 @@ def content_hash(value: Any, name: str = "value") -> Digest:
     Raises ``UnhashableArgument`` naming ``name`` (and where inside it) when part of the
     value has no readable content.
     """
+    encode = _LEAF.get(type(value))
+    if encode is not None:
+        return _digest(encode(value))
+    out = bytearray()
+    if _plain(value, out, 0):
+        return _digest(out)
     h = Hasher()
     try:
         h.update(value)
@@ -670,8 +994,11 @@ def aliasing_parts(values: list[Any]) -> list[bytes]:
     other), so it is not the call ``f(y.copy(), y.copy())``. Positions, never ids, go into
     the part; tuples (``*args`` among them) are looked into, other values are not.
     """
-    if all(type(value) in _IMMUTABLE_LEAVES for value in values):
+    others = [value for value in values if type(value) not in _IMMUTABLE_LEAVES]
+    if not others:
         return []
+    if tuple not in set(map(type, others)) and len(set(map(id, others))) == len(others):
+        return []  # nothing to look into, and no object twice: the common call, answered without the walk
     first: dict[int, bytes] = {}
     shared = bytearray()
     stack: list[tuple[bytes, Any]] = [(_pack_q(i), v) for i, v in reversed(list(enumerate(values)))]

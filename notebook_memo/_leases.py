@@ -240,7 +240,13 @@ def computing(key: str) -> Iterator[None]:
 
 
 class ForkGate:
-    """Store operations enter it (many at once); a fork waits until none is inside."""
+    """Store operations enter it (many at once); a fork waits until none is inside.
+
+    Entering is on every hit, so it takes no lock: each thread counts its own depth in a list of
+    its own, and checks for a fork only after counting itself in. A fork sets its flag first and
+    then waits for every count to reach zero, so (under the GIL, which orders these steps) either
+    the fork sees the thread inside, or the thread sees the fork and steps out to wait for it.
+    """
 
     def __init__(self) -> None:
         self._reset()
@@ -248,44 +254,48 @@ class ForkGate:
     def _reset(self) -> None:
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
-        self._active = 0
         self._forking = False
         self._local = threading.local()
+        self._depths: list[tuple[threading.Thread, list[int]]] = []
+
+    def _depth(self) -> list[int]:
+        """Return this thread's depth counter, registering it the first time."""
+        depth = [0]
+        with self._lock:
+            self._depths = [entry for entry in self._depths if entry[0].is_alive()]
+            self._depths.append((threading.current_thread(), depth))
+        self._local.depth = depth
+        return depth
 
     def __enter__(self) -> None:
-        # On every hit: the plain lock, not the condition's wrapper methods, on the way in and out.
-        local = self._local
-        depth = getattr(local, "depth", 0)
-        if not depth:
-            self._lock.acquire()
-            try:
+        try:
+            depth = self._local.depth
+        except AttributeError:
+            depth = self._depth()
+        depth[0] += 1
+        if self._forking and depth[0] == 1:
+            with self._cond:  # a fork is waiting or under way: step out until it is done
+                depth[0] -= 1
+                self._cond.notify_all()
                 while self._forking:
                     self._cond.wait()
-                self._active += 1
-            finally:
-                self._lock.release()
-        local.depth = depth + 1
+                depth[0] += 1
 
     def __exit__(self, *exc: object) -> None:
-        local = self._local
-        depth = local.depth - 1
-        local.depth = depth
-        if not depth:
-            self._lock.acquire()
-            try:
-                self._active -= 1
-                if self._forking and not self._active:
-                    self._cond.notify_all()
-            finally:
-                self._lock.release()
+        depth = self._local.depth
+        depth[0] -= 1
+        if self._forking and not depth[0]:
+            with self._cond:
+                self._cond.notify_all()
 
     def before_fork(self) -> None:
-        if getattr(self._local, "depth", 0):
+        depth = getattr(self._local, "depth", None)
+        if depth is not None and depth[0]:
             return  # forking from inside a store operation: waiting would wait on ourselves
         with self._cond:
             self._forking = True
-            while self._active:
-                self._cond.wait()
+            while any(entry[1][0] for entry in self._depths):
+                self._cond.wait(0.05)
 
     def after_fork_in_parent(self) -> None:
         with self._cond:

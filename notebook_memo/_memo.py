@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import contextvars
 import copy
@@ -12,6 +11,7 @@ import importlib
 import inspect
 import os
 import pickle
+import struct
 import sys
 import threading
 import time
@@ -19,14 +19,14 @@ import types
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 import cloudpickle
 import xxhash
 
 from . import _conditions, _config, _random_state
 from ._conditions import Conditions, NotRecordable, Recorder, Recorders
-from ._config import EXPIRY_GRACE, INLINE_LIMIT, LOCK_POLL_MAX, TTLLike, parse_ttl, resolve_lease, warn_once
+from ._config import EXPIRY_GRACE, INLINE_LIMIT, LOCK_POLL_MAX, QUICK_BODY, TTLLike, parse_ttl, resolve_lease, warn_once
 from ._dependencies import CodeState, CodeTracker, Dependencies, clock_reads
 from ._errors import ConfigurationError, MemoWarning, RecursiveCall, StaleEntriesWarning, StorageWarning
 from ._explain import Explanation, before_compute, caching_off, explain_call
@@ -37,6 +37,9 @@ from ._leases import Watch, computing, is_computing
 from ._notebook import current_notebook, owner_tag
 from ._serialize import CorruptRecord, Payload, copy_value, dumps, findable
 from ._store import Store, StoredRecord, get_store, open_stores
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ()
 
@@ -97,6 +100,7 @@ class Call:
     method: str  # how the function's own code was fingerprinted: source or bytecode
     # random generators the key was made of (in arguments, globals, objects): "#0", "#1"... in the order met
     generators: dict[str, Any] = dataclasses.field(default_factory=dict)
+    absent: bool = False  # the last look found no row under the key (so a miss needs no report of why)
 
 
 # -- the registry of memoized functions ---------------------------------------------------------
@@ -131,7 +135,7 @@ def _identity(fn: types.FunctionType, qualified: str) -> str:
 class _Binder:
     """Binds a call's arguments to the signature, defaults applied, in parameter order."""
 
-    def __init__(self, fn: Callable[..., Any], ignore: frozenset[str]) -> None:
+    def __init__(self, fn: Callable[..., Any], ignore: frozenset[str], shown: str) -> None:
         self.signature = inspect.signature(fn)
         params = list(self.signature.parameters.values())
         names = [p.name for p in params]
@@ -148,6 +152,9 @@ class _Binder:
         self.names = names
         self.defaults = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
         self.var_keyword = next((p.name for p in params if p.kind is inspect.Parameter.VAR_KEYWORD), None)
+        # What an unhashable argument is called in the error (made once, not on every call).
+        self.labels = _Labels(shown)
+        self.heads = _Heads()
 
     def shared(self, bound: list[tuple[str, Any]]) -> list[bytes]:
         """Return the key part saying which arguments are one mutable object (``**kwargs`` looked into)."""
@@ -172,6 +179,36 @@ class _Binder:
         return [(n, v) for n, v in bound.arguments.items() if n not in self.ignore]
 
 
+_pack_q = struct.Struct("<q").pack
+_DIGEST_SIZE = 16  # content_hash's digests
+
+
+def _framed(parts: list[bytes]) -> bytes:
+    """Return the bytes ``combine`` digests: each part after its length."""
+    return b"".join([_pack_q(len(part)) + part for part in parts])
+
+
+class _Heads(dict[str, bytes]):
+    """For each parameter name, what comes before its digest in the key's bytes: its framed length and name."""
+
+    def __missing__(self, name: str) -> bytes:
+        raw = name.encode() + b"\0"
+        head = self[name] = _pack_q(len(raw) + _DIGEST_SIZE) + raw
+        return head
+
+
+class _Labels(dict[str, str]):
+    """``argument 'x' of f`` for each parameter name, made on first use."""
+
+    def __init__(self, shown: str) -> None:
+        super().__init__()
+        self.shown = shown
+
+    def __missing__(self, name: str) -> str:
+        label = self[name] = f"argument '{name}' of {self.shown}"
+        return label
+
+
 # -- the memoized function ----------------------------------------------------------------------
 
 
@@ -191,7 +228,7 @@ class MemoizedFunction(Generic[R]):
         self.__wrapped__ = fn
         self._fn = fn
         self._options = options
-        self._binder = _Binder(fn, options.ignore)
+        self._binder = _Binder(fn, options.ignore, fn.__name__)
         self._name: str = fn.__name__
         self._qualified = f"{fn.__module__}.{fn.__qualname__}"
         self._fid = _identity(fn, self._qualified)  # type: ignore[arg-type]
@@ -206,8 +243,11 @@ class MemoizedFunction(Generic[R]):
         self._key_locks_guard = threading.Lock()
         self._inflight: dict[tuple[int, str], asyncio.Future[Any]] = {}
         self._stale_checked = False
+        # Its last run in this process ended within QUICK_BODY: the next miss skips the lease.
+        self._quick = False
         self._tracker: CodeTracker | None = None
         self._carried: list[CodeState | None] | None = None  # [the sender's state, ours when it arrived]
+        self._prefix: tuple[CodeState | None, bytes] = (None, b"")  # the key's framed parts before the arguments
         self._last_store: tuple[tuple[Any, ...], Store] | None = None
         self.last_call: Call | None = None
         self.last_hit = False
@@ -284,14 +324,15 @@ class MemoizedFunction(Generic[R]):
         kwdefaults = fn.__kwdefaults__
         if fn.__defaults__ is not binder.seen[0] or kwdefaults is not binder.seen[1] or \
                 (kwdefaults and list(kwdefaults.items()) != binder.seen[2]):
-            self._binder = binder = _Binder(fn, self._options.ignore)
+            self._binder = binder = _Binder(fn, self._options.ignore, self._name)
         bound = binder.bind(args, kwargs)
         met = things_met
         outer_met = getattr(met, "found", None)
         found: list[Any] = []
         met.found = found
         try:
-            arguments = {name: content_hash(value, f"argument '{name}' of {self._name}") for name, value in bound}
+            labels = binder.labels
+            arguments = {name: content_hash(value, labels[name]) for name, value in bound}
             state = self.code_state()
         finally:
             met.found = outer_met
@@ -302,12 +343,17 @@ class MemoizedFunction(Generic[R]):
             found = [item for item in found if not (type(item) is tuple and item and item[0] is CLOCK)]
         if clock:
             deps = dataclasses.replace(deps, clock=clock_reads(deps.clock + clock))
-        key = combine(
-            [b"nbm1", self._fid.encode(), state.code, state.deps_digest, self._version]
-            + [name.encode() + b"\0" + digest for name, digest in arguments.items()]
-            + binder.shared(bound)
-            + (_random_state.shared(found) if len(found) > 1 else [])
-        ).hex()
+        # The bytes ``combine`` digests (each part after its length), its fixed parts framed once per code state.
+        prefix = self._prefix
+        if prefix[0] is not state:
+            self._prefix = prefix = (state, _framed([b"nbm1", self._fid.encode(), state.code, state.deps_digest,
+                                                     self._version]))
+        heads = binder.heads
+        framed = prefix[1] + b"".join([heads[name] + digest for name, digest in arguments.items()])
+        rest = binder.shared(bound)
+        if len(found) > 1:
+            rest += _random_state.shared(found)
+        key = xxhash.xxh3_128_hexdigest(framed + _framed(rest) if rest else framed)
         if deps.skipped:
             for label, reason in deps.skipped.items():
                 warn_once(f"skipped:{self._qualified}:{label}",
@@ -343,7 +389,11 @@ class MemoizedFunction(Generic[R]):
         conditions: Conditions | None = None
         try:
             record = store.get(key)
-            if record is not None and record.header.conditioned and not record.header.expired():
+            if call is not None and key == call.key:
+                call.absent = record is None
+            if record is None or (record.header.expires and record.header.expired()):
+                return _MISS
+            if record.header.conditioned:
                 record, conditions, _ = conditioned_entry(store, key, record)
         except CorruptRecord as exc:
             self._drop_corrupt(store, key, str(exc))
@@ -354,7 +404,7 @@ class MemoizedFunction(Generic[R]):
             warn_once(f"storage:{store.directory}", f"cannot read the cache in {store.directory} "
                       f"({type(exc).__name__}: {exc}); computing instead", StorageWarning)
             return _MISS
-        if record is None or record.header.expired():
+        if record is None or (record.header.expires and record.header.expired()):
             return _MISS
         try:
             value = record.load(self._options.mmap)
@@ -481,11 +531,22 @@ class MemoizedFunction(Generic[R]):
 
     def _lookup_or_compute(self, store: Store, call: Call, args: tuple[Any, ...], kwargs: dict[str, Any],
                            refresh: bool, outer: Recorders) -> Any:
-        with self._key_lock(call.key):
-            if not refresh:
+        with self._key_lock(call.key) as waited:
+            if waited and not refresh:
+                # Another thread of ours computed this key while we waited for it.
                 value = self._read(store, call.key, call, outer)
                 if value is not _MISS:
                     return value
+            if self._quick and not refresh and not store.leased(call.key):
+                # Its last run here ended within QUICK_BODY and no one else is computing this key: it
+                # runs without the lease's two commits, and takes the lease only if it goes on past
+                # QUICK_BODY (a background thread does), so that others wait for a slow run.
+                store.run_started(call.key)
+                try:
+                    return self._compute(store, call, args, kwargs, outer, refresh)
+                finally:
+                    if store.run_finished(call.key):
+                        self._release(store, [call.key])
             leased = False
             watch = Watch()
             delay = 0.001
@@ -540,9 +601,14 @@ class MemoizedFunction(Generic[R]):
         recorder = Recorder(self._options.files)
         before = _random_state.object_states(call.generators) if call.generators else {}
         start = time.perf_counter()
-        with computing(call.key), _room_for_our_frames(), _conditions.recording(recorder, outer):
-            result = self._fn(*args, **kwargs)
+        try:
+            with computing(call.key), _room_for_our_frames(), _conditions.recording(recorder, outer):
+                result = self._fn(*args, **kwargs)
+        except BaseException:
+            self._quick = False
+            raise
         duration = time.perf_counter() - start
+        self._quick = duration < QUICK_BODY
         stored = self._write(store, call, result, duration, (recorder, before, outer))
         self._announce_computed(duration, stored is not None)
         return result
@@ -561,17 +627,20 @@ class MemoizedFunction(Generic[R]):
         self._key_locks = {}
         self._key_locks_guard = threading.Lock()
         self._inflight = {}
+        self._quick = False  # a forked child may be the worker the slow calls go to
 
     @contextlib.contextmanager
-    def _key_lock(self, key: str) -> Iterator[None]:
+    def _key_lock(self, key: str) -> Iterator[bool]:
+        """Hold this process's lock on ``key``; say whether another thread held or wanted it first."""
         if self._pid != os.getpid():
             self._reset_after_fork()
         with self._key_locks_guard:
             entry = self._key_locks.setdefault(key, [threading.Lock(), 0])
             entry[1] += 1
+            waited = entry[1] > 1
         try:
             with entry[0]:
-                yield
+                yield waited
         finally:
             with self._key_locks_guard:
                 entry[1] -= 1
@@ -610,6 +679,8 @@ class MemoizedFunction(Generic[R]):
 
     async def _aserve(self, call: Call, args: tuple[Any, ...], kwargs: dict[str, Any], refresh: bool,
                       outer: Recorders) -> Any:
+        import asyncio  # loaded already: this runs on its event loop
+
         self._refuse_recursion(call)
         store = self._store()
         if self._pid != os.getpid():
@@ -635,6 +706,8 @@ class MemoizedFunction(Generic[R]):
 
     async def _acompute(self, store: Store, call: Call, slot: tuple[int, str], args: tuple[Any, ...],
                         kwargs: dict[str, Any], refresh: bool, outer: Recorders) -> Any:
+        import asyncio  # loaded already: this runs on its event loop
+
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._inflight[slot] = future
         leased = False
@@ -862,6 +935,7 @@ class MemoizedFunction(Generic[R]):
         # Who it is comes with it: a worker can fingerprint neither a lambda's source nor the notebook.
         self._fid, self._notebook = state["fid"], state["notebook"]
         self._tag = owner_tag(self._fid, self._notebook)
+        self._prefix = (None, b"")
         # The sender's code state (a notebook keys by source, which a worker lacks) holds for as
         # long as this function's own resolution stays what it was on arrival.
         self._carried = [state["code"], None]

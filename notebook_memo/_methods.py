@@ -7,7 +7,6 @@ no ids. A copy or a pickle of the object starts with empty caches.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 import os
@@ -208,6 +207,8 @@ class _PerObjectCache:
 
     async def _acompute(self, caches: InstanceCaches, table: dict[bytes, tuple[Any, float]], key: bytes,
                         call: Callable[[], Any], busy: str) -> Any:
+        import asyncio  # loaded already: this runs on its event loop
+
         running = caches.inflight.get((self.name, key))
         if isinstance(running, asyncio.Future):
             return await asyncio.shield(running)

@@ -13,6 +13,7 @@ import contextlib
 import ctypes
 import functools
 import importlib
+import struct
 import sys
 import threading
 import weakref
@@ -102,8 +103,60 @@ _mt_address: list[Any] = [None, 0]  # the legacy global bit generator, and where
 
 
 def _random_digest(state: Any) -> str:
-    version, words, gauss = state
+    version, words, gauss = _random_state_of(state)
     return xxhash.xxh3_128_hexdigest(array.array("Q", words).tobytes() + repr((version, gauss)).encode())
+
+
+class _RandomWords:
+    """The state of Python's global ``random`` read in place (2.5 kB), turned into getstate()'s form only
+    when it is needed (to digest it): a run that draws nothing costs two reads and a compare, not two
+    625-int tuples built and compared."""
+
+    __slots__ = ("gauss", "raw")
+
+    def __init__(self, raw: bytes, gauss: Any) -> None:
+        self.raw, self.gauss = raw, gauss
+
+    def state(self) -> Any:
+        index, *words = struct.unpack(_RANDOM_LAYOUT, self.raw)
+        return sys.modules["random"].Random.VERSION, (*words, index), self.gauss
+
+
+_RANDOM_LAYOUT = "=i624I"  # CPython's RandomObject after its object header: int index; uint32_t state[624]
+_random_offset: list[int | None] = []  # [offset of the words in the object] once checked, [None] if not usable
+
+
+def _random_words() -> _RandomWords | None:
+    """Read ``random``'s global Mersenne Twister in place, or None where its layout is not the one checked."""
+    inst = getattr(sys.modules["random"], "_inst", None)
+    if inst is None or type(inst) is not sys.modules["random"].Random:
+        return None
+    if not _random_offset:
+        _random_offset.append(_check_random_layout(inst))
+    offset = _random_offset[0]
+    if offset is None:
+        return None
+    return _RandomWords(ctypes.string_at(id(inst) + offset, struct.calcsize(_RANDOM_LAYOUT)), inst.gauss_next)
+
+
+def _check_random_layout(inst: Any) -> int | None:
+    """Return where the words lie when reading them there gives what getstate() says (before and after a
+    draw on a scratch generator), else None: the fast read is used only where it was seen to be right."""
+    offset = object.__basicsize__
+    try:
+        probe = type(inst)(12345)
+        for _ in range(2):
+            raw = ctypes.string_at(id(probe) + offset, struct.calcsize(_RANDOM_LAYOUT))
+            if _RandomWords(raw, probe.gauss_next).state() != probe.getstate():
+                return None
+            probe.random()
+    except Exception:
+        return None
+    return offset
+
+
+def _random_state_of(state: Any) -> Any:
+    return state.state() if type(state) is _RandomWords else state
 
 
 def _bytes_digest(state: Any) -> str:
@@ -155,16 +208,40 @@ def state_digest(name: str, state: Any) -> str:
     return str(_GLOBAL_GENERATORS[name][3](state))
 
 
-def snapshot(names: Iterable[str] | None = None) -> dict[str, Any]:
+def snapshot(names: Iterable[str] | None = None, lazy: bool = False) -> dict[str, Any]:
     """Return the states of the global generators loaded now (or of ``names``), as read (digested
-    only when needed)."""
+    only when needed). ``lazy``: ``random``'s may be read in place, for ``changed_since`` and
+    ``state_digest`` only."""
     found = {}
     for name in _GLOBAL_GENERATORS if names is None else names:
         spec = _GLOBAL_GENERATORS.get(name)  # a name read from a record may be one this version lacks
         if spec is not None and spec[0] in sys.modules:
             with contextlib.suppress(Exception):
-                found[name] = spec[1]()
+                if lazy and name == "random":
+                    found[name] = _random_words() or spec[1]()
+                elif lazy and name == "numpy":
+                    found[name] = _numpy_state_now()
+                else:
+                    found[name] = spec[1]()
     return found
+
+
+def _numpy_state_now() -> Any:
+    """Return np.random's state; the one read last time while its words (read in place) are the same, it
+    held no cached Gaussian and nothing seeded or set it since (every run would otherwise pay get_state)."""
+    last = _numpy_last
+    if last[0] is not None and last[1] == _seed_generation[0] and ("numpy.random", "seed") in _wrapped_seeders \
+            and ("numpy.random", "set_state") in _wrapped_seeders and _numpy_words() == last[0]:
+        return last[2]
+    generation = _seed_generation[0]
+    state = _numpy_get()
+    if _is_mt(state) and not state.get("has_gauss"):
+        _numpy_last[:] = [_words_of(state), generation, state]
+    return state
+
+
+_numpy_last: list[Any] = [None, 0, None]  # np.random's words, the seeding generation and its state when read
+_seed_generation = [0]  # bumped before and after every watched seeding call
 
 
 def changed_since(before: dict[str, Any], seeded: Iterable[str] = (),
@@ -182,6 +259,11 @@ def changed_since(before: dict[str, Any], seeded: Iterable[str] = (),
         old = before.get(name, _ABSENT)
         if old is not _ABSENT and name == "numpy" and name not in seeded and _numpy_unchanged(old):
             continue
+        if type(old) is _RandomWords:
+            now_words = _random_words()
+            if now_words is not None and now_words.raw == old.raw and now_words.gauss == old.gauss:
+                continue
+            old = old.state()
         try:
             now = spec[1]()
         except Exception:
@@ -244,7 +326,11 @@ def _seeder(generator: str, attr: str, original: Any, on_seed: Callable[[str, bo
     def seed(*args: Any, **kwargs: Any) -> Any:
         given = args[0] if args else next(iter(kwargs.values()), None)
         on_seed(generator, by_entropy and given is None)
-        return original(*args, **kwargs)
+        _seed_generation[0] += 1
+        try:
+            return original(*args, **kwargs)
+        finally:
+            _seed_generation[0] += 1
 
     seed._notebook_memo_original = original  # type: ignore[attr-defined]
     return seed

@@ -28,9 +28,9 @@ from typing import Any, TypeVar
 import diskcache
 from diskcache.core import UNKNOWN
 
-from ._config import TOUCH_FLUSH_INTERVAL, resolve_lease, resolve_secret, warn_once
+from ._config import QUICK_BODY, TOUCH_FLUSH_INTERVAL, resolve_lease, resolve_secret, warn_once
 from ._errors import StorageWarning
-from ._leases import Leases, Watch, at_fork_in_child, gate, marks, slices
+from ._leases import LOCK_PREFIX, Leases, Watch, at_fork_in_child, gate, marks, slices
 from ._serialize import (
     CorruptRecord,
     ForeignRecord,
@@ -52,7 +52,9 @@ MODE_RECORD = 16  # a diskcache row mode of ours: the value column holds a recor
 _DB_NAME = "cache.db"
 _MARKER = "NOTEBOOK_MEMO_CACHE"
 _REVALIDATE = 0.25
+_BACKGROUND_CHECK = 3 * TOUCH_FLUSH_INTERVAL  # a read checks itself when the background thread has not for this long
 _HOT_ENTRIES = 1024
+_SEEN_ENTRIES, _SEEN_LARGEST = 4096, 2048  # at most 8 MiB of row bytes kept to recognise verified records
 _ORPHAN_GRACE = 60.0  # repair keeps unreferenced payload files this young: a writer may be about to index them
 _EVICT_BATCH = 16
 _SCAN_CHUNK = 1000  # rows per query of a scan
@@ -60,6 +62,8 @@ _DELETE_CHUNK = 500  # records per transaction of a bulk delete
 # A bulk read rewrites a row's access time (for LRU eviction) only when it is older than this: rewriting
 # every row read costs more than reading it.
 _TOUCH_RESOLUTION = 60.0
+_VOLUME_EVERY = 1.0
+_LATE_LEASE_POLL = 0.02  # how often the background thread looks for runs without a lease gone past QUICK_BODY
 
 
 @dataclass
@@ -104,6 +108,24 @@ class _Corrupt:
 
 
 _FOREIGN = _Foreign()
+
+# A hit's one statement: the columns of the row under a raw (text) key. Expiry is checked in Python.
+_SELECT_RECORD = "SELECT mode, filename, value, expire_time FROM Cache WHERE key = ? AND raw = 1"
+
+
+def _verified_record(row: str, mode: int, filename: str | None, value: Any, directory: str,
+                     signer: Signer | None) -> StoredRecord:
+    """Return the record an index row holds once its header is verified against ``row``; raise otherwise.
+
+    Rows in diskcache's own modes (pickles, files, plain numbers) are refused unread.
+    """
+    if mode != MODE_RECORD or not isinstance(value, bytes):
+        raise ForeignRecord("the index row was not written by notebook_memo (a diskcache pickle or file "
+                            "row): it is never unpickled")
+    header, inline = decode_header(value)
+    header.verify(row, filename, signer)
+    return StoredRecord(row, header, inline, filename, directory, signer, True)
+
 
 
 class _RecordDisk(diskcache.Disk):
@@ -176,23 +198,6 @@ class _RecordDisk(diskcache.Disk):
                 "SELECT 1 FROM Cache WHERE filename = ? LIMIT 1", (file_path,)).fetchone() is not None
         except sqlite3.Error:
             return True
-
-
-def verified_record(row: str, mode: int, filename: str | None, value: Any, directory: str,
-                    signer: Signer | None) -> StoredRecord:
-    """Return the record of the index row SELECTed by its key ``row``, verified as ``Store.get`` verifies one.
-
-    Raises ForeignRecord for a row notebook_memo did not write (never unpickled) and CorruptRecord
-    for a record whose header is damaged, forged, or names another key or payload file.
-    """
-    if mode != MODE_RECORD:
-        raise ForeignRecord("the index row was not written by notebook_memo (a diskcache pickle or file "
-                            "row): it is never unpickled")
-    if not isinstance(value, bytes):
-        raise CorruptRecord("the record header is damaged")
-    header, inline = decode_header(value)
-    header.verify(row, filename, signer)
-    return StoredRecord(row, header, inline, filename, directory, signer, True)
 
 
 def listed_record(row: str, filename: str | None, value: Any, directory: str,
@@ -315,9 +320,20 @@ class Store:
         self._leases = Leases()
         self._flusher: threading.Thread | None = None
         self._stop = threading.Event()
+        self._running: dict[str, list[Any]] = {}  # keys computed without a lease: [started, lease taken since]
+        self._ran = 0.0  # when the last of them finished
+        self._wake = threading.Event()  # wakes a dozing background thread when a run without a lease starts
+        self._dozing = False
         self._checked = 0.0
+        self._recheck = False  # the background thread saw the index replaced or removed
         self._hot: dict[str, tuple[float, StoredRecord]] = {}
+        # Records verified here, with the row bytes they came from: a later read of the same bytes
+        # (a cell run again) skips decoding and verifying them again.
+        self._seen: dict[str, tuple[bytes, StoredRecord]] = {}
         self._pending_hits: dict[str, int] = {}  # function id -> hits not yet written
+        # The size limit is checked when this process has written its headroom since the volume was
+        # last measured, or that was _VOLUME_EVERY seconds ago: not with a volume query per write.
+        self._written, self._headroom, self._measured = 0, 0, 0.0
         self._last_hit: dict[str, float] = {}
 
     # -- opening, and reopening when the directory was removed ------------------------------
@@ -377,6 +393,7 @@ class Store:
 
     def _handles(self) -> tuple[diskcache.Cache, diskcache.Cache]:
         self._checked = time.monotonic()
+        self._recheck = False
         current = self._index_ident()
         if current is None or current != self._ident or self._reader is None:
             with self._lock:
@@ -388,18 +405,37 @@ class Store:
         assert self._reader is not None and self._writer is not None
         return self._reader, self._writer
 
+    def _due(self, now: float) -> bool:
+        """Return whether a read must first check that the directory is still the one opened, and who may write it.
+
+        While the background thread runs it checks every few seconds (``revalidate``), so a hit makes
+        no system call; without it, a read checks when the last check is REVALIDATE seconds old.
+        """
+        return self._recheck or now - self._checked > (_REVALIDATE if self._flusher is None else _BACKGROUND_CHECK)
+
+    def revalidate(self) -> None:
+        """Check the directory off the hit path (the background thread): replaced, removed, or writable by others."""
+        if self._reader is None or self._recheck:
+            return
+        if self._index_ident() != self._ident:
+            self._recheck = True  # the next read reopens
+            return
+        self._trouble = directory_trouble(self.directory)
+        self._checked = time.monotonic()
+
     @property
     def reader(self) -> diskcache.Cache:
-        # Reads re-check that the directory is still the one opened at most every
-        # REVALIDATE seconds: a stat per hit would cost more than the lookup itself.
         reader = self._reader
-        if reader is None or time.monotonic() - self._checked > _REVALIDATE:
+        if reader is None or self._due(time.monotonic()):
             return self._handles()[0]
         return reader
 
     @property
     def writer(self) -> diskcache.Cache:
-        return self._handles()[1]
+        writer = self._writer
+        if writer is None or self._reader is None or self._due(time.monotonic()):
+            return self._handles()[1]
+        return writer
 
     def _exists(self) -> bool:
         return os.path.exists(os.path.join(self.directory, _DB_NAME))
@@ -432,41 +468,48 @@ class Store:
     def get(self, key: str) -> StoredRecord | None:
         """Return the verified record under ``key``, or None; raises CorruptRecord for a row it refuses.
 
-        A record read from the index is reused for up to REVALIDATE seconds: repeated hits
-        on one key skip SQLite. Our own writes and deletes drop it at once; another
-        process's delete or overwrite of the same key is seen within that window.
+        One SELECT on the store's own connection (diskcache's ``get`` would add its key and value
+        codecs around the same statement). A record read from the index is reused for up to
+        REVALIDATE seconds: repeated hits on one key skip SQLite. Our own writes and deletes drop it
+        at once; another process's delete or overwrite of the same key is seen within that window.
         """
         signer = self.signer()
-        row = self.row_key(key, signer)
+        row = key if signer is None else f"{key}~{signer.keyid.hex()}"
         now = time.monotonic()
         hot = self._hot.get(row)
         if hot is not None and now - hot[0] < _REVALIDATE:
             self._touch_later(row)
             return hot[1]
         with gate:
-            reader = self.reader
-            if self._refuses(signer):
+            reader = self._reader
+            if reader is None or self._due(now):
+                reader = self._handles()[0]
+            if self._trouble is not None and self._refuses(signer):
                 return None
             try:
-                record = reader.get(row)
+                # On the writer's connection: its page cache stays valid across our own writes (a miss
+                # writes, and the next lookup need not read again what the write just touched).
+                found = self._writer._con.execute(_SELECT_RECORD, (row,)).fetchone()  # type: ignore[union-attr]
             except sqlite3.DatabaseError as exc:
                 if _is_damaged_database(exc):
                     with self._lock:
                         self._set_aside(exc)
                     return None
                 raise
-        if record is None:
+        if found is None or (found[3] is not None and found[3] <= time.time()):
             self._hot.pop(row, None)
-            return None
-        if record is _FOREIGN:
-            raise ForeignRecord("the index row was not written by notebook_memo (a diskcache pickle or file "
-                                "row): it is never unpickled")
-        if isinstance(record, _Corrupt):
-            raise CorruptRecord("the record header is damaged")
-        if not isinstance(record, StoredRecord):
-            raise ForeignRecord("the index row was not written by notebook_memo: it is never unpickled")
-        record.header.verify(row, record.filename, signer)
-        record.key, record.signer, record.verified = row, signer, True
+            return None  # none, or past the life the index gives it (diskcache's expire_time)
+        mode, filename, value = found[0], found[1], found[2]
+        seen = self._seen.get(row)
+        if seen is not None and seen[0] == value and seen[1].filename == filename and seen[1].signer == signer \
+                and mode == MODE_RECORD:
+            record = seen[1]  # the very bytes verified before for this row: the same answer
+        else:
+            record = _verified_record(row, mode, filename, value, self.directory, signer)
+            if len(value) <= _SEEN_LARGEST:
+                if len(self._seen) >= _SEEN_ENTRIES:
+                    self._seen.clear()
+                self._seen[row] = (value, record)
         self._touch_later(row)
         if len(self._hot) >= _HOT_ENTRIES:
             self._hot.clear()
@@ -496,19 +539,22 @@ class Store:
         writer = self.writer
         if self._refuses(signer):
             return 0
-        if self._pending_touch:
-            # Recent hits decide what is least recently used. Through the writer's own connection:
-            # this may run inside a caller's write transaction (a batch chunk), which any other
-            # connection of ours would wait on.
-            keys, self._pending_touch = self._pending_touch, set()
-            with writer.transact():
-                for key in keys:
-                    writer.get(key)  # the LRU policy records the access time
         self._hot.clear()
         expire = None if keep_until is None else max(keep_until - time.time(), 0.001)
-        writer.set(row, _NewRecord(row, payload, inline, make_header), expire=expire, tag=tag)
+        with writer.transact():
+            if self._pending_touch:
+                # Recent hits decide what is least recently used: written with this record, through
+                # the writer's own connection (this may run inside a caller's write transaction, a
+                # batch chunk, which any other connection of ours would wait on).
+                keys, self._pending_touch = self._pending_touch, set()
+                con, now = writer._con, time.time()
+                for part in slices(sorted(keys)):
+                    con.execute(f"UPDATE Cache SET access_time = ? WHERE key IN ({marks(len(part))})", [now, *part])
+            writer.set(row, _NewRecord(row, payload, inline, make_header), expire=expire, tag=tag)
         self._hot.clear()
-        self._enforce_limit(writer)
+        self._written += payload.nbytes + len(row) + 1024  # the payload, and about what its row adds to the index
+        if self._written >= self._headroom or time.monotonic() - self._measured > _VOLUME_EVERY:
+            self._enforce_limit(writer)
         return payload.nbytes
 
     @contextlib.contextmanager
@@ -535,7 +581,7 @@ class Store:
         """
         limit = self.size_limit if limit is None else limit
         evicted = 0
-        while writer.volume() > limit:
+        while (volume := writer.volume()) > limit:
             rows = connection(self.directory).execute(
                 "SELECT key FROM Cache WHERE mode = ? AND raw = 1 ORDER BY access_time LIMIT ?",
                 (MODE_RECORD, _EVICT_BATCH)).fetchall()
@@ -546,6 +592,10 @@ class Store:
                 evicted += bool(writer.delete(row))
                 if writer.volume() <= limit:
                     break
+        if not evicted and limit == self.size_limit:
+            # What this process may write before the volume is measured again; others' writes are
+            # seen when it is, at least every _VOLUME_EVERY seconds.
+            self._written, self._headroom, self._measured = 0, limit - volume, time.monotonic()
         return evicted
 
     @_gated
@@ -638,7 +688,7 @@ class Store:
                          f"({marks(len(part))}) AND raw = 1 AND (expire_time IS NULL OR expire_time > ?)")
                 for row, mode, filename, value, used in con.execute(query, (*part, now)):
                     try:
-                        found[rows[row]] = verified_record(row, mode, filename, value, self.directory, signer)
+                        found[rows[row]] = _verified_record(row, mode, filename, value, self.directory, signer)
                     except CorruptRecord as exc:
                         found[rows[row]] = exc
                     if not isinstance(used, (int, float)) or used < now - _TOUCH_RESOLUTION:
@@ -833,6 +883,43 @@ class Store:
             with contextlib.suppress(OSError, sqlite3.Error):
                 self._leases.renew(connection(self.directory))
 
+    @_gated
+    def leased(self, key: str) -> bool:
+        """Return whether a lease row for ``key`` exists (someone computes it, or did and died): one read."""
+        try:
+            return self.writer._con.execute("SELECT 1 FROM Cache WHERE key = ? AND raw = 1",
+                                            (LOCK_PREFIX + key,)).fetchone() is not None
+        except Exception:
+            return True  # cannot tell (no working storage): take the careful path
+
+    # -- runs without a lease: a quick function's miss takes one only if it turns out slow -----------
+    def run_started(self, key: str) -> None:
+        """Note that ``key`` is being computed without a lease; it gets one if it runs past QUICK_BODY."""
+        self._running[key] = [time.monotonic(), False]
+        if self._flusher is None:
+            self._start_flusher()
+        elif self._dozing:
+            self._dozing = False
+            self._wake.set()
+
+    def run_finished(self, key: str) -> bool:
+        """Forget the run of ``key``; return True when a lease was taken for it meanwhile (the caller gives it back)."""
+        with self._lock:
+            entry = self._running.pop(key, None)
+        self._ran = time.monotonic()
+        return entry is not None and entry[1]
+
+    def lease_long_runs(self, now: float) -> None:
+        """Take the leases of the runs without one that have gone on past QUICK_BODY (on the background thread)."""
+        with self._lock:
+            due = [key for key, (started, leased) in self._running.items()
+                   if not leased and now - started >= QUICK_BODY]
+            if not due:
+                return
+            with contextlib.suppress(Exception):  # no lease: others may compute it too, which is only work
+                for key, taken in zip(due, self.try_leases(due, [None] * len(due))):
+                    self._running[key][1] = taken
+
     def holds_leases(self) -> bool:
         return bool(self._leases.held)
 
@@ -856,29 +943,49 @@ class Store:
         self._lock = threading.RLock()
         self._flusher = None
         self._stop = threading.Event()
+        self._running, self._ran, self._wake, self._dozing = {}, 0.0, threading.Event(), False
         self._leases = Leases()
         self._pending_touch, self._pending_hits, self._last_hit = set(), {}, {}
         self._hot = {}
         self._checked = 0.0
+        self._recheck = False
 
     @_gated
     def close(self) -> None:
         self._stop.set()
+        self._wake.set()
         self.flush()
         self._close_handles()
 
 
 def _flush_loop(ref: weakref.ReferenceType[Store]) -> None:
     interval = min(TOUCH_FLUSH_INTERVAL, resolve_lease() / 3)
+    flushed = 0.0
     while True:
         store = ref()
         if store is None or store._stop.is_set():
             return
         try:
-            store.flush()
+            now = time.monotonic()
+            if store._running:
+                store.lease_long_runs(now)
+            if now - flushed >= interval:
+                flushed = now
+                store.flush()
+                with contextlib.suppress(Exception):
+                    store.revalidate()
+            # While runs without a lease go on (and a while after), look at them often; else doze.
+            watching = bool(store._running) or now - store._ran < 1.0
+            wake = store._wake
+            if not watching:
+                store._dozing = True
         finally:
             del store
-        time.sleep(interval)
+        if watching:
+            time.sleep(_LATE_LEASE_POLL)
+        else:
+            wake.wait(interval)
+            wake.clear()
 
 
 _stores: dict[str, Store] = {}

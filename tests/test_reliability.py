@@ -199,7 +199,7 @@ def test_a_truncated_payload_file_is_detected(counter: Counter) -> None:
 
 
 def test_a_flipped_byte_in_a_large_payload_is_detected(counter: Counter) -> None:
-    # Large payloads are checksummed on a second thread while they are written and read.
+    # Large payloads are checksummed on a second thread while they are written, and chunk by chunk as they are read.
     @memo
     def large() -> np.ndarray:
         counter()

@@ -1,0 +1,259 @@
+"""The per-call path made lean (issue 15): what it skips must never change what it answers.
+
+A miss of a function known to be quick runs without a lease but takes one if the run turns out
+slow; a hit is one SELECT; the random-state check reads generator states in place. Each shortcut
+is pinned here by the wrong answer (or the duplicate work) it would give if it were unsound.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from notebook_memo import _random_state, memo
+from tests.conftest import Counter, worker_env, worker_script
+
+# -- the statements a call issues ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def statements(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Every SQL statement run on connections opened from now on (a fresh cache directory's)."""
+    seen: list[str] = []
+    connect = sqlite3.connect
+
+    def traced(*args: object, **kwargs: object) -> sqlite3.Connection:
+        con = connect(*args, **kwargs)  # type: ignore[arg-type]
+        con.set_trace_callback(seen.append)
+        return con
+
+    monkeypatch.setattr(sqlite3, "connect", traced)
+    yield seen
+
+
+def test_a_miss_of_a_quick_function_is_one_lookup_and_one_write_transaction(statements: list[str],
+                                                                              counter: Counter) -> None:
+    @memo
+    def add(a: int, b: str = "x") -> int:
+        counter()
+        return a + len(b)
+
+    add(0)
+    add(1)  # the first runs take the lease: nothing is known yet of how long the body takes
+    statements.clear()
+    assert add(2) == 3 and counter.n == 3
+    begins = [s for s in statements if s.startswith("BEGIN")]
+    reads = [s for s in statements if s.startswith("SELECT") and "Settings" not in s]
+    assert len(begins) == 1, statements  # the record (and nothing else) is written in one transaction
+    # The lookup, the look for someone else's lease, and diskcache's read of the row it replaces.
+    assert len(reads) == 3, statements
+    statements.clear()
+    assert add(2) == 3 and counter.n == 3
+    assert [s for s in statements if not s.startswith("PRAGMA")] == [statements[0]] and \
+        statements[0].startswith("SELECT"), statements  # a hit: one SELECT
+
+
+def test_a_slow_first_run_takes_the_lease(statements: list[str]) -> None:
+    @memo
+    def slow(a: int) -> int:
+        time.sleep(0.05)
+        return a
+
+    slow(1)
+    statements.clear()
+    slow(2)  # the last run was slow: this one takes the lease before it starts
+    assert any(s.startswith("INSERT") and "lock:" in s for s in statements), statements
+
+
+# -- compute-once holds for a quick function's slow run ------------------------------------------------------
+
+QUICK_THEN_SLOW = """
+@memo
+def work(x, out=log):
+    out.write(f"start {x} {os.getpid()}\\n")
+    if x:
+        time.sleep(8)
+    return x * 10
+
+if sys.argv[1] == "first":
+    work(0)  # quick: this process will run its next miss without a lease...
+    print(json.dumps(work(1)))  # ...which goes on for 8 s: it must take the lease meanwhile
+else:
+    print(json.dumps(work(1)))
+"""
+
+
+def _lease_rows(cache_dir: Path) -> list[str]:
+    try:
+        with sqlite3.connect(str(cache_dir / "cache.db")) as db:
+            return [key for (key,) in db.execute("SELECT key FROM Cache WHERE key LIKE 'lock:%'")]
+    except sqlite3.Error:
+        return []
+
+
+def test_a_quick_function_s_slow_run_takes_the_lease_so_another_process_waits(tmp_path: Path,
+                                                                               cache_dir: Path) -> None:
+    script = worker_script(tmp_path / "work.py", QUICK_THEN_SLOW)
+    log = tmp_path / "log.txt"
+    env = worker_env(cache_dir)
+    first = subprocess.Popen([sys.executable, str(script), "first", str(log)], env=env, stdout=subprocess.PIPE,
+                             text=True)
+    deadline = time.monotonic() + 60
+    while not (log.exists() and "start 1" in log.read_text()):
+        assert time.monotonic() < deadline and first.poll() is None, "the first process never started work(1)"
+        time.sleep(0.01)
+    # The lease is taken by the first process's background thread soon after the run began. Without it
+    # the second process would compute work(1) too (give up waiting for it after 2 s).
+    give_up = time.monotonic() + 2
+    while not _lease_rows(cache_dir) and time.monotonic() < give_up:
+        time.sleep(0.01)
+    assert first.poll() is None  # still computing (8 s): the second process comes while it runs
+    second = subprocess.run([sys.executable, str(script), "second", str(log)], env=env, capture_output=True,
+                            text=True, timeout=120)
+    out, _ = first.communicate(timeout=120)
+    assert first.returncode == 0 and second.returncode == 0, second.stderr
+    assert out.strip() == second.stdout.strip() == "10"
+    assert log.read_text().count("start 1") == 1, log.read_text()
+    assert _lease_rows(cache_dir) == []  # given back once the result was written
+
+
+# -- random states read in place ------------------------------------------------------------------------------
+
+
+def test_python_random_read_in_place_is_getstate() -> None:
+    random.seed(7)
+    for _ in range(3):
+        words = _random_state._random_words()
+        assert words is not None, "the in-place read of random's state was refused on this CPython"
+        assert words.state() == random.getstate()
+        random.gauss(0, 1)  # also leaves a cached value in gauss_next on some versions
+        random.random()
+
+
+def test_a_body_that_only_takes_random_s_cached_gauss_is_seen_to_draw(counter: Counter) -> None:
+    @memo
+    def noise() -> float:
+        counter()
+        return random.gauss(0, 1)
+
+    random.seed(3)
+    random.gauss(0, 1)
+    state = random.getstate()
+    first = noise()
+    after = random.getstate()
+    assert after != state  # the body drew: the words or the cached Gaussian moved
+    random.setstate(state)
+    assert noise() == first and counter.n == 1  # the same state: a hit...
+    assert random.getstate() == after  # ...that leaves the generator as the body did
+    random.seed(4)
+    noise()
+    assert counter.n == 2  # another state: computed
+
+
+def test_numpy_s_state_read_once_is_never_reused_after_set_state_adds_a_cached_gaussian(counter: Counter) -> None:
+    @memo
+    def normal() -> float:
+        counter()
+        return float(np.random.standard_normal())
+
+    np.random.seed(11)
+    plain = np.random.get_state()
+    assert plain[3] == 0  # no cached Gaussian
+    normal()  # reads np.random's state (and remembers it) before the run
+    np.random.set_state(plain)
+    with_gauss = (*plain[:3], 1, 0.123456789)
+    np.random.set_state(with_gauss)  # the same words, and a cached Gaussian: another state
+    assert normal() == 0.123456789 and counter.n == 2
+    np.random.set_state(plain)
+    assert normal() != 0.123456789  # the state without the cached value: never the entry above
+
+
+# -- the key's bytes, built without a list of parts ----------------------------------------------------------
+
+
+def _reference_key(fn: object, call: object) -> str:
+    """The key as ``combine`` of its parts (the form every stored entry was keyed by)."""
+    from notebook_memo._hashing import aliasing_parts, combine
+
+    state = fn.code_state()  # type: ignore[attr-defined]
+    bound = fn._binder.bind(*call[1:])  # type: ignore[attr-defined,index]
+    parts = [b"nbm1", fn._fid.encode(), state.code, state.deps_digest, fn._version]  # type: ignore[attr-defined]
+    parts += [name.encode() + b"\0" + digest for name, digest in call[0].arguments.items()]  # type: ignore[index]
+    kw = fn._binder.var_keyword  # type: ignore[attr-defined]
+    parts += aliasing_parts([tuple(v.values()) if n == kw and type(v) is dict else v for n, v in bound])
+    return combine(parts).hex()
+
+
+def test_the_key_is_the_digest_of_its_framed_parts() -> None:
+    def work(a: object, b: str = "x", *args: object, c: int = 3, **kw: object) -> object:
+        return a
+
+    fn = memo(version="v2")(work)
+    shared = [1]
+    for args, kwargs in [((1,), {}), ((1, "abc"), {}), ((1, "b", 5, 6), {"c": 4, "z": [1, 2]}),
+                         (([1, 2], {"k": 0.5}), {}), ((np.arange(5),), {}), ((shared, shared), {}),
+                         ((shared, "b", shared), {"q": shared})]:
+        call = fn.make_call(args, kwargs)
+        assert call.key == _reference_key(fn, (call, args, kwargs))
+
+
+def test_a_hit_after_a_pause_makes_no_system_call(monkeypatch: pytest.MonkeyPatch, counter: Counter) -> None:
+    import os
+
+    @memo
+    def f(x: int) -> int:
+        counter()
+        return x
+
+    f(1)
+    f(1)  # a hit: the store's background thread runs from now on, and re-checks the directory itself
+    time.sleep(0.5)  # longer than a read's own re-check window (REVALIDATE)
+    calls: list[str] = []
+    for name in ("stat", "lstat", "open"):
+        real = getattr(os, name)
+        monkeypatch.setattr(os, name, lambda *a, _real=real, _name=name, **k: calls.append(_name) or _real(*a, **k))
+    assert f(1) == 1 and counter.n == 1
+    monkeypatch.undo()
+    assert calls == []
+
+
+# -- records recognised by their bytes ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["header", "payload", "another key's record"])
+def test_a_record_verified_before_is_verified_again_once_its_bytes_change(cache_dir: Path, counter: Counter,
+                                                                          where: str) -> None:
+    import warnings
+
+    @memo
+    def f(x: int) -> int:
+        counter()
+        return x * 7
+
+    f(1), f(2)
+    assert f(1) == 7 and counter.n == 2  # read, decoded and verified: its bytes are remembered
+    with sqlite3.connect(str(cache_dir / "cache.db"), isolation_level=None) as db:
+        rows = dict(db.execute("SELECT key, value FROM Cache WHERE key NOT LIKE 'lock:%' AND key NOT LIKE 'stats:%'"))
+        key1 = f.make_call((1,), {}).key
+        key2 = f.make_call((2,), {}).key
+        value = bytearray(rows[key1])
+        if where == "header":
+            value[40] ^= 1
+        elif where == "payload":
+            value[-1] ^= 1
+        else:
+            value = bytearray(rows[key2])  # a valid record, of f(2), under f(1)'s key
+        db.execute("UPDATE Cache SET value = ? WHERE key = ?", (bytes(value), key1))
+    time.sleep(0.3)  # past the window in which a record just read is reused without a lookup
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert f(1) == 7
+    assert counter.n == 3  # refused and recomputed, never 14 and never the damaged value

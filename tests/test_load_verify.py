@@ -1,0 +1,111 @@
+"""Every byte of a payload file is verified before its value is returned, in every chunk it is read in.
+
+Large payloads are read and checked chunk by chunk; these tests flip one byte at the edges of those
+chunks (first, last, either side of a boundary, the pickle stream) in a value of two arrays, read
+plainly or memory-mapped, signed or not, and check that the damage is refused and the value computed
+again.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from notebook_memo import StorageWarning, configure, memo
+from notebook_memo._serialize import _READ_CHUNK, dumps
+from tests.conftest import Counter
+
+REFUSED = ("checksum mismatch", "signature mismatch")
+
+
+def _value() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(7)
+    # The first buffer spans several read chunks and ends part-way into its last one; padding follows it.
+    first = rng.integers(0, 256, size=2 * _READ_CHUNK + _READ_CHUNK // 2 + 3, dtype=np.uint8)
+    return first, rng.random(_READ_CHUNK // 8 + 5)
+
+
+def _positions() -> dict[str, int]:
+    """File offsets to damage, named; the payload layout is the pickle, then each aligned buffer."""
+    first_at, second_at, end = dumps(_value()).layout()
+    return {
+        "pickle stream": 10,
+        "first byte of the first chunk": first_at,
+        "last byte of the first chunk": first_at + _READ_CHUNK - 1,
+        "first byte of the second chunk": first_at + _READ_CHUNK,
+        "last byte of the first buffer": first_at + _value()[0].nbytes - 1,
+        "first byte of the second buffer": second_at,
+        "last byte of the last chunk": end - 1,
+    }
+
+
+def _flip(path: Path, offset: int) -> None:
+    with open(path, "r+b") as handle:
+        handle.seek(offset)
+        byte = handle.read(1)
+        handle.seek(offset)
+        handle.write(bytes([byte[0] ^ 0x01]))
+
+
+def _call_noting_warnings(fn: Callable[[], object]) -> tuple[object, list[str]]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        value = fn()
+    return value, [str(w.message) for w in caught if issubclass(w.category, StorageWarning)]
+
+
+def _same(value: object) -> bool:
+    expected = _value()
+    return isinstance(value, tuple) and all(np.array_equal(v, e) for v, e in zip(value, expected))
+
+
+@pytest.mark.parametrize("where", list(_positions()))
+@pytest.mark.parametrize("mapped", [False, True], ids=["read", "mmap"])
+@pytest.mark.parametrize("secret", [None, "team secret"], ids=["unsigned", "signed"])
+def test_a_flipped_byte_anywhere_in_a_multi_chunk_payload_is_refused(counter: Counter, where: str, mapped: bool,
+                                                                    secret: str | None) -> None:
+    if secret:
+        configure(secret=secret)
+
+    @memo(mmap=mapped)
+    def pair() -> tuple[np.ndarray, np.ndarray]:
+        counter()
+        return _value()
+
+    pair()
+    pair._store().forget()
+    assert _same(pair()) and counter.n == 1  # read back from its file, and verified
+    [record] = pair.entries()
+    assert record.path is not None and os.path.getsize(record.path) == dumps(_value()).nbytes
+    _flip(Path(record.path), _positions()[where])
+    pair._store().forget()
+    value, caught = _call_noting_warnings(pair)
+    assert counter.n == 2 and _same(value)
+    assert any(reason in message for message in caught for reason in REFUSED), caught
+
+
+def test_a_mapped_payload_damaged_after_its_check_is_refused_though_its_mtime_is_put_back(counter: Counter) -> None:
+    # A mapped payload is verified once per file identity; putting the modification time back must
+    # not make a changed file look like the one verified.
+    @memo(mmap=True)
+    def pair() -> tuple[np.ndarray, np.ndarray]:
+        counter()
+        return _value()
+
+    pair()
+    pair._store().forget()
+    assert _same(pair())  # mapped and verified
+    [record] = pair.entries()
+    assert record.path is not None
+    before = os.stat(record.path)
+    _flip(Path(record.path), _positions()["last byte of the last chunk"])
+    os.utime(record.path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    pair._store().forget()
+    value, caught = _call_noting_warnings(pair)
+    assert counter.n == 2 and _same(value)
+    assert any(reason in message for message in caught for reason in REFUSED), caught
