@@ -848,10 +848,10 @@ class MemoizedFunction(Generic[R]):
         if few:
             self._stale_notice(store, current)
         else:
-            threading.Thread(target=self._stale_notice, args=(store, current), name="notebook_memo-stale",
+            threading.Thread(target=self._stale_notice, args=(store, current, True), name="notebook_memo-stale",
                              daemon=True).start()
 
-    def _stale_notice(self, store: Store, current: str) -> None:
+    def _stale_notice(self, store: Store, current: str, background: bool = False) -> None:
         count = size = 0
         versions = set()
         with contextlib.suppress(Exception):
@@ -862,12 +862,13 @@ class MemoizedFunction(Generic[R]):
                     size += meta.get("size", 0)
                     versions.add(meta.get("code"))
         if count:
-            warn_once(f"stale:{self._qualified}",
-                      f"{self._name}: {count} cached entr{'y' if count == 1 else 'ies'} "
-                      f"({human_bytes(size)}) from {len(versions)} other version"
-                      f"{'' if len(versions) == 1 else 's'} of its code {'is' if count == 1 else 'are'} "
-                      "still on disk; "
-                      f"{self._name}.clear_stale() removes them", StaleEntriesWarning)
+            # On a thread, a warnings filter set to "error" would end it with a traceback: the notice is dropped.
+            with contextlib.suppress(Exception) if background else contextlib.nullcontext():
+                warn_once(f"stale:{self._qualified}",
+                          f"{self._name}: {count} cached entr{'y' if count == 1 else 'ies'} "
+                          f"({human_bytes(size)}) from {len(versions)} other version"
+                          f"{'' if len(versions) == 1 else 's'} of its code {'is' if count == 1 else 'are'} "
+                          f"still on disk; {self._name}.clear_stale() removes them", StaleEntriesWarning)
 
     def explain(self, *args: Any, **kwargs: Any) -> Any:
         """Return a report of whether this call would hit, and if not, what changed."""
