@@ -7,7 +7,7 @@ import difflib
 import importlib.util
 import inspect
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,10 +20,13 @@ from ._hashing import combine, content_hash
 from ._leases import Watch
 from ._memo import _MISS, Call, MemoizedFunction, Options, run_conditions, save, servable, storage_trouble
 from ._options import check_options, keyword_names
-from ._serialize import dumps
-from ._store import Store
+from ._serialize import CorruptRecord, dumps
+from ._store import Store, StoredRecord
 
 __all__ = ()
+
+_READ_CHUNK = 1000  # items read per query
+_TAILS_KEPT = 4096  # distinct result-type descriptions a call remembers
 
 
 @dataclass
@@ -115,6 +118,47 @@ class BatchFunction(MemoizedFunction[Any]):
             return _MISS, None  # stored before result types were described: recomputed, never mistyped
         value = self._read(store, key, None, outer)
         return (_MISS, None) if value is _MISS else (value, rtype)
+
+    def _lookup_many(self, store: Store, keys: list[str], decoded: dict[str, ResultType],
+                     outer: _conditions.Recorders = ()) -> dict[str, tuple[Any, ResultType]]:
+        """Return the cached results among ``keys`` with their result types, read with one query per chunk.
+
+        Each record is verified against its own key before anything of it is used, and only the
+        records returned are unpickled; a key whose row is refused (or a storage error) takes the
+        one-key path, which reports it and drops a damaged record.
+        """
+        found: dict[str, tuple[Any, ResultType]] = {}
+        types = _Types(decoded)
+        loaded = 0
+        for start in range(0, len(keys), _READ_CHUNK):
+            part = keys[start:start + _READ_CHUNK]
+            records: Mapping[str, StoredRecord | CorruptRecord | None]
+            try:
+                records = store.get_many(part)
+            except Exception:
+                records = dict.fromkeys(part)
+            for key, record in records.items():
+                if not isinstance(record, StoredRecord):
+                    value, rtype = self._lookup(store, key, decoded, outer)
+                elif (rtype := types.of(record)) is None:
+                    continue  # stored before result types were described: recomputed, never mistyped
+                elif record.header.conditioned:
+                    value = self._read(store, key, None, outer)  # the one-key path checks its preconditions
+                elif record.header.expired():
+                    continue
+                else:
+                    try:
+                        value = record.load(self._options.mmap)
+                    except Exception:
+                        value = self._read(store, key, None, outer)  # it tells evicted, damaged and unloadable apart
+                    else:
+                        loaded += 1
+                        self.saved_seconds += record.header.duration
+                if value is not _MISS and rtype is not None:
+                    found[key] = (value, rtype)
+        self.hits += loaded  # the one-key path counted its own
+        store.count_hits(self._tag, loaded)
+        return found
 
     # -- calling ------------------------------------------------------------------------------
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -315,6 +359,35 @@ class BatchFunction(MemoizedFunction[Any]):
         return any([store.delete(self._item_key(call, d)) for d in dict.fromkeys(digests)])
 
 
+_TYPE_MARK = f'"{_containers.TYPE_KEY}":'.encode()
+_UNSEEN = object()
+
+
+class _Types:
+    """The result types of the records one call reads, each distinct description decoded once.
+
+    Items of one call share their description: a record whose metadata names it once is known
+    by the bytes from that name to the end, which hold the whole description.
+    """
+
+    def __init__(self, decoded: dict[str, ResultType]) -> None:
+        self.decoded = decoded
+        self.by_tail: dict[bytes, ResultType | None] = {}
+
+    def of(self, record: StoredRecord) -> ResultType | None:
+        raw = bytes(record.header.meta_raw)
+        start = raw.find(_TYPE_MARK)
+        if start < 0 or raw.find(_TYPE_MARK, start + 1) >= 0:
+            return _containers.stored_type(record.header, self.decoded)
+        tail = raw[start:]
+        known = self.by_tail.get(tail, _UNSEEN)
+        if known is _UNSEEN:
+            known = _containers.stored_type(record.header, self.decoded)
+            if len(self.by_tail) < _TAILS_KEPT:
+                self.by_tail[tail] = known
+        return known  # type: ignore[return-value]
+
+
 def _as_reason(report: Explanation) -> str:
     """Return an item's report as one reason of the batch's: its summary and its own reasons on one line."""
     return report.summary.rstrip(":") + (": " + "; ".join(report.reasons) if report.reasons else "")
@@ -356,11 +429,11 @@ class _Plan:
             self.first_position.setdefault(digest, position)
         self.keys = {position: fn._item_key(call, digest) for digest, position in self.first_position.items()}
         if not refresh:
-            decoded: dict[str, ResultType] = {}
+            found = fn._lookup_many(store, list(self.keys.values()), {}, outer)
             for digest, position in self.first_position.items():
-                value, rtype = fn._lookup(store, self.keys[position], decoded, outer)
-                if rtype is not None:
-                    self.results[digest], self.types[digest] = value, rtype
+                hit = found.get(self.keys[position])
+                if hit is not None:
+                    self.results[digest], self.types[digest] = hit
         self.missing = [p for d, p in self.first_position.items() if d not in self.results]
         fn.misses += len(self.missing)
         # Asked before the run overwrites it: the first missing item's entry, if it had one, and why not served.
@@ -437,23 +510,15 @@ class _Plan:
 
     def _collect(self, positions: list[int]) -> set[int]:
         """Read the items among ``positions`` that are stored now; return their positions."""
-        fn = self.fn
-        try:
-            present = self.store.present([self.keys[p] for p in positions])
-        except Exception:
-            return set()
+        found = self.fn._lookup_many(self.store, [self.keys[p] for p in positions], {}, self.outer)
         done = set()
-        decoded: dict[str, ResultType] = {}
         for position in positions:
-            key = self.keys[position]
-            if key not in present:
-                continue
-            value, rtype = fn._lookup(self.store, key, decoded, self.outer)
-            if rtype is not None:
+            hit = found.get(self.keys[position])
+            if hit is not None:
                 digest = self.digests[position]
-                self.results[digest], self.types[digest] = value, rtype
+                self.results[digest], self.types[digest] = hit
                 done.add(position)
-                fn.misses -= 1
+                self.fn.misses -= 1
         return done
 
     def release(self) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from ._notebook import owner_tag
@@ -48,52 +48,71 @@ def is_marker(meta: dict) -> bool:  # type: ignore[type-arg]
 
 
 def delete_results(store: Store, records: Iterable[StoredRecord]) -> int:
-    """Delete records; return how many results went (a random-state marker is not one)."""
-    removed = 0
-    for record in records:
-        try:
-            counts = not is_marker(record.header.meta())
-        except ValueError:
-            counts = True
-        if store.delete_record(record) and counts:
-            removed += 1
-    return removed
+    """Delete records, a few hundred per transaction; return how many results went (a random-state marker is not
+    one). Each goes only if its row still holds it when deleted."""
+    return sum(1 for record in store.delete_records(records) if not _marks(record))
+
+
+def _marks(record: StoredRecord) -> bool:
+    try:
+        return is_marker(record.header.meta())
+    except ValueError:
+        return False
+
+
+@dataclass
+class _Tally:
+    """What one owner's records add up to, counted as a scan passes them."""
+
+    name: str = "?"
+    kind: str = "function"
+    entries: int = 0
+    versions: set[str | None] = field(default_factory=set)
+    bytes: int = 0
+    last_stored: float = 0.0
+    compute_seconds: float = 0.0
 
 
 class Inventory:
-    """Reads record metadata (never payloads) to summarise and prune a store."""
+    """Reads record metadata (never payloads) to summarise and prune a store, one scan at a time."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def records(self) -> list[tuple[StoredRecord, dict]]:  # type: ignore[type-arg]
-        out = []
+    def records(self) -> Iterator[tuple[StoredRecord, dict]]:  # type: ignore[type-arg]
+        """Yield each record and its metadata as the scan reads them (one whose metadata is damaged is left out)."""
         for record in self.store.records():
             try:
-                out.append((record, record.header.meta()))
+                yield record, record.header.meta()
             except ValueError:
                 continue
-        return out
 
     def functions(self) -> list[FunctionSummary]:
-        groups: dict[Owner, list[tuple[StoredRecord, dict]]] = {}  # type: ignore[type-arg]
+        tallies: dict[Owner, _Tally] = {}
         for record, meta in self.records():
-            groups.setdefault(owner(meta), []).append((record, meta))
+            who = owner(meta)
+            tally = tallies.get(who)
+            if tally is None:
+                tally = tallies[who] = _Tally()
+            tally.last_stored = max(tally.last_stored, record.header.created)
+            if is_marker(meta):
+                continue
+            if not tally.entries:
+                tally.name, tally.kind = meta.get("name", "?"), meta.get("kind", "function")
+            tally.entries += 1
+            tally.versions.add(meta.get("code"))
+            tally.bytes += meta.get("size", 0)
+            tally.compute_seconds += meta.get("duration", 0.0)
         rows = []
         self.store.flush()  # this process's pending hit counts
-        for (fid, notebook), items in groups.items():
-            metas = [m for _, m in items if not is_marker(m)]
-            if not metas:
+        for (fid, notebook), tally in tallies.items():
+            if not tally.entries:
                 continue
             hits, last_hit = self.store.hit_stats(owner_tag(fid, notebook))
-            last_stored = max(r.header.created for r, _ in items)
             rows.append(FunctionSummary(
-                name=metas[0].get("name", "?"), fid=fid, kind=metas[0].get("kind", "function"),
-                entries=len(metas), versions=len({m.get("code") for m in metas}),
-                bytes=sum(m.get("size", 0) for m in metas),
-                last_stored=last_stored,
-                compute_seconds=sum(m.get("duration", 0.0) for m in metas),
-                hits=hits, last_used=max(last_hit, last_stored), notebook=notebook,
+                name=tally.name, fid=fid, kind=tally.kind, entries=tally.entries, versions=len(tally.versions),
+                bytes=tally.bytes, last_stored=tally.last_stored, compute_seconds=tally.compute_seconds,
+                hits=hits, last_used=max(last_hit, tally.last_stored), notebook=notebook,
             ))
         return sorted(rows, key=lambda r: (r.name, r.notebook or ""))
 
@@ -128,12 +147,13 @@ class Inventory:
         A function of the same name defined in two notebooks is two functions: each keeps its newest.
         """
         newest: dict[Owner, tuple[float, str]] = {}
-        records = self.records()
-        for record, meta in records:
+        for record, meta in self.records():
             who, code = owner(meta), meta.get("code", "")
             if who not in newest or record.header.created > newest[who][0]:
                 newest[who] = (record.header.created, code)
-        return delete_results(self.store, (r for r, m in records if m.get("code") != newest[owner(m)][1]))
+        # A second scan: what was stored since the first is newer than what it found, and stays.
+        return delete_results(self.store, (r for r, m in self.records() for who in [owner(m)] if who in newest
+                                           and m.get("code") != newest[who][1] and r.header.created <= newest[who][0]))
 
     def prune_max_size(self, limit: int) -> int:
         """Evict least recently used entries until the records hold at most ``limit`` bytes."""

@@ -808,7 +808,11 @@ class MemoizedFunction(Generic[R]):
 
     def entries(self) -> list[StoredRecord]:
         """Return the stored records of this function (all code versions; of this notebook's function)."""
-        return [r for r in self._store().records() if self.owns(r.header.meta())]
+        return self._owned(self._store())
+
+    def _owned(self, store: Store, lacking: bytes | None = None) -> list[StoredRecord]:
+        """Return this function's records, read through the index's tag of its id (``lacking``: see ``records``)."""
+        return [r for r in store.records(self._fid, lacking) if self.owns(r.header.meta())]
 
     def cache_info(self) -> CacheInfo:
         """Return hits and misses in this process, and the entries and bytes on disk."""
@@ -823,30 +827,48 @@ class MemoizedFunction(Generic[R]):
     def clear_stale(self) -> int:
         """Delete the entries made under other versions of this function's code."""
         current = self.current_code().hex()
-        return delete_results(self._store(), (r for r in self.entries()
-                                              if r.verified and r.header.meta().get("code") != current))
+        store = self._store()
+        return delete_results(store, (r for r in self._owned(store, _code_mark(current))
+                                      if r.verified and r.header.meta().get("code") != current))
 
     def _check_stale(self, store: Store, call: Call) -> None:
+        """Say once per process, on the first miss, that entries of other versions of the code are on disk.
+
+        A function with few rows is looked at now; one with many is looked at on a thread, which
+        gives the notice when it is done: the first miss costs the same in a cache of any size.
+        """
         if self._stale_checked or not _config.settings.verbose:
             return
         self._stale_checked = True
         current = call.code.hex()
+        try:
+            few = store.tagged(self._fid, _STALE_NOW) < _STALE_NOW
+        except Exception:
+            return
+        if few:
+            self._stale_notice(store, current)
+        else:
+            threading.Thread(target=self._stale_notice, args=(store, current, True), name="notebook_memo-stale",
+                             daemon=True).start()
+
+    def _stale_notice(self, store: Store, current: str, background: bool = False) -> None:
         count = size = 0
         versions = set()
         with contextlib.suppress(Exception):
-            for record in store.records():
+            for record in self._owned(store, _code_mark(current)):
                 meta = record.header.meta()
-                if record.verified and self.owns(meta) and meta.get("code") != current and not is_marker(meta):
+                if record.verified and meta.get("code") != current and not is_marker(meta):
                     count += 1
                     size += meta.get("size", 0)
                     versions.add(meta.get("code"))
         if count:
-            warn_once(f"stale:{self._qualified}",
-                      f"{self._name}: {count} cached entr{'y' if count == 1 else 'ies'} "
-                      f"({human_bytes(size)}) from {len(versions)} other version"
-                      f"{'' if len(versions) == 1 else 's'} of its code {'is' if count == 1 else 'are'} "
-                      "still on disk; "
-                      f"{self._name}.clear_stale() removes them", StaleEntriesWarning)
+            # On a thread, a warnings filter set to "error" would end it with a traceback: the notice is dropped.
+            with contextlib.suppress(Exception) if background else contextlib.nullcontext():
+                warn_once(f"stale:{self._qualified}",
+                          f"{self._name}: {count} cached entr{'y' if count == 1 else 'ies'} "
+                          f"({human_bytes(size)}) from {len(versions)} other version"
+                          f"{'' if len(versions) == 1 else 's'} of its code {'is' if count == 1 else 'are'} "
+                          f"still on disk; {self._name}.clear_stale() removes them", StaleEntriesWarning)
 
     def explain(self, *args: Any, **kwargs: Any) -> Any:
         """Return a report of whether this call would hit, and if not, what changed."""
@@ -1232,4 +1254,18 @@ def keep_alive() -> None:
 def clear_stale_all() -> int:
     """Remove older-code entries of every memoized function defined in this process."""
     return sum(fn.clear_stale() for fn in registered())
+
+
+# A function with fewer index rows than this is checked for stale entries on its first miss itself.
+_STALE_NOW = 256
+
+
+def _code_mark(code: str) -> bytes:
+    """Return the bytes every record stored under code digest ``code`` holds in its metadata.
+
+    A scan that skips the rows holding them skips no entry of another version, but for one whose
+    argument named ``code`` has this very digest (JSON escapes the quotes of any string value): at
+    worst such an entry is left out of a notice or a clean-up, never deleted by mistake.
+    """
+    return f'"code":"{code}"'.encode()
 

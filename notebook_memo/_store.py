@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
+import itertools
 import os
 import re
 import sqlite3
@@ -20,7 +21,7 @@ import stat
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -56,6 +57,11 @@ _HOT_ENTRIES = 1024
 _SEEN_ENTRIES, _SEEN_LARGEST = 4096, 2048  # at most 8 MiB of row bytes kept to recognise verified records
 _ORPHAN_GRACE = 60.0  # repair keeps unreferenced payload files this young: a writer may be about to index them
 _EVICT_BATCH = 16
+_SCAN_CHUNK = 1000  # rows per query of a scan
+_DELETE_CHUNK = 500  # records per transaction of a bulk delete
+# A bulk read rewrites a row's access time (for LRU eviction) only when it is older than this: rewriting
+# every row read costs more than reading it.
+_TOUCH_RESOLUTION = 60.0
 _VOLUME_EVERY = 1.0
 _LATE_LEASE_POLL = 0.02  # how often the background thread looks for runs without a lease gone past QUICK_BODY
 
@@ -192,6 +198,48 @@ class _RecordDisk(diskcache.Disk):
                 "SELECT 1 FROM Cache WHERE filename = ? LIMIT 1", (file_path,)).fetchone() is not None
         except sqlite3.Error:
             return True
+
+
+def listed_record(row: str, filename: str | None, value: Any, directory: str,
+                  signer: Signer | None) -> StoredRecord | None:
+    """Return the record of a row a scan listed when its header is intact and names that row; None if not.
+
+    A record signed with a secret this process does not have cannot be checked: it comes back
+    with ``verified`` False (it may be counted, never loaded). One forged under our own key id,
+    or damaged, is None.
+    """
+    if not isinstance(value, bytes):
+        return None
+    try:
+        header, inline = decode_header(value)
+    except CorruptRecord:
+        return None
+    if header.key != row or header.filename != (filename or ""):
+        return None
+    ours = not header.signed or (signer is not None and signer.keyid == header.keyid)
+    if ours and not header.intact(signer if header.signed else None):
+        return None
+    return StoredRecord(row, header, inline, filename, directory, signer, ours)
+
+
+def _check_of(value: Any) -> bytes | None:
+    """Return the header check of a record row's value, or None when it is no record."""
+    try:
+        return decode_header(value)[0].check if isinstance(value, bytes) else None
+    except CorruptRecord:
+        return None
+
+
+@contextlib.contextmanager
+def _write_transaction(con: sqlite3.Connection) -> Iterator[None]:
+    """Run statements on ``con`` in one write transaction."""
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
 
 
 _connections = threading.local()
@@ -575,32 +623,121 @@ class Store:
                 return False
             return bool(writer.delete(record.key))
 
-    def records(self) -> Iterator[StoredRecord]:
+    def records(self, tag: str | None = None, lacking: bytes | None = None) -> Iterator[StoredRecord]:
         """Yield every record of ours whose header is intact (management commands, not the hit path).
 
-        Rows in any other form are skipped unread. Records signed with a secret this process does
-        not have cannot be checked; they are yielded with ``verified`` False.
+        ``tag`` keeps the rows the index tags so (a function's id: ``save`` tags each record with
+        it), through the index on that column; ``lacking`` keeps the rows whose stored bytes do
+        not hold these bytes. Both only narrow what is read: what is yielded is checked as always.
+        Rows are read a chunk per query, so records may be deleted while this runs. Rows in any
+        other form are skipped unread. Records signed with a secret this process does not have
+        cannot be checked; they are yielded with ``verified`` False.
         """
         if not self._exists():
             return
         signer = self.signer()
+        where = "mode = ? AND raw = 1 AND typeof(key) = 'text'"
+        params: list[Any] = [MODE_RECORD]
+        if tag is not None:
+            where, params = f"tag = ? AND {where}", [tag, *params]
+        if lacking:
+            where, params = f"{where} AND instr(value, ?) = 0", [*params, sqlite3.Binary(lacking)]
+        query = f"SELECT rowid, key, filename, value FROM Cache WHERE {where} AND rowid > ? ORDER BY rowid LIMIT ?"
+        after = -(2**63)
+        while True:
+            with gate:
+                self.reader  # noqa: B018 (opens, or sets a damaged index aside)
+                rows = connection(self.directory).execute(query, (*params, after, _SCAN_CHUNK)).fetchall()
+            for _, key, filename, value in rows:
+                record = listed_record(key, filename, value, self.directory, signer)
+                if record is not None:
+                    yield record
+            if len(rows) < _SCAN_CHUNK:
+                return
+            after = rows[-1][0]
+
+    @_gated
+    def tagged(self, tag: str, limit: int) -> int:
+        """Return how many index rows carry ``tag``, counting no further than ``limit`` (the tag index alone)."""
+        if not self._exists():
+            return 0
+        self.reader  # noqa: B018 (opens, or sets a damaged index aside)
+        query = "SELECT count(*) FROM (SELECT 1 FROM Cache WHERE tag = ? LIMIT ?)"
+        return int(connection(self.directory).execute(query, (tag, limit)).fetchone()[0])
+
+    @_gated
+    def get_many(self, keys: list[str]) -> dict[str, StoredRecord | CorruptRecord]:
+        """Return the records of ``keys``, verified as ``get`` verifies one, read a few hundred per query.
+
+        A key whose row is refused maps to the CorruptRecord (a ForeignRecord for a row notebook_memo
+        did not write) that ``get`` would raise; a key without a live row is left out. Nothing is
+        unpickled here; the caller loads only the records it returns. Access times older than
+        TOUCH_RESOLUTION are renewed in the next batch of them.
+        """
+        signer = self.signer()
+        rows = {self.row_key(key, signer): key for key in keys}
+        found: dict[str, StoredRecord | CorruptRecord] = {}
+        self.reader  # noqa: B018 (opens, or sets a damaged index aside)
+        if self._refuses(signer):
+            return found
+        now = time.time()
+        try:
+            con = connection(self.directory)
+            for part in slices(list(rows)):
+                query = (f"SELECT key, mode, filename, value, access_time FROM Cache WHERE key IN "
+                         f"({marks(len(part))}) AND raw = 1 AND (expire_time IS NULL OR expire_time > ?)")
+                for row, mode, filename, value, used in con.execute(query, (*part, now)):
+                    try:
+                        found[rows[row]] = _verified_record(row, mode, filename, value, self.directory, signer)
+                    except CorruptRecord as exc:
+                        found[rows[row]] = exc
+                    if not isinstance(used, (int, float)) or used < now - _TOUCH_RESOLUTION:
+                        self._pending_touch.add(row)
+        except sqlite3.DatabaseError as exc:
+            if not _is_damaged_database(exc):
+                raise
+            with self._lock:
+                self._set_aside(exc)
+            return {}
+        if found and self._flusher is None:
+            self._start_flusher()
+        return found
+
+    def delete_records(self, records: Iterable[StoredRecord]) -> list[StoredRecord]:
+        """Delete ``records`` where their rows still hold them, a few hundred per transaction; return those deleted.
+
+        Each row is read again inside the transaction and deleted only if it holds the very header
+        that was listed (and verified): an entry written since stays. A payload file goes after
+        the commit, and only if no row names it any more.
+        """
+        deleted: list[StoredRecord] = []
+        if not self._exists():
+            return deleted
         with gate:
-            self.reader  # noqa: B018 (opens, or sets a damaged index aside)
-            rows = connection(self.directory).execute(
-                "SELECT key, filename, value FROM Cache WHERE mode = ? AND raw = 1 AND typeof(key) = 'text'",
-                (MODE_RECORD,)).fetchall()
-        for key, filename, value in rows:
-            try:
-                header, inline = decode_header(value)
-            except CorruptRecord:
-                continue
-            if header.key != key or header.filename != (filename or ""):
-                continue
-            verified = header.intact(signer) if header.signed and signer is not None and \
-                signer.keyid == header.keyid else header.intact(None) if not header.signed else False
-            if not verified and (not header.signed or (signer is not None and signer.keyid == header.keyid)):
-                continue  # damaged, or forged under our own key id
-            yield StoredRecord(key, header, inline, filename, self.directory, signer, verified)
+            self.writer  # noqa: B018 (opens, or sets a damaged index aside)
+            con = connection(self.directory)
+        iterator = iter(records)
+        while chunk := list(itertools.islice(iterator, _DELETE_CHUNK)):
+            listed = {r.key: r for r in chunk}
+            gone: list[StoredRecord] = []
+            query = (f"SELECT rowid, key, mode, filename, value FROM Cache WHERE key IN ({marks(len(listed))}) "
+                     "AND raw = 1")
+            with gate, _write_transaction(con):
+                doomed = []
+                for rowid, key, mode, filename, value in con.execute(query, list(listed)):
+                    record = listed[key]
+                    if mode == MODE_RECORD and filename == record.filename and _check_of(value) == record.header.check:
+                        doomed.append(rowid)
+                        gone.append(record)
+                for part in slices(doomed):
+                    con.execute(f"DELETE FROM Cache WHERE rowid IN ({marks(len(part))})", part)
+            self._hot.clear()
+            with gate:
+                for record in gone:
+                    if record.filename:
+                        self.writer.disk.remove(record.filename)
+            deleted.extend(gone)
+        return deleted
 
     @_gated
     def volume(self) -> int:
@@ -666,6 +803,12 @@ class Store:
             self._flusher = threading.Thread(target=_flush_loop, args=(weakref.ref(self),),
                                              name="notebook_memo-flush", daemon=True)
             self._flusher.start()
+
+    def count_hits(self, tag: str, n: int) -> None:
+        """Count ``n`` hits of function ``tag`` at once (items of a batch); written like ``count_hit``'s."""
+        if n:
+            self._pending_hits[tag] = self._pending_hits.get(tag, 0) + n
+            self._last_hit[tag] = time.time()
 
     def count_hit(self, tag: str) -> None:
         """Count a hit of function ``tag``; written with the next batch of access times."""
