@@ -789,9 +789,8 @@ class MemoizedFunction(Generic[R]):
             record = store.get(call.key)
             if record is not None and record.header.conditioned and "variants" in record.header.meta():
                 # Each random state's entry: none may be served again once a marker is rewritten.
-                for entry in store.records():
-                    if entry.header.conditioned and entry.header.meta().get("variant_of") == call.key:
-                        store.delete_record(entry)
+                store.delete_records(entry for entry in store.records(tag=self._fid)
+                                     if entry.header.conditioned and entry.header.meta().get("variant_of") == call.key)
         return store.delete(call.key)
 
     def clear(self) -> int:

@@ -110,7 +110,7 @@ class _Corrupt:
 _FOREIGN = _Foreign()
 
 # A hit's one statement: the columns of the row under a raw (text) key. Expiry is checked in Python.
-_SELECT_RECORD = "SELECT mode, filename, value, expire_time FROM Cache WHERE key = ? AND raw = 1"
+_SELECT_RECORD = "SELECT mode, filename, value, expire_time, access_time FROM Cache WHERE key = ? AND raw = 1"
 
 
 def _verified_record(row: str, mode: int, filename: str | None, value: Any, directory: str,
@@ -478,8 +478,7 @@ class Store:
         now = time.monotonic()
         hot = self._hot.get(row)
         if hot is not None and now - hot[0] < _REVALIDATE:
-            self._touch_later(row)
-            return hot[1]
+            return hot[1]  # read (and its access time renewed if old) less than REVALIDATE ago
         with gate:
             reader = self._reader
             if reader is None or self._due(now):
@@ -496,7 +495,8 @@ class Store:
                         self._set_aside(exc)
                     return None
                 raise
-        if found is None or (found[3] is not None and found[3] <= time.time()):
+        wall = time.time()
+        if found is None or (found[3] is not None and found[3] <= wall):
             self._hot.pop(row, None)
             return None  # none, or past the life the index gives it (diskcache's expire_time)
         mode, filename, value = found[0], found[1], found[2]
@@ -510,7 +510,9 @@ class Store:
                 if len(self._seen) >= _SEEN_ENTRIES:
                     self._seen.clear()
                 self._seen[row] = (value, record)
-        self._touch_later(row)
+        used = found[4]
+        if not isinstance(used, (int, float)) or used < wall - _TOUCH_RESOLUTION:
+            self._touch_later(row)  # the LRU order needs no finer times: each renewal rewrites the row
         if len(self._hot) >= _HOT_ENTRIES:
             self._hot.clear()
         self._hot[row] = (now, record)
@@ -615,13 +617,7 @@ class Store:
     @_gated
     def delete_record(self, record: StoredRecord) -> bool:
         """Delete ``record`` if its row still holds it: an entry written since it was listed stays."""
-        self._hot.clear()
-        writer = self.writer
-        with writer.transact():
-            current = writer.get(record.key)
-            if not isinstance(current, StoredRecord) or current.header.check != record.header.check:
-                return False
-            return bool(writer.delete(record.key))
+        return bool(self.delete_records([record]))
 
     def records(self, tag: str | None = None, lacking: bytes | None = None) -> Iterator[StoredRecord]:
         """Yield every record of ours whose header is intact (management commands, not the hit path).

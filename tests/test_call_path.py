@@ -257,3 +257,47 @@ def test_a_record_verified_before_is_verified_again_once_its_bytes_change(cache_
         warnings.simplefilter("ignore")
         assert f(1) == 7
     assert counter.n == 3  # refused and recomputed, never 14 and never the damaged value
+
+
+# -- access times: renewed when they are old, not on every hit ------------------------------------------------
+
+
+def test_a_hit_renews_an_access_time_only_when_it_is_a_minute_old(cache_dir: Path) -> None:
+    @memo
+    def f(x: int) -> int:
+        return x
+
+    for x in range(20):
+        f(x)
+    store = f._store()
+    store.flush()
+    for x in range(20):
+        f(x)  # stored a moment ago: their access times are fresh
+    assert store._pending_touch == set()
+    key = f.make_call((3,), {}).key
+    with sqlite3.connect(str(cache_dir / "cache.db"), isolation_level=None) as db:
+        db.execute("UPDATE Cache SET access_time = access_time - 120 WHERE key = ?", (key,))
+    time.sleep(0.3)  # past the window in which a record just read is reused without a lookup
+    f(3)
+    assert store._pending_touch == {key}
+
+
+# -- clean-up removes payload files ----------------------------------------------------------------------------
+
+
+def test_invalidating_a_call_that_drew_random_numbers_removes_its_entries_and_their_files(cache_dir: Path,
+                                                                                         counter: Counter) -> None:
+    @memo
+    def draw(n: int) -> np.ndarray:
+        counter()
+        return np.random.random(n)  # 80 kB: a payload file of its own
+
+    np.random.seed(1)
+    draw(10_000)
+    assert list(cache_dir.rglob("*.val"))
+    np.random.seed(1)
+    assert draw.invalidate(10_000)
+    assert list(cache_dir.rglob("*.val")) == []
+    np.random.seed(1)
+    draw(10_000)
+    assert counter.n == 2

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from notebook_memo import configure, memo
+from notebook_memo import StaleEntriesWarning, StorageWarning, configure, memo
 from notebook_memo._inventory import delete_results
 from tests.conftest import ROOT, Shell
 
@@ -136,7 +136,8 @@ def test_cache_info_and_clear_stale_of_one_function_among_many(large: Path, shel
     shell.run("from notebook_memo import memo\n@memo\ndef big(x):\n    return bytes(100_000) + b'1'")
     shell.run("big(1), big(2)")
     shell.run("@memo\ndef big(x):\n    return bytes(100_000) + b'2'")
-    shell.run("big(1)")
+    with pytest.warns(StaleEntriesWarning, match="big: 2 cached entries"):
+        shell.run("big(1)")
     big = shell["big"]
     assert big.cache_info().entries == 3 and len(big.entries()) == 3
     assert big.clear_stale() == 2
@@ -173,8 +174,10 @@ def test_a_batch_over_many_cached_items_refuses_rows_planted_among_them(tmp_path
         db.execute("UPDATE Cache SET value = ? WHERE key = ?", (bytes(flipped), flipped_key))
     double._store().forget()
     computed.clear()
-    assert double(items) == [x * 2 for x in items]
+    with pytest.warns(StorageWarning) as caught:
+        assert double(items) == [x * 2 for x in items]
     assert len(computed) == 3 and not trap.exists()
+    assert len({str(w.message) for w in caught}) == 3, [str(w.message) for w in caught]  # one per refused row
     computed.clear()
     assert double(items) == [x * 2 for x in items] and computed == []  # the three were stored again
     assert double.cache_info().entries == FILLER
