@@ -16,18 +16,11 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from benchmarks._report import human  # noqa: E402 (after the path that finds it)
+
 START, END = "<!-- perf-table:start -->", "<!-- perf-table:end -->"
-
-
-def human(seconds: float) -> str:
-    """Return seconds in the unit that reads best: '15.2 us', '1.37 ms', '6.40 s'."""
-    if seconds >= 1:
-        return f"{seconds:.2f} s"
-    if seconds >= 1e-3:
-        return f"{seconds * 1e3:.2f} ms"
-    if seconds >= 1e-6:
-        return f"{seconds * 1e6:.1f} us"
-    return f"{seconds * 1e9:.0f} ns"
 
 
 def markdown(results: dict[str, Any]) -> str:
