@@ -388,6 +388,13 @@ IMPORT = "import time, numpy, pandas; t = time.perf_counter(); import {module}; 
 
 def import_time(root: Path, quick: bool) -> None:
     """``import notebook_memo`` with numpy and pandas already imported, beside ``import joblib``."""
+    import compileall
+
+    import notebook_memo
+
+    # As pip leaves an installed package (and joblib here): compiled. A source checkout run with
+    # PYTHONDONTWRITEBYTECODE would otherwise compile every module again in each process.
+    compileall.compile_dir(str(Path(notebook_memo.__file__).parent), quiet=1)
     runs = {f"import {m}": functools.partial(reported_seconds, [sys.executable, "-c", IMPORT.format(module=m)])
             for m in ("joblib", "notebook_memo")}
     got = median_in_turns(runs, 5 if quick else 15)

@@ -149,6 +149,7 @@ class _Binder:
         # The defaults as bound: one reassigned (or a keyword default changed in place) means a new binder.
         self.seen = (fn.__defaults__, fn.__kwdefaults__, list((fn.__kwdefaults__ or {}).items()))
         self.simple = all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params)
+        self.positional = self.simple and not ignore
         self.names = names
         self.defaults = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
         self.var_keyword = next((p.name for p in params if p.kind is inspect.Parameter.VAR_KEYWORD), None)
@@ -163,6 +164,8 @@ class _Binder:
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[tuple[str, Any]]:
         names = self.names
+        if not kwargs and self.positional and len(args) == len(names):
+            return list(zip(names, args))  # every parameter given by position: nothing to fill in or leave out
         if self.simple and len(args) <= len(names) and (not kwargs or kwargs.keys() <= set(names[len(args):])):
             values = dict(zip(names, args))
             values.update(kwargs)
