@@ -262,6 +262,20 @@ def connection(directory: str) -> sqlite3.Connection:
     return con
 
 
+def _index_payload_files(con: sqlite3.Connection) -> None:
+    """Index the rows that name a payload file: a delete tells at once whether a file is still used.
+
+    Partial (inline records, most of them, name none): a write of one adds no entry to it. An
+    index made whole by an earlier version is made partial once.
+    """
+    found = con.execute("SELECT sql FROM sqlite_master WHERE type = 'index' AND name = 'Cache_filename'").fetchone()
+    if found is not None and "WHERE" in (found[0] or ""):
+        return
+    with _write_transaction(con):
+        con.execute("DROP INDEX IF EXISTS Cache_filename")
+        con.execute("CREATE INDEX Cache_filename ON Cache(filename) WHERE filename IS NOT NULL")
+
+
 def directory_trouble(directory: str) -> str | None:
     """Return why others could have written into ``directory`` (or its index), or None when only we can."""
     me = os.geteuid()
@@ -334,6 +348,7 @@ class Store:
         # The size limit is checked when this process has written its headroom since the volume was
         # last measured, or that was _VOLUME_EVERY seconds ago: not with a volume query per write.
         self._written, self._headroom, self._measured = 0, 0, 0.0
+        self._wrote_at = 0.0  # when this process last wrote a record (wall clock, as access times are)
         self._last_hit: dict[str, float] = {}
 
     # -- opening, and reopening when the directory was removed ------------------------------
@@ -352,8 +367,8 @@ class Store:
         st = os.stat(os.path.join(self.directory, _DB_NAME))
         self._ident = (st.st_dev, st.st_ino)
         self._trouble = directory_trouble(self.directory)
-        with contextlib.suppress(sqlite3.Error):  # lets a delete tell at once whether a file is still used
-            connection(self.directory).execute("CREATE INDEX IF NOT EXISTS Cache_filename ON Cache(filename)")
+        with contextlib.suppress(sqlite3.Error):
+            _index_payload_files(connection(self.directory))
 
     def _open_handles(self) -> None:
         common: dict[str, Any] = {"disk": _RecordDisk, "statistics": 0, "tag_index": 1, "cull_limit": 0,
@@ -511,12 +526,21 @@ class Store:
                     self._seen.clear()
                 self._seen[row] = (value, record)
         used = found[4]
-        if not isinstance(used, (int, float)) or used < wall - _TOUCH_RESOLUTION:
-            self._touch_later(row)  # the LRU order needs no finer times: each renewal rewrites the row
+        if self._stale_use(used, wall):
+            self._touch_later(row)
         if len(self._hot) >= _HOT_ENTRIES:
             self._hot.clear()
         self._hot[row] = (now, record)
         return record
+
+    def _stale_use(self, used: Any, now: float) -> bool:
+        """Return whether a row's access time must be renewed for the LRU order.
+
+        Eviction happens on a write, so what it needs is which rows were used since this process's
+        last write (all of them, however often) and, among the rest, times to the minute: each
+        renewal rewrites a row, and a cell run again would rewrite every row it reads.
+        """
+        return not isinstance(used, (int, float)) or used <= self._wrote_at or used < now - _TOUCH_RESOLUTION
 
     def forget(self, key: str | None = None) -> None:
         """Drop reused records: one key's, or all of them (and re-check the directory on the next access)."""
@@ -554,6 +578,7 @@ class Store:
                     con.execute(f"UPDATE Cache SET access_time = ? WHERE key IN ({marks(len(part))})", [now, *part])
             writer.set(row, _NewRecord(row, payload, inline, make_header), expire=expire, tag=tag)
         self._hot.clear()
+        self._wrote_at = time.time()
         self._written += payload.nbytes + len(row) + 1024  # the payload, and about what its row adds to the index
         if self._written >= self._headroom or time.monotonic() - self._measured > _VOLUME_EVERY:
             self._enforce_limit(writer)
@@ -687,7 +712,7 @@ class Store:
                         found[rows[row]] = _verified_record(row, mode, filename, value, self.directory, signer)
                     except CorruptRecord as exc:
                         found[rows[row]] = exc
-                    if not isinstance(used, (int, float)) or used < now - _TOUCH_RESOLUTION:
+                    if self._stale_use(used, now):
                         self._pending_touch.add(row)
         except sqlite3.DatabaseError as exc:
             if not _is_damaged_database(exc):

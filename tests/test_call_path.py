@@ -262,7 +262,7 @@ def test_a_record_verified_before_is_verified_again_once_its_bytes_change(cache_
 # -- access times: renewed when they are old, not on every hit ------------------------------------------------
 
 
-def test_a_hit_renews_an_access_time_only_when_it_is_a_minute_old(cache_dir: Path) -> None:
+def test_a_hit_renews_an_access_time_once_since_the_last_write_then_when_a_minute_old(cache_dir: Path) -> None:
     @memo
     def f(x: int) -> int:
         return x
@@ -270,14 +270,22 @@ def test_a_hit_renews_an_access_time_only_when_it_is_a_minute_old(cache_dir: Pat
     for x in range(20):
         f(x)
     store = f._store()
+    f(0)
+    assert len(store._pending_touch) == 1  # used since this process last wrote: eviction must know
     store.flush()
+    time.sleep(0.3)  # past the window in which a record just read is reused without a lookup
     for x in range(20):
-        f(x)  # stored a moment ago: their access times are fresh
+        f(x)
+    assert len(store._pending_touch) == 19  # the others, once each
+    store.flush()
+    time.sleep(0.3)
+    for x in range(20):
+        f(x)  # a cell run again: every access time is newer than the last write, and fresh
     assert store._pending_touch == set()
     key = f.make_call((3,), {}).key
     with sqlite3.connect(str(cache_dir / "cache.db"), isolation_level=None) as db:
         db.execute("UPDATE Cache SET access_time = access_time - 120 WHERE key = ?", (key,))
-    time.sleep(0.3)  # past the window in which a record just read is reused without a lookup
+    time.sleep(0.3)
     f(3)
     assert store._pending_touch == {key}
 
