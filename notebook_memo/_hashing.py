@@ -1016,10 +1016,16 @@ def aliasing_parts(values: list[Any]) -> list[bytes]:
     return [b"alias" + bytes(shared)] if shared else []
 
 
+def framed(parts: list[bytes]) -> bytes:
+    """Return the bytes ``combine`` digests: each part after its length."""
+    return b"".join([_pack_q(len(part)) + part for part in parts])
+
+
+def framed_head(part_length: int) -> bytes:
+    """Return what ``framed`` writes before a part of ``part_length`` bytes."""
+    return _pack_q(part_length)
+
+
 def combine(parts: list[bytes]) -> Digest:
     """Return one digest of a sequence of byte strings, each length-prefixed."""
-    buf = bytearray()
-    for part in parts:
-        buf += _pack_q(len(part))
-        buf += part
-    return xxhash.xxh3_128_digest(buf)
+    return xxhash.xxh3_128_digest(framed(parts))

@@ -11,7 +11,6 @@ import importlib
 import inspect
 import os
 import pickle
-import struct
 import sys
 import threading
 import time
@@ -31,7 +30,7 @@ from ._dependencies import CodeState, CodeTracker, Dependencies, clock_reads
 from ._errors import ConfigurationError, MemoWarning, RecursiveCall, StaleEntriesWarning, StorageWarning
 from ._explain import Explanation, before_compute, caching_off, explain_call
 from ._fingerprint import own_fingerprint
-from ._hashing import CLOCK, aliasing_parts, combine, content_hash, register_hasher, things_met
+from ._hashing import CLOCK, aliasing_parts, combine, content_hash, framed, framed_head, register_hasher, things_met
 from ._inventory import delete_results, human_bytes, is_marker, owner
 from ._leases import Watch, computing, is_computing
 from ._notebook import current_notebook, owner_tag
@@ -182,13 +181,7 @@ class _Binder:
         return [(n, v) for n, v in bound.arguments.items() if n not in self.ignore]
 
 
-_pack_q = struct.Struct("<q").pack
 _DIGEST_SIZE = 16  # content_hash's digests
-
-
-def _framed(parts: list[bytes]) -> bytes:
-    """Return the bytes ``combine`` digests: each part after its length."""
-    return b"".join([_pack_q(len(part)) + part for part in parts])
 
 
 class _Heads(dict[str, bytes]):
@@ -196,7 +189,7 @@ class _Heads(dict[str, bytes]):
 
     def __missing__(self, name: str) -> bytes:
         raw = name.encode() + b"\0"
-        head = self[name] = _pack_q(len(raw) + _DIGEST_SIZE) + raw
+        head = self[name] = framed_head(len(raw) + _DIGEST_SIZE) + raw
         return head
 
 
@@ -349,14 +342,14 @@ class MemoizedFunction(Generic[R]):
         # The bytes ``combine`` digests (each part after its length), its fixed parts framed once per code state.
         prefix = self._prefix
         if prefix[0] is not state:
-            self._prefix = prefix = (state, _framed([b"nbm1", self._fid.encode(), state.code, state.deps_digest,
-                                                     self._version]))
+            self._prefix = prefix = (state, framed([b"nbm1", self._fid.encode(), state.code, state.deps_digest,
+                                                    self._version]))
         heads = binder.heads
-        framed = prefix[1] + b"".join([heads[name] + digest for name, digest in arguments.items()])
+        head = prefix[1] + b"".join([heads[name] + digest for name, digest in arguments.items()])
         rest = binder.shared(bound)
         if len(found) > 1:
             rest += _random_state.shared(found)
-        key = xxhash.xxh3_128_hexdigest(framed + _framed(rest) if rest else framed)
+        key = xxhash.xxh3_128_hexdigest(head + framed(rest) if rest else head)
         if deps.skipped:
             for label, reason in deps.skipped.items():
                 warn_once(f"skipped:{self._qualified}:{label}",

@@ -262,6 +262,14 @@ def connection(directory: str) -> sqlite3.Connection:
     return con
 
 
+def _renew_access_times(con: sqlite3.Connection, keys: Iterable[str]) -> float:
+    """Set the access time of these rows to now (the LRU order), a few hundred per statement; return now."""
+    now = time.time()
+    for part in slices(sorted(keys)):
+        con.execute(f"UPDATE Cache SET access_time = ? WHERE key IN ({marks(len(part))})", [now, *part])
+    return now
+
+
 def _index_payload_files(con: sqlite3.Connection) -> None:
     """Index the rows that name a payload file: a delete tells at once whether a file is still used.
 
@@ -489,7 +497,7 @@ class Store:
         at once; another process's delete or overwrite of the same key is seen within that window.
         """
         signer = self.signer()
-        row = key if signer is None else f"{key}~{signer.keyid.hex()}"
+        row = self.row_key(key, signer)
         now = time.monotonic()
         hot = self._hot.get(row)
         if hot is not None and now - hot[0] < _REVALIDATE:
@@ -573,9 +581,7 @@ class Store:
                 # the writer's own connection (this may run inside a caller's write transaction, a
                 # batch chunk, which any other connection of ours would wait on).
                 keys, self._pending_touch = self._pending_touch, set()
-                con, now = writer._con, time.time()
-                for part in slices(sorted(keys)):
-                    con.execute(f"UPDATE Cache SET access_time = ? WHERE key IN ({marks(len(part))})", [now, *part])
+                _renew_access_times(writer._con, keys)
             writer.set(row, _NewRecord(row, payload, inline, make_header), expire=expire, tag=tag)
         self._hot.clear()
         self._wrote_at = time.time()
@@ -862,10 +868,7 @@ class Store:
             return  # never opened here, or deleted or replaced since: not ours to re-create
         with contextlib.suppress(OSError, sqlite3.Error):
             con = connection(self.directory)
-            now = time.time()
-            for part in slices(sorted(keys)):
-                con.execute(f"UPDATE Cache SET access_time = ? WHERE key IN ({marks(len(part))})",
-                            [now, *part])
+            now = _renew_access_times(con, keys)
             for tag, count in hits.items():
                 _upsert_number(con, f"stats:hits:{tag}", count, "value + excluded.value", now)
                 _upsert_number(con, f"stats:used:{tag}", used.get(tag, now), "excluded.value", now)
