@@ -13,7 +13,7 @@ import threading
 import warnings
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Union
+from typing import Any, NamedTuple, Union
 
 from ._errors import ConfigurationError, MemoWarning
 
@@ -218,6 +218,47 @@ def call_verbosity(chosen: int | None = None) -> int:
         return int(value)
     except ValueError:
         return 1 if value.strip().lower() in {"true", "yes", "on"} else 0
+
+
+class CallSettings(NamedTuple):
+    """What a memoized call reads from ``configure()`` and the environment, resolved together."""
+
+    disabled: bool  # %memo off or NOTEBOOK_MEMO_DISABLE
+    verbosity: int  # call_verbosity() without a function's own choice
+    secret: bytes | None
+    env_dir: str | None  # NOTEBOOK_MEMO_DIR
+
+
+_CALL_VARS = (ENV_DISABLE, ENV_VERBOSE, ENV_SECRET, ENV_DIR)
+_CALL_KEYS = tuple(os.fsencode(name) for name in _CALL_VARS)
+_call_view: tuple[tuple[Any, ...], CallSettings] | None = None
+
+
+def call_settings() -> CallSettings:
+    """Return the settings a call reads, resolved again only when one of them or their variables changed.
+
+    A new object whenever anything it depends on changed (the size limit too): callers may keep
+    what they derived from it (the store) while it is the same object.
+
+    Each call compares the settings' fields and the variables' raw values with the last ones: a
+    handful of reads, where resolving them would parse and check each value.
+    """
+    global _call_view
+    ours = settings
+    data = _ENVIRON_DATA
+    if data is not None and os.environ is _ENVIRON:
+        disable, verbose, secret, directory = _CALL_KEYS
+        view: tuple[Any, ...] = (ours.disabled, ours.calls, ours.secret, ours.cache_dir, ours.size_limit,
+                                 data.get(disable), data.get(verbose), data.get(secret), data.get(directory))
+    else:
+        view = (ours.disabled, ours.calls, ours.secret, ours.cache_dir, ours.size_limit,
+                *map(os.environ.get, _CALL_VARS))
+    last = _call_view
+    if last is not None and last[0] == view:
+        return last[1]
+    resolved = CallSettings(disabled_by_env(), call_verbosity(), resolve_secret(), environ(ENV_DIR))
+    _call_view = (view, resolved)
+    return resolved
 
 
 def human_seconds(seconds: float) -> str:

@@ -984,6 +984,19 @@ def content_hash(value: Any, name: str = "value") -> Digest:
     return h.digest()
 
 
+def leaf_digests(bound: list[tuple[str, Any]]) -> dict[str, Digest] | None:
+    """Return each named value's ``content_hash`` when all are plain leaves (str, int, float, bool, None,
+    complex), else None: such values hold no code, generator or shared object the caller must know of."""
+    leaf = _LEAF.get
+    digests = {}
+    for name, value in bound:
+        encode = leaf(type(value))
+        if encode is None:
+            return None
+        digests[name] = _digest(encode(value))
+    return digests
+
+
 _IMMUTABLE_LEAVES = frozenset({type(None), bool, int, float, complex, str, bytes, range, type(Ellipsis)})
 
 

@@ -30,7 +30,17 @@ from ._dependencies import CodeState, CodeTracker, Dependencies, clock_reads
 from ._errors import ConfigurationError, MemoWarning, RecursiveCall, StaleEntriesWarning, StorageWarning
 from ._explain import Explanation, before_compute, caching_off, explain_call
 from ._fingerprint import own_fingerprint
-from ._hashing import CLOCK, aliasing_parts, combine, content_hash, framed, framed_head, register_hasher, things_met
+from ._hashing import (
+    CLOCK,
+    aliasing_parts,
+    combine,
+    content_hash,
+    framed,
+    framed_head,
+    leaf_digests,
+    register_hasher,
+    things_met,
+)
 from ._inventory import delete_results, human_bytes, is_marker, owner
 from ._leases import Watch, computing, is_computing
 from ._notebook import current_notebook, owner_tag
@@ -244,7 +254,7 @@ class MemoizedFunction(Generic[R]):
         self._tracker: CodeTracker | None = None
         self._carried: list[CodeState | None] | None = None  # [the sender's state, ours when it arrived]
         self._prefix: tuple[CodeState | None, bytes] = (None, b"")  # the key's framed parts before the arguments
-        self._last_store: tuple[tuple[Any, ...], Store] | None = None
+        self._last_store: tuple[_config.CallSettings, Store] | None = None
         self.last_call: Call | None = None
         self.last_hit = False
         # Why the latest computed call was not served though its key had an entry (expired, refreshed,
@@ -294,7 +304,8 @@ class MemoizedFunction(Generic[R]):
     def code_state(self) -> CodeState:
         """Return the function's code digest and dependencies as of now."""
         tracker = self._tracker
-        if tracker is None or tracker.track_versions != self._track_versions():
+        chosen = self._options.track_versions
+        if tracker is None or tracker.track_versions != (_config.settings.track_versions if chosen is None else chosen):
             owner_path = self._fn.__qualname__.split(".")[:-1] if self._is_method else None
             tracker = CodeTracker(self._fn, owner_path, self._track_versions())  # type: ignore[arg-type]
             self._tracker = tracker
@@ -316,22 +327,33 @@ class MemoizedFunction(Generic[R]):
 
     def make_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
         """Return the key and its ingredients for calling with these arguments."""
-        binder, fn = self._binder, self._fn
-        kwdefaults = fn.__kwdefaults__
-        if fn.__defaults__ is not binder.seen[0] or kwdefaults is not binder.seen[1] or \
-                (kwdefaults and list(kwdefaults.items()) != binder.seen[2]):
-            self._binder = binder = _Binder(fn, self._options.ignore, self._name)
-        bound = binder.bind(args, kwargs)
+        binder = self._binder
+        if kwargs or not binder.positional or len(args) != len(binder.names):
+            # Defaults fill in what was not given: those bound must still be the function's.
+            fn = self._fn
+            kwdefaults = fn.__kwdefaults__
+            if fn.__defaults__ is not binder.seen[0] or kwdefaults is not binder.seen[1] or \
+                    (kwdefaults and list(kwdefaults.items()) != binder.seen[2]):
+                self._binder = binder = _Binder(fn, self._options.ignore, self._name)
+            bound = binder.bind(args, kwargs)
+        else:
+            bound = list(zip(binder.names, args))  # every parameter given by position: no default is read
+        found: list[Any] = []
         met = things_met
         outer_met = getattr(met, "found", None)
-        found: list[Any] = []
         met.found = found
         try:
-            labels = binder.labels
-            arguments = {name: content_hash(value, labels[name]) for name, value in bound}
-            state = self.code_state()
+            # Plain values only (the common call) need no walk: no code, generator, clock or shared object in them.
+            leaves = leaf_digests(bound)
+            if leaves is None:
+                labels = binder.labels
+                arguments = {name: content_hash(value, labels[name]) for name, value in bound}
+            else:
+                arguments = leaves
+            state = self.code_state()  # generators the function reads as globals are met here too
         finally:
             met.found = outer_met
+        rest = binder.shared(bound) if leaves is None else []
         deps = state.deps
         clock: list[str] = []
         if found:  # random generators met, and clock reads of an argument's class code (CLOCK, where)
@@ -346,7 +368,6 @@ class MemoizedFunction(Generic[R]):
                                                     self._version]))
         heads = binder.heads
         head = prefix[1] + b"".join([heads[name] + digest for name, digest in arguments.items()])
-        rest = binder.shared(bound)
         if len(found) > 1:
             rest += _random_state.shared(found)
         key = xxhash.xxh3_128_hexdigest(head + framed(rest) if rest else head)
@@ -363,20 +384,22 @@ class MemoizedFunction(Generic[R]):
         return Call(key, arguments, state.code, state.own, deps, state.method,
                     _random_state.numbered(found) if found else {})
 
-    def _store(self) -> Store:
-        where = (self._options.cache_dir, _config.settings.cache_dir, _config.environ(_config.ENV_DIR),
-                 _config.settings.size_limit)
+    def _store(self, current: _config.CallSettings | None = None) -> Store:
+        """Return the store of this function's directory (``current``: the call's settings, when read already)."""
+        if current is None:
+            current = _config.call_settings()
         cached = self._last_store
-        if cached is not None and cached[0] == where:
+        if cached is not None and cached[0] is current:
             return cached[1]
         store = get_store(_config.resolve_dir(self._options.cache_dir), _config.resolve_size_limit())
-        chosen = where[0] or where[1] or where[2]
+        chosen = self._options.cache_dir or _config.settings.cache_dir or current.env_dir
         # Kept only for an absolute directory: a relative one names another folder after os.chdir.
-        self._last_store = (where, store) if chosen and os.path.isabs(chosen) else None
+        self._last_store = (current, store) if chosen and os.path.isabs(chosen) else None
         return store
 
     # -- reading ---------------------------------------------------------------------------
-    def _read(self, store: Store, key: str, call: Call | None = None, outer: Recorders = ()) -> Any:
+    def _read(self, store: Store, key: str, call: Call | None = None, outer: Recorders = (),
+              current: _config.CallSettings | None = None) -> Any:
         """Return the stored value for ``key``, or _MISS; never raises for storage trouble.
 
         An entry with preconditions is served only while they hold; serving it sets the
@@ -384,7 +407,7 @@ class MemoizedFunction(Generic[R]):
         """
         conditions: Conditions | None = None
         try:
-            record = store.get(key)
+            record = store.get(key, current)
             if call is not None and key == call.key:
                 call.absent = record is None
             if record is None or (record.header.expires and record.header.expired()):
@@ -424,7 +447,9 @@ class MemoizedFunction(Generic[R]):
         self.hits += 1
         self.saved_seconds += record.header.duration
         store.count_hit(self._tag)
-        if call is not None and _config.call_verbosity(self._options.verbose):
+        verbose = self._options.verbose
+        if call is not None and (verbose if verbose is not None else
+                                 (current or _config.call_settings()).verbosity):
             _config.announce(f"{self._name}: from cache, saved {_config.human_seconds(record.header.duration)}")
         return value
 
@@ -493,12 +518,14 @@ class MemoizedFunction(Generic[R]):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self._is_async:
             return self._acall(args, kwargs, _refreshing.get())
-        if _disabled.get() or _config.disabled_by_env():
+        current = _config.call_settings()
+        if current.disabled or _disabled.get():
             self._ran_off = True
             return self._fn(*args, **kwargs)
-        return self._call(args, kwargs, _refreshing.get())
+        return self._call(args, kwargs, _refreshing.get(), current=current)
 
-    def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any], refresh: bool, probe: bool = False) -> Any:
+    def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any], refresh: bool, probe: bool = False,
+              current: _config.CallSettings | None = None) -> Any:
         """Look the call up, or compute and store it; a ``probe`` (``refresh()``) is not what explain explains."""
         outer = _conditions.active()
         # Inside another memoized body: our own lookups are not what that body reads.
@@ -506,12 +533,12 @@ class MemoizedFunction(Generic[R]):
         try:
             call = self.make_call(args, kwargs)
             self._refuse_recursion(call)
-            store = self._store()
+            store = self._store(current)
             misses = self.misses
             raised: BaseException | None = None
             try:
                 if not refresh:
-                    value = self._read(store, call.key, call, outer)
+                    value = self._read(store, call.key, call, outer, current)
                     if value is not _MISS:
                         return value
                 return self._lookup_or_compute(store, call, args, kwargs, refresh, outer)

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 import diskcache
 from diskcache.core import UNKNOWN
 
-from ._config import QUICK_BODY, TOUCH_FLUSH_INTERVAL, resolve_lease, resolve_secret, warn_once
+from ._config import QUICK_BODY, TOUCH_FLUSH_INTERVAL, CallSettings, resolve_lease, resolve_secret, warn_once
 from ._errors import StorageWarning
 from ._leases import LOCK_PREFIX, Leases, Watch, at_fork_in_child, gate, marks, slices
 from ._serialize import (
@@ -41,6 +41,7 @@ from ._serialize import (
     encode_header,
     load_file,
     load_inline,
+    loads,
     signer_for,
     store_file_path,
     write_payload,
@@ -53,7 +54,7 @@ _DB_NAME = "cache.db"
 _MARKER = "NOTEBOOK_MEMO_CACHE"
 _REVALIDATE = 0.25
 _BACKGROUND_CHECK = 3 * TOUCH_FLUSH_INTERVAL  # a read checks itself when the background thread has not for this long
-_HOT_ENTRIES = 1024
+_HOT_ENTRIES = 4096
 _SEEN_ENTRIES, _SEEN_LARGEST = 4096, 2048  # at most 8 MiB of row bytes kept to recognise verified records
 _ORPHAN_GRACE = 60.0  # repair keeps unreferenced payload files this young: a writer may be about to index them
 _EVICT_BATCH = 16
@@ -77,6 +78,7 @@ class StoredRecord:
     directory: str
     signer: Signer | None = None
     verified: bool = False  # the header's checksum or signature was checked by this process
+    plain_inline_verified: bool = False  # an inline pickle without buffers whose checksum was checked
 
     @property
     def path(self) -> str | None:
@@ -84,8 +86,13 @@ class StoredRecord:
 
     def load(self, use_mmap: bool = False) -> Any:
         """Verify and unpickle the stored value; raises CorruptRecord or OSError."""
-        if self.header.inline:
-            return load_inline(self.header, self.inline, self.signer)
+        header = self.header
+        if header.inline:
+            if self.plain_inline_verified:
+                return loads(self.inline)  # these very bytes (the record is immutable) were verified before
+            value = load_inline(header, self.inline, self.signer)
+            self.plain_inline_verified = not header.buffer_lens and not header.signed
+            return value
         if not self.filename:
             raise CorruptRecord("record has neither an inline payload nor a file")
         return load_file(self.header, self.directory, self.signer, use_mmap)
@@ -111,6 +118,8 @@ _FOREIGN = _Foreign()
 
 # A hit's one statement: the columns of the row under a raw (text) key. Expiry is checked in Python.
 _SELECT_RECORD = "SELECT mode, filename, value, expire_time, access_time FROM Cache WHERE key = ? AND raw = 1"
+# Changes when another connection (another process, or another thread of ours) commits to the index.
+_DATA_VERSION = "PRAGMA data_version"
 
 
 def _verified_record(row: str, mode: int, filename: str | None, value: Any, directory: str,
@@ -348,7 +357,10 @@ class Store:
         self._dozing = False
         self._checked = 0.0
         self._recheck = False  # the background thread saw the index replaced or removed
-        self._hot: dict[str, tuple[float, StoredRecord]] = {}
+        # Rows read through ``get`` and their records, while the connection's data_version stays as it was.
+        self._hot: dict[str, tuple[tuple[Any, ...], StoredRecord]] = {}
+        self._hot_version: tuple[object, int] = (None, 0)
+        self._thread = threading.local()  # this thread's connection, and the token that names it
         # Records verified here, with the row bytes they came from: a later read of the same bytes
         # (a cell run again) skips decoding and verifying them again.
         self._seen: dict[str, tuple[bytes, StoredRecord]] = {}
@@ -465,9 +477,9 @@ class Store:
 
     # -- trust -----------------------------------------------------------------------------
     @staticmethod
-    def signer() -> Signer | None:
-        """Return the signer of the configured secret, or None."""
-        secret = resolve_secret()
+    def signer(current: CallSettings | None = None) -> Signer | None:
+        """Return the signer of the configured secret (as ``current`` settings say, when given), or None."""
+        secret = resolve_secret() if current is None else current.secret
         return signer_for(secret) if secret is not None else None
 
     @staticmethod
@@ -488,30 +500,36 @@ class Store:
         return True
 
     # -- records ---------------------------------------------------------------------------
-    def get(self, key: str) -> StoredRecord | None:
+    def get(self, key: str, current: CallSettings | None = None) -> StoredRecord | None:
         """Return the verified record under ``key``, or None; raises CorruptRecord for a row it refuses.
 
-        One SELECT on the store's own connection (diskcache's ``get`` would add its key and value
-        codecs around the same statement). A record read from the index is reused for up to
-        REVALIDATE seconds: repeated hits on one key skip SQLite. Our own writes and deletes drop it
-        at once; another process's delete or overwrite of the same key is seen within that window.
+        Records read here are kept in memory (``_hot``) while SQLite's ``data_version`` of this
+        thread's connection says no other connection committed since: one PRAGMA instead of the
+        SELECT. Our own writes and deletes drop them. Otherwise one SELECT on the store's own
+        connection (diskcache's ``get`` would add its key and value codecs around the same
+        statement). ``current``: the calling function's settings, when it read them already.
         """
-        signer = self.signer()
-        row = self.row_key(key, signer)
-        now = time.monotonic()
-        hot = self._hot.get(row)
-        if hot is not None and now - hot[0] < _REVALIDATE:
-            return hot[1]  # read (and its access time renewed if old) less than REVALIDATE ago
+        secret = resolve_secret() if current is None else current.secret
+        signer = None if secret is None else signer_for(secret)
+        row = key if signer is None else self.row_key(key, signer)
         with gate:
-            reader = self._reader
-            if reader is None or self._due(now):
-                reader = self._handles()[0]
+            if self._reader is None or self._recheck or \
+                    time.monotonic() - self._checked > (_REVALIDATE if self._flusher is None else _BACKGROUND_CHECK):
+                self._handles()  # see _due
             if self._trouble is not None and self._refuses(signer):
                 return None
             try:
                 # On the writer's connection: its page cache stays valid across our own writes (a miss
                 # writes, and the next lookup need not read again what the write just touched).
-                found = self._writer._con.execute(_SELECT_RECORD, (row,)).fetchone()  # type: ignore[union-attr]
+                con, token = self._connection()
+                version = con.execute(_DATA_VERSION).fetchone()[0]
+                if self._hot_version[0] is not token or self._hot_version[1] != version:
+                    self._hot.clear()  # another connection committed: what was read may have changed
+                    self._hot_version = (token, version)
+                    hot = None
+                else:
+                    hot = self._hot.get(row)
+                found = hot[0] if hot is not None else con.execute(_SELECT_RECORD, (row,)).fetchone()
             except sqlite3.DatabaseError as exc:
                 if _is_damaged_database(exc):
                     with self._lock:
@@ -520,26 +538,48 @@ class Store:
                 raise
         wall = time.time()
         if found is None or (found[3] is not None and found[3] <= wall):
-            self._hot.pop(row, None)
             return None  # none, or past the life the index gives it (diskcache's expire_time)
-        mode, filename, value = found[0], found[1], found[2]
-        seen = self._seen.get(row)
-        if seen is not None and seen[0] == value and seen[1].filename == filename and seen[1].signer == signer \
-                and mode == MODE_RECORD:
-            record = seen[1]  # the very bytes verified before for this row: the same answer
-        else:
-            record = _verified_record(row, mode, filename, value, self.directory, signer)
-            if len(value) <= _SEEN_LARGEST:
-                if len(self._seen) >= _SEEN_ENTRIES:
-                    self._seen.clear()
-                self._seen[row] = (value, record)
         used = found[4]
-        if self._stale_use(used, wall):
-            self._touch_later(row)
-        if len(self._hot) >= _HOT_ENTRIES:
-            self._hot.clear()
-        self._hot[row] = (now, record)
+        if hot is not None:
+            record = hot[1]
+        else:
+            mode, filename, value = found[0], found[1], found[2]
+            seen = self._seen.get(row)
+            if seen is not None and seen[0] == value and seen[1].filename == filename and \
+                    seen[1].signer == signer and mode == MODE_RECORD:
+                record = seen[1]  # the very bytes verified before for this row: the same answer
+            else:
+                record = _verified_record(row, mode, filename, value, self.directory, signer)
+                if len(value) <= _SEEN_LARGEST:
+                    if len(self._seen) >= _SEEN_ENTRIES:
+                        self._seen.clear()
+                    self._seen[row] = (value, record)
+            hot_records = self._hot
+            if len(hot_records) >= _HOT_ENTRIES:
+                hot_records.clear()
+            hot_records[row] = (found, record)
+        if not isinstance(used, float) or used <= self._wrote_at or used < wall - _TOUCH_RESOLUTION:
+            self._touch_later(row)  # see _stale_use
         return record
+
+    def _connection(self) -> tuple[sqlite3.Connection, object]:
+        """Return this thread's connection to the index (the writer's) and a token naming it.
+
+        The token (an object made for each connection this thread gets) says whose data_version
+        ``_hot`` was read at; holding it rather than the connection leaves the connection to close
+        with its thread.
+        """
+        writer = self._writer
+        assert writer is not None
+        local = writer._local  # type: ignore[attr-defined]
+        con = getattr(local, "con", None)
+        if con is None or getattr(local, "pid", None) != os.getpid():
+            con = writer._con  # type: ignore[attr-defined]
+        mine = self._thread
+        named = getattr(mine, "named", None)
+        if named is None or named[0] is not con:
+            named = mine.named = (con, object())
+        return con, named[1]
 
     def _stale_use(self, used: Any, now: float) -> bool:
         """Return whether a row's access time must be renewed for the LRU order.

@@ -1,0 +1,160 @@
+"""A hit served from memory is served only while the index is as it was read (issue 15).
+
+A record read once is kept in memory with the index's ``data_version`` at the time; a later hit
+asks SQLite for that version (one PRAGMA) instead of the row. Any commit by another connection
+(another process, another thread of ours, a raw sqlite3 client) changes it, so what others
+deleted or overwrote is never served, however soon after. The settings a call reads are
+compared with the last ones on every call: a variable or ``configure`` change applies at once.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+
+from notebook_memo import _config, _store, configure, memo
+from notebook_memo._hashing import content_hash, leaf_digests
+from tests.conftest import Counter, Shell, run_kernel
+
+# The old reuse window let a record read less than this long ago be served without asking the index;
+# made as long as each test here, so a shortcut of that kind would fail them.
+LONG = 3600.0
+
+
+def _db(cache_dir: Path) -> sqlite3.Connection:
+    return sqlite3.connect(str(cache_dir / "cache.db"), timeout=30)
+
+
+def test_a_row_deleted_by_a_raw_client_is_not_served_from_memory(cache_dir: Path, counter: Counter,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_store, "_REVALIDATE", LONG)
+
+    @memo
+    def double(x: int) -> int:
+        counter()
+        return 2 * x
+
+    assert double(4) == 8 and double(4) == 8 and counter.n == 1  # the second is a hit, from memory
+    con = _db(cache_dir)
+    with con:
+        con.execute("DELETE FROM Cache WHERE typeof(value) = 'blob'")
+    con.close()
+    assert double(4) == 8 and counter.n == 2  # gone from the index: computed again
+
+
+def test_a_row_overwritten_by_another_kernel_is_read_again_at_once(shell: Shell, cache_dir: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_store, "_REVALIDATE", LONG)
+    define = textwrap.dedent("""
+    import os
+    from notebook_memo import memo
+
+    @memo
+    def who(x):
+        return (x, os.getpid())  # who computed it: not part of the key
+    """)
+    shell.run(define)
+    mine = shell.run("who(3)")
+    assert shell.run("who(3)") == mine  # a hit, kept in memory now
+    out = run_kernel([define, "with memo.refreshing():\n    OUT['v'] = list(who(3))"], cache_dir)
+    theirs = tuple(out["v"])
+    assert theirs != mine
+    assert shell.run("who(3)") == theirs
+
+
+def test_a_write_by_another_thread_is_seen_by_the_next_hit(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_store, "_REVALIDATE", LONG)
+    factor = [1]
+
+    class Factor:
+        def __memo_key__(self) -> str:
+            return "factor"  # the same key whatever the factor: only a refresh changes the entry
+
+    @memo
+    def times(x: int, f: Factor) -> int:
+        return x * factor[0]
+
+    one = Factor()
+    assert times(2, one) == 2 and times(2, one) == 2
+    factor[0] = 7
+
+    def refresh() -> None:
+        times.refresh(2, one)
+
+    worker = threading.Thread(target=refresh)
+    worker.start()
+    worker.join()
+    assert times(2, one) == 14
+
+
+def test_a_hit_of_a_row_read_before_asks_the_index_one_pragma(cache_dir: Path) -> None:
+    @memo
+    def inc(x: int) -> int:
+        return x + 1
+
+    inc(1)
+    inc(1)
+    seen: list[str] = []
+    store = inc._store()
+    con, _ = store._connection()
+    con.set_trace_callback(seen.append)
+    try:
+        assert inc(1) == 2
+    finally:
+        con.set_trace_callback(None)
+    assert seen == ["PRAGMA data_version"]
+
+
+# -- the settings a call reads ----------------------------------------------------------------------------
+
+
+def test_variables_and_configure_changed_between_calls_apply_to_the_next_call(
+        cache_dir: Path, tmp_path: Path, counter: Counter, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    @memo
+    def square(x: int) -> int:
+        counter()
+        return x * x
+
+    assert square(3) == 9 and square(3) == 9 and counter.n == 1
+    monkeypatch.setenv(_config.ENV_DISABLE, "1")
+    assert square(3) == 9 and counter.n == 2  # caching off: the body runs
+    monkeypatch.delenv(_config.ENV_DISABLE)
+    assert square(3) == 9 and counter.n == 2
+    monkeypatch.setenv(_config.ENV_SECRET, "s3cret")
+    assert square(3) == 9 and counter.n == 3  # the unsigned entry is not this secret's
+    assert square(3) == 9 and counter.n == 3
+    monkeypatch.delenv(_config.ENV_SECRET)
+    monkeypatch.setenv(_config.ENV_DIR, str(tmp_path / "elsewhere"))
+    assert square(3) == 9 and counter.n == 4  # another directory
+    assert (tmp_path / "elsewhere" / "cache.db").exists()
+    monkeypatch.setenv(_config.ENV_VERBOSE, "1")
+    capsys.readouterr()
+    assert square(3) == 9 and counter.n == 4
+    assert "from cache" in capsys.readouterr().out
+    monkeypatch.delenv(_config.ENV_VERBOSE)
+    configure(cache_dir=str(tmp_path / "configured"))
+    assert square(3) == 9 and counter.n == 5
+    _config.settings.__dict__["disabled"] = True  # however a setting is changed (a fixture restores them so)
+    assert square(3) == 9 and counter.n == 6
+
+
+# -- keys of plain arguments ------------------------------------------------------------------------------
+
+PLAIN = [0, 1, -1, 255, 256, -129, 2**70, True, False, None, 0.0, -0.0, 1.5, float("nan"), float("inf"), 1 + 2j,
+         "", "abc", "é\u2603", "\ud800"]
+
+
+def test_plain_arguments_get_the_digests_of_content_hash() -> None:
+    bound = [(f"p{i}", value) for i, value in enumerate(PLAIN)]
+    assert leaf_digests(bound) == {name: content_hash(value) for name, value in bound}
+    assert len(set(leaf_digests(bound).values())) == len(PLAIN)  # True is not 1, -0.0 is not 0.0
+
+
+@pytest.mark.parametrize("other", [b"x", (1,), [1], {"a": 1}, type("S", (str,), {})("abc")])
+def test_a_value_that_is_not_a_plain_leaf_takes_the_general_path(other: object) -> None:
+    assert leaf_digests([("a", 1), ("b", other)]) is None
