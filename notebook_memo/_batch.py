@@ -11,12 +11,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from xxhash import xxh3_128_hexdigest
+
 from . import _conditions, _config, _containers, _memo, _random_state
 from ._config import LOCK_POLL_MAX
 from ._containers import ResultType
 from ._errors import BatchError, ConfigurationError, MemoWarning, OptionError
 from ._explain import Explanation, before_compute, caching_off, explain_call
-from ._hashing import combine, content_hash
+from ._hashing import combine, content_hash, framed, framed_head
 from ._leases import Watch
 from ._memo import _MISS, Call, MemoizedFunction, Options, run_conditions, save, servable, storage_trouble
 from ._options import check_options, keyword_names
@@ -102,6 +104,12 @@ class BatchFunction(MemoizedFunction[Any]):
     @staticmethod
     def _item_key(call: Call, digest: bytes) -> str:
         return combine([bytes.fromhex(call.key), digest]).hex()
+
+    @staticmethod
+    def _item_keys(call: Call, digests: Iterable[bytes]) -> list[str]:
+        """``_item_key`` of each digest, the call's part framed once."""
+        head = framed([bytes.fromhex(call.key)])
+        return [xxh3_128_hexdigest(head + framed_head(len(digest)) + digest) for digest in digests]
 
     def _lookup(self, store: Store, key: str, decoded: dict[str, ResultType],
                 outer: _conditions.Recorders = ()) -> tuple[Any, ResultType | None]:
@@ -427,7 +435,7 @@ class _Plan:
         self.first_position: dict[bytes, int] = {}
         for position, digest in enumerate(digests):
             self.first_position.setdefault(digest, position)
-        self.keys = {position: fn._item_key(call, digest) for digest, position in self.first_position.items()}
+        self.keys = dict(zip(self.first_position.values(), fn._item_keys(call, self.first_position)))
         if not refresh:
             found = fn._lookup_many(store, list(self.keys.values()), {}, outer)
             for digest, position in self.first_position.items():

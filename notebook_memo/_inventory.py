@@ -7,9 +7,10 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from ._notebook import owner_tag
-from ._store import Store, StoredRecord
+from ._store import Store, StoredRecord, facts_of
 
 __all__ = ()
 
@@ -88,8 +89,43 @@ class Inventory:
                 continue
 
     def functions(self) -> list[FunctionSummary]:
+        """Summarise each function's records: from the store's facts table when it holds every record (one
+        grouped query, and one record read per function for its name), else by scanning every record."""
+        summed = self.store.summaries()
+        if summed is not None:
+            found = self._from_facts(summed)
+            if found is not None:
+                return found
+        return self._scanned()
+
+    def _from_facts(self, summed: list[tuple[Any, ...]]) -> list[FunctionSummary] | None:
+        rows = []
+        self.store.flush()  # this process's pending hit counts
+        for fid, notebook, entries, versions, size, compute, last_stored, sample in summed:
+            if not entries:
+                continue  # random-state markers alone
+            # The name comes from a record read and checked, as the scan would read it; never from the facts row.
+            record = self.store.record_at(sample)
+            try:
+                meta = record.header.meta() if record is not None else None
+            except ValueError:
+                meta = None
+            if meta is None or owner(meta) != (fid, notebook) or is_marker(meta):
+                return None
+            hits, last_hit = self.store.hit_stats(owner_tag(fid, notebook))
+            rows.append(FunctionSummary(
+                name=meta.get("name", "?"), fid=fid, kind=meta.get("kind", "function"), entries=entries,
+                versions=versions, bytes=int(size), last_stored=last_stored, compute_seconds=compute, hits=hits,
+                last_used=max(last_hit, last_stored), notebook=notebook,
+            ))
+        return sorted(rows, key=lambda r: (r.name, r.notebook or ""))
+
+    def _scanned(self) -> list[FunctionSummary]:
         tallies: dict[Owner, _Tally] = {}
+        facts = []
         for record, meta in self.records():
+            facts.append(facts_of(record.key, meta, record.header.pickle_len + sum(record.header.buffer_lens),
+                                  record.header.duration, record.header.created))
             who = owner(meta)
             tally = tallies.get(who)
             if tally is None:
@@ -114,6 +150,7 @@ class Inventory:
                 bytes=tally.bytes, last_stored=tally.last_stored, compute_seconds=tally.compute_seconds,
                 hits=hits, last_used=max(last_hit, tally.last_stored), notebook=notebook,
             ))
+        self.store.rebuild_facts(facts)  # the next summary reads them
         return sorted(rows, key=lambda r: (r.name, r.notebook or ""))
 
     def _matches(self, meta: dict, name: str) -> bool:  # type: ignore[type-arg]

@@ -55,6 +55,8 @@ FLAG_SIGNED = 2
 _HEADER = struct.Struct("<4sHHdddQIIIH8s16s32s32s")
 _LEN = struct.Struct("<Q")
 _ZERO32 = bytes(32)
+_ZERO64 = bytes(64)
+_CHECKED_AT = _HEADER.size - 64  # where ``check`` and ``signature`` begin
 _NO_KEYID = bytes(8)
 
 
@@ -278,7 +280,7 @@ class ForeignRecord(CorruptRecord):
     """A well-formed record this process cannot verify: signed with another secret, or not as configured."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Header:
     """The fixed part of a stored record, with the key and payload file it names."""
 
@@ -295,13 +297,19 @@ class Header:
     key: str
     filename: str  # the payload file relative to the cache directory; "" when inline
     meta_raw: bytes | memoryview
-    signed_part: bytes  # the header as covered by ``check`` and ``signature``
+    raw: memoryview  # the header as stored: ``check`` and ``signature`` in place
     conditioned: bool = False  # the metadata holds preconditions to check before serving it
     parsed: dict[str, Any] | None = field(default=None, repr=False, compare=False)  # meta(), once parsed
 
     @property
     def inline(self) -> bool:
         return bool(self.flags & FLAG_INLINE)
+
+    @property
+    def signed_part(self) -> bytes:
+        """The header as ``check`` and ``signature`` cover it: with both zeroed."""
+        raw = self.raw
+        return bytes(raw[:_CHECKED_AT]) + _ZERO64 + bytes(raw[_HEADER.size:])
 
     @property
     def signed(self) -> bool:
@@ -340,7 +348,11 @@ class Header:
             if signer is None or signer.keyid != self.keyid:
                 return False
             return hmac.compare_digest(_mac(signer, b"nbm-header", [self.signed_part]), self.check)
-        return xxhash.xxh3_128_digest(self.signed_part) == self.check[:16]
+        raw = self.raw
+        state = xxhash.xxh3_128(raw[:_CHECKED_AT])  # the signed part, fed in pieces rather than copied
+        state.update(_ZERO64)
+        state.update(raw[_HEADER.size:])
+        return state.digest() == self.check[:16]
 
     def verify(self, key: str, filename: str | None, signer: Signer | None) -> None:
         """Check that this header is intact and belongs to ``key`` and its row's file; raise CorruptRecord."""
@@ -410,9 +422,8 @@ def decode_header(data: bytes | memoryview) -> tuple[Header, memoryview]:
     except UnicodeDecodeError:
         raise CorruptRecord("the record's key is damaged") from None
     buffer_lens = [_LEN.unpack_from(view, end_names + i * _LEN.size)[0] for i in range(nbufs)] if nbufs else []
-    signed_part = bytes(view[:_HEADER.size - 64]) + _ZERO32 + _ZERO32 + bytes(view[position:end])
     header = Header(flags, created, expires, duration, pickle_len, buffer_lens, checksum, check, signature, keyid,
-                    key, filename, view[end_lens:end], signed_part, version == CONDITIONED_VERSION)
+                    key, filename, view[end_lens:end], view[:end], version == CONDITIONED_VERSION)
     return header, view[end:]
 
 

@@ -67,7 +67,7 @@ _VOLUME_EVERY = 1.0
 _LATE_LEASE_POLL = 0.02  # how often the background thread looks for runs without a lease gone past QUICK_BODY
 
 
-@dataclass
+@dataclass(slots=True)
 class StoredRecord:
     """A record as read from the index: its verified header, and where its payload is."""
 
@@ -293,6 +293,35 @@ def _index_payload_files(con: sqlite3.Connection) -> None:
         con.execute("CREATE INDEX Cache_filename ON Cache(filename) WHERE filename IS NOT NULL")
 
 
+# What ``info`` sums per function, one row per record, written with the record and deleted with its row (by
+# the trigger, whoever deletes it): a summary reads this table, not every record. Unverified, so it is only
+# counted and shown; nothing is loaded, opened or deleted on its word.
+_FACTS_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS NbmFacts (key TEXT PRIMARY KEY, fid TEXT, notebook TEXT, code TEXT, size INTEGER, "
+    "duration REAL, created REAL, marker INTEGER) WITHOUT ROWID",
+    "CREATE TRIGGER IF NOT EXISTS NbmFacts_gone AFTER DELETE ON Cache BEGIN "
+    "DELETE FROM NbmFacts WHERE key = OLD.key; END",
+)
+_FACT = "INSERT OR REPLACE INTO NbmFacts VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+# Rows of the index that are no record: leases, and hit counters (``flush``).
+_NOT_RECORDS = (("lock:", "lock;"), ("stats:", "stats;"))
+
+
+def _keep_facts(con: sqlite3.Connection) -> None:
+    """Create the facts table and its trigger in an index that has none."""
+    if con.execute("SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = 'NbmFacts_gone'").fetchone():
+        return
+    with _write_transaction(con):
+        for statement in _FACTS_SCHEMA:
+            con.execute(statement)
+
+
+def facts_of(row: str, meta: dict[str, Any], size: int, duration: float, created: float) -> tuple[Any, ...]:
+    """Return the facts row of a record: the parts of its metadata and header that ``info`` sums."""
+    return (row, meta.get("fid"), meta.get("notebook"), meta.get("code"), meta.get("size", size),
+            meta.get("duration", duration), created, int("variants" in meta))
+
+
 def directory_trouble(directory: str) -> str | None:
     """Return why others could have written into ``directory`` (or its index), or None when only we can."""
     me = os.geteuid()
@@ -389,6 +418,8 @@ class Store:
         self._trouble = directory_trouble(self.directory)
         with contextlib.suppress(sqlite3.Error):
             _index_payload_files(connection(self.directory))
+        with contextlib.suppress(sqlite3.Error):
+            _keep_facts(connection(self.directory))
 
     def _open_handles(self) -> None:
         common: dict[str, Any] = {"disk": _RecordDisk, "statistics": 0, "tag_index": 1, "cull_limit": 0,
@@ -623,6 +654,8 @@ class Store:
                 keys, self._pending_touch = self._pending_touch, set()
                 _renew_access_times(writer._con, keys)
             writer.set(row, _NewRecord(row, payload, inline, make_header), expire=expire, tag=tag)
+            with contextlib.suppress(sqlite3.OperationalError):  # an index made where the table could not be
+                writer._con.execute(_FACT, facts_of(row, meta, payload.nbytes, duration, created))
         self._hot.clear()
         self._wrote_at = time.time()
         self._written += payload.nbytes + len(row) + 1024  # the payload, and about what its row adds to the index
@@ -733,6 +766,62 @@ class Store:
         return int(connection(self.directory).execute(query, (tag, limit)).fetchone()[0])
 
     @_gated
+    def summaries(self) -> list[tuple[Any, ...]] | None:
+        """Return, per (function id, notebook), what ``info`` shows of its records, from the facts table.
+
+        Each row: fid, notebook, results, code versions, bytes, compute seconds, newest creation time,
+        and the index key of one result. None when the table does not hold one row per record (an
+        index written by an older version, or damaged): the caller scans the records instead.
+        """
+        if not self._exists():
+            return []
+        self.reader  # noqa: B018 (opens, or sets a damaged index aside)
+        con = connection(self.directory)
+        try:
+            con.execute("BEGIN")  # one snapshot for the counts and the sums
+            try:
+                rows = con.execute("SELECT count(*) FROM Cache").fetchone()[0]
+                for low, high in _NOT_RECORDS:
+                    rows -= con.execute("SELECT count(*) FROM Cache WHERE key >= ? AND key < ?",
+                                        (low, high)).fetchone()[0]
+                if con.execute("SELECT count(*) FROM NbmFacts").fetchone()[0] != rows:
+                    return None
+                return con.execute(
+                    "SELECT fid, notebook, sum(marker = 0), count(DISTINCT CASE WHEN marker = 0 THEN code END), "
+                    "total(CASE WHEN marker = 0 THEN size END), total(CASE WHEN marker = 0 THEN duration END), "
+                    "max(created), max(CASE WHEN marker = 0 THEN key END) FROM NbmFacts GROUP BY fid, notebook"
+                ).fetchall()
+            finally:
+                con.execute("COMMIT")
+        except sqlite3.Error:
+            return None
+
+    @_gated
+    def record_at(self, row: str) -> StoredRecord | None:
+        """Return the record in index row ``row`` as a scan lists it (``records``), or None."""
+        if not self._exists():
+            return None
+        self.reader  # noqa: B018
+        found = connection(self.directory).execute(
+            "SELECT key, filename, value FROM Cache WHERE key = ? AND raw = 1 AND mode = ?", (row, MODE_RECORD)
+        ).fetchone()
+        return None if found is None else listed_record(found[0], found[1], found[2], self.directory, self.signer())
+
+    @_gated
+    def rebuild_facts(self, facts: list[tuple[Any, ...]]) -> None:
+        """Replace the facts table with ``facts`` (one per record, from a scan): later summaries need no scan.
+
+        Records written while the scan ran may be missing; the next summary then finds the table
+        short, and scans again.
+        """
+        con = connection(self.directory)
+        with contextlib.suppress(sqlite3.Error), _write_transaction(con):
+            con.execute("DELETE FROM NbmFacts")
+            con.executemany("INSERT OR REPLACE INTO NbmFacts SELECT ?, ?, ?, ?, ?, ?, ?, ? "
+                            "WHERE EXISTS (SELECT 1 FROM Cache WHERE key = ? AND raw = 1)",  # none for a row gone since
+                            [(*fact, fact[0]) for fact in facts])
+
+    @_gated
     def get_many(self, keys: list[str]) -> dict[str, StoredRecord | CorruptRecord]:
         """Return the records of ``keys``, verified as ``get`` verifies one, read a few hundred per query.
 
@@ -753,13 +842,14 @@ class Store:
             for part in slices(list(rows)):
                 query = (f"SELECT key, mode, filename, value, access_time FROM Cache WHERE key IN "
                          f"({marks(len(part))}) AND raw = 1 AND (expire_time IS NULL OR expire_time > ?)")
-                for row, mode, filename, value, used in con.execute(query, (*part, now)):
+                # Fetched before any is decoded: stepping SQLite between decodes costs more than the rows take.
+                for row, mode, filename, value, used in con.execute(query, (*part, now)).fetchall():
                     try:
                         found[rows[row]] = _verified_record(row, mode, filename, value, self.directory, signer)
                     except CorruptRecord as exc:
                         found[rows[row]] = exc
-                    if self._stale_use(used, now):
-                        self._pending_touch.add(row)
+                    if not isinstance(used, float) or used <= self._wrote_at or used < now - _TOUCH_RESOLUTION:
+                        self._pending_touch.add(row)  # see _stale_use
         except sqlite3.DatabaseError as exc:
             if not _is_damaged_database(exc):
                 raise
