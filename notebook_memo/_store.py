@@ -64,6 +64,9 @@ _DELETE_CHUNK = 500  # records per transaction of a bulk delete
 # every row read costs more than reading it.
 _TOUCH_RESOLUTION = 60.0
 _VOLUME_EVERY = 1.0
+# The log is checkpointed by the background thread after our writes (``checkpoint``); SQLite does it on a
+# commit only past this many pages (32 MiB): a write of ours never pays for the disk sync of a checkpoint.
+_WAL_BACKSTOP = 8192
 _LATE_LEASE_POLL = 0.02  # how often the background thread looks for runs without a lease gone past QUICK_BODY
 
 
@@ -398,6 +401,7 @@ class Store:
         # last measured, or that was _VOLUME_EVERY seconds ago: not with a volume query per write.
         self._written, self._headroom, self._measured = 0, 0, 0.0
         self._wrote_at = 0.0  # when this process last wrote a record (wall clock, as access times are)
+        self._checkpointed = 0.0  # when the background thread last checkpointed the log after our writes
         self._last_hit: dict[str, float] = {}
 
     # -- opening, and reopening when the directory was removed ------------------------------
@@ -423,7 +427,8 @@ class Store:
 
     def _open_handles(self) -> None:
         common: dict[str, Any] = {"disk": _RecordDisk, "statistics": 0, "tag_index": 1, "cull_limit": 0,
-                                  "size_limit": self.size_limit, "disk_min_file_size": 2**15}
+                                  "size_limit": self.size_limit, "disk_min_file_size": 2**15,
+                                  "sqlite_wal_autocheckpoint": _WAL_BACKSTOP}
         # Eviction is ours (_enforce_limit): diskcache's own cull compares the database's page
         # count, which does not shrink when small rows go. The writer's LRU policy records access
         # times (written in batches); the reader's hit is a single SELECT.
@@ -658,6 +663,8 @@ class Store:
                 writer._con.execute(_FACT, facts_of(row, meta, payload.nbytes, duration, created))
         self._hot.clear()
         self._wrote_at = time.time()
+        if self._flusher is None:
+            self._start_flusher()  # it checkpoints what this process writes
         self._written += payload.nbytes + len(row) + 1024  # the payload, and about what its row adds to the index
         if self._written >= self._headroom or time.monotonic() - self._measured > _VOLUME_EVERY:
             self._enforce_limit(writer)
@@ -1003,6 +1010,25 @@ class Store:
                 _upsert_number(con, f"stats:hits:{tag}", count, "value + excluded.value", now)
                 _upsert_number(con, f"stats:used:{tag}", used.get(tag, now), "excluded.value", now)
 
+    def checkpoint(self, at_exit: bool = False) -> None:
+        """Copy the write-ahead log into the index when this process wrote since the last time (the
+        background thread): a write then never waits for a checkpoint, which syncs the disk.
+
+        ``at_exit``: also empty the log when no other process is reading it (waiting a moment at
+        most), so that a kernel that wrote leaves the whole index in its file, as closing the last
+        connection would (our background thread's is never closed).
+        """
+        if self._wrote_at <= (0.0 if at_exit else self._checkpointed) or self._ident is None or \
+                self._index_ident() != self._ident:
+            return
+        self._checkpointed = time.time()
+        with contextlib.suppress(OSError, sqlite3.Error):
+            con = connection(self.directory)
+            if at_exit:
+                con.execute("PRAGMA busy_timeout = 200")
+            # Its row read to the end: a statement left on its row would hold the log open.
+            con.execute(f"PRAGMA wal_checkpoint({'TRUNCATE' if at_exit else 'PASSIVE'})").fetchall()
+
     # -- leases: one process computes a key, others wait (see _leases) ----------------------
     def try_lease(self, key: str, watch: Watch | None = None) -> bool:
         """Take the lease on ``key`` for this process; False while someone else holds it.
@@ -1104,6 +1130,14 @@ class Store:
         self._checked = 0.0
         self._recheck = False
 
+    def stop_background(self, wait: float = 1.0) -> None:
+        """Stop the background thread, waiting for its current round (at most ``wait`` seconds)."""
+        self._stop.set()
+        self._wake.set()
+        flusher = self._flusher
+        if flusher is not None and flusher is not threading.current_thread():
+            flusher.join(wait)
+
     @_gated
     def close(self) -> None:
         self._stop.set()
@@ -1128,6 +1162,8 @@ def _flush_loop(ref: weakref.ReferenceType[Store]) -> None:
                 store.flush()
                 with contextlib.suppress(Exception):
                     store.revalidate()
+                with contextlib.suppress(Exception):
+                    store.checkpoint()
             # While runs without a lease go on (and a while after), look at them often; else doze.
             watching = bool(store._running) or now - store._ran < 1.0
             wake = store._wake
@@ -1202,4 +1238,8 @@ at_fork_in_child(_after_fork_in_child)
 def _flush_all() -> None:
     for store in list(_stores.values()):
         with contextlib.suppress(Exception):
+            store.stop_background()  # its checkpoint would make ours at exit give up (SQLite does not wait)
+        with contextlib.suppress(Exception):
             store.flush()
+        with contextlib.suppress(Exception):
+            store.checkpoint(at_exit=True)

@@ -323,3 +323,35 @@ def test_a_batch_frames_its_item_keys_once_and_gets_the_keys_of_one_item_at_a_ti
     call = Call("0f" * 16, {}, b"", b"", None, None)  # type: ignore[arg-type]
     digests = [content_hash(item) for item in [0, 1, "a", b"", (1, 2), 10**30]]
     assert BatchFunction._item_keys(call, digests) == [BatchFunction._item_key(call, d) for d in digests]
+
+
+def test_a_write_never_checkpoints_the_log_and_the_background_thread_does(cache_dir: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from notebook_memo import _store
+
+    monkeypatch.setattr(_store.Store, "checkpoint", lambda self: None)  # the background thread's, held back
+
+    @memo
+    def pad(i: int) -> str:
+        return "x" * 2000 + str(i)
+
+    for i in range(400):  # about 4 pages of log each: past SQLite's default checkpoint at 1,000
+        pad(i)
+    con = sqlite3.connect(str(cache_dir / "cache.db"))
+    frames = con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
+    assert frames > 1000, frames  # no commit of ours checkpointed (the log would have started over)
+    con.close()
+    monkeypatch.undo()
+    store = pad._store()
+    store.checkpoint()
+    assert store._checkpointed >= store._wrote_at
+
+
+@pytest.mark.parametrize("work", ["one miss", "misses and hits"])
+def test_a_kernel_that_wrote_leaves_the_whole_index_in_its_file(cache_dir: Path, work: str) -> None:
+    calls = "f(1)" if work == "one miss" else "[f(i) for i in range(50)]\n[f(i) for i in range(50)]"
+    subprocess.run([sys.executable, "-c", f"from notebook_memo import memo\nf = memo(lambda x: x)\n{calls}"],
+                   env=worker_env(cache_dir), check=True, timeout=60)
+    log = cache_dir / "cache.db-wal"
+    assert not log.exists() or log.stat().st_size == 0  # checkpointed at exit, though our background
+    # thread's connection is never closed (closing the last connection is what would do it otherwise)
