@@ -629,6 +629,14 @@ class CodeTracker:
         self._watch: list[tuple[Any, ...]] | None = None
         self._state: CodeState | None = None
 
+    def unchanged(self) -> CodeState | None:
+        """Return the last code state when nothing it came from changed (identity checks only, nothing
+        hashed, so nothing met), else None."""
+        watch = self._watch
+        if watch is not None and self._state is not None and _still_valid(watch):
+            return self._state
+        return None
+
     def current(self) -> CodeState:
         """Return the code state now: cheap identity checks when nothing changed."""
         watch = self._watch

@@ -339,20 +339,27 @@ class MemoizedFunction(Generic[R]):
         else:
             bound = list(zip(binder.names, args))  # every parameter given by position: no default is read
         found: list[Any] = []
-        met = things_met
-        outer_met = getattr(met, "found", None)
-        met.found = found
-        try:
-            # Plain values only (the common call) need no walk: no code, generator, clock or shared object in them.
-            leaves = leaf_digests(bound)
-            if leaves is None:
-                labels = binder.labels
-                arguments = {name: content_hash(value, labels[name]) for name, value in bound}
-            else:
-                arguments = leaves
-            state = self.code_state()  # generators the function reads as globals are met here too
-        finally:
-            met.found = outer_met
+        # Plain values only (the common call) need no walk: no code, generator, clock or shared object in them.
+        leaves = leaf_digests(bound)
+        tracker = self._tracker
+        # Nothing of the code changed either: nothing is hashed, so nothing can be met.
+        known = tracker.unchanged() if leaves is not None and tracker is not None and self._carried is None and \
+            tracker.track_versions == self._track_versions() else None
+        if known is not None and leaves is not None:
+            arguments, state = leaves, known
+        else:
+            met = things_met
+            outer_met = getattr(met, "found", None)
+            met.found = found
+            try:
+                if leaves is None:
+                    labels = binder.labels
+                    arguments = {name: content_hash(value, labels[name]) for name, value in bound}
+                else:
+                    arguments = leaves
+                state = self.code_state()  # generators the function reads as globals are met here too
+            finally:
+                met.found = outer_met
         rest = binder.shared(bound) if leaves is None else []
         deps = state.deps
         clock: list[str] = []

@@ -52,7 +52,7 @@ __all__ = ()
 MODE_RECORD = 16  # a diskcache row mode of ours: the value column holds a record header
 _DB_NAME = "cache.db"
 _MARKER = "NOTEBOOK_MEMO_CACHE"
-_REVALIDATE = 0.25
+_REVALIDATE = 0.25  # without the background thread, a read re-checks the directory when its last check is this old
 _BACKGROUND_CHECK = 3 * TOUCH_FLUSH_INTERVAL  # a read checks itself when the background thread has not for this long
 _HOT_ENTRIES = 4096
 _SEEN_ENTRIES, _SEEN_LARGEST = 4096, 2048  # at most 8 MiB of row bytes kept to recognise verified records
@@ -402,7 +402,6 @@ class Store:
         self._written, self._headroom, self._measured = 0, 0, 0.0
         self._wrote_at = 0.0  # when this process last wrote a record (wall clock, as access times are)
         self._checkpointed = 0.0  # when the background thread last checkpointed the log after our writes
-        self._last_hit: dict[str, float] = {}
 
     # -- opening, and reopening when the directory was removed ------------------------------
     def _open(self) -> None:
@@ -972,12 +971,11 @@ class Store:
         """Count ``n`` hits of function ``tag`` at once (items of a batch); written like ``count_hit``'s."""
         if n:
             self._pending_hits[tag] = self._pending_hits.get(tag, 0) + n
-            self._last_hit[tag] = time.time()
 
     def count_hit(self, tag: str) -> None:
-        """Count a hit of function ``tag``; written with the next batch of access times."""
+        """Count a hit of function ``tag``; written with the next batch of access times, which also says
+        when it was last used (to the flush: within a few seconds, or at exit)."""
         self._pending_hits[tag] = self._pending_hits.get(tag, 0) + 1
-        self._last_hit[tag] = time.time()
 
     @_gated
     def hit_stats(self, tag: str) -> tuple[int, float]:
@@ -998,7 +996,6 @@ class Store:
             return
         keys, self._pending_touch = self._pending_touch, set()
         hits, self._pending_hits = self._pending_hits, {}
-        used, self._last_hit = self._last_hit, {}
         # One statement per step, each committing alone (see renew_leases): this runs on a
         # background thread.
         if self._ident is None or self._index_ident() != self._ident:
@@ -1008,7 +1005,7 @@ class Store:
             now = _renew_access_times(con, keys)
             for tag, count in hits.items():
                 _upsert_number(con, f"stats:hits:{tag}", count, "value + excluded.value", now)
-                _upsert_number(con, f"stats:used:{tag}", used.get(tag, now), "excluded.value", now)
+                _upsert_number(con, f"stats:used:{tag}", now, "excluded.value", now)
 
     def checkpoint(self, at_exit: bool = False) -> None:
         """Copy the write-ahead log into the index when this process wrote since the last time (the
@@ -1125,7 +1122,7 @@ class Store:
         self._stop = threading.Event()
         self._running, self._ran, self._wake, self._dozing = {}, 0.0, threading.Event(), False
         self._leases = Leases()
-        self._pending_touch, self._pending_hits, self._last_hit = set(), {}, {}
+        self._pending_touch, self._pending_hits = set(), {}
         self._hot = {}
         self._checked = 0.0
         self._recheck = False
