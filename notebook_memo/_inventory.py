@@ -120,6 +120,20 @@ class Inventory:
             ))
         return sorted(rows, key=lambda r: (r.name, r.notebook or ""))
 
+    def code_counts(self) -> dict[Owner, dict[str | None, int]]:
+        """Return, for each function, how many results each version of its code has (markers left out)."""
+        counted: dict[Owner, dict[str | None, int]] = {}
+        rows = self.store.code_counts()
+        if rows is not None:
+            for fid, notebook, code, n in rows:
+                counted.setdefault((fid, notebook), {})[code] = n
+            return counted
+        for _, meta in self.records():
+            if not is_marker(meta):
+                versions = counted.setdefault(owner(meta), {})
+                versions[meta.get("code")] = versions.get(meta.get("code"), 0) + 1
+        return counted
+
     def _scanned(self) -> list[FunctionSummary]:
         tallies: dict[Owner, _Tally] = {}
         facts = []

@@ -17,7 +17,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from . import _config
 from ._cells import CellOptions, cells, leading_blank_lines, run_cell
 from ._config import parse_ttl
-from ._inventory import FunctionSummary, Inventory, Owner, human_bytes, human_time, is_marker, owner
+from ._inventory import FunctionSummary, Inventory, Owner, human_bytes, human_time
 from ._memo import clear_stale_all, registered
 from ._notebook import current_notebook, short_name
 from ._store import get_store
@@ -151,10 +151,11 @@ def info() -> InfoTable:
         if cell.last_call is not None:
             current[(cell.function_id, cell.notebook)] = cell.last_call.code.hex()
     stale: dict[Owner, int] = {}
-    for _, meta in inventory.records():
-        who = owner(meta)
-        if who in current and meta.get("code") != current[who] and not is_marker(meta):
-            stale[who] = stale.get(who, 0) + 1
+    for who, versions in inventory.code_counts().items():
+        if who in current:
+            count = sum(n for code, n in versions.items() if code != current[who])
+            if count:
+                stale[who] = count
     return InfoTable(directory, rows, hits, stale)
 
 

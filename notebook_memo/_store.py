@@ -771,7 +771,6 @@ class Store:
         query = "SELECT count(*) FROM (SELECT 1 FROM Cache WHERE tag = ? LIMIT ?)"
         return int(connection(self.directory).execute(query, (tag, limit)).fetchone()[0])
 
-    @_gated
     def summaries(self) -> list[tuple[Any, ...]] | None:
         """Return, per (function id, notebook), what ``info`` shows of its records, from the facts table.
 
@@ -779,12 +778,26 @@ class Store:
         and the index key of one result. None when the table does not hold one row per record (an
         index written by an older version, or damaged): the caller scans the records instead.
         """
+        return self._from_facts(
+            "SELECT fid, notebook, sum(marker = 0), count(DISTINCT CASE WHEN marker = 0 THEN code END), "
+            "total(CASE WHEN marker = 0 THEN size END), total(CASE WHEN marker = 0 THEN duration END), "
+            "max(created), max(CASE WHEN marker = 0 THEN key END) FROM NbmFacts GROUP BY fid, notebook")
+
+    def code_counts(self) -> list[tuple[Any, ...]] | None:
+        """Return (fid, notebook, code, results) for each code version of each function, from the facts
+        table; None when it does not hold one row per record (as ``summaries``)."""
+        return self._from_facts("SELECT fid, notebook, code, count(*) FROM NbmFacts WHERE marker = 0 "
+                                "GROUP BY fid, notebook, code")
+
+    @_gated
+    def _from_facts(self, query: str) -> list[tuple[Any, ...]] | None:
+        """Run ``query`` on the facts table if it holds exactly one row per record, in one read snapshot."""
         if not self._exists():
             return []
         self.reader  # noqa: B018 (opens, or sets a damaged index aside)
         con = connection(self.directory)
         try:
-            con.execute("BEGIN")  # one snapshot for the counts and the sums
+            con.execute("BEGIN")  # one snapshot for the counts and the query
             try:
                 rows = con.execute("SELECT count(*) FROM Cache").fetchone()[0]
                 for low, high in _NOT_RECORDS:
@@ -792,11 +805,7 @@ class Store:
                                         (low, high)).fetchone()[0]
                 if con.execute("SELECT count(*) FROM NbmFacts").fetchone()[0] != rows:
                     return None
-                return con.execute(
-                    "SELECT fid, notebook, sum(marker = 0), count(DISTINCT CASE WHEN marker = 0 THEN code END), "
-                    "total(CASE WHEN marker = 0 THEN size END), total(CASE WHEN marker = 0 THEN duration END), "
-                    "max(created), max(CASE WHEN marker = 0 THEN key END) FROM NbmFacts GROUP BY fid, notebook"
-                ).fetchall()
+                return con.execute(query).fetchall()
             finally:
                 con.execute("COMMIT")
         except sqlite3.Error:

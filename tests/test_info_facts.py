@@ -209,3 +209,37 @@ def test_records_of_two_secrets_are_summarised_as_a_scan_counts_them(cache_dir: 
         twice(i)
     fast, scanned = _both(cache_dir)
     assert fast == scanned and fast[0][3] == 10
+
+
+@pytest.mark.filterwarnings("ignore::notebook_memo.StaleEntriesWarning")
+def test_magic_info_counts_stale_entries_from_the_facts_as_a_scan_would(shell: Shell, cache_dir: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    shell.run(textwrap.dedent("""
+    from notebook_memo import memo
+
+    @memo
+    def area(r):
+        return 3 * r * r
+    """))
+    for r in range(12):
+        shell.run(f"area({r})")
+    shell.run(textwrap.dedent("""
+    @memo
+    def area(r):
+        return 3.14 * r * r  # changed: the 12 results above are stale now
+    """))
+    for r in range(3):
+        shell.run(f"area({r})")
+    inventory = _inventory(cache_dir)
+    from_facts = inventory.code_counts()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_store.Store, "code_counts", lambda self: None)  # as an index without facts
+        scanned = inventory.code_counts()
+    assert from_facts == scanned
+    assert sorted(next(iter(scanned.values())).values()) == [3, 12]
+    reads: list[str] = []
+    listed = _store.listed_record
+    monkeypatch.setattr(_store, "listed_record", lambda row, *a: reads.append(row) or listed(row, *a))
+    table = shell.run("from notebook_memo._magics import info\ninfo()")
+    assert [row.entries for row in table.rows] == [15] and list(table.stale.values()) == [12]
+    assert len(reads) == 1  # the function's name; counts and stale counts come from the facts
