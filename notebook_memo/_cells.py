@@ -103,7 +103,8 @@ class CellMemo:
         return owner(meta) == (self.function_id, self.notebook)
 
     def entries(self) -> list[StoredRecord]:
-        return [r for r in self._store().records() if self.owns(r.header.meta())]
+        """Return this cell's records, read through the index's tag of its id (as a function's are)."""
+        return [r for r in self._store().records(self.function_id) if self.owns(r.header.meta())]
 
     def explain_last(self) -> Any:
         """Return the report on this cell's last run; None before one."""

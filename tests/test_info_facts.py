@@ -243,3 +243,19 @@ def test_magic_info_counts_stale_entries_from_the_facts_as_a_scan_would(shell: S
     table = shell.run("from notebook_memo._magics import info\ninfo()")
     assert [row.entries for row in table.rows] == [15] and list(table.stale.values()) == [12]
     assert len(reads) == 1  # the function's name; counts and stale counts come from the facts
+
+
+def test_clearing_a_named_cell_reads_only_that_cells_records(shell: Shell, cache_dir: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    shell.run("%load_ext notebook_memo")
+    fill = memo.batch("items", progress=False)(lambda items: [i * 2 for i in items])
+    fill(list(range(500)))  # others' records in the same directory
+    shell.run("%%memo versions\nv = 1")
+    shell.run("%%memo versions\nv = 2")
+    reads: list[str] = []
+    listed = _store.listed_record
+    monkeypatch.setattr(_store, "listed_record", lambda row, *a: reads.append(row) or listed(row, *a))
+    shell.run("%memo clear --stale")
+    shell.run("from notebook_memo._cells import cells\n_c = [c for c in cells() if c.label == 'versions'][0]")
+    assert len(shell["_c"].entries()) == 1
+    assert len(reads) <= 2 * 2  # the cell's two records, read by clear_stale and by entries(): not the 500
