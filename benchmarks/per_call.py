@@ -46,6 +46,14 @@ def work(a: int, b: str = "x") -> int:
     return a + len(b)
 
 
+def sweep(fn: Callable[..., int], keys: int) -> Callable[[], None]:
+    """Return a run calling ``fn(k, "abc")`` for each of ``keys`` keys in turn: a different key each call."""
+    def run() -> None:
+        for k in range(keys):
+            fn(k, "abc")
+    return run
+
+
 # -- small hits and misses ----------------------------------------------------------------------------------
 
 
@@ -86,12 +94,6 @@ def small(root: Path, quick: bool) -> None:
             if name != "floor":
                 fn(k, "abc")
 
-    def sweep(fn: Callable[..., int]) -> Callable[[], None]:
-        def run() -> None:
-            for k in range(keys):
-                fn(k, "abc")
-        return run
-
     fresh = itertools.count(10**6)  # beyond the keys stored above: every call a miss
 
     def missing(fn: Callable[..., int]) -> Callable[[], int]:
@@ -99,12 +101,12 @@ def small(root: Path, quick: bool) -> None:
 
     misses = {"floor": missing(floor_miss), "notebook_memo @memo": missing(nm),
               "diskcache Cache.memoize": missing(dc)}
-    other = round_robin({name: sweep(fn) for name, fn in contenders.items()}, 1, rounds)
+    other = round_robin({name: sweep(fn, keys) for name, fn in contenders.items()}, 1, rounds)
     same = round_robin({name: functools.partial(fn, 1, "abc") for name, fn in contenders.items()}, keys, rounds)
     missed = round_robin(misses, 30 if quick else 100, rounds)
     # Counted last: a counted connection keeps a (then idle) trace callback, a Python call per statement.
-    hit_sql = count_sql(sweep(nm), 1)  # the rows were read before, but the index may have changed since
-    hit_sql_again = count_sql(sweep(nm), 1)  # a cell run again, no other write in between
+    hit_sql = count_sql(sweep(nm, keys), 1)  # the rows were read before, but the index may have changed since
+    hit_sql_again = count_sql(sweep(nm, keys), 1)  # a cell run again, no other write in between
     for fn in misses.values():
         for _ in range(3):
             fn()  # the first write after many hits also writes their access times: not a miss's own cost
@@ -196,13 +198,8 @@ def many(root: Path, quick: bool) -> None:
     for k in range(keys):
         dc(k, "abc")
 
-    def sweep(fn: Callable[..., int]) -> Callable[[], None]:
-        def run() -> None:
-            for k in range(keys):
-                fn(k, "abc")
-        return run
-
-    best = round_robin({"floor": floor_hit, "notebook_memo @memo": sweep(nm), "diskcache Cache.memoize": sweep(dc),
+    best = round_robin({"floor": floor_hit, "notebook_memo @memo": sweep(nm, keys),
+                        "diskcache Cache.memoize": sweep(dc, keys),
                         "the floor with a bare SELECT for Cache.get": bare_select}, 1, rounds)
     spread = [(name, seconds / keys) for name, seconds in best.items()]
     table(f"hit at {entries:,} entries, a different key each call", spread, "floor")

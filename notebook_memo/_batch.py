@@ -103,11 +103,11 @@ class BatchFunction(MemoizedFunction[Any]):
 
     @staticmethod
     def _item_key(call: Call, digest: bytes) -> str:
-        return combine([bytes.fromhex(call.key), digest]).hex()
+        return BatchFunction._item_keys(call, [digest])[0]
 
     @staticmethod
     def _item_keys(call: Call, digests: Iterable[bytes]) -> list[str]:
-        """``_item_key`` of each digest, the call's part framed once."""
+        """Each item's key: ``combine`` of the call's key and the item's digest, the call's part framed once."""
         head = framed([bytes.fromhex(call.key)])
         return [xxh3_128_hexdigest(head + framed_head(len(digest)) + digest) for digest in digests]
 

@@ -639,9 +639,9 @@ class CodeTracker:
 
     def current(self) -> CodeState:
         """Return the code state now: cheap identity checks when nothing changed."""
-        watch = self._watch
-        if watch is not None and self._state is not None and _still_valid(watch):
-            return self._state
+        state = self.unchanged()
+        if state is not None:
+            return state
         resolver = _Resolver(self.track_versions)
         with _running(resolver):
             return self._resolve(resolver)

@@ -304,8 +304,7 @@ class MemoizedFunction(Generic[R]):
     def code_state(self) -> CodeState:
         """Return the function's code digest and dependencies as of now."""
         tracker = self._tracker
-        chosen = self._options.track_versions
-        if tracker is None or tracker.track_versions != (_config.settings.track_versions if chosen is None else chosen):
+        if tracker is None or tracker.track_versions != self._track_versions():
             owner_path = self._fn.__qualname__.split(".")[:-1] if self._is_method else None
             tracker = CodeTracker(self._fn, owner_path, self._track_versions())  # type: ignore[arg-type]
             self._tracker = tracker

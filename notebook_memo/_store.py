@@ -544,13 +544,11 @@ class Store:
         connection (diskcache's ``get`` would add its key and value codecs around the same
         statement). ``current``: the calling function's settings, when it read them already.
         """
-        secret = resolve_secret() if current is None else current.secret
-        signer = None if secret is None else signer_for(secret)
-        row = key if signer is None else self.row_key(key, signer)
+        signer = self.signer(current)
+        row = self.row_key(key, signer)
         with gate:
-            if self._reader is None or self._recheck or \
-                    time.monotonic() - self._checked > (_REVALIDATE if self._flusher is None else _BACKGROUND_CHECK):
-                self._handles()  # see _due
+            if self._reader is None or self._due(time.monotonic()):
+                self._handles()
             if self._trouble is not None and self._refuses(signer):
                 return None
             try:
@@ -593,8 +591,8 @@ class Store:
             if len(hot_records) >= _HOT_ENTRIES:
                 hot_records.clear()
             hot_records[row] = (found, record)
-        if not isinstance(used, float) or used <= self._wrote_at or used < wall - _TOUCH_RESOLUTION:
-            self._touch_later(row)  # see _stale_use
+        if self._stale_use(used, wall):
+            self._touch_later(row)
         return record
 
     def _connection(self) -> tuple[sqlite3.Connection, object]:
@@ -778,7 +776,7 @@ class Store:
         and the index key of one result. None when the table does not hold one row per record (an
         index written by an older version, or damaged): the caller scans the records instead.
         """
-        return self._from_facts(
+        return self._facts_query(
             "SELECT fid, notebook, sum(marker = 0), count(DISTINCT CASE WHEN marker = 0 THEN code END), "
             "total(CASE WHEN marker = 0 THEN size END), total(CASE WHEN marker = 0 THEN duration END), "
             "max(created), max(CASE WHEN marker = 0 THEN key END) FROM NbmFacts GROUP BY fid, notebook")
@@ -786,11 +784,11 @@ class Store:
     def code_counts(self) -> list[tuple[Any, ...]] | None:
         """Return (fid, notebook, code, results) for each code version of each function, from the facts
         table; None when it does not hold one row per record (as ``summaries``)."""
-        return self._from_facts("SELECT fid, notebook, code, count(*) FROM NbmFacts WHERE marker = 0 "
+        return self._facts_query("SELECT fid, notebook, code, count(*) FROM NbmFacts WHERE marker = 0 "
                                 "GROUP BY fid, notebook, code")
 
     @_gated
-    def _from_facts(self, query: str) -> list[tuple[Any, ...]] | None:
+    def _facts_query(self, query: str) -> list[tuple[Any, ...]] | None:
         """Run ``query`` on the facts table if it holds exactly one row per record, in one read snapshot."""
         if not self._exists():
             return []
@@ -863,8 +861,8 @@ class Store:
                         found[rows[row]] = _verified_record(row, mode, filename, value, self.directory, signer)
                     except CorruptRecord as exc:
                         found[rows[row]] = exc
-                    if not isinstance(used, float) or used <= self._wrote_at or used < now - _TOUCH_RESOLUTION:
-                        self._pending_touch.add(row)  # see _stale_use
+                    if self._stale_use(used, now):
+                        self._pending_touch.add(row)
         except sqlite3.DatabaseError as exc:
             if not _is_damaged_database(exc):
                 raise

@@ -317,12 +317,14 @@ def test_invalidating_a_call_that_drew_random_numbers_removes_its_entries_and_th
 
 def test_a_batch_frames_its_item_keys_once_and_gets_the_keys_of_one_item_at_a_time() -> None:
     from notebook_memo._batch import BatchFunction
-    from notebook_memo._hashing import content_hash
+    from notebook_memo._hashing import combine, content_hash
     from notebook_memo._memo import Call
 
     call = Call("0f" * 16, {}, b"", b"", None, None)  # type: ignore[arg-type]
     digests = [content_hash(item) for item in [0, 1, "a", b"", (1, 2), 10**30]]
-    assert BatchFunction._item_keys(call, digests) == [BatchFunction._item_key(call, d) for d in digests]
+    expected = [combine([bytes.fromhex(call.key), d]).hex() for d in digests]  # the keys items were stored under
+    assert BatchFunction._item_keys(call, digests) == expected
+    assert [BatchFunction._item_key(call, d) for d in digests] == expected
 
 
 def test_a_write_never_checkpoints_the_log_and_the_background_thread_does(cache_dir: Path,
