@@ -467,8 +467,11 @@ class MemoizedFunction(Generic[R]):
 
     # -- writing ---------------------------------------------------------------------------
     def _write(self, store: Store, call: Call, result: Any, duration: float,
-               recorded: tuple[Recorder, dict[str, Any], Recorders] | None = None) -> Payload | None:
-        """Store a result; ``recorded`` is what its run read: (recorder, generator arguments' states before, outer)."""
+               recorded: tuple[Recorder, dict[str, Any], Recorders] | None = None,
+               later: bool = False) -> Payload | None:
+        """Store a result; ``recorded`` is what its run read: (recorder, generator arguments' states before, outer).
+
+        ``later``: it may be committed by the store's background thread (``Store.put``)."""
         where: tuple[str, Conditions | None, list[str] | None] = (call.key, None, None)
         if recorded is not None:
             try:
@@ -498,7 +501,7 @@ class MemoizedFunction(Generic[R]):
                       f"({type(exc).__name__}: {exc}); results are returned but not cached", StorageWarning)
             return None
         meta = self._meta(call, duration, time.time(), payload.nbytes)
-        save_entry(store, call.key, where, payload, meta, self._options.ttl, duration, self._fid)
+        save_entry(store, call.key, where, payload, meta, self._options.ttl, duration, self._fid, later)
         return payload
 
     def _meta(self, call: Call, duration: float, created: float, size: int) -> dict[str, Any]:
@@ -572,7 +575,7 @@ class MemoizedFunction(Generic[R]):
                 # QUICK_BODY (a background thread does), so that others wait for a slow run.
                 store.run_started(call.key)
                 try:
-                    return self._compute(store, call, args, kwargs, outer, refresh)
+                    return self._compute(store, call, args, kwargs, outer, refresh, quick=True)
                 finally:
                     if store.run_finished(call.key):
                         self._release(store, [call.key])
@@ -623,7 +626,9 @@ class MemoizedFunction(Generic[R]):
                       f"{_config.ENV_LEASE}.", StorageWarning)
 
     def _compute(self, store: Store, call: Call, args: tuple[Any, ...], kwargs: dict[str, Any],
-                 outer: Recorders, refresh: bool = False) -> Any:
+                 outer: Recorders, refresh: bool = False, quick: bool = False) -> Any:
+        """Run the body and store its result; ``quick``: it runs without a lease, and if it ends within
+        QUICK_BODY its result is left to the store's background thread to commit (losing it costs little)."""
         self._note_miss(call, refresh)
         self.misses += 1
         self._check_stale(store, call)
@@ -637,8 +642,10 @@ class MemoizedFunction(Generic[R]):
             self._quick = False
             raise
         duration = time.perf_counter() - start
+        if quick:
+            store.body_finished(call.key)
         self._quick = duration < QUICK_BODY
-        stored = self._write(store, call, result, duration, (recorder, before, outer))
+        stored = self._write(store, call, result, duration, (recorder, before, outer), quick and self._quick)
         self._announce_computed(duration, stored is not None)
         return result
 
@@ -1219,7 +1226,7 @@ def entry_conditions(store: Store, key: str, recorder: Recorder, arguments_befor
 
 
 def save_entry(store: Store, key: str, where: tuple[str, Conditions | None, list[str] | None], payload: Payload,
-               meta: dict[str, Any], ttl: float | None, duration: float, tag: str) -> bool:
+               meta: dict[str, Any], ttl: float | None, duration: float, tag: str, later: bool = False) -> bool:
     """Save a run's result where ``entry_conditions`` said, with its preconditions; a run that drew from
     global generators also gets the marker at ``key`` naming them, which leads a hit to its state's entry."""
     entry_key, conditions, variants = where
@@ -1227,10 +1234,10 @@ def save_entry(store: Store, key: str, where: tuple[str, Conditions | None, list
         meta["pre"] = conditions
     if variants:
         meta["variant_of"] = key
-    saved = save(store, entry_key, payload, meta, ttl, duration, tag)
+    saved = save(store, entry_key, payload, meta, ttl, duration, tag, later)
     if saved and variants:
         marker = {name: value for name, value in meta.items() if name not in ("pre", "variant_of")}
-        save(store, key, dumps(None), {**marker, "size": 0, "variants": variants}, ttl, duration, tag)
+        save(store, key, dumps(None), {**marker, "size": 0, "variants": variants}, ttl, duration, tag, later)
     return saved
 
 
@@ -1245,8 +1252,10 @@ def served(conditions: Conditions, generators: dict[str, Any], outer: Recorders)
 
 
 def save(store: Store, key: str, payload: Payload, meta: dict[str, Any], ttl: float | None, duration: float,
-         tag: str) -> bool:
-    """Write one record (its TTL from ``meta['created']``); on storage trouble warn once and return False."""
+         tag: str, later: bool = False) -> bool:
+    """Write one record (its TTL from ``meta['created']``); on storage trouble warn once and return False.
+
+    ``later``: the store may commit it from its background thread (``Store.put``)."""
     created = meta["created"]
     expires = created + ttl if ttl else None
     if payload.nbytes > store.size_limit:
@@ -1257,7 +1266,7 @@ def save(store: Store, key: str, payload: Payload, meta: dict[str, Any], ttl: fl
         return False
     try:
         store.put(key, payload, meta, created, expires, duration, expires + EXPIRY_GRACE if expires else None,
-                  tag, INLINE_LIMIT)
+                  tag, INLINE_LIMIT, later)
     except Exception as exc:
         storage_trouble(store, exc)
         return False

@@ -14,10 +14,12 @@ import atexit
 import contextlib
 import functools
 import itertools
+import math
 import os
 import re
 import sqlite3
 import stat
+import sys
 import threading
 import time
 import weakref
@@ -67,7 +69,11 @@ _VOLUME_EVERY = 1.0
 # The log is checkpointed by the background thread after our writes (``checkpoint``); SQLite does it on a
 # commit only past this many pages (32 MiB): a write of ours never pays for the disk sync of a checkpoint.
 _WAL_BACKSTOP = 8192
+_CHECKPOINT_EVERY = 0.5  # seconds between the background thread's checkpoints (when this process wrote)
 _LATE_LEASE_POLL = 0.02  # how often the background thread looks for runs without a lease gone past QUICK_BODY
+# Quick results wait for the background thread's commit, up to this many: then the put that adds the last
+# commits them all itself (a loop of misses commits once per this many, whatever the background thread does).
+_QUEUE_MOST = 64
 
 
 @dataclass(slots=True)
@@ -107,6 +113,17 @@ class _NewRecord:
     payload: Payload
     inline: bool
     make_header: Callable[[str | None, bytes | None], bytes]  # (file name, payload checksum) -> header
+
+
+@dataclass(slots=True)
+class _Queued:
+    """A quick result's record, its header made, waiting for the background thread's next commit."""
+
+    record: _NewRecord
+    expire: float | None  # seconds to live in the index, from when it was put
+    tag: str
+    facts: tuple[Any, ...]
+    nbytes: int
 
 
 class _Foreign:
@@ -305,7 +322,18 @@ _FACTS_SCHEMA = (
     "CREATE TRIGGER IF NOT EXISTS NbmFacts_gone AFTER DELETE ON Cache BEGIN "
     "DELETE FROM NbmFacts WHERE key = OLD.key; END",
 )
-_FACT = "INSERT OR REPLACE INTO NbmFacts VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+# Records held in their rows, written as diskcache's ``set`` leaves them (its triggers keep the count and
+# size), many per statement: SQLite is entered once for all, and a background thread that writes them lets
+# go of the GIL once, not once per row.
+_INLINE_ROW = "(?, 1, ?, ?, ?, 0, ?, 0, ?, NULL, ?)"
+_UPSERT_INLINE = (
+    "INSERT INTO Cache (key, raw, store_time, expire_time, access_time, access_count, tag, size, mode, filename, "
+    "value) VALUES {rows} ON CONFLICT (key, raw) DO UPDATE SET store_time = excluded.store_time, "
+    "expire_time = excluded.expire_time, access_time = excluded.access_time, access_count = 0, tag = excluded.tag, "
+    "size = 0, mode = excluded.mode, filename = NULL, value = excluded.value")
+_FACT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?)"
+_FACTS = "INSERT OR REPLACE INTO NbmFacts VALUES {rows}"
+_ROWS_PER_STATEMENT = 256  # 7 or 8 parameters each: far below SQLite's limit on one statement's
 # Rows of the index that are no record: leases, and hit counters (``flush``).
 _NOT_RECORDS = (("lock:", "lock;"), ("stats:", "stats;"))
 
@@ -355,6 +383,32 @@ def _gated(method: _F) -> _F:
     return gated  # type: ignore[return-value]
 
 
+def _settled(method: _F) -> _F:
+    """As ``_gated``, after the queued quick results are committed: what the method reads or deletes includes them."""
+
+    @functools.wraps(method)
+    def settled(self: Store, *args: Any, **kwargs: Any) -> Any:
+        with gate:
+            if self._queued:
+                self.settle()
+            return method(self, *args, **kwargs)
+
+    return settled  # type: ignore[return-value]
+
+
+def _may_queue() -> bool:
+    """Return whether this process may leave quick results to its background thread: not a worker.
+
+    A forked child, or a process started by ``multiprocessing`` (a pool's worker, Dask's, loky's),
+    may end without running ``atexit`` (``os._exit``, ``Pool.terminate``): it writes each result
+    before returning it. A kernel or a script runs ``atexit``, which commits what is queued.
+    """
+    if _forked:
+        return False
+    mp = sys.modules.get("multiprocessing")
+    return mp is None or (mp.parent_process() is None and mp.current_process().name == "MainProcess")
+
+
 def _upsert_number(con: sqlite3.Connection, key: str, value: float, update: str, now: float) -> None:
     """Write a counter row as diskcache stores numbers (raw), in one statement; rows of other types stay."""
     con.execute("INSERT INTO Cache (key, raw, store_time, expire_time, access_time, access_count, tag, size, mode, "
@@ -401,6 +455,10 @@ class Store:
         # last measured, or that was _VOLUME_EVERY seconds ago: not with a volume query per write.
         self._written, self._headroom, self._measured = 0, 0, 0.0
         self._wrote_at = 0.0  # when this process last wrote a record (wall clock, as access times are)
+        # Quick results whose commit is left to the background thread (``put(later=True)``), by row.
+        self._queued: dict[str, _Queued] = {}
+        self._queue_lock = threading.Lock()  # replacing or removing a queued entry
+        self._settle_lock = threading.Lock()  # one commit of the queue at a time
         self._checkpointed = 0.0  # when the background thread last checkpointed the log after our writes
 
     # -- opening, and reopening when the directory was removed ------------------------------
@@ -546,6 +604,8 @@ class Store:
         """
         signer = self.signer(current)
         row = self.row_key(key, signer)
+        if self._queued and row in self._queued:
+            self.settle()
         with gate:
             if self._reader is None or self._due(time.monotonic()):
                 self._handles()
@@ -634,8 +694,15 @@ class Store:
     @_gated
     def put(self, key: str, payload: Payload, meta: dict[str, Any], created: float,
             expires: float | None, duration: float, keep_until: float | None, tag: str,
-            inline_limit: int) -> int:
-        """Write a record; return the payload size. ``keep_until`` bounds its life in the index."""
+            inline_limit: int, later: bool = False) -> int:
+        """Write a record; return the payload size. ``keep_until`` bounds its life in the index.
+
+        ``later``: a quick result (a body that ran under QUICK_BODY) with a payload that fits in its
+        row may be committed by the background thread, with the others queued meanwhile, within
+        milliseconds rather than in a transaction of its own. Its header is made here. Every read
+        of this store commits the queue first when it concerns a queued row (``settle``), and so do
+        exit and fork: in this process it reads as if written at once.
+        """
         signer = self.signer()
         row = self.row_key(key, signer)
         inline = payload.nbytes < inline_limit
@@ -646,39 +713,105 @@ class Store:
         writer = self.writer
         if self._refuses(signer):
             return 0
-        self._hot.clear()
         expire = None if keep_until is None else max(keep_until - time.time(), 0.001)
+        facts = facts_of(row, meta, payload.nbytes, duration, created)
+        if later and inline and _may_queue():
+            header = make_header(None, None)  # now: an error is this call's, under this call's secret
+            item = _Queued(_NewRecord(row, payload, True, lambda _name, _check: header), expire, tag, facts,
+                           payload.nbytes)
+            with self._queue_lock:
+                self._queued[row] = item
+            self._hot.pop(row, None)
+            if len(self._queued) >= _QUEUE_MOST:
+                self.settle()
+            elif self._flusher is None:
+                self._start_flusher()
+            elif self._dozing:
+                self._dozing = False
+                self._wake.set()
+            return payload.nbytes
+        if self._queued:
+            self.settle()  # in order: a queued record of this row must not land after this one
+        self._commit(writer, [(row, _Queued(_NewRecord(row, payload, inline, make_header), expire, tag, facts,
+                                            payload.nbytes))])
+        return payload.nbytes
+
+    def _commit(self, writer: diskcache.Cache, items: list[tuple[str, _Queued]]) -> None:
+        """Write records in one transaction, with the access times of recent hits; then keep to the size limit.
+
+        Records held in their row are written by one statement for all (an upsert, as diskcache's
+        ``set`` would leave the row); those with a payload file go through ``set``, which writes it.
+        A payload file a row named before is deleted after the commit, if no row names it then.
+        """
+        self._hot.clear()
+        now = time.time()
+        inline = [(row, now, None if item.expire is None else now + item.expire, now, item.tag, MODE_RECORD,
+                   sqlite3.Binary(item.record.make_header(None, None))) for row, item in items if item.record.inline]
+        replaced: list[str] = []
         with writer.transact():
+            con = writer._con
             if self._pending_touch:
-                # Recent hits decide what is least recently used: written with this record, through
+                # Recent hits decide what is least recently used: written with these records, through
                 # the writer's own connection (this may run inside a caller's write transaction, a
                 # batch chunk, which any other connection of ours would wait on).
                 keys, self._pending_touch = self._pending_touch, set()
-                _renew_access_times(writer._con, keys)
-            writer.set(row, _NewRecord(row, payload, inline, make_header), expire=expire, tag=tag)
+                _renew_access_times(con, keys)
+            for part in slices(inline, _ROWS_PER_STATEMENT):
+                replaced += [name for (name,) in con.execute(
+                    f"SELECT filename FROM Cache WHERE key IN ({marks(len(part))}) AND raw = 1 "
+                    "AND filename IS NOT NULL", [entry[0] for entry in part])]
+                con.execute(_UPSERT_INLINE.format(rows=",".join([_INLINE_ROW] * len(part))),
+                            [value for entry in part for value in entry])
+            for row, item in items:
+                if not item.record.inline:
+                    writer.set(row, item.record, expire=item.expire, tag=item.tag)
             with contextlib.suppress(sqlite3.OperationalError):  # an index made where the table could not be
-                writer._con.execute(_FACT, facts_of(row, meta, payload.nbytes, duration, created))
+                for facts in slices([item.facts for _, item in items], _ROWS_PER_STATEMENT):
+                    con.execute(_FACTS.format(rows=",".join([_FACT_ROW] * len(facts))),
+                                [value for fact in facts for value in fact])
         self._hot.clear()
-        self._wrote_at = time.time()
+        for name in replaced:
+            writer.disk.remove(name)
+        self._wrote_at = now
         if self._flusher is None:
             self._start_flusher()  # it checkpoints what this process writes
-        self._written += payload.nbytes + len(row) + 1024  # the payload, and about what its row adds to the index
+        # The payloads, and about what each row adds to the index.
+        self._written += sum(item.nbytes + len(row) + 1024 for row, item in items)
         if self._written >= self._headroom or time.monotonic() - self._measured > _VOLUME_EVERY:
             self._enforce_limit(writer)
-        return payload.nbytes
+
+    def settle(self) -> None:
+        """Commit the queued quick results now, in one transaction (storage trouble: one warning, results kept out)."""
+        with gate, self._settle_lock:
+            items = list(self._queued.items())
+            if not items:
+                return
+            try:
+                self._commit(self.writer, items)
+            except Exception as exc:
+                warn_once(f"storage:{self.directory}", f"results are not being stored in {self.directory} "
+                          f"({type(exc).__name__}: {exc}); they are computed and returned as usual, and caching "
+                          "resumes once the directory is writable again", StorageWarning)
+            finally:
+                with self._queue_lock:
+                    for row, item in items:
+                        if self._queued.get(row) is item:
+                            del self._queued[row]
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
         """Group writes into one commit, inside the fork gate (no fork while we hold the write lock)."""
+        if self._queued:
+            self.settle()
         with gate, self.writer.transact():
             yield
 
-    @_gated
+    @_settled
     def stored_bytes(self) -> int:
         """Return the bytes the limit counts: the index database and the payload files."""
         return int(self.writer.volume())
 
-    @_gated
+    @_settled
     def evict_to(self, limit: int) -> int:
         """Evict least recently used entries until the directory holds at most ``limit`` bytes; return how many."""
         return self._enforce_limit(self.writer, limit)
@@ -708,13 +841,13 @@ class Store:
             self._written, self._headroom, self._measured = 0, limit - volume, time.monotonic()
         return evicted
 
-    @_gated
+    @_settled
     def delete(self, key: str) -> bool:
         """Delete this process's entry for ``key``."""
         self._hot.clear()
         return bool(self.writer.delete(self.row_key(key, self.signer())))
 
-    @_gated
+    @_settled
     def discard(self, record_key: str) -> bool:
         """Delete an index row that was refused (its payload file goes only if no other row names it)."""
         self._hot.clear()
@@ -722,7 +855,7 @@ class Store:
             return bool(self.writer.delete(record_key))
         return False
 
-    @_gated
+    @_settled
     def delete_record(self, record: StoredRecord) -> bool:
         """Delete ``record`` if its row still holds it: an entry written since it was listed stays."""
         return bool(self.delete_records([record]))
@@ -739,6 +872,8 @@ class Store:
         """
         if not self._exists():
             return
+        if self._queued:
+            self.settle()
         signer = self.signer()
         where = "mode = ? AND raw = 1 AND typeof(key) = 'text'"
         params: list[Any] = [MODE_RECORD]
@@ -760,7 +895,7 @@ class Store:
                 return
             after = rows[-1][0]
 
-    @_gated
+    @_settled
     def tagged(self, tag: str, limit: int) -> int:
         """Return how many index rows carry ``tag``, counting no further than ``limit`` (the tag index alone)."""
         if not self._exists():
@@ -787,7 +922,7 @@ class Store:
         return self._facts_query("SELECT fid, notebook, code, count(*) FROM NbmFacts WHERE marker = 0 "
                                 "GROUP BY fid, notebook, code")
 
-    @_gated
+    @_settled
     def _facts_query(self, query: str) -> list[tuple[Any, ...]] | None:
         """Run ``query`` on the facts table if it holds exactly one row per record, in one read snapshot."""
         if not self._exists():
@@ -809,7 +944,7 @@ class Store:
         except sqlite3.Error:
             return None
 
-    @_gated
+    @_settled
     def record_at(self, row: str) -> StoredRecord | None:
         """Return the record in index row ``row`` as a scan lists it (``records``), or None."""
         if not self._exists():
@@ -820,7 +955,7 @@ class Store:
         ).fetchone()
         return None if found is None else listed_record(found[0], found[1], found[2], self.directory, self.signer())
 
-    @_gated
+    @_settled
     def rebuild_facts(self, facts: list[tuple[Any, ...]]) -> None:
         """Replace the facts table with ``facts`` (one per record, from a scan): later summaries need no scan.
 
@@ -834,7 +969,7 @@ class Store:
                             "WHERE EXISTS (SELECT 1 FROM Cache WHERE key = ? AND raw = 1)",  # none for a row gone since
                             [(*fact, fact[0]) for fact in facts])
 
-    @_gated
+    @_settled
     def get_many(self, keys: list[str]) -> dict[str, StoredRecord | CorruptRecord]:
         """Return the records of ``keys``, verified as ``get`` verifies one, read a few hundred per query.
 
@@ -883,6 +1018,8 @@ class Store:
         deleted: list[StoredRecord] = []
         if not self._exists():
             return deleted
+        if self._queued:
+            self.settle()
         with gate:
             self.writer  # noqa: B018 (opens, or sets a damaged index aside)
             con = connection(self.directory)
@@ -909,17 +1046,17 @@ class Store:
             deleted.extend(gone)
         return deleted
 
-    @_gated
+    @_settled
     def volume(self) -> int:
         return int(self.reader.volume())
 
-    @_gated
+    @_settled
     def expire(self) -> int:
         """Reclaim expired records now; return how many."""
         self._hot.clear()
         return int(self.writer.expire())
 
-    @_gated
+    @_settled
     def repair(self, started: float | None = None) -> list[str]:
         """Drop rows whose payload file is gone, and payload files no row names; return what was done.
 
@@ -993,10 +1130,14 @@ class Store:
 
     @_gated
     def flush(self) -> None:
-        """Write pending access times and hit counts, and renew held leases."""
-        if not self._exists():  # deleted by the user: never re-created just to record access times
+        """Commit queued quick results; write pending access times and hit counts; renew held leases."""
+        if not self._exists():  # deleted by the user: never re-created to record these
             self._pending_touch, self._pending_hits = set(), {}
+            with self._queue_lock:
+                self._queued = {}
             return
+        if self._queued:
+            self.settle()
         if self._leases.held:
             self.renew_leases()
         if not self._pending_touch and not self._pending_hits:
@@ -1086,6 +1227,13 @@ class Store:
             self._dozing = False
             self._wake.set()
 
+    def body_finished(self, key: str) -> None:
+        """Note that the body of the run of ``key`` returned: its result is being stored, which needs no lease."""
+        with self._lock:
+            entry = self._running.get(key)
+            if entry is not None:
+                entry[0] = math.inf
+
     def run_finished(self, key: str) -> bool:
         """Forget the run of ``key``; return True when a lease was taken for it meanwhile (the caller gives it back)."""
         with self._lock:
@@ -1107,7 +1255,7 @@ class Store:
     def holds_leases(self) -> bool:
         return bool(self._leases.held)
 
-    @_gated
+    @_settled
     def present(self, keys: list[str]) -> set[str]:
         """Return which of ``keys`` have a row in the index now (unverified: a quick look before a full read)."""
         signer = self.signer()
@@ -1130,6 +1278,8 @@ class Store:
         self._running, self._ran, self._wake, self._dozing = {}, 0.0, threading.Event(), False
         self._leases = Leases()
         self._pending_touch, self._pending_hits = set(), {}
+        self._queued = {}  # the parent commits them
+        self._queue_lock, self._settle_lock = threading.Lock(), threading.Lock()
         self._hot = {}
         self._checked = 0.0
         self._recheck = False
@@ -1142,7 +1292,7 @@ class Store:
         if flusher is not None and flusher is not threading.current_thread():
             flusher.join(wait)
 
-    @_gated
+    @_settled
     def close(self) -> None:
         self._stop.set()
         self._wake.set()
@@ -1152,13 +1302,16 @@ class Store:
 
 def _flush_loop(ref: weakref.ReferenceType[Store]) -> None:
     interval = min(TOUCH_FLUSH_INTERVAL, resolve_lease() / 3)
-    flushed = 0.0
+    flushed = checkpointed = 0.0
     while True:
         store = ref()
         if store is None or store._stop.is_set():
             return
         try:
             now = time.monotonic()
+            if store._queued:
+                with contextlib.suppress(Exception):
+                    store.settle()
             if store._running:
                 store.lease_long_runs(now)
             if now - flushed >= interval:
@@ -1166,6 +1319,10 @@ def _flush_loop(ref: weakref.ReferenceType[Store]) -> None:
                 store.flush()
                 with contextlib.suppress(Exception):
                     store.revalidate()
+            if now - checkpointed >= _CHECKPOINT_EVERY:
+                # Often enough that a loop of misses leaves the log short: a commit past _WAL_BACKSTOP
+                # pages would checkpoint on the writing thread.
+                checkpointed = now
                 with contextlib.suppress(Exception):
                     store.checkpoint()
             # While runs without a lease go on (and a while after), look at them often; else doze.
@@ -1225,9 +1382,13 @@ def is_cache_directory(directory: str) -> bool:
     return os.path.exists(os.path.join(directory, _MARKER))
 
 
+_forked = False  # this process is a forked child (see _may_queue)
+
+
 def _after_fork_in_child() -> None:
-    global _stores_lock
+    global _stores_lock, _forked
     _stores_lock = threading.Lock()
+    _forked = True
     inherited = _connections.__dict__.pop("by_dir", None)
     if inherited:
         _abandoned.append(inherited)
@@ -1236,6 +1397,19 @@ def _after_fork_in_child() -> None:
 
 
 at_fork_in_child(_after_fork_in_child)
+
+
+def _settle_all() -> None:
+    """Commit every store's queued results: a forked child reads them from the index (it drops its copy)."""
+    for store in list(_stores.values()):
+        if store._queued:
+            with contextlib.suppress(Exception):
+                store.settle()
+
+
+if hasattr(os, "register_at_fork"):
+    # Registered after the fork gate's own hook, so run before it (SQLite is not entered once a fork waits).
+    os.register_at_fork(before=_settle_all)
 
 
 @atexit.register

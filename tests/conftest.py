@@ -160,10 +160,19 @@ def counter() -> Counter:
     return Counter()
 
 
+def settled() -> None:
+    """Commit the quick results this process's stores left to their background threads, as a read of one
+    of them or exit would: a test that then opens the index with a connection of its own sees them all."""
+    from notebook_memo._store import open_stores
+
+    for store in open_stores():
+        store.settle()
+
+
 def no_memo_warnings() -> warnings.catch_warnings:  # type: ignore[type-arg]
     ctx = warnings.catch_warnings()
     return ctx
 
 
 __all__ = ["Counter", "Shell", "notebook_memo", "rewrite_keeping_stat", "run_kernel", "sessions_with_and_without_cache",
-           "worker_env", "worker_script"]
+           "settled", "worker_env", "worker_script"]

@@ -21,7 +21,7 @@ import pytest
 
 from notebook_memo import StorageWarning, configure, memo
 from notebook_memo._inventory import Inventory
-from tests.conftest import ROOT, Counter
+from tests.conftest import ROOT, Counter, settled
 
 
 def _env(cache_dir: Path) -> dict[str, str]:
@@ -275,6 +275,7 @@ def test_the_exit_hook_never_recreates_a_deleted_cache_directory(cache_dir: Path
 
 def _record_bytes(cache_dir: Path) -> int:
     """The index database and every payload file on disk: what the limit promises to bound."""
+    settled()
     with sqlite3.connect(str(cache_dir / "cache.db")) as db:
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     files = [p for p in cache_dir.rglob("*.val")]

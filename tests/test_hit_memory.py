@@ -18,7 +18,7 @@ import pytest
 
 from notebook_memo import _config, _store, configure, memo
 from notebook_memo._hashing import content_hash, leaf_digests
-from tests.conftest import Counter, Shell, run_kernel
+from tests.conftest import Counter, Shell, run_kernel, settled
 
 # The old reuse window let a record read less than this long ago be served without asking the index;
 # made as long as each test here, so a shortcut of that kind would fail them.
@@ -26,6 +26,7 @@ LONG = 3600.0
 
 
 def _db(cache_dir: Path) -> sqlite3.Connection:
+    settled()  # the results computed so far are in the index, as other processes soon see them
     return sqlite3.connect(str(cache_dir / "cache.db"), timeout=30)
 
 

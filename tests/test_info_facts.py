@@ -20,7 +20,7 @@ import pytest
 from notebook_memo import _store, memo
 from notebook_memo._inventory import FunctionSummary, Inventory
 from notebook_memo._store import get_store
-from tests.conftest import Shell, run_kernel
+from tests.conftest import Shell, run_kernel, settled
 
 
 def _inventory(cache_dir: Path) -> Inventory:
@@ -42,6 +42,7 @@ def _both(cache_dir: Path) -> tuple[list[tuple[object, ...]], list[tuple[object,
 
 
 def _db(cache_dir: Path) -> sqlite3.Connection:
+    settled()  # the results computed so far are in the index, as other processes soon see them
     return sqlite3.connect(str(cache_dir / "cache.db"), timeout=30)
 
 

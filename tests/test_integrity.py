@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from notebook_memo import StorageWarning, configure, memo
-from tests.conftest import ROOT, Counter
+from tests.conftest import ROOT, Counter, settled
 
 MODE_PICKLE = 4  # diskcache's own row mode for pickled values
 
@@ -38,6 +38,7 @@ class _Trap:
 
 
 def _db(cache_dir: Path) -> sqlite3.Connection:
+    settled()  # the results computed so far are in the index, as other processes soon see them
     return sqlite3.connect(str(cache_dir / "cache.db"), isolation_level=None)
 
 

@@ -21,7 +21,7 @@ import pytest
 import notebook_memo
 from notebook_memo import StorageWarning, configure, memo
 from notebook_memo._serialize import Payload
-from tests.conftest import ROOT, Counter, worker_env, worker_script
+from tests.conftest import ROOT, Counter, settled, worker_env, worker_script
 
 WORKER = """
 
@@ -161,6 +161,7 @@ def test_killed_writers_never_leave_an_entry_that_is_served_half_written(tmp_pat
 
 
 def _db(cache_dir: Path) -> sqlite3.Connection:
+    settled()  # the results computed so far are in the index, as other processes soon see them
     return sqlite3.connect(str(cache_dir / "cache.db"))
 
 
@@ -253,6 +254,7 @@ def _plant(fn: Any, args: tuple[Any, ...], value: Any, secret: bytes | None) -> 
     if secret is not None:
         forger = Signer(signer_for(secret).key, victim.keyid if victim else bytes(8))
     record = encode_header(row, None, payload, meta, time.time(), None, 0.0, True, forger)
+    settled()
     with sqlite3.connect(os.path.join(store.directory, "cache.db"), isolation_level=None) as db:
         db.execute("DELETE FROM Cache WHERE key = ?", (row,))
         db.execute("INSERT INTO Cache (key, raw, store_time, expire_time, access_time, access_count, tag, size, "

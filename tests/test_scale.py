@@ -22,7 +22,7 @@ import pytest
 
 from notebook_memo import StaleEntriesWarning, StorageWarning, configure, memo
 from notebook_memo._inventory import delete_results
-from tests.conftest import ROOT, Shell
+from tests.conftest import ROOT, Shell, settled
 
 FILLER = 20_000
 MODE_PICKLE = 4  # diskcache's own row mode for pickled values
@@ -101,6 +101,7 @@ def _target(cache_dir: Path, source: str, first: int, count: int, wait: bool) ->
 
 
 def _rows(cache_dir: Path, tag: str | None = None) -> list[tuple[Any, ...]]:
+    settled()
     with sqlite3.connect(str(cache_dir / "cache.db")) as db:
         return db.execute("SELECT rowid, key, value FROM Cache WHERE mode = 16" + (" AND tag = ?" if tag else ""),
                           (tag,) if tag else ()).fetchall()
@@ -167,6 +168,7 @@ def test_a_batch_over_many_cached_items_refuses_rows_planted_among_them(tmp_path
     (_, copied_key, _), (_, foreign_key, _), (_, flipped_key, flipped) = rows[100], rows[5000], rows[12345]
     flipped = bytearray(flipped)
     flipped[flipped.index(b'"duration":') + 12] ^= 1  # a digit of the stored compute time
+    settled()
     with sqlite3.connect(str(cache_dir / "cache.db"), isolation_level=None) as db:
         db.execute("UPDATE Cache SET value = ? WHERE key = ?", (rows[200][2], copied_key))  # another item's record
         db.execute("UPDATE Cache SET mode = ?, value = ? WHERE key = ?",

@@ -1,0 +1,169 @@
+"""Quick results committed in groups (issue 15): the miss of a quick function leaves its write to the
+store's background thread, which commits many at once. What this must never change: a result computed
+here is found here at once, by a forked child, after exit, and by a worker pool's parent; a clean-up
+right after a miss leaves nothing behind; trouble in a late commit is a warning, never a failed call.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+
+from notebook_memo import StorageWarning, memo
+from tests.conftest import Counter, settled, worker_env
+
+RUNS = Counter()  # the runs of ``square`` in this process (a forked worker counts its own)
+
+
+@memo
+def square(x: int) -> int:
+    RUNS()
+    return x * x
+
+
+def _rows(cache_dir: Path) -> set[str]:
+    """The record rows in the index, read with a connection of our own (as another process reads it)."""
+    with sqlite3.connect(str(cache_dir / "cache.db"), timeout=30) as db:
+        return {key for (key,) in db.execute("SELECT key FROM Cache WHERE mode = 16")}
+
+
+def _quick(fn: object, counter: Counter) -> None:
+    """Make ``fn`` known as quick here: its first run takes the lease and is written at once."""
+    fn(-1)  # type: ignore[operator]
+    counter.n = 0
+
+
+def test_a_quick_result_reaches_the_index_by_itself(cache_dir: Path, counter: Counter) -> None:
+    @memo
+    def f(x: int) -> int:
+        counter()
+        return x + 1
+
+    _quick(f, counter)
+    assert f(1) == 2
+    key = f.make_call((1,), {}).key
+    deadline = time.monotonic() + 60  # a bound on a hung thread, not a timing assertion
+    while key not in _rows(cache_dir):
+        assert time.monotonic() < deadline, "the background thread never committed the quick result"
+        time.sleep(0.01)
+
+
+def test_a_read_of_a_queued_result_here_is_a_hit(cache_dir: Path, counter: Counter) -> None:
+    @memo
+    def f(x: int) -> int:
+        counter()
+        return x + 1
+
+    _quick(f, counter)
+    f._store().stop_background()  # nothing commits behind the test's back
+    assert [f(1), f(2), f(1), f(2)] == [2, 3, 2, 3]
+    assert counter.n == 2
+    assert f.is_cached(1) and f.is_cached(2)
+
+
+def test_a_process_that_exits_leaves_every_quick_result_in_the_index(cache_dir: Path) -> None:
+    script = "from notebook_memo import memo\nf = memo(lambda x: x * 3)\nprint(sum(f(i) for i in range(300)))"
+    subprocess.run([sys.executable, "-c", script], env=worker_env(cache_dir), check=True, timeout=120)
+    assert len(_rows(cache_dir)) == 300
+
+
+def test_a_forked_child_finds_the_quick_results_its_parent_computed_just_before(cache_dir: Path,
+                                                                                 counter: Counter) -> None:
+    @memo
+    def f(x: int) -> int:
+        counter()
+        return x + 1
+
+    _quick(f, counter)
+    f._store().stop_background()
+    assert f(1) == 2 and counter.n == 1  # queued: no thread of the parent will commit it now
+
+    def child() -> None:
+        os._exit(0 if f(1) == 2 and counter.n == 1 else 3)  # 3: the child computed it again
+
+    process = multiprocessing.get_context("fork").Process(target=child)
+    process.start()
+    process.join(120)
+    assert process.exitcode == 0
+
+
+def test_a_worker_pool_s_results_are_in_the_index_when_the_pool_returns_them(cache_dir: Path) -> None:
+    RUNS.n = 0
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        assert pool.map(square, range(40), chunksize=1) == [x * x for x in range(40)]
+        pool.terminate()  # as leaving the with-block does: no exit handler of the workers runs
+    assert RUNS.n == 0  # the workers computed them
+    assert [square(x) for x in range(40)] == [x * x for x in range(40)]
+    assert RUNS.n == 0  # every one a hit: no worker left a result for a commit that never came
+
+
+def test_clear_right_after_a_quick_miss_leaves_nothing_behind(cache_dir: Path, counter: Counter) -> None:
+    @memo
+    def f(x: int) -> int:
+        counter()
+        return x + 1
+
+    _quick(f, counter)
+    assert f(1) == 2
+    f.clear()
+    settled()
+    assert _rows(cache_dir) == set()  # no queued write lands after the clear
+    assert f(1) == 2 and counter.n == 2
+
+
+def test_trouble_in_a_late_commit_is_one_warning_and_the_result_stands(cache_dir: Path, counter: Counter,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from notebook_memo._store import Store
+
+    @memo
+    def f(x: int) -> int:
+        counter()
+        return x + 1
+
+    _quick(f, counter)
+    f._store().stop_background()
+    settled()  # what other tests' stores still hold is not this test's
+
+    def failing(self: Store, writer: object, items: object) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    commit = Store._commit
+    monkeypatch.setattr(Store, "_commit", failing)
+    assert f(1) == 2
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        f._store().settle()
+    assert [w.category for w in caught] == [StorageWarning], [str(w.message) for w in caught]
+    assert "disk I/O error" in str(caught[0].message)
+    monkeypatch.setattr(Store, "_commit", commit)
+    assert f._store()._queued == {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert f(1) == 2
+    assert counter.n == 2  # not stored, so computed again: never a wrong or missing answer
+
+
+def test_a_forked_child_writes_its_quick_results_before_returning_them(cache_dir: Path, counter: Counter) -> None:
+    @memo
+    def f(x: int) -> int:
+        counter()
+        return x + 1
+
+    _quick(f, counter)
+    pid = os.fork()
+    if pid == 0:  # the child ends as forked workers often do: os._exit, no exit handlers
+        try:
+            f(2), f(3), f(4)  # the first takes the lease (nothing known of the body here), the others are quick
+        finally:
+            os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert status == 0
+    assert {f.make_call((x,), {}).key for x in (2, 3, 4)} <= _rows(cache_dir)
