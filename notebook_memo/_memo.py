@@ -218,6 +218,42 @@ class _Labels(dict[str, str]):
 # -- the memoized function ----------------------------------------------------------------------
 
 
+class _KeyLock:
+    """One thread's turn at computing a key of a function in this process (``MemoizedFunction._key_lock``)."""
+
+    __slots__ = ("_entry", "_fn", "_key")
+
+    def __init__(self, fn: MemoizedFunction[Any], key: str) -> None:
+        self._fn, self._key = fn, key
+
+    def __enter__(self) -> bool:
+        fn = self._fn
+        with fn._key_locks_guard:
+            entry = fn._key_locks.get(self._key)
+            if entry is None:
+                entry = fn._key_locks[self._key] = [threading.Lock(), 0]
+            entry[1] += 1
+            waited = entry[1] > 1
+        self._entry = entry
+        try:
+            entry[0].acquire()
+        except BaseException:
+            self._leave()
+            raise
+        return waited
+
+    def __exit__(self, *exc: object) -> None:
+        self._entry[0].release()
+        self._leave()
+
+    def _leave(self) -> None:
+        fn, entry = self._fn, self._entry
+        with fn._key_locks_guard:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del fn._key_locks[self._key]
+
+
 class MemoizedFunction(Generic[R]):
     """A function whose results are kept on disk under content keys.
 
@@ -665,23 +701,11 @@ class MemoizedFunction(Generic[R]):
         self._inflight = {}
         self._quick = False  # a forked child may be the worker the slow calls go to
 
-    @contextlib.contextmanager
-    def _key_lock(self, key: str) -> Iterator[bool]:
-        """Hold this process's lock on ``key``; say whether another thread held or wanted it first."""
+    def _key_lock(self, key: str) -> _KeyLock:
+        """Return this process's lock on ``key`` to hold; entering it says whether another thread held or wanted it."""
         if self._pid != os.getpid():
             self._reset_after_fork()
-        with self._key_locks_guard:
-            entry = self._key_locks.setdefault(key, [threading.Lock(), 0])
-            entry[1] += 1
-            waited = entry[1] > 1
-        try:
-            with entry[0]:
-                yield waited
-        finally:
-            with self._key_locks_guard:
-                entry[1] -= 1
-                if entry[1] == 0:
-                    del self._key_locks[key]
+        return _KeyLock(self, key)
 
     async def _acall(self, args: tuple[Any, ...], kwargs: dict[str, Any], refresh: bool, probe: bool = False) -> Any:
         if _disabled.get() or _config.disabled_by_env():

@@ -69,11 +69,14 @@ _VOLUME_EVERY = 1.0
 # The log is checkpointed by the background thread after our writes (``checkpoint``); SQLite does it on a
 # commit only past this many pages (32 MiB): a write of ours never pays for the disk sync of a checkpoint.
 _WAL_BACKSTOP = 8192
-_CHECKPOINT_EVERY = 0.5  # seconds between the background thread's checkpoints (when this process wrote)
+_CHECKPOINT_EVERY = 0.25  # seconds between the background thread's checkpoints (when this process wrote)
 _LATE_LEASE_POLL = 0.02  # how often the background thread looks for runs without a lease gone past QUICK_BODY
 # Quick results wait for the background thread's commit, up to this many: then the put that adds the last
 # commits them all itself (a loop of misses commits once per this many, whatever the background thread does).
 _QUEUE_MOST = 64
+# The background thread commits the queue once no quick result was added for _QUEUE_QUIET seconds, or its
+# oldest has waited _QUEUE_OLDEST: another process finds a quick result within about that.
+_QUEUE_QUIET, _QUEUE_OLDEST = 0.02, 0.25
 
 
 @dataclass(slots=True)
@@ -315,12 +318,16 @@ def _index_payload_files(con: sqlite3.Connection) -> None:
 
 # What ``info`` sums per function, one row per record, written with the record and deleted with its row (by
 # the trigger, whoever deletes it): a summary reads this table, not every record. Unverified, so it is only
-# counted and shown; nothing is loaded, opened or deleted on its word.
+# counted and shown; nothing is loaded, opened or deleted on its word. Keyed by the record row's rowid, so
+# new facts go at the table's end: keyed by the row's key (a hash), every record written would dirty a page
+# of its own in a commit. The first version of the table (NbmFacts, keyed so) is dropped.
 _FACTS_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS NbmFacts (key TEXT PRIMARY KEY, fid TEXT, notebook TEXT, code TEXT, size INTEGER, "
-    "duration REAL, created REAL, marker INTEGER) WITHOUT ROWID",
-    "CREATE TRIGGER IF NOT EXISTS NbmFacts_gone AFTER DELETE ON Cache BEGIN "
-    "DELETE FROM NbmFacts WHERE key = OLD.key; END",
+    "DROP TRIGGER IF EXISTS NbmFacts_gone",
+    "DROP TABLE IF EXISTS NbmFacts",
+    "CREATE TABLE IF NOT EXISTS NbmRecordFacts (id INTEGER PRIMARY KEY, key TEXT, fid TEXT, notebook TEXT, "
+    "code TEXT, size INTEGER, duration REAL, created REAL, marker INTEGER)",
+    "CREATE TRIGGER IF NOT EXISTS NbmRecordFacts_gone AFTER DELETE ON Cache BEGIN "
+    "DELETE FROM NbmRecordFacts WHERE id = OLD.rowid; END",
 )
 # Records held in their rows, written as diskcache's ``set`` leaves them (its triggers keep the count and
 # size), many per statement: SQLite is entered once for all, and a background thread that writes them lets
@@ -331,16 +338,16 @@ _UPSERT_INLINE = (
     "value) VALUES {rows} ON CONFLICT (key, raw) DO UPDATE SET store_time = excluded.store_time, "
     "expire_time = excluded.expire_time, access_time = excluded.access_time, access_count = 0, tag = excluded.tag, "
     "size = 0, mode = excluded.mode, filename = NULL, value = excluded.value")
-_FACT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?)"
-_FACTS = "INSERT OR REPLACE INTO NbmFacts VALUES {rows}"
-_ROWS_PER_STATEMENT = 256  # 7 or 8 parameters each: far below SQLite's limit on one statement's
+_FACT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_FACTS = "INSERT OR REPLACE INTO NbmRecordFacts VALUES {rows}"
+_ROWS_PER_STATEMENT = 256  # 7 to 9 parameters each: far below SQLite's limit on one statement's
 # Rows of the index that are no record: leases, and hit counters (``flush``).
 _NOT_RECORDS = (("lock:", "lock;"), ("stats:", "stats;"))
 
 
 def _keep_facts(con: sqlite3.Connection) -> None:
     """Create the facts table and its trigger in an index that has none."""
-    if con.execute("SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = 'NbmFacts_gone'").fetchone():
+    if con.execute("SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = 'NbmRecordFacts_gone'").fetchone():
         return
     with _write_transaction(con):
         for statement in _FACTS_SCHEMA:
@@ -458,6 +465,7 @@ class Store:
         # Quick results whose commit is left to the background thread (``put(later=True)``), by row.
         self._queued: dict[str, _Queued] = {}
         self._queue_lock = threading.Lock()  # replacing or removing a queued entry
+        self._queue_started = self._queue_touched = 0.0  # when the queue got its first and its last entry
         self._settle_lock = threading.Lock()  # one commit of the queue at a time
         self._checkpointed = 0.0  # when the background thread last checkpointed the log after our writes
 
@@ -720,7 +728,10 @@ class Store:
             item = _Queued(_NewRecord(row, payload, True, lambda _name, _check: header), expire, tag, facts,
                            payload.nbytes)
             with self._queue_lock:
+                if not self._queued:
+                    self._queue_started = time.monotonic()
                 self._queued[row] = item
+                self._queue_touched = time.monotonic()
             self._hot.pop(row, None)
             if len(self._queued) >= _QUEUE_MOST:
                 self.settle()
@@ -766,7 +777,10 @@ class Store:
                 if not item.record.inline:
                     writer.set(row, item.record, expire=item.expire, tag=item.tag)
             with contextlib.suppress(sqlite3.OperationalError):  # an index made where the table could not be
-                for facts in slices([item.facts for _, item in items], _ROWS_PER_STATEMENT):
+                for group in slices(items, _ROWS_PER_STATEMENT):
+                    ids = dict(con.execute(f"SELECT key, rowid FROM Cache WHERE key IN ({marks(len(group))}) "
+                                           "AND raw = 1", [row for row, _ in group]))
+                    facts = [(ids[row], *item.facts) for row, item in group if row in ids]
                     con.execute(_FACTS.format(rows=",".join([_FACT_ROW] * len(facts))),
                                 [value for fact in facts for value in fact])
         self._hot.clear()
@@ -914,12 +928,12 @@ class Store:
         return self._facts_query(
             "SELECT fid, notebook, sum(marker = 0), count(DISTINCT CASE WHEN marker = 0 THEN code END), "
             "total(CASE WHEN marker = 0 THEN size END), total(CASE WHEN marker = 0 THEN duration END), "
-            "max(created), max(CASE WHEN marker = 0 THEN key END) FROM NbmFacts GROUP BY fid, notebook")
+            "max(created), max(CASE WHEN marker = 0 THEN key END) FROM NbmRecordFacts GROUP BY fid, notebook")
 
     def code_counts(self) -> list[tuple[Any, ...]] | None:
         """Return (fid, notebook, code, results) for each code version of each function, from the facts
         table; None when it does not hold one row per record (as ``summaries``)."""
-        return self._facts_query("SELECT fid, notebook, code, count(*) FROM NbmFacts WHERE marker = 0 "
+        return self._facts_query("SELECT fid, notebook, code, count(*) FROM NbmRecordFacts WHERE marker = 0 "
                                 "GROUP BY fid, notebook, code")
 
     @_settled
@@ -936,7 +950,7 @@ class Store:
                 for low, high in _NOT_RECORDS:
                     rows -= con.execute("SELECT count(*) FROM Cache WHERE key >= ? AND key < ?",
                                         (low, high)).fetchone()[0]
-                if con.execute("SELECT count(*) FROM NbmFacts").fetchone()[0] != rows:
+                if con.execute("SELECT count(*) FROM NbmRecordFacts").fetchone()[0] != rows:
                     return None
                 return con.execute(query).fetchall()
             finally:
@@ -964,9 +978,9 @@ class Store:
         """
         con = connection(self.directory)
         with contextlib.suppress(sqlite3.Error), _write_transaction(con):
-            con.execute("DELETE FROM NbmFacts")
-            con.executemany("INSERT OR REPLACE INTO NbmFacts SELECT ?, ?, ?, ?, ?, ?, ?, ? "
-                            "WHERE EXISTS (SELECT 1 FROM Cache WHERE key = ? AND raw = 1)",  # none for a row gone since
+            con.execute("DELETE FROM NbmRecordFacts")
+            con.executemany("INSERT OR REPLACE INTO NbmRecordFacts SELECT rowid, ?, ?, ?, ?, ?, ?, ?, ? "
+                            "FROM Cache WHERE key = ? AND raw = 1",  # none for a row gone since
                             [(*fact, fact[0]) for fact in facts])
 
     @_settled
@@ -1309,7 +1323,10 @@ def _flush_loop(ref: weakref.ReferenceType[Store]) -> None:
             return
         try:
             now = time.monotonic()
-            if store._queued:
+            if store._queued and (now - store._queue_touched >= _QUEUE_QUIET or
+                                  now - store._queue_started >= _QUEUE_OLDEST):
+                # While misses keep coming, the thread making them commits every _QUEUE_MOST: a commit
+                # from here would make that thread read again the pages it had (another connection wrote).
                 with contextlib.suppress(Exception):
                     store.settle()
             if store._running:

@@ -123,7 +123,7 @@ def test_an_index_without_facts_is_scanned_once_and_then_summarised(cache_dir: P
         neg(i)
     con = _db(cache_dir)
     with con:
-        con.execute("DELETE FROM NbmFacts")  # as an older version left it: records and no facts
+        con.execute("DELETE FROM NbmRecordFacts")  # as an older version left it: records and no facts
     con.close()
     reads: list[str] = []
     listed = _store.listed_record
@@ -153,12 +153,13 @@ def test_facts_that_do_not_match_the_records_are_not_believed(cache_dir: Path, l
     con = _db(cache_dir)
     with con:
         if lie == "another owner":
-            con.execute("UPDATE NbmFacts SET fid = 'planted'")
+            con.execute("UPDATE NbmRecordFacts SET fid = 'planted'")
         elif lie == "a row too many":
-            con.execute("INSERT INTO NbmFacts VALUES ('x', 'planted', NULL, 'c', 1, 1.0, 1.0, 0)")
+            con.execute("INSERT INTO NbmRecordFacts VALUES (999999, 'x', 'planted', NULL, 'c', 1, 1.0, 1.0, 0)")
         else:
-            con.execute("UPDATE NbmFacts SET marker = 1 WHERE key = (SELECT min(key) FROM NbmFacts)")
-            con.execute("UPDATE NbmFacts SET marker = 0, fid = 'planted' WHERE key = (SELECT min(key) FROM NbmFacts)")
+            con.execute("UPDATE NbmRecordFacts SET marker = 1 WHERE key = (SELECT min(key) FROM NbmRecordFacts)")
+            con.execute("UPDATE NbmRecordFacts SET marker = 0, fid = 'planted' "
+                        "WHERE key = (SELECT min(key) FROM NbmRecordFacts)")
     con.close()
     assert _shown(_inventory(cache_dir).functions()) == truth
 
@@ -260,3 +261,49 @@ def test_clearing_a_named_cell_reads_only_that_cells_records(shell: Shell, cache
     shell.run("from notebook_memo._cells import cells\n_c = [c for c in cells() if c.label == 'versions'][0]")
     assert len(shell["_c"].entries()) == 1
     assert len(reads) <= 2 * 2  # the cell's two records, read by clear_stale and by entries(): not the 500
+
+
+OLD_FACTS = (  # the facts table of the version before, keyed by each record row's key
+    "CREATE TABLE NbmFacts (key TEXT PRIMARY KEY, fid TEXT, notebook TEXT, code TEXT, size INTEGER, "
+    "duration REAL, created REAL, marker INTEGER) WITHOUT ROWID",
+    "CREATE TRIGGER NbmFacts_gone AFTER DELETE ON Cache BEGIN DELETE FROM NbmFacts WHERE key = OLD.key; END",
+    "DROP TRIGGER NbmRecordFacts_gone",
+    "DROP TABLE NbmRecordFacts",
+)
+
+
+def test_an_index_with_the_first_facts_table_gets_the_new_one_and_says_the_same(cache_dir: Path) -> None:
+    worker = textwrap.dedent("""
+    import json, sys
+    from notebook_memo import memo
+    from notebook_memo._inventory import Inventory
+    from notebook_memo._store import get_store
+    neg = memo(lambda x: -x)
+    [neg(i) for i in range(int(sys.argv[1]))]
+    neg.clear() if sys.argv[2] == "clear" else None
+    inventory = Inventory(get_store(sys.argv[3], 2**40))
+    print(json.dumps([[r.entries, r.versions, r.bytes] for r in inventory.functions()]))
+    """)
+    env = {**os.environ, "NOTEBOOK_MEMO_DIR": str(cache_dir), "PYTHONPATH": str(Path(__file__).parent.parent)}
+
+    def run(n: int, then: str = "") -> str:
+        return subprocess.run([sys.executable, "-c", worker, str(n), then, str(cache_dir)], env=env, check=True,
+                              capture_output=True, text=True, timeout=120).stdout
+
+    first = run(30)
+    con = sqlite3.connect(str(cache_dir / "cache.db"), timeout=30)
+    with con:
+        for statement in OLD_FACTS:
+            con.execute(statement)
+        con.execute("INSERT INTO NbmFacts SELECT key, 'x', NULL, 'c', 1, 1.0, 1.0, 0 FROM Cache WHERE mode = 16")
+    con.close()
+    assert run(30) == first  # opened by this version: the old table goes, the new one is filled again
+    con = sqlite3.connect(str(cache_dir / "cache.db"), timeout=30)
+    tables = {name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE name LIKE 'Nbm%'")}
+    assert tables == {"NbmRecordFacts", "NbmRecordFacts_gone"}
+    assert con.execute("SELECT count(*) FROM NbmRecordFacts").fetchone()[0] == 30
+    con.close()
+    assert run(30, "clear") == "[]\n"  # deleted rows take their facts with them (the new trigger)
+    con = sqlite3.connect(str(cache_dir / "cache.db"), timeout=30)
+    assert con.execute("SELECT count(*) FROM NbmRecordFacts").fetchone()[0] == 0
+    con.close()
