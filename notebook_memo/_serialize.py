@@ -175,7 +175,7 @@ class Payload:
 
     @property
     def nbytes(self) -> int:
-        return self.layout()[-1]
+        return self.layout()[-1] if self.buffers else len(self.pickle)
 
     def layout(self) -> list[int]:
         """Return the start offset of each buffer, then the total payload length."""
@@ -200,6 +200,8 @@ class Payload:
             position += pad + buf.nbytes
 
     def checksum(self) -> bytes:
+        if not self.buffers:
+            return xxhash.xxh3_128_digest(self.pickle)
         h = xxhash.xxh3_128()
         h.update(self.pickle)
         for buf in self.buffers:
@@ -207,11 +209,14 @@ class Payload:
         return h.digest()
 
     def to_bytes(self) -> bytes:
-        return b"".join(self.pieces())
+        return b"".join(self.pieces()) if self.buffers else self.pickle
 
 
 def _aligned(position: int) -> int:
     return (position + ALIGN - 1) // ALIGN * ALIGN
+
+
+_PLAIN = frozenset({int, float, str, bytes, bool, type(None), complex})
 
 
 def dumps(value: Any, by_value: frozenset[int] = frozenset()) -> Payload:
@@ -220,6 +225,8 @@ def dumps(value: Any, by_value: frozenset[int] = frozenset()) -> Payload:
     ``by_value`` holds ids of classes to copy into the pickle even though they can be
     found by name now (classes a cached cell defines: on restore they do not exist yet).
     """
+    if type(value) in _PLAIN and not by_value:
+        return Payload(pickle.dumps(value, protocol=5), [])  # no buffers, no code: the same bytes
     buffers: list[memoryview] = []
     stream = io.BytesIO()
 

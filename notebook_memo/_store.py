@@ -73,7 +73,7 @@ _CHECKPOINT_EVERY = 0.25  # seconds between the background thread's checkpoints 
 _LATE_LEASE_POLL = 0.02  # how often the background thread looks for runs without a lease gone past QUICK_BODY
 # Quick results wait for the background thread's commit, up to this many: then the put that adds the last
 # commits them all itself (a loop of misses commits once per this many, whatever the background thread does).
-_QUEUE_MOST = 64
+_QUEUE_MOST = 256
 # The background thread commits the queue once no quick result was added for _QUEUE_QUIET seconds, or its
 # oldest has waited _QUEUE_OLDEST: another process finds a quick result within about that.
 _QUEUE_QUIET, _QUEUE_OLDEST = 0.02, 0.25

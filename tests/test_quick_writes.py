@@ -14,6 +14,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,19 +36,22 @@ def _rows(cache_dir: Path) -> set[str]:
         return {key for (key,) in db.execute("SELECT key FROM Cache WHERE mode = 16")}
 
 
-def _quick(fn: object, counter: Counter) -> None:
-    """Make ``fn`` known as quick here: its first run takes the lease and is written at once."""
-    fn(-1)  # type: ignore[operator]
-    counter.n = 0
+def _quick_function(counter: Counter) -> Any:
+    """Return a memoized ``x + 1`` counting its runs, known as quick here (its first run, which takes the
+    lease and is written at once, is made and not counted)."""
 
-
-def test_a_quick_result_reaches_the_index_by_itself(cache_dir: Path, counter: Counter) -> None:
     @memo
     def f(x: int) -> int:
         counter()
         return x + 1
 
-    _quick(f, counter)
+    f(-1)
+    counter.n = 0
+    return f
+
+
+def test_a_quick_result_reaches_the_index_by_itself(cache_dir: Path, counter: Counter) -> None:
+    f = _quick_function(counter)
     assert f(1) == 2
     key = f.make_call((1,), {}).key
     deadline = time.monotonic() + 60  # a bound on a hung thread, not a timing assertion
@@ -57,12 +61,7 @@ def test_a_quick_result_reaches_the_index_by_itself(cache_dir: Path, counter: Co
 
 
 def test_a_read_of_a_queued_result_here_is_a_hit(cache_dir: Path, counter: Counter) -> None:
-    @memo
-    def f(x: int) -> int:
-        counter()
-        return x + 1
-
-    _quick(f, counter)
+    f = _quick_function(counter)
     f._store().stop_background()  # nothing commits behind the test's back
     assert [f(1), f(2), f(1), f(2)] == [2, 3, 2, 3]
     assert counter.n == 2
@@ -77,12 +76,7 @@ def test_a_process_that_exits_leaves_every_quick_result_in_the_index(cache_dir: 
 
 def test_a_forked_child_finds_the_quick_results_its_parent_computed_just_before(cache_dir: Path,
                                                                                  counter: Counter) -> None:
-    @memo
-    def f(x: int) -> int:
-        counter()
-        return x + 1
-
-    _quick(f, counter)
+    f = _quick_function(counter)
     f._store().stop_background()
     assert f(1) == 2 and counter.n == 1  # queued: no thread of the parent will commit it now
 
@@ -106,12 +100,7 @@ def test_a_worker_pool_s_results_are_in_the_index_when_the_pool_returns_them(cac
 
 
 def test_clear_right_after_a_quick_miss_leaves_nothing_behind(cache_dir: Path, counter: Counter) -> None:
-    @memo
-    def f(x: int) -> int:
-        counter()
-        return x + 1
-
-    _quick(f, counter)
+    f = _quick_function(counter)
     assert f(1) == 2
     f.clear()
     settled()
@@ -123,12 +112,7 @@ def test_trouble_in_a_late_commit_is_one_warning_and_the_result_stands(cache_dir
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     from notebook_memo._store import Store
 
-    @memo
-    def f(x: int) -> int:
-        counter()
-        return x + 1
-
-    _quick(f, counter)
+    f = _quick_function(counter)
     f._store().stop_background()
     settled()  # what other tests' stores still hold is not this test's
 
@@ -152,12 +136,7 @@ def test_trouble_in_a_late_commit_is_one_warning_and_the_result_stands(cache_dir
 
 
 def test_a_forked_child_writes_its_quick_results_before_returning_them(cache_dir: Path, counter: Counter) -> None:
-    @memo
-    def f(x: int) -> int:
-        counter()
-        return x + 1
-
-    _quick(f, counter)
+    f = _quick_function(counter)
     pid = os.fork()
     if pid == 0:  # the child ends as forked workers often do: os._exit, no exit handlers
         try:
@@ -167,3 +146,39 @@ def test_a_forked_child_writes_its_quick_results_before_returning_them(cache_dir
     _, status = os.waitpid(pid, 0)
     assert status == 0
     assert {f.make_call((x,), {}).key for x in (2, 3, 4)} <= _rows(cache_dir)
+
+
+def _queues_here(_: int) -> bool:
+    from notebook_memo._store import _may_queue
+
+    return _may_queue()
+
+
+@pytest.mark.parametrize("backend", ["loky", "multiprocessing"])
+def test_joblib_workers_write_each_result_before_returning_it(backend: str) -> None:
+    from joblib import Parallel, delayed
+
+    assert _queues_here(0)  # this process (a kernel, a script) may leave quick results to its thread
+    assert Parallel(n_jobs=2, backend=backend)(delayed(_queues_here)(i) for i in range(4)) == [False] * 4
+
+
+@pytest.mark.parametrize("value", [0, 2**70, -1.5, "é" * 50, b"\x00ab", True, None, 2 - 3j])
+def test_a_plain_result_is_pickled_to_the_bytes_the_general_pickler_makes(value: object,
+                                                                         cache_dir: Path) -> None:
+    import io
+
+    from notebook_memo import _serialize
+
+    stream = io.BytesIO()
+    general = _serialize._Pickler(stream, protocol=5, buffer_callback=lambda _: False)
+    general.by_value = frozenset()
+    general.dump(value)
+    payload = _serialize.dumps(value)
+    assert payload.pickle == stream.getvalue() and payload.buffers == []
+    assert payload.to_bytes() == payload.pickle and payload.nbytes == len(payload.pickle)
+
+    @memo
+    def same(x: int) -> object:
+        return value
+
+    assert [same(1), same(1)] == [value, value]
