@@ -77,12 +77,13 @@ def round_robin(calls: Mapping[str, Callable[[], Any]], number: int, rounds: int
     return best
 
 
-def settle_ours() -> None:
-    """Commit the results notebook_memo's stores left to their background threads (quick misses)."""
+def settle_ours(flush: bool = False) -> None:
+    """Commit the results notebook_memo's stores left to their background threads (quick misses); with
+    ``flush``, also the access times and hit counts they would write within a few seconds."""
     from notebook_memo._store import open_stores
 
     for store in open_stores():
-        store.settle()
+        store.flush() if flush else store.settle()
 
 
 def wall_and_cpu(calls: Mapping[str, Callable[[], Any]], rounds: int) -> dict[str, tuple[float, float]]:
