@@ -1169,6 +1169,7 @@ class Store:
                 _upsert_number(con, f"stats:hits:{tag}", count, "value + excluded.value", now)
                 _upsert_number(con, f"stats:used:{tag}", now, "excluded.value", now)
 
+    @_gated  # no fork while the log is being copied (a child would inherit SQLite's locks held)
     def checkpoint(self, at_exit: bool = False) -> None:
         """Copy the write-ahead log into the index when this process wrote since the last time (the
         background thread): a write then never waits for a checkpoint, which syncs the disk.

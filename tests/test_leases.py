@@ -333,6 +333,42 @@ def test_forked_children_use_the_cache_while_parent_threads_are_inside_it() -> N
     assert statuses == [0] * 40, f"children that hung (None) or failed: {statuses}"
 
 
+def test_forked_children_use_the_cache_while_the_background_thread_checkpoints() -> None:
+    from notebook_memo._store import open_stores
+
+    @memo
+    def cube(x: int) -> int:
+        return x**3
+
+    cube(0)
+    stop = threading.Event()
+
+    def checkpoints() -> None:  # as the store's background thread does after writes, here without a pause
+        while not stop.is_set():
+            for store in open_stores():
+                store._wrote_at = time.time()
+                store.checkpoint()
+
+    thread = threading.Thread(target=checkpoints, daemon=True)
+    thread.start()
+    statuses = []
+    try:
+        for n in range(60):
+            cube(n)  # something to copy from the log
+            pid = os.fork()
+            if pid == 0:  # the child: SQLite must not be left locked by the parent's checkpoint
+                code = 1
+                try:
+                    code = 0 if cube(10**6 + n) == (10**6 + n) ** 3 else 3
+                finally:
+                    os._exit(code)
+            statuses.append(_wait_child(pid, 20))
+    finally:
+        stop.set()
+        thread.join(30)
+    assert statuses == [0] * 60, f"children that hung (None) or failed: {statuses}"
+
+
 def test_a_forked_child_renews_the_leases_it_takes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NOTEBOOK_MEMO_LEASE", "1")
     log = _FileLog(tmp_path / "log.txt")
