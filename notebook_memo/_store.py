@@ -1373,7 +1373,8 @@ def get_store(directory: str, size_limit: int) -> Store:
     if store.size_limit != size_limit:  # configure(size_limit=...) after the store was opened
         store.size_limit = size_limit
         if store._writer is not None:
-            store._writer.reset("size_limit", size_limit)
+            with gate:  # a statement, so inside the fork gate as every other
+                store._writer.reset("size_limit", size_limit)
     return store
 
 
