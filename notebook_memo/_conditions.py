@@ -31,7 +31,7 @@ from typing import Any
 
 import xxhash
 
-from ._config import FILE_DIGEST_LIMIT, RACY_SECONDS
+from ._config import FILE_DIGEST_LIMIT, RACY_SECONDS, own_thread
 from ._notebook import notebook_paths
 from ._random_state import changed_since, encode, snapshot, state_digest, watch_seeding
 
@@ -161,8 +161,8 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
         return
     active = _active.get()
     if not active:
-        if active is None or not _running:
-            return
+        if active is None or not _running or getattr(own_thread, "ours", False):
+            return  # no body runs, or this is a thread of ours (its connections and files are the store's)
         me = threading.get_ident()
         active = tuple(recorder for recorder in _running if recorder.thread != me)
         if not active:

@@ -132,6 +132,10 @@ class Settings:
 
 
 settings = Settings()
+
+# Set (``own_thread.ours = True``) by the threads of ours that never run user code (the store's background
+# thread, the stale-entries scan): what they open is never a memoized body's input.
+own_thread = threading.local()
 _warned: set[str] = set()
 _warned_lock = threading.Lock()
 

@@ -911,6 +911,8 @@ class MemoizedFunction(Generic[R]):
                              daemon=True).start()
 
     def _stale_notice(self, store: Store, current: str, background: bool = False) -> None:
+        if background:
+            _config.own_thread.ours = True  # this thread's reads are the store's, never a body's input
         count = size = 0
         versions = set()
         with contextlib.suppress(Exception):

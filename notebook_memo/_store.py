@@ -30,7 +30,15 @@ from typing import Any, TypeVar
 import diskcache
 from diskcache.core import UNKNOWN
 
-from ._config import QUICK_BODY, TOUCH_FLUSH_INTERVAL, CallSettings, resolve_lease, resolve_secret, warn_once
+from ._config import (
+    QUICK_BODY,
+    TOUCH_FLUSH_INTERVAL,
+    CallSettings,
+    own_thread,
+    resolve_lease,
+    resolve_secret,
+    warn_once,
+)
 from ._errors import StorageWarning
 from ._leases import LOCK_PREFIX, Leases, Watch, at_fork_in_child, gate, marks, slices
 from ._serialize import (
@@ -1316,6 +1324,7 @@ class Store:
 
 
 def _flush_loop(ref: weakref.ReferenceType[Store]) -> None:
+    own_thread.ours = True  # what this thread opens is the store's, never a running body's input
     interval = min(TOUCH_FLUSH_INTERVAL, resolve_lease() / 3)
     flushed = checkpointed = 0.0
     while True:

@@ -182,3 +182,37 @@ def test_a_plain_result_is_pickled_to_the_bytes_the_general_pickler_makes(value:
         return value
 
     assert [same(1), same(1)] == [value, value]
+
+
+class _Held:
+    """Something a test's body looks at that is no part of its key."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __memo_key__(self) -> str:
+        return "held"
+
+
+def test_what_a_background_commit_opens_is_not_read_by_a_body_running_meanwhile(tmp_path: Path,
+                                                                                 counter: Counter) -> None:
+    other = memo(cache_dir=str(tmp_path / "other"))(lambda x: x)
+    other(-1)  # known as quick: its next result is queued
+    other(1)
+    store = _Held(other._store())
+    data = tmp_path / "data.txt"
+    data.write_text("5")
+
+    @memo(cache_dir=str(tmp_path / "mine"))
+    def body(path: str) -> int:
+        counter()
+        deadline = time.monotonic() + 60  # a bound on a hung thread, not a timing assertion
+        while store.value._queued:  # the other store's background thread commits while this body runs
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        return int(Path(path).read_text())
+
+    assert body(str(data)) == 5
+    (record,) = [r for r in body.entries() if "pre" in r.header.meta()]
+    assert [os.path.basename(f[0]) for f in record.header.meta()["pre"]["files"]] == ["data.txt"]
+    assert body(str(data)) == 5 and counter.n == 1
