@@ -404,8 +404,7 @@ def _settled(method: _F) -> _F:
     @functools.wraps(method)
     def settled(self: Store, *args: Any, **kwargs: Any) -> Any:
         with gate:
-            if self._queued:
-                self.settle()
+            self.settle()
             return method(self, *args, **kwargs)
 
     return settled  # type: ignore[return-value]
@@ -620,7 +619,7 @@ class Store:
         """
         signer = self.signer(current)
         row = self.row_key(key, signer)
-        if self._queued and row in self._queued:
+        if row in self._queued:
             self.settle()
         with gate:
             if self._reader is None or self._due(time.monotonic()):
@@ -749,8 +748,7 @@ class Store:
                 self._dozing = False
                 self._wake.set()
             return payload.nbytes
-        if self._queued:
-            self.settle()  # in order: a queued record of this row must not land after this one
+        self.settle()  # in order: a queued record of this row must not land after this one
         self._commit(writer, [(row, _Queued(_NewRecord(row, payload, inline, make_header), expire, tag, facts,
                                             payload.nbytes))])
         return payload.nbytes
@@ -804,6 +802,8 @@ class Store:
 
     def settle(self) -> None:
         """Commit the queued quick results now, in one transaction (storage trouble: one warning, results kept out)."""
+        if not self._queued:
+            return  # the common case, on every store operation: no lock taken
         with gate, self._settle_lock:
             items = list(self._queued.items())
             if not items:
@@ -823,8 +823,7 @@ class Store:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
         """Group writes into one commit, inside the fork gate (no fork while we hold the write lock)."""
-        if self._queued:
-            self.settle()
+        self.settle()
         with gate, self.writer.transact():
             yield
 
@@ -894,8 +893,7 @@ class Store:
         """
         if not self._exists():
             return
-        if self._queued:
-            self.settle()
+        self.settle()
         signer = self.signer()
         where = "mode = ? AND raw = 1 AND typeof(key) = 'text'"
         params: list[Any] = [MODE_RECORD]
@@ -1040,8 +1038,7 @@ class Store:
         deleted: list[StoredRecord] = []
         if not self._exists():
             return deleted
-        if self._queued:
-            self.settle()
+        self.settle()
         with gate:
             self.writer  # noqa: B018 (opens, or sets a damaged index aside)
             con = connection(self.directory)
@@ -1158,8 +1155,7 @@ class Store:
             with self._queue_lock:
                 self._queued = {}
             return
-        if self._queued:
-            self.settle()
+        self.settle()
         if self._leases.held:
             self.renew_leases()
         if not self._pending_touch and not self._pending_hits:
@@ -1430,9 +1426,8 @@ at_fork_in_child(_after_fork_in_child)
 def _settle_all() -> None:
     """Commit every store's queued results: a forked child reads them from the index (it drops its copy)."""
     for store in list(_stores.values()):
-        if store._queued:
-            with contextlib.suppress(Exception):
-                store.settle()
+        with contextlib.suppress(Exception):
+            store.settle()
 
 
 if hasattr(os, "register_at_fork"):

@@ -163,10 +163,9 @@ def counter() -> Counter:
 def settled() -> None:
     """Commit the quick results this process's stores left to their background threads, as a read of one
     of them or exit would: a test that then opens the index with a connection of its own sees them all."""
-    from notebook_memo._store import open_stores
+    from notebook_memo._store import _settle_all
 
-    for store in open_stores():
-        store.settle()
+    _settle_all()
 
 
 def no_memo_warnings() -> warnings.catch_warnings:  # type: ignore[type-arg]
