@@ -6,6 +6,7 @@ import asyncio
 import difflib
 import importlib.util
 import inspect
+import pickle
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from ._hashing import combine, content_hash, framed, framed_head
 from ._leases import Watch
 from ._memo import _MISS, Call, MemoizedFunction, Options, run_conditions, save, servable, storage_trouble
 from ._options import check_options, keyword_names
-from ._serialize import CorruptRecord, dumps
+from ._serialize import CorruptRecord, PlainRecord, dumps
 from ._store import Store, StoredRecord
 
 __all__ = ()
@@ -109,7 +110,10 @@ class BatchFunction(MemoizedFunction[Any]):
     def _item_keys(call: Call, digests: Iterable[bytes]) -> list[str]:
         """Each item's key: ``combine`` of the call's key and the item's digest, the call's part framed once."""
         head = framed([bytes.fromhex(call.key)])
-        return [xxh3_128_hexdigest(head + framed_head(len(digest)) + digest) for digest in digests]
+        digest_head = head + framed_head(16)  # a content digest's length: the framing of all items alike
+        return [xxh3_128_hexdigest(digest_head + digest if len(digest) == 16
+                                   else head + framed_head(len(digest)) + digest)
+                for digest in digests]
 
     def _lookup(self, store: Store, key: str, decoded: dict[str, ResultType],
                 outer: _conditions.Recorders = ()) -> tuple[Any, ResultType | None]:
@@ -121,7 +125,7 @@ class BatchFunction(MemoizedFunction[Any]):
             return _MISS, None
         if record is None:
             return _MISS, None
-        rtype = _containers.stored_type(record.header, decoded)
+        rtype = _containers.stored_type(record.header.meta_raw, decoded)
         if rtype is None:
             return _MISS, None  # stored before result types were described: recomputed, never mistyped
         value = self._read(store, key, None, outer)
@@ -137,18 +141,29 @@ class BatchFunction(MemoizedFunction[Any]):
         """
         found: dict[str, tuple[Any, ResultType]] = {}
         types = _Types(decoded)
-        loaded = 0
+        loaded, saved = 0, 0.0
         for start in range(0, len(keys), _READ_CHUNK):
             part = keys[start:start + _READ_CHUNK]
-            records: Mapping[str, StoredRecord | CorruptRecord | None]
+            records: Mapping[str, StoredRecord | CorruptRecord | PlainRecord | None]
             try:
                 records = store.get_many(part)
             except Exception:
                 records = dict.fromkeys(part)
             for key, record in records.items():
-                if not isinstance(record, StoredRecord):
+                if type(record) is tuple:  # the commonest record, verified in one pass
+                    payload, meta_raw, duration = record
+                    if (rtype := types.of(meta_raw)) is None:
+                        continue  # stored before result types were described: recomputed, never mistyped
+                    try:
+                        value = pickle.loads(payload)  # a pickle alone (no buffers), as ``loads`` would read it
+                    except Exception:
+                        value = self._read(store, key, None, outer)  # it says why, and drops what cannot load
+                    else:
+                        loaded += 1
+                        saved += duration
+                elif not isinstance(record, StoredRecord):
                     value, rtype = self._lookup(store, key, decoded, outer)
-                elif (rtype := types.of(record)) is None:
+                elif (rtype := types.of(record.header.meta_raw)) is None:
                     continue  # stored before result types were described: recomputed, never mistyped
                 elif record.header.conditioned:
                     value = self._read(store, key, None, outer)  # the one-key path checks its preconditions
@@ -161,10 +176,11 @@ class BatchFunction(MemoizedFunction[Any]):
                         value = self._read(store, key, None, outer)  # it tells evicted, damaged and unloadable apart
                     else:
                         loaded += 1
-                        self.saved_seconds += record.header.duration
+                        saved += record.header.duration
                 if value is not _MISS and rtype is not None:
                     found[key] = (value, rtype)
         self.hits += loaded  # the one-key path counted its own
+        self.saved_seconds += saved
         store.count_hits(self._tag, loaded)
         return found
 
@@ -287,7 +303,7 @@ class BatchFunction(MemoizedFunction[Any]):
             record = servable(store, key)
         except Exception:
             return False
-        return record is not None and _containers.stored_type(record.header, decoded) is not None
+        return record is not None and _containers.stored_type(record.header.meta_raw, decoded) is not None
 
     def explain(self, *args: Any, **kwargs: Any) -> Explanation:
         """Report how many items are cached, and why the first missing one is not."""
@@ -382,15 +398,15 @@ class _Types:
         self.decoded = decoded
         self.by_tail: dict[bytes, ResultType | None] = {}
 
-    def of(self, record: StoredRecord) -> ResultType | None:
-        raw = bytes(record.header.meta_raw)
+    def of(self, meta_raw: bytes | memoryview) -> ResultType | None:
+        raw = bytes(meta_raw)
         start = raw.find(_TYPE_MARK)
         if start < 0 or raw.find(_TYPE_MARK, start + 1) >= 0:
-            return _containers.stored_type(record.header, self.decoded)
+            return _containers.stored_type(raw, self.decoded)
         tail = raw[start:]
         known = self.by_tail.get(tail, _UNSEEN)
         if known is _UNSEEN:
-            known = _containers.stored_type(record.header, self.decoded)
+            known = _containers.stored_type(raw, self.decoded)
             if len(self.by_tail) < _TAILS_KEPT:
                 self.by_tail[tail] = known
         return known  # type: ignore[return-value]
@@ -432,14 +448,17 @@ class _Plan:
         self.results: dict[bytes, Any] = {}
         self.types: dict[bytes, ResultType] = {}
         self.result_kind: str | None = None
-        self.first_position: dict[bytes, int] = {}
-        for position, digest in enumerate(digests):
-            self.first_position.setdefault(digest, position)
-        self.keys = dict(zip(self.first_position.values(), fn._item_keys(call, self.first_position)))
+        self.first_position: dict[bytes, int] = dict(zip(digests, range(len(digests))))
+        if len(self.first_position) < len(digests):  # repeated items: each at its first position
+            self.first_position = {}
+            for position, digest in enumerate(digests):
+                self.first_position.setdefault(digest, position)
+        keys = fn._item_keys(call, self.first_position)
+        self.keys = dict(zip(self.first_position.values(), keys))
         if not refresh:
-            found = fn._lookup_many(store, list(self.keys.values()), {}, outer)
-            for digest, position in self.first_position.items():
-                hit = found.get(self.keys[position])
+            found = fn._lookup_many(store, keys, {}, outer)
+            for digest, key in zip(self.first_position, keys):
+                hit = found.get(key)
                 if hit is not None:
                     self.results[digest], self.types[digest] = hit
         self.missing = [p for d, p in self.first_position.items() if d not in self.results]

@@ -125,12 +125,12 @@ _MARKER = f'"{TYPE_KEY}":'.encode()
 _DECODER = json.JSONDecoder()
 
 
-def stored_type(header: Any, decoded: dict[str, ResultType]) -> ResultType | None:
-    """Return the result type a record's header describes, or None when it has none this code can read.
+def stored_type(meta_raw: bytes | memoryview, decoded: dict[str, ResultType]) -> ResultType | None:
+    """Return the result type a record's metadata describes, or None when it has none this code can read.
 
     ``decoded`` remembers descriptions already decoded during one call: items share them.
     """
-    raw = bytes(header.meta_raw)
+    raw = bytes(meta_raw)
     desc: Any = None
     if raw.count(_MARKER) == 1:
         # Decode only this entry, not the whole metadata (a third of the cost of a cached item). Other
@@ -139,7 +139,9 @@ def stored_type(header: Any, decoded: dict[str, ResultType]) -> ResultType | Non
         with contextlib.suppress(ValueError):
             desc = _DECODER.raw_decode(text, text.index(_MARKER.decode()) + len(_MARKER))[0]
     else:
-        desc = header.meta().get(TYPE_KEY)
+        with contextlib.suppress(ValueError):
+            meta = json.loads(raw)
+            desc = meta.get(TYPE_KEY) if isinstance(meta, dict) else None
     if not isinstance(desc, dict) or desc.get("format") != TYPE_FORMAT or desc.get("kind") not in KINDS:
         return None  # stored before types were described, or by another format: recompute
     cache_key = repr(desc)  # JSON values only, so repr is exact, and cheaper than encoding again

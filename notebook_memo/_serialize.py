@@ -434,6 +434,37 @@ def decode_header(data: bytes | memoryview) -> tuple[Header, memoryview]:
     return header, view[end:]
 
 
+_PLAIN_HEAD = struct.Struct(_HEADER.format.removesuffix("32s32s") + "16s")  # up to the first half of ``check``
+PlainRecord = tuple[bytes, bytes, float]  # (the verified pickle, the metadata JSON, the compute time)
+
+
+def read_plain(data: bytes, key: bytes) -> PlainRecord | None:
+    """Verify the commonest record in one pass: unsigned, inline, one pickle, no file, no TTL, no preconditions.
+
+    Checks everything :func:`decode_header`, ``Header.verify`` and :func:`load_inline` check for
+    such a record (format, flags, lengths, its own key, the header's checksum and the payload's),
+    without building a Header. Returns None for a record of any other shape or one that does not
+    verify: the full path then reads it and says what is wrong.
+    """
+    if len(data) < _HEADER.size:
+        return None
+    (magic, version, flags, _created, expires, duration, pickle_len, nbufs, meta_len, key_len, file_len, _keyid,
+     checksum, check) = _PLAIN_HEAD.unpack_from(data)
+    if (magic != MAGIC or version != FORMAT_VERSION or flags != FLAG_INLINE or nbufs or file_len or expires
+            or key_len != len(key)):
+        return None
+    meta_at = _HEADER.size + key_len
+    end = meta_at + meta_len
+    if len(data) != end + pickle_len or not data.startswith(key, _HEADER.size):
+        return None
+    if xxhash.xxh3_128_digest(data[:_CHECKED_AT] + _ZERO64 + data[_HEADER.size:end]) != check:
+        return None
+    payload = data[end:]  # a copy of a few kB at most (larger payloads have files): cheaper than a view
+    if xxhash.xxh3_128_digest(payload) != checksum:
+        return None
+    return payload, data[meta_at:end], duration
+
+
 class _PayloadCheck:
     """The check of a payload fed in order: its signature when the header is signed, else its checksum."""
 
