@@ -449,7 +449,8 @@ class MemoizedFunction(Generic[R]):
         """
         conditions: Conditions | None = None
         try:
-            record = store.get(key, current)
+            # A quick function's miss asks next whether someone computes the key: read with the record.
+            record = store.get(key, current, probe=self._quick and call is not None and key == call.key)
             if call is not None and key == call.key:
                 call.absent = record is None
             if record is None or (record.header.expires and record.header.expired()):

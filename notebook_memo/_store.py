@@ -151,6 +151,10 @@ _FOREIGN = _Foreign()
 
 # A hit's one statement: the columns of the row under a raw (text) key. Expiry is checked in Python.
 _SELECT_RECORD = "SELECT mode, filename, value, expire_time, access_time FROM Cache WHERE key = ? AND raw = 1"
+# A miss's statement: the record's row, and the key's lease row (someone computes it) in the same read.
+_SELECT_RECORD_AND_LEASE = ("SELECT mode, filename, value, expire_time, access_time, 0 FROM Cache WHERE key = ? "
+                            "AND raw = 1 UNION ALL SELECT NULL, NULL, NULL, NULL, NULL, 1 FROM Cache WHERE key = ? "
+                            "AND raw = 1")
 # Changes when another connection (another process, or another thread of ours) commits to the index.
 _DATA_VERSION = "PRAGMA data_version"
 
@@ -610,14 +614,15 @@ class Store:
         return True
 
     # -- records ---------------------------------------------------------------------------
-    def get(self, key: str, current: CallSettings | None = None) -> StoredRecord | None:
+    def get(self, key: str, current: CallSettings | None = None, probe: bool = False) -> StoredRecord | None:
         """Return the verified record under ``key``, or None; raises CorruptRecord for a row it refuses.
 
         Records read here are kept in memory (``_hot``) while SQLite's ``data_version`` of this
         thread's connection says no other connection committed since: one PRAGMA instead of the
         SELECT. Our own writes and deletes drop them. Otherwise one SELECT on the store's own
-        connection (diskcache's ``get`` would add its key and value codecs around the same
-        statement). ``current``: the calling function's settings, when it read them already.
+        connection (diskcache's ``get`` would add its key and value codecs around the same statement).
+        ``current``: the calling function's settings, when it read them already. ``probe``: the
+        same SELECT also tells whether a lease on ``key`` exists, for the ``leased`` that follows.
         """
         signer = self.signer(current)
         row = self.row_key(key, signer)
@@ -639,7 +644,19 @@ class Store:
                     hot = None
                 else:
                     hot = self._hot.get(row)
-                found = hot[0] if hot is not None else con.execute(_SELECT_RECORD, (row,)).fetchone()
+                if hot is not None:
+                    found = hot[0]
+                elif probe:
+                    found, leased = None, False
+                    for answer in con.execute(_SELECT_RECORD_AND_LEASE, (row, LOCK_PREFIX + key)).fetchall():
+                        if answer[5]:
+                            leased = True
+                        else:
+                            found = answer
+                    if found is None:
+                        self._thread.probed = (key, leased)
+                else:
+                    found = con.execute(_SELECT_RECORD, (row,)).fetchone()
             except sqlite3.DatabaseError as exc:
                 if _is_damaged_database(exc):
                     with self._lock:
@@ -1240,7 +1257,13 @@ class Store:
 
     @_gated
     def leased(self, key: str) -> bool:
-        """Return whether a lease row for ``key`` exists (someone computes it, or did and died): one read."""
+        """Return whether a lease row for ``key`` exists (someone computes it, or did and died): one read,
+        or none right after this thread's ``get(key, probe=True)``, which read it with the record."""
+        probed = getattr(self._thread, "probed", None)
+        if probed is not None:
+            self._thread.probed = None
+            if probed[0] == key:
+                return probed[1]  # type: ignore[no-any-return]
         try:
             return self.writer._con.execute("SELECT 1 FROM Cache WHERE key = ? AND raw = 1",
                                             (LOCK_PREFIX + key,)).fetchone() is not None

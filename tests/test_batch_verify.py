@@ -17,8 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from notebook_memo import StorageWarning, configure, memo
-from notebook_memo import _serialize, _store
+from notebook_memo import StorageWarning, _serialize, _store, configure, memo
 from notebook_memo._serialize import _CHECKED_AT, _HEADER, read_plain
 from tests.conftest import settled
 

@@ -117,6 +117,33 @@ def test_a_planted_lease_blocks_a_caller_for_at_most_the_lease_time(
     assert counter.n == 2
 
 
+def test_a_quick_function_waits_for_a_key_someone_else_holds_and_computes_it_under_its_own_lease(
+        cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NOTEBOOK_MEMO_LEASE", "1")
+
+    class Held(list):  # type: ignore[type-arg]
+        """Whether each run held its key's lease; never part of a key."""
+
+        def __memo_key__(self) -> str:
+            return "held"
+
+    held_while_running = Held()
+
+    @memo
+    def f(x: int, seen: Held = held_while_running) -> int:
+        seen.append(f"lock:{f.make_call((x,), {}).key}" in f._store()._leases.held)
+        return x * 2
+
+    f(0), f(1)  # quick: its next miss looks for someone else's lease in the same read as the record
+    key = f.make_call((3,), {}).key
+    with diskcache.Cache(str(cache_dir)) as raw:  # someone else computes f(3), and never renews
+        raw.set(f"lock:{key}", "4242@elsewhere/abc#0")
+    held_while_running.clear()
+    assert f(3) == 6  # waited for the lease time, took the lease over, then ran
+    assert held_while_running == [True]
+    assert f(4) == 8 and held_while_running == [True, False]  # no one else's lease: quick, without one
+
+
 def test_a_lease_that_is_renewed_is_not_taken_over(tmp_path: Path, cache_dir: Path) -> None:
     script, log = _script(tmp_path), tmp_path / "log.txt"
     env = _env(cache_dir, NOTEBOOK_MEMO_LEASE="1")
