@@ -123,6 +123,7 @@ class _RandomWords:
 
 
 _RANDOM_LAYOUT = "=i624I"  # CPython's RandomObject after its object header: int index; uint32_t state[624]
+_RANDOM_SIZE = struct.calcsize(_RANDOM_LAYOUT)
 _random_offset: list[int | None] = []  # [offset of the words in the object] once checked, [None] if not usable
 
 
@@ -136,7 +137,7 @@ def _random_words() -> _RandomWords | None:
     offset = _random_offset[0]
     if offset is None:
         return None
-    return _RandomWords(ctypes.string_at(id(inst) + offset, struct.calcsize(_RANDOM_LAYOUT)), inst.gauss_next)
+    return _RandomWords(ctypes.string_at(id(inst) + offset, _RANDOM_SIZE), inst.gauss_next)
 
 
 def _check_random_layout(inst: Any) -> int | None:
@@ -146,7 +147,7 @@ def _check_random_layout(inst: Any) -> int | None:
     try:
         probe = type(inst)(12345)
         for _ in range(2):
-            raw = ctypes.string_at(id(probe) + offset, struct.calcsize(_RANDOM_LAYOUT))
+            raw = ctypes.string_at(id(probe) + offset, _RANDOM_SIZE)
             if _RandomWords(raw, probe.gauss_next).state() != probe.getstate():
                 return None
             probe.random()
@@ -216,13 +217,15 @@ def snapshot(names: Iterable[str] | None = None, lazy: bool = False) -> dict[str
     for name in _GLOBAL_GENERATORS if names is None else names:
         spec = _GLOBAL_GENERATORS.get(name)  # a name read from a record may be one this version lacks
         if spec is not None and spec[0] in sys.modules:
-            with contextlib.suppress(Exception):
+            try:  # (not contextlib.suppress: this runs before and after every body)
                 if lazy and name == "random":
                     found[name] = _random_words() or spec[1]()
                 elif lazy and name == "numpy":
                     found[name] = _numpy_state_now()
                 else:
                     found[name] = spec[1]()
+            except Exception:
+                pass
     return found
 
 
