@@ -2,10 +2,10 @@
 
     .venv/bin/python benchmarks/soak.py --seconds 60 --workers 4 [--modes plain mmap index]
 
-Workers call memoized functions over a small key space (small and multi-megabyte values)
-and check every value they get. Meanwhile this process kills workers with SIGKILL,
-flips bytes in stored files and rows, truncates payload files and deletes the whole
-cache directory. Each mode runs in turn:
+Workers call memoized functions over a small key space (small and multi-megabyte values, and
+a ``memo.batch`` function over 30 items at a time) and check every value they get. Meanwhile
+this process kills workers with SIGKILL, flips bytes in stored files and rows, truncates
+payload files and deletes the whole cache directory. Each mode runs in turn:
 
 - ``plain``: the faults above;
 - ``mmap``: the same, with the large values memory-mapped (``mmap=True``); damaged payload files
@@ -51,6 +51,10 @@ def small(k):
 def large(k):
     return np.full((k % 4 + 1) * 2**18, float(k))
 
+@memo.batch("ks", progress=False)
+def squares(ks):
+    return [{{"k": k, "square": k * k}} for k in ks]
+
 rng = random.Random(seed)
 counts = {{"calls": 0, "wrong": 0, "errors": 0}}
 end = time.monotonic() + seconds
@@ -58,8 +62,12 @@ last = 0.0
 while time.monotonic() < end:
     k = rng.randrange(40)
     try:
-        if rng.random() < 0.5:
+        draw = rng.random()
+        if draw < 0.35:
             ok = small(k) == {{"k": k, "items": list(range(k % 50))}}
+        elif draw < 0.5:
+            ks = rng.sample(range(400), 30)  # items of one call: most cached, some damaged, some new
+            ok = squares(ks) == [{{"k": k, "square": k * k}} for k in ks]
         else:
             value = large(k)
             ok = value.shape == ((k % 4 + 1) * 2**18,) and bool((value == float(k)).all())

@@ -242,7 +242,7 @@ class _RecordDisk(diskcache.Disk):
         try:
             return connection(self._directory).execute(
                 "SELECT 1 FROM Cache WHERE filename = ? LIMIT 1", (file_path,)).fetchone() is not None
-        except sqlite3.Error:
+        except (OSError, sqlite3.Error):
             return True
 
 
@@ -1244,8 +1244,8 @@ class Store:
         """Give these leases back in one transaction; return the keys whose lease had lapsed meanwhile."""
         try:
             con = connection(self.directory)
-        except OSError:
-            return []  # the directory is gone, and our leases with it
+        except (OSError, sqlite3.Error):
+            return []  # the directory is gone (or its index cannot be opened), and our leases with it
         return self._leases.give_back(con, keys)
 
     @_gated

@@ -330,3 +330,35 @@ def test_a_result_larger_than_the_limit_is_returned_not_stored(counter: Counter)
         assert len(f(5_000_000)) == 5_000_000
     assert len(_storage_warnings(caught)) == 1 and "size limit" in _storage_warnings(caught)[0]
     assert counter.n == 7 and all(f.is_cached(100_000 + k) for k in range(5))
+
+
+def _replace_index_with_a_folder(cache_dir: Path) -> None:
+    """The cache directory deleted and made again by someone else, with a folder where the index was:
+    opening the index now fails inside SQLite (not with an OSError)."""
+    import shutil
+
+    shutil.rmtree(cache_dir)
+    (cache_dir / "cache.db").mkdir(parents=True)
+
+
+@pytest.mark.parametrize("kind", ["call", "batch"])
+def test_giving_a_lease_back_after_the_index_went_away_never_reaches_the_caller(cache_dir: Path,
+                                                                                 kind: str) -> None:
+    if kind == "batch":
+        @memo.batch("xs", progress=False)
+        def compute(xs: list[int]) -> list[int]:
+            _replace_index_with_a_folder(cache_dir)
+            return [x * 2 for x in xs]
+
+        call: Any = lambda: compute([1, 2, 3])  # noqa: E731
+        expected: Any = [2, 4, 6]
+    else:
+        @memo
+        def compute(x: int) -> int:  # its first run takes the lease: nothing is known of its speed yet
+            _replace_index_with_a_folder(cache_dir)
+            return x * 2
+
+        call, expected = (lambda: compute(21)), 42
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        assert call() == expected  # computed and returned; the lease went with the directory
