@@ -491,29 +491,41 @@ class _NotCached:
 _NOT_CACHED = _NotCached()
 
 
+def _drop_damaged(store: Store, cell: CellMemo, key: str, exc: Exception) -> Any:
+    """Say why a cell's entry cannot be used, delete it (the run stores a new one), and run the cell."""
+    warn_once(f"corrupt:{key}", f"%%memo {cell.label}: the cached run could not be used ({exc}); "
+              "running the cell", StorageWarning)
+    with contextlib.suppress(Exception):
+        store.delete(key)
+    return _NOT_CACHED
+
+
 def _try_restore(shell: Any, store: Store, cell: CellMemo, key: str, options: CellOptions) -> Any:
     try:
         record = store.get(key)
         conditions: dict[str, Any] = {}
         if record is not None and record.header.conditioned and not record.header.expired():
             record, conditions, _ = conditioned_entry(store, key, record)
-        if record is None or record.header.expired():
-            return _NOT_CACHED
+    except ConfigurationError:
+        raise
+    except CorruptRecord as exc:
+        return _drop_damaged(store, cell, key, exc)
+    except Exception as exc:  # the index could not be read (locked, gone): the entry may be fine, so it stays
+        warn_once(f"storage:{store.directory}", f"cannot read the cache in {store.directory} "
+                  f"({type(exc).__name__}: {exc}); running the cell", StorageWarning)
+        return _NOT_CACHED
+    if record is None or record.header.expired():
+        return _NOT_CACHED
+    try:
         value = record.load()
     except FileNotFoundError:
         return _NOT_CACHED
-    except ConfigurationError:
-        raise
     except (MemoryError, OSError) as exc:  # not damage: the entry is kept
         warn_once(f"load:{store.directory}:{type(exc).__name__}", f"%%memo {cell.label}: the cached run could "
                   f"not be loaded ({type(exc).__name__}: {exc}); it is kept, and the cell runs", StorageWarning)
         return _NOT_CACHED
-    except (CorruptRecord, Exception) as exc:
-        warn_once(f"corrupt:{key}", f"%%memo {cell.label}: the cached run could not be used ({exc}); "
-                  "running the cell", StorageWarning)
-        with contextlib.suppress(Exception):
-            store.delete(key)
-        return _NOT_CACHED
+    except Exception as exc:  # damaged, or a stored class that changed or vanished since
+        return _drop_damaged(store, cell, key, exc)
     namespace = shell.user_ns
     for name, digest in value.get("unchanged", {}).items():
         if digest is None or name not in namespace or _digest_or_none(namespace[name]) != digest:

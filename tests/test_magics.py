@@ -607,3 +607,35 @@ def test_the_not_stored_warning_names_every_variable_that_cannot_be_stored(
     notes = [str(w.message) for w in recwarn if "unstorable" in str(w.message)]
     assert notes and "'numbers'" in notes[0] and "'guard'" in notes[0] and "'plain'" not in notes[0], notes
 
+
+
+def test_a_storage_error_while_looking_a_cell_up_runs_it_and_keeps_its_entry(ip: Shell,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlite3
+    import warnings
+
+    from notebook_memo import StorageWarning
+    from notebook_memo._store import Store
+
+    ip.run("data = [1, 2, 3]\nweight = 2")
+    ip.run(CELL)
+    assert runs(ip) == 1
+    real = {name: getattr(Store, name) for name in ("get", "delete", "put")}
+    deleted: list[str] = []
+
+    def locked(self: Store, key: str, *args: Any, **kwargs: Any) -> Any:
+        raise sqlite3.OperationalError("database is locked")  # another kernel held the write lock too long
+
+    monkeypatch.setattr(Store, "get", locked)
+    monkeypatch.setattr(Store, "delete", lambda self, key: deleted.append(key) or True)
+    monkeypatch.setattr(Store, "put", lambda self, *args, **kwargs: 0)  # nor can this run be stored
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ip.run(CELL)
+    assert runs(ip) == 2 and deleted == []  # run, and the entry, which may be fine, is left alone
+    said = [str(w.message) for w in caught if issubclass(w.category, StorageWarning)]
+    assert said and "cannot read the cache" in said[0], said
+    for name, method in real.items():
+        monkeypatch.setattr(Store, name, method)
+    ip.run(CELL)
+    assert runs(ip) == 2  # the lock is gone: restored from the entry the first run stored
