@@ -2,8 +2,9 @@
 
     .venv/bin/python benchmarks/soak.py --seconds 60 --workers 4 [--modes plain mmap index]
 
-Workers call memoized functions over a small key space (small and multi-megabyte values, and
-a ``memo.batch`` function over 30 items at a time) and check every value they get. Meanwhile
+Workers call memoized functions over a small key space (small and multi-megabyte values, a
+``memo.batch`` function over 30 items at a time, a slow function that takes leases, a method,
+a ``cached_property`` and an async function) and check every value they get. Meanwhile
 this process kills workers with SIGKILL, flips bytes in stored files and rows, truncates
 payload files and deletes the whole cache directory. Each mode runs in turn:
 
@@ -36,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 WORKER = """
-import json, os, random, sys, time, warnings
+import asyncio, json, os, random, sys, time, warnings
 sys.path.insert(0, {root!r})
 import numpy as np
 from notebook_memo import memo
@@ -55,6 +56,27 @@ def large(k):
 def squares(ks):
     return [{{"k": k, "square": k * k}} for k in ks]
 
+@memo
+def slow(k):
+    time.sleep(0.015)  # past the quick threshold: computed under a lease, which a SIGKILL may leave behind
+    return ("slow", k)
+
+class Model:
+    def __init__(self, w):
+        self.w = w
+
+    @memo
+    def predict(self, x):
+        return self.w * x + 1
+
+    @memo.cached_property
+    def norm(self):
+        return abs(self.w) + 0.5
+
+@memo
+async def fetched(k):
+    return [k, "fetched"]
+
 rng = random.Random(seed)
 counts = {{"calls": 0, "wrong": 0, "errors": 0}}
 end = time.monotonic() + seconds
@@ -68,6 +90,13 @@ while time.monotonic() < end:
         elif draw < 0.5:
             ks = rng.sample(range(400), 30)  # items of one call: most cached, some damaged, some new
             ok = squares(ks) == [{{"k": k, "square": k * k}} for k in ks]
+        elif draw < 0.56:
+            ok = slow(k) == ("slow", k)
+        elif draw < 0.62:
+            model = Model(k)
+            ok = model.predict(3) == 3 * k + 1 and model.norm == k + 0.5
+        elif draw < 0.65:
+            ok = asyncio.run(fetched(k)) == [k, "fetched"]
         else:
             value = large(k)
             ok = value.shape == ((k % 4 + 1) * 2**18,) and bool((value == float(k)).all())
