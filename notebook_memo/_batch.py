@@ -110,10 +110,7 @@ class BatchFunction(MemoizedFunction[Any]):
     def _item_keys(call: Call, digests: Iterable[bytes]) -> list[str]:
         """Each item's key: ``combine`` of the call's key and the item's digest, the call's part framed once."""
         head = framed([bytes.fromhex(call.key)])
-        digest_head = head + framed_head(16)  # a content digest's length: the framing of all items alike
-        return [xxh3_128_hexdigest(digest_head + digest if len(digest) == 16
-                                   else head + framed_head(len(digest)) + digest)
-                for digest in digests]
+        return [xxh3_128_hexdigest(head + framed_head(len(digest)) + digest) for digest in digests]
 
     def _lookup(self, store: Store, key: str, decoded: dict[str, ResultType],
                 outer: _conditions.Recorders = ()) -> tuple[Any, ResultType | None]:
@@ -448,11 +445,9 @@ class _Plan:
         self.results: dict[bytes, Any] = {}
         self.types: dict[bytes, ResultType] = {}
         self.result_kind: str | None = None
-        self.first_position: dict[bytes, int] = dict(zip(digests, range(len(digests))))
-        if len(self.first_position) < len(digests):  # repeated items: each at its first position
-            self.first_position = {}
-            for position, digest in enumerate(digests):
-                self.first_position.setdefault(digest, position)
+        self.first_position: dict[bytes, int] = {}
+        for position, digest in enumerate(digests):
+            self.first_position.setdefault(digest, position)
         keys = fn._item_keys(call, self.first_position)
         self.keys = dict(zip(self.first_position.values(), keys))
         if not refresh:

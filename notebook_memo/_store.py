@@ -1037,7 +1037,7 @@ class Store:
                     plain = (read_plain(value, row.encode()) if unsigned and mode == MODE_RECORD
                              and filename is None and type(value) is bytes else None)
                     if plain is not None:
-                        found[row if unsigned else rows[row]] = plain
+                        found[rows[row]] = plain
                     else:
                         try:
                             found[rows[row]] = _verified_record(row, mode, filename, value, self.directory, signer)
