@@ -20,7 +20,16 @@ from ._errors import ConfigurationError, MemoError, StorageWarning, UnhashableAr
 from ._explain import Explanation, before_compute, caching_off, explain_call
 from ._hashing import combine, content_hash
 from ._inventory import delete_results, human_time, owner
-from ._memo import Call, MemoizedFunction, conditioned_entry, entry_conditions, function_id, save_entry, served
+from ._memo import (
+    Call,
+    MemoizedFunction,
+    conditioned_entry,
+    entry_conditions,
+    function_id,
+    save_entry,
+    served,
+    storage_unreadable,
+)
 from ._methods import _PerObjectCache
 from ._notebook import current_notebook, owner_tag
 from ._serialize import CorruptRecord, NotRestorable, cached_property_of, dumps
@@ -511,8 +520,7 @@ def _try_restore(shell: Any, store: Store, cell: CellMemo, key: str, options: Ce
     except CorruptRecord as exc:
         return _drop_damaged(store, cell, key, exc)
     except Exception as exc:  # the index could not be read (locked, gone): the entry may be fine, so it stays
-        warn_once(f"storage:{store.directory}", f"cannot read the cache in {store.directory} "
-                  f"({type(exc).__name__}: {exc}); running the cell", StorageWarning)
+        storage_unreadable(store, exc, "running the cell")
         return _NOT_CACHED
     if record is None or record.header.expired():
         return _NOT_CACHED

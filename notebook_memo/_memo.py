@@ -463,8 +463,7 @@ class MemoizedFunction(Generic[R]):
         except ConfigurationError:
             raise
         except Exception as exc:
-            warn_once(f"storage:{store.directory}", f"cannot read the cache in {store.directory} "
-                      f"({type(exc).__name__}: {exc}); computing instead", StorageWarning)
+            storage_unreadable(store, exc, "computing instead")
             return _MISS
         if record is None or (record.header.expires and record.header.expired()):
             return _MISS
@@ -1299,6 +1298,12 @@ def save(store: Store, key: str, payload: Payload, meta: dict[str, Any], ttl: fl
         return False
     _config.forget_warning(f"storage:{store.directory}")
     return True
+
+
+def storage_unreadable(store: Store, exc: BaseException, then: str) -> None:
+    """Warn, once per directory, that a lookup could not read the index (the entry may be fine: it stays)."""
+    warn_once(f"storage:{store.directory}", f"cannot read the cache in {store.directory} "
+              f"({type(exc).__name__}: {exc}); {then}", StorageWarning)
 
 
 def storage_trouble(store: Store, exc: BaseException) -> None:
