@@ -302,8 +302,10 @@ def connection(directory: str) -> sqlite3.Connection:
         return held[2]
     con = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
     # As diskcache's own connections: in WAL mode a commit need not wait for the disk (a crash may
-    # lose the last commits, never consistency); leases and access times are written here.
+    # lose the last commits, never consistency); leases and access times are written here. Nor does a
+    # commit here checkpoint the log (SQLite's default, past 1,000 pages): the background thread does.
     con.execute("PRAGMA synchronous = NORMAL")
+    con.execute(f"PRAGMA wal_autocheckpoint = {_WAL_BACKSTOP}")
     cache[directory] = (os.getpid(), ident, con)
     return con
 
