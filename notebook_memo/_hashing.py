@@ -461,6 +461,8 @@ def _choose(cls: type) -> HashFn:
         handler = fast(cls)
         if handler is not None:
             return handler
+    if fast is not _torch_path and (handler := _torch_path(cls)) is not None:
+        return handler  # a tensor or module class of the user's
     if issubclass(cls, _FORBIDDEN):
         return _h_forbidden
     if issubclass(cls, types.ModuleType):
@@ -863,21 +865,20 @@ def _h_dataframe(h: Hasher, v: Any) -> None:
     _h_pandas_extras(h, v)
 
 
+def feed_array_bytes(h: Hasher, v: Any) -> None:
+    """Feed a numpy array's C-order bytes, length first, without copying it whole."""
+    if v.flags.c_contiguous:
+        h.buffer(v.reshape(-1).view(sys.modules["numpy"].uint8))
+    else:
+        _h_strided(h, v)
+
+
 def _torch_path(cls: type) -> HashFn | None:
-    torch = sys.modules.get("torch")
-    if torch is not None and issubclass(cls, torch.Tensor):
-        return _h_tensor
-    return None
+    if "torch" not in sys.modules:
+        return None
+    from ._torch_hash import torch_path
 
-
-def _h_tensor(h: Hasher, v: Any) -> None:
-    torch = sys.modules["torch"]
-    h.tag(b"tt")
-    h.text(str(v.dtype))
-    h.tag(repr(tuple(v.shape)).encode())
-    h.text(v.device.type)
-    flat = v.detach().to("cpu").contiguous().reshape(-1)
-    h.buffer(flat.view(torch.uint8).numpy() if flat.numel() else b"")
+    return torch_path(cls)
 
 
 _FAST_PATHS: dict[str, Callable[[type], HashFn | None]] = {

@@ -1,0 +1,240 @@
+"""torch values hashed by content: tensors of every layout (on their own device) and modules.
+
+A tensor's key holds its class, dtype, layout, shape, device type and ``requires_grad``, any attributes
+set on it, and all of its content: the C-order bytes of a strided tensor (conjugate and negative views
+as the values they read as), the stored structure of a sparse one, the integers, scheme and scales of
+a quantized one, the components of a nested one. Tensors on a CPU are streamed into xxh3 where they
+lie; tensors on an accelerator are digested there (:func:`device_digest`), so only 16 bytes cross to
+the host. A module is its class (by code), its whole state (parameters, buffers, submodules, plain
+attributes, the training flag) and its hooks, re-read on every call: in-place updates through
+``.data`` do not move torch's version counters, so no remembered digest could be proven current.
+"""
+
+from __future__ import annotations
+
+import collections
+import struct
+import sys
+from typing import Any
+
+from ._hashing import Hasher, HashFn, _Unhashable, feed_array_bytes, qualified_name
+
+__all__ = ()
+
+_MASK64 = (1 << 64) - 1
+
+
+def _signed(n: int) -> int:
+    """Return a 64-bit constant as the int64 torch computes with (the same bits)."""
+    n &= _MASK64
+    return n - (1 << 64) if n >= 1 << 63 else n
+
+
+# Position weight and mixing constants (odd; splitmix64's finalizer, a bijection of 64-bit words).
+_STEP = _signed(0x9E3779B97F4A7C15)
+_MIX1 = _signed(0xBF58476D1CE4E5B9)
+_MIX2 = _signed(0x94D049BB133111EB)
+_MIX3 = _signed(0xD6E8FEB86659FD93)
+_CHUNK_WORDS = 1 << 23  # 64 MiB of words at a time: the temporaries stay a bounded size
+_pack_lanes = struct.Struct("<qq").pack
+
+
+def torch_path(cls: type) -> HashFn | None:
+    """Return the handler for a torch class (or a subclass of one defined anywhere), if it has one."""
+    torch = sys.modules["torch"]
+    if issubclass(cls, torch.Tensor):
+        return _h_tensor
+    if issubclass(cls, torch.nn.Module):
+        return _h_module
+    return None
+
+
+# -- tensors -----------------------------------------------------------------------------------------
+
+_TORCH_CLASSES = frozenset({"torch.Tensor", "torch.nn.parameter.Parameter", "torch.nn.parameter.Buffer"})
+
+
+def _h_tensor(h: Hasher, v: Any) -> None:
+    try:
+        _h_tensor_parts(h, v)
+    except (_Unhashable, RecursionError):
+        raise
+    except Exception as exc:  # e.g. a wrapper subclass whose operations are not implemented
+        raise _Unhashable(v, f"its data cannot be read ({type(exc).__name__}: {str(exc)[:200]})") from None
+
+
+def _h_tensor_parts(h: Hasher, v: Any) -> None:
+    cls = type(v)
+    h.tag(b"tt")
+    name = qualified_name(cls)
+    if name in _TORCH_CLASSES:
+        h.text(name)
+    else:
+        h.child(cls, "<class>")  # a subclass of the user's: its code
+    h.text(str(v.dtype))
+    layout = v.layout
+    h.text(str(layout))
+    h.text(v.device.type)
+    h.tag(b"g1" if v.requires_grad else b"g0")
+    attributes = v.__dict__
+    if attributes:
+        h.child(dict(attributes), "<attributes>")
+    _h_content(h, v)
+
+
+def _h_content(h: Hasher, v: Any) -> None:
+    torch = sys.modules["torch"]
+    layout = v.layout
+    if v.is_nested:
+        h.child(list(v.detach().unbind()), "<components>")
+        return
+    h.tag(repr(tuple(v.shape)).encode())
+    if v.is_quantized:
+        _h_quantized(h, v)
+    elif layout is torch.strided:
+        _h_dense(h, v)
+    elif layout is torch.sparse_coo:
+        h.tag(b"c1" if v.is_coalesced() else b"c0")
+        h.tag(repr(v.sparse_dim()).encode())
+        _h_dense(h, v._indices())
+        _h_dense(h, v._values())
+    elif layout in (torch.sparse_csr, torch.sparse_bsr):
+        _h_dense(h, v.crow_indices())
+        _h_dense(h, v.col_indices())
+        _h_dense(h, v.values())
+    elif layout in (torch.sparse_csc, torch.sparse_bsc):
+        _h_dense(h, v.ccol_indices())
+        _h_dense(h, v.row_indices())
+        _h_dense(h, v.values())
+    else:
+        raise _Unhashable(v, f"it is a tensor of layout {layout}, whose content notebook_memo cannot read; "
+                             "pass it as a strided tensor (.to_dense()) or register_hasher for it")
+
+
+def _h_quantized(h: Hasher, v: Any) -> None:
+    torch = sys.modules["torch"]
+    scheme = v.qscheme()
+    h.text(str(scheme))
+    if scheme in (torch.per_tensor_affine, torch.per_tensor_symmetric):
+        h.tag(struct.pack("<dq", v.q_scale(), v.q_zero_point()))
+    elif scheme in (torch.per_channel_affine, torch.per_channel_symmetric, torch.per_channel_affine_float_qparams):
+        h.tag(struct.pack("<q", v.q_per_channel_axis()))
+        _h_dense(h, v.q_per_channel_scales())
+        _h_dense(h, v.q_per_channel_zero_points())
+    else:
+        raise _Unhashable(v, f"it is a quantized tensor of scheme {scheme}, which notebook_memo cannot read")
+    _h_dense(h, v.int_repr())
+
+
+_SAME_SIZE_INT = {1: "uint8", 2: "int16", 4: "int32", 8: "int64"}
+
+
+def _h_dense(h: Hasher, t: Any) -> None:
+    """Feed a strided tensor's content: its C-order bytes, or its device digest off the CPU."""
+    torch = sys.modules["torch"]
+    t = t.detach()
+    if t.is_conj():
+        t = t.resolve_conj()
+    if t.is_neg():
+        t = t.resolve_neg()
+    device = t.device.type
+    if device == "meta":
+        h.tag(b"m")  # no content: shape and dtype are all there is
+        return
+    if device != "cpu":
+        h.tag(b"d")
+        h.buffer(device_digest(t))
+        return
+    if t.is_complex():
+        t = torch.view_as_real(t)
+    feed_array_bytes(h, t.view(getattr(torch, _SAME_SIZE_INT[t.element_size()])).numpy())
+
+
+def device_digest(t: Any) -> bytes:
+    """Return 16 bytes that digest a tensor's C-order bytes, computed where the tensor lies.
+
+    Each 64-bit word ``w`` at position ``i`` becomes ``mix(w + i * STEP)``, where ``mix`` is
+    splitmix64's finalizer: a bijection, so for a fixed position any change to a word changes its
+    term. The digest is the wrapping sum of the terms and the sum of a second bijection of them, two
+    exact reductions on the device (integer sums do not depend on the order of the reduction); a
+    last partial word is appended as it is. The same bytes give the same digest on any device and in
+    any process.
+    """
+    torch = sys.modules["torch"]
+    flat = t.detach().contiguous().reshape(-1)
+    raw = flat.view(torch.uint8) if flat.element_size() != 1 or flat.dtype is not torch.uint8 else flat
+    whole = raw.numel() // 8 * 8
+    try:
+        words = raw[:whole].view(torch.int64)
+    except RuntimeError:  # a storage offset that is not a multiple of 8 bytes
+        words = raw[:whole].clone().view(torch.int64)
+    lanes = torch.zeros(2, dtype=torch.int64, device=raw.device)
+    for start in range(0, words.numel(), _CHUNK_WORDS):
+        chunk = words[start:start + _CHUNK_WORDS]
+        x = torch.arange(start, start + chunk.numel(), dtype=torch.int64, device=raw.device)
+        x.mul_(_STEP).add_(chunk)
+        _xorshift(x, 30)
+        x.mul_(_MIX1)
+        _xorshift(x, 27)
+        x.mul_(_MIX2)
+        _xorshift(x, 31)
+        lanes[0] += x.sum()
+        x.mul_(_MIX3)
+        _xorshift(x, 29)
+        lanes[1] += x.sum()
+    tail = bytes(raw[whole:].cpu().numpy().tobytes())
+    low, high = (int(n) for n in lanes.cpu().tolist())
+    return _pack_lanes(low, high) + tail
+
+
+def _xorshift(x: Any, shift: int) -> None:
+    """``x ^= x >> shift`` in place, the shift logical (torch shifts int64 arithmetically)."""
+    torch = sys.modules["torch"]
+    shifted = torch.bitwise_right_shift(x, shift)
+    shifted.bitwise_and_((1 << (64 - shift)) - 1)
+    x.bitwise_xor_(shifted)
+
+
+# -- modules -----------------------------------------------------------------------------------------
+
+# Module-wide hooks that change what any module's forward or backward returns.
+_GLOBAL_HOOKS = ("_global_forward_pre_hooks", "_global_forward_hooks", "_global_forward_hooks_with_kwargs",
+                 "_global_forward_hooks_always_called", "_global_backward_pre_hooks", "_global_backward_hooks")
+
+
+def _h_module(h: Hasher, v: Any) -> None:
+    h.tag(b"tm")
+    h.child(type(v), "<class>")
+    try:
+        state = dict(vars(v))
+    except TypeError:
+        raise _Unhashable(v, "its state cannot be read (no __dict__)") from None
+    _hooks_in_order(state)
+    h.child(state, "<state>")
+    module = sys.modules["torch.nn.modules.module"]
+    installed = {name: hooks for name in _GLOBAL_HOOKS if (hooks := getattr(module, name, None))}
+    _hooks_in_order(installed)
+    h.child(installed, "<global hooks>")
+
+
+def _hooks_in_order(state: dict[str, Any]) -> None:
+    """Put a module's state in the form its behaviour depends on, in place.
+
+    Hook dicts lose their handle numbers (a process-wide counter: two equal modules whose hooks were
+    registered after different amounts of other work get the same key) and keep their order, and
+    empty ones are left out; torch's ordered dicts become plain ones, which keep their order too.
+    """
+    numbers: set[int] = set()
+    hooks = []
+    for name, value in list(state.items()):
+        if isinstance(value, dict) and "hooks" in name:
+            if not value:
+                del state[name]
+                continue
+            hooks.append(name)
+            numbers.update(k for k in value if type(k) is int)
+        elif type(value) is collections.OrderedDict:
+            state[name] = dict(value)
+    rank = {n: i for i, n in enumerate(sorted(numbers))}
+    for name in hooks:
+        state[name] = [(rank.get(k, k), value) for k, value in state[name].items()]

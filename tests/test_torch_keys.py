@@ -1,0 +1,469 @@
+"""torch values as keys: every tensor kind keyed by its whole content or refused by name, and modules
+keyed by class code, structure, parameters, buffers, hooks and training flag, through in-place updates."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from notebook_memo import UnhashableArgument, memo
+from notebook_memo._hashing import content_hash
+from tests.conftest import Counter, Shell, run_kernel
+
+ROOT = str(Path(__file__).resolve().parent.parent)
+
+warnings.filterwarnings("ignore", message=".*(Sparse|sparse|quantiz|nested|Nested).*")
+
+
+def h(value: object) -> bytes:
+    return content_hash(value)
+
+
+# -- tensors: views with lazy bits, classes, grad flags ------------------------------------------
+
+
+def test_a_conjugate_view_is_keyed_by_the_values_it_reads_as() -> None:
+    x = torch.tensor([1 + 2j, 3 - 4j])
+    assert h(x.conj()) == h(x.conj().resolve_conj())
+    assert h(x.conj()) != h(x)
+
+
+def test_a_negative_view_is_keyed_by_the_values_it_reads_as() -> None:
+    x = torch.tensor([1 + 2j, 3 - 4j])
+    neg = x.conj().imag  # a real tensor with the negative bit set
+    assert neg.is_neg()
+    assert h(neg) == h(neg.resolve_neg())
+    assert h(neg) != h(x.imag)
+
+
+def test_requires_grad_is_in_the_key() -> None:
+    # A body's result differs: a tensor that requires grad gives results that carry a graph.
+    assert h(torch.ones(3, requires_grad=True)) != h(torch.ones(3))
+
+
+def test_a_parameter_and_a_tensor_with_the_same_values_are_different_keys() -> None:
+    assert h(torch.nn.Parameter(torch.ones(3), requires_grad=False)) != h(torch.ones(3))
+
+
+class Tagged(torch.Tensor):
+    pass
+
+
+def test_a_tensor_subclass_is_keyed_by_its_class() -> None:
+    x = torch.ones(3)
+    assert h(x.as_subclass(Tagged)) != h(x)
+    assert h(x.as_subclass(Tagged)) == h(torch.ones(3).as_subclass(Tagged))
+
+
+def test_an_attribute_set_on_a_tensor_is_in_the_key() -> None:
+    a, b = torch.ones(3), torch.ones(3)
+    b.unit = "metres"  # type: ignore[attr-defined]
+    assert h(a) != h(b)
+
+
+def test_same_bytes_in_another_dtype_is_another_key() -> None:
+    bits = torch.arange(8, dtype=torch.uint8)
+    views = [bits.view(d) for d in (torch.uint8, torch.int8, torch.float8_e4m3fn, torch.float8_e5m2, torch.bool)]
+    assert len({h(v) for v in views}) == len(views)
+    half = torch.arange(4, dtype=torch.int16)
+    assert h(half.view(torch.float16)) != h(half.view(torch.bfloat16))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float8_e4m3fn, torch.float8_e5m2,
+                                   torch.complex64, torch.complex128, torch.bool, torch.int64, torch.uint16])
+def test_every_element_of_every_dtype_is_in_the_key(dtype: torch.dtype) -> None:
+    base = torch.arange(40).reshape(5, 8) % 2 == 0 if dtype is torch.bool else torch.arange(40).reshape(5, 8).to(dtype)
+    seen = {h(base)}
+    for k in range(40):
+        changed = base.clone()
+        if dtype is torch.bool:
+            changed.view(-1)[k] = ~changed.view(-1)[k]
+        else:  # flip the lowest bit of the element's first byte (add is not defined for every dtype)
+            changed.view(-1).view(torch.uint8)[k * base.element_size()] ^= 1
+        seen.add(h(changed))
+    assert len(seen) == 41
+
+
+def test_a_strided_view_is_keyed_by_its_values() -> None:
+    base = torch.arange(100.0).reshape(10, 10)
+    assert h(base.T) == h(base.T.contiguous())
+    assert h(base[::2, 1::3]) == h(base[::2, 1::3].clone())
+    assert h(base.T) != h(base)
+
+
+def test_shape_is_in_the_key() -> None:
+    x = torch.arange(6.0)
+    assert len({h(x), h(x.reshape(2, 3)), h(x.reshape(3, 2)), h(x.reshape(1, 6))}) == 4
+
+
+# -- layouts ---------------------------------------------------------------------------------------
+
+
+def _dense() -> torch.Tensor:
+    return torch.tensor([[0.0, 2.0, 0.0, 0.0], [1.0, 0.0, 0.0, 3.0], [0.0, 0.0, 0.0, 0.0], [4.0, 0.0, 5.0, 0.0]])
+
+
+SPARSE = {
+    "coo": lambda d: d.to_sparse(),
+    "csr": lambda d: d.to_sparse_csr(),
+    "csc": lambda d: d.to_sparse_csc(),
+    "bsr": lambda d: d.to_sparse_bsr((2, 2)),
+    "bsc": lambda d: d.to_sparse_bsc((2, 2)),
+}
+
+
+@pytest.mark.parametrize("layout", list(SPARSE))
+def test_a_sparse_tensor_is_keyed_by_its_structure_and_values(layout: str) -> None:
+    make = SPARSE[layout]
+    d = _dense()
+    assert h(make(d)) == h(make(d.clone()))
+    assert h(make(d)) != h(d)
+    changed = d.clone()
+    changed[3, 2] = 6.0
+    assert h(make(changed)) != h(make(d))
+    moved = d.clone()
+    moved[3, 2], moved[3, 3] = 0.0, 5.0
+    assert h(make(moved)) != h(make(d))
+    assert len({h(make(d)) for make in SPARSE.values()}) == len(SPARSE)
+
+
+def test_an_uncoalesced_sparse_tensor_is_keyed_by_what_it_holds() -> None:
+    i = torch.tensor([[0, 0], [1, 1]])
+    twice = torch.sparse_coo_tensor(i, torch.tensor([1.0, 2.0]), (2, 2))
+    once = torch.sparse_coo_tensor(i[:, :1], torch.tensor([3.0]), (2, 2))
+    assert h(twice) != h(torch.sparse_coo_tensor(i, torch.tensor([2.0, 2.0]), (2, 2)))
+    assert h(twice.coalesce()) == h(once.coalesce())
+
+
+def test_a_quantized_tensor_is_keyed_by_its_integers_and_its_scale() -> None:
+    x = torch.tensor([0.0, 1.0, 2.0])
+    a = torch.quantize_per_tensor(x, 0.1, 0, torch.quint8)
+    assert h(a) == h(torch.quantize_per_tensor(x.clone(), 0.1, 0, torch.quint8))
+    assert h(a) != h(torch.quantize_per_tensor(x * 2, 0.2, 0, torch.quint8))  # same integers, other scale
+    assert h(a) != h(torch.quantize_per_tensor(x + 0.5, 0.1, 5, torch.quint8))  # same integers, other zero point
+    assert h(a) != h(torch.quantize_per_tensor(x, 0.1, 0, torch.qint8))
+
+
+def test_a_per_channel_quantized_tensor_is_keyed_by_its_scales() -> None:
+    x = torch.ones(2, 3)
+    def q(scales: list[float], axis: int = 0) -> torch.Tensor:
+        return torch.quantize_per_channel(x * torch.tensor(scales).reshape(-1, 1) * 10, torch.tensor(scales),
+                                          torch.zeros(2, dtype=torch.long), axis, torch.qint8)
+    assert h(q([0.1, 0.2])) == h(q([0.1, 0.2]))
+    assert h(q([0.1, 0.2])) != h(q([0.1, 0.3]))
+
+
+def test_a_meta_tensor_is_keyed_by_its_shape_and_dtype() -> None:
+    assert h(torch.empty(3, device="meta")) == h(torch.empty(3, device="meta"))
+    assert h(torch.empty(3, device="meta")) != h(torch.empty(4, device="meta"))
+    assert h(torch.empty(3, device="meta")) != h(torch.empty(3, dtype=torch.float16, device="meta"))
+
+
+def test_a_nested_tensor_is_keyed_by_its_components() -> None:
+    def nt(*parts: list[float]) -> torch.Tensor:
+        return torch.nested.nested_tensor([torch.tensor(p) for p in parts])
+    assert h(nt([1.0, 2.0], [3.0])) == h(nt([1.0, 2.0], [3.0]))
+    assert h(nt([1.0, 2.0], [3.0])) != h(nt([1.0], [2.0, 3.0]))
+    assert h(nt([1.0, 2.0], [3.0])) != h(nt([1.0, 2.0], [4.0]))
+
+
+def test_a_tensor_whose_content_cannot_be_read_is_refused_naming_it() -> None:
+    x = torch.ones(3)
+
+    class Opaque(torch.Tensor):
+        """A wrapper subclass with no storage of its own."""
+
+        @staticmethod
+        def __new__(cls, inner: torch.Tensor) -> Any:
+            return torch.Tensor._make_wrapper_subclass(cls, inner.shape, dtype=inner.dtype)
+
+        def __init__(self, inner: torch.Tensor) -> None:
+            pass
+
+        @classmethod
+        def __torch_dispatch__(cls, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            raise NotImplementedError(func)
+
+    @memo
+    def f(t: Any) -> int:
+        return 1
+
+    with pytest.raises(UnhashableArgument, match=r"t\b.*Opaque"):
+        f(Opaque(x))
+
+
+# -- modules ---------------------------------------------------------------------------------------
+
+
+def _net() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3), torch.nn.Linear(3, 2))
+
+
+def test_equal_modules_have_equal_keys_and_any_weight_changes_it() -> None:
+    assert h(_net()) == h(_net())
+    for i, p in enumerate(_net().parameters()):
+        m = _net()
+        with torch.no_grad():
+            list(m.parameters())[i].view(-1)[-1] += 1
+        assert h(m) != h(_net()), p.shape
+
+
+def test_an_optimizer_step_changes_the_key() -> None:
+    m = _net()
+    before = h(m)
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    m(torch.randn(5, 4)).sum().backward()
+    opt.step()
+    assert h(m) != before
+
+
+def test_load_state_dict_changes_the_key() -> None:
+    m = _net()
+    before = h(m)
+    other = _net()
+    with torch.no_grad():
+        other[2].bias.fill_(7.0)
+    m.load_state_dict(other.state_dict())
+    assert h(m) != before
+    assert h(m) == h(other)
+
+
+def test_an_in_place_add_under_no_grad_changes_the_key() -> None:
+    m = _net()
+    before = h(m)
+    with torch.no_grad():
+        m[0].weight.add_(0.5)
+    assert h(m) != before
+
+
+def test_a_write_through_data_changes_the_key() -> None:
+    m = _net()
+    version = m[0].weight._version
+    before = h(m)
+    m[0].weight.data[0, 0] = 42.0
+    assert m[0].weight._version == version  # torch's own counter does not see it
+    assert h(m) != before
+
+
+def test_buffers_and_the_training_flag_are_in_the_key() -> None:
+    m = _net()
+    before = h(m)
+    m.eval()
+    assert h(m) != before
+    m.train()
+    assert h(m) == before
+    m(torch.randn(5, 4))  # a training forward moves BatchNorm's running statistics
+    assert h(m) != before
+
+
+def test_a_non_persistent_buffer_is_in_the_key() -> None:
+    a, b = torch.nn.Module(), torch.nn.Module()
+    a.register_buffer("scale", torch.ones(2), persistent=False)
+    b.register_buffer("scale", torch.ones(2) * 2, persistent=False)
+    assert h(a) != h(b)
+
+
+def test_a_plain_attribute_of_a_module_is_in_the_key() -> None:
+    a, b = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    b.load_state_dict(a.state_dict())
+    assert h(a) == h(b)
+    b.temperature = 0.5
+    assert h(a) != h(b)
+
+
+def _double(module: Any, inputs: Any, output: Any) -> Any:
+    return output * 2
+
+
+def test_a_forward_hook_is_in_the_key_and_its_handle_number_is_not() -> None:
+    a, b = _net(), _net()
+    for _ in range(3):  # the next handles are numbered further on
+        torch.nn.Linear(1, 1).register_forward_hook(_double).remove()
+    handle = a.register_forward_hook(_double)
+    assert h(a) != h(b)
+    b.register_forward_hook(_double)
+    assert h(a) == h(b)
+    handle.remove()
+    assert h(a) == h(_net())
+
+
+def test_a_global_module_hook_is_in_every_module_key() -> None:
+    m = _net()
+    before = h(m)
+    handle = torch.nn.modules.module.register_module_forward_hook(_double)
+    try:
+        assert h(m) != before
+    finally:
+        handle.remove()
+    assert h(m) == before
+
+
+class Predictor:
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model = model
+
+    @memo
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.model(x)
+
+
+def test_a_method_of_an_object_holding_a_model_misses_after_the_model_is_updated_in_place(counter: Counter) -> None:
+    model = _net().eval()
+    p = Predictor(model)
+    x = torch.randn(5, 4)
+    first = p.predict(x)
+    assert torch.equal(p.predict(x), first)
+    assert Predictor.predict.cache_info().hits == 1
+    model[0].weight.data.mul_(2)
+    second = p.predict(x)
+    assert not torch.equal(second, first)
+    assert Predictor.predict.cache_info().misses == 2
+
+
+def test_a_module_defined_in_the_notebook_is_keyed_by_its_code(shell: Shell) -> None:
+    shell.run("""
+        import torch
+        from notebook_memo import memo
+
+        class Scale(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.w = torch.nn.Parameter(torch.ones(2))
+
+            def forward(self, x):
+                return x * self.w
+
+        @memo
+        def infer(model, x):
+            return model(x).tolist()
+
+        m = Scale()
+        a = infer(m, torch.ones(2))
+        a = infer(m, torch.ones(2))
+        info = infer.cache_info()
+    """)
+    assert (shell["info"].hits, shell["info"].misses) == (1, 1)
+    shell.run("""
+        class Scale(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.w = torch.nn.Parameter(torch.ones(2))
+
+            def forward(self, x):
+                return x * self.w + 1
+
+        b = infer(Scale(), torch.ones(2))
+        info = infer.cache_info()
+    """)
+    assert (shell["info"].hits, shell["info"].misses) == (1, 2)
+    assert shell["b"] == [2.0, 2.0]
+
+
+_KEYS = """
+import json, sys, warnings
+warnings.simplefilter("ignore")
+import torch
+from notebook_memo._hashing import content_hash
+sys.path.insert(0, {root!r})
+from tests.test_torch_keys import _net, _double
+for _ in range(int(sys.argv[1])):
+    torch.nn.Linear(1, 1).register_forward_hook(_double)
+m = _net()
+m.register_forward_hook(_double)
+x = torch.arange(24.0).reshape(2, 3, 4)
+values = {{
+    "module": m, "tensor": x, "strided": x.transpose(0, 2), "bf16": x.to(torch.bfloat16),
+    "complex": torch.complex(x, -x).conj(), "sparse": x[0].to_sparse_csr(), "param": torch.nn.Parameter(x),
+    "quantized": torch.quantize_per_tensor(x, 0.5, 2, torch.quint8), "dtype": torch.float16,
+    "device": torch.device("cpu"), "size": torch.Size([2, 3]),
+}}
+from notebook_memo._torch_hash import device_digest
+digests = {{k: content_hash(v).hex() for k, v in values.items()}}
+digests["device digest"] = device_digest(x.transpose(0, 1)).hex()
+print(json.dumps(digests))
+"""
+
+
+def test_keys_of_tensors_and_modules_are_the_same_in_every_process(tmp_path: Path) -> None:
+    script = tmp_path / "keys.py"
+    script.write_text(_KEYS.format(root=ROOT))
+    runs = []
+    for seed, hooks in (("0", "0"), ("1", "5"), ("random", "2")):
+        out = subprocess.run([sys.executable, str(script), hooks], capture_output=True, text=True,
+                             env={"PYTHONHASHSEED": seed, "PATH": "/usr/bin:/bin"}, check=True)
+        runs.append(json.loads(out.stdout))
+    assert runs[0] == runs[1] == runs[2]
+
+
+def test_torch_dtypes_devices_and_sizes_are_keyed_by_what_they_are() -> None:
+    assert h(torch.float16) != h(torch.bfloat16)
+    assert h(torch.float16) == h(torch.half)
+    assert h(torch.device("cpu")) != h(torch.device("meta"))
+    assert h(torch.Size([2, 3])) != h(torch.Size([3, 2]))
+
+
+def test_a_model_result_is_computed_once_across_kernel_restarts(cache_dir: Path) -> None:
+    cells = ["""
+import torch
+from notebook_memo import memo
+torch.manual_seed(0)
+model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2)).eval()
+@memo
+def infer(model, x):
+    with torch.no_grad():
+        return model(x)
+y = infer(model, torch.ones(3, 8))
+OUT["calls"] = infer.cache_info().misses
+OUT["y"] = y.tolist()
+"""]
+    first = run_kernel(cells, cache_dir, seed=1)
+    second = run_kernel(cells, cache_dir, seed=2)
+    assert first["calls"] == 1 and second["calls"] == 0
+    assert first["y"] == second["y"]
+
+
+# -- the device digest (run here on the CPU: the same torch operations as on an accelerator) ---------
+
+
+def test_device_digest_sees_every_byte_and_its_position(monkeypatch: pytest.MonkeyPatch) -> None:
+    from notebook_memo import _torch_hash
+
+    monkeypatch.setattr(_torch_hash, "_CHUNK_WORDS", 4)  # several chunks: positions carry across them
+    base = torch.arange(77, dtype=torch.uint8)  # 9 words and a 5-byte tail
+    seen = {_torch_hash.device_digest(base)}
+    for k in range(base.numel()):
+        for bit in (0, 7):
+            changed = base.clone()
+            changed[k] ^= 1 << bit
+            seen.add(_torch_hash.device_digest(changed))
+    swapped = base.clone()
+    swapped[[0, 8]] = swapped[[8, 0]]  # the same words in another order
+    seen.add(_torch_hash.device_digest(swapped))
+    assert len(seen) == 1 + 2 * 77 + 1
+
+
+def test_device_digest_reads_the_c_order_bytes_of_any_view() -> None:
+    from notebook_memo._torch_hash import device_digest
+
+    base = torch.arange(4000, dtype=torch.float32).reshape(40, 100)
+    assert device_digest(base.T) == device_digest(base.T.contiguous())
+    assert device_digest(base.view(torch.uint8)[0, 3:50]) == device_digest(base.view(torch.uint8)[0, 3:50].clone())
+    assert device_digest(base) == device_digest(base.view(torch.int32))  # bytes: the dtype is keyed beside it
+    assert device_digest(base) != device_digest(base.T)
+
+
+def test_device_digest_wraps_instead_of_overflowing() -> None:
+    from notebook_memo._torch_hash import device_digest
+
+    extreme = torch.tensor([2**63 - 1, -(2**63), -1, 0] * 1000, dtype=torch.int64)
+    assert device_digest(extreme) == device_digest(extreme.clone())
+    assert device_digest(extreme) != device_digest(extreme.flip(0))
