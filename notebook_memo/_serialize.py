@@ -138,6 +138,13 @@ class _Pickler(cloudpickle.Pickler):
             # On Python < 3.12 it holds a lock, which cannot be pickled: save what it is made of.
             return cached_property_of, (obj.func, obj.attrname, obj.__doc__)
         else:
+            torch = sys.modules.get("torch")
+            if torch is not None and isinstance(obj, torch.Tensor):
+                from ._torch_values import reduce_tensor
+
+                reduced = reduce_tensor(obj)
+                if reduced is not None:
+                    return reduced
             what = _unfaithful(obj)
             if what is not None:
                 # cloudpickle would save an open text file as a StringIO of its contents.
@@ -592,8 +599,10 @@ def load_file(header: Header, directory: str, signer: Signer | None, use_mmap: b
             raise CorruptRecord(f"payload file has {st.st_size} bytes, expected {offsets[-1]}")
         pickle_part = f.read(header.pickle_len)
         if use_mmap and header.buffer_lens:
-            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-            view = memoryview(mapped)
+            # Private pages: arrays get read-only views of them, and tensors (which cannot be read-only)
+            # writable ones whose writes stay in this process and never reach the file.
+            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+            view = memoryview(mapped).toreadonly()
             buffers: list[Any] = [view[o:o + n] for o, n in zip(offsets, header.buffer_lens)]
             # Verified once per file identity: reading every byte on each hit would undo the map. The
             # change time is in it: a write puts the modification time forward, and putting that back

@@ -1,0 +1,126 @@
+"""torch tensors in results: written out of band straight from their memory, restored as they were.
+
+A strided tensor of torch's own classes pickles as its bytes (a protocol-5 buffer, written to the
+payload file without a copy into the pickle) and what rebuilds it: dtype, shape, strides when its
+elements fill their span (contiguous, transposed, channels-last), device and ``requires_grad``. A
+tensor off the CPU is staged through pinned host memory. On load the tensor is made over the bytes
+read from the file (no further copy) and moved to its device; a device this machine lacks gives a
+CPU tensor and one warning. Other tensors (sparse, quantized, nested, subclasses, tensors carrying
+attributes) keep torch's own pickling.
+"""
+
+from __future__ import annotations
+
+import mmap
+import pickle
+import sys
+import threading
+import warnings
+from typing import Any
+
+from ._errors import MemoWarning
+
+__all__ = ()
+
+_SAME_SIZE_INT = {1: "uint8", 2: "int16", 4: "int32", 8: "int64"}
+_warned_devices: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def device_of(t: Any) -> str:
+    """Return the device a tensor is restored to (a test stands a missing device in here)."""
+    return str(t.device)
+
+
+def reduce_tensor(t: Any) -> tuple[Any, ...] | None:
+    """Return a pickle reduction of ``t`` that keeps its bytes out of band, or None to leave it to torch."""
+    torch = sys.modules["torch"]
+    cls = type(t)
+    if cls is not torch.Tensor and cls is not torch.nn.Parameter:
+        return None
+    if t.layout is not torch.strided or t.is_quantized or t.is_nested or t.__dict__:
+        return None
+    device = device_of(t)
+    if t.device.type == "meta":
+        return None
+    data = t.detach()
+    if data.is_conj():
+        data = data.resolve_conj()
+    if data.is_neg():
+        data = data.resolve_neg()
+    strides: tuple[int, ...] | None = None
+    if data.is_contiguous():
+        flat = data.reshape(-1)
+    elif _fills_its_span(data.shape, data.stride()):
+        # Its elements fill [offset, offset + numel) of its storage in some order: keep that order.
+        strides = tuple(data.stride())
+        flat = data.as_strided((data.numel(),), (1,), data.storage_offset())
+    else:
+        flat = data.contiguous().reshape(-1)
+    if flat.device.type != "cpu":
+        staged = torch.empty(flat.shape, dtype=flat.dtype, pin_memory=flat.is_cuda)
+        staged.copy_(flat)
+        flat = staged
+    if flat.is_complex():
+        flat = torch.view_as_real(flat).reshape(-1)
+    array = flat.view(getattr(torch, _SAME_SIZE_INT[flat.element_size()])).numpy().view("uint8")
+    return rebuild_tensor, (pickle.PickleBuffer(array), str(t.dtype).removeprefix("torch."), tuple(t.shape),
+                            strides, device, bool(t.requires_grad), cls is torch.nn.Parameter)
+
+
+def _fills_its_span(shape: Any, strides: Any) -> bool:
+    """Return True when the elements cover one contiguous span of memory exactly once, in some order."""
+    expected = 1
+    for stride, size in sorted((stride, size) for size, stride in zip(shape, strides) if size != 1):
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+def rebuild_tensor(data: Any, dtype: str, shape: tuple[int, ...], strides: tuple[int, ...] | None,
+                   device: str, requires_grad: bool, parameter: bool) -> Any:
+    """Return the tensor :func:`reduce_tensor` saved, made over ``data`` where it can be."""
+    import torch
+
+    view = memoryview(data).cast("B")
+    if view.readonly:
+        view = _writable(view)
+    flat = torch.frombuffer(view, dtype=torch.uint8) if view.nbytes else torch.empty(0, dtype=torch.uint8)
+    t = flat.view(getattr(torch, dtype))
+    t = t.as_strided(shape, strides) if strides is not None else t.reshape(shape)
+    if device != "cpu":
+        t = _to_device(t, device)
+    if parameter:
+        return torch.nn.Parameter(t, requires_grad=requires_grad)
+    return t.requires_grad_(requires_grad) if requires_grad else t
+
+
+def _writable(view: memoryview) -> memoryview:
+    """Return writable memory with ``view``'s bytes: the same pages of a copy-on-write map, else a copy."""
+    base = view.obj
+    if isinstance(base, mmap.mmap):
+        np = sys.modules.get("numpy")
+        if np is not None:
+            try:
+                whole = np.frombuffer(base, dtype=np.uint8)
+            except (TypeError, ValueError):  # a read-only map: not ours to write through
+                whole = None
+            if whole is not None and whole.flags.writeable:
+                start = np.frombuffer(view, dtype=np.uint8).ctypes.data - whole.ctypes.data
+                return memoryview(whole[start:start + view.nbytes])
+    return memoryview(bytearray(view))
+
+
+def _to_device(t: Any, device: str) -> Any:
+    try:
+        return t.to(device)
+    except Exception as exc:  # no such device here: torch raises RuntimeError or AssertionError
+        with _warned_lock:
+            first = device not in _warned_devices
+            _warned_devices.add(device)
+        if first:
+            warnings.warn(f"notebook_memo: a cached tensor was stored on {device}, which this machine cannot "
+                          f"use ({type(exc).__name__}: {str(exc)[:120]}); it is loaded on the CPU instead. "
+                          f"Move it with .to(...) if you need it elsewhere.", MemoWarning, stacklevel=2)
+        return t
