@@ -66,28 +66,32 @@ def _h_tensor(h: Hasher, v: Any) -> None:
 def _h_tensor_parts(h: Hasher, v: Any) -> None:
     cls = type(v)
     h.tag(b"tt")
+    nested = v.is_nested
     name = qualified_name(cls)
-    if name in _TORCH_CLASSES:
+    if name in _TORCH_CLASSES or nested:
         h.text(name)
     else:
         h.child(cls, "<class>")  # a subclass of the user's: its code
     h.text(str(v.dtype))
-    layout = v.layout
-    h.text(str(layout))
+    h.text(str(v.layout))
     h.text(v.device.type)
     h.tag(b"g1" if v.requires_grad else b"g0")
+    if nested:
+        # A jagged one is torch's own subclass, whose attributes hold ids of its symbolic sizes.
+        h.child(list(v.detach().unbind()), "<components>")
+        return
     attributes = v.__dict__
     if attributes:
         h.child(dict(attributes), "<attributes>")
     _h_content(h, v)
+    if v.requires_grad and v.is_leaf and v.grad is not None:
+        h.tag(b"tg")  # a gradient is read by what takes it (an optimizer step, a norm of the gradients)
+        h.child(v.grad, ".grad")
 
 
 def _h_content(h: Hasher, v: Any) -> None:
     torch = sys.modules["torch"]
     layout = v.layout
-    if v.is_nested:
-        h.child(list(v.detach().unbind()), "<components>")
-        return
     h.tag(repr(tuple(v.shape)).encode())
     if v.is_quantized:
         _h_quantized(h, v)
@@ -202,7 +206,16 @@ _GLOBAL_HOOKS = ("_global_forward_pre_hooks", "_global_forward_hooks", "_global_
                  "_global_forward_hooks_always_called", "_global_backward_pre_hooks", "_global_backward_hooks")
 
 
+_COMPILED = "torch._dynamo.eval_frame.OptimizedModule"
+
+
 def _h_module(h: Hasher, v: Any) -> None:
+    if qualified_name(type(v)) == _COMPILED:
+        # torch.compile's wrapper computes what the module it wraps computes; its own state (guards,
+        # caches, a new context per compile) changes with every compile and every call.
+        h.tag(b"tc")
+        h.child(v._orig_mod, "._orig_mod")
+        return
     h.tag(b"tm")
     h.child(type(v), "<class>")
     try:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,8 @@ from tests.conftest import Counter, Shell, run_kernel
 
 ROOT = str(Path(__file__).resolve().parent.parent)
 
-warnings.filterwarnings("ignore", message=".*(Sparse|sparse|quantiz|nested|Nested).*")
+# torch's notices about its beta, prototype and deprecated features, which these tests use on purpose.
+pytestmark = pytest.mark.filterwarnings("ignore:.*(beta state|invariant checks|deprecated|prototype stage).*")
 
 
 def h(value: object) -> bytes:
@@ -166,9 +166,10 @@ def test_a_meta_tensor_is_keyed_by_its_shape_and_dtype() -> None:
     assert h(torch.empty(3, device="meta")) != h(torch.empty(3, dtype=torch.float16, device="meta"))
 
 
-def test_a_nested_tensor_is_keyed_by_its_components() -> None:
+@pytest.mark.parametrize("layout", [torch.strided, torch.jagged], ids=str)
+def test_a_nested_tensor_is_keyed_by_its_components(layout: torch.layout) -> None:
     def nt(*parts: list[float]) -> torch.Tensor:
-        return torch.nested.nested_tensor([torch.tensor(p) for p in parts])
+        return torch.nested.nested_tensor([torch.tensor(p) for p in parts], layout=layout)
     assert h(nt([1.0, 2.0], [3.0])) == h(nt([1.0, 2.0], [3.0]))
     assert h(nt([1.0, 2.0], [3.0])) != h(nt([1.0], [2.0, 3.0]))
     assert h(nt([1.0, 2.0], [3.0])) != h(nt([1.0, 2.0], [4.0]))
@@ -251,6 +252,30 @@ def test_a_write_through_data_changes_the_key() -> None:
     m[0].weight.data[0, 0] = 42.0
     assert m[0].weight._version == version  # torch's own counter does not see it
     assert h(m) != before
+
+
+def test_gradients_are_in_the_key() -> None:
+    m = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))  # no running statistics
+    no_grads = h(m)
+    m(torch.randn(5, 4)).sum().backward()
+    with_grads = h(m)
+    assert with_grads != no_grads
+    with torch.no_grad():
+        m[0].weight.grad.mul_(2)  # type: ignore[union-attr]
+    assert h(m) != with_grads
+    m.zero_grad(set_to_none=True)
+    assert h(m) == no_grads
+
+
+def test_a_compiled_module_is_keyed_as_the_module_it_compiles() -> None:
+    m = _net().eval()
+    compiled = torch.compile(m)
+    assert h(compiled) == h(torch.compile(m)) != h(m)
+    compiled(torch.randn(5, 4))
+    assert h(compiled) == h(torch.compile(m))
+    with torch.no_grad():
+        m[0].bias.add_(1)
+    assert h(compiled) != h(torch.compile(_net().eval()))
 
 
 def test_buffers_and_the_training_flag_are_in_the_key() -> None:

@@ -205,3 +205,40 @@ def test_a_stored_tensor_that_was_damaged_is_recomputed(cache_dir: Path) -> None
         warnings.simplefilter("ignore", MemoWarning)
         assert torch.equal(make(MiB), torch.arange(MiB, dtype=torch.float64))
     assert make.cache_info().misses == 2
+
+
+class Tagged(torch.Tensor):
+    pass
+
+
+def _with_unit() -> torch.Tensor:
+    t = torch.arange(3.0)
+    t.unit = "m"  # type: ignore[attr-defined]
+    return t
+
+
+OTHER_KINDS = {
+    "sparse coo": lambda: torch.eye(3).to_sparse(),
+    "sparse csr": lambda: torch.eye(3).to_sparse_csr(),
+    "quantized": lambda: torch.quantize_per_tensor(torch.arange(4.0), 0.5, 1, torch.quint8),
+    "nested": lambda: torch.nested.nested_tensor([torch.ones(2), torch.zeros(3)]),
+    "jagged": lambda: torch.nested.nested_tensor([torch.ones(2), torch.zeros(3)], layout=torch.jagged),
+    "subclass": lambda: torch.arange(3.0).as_subclass(Tagged),
+    "with an attribute": _with_unit,
+    "meta": lambda: torch.empty(2, 3, device="meta"),
+}
+
+
+@pytest.mark.filterwarnings("ignore:.*(beta state|deprecated|prototype stage).*")
+@pytest.mark.parametrize("kind", list(OTHER_KINDS))
+def test_other_tensor_kinds_come_back_through_torch_s_own_pickling(kind: str) -> None:
+    t = OTHER_KINDS[kind]()
+    back = _round_trip(t)
+    assert type(back) is type(t) and back.layout == t.layout and back.dtype == t.dtype
+    assert back.device == t.device and back.__dict__.keys() == t.__dict__.keys()
+    if t.is_nested:
+        assert all(torch.equal(a, b) for a, b in zip(back.unbind(), t.unbind()))
+    elif t.is_quantized:
+        assert torch.equal(back.int_repr(), t.int_repr()) and back.q_scale() == t.q_scale()
+    elif t.device.type != "meta":
+        assert torch.equal(back.to_dense(), t.to_dense())
