@@ -35,7 +35,7 @@ _STEP = _signed(0x9E3779B97F4A7C15)
 _MIX1 = _signed(0xBF58476D1CE4E5B9)
 _MIX2 = _signed(0x94D049BB133111EB)
 _MIX3 = _signed(0xD6E8FEB86659FD93)
-_CHUNK_WORDS = 1 << 23  # 64 MiB of words at a time: the temporaries stay a bounded size
+_CHUNK_WORDS = 1 << 22  # sketch words mixed at a time: the temporaries stay a bounded size
 _pack_lanes = struct.Struct("<qq").pack
 
 
@@ -130,6 +130,7 @@ def _h_quantized(h: Hasher, v: Any) -> None:
     _h_dense(h, v.int_repr())
 
 
+digest_cpu_on_device = False  # True: CPU tensors take the accelerators' route too (the tests run it here)
 _SAME_SIZE_INT = {1: "uint8", 2: "int16", 4: "int32", 8: "int64"}
 
 
@@ -145,7 +146,7 @@ def _h_dense(h: Hasher, t: Any) -> None:
     if device == "meta":
         h.tag(b"m")  # no content: shape and dtype are all there is
         return
-    if device != "cpu":
+    if device != "cpu" or digest_cpu_on_device:
         h.tag(b"d")
         h.buffer(device_digest(t))
         return
@@ -157,38 +158,101 @@ def _h_dense(h: Hasher, t: Any) -> None:
 def device_digest(t: Any) -> bytes:
     """Return 16 bytes that digest a tensor's C-order bytes, computed where the tensor lies.
 
-    Each 64-bit word ``w`` at position ``i`` becomes ``mix(w + i * STEP)``, where ``mix`` is
-    splitmix64's finalizer: a bijection, so for a fixed position any change to a word changes its
-    term. The digest is the wrapping sum of the terms and the sum of a second bijection of them, two
-    exact reductions on the device (integer sums do not depend on the order of the reduction); a
-    last partial word is appended as it is. The same bytes give the same digest on any device and in
-    any process.
+    Two stages, both exact integer arithmetic, so the same bytes give the same digest on any device
+    and in any process, whatever order a reduction runs in:
+
+    1. A sketch, one pass over the bytes as a tensor-core matmul: each row of 4,096 bytes (as int8)
+       times a fixed 4,096 x 16 matrix of odd int8 weights gives 16 int32 sums (exact: they cannot
+       overflow). Every aligned 16-row block of the weights has full rank (a test checks all 256), so
+       any change confined to an aligned 16 bytes (one element of any dtype) changes its row's sums.
+    2. A mix of the sketch's 64-bit words: the word ``w`` at position ``i`` becomes
+       ``mix(w + i * STEP)`` (splitmix64's finalizer, a bijection: any change to one word changes its
+       term), summed in two lanes with wrapping integer sums.
+
+    The last partial row, and a tensor of fewer than 17 rows (torch's int8 matmul wants more than
+    16), is zero-padded: the byte length is in the key beside the digest, so padding is unambiguous.
     """
     torch = sys.modules["torch"]
     flat = t.detach().contiguous().reshape(-1)
-    raw = flat.view(torch.uint8) if flat.element_size() != 1 or flat.dtype is not torch.uint8 else flat
-    whole = raw.numel() // 8 * 8
-    try:
-        words = raw[:whole].view(torch.int64)
-    except RuntimeError:  # a storage offset that is not a multiple of 8 bytes
-        words = raw[:whole].clone().view(torch.int64)
-    lanes = torch.zeros(2, dtype=torch.int64, device=raw.device)
+    raw = flat if flat.dtype is torch.uint8 else flat.view(torch.uint8)
+    rows = raw.numel() // _ROW
+    blocks = []
+    if rows >= _MIN_ROWS:
+        blocks.append(_sketch(raw[:rows * _ROW].view(torch.int8).reshape(rows, _ROW)))
+    else:
+        rows = 0
+    rest = raw[rows * _ROW:]
+    if rest.numel() or not blocks:
+        padded = torch.zeros(_MIN_ROWS * _ROW, dtype=torch.uint8, device=raw.device)
+        padded[:rest.numel()] = rest
+        blocks.append(_sketch(padded.view(torch.int8).reshape(_MIN_ROWS, _ROW)))
+    words = torch.cat([block.reshape(-1) for block in blocks]).view(torch.int64)
+    low, high = (int(n) for n in _mixed_sums(words).cpu().tolist())
+    return _pack_lanes(low, high)
+
+
+_ROW = 4096  # bytes per row of the sketch
+_WIDTH = 16  # int32 sums per row: the sketch is 64 times smaller than the bytes
+_MIN_ROWS = 17
+_SKETCH_ROWS = 1 << 14  # rows at a time where the matmul runs in float64
+_weights: dict[Any, Any] = {}
+use_int_mm = True  # False: the float64 route only (tests compare the two)
+
+
+def sketch_weights(device: Any) -> Any:
+    """Return the fixed 4,096 x 16 int8 weights (odd, from splitmix64 of their positions) on ``device``."""
+    torch = sys.modules["torch"]
+    weights = _weights.get(device)
+    if weights is None:
+        x = torch.arange(_ROW * _WIDTH, dtype=torch.int64)
+        x.mul_(_STEP).add_(_MIX3)
+        _mix(x)
+        odd = (x.bitwise_and_(0xFF).bitwise_or_(1)).to(torch.uint8).view(torch.int8)
+        weights = _weights[device] = odd.reshape(_ROW, _WIDTH).to(device)
+    return weights
+
+
+def _sketch(rows: Any) -> Any:
+    """Return each row's 16 int32 sums of its bytes times the weights."""
+    torch = sys.modules["torch"]
+    weights = sketch_weights(rows.device)
+    if use_int_mm:
+        try:
+            return torch._int_mm(rows, weights)
+        except (RuntimeError, NotImplementedError):
+            pass  # a device or build without int8 matmuls: the same sums in float64
+    # |sum| <= 4,096 * 128 * 127 < 2**31, and float64 holds every such integer exactly in any order.
+    double = weights.to(torch.float64)
+    out = torch.empty(rows.shape[0], _WIDTH, dtype=torch.int32, device=rows.device)
+    for start in range(0, rows.shape[0], _SKETCH_ROWS):
+        part = rows[start:start + _SKETCH_ROWS].to(torch.float64)
+        out[start:start + _SKETCH_ROWS] = (part @ double).to(torch.int32)
+    return out
+
+
+def _mixed_sums(words: Any) -> Any:
+    """Return two int64 lanes: the wrapping sums of ``mix(w + i * STEP)`` and of a second bijection of it."""
+    torch = sys.modules["torch"]
+    lanes = torch.zeros(2, dtype=torch.int64, device=words.device)
     for start in range(0, words.numel(), _CHUNK_WORDS):
         chunk = words[start:start + _CHUNK_WORDS]
-        x = torch.arange(start, start + chunk.numel(), dtype=torch.int64, device=raw.device)
+        x = torch.arange(start, start + chunk.numel(), dtype=torch.int64, device=words.device)
         x.mul_(_STEP).add_(chunk)
-        _xorshift(x, 30)
-        x.mul_(_MIX1)
-        _xorshift(x, 27)
-        x.mul_(_MIX2)
-        _xorshift(x, 31)
+        _mix(x)
         lanes[0] += x.sum()
         x.mul_(_MIX3)
         _xorshift(x, 29)
         lanes[1] += x.sum()
-    tail = bytes(raw[whole:].cpu().numpy().tobytes())
-    low, high = (int(n) for n in lanes.cpu().tolist())
-    return _pack_lanes(low, high) + tail
+    return lanes
+
+
+def _mix(x: Any) -> None:
+    """splitmix64's finalizer in place: a bijection of 64-bit words."""
+    _xorshift(x, 30)
+    x.mul_(_MIX1)
+    _xorshift(x, 27)
+    x.mul_(_MIX2)
+    _xorshift(x, 31)
 
 
 def _xorshift(x: Any, shift: int) -> None:

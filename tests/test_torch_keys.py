@@ -26,16 +26,34 @@ def h(value: object) -> bytes:
     return content_hash(value)
 
 
+@pytest.fixture(params=["xxh3", "device digest"])
+def route(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test with CPU tensors hashed as on a CPU, then as on an accelerator (the device digest)."""
+    from notebook_memo import _torch_hash
+
+    monkeypatch.setattr(_torch_hash, "digest_cpu_on_device", request.param == "device digest")
+    return str(request.param)
+
+
 # -- tensors: views with lazy bits, classes, grad flags ------------------------------------------
 
 
-def test_a_conjugate_view_is_keyed_by_the_values_it_reads_as() -> None:
+def test_the_tests_route_cpu_tensors_through_the_device_digest_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from notebook_memo import _torch_hash
+
+    x = torch.arange(10.0)
+    as_on_a_cpu = h(x)
+    monkeypatch.setattr(_torch_hash, "digest_cpu_on_device", True)
+    assert h(x) != as_on_a_cpu
+
+
+def test_a_conjugate_view_is_keyed_by_the_values_it_reads_as(route: str) -> None:
     x = torch.tensor([1 + 2j, 3 - 4j])
     assert h(x.conj()) == h(x.conj().resolve_conj())
     assert h(x.conj()) != h(x)
 
 
-def test_a_negative_view_is_keyed_by_the_values_it_reads_as() -> None:
+def test_a_negative_view_is_keyed_by_the_values_it_reads_as(route: str) -> None:
     x = torch.tensor([1 + 2j, 3 - 4j])
     neg = x.conj().imag  # a real tensor with the negative bit set
     assert neg.is_neg()
@@ -68,7 +86,7 @@ def test_an_attribute_set_on_a_tensor_is_in_the_key() -> None:
     assert h(a) != h(b)
 
 
-def test_same_bytes_in_another_dtype_is_another_key() -> None:
+def test_same_bytes_in_another_dtype_is_another_key(route: str) -> None:
     bits = torch.arange(8, dtype=torch.uint8)
     views = [bits.view(d) for d in (torch.uint8, torch.int8, torch.float8_e4m3fn, torch.float8_e5m2, torch.bool)]
     assert len({h(v) for v in views}) == len(views)
@@ -78,7 +96,7 @@ def test_same_bytes_in_another_dtype_is_another_key() -> None:
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float8_e4m3fn, torch.float8_e5m2,
                                    torch.complex64, torch.complex128, torch.bool, torch.int64, torch.uint16])
-def test_every_element_of_every_dtype_is_in_the_key(dtype: torch.dtype) -> None:
+def test_every_element_of_every_dtype_is_in_the_key(dtype: torch.dtype, route: str) -> None:
     base = torch.arange(40).reshape(5, 8) % 2 == 0 if dtype is torch.bool else torch.arange(40).reshape(5, 8).to(dtype)
     seen = {h(base)}
     for k in range(40):
@@ -91,14 +109,14 @@ def test_every_element_of_every_dtype_is_in_the_key(dtype: torch.dtype) -> None:
     assert len(seen) == 41
 
 
-def test_a_strided_view_is_keyed_by_its_values() -> None:
+def test_a_strided_view_is_keyed_by_its_values(route: str) -> None:
     base = torch.arange(100.0).reshape(10, 10)
     assert h(base.T) == h(base.T.contiguous())
     assert h(base[::2, 1::3]) == h(base[::2, 1::3].clone())
     assert h(base.T) != h(base)
 
 
-def test_shape_is_in_the_key() -> None:
+def test_shape_is_in_the_key(route: str) -> None:
     x = torch.arange(6.0)
     assert len({h(x), h(x.reshape(2, 3)), h(x.reshape(3, 2)), h(x.reshape(1, 6))}) == 4
 
@@ -120,7 +138,7 @@ SPARSE = {
 
 
 @pytest.mark.parametrize("layout", list(SPARSE))
-def test_a_sparse_tensor_is_keyed_by_its_structure_and_values(layout: str) -> None:
+def test_a_sparse_tensor_is_keyed_by_its_structure_and_values(layout: str, route: str) -> None:
     make = SPARSE[layout]
     d = _dense()
     assert h(make(d)) == h(make(d.clone()))
@@ -208,7 +226,7 @@ def _net() -> torch.nn.Module:
     return torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3), torch.nn.Linear(3, 2))
 
 
-def test_equal_modules_have_equal_keys_and_any_weight_changes_it() -> None:
+def test_equal_modules_have_equal_keys_and_any_weight_changes_it(route: str) -> None:
     assert h(_net()) == h(_net())
     for i, p in enumerate(_net().parameters()):
         m = _net()
@@ -245,7 +263,7 @@ def test_an_in_place_add_under_no_grad_changes_the_key() -> None:
     assert h(m) != before
 
 
-def test_a_write_through_data_changes_the_key() -> None:
+def test_a_write_through_data_changes_the_key(route: str) -> None:
     m = _net()
     version = m[0].weight._version
     before = h(m)
@@ -462,8 +480,8 @@ OUT["y"] = y.tolist()
 def test_device_digest_sees_every_byte_and_its_position(monkeypatch: pytest.MonkeyPatch) -> None:
     from notebook_memo import _torch_hash
 
-    monkeypatch.setattr(_torch_hash, "_CHUNK_WORDS", 4)  # several chunks: positions carry across them
-    base = torch.arange(77, dtype=torch.uint8)  # 9 words and a 5-byte tail
+    monkeypatch.setattr(_torch_hash, "_CHUNK_WORDS", 64)  # several chunks: positions carry across them
+    base = torch.arange(77, dtype=torch.uint8)  # fewer bytes than one row: a zero-padded block
     seen = {_torch_hash.device_digest(base)}
     for k in range(base.numel()):
         for bit in (0, 7):
@@ -471,9 +489,48 @@ def test_device_digest_sees_every_byte_and_its_position(monkeypatch: pytest.Monk
             changed[k] ^= 1 << bit
             seen.add(_torch_hash.device_digest(changed))
     swapped = base.clone()
-    swapped[[0, 8]] = swapped[[8, 0]]  # the same words in another order
+    swapped[[0, 8]] = swapped[[8, 0]]  # the same bytes in another order
     seen.add(_torch_hash.device_digest(swapped))
     assert len(seen) == 1 + 2 * 77 + 1
+
+
+def test_device_digest_of_many_rows_sees_a_change_anywhere() -> None:
+    from notebook_memo._torch_hash import device_digest
+
+    base = torch.randint(0, 256, (20 * 4096 + 100,), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
+    key = device_digest(base)
+    positions = [*range(0, base.numel(), 997), 4095, 4096, 16 * 4096, 20 * 4096 - 1, 20 * 4096, base.numel() - 1]
+    digests = set()
+    for k in positions:
+        changed = base.clone()
+        changed[k] ^= 0x80
+        digests.add(device_digest(changed))
+    assert key not in digests and len(digests) == len(positions)
+    rows = base[: 20 * 4096].view(20, 4096)
+    swapped = torch.cat([rows[[1, 0]], rows[2:]]).reshape(-1)
+    assert device_digest(torch.cat([swapped, base[20 * 4096:]])) != key  # the same rows in another order
+
+
+def test_the_sketch_weights_keep_every_element_s_change_visible() -> None:
+    from notebook_memo._torch_hash import sketch_weights
+
+    weights = sketch_weights(torch.device("cpu")).to(torch.float64)
+    # Any change within one aligned 16 bytes (an element of any dtype) moves its row's sums.
+    ranks = {int(torch.linalg.matrix_rank(weights[i:i + 16])) for i in range(0, weights.shape[0], 16)}
+    assert ranks == {16}
+
+
+@pytest.mark.parametrize("n", [0, 5, 4096 * 17, 4096 * 17 + 3, 4096 * 40 + 1000])
+def test_device_digest_is_the_same_through_the_int8_matmul_and_the_float64_route(n: int,
+                                                                                 monkeypatch: pytest.MonkeyPatch
+                                                                                 ) -> None:
+    from notebook_memo import _torch_hash
+
+    data = torch.randint(0, 256, (n,), dtype=torch.uint8, generator=torch.Generator().manual_seed(n))
+    through_int8 = _torch_hash.device_digest(data)
+    monkeypatch.setattr(_torch_hash, "use_int_mm", False)
+    monkeypatch.setattr(_torch_hash, "_SKETCH_ROWS", 7)
+    assert _torch_hash.device_digest(data) == through_int8
 
 
 def test_device_digest_reads_the_c_order_bytes_of_any_view() -> None:
