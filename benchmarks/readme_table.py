@@ -44,13 +44,13 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def replaced(readme: str, table: str) -> str:
+def replaced(readme: str, table: str, start: str = START, end: str = END) -> str:
     """Return ``readme`` with the text between the markers replaced by ``table``."""
-    if readme.count(START) != 1 or readme.count(END) != 1 or readme.index(START) > readme.index(END):
-        raise SystemExit(f"README.md needs exactly one {START} ... {END} pair around the performance table")
-    before, rest = readme.split(START)
-    _, after = rest.split(END)
-    return f"{before}{START}\n{table}\n{END}{after}"
+    if readme.count(start) != 1 or readme.count(end) != 1 or readme.index(start) > readme.index(end):
+        raise SystemExit(f"README.md needs exactly one {start} ... {end} pair around the table")
+    before, rest = readme.split(start)
+    _, after = rest.split(end)
+    return f"{before}{start}\n{table}\n{end}{after}"
 
 
 def main(argv: list[str] | None = None) -> int:

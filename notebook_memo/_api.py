@@ -60,7 +60,8 @@ class _Memo:
     :param cache_dir: where results live; else ``configure(cache_dir=...)``, else the
         ``NOTEBOOK_MEMO_DIR`` environment variable, else ``./.notebook_memo``.
     :param skip_if: ``skip_if(result)`` true means return the result but do not store it.
-    :param mmap: return stored arrays as read-only memory maps (fast hits on huge arrays).
+    :param mmap: return stored arrays as read-only memory maps, and tensors as copy-on-write ones (fast hits
+        on huge arrays).
     :param track_versions: make installed packages' versions part of the key (default on).
     :param files: paths, folders or glob patterns (``"data/*.csv"``) the result depends on.
         Files the body opens through Python are found by themselves; declare those read by

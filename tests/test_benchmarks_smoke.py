@@ -58,3 +58,16 @@ def test_readme_table_refuses_quick_figures(tmp_path: Path) -> None:
     done = run(str(BENCH / "readme_table.py"), "--results", str(results), "--readme", str(tmp_path / "README.md"))
     assert done.returncode == 2
     assert "--quick" in done.stderr
+
+
+def test_gpu_benchmark_quick_run_prints_each_cpu_measure_beside_its_floor() -> None:
+    done = run(str(BENCH / "gpu.py"), "--quick")
+    assert done.returncode == 0, done.stderr
+    ratio_lines = [line for line in done.stdout.splitlines() if line.strip().startswith("ratio:")]
+    measures = ["hash a 64 MiB CPU tensor", "hit of infer(model, batch)", "store a 32 MiB cpu tensor",
+                "load a 32 MiB cpu tensor", "hit with mmap=True", "hit of a dict"]
+    cuda_rows = 0 if "no CUDA device" in done.stdout else 4  # hash, model hit, store, load on the device
+    assert len(ratio_lines) == len(measures) + cuda_rows, done.stdout
+    for measure in measures:
+        assert any(measure in line and "x (goal" in line for line in ratio_lines), (measure, ratio_lines)
+    assert "summary (issue 16)" in done.stdout
