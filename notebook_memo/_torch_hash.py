@@ -221,7 +221,17 @@ def _sketch(rows: Any) -> Any:
             return torch._int_mm(rows, weights)
         except (RuntimeError, NotImplementedError):
             pass  # a device or build without int8 matmuls: the same sums in float64
+    try:
+        return _sketch_in_float64(rows, weights)
+    except (RuntimeError, TypeError, NotImplementedError):
+        if rows.device.type == "cpu":
+            raise
+        return _sketch(rows.cpu()).to(rows.device)  # a device without float64 (Apple's MPS): the same sums
+
+
+def _sketch_in_float64(rows: Any, weights: Any) -> Any:
     # |sum| <= 4,096 * 128 * 127 < 2**31, and float64 holds every such integer exactly in any order.
+    torch = sys.modules["torch"]
     double = weights.to(torch.float64)
     out = torch.empty(rows.shape[0], _WIDTH, dtype=torch.int32, device=rows.device)
     for start in range(0, rows.shape[0], _SKETCH_ROWS):
