@@ -71,12 +71,13 @@ class _Unhashable(Exception):
 class Hasher:
     """Feeds a value's canonical byte form into one xxh3-128 state."""
 
-    __slots__ = ("_active", "_buf", "_h", "deepest", "memo")
+    __slots__ = ("_active", "_buf", "_deferred", "_h", "deepest", "memo")
 
     def __init__(self) -> None:
         self._buf = bytearray()
         self._h = xxhash.xxh3_128()
         self._active: dict[int, int] = {}
+        self._deferred: dict[Callable[[list[Any]], bytes], list[Any]] | None = None
         self.deepest = 0  # how deeply nested the walk was when the stack ran out
         self.memo: dict[int, bytes] = {}  # code digests met in this one walk (a class per instance)
 
@@ -118,10 +119,25 @@ class Hasher:
         else:
             buf += data.tobytes()
 
+    def defer(self, finish: Callable[[list[Any]], bytes], item: Any) -> None:
+        """Stand ``item`` here by a marker; ``finish`` turns all such items, in order, into bytes fed last.
+
+        For work best done once per value rather than once per part: tensors on a GPU are digested
+        together, with one transfer to the host for all of them.
+        """
+        self._buf += b"&"
+        if self._deferred is None:
+            self._deferred = {}
+        self._deferred.setdefault(finish, []).append(item)
+
     def digest(self) -> Digest:
         """Return the 16-byte digest of everything fed so far."""
         self._h.update(self._buf)
         self._buf.clear()
+        if self._deferred:
+            for finish, items in self._deferred.items():
+                self._h.update(finish(items))
+            self._deferred = None
         return self._h.digest()
 
     # -- values -----------------------------------------------------------------------

@@ -148,7 +148,7 @@ def _h_dense(h: Hasher, t: Any) -> None:
         return
     if device != "cpu" or digest_cpu_on_device:
         h.tag(b"d")
-        h.buffer(device_digest(t))
+        h.defer(sketches_digest, device_sketch(t))  # one transfer to the host for all of a value's tensors
         return
     if t.is_complex():
         t = torch.view_as_real(t)
@@ -172,6 +172,11 @@ def device_digest(t: Any) -> bytes:
     The last partial row, and a tensor of fewer than 17 rows (torch's int8 matmul wants more than
     16), is zero-padded: the byte length is in the key beside the digest, so padding is unambiguous.
     """
+    return sketches_digest([device_sketch(t)])
+
+
+def device_sketch(t: Any) -> Any:
+    """Return stage 1 of :func:`device_digest`: the int32 sketch of ``t``'s bytes, on ``t``'s device."""
     torch = sys.modules["torch"]
     flat = t.detach().contiguous().reshape(-1)
     raw = flat if flat.dtype is torch.uint8 else flat.view(torch.uint8)
@@ -186,9 +191,28 @@ def device_digest(t: Any) -> bytes:
         padded = torch.zeros(_MIN_ROWS * _ROW, dtype=torch.uint8, device=raw.device)
         padded[:rest.numel()] = rest
         blocks.append(_sketch(padded.view(torch.int8).reshape(_MIN_ROWS, _ROW)))
-    words = torch.cat([block.reshape(-1) for block in blocks]).view(torch.int64)
-    low, high = (int(n) for n in _mixed_sums(words).cpu().tolist())
-    return _pack_lanes(low, high)
+    return blocks[0] if len(blocks) == 1 else torch.cat(blocks)
+
+
+def sketches_digest(sketches: list[Any]) -> bytes:
+    """Return stage 2 of :func:`device_digest` for tensors met in this order: 16 bytes per run of them
+    on one device (their sketches mixed as one), after the number of runs; one transfer per run."""
+    torch = sys.modules["torch"]
+    runs: list[list[Any]] = []
+    for sketch in sketches:
+        if runs and runs[-1][0].device == sketch.device:
+            runs[-1].append(sketch)
+        else:
+            runs.append([sketch])
+    lanes = []
+    for run in runs:
+        words = (run[0] if len(run) == 1 else torch.cat([s.reshape(-1) for s in run])).reshape(-1)
+        lanes.append(_mixed_sums(words.view(torch.int64)))
+    out = [struct.pack("<q", len(runs))]
+    for pair in lanes:
+        low, high = (int(n) for n in pair.cpu().tolist())
+        out.append(_pack_lanes(low, high))
+    return b"".join(out)
 
 
 _ROW = 4096  # bytes per row of the sketch

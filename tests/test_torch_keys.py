@@ -429,9 +429,11 @@ values = {{
     "quantized": torch.quantize_per_tensor(x, 0.5, 2, torch.quint8), "dtype": torch.float16,
     "device": torch.device("cpu"), "size": torch.Size([2, 3]),
 }}
-from notebook_memo._torch_hash import device_digest
+from notebook_memo import _torch_hash
 digests = {{k: content_hash(v).hex() for k, v in values.items()}}
-digests["device digest"] = device_digest(x.transpose(0, 1)).hex()
+digests["device digest"] = _torch_hash.device_digest(x.transpose(0, 1)).hex()
+_torch_hash.digest_cpu_on_device = True  # the accelerators' route
+digests.update({{"on a device: " + k: content_hash(v).hex() for k, v in values.items()}})
 print(json.dumps(digests))
 """
 
@@ -531,6 +533,28 @@ def test_device_digest_is_the_same_through_the_int8_matmul_and_the_float64_route
     monkeypatch.setattr(_torch_hash, "use_int_mm", False)
     monkeypatch.setattr(_torch_hash, "_SKETCH_ROWS", 7)
     assert _torch_hash.device_digest(data) == through_int8
+
+
+def test_a_value_s_device_tensors_are_digested_together_once_and_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    from notebook_memo import _torch_hash
+
+    monkeypatch.setattr(_torch_hash, "digest_cpu_on_device", True)
+    finished: list[int] = []
+    digest = _torch_hash.sketches_digest
+
+    def counting(sketches: list[Any]) -> bytes:
+        finished.append(len(sketches))
+        return digest(sketches)
+
+    monkeypatch.setattr(_torch_hash, "sketches_digest", counting)
+    m = _net()
+    key = h(m)
+    assert finished == [len(list(m.parameters())) + len(list(m.buffers()))]
+    a, b = torch.arange(5000.0), torch.arange(5000.0) + 1
+    assert len({h([a, b]), h([b, a]), h([a, a]), h({"x": [a, b]})}) == 4
+    assert h([a, b]) == h([a.clone(), b.clone()])
+    assert h({1: a, 2: {b, 3}}) == h({1: a.clone(), 2: {b.clone(), 3}})  # in a set: a sub-digest of its own
+    assert h(m) == key
 
 
 def test_device_digest_reads_the_c_order_bytes_of_any_view() -> None:
