@@ -71,7 +71,7 @@ class _Unhashable(Exception):
 class Hasher:
     """Feeds a value's canonical byte form into one xxh3-128 state."""
 
-    __slots__ = ("_active", "_buf", "_deferred", "_h", "deepest", "memo")
+    __slots__ = ("_active", "_buf", "_deferred", "_h", "deepest", "memo", "shared")
 
     def __init__(self) -> None:
         self._buf = bytearray()
@@ -80,6 +80,9 @@ class Hasher:
         self._deferred: dict[Callable[[list[Any]], bytes], list[Any]] | None = None
         self.deepest = 0  # how deeply nested the walk was when the stack ran out
         self.memo: dict[int, bytes] = {}  # code digests met in this one walk (a class per instance)
+        # Objects a handler chose to key once per walk, then by a reference back (a tensor held twice is
+        # another value than two equal tensors): id -> (index, the object, held so its id stays its own).
+        self.shared: dict[int, tuple[int, Any]] | None = None
 
     # -- primitives -------------------------------------------------------------------
     def tag(self, data: bytes) -> None:
@@ -174,6 +177,20 @@ class Hasher:
         except _Unhashable as exc:
             exc.segments.append(segment)
             raise
+
+    def seen_before(self, value: Any) -> bool:
+        """Feed a reference back and return True when ``value`` itself was met before in this walk; else
+        remember it and return False (its handler then feeds its content)."""
+        shared = self.shared
+        if shared is None:
+            shared = self.shared = {}
+        entry = shared.get(id(value))
+        if entry is not None and entry[1] is value:
+            self._buf += b"^"
+            self._buf += _pack_q(entry[0])
+            return True
+        shared[id(value)] = (len(shared), value)
+        return False
 
     def sub_digest(self, value: Any) -> Digest:
         """Return the digest of ``value`` alone (for order-free containers)."""
@@ -479,6 +496,8 @@ def _choose(cls: type) -> HashFn:
             return handler
     if fast is not _torch_path and (handler := _torch_path(cls)) is not None:
         return handler  # a tensor or module class of the user's
+    if issubclass(cls, weakref.ref):
+        return _h_weakref
     if issubclass(cls, _FORBIDDEN):
         return _h_forbidden
     if issubclass(cls, types.ModuleType):
@@ -520,6 +539,11 @@ def _h_memo_key(h: Hasher, v: Any) -> None:
     h.tag(b"K")
     h.child(type(v), "<class>")  # __memo_key__ names the state; the methods that use it are code
     h.child(v.__memo_key__(), ".__memo_key__()")
+
+
+def _h_weakref(h: Hasher, v: Any) -> None:
+    h.tag(b"W")  # what it refers to, or None once that is gone
+    h.child(v(), "()")
 
 
 def _h_forbidden(h: Hasher, v: Any) -> None:

@@ -55,12 +55,20 @@ _TORCH_CLASSES = frozenset({"torch.Tensor", "torch.nn.parameter.Parameter", "tor
 
 
 def _h_tensor(h: Hasher, v: Any) -> None:
+    if h.seen_before(v):
+        return  # the same tensor again (a tied weight): a reference back, not its content twice
     try:
         _h_tensor_parts(h, v)
     except (_Unhashable, RecursionError):
         raise
     except Exception as exc:  # e.g. a wrapper subclass whose operations are not implemented
         raise _Unhashable(v, f"its data cannot be read ({type(exc).__name__}: {str(exc)[:200]})") from None
+
+
+# Attributes torch.compile sets on the modules and tensors it has run with: bookkeeping, not content.
+_COMPILE_MARKS = ("_dynamo", "_torchdynamo", "_is_torch_compile")
+# What a leaf runs when a gradient reaches it (register_hook, register_post_accumulate_grad_hook).
+_GRAD_HOOKS = ("_backward_hooks", "_post_accumulate_grad_hooks")
 
 
 def _h_tensor_parts(h: Hasher, v: Any) -> None:
@@ -74,19 +82,35 @@ def _h_tensor_parts(h: Hasher, v: Any) -> None:
         h.child(cls, "<class>")  # a subclass of the user's: its code
     h.text(str(v.dtype))
     h.text(str(v.layout))
-    h.text(v.device.type)
+    device = v.device
+    h.text("cpu" if device.type == "cpu" else str(device))  # a hit restores a result to the same device
     h.tag(b"g1" if v.requires_grad else b"g0")
     if nested:
         # A jagged one is torch's own subclass, whose attributes hold ids of its symbolic sizes.
         h.child(list(v.detach().unbind()), "<components>")
         return
-    attributes = v.__dict__
-    if attributes:
-        h.child(dict(attributes), "<attributes>")
-    _h_content(h, v)
-    if v.requires_grad and v.is_leaf and v.grad is not None:
-        h.tag(b"tg")  # a gradient is read by what takes it (an optimizer step, a norm of the gradients)
-        h.child(v.grad, ".grad")
+    flatten = None if name in _TORCH_CLASSES else getattr(v, "__tensor_flatten__", None)
+    if flatten is not None:
+        # A wrapper subclass (torch's protocol for them): its inner tensors and what rebuilds it from them.
+        inner, context = flatten()
+        h.child(context, "<__tensor_flatten__ context>")
+        for attribute in inner:
+            h.child(getattr(v, attribute), f".{attribute}")
+    else:
+        attributes = v.__dict__
+        if attributes:
+            attributes = {k: a for k, a in attributes.items() if not k.startswith(_COMPILE_MARKS)}
+        if attributes:
+            h.child(attributes, "<attributes>")
+        _h_content(h, v)
+    if v.is_leaf:
+        if v.grad is not None:
+            h.tag(b"tg")  # read by what takes it (an optimizer step, a gradient norm), requires_grad or not
+            h.child(v.grad, ".grad")
+        for hooks_name in _GRAD_HOOKS:
+            hooks = getattr(v, hooks_name, None)
+            if hooks:
+                h.child(list(hooks.values()), f".{hooks_name}")
 
 
 def _h_content(h: Hasher, v: Any) -> None:
@@ -135,9 +159,11 @@ _SAME_SIZE_INT = {1: "uint8", 2: "int16", 4: "int32", 8: "int64"}
 
 
 def _h_dense(h: Hasher, t: Any) -> None:
-    """Feed a strided tensor's content: its C-order bytes, or its device digest off the CPU."""
+    """Feed a strided tensor's dtype, shape and content: its C-order bytes, or its device digest off the CPU."""
     torch = sys.modules["torch"]
     t = t.detach()
+    h.text(str(t.dtype))
+    h.tag(repr(tuple(t.shape)).encode())
     if t.is_conj():
         t = t.resolve_conj()
     if t.is_neg():
@@ -299,6 +325,12 @@ def _xorshift(x: Any, shift: int) -> None:
 
 # -- modules -----------------------------------------------------------------------------------------
 
+# A module's own hook dicts (handle number -> hook, or -> flag), by torch's names for them.
+_MODULE_HOOKS = frozenset({
+    "_backward_hooks", "_backward_pre_hooks", "_forward_hooks", "_forward_hooks_with_kwargs",
+    "_forward_hooks_always_called", "_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_state_dict_hooks",
+    "_state_dict_pre_hooks", "_load_state_dict_pre_hooks", "_load_state_dict_post_hooks",
+})
 # Module-wide hooks that change what any module's forward or backward returns.
 _GLOBAL_HOOKS = ("_global_forward_pre_hooks", "_global_forward_hooks", "_global_forward_hooks_with_kwargs",
                  "_global_forward_hooks_always_called", "_global_backward_pre_hooks", "_global_backward_hooks")
@@ -338,7 +370,9 @@ def _hooks_in_order(state: dict[str, Any]) -> None:
     numbers: set[int] = set()
     hooks = []
     for name, value in list(state.items()):
-        if isinstance(value, dict) and "hooks" in name:
+        if name.startswith(_COMPILE_MARKS):
+            del state[name]
+        elif (name in _MODULE_HOOKS or name in _GLOBAL_HOOKS) and isinstance(value, dict):
             if not value:
                 del state[name]
                 continue

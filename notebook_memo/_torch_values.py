@@ -64,8 +64,9 @@ def reduce_tensor(t: Any) -> tuple[Any, ...] | None:
     if flat.is_complex():
         flat = torch.view_as_real(flat).reshape(-1)
     array = flat.view(getattr(torch, _SAME_SIZE_INT[flat.element_size()])).numpy().view("uint8")
+    grad = t.grad if t.is_leaf else None  # kept: keys read it, so a hit's value must carry it too
     return rebuild_tensor, (pickle.PickleBuffer(array), str(t.dtype).removeprefix("torch."), tuple(t.shape),
-                            strides, device, bool(t.requires_grad), cls is torch.nn.Parameter)
+                            strides, device, bool(t.requires_grad), cls is torch.nn.Parameter, grad)
 
 
 def _fills_its_span(shape: Any, strides: Any) -> bool:
@@ -79,7 +80,7 @@ def _fills_its_span(shape: Any, strides: Any) -> bool:
 
 
 def rebuild_tensor(data: Any, dtype: str, shape: tuple[int, ...], strides: tuple[int, ...] | None,
-                   device: str, requires_grad: bool, parameter: bool) -> Any:
+                   device: str, requires_grad: bool, parameter: bool, grad: Any = None) -> Any:
     """Return the tensor :func:`reduce_tensor` saved, made over ``data`` where it can be."""
     import torch
 
@@ -92,8 +93,12 @@ def rebuild_tensor(data: Any, dtype: str, shape: tuple[int, ...], strides: tuple
     if device != "cpu":
         t = _to_device(t, device)
     if parameter:
-        return torch.nn.Parameter(t, requires_grad=requires_grad)
-    return t.requires_grad_(requires_grad) if requires_grad else t
+        t = torch.nn.Parameter(t, requires_grad=requires_grad)
+    elif requires_grad:
+        t.requires_grad_(True)
+    if grad is not None:
+        t.grad = grad.to(t.device) if grad.device != t.device else grad
+    return t
 
 
 def _writable(view: memoryview) -> memoryview:

@@ -573,3 +573,95 @@ def test_device_digest_wraps_instead_of_overflowing() -> None:
     extreme = torch.tensor([2**63 - 1, -(2**63), -1, 0] * 1000, dtype=torch.int64)
     assert device_digest(extreme) == device_digest(extreme.clone())
     assert device_digest(extreme) != device_digest(extreme.flip(0))
+
+
+# -- neighbours found by review --------------------------------------------------------------------
+
+
+def test_sparse_components_are_keyed_with_their_shapes(route: str) -> None:
+    a = torch.sparse_coo_tensor([[1, 0], [2, 1]], [5.0, 7.0], (3, 3))
+    b = torch.sparse_coo_tensor([[1, 0, 2], [1, 0, 0]], [5.0, 7.0, 0.0], (3, 3))
+    assert h(a) != h(b)
+    zero = torch.zeros(4, 4)
+    blocks = {h(zero.to_sparse_bsr(size)) for size in ((2, 2), (2, 1), (1, 1), (4, 4))}
+    assert len(blocks) == 4
+
+
+def test_a_parameter_shared_by_two_layers_is_another_key_than_two_equal_ones(route: str) -> None:
+    torch.manual_seed(0)
+    tied = torch.nn.Sequential(torch.nn.Linear(3, 3, bias=False), torch.nn.Linear(3, 3, bias=False))
+    tied[1].weight = tied[0].weight
+    untied = torch.nn.Sequential(torch.nn.Linear(3, 3, bias=False), torch.nn.Linear(3, 3, bias=False))
+    untied.load_state_dict(tied.state_dict())
+    assert len(list(tied.parameters())) != len(list(untied.parameters()))
+    assert h(tied) != h(untied)
+    t = torch.ones(3)
+    assert h([t, t]) != h([t, t.clone()])
+    assert h([t, t]) == h([t.clone()] * 2)
+
+
+def test_gradient_hooks_on_a_tensor_are_in_the_key(route: str) -> None:
+    def scale(g: torch.Tensor) -> torch.Tensor:
+        return g * 100
+
+    plain, hooked = torch.ones(2, requires_grad=True), torch.ones(2, requires_grad=True)
+    handle = hooked.register_hook(scale)
+    assert h(hooked) != h(plain)
+    handle.remove()
+    assert h(hooked) == h(plain)
+    hooked.register_post_accumulate_grad_hook(lambda p: None)
+    assert h(hooked) != h(plain)
+
+
+def test_a_gradient_left_on_a_tensor_that_no_longer_requires_grad_is_in_the_key(route: str) -> None:
+    m = torch.nn.Linear(2, 2)
+    fresh = torch.nn.Linear(2, 2)
+    fresh.load_state_dict(m.state_dict())
+    m(torch.ones(1, 2)).sum().backward()
+    m.requires_grad_(False)
+    fresh.requires_grad_(False)
+    assert h(m) != h(fresh)
+
+
+class Tap(torch.nn.Module):
+    def __init__(self, taps: dict[int, float]) -> None:
+        super().__init__()
+        self.tap_hooks = taps  # the user's own dict: its keys are content
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * sum(k * v for k, v in self.tap_hooks.items())
+
+
+def test_a_dict_of_the_user_s_named_like_torch_s_hooks_keeps_its_keys() -> None:
+    assert h(Tap({1: 2.0})) != h(Tap({3: 2.0}))
+
+
+def test_a_compiled_call_does_not_change_the_key_of_the_model_it_ran() -> None:
+    m = _net().eval()
+    before_plain, before_compiled = h(m), h(torch.compile(m))
+    compiled = torch.compile(m, backend="eager")
+    with torch.no_grad():
+        compiled(torch.randn(5, 4))
+    assert h(m) == before_plain
+    assert h(compiled) == before_compiled
+
+
+@pytest.mark.parametrize("kind", [torch.nn.RNN, torch.nn.GRU, torch.nn.LSTM])
+def test_recurrent_layers_are_keyed_by_their_weights(kind: type, route: str) -> None:
+    torch.manual_seed(0)
+    a = kind(4, 3)
+    torch.manual_seed(0)
+    b = kind(4, 3)
+    assert h(a) == h(b)
+    with torch.no_grad():
+        b.weight_hh_l0[0, 0] += 1
+    assert h(a) != h(b)
+
+
+def test_a_tensor_subclass_that_flattens_to_inner_tensors_is_keyed_by_them(route: str) -> None:
+    from torch.testing._internal.two_tensor import TwoTensor
+
+    x, y = torch.arange(4.0), torch.ones(4)
+    assert h(TwoTensor(x, y)) == h(TwoTensor(x.clone(), y.clone()))
+    assert h(TwoTensor(x, y)) != h(TwoTensor(x, y * 2))
+    assert h(TwoTensor(x, y)) != h(TwoTensor(y, x))

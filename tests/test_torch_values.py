@@ -242,3 +242,15 @@ def test_other_tensor_kinds_come_back_through_torch_s_own_pickling(kind: str) ->
         assert torch.equal(back.int_repr(), t.int_repr()) and back.q_scale() == t.q_scale()
     elif t.device.type != "meta":
         assert torch.equal(back.to_dense(), t.to_dense())
+
+
+def test_gradients_come_back_with_their_tensors() -> None:
+    m = torch.nn.Linear(3, 2)
+    m(torch.ones(4, 3)).sum().backward()
+    back = _round_trip(m)
+    for a, b in zip(m.parameters(), back.parameters()):
+        assert b.grad is not None and torch.equal(a.grad, b.grad)  # type: ignore[arg-type]
+    frozen = torch.ones(2)
+    frozen.grad = torch.full((2,), 3.0)
+    assert torch.equal(_round_trip(frozen).grad, frozen.grad)  # type: ignore[arg-type]
+    assert _round_trip(torch.ones(2, requires_grad=True)).grad is None
