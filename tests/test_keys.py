@@ -546,3 +546,16 @@ def test_a_class_reached_through_its_methods_state_is_not_kept_alive(shell: Shel
     shell.run(f"p = Plugin()\npeek(p)\ngone = weakref.ref(Plugin)\ndel p, {names}")
     shell.run("gc.collect()\nalive = gone() is not None")
     assert shell["alive"] is False
+
+
+def test_a_weak_reference_is_keyed_by_what_it_refers_to() -> None:
+    class Box:
+        def __init__(self, n: int) -> None:
+            self.n = n
+
+    a, b, c = Box(1), Box(1), Box(2)
+    assert h(weakref.ref(a)) == h(weakref.ref(b)) != h(weakref.ref(c))
+    gone = weakref.ref(Box(3))
+    gc.collect()
+    assert gone() is None
+    assert h({"ref": gone}) != h({"ref": weakref.ref(a)})
