@@ -30,7 +30,7 @@ from benchmarks._report import human
 from benchmarks._timing import interleaved, round_robin
 from benchmarks.readme_table import replaced
 from notebook_memo import memo
-from notebook_memo._hashing import content_hash
+from notebook_memo.hashing import content_hash
 
 ROWS: list[tuple[str, str, float, float, str, bool]] = []
 MiB = 1 << 20

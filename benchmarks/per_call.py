@@ -28,7 +28,7 @@ from benchmarks._timing import (
     wall_and_cpu,
 )
 from notebook_memo import memo
-from notebook_memo._hashing import content_hash
+from notebook_memo.hashing import content_hash
 
 DB_NAME = "cache.db"  # the index file in a cache directory
 

@@ -34,7 +34,7 @@ from benchmarks._report import RESULTS, goals, merged, print_summary, table
 from benchmarks._timing import best_of, interleaved, round_robin
 from benchmarks.per_call import CASES as PER_CALL
 from notebook_memo import memo
-from notebook_memo._hashing import content_hash
+from notebook_memo.hashing import content_hash
 
 
 def fresh_dir(root: Path, name: str) -> Path:

@@ -27,8 +27,8 @@ from ._errors import (
     StorageWarning,
     UnhashableArgument,
 )
-from ._hashing import register_hasher
 from ._memo import CacheInfo
+from .hashing import register_hasher
 
 __all__ = [
     "BatchError",

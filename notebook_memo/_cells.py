@@ -18,7 +18,6 @@ from ._config import warn_once
 from ._dependencies import Dependencies, clock_reads, code_environment, global_references, resolve_values
 from ._errors import ConfigurationError, MemoError, StorageWarning, UnhashableArgument
 from ._explain import Explanation, before_compute, caching_off, explain_call
-from ._hashing import combine, content_hash
 from ._inventory import delete_results, human_time, owner
 from ._memo import (
     Call,
@@ -34,6 +33,7 @@ from ._methods import _PerObjectCache
 from ._notebook import current_notebook, owner_tag
 from ._serialize import CorruptRecord, NotRestorable, cached_property_of, dumps
 from ._store import Store, StoredRecord, get_store
+from .hashing import combine, content_hash
 
 __all__ = ()
 

@@ -41,7 +41,7 @@ from ._fingerprint import (
     is_user_code,
     own_fingerprint,
 )
-from ._hashing import (
+from .hashing import (
     BOOKKEEPING_PREFIX,
     CLOCK,
     Hasher,

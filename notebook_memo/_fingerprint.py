@@ -25,7 +25,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from ._hashing import Hasher, combine, content_hash, install_code_handler, qualified_name
+from .hashing import Hasher, combine, content_hash, install_code_handler, qualified_name
 
 __all__ = ()
 

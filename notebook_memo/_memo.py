@@ -30,7 +30,12 @@ from ._dependencies import CodeState, CodeTracker, Dependencies, clock_reads
 from ._errors import ConfigurationError, MemoWarning, RecursiveCall, StaleEntriesWarning, StorageWarning
 from ._explain import Explanation, before_compute, caching_off, explain_call
 from ._fingerprint import own_fingerprint
-from ._hashing import (
+from ._inventory import delete_results, human_bytes, is_marker, owner
+from ._leases import Watch, computing, is_computing
+from ._notebook import current_notebook, owner_tag
+from ._serialize import CorruptRecord, Payload, copy_value, dumps, findable
+from ._store import Store, StoredRecord, get_store, open_stores
+from .hashing import (
     CLOCK,
     aliasing_parts,
     combine,
@@ -41,11 +46,6 @@ from ._hashing import (
     register_hasher,
     things_met,
 )
-from ._inventory import delete_results, human_bytes, is_marker, owner
-from ._leases import Watch, computing, is_computing
-from ._notebook import current_notebook, owner_tag
-from ._serialize import CorruptRecord, Payload, copy_value, dumps, findable
-from ._store import Store, StoredRecord, get_store, open_stores
 
 if TYPE_CHECKING:
     import asyncio

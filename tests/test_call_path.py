@@ -193,7 +193,7 @@ def test_numpy_s_state_read_once_is_never_reused_after_set_state_adds_a_cached_g
 
 def _reference_key(fn: object, call: object) -> str:
     """The key as ``combine`` of its parts (the form every stored entry was keyed by)."""
-    from notebook_memo._hashing import aliasing_parts, combine
+    from notebook_memo.hashing import aliasing_parts, combine
 
     state = fn.code_state()  # type: ignore[attr-defined]
     bound = fn._binder.bind(*call[1:])  # type: ignore[attr-defined,index]
@@ -328,8 +328,8 @@ def test_invalidating_a_call_that_drew_random_numbers_removes_its_entries_and_th
 
 def test_a_batch_frames_its_item_keys_once_and_gets_the_keys_of_one_item_at_a_time() -> None:
     from notebook_memo._batch import BatchFunction
-    from notebook_memo._hashing import combine, content_hash
     from notebook_memo._memo import Call
+    from notebook_memo.hashing import combine, content_hash
 
     call = Call("0f" * 16, {}, b"", b"", None, None)  # type: ignore[arg-type]
     digests = [content_hash(item) for item in [0, 1, "a", b"", (1, 2), 10**30]]

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from notebook_memo import UnhashableArgument, register_hasher
-from notebook_memo._hashing import content_hash
+from notebook_memo.hashing import content_hash
 
 
 def h(value: object) -> bytes:
@@ -211,7 +211,7 @@ _SEED_SCRIPT = """
 import sys
 sys.path.insert(0, sys.argv[1])
 import numpy as np
-from notebook_memo._hashing import content_hash
+from notebook_memo.hashing import content_hash
 value = {"s": {"alpha", "beta", "gamma", 7, 2.5}, "d": {"k%d" % i: i for i in range(20)},
          "f": frozenset({("a", 1), ("b", 2)}), "arr": np.arange(10.0), "t": (None, True, b"x")}
 print(content_hash(value).hex())

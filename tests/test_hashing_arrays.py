@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from notebook_memo import UnhashableArgument
-from notebook_memo._hashing import content_hash
+from notebook_memo.hashing import content_hash
 from tests.conftest import Shell
 
 MiB = 1 << 20
@@ -219,7 +219,7 @@ import sys
 sys.path.insert(0, sys.argv[1])
 import numpy as np, pandas as pd
 from notebook_memo import UnhashableArgument
-from notebook_memo._hashing import content_hash
+from notebook_memo.hashing import content_hash
 n = 5000
 words = [f"w{i}-é-\\udcff" if i % 7 else None for i in range(n)]
 words[5] = float("nan")

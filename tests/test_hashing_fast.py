@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from notebook_memo import UnhashableArgument
-from notebook_memo._hashing import Hasher, content_hash
+from notebook_memo.hashing import Hasher, content_hash
 
 
 def _cycles() -> list[tuple[str, Any]]:
@@ -446,7 +446,7 @@ import sys
 sys.path.insert(0, sys.argv[1])
 sys.path.insert(0, sys.argv[2])
 from test_hashing_fast import corpus
-from notebook_memo._hashing import content_hash
+from notebook_memo.hashing import content_hash
 for label, value in corpus():
     print(label, content_hash(value).hex())
 """
@@ -486,7 +486,7 @@ import sys
 sys.path.insert(0, sys.argv[1])
 import numpy as np
 import notebook_memo
-from notebook_memo._hashing import content_hash
+from notebook_memo.hashing import content_hash
 assert content_hash(np.arange(3)) != content_hash(np.arange(4))
 notebook_memo.register_hasher(np.ndarray, lambda a: len(a))
 assert content_hash(np.arange(3)) == content_hash(np.ones(3)) != content_hash(np.arange(4))
@@ -511,7 +511,7 @@ def test_structured_arrays_with_object_fields_hash_their_objects_not_their_addre
 
 
 def test_aliasing_parts_are_what_they_were() -> None:
-    from notebook_memo._hashing import aliasing_parts
+    from notebook_memo.hashing import aliasing_parts
 
     def q(*numbers: int) -> bytes:
         return b"".join(n.to_bytes(8, "little") for n in numbers)

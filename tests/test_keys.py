@@ -28,7 +28,7 @@ import pandas as pd
 import pytest
 
 from notebook_memo import UnhashableArgument, memo
-from notebook_memo._hashing import content_hash
+from notebook_memo.hashing import content_hash
 from tests.conftest import Counter, Shell
 
 ROOT = str(Path(__file__).resolve().parent.parent)
@@ -75,7 +75,7 @@ def test_standard_library_values_hash_by_their_reduction(a: object, b: object) -
 _REGEX_SEED_SCRIPT = """
 import sys, re, datetime, decimal, uuid, collections
 sys.path.insert(0, sys.argv[1])
-from notebook_memo._hashing import content_hash
+from notebook_memo.hashing import content_hash
 print(content_hash([re.compile(r"\\d+", re.M), datetime.datetime(2020, 1, 1), decimal.Decimal("2.5"),
                     uuid.UUID(int=7), collections.deque("abc")]).hex())
 """
@@ -259,7 +259,7 @@ _BROADCAST_SCRIPT = """
 import resource, sys
 sys.path.insert(0, sys.argv[1])
 import numpy as np
-from notebook_memo._hashing import content_hash
+from notebook_memo.hashing import content_hash
 size = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
 resource.setrlimit(resource.RLIMIT_AS, (size + (1 << 30), resource.RLIM_INFINITY))
 row = np.arange(10_000, dtype=np.float64)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from notebook_memo import memo
-from notebook_memo._hashing import content_hash
+from notebook_memo.hashing import content_hash
 from tests.conftest import Counter, run_kernel
 
 # -- persistent methods ---------------------------------------------------------------------

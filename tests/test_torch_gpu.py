@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from notebook_memo import memo
-from notebook_memo._hashing import content_hash
-from notebook_memo._torch_hash import device_digest
+from notebook_memo.hashing import content_hash
+from notebook_memo.hashing._torch import device_digest
 from tests.conftest import run_kernel
 
 pytestmark = pytest.mark.gpu
@@ -120,7 +120,7 @@ OUT["y"] = y.cpu().tolist()
 
 _KEY = """
 import json, sys, torch
-from notebook_memo._hashing import content_hash
+from notebook_memo.hashing import content_hash
 torch.manual_seed(0)
 x = torch.randn(1 << 20, device="cuda")
 print(json.dumps(content_hash(x).hex()))

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from notebook_memo import UnhashableArgument, memo
-from notebook_memo._hashing import content_hash
+from notebook_memo.hashing import content_hash
 from tests.conftest import Counter, Shell, run_kernel
 
 ROOT = str(Path(__file__).resolve().parent.parent)
@@ -29,7 +29,7 @@ def h(value: object) -> bytes:
 @pytest.fixture(params=["xxh3", "device digest"])
 def route(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run a test with CPU tensors hashed as on a CPU, then as on an accelerator (the device digest)."""
-    from notebook_memo import _torch_hash
+    from notebook_memo.hashing import _torch as _torch_hash
 
     monkeypatch.setattr(_torch_hash, "digest_cpu_on_device", request.param == "device digest")
     return str(request.param)
@@ -39,7 +39,7 @@ def route(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> st
 
 
 def test_the_tests_route_cpu_tensors_through_the_device_digest_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
-    from notebook_memo import _torch_hash
+    from notebook_memo.hashing import _torch as _torch_hash
 
     x = torch.arange(10.0)
     as_on_a_cpu = h(x)
@@ -415,7 +415,7 @@ _KEYS = """
 import json, sys, warnings
 warnings.simplefilter("ignore")
 import torch
-from notebook_memo._hashing import content_hash
+from notebook_memo.hashing import content_hash
 sys.path.insert(0, {root!r})
 from tests.test_torch_keys import _net, _double
 for _ in range(int(sys.argv[1])):
@@ -429,7 +429,7 @@ values = {{
     "quantized": torch.quantize_per_tensor(x, 0.5, 2, torch.quint8), "dtype": torch.float16,
     "device": torch.device("cpu"), "size": torch.Size([2, 3]),
 }}
-from notebook_memo import _torch_hash
+from notebook_memo.hashing import _torch as _torch_hash
 digests = {{k: content_hash(v).hex() for k, v in values.items()}}
 digests["device digest"] = _torch_hash.device_digest(x.transpose(0, 1)).hex()
 _torch_hash.digest_cpu_on_device = True  # the accelerators' route
@@ -480,7 +480,7 @@ OUT["y"] = y.tolist()
 
 
 def test_device_digest_sees_every_byte_and_its_position(monkeypatch: pytest.MonkeyPatch) -> None:
-    from notebook_memo import _torch_hash
+    from notebook_memo.hashing import _torch as _torch_hash
 
     monkeypatch.setattr(_torch_hash, "_CHUNK_WORDS", 64)  # several chunks: positions carry across them
     base = torch.arange(77, dtype=torch.uint8)  # fewer bytes than one row: a zero-padded block
@@ -497,7 +497,7 @@ def test_device_digest_sees_every_byte_and_its_position(monkeypatch: pytest.Monk
 
 
 def test_device_digest_of_many_rows_sees_a_change_anywhere() -> None:
-    from notebook_memo._torch_hash import device_digest
+    from notebook_memo.hashing._torch import device_digest
 
     base = torch.randint(0, 256, (20 * 4096 + 100,), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
     key = device_digest(base)
@@ -514,7 +514,7 @@ def test_device_digest_of_many_rows_sees_a_change_anywhere() -> None:
 
 
 def test_the_sketch_weights_keep_every_element_s_change_visible() -> None:
-    from notebook_memo._torch_hash import sketch_weights
+    from notebook_memo.hashing._torch import sketch_weights
 
     weights = sketch_weights(torch.device("cpu")).to(torch.float64)
     # Any change within one aligned 16 bytes (an element of any dtype) moves its row's sums.
@@ -526,7 +526,7 @@ def test_the_sketch_weights_keep_every_element_s_change_visible() -> None:
 def test_device_digest_is_the_same_through_the_int8_matmul_and_the_float64_route(n: int,
                                                                                  monkeypatch: pytest.MonkeyPatch
                                                                                  ) -> None:
-    from notebook_memo import _torch_hash
+    from notebook_memo.hashing import _torch as _torch_hash
 
     data = torch.randint(0, 256, (n,), dtype=torch.uint8, generator=torch.Generator().manual_seed(n))
     through_int8 = _torch_hash.device_digest(data)
@@ -536,7 +536,7 @@ def test_device_digest_is_the_same_through_the_int8_matmul_and_the_float64_route
 
 
 def test_a_value_s_device_tensors_are_digested_together_once_and_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
-    from notebook_memo import _torch_hash
+    from notebook_memo.hashing import _torch as _torch_hash
 
     monkeypatch.setattr(_torch_hash, "digest_cpu_on_device", True)
     finished: list[int] = []
@@ -558,7 +558,7 @@ def test_a_value_s_device_tensors_are_digested_together_once_and_in_order(monkey
 
 
 def test_device_digest_reads_the_c_order_bytes_of_any_view() -> None:
-    from notebook_memo._torch_hash import device_digest
+    from notebook_memo.hashing._torch import device_digest
 
     base = torch.arange(4000, dtype=torch.float32).reshape(40, 100)
     assert device_digest(base.T) == device_digest(base.T.contiguous())
@@ -568,7 +568,7 @@ def test_device_digest_reads_the_c_order_bytes_of_any_view() -> None:
 
 
 def test_device_digest_wraps_instead_of_overflowing() -> None:
-    from notebook_memo._torch_hash import device_digest
+    from notebook_memo.hashing._torch import device_digest
 
     extreme = torch.tensor([2**63 - 1, -(2**63), -1, 0] * 1000, dtype=torch.int64)
     assert device_digest(extreme) == device_digest(extreme.clone())

@@ -1,4 +1,4 @@
-"""Canonical content hashing of Python values with xxh3-128.
+"""The canonical walk: Python values to bytes, fed to xxh3-128, with dispatch by type.
 
 A digest depends only on a value's type and content: never on ``id()``, a default
 ``repr``, ``hash()`` or set iteration order, so it is the same in every process and
@@ -10,22 +10,19 @@ from __future__ import annotations
 
 import copyreg
 import io
-import itertools
-import operator
 import os
 import socket
 import struct
-import sys
 import threading
 import types
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import xxhash
 from xxhash import xxh3_128_digest as _digest
 
-from ._errors import UnhashableArgument
+from .._errors import UnhashableArgument
 
 __all__ = ()
 
@@ -411,6 +408,27 @@ _library_dispatch: dict[type, HashFn] = {}
 _flat_dispatch: dict[type, Callable[[Hasher, Any], bool]] = {}
 _dispatch_lock = threading.Lock()
 
+# The array libraries' fast paths, by the top-level module of a class; each family (hashing/_numpy.py,
+# _pandas.py, _torch.py) registers itself and imports its library only once a value of it is met.
+_FAST_PATHS: dict[str, Callable[[type], HashFn | None]] = {}
+# Of those, the ones asked about classes defined anywhere (subclasses of torch.Tensor or nn.Module).
+_ANYWHERE_PATHS: list[Callable[[type], HashFn | None]] = []
+# Handlers with a flat form (see _flat_dispatch).
+_FLAT_FORMS: dict[HashFn, Callable[[Hasher, Any], bool]] = {}
+
+
+def register_family(module: str, path: Callable[[type], HashFn | None], anywhere: bool = False,
+                    flat: dict[HashFn, Callable[[Hasher, Any], bool]] | None = None) -> None:
+    """Let ``path(cls)`` choose the handler for classes of the library ``module`` (for any class, with
+    ``anywhere``); ``flat`` maps handlers to their flat forms."""
+    _FAST_PATHS[module] = path
+    if anywhere:
+        _ANYWHERE_PATHS.append(path)
+    _FLAT_FORMS.update(flat or {})
+    _dispatch_cache.clear()
+    _library_dispatch.clear()
+    _flat_dispatch.clear()
+
 
 def _new_dispatch_lock() -> None:
     global _dispatch_lock
@@ -470,8 +488,9 @@ def _dispatch(cls: type) -> HashFn:
         handler = _choose(cls)
         if cls.__module__.partition(".")[0] in _FAST_PATHS:
             _library_dispatch[cls] = handler
-            if handler is _h_ndarray:
-                _flat_dispatch[cls] = _h_flat_array
+            flat = _FLAT_FORMS.get(handler)
+            if flat is not None:
+                _flat_dispatch[cls] = flat
         else:
             _dispatch_cache[cls] = handler
     return handler
@@ -494,8 +513,9 @@ def _choose(cls: type) -> HashFn:
         handler = fast(cls)
         if handler is not None:
             return handler
-    if fast is not _torch_path and (handler := _torch_path(cls)) is not None:
-        return handler  # a tensor or module class of the user's
+    for path in _ANYWHERE_PATHS:
+        if path is not fast and (handler := path(cls)) is not None:
+            return handler  # e.g. a tensor or module class of the user's
     if issubclass(cls, weakref.ref):
         return _h_weakref
     if issubclass(cls, _FORBIDDEN):
@@ -617,315 +637,6 @@ def _without_bookkeeping(state: Any) -> Any:
     if type(state) is tuple and len(state) == 2:
         return (_without_bookkeeping(state[0]), _without_bookkeeping(state[1]))
     return state
-
-
-# -- fast paths for array libraries (imported only if the user already has them) ----------
-
-
-def _numpy_path(cls: type) -> HashFn | None:
-    np = sys.modules.get("numpy")
-    if np is None:
-        return None
-    if cls is np.ndarray or issubclass(cls, np.memmap):
-        return _h_ndarray  # a memmap is its values, read where they lie (a cached result loads as one)
-    if issubclass(cls, np.generic):
-        return _h_np_scalar
-    if cls is np.dtype or issubclass(cls, np.dtype):
-        return _h_np_dtype
-    return None
-
-
-def _dtype_text(dtype: Any) -> str:
-    """Return the whole of a numpy dtype: fields (names, types, offsets, titles), sub-arrays, size."""
-    if dtype.fields is not None:
-        fields = []
-        for name in dtype.names:
-            field = dtype.fields[name]
-            title = f"|{field[2]!r}" if len(field) > 2 else ""
-            fields.append(f"{name!r}{title}:{_dtype_text(field[0])}@{field[1]}")
-        return "{" + ",".join(fields) + f"}}/{dtype.itemsize}{'a' if dtype.isalignedstruct else ''}"
-    if dtype.subdtype is not None:
-        base, shape = dtype.subdtype
-        return f"({_dtype_text(base)}){shape!r}"
-    return str(dtype.str)
-
-
-def _h_np_dtype(h: Hasher, v: Any) -> None:
-    h.tag(b"nd")
-    h.text(_dtype_text(v))
-
-
-# numpy's own fixed-size kinds, whose arrays lend their memory as a buffer (not objects, not StringDType;
-# a structured dtype, kind V, may still hold object fields: hasobject says).
-_PLAIN_KINDS = frozenset("biufcmMSUV")
-# (id of a dtype, shape) -> (that dtype, an array's head, whether its bytes are its content): a dict of
-# many arrays of one dtype and shape formats them once. Only unstructured dtypes: a structured one's
-# field names can be reassigned in place.
-_layouts: dict[tuple[int, tuple[int, ...]], tuple[Any, bytes, bool]] = {}
-
-
-def _array_head(v: Any) -> tuple[bytes, bool]:
-    """Return an array's tag and layout (its dtype's whole text, its shape), and if its bytes are its content."""
-    dtype, shape = v.dtype, v.shape
-    key = (id(dtype), shape)
-    entry = _layouts.get(key)
-    if entry is not None and entry[0] is dtype:
-        return entry[1], entry[2]
-    text = _dtype_text(dtype).encode("utf-8", "surrogatepass")
-    head = b"na" + _pack_q(len(text)) + text + repr(shape).encode()
-    plain = dtype.kind in _PLAIN_KINDS and not dtype.hasobject
-    if dtype.fields is None:
-        if len(_layouts) >= 1024:
-            _layouts.clear()
-        _layouts[key] = (dtype, head, plain)  # holding the dtype keeps its id from being reused
-    return head, plain
-
-
-def _h_flat_array(h: Hasher, v: Any) -> bool:
-    """Hash a C-contiguous array of a plain dtype whose layout was met before, and say so; else write nothing."""
-    dtype = v.dtype
-    entry = _layouts.get((id(dtype), v.shape))
-    if entry is None or entry[0] is not dtype or not entry[2] or not v.flags.c_contiguous:
-        return False  # the first array of its layout, or one that is not flat: _h_ndarray, with bookkeeping
-    h._buf += entry[1]
-    h.contiguous(v, v.nbytes)
-    return True
-
-
-def _h_ndarray(h: Hasher, v: Any) -> None:
-    head, plain = _array_head(v)
-    h._buf += head
-    if plain and v.flags.c_contiguous:
-        h.contiguous(v, v.nbytes)
-        return
-    np = sys.modules["numpy"]
-    if v.size and not v.flags.c_contiguous and 0 in v.strides:
-        # A stride-0 view (np.broadcast_to) is its one repeated slice and which axes repeat:
-        # sound, never materialised, and a miss against an equal ordinary array.
-        h.tag(b"b" + bytes(stride == 0 for stride in v.strides))
-        v = v[tuple(slice(0, 1) if stride == 0 else slice(None) for stride in v.strides)]
-    if v.dtype.hasobject:
-        for i, item in enumerate(v.ravel(order="C").tolist()):
-            h.child(item, f"[flat {i}]")
-        return
-    if v.flags.c_contiguous:
-        h.buffer(v.reshape(-1).view(np.uint8))
-    else:
-        _h_strided(h, v)
-
-
-_GATHER = 1 << 20  # bytes gathered at a time from a strided array: stays in cache for xxh3
-
-
-def _h_strided(h: Hasher, v: Any) -> None:
-    """Feed a non-contiguous array's C-order bytes, as ``h.buffer`` would a contiguous copy.
-
-    Blocks of rows are gathered into one small reused buffer and streamed into xxh3 in
-    turn, so a strided view of a big array is never copied whole.
-    """
-    np = sys.modules["numpy"]
-    if v.nbytes < _BIG:
-        h.buffer(np.ascontiguousarray(v).reshape(-1).view(np.uint8))
-        return
-    h.tag(_pack_q(v.nbytes))
-    h._h.update(h._buf)  # the length prefix, then the bytes straight into the state
-    h._buf.clear()
-    scratch = np.empty(max(_GATHER, v.itemsize), dtype=np.uint8)
-    for block in _c_order_blocks(v, scratch):
-        h._h.update(block)
-
-
-def _c_order_blocks(v: Any, scratch: Any) -> Iterator[Any]:
-    """Yield byte arrays that are, in turn, ``v``'s C-order bytes (gathered into ``scratch``)."""
-    np = sys.modules["numpy"]
-    row = v.nbytes // v.shape[0]
-    if row > scratch.nbytes:  # one row is bigger than the buffer: gather it row by row within
-        for i in range(v.shape[0]):
-            yield from _c_order_blocks(v[i], scratch)
-        return
-    step = scratch.nbytes // row
-    for start in range(0, v.shape[0], step):
-        part = v[start:start + step]
-        if not part.flags.c_contiguous:
-            out = scratch[:part.nbytes].view(v.dtype).reshape(part.shape)
-            np.copyto(out, part, casting="no")
-            part = out
-        yield part.reshape(-1).view(np.uint8)
-
-
-def _h_np_scalar(h: Hasher, v: Any) -> None:
-    h.tag(b"ns")
-    h.text(_dtype_text(v.dtype))
-    if v.dtype.hasobject:
-        h.child(v.item(), "<item>")
-    else:
-        h.buffer(v.tobytes())
-
-
-def _pandas_path(cls: type) -> HashFn | None:
-    pd = sys.modules.get("pandas")
-    if pd is None:
-        return None
-    if issubclass(cls, pd.DataFrame):
-        return _h_dataframe
-    if issubclass(cls, pd.Series):
-        return _h_series
-    if issubclass(cls, pd.Index):
-        return _h_index
-    return None
-
-
-def _h_pandas_values(h: Hasher, values: Any) -> None:
-    """Hash the values of a Series or Index by dtype and content (numpy-backed: in place)."""
-    np = sys.modules["numpy"]
-    pd = sys.modules["pandas"]
-    dtype = values.dtype
-    h.text(str(dtype))
-    if isinstance(dtype, np.dtype) and not dtype.hasobject:
-        _h_ndarray(h, values.to_numpy(copy=False))
-        return
-    if isinstance(dtype, pd.DatetimeTZDtype):
-        # The instants as UTC int64 (the zone is in the dtype's name): in place, not per element.
-        _h_ndarray(h, np.asarray(values.array.tz_convert(None)).view(np.int64))
-        return
-    if isinstance(dtype, pd.CategoricalDtype):
-        cat = values.array
-        if not isinstance(cat, pd.Categorical):
-            cat = pd.Categorical(values)
-        h.tag(b"cat")
-        h.child(bool(dtype.ordered), "<ordered>")
-        _h_pandas_values(h, pd.Index(cat.categories))
-        _h_ndarray(h, np.asarray(cat.codes))
-        return
-    array = np.asarray(values, dtype=object)
-    if array.ndim != 1 or not _h_text(h, array):
-        _h_ndarray(h, array)
-
-
-_TEXT_PIECE = 1 << 12  # items hashed at a time: bounded memory, and each piece hashed while in cache
-
-
-def _h_text(h: Hasher, array: Any) -> bool:
-    """Feed a 1-d object array holding ``str`` piece by piece; False (nothing fed) when it holds none.
-
-    Exact and vectorised: a piece of plain strings is their utf-8 bytes joined by NUL; a piece
-    with other items has missing values (None, float NaN) and floats by position and bits,
-    anything else (a ``str`` subclass, an int) by position one by one, then its strings.
-    """
-    items = array.tolist()
-    if not any(map(operator.is_, map(type, items), itertools.repeat(str))):
-        return False
-    h.tag(b"txt")
-    h.number(len(items))
-    for start in range(0, len(items), _TEXT_PIECE):
-        piece = items[start:start + _TEXT_PIECE]
-        if all(map(operator.is_, map(type, piece), itertools.repeat(str))):  # exact: no subclass passes
-            _h_strings(h, piece)
-        else:
-            _h_mixed_piece(h, piece, start)
-    return True
-
-
-def _h_mixed_piece(h: Hasher, piece: list[Any], start: int) -> None:
-    """Feed a piece of a text column that holds more than plain strings (``start``: where it begins)."""
-    np = sys.modules["numpy"]
-    is_str = np.frombuffer(bytes(map(operator.is_, map(type, piece), itertools.repeat(str))), dtype=np.bool_)
-    rest = np.flatnonzero(~is_str).tolist()
-    nones = [i for i in rest if piece[i] is None]
-    floats = [i for i in rest if type(piece[i]) is float]
-    others = [i for i in rest if piece[i] is not None and type(piece[i]) is not float]
-    h.tag(b"m")
-    h.buffer(np.array(nones, dtype="<i4"))
-    h.buffer(np.array(floats, dtype="<i4"))
-    h.buffer(np.array([piece[i] for i in floats], dtype="<f8"))
-    h.buffer(np.array(others, dtype="<i4"))
-    for i in others:
-        h.child(piece[i], f"[{start + i}]")
-    _h_strings(h, list(itertools.compress(piece, is_str.tolist())))
-
-
-def _h_strings(h: Hasher, strings: list[str]) -> None:
-    """Feed plain strings (how many is known from the form around them) as their utf-8 bytes."""
-    np = sys.modules["numpy"]
-    joined = "\0".join(strings).encode("utf-8", "surrogatepass")
-    if np.count_nonzero(np.frombuffer(joined, dtype=np.uint8) == 0) == max(len(strings) - 1, 0):
-        h.tag(b"\0")  # no string holds a NUL: the separators alone mark where each ends
-        h.buffer(joined)
-    else:
-        h.tag(b"L")
-        h.buffer(np.fromiter(map(len, strings), dtype="<i8", count=len(strings)))
-        h.buffer("".join(strings).encode("utf-8", "surrogatepass"))
-
-
-def _h_index(h: Hasher, v: Any) -> None:
-    pd = sys.modules["pandas"]
-    h.tag(b"pi")
-    h.text(qualified_name(type(v)))
-    h.child(list(v.names), "<index names>")
-    freq = getattr(v, "freqstr", None)  # a DatetimeIndex's frequency changes what shift() does
-    if freq is not None:
-        h.text(str(freq))
-    if isinstance(v, pd.RangeIndex):
-        h.update((v.start, v.stop, v.step))
-    elif isinstance(v, pd.MultiIndex):
-        for level in v.levels:
-            _h_pandas_values(h, level)
-        for codes in v.codes:
-            _h_ndarray(h, codes)
-    else:
-        _h_pandas_values(h, v)
-
-
-def _h_series(h: Hasher, v: Any) -> None:
-    h.tag(b"ps")
-    h.text(qualified_name(type(v)))
-    h.child(v.name, "<name>")
-    _h_index(h, v.index)
-    _h_pandas_values(h, v)
-    _h_pandas_extras(h, v)
-
-
-def _h_pandas_extras(h: Hasher, v: Any) -> None:
-    """Hash what a Series or DataFrame carries besides its data: ``attrs`` and ``flags``."""
-    h.child(dict(v.attrs), "<attrs>")
-    h.child(bool(v.flags.allows_duplicate_labels), "<flags>")
-
-
-def _h_dataframe(h: Hasher, v: Any) -> None:
-    h.tag(b"pf")
-    h.text(qualified_name(type(v)))
-    _h_index(h, v.columns)
-    _h_index(h, v.index)
-    for i in range(v.shape[1]):
-        try:
-            _h_pandas_values(h, v.iloc[:, i])
-        except _Unhashable as exc:
-            exc.segments.append(f"[column {v.columns[i]!r}]")
-            raise
-    _h_pandas_extras(h, v)
-
-
-def feed_array_bytes(h: Hasher, v: Any) -> None:
-    """Feed a numpy array's C-order bytes, length first, without copying it whole."""
-    if v.flags.c_contiguous:
-        h.buffer(v.reshape(-1).view(sys.modules["numpy"].uint8))
-    else:
-        _h_strided(h, v)
-
-
-def _torch_path(cls: type) -> HashFn | None:
-    if "torch" not in sys.modules:
-        return None
-    from ._torch_hash import torch_path
-
-    return torch_path(cls)
-
-
-_FAST_PATHS: dict[str, Callable[[type], HashFn | None]] = {
-    "numpy": _numpy_path,
-    "pandas": _pandas_path,
-    "torch": _torch_path,
-}
 
 
 # -- plain data in one pass ---------------------------------------------------------------

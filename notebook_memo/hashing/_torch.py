@@ -17,7 +17,8 @@ import struct
 import sys
 from typing import Any
 
-from ._hashing import Hasher, HashFn, _Unhashable, feed_array_bytes, qualified_name
+from ._core import Hasher, HashFn, _Unhashable, qualified_name, register_family
+from ._numpy import feed_array_bytes
 
 __all__ = ()
 
@@ -41,7 +42,9 @@ _pack_lanes = struct.Struct("<qq").pack
 
 def torch_path(cls: type) -> HashFn | None:
     """Return the handler for a torch class (or a subclass of one defined anywhere), if it has one."""
-    torch = sys.modules["torch"]
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return None
     if issubclass(cls, torch.Tensor):
         return _h_tensor
     if issubclass(cls, torch.nn.Module):
@@ -383,3 +386,6 @@ def _hooks_in_order(state: dict[str, Any]) -> None:
     rank = {n: i for i, n in enumerate(sorted(numbers))}
     for name in hooks:
         state[name] = [(rank.get(k, k), value) for k, value in state[name].items()]
+
+
+register_family("torch", torch_path, anywhere=True)

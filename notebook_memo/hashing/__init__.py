@@ -1,0 +1,41 @@
+"""Canonical content hashing: a value's type and content to a 16-byte xxh3-128 digest, the same in every
+process and under every ``PYTHONHASHSEED``.
+
+``_core`` holds the walk and the builtin types; each array family has a module of its own (``_numpy``,
+``_pandas``, ``_torch``) that registers itself here and imports its library only once a value of it is
+met. This package is the layer below fingerprints, serialization and stores: the names below are
+what the modules above use.
+"""
+
+from . import _numpy, _pandas, _torch  # noqa: F401 (each registers its family with the walk)
+from ._core import (
+    BOOKKEEPING_PREFIX,
+    CLOCK,
+    Hasher,
+    aliasing_parts,
+    combine,
+    content_hash,
+    framed,
+    framed_head,
+    install_code_handler,
+    leaf_digests,
+    qualified_name,
+    register_hasher,
+    things_met,
+)
+
+__all__ = [
+    "BOOKKEEPING_PREFIX",
+    "CLOCK",
+    "Hasher",
+    "aliasing_parts",
+    "combine",
+    "content_hash",
+    "framed",
+    "framed_head",
+    "install_code_handler",
+    "leaf_digests",
+    "qualified_name",
+    "register_hasher",
+    "things_met",
+]

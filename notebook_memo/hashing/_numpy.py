@@ -1,0 +1,163 @@
+"""numpy arrays, scalars and dtypes hashed in place: flat arrays in one xxh3 update, strided ones
+gathered chunk by chunk through a small reused buffer, never copied whole."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+from ._core import _BIG, Hasher, HashFn, _pack_q, register_family
+
+__all__ = ()
+
+
+def _numpy_path(cls: type) -> HashFn | None:
+    np = sys.modules.get("numpy")
+    if np is None:
+        return None
+    if cls is np.ndarray or issubclass(cls, np.memmap):
+        return _h_ndarray  # a memmap is its values, read where they lie (a cached result loads as one)
+    if issubclass(cls, np.generic):
+        return _h_np_scalar
+    if cls is np.dtype or issubclass(cls, np.dtype):
+        return _h_np_dtype
+    return None
+
+
+def _dtype_text(dtype: Any) -> str:
+    """Return the whole of a numpy dtype: fields (names, types, offsets, titles), sub-arrays, size."""
+    if dtype.fields is not None:
+        fields = []
+        for name in dtype.names:
+            field = dtype.fields[name]
+            title = f"|{field[2]!r}" if len(field) > 2 else ""
+            fields.append(f"{name!r}{title}:{_dtype_text(field[0])}@{field[1]}")
+        return "{" + ",".join(fields) + f"}}/{dtype.itemsize}{'a' if dtype.isalignedstruct else ''}"
+    if dtype.subdtype is not None:
+        base, shape = dtype.subdtype
+        return f"({_dtype_text(base)}){shape!r}"
+    return str(dtype.str)
+
+
+def _h_np_dtype(h: Hasher, v: Any) -> None:
+    h.tag(b"nd")
+    h.text(_dtype_text(v))
+
+
+# numpy's own fixed-size kinds, whose arrays lend their memory as a buffer (not objects, not StringDType;
+# a structured dtype, kind V, may still hold object fields: hasobject says).
+_PLAIN_KINDS = frozenset("biufcmMSUV")
+# (id of a dtype, shape) -> (that dtype, an array's head, whether its bytes are its content): a dict of
+# many arrays of one dtype and shape formats them once. Only unstructured dtypes: a structured one's
+# field names can be reassigned in place.
+_layouts: dict[tuple[int, tuple[int, ...]], tuple[Any, bytes, bool]] = {}
+
+
+def _array_head(v: Any) -> tuple[bytes, bool]:
+    """Return an array's tag and layout (its dtype's whole text, its shape), and if its bytes are its content."""
+    dtype, shape = v.dtype, v.shape
+    key = (id(dtype), shape)
+    entry = _layouts.get(key)
+    if entry is not None and entry[0] is dtype:
+        return entry[1], entry[2]
+    text = _dtype_text(dtype).encode("utf-8", "surrogatepass")
+    head = b"na" + _pack_q(len(text)) + text + repr(shape).encode()
+    plain = dtype.kind in _PLAIN_KINDS and not dtype.hasobject
+    if dtype.fields is None:
+        if len(_layouts) >= 1024:
+            _layouts.clear()
+        _layouts[key] = (dtype, head, plain)  # holding the dtype keeps its id from being reused
+    return head, plain
+
+
+def _h_flat_array(h: Hasher, v: Any) -> bool:
+    """Hash a C-contiguous array of a plain dtype whose layout was met before, and say so; else write nothing."""
+    dtype = v.dtype
+    entry = _layouts.get((id(dtype), v.shape))
+    if entry is None or entry[0] is not dtype or not entry[2] or not v.flags.c_contiguous:
+        return False  # the first array of its layout, or one that is not flat: _h_ndarray, with bookkeeping
+    h._buf += entry[1]
+    h.contiguous(v, v.nbytes)
+    return True
+
+
+def _h_ndarray(h: Hasher, v: Any) -> None:
+    head, plain = _array_head(v)
+    h._buf += head
+    if plain and v.flags.c_contiguous:
+        h.contiguous(v, v.nbytes)
+        return
+    np = sys.modules["numpy"]
+    if v.size and not v.flags.c_contiguous and 0 in v.strides:
+        # A stride-0 view (np.broadcast_to) is its one repeated slice and which axes repeat:
+        # sound, never materialised, and a miss against an equal ordinary array.
+        h.tag(b"b" + bytes(stride == 0 for stride in v.strides))
+        v = v[tuple(slice(0, 1) if stride == 0 else slice(None) for stride in v.strides)]
+    if v.dtype.hasobject:
+        for i, item in enumerate(v.ravel(order="C").tolist()):
+            h.child(item, f"[flat {i}]")
+        return
+    if v.flags.c_contiguous:
+        h.buffer(v.reshape(-1).view(np.uint8))
+    else:
+        _h_strided(h, v)
+
+
+_GATHER = 1 << 20  # bytes gathered at a time from a strided array: stays in cache for xxh3
+
+
+def _h_strided(h: Hasher, v: Any) -> None:
+    """Feed a non-contiguous array's C-order bytes, as ``h.buffer`` would a contiguous copy.
+
+    Blocks of rows are gathered into one small reused buffer and streamed into xxh3 in
+    turn, so a strided view of a big array is never copied whole.
+    """
+    np = sys.modules["numpy"]
+    if v.nbytes < _BIG:
+        h.buffer(np.ascontiguousarray(v).reshape(-1).view(np.uint8))
+        return
+    h.tag(_pack_q(v.nbytes))
+    h._h.update(h._buf)  # the length prefix, then the bytes straight into the state
+    h._buf.clear()
+    scratch = np.empty(max(_GATHER, v.itemsize), dtype=np.uint8)
+    for block in _c_order_blocks(v, scratch):
+        h._h.update(block)
+
+
+def _c_order_blocks(v: Any, scratch: Any) -> Iterator[Any]:
+    """Yield byte arrays that are, in turn, ``v``'s C-order bytes (gathered into ``scratch``)."""
+    np = sys.modules["numpy"]
+    row = v.nbytes // v.shape[0]
+    if row > scratch.nbytes:  # one row is bigger than the buffer: gather it row by row within
+        for i in range(v.shape[0]):
+            yield from _c_order_blocks(v[i], scratch)
+        return
+    step = scratch.nbytes // row
+    for start in range(0, v.shape[0], step):
+        part = v[start:start + step]
+        if not part.flags.c_contiguous:
+            out = scratch[:part.nbytes].view(v.dtype).reshape(part.shape)
+            np.copyto(out, part, casting="no")
+            part = out
+        yield part.reshape(-1).view(np.uint8)
+
+
+def _h_np_scalar(h: Hasher, v: Any) -> None:
+    h.tag(b"ns")
+    h.text(_dtype_text(v.dtype))
+    if v.dtype.hasobject:
+        h.child(v.item(), "<item>")
+    else:
+        h.buffer(v.tobytes())
+
+
+def feed_array_bytes(h: Hasher, v: Any) -> None:
+    """Feed a numpy array's C-order bytes, length first, without copying it whole."""
+    if v.flags.c_contiguous:
+        h.buffer(v.reshape(-1).view(sys.modules["numpy"].uint8))
+    else:
+        _h_strided(h, v)
+
+
+register_family("numpy", _numpy_path, flat={_h_ndarray: _h_flat_array})

@@ -1,0 +1,160 @@
+"""pandas Series, DataFrames and indexes hashed by dtype and content: numpy-backed columns in place,
+text columns piece by piece, categoricals by categories and codes; attrs and flags too."""
+
+from __future__ import annotations
+
+import itertools
+import operator
+import sys
+from typing import Any
+
+from ._core import Hasher, HashFn, _Unhashable, qualified_name, register_family
+from ._numpy import _h_ndarray
+
+__all__ = ()
+
+
+def _pandas_path(cls: type) -> HashFn | None:
+    pd = sys.modules.get("pandas")
+    if pd is None:
+        return None
+    if issubclass(cls, pd.DataFrame):
+        return _h_dataframe
+    if issubclass(cls, pd.Series):
+        return _h_series
+    if issubclass(cls, pd.Index):
+        return _h_index
+    return None
+
+
+def _h_pandas_values(h: Hasher, values: Any) -> None:
+    """Hash the values of a Series or Index by dtype and content (numpy-backed: in place)."""
+    np = sys.modules["numpy"]
+    pd = sys.modules["pandas"]
+    dtype = values.dtype
+    h.text(str(dtype))
+    if isinstance(dtype, np.dtype) and not dtype.hasobject:
+        _h_ndarray(h, values.to_numpy(copy=False))
+        return
+    if isinstance(dtype, pd.DatetimeTZDtype):
+        # The instants as UTC int64 (the zone is in the dtype's name): in place, not per element.
+        _h_ndarray(h, np.asarray(values.array.tz_convert(None)).view(np.int64))
+        return
+    if isinstance(dtype, pd.CategoricalDtype):
+        cat = values.array
+        if not isinstance(cat, pd.Categorical):
+            cat = pd.Categorical(values)
+        h.tag(b"cat")
+        h.child(bool(dtype.ordered), "<ordered>")
+        _h_pandas_values(h, pd.Index(cat.categories))
+        _h_ndarray(h, np.asarray(cat.codes))
+        return
+    array = np.asarray(values, dtype=object)
+    if array.ndim != 1 or not _h_text(h, array):
+        _h_ndarray(h, array)
+
+
+_TEXT_PIECE = 1 << 12  # items hashed at a time: bounded memory, and each piece hashed while in cache
+
+
+def _h_text(h: Hasher, array: Any) -> bool:
+    """Feed a 1-d object array holding ``str`` piece by piece; False (nothing fed) when it holds none.
+
+    Exact and vectorised: a piece of plain strings is their utf-8 bytes joined by NUL; a piece
+    with other items has missing values (None, float NaN) and floats by position and bits,
+    anything else (a ``str`` subclass, an int) by position one by one, then its strings.
+    """
+    items = array.tolist()
+    if not any(map(operator.is_, map(type, items), itertools.repeat(str))):
+        return False
+    h.tag(b"txt")
+    h.number(len(items))
+    for start in range(0, len(items), _TEXT_PIECE):
+        piece = items[start:start + _TEXT_PIECE]
+        if all(map(operator.is_, map(type, piece), itertools.repeat(str))):  # exact: no subclass passes
+            _h_strings(h, piece)
+        else:
+            _h_mixed_piece(h, piece, start)
+    return True
+
+
+def _h_mixed_piece(h: Hasher, piece: list[Any], start: int) -> None:
+    """Feed a piece of a text column that holds more than plain strings (``start``: where it begins)."""
+    np = sys.modules["numpy"]
+    is_str = np.frombuffer(bytes(map(operator.is_, map(type, piece), itertools.repeat(str))), dtype=np.bool_)
+    rest = np.flatnonzero(~is_str).tolist()
+    nones = [i for i in rest if piece[i] is None]
+    floats = [i for i in rest if type(piece[i]) is float]
+    others = [i for i in rest if piece[i] is not None and type(piece[i]) is not float]
+    h.tag(b"m")
+    h.buffer(np.array(nones, dtype="<i4"))
+    h.buffer(np.array(floats, dtype="<i4"))
+    h.buffer(np.array([piece[i] for i in floats], dtype="<f8"))
+    h.buffer(np.array(others, dtype="<i4"))
+    for i in others:
+        h.child(piece[i], f"[{start + i}]")
+    _h_strings(h, list(itertools.compress(piece, is_str.tolist())))
+
+
+def _h_strings(h: Hasher, strings: list[str]) -> None:
+    """Feed plain strings (how many is known from the form around them) as their utf-8 bytes."""
+    np = sys.modules["numpy"]
+    joined = "\0".join(strings).encode("utf-8", "surrogatepass")
+    if np.count_nonzero(np.frombuffer(joined, dtype=np.uint8) == 0) == max(len(strings) - 1, 0):
+        h.tag(b"\0")  # no string holds a NUL: the separators alone mark where each ends
+        h.buffer(joined)
+    else:
+        h.tag(b"L")
+        h.buffer(np.fromiter(map(len, strings), dtype="<i8", count=len(strings)))
+        h.buffer("".join(strings).encode("utf-8", "surrogatepass"))
+
+
+def _h_index(h: Hasher, v: Any) -> None:
+    pd = sys.modules["pandas"]
+    h.tag(b"pi")
+    h.text(qualified_name(type(v)))
+    h.child(list(v.names), "<index names>")
+    freq = getattr(v, "freqstr", None)  # a DatetimeIndex's frequency changes what shift() does
+    if freq is not None:
+        h.text(str(freq))
+    if isinstance(v, pd.RangeIndex):
+        h.update((v.start, v.stop, v.step))
+    elif isinstance(v, pd.MultiIndex):
+        for level in v.levels:
+            _h_pandas_values(h, level)
+        for codes in v.codes:
+            _h_ndarray(h, codes)
+    else:
+        _h_pandas_values(h, v)
+
+
+def _h_series(h: Hasher, v: Any) -> None:
+    h.tag(b"ps")
+    h.text(qualified_name(type(v)))
+    h.child(v.name, "<name>")
+    _h_index(h, v.index)
+    _h_pandas_values(h, v)
+    _h_pandas_extras(h, v)
+
+
+def _h_pandas_extras(h: Hasher, v: Any) -> None:
+    """Hash what a Series or DataFrame carries besides its data: ``attrs`` and ``flags``."""
+    h.child(dict(v.attrs), "<attrs>")
+    h.child(bool(v.flags.allows_duplicate_labels), "<flags>")
+
+
+def _h_dataframe(h: Hasher, v: Any) -> None:
+    h.tag(b"pf")
+    h.text(qualified_name(type(v)))
+    _h_index(h, v.columns)
+    _h_index(h, v.index)
+    for i in range(v.shape[1]):
+        try:
+            _h_pandas_values(h, v.iloc[:, i])
+        except _Unhashable as exc:
+            exc.segments.append(f"[column {v.columns[i]!r}]")
+            raise
+    _h_pandas_extras(h, v)
+
+
+register_family("pandas", _pandas_path)
