@@ -359,8 +359,11 @@ def _h_module(h: Hasher, v: Any) -> None:
     h.child(state, "<state>")
     module = sys.modules["torch.nn.modules.module"]
     installed = {name: hooks for name in _GLOBAL_HOOKS if (hooks := getattr(module, name, None))}
-    _hooks_in_order(installed)
-    h.child(installed, "<global hooks>")
+    if installed:
+        _hooks_in_order(installed)
+        h.child(installed, "<global hooks>")
+    else:
+        h.tag(b"-")  # none: the common case, fed without a walk
 
 
 def _hooks_in_order(state: dict[str, Any]) -> None:
