@@ -13,7 +13,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from typing import Any
 
 from ._config import TTLLike, parse_ttl
@@ -132,17 +132,9 @@ def reset(obj: Any) -> None:
             caches.tables.clear()
 
 
-class _Ready:
-    """An awaitable that is already done (a cached async result)."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-    def __await__(self) -> Generator[Any, None, Any]:
-        return self.value
-        yield  # makes this a generator: awaiting it returns at once
+async def _ready(value: Any) -> Any:
+    """Return ``value``: a cached async result, as the coroutine an async method's caller expects."""
+    return value
 
 
 class _PerObjectCache:
@@ -181,7 +173,7 @@ class _PerObjectCache:
         table = caches.tables.setdefault(self.name, {})
         value = self._lookup(table, key)
         if value is not _MISSING:
-            return _Ready(value) if self.is_async else value
+            return _ready(value) if self.is_async else value
         caches.after_fork()
         busy = f"instance:{id(caches)}:{self.name}:{key.hex()}"
         if is_computing(busy):

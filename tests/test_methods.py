@@ -509,3 +509,17 @@ def test_class_level_data_changed_in_place_is_a_miss() -> None:
     assert c.total() == 3 and c.doubled() == 6
     Config.weights.append(3)
     assert c.total() == 6 and c.doubled() == 12
+
+
+def test_an_async_cached_method_or_property_is_a_coroutine_on_a_hit_too() -> None:
+    r = AsyncReport()
+    assert asyncio.run(r.rows(1)) == [1]
+    assert asyncio.run(r.rows(1)) == [1]  # a hit: asyncio.run takes only coroutines
+    assert asyncio.run(r.summary) == {"total": 3}
+    assert asyncio.run(r.summary) == {"total": 3}
+
+    async def tasks() -> list[Any]:
+        return list(await asyncio.gather(asyncio.create_task(r.rows(1)), asyncio.create_task(r.rows(5))))
+
+    assert asyncio.run(tasks()) == [[1], [5]]
+    assert r.runs == 3
