@@ -25,6 +25,7 @@ __all__ = ()
 _SAME_SIZE_INT = {1: "uint8", 2: "int16", 4: "int32", 8: "int64"}
 _warned_devices: set[str] = set()
 _warned_lock = threading.Lock()
+_warned_graph = False  # the autograd-graph warning is given once per process
 
 
 def device_of(t: Any) -> str:
@@ -36,9 +37,14 @@ def reduce_tensor(t: Any) -> tuple[Any, ...] | None:
     """Return a pickle reduction of ``t`` that keeps its bytes out of band, or None to leave it to torch."""
     torch = sys.modules["torch"]
     cls = type(t)
+    if t.grad_fn is not None:
+        _warn_graph(t)
     if cls is not torch.Tensor and cls is not torch.nn.Parameter:
         return None
     if t.layout is not torch.strided or t.is_quantized or t.is_nested or t.__dict__:
+        if cls is torch.Tensor and t.requires_grad and t.layout is not torch.strided:
+            # torch's own pickling of a sparse tensor drops the flag: set it again on load.
+            return with_requires_grad, (t.detach(),)
         return None
     device = device_of(t)
     if t.device.type == "meta":
@@ -67,6 +73,22 @@ def reduce_tensor(t: Any) -> tuple[Any, ...] | None:
     grad = t.grad if t.is_leaf else None  # kept: keys read it, so a hit's value must carry it too
     return rebuild_tensor, (pickle.PickleBuffer(array), str(t.dtype).removeprefix("torch."), tuple(t.shape),
                             strides, device, bool(t.requires_grad), cls is torch.nn.Parameter, grad)
+
+
+def with_requires_grad(t: Any) -> Any:
+    """Return ``t`` requiring grad again (what torch's own pickling of a sparse tensor leaves out)."""
+    return t.requires_grad_(True)
+
+
+def _warn_graph(t: Any) -> None:
+    global _warned_graph
+    if _warned_graph:
+        return
+    _warned_graph = True
+    warnings.warn(f"notebook_memo: a result holds a tensor with an autograd graph (grad_fn="
+                  f"{type(t.grad_fn).__name__}); a hit returns it as a leaf without that graph, so a backward() "
+                  "through it reaches no parameters. Return it detached, or compute it outside the memoized "
+                  "function, if you train through it.", MemoWarning, stacklevel=2)
 
 
 def _fills_its_span(shape: Any, strides: Any) -> bool:

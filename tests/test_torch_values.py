@@ -254,3 +254,23 @@ def test_gradients_come_back_with_their_tensors() -> None:
     frozen.grad = torch.full((2,), 3.0)
     assert torch.equal(_round_trip(frozen).grad, frozen.grad)  # type: ignore[arg-type]
     assert _round_trip(torch.ones(2, requires_grad=True)).grad is None
+
+
+@pytest.mark.filterwarnings("ignore:.*(beta state|invariant checks).*")
+def test_a_sparse_tensor_keeps_requires_grad() -> None:
+    t = torch.eye(3).to_sparse().requires_grad_()
+    back = _round_trip(t)
+    assert back.requires_grad and torch.equal(back.detach().to_dense(), torch.eye(3))
+
+
+def test_a_result_with_an_autograd_graph_warns_once_that_a_hit_returns_a_leaf() -> None:
+    from notebook_memo import _torch_values
+
+    _torch_values._warned_graph = False
+    w = torch.ones(2, requires_grad=True)
+    with pytest.warns(MemoWarning, match="grad_fn") as caught:
+        _round_trip({"loss": (w * 2).sum(), "out": w * 3})
+    assert len([c for c in caught if "grad_fn" in str(c.message)]) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _round_trip((w * 2).sum())  # once per process

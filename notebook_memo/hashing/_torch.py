@@ -17,7 +17,7 @@ import struct
 import sys
 from typing import Any
 
-from ._core import Hasher, HashFn, _Unhashable, qualified_name, register_family
+from ._core import BOOKKEEPING_PREFIX, Hasher, HashFn, _Unhashable, qualified_name, register_family
 from ._numpy import feed_array_bytes
 
 __all__ = ()
@@ -352,7 +352,9 @@ def _h_module(h: Hasher, v: Any) -> None:
     h.tag(b"tm")
     h.child(type(v), "<class>")
     try:
-        state = dict(vars(v))
+        # By name: the order of a module's attributes is not its behaviour, and unpickling an RNN puts
+        # them in another order than its __init__ did.
+        state = dict(sorted(vars(v).items()))
     except TypeError:
         raise _Unhashable(v, "its state cannot be read (no __dict__)") from None
     _hooks_in_order(state)
@@ -376,8 +378,8 @@ def _hooks_in_order(state: dict[str, Any]) -> None:
     numbers: set[int] = set()
     hooks = []
     for name, value in list(state.items()):
-        if name.startswith(_COMPILE_MARKS):
-            del state[name]
+        if name.startswith(_COMPILE_MARKS) or name.startswith(BOOKKEEPING_PREFIX):
+            del state[name]  # compiling's marks, and our own per-instance caches: not content
         elif (name in _MODULE_HOOKS or name in _GLOBAL_HOOKS) and isinstance(value, dict):
             if not value:
                 del state[name]
