@@ -317,9 +317,16 @@ class _Resolver:
             self.value(attr, f"{label}.{name}")
 
     def package(self, module_name: str) -> None:
+        top = module_name.partition(".")[0]
+        probe = _PACKAGE_STATE.get(top)
+        if probe is not None:
+            # Process-wide settings of the library that change what its calls return: keyed by value and
+            # checked on every call, like an environment variable.
+            value = probe()
+            self.watch.append(("probe", top, value))
+            self.deps.parts[f"settings of {top}"] = ("settings", value.encode())
         if not self.track_versions:
             return
-        top = module_name.partition(".")[0]
         if top in sys.stdlib_module_names or top == "builtins":
             return
         self.deps.parts[f"package {top}"] = ("package", package_version(top).encode())
@@ -563,11 +570,26 @@ def _clock_reader(value: Any) -> str | None:
     return None
 
 
+def _torch_settings() -> str:
+    """Return torch's defaults that change what its calls make: dtype, device, float32 matmul precision."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return ""
+    return f"{torch.get_default_dtype()} {torch.get_default_device()} {torch.get_float32_matmul_precision()}"
+
+
+# Per library (by top-level module): its settings that a body using it depends on, read as text.
+_PACKAGE_STATE: dict[str, Callable[[], str]] = {"torch": _torch_settings}
+
+
 def _still_valid(watch: list[tuple[Any, ...]]) -> bool:
     for item in watch:
         kind = item[0]
         if kind == "env":
             if os.environ.get(item[1]) != item[2]:
+                return False
+        elif kind == "probe":
+            if _PACKAGE_STATE[item[1]]() != item[2]:
                 return False
         elif kind == "global":
             if item[1].get(item[2], _MISSING) is not item[3]:
@@ -723,7 +745,7 @@ def _stored(item: tuple[Any, ...]) -> tuple[Any, ...]:
     through their owner, held weakly, rather than held themselves.
     """
     kind = item[0]
-    if kind == "env":
+    if kind in ("env", "probe"):
         return item
     if kind == "class":
         return ("class", weakref.ref(item[1]), _holders(item[2]))
@@ -766,6 +788,8 @@ def _revive_item(item: tuple[Any, ...]) -> tuple[Any, ...] | None:
     kind = item[0]
     if kind == "env":
         return item if os.environ.get(item[1]) == item[2] else None
+    if kind == "probe":
+        return item if _PACKAGE_STATE[item[1]]() == item[2] else None
     if kind == "class":
         cls = item[1]()
         if cls is None:

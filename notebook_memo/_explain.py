@@ -87,6 +87,9 @@ def differences(current: dict[str, Any], meta: dict[str, Any]) -> list[str]:
             reasons.append(f"the code of {label} changed")
         elif kind == "env":
             reasons.append(f"{label.replace('env ', 'environment variable ', 1)} changed")
+        elif kind == "settings":
+            reasons.append(f"the {label} changed ({bytes.fromhex(old[1]).decode()} -> "
+                           f"{bytes.fromhex(new[1]).decode()})")
         else:
             reasons.append(f"the value of {_describe(label, kind)} changed")
     if meta.get("version") != current["version"]:

@@ -665,3 +665,55 @@ def test_a_tensor_subclass_that_flattens_to_inner_tensors_is_keyed_by_them(route
     assert h(TwoTensor(x, y)) == h(TwoTensor(x.clone(), y.clone()))
     assert h(TwoTensor(x, y)) != h(TwoTensor(x, y * 2))
     assert h(TwoTensor(x, y)) != h(TwoTensor(y, x))
+
+
+# -- neighbours found by a review of every surface -------------------------------------------------
+
+
+def test_a_module_keys_the_same_after_a_pickle_round_trip_that_reorders_its_attributes() -> None:
+    import pickle
+
+    for kind in (torch.nn.GRU, torch.nn.LSTM, torch.nn.Linear):
+        torch.manual_seed(0)
+        m = kind(4, 8)
+        back = pickle.loads(pickle.dumps(m))
+        assert h(back) == h(m), kind
+
+
+class Scorer(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(2))
+
+    @memo.cached_property
+    def size(self) -> int:
+        return 2
+
+    @memo.per_instance
+    def scaled(self, k: float) -> torch.Tensor:
+        return self.w.detach() * k
+
+
+def test_a_module_s_own_per_instance_caches_are_not_its_content() -> None:
+    a, b = Scorer(), Scorer()
+    assert h(a) == h(b)
+    assert a.size == 2
+    a.scaled(3.0)
+    assert h(a) == h(b)
+
+
+def test_torch_s_default_dtype_and_device_are_in_the_key_of_code_that_uses_torch() -> None:
+    @memo
+    def zeros(n: int) -> torch.Tensor:
+        return torch.zeros(n)
+
+    assert zeros(3).dtype == torch.float32
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        assert "settings of torch changed (torch.float32 cpu" in str(zeros.explain(3))
+        assert zeros(3).dtype == torch.float64
+    finally:
+        torch.set_default_dtype(previous)
+    assert zeros(3).dtype == torch.float32
+    assert zeros.cache_info().hits == 1 and zeros.cache_info().misses == 2
