@@ -18,6 +18,7 @@ from ._config import warn_once
 from ._dependencies import Dependencies, clock_reads, code_environment, global_references, resolve_values
 from ._errors import ConfigurationError, MemoError, StorageWarning, UnhashableArgument
 from ._explain import Explanation, before_compute, caching_off, explain_call
+from ._in_place import restore_in_place
 from ._inventory import delete_results, human_time, owner
 from ._memo import (
     Call,
@@ -305,6 +306,8 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
                   and digest is not None and _digest_or_none(namespace[name]) == digest}
     outputs = [name for name in _outputs(options, cell_call, before, after, input_digests, namespace)
                if name not in left_alone]
+    # Inputs changed in place, still the same objects: a hit restores them into the live objects.
+    in_place = [name for name in outputs if name in input_digests and after.get(name) == before.get(name)]
     deleted = sorted(name for name in before if name not in after)
     payload_value = {
         "outputs": {name: namespace[name] for name in outputs if name in namespace},
@@ -312,6 +315,7 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
         "events": events,
         "result": result,
         "unchanged": unchanged,
+        "in_place": in_place,
     }
     if unverifiable:
         warn_once(f"unverifiable:{cell.qualified_name}:{unverifiable[0]}",
@@ -545,7 +549,11 @@ def _try_restore(shell: Any, store: Store, cell: CellMemo, key: str, options: Ce
         print(f"[notebook_memo] restored {names} from the cache (computed {human_time(record.header.created)}, "
               f"took {record.header.duration:.2f} s)")
     rebind = _Rebinder(namespace)
-    namespace.update({name: rebind(v) for name, v in outputs.items()})
+    restored = {name: rebind(v) for name, v in outputs.items()}
+    in_place = {name: restored[name] for name in value.get("in_place", ()) if name in restored}
+    if in_place and restore_in_place(namespace, in_place, {n: v for n, v in restored.items() if n not in in_place}):
+        restored = {n: v for n, v in restored.items() if n not in in_place}
+    namespace.update(restored)
     for name in value["deleted"]:
         if not _is_shell_name(name):
             namespace.pop(name, None)

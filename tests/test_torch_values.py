@@ -78,6 +78,7 @@ def test_dense_strides_come_back_and_other_views_come_back_contiguous() -> None:
     assert torch.equal(back, view) and back.is_contiguous()
 
 
+@pytest.mark.filterwarnings("ignore:.*autograd graph")
 def test_requires_grad_and_parameters_come_back() -> None:
     leaf = torch.ones(3, requires_grad=True)
     back = _round_trip({"leaf": leaf, "out": leaf * 2, "p": torch.nn.Parameter(torch.zeros(2))})

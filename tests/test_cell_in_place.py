@@ -1,0 +1,131 @@
+"""%%memo hits restore an input the cell changed in place into the object the notebook holds, so every
+other reference to it (an optimizer's parameters, a view's base, a dict holding a list) sees the change,
+as after a real run; where that cannot be done whole, names are bound to the restored copies as before."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import run_kernel
+
+SETUP = """
+import torch
+%load_ext notebook_memo
+torch.manual_seed(0)  # the same model in every kernel, so the cached cell's inputs match
+"""
+
+
+HITS = """
+from notebook_memo import _cells
+OUT["cell hits"] = sum(c.hits for c in _cells._cells.values())
+"""
+
+
+def _twice(cells: list[str], cache_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run the cells in a kernel, then again in a restarted one, whose cached cell must be a hit."""
+    first = run_kernel([*cells, HITS], cache_dir, seed=1)
+    second = run_kernel([*cells, HITS], cache_dir, seed=2)
+    assert (first["cell hits"], second["cell hits"]) == (0, 1)
+    return first, second
+
+
+def test_weights_set_in_place_by_a_cached_cell_reach_the_optimizer_after_a_restart(cache_dir: Path) -> None:
+    cells = [SETUP, """
+model = torch.nn.Linear(1, 1, bias=False)
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+holder = {"m": model}
+""", """%%memo
+with torch.no_grad():
+    model.weight.fill_(1.0)
+""", """
+for _ in range(3):
+    opt.zero_grad()
+    model(torch.ones(1, 1)).sum().backward()
+    opt.step()
+OUT["weight"] = round(model.weight.item(), 6)
+OUT["held"] = holder["m"] is model
+"""]
+    first, second = _twice(cells, cache_dir)
+    assert first["weight"] == second["weight"] == 0.7
+    assert second["held"] is True
+
+
+def test_a_view_changed_by_a_cached_cell_changes_its_base_after_a_restart(cache_dir: Path) -> None:
+    cells = [SETUP, """
+base = torch.zeros(4)
+v = base[:2]
+""", """%%memo
+v += 1
+""", """
+OUT["base"] = base.tolist()
+OUT["v"] = v.tolist()
+"""]
+    first, second = _twice(cells, cache_dir)
+    assert first["base"] == second["base"] == [1.0, 1.0, 0.0, 0.0]
+    assert second["v"] == [1.0, 1.0]
+
+
+def test_a_training_cell_restores_model_and_optimizer_state_into_the_live_objects(cache_dir: Path) -> None:
+    cells = [SETUP, """
+torch.manual_seed(0)
+model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.BatchNorm1d(3), torch.nn.Linear(3, 1))
+opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+x = torch.randn(8, 3)
+y = torch.randn(8, 1)
+params = list(model.parameters())
+""", """%%memo
+for _ in range(5):
+    opt.zero_grad()
+    torch.nn.functional.mse_loss(model(x), y).backward()
+    opt.step()
+""", """
+for _ in range(5):  # momentum carries on from the cached steps
+    opt.zero_grad()
+    torch.nn.functional.mse_loss(model(x), y).backward()
+    opt.step()
+OUT["weights"] = [p.detach().tolist() for p in model.parameters()]
+OUT["same_params"] = all(a is b for a, b in zip(params, model.parameters()))
+OUT["opt_params"] = all(a is b for a, b in zip(opt.param_groups[0]["params"], model.parameters()))
+OUT["running_mean"] = model[1].running_mean.tolist()
+"""]
+    first, second = _twice(cells, cache_dir)
+    assert second["same_params"] is True and second["opt_params"] is True
+    assert first["weights"] == second["weights"]
+    assert first["running_mean"] == second["running_mean"]
+
+
+def test_a_list_and_an_array_changed_in_place_stay_the_objects_others_hold(cache_dir: Path) -> None:
+    cells = ["""
+import numpy as np
+%load_ext notebook_memo
+items = [1]
+table = {"items": items}
+a = np.zeros(3)
+view = a[1:]
+""", """%%memo
+items.append(2)
+a += 5
+""", """
+OUT["table"] = table["items"]
+OUT["same"] = table["items"] is items
+OUT["view"] = view.tolist()
+"""]
+    first, second = _twice(cells, cache_dir)
+    assert first["table"] == second["table"] == [1, 2]
+    assert second["same"] is True and second["view"] == [5.0, 5.0]
+
+
+def test_a_new_name_sharing_part_of_a_changed_input_keeps_them_together(cache_dir: Path) -> None:
+    cells = [SETUP, """
+model = torch.nn.Sequential(torch.nn.Linear(2, 2))
+""", """%%memo
+model.append(torch.nn.ReLU())
+head = model[1]
+""", """
+OUT["together"] = head is model[1]
+OUT["types"] = [type(m).__name__ for m in model]
+"""]
+    first, second = _twice(cells, cache_dir)
+    assert first["together"] is True and second["together"] is True
+    assert second["types"] == ["Linear", "ReLU"]
