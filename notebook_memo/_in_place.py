@@ -162,8 +162,12 @@ def _reachable(values: dict[str, Any]) -> set[int] | None:
     seen: set[int] = set()
     stack = list(values.values())
     torch = _torch()
+    steps = 0
     while stack:
         obj = stack.pop()
+        steps += 1
+        if steps > 4 * _REACH_LIMIT:  # e.g. a list of millions of numbers: too long to walk on a hit
+            return None
         key = id(obj)
         if key in seen or isinstance(obj, _NOT_SHARED):
             continue

@@ -129,3 +129,35 @@ OUT["types"] = [type(m).__name__ for m in model]
     first, second = _twice(cells, cache_dir)
     assert first["together"] is True and second["together"] is True
     assert second["types"] == ["Linear", "ReLU"]
+
+
+def test_nothing_is_copied_unless_every_changed_input_fits_its_live_object() -> None:
+    import torch
+
+    from notebook_memo._in_place import restore_in_place
+
+    live = {"w": torch.zeros(3), "v": torch.zeros(2), "items": [1]}
+    restored = {"w": torch.ones(3), "v": torch.ones(4), "items": [1, 2]}  # v changed shape: cannot be copied
+    assert restore_in_place(live, restored, {}) is False
+    assert live["w"].tolist() == [0.0] * 3 and live["items"] == [1]
+
+
+def test_nothing_is_copied_when_a_new_output_shares_an_object_with_a_changed_input() -> None:
+    import torch
+
+    from notebook_memo._in_place import restore_in_place
+
+    inner = torch.ones(2)
+    live = {"box": {"t": torch.zeros(2)}}
+    assert restore_in_place(live, {"box": {"t": inner}}, {"alias": inner}) is False
+    assert live["box"]["t"].tolist() == [0.0, 0.0]
+    assert restore_in_place(live, {"box": {"t": inner}}, {"other": torch.ones(2)}) is True
+    assert live["box"]["t"] is inner
+
+
+def test_a_value_too_large_to_walk_counts_as_shared() -> None:
+    from notebook_memo._in_place import restore_in_place
+
+    live = {"items": [0]}
+    assert restore_in_place(live, {"items": [1]}, {"numbers": list(range(1_000_000))}) is False
+    assert live["items"] == [0]
