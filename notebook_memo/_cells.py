@@ -18,7 +18,7 @@ from ._config import warn_once
 from ._dependencies import Dependencies, clock_reads, code_environment, global_references, resolve_values
 from ._errors import ConfigurationError, MemoError, StorageWarning, UnhashableArgument
 from ._explain import Explanation, before_compute, caching_off, explain_call
-from ._in_place import restore_in_place
+from ._in_place import restorable, restore_in_place, skeleton
 from ._inventory import delete_results, human_time, owner
 from ._memo import (
     Call,
@@ -276,6 +276,7 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
     namespace = shell.user_ns
     before = _namespace_snapshot(namespace)
     input_digests = {name: _digest_or_none(value) for name, value in cell_call.inputs.items()}
+    skeletons = {name: skeleton(value) for name, value in cell_call.inputs.items()}
     analysis = cell_call.analysis
     maybe = {name: _digest_or_none(namespace[name])
              for name in {*analysis.maybe_binds, *analysis.maybe_inputs, *analysis.loop_inputs}
@@ -306,8 +307,11 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
                   and digest is not None and _digest_or_none(namespace[name]) == digest}
     outputs = [name for name in _outputs(options, cell_call, before, after, input_digests, namespace)
                if name not in left_alone]
-    # Inputs changed in place, still the same objects: a hit restores them into the live objects.
+    # Inputs changed in place, still the same objects: a hit restores them into the live objects when
+    # every one of them can be restored exactly (else it binds them all, as the run left them together).
     in_place = [name for name in outputs if name in input_digests and after.get(name) == before.get(name)]
+    if not all(restorable(skeletons[name], namespace[name]) for name in in_place):
+        in_place = []
     deleted = sorted(name for name in before if name not in after)
     payload_value = {
         "outputs": {name: namespace[name] for name in outputs if name in namespace},

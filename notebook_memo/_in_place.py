@@ -1,16 +1,21 @@
 """%%memo hits: an input the cell changed in place is restored into the object the notebook holds.
 
-A run that changes an input in place (``model.load_state_dict(...)``, ``v += 1``, training steps,
-``items.append(...)``) changes it for every other reference too: an optimizer's parameters, a view's
-base, a dict holding the list. A hit that bound the name to the restored copy would leave those
-references on the old object, unchanged, and a later cell (``opt.step()``) would silently work on it.
-So a hit copies the restored state into the live objects where their kind allows it (tensors, numpy
-arrays, torch modules of the same structure, objects with ``load_state_dict`` such as optimizers,
-lists, dicts and sets), checks each by content, and otherwise binds names to the copies as before.
+A run that changes an input in place (weights filled under ``no_grad``, ``v += 1`` on a view,
+``items.append(2)``) changes it for every other reference too: an optimizer built on the model's
+parameters, a view's base, a dict holding the list. A hit that bound the name to the restored copy
+would leave those references on the old object, unchanged.
+
+So a miss records which changed inputs a hit can restore *exactly* into the live object: a tensor or
+numpy array (its data and flags), a torch module whose run kept every parameter, buffer, submodule
+and other object in place and changed only tensor data and plain values such as ``training``, and a
+list, dict or set of plain values. Only when every input the cell changed in place is of these, and
+no name the cell binds anew shares an object with them, does a hit copy (after checking that each
+still fits); otherwise names are bound to the restored copies, together, as before.
 """
 
 from __future__ import annotations
 
+import functools
 import sys
 import types
 from typing import Any
@@ -21,109 +26,141 @@ __all__ = ()
 
 _REACH_LIMIT = 200_000  # objects walked to prove two outputs share nothing; beyond it, assume they do
 _MODULE_PARTS = ("_parameters", "_buffers", "_modules")
+_LEAVES = (str, bytes, int, float, complex, bool, type(None))
+
+
+def skeleton(value: Any) -> Any:
+    """Return what must be the same before and after a run for ``value`` to be restored in place
+    (a module: the objects it is made of, and its attributes other than plain values), or None when
+    its kind is not restored in place."""
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(value, torch.nn.Module):
+        return ()
+    parts = []
+    try:
+        for name, module in value.named_modules(remove_duplicate=False):
+            tensors = [(part, key, id(t)) for part in ("_parameters", "_buffers")
+                       for key, t in getattr(module, part).items()]
+            others = {k: v for k, v in vars(module).items()
+                      if k not in _MODULE_PARTS and not k.startswith(BOOKKEEPING_PREFIX) and not _plain(v)}
+            parts.append((name, id(module), tuple(tensors), sorted(others), content_hash(others)))
+    except Exception:
+        return None
+    return parts
+
+
+def restorable(before: Any, value: Any) -> bool:
+    """Return True when ``value``, an input the run changed in place (``before``: its skeleton before the
+    run), can be restored into the live object exactly."""
+    if before is None:
+        return False
+    np = sys.modules.get("numpy")
+    if np is not None and type(value) is np.ndarray:
+        return not value.dtype.hasobject
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        if isinstance(value, torch.Tensor):
+            return _is_plain_tensor(torch, value) and value.is_leaf
+        if isinstance(value, torch.nn.Module):
+            return skeleton(value) == before
+    if type(value) in (list, set, frozenset):
+        return all(_plain(item) for item in value)
+    if type(value) is dict:
+        return all(_plain(k) and _plain(v) for k, v in value.items())
+    return False
 
 
 def restore_in_place(live: dict[str, Any], restored: dict[str, Any], others: dict[str, Any]) -> bool:
-    """Copy each restored value into the live object of its name; True when every one took.
-
-    ``others`` are the outputs that will be bound anew. When one of them shares an object with a value
-    restored in place (``head = model[1]`` beside a changed ``model``), copying would split what the run
-    kept together, so nothing is copied. Nothing is copied either unless every value fits its live
-    object; and a copy that does not come out equal by content returns False (the caller then binds).
-    """
+    """Copy each restored value into the live object of its name; True when done, False (nothing
+    touched) when a value does not fit its live object or shares an object with ``others``, the outputs
+    that will be bound anew. Never raises: a hit must not fail where the run would not."""
     if not restored:
         return True
-    if any(name not in live or not _fits(live[name], value) for name, value in restored.items()):
-        return False
-    if _shares(others, restored):
+    try:
+        if any(name not in live or not _fits(live[name], value) for name, value in restored.items()):
+            return False
+        if _shares(others, restored):
+            return False
+    except Exception:
         return False
     try:
         for name, value in restored.items():
             _copy_into(live[name], value)
-        return all(content_hash(live[name]) == content_hash(value) for name, value in restored.items())
-    except Exception:
+    except Exception:  # not expected once every value fits: the names are then bound to the copies
         return False
+    return True
 
 
-def _torch() -> Any:
-    return sys.modules.get("torch")
+def _plain(value: Any) -> bool:
+    if isinstance(value, _LEAVES):
+        return True
+    return type(value) is tuple and all(_plain(item) for item in value)
 
 
 def _is_plain_tensor(torch: Any, t: Any) -> bool:
-    return (isinstance(t, torch.Tensor) and type(t) in (torch.Tensor, torch.nn.Parameter)
-            and t.layout is torch.strided and not t.is_quantized and not t.is_nested)
+    return (type(t) in (torch.Tensor, torch.nn.Parameter) and t.layout is torch.strided
+            and not t.is_quantized and not t.is_nested)
 
 
 def _fits(current: Any, value: Any) -> bool:
     """Return True when ``value``'s state can be copied into ``current`` whole."""
     if type(current) is not type(value):
         return False
-    if isinstance(current, (list, dict, set)):
+    if type(current) in (list, dict, set):
         return True
     np = sys.modules.get("numpy")
-    if np is not None and isinstance(current, np.ndarray):
-        return (current.shape == value.shape and current.dtype == value.dtype and current.flags.writeable
-                and not current.dtype.hasobject)
-    torch = _torch()
+    if np is not None and type(current) is np.ndarray:
+        return current.shape == value.shape and current.dtype == value.dtype and current.flags.writeable
+    torch = sys.modules.get("torch")
     if torch is not None:
         if isinstance(current, torch.Tensor):
-            return (_is_plain_tensor(torch, current) and _is_plain_tensor(torch, value) and current.is_leaf
-                    and current.shape == value.shape and current.dtype == value.dtype
-                    and current.device == value.device)
+            return _same_tensor_kind(torch, current, value)
         if isinstance(current, torch.nn.Module):
             return _same_structure(torch, current, value)
-    return callable(getattr(current, "load_state_dict", None)) and callable(getattr(value, "state_dict", None))
+    return False
+
+
+def _same_tensor_kind(torch: Any, current: Any, value: Any) -> bool:
+    return (_is_plain_tensor(torch, current) and _is_plain_tensor(torch, value) and current.is_leaf
+            and current.shape == value.shape and current.dtype == value.dtype and current.device == value.device)
 
 
 def _same_structure(torch: Any, current: Any, value: Any) -> bool:
-    """Modules with the same submodules (names and classes) and the same parameters and buffers
-    (names, shapes, dtypes, devices, or None alike)."""
-    mine, theirs = list(current.named_modules()), list(value.named_modules())
+    """Modules with the same submodules (names, classes), tensors (names, kinds) and attribute names."""
+    mine = list(current.named_modules(remove_duplicate=False))
+    theirs = list(value.named_modules(remove_duplicate=False))
     if [(n, type(m)) for n, m in mine] != [(n, type(m)) for n, m in theirs]:
         return False
     for (_, cm), (_, vm) in zip(mine, theirs):
+        if sorted(vars(cm)) != sorted(vars(vm)):
+            return False
         for part in ("_parameters", "_buffers"):
             a, b = getattr(cm, part), getattr(vm, part)
             if list(a) != list(b):
                 return False
-            for name in a:
-                x, y = a[name], b[name]
-                if (x is None) != (y is None):
-                    return False
-                if x is not None and not _fits(x, y):
+            for key in a:
+                x, y = a[key], b[key]
+                if (x is None) != (y is None) or (x is not None and not _same_tensor_kind(torch, x, y)):
                     return False
     return True
 
 
 def _copy_into(current: Any, value: Any) -> None:
-    if isinstance(current, list):
+    if type(current) is list:
         current[:] = value
-        return
-    if isinstance(current, (dict, set)):
+    elif type(current) in (dict, set):
         current.clear()
         current.update(value)
-        return
-    np = sys.modules.get("numpy")
-    if np is not None and isinstance(current, np.ndarray):
+    elif (np := sys.modules.get("numpy")) is not None and type(current) is np.ndarray:
         current[...] = value
-        return
-    torch = _torch()
-    if torch is not None and isinstance(current, torch.Tensor):
-        _copy_tensor(torch, current, value)
-        return
-    if torch is not None and isinstance(current, torch.nn.Module):
-        for cm, vm in zip(current.modules(), value.modules()):
-            _copy_module(torch, cm, vm)
-        return
-    current.load_state_dict(value.state_dict())
-    groups, restored_groups = getattr(current, "param_groups", None), getattr(value, "param_groups", None)
-    if isinstance(groups, list) and isinstance(restored_groups, list):
-        # An optimizer's load_state_dict moves each group's "params" to the end; the run left them first.
-        for group, restored_group in zip(groups, restored_groups):
-            if isinstance(group, dict) and isinstance(restored_group, dict) and group.keys() == restored_group.keys():
-                ordered = {key: group[key] for key in restored_group}
-                group.clear()
-                group.update(ordered)
+    else:
+        torch = sys.modules["torch"]
+        if isinstance(current, torch.Tensor):
+            _copy_tensor(torch, current, value)
+        else:
+            mine = current.named_modules(remove_duplicate=False)
+            for (_, cm), (_, vm) in zip(mine, value.named_modules(remove_duplicate=False)):
+                _copy_module(torch, cm, vm)
 
 
 def _copy_tensor(torch: Any, current: Any, value: Any) -> None:
@@ -134,19 +171,17 @@ def _copy_tensor(torch: Any, current: Any, value: Any) -> None:
 
 
 def _copy_module(torch: Any, current: Any, value: Any) -> None:
-    """Copy one module's own state (not its submodules'): tensors into its tensors, the rest by name."""
+    """Copy one module's tensors' data into its own tensors and its plain attributes (``training``); its
+    other attributes are the objects the run left in place (a miss recorded that)."""
     for part in ("_parameters", "_buffers"):
         mine, theirs = getattr(current, part), getattr(value, part)
-        for name, tensor in theirs.items():
+        for key, tensor in theirs.items():
             if tensor is not None:
-                _copy_tensor(torch, mine[name], tensor)
+                _copy_tensor(torch, mine[key], tensor)
     state = vars(current)
-    for name in [n for n in state if n not in _MODULE_PARTS and not n.startswith(BOOKKEEPING_PREFIX)]:
-        if name not in vars(value):
-            del state[name]
-    for name, item in vars(value).items():
-        if name not in _MODULE_PARTS and not name.startswith(BOOKKEEPING_PREFIX):
-            state[name] = item
+    for key, item in vars(value).items():
+        if _plain(item) and key not in _MODULE_PARTS and not key.startswith(BOOKKEEPING_PREFIX):
+            state[key] = item
 
 
 def _shares(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -156,12 +191,12 @@ def _shares(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 
 def _reachable(values: dict[str, Any]) -> set[int] | None:
-    """Return the ids of the mutable objects reachable from ``values`` (containers, tensors, arrays,
-    objects with attributes), or None past the walk's limit. All of them are held by ``values``, so no
-    id is reused while the caller compares."""
+    """Return the ids of the mutable objects reachable from ``values``, through containers, attributes,
+    bound methods, partials and closures, or None past the walk's limit. All of them are held by
+    ``values``, so no id is reused while the caller compares."""
     seen: set[int] = set()
     stack = list(values.values())
-    torch = _torch()
+    torch = sys.modules.get("torch")
     steps = 0
     while stack:
         obj = stack.pop()
@@ -169,7 +204,7 @@ def _reachable(values: dict[str, Any]) -> set[int] | None:
         if steps > 4 * _REACH_LIMIT:  # e.g. a list of millions of numbers: too long to walk on a hit
             return None
         key = id(obj)
-        if key in seen or isinstance(obj, _NOT_SHARED):
+        if key in seen or isinstance(obj, _LEAVES) or isinstance(obj, (type, types.ModuleType)):
             continue
         if len(seen) >= _REACH_LIMIT:
             return None
@@ -179,6 +214,13 @@ def _reachable(values: dict[str, Any]) -> set[int] | None:
             stack.extend(obj.values())
         elif isinstance(obj, (list, tuple, set, frozenset)):
             stack.extend(obj)
+        elif isinstance(obj, (types.MethodType, types.BuiltinMethodType, types.MethodWrapperType)):
+            stack.append(obj.__self__)  # items.append holds items
+        elif isinstance(obj, functools.partial):
+            stack.extend((obj.func, *obj.args, *obj.keywords.values()))
+        elif isinstance(obj, types.FunctionType):
+            stack.extend(cell.cell_contents for cell in obj.__closure__ or () if _filled(cell))
+            stack.extend(obj.__defaults__ or ())
         else:
             attributes = getattr(obj, "__dict__", None)
             if isinstance(attributes, dict):
@@ -188,6 +230,9 @@ def _reachable(values: dict[str, Any]) -> set[int] | None:
     return seen
 
 
-# Immutable leaves, and code (shared by design, never copied into).
-_NOT_SHARED = (str, bytes, int, float, complex, bool, type(None), type, types.FunctionType, types.ModuleType,
-               types.BuiltinFunctionType, types.MethodType)
+def _filled(cell: Any) -> bool:
+    try:
+        cell.cell_contents  # noqa: B018 (an empty cell raises)
+    except ValueError:
+        return False
+    return True
