@@ -123,7 +123,7 @@ def model_hit(device: str, quick: bool, root: Path) -> None:
     else:
         params = [p.detach().numpy() for p in net.parameters()]
         best = round_robin({"floor": lambda: [xxhash.xxh3_128_digest(p) for p in params],
-                            "ours": lambda: infer(net, batch)}, number=1, rounds=5)
+                            "ours": lambda: infer(net, batch)}, number=2, rounds=9)  # memory bandwidth drifts
         row(label, "one xxh3 pass over the weights", best["floor"], best["ours"], "<= 1.2x", 1.2)
     assert infer.cache_info().misses == 1, "the benchmark's calls must be hits"
 
