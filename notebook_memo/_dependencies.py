@@ -319,7 +319,7 @@ class _Resolver:
     def package(self, module_name: str) -> None:
         top = module_name.partition(".")[0]
         probe = _PACKAGE_STATE.get(top)
-        if probe is not None:
+        if probe is not None and f"settings of {top}" not in self.deps.parts:  # once, however often it is used
             # Process-wide settings of the library that change what its calls return: keyed by value and
             # checked on every call, like an environment variable.
             value = probe()

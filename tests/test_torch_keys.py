@@ -717,3 +717,20 @@ def test_torch_s_default_dtype_and_device_are_in_the_key_of_code_that_uses_torch
         torch.set_default_dtype(previous)
     assert zeros(3).dtype == torch.float32
     assert zeros.cache_info().hits == 1 and zeros.cache_info().misses == 2
+
+
+def test_torch_s_settings_are_read_once_per_call_however_often_the_body_uses_torch(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from notebook_memo import _dependencies
+
+    @memo
+    def stack(n: int) -> torch.Tensor:
+        a, b = torch.zeros(n), torch.ones(n)
+        return torch.cat([a, b, torch.nn.functional.relu(a)])
+
+    stack(2)
+    reads: list[int] = []
+    settings = _dependencies._PACKAGE_STATE["torch"]
+    monkeypatch.setitem(_dependencies._PACKAGE_STATE, "torch", lambda: reads.append(1) or settings())
+    stack(2)
+    assert stack.cache_info().hits == 1 and len(reads) == 1
