@@ -20,7 +20,7 @@ import sys
 import types
 from typing import Any
 
-from .hashing import BOOKKEEPING_PREFIX, content_hash
+from .hashing import BOOKKEEPING_PREFIX, content_hash, is_plain_tensor
 
 __all__ = ()
 
@@ -60,7 +60,7 @@ def restorable(before: Any, value: Any) -> bool:
     torch = sys.modules.get("torch")
     if torch is not None:
         if isinstance(value, torch.Tensor):
-            return _is_plain_tensor(torch, value) and value.is_leaf
+            return is_plain_tensor(value) and value.is_leaf
         if isinstance(value, torch.nn.Module):
             return skeleton(value) == before
     if type(value) in (list, set, frozenset):
@@ -97,11 +97,6 @@ def _plain(value: Any) -> bool:
     return type(value) is tuple and all(_plain(item) for item in value)
 
 
-def _is_plain_tensor(torch: Any, t: Any) -> bool:
-    return (type(t) in (torch.Tensor, torch.nn.Parameter) and t.layout is torch.strided
-            and not t.is_quantized and not t.is_nested)
-
-
 def _fits(current: Any, value: Any) -> bool:
     """Return True when ``value``'s state can be copied into ``current`` whole."""
     if type(current) is not type(value):
@@ -121,7 +116,7 @@ def _fits(current: Any, value: Any) -> bool:
 
 
 def _same_tensor_kind(torch: Any, current: Any, value: Any) -> bool:
-    return (_is_plain_tensor(torch, current) and _is_plain_tensor(torch, value) and current.is_leaf
+    return (is_plain_tensor(current) and is_plain_tensor(value) and current.is_leaf
             and current.shape == value.shape and current.dtype == value.dtype and current.device == value.device)
 
 

@@ -19,10 +19,10 @@ import warnings
 from typing import Any
 
 from ._errors import MemoWarning
+from .hashing import is_plain_tensor, numpy_bits, resolved
 
 __all__ = ()
 
-_SAME_SIZE_INT = {1: "uint8", 2: "int16", 4: "int32", 8: "int64"}
 _warned_devices: set[str] = set()
 _warned_lock = threading.Lock()
 _warned_graph = False  # the autograd-graph warning is given once per process
@@ -41,7 +41,7 @@ def reduce_tensor(t: Any) -> tuple[Any, ...] | None:
         _warn_graph(t)
     if cls is not torch.Tensor and cls is not torch.nn.Parameter:
         return None
-    if t.layout is not torch.strided or t.is_quantized or t.is_nested or t.__dict__:
+    if not is_plain_tensor(t) or t.__dict__:
         if cls is torch.Tensor and t.requires_grad and t.layout is not torch.strided:
             # torch's own pickling of a sparse tensor drops the flag: set it again on load.
             return with_requires_grad, (t.detach(),)
@@ -49,11 +49,7 @@ def reduce_tensor(t: Any) -> tuple[Any, ...] | None:
     device = device_of(t)
     if t.device.type == "meta":
         return None
-    data = t.detach()
-    if data.is_conj():
-        data = data.resolve_conj()
-    if data.is_neg():
-        data = data.resolve_neg()
+    data = resolved(t)
     strides: tuple[int, ...] | None = None
     if data.is_contiguous():
         flat = data.reshape(-1)
@@ -67,9 +63,7 @@ def reduce_tensor(t: Any) -> tuple[Any, ...] | None:
         staged = torch.empty(flat.shape, dtype=flat.dtype, pin_memory=flat.is_cuda)
         staged.copy_(flat)
         flat = staged
-    if flat.is_complex():
-        flat = torch.view_as_real(flat).reshape(-1)
-    array = flat.view(getattr(torch, _SAME_SIZE_INT[flat.element_size()])).numpy().view("uint8")
+    array = numpy_bits(flat).reshape(-1).view("uint8")
     grad = t.grad if t.is_leaf else None  # kept: keys read it, so a hit's value must carry it too
     return rebuild_tensor, (pickle.PickleBuffer(array), str(t.dtype).removeprefix("torch."), tuple(t.shape),
                             strides, device, bool(t.requires_grad), cls is torch.nn.Parameter, grad)

@@ -23,6 +23,7 @@ from ._core import (
     register_hasher,
     things_met,
 )
+from ._torch import is_plain_tensor, numpy_bits, resolved
 
 __all__ = [
     "BOOKKEEPING_PREFIX",
@@ -34,8 +35,11 @@ __all__ = [
     "framed",
     "framed_head",
     "install_code_handler",
+    "is_plain_tensor",
     "leaf_digests",
+    "numpy_bits",
     "qualified_name",
     "register_hasher",
+    "resolved",
     "things_met",
 ]

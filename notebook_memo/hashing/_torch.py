@@ -1,6 +1,6 @@
 """torch values hashed by content: tensors of every layout (on their own device) and modules.
 
-A tensor's key holds its class, dtype, layout, shape, device type and ``requires_grad``, any attributes
+A tensor's key holds its class, dtype, layout, shape, device and ``requires_grad``, any attributes
 set on it, and all of its content: the C-order bytes of a strided tensor (conjugate and negative views
 as the values they read as), the stored structure of a sparse one, the integers, scheme and scales of
 a quantized one, the components of a nested one. Tensors on a CPU are streamed into xxh3 where they
@@ -161,16 +161,37 @@ digest_cpu_on_device = False  # True: CPU tensors take the accelerators' route t
 _SAME_SIZE_INT = {1: "uint8", 2: "int16", 4: "int32", 8: "int64"}
 
 
-def _h_dense(h: Hasher, t: Any) -> None:
-    """Feed a strided tensor's dtype, shape and content: its C-order bytes, or its device digest off the CPU."""
+def is_plain_tensor(t: Any) -> bool:
+    """Return True for a strided tensor of torch's own classes (Tensor, Parameter): its elements are all."""
     torch = sys.modules["torch"]
+    return (type(t) in (torch.Tensor, torch.nn.Parameter) and t.layout is torch.strided
+            and not t.is_quantized and not t.is_nested)
+
+
+def resolved(t: Any) -> Any:
+    """Return ``t`` detached, with a conjugate or negative view's lazy bit applied (the values it reads as)."""
     t = t.detach()
-    h.text(str(t.dtype))
-    h.tag(repr(tuple(t.shape)).encode())
     if t.is_conj():
         t = t.resolve_conj()
     if t.is_neg():
         t = t.resolve_neg()
+    return t
+
+
+def numpy_bits(t: Any) -> Any:
+    """Return a resolved CPU tensor's elements as a numpy array of same-size integers (a complex one as
+    pairs), sharing its memory: numpy has no bfloat16 or float8, and its bytes are what count."""
+    torch = sys.modules["torch"]
+    if t.is_complex():
+        t = torch.view_as_real(t)
+    return t.view(getattr(torch, _SAME_SIZE_INT[t.element_size()])).numpy()
+
+
+def _h_dense(h: Hasher, t: Any) -> None:
+    """Feed a strided tensor's dtype, shape and content: its C-order bytes, or its device digest off the CPU."""
+    h.text(str(t.dtype))
+    h.tag(repr(tuple(t.shape)).encode())
+    t = resolved(t)
     device = t.device.type
     if device == "meta":
         h.tag(b"m")  # no content: shape and dtype are all there is
@@ -179,9 +200,7 @@ def _h_dense(h: Hasher, t: Any) -> None:
         h.tag(b"d")
         h.defer(sketches_digest, device_sketch(t))  # one transfer to the host for all of a value's tensors
         return
-    if t.is_complex():
-        t = torch.view_as_real(t)
-    feed_array_bytes(h, t.view(getattr(torch, _SAME_SIZE_INT[t.element_size()])).numpy())
+    feed_array_bytes(h, numpy_bits(t))
 
 
 def device_digest(t: Any) -> bytes:
@@ -357,23 +376,24 @@ def _h_module(h: Hasher, v: Any) -> None:
         state = dict(sorted(vars(v).items()))
     except TypeError:
         raise _Unhashable(v, "its state cannot be read (no __dict__)") from None
-    _hooks_in_order(state)
+    _canonical_state(state)
     h.child(state, "<state>")
     module = sys.modules["torch.nn.modules.module"]
     installed = {name: hooks for name in _GLOBAL_HOOKS if (hooks := getattr(module, name, None))}
     if installed:
-        _hooks_in_order(installed)
+        _canonical_state(installed)
         h.child(installed, "<global hooks>")
     else:
         h.tag(b"-")  # none: the common case, fed without a walk
 
 
-def _hooks_in_order(state: dict[str, Any]) -> None:
-    """Put a module's state in the form its behaviour depends on, in place.
+def _canonical_state(state: dict[str, Any]) -> None:
+    """Put a module's state (or torch's module-wide hooks) in the form its behaviour depends on, in place.
 
-    Hook dicts lose their handle numbers (a process-wide counter: two equal modules whose hooks were
-    registered after different amounts of other work get the same key) and keep their order, and
-    empty ones are left out; torch's ordered dicts become plain ones, which keep their order too.
+    The marks torch.compile leaves and our own per-instance caches are left out. Hook dicts lose their
+    handle numbers (a process-wide counter: two equal modules whose hooks were registered after
+    different amounts of other work get the same key) and keep their order, and empty ones are left
+    out; torch's ordered dicts become plain ones, which keep their order too.
     """
     numbers: set[int] = set()
     hooks = []
