@@ -80,7 +80,7 @@ def round_robin(calls: Mapping[str, Callable[[], Any]], number: int, rounds: int
 def settle_ours(flush: bool = False) -> None:
     """Commit the results notebook_memo's stores left to their background threads (quick misses); with
     ``flush``, also the access times and hit counts they would write within a few seconds."""
-    from notebook_memo._store import _settle_all, open_stores
+    from notebook_memo.stores.local import _settle_all, open_stores
 
     _settle_all()
     if flush:

@@ -19,12 +19,12 @@ from ._config import LOCK_POLL_MAX
 from ._containers import ResultType
 from ._errors import BatchError, ConfigurationError, MemoWarning, OptionError
 from ._explain import Explanation, before_compute, caching_off, explain_call
-from ._leases import Watch
 from ._memo import _MISS, Call, MemoizedFunction, Options, run_conditions, save, servable, storage_trouble
 from ._options import check_options, keyword_names
 from ._serialize import CorruptRecord, PlainRecord, dumps
-from ._store import Store, StoredRecord
 from .hashing import combine, content_hash, framed, framed_head
+from .stores._leases import Watch
+from .stores.local import Store, StoredRecord
 
 __all__ = ()
 

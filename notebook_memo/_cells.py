@@ -33,8 +33,8 @@ from ._memo import (
 from ._methods import _PerObjectCache
 from ._notebook import current_notebook, owner_tag
 from ._serialize import CorruptRecord, NotRestorable, cached_property_of, dumps
-from ._store import Store, StoredRecord, get_store
 from .hashing import combine, content_hash
+from .stores.local import Store, StoredRecord, get_store
 
 __all__ = ()
 

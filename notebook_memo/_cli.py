@@ -17,7 +17,7 @@ from ._config import DURATION_TEXT, duration_text, parse_size
 from ._errors import MemoWarning, StorageWarning
 from ._inventory import Inventory, human_bytes, human_time
 from ._notebook import short_name
-from ._store import get_store, is_cache_directory
+from .stores.local import get_store, is_cache_directory
 
 __all__ = ()
 

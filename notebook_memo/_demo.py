@@ -22,7 +22,7 @@ from typing import Any
 
 from . import _config
 from ._inventory import Inventory
-from ._store import get_store
+from .stores.local import get_store
 
 __all__ = ()
 

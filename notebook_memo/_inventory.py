@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from ._notebook import owner_tag
-from ._store import Store, StoredRecord, facts_of
+from .stores.local import Store, StoredRecord, facts_of
 
 __all__ = ()
 

@@ -20,7 +20,7 @@ from ._config import parse_ttl
 from ._inventory import FunctionSummary, Inventory, Owner, human_bytes, human_time
 from ._memo import clear_stale_all, registered
 from ._notebook import current_notebook, short_name
-from ._store import get_store
+from .stores.local import get_store
 
 __all__ = ()
 

@@ -31,10 +31,8 @@ from ._errors import ConfigurationError, MemoWarning, RecursiveCall, StaleEntrie
 from ._explain import Explanation, before_compute, caching_off, explain_call
 from ._fingerprint import own_fingerprint
 from ._inventory import delete_results, human_bytes, is_marker, owner
-from ._leases import Watch, computing, is_computing
 from ._notebook import current_notebook, owner_tag
 from ._serialize import CorruptRecord, Payload, copy_value, dumps, findable
-from ._store import Store, StoredRecord, get_store, open_stores
 from .hashing import (
     CLOCK,
     aliasing_parts,
@@ -46,6 +44,8 @@ from .hashing import (
     register_hasher,
     things_met,
 )
+from .stores._leases import Watch, computing, is_computing
+from .stores.local import Store, StoredRecord, get_store, open_stores
 
 if TYPE_CHECKING:
     import asyncio

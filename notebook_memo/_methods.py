@@ -18,8 +18,8 @@ from typing import Any
 
 from ._config import TTLLike, parse_ttl
 from ._errors import RecursiveCall
-from ._leases import computing, is_computing
 from .hashing import BOOKKEEPING_PREFIX, content_hash, register_hasher
+from .stores._leases import computing, is_computing
 
 __all__ = ()
 

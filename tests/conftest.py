@@ -177,7 +177,7 @@ def counter() -> Counter:
 def settled() -> None:
     """Commit the quick results this process's stores left to their background threads, as a read of one
     of them or exit would: a test that then opens the index with a connection of its own sees them all."""
-    from notebook_memo._store import _settle_all
+    from notebook_memo.stores.local import _settle_all
 
     _settle_all()
 

@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from notebook_memo import StorageWarning, _serialize, _store, configure, memo
+from notebook_memo import StorageWarning, _serialize, configure, memo
 from notebook_memo._serialize import _CHECKED_AT, _HEADER, read_plain
+from notebook_memo.stores import local as _store
 from tests.conftest import settled
 
 

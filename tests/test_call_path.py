@@ -340,7 +340,7 @@ def test_a_batch_frames_its_item_keys_once_and_gets_the_keys_of_one_item_at_a_ti
 
 def test_a_write_never_checkpoints_the_log_and_the_background_thread_does(cache_dir: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    from notebook_memo import _store
+    from notebook_memo.stores import local as _store
 
     monkeypatch.setattr(_store.Store, "checkpoint", lambda self: None)  # the background thread's, held back
 

@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 
 import notebook_memo
-from notebook_memo import MemoWarning, _config, _store, memo
+from notebook_memo import MemoWarning, _config, memo
+from notebook_memo.stores import local as _store
 from tests.conftest import Counter, Shell, run_kernel
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from notebook_memo import _config
-from notebook_memo._store import get_store
+from notebook_memo.stores.local import get_store
 from tests.conftest import Shell
 
 

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from notebook_memo import _config, _store, configure, memo
+from notebook_memo import _config, configure, memo
 from notebook_memo.hashing import content_hash, leaf_digests
+from notebook_memo.stores import local as _store
 from tests.conftest import Counter, Shell, run_kernel, settled
 
 # The old reuse window let a record read less than this long ago be served without asking the index;

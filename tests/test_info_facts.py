@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from notebook_memo import _store, memo
+from notebook_memo import memo
 from notebook_memo._inventory import FunctionSummary, Inventory
-from notebook_memo._store import get_store
+from notebook_memo.stores import local as _store
+from notebook_memo.stores.local import get_store
 from tests.conftest import Shell, run_kernel, settled
 
 
@@ -168,7 +169,8 @@ def test_cli_info_at_scale_reads_no_more_records_than_functions(cache_dir: Path,
     fill = memo.batch("items", batch_size=512, progress=False)(lambda items: [i + 1 for i in items])
     fill(list(range(3000)))
     out = subprocess.run(
-        [sys.executable, "-c", "import sys\nfrom notebook_memo import _store, _cli\nseen = []\n"
+        [sys.executable, "-c", "import sys\nfrom notebook_memo import _cli\n"
+         "from notebook_memo.stores import local as _store\nseen = []\n"
          "real = _store.listed_record\n_store.listed_record = lambda *a: seen.append(1) or real(*a)\n"
          "_cli.main(['info', '--dir', sys.argv[1]])\nprint('READ', len(seen))", str(cache_dir)],
         capture_output=True, text=True, timeout=120)
@@ -277,7 +279,7 @@ def test_an_index_with_the_first_facts_table_gets_the_new_one_and_says_the_same(
     import json, sys
     from notebook_memo import memo
     from notebook_memo._inventory import Inventory
-    from notebook_memo._store import get_store
+    from notebook_memo.stores.local import get_store
     neg = memo(lambda x: -x)
     [neg(i) for i in range(int(sys.argv[1]))]
     neg.clear() if sys.argv[2] == "clear" else None

@@ -361,7 +361,7 @@ def test_forked_children_use_the_cache_while_parent_threads_are_inside_it() -> N
 
 
 def test_forked_children_use_the_cache_while_the_background_thread_checkpoints() -> None:
-    from notebook_memo._store import open_stores
+    from notebook_memo.stores.local import open_stores
 
     @memo
     def cube(x: int) -> int:

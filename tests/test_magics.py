@@ -591,7 +591,7 @@ def test_the_restore_note_and_the_namespace_leave_out_shell_bookkeeping(
 
 def _entries() -> list[dict[str, Any]]:
     from notebook_memo import _config
-    from notebook_memo._store import get_store
+    from notebook_memo.stores.local import get_store
 
     store = get_store(_config.resolve_dir(None), _config.resolve_size_limit())
     return [r.header.meta() for r in store.records()]
@@ -615,7 +615,7 @@ def test_a_storage_error_while_looking_a_cell_up_runs_it_and_keeps_its_entry(ip:
     import warnings
 
     from notebook_memo import StorageWarning
-    from notebook_memo._store import Store
+    from notebook_memo.stores.local import Store
 
     ip.run("data = [1, 2, 3]\nweight = 2")
     ip.run(CELL)

@@ -18,7 +18,7 @@ from nbclient import NotebookClient
 
 from notebook_memo import StaleEntriesWarning, _config
 from notebook_memo._inventory import Inventory
-from notebook_memo._store import get_store
+from notebook_memo.stores.local import get_store
 from tests.conftest import Shell
 
 HEAD = "%load_ext notebook_memo\nfrom notebook_memo import memo"

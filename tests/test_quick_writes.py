@@ -110,7 +110,7 @@ def test_clear_right_after_a_quick_miss_leaves_nothing_behind(cache_dir: Path, c
 
 def test_trouble_in_a_late_commit_is_one_warning_and_the_result_stands(cache_dir: Path, counter: Counter,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    from notebook_memo._store import Store
+    from notebook_memo.stores.local import Store
 
     f = _quick_function(counter)
     f._store().stop_background()
@@ -149,7 +149,7 @@ def test_a_forked_child_writes_its_quick_results_before_returning_them(cache_dir
 
 
 def _queues_here(_: int) -> bool:
-    from notebook_memo._store import _may_queue
+    from notebook_memo.stores.local import _may_queue
 
     return _may_queue()
 

@@ -147,7 +147,7 @@ def test_killed_writers_never_leave_an_entry_that_is_served_half_written(tmp_pat
     report = json.loads(checked.stdout)
     assert report["wrong"] == 0 and report["storage_warnings"] == []  # nothing damaged was ever served
     assert report["hits"] >= 6  # each value was read back from the cache at least once
-    from notebook_memo._store import Store
+    from notebook_memo.stores.local import Store
 
     store = Store(str(cache_dir), 2**40)
     store.repair(started=time.time() + 120)  # as a prune run two minutes from now: the leftovers are old
@@ -241,7 +241,7 @@ def _plant(fn: Any, args: tuple[Any, ...], value: Any, secret: bytes | None) -> 
     import pickle
 
     from notebook_memo._serialize import Signer, encode_header, signer_for
-    from notebook_memo._store import MODE_RECORD, Store
+    from notebook_memo.stores.local import MODE_RECORD, Store
 
     call = fn.make_call(args, {})
     store = fn._store()
@@ -400,7 +400,7 @@ READ_ONLY = """
 import json, os, sys, warnings
 sys.path.insert(0, {root!r})
 from notebook_memo import memo
-import notebook_memo._store, sqlite3, diskcache, linecache
+import notebook_memo.stores.local, sqlite3, diskcache, linecache
 if os.geteuid() == 0:
     os.setgid(65534); os.setuid(65534)  # root ignores permissions: become nobody (after imports)
 warnings.simplefilter("always")

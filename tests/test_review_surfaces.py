@@ -386,7 +386,7 @@ def test_clear_name_in_a_restarted_kernel_clears_this_notebooks_entries(cache_di
     out = run_kernel([head, f"__session__ = {a!r}",
                       "import io, contextlib\nbuf = io.StringIO()\nwith contextlib.redirect_stdout(buf):\n"
                       "    get_ipython().run_line_magic('memo', 'clear load')\nOUT['said'] = buf.getvalue()",
-                      "import notebook_memo._inventory as inv, notebook_memo._store as st, os\n"
+                      "import notebook_memo._inventory as inv, notebook_memo.stores.local as st, os\n"
                       "records = inv.Inventory(st.get_store(os.environ['NOTEBOOK_MEMO_DIR'], 2**30)).records()\n"
                       "OUT['left'] = sorted(os.path.basename(m.get('notebook', '')) for _, m in records)"], cache_dir)
     assert "removed 2 entries of load" in out["said"]

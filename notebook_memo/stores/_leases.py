@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 from diskcache.core import MODE_RAW
 
-from ._config import resolve_lease
+from .._config import resolve_lease
 
 __all__ = ()
 

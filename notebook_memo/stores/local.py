@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 import diskcache
 from diskcache.core import UNKNOWN
 
-from ._config import (
+from .._config import (
     QUICK_BODY,
     TOUCH_FLUSH_INTERVAL,
     CallSettings,
@@ -39,9 +39,8 @@ from ._config import (
     resolve_secret,
     warn_once,
 )
-from ._errors import StorageWarning
-from ._leases import LOCK_PREFIX, Leases, Watch, at_fork_in_child, gate, marks, slices
-from ._serialize import (
+from .._errors import StorageWarning
+from .._serialize import (
     CorruptRecord,
     ForeignRecord,
     Header,
@@ -58,6 +57,7 @@ from ._serialize import (
     store_file_path,
     write_payload,
 )
+from ._leases import LOCK_PREFIX, Leases, Watch, at_fork_in_child, gate, marks, slices
 
 __all__ = ()
 
