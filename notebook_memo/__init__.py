@@ -61,6 +61,8 @@ def configure(
     size_limit: int | str | None = _UNSET,
     track_versions: bool = _UNSET,
     verbose: bool | int = _UNSET,
+    remote: str | bool | None = _UNSET,
+    remote_read_only: bool | None = _UNSET,
 ) -> None:
     """Set process-wide defaults; a decorator's own arguments still win.
 
@@ -75,6 +77,13 @@ def configure(
         ``False`` or ``0`` silences them, and the lines per call too. An ``int`` of 1 or more also
         prints one line per call, like joblib's ``verbose``: ``computed in 3.2 s`` on a miss,
         ``from cache, saved 3.2 s`` on a hit (else ``NOTEBOOK_MEMO_VERBOSE``).
+    :param remote: a shared second tier (else ``NOTEBOOK_MEMO_REMOTE``): ``"s3://bucket/prefix"``
+        (also ``gs://``, ``az://``; credentials and endpoint from the client's usual variables, such as
+        ``AWS_ENDPOINT_URL``) or a shared directory ``"file:///mnt/team/cache"``. A local miss looks
+        there and copies what it finds into the local directory; a computed result is published there.
+        ``False`` turns it off whatever the environment says.
+    :param remote_read_only: consume a team cache without writing to it (else
+        ``NOTEBOOK_MEMO_REMOTE_READ_ONLY``).
 
     >>> import notebook_memo
     >>> notebook_memo.configure(size_limit="5GB")
@@ -92,6 +101,13 @@ def configure(
         s.size_limit = None if size_limit is None else _config.parse_size(size_limit)
     if track_versions is not _UNSET:
         s.track_versions = bool(track_versions)
+    if remote is not _UNSET:
+        if remote is True or not (remote is None or remote is False or isinstance(remote, str)):
+            raise ConfigurationError(f"configure(remote=...) takes a URL such as 's3://bucket/prefix', False or "
+                                     f"None, not {remote!r}")
+        s.remote = "" if remote is False else remote
+    if remote_read_only is not _UNSET:
+        s.remote_read_only = None if remote_read_only is None else bool(remote_read_only)
     if verbose is not _UNSET:
         if isinstance(verbose, bool):
             # False silences everything, as 0 does, whatever NOTEBOOK_MEMO_VERBOSE says; True leaves the lines to it.

@@ -68,6 +68,9 @@ class _Memo:
         readers that bypass Python's ``open`` (pyarrow, h5py, C++ libraries).
     :param verbose: 1 prints a line per call (``computed in 3.2 s``, ``from cache, saved 3.2 s``),
         0 prints none; else ``configure(verbose=...)``, else ``NOTEBOOK_MEMO_VERBOSE``.
+    :param remote: a shared second tier for this function (``"s3://bucket/prefix"``,
+        ``"file:///mnt/team/cache"``), or ``False`` for none; else ``configure(remote=...)``, else
+        ``NOTEBOOK_MEMO_REMOTE``.
     """
 
     @overload
@@ -80,7 +83,7 @@ class _Memo:
         skip_if: Callable[[Any], bool] | None = None, mmap: bool = False,
         track_versions: bool | None = None,
         files: Iterable[str | os.PathLike[str]] | str | os.PathLike[str] = (),
-        verbose: bool | int | None = None,
+        verbose: bool | int | None = None, remote: str | bool | None = None,
     ) -> Callable[[Callable[P, R]], Memoized[P, R]]: ...
 
     def __call__(self, fn: Any = None, /, **kwargs: Any) -> Any:

@@ -25,6 +25,8 @@ ENV_SECRET = "NOTEBOOK_MEMO_SECRET"
 ENV_SIZE_LIMIT = "NOTEBOOK_MEMO_SIZE_LIMIT"
 ENV_LEASE = "NOTEBOOK_MEMO_LEASE"
 ENV_VERBOSE = "NOTEBOOK_MEMO_VERBOSE"
+ENV_REMOTE = "NOTEBOOK_MEMO_REMOTE"
+ENV_REMOTE_READ_ONLY = "NOTEBOOK_MEMO_REMOTE_READ_ONLY"
 
 DEFAULT_DIR_NAME = ".notebook_memo"
 DEFAULT_SIZE_LIMIT = 20 * 2**30  # 20 GiB per cache directory
@@ -129,6 +131,8 @@ class Settings:
     verbose: bool = True  # notices: stale entries, cells restored
     calls: int | None = None  # a line per call at >= 1 (joblib's verbose); None: NOTEBOOK_MEMO_VERBOSE, else 0
     disabled: bool = False  # %memo off
+    remote: str | None = None  # the shared tier's URL; "" for none whatever the environment says
+    remote_read_only: bool | None = None
 
 
 settings = Settings()

@@ -44,6 +44,7 @@ from .hashing import (
     register_hasher,
     things_met,
 )
+from .stores import remote as _remote
 from .stores._leases import Watch, computing, is_computing
 from .stores.local import Store, StoredRecord, get_store, open_stores
 
@@ -95,6 +96,7 @@ class Options:
     track_versions: bool | None = None
     files: tuple[str, ...] = ()
     verbose: int | None = None  # a line per call at >= 1; None: configure(verbose=...)
+    remote: str | None = None  # a remote of its own; "" for none; None: configure(remote=...)
 
 
 @dataclass
@@ -575,6 +577,8 @@ class MemoizedFunction(Generic[R]):
         outer = _conditions.active()
         # Inside another memoized body: our own lookups are not what that body reads.
         token = _conditions.pause() if outer else None
+        own_remote = self._options.remote
+        chosen_token = None if own_remote is None else _remote.chosen.set(own_remote)
         try:
             call = self.make_call(args, kwargs)
             self._refuse_recursion(call)
@@ -594,6 +598,8 @@ class MemoizedFunction(Generic[R]):
                 if not probe:
                     self._remember(call, self.misses == misses, raised)
         finally:
+            if chosen_token is not None:
+                _remote.chosen.reset(chosen_token)
             if token is not None:
                 _conditions.resume(token)
 
@@ -681,7 +687,8 @@ class MemoizedFunction(Generic[R]):
         if quick:
             store.body_finished(call.key)
         self._quick = duration < QUICK_BODY
-        stored = self._write(store, call, result, duration, (recorder, before, outer), quick and self._quick)
+        with _remote.replacing_if(refresh):
+            stored = self._write(store, call, result, duration, (recorder, before, outer), quick and self._quick)
         self._announce_computed(duration, stored is not None)
         return result
 
@@ -721,12 +728,16 @@ class MemoizedFunction(Generic[R]):
                 _conditions.resume(token)
         misses = self.misses
         raised: BaseException | None = None
+        own_remote = self._options.remote
+        chosen_token = None if own_remote is None else _remote.chosen.set(own_remote)
         try:
             return await self._aserve(call, args, kwargs, refresh, outer)
         except BaseException as exc:
             raised = exc
             raise
         finally:
+            if chosen_token is not None:
+                _remote.chosen.reset(chosen_token)
             if not probe:
                 self._remember(call, self.misses == misses, raised)
 
@@ -802,7 +813,8 @@ class MemoizedFunction(Generic[R]):
             with computing(call.key), _conditions.recording(recorder, outer):
                 result = await self._fn(*args, **kwargs)
             duration = time.perf_counter() - start
-            payload = self._write(store, call, result, duration, (recorder, before, outer))
+            with _remote.replacing_if(refresh):
+                payload = self._write(store, call, result, duration, (recorder, before, outer))
             self._announce_computed(duration, payload is not None)
             future.set_result((payload, result))
             return result
@@ -851,7 +863,7 @@ class MemoizedFunction(Generic[R]):
                 # Each random state's entry: none may be served again once a marker is rewritten.
                 store.delete_records(entry for entry in store.records(tag=self._fid)
                                      if entry.header.conditioned and entry.header.meta().get("variant_of") == call.key)
-        return store.delete(call.key)
+        return store.delete(call.key, everywhere=True)
 
     def clear(self) -> int:
         """Delete every entry of this function, all code versions; return how many.
@@ -1132,7 +1144,7 @@ def make_options(ttl: TTLLike = None, ignore: Iterable[str] = (), version: Any =
                  cache_dir: Any = None, skip_if: Callable[[Any], bool] | None = None,
                  mmap: bool = False, track_versions: bool | None = None,
                  files: Iterable[str | os.PathLike[str]] | str | os.PathLike[str] = (),
-                 verbose: bool | int | None = None) -> Options:
+                 verbose: bool | int | None = None, remote: str | bool | None = None) -> Options:
     """Validate decorator arguments into Options."""
     if isinstance(ignore, str):
         ignore = [ignore]
@@ -1147,9 +1159,12 @@ def make_options(ttl: TTLLike = None, ignore: Iterable[str] = (), version: Any =
         declared.append(os.fspath(item))
     if verbose is not None and not isinstance(verbose, int):
         raise TypeError(f"verbose= takes a level such as 1 (a line per call), 0 or a bool, not {verbose!r}")
+    if remote is True or not (remote is None or remote is False or isinstance(remote, str)):
+        raise TypeError(f"remote= takes a URL such as 's3://bucket/prefix' or 'file:///mnt/team/cache', False "
+                        f"for none, or None for the configured one, not {remote!r}")
     return Options(parse_ttl(ttl), frozenset(ignore), version,
                    None if cache_dir is None else str(cache_dir), skip_if, mmap, track_versions, tuple(declared),
-                   None if verbose is None else int(verbose))
+                   None if verbose is None else int(verbose), "" if remote is False else remote)
 
 
 def wrap(fn: Any, options: Options) -> Any:

@@ -514,6 +514,18 @@ def _verify_payload(header: Header, pickle_part: Any, buffers: Sequence[Any], si
     check.verify()
 
 
+def verified_payload(header: Header, data: bytes | memoryview, signer: Signer | None) -> Payload:
+    """Return the payload ``data`` holds once it verifies against a verified header; raise CorruptRecord."""
+    offsets = header.offsets()
+    view = memoryview(data)
+    if len(view) != offsets[-1]:
+        raise CorruptRecord("the payload has the wrong length")
+    pickle_part = view[:header.pickle_len]
+    buffers = [view[o:o + n] for o, n in zip(offsets, header.buffer_lens)]
+    _verify_payload(header, pickle_part, buffers, signer)
+    return Payload(bytes(pickle_part), buffers)
+
+
 def load_inline(header: Header, payload: memoryview, signer: Signer | None) -> Any:
     """Verify and unpickle a payload kept inside the index record."""
     if not header.buffer_lens and not header.signed:  # the common small value: one checksum, one unpickle

@@ -40,7 +40,8 @@ def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     """Every test gets its own cache directory and default settings."""
     directory = tmp_path / "cache"
     monkeypatch.setenv(_config.ENV_DIR, str(directory))
-    for name in (_config.ENV_DISABLE, _config.ENV_SECRET, _config.ENV_SIZE_LIMIT):
+    for name in (_config.ENV_DISABLE, _config.ENV_SECRET, _config.ENV_SIZE_LIMIT, _config.ENV_REMOTE,
+                 _config.ENV_REMOTE_READ_ONLY):
         monkeypatch.delenv(name, raising=False)
     saved = _config.Settings(**vars(_config.settings))
     _config._warned.clear()

@@ -31,6 +31,8 @@ import diskcache
 from diskcache.core import UNKNOWN
 
 from .._config import (
+    EXPIRY_GRACE,
+    INLINE_LIMIT,
     QUICK_BODY,
     TOUCH_FLUSH_INTERVAL,
     CallSettings,
@@ -58,6 +60,7 @@ from .._serialize import (
     write_payload,
 )
 from ._leases import LOCK_PREFIX, Leases, Watch, at_fork_in_child, gate, marks, slices
+from .remote import Fetched, remote_tier
 
 __all__ = ()
 
@@ -616,7 +619,8 @@ class Store:
         return True
 
     # -- records ---------------------------------------------------------------------------
-    def get(self, key: str, current: CallSettings | None = None, probe: bool = False) -> StoredRecord | None:
+    def get(self, key: str, current: CallSettings | None = None, probe: bool = False,
+            second: bool = True) -> StoredRecord | None:
         """Return the verified record under ``key``, or None; raises CorruptRecord for a row it refuses.
 
         Records read here are kept in memory (``_hot``) while SQLite's ``data_version`` of this
@@ -625,6 +629,8 @@ class Store:
         connection (diskcache's ``get`` would add its key and value codecs around the same statement).
         ``current``: the calling function's settings, when it read them already. ``probe``: the
         same SELECT also tells whether a lease on ``key`` exists, for the ``leased`` that follows.
+        ``second``: on a miss here, look in the remote tier when one is configured (its entry is
+        copied here first, then read as any other).
         """
         signer = self.signer(current)
         row = self.row_key(key, signer)
@@ -667,7 +673,8 @@ class Store:
                 raise
         wall = time.time()
         if found is None or (found[3] is not None and found[3] <= wall):
-            return None  # none, or past the life the index gives it (diskcache's expire_time)
+            # None, or past the life the index gives it (diskcache's expire_time): the remote may have it.
+            return self._from_remote(key, row, signer, current) if second else None
         used = found[4]
         if hot is not None:
             record = hot[1]
@@ -690,6 +697,29 @@ class Store:
         if self._stale_use(used, wall):
             self._touch_later(row)
         return record
+
+    def _from_remote(self, key: str, row: str, signer: Signer | None,
+                     current: CallSettings | None) -> StoredRecord | None:
+        """Copy the remote tier's verified entry for ``row`` into this directory and return it; None if none."""
+        tier = remote_tier()
+        if tier is None:
+            return None
+        fetched = tier.fetch(row, signer)
+        if fetched is None:
+            return None
+        tier.looked(key)
+        return self._imported(key, fetched, current)
+
+    def _imported(self, key: str, fetched: Fetched, current: CallSettings | None = None) -> StoredRecord | None:
+        """Store a verified remote entry here and return it as read back; None when it is past its TTL."""
+        header = fetched.header
+        if header.expired():
+            return None
+        meta = header.meta()
+        expires = header.expires or None
+        self.put(key, fetched.payload, meta, header.created, expires, header.duration,
+                 expires + EXPIRY_GRACE if expires else None, str(meta.get("fid", "")), INLINE_LIMIT, publish=False)
+        return self.get(key, current, second=False)
 
     def _connection(self) -> tuple[sqlite3.Connection, object]:
         """Return this thread's connection to the index (the writer's) and a token naming it.
@@ -730,14 +760,15 @@ class Store:
     @_gated
     def put(self, key: str, payload: Payload, meta: dict[str, Any], created: float,
             expires: float | None, duration: float, keep_until: float | None, tag: str,
-            inline_limit: int, later: bool = False) -> int:
+            inline_limit: int, later: bool = False, publish: bool = True) -> int:
         """Write a record; return the payload size. ``keep_until`` bounds its life in the index.
 
         ``later``: a quick result (a body that ran under QUICK_BODY) with a payload that fits in its
         row may be committed by the background thread, with the others queued meanwhile, within
         milliseconds rather than in a transaction of its own. Its header is made here. Every read
         of this store commits the queue first when it concerns a queued row (``settle``), and so do
-        exit and fork: in this process it reads as if written at once.
+        exit and fork: in this process it reads as if written at once. ``publish``: also store it in the
+        remote tier when one is configured and writable (after this directory: the local copy comes first).
         """
         signer = self.signer()
         row = self.row_key(key, signer)
@@ -768,10 +799,14 @@ class Store:
             elif self._dozing:
                 self._dozing = False
                 self._wake.set()
-            return payload.nbytes
-        self.settle()  # in order: a queued record of this row must not land after this one
-        self._commit(writer, [(row, _Queued(_NewRecord(row, payload, inline, make_header), expire, tag, facts,
-                                            payload.nbytes))])
+        else:
+            self.settle()  # in order: a queued record of this row must not land after this one
+            self._commit(writer, [(row, _Queued(_NewRecord(row, payload, inline, make_header), expire, tag, facts,
+                                                payload.nbytes))])
+        if publish:
+            tier = remote_tier()
+            if tier is not None:
+                tier.publish(row, payload, meta, created, expires, duration, signer)
         return payload.nbytes
 
     def _commit(self, writer: diskcache.Cache, items: list[tuple[str, _Queued]]) -> None:
@@ -884,10 +919,15 @@ class Store:
         return evicted
 
     @_settled
-    def delete(self, key: str) -> bool:
-        """Delete this process's entry for ``key``."""
+    def delete(self, key: str, everywhere: bool = False) -> bool:
+        """Delete this process's entry for ``key``; ``everywhere``: in the remote tier too (when writable)."""
         self._hot.clear()
-        return bool(self.writer.delete(self.row_key(key, self.signer())))
+        row = self.row_key(key, self.signer())
+        deleted = bool(self.writer.delete(row))
+        tier = remote_tier() if everywhere else None
+        if tier is not None:
+            deleted = tier.delete(row) or deleted
+        return deleted
 
     @_settled
     def discard(self, record_key: str) -> bool:
@@ -1056,6 +1096,13 @@ class Store:
             return {}
         if found and self._flusher is None:
             self._start_flusher()
+        missing = [row for row, key in rows.items() if key not in found]
+        tier = remote_tier() if missing else None
+        if tier is not None:
+            for row, fetched in tier.fetch_many(missing, signer).items():
+                record = self._imported(rows[row], fetched)
+                if record is not None:
+                    found[rows[row]] = record
         return found
 
     def delete_records(self, records: Iterable[StoredRecord]) -> list[StoredRecord]:
@@ -1239,11 +1286,22 @@ class Store:
         taken = self._leases.take(connection(self.directory), keys, watches)
         if any(taken) and self._flusher is None:
             self._start_flusher()
+        tier = remote_tier() if any(taken) else None
+        if tier is not None:
+            # Held here, it must be held across machines too; one held elsewhere is given back here
+            # (the caller waits and looks for the result, in this directory and the remote).
+            elsewhere = [key for key, ours in zip(keys, taken) if ours and not tier.try_lease(key)]
+            if elsewhere:
+                self._leases.give_back(connection(self.directory), elsewhere)
+                taken = [ours and key not in elsewhere for key, ours in zip(keys, taken)]
         return taken
 
     @_gated
     def release_leases(self, keys: list[str]) -> list[str]:
         """Give these leases back in one transaction; return the keys whose lease had lapsed meanwhile."""
+        tier = remote_tier()
+        if tier is not None:
+            tier.release(keys)
         try:
             con = connection(self.directory)
         except (OSError, sqlite3.Error):

@@ -1,0 +1,272 @@
+"""Named byte objects on object storage or a shared directory: the few operations the remote tier needs.
+
+Two implementations of one small interface: ``CloudObjects`` reaches S3, GCS and Azure (and any
+S3-compatible server: MinIO, R2, a test server on 127.0.0.1) through obstore, with credentials and
+endpoint from the client's standard environment variables (``AWS_ENDPOINT_URL``,
+``AWS_ACCESS_KEY_ID``, ...); ``DirectoryObjects`` is a plain shared directory (``file:///mnt/team``).
+Both write whole objects only (a reader sees all of one or nothing) and both can create an object
+only if it is absent, the commit point of a remote entry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+import stat
+import uuid
+from collections.abc import Iterator
+from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit
+
+__all__ = ()
+
+_TIMEOUT = "60s"  # one request; a large payload is streamed within it
+_CONNECT_TIMEOUT = "5s"
+_RETRIES = 2  # a server that does not answer costs a call at most a few seconds, then the tier is set aside
+
+
+class ObjectStore(Protocol):
+    """A flat namespace of immutable-by-convention byte objects."""
+
+    url: str
+
+    def get(self, name: str) -> memoryview | None:
+        """Return the object's bytes, or None when there is none."""
+
+    def get_tagged(self, name: str) -> tuple[memoryview, str] | None:
+        """Return the object's bytes and a tag that changes whenever it is replaced, or None."""
+
+    def exists(self, name: str) -> bool:
+        """Return whether the object exists."""
+
+    def create(self, name: str, data: Any) -> bool:
+        """Write the object only if absent; return False when one is there already."""
+
+    def put(self, name: str, data: Any) -> None:
+        """Write the object, replacing any."""
+
+    def replace(self, name: str, data: Any, tag: str) -> str | None:
+        """Write the object only if its tag is still ``tag``; return the new tag, or None when it changed."""
+
+    def delete(self, name: str) -> None:
+        """Remove the object if present."""
+
+    def list(self, prefix: str) -> Iterator[tuple[str, int, float]]:
+        """Yield (name, size, modification time) of the objects under ``prefix``."""
+
+
+class CloudObjects:
+    """Objects in a bucket (``s3://``, ``gs://``, ``az://`` ...), through obstore."""
+
+    def __init__(self, url: str) -> None:
+        import obstore
+        from obstore.store import from_url
+
+        self.url = url
+        self._ob = obstore
+        options: dict[str, Any] = {"timeout": _TIMEOUT, "connect_timeout": _CONNECT_TIMEOUT}
+        endpoint = next((os.environ[name] for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT")
+                         if os.environ.get(name)), "")
+        if url.startswith("s3") and endpoint.startswith("http://"):
+            options["allow_http"] = True  # an endpoint the user named as plain http (MinIO, a test server)
+        retry = {"max_retries": _RETRIES, "retry_timeout": datetime.timedelta(seconds=10),
+                 "backoff": {"init_backoff": datetime.timedelta(milliseconds=50),
+                             "max_backoff": datetime.timedelta(seconds=1), "base": 2}}
+        self._store = from_url(url, client_options=options, retry_config=retry)  # type: ignore[call-overload]
+
+    def get(self, name: str) -> memoryview | None:
+        try:
+            return memoryview(self._ob.get(self._store, name).bytes())
+        except FileNotFoundError:
+            return None
+
+    def get_tagged(self, name: str) -> tuple[memoryview, str] | None:
+        try:
+            result = self._ob.get(self._store, name)
+        except FileNotFoundError:
+            return None
+        tag = result.meta.get("e_tag") or ""
+        return memoryview(result.bytes()), tag
+
+    def exists(self, name: str) -> bool:
+        try:
+            self._ob.head(self._store, name)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def create(self, name: str, data: Any) -> bool:
+        from obstore.exceptions import AlreadyExistsError, PreconditionError
+
+        try:
+            self._ob.put(self._store, name, data, mode="create")
+        except (AlreadyExistsError, PreconditionError):
+            return False
+        return True
+
+    def put(self, name: str, data: Any) -> None:
+        self._ob.put(self._store, name, data)
+
+    def replace(self, name: str, data: Any, tag: str) -> str | None:
+        from obstore.exceptions import PreconditionError
+
+        try:
+            result = self._ob.put(self._store, name, data, mode={"e_tag": tag})
+        except (PreconditionError, FileNotFoundError):
+            return None
+        return str(result.get("e_tag") or "")
+
+    def delete(self, name: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._ob.delete(self._store, name)
+
+    def list(self, prefix: str) -> Iterator[tuple[str, int, float]]:
+        for page in self._ob.list(self._store, prefix):
+            for item in page:
+                yield item["path"], int(item["size"]), item["last_modified"].timestamp()
+
+
+class DirectoryObjects:
+    """Objects as files under a shared directory; whole files appear by a link or a rename."""
+
+    def __init__(self, url: str, root: str) -> None:
+        self.url = url
+        self.root = root
+
+    def _path(self, name: str) -> str:
+        return os.path.join(self.root, *name.split("/"))
+
+    def trouble(self) -> str | None:
+        """Return why others could write objects here (so unsigned ones cannot be trusted), or None."""
+        me = os.geteuid()
+        for path in (self.root, *(os.path.join(self.root, top) for top in ("m", "b"))):
+            try:
+                info = os.stat(path)
+            except OSError:
+                continue
+            if info.st_uid != me:
+                return f"{path} is owned by user {info.st_uid}, not by you (user {me})"
+            if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+                return f"{path} can be written by group or others (mode {stat.S_IMODE(info.st_mode):o})"
+        return None
+
+    def _read(self, name: str) -> tuple[memoryview, os.stat_result] | None:
+        try:
+            # Never through a link someone planted: only regular files under the root are read.
+            fd = os.open(self._path(name), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno is not None and os.path.islink(self._path(name)):
+                return None
+            raise
+        with os.fdopen(fd, "rb") as f:
+            info = os.fstat(f.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                return None
+            return memoryview(f.read()), info
+
+    @staticmethod
+    def _tag(info: os.stat_result) -> str:
+        return f"{info.st_ino}-{info.st_mtime_ns}-{info.st_size}"
+
+    def get(self, name: str) -> memoryview | None:
+        read = self._read(name)
+        return None if read is None else read[0]
+
+    def get_tagged(self, name: str) -> tuple[memoryview, str] | None:
+        read = self._read(name)
+        return None if read is None else (read[0], self._tag(read[1]))
+
+    def exists(self, name: str) -> bool:
+        try:
+            return stat.S_ISREG(os.lstat(self._path(name)).st_mode)
+        except FileNotFoundError:
+            return False
+
+    def _staged(self, name: str, data: Any) -> str:
+        """Write ``data`` to a new file beside the object's place; return its path."""
+        path = self._path(name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        temp = f"{path}.{uuid.uuid4().hex}.tmp"
+        with open(temp, "xb") as f:
+            f.write(data)
+        return temp
+
+    def create(self, name: str, data: Any) -> bool:
+        temp = self._staged(name, data)
+        try:
+            os.link(temp, self._path(name))  # fails if the name exists: the file system's create-only
+        except FileExistsError:
+            return False
+        finally:
+            os.unlink(temp)
+        return True
+
+    def put(self, name: str, data: Any) -> None:
+        os.replace(self._staged(name, data), self._path(name))
+
+    def replace(self, name: str, data: Any, tag: str) -> str | None:
+        # No compare-and-swap on a file system: the current file is renamed away (one renamer wins), its
+        # tag checked, and the new file linked in. A race can lose an update; leases are only an economy.
+        path = self._path(name)
+        aside = f"{path}.{uuid.uuid4().hex}.old"
+        try:
+            os.rename(path, aside)
+        except FileNotFoundError:
+            return None
+        try:
+            if self._tag(os.lstat(aside)) != tag:
+                with contextlib.suppress(FileExistsError):
+                    os.link(aside, path)  # not ours to replace: put back
+                return None
+            temp = self._staged(name, data)
+            try:
+                os.link(temp, path)
+                return self._tag(os.lstat(path))
+            except FileExistsError:
+                return None
+            finally:
+                os.unlink(temp)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(aside)
+
+    def delete(self, name: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._path(name))
+
+    def list(self, prefix: str) -> Iterator[tuple[str, int, float]]:
+        top = self._path(prefix.rstrip("/")) if prefix else self.root
+        for folder, _dirs, files in os.walk(top):
+            for file in files:
+                if file.endswith((".tmp", ".old")):
+                    continue
+                path = os.path.join(folder, file)
+                with contextlib.suppress(FileNotFoundError):
+                    info = os.lstat(path)
+                    if stat.S_ISREG(info.st_mode):
+                        yield os.path.relpath(path, self.root).replace(os.sep, "/"), info.st_size, info.st_mtime
+
+
+def open_objects(url: str) -> ObjectStore:
+    """Return the object store a remote URL names; raise ValueError for one that cannot be used."""
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost"):
+            raise ValueError(f"a file:// remote must name a local path (file:///mnt/team/cache), not {url!r}")
+        root = unquote(parts.path)
+        os.makedirs(root, exist_ok=True)
+        return DirectoryObjects(url, root)
+    if parts.scheme in ("", None) and url.startswith("/"):
+        os.makedirs(url, exist_ok=True)
+        return DirectoryObjects(url, url)
+    if parts.scheme in ("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "azure") and parts.netloc:
+        try:
+            return CloudObjects(url)
+        except ImportError:
+            raise ValueError("a remote on object storage needs obstore: pip install 'notebook_memo[remote]'") \
+                from None
+    raise ValueError(f"cannot use the remote {url!r}: give s3://bucket/prefix, gs://..., az://... or "
+                     "file:///shared/directory")

@@ -1,0 +1,388 @@
+"""The shared second tier: entries on object storage or a shared directory, for a team or a cluster.
+
+Layout under the remote's URL, every object written whole and never changed once committed:
+
+- ``b/<xxh3-128 of the payload>``: a payload too large to sit in its manifest. Named by its
+  content, so identical results are stored once.
+- ``m/<2 hex>/<row>``: one manifest per key, the commit point: the record's header exactly as the
+  local index keeps it (key, payload checksum, metadata; with a secret, signatures over header and
+  payload), with a small payload inline. Written create-only (``If-None-Match: *`` on S3, a hard
+  link on a file system), after its blob: a reader never sees half an entry, and the first writer wins.
+- ``l/<key>``: a lease, while one process computes the key. Created create-only and renewed by a
+  conditional overwrite; a lease whose tag a waiter has seen unchanged for the lease time is taken
+  over. Correctness never depends on it: entries are content-keyed and published create-only.
+
+Nothing read here is unpickled before its manifest verifies against the key asked for (checksum, or
+signature with a secret) and its payload against the manifest. A remote that fails (unreachable,
+refusing, slow) is set aside for a while with one warning: the local tier goes on alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import json
+import os
+import re
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from .._config import (
+    ENV_REMOTE,
+    ENV_REMOTE_READ_ONLY,
+    INLINE_LIMIT,
+    own_thread,
+    resolve_lease,
+    settings,
+    warn_once,
+)
+from .._errors import ConfigurationError, StorageWarning
+from .._serialize import CorruptRecord, Header, Payload, Signer, decode_header, encode_header, verified_payload
+from ._objects import ObjectStore, open_objects
+
+__all__ = ()
+
+_BLOB = re.compile(r"b/[0-9a-f]{32}")
+_SET_ASIDE = 30.0  # seconds a failing remote is left alone before it is tried again
+_POLL_FIRST, _POLL_MOST = 0.05, 1.0  # waiting for another machine's result: capped back-off between looks
+_PROBE = "p/conditional-writes"
+_PARALLEL = 32  # requests in flight for a batch's lookups
+
+# A function's own choice (@memo(remote=...)), for the call running in this context: a URL, or "" for none.
+chosen: contextvars.ContextVar[str | None] = contextvars.ContextVar("notebook_memo_remote", default=None)
+replacing: contextvars.ContextVar[bool] = contextvars.ContextVar("notebook_memo_remote_replace", default=False)
+
+
+@contextlib.contextmanager
+def replacing_if(refresh: bool) -> Iterator[None]:
+    """Inside the block, a publish overwrites the remote's manifest (a refresh); else the first writer's stays."""
+    if not refresh:
+        yield
+        return
+    token = replacing.set(True)
+    try:
+        yield
+    finally:
+        replacing.reset(token)
+
+
+def manifest_name(row: str) -> str:
+    return f"m/{row[:2]}/{row}"
+
+
+def lease_name(key: str) -> str:
+    return f"l/{key}"
+
+
+@dataclass
+class Fetched:
+    """A verified remote entry: its header and payload, ready to be stored in the local tier."""
+
+    header: Header
+    payload: Payload
+
+
+class RemoteTier:
+    """One remote (a bucket prefix or a shared directory) as this process uses it."""
+
+    def __init__(self, url: str, read_only: bool) -> None:
+        self.url = url
+        self.read_only = read_only
+        self.objects: ObjectStore = open_objects(url)
+        self._lock = threading.Lock()
+        self._down_until = 0.0
+        self._conditional: bool | None = None  # does the server honour create-only writes? (checked once)
+        self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._held: dict[str, str] = {}  # key -> the tag of our lease object
+        self._seen: dict[str, tuple[str, float]] = {}  # key -> (another's lease tag, when we first saw it)
+        self._next_look: dict[str, tuple[float, float]] = {}  # key -> (when to look again, back-off)
+        self._renewer: threading.Thread | None = None
+
+    # -- health --------------------------------------------------------------------------------
+    def usable(self) -> bool:
+        return time.monotonic() >= self._down_until
+
+    def _untrusted(self) -> bool:
+        """Return True (after warning once) when unsigned entries must not be loaded: others write the directory."""
+        trouble = getattr(self.objects, "trouble", None)
+        why = trouble() if trouble is not None else None
+        if why is None:
+            return False
+        warn_once(f"remote-untrusted:{self.url}", f"{why}: a stored value is a pickle, which can run code when "
+                  f"loaded, so without a secret nothing is loaded from the shared cache {self.url}. Set a secret "
+                  "shared by everyone who writes there (NOTEBOOK_MEMO_SECRET or configure(secret=...)).",
+                  StorageWarning)
+        return True
+
+    def _trouble(self, exc: BaseException, doing: str) -> None:
+        self._down_until = time.monotonic() + _SET_ASIDE
+        warn_once(f"remote:{self.url}", f"the remote cache {self.url} could not be used ({doing}: "
+                  f"{type(exc).__name__}: {str(exc)[:300]}); results are computed and kept locally, and the "
+                  f"remote is tried again in {_SET_ASIDE:g} s", StorageWarning)
+
+    # -- entries -------------------------------------------------------------------------------
+    def fetch(self, row: str, signer: Signer | None) -> Fetched | None:
+        """Return the verified entry stored for ``row``, or None (none, damaged, or the remote failing)."""
+        if not self.usable() or (signer is None and self._untrusted()):
+            return None
+        waiting = self._next_look.get(row.partition("~")[0])
+        if waiting is not None and time.monotonic() < waiting[0]:
+            return None  # another machine computes it: look again after the back-off
+        try:
+            data = self.objects.get(manifest_name(row))
+            if data is None:
+                return None
+            header, inline = decode_header(data)
+            header.verify(row, header.filename or None, signer)
+            if header.inline:
+                body = inline
+            else:
+                name = header.filename
+                if not _BLOB.fullmatch(name) or name != f"b/{header.checksum.hex()}":
+                    raise CorruptRecord("the manifest names a payload that is not its own")
+                blob = self.objects.get(name)
+                if blob is None:
+                    return None  # pruned since: a miss
+                body = blob
+            return Fetched(header, verified_payload(header, body, signer))
+        except CorruptRecord as exc:
+            warn_once(f"remote-corrupt:{self.url}:{row}", f"an entry in the remote cache {self.url} was refused "
+                      f"and not loaded ({exc}); it is computed again", StorageWarning)
+            return None
+        except Exception as exc:
+            self._trouble(exc, "reading")
+            return None
+
+    def fetch_many(self, rows: list[str], signer: Signer | None) -> dict[str, Fetched]:
+        """Return the verified entries among ``rows``: one request per row, a few dozen at a time."""
+        if not rows or not self.usable():
+            return {}
+        if len(rows) == 1:
+            one = self.fetch(rows[0], signer)
+            return {} if one is None else {rows[0]: one}
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(_PARALLEL, len(rows)), thread_name_prefix="notebook_memo remote",
+                                initializer=_ours) as pool:
+            answers = list(pool.map(lambda row: self.fetch(row, signer), rows))
+        return {row: answer for row, answer in zip(rows, answers) if answer is not None}
+
+    def publish(self, row: str, payload: Payload, meta: dict[str, Any], created: float, expires: float | None,
+                duration: float, signer: Signer | None) -> bool:
+        """Store an entry (blob first, then its manifest, create-only); return whether the remote has one now."""
+        if self.read_only or not self.usable():
+            return False
+        try:
+            inline = payload.nbytes < INLINE_LIMIT
+            checksum = payload.checksum()
+            name = None
+            if not inline:
+                name = f"b/{checksum.hex()}"
+                if not self.objects.exists(name):
+                    self.objects.create(name, payload.to_bytes())
+            header = encode_header(row, name, payload, meta, created, expires, duration, inline, signer, checksum)
+            where = manifest_name(row)
+            if self.objects.create(where, header):
+                return True
+            if replacing.get() or self._replaceable(row, where, signer):
+                self.objects.put(where, header)
+            return True
+        except Exception as exc:
+            self._trouble(exc, "publishing")
+            return False
+
+    def _replaceable(self, row: str, where: str, signer: Signer | None) -> bool:
+        """Return whether the manifest already at ``where`` may be overwritten: expired, or not a valid one."""
+        data = self.objects.get(where)
+        if data is None:
+            return True
+        try:
+            header, _ = decode_header(data)
+            header.verify(row, header.filename or None, signer)
+        except CorruptRecord:
+            return True
+        return header.expired()
+
+    def delete(self, row: str) -> bool:
+        """Remove the manifest of ``row`` (its blob may serve other entries: ``prune`` removes unused ones)."""
+        if self.read_only or not self.usable():
+            return False
+        try:
+            where = manifest_name(row)
+            existed = self.objects.exists(where)
+            self.objects.delete(where)
+            return existed
+        except Exception as exc:
+            self._trouble(exc, "deleting")
+            return False
+
+    # -- leases: compute-once across machines ---------------------------------------------------
+    def conditional_writes(self) -> bool:
+        """Return whether the server refuses a create-only write over an existing object (checked once)."""
+        if self._conditional is None:
+            name = f"{_PROBE}-{uuid.uuid4().hex}"
+            try:
+                self.objects.create(name, b"1")
+                honoured = not self.objects.create(name, b"2")
+                with contextlib.suppress(Exception):
+                    self.objects.delete(name)
+            except Exception as exc:
+                self._trouble(exc, "checking conditional writes")
+                return False
+            if not honoured:
+                warn_once(f"remote-unconditional:{self.url}", f"the remote cache {self.url} does not honour "
+                          "conditional writes (If-None-Match): results are still shared, but two machines may "
+                          "compute the same key at the same time", StorageWarning)
+            self._conditional = honoured
+        return self._conditional
+
+    def _lease_body(self) -> bytes:
+        return json.dumps({"owner": self._owner, "renewed": time.time()}).encode()
+
+    def try_lease(self, key: str) -> bool:
+        """Take the lease on ``key`` if free, or lapsed by this process's clock; False when another holds it."""
+        if self.read_only or not self.usable() or not self.conditional_writes():
+            return True  # nothing to coordinate with: compute
+        waiting = self._next_look.get(key)
+        now = time.monotonic()
+        if waiting is not None and now < waiting[0]:
+            return False
+        name = lease_name(key)
+        try:
+            if self.objects.create(name, self._lease_body()):
+                found = self.objects.get_tagged(name)
+                if found is not None:
+                    self._hold(key, found[1])
+                    return True
+                return False
+            found = self.objects.get_tagged(name)
+            if found is None:
+                return False  # given back just now: the caller looks for the result, then tries again
+            tag = found[1]
+            seen = self._seen.get(key)
+            if seen is None or seen[0] != tag:
+                self._seen[key] = (tag, now)
+            elif now - seen[1] >= resolve_lease():
+                new_tag = self.objects.replace(name, self._lease_body(), tag)  # one waiter wins the take-over
+                if new_tag:
+                    self._hold(key, new_tag)
+                    return True
+            back_off = min((waiting[1] if waiting else _POLL_FIRST / 2) * 2, _POLL_MOST)
+            self._next_look[key] = (now + back_off, back_off)
+            return False
+        except Exception as exc:
+            self._trouble(exc, "taking a lease")
+            return True
+
+    def _hold(self, key: str, tag: str) -> None:
+        with self._lock:
+            self._held[key] = tag
+            self._seen.pop(key, None)
+            self._next_look.pop(key, None)
+            if self._renewer is None or not self._renewer.is_alive():
+                self._renewer = threading.Thread(target=_renew_loop, args=(self,), daemon=True,
+                                                 name="notebook_memo remote leases")
+                self._renewer.start()
+
+    def looked(self, key: str) -> None:
+        """Forget the back-off of ``key`` (its result arrived, or it was computed here)."""
+        self._next_look.pop(key, None)
+        self._seen.pop(key, None)
+
+    def renew(self) -> None:
+        """Overwrite our lease objects, each only if still ours (a conditional write)."""
+        with self._lock:
+            held = list(self._held.items())
+        for key, tag in held:
+            try:
+                new_tag = self.objects.replace(lease_name(key), self._lease_body(), tag)
+            except Exception:
+                continue  # the next round tries again; a lapse costs only duplicate work
+            with self._lock:
+                if key in self._held:
+                    if new_tag:
+                        self._held[key] = new_tag
+                    else:
+                        del self._held[key]  # taken over by another: no longer ours to renew or delete
+
+    def release(self, keys: list[str]) -> None:
+        """Remove our leases on ``keys`` (only those still ours)."""
+        for key in keys:
+            with self._lock:
+                tag = self._held.pop(key, None)
+            self.looked(key)
+            if tag is None:
+                continue
+            name = lease_name(key)
+            with contextlib.suppress(Exception):
+                found = self.objects.get_tagged(name)
+                if found is not None and found[1] == tag:
+                    self.objects.delete(name)
+
+    def holds(self) -> bool:
+        return bool(self._held)
+
+    # -- listing (the command line) -------------------------------------------------------------
+    def manifests(self) -> Iterator[tuple[str, int, float]]:
+        """Yield (row, size, modified) of every manifest: a full listing, never on a call's path."""
+        for name, size, modified in self.objects.list("m/"):
+            yield name.rsplit("/", 1)[-1], size, modified
+
+
+def _ours() -> None:
+    own_thread.ours = True  # what this thread reads is the remote's, never a running body's input
+
+
+def _renew_loop(tier: RemoteTier) -> None:
+    _ours()
+    while tier.holds():
+        time.sleep(max(resolve_lease() / 3, 0.05))
+        tier.renew()
+
+
+_tiers: dict[tuple[str, bool], RemoteTier] = {}
+_tiers_lock = threading.Lock()
+
+
+def configured_remote() -> tuple[str | None, bool]:
+    """Return the remote URL of this call (a function's choice, ``configure``, the environment) and read-only."""
+    read_only = settings.remote_read_only
+    if read_only is None:
+        raw = os.environ.get(ENV_REMOTE_READ_ONLY, "")
+        read_only = raw.strip().lower() in {"1", "true", "yes", "on"}
+    own = chosen.get()
+    if own is not None:
+        return own or None, read_only
+    if settings.remote is not None:
+        return settings.remote or None, read_only
+    return os.environ.get(ENV_REMOTE) or None, read_only
+
+
+def remote_tier(url: str | None = None, read_only: bool | None = None) -> RemoteTier | None:
+    """Return this process's tier for ``url`` (default: the configured remote), or None when there is none."""
+    if url is None:
+        url, configured_read_only = configured_remote()
+        read_only = configured_read_only if read_only is None else read_only
+        if url is None:
+            return None
+    read_only = bool(read_only)
+    tier = _tiers.get((url, read_only))
+    if tier is None:
+        with _tiers_lock:
+            tier = _tiers.get((url, read_only))
+            if tier is None:
+                try:
+                    tier = RemoteTier(url, read_only)
+                except ValueError as exc:
+                    raise ConfigurationError(str(exc)) from None
+                _tiers[(url, read_only)] = tier
+    return tier
+
+
+def open_tiers() -> list[RemoteTier]:
+    return list(_tiers.values())
