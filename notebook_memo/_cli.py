@@ -6,6 +6,7 @@ Exit codes: 0 done, 1 the work failed, 2 bad usage or not a cache directory.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import warnings
@@ -14,10 +15,12 @@ from pathlib import Path
 
 from . import _config
 from ._config import DURATION_TEXT, duration_text, parse_size
-from ._errors import MemoWarning, StorageWarning
+from ._errors import ConfigurationError, MemoWarning, StorageWarning
 from ._inventory import Inventory, human_bytes, human_time
 from ._notebook import short_name
+from .stores import _remote_admin
 from .stores.local import get_store, is_cache_directory
+from .stores.remote import RemoteTier, remote_tier
 
 __all__ = ()
 
@@ -48,6 +51,18 @@ def _inventory(directory: str) -> Inventory:
     return Inventory(get_store(str(path.resolve()), size_limit))
 
 
+def _named(meta: dict[str, object], function: str, notebook: str | None) -> bool:
+    """Return whether an entry's metadata is of ``function`` (qualified or short name), of ``notebook`` if given."""
+    name = str(meta.get("name", ""))
+    if function not in (name, name.rsplit(".", 1)[-1]):
+        return False
+    if notebook is None:
+        return True
+    stored = str(meta.get("notebook") or "")
+    return bool(stored) and (os.path.abspath(stored) == os.path.abspath(notebook)
+                             or os.path.basename(stored) == os.path.basename(notebook))
+
+
 def _age(text: str) -> float:
     """Return the seconds ``--older-than`` names; a CliError when it cannot be read."""
     seconds = duration_text(text)
@@ -66,7 +81,43 @@ def _size(text: str) -> int:
         raise CliError(f"--max-size: {exc}") from None
 
 
+def _remote(args: argparse.Namespace, writes: bool) -> RemoteTier | None:
+    """Return the remote tier ``--remote`` names (alone: the configured one), or None without ``--remote``."""
+    if args.remote is None:
+        return None
+    url = args.remote or os.environ.get(_config.ENV_REMOTE)
+    if not url:
+        raise CliError(f"--remote needs a URL (s3://bucket/prefix, file:///mnt/team/cache) or {_config.ENV_REMOTE}")
+    read_only = os.environ.get(_config.ENV_REMOTE_READ_ONLY, "").strip().lower() in {"1", "true", "yes", "on"}
+    if writes and read_only:
+        raise CliError(f"{url} is configured read-only ({_config.ENV_REMOTE_READ_ONLY}): not changing it")
+    try:
+        tier = remote_tier(url, read_only=False)
+    except ConfigurationError as exc:
+        raise CliError(str(exc)) from None
+    assert tier is not None
+    return tier
+
+
+def _remote_info(tier: RemoteTier) -> int:
+    rows = _remote_admin.summary(tier)
+    if not rows:
+        print(f"{tier.url}: empty")
+        return EXIT_OK
+    header = f"{'function':<40} {'entries':>7} {'versions':>8} {'size':>10} {'newest':>16} {'compute':>9}"
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        print(f"{row['name'][-40:]:<40} {row['entries']:>7} {len(row['codes']):>8} {human_bytes(row['bytes']):>10} "
+              f"{human_time(row['newest']):>16} {row['compute']:>8.1f}s")
+    print(f"\n{sum(r['entries'] for r in rows)} entries, {human_bytes(sum(r['bytes'] for r in rows))} in {tier.url}")
+    return EXIT_OK
+
+
 def cmd_info(args: argparse.Namespace) -> int:
+    tier = _remote(args, writes=False)
+    if tier is not None:
+        return _remote_info(tier)
     inventory = _inventory(args.dir)
     rows = inventory.functions()
     if not rows:
@@ -88,6 +139,17 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_clear(args: argparse.Namespace) -> int:
+    tier = _remote(args, writes=True)
+    if tier is not None:
+        if args.notebook and not args.function:
+            raise CliError("--notebook narrows --function: name the function too")
+        items = _remote_admin.entries(tier)
+        if args.function:
+            items = [e for e in items if _named(e.meta, args.function, args.notebook)]
+            if not items:
+                raise CliError(f"no entries for a function named {args.function!r} in {tier.url}", EXIT_FAILED)
+        print(f"removed {_remote_admin.remove(tier, items)} entries from {tier.url}")
+        return EXIT_OK
     inventory = _inventory(args.dir)
     if args.function:
         removed = inventory.clear_function(args.function, args.notebook)
@@ -110,6 +172,11 @@ def cmd_prune(args: argparse.Namespace) -> int:
     # Read every value before the directory is touched: a bad one must not leave half a prune behind.
     age = _age(args.older_than) if args.older_than else None
     size = _size(args.max_size) if args.max_size else None
+    tier = _remote(args, writes=True)
+    if tier is not None:
+        removed = _remote_admin.prune(tier, age, args.keep_latest, size)
+        print(f"removed {removed} entries from {tier.url}")
+        return EXIT_OK
     inventory = _inventory(args.dir)
     started = time.time()
     removed = 0
@@ -138,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def with_dir(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         p.add_argument("--dir", default=default_dir, help=f"cache directory (default: {default_dir})")
+        p.add_argument("--remote", nargs="?", const="", default=None, metavar="URL",
+                       help=f"act on the remote tier instead: URL, or alone for {_config.ENV_REMOTE}")
         return p
 
     with_dir(sub.add_parser("info", help="per function: entries, code versions, size, hits, last used, "

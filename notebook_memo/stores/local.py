@@ -59,8 +59,9 @@ from .._serialize import (
     store_file_path,
     write_payload,
 )
+from ._base import Fetched
 from ._leases import LOCK_PREFIX, Leases, Watch, at_fork_in_child, gate, marks, slices
-from .remote import Fetched, remote_tier
+from .remote import second_tier
 
 __all__ = ()
 
@@ -701,7 +702,7 @@ class Store:
     def _from_remote(self, key: str, row: str, signer: Signer | None,
                      current: CallSettings | None) -> StoredRecord | None:
         """Copy the remote tier's verified entry for ``row`` into this directory and return it; None if none."""
-        tier = remote_tier()
+        tier = second_tier()
         if tier is None:
             return None
         fetched = tier.fetch(row, signer)
@@ -804,7 +805,7 @@ class Store:
             self._commit(writer, [(row, _Queued(_NewRecord(row, payload, inline, make_header), expire, tag, facts,
                                                 payload.nbytes))])
         if publish:
-            tier = remote_tier()
+            tier = second_tier()
             if tier is not None:
                 tier.publish(row, payload, meta, created, expires, duration, signer)
         return payload.nbytes
@@ -924,7 +925,7 @@ class Store:
         self._hot.clear()
         row = self.row_key(key, self.signer())
         deleted = bool(self.writer.delete(row))
-        tier = remote_tier() if everywhere else None
+        tier = second_tier() if everywhere else None
         if tier is not None:
             deleted = tier.delete(row) or deleted
         return deleted
@@ -1097,7 +1098,7 @@ class Store:
         if found and self._flusher is None:
             self._start_flusher()
         missing = [row for row, key in rows.items() if key not in found]
-        tier = remote_tier() if missing else None
+        tier = second_tier() if missing else None
         if tier is not None:
             for row, fetched in tier.fetch_many(missing, signer).items():
                 record = self._imported(rows[row], fetched)
@@ -1286,7 +1287,7 @@ class Store:
         taken = self._leases.take(connection(self.directory), keys, watches)
         if any(taken) and self._flusher is None:
             self._start_flusher()
-        tier = remote_tier() if any(taken) else None
+        tier = second_tier() if any(taken) else None
         if tier is not None:
             # Held here, it must be held across machines too; one held elsewhere is given back here
             # (the caller waits and looks for the result, in this directory and the remote).
@@ -1299,7 +1300,7 @@ class Store:
     @_gated
     def release_leases(self, keys: list[str]) -> list[str]:
         """Give these leases back in one transaction; return the keys whose lease had lapsed meanwhile."""
-        tier = remote_tier()
+        tier = second_tier()
         if tier is not None:
             tier.release(keys)
         try:

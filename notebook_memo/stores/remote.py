@@ -29,7 +29,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from .._config import (
@@ -42,7 +41,8 @@ from .._config import (
     warn_once,
 )
 from .._errors import ConfigurationError, StorageWarning
-from .._serialize import CorruptRecord, Header, Payload, Signer, decode_header, encode_header, verified_payload
+from .._serialize import CorruptRecord, Payload, Signer, decode_header, encode_header, verified_payload
+from ._base import Fetched, SecondTier
 from ._objects import ObjectStore, open_objects
 
 __all__ = ()
@@ -77,14 +77,6 @@ def manifest_name(row: str) -> str:
 
 def lease_name(key: str) -> str:
     return f"l/{key}"
-
-
-@dataclass
-class Fetched:
-    """A verified remote entry: its header and payload, ready to be stored in the local tier."""
-
-    header: Header
-    payload: Payload
 
 
 class RemoteTier:
@@ -361,6 +353,11 @@ def configured_remote() -> tuple[str | None, bool]:
     if settings.remote is not None:
         return settings.remote or None, read_only
     return os.environ.get(ENV_REMOTE) or None, read_only
+
+
+def second_tier() -> SecondTier | None:
+    """Return the second tier of this call (see ``configured_remote``), or None."""
+    return remote_tier()
 
 
 def remote_tier(url: str | None = None, read_only: bool | None = None) -> RemoteTier | None:

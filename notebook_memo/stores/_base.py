@@ -1,0 +1,57 @@
+"""What a second tier offers the local store: a handful of operations on verified records.
+
+The memoized function talks to the local store only; on a miss there, the local store asks its
+second tier (``remote.RemoteTier``, on object storage or a shared directory) through this
+interface, and copies what it gets into its own directory. Rows are record keys as the local
+index spells them (``key`` or ``key~keyid`` with a secret).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .._serialize import Header, Payload, Signer
+
+__all__ = ()
+
+
+@dataclass
+class Fetched:
+    """A verified entry of a second tier: its header and payload, ready to be stored locally."""
+
+    header: Header
+    payload: Payload
+
+
+class SecondTier(Protocol):
+    """A shared store of immutable records with create-only commits and leases."""
+
+    url: str
+    read_only: bool
+
+    def fetch(self, row: str, signer: Signer | None) -> Fetched | None:
+        """Return the verified entry of ``row``, or None (absent, refused, or the tier failing)."""
+
+    def fetch_many(self, rows: list[str], signer: Signer | None) -> dict[str, Fetched]:
+        """Return the verified entries among ``rows``."""
+
+    def publish(self, row: str, payload: Payload, meta: dict[str, Any], created: float, expires: float | None,
+                duration: float, signer: Signer | None) -> bool:
+        """Store an entry if absent (the first writer wins; a refresh replaces); return whether one is there."""
+
+    def delete(self, row: str) -> bool:
+        """Remove the entry of ``row``; return whether there was one."""
+
+    def try_lease(self, key: str) -> bool:
+        """Take the lease on ``key`` across machines; False while another holds it."""
+
+    def looked(self, key: str) -> None:
+        """Forget the wait on ``key`` (its result arrived)."""
+
+    def release(self, keys: list[str]) -> None:
+        """Give back the leases held on ``keys``."""
+
+    def manifests(self) -> Iterator[tuple[str, int, float]]:
+        """Yield (row, size, modified) of every entry: a full scan, for upkeep only."""
