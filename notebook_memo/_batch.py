@@ -23,6 +23,7 @@ from ._memo import _MISS, Call, MemoizedFunction, Options, run_conditions, save,
 from ._options import check_options, keyword_names
 from ._serialize import CorruptRecord, PlainRecord, dumps
 from .hashing import combine, content_hash, framed, framed_head
+from .stores import remote as _remote
 from .stores._leases import Watch
 from .stores.local import Store, StoredRecord
 
@@ -190,6 +191,7 @@ class BatchFunction(MemoizedFunction[Any]):
             return self._fn(*args, **kwargs)
         outer = _conditions.active()
         token = _conditions.pause() if outer else None  # our own lookups are not what a body around reads
+        chosen_token = self._choose_remote()
         try:
             plan = self._plan(args, kwargs, outer)
             try:
@@ -210,6 +212,8 @@ class BatchFunction(MemoizedFunction[Any]):
                 plan.release()
             return self._finished(plan)
         finally:
+            if chosen_token is not None:
+                _remote.chosen.reset(chosen_token)
             if token is not None:
                 _conditions.resume(token)
 
@@ -218,24 +222,29 @@ class BatchFunction(MemoizedFunction[Any]):
             self._ran_off = True
             return await self._fn(*args, **kwargs)
         outer = _conditions.active()
-        plan = self._plan(args, kwargs, outer)
+        chosen_token = self._choose_remote()
         try:
-            for positions in plan.chunks():
-                if not positions:
-                    await asyncio.sleep(plan.delay)
-                    continue
-                sub_args, sub_kwargs = plan.arguments(positions)
-                recorder = _conditions.Recorder(self._options.files)
-                start = time.perf_counter()
-                with _conditions.recording(recorder, outer):
-                    result = await self._fn(*sub_args, **sub_kwargs)
-                plan.absorb(positions, result, time.perf_counter() - start, recorder)
-        except BaseException as exc:
-            self._failed(plan, exc)
-            raise
+            plan = self._plan(args, kwargs, outer)
+            try:
+                for positions in plan.chunks():
+                    if not positions:
+                        await asyncio.sleep(plan.delay)
+                        continue
+                    sub_args, sub_kwargs = plan.arguments(positions)
+                    recorder = _conditions.Recorder(self._options.files)
+                    start = time.perf_counter()
+                    with _conditions.recording(recorder, outer):
+                        result = await self._fn(*sub_args, **sub_kwargs)
+                    plan.absorb(positions, result, time.perf_counter() - start, recorder)
+            except BaseException as exc:
+                self._failed(plan, exc)
+                raise
+            finally:
+                plan.release()
+            return self._finished(plan)
         finally:
-            plan.release()
-        return self._finished(plan)
+            if chosen_token is not None:
+                _remote.chosen.reset(chosen_token)
 
     def _finished(self, plan: _Plan) -> Any:
         """Return the call's results; remember what it did, and say so at ``verbose=1``."""

@@ -33,7 +33,7 @@ import xxhash
 
 from ._config import FILE_DIGEST_LIMIT, RACY_SECONDS, own_thread
 from ._notebook import notebook_paths
-from ._random_state import changed_since, encode, snapshot, state_digest, watch_seeding
+from ._random_state import changed_since, encode, isolate_framework_draws, snapshot, state_digest, watch_seeding
 
 __all__ = ()
 
@@ -112,6 +112,7 @@ class Recorder:
         self.inherited: list[Conditions] = []  # conditions of memoized entries served inside the run
         self.cwd = os.getcwd()
         self.thread = threading.get_ident()
+        isolate_framework_draws()
         self.states_before = snapshot(lazy=True)
         self.reseeded: set[str] = set()  # generators seeded before any draw: their state before does not matter
         self.drew_first: set[str] = set()  # ... seeded after drawing from them (or by another thread)

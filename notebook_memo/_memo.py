@@ -97,6 +97,7 @@ class Options:
     files: tuple[str, ...] = ()
     verbose: int | None = None  # a line per call at >= 1; None: configure(verbose=...)
     remote: str | None = None  # a remote of its own; "" for none; None: configure(remote=...)
+    remote_read_only: bool | None = None  # None: configure(remote_read_only=...); set when sent to a worker
 
 
 @dataclass
@@ -577,8 +578,7 @@ class MemoizedFunction(Generic[R]):
         outer = _conditions.active()
         # Inside another memoized body: our own lookups are not what that body reads.
         token = _conditions.pause() if outer else None
-        own_remote = self._options.remote
-        chosen_token = None if own_remote is None else _remote.chosen.set(own_remote)
+        chosen_token = self._choose_remote()
         try:
             call = self.make_call(args, kwargs)
             self._refuse_recursion(call)
@@ -648,6 +648,13 @@ class MemoizedFunction(Generic[R]):
             finally:
                 if leased:
                     self._release(store, [call.key])
+
+    def _choose_remote(self) -> contextvars.Token[tuple[str, bool | None] | None] | None:
+        """Set this function's own remote for the call (reset the token after); None when it has none."""
+        options = self._options
+        if options.remote is None:
+            return None
+        return _remote.chosen.set((options.remote, options.remote_read_only))
 
     def _refuse_recursion(self, call: Call) -> None:
         if is_computing(call.key):
@@ -728,8 +735,7 @@ class MemoizedFunction(Generic[R]):
                 _conditions.resume(token)
         misses = self.misses
         raised: BaseException | None = None
-        own_remote = self._options.remote
-        chosen_token = None if own_remote is None else _remote.chosen.set(own_remote)
+        chosen_token = self._choose_remote()
         try:
             return await self._aserve(call, args, kwargs, refresh, outer)
         except BaseException as exc:
@@ -973,7 +979,7 @@ class MemoizedFunction(Generic[R]):
         directory = _config.resolve_dir(self._options.cache_dir)
         module, qualname = self._fn.__module__, self._fn.__qualname__
         if _importable(self, module, qualname):
-            return _by_reference, (module, qualname, directory)
+            return _by_reference, (module, qualname, directory, *self._remote_placement())
         if getattr(_by_value, "active", False):
             # Inside the stream below: the object first, its state after, so cycles (a function
             # that calls itself through its global name) resolve to this one object.
@@ -992,10 +998,22 @@ class MemoizedFunction(Generic[R]):
                 cloudpickle.dumps(skip_if)
             except Exception:
                 skip_if = None  # results a worker computes are then stored whatever they are
+        remote, read_only = self._remote_placement()
         options = dataclasses.replace(self._options, cache_dir=directory, skip_if=skip_if, version=None,
-                                      track_versions=self._track_versions())
+                                      track_versions=self._track_versions(), remote=remote,
+                                      remote_read_only=read_only)
         return {"fn": self._fn, "options": options, "version": self._version, "code": self.code_state(),
                 "extra": self._travel_extra(), "fid": self._fid, "notebook": self._notebook}
+
+    def _remote_placement(self) -> tuple[str, bool]:
+        """Return the remote this function uses here ("" for none) and whether read-only: a worker uses the same."""
+        token = self._choose_remote()
+        try:
+            url, read_only = _remote.configured_remote()
+        finally:
+            if token is not None:
+                _remote.chosen.reset(token)
+        return url or "", read_only
 
     def _travel_extra(self) -> dict[str, Any]:
         return {}
@@ -1015,11 +1033,12 @@ class MemoizedFunction(Generic[R]):
         self._carried = [state["code"], None]
         self._restore_extra(state["extra"])
 
-    def _in_directory(self, directory: str) -> MemoizedFunction[R]:
-        """Return this function storing in ``directory``: what its sender resolved."""
+    def _placed(self, directory: str, remote: str, read_only: bool) -> MemoizedFunction[R]:
+        """Return this function storing in ``directory`` and ``remote``: what its sender resolved."""
         twin = object.__new__(type(self))
         twin.__dict__.update(self.__dict__)
-        twin._options = dataclasses.replace(self._options, cache_dir=directory)
+        twin._options = dataclasses.replace(self._options, cache_dir=directory, remote=remote,
+                                            remote_read_only=read_only)
         twin._last_store = None
         return twin
 
@@ -1119,13 +1138,18 @@ def _bound_to_copy(memo: MemoizedFunction[Any], data: bytes) -> BoundMemoized:
     return BoundMemoized(memo, pickle.loads(data))
 
 
-def _by_reference(module: str, qualname: str, directory: str) -> Any:
-    """Return the memoized function ``module.qualname``, storing where its sender stored."""
+def _by_reference(module: str, qualname: str, directory: str, remote: str | None = None,
+                  read_only: bool = False) -> Any:
+    """Return the memoized function ``module.qualname``, storing where its sender stored (directory and remote)."""
     target: Any = importlib.import_module(module)
     for part in qualname.split("."):
         target = getattr(target, part)
-    if isinstance(target, MemoizedFunction) and _config.resolve_dir(target._options.cache_dir) != directory:
-        return target._in_directory(directory)
+    if isinstance(target, MemoizedFunction):
+        here = (_config.resolve_dir(target._options.cache_dir), *target._remote_placement())
+        if remote is None:
+            remote, read_only = here[1], here[2]  # from a sender that did not say
+        if here != (directory, remote, read_only):
+            return target._placed(directory, remote, read_only)
     return target
 
 

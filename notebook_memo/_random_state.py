@@ -27,6 +27,34 @@ __all__ = ()
 
 # -- global generators ----------------------------------------------------------------------------------------
 
+# Frameworks that draw from the global ``random`` generator for their own bookkeeping, on threads of their
+# own while a body runs on another: Dask's ``sizeof`` samples each task's result on a worker's event loop,
+# tornado jitters its periodic callbacks, distributed jitters retries and picks peers. A body's run cannot
+# tell their draws from its own (a state is compared before and after), so its entry would be tied to a state
+# no other run meets. Each such module gets a generator of its own: its draws stay as random, and the global
+# generator moves only when user code draws from it.
+_FRAMEWORK_DRAWERS = ("dask.sizeof", "tornado.ioloop", "distributed.worker", "distributed.utils_comm",
+                      "distributed.worker_state_machine", "distributed.scheduler", "distributed.client")
+_isolated: set[str] = set()
+
+
+def isolate_framework_draws() -> None:
+    """Give the loaded framework modules that draw from ``random`` for themselves a generator of their own."""
+    if len(_isolated) == len(_FRAMEWORK_DRAWERS):
+        return
+    modules = sys.modules
+    for name in _FRAMEWORK_DRAWERS:
+        if name in _isolated:
+            continue
+        module = modules.get(name)
+        if module is None:
+            continue
+        import random
+
+        if getattr(module, "random", None) is random:
+            module.random = random.Random()  # type: ignore[attr-defined]  # its calls (random.sample) read this
+        _isolated.add(name)
+
 def encode(value: Any) -> Any:
     """Return a JSON-safe form of a generator state (tuples, arrays and bytes tagged)."""
     if isinstance(value, (bool, int, float, str)) or value is None:

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks"
 
@@ -71,3 +73,20 @@ def test_gpu_benchmark_quick_run_prints_each_cpu_measure_beside_its_floor() -> N
     for measure in measures:
         assert any(measure in line and "x (goal" in line for line in ratio_lines), (measure, ratio_lines)
     assert "summary (issue 16)" in done.stdout
+
+
+def test_remote_benchmark_quick_run_prints_each_measure_beside_its_floor() -> None:
+    for module in ("moto", "boto3", "obstore"):
+        pytest.importorskip(module)
+    done = run(str(BENCH / "remote.py"), "--quick")
+    assert done.returncode == 0, done.stderr
+    assert "stand-in for S3" in done.stdout
+    ratio_lines = [line for line in done.stdout.splitlines() if line.strip().startswith("ratio:")]
+    measures = ["remote hit, small value", "local hit, small value, remote configured",
+                "remote store, 8 MiB float64 array", "remote load, 8 MiB float64 array"]
+    assert len(ratio_lines) == len(measures), done.stdout
+    for measure in measures:
+        assert any(measure in line and "x (goal" in line for line in ratio_lines), (measure, ratio_lines)
+    request_lines = [line for line in done.stdout.splitlines() if line.strip().startswith("requests:")]
+    assert len(request_lines) == 2 * len(measures), done.stdout  # each printed, then again in the summary
+    assert "summary (remote tier)" in done.stdout

@@ -305,3 +305,35 @@ def test_a_memoized_method_of_a_notebook_object_goes_to_spawned_workers(tmp_path
     ], tmp_path / "cache")
     assert (out["here"], out["there"], out["again"], out["hits"]) == (12, [12, 20], 20, 1)
     assert sorted(log.read_text().splitlines()) == ["predict 3", "predict 5"]
+
+
+def test_workers_publish_to_the_remote_their_sender_configured(tasks: ModuleType, tmp_path: Path) -> None:
+    """The remote set by configure() in the parent is not in the workers' environment: it travels with
+    the function (by reference for a module's function), and so does the batch function's."""
+    from notebook_memo import configure
+
+    team = tmp_path / "team"
+    configure(remote=team.as_uri())
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(2, mp_context=context) as pool:
+        assert list(pool.map(tasks.cube, range(4))) == [x ** 3 for x in range(4)]
+        assert pool.submit(tasks.doubles, [1, 2, 3]).result() == [2, 4, 6]
+    configure(cache_dir=str(tmp_path / "another-machine"))
+    assert [tasks.cube(x) for x in range(4)] == [x ** 3 for x in range(4)]
+    assert tasks.doubles([1, 2, 3]) == [2, 4, 6]
+    assert len(_runs(tasks.LOG_PATH, "cube")) == 4  # the new machine computed nothing
+    assert len(_runs(tasks.LOG_PATH, "doubles")) == 3
+    assert len(list((team / "m").rglob("*"))) > 4
+
+
+def test_a_function_sent_without_a_remote_ignores_the_workers_environment(tasks: ModuleType, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The notebook decides: its function stores where it stores, whatever a worker's variables say."""
+    from notebook_memo import configure
+
+    configure(remote=False)
+    monkeypatch.setenv("NOTEBOOK_MEMO_REMOTE", (tmp_path / "elsewhere").as_uri())  # the workers inherit it
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(2, mp_context=context) as pool:
+        assert list(pool.map(tasks.cube, range(3))) == [0, 1, 8]
+    assert not (tmp_path / "elsewhere" / "m").exists()

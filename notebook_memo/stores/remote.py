@@ -53,8 +53,10 @@ _POLL_FIRST, _POLL_MOST = 0.05, 1.0  # waiting for another machine's result: cap
 _PROBE = "p/conditional-writes"
 _PARALLEL = 32  # requests in flight for a batch's lookups
 
-# A function's own choice (@memo(remote=...)), for the call running in this context: a URL, or "" for none.
-chosen: contextvars.ContextVar[str | None] = contextvars.ContextVar("notebook_memo_remote", default=None)
+# A function's own choice (@memo(remote=...), or its sender's when it came to a worker), for the call running
+# in this context: (a URL or "" for none, read-only or None for the configured answer).
+chosen: contextvars.ContextVar[tuple[str, bool | None] | None] = contextvars.ContextVar("notebook_memo_remote",
+                                                                                        default=None)
 replacing: contextvars.ContextVar[bool] = contextvars.ContextVar("notebook_memo_remote_replace", default=False)
 
 
@@ -349,7 +351,7 @@ def configured_remote() -> tuple[str | None, bool]:
         read_only = raw.strip().lower() in {"1", "true", "yes", "on"}
     own = chosen.get()
     if own is not None:
-        return own or None, read_only
+        return own[0] or None, read_only if own[1] is None else own[1]
     if settings.remote is not None:
         return settings.remote or None, read_only
     return os.environ.get(ENV_REMOTE) or None, read_only
