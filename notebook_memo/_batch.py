@@ -311,6 +311,7 @@ class BatchFunction(MemoizedFunction[Any]):
             return False
         return record is not None and _containers.stored_type(record.header.meta_raw, decoded) is not None
 
+    @_memo._with_own_remote
     def explain(self, *args: Any, **kwargs: Any) -> Explanation:
         """Report how many items are cached, and why the first missing one is not."""
         _, call, digests = self._split_call(args, kwargs)
@@ -378,15 +379,17 @@ class BatchFunction(MemoizedFunction[Any]):
         return Explanation(self.qualified_name, False, f"the last call: {served}, {computed} computed in "
                            f"{_config.human_seconds(run.seconds)}. Why the first was computed:", reasons, unkeyed)
 
+    @_memo._with_own_remote
     def is_cached(self, *args: Any, **kwargs: Any) -> bool:
         """Return True when every item of this call is cached."""
         return bool(self.explain(*args, **kwargs).hit)
 
+    @_memo._with_own_remote
     def invalidate(self, *args: Any, **kwargs: Any) -> bool:
-        """Delete the cached results of these items; return True if any existed."""
+        """Delete the cached results of these items (in the remote tier too); return True if any existed."""
         _, call, digests = self._split_call(args, kwargs)
         store = self._store()
-        return any([store.delete(self._item_key(call, d)) for d in dict.fromkeys(digests)])
+        return any([store.delete(self._item_key(call, d), everywhere=True) for d in dict.fromkeys(digests)])
 
 
 _TYPE_MARK = f'"{_containers.TYPE_KEY}":'.encode()
@@ -633,7 +636,7 @@ class _Plan:
                 if conditions:
                     meta["pre"] = conditions
                 items.append((item_call.key, payload, meta))
-            with self.store.transaction():  # one commit for the whole chunk
+            with _remote.replacing_if(self.refresh), self.store.transaction():  # one commit for the whole chunk
                 for key, payload, meta in items:
                     if not save(self.store, key, payload, meta, fn._options.ttl, duration, fn._fid):
                         return

@@ -35,6 +35,7 @@ from ._notebook import current_notebook, owner_tag
 from ._serialize import CorruptRecord, NotRestorable, cached_property_of, dumps
 from .hashing import combine, content_hash
 from .stores.local import Store, StoredRecord, get_store
+from .stores.remote import replacing_if
 
 __all__ = ()
 
@@ -126,7 +127,7 @@ class CellMemo:
         return explain_call(self, call, as_miss=not self.last_hit)  # type: ignore[arg-type]
 
     def clear(self) -> int:
-        return delete_results(self._store(), self.entries())
+        return delete_results(self._store(), self.entries(), everywhere=True)
 
     def clear_stale(self) -> int:
         if self.last_call is None:
@@ -398,7 +399,8 @@ def _store_cell(store: Store, cell: CellMemo, call: Call, value: dict[str, Any],
         "size": payload.nbytes, "outputs": sorted(value["outputs"]),
         **({"notebook": cell.notebook} if cell.notebook else {}),
     }
-    save_entry(store, call.key, where, payload, meta, options.ttl, duration, cell.function_id)
+    with replacing_if(options.refresh):
+        save_entry(store, call.key, where, payload, meta, options.ttl, duration, cell.function_id)
 
 
 class _Rebinder:

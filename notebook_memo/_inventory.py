@@ -48,10 +48,10 @@ def is_marker(meta: dict) -> bool:  # type: ignore[type-arg]
     return "variants" in meta
 
 
-def delete_results(store: Store, records: Iterable[StoredRecord]) -> int:
+def delete_results(store: Store, records: Iterable[StoredRecord], everywhere: bool = False) -> int:
     """Delete records, a few hundred per transaction; return how many results went (a random-state marker is not
-    one). Each goes only if its row still holds it when deleted."""
-    return sum(1 for record in store.delete_records(records) if not _marks(record))
+    one). Each goes only if its row still holds it when deleted; ``everywhere``: from the remote tier too."""
+    return sum(1 for record in store.delete_records(records, everywhere) if not _marks(record))
 
 
 def _marks(record: StoredRecord) -> bool:

@@ -257,6 +257,24 @@ class _KeyLock:
                 del fn._key_locks[self._key]
 
 
+_M = TypeVar("_M", bound=Callable[..., Any])
+
+
+def _with_own_remote(method: _M) -> _M:
+    """Run a method of a memoized function under its own remote (``@memo(remote=...)``), as its calls run."""
+
+    @functools.wraps(method)
+    def run(self: MemoizedFunction[Any], *args: Any, **kwargs: Any) -> Any:
+        token = self._choose_remote()
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            if token is not None:
+                _remote.chosen.reset(token)
+
+    return run  # type: ignore[return-value]
+
+
 class MemoizedFunction(Generic[R]):
     """A function whose results are kept on disk under content keys.
 
@@ -851,6 +869,7 @@ class MemoizedFunction(Generic[R]):
         """Run the function body without reading or writing the cache."""
         return self._fn(*args, **kwargs)
 
+    @_with_own_remote
     def is_cached(self, *args: Any, **kwargs: Any) -> bool:
         """Return True when a call with these arguments would be served from disk."""
         call = self.make_call(args, kwargs)
@@ -859,6 +878,7 @@ class MemoizedFunction(Generic[R]):
         except Exception:
             return False
 
+    @_with_own_remote
     def invalidate(self, *args: Any, **kwargs: Any) -> bool:
         """Delete the entry for these arguments; return True if there was one."""
         call = self.make_call(args, kwargs)
@@ -867,17 +887,21 @@ class MemoizedFunction(Generic[R]):
             record = store.get(call.key)
             if record is not None and record.header.conditioned and "variants" in record.header.meta():
                 # Each random state's entry: none may be served again once a marker is rewritten.
-                store.delete_records(entry for entry in store.records(tag=self._fid)
-                                     if entry.header.conditioned and entry.header.meta().get("variant_of") == call.key)
+                variants = (entry for entry in store.records(tag=self._fid)
+                            if entry.header.conditioned and entry.header.meta().get("variant_of") == call.key)
+                store.delete_records(variants, everywhere=True)
         return store.delete(call.key, everywhere=True)
 
+    @_with_own_remote
     def clear(self) -> int:
         """Delete every entry of this function, all code versions; return how many.
 
         A function defined in a notebook deletes only what it stored from that notebook: a
-        function of the same name in another notebook of the folder keeps its results.
+        function of the same name in another notebook of the folder keeps its results. Entries
+        deleted here go from the remote tier too (where it is read-only, they are not brought back
+        from it in this process).
         """
-        return delete_results(self._store(), self.entries())
+        return delete_results(self._store(), self.entries(), everywhere=True)
 
     def cache_clear(self) -> int:
         """``clear()`` under ``lru_cache``'s name."""
@@ -891,6 +915,7 @@ class MemoizedFunction(Generic[R]):
         """Return this function's records, read through the index's tag of its id (``lacking``: see ``records``)."""
         return [r for r in store.records(self._fid, lacking) if self.owns(r.header.meta())]
 
+    @_with_own_remote
     def cache_info(self) -> CacheInfo:
         """Return hits and misses in this process, and the entries and bytes on disk."""
         metas = [meta for r in self.entries() for meta in [r.header.meta()] if not is_marker(meta)]
@@ -901,6 +926,7 @@ class MemoizedFunction(Generic[R]):
         """Return the code digest the next call would be stored under."""
         return self.code_state().code
 
+    @_with_own_remote
     def clear_stale(self) -> int:
         """Delete the entries made under other versions of this function's code."""
         current = self.current_code().hex()
@@ -949,6 +975,7 @@ class MemoizedFunction(Generic[R]):
                           f"{'' if len(versions) == 1 else 's'} of its code {'is' if count == 1 else 'are'} "
                           f"still on disk; {self._name}.clear_stale() removes them", StaleEntriesWarning)
 
+    @_with_own_remote
     def explain(self, *args: Any, **kwargs: Any) -> Any:
         """Return a report of whether this call would hit, and if not, what changed."""
         return explain_call(self, self.make_call(args, kwargs))
@@ -1162,6 +1189,7 @@ def _package_parts(state: CodeState) -> dict[str, bytes]:
 
 
 # -- the decorator object -------------------------------------------------------------------
+
 
 
 def make_options(ttl: TTLLike = None, ignore: Iterable[str] = (), version: Any = None,

@@ -473,7 +473,7 @@ def test_a_shared_directory_others_can_write_needs_a_secret(tmp_path: Path, coun
     for folder in (team, team / "m"):
         folder.chmod(0o777)
     _machine(tmp_path, "bob")
-    with pytest.warns(StorageWarning, match="without a secret nothing is loaded"):
+    with pytest.warns(StorageWarning, match="without a secret nothing others could have written is loaded"):
         assert f(1, counter) == 1
     assert counter.n == 2
     configure(secret="team secret")

@@ -38,8 +38,11 @@ class SecondTier(Protocol):
         """Return the verified entries among ``rows``."""
 
     def publish(self, row: str, payload: Payload, meta: dict[str, Any], created: float, expires: float | None,
-                duration: float, signer: Signer | None) -> bool:
-        """Store an entry if absent (the first writer wins; a refresh replaces); return whether one is there."""
+                duration: float, signer: Signer | None, replace: bool | None = None) -> bool:
+        """Store an entry if absent (the first writer wins; ``replace``: a refresh); return whether one is there."""
+
+    def publish_many(self, items: list[tuple[Any, ...]]) -> None:
+        """Publish many entries, each given as the arguments of ``publish``."""
 
     def delete(self, row: str) -> bool:
         """Remove the entry of ``row``; return whether there was one."""

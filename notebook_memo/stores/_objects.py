@@ -21,9 +21,15 @@ from urllib.parse import unquote, urlsplit
 
 __all__ = ()
 
-_TIMEOUT = "60s"  # one request; a large payload is streamed within it
+_SMALL_TIMEOUT = "10s"  # a request for a manifest or a lease: a server that stalls costs a call this much, once
+_LARGE_TIMEOUT = "600s"  # a request for a payload blob, streamed within it
 _CONNECT_TIMEOUT = "5s"
-_RETRIES = 2  # a server that does not answer costs a call at most a few seconds, then the tier is set aside
+_RETRIES = 2
+_LARGE_PREFIX = "b/"
+
+
+class Refused(OSError):
+    """An object that is not read: not a plain file, a link, larger than it may be, or written by others."""
 
 
 class ObjectStore(Protocol):
@@ -31,8 +37,9 @@ class ObjectStore(Protocol):
 
     url: str
 
-    def get(self, name: str) -> memoryview | None:
-        """Return the object's bytes, or None when there is none."""
+    def get(self, name: str, most: int | None = None, private: bool = False) -> memoryview | None:
+        """Return the object's bytes, or None when there is none; raise Refused past ``most`` bytes, or
+        (``private``) when others could have written it, as far as the store can tell."""
 
     def get_tagged(self, name: str) -> tuple[memoryview, str] | None:
         """Return the object's bytes and a tag that changes whenever it is replaced, or None."""
@@ -65,7 +72,7 @@ class CloudObjects:
 
         self.url = url
         self._ob = obstore
-        options: dict[str, Any] = {"timeout": _TIMEOUT, "connect_timeout": _CONNECT_TIMEOUT}
+        options: dict[str, Any] = {"timeout": _SMALL_TIMEOUT, "connect_timeout": _CONNECT_TIMEOUT}
         endpoint = next((os.environ[name] for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT")
                          if os.environ.get(name)), "")
         if url.startswith("s3") and endpoint.startswith("http://"):
@@ -74,12 +81,21 @@ class CloudObjects:
                  "backoff": {"init_backoff": datetime.timedelta(milliseconds=50),
                              "max_backoff": datetime.timedelta(seconds=1), "base": 2}}
         self._store = from_url(url, client_options=options, retry_config=retry)  # type: ignore[call-overload]
+        self._large = from_url(url, client_options={**options, "timeout": _LARGE_TIMEOUT},  # type: ignore[call-overload]
+                               retry_config=retry)
 
-    def get(self, name: str) -> memoryview | None:
+    def _for(self, name: str) -> Any:
+        return self._large if name.startswith(_LARGE_PREFIX) else self._store
+
+    def get(self, name: str, most: int | None = None, private: bool = False) -> memoryview | None:
         try:
-            return memoryview(self._ob.get(self._store, name).bytes())
+            result = self._ob.get(self._for(name), name)
         except FileNotFoundError:
             return None
+        size = result.meta.get("size")
+        if most is not None and size is not None and size > most:
+            raise Refused(f"{name} holds {size} bytes, more than the {most} it may")  # never read whole
+        return memoryview(result.bytes())
 
     def get_tagged(self, name: str) -> tuple[memoryview, str] | None:
         try:
@@ -100,13 +116,13 @@ class CloudObjects:
         from obstore.exceptions import AlreadyExistsError, PreconditionError
 
         try:
-            self._ob.put(self._store, name, data, mode="create")
+            self._ob.put(self._for(name), name, data, mode="create")
         except (AlreadyExistsError, PreconditionError):
             return False
         return True
 
     def put(self, name: str, data: Any) -> None:
-        self._ob.put(self._store, name, data)
+        self._ob.put(self._for(name), name, data)
 
     def replace(self, name: str, data: Any, tag: str) -> str | None:
         from obstore.exceptions import PreconditionError
@@ -135,44 +151,65 @@ class DirectoryObjects:
         self.root = root
 
     def _path(self, name: str) -> str:
+        """Return the path of ``name``; raise Refused when a folder on the way is a link or not a folder."""
+        path = self.root
+        for part in name.split("/")[:-1]:
+            path = os.path.join(path, part)
+            try:
+                info = os.lstat(path)
+            except FileNotFoundError:
+                break  # made when written; a read finds nothing
+            if not stat.S_ISDIR(info.st_mode):
+                raise Refused(f"{path} is not a folder (a link?): nothing under it is read, written or deleted")
         return os.path.join(self.root, *name.split("/"))
 
-    def trouble(self) -> str | None:
-        """Return why others could write objects here (so unsigned ones cannot be trusted), or None."""
+    def _others_could_write(self, name: str, info: os.stat_result) -> str | None:
+        """Return why others could have written the object (it or a folder on its way), or None."""
         me = os.geteuid()
-        for path in (self.root, *(os.path.join(self.root, top) for top in ("m", "b"))):
-            try:
-                info = os.stat(path)
-            except OSError:
-                continue
-            if info.st_uid != me:
-                return f"{path} is owned by user {info.st_uid}, not by you (user {me})"
-            if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-                return f"{path} can be written by group or others (mode {stat.S_IMODE(info.st_mode):o})"
+        folders = [self.root]
+        for part in name.split("/")[:-1]:
+            folders.append(os.path.join(folders[-1], part))
+        checked = [(os.path.join(self.root, name), info)] + [(folder, os.stat(folder)) for folder in folders]
+        for path, st in checked:
+            if st.st_uid != me:
+                return f"{path} is owned by user {st.st_uid}, not by you (user {me})"
+            if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+                return f"{path} can be written by group or others (mode {stat.S_IMODE(st.st_mode):o})"
         return None
 
-    def _read(self, name: str) -> tuple[memoryview, os.stat_result] | None:
+    def _read(self, name: str, most: int | None = None,
+              private: bool = False) -> tuple[memoryview, os.stat_result] | None:
+        path = self._path(name)
         try:
-            # Never through a link someone planted: only regular files under the root are read.
-            fd = os.open(self._path(name), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            # Never through a link, and never blocked by a pipe someone planted: regular files only.
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+                         | getattr(os, "O_CLOEXEC", 0))
         except FileNotFoundError:
             return None
         except OSError as exc:
-            if exc.errno is not None and os.path.islink(self._path(name)):
-                return None
-            raise
+            raise Refused(f"{path} cannot be opened ({exc.strerror or exc}): it is not read") from None
         with os.fdopen(fd, "rb") as f:
             info = os.fstat(f.fileno())
             if not stat.S_ISREG(info.st_mode):
-                return None
-            return memoryview(f.read()), info
+                raise Refused(f"{path} is not a regular file: it is not read")
+            if most is not None and info.st_size > most:
+                raise Refused(f"{path} holds {info.st_size} bytes, more than the {most} it may: it is not read")
+            if private:
+                why = self._others_could_write(name, info)
+                if why is not None:
+                    raise Refused(f"{why}: a stored value is a pickle, which can run code when loaded, so without "
+                                  "a secret nothing others could have written is loaded")
+            try:
+                return memoryview(f.read()), info
+            except OSError as exc:
+                raise Refused(f"{path} cannot be read ({exc.strerror or exc})") from None
 
     @staticmethod
     def _tag(info: os.stat_result) -> str:
         return f"{info.st_ino}-{info.st_mtime_ns}-{info.st_size}"
 
-    def get(self, name: str) -> memoryview | None:
-        read = self._read(name)
+    def get(self, name: str, most: int | None = None, private: bool = False) -> memoryview | None:
+        read = self._read(name, most, private)
         return None if read is None else read[0]
 
     def get_tagged(self, name: str) -> tuple[memoryview, str] | None:
@@ -187,8 +224,8 @@ class DirectoryObjects:
 
     def _staged(self, name: str, data: Any) -> str:
         """Write ``data`` to a new file beside the object's place; return its path."""
-        path = self._path(name)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        os.makedirs(os.path.dirname(self._path(name)), exist_ok=True)
+        path = self._path(name)  # checked again now that its folders exist
         temp = f"{path}.{uuid.uuid4().hex}.tmp"
         with open(temp, "xb") as f:
             f.write(data)

@@ -59,9 +59,9 @@ from .._serialize import (
     store_file_path,
     write_payload,
 )
-from ._base import Fetched
+from ._base import Fetched, SecondTier
 from ._leases import LOCK_PREFIX, Leases, Watch, at_fork_in_child, gate, marks, slices
-from .remote import second_tier
+from .remote import replacing, second_tier
 
 __all__ = ()
 
@@ -464,6 +464,11 @@ class Store:
         self._flusher: threading.Thread | None = None
         self._stop = threading.Event()
         self._running: dict[str, list[Any]] = {}  # keys computed without a lease: [started, lease taken since]
+        # The second tier: where each lease of ours there was taken, the publishes a transaction holds back
+        # (this thread's), and rows deleted here by the user that the remote could not forget (read-only).
+        self._remote_leases: dict[str, SecondTier] = {}
+        self._deferred = threading.local()
+        self._tombstones: set[str] = set()
         self._ran = 0.0  # when the last of them finished
         self._wake = threading.Event()  # wakes a dozing background thread when a run without a lease starts
         self._dozing = False
@@ -702,6 +707,8 @@ class Store:
     def _from_remote(self, key: str, row: str, signer: Signer | None,
                      current: CallSettings | None) -> StoredRecord | None:
         """Copy the remote tier's verified entry for ``row`` into this directory and return it; None if none."""
+        if row in self._tombstones:
+            return None  # the user deleted it here: the remote's copy is not brought back
         tier = second_tier()
         if tier is None:
             return None
@@ -758,21 +765,39 @@ class Store:
         else:
             self._hot.pop(self.row_key(key, self.signer()), None)
 
-    @_gated
     def put(self, key: str, payload: Payload, meta: dict[str, Any], created: float,
             expires: float | None, duration: float, keep_until: float | None, tag: str,
             inline_limit: int, later: bool = False, publish: bool = True) -> int:
+        """Write a record here (see ``_put_here``); ``publish``: then in the remote tier, when one is configured
+        and writable, outside the fork gate (inside a ``transaction``, once it commits)."""
+        size = self._put_here(key, payload, meta, created, expires, duration, keep_until, tag, inline_limit, later)
+        if publish and size:
+            tier = second_tier()
+            if tier is not None and not tier.read_only:
+                signer = self.signer()
+                item = (self.row_key(key, signer), payload, meta, created, expires, duration, signer, replacing.get())
+                pending = getattr(self._deferred, "items", None)
+                if pending is not None:
+                    pending.append((tier, item))
+                else:
+                    tier.publish(*item)
+        return size
+
+    @_gated
+    def _put_here(self, key: str, payload: Payload, meta: dict[str, Any], created: float,
+                  expires: float | None, duration: float, keep_until: float | None, tag: str,
+                  inline_limit: int, later: bool = False) -> int:
         """Write a record; return the payload size. ``keep_until`` bounds its life in the index.
 
         ``later``: a quick result (a body that ran under QUICK_BODY) with a payload that fits in its
         row may be committed by the background thread, with the others queued meanwhile, within
         milliseconds rather than in a transaction of its own. Its header is made here. Every read
         of this store commits the queue first when it concerns a queued row (``settle``), and so do
-        exit and fork: in this process it reads as if written at once. ``publish``: also store it in the
-        remote tier when one is configured and writable (after this directory: the local copy comes first).
+        exit and fork: in this process it reads as if written at once.
         """
         signer = self.signer()
         row = self.row_key(key, signer)
+        self._tombstones.discard(row)
         inline = payload.nbytes < inline_limit
 
         def make_header(filename: str | None, checksum: bytes | None) -> bytes:
@@ -804,10 +829,6 @@ class Store:
             self.settle()  # in order: a queued record of this row must not land after this one
             self._commit(writer, [(row, _Queued(_NewRecord(row, payload, inline, make_header), expire, tag, facts,
                                                 payload.nbytes))])
-        if publish:
-            tier = second_tier()
-            if tier is not None:
-                tier.publish(row, payload, meta, created, expires, duration, signer)
         return payload.nbytes
 
     def _commit(self, writer: diskcache.Cache, items: list[tuple[str, _Queued]]) -> None:
@@ -879,10 +900,26 @@ class Store:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
-        """Group writes into one commit, inside the fork gate (no fork while we hold the write lock)."""
+        """Group writes into one commit, inside the fork gate (no fork while we hold the write lock).
+
+        What the writes publish to the remote tier waits for the commit, then goes in parallel:
+        no request is made while the write lock is held."""
         self.settle()
-        with gate, self.writer.transact():
-            yield
+        outermost = getattr(self._deferred, "items", None) is None
+        if outermost:
+            self._deferred.items = []
+        try:
+            with gate, self.writer.transact():
+                yield
+            held = self._deferred.items if outermost else []
+        finally:
+            if outermost:
+                self._deferred.items = None
+        by_tier: dict[int, tuple[SecondTier, list[Any]]] = {}
+        for tier, item in held:
+            by_tier.setdefault(id(tier), (tier, []))[1].append(item)
+        for tier, items in by_tier.values():
+            tier.publish_many(items)
 
     @_settled
     def stored_bytes(self) -> int:
@@ -921,13 +958,26 @@ class Store:
 
     @_settled
     def delete(self, key: str, everywhere: bool = False) -> bool:
-        """Delete this process's entry for ``key``; ``everywhere``: in the remote tier too (when writable)."""
+        """Delete this process's entry for ``key``; ``everywhere`` (the user's wish): in the remote tier too."""
         self._hot.clear()
         row = self.row_key(key, self.signer())
         deleted = bool(self.writer.delete(row))
-        tier = second_tier() if everywhere else None
-        if tier is not None:
-            deleted = tier.delete(row) or deleted
+        if everywhere:
+            deleted = self._forget_remotely([row]) or deleted
+        return deleted
+
+    def _forget_remotely(self, rows: list[str]) -> bool:
+        """Delete ``rows`` from the remote tier; those it keeps (read-only) are not brought back here from it
+        in this process. Return whether any was deleted there."""
+        tier = second_tier()
+        if tier is None or not rows:
+            return False
+        deleted = False
+        for row in rows:
+            if not tier.read_only and tier.delete(row):
+                deleted = True
+            else:
+                self._tombstones.add(row)
         return deleted
 
     @_settled
@@ -1106,7 +1156,7 @@ class Store:
                     found[rows[row]] = record
         return found
 
-    def delete_records(self, records: Iterable[StoredRecord]) -> list[StoredRecord]:
+    def delete_records(self, records: Iterable[StoredRecord], everywhere: bool = False) -> list[StoredRecord]:
         """Delete ``records`` where their rows still hold them, a few hundred per transaction; return those deleted.
 
         Each row is read again inside the transaction and deleted only if it holds the very header
@@ -1141,6 +1191,8 @@ class Store:
                     if record.filename:
                         self.writer.disk.remove(record.filename)
             deleted.extend(gone)
+        if everywhere:
+            self._forget_remotely([record.key for record in deleted])
         return deleted
 
     @_settled
@@ -1280,29 +1332,57 @@ class Store:
         """
         return self.try_leases([key], [watch])[0]
 
-    @_gated
     def try_leases(self, keys: list[str], watches: list[Watch | None]) -> list[bool]:
-        """Take the leases on ``keys`` that are free or lapsed, in one transaction; say which were taken."""
+        """Take the leases on ``keys`` that are free or lapsed, in one transaction; say which were taken.
+
+        A key leased here is leased in the remote tier too (outside the fork gate); one another machine
+        holds is given back here, and the caller waits and looks for the result as for a local holder."""
+        taken = self._take_here(keys, watches)
+        if not any(taken):
+            return taken
+        try:
+            tier = second_tier()
+        except Exception:
+            tier = None  # a remote that cannot be used: no coordination across machines, never a leaked lease
+        if tier is None:
+            return taken
+        elsewhere: list[str] = []
+        for key, ours in zip(keys, taken):
+            if not ours:
+                continue
+            if tier.try_lease(key):
+                self._remote_leases[key] = tier
+            else:
+                elsewhere.append(key)
+        if elsewhere:
+            with gate, contextlib.suppress(OSError, sqlite3.Error):
+                self._leases.give_back(connection(self.directory), elsewhere)
+            taken = [ours and key not in elsewhere for key, ours in zip(keys, taken)]
+        return taken
+
+    @_gated
+    def _take_here(self, keys: list[str], watches: list[Watch | None]) -> list[bool]:
         self.writer  # noqa: B018 (opens the index, or reopens a deleted directory)
         taken = self._leases.take(connection(self.directory), keys, watches)
         if any(taken) and self._flusher is None:
             self._start_flusher()
-        tier = second_tier() if any(taken) else None
-        if tier is not None:
-            # Held here, it must be held across machines too; one held elsewhere is given back here
-            # (the caller waits and looks for the result, in this directory and the remote).
-            elsewhere = [key for key, ours in zip(keys, taken) if ours and not tier.try_lease(key)]
-            if elsewhere:
-                self._leases.give_back(connection(self.directory), elsewhere)
-                taken = [ours and key not in elsewhere for key, ours in zip(keys, taken)]
         return taken
 
-    @_gated
     def release_leases(self, keys: list[str]) -> list[str]:
-        """Give these leases back in one transaction; return the keys whose lease had lapsed meanwhile."""
-        tier = second_tier()
-        if tier is not None:
-            tier.release(keys)
+        """Give these leases back in one transaction; return the keys whose lease had lapsed meanwhile.
+
+        Each lease held in the remote tier goes back to the tier it was taken from."""
+        remote: dict[int, tuple[SecondTier, list[str]]] = {}
+        for key in keys:
+            tier = self._remote_leases.pop(key, None)
+            if tier is not None:
+                remote.setdefault(id(tier), (tier, []))[1].append(key)
+        for tier, held in remote.values():
+            tier.release(held)
+        return self._give_back_here(keys)
+
+    @_gated
+    def _give_back_here(self, keys: list[str]) -> list[str]:
         try:
             con = connection(self.directory)
         except (OSError, sqlite3.Error):

@@ -40,10 +40,10 @@ from .._config import (
     settings,
     warn_once,
 )
-from .._errors import ConfigurationError, StorageWarning
+from .._errors import ConfigurationError, MemoWarning, StorageWarning
 from .._serialize import CorruptRecord, Payload, Signer, decode_header, encode_header, verified_payload
 from ._base import Fetched, SecondTier
-from ._objects import ObjectStore, open_objects
+from ._objects import DirectoryObjects, ObjectStore, Refused, open_objects
 
 __all__ = ()
 
@@ -52,6 +52,7 @@ _SET_ASIDE = 30.0  # seconds a failing remote is left alone before it is tried a
 _POLL_FIRST, _POLL_MOST = 0.05, 1.0  # waiting for another machine's result: capped back-off between looks
 _PROBE = "p/conditional-writes"
 _PARALLEL = 32  # requests in flight for a batch's lookups
+_MANIFEST_MOST = 64 << 20  # a manifest larger than this is refused unread (small payloads and metadata)
 
 # A function's own choice (@memo(remote=...), or its sender's when it came to a worker), for the call running
 # in this context: (a URL or "" for none, read-only or None for the configured answer).
@@ -101,18 +102,6 @@ class RemoteTier:
     def usable(self) -> bool:
         return time.monotonic() >= self._down_until
 
-    def _untrusted(self) -> bool:
-        """Return True (after warning once) when unsigned entries must not be loaded: others write the directory."""
-        trouble = getattr(self.objects, "trouble", None)
-        why = trouble() if trouble is not None else None
-        if why is None:
-            return False
-        warn_once(f"remote-untrusted:{self.url}", f"{why}: a stored value is a pickle, which can run code when "
-                  f"loaded, so without a secret nothing is loaded from the shared cache {self.url}. Set a secret "
-                  "shared by everyone who writes there (NOTEBOOK_MEMO_SECRET or configure(secret=...)).",
-                  StorageWarning)
-        return True
-
     def _trouble(self, exc: BaseException, doing: str) -> None:
         self._down_until = time.monotonic() + _SET_ASIDE
         warn_once(f"remote:{self.url}", f"the remote cache {self.url} could not be used ({doing}: "
@@ -122,13 +111,15 @@ class RemoteTier:
     # -- entries -------------------------------------------------------------------------------
     def fetch(self, row: str, signer: Signer | None) -> Fetched | None:
         """Return the verified entry stored for ``row``, or None (none, damaged, or the remote failing)."""
-        if not self.usable() or (signer is None and self._untrusted()):
+        if not self.usable():
             return None
         waiting = self._next_look.get(row.partition("~")[0])
         if waiting is not None and time.monotonic() < waiting[0]:
             return None  # another machine computes it: look again after the back-off
+        # Without a secret, a shared folder's objects are read only if no one else could have written them.
+        private = signer is None
         try:
-            data = self.objects.get(manifest_name(row))
+            data = self.objects.get(manifest_name(row), _MANIFEST_MOST, private)
             if data is None:
                 return None
             header, inline = decode_header(data)
@@ -136,21 +127,28 @@ class RemoteTier:
             if header.inline:
                 body = inline
             else:
+                if len(inline):
+                    raise CorruptRecord("the manifest has bytes after its header")
                 name = header.filename
                 if not _BLOB.fullmatch(name) or name != f"b/{header.checksum.hex()}":
                     raise CorruptRecord("the manifest names a payload that is not its own")
-                blob = self.objects.get(name)
+                blob = self.objects.get(name, header.offsets()[-1], private)
                 if blob is None:
                     return None  # pruned since: a miss
                 body = blob
-            return Fetched(header, verified_payload(header, body, signer))
-        except CorruptRecord as exc:
-            warn_once(f"remote-corrupt:{self.url}:{row}", f"an entry in the remote cache {self.url} was refused "
-                      f"and not loaded ({exc}); it is computed again", StorageWarning)
+            fetched = Fetched(header, verified_payload(header, body, signer))
+        except (CorruptRecord, Refused) as exc:
+            warn_once(f"remote-refused:{self.url}", f"an entry in the remote cache {self.url} was refused and not "
+                      f"loaded ({exc}); it is computed here instead", StorageWarning)
             return None
         except Exception as exc:
             self._trouble(exc, "reading")
             return None
+        if private and not isinstance(self.objects, DirectoryObjects):
+            warn_once(f"remote-unsigned:{self.url}", f"entries of the remote cache {self.url} are not signed: anyone "
+                      "who can write there can make this kernel run code when it loads them. Set a secret shared "
+                      "by the team (NOTEBOOK_MEMO_SECRET or configure(secret=...)).", MemoWarning)
+        return fetched
 
     def fetch_many(self, rows: list[str], signer: Signer | None) -> dict[str, Fetched]:
         """Return the verified entries among ``rows``: one request per row, a few dozen at a time."""
@@ -166,9 +164,22 @@ class RemoteTier:
             answers = list(pool.map(lambda row: self.fetch(row, signer), rows))
         return {row: answer for row, answer in zip(rows, answers) if answer is not None}
 
+    def publish_many(self, items: list[tuple[Any, ...]]) -> None:
+        """Publish many entries (each the arguments of ``publish``), a few dozen requests at a time."""
+        if len(items) == 1:
+            self.publish(*items[0])
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(_PARALLEL, len(items)), thread_name_prefix="notebook_memo remote",
+                                initializer=_ours) as pool:
+            list(pool.map(lambda item: self.publish(*item), items))
+
     def publish(self, row: str, payload: Payload, meta: dict[str, Any], created: float, expires: float | None,
-                duration: float, signer: Signer | None) -> bool:
-        """Store an entry (blob first, then its manifest, create-only); return whether the remote has one now."""
+                duration: float, signer: Signer | None, replace: bool | None = None) -> bool:
+        """Store an entry (blob first, then its manifest, create-only); return whether the remote has one now.
+
+        ``replace`` (default: inside ``replacing_if(True)``): overwrite a manifest already there (a refresh)."""
         if self.read_only or not self.usable():
             return False
         try:
@@ -181,10 +192,12 @@ class RemoteTier:
                     self.objects.create(name, payload.to_bytes())
             header = encode_header(row, name, payload, meta, created, expires, duration, inline, signer, checksum)
             where = manifest_name(row)
-            if self.objects.create(where, header):
-                return True
-            if replacing.get() or self._replaceable(row, where, signer):
+            if not self.objects.create(where, header):
+                if not ((replacing.get() if replace is None else replace) or self._replaceable(row, where, signer)):
+                    return True  # the first writer's entry stays
                 self.objects.put(where, header)
+            if name is not None and not self.objects.exists(name):
+                self.objects.create(name, payload.to_bytes())  # pruned as unused between our look and the manifest
             return True
         except Exception as exc:
             self._trouble(exc, "publishing")
@@ -192,7 +205,10 @@ class RemoteTier:
 
     def _replaceable(self, row: str, where: str, signer: Signer | None) -> bool:
         """Return whether the manifest already at ``where`` may be overwritten: expired, or not a valid one."""
-        data = self.objects.get(where)
+        try:
+            data = self.objects.get(where, _MANIFEST_MOST)
+        except Refused:
+            return False  # not a file of ours: left alone
         if data is None:
             return True
         try:
@@ -200,7 +216,8 @@ class RemoteTier:
             header.verify(row, header.filename or None, signer)
         except CorruptRecord:
             return True
-        return header.expired()
+        # Expired, or its payload gone (a prune): the entry can no longer be served.
+        return header.expired() or (bool(header.filename) and not self.objects.exists(header.filename))
 
     def delete(self, row: str) -> bool:
         """Remove the manifest of ``row`` (its blob may serve other entries: ``prune`` removes unused ones)."""
@@ -379,9 +396,29 @@ def remote_tier(url: str | None = None, read_only: bool | None = None) -> Remote
                     tier = RemoteTier(url, read_only)
                 except ValueError as exc:
                     raise ConfigurationError(str(exc)) from None
+                except Exception as exc:  # a folder that cannot be made, a client that cannot start
+                    warn_once(f"remote:{url}", f"the remote cache {url} cannot be opened ({type(exc).__name__}: "
+                              f"{exc}); results are computed and kept locally", StorageWarning)
+                    return None
                 _tiers[(url, read_only)] = tier
     return tier
 
 
 def open_tiers() -> list[RemoteTier]:
     return list(_tiers.values())
+
+
+def _after_fork_in_child() -> None:
+    """A forked child holds none of its parent's leases, and no renewing thread runs in it."""
+    global _tiers_lock
+    _tiers_lock = threading.Lock()
+    for tier in _tiers.values():
+        tier._lock = threading.Lock()
+        tier._held.clear()
+        tier._seen.clear()
+        tier._next_look.clear()
+        tier._renewer = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
