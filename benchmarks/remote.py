@@ -336,7 +336,8 @@ def big_array(tier: _remote.RemoteTier, url: str, requests: Requests, root: Path
     used: list[str] = []
 
     def next_machine() -> None:
-        for directory in used:  # the local copies of the turns before: not left to fill the disk
+        for directory in used:  # the local copies of the turns before (made): not left to fill the disk
+            get_store(directory, _config.resolve_size_limit()).wait_arrivals()
             shutil.rmtree(directory, ignore_errors=True)
         used.clear()
         used.append(machines.new())

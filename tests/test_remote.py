@@ -482,3 +482,77 @@ def test_a_shared_directory_others_can_write_needs_a_secret(tmp_path: Path, coun
     _machine(tmp_path, "dave")
     assert f(1, counter) == 1
     assert counter.n == 3
+
+
+def _arrivals(tmp_path: Path, name: str) -> None:
+    from notebook_memo.stores.local import get_store
+
+    get_store(str(tmp_path / name), _config.resolve_size_limit()).wait_arrivals()
+
+
+def test_a_large_remote_entry_is_served_from_memory_and_copied_locally(
+        remote: str, tmp_path: Path, counter: Counter, monkeypatch: pytest.MonkeyPatch) -> None:
+    configure(remote=remote)
+
+    @memo
+    def big(n: int, counter: Counter) -> dict[str, np.ndarray]:
+        counter()
+        return {"a": np.arange(n, dtype=np.float64), "b": np.ones(3)}
+
+    _machine(tmp_path, "alice")
+    big(1_000_000, counter)  # 8 MB
+    _machine(tmp_path, "bob")
+    value = big(1_000_000, counter)
+    assert value["a"].flags.writeable  # memory of its own, as a local hit gives
+    value["a"][:] = -1.0  # the caller's changes never reach the copy being stored
+    _arrivals(tmp_path, "bob")
+    tier = _remote.remote_tier(remote, read_only=False)
+    assert tier is not None
+
+    def no_request(*_: Any, **__: Any) -> Any:
+        raise AssertionError("a local hit asked the remote")
+
+    for name in ("get", "get_tagged", "exists", "create", "put", "replace", "delete", "list"):
+        monkeypatch.setattr(tier.objects, name, no_request)
+    again = big(1_000_000, counter)
+    np.testing.assert_array_equal(again["a"], np.arange(1_000_000, dtype=np.float64))
+    assert counter.n == 1
+
+
+def test_a_remote_entry_larger_than_the_local_size_limit_is_still_served(remote: str, tmp_path: Path,
+                                                                         counter: Counter) -> None:
+    configure(remote=remote)
+
+    @memo
+    def big(n: int, counter: Counter) -> np.ndarray:
+        counter()
+        return np.arange(n, dtype=np.float64)
+
+    _machine(tmp_path, "alice")
+    big(1_000_000, counter)
+    configure(size_limit="4MB")  # bob's cache cannot hold it
+    _machine(tmp_path, "bob")
+    for _ in range(3):
+        np.testing.assert_array_equal(big(1_000_000, counter), np.arange(1_000_000, dtype=np.float64))
+    _arrivals(tmp_path, "bob")
+    assert counter.n == 1
+    assert big.cache_info().currsize == 0  # nothing stored locally
+
+
+def test_a_large_remote_entry_of_a_memory_mapped_function_is_served(dir_remote: str, tmp_path: Path,
+                                                                    counter: Counter) -> None:
+    configure(remote=dir_remote)
+
+    @memo(mmap=True)
+    def big(n: int, counter: Counter) -> np.ndarray:
+        counter()
+        return np.arange(n, dtype=np.float64)
+
+    _machine(tmp_path, "alice")
+    big(1_000_000, counter)
+    _machine(tmp_path, "bob")
+    np.testing.assert_array_equal(big(1_000_000, counter), np.arange(1_000_000, dtype=np.float64))
+    _arrivals(tmp_path, "bob")
+    mapped = big(1_000_000, counter)
+    assert not mapped.flags.writeable  # from the local copy now, mapped
+    assert counter.n == 1

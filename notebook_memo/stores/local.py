@@ -57,6 +57,7 @@ from .._serialize import (
     read_plain,
     signer_for,
     store_file_path,
+    writable_copy,
     write_payload,
 )
 from ._base import Fetched, SecondTier
@@ -91,6 +92,7 @@ _QUEUE_MOST = 256
 # The background thread commits the queue once no quick result was added for _QUEUE_QUIET seconds, or its
 # oldest has waited _QUEUE_OLDEST: another process finds a quick result within about that.
 _QUEUE_QUIET, _QUEUE_OLDEST = 0.02, 0.25
+_ARRIVE_LATER = 4 << 20  # a remote payload this large is served from memory while its local copy is made
 
 
 @dataclass(slots=True)
@@ -105,6 +107,9 @@ class StoredRecord:
     signer: Signer | None = None
     verified: bool = False  # the header's checksum or signature was checked by this process
     plain_inline_verified: bool = False  # an inline pickle without buffers whose checksum was checked
+    # A remote entry's payload, verified in memory (immutable bytes of its own) while its local copy is made:
+    # loads give values of their own memory.
+    held: Payload | None = None
 
     @property
     def path(self) -> str | None:
@@ -112,6 +117,9 @@ class StoredRecord:
 
     def load(self, use_mmap: bool = False) -> Any:
         """Verify and unpickle the stored value; raises CorruptRecord or OSError."""
+        held = self.held
+        if held is not None:
+            return loads(held.pickle, [writable_copy(buf) for buf in held.buffers])
         header = self.header
         if header.inline:
             if self.plain_inline_verified:
@@ -467,6 +475,7 @@ class Store:
         # The second tier: where each lease of ours there was taken, the publishes a transaction holds back
         # (this thread's), and rows deleted here by the user that the remote could not forget (read-only).
         self._remote_leases: dict[str, SecondTier] = {}
+        self._arriving: dict[str, StoredRecord] = {}  # rows of large remote entries whose local copy is being made
         self._deferred = threading.local()
         self._tombstones: set[str] = set()
         self._ran = 0.0  # when the last of them finished
@@ -709,6 +718,9 @@ class Store:
         """Copy the remote tier's verified entry for ``row`` into this directory and return it; None if none."""
         if row in self._tombstones:
             return None  # the user deleted it here: the remote's copy is not brought back
+        arriving = self._arriving.get(row)
+        if arriving is not None:
+            return arriving
         tier = second_tier()
         if tier is None:
             return None
@@ -716,18 +728,57 @@ class Store:
         if fetched is None:
             return None
         tier.looked(key)
-        return self._imported(key, fetched, current)
-
-    def _imported(self, key: str, fetched: Fetched, current: CallSettings | None = None) -> StoredRecord | None:
-        """Store a verified remote entry here and return it as read back; None when it is past its TTL."""
         header = fetched.header
         if header.expired():
             return None
+        if not header.inline and fetched.payload.nbytes < _ARRIVE_LATER:
+            return self._imported(key, fetched, current)
+        # Served from the verified bytes in memory (immutable, ours). A small entry's local copy is left to
+        # the background thread's next commit, as a quick result's; a large one's is made meanwhile on a
+        # thread of its own (from those bytes, never from the caller's value), unless it could never fit
+        # the size limit: then every call reads it from the remote.
+        record = StoredRecord(row, header, memoryview(b""), None, self.directory, signer, True, held=fetched.payload)
+        if header.inline:
+            self._keep(key, fetched, later=True)
+            return record
+        if fetched.payload.nbytes <= self.size_limit:
+            self._arriving[row] = record
+            threading.Thread(target=self._arrive, args=(key, row, fetched), name="notebook_memo import").start()
+        return record
+
+    def _arrive(self, key: str, row: str, fetched: Fetched) -> None:
+        own_thread.ours = True
+        try:
+            self._keep(key, fetched)
+        except Exception as exc:
+            warn_once(f"storage:{self.directory}", f"a result from the remote tier could not be stored in "
+                      f"{self.directory} ({type(exc).__name__}: {exc}); it is read from the remote again next "
+                      "time", StorageWarning)
+        finally:
+            self._arriving.pop(row, None)
+
+    def wait_arrivals(self, timeout: float | None = None) -> None:
+        """Wait until the local copies of remote entries being made are made (tests, exit)."""
+        for thread in [t for t in threading.enumerate() if t.name == "notebook_memo import"]:
+            thread.join(timeout)
+
+    def _imported(self, key: str, fetched: Fetched, current: CallSettings | None = None) -> StoredRecord | None:
+        """Store a verified remote entry here and return it as read back; None when it is past its TTL."""
+        if not self._keep(key, fetched):
+            return None
+        return self.get(key, current, second=False)
+
+    def _keep(self, key: str, fetched: Fetched, later: bool = False) -> bool:
+        """Store a verified remote entry here; False when it is past its TTL. ``later``: as ``put``'s."""
+        header = fetched.header
+        if header.expired():
+            return False
         meta = header.meta()
         expires = header.expires or None
         self.put(key, fetched.payload, meta, header.created, expires, header.duration,
-                 expires + EXPIRY_GRACE if expires else None, str(meta.get("fid", "")), INLINE_LIMIT, publish=False)
-        return self.get(key, current, second=False)
+                 expires + EXPIRY_GRACE if expires else None, str(meta.get("fid", "")), INLINE_LIMIT, later,
+                 publish=False)
+        return True
 
     def _connection(self) -> tuple[sqlite3.Connection, object]:
         """Return this thread's connection to the index (the writer's) and a token naming it.
@@ -1470,6 +1521,7 @@ class Store:
         self._flusher = None
         self._stop = threading.Event()
         self._running, self._ran, self._wake, self._dozing = {}, 0.0, threading.Event(), False
+        self._arriving, self._remote_leases = {}, {}  # the threads making those copies, and the leases, are not here
         self._leases = Leases()
         self._pending_touch, self._pending_hits = set(), {}
         self._queued = {}  # the parent commits them

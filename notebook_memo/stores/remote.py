@@ -196,8 +196,6 @@ class RemoteTier:
                 if not ((replacing.get() if replace is None else replace) or self._replaceable(row, where, signer)):
                     return True  # the first writer's entry stays
                 self.objects.put(where, header)
-            if name is not None and not self.objects.exists(name):
-                self.objects.create(name, payload.to_bytes())  # pruned as unused between our look and the manifest
             return True
         except Exception as exc:
             self._trouble(exc, "publishing")
