@@ -884,7 +884,7 @@ class MemoizedFunction(Generic[R]):
         call = self.make_call(args, kwargs)
         store = self._store()
         with contextlib.suppress(Exception):
-            record = store.get(call.key)
+            record = store.get(call.key, second=False)  # what is here (the remote's copies go by row below)
             if record is not None and record.header.conditioned and "variants" in record.header.meta():
                 # Each random state's entry: none may be served again once a marker is rewritten.
                 variants = (entry for entry in store.records(tag=self._fid)
@@ -1327,7 +1327,10 @@ def save_entry(store: Store, key: str, where: tuple[str, Conditions | None, list
         meta["pre"] = conditions
     if variants:
         meta["variant_of"] = key
-    saved = save(store, entry_key, payload, meta, ttl, duration, tag, later)
+    # A random state's entry replaces the remote's: after an invalidate elsewhere (which cannot know every
+    # state's entry there) the state's old result must not stay beside the new marker.
+    with _remote.replacing_if(bool(variants)):
+        saved = save(store, entry_key, payload, meta, ttl, duration, tag, later)
     if saved and variants:
         marker = {name: value for name, value in meta.items() if name not in ("pre", "variant_of")}
         save(store, key, dumps(None), {**marker, "size": 0, "variants": variants}, ttl, duration, tag, later)

@@ -50,6 +50,9 @@ class SecondTier(Protocol):
     def try_lease(self, key: str) -> bool:
         """Take the lease on ``key`` across machines; False while another holds it."""
 
+    def try_leases(self, keys: list[str]) -> list[bool]:
+        """``try_lease`` for each of ``keys``."""
+
     def looked(self, key: str) -> None:
         """Forget the wait on ``key`` (its result arrived)."""
 

@@ -47,8 +47,9 @@ class ObjectStore(Protocol):
     def exists(self, name: str) -> bool:
         """Return whether the object exists."""
 
-    def create(self, name: str, data: Any) -> bool:
-        """Write the object only if absent; return False when one is there already."""
+    def create(self, name: str, data: Any) -> str | None:
+        """Write the object only if absent; return its tag ("" when the store gave none), or None when one
+        was there already."""
 
     def put(self, name: str, data: Any) -> None:
         """Write the object, replacing any."""
@@ -112,14 +113,14 @@ class CloudObjects:
             return False
         return True
 
-    def create(self, name: str, data: Any) -> bool:
+    def create(self, name: str, data: Any) -> str | None:
         from obstore.exceptions import AlreadyExistsError, PreconditionError
 
         try:
-            self._ob.put(self._for(name), name, data, mode="create")
+            result = self._ob.put(self._for(name), name, data, mode="create")
         except (AlreadyExistsError, PreconditionError):
-            return False
-        return True
+            return None
+        return str(result.get("e_tag") or "")
 
     def put(self, name: str, data: Any) -> None:
         self._ob.put(self._for(name), name, data)
@@ -231,15 +232,16 @@ class DirectoryObjects:
             f.write(data)
         return temp
 
-    def create(self, name: str, data: Any) -> bool:
+    def create(self, name: str, data: Any) -> str | None:
         temp = self._staged(name, data)
+        path = self._path(name)
         try:
-            os.link(temp, self._path(name))  # fails if the name exists: the file system's create-only
+            os.link(temp, path)  # fails if the name exists: the file system's create-only
+            return self._tag(os.lstat(path))
         except FileExistsError:
-            return False
+            return None
         finally:
             os.unlink(temp)
-        return True
 
     def put(self, name: str, data: Any) -> None:
         os.replace(self._staged(name, data), self._path(name))

@@ -475,7 +475,11 @@ class Store:
         # The second tier: where each lease of ours there was taken, the publishes a transaction holds back
         # (this thread's), and rows deleted here by the user that the remote could not forget (read-only).
         self._remote_leases: dict[str, SecondTier] = {}
-        self._arriving: dict[str, StoredRecord] = {}  # rows of large remote entries whose local copy is being made
+        # Rows of large remote entries whose local copy a thread of ours is making: the record served meanwhile,
+        # and a lock the copy is made under; a caller's write or delete of the row first takes that lock and
+        # moves the row's generation on, which cancels a copy not yet made.
+        self._arriving: dict[str, tuple[StoredRecord, threading.Lock]] = {}
+        self._generations: dict[str, int] = {}
         self._deferred = threading.local()
         self._tombstones: set[str] = set()
         self._ran = 0.0  # when the last of them finished
@@ -720,7 +724,7 @@ class Store:
             return None  # the user deleted it here: the remote's copy is not brought back
         arriving = self._arriving.get(row)
         if arriving is not None:
-            return arriving
+            return arriving[0]
         tier = second_tier()
         if tier is None:
             return None
@@ -731,31 +735,56 @@ class Store:
         header = fetched.header
         if header.expired():
             return None
-        if not header.inline and fetched.payload.nbytes < _ARRIVE_LATER:
-            return self._imported(key, fetched, current)
-        # Served from the verified bytes in memory (immutable, ours). A small entry's local copy is left to
-        # the background thread's next commit, as a quick result's; a large one's is made meanwhile on a
-        # thread of its own (from those bytes, never from the caller's value), unless it could never fit
-        # the size limit: then every call reads it from the remote.
+        # Served from the verified bytes in memory (immutable, ours), whatever happens to its local copy. A small
+        # entry's copy is left to the background thread's next commit, as a quick result's; a large one's is
+        # made meanwhile on a thread of its own (from those bytes, never from the caller's value), unless it
+        # could never fit the size limit: then every call reads it from the remote.
         record = StoredRecord(row, header, memoryview(b""), None, self.directory, signer, True, held=fetched.payload)
-        if header.inline:
-            self._keep(key, fetched, later=True)
+        if header.inline or fetched.payload.nbytes < _ARRIVE_LATER:
+            try:
+                self._keep(key, fetched, later=header.inline)
+            except Exception as exc:
+                self._not_kept(exc)
             return record
         if fetched.payload.nbytes <= self.size_limit:
-            self._arriving[row] = record
-            threading.Thread(target=self._arrive, args=(key, row, fetched), name="notebook_memo import").start()
+            lock = threading.Lock()
+            generation = self._generations.get(row, 0)
+            thread = threading.Thread(target=self._arrive, args=(key, row, fetched, lock, generation),
+                                      name="notebook_memo import")
+            self._arriving[row] = (record, lock)
+            try:
+                thread.start()
+            except RuntimeError:  # no thread can start (the interpreter is ending): served, not kept
+                self._arriving.pop(row, None)
         return record
 
-    def _arrive(self, key: str, row: str, fetched: Fetched) -> None:
+    def _arrive(self, key: str, row: str, fetched: Fetched, lock: threading.Lock, generation: int) -> None:
         own_thread.ours = True
         try:
-            self._keep(key, fetched)
+            with lock:
+                if self._generations.get(row, 0) == generation:  # not deleted or written since it was served
+                    self._keep(key, fetched)
         except Exception as exc:
-            warn_once(f"storage:{self.directory}", f"a result from the remote tier could not be stored in "
-                      f"{self.directory} ({type(exc).__name__}: {exc}); it is read from the remote again next "
-                      "time", StorageWarning)
+            self._not_kept(exc)
         finally:
-            self._arriving.pop(row, None)
+            entry = self._arriving.get(row)
+            if entry is not None and entry[1] is lock:
+                del self._arriving[row]
+
+    def _not_kept(self, exc: BaseException) -> None:
+        warn_once(f"storage:{self.directory}", f"a result from the remote tier could not be stored in "
+                  f"{self.directory} ({type(exc).__name__}: {exc}); it is served, and read from the remote "
+                  "again next time", StorageWarning)
+
+    def _claim(self, row: str) -> None:
+        """A caller writes or deletes ``row``: a local copy of a remote entry not yet made for it is not made."""
+        entry = self._arriving.get(row)
+        if entry is None:
+            return
+        with entry[1]:  # a copy being made is finished first: the caller's write or delete then comes after it
+            self._generations[row] = self._generations.get(row, 0) + 1
+            if self._arriving.get(row) is entry:
+                del self._arriving[row]
 
     def wait_arrivals(self, timeout: float | None = None) -> None:
         """Wait until the local copies of remote entries being made are made (tests, exit)."""
@@ -821,6 +850,8 @@ class Store:
             inline_limit: int, later: bool = False, publish: bool = True) -> int:
         """Write a record here (see ``_put_here``); ``publish``: then in the remote tier, when one is configured
         and writable, outside the fork gate (inside a ``transaction``, once it commits)."""
+        if self._arriving and publish:  # a caller's write (an import publishes nothing)
+            self._claim(self.row_key(key, self.signer()))
         size = self._put_here(key, payload, meta, created, expires, duration, keep_until, tag, inline_limit, later)
         if publish and size:
             tier = second_tier()
@@ -848,7 +879,6 @@ class Store:
         """
         signer = self.signer()
         row = self.row_key(key, signer)
-        self._tombstones.discard(row)
         inline = payload.nbytes < inline_limit
 
         def make_header(filename: str | None, checksum: bytes | None) -> bytes:
@@ -1012,6 +1042,7 @@ class Store:
         """Delete this process's entry for ``key``; ``everywhere`` (the user's wish): in the remote tier too."""
         self._hot.clear()
         row = self.row_key(key, self.signer())
+        self._claim(row)
         deleted = bool(self.writer.delete(row))
         if everywhere:
             deleted = self._forget_remotely([row]) or deleted
@@ -1052,10 +1083,13 @@ class Store:
         not hold these bytes. Both only narrow what is read: what is yielded is checked as always.
         Rows are read a chunk per query, so records may be deleted while this runs. Rows in any
         other form are skipped unread. Records signed with a secret this process does not have
-        cannot be checked; they are yielded with ``verified`` False.
+        cannot be checked; they are yielded with ``verified`` False. Local copies of remote entries
+        being made are made first: a listing (to clear, say) includes them.
         """
         if not self._exists():
             return
+        if self._arriving:
+            self.wait_arrivals()
         self.settle()
         signer = self.signer()
         where = "mode = ? AND raw = 1 AND typeof(key) = 'text'"
@@ -1198,7 +1232,7 @@ class Store:
             return {}
         if found and self._flusher is None:
             self._start_flusher()
-        missing = [row for row, key in rows.items() if key not in found]
+        missing = [row for row, key in rows.items() if key not in found and row not in self._tombstones]
         tier = second_tier() if missing else None
         if tier is not None:
             for row, fetched in tier.fetch_many(missing, signer).items():
@@ -1217,6 +1251,8 @@ class Store:
         deleted: list[StoredRecord] = []
         if not self._exists():
             return deleted
+        if self._arriving:
+            self.wait_arrivals()  # every copy being made is listed, or not, before anything is deleted
         self.settle()
         with gate:
             self.writer  # noqa: B018 (opens, or sets a damaged index aside)
@@ -1398,10 +1434,9 @@ class Store:
         if tier is None:
             return taken
         elsewhere: list[str] = []
-        for key, ours in zip(keys, taken):
-            if not ours:
-                continue
-            if tier.try_lease(key):
+        ours_here = [key for key, ours in zip(keys, taken) if ours]
+        for key, held in zip(ours_here, tier.try_leases(ours_here)):
+            if held:
                 self._remote_leases[key] = tier
             else:
                 elsewhere.append(key)
@@ -1521,7 +1556,8 @@ class Store:
         self._flusher = None
         self._stop = threading.Event()
         self._running, self._ran, self._wake, self._dozing = {}, 0.0, threading.Event(), False
-        self._arriving, self._remote_leases = {}, {}  # the threads making those copies, and the leases, are not here
+        # The threads making local copies, and the leases, are not here.
+        self._arriving, self._generations, self._remote_leases = {}, {}, {}
         self._leases = Leases()
         self._pending_touch, self._pending_hits = set(), {}
         self._queued = {}  # the parent commits them

@@ -28,7 +28,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .._config import (
@@ -154,26 +154,12 @@ class RemoteTier:
         """Return the verified entries among ``rows``: one request per row, a few dozen at a time."""
         if not rows or not self.usable():
             return {}
-        if len(rows) == 1:
-            one = self.fetch(rows[0], signer)
-            return {} if one is None else {rows[0]: one}
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=min(_PARALLEL, len(rows)), thread_name_prefix="notebook_memo remote",
-                                initializer=_ours) as pool:
-            answers = list(pool.map(lambda row: self.fetch(row, signer), rows))
+        answers = _each(lambda row: self.fetch(row, signer), rows)
         return {row: answer for row, answer in zip(rows, answers) if answer is not None}
 
     def publish_many(self, items: list[tuple[Any, ...]]) -> None:
         """Publish many entries (each the arguments of ``publish``), a few dozen requests at a time."""
-        if len(items) == 1:
-            self.publish(*items[0])
-            return
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=min(_PARALLEL, len(items)), thread_name_prefix="notebook_memo remote",
-                                initializer=_ours) as pool:
-            list(pool.map(lambda item: self.publish(*item), items))
+        _each(lambda item: self.publish(*item), items)
 
     def publish(self, row: str, payload: Payload, meta: dict[str, Any], created: float, expires: float | None,
                 duration: float, signer: Signer | None, replace: bool | None = None) -> bool:
@@ -192,7 +178,7 @@ class RemoteTier:
                     self.objects.create(name, payload.to_bytes())
             header = encode_header(row, name, payload, meta, created, expires, duration, inline, signer, checksum)
             where = manifest_name(row)
-            if not self.objects.create(where, header):
+            if self.objects.create(where, header) is None:
                 if not ((replacing.get() if replace is None else replace) or self._replaceable(row, where, signer)):
                     return True  # the first writer's entry stays
                 self.objects.put(where, header)
@@ -237,7 +223,7 @@ class RemoteTier:
             name = f"{_PROBE}-{uuid.uuid4().hex}"
             try:
                 self.objects.create(name, b"1")
-                honoured = not self.objects.create(name, b"2")
+                honoured = self.objects.create(name, b"2") is None
                 with contextlib.suppress(Exception):
                     self.objects.delete(name)
             except Exception as exc:
@@ -263,12 +249,15 @@ class RemoteTier:
             return False
         name = lease_name(key)
         try:
-            if self.objects.create(name, self._lease_body()):
-                found = self.objects.get_tagged(name)
-                if found is not None:
-                    self._hold(key, found[1])
-                    return True
-                return False
+            created = self.objects.create(name, self._lease_body())
+            if created is not None:
+                if not created:  # a store that gave no tag: read it
+                    found = self.objects.get_tagged(name)
+                    if found is None:
+                        return False
+                    created = found[1]
+                self._hold(key, created)
+                return True
             found = self.objects.get_tagged(name)
             if found is None:
                 return False  # given back just now: the caller looks for the result, then tries again
@@ -320,18 +309,27 @@ class RemoteTier:
                         del self._held[key]  # taken over by another: no longer ours to renew or delete
 
     def release(self, keys: list[str]) -> None:
-        """Remove our leases on ``keys`` (only those still ours)."""
+        """Remove our leases on ``keys`` (only those still ours), a few dozen requests at a time."""
+        mine: list[tuple[str, str]] = []
         for key in keys:
             with self._lock:
                 tag = self._held.pop(key, None)
             self.looked(key)
-            if tag is None:
-                continue
-            name = lease_name(key)
+            if tag is not None:
+                mine.append((key, tag))
+
+        def give_back(item: tuple[str, str]) -> None:
+            name = lease_name(item[0])
             with contextlib.suppress(Exception):
                 found = self.objects.get_tagged(name)
-                if found is not None and found[1] == tag:
+                if found is not None and found[1] == item[1]:
                     self.objects.delete(name)
+
+        _each(give_back, mine)
+
+    def try_leases(self, keys: list[str]) -> list[bool]:
+        """``try_lease`` for each of ``keys``, a few dozen requests at a time."""
+        return _each(self.try_lease, keys)
 
     def holds(self) -> bool:
         return bool(self._held)
@@ -341,6 +339,17 @@ class RemoteTier:
         """Yield (row, size, modified) of every manifest: a full listing, never on a call's path."""
         for name, size, modified in self.objects.list("m/"):
             yield name.rsplit("/", 1)[-1], size, modified
+
+
+def _each(work: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+    """Return ``work`` of each item, on a few dozen threads of ours when there are several."""
+    if len(items) <= 1:
+        return [work(item) for item in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(_PARALLEL, len(items)), thread_name_prefix="notebook_memo remote",
+                            initializer=_ours) as pool:
+        return list(pool.map(work, items))
 
 
 def _ours() -> None:

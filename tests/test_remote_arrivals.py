@@ -1,0 +1,196 @@
+"""A remote hit is served from memory while its local copy is made: what the user does meanwhile wins.
+
+The copy of a large entry is made on a thread of its own; these tests hold that thread back (as a slow
+disk or a 1 GB value would) and do what a user may do in the window: invalidate, clear, refresh,
+recompute. The remote is a shared directory (see tests/test_remote.py for S3).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from notebook_memo import StorageWarning, _config, configure, memo
+from notebook_memo.stores import local as _local
+from notebook_memo.stores.local import get_store
+from tests.conftest import Counter
+from tests.test_remote import _machine
+from tests.test_remote_hostile import Outside
+
+_BIG = 1_000_000  # 8 MB of float64: copied locally on a thread of its own
+
+
+@pytest.fixture
+def slow_copies(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Hold each local copy of a remote entry back by 0.3 s, on the copying thread only."""
+    real = _local.Store._keep
+
+    def held_back(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if threading.current_thread().name == "notebook_memo import":
+            time.sleep(0.3)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(_local.Store, "_keep", held_back)
+    yield
+
+
+def _settle(tmp_path: Path, name: str) -> None:
+    get_store(str(tmp_path / name), _config.resolve_size_limit()).wait_arrivals()
+
+
+def _big_function() -> Any:
+    @memo
+    def big(n: int, counter: Counter) -> np.ndarray:
+        counter()
+        return np.full(n, float(counter.n))
+
+    return big
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+@pytest.mark.parametrize("how", ["invalidate", "clear"])
+def test_deleting_right_after_a_remote_hit_is_not_undone_by_its_local_copy(
+        tmp_path: Path, counter: Counter, slow_copies: None, how: str, read_only: bool) -> None:
+    configure(remote=(tmp_path / "team").as_uri())
+    big = _big_function()
+    _machine(tmp_path, "alice")
+    big(_BIG, counter)
+    configure(remote_read_only=read_only)
+    _machine(tmp_path, "bob")
+    assert big(_BIG, counter)[0] == 1.0  # from the remote; its local copy is being made
+    if how == "invalidate":
+        assert big.invalidate(_BIG, counter)
+    else:
+        assert big.clear() == 1
+    _settle(tmp_path, "bob")
+    assert big(_BIG, counter)[0] == 2.0  # computed again
+    assert counter.n == 2
+
+
+def test_a_refresh_in_the_window_is_not_overwritten_by_the_older_copy(tmp_path: Path, counter: Counter,
+                                                                      slow_copies: None) -> None:
+    configure(remote=(tmp_path / "team").as_uri())
+    big = _big_function()
+    _machine(tmp_path, "alice")
+    big(_BIG, counter)
+    _machine(tmp_path, "bob")
+    big(_BIG, counter)
+    assert big.refresh(_BIG, counter)[0] == 2.0
+    _settle(tmp_path, "bob")
+    assert big(_BIG, counter)[0] == 2.0
+    _machine(tmp_path, "carol")
+    assert big(_BIG, counter)[0] == 2.0  # the refresh replaced the remote's copy too
+    assert counter.n == 2
+
+
+def test_a_copy_that_cannot_be_made_still_serves_the_verified_value(tmp_path: Path, counter: Counter,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    configure(remote=(tmp_path / "team").as_uri())
+
+    @memo
+    def values(n: int, counter: Counter) -> np.ndarray:
+        counter()
+        return np.arange(n)
+
+    _machine(tmp_path, "alice")
+    values(10, counter)  # a small entry
+    values(_BIG, counter)  # a large one
+    _machine(tmp_path, "bob")
+
+    def full_disk(*_: Any, **__: Any) -> Any:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(_local.Store, "_put_here", full_disk)
+    with pytest.warns(StorageWarning, match="could not be stored"):
+        np.testing.assert_array_equal(values(10, counter), np.arange(10))
+        np.testing.assert_array_equal(values(_BIG, counter), np.arange(_BIG))
+        _settle(tmp_path, "bob")
+    assert counter.n == 2  # served, though not kept
+
+
+def test_a_copy_thread_that_cannot_start_leaves_nothing_behind(tmp_path: Path, counter: Counter,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    configure(remote=(tmp_path / "team").as_uri())
+    big = _big_function()
+    _machine(tmp_path, "alice")
+    big(_BIG, counter)
+    _machine(tmp_path, "bob")
+    real_start = threading.Thread.start
+
+    def refuse(self: threading.Thread) -> None:
+        if self.name == "notebook_memo import":
+            raise RuntimeError("can't start new thread")
+        real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    assert big(_BIG, counter)[0] == 1.0  # served from the remote, not computed
+    assert big.invalidate(_BIG, counter)
+    assert big(_BIG, counter)[0] == 2.0
+    assert counter.n == 2
+
+
+def test_a_batch_does_not_bring_back_items_invalidated_on_a_read_only_remote(tmp_path: Path) -> None:
+    configure(remote=(tmp_path / "team").as_uri())
+    outside = Outside("old")
+
+    @memo.batch("items", progress=False)
+    def tag(items: list[int], outside: Outside) -> list[str]:
+        return [f"{outside.value}-{i}" for i in items]
+
+    _machine(tmp_path, "alice")
+    tag([1, 2], outside)
+    configure(remote_read_only=True)
+    _machine(tmp_path, "bob")
+    assert tag([1, 2], outside) == ["old-1", "old-2"]
+    outside.value = "new"
+    assert tag.invalidate([1, 2], outside)
+    assert tag([1, 2], outside) == ["new-1", "new-2"]
+
+
+def test_an_invalidated_entry_stays_forgotten_after_its_recomputed_copy_is_evicted(tmp_path: Path) -> None:
+    configure(remote=(tmp_path / "team").as_uri())
+    outside = Outside("old")
+
+    @memo
+    def f(x: int, outside: Outside) -> str:
+        return f"{outside.value}-{x}"
+
+    _machine(tmp_path, "alice")
+    f(1, outside)
+    configure(remote_read_only=True)
+    _machine(tmp_path, "bob")
+    assert f(1, outside) == "old-1"
+    outside.value = "new"
+    assert f.invalidate(1, outside)
+    assert f(1, outside) == "new-1"
+    get_store(str(tmp_path / "bob"), _config.resolve_size_limit()).evict_to(0)
+    assert f(1, outside) == "new-1"  # computed again, not the remote's old copy
+
+
+def test_a_random_state_entry_invalidated_elsewhere_is_replaced_on_the_remote(tmp_path: Path) -> None:
+    """A machine that holds nothing of a drawing function locally invalidates it: the remote marker goes,
+    and the state's new result replaces the old one there (it cannot know every state's entry)."""
+    configure(remote=(tmp_path / "team").as_uri())
+    outside = Outside("old")
+
+    @memo
+    def g(x: int, outside: Outside) -> str:
+        return f"{outside.value}-{np.random.random():.6f}"
+
+    _machine(tmp_path, "alice")
+    np.random.seed(0)
+    g(1, outside)
+    outside.value = "new"
+    _machine(tmp_path, "bob")
+    g.invalidate(1, outside)
+    np.random.seed(0)
+    assert g(1, outside).startswith("new")
+    _machine(tmp_path, "carol")
+    np.random.seed(0)
+    assert g(1, outside).startswith("new")
