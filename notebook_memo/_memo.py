@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import types
+import uuid
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -668,10 +669,12 @@ class MemoizedFunction(Generic[R]):
                     self._release(store, [call.key])
 
     def _choose_remote(self) -> contextvars.Token[tuple[str, bool | None] | None] | None:
-        """Set this function's own remote for the call (reset the token after); None when it has none."""
+        """Set this function's own remote for the call (reset the token after); None when nothing was set.
+
+        A function without one clears an enclosing function's choice: its body's calls use their own."""
         options = self._options
         if options.remote is None:
-            return None
+            return None if _remote.chosen.get() is None else _remote.chosen.set(None)
         return _remote.chosen.set((options.remote, options.remote_read_only))
 
     def _refuse_recursion(self, call: Call) -> None:
@@ -1275,6 +1278,11 @@ def conditioned_entry(store: Store, key: str, record: StoredRecord,
         if found is None or found.header.expired() or not found.header.conditioned:
             return None, {}, [f"the state of {_random_state.describe_generators(variants)} differs from every "
                               "stored run's (the body draws from it)"]
+        if found.header.meta().get("epoch") != meta.get("epoch"):
+            # Stored before the entries of this call were invalidated (perhaps on another machine, which
+            # could not name every state's entry): not one of the runs the marker now stands for.
+            return None, {}, ["the run stored for this state of "
+                              f"{_random_state.describe_generators(variants)} was invalidated since"]
         record, meta = found, found.header.meta()
     conditions: Conditions = meta.get("pre") or {}
     why = _conditions.failures(conditions, first_only)
@@ -1327,6 +1335,7 @@ def save_entry(store: Store, key: str, where: tuple[str, Conditions | None, list
         meta["pre"] = conditions
     if variants:
         meta["variant_of"] = key
+        meta["epoch"] = _marker_epoch(store, key)
     # A random state's entry replaces the remote's: after an invalidate elsewhere (which cannot know every
     # state's entry there) the state's old result must not stay beside the new marker.
     with _remote.replacing_if(bool(variants)):
@@ -1335,6 +1344,20 @@ def save_entry(store: Store, key: str, where: tuple[str, Conditions | None, list
         marker = {name: value for name, value in meta.items() if name not in ("pre", "variant_of")}
         save(store, key, dumps(None), {**marker, "size": 0, "variants": variants}, ttl, duration, tag, later)
     return saved
+
+
+def _marker_epoch(store: Store, key: str) -> str:
+    """Return the epoch of the random-state marker at ``key``: its own while one stands there, else a new one.
+
+    A state's entry carries its marker's epoch: entries stored before an invalidate (which removes
+    the marker) never serve the marker written after it."""
+    with contextlib.suppress(Exception):
+        record = store.get(key)
+        if record is not None and not record.header.expired():
+            epoch = record.header.meta().get("epoch")
+            if isinstance(epoch, str) and "variants" in record.header.meta():
+                return epoch
+    return uuid.uuid4().hex
 
 
 def served(conditions: Conditions, generators: dict[str, Any], outer: Recorders) -> None:

@@ -556,3 +556,33 @@ def test_a_large_remote_entry_of_a_memory_mapped_function_is_served(dir_remote: 
     mapped = big(1_000_000, counter)
     assert not mapped.flags.writeable  # from the local copy now, mapped
     assert counter.n == 1
+
+
+def test_a_waiter_takes_no_local_lease_while_it_backs_off(dir_remote: str, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Waiting for another machine, each turn of the wait used to take the local lease and give it back
+    (two SQLite write transactions, about 40 a second); within the back-off it now takes none."""
+    import time
+
+    from notebook_memo.stores.local import get_store
+
+    configure(remote=dir_remote)
+    elsewhere = _remote.RemoteTier(dir_remote, read_only=False)  # another machine's view of the remote
+    key = "a" * 32
+    assert elsewhere.try_lease(key)
+    store = get_store(str(tmp_path / "here"), _config.resolve_size_limit())
+    assert store.try_leases([key], [None]) == [False]  # held elsewhere: given back here, and a back-off set
+    tier = _remote.remote_tier(dir_remote, read_only=False)
+    assert tier is not None
+    tier._next_look[key] = (time.monotonic() + 3600, 1.0)  # the back-off, made as long as the test
+
+    def no_local_lease(*_: Any) -> Any:
+        raise AssertionError("a local lease was taken while backing off")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(type(store), "_take_here", no_local_lease)
+        assert store.try_leases([key], [None]) == [False]
+    elsewhere.release([key])
+    tier.looked(key)
+    assert store.try_leases([key], [None]) == [True]  # given back elsewhere: taken here and there
+    store.release_leases([key])

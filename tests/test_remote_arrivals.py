@@ -194,3 +194,82 @@ def test_a_random_state_entry_invalidated_elsewhere_is_replaced_on_the_remote(tm
     _machine(tmp_path, "carol")
     np.random.seed(0)
     assert g(1, outside).startswith("new")
+
+
+def test_a_nested_function_uses_its_own_remote_not_the_enclosing_ones(tmp_path: Path) -> None:
+    """g, called inside f (which has a remote of its own), reads and publishes where g's calls do: its
+    invalidate on one machine then holds on another."""
+    configure(remote=(tmp_path / "team").as_uri())
+    outside = Outside("old")
+
+    @memo
+    def g(x: int, outside: Outside) -> str:
+        return f"{outside.value}-{x}"
+
+    @memo(remote=(tmp_path / "own").as_uri())
+    def f(y: int, outside: Outside) -> str:
+        return g(1, outside) + f"/{y}"
+
+    _machine(tmp_path, "alice")
+    assert f(1, outside) == "old-1/1"
+    outside.value = "new"
+    assert g.invalidate(1, outside)
+    _machine(tmp_path, "bob")
+    assert f(2, outside) == "new-1/2"
+
+
+def test_a_refresh_on_a_read_only_remote_stays_after_its_copy_is_evicted(tmp_path: Path) -> None:
+    configure(remote=(tmp_path / "team").as_uri())
+    outside = Outside("old")
+
+    @memo
+    def f(x: int, outside: Outside) -> str:
+        return f"{outside.value}-{x}"
+
+    _machine(tmp_path, "alice")
+    f(1, outside)
+    configure(remote_read_only=True)
+    _machine(tmp_path, "bob")
+    assert f(1, outside) == "old-1"
+    outside.value = "new"
+    assert f.refresh(1, outside) == "new-1"
+    get_store(str(tmp_path / "bob"), _config.resolve_size_limit()).evict_to(0)
+    assert f(1, outside) == "new-1"  # computed again, not the remote's pre-refresh value
+
+
+def test_a_state_entry_invalidated_elsewhere_is_not_served_under_the_new_marker(tmp_path: Path) -> None:
+    """Bob, holding nothing of g locally, invalidates it (the remote marker goes; alice's entry for her
+    random state stays, unknown to him) and runs it under another state: alice's state must not be served
+    its old entry through bob's new marker."""
+    configure(remote=(tmp_path / "team").as_uri())
+    outside = Outside("old")
+
+    @memo
+    def g(x: int, outside: Outside) -> str:
+        return f"{outside.value}-{np.random.random():.6f}"
+
+    _machine(tmp_path, "alice")
+    np.random.seed(0)
+    assert g(1, outside).startswith("old")
+    outside.value = "new"
+    _machine(tmp_path, "bob")
+    assert g.invalidate(1, outside)
+    np.random.seed(1)
+    assert g(1, outside).startswith("new")
+    _machine(tmp_path, "carol")
+    np.random.seed(0)
+    assert g(1, outside).startswith("new")
+
+
+def test_a_copy_verified_under_a_secret_is_not_kept_under_the_next_one(tmp_path: Path, counter: Counter,
+                                                                       slow_copies: None) -> None:
+    configure(remote=(tmp_path / "team").as_uri(), secret="old secret")
+    big = _big_function()
+    _machine(tmp_path, "alice")
+    big(_BIG, counter)
+    _machine(tmp_path, "bob")
+    assert big(_BIG, counter)[0] == 1.0  # verified under the old secret; its copy is being made
+    configure(secret="new secret")
+    _settle(tmp_path, "bob")
+    big(_BIG, counter)
+    assert counter.n == 2  # nothing signed with the new secret stands for it: computed

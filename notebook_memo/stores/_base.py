@@ -53,6 +53,9 @@ class SecondTier(Protocol):
     def try_leases(self, keys: list[str]) -> list[bool]:
         """``try_lease`` for each of ``keys``."""
 
+    def backing_off(self, key: str) -> bool:
+        """Return True while another machine holds the lease on ``key`` and it is not yet time to look again."""
+
     def looked(self, key: str) -> None:
         """Forget the wait on ``key`` (its result arrived)."""
 

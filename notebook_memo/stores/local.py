@@ -93,6 +93,7 @@ _QUEUE_MOST = 256
 # oldest has waited _QUEUE_OLDEST: another process finds a quick result within about that.
 _QUEUE_QUIET, _QUEUE_OLDEST = 0.02, 0.25
 _ARRIVE_LATER = 4 << 20  # a remote payload this large is served from memory while its local copy is made
+_NOW: Any = object()  # put()'s signer not given: the configured secret's, as of the call
 
 
 @dataclass(slots=True)
@@ -742,14 +743,14 @@ class Store:
         record = StoredRecord(row, header, memoryview(b""), None, self.directory, signer, True, held=fetched.payload)
         if header.inline or fetched.payload.nbytes < _ARRIVE_LATER:
             try:
-                self._keep(key, fetched, later=header.inline)
+                self._keep(key, fetched, signer, later=header.inline)
             except Exception as exc:
                 self._not_kept(exc)
             return record
         if fetched.payload.nbytes <= self.size_limit:
             lock = threading.Lock()
             generation = self._generations.get(row, 0)
-            thread = threading.Thread(target=self._arrive, args=(key, row, fetched, lock, generation),
+            thread = threading.Thread(target=self._arrive, args=(key, row, fetched, signer, lock, generation),
                                       name="notebook_memo import")
             self._arriving[row] = (record, lock)
             try:
@@ -758,12 +759,13 @@ class Store:
                 self._arriving.pop(row, None)
         return record
 
-    def _arrive(self, key: str, row: str, fetched: Fetched, lock: threading.Lock, generation: int) -> None:
+    def _arrive(self, key: str, row: str, fetched: Fetched, signer: Signer | None, lock: threading.Lock,
+                generation: int) -> None:
         own_thread.ours = True
         try:
             with lock:
                 if self._generations.get(row, 0) == generation:  # not deleted or written since it was served
-                    self._keep(key, fetched)
+                    self._keep(key, fetched, signer)
         except Exception as exc:
             self._not_kept(exc)
         finally:
@@ -791,22 +793,26 @@ class Store:
         for thread in [t for t in threading.enumerate() if t.name == "notebook_memo import"]:
             thread.join(timeout)
 
-    def _imported(self, key: str, fetched: Fetched, current: CallSettings | None = None) -> StoredRecord | None:
+    def _imported(self, key: str, fetched: Fetched, signer: Signer | None,
+                  current: CallSettings | None = None) -> StoredRecord | None:
         """Store a verified remote entry here and return it as read back; None when it is past its TTL."""
-        if not self._keep(key, fetched):
+        if not self._keep(key, fetched, signer):
             return None
         return self.get(key, current, second=False)
 
-    def _keep(self, key: str, fetched: Fetched, later: bool = False) -> bool:
-        """Store a verified remote entry here; False when it is past its TTL. ``later``: as ``put``'s."""
+    def _keep(self, key: str, fetched: Fetched, signer: Signer | None, later: bool = False) -> bool:
+        """Store a verified remote entry here, signed as it was verified (``signer``: the secret then); False
+        when it is past its TTL or the secret changed since. ``later``: as ``put``'s."""
         header = fetched.header
         if header.expired():
             return False
+        if self.signer() != signer:
+            return False  # verified under another secret: not this secret's entry to keep
         meta = header.meta()
         expires = header.expires or None
         self.put(key, fetched.payload, meta, header.created, expires, header.duration,
                  expires + EXPIRY_GRACE if expires else None, str(meta.get("fid", "")), INLINE_LIMIT, later,
-                 publish=False)
+                 publish=False, signer=signer)
         return True
 
     def _connection(self) -> tuple[sqlite3.Connection, object]:
@@ -847,28 +853,35 @@ class Store:
 
     def put(self, key: str, payload: Payload, meta: dict[str, Any], created: float,
             expires: float | None, duration: float, keep_until: float | None, tag: str,
-            inline_limit: int, later: bool = False, publish: bool = True) -> int:
+            inline_limit: int, later: bool = False, publish: bool = True, signer: Any = _NOW) -> int:
         """Write a record here (see ``_put_here``); ``publish``: then in the remote tier, when one is configured
-        and writable, outside the fork gate (inside a ``transaction``, once it commits)."""
+        and writable, outside the fork gate (inside a ``transaction``, once it commits). ``signer``: sign
+        with this one (a remote entry's copy, under the secret that verified it), not the configured one."""
         if self._arriving and publish:  # a caller's write (an import publishes nothing)
             self._claim(self.row_key(key, self.signer()))
-        size = self._put_here(key, payload, meta, created, expires, duration, keep_until, tag, inline_limit, later)
+        size = self._put_here(key, payload, meta, created, expires, duration, keep_until, tag, inline_limit, later,
+                              signer)
         if publish and size:
             tier = second_tier()
+            replace = replacing.get()
+            signer = self.signer()
+            row = self.row_key(key, signer)
             if tier is not None and not tier.read_only:
-                signer = self.signer()
-                item = (self.row_key(key, signer), payload, meta, created, expires, duration, signer, replacing.get())
+                item = (row, payload, meta, created, expires, duration, signer, replace)
                 pending = getattr(self._deferred, "items", None)
                 if pending is not None:
                     pending.append((tier, item))
-                else:
-                    tier.publish(*item)
+                elif not tier.publish(*item) and replace:
+                    self._tombstones.add(row)
+            elif tier is not None and replace:
+                # A refresh the remote keeps the old value of (read-only): not brought back from it here.
+                self._tombstones.add(row)
         return size
 
     @_gated
     def _put_here(self, key: str, payload: Payload, meta: dict[str, Any], created: float,
                   expires: float | None, duration: float, keep_until: float | None, tag: str,
-                  inline_limit: int, later: bool = False) -> int:
+                  inline_limit: int, later: bool = False, signer: Any = _NOW) -> int:
         """Write a record; return the payload size. ``keep_until`` bounds its life in the index.
 
         ``later``: a quick result (a body that ran under QUICK_BODY) with a payload that fits in its
@@ -877,7 +890,8 @@ class Store:
         of this store commits the queue first when it concerns a queued row (``settle``), and so do
         exit and fork: in this process it reads as if written at once.
         """
-        signer = self.signer()
+        if signer is _NOW:
+            signer = self.signer()
         row = self.row_key(key, signer)
         inline = payload.nbytes < inline_limit
 
@@ -1236,7 +1250,7 @@ class Store:
         tier = second_tier() if missing else None
         if tier is not None:
             for row, fetched in tier.fetch_many(missing, signer).items():
-                record = self._imported(rows[row], fetched)
+                record = self._imported(rows[row], fetched, signer)
                 if record is not None:
                     found[rows[row]] = record
         return found
@@ -1424,14 +1438,16 @@ class Store:
 
         A key leased here is leased in the remote tier too (outside the fork gate); one another machine
         holds is given back here, and the caller waits and looks for the result as for a local holder."""
-        taken = self._take_here(keys, watches)
-        if not any(taken):
-            return taken
         try:
             tier = second_tier()
         except Exception:
             tier = None  # a remote that cannot be used: no coordination across machines, never a leaked lease
-        if tier is None:
+        if tier is not None and all(tier.backing_off(key) for key in keys):
+            # Another machine computes them and it is not yet time to look again: no local lease taken and
+            # given back on every turn of the caller's wait.
+            return [False] * len(keys)
+        taken = self._take_here(keys, watches)
+        if not any(taken) or tier is None:
             return taken
         elsewhere: list[str] = []
         ours_here = [key for key, ours in zip(keys, taken) if ours]

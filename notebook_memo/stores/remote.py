@@ -287,6 +287,11 @@ class RemoteTier:
                                                  name="notebook_memo remote leases")
                 self._renewer.start()
 
+    def backing_off(self, key: str) -> bool:
+        """Return True while another machine holds the lease on ``key`` and it is not yet time to look again."""
+        waiting = self._next_look.get(key)
+        return waiting is not None and time.monotonic() < waiting[0]
+
     def looked(self, key: str) -> None:
         """Forget the back-off of ``key`` (its result arrived, or it was computed here)."""
         self._next_look.pop(key, None)
