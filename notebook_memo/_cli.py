@@ -88,8 +88,7 @@ def _remote(args: argparse.Namespace, writes: bool) -> RemoteTier | None:
     url = args.remote or os.environ.get(_config.ENV_REMOTE)
     if not url:
         raise CliError(f"--remote needs a URL (s3://bucket/prefix, file:///mnt/team/cache) or {_config.ENV_REMOTE}")
-    read_only = os.environ.get(_config.ENV_REMOTE_READ_ONLY, "").strip().lower() in {"1", "true", "yes", "on"}
-    if writes and read_only:
+    if writes and _config.env_flag(_config.ENV_REMOTE_READ_ONLY):
         raise CliError(f"{url} is configured read-only ({_config.ENV_REMOTE_READ_ONLY}): not changing it")
     try:
         tier = remote_tier(url, read_only=False)

@@ -205,12 +205,15 @@ def resolve_lease() -> float:
     return float(env) if env else LOCK_LEASE
 
 
+def env_flag(name: str) -> bool:
+    """Return True when the environment variable ``name`` says yes (1, true, yes, on)."""
+    value = environ(name)
+    return value is not None and value.strip().lower() in {"1", "true", "yes", "on"}
+
+
 def disabled_by_env() -> bool:
     """Return True when ``%memo off`` or ``NOTEBOOK_MEMO_DISABLE`` turns caching off."""
-    if settings.disabled:
-        return True
-    value = environ(ENV_DISABLE)
-    return value is not None and value.strip().lower() in {"1", "true", "yes", "on"}
+    return settings.disabled or env_flag(ENV_DISABLE)
 
 
 def call_verbosity(chosen: int | None = None) -> int:

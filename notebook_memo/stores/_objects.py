@@ -15,7 +15,7 @@ import datetime
 import os
 import stat
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
@@ -26,6 +26,19 @@ _LARGE_TIMEOUT = "600s"  # a request for a payload blob, streamed within it
 _CONNECT_TIMEOUT = "5s"
 _RETRIES = 2
 _LARGE_PREFIX = "b/"
+
+
+def others_could_write(checked: Iterable[tuple[str, os.stat_result]]) -> str | None:
+    """Return why someone else could have written the first of these paths that they could, or None.
+
+    Each path is given with its ``stat``: owned by another user, or writable by group or others."""
+    me = os.geteuid()
+    for path, info in checked:
+        if info.st_uid != me:
+            return f"{path} is owned by user {info.st_uid}, not by you (user {me})"
+        if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            return f"{path} can be written by group or others (mode {stat.S_IMODE(info.st_mode):o})"
+    return None
 
 
 class Refused(OSError):
@@ -166,17 +179,11 @@ class DirectoryObjects:
 
     def _others_could_write(self, name: str, info: os.stat_result) -> str | None:
         """Return why others could have written the object (it or a folder on its way), or None."""
-        me = os.geteuid()
         folders = [self.root]
         for part in name.split("/")[:-1]:
             folders.append(os.path.join(folders[-1], part))
-        checked = [(os.path.join(self.root, name), info)] + [(folder, os.stat(folder)) for folder in folders]
-        for path, st in checked:
-            if st.st_uid != me:
-                return f"{path} is owned by user {st.st_uid}, not by you (user {me})"
-            if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-                return f"{path} can be written by group or others (mode {stat.S_IMODE(st.st_mode):o})"
-        return None
+        return others_could_write([(os.path.join(self.root, name), info)]
+                                  + [(folder, os.stat(folder)) for folder in folders])
 
     def _read(self, name: str, most: int | None = None,
               private: bool = False) -> tuple[memoryview, os.stat_result] | None:

@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from .._serialize import CorruptRecord, Header, decode_header
-from .remote import RemoteTier
+from .remote import BLOB_NAME, RemoteTier, in_parallel
 
 __all__ = ()
 
 _MANIFEST = re.compile(r"m/[0-9a-f]{2}/[0-9a-f]{32}(~[0-9a-f]{16})?")
-_BLOB = re.compile(r"b/[0-9a-f]{32}")
 BLOB_GRACE = 3600.0  # an unnamed blob this young may be a publish under way
 
 
@@ -58,25 +56,23 @@ def entries(tier: RemoteTier) -> list[RemoteEntry]:
                 header = None
         return RemoteEntry(name, size, modified, header)
 
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        return list(pool.map(read, listed))
+    return in_parallel(read, listed)
 
 
 def blobs(tier: RemoteTier) -> dict[str, tuple[int, float]]:
     """Return the blobs of the remote: name -> (size, modified)."""
-    return {name: (size, modified) for name, size, modified in tier.objects.list("b/") if _BLOB.fullmatch(name)}
+    return {name: (size, modified) for name, size, modified in tier.objects.list("b/") if BLOB_NAME.fullmatch(name)}
 
 
 def blob_of(entry: RemoteEntry) -> str | None:
     header = entry.header
-    return header.filename if header is not None and header.filename and _BLOB.fullmatch(header.filename) else None
+    return header.filename if header is not None and header.filename and BLOB_NAME.fullmatch(header.filename) else None
 
 
 def remove(tier: RemoteTier, chosen: Iterable[RemoteEntry], grace: float | None = None) -> int:
     """Delete the manifests of ``chosen``, then the blobs no manifest names any more; return manifests deleted."""
     doomed = list(chosen)
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        list(pool.map(lambda entry: tier.objects.delete(entry.name), doomed))
+    in_parallel(lambda entry: tier.objects.delete(entry.name), doomed)
     collect_blobs(tier, grace)
     return len(doomed)
 
@@ -87,8 +83,7 @@ def collect_blobs(tier: RemoteTier, grace: float | None = None) -> int:
     named = {blob_of(entry) for entry in entries(tier)}
     now = time.time()
     unused = [name for name, (_, modified) in blobs(tier).items() if name not in named and now - modified > grace]
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        list(pool.map(tier.objects.delete, unused))
+    in_parallel(tier.objects.delete, unused)
     return len(unused)
 
 
@@ -108,10 +103,6 @@ def summary(tier: RemoteTier) -> list[dict[str, Any]]:
         row["newest"] = max(row["newest"], entry.header.created if entry.header else entry.modified)
         row["compute"] += float(meta.get("duration", 0.0) or 0.0)
     return sorted(rows.values(), key=lambda row: row["name"])
-
-
-def select(items: list[RemoteEntry], keep: Callable[[RemoteEntry], bool]) -> list[RemoteEntry]:
-    return [entry for entry in items if not keep(entry)]
 
 
 def prune(tier: RemoteTier, older_than: float | None, keep_latest: bool, max_size: int | None) -> int:

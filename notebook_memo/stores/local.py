@@ -62,6 +62,7 @@ from .._serialize import (
 )
 from ._base import Fetched, SecondTier
 from ._leases import LOCK_PREFIX, Leases, Watch, at_fork_in_child, gate, marks, slices
+from ._objects import others_could_write
 from .remote import replacing, second_tier
 
 __all__ = ()
@@ -391,17 +392,11 @@ def facts_of(row: str, meta: dict[str, Any], size: int, duration: float, created
 
 def directory_trouble(directory: str) -> str | None:
     """Return why others could have written into ``directory`` (or its index), or None when only we can."""
-    me = os.geteuid()
+    checked = []
     for path in (directory, os.path.join(directory, _DB_NAME)):
-        try:
-            st = os.stat(path)
-        except OSError:
-            continue
-        if st.st_uid != me:
-            return f"{path} is owned by user {st.st_uid}, not by you (user {me})"
-        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-            return f"{path} can be written by group or others (mode {stat.S_IMODE(st.st_mode):o})"
-    return None
+        with contextlib.suppress(OSError):
+            checked.append((path, os.stat(path)))
+    return others_could_write(checked)
 
 
 _abandoned: list[Any] = []  # connections inherited through fork(): never used, never closed
@@ -861,21 +856,22 @@ class Store:
             self._claim(self.row_key(key, self.signer()))
         size = self._put_here(key, payload, meta, created, expires, duration, keep_until, tag, inline_limit, later,
                               signer)
-        if publish and size:
-            tier = second_tier()
-            replace = replacing.get()
-            signer = self.signer()
-            row = self.row_key(key, signer)
-            if tier is not None and not tier.read_only:
-                item = (row, payload, meta, created, expires, duration, signer, replace)
-                pending = getattr(self._deferred, "items", None)
-                if pending is not None:
-                    pending.append((tier, item))
-                elif not tier.publish(*item) and replace:
-                    self._tombstones.add(row)
-            elif tier is not None and replace:
-                # A refresh the remote keeps the old value of (read-only): not brought back from it here.
+        tier = second_tier() if publish and size else None
+        if tier is None:
+            return size
+        replace = replacing.get()
+        signer = self.signer()
+        row = self.row_key(key, signer)
+        if tier.read_only:
+            if replace:  # a refresh the remote keeps the old value of: not brought back from it here
                 self._tombstones.add(row)
+            return size
+        item = (row, payload, meta, created, expires, duration, signer, replace)
+        pending = getattr(self._deferred, "items", None)
+        if pending is not None:
+            pending.append((tier, item))
+        elif not tier.publish(*item) and replace:
+            self._tombstones.add(row)
         return size
 
     @_gated

@@ -35,6 +35,8 @@ from .._config import (
     ENV_REMOTE,
     ENV_REMOTE_READ_ONLY,
     INLINE_LIMIT,
+    env_flag,
+    environ,
     own_thread,
     resolve_lease,
     settings,
@@ -47,7 +49,7 @@ from ._objects import DirectoryObjects, ObjectStore, Refused, open_objects
 
 __all__ = ()
 
-_BLOB = re.compile(r"b/[0-9a-f]{32}")
+BLOB_NAME = re.compile(r"b/[0-9a-f]{32}")
 _SET_ASIDE = 30.0  # seconds a failing remote is left alone before it is tried again
 _POLL_FIRST, _POLL_MOST = 0.05, 1.0  # waiting for another machine's result: capped back-off between looks
 _PROBE = "p/conditional-writes"
@@ -130,7 +132,7 @@ class RemoteTier:
                 if len(inline):
                     raise CorruptRecord("the manifest has bytes after its header")
                 name = header.filename
-                if not _BLOB.fullmatch(name) or name != f"b/{header.checksum.hex()}":
+                if not BLOB_NAME.fullmatch(name) or name != f"b/{header.checksum.hex()}":
                     raise CorruptRecord("the manifest names a payload that is not its own")
                 blob = self.objects.get(name, header.offsets()[-1], private)
                 if blob is None:
@@ -154,12 +156,12 @@ class RemoteTier:
         """Return the verified entries among ``rows``: one request per row, a few dozen at a time."""
         if not rows or not self.usable():
             return {}
-        answers = _each(lambda row: self.fetch(row, signer), rows)
+        answers = in_parallel(lambda row: self.fetch(row, signer), rows)
         return {row: answer for row, answer in zip(rows, answers) if answer is not None}
 
     def publish_many(self, items: list[tuple[Any, ...]]) -> None:
         """Publish many entries (each the arguments of ``publish``), a few dozen requests at a time."""
-        _each(lambda item: self.publish(*item), items)
+        in_parallel(lambda item: self.publish(*item), items)
 
     def publish(self, row: str, payload: Payload, meta: dict[str, Any], created: float, expires: float | None,
                 duration: float, signer: Signer | None, replace: bool | None = None) -> bool:
@@ -330,11 +332,11 @@ class RemoteTier:
                 if found is not None and found[1] == item[1]:
                     self.objects.delete(name)
 
-        _each(give_back, mine)
+        in_parallel(give_back, mine)
 
     def try_leases(self, keys: list[str]) -> list[bool]:
         """``try_lease`` for each of ``keys``, a few dozen requests at a time."""
-        return _each(self.try_lease, keys)
+        return in_parallel(self.try_lease, keys)
 
     def holds(self) -> bool:
         return bool(self._held)
@@ -346,7 +348,7 @@ class RemoteTier:
             yield name.rsplit("/", 1)[-1], size, modified
 
 
-def _each(work: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+def in_parallel(work: Callable[[Any], Any], items: list[Any]) -> list[Any]:
     """Return ``work`` of each item, on a few dozen threads of ours when there are several."""
     if len(items) <= 1:
         return [work(item) for item in items]
@@ -373,17 +375,22 @@ _tiers_lock = threading.Lock()
 
 
 def configured_remote() -> tuple[str | None, bool]:
-    """Return the remote URL of this call (a function's choice, ``configure``, the environment) and read-only."""
-    read_only = settings.remote_read_only
-    if read_only is None:
-        raw = os.environ.get(ENV_REMOTE_READ_ONLY, "")
-        read_only = raw.strip().lower() in {"1", "true", "yes", "on"}
+    """Return the remote URL of this call (a function's choice, ``configure``, the environment) and read-only.
+
+    Every local miss and write asks: without a remote, it reads one variable (no KeyError raised)."""
     own = chosen.get()
     if own is not None:
-        return own[0] or None, read_only if own[1] is None else own[1]
-    if settings.remote is not None:
-        return settings.remote or None, read_only
-    return os.environ.get(ENV_REMOTE) or None, read_only
+        url, read_only = own[0] or None, own[1]
+    else:
+        url = settings.remote if settings.remote is not None else environ(ENV_REMOTE)
+        url, read_only = url or None, None
+    if url is None:
+        return None, False
+    if read_only is None:
+        read_only = settings.remote_read_only
+        if read_only is None:
+            read_only = env_flag(ENV_REMOTE_READ_ONLY)
+    return url, read_only
 
 
 def second_tier() -> SecondTier | None:
