@@ -59,6 +59,16 @@ def human(seconds: float) -> str:
     return f"{seconds * 1e9:.0f} ns"
 
 
+def ratio_row(rows: list[tuple[str, str, float, float, str, bool]], measure: str, floor_label: str, floor: float,
+              ours: float, goal: str, most: float) -> None:
+    """Print one measure's ratio to its floor and add it to ``rows`` for a summary (``most``: the goal as a ratio)."""
+    ratio = ours / floor
+    met = ratio <= most
+    rows.append((measure, floor_label, floor, ours, goal, met))
+    print(f"  ratio: {measure}: {human(ours)} / {floor_label} {human(floor)} = {ratio:.2f}x "
+          f"(goal {goal}: {'met' if met else 'not met'})")
+
+
 def table(case: str, rows: list[tuple[str, float]], reference: str) -> None:
     """Print one case's contenders with their ratio to ``reference``, and keep the figures."""
     ref = dict(rows)[reference]

@@ -26,7 +26,7 @@ import xxhash
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._report import human
+from benchmarks._report import human, ratio_row
 from benchmarks._timing import interleaved, round_robin
 from benchmarks.readme_table import replaced
 from notebook_memo import memo
@@ -50,11 +50,7 @@ class Held:
 
 def row(measure: str, floor_label: str, floor: float, ours: float, goal: str, most: float) -> None:
     """Print one measure's ratio line and keep it for the summary (``most``: the goal as a ratio)."""
-    ratio = ours / floor
-    met = ratio <= most
-    ROWS.append((measure, floor_label, floor, ours, goal, met))
-    print(f"  ratio: {measure}: {human(ours)} / {floor_label} {human(floor)} = {ratio:.2f}x "
-          f"(goal {goal}: {'met' if met else 'not met'})")
+    ratio_row(ROWS, measure, floor_label, floor, ours, goal, most)
 
 
 def synced(fn: Callable[[], Any], device: str) -> Callable[[], Any]:

@@ -53,7 +53,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._report import human
+from benchmarks._report import human, ratio_row
 from benchmarks._timing import rotations, settle_ours
 from benchmarks.readme_table import replaced
 from notebook_memo import _config, configure, memo
@@ -120,11 +120,7 @@ class Requests:
 
 def row(measure: str, floor_label: str, floor: float, ours: float, goal: str, most: float) -> None:
     """Print one measure's ratio line and keep it for the summary (``most``: the goal as a ratio)."""
-    ratio = ours / floor
-    met = ratio <= most
-    ROWS.append((measure, floor_label, floor, ours, goal, met))
-    print(f"  ratio: {measure}: {human(ours)} / {floor_label} {human(floor)} = {ratio:.2f}x "
-          f"(goal {goal}: {'met' if met else 'not met'})")
+    ratio_row(ROWS, measure, floor_label, floor, ours, goal, most)
 
 
 def count_row(measure: str, requests: Requests, goal: str, most: int) -> None:
