@@ -14,6 +14,7 @@ verifies; payload files are opened only if they are regular files of the store's
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import hashlib
@@ -30,7 +31,7 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -65,6 +66,7 @@ _PIPELINE_MIN = 16 << 20  # payloads this large are hashed on a second thread wh
 # chunk of 2 MiB or more is not, and hashing it costs twice as much); smaller chunks cost more calls.
 _READ_CHUNK = 256 << 10
 _WRITE_CHUNK = 32 << 20  # writes: fewer, larger writes keep up with np.save
+_COPY_AHEAD_MIN = 4 << 20  # received payloads with this many bytes of buffers get their copies made ahead
 
 
 class _Hasher:
@@ -514,16 +516,87 @@ def _verify_payload(header: Header, pickle_part: Any, buffers: Sequence[Any], si
     check.verify()
 
 
-def verified_payload(header: Header, data: bytes | memoryview, signer: Signer | None) -> Payload:
-    """Return the payload ``data`` holds once it verifies against a verified header; raise CorruptRecord."""
-    offsets = header.offsets()
+def received_payload(header: Header, receive: Callable[[Callable[[int], None]], memoryview | None],
+                     signer: Signer | None, serve: bool) -> tuple[Payload, list[Any] | None] | None:
+    """Return the payload ``receive(sized)`` brings (None if it brings none) once it verifies against a
+    verified header, with writable copies of its buffers for its first use when ``serve``; raise CorruptRecord.
+
+    ``receive`` calls ``sized`` with the payload's length, when it knows it, before reading its bytes. For a
+    large payload of the length the header says, room for the copies is then made (its pages touched)
+    while the bytes are on their way, and once here they are copied on this thread while a second one
+    verifies them: the copy costs about what the check does instead of adding page faults and a pass over
+    memory to it. No copy is handed out, or unpickled, before the check passes."""
+    total = header.offsets()[-1]
+    lens = header.buffer_lens
+    room: list[Any] = []
+    making: list[threading.Thread] = []
+
+    def sized(n: int) -> None:
+        if n != total:  # before anything is read or allocated on the word of the header
+            raise CorruptRecord(f"the payload holds {n} bytes, not the {total} its header says")
+        if serve and sum(lens) >= _COPY_AHEAD_MIN:
+            thread = threading.Thread(target=_make_room, args=(lens, room), name="notebook_memo-room", daemon=True)
+            with contextlib.suppress(RuntimeError):  # no thread can start (the interpreter is ending): no copies
+                thread.start()
+                making.append(thread)
+
+    try:
+        data = receive(sized)
+    finally:
+        for thread in making:
+            thread.join()
+    if data is None:
+        return None
     view = memoryview(data)
-    if len(view) != offsets[-1]:
+    if len(view) != total:
         raise CorruptRecord("the payload has the wrong length")
     pickle_part = view[:header.pickle_len]
-    buffers = [view[o:o + n] for o, n in zip(offsets, header.buffer_lens)]
-    _verify_payload(header, pickle_part, buffers, signer)
-    return Payload(bytes(pickle_part), buffers)
+    buffers = [view[o:o + n] for o, n in zip(header.offsets(), lens)]
+    if len(room) != len(buffers) or not buffers:
+        _verify_payload(header, pickle_part, buffers, signer)
+        return Payload(bytes(pickle_part), buffers), None
+    failed: list[BaseException] = []
+
+    def verify() -> None:
+        try:
+            _verify_payload(header, pickle_part, buffers, signer)
+        except BaseException as exc:  # handed to the receiving thread, which raises it
+            failed.append(exc)
+
+    checking = threading.Thread(target=verify, name="notebook_memo-hash", daemon=True)
+    try:
+        checking.start()
+    except RuntimeError:  # no thread can start: verified here, and copied when loaded
+        _verify_payload(header, pickle_part, buffers, signer)
+        return Payload(bytes(pickle_part), buffers), None
+    try:
+        for out, buf in zip(room, buffers):
+            _copy_into(out, buf)
+    finally:
+        checking.join()
+    if failed:
+        raise failed[0]
+    return Payload(bytes(pickle_part), buffers), room
+
+
+def _make_room(lens: Sequence[int], room: list[Any]) -> None:
+    """Append memory for each of ``lens`` bytes to ``room``, every page of it already touched; leave it
+    empty when there is not enough memory (the buffers are then copied when the value is loaded)."""
+    try:
+        for n in lens:
+            out = _empty_buffer(n)
+            if type(out) is not bytearray:  # bytearray's memory is zero-filled, hence touched, already
+                out[::mmap.PAGESIZE] = 0
+            room.append(out)
+    except MemoryError:
+        room.clear()
+
+
+def _copy_into(out: Any, buf: memoryview) -> None:
+    if type(out) is bytearray:
+        out[:] = buf
+    else:
+        out[:] = sys.modules["numpy"].frombuffer(buf, dtype=sys.modules["numpy"].uint8)
 
 
 def load_inline(header: Header, payload: memoryview, signer: Signer | None) -> Any:
@@ -656,13 +729,8 @@ def _empty_buffer(n: int) -> Any:
 
 def writable_copy(buf: memoryview) -> Any:
     """Return a copy of ``buf`` in memory of its own (for large buffers, numpy's: fewer page faults)."""
-    n = buf.nbytes
-    out = _empty_buffer(n)
-    if type(out) is bytearray:
-        out[:] = buf
-    else:
-        np = sys.modules["numpy"]
-        out[:] = np.frombuffer(buf, dtype=np.uint8)
+    out = _empty_buffer(buf.nbytes)
+    _copy_into(out, buf)
     return out
 
 

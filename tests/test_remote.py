@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from notebook_memo import StorageWarning, _config, configure, memo
+from notebook_memo import StorageWarning, _config, _serialize, configure, memo
+from notebook_memo._serialize import Payload, decode_header, encode_header
 from notebook_memo.stores import remote as _remote
 from tests.conftest import Counter
 
@@ -193,9 +194,34 @@ def _flip_last_byte(remote: str, prefix: str) -> None:
     tier.objects.put(name, bytes(data))
 
 
+# 20,000 int64: a blob verified as it is; 1,000,000 (8 MB): copied for the caller while it is verified.
+@pytest.mark.parametrize(("n", "secret"), [(20_000, None), (1_000_000, None), (1_000_000, "the team's secret")])
 @pytest.mark.parametrize("target", ["b/", "m/"])
 def test_damaged_remote_bytes_are_never_unpickled(remote: str, tmp_path: Path, counter: Counter, target: str,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+                                                 n: int, secret: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    configure(remote=remote, secret=secret)
+
+    @memo
+    def f(n: int, counter: Counter) -> np.ndarray:
+        counter()
+        return np.arange(n)
+
+    _machine(tmp_path, "alice")
+    f(n, counter)
+    _flip_last_byte(remote, target)
+    _machine(tmp_path, "bob")
+    loaded: list[int] = []
+    real = pickle.loads
+    monkeypatch.setattr(pickle, "loads", lambda *a, **k: loaded.append(1) or real(*a, **k))
+    with pytest.warns(StorageWarning, match="refused"):
+        value = f(n, counter)
+    np.testing.assert_array_equal(value, np.arange(n))
+    assert counter.n == 2
+    assert loaded == [] or target == "m/"  # a flipped manifest may only touch metadata: refused before pickle
+
+
+def test_a_manifest_claiming_more_than_its_blob_holds_is_refused_before_any_memory_is_made_for_it(
+        remote: str, tmp_path: Path, counter: Counter, monkeypatch: pytest.MonkeyPatch) -> None:
     configure(remote=remote)
 
     @memo
@@ -204,17 +230,24 @@ def test_damaged_remote_bytes_are_never_unpickled(remote: str, tmp_path: Path, c
         return np.arange(n)
 
     _machine(tmp_path, "alice")
-    f(20_000, counter)
-    _flip_last_byte(remote, target)
+    f(1_000_000, counter)
+    tier = _remote.remote_tier(remote, read_only=False)
+    assert tier is not None
+    (name,) = [n for n, _, _ in tier.objects.list("m/")]
+    header, _ = decode_header(tier.objects.get(name) or b"")
+
+    class Claimed:  # a buffer of 1 TiB, as a forged manifest (no secret is set) may say
+        nbytes = 1 << 40
+
+    forged = Payload(b"\0" * header.pickle_len, [Claimed()])  # type: ignore[list-item]
+    tier.objects.put(name, encode_header(header.key, header.filename, forged, header.meta(), header.created, None,
+                                         header.duration, False, None, header.checksum))
+    made: list[Any] = []
+    monkeypatch.setattr(_serialize, "_make_room", lambda lens, room: made.append(lens))
     _machine(tmp_path, "bob")
-    loaded: list[int] = []
-    real = pickle.loads
-    monkeypatch.setattr(pickle, "loads", lambda *a, **k: loaded.append(1) or real(*a, **k))
     with pytest.warns(StorageWarning, match="refused"):
-        value = f(20_000, counter)
-    np.testing.assert_array_equal(value, np.arange(20_000))
-    assert counter.n == 2
-    assert loaded == [] or target == "m/"  # a flipped manifest may only touch metadata: refused before pickle
+        np.testing.assert_array_equal(f(1_000_000, counter), np.arange(1_000_000))
+    assert counter.n == 2 and made == []
 
 
 def test_a_blob_swapped_for_another_entrys_is_refused(remote: str, tmp_path: Path, counter: Counter) -> None:

@@ -273,3 +273,24 @@ def test_a_copy_verified_under_a_secret_is_not_kept_under_the_next_one(tmp_path:
     _settle(tmp_path, "bob")
     big(_BIG, counter)
     assert counter.n == 2  # nothing signed with the new secret stands for it: computed
+
+
+def test_the_first_caller_gets_the_copy_made_as_the_entry_arrived_and_each_value_is_its_own(
+        tmp_path: Path, counter: Counter, slow_copies: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    configure(remote=(tmp_path / "team").as_uri())
+    big = _big_function()
+    _machine(tmp_path, "alice")
+    big(_BIG, counter)
+    _machine(tmp_path, "bob")
+    copies: list[int] = []
+    real = _local.writable_copy
+    monkeypatch.setattr(_local, "writable_copy", lambda buf: copies.append(buf.nbytes) or real(buf))
+    first = big(_BIG, counter)  # from the remote: the copy of its buffer made while it was verified, no other
+    assert copies == []
+    second = big(_BIG, counter)  # its local copy is held back: served again from memory, copied for this caller
+    assert copies == [_BIG * 8]
+    first[:] = -1.0  # each caller's value is its own: neither the other's nor the local copy sees this
+    assert second.flags.writeable and (second == 1.0).all()
+    _settle(tmp_path, "bob")
+    third = big(_BIG, counter)  # the local copy
+    assert (third == 1.0).all() and counter.n == 1

@@ -23,6 +23,8 @@ class Fetched:
 
     header: Header
     payload: Payload
+    # Writable copies of the payload's buffers, made while it was verified, for the value's first use (or None).
+    copies: list[Any] | None = None
 
 
 class SecondTier(Protocol):
@@ -31,8 +33,9 @@ class SecondTier(Protocol):
     url: str
     read_only: bool
 
-    def fetch(self, row: str, signer: Signer | None) -> Fetched | None:
-        """Return the verified entry of ``row``, or None (absent, refused, or the tier failing)."""
+    def fetch(self, row: str, signer: Signer | None, serve: bool = True) -> Fetched | None:
+        """Return the verified entry of ``row``, or None (absent, refused, or the tier failing); ``serve``:
+        with ``copies`` of its buffers, its value being served from memory."""
 
     def fetch_many(self, rows: list[str], signer: Signer | None) -> dict[str, Fetched]:
         """Return the verified entries among ``rows``."""

@@ -15,7 +15,7 @@ import datetime
 import os
 import stat
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
@@ -50,9 +50,11 @@ class ObjectStore(Protocol):
 
     url: str
 
-    def get(self, name: str, most: int | None = None, private: bool = False) -> memoryview | None:
+    def get(self, name: str, most: int | None = None, private: bool = False,
+            sized: Callable[[int], None] | None = None) -> memoryview | None:
         """Return the object's bytes, or None when there is none; raise Refused past ``most`` bytes, or
-        (``private``) when others could have written it, as far as the store can tell."""
+        (``private``) when others could have written it, as far as the store can tell. ``sized`` is called
+        with the object's size, when the store tells it, before its bytes are read (it may raise)."""
 
     def get_tagged(self, name: str) -> tuple[memoryview, str] | None:
         """Return the object's bytes and a tag that changes whenever it is replaced, or None."""
@@ -101,7 +103,8 @@ class CloudObjects:
     def _for(self, name: str) -> Any:
         return self._large if name.startswith(_LARGE_PREFIX) else self._store
 
-    def get(self, name: str, most: int | None = None, private: bool = False) -> memoryview | None:
+    def get(self, name: str, most: int | None = None, private: bool = False,
+            sized: Callable[[int], None] | None = None) -> memoryview | None:
         try:
             result = self._ob.get(self._for(name), name)
         except FileNotFoundError:
@@ -109,6 +112,8 @@ class CloudObjects:
         size = result.meta.get("size")
         if most is not None and size is not None and size > most:
             raise Refused(f"{name} holds {size} bytes, more than the {most} it may")  # never read whole
+        if sized is not None and size is not None:
+            sized(size)
         return memoryview(result.bytes())
 
     def get_tagged(self, name: str) -> tuple[memoryview, str] | None:
@@ -185,8 +190,8 @@ class DirectoryObjects:
         return others_could_write([(os.path.join(self.root, name), info)]
                                   + [(folder, os.stat(folder)) for folder in folders])
 
-    def _read(self, name: str, most: int | None = None,
-              private: bool = False) -> tuple[memoryview, os.stat_result] | None:
+    def _read(self, name: str, most: int | None = None, private: bool = False,
+              sized: Callable[[int], None] | None = None) -> tuple[memoryview, os.stat_result] | None:
         path = self._path(name)
         try:
             # Never through a link, and never blocked by a pipe someone planted: regular files only.
@@ -207,6 +212,8 @@ class DirectoryObjects:
                 if why is not None:
                     raise Refused(f"{why}: a stored value is a pickle, which can run code when loaded, so without "
                                   "a secret nothing others could have written is loaded")
+            if sized is not None:
+                sized(info.st_size)
             try:
                 return memoryview(f.read()), info
             except OSError as exc:
@@ -216,8 +223,9 @@ class DirectoryObjects:
     def _tag(info: os.stat_result) -> str:
         return f"{info.st_ino}-{info.st_mtime_ns}-{info.st_size}"
 
-    def get(self, name: str, most: int | None = None, private: bool = False) -> memoryview | None:
-        read = self._read(name, most, private)
+    def get(self, name: str, most: int | None = None, private: bool = False,
+            sized: Callable[[int], None] | None = None) -> memoryview | None:
+        read = self._read(name, most, private, sized)
         return None if read is None else read[0]
 
     def get_tagged(self, name: str) -> tuple[memoryview, str] | None:

@@ -112,6 +112,9 @@ class StoredRecord:
     # A remote entry's payload, verified in memory (immutable bytes of its own) while its local copy is made:
     # loads give values of their own memory.
     held: Payload | None = None
+    # Copies of the held payload's buffers made as it arrived: the first load takes them (a list: ``pop`` hands
+    # them to one caller only), later ones copy.
+    spare: list[list[Any]] | None = None
 
     @property
     def path(self) -> str | None:
@@ -121,7 +124,11 @@ class StoredRecord:
         """Verify and unpickle the stored value; raises CorruptRecord or OSError."""
         held = self.held
         if held is not None:
-            return loads(held.pickle, [writable_copy(buf) for buf in held.buffers])
+            try:
+                buffers = self.spare.pop() if self.spare else None
+            except IndexError:  # another thread took them meanwhile
+                buffers = None
+            return loads(held.pickle, buffers if buffers is not None else [writable_copy(b) for b in held.buffers])
         header = self.header
         if header.inline:
             if self.plain_inline_verified:
@@ -735,7 +742,8 @@ class Store:
         # entry's copy is left to the background thread's next commit, as a quick result's; a large one's is
         # made meanwhile on a thread of its own (from those bytes, never from the caller's value), unless it
         # could never fit the size limit: then every call reads it from the remote.
-        record = StoredRecord(row, header, memoryview(b""), None, self.directory, signer, True, held=fetched.payload)
+        record = StoredRecord(row, header, memoryview(b""), None, self.directory, signer, True, held=fetched.payload,
+                              spare=None if fetched.copies is None else [fetched.copies])
         if header.inline or fetched.payload.nbytes < _ARRIVE_LATER:
             try:
                 self._keep(key, fetched, signer, later=header.inline)

@@ -43,7 +43,7 @@ from .._config import (
     warn_once,
 )
 from .._errors import ConfigurationError, MemoWarning, StorageWarning
-from .._serialize import CorruptRecord, Payload, Signer, decode_header, encode_header, verified_payload
+from .._serialize import CorruptRecord, Payload, Signer, decode_header, encode_header, received_payload
 from ._base import Fetched, SecondTier
 from ._objects import DirectoryObjects, ObjectStore, Refused, open_objects
 
@@ -111,8 +111,10 @@ class RemoteTier:
                   f"remote is tried again in {_SET_ASIDE:g} s", StorageWarning)
 
     # -- entries -------------------------------------------------------------------------------
-    def fetch(self, row: str, signer: Signer | None) -> Fetched | None:
-        """Return the verified entry stored for ``row``, or None (none, damaged, or the remote failing)."""
+    def fetch(self, row: str, signer: Signer | None, serve: bool = True) -> Fetched | None:
+        """Return the verified entry stored for ``row``, or None (none, damaged, or the remote failing).
+
+        ``serve``: its value is served from memory (copies of a large payload's buffers are made meanwhile)."""
         if not self.usable():
             return None
         waiting = self._next_look.get(row.partition("~")[0])
@@ -127,18 +129,18 @@ class RemoteTier:
             header, inline = decode_header(data)
             header.verify(row, header.filename or None, signer)
             if header.inline:
-                body = inline
+                received = received_payload(header, lambda sized: inline, signer, False)
             else:
                 if len(inline):
                     raise CorruptRecord("the manifest has bytes after its header")
                 name = header.filename
                 if not BLOB_NAME.fullmatch(name) or name != f"b/{header.checksum.hex()}":
                     raise CorruptRecord("the manifest names a payload that is not its own")
-                blob = self.objects.get(name, header.offsets()[-1], private)
-                if blob is None:
-                    return None  # pruned since: a miss
-                body = blob
-            fetched = Fetched(header, verified_payload(header, body, signer))
+                received = received_payload(
+                    header, lambda sized: self.objects.get(name, header.offsets()[-1], private, sized), signer, serve)
+            if received is None:
+                return None  # its blob was pruned since: a miss
+            fetched = Fetched(header, *received)
         except (CorruptRecord, Refused) as exc:
             warn_once(f"remote-refused:{self.url}", f"an entry in the remote cache {self.url} was refused and not "
                       f"loaded ({exc}); it is computed here instead", StorageWarning)
@@ -156,7 +158,7 @@ class RemoteTier:
         """Return the verified entries among ``rows``: one request per row, a few dozen at a time."""
         if not rows or not self.usable():
             return {}
-        answers = in_parallel(lambda row: self.fetch(row, signer), rows)
+        answers = in_parallel(lambda row: self.fetch(row, signer, False), rows)
         return {row: answer for row, answer in zip(rows, answers) if answer is not None}
 
     def publish_many(self, items: list[tuple[Any, ...]]) -> None:
