@@ -12,13 +12,14 @@ requests against the same server, in the same process, the contenders taking tur
 
 What is measured:
 
-1. A remote hit of a small value (a dict of four ints, kept inline in its manifest): the memoized call on a
-   local cache directory that does not hold the entry, so the local tier misses, the entry is fetched from
-   the remote, verified, copied into the local directory and loaded. The local directories are created
-   and their SQLite index opened beforehand (one per call, switched with ``configure(cache_dir=...)``
-   outside the timing), so the hit measures fetch + copy + load; opening a new local directory is timed
-   on its own ("local directory open") and reported beside it. Floor: one raw GET of the same manifest.
-   The requests one remote hit makes are counted (every method of the tier's ``objects`` wrapped).
+1. Remote hits of small values (dicts of four ints, kept inline in their manifests): a "teammate" computes
+   and publishes 122 of them; then one kernel's local cache directory, which holds none, calls the
+   memoized function on a key it never held on each call (a loop over the teammate's results), so the
+   local tier misses, the entry is fetched from the remote, verified, loaded, and its local copy queued.
+   Floor: one raw GET of a manifest. The requests one remote hit makes are counted (every method of the
+   tier's ``objects`` wrapped). Reported beside it: a kernel's first remote hit (a directory whose index
+   was opened but never read: its connection's first statements and its background thread's start fall
+   in the call), and opening a new local directory, timed on its own.
 2. A float64 array of 256 MiB (``--quick``: 8 MiB). Remote store: ``RemoteTier.publish`` of its payload
    (from ``notebook_memo._serialize.dumps``), which is what a miss adds to the local-only miss: checksum,
    blob (create-only, after a HEAD), manifest; floor: one raw ``objects.put`` of the same bytes (obstore's
@@ -217,25 +218,41 @@ def small_remote_hit(tier: _remote.RemoteTier, url: str, requests: Requests, roo
         runs.n += 1
         return {"a": x, "b": x + 1, "c": x + 2, "d": x + 3}
 
+    count = 2 * rounds + 2
     configure(remote=url, cache_dir=str(root / "writer"))
     before = manifests(tier)
-    small(1, ran)  # computed here and published
+    for x in range(count):
+        small(x, ran)  # computed by a teammate and published
     settle_ours()
-    (manifest,) = manifests(tier) - before
+    published = sorted(manifests(tier) - before)
+    assert len(published) == count, "each miss must have published one entry"
+    manifest = published[0]
     size = len(tier.objects.get(manifest) or b"")
-    print(f"\nremote hit of a small value (a dict of 4 ints, its {size} B manifest), a fresh local directory "
-          "per call, opened beforehand")
+    print(f"\nremote hits of small values (dicts of 4 ints, manifests of {size} B): one kernel's cache directory, "
+          "a key it never held on each call (a loop over results a teammate computed)")
 
+    keys = iter(range(count))
     machines = Machines(root, "small")
-    ready = machines.ready(rounds + 1)
+    configure(cache_dir=machines.new())
+    small(next(keys), ran)  # the kernel's first remote hit (measured on its own below)
     best = turns({"GET": (None, lambda: tier.objects.get(manifest)),
-                  "ours": (lambda: configure(cache_dir=next(ready)), lambda: small(1, ran))}, number=1, rounds=rounds)
+                  "ours": (None, lambda: small(next(keys), ran))}, number=1, rounds=rounds)
     row("remote hit, small value", "one raw GET of its manifest", best["GET"], best["ours"], "<= 1.5x", 1.5)
-    configure(cache_dir=next(ready))
     requests.reset()
-    assert small(1, ran) == {"a": 1, "b": 2, "c": 3, "d": 4}
+    x = next(keys)
+    assert small(x, ran) == {"a": x, "b": x + 1, "c": x + 2, "d": x + 3}
     count_row("remote hit, small value", requests, "<= 3", 3)
-    assert ran.n == 1, "the benchmark's calls must be remote hits"
+    assert ran.n == count, "the benchmark's calls must be remote hits"
+
+    # A kernel's first remote hit: a directory whose index was opened, but whose connection has run no
+    # statement yet and whose background thread the call starts.
+    ready = machines.ready(rounds // 3 + 1)
+    first = turns({"GET": (None, lambda: tier.objects.get(manifest)),
+                   "first": (lambda: configure(cache_dir=next(ready)), lambda: small(0, ran))},
+                  number=1, rounds=rounds // 3)
+    note(f"a kernel's first remote hit (a directory opened, nothing read from it yet): {human(first['first'])}; "
+         f"{first['first'] / first['GET']:.2f}x one raw GET of its manifest ({human(first['GET'])})")
+    assert ran.n == count
 
     # What a truly new machine adds: a directory never opened, its index created by the call.
     times = turns({"open": (None, lambda: get_store(_config.resolve_dir(machines.new(open_index=False)),
@@ -243,9 +260,9 @@ def small_remote_hit(tier: _remote.RemoteTier, url: str, requests: Requests, roo
                    "hit": (lambda: configure(cache_dir=machines.new(open_index=False)), lambda: small(1, ran))},
                   number=1, rounds=max(rounds // 3, 3))
     opened, cold = times["open"], times["hit"]
-    note(f"local directory open (a new directory's SQLite index, not in the hit above): {human(opened)}; "
+    note(f"local directory open (a new directory's SQLite index, not in the hits above): {human(opened)}; "
          f"a remote hit on a directory never opened, open included: {human(cold)}")
-    assert ran.n == 1
+    assert ran.n == count
     machines.retire()
 
     # 3. The same function and directory, now a local hit: with the remote configured, and with none.
@@ -263,7 +280,7 @@ def small_remote_hit(tier: _remote.RemoteTier, url: str, requests: Requests, roo
         small(1, ran)
     settle_ours(flush=True)
     count_row(f"local hit, small value, remote configured ({number} calls)", requests, "0", 0)
-    assert ran.n == 1
+    assert ran.n == count
 
 
 def big_array(tier: _remote.RemoteTier, url: str, requests: Requests, root: Path, quick: bool) -> None:
@@ -348,7 +365,7 @@ def big_array(tier: _remote.RemoteTier, url: str, requests: Requests, root: Path
         os.sync()
 
     best = turns({"GET": (settled, lambda: tier.objects.get(blob)), "ours": (next_machine, lambda: make(held, ran))},
-                 number=1, rounds=rounds)
+                 number=1, rounds=2 * rounds)
     row(f"remote load, {label}", "one raw GET of its blob", best["GET"], best["ours"], "<= 1.2x", 1.2)
     next_machine()
     requests.reset()
