@@ -185,6 +185,17 @@ def test_the_environment_variable_configures_the_remote(dir_remote: str, tmp_pat
     assert counter.n == 1
 
 
+def _counted_arange() -> Any:
+    """A memoized ``np.arange(n)`` that counts its runs."""
+
+    @memo
+    def f(n: int, counter: Counter) -> np.ndarray:
+        counter()
+        return np.arange(n)
+
+    return f
+
+
 def _flip_last_byte(remote: str, prefix: str) -> None:
     tier = _remote.remote_tier(remote, read_only=False)
     assert tier is not None
@@ -201,10 +212,7 @@ def test_damaged_remote_bytes_are_never_unpickled(remote: str, tmp_path: Path, c
                                                  n: int, secret: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
     configure(remote=remote, secret=secret)
 
-    @memo
-    def f(n: int, counter: Counter) -> np.ndarray:
-        counter()
-        return np.arange(n)
+    f = _counted_arange()
 
     _machine(tmp_path, "alice")
     f(n, counter)
@@ -224,10 +232,7 @@ def test_a_manifest_claiming_more_than_its_blob_holds_is_refused_before_any_memo
         remote: str, tmp_path: Path, counter: Counter, monkeypatch: pytest.MonkeyPatch) -> None:
     configure(remote=remote)
 
-    @memo
-    def f(n: int, counter: Counter) -> np.ndarray:
-        counter()
-        return np.arange(n)
+    f = _counted_arange()
 
     _machine(tmp_path, "alice")
     f(1_000_000, counter)
@@ -332,10 +337,7 @@ def test_an_unsigned_manifest_is_refused_when_a_secret_is_set(remote: str, tmp_p
 def test_signed_entries_are_shared_by_everyone_with_the_secret(remote: str, tmp_path: Path, counter: Counter) -> None:
     configure(remote=remote, secret="team secret")
 
-    @memo
-    def f(n: int, counter: Counter) -> np.ndarray:
-        counter()
-        return np.arange(n)
+    f = _counted_arange()
 
     _machine(tmp_path, "alice")
     f(50_000, counter)
