@@ -117,7 +117,7 @@ class BatchFunction(MemoizedFunction[Any]):
                 outer: _conditions.Recorders = ()) -> tuple[Any, ResultType | None]:
         """Return an item's cached result and its result type, or (_MISS, None)."""
         try:
-            record = store.get(key)
+            record = store.get(key, serving=True)
         except Exception:
             self._read(store, key)  # reports the trouble (and drops a damaged record)
             return _MISS, None

@@ -521,10 +521,10 @@ def _drop_damaged(store: Store, cell: CellMemo, key: str, exc: Exception) -> Any
 
 def _try_restore(shell: Any, store: Store, cell: CellMemo, key: str, options: CellOptions) -> Any:
     try:
-        record = store.get(key)
+        record = store.get(key, serving=True)
         conditions: dict[str, Any] = {}
         if record is not None and record.header.conditioned and not record.header.expired():
-            record, conditions, _ = conditioned_entry(store, key, record)
+            record, conditions, _ = conditioned_entry(store, key, record, serving=True)
     except ConfigurationError:
         raise
     except CorruptRecord as exc:

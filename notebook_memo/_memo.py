@@ -472,13 +472,14 @@ class MemoizedFunction(Generic[R]):
         conditions: Conditions | None = None
         try:
             # A quick function's miss asks next whether someone computes the key: read with the record.
-            record = store.get(key, current, probe=self._quick and call is not None and key == call.key)
+            record = store.get(key, current, probe=self._quick and call is not None and key == call.key,
+                               serving=True)
             if call is not None and key == call.key:
                 call.absent = record is None
             if record is None or (record.header.expires and record.header.expired()):
                 return _MISS
             if record.header.conditioned:
-                record, conditions, _ = conditioned_entry(store, key, record)
+                record, conditions, _ = conditioned_entry(store, key, record, serving=True)
         except CorruptRecord as exc:
             self._drop_corrupt(store, key, str(exc))
             return _MISS
@@ -1260,13 +1261,13 @@ def variant_key(key: str, digests: dict[str, str]) -> str:
     return combine([b"variant", key.encode(), *(f"{name}\0{digests[name]}".encode() for name in sorted(digests))]).hex()
 
 
-def conditioned_entry(store: Store, key: str, record: StoredRecord,
-                      first_only: bool = True) -> tuple[StoredRecord | None, Conditions, list[str]]:
+def conditioned_entry(store: Store, key: str, record: StoredRecord, first_only: bool = True,
+                      serving: bool = False) -> tuple[StoredRecord | None, Conditions, list[str]]:
     """Return the entry to serve for a record with preconditions, its conditions, and why not.
 
     A marker record (the body drew from global random generators) points to the entry stored
     for the generators' live states; the entry is served only while its preconditions hold.
-    Raises CorruptRecord like ``Store.get``.
+    ``serving``: its value is loaded next (as ``Store.get``'s). Raises CorruptRecord like ``Store.get``.
     """
     meta = record.header.meta()
     variants = meta.get("variants")
@@ -1274,7 +1275,7 @@ def conditioned_entry(store: Store, key: str, record: StoredRecord,
         live = _random_state.global_states(variants)
         if set(live) != set(variants):
             return None, {}, [f"{_random_state.describe_generators(variants)} is not loaded now"]
-        found = store.get(variant_key(key, {name: digest for name, (digest, _) in live.items()}))
+        found = store.get(variant_key(key, {name: digest for name, (digest, _) in live.items()}), serving=serving)
         if found is None or found.header.expired() or not found.header.conditioned:
             return None, {}, [f"the state of {_random_state.describe_generators(variants)} differs from every "
                               "stored run's (the body draws from it)"]

@@ -530,21 +530,31 @@ def received_payload(header: Header, receive: Callable[[Callable[[int], None]], 
     lens = header.buffer_lens
     room: list[Any] = []
     making: list[threading.Thread] = []
+    ahead = serve and sum(lens) >= _COPY_AHEAD_MIN
 
     def sized(n: int) -> None:
         if n != total:  # before anything is read or allocated on the word of the header
             raise CorruptRecord(f"the payload holds {n} bytes, not the {total} its header says")
-        if serve and sum(lens) >= _COPY_AHEAD_MIN:
+        if ahead:
             thread = threading.Thread(target=_make_room, args=(lens, room), name="notebook_memo-room", daemon=True)
             with contextlib.suppress(RuntimeError):  # no thread can start (the interpreter is ending): no copies
                 thread.start()
                 making.append(thread)
 
     try:
+        try:
+            data = receive(sized)
+        finally:
+            for thread in making:
+                thread.join()
+    except MemoryError:
+        if not making:
+            raise
+        # The copies took the memory the bytes needed: received again without them (copied when loaded).
+        room.clear()
+        making.clear()
+        ahead = False
         data = receive(sized)
-    finally:
-        for thread in making:
-            thread.join()
     if data is None:
         return None
     view = memoryview(data)

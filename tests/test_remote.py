@@ -10,6 +10,7 @@ import os
 import pickle
 import uuid
 import warnings
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -253,6 +254,37 @@ def test_a_manifest_claiming_more_than_its_blob_holds_is_refused_before_any_memo
     with pytest.warns(StorageWarning, match="refused"):
         np.testing.assert_array_equal(f(1_000_000, counter), np.arange(1_000_000))
     assert counter.n == 2 and made == []
+
+
+def _rooms_made(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Record, weakly, every buffer made ahead for a caller's copy of a remote value."""
+    made: list[Any] = []
+    real = _serialize._make_room
+
+    def spied(lens: Any, room: list[Any]) -> None:
+        real(lens, room)
+        made.extend(weakref.ref(buf) for buf in room)
+
+    monkeypatch.setattr(_serialize, "_make_room", spied)
+    return made
+
+
+def test_lookups_that_load_nothing_make_no_copy_of_a_large_remote_value(
+        remote: str, tmp_path: Path, counter: Counter, monkeypatch: pytest.MonkeyPatch) -> None:
+    configure(remote=remote)
+    f = _counted_arange()
+    _machine(tmp_path, "alice")
+    f(1_000_000, counter)
+    configure(size_limit="4MB")  # too large for bob's directory: every look reads the remote
+    _machine(tmp_path, "bob")
+    made = _rooms_made(monkeypatch)
+    assert f.is_cached(1_000_000, counter) and f.is_cached(1_000_000, counter)
+    assert f.explain(1_000_000, counter).hit
+    assert made == []
+    np.testing.assert_array_equal(f(1_000_000, counter), np.arange(1_000_000))  # served: its copy made ahead
+    assert len(made) == 1 and counter.n == 1
+    f.refresh(1_000_000, counter)  # looks at what it replaces, loads none of it
+    assert len(made) == 1 and counter.n == 2
 
 
 def test_a_blob_swapped_for_another_entrys_is_refused(remote: str, tmp_path: Path, counter: Counter) -> None:

@@ -7,6 +7,9 @@ recompute. The remote is a shared directory (see tests/test_remote.py for S3).
 
 from __future__ import annotations
 
+import gc
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,8 +22,8 @@ import pytest
 from notebook_memo import StorageWarning, _config, configure, memo
 from notebook_memo.stores import local as _local
 from notebook_memo.stores.local import get_store
-from tests.conftest import Counter
-from tests.test_remote import _machine
+from tests.conftest import Counter, worker_env, worker_script
+from tests.test_remote import _machine, _rooms_made
 from tests.test_remote_hostile import Outside
 
 _BIG = 1_000_000  # 8 MB of float64: copied locally on a thread of its own
@@ -294,3 +297,87 @@ def test_the_first_caller_gets_the_copy_made_as_the_entry_arrived_and_each_value
     _settle(tmp_path, "bob")
     third = big(_BIG, counter)  # the local copy
     assert (third == 1.0).all() and counter.n == 1
+
+
+def test_a_callers_copy_is_freed_when_it_drops_its_value_while_the_local_copy_is_made(
+        tmp_path: Path, counter: Counter, monkeypatch: pytest.MonkeyPatch) -> None:
+    configure(remote=(tmp_path / "team").as_uri())
+    big = _big_function()
+    _machine(tmp_path, "alice")
+    big(_BIG, counter)
+    _machine(tmp_path, "bob")
+    release = threading.Event()
+    real_keep = _local.Store._keep
+
+    def slow_disk(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if threading.current_thread().name == "notebook_memo import":
+            release.wait(30)
+        return real_keep(self, *args, **kwargs)
+
+    monkeypatch.setattr(_local.Store, "_keep", slow_disk)
+    made = _rooms_made(monkeypatch)
+    value = big(_BIG, counter)
+    assert len(made) == 1 and made[0]() is not None
+    del value
+    gc.collect()
+    freed = made[0]() is None  # the copying thread holds the verified bytes, not the caller's copy
+    release.set()
+    _settle(tmp_path, "bob")
+    assert freed and counter.n == 1
+
+
+_FITS_ONCE = """
+import resource
+import warnings
+
+import numpy as np
+
+from notebook_memo import configure, memo
+from notebook_memo.stores import remote as _remote
+
+configure(remote=sys.argv[3])
+N = 25_000_000  # 200 MB of float64
+
+
+@memo
+def big(n):
+    return np.ones(n)
+
+
+@memo
+def small(n):
+    return n + 1
+
+
+if sys.argv[4] == "store":
+    big(N)
+    small(1)
+    sys.exit(0)
+small(1)  # a remote hit: the tier opened, everything imported
+size = int(next(line for line in open("/proc/self/status") if line.startswith("VmSize")).split()[1]) * 1024
+limit = size + int(1.5 * N * 8) + (64 << 20)  # room for the value once, not twice
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    try:
+        value = big(N)
+        print("value", float(value[0]), len(value))
+        del value
+    except MemoryError:
+        print("value did not fit")
+print("remote usable", _remote.remote_tier(sys.argv[3], read_only=False).usable())
+for w in caught:
+    print("warning", str(w.message)[:200])
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_a_value_that_fits_in_memory_once_never_sets_the_remote_aside(tmp_path: Path) -> None:
+    script = worker_script(tmp_path / "fits_once.py", _FITS_ONCE)
+    team = (tmp_path / "team").as_uri()
+    for name, step in (("alice", "store"), ("bob", "load")):
+        done = subprocess.run([sys.executable, str(script), "x", str(tmp_path / "log"), team, step],
+                              env=worker_env(tmp_path / name), capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+    assert "remote usable True" in done.stdout, done.stdout
+    assert "value 1.0 25000000" in done.stdout or "value did not fit" in done.stdout, done.stdout

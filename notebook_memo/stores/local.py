@@ -642,7 +642,7 @@ class Store:
 
     # -- records ---------------------------------------------------------------------------
     def get(self, key: str, current: CallSettings | None = None, probe: bool = False,
-            second: bool = True) -> StoredRecord | None:
+            second: bool = True, serving: bool = False) -> StoredRecord | None:
         """Return the verified record under ``key``, or None; raises CorruptRecord for a row it refuses.
 
         Records read here are kept in memory (``_hot``) while SQLite's ``data_version`` of this
@@ -652,7 +652,8 @@ class Store:
         ``current``: the calling function's settings, when it read them already. ``probe``: the
         same SELECT also tells whether a lease on ``key`` exists, for the ``leased`` that follows.
         ``second``: on a miss here, look in the remote tier when one is configured (its entry is
-        copied here first, then read as any other).
+        copied here first, then read as any other). ``serving``: the caller loads the value next (a large
+        remote entry's copy for it is then made while it is received; lookups that load nothing make none).
         """
         signer = self.signer(current)
         row = self.row_key(key, signer)
@@ -696,7 +697,7 @@ class Store:
         wall = time.time()
         if found is None or (found[3] is not None and found[3] <= wall):
             # None, or past the life the index gives it (diskcache's expire_time): the remote may have it.
-            return self._from_remote(key, row, signer, current) if second else None
+            return self._from_remote(key, row, signer, serving) if second else None
         used = found[4]
         if hot is not None:
             record = hot[1]
@@ -720,8 +721,7 @@ class Store:
             self._touch_later(row)
         return record
 
-    def _from_remote(self, key: str, row: str, signer: Signer | None,
-                     current: CallSettings | None) -> StoredRecord | None:
+    def _from_remote(self, key: str, row: str, signer: Signer | None, serving: bool) -> StoredRecord | None:
         """Copy the remote tier's verified entry for ``row`` into this directory and return it; None if none."""
         if row in self._tombstones:
             return None  # the user deleted it here: the remote's copy is not brought back
@@ -731,7 +731,7 @@ class Store:
         tier = second_tier()
         if tier is None:
             return None
-        fetched = tier.fetch(row, signer)
+        fetched = tier.fetch(row, signer, serving)
         if fetched is None:
             return None
         tier.looked(key)
@@ -744,6 +744,8 @@ class Store:
         # could never fit the size limit: then every call reads it from the remote.
         record = StoredRecord(row, header, memoryview(b""), None, self.directory, signer, True, held=fetched.payload,
                               spare=None if fetched.copies is None else [fetched.copies])
+        fetched = Fetched(header, fetched.payload)  # the copies are the caller's alone: the local copy's thread
+        # does not keep them alive after the caller dropped its value
         if header.inline or fetched.payload.nbytes < _ARRIVE_LATER:
             try:
                 self._keep(key, fetched, signer, later=header.inline)

@@ -145,6 +145,10 @@ class RemoteTier:
             warn_once(f"remote-refused:{self.url}", f"an entry in the remote cache {self.url} was refused and not "
                       f"loaded ({exc}); it is computed here instead", StorageWarning)
             return None
+        except MemoryError:  # this entry's size, not the remote's health: the remote stays in use
+            warn_once(f"remote-memory:{self.url}", f"an entry in the remote cache {self.url} could not be loaded "
+                      "(not enough memory); it is computed here instead", StorageWarning)
+            return None
         except Exception as exc:
             self._trouble(exc, "reading")
             return None
