@@ -197,6 +197,15 @@ def _counted_arange() -> Any:
     return f
 
 
+def _published_by_alice(remote: str, tmp_path: Path, counter: Counter) -> Any:
+    """Return ``_counted_arange()`` after 'alice' computed and published its value for 1,000,000 (8 MB)."""
+    configure(remote=remote)
+    f = _counted_arange()
+    _machine(tmp_path, "alice")
+    f(1_000_000, counter)
+    return f
+
+
 def _flip_last_byte(remote: str, prefix: str) -> None:
     tier = _remote.remote_tier(remote, read_only=False)
     assert tier is not None
@@ -231,12 +240,7 @@ def test_damaged_remote_bytes_are_never_unpickled(remote: str, tmp_path: Path, c
 
 def test_a_manifest_claiming_more_than_its_blob_holds_is_refused_before_any_memory_is_made_for_it(
         remote: str, tmp_path: Path, counter: Counter, monkeypatch: pytest.MonkeyPatch) -> None:
-    configure(remote=remote)
-
-    f = _counted_arange()
-
-    _machine(tmp_path, "alice")
-    f(1_000_000, counter)
+    f = _published_by_alice(remote, tmp_path, counter)
     tier = _remote.remote_tier(remote, read_only=False)
     assert tier is not None
     (name,) = [n for n, _, _ in tier.objects.list("m/")]
@@ -271,10 +275,7 @@ def _rooms_made(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 
 def test_lookups_that_load_nothing_make_no_copy_of_a_large_remote_value(
         remote: str, tmp_path: Path, counter: Counter, monkeypatch: pytest.MonkeyPatch) -> None:
-    configure(remote=remote)
-    f = _counted_arange()
-    _machine(tmp_path, "alice")
-    f(1_000_000, counter)
+    f = _published_by_alice(remote, tmp_path, counter)
     configure(size_limit="4MB")  # too large for bob's directory: every look reads the remote
     _machine(tmp_path, "bob")
     made = _rooms_made(monkeypatch)

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,17 +29,22 @@ from tests.test_remote_hostile import Outside
 _BIG = 1_000_000  # 8 MB of float64: copied locally on a thread of its own
 
 
-@pytest.fixture
-def slow_copies(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Hold each local copy of a remote entry back by 0.3 s, on the copying thread only."""
+def _hold_copies(monkeypatch: pytest.MonkeyPatch, wait: Callable[[], object]) -> None:
+    """Call ``wait`` before each local copy of a remote entry is made, on the copying thread only (a slow disk)."""
     real = _local.Store._keep
 
     def held_back(self: Any, *args: Any, **kwargs: Any) -> Any:
         if threading.current_thread().name == "notebook_memo import":
-            time.sleep(0.3)
+            wait()
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(_local.Store, "_keep", held_back)
+
+
+@pytest.fixture
+def slow_copies(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Hold each local copy of a remote entry back by 0.3 s."""
+    _hold_copies(monkeypatch, lambda: time.sleep(0.3))
     yield
 
 
@@ -307,14 +312,7 @@ def test_a_callers_copy_is_freed_when_it_drops_its_value_while_the_local_copy_is
     big(_BIG, counter)
     _machine(tmp_path, "bob")
     release = threading.Event()
-    real_keep = _local.Store._keep
-
-    def slow_disk(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if threading.current_thread().name == "notebook_memo import":
-            release.wait(30)
-        return real_keep(self, *args, **kwargs)
-
-    monkeypatch.setattr(_local.Store, "_keep", slow_disk)
+    _hold_copies(monkeypatch, lambda: release.wait(30))
     made = _rooms_made(monkeypatch)
     value = big(_BIG, counter)
     assert len(made) == 1 and made[0]() is not None
