@@ -526,8 +526,8 @@ def received_payload(header: Header, receive: Callable[[Callable[[int], None]], 
     while the bytes are on their way, and once here they are copied on this thread while a second one
     verifies them: the copy costs about what the check does instead of adding page faults and a pass over
     memory to it. No copy is handed out, or unpickled, before the check passes."""
-    total = header.offsets()[-1]
-    lens = header.buffer_lens
+    offsets = header.offsets()
+    total, lens = offsets[-1], header.buffer_lens
     room: list[Any] = []
     making: list[threading.Thread] = []
     ahead = serve and sum(lens) >= _COPY_AHEAD_MIN
@@ -561,7 +561,7 @@ def received_payload(header: Header, receive: Callable[[Callable[[int], None]], 
     if len(view) != total:
         raise CorruptRecord("the payload has the wrong length")
     pickle_part = view[:header.pickle_len]
-    buffers = [view[o:o + n] for o, n in zip(header.offsets(), lens)]
+    buffers = [view[o:o + n] for o, n in zip(offsets, lens)]
     if len(room) != len(buffers) or not buffers:
         _verify_payload(header, pickle_part, buffers, signer)
         return Payload(bytes(pickle_part), buffers), None
