@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -46,6 +47,17 @@ GOALS: dict[str, Goal] = {
 }
 
 SUMMARY: dict[str, dict[str, Any]] = {}
+
+
+def quick_or_readme(doc: str | None) -> argparse.Namespace:
+    """Parse a benchmark's ``--quick`` (small sizes, a smoke run) and ``--readme`` (rewrite its README table)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--readme", action="store_true", help="rewrite README.md's table from this run")
+    args = parser.parse_args()
+    if args.readme and args.quick:
+        parser.error("--readme takes the full sizes: leave out --quick")
+    return args
 
 
 def human(seconds: float) -> str:

@@ -54,20 +54,25 @@ def interleaved(writers: Mapping[str, Callable[[int], Any]], rounds: int = 6) ->
 
 
 def round_robin(calls: Mapping[str, Callable[[], Any]], number: int, rounds: int,
-                finish: Mapping[str, Callable[[], Any]] | None = None) -> dict[str, float]:
+                finish: Mapping[str, Callable[[], Any]] | None = None,
+                setup: Mapping[str, Callable[[], Any]] | None = None) -> dict[str, float]:
     """Best mean seconds per call of each contender when they take turns, in a rotating order.
 
     Like ``interleaved`` for calls too short to time one at a time (and with no disk sync): each
     turn runs ``number`` calls, so every contender meets the same drift in clock and cache state.
     ``finish``: per contender, what must still be done before its turn counts as over (work a
     background thread of its own was left: done inside its time, not in the next contender's).
+    ``setup``: per contender, what to do before each of its turns, untimed (switch a directory, sync
+    the disk, make a new value).
     """
     best = {name: float("inf") for name in calls}
-    finish = finish or {}
+    finish, setup = finish or {}, setup or {}
     for order in rotations(list(calls), rounds):
         gc.collect()
         for name in order:
             fn = calls[name]
+            if name in setup:
+                setup[name]()
             start = time.perf_counter()
             for _ in range(number):
                 fn()

@@ -11,7 +11,6 @@ turns, and the ratio; the goals are issue 16's. No figure here is an assertion.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
@@ -26,7 +25,7 @@ import xxhash
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._report import human, ratio_row
+from benchmarks._report import human, quick_or_readme, ratio_row
 from benchmarks._timing import interleaved, round_robin
 from benchmarks.readme_table import replaced
 from notebook_memo import memo
@@ -197,12 +196,7 @@ def dict_hit(quick: bool, root: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    parser.add_argument("--readme", action="store_true", help="rewrite README.md's table from this run")
-    args = parser.parse_args()
-    if args.readme and args.quick:
-        parser.error("--readme takes the full sizes: leave out --quick")
+    args = quick_or_readme(__doc__)
     cuda = torch.cuda.is_available()
     machine = (f"torch {torch.__version__}, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
                f"{torch.cuda.get_device_name() if cuda else 'no CUDA device: the CUDA rows are not measured'}")

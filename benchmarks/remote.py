@@ -38,9 +38,7 @@ No figure here is an assertion.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import gc
 import logging
 import os
 import shutil
@@ -48,7 +46,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +54,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._report import human, ratio_row
-from benchmarks._timing import rotations, settle_ours
+from benchmarks._report import human, quick_or_readme, ratio_row
+from benchmarks._timing import round_robin, settle_ours
 from benchmarks.readme_table import replaced
 from notebook_memo import _config, configure, memo
 from notebook_memo._serialize import dumps
@@ -137,27 +135,6 @@ def note(line: str) -> None:
     print(f"  {line}")
 
 
-def turns(calls: Mapping[str, tuple[Callable[[], Any] | None, Callable[[], Any]]], number: int,
-          rounds: int) -> dict[str, float]:
-    """Best mean seconds per call of each contender, the contenders taking turns in a rotating order.
-
-    ``calls``: per contender, what to do before its turn, untimed (switch a directory, sync the disk,
-    make a new value), and the call timed ``number`` times in a row.
-    """
-    best = {name: float("inf") for name in calls}
-    for order in rotations(list(calls), rounds):
-        gc.collect()
-        for name in order:
-            setup, fn = calls[name]
-            if setup is not None:
-                setup()
-            start = time.perf_counter()
-            for _ in range(number):
-                fn()
-            best[name] = min(best[name], (time.perf_counter() - start) / number)
-    return best
-
-
 @contextlib.contextmanager
 def s3_stand_in() -> Iterator[str]:
     """Start moto's threaded S3 server on 127.0.0.1 with the standard AWS variables pointing at it; yield a bucket."""
@@ -235,8 +212,8 @@ def small_remote_hit(tier: _remote.RemoteTier, url: str, requests: Requests, roo
     machines = Machines(root, "small")
     configure(cache_dir=machines.new())
     small(next(keys), ran)  # the kernel's first remote hit (measured on its own below)
-    best = turns({"GET": (None, lambda: tier.objects.get(manifest)),
-                  "ours": (None, lambda: small(next(keys), ran))}, number=1, rounds=rounds)
+    best = round_robin({"GET": lambda: tier.objects.get(manifest), "ours": lambda: small(next(keys), ran)},
+                       number=1, rounds=rounds)
     row("remote hit, small value", "one raw GET of its manifest", best["GET"], best["ours"], "<= 1.5x", 1.5)
     requests.reset()
     x = next(keys)
@@ -247,18 +224,17 @@ def small_remote_hit(tier: _remote.RemoteTier, url: str, requests: Requests, roo
     # A kernel's first remote hit: a directory whose index was opened, but whose connection has run no
     # statement yet and whose background thread the call starts.
     ready = machines.ready(rounds // 3 + 1)
-    first = turns({"GET": (None, lambda: tier.objects.get(manifest)),
-                   "first": (lambda: configure(cache_dir=next(ready)), lambda: small(0, ran))},
-                  number=1, rounds=rounds // 3)
+    first = round_robin({"GET": lambda: tier.objects.get(manifest), "first": lambda: small(0, ran)},
+                        number=1, rounds=rounds // 3, setup={"first": lambda: configure(cache_dir=next(ready))})
     note(f"a kernel's first remote hit (a directory opened, nothing read from it yet): {human(first['first'])}; "
          f"{first['first'] / first['GET']:.2f}x one raw GET of its manifest ({human(first['GET'])})")
     assert ran.n == count
 
     # What a truly new machine adds: a directory never opened, its index created by the call.
-    times = turns({"open": (None, lambda: get_store(_config.resolve_dir(machines.new(open_index=False)),
-                                                    _config.resolve_size_limit()).reader),
-                   "hit": (lambda: configure(cache_dir=machines.new(open_index=False)), lambda: small(1, ran))},
-                  number=1, rounds=max(rounds // 3, 3))
+    times = round_robin({"open": lambda: get_store(_config.resolve_dir(machines.new(open_index=False)),
+                                                   _config.resolve_size_limit()).reader,
+                         "hit": lambda: small(1, ran)}, number=1, rounds=max(rounds // 3, 3),
+                        setup={"hit": lambda: configure(cache_dir=machines.new(open_index=False))})
     opened, cold = times["open"], times["hit"]
     note(f"local directory open (a new directory's SQLite index, not in the hits above): {human(opened)}; "
          f"a remote hit on a directory never opened, open included: {human(cold)}")
@@ -269,9 +245,9 @@ def small_remote_hit(tier: _remote.RemoteTier, url: str, requests: Requests, roo
     configure(cache_dir=str(root / "writer"))
     number = 100 if quick else 300
     print(f"\nlocal hit of the same small value ({number} calls a turn): remote configured vs none")
-    best = turns({"none": (lambda: configure(remote=None), lambda: small(1, ran)),
-                  "remote": (lambda: configure(remote=url), lambda: small(1, ran))},
-                 number=number, rounds=5 if quick else 30)
+    best = round_robin({"none": lambda: small(1, ran), "remote": lambda: small(1, ran)}, number=number,
+                       rounds=5 if quick else 30,
+                       setup={"none": lambda: configure(remote=None), "remote": lambda: configure(remote=url)})
     row("local hit, small value, remote configured", "the same, no remote", best["none"], best["remote"],
         "<= 1.05x", 1.05)
     configure(remote=url)
@@ -319,9 +295,9 @@ def big_array(tier: _remote.RemoteTier, url: str, requests: Requests, root: Path
             written.append(made["name"])
         return call
 
-    best = turns({"put": (fresh("put"), raw(tier.objects.put)),
-                  "create": (fresh("create"), raw(tier.objects.create)),
-                  "ours": (fresh("ours"), publish)}, number=1, rounds=rounds)
+    best = round_robin({"put": raw(tier.objects.put), "create": raw(tier.objects.create), "ours": publish},
+                       number=1, rounds=rounds,
+                       setup={"put": fresh("put"), "create": fresh("create"), "ours": fresh("ours")})
     row(f"remote store, {label}", "one raw objects.put", best["put"], best["ours"], "<= 1.2x", 1.2)
     note(f"raw create-only single PUT of the same bytes (objects.create): {human(best['create'])}; "
          f"store / that = {best['ours'] / best['create']:.2f}x")
@@ -364,8 +340,8 @@ def big_array(tier: _remote.RemoteTier, url: str, requests: Requests, root: Path
         configure(cache_dir=used[-1])
         os.sync()
 
-    best = turns({"GET": (settled, lambda: tier.objects.get(blob)), "ours": (next_machine, lambda: make(held, ran))},
-                 number=1, rounds=2 * rounds)
+    best = round_robin({"GET": lambda: tier.objects.get(blob), "ours": lambda: make(held, ran)}, number=1,
+                       rounds=2 * rounds, setup={"GET": settled, "ours": next_machine})
     row(f"remote load, {label}", "one raw GET of its blob", best["GET"], best["ours"], "<= 1.2x", 1.2)
     next_machine()
     requests.reset()
@@ -379,12 +355,7 @@ def big_array(tier: _remote.RemoteTier, url: str, requests: Requests, root: Path
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    parser.add_argument("--readme", action="store_true", help="rewrite README.md's table from this run")
-    args = parser.parse_args()
-    if args.readme and args.quick:
-        parser.error("--readme takes the full sizes: leave out --quick")
+    args = quick_or_readme(__doc__)
     import moto
     import obstore
 
