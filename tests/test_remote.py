@@ -11,7 +11,7 @@ import pickle
 import uuid
 import warnings
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,10 +65,16 @@ def _machine(tmp_path: Path, name: str) -> None:
     configure(cache_dir=str(tmp_path / name))
 
 
-def _objects(url: str) -> list[str]:
+def _tier(url: str) -> _remote.RemoteTier:
+    """The remote tier of ``url``, as this process uses it (it must open)."""
     tier = _remote.remote_tier(url, read_only=False)
     assert tier is not None
-    return sorted(name for name, _, _ in tier.objects.list(""))
+    return tier
+
+
+def _objects(url: str, prefix: str = "") -> list[str]:
+    """The names of the remote's objects under ``prefix``, sorted."""
+    return sorted(name for name, _, _ in _tier(url).objects.list(prefix))
 
 
 def test_a_result_computed_on_one_machine_is_a_hit_on_another(remote: str, tmp_path: Path, counter: Counter) -> None:
@@ -101,8 +107,7 @@ def test_a_remote_hit_is_copied_locally_and_the_next_hit_makes_no_remote_request
     f(1, counter)
     _machine(tmp_path, "bob")
     assert f(1, counter) == {"x": 1}
-    tier = _remote.remote_tier(remote, read_only=False)
-    assert tier is not None
+    tier = _tier(remote)
 
     def no_request(*_: Any, **__: Any) -> Any:
         raise AssertionError("a local hit asked the remote")
@@ -173,12 +178,7 @@ def test_a_function_can_choose_its_own_remote_or_none(dir_remote: str, tmp_path:
 def test_the_environment_variable_configures_the_remote(dir_remote: str, tmp_path: Path, counter: Counter,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(_config.ENV_REMOTE, dir_remote)
-
-    @memo
-    def f(x: int, counter: Counter) -> int:
-        counter()
-        return x
-
+    f = _counted(lambda x: x)
     _machine(tmp_path, "alice")
     f(5, counter)
     _machine(tmp_path, "bob")
@@ -186,15 +186,26 @@ def test_the_environment_variable_configures_the_remote(dir_remote: str, tmp_pat
     assert counter.n == 1
 
 
-def _counted_arange() -> Any:
-    """A memoized ``np.arange(n)`` that counts its runs."""
+def _counted(body: Callable[[int], Any]) -> Any:
+    """A memoized ``body(x)`` that counts its runs (the counter is not part of the key)."""
 
     @memo
-    def f(n: int, counter: Counter) -> np.ndarray:
+    def f(x: int, counter: Counter) -> Any:
         counter()
-        return np.arange(n)
+        return body(x)
 
     return f
+
+
+def _counted_arange() -> Any:
+    """A memoized ``np.arange(n)`` that counts its runs."""
+    return _counted(np.arange)
+
+
+def _only_manifest(tier: _remote.RemoteTier) -> str:
+    """The name of the remote's one manifest."""
+    (name,) = [n for n, _, _ in tier.objects.list("m/")]
+    return str(name)
 
 
 def _published_by_alice(remote: str, tmp_path: Path, counter: Counter) -> Any:
@@ -207,8 +218,7 @@ def _published_by_alice(remote: str, tmp_path: Path, counter: Counter) -> Any:
 
 
 def _flip_last_byte(remote: str, prefix: str) -> None:
-    tier = _remote.remote_tier(remote, read_only=False)
-    assert tier is not None
+    tier = _tier(remote)
     name = next(n for n, _, _ in tier.objects.list(prefix))
     data = bytearray(tier.objects.get(name) or b"")
     data[-1] ^= 1
@@ -241,9 +251,8 @@ def test_damaged_remote_bytes_are_never_unpickled(remote: str, tmp_path: Path, c
 def test_a_manifest_claiming_more_than_its_blob_holds_is_refused_before_any_memory_is_made_for_it(
         remote: str, tmp_path: Path, counter: Counter, monkeypatch: pytest.MonkeyPatch) -> None:
     f = _published_by_alice(remote, tmp_path, counter)
-    tier = _remote.remote_tier(remote, read_only=False)
-    assert tier is not None
-    (name,) = [n for n, _, _ in tier.objects.list("m/")]
+    tier = _tier(remote)
+    name = _only_manifest(tier)
     header, _ = decode_header(tier.objects.get(name) or b"")
 
     class Claimed:  # a buffer of 1 TiB, as a forged manifest (no secret is set) may say
@@ -299,8 +308,7 @@ def test_a_blob_swapped_for_another_entrys_is_refused(remote: str, tmp_path: Pat
     _machine(tmp_path, "alice")
     f(20_000, counter)
     f(30_000, counter)
-    tier = _remote.remote_tier(remote, read_only=False)
-    assert tier is not None
+    tier = _tier(remote)
     blobs = [n for n, _, _ in tier.objects.list("b/")]
     assert len(blobs) == 2
     first, second = (tier.objects.get(n) for n in blobs)
@@ -315,17 +323,11 @@ def test_a_blob_swapped_for_another_entrys_is_refused(remote: str, tmp_path: Pat
 def test_a_manifest_signed_with_another_secret_is_never_unpickled(remote: str, tmp_path: Path, counter: Counter,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     configure(remote=remote, secret="alice's secret")
-
-    @memo
-    def f(n: int, counter: Counter) -> list[int]:
-        counter()
-        return [n]
-
+    f = _counted(lambda n: [n])
     _machine(tmp_path, "alice")
     f(1, counter)
-    tier = _remote.remote_tier(remote, read_only=False)
-    assert tier is not None
-    (name,) = [n for n, _, _ in tier.objects.list("m/")]
+    tier = _tier(remote)
+    name = _only_manifest(tier)
     key, _, keyid = name.rsplit("/", 1)[-1].partition("~")
     configure(secret="mallory's secret")
     from notebook_memo.stores.local import Store
@@ -345,17 +347,11 @@ def test_a_manifest_signed_with_another_secret_is_never_unpickled(remote: str, t
 
 def test_an_unsigned_manifest_is_refused_when_a_secret_is_set(remote: str, tmp_path: Path, counter: Counter) -> None:
     configure(remote=remote)
-
-    @memo
-    def f(n: int, counter: Counter) -> list[int]:
-        counter()
-        return [n]
-
+    f = _counted(lambda n: [n])
     _machine(tmp_path, "alice")
     f(1, counter)
-    tier = _remote.remote_tier(remote, read_only=False)
-    assert tier is not None
-    (name,) = [n for n, _, _ in tier.objects.list("m/")]
+    tier = _tier(remote)
+    name = _only_manifest(tier)
     configure(secret="team secret")
     from notebook_memo.stores.local import Store
 
@@ -450,8 +446,7 @@ def test_refresh_overwrites_the_remote_and_invalidate_removes_it(remote: str, tm
 
 def test_a_server_that_ignores_conditional_writes_is_named_once(dir_remote: str, tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    tier = _remote.remote_tier(dir_remote, read_only=False)
-    assert tier is not None
+    tier = _tier(dir_remote)
     real_put = tier.objects.put
 
     def create_that_overwrites(name: str, data: Any) -> bool:
@@ -530,12 +525,7 @@ def test_a_cached_cell_is_restored_from_the_remote_in_another_kernel(dir_remote:
 def test_a_shared_directory_others_can_write_needs_a_secret(tmp_path: Path, counter: Counter) -> None:
     team = tmp_path / "team"
     configure(remote=team.as_uri())
-
-    @memo
-    def f(x: int, counter: Counter) -> int:
-        counter()
-        return x
-
+    f = _counted(lambda x: x)
     _machine(tmp_path, "alice")
     f(1, counter)
     for folder in (team, team / "m"):
@@ -574,8 +564,7 @@ def test_a_large_remote_entry_is_served_from_memory_and_copied_locally(
     assert value["a"].flags.writeable  # memory of its own, as a local hit gives
     value["a"][:] = -1.0  # the caller's changes never reach the copy being stored
     _arrivals(tmp_path, "bob")
-    tier = _remote.remote_tier(remote, read_only=False)
-    assert tier is not None
+    tier = _tier(remote)
 
     def no_request(*_: Any, **__: Any) -> Any:
         raise AssertionError("a local hit asked the remote")
@@ -640,8 +629,7 @@ def test_a_waiter_takes_no_local_lease_while_it_backs_off(dir_remote: str, tmp_p
     assert elsewhere.try_lease(key)
     store = get_store(str(tmp_path / "here"), _config.resolve_size_limit())
     assert store.try_leases([key], [None]) == [False]  # held elsewhere: given back here, and a back-off set
-    tier = _remote.remote_tier(dir_remote, read_only=False)
-    assert tier is not None
+    tier = _tier(dir_remote)
     tier._next_look[key] = (time.monotonic() + 3600, 1.0)  # the back-off, made as long as the test
 
     def no_local_lease(*_: Any) -> Any:

@@ -24,7 +24,7 @@ from notebook_memo.stores import local as _local
 from notebook_memo.stores.local import get_store
 from tests.conftest import Counter, worker_env, worker_script
 from tests.test_remote import _machine, _rooms_made
-from tests.test_remote_hostile import Outside
+from tests.test_remote_hostile import Outside, _drawing, _labelled, _tagged
 
 _BIG = 1_000_000  # 8 MB of float64: copied locally on a thread of its own
 
@@ -146,11 +146,7 @@ def test_a_copy_thread_that_cannot_start_leaves_nothing_behind(tmp_path: Path, c
 def test_a_batch_does_not_bring_back_items_invalidated_on_a_read_only_remote(tmp_path: Path) -> None:
     configure(remote=(tmp_path / "team").as_uri())
     outside = Outside("old")
-
-    @memo.batch("items", progress=False)
-    def tag(items: list[int], outside: Outside) -> list[str]:
-        return [f"{outside.value}-{i}" for i in items]
-
+    tag = _tagged()
     _machine(tmp_path, "alice")
     tag([1, 2], outside)
     configure(remote_read_only=True)
@@ -164,11 +160,7 @@ def test_a_batch_does_not_bring_back_items_invalidated_on_a_read_only_remote(tmp
 def test_an_invalidated_entry_stays_forgotten_after_its_recomputed_copy_is_evicted(tmp_path: Path) -> None:
     configure(remote=(tmp_path / "team").as_uri())
     outside = Outside("old")
-
-    @memo
-    def f(x: int, outside: Outside) -> str:
-        return f"{outside.value}-{x}"
-
+    f = _labelled()
     _machine(tmp_path, "alice")
     f(1, outside)
     configure(remote_read_only=True)
@@ -186,11 +178,7 @@ def test_a_random_state_entry_invalidated_elsewhere_is_replaced_on_the_remote(tm
     and the state's new result replaces the old one there (it cannot know every state's entry)."""
     configure(remote=(tmp_path / "team").as_uri())
     outside = Outside("old")
-
-    @memo
-    def g(x: int, outside: Outside) -> str:
-        return f"{outside.value}-{np.random.random():.6f}"
-
+    g = _drawing()
     _machine(tmp_path, "alice")
     np.random.seed(0)
     g(1, outside)
@@ -209,10 +197,7 @@ def test_a_nested_function_uses_its_own_remote_not_the_enclosing_ones(tmp_path: 
     invalidate on one machine then holds on another."""
     configure(remote=(tmp_path / "team").as_uri())
     outside = Outside("old")
-
-    @memo
-    def g(x: int, outside: Outside) -> str:
-        return f"{outside.value}-{x}"
+    g = _labelled()
 
     @memo(remote=(tmp_path / "own").as_uri())
     def f(y: int, outside: Outside) -> str:
@@ -229,11 +214,7 @@ def test_a_nested_function_uses_its_own_remote_not_the_enclosing_ones(tmp_path: 
 def test_a_refresh_on_a_read_only_remote_stays_after_its_copy_is_evicted(tmp_path: Path) -> None:
     configure(remote=(tmp_path / "team").as_uri())
     outside = Outside("old")
-
-    @memo
-    def f(x: int, outside: Outside) -> str:
-        return f"{outside.value}-{x}"
-
+    f = _labelled()
     _machine(tmp_path, "alice")
     f(1, outside)
     configure(remote_read_only=True)
@@ -251,11 +232,7 @@ def test_a_state_entry_invalidated_elsewhere_is_not_served_under_the_new_marker(
     its old entry through bob's new marker."""
     configure(remote=(tmp_path / "team").as_uri())
     outside = Outside("old")
-
-    @memo
-    def g(x: int, outside: Outside) -> str:
-        return f"{outside.value}-{np.random.random():.6f}"
-
+    g = _drawing()
     _machine(tmp_path, "alice")
     np.random.seed(0)
     assert g(1, outside).startswith("old")

@@ -12,14 +12,7 @@ import pytest
 
 from notebook_memo import _cli, configure, memo
 from notebook_memo.stores import _remote_admin
-from notebook_memo.stores import remote as _remote
-from tests.test_remote import dir_remote, remote, s3_remote, s3_server  # noqa: F401 (fixtures)
-
-
-def _names(url: str, prefix: str) -> list[str]:
-    tier = _remote.remote_tier(url, read_only=False)
-    assert tier is not None
-    return sorted(name for name, _, _ in tier.objects.list(prefix))
+from tests.test_remote import _objects, dir_remote, remote, s3_remote, s3_server  # noqa: F401 (fixtures)
 
 
 def _fill(url: str) -> tuple[object, object]:
@@ -50,38 +43,38 @@ def test_info_lists_the_remote_per_function(remote: str, capsys: pytest.CaptureF
 def test_clear_one_function_keeps_the_others_and_drops_unused_blobs(
         remote: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     _fill(remote)
-    assert len(_names(remote, "b/")) == 2
+    assert len(_objects(remote, "b/")) == 2
     monkeypatch.setattr(_remote_admin, "BLOB_GRACE", 0.0)
     assert _cli.main(["clear", "--remote", remote, "--function", "features"]) == 0
     assert "removed 2 entries" in capsys.readouterr().out
-    assert len(_names(remote, "m/")) == 2
-    assert _names(remote, "b/") == []  # the arrays' blobs, named by no manifest now
+    assert len(_objects(remote, "m/")) == 2
+    assert _objects(remote, "b/") == []  # the arrays' blobs, named by no manifest now
     assert _cli.main(["clear", "--remote", remote]) == 0
-    assert _names(remote, "m/") == []
+    assert _objects(remote, "m/") == []
 
 
 def test_clear_names_an_unknown_function(remote: str, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
     _fill(remote)
     assert _cli.main(["clear", "--remote", remote, "--function", "nothing"]) == 1
     assert "no entries" in capsys.readouterr().err
-    assert len(_names(remote, "m/")) == 4
+    assert len(_objects(remote, "m/")) == 4
 
 
 def test_prune_older_than_and_max_size(dir_remote: str, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     _fill(dir_remote)
     assert _cli.main(["prune", "--remote", dir_remote, "--older-than", "1h"]) == 0
-    assert len(_names(dir_remote, "m/")) == 4  # all young
+    assert len(_objects(dir_remote, "m/")) == 4  # all young
     real = time.time
     monkeypatch.setattr(time, "time", lambda: real() + 7200)
     assert _cli.main(["prune", "--remote", dir_remote, "--older-than", "1h"]) == 0
-    assert _names(dir_remote, "m/") == []
-    assert _names(dir_remote, "b/") == []  # unnamed, and older than the grace period by the clock now
+    assert _objects(dir_remote, "m/") == []
+    assert _objects(dir_remote, "b/") == []  # unnamed, and older than the grace period by the clock now
 
 
 def test_prune_max_size_keeps_the_newest_within_the_size(dir_remote: str) -> None:  # noqa: F811
     _fill(dir_remote)
     assert _cli.main(["prune", "--remote", dir_remote, "--max-size", "250kB"]) == 0
-    left = _names(dir_remote, "m/")
+    left = _objects(dir_remote, "m/")
     assert 0 < len(left) < 4
 
 
@@ -90,9 +83,9 @@ def test_prune_keep_latest_drops_old_code_versions(dir_remote: str, shell: objec
     run = shell.run  # type: ignore[attr-defined]
     run("from notebook_memo import memo\n@memo\ndef f(x):\n    return x + 1\nf(1); f(2)")
     run("@memo\ndef f(x):\n    return x + 2\nf(1)")
-    assert len(_names(dir_remote, "m/")) == 3
+    assert len(_objects(dir_remote, "m/")) == 3
     assert _cli.main(["prune", "--remote", dir_remote, "--keep-latest"]) == 0
-    assert len(_names(dir_remote, "m/")) == 1
+    assert len(_objects(dir_remote, "m/")) == 1
 
 
 def test_a_read_only_remote_is_not_changed(dir_remote: str, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
@@ -101,7 +94,7 @@ def test_a_read_only_remote_is_not_changed(dir_remote: str, monkeypatch: pytest.
     monkeypatch.setenv("NOTEBOOK_MEMO_REMOTE_READ_ONLY", "1")
     assert _cli.main(["clear", "--remote", dir_remote]) == 2
     assert "read-only" in capsys.readouterr().err
-    assert len(_names(dir_remote, "m/")) == 4
+    assert len(_objects(dir_remote, "m/")) == 4
 
 
 def test_remote_alone_takes_the_configured_url(dir_remote: str, monkeypatch: pytest.MonkeyPatch,  # noqa: F811

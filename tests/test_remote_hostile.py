@@ -20,9 +20,8 @@ import pytest
 
 from notebook_memo import MemoWarning, StorageWarning, configure, memo
 from notebook_memo._serialize import Payload, encode_header
-from notebook_memo.stores import remote as _remote
 from tests.conftest import ROOT, Counter
-from tests.test_remote import _machine, _objects, s3_remote, s3_server  # noqa: F401 (fixtures)
+from tests.test_remote import _counted, _machine, _objects, _tier, s3_remote, s3_server  # noqa: F401 (fixtures)
 
 
 class Outside:
@@ -33,6 +32,36 @@ class Outside:
 
     def __memo_key__(self) -> str:
         return "outside"
+
+
+def _labelled() -> Any:
+    """A memoized function of ``x`` whose result also shows what ``outside`` holds (an input the key does not see)."""
+
+    @memo
+    def f(x: int, outside: Outside) -> str:
+        return f"{outside.value}-{x}"
+
+    return f
+
+
+def _drawing() -> Any:
+    """Like ``_labelled``, and its result draws from numpy's global random state."""
+
+    @memo
+    def g(x: int, outside: Outside) -> str:
+        return f"{outside.value}-{np.random.random():.6f}"
+
+    return g
+
+
+def _tagged() -> Any:
+    """``_labelled`` as a batch over ``items``."""
+
+    @memo.batch("items", progress=False)
+    def tag(items: list[int], outside: Outside) -> list[str]:
+        return [f"{outside.value}-{i}" for i in items]
+
+    return tag
 
 
 def _team(tmp_path: Path) -> tuple[Path, str]:
@@ -58,8 +87,10 @@ def _plant_code(path: Path, row: str, marker: Path) -> None:
                                    1.0, None, 0.1, True, None))
 
 
-def test_without_a_secret_an_object_in_a_group_writable_subfolder_is_never_loaded(tmp_path: Path,
-                                                                                  counter: Counter) -> None:
+# m/<xx> made under a team umask (the top folders stay private), or the object itself made group-writable
+@pytest.mark.parametrize("writable", ["subfolder", "object"])
+def test_without_a_secret_an_object_others_could_write_is_never_loaded(tmp_path: Path, counter: Counter,
+                                                                       writable: str) -> None:
     team, url = _team(tmp_path)
     configure(remote=url)
 
@@ -71,35 +102,17 @@ def test_without_a_secret_an_object_in_a_group_writable_subfolder_is_never_loade
     _machine(tmp_path, "alice")
     f(1, counter)
     manifest = _manifest(team)
-    manifest.parent.chmod(0o775)  # m/<xx> made under a team umask; the top folders are private
     marker = tmp_path / "PLANTED_CODE_RAN"
     _plant_code(manifest, manifest.name, marker)
+    if writable == "subfolder":
+        manifest.parent.chmod(0o775)
+    else:
+        manifest.chmod(0o664)
     _machine(tmp_path, "bob")
     with pytest.warns(StorageWarning, match="can be written by group or others"):
         assert f(1, counter) == 2
     assert not marker.exists()
     assert counter.n == 2
-
-
-def test_without_a_secret_a_group_writable_object_is_never_loaded(tmp_path: Path, counter: Counter) -> None:
-    team, url = _team(tmp_path)
-    configure(remote=url)
-
-    @memo
-    def f(x: int, counter: Counter) -> int:
-        counter()
-        return x + 1
-
-    _machine(tmp_path, "alice")
-    f(1, counter)
-    manifest = _manifest(team)
-    marker = tmp_path / "PLANTED_CODE_RAN"
-    _plant_code(manifest, manifest.name, marker)
-    manifest.chmod(0o664)
-    _machine(tmp_path, "bob")
-    with pytest.warns(StorageWarning, match="can be written by group or others"):
-        assert f(1, counter) == 2
-    assert not marker.exists()
 
 
 @pytest.mark.parametrize("planted", ["manifest", "lease"])
@@ -190,12 +203,7 @@ def test_an_object_larger_than_its_manifest_says_is_refused_unread(tmp_path: Pat
 def test_one_unreadable_object_does_not_set_the_remote_aside(tmp_path: Path, counter: Counter) -> None:
     team, url = _team(tmp_path)
     configure(remote=url)
-
-    @memo
-    def f(x: int, counter: Counter) -> int:
-        counter()
-        return x
-
+    f = _counted(lambda x: x)
     _machine(tmp_path, "alice")
     f(1, counter)
     f(2, counter)
@@ -214,11 +222,7 @@ def test_invalidate_of_a_function_drawing_random_numbers_removes_every_state_ent
     _, url = _team(tmp_path)
     configure(remote=url)
     outside = Outside("old")
-
-    @memo
-    def g(x: int, outside: Outside) -> str:
-        return f"{outside.value}-{np.random.random():.6f}"
-
+    g = _drawing()
     _machine(tmp_path, "dave")
     np.random.seed(0)
     assert g(1, outside).startswith("old")
@@ -235,11 +239,7 @@ def test_clear_removes_the_functions_entries_from_the_remote(tmp_path: Path) -> 
     _, url = _team(tmp_path)
     configure(remote=url)
     outside = Outside("old")
-
-    @memo
-    def f(x: int, outside: Outside) -> str:
-        return f"{outside.value}-{x}"
-
+    f = _labelled()
     _machine(tmp_path, "alice")
     f(1, outside)
     f(2, outside)
@@ -257,11 +257,7 @@ def test_invalidate_on_a_read_only_remote_is_not_undone_by_the_next_call(tmp_pat
     _, url = _team(tmp_path)
     configure(remote=url)
     outside = Outside("old")
-
-    @memo
-    def f(x: int, outside: Outside) -> str:
-        return f"{outside.value}-{x}"
-
+    f = _labelled()
     _machine(tmp_path, "alice")
     f(1, outside)
     outside.value = "new"
@@ -278,11 +274,7 @@ def test_a_batch_refresh_replaces_the_remote_copy(tmp_path: Path) -> None:
     _, url = _team(tmp_path)
     configure(remote=url)
     outside = Outside("old")
-
-    @memo.batch("items", progress=False)
-    def tag(items: list[int], outside: Outside) -> list[str]:
-        return [f"{outside.value}-{i}" for i in items]
-
+    tag = _tagged()
     _machine(tmp_path, "alice")
     tag([1, 2], outside)
     outside.value = "new"
@@ -367,12 +359,7 @@ def test_a_manifest_whose_payload_was_pruned_is_republished(tmp_path: Path, coun
 def test_unsigned_entries_from_object_storage_are_named_once(s3_remote: str, tmp_path: Path,  # noqa: F811
                                                              counter: Counter) -> None:
     configure(remote=s3_remote)
-
-    @memo
-    def f(x: int, counter: Counter) -> int:
-        counter()
-        return x
-
+    f = _counted(lambda x: x)
     _machine(tmp_path, "alice")
     f(1, counter)
     f(2, counter)
@@ -389,8 +376,7 @@ def test_unsigned_entries_from_object_storage_are_named_once(s3_remote: str, tmp
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX only")
 def test_a_forked_child_holds_none_of_its_parents_remote_leases(tmp_path: Path) -> None:
     _, url = _team(tmp_path)
-    tier = _remote.remote_tier(url, read_only=False)
-    assert tier is not None
+    tier = _tier(url)
     assert tier.try_lease("a" * 32)
     read, write = os.pipe()
     pid = os.fork()
