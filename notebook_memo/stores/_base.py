@@ -33,7 +33,7 @@ class SecondTier(Protocol):
     url: str
     read_only: bool
 
-    def fetch(self, row: str, signer: Signer | None, serve: bool = True) -> Fetched | None:
+    def fetch(self, row: str, signer: Signer | None, serve: bool = False) -> Fetched | None:
         """Return the verified entry of ``row``, or None (absent, refused, or the tier failing); ``serve``:
         with ``copies`` of its buffers, its value being served from memory."""
 

@@ -111,7 +111,7 @@ class RemoteTier:
                   f"remote is tried again in {_SET_ASIDE:g} s", StorageWarning)
 
     # -- entries -------------------------------------------------------------------------------
-    def fetch(self, row: str, signer: Signer | None, serve: bool = True) -> Fetched | None:
+    def fetch(self, row: str, signer: Signer | None, serve: bool = False) -> Fetched | None:
         """Return the verified entry stored for ``row``, or None (none, damaged, or the remote failing).
 
         ``serve``: its value is served from memory (copies of a large payload's buffers are made meanwhile)."""
@@ -162,7 +162,7 @@ class RemoteTier:
         """Return the verified entries among ``rows``: one request per row, a few dozen at a time."""
         if not rows or not self.usable():
             return {}
-        answers = in_parallel(lambda row: self.fetch(row, signer, False), rows)
+        answers = in_parallel(lambda row: self.fetch(row, signer), rows)
         return {row: answer for row, answer in zip(rows, answers) if answer is not None}
 
     def publish_many(self, items: list[tuple[Any, ...]]) -> None:
