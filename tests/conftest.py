@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import subprocess
@@ -17,8 +18,40 @@ from IPython.core.interactiveshell import InteractiveShell
 
 import notebook_memo
 from notebook_memo import _cells, _config
+from notebook_memo.stores.local import close_stores, open_stores
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+# The suite runs under the open-file limit many machines set by default, whatever this one allows: a test that
+# leaves files open (a store it never closed) fails here, soon, rather than near the end on a machine with less.
+FILE_LIMIT = 1024
+# A run that goes on past this has hung (it takes about 10 minutes on 2 cores): every thread's stack is
+# printed and the run ends, where otherwise only CI's own time limit would end it, silently.
+HUNG_AFTER_S = 45 * 60
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    try:
+        import resource
+    except ImportError:  # not on POSIX
+        pass
+    else:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft == resource.RLIM_INFINITY or soft > FILE_LIMIT:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (FILE_LIMIT, hard))
+    # Capture is suspended while plugins are configured: descriptor 2 is the terminal's (or CI's log).
+    _watchdog.append(os.fdopen(os.dup(2), "w"))
+    faulthandler.dump_traceback_later(HUNG_AFTER_S, exit=True, file=_watchdog[0])
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    faulthandler.cancel_dump_traceback_later()
+    while _watchdog:
+        _watchdog.pop().close()
+
+
+_watchdog: list[Any] = []
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -45,8 +78,12 @@ def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
         monkeypatch.delenv(name, raising=False)
     saved = _config.Settings(**vars(_config.settings))
     _config._warned.clear()
+    opened_before = {store.directory for store in open_stores()}
     yield directory
     _config.settings.__dict__.update(vars(saved))
+    # The suite opens a few thousand cache directories in one process: each test lets its own go, or
+    # their index files would pass the open-file limit (and their threads pile up) before the end.
+    close_stores([store.directory for store in open_stores() if store.directory not in opened_before])
 
 
 class Shell:

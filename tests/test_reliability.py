@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import random
@@ -441,3 +442,59 @@ def test_the_docs_explain_the_pickle_risk() -> None:
     assert "secret" in (notebook_memo.configure.__doc__ or "")
 
 
+
+
+def _files_open_under(folder: Path) -> list[str]:
+    """The files this process holds open below ``folder`` (Linux: read from /proc)."""
+    held = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(str(folder) + os.sep):
+            held.append(target)
+    return held
+
+
+def _flush_threads() -> int:
+    return sum(t.name == "notebook_memo-flush" and t.is_alive() for t in threading.enumerate())
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="reads the open files from /proc (Linux)")
+def test_closed_stores_hold_no_files_and_no_threads(tmp_path: Path) -> None:
+    """A process that used many cache directories (a test suite, a long kernel) can let them go: closing a
+    directory's store ends its background thread and closes its handles on the index at once; those of
+    threads that ended go with the next garbage collection, as every SQLite connection a thread leaves."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from notebook_memo.stores.local import close_stores, open_stores
+
+    @memo
+    def f(x: int) -> int:
+        return x + 1
+
+    threads_before = _flush_threads()
+    quiet, busy = [tmp_path / f"quiet{i}" for i in range(3)], [tmp_path / f"busy{i}" for i in range(2)]
+    for folder in quiet + busy:
+        configure(cache_dir=str(folder))
+        assert [f(1), f(1)] == [2, 2]
+        f.invalidate(1)  # a write through this thread's own connection
+        assert f(1) == 2
+        if folder in busy:
+            with ThreadPoolExecutor(2) as pool:  # other threads' connections
+                assert list(pool.map(f, [1, 2, 3])) == [2, 3, 4]
+    settled()
+    assert {Path(held).parent for held in _files_open_under(tmp_path)} == set(quiet + busy)
+    assert _flush_threads() == threads_before + len(quiet + busy)
+
+    close_stores([str(folder) for folder in quiet])
+    assert {Path(held).parent for held in _files_open_under(tmp_path)} == set(busy)
+    assert _flush_threads() == threads_before + len(busy)
+    close_stores([str(folder) for folder in busy])
+    gc.collect()
+    assert _files_open_under(tmp_path) == []
+    assert _flush_threads() == threads_before
+    assert not {str(folder) for folder in quiet + busy} & {store.directory for store in open_stores()}
+    assert f(3) == 4  # the current directory's store opens again when used
+    assert f(3) == 4 and f.hits >= 1

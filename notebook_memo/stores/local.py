@@ -560,6 +560,20 @@ class Store:
                     handle.close()
         self._reader = self._writer = None
 
+    def close_thread_connections(self) -> None:
+        """Close the calling thread's connections to the index (those of diskcache's handles, and its own).
+
+        Python's SQLite connection refers to itself (its statement cache): one a thread leaves open stays,
+        with its files, until the garbage collector runs. So a thread of ours closes its own before it ends."""
+        for handle in (self._reader, self._writer):
+            if handle is not None:
+                with contextlib.suppress(Exception):
+                    handle.close()  # the calling thread's connection only
+        held = _connections.__dict__.get("by_dir", {}).pop(self.directory, None)
+        if held is not None:
+            with contextlib.suppress(sqlite3.Error):
+                held[2].close()
+
     def _index_ident(self) -> tuple[int, int] | None:
         try:
             st = os.stat(os.path.join(self.directory, _DB_NAME))
@@ -1596,12 +1610,18 @@ class Store:
         if flusher is not None and flusher is not threading.current_thread():
             flusher.join(wait)
 
-    @_settled
     def close(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        self.flush()
-        self._close_handles()
+        """Commit what is queued and pending, end the background thread and close this process's handles on
+        the index: its diskcache handles, and the calling thread's own connection (other threads' close as
+        those threads end). Used again, the store opens its index again, without a background thread."""
+        self.stop_background()
+        with contextlib.suppress(Exception):
+            self.flush()
+        with gate:
+            self.close_thread_connections()
+            self._reader = self._writer = None
+        # Nor do the records and the connection tokens of every thread keep the closed connections alive.
+        self._hot, self._seen, self._hot_version, self._thread = {}, {}, (None, 0), threading.local()
 
 
 def _flush_loop(ref: weakref.ReferenceType[Store]) -> None:
@@ -1610,7 +1630,11 @@ def _flush_loop(ref: weakref.ReferenceType[Store]) -> None:
     flushed = checkpointed = 0.0
     while True:
         store = ref()
-        if store is None or store._stop.is_set():
+        if store is None:
+            return
+        if store._stop.is_set():
+            with gate:
+                store.close_thread_connections()
             return
         try:
             now = time.monotonic()
@@ -1671,6 +1695,16 @@ def get_store(directory: str, size_limit: int) -> Store:
 def open_stores() -> list[Store]:
     """Return the stores this process has opened."""
     return list(_stores.values())
+
+
+def close_stores(directories: Iterable[str]) -> None:
+    """Close and forget the stores of these directories (see ``Store.close``): a process that used many
+    (a test suite, a long kernel) holds no file and no thread for them. A later use opens a fresh store."""
+    for directory in directories:
+        with _stores_lock:
+            store = _stores.pop(directory, None)
+        if store is not None:
+            store.close()
 
 
 _HEX2 = re.compile(r"[0-9a-f]{2}")
