@@ -453,7 +453,7 @@ class MemoizedFunction(Generic[R]):
         if current is None:
             current = _config.call_settings()
         cached = self._last_store
-        if cached is not None and cached[0] is current:
+        if cached is not None and cached[0] is current and not cached[1].closed:
             return cached[1]
         store = get_store(_config.resolve_dir(self._options.cache_dir), _config.resolve_size_limit())
         chosen = self._options.cache_dir or _config.settings.cache_dir or current.env_dir

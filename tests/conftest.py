@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FILE_LIMIT = 1024
 # A run that goes on past this has hung (it takes about 10 minutes on 2 cores): every thread's stack is
 # printed and the run ends, where otherwise only CI's own time limit would end it, silently.
-HUNG_AFTER_S = 45 * 60
+HUNG_AFTER_S = float(os.environ.get("NOTEBOOK_MEMO_TEST_HUNG_AFTER_S", 45 * 60))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -42,16 +43,29 @@ def pytest_configure(config: pytest.Config) -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (FILE_LIMIT, hard))
     # Capture is suspended while plugins are configured: descriptor 2 is the terminal's (or CI's log).
     _watchdog.append(os.fdopen(os.dup(2), "w"))
-    faulthandler.dump_traceback_later(HUNG_AFTER_S, exit=True, file=_watchdog[0])
+    _watchdog.append(time.monotonic() + HUNG_AFTER_S)
+    _arm_watchdog()
+
+
+def _arm_watchdog() -> None:
+    faulthandler.dump_traceback_later(max(_watchdog[1] - time.monotonic(), 1.0), exit=True, file=_watchdog[0])
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_exception_interact() -> None:
+    """pytest's own faulthandler plugin cancels the watchdog at every failure (it is the same timer): armed again."""
+    if _watchdog:
+        _arm_watchdog()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     faulthandler.cancel_dump_traceback_later()
-    while _watchdog:
-        _watchdog.pop().close()
+    if _watchdog:
+        _watchdog[0].close()
+        _watchdog.clear()
 
 
-_watchdog: list[Any] = []
+_watchdog: list[Any] = []  # the terminal's descriptor, and when the run is taken to have hung
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

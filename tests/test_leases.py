@@ -58,6 +58,25 @@ with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     if mode == "slow":
         result = slow(int(sys.argv[3]), seconds=float(sys.argv[4]), spin=(sys.argv[5] if len(sys.argv) > 5 else False))
+    elif mode == "slow-closed":  # its stores are closed while the body runs (as a test's teardown may)
+        import threading
+
+        from notebook_memo.stores.local import close_stores, open_stores
+
+        def started():
+            if not os.path.exists(sys.argv[2]):
+                return False
+            with open(sys.argv[2]) as fh:
+                return f"start {sys.argv[3]}" in fh.read()
+
+        def close_when_started():
+            while not started():
+                time.sleep(0.01)
+            close_stores([store.directory for store in open_stores()])
+            log.write("closed\\n")
+
+        threading.Thread(target=close_when_started, daemon=True).start()
+        result = slow(int(sys.argv[3]), seconds=float(sys.argv[4]))
     elif mode == "aslow":
         result = asyncio.run(aslow(int(sys.argv[3]), seconds=float(sys.argv[4])))
     elif mode == "ahead":
@@ -154,6 +173,20 @@ def test_a_lease_that_is_renewed_is_not_taken_over(tmp_path: Path, cache_dir: Pa
     holder.communicate(timeout=60)
     assert waiter["result"] == {"k": 7}
     assert log.read_text().count("start 7") == 1  # alive and renewing: nobody computed it twice
+
+
+def test_a_lease_is_renewed_while_its_body_runs_after_the_store_was_closed(tmp_path: Path, cache_dir: Path) -> None:
+    """Closing a store lets its background thread go only once no body is left to renew a lease for."""
+    script, log = _script(tmp_path), tmp_path / "log.txt"
+    env = _env(cache_dir, NOTEBOOK_MEMO_LEASE="1")
+    holder = subprocess.Popen([sys.executable, str(script), "slow-closed", str(log), "9", "4"], env=env,
+                              stdout=subprocess.PIPE, text=True)
+    _wait_for(log, "closed")
+    waiter = _run(script, "slow", str(log), "9", "0", env=env)
+    out, _ = holder.communicate(timeout=60)
+    assert waiter["result"] == {"k": 9}
+    assert log.read_text().count("start 9") == 1  # renewed after the close: nobody computed it twice
+    assert json.loads(out.split("RESULT", 1)[1])["warnings"] == []
 
 
 def test_a_dead_local_holder_is_taken_over_at_once(tmp_path: Path, cache_dir: Path) -> None:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -496,5 +497,90 @@ def test_closed_stores_hold_no_files_and_no_threads(tmp_path: Path) -> None:
     assert _files_open_under(tmp_path) == []
     assert _flush_threads() == threads_before
     assert not {str(folder) for folder in quiet + busy} & {store.directory for store in open_stores()}
-    assert f(3) == 4  # the current directory's store opens again when used
-    assert f(3) == 4 and f.hits >= 1
+
+    hits = f.hits
+    assert [f(5), f(5)] == [6, 6] and f.hits == hits + 1  # the directory's store opens again when used
+    store = f._store()
+    assert not store.closed and store in open_stores()  # a fresh one, registered: flushed at exit, reset on fork
+    close_stores([store.directory])
+    gc.collect()
+    assert _files_open_under(tmp_path) == []
+
+
+def test_a_store_closed_while_other_threads_use_it_serves_them_all(tmp_path: Path, counter: Counter) -> None:
+    """Closing is safe beside calls in flight on the same store: none fails, none computes again."""
+
+    @memo
+    def f(x: int) -> int:
+        counter()
+        return x * 2
+
+    configure(cache_dir=str(tmp_path / "shared"))
+    assert [f(x) for x in range(20)] == [2 * x for x in range(20)]
+    settled()
+    store = f._store()
+    done = threading.Event()
+    failures: list[BaseException] = []
+    served = [0]
+
+    def calls() -> None:
+        try:
+            while not done.is_set():
+                assert [f(x) for x in range(20)] == [2 * x for x in range(20)]
+                served[0] += 1
+        except BaseException as exc:
+            failures.append(exc)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        callers = [threading.Thread(target=calls) for _ in range(2)]
+        for caller in callers:
+            caller.start()
+        for _ in range(300):
+            store.close()  # the same store each time: the callers go on using it (get_store still returns it)
+        done.set()
+        for caller in callers:
+            caller.join()
+    assert failures == []
+    assert [str(w.message) for w in caught] == []
+    assert counter.n == 20 and served[0] >= 1
+
+
+def test_a_hung_run_of_this_suite_ends_with_every_stack_even_after_a_failure(tmp_path: Path) -> None:
+    """The suite's own watchdog (tests/conftest.py): pytest's faulthandler plugin cancels the same timer at
+    each failure, which is when a run is likeliest to hang next; it must print the stacks and end the run."""
+    (tmp_path / "conftest.py").write_text(
+        "from tests.conftest import pytest_configure, pytest_exception_interact, pytest_unconfigure\n")
+    (tmp_path / "test_hang.py").write_text(
+        "import time\n\ndef test_fails():\n    assert False\n\ndef test_hangs():\n    time.sleep(30)\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NOTEBOOK_MEMO_TEST_HUNG_AFTER_S": "3"}
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--timeout", "0",
+                          "-o", "addopts=", str(tmp_path)], cwd=str(tmp_path), env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode != 0
+    assert "most recent call first" in run.stderr
+    assert "in test_hangs" in run.stderr
+    assert "1 failed" not in run.stdout  # ended by the watchdog, not after the sleep with the session's summary
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="forks")
+def test_a_closed_store_used_again_is_started_over_in_a_forked_child(tmp_path: Path) -> None:
+    """A child must never close the connections it inherits (SQLite's locks are the parent's): a store
+    closed and then used again through a reference someone kept is reset in the child as any other."""
+    from notebook_memo.stores.local import close_stores
+
+    @memo
+    def f(x: int) -> int:
+        return x + 1
+
+    configure(cache_dir=str(tmp_path / "c"))
+    assert f(1) == 2
+    store = f._store()
+    close_stores([store.directory])
+    assert store.hit_stats("x") == (0, 0.0)  # used again: its reader has a connection once more
+    assert store._reader is not None
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if store._reader is None else 1)  # started over: the parent's handles were set aside
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -508,6 +508,8 @@ class Store:
         self._queue_started = self._queue_touched = 0.0  # when the queue got its first and its last entry
         self._settle_lock = threading.Lock()  # one commit of the queue at a time
         self._checkpointed = 0.0  # when the background thread last checkpointed the log after our writes
+        self.closed = False  # close() ran: a holder of this store asks get_store for the directory's again
+        _every_store.add(self)
 
     # -- opening, and reopening when the directory was removed ------------------------------
     def _open(self) -> None:
@@ -1610,18 +1612,39 @@ class Store:
         if flusher is not None and flusher is not threading.current_thread():
             flusher.join(wait)
 
+    def _work_left(self) -> bool:
+        """Return whether the background thread still has work here: a lease to renew, a run that may need
+        one, a result to commit, access times or hits to write, a local copy being made."""
+        return bool(self._leases.held or self._running or self._queued or self._pending_touch or
+                    self._pending_hits or self._arriving)
+
+    def _let_go(self) -> bool:
+        """On the background thread of a closed store: end it (True) when no work is left for it."""
+        with self._lock:
+            if self._work_left():
+                return False
+            self._flusher = None
+        if self._work_left():  # work that came as we let go, its caller having seen a thread still here
+            self._start_flusher()
+        return True
+
     def close(self) -> None:
-        """Commit what is queued and pending, end the background thread and close this process's handles on
-        the index: its diskcache handles, and the calling thread's own connection (other threads' close as
-        those threads end). Used again, the store opens its index again, without a background thread."""
-        self.stop_background()
+        """Commit what is queued and pending, let the background thread end and close the calling thread's
+        connections to the index (other threads' close as those threads end).
+
+        A body still running keeps the thread (its lease is renewed) until it ends. The store stays usable:
+        used again, each thread reopens its connection and a thread starts when there is work for one; but
+        ``closed`` tells its holders to ask ``get_store`` again."""
         with contextlib.suppress(Exception):
             self.flush()
+        self.closed = True
+        self._wake.set()
+        flusher = self._flusher
+        if flusher is not None and flusher is not threading.current_thread() and not self._work_left():
+            flusher.join(1.0)
         with gate:
             self.close_thread_connections()
-            self._reader = self._writer = None
-        # Nor do the records and the connection tokens of every thread keep the closed connections alive.
-        self._hot, self._seen, self._hot_version, self._thread = {}, {}, (None, 0), threading.local()
+        self._hot, self._seen = {}, {}
 
 
 def _flush_loop(ref: weakref.ReferenceType[Store]) -> None:
@@ -1632,7 +1655,7 @@ def _flush_loop(ref: weakref.ReferenceType[Store]) -> None:
         store = ref()
         if store is None:
             return
-        if store._stop.is_set():
+        if store._stop.is_set() or (store.closed and store._let_go()):
             with gate:
                 store.close_thread_connections()
             return
@@ -1672,6 +1695,8 @@ def _flush_loop(ref: weakref.ReferenceType[Store]) -> None:
 
 
 _stores: dict[str, Store] = {}
+# Every store alive, the closed ones still held included: each is flushed at exit and reset in a forked child.
+_every_store: weakref.WeakSet[Store] = weakref.WeakSet()
 _stores_lock = threading.Lock()
 
 
@@ -1684,6 +1709,8 @@ def get_store(directory: str, size_limit: int) -> Store:
             if store is None:
                 store = Store(directory, size_limit)
                 _stores[directory] = store
+    if store.closed:  # closed, yet still the directory's store: in service again
+        store.closed = False
     if store.size_limit != size_limit:  # configure(size_limit=...) after the store was opened
         store.size_limit = size_limit
         if store._writer is not None:
@@ -1699,7 +1726,7 @@ def open_stores() -> list[Store]:
 
 def close_stores(directories: Iterable[str]) -> None:
     """Close and forget the stores of these directories (see ``Store.close``): a process that used many
-    (a test suite, a long kernel) holds no file and no thread for them. A later use opens a fresh store."""
+    (a test suite, a long kernel) holds no file and no thread for them. A later get_store opens a fresh store."""
     for directory in directories:
         with _stores_lock:
             store = _stores.pop(directory, None)
@@ -1735,7 +1762,7 @@ def _after_fork_in_child() -> None:
     inherited = _connections.__dict__.pop("by_dir", None)
     if inherited:
         _abandoned.append(inherited)
-    for store in list(_stores.values()):
+    for store in list(_every_store):
         store.after_fork_in_child()
 
 
@@ -1744,7 +1771,7 @@ at_fork_in_child(_after_fork_in_child)
 
 def _settle_all() -> None:
     """Commit every store's queued results: a forked child reads them from the index (it drops its copy)."""
-    for store in list(_stores.values()):
+    for store in list(_every_store):
         with contextlib.suppress(Exception):
             store.settle()
 
@@ -1756,10 +1783,11 @@ if hasattr(os, "register_at_fork"):
 
 @atexit.register
 def _flush_all() -> None:
-    for store in list(_stores.values()):
+    for store in list(_every_store):
         with contextlib.suppress(Exception):
             store.stop_background()  # its checkpoint would make ours at exit give up (SQLite does not wait)
         with contextlib.suppress(Exception):
             store.flush()
-        with contextlib.suppress(Exception):
-            store.checkpoint(at_exit=True)
+        if not store.closed:  # a closed store's connections are closed: none is opened again only for this
+            with contextlib.suppress(Exception):
+                store.checkpoint(at_exit=True)
