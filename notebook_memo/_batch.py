@@ -17,7 +17,7 @@ from xxhash import xxh3_128_hexdigest
 from . import _conditions, _config, _containers, _memo, _random_state
 from ._config import LOCK_POLL_MAX
 from ._containers import ResultType
-from ._errors import BatchError, ConfigurationError, MemoWarning, OptionError
+from ._errors import BatchError, ConfigurationError, MemoWarning, OptionError, UnhashableArgument
 from ._explain import Explanation, before_compute, caching_off, explain_call
 from ._memo import _MISS, Call, MemoizedFunction, Options, run_conditions, save, servable, storage_trouble
 from ._options import check_options, keyword_names
@@ -99,8 +99,11 @@ class BatchFunction(MemoizedFunction[Any]):
                          + self._binder.shared([(n, bound.arguments[n]) for n in others]))
         call = Call(prefix.hex(), others, state.code, state.own, state.deps, state.method)
         kind = _containers.kind(batch)
-        digests = [content_hash(item, f"item {i} of '{self._argument}'")
-                   for i, item in enumerate(_containers.items(batch, kind))]
+        items = _containers.items(batch, kind)
+        try:
+            digests = [content_hash(item) for item in items]
+        except UnhashableArgument:  # hashed again, one by one, to name the item in the error
+            digests = [content_hash(item, f"item {i} of '{self._argument}'") for i, item in enumerate(items)]
         return batch, call, digests
 
     @staticmethod
@@ -393,7 +396,6 @@ class BatchFunction(MemoizedFunction[Any]):
 
 
 _TYPE_MARK = f'"{_containers.TYPE_KEY}":'.encode()
-_UNSEEN = object()
 
 
 class _Types:
@@ -406,19 +408,27 @@ class _Types:
     def __init__(self, decoded: dict[str, ResultType]) -> None:
         self.decoded = decoded
         self.by_tail: dict[bytes, ResultType | None] = {}
+        self.last: tuple[bytes, ResultType | None] = (b"", None)  # the tail last looked up, and its type
 
     def of(self, meta_raw: bytes | memoryview) -> ResultType | None:
         raw = bytes(meta_raw)
+        tail, known = self.last
+        # The commonest case, the previous record's description again: its tail ends this record too, and the
+        # mark it starts with is this record's first (so its only one, the tail holding no other).
+        if tail and raw.endswith(tail) and raw.find(_TYPE_MARK) == len(raw) - len(tail):
+            return known
         start = raw.find(_TYPE_MARK)
         if start < 0 or raw.find(_TYPE_MARK, start + 1) >= 0:
             return _containers.stored_type(raw, self.decoded)
         tail = raw[start:]
-        known = self.by_tail.get(tail, _UNSEEN)
-        if known is _UNSEEN:
+        if tail in self.by_tail:
+            known = self.by_tail[tail]
+        else:
             known = _containers.stored_type(raw, self.decoded)
             if len(self.by_tail) < _TAILS_KEPT:
                 self.by_tail[tail] = known
-        return known  # type: ignore[return-value]
+        self.last = (tail, known)
+        return known
 
 
 def _as_reason(report: Explanation) -> str:

@@ -93,3 +93,18 @@ def test_an_async_batch_result_of_the_wrong_kind_is_a_bad_result() -> None:
 
     with pytest.raises(BatchError, match="embed returned a dict for 2 items"):
         asyncio.run(embed(["a", "b"]))
+
+
+def test_an_item_that_cannot_be_hashed_is_named_by_its_position() -> None:
+    from notebook_memo import UnhashableArgument
+
+    calls: list[int] = []
+
+    @memo.batch("texts")
+    def lengths(texts: list[Any]) -> list[int]:
+        calls.append(len(texts))
+        return [1 for _ in texts]
+
+    with pytest.raises(UnhashableArgument, match=r"item 2 of 'texts'"):
+        lengths(["a", "b", (x for x in "c"), "d"])
+    assert calls == []  # nothing computed for the items that could be hashed
