@@ -100,10 +100,16 @@ class BatchFunction(MemoizedFunction[Any]):
         call = Call(prefix.hex(), others, state.code, state.own, state.deps, state.method)
         kind = _containers.kind(batch)
         items = _containers.items(batch, kind)
+        digests: list[bytes] = []
         try:
-            digests = [content_hash(item) for item in items]
-        except UnhashableArgument:  # hashed again, one by one, to name the item in the error
-            digests = [content_hash(item, f"item {i} of '{self._argument}'") for i, item in enumerate(items)]
+            for item in items:
+                digests.append(content_hash(item))
+        except UnhashableArgument:
+            # That item alone is hashed again, to name it in the error (each is read once otherwise; and one whose
+            # state could be read the second time still fails: the first reading is the one that counts).
+            position = len(digests)
+            content_hash(items[position], f"item {position} of '{self._argument}'")
+            raise
         return batch, call, digests
 
     @staticmethod

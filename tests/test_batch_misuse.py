@@ -108,3 +108,30 @@ def test_an_item_that_cannot_be_hashed_is_named_by_its_position() -> None:
     with pytest.raises(UnhashableArgument, match=r"item 2 of 'texts'"):
         lengths(["a", "b", (x for x in "c"), "d"])
     assert calls == []  # nothing computed for the items that could be hashed
+
+
+class _ReadableTheSecondTime:
+    """An object whose state cannot be read the first time it is asked for (a lazy load that failed once)."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def __reduce__(self) -> Any:
+        self.reads += 1
+        if self.reads == 1:
+            raise OSError("not loaded yet")
+        return (_ReadableTheSecondTime, ())
+
+
+def test_an_item_whose_state_could_not_be_read_fails_the_call_even_if_a_second_reading_works() -> None:
+    calls: list[int] = []
+
+    @memo.batch("texts")
+    def lengths(texts: list[Any]) -> list[int]:
+        calls.append(len(texts))
+        return [1 for _ in texts]
+
+    flaky = _ReadableTheSecondTime()
+    with pytest.raises(TypeError, match="not loaded yet"):
+        lengths(["a", flaky, "b"])
+    assert calls == [] and flaky.reads <= 2  # read once, and once more only to name it in the error

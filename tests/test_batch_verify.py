@@ -174,3 +174,26 @@ def test_a_batch_recomputes_each_damaged_item_among_many_and_says_so(cache_dir: 
     assert len([w for w in caught if issubclass(w.category, StorageWarning)]) == 2
     computed.clear()
     assert halved(items) == [x / 2 for x in items] and computed == []
+
+
+@pytest.mark.parametrize("secret", [None, "team secret"])
+def test_each_record_is_given_to_its_own_key_however_the_keys_are_passed(secret: str | None) -> None:
+    """get_many reads its keys once: a one-pass iterator must not pair one key with another's record."""
+    import pickle
+
+    if secret:
+        configure(secret=secret)
+
+    @memo.batch("xs")
+    def tens(xs: list[int]) -> list[int]:
+        return [10 * x for x in xs]
+
+    assert tens([1, 2, 3, 4]) == [10, 20, 30, 40]
+    settled()
+    _, call, digests = tens._split_call(([1, 2, 3, 4],), {})
+    keys = tens._item_keys(call, digests)
+    store = tens._store()
+    for given in (list(keys), tuple(keys), iter(keys), (k for k in keys)):
+        found = store.get_many(given)  # type: ignore[arg-type]
+        values = {k: pickle.loads(r[0]) if type(r) is tuple else r.load(False) for k, r in found.items()}
+        assert values == dict(zip(keys, [10, 20, 30, 40]))

@@ -163,29 +163,20 @@ def test_a_quick_function_waits_for_a_key_someone_else_holds_and_computes_it_und
     assert f(4) == 8 and held_while_running == [True, False]  # no one else's lease: quick, without one
 
 
-def test_a_lease_that_is_renewed_is_not_taken_over(tmp_path: Path, cache_dir: Path) -> None:
+@pytest.mark.parametrize(("mode", "ready"), [("slow", "start 7"), ("slow-closed", "closed")],
+                         ids=["open", "closed while running"])
+def test_a_lease_that_is_renewed_is_not_taken_over(tmp_path: Path, cache_dir: Path, mode: str, ready: str) -> None:
+    """Also after the holder's store was closed while the body ran: closing lets its background thread go
+    only once no body is left to renew a lease for."""
     script, log = _script(tmp_path), tmp_path / "log.txt"
     env = _env(cache_dir, NOTEBOOK_MEMO_LEASE="1")
-    holder = subprocess.Popen([sys.executable, str(script), "slow", str(log), "7", "4"], env=env,
+    holder = subprocess.Popen([sys.executable, str(script), mode, str(log), "7", "4"], env=env,
                               stdout=subprocess.PIPE, text=True)
-    _wait_for(log, "start 7")
+    _wait_for(log, ready)
     waiter = _run(script, "slow", str(log), "7", "0", env=env)
-    holder.communicate(timeout=60)
+    out, _ = holder.communicate(timeout=60)
     assert waiter["result"] == {"k": 7}
     assert log.read_text().count("start 7") == 1  # alive and renewing: nobody computed it twice
-
-
-def test_a_lease_is_renewed_while_its_body_runs_after_the_store_was_closed(tmp_path: Path, cache_dir: Path) -> None:
-    """Closing a store lets its background thread go only once no body is left to renew a lease for."""
-    script, log = _script(tmp_path), tmp_path / "log.txt"
-    env = _env(cache_dir, NOTEBOOK_MEMO_LEASE="1")
-    holder = subprocess.Popen([sys.executable, str(script), "slow-closed", str(log), "9", "4"], env=env,
-                              stdout=subprocess.PIPE, text=True)
-    _wait_for(log, "closed")
-    waiter = _run(script, "slow", str(log), "9", "0", env=env)
-    out, _ = holder.communicate(timeout=60)
-    assert waiter["result"] == {"k": 9}
-    assert log.read_text().count("start 9") == 1  # renewed after the close: nobody computed it twice
     assert json.loads(out.split("RESULT", 1)[1])["warnings"] == []
 
 

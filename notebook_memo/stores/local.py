@@ -1234,7 +1234,7 @@ class Store:
         TOUCH_RESOLUTION are renewed in the next batch of them.
         """
         signer = self.signer()
-        rows = dict(zip(keys, keys)) if signer is None else {self.row_key(key, signer): key for key in keys}
+        rows = {key: key for key in keys} if signer is None else {self.row_key(key, signer): key for key in keys}
         found: dict[str, StoredRecord | CorruptRecord | PlainRecord] = {}
         self.reader  # noqa: B018 (opens, or sets a damaged index aside)
         if self._refuses(signer):
