@@ -99,17 +99,12 @@ class BatchFunction(MemoizedFunction[Any]):
                          + self._binder.shared([(n, bound.arguments[n]) for n in others]))
         call = Call(prefix.hex(), others, state.code, state.own, state.deps, state.method)
         kind = _containers.kind(batch)
-        items = _containers.items(batch, kind)
         digests: list[bytes] = []
         try:
-            for item in items:
-                digests.append(content_hash(item))
-        except UnhashableArgument:
-            # That item alone is hashed again, to name it in the error (each is read once otherwise; and one whose
-            # state could be read the second time still fails: the first reading is the one that counts).
-            position = len(digests)
-            content_hash(items[position], f"item {position} of '{self._argument}'")
-            raise
+            for item in _containers.items(batch, kind):
+                digests.append(content_hash(item, "item"))  # named only when one fails: no name built per item
+        except UnhashableArgument as exc:
+            raise exc.renamed("item", f"item {len(digests)} of '{self._argument}'") from None
         return batch, call, digests
 
     @staticmethod

@@ -12,9 +12,9 @@ class MemoError(Exception):
 class UnhashableArgument(MemoError, TypeError):
     """A value cannot be hashed by content, so no sound cache key exists for it."""
 
-    def __init__(self, path: str, value: object, reason: str) -> None:
+    def __init__(self, path: str, value: object, reason: str, value_type: str | None = None) -> None:
         self.path = path
-        self.value_type = f"{type(value).__module__}.{type(value).__qualname__}"
+        self.value_type = value_type or f"{type(value).__module__}.{type(value).__qualname__}"
         self.reason = reason
         super().__init__(
             f"cannot build a cache key from {path} (a {self.value_type}): {reason}. "
@@ -22,6 +22,10 @@ class UnhashableArgument(MemoError, TypeError):
             "__memo_key__(self) method returning what identifies it, or call "
             "notebook_memo.register_hasher(type, fn)."
         )
+
+    def renamed(self, old: str, new: str) -> UnhashableArgument:
+        """Return this error with the value its path starts from, ``old``, called ``new`` instead."""
+        return UnhashableArgument(new + self.path.removeprefix(old), None, self.reason, self.value_type)
 
 
 class ConfigurationError(MemoError, ValueError):

@@ -447,10 +447,7 @@ _PLAIN_HEAD = struct.Struct(_HEADER.format.removesuffix("32s32s") + "16s")  # up
 PlainRecord = tuple[bytes, bytes, float]  # (the verified pickle, the metadata JSON, the compute time)
 
 
-def read_plain(data: bytes, key: bytes, _size: int = _HEADER.size, _unpack: Any = _PLAIN_HEAD.unpack_from,
-               _digest: Any = xxhash.xxh3_128_digest, _magic: bytes = MAGIC, _zeros: bytes = _ZERO64,
-               _checked_at: int = _CHECKED_AT, _version: int = FORMAT_VERSION,
-               _inline: int = FLAG_INLINE) -> PlainRecord | None:
+def read_plain(data: bytes, key: bytes) -> PlainRecord | None:
     """Verify the commonest record in one pass: unsigned, inline, one pickle, no file, no TTL, no preconditions.
 
     Checks everything :func:`decode_header`, ``Header.verify`` and :func:`load_inline` check for
@@ -458,22 +455,21 @@ def read_plain(data: bytes, key: bytes, _size: int = _HEADER.size, _unpack: Any 
     without building a Header. Returns None for a record of any other shape or one that does not
     verify: the full path then reads it and says what is wrong.
     """
-    # (The constants are bound as defaults: this runs once per item of a batch, and globals cost lookups.)
-    if len(data) < _size:
+    if len(data) < _HEADER.size:
         return None
     (magic, version, flags, _created, expires, duration, pickle_len, nbufs, meta_len, key_len, file_len, _keyid,
-     checksum, check) = _unpack(data)
-    if (magic != _magic or version != _version or flags != _inline or nbufs or file_len or expires
+     checksum, check) = _PLAIN_HEAD.unpack_from(data)
+    if (magic != MAGIC or version != FORMAT_VERSION or flags != FLAG_INLINE or nbufs or file_len or expires
             or key_len != len(key)):
         return None
-    meta_at = _size + key_len
+    meta_at = _HEADER.size + key_len
     end = meta_at + meta_len
-    if len(data) != end + pickle_len or not data.startswith(key, _size):
+    if len(data) != end + pickle_len or not data.startswith(key, _HEADER.size):
         return None
-    if _digest(data[:_checked_at] + _zeros + data[_size:end]) != check:
+    if xxhash.xxh3_128_digest(data[:_CHECKED_AT] + _ZERO64 + data[_HEADER.size:end]) != check:
         return None
     payload = data[end:]  # a copy of a few kB at most (larger payloads have files): cheaper than a view
-    if _digest(payload) != checksum:
+    if xxhash.xxh3_128_digest(payload) != checksum:
         return None
     return payload, data[meta_at:end], duration
 

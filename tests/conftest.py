@@ -41,31 +41,43 @@ def pytest_configure(config: pytest.Config) -> None:
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         if soft == resource.RLIM_INFINITY or soft > FILE_LIMIT:
             resource.setrlimit(resource.RLIMIT_NOFILE, (FILE_LIMIT, hard))
-    # Capture is suspended while plugins are configured: descriptor 2 is the terminal's (or CI's log).
-    _watchdog.append(os.fdopen(os.dup(2), "w"))
-    _watchdog.append(time.monotonic() + HUNG_AFTER_S)
-    _arm_watchdog()
+    _Watchdog.start()
 
 
-def _arm_watchdog() -> None:
-    faulthandler.dump_traceback_later(max(_watchdog[1] - time.monotonic(), 1.0), exit=True, file=_watchdog[0])
+class _Watchdog:
+    """faulthandler's one timer, set for the whole run: it prints every stack and ends the run when it fires."""
+
+    terminal: Any = None
+    deadline = 0.0
+
+    @classmethod
+    def start(cls) -> None:
+        # Capture is suspended while plugins are configured: descriptor 2 is the terminal's (or CI's log).
+        cls.terminal = os.fdopen(os.dup(2), "w")
+        cls.deadline = time.monotonic() + HUNG_AFTER_S
+        cls.arm()
+
+    @classmethod
+    def arm(cls) -> None:
+        if cls.terminal is not None:
+            faulthandler.dump_traceback_later(max(cls.deadline - time.monotonic(), 1.0), exit=True, file=cls.terminal)
+
+    @classmethod
+    def stop(cls) -> None:
+        faulthandler.cancel_dump_traceback_later()
+        if cls.terminal is not None:
+            cls.terminal.close()
+            cls.terminal = None
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_exception_interact() -> None:
     """pytest's own faulthandler plugin cancels the watchdog at every failure (it is the same timer): armed again."""
-    if _watchdog:
-        _arm_watchdog()
+    _Watchdog.arm()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    faulthandler.cancel_dump_traceback_later()
-    if _watchdog:
-        _watchdog[0].close()
-        _watchdog.clear()
-
-
-_watchdog: list[Any] = []  # the terminal's descriptor, and when the run is taken to have hung
+    _Watchdog.stop()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -556,10 +556,7 @@ class Store:
         self._ident = None
 
     def _close_handles(self) -> None:
-        for handle in (self._reader, self._writer):
-            if handle is not None:
-                with contextlib.suppress(Exception):
-                    handle.close()
+        self.close_thread_connections()
         self._reader = self._writer = None
 
     def close_thread_connections(self) -> None:
@@ -1234,7 +1231,7 @@ class Store:
         TOUCH_RESOLUTION are renewed in the next batch of them.
         """
         signer = self.signer()
-        rows = {key: key for key in keys} if signer is None else {self.row_key(key, signer): key for key in keys}
+        rows = {self.row_key(key, signer): key for key in keys}
         found: dict[str, StoredRecord | CorruptRecord | PlainRecord] = {}
         self.reader  # noqa: B018 (opens, or sets a damaged index aside)
         if self._refuses(signer):
