@@ -33,7 +33,7 @@ from ._explain import Explanation, before_compute, caching_off, explain_call
 from ._fingerprint import own_fingerprint
 from ._inventory import delete_results, human_bytes, is_marker, owner
 from ._notebook import current_notebook, owner_tag
-from ._serialize import CorruptRecord, Payload, copy_value, dumps, findable
+from ._serialize import CorruptRecord, Payload, copy_value, dumps, findable, head_json, meta_after
 from .hashing import (
     CLOCK,
     aliasing_parts,
@@ -312,6 +312,8 @@ class MemoizedFunction(Generic[R]):
         self._tracker: CodeTracker | None = None
         self._carried: list[CodeState | None] | None = None  # [the sender's state, ours when it arrived]
         self._prefix: tuple[CodeState | None, bytes] = (None, b"")  # the key's framed parts before the arguments
+        # The metadata every record of one code state shares, and its JSON text: (deps, code, own, method, head).
+        self._meta_head: tuple[Any, ...] = (None, b"", b"", "", ({}, "{"))
         self._last_store: tuple[_config.CallSettings, Store] | None = None
         self.last_call: Call | None = None
         self.last_hit = False
@@ -564,23 +566,25 @@ class MemoizedFunction(Generic[R]):
         return payload
 
     def _meta(self, call: Call, duration: float, created: float, size: int) -> dict[str, Any]:
-        return {
-            "kind": "function",
-            "name": self._qualified,
-            "fid": self._fid,
-            "code": call.code.hex(),
-            "own": call.own.hex(),
-            "method": call.method,
-            "deps": {label: [kind, digest.hex()] for label, (kind, digest) in call.deps.parts.items()},
-            "skipped": sorted(call.deps.skipped),
-            "args": {name: digest.hex() for name, digest in call.arguments.items()},
-            "version": self._version.hex(),
-            "created": created,
-            "ttl": self._options.ttl,
-            "duration": duration,
-            "size": size,
-            **({"notebook": self._notebook} if self._notebook else {}),
-        }
+        head = self._meta_head
+        if head[0] is not call.deps or head[1] != call.code or head[2] != call.own or head[3] != call.method:
+            # What every record of this code state says alike: made, and encoded, once.
+            fixed = {
+                "kind": "function",
+                "name": self._qualified,
+                "fid": self._fid,
+                "code": call.code.hex(),
+                "own": call.own.hex(),
+                "method": call.method,
+                "deps": {label: [kind, digest.hex()] for label, (kind, digest) in call.deps.parts.items()},
+                "skipped": sorted(call.deps.skipped),
+                "version": self._version.hex(),
+                "ttl": self._options.ttl,
+                **({"notebook": self._notebook} if self._notebook else {}),
+            }
+            self._meta_head = head = (call.deps, call.code, call.own, call.method, head_json(fixed))
+        return meta_after(head[4], {name: digest.hex() for name, digest in call.arguments.items()}, created,
+                          duration, size)
 
     # -- calling ---------------------------------------------------------------------------
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -1139,20 +1143,26 @@ register_hasher(BoundMemoized, lambda bound: (bound._memo, bound._obj))
 _OUR_FRAMES = 4
 
 
-@contextlib.contextmanager
-def _room_for_our_frames() -> Iterator[None]:
+class _RoomForOurFrames:
     """Let a recursive memoized function go as deep as the plain function would.
 
     Each nested miss raises the recursion limit by the frames our wrapper adds, and gives
-    them back on the way out (unless someone else changed the limit meanwhile).
+    them back on the way out (unless someone else changed the limit meanwhile). A class rather
+    than a generator: it is entered on every miss.
     """
-    limit = sys.getrecursionlimit()
-    sys.setrecursionlimit(limit + _OUR_FRAMES)
-    try:
-        yield
-    finally:
-        if sys.getrecursionlimit() == limit + _OUR_FRAMES:
-            sys.setrecursionlimit(limit)
+
+    __slots__ = ("limit",)
+
+    def __enter__(self) -> None:
+        self.limit = limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(limit + _OUR_FRAMES)
+
+    def __exit__(self, *exc: object) -> None:
+        if sys.getrecursionlimit() == self.limit + _OUR_FRAMES:
+            sys.setrecursionlimit(self.limit)
+
+
+_room_for_our_frames = _RoomForOurFrames
 
 
 # -- pickling helpers ---------------------------------------------------------------------------

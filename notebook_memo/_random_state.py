@@ -36,13 +36,15 @@ __all__ = ()
 _FRAMEWORK_DRAWERS = ("dask.sizeof", "tornado.ioloop", "distributed.worker", "distributed.utils_comm",
                       "distributed.worker_state_machine", "distributed.scheduler", "distributed.client")
 _isolated: set[str] = set()
+_isolation_seen = [-1]  # how many modules were loaded at the last look
 
 
 def isolate_framework_draws() -> None:
     """Give the loaded framework modules that draw from ``random`` for themselves a generator of their own."""
-    if len(_isolated) == len(_FRAMEWORK_DRAWERS):
-        return
     modules = sys.modules
+    if len(_isolated) == len(_FRAMEWORK_DRAWERS) or len(modules) == _isolation_seen[0]:
+        return  # all done, or no module loaded since the last look
+    _isolation_seen[0] = len(modules)
     for name in _FRAMEWORK_DRAWERS:
         if name in _isolated:
             continue

@@ -53,10 +53,10 @@ def test_a_quick_miss_is_one_lookup_and_its_write_joins_the_next_commit(statemen
     add._store().stop_background()  # its commits would come from another thread: here this one makes them
     statements.clear()
     assert add(2) == 3 and counter.n == 3
-    # Is the index as it was, and one SELECT for the row and someone else's lease on the key together;
-    # the record waits for the next commit.
-    assert len(statements) == 2 and statements[0] == "PRAGMA data_version", statements
-    assert statements[1].startswith("SELECT") and "lock:" + add.make_call((2,), {}).key in statements[1]
+    # One SELECT for the row and someone else's lease on the key together (a row not read before needs
+    # no look at whether the index changed since); the record waits for the next commit.
+    assert len(statements) == 1, statements
+    assert statements[0].startswith("SELECT") and "lock:" + add.make_call((2,), {}).key in statements[0]
     assert add(3) == 4 and counter.n == 4
     statements.clear()
     assert add(2) == 3 and counter.n == 4  # a read of a queued row commits the queue first, then reads it
@@ -65,13 +65,17 @@ def test_a_quick_miss_is_one_lookup_and_its_write_joins_the_next_commit(statemen
     assert len(upserts) == 1 and all(add.make_call((a,), {}).key in next(iter(upserts)) for a in (2, 3))  # one for both
     statements.clear()
     assert add(3) == 4 and counter.n == 4
-    # A hit of a row not read since the last write: is the index as it was, and the row (with the lease
-    # row, unused: a quick function's lookup cannot know it will hit).
-    assert len(statements) == 2 and statements[0] == "PRAGMA data_version", statements
-    assert statements[1].startswith("SELECT"), statements
+    # A hit of a row not read since the last write: the row alone (with the lease row, unused: a quick
+    # function's lookup cannot know it will hit).
+    assert len(statements) == 1 and statements[0].startswith("SELECT"), statements
     statements.clear()
     assert add(2) == 3 and counter.n == 4
-    assert statements == ["PRAGMA data_version"]  # a row read before, and no commit by anyone since: in memory
+    # A row read before: is the index as it was when this connection last looked? Not here (the first runs'
+    # leases were written on another connection since), so what was read is read again.
+    assert len(statements) == 2 and statements[0] == "PRAGMA data_version", statements
+    statements.clear()
+    assert add(2) == 3 and counter.n == 4
+    assert statements == ["PRAGMA data_version"], statements  # read after that look, no commit since: in memory
 
 
 def test_a_slow_first_run_takes_the_lease(statements: list[str]) -> None:
@@ -273,6 +277,85 @@ def test_a_record_verified_before_is_verified_again_once_its_bytes_change(cache_
         warnings.simplefilter("ignore")
         assert f(1) == 7
     assert counter.n == 3  # refused and recomputed, never 14 and never the damaged value
+
+
+def test_a_row_another_thread_read_before_this_thread_rewrote_it_is_never_reused_after(counter: Counter) -> None:
+    """Records read are reused while this connection's data_version stands, and our own writes do not move
+    it: so a record another thread read just before our write must not be kept once the write is done."""
+
+    @memo(ignore=["box"])
+    def f(x: int, box: list[int]) -> int:
+        counter()
+        return box[0]
+
+    assert f(1, [10]) == 10 and f(2, [0]) == 0 and counter.n == 2
+    store = f._store()
+    store.stop_background()  # every commit here is this test's own, on this thread's connection
+    settled()
+    time.sleep(0.3)  # past the window in which a record just read is reused without a lookup
+    read, go = threading.Event(), threading.Event()
+    got: list[int] = []
+    other = threading.Thread(target=lambda: got.append(f(1, [99])))
+
+    class Held(dict):  # type: ignore[type-arg]
+        def get(self, *args: object) -> object:  # the other thread waits between its SELECT and keeping the record
+            if threading.current_thread() is other and not go.is_set():
+                read.set()
+                assert go.wait(10)
+            return super().get(*args)
+
+    store._seen = Held(store._seen)
+    other.start()
+    assert read.wait(10)  # it has read f(1)'s row as it is now: 10
+    assert f(2, [0]) == 0  # this thread reads too (a row read by it is reused while its data_version stands)
+    assert f.invalidate(1, [0])
+    assert f(1, [20]) == 20 and counter.n == 3  # computed again: a quick result, waiting for the next commit
+    store.settle()  # committed on this thread's connection: its data_version does not move
+    go.set()
+    other.join(10)
+    assert got == [10]  # it read before the write: the old value is its answer
+    assert f(1, [0]) == 20 and counter.n == 3  # never the record it read before
+
+
+# -- a record's metadata: its fixed part encoded once per code state ------------------------------------------
+
+
+_SCALE = 3
+
+
+def _scaled(v: float) -> float:
+    return v * _SCALE
+
+
+def test_a_record_s_metadata_text_is_what_encoding_all_of_it_gives_through_code_changes(cache_dir: Path) -> None:
+    import json
+
+    from notebook_memo._memo import _code_mark
+
+    @memo(ttl="1h", version="2")
+    def f(x: float, **options: object) -> float:
+        return _scaled(x) + len(options)
+
+    def record_of(*args: object, **kwargs: object) -> tuple[dict[str, object], bytes]:
+        settled()
+        found = f._store().get(f.make_call(args, kwargs).key)
+        assert found is not None
+        return found.header.meta(), bytes(found.header.meta_raw)
+
+    global _SCALE
+    calls: list[tuple[tuple[object, ...], dict[str, object]]] = [((1.5,), {}), ((2.0,), {'o"dd\\é': 1, "n": None})]
+    fixed = set()
+    for scale in (3, 4):  # a dependency's value changes: a new code state, a new fixed part
+        _SCALE = scale
+        for args, kwargs in calls:
+            assert f(*args, **kwargs) == args[0] * scale + len(kwargs)  # type: ignore[operator]
+            meta, raw = record_of(*args, **kwargs)
+            assert raw == json.dumps(meta, separators=(",", ":")).encode()  # the very bytes, key order included
+            assert meta["name"].endswith(".f") and meta["ttl"] == 3600 and meta["kind"] == "function"
+            assert set(meta["args"]) == {"x", "options"} and meta["size"] > 0 and meta["duration"] >= 0
+            assert "_SCALE" in json.dumps(meta["deps"]) and _code_mark(meta["code"]) in raw
+            fixed.add(json.dumps(meta["deps"]))
+    assert len(fixed) == 2  # the second state's records say what it depends on now
 
 
 # -- access times: renewed when they are old, not on every hit ------------------------------------------------

@@ -99,7 +99,8 @@ def test_a_hit_of_a_row_read_before_asks_the_index_one_pragma(cache_dir: Path) -
         return x + 1
 
     inc(1)
-    inc(1)
+    inc(1)  # read: a row read with no look at the index's data_version, which the run's lease moved since
+    inc(1)  # looked at: what was read before that is read again, and is now known to be current
     seen: list[str] = []
     store = inc._store()
     con, _ = store._connection()

@@ -87,6 +87,36 @@ def test_the_summary_says_what_a_scan_says(shell: Shell, cache_dir: Path, tmp_pa
     assert next(row for row in fast if row[0] == "__main__.square")[4] == 2  # versions
 
 
+@pytest.mark.parametrize("returning", ["upsert returns the row ids", "SQLite before 3.35: ids read after"])
+def test_each_commit_adds_one_fact_per_record_however_the_row_ids_are_learned(
+        cache_dir: Path, returning: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    if returning.startswith("SQLite"):
+        monkeypatch.setattr(_store, "_RETURNING", "")
+
+    @memo(ignore=["box"])
+    def value(x: int, box: list[int]) -> object:
+        return np.zeros(100_000) + box[0] if x < 0 else x * box[0]  # x < 0: a payload file
+
+    for x in range(20):
+        value(x, [1])  # quick results: several to one commit
+    value(-1, [1])
+    value(-2, [1])
+    settled()
+    value.refresh(3, [2])  # a row written again in place
+    value.refresh(-1, [2])  # ... and one with a payload file
+    for x in range(20, 25):
+        value(x, [1])
+    fast, scanned = _both(cache_dir)
+    assert fast == scanned and fast[0][3] == 27  # one fact for each record, from the facts table
+    con = _db(cache_dir)
+    facts = con.execute("SELECT count(*), count(DISTINCT id) FROM NbmRecordFacts").fetchone()
+    rows = con.execute("SELECT count(*) FROM Cache WHERE rowid IN (SELECT id FROM NbmRecordFacts)").fetchone()[0]
+    con.close()
+    assert facts == (27, 27) and rows == 27  # each names its own row
+
+
 @pytest.mark.parametrize("how", ["raw delete", "clear", "prune", "evict"])
 def test_the_facts_go_with_their_rows_whoever_deletes_them(cache_dir: Path, how: str) -> None:
     @memo

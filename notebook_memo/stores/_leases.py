@@ -226,14 +226,21 @@ def is_computing(key: str) -> bool:
     return key in _computing.get()
 
 
-@contextmanager
-def computing(key: str) -> Iterator[None]:
-    """Mark ``key`` as being computed by this thread or task (and by tasks it starts)."""
-    token = _computing.set(_computing.get() | {key})
-    try:
-        yield
-    finally:
-        _computing.reset(token)
+class computing:  # lower case: used as a function, ``with computing(key):``
+    """Mark ``key`` as being computed by this thread or task (and by tasks it starts), inside the block.
+
+    A class rather than a generator: it is entered on every miss, and costs a third as much."""
+
+    __slots__ = ("key", "token")
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def __enter__(self) -> None:
+        self.token = _computing.set(_computing.get() | {self.key})
+
+    def __exit__(self, *exc: object) -> None:
+        _computing.reset(self.token)
 
 
 # -- the fork gate ------------------------------------------------------------------------------

@@ -375,6 +375,8 @@ _UPSERT_INLINE = (
     "value) VALUES {rows} ON CONFLICT (key, raw) DO UPDATE SET store_time = excluded.store_time, "
     "expire_time = excluded.expire_time, access_time = excluded.access_time, access_count = 0, tag = excluded.tag, "
     "size = 0, mode = excluded.mode, filename = NULL, value = excluded.value")
+# The upsert tells each row's id (SQLite 3.35 and later; before, they are read after it).
+_RETURNING = " RETURNING key, rowid" if sqlite3.sqlite_version_info >= (3, 35) else ""
 _FACT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _FACTS = "INSERT OR REPLACE INTO NbmRecordFacts VALUES {rows}"
 _ROWS_PER_STATEMENT = 256  # 7 to 9 parameters each: far below SQLite's limit on one statement's
@@ -660,7 +662,8 @@ class Store:
 
         Records read here are kept in memory (``_hot``) while SQLite's ``data_version`` of this
         thread's connection says no other connection committed since: one PRAGMA instead of the
-        SELECT. Our own writes and deletes drop them. Otherwise one SELECT on the store's own
+        SELECT. Our own writes and deletes drop them (they begin a new dict: a read that was under way
+        fills the old one). Otherwise one SELECT, and nothing else, on the store's own
         connection (diskcache's ``get`` would add its key and value codecs around the same statement).
         ``current``: the calling function's settings, when it read them already. ``probe``: the
         same SELECT also tells whether a lease on ``key`` exists, for the ``leased`` that follows.
@@ -681,13 +684,19 @@ class Store:
                 # On the writer's connection: its page cache stays valid across our own writes (a miss
                 # writes, and the next lookup need not read again what the write just touched).
                 con, token = self._connection()
-                version = con.execute(_DATA_VERSION).fetchone()[0]
-                if self._hot_version[0] is not token or self._hot_version[1] != version:
-                    self._hot.clear()  # another connection committed: what was read may have changed
-                    self._hot_version = (token, version)
-                    hot = None
-                else:
-                    hot = self._hot.get(row)
+                # What this read learns goes into the records dict as it is now: a write or another
+                # connection's commit meanwhile replaces that dict, and then it is forgotten.
+                hot_records = self._hot
+                hot = hot_records.get(row)
+                if hot is not None or self._hot_version[0] is not token:
+                    # Reused only while no other connection committed since the dict was begun. A row not
+                    # kept needs no such check (the SELECT below reads it as it is now), once this
+                    # connection has begun the dict its reads go to.
+                    version = con.execute(_DATA_VERSION).fetchone()[0]
+                    if self._hot_version[0] is not token or self._hot_version[1] != version:
+                        self._hot = hot_records = {}  # another connection committed: what was read may differ
+                        self._hot_version = (token, version)
+                        hot = None
                 if hot is not None:
                     found = hot[0]
                 elif probe:
@@ -726,7 +735,6 @@ class Store:
                     if len(self._seen) >= _SEEN_ENTRIES:
                         self._seen.clear()
                     self._seen[row] = (value, record)
-            hot_records = self._hot
             if len(hot_records) >= _HOT_ENTRIES:
                 hot_records.clear()
             hot_records[row] = (found, record)
@@ -864,7 +872,7 @@ class Store:
     def forget(self, key: str | None = None) -> None:
         """Drop reused records: one key's, or all of them (and re-check the directory on the next access)."""
         if key is None:
-            self._hot.clear()
+            self._hot = {}
             self._checked = 0.0
         else:
             self._hot.pop(self.row_key(key, self.signer()), None)
@@ -952,7 +960,7 @@ class Store:
         ``set`` would leave the row); those with a payload file go through ``set``, which writes it.
         A payload file a row named before is deleted after the commit, if no row names it then.
         """
-        self._hot.clear()
+        self._hot = {}
         now = time.time()
         inline = [(row, now, None if item.expire is None else now + item.expire, now, item.tag, MODE_RECORD,
                    sqlite3.Binary(item.record.make_header(None, None))) for row, item in items if item.record.inline]
@@ -965,23 +973,27 @@ class Store:
                 # batch chunk, which any other connection of ours would wait on).
                 keys, self._pending_touch = self._pending_touch, set()
                 _renew_access_times(con, keys)
+            ids: dict[str, int] = {}
             for part in slices(inline, _ROWS_PER_STATEMENT):
                 replaced += [name for (name,) in con.execute(
                     f"SELECT filename FROM Cache WHERE key IN ({marks(len(part))}) AND raw = 1 "
                     "AND filename IS NOT NULL", [entry[0] for entry in part])]
-                con.execute(_UPSERT_INLINE.format(rows=",".join([_INLINE_ROW] * len(part))),
-                            [value for entry in part for value in entry])
+                upsert = con.execute(_UPSERT_INLINE.format(rows=",".join([_INLINE_ROW] * len(part))) + _RETURNING,
+                                     [value for entry in part for value in entry])
+                ids.update(upsert.fetchall())  # (key, rowid) of each, where SQLite can say so
             for row, item in items:
                 if not item.record.inline:
                     writer.set(row, item.record, expire=item.expire, tag=item.tag)
             with contextlib.suppress(sqlite3.OperationalError):  # an index made where the table could not be
                 for group in slices(items, _ROWS_PER_STATEMENT):
-                    ids = dict(con.execute(f"SELECT key, rowid FROM Cache WHERE key IN ({marks(len(group))}) "
-                                           "AND raw = 1", [row for row, _ in group]))
+                    unknown = [row for row, _ in group if row not in ids]
+                    if unknown:
+                        ids.update(con.execute(f"SELECT key, rowid FROM Cache WHERE key IN ({marks(len(unknown))}) "
+                                               "AND raw = 1", unknown))
                     facts = [(ids[row], *item.facts) for row, item in group if row in ids]
                     con.execute(_FACTS.format(rows=",".join([_FACT_ROW] * len(facts))),
                                 [value for fact in facts for value in fact])
-        self._hot.clear()
+        self._hot = {}
         for name in replaced:
             writer.disk.remove(name)
         self._wrote_at = now
@@ -1060,7 +1072,7 @@ class Store:
             if not rows:
                 break
             for (row,) in rows:
-                self._hot.clear()
+                self._hot = {}
                 evicted += bool(writer.delete(row))
                 if writer.volume() <= limit:
                     break
@@ -1073,7 +1085,7 @@ class Store:
     @_settled
     def delete(self, key: str, everywhere: bool = False) -> bool:
         """Delete this process's entry for ``key``; ``everywhere`` (the user's wish): in the remote tier too."""
-        self._hot.clear()
+        self._hot = {}
         row = self.row_key(key, self.signer())
         self._claim(row)
         deleted = bool(self.writer.delete(row))
@@ -1098,7 +1110,7 @@ class Store:
     @_settled
     def discard(self, record_key: str) -> bool:
         """Delete an index row that was refused (its payload file goes only if no other row names it)."""
-        self._hot.clear()
+        self._hot = {}
         with contextlib.suppress(Exception):
             return bool(self.writer.delete(record_key))
         return False
@@ -1305,7 +1317,7 @@ class Store:
                         gone.append(record)
                 for part in slices(doomed):
                     con.execute(f"DELETE FROM Cache WHERE rowid IN ({marks(len(part))})", part)
-            self._hot.clear()
+            self._hot = {}
             with gate:
                 for record in gone:
                     if record.filename:
@@ -1322,7 +1334,7 @@ class Store:
     @_settled
     def expire(self) -> int:
         """Reclaim expired records now; return how many."""
-        self._hot.clear()
+        self._hot = {}
         return int(self.writer.expire())
 
     @_settled
@@ -1333,7 +1345,7 @@ class Store:
         modified after ``started`` minus a grace period (a writer may be about to index it).
         """
         started = time.time() if started is None else started
-        self._hot.clear()
+        self._hot = {}
         writer = self.writer
         done: list[str] = []
         con = connection(self.directory)

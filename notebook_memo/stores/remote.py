@@ -63,17 +63,21 @@ chosen: contextvars.ContextVar[tuple[str, bool | None] | None] = contextvars.Con
 replacing: contextvars.ContextVar[bool] = contextvars.ContextVar("notebook_memo_remote_replace", default=False)
 
 
-@contextlib.contextmanager
-def replacing_if(refresh: bool) -> Iterator[None]:
+def replacing_if(refresh: bool) -> contextlib.AbstractContextManager[None]:
     """Inside the block, a publish overwrites the remote's manifest (a refresh); else the first writer's stays."""
-    if not refresh:
-        yield
-        return
+    return _replacing() if refresh else _AS_IS
+
+
+@contextlib.contextmanager
+def _replacing() -> Iterator[None]:
     token = replacing.set(True)
     try:
         yield
     finally:
         replacing.reset(token)
+
+
+_AS_IS = contextlib.nullcontext()  # reusable: nothing to enter (every miss that is no refresh)
 
 
 def manifest_name(row: str) -> str:
