@@ -36,15 +36,25 @@ __all__ = ()
 _FRAMEWORK_DRAWERS = ("dask.sizeof", "tornado.ioloop", "distributed.worker", "distributed.utils_comm",
                       "distributed.worker_state_machine", "distributed.scheduler", "distributed.client")
 _isolated: set[str] = set()
-_isolation_seen = [-1]  # how many modules were loaded at the last look
+_isolation_seen: list[tuple[int, str | None]] = [(-1, None)]  # modules_mark() at the last look
+
+
+def modules_mark() -> tuple[int, str | None]:
+    """Return what changes whenever a module is loaded: how many there are, and the last one loaded
+    (a module that leaves as another arrives keeps the count, never the last name)."""
+    modules = sys.modules
+    return len(modules), next(reversed(modules), None)
 
 
 def isolate_framework_draws() -> None:
     """Give the loaded framework modules that draw from ``random`` for themselves a generator of their own."""
     modules = sys.modules
-    if len(_isolated) == len(_FRAMEWORK_DRAWERS) or len(modules) == _isolation_seen[0]:
-        return  # all done, or no module loaded since the last look
-    _isolation_seen[0] = len(modules)
+    if len(_isolated) == len(_FRAMEWORK_DRAWERS):
+        return
+    mark = modules_mark()
+    if mark == _isolation_seen[0]:
+        return  # no module loaded since the last look
+    _isolation_seen[0] = mark
     for name in _FRAMEWORK_DRAWERS:
         if name in _isolated:
             continue
@@ -122,14 +132,22 @@ def _numpy_words() -> bytes | None:
         bit_generator = sys.modules["numpy"].random.mtrand._rand._bit_generator
         if type(bit_generator).__name__ != "MT19937":
             return None
-        if _mt_address[0] is not bit_generator:
-            _mt_address[:] = [bit_generator, bit_generator.ctypes.state_address]
-        return ctypes.string_at(_mt_address[1], 2500)
+        window = _mt_window[0]
+        if window is None or window[0] is not bit_generator:
+            _mt_window[0] = window = (bit_generator, _window(bit_generator.ctypes.state_address, 2500))
+        return window[1].tobytes()
     except Exception:
         return None
 
 
-_mt_address: list[Any] = [None, 0]  # the legacy global bit generator, and where its state lies
+def _window(address: int, size: int) -> memoryview:
+    """Return a view of ``size`` bytes at ``address``: read (a copy) for a fifth of ``ctypes.string_at``'s
+    cost. Its holder keeps the object the bytes lie in alive, and checks it is still the one to read."""
+    return memoryview((ctypes.c_char * size).from_address(address)).cast("B")
+
+
+# The legacy global bit generator, and a view of its state (where it lies, read in place).
+_mt_window: list[tuple[Any, memoryview] | None] = [None]
 
 
 def _random_digest(state: Any) -> str:
@@ -167,7 +185,14 @@ def _random_words() -> _RandomWords | None:
     offset = _random_offset[0]
     if offset is None:
         return None
-    return _RandomWords(ctypes.string_at(id(inst) + offset, _RANDOM_SIZE), inst.gauss_next)
+    window = _random_window[0]
+    if window is None or window[0] is not inst:
+        _random_window[0] = window = (inst, _window(id(inst) + offset, _RANDOM_SIZE))
+    return _RandomWords(window[1].tobytes(), inst.gauss_next)
+
+
+# ``random``'s global generator, and a view of its words (where they lie in the object: read in place).
+_random_window: list[tuple[Any, memoryview] | None] = [None]
 
 
 def _check_random_layout(inst: Any) -> int | None:
@@ -348,7 +373,7 @@ _SEEDERS = (("numpy", "numpy.random", "seed"), ("numpy", "numpy.random", "set_st
             ("torch", "torch", "set_rng_state"), ("torch", "torch.random", "set_rng_state"),
             ("torch", "torch", "seed"), ("torch", "torch.random", "seed"))
 _wrapped_seeders: set[tuple[str, str]] = set()
-_modules_seen = [-1]  # how many modules were loaded when watch_seeding last looked for seeding functions
+_modules_seen: list[tuple[int, str | None]] = [(-1, None)]  # modules_mark() when watch_seeding last looked
 
 
 _seeding_lock = threading.Lock()
@@ -374,9 +399,12 @@ def _seeder(generator: str, attr: str, original: Any, on_seed: Callable[[str, bo
 def watch_seeding(on_seed: Callable[[str, bool], None]) -> None:
     """Wrap the seeding functions of the libraries loaded now (once each) to call
     ``on_seed(generator, from_entropy)`` before they run."""
-    if len(_wrapped_seeders) == len(_SEEDERS) or len(sys.modules) == _modules_seen[0]:
-        return  # all wrapped, or no module loaded since the last look
-    _modules_seen[0] = len(sys.modules)
+    if len(_wrapped_seeders) == len(_SEEDERS):
+        return  # all wrapped
+    mark = modules_mark()
+    if mark == _modules_seen[0]:
+        return  # no module loaded since the last look
+    _modules_seen[0] = mark
     for generator, module_name, attr in _SEEDERS:
         module = sys.modules.get(module_name)
         if module is None or (module_name, attr) in _wrapped_seeders:

@@ -430,7 +430,8 @@ def meta_after(head: tuple[dict[str, Any], str], args: dict[str, str], created: 
     The head's text is made once (per function and code state), the rest's on each call: the same JSON
     as encoding the whole dict would give, in a fraction of the time."""
     fixed, text = head
-    if "args" in fixed or not (math.isfinite(created) and math.isfinite(duration)) or type(size) is not int:
+    if "args" in fixed or type(created) is not float or type(duration) is not float or type(size) is not int \
+            or not (math.isfinite(created) and math.isfinite(duration)):
         return EncodedMeta({**fixed, "args": args, "created": created, "duration": duration, "size": size}, None)
     names = ",".join([f'{_json_str(name)}:{_json_str(digest)}' for name, digest in args.items()])
     raw = f'{text}{"," if len(fixed) else ""}"args":{{{names}}},"created":{created!r},"duration":{duration!r},' \

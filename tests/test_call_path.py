@@ -155,6 +155,50 @@ def test_python_random_read_in_place_is_getstate() -> None:
         random.random()
 
 
+def test_the_states_read_in_place_follow_a_generator_object_that_replaced_the_global_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _random_state._random_words() is not None and _random_state._numpy_words() is not None  # views made
+    replacement = random.Random(11)
+    monkeypatch.setattr(random, "_inst", replacement)
+    words = _random_state._random_words()
+    assert words is not None and words.state() == replacement.getstate()
+    replacement.random()
+    assert _random_state._random_words().state() == replacement.getstate()  # type: ignore[union-attr]
+    before = np.random.get_bit_generator()
+    try:
+        np.random.set_bit_generator(np.random.MT19937(5))
+        for _ in range(2):
+            key = np.random.get_state()[1]  # type: ignore[index]
+            assert _random_state._numpy_words()[:2496] == key.astype("<u4").tobytes()  # type: ignore[index]
+            np.random.rand(700)  # past the 624 words: all of them drawn again
+    finally:
+        np.random.set_bit_generator(before)
+    key = np.random.get_state()[1]  # type: ignore[index]
+    assert _random_state._numpy_words()[:2496] == key.astype("<u4").tobytes()  # type: ignore[index]
+
+
+_ARRIVES_AS_ANOTHER_LEAVES = """
+import random, sys, types
+from notebook_memo import _random_state
+
+_random_state.isolate_framework_draws()  # looked: nothing new since is looked at again
+sys.modules["leaving"] = types.ModuleType("leaving")
+_random_state.isolate_framework_draws()
+del sys.modules["leaving"]  # as a harness restoring sys.modules would, while a framework is imported
+framework = types.ModuleType("tornado.ioloop")
+framework.random = random
+sys.modules["tornado.ioloop"] = framework
+_random_state.isolate_framework_draws()
+print(framework.random is not random)
+"""
+
+
+def test_a_framework_that_draws_for_itself_loaded_as_another_module_leaves_gets_its_own_generator() -> None:
+    out = subprocess.run([sys.executable, "-c", _ARRIVES_AS_ANOTHER_LEAVES], capture_output=True, text=True,
+                         timeout=120)
+    assert out.stdout.strip() == "True", out.stderr  # the module count is the same: its last name is not
+
+
 def test_a_body_that_only_takes_random_s_cached_gauss_is_seen_to_draw(counter: Counter) -> None:
     @memo
     def noise() -> float:
@@ -356,6 +400,20 @@ def test_a_record_s_metadata_text_is_what_encoding_all_of_it_gives_through_code_
             assert "_SCALE" in json.dumps(meta["deps"]) and _code_mark(meta["code"]) in raw
             fixed.add(json.dumps(meta["deps"]))
     assert len(fixed) == 2  # the second state's records say what it depends on now
+
+
+@pytest.mark.parametrize("created, duration, size", [(np.float64(1.5), 0.25, 3), (1.5, True, 3), (1.5, 0.25, True),
+                                                     (float("nan"), 0.25, 3), (1.5, float("inf"), 3)])
+def test_metadata_of_other_numbers_than_plain_ones_is_what_json_says(created: float, duration: float,
+                                                                      size: int) -> None:
+    import json
+
+    from notebook_memo._serialize import _META_JSON, decode_header, dumps, encode_header, head_json, meta_after
+
+    meta = meta_after(head_json({"kind": "function", "ttl": None}), {"x": "00ff"}, created, duration, size)
+    record = encode_header("k", None, dumps(1), meta, 1.0, None, 0.5, True, None)
+    raw = bytes(decode_header(record)[0].meta_raw)
+    assert raw == _META_JSON.encode(dict(meta)).encode() and json.loads(raw) is not None
 
 
 # -- access times: renewed when they are old, not on every hit ------------------------------------------------
