@@ -445,7 +445,12 @@ def _may_queue() -> bool:
     if _forked:
         return False
     mp = sys.modules.get("multiprocessing")
-    return mp is None or (mp.parent_process() is None and mp.current_process().name == "MainProcess")
+    if mp is None:
+        return True  # not started by multiprocessing (which a process it starts imports first)
+    known = _main_process[0]
+    if known is None:  # once: what a process is does not change while it runs (a fork sets _forked)
+        known = _main_process[0] = mp.parent_process() is None and mp.current_process().name == "MainProcess"
+    return known
 
 
 def _upsert_number(con: sqlite3.Connection, key: str, value: float, update: str, now: float) -> None:
@@ -1762,6 +1767,7 @@ def is_cache_directory(directory: str) -> bool:
 
 
 _forked = False  # this process is a forked child (see _may_queue)
+_main_process: list[bool | None] = [None]  # _may_queue's answer, once multiprocessing is loaded
 
 
 def _after_fork_in_child() -> None:
