@@ -43,7 +43,11 @@ def modules_mark() -> tuple[int, str | None]:
     """Return what changes whenever a module is loaded: how many there are, and the last one loaded
     (a module that leaves as another arrives keeps the count, never the last name)."""
     modules = sys.modules
-    return len(modules), next(reversed(modules), None)
+    while True:
+        try:
+            return len(modules), next(reversed(modules), None)
+        except RuntimeError:  # another thread loaded or dropped a module while we looked: look again
+            continue
 
 
 def isolate_framework_draws() -> None:
@@ -176,9 +180,13 @@ _random_offset: list[int | None] = []  # [offset of the words in the object] onc
 
 
 def _random_words() -> _RandomWords | None:
-    """Read ``random``'s global Mersenne Twister in place, or None where its layout is not the one checked."""
-    inst = getattr(sys.modules["random"], "_inst", None)
-    if inst is None or type(inst) is not sys.modules["random"].Random:
+    """Read ``random``'s global Mersenne Twister in place, or None where its layout is not the one checked.
+
+    The generator read is the one ``random.getstate`` (what the slower path reads) is bound to, as are
+    ``random.random`` and the module's other functions: not whatever ``random._inst`` names now."""
+    module = sys.modules["random"]
+    inst = getattr(getattr(module, "getstate", None), "__self__", None)
+    if inst is None or type(inst) is not module.Random:
         return None
     if not _random_offset:
         _random_offset.append(_check_random_layout(inst))

@@ -158,12 +158,17 @@ def test_python_random_read_in_place_is_getstate() -> None:
 def test_the_states_read_in_place_follow_a_generator_object_that_replaced_the_global_one(
         monkeypatch: pytest.MonkeyPatch) -> None:
     assert _random_state._random_words() is not None and _random_state._numpy_words() is not None  # views made
-    replacement = random.Random(11)
-    monkeypatch.setattr(random, "_inst", replacement)
-    words = _random_state._random_words()
-    assert words is not None and words.state() == replacement.getstate()
-    replacement.random()
-    assert _random_state._random_words().state() == replacement.getstate()  # type: ignore[union-attr]
+    # random._inst names another generator: the module's functions (random.random, getstate) still use theirs.
+    monkeypatch.setattr(random, "_inst", random.Random(11))
+    random.random()
+    assert _random_state._random_words().state() == random.getstate()  # type: ignore[union-attr]
+    replacement = random.Random(12)  # ... until they are bound to another one
+    for name in ("getstate", "random"):
+        monkeypatch.setattr(random, name, getattr(replacement, name))
+    for _ in range(2):
+        words = _random_state._random_words()
+        assert words is not None and words.state() == replacement.getstate()
+        random.random()
     before = np.random.get_bit_generator()
     try:
         np.random.set_bit_generator(np.random.MT19937(5))
@@ -193,10 +198,57 @@ print(framework.random is not random)
 """
 
 
+def test_the_mark_of_the_loaded_modules_is_taken_again_when_another_thread_imports_meanwhile(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    class Importing(dict):  # type: ignore[type-arg]
+        """sys.modules as another thread's import leaves it while this one walks it: the walk fails once."""
+
+        failures = 1
+
+        def __reversed__(self) -> Iterator[str]:
+            if Importing.failures:
+                Importing.failures -= 1
+                return iter(_Changed())
+            return super().__reversed__()
+
+    modules = Importing(sys.modules)
+    monkeypatch.setattr(sys, "modules", modules)
+    try:
+        mark = _random_state.modules_mark()
+    finally:
+        monkeypatch.undo()
+    assert mark == (len(modules), list(modules)[-1]) and Importing.failures == 0
+
+
+class _Changed:
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        raise RuntimeError("dictionary changed size during iteration")
+
+
 def test_a_framework_that_draws_for_itself_loaded_as_another_module_leaves_gets_its_own_generator() -> None:
     out = subprocess.run([sys.executable, "-c", _ARRIVES_AS_ANOTHER_LEAVES], capture_output=True, text=True,
                          timeout=120)
     assert out.stdout.strip() == "True", out.stderr  # the module count is the same: its last name is not
+
+
+def test_a_body_drawing_from_random_s_functions_is_seen_after_random_inst_was_reassigned(
+        monkeypatch: pytest.MonkeyPatch, counter: Counter) -> None:
+    monkeypatch.setattr(random, "_inst", random.Random(123))  # the module's functions keep their own generator
+
+    @memo
+    def draw() -> float:
+        counter()
+        return random.random()
+
+    random.seed(1)
+    first = draw()
+    random.seed(2)
+    second = draw()
+    random.seed(2)
+    assert second == random.random() != first and counter.n == 2  # the state it drew from, not the first's
 
 
 def test_a_body_that_only_takes_random_s_cached_gauss_is_seen_to_draw(counter: Counter) -> None:
