@@ -468,6 +468,54 @@ def test_metadata_of_other_numbers_than_plain_ones_is_what_json_says(created: fl
     assert raw == _META_JSON.encode(dict(meta)).encode() and json.loads(raw) is not None
 
 
+# -- the index's own bookkeeping ----------------------------------------------------------------------------
+
+_DISKCACHE_SIZE_TRIGGERS = {  # as diskcache creates them: one UPDATE of Settings for every row, even of size 0
+    "Settings_size_insert": "AFTER INSERT ON Cache FOR EACH ROW BEGIN UPDATE Settings SET value = value + NEW.size "
+                            "WHERE key = \"size\"; END",
+    "Settings_size_update": "AFTER UPDATE ON Cache FOR EACH ROW BEGIN UPDATE Settings SET value = value + NEW.size "
+                            "- OLD.size WHERE key = \"size\"; END",
+    "Settings_size_delete": "AFTER DELETE ON Cache FOR EACH ROW BEGIN UPDATE Settings SET value = value - OLD.size "
+                            "WHERE key = \"size\"; END",
+}
+
+
+@pytest.mark.parametrize("index", ["made by this version", "made with diskcache's own size triggers"])
+def test_the_size_and_count_diskcache_keeps_stay_exact_through_writes_refreshes_and_deletes(
+        cache_dir: Path, index: str) -> None:
+    from notebook_memo.stores.local import close_stores
+
+    @memo(ignore=["box"])
+    def value(x: int, box: list[int]) -> object:
+        return np.full(50_000, float(box[0])) if x < 0 else x * box[0]  # x < 0: a payload file
+
+    value(0, [1])
+    db = str(cache_dir / "cache.db")
+    if index.startswith("made with"):
+        close_stores([str(cache_dir)])
+        with sqlite3.connect(db, isolation_level=None) as con:
+            for name, body in _DISKCACHE_SIZE_TRIGGERS.items():
+                con.execute(f"DROP TRIGGER {name}")
+                con.execute(f"CREATE TRIGGER {name} {body}")
+    for x in range(-3, 20):
+        value(x, [1])  # quick results in rows of size 0, and payload files
+    settled()
+    value.refresh(-2, [2])
+    value.refresh(5, [2])
+    value.invalidate(-1, [0])
+    value.invalidate(7, [0])
+    value._store().evict_to(0)  # everything this process may delete
+    for x in range(-2, 3):
+        value(x, [3])
+    settled()
+    with sqlite3.connect(db, isolation_level=None) as con:
+        kept = dict(con.execute("SELECT key, value FROM Settings WHERE key IN ('size', 'count')").fetchall())
+        size, count = con.execute("SELECT coalesce(sum(size), 0), count(*) FROM Cache").fetchone()
+        triggers = dict(con.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'").fetchall())
+    assert kept == {"size": size, "count": count} and size > 0
+    assert all(" WHEN " in triggers[name] for name in _DISKCACHE_SIZE_TRIGGERS)  # rows of size 0 skipped
+
+
 # -- access times: renewed when they are old, not on every hit ------------------------------------------------
 
 
