@@ -487,6 +487,8 @@ def test_the_size_and_count_diskcache_keeps_stay_exact_through_writes_refreshes_
 
     @memo(ignore=["box"])
     def value(x: int, box: list[int]) -> object:
+        if x < 0 and box[0] == 2:  # refreshed: a payload file of another size, or a result in its row
+            return np.full(80_000, 2.0) if x == -2 else 7
         return np.full(50_000, float(box[0])) if x < 0 else x * box[0]  # x < 0: a payload file
 
     value(0, [1])
@@ -500,7 +502,8 @@ def test_the_size_and_count_diskcache_keeps_stay_exact_through_writes_refreshes_
     for x in range(-3, 20):
         value(x, [1])  # quick results in rows of size 0, and payload files
     settled()
-    value.refresh(-2, [2])
+    value.refresh(-2, [2])  # a row's size changes
+    value.refresh(-3, [2])  # ... to 0
     value.refresh(5, [2])
     value.invalidate(-1, [0])
     value.invalidate(7, [0])

@@ -391,8 +391,9 @@ _NOT_RECORDS = (("lock:", "lock;"), ("stats:", "stats;"))
 _SIZE_TRIGGERS = (
     ("Settings_size_insert", "AFTER INSERT ON Cache FOR EACH ROW WHEN NEW.size <> 0 BEGIN "
                              "UPDATE Settings SET value = value + NEW.size WHERE key = 'size'; END"),
-    ("Settings_size_update", "AFTER UPDATE ON Cache FOR EACH ROW WHEN NEW.size IS NOT OLD.size BEGIN "
-                             "UPDATE Settings SET value = value + NEW.size - OLD.size WHERE key = 'size'; END"),
+    ("Settings_size_update", "AFTER UPDATE ON Cache FOR EACH ROW WHEN coalesce(NEW.size, 0) <> coalesce(OLD.size, 0) "
+                             "BEGIN UPDATE Settings SET value = value + coalesce(NEW.size, 0) - coalesce(OLD.size, 0) "
+                             "WHERE key = 'size'; END"),
     ("Settings_size_delete", "AFTER DELETE ON Cache FOR EACH ROW WHEN OLD.size <> 0 BEGIN "
                              "UPDATE Settings SET value = value - OLD.size WHERE key = 'size'; END"),
 )
@@ -400,11 +401,16 @@ _SIZE_TRIGGERS = (
 
 def _quiet_size_triggers(con: sqlite3.Connection) -> None:
     """Give an index the size triggers that skip rows of size 0 (once: an index that has them is left as it is)."""
-    found = dict(con.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND name IN (?, ?, ?)",
-                             [name for name, _ in _SIZE_TRIGGERS]).fetchall())
-    if all(" WHEN " in (found.get(name) or "") for name, _ in _SIZE_TRIGGERS):
+    def done() -> bool:
+        found = dict(con.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND name IN (?, ?, ?)",
+                                 [name for name, _ in _SIZE_TRIGGERS]).fetchall())
+        return all(" WHEN " in (found.get(name) or "") for name, _ in _SIZE_TRIGGERS)
+
+    if done():
         return
     with _write_transaction(con):
+        if done():
+            return  # another process replaced them while this one waited for the write lock
         for name, body in _SIZE_TRIGGERS:
             con.execute(f"DROP TRIGGER IF EXISTS {name}")
             con.execute(f"CREATE TRIGGER {name} {body}")
