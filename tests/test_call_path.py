@@ -519,6 +519,20 @@ def test_the_size_and_count_diskcache_keeps_stay_exact_through_writes_refreshes_
     assert all(" WHEN " in triggers[name] for name in _DISKCACHE_SIZE_TRIGGERS)  # rows of size 0 skipped
 
 
+def test_the_size_triggers_replaced_are_the_ones_diskcache_makes(tmp_path: Path) -> None:
+    import diskcache
+
+    from notebook_memo.stores.local import _SIZE_TRIGGERS
+
+    plain = diskcache.Cache(str(tmp_path / "plain"))
+    plain.close()
+    with sqlite3.connect(str(tmp_path / "plain" / "cache.db")) as con:
+        made = {name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' "
+                                                "AND sql LIKE '%\"size\"%'")}
+    # A diskcache that named them otherwise would leave its own beside ours: every size counted twice.
+    assert made == {name for name, _ in _SIZE_TRIGGERS}
+
+
 # -- access times: renewed when they are old, not on every hit ------------------------------------------------
 
 
