@@ -1143,7 +1143,7 @@ register_hasher(BoundMemoized, lambda bound: (bound._memo, bound._obj))
 _OUR_FRAMES = 4
 
 
-class _RoomForOurFrames:
+class _room_for_our_frames:  # lower case: used as a function, ``with _room_for_our_frames():``
     """Let a recursive memoized function go as deep as the plain function would.
 
     Each nested miss raises the recursion limit by the frames our wrapper adds, and gives
@@ -1161,8 +1161,6 @@ class _RoomForOurFrames:
         if sys.getrecursionlimit() == self.limit + _OUR_FRAMES:
             sys.setrecursionlimit(self.limit)
 
-
-_room_for_our_frames = _RoomForOurFrames
 
 
 # -- pickling helpers ---------------------------------------------------------------------------

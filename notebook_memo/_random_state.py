@@ -50,15 +50,20 @@ def modules_mark() -> tuple[int, str | None]:
             continue
 
 
+def _loaded_since(seen: list[tuple[int, str | None]]) -> bool:
+    """Return whether a module was loaded since the last look that noted its mark in ``seen`` (and note it now)."""
+    mark = modules_mark()
+    if mark == seen[0]:
+        return False
+    seen[0] = mark
+    return True
+
+
 def isolate_framework_draws() -> None:
     """Give the loaded framework modules that draw from ``random`` for themselves a generator of their own."""
+    if len(_isolated) == len(_FRAMEWORK_DRAWERS) or not _loaded_since(_isolation_seen):
+        return  # all done, or no module loaded since the last look
     modules = sys.modules
-    if len(_isolated) == len(_FRAMEWORK_DRAWERS):
-        return
-    mark = modules_mark()
-    if mark == _isolation_seen[0]:
-        return  # no module loaded since the last look
-    _isolation_seen[0] = mark
     for name in _FRAMEWORK_DRAWERS:
         if name in _isolated:
             continue
@@ -136,18 +141,26 @@ def _numpy_words() -> bytes | None:
         bit_generator = sys.modules["numpy"].random.mtrand._rand._bit_generator
         if type(bit_generator).__name__ != "MT19937":
             return None
-        window = _mt_window[0]
-        if window is None or window[0] is not bit_generator:
-            _mt_window[0] = window = (bit_generator, _window(bit_generator.ctypes.state_address, 2500))
-        return window[1].tobytes()
+        return _in_place(_mt_window, bit_generator, _mt_state_address, 2500)
     except Exception:
         return None
 
 
-def _window(address: int, size: int) -> memoryview:
-    """Return a view of ``size`` bytes at ``address``: read (a copy) for a fifth of ``ctypes.string_at``'s
-    cost. Its holder keeps the object the bytes lie in alive, and checks it is still the one to read."""
-    return memoryview((ctypes.c_char * size).from_address(address)).cast("B")
+def _in_place(slot: list[tuple[Any, memoryview] | None], owner: Any, locate: Callable[[Any], int],
+              size: int) -> bytes:
+    """Return a copy of the ``size`` bytes that ``locate(owner)`` says lie in ``owner``.
+
+    Read through a view made once per owner object and kept in ``slot`` with it (which keeps the
+    object, and so the bytes, alive): a fifth of ``ctypes.string_at``'s cost."""
+    window = slot[0]
+    if window is None or window[0] is not owner:
+        view = memoryview((ctypes.c_char * size).from_address(locate(owner))).cast("B")
+        slot[0] = window = (owner, view)
+    return window[1].tobytes()
+
+
+def _mt_state_address(bit_generator: Any) -> int:
+    return bit_generator.ctypes.state_address  # type: ignore[no-any-return]
 
 
 # The legacy global bit generator, and a view of its state (where it lies, read in place).
@@ -193,10 +206,11 @@ def _random_words() -> _RandomWords | None:
     offset = _random_offset[0]
     if offset is None:
         return None
-    window = _random_window[0]
-    if window is None or window[0] is not inst:
-        _random_window[0] = window = (inst, _window(id(inst) + offset, _RANDOM_SIZE))
-    return _RandomWords(window[1].tobytes(), inst.gauss_next)
+    return _RandomWords(_in_place(_random_window, inst, _random_words_address, _RANDOM_SIZE), inst.gauss_next)
+
+
+def _random_words_address(inst: Any) -> int:
+    return id(inst) + _random_offset[0]  # type: ignore[operator]  # a checked layout's offset
 
 
 # ``random``'s global generator, and a view of its words (where they lie in the object: read in place).
@@ -407,12 +421,8 @@ def _seeder(generator: str, attr: str, original: Any, on_seed: Callable[[str, bo
 def watch_seeding(on_seed: Callable[[str, bool], None]) -> None:
     """Wrap the seeding functions of the libraries loaded now (once each) to call
     ``on_seed(generator, from_entropy)`` before they run."""
-    if len(_wrapped_seeders) == len(_SEEDERS):
-        return  # all wrapped
-    mark = modules_mark()
-    if mark == _modules_seen[0]:
-        return  # no module loaded since the last look
-    _modules_seen[0] = mark
+    if len(_wrapped_seeders) == len(_SEEDERS) or not _loaded_since(_modules_seen):
+        return  # all wrapped, or no module loaded since the last look
     for generator, module_name, attr in _SEEDERS:
         module = sys.modules.get(module_name)
         if module is None or (module_name, attr) in _wrapped_seeders:

@@ -566,12 +566,9 @@ class Store:
         st = os.stat(os.path.join(self.directory, _DB_NAME))
         self._ident = (st.st_dev, st.st_ino)
         self._trouble = directory_trouble(self.directory)
-        with contextlib.suppress(sqlite3.Error):
-            _index_payload_files(connection(self.directory))
-        with contextlib.suppress(sqlite3.Error):
-            _keep_facts(connection(self.directory))
-        with contextlib.suppress(sqlite3.Error):
-            _quiet_size_triggers(connection(self.directory))
+        for bring_up_to_date in (_index_payload_files, _keep_facts, _quiet_size_triggers):
+            with contextlib.suppress(sqlite3.Error):
+                bring_up_to_date(connection(self.directory))
 
     def _open_handles(self) -> None:
         common: dict[str, Any] = {"disk": _RecordDisk, "statistics": 0, "tag_index": 1, "cull_limit": 0,
