@@ -46,6 +46,8 @@ def modules_mark() -> tuple[int, str | None]:
     while True:
         try:
             return len(modules), next(reversed(modules), None)
+        except RecursionError:  # a RuntimeError too, and looking again would meet it again
+            raise
         except RuntimeError:  # another thread loaded or dropped a module while we looked: look again
             continue
 

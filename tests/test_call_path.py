@@ -220,6 +220,26 @@ def test_the_mark_of_the_loaded_modules_is_taken_again_when_another_thread_impor
     assert mark == (len(modules), list(modules)[-1]) and Importing.failures == 0
 
 
+def test_the_mark_of_the_loaded_modules_lets_a_recursion_error_through(monkeypatch: pytest.MonkeyPatch) -> None:
+    class AtTheLimit(dict):  # type: ignore[type-arg]
+        """sys.modules read by a call at the recursion limit: the read itself overflows, once."""
+
+        failures = 1
+
+        def __reversed__(self) -> Iterator[str]:
+            if AtTheLimit.failures:
+                AtTheLimit.failures -= 1
+                raise RecursionError("maximum recursion depth exceeded")
+            return super().__reversed__()
+
+    monkeypatch.setattr(sys, "modules", AtTheLimit(sys.modules))
+    try:
+        with pytest.raises(RecursionError):  # not taken for another thread's import and looked at again
+            _random_state.modules_mark()
+    finally:
+        monkeypatch.undo()
+
+
 class _Changed:
     def __iter__(self) -> Iterator[str]:
         return self
