@@ -10,7 +10,7 @@ import pickle
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from xxhash import xxh3_128_hexdigest
 
@@ -134,16 +134,21 @@ class BatchFunction(MemoizedFunction[Any]):
         return (_MISS, None) if value is _MISS else (value, rtype)
 
     def _lookup_many(self, store: Store, keys: list[str], decoded: dict[str, ResultType],
-                     outer: _conditions.Recorders = ()) -> dict[str, tuple[Any, ResultType]]:
-        """Return the cached results among ``keys`` with their result types, read with one query per chunk.
+                     outer: _conditions.Recorders = ()) -> tuple[list[Any], list[ResultType | None], int]:
+        """Return each key's cached result (``_MISS`` where none is served) and its result type (None
+        there), in order, and how many keys were not served.
 
-        Each record is verified against its own key before anything of it is used, and only the
-        records returned are unpickled; a key whose row is refused (or a storage error) takes the
-        one-key path, which reports it and drops a damaged record.
+        Rows are read with one query per chunk. Each record is verified against its own key before
+        anything of it is used, and only the records returned are unpickled; a key whose row is
+        refused (or a storage error) takes the one-key path, which reports it and drops a damaged
+        record. Two lists, not one of pairs: a pair per item would be one more object for the
+        garbage collector to walk, per item.
         """
-        found: dict[str, tuple[Any, ResultType]] = {}
+        found: list[Any] = []
+        found_types: list[ResultType | None] = []
         types = _Types(decoded)
-        loaded, saved = 0, 0.0
+        loaded, saved, missed = 0, 0.0, 0
+        tail, known = types.last
         for start in range(0, len(keys), _READ_CHUNK):
             part = keys[start:start + _READ_CHUNK]
             records: Mapping[str, StoredRecord | CorruptRecord | PlainRecord | None]
@@ -151,27 +156,34 @@ class BatchFunction(MemoizedFunction[Any]):
                 records = store.get_many(part)
             except Exception:
                 records = dict.fromkeys(part)
-            for key, record in records.items():
-                if type(record) is tuple:  # the commonest record, verified in one pass
+            for key in part:
+                record = records.get(key, _MISS)
+                value: Any = _MISS
+                rtype: ResultType | None = None
+                if record is _MISS:
+                    pass  # no live row
+                elif type(record) is tuple:  # the commonest record, verified in one pass
                     payload, meta_raw, duration = record
-                    if (rtype := types.of(meta_raw)) is None:
-                        continue  # stored before result types were described: recomputed, never mistyped
-                    try:
-                        value = pickle.loads(payload)  # a pickle alone (no buffers), as ``loads`` would read it
-                    except Exception:
-                        value = self._read(store, key, None, outer)  # it says why, and drops what cannot load
+                    if tail and meta_raw.endswith(tail):  # _Types.of's commonest answer, without a call
+                        rtype = known
                     else:
-                        loaded += 1
-                        saved += duration
+                        rtype = types.of(meta_raw)
+                        tail, known = types.last
+                    if rtype is not None:  # else stored before result types were described: recomputed, never mistyped
+                        try:
+                            value = pickle.loads(payload)  # a pickle alone (no buffers), as ``loads`` would read it
+                        except Exception:
+                            value = self._read(store, key, None, outer)  # it says why, and drops what cannot load
+                        else:
+                            loaded += 1
+                            saved += duration
                 elif not isinstance(record, StoredRecord):
                     value, rtype = self._lookup(store, key, decoded, outer)
                 elif (rtype := types.of(record.header.meta_raw)) is None:
-                    continue  # stored before result types were described: recomputed, never mistyped
+                    pass  # stored before result types were described: recomputed, never mistyped
                 elif record.header.conditioned:
                     value = self._read(store, key, None, outer)  # the one-key path checks its preconditions
-                elif record.header.expired():
-                    continue
-                else:
+                elif not record.header.expired():
                     try:
                         value = record.load(self._options.mmap)
                     except Exception:
@@ -179,12 +191,15 @@ class BatchFunction(MemoizedFunction[Any]):
                     else:
                         loaded += 1
                         saved += record.header.duration
-                if value is not _MISS and rtype is not None:
-                    found[key] = (value, rtype)
+                if value is _MISS or rtype is None:
+                    value, rtype = _MISS, None
+                    missed += 1
+                found.append(value)
+                found_types.append(rtype)
         self.hits += loaded  # the one-key path counted its own
         self.saved_seconds += saved
         store.count_hits(self._tag, loaded)
-        return found
+        return found, found_types, missed
 
     # -- calling ------------------------------------------------------------------------------
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -403,7 +418,10 @@ class _Types:
     """The result types of the records one call reads, each distinct description decoded once.
 
     Items of one call share their description: a record whose metadata names it once is known
-    by the bytes from that name to the end, which hold the whole description.
+    by the bytes from that name to the end (its *tail*), which hold the whole description. Another
+    record that ends with the same tail has the same description, whatever it holds before: in
+    JSON the brackets the tail closes put its name at the same depth (the top level, where
+    ``json.dumps`` writes each name once), and no string can hold the name with its quotes.
     """
 
     def __init__(self, decoded: dict[str, ResultType]) -> None:
@@ -414,9 +432,7 @@ class _Types:
     def of(self, meta_raw: bytes | memoryview) -> ResultType | None:
         raw = bytes(meta_raw)
         tail, known = self.last
-        # The commonest case, the previous record's description again: its tail ends this record too, and the
-        # mark it starts with is this record's first (so its only one, the tail holding no other).
-        if tail and raw.endswith(tail) and raw.find(_TYPE_MARK) == len(raw) - len(tail):
+        if tail and raw.endswith(tail):  # the commonest case: the previous record's description again
             return known
         start = raw.find(_TYPE_MARK)
         if start < 0 or raw.find(_TYPE_MARK, start + 1) >= 0:
@@ -465,21 +481,29 @@ class _Plan:
         self.batch = batch
         self.bound = fn._binder.signature.bind(*args, **kwargs)
         self.saved_before = fn.saved_seconds  # what the items served by this call save is the difference
-        self.results: dict[bytes, Any] = {}
-        self.types: dict[bytes, ResultType] = {}
+        self.results: dict[bytes, Any] = {}  # each distinct item's result so far
+        self.types: dict[bytes, ResultType] = {}  # and its result type
         self.result_kind: str | None = None
-        self.first_position: dict[bytes, int] = {}
-        for position, digest in enumerate(digests):
-            self.first_position.setdefault(digest, position)
+        # Each distinct item's first position, in the order items first appear: without duplicates, the
+        # common case, each item's only position.
+        self.first_position = dict(zip(digests, range(len(digests))))
+        if len(self.first_position) != len(digests):
+            self.first_position = {}
+            for position, digest in enumerate(digests):
+                self.first_position.setdefault(digest, position)
         keys = fn._item_keys(call, self.first_position)
         self.keys = dict(zip(self.first_position.values(), keys))
         if not refresh:
-            found = fn._lookup_many(store, keys, {}, outer)
-            for digest, key in zip(self.first_position, keys):
-                hit = found.get(key)
-                if hit is not None:
-                    self.results[digest], self.types[digest] = hit
-        self.missing = [p for d, p in self.first_position.items() if d not in self.results]
+            found, types, missed = fn._lookup_many(store, keys, {}, outer)
+            if not missed:  # all served: a cell run again
+                self.results = dict(zip(self.first_position, found))
+                self.types = dict(zip(self.first_position, cast("list[ResultType]", types)))  # none is None
+            else:
+                for digest, value, rtype in zip(self.first_position, found, types):
+                    if rtype is not None:
+                        self.results[digest], self.types[digest] = value, rtype
+        self.missing = ([] if len(self.results) == len(self.first_position) else
+                        [p for d, p in self.first_position.items() if d not in self.results])
         fn.misses += len(self.missing)
         # Asked before the run overwrites it: the first missing item's entry, if it had one, and why not served.
         self.before = before_compute(fn, fn._item_call(call, digests[self.missing[0]]),
@@ -555,13 +579,12 @@ class _Plan:
 
     def _collect(self, positions: list[int]) -> set[int]:
         """Read the items among ``positions`` that are stored now; return their positions."""
-        found = self.fn._lookup_many(self.store, [self.keys[p] for p in positions], {}, self.outer)
+        found, types, _ = self.fn._lookup_many(self.store, [self.keys[p] for p in positions], {}, self.outer)
         done = set()
-        for position in positions:
-            hit = found.get(self.keys[position])
-            if hit is not None:
+        for position, value, rtype in zip(positions, found, types):
+            if rtype is not None:
                 digest = self.digests[position]
-                self.results[digest], self.types[digest] = hit
+                self.results[digest], self.types[digest] = value, rtype
                 done.add(position)
                 self.fn.misses -= 1
         return done
@@ -660,8 +683,8 @@ class _Plan:
                     self.fn.saved_seconds - self.saved_before, self.before, error, len(self.digests))
 
     def finish(self) -> Any:
-        parts = [self.results[d] for d in self.digests]
-        types = [self.types[d] for d in self.digests]
+        parts = list(map(self.results.__getitem__, self.digests))
+        types = list(map(self.types.__getitem__, self.digests))
         if self.result_kind is not None:
             # The container this call's function returned wins over one stored by an earlier call.
             types = [t if t.kind == self.result_kind else ResultType(self.result_kind, key="values") for t in types]

@@ -500,7 +500,13 @@ def decode_header(data: bytes | memoryview) -> tuple[Header, memoryview]:
     return header, view[end:]
 
 
-_PLAIN_HEAD = struct.Struct(_HEADER.format.removesuffix("32s32s") + "16s")  # up to the first half of ``check``
+# The commonest record's magic, format and flags (inline, unsigned), and the fields read_plain checks
+# after them: expires, duration, pickle length, buffers, meta length, key length, file name length,
+# the payload checksum and the header check's first half (the other half is zero).
+_PLAIN_PREFIX = struct.pack("<4sHH", MAGIC, FORMAT_VERSION, FLAG_INLINE)
+_plain_fields = struct.Struct("<8x8xddQIIIH8x16s16s").unpack_from
+_HEADER_SIZE = _HEADER.size
+_xxh3_128 = xxhash.xxh3_128_digest
 PlainRecord = tuple[bytes, bytes, float]  # (the verified pickle, the metadata JSON, the compute time)
 
 
@@ -512,21 +518,17 @@ def read_plain(data: bytes, key: bytes) -> PlainRecord | None:
     without building a Header. Returns None for a record of any other shape or one that does not
     verify: the full path then reads it and says what is wrong.
     """
-    if len(data) < _HEADER.size:
+    if len(data) < _HEADER_SIZE or not data.startswith(_PLAIN_PREFIX):
         return None
-    (magic, version, flags, _created, expires, duration, pickle_len, nbufs, meta_len, key_len, file_len, _keyid,
-     checksum, check) = _PLAIN_HEAD.unpack_from(data)
-    if (magic != MAGIC or version != FORMAT_VERSION or flags != FLAG_INLINE or nbufs or file_len or expires
-            or key_len != len(key)):
-        return None
-    meta_at = _HEADER.size + key_len
+    expires, duration, pickle_len, nbufs, meta_len, key_len, file_len, checksum, check = _plain_fields(data)
+    meta_at = _HEADER_SIZE + key_len
     end = meta_at + meta_len
-    if len(data) != end + pickle_len or not data.startswith(key, _HEADER.size):
-        return None
-    if xxhash.xxh3_128_digest(data[:_CHECKED_AT] + _ZERO64 + data[_HEADER.size:end]) != check:
+    if (nbufs or file_len or expires or key_len != len(key) or len(data) != end + pickle_len
+            or not data.startswith(key, _HEADER_SIZE)
+            or _xxh3_128(b"".join((data[:_CHECKED_AT], _ZERO64, data[_HEADER_SIZE:end]))) != check):
         return None
     payload = data[end:]  # a copy of a few kB at most (larger payloads have files): cheaper than a view
-    if xxhash.xxh3_128_digest(payload) != checksum:
+    if _xxh3_128(payload) != checksum:
         return None
     return payload, data[meta_at:end], duration
 

@@ -237,3 +237,26 @@ def test_categories_too_many_to_describe_still_return_every_value_and_the_name()
     f([1, 2])
     out = f([1, 2])
     assert out.astype(object).tolist() == ["c1", "c2"] and out.name == "big"
+
+
+@pytest.mark.parametrize("named", [False, True])
+def test_items_read_together_each_keep_the_description_they_were_stored_with(named: bool) -> None:
+    """A call that reads items stored by different calls (two descriptions, interleaved) types each
+    item as stored, also when a parameter has the description's own name (the metadata then names
+    it twice) and a keyword's name holds its quotes."""
+
+    def plain(xs: list[int], dtype: str = "float32") -> pd.Series:
+        return pd.Series(np.array(xs, dtype=dtype), name="v")
+
+    def with_names(xs: list[int], dtype: str = "float32", result_type: str = "", **extra: Any) -> pd.Series:
+        return plain(xs, dtype)
+
+    f = memo.batch("xs", progress=False, ignore=["dtype"])(with_names if named else plain)
+    same = {"result_type": "r", 'k"result_type":': 1} if named else {}
+    assert f([1, 2], dtype="float32", **same).dtype == np.float32
+    assert f([3, 4], dtype="int64", **same).dtype == np.int64
+    for order in ([3, 1, 4, 2], [1, 3, 2, 4]):
+        out = f(order, **same)  # all served; a float32 item and an int64 one make float64
+        assert f.explain_last().summary.startswith("4 of 4")
+        assert out.dtype == np.float64 and out.tolist() == order
+    assert f([3, 4], **same).dtype == np.int64 and f([1, 2], **same).dtype == np.float32

@@ -577,13 +577,53 @@ def test_a_hit_renews_an_access_time_once_since_the_last_write_then_when_a_minut
     time.sleep(0.3)
     for x in range(20):
         f(x)  # a cell run again: every access time is newer than the last write, and fresh
-    assert store._pending_touch == set()
+    assert not store._pending_touch
     key = f.make_call((3,), {}).key
     with sqlite3.connect(str(cache_dir / "cache.db"), isolation_level=None) as db:
         db.execute("UPDATE Cache SET access_time = access_time - 120 WHERE key = ?", (key,))
     time.sleep(0.3)
     f(3)
-    assert store._pending_touch == {key}
+    assert set(store._pending_touch) == {key}
+
+
+def test_access_times_renewed_together_reach_exactly_the_rows_read_by_either_path(cache_dir: Path) -> None:
+    """Renewals are grouped by where the rows lie (their row ids, known from a batch's read or looked
+    up for single hits); the rows renewed are still those read, and only those."""
+
+    @memo.batch("xs", progress=False)
+    def g(xs: list[int]) -> list[int]:
+        return [x + 1 for x in xs]
+
+    @memo
+    def f(x: int) -> int:
+        return x
+
+    g(list(range(1500)))  # more rows than one statement renews
+    for x in range(40):
+        f(x)
+    store = g._store()
+    store.stop_background()
+    store.flush()
+    with sqlite3.connect(str(cache_dir / "cache.db"), isolation_level=None) as db:
+        db.execute("UPDATE Cache SET access_time = access_time - 3600 WHERE raw = 1")
+    time.sleep(0.3)
+    read_items = list(range(0, 1500, 3))  # read in a scattered order, a third of the items
+    random.Random(5).shuffle(read_items)
+    before = time.time()
+    assert g(read_items) == [x + 1 for x in read_items]
+    for x in range(0, 40, 2):
+        f(x)
+    g.invalidate([read_items[0]])  # read, then gone before the renewal: nothing to renew
+    store.flush()
+    _, call, digests = g._split_call((list(range(1500)),), {})
+    batch_keys = g._item_keys(call, digests)
+    single_keys = [f.make_call((x,), {}).key for x in range(40)]
+    with sqlite3.connect(str(cache_dir / "cache.db"), isolation_level=None) as db:
+        times = dict(db.execute("SELECT key, access_time FROM Cache WHERE raw = 1").fetchall())
+    expected = {batch_keys[x] for x in read_items[1:]} | {single_keys[x] for x in range(0, 40, 2)}
+    renewed = {key for key in batch_keys + single_keys if key in times and times[key] >= before}
+    assert batch_keys[read_items[0]] not in times
+    assert renewed == expected
 
 
 # -- clean-up removes payload files ----------------------------------------------------------------------------

@@ -327,14 +327,28 @@ def connection(directory: str) -> sqlite3.Connection:
     # commit here checkpoint the log (SQLite's default, past 1,000 pages): the background thread does.
     con.execute("PRAGMA synchronous = NORMAL")
     con.execute(f"PRAGMA wal_autocheckpoint = {_WAL_BACKSTOP}")
+    # Pages read as diskcache's connections read them: mapped (no read call per page) and more kept.
+    con.execute(f"PRAGMA mmap_size = {diskcache.DEFAULT_SETTINGS['sqlite_mmap_size']}")
+    con.execute(f"PRAGMA cache_size = {diskcache.DEFAULT_SETTINGS['sqlite_cache_size']}")
     cache[directory] = (os.getpid(), ident, con)
     return con
 
 
-def _renew_access_times(con: sqlite3.Connection, keys: Iterable[str]) -> float:
-    """Set the access time of these rows to now (the LRU order), a few hundred per statement; return now."""
+def _renew_access_times(con: sqlite3.Connection, rows: dict[str, int]) -> float:
+    """Set the access time of these rows to now (the LRU order), a few hundred per statement; return now.
+
+    ``rows``: each row's key and its row id as read (0 where not known). The row ids only decide
+    which keys share a statement: rows near each other in the table share its pages, and each
+    statement rewrites every page it touches (grouped by key, 100,000 rows took five times as long).
+    """
+    unknown = [key for key, rowid in rows.items() if not rowid]
+    if unknown:
+        rows = dict(rows)
+        for part in slices(unknown):
+            rows.update(con.execute(f"SELECT key, rowid FROM Cache WHERE key IN ({marks(len(part))}) AND raw = 1",
+                                    part).fetchall())
     now = time.time()
-    for part in slices(sorted(keys)):
+    for part in slices(sorted(rows, key=rows.__getitem__)):
         con.execute(f"UPDATE Cache SET access_time = ? WHERE key IN ({marks(len(part))})", [now, *part])
     return now
 
@@ -509,7 +523,7 @@ class Store:
         self._writer: diskcache.Cache | None = None
         self._ident: tuple[int, int] | None = None
         self._trouble: str | None = None
-        self._pending_touch: set[str] = set()
+        self._pending_touch: dict[str, int] = {}  # rows whose access time is due, and their row ids (0: unknown)
         self._leases = Leases()
         self._flusher: threading.Thread | None = None
         self._stop = threading.Event()
@@ -1007,7 +1021,7 @@ class Store:
                 # Recent hits decide what is least recently used: written with these records, through
                 # the writer's own connection (this may run inside a caller's write transaction, a
                 # batch chunk, which any other connection of ours would wait on).
-                keys, self._pending_touch = self._pending_touch, set()
+                keys, self._pending_touch = self._pending_touch, {}
                 _renew_access_times(con, keys)
             ids: dict[str, int] = {}
             for part in slices(inline, _ROWS_PER_STATEMENT):
@@ -1279,7 +1293,8 @@ class Store:
         TOUCH_RESOLUTION are renewed in the next batch of them.
         """
         signer = self.signer()
-        rows = {self.row_key(key, signer): key for key in keys}
+        keys = list(keys)  # read once: an iterator may be given
+        rows = dict(zip(keys, keys)) if signer is None else {self.row_key(key, signer): key for key in keys}
         found: dict[str, StoredRecord | CorruptRecord | PlainRecord] = {}
         self.reader  # noqa: B018 (opens, or sets a damaged index aside)
         if self._refuses(signer):
@@ -1289,10 +1304,10 @@ class Store:
         try:
             con = connection(self.directory)
             for part in slices(list(rows)):
-                query = (f"SELECT key, mode, filename, value, access_time FROM Cache WHERE key IN "
+                query = (f"SELECT key, mode, filename, value, access_time, rowid FROM Cache WHERE key IN "
                          f"({marks(len(part))}) AND raw = 1 AND (expire_time IS NULL OR expire_time > ?)")
                 # Fetched before any is decoded: stepping SQLite between decodes costs more than the rows take.
-                for row, mode, filename, value, used in con.execute(query, (*part, now)).fetchall():
+                for row, mode, filename, value, used, rowid in con.execute(query, (*part, now)).fetchall():
                     plain = (read_plain(value, row.encode()) if unsigned and mode == MODE_RECORD
                              and filename is None and type(value) is bytes else None)
                     if plain is not None:
@@ -1304,7 +1319,7 @@ class Store:
                             found[rows[row]] = exc
                     # _stale_use, its commonest answer (a float newer than both) without a call
                     if not (type(used) is float and used > wrote_at and used >= recent) and self._stale_use(used, now):
-                        self._pending_touch.add(row)
+                        self._pending_touch[row] = rowid
         except sqlite3.DatabaseError as exc:
             if not _is_damaged_database(exc):
                 raise
@@ -1313,7 +1328,8 @@ class Store:
             return {}
         if found and self._flusher is None:
             self._start_flusher()
-        missing = [row for row, key in rows.items() if key not in found and row not in self._tombstones]
+        missing = ([] if len(found) == len(rows) else
+                   [row for row, key in rows.items() if key not in found and row not in self._tombstones])
         tier = second_tier() if missing else None
         if tier is not None:
             for row, fetched in tier.fetch_many(missing, signer).items():
@@ -1416,7 +1432,7 @@ class Store:
 
     # -- LRU access times, written in batches ------------------------------------------------
     def _touch_later(self, key: str) -> None:
-        self._pending_touch.add(key)
+        self._pending_touch.setdefault(key, 0)
         if self._flusher is None:
             self._start_flusher()
 
@@ -1449,7 +1465,7 @@ class Store:
     def flush(self) -> None:
         """Commit queued quick results; write pending access times and hit counts; renew held leases."""
         if not self._exists():  # deleted by the user: never re-created to record these
-            self._pending_touch, self._pending_hits = set(), {}
+            self._pending_touch, self._pending_hits = {}, {}
             with self._queue_lock:
                 self._queued = {}
             return
@@ -1458,7 +1474,7 @@ class Store:
             self.renew_leases()
         if not self._pending_touch and not self._pending_hits:
             return
-        keys, self._pending_touch = self._pending_touch, set()
+        keys, self._pending_touch = self._pending_touch, {}
         hits, self._pending_hits = self._pending_hits, {}
         # One statement per step, each committing alone (see renew_leases): this runs on a
         # background thread.
@@ -1642,7 +1658,7 @@ class Store:
         # The threads making local copies, and the leases, are not here.
         self._arriving, self._generations, self._remote_leases = {}, {}, {}
         self._leases = Leases()
-        self._pending_touch, self._pending_hits = set(), {}
+        self._pending_touch, self._pending_hits = {}, {}
         self._queued = {}  # the parent commits them
         self._queue_lock, self._settle_lock = threading.Lock(), threading.Lock()
         self._hot = {}
