@@ -105,16 +105,12 @@ def row_by_key(con: sqlite3.Connection, key: str) -> bytes:
     return con.execute("SELECT value FROM Cache WHERE key = ? AND raw = 1", (key,)).fetchone()[0]  # type: ignore[no-any-return]
 
 
-def read_only(db: str, mapped: bool = False) -> sqlite3.Connection:
+def read_only(db: str, pages: int | None = None) -> sqlite3.Connection:
     """Open an index for reading only (the floors never write a cache they measure).
 
-    ``mapped``: read its pages through memory maps, with diskcache's page cache size (SQLite's
-    defaults otherwise).
+    ``pages``: how many pages its cache keeps (SQLite's default otherwise, about 2 MB).
     """
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
-    if mapped:
-        import diskcache
-
-        con.execute(f"PRAGMA mmap_size = {diskcache.DEFAULT_SETTINGS['sqlite_mmap_size']}")
-        con.execute(f"PRAGMA cache_size = {diskcache.DEFAULT_SETTINGS['sqlite_cache_size']}")
+    if pages is not None:
+        con.execute(f"PRAGMA cache_size = {pages}")
     return con

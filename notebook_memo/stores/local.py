@@ -327,8 +327,8 @@ def connection(directory: str) -> sqlite3.Connection:
     # commit here checkpoint the log (SQLite's default, past 1,000 pages): the background thread does.
     con.execute("PRAGMA synchronous = NORMAL")
     con.execute(f"PRAGMA wal_autocheckpoint = {_WAL_BACKSTOP}")
-    # Pages read as diskcache's connections read them: mapped (no read call per page) and more kept.
-    con.execute(f"PRAGMA mmap_size = {diskcache.DEFAULT_SETTINGS['sqlite_mmap_size']}")
+    # Never through a memory map (see _open_handles); as many pages kept as diskcache's connections keep.
+    con.execute("PRAGMA mmap_size = 0")
     con.execute(f"PRAGMA cache_size = {diskcache.DEFAULT_SETTINGS['sqlite_cache_size']}")
     cache[directory] = (os.getpid(), ident, con)
     return con
@@ -585,9 +585,12 @@ class Store:
                 bring_up_to_date(connection(self.directory))
 
     def _open_handles(self) -> None:
+        # No memory map of the index (diskcache maps 64 MiB): a page read through a map past the end of a
+        # file another program cut short or replaced with an older copy is a SIGBUS, which kills the
+        # kernel; read calls see the short file, and SQLite reports the damage.
         common: dict[str, Any] = {"disk": _RecordDisk, "statistics": 0, "tag_index": 1, "cull_limit": 0,
                                   "size_limit": self.size_limit, "disk_min_file_size": 2**15,
-                                  "sqlite_wal_autocheckpoint": _WAL_BACKSTOP}
+                                  "sqlite_wal_autocheckpoint": _WAL_BACKSTOP, "sqlite_mmap_size": 0}
         # Eviction is ours (_enforce_limit): diskcache's own cull compares the database's page
         # count, which does not shrink when small rows go. The writer's LRU policy records access
         # times (written in batches); the reader's hit is a single SELECT.
