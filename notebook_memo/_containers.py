@@ -132,14 +132,13 @@ def stored_type(meta_raw: bytes | memoryview, decoded: dict[str, ResultType]) ->
     """
     raw = bytes(meta_raw)
     desc: Any = None
-    if raw.count(_MARKER) == 1:
-        # Decode only this entry, not the whole metadata (a third of the cost of a cached item). Other
-        # entries hold no object under this name, and a wrong match would fail the checks below.
-        text = raw.decode()
-        with contextlib.suppress(ValueError):
+    with contextlib.suppress(ValueError):  # not UTF-8, or not JSON: no description this code can read
+        if raw.count(_MARKER) == 1:
+            # Decode only this entry, not the whole metadata (a third of the cost of a cached item). Other
+            # entries hold no object under this name, and a wrong match would fail the checks below.
+            text = raw.decode()
             desc = _DECODER.raw_decode(text, text.index(_MARKER.decode()) + len(_MARKER))[0]
-    else:
-        with contextlib.suppress(ValueError):
+        else:
             meta = json.loads(raw)
             desc = meta.get(TYPE_KEY) if isinstance(meta, dict) else None
     if not isinstance(desc, dict) or desc.get("format") != TYPE_FORMAT or desc.get("kind") not in KINDS:

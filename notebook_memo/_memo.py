@@ -1293,7 +1293,10 @@ def conditioned_entry(store: Store, key: str, record: StoredRecord, first_only: 
             return None, {}, ["the run stored for this state of "
                               f"{_random_state.describe_generators(variants)} was invalidated since"]
         record, meta = found, found.header.meta()
-    conditions: Conditions = meta.get("pre") or {}
+    if not isinstance(meta.get("pre"), dict):
+        # Its format says it has preconditions: without them readable, it is never served unchecked.
+        raise CorruptRecord("the record has preconditions, and its metadata does not say which")
+    conditions: Conditions = meta["pre"]
     why = _conditions.failures(conditions, first_only)
     return (None if why else record), conditions, why
 

@@ -344,9 +344,17 @@ class Header:
         return self.expires <= now or self.created > now + CLOCK_SKEW
 
     def meta(self) -> dict[str, Any]:
-        """Return the record's metadata (function, fingerprints, timings, sizes); do not change it."""
+        """Return the record's metadata (function, fingerprints, timings, sizes); do not change it.
+
+        Empty for metadata that is not a JSON object: only a writer without the secret can make such
+        a record pass its checks, and what reads it then finds nothing it knows.
+        """
         if self.parsed is None:
-            self.parsed = json.loads(bytes(self.meta_raw))
+            try:
+                parsed = json.loads(bytes(self.meta_raw))
+            except ValueError:  # not UTF-8, or not JSON
+                parsed = None
+            self.parsed = parsed if isinstance(parsed, dict) else {}
         return self.parsed
 
     def offsets(self) -> list[int]:

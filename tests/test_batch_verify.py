@@ -20,7 +20,7 @@ import pytest
 from notebook_memo import StorageWarning, _serialize, configure, memo
 from notebook_memo._serialize import _CHECKED_AT, _HEADER, read_plain
 from notebook_memo.stores import local as _store
-from tests.conftest import settled
+from tests.conftest import resealed, settled
 
 
 def _records(cache_dir: Path, tag: str) -> list[tuple[str, bytes]]:
@@ -197,3 +197,33 @@ def test_each_record_is_given_to_its_own_key_however_the_keys_are_passed(secret:
         found = store.get_many(given)  # type: ignore[arg-type]
         values = {k: pickle.loads(r[0]) if type(r) is tuple else r.load(False) for k, r in found.items()}
         assert values == dict(zip(keys, [10, 20, 30, 40]))
+
+
+def test_metadata_that_is_not_text_is_recomputed_never_an_error(cache_dir: Path) -> None:
+    """The result type is read from an item's metadata: metadata that is not UTF-8 (checks made valid
+    again, as a writer of an unsigned directory can) is a miss, not an error out of the call."""
+    calls: list[int] = []
+
+    @memo.batch("xs", progress=False)
+    def doubled(xs: list[int]) -> list[int]:
+        calls.extend(xs)
+        return [x * 2 for x in xs]
+
+    assert doubled([1, 2]) == [2, 4]
+    rows = _records(cache_dir, doubled.function_id)
+    assert len(rows) == 2
+
+    def spoil(data: bytearray) -> None:
+        at = data.find(b'"name":"')
+        assert at > 0
+        data[at + 8] = 0xFF  # no longer UTF-8
+
+    with sqlite3.connect(str(cache_dir / "cache.db"), isolation_level=None) as db:
+        for key, value in rows:
+            db.execute("UPDATE Cache SET value = ? WHERE key = ?", (resealed(value, spoil), key))
+    doubled._store().forget()
+    del calls[:]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StorageWarning)
+        assert doubled([1, 2]) == [2, 4]
+    assert calls == [1, 2]  # recomputed, not served

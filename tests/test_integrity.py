@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from notebook_memo import StorageWarning, configure, memo
-from tests.conftest import ROOT, Counter, settled
+from tests.conftest import ROOT, Counter, resealed, settled
 
 MODE_PICKLE = 4  # diskcache's own row mode for pickled values
 
@@ -490,3 +490,67 @@ def test_planted_counter_rows_and_settings_neither_run_code_nor_stop_caching(tmp
     value, caught = _quiet_call(f, 2)
     assert value == 3 and caught == [] and f(2) == 3 and counter.n == 2
     assert f.cache_info().entries == 2 and not trap.exists()
+
+
+# -- metadata a writer without the secret made unreadable --------------------------------------------------
+
+
+def _spoil_metadata(cache_dir: Path, how: str) -> None:
+    """Rewrite every record's metadata as ``how`` says, checks made valid again."""
+    from notebook_memo._serialize import _HEADER
+
+    def spoil(data: bytearray) -> None:
+        fields = _HEADER.unpack_from(data)
+        start, n = _HEADER.size + fields[9], fields[8]
+        if how == "not UTF-8":
+            data[start + 2] = 0xFF
+        else:  # JSON, not an object
+            data[start:start + n] = b"[" + b" " * (n - 2) + b"]"
+
+    settled()
+    with sqlite3.connect(str(cache_dir / "cache.db"), isolation_level=None) as db:
+        for key, value in db.execute("SELECT key, value FROM Cache WHERE mode = 16").fetchall():
+            db.execute("UPDATE Cache SET value = ? WHERE key = ?", (resealed(value, spoil), key))
+
+
+@pytest.mark.parametrize("how", ["not UTF-8", "a list"])
+def test_unreadable_metadata_breaks_no_listing_explain_or_cleanup(cache_dir: Path, how: str) -> None:
+    @memo
+    def f(x: int) -> int:
+        return x * 2
+
+    assert [f(1), f(2)] == [2, 4]
+    _spoil_metadata(cache_dir, how)
+    f._store().forget()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert [f(1), f(2)] == [2, 4]
+        f.cache_info()
+        f.explain(1)
+        f.entries()
+        f.clear_stale()
+        out = subprocess.run([sys.executable, "-m", "notebook_memo", "info"], capture_output=True, text=True,
+                             timeout=60, env={**os.environ, "NOTEBOOK_MEMO_DIR": str(cache_dir),
+                                              "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize("how", ["not UTF-8", "a list"])
+def test_an_entry_with_preconditions_whose_metadata_is_unreadable_is_never_served(cache_dir: Path, tmp_path: Path,
+                                                                                  counter: Counter, how: str) -> None:
+    data = tmp_path / "data.txt"
+    data.write_text("one")
+
+    @memo
+    def f() -> str:
+        counter()
+        return data.read_text()
+
+    assert f() == "one"
+    data.write_text("two")  # its precondition no longer holds: were it served unchecked, "one" would come back
+    _spoil_metadata(cache_dir, how)
+    f._store().forget()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert f() == "two"
+    assert counter.n == 2
