@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ._inventory import human_bytes, human_time, is_marker
+from ._serialize import CorruptRecord
 
 if TYPE_CHECKING:
     from ._memo import Call, MemoizedFunction
@@ -142,7 +143,11 @@ def explain_call(fn: MemoizedFunction[Any], call: Call, as_miss: bool = False,
     if record is not None and record.header.conditioned and not record.header.expired():
         from ._memo import conditioned_entry
 
-        served, conditions, why = conditioned_entry(store, call.key, record, first_only=False)
+        try:
+            served, conditions, why = conditioned_entry(store, call.key, record, first_only=False)
+        except CorruptRecord as exc:
+            return Explanation(name, False, f"an entry for these arguments and code is stored, but it cannot be "
+                               f"used ({exc}): the call recomputes it", notes, unkeyed)
         if served is None:
             return Explanation(name, False, "an entry for these arguments and code is stored, but what it was "
                                "computed from is not as it was:", why + notes, unkeyed)

@@ -550,7 +550,38 @@ def test_an_entry_with_preconditions_whose_metadata_is_unreadable_is_never_serve
     data.write_text("two")  # its precondition no longer holds: were it served unchecked, "one" would come back
     _spoil_metadata(cache_dir, how)
     f._store().forget()
+    report = f.explain()
+    assert not report.hit and "cannot be used" in report.summary
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert f() == "two"
     assert counter.n == 2
+
+
+def test_an_index_whose_settings_ask_for_a_memory_map_is_still_read_without_one(cache_dir: Path) -> None:
+    """diskcache applies its Settings table to each connection it opens: an older index (or an older
+    copy of this one put back) asks for a 64 MiB map there, and a file cut under a map kills the kernel."""
+    import threading
+
+    from notebook_memo.stores.local import connection
+
+    @memo
+    def f(x: int) -> int:
+        return x
+
+    f(1)
+    settled()
+    with sqlite3.connect(str(cache_dir / "cache.db"), isolation_level=None) as db:
+        db.execute("UPDATE Settings SET value = ? WHERE key = 'sqlite_mmap_size'", (1 << 26,))
+    store = f._store()
+    sizes: list[int] = []
+
+    def look() -> None:  # a thread's first use opens its own connections, reading the Settings table
+        assert f(1) == 1
+        for con in (store._writer._con, store._reader._con, connection(store.directory)):
+            sizes.extend(row[0] for row in con.execute("PRAGMA mmap_size"))
+
+    thread = threading.Thread(target=look)
+    thread.start()
+    thread.join()
+    assert sizes == [0, 0, 0]

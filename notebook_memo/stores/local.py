@@ -312,6 +312,23 @@ def _write_transaction(con: sqlite3.Connection) -> Iterator[None]:
 _connections = threading.local()
 
 
+class _Index(diskcache.Cache):  # type: ignore[misc]
+    """diskcache's ``Cache``, whose connections never map the index into memory.
+
+    diskcache applies the settings its Settings table holds to each connection it opens (one per
+    thread): an older index, or a copy of one put back, says 64 MiB there. The map goes again here.
+    """
+
+    @property
+    def _con(self) -> sqlite3.Connection:
+        local = self._local
+        fresh = getattr(local, "con", None) is None or getattr(local, "pid", None) != os.getpid()
+        con: sqlite3.Connection = super()._con
+        if fresh:
+            con.execute("PRAGMA mmap_size = 0")
+        return con
+
+
 def connection(directory: str) -> sqlite3.Connection:
     """Return this thread's own SQLite connection to a directory's index (scans and checks, not writes)."""
     cache: dict[str, tuple[int, tuple[int, int], sqlite3.Connection]] = _connections.__dict__.setdefault("by_dir", {})
@@ -594,8 +611,8 @@ class Store:
         # Eviction is ours (_enforce_limit): diskcache's own cull compares the database's page
         # count, which does not shrink when small rows go. The writer's LRU policy records access
         # times (written in batches); the reader's hit is a single SELECT.
-        self._writer = diskcache.Cache(self.directory, eviction_policy="least-recently-used", **common)
-        self._reader = diskcache.Cache(self.directory, eviction_policy="none", **common)
+        self._writer = _Index(self.directory, eviction_policy="least-recently-used", **common)
+        self._reader = _Index(self.directory, eviction_policy="none", **common)
 
     def _set_aside(self, exc: BaseException) -> None:
         """Move a damaged index out of the way (with one warning saying where) so a fresh one can start."""
