@@ -315,18 +315,15 @@ _connections = threading.local()
 class _Index(diskcache.Cache):  # type: ignore[misc]
     """diskcache's ``Cache``, whose connections never map the index into memory.
 
-    diskcache applies the settings its Settings table holds to each connection it opens (one per
-    thread): an older index, or a copy of one put back, says 64 MiB there. The map goes again here.
+    diskcache applies each ``sqlite_`` setting its Settings table holds to every connection it opens
+    (one per thread), through ``reset``: an older index, or a copy of one put back, asks for 64 MiB
+    there. Here that setting is always 0, in the table and on every connection.
     """
 
-    @property
-    def _con(self) -> sqlite3.Connection:
-        local = self._local
-        fresh = getattr(local, "con", None) is None or getattr(local, "pid", None) != os.getpid()
-        con: sqlite3.Connection = super()._con
-        if fresh:
-            con.execute("PRAGMA mmap_size = 0")
-        return con
+    def reset(self, key: str, value: Any = diskcache.core.ENOVAL, update: bool = True) -> Any:
+        if key == "sqlite_mmap_size" and value is not diskcache.core.ENOVAL:
+            value = 0
+        return super().reset(key, value, update)
 
 
 def connection(directory: str) -> sqlite3.Connection:
