@@ -9,9 +9,12 @@ compared with the last ones on every call: a variable or ``configure`` change ap
 
 from __future__ import annotations
 
+import os
+import shutil
 import sqlite3
 import textwrap
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,7 @@ import pytest
 from notebook_memo import _config, configure, memo
 from notebook_memo.hashing import content_hash, leaf_digests
 from notebook_memo.stores import local as _store
+from notebook_memo.stores._walmark import WalMark
 from tests.conftest import Counter, Shell, run_kernel, settled
 
 # The old reuse window let a record read less than this long ago be served without asking the index;
@@ -93,7 +97,19 @@ def test_a_write_by_another_thread_is_seen_by_the_next_hit(cache_dir: Path, monk
     assert times(2, one) == 14
 
 
-def test_a_hit_of_a_row_read_before_asks_the_index_one_pragma(cache_dir: Path) -> None:
+def _statements(store: _store.Store, call: Callable[[], object]) -> list[str]:
+    """Return the SQL that ``call`` ran on the store's connection (this thread's)."""
+    seen: list[str] = []
+    con, _ = store._connection()
+    con.set_trace_callback(seen.append)
+    try:
+        call()
+    finally:
+        con.set_trace_callback(None)
+    return seen
+
+
+def test_a_hit_of_a_row_read_before_asks_the_index_nothing_while_its_log_header_stands(cache_dir: Path) -> None:
     @memo
     def inc(x: int) -> int:
         return x + 1
@@ -101,15 +117,110 @@ def test_a_hit_of_a_row_read_before_asks_the_index_one_pragma(cache_dir: Path) -
     inc(1)
     inc(1)  # read: a row read with no look at the index's data_version, which the run's lease moved since
     inc(1)  # looked at: what was read before that is read again, and is now known to be current
-    seen: list[str] = []
     store = inc._store()
+    assert _statements(store, lambda: inc(1)) == []  # no commit since: in memory, no read transaction at all
+    con = _db(cache_dir)
+    with con:  # another connection commits something unrelated: the header moves, SQLite is asked
+        con.execute("UPDATE Cache SET access_time = access_time + 1 WHERE typeof(value) = 'blob'")
+    con.close()
+    assert _statements(store, lambda: inc(1))[0] == "PRAGMA data_version"
+    assert _statements(store, lambda: inc(1)) == []
+
+
+def test_a_log_header_that_never_changes_is_never_trusted(cache_dir: Path, tmp_path: Path, counter: Counter,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wal-index file SQLite does not write (a leftover beside a build that keeps it elsewhere) reads the same
+    whatever is committed: trusted, it would serve what another connection deleted."""
+    monkeypatch.setattr(_store, "_REVALIDATE", LONG)
+    frozen = tmp_path / "frozen.db"
+    monkeypatch.setattr(_store, "WalMark", lambda path: WalMark(str(frozen)))
+
+    @memo
+    def double(x: int) -> int:
+        counter()
+        return 2 * x
+
+    assert double(4) == 8 and counter.n == 1
+    settled()
+    shutil.copyfile(cache_dir / "cache.db-shm", str(frozen) + "-shm")  # a copy of a live header, never written
+    for _ in range(3):
+        assert double(4) == 8 and counter.n == 1
+    assert _statements(double._store(), lambda: double(4))[0] == "PRAGMA data_version"
+    con = _db(cache_dir)
+    with con:
+        con.execute("DELETE FROM Cache WHERE typeof(value) = 'blob'")
+    con.close()
+    assert double(4) == 8 and counter.n == 2
+
+
+def test_a_commit_between_the_header_and_the_version_is_seen_by_the_next_hit(
+        cache_dir: Path, counter: Counter, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The header is read before the version it vouches for: read after, it could name a commit the version
+    does not include, and vouch for a version that is no longer current."""
+    monkeypatch.setattr(_store, "_REVALIDATE", LONG)
+
+    @memo
+    def double(x: int) -> int:
+        counter()
+        return 2 * x
+
+    @memo
+    def other(x: int) -> int:
+        return x
+
+    double(4)
+    other(0)  # its first run takes a lease (commits on another connection); later ones, quick, need none
+    store = double._store()
+    store.stop_background()  # its commits (access times) would move the version: only this test's commits here
+    for n in range(20):  # until a hit of the row read before runs no SQL: the header is trusted
+        settled()
+        double(4)  # read again into memory, after what settled() committed
+        double(4)  # the header moved since it was last read: read again, with the version
+        if not _statements(store, lambda: double(4)):
+            break
+        other(n + 1)  # a commit of ours: the header moves
+    else:
+        raise AssertionError("a hit from memory kept asking SQLite")
+    other(-1)
+    store.settle()  # our own commit: the header moves, this connection's data_version does not
+    assert double(4) == 8  # the row read again, into memory
+    deleted: list[bool] = []
+
+    def commit_after_the_version(version: int) -> int:
+        if not deleted:  # once, just after the version was read and before anything else
+            deleted.append(True)
+            raw = sqlite3.connect(str(cache_dir / "cache.db"), timeout=30)
+            with raw:
+                raw.execute("DELETE FROM Cache WHERE key = ?", (double.make_call((4,), {}).key,))
+            raw.close()
+        return version
+
     con, _ = store._connection()
-    con.set_trace_callback(seen.append)
-    try:
-        assert inc(1) == 2
-    finally:
-        con.set_trace_callback(None)
-    assert seen == ["PRAGMA data_version"]
+    con.create_function("commit_after_the_version", 1, commit_after_the_version)
+    monkeypatch.setattr(_store, "_DATA_VERSION", "SELECT commit_after_the_version(data_version) FROM "
+                        "pragma_data_version")
+    before = counter.n
+    assert double(4) == 8 and deleted  # the header moved (our commit): the version read, the row deleted after it
+    assert counter.n == before  # that call was under way as the row went: served as it was when it began
+    assert double(4) == 8
+    assert counter.n == before + 1  # deleted before this call began: computed again
+
+
+def test_a_log_header_file_replaced_under_the_index_is_no_longer_trusted(cache_dir: Path, tmp_path: Path) -> None:
+    @memo
+    def inc(x: int) -> int:
+        return x + 1
+
+    for _ in range(3):
+        inc(1)
+    store = inc._store()
+    assert _statements(store, lambda: inc(1)) == []
+    shm = cache_dir / "cache.db-shm"
+    shutil.copyfile(shm, tmp_path / "copy")
+    os.replace(tmp_path / "copy", shm)  # the path now names another file than the one SQLite (and the mark) read
+    store.revalidate()
+    assert _statements(store, lambda: inc(1)) == ["PRAGMA data_version"]
+    assert _statements(store, lambda: inc(1)) == ["PRAGMA data_version"]
 
 
 # -- the settings a call reads ----------------------------------------------------------------------------

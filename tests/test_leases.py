@@ -348,6 +348,30 @@ def _wait_child(pid: int, seconds: float) -> int | None:
     return None
 
 
+def test_a_forked_child_never_uses_its_parents_connections(cache_dir: Path) -> None:
+    """SQLite's locks are not inherited: a child writing through its parent's connection could corrupt the index.
+    The process id that tells is kept without a system call per hit, and must be the child's after a fork."""
+    from notebook_memo.stores import local as _store
+
+    @memo
+    def f(x: int) -> int:
+        return x + 1
+
+    assert f(1) == 2 and f(1) == 2  # the parent has read and written through this thread's connections
+    store = f._store()
+    parents = (store._connection()[0], _store.connection(store.directory))
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            served = f(1) == 2 and f(2) == 3
+            mine = (f._store()._connection()[0], _store.connection(store.directory))
+            code = 0 if served and all(a is not b for a, b in zip(mine, parents)) else 3
+        finally:
+            os._exit(code)
+    assert _wait_child(pid, 60) == 0
+
+
 def test_forked_children_use_the_cache_while_parent_threads_are_inside_it() -> None:
     @memo
     def square(x: int) -> list[int]:

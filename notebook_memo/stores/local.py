@@ -61,8 +61,9 @@ from .._serialize import (
     write_payload,
 )
 from ._base import Fetched, SecondTier
-from ._leases import LOCK_PREFIX, Leases, Watch, at_fork_in_child, gate, marks, slices
+from ._leases import LOCK_PREFIX, Leases, Watch, at_fork_in_child, gate, marks, process, slices
 from ._objects import others_could_write
+from ._walmark import WalMark
 from .remote import replacing, second_tier
 
 __all__ = ()
@@ -333,7 +334,7 @@ def connection(directory: str) -> sqlite3.Connection:
     st = os.stat(path)
     ident = (st.st_dev, st.st_ino)
     held = cache.get(directory)
-    if held is not None and held[0] == os.getpid() and held[1] == ident:
+    if held is not None and held[0] == process.pid and held[1] == ident:
         return held[2]
     con = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
     # As diskcache's own connections: in WAL mode a commit need not wait for the disk (a crash may
@@ -344,7 +345,7 @@ def connection(directory: str) -> sqlite3.Connection:
     # Never through a memory map (see _open_handles); as many pages kept as diskcache's connections keep.
     con.execute("PRAGMA mmap_size = 0")
     con.execute(f"PRAGMA cache_size = {diskcache.DEFAULT_SETTINGS['sqlite_cache_size']}")
-    cache[directory] = (os.getpid(), ident, con)
+    cache[directory] = (process.pid, ident, con)
     return con
 
 
@@ -559,7 +560,10 @@ class Store:
         self._recheck = False  # the background thread saw the index replaced or removed
         # Rows read through ``get`` and their records, while the connection's data_version stays as it was.
         self._hot: dict[str, tuple[tuple[Any, ...], StoredRecord]] = {}
-        self._hot_version: tuple[object, int] = (None, 0)
+        # The connection (its token) whose data_version they were read at, that version, and the wal-index
+        # header read just before it (None: unknown): while the header reads the same, so does the version.
+        self._hot_version: tuple[object, int, bytes | None] = (None, 0, None)
+        self._wal = WalMark(os.path.join(self.directory, _DB_NAME))
         self._thread = threading.local()  # this thread's connection, and the token that names it
         # Records verified here, with the row bytes they came from: a later read of the same bytes
         # (a cell run again) skips decoding and verifying them again.
@@ -581,6 +585,8 @@ class Store:
     # -- opening, and reopening when the directory was removed ------------------------------
     def _open(self) -> None:
         self._hot = {}
+        self._wal.close()
+        self._wal = WalMark(os.path.join(self.directory, _DB_NAME))
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
         self._write_marker()
         self._close_handles()
@@ -678,6 +684,7 @@ class Store:
         if self._index_ident() != self._ident:
             self._recheck = True  # the next read reopens
             return
+        self._wal.check()
         self._trouble = directory_trouble(self.directory)
         self._checked = time.monotonic()
 
@@ -755,15 +762,19 @@ class Store:
                 # connection's commit meanwhile replaces that dict, and then it is forgotten.
                 hot_records = self._hot
                 hot = hot_records.get(row)
-                if hot is not None or self._hot_version[0] is not token:
+                known = self._hot_version
+                if hot is not None or known[0] is not token:
                     # Reused only while no other connection committed since the dict was begun. A row not
                     # kept needs no such check (the SELECT below reads it as it is now), once this
-                    # connection has begun the dict its reads go to.
-                    version = con.execute(_DATA_VERSION).fetchone()[0]
-                    if self._hot_version[0] is not token or self._hot_version[1] != version:
-                        self._hot = hot_records = {}  # another connection committed: what was read may differ
-                        self._hot_version = (token, version)
-                        hot = None
+                    # connection has begun the dict its reads go to. The wal-index header, unchanged since
+                    # the version was read, says the version is unchanged too (see _walmark).
+                    mark = self._wal.read()
+                    if mark is None or known[0] is not token or known[2] != mark:
+                        version = con.execute(_DATA_VERSION).fetchone()[0]
+                        if known[0] is not token or known[1] != version:
+                            self._hot = hot_records = {}  # another connection committed: what was read may differ
+                            hot = None
+                        self._hot_version = (token, version, mark)
                 if hot is not None:
                     found = hot[0]
                 elif probe:
@@ -919,7 +930,7 @@ class Store:
         assert writer is not None
         local = writer._local  # type: ignore[attr-defined]
         con = getattr(local, "con", None)
-        if con is None or getattr(local, "pid", None) != os.getpid():
+        if con is None or getattr(local, "pid", None) != process.pid:
             con = writer._con  # type: ignore[attr-defined]
         mine = self._thread
         named = getattr(mine, "named", None)
@@ -1723,6 +1734,8 @@ class Store:
         with gate:
             self.close_thread_connections()
         self._hot, self._seen = {}, {}
+        self._wal.close()  # its file; a store used again reads a new one's
+        self._wal = WalMark(os.path.join(self.directory, _DB_NAME))
 
 
 def _flush_loop(ref: weakref.ReferenceType[Store]) -> None:
