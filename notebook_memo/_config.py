@@ -321,5 +321,7 @@ def _user_stacklevel() -> int:
 
 def forget_warning(cause: str) -> None:
     """Allow the warning for ``cause`` again (the trouble was fixed, then came back)."""
+    if cause not in _warned:
+        return  # the common case (every write asks): no lock taken
     with _warned_lock:
         _warned.discard(cause)
