@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import xxhash
 
 from benchmarks import floors
 from benchmarks._report import RESULTS, human, record, table
@@ -366,32 +365,14 @@ def load_busy(root: Path, quick: bool) -> None:
     npy = root / "load_ref.npy"
     np.save(npy, array)
     del holder.value, array
-    def verified_floor() -> np.ndarray:
-        """The least a load that checks every byte does: np.load's read into new memory, and one xxh3 pass over
-        each megabyte while it is still in cache (no header, no unpickling)."""
-        out = np.empty(os.path.getsize(npy), dtype=np.uint8)
-        view, check = memoryview(out), xxhash.xxh3_128()
-        with open(npy, "rb", buffering=0) as f:
-            for start in range(0, len(out), 1 << 20):
-                chunk = view[start:start + (1 << 20)]
-                f.readinto(chunk)
-                check.update(chunk)
-        check.digest()
-        return out
-
-    verified = "np.load's read + xxh3 in cache"
     with busy_machine() as hogs:
-        got = wall_and_cpu({"np.load": lambda: np.load(npy), verified: verified_floor,
-                            "notebook_memo hit": lambda: nm(1)},
+        got = wall_and_cpu({"np.load": lambda: np.load(npy), "notebook_memo hit": lambda: nm(1)},
                            3 if quick else 21)  # medians of many: the hogs make single loads vary 2x
     size = mib(os.path.getsize(npy))
     print(f"\nload a {size} array with {hogs} CPU-bound processes running (median; ratio = time / np.load)")
     for name, (wall, cpu) in got.items():
-        print(f"  {name:<32} wall {human(wall):>10} {wall / got['np.load'][0]:>6.2f}x   "
+        print(f"  {name:<28} wall {human(wall):>10} {wall / got['np.load'][0]:>6.2f}x   "
               f"CPU {human(cpu):>10} {cpu / got['np.load'][1]:>6.2f}x")
-    ours, floor = got["notebook_memo hit"], got[verified]
-    print(f"  notebook_memo beside a verified load's floor ({verified}): wall {ours[0] / floor[0]:.2f}x, "
-          f"CPU {ours[1] / floor[1]:.2f}x")
     record("load_wall", got["np.load"][0], got["notebook_memo hit"][0], n=size)
     record("load_cpu", got["np.load"][1], got["notebook_memo hit"][1], n=size)
 
