@@ -46,7 +46,7 @@ from .hashing import (
     things_met,
 )
 from .stores import remote as _remote
-from .stores._leases import Watch, computing, is_computing, process
+from .stores._leases import Watch, computing, is_computing
 from .stores.local import Store, StoredRecord, get_store, open_stores
 
 if TYPE_CHECKING:
@@ -748,7 +748,7 @@ class MemoizedFunction(Generic[R]):
 
     def _key_lock(self, key: str) -> _KeyLock:
         """Return this process's lock on ``key`` to hold; entering it says whether another thread held or wanted it."""
-        if self._pid != process.pid:
+        if self._pid != os.getpid():
             self._reset_after_fork()
         return _KeyLock(self, key)
 
@@ -791,7 +791,7 @@ class MemoizedFunction(Generic[R]):
 
         self._refuse_recursion(call)
         store = self._store()
-        if self._pid != process.pid:
+        if self._pid != os.getpid():
             self._reset_after_fork()
         loop = asyncio.get_running_loop()
         slot = (id(loop), call.key)

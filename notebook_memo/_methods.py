@@ -19,7 +19,7 @@ from typing import Any
 from ._config import TTLLike, parse_ttl
 from ._errors import RecursiveCall
 from .hashing import BOOKKEEPING_PREFIX, content_hash, register_hasher
-from .stores._leases import computing, is_computing, process
+from .stores._leases import computing, is_computing
 
 __all__ = ()
 
@@ -45,7 +45,7 @@ class InstanceCaches:
 
     def after_fork(self) -> None:
         """In a forked child the parent's threads are gone: so are the locks and calls they held."""
-        if self.pid != process.pid:
+        if self.pid != os.getpid():
             self.lock = threading.RLock()
             self.inflight = {}
             self.pid = os.getpid()

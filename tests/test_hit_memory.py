@@ -9,9 +9,12 @@ compared with the last ones on every call: a variable or ``configure`` change ap
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 import textwrap
 import threading
 from collections.abc import Callable
@@ -206,7 +209,8 @@ def test_a_commit_between_the_header_and_the_version_is_seen_by_the_next_hit(
     assert counter.n == before + 1  # deleted before this call began: computed again
 
 
-def test_a_log_header_file_replaced_under_the_index_is_no_longer_trusted(cache_dir: Path, tmp_path: Path) -> None:
+def test_a_log_header_file_replaced_under_the_index_is_read_anew_and_trusted_only_once_seen_to_change(
+        cache_dir: Path, tmp_path: Path) -> None:
     @memo
     def inc(x: int) -> int:
         return x + 1
@@ -220,7 +224,58 @@ def test_a_log_header_file_replaced_under_the_index_is_no_longer_trusted(cache_d
     os.replace(tmp_path / "copy", shm)  # the path now names another file than the one SQLite (and the mark) read
     store.revalidate()
     assert _statements(store, lambda: inc(1)) == ["PRAGMA data_version"]
-    assert _statements(store, lambda: inc(1)) == ["PRAGMA data_version"]
+    assert _statements(store, lambda: inc(1)) == ["PRAGMA data_version"]  # a copy nobody writes: never trusted
+
+
+_OTHER_KERNEL = """
+import sqlite3, sys
+con = sqlite3.connect(sys.argv[1], isolation_level=None)
+con.execute(sys.argv[2], tuple(sys.argv[3:]))
+con.close()  # the last connection to the index: SQLite removes its -wal and -shm files
+"""
+
+
+def _other_process(db: Path, sql: str, *params: str) -> None:
+    subprocess.run([sys.executable, "-c", _OTHER_KERNEL, str(db), sql, *params], check=True, timeout=60)
+
+
+def test_a_log_header_file_removed_while_no_connection_of_ours_was_open_is_never_read_again(
+        cache_dir: Path, counter: Counter) -> None:
+    """The last connection to an index removes its wal-index file, and the next one makes a new one: a mark kept
+    open on the old file would read a header nobody writes any more, and vouch for rows others deleted."""
+    @memo
+    def double(x: int) -> int:
+        counter()
+        return 2 * x
+
+    @memo
+    def other(x: int) -> int:
+        return x
+
+    double(4)
+    other(0)
+    store = double._store()
+    for n in range(20):  # until a hit of the row read before runs no SQL: the header is trusted
+        settled()
+        double(4)
+        double(4)
+        if not _statements(store, lambda: double(4)):
+            break
+        other(n + 1)
+    else:
+        raise AssertionError("a hit from memory kept asking SQLite")
+    db = cache_dir / "cache.db"
+    shm = cache_dir / "cache.db-shm"
+    before = os.stat(shm).st_ino
+    store.stop_background()  # its thread closes its connections as it ends
+    store.close_thread_connections()
+    gc.collect()  # no connection of ours left open (a thread's may wait for the collector)
+    _other_process(db, "UPDATE Cache SET access_time = access_time WHERE 0")  # another kernel comes and goes
+    assert not shm.exists() or os.stat(shm).st_ino != before  # its close removed the file the mark had open
+    runs = counter.n
+    assert double(4) == 8 and double(4) == 8 and counter.n == runs  # read again through a new connection
+    _other_process(db, "DELETE FROM Cache WHERE key = ?", double.make_call((4,), {}).key)
+    assert double(4) == 8 and counter.n == runs + 1  # deleted before this call: computed again
 
 
 # -- the settings a call reads ----------------------------------------------------------------------------

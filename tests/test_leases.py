@@ -372,6 +372,73 @@ def test_a_forked_child_never_uses_its_parents_connections(cache_dir: Path) -> N
     assert _wait_child(pid, 60) == 0
 
 
+@pytest.mark.skipif(not hasattr(os, "fork") or sys.platform != "linux", reason="forks through libc")
+def test_a_child_forked_without_pythons_fork_hooks_still_opens_connections_of_its_own(cache_dir: Path) -> None:
+    """A C extension's fork runs none of Python's at-fork hooks: whether a connection is this process's is asked
+    of the process itself (its id), never of a value only those hooks would update."""
+    import ctypes
+
+    from notebook_memo.stores import local as _store
+
+    @memo
+    def f(x: int) -> int:
+        return x + 1
+
+    assert f(1) == 2 and f(1) == 2 and f(1) == 2
+    store = f._store()
+    store.stop_background()  # no thread of the parent's inside SQLite when the fork happens
+    parents = (store._connection()[0], _store.connection(store.directory))
+    pid = ctypes.CDLL(None, use_errno=True).fork()
+    if pid == 0:
+        code = 1
+        try:
+            mine = (store._connection()[0], _store.connection(store.directory))
+            code = 0 if all(a is not b for a, b in zip(mine, parents)) else 3
+        finally:
+            os._exit(code)
+    assert pid > 0
+    assert _wait_child(pid, 60) == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="forks")
+def test_forks_while_another_thread_keeps_closing_the_store_never_leave_a_child_waiting(cache_dir: Path) -> None:
+    """Nothing a store closes or reopens holds a lock outside the fork gate: a child forked at any moment of it
+    uses the cache at once (a lock the mark of the log header held, taken by a child, hung 2% of them)."""
+    @memo
+    def f(x: int) -> int:
+        return x + 1
+
+    assert f(1) == 2 and f(1) == 2
+    store = f._store()
+    stop = threading.Event()
+
+    def churn() -> None:
+        while not stop.is_set():
+            f(1)
+            store.close()
+
+    worker = threading.Thread(target=churn, daemon=True)
+    worker.start()
+    failed = []
+    try:
+        for _ in range(300):
+            pid = os.fork()
+            if pid == 0:
+                code = 1
+                try:
+                    code = 0 if f(1) == 2 and f(1) == 2 else 3
+                finally:
+                    os._exit(code)
+            status = _wait_child(pid, 20)
+            if status != 0:
+                failed.append(status)
+                break  # one is enough (a hung child costs the whole wait)
+    finally:
+        stop.set()
+        worker.join(10)
+    assert not failed, failed
+
+
 def test_forked_children_use_the_cache_while_parent_threads_are_inside_it() -> None:
     @memo
     def square(x: int) -> list[int]:

@@ -314,15 +314,6 @@ class ForkGate:
 
 
 gate = ForkGate()
-
-
-class _Process:
-    """This process's id, kept current across forks (a read of it is no system call; ``os.getpid`` is one)."""
-
-    pid = os.getpid()
-
-
-process = _Process
 _child_hooks: list[Callable[[], None]] = []
 
 
@@ -332,7 +323,6 @@ def at_fork_in_child(hook: Callable[[], None]) -> None:
 
 
 def _in_child() -> None:
-    _Process.pid = os.getpid()
     gate.after_fork_in_child()
     for hook in _child_hooks:
         hook()

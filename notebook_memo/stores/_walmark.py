@@ -10,16 +10,18 @@ lock calls on that same file, and a statement), which was a quarter of a small h
 
 The file is read, never mapped: a map of a file another program cuts short is a SIGBUS. A file SQLite
 does not use (a leftover, a build that keeps the wal-index elsewhere) never changes, so the header is
-trusted only after this process has seen it change, and never again once the file at the path is not
-the one that was opened (someone replaced it under a live index).
+trusted only after this process has seen it change. The last connection to an index deletes the file
+and the next one makes a new one: so a mark is only as good as its file, and ``current`` (asked
+whenever a connection is new, and every few seconds) replaces it when the path names another file.
+No lock is held here: a fork can never leave a child waiting on one.
 """
 
 from __future__ import annotations
 
 import os
 import struct
-import threading
 import weakref
+from typing import Any
 
 __all__ = ()
 
@@ -33,27 +35,23 @@ class WalMark:
 
     def __init__(self, index_path: str) -> None:
         self._path = index_path + "-shm"
-        self._lock = threading.Lock()
-        self._fd: int | None = None
-        self._closer: weakref.finalize[[int], WalMark] | None = None  # closes the file when the mark is collected
-        self._ident: tuple[int, int] | None = None
+        # The file once open: (descriptor, (device, inode), the finalizer that closes it). Set and taken with
+        # single dict operations (setdefault, pop), which threads cannot interleave.
+        self._file: dict[str, tuple[int, tuple[int, int], Any]] = {}
         self._first: bytes | None = None
         self._proven = False  # the header changed since it was first read here: SQLite writes this file
-        self._off = not hasattr(os, "pread")
+        self._closed = not hasattr(os, "pread")
 
     def read(self) -> bytes | None:
         """Return the header as it is now, or None when it cannot be trusted (then ask SQLite)."""
-        fd = self._fd
-        if fd is None:
-            if self._off:
-                return None
-            fd = self._open()
-            if fd is None:
+        opened = self._file.get("file")
+        if opened is None:
+            opened = self._open()
+            if opened is None:
                 return None
         try:
-            head = os.pread(fd, _HEADER, 0)
+            head = os.pread(opened[0], _HEADER, 0)
         except OSError:
-            self._off = True
             return None
         if len(head) != _HEADER or head[_INIT] != 1 or head[:4] != _VERSION:
             return None  # not built yet, or not a header this code knows
@@ -66,34 +64,41 @@ class WalMark:
             return head
         return None
 
-    def _open(self) -> int | None:
-        with self._lock:
-            if self._fd is None and not self._off:
-                try:
-                    fd = os.open(self._path, os.O_RDONLY)
-                except OSError:
-                    return None  # not there yet: SQLite makes it with the first connection in WAL mode
-                st = os.fstat(fd)
-                self._closer = weakref.finalize(self, os.close, fd)
-                self._ident, self._fd = (st.st_dev, st.st_ino), fd
-            return self._fd
+    def _open(self) -> tuple[int, tuple[int, int], Any] | None:
+        if self._closed:
+            return None
+        try:
+            fd = os.open(self._path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError:
+            return None  # not there yet: SQLite makes it with the first connection in WAL mode
+        st = os.fstat(fd)
+        opened = (fd, (st.st_dev, st.st_ino), weakref.finalize(self, os.close, fd))
+        kept = self._file.setdefault("file", opened)
+        if kept is not opened:
+            opened[2]()  # another thread opened it first: ours is closed
+        elif self._closed:  # closed meanwhile: nothing may stay open
+            self.close()
+            return None
+        return kept
 
-    def check(self) -> None:
-        """Stop trusting the header for good when the path no longer names the file opened (off the hit path)."""
-        if self._fd is None or self._off:
-            return
+    def current(self) -> WalMark:
+        """Return this mark while its file is the one at the path (or none was opened), else a new mark."""
+        opened = self._file.get("file")
+        if opened is None:
+            return self
         try:
             st = os.stat(self._path)
-            same = (st.st_dev, st.st_ino) == self._ident
+            same = (st.st_dev, st.st_ino) == opened[1]
         except OSError:
             same = False
-        if not same:
-            self.close()
+        if same:
+            return self
+        self.close()
+        return WalMark(self._path[:-len("-shm")])
 
     def close(self) -> None:
         """Close the file; the mark answers None from now on."""
-        with self._lock:
-            self._off = True
-            self._fd = None
-            if self._closer is not None:
-                self._closer()
+        self._closed = True
+        opened = self._file.pop("file", None)
+        if opened is not None:
+            opened[2]()

@@ -61,7 +61,7 @@ from .._serialize import (
     write_payload,
 )
 from ._base import Fetched, SecondTier
-from ._leases import LOCK_PREFIX, Leases, Watch, at_fork_in_child, gate, marks, process, slices
+from ._leases import LOCK_PREFIX, Leases, Watch, at_fork_in_child, gate, marks, slices
 from ._objects import others_could_write
 from ._walmark import WalMark
 from .remote import replacing, second_tier
@@ -334,7 +334,7 @@ def connection(directory: str) -> sqlite3.Connection:
     st = os.stat(path)
     ident = (st.st_dev, st.st_ino)
     held = cache.get(directory)
-    if held is not None and held[0] == process.pid and held[1] == ident:
+    if held is not None and held[0] == os.getpid() and held[1] == ident:
         return held[2]
     con = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
     # As diskcache's own connections: in WAL mode a commit need not wait for the disk (a crash may
@@ -345,7 +345,7 @@ def connection(directory: str) -> sqlite3.Connection:
     # Never through a memory map (see _open_handles); as many pages kept as diskcache's connections keep.
     con.execute("PRAGMA mmap_size = 0")
     con.execute(f"PRAGMA cache_size = {diskcache.DEFAULT_SETTINGS['sqlite_cache_size']}")
-    cache[directory] = (process.pid, ident, con)
+    cache[directory] = (os.getpid(), ident, con)
     return con
 
 
@@ -666,6 +666,7 @@ class Store:
                     self._open()
         else:
             self._trouble = directory_trouble(self.directory)  # permissions can change while a kernel runs
+            self._wal = self._wal.current()
         assert self._reader is not None and self._writer is not None
         return self._reader, self._writer
 
@@ -684,7 +685,7 @@ class Store:
         if self._index_ident() != self._ident:
             self._recheck = True  # the next read reopens
             return
-        self._wal.check()
+        self._wal = self._wal.current()
         self._trouble = directory_trouble(self.directory)
         self._checked = time.monotonic()
 
@@ -768,7 +769,12 @@ class Store:
                     # kept needs no such check (the SELECT below reads it as it is now), once this
                     # connection has begun the dict its reads go to. The wal-index header, unchanged since
                     # the version was read, says the version is unchanged too (see _walmark).
-                    mark = self._wal.read()
+                    wal = self._wal
+                    if known[0] is not token:
+                        # A connection new since: before it, no connection of ours may have been open, and the
+                        # last one of every process removes the file the mark reads (a new one is made).
+                        self._wal = wal = wal.current()
+                    mark = wal.read()
                     if mark is None or known[0] is not token or known[2] != mark:
                         version = con.execute(_DATA_VERSION).fetchone()[0]
                         if known[0] is not token or known[1] != version:
@@ -930,7 +936,7 @@ class Store:
         assert writer is not None
         local = writer._local  # type: ignore[attr-defined]
         con = getattr(local, "con", None)
-        if con is None or getattr(local, "pid", None) != process.pid:
+        if con is None or getattr(local, "pid", None) != os.getpid():
             con = writer._con  # type: ignore[attr-defined]
         mine = self._thread
         named = getattr(mine, "named", None)
