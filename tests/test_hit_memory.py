@@ -9,6 +9,7 @@ compared with the last ones on every call: a variable or ``configure`` change ap
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import shutil
@@ -24,8 +25,10 @@ import pytest
 
 from notebook_memo import _config, configure, memo
 from notebook_memo.hashing import content_hash, leaf_digests
+from notebook_memo.stores import _walmark
 from notebook_memo.stores import local as _store
 from notebook_memo.stores._walmark import WalMark
+from notebook_memo.stores.local import close_stores
 from tests.conftest import Counter, Shell, run_kernel, settled
 
 # The old reuse window let a record read less than this long ago be served without asking the index;
@@ -276,6 +279,83 @@ def test_a_log_header_file_removed_while_no_connection_of_ours_was_open_is_never
     assert double(4) == 8 and double(4) == 8 and counter.n == runs  # read again through a new connection
     _other_process(db, "DELETE FROM Cache WHERE key = ?", double.make_call((4,), {}).key)
     assert double(4) == 8 and counter.n == runs + 1  # deleted before this call: computed again
+
+
+_LOCK_HOLDER = """
+import fcntl, os, struct, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+answer = fcntl.fcntl(fd, fcntl.F_GETLK, struct.pack("=hhxxxxqqixxxx", fcntl.F_WRLCK, 0, 128, 1, 0))
+kind, _, _, _, pid = struct.unpack("=hhxxxxqqixxxx", answer)
+print(pid if kind != fcntl.F_UNLCK else 0)
+"""
+
+
+def _dms_holder(shm: Path) -> int:
+    """The process another process sees holding the lock SQLite keeps on a wal-index while it uses it (0: none)."""
+    done = subprocess.run([sys.executable, "-c", _LOCK_HOLDER, str(shm)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return int(done.stdout)
+
+
+def _descriptors_of(path: Path) -> int:
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            count += os.readlink(f"/proc/self/fd/{fd}").startswith(str(path))
+    return count
+
+
+@pytest.mark.skipif(not _walmark.USABLE, reason="the wal-index is read only where open-file-description locks exist")
+def test_letting_the_log_header_file_go_never_drops_the_locks_sqlite_holds_on_it(cache_dir: Path) -> None:
+    """Closing any descriptor of a file drops every POSIX lock the process holds on it: closed while a connection
+    of ours used the file, other processes would see it unused, rebuild it under that connection (a SIGBUS here)
+    and lose commits ("locking protocol"). Closing and using a store again, with another thread's connection open
+    all along, leaves the lock SQLite holds in place, and as many descriptors of the file open as before."""
+    @memo
+    def inc(x: int) -> int:
+        return x + 1
+
+    for _ in range(4):
+        inc(1)
+    store = inc._store()
+    shm = cache_dir / "cache.db-shm"
+    reading, finished = threading.Event(), threading.Event()
+
+    def reader() -> None:  # a thread of ours whose connection stays open
+        inc(1)
+        inc(1)
+        reading.set()
+        finished.wait(60)
+
+    worker = threading.Thread(target=reader)
+    worker.start()
+    try:
+        assert reading.wait(60)
+        assert _dms_holder(shm) == os.getpid()
+        held = _descriptors_of(shm)
+        for _ in range(200):
+            store.close()
+            inc(1)
+            inc(1)
+        assert _dms_holder(shm) == os.getpid()
+        assert _descriptors_of(shm) <= held + 1  # one for SQLite's own use may come and go; ours is reused
+    finally:
+        finished.set()
+        worker.join(60)
+
+
+@pytest.mark.skipif(not _walmark.USABLE, reason="the wal-index is read only where open-file-description locks exist")
+def test_a_log_header_file_no_connection_uses_is_let_go(cache_dir: Path) -> None:
+    @memo
+    def inc(x: int) -> int:
+        return x + 1
+
+    for _ in range(4):
+        inc(1)
+    assert _descriptors_of(cache_dir) > 0
+    close_stores([inc._store().directory])
+    gc.collect()  # the connections of threads that ended go with a collection, and then the file
+    assert _descriptors_of(cache_dir) == 0
 
 
 # -- the settings a call reads ----------------------------------------------------------------------------
