@@ -12,22 +12,19 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
-import shutil
 import sqlite3
+import struct
 import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from notebook_memo import _config, configure, memo
 from notebook_memo.hashing import content_hash, leaf_digests
-from notebook_memo.stores import _walmark
 from notebook_memo.stores import local as _store
-from notebook_memo.stores._walmark import WalMark
 from notebook_memo.stores.local import close_stores
 from tests.conftest import Counter, Shell, run_kernel, settled
 
@@ -103,19 +100,7 @@ def test_a_write_by_another_thread_is_seen_by_the_next_hit(cache_dir: Path, monk
     assert times(2, one) == 14
 
 
-def _statements(store: _store.Store, call: Callable[[], object]) -> list[str]:
-    """Return the SQL that ``call`` ran on the store's connection (this thread's)."""
-    seen: list[str] = []
-    con, _ = store._connection()
-    con.set_trace_callback(seen.append)
-    try:
-        call()
-    finally:
-        con.set_trace_callback(None)
-    return seen
-
-
-def test_a_hit_of_a_row_read_before_asks_the_index_nothing_while_its_log_header_stands(cache_dir: Path) -> None:
+def test_a_hit_of_a_row_read_before_asks_the_index_one_pragma(cache_dir: Path) -> None:
     @memo
     def inc(x: int) -> int:
         return x + 1
@@ -123,111 +108,15 @@ def test_a_hit_of_a_row_read_before_asks_the_index_nothing_while_its_log_header_
     inc(1)
     inc(1)  # read: a row read with no look at the index's data_version, which the run's lease moved since
     inc(1)  # looked at: what was read before that is read again, and is now known to be current
+    seen: list[str] = []
     store = inc._store()
-    assert _statements(store, lambda: inc(1)) == []  # no commit since: in memory, no read transaction at all
-    con = _db(cache_dir)
-    with con:  # another connection commits something unrelated: the header moves, SQLite is asked
-        con.execute("UPDATE Cache SET access_time = access_time + 1 WHERE typeof(value) = 'blob'")
-    con.close()
-    assert _statements(store, lambda: inc(1))[0] == "PRAGMA data_version"
-    assert _statements(store, lambda: inc(1)) == []
-
-
-def test_a_log_header_that_never_changes_is_never_trusted(cache_dir: Path, tmp_path: Path, counter: Counter,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    """A wal-index file SQLite does not write (a leftover beside a build that keeps it elsewhere) reads the same
-    whatever is committed: trusted, it would serve what another connection deleted."""
-    monkeypatch.setattr(_store, "_REVALIDATE", LONG)
-    frozen = tmp_path / "frozen.db"
-    monkeypatch.setattr(_store, "WalMark", lambda path: WalMark(str(frozen)))
-
-    @memo
-    def double(x: int) -> int:
-        counter()
-        return 2 * x
-
-    assert double(4) == 8 and counter.n == 1
-    settled()
-    shutil.copyfile(cache_dir / "cache.db-shm", str(frozen) + "-shm")  # a copy of a live header, never written
-    for _ in range(3):
-        assert double(4) == 8 and counter.n == 1
-    assert _statements(double._store(), lambda: double(4))[0] == "PRAGMA data_version"
-    con = _db(cache_dir)
-    with con:
-        con.execute("DELETE FROM Cache WHERE typeof(value) = 'blob'")
-    con.close()
-    assert double(4) == 8 and counter.n == 2
-
-
-def test_a_commit_between_the_header_and_the_version_is_seen_by_the_next_hit(
-        cache_dir: Path, counter: Counter, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The header is read before the version it vouches for: read after, it could name a commit the version
-    does not include, and vouch for a version that is no longer current."""
-    monkeypatch.setattr(_store, "_REVALIDATE", LONG)
-
-    @memo
-    def double(x: int) -> int:
-        counter()
-        return 2 * x
-
-    @memo
-    def other(x: int) -> int:
-        return x
-
-    double(4)
-    other(0)  # its first run takes a lease (commits on another connection); later ones, quick, need none
-    store = double._store()
-    store.stop_background()  # its commits (access times) would move the version: only this test's commits here
-    for n in range(20):  # until a hit of the row read before runs no SQL: the header is trusted
-        settled()
-        double(4)  # read again into memory, after what settled() committed
-        double(4)  # the header moved since it was last read: read again, with the version
-        if not _statements(store, lambda: double(4)):
-            break
-        other(n + 1)  # a commit of ours: the header moves
-    else:
-        raise AssertionError("a hit from memory kept asking SQLite")
-    other(-1)
-    store.settle()  # our own commit: the header moves, this connection's data_version does not
-    assert double(4) == 8  # the row read again, into memory
-    deleted: list[bool] = []
-
-    def commit_after_the_version(version: int) -> int:
-        if not deleted:  # once, just after the version was read and before anything else
-            deleted.append(True)
-            raw = sqlite3.connect(str(cache_dir / "cache.db"), timeout=30)
-            with raw:
-                raw.execute("DELETE FROM Cache WHERE key = ?", (double.make_call((4,), {}).key,))
-            raw.close()
-        return version
-
     con, _ = store._connection()
-    con.create_function("commit_after_the_version", 1, commit_after_the_version)
-    monkeypatch.setattr(_store, "_DATA_VERSION", "SELECT commit_after_the_version(data_version) FROM "
-                        "pragma_data_version")
-    before = counter.n
-    assert double(4) == 8 and deleted  # the header moved (our commit): the version read, the row deleted after it
-    assert counter.n == before  # that call was under way as the row went: served as it was when it began
-    assert double(4) == 8
-    assert counter.n == before + 1  # deleted before this call began: computed again
-
-
-def test_a_log_header_file_replaced_under_the_index_is_read_anew_and_trusted_only_once_seen_to_change(
-        cache_dir: Path, tmp_path: Path) -> None:
-    @memo
-    def inc(x: int) -> int:
-        return x + 1
-
-    for _ in range(3):
-        inc(1)
-    store = inc._store()
-    assert _statements(store, lambda: inc(1)) == []
-    shm = cache_dir / "cache.db-shm"
-    shutil.copyfile(shm, tmp_path / "copy")
-    os.replace(tmp_path / "copy", shm)  # the path now names another file than the one SQLite (and the mark) read
-    store.revalidate()
-    assert _statements(store, lambda: inc(1)) == ["PRAGMA data_version"]
-    assert _statements(store, lambda: inc(1)) == ["PRAGMA data_version"]  # a copy nobody writes: never trusted
+    con.set_trace_callback(seen.append)
+    try:
+        assert inc(1) == 2
+    finally:
+        con.set_trace_callback(None)
+    assert seen == ["PRAGMA data_version"]
 
 
 _OTHER_KERNEL = """
@@ -242,39 +131,24 @@ def _other_process(db: Path, sql: str, *params: str) -> None:
     subprocess.run([sys.executable, "-c", _OTHER_KERNEL, str(db), sql, *params], check=True, timeout=60)
 
 
-def test_a_log_header_file_removed_while_no_connection_of_ours_was_open_is_never_read_again(
+def test_a_row_deleted_after_the_index_files_were_made_anew_is_not_served_from_memory(
         cache_dir: Path, counter: Counter) -> None:
-    """The last connection to an index removes its wal-index file, and the next one makes a new one: a mark kept
-    open on the old file would read a header nobody writes any more, and vouch for rows others deleted."""
+    """The last connection to an index removes its shared-memory file and the next one makes a new one: records
+    kept in memory from before are served only while the index, as it is now, says nothing changed."""
     @memo
     def double(x: int) -> int:
         counter()
         return 2 * x
 
-    @memo
-    def other(x: int) -> int:
-        return x
-
-    double(4)
-    other(0)
+    assert double(4) == 8 and double(4) == 8 and double(4) == 8
     store = double._store()
-    for n in range(20):  # until a hit of the row read before runs no SQL: the header is trusted
-        settled()
-        double(4)
-        double(4)
-        if not _statements(store, lambda: double(4)):
-            break
-        other(n + 1)
-    else:
-        raise AssertionError("a hit from memory kept asking SQLite")
-    db = cache_dir / "cache.db"
-    shm = cache_dir / "cache.db-shm"
+    db, shm = cache_dir / "cache.db", cache_dir / "cache.db-shm"
     before = os.stat(shm).st_ino
     store.stop_background()  # its thread closes its connections as it ends
     store.close_thread_connections()
     gc.collect()  # no connection of ours left open (a thread's may wait for the collector)
     _other_process(db, "UPDATE Cache SET access_time = access_time WHERE 0")  # another kernel comes and goes
-    assert not shm.exists() or os.stat(shm).st_ino != before  # its close removed the file the mark had open
+    assert not shm.exists() or os.stat(shm).st_ino != before  # its close removed the file
     runs = counter.n
     assert double(4) == 8 and double(4) == 8 and counter.n == runs  # read again through a new connection
     _other_process(db, "DELETE FROM Cache WHERE key = ?", double.make_call((4,), {}).key)
@@ -305,12 +179,12 @@ def _descriptors_of(path: Path) -> int:
     return count
 
 
-@pytest.mark.skipif(not _walmark.USABLE, reason="the wal-index is read only where open-file-description locks exist")
-def test_letting_the_log_header_file_go_never_drops_the_locks_sqlite_holds_on_it(cache_dir: Path) -> None:
-    """Closing any descriptor of a file drops every POSIX lock the process holds on it: closed while a connection
-    of ours used the file, other processes would see it unused, rebuild it under that connection (a SIGBUS here)
-    and lose commits ("locking protocol"). Closing and using a store again, with another thread's connection open
-    all along, leaves the lock SQLite holds in place, and as many descriptors of the file open as before."""
+@pytest.mark.skipif(sys.platform != "linux" or struct.calcsize("P") != 8, reason="64-bit Linux locks")
+def test_closing_and_using_a_store_again_never_drops_the_locks_sqlite_holds_on_the_index(cache_dir: Path) -> None:
+    """Closing any descriptor of a file drops every POSIX lock the process holds on it: a descriptor of the
+    index's shared memory closed while a connection of ours used it would let other processes see it unused and
+    rebuild it under that connection (a SIGBUS here) and fail commits ("locking protocol"). Closing and using a
+    store again, with another thread's connection open all along, leaves SQLite's lock in place."""
     @memo
     def inc(x: int) -> int:
         return x + 1
@@ -338,14 +212,14 @@ def test_letting_the_log_header_file_go_never_drops_the_locks_sqlite_holds_on_it
             inc(1)
             inc(1)
         assert _dms_holder(shm) == os.getpid()
-        assert _descriptors_of(shm) <= held + 1  # one for SQLite's own use may come and go; ours is reused
+        assert _descriptors_of(shm) <= held + 1
     finally:
         finished.set()
         worker.join(60)
 
 
-@pytest.mark.skipif(not _walmark.USABLE, reason="the wal-index is read only where open-file-description locks exist")
-def test_a_log_header_file_no_connection_uses_is_let_go(cache_dir: Path) -> None:
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="reads the open files from /proc (Linux)")
+def test_the_index_files_no_connection_uses_are_let_go(cache_dir: Path) -> None:
     @memo
     def inc(x: int) -> int:
         return x + 1
@@ -354,7 +228,7 @@ def test_a_log_header_file_no_connection_uses_is_let_go(cache_dir: Path) -> None
         inc(1)
     assert _descriptors_of(cache_dir) > 0
     close_stores([inc._store().directory])
-    gc.collect()  # the connections of threads that ended go with a collection, and then the file
+    gc.collect()  # the connections of threads that ended go with a collection
     assert _descriptors_of(cache_dir) == 0
 
 

@@ -63,7 +63,6 @@ from .._serialize import (
 from ._base import Fetched, SecondTier
 from ._leases import LOCK_PREFIX, Leases, Watch, at_fork_in_child, gate, marks, slices
 from ._objects import others_could_write
-from ._walmark import WalMark
 from .remote import replacing, second_tier
 
 __all__ = ()
@@ -560,10 +559,7 @@ class Store:
         self._recheck = False  # the background thread saw the index replaced or removed
         # Rows read through ``get`` and their records, while the connection's data_version stays as it was.
         self._hot: dict[str, tuple[tuple[Any, ...], StoredRecord]] = {}
-        # The connection (its token) whose data_version they were read at, that version, and the wal-index
-        # header read just before it (None: unknown): while the header reads the same, so does the version.
-        self._hot_version: tuple[object, int, bytes | None] = (None, 0, None)
-        self._wal = WalMark(os.path.join(self.directory, _DB_NAME))
+        self._hot_version: tuple[object, int] = (None, 0)
         self._thread = threading.local()  # this thread's connection, and the token that names it
         # Records verified here, with the row bytes they came from: a later read of the same bytes
         # (a cell run again) skips decoding and verifying them again.
@@ -585,8 +581,6 @@ class Store:
     # -- opening, and reopening when the directory was removed ------------------------------
     def _open(self) -> None:
         self._hot = {}
-        self._wal.close()
-        self._wal = WalMark(os.path.join(self.directory, _DB_NAME))
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
         self._write_marker()
         self._close_handles()
@@ -666,7 +660,6 @@ class Store:
                     self._open()
         else:
             self._trouble = directory_trouble(self.directory)  # permissions can change while a kernel runs
-            self._wal = self._wal.current()
         assert self._reader is not None and self._writer is not None
         return self._reader, self._writer
 
@@ -685,7 +678,6 @@ class Store:
         if self._index_ident() != self._ident:
             self._recheck = True  # the next read reopens
             return
-        self._wal = self._wal.current()
         self._trouble = directory_trouble(self.directory)
         self._checked = time.monotonic()
 
@@ -763,24 +755,15 @@ class Store:
                 # connection's commit meanwhile replaces that dict, and then it is forgotten.
                 hot_records = self._hot
                 hot = hot_records.get(row)
-                known = self._hot_version
-                if hot is not None or known[0] is not token:
+                if hot is not None or self._hot_version[0] is not token:
                     # Reused only while no other connection committed since the dict was begun. A row not
                     # kept needs no such check (the SELECT below reads it as it is now), once this
-                    # connection has begun the dict its reads go to. The wal-index header, unchanged since
-                    # the version was read, says the version is unchanged too (see _walmark).
-                    wal = self._wal
-                    if known[0] is not token:
-                        # A connection new since: before it, no connection of ours may have been open, and the
-                        # last one of every process removes the file the mark reads (a new one is made).
-                        self._wal = wal = wal.current()
-                    mark = wal.read()
-                    if mark is None or known[0] is not token or known[2] != mark:
-                        version = con.execute(_DATA_VERSION).fetchone()[0]
-                        if known[0] is not token or known[1] != version:
-                            self._hot = hot_records = {}  # another connection committed: what was read may differ
-                            hot = None
-                        self._hot_version = (token, version, mark)
+                    # connection has begun the dict its reads go to.
+                    version = con.execute(_DATA_VERSION).fetchone()[0]
+                    if self._hot_version[0] is not token or self._hot_version[1] != version:
+                        self._hot = hot_records = {}  # another connection committed: what was read may differ
+                        self._hot_version = (token, version)
+                        hot = None
                 if hot is not None:
                     found = hot[0]
                 elif probe:
@@ -1740,8 +1723,6 @@ class Store:
         with gate:
             self.close_thread_connections()
         self._hot, self._seen = {}, {}
-        self._wal.close()  # its file; a store used again reads a new one's
-        self._wal = WalMark(os.path.join(self.directory, _DB_NAME))
 
 
 def _flush_loop(ref: weakref.ReferenceType[Store]) -> None:
