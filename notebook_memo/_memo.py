@@ -602,16 +602,11 @@ class MemoizedFunction(Generic[R]):
         outer = _conditions.active()
         # Inside another memoized body: our own lookups are not what that body reads.
         token = _conditions.pause() if outer else None
-        # No remote of its own and none chosen around it (the common call): nothing to set.
-        chosen_token = None if self._options.remote is None and _remote.chosen.get() is None else \
-            self._choose_remote()
+        chosen_token = self._choose_remote()
         try:
             call = self.make_call(args, kwargs)
-            if is_computing(call.key):
-                self._refuse_recursion(call)
-            cached = self._last_store
-            store = cached[1] if cached is not None and cached[0] is current and current is not None and \
-                not cached[1].closed else self._store(current)
+            self._refuse_recursion(call)
+            store = self._store(current)
             misses = self.misses
             raised: BaseException | None = None
             try:

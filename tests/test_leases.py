@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -348,9 +349,20 @@ def _wait_child(pid: int, seconds: float) -> int | None:
     return None
 
 
+def _fork_checking(check: Callable[[], bool], fork: Callable[[], int] = os.fork) -> int:
+    """Fork; the child runs ``check`` and exits 0 when it holds, 3 when not, 1 when it raised. Return the pid."""
+    pid = fork()
+    if pid == 0:
+        code = 1
+        try:
+            code = 0 if check() else 3
+        finally:
+            os._exit(code)
+    return pid
+
+
 def test_a_forked_child_never_uses_its_parents_connections(cache_dir: Path) -> None:
-    """SQLite's locks are not inherited: a child writing through its parent's connection could corrupt the index.
-    The process id that tells is kept without a system call per hit, and must be the child's after a fork."""
+    """SQLite's locks are not inherited: a child writing through its parent's connection could corrupt the index."""
     from notebook_memo.stores import local as _store
 
     @memo
@@ -360,16 +372,12 @@ def test_a_forked_child_never_uses_its_parents_connections(cache_dir: Path) -> N
     assert f(1) == 2 and f(1) == 2  # the parent has read and written through this thread's connections
     store = f._store()
     parents = (store._connection()[0], _store.connection(store.directory))
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            served = f(1) == 2 and f(2) == 3
-            mine = (f._store()._connection()[0], _store.connection(store.directory))
-            code = 0 if served and all(a is not b for a, b in zip(mine, parents)) else 3
-        finally:
-            os._exit(code)
-    assert _wait_child(pid, 60) == 0
+    def own_connections() -> bool:
+        served = f(1) == 2 and f(2) == 3
+        mine = (f._store()._connection()[0], _store.connection(store.directory))
+        return served and all(a is not b for a, b in zip(mine, parents))
+
+    assert _wait_child(_fork_checking(own_connections), 60) == 0
 
 
 @pytest.mark.skipif(not hasattr(os, "fork") or sys.platform != "linux", reason="forks through libc")
@@ -388,14 +396,11 @@ def test_a_child_forked_without_pythons_fork_hooks_still_opens_connections_of_it
     store = f._store()
     store.stop_background()  # no thread of the parent's inside SQLite when the fork happens
     parents = (store._connection()[0], _store.connection(store.directory))
-    pid = ctypes.CDLL(None, use_errno=True).fork()
-    if pid == 0:
-        code = 1
-        try:
-            mine = (store._connection()[0], _store.connection(store.directory))
-            code = 0 if all(a is not b for a, b in zip(mine, parents)) else 3
-        finally:
-            os._exit(code)
+    def own_connections() -> bool:
+        mine = (store._connection()[0], _store.connection(store.directory))
+        return all(a is not b for a, b in zip(mine, parents))
+
+    pid = _fork_checking(own_connections, ctypes.CDLL(None, use_errno=True).fork)
     assert pid > 0
     assert _wait_child(pid, 60) == 0
 
@@ -422,14 +427,7 @@ def test_forks_while_another_thread_keeps_closing_the_store_never_leave_a_child_
     failed = []
     try:
         for _ in range(300):
-            pid = os.fork()
-            if pid == 0:
-                code = 1
-                try:
-                    code = 0 if f(1) == 2 and f(1) == 2 else 3
-                finally:
-                    os._exit(code)
-            status = _wait_child(pid, 20)
+            status = _wait_child(_fork_checking(lambda: f(1) == 2 and f(1) == 2), 20)
             if status != 0:
                 failed.append(status)
                 break  # one is enough (a hung child costs the whole wait)
@@ -460,13 +458,8 @@ def test_forked_children_use_the_cache_while_parent_threads_are_inside_it() -> N
     try:
         for n in range(40):
             time.sleep(0.005 * (n % 5))
-            pid = os.fork()
-            if pid == 0:  # the child: the cache must just work
-                code = 1
-                try:
-                    code = 0 if square(10**6 + n) == [(10**6 + n) ** 2] * 50 == square(10**6 + n) else 3
-                finally:
-                    os._exit(code)
+            # The child: the cache must just work.
+            pid = _fork_checking(lambda n=n: square(10**6 + n) == [(10**6 + n) ** 2] * 50 == square(10**6 + n))
             statuses.append(_wait_child(pid, 30))
     finally:
         stop.set()
@@ -497,13 +490,8 @@ def test_forked_children_use_the_cache_while_the_background_thread_checkpoints()
     try:
         for n in range(60):
             cube(n)  # something to copy from the log
-            pid = os.fork()
-            if pid == 0:  # the child: SQLite must not be left locked by the parent's checkpoint
-                code = 1
-                try:
-                    code = 0 if cube(10**6 + n) == (10**6 + n) ** 3 else 3
-                finally:
-                    os._exit(code)
+            # The child: SQLite must not be left locked by the parent's checkpoint.
+            pid = _fork_checking(lambda n=n: cube(10**6 + n) == (10**6 + n) ** 3)
             statuses.append(_wait_child(pid, 20))
     finally:
         stop.set()
@@ -523,13 +511,7 @@ def test_a_forked_child_renews_the_leases_it_takes(tmp_path: Path, monkeypatch: 
 
     parent = os.getpid()
     work(0)  # the parent has used the cache (and started its background thread) before forking
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            code = 0 if work(1) == 2 else 3
-        finally:
-            os._exit(code)
+    pid = _fork_checking(lambda: work(1) == 2)
     _wait_for(tmp_path / "log.txt", f"start {pid}")
     assert work(1) == 2
     assert _wait_child(pid, 60) == 0

@@ -1038,8 +1038,8 @@ class Store:
                 # Recent hits decide what is least recently used: written with these records, through
                 # the writer's own connection (this may run inside a caller's write transaction, a
                 # batch chunk, which any other connection of ours would wait on).
-                keys, self._pending_touch = self._pending_touch, {}
-                _renew_access_times(con, keys)
+                touched, self._pending_touch = self._pending_touch, {}
+                _renew_access_times(con, touched)
             ids: dict[str, int] = {}
             for part in slices(inline, _ROWS_PER_STATEMENT):
                 replaced += [name for (name,) in con.execute(
@@ -1491,7 +1491,7 @@ class Store:
             self.renew_leases()
         if not self._pending_touch and not self._pending_hits:
             return
-        keys, self._pending_touch = self._pending_touch, {}
+        touched, self._pending_touch = self._pending_touch, {}
         hits, self._pending_hits = self._pending_hits, {}
         # One statement per step, each committing alone (see renew_leases): this runs on a
         # background thread.
@@ -1499,7 +1499,7 @@ class Store:
             return  # never opened here, or deleted or replaced since: not ours to re-create
         with contextlib.suppress(OSError, sqlite3.Error):
             con = connection(self.directory)
-            now = _renew_access_times(con, keys)
+            now = _renew_access_times(con, touched)
             for tag, count in hits.items():
                 _upsert_number(con, f"stats:hits:{tag}", count, "value + excluded.value", now)
                 _upsert_number(con, f"stats:used:{tag}", now, "excluded.value", now)
