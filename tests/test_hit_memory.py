@@ -19,11 +19,13 @@ import sys
 import textwrap
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from notebook_memo import _config, configure, memo
 from notebook_memo.hashing import content_hash, leaf_digests
+from notebook_memo.stores import _walmark
 from notebook_memo.stores import local as _store
 from notebook_memo.stores.local import close_stores
 from tests.conftest import Counter, Shell, run_kernel, settled
@@ -116,7 +118,7 @@ def test_a_hit_of_a_row_read_before_asks_the_index_one_pragma(cache_dir: Path) -
         assert inc(1) == 2
     finally:
         con.set_trace_callback(None)
-    assert seen == ["PRAGMA data_version"]
+    assert seen == ([] if _walmark._libc is not None else ["PRAGMA data_version"])
 
 
 _OTHER_KERNEL = """
@@ -230,6 +232,148 @@ def test_the_index_files_no_connection_uses_are_let_go(cache_dir: Path) -> None:
     close_stores([inc._store().directory])
     gc.collect()  # the connections of threads that ended go with a collection
     assert _descriptors_of(cache_dir) == 0
+
+
+# -- the wal-index header, read without SQL (see stores/_walmark.py) ---------------------------------------
+
+_linux_views = pytest.mark.skipif(_walmark._libc is None, reason="the header is read through a mapping on Linux only")
+
+
+def _statements_of_hits(f: Any, *args: Any) -> list[str]:
+    seen: list[str] = []
+    con, _ = f._store()._connection()
+    con.set_trace_callback(seen.append)
+    try:
+        for _ in range(3):
+            f(*args)
+    finally:
+        con.set_trace_callback(None)
+    return seen
+
+
+def _views_of(shm: Path) -> int:
+    """Our own one-page mappings of the wal-index (SQLite maps it in regions of 32 KiB)."""
+    count = 0
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            fields = line.split(maxsplit=5)
+            if len(fields) == 6 and fields[5].strip() in (str(shm), f"{shm} (deleted)") and int(fields[2], 16) == 0:
+                start, end = (int(part, 16) for part in fields[0].split("-"))
+                count += end - start < 32768
+    return count
+
+
+@_linux_views
+def test_a_hit_after_a_commit_by_another_process_asks_the_index_again_and_then_runs_no_sql(
+        cache_dir: Path, counter: Counter) -> None:
+    @memo
+    def double(x: int) -> int:
+        counter()
+        return 2 * x
+
+    for _ in range(4):
+        double(4)
+    assert _statements_of_hits(double, 4) == []  # read before, the header as it was: no statement at all
+    _other_process(cache_dir / "cache.db", "UPDATE Cache SET access_time = access_time + 1")  # a commit
+    seen = _statements_of_hits(double, 4)
+    assert seen[0] == "PRAGMA data_version" and any(s.startswith("SELECT") for s in seen), seen  # read again
+    assert _statements_of_hits(double, 4) == []
+    _other_process(cache_dir / "cache.db", "DELETE FROM Cache WHERE key = ?", double.make_call((4,), {}).key)
+    runs = counter.n
+    assert double(4) == 8 and counter.n == runs + 1
+
+
+@_linux_views
+def test_no_view_is_made_while_the_process_maps_another_wal_index_of_the_directory(
+        cache_dir: Path, counter: Counter) -> None:
+    """A connection kept on an index set aside (or replaced) shows a second wal-index of the directory: which one
+    is the new connection's cannot be told from the names alone, so no view is made, and every hit asks SQLite."""
+    @memo
+    def double(x: int) -> int:
+        counter()
+        return 2 * x
+
+    double(4)
+    close_stores([double._store().directory])
+    aside = sqlite3.connect(str(cache_dir / "cache.db.damaged-20260101-1"), isolation_level=None)
+    try:
+        aside.execute("PRAGMA journal_mode=WAL")
+        aside.execute("CREATE TABLE IF NOT EXISTS t (a)")
+        aside.execute("SELECT * FROM t").fetchall()  # its wal-index is mapped now
+        for _ in range(3):
+            double(4)
+        assert double._store()._connection()[1].view is None
+        assert _statements_of_hits(double, 4) == ["PRAGMA data_version"] * 3
+        _other_process(cache_dir / "cache.db", "DELETE FROM Cache WHERE key = ?", double.make_call((4,), {}).key)
+        runs = counter.n
+        assert double(4) == 8 and counter.n == runs + 1
+    finally:
+        aside.close()
+    store = double._store()
+    assert _walmark.header_view(store.directory, store._ident) is not None  # the only one again
+    assert _walmark.header_view(store.directory, (0, 0)) is None  # not the index file the store opened
+
+
+@_linux_views
+def test_a_view_of_the_header_is_let_go_when_nothing_holds_it(cache_dir: Path) -> None:
+    @memo
+    def inc(x: int) -> int:
+        return x + 1
+
+    for _ in range(4):
+        inc(1)
+    shm = cache_dir / "cache.db-shm"
+    assert _views_of(shm) == 1
+    for _ in range(50):
+        inc._store().close()
+        for _ in range(3):
+            inc(1)
+    gc.collect()
+    assert _views_of(shm) == 1  # one for this thread's connection, not one per connection it had
+    close_stores([inc._store().directory])
+    gc.collect()
+    assert _views_of(shm) == 0
+
+
+@_linux_views
+def test_a_forked_child_reads_its_own_connections_header(cache_dir: Path, counter: Counter) -> None:
+    """The child inherits the parent's view and records in memory; its own connection makes its own, and what
+    another process deletes after the fork is computed again in the child."""
+    @memo
+    def double(x: int) -> int:
+        counter()
+        return 2 * x
+
+    for _ in range(4):
+        double(4)
+    key = double.make_call((4,), {}).key
+    go, went = os.pipe()
+    ready, readied = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(went)
+            os.close(ready)
+            runs = counter.n
+            served = double(4) == 8 and double(4) == 8 and counter.n == runs
+            os.write(readied, b"x")
+            os.read(go, 1)  # the row is deleted now
+            code = 0 if served and double(4) == 8 and counter.n == runs + 1 else 3
+        finally:
+            os._exit(code)
+    os.close(go)
+    os.close(readied)
+    try:
+        assert _statements_of_hits(double, 4) == []  # the parent's hits meanwhile, from memory
+        assert os.read(ready, 1) == b"x"  # the child has read through its own connection
+        _other_process(cache_dir / "cache.db", "DELETE FROM Cache WHERE key = ?", key)
+    finally:
+        os.write(went, b"x")
+        os.close(went)
+        os.close(ready)
+        _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
 
 
 # -- the settings a call reads ----------------------------------------------------------------------------

@@ -63,6 +63,7 @@ from .._serialize import (
 from ._base import Fetched, SecondTier
 from ._leases import LOCK_PREFIX, Leases, Watch, at_fork_in_child, gate, marks, slices
 from ._objects import others_could_write
+from ._walmark import HeaderView, header_view
 from .remote import replacing, second_tier
 
 __all__ = ()
@@ -559,7 +560,9 @@ class Store:
         self._recheck = False  # the background thread saw the index replaced or removed
         # Rows read through ``get`` and their records, while the connection's data_version stays as it was.
         self._hot: dict[str, tuple[tuple[Any, ...], StoredRecord]] = {}
-        self._hot_version: tuple[object, int] = (None, 0)
+        # The connection (its token) whose data_version they were read at, that version, and the wal-index header
+        # read just before it (None: unknown): while the header reads the same, so does the version (see _walmark).
+        self._hot_version: tuple[_Token | None, int, bytes | None] = (None, 0, None)
         self._thread = threading.local()  # this thread's connection, and the token that names it
         # Records verified here, with the row bytes they came from: a later read of the same bytes
         # (a cell run again) skips decoding and verifying them again.
@@ -580,7 +583,7 @@ class Store:
 
     # -- opening, and reopening when the directory was removed ------------------------------
     def _open(self) -> None:
-        self._hot = {}
+        self._hot, self._hot_version = {}, (None, 0, None)
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
         self._write_marker()
         self._close_handles()
@@ -641,6 +644,7 @@ class Store:
         if held is not None:
             with contextlib.suppress(sqlite3.Error):
                 held[2].close()
+        self._thread.__dict__.pop("named", None)  # its token, and the token's view of the wal-index header
 
     def _index_ident(self) -> tuple[int, int] | None:
         try:
@@ -755,15 +759,23 @@ class Store:
                 # connection's commit meanwhile replaces that dict, and then it is forgotten.
                 hot_records = self._hot
                 hot = hot_records.get(row)
-                if hot is not None or self._hot_version[0] is not token:
+                known = self._hot_version
+                if hot is not None or known[0] is not token:
                     # Reused only while no other connection committed since the dict was begun. A row not
                     # kept needs no such check (the SELECT below reads it as it is now), once this
-                    # connection has begun the dict its reads go to.
-                    version = con.execute(_DATA_VERSION).fetchone()[0]
-                    if self._hot_version[0] is not token or self._hot_version[1] != version:
-                        self._hot = hot_records = {}  # another connection committed: what was read may differ
-                        self._hot_version = (token, version)
-                        hot = None
+                    # connection has begun the dict its reads go to. The wal-index header, read as it was
+                    # just before the version was, says the version is as it was too, without SQL.
+                    view = token.view
+                    head = view.read() if view is not None else None
+                    if head is None or known[0] is not token or known[2] != head:
+                        version = con.execute(_DATA_VERSION).fetchone()[0]
+                        if known[0] is not token or known[1] != version:
+                            self._hot = hot_records = {}  # another connection committed: what was read may differ
+                            hot = None
+                        self._hot_version = (token, version, head)
+                        if not token.looked:  # this connection has the wal-index mapped now
+                            token.looked = True
+                            token.view = header_view(self.directory, self._ident)
                 if hot is not None:
                     found = hot[0]
                 elif probe:
@@ -908,12 +920,12 @@ class Store:
                  publish=False, signer=signer)
         return True
 
-    def _connection(self) -> tuple[sqlite3.Connection, object]:
+    def _connection(self) -> tuple[sqlite3.Connection, _Token]:
         """Return this thread's connection to the index (the writer's) and a token naming it.
 
-        The token (an object made for each connection this thread gets) says whose data_version
-        ``_hot`` was read at; holding it rather than the connection leaves the connection to close
-        with its thread.
+        The token (made for each connection this thread gets) says whose data_version ``_hot`` was
+        read at, and holds the connection's view of the wal-index header; holding it rather than the
+        connection leaves the connection to close with its thread.
         """
         writer = self._writer
         assert writer is not None
@@ -924,7 +936,7 @@ class Store:
         mine = self._thread
         named = getattr(mine, "named", None)
         if named is None or named[0] is not con:
-            named = mine.named = (con, object())
+            named = mine.named = (con, _Token())
         return con, named[1]
 
     def _stale_use(self, used: Any, now: float) -> bool:
@@ -1723,6 +1735,17 @@ class Store:
         with gate:
             self.close_thread_connections()
         self._hot, self._seen = {}, {}
+        self._hot_version = (None, 0, None)
+
+
+class _Token:
+    """Names one connection of one thread, and holds its view of the wal-index header once looked for."""
+
+    __slots__ = ("looked", "view")
+
+    def __init__(self) -> None:
+        self.view: HeaderView | None = None  # read only while the connection is open (see _walmark)
+        self.looked = False
 
 
 def _flush_loop(ref: weakref.ReferenceType[Store]) -> None:

@@ -1,0 +1,156 @@
+"""Whether the index changed since a connection last answered ``data_version``, seen without SQL (Linux).
+
+SQLite rewrites the wal-index header, the first 48 bytes of ``cache.db-shm``, at every commit (its
+change counter, last frame, salts and checksum; sqlite.org/walformat.html), and a connection's
+``data_version`` moves only when it finds that header changed. So when the header reads as it did
+just before the connection last answered ``data_version``, that answer still stands, and a hit of
+a record kept in memory needs no read transaction (two ``fcntl`` calls and a statement: 3 us).
+
+The header is read through a mapping of our own of SQLite's: ``mremap`` with an old size of 0 maps
+the same shared pages again. No file of the index is opened or closed here; closing any descriptor
+of a file drops every POSIX lock the process holds on it, SQLite's included (the cause of the bugs
+of an earlier design that read the header with ``pread``). Our mapping is unmapped only when no
+reader holds it (``__del__``), and never while the interpreter shuts down.
+
+A view is made for one connection, right after that connection used the wal-index (so SQLite has
+it mapped), and only when the process maps exactly one wal-index of that directory, under its
+path, naming the file the path names now, for the index file the store opened. SQLite keeps one
+wal-index per index file in a process, so that one is the connection's. The view is read only while
+that connection is open: SQLite then holds its shared lock on the file, so no process rebuilds or
+truncates it. Anything else (another platform, no ``/proc``, two mappings, a file replaced) makes
+no view, and every check asks SQLite.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+
+__all__ = ()
+
+HEADER_SIZE = 48  # the first copy of the wal-index header
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+_REGION = 32768  # SQLite maps the wal-index in regions of 32 KiB (more where pages are larger): never less
+_MREMAP_MAYMOVE = 1
+_PROT_READ = 1
+_MAP_FAILED = ctypes.c_void_p(-1).value
+
+
+def _load_libc() -> ctypes.CDLL | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.mremap.restype = ctypes.c_void_p
+        libc.mremap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_int]
+        libc.munmap.restype = ctypes.c_int
+        libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+        libc.mprotect.restype = ctypes.c_int
+        libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+_libc = _load_libc()
+
+
+class HeaderView:
+    """A read-only mapping of our own of a wal-index's first page; ``read()`` returns the header's bytes."""
+
+    __slots__ = ("_address", "_header")
+
+    def __init__(self, address: int) -> None:
+        self._address = address
+        self._header = (ctypes.c_char * HEADER_SIZE).from_address(address)
+
+    def read(self) -> bytes:
+        """Return the header as it is now (one copy of 48 bytes, no system call)."""
+        return self._header.raw
+
+    def __del__(self) -> None:
+        # Unmapped only when nothing refers to the view: a reader holds it while it reads. Not while the
+        # interpreter shuts down, when a thread still running may be reading it.
+        if _libc is not None and not sys.is_finalizing():
+            _libc.munmap(self._address, _PAGE)
+
+
+def _wal_index_mappings(directory: bytes) -> list[tuple[int, bytes, int, int, int]]:
+    """Return SQLite's mappings of a wal-index in ``directory``: (start, name, device major, minor, inode).
+
+    Every mapping at offset 0 of a ``-shm`` file of that directory, shared and at least one SQLite region
+    long, deleted ones included (their names end in `` (deleted)``): our own views (one page) are left out.
+    """
+    found = []
+    with open("/proc/self/maps", "rb") as maps:
+        for line in maps:
+            if b"-shm" not in line:
+                continue
+            fields = line.split(maxsplit=5)
+            if len(fields) < 6 or int(fields[2], 16) != 0 or fields[1][3:4] != b"s":
+                continue
+            name = fields[5].rstrip(b"\n")
+            if name.rsplit(b"/", 1)[0] != directory:
+                continue
+            start, end = (int(part, 16) for part in fields[0].split(b"-"))
+            if end - start < _REGION:
+                continue
+            major, minor = (int(part, 16) for part in fields[3].split(b":"))
+            found.append((start, name, major, minor, int(fields[4])))
+    return found
+
+
+def header_view(directory: str, index: tuple[int, int] | None) -> HeaderView | None:
+    """Return a view of the wal-index header of ``directory``'s index, or None where none can be made soundly.
+
+    Call it right after a connection to the index read (so SQLite has the wal-index mapped); ``index`` is
+    the (device, inode) of the index file the store opened. The view is the connection's while it is open.
+    """
+    if _libc is None or index is None:
+        return None
+    real = os.path.realpath(directory)
+    db = os.path.join(real, "cache.db")
+    shm = db + "-shm"
+    try:
+        before = (os.stat(db), os.stat(shm))
+        if (before[0].st_dev, before[0].st_ino) != index:
+            return None
+        mappings = _wal_index_mappings(os.fsencode(real))
+    except (OSError, ValueError):
+        return None
+    if len(mappings) != 1:
+        return None  # none, or more than one (a file set aside or replaced while a connection kept it)
+    start, name, major, minor, inode = mappings[0]
+    st = before[1]
+    if name != os.fsencode(shm) or inode != st.st_ino or (major, minor) != (os.major(st.st_dev), os.minor(st.st_dev)):
+        return None
+    address = _libc.mremap(start, 0, _PAGE, _MREMAP_MAYMOVE)
+    if address is None or address == _MAP_FAILED:
+        return None
+    view = HeaderView(address)  # from here on, unmapped when dropped
+    if _libc.mprotect(address, _PAGE, _PROT_READ) != 0:
+        return None
+    try:
+        after = (os.stat(db), os.stat(shm))
+        ours = _mapping_at(address)
+    except (OSError, ValueError):
+        return None
+    if any((a.st_dev, a.st_ino) != (b.st_dev, b.st_ino) for a, b in zip(before, after)) or \
+            ours != (major, minor, inode):
+        return None  # replaced meanwhile, or what was mapped there was not the file any more
+    return view
+
+
+def _mapping_at(address: int) -> tuple[int, int, int] | None:
+    """Return (device major, minor, inode) of the file mapped at offset 0 from ``address``, or None."""
+    prefix = b"%x-" % address
+    with open("/proc/self/maps", "rb") as maps:
+        for line in maps:
+            if line.startswith(prefix):
+                fields = line.split(maxsplit=5)
+                if int(fields[2], 16) != 0:
+                    return None
+                major, minor = (int(part, 16) for part in fields[3].split(b":"))
+                return major, minor, int(fields[4])
+    return None
