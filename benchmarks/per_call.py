@@ -127,7 +127,7 @@ def small(root: Path, quick: bool) -> None:
            other["diskcache Cache.memoize"] / keys,
            note=f"SQL statements per hit: {hit_sql[0] / keys:.2f} on the first sweep counted, "
            f"{hit_sql_again[0] / keys:.2f} on the next (a row read before, and no commit since: "
-           f"data_version only), and {hit_sql[2] / keys:.2f} on a background thread")
+           f"the wal-index header, read without SQL), and {hit_sql[2] / keys:.2f} on a background thread")
     table("small hit, the same key again (special case: the key was just read)", list(same.items()), "floor")
     record("hit_same_key", same["floor"], same["notebook_memo @memo"], same["diskcache Cache.memoize"])
     table("small miss, tiny body (store a new result)", list(missed.items()), "floor")
