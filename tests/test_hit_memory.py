@@ -335,6 +335,51 @@ def test_a_view_of_the_header_is_let_go_when_nothing_holds_it(cache_dir: Path) -
     assert _views_of(shm) == 0
 
 
+def test_a_hit_asked_inside_a_transaction_pairs_no_header_with_its_snapshots_version(
+        cache_dir: Path, counter: Counter) -> None:
+    """Inside a transaction on the connection, data_version is its snapshot's, older than the header read just
+    before: kept as a pair, the header would go on matching after the transaction ends, and a row deleted
+    meanwhile would be served from memory for good."""
+    @memo
+    def double(x: int) -> int:
+        counter()
+        return 2 * x
+
+    for _ in range(4):
+        double(1)
+        double(2)
+    con, _ = double._store()._connection()
+    con.execute("BEGIN")
+    con.execute("SELECT count(*) FROM Cache").fetchone()  # the snapshot starts here
+    _other_process(cache_dir / "cache.db", "DELETE FROM Cache WHERE key = ?", double.make_call((1,), {}).key)
+    assert double(2) == 4  # a hit inside the snapshot
+    con.execute("ROLLBACK")
+    runs = counter.n
+    assert double(1) == 2 and counter.n == runs + 1  # deleted before the snapshot ended: computed again
+
+
+def test_rows_read_inside_a_transaction_rolled_back_are_not_served_from_memory(cache_dir: Path,
+                                                                              counter: Counter) -> None:
+    @memo
+    def double(x: int) -> int:
+        counter()
+        return 2 * x
+
+    for _ in range(4):
+        double(1)
+    settled()
+    store = double._store()
+    store.stop_background()  # no commit of its own from here on
+    double(1)
+    double(1)
+    assert store._hot and store._hot_version[0] is store._connection()[1]  # reads now go to memory
+    with pytest.raises(RuntimeError), store.transaction():
+        assert double(5) == 10 and double(5) == 10 and counter.n == 2  # written, then read back, inside
+        raise RuntimeError("the transaction is rolled back")
+    settled()
+    assert double(5) == 10 and counter.n == 3  # nothing of it was committed: computed again
+
+
 @_linux_views
 def test_a_forked_child_reads_its_own_connections_header(cache_dir: Path, counter: Counter) -> None:
     """The child inherits the parent's view and records in memory; its own connection makes its own, and what

@@ -772,7 +772,10 @@ class Store:
                         if known[0] is not token or known[1] != version:
                             self._hot = hot_records = {}  # another connection committed: what was read may differ
                             hot = None
-                        self._hot_version = (token, version, head)
+                        # Inside a transaction the version is its snapshot's, which may be older than the header
+                        # read: no header to compare then. (Outside one, every statement on this connection runs to
+                        # its end, so each starts a read of the index as it is now.)
+                        self._hot_version = (token, version, None if con.in_transaction else head)
                         if not token.looked:  # this connection has the wal-index mapped now
                             token.looked = True
                             token.view = header_view(self.directory, self._ident)
@@ -925,7 +928,9 @@ class Store:
 
         The token (made for each connection this thread gets) says whose data_version ``_hot`` was
         read at, and holds the connection's view of the wal-index header; holding it rather than the
-        connection leaves the connection to close with its thread.
+        connection leaves the connection to close with its thread. Every statement run on it outside a
+        transaction runs to its end (a cursor used once): one left unfinished would keep a read of an older
+        index open, and ``get`` would pair the version it reads with a newer header.
         """
         writer = self._writer
         assert writer is not None
@@ -1114,8 +1119,12 @@ class Store:
         if outermost:
             self._deferred.items = []
         try:
-            with gate, self.writer.transact():
-                yield
+            try:
+                with gate, self.writer.transact():
+                    yield
+            except BaseException:
+                self._hot = {}  # rolled back: what was read inside may be gone (neither header nor version moved)
+                raise
             held = self._deferred.items if outermost else []
         finally:
             if outermost:
