@@ -251,6 +251,16 @@ def _statements_of_hits(f: Any, *args: Any) -> list[str]:
     return seen
 
 
+def _warm(f: Any, *args: Any) -> None:
+    """Call ``f`` until its rows are read from memory, and hold off the store's own commits from then on."""
+    for _ in range(4):
+        f(*args)
+    settled()
+    f._store().stop_background()  # its hit counts and access times would move the header now and then
+    for _ in range(2):
+        f(*args)
+
+
 def _views_of(shm: Path) -> int:
     """Our own one-page mappings of the wal-index (SQLite maps it in regions of 32 KiB)."""
     count = 0
@@ -271,8 +281,7 @@ def test_a_hit_after_a_commit_by_another_process_asks_the_index_again_and_then_r
         counter()
         return 2 * x
 
-    for _ in range(4):
-        double(4)
+    _warm(double, 4)
     assert _statements_of_hits(double, 4) == []  # read before, the header as it was: no statement at all
     _other_process(cache_dir / "cache.db", "UPDATE Cache SET access_time = access_time + 1")  # a commit
     seen = _statements_of_hits(double, 4)
@@ -310,8 +319,9 @@ def test_no_view_is_made_while_the_process_maps_another_wal_index_of_the_directo
     finally:
         aside.close()
     store = double._store()
-    assert _walmark.header_view(store.directory, store._ident) is not None  # the only one again
-    assert _walmark.header_view(store.directory, (0, 0)) is None  # not the index file the store opened
+    con = store._connection()[0]
+    assert _walmark.header_view(con, store.directory, store._ident) is not None  # the only one again
+    assert _walmark.header_view(con, store.directory, (0, 0)) is None  # not the index file the store opened
 
 
 @_linux_views
@@ -389,8 +399,8 @@ def test_a_forked_child_reads_its_own_connections_header(cache_dir: Path, counte
         counter()
         return 2 * x
 
-    for _ in range(4):
-        double(4)
+    _warm(double, 4)
+    assert _statements_of_hits(double, 4) == []  # the parent's hits, from memory
     key = double.make_call((4,), {}).key
     go, went = os.pipe()
     ready, readied = os.pipe()
@@ -410,7 +420,6 @@ def test_a_forked_child_reads_its_own_connections_header(cache_dir: Path, counte
     os.close(go)
     os.close(readied)
     try:
-        assert _statements_of_hits(double, 4) == []  # the parent's hits meanwhile, from memory
         assert os.read(ready, 1) == b"x"  # the child has read through its own connection
         _other_process(cache_dir / "cache.db", "DELETE FROM Cache WHERE key = ?", key)
     finally:
@@ -419,6 +428,101 @@ def test_a_forked_child_reads_its_own_connections_header(cache_dir: Path, counte
         os.close(ready)
         _, status = os.waitpid(pid, 0)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+    _other_process(cache_dir / "cache.db", "DELETE FROM Cache WHERE key = ?", key)  # the child wrote it again
+    runs = counter.n
+    assert double(4) == 8 and counter.n == runs + 1  # and in the parent
+
+
+@_linux_views
+def test_a_connection_opened_through_a_link_pointed_elsewhere_gets_no_view_of_the_directorys_index(
+        tmp_path: Path, counter: Counter) -> None:
+    """A thread opens its connection while the cache directory's link points at another index, and the link is
+    put back before its first hit: the view must be of the index the connection reads, not the one the path
+    leads to now (whose header does not move when rows of the other are deleted)."""
+    first, second, link = tmp_path / "first", tmp_path / "second", tmp_path / "cache"
+    first.mkdir()
+    second.mkdir()
+    link.symlink_to(first)
+    subprocess.run([sys.executable, "-c", "import sys; from notebook_memo.stores.local import get_store; "
+                    "get_store(sys.argv[1], 2**30).writer", str(second)], check=True, timeout=60)
+    configure(cache_dir=str(link))
+
+    @memo
+    def double(x: int) -> int:
+        counter()
+        return 2 * x
+
+    _warm(double, 1)  # this thread's connection, and its view, are of the first index
+    store = double._store()
+
+    def point(to: Path) -> None:
+        link.with_suffix(".new").symlink_to(to)
+        os.replace(link.with_suffix(".new"), link)
+
+    steps: list[Any] = []
+    answers: list[Any] = []
+
+    def worker() -> None:  # one thread, driven step by step (a pool's)
+        while (step := steps.pop(0) if steps else threading.Event().wait(0.01)) is not None:
+            if callable(step):
+                answers.append(step())
+
+    def run(step: Any) -> Any:
+        steps.append(step)
+        while not answers:
+            threading.Event().wait(0.01)
+        return answers.pop()
+
+    def hits() -> int:
+        before = counter.n
+        for _ in range(3):
+            double(7)
+        return counter.n - before
+
+    def opened() -> None:
+        with store.transaction():  # what a memo.batch chunk does first: the thread's connection opens
+            pass
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    try:
+        point(second)
+        run(opened)
+        point(first)
+        assert run(hits) == 1  # computed once, into the index the connection reads (the second)
+        assert run(lambda: store._connection()[1].view) is None
+        _other_process(second / "cache.db", "DELETE FROM Cache WHERE key = ?", double.make_call((7,), {}).key)
+        assert run(hits) == 1  # deleted there: computed again
+    finally:
+        steps.append(None)
+        thread.join(60)
+
+
+def test_every_statement_the_library_runs_is_run_to_its_end() -> None:
+    """A statement left unfinished keeps a read of an older index open on its connection (in a traceback IPython
+    keeps, a comprehension's cursor stays alive): a hit would pair its old data_version with the header as it is
+    now. Every statement's result is fetched where it is run, or not kept at all."""
+    import ast
+
+    import notebook_memo
+
+    unfinished = []
+    for path in Path(notebook_memo.__file__).parent.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in ("execute", "executemany")):
+                continue
+            if ast.unparse(node.func.value).endswith("kc"):
+                continue  # a Jupyter kernel client's execute, not SQL
+            parent = parents[node]
+            if isinstance(parent, ast.Expr) or (isinstance(parent, ast.Attribute) and parent.attr == "rowcount") or (
+                    isinstance(parent, ast.Attribute) and parent.attr in ("fetchone", "fetchall")
+                    and isinstance(parents[parent], ast.Call)):
+                continue
+            unfinished.append(f"{path.name}:{node.lineno}")
+    assert unfinished == []
 
 
 # -- the settings a call reads ----------------------------------------------------------------------------

@@ -153,7 +153,7 @@ class Leases:
             current: dict[str, Any] = {}
             for part in slices(rows):
                 query = f"SELECT key, raw, mode, value, expire_time FROM Cache WHERE key IN ({marks(len(part))})"
-                for row, raw, mode, value, expire in con.execute(query, part):
+                for row, raw, mode, value, expire in con.execute(query, part).fetchall():
                     if expire is not None and expire <= now:
                         current[row] = None  # expired: free, as diskcache would say
                     else:

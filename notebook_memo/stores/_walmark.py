@@ -13,8 +13,9 @@ of an earlier design that read the header with ``pread``). Our mapping is unmapp
 reader holds it (``__del__``), and never while the interpreter shuts down.
 
 A view is made for one connection, right after that connection used the wal-index (so SQLite has
-it mapped), and only when the process maps exactly one wal-index of that directory, under its
-path, naming the file the path names now, for the index file the store opened. SQLite keeps one
+it mapped), and only when the connection opened the index file the directory's path names now, the
+one the store opened, and the process maps exactly one wal-index of that directory, under its path,
+naming the file the path names now. SQLite keeps one
 wal-index per index file in a process, so that one is the connection's. The view is read only while
 that connection is open: SQLite then holds its shared lock on the file, so no process rebuilds or
 truncates it. Anything else (another platform, no ``/proc``, two mappings, a file replaced) makes
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import sqlite3
 import sys
 
 __all__ = ()
@@ -101,11 +103,11 @@ def _wal_index_mappings(directory: bytes) -> list[tuple[int, bytes, int, int, in
     return found
 
 
-def header_view(directory: str, index: tuple[int, int] | None) -> HeaderView | None:
-    """Return a view of the wal-index header of ``directory``'s index, or None where none can be made soundly.
+def header_view(con: sqlite3.Connection, directory: str, index: tuple[int, int] | None) -> HeaderView | None:
+    """Return a view of the wal-index header of ``con``'s index, or None where none can be made soundly.
 
-    Call it right after a connection to the index read (so SQLite has the wal-index mapped); ``index`` is
-    the (device, inode) of the index file the store opened. The view is the connection's while it is open.
+    Call it right after ``con`` read (so SQLite has the wal-index mapped); ``index`` is the (device, inode)
+    of the index file the store opened in ``directory``. The view is the connection's while it is open.
     """
     if _libc is None or index is None:
         return None
@@ -113,11 +115,16 @@ def header_view(directory: str, index: tuple[int, int] | None) -> HeaderView | N
     db = os.path.join(real, "cache.db")
     shm = db + "-shm"
     try:
+        # The file the connection opened, as SQLite named it then (links resolved): not the one the directory's
+        # path leads to now, when a link was pointed elsewhere while the connection opened and back since.
+        opened = [row[2] for row in con.execute("PRAGMA database_list").fetchall() if row[1] == "main"]
+        if opened != [db]:
+            return None
         before = (os.stat(db), os.stat(shm))
         if (before[0].st_dev, before[0].st_ino) != index:
             return None
         mappings = _wal_index_mappings(os.fsencode(real))
-    except (OSError, ValueError):
+    except (OSError, ValueError, sqlite3.Error):
         return None
     if len(mappings) != 1:
         return None  # none, or more than one (a file set aside or replaced while a connection kept it)

@@ -778,7 +778,7 @@ class Store:
                         self._hot_version = (token, version, None if con.in_transaction else head)
                         if not token.looked:  # this connection has the wal-index mapped now
                             token.looked = True
-                            token.view = header_view(self.directory, self._ident)
+                            token.view = header_view(con, self.directory, self._ident)
                 if hot is not None:
                     found = hot[0]
                 elif probe:
@@ -1061,10 +1061,9 @@ class Store:
             for part in slices(inline, _ROWS_PER_STATEMENT):
                 replaced += [name for (name,) in con.execute(
                     f"SELECT filename FROM Cache WHERE key IN ({marks(len(part))}) AND raw = 1 "
-                    "AND filename IS NOT NULL", [entry[0] for entry in part])]
-                upsert = con.execute(_UPSERT_INLINE.format(rows=",".join([_INLINE_ROW] * len(part))) + _RETURNING,
-                                     [value for entry in part for value in entry])
-                ids.update(upsert.fetchall())  # (key, rowid) of each, where SQLite can say so
+                    "AND filename IS NOT NULL", [entry[0] for entry in part]).fetchall()]
+                ids.update(con.execute(_UPSERT_INLINE.format(rows=",".join([_INLINE_ROW] * len(part))) + _RETURNING,
+                                       [value for entry in part for value in entry]).fetchall())  # (key, rowid) of each
             for row, item in items:
                 if not item.record.inline:
                     writer.set(row, item.record, expire=item.expire, tag=item.tag)
@@ -1073,7 +1072,7 @@ class Store:
                     unknown = [row for row, _ in group if row not in ids]
                     if unknown:
                         ids.update(con.execute(f"SELECT key, rowid FROM Cache WHERE key IN ({marks(len(unknown))}) "
-                                               "AND raw = 1", unknown))
+                                               "AND raw = 1", unknown).fetchall())
                     facts = [(ids[row], *item.facts) for row, item in group if row in ids]
                     con.execute(_FACTS.format(rows=",".join([_FACT_ROW] * len(facts))),
                                 [value for fact in facts for value in fact])
@@ -1400,7 +1399,7 @@ class Store:
                      "AND raw = 1")
             with gate, _write_transaction(con):
                 doomed = []
-                for rowid, key, mode, filename, value in con.execute(query, list(listed)):
+                for rowid, key, mode, filename, value in con.execute(query, list(listed)).fetchall():
                     record = listed[key]
                     if mode == MODE_RECORD and filename == record.filename and _check_of(value) == record.header.check:
                         doomed.append(rowid)
@@ -1681,7 +1680,7 @@ class Store:
         con = connection(self.directory)
         for part in slices(list(rows)):
             query = f"SELECT key FROM Cache WHERE key IN ({marks(len(part))})"
-            found.update(rows[k] for (k,) in con.execute(query, part))
+            found.update(rows[k] for (k,) in con.execute(query, part).fetchall())
         return found
 
     def after_fork_in_child(self) -> None:
