@@ -434,18 +434,20 @@ def test_a_forked_child_reads_its_own_connections_header(cache_dir: Path, counte
 
 
 @_linux_views
-def test_a_connection_opened_through_a_link_pointed_elsewhere_gets_no_view_of_the_directorys_index(
-        tmp_path: Path, counter: Counter) -> None:
-    """A thread opens its connection while the cache directory's link points at another index, and the link is
-    put back before its first hit: the view must be of the index the connection reads, not the one the path
-    leads to now (whose header does not move when rows of the other are deleted)."""
+@pytest.mark.parametrize("how", ["a link pointed elsewhere", "the directory renamed and another put in its place"])
+def test_a_connection_opened_while_the_directory_led_to_another_index_gets_no_view_of_its_index(
+        tmp_path: Path, counter: Counter, how: str) -> None:
+    """A thread opens its connection while the cache directory's path leads to another index, and the path leads
+    back before its first hit: the view must be of the index the connection reads, not the one the path leads
+    to now (whose header does not move when rows of the other are deleted)."""
     first, second, link = tmp_path / "first", tmp_path / "second", tmp_path / "cache"
     first.mkdir()
     second.mkdir()
-    link.symlink_to(first)
+    if how.startswith("a link"):
+        link.symlink_to(first)
     subprocess.run([sys.executable, "-c", "import sys; from notebook_memo.stores.local import get_store; "
                     "get_store(sys.argv[1], 2**30).writer", str(second)], check=True, timeout=60)
-    configure(cache_dir=str(link))
+    configure(cache_dir=str(link if how.startswith("a link") else first))
 
     @memo
     def double(x: int) -> int:
@@ -456,8 +458,15 @@ def test_a_connection_opened_through_a_link_pointed_elsewhere_gets_no_view_of_th
     store = double._store()
 
     def point(to: Path) -> None:
-        link.with_suffix(".new").symlink_to(to)
-        os.replace(link.with_suffix(".new"), link)
+        if how.startswith("a link"):
+            link.with_suffix(".new").symlink_to(to)
+            os.replace(link.with_suffix(".new"), link)
+        elif to == second:  # the first index moves aside (its connections go on reading it), the second comes
+            first.rename(tmp_path / "aside")
+            second.rename(first)
+        else:
+            first.rename(second)
+            (tmp_path / "aside").rename(first)
 
     steps: list[Any] = []
     answers: list[Any] = []
@@ -493,6 +502,7 @@ def test_a_connection_opened_through_a_link_pointed_elsewhere_gets_no_view_of_th
         assert run(lambda: store._connection()[1].view) is None
         _other_process(second / "cache.db", "DELETE FROM Cache WHERE key = ?", double.make_call((7,), {}).key)
         assert run(hits) == 1  # deleted there: computed again
+        assert run(lambda: store._connection()[1].view) is None
     finally:
         steps.append(None)
         thread.join(60)

@@ -326,6 +326,28 @@ class _Index(diskcache.Cache):  # type: ignore[misc]
             value = 0
         return super().reset(key, value, update)
 
+    @property
+    def _con(self) -> sqlite3.Connection:
+        """This thread's connection (diskcache's); a new one notes which index file it opened, in ``opened``:
+        the path's (device, inode) just before and after it opened, when they agree (else None)."""
+        local = self._local
+        con = getattr(local, "con", None)
+        if con is not None and getattr(local, "pid", None) == os.getpid():
+            return con
+        path = os.path.join(self._directory, _DB_NAME)
+        before = _file_ident(path)
+        con = diskcache.Cache._con.fget(self)
+        local.opened = (con, before if before is not None and _file_ident(path) == before else None)
+        return con
+
+
+def _file_ident(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
 
 def connection(directory: str) -> sqlite3.Connection:
     """Return this thread's own SQLite connection to a directory's index (scans and checks, not writes)."""
@@ -778,7 +800,9 @@ class Store:
                         self._hot_version = (token, version, None if con.in_transaction else head)
                         if not token.looked:  # this connection has the wal-index mapped now
                             token.looked = True
-                            token.view = header_view(con, self.directory, self._ident)
+                            # Of the index file this connection opened, when that is the one the store opened.
+                            token.view = header_view(con, self.directory, token.index if token.index == self._ident
+                                                     else None)
                 if hot is not None:
                     found = hot[0]
                 elif probe:
@@ -941,7 +965,8 @@ class Store:
         mine = self._thread
         named = getattr(mine, "named", None)
         if named is None or named[0] is not con:
-            named = mine.named = (con, _Token())
+            opened = getattr(local, "opened", None)
+            named = mine.named = (con, _Token(opened[1] if opened is not None and opened[0] is con else None))
         return con, named[1]
 
     def _stale_use(self, used: Any, now: float) -> bool:
@@ -1749,9 +1774,10 @@ class Store:
 class _Token:
     """Names one connection of one thread, and holds its view of the wal-index header once looked for."""
 
-    __slots__ = ("looked", "view")
+    __slots__ = ("index", "looked", "view")
 
-    def __init__(self) -> None:
+    def __init__(self, index: tuple[int, int] | None) -> None:
+        self.index = index  # the index file (device, inode) the connection opened, where known
         self.view: HeaderView | None = None  # read only while the connection is open (see _walmark)
         self.looked = False
 
