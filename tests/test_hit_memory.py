@@ -292,6 +292,42 @@ def test_a_hit_after_a_commit_by_another_process_asks_the_index_again_and_then_r
     assert double(4) == 8 and counter.n == runs + 1
 
 
+_TORN_COMMIT = """
+import mmap, os, signal, sqlite3, sys
+db, key = sys.argv[1], sys.argv[2]
+con = sqlite3.connect(db, isolation_level=None)
+con.execute("SELECT count(*) FROM Cache").fetchall()
+with open(db + "-shm", "r+b") as shm:
+    memory = mmap.mmap(shm.fileno(), 4096)
+    first = memory[:48]
+    assert con.execute("DELETE FROM Cache WHERE key = ?", (key,)).rowcount == 1
+    memory[:48] = first  # as a kill between SQLite's two copies of the header leaves them
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@_linux_views
+def test_a_commit_whose_writer_died_between_the_two_copies_of_the_header_is_seen(cache_dir: Path,
+                                                                                 counter: Counter) -> None:
+    """SQLite writes the header's second copy, then its first: a writer killed (kill -9, the OOM killer) between
+    them leaves a commit every SQLite reader sees (the copies differ, so it rebuilds the header from the log)
+    while the first copy reads as before."""
+    @memo
+    def double(x: int) -> int:
+        counter()
+        return 2 * x
+
+    _warm(double, 4)
+    assert _statements_of_hits(double, 4) == []
+    done = subprocess.run([sys.executable, "-c", _TORN_COMMIT, str(cache_dir / "cache.db"),
+                           double.make_call((4,), {}).key], capture_output=True, text=True, timeout=60)
+    assert done.returncode == -9, done.stderr
+    runs = counter.n
+    assert double(4) == 8 and counter.n == runs + 1  # deleted by that commit: computed again
+    _statements_of_hits(double, 4)  # the header settled again (SQLite rebuilt it): one look at the index
+    assert _statements_of_hits(double, 4) == [] and counter.n == runs + 1  # then from memory again
+
+
 @_linux_views
 def test_no_view_is_made_while_the_process_maps_another_wal_index_of_the_directory(
         cache_dir: Path, counter: Counter) -> None:

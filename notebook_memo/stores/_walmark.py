@@ -1,8 +1,8 @@
 """Whether the index changed since a connection last answered ``data_version``, seen without SQL (Linux).
 
-SQLite rewrites the wal-index header, the first 48 bytes of ``cache.db-shm``, at every commit (its
-change counter, last frame, salts and checksum; sqlite.org/walformat.html), and a connection's
-``data_version`` moves only when it finds that header changed. So when the header reads as it did
+SQLite rewrites the wal-index header, the first 96 bytes of ``cache.db-shm`` (two copies of 48), at
+every commit (its change counter, last frame, salts and checksum; sqlite.org/walformat.html), and a
+connection's ``data_version`` moves only when it finds that header changed. So when the header reads as it did
 just before the connection last answered ``data_version``, that answer still stands, and a hit of
 a record kept in memory needs no read transaction (two ``fcntl`` calls and a statement: 3 us).
 
@@ -31,7 +31,8 @@ import sys
 
 __all__ = ()
 
-HEADER_SIZE = 48  # the first copy of the wal-index header
+COPY = 48  # one copy of the wal-index header; SQLite keeps two, and writes the second first
+HEADER_SIZE = 2 * COPY
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _REGION = 32768  # SQLite maps the wal-index in regions of 32 KiB (more where pages are larger): never less
 _MREMAP_MAYMOVE = 1
@@ -68,7 +69,7 @@ class HeaderView:
         self._header = (ctypes.c_char * HEADER_SIZE).from_address(address)
 
     def read(self) -> bytes:
-        """Return the header as it is now (one copy of 48 bytes, no system call)."""
+        """Return both copies of the header as they are now (96 bytes, no system call)."""
         return self._header.raw
 
     def __del__(self) -> None:
@@ -78,11 +79,18 @@ class HeaderView:
             _libc.munmap(self._address, _PAGE)
 
 
+def settled(header: bytes) -> bool:
+    """Whether the two copies agree: a commit whose writer died between them leaves them apart (SQLite's next
+    reader then rebuilds the header from the log, where the commit is), and such a header stands for nothing."""
+    return header[:COPY] == header[COPY:]
+
+
 def _wal_index_mappings(directory: bytes) -> list[tuple[int, bytes, int, int, int]]:
     """Return SQLite's mappings of a wal-index in ``directory``: (start, name, device major, minor, inode).
 
-    Every mapping at offset 0 of a ``-shm`` file of that directory, shared and at least one SQLite region
-    long, deleted ones included (their names end in `` (deleted)``): our own views (one page) are left out.
+    Every mapping at offset 0 of a ``-shm`` file of that directory, shared, writable and at least one SQLite
+    region long, deleted ones included (their names end in `` (deleted)``): our own views (read-only, one page)
+    are left out.
     """
     found = []
     with open("/proc/self/maps", "rb") as maps:
@@ -90,7 +98,7 @@ def _wal_index_mappings(directory: bytes) -> list[tuple[int, bytes, int, int, in
             if b"-shm" not in line:
                 continue
             fields = line.split(maxsplit=5)
-            if len(fields) < 6 or int(fields[2], 16) != 0 or fields[1][3:4] != b"s":
+            if len(fields) < 6 or int(fields[2], 16) != 0 or fields[1] != b"rw-s":
                 continue
             name = fields[5].rstrip(b"\n")
             if name.rsplit(b"/", 1)[0] != directory:

@@ -63,7 +63,7 @@ from .._serialize import (
 from ._base import Fetched, SecondTier
 from ._leases import LOCK_PREFIX, Leases, Watch, at_fork_in_child, gate, marks, slices
 from ._objects import others_could_write
-from ._walmark import HeaderView, header_view
+from ._walmark import HeaderView, header_view, settled
 from .remote import replacing, second_tier
 
 __all__ = ()
@@ -797,7 +797,10 @@ class Store:
                         # Inside a transaction the version is its snapshot's, which may be older than the header
                         # read: no header to compare then. (Outside one, every statement on this connection runs to
                         # its end, so each starts a read of the index as it is now.)
-                        self._hot_version = (token, version, None if con.in_transaction else head)
+                        # Nor when the header's two copies differ (a writer died between them): SQLite rebuilt it
+                        # for this answer, and the bytes read stand for no state of the index.
+                        self._hot_version = (token, version,
+                                             None if con.in_transaction or head is None or not settled(head) else head)
                         if not token.looked:  # this connection has the wal-index mapped now
                             token.looked = True
                             # Of the index file this connection opened, when that is the one the store opened.
