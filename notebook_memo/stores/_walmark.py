@@ -79,10 +79,17 @@ class HeaderView:
             _libc.munmap(self._address, _PAGE)
 
 
+_REBUILT = bytes(4)  # the change counter (bytes 8-11) of a header SQLite's recovery rebuilt from the log
+
+
 def settled(header: bytes) -> bool:
-    """Whether the two copies agree: a commit whose writer died between them leaves them apart (SQLite's next
-    reader then rebuilds the header from the log, where the commit is), and such a header stands for nothing."""
-    return header[:COPY] == header[COPY:]
+    """Whether ``header`` stands for one state of the index, never to read the same after it changes.
+
+    Its two copies must agree: a commit whose writer died between them leaves them apart (SQLite's next reader
+    rebuilds the header from the log, where the commit is). And it must not be one SQLite rebuilt: recovery
+    starts the change counter from 0, and from an empty log makes the same bytes whatever the index holds.
+    Every commit counts it up (from 0 again only after 2**32 commits), and a new log gets new salts."""
+    return header[:COPY] == header[COPY:] and header[8:12] != _REBUILT
 
 
 def _wal_index_mappings(directory: bytes) -> list[tuple[int, bytes, int, int, int]]:

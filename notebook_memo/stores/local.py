@@ -797,8 +797,8 @@ class Store:
                         # Inside a transaction the version is its snapshot's, which may be older than the header
                         # read: no header to compare then. (Outside one, every statement on this connection runs to
                         # its end, so each starts a read of the index as it is now.)
-                        # Nor when the header's two copies differ (a writer died between them): SQLite rebuilt it
-                        # for this answer, and the bytes read stand for no state of the index.
+                        # Nor one that stands for no single state of the index (see _walmark.settled): copies that
+                        # differ (a writer died between them), or a header SQLite rebuilt from the log.
                         self._hot_version = (token, version,
                                              None if con.in_transaction or head is None or not settled(head) else head)
                         if not token.looked:  # this connection has the wal-index mapped now
