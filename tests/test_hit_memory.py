@@ -364,6 +364,61 @@ def test_a_header_sqlite_rebuilt_from_an_empty_log_is_never_kept(cache_dir: Path
     assert double(1) == 2 and counter.n == runs + 1  # deleted: computed again
 
 
+_CLIENT = "con = sqlite3.connect(sys.argv[1], isolation_level=None)\nfor line in sys.stdin:\n" \
+          "    print(con.execute(line).fetchall(), flush=True)\n"
+
+
+@_linux_views
+def test_a_header_of_the_log_begun_after_such_a_rebuild_is_never_kept(cache_dir: Path, counter: Counter) -> None:
+    """A rebuild from an empty log leaves the salts 0, and a writer that has restarted a log before keeps them when
+    it begins the next: its commits make headers that depend on the bytes it writes, not on what the index holds.
+    The same first commit after two such rebuilds, around a delete, made the same settled header."""
+    @memo
+    def double(x: int) -> int:
+        counter()
+        return 2 * x
+
+    _warm(double, 1)
+    store = double._store()
+    db = cache_dir / "cache.db"
+    _in_other_process(db, "c = sqlite3.connect(db, isolation_level=None); c.execute('CREATE TABLE side (v)'); "
+                          "c.execute('INSERT INTO side VALUES (1)')")
+    clients = []
+
+    def restarted_writer() -> Any:  # another kernel's connection, which has restarted the log once
+        client = subprocess.Popen([sys.executable, "-c", "import sqlite3, sys\n" + _CLIENT, str(db)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        clients.append(client)
+        ask(client, "PRAGMA wal_checkpoint(TRUNCATE)")
+        return client
+
+    def ask(client: Any, sql: str) -> str:
+        client.stdin.write(sql + "\n")
+        client.stdin.flush()
+        return str(client.stdout.readline())
+
+    try:
+        first = restarted_writer()
+        _in_other_process(db, _EMPTY_LOG, _TORN, _RECOVER)
+        ask(first, "UPDATE side SET v = 2")
+        for _ in range(3):
+            assert double(1) == 2
+        assert _statements_of_hits(double, 1) == ["PRAGMA data_version"] * 3  # salts 0: nothing kept
+        _other_process(db, "DELETE FROM Cache WHERE key = ?", double.make_call((1,), {}).key)
+        _other_process(db, "UPDATE side SET v = 1")
+        assert store.get("a key never stored") is None  # a read on this connection, past the delete
+        second = restarted_writer()
+        _in_other_process(db, _EMPTY_LOG, _TORN, _RECOVER)
+        ask(second, "UPDATE side SET v = 2")  # the same frame, into a log with the same salts
+        runs = counter.n
+        assert double(1) == 2 and counter.n == runs + 1  # deleted: computed again
+    finally:
+        for client in clients:
+            assert client.stdin is not None
+            client.stdin.close()
+            client.wait(60)
+
+
 @_linux_views
 def test_no_view_is_made_while_the_process_maps_another_wal_index_of_the_directory(
         cache_dir: Path, counter: Counter) -> None:

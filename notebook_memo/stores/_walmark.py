@@ -79,17 +79,22 @@ class HeaderView:
             _libc.munmap(self._address, _PAGE)
 
 
-_REBUILT = bytes(4)  # the change counter (bytes 8-11) of a header SQLite's recovery rebuilt from the log
+_ZERO_COUNTER, _ZERO_SALTS = bytes(4), bytes(8)  # bytes 8-11 and 32-39 of a header
 
 
 def settled(header: bytes) -> bool:
     """Whether ``header`` stands for one state of the index, never to read the same after it changes.
 
-    Its two copies must agree: a commit whose writer died between them leaves them apart (SQLite's next reader
-    rebuilds the header from the log, where the commit is). And it must not be one SQLite rebuilt: recovery
-    starts the change counter from 0, and from an empty log makes the same bytes whatever the index holds.
-    Every commit counts it up (from 0 again only after 2**32 commits), and a new log gets new salts."""
-    return header[:COPY] == header[COPY:] and header[8:12] != _REBUILT
+    - Its two copies agree: a commit whose writer died between them leaves them apart (SQLite's next reader
+      rebuilds the header from the log, where the commit is).
+    - It is not one SQLite rebuilt (recovery starts the change counter from 0, and from an empty log makes the
+      same bytes whatever the index holds).
+    - Its log's salts are not 0: after a rebuild from an empty log they are, and a writer that restarted a log
+      before keeps them for the next (only one that never did draws new ones), so its commits make headers that
+      depend on the bytes it writes, not on what the index holds.
+    Otherwise every commit counts the counter up (to 0 again only after 2**32 commits), and every new log but
+    that one gets a random salt: a header never comes back."""
+    return header[:COPY] == header[COPY:] and header[8:12] != _ZERO_COUNTER and header[32:40] != _ZERO_SALTS
 
 
 def _wal_index_mappings(directory: bytes) -> list[tuple[int, bytes, int, int, int]]:
