@@ -334,6 +334,17 @@ _TORN = "fd = os.open(db + '-shm', os.O_RDWR); m = mmap.mmap(fd, 4096); m[48 + 3
 _RECOVER = "sqlite3.connect(db).execute('SELECT count(*) FROM Cache').fetchone()"  # SQLite rebuilds the header
 
 
+def _warm_double(counter: Counter) -> Any:
+    """Return a memoized ``double`` (counted) whose row for 1 is read from memory, the store's commits held off."""
+    @memo
+    def double(x: int) -> int:
+        counter()
+        return 2 * x
+
+    _warm(double, 1)
+    return double
+
+
 def _in_other_process(db: Path, *code: str) -> None:
     for step in code:
         subprocess.run([sys.executable, "-c", f"import mmap, os, sqlite3, sys\ndb = sys.argv[1]\n{step}", str(db)],
@@ -345,14 +356,8 @@ def test_a_header_sqlite_rebuilt_from_an_empty_log_is_never_kept(cache_dir: Path
     """SQLite's recovery rebuilds the header from the log: from an empty one, always the same bytes (change counter
     0), whatever the index holds. Kept, such a header would read as before after the index had changed and been
     recovered again, and a row deleted in between would be served from memory."""
-    @memo
-    def double(x: int) -> int:
-        counter()
-        return 2 * x
-
-    _warm(double, 1)
-    store = double._store()
-    db = cache_dir / "cache.db"
+    double = _warm_double(counter)
+    store, db = double._store(), cache_dir / "cache.db"
     _in_other_process(db, _EMPTY_LOG, _TORN, _RECOVER)
     for _ in range(3):
         assert double(1) == 2
@@ -373,14 +378,8 @@ def test_a_header_of_the_log_begun_after_such_a_rebuild_is_never_kept(cache_dir:
     """A rebuild from an empty log leaves the salts 0, and a writer that has restarted a log before keeps them when
     it begins the next: its commits make headers that depend on the bytes it writes, not on what the index holds.
     The same first commit after two such rebuilds, around a delete, made the same settled header."""
-    @memo
-    def double(x: int) -> int:
-        counter()
-        return 2 * x
-
-    _warm(double, 1)
-    store = double._store()
-    db = cache_dir / "cache.db"
+    double = _warm_double(counter)
+    store, db = double._store(), cache_dir / "cache.db"
     _in_other_process(db, "c = sqlite3.connect(db, isolation_level=None); c.execute('CREATE TABLE side (v)'); "
                           "c.execute('INSERT INTO side VALUES (1)')")
     clients = []
