@@ -798,7 +798,8 @@ class Store:
                         # read: no header to compare then. (Outside one, every statement on this connection runs to
                         # its end, so each starts a read of the index as it is now.)
                         # Nor one that stands for no single state of the index (see _walmark.settled): copies that
-                        # differ (a writer died between them), or a header SQLite rebuilt from the log.
+                        # differ (a writer died between them), a header SQLite rebuilt from the log, or one of the
+                        # log begun after such a rebuild.
                         self._hot_version = (token, version,
                                              None if con.in_transaction or head is None or not settled(head) else head)
                         if not token.looked:  # this connection has the wal-index mapped now
