@@ -10,7 +10,7 @@ import sys
 import textwrap
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -236,6 +236,18 @@ class Counter:
 @pytest.fixture
 def counter() -> Counter:
     return Counter()
+
+
+def fork_checking(check: Callable[[], bool], fork: Callable[[], int] = os.fork) -> int:
+    """Fork; the child runs ``check`` and exits 0 when it holds, 3 when not, 1 when it raised. Return the pid."""
+    pid = fork()
+    if pid == 0:
+        code = 1
+        try:
+            code = 0 if check() else 3
+        finally:
+            os._exit(code)
+    return pid
 
 
 def settled() -> None:

@@ -28,7 +28,7 @@ from notebook_memo.hashing import content_hash, leaf_digests
 from notebook_memo.stores import _walmark
 from notebook_memo.stores import local as _store
 from notebook_memo.stores.local import close_stores
-from tests.conftest import Counter, Shell, run_kernel, settled
+from tests.conftest import Counter, Shell, fork_checking, run_kernel, settled
 
 # The old reuse window let a record read less than this long ago be served without asking the index;
 # made as long as each test here, so a shortcut of that kind would fail them.
@@ -173,6 +173,17 @@ def _dms_holder(shm: Path) -> int:
     return int(done.stdout)
 
 
+def _read_four_times() -> Any:
+    """Return a memoized ``inc`` whose result for 1 was stored and read back (the index and its files open)."""
+    @memo
+    def inc(x: int) -> int:
+        return x + 1
+
+    for _ in range(4):
+        inc(1)
+    return inc
+
+
 def _descriptors_of(path: Path) -> int:
     count = 0
     for fd in os.listdir("/proc/self/fd"):
@@ -222,12 +233,7 @@ def test_closing_and_using_a_store_again_never_drops_the_locks_sqlite_holds_on_t
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="reads the open files from /proc (Linux)")
 def test_the_index_files_no_connection_uses_are_let_go(cache_dir: Path) -> None:
-    @memo
-    def inc(x: int) -> int:
-        return x + 1
-
-    for _ in range(4):
-        inc(1)
+    inc = _read_four_times()
     assert _descriptors_of(cache_dir) > 0
     close_stores([inc._store().directory])
     gc.collect()  # the connections of threads that ended go with a collection
@@ -259,6 +265,17 @@ def _warm(f: Any, *args: Any) -> None:
     f._store().stop_background()  # its hit counts and access times would move the header now and then
     for _ in range(2):
         f(*args)
+
+
+def _warm_double(counter: Counter) -> Any:
+    """Return a memoized ``double`` (counted) whose row for 1 is read from memory, the store's commits held off."""
+    @memo
+    def double(x: int) -> int:
+        counter()
+        return 2 * x
+
+    _warm(double, 1)
+    return double
 
 
 def _views_of(shm: Path) -> int:
@@ -332,17 +349,6 @@ _EMPTY_LOG = "sqlite3.connect(db, isolation_level=None).execute('PRAGMA wal_chec
 # What a checkpoint killed between the header's two copies leaves: copy 1 differs (here, one byte of its salt).
 _TORN = "fd = os.open(db + '-shm', os.O_RDWR); m = mmap.mmap(fd, 4096); m[48 + 32] = (m[48 + 32] + 1) & 255"
 _RECOVER = "sqlite3.connect(db).execute('SELECT count(*) FROM Cache').fetchone()"  # SQLite rebuilds the header
-
-
-def _warm_double(counter: Counter) -> Any:
-    """Return a memoized ``double`` (counted) whose row for 1 is read from memory, the store's commits held off."""
-    @memo
-    def double(x: int) -> int:
-        counter()
-        return 2 * x
-
-    _warm(double, 1)
-    return double
 
 
 def _in_other_process(db: Path, *code: str) -> None:
@@ -452,12 +458,7 @@ def test_no_view_is_made_while_the_process_maps_another_wal_index_of_the_directo
 
 @_linux_views
 def test_a_view_of_the_header_is_let_go_when_nothing_holds_it(cache_dir: Path) -> None:
-    @memo
-    def inc(x: int) -> int:
-        return x + 1
-
-    for _ in range(4):
-        inc(1)
+    inc = _read_four_times()
     shm = cache_dir / "cache.db-shm"
     assert _views_of(shm) == 1
     for _ in range(50):
@@ -496,18 +497,8 @@ def test_a_hit_asked_inside_a_transaction_pairs_no_header_with_its_snapshots_ver
 
 def test_rows_read_inside_a_transaction_rolled_back_are_not_served_from_memory(cache_dir: Path,
                                                                               counter: Counter) -> None:
-    @memo
-    def double(x: int) -> int:
-        counter()
-        return 2 * x
-
-    for _ in range(4):
-        double(1)
-    settled()
+    double = _warm_double(counter)  # and no commit of the store's own from here on
     store = double._store()
-    store.stop_background()  # no commit of its own from here on
-    double(1)
-    double(1)
     assert store._hot and store._hot_version[0] is store._connection()[1]  # reads now go to memory
     with pytest.raises(RuntimeError), store.transaction():
         assert double(5) == 10 and double(5) == 10 and counter.n == 2  # written, then read back, inside
@@ -530,19 +521,17 @@ def test_a_forked_child_reads_its_own_connections_header(cache_dir: Path, counte
     key = double.make_call((4,), {}).key
     go, went = os.pipe()
     ready, readied = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            os.close(went)
-            os.close(ready)
-            runs = counter.n
-            served = double(4) == 8 and double(4) == 8 and counter.n == runs
-            os.write(readied, b"x")
-            os.read(go, 1)  # the row is deleted now
-            code = 0 if served and double(4) == 8 and counter.n == runs + 1 else 3
-        finally:
-            os._exit(code)
+
+    def in_the_child() -> bool:
+        os.close(went)
+        os.close(ready)
+        runs = counter.n
+        served = double(4) == 8 and double(4) == 8 and counter.n == runs
+        os.write(readied, b"x")
+        os.read(go, 1)  # the row is deleted now
+        return served and double(4) == 8 and counter.n == runs + 1
+
+    pid = fork_checking(in_the_child)
     os.close(go)
     os.close(readied)
     try:

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import diskcache
 import pytest
 
 from notebook_memo import RecursiveCall, memo
-from tests.conftest import ROOT, Counter, worker_env, worker_script
+from tests.conftest import ROOT, Counter, fork_checking, worker_env, worker_script
 
 SCRIPT = """
 @memo(ignore=["seconds", "spin"])
@@ -349,18 +348,6 @@ def _wait_child(pid: int, seconds: float) -> int | None:
     return None
 
 
-def _fork_checking(check: Callable[[], bool], fork: Callable[[], int] = os.fork) -> int:
-    """Fork; the child runs ``check`` and exits 0 when it holds, 3 when not, 1 when it raised. Return the pid."""
-    pid = fork()
-    if pid == 0:
-        code = 1
-        try:
-            code = 0 if check() else 3
-        finally:
-            os._exit(code)
-    return pid
-
-
 def test_a_forked_child_never_uses_its_parents_connections(cache_dir: Path) -> None:
     """SQLite's locks are not inherited: a child writing through its parent's connection could corrupt the index."""
     from notebook_memo.stores import local as _store
@@ -377,7 +364,7 @@ def test_a_forked_child_never_uses_its_parents_connections(cache_dir: Path) -> N
         mine = (f._store()._connection()[0], _store.connection(store.directory))
         return served and all(a is not b for a, b in zip(mine, parents))
 
-    assert _wait_child(_fork_checking(own_connections), 60) == 0
+    assert _wait_child(fork_checking(own_connections), 60) == 0
 
 
 @pytest.mark.skipif(not hasattr(os, "fork") or sys.platform != "linux", reason="forks through libc")
@@ -400,7 +387,7 @@ def test_a_child_forked_without_pythons_fork_hooks_still_opens_connections_of_it
         mine = (store._connection()[0], _store.connection(store.directory))
         return all(a is not b for a, b in zip(mine, parents))
 
-    pid = _fork_checking(own_connections, ctypes.CDLL(None, use_errno=True).fork)
+    pid = fork_checking(own_connections, ctypes.CDLL(None, use_errno=True).fork)
     assert pid > 0
     assert _wait_child(pid, 60) == 0
 
@@ -427,7 +414,7 @@ def test_forks_while_another_thread_keeps_closing_the_store_never_leave_a_child_
     failed = []
     try:
         for _ in range(300):
-            status = _wait_child(_fork_checking(lambda: f(1) == 2 and f(1) == 2), 20)
+            status = _wait_child(fork_checking(lambda: f(1) == 2 and f(1) == 2), 20)
             if status != 0:
                 failed.append(status)
                 break  # one is enough (a hung child costs the whole wait)
@@ -459,7 +446,7 @@ def test_forked_children_use_the_cache_while_parent_threads_are_inside_it() -> N
         for n in range(40):
             time.sleep(0.005 * (n % 5))
             # The child: the cache must just work.
-            pid = _fork_checking(lambda n=n: square(10**6 + n) == [(10**6 + n) ** 2] * 50 == square(10**6 + n))
+            pid = fork_checking(lambda n=n: square(10**6 + n) == [(10**6 + n) ** 2] * 50 == square(10**6 + n))
             statuses.append(_wait_child(pid, 30))
     finally:
         stop.set()
@@ -491,7 +478,7 @@ def test_forked_children_use_the_cache_while_the_background_thread_checkpoints()
         for n in range(60):
             cube(n)  # something to copy from the log
             # The child: SQLite must not be left locked by the parent's checkpoint.
-            pid = _fork_checking(lambda n=n: cube(10**6 + n) == (10**6 + n) ** 3)
+            pid = fork_checking(lambda n=n: cube(10**6 + n) == (10**6 + n) ** 3)
             statuses.append(_wait_child(pid, 20))
     finally:
         stop.set()
@@ -511,7 +498,7 @@ def test_a_forked_child_renews_the_leases_it_takes(tmp_path: Path, monkeypatch: 
 
     parent = os.getpid()
     work(0)  # the parent has used the cache (and started its background thread) before forking
-    pid = _fork_checking(lambda: work(1) == 2)
+    pid = fork_checking(lambda: work(1) == 2)
     _wait_for(tmp_path / "log.txt", f"start {pid}")
     assert work(1) == 2
     assert _wait_child(pid, 60) == 0

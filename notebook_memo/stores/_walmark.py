@@ -97,6 +97,23 @@ def settled(header: bytes) -> bool:
     return header[:COPY] == header[COPY:] and header[8:12] != _ZERO_COUNTER and header[32:40] != _ZERO_SALTS
 
 
+def _mappings(near: bytes) -> list[tuple[int, int, bytes, int, int, int, bytes]]:
+    """Return this process's mappings at offset 0 of a file: (start, end, permissions, device major, minor,
+    inode, name); only those whose line holds ``near`` (a cheap first filter) are parsed."""
+    found = []
+    with open("/proc/self/maps", "rb") as maps:
+        for line in maps:
+            if near not in line:
+                continue
+            fields = line.split(maxsplit=5)
+            if len(fields) < 6 or int(fields[2], 16) != 0:
+                continue
+            start, end = (int(part, 16) for part in fields[0].split(b"-"))
+            major, minor = (int(part, 16) for part in fields[3].split(b":"))
+            found.append((start, end, fields[1], major, minor, int(fields[4]), fields[5].rstrip(b"\n")))
+    return found
+
+
 def _wal_index_mappings(directory: bytes) -> list[tuple[int, bytes, int, int, int]]:
     """Return SQLite's mappings of a wal-index in ``directory``: (start, name, device major, minor, inode).
 
@@ -104,23 +121,8 @@ def _wal_index_mappings(directory: bytes) -> list[tuple[int, bytes, int, int, in
     region long, deleted ones included (their names end in `` (deleted)``): our own views (read-only, one page)
     are left out.
     """
-    found = []
-    with open("/proc/self/maps", "rb") as maps:
-        for line in maps:
-            if b"-shm" not in line:
-                continue
-            fields = line.split(maxsplit=5)
-            if len(fields) < 6 or int(fields[2], 16) != 0 or fields[1] != b"rw-s":
-                continue
-            name = fields[5].rstrip(b"\n")
-            if name.rsplit(b"/", 1)[0] != directory:
-                continue
-            start, end = (int(part, 16) for part in fields[0].split(b"-"))
-            if end - start < _REGION:
-                continue
-            major, minor = (int(part, 16) for part in fields[3].split(b":"))
-            found.append((start, name, major, minor, int(fields[4])))
-    return found
+    return [(start, name, major, minor, inode) for start, end, mode, major, minor, inode, name in _mappings(b"-shm")
+            if mode == b"rw-s" and name.rsplit(b"/", 1)[0] == directory and end - start >= _REGION]
 
 
 def header_view(con: sqlite3.Connection, directory: str, index: tuple[int, int] | None) -> HeaderView | None:
@@ -171,13 +173,6 @@ def header_view(con: sqlite3.Connection, directory: str, index: tuple[int, int] 
 
 def _mapping_at(address: int) -> tuple[int, int, int] | None:
     """Return (device major, minor, inode) of the file mapped at offset 0 from ``address``, or None."""
-    prefix = b"%x-" % address
-    with open("/proc/self/maps", "rb") as maps:
-        for line in maps:
-            if line.startswith(prefix):
-                fields = line.split(maxsplit=5)
-                if int(fields[2], 16) != 0:
-                    return None
-                major, minor = (int(part, 16) for part in fields[3].split(b":"))
-                return major, minor, int(fields[4])
-    return None
+    found = [(major, minor, inode) for start, _, _, major, minor, inode, _ in _mappings(b"%x-" % address)
+             if start == address]
+    return found[0] if found else None

@@ -669,11 +669,7 @@ class Store:
         self._thread.__dict__.pop("named", None)  # its token, and the token's view of the wal-index header
 
     def _index_ident(self) -> tuple[int, int] | None:
-        try:
-            st = os.stat(os.path.join(self.directory, _DB_NAME))
-        except OSError:
-            return None
-        return st.st_dev, st.st_ino
+        return _file_ident(os.path.join(self.directory, _DB_NAME))
 
     def _handles(self) -> tuple[diskcache.Cache, diskcache.Cache]:
         self._checked = time.monotonic()
