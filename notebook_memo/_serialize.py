@@ -797,12 +797,35 @@ def load_file(header: Header, directory: str, signer: Signer | None, use_mmap: b
     return loads(pickle_part, buffers)
 
 
+_HUGE_PAGE = 2 << 20
+_HUGE_MIN = 4 << 20  # buffers this large get memory of their own, starting on a huge page
+_HUGE_ADVICE: int | None = getattr(mmap, "MADV_HUGEPAGE", None) if sys.platform == "linux" else None
+
+
 def _empty_buffer(n: int) -> Any:
-    """Return writable memory for ``n`` bytes, not zero-filled when numpy can provide it."""
+    """Return writable memory for ``n`` bytes, not zero-filled when numpy can provide it.
+
+    Large buffers start on a 2 MiB boundary, in a private mapping marked for huge pages: every page of
+    them is then faulted in 2 MiB at a time. (malloc's memory starts just past a 4 KiB page, so the
+    first and last 2 MiB of it come in 4 KiB faults: 1 to 3 ms of a 256 MiB load's 40 here.)
+    """
     np = sys.modules.get("numpy")
-    if np is not None and n >= 1 << 20:
-        return np.empty(n, dtype=np.uint8)  # the read fills it: no memset first
-    return bytearray(n)
+    if np is None or n < 1 << 20:
+        return bytearray(n)
+    if n >= _HUGE_MIN and _HUGE_ADVICE is not None:
+        try:
+            # Private and anonymous: memory like malloc's (copied on fork), unmapped when the last array
+            # made over it goes. The whole mapping is advised, so that it stays one mapping.
+            mapped = mmap.mmap(-1, n + _HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        except OSError:
+            return np.empty(n, dtype=np.uint8)
+        with contextlib.suppress(OSError):  # a kernel without huge pages refuses the hint: the memory is fine
+            mapped.madvise(_HUGE_ADVICE)
+        start = -np.frombuffer(mapped, dtype=np.uint8, count=1).ctypes.data % _HUGE_PAGE
+        # Over a memoryview, not a slice of another array: arrays made over this one then hold it (numpy
+        # would pass a slice by, to the array it was cut from).
+        return np.frombuffer(memoryview(mapped)[start:start + n], dtype=np.uint8)
+    return np.empty(n, dtype=np.uint8)  # the read fills it: no memset first
 
 
 def writable_copy(buf: memoryview) -> Any:

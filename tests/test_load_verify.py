@@ -8,6 +8,7 @@ again.
 
 from __future__ import annotations
 
+import gc
 import os
 import warnings
 from collections.abc import Callable
@@ -18,7 +19,7 @@ import pytest
 
 from notebook_memo import StorageWarning, configure, memo
 from notebook_memo._serialize import _READ_CHUNK, dumps
-from tests.conftest import Counter
+from tests.conftest import Counter, fork_checking
 
 REFUSED = ("checksum mismatch", "signature mismatch")
 
@@ -109,3 +110,58 @@ def test_a_mapped_payload_damaged_after_its_check_is_refused_though_its_mtime_is
     value, caught = _call_noting_warnings(pair)
     assert counter.n == 2 and _same(value)
     assert any(reason in message for message in caught for reason in REFUSED), caught
+
+
+_HUGE_PAGE = 2 << 20
+
+
+def _thp_mode() -> str | None:
+    try:
+        modes = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+    except OSError:
+        return None
+    return modes[modes.index("[") + 1:modes.index("]")]
+
+
+def _huge_page_eligible(address: int) -> bool:
+    """Whether the kernel may back the mapping holding ``address`` with huge pages (smaps' THPeligible)."""
+    inside = False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split(maxsplit=1)[0]
+        if "-" in head and not head.endswith(":"):
+            start, end = (int(part, 16) for part in head.split("-"))
+            inside = start <= address < end
+        elif inside and head == "THPeligible:":
+            return line.split()[1] == "1"
+    return False
+
+
+@pytest.mark.skipif(_thp_mode() is None, reason="no transparent huge pages on this system")
+def test_a_large_payload_is_read_into_memory_that_starts_on_a_huge_page(counter: Counter) -> None:
+    # The read fills fresh memory: on a 2 MiB boundary, and marked for huge pages where the kernel
+    # takes the hint, every page of it is faulted in 2 MiB at a time (malloc's memory starts 16 bytes
+    # past a page, so its first and last 2 MiB come in 4 KiB faults, about a millisecond more per load).
+    rng = np.random.default_rng(3)
+    value = [rng.random((6 << 20) // 8 + 7), np.arange(5 << 20, dtype=np.uint8)]
+
+    @memo
+    def arrays() -> list[np.ndarray]:
+        counter()
+        return value
+
+    arrays()
+    arrays._store().forget()
+    loaded = arrays()
+    assert counter.n == 1 and all(np.array_equal(got, want) for got, want in zip(loaded, value))
+    for got in loaded:
+        assert got.ctypes.data % _HUGE_PAGE == 0
+        if _thp_mode() in ("always", "madvise"):
+            assert _huge_page_eligible(got.ctypes.data)
+    # The user's arrays: writable, and their memory theirs for as long as they hold them.
+    first = loaded[0]
+    del loaded
+    gc.collect()
+    first[:] = 1.5
+    assert float(first.sum()) == 1.5 * first.size
+    pid = fork_checking(lambda: bool(np.all(first == 1.5)))
+    assert os.waitpid(pid, 0)[1] == 0
