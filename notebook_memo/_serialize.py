@@ -804,6 +804,11 @@ _HUGE_PAGE = 2 << 20
 # it, malloc maps fresh memory for each buffer too (glibc's largest mmap threshold on 64 bits).
 _HUGE_MIN = 32 << 20
 _HUGE_ADVICE: int | None = getattr(mmap, "MADV_HUGEPAGE", None) if sys.platform == "linux" else None
+try:
+    from _tracemalloc import is_tracing as _tracing  # what tracemalloc.is_tracing calls, without its imports
+except ImportError:  # pragma: no cover (an interpreter without it)
+    def _tracing() -> bool:
+        return False
 
 
 def _empty_buffer(n: int) -> Any:
@@ -816,16 +821,19 @@ def _empty_buffer(n: int) -> Any:
     np = sys.modules.get("numpy")
     if np is None or n < 1 << 20:
         return bytearray(n)
-    if n > _HUGE_MIN and _HUGE_ADVICE is not None:
+    # While tracemalloc traces, numpy's memory (which numpy reports to it) rather than a mapping it never sees.
+    if n > _HUGE_MIN and _HUGE_ADVICE is not None and not _tracing():
         try:
             # Private and anonymous: memory like malloc's (copied on fork), unmapped when the last array
-            # made over it goes. The whole mapping is advised, so that it stays one mapping.
+            # made over it goes.
             mapped = mmap.mmap(-1, n + _HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         except OSError:
             return np.empty(n, dtype=np.uint8)
-        with contextlib.suppress(OSError):  # a kernel without huge pages refuses the hint: the memory is fine
-            mapped.madvise(_HUGE_ADVICE)
         start = -np.frombuffer(mapped, dtype=np.uint8, count=1).ctypes.data % _HUGE_PAGE
+        # The huge pages the buffer fills; a tail that fills none is left to small pages, as in malloc's
+        # memory (a huge page there would take up to 2 MiB that no byte uses).
+        with contextlib.suppress(OSError):  # a kernel without huge pages refuses the hint: the memory is fine
+            mapped.madvise(_HUGE_ADVICE, start, n - n % _HUGE_PAGE)
         # Over a memoryview, not a slice of another array: arrays made over this one then hold it (numpy
         # would pass a slice by, to the array it was cut from).
         return np.frombuffer(memoryview(mapped)[start:start + n], dtype=np.uint8)

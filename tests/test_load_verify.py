@@ -8,8 +8,11 @@ again.
 
 from __future__ import annotations
 
+import ctypes
 import gc
+import mmap
 import os
+import tracemalloc
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -166,3 +169,68 @@ def test_a_large_payload_is_read_into_memory_that_starts_on_a_huge_page(counter:
     assert float(first.sum()) == 1.5 * first.size
     pid = fork_checking(lambda: bool(np.all(first == 1.5)))
     assert os.waitpid(pid, 0)[1] == 0
+
+
+def _mapping_of(array: np.ndarray) -> tuple[int, int]:
+    """Return the address range of the ``mmap`` an array's memory lies in, following its bases."""
+    held: object = array
+    while not isinstance(held, mmap.mmap):
+        held = held.obj if isinstance(held, memoryview) else held.base  # type: ignore[attr-defined]
+        assert held is not None, "the array's memory is not a mapping of its own"
+    start = np.frombuffer(held, dtype=np.uint8, count=1).ctypes.data
+    return start, start + len(held)
+
+
+def _resident(start: int, end: int) -> int:
+    """Return how many bytes of [start, end) are in memory (mincore: any mappings, merged or split)."""
+    page = mmap.PAGESIZE
+    low, high = start - start % page, -(-end // page) * page
+    pages = (high - low) // page
+    vector = (ctypes.c_ubyte * pages)()
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    assert libc.mincore(low, high - low, vector) == 0, os.strerror(ctypes.get_errno())
+    return sum(byte & 1 for byte in vector) * page
+
+
+@pytest.mark.skipif(_thp_mode() is None, reason="no transparent huge pages on this system")
+def test_a_large_payload_takes_no_more_memory_than_its_bytes(counter: Counter) -> None:
+    # A huge page over the buffer's last bytes would take up to 2 MiB that no byte of it uses: the tail
+    # that does not fill one is left to small pages, as malloc's memory would have it. (Where the kernel
+    # grants no huge page, each 4 KiB page is faulted alone and this holds either way.)
+    value = np.random.default_rng(4).random((33 << 20) // 8 + 7)  # 33 MiB and 56 bytes
+
+    @memo
+    def array() -> np.ndarray:
+        counter()
+        return value
+
+    array()
+    array._store().forget()
+    loaded = array()
+    assert counter.n == 1 and np.array_equal(loaded, value)
+    start, end = _mapping_of(loaded)
+    resident = _resident(start, end)
+    assert value.nbytes <= resident <= value.nbytes + 2 * mmap.PAGESIZE, (resident, value.nbytes)
+
+
+def test_tracemalloc_counts_the_memory_of_large_loaded_values(counter: Counter) -> None:
+    # numpy tells tracemalloc of its allocations; a mapping of our own would be memory it never sees.
+    value = np.random.default_rng(5).random((33 << 20) // 8 + 7)
+
+    @memo
+    def array() -> np.ndarray:
+        counter()
+        return value
+
+    array()
+    array._store().forget()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        loaded = array()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert counter.n == 1 and np.array_equal(loaded, value)
+    assert grown >= value.nbytes, grown
