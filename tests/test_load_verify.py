@@ -16,6 +16,7 @@ import tracemalloc
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -139,6 +140,18 @@ def _huge_page_eligible(address: int) -> bool:
     return False
 
 
+def _stored(counter: Counter, value: Any) -> Callable[[], Any]:
+    """Return a memoized function of ``value``, called once and then forgotten: its next call reads the file."""
+    @memo
+    def stored() -> Any:
+        counter()
+        return value
+
+    stored()
+    stored._store().forget()
+    return stored
+
+
 @pytest.mark.skipif(_thp_mode() is None, reason="no transparent huge pages on this system")
 def test_a_large_payload_is_read_into_memory_that_starts_on_a_huge_page(counter: Counter) -> None:
     # The read fills fresh memory: on a 2 MiB boundary, and marked for huge pages where the kernel
@@ -147,15 +160,7 @@ def test_a_large_payload_is_read_into_memory_that_starts_on_a_huge_page(counter:
     rng = np.random.default_rng(3)
     # Both larger than malloc's largest heap allocation (32 MiB), which come from fresh memory either way.
     value = [rng.random((33 << 20) // 8 + 7), np.arange(36 << 20, dtype=np.uint8)]
-
-    @memo
-    def arrays() -> list[np.ndarray]:
-        counter()
-        return value
-
-    arrays()
-    arrays._store().forget()
-    loaded = arrays()
+    loaded = _stored(counter, value)()
     assert counter.n == 1 and all(np.array_equal(got, want) for got, want in zip(loaded, value))
     for got in loaded:
         assert got.ctypes.data % _HUGE_PAGE == 0
@@ -171,12 +176,13 @@ def test_a_large_payload_is_read_into_memory_that_starts_on_a_huge_page(counter:
     assert os.waitpid(pid, 0)[1] == 0
 
 
-def _mapping_of(array: np.ndarray) -> tuple[int, int]:
-    """Return the address range of the ``mmap`` an array's memory lies in, following its bases."""
+def _memory_of(array: np.ndarray) -> tuple[int, int]:
+    """Return the address range of the ``mmap`` an array's memory lies in (following its bases), or its own."""
     held: object = array
     while not isinstance(held, mmap.mmap):
-        held = held.obj if isinstance(held, memoryview) else held.base  # type: ignore[attr-defined]
-        assert held is not None, "the array's memory is not a mapping of its own"
+        held = held.obj if isinstance(held, memoryview) else getattr(held, "base", None)
+        if held is None:  # malloc's memory
+            return array.ctypes.data, array.ctypes.data + array.nbytes
     start = np.frombuffer(held, dtype=np.uint8, count=1).ctypes.data
     return start, start + len(held)
 
@@ -199,17 +205,9 @@ def test_a_large_payload_takes_no_more_memory_than_its_bytes(counter: Counter) -
     # that does not fill one is left to small pages, as malloc's memory would have it. (Where the kernel
     # grants no huge page, each 4 KiB page is faulted alone and this holds either way.)
     value = np.random.default_rng(4).random((33 << 20) // 8 + 7)  # 33 MiB and 56 bytes
-
-    @memo
-    def array() -> np.ndarray:
-        counter()
-        return value
-
-    array()
-    array._store().forget()
-    loaded = array()
+    loaded = _stored(counter, value)()
     assert counter.n == 1 and np.array_equal(loaded, value)
-    start, end = _mapping_of(loaded)
+    start, end = _memory_of(loaded)
     resident = _resident(start, end)
     assert value.nbytes <= resident <= value.nbytes + 2 * mmap.PAGESIZE, (resident, value.nbytes)
 
@@ -217,14 +215,7 @@ def test_a_large_payload_takes_no_more_memory_than_its_bytes(counter: Counter) -
 def test_tracemalloc_counts_the_memory_of_large_loaded_values(counter: Counter) -> None:
     # numpy tells tracemalloc of its allocations; a mapping of our own would be memory it never sees.
     value = np.random.default_rng(5).random((33 << 20) // 8 + 7)
-
-    @memo
-    def array() -> np.ndarray:
-        counter()
-        return value
-
-    array()
-    array._store().forget()
+    array = _stored(counter, value)
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
