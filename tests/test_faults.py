@@ -84,6 +84,38 @@ def test_a_damaged_index_is_set_aside_once_and_caching_works_again(cache_dir: Pa
     assert third["runs"] == 0 and third["warnings"] == []
 
 
+
+def test_two_indexes_set_aside_in_the_same_second_are_both_kept(cache_dir: Path, counter: Counter,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # A set-aside index is named by the second and the process: a second one within that second (a
+    # kernel whose fresh index is damaged again at once) must not replace the first, nor leave the
+    # first's log beside it, where SQLite would replay that log into the second.
+    monkeypatch.setattr(time, "strftime", lambda *args: "20261206-120000")
+
+    @memo
+    def f(k: int) -> int:
+        counter()
+        return k
+
+    store = f._store()
+    for round_ in range(2):
+        f(round_)
+        store.settle()  # the record committed to this index, not left for the next
+        assert (cache_dir / "cache.db-wal").exists()
+        store._set_aside(sqlite3.DatabaseError(f"damaged, round {round_}"))
+    moved = sorted(cache_dir.glob("cache.db.damaged-*"))
+    mains = [path for path in moved if not path.name.endswith(("-wal", "-shm"))]
+    assert len(mains) == 2, moved
+    for main in mains:  # each log beside the index it came with: its first record is that round's
+        con = sqlite3.connect(f"file:{main}?mode=ro", uri=True)
+        try:
+            rows = con.execute("SELECT count(*) FROM Cache WHERE typeof(value) = 'blob'").fetchone()[0]
+        finally:
+            con.close()
+        assert rows == 1, (main, rows)
+    assert f(5) == 5 and counter.n == 3  # and caching goes on in a fresh index
+
+
 SHRUNK = """
 import json, os, shutil, sys, warnings
 from notebook_memo import memo

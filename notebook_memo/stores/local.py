@@ -639,7 +639,14 @@ class Store:
     def _set_aside(self, exc: BaseException) -> None:
         """Move a damaged index out of the way (with one warning saying where) so a fresh one can start."""
         self._close_handles()
-        aside = os.path.join(self.directory, f"{_DB_NAME}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+        # Named by the second and the process, and numbered when that name is taken (another set aside within
+        # the second): never over an earlier one, whose log SQLite would otherwise replay into this index.
+        named = aside = os.path.join(self.directory, f"{_DB_NAME}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-"
+                                                     f"{os.getpid()}")
+        number = 1
+        while any(os.path.lexists(aside + suffix) for suffix in ("", "-wal", "-shm")):
+            number += 1
+            aside = f"{named}-{number}"
         for suffix in ("", "-wal", "-shm"):
             with contextlib.suppress(FileNotFoundError):
                 os.replace(os.path.join(self.directory, _DB_NAME + suffix), aside + suffix)
