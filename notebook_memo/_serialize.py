@@ -814,9 +814,10 @@ except ImportError:  # pragma: no cover (an interpreter without it)
 def _empty_buffer(n: int) -> Any:
     """Return writable memory for ``n`` bytes, not zero-filled when numpy can provide it.
 
-    Large buffers start on a 2 MiB boundary, in a private mapping marked for huge pages: every page of
-    them is then faulted in 2 MiB at a time. (malloc's memory starts just past a 4 KiB page, so the
-    first and last 2 MiB of it come in 4 KiB faults: about 1.5 ms of a 256 MiB load's 40 here.)
+    Large buffers start on a 2 MiB boundary, in a private mapping marked for huge pages over the 2 MiB
+    pages they fill, which are then faulted in 2 MiB at a time. (malloc's memory starts just past a
+    4 KiB page, so the parts of it before its first and after its last 2 MiB boundary, 2 MiB together,
+    come in 4 KiB faults: about 1.5 ms of a 256 MiB load's 40 here.)
     """
     np = sys.modules.get("numpy")
     if np is None or n < 1 << 20:

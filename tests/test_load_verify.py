@@ -156,7 +156,8 @@ def _stored(counter: Counter, value: Any) -> Callable[[], Any]:
 def test_a_large_payload_is_read_into_memory_that_starts_on_a_huge_page(counter: Counter) -> None:
     # The read fills fresh memory: on a 2 MiB boundary, and marked for huge pages where the kernel
     # takes the hint, every page of it is faulted in 2 MiB at a time (malloc's memory starts 16 bytes
-    # past a page, so its first and last 2 MiB come in 4 KiB faults, about a millisecond more per load).
+    # past a page, so its parts before the first and after the last 2 MiB boundary, 2 MiB together, come
+    # in 4 KiB faults, about a millisecond more per load).
     rng = np.random.default_rng(3)
     # Both larger than malloc's largest heap allocation (32 MiB), which come from fresh memory either way.
     value = [rng.random((33 << 20) // 8 + 7), np.arange(36 << 20, dtype=np.uint8)]
