@@ -452,8 +452,9 @@ def test_no_view_is_made_while_the_process_maps_another_wal_index_of_the_directo
         aside.close()
     store = double._store()
     con = store._connection()[0]
-    assert _walmark.header_view(con, store.directory, store._ident) is not None  # the only one again
-    assert _walmark.header_view(con, store.directory, (0, 0)) is None  # not the index file the store opened
+    index = os.path.join(store.directory, "cache.db")
+    assert _walmark.header_view(con, index, store._ident) is not None  # the only one again
+    assert _walmark.header_view(con, index, (0, 0)) is None  # not the index file the store opened
 
 
 @_linux_views

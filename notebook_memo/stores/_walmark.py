@@ -125,16 +125,16 @@ def _wal_index_mappings(directory: bytes) -> list[tuple[int, bytes, int, int, in
             if mode == b"rw-s" and name.rsplit(b"/", 1)[0] == directory and end - start >= _REGION]
 
 
-def header_view(con: sqlite3.Connection, directory: str, index: tuple[int, int] | None) -> HeaderView | None:
+def header_view(con: sqlite3.Connection, path: str, index: tuple[int, int] | None) -> HeaderView | None:
     """Return a view of the wal-index header of ``con``'s index, or None where none can be made soundly.
 
     Call it right after ``con`` read (so SQLite has the wal-index mapped); ``index`` is the (device, inode)
-    of the index file the store opened in ``directory``. The view is the connection's while it is open.
+    of the index file the store opened at ``path``. The view is the connection's while it is open.
     """
     if _libc is None or index is None:
         return None
-    real = os.path.realpath(directory)
-    db = os.path.join(real, "cache.db")
+    real = os.path.realpath(os.path.dirname(path))
+    db = os.path.join(real, os.path.basename(path))
     shm = db + "-shm"
     try:
         # The file the connection opened, as SQLite named it then (links resolved): not the one the directory's

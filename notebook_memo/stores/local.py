@@ -96,6 +96,8 @@ _QUEUE_MOST = 256
 _QUEUE_QUIET, _QUEUE_OLDEST = 0.02, 0.25
 _ARRIVE_LATER = 4 << 20  # a remote payload this large is served from memory while its local copy is made
 _NOW: Any = object()  # put()'s signer not given: the configured secret's, as of the call
+_INDEX_FILES = ("", "-wal", "-shm")  # what cache.db is, with the log and wal-index SQLite keeps beside it
+_NO_VERSION = (None, 0, None)  # Store._hot_version before any read: no connection, version or header
 
 
 @dataclass(slots=True)
@@ -584,7 +586,7 @@ class Store:
         self._hot: dict[str, tuple[tuple[Any, ...], StoredRecord]] = {}
         # The connection (its token) whose data_version they were read at, that version, and the wal-index header
         # read just before it (None: unknown): while the header reads the same, so does the version (see _walmark).
-        self._hot_version: tuple[_Token | None, int, bytes | None] = (None, 0, None)
+        self._hot_version: tuple[_Token | None, int, bytes | None] = _NO_VERSION
         self._thread = threading.local()  # this thread's connection, and the token that names it
         # Records verified here, with the row bytes they came from: a later read of the same bytes
         # (a cell run again) skips decoding and verifying them again.
@@ -605,7 +607,7 @@ class Store:
 
     # -- opening, and reopening when the directory was removed ------------------------------
     def _open(self) -> None:
-        self._hot, self._hot_version = {}, (None, 0, None)
+        self._hot, self._hot_version = {}, _NO_VERSION
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
         self._write_marker()
         self._close_handles()
@@ -644,10 +646,10 @@ class Store:
         named = aside = os.path.join(self.directory, f"{_DB_NAME}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-"
                                                      f"{os.getpid()}")
         number = 1
-        while any(os.path.lexists(aside + suffix) for suffix in ("", "-wal", "-shm")):
+        while any(os.path.lexists(aside + suffix) for suffix in _INDEX_FILES):
             number += 1
             aside = f"{named}-{number}"
-        for suffix in ("", "-wal", "-shm"):
+        for suffix in _INDEX_FILES:
             with contextlib.suppress(FileNotFoundError):
                 os.replace(os.path.join(self.directory, _DB_NAME + suffix), aside + suffix)
         warn_once(f"damaged-index:{self.directory}", f"the cache index {os.path.join(self.directory, _DB_NAME)} "
@@ -808,8 +810,8 @@ class Store:
                         if not token.looked:  # this connection has the wal-index mapped now
                             token.looked = True
                             # Of the index file this connection opened, when that is the one the store opened.
-                            token.view = header_view(con, self.directory, token.index if token.index == self._ident
-                                                     else None)
+                            token.view = header_view(con, os.path.join(self.directory, _DB_NAME),
+                                                     token.index if token.index == self._ident else None)
                 if hot is not None:
                     found = hot[0]
                 elif probe:
@@ -1775,7 +1777,7 @@ class Store:
         with gate:
             self.close_thread_connections()
         self._hot, self._seen = {}, {}
-        self._hot_version = (None, 0, None)
+        self._hot_version = _NO_VERSION
 
 
 class _Token:
