@@ -11,6 +11,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -21,6 +22,7 @@ import pytest
 
 from notebook_memo import StorageWarning, configure, memo
 from notebook_memo._inventory import Inventory
+from notebook_memo.stores.local import connection
 from tests.conftest import ROOT, Counter, settled
 
 
@@ -115,6 +117,80 @@ def test_two_indexes_set_aside_in_the_same_second_are_both_kept(cache_dir: Path,
         assert rows == 1, (main, rows)
     assert f(5) == 5 and counter.n == 3  # and caching goes on in a fresh index
 
+
+
+def test_a_thread_reopening_the_index_while_it_is_set_aside_opens_the_fresh_one(
+        cache_dir: Path, counter: Counter, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The damaged index's three files move one by one. Another thread of the kernel (the background
+    # one, or a thread running a memoized call) that reopened the index meanwhile had the damaged one
+    # open with its log moved from under it, and left it as the store's: reads then failed.
+    @memo
+    def f(k: int) -> int:
+        counter()
+        return k
+
+    store = f._store()
+    f(0)
+    store.settle()
+    others: list[threading.Thread] = []
+    replace = os.replace
+
+    def replace_while_another_thread_reads(source: str, target: str) -> None:
+        if not others:  # before the first file moves, another thread reads (and waits while it must)
+            others.append(threading.Thread(target=lambda: store.reader))
+            others[0].start()
+            others[0].join(0.5)
+        replace(source, target)
+
+    monkeypatch.setattr(os, "replace", replace_while_another_thread_reads)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        store._set_aside(sqlite3.DatabaseError("damaged"))
+        others[0].join()
+        assert f(1) == 1 and f(1) == 1 and counter.n == 2  # computed once, then read from the fresh index
+        store.settle()
+    assert [str(w.message) for w in caught if "damaged" not in str(w.message)] == []
+    con = sqlite3.connect(f"file:{cache_dir / 'cache.db'}?mode=ro", uri=True)
+    try:
+        rows = con.execute("SELECT count(*) FROM Cache WHERE typeof(value) = 'blob'").fetchone()[0]
+    finally:
+        con.close()
+    assert rows == 1  # f(1), in the fresh index
+
+
+def test_a_connection_opened_as_the_index_is_set_aside_reads_the_fresh_index(cache_dir: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # SQLite opens the log and its shared memory by name at a connection's first read, not when it
+    # connects. A connection to the damaged index made just before it was set aside then read the fresh
+    # index's log beside the damaged index's file: a disk I/O error (what a background thread's check
+    # met when a kernel set its index aside).
+    @memo
+    def f(k: int) -> int:
+        return k
+
+    store = f._store()
+    for k in range(5):
+        f(k)
+    store.settle()
+    store.close_thread_connections()  # the next statement of this thread opens its connection anew
+    connect, set_aside = sqlite3.connect, []
+
+    def connect_then_set_aside(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        con = connect(*args, **kwargs)
+        if not set_aside:  # the first connection: the index is set aside and a fresh one fills before it reads
+            set_aside.append(True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", StorageWarning)
+                store._set_aside(sqlite3.DatabaseError("damaged"))
+            for k in (100, 101):
+                f(k)
+            store.settle()
+        return con
+
+    monkeypatch.setattr(sqlite3, "connect", connect_then_set_aside)
+    con = connection(store.directory)
+    assert set_aside
+    assert con.execute("SELECT count(*) FROM Cache WHERE typeof(value) = 'blob'").fetchone()[0] == 2
 
 SHRUNK = """
 import json, os, shutil, sys, warnings

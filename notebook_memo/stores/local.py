@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import functools
 import itertools
 import math
@@ -360,17 +361,33 @@ def connection(directory: str) -> sqlite3.Connection:
     held = cache.get(directory)
     if held is not None and held[0] == os.getpid() and held[1] == ident:
         return held[2]
-    con = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
-    # As diskcache's own connections: in WAL mode a commit need not wait for the disk (a crash may
-    # lose the last commits, never consistency); leases and access times are written here. Nor does a
-    # commit here checkpoint the log (SQLite's default, past 1,000 pages): the background thread does.
-    con.execute("PRAGMA synchronous = NORMAL")
-    con.execute(f"PRAGMA wal_autocheckpoint = {_WAL_BACKSTOP}")
-    # Never through a memory map (see _open_handles); as many pages kept as diskcache's connections keep.
-    con.execute("PRAGMA mmap_size = 0")
-    con.execute(f"PRAGMA cache_size = {diskcache.DEFAULT_SETTINGS['sqlite_cache_size']}")
-    cache[directory] = (os.getpid(), ident, con)
-    return con
+    for _attempt in range(3):
+        con = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+        try:
+            # As diskcache's own connections: in WAL mode a commit need not wait for the disk (a crash may
+            # lose the last commits, never consistency); leases and access times are written here. Nor does a
+            # commit here checkpoint the log (SQLite's default, past 1,000 pages): the background thread does.
+            con.execute("PRAGMA synchronous = NORMAL")
+            con.execute(f"PRAGMA wal_autocheckpoint = {_WAL_BACKSTOP}")
+            # Never through a memory map (see _open_handles); as many pages kept as diskcache's connections keep.
+            con.execute("PRAGMA mmap_size = 0")
+            con.execute(f"PRAGMA cache_size = {diskcache.DEFAULT_SETTINGS['sqlite_cache_size']}")
+            # SQLite opens the log and its shared memory by name at the first read: the index set aside
+            # meanwhile (another thread, another kernel), they would be the fresh index's beside the damaged
+            # one's file, and every read a disk I/O error. So: read once, then check the name is still its.
+            con.execute("PRAGMA schema_version").fetchone()
+            opened = _file_ident(path)
+        except BaseException:
+            con.close()
+            raise
+        if opened == ident:
+            cache[directory] = (os.getpid(), ident, con)
+            return con
+        con.close()
+        if opened is None:
+            raise FileNotFoundError(errno.ENOENT, "the cache index was moved while it was opened", path)
+        ident = opened
+    raise sqlite3.OperationalError(f"the cache index {path} was replaced each time it was opened")
 
 
 def _renew_access_times(con: sqlite3.Connection, rows: dict[str, int]) -> float:
@@ -639,24 +656,28 @@ class Store:
         self._reader = _Index(self.directory, eviction_policy="none", **common)
 
     def _set_aside(self, exc: BaseException) -> None:
-        """Move a damaged index out of the way (with one warning saying where) so a fresh one can start."""
-        self._close_handles()
-        # Named by the second and the process, and numbered when that name is taken (another set aside within
-        # the second): never over an earlier one, whose log SQLite would otherwise replay into this index.
-        named = aside = os.path.join(self.directory, f"{_DB_NAME}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-"
-                                                     f"{os.getpid()}")
-        number = 1
-        while any(os.path.lexists(aside + suffix) for suffix in _INDEX_FILES):
-            number += 1
-            aside = f"{named}-{number}"
-        for suffix in _INDEX_FILES:
-            with contextlib.suppress(FileNotFoundError):
-                os.replace(os.path.join(self.directory, _DB_NAME + suffix), aside + suffix)
-        warn_once(f"damaged-index:{self.directory}", f"the cache index {os.path.join(self.directory, _DB_NAME)} "
-                  f"is damaged ({exc}); it was moved to {aside} and a fresh index started. Entries stored "
-                  "before are recomputed when needed; delete the moved file when you no longer need it.",
-                  StorageWarning)
-        self._ident = None
+        """Move a damaged index out of the way (with one warning saying where) so a fresh one can start.
+
+        Under the store's lock, as every reopening: a thread that reopened the index between the moves of
+        its three files would open the damaged index with its log moved from under it."""
+        with self._lock:
+            self._close_handles()
+            # Named by the second and the process, and numbered when that name is taken (another set aside within
+            # the second): never over an earlier one, whose log SQLite would otherwise replay into this index.
+            named = aside = os.path.join(self.directory, f"{_DB_NAME}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-"
+                                                         f"{os.getpid()}")
+            number = 1
+            while any(os.path.lexists(aside + suffix) for suffix in _INDEX_FILES):
+                number += 1
+                aside = f"{named}-{number}"
+            for suffix in _INDEX_FILES:
+                with contextlib.suppress(FileNotFoundError):
+                    os.replace(os.path.join(self.directory, _DB_NAME + suffix), aside + suffix)
+            warn_once(f"damaged-index:{self.directory}", f"the cache index {os.path.join(self.directory, _DB_NAME)} "
+                      f"is damaged ({exc}); it was moved to {aside} and a fresh index started. Entries stored "
+                      "before are recomputed when needed; delete the moved file when you no longer need it.",
+                      StorageWarning)
+            self._ident = None
 
     def _close_handles(self) -> None:
         self.close_thread_connections()
@@ -827,8 +848,7 @@ class Store:
                     found = con.execute(_SELECT_RECORD, (row,)).fetchone()
             except sqlite3.DatabaseError as exc:
                 if _is_damaged_database(exc):
-                    with self._lock:
-                        self._set_aside(exc)
+                    self._set_aside(exc)
                     return None
                 raise
         wall = time.time()
@@ -1394,8 +1414,7 @@ class Store:
         except sqlite3.DatabaseError as exc:
             if not _is_damaged_database(exc):
                 raise
-            with self._lock:
-                self._set_aside(exc)
+            self._set_aside(exc)
             return {}
         if found and self._flusher is None:
             self._start_flusher()
