@@ -22,6 +22,7 @@ import pytest
 
 from notebook_memo import StorageWarning, configure, memo
 from notebook_memo._inventory import Inventory
+from notebook_memo.stores import local
 from notebook_memo.stores.local import connection
 from tests.conftest import ROOT, Counter, settled
 
@@ -104,7 +105,7 @@ def test_two_indexes_set_aside_in_the_same_second_are_both_kept(cache_dir: Path,
         f(round_)
         store.settle()  # the record committed to this index, not left for the next
         assert (cache_dir / "cache.db-wal").exists()
-        store._set_aside(sqlite3.DatabaseError(f"damaged, round {round_}"))
+        store._set_aside(sqlite3.DatabaseError(f"damaged, round {round_}"), store._ident)
     moved = sorted(cache_dir.glob("cache.db.damaged-*"))
     mains = [path for path in moved if not path.name.endswith(("-wal", "-shm"))]
     assert len(mains) == 2, moved
@@ -145,7 +146,7 @@ def test_a_thread_reopening_the_index_while_it_is_set_aside_opens_the_fresh_one(
     monkeypatch.setattr(os, "replace", replace_while_another_thread_reads)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        store._set_aside(sqlite3.DatabaseError("damaged"))
+        store._set_aside(sqlite3.DatabaseError("damaged"), store._ident)
         others[0].join()
         assert f(1) == 1 and f(1) == 1 and counter.n == 2  # computed once, then read from the fresh index
         store.settle()
@@ -177,11 +178,12 @@ def test_a_connection_opened_as_the_index_is_set_aside_reads_the_fresh_index(cac
 
     def connect_then_set_aside(*args: Any, **kwargs: Any) -> sqlite3.Connection:
         con = connect(*args, **kwargs)
-        if not set_aside:  # the first connection: the index is set aside and a fresh one fills before it reads
+        if not set_aside and threading.current_thread() is threading.main_thread():
+            # This thread's next connection: the index is set aside and a fresh one fills before it reads
             set_aside.append(True)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", StorageWarning)
-                store._set_aside(sqlite3.DatabaseError("damaged"))
+                store._set_aside(sqlite3.DatabaseError("damaged"), store._ident)
             for k in (100, 101):
                 f(k)
             store.settle()
@@ -191,6 +193,76 @@ def test_a_connection_opened_as_the_index_is_set_aside_reads_the_fresh_index(cac
     con = connection(store.directory)
     assert set_aside
     assert con.execute("SELECT count(*) FROM Cache WHERE typeof(value) = 'blob'").fetchone()[0] == 2
+
+
+def _damage_pages(db: Path, first: int, last: int | None = None) -> None:
+    """Overwrite pages ``first`` (1-based) to ``last`` (default: the end) of an index file with random bytes."""
+    size, page = db.stat().st_size, 4096
+    rng = random.Random(3)
+    with open(db, "r+b") as handle:
+        for offset in range((first - 1) * page, size if last is None else last * page, page):
+            handle.seek(offset)
+            handle.write(bytes(rng.randrange(256) for _ in range(page)))
+
+
+def test_damage_met_after_another_kernel_set_the_index_aside_leaves_its_fresh_index(
+        cache_dir: Path, counter: Counter, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two kernels on one damaged index: the other meets the damage first, sets the index aside and
+    # begins a fresh one. This kernel, still on the damaged file (it looks at the path every few
+    # seconds), meets the damage next: it must reopen the fresh index, not set that one aside too.
+    @memo
+    def f(k: int) -> dict[str, Any]:
+        counter()
+        return {"k": k, "pad": "x" * 3000}
+
+    for k in range(300):
+        f(k)
+    store = f._store()
+    store.settle()
+    store.checkpoint(at_exit=True)  # every record in the index file itself
+    store.stop_background()
+    monkeypatch.setattr(local, "_REVALIDATE", 3600.0)  # this kernel does not look at the path meanwhile
+    monkeypatch.setattr(local, "_BACKGROUND_CHECK", 3600.0)
+    store.close_thread_connections()
+    assert f(0)["k"] == 0 and counter.n == 300  # a connection of this kernel on the file, about to be damaged
+    _damage_pages(cache_dir / "cache.db", 2)
+    other = _run(KERNEL, cache_dir, "5")  # the other kernel: sets it aside, and stores 5 records in a fresh index
+    assert other["runs"] == 5 and any("moved to" in w for w in other["warnings"]), other
+    fresh = (cache_dir / "cache.db").stat().st_ino
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert f(150)["k"] == 150  # read from the damaged file: the damage is met here too
+        store.settle()
+    assert (cache_dir / "cache.db").stat().st_ino == fresh
+    moved = [p for p in cache_dir.glob("cache.db.damaged-*") if not p.name.endswith(("-wal", "-shm"))]
+    assert len(moved) == 1, moved
+    assert f(150)["k"] == 150 and counter.n == 301  # stored in the fresh index, beside the other kernel's
+    con = sqlite3.connect(f"file:{cache_dir / 'cache.db'}?mode=ro", uri=True)
+    try:
+        rows = con.execute("SELECT count(*) FROM Cache WHERE typeof(value) = 'blob'").fetchone()[0]
+    finally:
+        con.close()
+    assert rows == 6, rows
+    assert not [w for w in _storage_warnings(caught) if "cannot" in w or "not being stored" in w], \
+        _storage_warnings(caught)
+
+
+def test_damage_only_writes_meet_is_set_aside_and_caching_resumes(cache_dir: Path) -> None:
+    # Reads by key never touch the index of access times; every write does. With that index damaged,
+    # every hit still read, and every result was computed but never stored, for the whole session.
+    assert _run(KERNEL, cache_dir, "40")["runs"] == 40
+    db = cache_dir / "cache.db"
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        root = con.execute("SELECT rootpage FROM sqlite_master WHERE name = 'Cache_access_time'").fetchone()[0]
+    finally:
+        con.close()
+    _damage_pages(db, root, root)
+    second = _run(KERNEL, cache_dir, "80")
+    assert second["values"] == list(range(80)) * 2
+    assert any("moved to" in w for w in second["warnings"]), second["warnings"]
+    third = _run(KERNEL, cache_dir, "80")
+    assert third["runs"] == 0 and third["warnings"] == [], third
 
 SHRUNK = """
 import json, os, shutil, sys, warnings

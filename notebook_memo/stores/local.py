@@ -314,6 +314,11 @@ def _write_transaction(con: sqlite3.Connection) -> Iterator[None]:
 
 
 _connections = threading.local()
+# Held while a connection of this process opens an index file and runs its first statements (when SQLite opens
+# the log and shared memory beside it, by name), and while a damaged index's files are moved: a connection
+# made to the damaged file must not open the fresh index's shared memory (SQLite would start it over, under
+# the connections using it). Nothing waits on another lock while holding it.
+_opening = threading.RLock()
 
 
 class _Index(diskcache.Cache):  # type: ignore[misc]
@@ -338,8 +343,9 @@ class _Index(diskcache.Cache):  # type: ignore[misc]
         if con is not None and getattr(local, "pid", None) == os.getpid():
             return con
         path = os.path.join(self._directory, _DB_NAME)
-        before = _file_ident(path)
-        con = diskcache.Cache._con.fget(self)
+        with _opening:
+            before = _file_ident(path)
+            con = diskcache.Cache._con.fget(self)  # its first statement reads the Settings table
         local.opened = (con, before if before is not None and _file_ident(path) == before else None)
         return con
 
@@ -362,32 +368,45 @@ def connection(directory: str) -> sqlite3.Connection:
     if held is not None and held[0] == os.getpid() and held[1] == ident:
         return held[2]
     for _attempt in range(3):
-        con = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
-        try:
-            # As diskcache's own connections: in WAL mode a commit need not wait for the disk (a crash may
-            # lose the last commits, never consistency); leases and access times are written here. Nor does a
-            # commit here checkpoint the log (SQLite's default, past 1,000 pages): the background thread does.
-            con.execute("PRAGMA synchronous = NORMAL")
-            con.execute(f"PRAGMA wal_autocheckpoint = {_WAL_BACKSTOP}")
-            # Never through a memory map (see _open_handles); as many pages kept as diskcache's connections keep.
-            con.execute("PRAGMA mmap_size = 0")
-            con.execute(f"PRAGMA cache_size = {diskcache.DEFAULT_SETTINGS['sqlite_cache_size']}")
-            # SQLite opens the log and its shared memory by name at the first read: the index set aside
-            # meanwhile (another thread, another kernel), they would be the fresh index's beside the damaged
-            # one's file, and every read a disk I/O error. So: read once, then check the name is still its.
-            con.execute("PRAGMA schema_version").fetchone()
-            opened = _file_ident(path)
-        except BaseException:
-            con.close()
-            raise
-        if opened == ident:
+        with _opening:
+            con = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+            try:
+                failed = _first_statements(con)
+            except BaseException:
+                con.close()
+                raise
+        # SQLite opens the log and its shared memory by name at the first statement (it reads the schema): the
+        # index set aside since the connection opened its file (by another kernel), they would be the fresh
+        # index's beside the damaged one's file. So the name must still be the file's once they ran; if not,
+        # open again.
+        opened = _file_ident(path)
+        if opened == ident and failed is None:
             cache[directory] = (os.getpid(), ident, con)
             return con
         con.close()
+        if opened == ident and failed is not None:
+            raise failed  # the file is the one opened: its own error
         if opened is None:
             raise FileNotFoundError(errno.ENOENT, "the cache index was moved while it was opened", path)
         ident = opened
     raise sqlite3.OperationalError(f"the cache index {path} was replaced each time it was opened")
+
+
+def _first_statements(con: sqlite3.Connection) -> sqlite3.Error | None:
+    """Set up a connection of ours, reading the index once; return the SQLite error it met, if any."""
+    try:
+        # As diskcache's own connections: in WAL mode a commit need not wait for the disk (a crash may
+        # lose the last commits, never consistency); leases and access times are written here. Nor does a
+        # commit here checkpoint the log (SQLite's default, past 1,000 pages): the background thread does.
+        con.execute("PRAGMA synchronous = NORMAL")
+        con.execute(f"PRAGMA wal_autocheckpoint = {_WAL_BACKSTOP}")
+        # Never through a memory map (see _open_handles); as many pages kept as diskcache's connections keep.
+        con.execute("PRAGMA mmap_size = 0")
+        con.execute(f"PRAGMA cache_size = {diskcache.DEFAULT_SETTINGS['sqlite_cache_size']}")
+        con.execute("PRAGMA schema_version").fetchone()
+    except sqlite3.Error as exc:
+        return exc
+    return None
 
 
 def _renew_access_times(con: sqlite3.Connection, rows: dict[str, int]) -> float:
@@ -628,12 +647,13 @@ class Store:
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
         self._write_marker()
         self._close_handles()
+        opening = self._index_ident()
         try:
             self._open_handles()
         except sqlite3.DatabaseError as exc:
             if not _is_damaged_database(exc):
                 raise
-            self._set_aside(exc)
+            self._set_aside(exc, opening or self._index_ident())
             self._open_handles()
         st = os.stat(os.path.join(self.directory, _DB_NAME))
         self._ident = (st.st_dev, st.st_ino)
@@ -655,12 +675,22 @@ class Store:
         self._writer = _Index(self.directory, eviction_policy="least-recently-used", **common)
         self._reader = _Index(self.directory, eviction_policy="none", **common)
 
-    def _set_aside(self, exc: BaseException) -> None:
+    def _set_aside(self, exc: BaseException, damaged: tuple[int, int] | None) -> None:
         """Move a damaged index out of the way (with one warning saying where) so a fresh one can start.
 
+        ``damaged``: the (device, inode) of the index file the damage was met in (the store's, taken as the
+        operation began). Only that file is moved: another thread or kernel that met the damage first may
+        have set it aside and begun a fresh index, which is left alone (this store reopens it).
         Under the store's lock, as every reopening: a thread that reopened the index between the moves of
         its three files would open the damaged index with its log moved from under it."""
         with self._lock:
+            if damaged is None or self._index_ident() != damaged:
+                if self._ident is None or self._ident == damaged:
+                    self._close_handles()  # the store's handles are on the damaged file: the next use reopens
+                    self._ident = None
+                else:
+                    self.close_thread_connections()  # the store moved on already; this thread's may not have
+                return
             self._close_handles()
             # Named by the second and the process, and numbered when that name is taken (another set aside within
             # the second): never over an earlier one, whose log SQLite would otherwise replay into this index.
@@ -670,9 +700,10 @@ class Store:
             while any(os.path.lexists(aside + suffix) for suffix in _INDEX_FILES):
                 number += 1
                 aside = f"{named}-{number}"
-            for suffix in _INDEX_FILES:
-                with contextlib.suppress(FileNotFoundError):
-                    os.replace(os.path.join(self.directory, _DB_NAME + suffix), aside + suffix)
+            with _opening:  # no connection of this process opens the index between the moves
+                for suffix in _INDEX_FILES:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.replace(os.path.join(self.directory, _DB_NAME + suffix), aside + suffix)
             warn_once(f"damaged-index:{self.directory}", f"the cache index {os.path.join(self.directory, _DB_NAME)} "
                       f"is damaged ({exc}); it was moved to {aside} and a fresh index started. Entries stored "
                       "before are recomputed when needed; delete the moved file when you no longer need it.",
@@ -799,6 +830,7 @@ class Store:
                 self._handles()
             if self._trouble is not None and self._refuses(signer):
                 return None
+            opened = self._ident
             try:
                 # On the writer's connection: its page cache stays valid across our own writes (a miss
                 # writes, and the next lookup need not read again what the write just touched).
@@ -848,7 +880,7 @@ class Store:
                     found = con.execute(_SELECT_RECORD, (row,)).fetchone()
             except sqlite3.DatabaseError as exc:
                 if _is_damaged_database(exc):
-                    self._set_aside(exc)
+                    self._set_aside(exc, opened)
                     return None
                 raise
         wall = time.time()
@@ -1094,6 +1126,23 @@ class Store:
     def _commit(self, writer: diskcache.Cache, items: list[tuple[str, _Queued]]) -> None:
         """Write records in one transaction, with the access times of recent hits; then keep to the size limit.
 
+        Damage the write meets is set aside as a read's is (a read may still find the pages it needs
+        intact, in another process's log), and the records go to the index the directory holds then (a
+        fresh one, or the one another kernel began). Inside a caller's transaction, its end sets it aside
+        (``transaction``).
+        """
+        opened = self._ident
+        try:
+            self._write_records(writer, items)
+        except sqlite3.DatabaseError as exc:
+            if not _is_damaged_database(exc) or getattr(writer, "_txn_id", None) == threading.get_ident():
+                raise
+            self._set_aside(exc, opened)
+            self._write_records(self.writer, items)
+
+    def _write_records(self, writer: diskcache.Cache, items: list[tuple[str, _Queued]]) -> None:
+        """``_commit``'s writing.
+
         Records held in their row are written by one statement for all (an upsert, as diskcache's
         ``set`` would leave the row); those with a payload file go through ``set``, which writes it.
         A payload file a row named before is deleted after the commit, if no row names it then.
@@ -1171,12 +1220,15 @@ class Store:
         outermost = getattr(self._deferred, "items", None) is None
         if outermost:
             self._deferred.items = []
+        opened = self._ident
         try:
             try:
                 with gate, self.writer.transact():
                     yield
-            except BaseException:
+            except BaseException as exc:
                 self._hot = {}  # rolled back: what was read inside may be gone (neither header nor version moved)
+                if outermost and _is_damaged_database(exc):
+                    self._set_aside(exc, opened)
                 raise
             held = self._deferred.items if outermost else []
         finally:
@@ -1390,6 +1442,7 @@ class Store:
         self.reader  # noqa: B018 (opens, or sets a damaged index aside)
         if self._refuses(signer):
             return found
+        opened = self._ident
         now = time.time()
         unsigned, wrote_at, recent = signer is None, self._wrote_at, now - _TOUCH_RESOLUTION
         try:
@@ -1414,7 +1467,7 @@ class Store:
         except sqlite3.DatabaseError as exc:
             if not _is_damaged_database(exc):
                 raise
-            self._set_aside(exc)
+            self._set_aside(exc, opened)
             return {}
         if found and self._flusher is None:
             self._start_flusher()
