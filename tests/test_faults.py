@@ -3,6 +3,7 @@ racing with writers or killed half-way, the exit hook, and the size limit."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -194,6 +195,53 @@ def test_a_connection_opened_as_the_index_is_set_aside_reads_the_fresh_index(cac
     assert set_aside
     assert con.execute("SELECT count(*) FROM Cache WHERE typeof(value) = 'blob'").fetchone()[0] == 2
 
+
+
+def test_a_kernel_opening_the_index_while_another_moves_it_aside_waits_for_the_moves(
+        cache_dir: Path, counter: Counter, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The three files move one by one. A kernel that opened the index between the moves made a fresh
+    # cache.db beside the damaged one's log (SQLite deleted that log, or read it as the fresh index's),
+    # and the moves then took the fresh index's log away: its tables were gone, the set-aside copy
+    # unreadable. Here this kernel stops after its first move, as a preempted process would.
+    @memo
+    def f(k: int) -> dict[str, Any]:
+        counter()
+        return {"k": k, "pad": "x" * 100}
+
+    for k in range(30):
+        f(k)
+    store = f._store()
+    store.settle()
+    replace, others = os.replace, []
+
+    def replace_then_let_another_kernel_open(source: str, target: str) -> None:
+        replace(source, target)
+        if not others:  # cache.db is moved; its log and shared memory are not yet
+            others.append(subprocess.Popen([sys.executable, "-c", KERNEL, "5"], stdout=subprocess.PIPE,
+                                           stderr=subprocess.PIPE, text=True, env=_env(cache_dir)))
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                others[0].wait(5)  # it opens the index now, or waits for the moves to end
+
+    monkeypatch.setattr(os, "replace", replace_then_let_another_kernel_open)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StorageWarning)
+        store._set_aside(sqlite3.DatabaseError("damaged"), store._ident)
+    monkeypatch.setattr(os, "replace", replace)
+    out, err = others[0].communicate(timeout=120)
+    assert others[0].returncode == 0, err
+    other = json.loads(out.strip().splitlines()[-1])
+    assert other["runs"] == 5 and other["warnings"] == [], other
+    moved = [p for p in cache_dir.glob("cache.db.damaged-*") if not p.name.endswith(("-wal", "-shm"))]
+    assert len(moved) == 1, moved
+    counts = {}
+    for db in (moved[0], cache_dir / "cache.db"):  # each read with the log beside it: its own
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            counts[db.name] = con.execute("SELECT count(*) FROM Cache WHERE typeof(value) = 'blob'").fetchone()[0]
+        finally:
+            con.close()
+    assert counts == {moved[0].name: 30, "cache.db": 5}, counts
+    assert f(3)["k"] == 3 and counter.n == 31  # this kernel goes on in the fresh index
 
 def _damage_pages(db: Path, first: int, last: int | None = None) -> None:
     """Overwrite pages ``first`` (1-based) to ``last`` (default: the end) of an index file with random bytes."""

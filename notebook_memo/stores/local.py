@@ -67,6 +67,11 @@ from ._objects import others_could_write
 from ._walmark import HeaderView, header_view, settled
 from .remote import replacing, second_tier
 
+try:
+    import fcntl
+except ImportError:  # not on Windows
+    fcntl = None  # type: ignore[assignment]
+
 __all__ = ()
 
 MODE_RECORD = 16  # a diskcache row mode of ours: the value column holds a record header
@@ -319,6 +324,41 @@ _connections = threading.local()
 # made to the damaged file must not open the fresh index's shared memory (SQLite would start it over, under
 # the connections using it). Nothing waits on another lock while holding it.
 _opening = threading.RLock()
+_MOVE_WAIT = 2.0  # seconds a set-aside waits for other kernels opening the index before it moves the files
+
+
+@contextlib.contextmanager
+def _directory_lock(directory: str, exclusive: bool) -> Iterator[None]:
+    """Hold a lock on the cache directory itself among kernels: shared while one opens the index file and runs
+    its first statements, exclusive while one moves a damaged index's files (as ``_opening`` within one).
+
+    A kernel opening the index between the moves would make a fresh ``cache.db`` beside the damaged one's log
+    (SQLite deletes that log, or reads it as the fresh index's), and the moves would then take the fresh
+    index's log away. The exclusive side waits ``_MOVE_WAIT`` at most, then moves anyway; where the file
+    system has no such locks, nothing is held."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        fd = -1
+    try:
+        if fd >= 0 and fcntl is not None:
+            with contextlib.suppress(OSError):
+                if not exclusive:
+                    fcntl.flock(fd, fcntl.LOCK_SH)
+                else:
+                    deadline = time.monotonic() + _MOVE_WAIT
+                    while True:
+                        try:
+                            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                            break
+                        except BlockingIOError:
+                            if time.monotonic() > deadline:
+                                break
+                            time.sleep(0.001)
+        yield
+    finally:
+        if fd >= 0:
+            os.close(fd)  # and the lock with it
 
 
 class _Index(diskcache.Cache):  # type: ignore[misc]
@@ -343,7 +383,7 @@ class _Index(diskcache.Cache):  # type: ignore[misc]
         if con is not None and getattr(local, "pid", None) == os.getpid():
             return con
         path = os.path.join(self._directory, _DB_NAME)
-        with _opening:
+        with _opening, _directory_lock(self._directory, exclusive=False):
             before = _file_ident(path)
             con = diskcache.Cache._con.fget(self)  # its first statement reads the Settings table
         local.opened = (con, before if before is not None and _file_ident(path) == before else None)
@@ -368,7 +408,7 @@ def connection(directory: str) -> sqlite3.Connection:
     if held is not None and held[0] == os.getpid() and held[1] == ident:
         return held[2]
     for _attempt in range(3):
-        with _opening:
+        with _opening, _directory_lock(directory, exclusive=False):
             con = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
             try:
                 failed = _first_statements(con)
@@ -700,7 +740,8 @@ class Store:
             while any(os.path.lexists(aside + suffix) for suffix in _INDEX_FILES):
                 number += 1
                 aside = f"{named}-{number}"
-            with _opening:  # no connection of this process opens the index between the moves
+            # No connection of this process, nor of another kernel, opens the index between the moves.
+            with _opening, _directory_lock(self.directory, exclusive=True):
                 for suffix in _INDEX_FILES:
                     with contextlib.suppress(FileNotFoundError):
                         os.replace(os.path.join(self.directory, _DB_NAME + suffix), aside + suffix)
