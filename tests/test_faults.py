@@ -243,6 +243,45 @@ def test_a_kernel_opening_the_index_while_another_moves_it_aside_waits_for_the_m
     assert counts == {moved[0].name: 30, "cache.db": 5}, counts
     assert f(3)["k"] == 3 and counter.n == 31  # this kernel goes on in the fresh index
 
+
+def test_a_write_through_handles_older_than_a_set_aside_leaves_the_fresh_index(
+        cache_dir: Path, counter: Counter, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A write takes the store's handles, then commits. Another thread may meet the damage in between, set
+    # the index aside and begin a fresh one: the write then meets the damage on its older handles, and
+    # must set aside the file it met it in (gone already), not the fresh index that now has the name.
+    @memo
+    def f(k: int) -> int:
+        counter()
+        return k
+
+    f(0)
+    store = f._store()
+    store.settle()
+    store.stop_background()  # the commits here are the test's own
+    older = store.writer  # this thread's connection on it: the index file as it was
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StorageWarning)
+        store._set_aside(sqlite3.DatabaseError("met by another thread first"), store._ident)
+    f(1)
+    store.settle()  # the fresh index, with f(1)
+    fresh = (cache_dir / "cache.db").stat().st_ino
+    write = store._write_records
+
+    def damaged_on_older_handles(writer: Any, items: Any) -> None:
+        if writer is older:
+            raise sqlite3.DatabaseError("database disk image is malformed")
+        write(writer, items)
+
+    monkeypatch.setattr(store, "_write_records", damaged_on_older_handles)
+    f(2)  # its record is made and queued: committed below, through the older handles
+    store._commit(older, list(store._queued.items()))
+    store._queued.clear()
+    monkeypatch.undo()
+    assert (cache_dir / "cache.db").stat().st_ino == fresh
+    moved = [p for p in cache_dir.glob("cache.db.damaged-*") if not p.name.endswith(("-wal", "-shm"))]
+    assert len(moved) == 1, moved
+    assert f(1) == 1 and f(2) == 2 and counter.n == 3  # both in the fresh index: f(2) written there instead
+
 def _damage_pages(db: Path, first: int, last: int | None = None) -> None:
     """Overwrite pages ``first`` (1-based) to ``last`` (default: the end) of an index file with random bytes."""
     size, page = db.stat().st_size, 4096

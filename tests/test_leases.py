@@ -455,6 +455,37 @@ def test_forked_children_use_the_cache_while_parent_threads_are_inside_it() -> N
     assert statuses == [0] * 40, f"children that hung (None) or failed: {statuses}"
 
 
+
+def test_a_child_forked_while_a_thread_opens_the_index_opens_it_too(cache_dir: Path) -> None:
+    # A connection opens its file and runs its first statements under a lock of the process (and a lock on
+    # the directory, among kernels): a child forked while another thread held it waited for it forever.
+    from notebook_memo.stores import local
+
+    @memo
+    def f(x: int) -> int:
+        return x + 1
+
+    assert f(1) == 2
+    store = f._store()
+    store.settle()
+    inside, leave = threading.Event(), threading.Event()
+
+    def opening() -> None:
+        with local._opening, local._directory_lock(store.directory, exclusive=False):
+            inside.set()
+            leave.wait(60)
+
+    thread = threading.Thread(target=opening, daemon=True)
+    thread.start()
+    assert inside.wait(10)
+    try:
+        # The child's connections are its own: it opens new ones, for a hit and a miss.
+        status = _wait_child(fork_checking(lambda: f(1) == 2 and f(5) == 6 and f(5) == 6), 30)
+    finally:
+        leave.set()
+        thread.join(10)
+    assert status == 0, f"the child hung (None) or failed: {status}"
+
 def test_forked_children_use_the_cache_while_the_background_thread_checkpoints() -> None:
     from notebook_memo.stores.local import open_stores
 

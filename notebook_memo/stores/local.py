@@ -325,6 +325,7 @@ _connections = threading.local()
 # the connections using it). Nothing waits on another lock while holding it.
 _opening = threading.RLock()
 _MOVE_WAIT = 2.0  # seconds a set-aside waits for other kernels opening the index before it moves the files
+_locked_directories: set[int] = set()  # descriptors _directory_lock holds: a forked child closes its copies
 
 
 @contextlib.contextmanager
@@ -338,6 +339,7 @@ def _directory_lock(directory: str, exclusive: bool) -> Iterator[None]:
     system has no such locks, nothing is held."""
     try:
         fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        _locked_directories.add(fd)
     except OSError:
         fd = -1
     try:
@@ -358,7 +360,11 @@ def _directory_lock(directory: str, exclusive: bool) -> Iterator[None]:
         yield
     finally:
         if fd >= 0:
-            os.close(fd)  # and the lock with it
+            if fcntl is not None:
+                with contextlib.suppress(OSError):
+                    fcntl.flock(fd, fcntl.LOCK_UN)  # first: a child forked before the close holds no lock
+            _locked_directories.discard(fd)
+            os.close(fd)
 
 
 class _Index(diskcache.Cache):  # type: ignore[misc]
@@ -396,6 +402,19 @@ def _file_ident(path: str) -> tuple[int, int] | None:
     except OSError:
         return None
     return st.st_dev, st.st_ino
+
+
+def _writer_file(writer: diskcache.Cache) -> tuple[int, int] | None:
+    """Return the (device, inode) of the index file the calling thread's connection of ``writer`` opened, if known."""
+    local = writer._local
+    opened = getattr(local, "opened", None)
+    return opened[1] if opened is not None and opened[0] is getattr(local, "con", None) else None
+
+
+def _connection_file(directory: str, con: sqlite3.Connection) -> tuple[int, int] | None:
+    """Return the (device, inode) of the index file ``con``, this thread's ``connection``, opened."""
+    held = _connections.__dict__.get("by_dir", {}).get(directory)
+    return held[1] if held is not None and held[2] is con else None
 
 
 def connection(directory: str) -> sqlite3.Connection:
@@ -723,7 +742,7 @@ class Store:
         have set it aside and begun a fresh index, which is left alone (this store reopens it).
         Under the store's lock, as every reopening: a thread that reopened the index between the moves of
         its three files would open the damaged index with its log moved from under it."""
-        with self._lock:
+        with gate, self._lock:  # a fork waits for it (the child would hold the locks of the moves)
             if damaged is None or self._index_ident() != damaged:
                 if self._ident is None or self._ident == damaged:
                     self._close_handles()  # the store's handles are on the damaged file: the next use reopens
@@ -871,7 +890,6 @@ class Store:
                 self._handles()
             if self._trouble is not None and self._refuses(signer):
                 return None
-            opened = self._ident
             try:
                 # On the writer's connection: its page cache stays valid across our own writes (a miss
                 # writes, and the next lookup need not read again what the write just touched).
@@ -921,7 +939,7 @@ class Store:
                     found = con.execute(_SELECT_RECORD, (row,)).fetchone()
             except sqlite3.DatabaseError as exc:
                 if _is_damaged_database(exc):
-                    self._set_aside(exc, opened)
+                    self._set_aside(exc, token.index)  # the file this connection opened
                     return None
                 raise
         wall = time.time()
@@ -1172,13 +1190,12 @@ class Store:
         fresh one, or the one another kernel began). Inside a caller's transaction, its end sets it aside
         (``transaction``).
         """
-        opened = self._ident
         try:
             self._write_records(writer, items)
         except sqlite3.DatabaseError as exc:
             if not _is_damaged_database(exc) or getattr(writer, "_txn_id", None) == threading.get_ident():
                 raise
-            self._set_aside(exc, opened)
+            self._set_aside(exc, _writer_file(writer))
             self._write_records(self.writer, items)
 
     def _write_records(self, writer: diskcache.Cache, items: list[tuple[str, _Queued]]) -> None:
@@ -1261,15 +1278,15 @@ class Store:
         outermost = getattr(self._deferred, "items", None) is None
         if outermost:
             self._deferred.items = []
-        opened = self._ident
+        writer = self.writer
         try:
             try:
-                with gate, self.writer.transact():
+                with gate, writer.transact():
                     yield
             except BaseException as exc:
                 self._hot = {}  # rolled back: what was read inside may be gone (neither header nor version moved)
                 if outermost and _is_damaged_database(exc):
-                    self._set_aside(exc, opened)
+                    self._set_aside(exc, _writer_file(writer))
                 raise
             held = self._deferred.items if outermost else []
         finally:
@@ -1483,11 +1500,12 @@ class Store:
         self.reader  # noqa: B018 (opens, or sets a damaged index aside)
         if self._refuses(signer):
             return found
-        opened = self._ident
         now = time.time()
         unsigned, wrote_at, recent = signer is None, self._wrote_at, now - _TOUCH_RESOLUTION
+        opened = None
         try:
             con = connection(self.directory)
+            opened = _connection_file(self.directory, con)
             for part in slices(list(rows)):
                 query = (f"SELECT key, mode, filename, value, access_time, rowid FROM Cache WHERE key IN "
                          f"({marks(len(part))}) AND raw = 1 AND (expire_time IS NULL OR expire_time > ?)")
@@ -2014,8 +2032,13 @@ _main_process: list[bool | None] = [None]  # _may_queue's answer, once multiproc
 
 
 def _after_fork_in_child() -> None:
-    global _stores_lock, _forked
+    global _stores_lock, _forked, _opening
     _stores_lock = threading.Lock()
+    _opening = threading.RLock()  # a thread of the parent may have held it; that thread is not here
+    for fd in list(_locked_directories):  # copies of a parent thread's locked directory: closed, not unlocked
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _locked_directories.clear()
     _forked = True
     inherited = _connections.__dict__.pop("by_dir", None)
     if inherited:
