@@ -18,6 +18,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import diskcache
 import numpy as np
 import pytest
 
@@ -41,6 +42,20 @@ def _run(script: str, cache_dir: Path, *args: str) -> dict[str, Any]:
 
 def _storage_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
     return [str(w.message) for w in caught if issubclass(w.category, StorageWarning)]
+
+
+def _records_in(db: Path) -> int:
+    """Count the records of an index file, read (never written) with the log beside it."""
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return int(con.execute("SELECT count(*) FROM Cache WHERE typeof(value) = 'blob'").fetchone()[0])
+    finally:
+        con.close()
+
+
+def _set_aside_indexes(cache_dir: Path) -> list[Path]:
+    """The index files set aside in a cache directory (without their logs)."""
+    return sorted(p for p in cache_dir.glob("cache.db.damaged-*") if not p.name.endswith(("-wal", "-shm")))
 
 
 # -- a damaged index is set aside ------------------------------------------------------------------
@@ -88,7 +103,6 @@ def test_a_damaged_index_is_set_aside_once_and_caching_works_again(cache_dir: Pa
     assert third["runs"] == 0 and third["warnings"] == []
 
 
-
 def test_two_indexes_set_aside_in_the_same_second_are_both_kept(cache_dir: Path, counter: Counter,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     # A set-aside index is named by the second and the process: a second one within that second (a
@@ -107,18 +121,11 @@ def test_two_indexes_set_aside_in_the_same_second_are_both_kept(cache_dir: Path,
         store.settle()  # the record committed to this index, not left for the next
         assert (cache_dir / "cache.db-wal").exists()
         store._set_aside(sqlite3.DatabaseError(f"damaged, round {round_}"), store._ident)
-    moved = sorted(cache_dir.glob("cache.db.damaged-*"))
-    mains = [path for path in moved if not path.name.endswith(("-wal", "-shm"))]
-    assert len(mains) == 2, moved
+    mains = _set_aside_indexes(cache_dir)
+    assert len(mains) == 2, mains
     for main in mains:  # each log beside the index it came with: its first record is that round's
-        con = sqlite3.connect(f"file:{main}?mode=ro", uri=True)
-        try:
-            rows = con.execute("SELECT count(*) FROM Cache WHERE typeof(value) = 'blob'").fetchone()[0]
-        finally:
-            con.close()
-        assert rows == 1, (main, rows)
+        assert _records_in(main) == 1, main
     assert f(5) == 5 and counter.n == 3  # and caching goes on in a fresh index
-
 
 
 def test_a_thread_reopening_the_index_while_it_is_set_aside_opens_the_fresh_one(
@@ -152,20 +159,15 @@ def test_a_thread_reopening_the_index_while_it_is_set_aside_opens_the_fresh_one(
         assert f(1) == 1 and f(1) == 1 and counter.n == 2  # computed once, then read from the fresh index
         store.settle()
     assert [str(w.message) for w in caught if "damaged" not in str(w.message)] == []
-    con = sqlite3.connect(f"file:{cache_dir / 'cache.db'}?mode=ro", uri=True)
-    try:
-        rows = con.execute("SELECT count(*) FROM Cache WHERE typeof(value) = 'blob'").fetchone()[0]
-    finally:
-        con.close()
-    assert rows == 1  # f(1), in the fresh index
+    assert _records_in(cache_dir / "cache.db") == 1  # f(1), in the fresh index
 
 
 def test_a_connection_opened_as_the_index_is_set_aside_reads_the_fresh_index(cache_dir: Path,
                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    # SQLite opens the log and its shared memory by name at a connection's first read, not when it
-    # connects. A connection to the damaged index made just before it was set aside then read the fresh
-    # index's log beside the damaged index's file: a disk I/O error (what a background thread's check
-    # met when a kernel set its index aside).
+    # SQLite opens the log and its shared memory by name at a connection's first statement, not when it
+    # connects. A connection to the damaged index made just before another program set it aside (a kernel
+    # whose lock on the directory lapsed, or a file system without such locks) then read the fresh
+    # index's log beside the damaged index's file: a disk I/O error, or pages of the other index.
     @memo
     def f(k: int) -> int:
         return k
@@ -180,21 +182,20 @@ def test_a_connection_opened_as_the_index_is_set_aside_reads_the_fresh_index(cac
     def connect_then_set_aside(*args: Any, **kwargs: Any) -> sqlite3.Connection:
         con = connect(*args, **kwargs)
         if not set_aside and threading.current_thread() is threading.main_thread():
-            # This thread's next connection: the index is set aside and a fresh one fills before it reads
+            # Before this connection's first statement, another program moves the index and begins a fresh one.
             set_aside.append(True)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", StorageWarning)
-                store._set_aside(sqlite3.DatabaseError("damaged"), store._ident)
-            for k in (100, 101):
-                f(k)
-            store.settle()
+            for suffix in ("", "-wal", "-shm"):
+                os.replace(cache_dir / f"cache.db{suffix}", cache_dir / f"cache.db.damaged-elsewhere{suffix}")
+            fresh = diskcache.Cache(str(cache_dir))
+            fresh.set("a", b"1")
+            fresh.set("b", b"2")
+            fresh.close()
         return con
 
     monkeypatch.setattr(sqlite3, "connect", connect_then_set_aside)
     con = connection(store.directory)
     assert set_aside
     assert con.execute("SELECT count(*) FROM Cache WHERE typeof(value) = 'blob'").fetchone()[0] == 2
-
 
 
 def test_a_kernel_opening_the_index_while_another_moves_it_aside_waits_for_the_moves(
@@ -231,16 +232,10 @@ def test_a_kernel_opening_the_index_while_another_moves_it_aside_waits_for_the_m
     assert others[0].returncode == 0, err
     other = json.loads(out.strip().splitlines()[-1])
     assert other["runs"] == 5 and other["warnings"] == [], other
-    moved = [p for p in cache_dir.glob("cache.db.damaged-*") if not p.name.endswith(("-wal", "-shm"))]
+    moved = _set_aside_indexes(cache_dir)
     assert len(moved) == 1, moved
-    counts = {}
-    for db in (moved[0], cache_dir / "cache.db"):  # each read with the log beside it: its own
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-        try:
-            counts[db.name] = con.execute("SELECT count(*) FROM Cache WHERE typeof(value) = 'blob'").fetchone()[0]
-        finally:
-            con.close()
-    assert counts == {moved[0].name: 30, "cache.db": 5}, counts
+    # Each read with the log beside it: its own.
+    assert (_records_in(moved[0]), _records_in(cache_dir / "cache.db")) == (30, 5)
     assert f(3)["k"] == 3 and counter.n == 31  # this kernel goes on in the fresh index
 
 
@@ -278,8 +273,7 @@ def test_a_write_through_handles_older_than_a_set_aside_leaves_the_fresh_index(
     store._queued.clear()
     monkeypatch.undo()
     assert (cache_dir / "cache.db").stat().st_ino == fresh
-    moved = [p for p in cache_dir.glob("cache.db.damaged-*") if not p.name.endswith(("-wal", "-shm"))]
-    assert len(moved) == 1, moved
+    assert len(_set_aside_indexes(cache_dir)) == 1
     assert f(1) == 1 and f(2) == 2 and counter.n == 3  # both in the fresh index: f(2) written there instead
 
 def _damage_pages(db: Path, first: int, last: int | None = None) -> None:
@@ -321,15 +315,9 @@ def test_damage_met_after_another_kernel_set_the_index_aside_leaves_its_fresh_in
         assert f(150)["k"] == 150  # read from the damaged file: the damage is met here too
         store.settle()
     assert (cache_dir / "cache.db").stat().st_ino == fresh
-    moved = [p for p in cache_dir.glob("cache.db.damaged-*") if not p.name.endswith(("-wal", "-shm"))]
-    assert len(moved) == 1, moved
+    assert len(_set_aside_indexes(cache_dir)) == 1
     assert f(150)["k"] == 150 and counter.n == 301  # stored in the fresh index, beside the other kernel's
-    con = sqlite3.connect(f"file:{cache_dir / 'cache.db'}?mode=ro", uri=True)
-    try:
-        rows = con.execute("SELECT count(*) FROM Cache WHERE typeof(value) = 'blob'").fetchone()[0]
-    finally:
-        con.close()
-    assert rows == 6, rows
+    assert _records_in(cache_dir / "cache.db") == 6
     assert not [w for w in _storage_warnings(caught) if "cannot" in w or "not being stored" in w], \
         _storage_warnings(caught)
 
