@@ -737,9 +737,9 @@ class Store:
     def _set_aside(self, exc: BaseException, damaged: tuple[int, int] | None) -> None:
         """Move a damaged index out of the way (with one warning saying where) so a fresh one can start.
 
-        ``damaged``: the (device, inode) of the index file the damage was met in (the store's, taken as the
-        operation began). Only that file is moved: another thread or kernel that met the damage first may
-        have set it aside and begun a fresh index, which is left alone (this store reopens it).
+        ``damaged``: the (device, inode) of the index file the damage was met in: the one the failing connection
+        opened (None when not known). Only that file is moved: another thread or kernel that met the damage
+        first may have set it aside and begun a fresh index, which is left alone (this store reopens it).
         Under the store's lock, as every reopening: a thread that reopened the index between the moves of
         its three files would open the damaged index with its log moved from under it."""
         with gate, self._lock:  # a fork waits for it (the child would hold the locks of the moves)
