@@ -33,7 +33,7 @@ import xxhash
 
 from ._config import FILE_DIGEST_LIMIT, RACY_SECONDS, own_thread
 from ._notebook import notebook_paths
-from ._random_state import changed_since, encode, isolate_framework_draws, snapshot, state_digest, watch_seeding
+from ._random_state import changed_since, encode, prepare_run, snapshot, state_digest
 
 __all__ = ()
 
@@ -112,8 +112,10 @@ class Recorder:
         self.inherited: list[Conditions] = []  # conditions of memoized entries served inside the run
         self.cwd = os.getcwd()
         self.thread = threading.get_ident()
-        isolate_framework_draws()
         self.states_before = snapshot(lazy=True)
+        # After the states are read, which may load a library's random module (numpy's loads on first use):
+        # its seeding functions are then watched from this run on.
+        prepare_run(_note_seeding)
         self.reseeded: set[str] = set()  # generators seeded before any draw: their state before does not matter
         self.drew_first: set[str] = set()  # ... seeded after drawing from them (or by another thread)
         self.entropy: set[str] = set()  # ... seeded from the operating system's entropy
@@ -248,8 +250,8 @@ class recording:  # lower case: used as a function, ``with recording(recorder, o
         self.recorder, self.outer = recorder, outer
 
     def __enter__(self) -> Recorder:
-        _install_hook()
-        watch_seeding(_note_seeding)
+        if not _hook_installed:
+            _install_hook()
         self.token = _active.set((*self.outer, self.recorder))
         _running.append(self.recorder)
         return self.recorder
@@ -319,6 +321,8 @@ class NotRecordable(Exception):
 
 def finish(recorder: Recorder, excluded: Iterable[str]) -> Conditions:
     """Return the conditions of a finished run; raise NotRecordable when they cannot be known."""
+    if not (recorder.reads or recorder.listed or recorder.declared or recorder.inherited):
+        return {}  # the common run: it read no file and was served no entry with conditions
     try:
         return _finish(recorder, excluded)
     except OSError as exc:
@@ -331,8 +335,6 @@ def _real(directory: str) -> str:
 
 
 def _finish(recorder: Recorder, excluded: Iterable[str]) -> Conditions:
-    if not (recorder.reads or recorder.listed or recorder.declared or recorder.inherited):
-        return {}
     excluded = [_real(d) for d in excluded] + sorted(notebook_paths())
     now = time.time_ns()
     conditions: Conditions = {}
@@ -535,6 +537,8 @@ def drawn(recorder: Recorder) -> tuple[dict[str, Any], dict[str, str]]:
     """
     before = recorder.states_before
     after = changed_since(before, recorder.seeded_names)
+    if not after and not recorder.drew_first:
+        return {}, {}  # the common run: it drew from no global generator
     # Drawn from, then put back (set_state, or seeded back to where it was): still read.
     after.update(snapshot(recorder.drew_first - after.keys()))
     states = {name: encode(state) for name, state in after.items()}

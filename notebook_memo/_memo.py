@@ -706,7 +706,8 @@ class MemoizedFunction(Generic[R]):
         QUICK_BODY its result is left to the store's background thread to commit (losing it costs little)."""
         self._note_miss(call, refresh)
         self.misses += 1
-        self._check_stale(store, call)
+        if not self._stale_checked:
+            self._check_stale(store, call)
         recorder = Recorder(self._options.files)
         before = _random_state.object_states(call.generators) if call.generators else {}
         start = time.perf_counter()
@@ -720,13 +721,18 @@ class MemoizedFunction(Generic[R]):
         if quick:
             store.body_finished(call.key)
         self._quick = duration < QUICK_BODY
-        with _remote.replacing_if(refresh):
+        if refresh:
+            with _remote.replacing_if(refresh):
+                stored = self._write(store, call, result, duration, (recorder, before, outer))
+        else:
             stored = self._write(store, call, result, duration, (recorder, before, outer), quick and self._quick)
         self._announce_computed(duration, stored is not None)
         return result
 
     def _note_miss(self, call: Call, refresh: bool) -> None:
-        self._miss_report = before_compute(self, call, "memo.refreshing()" if refresh else None)
+        # A lookup that just found nothing under the key has nothing to explain (``before_compute``).
+        self._miss_report = None if call.absent else \
+            before_compute(self, call, "memo.refreshing()" if refresh else None)
 
     def _announce_computed(self, duration: float, stored: bool) -> None:
         if _config.call_verbosity(self._options.verbose):
@@ -1348,9 +1354,12 @@ def save_entry(store: Store, key: str, where: tuple[str, Conditions | None, list
     if variants:
         meta["variant_of"] = key
         meta["epoch"] = _marker_epoch(store, key)
-    # A random state's entry replaces the remote's: after an invalidate elsewhere (which cannot know every
-    # state's entry there) the state's old result must not stay beside the new marker.
-    with _remote.replacing_if(bool(variants)):
+    if variants:
+        # A random state's entry replaces the remote's: after an invalidate elsewhere (which cannot know every
+        # state's entry there) the state's old result must not stay beside the new marker.
+        with _remote.replacing_if(True):
+            saved = save(store, entry_key, payload, meta, ttl, duration, tag, later)
+    else:
         saved = save(store, entry_key, payload, meta, ttl, duration, tag, later)
     if saved and variants:
         marker = {name: value for name, value in meta.items() if name not in ("pre", "variant_of")}

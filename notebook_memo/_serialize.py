@@ -465,12 +465,13 @@ def encode_header(key: str, filename: str | None, payload: Payload, meta: dict[s
     meta_raw = meta.raw if type(meta) is EncodedMeta and meta.raw is not None else _META_JSON.encode(meta).encode()
     key_raw, file_raw = key.encode(), (filename or "").encode()
     flags = (FLAG_INLINE if inline else 0) | (FLAG_SIGNED if signer else 0)
-    lens = b"".join(_LEN.pack(b.nbytes) for b in payload.buffers)
-    checksum = checksum or payload.checksum()
+    buffers = payload.buffers
+    lens = b"".join([_LEN.pack(b.nbytes) for b in buffers]) if buffers else b""
+    checksum = checksum or (payload.checksum() if buffers else xxhash.xxh3_128_digest(payload.pickle))
     keyid = signer.keyid if signer else _NO_KEYID
     version = CONDITIONED_VERSION if "pre" in meta or "variants" in meta else FORMAT_VERSION
     fields = (MAGIC, version, flags, created, expires or 0.0, duration, len(payload.pickle),
-              len(payload.buffers), len(meta_raw), len(key_raw), len(file_raw), keyid, checksum)
+              len(buffers), len(meta_raw), len(key_raw), len(file_raw), keyid, checksum)
     signed_part = _HEADER.pack(*fields, _ZERO32, _ZERO32) + key_raw + file_raw + lens + meta_raw
     if signer:
         check = _mac(signer, b"nbm-header", [signed_part])
@@ -479,7 +480,7 @@ def encode_header(key: str, filename: str | None, payload: Payload, meta: dict[s
         check, signature = xxhash.xxh3_128_digest(signed_part) + bytes(16), _ZERO32
     body = [_HEADER.pack(*fields, check, signature), signed_part[_HEADER.size:]]
     if inline:
-        body.append(payload.to_bytes())
+        body.append(payload.to_bytes() if buffers else payload.pickle)
     return b"".join(body)
 
 

@@ -216,3 +216,70 @@ def test_what_a_background_commit_opens_is_not_read_by_a_body_running_meanwhile(
     (record,) = [r for r in body.entries() if "pre" in r.header.meta()]
     assert [os.path.basename(f[0]) for f in record.header.meta()["pre"]["files"]] == ["data.txt"]
     assert body(str(data)) == 5 and counter.n == 1
+
+
+def _payload_files(cache_dir: Path) -> list[Path]:
+    return [path for path in cache_dir.rglob("*.val")]
+
+
+@pytest.mark.parametrize("how", ["refreshed", "expired and recomputed quickly"])
+def test_a_small_result_replacing_one_kept_in_a_file_deletes_the_file(cache_dir: Path, how: str) -> None:
+    """The batch upsert leaves a row that names a payload file to a second statement, which reads the file's
+    name first: the file is deleted once the small result replaces the row, and the small result is served."""
+    import numpy as np
+
+    @memo(ignore=["big"], ttl=0.2 if how != "refreshed" else None)
+    def g(x: int, big: bool) -> Any:
+        return np.arange(300_000, dtype=np.float64) if big else x
+
+    assert len(g(1, big=True)) == 300_000
+    [old] = _payload_files(cache_dir)
+    if how == "refreshed":
+        with memo.refreshing():
+            assert g(1, big=False) == 1
+    else:
+        for x in range(3):
+            g(100 + x, big=False)  # its last runs were quick: the next miss is left to the background thread
+        time.sleep(0.3)  # past the TTL (expired rows stay in the index a while, for explain)
+        assert g(1, big=False) == 1
+        settled()
+    assert not old.exists(), "the payload file of the replaced row was left behind"
+    with sqlite3.connect(str(cache_dir / "cache.db"), timeout=30) as db:
+        assert db.execute("SELECT count(*) FROM Cache WHERE filename IS NOT NULL").fetchone()[0] == 0
+    g._store().forget()
+    assert g(1, big=True) == 1, "the replacing small result is served (big is not in the key)"
+
+
+def test_runs_starting_while_the_background_thread_looks_at_them_leave_it_running(cache_dir: Path) -> None:
+    """A quick miss notes its run without the store's lock; the background thread's look for runs gone past
+    the quick limit must not be broken by one noted meanwhile (a dict changed while iterated killed the
+    thread: no more commits, checkpoints or late leases). Another thread's note is made here at each line
+    the look runs, through a trace function, which is where a thread switch could fall."""
+    from notebook_memo.stores import local
+
+    @memo
+    def f(x: int) -> int:
+        return x
+
+    f(0)
+    store = f._store()
+    start = time.monotonic() - 60  # long past the quick limit: each is due for a lease
+    store._running.update({"k1": [start, False], "k2": [start, False]})
+    noted = iter(range(3))
+
+    def trace(frame: Any, event: str, arg: Any) -> Any:
+        if frame.f_code.co_filename == local.__file__ and event == "line":
+            number = next(noted, None)
+            if number is not None:
+                store._running[f"other{number}"] = [time.monotonic(), False]  # a run noted by another thread
+        return trace
+
+    sys.settrace(trace)
+    try:
+        store.lease_long_runs(time.monotonic())
+    finally:
+        sys.settrace(None)
+    assert store._running["k1"][1] and store._running["k2"][1], "the runs past the quick limit got no lease"
+    store.release_leases(["k1", "k2"])
+    for key in list(store._running):
+        store.run_finished(key)

@@ -525,6 +525,13 @@ _UPSERT_INLINE = (
     "size = 0, mode = excluded.mode, filename = NULL, value = excluded.value")
 # The upsert tells each row's id (SQLite 3.35 and later; before, they are read after it).
 _RETURNING = " RETURNING key, rowid" if sqlite3.sqlite_version_info >= (3, 35) else ""
+# ... and, with this, leaves a row that names a payload file as it was (such a row returns no id).
+_UNLESS_FILE = " WHERE filename IS NULL"
+
+
+def _flat(rows: Iterable[tuple[Any, ...]]) -> list[Any]:
+    """Return the parameters of a statement that writes ``rows``: their values, one after another."""
+    return list(itertools.chain.from_iterable(rows))
 _FACT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _FACTS = "INSERT OR REPLACE INTO NbmRecordFacts VALUES {rows}"
 _ROWS_PER_STATEMENT = 256  # 7 to 9 parameters each: far below SQLite's limit on one statement's
@@ -1149,25 +1156,23 @@ class Store:
         if signer is _NOW:
             signer = self.signer()
         row = self.row_key(key, signer)
-        inline = payload.nbytes < inline_limit
-
-        def make_header(filename: str | None, checksum: bytes | None) -> bytes:
-            return encode_header(row, filename, payload, meta, created, expires, duration, inline, signer, checksum)
-
+        size = payload.nbytes
+        inline = size < inline_limit
         writer = self.writer
         if self._refuses(signer):
             return 0
         expire = None if keep_until is None else max(keep_until - time.time(), 0.001)
-        facts = facts_of(row, meta, payload.nbytes, duration, created)
+        facts = facts_of(row, meta, size, duration, created)
         if later and inline and _may_queue():
-            header = make_header(None, None)  # now: an error is this call's, under this call's secret
-            item = _Queued(_NewRecord(row, payload, True, lambda _name, _check: header), expire, tag, facts,
-                           payload.nbytes)
+            # The header now: an error is this call's, under this call's secret.
+            header = encode_header(row, None, payload, meta, created, expires, duration, True, signer)
+            item = _Queued(_NewRecord(row, payload, True, lambda _name, _check: header), expire, tag, facts, size)
+            now = time.monotonic()
             with self._queue_lock:
                 if not self._queued:
-                    self._queue_started = time.monotonic()
+                    self._queue_started = now
                 self._queued[row] = item
-                self._queue_touched = time.monotonic()
+                self._queue_touched = now
             self._hot.pop(row, None)
             if len(self._queued) >= _QUEUE_MOST:
                 self.settle()
@@ -1177,10 +1182,14 @@ class Store:
                 self._dozing = False
                 self._wake.set()
         else:
+            def make_header(filename: str | None, checksum: bytes | None) -> bytes:
+                return encode_header(row, filename, payload, meta, created, expires, duration, inline, signer,
+                                     checksum)
+
             self.settle()  # in order: a queued record of this row must not land after this one
             self._commit(writer, [(row, _Queued(_NewRecord(row, payload, inline, make_header), expire, tag, facts,
-                                                payload.nbytes))])
-        return payload.nbytes
+                                                size))])
+        return size
 
     def _commit(self, writer: diskcache.Cache, items: list[tuple[str, _Queued]]) -> None:
         """Write records in one transaction, with the access times of recent hits; then keep to the size limit.
@@ -1208,7 +1217,7 @@ class Store:
         self._hot = {}
         now = time.time()
         inline = [(row, now, None if item.expire is None else now + item.expire, now, item.tag, MODE_RECORD,
-                   sqlite3.Binary(item.record.make_header(None, None))) for row, item in items if item.record.inline]
+                   item.record.make_header(None, None)) for row, item in items if item.record.inline]
         replaced: list[str] = []
         with writer.transact():
             con = writer._con
@@ -1220,11 +1229,20 @@ class Store:
                 _renew_access_times(con, touched)
             ids: dict[str, int] = {}
             for part in slices(inline, _ROWS_PER_STATEMENT):
+                if _RETURNING:
+                    # Rows that name no payload file (almost always: most are new) are written without first
+                    # reading what they held; a row that names one is left as it was, and returns no id.
+                    ids.update(con.execute(_UPSERT_INLINE.format(rows=",".join([_INLINE_ROW] * len(part)))
+                                           + _UNLESS_FILE + _RETURNING, _flat(part)).fetchall())
+                    part = [entry for entry in part if entry[0] not in ids]
+                    if not part:
+                        continue
+                # Its file, deleted after the commit (if no row names it then), and then the row replaced.
                 replaced += [name for (name,) in con.execute(
                     f"SELECT filename FROM Cache WHERE key IN ({marks(len(part))}) AND raw = 1 "
                     "AND filename IS NOT NULL", [entry[0] for entry in part]).fetchall()]
                 ids.update(con.execute(_UPSERT_INLINE.format(rows=",".join([_INLINE_ROW] * len(part))) + _RETURNING,
-                                       [value for entry in part for value in entry]).fetchall())  # (key, rowid) of each
+                                       _flat(part)).fetchall())  # (key, rowid) of each
             for row, item in items:
                 if not item.record.inline:
                     writer.set(row, item.record, expire=item.expire, tag=item.tag)
@@ -1235,8 +1253,7 @@ class Store:
                         ids.update(con.execute(f"SELECT key, rowid FROM Cache WHERE key IN ({marks(len(unknown))}) "
                                                "AND raw = 1", unknown).fetchall())
                     facts = [(ids[row], *item.facts) for row, item in group if row in ids]
-                    con.execute(_FACTS.format(rows=",".join([_FACT_ROW] * len(facts))),
-                                [value for fact in facts for value in fact])
+                    con.execute(_FACTS.format(rows=",".join([_FACT_ROW] * len(facts))), _flat(facts))
         self._hot = {}
         for name in replaced:
             writer.disk.remove(name)
@@ -1783,7 +1800,6 @@ class Store:
             with contextlib.suppress(OSError, sqlite3.Error):
                 self._leases.renew(connection(self.directory))
 
-    @_gated
     def leased(self, key: str) -> bool:
         """Return whether a lease row for ``key`` exists (someone computes it, or did and died): one read,
         or none right after this thread's ``get(key, probe=True)``, which read it with the record."""
@@ -1793,8 +1809,9 @@ class Store:
             if probed[0] == key:
                 return probed[1]  # type: ignore[no-any-return]
         try:
-            return self.writer._con.execute("SELECT 1 FROM Cache WHERE key = ? AND raw = 1",
-                                            (LOCK_PREFIX + key,)).fetchone() is not None
+            with gate:
+                return self.writer._con.execute("SELECT 1 FROM Cache WHERE key = ? AND raw = 1",
+                                                (LOCK_PREFIX + key,)).fetchone() is not None
         except Exception:
             return True  # cannot tell (no working storage): take the careful path
 
@@ -1809,11 +1826,13 @@ class Store:
             self._wake.set()
 
     def body_finished(self, key: str) -> None:
-        """Note that the body of the run of ``key`` returned: its result is being stored, which needs no lease."""
-        with self._lock:
-            entry = self._running.get(key)
-            if entry is not None:
-                entry[0] = math.inf
+        """Note that the body of the run of ``key`` returned: its result is being stored, which needs no lease.
+
+        No lock: ``lease_long_runs`` reads the start under the store's lock, and a look just before this
+        write is one the lock would order before it as well."""
+        entry = self._running.get(key)
+        if entry is not None:
+            entry[0] = math.inf
 
     def run_finished(self, key: str) -> bool:
         """Forget the run of ``key``; return True when a lease was taken for it meanwhile (the caller gives it back)."""
@@ -1825,7 +1844,9 @@ class Store:
     def lease_long_runs(self, now: float) -> None:
         """Take the leases of the runs without one that have gone on past QUICK_BODY (on the background thread)."""
         with self._lock:
-            due = [key for key, (started, leased) in self._running.items()
+            # Read at once (list() of a dict is one step for the interpreter): a quick miss notes its run
+            # without the lock, and a dict that changes while a loop walks it stops the loop with an error.
+            due = [key for key, (started, leased) in list(self._running.items())
                    if not leased and now - started >= QUICK_BODY]
             if not due:
                 return
