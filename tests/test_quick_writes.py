@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -283,3 +284,76 @@ def test_runs_starting_while_the_background_thread_looks_at_them_leave_it_runnin
     store.release_leases(["k1", "k2"])
     for key in list(store._running):
         store.run_finished(key)
+
+
+def _note_while(running: Callable[[Any], bool], into: dict[str, Any], value: Any, times: int = 3) -> Any:
+    """A trace function that, at each line run in the store's module where ``running(frame)``, adds a key to
+    ``into`` (``times`` at most): what another thread holding ``into`` from before a swap could add there."""
+    from notebook_memo.stores import local
+
+    noted = iter(range(times))
+
+    def trace(frame: Any, event: str, arg: Any) -> Any:
+        if frame.f_code.co_filename == local.__file__ and event == "line" and running(frame):
+            number = next(noted, None)
+            if number is not None:
+                into[f"late{number}"] = value
+        return trace
+
+    return trace
+
+
+@pytest.mark.parametrize("pending", ["_pending_touch", "_pending_hits"])
+def test_hits_counted_into_the_dicts_the_flush_took_leave_it_running(cache_dir: Path, pending: str) -> None:
+    """The flush takes the pending access times and hit counts (a swap), then writes them: a hit that read the
+    old dict before the swap adds to it after. Such late additions must not break the flush's loops."""
+
+    @memo
+    def f(x: int) -> int:
+        return x
+
+    for x in range(3):
+        f(x)
+    settled()
+    store = f._store()
+    store.flush()
+    for x in range(3):
+        f(x)  # hits: their access times and counts are pending
+    before = getattr(store, pending)
+    assert before, f"no {pending} to write"
+    if pending == "_pending_touch":  # while the access times are written
+        trace = _note_while(lambda frame: frame.f_code.co_name in ("_renew_access_times", "<listcomp>"), before, 0)
+    else:  # while the counts are written, once taken
+        trace = _note_while(lambda frame: frame.f_code.co_name == "flush" and "hits" in frame.f_locals, before, 1,
+                            times=10)
+    sys.settrace(trace)
+    try:
+        store.flush()
+    finally:
+        sys.settrace(None)
+    assert not store._pending_touch and not store._pending_hits
+
+
+def test_a_step_of_the_background_thread_that_fails_leaves_it_running(cache_dir: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever one of its steps meets, the background thread goes on: it alone commits quick results
+    while the kernel is idle, checkpoints the log and takes the leases of runs that turn out slow."""
+    f = _quick_function(Counter())
+    store = f._store()
+    failures = []
+
+    def failing_flush() -> None:
+        failures.append(1)
+        raise RuntimeError("a step that fails")
+
+    monkeypatch.setattr(store, "flush", failing_flush)
+    deadline = time.monotonic() + 60  # a bound on a hung thread, not a timing assertion
+    while not failures:
+        assert time.monotonic() < deadline, "the background thread never flushed"
+        time.sleep(0.05)
+    assert f(7) == 8
+    key = f.make_call((7,), {}).key
+    while key not in _rows(cache_dir):
+        assert store._flusher is not None and store._flusher.is_alive(), "the background thread stopped"
+        assert time.monotonic() < deadline, "the background thread never committed the quick result"
+        time.sleep(0.01)
