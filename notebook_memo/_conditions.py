@@ -33,7 +33,7 @@ import xxhash
 
 from ._config import FILE_DIGEST_LIMIT, RACY_SECONDS, own_thread
 from ._notebook import notebook_paths
-from ._random_state import changed_since, encode, prepare_run, snapshot, state_digest
+from ._random_state import changed_since, encode, isolate_framework_draws, snapshot, state_digest, watch_seeding
 
 __all__ = ()
 
@@ -112,10 +112,8 @@ class Recorder:
         self.inherited: list[Conditions] = []  # conditions of memoized entries served inside the run
         self.cwd = os.getcwd()
         self.thread = threading.get_ident()
+        isolate_framework_draws()  # before the states are read: a framework thread's draw is not the body's
         self.states_before = snapshot(lazy=True)
-        # After the states are read, which may load a library's random module (numpy's loads on first use):
-        # its seeding functions are then watched from this run on.
-        prepare_run(_note_seeding)
         self.reseeded: set[str] = set()  # generators seeded before any draw: their state before does not matter
         self.drew_first: set[str] = set()  # ... seeded after drawing from them (or by another thread)
         self.entropy: set[str] = set()  # ... seeded from the operating system's entropy
@@ -252,6 +250,9 @@ class recording:  # lower case: used as a function, ``with recording(recorder, o
     def __enter__(self) -> Recorder:
         if not _hook_installed:
             _install_hook()
+        # After the states were read, which may have loaded a library's random module (numpy's loads on
+        # first use): its seeding functions are watched from this run on.
+        watch_seeding(_note_seeding)
         self.token = _active.set((*self.outer, self.recorder))
         _running.append(self.recorder)
         return self.recorder

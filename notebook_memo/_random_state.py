@@ -61,17 +61,6 @@ def _loaded_since(seen: list[tuple[int, str | None]]) -> bool:
     return True
 
 
-def prepare_run(on_seed: Callable[[str, bool], None]) -> None:
-    """Before a memoized body runs: ``isolate_framework_draws`` and ``watch_seeding(on_seed)``, each of which
-    has work to do only when a module was loaded since the last run (one look at the modules for both)."""
-    if _loaded_since(_prepared_seen):
-        isolate_framework_draws()
-        watch_seeding(on_seed)
-
-
-_prepared_seen: list[tuple[int, str | None]] = [(-1, None)]  # modules_mark() when prepare_run last looked
-
-
 def isolate_framework_draws() -> None:
     """Give the loaded framework modules that draw from ``random`` for themselves a generator of their own."""
     if len(_isolated) == len(_FRAMEWORK_DRAWERS) or not _loaded_since(_isolation_seen):

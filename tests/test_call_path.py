@@ -256,6 +256,43 @@ def test_a_framework_that_draws_for_itself_loaded_as_another_module_leaves_gets_
     assert out.stdout.strip() == "True", out.stderr  # the module count is the same: its last name is not
 
 
+_FRAMEWORK_DRAWS_AS_THE_STATES_ARE_READ = """
+import random, sys, tempfile, types
+from notebook_memo import _conditions, configure, memo
+
+configure(cache_dir=tempfile.mkdtemp(), verbose=False)
+framework = types.ModuleType("tornado.ioloop")  # it draws from random for itself, on a thread of its own
+framework.random = random
+sys.modules["tornado.ioloop"] = framework
+
+@memo
+def f(x):
+    return x  # draws nothing
+
+read_states = _conditions.snapshot
+def then_the_framework_draws(*args, **kwargs):
+    states = read_states(*args, **kwargs)
+    framework.random.random()  # its thread, switched to right after the first run read the states
+    return states
+_conditions.snapshot = then_the_framework_draws
+random.seed(0)
+f(1)
+_conditions.snapshot = read_states
+random.seed(0); plain = random.random()
+random.seed(0); f(1); after_hit = random.random()
+print(len(f.entries()), f.misses, after_hit == plain)
+"""
+
+
+def test_a_framework_drawing_just_after_the_first_run_read_the_states_is_not_the_body(tmp_path: Path) -> None:
+    """The first memoized run after a framework that draws for itself was loaded gives it its own generator
+    before reading the global states: a draw of the framework's thread right after that read is not taken
+    for the body's (its entry would be tied to random's state, and a hit would set random to it)."""
+    out = subprocess.run([sys.executable, "-c", _FRAMEWORK_DRAWS_AS_THE_STATES_ARE_READ], capture_output=True,
+                         text=True, timeout=120, cwd=tmp_path)
+    assert out.stdout.split() == ["1", "1", "True"], out.stdout + out.stderr
+
+
 def test_a_body_drawing_from_random_s_functions_is_seen_after_random_inst_was_reassigned(
         monkeypatch: pytest.MonkeyPatch, counter: Counter) -> None:
     monkeypatch.setattr(random, "_inst", random.Random(123))  # the module's functions keep their own generator
