@@ -357,3 +357,33 @@ def test_a_step_of_the_background_thread_that_fails_leaves_it_running(cache_dir:
         assert store._flusher is not None and store._flusher.is_alive(), "the background thread stopped"
         assert time.monotonic() < deadline, "the background thread never committed the quick result"
         time.sleep(0.01)
+
+
+@pytest.mark.parametrize("how", ["refreshed", "expired and recomputed", "deleted in a transaction"])
+def test_a_result_kept_in_a_file_replaced_or_deleted_leaves_no_file_behind(cache_dir: Path, how: str) -> None:
+    """diskcache removes a replaced or deleted row's file as its statement ends, which inside a transaction of
+    ours is before the commit: the row was still there for the check that no row names the file, and the
+    file stayed forever (a refreshed 1 GB result left 1 GB behind at each refresh)."""
+    import numpy as np
+
+    @memo(ttl=0.2 if how == "expired and recomputed" else None)
+    def g(x: int) -> Any:
+        return np.full(300_000, x, dtype=np.float64)
+
+    g(1)
+    [old] = _payload_files(cache_dir)
+    if how == "refreshed":
+        with memo.refreshing():
+            g(1)
+    elif how == "expired and recomputed":
+        time.sleep(0.3)  # past the TTL (expired rows stay in the index a while, for explain)
+        g(1)
+    else:
+        store = g._store()
+        with store.transaction():
+            assert store.delete(g.make_call((1,), {}).key)
+    assert not old.exists(), "the replaced or deleted row's payload file was left behind"
+    with sqlite3.connect(str(cache_dir / "cache.db"), timeout=30) as db:
+        named = {name for (name,) in db.execute("SELECT filename FROM Cache WHERE filename IS NOT NULL")}
+    assert {str(path.relative_to(cache_dir)) for path in _payload_files(cache_dir)} == named
+    assert how == "deleted in a transaction" or g(1)[0] == 1

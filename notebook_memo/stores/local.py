@@ -216,6 +216,7 @@ class _RecordDisk(diskcache.Disk):
     def __init__(self, directory: str, min_file_size: int = 2**15, **_: Any) -> None:
         # Other disk_* settings someone wrote into the index's Settings table are ignored.
         super().__init__(directory, min_file_size=min_file_size)
+        self._held = threading.local()  # .names: files to remove once this thread's transaction of ours ends
 
     def put(self, key: Any) -> tuple[Any, bool]:
         if type(key) is not str:
@@ -257,6 +258,10 @@ class _RecordDisk(diskcache.Disk):
         return _FOREIGN  # diskcache's pickle, text or binary file modes: not ours
 
     def remove(self, file_path: str) -> None:
+        held = getattr(self._held, "names", None)
+        if held is not None:
+            held.append(file_path)  # inside a transaction of ours: looked at once it committed (``removals_after``)
+            return
         full = store_file_path(self._directory, file_path or "")
         if full is None or self._referenced(file_path):
             return
@@ -266,6 +271,26 @@ class _RecordDisk(diskcache.Disk):
                 folder = os.path.dirname(full)
                 os.rmdir(folder)
                 os.rmdir(os.path.dirname(folder))
+
+    @contextlib.contextmanager
+    def removals_after(self) -> Iterator[None]:
+        """Inside the block (around a transaction of ours), files to remove are removed once it ends.
+
+        diskcache removes a replaced or deleted row's file as its own statement ends, which inside a
+        transaction of ours is before the commit: the row is still there for every other connection,
+        ``remove`` finds it named, and the file would stay forever. Nested blocks leave it to the outermost.
+        """
+        if getattr(self._held, "names", None) is not None:
+            yield
+            return
+        held: list[str] = []
+        self._held.names = held
+        try:
+            yield
+        finally:
+            self._held.names = None
+            for name in held:
+                self.remove(name)  # after a rollback, the rows still name them: kept
 
     def _referenced(self, file_path: str) -> bool:
         """Return True when a row still names ``file_path`` (or when that cannot be told)."""
@@ -530,6 +555,12 @@ _UPSERT_INLINE = (
 _RETURNING = " RETURNING key, rowid" if sqlite3.sqlite_version_info >= (3, 35) else ""
 # ... and, with this, leaves a row that names a payload file as it was (such a row returns no id).
 _UNLESS_FILE = " WHERE filename IS NULL"
+
+
+def _removals_after(writer: diskcache.Cache) -> contextlib.AbstractContextManager[None]:
+    """Around a transaction on ``writer``: the payload files its statements remove go once it ends."""
+    disk = writer.disk
+    return disk.removals_after() if isinstance(disk, _RecordDisk) else contextlib.nullcontext()
 
 
 def _flat(rows: Iterable[tuple[Any, ...]]) -> list[Any]:
@@ -1222,7 +1253,7 @@ class Store:
         inline = [(row, now, None if item.expire is None else now + item.expire, now, item.tag, MODE_RECORD,
                    item.record.make_header(None, None)) for row, item in items if item.record.inline]
         replaced: list[str] = []
-        with writer.transact():
+        with _removals_after(writer), writer.transact():
             con = writer._con
             if self._pending_touch:
                 # Recent hits decide what is least recently used: written with these records, through
@@ -1301,7 +1332,7 @@ class Store:
         writer = self.writer
         try:
             try:
-                with gate, writer.transact():
+                with gate, _removals_after(writer), writer.transact():
                     yield
             except BaseException as exc:
                 self._hot = {}  # rolled back: what was read inside may be gone (neither header nor version moved)
