@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -232,3 +234,32 @@ def test_batch_results_persist_across_restarts(cache_dir: Path) -> None:
     cells[1] = "OUT['r'] = embed(['z', 'w', 'x'])\nOUT['seen'] = list(SEEN)"
     out = run_kernel(cells, cache_dir, seed=2)
     assert out["r"] == ["Z", "W", "X"] and out["seen"] == ["w"]
+
+
+_BATCH_OVER_THE_SIZE_LIMIT = """
+import sys
+import numpy as np
+from notebook_memo import configure, memo
+
+configure(cache_dir=sys.argv[1], size_limit=2_000_000)
+
+@memo
+def small(i):
+    return np.full(6_000, i, dtype=np.float64)  # 48 kB
+
+@memo.batch("xs", batch_size=8)
+def big(xs):
+    return [np.full(100_000, x, dtype=np.float64) for x in xs]  # 800 kB each
+
+for i in range(30):
+    small(i)
+print([float(a[0]) for a in big([0, 1])], small._store().stored_bytes() <= 2_000_000)
+"""
+
+
+def test_a_batch_that_must_evict_inside_its_transaction_returns(tmp_path: Path) -> None:
+    """A batch chunk writes in one transaction, and keeps to the size limit inside it: the entries it evicts
+    are gone for that transaction but not yet for other connections, which offered them again and again."""
+    out = subprocess.run([sys.executable, "-c", _BATCH_OVER_THE_SIZE_LIMIT, str(tmp_path / "cache")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["[0.0,", "1.0]", "True"], out.stdout + out.stderr

@@ -262,10 +262,10 @@ def test_a_write_through_handles_older_than_a_set_aside_leaves_the_fresh_index(
     fresh = (cache_dir / "cache.db").stat().st_ino
     write = store._write_records
 
-    def damaged_on_older_handles(writer: Any, items: Any) -> None:
+    def damaged_on_older_handles(writer: Any, items: Any, queued: bool = False) -> None:
         if writer is older:
             raise sqlite3.DatabaseError("database disk image is malformed")
-        write(writer, items)
+        write(writer, items, queued)
 
     monkeypatch.setattr(store, "_write_records", damaged_on_older_handles)
     f(2)  # its record is made and queued: committed below, through the older handles

@@ -117,7 +117,7 @@ def test_trouble_in_a_late_commit_is_one_warning_and_the_result_stands(cache_dir
     f._store().stop_background()
     settled()  # what other tests' stores still hold is not this test's
 
-    def failing(self: Store, writer: object, items: object) -> None:
+    def failing(self: Store, writer: object, items: object, queued: bool = False) -> None:
         raise sqlite3.OperationalError("disk I/O error")
 
     commit = Store._commit
@@ -387,3 +387,42 @@ def test_a_result_kept_in_a_file_replaced_or_deleted_leaves_no_file_behind(cache
         named = {name for (name,) in db.execute("SELECT filename FROM Cache WHERE filename IS NOT NULL")}
     assert {str(path.relative_to(cache_dir)) for path in _payload_files(cache_dir)} == named
     assert how == "deleted in a transaction" or g(1)[0] == 1
+
+
+_SETTLE_INSIDE_A_TRANSACTION = """
+import sys, threading, time
+import numpy as np
+from notebook_memo import configure, memo
+
+configure(cache_dir=sys.argv[1])
+
+@memo
+def quick(i):
+    return i + 1
+
+@memo
+def other(i):
+    return np.full(100_000, i)  # kept in a payload file: written at once, after the queue (put -> settle)
+
+quick(-1)
+other(-1)
+store = quick._store()
+with store.transaction():  # what memo.batch does around a chunk's writes
+    done = threading.Thread(target=quick, args=(1,))
+    done.start()
+    done.join()  # another thread's quick miss: queued
+    while not store._settle_lock.locked():
+        time.sleep(0.001)  # the background thread begins to commit the queue (after 20 ms without a miss)
+    other(1)  # the chunk's next write commits the queue first
+print(quick(1), other(1)[0], quick.misses, other.misses)
+"""
+
+
+def test_the_queue_is_committed_by_a_thread_inside_a_transaction_while_the_background_thread_commits_it(
+        tmp_path: Path) -> None:
+    """The background thread holds the queue's lock while it waits for the write lock; a thread inside a
+    transaction of ours holds that write lock and, at its next write, commits the queue first: it must not
+    wait for the background thread (each waited for the other, forever)."""
+    out = subprocess.run([sys.executable, "-c", _SETTLE_INSIDE_A_TRANSACTION, str(tmp_path / "cache")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["2", "1", "2", "2"], out.stdout + out.stderr

@@ -1225,35 +1225,39 @@ class Store:
                                                 size))])
         return size
 
-    def _commit(self, writer: diskcache.Cache, items: list[tuple[str, _Queued]]) -> None:
+    def _commit(self, writer: diskcache.Cache, items: list[tuple[str, _Queued]], queued: bool = False) -> None:
         """Write records in one transaction, with the access times of recent hits; then keep to the size limit.
 
         Damage the write meets is set aside as a read's is (a read may still find the pages it needs
         intact, in another process's log), and the records go to the index the directory holds then (a
         fresh one, or the one another kernel began). Inside a caller's transaction, its end sets it aside
-        (``transaction``).
+        (``transaction``). ``queued``: the items are the queue's, as ``settle`` took it (see ``_write_records``).
         """
         try:
-            self._write_records(writer, items)
+            self._write_records(writer, items, queued)
         except sqlite3.DatabaseError as exc:
             if not _is_damaged_database(exc) or getattr(writer, "_txn_id", None) == threading.get_ident():
                 raise
             self._set_aside(exc, _writer_file(writer))
-            self._write_records(self.writer, items)
+            self._write_records(self.writer, items, queued)
 
-    def _write_records(self, writer: diskcache.Cache, items: list[tuple[str, _Queued]]) -> None:
+    def _write_records(self, writer: diskcache.Cache, items: list[tuple[str, _Queued]], queued: bool = False) -> None:
         """``_commit``'s writing.
 
         Records held in their row are written by one statement for all (an upsert, as diskcache's
         ``set`` would leave the row); those with a payload file go through ``set``, which writes it.
         A payload file a row named before is deleted after the commit, if no row names it then.
+        ``queued``: only the items still in the queue once the write lock is held are written (a thread
+        inside a transaction of its own may have taken and written them meanwhile: see ``settle``).
         """
         self._hot = {}
         now = time.time()
-        inline = [(row, now, None if item.expire is None else now + item.expire, now, item.tag, MODE_RECORD,
-                   item.record.make_header(None, None)) for row, item in items if item.record.inline]
         replaced: list[str] = []
         with _removals_after(writer), writer.transact():
+            if queued:
+                items = [(row, item) for row, item in items if self._queued.get(row) is item]
+            inline = [(row, now, None if item.expire is None else now + item.expire, now, item.tag, MODE_RECORD,
+                       item.record.make_header(None, None)) for row, item in items if item.record.inline]
             con = writer._con
             if self._pending_touch:
                 # Recent hits decide what is least recently used: written with these records, through
@@ -1300,24 +1304,41 @@ class Store:
             self._enforce_limit(writer)
 
     def settle(self) -> None:
-        """Commit the queued quick results now, in one transaction (storage trouble: one warning, results kept out)."""
+        """Commit the queued quick results now, in one transaction (storage trouble: one warning, results kept out).
+
+        A thread inside a transaction of ours holds the write lock, for which the background thread may be
+        waiting with the queue's lock held: such a thread takes the queue out and writes it within its
+        own transaction, without that lock (the background thread then writes only what is still queued).
+        """
         if not self._queued:
             return  # the common case, on every store operation: no lock taken
+        writer = self._writer
+        if writer is not None and getattr(writer, "_txn_id", None) == threading.get_ident():
+            with self._queue_lock:
+                items = list(self._queued.items())
+                self._queued = {}
+            self._commit_queue(writer, items, taken=True)
+            return
         with gate, self._settle_lock:
             items = list(self._queued.items())
             if not items:
                 return
             try:
-                self._commit(self.writer, items)
-            except Exception as exc:
-                warn_once(f"storage:{self.directory}", f"results are not being stored in {self.directory} "
-                          f"({type(exc).__name__}: {exc}); they are computed and returned as usual, and caching "
-                          "resumes once the directory is writable again", StorageWarning)
+                self._commit_queue(self.writer, items)
             finally:
                 with self._queue_lock:
                     for row, item in items:
                         if self._queued.get(row) is item:
                             del self._queued[row]
+
+    def _commit_queue(self, writer: diskcache.Cache, items: list[tuple[str, _Queued]], taken: bool = False) -> None:
+        """``settle``'s commit; ``taken``: the items were taken out of the queue (else those still queued go)."""
+        try:
+            self._commit(writer, items, queued=not taken)
+        except Exception as exc:
+            warn_once(f"storage:{self.directory}", f"results are not being stored in {self.directory} "
+                      f"({type(exc).__name__}: {exc}); they are computed and returned as usual, and caching "
+                      "resumes once the directory is writable again", StorageWarning)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
@@ -1367,13 +1388,18 @@ class Store:
         """
         limit = self.size_limit if limit is None else limit
         evicted = 0
+        tried: set[str] = set()
         while (volume := writer.volume()) > limit:
-            rows = connection(self.directory).execute(
+            # Read on the writer's own connection: inside a transaction of ours (a batch chunk's) the rows it
+            # deleted are gone there, not yet on any other connection, which would offer them again forever.
+            # Each row is tried once.
+            rows = [row for (row,) in writer._con.execute(
                 "SELECT key FROM Cache WHERE mode = ? AND raw = 1 ORDER BY access_time LIMIT ?",
-                (MODE_RECORD, _EVICT_BATCH)).fetchall()
+                (MODE_RECORD, _EVICT_BATCH + len(tried))).fetchall() if row not in tried]
             if not rows:
                 break
-            for (row,) in rows:
+            for row in rows:
+                tried.add(row)
                 self._hot = {}
                 evicted += bool(writer.delete(row))
                 if writer.volume() <= limit:
