@@ -731,6 +731,7 @@ class Store:
         # The size limit is checked when this process has written its headroom since the volume was
         # last measured, or that was _VOLUME_EVERY seconds ago: not with a volume query per write.
         self._written, self._headroom, self._measured = 0, 0, 0.0
+        self._limit_due = False  # a write inside a caller's transaction found the limit due: kept to once it ends
         self._wrote_at = 0.0  # when this process last wrote a record (wall clock, as access times are)
         # Quick results whose commit is left to the background thread (``put(later=True)``), by row.
         self._queued: dict[str, _Queued] = {}
@@ -1301,7 +1302,13 @@ class Store:
         # The payloads, and about what each row adds to the index.
         self._written += sum(item.nbytes + len(row) + 1024 for row, item in items)
         if self._written >= self._headroom or time.monotonic() - self._measured > _VOLUME_EVERY:
-            self._enforce_limit(writer)
+            if getattr(writer, "_txn_id", None) == threading.get_ident():
+                # Inside a caller's transaction (a batch chunk's) a deleted row frees no page until the commit
+                # (the index vacuums then): the volume would not move, and every row would be evicted, the
+                # chunk's own last. The limit is kept to once the transaction has ended (``transaction``).
+                self._limit_due = True
+            else:
+                self._enforce_limit(writer)
 
     def settle(self) -> None:
         """Commit the queued quick results now, in one transaction (storage trouble: one warning, results kept out).
@@ -1364,6 +1371,14 @@ class Store:
         finally:
             if outermost:
                 self._deferred.items = None
+        if outermost and self._limit_due:
+            self._limit_due = False
+            try:
+                with gate:
+                    self._enforce_limit(self.writer)
+            except Exception as exc:  # the writes are committed: trouble here is the limit's alone
+                warn_once(f"limit:{self.directory}", f"the cache in {self.directory} could not be kept to its size "
+                          f"limit ({type(exc).__name__}: {exc}); it is tried again at the next writes", StorageWarning)
         by_tier: dict[int, tuple[SecondTier, list[Any]]] = {}
         for tier, item in held:
             by_tier.setdefault(id(tier), (tier, []))[1].append(item)
