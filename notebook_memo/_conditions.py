@@ -208,6 +208,8 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
 
 def _install_hook() -> None:
     global _hook_installed
+    if _hook_installed:
+        return  # every miss asks: no lock once it is in
     with _hook_lock:
         if not _hook_installed:
             sys.addaudithook(_audit)
@@ -248,8 +250,7 @@ class recording:  # lower case: used as a function, ``with recording(recorder, o
         self.recorder, self.outer = recorder, outer
 
     def __enter__(self) -> Recorder:
-        if not _hook_installed:
-            _install_hook()
+        _install_hook()
         # After the states were read, which may have loaded a library's random module (numpy's loads on
         # first use): its seeding functions are watched from this run on.
         watch_seeding(_note_seeding)

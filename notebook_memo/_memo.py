@@ -706,8 +706,7 @@ class MemoizedFunction(Generic[R]):
         QUICK_BODY its result is left to the store's background thread to commit (losing it costs little)."""
         self._note_miss(call, refresh)
         self.misses += 1
-        if not self._stale_checked:
-            self._check_stale(store, call)
+        self._check_stale(store, call)
         recorder = Recorder(self._options.files)
         before = _random_state.object_states(call.generators) if call.generators else {}
         start = time.perf_counter()
@@ -730,9 +729,7 @@ class MemoizedFunction(Generic[R]):
         return result
 
     def _note_miss(self, call: Call, refresh: bool) -> None:
-        # A lookup that just found nothing under the key has nothing to explain (``before_compute``).
-        self._miss_report = None if call.absent else \
-            before_compute(self, call, "memo.refreshing()" if refresh else None)
+        self._miss_report = before_compute(self, call, "memo.refreshing()" if refresh else None)
 
     def _announce_computed(self, duration: float, stored: bool) -> None:
         if _config.call_verbosity(self._options.verbose):

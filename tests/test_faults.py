@@ -198,21 +198,29 @@ def test_a_connection_opened_as_the_index_is_set_aside_reads_the_fresh_index(cac
     assert con.execute("SELECT count(*) FROM Cache WHERE typeof(value) = 'blob'").fetchone()[0] == 2
 
 
+def _stored(counter: Counter, count: int, pad: int) -> tuple[Any, Any]:
+    """Return a memoized function counting its runs, and its store, with ``count`` records committed (each
+    with ``pad`` bytes of text)."""
+
+    @memo
+    def f(k: int) -> dict[str, Any]:
+        counter()
+        return {"k": k, "pad": "x" * pad}
+
+    for k in range(count):
+        f(k)
+    store = f._store()
+    store.settle()
+    return f, store
+
+
 def test_a_kernel_opening_the_index_while_another_moves_it_aside_waits_for_the_moves(
         cache_dir: Path, counter: Counter, monkeypatch: pytest.MonkeyPatch) -> None:
     # The three files move one by one. A kernel that opened the index between the moves made a fresh
     # cache.db beside the damaged one's log (SQLite deleted that log, or read it as the fresh index's),
     # and the moves then took the fresh index's log away: its tables were gone, the set-aside copy
     # unreadable. Here this kernel stops after its first move, as a preempted process would.
-    @memo
-    def f(k: int) -> dict[str, Any]:
-        counter()
-        return {"k": k, "pad": "x" * 100}
-
-    for k in range(30):
-        f(k)
-    store = f._store()
-    store.settle()
+    f, store = _stored(counter, 30, pad=100)
     replace, others = os.replace, []
 
     def replace_then_let_another_kernel_open(source: str, target: str) -> None:
@@ -292,15 +300,7 @@ def test_damage_met_after_another_kernel_set_the_index_aside_leaves_its_fresh_in
     # Two kernels on one damaged index: the other meets the damage first, sets the index aside and
     # begins a fresh one. This kernel, still on the damaged file (it looks at the path every few
     # seconds), meets the damage next: it must reopen the fresh index, not set that one aside too.
-    @memo
-    def f(k: int) -> dict[str, Any]:
-        counter()
-        return {"k": k, "pad": "x" * 3000}
-
-    for k in range(300):
-        f(k)
-    store = f._store()
-    store.settle()
+    f, store = _stored(counter, 300, pad=3000)
     store.checkpoint(at_exit=True)  # every record in the index file itself
     store.stop_background()
     monkeypatch.setattr(local, "_REVALIDATE", 3600.0)  # this kernel does not look at the path meanwhile

@@ -555,22 +555,27 @@ _UPSERT_INLINE = (
 _RETURNING = " RETURNING key, rowid" if sqlite3.sqlite_version_info >= (3, 35) else ""
 # ... and, with this, leaves a row that names a payload file as it was (such a row returns no id).
 _UNLESS_FILE = " WHERE filename IS NULL"
-
-
-def _removals_after(writer: diskcache.Cache) -> contextlib.AbstractContextManager[None]:
-    """Around a transaction on ``writer``: the payload files its statements remove go once it ends."""
-    disk = writer.disk
-    return disk.removals_after() if isinstance(disk, _RecordDisk) else contextlib.nullcontext()
-
-
-def _flat(rows: Iterable[tuple[Any, ...]]) -> list[Any]:
-    """Return the parameters of a statement that writes ``rows``: their values, one after another."""
-    return list(itertools.chain.from_iterable(rows))
 _FACT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _FACTS = "INSERT OR REPLACE INTO NbmRecordFacts VALUES {rows}"
 _ROWS_PER_STATEMENT = 256  # 7 to 9 parameters each: far below SQLite's limit on one statement's
 # Rows of the index that are no record: leases, and hit counters (``flush``).
 _NOT_RECORDS = (("lock:", "lock;"), ("stats:", "stats;"))
+
+
+def _upsert_inline(count: int, unless_file: bool = False) -> str:
+    """Return the upsert of ``count`` records held in their rows (``unless_file``: leaving rows that name a file)."""
+    return _UPSERT_INLINE.format(rows=",".join([_INLINE_ROW] * count)) + (_UNLESS_FILE if unless_file else "") \
+        + _RETURNING
+
+
+def _flat(rows: Iterable[tuple[Any, ...]]) -> list[Any]:
+    """Return the parameters of a statement that writes ``rows``: their values, one after another."""
+    return list(itertools.chain.from_iterable(rows))
+
+
+def _inside_transaction(writer: diskcache.Cache) -> bool:
+    """Return whether the calling thread holds ``writer``'s write transaction (a caller's ``transaction``)."""
+    return getattr(writer, "_txn_id", None) == threading.get_ident()
 
 
 # diskcache's triggers keep the payload files' total size in Settings ("size"), one UPDATE for each row
@@ -1237,7 +1242,7 @@ class Store:
         try:
             self._write_records(writer, items, queued)
         except sqlite3.DatabaseError as exc:
-            if not _is_damaged_database(exc) or getattr(writer, "_txn_id", None) == threading.get_ident():
+            if not _is_damaged_database(exc) or _inside_transaction(writer):
                 raise
             self._set_aside(exc, _writer_file(writer))
             self._write_records(self.writer, items, queued)
@@ -1254,7 +1259,7 @@ class Store:
         self._hot = {}
         now = time.time()
         replaced: list[str] = []
-        with _removals_after(writer), writer.transact():
+        with writer.disk.removals_after(), writer.transact():
             if queued:
                 items = [(row, item) for row, item in items if self._queued.get(row) is item]
             inline = [(row, now, None if item.expire is None else now + item.expire, now, item.tag, MODE_RECORD,
@@ -1271,8 +1276,7 @@ class Store:
                 if _RETURNING:
                     # Rows that name no payload file (almost always: most are new) are written without first
                     # reading what they held; a row that names one is left as it was, and returns no id.
-                    ids.update(con.execute(_UPSERT_INLINE.format(rows=",".join([_INLINE_ROW] * len(part)))
-                                           + _UNLESS_FILE + _RETURNING, _flat(part)).fetchall())
+                    ids.update(con.execute(_upsert_inline(len(part), unless_file=True), _flat(part)).fetchall())
                     part = [entry for entry in part if entry[0] not in ids]
                     if not part:
                         continue
@@ -1280,8 +1284,7 @@ class Store:
                 replaced += [name for (name,) in con.execute(
                     f"SELECT filename FROM Cache WHERE key IN ({marks(len(part))}) AND raw = 1 "
                     "AND filename IS NOT NULL", [entry[0] for entry in part]).fetchall()]
-                ids.update(con.execute(_UPSERT_INLINE.format(rows=",".join([_INLINE_ROW] * len(part))) + _RETURNING,
-                                       _flat(part)).fetchall())  # (key, rowid) of each
+                ids.update(con.execute(_upsert_inline(len(part)), _flat(part)).fetchall())  # (key, rowid) of each
             for row, item in items:
                 if not item.record.inline:
                     writer.set(row, item.record, expire=item.expire, tag=item.tag)
@@ -1302,7 +1305,7 @@ class Store:
         # The payloads, and about what each row adds to the index.
         self._written += sum(item.nbytes + len(row) + 1024 for row, item in items)
         if self._written >= self._headroom or time.monotonic() - self._measured > _VOLUME_EVERY:
-            if getattr(writer, "_txn_id", None) == threading.get_ident():
+            if _inside_transaction(writer):
                 # Inside a caller's transaction (a batch chunk's) a deleted row frees no page until the commit
                 # (the index vacuums then): the volume would not move, and every row would be evicted, the
                 # chunk's own last. The limit is kept to once the transaction has ended (``transaction``).
@@ -1320,11 +1323,11 @@ class Store:
         if not self._queued:
             return  # the common case, on every store operation: no lock taken
         writer = self._writer
-        if writer is not None and getattr(writer, "_txn_id", None) == threading.get_ident():
+        if writer is not None and _inside_transaction(writer):
             with self._queue_lock:
                 items = list(self._queued.items())
                 self._queued = {}
-            self._commit_queue(writer, items, taken=True)
+            self._commit_queue(writer, items, queued=False)
             return
         with gate, self._settle_lock:
             items = list(self._queued.items())
@@ -1338,10 +1341,10 @@ class Store:
                         if self._queued.get(row) is item:
                             del self._queued[row]
 
-    def _commit_queue(self, writer: diskcache.Cache, items: list[tuple[str, _Queued]], taken: bool = False) -> None:
-        """``settle``'s commit; ``taken``: the items were taken out of the queue (else those still queued go)."""
+    def _commit_queue(self, writer: diskcache.Cache, items: list[tuple[str, _Queued]], queued: bool = True) -> None:
+        """``settle``'s commit; ``queued``: of the items, those still in the queue then (see ``_write_records``)."""
         try:
-            self._commit(writer, items, queued=not taken)
+            self._commit(writer, items, queued)
         except Exception as exc:
             warn_once(f"storage:{self.directory}", f"results are not being stored in {self.directory} "
                       f"({type(exc).__name__}: {exc}); they are computed and returned as usual, and caching "
@@ -1360,7 +1363,7 @@ class Store:
         writer = self.writer
         try:
             try:
-                with gate, _removals_after(writer), writer.transact():
+                with gate, writer.disk.removals_after(), writer.transact():
                     yield
             except BaseException as exc:
                 self._hot = {}  # rolled back: what was read inside may be gone (neither header nor version moved)

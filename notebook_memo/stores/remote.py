@@ -405,9 +405,8 @@ def configured_remote() -> tuple[str | None, bool]:
 
 def second_tier() -> SecondTier | None:
     """Return the second tier of this call (see ``configured_remote``), or None."""
-    if chosen.get() is None and settings.remote is None and environ(ENV_REMOTE) is None:
-        return None  # the common case, asked on every miss and write: no remote at all
-    return remote_tier()
+    url, read_only = configured_remote()  # asked on every miss and write: most often no remote at all
+    return None if url is None else remote_tier(url, read_only)
 
 
 def remote_tier(url: str | None = None, read_only: bool | None = None) -> RemoteTier | None:
