@@ -18,7 +18,7 @@ from ._config import warn_once
 from ._dependencies import Dependencies, clock_reads, code_environment, global_references, resolve_values
 from ._errors import ConfigurationError, MemoError, StorageWarning, UnhashableArgument
 from ._explain import Explanation, before_compute, caching_off, explain_call
-from ._in_place import restorable, restore_in_place, skeleton
+from ._in_place import linked_groups, restorable, restore_in_place, skeleton
 from ._inventory import delete_results, human_time, owner
 from ._memo import (
     Call,
@@ -266,18 +266,22 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
     cell, call = cell_call.cell, cell_call.call
     store = cell._store()
     off = _config.disabled_by_env()  # %memo off, or NOTEBOOK_MEMO_DISABLE
+    unusable = None  # why an entry found under the key could not be restored
     if not options.refresh and not off:
         restored = _try_restore(shell, store, cell, call.key, options)
-        if restored is not _NOT_CACHED:
+        if not isinstance(restored, _NotCached):
             return restored
+        unusable = restored.reason
     # Asked before the run overwrites the entry, which explain_last could no longer see.
     cell.miss_report = (caching_off(cell.qualified_name) if off
+                        else Explanation(cell.qualified_name, False, unusable) if unusable
                         else before_compute(cell, call, "%%memo --refresh" if options.refresh else None))  # type: ignore[arg-type]
     cell.last_hit = False
     namespace = shell.user_ns
     before = _namespace_snapshot(namespace)
     input_digests = {name: _digest_or_none(value) for name, value in cell_call.inputs.items()}
     skeletons = {name: skeleton(value) for name, value in cell_call.inputs.items()}
+    holders = None if off else _holders(namespace, cell_call.inputs)
     analysis = cell_call.analysis
     maybe = {name: _digest_or_none(namespace[name])
              for name in {*analysis.maybe_binds, *analysis.maybe_inputs, *analysis.loop_inputs}
@@ -311,8 +315,21 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
     # Inputs changed in place, still the same objects: a hit restores them into the live objects when
     # every one of them can be restored exactly (else it binds them all, as the run left them together).
     in_place = [name for name in outputs if name in input_digests and after.get(name) == before.get(name)]
+    linked = _linked(holders, in_place, outputs, namespace)
     if not all(restorable(skeletons[name], namespace[name]) for name in in_place):
+        # Bound to the restored copies, the changed inputs take along every name that holds part of
+        # them; one the cell did not read is restored only while it is as it was before this run.
+        unknown = _unlinkable(linked, holders, input_digests)
+        if unknown is not None:
+            warn_once(f"linked:{cell.qualified_name}:{unknown}", f"%%memo {cell.label}: not cached, so the cell "
+                      f"runs each time: it changes {', '.join(map(repr, in_place))} in place, and {unknown}. "
+                      "A hit could not restore them together.", StorageWarning)
+            return result
         in_place = []
+        if linked:
+            assert holders is not None
+            outputs = sorted({*outputs, *linked})
+            unchanged.update({name: holders.digests[name] for name in linked if name not in input_digests})
     deleted = sorted(name for name in before if name not in after)
     payload_value = {
         "outputs": {name: namespace[name] for name in outputs if name in namespace},
@@ -321,6 +338,8 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
         "result": result,
         "unchanged": unchanged,
         "in_place": in_place,
+        "linked": linked is None or bool(linked),  # in place only: if that fails on a hit, the cell runs
+        "holders": sorted(name for name in linked or () if name not in input_digests),
     }
     if unverifiable:
         warn_once(f"unverifiable:{cell.qualified_name}:{unverifiable[0]}",
@@ -355,6 +374,46 @@ def _digest_or_none(value: Any) -> bytes | None:
         return content_hash(value)
     except UnhashableArgument:
         return None
+
+
+@dataclass
+class _Holders:
+    """The notebook's names that share objects with the cell's inputs, before it runs."""
+
+    groups: list[set[str]] | None  # each holding an input; None: too many objects to tell
+    digests: dict[str, bytes | None]  # of the names in them the cell does not read
+
+
+def _holders(namespace: dict[str, Any], inputs: dict[str, Any]) -> _Holders:
+    groups = linked_groups({name: value for name, value in namespace.items() if not _is_shell_name(name)})
+    if groups is None:
+        return _Holders(None, {})
+    groups = [group for group in groups if not group.isdisjoint(inputs)]
+    return _Holders(groups, {name: _digest_or_none(namespace[name])
+                             for group in groups for name in group if name not in inputs})
+
+
+def _linked(holders: _Holders | None, changed: list[str], outputs: list[str],
+            namespace: dict[str, Any]) -> set[str] | None:
+    """Return the names, other than the outputs, that hold part of the inputs the cell changed in place
+    (None when that cannot be told)."""
+    if not changed or holders is None:
+        return set()
+    if holders.groups is None:
+        return None
+    names = set().union(*(group for group in holders.groups if not group.isdisjoint(changed)))
+    return {name for name in names if name not in outputs and name in namespace}
+
+
+def _unlinkable(linked: set[str] | None, holders: _Holders | None, inputs: dict[str, Any]) -> str | None:
+    """Say why names holding part of what the cell changed cannot be restored with it; None when they can."""
+    if linked is None:
+        return "the notebook's variables are too many objects to tell which others hold part of them"
+    unhashable = sorted(name for name in linked if name not in inputs and holders and holders.digests[name] is None)
+    if unhashable:
+        return (f"{unhashable[0]!r}, which it does not read, holds part of them and cannot be hashed to check "
+                f"that it is as before (give its class __memo_key__, or delete {unhashable[0]!r} if it is not needed)")
+    return None
 
 
 def _outputs(options: CellOptions, cell_call: CellCall, before: dict[str, int], after: dict[str, int],
@@ -503,8 +562,11 @@ def _unstorable(outputs: dict[str, Any], by_value: frozenset[int], error: Except
     return found or {"": f"{type(error).__name__}: {error}"}
 
 
+@dataclass(frozen=True)
 class _NotCached:
-    pass
+    """No cached run can be restored; ``reason`` says why when an entry was found but not usable."""
+
+    reason: str | None = None
 
 
 _NOT_CACHED = _NotCached()
@@ -547,18 +609,26 @@ def _try_restore(shell: Any, store: Store, cell: CellMemo, key: str, options: Ce
     namespace = shell.user_ns
     for name, digest in value.get("unchanged", {}).items():
         if digest is None or name not in namespace or _digest_or_none(namespace[name]) != digest:
-            return _NOT_CACHED  # a name the cached run left alone has changed since: run the cell
+            # The cached run left it alone (or restores it with what the cell changed, which it holds
+            # part of): it must be as it was then.
+            why = ("holds part of what the cell changes, so a hit would restore it too"
+                   if name in value.get("holders", ()) else "is a name the cell binds on some paths only")
+            return _NotCached(f"{name!r} is not as it was when the cached run started, and {why}: the cell runs")
     # Entries written before a name counted as the shell's may still hold one: it is never restored.
     outputs = {name: v for name, v in value["outputs"].items() if not _is_shell_name(name)}
+    rebind = _Rebinder(namespace)
+    restored = {name: rebind(v) for name, v in outputs.items()}
+    in_place = {name: restored[name] for name in value.get("in_place", ()) if name in restored}
+    if in_place:
+        if restore_in_place(namespace, in_place, {n: v for n, v in restored.items() if n not in in_place}):
+            restored = {n: v for n, v in restored.items() if n not in in_place}
+        elif value.get("linked"):  # bound to copies, they would leave the names holding part of them behind
+            return _NotCached(f"{', '.join(map(repr, sorted(in_place)))} could not be restored into the objects "
+                              "the notebook holds, which other names hold too: the cell runs")
     if not options.quiet and _config.settings.verbose:
         names = ", ".join(sorted(outputs)) or "no variables"
         print(f"[notebook_memo] restored {names} from the cache (computed {human_time(record.header.created)}, "
               f"took {record.header.duration:.2f} s)")
-    rebind = _Rebinder(namespace)
-    restored = {name: rebind(v) for name, v in outputs.items()}
-    in_place = {name: restored[name] for name in value.get("in_place", ()) if name in restored}
-    if in_place and restore_in_place(namespace, in_place, {n: v for n, v in restored.items() if n not in in_place}):
-        restored = {n: v for n, v in restored.items() if n not in in_place}
     namespace.update(restored)
     for name in value["deleted"]:
         if not _is_shell_name(name):

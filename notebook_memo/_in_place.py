@@ -11,6 +11,11 @@ and other object in place and changed only tensor data and plain values such as 
 list, dict or set of plain values. Only when every input the cell changed in place is of these, and
 no name the cell binds anew shares an object with them, does a hit copy (after checking that each
 still fits); otherwise names are bound to the restored copies, together, as before.
+
+Names bound to restored copies must take along every other name that holds part of them, though the
+cell never read it: the model a trainer holds, the list a record and an accumulator share, a second
+name for the same object. ``linked_groups`` finds them before the run; the cell's entry then restores
+them together, and only while they are as they were before the run.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import functools
 import sys
 import types
+import weakref
 from typing import Any
 
 from .hashing import BOOKKEEPING_PREFIX, content_hash, is_plain_tensor
@@ -25,8 +31,10 @@ from .hashing import BOOKKEEPING_PREFIX, content_hash, is_plain_tensor
 __all__ = ()
 
 _REACH_LIMIT = 200_000  # objects walked to prove two outputs share nothing; beyond it, assume they do
+_LINK_LIMIT = 2_000_000  # items walked to group a notebook's names by what they share; beyond it, unknown
 _MODULE_PARTS = ("_parameters", "_buffers", "_modules")
 _LEAVES = (str, bytes, int, float, complex, bool, type(None))
+_LEAF_TYPES = frozenset(_LEAVES)
 
 
 def skeleton(value: Any) -> Any:
@@ -231,3 +239,117 @@ def _filled(cell: Any) -> bool:
     except ValueError:
         return False
     return True
+
+
+def linked_groups(values: dict[str, Any]) -> list[set[str]] | None:
+    """Group the names of ``values`` by the mutable objects they share, transitively: two names for one
+    list, a tensor and a view of it, a model and the optimizer built on its parameters, a trainer holding
+    a model. Names that share nothing are left out; None when the values are too large to walk.
+
+    An object is walked once, whichever name reaches it first, so the walk is as long as the objects
+    all names reach together. Tuples, functions and bound methods are walked through: sharing them
+    alone links nothing.
+    """
+    names = list(values)
+    parent = list(range(len(names)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    np, torch = sys.modules.get("numpy"), sys.modules.get("torch")
+    owner: dict[Any, int] = {}  # an object whose identity matters (by id, or its memory) -> the first name
+    passed: set[int] = set()
+    steps = 0
+    for index, name in enumerate(names):
+        stack = [values[name]]
+        while stack:
+            obj = stack.pop()
+            steps += 1
+            if steps > _LINK_LIMIT:
+                return None
+            if isinstance(obj, _LEAVES) or isinstance(obj, (type, types.ModuleType)) or \
+                    type(obj).__module__.startswith("notebook_memo"):  # memoized functions share our store
+                continue
+            token = _identity(obj, np, torch)
+            if token is not None:
+                first = owner.setdefault(token, index)
+                if first != index:
+                    parent[find(first)] = find(index)
+            if id(obj) not in passed:  # all held by ``values``: no id is reused during the walk
+                passed.add(id(obj))
+                if isinstance(obj, (dict, list, tuple, set, frozenset)):
+                    steps += len(obj)  # counted whole, numbers and strings too
+                stack.extend(_parts(obj, np, torch))
+    groups: dict[int, set[str]] = {}
+    for index, name in enumerate(names):
+        groups.setdefault(find(index), set()).add(name)
+    return [group for group in groups.values() if len(group) > 1]
+
+
+def _identity(obj: Any, np: Any, torch: Any) -> Any:
+    """Return what two names must both reach to share ``obj``, or None for an object walked through."""
+    if isinstance(obj, (tuple, frozenset, types.FunctionType, types.MethodType, types.BuiltinMethodType,
+                        types.MethodWrapperType, functools.partial)):
+        return None
+    if np is not None and isinstance(obj, np.ndarray):
+        while isinstance(obj, np.ndarray) and obj.base is not None:
+            obj = obj.base  # a view shares its base's memory
+        return id(obj)
+    if torch is not None and isinstance(obj, torch.Tensor):
+        try:
+            pointer = obj.untyped_storage().data_ptr()
+        except Exception:  # sparse, quantized, meta: no one storage
+            return id(obj)
+        return ("memory", pointer) if pointer else id(obj)
+    return id(obj)
+
+
+def _parts(obj: Any, np: Any, torch: Any) -> list[Any]:
+    """Return the objects ``obj`` holds, as far as sharing them matters."""
+    if isinstance(obj, dict):
+        return [item for item in (*obj.keys(), *obj.values()) if type(item) not in _LEAF_TYPES]
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [item for item in obj if type(item) not in _LEAF_TYPES]  # a long list of numbers: no pops
+    if isinstance(obj, (types.MethodType, types.BuiltinMethodType, types.MethodWrapperType)):
+        return [obj.__self__]
+    if isinstance(obj, functools.partial):
+        return [obj.func, *obj.args, *obj.keywords.values()]
+    if isinstance(obj, types.FunctionType):
+        return [*(cell.cell_contents for cell in obj.__closure__ or () if _filled(cell)), *(obj.__defaults__ or ()),
+                *(obj.__kwdefaults__ or {}).values(), *vars(obj).values()]
+    if np is not None and isinstance(obj, np.ndarray):
+        return []  # the objects in an object array are left out: a column of strings would be a long walk
+    parts: list[Any] = []
+    try:
+        attributes = object.__getattribute__(obj, "__dict__")
+    except Exception:
+        attributes = None
+    if isinstance(attributes, dict):
+        parts.extend(attributes.values())
+    for slot in _slots(type(obj)):
+        try:
+            parts.append(object.__getattribute__(obj, slot))
+        except Exception:
+            continue
+    if torch is not None and isinstance(obj, torch.Tensor) and obj.is_leaf and obj.grad is not None:
+        parts.append(obj.grad)
+    return parts
+
+
+_slot_names: weakref.WeakKeyDictionary[type, tuple[str, ...]] = weakref.WeakKeyDictionary()
+
+
+def _slots(cls: type) -> tuple[str, ...]:
+    """Return the names of the slots of ``cls`` and its bases."""
+    names = _slot_names.get(cls)
+    if names is None:
+        found: list[str] = []
+        for klass in cls.__mro__:
+            slots = vars(klass).get("__slots__", ())
+            slots = [slots] if isinstance(slots, str) else slots
+            found.extend(name for name in slots if name not in ("__dict__", "__weakref__"))
+        names = _slot_names[cls] = tuple(found)
+    return names

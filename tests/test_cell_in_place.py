@@ -7,7 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import run_kernel
+import pytest
+
+from notebook_memo import StorageWarning
+from tests.conftest import Shell, run_kernel
 
 SETUP = """
 import torch
@@ -239,3 +242,210 @@ def test_a_value_too_large_to_walk_counts_as_shared() -> None:
     live = {"items": [0]}
     assert restore_in_place(live, {"items": [1]}, {"numbers": list(range(1_000_000))}) is False
     assert live["items"] == [0]
+
+
+# -- names the cell does not read that hold what it changed ---------------------------------------------
+
+def test_a_model_held_by_a_trainer_the_cell_trains_is_the_trained_one_after_a_restart(cache_dir: Path) -> None:
+    # The cell reads only `trainer`; the notebook's `model` is the same object as trainer.model. A hit that
+    # bound `trainer` alone to its restored copy left `model` untrained and no longer the trainer's.
+    cells = [SETUP, """
+class Trainer:
+    def __init__(self, model):
+        self.model = model
+        self.opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+
+    def fit(self, steps):
+        for _ in range(steps):
+            self.opt.zero_grad()
+            self.model(torch.ones(4, 2)).pow(2).mean().backward()
+            self.opt.step()
+
+model = torch.nn.Linear(2, 1)
+trainer = Trainer(model)
+also = model
+""", """%%memo
+trainer.fit(3)
+""", """
+trainer.fit(2)  # training goes on from the cached steps, momentum included
+OUT["w"] = model.weight.detach().tolist()
+OUT["linked"] = trainer.model is model is also
+OUT["params"] = all(a is b for a, b in zip(trainer.opt.param_groups[0]["params"], model.parameters()))
+"""]
+    first, second = _twice(cells, cache_dir)
+    assert second["linked"] is True and second["params"] is True
+    assert first["w"] == second["w"]
+
+
+def test_an_optimizer_stepped_alone_moves_the_model_it_was_built_on_after_a_restart(cache_dir: Path) -> None:
+    cells = [SETUP, """
+model = torch.nn.Linear(2, 1, bias=False)
+opt = torch.optim.SGD(model.parameters(), lr=0.5)
+model(torch.ones(1, 2)).sum().backward()
+""", """%%memo
+opt.step()
+""", """
+OUT["w"] = model.weight.detach().tolist()
+OUT["same"] = opt.param_groups[0]["params"][0] is model.weight
+"""]
+    first, second = _twice(cells, cache_dir)
+    assert second["same"] is True
+    assert first["w"] == second["w"]
+
+
+HOLDER = """
+%load_ext notebook_memo
+import os
+
+class Acc:
+    def __init__(self, items):
+        self.items = items
+        self.count = 0
+
+    def add(self, x):
+        self.items.append(x)
+        self.count += 1
+
+record = {"items": [], "kernel": os.environ["PYTHONHASHSEED"]}
+acc = Acc(record["items"])
+"""
+
+
+def test_a_name_holding_what_the_cell_changed_is_restored_with_it_only_as_it_was_before(cache_dir: Path) -> None:
+    # `record` is not read by the cell but holds the list `acc.add` appends to. A hit restores it with
+    # `acc` (still sharing the list) only when it is as it was before the cached run: its other part
+    # (the kernel's hash seed) differs in the third kernel, which runs the cell; the fourth hits.
+    cells = [HOLDER, """%%memo
+acc.add(5)
+""", """
+record["items"].append(6)
+OUT["record"] = record
+OUT["acc"] = [acc.items, acc.count]
+OUT["linked"] = acc.items is record["items"]
+""", HITS]
+    seeds = (1, 1, 2, 2)
+    runs = [run_kernel(cells, cache_dir, seed=seed) for seed in seeds]
+    assert [run["cell hits"] for run in runs] == [0, 1, 0, 1]
+    for run, seed in zip(runs, map(str, seeds)):
+        assert run["record"] == {"items": [5, 6], "kernel": seed}
+        assert run["acc"] == [[5, 6], 1] and run["linked"] is True
+
+
+ACC = """
+%load_ext notebook_memo
+class _Runs(dict):
+    def __memo_key__(self): return 'runs'
+RUNS = _Runs()
+
+class Acc:
+    def __init__(self, items):
+        self.items = items
+
+    def add(self, x):
+        RUNS["n"] = RUNS.get("n", 0) + 1
+        self.items.append(x)
+"""
+
+ADD = "%%memo acc\nacc.add(5)"
+
+
+def test_a_hit_waits_for_a_holder_that_changed_since_and_explain_says_so(shell: Shell) -> None:
+    shell.run(ACC)
+    fresh = "record = {'items': [], 'note': NOTE}\nacc = Acc(record['items'])"  # as after a restart
+    shell.run(f"NOTE = 'a'\n{fresh}")
+    shell.run(ADD)
+    shell.run(fresh)
+    shell.run(ADD)
+    assert shell["RUNS"]["n"] == 1 and shell["acc"].items is shell["record"]["items"] == [5]
+    shell.run(f"NOTE = 'b'\n{fresh}")  # the part of `record` the cell cannot see is not as it was
+    shell.run(ADD)
+    assert shell["RUNS"]["n"] == 2 and shell["record"] == {"items": [5], "note": "b"}
+    report = str(shell.run("%memo explain acc"))
+    assert "record" in report and "MISS" in report, report
+
+
+def test_a_holder_that_cannot_be_hashed_makes_the_cell_run_each_time_and_says_so(shell: Shell) -> None:
+    shell.run(ACC)
+    shell.run("import threading\nitems = []\nacc = Acc(items)\nbox = [items, threading.Lock()]")
+    with pytest.warns(StorageWarning, match="'box', which it does not read, holds part of them"):
+        shell.run(ADD)
+    shell.run(ADD)
+    assert shell["RUNS"]["n"] == 2 and shell["box"][0] is shell["acc"].items == [5, 5]
+
+
+def test_two_names_for_one_changed_object_stay_one_object_after_a_hit(shell: Shell) -> None:
+    shell.run(ACC)
+    fresh = "acc = Acc([])\nsame = acc"
+    shell.run(fresh)
+    shell.run(ADD)
+    shell.run(fresh)
+    shell.run(ADD)
+    assert shell["RUNS"]["n"] == 1 and shell["same"] is shell["acc"] and shell["acc"].items == [5]
+
+
+def test_an_in_place_restore_that_fails_on_a_hit_runs_the_cell_when_others_hold_the_input(shell: Shell) -> None:
+    # Restored in place, the array's holders see the change; bound to a copy they would not: so when
+    # the copy into the live array cannot be made (it is read-only now), the cell runs, as it would.
+    shell.run(ACC + "import numpy as np")
+    fresh = "a = np.zeros(3)\nview = a[1:]"
+    shell.run(fresh)
+    cell = "%%memo grow\nRUNS['n'] = RUNS.get('n', 0) + 1\na += 5"
+    shell.run(cell)
+    shell.run(fresh + "\na.flags.writeable = False")
+    result = shell.run_raw(cell)
+    assert isinstance(result.error_in_exec, ValueError)  # what the plain cell does: a read-only array
+    assert shell["RUNS"]["n"] == 2 and shell["view"].tolist() == [0.0, 0.0]
+
+
+# -- grouping the notebook's names by what they share -------------------------------------------------
+
+
+def test_names_are_grouped_by_the_objects_they_share_transitively() -> None:
+    import functools
+
+    import numpy as np
+    import torch
+
+    from notebook_memo._in_place import linked_groups
+
+    class Slotted:
+        __slots__ = ("inner",)
+
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+    shared, other = [1], {"k": 2}
+    base = np.zeros(4)
+    weights = torch.zeros(4)
+    values = {
+        "a": {"x": shared}, "b": (0, [shared]), "c": functools.partial(print, other),  # a-b by a list
+        "d": Slotted(other), "e": lambda: other,  # c-d-e by a dict, through a partial, slots, a closure
+        "f": base[1:], "g": base[:2],  # two views of one array
+        "h": weights[1:], "i": {"t": weights},  # a tensor and a view of it
+        "j": (1, "s"), "k": (1, "s"),  # equal immutable values share nothing that matters
+        "l": [0], "m": [0],
+        "n": shared.append,  # a bound method holds its object
+    }
+    groups = sorted(sorted(group) for group in linked_groups(values) or [])
+    assert groups == [["a", "b", "n"], ["c", "d", "e"], ["f", "g"], ["h", "i"]]
+
+
+def test_memoized_functions_do_not_link_names_through_the_store_they_share() -> None:
+    from notebook_memo import memo
+    from notebook_memo._in_place import linked_groups
+
+    @memo
+    def one(x: int) -> int:
+        return x
+
+    @memo
+    def two(x: int) -> int:
+        return x
+
+    assert linked_groups({"one": one, "two": two, "pair": [one, two]}) == []
+
+
+def test_values_too_large_to_walk_leave_the_groups_unknown() -> None:
+    from notebook_memo._in_place import linked_groups
+
+    assert linked_groups({"many": [[i] for i in range(1_100_000)]}) is None
