@@ -357,8 +357,8 @@ class _Resolver:
             else:
                 self.package(value.__name__)
             return
-        if isinstance(value, types.BuiltinFunctionType):
-            return
+        if isinstance(value, types.BuiltinFunctionType) and _immutable(value):
+            return  # a builtin function (len, math.sqrt); a method bound to data (TABLE.get) is keyed by it
         if isinstance(value, (staticmethod, classmethod)):
             self.value(value.__func__, label)
             return
@@ -480,8 +480,7 @@ def code_environment(code: types.CodeType, namespace: dict[str, Any], owner: str
     """Return the environment variables ``code`` reads by constant name, and where it reads the clock."""
     found = Environment()
     for name, chain, const in global_loads(code):
-        if name not in _ENV_AND_CLOCK_ROOTS and not _ENV_AND_CLOCK_ROOTS.intersection(chain):
-            continue
+        # Every name is followed: `env = os.environ`, `from os import getenv as ge` read it too.
         target, through_environ = _follow(namespace, name, chain)
         if _is_environment(target) and const is not None:
             found.variables[const] = os.environ.get(const)
@@ -492,9 +491,11 @@ def code_environment(code: types.CodeType, namespace: dict[str, Any], owner: str
                 "environment), so which ones is not known; read them by a constant name, or pass "
                 "them as arguments")
             continue
-        reader = _clock_reader(target)
-        if reader is not None:
-            found.clock.append(f"{owner}: {reader}")
+        if name in _ENV_AND_CLOCK_ROOTS or _ENV_AND_CLOCK_ROOTS.intersection(chain) \
+                or getattr(target, "__name__", None) in _ENV_AND_CLOCK_ROOTS:  # `from time import time as now`
+            reader = _clock_reader(target)
+            if reader is not None:
+                found.clock.append(f"{owner}: {reader}")
     return found
 
 

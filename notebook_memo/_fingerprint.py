@@ -250,8 +250,7 @@ def own_fingerprint(fn: types.FunctionType, by_code: bool = False) -> tuple[byte
     return digest, method
 
 
-_IMMUTABLE = (int, float, complex, str, bytes, bool, type(None), range, types.ModuleType,
-              types.BuiltinFunctionType)
+_IMMUTABLE = (int, float, complex, str, bytes, bool, type(None), range, types.ModuleType)
 
 
 def _immutable(value: Any) -> bool:
@@ -259,8 +258,23 @@ def _immutable(value: Any) -> bool:
         return all(_immutable(v) for v in value)
     if isinstance(value, enum.Enum):  # a member: fixed by its class's definition
         return _immutable(value._value_)
-    return type(value) in _IMMUTABLE or (type(value).__module__ == "numpy" and not hasattr(value, "shape")) \
+    if isinstance(value, types.BuiltinFunctionType):  # len, math.sqrt; or a method bound to data (TABLE.get)
+        owner = value.__self__
+        return owner is None or isinstance(owner, types.ModuleType) or owner is value \
+            or (isinstance(owner, type) and owner.__module__ == "builtins") or _immutable(owner)
+    return type(value) in _IMMUTABLE or _numpy_constant(value) \
         or (isinstance(value, _IMMUTABLE) and type(value).__module__ == "builtins")
+
+
+def _numpy_constant(value: Any) -> bool:
+    """A dtype, or one of numpy's own ufuncs (not one np.frompyfunc made of a Python function)."""
+    cls = type(value)
+    if cls.__module__ != "numpy":
+        return False
+    if cls.__name__ == "ufunc":
+        return not str(getattr(value, "__name__", "")).endswith(" (vectorized)")
+    np = sys.modules.get("numpy")
+    return np is not None and isinstance(value, np.dtype)
 
 
 _class_caches: dict[bool, weakref.WeakKeyDictionary[type, tuple[list[Any], bytes]]] = {

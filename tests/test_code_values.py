@@ -614,3 +614,66 @@ def test_a_default_function_reading_a_list_changed_in_place_is_a_miss(shell: She
     assert shell.run("f()") == 3
     shell.run("DATA.append(4)")
     assert shell.run("f()") == 7
+
+
+# -- methods of data held as code: a bound builtin method reads its object ------------------------------
+
+
+@pytest.mark.parametrize("setup, call", [
+    ("TABLE = {'a': 1}\nlookup = TABLE.get", "lookup('a')"),  # a global
+    ("TABLE = {'a': 1}\ndef helper(k, _get=TABLE.get):\n    return _get(k)", "helper('a')"),  # a default
+    ("TABLE = {'a': 1}\npart = functools.partial(lambda get, k: get(k), TABLE.get)", "part('a')"),  # a partial
+    ("TABLE = {'a': 1}\ndef make():\n    get = TABLE.get\n    return lambda k: get(k)\nclosed = make()",
+     "closed('a')"),  # a closure
+    ("TABLE = {'a': 1}\nclass Lookup:\n    get = TABLE.get", "Lookup.get('a')"),  # a class attribute
+])
+def test_a_builtin_method_bound_to_data_keys_the_data(nb: Shell, setup: str, call: str) -> None:
+    nb.run(setup)
+    memo_use(nb, call, params="")
+    call_twice_then_edit(nb, "use()", "TABLE['a'] = 2")
+    # A body that reads no other mutable global (RUNS is one) is resolved once and then checked by
+    # identity: the method's data must count as mutable.
+    nb.run(f"@memo\ndef pure():\n    return {call}")
+    nb.run("TABLE['a'] = 3\nthird = pure()\nTABLE['a'] = 4\nfourth = pure()")
+    assert (nb["third"], nb["fourth"]) == (3, 4)
+
+
+def test_a_builtin_method_bound_to_data_misses_after_a_restart_with_other_data(cache_dir: Path) -> None:
+    def kernel(value: int) -> dict[str, object]:
+        return run_kernel([SETUP + f"TABLE = {{'a': {value}}}\nlookup = TABLE.get", """
+@memo
+def f(k):
+    return lookup(k)
+OUT["f"] = f("a")
+"""], cache_dir)
+
+    assert [kernel(1)["f"], kernel(2)["f"]] == [1, 2]
+
+
+def test_a_generator_s_bound_method_draws_anew_on_each_call(nb: Shell) -> None:
+    nb.run("import random\nr = random.Random(0)\ndraw = r.random")
+    memo_use(nb, "draw()", params="")
+    nb.run("a = use()\nb = use()")
+    assert nb["a"] != nb["b"] and runs(nb) == 2
+
+
+def test_numpy_objects_that_can_change_are_keyed_by_their_content_on_each_call(nb: Shell) -> None:
+    nb.run("import numpy as np\nP = np.poly1d([1, 2, 3])\nV = np.vectorize(helper)")
+    nb.run("@memo\ndef use():\n    return P(1) + V(1)")  # no other mutable global (see above)
+    nb.run("first = use()\nP[2] = 100\nedited = use()")
+    assert (nb["first"], nb["edited"]) == (6 + 2, 105 + 2)
+    nb.run("def triple(v):\n    return 3 * v")
+    nb.run("V.pyfunc = triple\nthird = use()")
+    assert nb["third"] == 105 + 3
+
+
+def test_a_ufunc_made_by_frompyfunc_is_refused_not_keyed_by_its_name(nb: Shell) -> None:
+    from notebook_memo import UnhashableArgument
+
+    nb.run("import numpy as np\nuf = np.frompyfunc(lambda v: v * SCALE, 1, 1)")
+    result = nb.run_raw("apply(uf, 2)")
+    assert isinstance(result.error_in_exec, UnhashableArgument)
+    assert "np.frompyfunc" in str(result.error_in_exec)
+    memo_use(nb, "int(np.add(x, 1))")  # numpy's own ufuncs are keyed as before
+    nb.run("use(1)\nuse(1)")
+    assert runs(nb) == 1

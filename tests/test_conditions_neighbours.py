@@ -1076,3 +1076,26 @@ def test_package_metadata_lookups_are_the_import_system_not_data(counter: Counte
         first = installed()
         assert installed() == first
     assert counter.n == 1
+
+
+@pytest.mark.parametrize("setup, body", [
+    ("from os import environ as env", "env['NBM_REVIEW_URL']"),
+    ("from os import getenv as ge", "ge('NBM_REVIEW_URL')"),
+    ("ENV = os.environ", "ENV['NBM_REVIEW_URL']"),
+    ("ENV = os.environ", "ENV.get('NBM_REVIEW_URL')"),
+])
+def test_a_variable_read_through_another_name_for_the_environment_is_in_the_key(
+        shell: Shell, monkeypatch: pytest.MonkeyPatch, setup: str, body: str) -> None:
+    missed, _ = _env_case(shell, monkeypatch, body, setup=setup)
+    assert missed
+
+
+def test_a_cell_reading_a_variable_through_another_name_for_the_environment_runs_when_it_changes(
+        shell: Shell, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NBM_REVIEW_MODE", "a")
+    shell.run("%load_ext notebook_memo\nfrom os import environ as env")
+    cell = "%%memo mode\nmode = env['NBM_REVIEW_MODE']"
+    shell.run(cell)
+    monkeypatch.setenv("NBM_REVIEW_MODE", "b")
+    shell.run(cell)
+    assert shell["mode"] == "b"

@@ -525,7 +525,7 @@ def _choose(cls: type) -> HashFn:
     if issubclass(cls, (types.BuiltinFunctionType, types.WrapperDescriptorType, types.MethodDescriptorType)):
         return _h_builtin
     if module == "numpy" and cls.__name__ == "ufunc":
-        return _h_builtin
+        return _h_ufunc
     return _h_reduce
 
 
@@ -576,6 +576,13 @@ def _h_builtin(h: Hasher, v: Any) -> None:
     h.text(qualified_name(v))
     if owner is not None and not isinstance(owner, types.ModuleType):
         h.child(owner, ".__self__")
+
+
+def _h_ufunc(h: Hasher, v: Any) -> None:
+    if str(getattr(v, "__name__", "")).endswith(" (vectorized)"):
+        raise _Unhashable(v, "np.frompyfunc hides the Python function it calls, so its code cannot be keyed; "
+                          "use np.vectorize, or pass the function itself")
+    _h_builtin(h, v)
 
 
 def _h_reduce(h: Hasher, v: Any) -> None:
