@@ -19,6 +19,7 @@ import contextvars
 import functools
 import glob
 import importlib
+import itertools
 import os
 import site
 import stat
@@ -46,7 +47,11 @@ _active: contextvars.ContextVar[tuple[Recorder, ...] | None] = contextvars.Conte
 # pool the body started) is the running bodies' read: attributed to all of them, which at worst
 # costs a miss, never a stale hit.
 _running: list[Recorder] = []
-_READ_EVENTS = frozenset({"open", "os.listdir", "os.scandir", "sqlite3.connect"})
+# glob.glob and glob.iglob: a pattern whose last parts are literal ("data/*/x.csv") is matched by
+# listing "data" only and then testing each "data/<folder>/x.csv" without an event; so the pattern itself
+# is kept (3.11 names the event with its root_dir "glob.glob/2", and raises the older one too).
+_GLOB_EVENT = "glob.glob/2" if sys.version_info >= (3, 11) else "glob.glob"
+_READ_EVENTS = frozenset({"open", "os.listdir", "os.scandir", "sqlite3.connect", _GLOB_EVENT})
 _WRITE_EVENTS = frozenset({"os.remove", "os.unlink", "os.rename", "os.replace", "os.truncate", "os.rmdir",
                            "shutil.rmtree", "os.mkdir"})
 _EVENTS = _READ_EVENTS | _WRITE_EVENTS
@@ -109,6 +114,7 @@ class Recorder:
         self.written: set[str] = set()  # real paths the body wrote or removed
         self.rewritten: set[str] = set()  # ... after reading them
         self.declared = list(declared)
+        self.patterns: dict[str, None] = {}  # glob patterns the body matched, in order
         self.inherited: list[Conditions] = []  # conditions of memoized entries served inside the run
         self.cwd = os.getcwd()
         self.thread = threading.get_ident()
@@ -191,6 +197,12 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
             if path is not None:
                 for recorder in active:
                     recorder.read(path, listing=True)
+        elif event == _GLOB_EVENT:
+            pattern = _path_of(args[0])
+            root = _path_of(args[2]) if len(args) > 3 and args[2] is not None else None
+            if pattern is not None and (len(args) < 4 or args[3] is None):  # not relative to a folder's fd
+                for recorder in active:
+                    recorder.patterns.setdefault(os.path.join(root, pattern) if root else pattern)
         elif event == "sqlite3.connect":
             path = _path_of(args[0])
             if path is not None and path != ":memory:" and not path.startswith("file:"):
@@ -323,7 +335,7 @@ class NotRecordable(Exception):
 
 def finish(recorder: Recorder, excluded: Iterable[str]) -> Conditions:
     """Return the conditions of a finished run; raise NotRecordable when they cannot be known."""
-    if not (recorder.reads or recorder.listed or recorder.declared or recorder.inherited):
+    if not (recorder.reads or recorder.listed or recorder.declared or recorder.inherited or recorder.patterns):
         return {}  # the common run: it read no file and was served no entry with conditions
     try:
         return _finish(recorder, excluded)
@@ -366,6 +378,17 @@ def _finish(recorder: Recorder, excluded: Iterable[str]) -> Conditions:
         if glob.has_magic(declared):
             matches = sorted(glob.glob(declared, recursive=True))
             globs.append([declared, _names_digest(matches), matches[:_NAMES_KEPT]])
+    for pattern in recorder.patterns:
+        if not _is_data(_real(_literal_part(pattern)), excluded):
+            continue
+        matches = sorted(glob.glob(pattern, recursive=True))
+        mine = [m for m in matches if os.path.realpath(m) in recorder.written]
+        if mine:
+            raise NotRecordable(f"it writes {mine[0]}, which matches the pattern {pattern} it also reads, so its "
+                                "result depends on its own earlier runs")
+        entry = [pattern, _names_digest(matches), matches[:_NAMES_KEPT]]
+        if entry not in globs:
+            globs.append(entry)
     for inherited in recorder.inherited:
         for entry in inherited.get("files", []):
             files.setdefault(entry[0], entry)
@@ -512,7 +535,14 @@ def _check_glob(entry: list[Any]) -> str | None:
     matches = sorted(glob.glob(pattern, recursive=True))
     if _names_digest(matches) == digest:
         return None
-    return f"declared files {pattern} match other files now{_difference(kept, matches)}"
+    return f"the files matching {pattern} are others now{_difference(kept, matches)}"
+
+
+def _literal_part(pattern: str) -> str:
+    """Return the folder a glob pattern starts in: its parts before the first with a wildcard."""
+    parts = pattern.split(os.sep)
+    literal = list(itertools.takewhile(lambda part: not glob.has_magic(part), parts[:-1]))
+    return os.sep.join(literal) or (os.sep if pattern.startswith(os.sep) else ".")
 
 
 def failures(conditions: Conditions, first_only: bool = True) -> list[str]:

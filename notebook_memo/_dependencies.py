@@ -17,6 +17,7 @@ import importlib
 import importlib.metadata  # up front: a key asked after a process gave up its rights must not import
 import importlib.util
 import os
+import re
 import sys
 import threading
 import types
@@ -465,6 +466,7 @@ class _Resolver:
 _ENV_AND_CLOCK_ROOTS = frozenset({"environ", "getenv", "get", "now", "utcnow", "today", "time", "time_ns",
                                   "localtime", "gmtime", "ctime", "asctime", "strftime"})
 _TIMERS = ("time.time", "time.time_ns")
+_VARIABLES_NAMED = re.compile(r"\$(\w+)|\$\{([^}]*)\}")  # as os.path.expandvars finds them
 
 
 @dataclass
@@ -484,6 +486,16 @@ def code_environment(code: types.CodeType, namespace: dict[str, Any], owner: str
         target, through_environ = _follow(namespace, name, chain)
         if _is_environment(target) and const is not None:
             found.variables[const] = os.environ.get(const)
+            continue
+        if target is os.path.expandvars:  # "data_$SPLIT.csv": the variables named in it
+            if const is not None:
+                for variable in _VARIABLES_NAMED.findall(const):
+                    name = variable[0] or variable[1]
+                    found.variables[name] = os.environ.get(name)
+            else:
+                found.skipped[f"{owner}: os.path.expandvars(...)"] = (
+                    "it expands environment variables in a text computed at run time, so which ones is not known; "
+                    "expand a constant text, or pass the result as an argument")
             continue
         if _is_environment(target) or through_environ:
             found.skipped[f"{owner}: os.environ[...]"] = (

@@ -1099,3 +1099,62 @@ def test_a_cell_reading_a_variable_through_another_name_for_the_environment_runs
     monkeypatch.setenv("NBM_REVIEW_MODE", "b")
     shell.run(cell)
     assert shell["mode"] == "b"
+
+
+# -- glob patterns whose last parts are literal, and paths with environment variables in them -------------
+
+@pytest.mark.parametrize("pattern, root", [("data/*/x.csv", None), ("*/x.csv", "data"),
+                                           ("data/s*/x.csv", None), ("data/**/x.csv", None)])
+def test_a_glob_with_a_literal_last_part_sees_a_new_match_in_a_folder_that_was_there(
+        pattern: str, root: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, counter: Counter) -> None:
+    # glob lists "data" and then only tests each data/<folder>/x.csv: no listing of s2 to see x.csv appear.
+    monkeypatch.chdir(tmp_path)
+    for folder in ("s1", "s2"):
+        Path("data", folder).mkdir(parents=True)
+    Path("data/s1/x.csv").write_text("1")
+
+    @memo
+    def found() -> list[str]:
+        counter()
+        return sorted(glob.glob(pattern, root_dir=root, recursive=True))
+
+    first = found()
+    assert found() == first and counter.n == 1
+    Path("data/s2/x.csv").write_text("2")
+    assert found() == sorted(glob.glob(pattern, root_dir=root, recursive=True)) != first
+    assert counter.n == 2
+    assert f"the files matching {os.path.join(root or '', pattern)} are others now" in str(found.explain_last())
+
+
+def test_a_body_globbing_what_it_writes_is_not_stored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      counter: Counter) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("out/a").mkdir(parents=True)
+
+    @memo
+    def step() -> int:
+        counter()
+        n = len(glob.glob("out/*/part.txt"))
+        Path("out/a/part.txt").write_text("x")
+        return n
+
+    with pytest.warns(MemoWarning, match="matches the pattern"):
+        assert step() == 0
+    assert step() == 1 and counter.n == 2  # as a plain call: it sees what the first one wrote
+
+
+def test_a_path_with_an_environment_variable_expanded_in_it_keys_the_variable(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, counter: Counter) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("a_split.txt").write_text("A")
+    Path("b_split.txt").write_text("BB")
+    monkeypatch.setenv("NBM_REVIEW_SPLIT", "a")
+
+    @memo
+    def read() -> str:
+        counter()
+        return Path(os.path.expandvars("${NBM_REVIEW_SPLIT}_split.txt")).read_text()
+
+    assert read() == "A" and read() == "A" and counter.n == 1
+    monkeypatch.setenv("NBM_REVIEW_SPLIT", "b")
+    assert read() == "BB" and counter.n == 2
