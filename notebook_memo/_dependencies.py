@@ -359,7 +359,12 @@ class _Resolver:
                 self.package(value.__name__)
             return
         if isinstance(value, types.BuiltinFunctionType) and _immutable(value):
-            return  # a builtin function (len, math.sqrt); a method bound to data (TABLE.get) is keyed by it
+            # A builtin function (len, math.sqrt, torch.tensor): its package's version and settings count.
+            # A method bound to data (TABLE.get) is keyed below, by that data.
+            module = getattr(value, "__module__", None)
+            if isinstance(module, str) and module != "builtins":
+                self.package(module)
+            return
         if isinstance(value, (staticmethod, classmethod)):
             self.value(value.__func__, label)
             return
@@ -405,7 +410,15 @@ class _Resolver:
         """
         held = self.hashed.get(id(value))
         if held is None:
-            held = self.hashed[id(value)] = (value, content_hash(value, label))
+            outer = getattr(things_met, "torch", False)
+            things_met.torch = False
+            try:
+                held = self.hashed[id(value)] = (value, content_hash(value, label))
+            finally:
+                met_torch = things_met.torch
+                things_met.torch = outer or met_torch
+            if met_torch:
+                self.package("torch")  # a tensor or model read as data: torch's settings count as for code using torch
         return held[1]
 
     def dispatch(self, fn: Any, label: str) -> None:
@@ -583,16 +596,56 @@ def _clock_reader(value: Any) -> str | None:
     return None
 
 
-def _torch_settings() -> str:
-    """Return torch's defaults that change what its calls make: dtype, device, float32 matmul precision."""
+def torch_settings() -> str:
+    """Return torch's process-wide settings that change what its calls make: the default dtype and
+    device, grad and inference mode, autocast, the float32 precisions of matmuls and convolutions, and
+    the function modes entered around the call (a ``with torch.device(...)``, a user's mode)."""
     torch = sys.modules.get("torch")
     if torch is None:
         return ""
-    return f"{torch.get_default_dtype()} {torch.get_default_device()} {torch.get_float32_matmul_precision()}"
+    c = torch._C
+    parts = [str(torch.get_default_dtype())]
+    if c._len_torch_function_stack() or getattr(torch._GLOBAL_DEVICE_CONTEXT, "device_context", None) is not None:
+        parts.append(str(torch.get_default_device()))  # slow: only when a mode may set it
+        modes = [qualified_name(type(mode)) for mode in torch.overrides._get_current_function_mode_stack()]
+        parts.extend(mode for mode in modes if mode != "torch.utils._device.DeviceContext")
+    else:
+        parts.append("cpu")
+    parts.append("grad" if torch.is_grad_enabled() else "no_grad")
+    if torch.is_inference_mode_enabled():
+        parts.append("inference_mode")
+    for device in ("cpu", "cuda"):
+        if torch.is_autocast_enabled(device):
+            parts.append(f"autocast({device}, {torch.get_autocast_dtype(device)})")
+    precision = getattr(c, "_get_fp32_precision_getter", None)
+    if precision is not None:
+        chosen = [(f"{backend}.{op}", _setting(precision, backend, op)) for backend, op in _PRECISIONS]
+        parts.append("fp32 " + (",".join(f"{name}={value}" for name, value in chosen if value != "none") or "none"))
+    parts.append("flags " + ",".join(_setting(getattr(c, getter, None)) for getter in _PRECISION_FLAGS))
+    parts.append(f"matmul {_setting(torch.get_float32_matmul_precision)}")  # raises once the per-backend API is used
+    return " ".join(parts)
+
+
+# torch's per-backend float32 precisions (torch.backends.<backend>[.<op>].fp32_precision; cudnn is "cuda").
+_PRECISIONS = (("generic", "all"), ("cuda", "all"), ("cuda", "matmul"), ("cuda", "conv"), ("cuda", "rnn"),
+               ("mkldnn", "all"), ("mkldnn", "matmul"), ("mkldnn", "conv"), ("mkldnn", "rnn"))
+_PRECISION_FLAGS = ("_get_cudnn_allow_tf32", "_get_cublas_allow_tf32",
+                    "_get_cublas_allow_fp16_reduced_precision_reduction",
+                    "_get_cublas_allow_bf16_reduced_precision_reduction")
+
+
+def _setting(getter: Callable[..., Any] | None, *args: Any) -> str:
+    """Return a setting as text; "-" where this torch lacks it, "?" where reading it raised."""
+    if getter is None:
+        return "-"
+    try:
+        return str(getter(*args))
+    except Exception:
+        return "?"
 
 
 # Per library (by top-level module): its settings that a body using it depends on, read as text.
-_PACKAGE_STATE: dict[str, Callable[[], str]] = {"torch": _torch_settings}
+_PACKAGE_STATE: dict[str, Callable[[], str]] = {"torch": torch_settings}
 
 
 def _still_valid(watch: list[tuple[Any, ...]]) -> bool:

@@ -27,7 +27,7 @@ import xxhash
 from . import _conditions, _config, _random_state
 from ._conditions import Conditions, NotRecordable, Recorder, Recorders
 from ._config import EXPIRY_GRACE, INLINE_LIMIT, LOCK_POLL_MAX, QUICK_BODY, TTLLike, parse_ttl, resolve_lease, warn_once
-from ._dependencies import CodeState, CodeTracker, Dependencies, clock_reads
+from ._dependencies import CodeState, CodeTracker, Dependencies, clock_reads, torch_settings
 from ._errors import ConfigurationError, MemoWarning, RecursiveCall, StaleEntriesWarning, StorageWarning
 from ._explain import Explanation, before_compute, caching_off, explain_call
 from ._fingerprint import own_fingerprint
@@ -404,12 +404,15 @@ class MemoizedFunction(Generic[R]):
         # Nothing of the code changed either: nothing is hashed, so nothing can be met.
         known = tracker.unchanged() if leaves is not None and tracker is not None and self._carried is None and \
             tracker.track_versions == self._track_versions() else None
+        met_torch = False
         if known is not None and leaves is not None:
             arguments, state = leaves, known
         else:
             met = things_met
             outer_met = getattr(met, "found", None)
             met.found = found
+            outer_torch = getattr(met, "torch", False)
+            met.torch = False
             try:
                 if leaves is None:
                     labels = binder.labels
@@ -419,7 +422,11 @@ class MemoizedFunction(Generic[R]):
                 state = self.code_state()  # generators the function reads as globals are met here too
             finally:
                 met.found = outer_met
+                met_torch = met.torch
+                met.torch = outer_torch or met_torch
         rest = binder.shared(bound) if leaves is None else []
+        if leaves is None and met_torch:  # a tensor or model argument: what torch makes of it depends on these
+            rest.append(b"torch " + torch_settings().encode())
         deps = state.deps
         clock: list[str] = []
         if found:  # random generators met, and clock reads of an argument's class code (CLOCK, where)

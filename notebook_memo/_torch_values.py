@@ -60,7 +60,7 @@ def reduce_tensor(t: Any) -> tuple[Any, ...] | None:
     else:
         flat = data.contiguous().reshape(-1)
     if flat.device.type != "cpu":
-        staged = torch.empty(flat.shape, dtype=flat.dtype, pin_memory=flat.is_cuda)
+        staged = torch.empty(flat.shape, dtype=flat.dtype, device="cpu", pin_memory=flat.is_cuda)
         staged.copy_(flat)
         flat = staged
     array = numpy_bits(flat).reshape(-1).view("uint8")
@@ -103,7 +103,7 @@ def rebuild_tensor(data: Any, dtype: str, shape: tuple[int, ...], strides: tuple
     view = memoryview(data).cast("B")
     if view.readonly:
         view = _writable(view)
-    flat = torch.frombuffer(view, dtype=torch.uint8) if view.nbytes else torch.empty(0, dtype=torch.uint8)
+    flat = torch.frombuffer(view, dtype=torch.uint8) if view.nbytes else torch.empty(0, dtype=torch.uint8, device="cpu")
     t = flat.view(getattr(torch, dtype))
     t = t.as_strided(shape, strides) if strides is not None else t.reshape(shape)
     if device != "cpu":

@@ -734,3 +734,139 @@ def test_torch_s_settings_are_read_once_per_call_however_often_the_body_uses_tor
     monkeypatch.setitem(_dependencies._PACKAGE_STATE, "torch", lambda: reads.append(1) or settings())
     stack(2)
     assert stack.cache_info().hits == 1 and len(reads) == 1
+
+
+# -- torch's process-wide state around a call (found by a review) -----------------------------------------
+
+
+def test_the_per_backend_float32_precision_is_keyed_and_does_not_break_calls(counter: Counter) -> None:
+    # torch.get_float32_matmul_precision() raises once the per-backend API has been used: every call
+    # of a function using torch raised with it.
+    @memo
+    def mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        counter()
+        return torch.matmul(a, b)
+
+    a, b = torch.ones(8, 8), torch.ones(8, 8)
+    mm(a, b)
+    previous = torch.backends.mkldnn.matmul.fp32_precision
+    torch.backends.mkldnn.matmul.fp32_precision = "bf16"
+    try:
+        assert "mkldnn.matmul=bf16" in str(mm.explain(a, b))
+        mm(a, b)
+        assert counter.n == 2
+    finally:
+        torch.backends.mkldnn.matmul.fp32_precision = previous
+    mm(a, b)
+    assert counter.n == 2  # back to the first entry
+
+
+@pytest.mark.filterwarnings("ignore:.*autograd graph")
+@pytest.mark.parametrize("context", ["autocast", "no_grad", "inference_mode", "mode"])
+def test_a_call_under_another_torch_context_is_another_key(context: str, counter: Counter) -> None:
+    from torch.overrides import TorchFunctionMode
+
+    class Double(TorchFunctionMode):  # a user's mode, which changes what an operation returns
+        def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            out = func(*args, **(kwargs or {}))
+            return out * 2 if func is torch.matmul else out
+
+    contexts = {"autocast": lambda: torch.autocast("cpu", dtype=torch.bfloat16), "no_grad": torch.no_grad,
+                "inference_mode": torch.inference_mode, "mode": Double}
+    w = torch.nn.Parameter(torch.ones(4, 4))
+
+    @memo
+    def f(x: torch.Tensor) -> torch.Tensor:
+        counter()
+        return torch.matmul(x, w)
+
+    x = torch.ones(4, 4)
+    f(x)
+    with contexts[context]():
+        plain = torch.matmul(x, w)
+        got = f(x)
+    assert counter.n == 2
+    assert (got.dtype, got.requires_grad, got.tolist()) == (plain.dtype, plain.requires_grad, plain.tolist())
+    again = f(x)
+    assert counter.n == 2 and again.requires_grad and again.dtype == torch.float32
+
+
+def test_default_dtype_counts_for_a_body_that_never_names_torch(counter: Counter) -> None:
+    from torch import tensor
+
+    @memo
+    def halves(x: torch.Tensor) -> torch.Tensor:  # an int tensor divided: the default dtype
+        counter()
+        return x / 2
+
+    @memo
+    def make() -> torch.Tensor:
+        counter()
+        return tensor([0.1])  # torch.tensor imported by name
+
+    x = torch.arange(3)
+    assert halves(x).dtype == make().dtype == torch.float32
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        assert halves(x).dtype == make().dtype == torch.float64
+    finally:
+        torch.set_default_dtype(previous)
+    assert counter.n == 4
+
+
+def test_arguments_over_one_memory_are_not_keyed_like_copies(counter: Counter) -> None:
+    import numpy as np
+
+    @memo
+    def bump_then_read(a: Any, b: Any) -> float:
+        counter()
+        a += 1
+        return float(b.sum())
+
+    for make in (torch.zeros, np.zeros):
+        a = make(4)
+        assert bump_then_read(a, a[:2]) == 2.0  # a view: it sees the bump
+        a = make(4)
+        assert bump_then_read(a, a[:2].clone() if isinstance(a, torch.Tensor) else a[:2].copy()) == 0.0
+        a = make(4)
+        assert bump_then_read(a, a[1:3]) == 2.0  # another view: another place in the memory
+    assert counter.n == 6
+
+    @memo
+    def drift(m: torch.nn.Module, w0: torch.Tensor) -> float:
+        counter()
+        with torch.no_grad():
+            m.weight.add_(1.0)
+        return float((m.weight - w0).abs().sum().detach())
+
+    torch.manual_seed(0)
+    m = torch.nn.Linear(2, 2)
+    copy = drift(m, m.weight.detach().clone())
+    torch.manual_seed(0)
+    m = torch.nn.Linear(2, 2)
+    assert (copy, drift(m, m.weight.detach())) == (4.0, 0.0)  # a detached weight is the weight's memory
+
+
+def test_a_lazy_module_before_its_first_call_and_torch_s_type_infos_are_keyed() -> None:
+    torch.manual_seed(0)
+    lazy = torch.nn.Sequential(torch.nn.LazyLinear(3), torch.nn.ReLU())
+    assert h(lazy) == h(lazy)
+    assert h(torch.nn.LazyLinear(3)) != h(torch.nn.LazyLinear(4))
+    assert h(torch.nn.LazyLinear(3, dtype=torch.float64)) != h(torch.nn.LazyLinear(3))
+    key = h(lazy)
+    lazy(torch.ones(2, 5))  # materialized: now its weights count
+    assert h(lazy) != key
+    assert h(torch.finfo(torch.float32)) != h(torch.finfo(torch.float64))
+    assert h(torch.iinfo(torch.int8)) == h(torch.iinfo(torch.int8)) != h(torch.iinfo(torch.int16))
+
+
+def test_the_device_digest_works_inside_a_device_context(monkeypatch: pytest.MonkeyPatch) -> None:
+    from notebook_memo.hashing import _torch as _torch_hash
+
+    monkeypatch.setattr(_torch_hash, "digest_cpu_on_device", True)
+    monkeypatch.setattr(_torch_hash, "_weights", {})  # made afresh inside the context
+    x = torch.arange(10.0)
+    with torch.device("meta"):
+        inside = h(x)
+    assert inside == h(x)

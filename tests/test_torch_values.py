@@ -275,3 +275,14 @@ def test_a_result_with_an_autograd_graph_warns_once_that_a_hit_returns_a_leaf() 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _round_trip((w * 2).sum())  # once per process
+
+
+def test_an_empty_result_comes_back_on_its_own_device_inside_a_device_context() -> None:
+    @memo
+    def empty() -> torch.Tensor:
+        return torch.zeros(0, device="cpu")
+
+    with torch.device("meta"):
+        empty()
+        hit = empty()
+    assert hit.device.type == "cpu" and empty.cache_info().hits == 1

@@ -13,6 +13,7 @@ import io
 import os
 import socket
 import struct
+import sys
 import threading
 import types
 import weakref
@@ -535,6 +536,7 @@ GENERATOR_CLASSES = frozenset({"numpy.random._generator.Generator", "numpy.rando
                                "random.Random", "torch._C.Generator", "torch.Generator"})
 # While a call is keyed, ``things_met.found`` is a list of what keying it met that the call must know
 # of: generator objects, and ``(CLOCK, where)`` for clock reads in the code of an argument's class.
+# ``things_met.torch`` is set to True on hashing a tensor or module: torch's settings then count.
 things_met = threading.local()
 CLOCK = "clock"
 
@@ -760,18 +762,22 @@ _IMMUTABLE_LEAVES = frozenset({type(None), bool, int, float, complex, str, bytes
 
 
 def aliasing_parts(values: list[Any]) -> list[bytes]:
-    """Return ``[]`` when no mutable object is passed twice, else one part naming who shares what.
+    """Return ``[]`` when no mutable object or memory is passed twice, else one part naming who shares what.
 
     ``f(y, y)`` can observe that its arguments are one object (appending to one grows the
-    other), so it is not the call ``f(y.copy(), y.copy())``. Positions, never ids, go into
-    the part; tuples (``*args`` among them) are looked into, other values are not.
+    other), so it is not the call ``f(y.copy(), y.copy())``; nor is ``f(a, a[:2])`` the call
+    ``f(a, a[:2].copy())``, whose arrays or tensors are two objects over one memory (so are a model
+    and its detached weight). Positions, never ids or addresses, go into the part, with where each
+    view starts in the shared memory and how it steps; tuples (``*args`` among them) are looked into,
+    and a model's parameters and buffers.
     """
     others = [value for value in values if type(value) not in _IMMUTABLE_LEAVES]
     if not others:
         return []
-    if tuple not in set(map(type, others)) and len(set(map(id, others))) == len(others):
-        return []  # nothing to look into, and no object twice: the common call, answered without the walk
-    first: dict[int, bytes] = {}
+    views = sum(1 for value in others if _memory_family(type(value)) is not None)
+    if views < 2 and tuple not in set(map(type, others)) and len(set(map(id, others))) == len(others):
+        return []  # nothing to look into, and no object or memory twice: the common call, without the walk
+    first: dict[Any, tuple[bytes, int]] = {}
     shared = bytearray()
     stack: list[tuple[bytes, Any]] = [(_pack_q(i), v) for i, v in reversed(list(enumerate(values)))]
     while stack:
@@ -782,10 +788,56 @@ def aliasing_parts(values: list[Any]) -> list[bytes]:
         if kind is tuple:
             stack.extend((path + _pack_q(i), item) for i, item in reversed(list(enumerate(value))))
             continue
-        earlier = first.setdefault(id(value), path)
+        family = _memory_family(kind)
+        if family == "module":
+            tensors = [*value.parameters(), *value.buffers()]
+            stack.extend((path + b"m" + _pack_q(i), t) for i, t in reversed(list(enumerate(tensors))))
+        earlier = first.setdefault(id(value), (path, 0))[0]
         if earlier is not path:
             shared += _pack_q(len(path)) + path + _pack_q(len(earlier)) + earlier
+            continue
+        memory = _memory(family, value) if family in ("array", "tensor") else None
+        if memory is not None:
+            token, address, geometry = memory
+            seen = first.setdefault(token, (path, address))
+            if seen[0] is not path:  # another object over the same memory: where it lies in it, and how
+                shared += (_pack_q(len(path)) + path + _pack_q(len(seen[0])) + seen[0]
+                           + _pack_q(address - seen[1]) + geometry)
     return [b"alias" + bytes(shared)] if shared else []
+
+
+def _memory_family(cls: type) -> str | None:
+    """Return "array", "tensor" or "module" for the classes whose objects may share memory."""
+    np = sys.modules.get("numpy")
+    if np is not None and issubclass(cls, np.ndarray):
+        return "array"
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        if issubclass(cls, torch.Tensor):
+            return "tensor"
+        if issubclass(cls, torch.nn.Module):
+            return "module"
+    return None
+
+
+def _memory(family: str, value: Any) -> tuple[Any, int, bytes] | None:
+    """Return what identifies the memory a view reads, its first byte's address, and its steps."""
+    try:
+        if family == "array":
+            root = value
+            while isinstance(root.base, sys.modules["numpy"].ndarray):
+                root = root.base
+            owner = root.base if root.base is not None else root  # the array that owns it, or its buffer
+            return (("array", id(owner)), value.__array_interface__["data"][0],
+                    repr((value.strides, value.dtype.str)).encode())
+        storage = value.untyped_storage()
+        pointer = storage.data_ptr()
+        if not pointer:
+            return None
+        return (("tensor", str(value.device), pointer), value.data_ptr(),
+                repr((value.stride(), str(value.dtype))).encode())
+    except Exception:  # sparse, quantized, meta, a strange base: no one memory to compare
+        return None
 
 
 def framed(parts: list[bytes]) -> bytes:

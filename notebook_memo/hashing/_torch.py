@@ -17,7 +17,7 @@ import struct
 import sys
 from typing import Any
 
-from ._core import BOOKKEEPING_PREFIX, Hasher, HashFn, _Unhashable, qualified_name, register_family
+from ._core import BOOKKEEPING_PREFIX, Hasher, HashFn, _Unhashable, qualified_name, register_family, things_met
 from ._numpy import feed_array_bytes
 
 __all__ = ()
@@ -49,7 +49,16 @@ def torch_path(cls: type) -> HashFn | None:
         return _h_tensor
     if issubclass(cls, torch.nn.Module):
         return _h_module
+    if cls is torch.finfo or cls is torch.iinfo:
+        return _h_type_info
     return None
+
+
+def _h_type_info(h: Hasher, v: Any) -> None:
+    """torch.finfo / torch.iinfo: fixed by their dtype (they cannot be pickled)."""
+    h.tag(b"ti")
+    h.text(qualified_name(type(v)))
+    h.text(str(v.dtype))
 
 
 # -- tensors -----------------------------------------------------------------------------------------
@@ -58,6 +67,7 @@ _TORCH_CLASSES = frozenset({"torch.Tensor", "torch.nn.parameter.Parameter", "tor
 
 
 def _h_tensor(h: Hasher, v: Any) -> None:
+    things_met.torch = True  # what torch computes from it depends on torch's settings: the caller keys them
     if h.seen_before(v):
         return  # the same tensor again (a tied weight): a reference back, not its content twice
     try:
@@ -76,9 +86,15 @@ _GRAD_HOOKS = ("_backward_hooks", "_post_accumulate_grad_hooks")
 
 def _h_tensor_parts(h: Hasher, v: Any) -> None:
     cls = type(v)
+    name = qualified_name(cls)
+    if isinstance(v, sys.modules["torch"].nn.parameter.UninitializedTensorMixin):
+        # A lazy module's parameter before its first forward: no shape or data yet, only what it will be.
+        h.tag(b"tu")
+        h.text(name)
+        h.text(f"{v.dtype} {v.device} {v.requires_grad}")
+        return
     h.tag(b"tt")
     nested = v.is_nested
-    name = qualified_name(cls)
     if name in _TORCH_CLASSES or nested:
         h.text(name)
     else:
@@ -276,7 +292,7 @@ def sketch_weights(device: Any) -> Any:
     torch = sys.modules["torch"]
     weights = _weights.get(device)
     if weights is None:
-        x = torch.arange(_ROW * _WIDTH, dtype=torch.int64)
+        x = torch.arange(_ROW * _WIDTH, dtype=torch.int64, device="cpu")  # not the default device (meta?)
         x.mul_(_STEP).add_(_MIX3)
         _mix(x)
         odd = (x.bitwise_and_(0xFF).bitwise_or_(1)).to(torch.uint8).view(torch.int8)
@@ -362,6 +378,7 @@ _COMPILED = "torch._dynamo.eval_frame.OptimizedModule"
 
 
 def _h_module(h: Hasher, v: Any) -> None:
+    things_met.torch = True
     if qualified_name(type(v)) == _COMPILED:
         # torch.compile's wrapper computes what the module it wraps computes; its own state (guards,
         # caches, a new context per compile) changes with every compile and every call.
