@@ -749,9 +749,26 @@ def open_payload(directory: str, filename: str) -> io.BufferedReader:
 _verified_maps: dict[tuple[int, ...], bytes] = {}  # file identity -> header check it verified
 
 
-def verify_mapped(header: Header, pickle_part: Any, buffers: Sequence[Any], signer: Signer | None) -> None:
-    """Verify a memory-mapped payload in full (checksum or signature)."""
-    _verify_payload(header, pickle_part, buffers, signer)
+def verify_file(f: Any, header: Header, pickle_part: bytes, signer: Signer | None) -> None:
+    """Verify a payload file in full (checksum or signature) with read calls, never through a map: a file
+    another process cuts short while it is read gives a short read, where a map's page would be a SIGBUS."""
+    offsets = header.offsets()
+    check = _PayloadCheck(header, signer)
+    check.update(pickle_part)
+    chunk = memoryview(bytearray(min(_READ_CHUNK, max(header.buffer_lens, default=0)) or 1))
+    position = header.pickle_len
+    for offset, n in zip(offsets, header.buffer_lens):
+        check.pad(offset - position)
+        f.seek(offset)
+        left = n
+        while left:
+            part = chunk[:min(left, chunk.nbytes)]
+            if f.readinto(part) != part.nbytes:
+                raise CorruptRecord("payload file truncated")
+            check.update(part)
+            left -= part.nbytes
+        position = offset + n
+    check.verify()
 
 
 def load_file(header: Header, directory: str, signer: Signer | None, use_mmap: bool = False) -> Any:
@@ -763,20 +780,23 @@ def load_file(header: Header, directory: str, signer: Signer | None, use_mmap: b
             raise CorruptRecord(f"payload file has {st.st_size} bytes, expected {offsets[-1]}")
         pickle_part = f.read(header.pickle_len)
         if use_mmap and header.buffer_lens:
-            # Private pages: arrays get read-only views of them, and tensors (which cannot be read-only)
-            # writable ones whose writes stay in this process and never reach the file.
-            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
-            view = memoryview(mapped).toreadonly()
-            buffers: list[Any] = [view[o:o + n] for o, n in zip(offsets, header.buffer_lens)]
             # Verified once per file identity: reading every byte on each hit would undo the map. The
             # change time is in it: a write puts the modification time forward, and putting that back
             # moves the change time on.
             identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
             if _verified_maps.get(identity) != header.check:
-                verify_mapped(header, pickle_part, buffers, signer)
+                verify_file(f, header, pickle_part, signer)
                 if len(_verified_maps) >= 4096:
                     _verified_maps.clear()
                 _verified_maps[identity] = header.check
+            # Private pages: arrays get read-only views of them, and tensors (which cannot be read-only)
+            # writable ones whose writes stay in this process and never reach the file.
+            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+            if len(mapped) != offsets[-1] or os.fstat(f.fileno()).st_size != offsets[-1]:
+                mapped.close()
+                raise CorruptRecord("payload file changed size while it was read")
+            view = memoryview(mapped).toreadonly()
+            buffers: list[Any] = [view[o:o + n] for o, n in zip(offsets, header.buffer_lens)]
             return loads(pickle_part, buffers)
         # One pass on this thread: each chunk is read straight into the value's memory and checked
         # at once, while it is still in cache; nothing is unpickled before the whole payload is.

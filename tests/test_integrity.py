@@ -7,6 +7,7 @@ that no file outside the store's own was touched.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import shutil
@@ -22,6 +23,7 @@ import numpy as np
 import pytest
 
 from notebook_memo import StorageWarning, configure, memo
+from notebook_memo.stores.local import close_stores
 from tests.conftest import ROOT, Counter, resealed, settled
 
 MODE_PICKLE = 4  # diskcache's own row mode for pickled values
@@ -299,13 +301,13 @@ def test_a_mapped_payload_is_verified_once_per_file(cache_dir: Path, monkeypatch
     from notebook_memo import _serialize
 
     checked: list[int] = []
-    original = _serialize.verify_mapped
+    original = _serialize.verify_file
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         checked.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(_serialize, "verify_mapped", counting)
+    monkeypatch.setattr(_serialize, "verify_file", counting)
 
     @memo(mmap=True)
     def f() -> np.ndarray:
@@ -585,3 +587,205 @@ def test_an_index_whose_settings_ask_for_a_memory_map_is_still_read_without_one(
     thread.start()
     thread.join()
     assert sizes == [0, 0, 0]
+
+
+# -- rows planted in the index's Settings table, and names planted beside it (found by a review) ---------
+
+SETTINGS_KERNEL = """
+import os, sys, threading, warnings
+sys.path.insert(0, {root!r})
+warnings.simplefilter("ignore")
+import numpy as np
+from notebook_memo import memo
+
+class _Runs(list):
+    def __memo_key__(self): return "runs"
+
+runs = _Runs()
+
+@memo
+def f(x):
+    runs.append(x)
+    return np.full(50_000, x)  # a payload file of its own
+
+values = [int(f(int(x))[0]) for x in sys.argv[1:]]
+store = f._store()
+maps = []
+
+def read_maps():  # a new thread's connections: diskcache applies the table's rows to each
+    reader, writer = store._handles()
+    maps.extend(int(h._con.execute("PRAGMA mmap_size").fetchone()[0]) for h in (reader, writer))
+
+thread = threading.Thread(target=read_maps)
+thread.start()
+thread.join()
+print("RESULT", values, len(runs), maps, f.cache_info().entries)
+"""
+
+
+def _settings_kernel(cache_dir: Path, tmp_path: Path, *xs: int) -> str:
+    script = tmp_path / "settings_kernel.py"
+    script.write_text(SETTINGS_KERNEL.format(root=str(ROOT)))
+    env = {**os.environ, "NOTEBOOK_MEMO_DIR": str(cache_dir), "NOTEBOOK_MEMO_SECRET": "team"}
+    out = subprocess.run([sys.executable, str(script), *map(str, xs)], capture_output=True, text=True, timeout=90,
+                         env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return next(line for line in out.stdout.splitlines() if line.startswith("RESULT"))
+
+
+@pytest.mark.parametrize("key, value", [
+    ("sqlite_MMAP_SIZE", 67108864),  # pragma names are case-blind: the old clamp missed it
+    ("sqlite_locking_mode", "EXCLUSIVE"),  # every other connection waited forever
+    ("sqlite_journal_mode", "delete"),
+    ("sqlite_query_only", 1),
+    ("disk__directory", "OUTSIDE"),  # payload files written into another folder
+    ("eviction_policy", "none"),
+])
+def test_a_row_planted_in_the_settings_table_changes_nothing(key: str, value: Any, cache_dir: Path,
+                                                            tmp_path: Path) -> None:
+    outside = tmp_path / "users_folder"
+    outside.mkdir()
+    (outside / "thesis.txt").write_text("mine\n")
+    assert _settings_kernel(cache_dir, tmp_path, 1, 2, 1) == "RESULT [1, 2, 1] 2 [0, 0] 2"
+    with _db(cache_dir) as db:
+        planted = str(outside) if value == "OUTSIDE" else value
+        db.execute("INSERT OR REPLACE INTO Settings VALUES (?, ?)", (key, planted))
+    # Both entries hit, a third is stored and hits, the index is never mapped, nothing is written outside.
+    assert _settings_kernel(cache_dir, tmp_path, 1, 2, 3, 3) == "RESULT [1, 2, 3, 3] 1 [0, 0] 3"
+    assert sorted(p.name for p in outside.rglob("*")) == ["thesis.txt"]
+
+
+@pytest.mark.parametrize("statistic", [1e15, -1e15, "x"])
+def test_a_size_statistic_that_cannot_be_true_is_counted_again_not_believed(
+        statistic: Any, cache_dir: Path, counter: Counter) -> None:
+    configure(size_limit=3_000_000)
+
+    @memo
+    def f(x: int) -> np.ndarray:
+        counter()
+        return np.full(100_000, x, dtype=np.float64)  # 800 kB: a payload file
+
+    for x in range(2):
+        f(x)
+    with _db(cache_dir) as db:
+        db.execute("UPDATE Settings SET value = ? WHERE key = 'size'", (statistic,))
+    f._store().forget()
+    for x in range(6):  # over the limit by half: the oldest go, not every entry, and the limit holds
+        f(x)
+    assert counter.n == 6
+    assert f.cache_info().entries >= 2
+    assert f._store().stored_bytes() <= 3_000_000
+    with _db(cache_dir) as db:
+        (size,) = db.execute("SELECT value FROM Settings WHERE key = 'size'").fetchone()
+        (counted,) = db.execute("SELECT SUM(size) FROM Cache").fetchone()
+    assert size == counted
+
+
+def test_an_index_that_is_a_link_to_a_database_of_the_user_s_is_never_opened(
+        cache_dir: Path, tmp_path: Path, counter: Counter) -> None:
+    users = tmp_path / "app.db"
+    with sqlite3.connect(str(users)) as db:
+        db.execute("CREATE TABLE notes (text)")
+        db.execute("INSERT INTO notes VALUES ('mine')")
+    before = users.read_bytes()
+
+    @memo
+    def f(x: int) -> int:
+        counter()
+        return x + 1
+
+    assert f(1) == 2
+    settled()
+    for name in ("cache.db", "cache.db-wal", "cache.db-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            (cache_dir / name).unlink()
+    (cache_dir / "cache.db").symlink_to(users)
+    close_stores([str(cache_dir)])  # a new kernel
+    with pytest.warns(StorageWarning, match="link or not a plain file.*moved to"):
+        assert f(1) == 2 and f(1) == 2
+    assert counter.n == 2
+    assert users.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("app")) == ["app.db"]
+    assert not (cache_dir / "cache.db").is_symlink()
+
+
+def test_a_link_planted_as_the_marker_creates_nothing_where_it_points(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    target = tmp_path / "elsewhere.txt"
+    (cache / "NOTEBOOK_MEMO_CACHE").symlink_to(target)  # dangling
+    configure(cache_dir=str(cache))
+
+    @memo
+    def f(x: int) -> int:
+        return x + 1
+
+    assert f(1) == 2 and f(1) == 2
+    assert not target.exists()
+
+
+@pytest.mark.parametrize("kind", ["text", "sqlite"])
+def test_a_folder_holding_someone_else_s_cache_db_is_refused_and_left_as_it_is(kind: str, tmp_path: Path) -> None:
+    from notebook_memo import ConfigurationError
+
+    folder = tmp_path / "project"
+    folder.mkdir()
+    if kind == "text":
+        (folder / "cache.db").write_text("my notes\n")
+    else:
+        with sqlite3.connect(str(folder / "cache.db")) as db:
+            db.execute("CREATE TABLE runs (n)")
+    before = (folder / "cache.db").read_bytes()
+    configure(cache_dir=str(folder))
+
+    @memo
+    def f(x: int) -> int:
+        return x + 1
+
+    with pytest.raises(ConfigurationError, match="did not make"):
+        f(1)
+    assert sorted(p.name for p in folder.iterdir()) == ["cache.db"]
+    assert (folder / "cache.db").read_bytes() == before
+
+
+CUT_WHILE_VERIFIED = """
+import os, sys, sqlite3, warnings
+sys.path.insert(0, {root!r})
+warnings.simplefilter("ignore")
+import numpy as np
+from notebook_memo import _serialize, memo
+
+@memo(mmap=True)
+def f():
+    return np.arange(2_000_000, dtype=np.float64)
+
+f()
+db = sqlite3.connect(os.path.join({cache!r}, "cache.db"), isolation_level=None)
+[(filename,)] = db.execute("SELECT filename FROM Cache WHERE filename IS NOT NULL").fetchall()
+path = os.path.join({cache!r}, filename)
+check = _serialize._PayloadCheck.__init__
+
+def cut_once(self, *args):  # another program cuts the file short once its check has begun
+    check(self, *args)
+    inner = self.update
+    def update(data):
+        inner(data)
+        if os.path.getsize(path) > 4096:
+            os.truncate(path, 4096)
+    self.update = update
+
+_serialize._PayloadCheck.__init__ = cut_once
+f._store().forget()
+value = f()
+print("DONE", float(value[-1]) == 1_999_999.0)
+"""
+
+
+def test_a_mapped_payload_cut_short_while_it_is_verified_is_refused_not_a_crash(tmp_path: Path,
+                                                                                cache_dir: Path) -> None:
+    script = tmp_path / "cut.py"
+    script.write_text(CUT_WHILE_VERIFIED.format(root=str(ROOT), cache=str(cache_dir)))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "NOTEBOOK_MEMO_DIR": str(cache_dir)})
+    assert out.returncode == 0, out.stderr[-2000:]  # -7: SIGBUS
+    assert "DONE True" in out.stdout

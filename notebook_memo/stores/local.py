@@ -18,6 +18,7 @@ import itertools
 import math
 import os
 import re
+import shutil
 import sqlite3
 import stat
 import sys
@@ -42,7 +43,7 @@ from .._config import (
     resolve_secret,
     warn_once,
 )
-from .._errors import StorageWarning
+from .._errors import ConfigurationError, StorageWarning
 from .._serialize import (
     CorruptRecord,
     ForeignRecord,
@@ -393,17 +394,56 @@ def _directory_lock(directory: str, exclusive: bool) -> Iterator[None]:
 
 
 class _Index(diskcache.Cache):  # type: ignore[misc]
-    """diskcache's ``Cache``, whose connections never map the index into memory.
+    """diskcache's ``Cache``, whose settings are ours alone, whatever the index's Settings table says.
 
-    diskcache applies each ``sqlite_`` setting its Settings table holds to every connection it opens
-    (one per thread), through ``reset``: an older index, or a copy of one put back, asks for 64 MiB
-    there. Here that setting is always 0, in the table and on every connection.
+    diskcache applies each ``sqlite_`` and ``disk_`` row of that table to every connection it opens and to
+    its disk (a PRAGMA, an attribute), and takes every other row over what it was given. Anyone who could
+    write the file could plant a row there: a memory map of the index (a SIGBUS once the file is cut
+    short), an exclusive locking mode (every other connection waits forever), payload files in another
+    folder. So a row naming a setting of ours gets our value, and any other row is ignored. The size
+    statistic, which the volume adds up, is checked against what can be on the disk (``volume``).
     """
 
+    def __init__(self, directory: str, **settings: Any) -> None:
+        # Before diskcache's own __init__, which reads the table and resets each row it found.
+        self._own = {**diskcache.core.DEFAULT_SETTINGS,
+                     **{k: v for k, v in settings.items() if k not in ("disk", "timeout")}}
+        self._size_counted = False
+        super().__init__(directory, **settings)
+
     def reset(self, key: str, value: Any = diskcache.core.ENOVAL, update: bool = True) -> Any:
-        if key == "sqlite_mmap_size" and value is not diskcache.core.ENOVAL:
-            value = 0
+        own = self._own
+        if key in own:
+            value = own[key]  # written by diskcache from the table (or asked for): ours
+        elif key not in diskcache.core.METADATA:
+            return value  # not a setting of ours: applied to nothing
         return super().reset(key, value, update)
+
+    def configure(self, key: str, value: Any) -> Any:
+        """Change one of our settings (``size_limit`` after ``configure``)."""
+        self._own[key] = value
+        return self.reset(key, value)
+
+    def volume(self) -> int:
+        """Return the index's pages and the payload files' bytes (the size statistic, when it can be true)."""
+        ((page_count,),) = self._sql("PRAGMA page_count").fetchall()
+        size = self.reset("size")
+        if not isinstance(size, int) or not 0 <= size <= _disk_bytes(self._directory):
+            size = self._count_size()  # planted or damaged: counted from the rows, and written back
+        return int(self._page_size * page_count + size)
+
+    def count_size_once(self) -> None:
+        """Count the payload files' bytes from the rows, once for these handles: before the first eviction,
+        which a statistic planted too high would make take every entry (a plausible wrong one included)."""
+        if not self._size_counted:
+            self._size_counted = True
+            self._count_size()
+
+    def _count_size(self) -> int:
+        ((size,),) = self._sql("SELECT COALESCE(SUM(size), 0) FROM Cache").fetchall()
+        with contextlib.suppress(sqlite3.Error):
+            self._sql("UPDATE Settings SET value = ? WHERE key = 'size'", (int(size),))
+        return int(size)
 
     @property
     def _con(self) -> sqlite3.Connection:
@@ -419,6 +459,22 @@ class _Index(diskcache.Cache):  # type: ignore[misc]
             con = diskcache.Cache._con.fget(self)  # its first statement reads the Settings table
         local.opened = (con, before if before is not None and _file_ident(path) == before else None)
         return con
+
+
+def _plain_file_or_none(path: str) -> bool:
+    """Return True when nothing is at ``path``, or a plain file (not a link to one)."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return True
+
+
+def _disk_bytes(directory: str) -> int:
+    """Return the size of the file system holding ``directory`` (what no statistic of ours can exceed)."""
+    try:
+        return shutil.disk_usage(directory).total
+    except OSError:
+        return 1 << 62
 
 
 def _file_ident(path: str) -> tuple[int, int] | None:
@@ -446,7 +502,9 @@ def connection(directory: str) -> sqlite3.Connection:
     """Return this thread's own SQLite connection to a directory's index (scans and checks, not writes)."""
     cache: dict[str, tuple[int, tuple[int, int], sqlite3.Connection]] = _connections.__dict__.setdefault("by_dir", {})
     path = os.path.join(directory, _DB_NAME)
-    st = os.stat(path)
+    st = os.lstat(path)
+    if not stat.S_ISREG(st.st_mode):  # a link planted under the index's name: what it names is not opened
+        raise sqlite3.OperationalError(f"{path} is a link or not a plain file")
     ident = (st.st_dev, st.st_ino)
     held = cache.get(directory)
     if held is not None and held[0] == os.getpid() and held[1] == ident:
@@ -753,6 +811,11 @@ class Store:
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
         self._write_marker()
         self._close_handles()
+        if not _plain_file_or_none(os.path.join(self.directory, _DB_NAME)):
+            # A link (to a database of the user's, say) or something else under the index's name: SQLite would
+            # open and change what it names. The name is moved aside, and a fresh index started.
+            with gate, self._lock:
+                self._move_aside(OSError("it is a link or not a plain file"))
         opening = self._index_ident()
         try:
             self._open_handles()
@@ -798,24 +861,28 @@ class Store:
                     self.close_thread_connections()  # the store moved on already; this thread's may not have
                 return
             self._close_handles()
-            # Named by the second and the process, and numbered when that name is taken (another set aside within
-            # the second): never over an earlier one, whose log SQLite would otherwise replay into this index.
-            named = aside = os.path.join(self.directory, f"{_DB_NAME}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-"
-                                                         f"{os.getpid()}")
-            number = 1
-            while any(os.path.lexists(aside + suffix) for suffix in _INDEX_FILES):
-                number += 1
-                aside = f"{named}-{number}"
-            # No connection of this process, nor of another kernel, opens the index between the moves.
-            with _opening, _directory_lock(self.directory, exclusive=True):
-                for suffix in _INDEX_FILES:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.replace(os.path.join(self.directory, _DB_NAME + suffix), aside + suffix)
-            warn_once(f"damaged-index:{self.directory}", f"the cache index {os.path.join(self.directory, _DB_NAME)} "
-                      f"is damaged ({exc}); it was moved to {aside} and a fresh index started. Entries stored "
-                      "before are recomputed when needed; delete the moved file when you no longer need it.",
-                      StorageWarning)
+            self._move_aside(exc)
             self._ident = None
+
+    def _move_aside(self, exc: BaseException) -> None:
+        """Rename the index and its log out of the way (links as links: what they point to is not touched)."""
+        # Named by the second and the process, and numbered when that name is taken (another set aside within
+        # the second): never over an earlier one, whose log SQLite would otherwise replay into this index.
+        named = aside = os.path.join(self.directory, f"{_DB_NAME}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-"
+                                                     f"{os.getpid()}")
+        number = 1
+        while any(os.path.lexists(aside + suffix) for suffix in _INDEX_FILES):
+            number += 1
+            aside = f"{named}-{number}"
+        # No connection of this process, nor of another kernel, opens the index between the moves.
+        with _opening, _directory_lock(self.directory, exclusive=True):
+            for suffix in _INDEX_FILES:
+                with contextlib.suppress(FileNotFoundError):
+                    os.replace(os.path.join(self.directory, _DB_NAME + suffix), aside + suffix)
+        warn_once(f"damaged-index:{self.directory}", f"the cache index {os.path.join(self.directory, _DB_NAME)} "
+                  f"is damaged ({exc}); it was moved to {aside} and a fresh index started. Entries stored "
+                  "before are recomputed when needed; delete the moved file when you no longer need it.",
+                  StorageWarning)
 
     def _close_handles(self) -> None:
         self.close_thread_connections()
@@ -1407,6 +1474,8 @@ class Store:
         limit = self.size_limit if limit is None else limit
         evicted = 0
         tried: set[str] = set()
+        if writer.volume() > limit:
+            writer.count_size_once()
         while (volume := writer.volume()) > limit:
             # Read on the writer's own connection: inside a transaction of ours (a batch chunk's) the rows it
             # deleted are gone there, not yet on any other connection, which would offer them again forever.
@@ -1723,8 +1792,19 @@ class Store:
 
     def _write_marker(self) -> None:
         marker = os.path.join(self.directory, _MARKER)
-        if not os.path.exists(marker):
-            with open(marker, "w") as f:
+        if os.path.lexists(marker):
+            return
+        if os.path.lexists(os.path.join(self.directory, _DB_NAME)):
+            # Every index of ours was made beside the marker: this one is someone else's (diskcache's own
+            # file has the same name), in a folder given as the cache directory. It is left as it is.
+            raise ConfigurationError(
+                f"the folder {self.directory} holds a {_DB_NAME} that notebook_memo did not make (there is no "
+                f"{_MARKER} file beside it), so it is not used or changed. Give the cache a new or empty folder "
+                "(configure(cache_dir=...) or NOTEBOOK_MEMO_DIR).")
+        with contextlib.suppress(FileExistsError):  # another process wrote it first
+            # Never through a link planted under the marker's name: O_EXCL creates the name itself.
+            fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+            with os.fdopen(fd, "w") as f:
                 f.write("notebook_memo cache directory: safe to delete as a whole.\n")
 
     # -- LRU access times, written in batches ------------------------------------------------
@@ -2093,7 +2173,7 @@ def get_store(directory: str, size_limit: int) -> Store:
         store.size_limit = size_limit
         if store._writer is not None:
             with gate:  # a statement, so inside the fork gate as every other
-                store._writer.reset("size_limit", size_limit)
+                store._writer.configure("size_limit", size_limit)
     return store
 
 
