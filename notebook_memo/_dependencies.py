@@ -644,8 +644,19 @@ def _setting(getter: Callable[..., Any] | None, *args: Any) -> str:
         return "?"
 
 
+def _decimal_settings() -> str:
+    """Return the decimal context of this thread: precision, rounding, exponent range and traps."""
+    decimal = sys.modules.get("decimal")
+    if decimal is None:
+        return ""
+    c = decimal.getcontext()
+    traps = ",".join(sorted(kind.__name__ for kind, on in c.traps.items() if on))
+    return f"prec={c.prec} rounding={c.rounding} Emin={c.Emin} Emax={c.Emax} capitals={c.capitals} clamp={c.clamp} " \
+           f"traps={traps}"
+
+
 # Per library (by top-level module): its settings that a body using it depends on, read as text.
-_PACKAGE_STATE: dict[str, Callable[[], str]] = {"torch": torch_settings}
+_PACKAGE_STATE: dict[str, Callable[[], str]] = {"torch": torch_settings, "decimal": _decimal_settings}
 
 
 def _still_valid(watch: list[tuple[Any, ...]]) -> bool:

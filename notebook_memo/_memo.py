@@ -114,6 +114,7 @@ class Call:
     # random generators the key was made of (in arguments, globals, objects): "#0", "#1"... in the order met
     generators: dict[str, Any] = dataclasses.field(default_factory=dict)
     absent: bool = False  # the last look found no row under the key (so a miss needs no report of why)
+    mutable: bool = False  # an argument is not a plain value (int, str...): the body may change it in place
 
 
 # -- the registry of memoized functions ---------------------------------------------------------
@@ -124,6 +125,9 @@ _registry: weakref.WeakValueDictionary[str, MemoizedFunction[Any]] = weakref.Wea
 def registered() -> list[MemoizedFunction[Any]]:
     """Return the memoized functions alive in this process, newest definition of each name."""
     return list(_registry.values())
+
+
+_PLAIN = frozenset({int, float, str, bytes, bool, complex, type(None)})  # never changed in place
 
 
 def function_id(qualified: str) -> str:
@@ -455,7 +459,7 @@ class MemoizedFunction(Generic[R]):
                       "change as time passes. Pass ttl= (for example @memo(ttl=\"1h\")) to recompute it after "
                       f"a while; {self._name}.explain() lists where it reads the clock.")
         return Call(key, arguments, state.code, state.own, deps, state.method,
-                    _random_state.numbered(found) if found else {})
+                    _random_state.numbered(found) if found else {}, mutable=leaves is None)
 
     def _store(self, current: _config.CallSettings | None = None) -> Store:
         """Return the store of this function's directory (``current``: the call's settings, when read already)."""
@@ -727,6 +731,9 @@ class MemoizedFunction(Generic[R]):
         if quick:
             store.body_finished(call.key)
         self._quick = duration < QUICK_BODY
+        if call.mutable and self._changed_arguments(call, args, kwargs):
+            self._announce_computed(duration, False)
+            return result
         if refresh:
             with _remote.replacing_if(refresh):
                 stored = self._write(store, call, result, duration, (recorder, before, outer))
@@ -734,6 +741,35 @@ class MemoizedFunction(Generic[R]):
             stored = self._write(store, call, result, duration, (recorder, before, outer), quick and self._quick)
         self._announce_computed(duration, stored is not None)
         return result
+
+    def _changed_arguments(self, call: Call, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+        """Return True, warning once, when the body changed an argument in place (it hashes otherwise now): a hit
+        would return the result without that change, which later code may rely on (a model trained by a step,
+        a frame given a column), so the result is not stored."""
+        if call.generators:
+            return False  # drawing from a generator argument changes it: a hit advances it as the body did
+        binder = self._binder
+        try:
+            bound = binder.bind(args, kwargs)
+        except Exception:
+            return False
+        changed = []
+        for name, value in bound:
+            before = call.arguments.get(name)
+            if before is None or type(value) in _PLAIN:
+                continue
+            try:
+                if content_hash(value, binder.labels[name]) != before:
+                    changed.append(name)
+            except Exception:  # it hashed before the call: unhashable now is a change too
+                changed.append(name)
+        if not changed:
+            return False
+        warn_once(f"changed-argument:{self._qualified}:{changed[0]}",
+                  f"{self._name} changed its argument {changed[0]!r} in place (it is not what it was before the "
+                  "call), which a hit could not do again: this result is not cached, so the function runs "
+                  "on every call that does so. Change a copy in the body, or return what it changes.", MemoWarning)
+        return True
 
     def _note_miss(self, call: Call, refresh: bool) -> None:
         self._miss_report = before_compute(self, call, "memo.refreshing()" if refresh else None)
@@ -855,8 +891,10 @@ class MemoizedFunction(Generic[R]):
             with computing(call.key), _conditions.recording(recorder, outer):
                 result = await self._fn(*args, **kwargs)
             duration = time.perf_counter() - start
-            with _remote.replacing_if(refresh):
-                payload = self._write(store, call, result, duration, (recorder, before, outer))
+            payload = None
+            if not (call.mutable and self._changed_arguments(call, args, kwargs)):
+                with _remote.replacing_if(refresh):
+                    payload = self._write(store, call, result, duration, (recorder, before, outer))
             self._announce_computed(duration, payload is not None)
             future.set_result((payload, result))
             return result

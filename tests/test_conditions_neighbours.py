@@ -1158,3 +1158,20 @@ def test_a_path_with_an_environment_variable_expanded_in_it_keys_the_variable(
     assert read() == "A" and read() == "A" and counter.n == 1
     monkeypatch.setenv("NBM_REVIEW_SPLIT", "b")
     assert read() == "BB" and counter.n == 2
+
+
+def test_the_decimal_context_is_in_the_key_of_code_using_decimal(counter: Counter) -> None:
+    import decimal
+
+    @memo
+    def third() -> str:
+        counter()
+        return str(decimal.Decimal(1) / decimal.Decimal(3))
+
+    with decimal.localcontext() as context:
+        context.prec = 28
+        long = third()
+        assert third() == long and counter.n == 1
+        context.prec = 5
+        assert third() == "0.33333" and counter.n == 2
+        assert "the settings of decimal changed (prec=28" in str(third.explain_last())

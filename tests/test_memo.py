@@ -616,3 +616,80 @@ def test_cache_directory_deleted_while_running_is_recreated(cache_dir: Path, cou
     assert counter.n == 2
     assert f(1) == 1 and counter.n == 2
     assert cache_dir.is_dir()
+
+
+# -- a body that changes its arguments in place -------------------------------------------------------
+
+
+def test_a_body_that_changes_an_argument_in_place_is_not_cached_and_says_so(counter: Counter) -> None:
+    # A hit would return the result without the change the plain call makes (a model trained by the step,
+    # a frame given a column): later code would see another state.
+    import torch
+
+    @memo
+    def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor) -> float:
+        counter()
+        opt.zero_grad()
+        loss = model(x).pow(2).mean()
+        loss.backward()
+        opt.step()
+        return float(loss.detach())
+
+    @memo
+    def add_column(df: pd.DataFrame) -> int:
+        counter()
+        df["y"] = df["x"] * 2
+        return len(df)
+
+    runs = []
+    for attempt in range(2):
+        model = torch.nn.Linear(2, 1)
+        model.load_state_dict({"weight": torch.ones(1, 2), "bias": torch.zeros(1)})
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            train_step(model, opt, torch.ones(3, 2))
+        said = [str(w.message) for w in caught if "changed its argument 'model' in place" in str(w.message)]
+        assert len(said) == (1 if attempt == 0 else 0)  # once
+        runs.append(model.weight.detach().tolist())
+    assert counter.n == 2 and runs[0] == runs[1] != [[1.0, 1.0]]  # trained both times
+    for _ in range(2):
+        frame = pd.DataFrame({"x": [1, 2]})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert add_column(frame) == 2
+        assert list(frame.columns) == ["x", "y"]
+    assert counter.n == 4
+
+
+def test_a_body_that_only_reads_its_arguments_still_hits(counter: Counter) -> None:
+    import torch
+
+    @memo
+    def predict(model: torch.nn.Module, x: torch.Tensor, rows: list[int], table: pd.DataFrame) -> float:
+        counter()
+        with torch.no_grad():
+            return float(model(x).sum()) + sum(rows) + float(table["x"].sum())
+
+    torch.manual_seed(0)
+    model, x, rows, table = torch.nn.Linear(2, 1), torch.ones(3, 2), [1, 2], pd.DataFrame({"x": [1.0]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning about a change
+        first = predict(model, x, rows, table)
+        assert predict(model, x, rows, table) == first
+    assert counter.n == 1
+
+
+def test_an_async_body_that_changes_an_argument_is_not_cached(counter: Counter) -> None:
+    @memo
+    async def append(items: list[int]) -> int:
+        counter()
+        items.append(1)
+        return len(items)
+
+    with pytest.warns(MemoWarning, match="changed its argument 'items'"):
+        items = [0]
+        assert asyncio.run(append(items)) == 2
+    items = [0]
+    assert asyncio.run(append(items)) == 2
+    assert items == [0, 1] and counter.n == 2
