@@ -102,13 +102,29 @@ def global_loads(code: types.CodeType) -> tuple[tuple[str, tuple[str, ...], str 
                 chain.append(ins[j].argval)
                 j += 1
             const = None
-            if j < len(ins) and ins[j].opname == "LOAD_CONST" and isinstance(ins[j].argval, str):
+            if j < len(ins) and ins[j].opname == "LOAD_CONST" and isinstance(ins[j].argval, str) \
+                    and not _combined(ins, j):
                 const = ins[j].argval
             elif j < len(ins) and ins[j].opname == "CONTAINS_OP" and k and ins[k - 1].opname == "LOAD_CONST" \
                     and isinstance(ins[k - 1].argval, str):
                 const = ins[k - 1].argval
             found.append((root, tuple(chain), const))
     return tuple(found)
+
+
+_COMBINING = frozenset({"BINARY_OP", "BINARY_ADD", "BINARY_MODULO", "BUILD_STRING", "FORMAT_VALUE"})
+_VALUE_LOADS = _LOCAL_LOAD_OPS | _LOAD_GLOBAL_OPS | {"LOAD_CONST"}
+
+
+def _combined(ins: list[dis.Instruction], j: int) -> bool:
+    """Return True when the constant string at ``ins[j]`` is only the start of a text the code computes
+    ("$ROOT/" + name, "data_%s" % split, an f-string): what is read is then not that constant."""
+    i = j + 1
+    if i < len(ins) and ins[i].opname in _VALUE_LOADS:
+        i += 1
+        while i < len(ins) and ins[i].opname in _ATTR_OPS:
+            i += 1
+    return i < len(ins) and ins[i].opname in _COMBINING
 
 
 ImportRef = tuple[str, int, tuple[str, ...]]  # module name, relative level, attribute chain

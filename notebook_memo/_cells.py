@@ -15,10 +15,10 @@ from . import _conditions, _config
 from ._cell_analysis import CellAnalysis, analyse, normalised_source
 from ._cell_exec import capture, execute, replay
 from ._config import warn_once
-from ._dependencies import Dependencies, clock_reads, code_environment, global_references, resolve_values
+from ._dependencies import Dependencies, clock_reads, code_environment, global_references, resolve_values, torch_modes
 from ._errors import ConfigurationError, MemoError, StorageWarning, UnhashableArgument
 from ._explain import Explanation, before_compute, caching_off, explain_call
-from ._in_place import linked_groups, restorable, restore_in_place, skeleton
+from ._in_place import holders, restorable, restore_in_place, shares, skeleton
 from ._inventory import delete_results, human_time, owner
 from ._memo import (
     Call,
@@ -95,6 +95,7 @@ class CellMemo:
     saved_seconds: float = 0.0
     notebook: str | None = None  # the notebook it runs in: clean-up leaves other notebooks' cells alone
     miss_report: Explanation | None = None  # why its last run was not restored though it had an entry
+    rebinds: bool = False  # a run of it changed an input that a hit binds to its restored copy: see run_cell
     _version: bytes = b""
     _options: Any = field(default=None)
 
@@ -224,6 +225,8 @@ def prepare(shell: Any, raw_cell: str, options: CellOptions,
     cell.notebook = current_notebook()
     inputs, deps = _resolve_inputs(analysis, tree, shell.user_ns, options.inputs)
     _read_environment(tree, shell.user_ns, label, deps, options)
+    if "settings of torch" in deps.parts:  # what the cell's torch calls run under: grad mode, autocast...
+        deps.parts["modes of torch"] = ("settings", torch_modes().encode())
     code = combine([digest] + [f"{label}\0{kind}".encode() + d for label, (kind, d) in sorted(deps.parts.items())
                                if kind in ("code", "package", "missing")])
     arguments = {label: d for label, (kind, d) in deps.parts.items() if kind == "value"}
@@ -281,7 +284,10 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
     before = _namespace_snapshot(namespace)
     input_digests = {name: _digest_or_none(value) for name, value in cell_call.inputs.items()}
     skeletons = {name: skeleton(value) for name, value in cell_call.inputs.items()}
-    holders = None if off else _holders(namespace, cell_call.inputs)
+    # For a cell known to change inputs that a hit binds to copies: the names holding part of its inputs now,
+    # which a hit may leave holding those objects, as the run (which replaces them there) leaves them too.
+    held_before = holders(_user_names(namespace), list(cell_call.inputs), skip=namespace) \
+        if cell.rebinds and not off else None
     analysis = cell_call.analysis
     maybe = {name: _digest_or_none(namespace[name])
              for name in {*analysis.maybe_binds, *analysis.maybe_inputs, *analysis.loop_inputs}
@@ -315,21 +321,21 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
     # Inputs changed in place, still the same objects: a hit restores them into the live objects when
     # every one of them can be restored exactly (else it binds them all, as the run left them together).
     in_place = [name for name in outputs if name in input_digests and after.get(name) == before.get(name)]
-    linked = _linked(holders, in_place, outputs, namespace)
-    if not all(restorable(skeletons[name], namespace[name]) for name in in_place):
-        # Bound to the restored copies, the changed inputs take along every name that holds part of
-        # them; one the cell did not read is restored only while it is as it was before this run.
-        unknown = _unlinkable(linked, holders, input_digests)
-        if unknown is not None:
-            warn_once(f"linked:{cell.qualified_name}:{unknown}", f"%%memo {cell.label}: not cached, so the cell "
-                      f"runs each time: it changes {', '.join(map(repr, in_place))} in place, and {unknown}. "
-                      "A hit could not restore them together.", StorageWarning)
+    rebinds: list[str] = []  # inputs changed in place that a hit binds to their restored copies
+    if in_place and not _restored_in_place(in_place, skeletons, outputs, namespace):
+        # Bound to the restored copies, they must take along every other name holding part of them: one the
+        # cell reads (its state before is in the key) is restored with them; one it does not read cannot be.
+        linked = holders(_user_names(namespace), in_place, skip=namespace)
+        reason = _unrestorable(linked, {*input_digests, *outputs}, in_place)
+        if reason:
+            warn_once(f"linked:{cell.qualified_name}:{reason}", f"%%memo {cell.label}: not cached, so the cell "
+                      f"runs each time: {reason}", StorageWarning)
+            cell.miss_report = Explanation(cell.qualified_name, False, f"it runs each time, unstored: {reason}")
             return result
+        outputs = sorted({*outputs, *(linked or ())})
+        rebinds = sorted({*in_place, *(linked or ())})
         in_place = []
-        if linked:
-            assert holders is not None
-            outputs = sorted({*outputs, *linked})
-            unchanged.update({name: holders.digests[name] for name in linked if name not in input_digests})
+        cell.rebinds = True
     deleted = sorted(name for name in before if name not in after)
     payload_value = {
         "outputs": {name: namespace[name] for name in outputs if name in namespace},
@@ -338,8 +344,8 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
         "result": result,
         "unchanged": unchanged,
         "in_place": in_place,
-        "linked": linked is None or bool(linked),  # in place only: if that fails on a hit, the cell runs
-        "holders": sorted(name for name in linked or () if name not in input_digests),
+        "rebinds": rebinds,
+        "held_before": sorted(held_before) if held_before is not None else None,
     }
     if unverifiable:
         warn_once(f"unverifiable:{cell.qualified_name}:{unverifiable[0]}",
@@ -376,43 +382,32 @@ def _digest_or_none(value: Any) -> bytes | None:
         return None
 
 
-@dataclass
-class _Holders:
-    """The notebook's names that share objects with the cell's inputs, before it runs."""
-
-    groups: list[set[str]] | None  # each holding an input; None: too many objects to tell
-    digests: dict[str, bytes | None]  # of the names in them the cell does not read
+def _user_names(namespace: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in namespace.items() if not _is_shell_name(name)}
 
 
-def _holders(namespace: dict[str, Any], inputs: dict[str, Any]) -> _Holders:
-    groups = linked_groups({name: value for name, value in namespace.items() if not _is_shell_name(name)})
-    if groups is None:
-        return _Holders(None, {})
-    groups = [group for group in groups if not group.isdisjoint(inputs)]
-    return _Holders(groups, {name: _digest_or_none(namespace[name])
-                             for group in groups for name in group if name not in inputs})
+def _restored_in_place(in_place: list[str], skeletons: dict[str, Any], outputs: list[str],
+                       namespace: dict[str, Any]) -> bool:
+    """Return True when a hit can copy each input the run changed in place into the live object: each is of a
+    kind restored exactly, and no output bound anew shares an object with them (it would be a copy)."""
+    if not all(restorable(skeletons[name], namespace[name]) for name in in_place):
+        return False
+    fresh = {name: namespace[name] for name in outputs if name not in in_place and name in namespace}
+    return not fresh or not shares(fresh, {name: namespace[name] for name in in_place})
 
 
-def _linked(holders: _Holders | None, changed: list[str], outputs: list[str],
-            namespace: dict[str, Any]) -> set[str] | None:
-    """Return the names, other than the outputs, that hold part of the inputs the cell changed in place
-    (None when that cannot be told)."""
-    if not changed or holders is None:
-        return set()
-    if holders.groups is None:
-        return None
-    names = set().union(*(group for group in holders.groups if not group.isdisjoint(changed)))
-    return {name for name in names if name not in outputs and name in namespace}
-
-
-def _unlinkable(linked: set[str] | None, holders: _Holders | None, inputs: dict[str, Any]) -> str | None:
-    """Say why names holding part of what the cell changed cannot be restored with it; None when they can."""
+def _unrestorable(linked: set[str] | None, restored: set[str], changed: list[str]) -> str | None:
+    """Say why the changed inputs cannot be bound to restored copies with every name holding part of them
+    (``restored``: the names a hit restores, the inputs the key holds the state of included)."""
+    what = ", ".join(map(repr, changed))
     if linked is None:
-        return "the notebook's variables are too many objects to tell which others hold part of them"
-    unhashable = sorted(name for name in linked if name not in inputs and holders and holders.digests[name] is None)
-    if unhashable:
-        return (f"{unhashable[0]!r}, which it does not read, holds part of them and cannot be hashed to check "
-                f"that it is as before (give its class __memo_key__, or delete {unhashable[0]!r} if it is not needed)")
+        return (f"it changes {what} in place, and the notebook's variables are too many objects to tell which "
+                "others hold part of them")
+    unread = sorted(name for name in linked if name not in restored)
+    if unread:
+        return (f"it changes {what} in place, and {unread[0]!r}, which it does not read, holds part of it: a hit "
+                f"could not restore them together. Read {unread[0]!r} in the cell (a line with just its name) "
+                "so that both are restored")
     return None
 
 
@@ -609,22 +604,34 @@ def _try_restore(shell: Any, store: Store, cell: CellMemo, key: str, options: Ce
     namespace = shell.user_ns
     for name, digest in value.get("unchanged", {}).items():
         if digest is None or name not in namespace or _digest_or_none(namespace[name]) != digest:
-            # The cached run left it alone (or restores it with what the cell changed, which it holds
-            # part of): it must be as it was then.
-            why = ("holds part of what the cell changes, so a hit would restore it too"
-                   if name in value.get("holders", ()) else "is a name the cell binds on some paths only")
-            return _NotCached(f"{name!r} is not as it was when the cached run started, and {why}: the cell runs")
+            return _NotCached(f"{name!r}, a name the cell binds on some paths only, is not as it was when the "
+                              "cached run started: the cell runs")
     # Entries written before a name counted as the shell's may still hold one: it is never restored.
     outputs = {name: v for name, v in value["outputs"].items() if not _is_shell_name(name)}
+    rebinds = [name for name in value.get("rebinds", ()) if name in namespace]
+    in_place_names = [name for name in value.get("in_place", ()) if name in outputs]
+    if in_place_names:
+        live = {name: namespace.get(name) for name in in_place_names}
     rebind = _Rebinder(namespace)
     restored = {name: rebind(v) for name, v in outputs.items()}
-    in_place = {name: restored[name] for name in value.get("in_place", ()) if name in restored}
+    in_place = {name: restored[name] for name in in_place_names}
     if in_place:
         if restore_in_place(namespace, in_place, {n: v for n, v in restored.items() if n not in in_place}):
             restored = {n: v for n, v in restored.items() if n not in in_place}
-        elif value.get("linked"):  # bound to copies, they would leave the names holding part of them behind
-            return _NotCached(f"{', '.join(map(repr, sorted(in_place)))} could not be restored into the objects "
-                              "the notebook holds, which other names hold too: the cell runs")
+        else:
+            rebinds = [name for name in in_place_names if live[name] is namespace.get(name)]  # bound to copies
+    if rebinds:
+        # Names bound to restored copies leave behind whoever else holds their live objects now: if any
+        # name not restored with them does, the cell runs (its run then says whether it can be stored).
+        left = holders(_user_names(namespace), rebinds, skip=namespace)
+        known = value.get("held_before")  # they held part of the inputs before the stored run too, which left them
+        if left is None or (left - set(restored)) - set(known or ()):
+            cell.rebinds = True  # its run looks at who holds what first, so that its entry can say
+            held = sorted((left or set()) - set(restored) - set(known or ()))
+            return _NotCached(f"{held[0]!r} holds part of {', '.join(map(repr, rebinds))}, which a hit would "
+                              "replace with restored copies: the cell runs" if held else
+                              "the notebook's variables are too many objects to tell which hold part of what a "
+                              "hit would replace: the cell runs")
     if not options.quiet and _config.settings.verbose:
         names = ", ".join(sorted(outputs)) or "no variables"
         print(f"[notebook_memo] restored {names} from the cache (computed {human_time(record.header.created)}, "

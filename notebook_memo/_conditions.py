@@ -200,9 +200,11 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
         elif event == _GLOB_EVENT:
             pattern = _path_of(args[0])
             root = _path_of(args[2]) if len(args) > 3 and args[2] is not None else None
-            if pattern is not None and (len(args) < 4 or args[3] is None):  # not relative to a folder's fd
+            if pattern is not None and (len(args) < 4 or args[3] is None) and _literal_after_magic(pattern):
+                # Only such a pattern ("data/*/x.csv") tests names without listing them: a pattern whose parts
+                # after its first wildcard are all wildcards is covered by the listings it makes.
                 for recorder in active:
-                    recorder.patterns.setdefault(os.path.join(root, pattern) if root else pattern)
+                    recorder.patterns.setdefault(os.path.join(glob.escape(root), pattern) if root else pattern)
         elif event == "sqlite3.connect":
             path = _path_of(args[0])
             if path is not None and path != ":memory:" and not path.startswith("file:"):
@@ -376,13 +378,13 @@ def _finish(recorder: Recorder, excluded: Iterable[str]) -> Conditions:
             if path not in dirs:
                 dirs[path] = _dir_condition(path, None, now, declared=True)
         if glob.has_magic(declared):
-            matches = sorted(glob.glob(declared, recursive=True))
+            matches = _matches(declared)
             globs.append([declared, _names_digest(matches), matches[:_NAMES_KEPT]])
     for pattern in recorder.patterns:
         if not _is_data(_real(_literal_part(pattern)), excluded):
             continue
-        matches = sorted(glob.glob(pattern, recursive=True))
-        mine = [m for m in matches if os.path.realpath(m) in recorder.written]
+        matches = _matches(pattern)
+        mine = [m for m in matches if os.path.realpath(m) in recorder.written] if recorder.written else []
         if mine:
             raise NotRecordable(f"it writes {mine[0]}, which matches the pattern {pattern} it also reads, so its "
                                 "result depends on its own earlier runs")
@@ -530,9 +532,28 @@ def _difference(old: list[str], new: list[str]) -> str:
     return f" ({'; '.join(parts)})" if parts else ""
 
 
+def _matches(pattern: str) -> list[str]:
+    """Return what a recorded pattern matches, hidden names included (the body's include_hidden= is not in
+    the audit event: matching more can only cost a miss)."""
+    if sys.version_info >= (3, 11):
+        return sorted(glob.glob(pattern, recursive=True, include_hidden=True))
+    return sorted(glob.glob(pattern, recursive=True))
+
+
+def _literal_after_magic(pattern: str) -> bool:
+    """Return True when a part of ``pattern`` without wildcards follows one with them ("data/*/x.csv")."""
+    seen = False
+    for part in pattern.replace(os.sep, "/").split("/"):
+        if glob.has_magic(part):
+            seen = True
+        elif seen and part:
+            return True
+    return False
+
+
 def _check_glob(entry: list[Any]) -> str | None:
     pattern, digest, kept = entry
-    matches = sorted(glob.glob(pattern, recursive=True))
+    matches = _matches(pattern)
     if _names_digest(matches) == digest:
         return None
     return f"the files matching {pattern} are others now{_difference(kept, matches)}"

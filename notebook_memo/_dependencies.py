@@ -597,18 +597,41 @@ def _clock_reader(value: Any) -> str | None:
 
 
 def torch_settings() -> str:
-    """Return torch's process-wide settings that change what its calls make: the default dtype and
-    device, grad and inference mode, autocast, the float32 precisions of matmuls and convolutions, and
-    the function modes entered around the call (a ``with torch.device(...)``, a user's mode)."""
+    """Return torch's process-wide settings that change what its calls make: the default dtype, the float32
+    precisions of matmuls and convolutions (per backend, and the older global one), TF32 and reduced-precision
+    flags. What a call runs under (grad mode, autocast, a device context) is ``torch_modes``."""
     torch = sys.modules.get("torch")
     if torch is None:
         return ""
     c = torch._C
     parts = [str(torch.get_default_dtype())]
-    if c._len_torch_function_stack() or getattr(torch._GLOBAL_DEVICE_CONTEXT, "device_context", None) is not None:
+    precision = getattr(c, "_get_fp32_precision_getter", None)
+    if precision is not None:
+        chosen = [(f"{backend}.{op}", _setting(precision, backend, op)) for backend, op in _PRECISIONS]
+        parts.append("fp32 " + (",".join(f"{name}={value}" for name, value in chosen if value != "none") or "none"))
+    parts.append("flags " + ",".join(_setting(getattr(c, getter, None)) for getter in _PRECISION_FLAGS))
+    parts.append(f"matmul {_setting(torch.get_float32_matmul_precision)}")  # raises once the per-backend API is used
+    return " ".join(parts)
+
+
+def torch_modes() -> str:
+    """Return what a torch call runs under, which a notebook changes from call to call: the default device
+    and the function modes entered (``with torch.device(...)``, a ``TorchFunctionMode``: its class and
+    content), grad and inference mode, and autocast per device."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return ""
+    parts = []
+    context = getattr(torch._GLOBAL_DEVICE_CONTEXT, "device_context", None)
+    if torch._C._len_torch_function_stack() or context is not None:
         parts.append(str(torch.get_default_device()))  # slow: only when a mode may set it
-        modes = [qualified_name(type(mode)) for mode in torch.overrides._get_current_function_mode_stack()]
-        parts.extend(mode for mode in modes if mode != "torch.utils._device.DeviceContext")
+        for mode in torch.overrides._get_current_function_mode_stack():
+            name = qualified_name(type(mode))
+            if name != "torch.utils._device.DeviceContext":
+                try:
+                    parts.append(f"{name}:{content_hash(mode).hex()[:16]}")  # its code and state
+                except Exception:
+                    parts.append(f"{name}:?")
     else:
         parts.append("cpu")
     parts.append("grad" if torch.is_grad_enabled() else "no_grad")
@@ -617,12 +640,6 @@ def torch_settings() -> str:
     for device in ("cpu", "cuda"):
         if torch.is_autocast_enabled(device):
             parts.append(f"autocast({device}, {torch.get_autocast_dtype(device)})")
-    precision = getattr(c, "_get_fp32_precision_getter", None)
-    if precision is not None:
-        chosen = [(f"{backend}.{op}", _setting(precision, backend, op)) for backend, op in _PRECISIONS]
-        parts.append("fp32 " + (",".join(f"{name}={value}" for name, value in chosen if value != "none") or "none"))
-    parts.append("flags " + ",".join(_setting(getattr(c, getter, None)) for getter in _PRECISION_FLAGS))
-    parts.append(f"matmul {_setting(torch.get_float32_matmul_precision)}")  # raises once the per-backend API is used
     return " ".join(parts)
 
 

@@ -104,6 +104,11 @@ def differences(current: dict[str, Any], meta: dict[str, Any]) -> list[str]:
     for name in old_args:
         if name not in current["args"]:
             reasons.append(f"{argument} '{name}' is gone")
+    old_extras: dict[str, str] = meta.get("extras", {})
+    new_extras: dict[str, str] = current.get("extras", {})
+    for label in sorted(set(old_extras) | set(new_extras)):
+        if old_extras.get(label) != new_extras.get(label):
+            reasons.append(f"{label} changed ({old_extras.get(label, 'none')} -> {new_extras.get(label, 'none')})")
     return reasons
 
 
@@ -123,6 +128,7 @@ def current_description(fn: MemoizedFunction[Any], call: Call) -> dict[str, Any]
         "deps": {label: [kind, digest.hex()] for label, (kind, digest) in call.deps.parts.items()},
         "version": fn._version.hex(),
         "args": {name: digest.hex() for name, digest in call.arguments.items()},
+        "extras": call.extras,
     }
 
 

@@ -14,6 +14,7 @@ import contextlib
 import enum
 import functools
 import inspect
+import io
 import os
 import site
 import sys
@@ -260,8 +261,8 @@ def _immutable(value: Any) -> bool:
         return _immutable(value._value_)
     if isinstance(value, types.BuiltinFunctionType):  # len, math.sqrt; or a method bound to data (TABLE.get)
         owner = value.__self__
-        return owner is None or isinstance(owner, types.ModuleType) or owner is value \
-            or (isinstance(owner, type) and owner.__module__ == "builtins") or _immutable(owner)
+        return owner is None or isinstance(owner, (types.ModuleType, io.IOBase)) or owner is value \
+            or (isinstance(owner, type) and owner.__module__ == "builtins") or _immutable(owner)  # a stream: no data
     return type(value) in _IMMUTABLE or _numpy_constant(value) \
         or (isinstance(value, _IMMUTABLE) and type(value).__module__ == "builtins")
 

@@ -12,14 +12,16 @@ list, dict or set of plain values. Only when every input the cell changed in pla
 no name the cell binds anew shares an object with them, does a hit copy (after checking that each
 still fits); otherwise names are bound to the restored copies, together, as before.
 
-Names bound to restored copies must take along every other name that holds part of them, though the
-cell never read it: the model a trainer holds, the list a record and an accumulator share, a second
-name for the same object. ``linked_groups`` finds them before the run; the cell's entry then restores
-them together, and only while they are as they were before the run.
+Names bound to restored copies leave behind every other name that holds part of their old objects: the
+model a trainer holds, the list a record and an accumulator share, a second name for the same object.
+``holders`` finds such names (one walk of the notebook's variables): after the run, a cell with one it
+does not read is not stored; on a hit, one that appeared since makes the cell run.
 """
 
 from __future__ import annotations
 
+import collections
+import enum
 import functools
 import sys
 import types
@@ -31,7 +33,7 @@ from .hashing import BOOKKEEPING_PREFIX, content_hash, is_plain_tensor
 __all__ = ()
 
 _REACH_LIMIT = 200_000  # objects walked to prove two outputs share nothing; beyond it, assume they do
-_LINK_LIMIT = 2_000_000  # items walked to group a notebook's names by what they share; beyond it, unknown
+_LINK_LIMIT = 10_000_000  # items walked to group a notebook's names by what they share; beyond it, unknown
 _MODULE_PARTS = ("_parameters", "_buffers", "_modules")
 _LEAVES = (str, bytes, int, float, complex, bool, type(None))
 _LEAF_TYPES = frozenset(_LEAVES)
@@ -87,7 +89,7 @@ def restore_in_place(live: dict[str, Any], restored: dict[str, Any], others: dic
     try:
         if any(name not in live or not _fits(live[name], value) for name, value in restored.items()):
             return False
-        if _shares(others, restored):
+        if shares(others, restored):
             return False
     except Exception:
         return False
@@ -187,7 +189,7 @@ def _copy_module(torch: Any, current: Any, value: Any) -> None:
             state[key] = item
 
 
-def _shares(a: dict[str, Any], b: dict[str, Any]) -> bool:
+def shares(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """Return True when a mutable object is reachable from both (or a walk was too long to tell)."""
     mine, theirs = _reachable(a), _reachable(b)
     return mine is None or theirs is None or bool(mine & theirs)
@@ -241,14 +243,16 @@ def _filled(cell: Any) -> bool:
     return True
 
 
-def linked_groups(values: dict[str, Any]) -> list[set[str]] | None:
+def linked_groups(values: dict[str, Any], skip: Any = None) -> list[set[str]] | None:
     """Group the names of ``values`` by the mutable objects they share, transitively: two names for one
-    list, a tensor and a view of it, a model and the optimizer built on its parameters, a trainer holding
-    a model. Names that share nothing are left out; None when the values are too large to walk.
+    list, an array and a view of it (or a tensor over its memory), a model and the optimizer built on its
+    parameters, a trainer holding a model. Names that share nothing are left out; None when the values
+    are too large to walk. ``skip``: an object never entered (the notebook's namespace itself).
 
-    An object is walked once, whichever name reaches it first, so the walk is as long as the objects
-    all names reach together. Tuples, functions and bound methods are walked through: sharing them
-    alone links nothing.
+    Shared objects that cannot change, or whose identity does not matter, link nothing: numbers and
+    strings, tuples and functions (walked through, for what they hold), classes' and modules' own
+    identity, enum members, and objects of the standard library (a logger, a lock, a compiled pattern).
+    Never raises: an object that cannot be looked into is left out.
     """
     names = list(values)
     parent = list(range(len(names)))
@@ -261,67 +265,95 @@ def linked_groups(values: dict[str, Any]) -> list[set[str]] | None:
 
     np, torch = sys.modules.get("numpy"), sys.modules.get("torch")
     owner: dict[Any, int] = {}  # an object whose identity matters (by id, or its memory) -> the first name
-    passed: set[int] = set()
+    walked: set[int] = set()  # objects with such an identity, entered once whoever reached them
     steps = 0
     for index, name in enumerate(names):
         stack = [values[name]]
+        passed: set[int] = set()  # tuples, functions...: entered again for each name, for what they hold
         while stack:
             obj = stack.pop()
             steps += 1
             if steps > _LINK_LIMIT:
                 return None
-            if isinstance(obj, _LEAVES) or isinstance(obj, (type, types.ModuleType)) or \
-                    type(obj).__module__.startswith("notebook_memo"):  # memoized functions share our store
+            try:
+                if obj is skip or type(obj) in _LEAF_TYPES or isinstance(obj, _LEAVES):
+                    continue
+                token, parts = _look_into(obj, np, torch)
+            except Exception:  # a strange object (a __class__ that raises): left out
                 continue
-            token = _identity(obj, np, torch)
-            if token is not None:
-                first = owner.setdefault(token, index)
-                if first != index:
-                    parent[find(first)] = find(index)
-            if id(obj) not in passed:  # all held by ``values``: no id is reused during the walk
-                passed.add(id(obj))
+            if token is None:
+                if id(obj) not in passed:
+                    passed.add(id(obj))
+                    stack.extend(parts)
+                continue
+            first = owner.setdefault(token, index)
+            if first != index:
+                parent[find(first)] = find(index)
+            if id(obj) not in walked:  # all held by ``values``: no id is reused during the walk
+                walked.add(id(obj))
                 if isinstance(obj, (dict, list, tuple, set, frozenset)):
                     steps += len(obj)  # counted whole, numbers and strings too
-                stack.extend(_parts(obj, np, torch))
+                stack.extend(parts)
     groups: dict[int, set[str]] = {}
     for index, name in enumerate(names):
         groups.setdefault(find(index), set()).add(name)
     return [group for group in groups.values() if len(group) > 1]
 
 
-def _identity(obj: Any, np: Any, torch: Any) -> Any:
-    """Return what two names must both reach to share ``obj``, or None for an object walked through."""
-    if isinstance(obj, (tuple, frozenset, types.FunctionType, types.MethodType, types.BuiltinMethodType,
-                        types.MethodWrapperType, functools.partial)):
+def holders(values: dict[str, Any], of: list[str], skip: Any = None) -> set[str] | None:
+    """Return the names of ``values`` other than ``of`` that share a mutable object with one of ``of``
+    (None when that cannot be told: too much to walk)."""
+    groups = linked_groups(values, skip)
+    if groups is None:
         return None
+    found: set[str] = set()
+    for group in groups:
+        if not group.isdisjoint(of):
+            found |= group
+    return found - set(of)
+
+
+def _look_into(obj: Any, np: Any, torch: Any) -> tuple[Any, list[Any]]:
+    """Return what two names must both reach to share ``obj`` (None: nothing) and the objects it holds."""
+    cls = type(obj)
+    if isinstance(obj, (dict, list, set, bytearray, collections.deque)):
+        items = [*obj.keys(), *obj.values()] if isinstance(obj, dict) else list(obj)
+        return id(obj), [item for item in items if type(item) not in _LEAF_TYPES]  # long lists: no pops
+    if isinstance(obj, (tuple, frozenset)):
+        return None, [item for item in obj if type(item) not in _LEAF_TYPES]
+    if isinstance(obj, (types.MethodType, types.BuiltinMethodType, types.MethodWrapperType)):
+        return None, [obj.__self__]  # items.append holds items
+    if isinstance(obj, functools.partial):
+        return None, [obj.func, *obj.args, *obj.keywords.values()]
+    if isinstance(obj, types.FunctionType):
+        return None, [*(cell.cell_contents for cell in obj.__closure__ or () if _filled(cell)),
+                      *(obj.__defaults__ or ()), *(obj.__kwdefaults__ or {}).values(), *vars(obj).values()]
+    if isinstance(obj, type):  # a class of the user's: the data on it (a registry of instances)
+        module = obj.__module__ or ""
+        if _standard(module) or module.startswith(_NOT_DATA):
+            return None, []
+        return None, [v for v in vars(obj).values() if not isinstance(v, (types.FunctionType, type))]
+    if isinstance(obj, types.ModuleType) or isinstance(obj, enum.Enum):
+        return None, []
     if np is not None and isinstance(obj, np.ndarray):
-        while isinstance(obj, np.ndarray) and obj.base is not None:
-            obj = obj.base  # a view shares its base's memory
-        return id(obj)
+        root = obj
+        while isinstance(root.base, np.ndarray):
+            root = root.base
+        if not root.nbytes:
+            return id(obj), []
+        return ("memory", root.__array_interface__["data"][0]), []  # the objects of an object array: left out
     if torch is not None and isinstance(obj, torch.Tensor):
+        held = list(object.__getattribute__(obj, "__dict__").values())
+        if obj.is_leaf and obj.grad is not None:
+            held.append(obj.grad)
         try:
             pointer = obj.untyped_storage().data_ptr()
         except Exception:  # sparse, quantized, meta: no one storage
-            return id(obj)
-        return ("memory", pointer) if pointer else id(obj)
-    return id(obj)
-
-
-def _parts(obj: Any, np: Any, torch: Any) -> list[Any]:
-    """Return the objects ``obj`` holds, as far as sharing them matters."""
-    if isinstance(obj, dict):
-        return [item for item in (*obj.keys(), *obj.values()) if type(item) not in _LEAF_TYPES]
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        return [item for item in obj if type(item) not in _LEAF_TYPES]  # a long list of numbers: no pops
-    if isinstance(obj, (types.MethodType, types.BuiltinMethodType, types.MethodWrapperType)):
-        return [obj.__self__]
-    if isinstance(obj, functools.partial):
-        return [obj.func, *obj.args, *obj.keywords.values()]
-    if isinstance(obj, types.FunctionType):
-        return [*(cell.cell_contents for cell in obj.__closure__ or () if _filled(cell)), *(obj.__defaults__ or ()),
-                *(obj.__kwdefaults__ or {}).values(), *vars(obj).values()]
-    if np is not None and isinstance(obj, np.ndarray):
-        return []  # the objects in an object array are left out: a column of strings would be a long walk
+            pointer = 0
+        return (("memory", pointer) if pointer else id(obj)), held
+    module = cls.__module__ or ""
+    if _standard(module) or module.startswith(_NOT_DATA):
+        return None, []  # a logger, a lock, a pattern; the shell, which holds every name
     parts: list[Any] = []
     try:
         attributes = object.__getattribute__(obj, "__dict__")
@@ -329,14 +361,24 @@ def _parts(obj: Any, np: Any, torch: Any) -> list[Any]:
         attributes = None
     if isinstance(attributes, dict):
         parts.extend(attributes.values())
-    for slot in _slots(type(obj)):
+    for slot in _slots(cls):
         try:
             parts.append(object.__getattribute__(obj, slot))
         except Exception:
             continue
-    if torch is not None and isinstance(obj, torch.Tensor) and obj.is_leaf and obj.grad is not None:
-        parts.append(obj.grad)
-    return parts
+    if attributes is None and not _slots(cls):
+        return None, []  # a C object of a library (a dtype, a device): nothing of it can be shared
+    return id(obj), parts
+
+
+_NOT_DATA = ("IPython", "ipykernel", "traitlets", "notebook_memo", "zmq", "tornado", "jupyter")
+
+
+@functools.lru_cache(maxsize=1024)
+def _standard(module: str) -> bool:
+    """Return True for a module of the standard library (``builtins`` included)."""
+    top = module.partition(".")[0]
+    return top in sys.stdlib_module_names or top in ("builtins", "__future__")
 
 
 _slot_names: weakref.WeakKeyDictionary[type, tuple[str, ...]] = weakref.WeakKeyDictionary()

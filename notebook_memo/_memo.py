@@ -27,7 +27,7 @@ import xxhash
 from . import _conditions, _config, _random_state
 from ._conditions import Conditions, NotRecordable, Recorder, Recorders
 from ._config import EXPIRY_GRACE, INLINE_LIMIT, LOCK_POLL_MAX, QUICK_BODY, TTLLike, parse_ttl, resolve_lease, warn_once
-from ._dependencies import CodeState, CodeTracker, Dependencies, clock_reads, torch_settings
+from ._dependencies import CodeState, CodeTracker, Dependencies, clock_reads, torch_modes, torch_settings
 from ._errors import ConfigurationError, MemoWarning, RecursiveCall, StaleEntriesWarning, StorageWarning
 from ._explain import Explanation, before_compute, caching_off, explain_call
 from ._fingerprint import own_fingerprint
@@ -115,6 +115,7 @@ class Call:
     generators: dict[str, Any] = dataclasses.field(default_factory=dict)
     absent: bool = False  # the last look found no row under the key (so a miss needs no report of why)
     mutable: bool = False  # an argument is not a plain value (int, str...): the body may change it in place
+    extras: dict[str, str] = dataclasses.field(default_factory=dict)  # other parts of the key, said in words
 
 
 # -- the registry of memoized functions ---------------------------------------------------------
@@ -429,9 +430,18 @@ class MemoizedFunction(Generic[R]):
                 met_torch = met.torch
                 met.torch = outer_torch or met_torch
         rest = binder.shared(bound) if leaves is None else []
-        if leaves is None and met_torch:  # a tensor or model argument: what torch makes of it depends on these
-            rest.append(b"torch " + torch_settings().encode())
         deps = state.deps
+        extras: dict[str, str] = {}
+        if rest:
+            extras["which arguments share objects or memory"] = xxhash.xxh3_64_hexdigest(rest[0])
+        if met_torch or "settings of torch" in deps.parts:
+            # What torch makes of a tensor or model depends on what the call runs under (not watched with the
+            # code: grad mode changes from call to call); code using torch keys its settings with the code.
+            extras["torch's modes"] = modes = torch_modes()
+            rest.append(b"torch modes " + modes.encode())
+            if "settings of torch" not in deps.parts:
+                extras["torch's settings"] = settings = torch_settings()
+                rest.append(b"torch " + settings.encode())
         clock: list[str] = []
         if found:  # random generators met, and clock reads of an argument's class code (CLOCK, where)
             clock = [item[1] for item in found if type(item) is tuple and item and item[0] is CLOCK]
@@ -459,7 +469,7 @@ class MemoizedFunction(Generic[R]):
                       "change as time passes. Pass ttl= (for example @memo(ttl=\"1h\")) to recompute it after "
                       f"a while; {self._name}.explain() lists where it reads the clock.")
         return Call(key, arguments, state.code, state.own, deps, state.method,
-                    _random_state.numbered(found) if found else {}, mutable=leaves is None)
+                    _random_state.numbered(found) if found else {}, mutable=leaves is None, extras=extras)
 
     def _store(self, current: _config.CallSettings | None = None) -> Store:
         """Return the store of this function's directory (``current``: the call's settings, when read already)."""
@@ -595,7 +605,7 @@ class MemoizedFunction(Generic[R]):
             }
             self._meta_head = head = (call.deps, call.code, call.own, call.method, head_json(fixed))
         return meta_after(head[4], {name: digest.hex() for name, digest in call.arguments.items()}, created,
-                          duration, size)
+                          duration, size, call.extras)
 
     # -- calling ---------------------------------------------------------------------------
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

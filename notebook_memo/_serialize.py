@@ -432,13 +432,16 @@ class EncodedMeta(dict):  # type: ignore[type-arg]
 
 
 def meta_after(head: tuple[dict[str, Any], str], args: dict[str, str], created: float, duration: float,
-               size: int) -> EncodedMeta:
+               size: int, extras: dict[str, str] | None = None) -> EncodedMeta:
     """Return a call's metadata: ``head`` (a dict and its text from ``head_json``), then its arguments' digests
     (by name), when it was made, how long it ran and its size.
 
     The head's text is made once (per function and code state), the rest's on each call: the same JSON
     as encoding the whole dict would give, in a fraction of the time."""
     fixed, text = head
+    if extras:  # torch's modes, arguments sharing memory: the slower, general encoding
+        return EncodedMeta({**fixed, "args": args, "extras": extras, "created": created, "duration": duration,
+                            "size": size}, None)
     if "args" in fixed or type(created) is not float or type(duration) is not float or type(size) is not int \
             or not (math.isfinite(created) and math.isfinite(duration)):
         return EncodedMeta({**fixed, "args": args, "created": created, "duration": duration, "size": size}, None)

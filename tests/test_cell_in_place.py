@@ -134,9 +134,12 @@ OUT["replaced"] = model.weight is not old_w
 OUT["old"] = old_w.detach().tolist() != [[1.0, 1.0]]
 OUT["together"] = holder["m"] is model
 """]
-    first, second = _twice(cells, cache_dir)
-    assert first["replaced"] and second["replaced"] and second["old"]
-    assert first["together"] is True and second["together"] is True
+    # `old_w` holds the parameter the cell replaces (not one it changes): the second kernel, which does not
+    # know that yet, runs the cell and stores that it does; the third hits and leaves `old_w` as the run does.
+    runs = [run_kernel([*cells, HITS], cache_dir, seed=seed) for seed in (1, 2, 3)]
+    assert [run["cell hits"] for run in runs] == [0, 0, 1]
+    for run in runs:
+        assert run["replaced"] and run["old"] and run["together"] is True
 
 
 def test_a_bound_method_of_a_changed_list_keeps_them_together(cache_dir: Path) -> None:
@@ -244,12 +247,9 @@ def test_a_value_too_large_to_walk_counts_as_shared() -> None:
     assert live["items"] == [0]
 
 
-# -- names the cell does not read that hold what it changed ---------------------------------------------
+# -- names that hold what the cell changes ---------------------------------------------------------------
 
-def test_a_model_held_by_a_trainer_the_cell_trains_is_the_trained_one_after_a_restart(cache_dir: Path) -> None:
-    # The cell reads only `trainer`; the notebook's `model` is the same object as trainer.model. A hit that
-    # bound `trainer` alone to its restored copy left `model` untrained and no longer the trainer's.
-    cells = [SETUP, """
+TRAINER = [SETUP, """
 class Trainer:
     def __init__(self, model):
         self.model = model
@@ -263,72 +263,45 @@ class Trainer:
 
 model = torch.nn.Linear(2, 1)
 trainer = Trainer(model)
-also = model
-""", """%%memo
-trainer.fit(3)
-""", """
+"""]
+
+AFTER_TRAINING = """
 trainer.fit(2)  # training goes on from the cached steps, momentum included
 OUT["w"] = model.weight.detach().tolist()
-OUT["linked"] = trainer.model is model is also
+OUT["linked"] = trainer.model is model
 OUT["params"] = all(a is b for a, b in zip(trainer.opt.param_groups[0]["params"], model.parameters()))
-"""]
-    first, second = _twice(cells, cache_dir)
+"""
+
+
+def test_a_model_the_cell_reads_beside_the_trainer_it_trains_is_restored_with_it(cache_dir: Path) -> None:
+    # Both are inputs: bound together to their restored copies, which share as the run left them.
+    first, second = _twice([*TRAINER, "%%memo\ntrainer.fit(3)\nmodel", AFTER_TRAINING], cache_dir)
     assert second["linked"] is True and second["params"] is True
     assert first["w"] == second["w"]
 
 
-def test_an_optimizer_stepped_alone_moves_the_model_it_was_built_on_after_a_restart(cache_dir: Path) -> None:
+def test_a_model_held_by_a_trainer_the_cell_trains_is_never_left_untrained(cache_dir: Path) -> None:
+    # The cell reads only `trainer`: a hit binding `trainer` alone to its restored copy left the notebook's
+    # `model` untrained and no longer the trainer's. Such a cell is not cached, and says so.
+    runs = [run_kernel([*TRAINER, "%%memo\ntrainer.fit(3)", AFTER_TRAINING, HITS], cache_dir, seed=seed)
+            for seed in (1, 2)]
+    assert [run["cell hits"] for run in runs] == [0, 0]
+    assert runs[0]["w"] == runs[1]["w"] and runs[1]["linked"] is True and runs[1]["params"] is True
+    assert any("'model', which it does not read, holds part of it" in w for w in runs[0]["_warnings"])
+
+
+def test_an_optimizer_stepped_alone_is_not_cached_when_the_notebook_holds_its_model(cache_dir: Path) -> None:
     cells = [SETUP, """
 model = torch.nn.Linear(2, 1, bias=False)
 opt = torch.optim.SGD(model.parameters(), lr=0.5)
 model(torch.ones(1, 2)).sum().backward()
-""", """%%memo
-opt.step()
-""", """
+""", "%%memo\nopt.step()", """
 OUT["w"] = model.weight.detach().tolist()
 OUT["same"] = opt.param_groups[0]["params"][0] is model.weight
-"""]
-    first, second = _twice(cells, cache_dir)
-    assert second["same"] is True
-    assert first["w"] == second["w"]
-
-
-HOLDER = """
-%load_ext notebook_memo
-import os
-
-class Acc:
-    def __init__(self, items):
-        self.items = items
-        self.count = 0
-
-    def add(self, x):
-        self.items.append(x)
-        self.count += 1
-
-record = {"items": [], "kernel": os.environ["PYTHONHASHSEED"]}
-acc = Acc(record["items"])
-"""
-
-
-def test_a_name_holding_what_the_cell_changed_is_restored_with_it_only_as_it_was_before(cache_dir: Path) -> None:
-    # `record` is not read by the cell but holds the list `acc.add` appends to. A hit restores it with
-    # `acc` (still sharing the list) only when it is as it was before the cached run: its other part
-    # (the kernel's hash seed) differs in the third kernel, which runs the cell; the fourth hits.
-    cells = [HOLDER, """%%memo
-acc.add(5)
-""", """
-record["items"].append(6)
-OUT["record"] = record
-OUT["acc"] = [acc.items, acc.count]
-OUT["linked"] = acc.items is record["items"]
 """, HITS]
-    seeds = (1, 1, 2, 2)
-    runs = [run_kernel(cells, cache_dir, seed=seed) for seed in seeds]
-    assert [run["cell hits"] for run in runs] == [0, 1, 0, 1]
-    for run, seed in zip(runs, map(str, seeds)):
-        assert run["record"] == {"items": [5, 6], "kernel": seed}
-        assert run["acc"] == [[5, 6], 1] and run["linked"] is True
+    runs = [run_kernel(cells, cache_dir, seed=seed) for seed in (1, 2)]
+    assert [run["cell hits"] for run in runs] == [0, 0]
+    assert runs[0]["w"] == runs[1]["w"] and runs[1]["same"] is True
 
 
 ACC = """
@@ -349,38 +322,52 @@ class Acc:
 ADD = "%%memo acc\nacc.add(5)"
 
 
-def test_a_hit_waits_for_a_holder_that_changed_since_and_explain_says_so(shell: Shell) -> None:
+def test_a_hit_that_would_leave_a_new_holder_behind_runs_the_cell_and_explain_says_so(shell: Shell) -> None:
     shell.run(ACC)
-    fresh = "record = {'items': [], 'note': NOTE}\nacc = Acc(record['items'])"  # as after a restart
-    shell.run(f"NOTE = 'a'\n{fresh}")
+    shell.run("acc = Acc([])")
+    shell.run(ADD)  # stored: nothing else holds the list
+    shell.run("acc = Acc([])\nrecord = {'items': acc.items}")  # as after a restart, with a new holder
     shell.run(ADD)
-    shell.run(fresh)
-    shell.run(ADD)
-    assert shell["RUNS"]["n"] == 1 and shell["acc"].items is shell["record"]["items"] == [5]
-    shell.run(f"NOTE = 'b'\n{fresh}")  # the part of `record` the cell cannot see is not as it was
-    shell.run(ADD)
-    assert shell["RUNS"]["n"] == 2 and shell["record"] == {"items": [5], "note": "b"}
-    report = str(shell.run("%memo explain acc"))
-    assert "record" in report and "MISS" in report, report
+    assert shell["RUNS"]["n"] == 2 and shell["record"]["items"] is shell["acc"].items == [5]
+    report = str(shell.run("%memo explain acc"))  # it ran, and could not be stored: 'record' holds the list
+    assert "'record', which it does not read, holds part of it" in report and "MISS" in report, report
+    shell.run("del record\nacc = Acc([])")
+    shell.run(ADD)  # no holder now: the entry is restored
+    assert shell["RUNS"]["n"] == 2 and shell["acc"].items == [5]
 
 
-def test_a_holder_that_cannot_be_hashed_makes_the_cell_run_each_time_and_says_so(shell: Shell) -> None:
+def test_a_holder_the_cell_does_not_read_makes_it_run_each_time_and_says_so(shell: Shell) -> None:
     shell.run(ACC)
-    shell.run("import threading\nitems = []\nacc = Acc(items)\nbox = [items, threading.Lock()]")
-    with pytest.warns(StorageWarning, match="'box', which it does not read, holds part of them"):
+    shell.run("items = []\nacc = Acc(items)\nbox = [items]\nsame = acc")
+    with pytest.warns(StorageWarning, match="'box', which it does not read, holds part of it"):
         shell.run(ADD)
     shell.run(ADD)
-    assert shell["RUNS"]["n"] == 2 and shell["box"][0] is shell["acc"].items == [5, 5]
+    assert shell["RUNS"]["n"] == 2 and shell["box"][0] is shell["acc"].items == [5, 5] and shell["same"] is shell["acc"]
+    assert "runs each time, unstored" in str(shell.run("%memo explain acc"))
 
 
-def test_two_names_for_one_changed_object_stay_one_object_after_a_hit(shell: Shell) -> None:
-    shell.run(ACC)
-    fresh = "acc = Acc([])\nsame = acc"
+def test_names_sharing_only_what_cannot_change_do_not_stop_a_cell_from_being_cached(shell: Shell) -> None:
+    shell.run(ACC + """
+import enum, logging, re
+import numpy as np
+
+class Mode(enum.Enum):
+    TRAIN = 1
+
+log = logging.getLogger("nbm")
+pattern = re.compile("x")
+kind = np.dtype("float32")
+def loss(v):
+    return v
+
+settings = {"mode": Mode.TRAIN, "log": log, "pattern": pattern, "kind": kind, "loss": loss, "pair": (1, 2)}
+""")
+    fresh = "acc = Acc([])\nacc.mode, acc.log, acc.pattern, acc.kind, acc.loss = Mode.TRAIN, log, pattern, kind, loss"
     shell.run(fresh)
     shell.run(ADD)
     shell.run(fresh)
     shell.run(ADD)
-    assert shell["RUNS"]["n"] == 1 and shell["same"] is shell["acc"] and shell["acc"].items == [5]
+    assert shell["RUNS"]["n"] == 1 and shell["acc"].items == [5]
 
 
 def test_an_in_place_restore_that_fails_on_a_hit_runs_the_cell_when_others_hold_the_input(shell: Shell) -> None:
@@ -401,6 +388,7 @@ def test_an_in_place_restore_that_fails_on_a_hit_runs_the_cell_when_others_hold_
 
 
 def test_names_are_grouped_by_the_objects_they_share_transitively() -> None:
+    import collections
     import functools
 
     import numpy as np
@@ -414,9 +402,15 @@ def test_names_are_grouped_by_the_objects_they_share_transitively() -> None:
         def __init__(self, inner: Any) -> None:
             self.inner = inner
 
-    shared, other = [1], {"k": 2}
+    shared, other, queue = [1], {"k": 2}, collections.deque([0])
     base = np.zeros(4)
     weights = torch.zeros(4)
+    numbers = np.ones(3)
+    pair = (shared,)
+
+    class Registry:
+        members = [queue]
+
     values = {
         "a": {"x": shared}, "b": (0, [shared]), "c": functools.partial(print, other),  # a-b by a list
         "d": Slotted(other), "e": lambda: other,  # c-d-e by a dict, through a partial, slots, a closure
@@ -425,9 +419,12 @@ def test_names_are_grouped_by_the_objects_they_share_transitively() -> None:
         "j": (1, "s"), "k": (1, "s"),  # equal immutable values share nothing that matters
         "l": [0], "m": [0],
         "n": shared.append,  # a bound method holds its object
+        "o": pair, "p": pair,  # a tuple reached from two names: what it holds links them (and a-b)
+        "q": queue, "r": Registry,  # a deque; a class holding it as data
+        "s": numbers, "t": torch.from_numpy(numbers),  # a tensor over an array's memory
     }
     groups = sorted(sorted(group) for group in linked_groups(values) or [])
-    assert groups == [["a", "b", "n"], ["c", "d", "e"], ["f", "g"], ["h", "i"]]
+    assert groups == [["a", "b", "n", "o", "p"], ["c", "d", "e"], ["f", "g"], ["h", "i"], ["q", "r"], ["s", "t"]]
 
 
 def test_memoized_functions_do_not_link_names_through_the_store_they_share() -> None:
@@ -445,7 +442,20 @@ def test_memoized_functions_do_not_link_names_through_the_store_they_share() -> 
     assert linked_groups({"one": one, "two": two, "pair": [one, two]}) == []
 
 
-def test_values_too_large_to_walk_leave_the_groups_unknown() -> None:
+def test_a_walk_never_raises_for_an_object_that_cannot_be_looked_into() -> None:
     from notebook_memo._in_place import linked_groups
 
-    assert linked_groups({"many": [[i] for i in range(1_100_000)]}) is None
+    class Proxy:
+        @property  # type: ignore[misc]
+        def __class__(self) -> type:
+            raise RuntimeError("not configured")
+
+    items: list[int] = []
+    assert linked_groups({"p": [Proxy(), items], "q": items}) == [{"p", "q"}]
+
+
+def test_values_too_large_to_walk_leave_the_groups_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
+    from notebook_memo import _in_place
+
+    monkeypatch.setattr(_in_place, "_LINK_LIMIT", 1000)
+    assert _in_place.linked_groups({"many": [[i] for i in range(2000)]}) is None

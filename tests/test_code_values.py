@@ -677,3 +677,11 @@ def test_a_ufunc_made_by_frompyfunc_is_refused_not_keyed_by_its_name(nb: Shell) 
     memo_use(nb, "int(np.add(x, 1))")  # numpy's own ufuncs are keyed as before
     nb.run("use(1)\nuse(1)")
     assert runs(nb) == 1
+
+
+def test_a_stream_s_method_held_as_a_global_is_code_not_data(nb: Shell) -> None:
+    nb.run("import io\nstream = io.StringIO()\nwrite = stream.write")
+    nb.run("@memo\ndef say(x):\n    write(str(x))\n    return x")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "cannot be hashed" for the stream
+        nb.run("say(1)\nsay(1)")

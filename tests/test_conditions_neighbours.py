@@ -1175,3 +1175,53 @@ def test_the_decimal_context_is_in_the_key_of_code_using_decimal(counter: Counte
         context.prec = 5
         assert third() == "0.33333" and counter.n == 2
         assert "the settings of decimal changed (prec=28" in str(third.explain_last())
+
+
+def test_a_glob_pattern_s_hidden_matches_and_a_root_with_wildcard_characters_are_seen(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, counter: Counter) -> None:
+    monkeypatch.chdir(tmp_path)
+    for folder in ("data/.a", "data/.b", "run[1]/a", "run[1]/b", "run1/a"):
+        Path(folder).mkdir(parents=True)
+    Path("data/.a/x.csv").write_text("1")
+    Path("run[1]/a/x.csv").write_text("1")
+
+    @memo
+    def found() -> list[str]:
+        counter()
+        return sorted(glob.glob("data/*/x.csv", include_hidden=True)) + sorted(glob.glob("*/x.csv", root_dir="run[1]"))
+
+    first = found()
+    assert found() == first and counter.n == 1
+    Path("data/.b/x.csv").write_text("2")
+    assert found() != first and counter.n == 2
+    second = found()
+    Path("run[1]/b/x.csv").write_text("2")  # not run1/b: the root is a name, not a pattern
+    assert found() != second and counter.n == 3
+
+
+def test_a_pattern_whose_parts_after_a_wildcard_are_all_wildcards_is_covered_by_listings(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from notebook_memo import _conditions
+
+    monkeypatch.chdir(tmp_path)
+    Path("data/a").mkdir(parents=True)
+    Path("data/a/x.csv").write_text("1")
+    recorder = _conditions.Recorder()
+    with _conditions.recording(recorder, ()):
+        glob.glob("data/**/*.csv", recursive=True)  # listed folder by folder: no pattern to check on a hit
+        glob.glob("data/*/x.csv")
+    assert list(recorder.patterns) == ["data/*/x.csv"]
+
+
+@pytest.mark.parametrize("body", ['os.path.expandvars("${NBM_REVIEW_ROOT}/" + NAME)',
+                                  'os.path.expandvars("${NBM_REVIEW_ROOT}/%s" % NAME)',
+                                  'os.environ["NBM_REVIEW_" + NAME]'])
+def test_a_constant_that_only_starts_a_computed_text_is_not_taken_for_the_whole(
+        body: str, shell: Shell, monkeypatch: pytest.MonkeyPatch) -> None:
+    # NAME holds the variable's name (NBM_REVIEW_SPLIT, or ${NBM_REVIEW_SPLIT}): read at run time, so not keyed,
+    # and said so; keyed as the constant alone, a change of it was served stale with no warning.
+    monkeypatch.setenv("NBM_REVIEW_ROOT", "/data")
+    monkeypatch.setenv("NBM_REVIEW_SPLIT", "train")
+    name = "SPLIT" if body.startswith("os.environ") else "${NBM_REVIEW_SPLIT}.csv"
+    missed, said = _env_case(shell, monkeypatch, body, name="NBM_REVIEW_SPLIT", setup=f"NAME = {name!r}")
+    assert missed or any("computed at run time" in w for w in said), said

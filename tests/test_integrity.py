@@ -789,3 +789,36 @@ def test_a_mapped_payload_cut_short_while_it_is_verified_is_refused_not_a_crash(
                          env={**os.environ, "NOTEBOOK_MEMO_DIR": str(cache_dir)})
     assert out.returncode == 0, out.stderr[-2000:]  # -7: SIGBUS
     assert "DONE True" in out.stdout
+
+
+def test_a_lost_marker_is_made_again_beside_an_index_of_ours(tmp_path: Path) -> None:
+    # Only an index without our table counts as someone else's: ours, with its marker deleted, is used.
+    assert _settings_kernel(tmp_path / "c", tmp_path, 1) == "RESULT [1] 1 [0, 0] 1"
+    (tmp_path / "c" / "NOTEBOOK_MEMO_CACHE").unlink()
+    assert _settings_kernel(tmp_path / "c", tmp_path, 1) == "RESULT [1] 0 [0, 0] 1"
+    assert (tmp_path / "c" / "NOTEBOOK_MEMO_CACHE").is_file()
+
+
+@pytest.mark.parametrize("suffix", ["-wal", "-shm"])
+def test_a_link_planted_as_the_index_s_log_is_moved_aside_and_caching_goes_on(
+        suffix: str, cache_dir: Path, tmp_path: Path) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious\n")
+    assert _settings_kernel(cache_dir, tmp_path, 1) == "RESULT [1] 1 [0, 0] 1"
+    with contextlib.suppress(FileNotFoundError):
+        (cache_dir / f"cache.db{suffix}").unlink()
+    (cache_dir / f"cache.db{suffix}").symlink_to(victim)
+    _settings_kernel(cache_dir, tmp_path, 2)
+    assert _settings_kernel(cache_dir, tmp_path, 2) == "RESULT [2] 0 [0, 0] 1"  # caching works again
+    assert victim.read_bytes() == b"precious\n"
+
+
+@pytest.mark.parametrize("key, value", [(b"sqlite_x", 1), ("disk_directory", "/")])
+def test_a_settings_row_diskcache_itself_trips_on_is_damage_set_aside(
+        key: Any, value: Any, cache_dir: Path, tmp_path: Path) -> None:
+    assert _settings_kernel(cache_dir, tmp_path, 1) == "RESULT [1] 1 [0, 0] 1"
+    with _db(cache_dir) as db:
+        db.execute("INSERT INTO Settings VALUES (?, ?)", (key, value))
+    _settings_kernel(cache_dir, tmp_path, 1)  # set aside: computed again
+    assert _settings_kernel(cache_dir, tmp_path, 1) == "RESULT [1] 0 [0, 0] 1"
+    assert any(p.name.startswith("cache.db.damaged-") for p in cache_dir.iterdir())

@@ -711,7 +711,7 @@ def test_torch_s_default_dtype_and_device_are_in_the_key_of_code_that_uses_torch
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
-        assert "settings of torch changed (torch.float32 cpu" in str(zeros.explain(3))
+        assert "the settings of torch changed (torch.float32 " in str(zeros.explain(3))
         assert zeros(3).dtype == torch.float64
     finally:
         torch.set_default_dtype(previous)
@@ -875,3 +875,38 @@ def test_the_device_digest_works_inside_a_device_context(monkeypatch: pytest.Mon
     with torch.device("meta"):
         inside = h(x)
     assert inside == h(x)
+
+
+def test_switching_grad_mode_between_calls_resolves_no_code_and_explain_names_it(counter: Counter) -> None:
+    from notebook_memo import _dependencies
+
+    @memo(ignore=["tally"])
+    def project(x: torch.Tensor, w: torch.Tensor, tally: Counter) -> torch.Tensor:  # no mutable global or closure
+        tally()
+        return torch.matmul(x, w)
+
+    x, w = torch.ones(2, 2), torch.nn.Parameter(torch.ones(2, 2))
+    project(x, w, counter)
+    with torch.no_grad():
+        project(x, w, counter)
+    resolved: list[int] = []
+    real = _dependencies.CodeTracker._resolve
+
+    def counting(self: Any, resolver: Any) -> Any:
+        resolved.append(1)
+        return real(self, resolver)
+
+    _dependencies.CodeTracker._resolve = counting  # type: ignore[method-assign]
+    try:
+        for _ in range(3):
+            project(x, w, counter)
+            with torch.no_grad():
+                project(x, w, counter)
+    finally:
+        _dependencies.CodeTracker._resolve = real  # type: ignore[method-assign]
+    # Both entries hit, and the code was not resolved again (grad mode was a watched setting: each switch
+    # made the whole resolution run again).
+    assert counter.n == 2 and resolved == []
+    with torch.inference_mode():
+        report = str(project.explain(x, w, counter))
+    assert "torch's modes changed (cpu no_grad -> cpu no_grad inference_mode)" in report

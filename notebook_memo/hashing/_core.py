@@ -792,17 +792,17 @@ def aliasing_parts(values: list[Any]) -> list[bytes]:
         if family == "module":
             tensors = [*value.parameters(), *value.buffers()]
             stack.extend((path + b"m" + _pack_q(i), t) for i, t in reversed(list(enumerate(tensors))))
-        earlier = first.setdefault(id(value), (path, 0))[0]
+        earlier = first.setdefault(id(value), (path, value))[0]
         if earlier is not path:
             shared += _pack_q(len(path)) + path + _pack_q(len(earlier)) + earlier
             continue
-        memory = _memory(family, value) if family in ("array", "tensor") else None
-        if memory is not None:
-            token, address, geometry = memory
-            seen = first.setdefault(token, (path, address))
-            if seen[0] is not path:  # another object over the same memory: where it lies in it, and how
-                shared += (_pack_q(len(path)) + path + _pack_q(len(seen[0])) + seen[0]
-                           + _pack_q(address - seen[1]) + geometry)
+        token = _memory(family, value) if family == "array" or family == "tensor" else None
+        if token is not None and family is not None:
+            seen_path, seen = first.setdefault(token, (path, value))
+            if seen_path is not path:  # another object over the same memory: where it lies in it, and how
+                address, geometry = _place(family, value)
+                shared += (_pack_q(len(path)) + path + _pack_q(len(seen_path)) + seen_path
+                           + _pack_q(address - _place(family, seen)[0]) + geometry)
     return [b"alias" + bytes(shared)] if shared else []
 
 
@@ -820,24 +820,25 @@ def _memory_family(cls: type) -> str | None:
     return None
 
 
-def _memory(family: str, value: Any) -> tuple[Any, int, bytes] | None:
-    """Return what identifies the memory a view reads, its first byte's address, and its steps."""
+def _memory(family: str, value: Any) -> Any:
+    """Return what identifies the memory an array or tensor reads (None: no one memory to compare)."""
     try:
         if family == "array":
             root = value
             while isinstance(root.base, sys.modules["numpy"].ndarray):
                 root = root.base
-            owner = root.base if root.base is not None else root  # the array that owns it, or its buffer
-            return (("array", id(owner)), value.__array_interface__["data"][0],
-                    repr((value.strides, value.dtype.str)).encode())
-        storage = value.untyped_storage()
-        pointer = storage.data_ptr()
-        if not pointer:
-            return None
-        return (("tensor", str(value.device), pointer), value.data_ptr(),
-                repr((value.stride(), str(value.dtype))).encode())
-    except Exception:  # sparse, quantized, meta, a strange base: no one memory to compare
+            return "array", id(root.base if root.base is not None else root)  # the array that owns it, or its buffer
+        pointer = value.untyped_storage().data_ptr()
+        return ("tensor", str(value.device), pointer) if pointer else None
+    except Exception:  # sparse, quantized, meta, a strange base
         return None
+
+
+def _place(family: str, value: Any) -> tuple[int, bytes]:
+    """Return where a view's first byte lies and how it steps (asked only of views over one memory)."""
+    if family == "array":
+        return value.__array_interface__["data"][0], repr((value.strides, value.dtype.str)).encode()
+    return value.data_ptr(), repr((value.stride(), str(value.dtype))).encode()
 
 
 def framed(parts: list[bytes]) -> bytes:

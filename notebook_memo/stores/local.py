@@ -440,9 +440,9 @@ class _Index(diskcache.Cache):  # type: ignore[misc]
             self._count_size()
 
     def _count_size(self) -> int:
+        with contextlib.suppress(sqlite3.Error):  # one statement: a write committed meanwhile is counted too
+            self._sql("UPDATE Settings SET value = (SELECT COALESCE(SUM(size), 0) FROM Cache) WHERE key = 'size'")
         ((size,),) = self._sql("SELECT COALESCE(SUM(size), 0) FROM Cache").fetchall()
-        with contextlib.suppress(sqlite3.Error):
-            self._sql("UPDATE Settings SET value = ? WHERE key = 'size'", (int(size),))
         return int(size)
 
     @property
@@ -459,6 +459,24 @@ class _Index(diskcache.Cache):  # type: ignore[misc]
             con = diskcache.Cache._con.fget(self)  # its first statement reads the Settings table
         local.opened = (con, before if before is not None and _file_ident(path) == before else None)
         return con
+
+
+def _made_by_us(index: str) -> bool:
+    """Return True when ``index`` is a database holding our own table, read without changing it or its folder
+    (SQLite's immutable mode: no lock, no log, no shared-memory file)."""
+    import urllib.parse  # only for a folder whose marker is gone
+
+    try:
+        with open(index, "rb") as f:
+            if f.read(16) != b"SQLite format 3\x00":
+                return False
+        con = sqlite3.connect(f"file:{urllib.parse.quote(os.path.abspath(index))}?immutable=1", uri=True)
+        try:
+            return con.execute("SELECT 1 FROM sqlite_master WHERE name = 'NbmRecordFacts'").fetchone() is not None
+        finally:
+            con.close()
+    except (OSError, sqlite3.Error):
+        return False
 
 
 def _plain_file_or_none(path: str) -> bool:
@@ -811,11 +829,11 @@ class Store:
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
         self._write_marker()
         self._close_handles()
-        if not _plain_file_or_none(os.path.join(self.directory, _DB_NAME)):
-            # A link (to a database of the user's, say) or something else under the index's name: SQLite would
-            # open and change what it names. The name is moved aside, and a fresh index started.
+        if not self._plain_index():
+            # A link (to a database of the user's, say) or something else under the index's name or its log's:
+            # SQLite would open and change what it names. The names are moved aside, and a fresh index started.
             with gate, self._lock:
-                self._move_aside(OSError("it is a link or not a plain file"))
+                self._move_aside(OSError("it is a link or not a plain file"), unless=self._plain_index)
         opening = self._index_ident()
         try:
             self._open_handles()
@@ -841,8 +859,11 @@ class Store:
         # Eviction is ours (_enforce_limit): diskcache's own cull compares the database's page
         # count, which does not shrink when small rows go. The writer's LRU policy records access
         # times (written in batches); the reader's hit is a single SELECT.
-        self._writer = _Index(self.directory, eviction_policy="least-recently-used", **common)
-        self._reader = _Index(self.directory, eviction_policy="none", **common)
+        try:
+            self._writer = _Index(self.directory, eviction_policy="least-recently-used", **common)
+            self._reader = _Index(self.directory, eviction_policy="none", **common)
+        except (TypeError, ValueError) as exc:  # rows diskcache trips on before we see them (a key of bytes)
+            raise sqlite3.DatabaseError(f"its Settings table is not one of ours ({exc})") from None
 
     def _set_aside(self, exc: BaseException, damaged: tuple[int, int] | None) -> None:
         """Move a damaged index out of the way (with one warning saying where) so a fresh one can start.
@@ -864,8 +885,12 @@ class Store:
             self._move_aside(exc)
             self._ident = None
 
-    def _move_aside(self, exc: BaseException) -> None:
-        """Rename the index and its log out of the way (links as links: what they point to is not touched)."""
+    def _plain_index(self) -> bool:
+        return all(_plain_file_or_none(os.path.join(self.directory, _DB_NAME + suffix)) for suffix in _INDEX_FILES)
+
+    def _move_aside(self, exc: BaseException, unless: Callable[[], bool] | None = None) -> None:
+        """Rename the index and its log out of the way (links as links: what they point to is not touched);
+        ``unless``: asked again once no other kernel can open the index, which another may have mended."""
         # Named by the second and the process, and numbered when that name is taken (another set aside within
         # the second): never over an earlier one, whose log SQLite would otherwise replay into this index.
         named = aside = os.path.join(self.directory, f"{_DB_NAME}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-"
@@ -876,6 +901,8 @@ class Store:
             aside = f"{named}-{number}"
         # No connection of this process, nor of another kernel, opens the index between the moves.
         with _opening, _directory_lock(self.directory, exclusive=True):
+            if unless is not None and unless():
+                return  # another kernel moved it aside first and began a fresh index
             for suffix in _INDEX_FILES:
                 with contextlib.suppress(FileNotFoundError):
                     os.replace(os.path.join(self.directory, _DB_NAME + suffix), aside + suffix)
@@ -1458,11 +1485,13 @@ class Store:
     @_settled
     def stored_bytes(self) -> int:
         """Return the bytes the limit counts: the index database and the payload files."""
+        self.writer.count_size_once()  # a statistic planted too low would hide what is there
         return int(self.writer.volume())
 
     @_settled
     def evict_to(self, limit: int) -> int:
         """Evict least recently used entries until the directory holds at most ``limit`` bytes; return how many."""
+        self.writer.count_size_once()
         return self._enforce_limit(self.writer, limit)
 
     def _enforce_limit(self, writer: diskcache.Cache, limit: int | None = None) -> int:
@@ -1792,11 +1821,14 @@ class Store:
 
     def _write_marker(self) -> None:
         marker = os.path.join(self.directory, _MARKER)
-        if os.path.lexists(marker):
+        index = os.path.join(self.directory, _DB_NAME)
+        indexed = os.path.lexists(index)  # first: the marker is always made before the index, so a kernel
+        if os.path.lexists(marker):       # that saw an index here sees the marker now
             return
-        if os.path.lexists(os.path.join(self.directory, _DB_NAME)):
-            # Every index of ours was made beside the marker: this one is someone else's (diskcache's own
-            # file has the same name), in a folder given as the cache directory. It is left as it is.
+        if indexed and not _made_by_us(index):
+            # Every index of ours was made beside the marker (a lost marker is made again): this one is
+            # someone else's (diskcache's own file has the same name), in a folder given as the cache
+            # directory. It is left as it is.
             raise ConfigurationError(
                 f"the folder {self.directory} holds a {_DB_NAME} that notebook_memo did not make (there is no "
                 f"{_MARKER} file beside it), so it is not used or changed. Give the cache a new or empty folder "
