@@ -6,6 +6,7 @@ import ast
 import builtins
 import contextlib
 import functools
+import sys
 import time
 import types
 from dataclasses import dataclass, field
@@ -95,7 +96,7 @@ class CellMemo:
     saved_seconds: float = 0.0
     notebook: str | None = None  # the notebook it runs in: clean-up leaves other notebooks' cells alone
     miss_report: Explanation | None = None  # why its last run was not restored though it had an entry
-    rebinds: bool = False  # a run of it changed an input that a hit binds to its restored copy: see run_cell
+    rebinds: frozenset[str] = frozenset()  # inputs a run of it changed that a hit binds to copies: see run_cell
     _version: bytes = b""
     _options: Any = field(default=None)
 
@@ -286,8 +287,8 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
     skeletons = {name: skeleton(value) for name, value in cell_call.inputs.items()}
     # For a cell known to change inputs that a hit binds to copies: the names holding part of its inputs now,
     # which a hit may leave holding those objects, as the run (which replaces them there) leaves them too.
-    held_before = holders(_user_names(namespace), list(cell_call.inputs), skip=namespace) \
-        if cell.rebinds and not off else None
+    watched = sorted(cell.rebinds & cell_call.inputs.keys())
+    held_before = holders(_user_names(namespace), watched, skip=namespace) if watched and not off else None
     analysis = cell_call.analysis
     maybe = {name: _digest_or_none(namespace[name])
              for name in {*analysis.maybe_binds, *analysis.maybe_inputs, *analysis.loop_inputs}
@@ -335,7 +336,11 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
         outputs = sorted({*outputs, *(linked or ())})
         rebinds = sorted({*in_place, *(linked or ())})
         in_place = []
-        cell.rebinds = True
+        if not set(rebinds) <= set(watched):
+            held_before = None  # who held the others before this run is not known
+        cell.rebinds = frozenset(rebinds)
+    if not _detached_unheld(cell, cell_call.inputs, input_digests, namespace, before, after):
+        return result
     deleted = sorted(name for name in before if name not in after)
     payload_value = {
         "outputs": {name: namespace[name] for name in outputs if name in namespace},
@@ -380,6 +385,30 @@ def _digest_or_none(value: Any) -> bytes | None:
         return content_hash(value)
     except UnhashableArgument:
         return None
+
+
+def _detached_unheld(cell: CellMemo, inputs: dict[str, Any], digests: dict[str, bytes | None],
+                     namespace: dict[str, Any], before: dict[str, int], after: dict[str, int]) -> bool:
+    """Return False, warning once, when the cell changed an input in place and then rebound or deleted its name
+    (``a.append(1); a = a + [2]``) while another name holds that object: a hit would leave it unchanged."""
+    for name, value in inputs.items():
+        if name not in digests or after.get(name) == before.get(name) or digests[name] is None:
+            continue
+        if sys.getrefcount(value) <= 3:  # held by the inputs, this loop and the call alone: by no other name
+            continue
+        if _digest_or_none(value) == digests[name]:
+            continue  # rebound, its old object untouched
+        others = {n: v for n, v in _user_names(namespace).items() if n != name}
+        held = holders({**others, "\0old": value}, ["\0old"], skip=namespace)
+        if held is None or held:
+            who = f"{sorted(held)[0]!r} holds it" if held else "too many objects to tell who holds it"
+            reason = (f"it changes {name!r} in place and then binds the name anew, and {who}: a hit would leave it "
+                      "unchanged")
+            warn_once(f"detached:{cell.qualified_name}:{name}", f"%%memo {cell.label}: not cached, so the cell runs "
+                      f"each time: {reason}", StorageWarning)
+            cell.miss_report = Explanation(cell.qualified_name, False, f"it runs each time, unstored: {reason}")
+            return False
+    return True
 
 
 def _user_names(namespace: dict[str, Any]) -> dict[str, Any]:
@@ -626,7 +655,7 @@ def _try_restore(shell: Any, store: Store, cell: CellMemo, key: str, options: Ce
         left = holders(_user_names(namespace), rebinds, skip=namespace)
         known = value.get("held_before")  # they held part of the inputs before the stored run too, which left them
         if left is None or (left - set(restored)) - set(known or ()):
-            cell.rebinds = True  # its run looks at who holds what first, so that its entry can say
+            cell.rebinds = frozenset(rebinds)  # its run looks at who holds them first, so that its entry can say
             held = sorted((left or set()) - set(restored) - set(known or ()))
             return _NotCached(f"{held[0]!r} holds part of {', '.join(map(repr, rebinds))}, which a hit would "
                               "replace with restored copies: the cell runs" if held else

@@ -172,7 +172,12 @@ def _copy_tensor(torch: Any, current: Any, value: Any) -> None:
     with torch.no_grad():
         current.copy_(value)
     current.requires_grad_(value.requires_grad)  # a leaf: _fits asked
-    current.grad = value.grad
+    held = current.grad
+    if held is not None and value.grad is not None and _same_tensor_kind(torch, held, value.grad):
+        with torch.no_grad():
+            held.copy_(value.grad)  # into the gradient others hold (g = t.grad), as the run changed it
+    else:
+        current.grad = value.grad
 
 
 def _copy_module(torch: Any, current: Any, value: Any) -> None:
@@ -352,8 +357,9 @@ def _look_into(obj: Any, np: Any, torch: Any) -> tuple[Any, list[Any]]:
             pointer = 0
         return (("memory", pointer) if pointer else id(obj)), held
     module = cls.__module__ or ""
-    if _standard(module) or module.startswith(_NOT_DATA):
-        return None, []  # a logger, a lock, a pattern; the shell, which holds every name
+    if module.startswith(_NOT_DATA) or module.partition(".")[0] in _OPAQUE_STANDARD:
+        return None, []  # the shell, which holds every name; a logger, a lock, a pattern, a stream
+    standard = _standard(module)  # a SimpleNamespace, a UserList, a ChainMap: walked through, for what they hold
     parts: list[Any] = []
     try:
         attributes = object.__getattribute__(obj, "__dict__")
@@ -368,10 +374,14 @@ def _look_into(obj: Any, np: Any, torch: Any) -> tuple[Any, list[Any]]:
             continue
     if attributes is None and not _slots(cls):
         return None, []  # a C object of a library (a dtype, a device): nothing of it can be shared
-    return id(obj), parts
+    return (None if standard else id(obj)), parts
 
 
 _NOT_DATA = ("IPython", "ipykernel", "traitlets", "notebook_memo", "zmq", "tornado", "jupyter")
+# Standard modules whose objects are services, not data: many names share them and no cell's result is in them.
+_OPAQUE_STANDARD = frozenset({"logging", "threading", "re", "io", "_io", "socket", "ssl", "asyncio", "concurrent",
+                              "multiprocessing", "subprocess", "selectors", "queue", "sqlite3", "weakref", "_thread",
+                              "builtins", "types", "abc", "enum", "typing", "codecs", "warnings"})
 
 
 @functools.lru_cache(maxsize=1024)

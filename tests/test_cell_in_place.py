@@ -459,3 +459,59 @@ def test_values_too_large_to_walk_leave_the_groups_unknown(monkeypatch: pytest.M
 
     monkeypatch.setattr(_in_place, "_LINK_LIMIT", 1000)
     assert _in_place.linked_groups({"many": [[i] for i in range(2000)]}) is None
+
+
+OBJ = ACC + """
+class Obj:
+    def __init__(self, n):
+        self.n = n
+
+    def __repr__(self):
+        return f"Obj({self.n})"
+"""
+
+
+def test_a_name_that_held_another_input_before_the_stored_run_is_not_excused_for_holding_this_one(
+        shell: Shell) -> None:
+    shell.run(OBJ)
+    cell = "%%memo grow\nRUNS['n'] = RUNS.get('n', 0) + 1\na.append(Obj(len(b)))"
+    shell.run("a = [Obj(1)]\nb = [Obj(0)]")
+    shell.run(cell)  # learns that the cell binds `a` to a copy on a hit
+    shell.run("a = [Obj(2)]\nb = [Obj(0)]\nh = b")
+    shell.run(cell)  # stored: `h` held `b` before this run, which the cell does not change
+    shell.run("a = [Obj(2)]\nb = [Obj(0)]\nh = a")
+    shell.run(cell)  # `h` holds `a` now: a hit would leave it without the new element
+    assert repr(shell["h"]) == "[Obj(2), Obj(1)]" and shell["RUNS"]["n"] == 3
+
+
+@pytest.mark.parametrize("then", ["a = a + [2]", "del a"])
+def test_an_input_changed_in_place_then_bound_anew_is_not_left_unchanged_in_its_holder(
+        then: str, shell: Shell) -> None:
+    shell.run(ACC)
+    cell = f"%%memo detach\nRUNS['n'] = RUNS.get('n', 0) + 1\na.append(1)\n{then}"
+    shell.run("a = [0]\nh = a")
+    with pytest.warns(StorageWarning, match="'h' holds it"):
+        shell.run(cell)
+    shell.run("a = [0]\nh = a")
+    shell.run(cell)
+    assert shell["h"] == [0, 1] and shell["RUNS"]["n"] == 2
+
+
+def test_a_holder_of_a_standard_library_class_is_looked_into(shell: Shell) -> None:
+    shell.run(OBJ + "import types, collections\n")
+    fresh = "items = [Obj(0)]\nns = types.SimpleNamespace(items=items)\nseen = collections.ChainMap({'i': items})"
+    shell.run(fresh)
+    with pytest.warns(StorageWarning, match="'(ns|seen)', which it does not read, holds part of it"):
+        shell.run("%%memo more\nRUNS['n'] = RUNS.get('n', 0) + 1\nitems.append(Obj(1))")
+    assert repr(shell["seen"]["i"]) == "[Obj(0), Obj(1)]"
+
+
+def test_a_gradient_another_name_holds_is_restored_into_not_replaced(shell: Shell) -> None:
+    shell.run("import torch\n%load_ext notebook_memo")
+    fresh = "t = torch.ones(3, requires_grad=True)\n(t * 2).sum().backward()\ng = t.grad"
+    shell.run(fresh)
+    shell.run("%%memo zero\nt.grad.zero_()")
+    shell.run(fresh)
+    shell.run("%%memo zero\nt.grad.zero_()")  # a hit: copied into the live tensor and its gradient
+    assert shell["g"] is shell["t"].grad and shell["g"].tolist() == [0.0, 0.0, 0.0]
+    assert sum(c.hits for c in __import__("notebook_memo")._cells._cells.values()) == 1
