@@ -329,9 +329,7 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
         linked = holders(_user_names(namespace), in_place, skip=namespace)
         reason = _unrestorable(linked, {*input_digests, *outputs}, in_place)
         if reason:
-            warn_once(f"linked:{cell.qualified_name}:{reason}", f"%%memo {cell.label}: not cached, so the cell "
-                      f"runs each time: {reason}", StorageWarning)
-            cell.miss_report = Explanation(cell.qualified_name, False, f"it runs each time, unstored: {reason}")
+            _not_stored(cell, reason)
             return result
         outputs = sorted({*outputs, *(linked or ())})
         rebinds = sorted({*in_place, *(linked or ())})
@@ -402,13 +400,17 @@ def _detached_unheld(cell: CellMemo, inputs: dict[str, Any], digests: dict[str, 
         held = holders({**others, "\0old": value}, ["\0old"], skip=namespace)
         if held is None or held:
             who = f"{sorted(held)[0]!r} holds it" if held else "too many objects to tell who holds it"
-            reason = (f"it changes {name!r} in place and then binds the name anew, and {who}: a hit would leave it "
-                      "unchanged")
-            warn_once(f"detached:{cell.qualified_name}:{name}", f"%%memo {cell.label}: not cached, so the cell runs "
-                      f"each time: {reason}", StorageWarning)
-            cell.miss_report = Explanation(cell.qualified_name, False, f"it runs each time, unstored: {reason}")
+            _not_stored(cell, f"it changes {name!r} in place and then binds the name anew, and {who}: a hit would "
+                        "leave it unchanged")
             return False
     return True
+
+
+def _not_stored(cell: CellMemo, reason: str) -> None:
+    """Say once, and in the cell's explanation, why its run was not stored (it runs each time)."""
+    warn_once(f"not-stored:{cell.qualified_name}:{reason}", f"%%memo {cell.label}: not cached, so the cell runs each "
+              f"time: {reason}", StorageWarning)
+    cell.miss_report = Explanation(cell.qualified_name, False, f"it runs each time, unstored: {reason}")
 
 
 def _user_names(namespace: dict[str, Any]) -> dict[str, Any]:
@@ -638,25 +640,23 @@ def _try_restore(shell: Any, store: Store, cell: CellMemo, key: str, options: Ce
     # Entries written before a name counted as the shell's may still hold one: it is never restored.
     outputs = {name: v for name, v in value["outputs"].items() if not _is_shell_name(name)}
     rebinds = [name for name in value.get("rebinds", ()) if name in namespace]
-    in_place_names = [name for name in value.get("in_place", ()) if name in outputs]
-    if in_place_names:
-        live = {name: namespace.get(name) for name in in_place_names}
     rebind = _Rebinder(namespace)
     restored = {name: rebind(v) for name, v in outputs.items()}
-    in_place = {name: restored[name] for name in in_place_names}
+    in_place = {name: restored[name] for name in value.get("in_place", ()) if name in restored}
     if in_place:
         if restore_in_place(namespace, in_place, {n: v for n, v in restored.items() if n not in in_place}):
             restored = {n: v for n, v in restored.items() if n not in in_place}
         else:
-            rebinds = [name for name in in_place_names if live[name] is namespace.get(name)]  # bound to copies
+            rebinds = list(in_place)  # nothing was copied: they are bound to the restored copies
     if rebinds:
         # Names bound to restored copies leave behind whoever else holds their live objects now: if any
         # name not restored with them does, the cell runs (its run then says whether it can be stored).
         left = holders(_user_names(namespace), rebinds, skip=namespace)
-        known = value.get("held_before")  # they held part of the inputs before the stored run too, which left them
-        if left is None or (left - set(restored)) - set(known or ()):
+        # Names that held part of them before the stored run too, which left them so.
+        excused = set(restored) | set(value.get("held_before") or ())
+        if left is None or left - excused:
             cell.rebinds = frozenset(rebinds)  # its run looks at who holds them first, so that its entry can say
-            held = sorted((left or set()) - set(restored) - set(known or ()))
+            held = sorted((left or set()) - excused)
             return _NotCached(f"{held[0]!r} holds part of {', '.join(map(repr, rebinds))}, which a hit would "
                               "replace with restored copies: the cell runs" if held else
                               "the notebook's variables are too many objects to tell which hold part of what a "

@@ -36,6 +36,7 @@ from ._notebook import current_notebook, owner_tag
 from ._serialize import CorruptRecord, Payload, copy_value, dumps, findable, head_json, meta_after
 from .hashing import (
     CLOCK,
+    IMMUTABLE_LEAVES,
     aliasing_parts,
     combine,
     content_hash,
@@ -126,9 +127,6 @@ _registry: weakref.WeakValueDictionary[str, MemoizedFunction[Any]] = weakref.Wea
 def registered() -> list[MemoizedFunction[Any]]:
     """Return the memoized functions alive in this process, newest definition of each name."""
     return list(_registry.values())
-
-
-_PLAIN = frozenset({int, float, str, bytes, bool, complex, type(None)})  # never changed in place
 
 
 def function_id(qualified: str) -> str:
@@ -766,7 +764,7 @@ class MemoizedFunction(Generic[R]):
         changed = []
         for name, value in bound:
             before = call.arguments.get(name)
-            if before is None or type(value) in _PLAIN:
+            if before is None or type(value) in IMMUTABLE_LEAVES:
                 continue
             try:
                 if content_hash(value, binder.labels[name]) != before:

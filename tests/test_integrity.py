@@ -320,19 +320,35 @@ def test_a_mapped_payload_is_verified_once_per_file(cache_dir: Path, monkeypatch
     assert len(checked) == 1
 
 
-SHORT_MAP = """
+MAPPED_PAYLOAD = """
 import os, sys, sqlite3, warnings
 sys.path.insert(0, {root!r})
-import numpy as np
-from notebook_memo import memo
 warnings.simplefilter("ignore")
+import numpy as np
+from notebook_memo import _serialize, memo
+
 @memo(mmap=True)
 def f():
-    return np.arange(500_000, dtype=np.float64)
+    return np.arange({n}, dtype=np.float64)
+
 f()
 db = sqlite3.connect(os.path.join({cache!r}, "cache.db"), isolation_level=None)
 [(filename,)] = db.execute("SELECT filename FROM Cache WHERE filename IS NOT NULL").fetchall()
-with open(os.path.join({cache!r}, filename), "r+b") as handle:
+path = os.path.join({cache!r}, filename)
+"""
+
+
+def _mapped_payload_then(script: str, n: int, tmp_path: Path, cache_dir: Path) -> subprocess.CompletedProcess[str]:
+    """Run, in a new process, a function storing an n-element array for mmap=True, then ``script`` (``path``: its
+    payload file)."""
+    program = tmp_path / "mapped.py"
+    program.write_text(MAPPED_PAYLOAD.format(root=str(ROOT), cache=str(cache_dir), n=n) + script)
+    return subprocess.run([sys.executable, str(program)], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "NOTEBOOK_MEMO_DIR": str(cache_dir)})
+
+
+SHORT_MAP = """
+with open(path, "r+b") as handle:
     handle.truncate(1_000_000)
 f._store().forget()
 value = f()
@@ -342,10 +358,7 @@ print("DONE", float(value.sum()) == float(np.arange(500_000).sum()))
 
 def test_a_mapped_payload_shorter_than_its_header_is_refused_before_mapping(tmp_path: Path,
                                                                             cache_dir: Path) -> None:
-    script = tmp_path / "short.py"
-    script.write_text(SHORT_MAP.format(root=str(ROOT), cache=str(cache_dir)))
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "NOTEBOOK_MEMO_DIR": str(cache_dir)})
+    out = _mapped_payload_then(SHORT_MAP, 500_000, tmp_path, cache_dir)
     assert out.returncode == 0, out.stderr  # no SIGBUS
     assert "DONE True" in out.stdout
 
@@ -749,20 +762,6 @@ def test_a_folder_holding_someone_else_s_cache_db_is_refused_and_left_as_it_is(k
 
 
 CUT_WHILE_VERIFIED = """
-import os, sys, sqlite3, warnings
-sys.path.insert(0, {root!r})
-warnings.simplefilter("ignore")
-import numpy as np
-from notebook_memo import _serialize, memo
-
-@memo(mmap=True)
-def f():
-    return np.arange(2_000_000, dtype=np.float64)
-
-f()
-db = sqlite3.connect(os.path.join({cache!r}, "cache.db"), isolation_level=None)
-[(filename,)] = db.execute("SELECT filename FROM Cache WHERE filename IS NOT NULL").fetchall()
-path = os.path.join({cache!r}, filename)
 check = _serialize._PayloadCheck.__init__
 
 def cut_once(self, *args):  # another program cuts the file short once its check has begun
@@ -783,10 +782,7 @@ print("DONE", float(value[-1]) == 1_999_999.0)
 
 def test_a_mapped_payload_cut_short_while_it_is_verified_is_refused_not_a_crash(tmp_path: Path,
                                                                                 cache_dir: Path) -> None:
-    script = tmp_path / "cut.py"
-    script.write_text(CUT_WHILE_VERIFIED.format(root=str(ROOT), cache=str(cache_dir)))
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "NOTEBOOK_MEMO_DIR": str(cache_dir)})
+    out = _mapped_payload_then(CUT_WHILE_VERIFIED, 2_000_000, tmp_path, cache_dir)
     assert out.returncode == 0, out.stderr[-2000:]  # -7: SIGBUS
     assert "DONE True" in out.stdout
 

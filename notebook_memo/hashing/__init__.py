@@ -11,6 +11,7 @@ from . import _numpy, _pandas, _torch  # noqa: F401 (each registers its family w
 from ._core import (
     BOOKKEEPING_PREFIX,
     CLOCK,
+    IMMUTABLE_LEAVES,
     Hasher,
     aliasing_parts,
     combine,
@@ -28,6 +29,7 @@ from ._torch import is_plain_tensor, numpy_bits, resolved
 __all__ = [
     "BOOKKEEPING_PREFIX",
     "CLOCK",
+    "IMMUTABLE_LEAVES",
     "Hasher",
     "aliasing_parts",
     "combine",

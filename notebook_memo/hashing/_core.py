@@ -758,7 +758,7 @@ def leaf_digests(bound: list[tuple[str, Any]]) -> dict[str, Digest] | None:
     return digests
 
 
-_IMMUTABLE_LEAVES = frozenset({type(None), bool, int, float, complex, str, bytes, range, type(Ellipsis)})
+IMMUTABLE_LEAVES = frozenset({type(None), bool, int, float, complex, str, bytes, range, type(Ellipsis)})
 
 
 def aliasing_parts(values: list[Any]) -> list[bytes]:
@@ -771,7 +771,7 @@ def aliasing_parts(values: list[Any]) -> list[bytes]:
     view starts in the shared memory and how it steps; tuples (``*args`` among them) are looked into,
     and a model's parameters and buffers.
     """
-    others = [value for value in values if type(value) not in _IMMUTABLE_LEAVES]
+    others = [value for value in values if type(value) not in IMMUTABLE_LEAVES]
     if not others:
         return []
     views = sum(1 for value in others if _memory_family(type(value)) is not None)
@@ -783,7 +783,7 @@ def aliasing_parts(values: list[Any]) -> list[bytes]:
     while stack:
         path, value = stack.pop()
         kind = type(value)
-        if kind in _IMMUTABLE_LEAVES:
+        if kind in IMMUTABLE_LEAVES:
             continue
         if kind is tuple:
             stack.extend((path + _pack_q(i), item) for i, item in reversed(list(enumerate(value))))

@@ -409,6 +409,7 @@ class _Index(diskcache.Cache):  # type: ignore[misc]
         self._own = {**diskcache.core.DEFAULT_SETTINGS,
                      **{k: v for k, v in settings.items() if k not in ("disk", "timeout")}}
         self._size_counted = False
+        self._disk_total: int | None = None
         super().__init__(directory, **settings)
 
     def reset(self, key: str, value: Any = diskcache.core.ENOVAL, update: bool = True) -> Any:
@@ -428,7 +429,9 @@ class _Index(diskcache.Cache):  # type: ignore[misc]
         """Return the index's pages and the payload files' bytes (the size statistic, when it can be true)."""
         ((page_count,),) = self._sql("PRAGMA page_count").fetchall()
         size = self.reset("size")
-        if not isinstance(size, int) or not 0 <= size <= _disk_bytes(self._directory):
+        if self._disk_total is None:
+            self._disk_total = _disk_bytes(self._directory)  # once: volume() runs after each eviction
+        if not isinstance(size, int) or not 0 <= size <= self._disk_total:
             size = self._count_size()  # planted or damaged: counted from the rows, and written back
         return int(self._page_size * page_count + size)
 
@@ -440,9 +443,13 @@ class _Index(diskcache.Cache):  # type: ignore[misc]
             self._count_size()
 
     def _count_size(self) -> int:
-        with contextlib.suppress(sqlite3.Error):  # one statement: a write committed meanwhile is counted too
-            self._sql("UPDATE Settings SET value = (SELECT COALESCE(SUM(size), 0) FROM Cache) WHERE key = 'size'")
-        ((size,),) = self._sql("SELECT COALESCE(SUM(size), 0) FROM Cache").fetchall()
+        # One statement, one scan: a write committed meanwhile is counted too.
+        with contextlib.suppress(sqlite3.Error):
+            written = self._sql("UPDATE Settings SET value = (SELECT COALESCE(SUM(size), 0) FROM Cache) "
+                                "WHERE key = 'size' RETURNING value").fetchall()
+            if written and isinstance(written[0][0], int):
+                return written[0][0]
+        ((size,),) = self._sql("SELECT COALESCE(SUM(size), 0) FROM Cache").fetchall()  # no row to write it in
         return int(size)
 
     @property
