@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dis
 import functools
+import os
 import types
 from typing import Any
 
@@ -102,14 +103,32 @@ def global_loads(code: types.CodeType) -> tuple[tuple[str, tuple[str, ...], str 
                 chain.append(ins[j].argval)
                 j += 1
             const = None
-            if j < len(ins) and ins[j].opname == "LOAD_CONST" and isinstance(ins[j].argval, str) \
-                    and not _combined(ins, j):
-                const = ins[j].argval
+            if j < len(ins) and ins[j].opname == "LOAD_CONST" and isinstance(ins[j].argval, (str, bytes)) \
+                    and not _combined(ins, j) and not _named_key(ins, j, current.co_consts):
+                value = ins[j].argval  # os.environb[b"X"]: the variable of that name
+                const = value if isinstance(value, str) else os.fsdecode(value)
             elif j < len(ins) and ins[j].opname == "CONTAINS_OP" and k and ins[k - 1].opname == "LOAD_CONST" \
                     and isinstance(ins[k - 1].argval, str):
                 const = ins[k - 1].argval
             found.append((root, tuple(chain), const))
     return tuple(found)
+
+
+def _named_key(ins: list[dis.Instruction], j: int, consts: tuple[Any, ...]) -> bool:
+    """Return True when the call the constant at ``ins[j]`` starts passes ``key=`` by name
+    (``os.getenv(default="x", key="SPLIT")``): the first constant is then not the variable's name."""
+    for i in range(j + 1, len(ins)):
+        op = ins[i].opname
+        if op == "KW_NAMES":  # 3.11 and 3.12: its argument indexes the constants
+            index = ins[i].arg
+            names = consts[index] if index is not None and index < len(consts) else None
+            return not isinstance(names, tuple) or "key" in names
+        if op in ("CALL_KW", "CALL_FUNCTION_KW"):
+            names = ins[i - 1].argval if ins[i - 1].opname == "LOAD_CONST" else ()
+            return not isinstance(names, tuple) or "key" in names
+        if op.startswith("CALL") or op == "PRECALL":
+            return False
+    return False
 
 
 _COMBINING = frozenset({"BINARY_OP", "BINARY_ADD", "BINARY_MODULO", "BUILD_STRING", "FORMAT_VALUE"})

@@ -17,7 +17,9 @@ class _Scope(ast.NodeVisitor):
     comprehension) is in ``maybe``, and a later read of it still reads the namespace.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, is_class: bool = False) -> None:
+        self.is_class = is_class  # a class body: the scopes inside it do not see the names it binds
+        self.through: list[str] = []  # what those scopes read: names of the scope around the class
         self.bound: set[str] = set()
         self.maybe: set[str] = set()
         self.reads: list[str] = []
@@ -157,15 +159,24 @@ class _Scope(ast.NodeVisitor):
         self.globals_declared.update(node.names)
 
     def _nested(self, node: ast.AST, params: list[str], body: Sequence[ast.AST] | ast.AST) -> None:
-        inner = _Scope()
+        inner = _Scope(is_class=isinstance(node, ast.ClassDef))
         inner.bound.update(params)
         for stmt in body if isinstance(body, Sequence) else [body]:
             inner.visit(stmt)
         local = inner.binds()  # a name bound anywhere in a function is local to it
-        for name in [*inner.reads, *inner.maybe_reads, *inner.loop_reads]:
-            if name not in local or name in inner.globals_declared:
-                self.read(name)
+        self._free([name for name in [*inner.reads, *inner.maybe_reads, *inner.loop_reads]
+                    if name not in local or name in inner.globals_declared])
+        for name in inner.through:
+            self.read(name)
         self.globals_declared.update(inner.globals_declared)
+
+    def _free(self, names: list[str]) -> None:
+        """Take the names a scope inside this one reads from outside it."""
+        if self.is_class:
+            self.through.extend(names)  # `scale = 2` in a class body is not what its methods' `scale` reads
+        else:
+            for name in names:
+                self.read(name)
 
     def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> None:
         args = node.args
@@ -202,9 +213,9 @@ class _Scope(ast.NodeVisitor):
         for element in elements:
             inner.visit(element)
         local = inner.binds()
-        for name in [*inner.reads, *inner.maybe_reads, *inner.loop_reads]:
-            if name not in local:
-                self.read(name)
+        self._free([name for name in [*inner.reads, *inner.maybe_reads, *inner.loop_reads] if name not in local])
+        for name in inner.through:
+            self.read(name)
         # A walrus inside a comprehension binds in the enclosing scope, if the loop runs at all.
         self.maybe |= inner.walrus
         self.walrus |= inner.walrus

@@ -6,6 +6,7 @@ import ast
 import builtins
 import contextlib
 import functools
+import os
 import sys
 import time
 import types
@@ -33,8 +34,16 @@ from ._memo import (
 )
 from ._methods import _PerObjectCache
 from ._notebook import current_notebook, owner_tag
-from ._serialize import CorruptRecord, NotRestorable, cached_property_of, dumps
-from .hashing import combine, content_hash
+from ._serialize import (
+    _LRU_WRAPPER,
+    CorruptRecord,
+    NotRestorable,
+    cached_property_of,
+    dumps,
+    lru_cache_of,
+    referring_to,
+)
+from .hashing import IMMUTABLE_LEAVES, combine, content_hash
 from .stores.local import Store, StoredRecord, get_store
 from .stores.remote import replacing_if
 
@@ -80,6 +89,7 @@ class CellCall:
     call: Call
     inputs: dict[str, Any]
     analysis: CellAnalysis
+    unknown: str | None = None  # why what the cell reads is not known (a magic, eval): it runs, unstored
 
 
 @dataclass
@@ -169,7 +179,15 @@ def _resolve_inputs(analysis: CellAnalysis, code_tree: ast.Module, namespace: di
             chains.setdefault(name, chain)
     present = {name: value for name, value in inputs.items() if value is not _UNDEFINED}
     missing = [name for name, value in inputs.items() if value is _UNDEFINED]
-    deps = resolve_values(present, chains, missing, _config.settings.track_versions)
+    read: list[tuple[str, Any, bytes]] = []
+    deps = resolve_values(present, chains, missing, _config.settings.track_versions, read, code)
+    # Notebook data the cell's functions read (a list a helper appends to): its state is in the key, and a
+    # run may change it in place, so it counts as an input the cell reads, restored with its outputs.
+    bound = {*analysis.binds, *analysis.maybe_binds}
+    for label, value, _ in read:
+        if label not in inputs and label not in bound and namespace.get(label, _UNDEFINED) is value \
+                and not _is_shell_name(label):
+            inputs[label] = value
     if deps.skipped:
         label, reason = next(iter(deps.skipped.items()))
         raise UnhashableArgument(
@@ -235,7 +253,36 @@ def prepare(shell: Any, raw_cell: str, options: CellOptions,
     call = Call(key, arguments, code, digest, Dependencies(
         {k: v for k, v in deps.parts.items() if v[0] != "value"}, deps.skipped, deps.clock), "source")
     cell.last_call = call
-    return CellCall(cell, call, inputs, analysis), tree, filename
+    unknown = None if options.inputs is not None else _unknown_reads(tree)
+    return CellCall(cell, call, inputs, analysis, unknown), tree, filename
+
+
+_DYNAMIC = frozenset({"eval", "exec", "globals", "locals"})
+
+
+def _unknown_reads(tree: ast.Module) -> str | None:
+    """Say how the cell reads names its code does not show (a magic or shell command, eval, globals()), if it does."""
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        fn = node.func
+        if isinstance(fn, ast.Name) and (fn.id in _DYNAMIC or (fn.id == "vars" and not node.args)):
+            return (f"it looks names up through {fn.id}(), so what it reads is not known. List its inputs with "
+                    "%%memo --inputs a,b")
+        if isinstance(fn, ast.Attribute) and isinstance(fn.value, ast.Call) and \
+                isinstance(fn.value.func, ast.Name) and fn.value.func.id == "get_ipython":
+            first = node.args[0] if node.args else None
+            name = first.value if isinstance(first, ast.Constant) and isinstance(first.value, str) else ""
+            what = (f"the magic %{name}" if fn.attr == "run_line_magic" and name else
+                    f"the magic %%{name}" if fn.attr == "run_cell_magic" and name else
+                    "a shell command (!...)" if fn.attr in ("system", "getoutput") else f"get_ipython().{fn.attr}")
+            return (f"it runs {what}, whose code reads names this cell's code does not show. Move it to another "
+                    "cell, or list the cell's inputs with %%memo --inputs a,b")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id == "get_ipython":
+            return ("it reads the notebook through get_ipython(), so what it reads is not known. List its inputs "
+                    "with %%memo --inputs a,b")
+    return None
 
 
 def _read_environment(tree: ast.Module, namespace: dict[str, Any], label: str, deps: Dependencies,
@@ -249,6 +296,9 @@ def _read_environment(tree: ast.Module, namespace: dict[str, Any], label: str, d
     for name, value in found.variables.items():
         deps.parts[f"env {name}"] = ("env", b"\0unset" if value is None else value.encode())
     deps.skipped.update(found.skipped)
+    for what, reason in found.skipped.items():
+        warn_once(f"skipped:cell:{label}:{what}", f"%%memo {label}: '{what}' cannot be keyed ({reason}); it is left "
+                  "out of the cache key, so changing it will not run the cell again")
     deps.clock = clock_reads(deps.clock + found.clock)
     if deps.clock and options.ttl is None:
         warn_once(f"clock:cell:{label}", f"%%memo {label}: the cell reads the clock ({', '.join(deps.clock[:3])}): "
@@ -270,9 +320,15 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
     cell, call = cell_call.cell, cell_call.call
     store = cell._store()
     off = _config.disabled_by_env()  # %memo off, or NOTEBOOK_MEMO_DISABLE
+    if cell_call.unknown and not off:
+        result = execute(shell, tree, filename)
+        cell.misses += 1
+        cell.last_hit = False
+        _not_stored(cell, cell_call.unknown)
+        return result
     unusable = None  # why an entry found under the key could not be restored
     if not options.refresh and not off:
-        restored = _try_restore(shell, store, cell, call.key, options)
+        restored = _try_restore(shell, store, cell, call.key, options, filename)
         if not isinstance(restored, _NotCached):
             return restored
         unusable = restored.reason
@@ -294,6 +350,7 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
              for name in {*analysis.maybe_binds, *analysis.maybe_inputs, *analysis.loop_inputs}
              if name in namespace and not _is_shell_name(name)}
     recorder = _conditions.Recorder()
+    environ_before = dict(os.environ)
     start = time.perf_counter()
     try:
         with capture(shell) as events, _conditions.recording(recorder, ()):
@@ -339,7 +396,9 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
         cell.rebinds = frozenset(rebinds)
     if not _detached_unheld(cell, cell_call.inputs, input_digests, namespace, before, after):
         return result
-    deleted = sorted(name for name in before if name not in after)
+    # Names the notebook had, or the cell bound, that the run left unbound (`tmp = ...; del tmp`, `except E as e`).
+    bound_by_cell = {*analysis.binds, *analysis.maybe_binds}
+    deleted = sorted(name for name in {*before, *bound_by_cell} if name not in after and not _is_shell_name(name))
     payload_value = {
         "outputs": {name: namespace[name] for name in outputs if name in namespace},
         "deleted": deleted,
@@ -349,6 +408,9 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
         "in_place": in_place,
         "rebinds": rebinds,
         "held_before": sorted(held_before) if held_before is not None else None,
+        # Environment variables the run set or removed (None): a hit sets them so, for what runs after it.
+        "environ": {name: os.environ.get(name) for name in {*environ_before, *os.environ}
+                    if os.environ.get(name) != environ_before.get(name)},
     }
     if unverifiable:
         warn_once(f"unverifiable:{cell.qualified_name}:{unverifiable[0]}",
@@ -364,7 +426,12 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
         warn_once(f"unrecordable:{cell.qualified_name}:{exc}", f"%%memo {cell.label}: not cached, so the cell runs "
                   f"each time: {exc}.", StorageWarning)
         return result
-    _store_cell(store, cell, call, payload_value, duration, options, where)
+    # Inputs the run left as they were, which outputs may hold (`b = a`, `Pipeline([("clf", clf)])`): saved by
+    # name, so that a hit makes the outputs hold the notebook's objects, as the run did, rather than copies.
+    kept = {id(value): name for name, value in cell_call.inputs.items()
+            if name not in payload_value["outputs"] and name in namespace and namespace[name] is value
+            and type(value) not in IMMUTABLE_LEAVES}
+    _store_cell(store, cell, call, payload_value, duration, options, where, kept)
     if _config.call_verbosity(None) and not options.quiet:
         _config.announce(f"%%memo {options.name or 'cell'}: computed in {_config.human_seconds(duration)}")
     return result
@@ -459,10 +526,11 @@ def _outputs(options: CellOptions, cell_call: CellCall, before: dict[str, int], 
 
 
 def _store_cell(store: Store, cell: CellMemo, call: Call, value: dict[str, Any], duration: float,
-                options: CellOptions, where: tuple[str, dict[str, Any], list[str] | None]) -> None:
+                options: CellOptions, where: tuple[str, dict[str, Any], list[str] | None],
+                kept: dict[int, str] | None = None) -> None:
     defined = frozenset(id(v) for v in value["outputs"].values() if isinstance(v, type))
     try:
-        payload = dumps(value, by_value=defined)
+        payload = dumps(value, by_value=defined, external=kept)
     except Exception as exc:
         unstorable = _unstorable(value["outputs"], defined, exc)
         names = [name for name in unstorable if name]
@@ -497,8 +565,9 @@ class _Rebinder:
     wherever the cell put it.
     """
 
-    def __init__(self, namespace: dict[str, Any]) -> None:
+    def __init__(self, namespace: dict[str, Any], filename: str | None = None) -> None:
         self.namespace = namespace
+        self.filename = filename  # the cell's name in this kernel: where their code is (tracebacks, source)
         self.done: dict[int, Any] = {}
 
     def __call__(self, value: Any) -> Any:
@@ -512,18 +581,39 @@ class _Rebinder:
 
     def _rebind(self, value: Any) -> Any:
         if isinstance(value, types.FunctionType):
-            return _with_globals(value, self.namespace) if value.__module__ == "__main__" else value
+            if value.__module__ != "__main__":
+                return value
+            placed = _with_globals(value, self.namespace, self.filename)
+            self.done[id(value)] = placed  # a default naming the function itself
+            if placed.__defaults__:  # def g(x, fn=f): the f the notebook has
+                placed.__defaults__ = tuple(self(d) for d in placed.__defaults__)
+            if placed.__kwdefaults__:
+                placed.__kwdefaults__ = {k: self(v) for k, v in placed.__kwdefaults__.items()}
+            return placed
         if isinstance(value, (MemoizedFunction, _PerObjectCache)):
             fn = value.__wrapped__
             if isinstance(fn, types.FunctionType) and fn.__module__ == "__main__":
-                value._adopt(_with_globals(fn, self.namespace))  # one object: its cache stays with it
+                value._adopt(_with_globals(fn, self.namespace, self.filename))  # one object: its cache stays with it
             return value
+        if type(value) is _LRU_WRAPPER:
+            cached = value.__wrapped__
+            rebound = self(cached)
+            return value if rebound is cached else lru_cache_of(rebound, dict(value.cache_parameters()))
         if isinstance(value, type):
             if value.__module__ == "__main__":
                 for name, attr in list(vars(value).items()):
                     member = self._member(attr)
                     if member is not attr:
                         setattr(value, name, member)
+            return value
+        if type(value) is types.SimpleNamespace or (type(value).__module__ == "__main__" and
+                                                    type(getattr(value, "__dict__", None)) is dict):
+            # An object of the notebook's (or a namespace) holding a function: its attributes, as for a dict.
+            attributes = value.__dict__
+            for name, attr in list(attributes.items()):
+                new = self(attr)
+                if new is not attr:
+                    attributes[name] = new
             return value
         if type(value) is list:
             value[:] = [self(v) for v in value]
@@ -563,8 +653,11 @@ class _Rebinder:
         return self(attr)
 
 
-def _with_globals(fn: types.FunctionType, namespace: dict[str, Any]) -> types.FunctionType:
-    new = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, fn.__closure__)
+def _with_globals(fn: types.FunctionType, namespace: dict[str, Any], filename: str | None = None) -> types.FunctionType:
+    code = fn.__code__
+    if filename and code.co_filename == _UNPLACED:
+        code = _placed(code, filename)
+    new = types.FunctionType(code, namespace, fn.__name__, fn.__defaults__, fn.__closure__)
     new.__kwdefaults__ = fn.__kwdefaults__
     new.__dict__.update(fn.__dict__)
     new.__qualname__ = fn.__qualname__
@@ -607,7 +700,18 @@ def _drop_damaged(store: Store, cell: CellMemo, key: str, exc: Exception) -> Any
     return _NOT_CACHED
 
 
-def _try_restore(shell: Any, store: Store, cell: CellMemo, key: str, options: CellOptions) -> Any:
+_UNPLACED = "<dynamic-code>"  # the file name cloudpickle gives the code it carries
+
+
+def _placed(code: types.CodeType, filename: str) -> types.CodeType:
+    """Return ``code`` (and the code nested in it) as from ``filename``: its source is found there again, so it
+    is keyed by its source as in the kernel that ran the cell, and tracebacks show its lines."""
+    consts = tuple(_placed(c, filename) if isinstance(c, types.CodeType) else c for c in code.co_consts)
+    return code.replace(co_filename=filename, co_consts=consts)
+
+
+def _try_restore(shell: Any, store: Store, cell: CellMemo, key: str, options: CellOptions,
+                 filename: str | None = None) -> Any:
     try:
         record = store.get(key, serving=True)
         conditions: dict[str, Any] = {}
@@ -620,10 +724,11 @@ def _try_restore(shell: Any, store: Store, cell: CellMemo, key: str, options: Ce
     except Exception as exc:  # the index could not be read (locked, gone): the entry may be fine, so it stays
         storage_unreadable(store, exc, "running the cell")
         return _NOT_CACHED
-    if record is None or record.header.expired():
+    if record is None or record.header.expired() or record.header.stale_for(options.ttl):
         return _NOT_CACHED
     try:
-        value = record.load()
+        with referring_to(shell.user_ns):  # the inputs its outputs hold, by name: the notebook's objects
+            value = record.load()
     except FileNotFoundError:
         return _NOT_CACHED
     except (MemoryError, OSError) as exc:  # not damage: the entry is kept
@@ -640,7 +745,7 @@ def _try_restore(shell: Any, store: Store, cell: CellMemo, key: str, options: Ce
     # Entries written before a name counted as the shell's may still hold one: it is never restored.
     outputs = {name: v for name, v in value["outputs"].items() if not _is_shell_name(name)}
     rebinds = [name for name in value.get("rebinds", ()) if name in namespace]
-    rebind = _Rebinder(namespace)
+    rebind = _Rebinder(namespace, filename)
     restored = {name: rebind(v) for name, v in outputs.items()}
     in_place = {name: restored[name] for name in value.get("in_place", ()) if name in restored}
     if in_place:
@@ -669,6 +774,11 @@ def _try_restore(shell: Any, store: Store, cell: CellMemo, key: str, options: Ce
     for name in value["deleted"]:
         if not _is_shell_name(name):
             namespace.pop(name, None)
+    for variable, setting in value.get("environ", {}).items():
+        if setting is None:
+            os.environ.pop(variable, None)
+        else:
+            os.environ[variable] = setting
     replay(shell, value["events"])
     if conditions:
         served(conditions, {}, ())

@@ -110,7 +110,9 @@ def _public_attributes(fn: Any) -> list[tuple[str, Any]]:
 
 
 def _fn_watch(fn: types.FunctionType) -> tuple[Any, ...]:
-    return ("fn", fn, fn.__code__, fn.__defaults__, fn.__kwdefaults__, fn.__dict__, list(fn.__dict__.items()))
+    kwdefaults = fn.__kwdefaults__  # a dict: ``f.__kwdefaults__["k"] = 5`` changes it in place
+    return ("fn", fn, fn.__code__, fn.__defaults__, kwdefaults, fn.__dict__, list(fn.__dict__.items()),
+            None if kwdefaults is None else list(kwdefaults.items()))
 
 
 def _same_items(now: dict[str, Any], then: list[tuple[str, Any]]) -> bool:
@@ -170,6 +172,8 @@ class _Resolver:
         # Content digests of the values met, by identity (each value held, so no id is reused):
         # a global frame that the function and its helpers all read is hashed once per call.
         self.hashed: dict[int, tuple[Any, bytes]] = {}
+        # The mutable data read, with its digest: a body that changes it in place did what a hit cannot.
+        self.mutable: list[tuple[str, Any, bytes]] = []
 
     def function(self, fn: types.FunctionType, label: str) -> None:
         if id(fn) in self.seen:
@@ -253,13 +257,17 @@ class _Resolver:
 
     def imports_of(self, fn: types.FunctionType) -> None:
         """Resolve the modules imported inside the body like modules imported at top level."""
-        refs = imported_references(fn.__code__)
+        package = fn.__globals__.get("__package__") or fn.__globals__.get("__name__") or ""
+        self.imports_in(fn.__code__, package, fn.__qualname__)
+
+    def imports_in(self, code: types.CodeType, package: str, owner: str) -> None:
+        """Resolve the modules ``code`` imports (``package``: where relative imports start)."""
+        refs = imported_references(code)
         if not refs:
             return
-        package = fn.__globals__.get("__package__") or fn.__globals__.get("__name__") or ""
         for module_name, level, chain in refs:
             if not module_name:
-                self.deps.skipped[f"{fn.__qualname__}: import_module(...)"] = (
+                self.deps.skipped[f"{owner}: import_module(...)"] = (
                     "it imports a module by a name computed at run time, so that module's code is not "
                     "known; import it by a constant name, or at the top of the cell")
                 continue
@@ -391,16 +399,22 @@ class _Resolver:
             self.watch.append(("dict", value.__dict__, list(value.__dict__.items()), value, "__dict__"))
             self.state_of(value, label)  # the cached function's body, not the cache
             return
-        if not _immutable(value):
+        mutable = not _immutable(value)
+        if mutable:
             self.volatile = True  # mutable data: its content must be hashed on every call
             if on_class is None:
                 self.hard = True
             else:
                 self.class_data.append((*on_class, label))
+        found = getattr(things_met, "found", None)
+        met = len(found) if found is not None else 0
         try:
-            self.deps.parts[label] = ("value", self.content_digest(value, label))
+            self.deps.parts[label] = ("value", digest := self.content_digest(value, label))
         except UnhashableArgument as exc:
             self.deps.skipped[label] = exc.reason
+            return
+        if mutable and (found is None or len(found) == met):  # a random generator in it: drawing changes it
+            self.mutable.append((label, value, digest))
 
     def content_digest(self, value: Any, label: str) -> bytes:
         """Return ``content_hash(value)``, computed once per value in this resolution.
@@ -435,6 +449,17 @@ class _Resolver:
                 self.value(attr, f"{label}.{name}")
 
     def partial(self, value: Any, label: str) -> None:
+        if _is_environment(value.func):  # partial(os.getenv, "SPLIT"): the variable it reads
+            name = value.args[0] if value.args else value.keywords.get("key")
+            if isinstance(name, bytes):
+                name = os.fsdecode(name)
+            if isinstance(name, str):
+                now = os.environ.get(name)
+                self.watch.append(("env", name, now))
+                self.deps.parts[f"env {name}"] = ("env", b"\0unset" if now is None else now.encode())
+            else:
+                self.deps.skipped[f"{label}: os.environ[...]"] = (
+                    "it reads an environment variable whose name is not a constant text, so which one is not known")
         self.value(value.func, f"{label}.func")
         self.watch.append(("dict", value.keywords, list(value.keywords.items()), value, "keywords"))
         bound = (value.args, value.keywords)
@@ -543,7 +568,7 @@ def _follow(namespace: dict[str, Any], name: str, chain: tuple[str, ...]) -> tup
     for attr in chain:
         if value is _MISSING:
             break
-        through = through or value is os.environ
+        through = through or any(value is e for e in _ENVIRONS)
         try:
             value = _class_or_module_attr(value, attr)
         except Exception:
@@ -553,15 +578,20 @@ def _follow(namespace: dict[str, Any], name: str, chain: tuple[str, ...]) -> tup
 
 def _class_or_module_attr(value: Any, attr: str) -> Any:
     """``getattr`` that does not run properties of user objects (modules and classes only)."""
-    if isinstance(value, (types.ModuleType, type)) or value is os.environ:
+    if isinstance(value, (types.ModuleType, type)) or any(value is e for e in _ENVIRONS):
         return getattr(value, attr, _MISSING)
     return _MISSING
 
 
+_ENVIRONS = tuple(e for e in (os.environ, getattr(os, "environb", None)) if e is not None)
+_GETENVS = tuple(g for g in (os.getenv, getattr(os, "getenvb", None)) if g is not None)
+
+
 def _is_environment(value: Any) -> bool:
-    if value is os.environ or value is os.getenv:
+    if any(value is e for e in _ENVIRONS) or any(value is g for g in _GETENVS):
         return True
-    return getattr(value, "__self__", None) is os.environ and getattr(value, "__name__", "") == "get"
+    owner = getattr(value, "__self__", None)
+    return any(owner is e for e in _ENVIRONS) and getattr(value, "__name__", "") == "get"
 
 
 def _clock_readers() -> list[tuple[Any, str]]:
@@ -701,6 +731,8 @@ def _still_valid(watch: list[tuple[Any, ...]]) -> bool:
                 return False
             if (item[6] or item[5]) and not _same_items(item[5], item[6]):
                 return False
+            if item[4] is not None and not _same_items(item[4], item[7]):
+                return False
         elif kind == "dict":
             if not _same_items(item[1], item[2]):
                 return False
@@ -733,6 +765,8 @@ class CodeState:
     deps: Dependencies
     deps_digest: bytes
     method: str
+    # The mutable data read (label, value, digest before the call): held for one call only, never kept
+    mutable: tuple[tuple[str, Any, bytes], ...] = ()
 
 
 class CodeTracker:
@@ -792,22 +826,29 @@ class CodeTracker:
             if kind in ("code", "package", "missing")
         ])
         deps.clock = clock_reads(deps.clock)
-        state = CodeState(code, own, deps, deps.digest(), method)
-        self._state = state
+        state = CodeState(code, own, deps, deps.digest(), method, tuple(resolver.mutable))
+        # A resolution that read mutable data is made anew on each call: it is not kept, nor the data it holds.
+        self._state = None if resolver.volatile else state
         self._watch = None if resolver.volatile else resolver.watch
         return state
 
 
 
 def resolve_values(values: dict[str, Any], chains: dict[str, tuple[str, ...]], missing: list[str],
-                   track_versions: bool = True) -> Dependencies:
-    """Return the dependencies made of named values (a cell's inputs), each like a global."""
+                   track_versions: bool = True, mutable: list[tuple[str, Any, bytes]] | None = None,
+                   code: types.CodeType | None = None) -> Dependencies:
+    """Return the dependencies made of named values (a cell's inputs), each like a global, and of the
+    modules ``code`` (the cell's) imports; ``mutable`` receives the mutable data read (label, value, digest)."""
     resolver = _Resolver(track_versions)
+    if mutable is not None:
+        resolver.mutable = mutable
     for name in missing:
         resolver.deps.parts[name] = ("missing", b"")
     with _running(resolver):
         for name, value in values.items():
             resolver.reference(value, chains.get(name, ()), name)
+        if code is not None:
+            resolver.imports_in(code, "", "the cell")
     resolver.deps.clock = clock_reads(resolver.deps.clock)
     return resolver.deps
 
@@ -846,7 +887,7 @@ def _stored(item: tuple[Any, ...]) -> tuple[Any, ...]:
     if kind == "global":
         return ("global", item[1], item[2], _holder(item[3]))
     if kind == "fn":
-        kwdefaults = None if item[4] is None else [(name, _holder(value)) for name, value in item[4].items()]
+        kwdefaults = None if item[4] is None else [(name, _holder(value)) for name, value in item[7]]
         return ("fn", _holder(item[1]), _holder(item[2]), _holder(item[3]), kwdefaults, id(item[5]),
                 [(name, _holder(value)) for name, value in item[6]])
     if kind == "cell":
@@ -905,7 +946,8 @@ def _revive_item(item: tuple[Any, ...]) -> tuple[Any, ...] | None:
         attrs = list(fn.__dict__.items())
         if not _same_pairs(item[6], attrs, by_key=False):
             return None
-        return ("fn", fn, fn.__code__, fn.__defaults__, fn.__kwdefaults__, fn.__dict__, attrs)
+        return ("fn", fn, fn.__code__, fn.__defaults__, kwdefaults, fn.__dict__, attrs,
+                None if kwdefaults is None else list(kwdefaults.items()))
     if kind == "cell":
         fn = _object(item[1])
         if fn is _GONE:

@@ -10,6 +10,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
+from IPython.core.displayhook import DisplayHook
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
@@ -259,6 +260,14 @@ def line_command(line: str) -> Any:
     raise UsageError(f"%memo: unknown command {command!r}; use info, clear, off, on, dir or explain")
 
 
+def _ends_quiet(cell: str) -> bool:
+    """Return True when the cell's code ends with a semicolon, which silences its value in IPython."""
+    try:
+        return bool(DisplayHook.semicolon_at_end_of_expression(cell))
+    except Exception:  # a cell IPython's tokenizer cannot read ran anyway: show its value
+        return False
+
+
 @magics_class
 class MemoMagics(Magics):
     """``%%memo`` caches a cell; ``%memo`` manages the cache."""
@@ -296,7 +305,8 @@ class MemoMagics(Magics):
         if args.help:
             print(help_text())
             return None
-        return run_cell(self.shell, cell, cell_options(args), header=f"%%memo {line}".rstrip())
+        result = run_cell(self.shell, cell, cell_options(args), header=f"%%memo {line}".rstrip())
+        return None if _ends_quiet(cell) else result  # `plt.plot(...);` shows nothing, as in a plain cell
 
 
 _MAGIC_CALL = "get_ipython().run_cell_magic('memo',"

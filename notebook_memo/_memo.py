@@ -43,6 +43,7 @@ from .hashing import (
     framed,
     framed_head,
     leaf_digests,
+    qualified_name,
     register_hasher,
     things_met,
 )
@@ -117,6 +118,14 @@ class Call:
     absent: bool = False  # the last look found no row under the key (so a miss needs no report of why)
     mutable: bool = False  # an argument is not a plain value (int, str...): the body may change it in place
     extras: dict[str, str] = dataclasses.field(default_factory=dict)  # other parts of the key, said in words
+    # the mutable data the code read (label, value, digest): checked after a miss, then let go
+    changeable: tuple[tuple[str, Any, bytes], ...] = ()
+
+
+def _caches_itself(cls: type) -> bool:
+    """Return True for a class with a ``functools.cached_property``, whose instances change as they are read."""
+    return any(isinstance(attr, functools.cached_property) for klass in cls.__mro__[:-1]
+               for attr in vars(klass).values())
 
 
 # -- the registry of memoized functions ---------------------------------------------------------
@@ -297,7 +306,7 @@ class MemoizedFunction(Generic[R]):
         self._options = options
         self._binder = _Binder(fn, options.ignore, fn.__name__)
         self._name: str = fn.__name__
-        self._qualified = f"{fn.__module__}.{fn.__qualname__}"
+        self._qualified = qualified_name(fn)  # a script's __main__ is __mp_main__ in spawned workers: one name
         self._fid = _identity(fn, self._qualified)  # type: ignore[arg-type]
         # The notebook that defined it: clean-up deletes only entries this notebook's function stored.
         self._notebook = current_notebook() if fn.__module__ == "__main__" else None
@@ -378,13 +387,15 @@ class MemoizedFunction(Generic[R]):
         sent, arrived = carried
         assert sent is not None
         if arrived is None:
-            ours, theirs = _package_parts(state), _package_parts(sent)
+            ours, theirs = _read_parts(state), _read_parts(sent)
             if any(ours[name] != theirs[name] for name in ours.keys() & theirs.keys()):
-                self._carried = None  # other installed versions: its own keys, never the sender's
+                # Another value read here (an environment variable, a module's global, installed versions,
+                # settings): its own keys, never the sender's, which stand for what the sender read.
+                self._carried = None
                 return state
             carried[1] = arrived = state
         if state is arrived or (state.code == arrived.code and state.deps_digest == arrived.deps_digest):
-            return sent
+            return dataclasses.replace(sent, mutable=state.mutable) if state.mutable else sent
         return state  # changed here since it arrived: keyed by what it is now
 
     def make_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
@@ -467,7 +478,8 @@ class MemoizedFunction(Generic[R]):
                       "change as time passes. Pass ttl= (for example @memo(ttl=\"1h\")) to recompute it after "
                       f"a while; {self._name}.explain() lists where it reads the clock.")
         return Call(key, arguments, state.code, state.own, deps, state.method,
-                    _random_state.numbered(found) if found else {}, mutable=leaves is None, extras=extras)
+                    _random_state.numbered(found) if found else {}, mutable=leaves is None, extras=extras,
+                    changeable=state.mutable)
 
     def _store(self, current: _config.CallSettings | None = None) -> Store:
         """Return the store of this function's directory (``current``: the call's settings, when read already)."""
@@ -509,7 +521,8 @@ class MemoizedFunction(Generic[R]):
         except Exception as exc:
             storage_unreadable(store, exc, "computing instead")
             return _MISS
-        if record is None or (record.header.expires and record.header.expired()):
+        if record is None or (record.header.expires and record.header.expired()) \
+                or (self._options.ttl is not None and record.header.stale_for(self._options.ttl)):
             return _MISS
         try:
             value = record.load(self._options.mmap)
@@ -739,7 +752,7 @@ class MemoizedFunction(Generic[R]):
         if quick:
             store.body_finished(call.key)
         self._quick = duration < QUICK_BODY
-        if call.mutable and self._changed_arguments(call, args, kwargs):
+        if self._changed(call, args, kwargs):
             self._announce_computed(duration, False)
             return result
         if refresh:
@@ -749,6 +762,32 @@ class MemoizedFunction(Generic[R]):
             stored = self._write(store, call, result, duration, (recorder, before, outer), quick and self._quick)
         self._announce_computed(duration, stored is not None)
         return result
+
+    def _changed(self, call: Call, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+        """Return True when the body changed in place what a hit could not change again (saying so once)."""
+        changeable, call.changeable = call.changeable, ()
+        if call.mutable and self._changed_arguments(call, args, kwargs):
+            return True
+        return bool(changeable) and self._changed_globals(changeable)
+
+    def _changed_globals(self, changeable: tuple[tuple[str, Any, bytes], ...]) -> bool:
+        """Return True, warning once, when the body changed in place mutable data its code reads (``LOG.append``,
+        a registry filled by a helper): a hit would leave it as it was, so the result is not stored."""
+        for label, value, before in changeable:
+            try:
+                if content_hash(value, label) == before:
+                    continue
+            except Exception:  # it hashed before the call: unhashable now is a change too
+                pass
+            if _caches_itself(type(value)):
+                continue  # a functools.cached_property filled on first use changes its state, not its meaning
+            warn_once(f"changed-global:{self._qualified}:{label}",
+                      f"{self._name} changed the global {label!r} in place (it is not what it was before the call), "
+                      "which a hit could not do again: this result is not cached, so the function runs on every "
+                      "call that does so. Return what the body adds instead, and change the global outside it.",
+                      MemoWarning)
+            return True
+        return False
 
     def _changed_arguments(self, call: Call, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
         """Return True, warning once, when the body changed an argument in place (it hashes otherwise now): a hit
@@ -829,6 +868,7 @@ class MemoizedFunction(Generic[R]):
 
     def _remember(self, call: Call, hit: bool, raised: BaseException | None = None) -> None:
         """Keep a real call for ``explain_last``: probes (``refresh``, ``is_cached``, ``explain``) never come here."""
+        call.changeable = ()  # the data it read is not kept alive by the last call
         self.last_call, self.last_hit = call, hit and raised is None
         self._ran_off = False
         self._last_report = None if self.last_hit else self._miss_report
@@ -900,7 +940,7 @@ class MemoizedFunction(Generic[R]):
                 result = await self._fn(*args, **kwargs)
             duration = time.perf_counter() - start
             payload = None
-            if not (call.mutable and self._changed_arguments(call, args, kwargs)):
+            if not self._changed(call, args, kwargs):
                 with _remote.replacing_if(refresh):
                     payload = self._write(store, call, result, duration, (recorder, before, outer))
             self._announce_computed(duration, payload is not None)
@@ -1093,7 +1133,10 @@ class MemoizedFunction(Generic[R]):
         options = dataclasses.replace(self._options, cache_dir=directory, skip_if=skip_if, version=None,
                                       track_versions=self._track_versions(), remote=remote,
                                       remote_read_only=read_only)
-        return {"fn": self._fn, "options": options, "version": self._version, "code": self.code_state(),
+        state = self.code_state()
+        if state.mutable:
+            state = dataclasses.replace(state, mutable=())  # the data read here stays here
+        return {"fn": self._fn, "options": options, "version": self._version, "code": state,
                 "extra": self._travel_extra(), "fid": self._fid, "notebook": self._notebook}
 
     def _remote_placement(self) -> tuple[str, bool]:
@@ -1252,8 +1295,9 @@ def _skeleton(cls: type[MemoizedFunction[Any]]) -> MemoizedFunction[Any]:
     return cls.__new__(cls)
 
 
-def _package_parts(state: CodeState) -> dict[str, bytes]:
-    return {label: digest for label, (kind, digest) in state.deps.parts.items() if kind == "package"}
+def _read_parts(state: CodeState) -> dict[str, bytes]:
+    """Return what the code reads besides code (code differs by how it travelled: source or code object)."""
+    return {label: kind.encode() + digest for label, (kind, digest) in state.deps.parts.items() if kind != "code"}
 
 
 # -- the decorator object -------------------------------------------------------------------

@@ -258,6 +258,11 @@ class BoundPerInstance:
         key = desc.key(obj, args, kwargs)
         return desc.get_or_compute(obj, key, lambda: desc.fn(obj, *args, **kwargs))
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # As ``obj.method`` is sent to a worker: the object, and the method looked up on it there (pickle would
+        # look the function up by its name, and find this descriptor instead).
+        return getattr, (self._obj, self._desc.name)
+
     def clear(self) -> None:
         """Drop this method's cached results on this object."""
         self._desc.clear_for(self._obj)

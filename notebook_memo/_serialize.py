@@ -141,6 +141,10 @@ class _Pickler(cloudpickle.Pickler):
         elif type(obj) is functools.cached_property:
             # On Python < 3.12 it holds a lock, which cannot be pickled: save what it is made of.
             return cached_property_of, (obj.func, obj.attrname, obj.__doc__)
+        elif type(obj) is _LRU_WRAPPER and getattr(obj.__wrapped__, "__module__", None) == "__main__":
+            # A notebook's @lru_cache function: pickle would save its name, which finds whatever the notebook
+            # binds to it when loaded (another definition, or nothing after a restart). Its code, and a new cache.
+            return lru_cache_of, (obj.__wrapped__, obj.cache_parameters())
         else:
             torch = sys.modules.get("torch")
             if torch is not None and isinstance(obj, torch.Tensor):
@@ -154,6 +158,14 @@ class _Pickler(cloudpickle.Pickler):
                 # cloudpickle would save an open text file as a StringIO of its contents.
                 raise NotRestorable(f"{what} cannot be stored and restored as itself")
         return super().reducer_override(obj)
+
+
+_LRU_WRAPPER = type(functools.lru_cache(lambda: None))
+
+
+def lru_cache_of(func: Any, parameters: dict[str, Any]) -> Any:
+    """Return ``func`` under a new ``functools.lru_cache`` of these parameters (``cache_parameters()``)."""
+    return functools.lru_cache(maxsize=parameters.get("maxsize"), typed=bool(parameters.get("typed")))(func)
 
 
 def cached_property_of(func: Any, name: str | None, doc: str | None) -> functools.cached_property[Any]:
@@ -230,11 +242,36 @@ def _aligned(position: int) -> int:
 _PLAIN = frozenset({int, float, str, bytes, bool, type(None), complex})
 
 
-def dumps(value: Any, by_value: frozenset[int] = frozenset()) -> Payload:
+class _ReferringPickler(_Pickler):
+    """Saves the objects named in ``external`` (by id) as their names: loaded, they are the live objects."""
+
+    external: dict[int, str] = {}
+
+    def persistent_id(self, obj: Any) -> str | None:
+        return self.external.get(id(obj))
+
+
+_external = threading.local()  # .objects: the live objects a payload being loaded refers to by name
+
+
+@contextlib.contextmanager
+def referring_to(objects: dict[str, Any]) -> Iterator[None]:
+    """Load payloads within this block with their references to ``objects`` (see ``dumps``) resolved."""
+    outer = getattr(_external, "objects", None)
+    _external.objects = objects
+    try:
+        yield
+    finally:
+        _external.objects = outer
+
+
+def dumps(value: Any, by_value: frozenset[int] = frozenset(), external: dict[int, str] | None = None) -> Payload:
     """Pickle ``value`` with protocol 5, keeping large buffers out of band.
 
     ``by_value`` holds ids of classes to copy into the pickle even though they can be
     found by name now (classes a cached cell defines: on restore they do not exist yet).
+    ``external`` names objects saved by name only (a cell's inputs that its outputs hold): loading
+    requires ``referring_to`` those names.
     """
     if type(value) in _PLAIN and not by_value:
         return Payload(pickle.dumps(value, protocol=5), [])  # no buffers, no code: the same bytes
@@ -248,15 +285,28 @@ def dumps(value: Any, by_value: frozenset[int] = frozenset()) -> Payload:
             return True
         return False
 
-    pickler = _Pickler(stream, protocol=5, buffer_callback=keep)
+    pickler = (_ReferringPickler if external else _Pickler)(stream, protocol=5, buffer_callback=keep)
     pickler.by_value = by_value
+    if external:
+        pickler.external = external  # type: ignore[attr-defined]
     pickler.dump(value)
     return Payload(stream.getvalue(), buffers)
 
 
 def loads(data: bytes | memoryview, buffers: Sequence[Any] = ()) -> Any:
     """Unpickle a payload produced by :func:`dumps`."""
-    return pickle.loads(data, buffers=buffers)
+    objects = getattr(_external, "objects", None)
+    if objects is None:
+        return pickle.loads(data, buffers=buffers)
+    unpickler = pickle.Unpickler(io.BytesIO(data), buffers=buffers)
+
+    def live(name: Any) -> Any:
+        if type(name) is not str or name not in objects:
+            raise pickle.UnpicklingError(f"the payload refers to {name!r}, which is not among the live objects")
+        return objects[name]
+
+    unpickler.persistent_load = live  # type: ignore[assignment]
+    return unpickler.load()
 
 
 def copy_value(payload: Payload) -> Any:
@@ -332,6 +382,14 @@ class Header:
     @property
     def signed(self) -> bool:
         return bool(self.flags & FLAG_SIGNED)
+
+    def stale_for(self, ttl: float | None) -> bool:
+        """Return True when the entry is older than ``ttl`` seconds (one the code asks for now: an entry
+        stored before ``ttl=`` was given has no expiry of its own)."""
+        if ttl is None:
+            return False
+        now = time.time()
+        return now - self.created > ttl or self.created > now + CLOCK_SKEW
 
     def expired(self, now: float | None = None) -> bool:
         """Return True when a TTL entry is past its expiry, or was stored by a clock ahead of ours.
@@ -688,7 +746,7 @@ def load_inline(header: Header, payload: memoryview, signer: Signer | None) -> A
             raise CorruptRecord("inline payload has the wrong length")
         if xxhash.xxh3_128_digest(payload) != header.checksum:
             raise CorruptRecord("checksum mismatch: the stored bytes were damaged")
-        return pickle.loads(payload)
+        return loads(payload)
     offsets = header.offsets()
     if len(payload) != offsets[-1]:
         raise CorruptRecord("inline payload has the wrong length")

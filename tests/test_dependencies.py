@@ -281,3 +281,55 @@ def test_no_stale_notice_without_older_versions(nb: Shell) -> None:
         nb.run("features(20)")
 
 
+
+
+def test_a_helper_s_keyword_default_changed_in_place_is_a_miss(shell: Shell) -> None:
+    shell.run("""
+        from notebook_memo import memo
+        def helper(x, *, k=2):
+            return x * k
+        @memo
+        def f(x):
+            return helper(x)
+    """)
+    assert shell.run("f(3)") == 6
+    shell.run("helper.__kwdefaults__['k'] = 5")
+    assert shell.run("f(3)") == 15
+    shell.run("helper.__kwdefaults__['k'] = 2")
+    assert shell.run("f(3)") == 6 and shell["f"].hits == 1
+
+
+@pytest.mark.parametrize("body", [
+    "return os.environb.get(b'NBM_SPLIT')",
+    "return os.getenvb(b'NBM_SPLIT')",
+    "return GET()",  # GET = functools.partial(os.getenv, "NBM_SPLIT")
+])
+def test_environment_variables_read_through_bytes_or_a_partial_are_keyed(shell: Shell, body: str,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NBM_SPLIT", "a")
+    shell.run(f"""
+        import functools, os
+        from notebook_memo import memo
+        GET = functools.partial(os.getenv, "NBM_SPLIT")
+        @memo
+        def split():
+            {body}
+    """)
+    first = shell.run("split()")
+    monkeypatch.setenv("NBM_SPLIT", "b")
+    assert shell.run("split()") != first
+
+
+def test_an_environment_variable_named_by_keyword_is_not_taken_for_the_default(shell: Shell,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NBM_SPLIT", "a")
+    shell.run("""
+        import os
+        from notebook_memo import memo
+        @memo
+        def split():
+            return os.getenv(default="train", key="NBM_SPLIT")
+    """)
+    with pytest.warns(MemoWarning, match="cannot be hashed"):  # read by a name the code does not show first
+        assert shell.run("split()") == "a"
+    assert "env train" not in shell["split"].code_state().deps.parts

@@ -266,6 +266,21 @@ def test_entries_past_their_ttl_are_not_served(counter: Counter) -> None:
     assert f() == 2
 
 
+def test_a_ttl_given_later_applies_to_entries_stored_without_one(counter: Counter,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from notebook_memo import _serialize
+
+    def body() -> int:
+        counter()
+        return counter.n
+
+    body.__qualname__ = "aged"
+    assert memo(body)() == 1
+    real = time.time
+    monkeypatch.setattr(_serialize, "time", type("Later", (), {"time": staticmethod(lambda: real() + 3600)}))
+    assert memo(ttl="10m")(body)() == 2  # the entry is an hour old
+
+
 @pytest.mark.parametrize("ttl, seconds", [("90s", 90), ("6h", 21600), ("7d", 604800), ("1h30m", 5400), (12, 12)])
 def test_ttl_spellings(ttl: Any, seconds: float) -> None:
     from notebook_memo._config import parse_ttl

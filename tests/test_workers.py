@@ -54,6 +54,15 @@ class Model:
         return self.factor * x
 
 
+class Scaler:
+    def __init__(self, k):
+        self.k = k
+
+    @memo.per_instance
+    def times(self, x):
+        return self.k * x
+
+
 @memo.batch("xs", batch_size=2)
 def doubles(xs):
     _log("".join(f"doubles {x}\\n" for x in xs))
@@ -155,6 +164,14 @@ def test_memoized_method_runs_in_a_spawned_worker(tasks: ModuleType) -> None:
     assert model.predict(5) == 15
     assert tasks.Model.predict.hits == 1
     assert len(_runs(tasks.LOG_PATH, "predict")) == 1
+
+
+def test_a_per_instance_method_goes_to_a_spawned_worker(tasks: ModuleType) -> None:
+    scaler = tasks.Scaler(3)
+    assert pickle.loads(pickle.dumps(scaler.times))(2) == 6
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+        assert list(pool.map(scaler.times, [1, 2])) == [3, 6]
 
 
 def test_batch_function_runs_in_a_spawned_worker(tasks: ModuleType) -> None:
@@ -337,3 +354,81 @@ def test_a_function_sent_without_a_remote_ignores_the_workers_environment(tasks:
     with concurrent.futures.ProcessPoolExecutor(2, mp_context=context) as pool:
         assert list(pool.map(tasks.cube, range(3))) == [0, 1, 8]
     assert not (tmp_path / "elsewhere" / "m").exists()
+
+
+WORKER_READS_OTHER_VALUES = """
+import multiprocessing, os, sys
+from concurrent.futures import ProcessPoolExecutor
+sys.path.insert(0, {folder!r})
+from notebook_memo import memo
+import settings_module
+
+@memo(cache_dir={cache!r})
+def scaled(x):
+    return (x * settings_module.FACTOR, os.environ.get("NBM_MODE"))
+
+def as_worker():
+    os.environ["NBM_MODE"] = "worker"
+
+if __name__ == "__main__":
+    settings_module.FACTOR = 100  # a worker imports the module afresh: it reads 1
+    os.environ["NBM_MODE"] = "parent"
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=context, initializer=as_worker) as pool:
+        print("worker", pool.submit(scaled, 1).result())
+    print("parent", scaled(1), scaled.uncached(1))
+"""
+
+
+def test_a_worker_that_reads_other_values_than_its_sender_keys_by_its_own(tmp_path: Path) -> None:
+    """A function sent by value keys by its sender's code state only while the worker reads what the sender
+    read: an environment variable or a user module's global that differs there makes its own key."""
+    import subprocess
+
+    (tmp_path / "settings_module.py").write_text("FACTOR = 1\n")
+    script = tmp_path / "notebook.py"
+    script.write_text(WORKER_READS_OTHER_VALUES.format(folder=str(tmp_path), cache=str(tmp_path / "cache")))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "worker (1, 'worker')"
+    assert lines[1] == "parent (100, 'parent') (100, 'parent')"
+
+
+SCRIPT_CALLED_IN_WORKERS = """
+import multiprocessing, os, sys
+from notebook_memo import memo
+
+class Settings:
+    def __init__(self, factor):
+        self.factor = factor
+
+@memo(cache_dir={cache!r})
+def scaled(settings, x):
+    return (settings.factor * x, os.getpid())
+
+def work(x):
+    return scaled(Settings(3), x), scaled.last_hit
+
+if __name__ == "__main__":
+    first = scaled(Settings(3), 1)
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        (value, hit), = pool.map(work, [1])
+        (fresh, _), = pool.map(work, [2])
+    print(value == first, hit, scaled(Settings(3), 2) == fresh, scaled.last_hit)
+"""
+
+
+def test_a_script_s_function_and_classes_key_alike_in_its_spawned_workers(tmp_path: Path) -> None:
+    """Spawned workers import a script's __main__ as __mp_main__: the same code, the same keys."""
+    import subprocess
+
+    script = tmp_path / "script.py"
+    script.write_text(SCRIPT_CALLED_IN_WORKERS.format(cache=str(tmp_path / "cache")))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "True", "True", "True"]

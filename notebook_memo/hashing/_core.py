@@ -477,6 +477,8 @@ def qualified_name(obj: Any) -> str:
     """Return ``module.qualname`` of a class, function or builtin."""
     module = getattr(obj, "__module__", None) or type(obj).__module__
     name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None) or type(obj).__qualname__
+    if module == "__mp_main__":  # a script's own code, as a spawned worker imports it: the same code
+        module = "__main__"
     return f"{module}.{name}"
 
 

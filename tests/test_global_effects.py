@@ -1,0 +1,120 @@
+"""A body or cell that changes, in place, a global it reads through code (``log.append`` in a helper):
+a hit must not leave that global as no run leaves it. ``@memo`` does not store such a result and says so;
+``%%memo`` restores the global with the cell's other outputs."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+from notebook_memo import MemoWarning
+from tests.conftest import Counter, Shell
+
+DEFINE = """
+from notebook_memo import memo
+LOG = []
+RESULTS = {}
+class Registry:
+    seen = []
+def record(key, value):
+    RESULTS[key] = value
+"""
+
+
+def _calls(shell: Shell, source: str) -> list[str]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        shell.run(source)
+    return [str(w.message) for w in caught if issubclass(w.category, MemoWarning)]
+
+
+def test_a_body_that_appends_to_a_global_is_not_cached_and_says_so(shell: Shell, cache_dir: object,
+                                                                   counter: Counter) -> None:
+    shell.ip.user_ns["counter"] = counter
+    shell.run(DEFINE + """
+@memo
+def double(x):
+    counter()
+    LOG.append(x)
+    return 2 * x
+""")
+    said = _calls(shell, "first = double(1)")
+    assert any("changed the global 'LOG' in place" in text for text in said), said
+    shell.run("LOG.clear()")  # as in a restarted kernel: the state the first call began from
+    shell.run("second = double(1)")
+    assert shell["LOG"] == [1]  # what the plain call leaves
+    assert (shell["first"], shell["second"], counter.n) == (2, 2, 2)
+
+
+@pytest.mark.parametrize("body", [
+    "record(x, 2 * x)",  # a global of a helper the body calls
+    "Registry.seen.append(x)",  # data of a class the body reads
+])
+def test_a_global_changed_through_a_helper_or_a_class_is_not_cached(shell: Shell, cache_dir: object,
+                                                                     body: str) -> None:
+    shell.run(DEFINE + f"""
+@memo
+def work(x):
+    {body}
+    return x
+""")
+    said = _calls(shell, "work(3)")
+    assert any("in place" in text and "not cached" in text for text in said), said
+    shell.run("RESULTS.clear(); Registry.seen.clear()")
+    shell.run("work(3)")
+    assert shell["RESULTS"] == ({3: 6} if body.startswith("record") else {})
+    assert shell["Registry"].seen == ([] if body.startswith("record") else [3])
+
+
+def test_a_body_that_only_reads_globals_still_hits_without_a_warning(shell: Shell, cache_dir: object,
+                                                                    counter: Counter) -> None:
+    shell.ip.user_ns["counter"] = counter
+    shell.run(DEFINE + """
+TABLE = {"a": [1, 2]}
+@memo
+def total(key):
+    counter()
+    return sum(TABLE[key]) + len(LOG)
+""")
+    assert _calls(shell, "total('a'); total('a')") == []
+    assert counter.n == 1
+
+
+def test_a_cached_cell_restores_a_global_its_helper_changed(shell: Shell, cache_dir: object) -> None:
+    shell.run("%load_ext notebook_memo")
+    shell.run("""
+log = []
+def add(x):
+    log.append(x)
+    return x
+""")
+    cell = "%%memo\ny = add(1)\n"
+    shell.run(cell)
+    assert shell["log"] == [1]
+    shell.run("log.clear()")  # as in a restarted kernel
+    shell.run(cell)
+    assert shell["log"] == [1]  # what running the cell leaves
+    shell.run(cell)  # a new state: the cell runs again
+    assert shell["log"] == [1, 1]
+    shell.run("held = log; log.clear()")
+    shell.run(cell)
+    assert shell["held"] is shell["log"] and shell["log"] == [1]
+
+
+def test_a_global_that_fills_a_cached_property_when_read_is_still_cached(shell: Shell, cache_dir: object) -> None:
+    shell.run(DEFINE + """
+import functools
+class Config:
+    def __init__(self):
+        self.n = 3
+    @functools.cached_property
+    def square(self):
+        return self.n ** 2
+CONFIG = Config()
+@memo
+def shifted(x):
+    return x + CONFIG.square
+""")
+    assert _calls(shell, "first = shifted(1)") == []
+    assert shell["first"] == 10 and len(shell["shifted"].entries()) == 1
