@@ -163,10 +163,15 @@ def _resolve_inputs(analysis: CellAnalysis, code_tree: ast.Module, namespace: di
     names = only if only is not None else analysis.inputs
     builtin_names = vars(builtins)
     inputs: dict[str, Any] = {}
+    entries = _history_entries(code_tree)
     for name in names:
         if name in _SHELL_TOOLS:
             continue  # history variables (`_`, `Out[3]`) are read by content like any input
-        if name in namespace:
+        if name in entries and isinstance(namespace.get(name), dict):
+            # Out[3], In[2]: those entries, not the whole history, which grows with every cell
+            history = namespace[name]
+            inputs[name] = {k: history[k] for k in sorted(entries[name]) if k in history}
+        elif name in namespace:
             inputs[name] = namespace[name]
         elif only is not None:
             raise MemoError(f"--inputs names {name!r}, which is not defined in the notebook")
@@ -194,6 +199,26 @@ def _resolve_inputs(analysis: CellAnalysis, code_tree: ast.Module, namespace: di
             f"the cell input '{label}'", inputs.get(label.partition(".")[0]), reason +
             "; list the inputs that matter with %%memo --inputs a,b (or give its class __memo_key__)")
     return inputs, deps
+
+
+_HISTORIES = frozenset({"Out", "_oh", "In", "_ih"})
+
+
+def _history_entries(tree: ast.Module) -> dict[str, set[int]]:
+    """Return, for each history dict the cell reads only by constant number (``Out[3]``), those numbers."""
+    subscripted: dict[str, set[int]] = {}
+    whole: set[str] = set()
+    parents = {id(child): node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Name) and node.id in _HISTORIES):
+            continue
+        parent = parents.get(id(node))
+        index = parent.slice if isinstance(parent, ast.Subscript) and parent.value is node else None
+        if isinstance(index, ast.Constant) and type(index.value) is int:
+            subscripted.setdefault(node.id, set()).add(index.value)
+        else:
+            whole.add(node.id)
+    return {name: numbers for name, numbers in subscripted.items() if name not in whole}
 
 
 class _Undefined:

@@ -217,3 +217,16 @@ ready = True
     run_kernel(cells, cache_dir, seed=1, env={"NBM_CELL_DROP": "1"})
     second = run_kernel(cells, cache_dir, seed=2, env={"NBM_CELL_DROP": "1"})
     assert (second["mode"], second["drop"], second["cell hits"]) == ("fast", None, 1)
+
+
+def test_a_cell_reading_an_earlier_output_by_number_is_keyed_by_that_output(shell: Shell, cache_dir: Path,
+                                                                           counter: Counter) -> None:
+    shell.ip.user_ns["counter"] = counter
+    shell.run("%load_ext notebook_memo")
+    number = shell.ip.execution_count
+    shell.run("[1, 2, 3]")
+    cell = f"%%memo\ncounter()\ny = sum(Out[{number}])\n"
+    shell.run(cell)
+    shell.run("'another output'")  # the history grows
+    shell.run(cell)
+    assert (shell["y"], counter.n) == (6, 1)
