@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import contextlib
+import logging
 import sys
 import threading
 from collections.abc import Iterator
@@ -53,7 +54,11 @@ def capture(shell: Any) -> Iterator[list[tuple[Any, ...]]]:
         events.append(("display", data, metadata or {}))
         return original(data, metadata, *args, **kwargs)
 
-    sys.stdout, sys.stderr = _Tee(out, "stdout", events), _Tee(err, "stderr", events)
+    sys.stdout, sys.stderr = tees = _Tee(out, "stdout", events), _Tee(err, "stderr", events)
+    # Logging handlers hold the stream they were made with: those writing to the notebook's are recorded too.
+    handlers = [(h, h.stream) for h in _stream_handlers() if h.stream is out or h.stream is err]
+    for handler, stream in handlers:
+        handler.stream = tees[0] if stream is out else tees[1]
     publisher.publish = publish
     try:
         yield events
@@ -61,7 +66,19 @@ def capture(shell: Any) -> Iterator[list[tuple[Any, ...]]]:
         events[:] = _without_live_widgets(events)
     finally:
         sys.stdout, sys.stderr = out, err
+        for handler, stream in handlers:
+            if isinstance(handler.stream, _Tee):
+                handler.stream = stream
         publisher.publish = original
+
+
+def _stream_handlers() -> list[logging.StreamHandler]:  # type: ignore[type-arg]
+    """Return the logging handlers that write to a stream, of every logger made so far."""
+    loggers = [logging.getLogger(), *(v for v in logging.Logger.manager.loggerDict.values()
+                                      if isinstance(v, logging.Logger))]
+    found = {id(h): h for logger in loggers for h in logger.handlers
+             if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)}
+    return list(found.values())
 
 
 def _without_live_widgets(events: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:

@@ -3,6 +3,7 @@ it leaves unbound; how its value shows; and functions it defines, after a restar
 
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 
@@ -230,3 +231,23 @@ def test_a_cell_reading_an_earlier_output_by_number_is_keyed_by_that_output(shel
     shell.run("'another output'")  # the history grows
     shell.run(cell)
     assert (shell["y"], counter.n) == (6, 1)
+
+
+def test_logging_to_the_notebook_s_stream_is_replayed_on_a_hit(shell: Shell, cache_dir: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    shell.run("%load_ext notebook_memo")
+    shell.run("""
+import logging, sys
+log = logging.getLogger("nbm_cell_test")
+log.propagate = False
+log.setLevel(logging.INFO)
+handler = logging.StreamHandler(sys.stdout)
+handler.setFormatter(logging.Formatter("LOG %(message)s"))
+log.addHandler(handler)
+""")
+    cell = "%%memo\nlog.info('loaded 1000 rows')\nrows = 1000\n"
+    for _ in range(2):  # a run, then a hit
+        capsys.readouterr()
+        shell.run(cell)
+        assert "LOG loaded 1000 rows" in capsys.readouterr().out
+    assert shell["handler"].stream is sys.stdout
