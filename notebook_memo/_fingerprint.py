@@ -16,16 +16,19 @@ import functools
 import inspect
 import io
 import os
+import re
 import site
 import sys
 import sysconfig
 import textwrap
 import threading
 import types
+import typing
 import weakref
 from collections.abc import Callable
 from typing import Any
 
+from ._errors import UnhashableArgument
 from .hashing import Hasher, combine, content_hash, install_code_handler, qualified_name
 
 __all__ = ()
@@ -206,9 +209,9 @@ def _code_digest(code: types.CodeType, docstring: object = _MISSING) -> bytes:
     return combine(parts)
 
 
-_own_cache: weakref.WeakKeyDictionary[Callable[..., Any], tuple[types.CodeType, bytes, str]] = \
+_own_cache: weakref.WeakKeyDictionary[Callable[..., Any], tuple[types.CodeType, str, bytes, str]] = \
     weakref.WeakKeyDictionary()
-_bytecode_cache: weakref.WeakKeyDictionary[Callable[..., Any], tuple[types.CodeType, bytes]] = \
+_bytecode_cache: weakref.WeakKeyDictionary[Callable[..., Any], tuple[types.CodeType, str, bytes]] = \
     weakref.WeakKeyDictionary()
 _own_lock = threading.Lock()
 
@@ -230,25 +233,145 @@ def own_fingerprint(fn: types.FunctionType, by_code: bool = False) -> tuple[byte
     its code but not its source).
     """
     code = fn.__code__
+    # The annotations live on the function, not its code (typing.get_type_hints reads them): the
+    # source holds them, a code object does not, so a digest by code adds them where there are any.
+    annotations = annotations_text(fn)
     if by_code:
         known = _bytecode_cache.get(fn)
-        if known is not None and known[0] is code:
-            return known[1], "bytecode"
-        by_object = _code_digest(code, fn.__doc__ if fn.__doc__ is not None else _MISSING)
+        if known is not None and known[0] is code and known[1] == annotations:
+            return known[2], "bytecode"
+        by_object = _with_annotations(_code_digest(code, fn.__doc__ if fn.__doc__ is not None else _MISSING),
+                                      annotations)
         with _own_lock:
-            _bytecode_cache[fn] = (code, by_object)
+            _bytecode_cache[fn] = (code, annotations, by_object)
         return by_object, "bytecode"
     cached = _own_cache.get(fn)
-    if cached is not None and cached[0] is code:
-        return cached[1], cached[2]
+    if cached is not None and cached[0] is code and cached[1] == annotations:
+        return cached[2], cached[3]
     digest = _source_digest(fn)
     method = "source"
     if digest is None:
-        digest = _code_digest(code, fn.__doc__ if fn.__doc__ is not None else _MISSING)
+        digest = _with_annotations(_code_digest(code, fn.__doc__ if fn.__doc__ is not None else _MISSING),
+                                   annotations)
         method = "bytecode"
     with _own_lock:
-        _own_cache[fn] = (code, digest, method)
+        _own_cache[fn] = (code, annotations, digest, method)
     return digest, method
+
+
+def _with_annotations(digest: bytes, annotations: str) -> bytes:
+    return combine([digest, b"annotations", annotations.encode("utf-8", "surrogatepass")]) if annotations else digest
+
+
+# -- annotations and field tables, rendered stably -------------------------------------------
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+# Where class-building libraries keep the fields they derive from a class's annotations and
+# decorator arguments: dataclasses, pydantic and attrs.
+_FIELD_TABLES = ("__dataclass_fields__", "__dataclass_params__", "__pydantic_fields__", "__attrs_attrs__")
+
+
+def annotation_text(value: Any, depth: int = 0) -> str:
+    """Return a text of an annotation that is the same in every process: classes by qualified name,
+    generic forms by their parts, sets in sorted order, other objects by ``repr`` without addresses."""
+    if depth > 16:
+        return "..."
+    origin = typing.get_origin(value)
+    if origin is not None:
+        args = ", ".join(annotation_text(arg, depth + 1) for arg in typing.get_args(value))
+        return f"{annotation_text(origin, depth + 1)}[{args}]"
+    if isinstance(value, type) and type(value) is not types.GenericAlias:
+        return qualified_name(value)
+    if type(value) in (list, tuple):
+        return "(" + ", ".join(annotation_text(item, depth + 1) for item in value) + ")"
+    if type(value) in (set, frozenset):
+        return "{" + ", ".join(sorted(annotation_text(item, depth + 1) for item in value)) + "}"
+    if type(value) in (dict, types.MappingProxyType):
+        return "{" + ", ".join(f"{annotation_text(k, depth + 1)}: {annotation_text(v, depth + 1)}"
+                               for k, v in value.items()) + "}"
+    if isinstance(value, (types.FunctionType, types.BuiltinFunctionType)):
+        return qualified_name(value)
+    try:
+        return _ADDRESS.sub("", repr(value))
+    except Exception:  # a repr that fails: its class, at least
+        return f"<{qualified_name(type(value))}>"
+
+
+def _annotations_of(obj: Any) -> dict[str, Any]:
+    """Return an object's own annotations, or {} where it has none (or they cannot be evaluated)."""
+    try:
+        found = inspect.get_annotations(obj)  # a class's own, never its bases'
+    except Exception:  # a forward reference that does not resolve, an object that is not a class or function
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def annotations_text(obj: Any) -> str:
+    """Return the stable text of a function's or class's own annotations ("" for none)."""
+    found = _annotations_of(obj)
+    if not found:
+        return ""
+    return "; ".join(f"{name}: {annotation_text(value)}" for name, value in found.items())
+
+
+def _value_text(value: Any) -> str:
+    """Return a field's default (or other value) as a stable text: by content where it can be hashed."""
+    if isinstance(value, types.FunctionType):
+        return f"code {own_fingerprint(value, by_code=True)[0].hex()}"
+    if isinstance(value, type) or typing.get_origin(value) is not None:
+        return annotation_text(value)
+    try:
+        return f"content {content_hash(value).hex()}"
+    except (UnhashableArgument, RecursionError):
+        return annotation_text(value)
+
+
+_FIELD_VALUES = ("type", "annotation", "default", "default_factory", "factory", "converter", "validator")
+
+
+def _field_text(field: Any) -> str:
+    """Return the stable text of a field object (a dataclass Field, a pydantic FieldInfo, an attrs Attribute):
+    each of its attributes, the type, default and factory by content or code, the others as annotations are."""
+    names: set[str] = set()
+    for klass in type(field).__mro__:
+        slots = vars(klass).get("__slots__", ())
+        names.update((slots,) if isinstance(slots, str) else slots)
+    names.update(getattr(field, "__dict__", {}))
+    names.discard("__weakref__")
+    names.discard("__dict__")
+    parts = [qualified_name(type(field))]
+    for name in sorted(names):
+        value = getattr(field, name, _MISSING)
+        if value is _MISSING:
+            continue
+        if type(value) is type(field):  # pydantic keeps the FieldInfo as written beside the one it made
+            text = _field_text(value) if value is not field else "<itself>"
+        elif name in _FIELD_VALUES and value is not None:
+            text = _value_text(value)
+        else:
+            text = annotation_text(value)
+        parts.append(f"{name}={text}")
+    if len(parts) == 1:  # a field object with no attributes to read: its repr, without addresses
+        parts.append(annotation_text(field))
+    return " ".join(parts)
+
+
+def fields_text(cls: type) -> str:
+    """Return the stable text of the field tables a class-building library left on ``cls`` ("" for none)."""
+    namespace = vars(cls)
+    parts = []
+    for table_name in _FIELD_TABLES:
+        table = namespace.get(table_name, _MISSING)
+        if table is _MISSING:
+            continue
+        if isinstance(table, dict):
+            entries = [f"{name!r}: {_field_text(field)}" for name, field in table.items()]
+        elif isinstance(table, (list, tuple)):
+            entries = [_field_text(field) for field in table]
+        else:
+            entries = [_field_text(table)]
+        parts.append(f"{table_name}: " + "; ".join(entries))
+    return "\n".join(parts)
 
 
 _IMMUTABLE = (int, float, complex, str, bytes, bool, type(None), range, types.ModuleType)
@@ -278,7 +401,7 @@ def _numpy_constant(value: Any) -> bool:
     return np is not None and isinstance(value, np.dtype)
 
 
-_class_caches: dict[bool, weakref.WeakKeyDictionary[type, tuple[list[Any], bytes]]] = {
+_class_caches: dict[bool, weakref.WeakKeyDictionary[type, tuple[list[Any], bytes, tuple[int, ...]]]] = {
     False: weakref.WeakKeyDictionary(), True: weakref.WeakKeyDictionary()}
 
 
@@ -412,12 +535,24 @@ def class_fingerprint(cls: type, by_code: bool = False) -> bytes:
     values = list(vars(cls).items())
     cache = _class_caches[by_code]
     cached = cache.get(cls)
-    if cached is not None and _same(cached[0], values):
+    tables = _tables_held(cls)
+    if cached is not None and _same(cached[0], values) and cached[2] == tables:
         return cached[1]
     digest = _class_digest(cls, by_code)
     with contextlib.suppress(TypeError):
-        cache[cls] = (_holders(values), digest)
+        cache[cls] = (_holders(values), digest, tables)
     return digest
+
+
+def _tables_held(cls: type) -> tuple[int, ...]:
+    """Which annotations and field tables a class holds now, and their sizes: one replaced or grown
+    (``model_rebuild()``) is fingerprinted again; held by id, never by reference, so the class can go."""
+    namespace = vars(cls)
+    held = []
+    for name in ("__annotations__", *_FIELD_TABLES):
+        table = namespace.get(name)
+        held += [id(table), len(table) if isinstance(table, (dict, list, tuple)) else -1]
+    return tuple(held)
 
 
 def _class_digest(cls: type, by_code: bool) -> bytes:
@@ -435,6 +570,12 @@ def _class_digest(cls: type, by_code: bool) -> bytes:
                          if isinstance(fn, types.FunctionType))
         else:
             parts.extend(kind + own_fingerprint(fn, by_code)[0] for fn in code[0])
+    # The annotations and what libraries build from them (field types, defaults, factories) decide what
+    # the class does (validation, casting, __init__), though no method's code shows them.
+    annotations, fields = annotations_text(cls), fields_text(cls)
+    if annotations or fields:
+        parts += [b"annotations", annotations.encode("utf-8", "surrogatepass"), b"fields",
+                  fields.encode("utf-8", "surrogatepass")]
     return combine(parts)
 
 
