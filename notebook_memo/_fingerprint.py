@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._errors import UnhashableArgument
-from .hashing import Hasher, combine, content_hash, install_code_handler, qualified_name
+from .hashing import Hasher, combine, content_hash, install_code_handler, install_module_judge, qualified_name
 
 __all__ = ()
 
@@ -380,6 +380,8 @@ _IMMUTABLE = (int, float, complex, str, bytes, bool, type(None), range, types.Mo
 def _immutable(value: Any) -> bool:
     if isinstance(value, tuple) or isinstance(value, frozenset):
         return all(_immutable(v) for v in value)
+    if isinstance(value, types.ModuleType):  # the user's module is keyed by content, which can change
+        return not _keyed_by_content(value)
     if isinstance(value, enum.Enum):  # a member: fixed by its class's definition
         return _immutable(value._value_)
     if isinstance(value, types.BuiltinFunctionType):  # len, math.sqrt; or a method bound to data (TABLE.get)
@@ -589,3 +591,15 @@ def _hash_method(h: Hasher, method: types.MethodType) -> None:
 
 
 install_code_handler(types.MethodType, _hash_method)
+
+
+def _keyed_by_content(module: types.ModuleType) -> bool:
+    """A module passed or held as a value is keyed by its content when it is the user's, or a plain
+    ``types.ModuleType`` made at run time (no file, no import spec), even one put in ``sys.modules``."""
+    if type(module) is types.ModuleType and _location(module) is None and getattr(module, "__spec__", None) is None \
+            and module.__name__ not in sys.builtin_module_names:
+        return True
+    return is_user_code(module)
+
+
+install_module_judge(_keyed_by_content)

@@ -148,3 +148,94 @@ print(content_hash(Row).hex(), content_hash(Config).hex(), content_hash(typed).h
 
 def test_annotations_and_fields_key_alike_under_every_hash_seed() -> None:
     assert len(digests_across_seeds(_ANNOTATED_CLASSES)) == 1
+
+
+# -- modules passed as values ------------------------------------------------------------------
+
+
+def _load(path: Path, text: str) -> Any:
+    import importlib.util
+
+    path.write_text(text)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_user_module_argument_edited_and_reloaded_is_a_miss(tmp_path: Path) -> None:
+    try:
+        first = content_hash(_load(tmp_path / "nm_expcfg.py",
+                                   "LR = 0.1\ndef schedule(step):\n    return LR / (1 + step)\n"))
+        code_edit = content_hash(_load(tmp_path / "nm_expcfg.py",
+                                       "LR = 0.1\ndef schedule(step):\n    return LR / (1 + step) ** 2\n"))
+        data_edit = content_hash(_load(tmp_path / "nm_expcfg.py",
+                                       "LR = 0.5\ndef schedule(step):\n    return LR / (1 + step) ** 2\n"))
+    finally:
+        sys.modules.pop("nm_expcfg", None)
+    assert len({first, code_edit, data_edit}) == 3
+
+
+def test_a_user_module_held_in_a_container_is_keyed_by_content(tmp_path: Path) -> None:
+    try:
+        module = _load(tmp_path / "nm_holder.py", "LR = 0.1\n")
+        before = content_hash({"a": module})
+        module.LR = 0.2
+        assert content_hash({"a": module}) != before
+    finally:
+        sys.modules.pop("nm_holder", None)
+
+
+def test_a_module_made_at_run_time_is_keyed_by_its_namespace() -> None:
+    import types
+
+    cfg = types.ModuleType("cfg")
+    cfg.lr = 0.1  # type: ignore[attr-defined]
+    before = content_hash(cfg)
+    cfg.lr = 0.5  # type: ignore[attr-defined]
+    assert content_hash(cfg) != before
+    other = types.ModuleType("cfg")
+    other.lr = 0.5  # type: ignore[attr-defined]
+    assert content_hash(other) == content_hash(cfg)
+
+
+def test_a_library_module_is_still_keyed_by_its_name() -> None:
+    import json
+
+    assert content_hash(json) == content_hash(json)
+    assert content_hash([json]) != content_hash([dataclasses])
+
+
+_MODULE_VALUE = """
+import sys, types
+from notebook_memo.hashing import content_hash
+cfg = types.ModuleType("cfg")
+cfg.names = {"red", "green", "blue", "cyan", "magenta"}
+cfg.scale = lambda x: x * 2
+print(content_hash(cfg).hex())
+"""
+
+
+def test_a_module_value_keys_alike_under_every_hash_seed() -> None:
+    assert len(digests_across_seeds(_MODULE_VALUE)) == 1
+
+
+def test_a_user_module_in_a_tuple_global_is_hashed_again_after_an_edit(tmp_path: Path) -> None:
+    from notebook_memo import memo
+
+    try:
+        module = _load(tmp_path / "nm_tupled.py", "LR = 0.1\n")
+        globals()["_MODULES"] = (module,)
+
+        @memo(cache_dir=tmp_path / "cache")
+        def rate() -> float:
+            return float(_MODULES[0].LR)  # type: ignore[name-defined]  # noqa: F821
+
+        assert rate() == 0.1
+        module.LR = 0.2
+        assert rate() == 0.2
+    finally:
+        sys.modules.pop("nm_tupled", None)
+        globals().pop("_MODULES", None)

@@ -376,8 +376,35 @@ def _h_memoryview(h: Hasher, v: memoryview) -> None:
 
 
 def _h_module(h: Hasher, v: types.ModuleType) -> None:
-    h.tag(b"M")
+    judge = _MODULE_JUDGE.get("user")
+    if judge is None or not judge(v):
+        h.tag(b"M")  # a library's module: its name (its version and settings are keyed where code reads it)
+        h.text(v.__name__)
+        return
+    # The user's module (or one made at run time as a namespace): its content, each name as a global read
+    # by code is (functions by code and what they read, data by content). What cannot be hashed (a lock,
+    # an open file) is keyed by its name and why, as a global that cannot be hashed is skipped.
+    items = sorted((name, value) for name, value in vars(v).items()
+                   if type(name) is str and not (name.startswith("__") and name.endswith("__")))
+    h.tag(b"Mu")
     h.text(v.__name__)
+    h.number(len(items))
+    for name, value in items:
+        h.text(name)
+        try:
+            h.tag(h.sub_digest(value))
+        except _Unhashable as exc:
+            h.tag(b"?")
+            h.text(exc.reason)
+
+
+# Whether a module is the user's, so keyed by its content: told by the fingerprint layer, which knows.
+_MODULE_JUDGE: dict[str, Callable[[types.ModuleType], bool]] = {}
+
+
+def install_module_judge(judge: Callable[[types.ModuleType], bool]) -> None:
+    """Let the fingerprint layer say which modules are the user's (keyed by content, not by name)."""
+    _MODULE_JUDGE["user"] = judge
 
 
 _EXACT: dict[type, HashFn] = {
