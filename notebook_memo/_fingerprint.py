@@ -152,8 +152,11 @@ def _find_code(code: types.CodeType, name: str) -> types.CodeType | None:
 
 
 def _same_code(a: types.CodeType, b: types.CodeType) -> bool:
-    """Return True when two code objects do the same thing (line numbers aside)."""
-    if a.co_code != b.co_code or a.co_names != b.co_names or len(a.co_consts) != len(b.co_consts):
+    """Return True when two code objects do the same thing (line numbers aside): the same instructions,
+    names, constants, parameters (their names and kinds: ``f(a=1)`` binds by name), flags, closure
+    variables and exception table (where a ``try`` starts and ends)."""
+    if a.co_code != b.co_code or a.co_names != b.co_names or len(a.co_consts) != len(b.co_consts) \
+            or _signature_of(a) != _signature_of(b):
         return False
     for x, y in zip(a.co_consts, b.co_consts):
         if isinstance(x, types.CodeType):
@@ -163,6 +166,19 @@ def _same_code(a: types.CodeType, b: types.CodeType) -> bool:
             if not (x != x and y != y):  # NaN constants
                 return False
     return True
+
+
+def _signature_of(code: types.CodeType) -> tuple[Any, ...]:
+    """Return what a code object's instructions leave out: its variables, parameters, flags and exception table."""
+    return (code.co_varnames, code.co_argcount, code.co_posonlyargcount, code.co_kwonlyargcount,
+            code.co_flags & _BEHAVIOUR_FLAGS, code.co_freevars, code.co_cellvars,
+            getattr(code, "co_exceptiontable", b""))
+
+
+# The flags that change what calling the code does; not those of where it was compiled (a __future__
+# import of its module, nesting), which a function's source compiled alone cannot have.
+_BEHAVIOUR_FLAGS = (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS | inspect.CO_GENERATOR | inspect.CO_COROUTINE
+                    | inspect.CO_ITERABLE_COROUTINE | inspect.CO_ASYNC_GENERATOR)
 
 
 def _source_digest(fn: types.FunctionType) -> bytes | None:
@@ -199,6 +215,9 @@ def _code_digest(code: types.CodeType, docstring: object = _MISSING) -> bytes:
              repr(code.co_freevars).encode(), repr(code.co_cellvars).encode(),
              repr((code.co_argcount, code.co_posonlyargcount, code.co_kwonlyargcount,
                    code.co_flags)).encode()]
+    exceptions = getattr(code, "co_exceptiontable", b"")  # which handler catches what (3.11+)
+    if exceptions:  # none: the bytes of code without a try stay as they were
+        parts.append(b"exceptions" + exceptions)
     for index, const in enumerate(code.co_consts):
         if isinstance(const, types.CodeType):
             parts.append(_code_digest(const))

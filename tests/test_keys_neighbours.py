@@ -239,3 +239,57 @@ def test_a_user_module_in_a_tuple_global_is_hashed_again_after_an_edit(tmp_path:
     finally:
         sys.modules.pop("nm_tupled", None)
         globals().pop("_MODULES", None)
+
+
+# -- code objects: what the running code does, all of it -----------------------------------------
+
+_NESTED_TRY = """def parse(x):
+    try:
+        try: y = int(x); z = 10 // y
+        except ValueError: return -1
+    except Exception: return -2
+    return z
+"""
+_SPLIT_TRY = """def parse(x):
+    try:
+        y = int(x)
+        try: z = 10 // y
+        except ValueError: return -1
+    except Exception: return -2
+    return z
+"""
+_EDITS = {
+    "parameters swapped": ("def diff(a, b):\n    return a - b\n", "def diff(b, a):\n    return b - a\n", "diff"),
+    "exception table": (_NESTED_TRY, _SPLIT_TRY, "parse"),
+    "keyword-only": ("def f(a, b):\n    return a\n", "def f(a, *, b):\n    return a\n", "f"),
+}
+
+
+@pytest.mark.parametrize("edit", sorted(_EDITS))
+def test_a_module_edited_on_disk_but_not_reloaded_keys_the_code_that_runs(tmp_path: Path, edit: str) -> None:
+    import linecache
+
+    from notebook_memo._fingerprint import own_fingerprint
+
+    old, new, name = _EDITS[edit]
+    try:
+        running = getattr(_load(tmp_path / "nm_edited.py", old), name)
+        (tmp_path / "nm_edited.py").write_text(new)  # edited on disk; the old code still runs
+        linecache.clearcache()
+        stale = own_fingerprint(running)[0]
+        fresh = getattr(_load(tmp_path / "nm_edited.py", new), name)
+        assert own_fingerprint(fresh)[0] != stale
+    finally:
+        sys.modules.pop("nm_edited", None)
+
+
+def test_functions_differing_only_in_their_exception_table_key_apart() -> None:
+    from notebook_memo._fingerprint import own_fingerprint
+
+    first: dict[str, Any] = {}
+    second: dict[str, Any] = {}
+    exec(compile(_NESTED_TRY, "<cell>", "exec"), first)
+    exec(compile(_SPLIT_TRY, "<cell>", "exec"), second)
+    assert first["parse"].__code__.co_code == second["parse"].__code__.co_code
+    assert own_fingerprint(first["parse"], by_code=True)[0] != own_fingerprint(second["parse"], by_code=True)[0]
+    assert content_hash(first["parse"]) != content_hash(second["parse"])
