@@ -293,3 +293,35 @@ def test_functions_differing_only_in_their_exception_table_key_apart() -> None:
     assert first["parse"].__code__.co_code == second["parse"].__code__.co_code
     assert own_fingerprint(first["parse"], by_code=True)[0] != own_fingerprint(second["parse"], by_code=True)[0]
     assert content_hash(first["parse"]) != content_hash(second["parse"])
+
+
+# -- array subclasses: their attributes are content ----------------------------------------------
+
+
+def test_an_ndarray_subclass_attribute_is_part_of_the_key() -> None:
+    np = pytest.importorskip("numpy")
+
+    class InfoArray(np.ndarray):  # numpy's documented pattern for arrays carrying metadata
+        def __new__(cls, values: Any, unit: str | None = None) -> Any:
+            obj = np.asarray(values).view(cls)
+            obj.unit = unit
+            return obj
+
+        def __array_finalize__(self, obj: Any) -> None:
+            if obj is not None:
+                self.unit = getattr(obj, "unit", None)
+
+    metres, kilometres = InfoArray([1.0, 2.0], unit="m"), InfoArray([1.0, 2.0], unit="km")
+    assert content_hash(metres) != content_hash(kilometres)
+    assert content_hash(metres) == content_hash(InfoArray([1.0, 2.0], unit="m"))
+    assert content_hash(metres) != content_hash(InfoArray([1.0, 3.0], unit="m"))
+
+
+def test_a_masked_array_hard_mask_is_part_of_the_key() -> None:
+    np = pytest.importorskip("numpy")
+    soft = np.ma.array([1, 2, 3], mask=[0, 1, 0])
+    hard = np.ma.array([1, 2, 3], mask=[0, 1, 0], hard_mask=True)
+    assert content_hash(soft) != content_hash(hard)
+    assert content_hash(soft) == content_hash(np.ma.array([1, 2, 3], mask=[0, 1, 0]))
+    assert content_hash(soft) != content_hash(np.ma.array([1, 2, 3], mask=[0, 0, 1]))
+    assert content_hash(soft) != content_hash(np.ma.array([1, 2, 3], mask=[0, 1, 0], fill_value=7))

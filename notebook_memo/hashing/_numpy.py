@@ -7,7 +7,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from ._core import _BIG, Hasher, HashFn, _pack_q, register_family
+from ._core import _BIG, BOOKKEEPING_PREFIX, Hasher, HashFn, _pack_q, register_family
 
 __all__ = ()
 
@@ -18,6 +18,8 @@ def _numpy_path(cls: type) -> HashFn | None:
         return None
     if cls is np.ndarray or issubclass(cls, np.memmap):
         return _h_ndarray  # a memmap is its values, read where they lie (a cached result loads as one)
+    if issubclass(cls, np.ndarray):
+        return _h_ndarray_subclass
     if issubclass(cls, np.generic):
         return _h_np_scalar
     if cls is np.dtype or issubclass(cls, np.dtype):
@@ -104,6 +106,20 @@ def _h_ndarray(h: Hasher, v: Any) -> None:
         _h_strided(h, v)
 
 
+def _h_ndarray_subclass(h: Hasher, v: Any) -> None:
+    """Hash an array of a subclass (a masked array, a matrix, the user's array with a unit) by its class, its
+    values and its attributes (a mask, a hard mask, a fill value, a unit): pickle's reduction leaves those
+    of the user's subclasses out, and a masked array's hard mask."""
+    np = sys.modules["numpy"]
+    h.tag(b"nS")
+    h.child(type(v), "<class>")
+    _h_ndarray(h, v.view(np.ndarray))
+    state = vars(v)
+    # Sorted by name: the order __new__ and __array_finalize__ happened to set them in is not content.
+    h.child({name: state[name] for name in sorted(state) if not name.startswith(BOOKKEEPING_PREFIX)}
+            if all(type(name) is str for name in state) else state, ".__dict__")
+
+
 _GATHER = 1 << 20  # bytes gathered at a time from a strided array: stays in cache for xxh3
 
 
@@ -160,4 +176,5 @@ def feed_array_bytes(h: Hasher, v: Any) -> None:
         _h_strided(h, v)
 
 
-register_family("numpy", _numpy_path, flat={_h_ndarray: _h_flat_array})
+# Asked of classes defined anywhere too: the user's subclasses of ndarray are arrays.
+register_family("numpy", _numpy_path, anywhere=True, flat={_h_ndarray: _h_flat_array})
