@@ -149,7 +149,7 @@ GOLDEN: dict[str, str] = {
     'float -0': 'f6b43928ce5e5192820ab6b29963bd6b',
     'float 0.1': '67e16bb2a22b77a8bc8edae175803a79',
     'float nan': '3ae82a08ba2149526bdaa8092bd62f35',
-    'float -nan': '3ae82a08ba2149526bdaa8092bd62f35',
+    'float -nan': 'c8ff2d4b9d5c0f0b7b31922fe34b824c',
     'float inf': '7a8db524dbae2e094b793d59b1f88687',
     'float -inf': '0e68520cd115b3bf7c117c4c592ff7ab',
     'float subnormal': 'c738e4d6587f326aaddb02ef8b1da4a8',
@@ -287,7 +287,9 @@ def _number(n: int) -> bytes:
 def _float(x: float) -> bytes:
     import struct
 
-    return b"f" + (struct.pack("<d", x) if x == x else b"nan")
+    if x != x:
+        return b"fNaN" if math.copysign(1.0, x) < 0 else b"fnan"
+    return b"f" + struct.pack("<d", x)
 
 
 def _reference(v: Any) -> bytes:

@@ -325,3 +325,22 @@ def test_a_masked_array_hard_mask_is_part_of_the_key() -> None:
     assert content_hash(soft) == content_hash(np.ma.array([1, 2, 3], mask=[0, 1, 0]))
     assert content_hash(soft) != content_hash(np.ma.array([1, 2, 3], mask=[0, 0, 1]))
     assert content_hash(soft) != content_hash(np.ma.array([1, 2, 3], mask=[0, 1, 0], fill_value=7))
+
+
+# -- NaN signs -----------------------------------------------------------------------------------
+
+
+def test_a_negative_nan_keys_apart_from_a_positive_one() -> None:
+    import math
+
+    positive, negative = float("nan"), math.copysign(float("nan"), -1.0)
+    assert content_hash(positive) != content_hash(negative)
+    assert content_hash([positive]) != content_hash([negative])
+    assert content_hash(complex(0.0, positive)) != content_hash(complex(0.0, negative))
+    assert content_hash(-positive) == content_hash(negative)
+
+
+def test_a_positive_nan_keeps_its_key() -> None:
+    import xxhash
+
+    assert content_hash(float("nan")) == xxhash.xxh3_128_digest(b"fnan")

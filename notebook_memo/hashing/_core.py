@@ -18,6 +18,7 @@ import threading
 import types
 import weakref
 from collections.abc import Callable
+from math import copysign as _copysign
 from typing import Any
 
 import xxhash
@@ -234,7 +235,11 @@ def _any_int_bytes(v: int) -> bytes:
 
 
 def _float_bytes(v: float) -> bytes:
-    return _pack_tag_d(b"f", v) if v == v else b"fnan"
+    if v == v:
+        return _pack_tag_d(b"f", v)
+    # Any NaN keys alike but for its sign, which code can see (math.copysign, np.signbit); a positive
+    # one keeps the bytes it always had.
+    return b"fNaN" if _copysign(1.0, v) < 0 else b"fnan"
 
 
 def _complex_bytes(v: complex) -> bytes:
