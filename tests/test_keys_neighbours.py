@@ -344,3 +344,44 @@ def test_a_positive_nan_keeps_its_key() -> None:
     import xxhash
 
     assert content_hash(float("nan")) == xxhash.xxh3_128_digest(b"fnan")
+
+
+# -- set subclasses and weak sets: order-free ----------------------------------------------------
+
+_SET_SUBCLASSES = """
+import weakref
+from notebook_memo.hashing import content_hash
+
+class Tags(set):
+    pass
+
+class Frozen(frozenset):
+    pass
+
+class Item:
+    def __init__(self, name):
+        self.name = name
+
+words = ["red", "green", "blue", "cyan", "magenta", "yellow", "black", "white"]
+tags = Tags(words)
+tags.note = "colours"
+items = [Item(w) for w in words]
+print(content_hash(tags).hex(), content_hash(Frozen(words)).hex(), content_hash(weakref.WeakSet(items)).hex())
+"""
+
+
+def test_set_subclasses_and_weak_sets_key_alike_under_every_hash_seed() -> None:
+    assert len(digests_across_seeds(_SET_SUBCLASSES)) == 1
+
+
+def test_a_set_subclass_keys_by_its_class_items_and_attributes() -> None:
+    class Tags(set):  # type: ignore[type-arg]
+        pass
+
+    plain = Tags({"a", "b"})
+    noted = Tags({"a", "b"})
+    noted.note = "x"  # type: ignore[attr-defined]
+    assert content_hash(plain) == content_hash(Tags({"b", "a"}))
+    assert content_hash(plain) != content_hash({"a", "b"})
+    assert content_hash(plain) != content_hash(noted)
+    assert content_hash(plain) != content_hash(Tags({"a", "c"}))

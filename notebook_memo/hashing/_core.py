@@ -369,6 +369,25 @@ def _h_set(tag: bytes) -> HashFn:
     return handler
 
 
+_WEAK_SET_INTERNALS = frozenset(vars(weakref.WeakSet()))
+
+
+def _h_set_like(h: Hasher, v: Any) -> None:
+    """Hash a subclass of set or frozenset, or a WeakSet, like a set (order-free: pickle's reduction lists the
+    items in an order that follows ``PYTHONHASHSEED``), with its class and its instance's state."""
+    h.tag(b"Sx")
+    h.child(type(v), "<class>")
+    digests = sorted(h.sub_digest(item) for item in list(v))
+    h.number(len(digests))
+    h.tag(b"".join(digests))
+    if isinstance(v, weakref.WeakSet):
+        state: Any = {name: value for name, value in vars(v).items() if name not in _WEAK_SET_INTERNALS}
+    else:
+        reduced = _reduction(v)
+        state = reduced[2] if not isinstance(reduced, str) and len(reduced) > 2 else None
+    h.child(_without_bookkeeping(state), "<state>")
+
+
 def _h_memoryview(h: Hasher, v: memoryview) -> None:
     try:
         layout = v.format
@@ -561,6 +580,8 @@ def _choose(cls: type) -> HashFn:
         return _h_builtin
     if module == "numpy" and cls.__name__ == "ufunc":
         return _h_ufunc
+    if issubclass(cls, (set, frozenset, weakref.WeakSet)):
+        return _h_set_like
     return _h_reduce
 
 
