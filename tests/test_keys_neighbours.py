@@ -385,3 +385,62 @@ def test_a_set_subclass_keys_by_its_class_items_and_attributes() -> None:
     assert content_hash(plain) != content_hash({"a", "b"})
     assert content_hash(plain) != content_hash(noted)
     assert content_hash(plain) != content_hash(Tags({"a", "c"}))
+
+
+# -- padding bytes are not content -----------------------------------------------------------------
+
+
+def _with_padding_set(array: Any, padding: list[int]) -> Any:
+    """Return an equal array whose padding bytes (these offsets within each item) hold 0xAB."""
+    np = pytest.importorskip("numpy")
+    raw = np.frombuffer(array.tobytes(), dtype=np.uint8).reshape(array.size, array.dtype.itemsize).copy()
+    raw[:, padding] = 0xAB
+    return np.frombuffer(raw.tobytes(), dtype=array.dtype).reshape(array.shape)
+
+
+def _x87() -> bool:
+    np = pytest.importorskip("numpy")
+    return bool(np.finfo(np.longdouble).nmant == 63 and np.dtype(np.longdouble).itemsize > 10)
+
+
+def test_longdouble_padding_bytes_are_not_part_of_the_key() -> None:
+    np = pytest.importorskip("numpy")
+    if not _x87():
+        pytest.skip("long double has no padding here")
+    size = np.dtype(np.longdouble).itemsize
+    x = np.array([1.0, 2.0, 3.0], dtype=np.longdouble)
+    y = _with_padding_set(x, list(range(10, size)))
+    assert (x == y).all() and x.tobytes() != y.tobytes()
+    assert content_hash(x) == content_hash(y)
+    assert content_hash(x[::2]) == content_hash(y[::2])
+    assert content_hash(x[1]) == content_hash(y[1])
+    assert content_hash(x) != content_hash(x * 2)
+    z = np.array([1 + 2j], dtype=np.clongdouble)
+    assert content_hash(z) == content_hash(_with_padding_set(z, [*range(10, size), *range(size + 10, 2 * size)]))
+
+
+def test_structured_padding_bytes_are_not_part_of_the_key() -> None:
+    np = pytest.importorskip("numpy")
+    aligned = np.dtype([("a", "u1"), ("b", "f8")], align=True)
+    s = np.zeros(3, aligned)
+    s["a"], s["b"] = 1, [2.0, 3.0, 4.0]
+    t = _with_padding_set(s, list(range(1, 8)))
+    assert s.tobytes() != t.tobytes()
+    assert content_hash(s) == content_hash(t)
+    assert content_hash(s[0]) == content_hash(t[0])
+    assert content_hash(s) != content_hash(_with_padding_set(s, [8]))  # a byte of b is content
+    nested = np.dtype([("x", "u1"), ("inner", aligned, (2,))], align=True)
+    n = np.zeros(2, nested)
+    assert content_hash(n) == content_hash(_with_padding_set(n, [1, 2, 3, 4, 5, 6, 7, 9, 10, 11]))
+
+
+def test_zero_padding_keeps_the_key_it_had() -> None:
+    np = pytest.importorskip("numpy")
+    import xxhash
+
+    s = np.zeros(2, np.dtype([("a", "u1"), ("b", "f8")], align=True))
+    from notebook_memo.hashing._numpy import _array_head
+
+    head, _ = _array_head(s)
+    expected = head + len(s.tobytes()).to_bytes(8, "little") + s.tobytes()
+    assert content_hash(s) == xxhash.xxh3_128_digest(expected)

@@ -3,6 +3,7 @@ gathered chunk by chunk through a small reused buffer, never copied whole."""
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -65,7 +66,7 @@ def _array_head(v: Any) -> tuple[bytes, bool]:
         return entry[1], entry[2]
     text = _dtype_text(dtype).encode("utf-8", "surrogatepass")
     head = b"na" + _pack_q(len(text)) + text + repr(shape).encode()
-    plain = dtype.kind in _PLAIN_KINDS and not dtype.hasobject
+    plain = dtype.kind in _PLAIN_KINDS and not dtype.hasobject and padding(dtype) is None
     if dtype.fields is None:
         if len(_layouts) >= 1024:
             _layouts.clear()
@@ -96,6 +97,10 @@ def _h_ndarray(h: Hasher, v: Any) -> None:
         # sound, never materialised, and a miss against an equal ordinary array.
         h.tag(b"b" + bytes(stride == 0 for stride in v.strides))
         v = v[tuple(slice(0, 1) if stride == 0 else slice(None) for stride in v.strides)]
+    pad = None if v.dtype.hasobject else padding(v.dtype)
+    if pad is not None:
+        _h_padded(h, v, pad)
+        return
     if v.dtype.hasobject:
         for i, item in enumerate(v.ravel(order="C").tolist()):
             h.child(item, f"[flat {i}]")
@@ -118,6 +123,56 @@ def _h_ndarray_subclass(h: Hasher, v: Any) -> None:
     # Sorted by name: the order __new__ and __array_finalize__ happened to set them in is not content.
     h.child({name: state[name] for name in sorted(state) if not name.startswith(BOOKKEEPING_PREFIX)}
             if all(type(name) is str for name in state) else state, ".__dict__")
+
+
+@functools.lru_cache(maxsize=256)
+def padding(dtype: Any) -> Any:
+    """Return which bytes of an item of ``dtype`` are padding (a bool array), or None where all are content.
+
+    Padding (between a structured dtype's fields, after an x87 long double's 10 bytes) is whatever the
+    memory held: equal arrays differ there from process to process.
+    """
+    meaningful = _meaningful(dtype)
+    return None if meaningful.all() else ~meaningful
+
+
+def _meaningful(dtype: Any) -> Any:
+    np = sys.modules["numpy"]
+    size = dtype.itemsize
+    if dtype.fields is not None:
+        mask = np.zeros(size, dtype=bool)
+        for name in dtype.names:
+            field, offset = dtype.fields[name][:2]
+            mask[offset:offset + field.itemsize] |= _meaningful(field)
+        return mask
+    if dtype.subdtype is not None:
+        base, shape = dtype.subdtype
+        return np.tile(_meaningful(base), int(np.prod(shape)))
+    if dtype.type in (np.longdouble, np.clongdouble) and _x87_extended(np):
+        mask = np.zeros(size, dtype=bool)
+        part = size // 2 if dtype.kind == "c" else size
+        for start in range(0, size, part):  # each part's 10 bytes lie at its low end, or its high end if swapped
+            low = dtype.byteorder != ">" and not (dtype.byteorder == "=" and sys.byteorder == "big")
+            if low:
+                mask[start:start + 10] = True
+            else:
+                mask[start + part - 10:start + part] = True
+        return mask
+    return np.ones(size, dtype=bool)
+
+
+def _x87_extended(np: Any) -> bool:
+    """Whether long double is the x87 80-bit format, kept in 12 or 16 bytes."""
+    return bool(np.finfo(np.longdouble).nmant == 63 and np.dtype(np.longdouble).itemsize > 10)
+
+
+def _h_padded(h: Hasher, v: Any, pad: Any) -> None:
+    """Feed an array's C-order bytes with its padding bytes zeroed: an array made zeroed keeps its key."""
+    np = sys.modules["numpy"]
+    data = np.array(v, order="C", copy=True)
+    if data.size:
+        data.reshape(-1).view(np.uint8).reshape(data.size, data.dtype.itemsize)[:, pad] = 0
+    h.buffer(data.reshape(-1).view(np.uint8))
 
 
 _GATHER = 1 << 20  # bytes gathered at a time from a strided array: stays in cache for xxh3
@@ -165,7 +220,13 @@ def _h_np_scalar(h: Hasher, v: Any) -> None:
     if v.dtype.hasobject:
         h.child(v.item(), "<item>")
     else:
-        h.buffer(v.tobytes())
+        pad = padding(v.dtype)
+        if pad is None:
+            h.buffer(v.tobytes())
+        else:
+            data = sys.modules["numpy"].frombuffer(v.tobytes(), dtype="u1").copy()
+            data[pad] = 0
+            h.buffer(data)
 
 
 def feed_array_bytes(h: Hasher, v: Any) -> None:
