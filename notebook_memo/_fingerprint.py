@@ -28,7 +28,6 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from ._errors import UnhashableArgument
 from .hashing import Hasher, combine, content_hash, install_code_handler, install_module_judge, qualified_name
 
 __all__ = ()
@@ -341,7 +340,9 @@ def _value_text(value: Any) -> str:
         return annotation_text(value)
     try:
         return f"content {content_hash(value).hex()}"
-    except (UnhashableArgument, RecursionError):
+    except RecursionError:
+        return annotation_text(value)
+    except Exception:  # unhashable, or a __memo_key__ or registered hasher that raised: its stable text
         return annotation_text(value)
 
 

@@ -444,3 +444,20 @@ def test_zero_padding_keeps_the_key_it_had() -> None:
     head, _ = _array_head(s)
     expected = head + len(s.tobytes()).to_bytes(8, "little") + s.tobytes()
     assert content_hash(s) == xxhash.xxh3_128_digest(expected)
+
+
+def test_a_field_default_that_refuses_to_be_hashed_still_keys_its_class() -> None:
+    pydantic = pytest.importorskip("pydantic")
+
+    class Stubborn:
+        def __memo_key__(self) -> Any:
+            raise RuntimeError("no key today")
+
+        def __repr__(self) -> str:
+            return "Stubborn()"
+
+    class Config(pydantic.BaseModel):
+        model_config = pydantic.ConfigDict(arbitrary_types_allowed=True)
+        other: Stubborn = Stubborn()
+
+    assert content_hash(Config) == content_hash(Config)
