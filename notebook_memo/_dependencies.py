@@ -702,8 +702,38 @@ def _decimal_settings() -> str:
            f"traps={traps}"
 
 
+# pandas' options that change what its calls compute (display options do not): these sections whole, less
+# the entries that only warn or size thread pools.
+_PANDAS_SECTIONS = ("compute", "future", "mode")
+_PANDAS_SKIPPED = frozenset({"sim_interactive", "chained_assignment", "performance_warnings", "max_threads"})
+
+
+_pandas_last: list[Any] = [None, ""]  # the option values last read, and their text
+
+
+def _pandas_settings() -> str:
+    """Return pandas' options that change results (``future.infer_string``, ``mode.copy_on_write``...)."""
+    config = sys.modules.get("pandas._config.config")
+    table = getattr(config, "_global_config", None)
+    if not isinstance(table, dict):
+        return ""
+    groups = [table.get(section) for section in _PANDAS_SECTIONS]
+    now = tuple(tuple(group.values()) if isinstance(group, dict) else () for group in groups)
+    if now == _pandas_last[0]:  # read on every call of code using pandas: the text only when they changed
+        return str(_pandas_last[1])
+    parts = []
+    for section in _PANDAS_SECTIONS:
+        group = table.get(section)
+        if isinstance(group, dict):
+            parts += [f"{section}.{name}={value!r}" for name, value in sorted(group.items())
+                      if name not in _PANDAS_SKIPPED and not isinstance(value, dict)]
+    _pandas_last[:] = [now, " ".join(parts)]
+    return str(_pandas_last[1])
+
+
 # Per library (by top-level module): its settings that a body using it depends on, read as text.
-_PACKAGE_STATE: dict[str, Callable[[], str]] = {"torch": torch_settings, "decimal": _decimal_settings}
+_PACKAGE_STATE: dict[str, Callable[[], str]] = {"torch": torch_settings, "decimal": _decimal_settings,
+                                               "pandas": _pandas_settings}
 
 
 def _still_valid(watch: list[tuple[Any, ...]]) -> bool:

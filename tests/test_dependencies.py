@@ -333,3 +333,27 @@ def test_an_environment_variable_named_by_keyword_is_not_taken_for_the_default(s
     with pytest.warns(MemoWarning, match="cannot be hashed"):  # read by a name the code does not show first
         assert shell.run("split()") == "a"
     assert "env train" not in shell["split"].code_state().deps.parts
+
+
+def test_pandas_options_that_change_results_are_keyed(shell: Shell) -> None:
+    import pandas as pd
+
+    shell.run("""
+        import pandas as pd
+        from notebook_memo import memo
+        @memo
+        def missing_after_divide(values):
+            s = pd.Series(values, dtype="Float64")
+            return int((s / s).isna().sum())
+    """)
+    before = pd.get_option("future.distinguish_nan_and_na")
+    try:
+        first = shell.run("missing_after_divide([0.0, 1.0])")
+        pd.set_option("future.distinguish_nan_and_na", not before)
+        second = shell.run("missing_after_divide([0.0, 1.0])")
+        divide = shell["missing_after_divide"]
+        assert second == divide.uncached([0.0, 1.0]) and divide.misses == 2
+        assert {first, second} == {0, 1}
+    finally:
+        pd.set_option("future.distinguish_nan_and_na", before)
+    assert shell.run("missing_after_divide([0.0, 1.0])") == first and shell["missing_after_divide"].hits == 1

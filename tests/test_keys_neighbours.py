@@ -461,3 +461,15 @@ def test_a_field_default_that_refuses_to_be_hashed_still_keys_its_class() -> Non
         other: Stubborn = Stubborn()
 
     assert content_hash(Config) == content_hash(Config)
+
+
+def test_dtype_metadata_is_part_of_the_key() -> None:
+    import numpy as np
+
+    from notebook_memo.hashing import content_hash
+
+    metres = np.zeros(3, dtype=np.dtype(float, metadata={"unit": "m"}))
+    kilometres = np.zeros(3, dtype=np.dtype(float, metadata={"unit": "km"}))
+    plain = np.zeros(3)
+    assert len({content_hash(metres), content_hash(kilometres), content_hash(plain)}) == 3
+    assert content_hash(plain) == content_hash(np.zeros(3, dtype=np.dtype(float, metadata={})))

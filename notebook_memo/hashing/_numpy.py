@@ -29,7 +29,15 @@ def _numpy_path(cls: type) -> HashFn | None:
 
 
 def _dtype_text(dtype: Any) -> str:
-    """Return the whole of a numpy dtype: fields (names, types, offsets, titles), sub-arrays, size."""
+    """Return the whole of a numpy dtype: fields (names, types, offsets, titles), sub-arrays, size, metadata."""
+    metadata = dtype.metadata
+    if not metadata:
+        return _dtype_parts(dtype)
+    # np.dtype(float, metadata={"unit": "m"}): code may read it as part of the type
+    return _dtype_parts(dtype) + "#" + repr(sorted((repr(k), repr(v)) for k, v in metadata.items()))
+
+
+def _dtype_parts(dtype: Any) -> str:
     if dtype.fields is not None:
         fields = []
         for name in dtype.names:
