@@ -474,16 +474,25 @@ def _made_by_us(index: str) -> bool:
     import urllib.parse  # only for a folder whose marker is gone
 
     try:
-        with open(index, "rb") as f:
-            if f.read(16) != b"SQLite format 3\x00":
-                return False
-        con = sqlite3.connect(f"file:{urllib.parse.quote(os.path.abspath(index))}?immutable=1", uri=True)
+        # Never through a link, and never waiting on a FIFO or device: only a plain file is read.
+        fd = os.open(index, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return False
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode) or os.pread(fd, 16, 0) != b"SQLite format 3\x00":
+            return False
+        # SQLite opens by name: where the system names the descriptor itself, the file checked is the one read.
+        by_fd = f"/proc/self/fd/{fd}"
+        path = by_fd if os.path.exists(by_fd) else os.path.abspath(index)
+        con = sqlite3.connect(f"file:{urllib.parse.quote(path)}?immutable=1", uri=True)
         try:
             return con.execute("SELECT 1 FROM sqlite_master WHERE name = 'NbmRecordFacts'").fetchone() is not None
         finally:
             con.close()
     except (OSError, sqlite3.Error):
         return False
+    finally:
+        os.close(fd)
 
 
 def _plain_file_or_none(path: str) -> bool:
@@ -834,13 +843,14 @@ class Store:
     def _open(self) -> None:
         self._hot, self._hot_version = {}, _NO_VERSION
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
-        self._write_marker()
         self._close_handles()
         if not self._plain_index():
             # A link (to a database of the user's, say) or something else under the index's name or its log's:
-            # SQLite would open and change what it names. The names are moved aside, and a fresh index started.
+            # SQLite would open and change what it names (and a FIFO would block the open for ever). The names
+            # are moved aside, and a fresh index started: before the marker is looked for, which reads the index.
             with gate, self._lock:
                 self._move_aside(OSError("it is a link or not a plain file"), unless=self._plain_index)
+        self._write_marker()
         opening = self._index_ident()
         try:
             self._open_handles()

@@ -1,0 +1,64 @@
+"""The local store against names, schema objects and metadata planted by someone who can write the cache folder.
+
+Each test plants real files or rows; one that could hang runs in a subprocess with a generous timeout
+(faulthandler prints where it stuck) and asserts that it finished.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+HANG_AFTER_S = 60  # far beyond what the script needs: reaching it means it hung
+
+
+def _run(script: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` in a fresh interpreter (a new kernel) that prints every stack and exits if it hangs."""
+    program = tmp_path / "kernel.py"
+    program.write_text("import faulthandler, sys\n"
+                       f"faulthandler.dump_traceback_later({HANG_AFTER_S - 10}, exit=True)\n"
+                       f"sys.path.insert(0, {str(ROOT)!r})\n" + textwrap.dedent(script))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTEBOOK_MEMO_")}
+    return subprocess.run([sys.executable, str(program), *args], capture_output=True, text=True,
+                          timeout=HANG_AFTER_S, env={**env, "PYTHONPATH": str(ROOT)})
+
+
+# -- names planted under the index's name, before any marker exists ---------------------------------------
+
+INDEX_NAME_PLANTED = """
+import os, warnings
+from notebook_memo import configure, memo
+cache, kind = sys.argv[1], sys.argv[2]
+os.makedirs(cache, mode=0o700)
+target = os.path.join(os.path.dirname(cache), "elsewhere")
+if kind == "fifo":
+    os.mkfifo(os.path.join(cache, "cache.db"))
+else:
+    os.mkfifo(target)
+    os.symlink(target, os.path.join(cache, "cache.db"))
+configure(cache_dir=cache, secret="team secret")
+
+@memo
+def f(n):
+    return n * 2
+
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    print("RESULT", f(1), f(1), any("link or not a plain file" in str(w.message) for w in caught))
+print("PLAIN", os.path.isfile(os.path.join(cache, "cache.db")) and not os.path.islink(os.path.join(cache, "cache.db")))
+"""
+
+
+@pytest.mark.parametrize("kind", ["fifo", "link_to_fifo"])
+def test_a_fifo_or_link_at_the_index_without_a_marker_is_moved_aside_unopened(kind: str, tmp_path: Path) -> None:
+    out = _run(INDEX_NAME_PLANTED, tmp_path, str(tmp_path / "cache"), kind)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "RESULT 2 2 True" in out.stdout
+    assert "PLAIN True" in out.stdout
