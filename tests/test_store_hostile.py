@@ -62,3 +62,97 @@ def test_a_fifo_or_link_at_the_index_without_a_marker_is_moved_aside_unopened(ki
     assert out.returncode == 0, out.stderr[-3000:]
     assert "RESULT 2 2 True" in out.stdout
     assert "PLAIN True" in out.stdout
+
+
+# -- SQL objects planted in the index never run in our connections ----------------------------------------
+
+SPIN = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT max(x) FROM c"
+PLANTS = {
+    "trigger_on_insert": ["CREATE VIEW spin AS " + SPIN,
+                          "CREATE TRIGGER spin_on_write AFTER INSERT ON Cache BEGIN SELECT * FROM spin; END"],
+    "trigger_under_our_name": ["DROP TRIGGER Settings_count_insert",
+                               "CREATE TRIGGER Settings_count_insert AFTER INSERT ON Cache BEGIN " + SPIN + "; END"],
+    "view_alone": ["CREATE VIEW spin AS " + SPIN],
+}
+
+PLANTED_KERNEL = """
+import os, sqlite3, warnings
+from notebook_memo import configure, memo
+from notebook_memo.stores.local import open_stores
+cache, step = sys.argv[1], sys.argv[2]
+configure(cache_dir=cache, secret="team secret")
+
+@memo
+def f(n):
+    return n * 2
+
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    if step == "first":
+        f(0)
+        for store in open_stores():
+            store.settle()
+    else:
+        print("RESULT", f(1), f(0), f(1), any("moved to" in str(w.message) for w in caught), flush=True)
+"""
+
+
+@pytest.mark.parametrize("plant", sorted(PLANTS))
+def test_triggers_and_views_planted_in_the_index_set_it_aside_unrun(plant: str, tmp_path: Path) -> None:
+    import sqlite3
+
+    cache = tmp_path / "cache"
+    assert _run(PLANTED_KERNEL, tmp_path, str(cache), "first").returncode == 0
+    db = sqlite3.connect(str(cache / "cache.db"), isolation_level=None)
+    for statement in PLANTS[plant]:
+        db.execute(statement)
+    db.close()
+    out = _run(PLANTED_KERNEL, tmp_path, str(cache), "next")  # a new kernel opens the index
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "RESULT 2 0 2 True" in out.stdout
+    assert any(p.name.startswith("cache.db.damaged-") for p in cache.iterdir())
+
+
+PLANTED_WHILE_OPEN = """
+import sqlite3, warnings
+from notebook_memo import configure, memo
+from notebook_memo.stores.local import open_stores
+cache = sys.argv[1]
+configure(cache_dir=cache, secret="team secret")
+
+@memo
+def f(n):
+    return n * 2
+
+f(0)
+for store in open_stores():
+    store.settle()
+db = sqlite3.connect(cache + "/cache.db", isolation_level=None)
+for statement in {plants!r}:
+    db.execute(statement)
+db.close()
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    values = f(1), f(0), f(1)
+    for store in open_stores():
+        store.settle()
+    print("RESULT", *values, any("moved to" in str(w.message) for w in caught), flush=True)
+"""
+
+
+def test_a_trigger_planted_while_the_kernel_has_the_index_open_is_not_run_by_its_writes(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    out = _run(PLANTED_WHILE_OPEN.format(plants=PLANTS["trigger_on_insert"]), tmp_path, str(cache))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "RESULT 2 0 2 True" in out.stdout
+
+
+def test_a_delete_trigger_planted_while_the_kernel_has_the_index_open_is_not_run_by_invalidate(
+        tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    script = PLANTED_WHILE_OPEN.format(plants=["CREATE TRIGGER spin_on_delete AFTER DELETE ON Cache BEGIN "
+                                               + SPIN + "; END"])
+    script = script.replace("values = f(1), f(0), f(1)", "f.invalidate(0); values = f(1), f(0), f(1)")
+    out = _run(script, tmp_path, str(cache))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "RESULT 2 0 2 True" in out.stdout

@@ -118,8 +118,9 @@ def marks(n: int) -> str:
 
 
 @contextmanager
-def _immediate(con: sqlite3.Connection) -> Iterator[tuple[sqlite3.Connection, Callable[[], None]]]:
-    """Run statements in one write transaction; ``commit`` may end it early."""
+def _immediate(con: sqlite3.Connection, check: Callable[[sqlite3.Connection], None]
+               ) -> Iterator[tuple[sqlite3.Connection, Callable[[], None]]]:
+    """Run statements in one write transaction, once ``check`` passed inside it; ``commit`` may end it early."""
     con.execute("BEGIN IMMEDIATE")
     open_ = [True]
 
@@ -129,6 +130,7 @@ def _immediate(con: sqlite3.Connection) -> Iterator[tuple[sqlite3.Connection, Ca
             open_[0] = False
 
     try:
+        check(con)
         yield con, commit
     except BaseException:
         if open_[0]:
@@ -140,7 +142,9 @@ def _immediate(con: sqlite3.Connection) -> Iterator[tuple[sqlite3.Connection, Ca
 class Leases:
     """The leases one process holds in one cache directory, and the SQL that takes, renews and gives them back."""
 
-    def __init__(self) -> None:
+    def __init__(self, check: Callable[[sqlite3.Connection], None] = lambda con: None) -> None:
+        """``check``: run on the connection before each write (it raises when the index's schema is not ours)."""
+        self._check = check
         self.held: dict[str, Held] = {}  # lease row key -> lease
         self._lock = threading.Lock()  # renewal (a background thread) against take and give back
 
@@ -149,7 +153,7 @@ class Leases:
         rows = [LOCK_PREFIX + k for k in keys]
         now = time.time()
         taken: list[bool] = []
-        with self._lock, _immediate(con) as (con, commit):
+        with self._lock, _immediate(con, self._check) as (con, commit):
             current: dict[str, Any] = {}
             for part in slices(rows):
                 query = f"SELECT key, raw, mode, value, expire_time FROM Cache WHERE key IN ({marks(len(part))})"
@@ -182,7 +186,7 @@ class Leases:
             if not mine:
                 return lapsed
             try:
-                with _immediate(con) as (con, _):
+                with _immediate(con, self._check) as (con, _):
                     for key, lease in mine:
                         gone = con.execute("DELETE FROM Cache WHERE key = ? AND value = ?",
                                            (LOCK_PREFIX + key, lease.value)).rowcount
@@ -199,6 +203,8 @@ class Leases:
         while it waits for the GIL, or a body that keeps the GIL would block every other process.
         """
         with self._lock:
+            if self.held:
+                self._check(con)  # just before: these statements commit on their own
             for part in slices(list(self.held.items()), 300):
                 values = [x for row, lease in part for x in (row, lease.value, lease.following)]
                 con.execute(f"WITH new(k, old, nv) AS (VALUES {','.join(['(?,?,?)'] * len(part))}) "

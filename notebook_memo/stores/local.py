@@ -337,6 +337,7 @@ def _write_transaction(con: sqlite3.Connection) -> Iterator[None]:
     """Run statements on ``con`` in one write transaction."""
     con.execute("BEGIN IMMEDIATE")
     try:
+        _schema_still_ours(con)
         yield
     except BaseException:
         con.execute("ROLLBACK")
@@ -419,6 +420,14 @@ class _Index(diskcache.Cache):  # type: ignore[misc]
         elif key not in diskcache.core.METADATA:
             return value  # not a setting of ours: applied to nothing
         return super().reset(key, value, update)
+
+    @contextlib.contextmanager
+    def _transact(self, retry: bool = False, filename: str | None = None) -> Iterator[tuple[Any, Any]]:
+        """diskcache's write transaction (every set, delete, eviction and ``transact``), run only once the index
+        is found to hold no trigger or view that is not ours: one planted since would run inside it."""
+        with super()._transact(retry, filename) as (sql, cleanup):
+            _schema_still_ours(self._con)
+            yield sql, cleanup
 
     def configure(self, key: str, value: Any) -> Any:
         """Change one of our settings (``size_limit`` after ``configure``)."""
@@ -578,6 +587,8 @@ def _first_statements(con: sqlite3.Connection) -> sqlite3.Error | None:
         con.execute(f"PRAGMA wal_autocheckpoint = {_WAL_BACKSTOP}")
         # Never through a memory map (see _open_handles); as many pages kept as diskcache's connections keep.
         con.execute("PRAGMA mmap_size = 0")
+        # Functions with side effects are not called from the schema (a view or trigger planted there).
+        con.execute("PRAGMA trusted_schema = OFF")
         con.execute(f"PRAGMA cache_size = {diskcache.DEFAULT_SETTINGS['sqlite_cache_size']}")
         con.execute("PRAGMA schema_version").fetchone()
     except sqlite3.Error as exc:
@@ -702,6 +713,63 @@ def _quiet_size_triggers(con: sqlite3.Connection) -> None:
             con.execute(f"CREATE TRIGGER {name} {body}")
 
 
+def _normal_sql(sql: str) -> str:
+    return " ".join(sql.split())
+
+
+def _diskcache_trigger(name: str, body: str) -> str:
+    return f"CREATE TRIGGER {name} AFTER {body}; END"
+
+
+# Every trigger an index of ours may hold, by name, with each text it may have: diskcache's own (and its first size
+# triggers, which _quiet_size_triggers replaces), ours, and the facts trigger of an earlier version. An index
+# holding any other trigger, or any view, is not ours alone: they would run inside our statements.
+_OUR_TRIGGERS: dict[str, set[str]] = {
+    "Settings_count_insert": {_diskcache_trigger("Settings_count_insert", "INSERT ON Cache FOR EACH ROW BEGIN "
+                                                 'UPDATE Settings SET value = value + 1 WHERE key = "count"')},
+    "Settings_count_delete": {_diskcache_trigger("Settings_count_delete", "DELETE ON Cache FOR EACH ROW BEGIN "
+                                                 'UPDATE Settings SET value = value - 1 WHERE key = "count"')},
+    "Settings_size_insert": {_diskcache_trigger("Settings_size_insert", "INSERT ON Cache FOR EACH ROW BEGIN "
+                                                'UPDATE Settings SET value = value + NEW.size WHERE key = "size"')},
+    "Settings_size_update": {_diskcache_trigger("Settings_size_update", "UPDATE ON Cache FOR EACH ROW BEGIN "
+                                                "UPDATE Settings SET value = value + NEW.size - OLD.size "
+                                                'WHERE key = "size"')},
+    "Settings_size_delete": {_diskcache_trigger("Settings_size_delete", "DELETE ON Cache FOR EACH ROW BEGIN "
+                                                'UPDATE Settings SET value = value - OLD.size WHERE key = "size"')},
+    "NbmRecordFacts_gone": {_normal_sql(_FACTS_SCHEMA[-1].replace(" IF NOT EXISTS", ""))},
+    "NbmFacts_gone": {"CREATE TRIGGER NbmFacts_gone AFTER DELETE ON Cache BEGIN "
+                      "DELETE FROM NbmFacts WHERE key = OLD.key; END"},
+}
+for _name, _body in _SIZE_TRIGGERS:
+    _OUR_TRIGGERS[_name].add(_normal_sql(f"CREATE TRIGGER {_name} {_body}"))
+
+
+# By connection (its id: connections take no weak reference), the schema version last found to hold only our
+# objects: a write looks again when it moved. A reused id with the same version skips one look at most; every
+# index file opened is looked at whole first (``Store._open``).
+_schema_checked: dict[int, int] = {}
+
+
+def _schema_still_ours(con: sqlite3.Connection) -> None:
+    """Inside a write transaction (no one changes the schema meanwhile): raise DatabaseError when a view or a
+    trigger not ours was added since ``con`` last looked, before a statement of ours could run it."""
+    ((version,),) = con.execute("PRAGMA schema_version").fetchall()
+    if _schema_checked.get(id(con)) != version:
+        _planted_objects(con)
+        if len(_schema_checked) > 4096:
+            _schema_checked.clear()
+        _schema_checked[id(con)] = version
+
+
+def _planted_objects(con: sqlite3.Connection) -> None:
+    """Raise DatabaseError when the index holds a view, or a trigger that is not one of ours (read, never run)."""
+    for kind, name, sql in con.execute("SELECT type, name, sql FROM sqlite_master "
+                                       "WHERE type IN ('trigger', 'view')").fetchall():
+        if kind != "trigger" or not isinstance(sql, str) or _normal_sql(sql) not in _OUR_TRIGGERS.get(name, ()):
+            raise sqlite3.DatabaseError(f"it holds a {kind} notebook_memo did not make ({name!r}), which would run "
+                                        "inside its statements")
+
+
 def _keep_facts(con: sqlite3.Connection) -> None:
     """Create the facts table and its trigger in an index that has none."""
     if con.execute("SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = 'NbmRecordFacts_gone'").fetchone():
@@ -796,7 +864,7 @@ class Store:
         self._ident: tuple[int, int] | None = None
         self._trouble: str | None = None
         self._pending_touch: dict[str, int] = {}  # rows whose access time is due, and their row ids (0: unknown)
-        self._leases = Leases()
+        self._leases = Leases(_schema_still_ours)
         self._flusher: threading.Thread | None = None
         self._stop = threading.Event()
         self._running: dict[str, list[Any]] = {}  # keys computed without a lease: [started, lease taken since]
@@ -853,6 +921,8 @@ class Store:
         self._write_marker()
         opening = self._index_ident()
         try:
+            if opening is not None:  # before diskcache's handles, whose first statements write the index
+                _planted_objects(connection(self.directory))
             self._open_handles()
         except sqlite3.DatabaseError as exc:
             if not _is_damaged_database(exc):
@@ -872,7 +942,8 @@ class Store:
         # kernel; read calls see the short file, and SQLite reports the damage.
         common: dict[str, Any] = {"disk": _RecordDisk, "statistics": 0, "tag_index": 1, "cull_limit": 0,
                                   "size_limit": self.size_limit, "disk_min_file_size": 2**15,
-                                  "sqlite_wal_autocheckpoint": _WAL_BACKSTOP, "sqlite_mmap_size": 0}
+                                  "sqlite_wal_autocheckpoint": _WAL_BACKSTOP, "sqlite_mmap_size": 0,
+                                  "sqlite_trusted_schema": 0}
         # Eviction is ours (_enforce_limit): diskcache's own cull compares the database's page
         # count, which does not shrink when small rows go. The writer's LRU policy records access
         # times (written in batches); the reader's hit is a single SELECT.
@@ -1549,7 +1620,14 @@ class Store:
         self._hot = {}
         row = self.row_key(key, self.signer())
         self._claim(row)
-        deleted = bool(self.writer.delete(row))
+        writer = self.writer
+        try:
+            deleted = bool(writer.delete(row))
+        except sqlite3.DatabaseError as exc:
+            if not _is_damaged_database(exc) or _inside_transaction(writer):
+                raise
+            self._set_aside(exc, _writer_file(writer))  # with the entry in it: never served from it again
+            deleted = bool(self.writer.delete(row))
         if everywhere:
             deleted = self._forget_remotely([row]) or deleted
         return deleted
@@ -2087,7 +2165,7 @@ class Store:
         self._running, self._ran, self._wake, self._dozing = {}, 0.0, threading.Event(), False
         # The threads making local copies, and the leases, are not here.
         self._arriving, self._generations, self._remote_leases = {}, {}, {}
-        self._leases = Leases()
+        self._leases = Leases(_schema_still_ours)
         self._pending_touch, self._pending_hits = {}, {}
         self._queued = {}  # the parent commits them
         self._queue_lock, self._settle_lock = threading.Lock(), threading.Lock()
