@@ -783,6 +783,45 @@ def store_file_path(directory: str, filename: str) -> str | None:
     return os.path.join(real, filename)
 
 
+def _planted_folder(directory: str, filename: str) -> OSError:
+    return OSError(errno.ELOOP, f"the payload folder {filename[:5]!r} of the cache directory {directory} (or the "
+                   "one above it) is a link or not a folder, planted there by someone: nothing is read or written "
+                   "through it. Delete it (or the whole cache directory) to cache those results again")
+
+
+def create_payload_file(directory: str, filename: str) -> io.BufferedWriter:
+    """Create the new payload file ``filename`` (the store's name pattern), making its two folders as needed.
+
+    Each folder is opened without following a link and the file is created inside the folder so opened: a
+    folder planted as a link (to somewhere outside the cache) is refused with an OSError, never written through.
+    """
+    if not FILE_NAME.fullmatch(filename):
+        raise ValueError(f"not a payload file name of the store: {filename!r}")
+    nofollow, folder = getattr(os, "O_NOFOLLOW", 0), getattr(os, "O_DIRECTORY", 0)
+    create = os.O_WRONLY | os.O_CREAT | os.O_EXCL | nofollow | getattr(os, "O_CLOEXEC", 0)
+    if not (folder and nofollow and {os.open, os.mkdir} <= os.supports_dir_fd):  # Windows: checked by name
+        os.makedirs(os.path.join(directory, filename[:5]), mode=0o700, exist_ok=True)
+        if store_file_path(directory, filename) is None:
+            raise _planted_folder(directory, filename)
+        return io.open(os.open(os.path.join(directory, filename), create, 0o600), "wb")  # noqa: UP020
+    fd = os.open(directory, os.O_RDONLY | folder)
+    try:
+        for part in (filename[:2], filename[3:5]):
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(part, 0o700, dir_fd=fd)
+            try:
+                inner = os.open(part, os.O_RDONLY | folder | nofollow, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise _planted_folder(directory, filename) from None
+                raise
+            os.close(fd)
+            fd = inner
+        return io.open(os.open(filename[6:], create, 0o600, dir_fd=fd), "wb")  # noqa: UP020
+    finally:
+        os.close(fd)
+
+
 def open_payload(directory: str, filename: str) -> io.BufferedReader:
     """Open a payload file for reading, refusing anything but a regular file of the store's own.
 
@@ -791,6 +830,8 @@ def open_payload(directory: str, filename: str) -> io.BufferedReader:
     """
     full = store_file_path(directory, filename)
     if full is None:
+        if FILE_NAME.fullmatch(filename):
+            raise CorruptRecord(str(_planted_folder(directory, filename)))
         raise CorruptRecord(f"the index names a payload file the store never makes ({filename[:80]!r})")
     if not stat.S_ISREG(os.lstat(full).st_mode):
         raise CorruptRecord("the payload file is not a regular file")

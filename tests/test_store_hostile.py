@@ -156,3 +156,34 @@ def test_a_delete_trigger_planted_while_the_kernel_has_the_index_open_is_not_run
     out = _run(script, tmp_path, str(cache))
     assert out.returncode == 0, out.stderr[-3000:]
     assert "RESULT 2 0 2 True" in out.stdout
+
+
+# -- payload files are written only into real folders inside the cache -------------------------------------
+
+
+def test_payloads_are_never_written_through_a_fan_out_folder_planted_as_a_link(tmp_path: Path) -> None:
+    import warnings
+
+    from notebook_memo import StorageWarning, configure, memo
+    from notebook_memo.stores.local import close_stores
+
+    cache, outside = tmp_path / "cache", tmp_path / "outside"
+    outside.mkdir()
+    configure(cache_dir=str(cache), secret="team secret")
+
+    @memo
+    def big(n: int) -> bytes:
+        return b"x" * 100_000 + bytes([n])
+
+    big(0)
+    close_stores([str(cache)])  # a new kernel
+    for i in range(256):
+        if not (cache / f"{i:02x}").exists():
+            (cache / f"{i:02x}").symlink_to(outside)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert [big(n)[-1] for n in (1, 2, 3, 1, 2, 3)] == [1, 2, 3, 1, 2, 3]
+    assert [p for p in outside.rglob("*") if p.is_file()] == []
+    messages = [str(w.message) for w in caught if issubclass(w.category, StorageWarning)]
+    assert any("is a link or not a folder" in m for m in messages), messages
+    assert not any("never makes" in m for m in messages), messages

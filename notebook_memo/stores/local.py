@@ -51,6 +51,7 @@ from .._serialize import (
     Payload,
     PlainRecord,
     Signer,
+    create_payload_file,
     decode_header,
     encode_header,
     load_file,
@@ -233,15 +234,16 @@ class _RecordDisk(diskcache.Disk):
         if isinstance(value, _NewRecord):
             if value.inline:
                 return 0, MODE_RECORD, None, sqlite3.Binary(value.make_header(None, None))
-            filename, full_path = self.filename(key, value)
-            os.makedirs(os.path.dirname(full_path), mode=0o700, exist_ok=True)
-            try:
-                with open(full_path, "xb") as f:
+            filename, _ = self.filename(key, value)
+            with create_payload_file(self._directory, filename) as f:  # only into real folders of the cache
+                try:
                     size, checksum = write_payload(f, value.payload)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.remove(full_path)
-                raise
+                except BaseException:
+                    full_path = store_file_path(self._directory, filename)
+                    if full_path is not None:
+                        with contextlib.suppress(OSError):
+                            os.remove(full_path)
+                    raise
             return size, MODE_RECORD, filename, sqlite3.Binary(value.make_header(filename, checksum))
         if type(value) in (int, float) or (type(value) is str and len(value) < self.min_file_size):
             return super().store(value, read, key=key)  # type: ignore[no-any-return]
