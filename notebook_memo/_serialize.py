@@ -822,6 +822,54 @@ def create_payload_file(directory: str, filename: str) -> io.BufferedWriter:
         os.close(fd)
 
 
+LATEST_TIME = 2.0**33  # seconds since 1970 (the year 2242): a time stamp past it was planted
+LONGEST_RUN = 1e9  # seconds: a duration past it was planted
+_TEXT_FIELDS = ("kind", "name", "fid", "code", "own", "method", "version", "notebook", "label", "epoch", "variant_of")
+
+
+def _time(value: Any, latest: float = LATEST_TIME) -> bool:
+    return type(value) in (int, float) and 0 <= value <= latest
+
+
+def _texts(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _dependency(value: Any) -> bool:
+    """A dependency's [kind, digest in hex]; a package's or setting's "digest" is its text, which explain decodes."""
+    if not (_texts(value) and len(value) >= 2):
+        return False
+    try:
+        digest = bytes.fromhex(value[1])
+        if value[0] in ("package", "settings"):
+            digest.decode()
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return True
+
+
+def plausible(header: Header) -> bool:
+    """Return whether a record's numbers and metadata have the types and ranges the store writes.
+
+    Only a record's own writer vouches for them: one this process cannot verify (another secret's) is
+    listed only when they are plausible, so that counting, explaining or printing it cannot fail."""
+    if not (_time(header.created) and _time(header.duration, LONGEST_RUN) and _time(header.expires, 2 * LATEST_TIME)):
+        return False
+    meta = header.meta()
+    if any(meta.get(name) is not None and not isinstance(meta[name], str) for name in _TEXT_FIELDS):
+        return False
+    size, deps = meta.get("size", 0), meta.get("deps", {})
+    if type(size) is not int or not 0 <= size <= 2**62:
+        return False
+    if not (_time(meta.get("duration", 0.0), LONGEST_RUN) and _time(meta.get("created", 0.0))
+            and (meta.get("ttl") is None or _time(meta["ttl"], 2 * LATEST_TIME))):
+        return False
+    if not (isinstance(deps, dict) and all(map(_dependency, deps.values()))):
+        return False
+    return all(isinstance(meta.get(name, {}), dict) and all(isinstance(v, str) for v in meta.get(name, {}).values())
+               for name in ("args", "extras")) and _texts(meta.get("skipped", []))
+
+
 def open_payload(directory: str, filename: str) -> io.BufferedReader:
     """Open a payload file for reading, refusing anything but a regular file of the store's own.
 

@@ -187,3 +187,75 @@ def test_payloads_are_never_written_through_a_fan_out_folder_planted_as_a_link(t
     messages = [str(w.message) for w in caught if issubclass(w.category, StorageWarning)]
     assert any("is a link or not a folder" in m for m in messages), messages
     assert not any("never makes" in m for m in messages), messages
+
+
+# -- metadata of records this process cannot verify is checked before management calls use it ---------------
+
+def _plant_foreign_record(cache: Path, meta_change: dict[str, object], created: float | None = None) -> None:
+    """Add a record signed with another secret (anyone can make one) under f's tag, with planted metadata."""
+    import sqlite3
+    import time
+
+    from notebook_memo import _serialize
+    from tests.conftest import settled
+
+    settled()
+    db = sqlite3.connect(str(cache / "cache.db"), isolation_level=None)
+    value, tag = db.execute("SELECT value, tag FROM Cache WHERE mode = 16").fetchone()
+    meta = {**_serialize.decode_header(value)[0].meta(), **meta_change}
+    other = _serialize.signer_for(b"another secret")
+    row = "f" * 32 + "~" + other.keyid.hex()
+    raw = _serialize.encode_header(row, None, _serialize.dumps(123), meta, time.time() if created is None else created,
+                                   None, 0.1, True, other)
+    db.execute("INSERT INTO Cache (key, raw, store_time, expire_time, access_time, access_count, tag, size, mode, "
+               "filename, value) VALUES (?, 1, 0, NULL, 0, 0, ?, 0, 16, NULL, ?)", (row, tag, raw))
+    db.close()
+
+
+@pytest.mark.parametrize("planted", ["size", "deps", "args", "created", "duration"])
+def test_planted_metadata_of_an_unverified_record_breaks_no_management_call(planted: str, tmp_path: Path) -> None:
+    import math
+
+    from notebook_memo import configure, memo
+
+    cache = tmp_path / "cache"
+    configure(cache_dir=str(cache), secret="team secret")
+
+    @memo
+    def f(n: int) -> int:
+        return n * 2
+
+    f(1)
+    change: dict[str, object] = {"size": "lots", "deps": ["x"], "args": {"n": 5}, "duration": math.inf,
+                                 "created": 0}
+    _plant_foreign_record(cache, {planted: change[planted]} if planted != "created" else {},
+                          created=1e300 if planted == "created" else None)
+    assert f.cache_info().entries == 1  # the planted record is not counted as f's
+    assert f.explain(5).hit is False
+    assert f(1) == 2
+    out = _info(cache)
+    assert out.returncode == 0, out.stderr[-2000:]
+
+
+def _info(cache: Path, *more: str) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m notebook_memo info`` on ``cache`` with the team's secret."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTEBOOK_MEMO_")}
+    return subprocess.run([sys.executable, "-m", "notebook_memo", "info", "--dir", str(cache), *more],
+                          capture_output=True, text=True, timeout=120,
+                          env={**env, "PYTHONPATH": str(ROOT), "NOTEBOOK_MEMO_SECRET": "team secret"})
+
+
+def test_a_plausible_record_of_another_secret_is_still_counted(tmp_path: Path) -> None:
+    from notebook_memo import configure, memo
+
+    cache = tmp_path / "cache"
+    configure(cache_dir=str(cache), secret="team secret")
+
+    @memo
+    def f(n: int) -> int:
+        return n * 2
+
+    f(1)
+    _plant_foreign_record(cache, {"deps": {"helper": ["code", "ff" * 16], "numpy": ["package", b"2.1".hex()]}})
+    assert f.cache_info().entries == 2
+    assert f.explain(5).hit is False

@@ -57,6 +57,7 @@ from .._serialize import (
     load_file,
     load_inline,
     loads,
+    plausible,
     read_plain,
     signer_for,
     store_file_path,
@@ -323,6 +324,8 @@ def listed_record(row: str, filename: str | None, value: Any, directory: str,
     ours = not header.signed or (signer is not None and signer.keyid == header.keyid)
     if ours and not header.intact(signer if header.signed else None):
         return None
+    if not ours and not plausible(header):
+        return None  # its numbers or metadata were planted: listed, they would break what counts them
     return StoredRecord(row, header, inline, filename, directory, signer, ours)
 
 
