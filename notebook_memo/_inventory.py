@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from ._notebook import owner_tag
+from ._serialize import LATEST_TIME, LONGEST_RUN
 from .stores.local import Store, StoredRecord, facts_of
 
 __all__ = ()
@@ -104,6 +105,8 @@ class Inventory:
         for fid, notebook, entries, versions, size, compute, last_stored, sample in summed:
             if not entries:
                 continue  # random-state markers alone
+            if not _plausible_sums(size, compute, last_stored):
+                return None  # a number planted or damaged in the table: the scan counts again, and rewrites it
             # The name comes from a record read and checked, as the scan would read it; never from the facts row.
             record = self.store.record_at(sample)
             try:
@@ -229,5 +232,15 @@ def human_bytes(n: float) -> str:
 
 
 def human_time(timestamp: float) -> str:
-    """Return a local date and time to the minute."""
-    return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M")
+    """Return a local date and time to the minute ('?' for a time no clock shows)."""
+    try:
+        return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M")
+    except (OverflowError, OSError, ValueError, TypeError):
+        return "?"
+
+
+def _plausible_sums(size: Any, compute: Any, last_stored: Any) -> bool:
+    """Return whether a function's sums from the facts table (unverified) could have been written by the store."""
+    return (type(size) in (int, float) and 0 <= size <= 2**62 and type(compute) in (int, float)
+            and 0 <= compute <= LONGEST_RUN * 2**32 and type(last_stored) in (int, float)
+            and 0 <= last_stored <= LATEST_TIME)

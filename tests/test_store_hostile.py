@@ -6,6 +6,7 @@ Each test plants real files or rows; one that could hang runs in a subprocess wi
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -259,3 +260,36 @@ def test_a_plausible_record_of_another_secret_is_still_counted(tmp_path: Path) -
     _plant_foreign_record(cache, {"deps": {"helper": ["code", "ff" * 16], "numpy": ["package", b"2.1".hex()]}})
     assert f.cache_info().entries == 2
     assert f.explain(5).hit is False
+
+
+# -- numbers in the facts table (kept unverified, for info) are checked before they are shown ---------------
+
+@pytest.mark.parametrize("column, value", [("created", 1e300), ("size", math.inf), ("size", -1e300),
+                                           ("duration", 1e300)])
+def test_an_implausible_number_in_the_facts_table_does_not_break_info(column: str, value: float,
+                                                                      tmp_path: Path) -> None:
+    import sqlite3
+
+    from notebook_memo import configure, memo
+    from tests.conftest import settled
+
+    cache = tmp_path / "cache"
+    configure(cache_dir=str(cache), secret="team secret")
+
+    @memo
+    def f(n: int) -> int:
+        return n * 2
+
+    for n in range(3):
+        f(n)
+    settled()
+    assert _info(cache).returncode == 0
+    db = sqlite3.connect(str(cache / "cache.db"), isolation_level=None)
+    db.execute(f"UPDATE NbmRecordFacts SET {column} = ? WHERE id = (SELECT min(id) FROM NbmRecordFacts)", (value,))
+    db.close()
+    out = _info(cache)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "3 entries, 15 B" in out.stdout, out.stdout  # counted again from the records: 5 B each
+    (row,) = [line.split("<locals>.f", 1)[1] for line in out.stdout.splitlines() if "<locals>.f" in line]
+    assert "inf" not in row and "-" not in row.split()[2], out.stdout  # the size column
+    assert row.split()[-1] == "0.0s", out.stdout  # the compute seconds
