@@ -51,6 +51,12 @@ def _inventory(directory: str) -> Inventory:
     return Inventory(get_store(str(path.resolve()), size_limit))
 
 
+def shown(text: object) -> str:
+    """Return ``text`` for the terminal: control and other unprintable characters escaped (``\\x1b``), so a
+    name read from a cache (unverified, it may be planted) cannot move the cursor, retitle or clear the window."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(text))
+
+
 def _named(meta: dict[str, object], function: str, notebook: str | None) -> bool:
     """Return whether an entry's metadata is of ``function`` (qualified or short name), of ``notebook`` if given."""
     name = str(meta.get("name", ""))
@@ -107,8 +113,8 @@ def _remote_info(tier: RemoteTier) -> int:
     print(header)
     print("-" * len(header))
     for row in rows:
-        print(f"{row['name'][-40:]:<40} {row['entries']:>7} {len(row['codes']):>8} {human_bytes(row['bytes']):>10} "
-              f"{human_time(row['newest']):>16} {row['compute']:>8.1f}s")
+        print(f"{shown(row['name'])[-40:]:<40} {row['entries']:>7} {len(row['codes']):>8} "
+              f"{human_bytes(row['bytes']):>10} {human_time(row['newest']):>16} {row['compute']:>8.1f}s")
     print(f"\n{sum(r['entries'] for r in rows)} entries, {human_bytes(sum(r['bytes'] for r in rows))} in {tier.url}")
     return EXIT_OK
 
@@ -128,9 +134,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(header)
     print("-" * len(header))
     for row in rows:
-        print(f"{row.name[-40:]:<40} {row.entries:>7} {row.versions:>8} {human_bytes(row.bytes):>10} "
+        print(f"{shown(row.name)[-40:]:<40} {row.entries:>7} {row.versions:>8} {human_bytes(row.bytes):>10} "
               f"{row.hits:>6} {human_time(row.last_used):>16} {row.compute_seconds:>8.1f}s"
-              + (f"  {short_name(row.notebook)}" if notebooks else ""))
+              + (f"  {shown(short_name(row.notebook))}" if notebooks else ""))
     total = sum(r.bytes for r in rows)
     print(f"\n{sum(r.entries for r in rows)} entries, {human_bytes(total)} in {args.dir} "
           f"({human_bytes(inventory.store.volume())} on disk with the index)")
@@ -153,7 +159,7 @@ def cmd_clear(args: argparse.Namespace) -> int:
     if args.function:
         removed = inventory.clear_function(args.function, args.notebook)
         if removed == 0:
-            names = ", ".join(sorted({r.name for r in inventory.functions()})) or "none"
+            names = ", ".join(sorted({shown(r.name) for r in inventory.functions()})) or "none"
             where = f" of notebook {args.notebook}" if args.notebook else ""
             raise CliError(f"no entries for a function named {args.function!r}{where}; functions here: {names}",
                            EXIT_FAILED)

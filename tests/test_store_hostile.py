@@ -293,3 +293,68 @@ def test_an_implausible_number_in_the_facts_table_does_not_break_info(column: st
     (row,) = [line.split("<locals>.f", 1)[1] for line in out.stdout.splitlines() if "<locals>.f" in line]
     assert "inf" not in row and "-" not in row.split()[2], out.stdout  # the size column
     assert row.split()[-1] == "0.0s", out.stdout  # the compute seconds
+
+
+# -- remote upkeep commands against planted manifests ------------------------------------------------------
+
+PLANTED_META: dict[str, dict[str, object]] = {
+    "created": {}, "duration": {"duration": "slow"}, "code": {"code": ["a"]}, "fid": {"fid": ["a"]},
+    "name": {"name": "\x1b]0;owned\x07\x1b[2J\x1b[31mfake\u202e"},
+}
+
+
+def _remote_cli(remote: Path, *command: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTEBOOK_MEMO_")}
+    return subprocess.run([sys.executable, "-m", "notebook_memo", *command, "--remote", remote.as_uri()],
+                          capture_output=True, text=True, timeout=120,
+                          env={**env, "PYTHONPATH": str(ROOT), "NOTEBOOK_MEMO_SECRET": "team secret"})
+
+
+@pytest.mark.parametrize("planted", sorted(PLANTED_META))
+@pytest.mark.parametrize("command", [["info"], ["prune", "--keep-latest"]])
+def test_a_planted_manifest_breaks_no_remote_upkeep_command(planted: str, command: list[str],
+                                                            tmp_path: Path) -> None:
+    import time
+
+    from notebook_memo import _serialize, configure, memo
+    from notebook_memo.stores.local import open_stores
+
+    remote = tmp_path / "remote"
+    remote.mkdir(mode=0o700)
+    configure(cache_dir=str(tmp_path / "cache"), remote=remote.as_uri(), secret="team secret")
+
+    @memo
+    def f(n: int) -> int:
+        return n * 2
+
+    f(1)
+    for store in open_stores():
+        store.settle()
+        store.wait_arrivals()
+    other = _serialize.signer_for(b"not the team secret")
+    row = "ab" + "0" * 30 + "~" + other.keyid.hex()
+    meta = {"fid": "x", "name": "planted", "code": "c", "size": 1, "duration": 0.1, **PLANTED_META[planted]}
+    raw = _serialize.encode_header(row, None, _serialize.dumps(1), meta, 1e300 if planted == "created" else time.time(),
+                                   None, 0.1, True, other)
+    (remote / "m" / "ab").mkdir(parents=True, exist_ok=True)
+    (remote / "m" / "ab" / row).write_bytes(raw)
+    out = _remote_cli(remote, *command)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "\x1b" not in out.stdout and "\u202e" not in out.stdout
+
+
+def test_a_planted_name_is_printed_by_info_with_its_control_characters_escaped(tmp_path: Path) -> None:
+    from notebook_memo import configure, memo
+
+    cache = tmp_path / "cache"
+    configure(cache_dir=str(cache), secret="team secret")
+
+    @memo
+    def f(n: int) -> int:
+        return n * 2
+
+    f(1)
+    _plant_foreign_record(cache, {"fid": "e" * 32, "name": "\x1b]0;owned\x07\x1b[2Jfake"})
+    out = _info(cache)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "\x1b" not in out.stdout and "\\x1b[2Jfake" in out.stdout, out.stdout

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .._serialize import CorruptRecord, Header, decode_header
+from .._serialize import CorruptRecord, Header, decode_header, plausible
 from .remote import BLOB_NAME, RemoteTier, in_parallel
 
 __all__ = ()
@@ -54,6 +54,8 @@ def entries(tier: RemoteTier) -> list[RemoteEntry]:
                 header = decode_header(data)[0]
             except CorruptRecord:
                 header = None
+            if header is not None and not plausible(header):
+                header = None  # numbers or metadata no writer of ours makes (planted): unreadable, as damage is
         return RemoteEntry(name, size, modified, header)
 
     return in_parallel(read, listed)
