@@ -358,3 +358,32 @@ def test_a_planted_name_is_printed_by_info_with_its_control_characters_escaped(t
     out = _info(cache)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "\x1b" not in out.stdout and "\\x1b[2Jfake" in out.stdout, out.stdout
+
+
+# -- a remote lease object is read only up to a small size --------------------------------------------------
+
+def test_a_lease_object_larger_than_any_lease_is_refused_unread(tmp_path: Path) -> None:
+    import tracemalloc
+
+    from notebook_memo import configure
+    from notebook_memo.stores.remote import lease_name, remote_tier
+
+    remote = tmp_path / "remote"
+    remote.mkdir(mode=0o700)
+    configure(cache_dir=str(tmp_path / "cache"), remote=remote.as_uri(), secret="team secret")
+    tier = remote_tier()
+    assert tier is not None and tier.conditional_writes()
+    key = "a" * 32
+    planted = remote / lease_name(key)
+    planted.parent.mkdir(parents=True, exist_ok=True)
+    with open(planted, "wb") as f:
+        f.truncate(32 << 20)  # sparse: 32 MiB that a whole read would allocate
+    tracemalloc.start()
+    try:
+        tier.try_lease(key)
+        tier.try_lease(key)  # and again, once the refused object was dealt with
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20, f"{peak} bytes allocated taking the lease"
+    assert tier.usable()  # one refused object does not set the remote aside

@@ -56,8 +56,9 @@ class ObjectStore(Protocol):
         (``private``) when others could have written it, as far as the store can tell. ``sized`` is called
         with the object's size, when the store tells it, before its bytes are read (it may raise)."""
 
-    def get_tagged(self, name: str) -> tuple[memoryview, str] | None:
-        """Return the object's bytes and a tag that changes whenever it is replaced, or None."""
+    def get_tagged(self, name: str, most: int | None = None) -> tuple[memoryview, str] | None:
+        """Return the object's bytes and a tag that changes whenever it is replaced, or None; raise Refused
+        past ``most`` bytes, unread."""
 
     def exists(self, name: str) -> bool:
         """Return whether the object exists."""
@@ -116,11 +117,14 @@ class CloudObjects:
             sized(size)
         return memoryview(result.bytes())
 
-    def get_tagged(self, name: str) -> tuple[memoryview, str] | None:
+    def get_tagged(self, name: str, most: int | None = None) -> tuple[memoryview, str] | None:
         try:
             result = self._ob.get(self._store, name)
         except FileNotFoundError:
             return None
+        size = result.meta.get("size")
+        if most is not None and size is not None and size > most:
+            raise Refused(f"{name} holds {size} bytes, more than the {most} it may")  # never read whole
         tag = result.meta.get("e_tag") or ""
         return memoryview(result.bytes()), tag
 
@@ -228,8 +232,8 @@ class DirectoryObjects:
         read = self._read(name, most, private, sized)
         return None if read is None else read[0]
 
-    def get_tagged(self, name: str) -> tuple[memoryview, str] | None:
-        read = self._read(name)
+    def get_tagged(self, name: str, most: int | None = None) -> tuple[memoryview, str] | None:
+        read = self._read(name, most)
         return None if read is None else (read[0], self._tag(read[1]))
 
     def exists(self, name: str) -> bool:

@@ -55,6 +55,7 @@ _POLL_FIRST, _POLL_MOST = 0.05, 1.0  # waiting for another machine's result: cap
 _PROBE = "p/conditional-writes"
 _PARALLEL = 32  # requests in flight for a batch's lookups
 _MANIFEST_MOST = 64 << 20  # a manifest larger than this is refused unread (small payloads and metadata)
+_LEASE_MOST = 64 << 10  # a lease object larger than this is refused unread (ours are a line of JSON)
 
 # A function's own choice (@memo(remote=...), or its sender's when it came to a worker), for the call running
 # in this context: (a URL or "" for none, read-only or None for the configured answer).
@@ -264,13 +265,20 @@ class RemoteTier:
             created = self.objects.create(name, self._lease_body())
             if created is not None:
                 if not created:  # a store that gave no tag: read it
-                    found = self.objects.get_tagged(name)
+                    found = self.objects.get_tagged(name, _LEASE_MOST)
                     if found is None:
                         return False
                     created = found[1]
                 self._hold(key, created)
                 return True
-            found = self.objects.get_tagged(name)
+            try:
+                found = self.objects.get_tagged(name, _LEASE_MOST)
+            except Refused:
+                # No lease of ours is that large, or a link or pipe: planted. It goes, unread; the caller looks
+                # for the result, then tries again.
+                with contextlib.suppress(OSError):
+                    self.objects.delete(name)
+                return False
             if found is None:
                 return False  # given back just now: the caller looks for the result, then tries again
             tag = found[1]
@@ -338,7 +346,7 @@ class RemoteTier:
         def give_back(item: tuple[str, str]) -> None:
             name = lease_name(item[0])
             with contextlib.suppress(Exception):
-                found = self.objects.get_tagged(name)
+                found = self.objects.get_tagged(name, _LEASE_MOST)
                 if found is not None and found[1] == item[1]:
                     self.objects.delete(name)
 
