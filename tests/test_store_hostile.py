@@ -387,3 +387,9 @@ def test_a_lease_object_larger_than_any_lease_is_refused_unread(tmp_path: Path) 
         tracemalloc.stop()
     assert peak < 4 << 20, f"{peak} bytes allocated taking the lease"
     assert tier.usable()  # one refused object does not set the remote aside
+
+
+def test_the_readme_says_rollback_is_not_covered() -> None:
+    readme = (ROOT / "README.md").read_text()
+    uncovered = readme.split("What this does not cover:", 1)[1].split("\n\n", 1)[0]
+    assert "rollback" in uncovered and "served again" in uncovered
