@@ -1,4 +1,4 @@
-"""The local store against names, schema objects and metadata planted by someone who can write the cache folder.
+"""The stores against names, schema objects, metadata and objects planted by someone who can write the cache.
 
 Each test plants real files or rows; one that could hang runs in a subprocess with a generous timeout
 (faulthandler prints where it stuck) and asserts that it finished.
