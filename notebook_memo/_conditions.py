@@ -34,7 +34,15 @@ import xxhash
 
 from ._config import FILE_DIGEST_LIMIT, RACY_SECONDS, own_thread
 from ._notebook import notebook_paths
-from ._random_state import changed_since, encode, isolate_framework_draws, snapshot, state_digest, watch_seeding
+from ._random_state import (
+    NOT_LOADED,
+    changed_since,
+    encode,
+    isolate_framework_draws,
+    snapshot,
+    state_digest,
+    watch_seeding,
+)
 
 __all__ = ()
 
@@ -586,7 +594,8 @@ def drawn(recorder: Recorder) -> tuple[dict[str, Any], dict[str, str]]:
 
     The first maps each generator to its (encoded) state after the run, to set on a hit; the second
     to the digest of its state before the run, which selects the entry. A generator the body seeded
-    before drawing from it, or first loaded, leaves its earlier state out of it.
+    before drawing from it leaves its earlier state out of it; one the body first loaded is keyed as not
+    loaded (a kernel that has it loaded, perhaps seeded, misses).
     """
     before = recorder.states_before
     after = changed_since(before, recorder.seeded_names)
@@ -595,6 +604,6 @@ def drawn(recorder: Recorder) -> tuple[dict[str, Any], dict[str, str]]:
     # Drawn from, then put back (set_state, or seeded back to where it was): still read.
     after.update(snapshot(recorder.drew_first - after.keys()))
     states = {name: encode(state) for name, state in after.items()}
-    keyed = {name: state_digest(name, before[name]) for name in after
-             if name in before and name not in recorder.reseeded}
+    keyed = {name: state_digest(name, before[name]) if name in before else NOT_LOADED for name in after
+             if name not in recorder.reseeded}
     return states, keyed

@@ -274,12 +274,22 @@ _GENERATOR_NAMES = {"numpy": "NumPy's global random state (np.random)", "random"
                     "torch": "torch's default generator"}
 
 
+# The digest of a global generator whose library is not loaded: a body that loads it starts it afresh, so a
+# run that first loaded it is served only where it is still not loaded.
+NOT_LOADED = "not loaded"
+
+
 def global_states(names: Iterable[str] | None = None) -> dict[str, tuple[str, Any]]:
-    """Return ``{generator: (digest, state)}`` for the global generators loaded in this process."""
-    found = {}
+    """Return ``{generator: (digest, state)}`` for the global generators loaded in this process; with
+    ``names``, those of them not loaded as ``(NOT_LOADED, None)``."""
+    found: dict[str, tuple[str, Any]] = {}
     for name, state in snapshot(names).items():
         with contextlib.suppress(Exception):
             found[name] = (state_digest(name, state), state)
+    for name in names or ():
+        spec = _GLOBAL_GENERATORS.get(name)
+        if spec is not None and spec[0] not in sys.modules:
+            found[name] = (NOT_LOADED, None)
     return found
 
 
