@@ -27,6 +27,7 @@ import sys
 import sysconfig
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterable
 from typing import Any
 
@@ -120,6 +121,9 @@ class Recorder:
         self.reads: dict[str, tuple[str, str, list[int] | None]] = {}
         self.listed: dict[str, tuple[str, str, list[int] | None]] = {}
         self.written: set[str] = set()  # real paths the body wrote or removed
+        # real paths of files that may come and go by the body's own doing (an SQLite WAL file, which the body's
+        # connection creates and removes): recorded as they are when the run ends
+        self.companions: set[str] = set()
         self.rewritten: set[str] = set()  # ... after reading them
         self.declared = list(declared)
         self.patterns: dict[str, None] = {}  # glob patterns the body matched, in order
@@ -146,12 +150,14 @@ class Recorder:
         else:
             self.drew_first.add(name)
 
-    def read(self, path: str, listing: bool) -> None:
+    def read(self, path: str, listing: bool, companion: bool = False) -> None:
         absolute = os.path.abspath(path)
         real = os.path.realpath(absolute)
         table = self.listed if listing else self.reads
         if real in self.written or real in table:
             return
+        if companion:
+            self.companions.add(real)
         # A relative path stays relative (to the folder the call ran in): it names the file in
         # whatever folder a later call runs in, as the body would read it there.
         name = path if os.path.isabs(path) else os.path.relpath(absolute, self.cwd)
@@ -215,9 +221,15 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
                     recorder.patterns.setdefault(os.path.join(glob.escape(root), pattern) if root else pattern)
         elif event == "sqlite3.connect":
             path = _path_of(args[0])
-            if path is not None and path != ":memory:" and not path.startswith("file:"):
+            # The event does not say whether uri=True: a "file:" name is taken both ways where a file has it.
+            for database in (path, _sqlite_uri_path(path)) if path is not None and path != ":memory:" else ():
+                if database is None or (database is path and path.startswith("file:") and
+                                        not os.path.exists(path)):
+                    continue
                 for recorder in active:
-                    recorder.read(path, listing=False)  # a write by the body then makes it unrecordable
+                    recorder.read(database, listing=False)  # a write by the body then makes it unrecordable
+                    # In WAL mode committed rows sit in <database>-wal until a checkpoint, and no event says so.
+                    recorder.read(database + "-wal", listing=False, companion=True)
         else:
             for value in args[:2]:
                 path = _path_of(value) if isinstance(value, (str, bytes, os.PathLike)) else None
@@ -226,6 +238,18 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
                         recorder.wrote(path)
     except Exception:  # an audit hook must never break the user's open()
         return
+
+
+def _sqlite_uri_path(name: str) -> str | None:
+    """Return the file an SQLite URI (``file:data.db?mode=ro``) names; None for an in-memory one or another
+    name."""
+    if not name.startswith("file:"):
+        return None
+    parts = urllib.parse.urlsplit(name)
+    query = urllib.parse.parse_qs(parts.query)
+    if query.get("mode") == ["memory"] or not parts.path or parts.path == ":memory:":
+        return None
+    return urllib.parse.unquote(parts.path)
 
 
 def _install_hook() -> None:
@@ -371,7 +395,10 @@ def _finish(recorder: Recorder, excluded: Iterable[str]) -> Conditions:
     for real, (name, absolute, before) in recorder.reads.items():
         if real in recorder.written or not _is_data(real, excluded):
             continue
-        files[name] = [name, *_file_condition(absolute, before, now)[1:]]
+        companion = real in recorder.companions
+        if companion and before is not None:
+            before = _companion_before(absolute, before)
+        files[name] = [name, *_file_condition(absolute, before, now, declared=companion and before is None)[1:]]
     for real, (name, absolute, before) in recorder.listed.items():
         if not _is_data(real, excluded):
             continue
@@ -414,6 +441,16 @@ def _finish(recorder: Recorder, excluded: Iterable[str]) -> Conditions:
     if globs:
         conditions["globs"] = globs
     return conditions
+
+
+def _companion_before(path: str, before: list[int]) -> list[int]:
+    """Return a companion file's signature at the read with its change time now, when only that changed:
+    SQLite sets the owner of its WAL file on every connection (as root), which changes nothing in it."""
+    with contextlib.suppress(OSError):
+        st = os.stat(path)
+        if [st.st_size, st.st_mtime_ns, st.st_ino] == [before[0], before[1], before[3]]:
+            return _signature(st)
+    return before
 
 
 _NAMES_KEPT = 1000  # names of a listing kept to say what appeared or vanished

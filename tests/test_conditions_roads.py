@@ -6,11 +6,13 @@ changed. Restarts are real processes (other PYTHONHASHSEED); files and databases
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_kernel
+from notebook_memo import memo
+from tests.conftest import Counter, run_kernel
 
 # numpy is not loaded in a fresh kernel: the body is the first to import it.
 _SAMPLE = """
@@ -73,3 +75,74 @@ def test_torch_first_loaded_by_the_body_is_keyed(cache_dir: Path) -> None:
     """], cache_dir)
     assert out["loaded_before"] is False
     assert out["seeded"] == out["expected"]
+
+
+# -- SQLite ---------------------------------------------------------------------------------------------------
+
+def _database(path: Path, wal: bool = False) -> sqlite3.Connection:
+    writer = sqlite3.connect(path)
+    if wal:
+        writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("create table t(x)")
+    writer.execute("insert into t values (1)")
+    writer.commit()
+    return writer
+
+
+def test_rows_committed_into_a_wal_file_are_a_miss(tmp_path: Path, counter: Counter) -> None:
+    db = tmp_path / "data.db"
+    writer = _database(db, wal=True)  # stays open: its commits sit in data.db-wal, data.db is untouched
+
+    @memo
+    def total() -> int:
+        counter()
+        con = sqlite3.connect(db)
+        try:
+            return int(con.execute("select sum(x) from t").fetchone()[0])
+        finally:
+            con.close()
+
+    assert total() == total() == 1
+    assert counter.n == 1
+    writer.execute("insert into t values (100)")
+    writer.commit()
+    assert total() == 101
+    writer.close()
+
+
+def test_a_wal_database_the_body_opens_alone_is_cached(tmp_path: Path, counter: Counter) -> None:
+    _database(tmp_path / "data.db", wal=True).close()
+
+    @memo
+    def total() -> int:
+        counter()
+        con = sqlite3.connect(tmp_path / "data.db")
+        try:
+            return int(con.execute("select sum(x) from t").fetchone()[0])
+        finally:
+            con.close()
+
+    assert total() == total() == 1
+    assert counter.n == 1
+
+
+def test_a_database_opened_by_uri_is_a_data_file(tmp_path: Path, counter: Counter) -> None:
+    db = tmp_path / "my data.db"
+    _database(db).close()
+
+    @memo
+    def total() -> int:
+        counter()
+        con = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)
+        try:
+            return int(con.execute("select sum(x) from t").fetchone()[0])
+        finally:
+            con.close()
+
+    assert total() == total() == 1
+    assert counter.n == 1
+    writer = sqlite3.connect(db)
+    writer.execute("insert into t values (100)")
+    writer.commit()
+    writer.close()
+    assert total() == 101
