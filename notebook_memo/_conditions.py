@@ -20,6 +20,7 @@ import functools
 import glob
 import importlib
 import itertools
+import linecache
 import os
 import site
 import stat
@@ -27,6 +28,7 @@ import sys
 import sysconfig
 import threading
 import time
+import tokenize
 import urllib.parse
 from collections.abc import Iterable
 from typing import Any
@@ -64,8 +66,11 @@ _READ_EVENTS = frozenset({"open", "os.listdir", "os.scandir", "sqlite3.connect",
 _WRITE_EVENTS = frozenset({"os.remove", "os.unlink", "os.rename", "os.replace", "os.truncate", "os.rmdir",
                            "shutil.rmtree", "os.mkdir"})
 _EVENTS = _READ_EVENTS | _WRITE_EVENTS
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
-_SOURCE_READERS = ("linecache.py", "tokenize.py")  # tracebacks and inspect reading code, not data
+_PACKAGE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "")
+# The standard library's readers of source lines (for tracebacks and inspect): their reads of Python source are
+# code, not data; what they read of other files (linecache.getline on a text file) is data.
+_SOURCE_READERS = frozenset({linecache.__file__, tokenize.__file__})
+_SOURCE_SUFFIXES = (".py", ".pyw", ".pyi", ".ipy")
 # importlib's own modules (importlib.metadata lists every folder on sys.path to find a package's
 # metadata, on the first import of many packages): the import system, not data.
 _IMPORTLIB_DIR = os.path.join(os.path.dirname(importlib.__file__), "")
@@ -190,12 +195,12 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
             return
     try:
         caller = sys._getframe(1).f_code.co_filename
-        if caller.startswith(("<frozen importlib", _PACKAGE_DIR, _IMPORTLIB_DIR)) or caller.endswith(_SOURCE_READERS):
-            return  # the import system, our own reads, or source lines for a traceback
+        if caller.startswith(("<frozen importlib", _PACKAGE_DIR, _IMPORTLIB_DIR)):
+            return  # the import system, or our own reads
         if event == "open":
             path = _path_of(args[0])
-            if path is None:
-                return
+            if path is None or (caller in _SOURCE_READERS and path.endswith(_SOURCE_SUFFIXES)):
+                return  # source lines for a traceback are code, not data
             flags = args[2] if isinstance(args[2], int) else 0
             if (flags & os.O_ACCMODE) == os.O_WRONLY or flags & os.O_TRUNC or \
                     (flags & os.O_CREAT and not os.path.exists(path)):

@@ -6,7 +6,10 @@ changed. Restarts are real processes (other PYTHONHASHSEED); files and databases
 
 from __future__ import annotations
 
+import importlib
+import linecache
 import sqlite3
+import traceback
 from pathlib import Path
 
 import pytest
@@ -146,3 +149,61 @@ def test_a_database_opened_by_uri_is_a_data_file(tmp_path: Path, counter: Counte
     writer.commit()
     writer.close()
     assert total() == 101
+
+
+# -- who reads: source lines for a traceback, or data ------------------------------------------------------------
+
+@pytest.mark.parametrize("module", ["corpus_tokenize", "fast_linecache"])
+def test_a_user_module_named_like_a_source_reader_reads_data(module: str, tmp_path: Path, counter: Counter,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / f"{module}.py").write_text("def load(path):\n    with open(path) as f:\n        return f.read()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    load = importlib.import_module(module).load
+    data = tmp_path / "corpus.txt"
+    data.write_text("a b c")
+
+    @memo
+    def count(path: str) -> int:
+        counter()
+        return len(load(path).split())
+
+    assert count(str(data)) == count(str(data)) == 3
+    assert counter.n == 1
+    data.write_text("a b c d e f g")
+    assert count(str(data)) == 7
+
+
+def test_linecache_reading_a_data_file_is_a_read(tmp_path: Path, counter: Counter) -> None:
+    data = tmp_path / "lines.txt"
+    data.write_text("one\ntwo\n")
+
+    @memo
+    def first_line(path: str) -> str:
+        counter()
+        linecache.checkcache(path)
+        return linecache.getline(path, 1)
+
+    assert first_line(str(data)) == first_line(str(data)) == "one\n"
+    assert counter.n == 1
+    data.write_text("three\ntwo\n")
+    assert first_line(str(data)) == "three\n"
+
+
+def test_a_traceback_reading_source_lines_is_not_a_read(tmp_path: Path, counter: Counter,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "failing_helper.py").write_text("def fail():\n    raise ValueError('no')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    fail = importlib.import_module("failing_helper").fail
+
+    @memo
+    def described() -> str:
+        counter()
+        try:
+            fail()
+        except ValueError:
+            return traceback.format_exc().splitlines()[-2].strip()
+        return ""
+
+    assert described() == described() == "raise ValueError('no')"
+    assert counter.n == 1
+    assert "failing_helper" not in str(described.explain())
