@@ -458,11 +458,42 @@ def describe_generators(names: Iterable[str]) -> str:
 # -- generator objects (arguments, globals, attributes) ----------------------------------------------------
 
 def _np_generator_get(g: Any) -> Any:
-    return g.bit_generator.state
+    return _bit_generator_get(g.bit_generator)
 
 
 def _np_generator_set(g: Any, state: Any) -> None:
-    g.bit_generator.state = state
+    _bit_generator_set(g.bit_generator, state)
+
+
+_SPAWNED = "spawned"  # tags a bit generator's state kept with its seed sequence's count of children
+
+
+def _bit_generator_get(bit_generator: Any) -> Any:
+    """Return a NumPy bit generator's state, with the count of children its seed sequence spawned
+    (``Generator.spawn`` draws nothing: it only moves that count)."""
+    spawned = _spawned(getattr(bit_generator, "seed_seq", None))
+    state = bit_generator.state
+    return state if spawned is None else (_SPAWNED, spawned, state)
+
+
+def _bit_generator_set(bit_generator: Any, state: Any) -> None:
+    if isinstance(state, tuple) and len(state) == 3 and state[0] == _SPAWNED:
+        _seed_sequence_set(bit_generator.seed_seq, state[1])
+        state = state[2]
+    bit_generator.state = state
+
+
+def _spawned(seed_sequence: Any) -> int | None:
+    count = getattr(seed_sequence, "n_children_spawned", None)
+    return count if isinstance(count, int) else None
+
+
+def _seed_sequence_set(seed_sequence: Any, spawned: int) -> None:
+    """Spawn (and drop) children until ``seed_sequence`` has spawned ``spawned``: the count cannot be set, and it
+    only grows (a hit finds it at the count before the run, never past the count after)."""
+    now = _spawned(seed_sequence)
+    if now is not None and spawned > now:
+        seed_sequence.spawn(spawned - now)
 
 
 def _torch_generator_get(g: Any) -> Any:
@@ -477,6 +508,8 @@ def _torch_generator_set(g: Any, state: Any) -> None:
 _GENERATOR_OBJECTS: dict[str, tuple[Any, Any]] = {
     "numpy.random._generator.Generator": (_np_generator_get, _np_generator_set),
     "numpy.random.mtrand.RandomState": (lambda g: g.get_state(), lambda g, s: g.set_state(s)),
+    "numpy.random.bit_generator.BitGenerator": (_bit_generator_get, _bit_generator_set),
+    "numpy.random.bit_generator.SeedSequence": (_spawned, _seed_sequence_set),
     "random.Random": (lambda g: g.getstate(), lambda g, s: g.setstate(s)),
     "torch._C.Generator": (_torch_generator_get, _torch_generator_set),
     "torch.Generator": (_torch_generator_get, _torch_generator_set),

@@ -207,3 +207,26 @@ def test_a_traceback_reading_source_lines_is_not_a_read(tmp_path: Path, counter:
     assert described() == described() == "raise ValueError('no')"
     assert counter.n == 1
     assert "failing_helper" not in str(described.explain())
+
+
+# -- generator objects: what a restart must leave as the body would ----------------------------------------------
+
+_SPAWNERS = {
+    "generator": "G = np.random.default_rng(0)\n@memo\ndef draw(): return float(G.spawn(1)[0].random())",
+    "seed sequence": "SS = np.random.SeedSequence(0)\n@memo\ndef draw(): return float(np.random.default_rng("
+                     "SS.spawn(1)[0]).random())",
+    "argument": "H = np.random.default_rng(0)\n@memo\ndef f(g): return float(g.spawn(1)[0].random())\n"
+                "def draw(): return f(H)",
+    "bit generator": "BG = np.random.PCG64(0)\n@memo\ndef draw(): return float(np.random.Generator(BG).random())",
+}
+
+
+@pytest.mark.parametrize("holder", list(_SPAWNERS))
+def test_a_generator_object_is_left_as_the_body_leaves_it_across_restarts(holder: str, cache_dir: Path) -> None:
+    cells = ["import numpy as np\nfrom notebook_memo import memo\n" + _SPAWNERS[holder],
+             "OUT['draws'] = [draw() for _ in range(3)]"]
+    plain = run_kernel(cells, cache_dir, seed=1, env={"NOTEBOOK_MEMO_DISABLE": "1"})
+    first = run_kernel(cells, cache_dir, seed=2)
+    second = run_kernel(cells, cache_dir, seed=3)
+    assert len(set(plain["draws"])) == 3
+    assert first["draws"] == plain["draws"] == second["draws"]

@@ -588,6 +588,7 @@ def _choose(cls: type) -> HashFn:
 # Random generators: hashed by their state like any object, and noted while a call is keyed, so
 # that a hit can leave each one advanced as the body would have left it.
 GENERATOR_CLASSES = frozenset({"numpy.random._generator.Generator", "numpy.random.mtrand.RandomState",
+                               "numpy.random.bit_generator.BitGenerator", "numpy.random.bit_generator.SeedSequence",
                                "random.Random", "torch._C.Generator", "torch.Generator"})
 # While a call is keyed, ``things_met.found`` is a list of what keying it met that the call must know
 # of: generator objects, and ``(CLOCK, where)`` for clock reads in the code of an argument's class.
