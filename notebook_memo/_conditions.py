@@ -129,7 +129,8 @@ class Recorder:
         # real paths of files that may come and go by the body's own doing (an SQLite WAL file, which the body's
         # connection creates and removes): recorded as they are when the run ends
         self.companions: set[str] = set()
-        self.rewritten: set[str] = set()  # ... after reading them
+        self.rewritten: set[str] = set()  # ... after reading them (or reading them after adding to them)
+        self.kept: set[str] = set()  # ... first written without truncating them: their earlier content stays
         self.declared = list(declared)
         self.patterns: dict[str, None] = {}  # glob patterns the body matched, in order
         self.inherited: list[Conditions] = []  # conditions of memoized entries served inside the run
@@ -159,7 +160,11 @@ class Recorder:
         absolute = os.path.abspath(path)
         real = os.path.realpath(absolute)
         table = self.listed if listing else self.reads
-        if real in self.written or real in table:
+        if real in self.written:
+            if real in self.kept and not listing:
+                self.rewritten.add(real)  # reads back what earlier runs added to it (a counter, a log)
+            return
+        if real in table:
             return
         if companion:
             self.companions.add(real)
@@ -175,8 +180,11 @@ class Recorder:
             return
         table[real] = (name, absolute, _signature(st))
 
-    def wrote(self, path: str) -> None:
+    def wrote(self, path: str, keeping: bool = False) -> None:
+        """The body writes ``path``; ``keeping``: it existed and is not truncated (appended to, written in place)."""
         real = os.path.realpath(path)
+        if keeping and real not in self.written:
+            self.kept.add(real)
         self.written.add(real)
         if real in self.reads:
             self.rewritten.add(real)  # a folder it listed and then wrote into: its signature says so
@@ -202,10 +210,11 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
             if path is None or (caller in _SOURCE_READERS and path.endswith(_SOURCE_SUFFIXES)):
                 return  # source lines for a traceback are code, not data
             flags = args[2] if isinstance(args[2], int) else 0
-            if (flags & os.O_ACCMODE) == os.O_WRONLY or flags & os.O_TRUNC or \
-                    (flags & os.O_CREAT and not os.path.exists(path)):
+            created = flags & os.O_CREAT and not os.path.exists(path)
+            if (flags & os.O_ACCMODE) == os.O_WRONLY or flags & os.O_TRUNC or created:
+                keeping = not (flags & os.O_TRUNC or created)
                 for recorder in active:
-                    recorder.wrote(path)  # written or created: what it holds comes from the body
+                    recorder.wrote(path, keeping)  # written or created: what it holds comes from the body
                 return
             # Opened for reading (perhaps for writing too): an input. Should the body write
             # through it, the file's signature at the end of the run says so.
@@ -374,7 +383,8 @@ class NotRecordable(Exception):
 
 def finish(recorder: Recorder, excluded: Iterable[str]) -> Conditions:
     """Return the conditions of a finished run; raise NotRecordable when they cannot be known."""
-    if not (recorder.reads or recorder.listed or recorder.declared or recorder.inherited or recorder.patterns):
+    if not (recorder.reads or recorder.listed or recorder.declared or recorder.inherited or recorder.patterns
+            or recorder.rewritten):
         return {}  # the common run: it read no file and was served no entry with conditions
     try:
         return _finish(recorder, excluded)

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from notebook_memo import memo
+from notebook_memo import MemoWarning, memo
 from tests.conftest import Counter, run_kernel
 
 # numpy is not loaded in a fresh kernel: the body is the first to import it.
 _SAMPLE = """
-from notebook_memo import memo
+from notebook_memo import MemoWarning, memo
 
 @memo
 def sample():
@@ -230,3 +230,35 @@ def test_a_generator_object_is_left_as_the_body_leaves_it_across_restarts(holder
     second = run_kernel(cells, cache_dir, seed=3)
     assert len(set(plain["draws"])) == 3
     assert first["draws"] == plain["draws"] == second["draws"]
+
+
+# -- files the body writes --------------------------------------------------------------------------------------
+
+def test_a_file_appended_to_and_read_back_is_not_cached(tmp_path: Path) -> None:
+    log = tmp_path / "runs.log"
+    log.write_text("")
+
+    @memo
+    def run_number() -> int:
+        with open(log, "a") as f:  # the lines earlier runs appended are part of what it reads back
+            f.write("run\n")
+        with open(log) as f:
+            return len(f.readlines())
+
+    with pytest.warns(MemoWarning, match="runs.log"):
+        assert [run_number() for _ in range(3)] == [1, 2, 3]
+
+
+def test_a_file_only_appended_to_is_no_dependency(tmp_path: Path, counter: Counter) -> None:
+    log = tmp_path / "runs.log"
+    log.write_text("")
+
+    @memo
+    def noted() -> int:
+        counter()
+        with open(log, "a") as f:
+            f.write("run\n")
+        return 1
+
+    assert noted() == noted() == 1
+    assert counter.n == 1
