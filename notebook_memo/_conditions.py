@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dis
 import functools
 import glob
 import importlib
 import itertools
 import linecache
 import os
+import shutil
 import site
 import stat
 import sys
@@ -29,6 +31,7 @@ import sysconfig
 import threading
 import time
 import tokenize
+import types
 import urllib.parse
 from collections.abc import Iterable
 from typing import Any
@@ -130,6 +133,7 @@ class Recorder:
         # connection creates and removes): recorded as they are when the run ends
         self.companions: set[str] = set()
         self.rewritten: set[str] = set()  # ... after reading them (or reading them after adding to them)
+        self.unlocatable = ""  # the first read that names no path (through a folder's descriptor), if any
         self.kept: set[str] = set()  # ... first written without truncating them: their earlier content stays
         self.declared = list(declared)
         self.patterns: dict[str, None] = {}  # glob patterns the body matched, in order
@@ -202,9 +206,23 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
         if not active:
             return
     try:
-        caller = sys._getframe(1).f_code.co_filename
+        frame = sys._getframe(1)
+        code = frame.f_code
+        caller = code.co_filename
         if caller.startswith(("<frozen importlib", _PACKAGE_DIR, _IMPORTLIB_DIR)):
             return  # the import system, or our own reads
+        if caller == shutil.__file__ and code.co_name.startswith("_rmtree"):
+            return  # inside a removal (the shutil.rmtree event names the whole tree)
+        if args and isinstance(args[0], (str, bytes, os.PathLike)) and _relative_to_a_descriptor(frame, args[0]):
+            # os.open(name, dir_fd=fd): the event does not say which folder; the path it gives is not the file
+            if event in _READ_EVENTS:
+                for recorder in active:
+                    recorder.unlocatable = recorder.unlocatable or f"{event} of {os.fsdecode(args[0])}"
+            return
+        if event in ("os.listdir", "os.scandir") and args and isinstance(args[0], int):
+            for recorder in active:
+                recorder.unlocatable = recorder.unlocatable or f"{event} of a folder's descriptor"
+            return
         if event == "open":
             path = _path_of(args[0])
             if path is None or (caller in _SOURCE_READERS and path.endswith(_SOURCE_SUFFIXES)):
@@ -264,6 +282,38 @@ def _sqlite_uri_path(name: str) -> str | None:
     if query.get("mode") == ["memory"] or not parts.path or parts.path == ":memory:":
         return None
     return urllib.parse.unquote(parts.path)
+
+
+def _relative_to_a_descriptor(frame: types.FrameType, path: str | bytes | os.PathLike[Any]) -> bool:
+    """Return True when a relative ``path`` is opened by a call passing ``dir_fd=`` (the event does not carry
+    it): the path may be relative to another folder than the current one."""
+    return not os.path.isabs(path) and _passes_dir_fd(frame.f_code, frame.f_lasti)
+
+
+@functools.lru_cache(maxsize=1024)
+def _passes_dir_fd(code: types.CodeType, offset: int) -> bool:
+    """Return True when the call at ``offset`` in ``code`` names the keyword ``dir_fd`` (its names are a constant
+    loaded just before the call: KW_NAMES on 3.11 and 3.12, LOAD_CONST before CALL_KW or CALL_FUNCTION_KW)."""
+    if not _names_dir_fd(code):
+        return False
+    instructions = _instructions(code)
+    at = next((i for i, instruction in enumerate(instructions) if instruction.offset == offset), None)
+    if at is None:
+        return True  # the call cannot be told apart from the others of code that passes dir_fd: assume it does
+    for instruction in instructions[max(0, at - 3):at + 1]:
+        value = code.co_consts[instruction.arg or 0] if instruction.opname == "KW_NAMES" else instruction.argval
+        if instruction.opname in ("KW_NAMES", "LOAD_CONST") and isinstance(value, tuple) and "dir_fd" in value:
+            return True
+    return False
+
+
+def _names_dir_fd(code: types.CodeType) -> bool:
+    return any(isinstance(c, tuple) and "dir_fd" in c for c in code.co_consts)
+
+
+@functools.lru_cache(maxsize=64)
+def _instructions(code: types.CodeType) -> list[dis.Instruction]:
+    return list(dis.get_instructions(code))
 
 
 def _install_hook() -> None:
@@ -383,6 +433,9 @@ class NotRecordable(Exception):
 
 def finish(recorder: Recorder, excluded: Iterable[str]) -> Conditions:
     """Return the conditions of a finished run; raise NotRecordable when they cannot be known."""
+    if recorder.unlocatable and not recorder.declared:
+        raise NotRecordable(f"it reads through a folder's descriptor ({recorder.unlocatable}), so which file it "
+                            "read cannot be named: declare what it reads with files= or memo.depends_on_file")
     if not (recorder.reads or recorder.listed or recorder.declared or recorder.inherited or recorder.patterns
             or recorder.rewritten):
         return {}  # the common run: it read no file and was served no entry with conditions

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import importlib
 import linecache
+import os
 import sqlite3
+import tempfile
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -261,4 +264,58 @@ def test_a_file_only_appended_to_is_no_dependency(tmp_path: Path, counter: Count
         return 1
 
     assert noted() == noted() == 1
+    assert counter.n == 1
+
+
+# -- reads that cannot be located -------------------------------------------------------------------------------
+
+def _read_through_dir_fd(folder: str, name: str) -> str:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        with open(name, opener=lambda p, flags: os.open(p, flags, dir_fd=fd)) as f:
+            return f.read()
+    finally:
+        os.close(fd)
+
+
+def _list_through_fwalk(folder: str, name: str) -> str:
+    return ",".join(sorted(f for _, _, files, _ in os.fwalk(folder) for f in files))
+
+
+def _list_through_scandir_fd(folder: str, name: str) -> str:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        return ",".join(sorted(entry.name for entry in os.scandir(fd)))
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("reader", [_read_through_dir_fd, _list_through_fwalk, _list_through_scandir_fd])
+def test_a_read_through_a_folder_descriptor_is_not_cached(reader: Callable[[str, str], str],
+                                                          tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "x.txt").write_text("one")
+
+    @memo
+    def load(folder: str, name: str) -> str:
+        return reader(folder, name)
+
+    with pytest.warns(MemoWarning, match="descriptor"):
+        first = load(str(data), "x.txt")
+    (data / "x.txt").write_text("two!")
+    (data / "y.txt").write_text("new")
+    assert load(str(data), "x.txt") == reader(str(data), "x.txt") != first
+
+
+def test_a_temporary_folder_the_body_removes_is_still_cached(counter: Counter) -> None:
+    @memo
+    def scratch() -> int:
+        counter()
+        with tempfile.TemporaryDirectory() as d:
+            os.makedirs(os.path.join(d, "a", "b"))
+            Path(d, "a", "b", "f").write_text("x")
+        return 1
+
+    assert scratch() == scratch() == 1
     assert counter.n == 1
