@@ -100,7 +100,32 @@ _LIBRARY_DIRS = _library_dirs()
 def _is_data(real: str, excluded: Iterable[str]) -> bool:
     if real.startswith(_SYSTEM) or real.startswith(_LIBRARY_DIRS):
         return False
-    return not any(real == d or real.startswith(os.path.join(d, "")) for d in excluded)
+    # Only the store's own files in a cache folder are not data: the folder may be the project's, data and all.
+    return not any(real.startswith(os.path.join(d, "")) and _store_file(real[len(d) + 1:].split(os.sep))
+                   for d in excluded)
+
+
+_HEX2 = frozenset(f"{i:02x}" for i in range(256))
+
+
+def _store_file(parts: list[str]) -> bool:
+    """Return True when a path in a cache folder (``parts``, below it) is the store's: its index (with the files
+    SQLite keeps beside it, or one set aside as damaged), its marker, or a payload file (``ab/cd/name``)."""
+    from .stores.local import _DB_NAME, _MARKER
+
+    if len(parts) == 1:
+        return parts[0] == _MARKER or parts[0].startswith(_DB_NAME)
+    return parts[0] in _HEX2 and (len(parts) == 2 or parts[1] in _HEX2)
+
+
+def _store_names(names: list[str]) -> list[str]:
+    """Return a folder's names less the store's, where the folder holds a cache (its marker says so): the index
+    files and payload folders come and go as results are stored, which is not the folder's content changing."""
+    from .stores.local import _MARKER
+
+    if _MARKER not in names:
+        return names
+    return [n for n in names if not (_store_file([n]) or n in _HEX2)]
 
 
 # -- recording ------------------------------------------------------------------------------------------------
@@ -403,7 +428,7 @@ def file_digest(path: str) -> str:
 
 
 def _names(path: str) -> list[str]:
-    return sorted(os.listdir(path))
+    return _store_names(sorted(os.listdir(path)))
 
 
 def _names_digest(names: list[str]) -> str:

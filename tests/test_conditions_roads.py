@@ -319,3 +319,36 @@ def test_a_temporary_folder_the_body_removes_is_still_cached(counter: Counter) -
 
     assert scratch() == scratch() == 1
     assert counter.n == 1
+
+
+# -- a cache directory that holds the data ----------------------------------------------------------------------
+
+def test_data_beside_the_cache_index_is_data(tmp_path: Path, counter: Counter) -> None:
+    (tmp_path / "data").mkdir()
+    data = tmp_path / "data" / "x.csv"
+    data.write_text("one")
+
+    @memo(cache_dir=str(tmp_path))  # the project folder as the cache folder
+    def load(path: str) -> str:
+        counter()
+        return Path(path).read_text()
+
+    assert load(str(data)) == load(str(data)) == "one"
+    assert counter.n == 1
+    data.write_text("two!")
+    assert load(str(data)) == "two!"
+
+
+def test_listing_the_folder_that_holds_the_cache_ignores_the_cache_files(tmp_path: Path, counter: Counter) -> None:
+    (tmp_path / "a.csv").write_text("1")
+
+    @memo(cache_dir=str(tmp_path))
+    def names() -> list[str]:
+        counter()
+        return sorted(p.name for p in tmp_path.glob("*.csv"))
+
+    assert names() == ["a.csv"]
+    assert names() == names() == ["a.csv"]
+    assert counter.n == 1
+    (tmp_path / "b.csv").write_text("2")
+    assert names() == ["a.csv", "b.csv"]
