@@ -23,6 +23,8 @@ import importlib
 import itertools
 import linecache
 import os
+import random
+import secrets
 import shutil
 import site
 import stat
@@ -33,6 +35,7 @@ import time
 import tokenize
 import types
 import urllib.parse
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
@@ -41,14 +44,17 @@ import xxhash
 from ._config import FILE_DIGEST_LIMIT, RACY_SECONDS, own_thread
 from ._notebook import notebook_paths
 from ._random_state import (
+    ENTROPY,
     NOT_LOADED,
     changed_since,
     encode,
     isolate_framework_draws,
     snapshot,
     state_digest,
+    watch_entropy,
     watch_seeding,
 )
+from ._random_state import __file__ as _random_state_file
 
 __all__ = ()
 
@@ -389,6 +395,7 @@ class recording:  # lower case: used as a function, ``with recording(recorder, o
         # After the states were read, which may have loaded a library's random module (numpy's loads on
         # first use): its seeding functions are watched from this run on.
         watch_seeding(_note_seeding)
+        watch_entropy(_note_entropy)
         self.token = _active.set((*self.outer, self.recorder))
         _running.append(self.recorder)
         return self.recorder
@@ -402,6 +409,32 @@ def _note_seeding(generator: str, from_entropy: bool) -> None:
     own = _active.get() or ()
     for recorder in active():
         recorder.seeded(generator, recorder in own, from_entropy)
+
+
+# The standard library's paths from a caller to the operating system's randomness: a call through them is judged
+# by who called them.
+_ENTROPY_SEEDERS = os.path.abspath(_random_state_file)
+_ENTROPY_PATHS = frozenset({random.__file__, secrets.__file__, uuid.__file__, _ENTROPY_SEEDERS})
+
+
+def _note_entropy() -> None:
+    """Randomness was taken from the operating system: the body's own doing (its code, not a library's, called for
+    it) makes its result random."""
+    recorders = _active.get()
+    if not recorders:
+        return
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename in _ENTROPY_PATHS:
+        if frame.f_code.co_name == "seed" and frame.f_code.co_filename == _ENTROPY_SEEDERS:
+            return  # inside a watched seeding call (np.random.seed()): it names its generator itself
+        frame = frame.f_back  # type: ignore[assignment]
+    if frame is None:
+        return
+    caller = os.path.realpath(frame.f_code.co_filename)
+    if caller.startswith(_LIBRARY_DIRS) or caller.startswith(_PACKAGE_DIR) or caller.startswith("<frozen"):
+        return  # a library's own use (tempfile's random names, a task's id)
+    for recorder in recorders:
+        recorder.entropy.add(ENTROPY)
 
 
 def depends_on(path: str | os.PathLike[str]) -> None:

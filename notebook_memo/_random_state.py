@@ -264,6 +264,8 @@ def _torch_set(state: Any) -> None:
     _unwrapped(torch.random.set_rng_state)(torch.frombuffer(bytearray(state), dtype=torch.uint8))
 
 
+ENTROPY = "entropy"  # what a body that took randomness from the operating system is said to have seeded
+
 # name -> (module that must be imported, get, set, digest of a state as got); never imported by us.
 _GLOBAL_GENERATORS = {
     "numpy": ("numpy", _numpy_get, _numpy_set, _numpy_digest),
@@ -271,7 +273,9 @@ _GLOBAL_GENERATORS = {
     "torch": ("torch", _torch_get, _torch_set, _bytes_digest),
 }
 _GENERATOR_NAMES = {"numpy": "NumPy's global random state (np.random)", "random": "Python's random module",
-                    "torch": "torch's default generator"}
+                    "torch": "torch's default generator",
+                    ENTROPY: "a new generator or random bytes (default_rng(), SeedSequence(), random.Random(), "
+                             "uuid4(), secrets, os.urandom)"}
 
 
 # The digest of a global generator whose library is not loaded: a body that loads it starts it afresh, so a
@@ -445,6 +449,51 @@ def watch_seeding(on_seed: Callable[[str, bool], None]) -> None:
                 if (module_name, attr) not in _wrapped_seeders:
                     setattr(module, attr, _seeder(generator, attr, original, on_seed))
                     _wrapped_seeders.add((module_name, attr))
+
+
+# Randomness taken from the operating system without a seed: os.urandom (uuid4 reads it), random's own reference
+# to it (SystemRandom: secrets, and NumPy's SeedSequence() and default_rng() through secrets), and a
+# random.Random seeded with None (random.Random()). Wrapped once, to call ``on_entropy`` before they run.
+_entropy_watched: set[str] = set()
+
+
+def watch_entropy(on_entropy: Callable[[], None]) -> None:
+    """Wrap the sources of the operating system's randomness (once each) to call ``on_entropy()`` first."""
+    if len(_entropy_watched) == 2:
+        return
+    with _seeding_lock:
+        if "os" not in _entropy_watched:
+            import os
+
+            os.urandom = _from_entropy(os.urandom, on_entropy)
+            _entropy_watched.add("os")
+        module = sys.modules.get("random")
+        if module is not None and "random" not in _entropy_watched:
+            if callable(getattr(module, "_urandom", None)):
+                module._urandom = _from_entropy(module._urandom, on_entropy)  # type: ignore[attr-defined]
+            module.Random.seed = _seeded_from_entropy(module.Random.seed, on_entropy)  # type: ignore[method-assign]
+            _entropy_watched.add("random")
+
+
+def _from_entropy(original: Any, on_entropy: Callable[[], None]) -> Any:
+    @functools.wraps(original)
+    def urandom(*args: Any, **kwargs: Any) -> Any:
+        on_entropy()
+        return original(*args, **kwargs)
+
+    urandom._notebook_memo_original = original  # type: ignore[attr-defined]
+    return urandom
+
+
+def _seeded_from_entropy(original: Any, on_entropy: Callable[[], None]) -> Any:
+    @functools.wraps(original)
+    def reseed(self: Any, *args: Any, **kwargs: Any) -> Any:  # not "seed": that is a watched seeding call's wrapper
+        if (args[0] if args else kwargs.get("a")) is None:
+            on_entropy()
+        return original(self, *args, **kwargs)
+
+    reseed._notebook_memo_original = original  # type: ignore[attr-defined]
+    return reseed
 
 
 def _unwrapped(fn: Any) -> Any:

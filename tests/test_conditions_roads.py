@@ -9,12 +9,17 @@ from __future__ import annotations
 import importlib
 import linecache
 import os
+import random
+import secrets
 import sqlite3
 import tempfile
 import traceback
+import uuid
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from notebook_memo import MemoWarning, memo
@@ -352,3 +357,38 @@ def test_listing_the_folder_that_holds_the_cache_ignores_the_cache_files(tmp_pat
     assert counter.n == 1
     (tmp_path / "b.csv").write_text("2")
     assert names() == ["a.csv", "b.csv"]
+
+
+# -- randomness from the operating system -----------------------------------------------------------------------
+
+_UNSEEDED: dict[str, Callable[[], object]] = {
+    "default_rng": lambda: float(np.random.default_rng().random()),
+    "SeedSequence": lambda: int(np.random.SeedSequence().generate_state(1)[0]),
+    "random.Random": lambda: random.Random().random(),
+    "uuid4": lambda: str(uuid.uuid4()),
+    "secrets": lambda: secrets.token_hex(4),
+    "os.urandom": lambda: os.urandom(4).hex(),
+}
+
+
+@pytest.mark.parametrize("source", list(_UNSEEDED))
+def test_randomness_from_the_operating_system_warns(source: str) -> None:
+    draw = _UNSEEDED[source]
+
+    @memo
+    def unseeded() -> object:
+        return draw()
+
+    with pytest.warns(MemoWarning, match="entropy"):
+        unseeded()
+
+
+def test_a_library_using_entropy_for_itself_does_not_warn(tmp_path: Path) -> None:
+    @memo
+    def scratch() -> int:
+        with tempfile.NamedTemporaryFile(dir=tmp_path):  # a random name, not a random result
+            return 1
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MemoWarning)
+        assert scratch() == 1
