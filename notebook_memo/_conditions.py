@@ -430,9 +430,9 @@ def _note_entropy() -> None:
         frame = frame.f_back  # type: ignore[assignment]
     if frame is None:
         return
-    caller = os.path.realpath(frame.f_code.co_filename)
-    if caller.startswith(_LIBRARY_DIRS) or caller.startswith(_PACKAGE_DIR) or caller.startswith("<frozen"):
-        return  # a library's own use (tempfile's random names, a task's id)
+    caller = frame.f_code.co_filename
+    if caller.startswith("<frozen") or os.path.realpath(caller).startswith((*_LIBRARY_DIRS, _PACKAGE_DIR)):
+        return  # a library's own use (tempfile's random names, a task's id, numpy seeding itself on import)
     for recorder in recorders:
         recorder.entropy.add(ENTROPY)
 

@@ -392,3 +392,8 @@ def test_a_library_using_entropy_for_itself_does_not_warn(tmp_path: Path) -> Non
     with warnings.catch_warnings():
         warnings.simplefilter("error", MemoWarning)
         assert scratch() == 1
+
+
+def test_a_library_seeding_itself_on_import_does_not_warn(cache_dir: Path) -> None:
+    out = run_kernel([_SAMPLE, "OUT['first'] = sample()"], cache_dir)
+    assert not [w for w in out["_warnings"] if "entropy" in w]
