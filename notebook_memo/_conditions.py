@@ -103,12 +103,13 @@ def _library_dirs() -> tuple[str, ...]:
 _LIBRARY_DIRS = _library_dirs()
 
 
-def _is_data(real: str, excluded: Iterable[str]) -> bool:
-    if real.startswith(_SYSTEM) or real.startswith(_LIBRARY_DIRS):
+def _is_data(real: str, stores: Iterable[str], notebooks: Iterable[str] = ()) -> bool:
+    """Return True unless ``real`` is a library's or the system's, the running notebook, or a store's own file
+    (only those in a cache folder: the folder may be the project's, data and all)."""
+    if real.startswith(_SYSTEM) or real.startswith(_LIBRARY_DIRS) or real in notebooks:
         return False
-    # Only the store's own files in a cache folder are not data: the folder may be the project's, data and all.
     return not any(real.startswith(os.path.join(d, "")) and _store_file(real[len(d) + 1:].split(os.sep))
-                   for d in excluded)
+                   for d in stores)
 
 
 _HEX2 = frozenset(f"{i:02x}" for i in range(256))
@@ -509,24 +510,28 @@ def _real(directory: str) -> str:
 
 
 def _finish(recorder: Recorder, excluded: Iterable[str]) -> Conditions:
-    excluded = [_real(d) for d in excluded] + sorted(notebook_paths())
+    stores, notebooks = [_real(d) for d in excluded], notebook_paths()
+
+    def is_data(real: str) -> bool:
+        return _is_data(real, stores, notebooks)
+
     now = time.time_ns()
     conditions: Conditions = {}
     files: dict[str, list[Any]] = {}
     dirs: dict[str, list[Any]] = {}
-    problem = sorted(p for p in recorder.rewritten if _is_data(p, excluded))
+    problem = sorted(p for p in recorder.rewritten if is_data(p))
     if problem:
         raise NotRecordable(f"it changes {problem[0]}, which it also reads, so its result depends on its own "
                             "earlier runs")
     for real, (name, absolute, before) in recorder.reads.items():
-        if real in recorder.written or not _is_data(real, excluded):
+        if real in recorder.written or not is_data(real):
             continue
         companion = real in recorder.companions
         if companion and before is not None:
             before = _companion_before(absolute, before)
         files[name] = [name, *_file_condition(absolute, before, now, declared=companion and before is None)[1:]]
     for real, (name, absolute, before) in recorder.listed.items():
-        if not _is_data(real, excluded):
+        if not is_data(real):
             continue
         dirs[name] = [name, *_dir_condition(absolute, before, now)[1:]]
     globs = []
@@ -542,7 +547,7 @@ def _finish(recorder: Recorder, excluded: Iterable[str]) -> Conditions:
             matches = _matches(declared)
             globs.append([declared, _names_digest(matches), matches[:_NAMES_KEPT]])
     for pattern in recorder.patterns:
-        if not _is_data(_real(_literal_part(pattern)), excluded):
+        if not is_data(_real(_literal_part(pattern))):
             continue
         matches = _matches(pattern)
         mine = [m for m in matches if os.path.realpath(m) in recorder.written] if recorder.written else []

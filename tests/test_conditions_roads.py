@@ -397,3 +397,20 @@ def test_a_library_using_entropy_for_itself_does_not_warn(tmp_path: Path) -> Non
 def test_a_library_seeding_itself_on_import_does_not_warn(cache_dir: Path) -> None:
     out = run_kernel([_SAMPLE, "OUT['first'] = sample()"], cache_dir)
     assert not [w for w in out["_warnings"] if "entropy" in w]
+
+
+def test_the_running_notebook_file_is_still_not_data(tmp_path: Path, counter: Counter,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    notebook = tmp_path / "analysis.ipynb"
+    notebook.write_text("{}")
+    monkeypatch.setenv("JPY_SESSION_NAME", str(notebook))
+
+    @memo
+    def size() -> int:
+        counter()
+        return len(notebook.read_text()) * 0  # reads the notebook, as a front end's helper may
+
+    assert size() == 0
+    notebook.write_text('{"cells": []}')  # saving the notebook changes nothing the result depends on
+    assert size() == 0
+    assert counter.n == 1
