@@ -246,8 +246,9 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
         if caller == shutil.__file__ and code.co_name.startswith("_rmtree"):
             return  # inside a removal (the shutil.rmtree event names the whole tree)
         if args and isinstance(args[0], (str, bytes, os.PathLike)) and _relative_to_a_descriptor(frame, args[0]):
-            # os.open(name, dir_fd=fd): the event does not say which folder; the path it gives is not the file
-            if event in _READ_EVENTS:
+            # os.open(name, dir_fd=fd): the event does not say which folder; the path it gives is not the file.
+            # Only a read matters: a write there marks nothing here as written.
+            if event in _READ_EVENTS and not (event == "open" and _writes_only(args)):
                 for recorder in active:
                     recorder.unlocatable = recorder.unlocatable or f"{event} of {os.fsdecode(args[0])}"
             return
@@ -314,6 +315,11 @@ def _sqlite_uri_path(name: str) -> str | None:
     if query.get("mode") == ["memory"] or not parts.path or parts.path == ":memory:":
         return None
     return urllib.parse.unquote(parts.path)
+
+
+def _writes_only(args: tuple[Any, ...]) -> bool:
+    flags = args[2] if len(args) > 2 and isinstance(args[2], int) else 0
+    return bool((flags & os.O_ACCMODE) == os.O_WRONLY or flags & os.O_TRUNC)
 
 
 def _relative_to_a_descriptor(frame: types.FrameType, path: str | bytes | os.PathLike[Any]) -> bool:

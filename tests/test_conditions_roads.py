@@ -414,3 +414,19 @@ def test_the_running_notebook_file_is_still_not_data(tmp_path: Path, counter: Co
     notebook.write_text('{"cells": []}')  # saving the notebook changes nothing the result depends on
     assert size() == 0
     assert counter.n == 1
+
+
+def test_a_write_through_a_folder_descriptor_is_still_cached(tmp_path: Path, counter: Counter) -> None:
+    @memo
+    def save(folder: str) -> int:
+        counter()
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            with open("out.txt", "w", opener=lambda p, flags: os.open(p, flags, dir_fd=fd)) as f:
+                f.write("x")
+        finally:
+            os.close(fd)
+        return 1
+
+    assert save(str(tmp_path)) == save(str(tmp_path)) == 1
+    assert counter.n == 1
