@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from notebook_memo.hashing import content_hash
+from tests.conftest import Shell
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -473,3 +474,25 @@ def test_dtype_metadata_is_part_of_the_key() -> None:
     plain = np.zeros(3)
     assert len({content_hash(metres), content_hash(kilometres), content_hash(plain)}) == 3
     assert content_hash(plain) == content_hash(np.zeros(3, dtype=np.dtype(float, metadata={})))
+
+
+def test_a_memo_key_that_raises_leaves_a_global_out_and_refuses_an_argument(shell: Shell) -> None:
+    from notebook_memo import MemoWarning, UnhashableArgument
+
+    shell.run("""
+        from notebook_memo import memo
+        class Broken:
+            def __memo_key__(self):
+                raise RuntimeError("boom")
+        HELD = Broken()
+        @memo
+        def reads_global(x):
+            return (x, HELD is not None)
+        @memo
+        def takes_it(x, thing):
+            return x
+    """)
+    with pytest.warns(MemoWarning, match=r"__memo_key__\(\) raised RuntimeError: boom"):
+        assert shell.run("reads_global(1)") == (1, True)
+    with pytest.raises(UnhashableArgument, match="raised RuntimeError: boom"):
+        shell["takes_it"](1, shell["HELD"])

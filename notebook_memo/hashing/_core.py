@@ -608,7 +608,7 @@ def _registered_handler(fn: Callable[[Any], Any]) -> HashFn:
     def handler(h: Hasher, v: Any) -> None:
         h.tag(b"R")
         h.child(type(v), "<class>")  # the user's class: its code, as for any instance
-        h.child(fn(v), "<register_hasher>")
+        h.child(_asked(fn, v, "the function given to register_hasher", v), "<register_hasher>")
 
     return handler
 
@@ -616,7 +616,18 @@ def _registered_handler(fn: Callable[[Any], Any]) -> HashFn:
 def _h_memo_key(h: Hasher, v: Any) -> None:
     h.tag(b"K")
     h.child(type(v), "<class>")  # __memo_key__ names the state; the methods that use it are code
-    h.child(v.__memo_key__(), ".__memo_key__()")
+    h.child(_asked(v.__memo_key__, v, "its __memo_key__()"), ".__memo_key__()")
+
+
+def _asked(fn: Callable[..., Any], v: Any, what: str, *args: Any) -> Any:
+    """Return what the user's key function gives; its error makes ``v`` unhashable (a global is then left
+    out with a warning, an argument refused) instead of escaping from a call of the memoized function."""
+    try:
+        return fn(*args)
+    except (RecursionError, _Unhashable):
+        raise
+    except Exception as exc:
+        raise _Unhashable(v, f"{what} raised {type(exc).__name__}: {exc}") from None
 
 
 def _h_weakref(h: Hasher, v: Any) -> None:
