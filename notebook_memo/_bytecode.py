@@ -76,6 +76,16 @@ def _local_imports(ins: list[dis.Instruction]) -> dict[str, tuple[str, tuple[str
 
 
 @functools.lru_cache(maxsize=8192)
+def global_stores(code: types.CodeType) -> frozenset[str]:
+    """Return the global names ``code`` (or code nested in it) binds or deletes (``global n; n += 1``)."""
+    codes = [code]
+    names: set[str] = set()
+    for current in codes:
+        codes.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
+        names.update(i.argval for i in dis.get_instructions(current) if i.opname in ("STORE_GLOBAL", "DELETE_GLOBAL"))
+    return frozenset(names)
+
+
 def global_loads(code: types.CodeType) -> tuple[tuple[str, tuple[str, ...], str | None], ...]:
     """Return every read of a global name, with its attribute chain and the constant string used with it.
 

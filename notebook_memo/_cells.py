@@ -6,10 +6,12 @@ import ast
 import builtins
 import contextlib
 import functools
+import linecache
 import os
 import sys
 import time
 import types
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -282,32 +284,62 @@ def prepare(shell: Any, raw_cell: str, options: CellOptions,
     return CellCall(cell, call, inputs, analysis, unknown), tree, filename
 
 
-_DYNAMIC = frozenset({"eval", "exec", "globals", "locals"})
+_DYNAMIC = frozenset({"eval", "exec", "globals", "get_ipython"})  # names that read the notebook's namespace
+_FRAME_READS = frozenset({"f_globals", "f_locals", "__globals__", "user_ns", "user_global_ns", "_getframe",
+                          "currentframe", "get_ipython"})
+_QUIET_MAGICS = frozenset({"config", "matplotlib", "load_ext", "reload_ext", "autoreload", "aimport"})
 
 
 def _unknown_reads(tree: ast.Module) -> str | None:
-    """Say how the cell reads names its code does not show (a magic or shell command, eval, globals()), if it does."""
+    """Say how the cell reads names its code does not show (a magic or shell command, eval, globals(),
+    a frame's globals), if it does."""
+    allowed: set[int] = set()  # get_ipython() of the magics that read no names (%config, %matplotlib)
     for node in ast.walk(tree):
-        if not isinstance(node, ast.Call):
-            continue
-        fn = node.func
-        if isinstance(fn, ast.Name) and (fn.id in _DYNAMIC or (fn.id == "vars" and not node.args)):
-            return (f"it looks names up through {fn.id}(), so what it reads is not known. List its inputs with "
-                    "%%memo --inputs a,b")
-        if isinstance(fn, ast.Attribute) and isinstance(fn.value, ast.Call) and \
-                isinstance(fn.value.func, ast.Name) and fn.value.func.id == "get_ipython":
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
+                isinstance(node.func.value, ast.Call) and isinstance(node.func.value.func, ast.Name) and \
+                node.func.value.func.id == "get_ipython":
+            attr = node.func.attr
             first = node.args[0] if node.args else None
             name = first.value if isinstance(first, ast.Constant) and isinstance(first.value, str) else ""
-            what = (f"the magic %{name}" if fn.attr == "run_line_magic" and name else
-                    f"the magic %%{name}" if fn.attr == "run_cell_magic" and name else
-                    "a shell command (!...)" if fn.attr in ("system", "getoutput") else f"get_ipython().{fn.attr}")
+            if attr == "run_line_magic" and name in _QUIET_MAGICS:
+                allowed.add(id(node.func.value.func))
+                continue
+            what = (f"the magic %{name}" if attr == "run_line_magic" and name else
+                    f"the magic %%{name}" if attr == "run_cell_magic" and name else
+                    "a shell command (!...)" if attr in ("system", "getoutput") else f"get_ipython().{attr}")
             return (f"it runs {what}, whose code reads names this cell's code does not show. Move it to another "
                     "cell, or list the cell's inputs with %%memo --inputs a,b")
+    explicit: set[int] = set()  # eval(text, {...}): it reads the namespaces it is given
     for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and node.id == "get_ipython":
-            return ("it reads the notebook through get_ipython(), so what it reads is not known. List its inputs "
-                    "with %%memo --inputs a,b")
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("eval", "exec") \
+                and len(node.args) >= 2:
+            explicit.add(id(node.func))
+    for node, top in _nodes(tree):
+        shown = None
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and id(node) not in allowed | explicit:
+            if node.id in _DYNAMIC or (node.id == "locals" and top):
+                shown = f"{node.id}"
+        elif isinstance(node, ast.Attribute):
+            if node.attr in _FRAME_READS or (node.attr in _DYNAMIC and isinstance(node.value, ast.Name)
+                                             and node.value.id == "builtins"):
+                shown = f".{node.attr}"
+        elif isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant) \
+                and node.slice.value == "__main__":
+            shown = "sys.modules['__main__']"
+        if shown:
+            return (f"it reads the notebook through {shown}, so what it reads is not known. List its inputs with "
+                    "%%memo --inputs a,b")
     return None
+
+
+def _nodes(tree: ast.Module) -> Iterator[tuple[ast.AST, bool]]:
+    """Yield every node of the cell, with whether it lies at the cell's top level (outside functions)."""
+    stack: list[tuple[ast.AST, bool]] = [(tree, True)]
+    while stack:
+        node, top = stack.pop()
+        yield node, top
+        inner = top and not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+        stack.extend((child, inner) for child in ast.iter_child_nodes(node))
 
 
 def _read_environment(tree: ast.Module, namespace: dict[str, Any], label: str, deps: Dependencies,
@@ -433,10 +465,13 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
         "in_place": in_place,
         "rebinds": rebinds,
         "held_before": sorted(held_before) if held_before is not None else None,
-        # Environment variables the run set or removed (None): a hit sets them so, for what runs after it.
-        "environ": {name: os.environ.get(name) for name in {*environ_before, *os.environ}
-                    if os.environ.get(name) != environ_before.get(name)},
     }
+    set_variables = sorted(name for name in {*environ_before, *os.environ}
+                           if os.environ.get(name) != environ_before.get(name))
+    if set_variables:
+        _not_stored(cell, f"it sets the environment variable {set_variables[0]!r}, which a hit could set again only "
+                    "by keeping its value in the cache (a token, a password). Set it in a cell of its own")
+        return result
     if unverifiable:
         warn_once(f"unverifiable:{cell.qualified_name}:{unverifiable[0]}",
                   f"%%memo {cell.label}: not cached, so the cell runs each time: it binds "
@@ -453,9 +488,15 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
         return result
     # Inputs the run left as they were, which outputs may hold (`b = a`, `Pipeline([("clf", clf)])`): saved by
     # name, so that a hit makes the outputs hold the notebook's objects, as the run did, rather than copies.
-    kept = {id(value): name for name, value in cell_call.inputs.items()
-            if name not in payload_value["outputs"] and name in namespace and namespace[name] is value
-            and type(value) not in IMMUTABLE_LEAVES}
+    kept: dict[int, str] = {}
+    shared: set[int] = set()  # held by two names (a = c): which one a hit should hold is not known
+    for name, value in cell_call.inputs.items():
+        if name not in payload_value["outputs"] and name in namespace and namespace[name] is value \
+                and type(value) not in IMMUTABLE_LEAVES:
+            if id(value) in kept:
+                shared.add(id(value))
+            kept[id(value)] = name
+    kept = {ident: name for ident, name in kept.items() if ident not in shared}
     _store_cell(store, cell, call, payload_value, duration, options, where, kept)
     if _config.call_verbosity(None) and not options.quiet:
         _config.announce(f"%%memo {options.name or 'cell'}: computed in {_config.human_seconds(duration)}")
@@ -593,7 +634,8 @@ class _Rebinder:
     def __init__(self, namespace: dict[str, Any], filename: str | None = None) -> None:
         self.namespace = namespace
         self.filename = filename  # the cell's name in this kernel: where their code is (tracebacks, source)
-        self.done: dict[int, Any] = {}
+        # The notebook's own objects (outputs may hold the inputs themselves): never looked into or changed.
+        self.done: dict[int, Any] = {id(value): value for value in namespace.values()}
 
     def __call__(self, value: Any) -> Any:
         key = id(value)
@@ -680,7 +722,7 @@ class _Rebinder:
 
 def _with_globals(fn: types.FunctionType, namespace: dict[str, Any], filename: str | None = None) -> types.FunctionType:
     code = fn.__code__
-    if filename and code.co_filename == _UNPLACED:
+    if filename and code.co_filename == _UNPLACED and _defined_in(code, filename):
         code = _placed(code, filename)
     new = types.FunctionType(code, namespace, fn.__name__, fn.__defaults__, fn.__closure__)
     new.__kwdefaults__ = fn.__kwdefaults__
@@ -728,6 +770,13 @@ def _drop_damaged(store: Store, cell: CellMemo, key: str, exc: Exception) -> Any
 _UNPLACED = "<dynamic-code>"  # the file name cloudpickle gives the code it carries
 
 
+def _defined_in(code: types.CodeType, filename: str) -> bool:
+    """Return True when the cell ``filename`` names defines a function of this name (a function from
+    another cell that an output holds stays unplaced: its source is not this cell's)."""
+    text = "".join(linecache.getlines(filename))
+    return ("lambda" in text) if code.co_name == "<lambda>" else f"def {code.co_name}" in text
+
+
 def _placed(code: types.CodeType, filename: str) -> types.CodeType:
     """Return ``code`` (and the code nested in it) as from ``filename``: its source is found there again, so it
     is keyed by its source as in the kernel that ran the cell, and tracebacks show its lines."""
@@ -771,7 +820,10 @@ def _try_restore(shell: Any, store: Store, cell: CellMemo, key: str, options: Ce
     outputs = {name: v for name, v in value["outputs"].items() if not _is_shell_name(name)}
     rebinds = [name for name in value.get("rebinds", ()) if name in namespace]
     rebind = _Rebinder(namespace, filename)
-    restored = {name: rebind(v) for name, v in outputs.items()}
+    try:
+        restored = {name: rebind(v) for name, v in outputs.items()}
+    except RecursionError:
+        return _NotCached("its outputs are nested too deeply to restore: the cell runs")
     in_place = {name: restored[name] for name in value.get("in_place", ()) if name in restored}
     if in_place:
         if restore_in_place(namespace, in_place, {n: v for n, v in restored.items() if n not in in_place}):
@@ -799,11 +851,6 @@ def _try_restore(shell: Any, store: Store, cell: CellMemo, key: str, options: Ce
     for name in value["deleted"]:
         if not _is_shell_name(name):
             namespace.pop(name, None)
-    for variable, setting in value.get("environ", {}).items():
-        if setting is None:
-            os.environ.pop(variable, None)
-        else:
-            os.environ[variable] = setting
     replay(shell, value["events"])
     if conditions:
         served(conditions, {}, ())

@@ -11,6 +11,7 @@ a partial) is hashed by the same resolution, so it is keyed like a helper the bo
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import importlib
@@ -100,6 +101,22 @@ def _imported_module(name: str) -> tuple[types.ModuleType | None, bool]:
         return None, False
 
 
+_CONTAINERS = (list, dict, set, bytearray, collections.deque)
+
+
+def _watched(value: Any) -> bool:
+    """Return True for data whose change in place by a body is a change of state a hit could not make again:
+    containers, arrays, frames, tensors and models. Other objects may change as they are read (a lazy cache,
+    scipy's format flags), which would leave their readers uncached."""
+    if isinstance(value, _CONTAINERS):
+        return True
+    modules = sys.modules
+    np, pd, torch = modules.get("numpy"), modules.get("pandas"), modules.get("torch")
+    return (np is not None and isinstance(value, np.ndarray)) or \
+        (pd is not None and isinstance(value, (pd.DataFrame, pd.Series))) or \
+        (torch is not None and isinstance(value, (torch.Tensor, torch.nn.Module)))
+
+
 def _public_attributes(fn: Any) -> list[tuple[str, Any]]:
     """Return the state attached to a function (``f.threshold = 3``), in name order."""
     attrs = getattr(fn, "__dict__", None)
@@ -174,6 +191,7 @@ class _Resolver:
         self.hashed: dict[int, tuple[Any, bytes]] = {}
         # The mutable data read, with its digest: a body that changes it in place did what a hit cannot.
         self.mutable: list[tuple[str, Any, bytes]] = []
+        self.drawn: set[int] = set()  # ids of values holding random generators
 
     def function(self, fn: types.FunctionType, label: str) -> None:
         if id(fn) in self.seen:
@@ -413,7 +431,9 @@ class _Resolver:
         except UnhashableArgument as exc:
             self.deps.skipped[label] = exc.reason
             return
-        if mutable and (found is None or len(found) == met):  # a random generator in it: drawing changes it
+        if found is not None and len(found) != met:
+            self.drawn.add(id(value))  # a random generator in it: drawing from it changes it, as a hit does too
+        if mutable and id(value) not in self.drawn and _watched(value):
             self.mutable.append((label, value, digest))
 
     def content_digest(self, value: Any, label: str) -> bytes:

@@ -25,6 +25,7 @@ import cloudpickle
 import xxhash
 
 from . import _conditions, _config, _random_state
+from ._bytecode import global_stores
 from ._conditions import Conditions, NotRecordable, Recorder, Recorders
 from ._config import EXPIRY_GRACE, INLINE_LIMIT, LOCK_POLL_MAX, QUICK_BODY, TTLLike, parse_ttl, resolve_lease, warn_once
 from ._dependencies import CodeState, CodeTracker, Dependencies, clock_reads, torch_modes, torch_settings
@@ -322,6 +323,7 @@ class MemoizedFunction(Generic[R]):
         # Its last run in this process ended within QUICK_BODY: the next miss skips the lease.
         self._quick = False
         self._tracker: CodeTracker | None = None
+        self._stores: tuple[Any, frozenset[str]] = (None, frozenset())  # the code, and the globals it binds
         self._carried: list[CodeState | None] | None = None  # [the sender's state, ours when it arrived]
         self._prefix: tuple[CodeState | None, bytes] = (None, b"")  # the key's framed parts before the arguments
         # The metadata every record of one code state shares, and its JSON text: (deps, code, own, method, head).
@@ -460,8 +462,9 @@ class MemoizedFunction(Generic[R]):
         # The bytes ``combine`` digests (each part after its length), its fixed parts framed once per code state.
         prefix = self._prefix
         if prefix[0] is not state:
-            self._prefix = prefix = (state, framed([b"nbm1", self._fid.encode(), state.code, state.deps_digest,
-                                                    self._version]))
+            # A state that read mutable data is made anew each call, and keeps that data: never kept here.
+            framing = framed([b"nbm1", self._fid.encode(), state.code, state.deps_digest, self._version])
+            self._prefix = prefix = (None if state.mutable else state, framing)
         heads = binder.heads
         head = prefix[1] + b"".join([heads[name] + digest for name, digest in arguments.items()])
         if len(found) > 1:
@@ -741,6 +744,7 @@ class MemoizedFunction(Generic[R]):
         self._check_stale(store, call)
         recorder = Recorder(self._options.files)
         before = _random_state.object_states(call.generators) if call.generators else {}
+        bound = self._globals_bound()
         start = time.perf_counter()
         try:
             with computing(call.key), _room_for_our_frames(), _conditions.recording(recorder, outer):
@@ -752,7 +756,7 @@ class MemoizedFunction(Generic[R]):
         if quick:
             store.body_finished(call.key)
         self._quick = duration < QUICK_BODY
-        if self._changed(call, args, kwargs):
+        if self._changed(call, args, kwargs) or self._rebound(bound):
             self._announce_computed(duration, False)
             return result
         if refresh:
@@ -762,6 +766,34 @@ class MemoizedFunction(Generic[R]):
             stored = self._write(store, call, result, duration, (recorder, before, outer), quick and self._quick)
         self._announce_computed(duration, stored is not None)
         return result
+
+    def _globals_bound(self) -> dict[str, Any] | None:
+        """Return what the globals the body binds itself (``global n; n += 1``) hold now; None if it binds none."""
+        fn = self._fn
+        code = getattr(fn, "__code__", None)
+        if code is None:
+            return None
+        known = self._stores
+        if known[0] is not code:
+            self._stores = known = (code, global_stores(code))
+        if not known[1]:
+            return None
+        namespace = fn.__globals__  # type: ignore[attr-defined]
+        return {name: namespace.get(name, _MISS) for name in known[1]}
+
+    def _rebound(self, bound: dict[str, Any] | None) -> bool:
+        """Return True, warning once, when the body bound a global anew: a hit would leave it as it was."""
+        if not bound:
+            return False
+        namespace = self._fn.__globals__  # type: ignore[attr-defined]
+        changed = sorted(name for name, value in bound.items() if namespace.get(name, _MISS) is not value)
+        if not changed:
+            return False
+        warn_once(f"rebound-global:{self._qualified}:{changed[0]}",
+                  f"{self._name} binds the global {changed[0]!r} anew, which a hit could not do again: this result "
+                  "is not cached, so the function runs on every call that does so. Return the value instead, and "
+                  "bind the global outside the function.", MemoWarning)
+        return True
 
     def _changed(self, call: Call, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
         """Return True when the body changed in place what a hit could not change again (saying so once)."""
@@ -935,12 +967,13 @@ class MemoizedFunction(Generic[R]):
             self._check_stale(store, call)
             recorder = Recorder(self._options.files)
             before = _random_state.object_states(call.generators) if call.generators else {}
+            bound = self._globals_bound()
             start = time.perf_counter()
             with computing(call.key), _conditions.recording(recorder, outer):
                 result = await self._fn(*args, **kwargs)
             duration = time.perf_counter() - start
             payload = None
-            if not self._changed(call, args, kwargs):
+            if not (self._changed(call, args, kwargs) or self._rebound(bound)):
                 with _remote.replacing_if(refresh):
                     payload = self._write(store, call, result, duration, (recorder, before, outer))
             self._announce_computed(duration, payload is not None)
@@ -978,7 +1011,8 @@ class MemoizedFunction(Generic[R]):
         """Return True when a call with these arguments would be served from disk."""
         call = self.make_call(args, kwargs)
         try:
-            return servable(self._store(), call.key) is not None
+            record = servable(self._store(), call.key)
+            return record is not None and not record.header.stale_for(self._options.ttl)
         except Exception:
             return False
 

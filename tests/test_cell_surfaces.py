@@ -208,16 +208,18 @@ def g(x, fn=f, *, other=f):
     assert (shell.run("holder.cb(1)"), shell.run("h.cb(1)"), shell.run("g(1)")) == (10, 10, 20)
 
 
-def test_environment_variables_a_cell_sets_are_set_after_a_restart(cache_dir: Path) -> None:
-    cells = ["%load_ext notebook_memo", "import os; os.environ.pop('NBM_CELL_GONE', None)", """%%memo
+def test_a_cell_that_sets_environment_variables_runs_each_time_and_keeps_no_value(cache_dir: Path) -> None:
+    cells = ["%load_ext notebook_memo", """%%memo
 import os
-os.environ["NBM_CELL_MODE"] = "fast"
+os.environ["NBM_CELL_TOKEN"] = "sk-" + "SECRET123"
 os.environ.pop("NBM_CELL_DROP", None)
 ready = True
-""", "OUT['mode'] = os.environ.get('NBM_CELL_MODE'); OUT['drop'] = os.environ.get('NBM_CELL_DROP')", HITS]
-    run_kernel(cells, cache_dir, seed=1, env={"NBM_CELL_DROP": "1"})
+""", "OUT['token'] = os.environ.get('NBM_CELL_TOKEN'); OUT['drop'] = os.environ.get('NBM_CELL_DROP')", HITS]
+    first = run_kernel(cells, cache_dir, seed=1, env={"NBM_CELL_DROP": "1"})
     second = run_kernel(cells, cache_dir, seed=2, env={"NBM_CELL_DROP": "1"})
-    assert (second["mode"], second["drop"], second["cell hits"]) == ("fast", None, 1)
+    assert (second["token"], second["drop"], second["cell hits"]) == ("sk-SECRET123", None, 0)  # as a run leaves it
+    assert any("environment variable" in w for w in first["_warnings"])
+    assert not any(b"SECRET123" in path.read_bytes() for path in cache_dir.rglob("*") if path.is_file())
 
 
 def test_a_cell_reading_an_earlier_output_by_number_is_keyed_by_that_output(shell: Shell, cache_dir: Path,
@@ -251,3 +253,73 @@ log.addHandler(handler)
         shell.run(cell)
         assert "LOG loaded 1000 rows" in capsys.readouterr().out
     assert shell["handler"].stream is sys.stdout
+
+
+def test_a_hit_leaves_the_notebook_s_own_objects_as_they_are(shell: Shell, cache_dir: Path) -> None:
+    shell.run("%load_ext notebook_memo")
+    shell.run("""
+import types
+def helper(x):
+    return x + 1
+ops = [helper]
+ns = types.SimpleNamespace(fn=helper)
+class Node:
+    def __init__(self, nxt):
+        self.nxt = nxt
+    def __memo_key__(self):
+        return "node"
+head = None
+for _ in range(1000):
+    head = Node(head)
+""")
+    cell = "%%memo\npipeline = {'ops': ops, 'ns': ns}\nchain = [head]\n"
+    shell.run(cell)
+    shell.run(cell)  # a hit
+    assert shell["ops"][0] is shell["helper"] and shell["ns"].fn is shell["helper"]
+    assert shell["pipeline"]["ops"] is shell["ops"] and shell["chain"][0] is shell["head"]
+    shell.run("ops.remove(helper)")
+
+
+def test_an_output_holding_an_input_two_names_share_is_never_bound_to_the_other_name(shell: Shell,
+                                                                                    cache_dir: Path) -> None:
+    shell.run("%load_ext notebook_memo")
+    shell.run("a = [1, 2]; c = a")
+    cell = "%%memo\nb = [a, len(c)]\n"
+    shell.run(cell)
+    shell.run("c = [1, 2]")  # the same content, now apart from a: a hit
+    shell.run(cell)
+    assert shell["b"][0] is not shell["c"]
+    shell.run("c.append(3)")
+    assert shell["b"] == [[1, 2], 2]
+
+
+@pytest.mark.parametrize("code", [
+    "%config InlineBackend.figure_format = 'retina'\ny = x + 1",
+    "def make(a, b=2):\n    return dict(locals())\ny = make(x)['a'] + 1",
+    "y = eval('1 + 1', {'__builtins__': {}}, {}) + x - 1",
+    "class M:\n    def eval(self):\n        return self\ny = x + 1\nM().eval()",
+])
+def test_cells_that_read_only_what_they_show_are_cached(shell: Shell, cache_dir: Path, code: str) -> None:
+    shell.run("%load_ext notebook_memo")
+    shell.run("x = 1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", StorageWarning)
+        shell.run("%%memo\n" + code)
+        shell.run("%%memo\n" + code)
+    assert shell["y"] == 2 and sum(c.hits for c in __import__("notebook_memo")._cells._cells.values()) == 1
+
+
+@pytest.mark.parametrize("code", [
+    "import sys\ny = sys.modules['__main__'].w",
+    "import inspect\ny = inspect.currentframe().f_globals['w']",
+    "import builtins\ny = builtins.eval('w')",
+    "g = globals\ny = g()['w']",
+])
+def test_cells_reading_the_namespace_by_other_roads_run_each_time(shell: Shell, cache_dir: Path, code: str) -> None:
+    shell.run("%load_ext notebook_memo")
+    shell.run("w = 'a'")
+    with pytest.warns(StorageWarning, match="not cached, so the cell runs each time"):
+        shell.run("%%memo\n" + code)
+    shell.run("w = 'b'")
+    shell.run("%%memo\n" + code)
+    assert shell["y"] == "b"

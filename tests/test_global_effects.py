@@ -118,3 +118,87 @@ def shifted(x):
 """)
     assert _calls(shell, "first = shifted(1)") == []
     assert shell["first"] == 10 and len(shell["shifted"].entries()) == 1
+
+
+def test_a_global_generator_drawn_from_twice_is_still_cached(shell: Shell, cache_dir: object) -> None:
+    shell.run(DEFINE + """
+import numpy as np
+rng = np.random.default_rng(0)
+start = rng.bit_generator.state
+@memo
+def draw():
+    return rng.normal() + rng.uniform()
+""")
+    assert _calls(shell, "first = draw()") == []
+    shell.run("rng.bit_generator.state = start")  # as in a restarted kernel
+    shell.run("second = draw()")
+    assert shell["first"] == shell["second"] and shell["draw"].hits == 1
+
+
+def test_objects_that_change_as_they_are_read_still_cache_their_readers(shell: Shell, cache_dir: object) -> None:
+    shell.run(DEFINE + """
+class Lazy:
+    def __init__(self):
+        self._cache = None
+    def table(self):
+        if self._cache is None:
+            self._cache = {"a": 1}
+        return self._cache
+LAZY = Lazy()
+@memo
+def look(key):
+    return LAZY.table()[key]
+""")
+    assert _calls(shell, "look('a')") == []
+    assert len(shell["look"].entries()) == 1
+
+
+def test_data_a_function_read_is_not_kept_alive_by_it(shell: Shell, cache_dir: object) -> None:
+    import gc
+    import weakref
+
+    shell.run(DEFINE + """
+import numpy as np
+BIG = np.arange(1000.0)
+@memo
+def total():
+    return float(BIG.sum())
+total()
+""")
+    watch = weakref.ref(shell["BIG"])
+    shell.run("del BIG")
+    gc.collect()
+    assert watch() is None
+
+
+def test_a_body_that_binds_a_global_anew_is_not_cached_and_says_so(shell: Shell, cache_dir: object) -> None:
+    shell.run(DEFINE + """
+N = 0
+@memo
+def bump(k):
+    global N
+    N += 1
+    return k
+""")
+    said = _calls(shell, "bump(1)")
+    assert any("binds the global 'N' anew" in text for text in said), said
+    shell.run("N = 0")  # as in a restarted kernel
+    shell.run("bump(1)")
+    assert shell["N"] == 1
+
+
+def test_is_cached_agrees_with_a_ttl_given_later(counter: Counter, monkeypatch: pytest.MonkeyPatch,
+                                                 cache_dir: object) -> None:
+    import time
+
+    from notebook_memo import _serialize, memo
+
+    def body() -> int:
+        counter()
+        return 1
+
+    body.__qualname__ = "aged_is_cached"
+    memo(body)()
+    real = time.time
+    monkeypatch.setattr(_serialize, "time", type("Later", (), {"time": staticmethod(lambda: real() + 3600)}))
+    assert memo(body).is_cached() and not memo(ttl="10m")(body).is_cached()
