@@ -24,6 +24,7 @@ import itertools
 import linecache
 import os
 import random
+import re
 import secrets
 import shutil
 import site
@@ -108,31 +109,56 @@ def _is_data(real: str, stores: Iterable[str], notebooks: Iterable[str] = ()) ->
     (only those in a cache folder: the folder may be the project's, data and all)."""
     if real.startswith(_SYSTEM) or real.startswith(_LIBRARY_DIRS) or real in notebooks:
         return False
-    return not any(real.startswith(os.path.join(d, "")) and _store_file(real[len(d) + 1:].split(os.sep))
+    return not any(real.startswith(os.path.join(d, "")) and _store_file(real[len(d) + 1:].split(os.sep), d)
                    for d in stores)
 
 
 _HEX2 = frozenset(f"{i:02x}" for i in range(256))
 
 
-def _store_file(parts: list[str]) -> bool:
-    """Return True when a path in a cache folder (``parts``, below it) is the store's: its index (with the files
-    SQLite keeps beside it, or one set aside as damaged), its marker, or a payload file (``ab/cd/name``)."""
+def _store_file(parts: list[str], root: str) -> bool:
+    """Return True when a path in the cache folder ``root`` (``parts``, below it) is the store's: its index (with
+    the files SQLite keeps beside it, or one set aside as damaged), its marker, a payload file (``ab/cd/name``)
+    or a folder holding only those. A folder of the user's with a name like ``01`` holds other names."""
+    from ._serialize import FILE_NAME
     from .stores.local import _DB_NAME, _MARKER
 
-    if len(parts) == 1:
-        return parts[0] == _MARKER or parts[0].startswith(_DB_NAME)
-    return parts[0] in _HEX2 and (len(parts) == 2 or parts[1] in _HEX2)
+    if len(parts) == 1 and (parts[0] == _MARKER or parts[0].startswith(_DB_NAME)):
+        return True
+    if len(parts) == 3:
+        return FILE_NAME.fullmatch("/".join(parts)) is not None
+    return 1 <= len(parts) <= 2 and all(p in _HEX2 for p in parts) and _fan_out(os.path.join(root, *parts))
 
 
-def _store_names(names: list[str]) -> list[str]:
+def _fan_out(folder: str) -> bool:
+    """Return True when ``folder`` (``ab`` or ``ab/cd`` in a cache folder) holds the store's payload folders or
+    files and nothing else (an empty one may be the user's: a month's folder before its data)."""
+    seen = False
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.name in _HEX2 and entry.is_dir(follow_symlinks=False):
+                    if not _fan_out(entry.path):
+                        return False
+                elif not _PAYLOAD.fullmatch(entry.name):
+                    return False
+                seen = True
+    except OSError:
+        return False
+    return seen
+
+
+_PAYLOAD = re.compile(r"[0-9a-f]{28}\.val")
+
+
+def _store_names(names: list[str], folder: str) -> list[str]:
     """Return a folder's names less the store's, where the folder holds a cache (its marker says so): the index
     files and payload folders come and go as results are stored, which is not the folder's content changing."""
     from .stores.local import _MARKER
 
     if _MARKER not in names:
         return names
-    return [n for n in names if not (_store_file([n]) or n in _HEX2)]
+    return [n for n in names if not _store_file([n], folder)]
 
 
 # -- recording ------------------------------------------------------------------------------------------------
@@ -243,7 +269,7 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
         caller = code.co_filename
         if caller.startswith(("<frozen importlib", _PACKAGE_DIR, _IMPORTLIB_DIR)):
             return  # the import system, or our own reads
-        if caller == shutil.__file__ and code.co_name.startswith("_rmtree"):
+        if caller == shutil.__file__ and (code.co_name == "rmtree" or code.co_name.startswith("_rmtree")):
             return  # inside a removal (the shutil.rmtree event names the whole tree)
         if args and isinstance(args[0], (str, bytes, os.PathLike)) and _relative_to_a_descriptor(frame, args[0]):
             # os.open(name, dir_fd=fd): the event does not say which folder; the path it gives is not the file.
@@ -325,24 +351,42 @@ def _writes_only(args: tuple[Any, ...]) -> bool:
 def _relative_to_a_descriptor(frame: types.FrameType, path: str | bytes | os.PathLike[Any]) -> bool:
     """Return True when a relative ``path`` is opened by a call passing ``dir_fd=`` (the event does not carry
     it): the path may be relative to another folder than the current one."""
-    return not os.path.isabs(path) and _passes_dir_fd(frame.f_code, frame.f_lasti)
+    return not os.path.isabs(path) and _passes_dir_fd(frame.f_code, frame.f_lasti, frame)
 
 
 @functools.lru_cache(maxsize=1024)
-def _passes_dir_fd(code: types.CodeType, offset: int) -> bool:
+def _passes_dir_fd(code: types.CodeType, offset: int, frame: types.FrameType | None = None) -> bool:
     """Return True when the call at ``offset`` in ``code`` names the keyword ``dir_fd`` (its names are a constant
-    loaded just before the call: KW_NAMES on 3.11 and 3.12, LOAD_CONST before CALL_KW or CALL_FUNCTION_KW)."""
+    loaded just before the call: KW_NAMES on 3.11 and 3.12, LOAD_CONST before CALL_KW or CALL_FUNCTION_KW), with
+    a value that is not None where the instruction giving it can be read (``dir_fd=dir_fd`` passed on)."""
     if not _names_dir_fd(code):
         return False
     instructions = _instructions(code)
     at = next((i for i, instruction in enumerate(instructions) if instruction.offset == offset), None)
     if at is None:
         return True  # the call cannot be told apart from the others of code that passes dir_fd: assume it does
-    for instruction in instructions[max(0, at - 3):at + 1]:
+    for k in range(max(0, at - 3), at + 1):
+        instruction = instructions[k]
         value = code.co_consts[instruction.arg or 0] if instruction.opname == "KW_NAMES" else instruction.argval
         if instruction.opname in ("KW_NAMES", "LOAD_CONST") and isinstance(value, tuple) and "dir_fd" in value:
-            return True
+            given = instructions[k - 1] if k and value[-1] == "dir_fd" else None
+            return not (frame is not None and given is not None and _loaded(given, frame) is None)
     return False
+
+
+_UNKNOWN = object()
+
+
+def _loaded(instruction: dis.Instruction, frame: types.FrameType) -> Any:
+    """Return the value a load instruction of ``frame``'s code gave (None passed as ``dir_fd``), or _UNKNOWN."""
+    name = instruction.argval
+    if instruction.opname == "LOAD_CONST":
+        return name
+    if instruction.opname in ("LOAD_FAST", "LOAD_DEREF", "LOAD_NAME"):
+        return frame.f_locals.get(name, _UNKNOWN)
+    if instruction.opname == "LOAD_GLOBAL":
+        return frame.f_globals.get(name, _UNKNOWN)
+    return _UNKNOWN
 
 
 def _names_dir_fd(code: types.CodeType) -> bool:
@@ -468,7 +512,7 @@ def file_digest(path: str) -> str:
 
 
 def _names(path: str) -> list[str]:
-    return _store_names(sorted(os.listdir(path)))
+    return _store_names(sorted(os.listdir(path)), path)
 
 
 def _names_digest(names: list[str]) -> str:

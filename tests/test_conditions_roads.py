@@ -430,3 +430,85 @@ def test_a_write_through_a_folder_descriptor_is_still_cached(tmp_path: Path, cou
 
     assert save(str(tmp_path)) == save(str(tmp_path)) == 1
     assert counter.n == 1
+
+
+def test_data_in_folders_named_like_payload_folders_beside_the_index_is_data(tmp_path: Path,
+                                                                             counter: Counter) -> None:
+    (tmp_path / "01").mkdir()
+    (tmp_path / "02").mkdir()
+    sales = tmp_path / "01" / "sales.csv"
+    sales.write_text("1")
+
+    @memo(cache_dir=str(tmp_path))  # a project folder of monthly folders as the cache folder
+    def total() -> int:
+        counter()
+        return sum(int(x) for x in sales.read_text().split(","))
+
+    @memo(cache_dir=str(tmp_path))
+    def months() -> list[str]:
+        counter()
+        return sorted(n for n in os.listdir(tmp_path) if n.isdigit())
+
+    assert (total(), months()) == (1, ["01", "02"])
+    sales.write_text("1,2,3")
+    (tmp_path / "03").mkdir()
+    assert (total(), months()) == (6, ["01", "02", "03"])
+
+
+def test_a_walk_of_the_folder_holding_the_cache_hits_while_other_results_are_stored(tmp_path: Path,
+                                                                                     counter: Counter) -> None:
+    (tmp_path / "a.csv").write_text("1")
+
+    @memo(cache_dir=str(tmp_path))
+    def tables() -> list[str]:
+        counter()
+        return sorted(f for _, _, files in os.walk(tmp_path) for f in files if f.endswith(".csv"))
+
+    @memo(cache_dir=str(tmp_path))
+    def big(n: int) -> bytes:
+        return bytes(40_000) + bytes([n])  # a payload file of its own
+
+    assert tables() == ["a.csv"]
+    for n in range(40):  # some land in payload folders made before: their listings change
+        big(n)
+        assert tables() == ["a.csv"]
+    assert counter.n == 1
+
+
+def test_removing_a_folder_by_a_relative_path_leaves_the_body_cached(tmp_path: Path, counter: Counter,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+
+    @memo(cache_dir=str(tmp_path / "cache"))
+    def build() -> int:
+        counter()
+        os.makedirs("out", exist_ok=True)
+        Path("out", "x.txt").write_text("x")
+        shutil.rmtree("out")
+        return 42
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MemoWarning)
+        assert build() == build() == 42
+    assert counter.n == 1
+
+
+def test_a_dir_fd_of_none_passed_on_is_an_ordinary_open(tmp_path: Path, counter: Counter,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "x.txt").write_text("42")
+    monkeypatch.chdir(tmp_path)
+
+    def read(path: str, dir_fd: int | None = None) -> str:
+        fd = os.open(path, os.O_RDONLY, dir_fd=dir_fd)
+        with os.fdopen(fd) as f:
+            return f.read()
+
+    @memo(cache_dir=str(tmp_path / "cache"))
+    def load() -> str:
+        counter()
+        return read("x.txt")  # relative, as a helper forwarding an optional dir_fd is given
+
+    assert load() == load() == "42"
+    assert counter.n == 1

@@ -11,11 +11,13 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, Counter
 
 HANG_AFTER_S = 60  # far beyond what the script needs: reaching it means it hung
 
@@ -50,19 +52,25 @@ configure(cache_dir=cache, secret="team secret")
 def f(n):
     return n * 2
 
-with warnings.catch_warnings(record=True) as caught:
-    warnings.simplefilter("always")
-    print("RESULT", f(1), f(1), any("link or not a plain file" in str(w.message) for w in caught))
-print("PLAIN", os.path.isfile(os.path.join(cache, "cache.db")) and not os.path.islink(os.path.join(cache, "cache.db")))
+from notebook_memo import ConfigurationError
+try:
+    f(1)
+except ConfigurationError as exc:
+    print("REFUSED", "link or not a plain file" in str(exc))
+index = os.path.join(cache, "cache.db")
+print("LEFT", os.path.islink(index) if kind != "fifo" else not os.path.isfile(index) and os.path.exists(index),
+      os.listdir(cache))
 """
 
 
 @pytest.mark.parametrize("kind", ["fifo", "link_to_fifo"])
-def test_a_fifo_or_link_at_the_index_without_a_marker_is_moved_aside_unopened(kind: str, tmp_path: Path) -> None:
+def test_a_fifo_or_link_at_the_index_without_a_marker_is_left_alone_unopened(kind: str, tmp_path: Path) -> None:
+    """No marker: the folder is not known to be a cache folder (a link there may be a project's database), so
+    nothing in it is opened, moved or made, and the call says so (as for a plain cache.db of someone else's)."""
     out = _run(INDEX_NAME_PLANTED, tmp_path, str(tmp_path / "cache"), kind)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "RESULT 2 2 True" in out.stdout
-    assert "PLAIN True" in out.stdout
+    assert "REFUSED True" in out.stdout
+    assert "LEFT True ['cache.db']" in out.stdout
 
 
 # -- SQL objects planted in the index never run in our connections ----------------------------------------
@@ -393,3 +401,52 @@ def test_the_readme_says_rollback_is_not_covered() -> None:
     readme = (ROOT / "README.md").read_text()
     uncovered = readme.split("What this does not cover:", 1)[1].split("\n\n", 1)[0]
     assert "rollback" in uncovered and "served again" in uncovered
+
+
+def test_an_index_with_the_size_trigger_an_earlier_version_wrote_is_kept(tmp_path: Path, counter: Counter) -> None:
+    import sqlite3
+
+    from notebook_memo import memo
+    from notebook_memo.stores.local import close_stores
+
+    cache = tmp_path / "cache"
+
+    def make() -> Any:
+        @memo(cache_dir=str(cache))
+        def double(n: int) -> int:
+            counter()
+            return n * 2
+        return double
+
+    assert make()(1) == 2
+    close_stores([str(cache)])
+    con = sqlite3.connect(cache / "cache.db")
+    con.execute("DROP TRIGGER Settings_size_update")  # as the version at 26e2cd1 left it
+    con.execute("CREATE TRIGGER Settings_size_update AFTER UPDATE ON Cache FOR EACH ROW WHEN NEW.size IS NOT "
+                "OLD.size BEGIN UPDATE Settings SET value = value + NEW.size - OLD.size WHERE key = 'size'; END")
+    con.commit()
+    con.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert make()(1) == 2
+    assert counter.n == 1
+
+
+def test_a_remote_lease_this_process_may_not_open_is_left_where_it_is(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from notebook_memo.stores.remote import RemoteTier, lease_name
+
+    remote = tmp_path / "remote"
+    key = "k" * 64
+    RemoteTier("file://" + str(remote), read_only=False).try_lease(key)  # a colleague's lease
+    path = os.path.join(remote, *lease_name(key).split("/"))
+    real_open = os.open
+
+    def as_another_user(name: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if os.fspath(name) == path and flags & os.O_ACCMODE == os.O_RDONLY:  # made 0600 by its owner
+            raise PermissionError(13, "Permission denied", name)
+        return real_open(name, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", as_another_user)
+    RemoteTier("file://" + str(remote), read_only=False).try_lease(key)
+    assert os.path.exists(path)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import errno
 import os
 import stat
 import uuid
@@ -43,6 +44,10 @@ def others_could_write(checked: Iterable[tuple[str, os.stat_result]]) -> str | N
 
 class Refused(OSError):
     """An object that is not read: not a plain file, a link, larger than it may be, or written by others."""
+
+
+class Planted(Refused):
+    """An object no writer of ours makes: a link, not a plain file, or larger than it may be."""
 
 
 class ObjectStore(Protocol):
@@ -112,7 +117,7 @@ class CloudObjects:
             return None
         size = result.meta.get("size")
         if most is not None and size is not None and size > most:
-            raise Refused(f"{name} holds {size} bytes, more than the {most} it may")  # never read whole
+            raise Planted(f"{name} holds {size} bytes, more than the {most} it may")  # never read whole
         if sized is not None and size is not None:
             sized(size)
         return memoryview(result.bytes())
@@ -124,7 +129,7 @@ class CloudObjects:
             return None
         size = result.meta.get("size")
         if most is not None and size is not None and size > most:
-            raise Refused(f"{name} holds {size} bytes, more than the {most} it may")  # never read whole
+            raise Planted(f"{name} holds {size} bytes, more than the {most} it may")  # never read whole
         tag = result.meta.get("e_tag") or ""
         return memoryview(result.bytes()), tag
 
@@ -204,13 +209,14 @@ class DirectoryObjects:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise Refused(f"{path} cannot be opened ({exc.strerror or exc}): it is not read") from None
+            kind = Planted if exc.errno == errno.ELOOP else Refused  # a link: O_NOFOLLOW refuses it
+            raise kind(f"{path} cannot be opened ({exc.strerror or exc}): it is not read") from None
         with os.fdopen(fd, "rb") as f:
             info = os.fstat(f.fileno())
             if not stat.S_ISREG(info.st_mode):
-                raise Refused(f"{path} is not a regular file: it is not read")
+                raise Planted(f"{path} is not a regular file: it is not read")
             if most is not None and info.st_size > most:
-                raise Refused(f"{path} holds {info.st_size} bytes, more than the {most} it may: it is not read")
+                raise Planted(f"{path} holds {info.st_size} bytes, more than the {most} it may: it is not read")
             if private:
                 why = self._others_could_write(name, info)
                 if why is not None:

@@ -706,7 +706,8 @@ def _quiet_size_triggers(con: sqlite3.Connection) -> None:
     def done() -> bool:
         found = dict(con.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND name IN (?, ?, ?)",
                                  [name for name, _ in _SIZE_TRIGGERS]).fetchall())
-        return all(" WHEN " in (found.get(name) or "") for name, _ in _SIZE_TRIGGERS)
+        return all(_normal_sql(found.get(name) or "") == _normal_sql(f"CREATE TRIGGER {name} {body}")
+                   for name, body in _SIZE_TRIGGERS)
 
     if done():
         return
@@ -747,6 +748,10 @@ _OUR_TRIGGERS: dict[str, set[str]] = {
 }
 for _name, _body in _SIZE_TRIGGERS:
     _OUR_TRIGGERS[_name].add(_normal_sql(f"CREATE TRIGGER {_name} {_body}"))
+# What an earlier version of ours wrote (26e2cd1): accepted, and replaced by the triggers above when opened.
+_OUR_TRIGGERS["Settings_size_update"].add(_normal_sql(
+    "CREATE TRIGGER Settings_size_update AFTER UPDATE ON Cache FOR EACH ROW WHEN NEW.size IS NOT OLD.size BEGIN "
+    "UPDATE Settings SET value = value + NEW.size - OLD.size WHERE key = 'size'; END"))
 
 
 # By connection (its id: connections take no weak reference), the schema version last found to hold only our
@@ -919,8 +924,14 @@ class Store:
         self._close_handles()
         if not self._plain_index():
             # A link (to a database of the user's, say) or something else under the index's name or its log's:
-            # SQLite would open and change what it names (and a FIFO would block the open for ever). The names
-            # are moved aside, and a fresh index started: before the marker is looked for, which reads the index.
+            # SQLite would open and change what it names (and a FIFO would block the open for ever). In a cache
+            # folder (its marker says so) the names are moved aside, and a fresh index started: before the
+            # marker is looked for, which reads the index. In a folder of someone else's, nothing is touched.
+            if not os.path.lexists(os.path.join(self.directory, _MARKER)):
+                raise ConfigurationError(
+                    f"the folder {self.directory} holds a {_DB_NAME} that is a link or not a plain file, and no "
+                    f"{_MARKER} file says it is a cache folder, so it is not used or changed. Give the cache a new "
+                    "or empty folder (configure(cache_dir=...) or NOTEBOOK_MEMO_DIR).")
             with gate, self._lock:
                 self._move_aside(OSError("it is a link or not a plain file"), unless=self._plain_index)
         self._write_marker()

@@ -45,7 +45,7 @@ from .._config import (
 from .._errors import ConfigurationError, MemoWarning, StorageWarning
 from .._serialize import CorruptRecord, Payload, Signer, decode_header, encode_header, received_payload
 from ._base import Fetched, SecondTier
-from ._objects import DirectoryObjects, ObjectStore, Refused, open_objects
+from ._objects import DirectoryObjects, ObjectStore, Planted, Refused, open_objects
 
 __all__ = ()
 
@@ -273,12 +273,16 @@ class RemoteTier:
                 return True
             try:
                 found = self.objects.get_tagged(name, _LEASE_MOST)
-            except Refused:
+            except Planted:
                 # No lease of ours is that large, or a link or pipe: planted. It goes, unread; the caller looks
                 # for the result, then tries again.
                 with contextlib.suppress(OSError):
                     self.objects.delete(name)
                 return False
+            except Refused:
+                # One we may not open (a colleague's umask): it stays. Computed here without coordination across
+                # machines (as with a remote that cannot be used); not held, so never deleted by our release.
+                return True
             if found is None:
                 return False  # given back just now: the caller looks for the result, then tries again
             tag = found[1]
