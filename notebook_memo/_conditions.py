@@ -351,27 +351,29 @@ def _writes_only(args: tuple[Any, ...]) -> bool:
 def _relative_to_a_descriptor(frame: types.FrameType, path: str | bytes | os.PathLike[Any]) -> bool:
     """Return True when a relative ``path`` is opened by a call passing ``dir_fd=`` (the event does not carry
     it): the path may be relative to another folder than the current one."""
-    return not os.path.isabs(path) and _passes_dir_fd(frame.f_code, frame.f_lasti, frame)
+    if os.path.isabs(path):
+        return False
+    passes, given = _passes_dir_fd(frame.f_code, frame.f_lasti)
+    return passes and (given is None or _loaded(given, frame) is not None)
 
 
 @functools.lru_cache(maxsize=1024)
-def _passes_dir_fd(code: types.CodeType, offset: int, frame: types.FrameType | None = None) -> bool:
-    """Return True when the call at ``offset`` in ``code`` names the keyword ``dir_fd`` (its names are a constant
-    loaded just before the call: KW_NAMES on 3.11 and 3.12, LOAD_CONST before CALL_KW or CALL_FUNCTION_KW), with
-    a value that is not None where the instruction giving it can be read (``dir_fd=dir_fd`` passed on)."""
+def _passes_dir_fd(code: types.CodeType, offset: int) -> tuple[bool, dis.Instruction | None]:
+    """Return whether the call at ``offset`` in ``code`` names the keyword ``dir_fd`` (its names are a constant
+    loaded just before the call: KW_NAMES on 3.11 and 3.12, LOAD_CONST before CALL_KW or CALL_FUNCTION_KW), and
+    the instruction that loads its value when it can be read (``dir_fd=dir_fd`` passed on, perhaps None)."""
     if not _names_dir_fd(code):
-        return False
+        return False, None
     instructions = _instructions(code)
     at = next((i for i, instruction in enumerate(instructions) if instruction.offset == offset), None)
     if at is None:
-        return True  # the call cannot be told apart from the others of code that passes dir_fd: assume it does
+        return True, None  # the call cannot be told apart from the others of code that passes dir_fd: it does
     for k in range(max(0, at - 3), at + 1):
         instruction = instructions[k]
         value = code.co_consts[instruction.arg or 0] if instruction.opname == "KW_NAMES" else instruction.argval
         if instruction.opname in ("KW_NAMES", "LOAD_CONST") and isinstance(value, tuple) and "dir_fd" in value:
-            given = instructions[k - 1] if k and value[-1] == "dir_fd" else None
-            return not (frame is not None and given is not None and _loaded(given, frame) is None)
-    return False
+            return True, (instructions[k - 1] if k and value[-1] == "dir_fd" else None)
+    return False, None
 
 
 _UNKNOWN = object()

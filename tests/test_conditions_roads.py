@@ -18,6 +18,7 @@ import uuid
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -506,9 +507,32 @@ def test_a_dir_fd_of_none_passed_on_is_an_ordinary_open(tmp_path: Path, counter:
             return f.read()
 
     @memo(cache_dir=str(tmp_path / "cache"))
-    def load() -> str:
+    def read_forwarded() -> str:
         counter()
         return read("x.txt")  # relative, as a helper forwarding an optional dir_fd is given
 
-    assert load() == load() == "42"
+    assert read_forwarded() == read_forwarded() == "42"
     assert counter.n == 1
+
+
+def test_recording_a_call_passing_dir_fd_keeps_no_frame_alive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+    import weakref
+
+    (tmp_path / "x.txt").write_text("42")
+    monkeypatch.chdir(tmp_path)
+
+    def read(path: str, dir_fd: int | None = None) -> str:
+        with os.fdopen(os.open(path, os.O_RDONLY, dir_fd=dir_fd)) as f:
+            return f.read()
+
+    def make() -> Any:
+        @memo(cache_dir=str(tmp_path / "cache"))
+        def read_once() -> str:
+            return read("x.txt")
+        read_once()
+        return weakref.ref(read_once)
+
+    watch = make()
+    gc.collect()
+    assert watch() is None  # no frame of the call (and so no memoized function) is held by the recorder's caches
