@@ -86,6 +86,7 @@ def global_stores(code: types.CodeType) -> frozenset[str]:
     return frozenset(names)
 
 
+@functools.lru_cache(maxsize=8192)
 def global_loads(code: types.CodeType) -> tuple[tuple[str, tuple[str, ...], str | None], ...]:
     """Return every read of a global name, with its attribute chain and the constant string used with it.
 

@@ -190,7 +190,7 @@ def _resolve_inputs(analysis: CellAnalysis, code_tree: ast.Module, namespace: di
     deps = resolve_values(present, chains, missing, _config.settings.track_versions, read, code)
     # Notebook data the cell's functions read (a list a helper appends to): its state is in the key, and a
     # run may change it in place, so it counts as an input the cell reads, restored with its outputs.
-    bound = {*analysis.binds, *analysis.maybe_binds}
+    bound = set(analysis.binds)  # those bound on some paths only included
     for label, value, _ in read:
         if label not in inputs and label not in bound and namespace.get(label, _UNDEFINED) is value \
                 and not _is_shell_name(label):
@@ -293,8 +293,11 @@ _QUIET_MAGICS = frozenset({"config", "matplotlib", "load_ext", "reload_ext", "au
 def _unknown_reads(tree: ast.Module) -> str | None:
     """Say how the cell reads names its code does not show (a magic or shell command, eval, globals(),
     a frame's globals), if it does."""
+    # A node comes before the nodes inside it: a call is seen before the names it is made of.
     allowed: set[int] = set()  # get_ipython() of the magics that read no names (%config, %matplotlib)
-    for node in ast.walk(tree):
+    explicit: set[int] = set()  # eval(text, {...}): it reads the namespaces it is given
+    for node, top in _nodes(tree):
+        shown = None
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
                 isinstance(node.func.value, ast.Call) and isinstance(node.func.value.func, ast.Name) and \
                 node.func.value.func.id == "get_ipython":
@@ -309,14 +312,10 @@ def _unknown_reads(tree: ast.Module) -> str | None:
                     "a shell command (!...)" if attr in ("system", "getoutput") else f"get_ipython().{attr}")
             return (f"it runs {what}, whose code reads names this cell's code does not show. Move it to another "
                     "cell, or list the cell's inputs with %%memo --inputs a,b")
-    explicit: set[int] = set()  # eval(text, {...}): it reads the namespaces it is given
-    for node in ast.walk(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("eval", "exec") \
                 and len(node.args) >= 2:
             explicit.add(id(node.func))
-    for node, top in _nodes(tree):
-        shown = None
-        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and id(node) not in allowed | explicit:
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and id(node) not in allowed | explicit:
             if node.id in _DYNAMIC or (node.id == "locals" and top):
                 shown = f"{node.id}"
         elif isinstance(node, ast.Attribute):
@@ -454,8 +453,7 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
     if not _detached_unheld(cell, cell_call.inputs, input_digests, namespace, before, after):
         return result
     # Names the notebook had, or the cell bound, that the run left unbound (`tmp = ...; del tmp`, `except E as e`).
-    bound_by_cell = {*analysis.binds, *analysis.maybe_binds}
-    deleted = sorted(name for name in {*before, *bound_by_cell} if name not in after and not _is_shell_name(name))
+    deleted = sorted(name for name in {*before, *analysis.binds} if name not in after and not _is_shell_name(name))
     payload_value = {
         "outputs": {name: namespace[name] for name in outputs if name in namespace},
         "deleted": deleted,

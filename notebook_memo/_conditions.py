@@ -24,7 +24,6 @@ import itertools
 import linecache
 import os
 import random
-import re
 import secrets
 import shutil
 import site
@@ -133,6 +132,8 @@ def _store_file(parts: list[str], root: str) -> bool:
 def _fan_out(folder: str) -> bool:
     """Return True when ``folder`` (``ab`` or ``ab/cd`` in a cache folder) holds the store's payload folders or
     files and nothing else (an empty one may be the user's: a month's folder before its data)."""
+    from ._serialize import PAYLOAD_NAME
+
     seen = False
     try:
         with os.scandir(folder) as entries:
@@ -140,15 +141,12 @@ def _fan_out(folder: str) -> bool:
                 if entry.name in _HEX2 and entry.is_dir(follow_symlinks=False):
                     if not _fan_out(entry.path):
                         return False
-                elif not _PAYLOAD.fullmatch(entry.name):
+                elif not PAYLOAD_NAME.fullmatch(entry.name):
                     return False
                 seen = True
     except OSError:
         return False
     return seen
-
-
-_PAYLOAD = re.compile(r"[0-9a-f]{28}\.val")
 
 
 def _store_names(names: list[str], folder: str) -> list[str]:

@@ -323,7 +323,6 @@ class MemoizedFunction(Generic[R]):
         # Its last run in this process ended within QUICK_BODY: the next miss skips the lease.
         self._quick = False
         self._tracker: CodeTracker | None = None
-        self._stores: tuple[Any, frozenset[str]] = (None, frozenset())  # the code, and the globals it binds
         self._carried: list[CodeState | None] | None = None  # [the sender's state, ours when it arrived]
         self._prefix: tuple[CodeState | None, bytes] = (None, b"")  # the key's framed parts before the arguments
         # The metadata every record of one code state shares, and its JSON text: (deps, code, own, method, head).
@@ -773,13 +772,11 @@ class MemoizedFunction(Generic[R]):
         code = getattr(fn, "__code__", None)
         if code is None:
             return None
-        known = self._stores
-        if known[0] is not code:
-            self._stores = known = (code, global_stores(code))
-        if not known[1]:
+        names = global_stores(code)
+        if not names:
             return None
         namespace = fn.__globals__  # type: ignore[attr-defined]
-        return {name: namespace.get(name, _MISS) for name in known[1]}
+        return {name: namespace.get(name, _MISS) for name in names}
 
     def _rebound(self, bound: dict[str, Any] | None) -> bool:
         """Return True, warning once, when the body bound a global anew: a hit would leave it as it was."""

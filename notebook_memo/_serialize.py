@@ -756,7 +756,9 @@ def load_inline(header: Header, payload: memoryview, signer: Signer | None) -> A
     return loads(pickle_part, buffers)
 
 
-FILE_NAME = re.compile(r"[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{28}\.val")
+_PAYLOAD_PART = r"[0-9a-f]{28}\.val"
+PAYLOAD_NAME = re.compile(_PAYLOAD_PART)  # a payload file's own name, in its folder ``ab/cd``
+FILE_NAME = re.compile(r"[0-9a-f]{2}/[0-9a-f]{2}/" + _PAYLOAD_PART)
 
 
 _real_dirs: dict[str, str] = {}
