@@ -167,6 +167,27 @@ def test_a_delete_trigger_planted_while_the_kernel_has_the_index_open_is_not_run
     assert "RESULT 2 0 2 True" in out.stdout
 
 
+# Planted after the kernel opened the index, where a hit or a background step (not a write transaction) runs
+# them: the table every read uses replaced by a view, and a trigger on the access-time update a hit queues.
+PLANTED_UNDER_READS = {
+    "view_in_place_of_the_table": ["ALTER TABLE Cache RENAME TO Kept",
+                                   f"CREATE VIEW Cache AS SELECT Kept.* FROM Kept, ({SPIN})"],
+    "trigger_on_the_access_time": ["CREATE TRIGGER spin_on_touch AFTER UPDATE ON Cache BEGIN " + SPIN + "; END"],
+    "view_under_our_trigger_name": ["ALTER TABLE Cache RENAME TO Kept",
+                                    f"CREATE VIEW Settings_count_insert AS {SPIN}",
+                                    "CREATE VIEW Cache AS SELECT Kept.* FROM Kept, Settings_count_insert"],
+}
+
+
+@pytest.mark.parametrize("plant", sorted(PLANTED_UNDER_READS))
+def test_a_view_or_trigger_planted_while_the_kernel_has_the_index_open_is_not_run_by_its_reads(
+        plant: str, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    out = _run(PLANTED_WHILE_OPEN.format(plants=PLANTED_UNDER_READS[plant]), tmp_path, str(cache))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "RESULT 2 0 2 True" in out.stdout, out.stdout + out.stderr[-3000:]
+
+
 # -- payload files are written only into real folders inside the cache -------------------------------------
 
 

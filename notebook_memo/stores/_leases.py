@@ -207,6 +207,7 @@ class Leases:
                 self._check(con)  # just before: these statements commit on their own
             for part in slices(list(self.held.items()), 300):
                 values = [x for row, lease in part for x in (row, lease.value, lease.following)]
+                # The common table's name is allowed by the index's authorizer (local._only_our_statements).
                 con.execute(f"WITH new(k, old, nv) AS (VALUES {','.join(['(?,?,?)'] * len(part))}) "
                             "UPDATE Cache SET value = (SELECT nv FROM new WHERE new.k = Cache.key) "
                             "WHERE rowid IN (SELECT Cache.rowid FROM Cache JOIN new "

@@ -478,6 +478,7 @@ class _Index(diskcache.Cache):  # type: ignore[misc]
         with _opening, _directory_lock(self._directory, exclusive=False):
             before = _file_ident(path)
             con = diskcache.Cache._con.fget(self)  # its first statement reads the Settings table
+            con.set_authorizer(_only_our_statements)
         local.opened = (con, before if before is not None and _file_ident(path) == before else None)
         return con
 
@@ -596,6 +597,7 @@ def _first_statements(con: sqlite3.Connection) -> sqlite3.Error | None:
         con.execute("PRAGMA trusted_schema = OFF")
         con.execute(f"PRAGMA cache_size = {diskcache.DEFAULT_SETTINGS['sqlite_cache_size']}")
         con.execute("PRAGMA schema_version").fetchone()
+        con.set_authorizer(_only_our_statements)
     except sqlite3.Error as exc:
         return exc
     return None
@@ -778,6 +780,28 @@ def _planted_objects(con: sqlite3.Connection) -> None:
         if kind != "trigger" or not isinstance(sql, str) or _normal_sql(sql) not in _OUR_TRIGGERS.get(name, ()):
             raise sqlite3.DatabaseError(f"it holds a {kind} notebook_memo did not make ({name!r}), which would run "
                                         "inside its statements")
+
+
+# What the triggers of ours (by name) do inside a statement, as SQLite's authorizer reports it: read these
+# tables, change the counts in Settings, delete facts, call coalesce. A view or trigger planted after a
+# connection looked (reads run no check of the schema; writes do, see _schema_still_ours) reports its steps
+# under its own name, or does something else under ours (a view is a SELECT, a loop a recursive query).
+_TRIGGER_TABLES = frozenset({"Cache", "Settings", "NbmRecordFacts", "NbmFacts"})
+_TRIGGER_STEPS = frozenset({(sqlite3.SQLITE_UPDATE, "Settings", "value"), (sqlite3.SQLITE_FUNCTION, None, "coalesce"),
+                            (sqlite3.SQLITE_DELETE, "NbmRecordFacts", None), (sqlite3.SQLITE_DELETE, "NbmFacts", None)})
+
+
+def _only_our_statements(action: int, first: str | None, second: str | None, _db: str | None,
+                         within: str | None) -> int:
+    """SQLite's authorizer for our connections, asked as each statement is prepared (again after any change of
+    the schema): a step of our own SQL, or of one of our triggers, is allowed; any other is refused, and
+    the statement fails with an error (the index is then set aside) before it runs."""
+    if within is None or (within == "new" and action == sqlite3.SQLITE_SELECT):
+        return sqlite3.SQLITE_OK  # our statement's own step (or its common table's, in renew_leases)
+    if within in _OUR_TRIGGERS and ((action == sqlite3.SQLITE_READ and first in _TRIGGER_TABLES)
+                                    or (action, first, second) in _TRIGGER_STEPS):
+        return sqlite3.SQLITE_OK
+    return sqlite3.SQLITE_DENY
 
 
 def _keep_facts(con: sqlite3.Connection) -> None:
