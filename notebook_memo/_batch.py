@@ -22,7 +22,7 @@ from ._explain import Explanation, before_compute, caching_off, explain_call
 from ._memo import _MISS, Call, MemoizedFunction, Options, run_conditions, save, servable, storage_trouble
 from ._options import check_options, keyword_names
 from ._serialize import CorruptRecord, PlainRecord, dumps
-from .hashing import combine, content_hash, framed, framed_head
+from .hashing import IMMUTABLE_LEAVES, combine, content_hash, framed, framed_head
 from .stores import remote as _remote
 from .stores._leases import Watch
 from .stores.local import Store, StoredRecord
@@ -97,7 +97,8 @@ class BatchFunction(MemoizedFunction[Any]):
         prefix = combine([b"nbmB", self._fid.encode(), state.code, state.deps_digest, self._version]
                          + [n.encode() + b"\0" + d for n, d in others.items()]
                          + self._binder.shared([(n, bound.arguments[n]) for n in others]))
-        call = Call(prefix.hex(), others, state.code, state.own, state.deps, state.method)
+        call = Call(prefix.hex(), others, state.code, state.own, state.deps, state.method, mutable=True,
+                    changeable=state.mutable)
         kind = _containers.kind(batch)
         digests: list[bytes] = []
         try:
@@ -220,10 +221,13 @@ class BatchFunction(MemoizedFunction[Any]):
                         continue
                     sub_args, sub_kwargs = plan.arguments(positions)
                     recorder = _conditions.Recorder(self._options.files)
+                    bound = self._globals_bound()
                     start = time.perf_counter()
                     with _conditions.recording(recorder, outer):
                         result = self._fn(*sub_args, **sub_kwargs)
-                    plan.absorb(positions, result, time.perf_counter() - start, recorder)
+                    duration = time.perf_counter() - start
+                    changed = self._chunk_changed(plan, positions, sub_args, sub_kwargs, bound)
+                    plan.absorb(positions, result, duration, recorder, store=not changed)
             except BaseException as exc:
                 self._failed(plan, exc)
                 raise
@@ -251,10 +255,13 @@ class BatchFunction(MemoizedFunction[Any]):
                         continue
                     sub_args, sub_kwargs = plan.arguments(positions)
                     recorder = _conditions.Recorder(self._options.files)
+                    bound = self._globals_bound()
                     start = time.perf_counter()
                     with _conditions.recording(recorder, outer):
                         result = await self._fn(*sub_args, **sub_kwargs)
-                    plan.absorb(positions, result, time.perf_counter() - start, recorder)
+                    duration = time.perf_counter() - start
+                    changed = self._chunk_changed(plan, positions, sub_args, sub_kwargs, bound)
+                    plan.absorb(positions, result, duration, recorder, store=not changed)
             except BaseException as exc:
                 self._failed(plan, exc)
                 raise
@@ -264,6 +271,35 @@ class BatchFunction(MemoizedFunction[Any]):
         finally:
             if chosen_token is not None:
                 _remote.chosen.reset(chosen_token)
+
+    def _chunk_changed(self, plan: _Plan, positions: list[int], args: tuple[Any, ...], kwargs: dict[str, Any],
+                       bound: dict[str, Any] | None) -> bool:
+        """Return True (saying so once) when a chunk's body changed what a hit could not change again, as
+        ``@memo`` does for a call: an item or another argument in place, a global it reads in place, a global
+        bound anew. Such a chunk's results are returned, not stored."""
+        call = plan.call
+        return (self._changed_arguments(call, args, kwargs) or self._changed_items(plan, positions)
+                or (bool(call.changeable) and self._changed_globals(call.changeable)) or self._rebound(bound))
+
+    def _changed_items(self, plan: _Plan, positions: list[int]) -> bool:
+        """Return True, warning once, when the body changed one of these items in place (a document given a field)."""
+        items = plan.items()
+        for position in positions:
+            item = items[position]
+            if type(item) in IMMUTABLE_LEAVES:
+                continue
+            try:
+                same = content_hash(item, "item") == plan.digests[position]
+            except Exception:  # it hashed before the call: unhashable now is a change too
+                same = False
+            if not same:
+                _config.warn_once(f"changed-item:{self._qualified}",
+                                  f"{self._name} changed item {position} of '{self._argument}' in place (it is not "
+                                  "what it was before the call), which a hit could not do again: these results are "
+                                  "not cached, so the items are computed on every call that does so. Change a copy "
+                                  "in the body, or return what it changes.", MemoWarning)
+                return True
+        return False
 
     def _finished(self, plan: _Plan) -> Any:
         """Return the call's results; remember what it did, and say so at ``verbose=1``."""
@@ -479,6 +515,7 @@ class _Plan:
         self.outer = outer
         self.kind = _containers.kind(batch)
         self.batch = batch
+        self._items: list[Any] | None = None
         self.bound = fn._binder.signature.bind(*args, **kwargs)
         self.saved_before = fn.saved_seconds  # what the items served by this call save is the difference
         self.results: dict[bytes, Any] = {}  # each distinct item's result so far
@@ -611,8 +648,14 @@ class _Plan:
         bound = inspect.BoundArguments(self.bound.signature, arguments)  # type: ignore[arg-type]
         return bound.args, bound.kwargs
 
+    def items(self) -> list[Any]:
+        """Return the batch's items, in order (listed once)."""
+        if self._items is None:
+            self._items = list(_containers.items(self.batch, self.kind))
+        return self._items
+
     def absorb(self, positions: list[int], result: Any, duration: float,
-               recorder: _conditions.Recorder | None = None) -> None:
+               recorder: _conditions.Recorder | None = None, store: bool = True) -> None:
         kind = _result_kind(result)
         length = _length(result) if kind else None
         if kind is None or length != len(positions):
@@ -629,7 +672,8 @@ class _Plan:
             digest = self.digests[position]
             self.results[digest], self.types[digest] = part, rtype
             records.append((digest, part))
-        self._store_many(records, rtype, share, recorder)
+        if store:
+            self._store_many(records, rtype, share, recorder)
 
     def _item_conditions(self, recorder: _conditions.Recorder | None) -> dict[str, Any] | None:
         """Return what a chunk read, for each of its items; None when its items cannot be stored."""

@@ -238,6 +238,13 @@ def counter() -> Counter:
     return Counter()
 
 
+class Seen(list):  # type: ignore[type-arg]
+    """Records what a body received, outside every cache key (a list the body changes is judged by its key)."""
+
+    def __memo_key__(self) -> str:
+        return "seen"
+
+
 def fork_checking(check: Callable[[], bool], fork: Callable[[], int] = os.fork) -> int:
     """Fork; the child runs ``check`` and exits 0 when it holds, 3 when not, 1 when it raised. Return the pid."""
     pid = fork()

@@ -14,14 +14,7 @@ import pandas as pd
 import pytest
 
 from notebook_memo import BatchError, memo
-from tests.conftest import run_kernel
-
-
-class Seen(list):  # type: ignore[type-arg]
-    """Records the items a batch function received, outside every cache key."""
-
-    def __memo_key__(self) -> str:
-        return "seen"
+from tests.conftest import Seen, run_kernel
 
 
 @pytest.fixture
@@ -243,7 +236,12 @@ from notebook_memo import configure, memo
 
 configure(cache_dir=sys.argv[1], size_limit=3_000_000)
 size = int(sys.argv[2])
-computed = []
+
+class Seen(list):
+    def __memo_key__(self):
+        return "seen"
+
+computed = Seen()
 
 @memo
 def small(i):

@@ -12,15 +12,7 @@ import pandas as pd
 import pytest
 
 from notebook_memo import memo
-from tests.conftest import run_kernel
-
-
-class Seen(list):  # type: ignore[type-arg]
-    """Records the items a batch function received, outside every cache key."""
-
-    def __memo_key__(self) -> str:
-        return "seen"
-
+from tests.conftest import Seen, run_kernel
 
 SIGNS = {-1: "neg", 0: "zero", 1: "pos"}
 VALUES = pd.Series([-2, 0, 3, -1, 5, 0], index=["a", "b", "c", "d", "e", "f"], name="x")

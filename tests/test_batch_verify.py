@@ -20,7 +20,7 @@ import pytest
 from notebook_memo import StorageWarning, _serialize, configure, memo
 from notebook_memo._serialize import _CHECKED_AT, _HEADER, read_plain
 from notebook_memo.stores import local as _store
-from tests.conftest import resealed, settled
+from tests.conftest import Seen, resealed, settled
 
 
 def _records(cache_dir: Path, tag: str) -> list[tuple[str, bytes]]:
@@ -151,7 +151,7 @@ def _cut(value: bytes) -> bytes:
 
 @pytest.mark.parametrize("damage", [_flip_payload, _flip_duration, _mark_signed, _cut])
 def test_a_batch_recomputes_each_damaged_item_among_many_and_says_so(cache_dir: Path, damage: Any) -> None:
-    computed: list[int] = []
+    computed = Seen()
 
     @memo.batch("xs", progress=False)
     def halved(xs: list[int]) -> list[float]:
@@ -202,7 +202,7 @@ def test_each_record_is_given_to_its_own_key_however_the_keys_are_passed(secret:
 def test_metadata_that_is_not_text_is_recomputed_never_an_error(cache_dir: Path) -> None:
     """The result type is read from an item's metadata: metadata that is not UTF-8 (checks made valid
     again, as a writer of an unsigned directory can) is a miss, not an error out of the call."""
-    calls: list[int] = []
+    calls = Seen()
 
     @memo.batch("xs", progress=False)
     def doubled(xs: list[int]) -> list[int]:

@@ -202,3 +202,47 @@ def test_is_cached_agrees_with_a_ttl_given_later(counter: Counter, monkeypatch: 
     real = time.time
     monkeypatch.setattr(_serialize, "time", type("Later", (), {"time": staticmethod(lambda: real() + 3600)}))
     assert memo(body).is_cached() and not memo(ttl="10m")(body).is_cached()
+
+
+# -- memo.batch: a chunk's body is held to the same rule -------------------------------------------------
+
+@pytest.mark.parametrize("body", [
+    "LOG.extend(texts)",  # a global the body reads, changed in place
+    "record(len(texts), texts[0])",  # ... through a helper
+    "global TOTAL; TOTAL = TOTAL + len(texts)",  # a global bound anew
+    "texts[0]['seen'] = True",  # an item changed in place
+    "options.append(len(texts))",  # another argument changed in place
+])
+def test_a_batch_body_that_changes_state_a_hit_could_not_is_not_cached(shell: Shell, cache_dir: object,
+                                                                       counter: Counter, body: str) -> None:
+    shell.ip.user_ns["counter"] = counter
+    shell.run(DEFINE + f"""
+TOTAL = 0
+@memo.batch("texts", progress=False)
+def sizes(texts, options):
+    counter()
+    result = [len(t) for t in texts]
+    {body}
+    return result
+""")
+    said = _calls(shell, "first = sizes([{'a': 1}, {'b': 2, 'c': 3}], [])")
+    assert any("in place" in text or "anew" in text for text in said), said
+    shell.run("second = sizes([{'a': 1}, {'b': 2, 'c': 3}], [])")
+    assert (shell["first"], shell["second"], counter.n) == ([1, 2], [1, 2], 2)
+
+
+def test_a_batch_body_that_only_reads_globals_still_hits_without_a_warning(shell: Shell, cache_dir: object,
+                                                                          counter: Counter) -> None:
+    shell.ip.user_ns["counter"] = counter
+    shell.run(DEFINE + """
+LOG.append(10)
+@memo.batch("xs", progress=False)
+def scaled(xs, factors):
+    counter()
+    return [(x['x'] if isinstance(x, dict) else x) * LOG[0] * len(factors) for x in xs]
+""")
+    said = _calls(shell, "first = scaled([{'x': 1}, 2], [1]); second = scaled([{'x': 1}, 2, 3], [1])")
+    assert said == []
+    assert counter.n == 2 and shell["second"][1:] == [20, 30]
+    shell.run("third = scaled([{'x': 1}, 2, 3], [1])")
+    assert counter.n == 2

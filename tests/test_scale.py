@@ -22,7 +22,7 @@ import pytest
 
 from notebook_memo import StaleEntriesWarning, StorageWarning, configure, memo
 from notebook_memo._inventory import delete_results
-from tests.conftest import ROOT, Shell, settled
+from tests.conftest import ROOT, Seen, Shell, settled
 
 FILLER = 20_000
 MODE_PICKLE = 4  # diskcache's own row mode for pickled values
@@ -153,7 +153,7 @@ def test_a_batch_over_many_cached_items_refuses_rows_planted_among_them(tmp_path
                                                                         secret: str | None) -> None:
     if secret:
         configure(secret=secret)
-    computed: list[int] = []
+    computed = Seen()
 
     @memo.batch("xs", batch_size=4096, progress=False)
     def double(xs: list[int]) -> list[int]:
