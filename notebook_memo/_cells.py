@@ -646,19 +646,22 @@ class _Rebinder:
 
     def _rebind(self, value: Any) -> Any:
         if isinstance(value, types.FunctionType):
-            if value.__module__ != "__main__":
-                return value
-            placed = _with_globals(value, self.namespace, self.filename)
-            self.done[id(value)] = placed  # a default naming the function itself
-            if placed.__defaults__:  # def g(x, fn=f): the f the notebook has
-                placed.__defaults__ = tuple(self(d) for d in placed.__defaults__)
-            if placed.__kwdefaults__:
-                placed.__kwdefaults__ = {k: self(v) for k, v in placed.__kwdefaults__.items()}
+            if not _copied(value, self.namespace):
+                return value  # a live function of a module, saved by reference
+            placed = value
+            # Only code compiled in the notebook reads its namespace: a library's wrapper copied by value
+            # (contextmanager's helper, a functools.wraps wrapper) keeps its module's globals it carries.
+            if value.__globals__.get("__name__") == "__main__":
+                placed = _with_globals(value, self.namespace, self.filename)
+                self.done[id(value)] = placed  # a default or closure naming the function itself
+            self._rebind_inside(placed)
             return placed
         if isinstance(value, (MemoizedFunction, _PerObjectCache)):
             fn = value.__wrapped__
-            if isinstance(fn, types.FunctionType) and fn.__module__ == "__main__":
-                value._adopt(_with_globals(fn, self.namespace, self.filename))  # one object: its cache stays with it
+            if isinstance(fn, types.FunctionType):
+                placed = self(fn)
+                if placed is not fn:
+                    value._adopt(placed)  # one object: its cache stays with it
             return value
         if type(value) is _LRU_WRAPPER:
             cached = value.__wrapped__
@@ -702,6 +705,26 @@ class _Rebinder:
                                          **{k: self(v) for k, v in value.keywords.items()})
         return value
 
+    def _rebind_inside(self, fn: types.FunctionType) -> None:
+        """Rebind the functions a copied function holds: defaults, closure and attributes (``__wrapped__``)."""
+        if fn.__defaults__:  # def g(x, fn=f): the f the notebook has
+            fn.__defaults__ = tuple(self(d) for d in fn.__defaults__)
+        if fn.__kwdefaults__:
+            fn.__kwdefaults__ = {k: self(v) for k, v in fn.__kwdefaults__.items()}
+        for cell in fn.__closure__ or ():  # the copy's own cells: a decorated function, a wrapper's target
+            try:
+                inner = cell.cell_contents
+            except ValueError:  # not yet bound
+                continue
+            new = self(inner)
+            if new is not inner:
+                cell.cell_contents = new
+        attributes = fn.__dict__
+        for name, attr in list(attributes.items()):
+            new = self(attr)
+            if new is not attr:
+                attributes[name] = new
+
     def _member(self, attr: Any) -> Any:
         """Return a class attribute with the functions in it rebound (the same object if none were)."""
         if isinstance(attr, (staticmethod, classmethod)):
@@ -716,6 +739,15 @@ class _Rebinder:
             func = self(attr.func)
             return attr if func is attr.func else cached_property_of(func, attr.attrname, attr.__doc__)
         return self(attr)
+
+
+def _copied(fn: types.FunctionType, namespace: dict[str, Any]) -> bool:
+    """Return True for a function unpickled by value: a copy whose globals are its own, not a module's."""
+    found = fn.__globals__
+    if found is namespace:
+        return False
+    module = sys.modules.get(found.get("__name__") or "")
+    return module is None or getattr(module, "__dict__", None) is not found
 
 
 def _with_globals(fn: types.FunctionType, namespace: dict[str, Any], filename: str | None = None) -> types.FunctionType:

@@ -1,0 +1,72 @@
+"""What a hit of a %%memo cell or an @memo call leaves behind and shows: functions a library wrapped in a cell,
+instances of notebook classes redefined since, logging handlers a cell made, display updates and cleared
+output, and output shown once, as the run showed it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.conftest import Shell, run_kernel
+
+HITS = """
+from notebook_memo import _cells
+OUT["cell hits"] = sum(c.hits for c in _cells._cells.values())
+"""
+
+
+# -- functions a library made in a cell --------------------------------------------------------
+
+
+def test_a_contextmanager_the_cell_defines_works_after_a_hit(shell: Shell, cache_dir: Path) -> None:
+    shell.run("%load_ext notebook_memo")
+    cell = "%%memo\nimport contextlib\n@contextlib.contextmanager\ndef doubled(x):\n    yield x * 2\n"
+    shell.run(cell)
+    shell.run(cell)  # a hit
+    shell.run("with doubled(5) as w:\n    pass")
+    assert shell["w"] == 10
+
+
+def test_a_functools_wraps_wrapper_the_cell_defines_keeps_its_library_s_globals(cache_dir: Path) -> None:
+    cells = ["%load_ext notebook_memo", """%%memo
+import contextlib, functools
+@contextlib.contextmanager
+def doubled(x):
+    yield x * 2
+@functools.lru_cache
+def plus(x):
+    return x + 1
+wrapped = functools.wraps(plus)(functools.partial(plus, 1))
+tools = {"doubled": doubled}
+""", """
+with tools["doubled"](5) as w:
+    OUT["w"] = w
+with doubled(2) as v:
+    OUT["v"] = v
+OUT["plus"] = plus(1)
+""", HITS]
+    first = run_kernel(cells, cache_dir, seed=1)
+    second = run_kernel(cells, cache_dir, seed=2)
+    assert (first["w"], first["v"], first["plus"]) == (10, 4, 2)
+    assert (second["w"], second["v"], second["plus"], second["cell hits"]) == (10, 4, 2, 1)
+
+
+def test_a_function_a_notebook_decorator_holds_reads_the_live_notebook_after_a_hit(shell: Shell,
+                                                                                 cache_dir: Path) -> None:
+    shell.run("%load_ext notebook_memo")
+    cell = """%%memo
+import functools
+K = 1
+def deco(f):
+    @functools.wraps(f)
+    def inner():
+        return f()
+    return inner
+@deco
+def g():
+    return K
+"""
+    shell.run(cell)
+    shell.run(cell)  # a hit
+    shell.run("K = 2")
+    assert (shell["g"](), shell["g"].__wrapped__()) == (2, 2)
+    assert shell["g"].__wrapped__ is shell["g"].__closure__[0].cell_contents  # one function, wherever it is held
