@@ -20,14 +20,25 @@ __all__ = ()
 
 
 class _Tee:
-    """A text stream that records what is written and passes it on."""
+    """A text stream that records what is written and passes it on, while its capture lasts."""
 
     def __init__(self, stream: Any, name: str, events: list[tuple[Any, ...]]) -> None:
         self._stream = stream
         self._name = name
-        self._events = events
+        self._events: list[tuple[Any, ...]] | None = events
+
+    def finish(self) -> None:
+        """Stop recording: what is written from now on belongs to whichever cell is running."""
+        self._events = None
 
     def write(self, text: str) -> int:
+        if self._events is None:
+            # Held past its cell (a handler of a logger logging does not list): the capture running now,
+            # if it shows the same stream, records it, as it would have had the holder kept that stream.
+            current = sys.stdout if self._name == "stdout" else sys.stderr
+            if isinstance(current, _Tee) and current is not self and current._stream is self._stream:
+                return current.write(text)
+            return int(self._stream.write(text) or len(text))
         if text:
             if self._events and self._events[-1][0] == self._name:
                 self._events[-1] = (self._name, self._events[-1][1] + text)
@@ -66,9 +77,15 @@ def capture(shell: Any) -> Iterator[list[tuple[Any, ...]]]:
         events[:] = _without_live_widgets(events)
     finally:
         sys.stdout, sys.stderr = out, err
+        for tee in tees:
+            tee.finish()
         for handler, stream in handlers:
             if isinstance(handler.stream, _Tee):
                 handler.stream = stream
+        # Handlers the cell made (logging.basicConfig(), StreamHandler(sys.stdout)) got the tees: the streams.
+        for handler in _stream_handlers():
+            if handler.stream is tees[0] or handler.stream is tees[1]:
+                handler.stream = out if handler.stream is tees[0] else err
         publisher.publish = original
 
 

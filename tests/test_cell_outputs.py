@@ -4,8 +4,14 @@ output, and output shown once, as the run showed it."""
 
 from __future__ import annotations
 
+import logging
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
+from notebook_memo import _cells
 from tests.conftest import Shell, run_kernel
 
 HITS = """
@@ -70,3 +76,58 @@ def g():
     shell.run("K = 2")
     assert (shell["g"](), shell["g"].__wrapped__()) == (2, 2)
     assert shell["g"].__wrapped__ is shell["g"].__closure__[0].cell_contents  # one function, wherever it is held
+
+
+# -- logging handlers a cell made --------------------------------------------------------------
+
+
+@pytest.fixture
+def private_loggers() -> Iterator[None]:
+    """Loggers are the process's: the handlers a test's cells add are removed after it."""
+    yield
+    for name in ("nbm_outputs",):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+
+
+def test_a_logging_handler_a_cell_made_logs_into_later_cells_and_their_hits(
+        shell: Shell, cache_dir: Path, capsys: pytest.CaptureFixture[str], private_loggers: None) -> None:
+    shell.run("%load_ext notebook_memo")
+    shell.run("""%%memo setup
+import logging, sys
+log = logging.getLogger("nbm_outputs")
+log.propagate = False
+log.setLevel(logging.INFO)
+log.addHandler(logging.StreamHandler(sys.stdout))
+log.handlers[-1].setFormatter(logging.Formatter("LOG %(message)s"))
+""")
+    assert logging.getLogger("nbm_outputs").handlers[-1].stream is sys.stdout  # not the cell's capture
+    cell = "%%memo work\nlog.info('working hard')\nv = 1\n"
+    for _ in range(2):  # a run, then a hit
+        capsys.readouterr()
+        shell.run(cell)
+        assert capsys.readouterr().out.count("LOG working hard") == 1
+    assert _cells._cells["work"].hits == 1
+
+
+def test_a_handler_of_a_logger_no_manager_knows_logs_into_later_cells_and_their_hits(
+        shell: Shell, cache_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    shell.run("%load_ext notebook_memo")
+    shell.run("""%%memo setup
+import logging, sys
+class Log:
+    def __init__(self):
+        self.logger = logging.Logger("private")  # made directly: not among logging's loggers
+        self.logger.addHandler(logging.StreamHandler(sys.stdout))
+    def __getstate__(self):
+        return {}
+    def __setstate__(self, state):
+        self.__init__()
+log = Log()
+""")
+    cell = "%%memo work\nlog.logger.warning('working hard')\nv = 1\n"
+    for _ in range(2):  # a run, then a hit
+        capsys.readouterr()
+        shell.run(cell)
+        assert capsys.readouterr().out.count("working hard") == 1
