@@ -26,6 +26,7 @@ class _Tee:
         self._stream = stream
         self._name = name
         self._events: list[tuple[Any, ...]] | None = events
+        self.quiet = False  # set while a display is published: its text is recorded as the display
 
     def finish(self) -> None:
         """Stop recording: what is written from now on belongs to whichever cell is running."""
@@ -39,7 +40,7 @@ class _Tee:
             if isinstance(current, _Tee) and current is not self and current._stream is self._stream:
                 return current.write(text)
             return int(self._stream.write(text) or len(text))
-        if text:
+        if text and not self.quiet:
             if self._events and self._events[-1][0] == self._name:
                 self._events[-1] = (self._name, self._events[-1][1] + text)
             else:
@@ -63,7 +64,15 @@ def capture(shell: Any) -> Iterator[list[tuple[Any, ...]]]:
 
     def publish(data: Any, metadata: Any = None, *args: Any, **kwargs: Any) -> Any:
         events.append(("display", data, metadata or {}))
-        return original(data, metadata, *args, **kwargs)
+        # A shell with no frontend prints the display's text to stdout: shown, but not recorded twice.
+        quiet = [tee.quiet for tee in tees]
+        for tee in tees:
+            tee.quiet = True
+        try:
+            return original(data, metadata, *args, **kwargs)
+        finally:
+            for tee, was in zip(tees, quiet):
+                tee.quiet = was
 
     sys.stdout, sys.stderr = tees = _Tee(out, "stdout", events), _Tee(err, "stderr", events)
     # Logging handlers hold the stream they were made with: those writing to the notebook's are recorded too.

@@ -131,3 +131,20 @@ log = Log()
         capsys.readouterr()
         shell.run(cell)
         assert capsys.readouterr().out.count("working hard") == 1
+
+
+# -- displays ---------------------------------------------------------------------------------
+
+
+def test_a_display_in_a_terminal_shell_is_shown_once_on_a_hit(shell: Shell, cache_dir: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    # A shell with no frontend prints a display's text/plain to stdout, which the cell's capture records too.
+    shell.run("%load_ext notebook_memo")
+    cell = "%%memo shown\nfrom IPython.display import display\nprint('before')\ndisplay({'a': 1})\nprint('after')\n"
+    shown = []
+    for _ in range(2):  # a run, then a hit
+        capsys.readouterr()
+        shell.run(cell)
+        shown.append([line for line in capsys.readouterr().out.splitlines() if not line.startswith("[notebook_memo]")])
+    assert shown[0] == shown[1] == ["before", "{'a': 1}", "after"]
+    assert _cells._cells["shown"].hits == 1
