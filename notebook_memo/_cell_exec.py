@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from ._widgets import replayable, static_bundle
+from ._widgets import in_output_widget, replayable, static_bundle
 
 __all__ = ()
 
@@ -19,32 +19,77 @@ __all__ = ()
 # -- capturing and replaying output ---------------------------------------------------------
 
 
+class _Recording:
+    """What a cell shows, kept as the notebook shows it when the cell ends: a display updated in place holds
+    its last data, and what ``clear_output`` cleared is gone (a progress loop keeps its last frame)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[Any, ...]] = []
+        self._clear_next = False  # clear_output(wait=True): the next output clears what came before
+
+    def _adding(self) -> None:
+        if self._clear_next:
+            self._clear_next = False
+            self.clear()
+
+    def text(self, name: str, text: str) -> None:
+        self._adding()
+        events = self.events
+        if events and events[-1][0] == name:
+            events[-1] = (name, events[-1][1] + text)
+        else:
+            events.append((name, text))
+
+    def display(self, data: Any, metadata: Any, transient: Any, update: bool) -> None:
+        """Record a display; an update replaces the data of the displays with its id, wherever they are."""
+        display_id = transient.get("display_id") if isinstance(transient, dict) else None
+        if not update:
+            self._adding()
+            self.events.append(("display", data, metadata, dict(transient)) if display_id is not None
+                               else ("display", data, metadata))
+            return
+        if display_id is None:
+            return  # an update naming no display changes nothing
+        found = False
+        for index, event in enumerate(self.events):
+            if event[0] in ("display", "update") and len(event) > 3 and event[3].get("display_id") == display_id:
+                self.events[index] = (event[0], data, metadata, event[3])
+                found = True
+        if not found:  # a display an earlier cell showed: a hit updates it too
+            self.events.append(("update", data, metadata, dict(transient)))
+
+    def clear(self, wait: bool = False) -> None:
+        """Forget what the cell showed so far (with ``wait``, once it shows something else)."""
+        if wait:
+            self._clear_next = True
+            return
+        self._clear_next = False
+        self.events[:] = [event for event in self.events if event[0] == "update"]  # other cells' displays
+
+
 class _Tee:
     """A text stream that records what is written and passes it on, while its capture lasts."""
 
-    def __init__(self, stream: Any, name: str, events: list[tuple[Any, ...]]) -> None:
+    def __init__(self, stream: Any, name: str, recording: _Recording) -> None:
         self._stream = stream
         self._name = name
-        self._events: list[tuple[Any, ...]] | None = events
+        self._recording: _Recording | None = recording
         self.quiet = False  # set while a display is published: its text is recorded as the display
 
     def finish(self) -> None:
         """Stop recording: what is written from now on belongs to whichever cell is running."""
-        self._events = None
+        self._recording = None
 
     def write(self, text: str) -> int:
-        if self._events is None:
+        recording = self._recording
+        if recording is None:
             # Held past its cell (a handler of a logger logging does not list): the capture running now,
             # if it shows the same stream, records it, as it would have had the holder kept that stream.
             current = sys.stdout if self._name == "stdout" else sys.stderr
             if isinstance(current, _Tee) and current is not self and current._stream is self._stream:
                 return current.write(text)
-            return int(self._stream.write(text) or len(text))
-        if text and not self.quiet:
-            if self._events and self._events[-1][0] == self._name:
-                self._events[-1] = (self._name, self._events[-1][1] + text)
-            else:
-                self._events.append((self._name, text))
+        elif text and not self.quiet:
+            recording.text(self._name, text)
         return int(self._stream.write(text) or len(text))
 
     def __getattr__(self, name: str) -> Any:
@@ -57,29 +102,42 @@ def capture(shell: Any) -> Iterator[list[tuple[Any, ...]]]:
 
     Widgets displayed are recorded as they are when the cell ends: their models die with the kernel.
     """
-    events: list[tuple[Any, ...]] = []
+    recording = _Recording()
+    events = recording.events
     out, err = sys.stdout, sys.stderr
     publisher = shell.display_pub
-    original = publisher.publish
+    original, original_clear = publisher.publish, publisher.clear_output
 
-    def publish(data: Any, metadata: Any = None, *args: Any, **kwargs: Any) -> Any:
-        events.append(("display", data, metadata or {}))
-        # A shell with no frontend prints the display's text to stdout: shown, but not recorded twice.
-        quiet = [tee.quiet for tee in tees]
+    @contextlib.contextmanager
+    def quiet() -> Iterator[None]:
+        # A shell with no frontend prints a display's text (and a clear's escape codes) to the streams:
+        # shown, but recorded as the display or the clear only.
+        was = [tee.quiet for tee in tees]
         for tee in tees:
             tee.quiet = True
         try:
-            return original(data, metadata, *args, **kwargs)
+            yield
         finally:
-            for tee, was in zip(tees, quiet):
-                tee.quiet = was
+            for tee, before in zip(tees, was):
+                tee.quiet = before
 
-    sys.stdout, sys.stderr = tees = _Tee(out, "stdout", events), _Tee(err, "stderr", events)
+    def publish(data: Any, metadata: Any = None, *args: Any, **kwargs: Any) -> Any:
+        recording.display(data, metadata or {}, kwargs.get("transient"), bool(kwargs.get("update")))
+        with quiet():
+            return original(data, metadata, *args, **kwargs)
+
+    def clear_output(wait: bool = False) -> Any:
+        if not in_output_widget():  # inside `with out:` it clears that widget, not the cell
+            recording.clear(wait)
+        with quiet():
+            return original_clear(wait)
+
+    sys.stdout, sys.stderr = tees = _Tee(out, "stdout", recording), _Tee(err, "stderr", recording)
     # Logging handlers hold the stream they were made with: those writing to the notebook's are recorded too.
     handlers = [(h, h.stream) for h in _stream_handlers() if h.stream is out or h.stream is err]
     for handler, stream in handlers:
         handler.stream = tees[0] if stream is out else tees[1]
-    publisher.publish = publish
+    publisher.publish, publisher.clear_output = publish, clear_output
     try:
         yield events
         _flush_inline_figures()
@@ -95,7 +153,7 @@ def capture(shell: Any) -> Iterator[list[tuple[Any, ...]]]:
         for handler in _stream_handlers():
             if handler.stream is tees[0] or handler.stream is tees[1]:
                 handler.stream = out if handler.stream is tees[0] else err
-        publisher.publish = original
+        publisher.publish, publisher.clear_output = original, original_clear
 
 
 def _stream_handlers() -> list[logging.StreamHandler]:  # type: ignore[type-arg]
@@ -110,11 +168,11 @@ def _stream_handlers() -> list[logging.StreamHandler]:  # type: ignore[type-arg]
 def _without_live_widgets(events: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     kept: list[tuple[Any, ...]] = []
     for event in events:
-        if event[0] == "display":
+        if event[0] in ("display", "update"):
             data = static_bundle(event[1])
             if data is None:
                 continue  # a widget closed before the cell ended shows nothing
-            event = ("display", data, event[2])
+            event = (event[0], data, *event[2:])
         kept.append(event)
     return kept
 
@@ -136,10 +194,15 @@ def replay(shell: Any, events: list[tuple[Any, ...]]) -> None:
             sys.stdout.write(event[1])
         elif event[0] == "stderr":
             sys.stderr.write(event[1])
-        elif event[0] == "display":
+        elif event[0] in ("display", "update"):
             data = replayable(event[1])
-            if data is not None:
-                shell.display_pub.publish(data=data, metadata=event[2])
+            if data is None:
+                continue
+            # With its display id, so that an update (a later cell's, or one replayed) finds it.
+            extra: dict[str, Any] = {"transient": event[3]} if len(event) > 3 else {}
+            if event[0] == "update":
+                extra["update"] = True
+            shell.display_pub.publish(data=data, metadata=event[2], **extra)
     sys.stdout.flush()
 
 

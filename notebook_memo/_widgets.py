@@ -34,6 +34,14 @@ def _live_widgets() -> Mapping[str, Any] | None:
     return found if isinstance(found, Mapping) else None
 
 
+def in_output_widget() -> bool:
+    """Return True inside ``with out:`` of an ipywidgets ``Output``: what is shown now goes into it."""
+    widgets = _live_widgets()
+    if not widgets:
+        return False
+    return any(isinstance(getattr(w, "msg_id", None), str) and w.msg_id for w in list(widgets.values()))
+
+
 def static_bundle(data: Mapping[str, Any]) -> dict[str, Any] | None:
     """Return a display bundle without widget views: the widget's state now, as text and HTML.
 

@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -148,3 +149,92 @@ def test_a_display_in_a_terminal_shell_is_shown_once_on_a_hit(shell: Shell, cach
         shown.append([line for line in capsys.readouterr().out.splitlines() if not line.startswith("[notebook_memo]")])
     assert shown[0] == shown[1] == ["before", "{'a': 1}", "after"]
     assert _cells._cells["shown"].hits == 1
+
+
+DISPLAYS = [
+    "%load_ext notebook_memo",
+    """%%memo updating
+from IPython.display import display
+h = display("step 0", display_id=True)
+for i in range(1, 4):
+    h.update(f"step {i}")
+x = 1""",
+    """%%memo clearing
+from IPython.display import clear_output
+for i in range(3):
+    clear_output(wait=True)
+    print("frame", i)
+y = 2""",
+    """%%memo cleared
+print("gone")
+display("gone too")
+clear_output()
+print("kept")
+z = 3""",
+    """%%memo updating_another
+h.update("updated by a cached cell")
+print("updated")
+w = 4""",
+    """%%memo widget_clear
+import ipywidgets
+print("shown")
+with ipywidgets.Output():
+    clear_output()
+v = 5""",
+]
+
+
+def _shown(cell: Any) -> list[str]:
+    """What a cell of an executed notebook shows, without our notes."""
+    shown = []
+    for output in cell.outputs:
+        text = output.text if output.output_type == "stream" else output.get("data", {}).get("text/plain", "")
+        shown += [line for line in text.splitlines() if line and not line.startswith("[notebook_memo]")]
+    return shown
+
+
+@pytest.fixture(scope="module")
+def displays_run_and_hit(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[list[str]], list[list[str]]]:
+    """A notebook of display updates and clears, run by a real Jupyter kernel, then by another on its cache."""
+    import nbformat
+
+    from notebook_memo._demo import execute_notebook
+
+    folder = tmp_path_factory.mktemp("displays")
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell(source) for source in DISPLAYS]
+    path = folder / "displays.ipynb"
+    nbformat.write(notebook, str(path))
+    run, hit = (execute_notebook(path, folder / "cache")[0] for _ in range(2))
+    assert all("restored" in "".join(o.get("text", "") for o in c.outputs) for c in hit.cells[1:])  # all hits
+    return [_shown(c) for c in run.cells], [_shown(c) for c in hit.cells]
+
+
+def test_a_display_updated_in_place_shows_its_last_data_on_a_hit(
+        displays_run_and_hit: tuple[list[list[str]], list[list[str]]]) -> None:
+    run, hit = displays_run_and_hit
+    assert run[1] == hit[1] == ["'updated by a cached cell'"]  # updated in place, by cell 4 too
+
+
+def test_a_clear_output_loop_shows_its_last_frame_on_a_hit(
+        displays_run_and_hit: tuple[list[list[str]], list[list[str]]]) -> None:
+    run, hit = displays_run_and_hit
+    assert run[2] == hit[2] == ["frame 2"]
+
+
+def test_what_clear_output_cleared_is_not_shown_on_a_hit(
+        displays_run_and_hit: tuple[list[list[str]], list[list[str]]]) -> None:
+    run, hit = displays_run_and_hit
+    assert run[3] == hit[3] == ["kept"]
+
+
+def test_a_cached_cell_updating_another_cell_s_display_shows_as_it_ran(
+        displays_run_and_hit: tuple[list[list[str]], list[list[str]]]) -> None:
+    run, hit = displays_run_and_hit
+    assert run[4] == hit[4] == ["updated"]
+
+
+def test_a_clear_output_inside_an_output_widget_leaves_the_cell_s_output(
+        displays_run_and_hit: tuple[list[list[str]], list[list[str]]]) -> None:
+    run, hit = displays_run_and_hit
+    assert run[5] == hit[5] == ["shown"]
