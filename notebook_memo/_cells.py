@@ -38,6 +38,7 @@ from ._methods import _PerObjectCache
 from ._notebook import current_notebook, owner_tag
 from ._serialize import (
     _LRU_WRAPPER,
+    ClassChanged,
     CorruptRecord,
     NotRestorable,
     cached_property_of,
@@ -839,6 +840,10 @@ def _try_restore(shell: Any, store: Store, cell: CellMemo, key: str, options: Ce
         warn_once(f"load:{store.directory}:{type(exc).__name__}", f"%%memo {cell.label}: the cached run could "
                   f"not be loaded ({type(exc).__name__}: {exc}); it is kept, and the cell runs", StorageWarning)
         return _NOT_CACHED
+    except ClassChanged as exc:  # its run stores what it makes from the class the notebook has now
+        with contextlib.suppress(Exception):
+            store.delete(key)
+        return _NotCached(f"{exc}: the cell runs")
     except Exception as exc:  # damaged, or a stored class that changed or vanished since
         return _drop_damaged(store, cell, key, exc)
     namespace = shell.user_ns

@@ -34,7 +34,7 @@ from ._explain import Explanation, before_compute, caching_off, explain_call
 from ._fingerprint import own_fingerprint
 from ._inventory import delete_results, human_bytes, is_marker, owner
 from ._notebook import current_notebook, owner_tag
-from ._serialize import CorruptRecord, Payload, copy_value, dumps, findable, head_json, meta_after
+from ._serialize import ClassChanged, CorruptRecord, Payload, copy_value, dumps, findable, head_json, meta_after
 from .hashing import (
     CLOCK,
     IMMUTABLE_LEAVES,
@@ -532,6 +532,11 @@ class MemoizedFunction(Generic[R]):
             return _MISS  # evicted between the lookup and the read
         except CorruptRecord as exc:
             self._drop_corrupt(store, key, str(exc))
+            return _MISS
+        except ClassChanged:
+            # It holds an instance of a notebook class edited since: computed again, from the class it has.
+            with contextlib.suppress(Exception):
+                store.delete(key)
             return _MISS
         except (MemoryError, OSError) as exc:
             # Not damage: the entry stays for a later call that has the memory or file handles.

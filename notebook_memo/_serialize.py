@@ -40,6 +40,8 @@ import cloudpickle
 import xxhash
 
 from ._config import CLOCK_SKEW
+from ._fingerprint import class_fingerprint
+from .hashing import combine
 
 __all__ = ()
 
@@ -114,6 +116,10 @@ class NotRestorable(Exception):
     """A value whose pickle would come back as something else (an open file as a text snapshot)."""
 
 
+class ClassChanged(Exception):
+    """A stored value names a notebook class, and the class that name finds now is defined otherwise."""
+
+
 def _unfaithful(obj: Any) -> str | None:
     """Return what ``obj`` is when a pickle of it would not restore it faithfully, else None."""
     if isinstance(obj, io.IOBase) and not isinstance(obj, (io.BytesIO, io.StringIO)):
@@ -137,6 +143,8 @@ class _Pickler(cloudpickle.Pickler):
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, type):
             if id(obj) not in self.by_value and findable(obj, obj.__module__, obj.__qualname__):
+                if obj.__module__ == "__main__":  # saved by name with its definition, checked when loaded
+                    return notebook_class, (obj.__qualname__, _definition(obj))
                 return NotImplemented
         elif type(obj) is functools.cached_property:
             # On Python < 3.12 it holds a lock, which cannot be pickled: save what it is made of.
@@ -161,6 +169,40 @@ class _Pickler(cloudpickle.Pickler):
 
 
 _LRU_WRAPPER = type(functools.lru_cache(lambda: None))
+
+
+def _definition(cls: type) -> bytes:
+    """Return a digest of a notebook class's definition: its own, its notebook bases' and metaclass's.
+
+    Their code, annotations and fields, and the names of their data (not its content, which the
+    class's own code may change at run time: an instance counter would never match again).
+    """
+    notebook = [c for c in (*cls.__mro__, type(cls)) if c.__module__ == "__main__"]
+    try:
+        return combine([class_fingerprint(c, by_code=True) for c in notebook])
+    except Exception as exc:
+        raise NotRestorable(f"the definition of the notebook class {cls.__qualname__} cannot be "
+                            f"fingerprinted ({type(exc).__name__}: {exc}), so a changed one could not be told") from exc
+
+
+def notebook_class(qualname: str, definition: bytes) -> type:
+    """Return the notebook's class of this name; raise ClassChanged unless it is defined as it was stored.
+
+    A class found by name is whatever the notebook binds now: after the class cell was edited
+    and run again, a value made from the old class must not come back as an instance of the new.
+    """
+    target: Any = sys.modules.get("__main__")
+    for part in qualname.split("."):
+        target = getattr(target, part, None)
+    if not isinstance(target, type):
+        raise AttributeError(f"the notebook has no class {qualname!r} now")
+    try:
+        same = _definition(target) == definition
+    except NotRestorable:
+        same = False
+    if not same:
+        raise ClassChanged(f"the class {qualname} was defined again otherwise since the value was stored")
+    return target
 
 
 def lru_cache_of(func: Any, parameters: dict[str, Any]) -> Any:

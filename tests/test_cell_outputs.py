@@ -238,3 +238,63 @@ def test_a_clear_output_inside_an_output_widget_leaves_the_cell_s_output(
         displays_run_and_hit: tuple[list[list[str]], list[list[str]]]) -> None:
     run, hit = displays_run_and_hit
     assert run[5] == hit[5] == ["shown"]
+
+
+# -- instances of notebook classes redefined since --------------------------------------------
+
+CLONE = "from notebook_memo import memo\nimport copy\n@memo\ndef clone(o):\n    return copy.copy(o)\n"
+OLD_P = "class P:\n    def val(self):\n        return 1\np = P()\n"
+NEW_P = "class P:\n    def val(self):\n        return 2\n"
+
+
+def test_a_result_holding_an_instance_of_a_class_redefined_since_is_recomputed(shell: Shell, cache_dir: Path) -> None:
+    shell.run(CLONE)
+    shell.run(OLD_P)
+    shell.run("r = clone(p)")
+    shell.run(NEW_P)  # p is still an instance of the class it was made from
+    shell.run("r = clone(p)")
+    assert shell["r"].val() == 1
+    assert not shell["clone"].explain_last().hit
+
+
+def test_a_result_holding_an_instance_of_a_redefined_class_is_recomputed_after_a_restart(cache_dir: Path) -> None:
+    run_kernel([CLONE, OLD_P, "r = clone(p)"], cache_dir, seed=1)
+    edited = run_kernel([CLONE, OLD_P, NEW_P, "r = clone(p)\nOUT['val'] = r.val()"], cache_dir, seed=2)
+    assert edited["val"] == 1
+
+
+def test_a_result_holding_an_instance_of_an_unchanged_notebook_class_hits_after_a_restart(cache_dir: Path) -> None:
+    check = "r = clone(p)\nOUT['hit'] = clone.explain_last().hit\nOUT['current class'] = type(r) is P"
+    run_kernel([CLONE, OLD_P, "r = clone(p)"], cache_dir, seed=1)
+    again = run_kernel([CLONE, OLD_P, check], cache_dir, seed=2)
+    assert (again["hit"], again["current class"]) == (True, True)
+
+
+def test_a_result_whose_class_s_notebook_base_was_redefined_is_recomputed(shell: Shell, cache_dir: Path) -> None:
+    base = "class B:\n    def val(self):\n        return {}\nclass P(B):\n    pass\n"
+    shell.run(CLONE)
+    shell.run(base.format(1) + "p = P()")
+    shell.run("r = clone(p)")
+    shell.run(base.format(2))  # P is defined again, unchanged, on the new B
+    shell.run("r = clone(p)")
+    assert shell["r"].val() == 1
+
+
+def test_a_cell_output_holding_an_instance_of_a_class_redefined_since_is_not_restored(shell: Shell,
+                                                                                      cache_dir: Path) -> None:
+    shell.run("%load_ext notebook_memo")
+    shell.run(OLD_P)
+    cell = "%%memo\nimport copy\nr = copy.copy(p)\n"
+    shell.run(cell)
+    shell.run(NEW_P)
+    shell.run(cell)
+    assert shell["r"].val() == 1
+
+
+def test_a_result_holding_an_instance_of_a_class_a_restored_cell_defined_hits_after_a_restart(
+        cache_dir: Path) -> None:
+    cells = ["%load_ext notebook_memo", CLONE, "%%memo\nclass P:\n    def val(self):\n        return 1\n", "p = P()",
+             "r = clone(p)\nOUT['hit'] = clone.explain_last().hit\nOUT['current class'] = type(r) is P"]
+    first = run_kernel(cells, cache_dir, seed=1)
+    second = run_kernel(cells, cache_dir, seed=2)  # the class cell is restored, by value, then the call
+    assert (first["hit"], second["hit"], second["current class"]) == (False, True, True)
