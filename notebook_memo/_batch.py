@@ -150,11 +150,15 @@ class BatchFunction(MemoizedFunction[Any]):
         types = _Types(decoded)
         loaded, saved, missed = 0, 0.0, 0
         tail, known = types.last
+        # A ttl the code gives now ages every entry, those stored without one too: the plain tuples carry
+        # no creation time, so with a ttl every record comes with its header.
+        ttl = self._options.ttl
+        plain = ttl is None
         for start in range(0, len(keys), _READ_CHUNK):
             part = keys[start:start + _READ_CHUNK]
             records: Mapping[str, StoredRecord | CorruptRecord | PlainRecord | None]
             try:
-                records = store.get_many(part)
+                records = store.get_many(part, plain=plain)
             except Exception:
                 records = dict.fromkeys(part)
             for key in part:
@@ -184,7 +188,7 @@ class BatchFunction(MemoizedFunction[Any]):
                     pass  # stored before result types were described: recomputed, never mistyped
                 elif record.header.conditioned:
                     value = self._read(store, key, None, outer)  # the one-key path checks its preconditions
-                elif not record.header.expired():
+                elif not record.header.expired() and (plain or not record.header.stale_for(ttl)):
                     try:
                         value = record.load(self._options.mmap)
                     except Exception:
@@ -361,7 +365,7 @@ class BatchFunction(MemoizedFunction[Any]):
     def _present(self, store: Store, key: str, decoded: dict[str, ResultType]) -> bool:
         """Return whether an item would be served, without loading it or counting a hit."""
         try:
-            record = servable(store, key)
+            record = servable(store, key, self._options.ttl)
         except Exception:
             return False
         return record is not None and _containers.stored_type(record.header.meta_raw, decoded) is not None

@@ -168,6 +168,11 @@ def explain_call(fn: MemoizedFunction[Any], call: Call, as_miss: bool = False,
                                    "age cannot be told and it is recomputed", [], unkeyed)
             return Explanation(name, False, f"the entry expired at {human_time(expires)} "
                                f"({_ago(expires)}; ttl {(expires - record.header.created):g} s)", [], unkeyed)
+        ttl = getattr(fn._options, "ttl", None)  # the one the code gives now ages entries stored without it too
+        if record.header.stale_for(ttl):
+            return Explanation(name, False, f"the entry was stored at {human_time(record.header.created)}, longer "
+                               f"ago than the ttl of {ttl:g} s the code gives now (or in this machine's future): "
+                               "it is recomputed", [], unkeyed)
         size = record.header.meta().get("size", 0)
         return Explanation(name, True, f"stored {_ago(record.header.created)}, computed in "
                            f"{record.header.duration:.3g} s, {human_bytes(size)}", notes, unkeyed)

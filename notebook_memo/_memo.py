@@ -1013,8 +1013,7 @@ class MemoizedFunction(Generic[R]):
         """Return True when a call with these arguments would be served from disk."""
         call = self.make_call(args, kwargs)
         try:
-            record = servable(self._store(), call.key)
-            return record is not None and not record.header.stale_for(self._options.ttl)
+            return servable(self._store(), call.key, self._options.ttl) is not None
         except Exception:
             return False
 
@@ -1437,15 +1436,16 @@ def conditioned_entry(store: Store, key: str, record: StoredRecord, first_only: 
     return (None if why else record), conditions, why
 
 
-def servable(store: Store, key: str) -> StoredRecord | None:
+def servable(store: Store, key: str, ttl: float | None = None) -> StoredRecord | None:
     """Return the record a lookup of ``key`` would serve, without loading it or counting a hit; None if none.
 
+    ``ttl``: the one the code gives now, which also ages entries stored without it (or with a longer one).
     Raises CorruptRecord like ``Store.get``.
     """
     record = store.get(key)
     if record is not None and record.header.conditioned and not record.header.expired():
         record = conditioned_entry(store, key, record)[0]
-    return None if record is None or record.header.expired() else record
+    return None if record is None or record.header.expired() or record.header.stale_for(ttl) else record
 
 
 def run_conditions(store: Store, recorder: Recorder, arguments_before: dict[str, Any] | None = None,

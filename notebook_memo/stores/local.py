@@ -1811,13 +1811,14 @@ class Store:
                             [(*fact, fact[0]) for fact in facts])
 
     @_settled
-    def get_many(self, keys: list[str]) -> dict[str, StoredRecord | CorruptRecord | PlainRecord]:
+    def get_many(self, keys: list[str], plain: bool = True) -> dict[str, StoredRecord | CorruptRecord | PlainRecord]:
         """Return the records of ``keys``, verified as ``get`` verifies one, read a few hundred per query.
 
         A key whose row is refused maps to the CorruptRecord (a ForeignRecord for a row notebook_memo
         did not write) that ``get`` would raise; a key without a live row is left out. The commonest
         record (unsigned, inline, one pickle, no TTL, no preconditions) comes as a PlainRecord tuple,
-        verified in one pass without building its header; every other as a StoredRecord. Nothing is
+        verified in one pass without building its header (unless ``plain`` is False: a caller that judges
+        records by their age needs the header); every other as a StoredRecord. Nothing is
         unpickled here; the caller loads only the records it returns. Access times older than
         TOUCH_RESOLUTION are renewed in the next batch of them.
         """
@@ -1829,7 +1830,7 @@ class Store:
         if self._refuses(signer):
             return found
         now = time.time()
-        unsigned, wrote_at, recent = signer is None, self._wrote_at, now - _TOUCH_RESOLUTION
+        quick, wrote_at, recent = plain and signer is None, self._wrote_at, now - _TOUCH_RESOLUTION
         opened = None
         try:
             con = connection(self.directory)
@@ -1839,10 +1840,10 @@ class Store:
                          f"({marks(len(part))}) AND raw = 1 AND (expire_time IS NULL OR expire_time > ?)")
                 # Fetched before any is decoded: stepping SQLite between decodes costs more than the rows take.
                 for row, mode, filename, value, used, rowid in con.execute(query, (*part, now)).fetchall():
-                    plain = (read_plain(value, row.encode()) if unsigned and mode == MODE_RECORD
-                             and filename is None and type(value) is bytes else None)
-                    if plain is not None:
-                        found[rows[row]] = plain
+                    tuple_ = (read_plain(value, row.encode()) if quick and mode == MODE_RECORD
+                              and filename is None and type(value) is bytes else None)
+                    if tuple_ is not None:
+                        found[rows[row]] = tuple_
                     else:
                         try:
                             found[rows[row]] = _verified_record(row, mode, filename, value, self.directory, signer)
