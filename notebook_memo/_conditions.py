@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dis
+import errno
 import functools
 import glob
 import importlib
@@ -502,13 +503,37 @@ def inherit(conditions: Conditions, outer: Recorders) -> None:
 
 # -- identities -----------------------------------------------------------------------------------------------
 
+# Opening a named pipe for reading waits for a writer, and a terminal may become the process's own: neither
+# happens with these flags (both absent on Windows, where neither is a file that open() meets).
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+_KINDS = {stat.S_IFIFO: "named pipe", stat.S_IFSOCK: "socket", stat.S_IFCHR: "character device",
+          stat.S_IFBLK: "block device", stat.S_IFDIR: "folder"}
+
+
 def file_digest(path: str) -> str:
-    """Return the xxh3-128 of a file's content, streamed."""
-    h = xxhash.xxh3_128()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
+    """Return the xxh3-128 of a regular file's content, streamed; raise OSError for anything else.
+
+    What is opened is checked, not what a stat found before: the path may have become a pipe or a
+    device since (a device such as /dev/zero never ends). A link is followed: a user's data file may
+    be one, and only a regular file's content is read.
+    """
+    fd = os.open(path, _OPEN_FLAGS)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise OSError(errno.EINVAL, f"not a regular file but a {_kind(mode)}", path)
+        h = xxhash.xxh3_128()
+        with open(fd, "rb", closefd=False) as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    finally:
+        os.close(fd)
     return h.hexdigest()
+
+
+def _kind(mode: int) -> str:
+    """Return what a file that is not a regular one is, in words."""
+    return _KINDS.get(stat.S_IFMT(mode), "special file")
 
 
 def _names(path: str) -> list[str]:
@@ -649,6 +674,10 @@ def _file_condition(path: str, before: list[int] | None, now: int, declared: boo
         raise NotRecordable(f"{path}, which it tried to read, appeared while it ran")
     if before is not None and sig != before:
         raise NotRecordable(f"{path}, which it read, changed while it ran")
+    if not stat.S_ISREG(st.st_mode):
+        # A pipe or device in a declared folder (a tool's control pipe): it holds no content to digest, and its
+        # times change with every use, so what it is is recorded, and a hit checks that it still is.
+        return [path, *sig, "", now, _kind(st.st_mode)]
     try:
         digest = file_digest(path) if st.st_size <= FILE_DIGEST_LIMIT else ""
     except OSError as exc:
@@ -690,12 +719,16 @@ def _settled(sig: list[int], checked_at: int) -> bool:
 
 def _check_file(entry: list[Any]) -> str | None:
     path, size, mtime, ctime, ino, digest, recorded = entry[:7]
+    kind = entry[7] if len(entry) > 7 else None  # recorded as a pipe or device, not a regular file
     try:
         st = os.stat(path)
     except OSError:
         return None if size is None else f"data file {path} is gone"
     if size is None:
         return f"data file {path} exists now"
+    if kind is not None:
+        now_kind = _kind(st.st_mode) if not stat.S_ISREG(st.st_mode) else "regular file"
+        return None if now_kind == kind else f"data file {path} was a {kind} and is a {now_kind} now"
     if not stat.S_ISREG(st.st_mode):
         return f"data file {path} is no longer a regular file"
     sig = _signature(st)
