@@ -175,3 +175,46 @@ def test_a_data_file_swapped_for_a_pipe_after_its_stat_is_not_opened_blocking(tm
     proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "pipe")], capture_output=True, text=True,
                           timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.stdout.startswith("refused"), proc.stderr
+
+
+# -- rows in the index whose size cannot be ours -----------------------------------------------
+
+_PAYLOADS = """
+import numpy as np
+from notebook_memo import memo
+@memo
+def f(i):
+    return np.full(20_000, i)  # 160 kB: a payload file of its own
+for i in {items}:
+    f(i)
+OUT["hits"], OUT["misses"] = f.cache_info()[:2]
+"""
+
+
+def _plant_row(cache_dir: Path, size: int) -> None:
+    """Insert a row that is no record of ours (a plain number, mode 1) with the given ``size`` column."""
+    import sqlite3
+
+    with sqlite3.connect(cache_dir / "cache.db") as db:
+        db.execute("INSERT INTO Cache (key, raw, store_time, expire_time, access_time, access_count, tag, size, "
+                   "mode, filename, value) VALUES ('planted', 1, 0, NULL, 0, 0, NULL, ?, 1, NULL, 0)", (size,))
+    db.close()
+
+
+@pytest.mark.parametrize("size", [2**50, 4_900_000], ids=["beyond the disk", "plausible"])
+def test_a_planted_row_with_a_large_size_does_not_evict_every_entry(cache_dir: Path, size: int) -> None:
+    limit = {"NOTEBOOK_MEMO_SIZE_LIMIT": "5MB"}
+    assert run_kernel([_PAYLOADS.format(items=list(range(5)))], cache_dir, env=limit)["misses"] == 5
+    _plant_row(cache_dir, size)
+    # New results are written (each write may evict), then the first five are asked for again.
+    out = run_kernel([_PAYLOADS.format(items=[10, 11, 0, 1, 2, 3, 4])], cache_dir, seed=5, env=limit)
+    assert (out["hits"], out["misses"]) == (5, 2)
+
+
+def test_a_planted_row_with_a_negative_size_does_not_turn_the_limit_off(cache_dir: Path) -> None:
+    limit = {"NOTEBOOK_MEMO_SIZE_LIMIT": "2MB"}
+    run_kernel([_PAYLOADS.format(items=[0])], cache_dir, env=limit)
+    _plant_row(cache_dir, -10**12)
+    run_kernel([_PAYLOADS.format(items=list(range(1, 41)))], cache_dir, seed=5, env=limit)  # 6.4 MB of results
+    on_disk = sum(p.stat().st_size for p in cache_dir.rglob("*") if p.is_file())
+    assert on_disk < 3_000_000

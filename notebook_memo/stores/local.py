@@ -439,14 +439,19 @@ class _Index(diskcache.Cache):  # type: ignore[misc]
         self._own[key] = value
         return self.reset(key, value)
 
+    @property
+    def disk_total(self) -> int:
+        """The size of the file system holding the index, read once: no statistic of ours can exceed it."""
+        if self._disk_total is None:
+            self._disk_total = _disk_bytes(self._directory)
+        return self._disk_total
+
     def volume(self) -> int:
         """Return the index's pages and the payload files' bytes (the size statistic, when it can be true)."""
         ((page_count,),) = self._sql("PRAGMA page_count").fetchall()
         size = self.reset("size")
-        if self._disk_total is None:
-            self._disk_total = _disk_bytes(self._directory)  # once: volume() runs after each eviction
-        if not isinstance(size, int) or not 0 <= size <= self._disk_total:
-            size = self._count_size()  # planted or damaged: counted from the rows, and written back
+        if not isinstance(size, int) or not 0 <= size <= self.disk_total:
+            size = self.count_size()  # planted or damaged: counted from the rows, and written back
         return int(self._page_size * page_count + size)
 
     def count_size_once(self) -> None:
@@ -454,16 +459,26 @@ class _Index(diskcache.Cache):  # type: ignore[misc]
         which a statistic planted too high would make take every entry (a plausible wrong one included)."""
         if not self._size_counted:
             self._size_counted = True
-            self._count_size()
+            self.count_size()
 
-    def _count_size(self) -> int:
+    def count_size(self) -> int:
+        """Count the payload files' bytes from the rows that eviction can take, write it back, and return it.
+
+        diskcache's triggers add every row's ``size``, a planted row's too: one beyond the disk would make
+        every write evict every entry (and never itself), a negative one would turn the limit off. Only
+        our records with a payload file and a size the disk can hold are counted, which are the rows
+        eviction takes, so evicting can always bring the count under the limit.
+        """
+        counted = ("SELECT COALESCE(SUM(size), 0) FROM Cache WHERE mode = ? AND raw = 1 AND filename IS NOT NULL "
+                   "AND size BETWEEN 0 AND ?")
+        bounds = (MODE_RECORD, self.disk_total)
         # One statement, one scan: a write committed meanwhile is counted too.
         with contextlib.suppress(sqlite3.Error):
-            written = self._sql("UPDATE Settings SET value = (SELECT COALESCE(SUM(size), 0) FROM Cache) "
-                                "WHERE key = 'size' RETURNING value").fetchall()
+            written = self._sql(f"UPDATE Settings SET value = ({counted}) WHERE key = 'size' RETURNING value",
+                                bounds).fetchall()
             if written and isinstance(written[0][0], int):
                 return written[0][0]
-        ((size,),) = self._sql("SELECT COALESCE(SUM(size), 0) FROM Cache").fetchall()  # no row to write it in
+        ((size,),) = self._sql(counted, bounds).fetchall()  # no row to write it in
         return int(size)
 
     @property
@@ -1632,7 +1647,9 @@ class Store:
         evicted = 0
         tried: set[str] = set()
         if writer.volume() > limit:
-            writer.count_size_once()
+            # Counted again before each eviction, not only the first: a row planted since the last count (its
+            # size added by diskcache's trigger) would otherwise take every entry. Work after a write.
+            writer.count_size()
         while (volume := writer.volume()) > limit:
             # Read on the writer's own connection: inside a transaction of ours (a batch chunk's) the rows it
             # deleted are gone there, not yet on any other connection, which would offer them again forever.
