@@ -199,15 +199,18 @@ class Inventory:
         """Keep, for each function, only the entries of its most recently stored code version.
 
         A function of the same name defined in two notebooks is two functions: each keeps its newest.
+        Only records this process verified take part: another's (another secret's, or unsigned beside a
+        secret) may claim any function, code and time, and are left as they are.
         """
         newest: dict[Owner, tuple[float, str]] = {}
         for record, meta in self.records():
             who, code = owner(meta), meta.get("code", "")
-            if who not in newest or record.header.created > newest[who][0]:
+            if record.verified and (who not in newest or record.header.created > newest[who][0]):
                 newest[who] = (record.header.created, code)
         # A second scan: what was stored since the first is newer than what it found, and stays.
-        return delete_results(self.store, (r for r, m in self.records() for who in [owner(m)] if who in newest
-                                           and m.get("code") != newest[who][1] and r.header.created <= newest[who][0]))
+        return delete_results(self.store, (r for r, m in self.records() for who in [owner(m)] if r.verified
+                                           and who in newest and m.get("code") != newest[who][1]
+                                           and r.header.created <= newest[who][0]))
 
     def prune_max_size(self, limit: int) -> int:
         """Evict least recently used entries until the records hold at most ``limit`` bytes."""

@@ -1026,8 +1026,9 @@ class MemoizedFunction(Generic[R]):
             record = store.get(call.key, second=False)  # what is here (the remote's copies go by row below)
             if record is not None and record.header.conditioned and "variants" in record.header.meta():
                 # Each random state's entry: none may be served again once a marker is rewritten.
-                variants = (entry for entry in store.records(tag=self._fid)
-                            if entry.header.conditioned and entry.header.meta().get("variant_of") == call.key)
+                # Only our own: another secret's variants of the same key claim it too, and are its to keep.
+                variants = (entry for entry in store.records(tag=self._fid) if entry.verified
+                            and entry.header.conditioned and entry.header.meta().get("variant_of") == call.key)
                 store.delete_records(variants, everywhere=True)
         return store.delete(call.key, everywhere=True)
 

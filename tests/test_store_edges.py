@@ -218,3 +218,82 @@ def test_a_planted_row_with_a_negative_size_does_not_turn_the_limit_off(cache_di
     run_kernel([_PAYLOADS.format(items=list(range(1, 41)))], cache_dir, seed=5, env=limit)  # 6.4 MB of results
     on_disk = sum(p.stat().st_size for p in cache_dir.rglob("*") if p.is_file())
     assert on_disk < 3_000_000
+
+
+# -- unsigned records beside a secret -----------------------------------------------------------
+
+_SECRET = {"NOTEBOOK_MEMO_SECRET": "team secret"}
+_F = """
+from notebook_memo import memo
+@memo
+def f(x):
+    return x * 2
+OUT["value"] = f(1)
+OUT["info"] = list(f.cache_info()[:3])
+"""
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> Any:
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    return subprocess.run([sys.executable, "-m", "notebook_memo", *args], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}, timeout=120)
+
+
+def _plant_unsigned(cache_dir: Path, row: str, **changes: Any) -> None:
+    """Insert an unsigned record for the function the index holds, its metadata changed by ``changes``: anyone
+    can make one (its check holds no secret)."""
+    import sqlite3
+
+    from notebook_memo import _serialize
+
+    with sqlite3.connect(cache_dir / "cache.db") as db:
+        tag, value = db.execute("SELECT tag, value FROM Cache WHERE mode = 16").fetchone()
+        meta = {**_serialize.decode_header(value)[0].meta(), **changes}
+        created = meta.get("created", time.time())
+        raw = _serialize.encode_header(row, None, _serialize.dumps(0), meta, created, None, 0.1, True, None)
+        db.execute("INSERT INTO Cache (key, raw, store_time, expire_time, access_time, access_count, tag, size, "
+                   "mode, filename, value) VALUES (?, 1, 0, NULL, 0, 0, ?, 0, 16, NULL, ?)", (row, tag, raw))
+    db.close()
+
+
+def test_an_unsigned_record_with_wild_metadata_beside_a_secret_breaks_no_upkeep(cache_dir: Path) -> None:
+    assert run_kernel([_F], cache_dir, env=_SECRET)["info"] == [0, 1, 1]
+    _plant_unsigned(cache_dir, "ff" + "0" * 30, size="huge", name=["x"])
+    assert run_kernel([_F], cache_dir, seed=5, env=_SECRET)["info"] == [1, 0, 1]  # the planted one is not f's
+    info = _cli("info", "--dir", str(cache_dir), env=_SECRET)
+    assert info.returncode == 0, info.stderr
+    cleared = _cli("clear", "--function", "f", "--dir", str(cache_dir), env=_SECRET)
+    assert cleared.returncode == 0 and "removed 1 entries" in cleared.stdout, cleared.stderr
+
+
+def test_prune_keep_latest_keeps_the_newest_verified_version_whatever_an_unsigned_record_claims(
+        cache_dir: Path) -> None:
+    run_kernel([_F], cache_dir, env=_SECRET)
+    # Claims to be f's newest code version, stored in an hour: keeping only "the latest" would delete f's entry.
+    _plant_unsigned(cache_dir, "ee" + "0" * 30, code="ab" * 16, created=time.time() + 3600)
+    pruned = _cli("prune", "--keep-latest", "--dir", str(cache_dir), env=_SECRET)
+    assert pruned.returncode == 0 and "removed 0 entries" in pruned.stdout, pruned.stderr
+    assert run_kernel([_F], cache_dir, seed=5, env=_SECRET)["info"][:2] == [1, 0]  # f's own entry is still there
+
+
+_DRAW = """
+import numpy as np
+from notebook_memo import memo
+@memo
+def draw():
+    return float(np.random.random())
+np.random.seed(0)
+OUT["value"] = draw()
+OUT["info"] = list(draw.cache_info()[:2])
+"""
+
+
+def test_invalidate_leaves_another_secrets_random_state_entries_alone(cache_dir: Path) -> None:
+    one, two = {"NOTEBOOK_MEMO_SECRET": "one"}, {"NOTEBOOK_MEMO_SECRET": "two"}
+    assert run_kernel([_DRAW], cache_dir, env=one)["info"] == [0, 1]
+    assert run_kernel([_DRAW, "OUT['gone'] = draw.invalidate()"], cache_dir, seed=5, env=two)["gone"]
+    assert run_kernel([_DRAW], cache_dir, seed=6, env=one)["info"] == [1, 0]  # its entry for seed 0 is still there

@@ -309,9 +309,9 @@ def listed_record(row: str, filename: str | None, value: Any, directory: str,
                   signer: Signer | None) -> StoredRecord | None:
     """Return the record of a row a scan listed when its header is intact and names that row; None if not.
 
-    A record signed with a secret this process does not have cannot be checked: it comes back
-    with ``verified`` False (it may be counted, never loaded). One forged under our own key id,
-    or damaged, is None.
+    A record signed with a secret this process does not have cannot be checked, and with a secret an
+    unsigned one vouches for nothing (anyone can make its check): either comes back with ``verified``
+    False (it may be counted, never loaded). One forged under our own key id, or damaged, is None.
     """
     if not isinstance(value, bytes):
         return None
@@ -321,9 +321,10 @@ def listed_record(row: str, filename: str | None, value: Any, directory: str,
         return None
     if header.key != row or header.filename != (filename or ""):
         return None
-    ours = not header.signed or (signer is not None and signer.keyid == header.keyid)
-    if ours and not header.intact(signer if header.signed else None):
+    checkable = not header.signed or (signer is not None and signer.keyid == header.keyid)
+    if checkable and not header.intact(signer if header.signed else None):
         return None
+    ours = checkable and header.signed == (signer is not None)
     if not ours and not plausible(header):
         return None  # its numbers or metadata were planted: listed, they would break what counts them
     return StoredRecord(row, header, inline, filename, directory, signer, ours)
