@@ -297,3 +297,52 @@ def test_invalidate_leaves_another_secrets_random_state_entries_alone(cache_dir:
     assert run_kernel([_DRAW], cache_dir, env=one)["info"] == [0, 1]
     assert run_kernel([_DRAW, "OUT['gone'] = draw.invalidate()"], cache_dir, seed=5, env=two)["gone"]
     assert run_kernel([_DRAW], cache_dir, seed=6, env=one)["info"] == [1, 0]  # its entry for seed 0 is still there
+
+
+# -- remote upkeep against planted files and links ------------------------------------------------
+
+
+def _published(tmp_path: Path) -> tuple[Path, str]:
+    """A shared-directory remote holding one published entry with a blob, and its URL."""
+    import numpy as np
+
+    from notebook_memo import configure
+
+    remote = tmp_path / "team"
+    configure(remote=remote.as_uri())
+
+    @memo
+    def ones(n: int) -> Any:
+        return np.ones(n)
+
+    ones(100_000)  # 800 kB: a blob and a manifest
+    configure(remote=None)
+    return remote, remote.as_uri()
+
+
+def test_remote_upkeep_refuses_a_huge_file_planted_under_a_manifest_name(tmp_path: Path) -> None:
+    import resource
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    remote = tmp_path / "team"
+    (remote / "m" / "ab").mkdir(parents=True)
+    with open(remote / "m" / "ab" / ("ab" + "0" * 30), "wb") as planted:
+        planted.truncate(3 << 30)  # 3 GiB, sparse: read whole, it would take that much memory
+
+    def limited() -> None:  # a process that reads it whole fails, rather than taking 3 GiB of this machine's memory
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    def cli(*args: str) -> Any:
+        return subprocess.run([sys.executable, "-m", "notebook_memo", *args, "--remote", remote.as_uri()],
+                              capture_output=True, text=True, timeout=120, preexec_fn=limited,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+    info = cli("info")
+    assert info.returncode == 0 and "(damaged)" in info.stdout, info.stderr
+    pruned = cli("prune", "--older-than", "1d")  # a damaged manifest goes, whatever its age
+    assert pruned.returncode == 0 and "removed 1 entries" in pruned.stdout, pruned.stderr
+    assert not (remote / "m" / "ab" / ("ab" + "0" * 30)).exists()
+

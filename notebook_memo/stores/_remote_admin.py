@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._serialize import CorruptRecord, Header, decode_header, plausible
-from .remote import BLOB_NAME, RemoteTier, in_parallel
+from ._objects import Planted
+from .remote import _MANIFEST_MOST, BLOB_NAME, RemoteTier, in_parallel
 
 __all__ = ()
 
@@ -42,12 +43,18 @@ class RemoteEntry:
 
 
 def entries(tier: RemoteTier) -> list[RemoteEntry]:
-    """Return every manifest of the remote, each read once (in parallel)."""
+    """Return every manifest of the remote, each read once (in parallel).
+
+    One larger than a manifest may be, or not a regular file, is listed as damaged, unread.
+    """
     listed = [(name, size, modified) for name, size, modified in tier.objects.list("m/") if _MANIFEST.fullmatch(name)]
 
     def read(item: tuple[str, int, float]) -> RemoteEntry:
         name, size, modified = item
-        data = tier.objects.get(name)
+        try:
+            data = tier.objects.get(name, _MANIFEST_MOST)
+        except Planted:
+            data = None  # no writer of ours made it: damaged, never read whole
         header = None
         if data is not None:
             try:
