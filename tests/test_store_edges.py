@@ -346,3 +346,53 @@ def test_remote_upkeep_refuses_a_huge_file_planted_under_a_manifest_name(tmp_pat
     assert pruned.returncode == 0 and "removed 1 entries" in pruned.stdout, pruned.stderr
     assert not (remote / "m" / "ab" / ("ab" + "0" * 30)).exists()
 
+
+@pytest.mark.parametrize("folder", ["m", "b"])
+def test_remote_upkeep_lists_nothing_through_a_linked_folder_and_deletes_nothing_there(
+        tmp_path: Path, folder: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from notebook_memo import _cli
+    from notebook_memo.stores import _remote_admin
+
+    remote, url = _published(tmp_path)
+    outside = tmp_path / "outside"
+    (outside / "cd").mkdir(parents=True)
+    precious = [outside / "cd" / ("cd" + "1" * 30), outside / ("e" * 32)]  # named as a manifest, as a blob
+    for path in precious:
+        path.write_bytes(b"precious")
+        os.utime(path, (time.time() - 86400 * 30,) * 2)
+    (remote / folder).rename(tmp_path / "aside")
+    (remote / folder).symlink_to(outside)
+    monkeypatch.setattr(_remote_admin, "BLOB_GRACE", 0.0)
+    assert _cli.main(["info", "--remote", url]) == 0
+    assert f"{remote / folder} is not a folder (a link?)" in capsys.readouterr().err  # said, not silent
+    assert _cli.main(["prune", "--older-than", "1s", "--remote", url]) == 0
+    assert _cli.main(["clear", "--remote", url]) == 0
+    capsys.readouterr()
+    assert all(path.read_bytes() == b"precious" for path in precious)
+
+
+def test_remote_upkeep_skips_a_manifest_whose_folder_became_a_link_after_the_listing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from notebook_memo import _cli
+    from notebook_memo.stores import _objects
+
+    remote, url = _published(tmp_path)
+    outside = tmp_path / "outside"
+    listed = _objects.DirectoryObjects.list
+
+    def then_linked(self: Any, prefix: str) -> Any:
+        # The listing is read; then someone swaps each two-letter folder of m/ for a link, before any is read.
+        names = list(listed(self, prefix))
+        if prefix == "m/":
+            for name, _, _ in names:
+                folder = remote / os.path.dirname(name)
+                if not folder.is_symlink():
+                    folder.rename(outside)
+                    folder.symlink_to(outside)
+        return iter(names)
+
+    monkeypatch.setattr(_objects.DirectoryObjects, "list", then_linked)
+    assert _cli.main(["info", "--remote", url]) == 0
+    assert _cli.main(["clear", "--remote", url]) == 0
+    capsys.readouterr()
+    assert len(list(outside.iterdir())) == 1  # the manifest, moved out with its folder, is still there

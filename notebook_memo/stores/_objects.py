@@ -302,7 +302,15 @@ class DirectoryObjects:
             os.unlink(self._path(name))
 
     def list(self, prefix: str) -> Iterator[tuple[str, int, float]]:
+        """Yield the objects under ``prefix``; raise Refused when its folder is a link or not a folder (os.walk
+        would list what the link names, somewhere else, which nothing else here reads or deletes)."""
         top = self._path(prefix.rstrip("/")) if prefix else self.root
+        try:
+            info = os.lstat(top)
+        except FileNotFoundError:
+            return
+        if not stat.S_ISDIR(info.st_mode):
+            raise Refused(f"{top} is not a folder (a link?): nothing under it is listed, read or deleted")
         for folder, _dirs, files in os.walk(top):
             for file in files:
                 if file.endswith((".tmp", ".old")):

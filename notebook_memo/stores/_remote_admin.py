@@ -13,8 +13,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from .._config import warn_once
+from .._errors import MemoWarning
 from .._serialize import CorruptRecord, Header, decode_header, plausible
-from ._objects import Planted
+from ._objects import Planted, Refused
 from .remote import _MANIFEST_MOST, BLOB_NAME, RemoteTier, in_parallel
 
 __all__ = ()
@@ -42,19 +44,40 @@ class RemoteEntry:
             return {}
 
 
+def _left_out(tier: RemoteTier, refused: Iterable[Refused]) -> None:
+    """Say once per cause what upkeep left alone: a folder that is a link, an object it may not open.
+
+    Not storage trouble (the rest of the remote was handled): the command still succeeds."""
+    for why in dict.fromkeys(str(exc) for exc in refused):
+        warn_once(f"remote-refused:{tier.url}:{why}", f"{tier.url}: {why}; it is left as it is. Put a real folder "
+                  "in place of a link there for upkeep to cover what is under it", MemoWarning)
+
+
+def _listed(tier: RemoteTier, prefix: str) -> list[tuple[str, int, float]]:
+    """Return the objects under ``prefix``: none when its folder is refused (a link to somewhere else)."""
+    try:
+        return list(tier.objects.list(prefix))
+    except Refused as exc:
+        _left_out(tier, [exc])
+        return []
+
+
 def entries(tier: RemoteTier) -> list[RemoteEntry]:
     """Return every manifest of the remote, each read once (in parallel).
 
-    One larger than a manifest may be, or not a regular file, is listed as damaged, unread.
+    One larger than a manifest may be, or not a regular file, is listed as damaged, unread; one that
+    cannot be reached (its folder became a link since the listing) is left out, with a warning.
     """
-    listed = [(name, size, modified) for name, size, modified in tier.objects.list("m/") if _MANIFEST.fullmatch(name)]
+    listed = [(name, size, modified) for name, size, modified in _listed(tier, "m/") if _MANIFEST.fullmatch(name)]
 
-    def read(item: tuple[str, int, float]) -> RemoteEntry:
+    def read(item: tuple[str, int, float]) -> RemoteEntry | Refused:
         name, size, modified = item
         try:
             data = tier.objects.get(name, _MANIFEST_MOST)
         except Planted:
             data = None  # no writer of ours made it: damaged, never read whole
+        except Refused as exc:
+            return exc
         header = None
         if data is not None:
             try:
@@ -65,12 +88,29 @@ def entries(tier: RemoteTier) -> list[RemoteEntry]:
                 header = None  # numbers or metadata no writer of ours makes (planted): unreadable, as damage is
         return RemoteEntry(name, size, modified, header)
 
-    return in_parallel(read, listed)
+    found = in_parallel(read, listed)
+    _left_out(tier, [item for item in found if isinstance(item, Refused)])
+    return [item for item in found if isinstance(item, RemoteEntry)]
 
 
 def blobs(tier: RemoteTier) -> dict[str, tuple[int, float]]:
     """Return the blobs of the remote: name -> (size, modified)."""
-    return {name: (size, modified) for name, size, modified in tier.objects.list("b/") if BLOB_NAME.fullmatch(name)}
+    return {name: (size, modified) for name, size, modified in _listed(tier, "b/") if BLOB_NAME.fullmatch(name)}
+
+
+def _delete_each(tier: RemoteTier, names: list[str]) -> int:
+    """Delete the objects ``names`` (in parallel); return how many went. One that cannot be reached is left."""
+
+    def delete(name: str) -> Refused | None:
+        try:
+            tier.objects.delete(name)
+        except Refused as exc:
+            return exc
+        return None
+
+    refused = [exc for exc in in_parallel(delete, names) if exc is not None]
+    _left_out(tier, refused)
+    return len(names) - len(refused)
 
 
 def blob_of(entry: RemoteEntry) -> str | None:
@@ -80,10 +120,9 @@ def blob_of(entry: RemoteEntry) -> str | None:
 
 def remove(tier: RemoteTier, chosen: Iterable[RemoteEntry], grace: float | None = None) -> int:
     """Delete the manifests of ``chosen``, then the blobs no manifest names any more; return manifests deleted."""
-    doomed = list(chosen)
-    in_parallel(lambda entry: tier.objects.delete(entry.name), doomed)
+    deleted = _delete_each(tier, [entry.name for entry in chosen])
     collect_blobs(tier, grace)
-    return len(doomed)
+    return deleted
 
 
 def collect_blobs(tier: RemoteTier, grace: float | None = None) -> int:
@@ -92,8 +131,7 @@ def collect_blobs(tier: RemoteTier, grace: float | None = None) -> int:
     named = {blob_of(entry) for entry in entries(tier)}
     now = time.time()
     unused = [name for name, (_, modified) in blobs(tier).items() if name not in named and now - modified > grace]
-    in_parallel(tier.objects.delete, unused)
-    return len(unused)
+    return _delete_each(tier, unused)
 
 
 def summary(tier: RemoteTier) -> list[dict[str, Any]]:
