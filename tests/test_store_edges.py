@@ -396,3 +396,53 @@ def test_remote_upkeep_skips_a_manifest_whose_folder_became_a_link_after_the_lis
     assert _cli.main(["clear", "--remote", url]) == 0
     capsys.readouterr()
     assert len(list(outside.iterdir())) == 1  # the manifest, moved out with its folder, is still there
+
+
+# -- lease rows whose pid cannot be read --------------------------------------------------------
+
+_LEASED = """
+import time
+from notebook_memo import memo
+@memo
+def f(x):
+    time.sleep(0.05)
+    return x * 2
+@memo.batch("xs", progress=False)
+def g(xs):
+    return [x * 3 for x in xs]
+OUT["values"] = [f(21), g([7])]
+"""
+
+
+def _plant_leases(cache_dir: Path, pid: str) -> list[str]:
+    """Replace each stored record by a lease row held by ``pid`` of this host; return the lease rows."""
+    import socket
+    import sqlite3
+
+    with sqlite3.connect(cache_dir / "cache.db") as db:
+        keys = [key for (key,) in db.execute("SELECT key FROM Cache WHERE mode = 16")]
+        for key in keys:
+            db.execute("DELETE FROM Cache WHERE key = ?", (key,))
+            db.execute("INSERT INTO Cache (key, raw, store_time, expire_time, access_time, access_count, tag, size, "
+                       "mode, filename, value) VALUES (?, 1, 0, NULL, 0, 0, NULL, 0, 1, NULL, ?)",
+                       ("lock:" + key, f"{pid}@{socket.gethostname()}/0123#0"))
+    db.close()
+    return ["lock:" + key for key in keys]
+
+
+@pytest.mark.parametrize("pid", ["\u00b2", "99999999999999999999", "\u0661\u0662"],
+                         ids=["superscript", "huge", "arabic"])
+def test_a_lease_whose_pid_cannot_be_read_is_waited_for_then_taken_over(cache_dir: Path, pid: str) -> None:
+    import sqlite3
+
+    lease = {"NOTEBOOK_MEMO_LEASE": "0.5"}
+    assert run_kernel([_LEASED], cache_dir, env=lease)["values"] == [42, [21]]
+    planted = _plant_leases(cache_dir, pid)
+    assert len(planted) == 2  # f's key and g's item
+    assert run_kernel([_LEASED], cache_dir, seed=5, env=lease)["values"] == [42, [21]]
+    # Each call took the lease over (and gave it back once done), rather than computing beside a lease it
+    # could not read, as if there were no other process.
+    with sqlite3.connect(cache_dir / "cache.db") as db:
+        left = [key for (key,) in db.execute("SELECT key FROM Cache WHERE key LIKE 'lock:%'")]
+    db.close()
+    assert left == []

@@ -60,16 +60,24 @@ class Held:
         return f"{self.prefix}{self.generation + 1}"
 
 
+_PID_DIGITS = 10  # a pid fits in 32 bits: more digits than this name no process
+
+
 def holder_is_gone(value: Any) -> bool:
-    """Return True when ``value`` names a process of this host that no longer exists."""
+    """Return True when ``value`` names a process of this host that no longer exists.
+
+    A value whose pid is not as ``new_lease`` writes it (ASCII digits, a pid the system can have) names no
+    process that can be known gone: like any other row, it blocks a waiter for one lease time at most.
+    """
     if type(value) is not str:
         return False
     pid_text, at, rest = value.partition("@")
     host = rest.partition("/")[0]
-    if not at or host != _HOST or not pid_text.isdigit():
+    # str.isdigit alone would take '²' (which int() refuses) and other scripts' digits (which it reads).
+    if not at or host != _HOST or not (pid_text.isascii() and pid_text.isdigit()) or len(pid_text) > _PID_DIGITS:
         return False
     pid = int(pid_text)
-    if pid == os.getpid() or pid <= 0:
+    if pid == os.getpid() or not 0 < pid < 2**31:
         return False
     try:
         os.kill(pid, 0)
