@@ -19,7 +19,16 @@ from . import _conditions, _config
 from ._cell_analysis import CellAnalysis, analyse, normalised_source
 from ._cell_exec import capture, execute, replay
 from ._config import warn_once
-from ._dependencies import Dependencies, clock_reads, code_environment, global_references, resolve_values, torch_modes
+from ._dependencies import (
+    WHOLE_ENVIRONMENT,
+    Dependencies,
+    clock_reads,
+    code_environment,
+    environment_digest,
+    global_references,
+    resolve_values,
+    torch_modes,
+)
 from ._errors import ConfigurationError, MemoError, StorageWarning, UnhashableArgument
 from ._explain import Explanation, before_compute, caching_off, explain_call
 from ._in_place import holders, restorable, restore_in_place, shares, skeleton
@@ -352,6 +361,8 @@ def _read_environment(tree: ast.Module, namespace: dict[str, Any], label: str, d
     found = code_environment(code, namespace, "the cell")
     for name, value in found.variables.items():
         deps.parts[f"env {name}"] = ("env", b"\0unset" if value is None else value.encode())
+    if found.whole:
+        deps.parts[WHOLE_ENVIRONMENT] = ("env", environment_digest())
     deps.skipped.update(found.skipped)
     for what, reason in found.skipped.items():
         warn_once(f"skipped:cell:{label}:{what}", f"%%memo {label}: '{what}' cannot be keyed ({reason}); it is left "

@@ -270,6 +270,9 @@ class _Resolver:
         for name, value in found.variables.items():
             self.watch.append(("env", name, value))
             self.deps.parts[f"env {name}"] = ("env", b"\0unset" if value is None else value.encode())
+        if found.whole:
+            self.volatile = self.hard = True  # any change of any variable: resolved again on every call
+            self.deps.parts[WHOLE_ENVIRONMENT] = ("env", environment_digest())
         self.deps.skipped.update(found.skipped)
         self.deps.clock.extend(found.clock)
 
@@ -305,13 +308,15 @@ class _Resolver:
                 self.deps.parts[f"import {name}"] = ("missing", b"")
 
     def reference(self, value: Any, chain: tuple[str, ...], label: str) -> None:
+        if _holds_environment(value):
+            return  # a global name for os.environ: the code's reads by name are keyed (environment_and_clock)
         if isinstance(value, types.ModuleType):
             if is_user_code(value):
                 # Follow attribute chains into the user's own modules (mymod.helper).
                 for attr in chain:
                     nxt = getattr(value, attr, _MISSING)
                     self.watch.append(("attr", value, attr, nxt))
-                    if nxt is _MISSING:
+                    if nxt is _MISSING or _holds_environment(nxt):
                         return
                     value, label = nxt, f"{label}.{attr}"
                     if not isinstance(value, types.ModuleType):
@@ -359,8 +364,8 @@ class _Resolver:
         self.deps.parts[f"package {top}"] = ("package", package_version(top).encode())
 
     def value(self, value: Any, label: str, on_class: tuple[type, str] | None = None) -> None:
-        if value is os.environ:
-            return  # the variables read from it are keyed by name (environment_and_clock)
+        # os.environ held as data (a closure, a class attribute read through self) may be read by any name:
+        # it falls through to the mutable data below and is keyed by all its variables, hashed on every call.
         if _is_singledispatch(value):
             self.dispatch(value, label)
             return
@@ -534,14 +539,26 @@ class Environment:
     variables: dict[str, str | None] = field(default_factory=dict)  # name -> value now (None: unset)
     skipped: dict[str, str] = field(default_factory=dict)
     clock: list[str] = field(default_factory=list)  # where it reads the clock, once per read
+    # It reaches os.environ as an object (getattr(os, "environ"), vars(os)["environ"]): any variable may be read
+    whole: bool = False
 
 
 def code_environment(code: types.CodeType, namespace: dict[str, Any], owner: str) -> Environment:
     """Return the environment variables ``code`` reads by constant name, and where it reads the clock."""
     found = Environment()
+    names: set[str] | None = None
     for name, chain, const in global_loads(code):
         # Every name is followed: `env = os.environ`, `from os import getenv as ge` read it too.
         target, through_environ = _follow(namespace, name, chain)
+        if const is not None and _is_environment(_member(target, const)):
+            found.whole = True  # getattr(os, "environ"), os.__dict__["environ"]
+            continue
+        if target is os and not chain:
+            if names is None:
+                names = _constant_names(code)
+            if names & _ENVIRONMENT_NAMES:  # vars(os)["environ"]: the name is further on than the next load
+                found.whole = True
+                continue
         if _is_environment(target) and const is not None:
             found.variables[const] = os.environ.get(const)
             continue
@@ -603,8 +620,43 @@ def _class_or_module_attr(value: Any, attr: str) -> Any:
     return _MISSING
 
 
+def _member(target: Any, name: str) -> Any:
+    """Return what ``getattr(target, name)`` or ``target[name]`` gives for a module, a class or a dict (such as
+    a module's ``__dict__``), without running user code; ``_MISSING`` for anything else."""
+    if isinstance(target, dict):
+        return target.get(name, _MISSING)
+    if isinstance(target, (types.ModuleType, type)):
+        return getattr(target, name, _MISSING)
+    return _MISSING
+
+
+def _constant_names(code: types.CodeType) -> set[str]:
+    """Return the text constants of ``code`` and of the code nested in it."""
+    found: set[str] = set()
+    codes = [code]
+    for current in codes:
+        for const in current.co_consts:
+            if isinstance(const, types.CodeType):
+                codes.append(const)
+            elif isinstance(const, str):
+                found.add(const)
+    return found
+
+
+_ENVIRONMENT_NAMES = frozenset({"environ", "environb", "getenv", "getenvb"})
+# The label under which the whole environment's content is keyed when code holds os.environ as an object.
+WHOLE_ENVIRONMENT = "os.environ (all variables)"
 _ENVIRONS = tuple(e for e in (os.environ, getattr(os, "environb", None)) if e is not None)
 _GETENVS = tuple(g for g in (os.getenv, getattr(os, "getenvb", None)) if g is not None)
+
+
+def environment_digest() -> bytes:
+    """Return the digest of every environment variable's name and value now."""
+    return content_hash(os.environ, WHOLE_ENVIRONMENT)
+
+
+def _holds_environment(value: Any) -> bool:
+    return any(value is e for e in _ENVIRONS)
 
 
 def _is_environment(value: Any) -> bool:

@@ -1,0 +1,135 @@
+"""Preconditions at their edges: the environment held as data (a closure, a class attribute, ``self.env``,
+``getattr(os, "environ")``), a file read under two names, an SQLite database reached through ``ATTACH``, a
+body that peeks at a global generator's state, a listed entry that changes kind, seeded generators that must
+not warn, and clock reads through numpy, pandas, uuid and ``time.clock_gettime``.
+
+Each test asserts what a user should get: a failing test is a stale result served, a wrong warning or a
+missing one.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+from tests.conftest import Shell
+
+
+def _runs_after_change(shell: Shell, monkeypatch: pytest.MonkeyPatch, setup: str, call: str,
+                       name: str = "NBM_EDGE_SPLIT") -> tuple[object, object, list[str]]:
+    """Run ``setup``, call ``call`` with the variable set to "train", then to "test"; return both answers and
+    the warnings the calls gave."""
+    monkeypatch.setenv(name, "train")
+    shell.run("import os\nfrom notebook_memo import memo\n" + setup)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = shell.run(call)
+        monkeypatch.setenv(name, "test")
+        second = shell.run(call)
+    return first, second, [str(w.message) for w in caught]
+
+
+# -- the environment held as data --------------------------------------------------------------------------------
+
+ENV_HOLDERS = {
+    "closure": ("""
+def make():
+    env = os.environ
+    def inner():
+        return env["NBM_EDGE_SPLIT"]
+    return inner
+f = memo(make())
+""", "f()"),
+    "class_attribute_through_a_helper_object": ("""
+class Cfg:
+    env = os.environ
+    def split(self):
+        return self.env["NBM_EDGE_SPLIT"]
+CFG = Cfg()
+
+@memo
+def f():
+    return CFG.split()
+""", "f()"),
+    "class_attribute_through_self_in_a_method": ("""
+class Job:
+    env = os.environ
+    @memo
+    def run(self):
+        return self.env.get("NBM_EDGE_SPLIT")
+""", "Job().run()"),
+    "getattr_of_the_module": ("""
+@memo
+def f():
+    return getattr(os, "environ")["NBM_EDGE_SPLIT"]
+""", "f()"),
+    "the_module_dict": ("""
+@memo
+def f():
+    return os.__dict__["environ"]["NBM_EDGE_SPLIT"]
+""", "f()"),
+    "getattr_after_a_local_import": ("""
+@memo
+def f():
+    import os as system
+    return getattr(system, "environ").get("NBM_EDGE_SPLIT")
+""", "f()"),
+}
+
+
+@pytest.mark.parametrize("form", sorted(ENV_HOLDERS))
+def test_the_environment_held_as_data_is_keyed_by_its_content(
+        form: str, shell: Shell, monkeypatch: pytest.MonkeyPatch) -> None:
+    setup, call = ENV_HOLDERS[form]
+    first, second, _ = _runs_after_change(shell, monkeypatch, setup, call)
+    assert (first, second) == ("train", "test"), "served the variable's value as it was"
+
+
+def test_a_cell_using_a_class_that_holds_the_environment_runs_again_when_it_changes(
+        shell: Shell, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NBM_EDGE_SPLIT", "train")
+    shell.run("%load_ext notebook_memo\nimport os\nclass Cfg:\n    env = os.environ\n"
+              "    def split(self):\n        return self.env['NBM_EDGE_SPLIT']")
+    cell = "%%memo split\nsplit = Cfg().split()"
+    shell.run(cell)
+    monkeypatch.setenv("NBM_EDGE_SPLIT", "test")
+    shell.run(cell)
+    assert shell["split"] == "test"
+
+
+@pytest.mark.parametrize("reach", ['getattr(os, "environ")', 'vars(os)["environ"]'])
+def test_a_cell_reaching_the_environment_as_an_object_runs_again_when_it_changes(
+        reach: str, shell: Shell, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NBM_EDGE_SPLIT", "train")
+    shell.run("%load_ext notebook_memo\nimport os")
+    cell = f"%%memo split\nsplit = {reach}['NBM_EDGE_SPLIT']"
+    shell.run(cell)
+    monkeypatch.setenv("NBM_EDGE_SPLIT", "test")
+    shell.run(cell)
+    assert shell["split"] == "test"
+
+
+def test_a_variable_read_by_a_constant_name_still_hits_when_another_variable_changes(
+        shell: Shell, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NBM_EDGE_SPLIT", "train")
+    monkeypatch.setenv("NBM_EDGE_OTHER", "a")
+    shell.run("""
+    import os
+    from notebook_memo import memo
+    ENV = os.environ
+
+    class _Runs(list):
+        def __memo_key__(self): return "runs"
+
+    RUNS = _Runs()
+
+    @memo
+    def f():
+        RUNS.append(1)
+        return ENV["NBM_EDGE_SPLIT"] + os.environ["NBM_EDGE_SPLIT"]
+    """)
+    shell.run("f()")
+    monkeypatch.setenv("NBM_EDGE_OTHER", "b")
+    shell.run("f()")
+    assert len(shell["RUNS"]) == 1, "a variable the body does not read made it run again"
