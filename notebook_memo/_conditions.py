@@ -182,9 +182,12 @@ class Recorder:
     """What one run of a body read: files, listed directories, declared paths, generator states."""
 
     def __init__(self, declared: Iterable[str] = ()) -> None:
-        # real path -> (the path to store, its absolute form, stat at the read or None if absent)
+        # absolute path -> (the path to store, its real path, stat at the read or None if absent). One entry per
+        # name the body used: a file read as a link and by its own name is checked under both, since either
+        # name may come to mean another file.
         self.reads: dict[str, tuple[str, str, list[int] | None]] = {}
         self.listed: dict[str, tuple[str, str, list[int] | None]] = {}
+        self.read_real: set[str] = set()  # the real paths of the files read
         self.written: set[str] = set()  # real paths the body wrote or removed
         # real paths of files that may come and go by the body's own doing (an SQLite WAL file, which the body's
         # connection creates and removes): recorded as they are when the run ends
@@ -225,7 +228,7 @@ class Recorder:
             if real in self.kept and not listing:
                 self.rewritten.add(real)  # reads back what earlier runs added to it (a counter, a log)
             return
-        if real in table:
+        if absolute in table:
             return
         if companion:
             self.companions.add(real)
@@ -235,11 +238,14 @@ class Recorder:
         try:
             st = os.stat(absolute)
         except OSError:
-            table[real] = (name, absolute, None)
-            return
-        if listing != stat.S_ISDIR(st.st_mode) or not (listing or stat.S_ISREG(st.st_mode)):
-            return
-        table[real] = (name, absolute, _signature(st))
+            sig = None
+        else:
+            if listing != stat.S_ISDIR(st.st_mode) or not (listing or stat.S_ISREG(st.st_mode)):
+                return
+            sig = _signature(st)
+        table[absolute] = (name, real, sig)
+        if not listing:
+            self.read_real.add(real)
 
     def wrote(self, path: str, keeping: bool = False) -> None:
         """The body writes ``path``; ``keeping``: it existed and is not truncated (appended to, written in place)."""
@@ -247,7 +253,7 @@ class Recorder:
         if keeping and real not in self.written:
             self.kept.add(real)
         self.written.add(real)
-        if real in self.reads:
+        if real in self.read_real:
             self.rewritten.add(real)  # a folder it listed and then wrote into: its signature says so
 
 
@@ -598,14 +604,14 @@ def _finish(recorder: Recorder, excluded: Iterable[str]) -> Conditions:
     if problem:
         raise NotRecordable(f"it changes {problem[0]}, which it also reads, so its result depends on its own "
                             "earlier runs")
-    for real, (name, absolute, before) in recorder.reads.items():
+    for absolute, (name, real, before) in recorder.reads.items():
         if real in recorder.written or not is_data(real):
             continue
         companion = real in recorder.companions
         if companion and before is not None:
             before = _companion_before(absolute, before)
         files[name] = [name, *_file_condition(absolute, before, now, declared=companion and before is None)[1:]]
-    for real, (name, absolute, before) in recorder.listed.items():
+    for absolute, (name, real, before) in recorder.listed.items():
         if not is_data(real):
             continue
         dirs[name] = [name, *_dir_condition(absolute, before, now)[1:]]

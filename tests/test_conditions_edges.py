@@ -9,11 +9,15 @@ missing one.
 
 from __future__ import annotations
 
+import os
+import shutil
 import warnings
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import Shell
+from notebook_memo import memo
+from tests.conftest import Counter, Shell
 
 
 def _runs_after_change(shell: Shell, monkeypatch: pytest.MonkeyPatch, setup: str, call: str,
@@ -133,3 +137,63 @@ def test_a_variable_read_by_a_constant_name_still_hits_when_another_variable_cha
     monkeypatch.setenv("NBM_EDGE_OTHER", "b")
     shell.run("f()")
     assert len(shell["RUNS"]) == 1, "a variable the body does not read made it run again"
+
+
+# -- one file or folder under two names ---------------------------------------------------------------------------
+
+def test_a_file_read_as_a_link_and_by_its_own_name_is_checked_under_both(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, counter: Counter) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("v1.csv").write_text("a,1\n")
+    os.symlink("v1.csv", "latest.csv")
+
+    @memo
+    def compare() -> tuple[str, str]:
+        counter()
+        return Path("latest.csv").read_text(), Path("v1.csv").read_text()
+
+    assert compare() == ("a,1\n", "a,1\n")
+    shutil.copyfile("v1.csv", "v2.csv")  # latest now names a copy with the same bytes...
+    os.remove("latest.csv")
+    os.symlink("v2.csv", "latest.csv")
+    Path("v1.csv").write_text("a,9\n")  # ... and v1 is edited
+    assert compare() == ("a,1\n", "a,9\n") and counter.n == 2
+
+
+def test_two_links_to_one_file_are_checked_each(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                counter: Counter) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("data.csv").write_text("one")
+    Path("other.csv").write_text("two")
+    os.symlink("data.csv", "a.csv")
+    os.symlink("data.csv", "b.csv")
+
+    @memo
+    def both() -> str:
+        counter()
+        return Path("a.csv").read_text() + Path("b.csv").read_text()
+
+    assert both() == "oneone"
+    os.remove("b.csv")
+    os.symlink("other.csv", "b.csv")
+    assert both() == "onetwo" and counter.n == 2
+
+
+def test_a_folder_listed_as_a_link_and_by_its_own_name_is_checked_under_both(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, counter: Counter) -> None:
+    monkeypatch.chdir(tmp_path)
+    os.mkdir("v1")
+    Path("v1/a").write_text("")
+    os.symlink("v1", "current")
+
+    @memo
+    def names() -> tuple[list[str], list[str]]:
+        counter()
+        return sorted(os.listdir("current")), sorted(os.listdir("v1"))
+
+    assert names() == (["a"], ["a"])
+    shutil.copytree("v1", "v2")
+    os.remove("current")
+    os.symlink("v2", "current")
+    Path("v1/b").write_text("")
+    assert names() == (["a"], ["a", "b"]) and counter.n == 2
