@@ -37,7 +37,7 @@ import tokenize
 import types
 import urllib.parse
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import xxhash
@@ -75,7 +75,8 @@ _GLOB_EVENT = "glob.glob/2" if sys.version_info >= (3, 11) else "glob.glob"
 _READ_EVENTS = frozenset({"open", "os.listdir", "os.scandir", "sqlite3.connect", _GLOB_EVENT})
 _WRITE_EVENTS = frozenset({"os.remove", "os.unlink", "os.rename", "os.replace", "os.truncate", "os.rmdir",
                            "shutil.rmtree", "os.mkdir"})
-_EVENTS = _READ_EVENTS | _WRITE_EVENTS
+_CONNECTED = "sqlite3.connect/handle"  # a new SQLite connection: what it attaches opens files in C, with no event
+_EVENTS = _READ_EVENTS | _WRITE_EVENTS | {_CONNECTED}
 _PACKAGE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "")
 # The standard library's readers of source lines (for tracebacks and inspect): their reads of Python source are
 # code, not data; what they read of other files (linecache.getline on a text file) is data.
@@ -194,6 +195,10 @@ class Recorder:
         self.companions: set[str] = set()
         self.rewritten: set[str] = set()  # ... after reading them (or reading them after adding to them)
         self.unlocatable = ""  # the first read that names no path (through a folder's descriptor), if any
+        # SQLite connections the body opened, held open until the run ends, when the databases they attached are
+        # listed; with each, what its authorizer saw (_Attaching)
+        self.connections: list[tuple[Any, _Attaching]] = []
+        self.attached_unnamed: list[_Attaching] = []  # ... connections that attached a database named at run time
         self.kept: set[str] = set()  # ... first written without truncating them: their earlier content stays
         self.declared = list(declared)
         self.patterns: dict[str, None] = {}  # glob patterns the body matched, in order
@@ -317,15 +322,12 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
                     recorder.patterns.setdefault(os.path.join(glob.escape(root), pattern) if root else pattern)
         elif event == "sqlite3.connect":
             path = _path_of(args[0])
-            # The event does not say whether uri=True: a "file:" name is taken both ways where a file has it.
-            for database in (path, _sqlite_uri_path(path)) if path is not None and path != ":memory:" else ():
-                if database is None or (database is path and path.startswith("file:") and
-                                        not os.path.exists(path)):
-                    continue
-                for recorder in active:
-                    recorder.read(database, listing=False)  # a write by the body then makes it unrecordable
-                    # In WAL mode committed rows sit in <database>-wal until a checkpoint, and no event says so.
-                    recorder.read(database + "-wal", listing=False, companion=True)
+            if path is not None:
+                _read_database(path, active)
+        elif event == _CONNECTED:
+            cache = sys.modules.get("diskcache.core")
+            if cache is None or caller != cache.__file__:  # diskcache's connections are a store's: never attach
+                _watch_attaching(args[0], frame, active)
         else:
             for value in args[:2]:
                 path = _path_of(value) if isinstance(value, (str, bytes, os.PathLike)) else None
@@ -334,6 +336,110 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
                         recorder.wrote(path)
     except Exception:  # an audit hook must never break the user's open()
         return
+
+
+def _read_database(path: str, recorders: Recorders) -> None:
+    """An SQLite database file is opened (connected to, or attached): it is read, with its write-ahead log."""
+    # The event does not say whether uri=True: a "file:" name is taken both ways where a file has it.
+    for database in (path, _sqlite_uri_path(path)) if path not in ("", ":memory:") else ():
+        if database is None or (database is path and path.startswith("file:") and not os.path.exists(path)):
+            continue
+        for recorder in recorders:
+            recorder.read(database, listing=False)  # a write by the body then makes it unrecordable
+            # In WAL mode committed rows sit in <database>-wal until a checkpoint, and no event says so.
+            recorder.read(database + "-wal", listing=False, companion=True)
+
+
+class _Attaching:
+    """What an SQLite connection's authorizer saw: whether it is in place, and whether it met an ``ATTACH``
+    whose file is named at run time (``ATTACH ? AS d``: the authorizer is asked before the name is bound)."""
+
+    __slots__ = ("unnamed", "watched")
+
+    def __init__(self) -> None:
+        self.watched = False
+        self.unnamed = False
+
+
+_SQLITE_ATTACH = 24  # sqlite3.SQLITE_ATTACH
+_SQLITE_OK = 0
+
+
+def _attach_reporter(seen: _Attaching) -> Callable[..., int]:
+    """Return an authorizer that allows everything and reports the databases attached while a body runs. It
+    holds no reference to its connection, which would keep a connection the body let go open until a collection."""
+
+    def authorize(action: int, name: str | None, *rest: Any) -> int:
+        if action == _SQLITE_ATTACH:
+            try:
+                recorders = active()
+                if recorders and name is None:
+                    seen.unnamed = True
+                    for recorder in recorders:
+                        recorder.attached_unnamed.append(seen)
+                elif recorders and name is not None:
+                    _read_database(name, recorders)
+            except Exception:  # an authorizer that raises denies the statement: the user's ATTACH must run
+                pass
+        return _SQLITE_OK
+
+    return authorize
+
+
+def _watch_attaching(connection: Any, caller: types.FrameType, recorders: Recorders) -> None:
+    """A body opened an SQLite connection: have it report what it attaches, and hold it until the run ends.
+
+    Its authorizer slot is free, since it is new; a user's own authorizer set later takes the slot, and then the
+    connection, if still open when the run ends, says what it attached. The event comes from inside
+    ``Connection.__init__``, before the authorizer can be set: it is set at the first event after, through a
+    profile function of this thread that is removed at once."""
+    seen = _Attaching()
+    for recorder in recorders:
+        recorder.connections.append((connection, seen))
+    authorizer = _attach_reporter(seen)
+    if _set_authorizer(connection, authorizer, seen) or sys.getprofile() is not None:
+        return  # set (a Python whose event comes after __init__), or a profiler runs: listed at the end only
+
+    def install(frame: types.FrameType, event: str, arg: Any) -> None:
+        if _set_authorizer(connection, authorizer, seen) or frame is caller:
+            sys.setprofile(None)  # set; or connect() is over in the caller and failed: nothing to watch
+
+    sys.setprofile(install)
+
+
+def _set_authorizer(connection: Any, authorizer: Callable[..., int], seen: _Attaching) -> bool:
+    try:
+        connection.set_authorizer(authorizer)
+    except Exception:  # sqlite3.ProgrammingError: Connection.__init__ has not finished
+        return False
+    seen.watched = True
+    return True
+
+
+def _list_attached(recorder: Recorder) -> None:
+    """Read what the body's SQLite connections attached, from those still open; let them go."""
+    connections, recorder.connections = recorder.connections, []
+    unsure = ""
+    for connection, seen in connections:
+        try:
+            rows = connection.execute("PRAGMA database_list").fetchall()
+        except Exception:  # closed, or a connection of another thread
+            if not seen.watched or seen.unnamed:
+                unsure = unsure or ("it attaches an SQLite database by a name given at run time (ATTACH ? AS d)"
+                                    if seen.unnamed else "it opened an SQLite connection while a profiler ran, "
+                                    "so what it attaches is not reported")
+            continue
+        for _, schema, path in rows:
+            if schema not in ("main", "temp") and path:
+                _read_database(path, (recorder,))
+        if seen in recorder.attached_unnamed:
+            recorder.attached_unnamed.remove(seen)
+    if recorder.attached_unnamed and not unsure:
+        unsure = "it attaches an SQLite database by a name given at run time (ATTACH ? AS d)"
+    if unsure and not recorder.declared:
+        raise NotRecordable(f"{unsure}, and the connection was closed or is another thread's when the run ended, "
+                            "so which file it read cannot be named: attach a constant name, leave the connection "
+                            "open, or declare the file with files= or memo.depends_on_file")
 
 
 def _sqlite_uri_path(name: str) -> str | None:
@@ -576,6 +682,8 @@ def finish(recorder: Recorder, excluded: Iterable[str]) -> Conditions:
     if recorder.unlocatable and not recorder.declared:
         raise NotRecordable(f"it reads through a folder's descriptor ({recorder.unlocatable}), so which file it "
                             "read cannot be named: declare what it reads with files= or memo.depends_on_file")
+    if recorder.connections or recorder.attached_unnamed:
+        _list_attached(recorder)
     if not (recorder.reads or recorder.listed or recorder.declared or recorder.inherited or recorder.patterns
             or recorder.rewritten):
         return {}  # the common run: it read no file and was served no entry with conditions

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
+import sys
 import warnings
 from pathlib import Path
 
 import pytest
 
-from notebook_memo import memo
+from notebook_memo import MemoWarning, memo
 from tests.conftest import Counter, Shell
 
 
@@ -120,7 +122,7 @@ def test_a_variable_read_by_a_constant_name_still_hits_when_another_variable_cha
     monkeypatch.setenv("NBM_EDGE_OTHER", "a")
     shell.run("""
     import os
-    from notebook_memo import memo
+    from notebook_memo import MemoWarning, memo
     ENV = os.environ
 
     class _Runs(list):
@@ -197,3 +199,131 @@ def test_a_folder_listed_as_a_link_and_by_its_own_name_is_checked_under_both(
     os.symlink("v2", "current")
     Path("v1/b").write_text("")
     assert names() == (["a"], ["a", "b"]) and counter.n == 2
+
+
+# -- SQLite databases reached through ATTACH ----------------------------------------------------------------------
+
+def _table(path: str, value: int) -> None:
+    """Make the database ``path`` hold one table t with one row, ``value``."""
+    con = sqlite3.connect(path)
+    con.execute("create table if not exists t(x)")
+    con.execute("delete from t")
+    con.execute("insert into t values (?)", (value,))
+    con.commit()
+    con.close()
+
+
+def _attach_constant_kept(main: str) -> list[tuple[int]]:
+    con = sqlite3.connect(main)
+    con.execute("ATTACH DATABASE 'data.db' AS d")
+    return con.execute("select x from d.t").fetchall()
+
+
+def _attach_constant_closed(main: str) -> list[tuple[int]]:
+    con = sqlite3.connect(main)
+    try:
+        con.execute("ATTACH DATABASE 'data.db' AS d")
+        return con.execute("select x from d.t").fetchall()
+    finally:
+        con.close()
+
+
+def _attach_parameter_kept(main: str) -> list[tuple[int]]:
+    con = sqlite3.connect(main)
+    con.execute("ATTACH DATABASE ? AS d", ("data.db",))
+    return con.execute("select x from d.t").fetchall()
+
+
+def _attach_after_a_user_authorizer(main: str) -> list[tuple[int]]:
+    con = sqlite3.connect(main)
+    con.set_authorizer(lambda *args: sqlite3.SQLITE_OK)  # the slot is the user's now
+    con.execute("ATTACH DATABASE 'data.db' AS d")
+    return con.execute("select x from d.t").fetchall()
+
+
+ATTACHES = {"constant_name_connection_kept": _attach_constant_kept,
+            "constant_name_connection_closed": _attach_constant_closed,
+            "parameter_connection_kept": _attach_parameter_kept,
+            "after_a_user_authorizer": _attach_after_a_user_authorizer}
+
+
+@pytest.mark.parametrize("main", [":memory:", "main.db"])
+@pytest.mark.parametrize("form", sorted(ATTACHES))
+def test_a_database_attached_by_the_body_is_a_dependency(
+        form: str, main: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, counter: Counter) -> None:
+    monkeypatch.chdir(tmp_path)
+    read = ATTACHES[form]
+
+    @memo
+    def rows(database: str) -> list[tuple[int]]:
+        counter()
+        return read(database)
+
+    _table("data.db", 1)
+    _table("main.db", 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MemoWarning)
+        assert rows(main) == [(1,)] and rows(main) == [(1,)] and counter.n == 1, "not cached, or cached twice"
+    _table("data.db", 2)
+    assert rows(main) == [(2,)], "served the attached database's old rows"
+
+
+def test_a_database_attached_by_a_parameter_on_a_connection_closed_in_the_body_is_not_stored(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, counter: Counter) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    @memo
+    def rows() -> list[tuple[int]]:
+        counter()
+        con = sqlite3.connect(":memory:")
+        try:
+            con.execute("ATTACH DATABASE ? AS d", ("data.db",))
+            return con.execute("select x from d.t").fetchall()
+        finally:
+            con.close()
+
+    _table("data.db", 1)
+    with pytest.warns(MemoWarning, match="ATTACH"):
+        assert rows() == [(1,)]
+    _table("data.db", 2)
+    assert rows() == [(2,)] and counter.n == 2
+
+
+def test_a_user_authorizer_set_in_the_body_keeps_its_meaning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    _table("data.db", 1)
+
+    @memo
+    def denied() -> str:
+        con = sqlite3.connect("data.db")
+        con.set_authorizer(lambda action, *rest: sqlite3.SQLITE_DENY if action == sqlite3.SQLITE_READ
+                           else sqlite3.SQLITE_OK)
+        try:
+            con.execute("select x from t")
+        except sqlite3.DatabaseError as exc:
+            return f"denied: {exc}"
+        finally:
+            con.close()
+        return "allowed"
+
+    assert denied().startswith("denied")
+
+
+def test_a_database_attached_on_a_closed_connection_while_a_profiler_runs_is_not_stored(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, counter: Counter) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    @memo
+    def rows() -> list[tuple[int]]:
+        counter()
+        return _attach_constant_closed(":memory:")
+
+    _table("data.db", 1)
+    sys.setprofile(lambda frame, event, arg: None)  # a profiler holds the thread's profile slot
+    try:
+        with pytest.warns(MemoWarning, match="profiler"):
+            assert rows() == [(1,)]
+        _table("data.db", 2)
+        assert rows() == [(2,)] and counter.n == 2
+    finally:
+        sys.setprofile(None)
