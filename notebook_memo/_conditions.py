@@ -208,7 +208,8 @@ class Recorder:
         isolate_framework_draws()  # before the states are read: a framework thread's draw is not the body's
         self.states_before = snapshot(lazy=True)
         self.reseeded: set[str] = set()  # generators seeded before any draw: their state before does not matter
-        self.drew_first: set[str] = set()  # ... seeded after drawing from them (or by another thread)
+        # ... seeded after drawing from them (or by another thread), or whose state the body read unseeded
+        self.drew_first: set[str] = set()
         self.entropy: set[str] = set()  # ... seeded from the operating system's entropy
         self.seeded_names: set[str] = set()
 
@@ -223,6 +224,12 @@ class Recorder:
         if own and (before is None or not changed_since({name: before}, self.seeded_names - {name}, [name])):
             self.reseeded.add(name)
         else:
+            self.drew_first.add(name)
+
+    def read_state(self, name: str) -> None:
+        """The body read a global generator's state (``random.getstate()``): unless it seeded it first, its
+        result may depend on that state as a draw's does."""
+        if name not in self.reseeded:
             self.drew_first.add(name)
 
     def read(self, path: str, listing: bool, companion: bool = False) -> None:
@@ -558,7 +565,7 @@ class recording:  # lower case: used as a function, ``with recording(recorder, o
         _install_hook()
         # After the states were read, which may have loaded a library's random module (numpy's loads on
         # first use): its seeding functions are watched from this run on.
-        watch_seeding(_note_seeding)
+        watch_seeding(_note_seeding, _note_state_read)
         watch_entropy(_note_entropy)
         self.token = _active.set((*self.outer, self.recorder))
         _running.append(self.recorder)
@@ -573,6 +580,11 @@ def _note_seeding(generator: str, from_entropy: bool) -> None:
     own = _active.get() or ()
     for recorder in active():
         recorder.seeded(generator, recorder in own, from_entropy)
+
+
+def _note_state_read(generator: str) -> None:
+    for recorder in active():
+        recorder.read_state(generator)
 
 
 # The standard library's paths from a caller to the operating system's randomness: a call through them is judged

@@ -116,7 +116,7 @@ def decode(value: Any) -> Any:
 
 def _numpy_get() -> Any:
     """Return np.random's state as a dict, whatever bit generator it uses (``set_bit_generator``)."""
-    return sys.modules["numpy"].random.get_state(legacy=False)
+    return _unwrapped(sys.modules["numpy"].random.get_state)(legacy=False)
 
 
 def _is_mt(state: Any) -> bool:
@@ -200,7 +200,7 @@ def _random_words() -> _RandomWords | None:
     The generator read is the one ``random.getstate`` (what the slower path reads) is bound to, as are
     ``random.random`` and the module's other functions: not whatever ``random._inst`` names now."""
     module = sys.modules["random"]
-    inst = getattr(getattr(module, "getstate", None), "__self__", None)
+    inst = getattr(_unwrapped(getattr(module, "getstate", None)), "__self__", None)
     if inst is None or type(inst) is not module.Random:
         return None
     if not _random_offset:
@@ -248,7 +248,7 @@ def _numpy_set(state: Any) -> None:
 
 
 def _random_get() -> Any:
-    return sys.modules["random"].getstate()
+    return _unwrapped(sys.modules["random"].getstate)()
 
 
 def _random_set(state: Any) -> None:
@@ -256,7 +256,7 @@ def _random_set(state: Any) -> None:
 
 
 def _torch_get() -> Any:
-    return bytes(sys.modules["torch"].random.get_rng_state().numpy().tobytes())
+    return bytes(_unwrapped(sys.modules["torch"].random.get_rng_state)().numpy().tobytes())
 
 
 def _torch_set(state: Any) -> None:
@@ -410,7 +410,11 @@ _SEEDERS = (("numpy", "numpy.random", "seed"), ("numpy", "numpy.random", "set_st
             ("torch", "torch", "manual_seed"), ("torch", "torch.random", "manual_seed"),
             ("torch", "torch", "set_rng_state"), ("torch", "torch.random", "set_rng_state"),
             ("torch", "torch", "seed"), ("torch", "torch.random", "seed"))
-_wrapped_seeders: set[tuple[str, str]] = set()
+# Reading a global generator's state: a body that copies it (``r.setstate(random.getstate())``) depends on it
+# as one that draws does, without changing it.
+_READERS = (("numpy", "numpy.random", "get_state"), ("random", "random", "getstate"),
+            ("torch", "torch", "get_rng_state"), ("torch", "torch.random", "get_rng_state"))
+_wrapped_seeders: set[tuple[str, str]] = set()  # seeding functions and readers
 _modules_seen: list[tuple[int, str | None]] = [(-1, None)]  # modules_mark() when watch_seeding last looked
 
 
@@ -434,12 +438,22 @@ def _seeder(generator: str, attr: str, original: Any, on_seed: Callable[[str, bo
     return seed
 
 
-def watch_seeding(on_seed: Callable[[str, bool], None]) -> None:
+def _reader(generator: str, original: Any, on_read: Callable[[str], None]) -> Any:
+    @functools.wraps(original)
+    def get_state(*args: Any, **kwargs: Any) -> Any:
+        on_read(generator)
+        return original(*args, **kwargs)
+
+    get_state._notebook_memo_original = original  # type: ignore[attr-defined]
+    return get_state
+
+
+def watch_seeding(on_seed: Callable[[str, bool], None], on_read: Callable[[str], None]) -> None:
     """Wrap the seeding functions of the libraries loaded now (once each) to call
-    ``on_seed(generator, from_entropy)`` before they run."""
-    if len(_wrapped_seeders) == len(_SEEDERS) or not _loaded_since(_modules_seen):
+    ``on_seed(generator, from_entropy)`` before they run, and their state readers to call ``on_read(generator)``."""
+    if len(_wrapped_seeders) == len(_SEEDERS) + len(_READERS) or not _loaded_since(_modules_seen):
         return  # all wrapped, or no module loaded since the last look
-    for generator, module_name, attr in _SEEDERS:
+    for generator, module_name, attr in (*_SEEDERS, *_READERS):
         module = sys.modules.get(module_name)
         if module is None or (module_name, attr) in _wrapped_seeders:
             continue
@@ -447,8 +461,13 @@ def watch_seeding(on_seed: Callable[[str, bool], None]) -> None:
         if callable(original):
             with _seeding_lock:
                 if (module_name, attr) not in _wrapped_seeders:
-                    setattr(module, attr, _seeder(generator, attr, original, on_seed))
+                    wrapper = _seeder(generator, attr, original, on_seed) if attr not in _READ_NAMES else \
+                        _reader(generator, original, on_read)
+                    setattr(module, attr, wrapper)
                     _wrapped_seeders.add((module_name, attr))
+
+
+_READ_NAMES = frozenset(attr for _, _, attr in _READERS)
 
 
 # Randomness taken from the operating system without a seed: os.urandom (uuid4 reads it), random's own reference

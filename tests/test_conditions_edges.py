@@ -10,12 +10,15 @@ missing one.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import sqlite3
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from notebook_memo import MemoWarning, memo
@@ -327,3 +330,64 @@ def test_a_database_attached_on_a_closed_connection_while_a_profiler_runs_is_not
         assert rows() == [(2,)] and counter.n == 2
     finally:
         sys.setprofile(None)
+
+
+# -- a body that reads a global generator's state without drawing from it ---------------------------------------
+
+def _peek_random() -> float:
+    r = random.Random(0)
+    r.setstate(random.getstate())  # a private copy of the global stream
+    return r.random()
+
+
+def _peek_numpy() -> float:
+    r = np.random.RandomState(0)
+    r.set_state(np.random.get_state())
+    return float(r.rand())
+
+
+def _peek_torch() -> float:
+    import torch
+
+    g = torch.Generator()
+    g.set_state(torch.get_rng_state())
+    return float(torch.rand(1, generator=g))
+
+
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    import torch
+
+    torch.manual_seed(seed)
+
+
+@pytest.mark.parametrize("peek", [_peek_random, _peek_numpy, _peek_torch], ids=["random", "numpy", "torch"])
+def test_a_body_reading_a_global_generators_state_is_keyed_by_it(peek: Any, counter: Counter) -> None:
+    @memo
+    def sample() -> float:
+        counter()
+        return peek()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MemoWarning)
+        answers = {}
+        for seed in (1, 2, 1):
+            _seed_all(seed)
+            answers[seed] = sample()
+            _seed_all(seed)
+            assert answers[seed] == peek(), f"after seed {seed}: a value drawn from another state"
+    assert answers[1] != answers[2] and counter.n == 2, "the first state's entry was not served again"
+
+
+def test_a_body_that_seeds_before_reading_the_state_does_not_depend_on_it(counter: Counter) -> None:
+    @memo
+    def sample() -> float:
+        counter()
+        random.seed(7)
+        return _peek_random()
+
+    random.seed(1)
+    first = sample()
+    random.seed(2)
+    assert sample() == first and counter.n == 1
