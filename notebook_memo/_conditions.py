@@ -660,8 +660,23 @@ def _kind(mode: int) -> str:
     return _KINDS.get(stat.S_IFMT(mode), "special file")
 
 
-def _names(path: str) -> list[str]:
-    return _store_names(sorted(os.listdir(path)), path)
+def _listing(path: str) -> tuple[list[str], str]:
+    """Return a folder's names (the cache's own left out), sorted, and the digest of them with each one's kind: a
+    body that keeps the files (``e.is_file()``) gives another answer when an entry turns into a folder."""
+    with os.scandir(path) as entries:
+        kinds = {entry.name: _entry_kind(entry) for entry in entries}
+    names = _store_names(sorted(kinds), path)
+    return names, _names_digest([kinds[name] + name for name in names])
+
+
+def _entry_kind(entry: os.DirEntry[str]) -> str:
+    """Return an entry's kind as a body's ``is_dir()``/``is_file()`` see it: from the folder's own record of it,
+    with no ``stat``, except for a link, whose target is what they see."""
+    try:
+        kind = "d" if entry.is_dir() else "f" if entry.is_file() else "o"
+        return "l" + kind if entry.is_symlink() else kind
+    except OSError:
+        return "?"
 
 
 def _names_digest(names: list[str]) -> str:
@@ -818,7 +833,7 @@ def _dir_condition(path: str, before: list[int] | None, now: int, declared: bool
     served while it still is, and recomputed once it exists)."""
     try:
         st = os.stat(path)
-        names = _names(path)
+        names, digest = _listing(path)
     except OSError:
         if declared or before is None:
             return [path, None, 0, 0, 0, "", now, []]
@@ -828,7 +843,7 @@ def _dir_condition(path: str, before: list[int] | None, now: int, declared: bool
     sig = _signature(st)
     if before is not None and sig != before:
         raise NotRecordable(f"the folder {path}, which it listed, changed while it ran")
-    return [path, *sig, _names_digest(names), now, names[:_NAMES_KEPT]]
+    return [path, *sig, digest, now, names[:_NAMES_KEPT]]
 
 
 # -- checking -------------------------------------------------------------------------------------------------
@@ -898,14 +913,17 @@ def _check_dir(entry: list[Any]) -> str | None:
         if size is not None and [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino] == \
                 [size, mtime, ctime, ino] and _settled([size, mtime, ctime, ino], recorded):
             return None
-        names = _names(path)
+        names, now_digest = _listing(path)
     except OSError:
         return None if size is None else f"folder {path} is gone"
     if size is None:
         return f"folder {path} exists now"
-    if _names_digest(names) == digest:
+    if now_digest == digest:
         return None
-    return f"folder {path} lists other files now{_difference(kept, names)}"
+    return f"folder {path} lists other files now{_difference(kept, names) or _OTHER_KIND}"
+
+
+_OTHER_KIND = " (the same names, one of them of another kind now: a file, a folder or a link)"
 
 
 def _difference(old: list[str], new: list[str]) -> str:

@@ -391,3 +391,79 @@ def test_a_body_that_seeds_before_reading_the_state_does_not_depend_on_it(counte
     first = sample()
     random.seed(2)
     assert sample() == first and counter.n == 1
+
+
+# -- a listed entry that changes kind -----------------------------------------------------------------------------
+
+def _make(path: str, kind: str) -> None:
+    """Make ``path`` a file, a folder, a link to a file or a link to a folder."""
+    if kind == "file":
+        Path(path).write_text("")
+    elif kind == "folder":
+        os.mkdir(path)
+    else:  # the target outside the listed folder, so that only the link's kind can change there
+        kind = kind.removeprefix("link to ")
+        target = os.path.abspath(f"{os.path.basename(path)}-{kind}")
+        _make(target, kind)
+        os.symlink(target, path)
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        os.rmdir(path)
+    else:
+        os.remove(path)
+
+
+@pytest.mark.parametrize("before, after", [("file", "folder"), ("folder", "file"),
+                                           ("link to file", "link to folder")])
+def test_a_listed_entry_that_changes_kind_is_a_miss(before: str, after: str, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch, counter: Counter) -> None:
+    monkeypatch.chdir(tmp_path)
+    os.mkdir("data")
+    Path("data/a").write_text("")
+    _make("data/b", before)
+
+    @memo
+    def files() -> list[str]:
+        counter()
+        return sorted(e.name for e in os.scandir("data") if e.is_file())
+
+    first = files()
+    _remove("data/b")
+    _make("data/b", after)
+    assert files() == sorted(e.name for e in os.scandir("data") if e.is_file()) != first and counter.n == 2
+
+
+def test_a_listed_folder_whose_entries_keep_their_kinds_still_hits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                    counter: Counter) -> None:
+    monkeypatch.chdir(tmp_path)
+    os.mkdir("data")
+    Path("data/a").write_text("")
+    os.mkdir("data/sub")
+
+    @memo
+    def names() -> list[str]:
+        counter()
+        return sorted(os.listdir("data"))
+
+    names()
+    Path("data/a").unlink()
+    Path("data/a").write_text("other")  # the folder changed, its names and their kinds did not
+    assert names() == ["a", "sub"] and counter.n == 1
+
+
+def test_explain_says_a_listed_entry_changed_kind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    os.mkdir("data")
+    Path("data/b").write_text("")
+
+    @memo
+    def files() -> list[str]:
+        return sorted(e.name for e in os.scandir("data") if e.is_file())
+
+    files()
+    os.remove("data/b")
+    os.mkdir("data/b")
+    text = str(files.explain())
+    assert "MISS" in text and "folder data" in text and "another kind" in text, text
