@@ -609,8 +609,81 @@ def _note_entropy() -> None:
     caller = frame.f_code.co_filename
     if caller.startswith("<frozen") or os.path.realpath(caller).startswith((*_LIBRARY_DIRS, _PACKAGE_DIR)):
         return  # a library's own use (tempfile's random names, a task's id, numpy seeding itself on import)
+    if _builds_a_seeded_legacy_generator(frame):
+        return
     for recorder in recorders:
         recorder.entropy.add(ENTROPY)
+
+
+_CALLS = frozenset({"CALL", "CALL_KW", "CALL_FUNCTION", "CALL_METHOD", "CALL_FUNCTION_KW"})
+_BETWEEN = frozenset({"PRECALL", "KW_NAMES", "PUSH_NULL"})  # no value of the call's own: passed over
+_ATTRIBUTES = frozenset({"LOAD_ATTR", "LOAD_METHOD"})
+
+
+def _builds_a_seeded_legacy_generator(frame: types.FrameType) -> bool:
+    """Return True when ``frame`` is calling ``np.random.RandomState(seed)`` with a seed that is not None: it
+    builds its bit generator from the operating system's entropy and then seeds it, so its result is not random.
+
+    Read from the call's instructions, for the shapes whose values can be read where they lie (a constant, a
+    name, an attribute of a module); any other shape is taken to be unseeded, as before (a warning at worst)."""
+    numpy = sys.modules.get("numpy")
+    legacy = getattr(getattr(numpy, "random", None), "RandomState", None)
+    if not isinstance(legacy, type):
+        return False
+    instructions = _instructions(frame.f_code)
+    at = next((i for i, instruction in enumerate(instructions) if instruction.offset == frame.f_lasti), None)
+    if at is None or instructions[at].opname not in _CALLS or instructions[at].arg != 1:
+        return False  # RandomState() takes one argument, its seed: none given is a seed from entropy
+    k = at - 1
+    if instructions[at].opname in ("CALL_KW", "CALL_FUNCTION_KW"):
+        k -= 1  # the constant tuple of keyword names
+    while k >= 0 and instructions[k].opname in _BETWEEN:
+        k -= 1
+    seed, k = _chain_value(instructions, k, frame)
+    if seed is None or seed is _UNKNOWN:
+        return False
+    while k >= 0 and instructions[k].opname in _BETWEEN:
+        k -= 1
+    called, _ = _chain_value(instructions, k, frame)
+    return isinstance(called, type) and issubclass(called, legacy)
+
+
+def _chain_value(instructions: list[dis.Instruction], k: int, frame: types.FrameType) -> tuple[Any, int]:
+    """Return the value of the name and attributes loaded by the instructions ending at ``k`` (``np.random``,
+    ``self.seed``), read without running code (an object's attribute from its ``__dict__``), or _UNKNOWN; and
+    the index of the instruction before them."""
+    attributes: list[str] = []
+    while k >= 0 and instructions[k].opname in _ATTRIBUTES:
+        attributes.append(instructions[k].argval)
+        k -= 1
+    if k < 0:
+        return _UNKNOWN, k
+    value = _value_of(instructions[k], frame)
+    for name in reversed(attributes):
+        if value is _UNKNOWN:
+            break
+        if isinstance(value, (types.ModuleType, type)):
+            value = getattr(value, name, _UNKNOWN)
+        else:
+            held = getattr(value, "__dict__", None)
+            value = held.get(name, _UNKNOWN) if isinstance(held, dict) else _UNKNOWN
+    return value, k - 1
+
+
+def _value_of(instruction: dis.Instruction, frame: types.FrameType) -> Any:
+    """Return the value a load of one name or constant gives in ``frame``, or _UNKNOWN."""
+    op = instruction.opname
+    if op == "LOAD_SMALL_INT":
+        return instruction.argval
+    if op in ("LOAD_FAST_CHECK", "LOAD_FAST_BORROW"):
+        op = "LOAD_FAST"
+    if op == "LOAD_GLOBAL":
+        value = frame.f_globals.get(instruction.argval, _UNKNOWN)
+        if value is _UNKNOWN:
+            builtins_ns = frame.f_builtins
+            value = builtins_ns.get(instruction.argval, _UNKNOWN)
+        return value
+    return _loaded(instruction, frame)
 
 
 def depends_on(path: str | os.PathLike[str]) -> None:

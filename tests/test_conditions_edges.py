@@ -467,3 +467,57 @@ def test_explain_says_a_listed_entry_changed_kind(tmp_path: Path, monkeypatch: p
     os.mkdir("data/b")
     text = str(files.explain())
     assert "MISS" in text and "folder data" in text and "another kind" in text, text
+
+
+# -- seeded generators that take entropy first, and unseeded ones -------------------------------------------------
+
+SEEDED_LEGACY = {
+    "constant": "float(np.random.RandomState(42).rand())",
+    "keyword": "float(np.random.RandomState(seed=42).rand())",
+    "argument": "float(np.random.RandomState(seed).rand())",
+    "imported_name": "float(RandomState(seed).rand())",
+    "attribute_of_an_object": "float(np.random.RandomState(CONFIG.seed).rand())",
+}
+
+
+@pytest.mark.parametrize("form", sorted(SEEDED_LEGACY))
+def test_a_legacy_generator_built_with_a_seed_gives_no_random_result_warning(form: str, shell: Shell) -> None:
+    shell.run(f"""
+    import numpy as np
+    from numpy.random import RandomState
+    from notebook_memo import memo
+
+    class Config:
+        def __init__(self): self.seed = 42
+
+    CONFIG = Config()
+
+    @memo
+    def sample(seed=42):
+        return {SEEDED_LEGACY[form]}
+    """)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert shell.run("sample()") == float(np.random.RandomState(42).rand())
+    assert not [str(w.message) for w in caught if issubclass(w.category, MemoWarning)]
+
+
+@pytest.mark.parametrize("call", ["np.random.RandomState()", "np.random.RandomState(None)",
+                                  "np.random.RandomState(seed)", "np.random.RandomState(seed=seed)",
+                                  "np.random.RandomState(CONFIG.seed)"])
+def test_a_legacy_generator_built_without_a_seed_still_warns(call: str, shell: Shell) -> None:
+    shell.run(f"""
+    import numpy as np
+    from notebook_memo import memo
+
+    class Config:
+        seed = None
+
+    CONFIG = Config()
+
+    @memo
+    def sample(seed=None):
+        return float({call}.rand())
+    """)
+    with pytest.warns(MemoWarning, match="entropy"):
+        shell.run("sample()")
