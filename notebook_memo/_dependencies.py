@@ -527,8 +527,10 @@ class _Resolver:
 
 
 _ENV_AND_CLOCK_ROOTS = frozenset({"environ", "getenv", "get", "now", "utcnow", "today", "time", "time_ns",
-                                  "localtime", "gmtime", "ctime", "asctime", "strftime"})
-_TIMERS = ("time.time", "time.time_ns")
+                                  "localtime", "gmtime", "ctime", "asctime", "strftime", "clock_gettime",
+                                  "clock_gettime_ns", "uuid1", "datetime64", "Timestamp", "to_datetime"})
+_TIMERS = ("time.time", "time.time_ns", "time.clock_gettime", "time.clock_gettime_ns")
+_NOW_TEXTS = frozenset({"now", "today"})  # np.datetime64("now"), pd.Timestamp("today"), pd.to_datetime("now")
 _VARIABLES_NAMED = re.compile(r"\$(\w+)|\$\{([^}]*)\}")  # as os.path.expandvars finds them
 
 
@@ -581,6 +583,8 @@ def code_environment(code: types.CodeType, namespace: dict[str, Any], owner: str
         if name in _ENV_AND_CLOCK_ROOTS or _ENV_AND_CLOCK_ROOTS.intersection(chain) \
                 or getattr(target, "__name__", None) in _ENV_AND_CLOCK_ROOTS:  # `from time import time as now`
             reader = _clock_reader(target)
+            if reader is None and const is not None and const.strip().lower() in _NOW_TEXTS:
+                reader = _clock_parser(target, const)
             if reader is not None:
                 found.clock.append(f"{owner}: {reader}")
     return found
@@ -669,20 +673,38 @@ def _is_environment(value: Any) -> bool:
 def _clock_readers() -> list[tuple[Any, str]]:
     import datetime
     import time
+    import uuid
 
     readers: list[tuple[Any, str]] = [
         (datetime.datetime.now, "datetime.now"), (datetime.datetime.utcnow, "datetime.utcnow"),
         (datetime.datetime.today, "datetime.today"), (datetime.date.today, "date.today"),
         (time.localtime, "time.localtime"), (time.gmtime, "time.gmtime"), (time.ctime, "time.ctime"),
         (time.asctime, "time.asctime"), (time.strftime, "time.strftime"), (time.time, "time.time"),
-        (time.time_ns, "time.time_ns"),
+        (time.time_ns, "time.time_ns"), (uuid.uuid1, "uuid.uuid1"),
     ]
+    # Not on every platform; a timer like time.time (two reads time a run)
+    readers += [(getattr(time, name), f"time.{name}") for name in ("clock_gettime", "clock_gettime_ns")
+                if hasattr(time, name)]
     pandas = sys.modules.get("pandas")
     if pandas is not None:
         stamp = pandas.Timestamp
         readers += [(stamp.now, "pd.Timestamp.now"), (stamp.today, "pd.Timestamp.today"),
                     (stamp.utcnow, "pd.Timestamp.utcnow")]
     return readers
+
+
+def _clock_parser(value: Any, text: str) -> str | None:
+    """Return how ``value`` reads the clock when given the text "now" or "today" (``np.datetime64("now")``)."""
+    parsers: list[tuple[Any, str]] = []
+    numpy, pandas = sys.modules.get("numpy"), sys.modules.get("pandas")
+    if numpy is not None:
+        parsers.append((numpy.datetime64, "np.datetime64"))
+    if pandas is not None:
+        parsers += [(pandas.Timestamp, "pd.Timestamp"), (pandas.to_datetime, "pd.to_datetime")]
+    for parser, label in parsers:
+        if value is parser:
+            return f"{label}({text!r})"
+    return None
 
 
 def _clock_reader(value: Any) -> str | None:

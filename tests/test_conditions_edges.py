@@ -521,3 +521,50 @@ def test_a_legacy_generator_built_without_a_seed_still_warns(call: str, shell: S
     """)
     with pytest.warns(MemoWarning, match="entropy"):
         shell.run("sample()")
+
+
+# -- clock reads through numpy, pandas, uuid and time.clock_gettime ----------------------------------------------
+
+CLOCK_READS = {
+    "np_datetime64_now": 'str(np.datetime64("now"))',
+    "np_datetime64_today": "str(np.datetime64('today'))",
+    "pd_timestamp_now": 'str(pd.Timestamp("now"))',
+    "pd_timestamp_today_imported": 'str(Timestamp("today"))',
+    "pd_to_datetime_today": 'str(pd.to_datetime("today"))',
+    "uuid1": "str(uuid.uuid1())",
+    "clock_gettime": "time.clock_gettime(time.CLOCK_REALTIME)",
+    "clock_gettime_ns": "time.clock_gettime_ns(time.CLOCK_REALTIME)",
+}
+
+
+def _define(shell: Shell, body: str) -> None:
+    shell.run(f"""
+    import time, uuid
+    import numpy as np
+    import pandas as pd
+    from pandas import Timestamp
+    from notebook_memo import memo
+
+    @memo
+    def stamp():
+        return {body}
+    """)
+
+
+@pytest.mark.parametrize("form", sorted(CLOCK_READS))
+def test_a_clock_read_warns_and_is_explained(form: str, shell: Shell) -> None:
+    _define(shell, CLOCK_READS[form])
+    with pytest.warns(MemoWarning, match="reads the clock"):
+        shell.run("stamp()")
+    assert "clock" in str(shell.run("stamp.explain()"))
+
+
+@pytest.mark.parametrize("body", ['str(np.datetime64("2020-01-01"))', 'str(pd.Timestamp("2020-01-01"))',
+                                  'str(pd.to_datetime("2020-01-01"))',
+                                  "-time.clock_gettime(time.CLOCK_MONOTONIC) + "
+                                  "time.clock_gettime(time.CLOCK_MONOTONIC)"])
+def test_a_fixed_date_or_a_timing_is_not_a_clock_read(body: str, shell: Shell) -> None:
+    _define(shell, body)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MemoWarning)
+        shell.run("stamp()")
