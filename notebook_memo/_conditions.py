@@ -583,8 +583,12 @@ def _note_seeding(generator: str, from_entropy: bool) -> None:
 
 
 def _note_state_read(generator: str) -> None:
-    for recorder in active():
-        recorder.read_state(generator)
+    """A global generator's state was read: by the body's own code, a read its result may depend on. A library
+    reads it to put it back later (``torch.random.fork_rng``, checkpointing), which changes nothing."""
+    recorders = active()
+    if recorders and _users_own(sys._getframe(2)):  # the caller of the wrapped reader
+        for recorder in recorders:
+            recorder.read_state(generator)
 
 
 # The standard library's paths from a caller to the operating system's randomness: a call through them is judged
@@ -606,13 +610,18 @@ def _note_entropy() -> None:
         frame = frame.f_back  # type: ignore[assignment]
     if frame is None:
         return
-    caller = frame.f_code.co_filename
-    if caller.startswith("<frozen") or os.path.realpath(caller).startswith((*_LIBRARY_DIRS, _PACKAGE_DIR)):
+    if not _users_own(frame):
         return  # a library's own use (tempfile's random names, a task's id, numpy seeding itself on import)
     if _builds_a_seeded_legacy_generator(frame):
         return
     for recorder in recorders:
         recorder.entropy.add(ENTROPY)
+
+
+def _users_own(frame: types.FrameType) -> bool:
+    """Return True when ``frame`` runs the user's code: not a library's, the standard library's or ours."""
+    caller = frame.f_code.co_filename
+    return not (caller.startswith("<frozen") or os.path.realpath(caller).startswith((*_LIBRARY_DIRS, _PACKAGE_DIR)))
 
 
 _CALLS = frozenset({"CALL", "CALL_KW", "CALL_FUNCTION", "CALL_METHOD", "CALL_FUNCTION_KW"})

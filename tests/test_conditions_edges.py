@@ -380,6 +380,22 @@ def test_a_body_reading_a_global_generators_state_is_keyed_by_it(peek: Any, coun
     assert answers[1] != answers[2] and counter.n == 2, "the first state's entry was not served again"
 
 
+def test_a_library_that_saves_and_puts_back_the_state_is_not_a_read(counter: Counter) -> None:
+    import torch
+
+    @memo
+    def sample() -> float:
+        counter()
+        with torch.random.fork_rng():  # reads the state to put it back at the end
+            torch.manual_seed(0)
+            return float(torch.rand(1))
+
+    torch.manual_seed(1)
+    first = sample()
+    torch.manual_seed(2)
+    assert sample() == first and counter.n == 1, "a state the result does not depend on is in its key"
+
+
 def test_a_body_that_seeds_before_reading_the_state_does_not_depend_on_it(counter: Counter) -> None:
     @memo
     def sample() -> float:
