@@ -8,6 +8,8 @@ import os
 import types
 from typing import Any
 
+from ._evaluated import evaluates_text, names_read
+
 __all__ = ()
 
 _LOAD_GLOBAL_OPS = frozenset({"LOAD_GLOBAL", "LOAD_NAME"})
@@ -256,3 +258,65 @@ def imported_references(code: types.CodeType) -> tuple[ImportRef, ...]:
         if ref is not None:
             found[(ref[0], ref[1], ref[2] + (tuple(attrs) or _bare(ref[2])))] = None
     return tuple(found)
+
+
+EvaluatedRead = tuple[str, str, bool]  # (kind, name, every name of the text read)
+TEXT_READ = "read"  # a global a constant text reads: df.query("x > @limit") in a function reading limit
+TEXT_GLOBAL = "global"  # the text is this global's value at run time: df.query(QUERY)
+TEXT_COMPUTED = "computed"  # a text computed at run time (name ""): what it reads is not known
+
+
+@functools.lru_cache(maxsize=8192)
+def evaluated_reads(code: types.CodeType) -> tuple[EvaluatedRead, ...]:
+    """Return what the texts ``code`` (or code nested in it) evaluates in its own scope read from its
+    globals: ``df.query("x > @limit")``, ``pd.eval("a + b")``; names that are the code's locals are not."""
+    found: dict[EvaluatedRead, None] = {}
+    codes = [code]
+    for current in codes:
+        codes.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
+        ins = [i for i in dis.get_instructions(current) if i.opname not in _PASSED_OVER]
+        local = {*current.co_varnames, *current.co_cellvars, *current.co_freevars}
+        for k, step in enumerate(ins[:-1]):
+            if step.opname not in _ATTR_OPS:
+                continue
+            before = ins[k - 1] if k else None
+            receiver = before.argval if before is not None and before.opname in _LOCAL_LOAD_OPS else None
+            every = evaluates_text(receiver if isinstance(receiver, str) else None, step.argval)
+            first = ins[k + 1]
+            if every is None or not first.opname.startswith("LOAD_"):
+                continue  # no text passed: model.eval()
+            after = ins[k + 2].opname if k + 2 < len(ins) else ""
+            if first.opname in _LOAD_GLOBAL_OPS and (after.startswith(("CALL", "LOAD_")) or after == "KW_NAMES"):
+                found[(TEXT_GLOBAL, first.argval, every)] = None  # the global is the whole argument
+                continue
+            text = _text_at(ins, k + 1, every)
+            if text is None:
+                found[(TEXT_COMPUTED, "", every)] = None
+                continue
+            for name in names_read(text, every):
+                if name not in local:
+                    found[(TEXT_READ, name, every)] = None
+    return tuple(found)
+
+
+def _text_at(ins: list[dis.Instruction], j: int, every: bool) -> str | None:
+    """Return the text the argument starting at ``ins[j]`` holds when the code shows it: a constant, or an
+    f-string whose ``{...}`` parts supply no name read (``@{v}``, or any part for ``pd.eval``); else None."""
+    if ins[j].opname == "LOAD_CONST" and not _combined(ins, j):
+        return ins[j].argval if isinstance(ins[j].argval, str) else None
+    parts: list[str | None] = []  # the f-string's literal parts; None for a value formatted into it
+    for step in ins[j:]:
+        if step.opname == "BUILD_STRING":
+            break
+        if step.opname == "LOAD_CONST" and isinstance(step.argval, str):
+            parts.append(step.argval)
+        elif step.opname.startswith("FORMAT"):
+            parts.append(None)
+        elif step.opname.startswith("CALL") or step.opname not in _VALUE_LOADS | _ATTR_OPS | {"CONVERT_VALUE"}:
+            return None  # not an f-string of plain values: computed
+    else:
+        return None
+    if (every and None in parts) or any(isinstance(part, str) and part.rstrip().endswith("@")
+                                        for part in parts[:-1]):
+        return None
+    return "".join(" 0 " if part is None else part for part in parts)

@@ -6,6 +6,8 @@ import ast
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ._evaluated import evaluates_text, names_read
+
 __all__ = ()
 
 
@@ -155,6 +157,14 @@ class _Scope(ast.NodeVisitor):
 
     visit_ImportFrom = visit_Import
 
+    def visit_Call(self, node: ast.Call) -> None:
+        self.generic_visit(node)
+        found = evaluated_text(node)
+        text = constant_text(*found) if found is not None else None
+        if found is not None and text is not None:
+            for name in names_read(text, found[1]):  # df.query("x > @limit") reads limit when it runs
+                self.read(name)
+
     def visit_Global(self, node: ast.Global) -> None:
         self.globals_declared.update(node.names)
 
@@ -228,6 +238,44 @@ class _Scope(ast.NodeVisitor):
 
     def visit_DictComp(self, node: ast.DictComp) -> None:
         self._comprehension(node, [node.key, node.value])
+
+
+def evaluated_text(node: ast.Call) -> tuple[ast.expr, bool] | None:
+    """Return the text argument of a call that evaluates it in the caller's scope (``df.query(text)``,
+    ``pd.eval(text)``), with whether every name in it is read rather than its ``@names``; else None."""
+    func = node.func
+    if not isinstance(func, ast.Attribute):
+        return None
+    every = evaluates_text(func.value.id if isinstance(func.value, ast.Name) else None, func.attr)
+    if every is None:
+        return None
+    if node.args:
+        return node.args[0], every
+    named = [k.value for k in node.keywords if k.arg in ("expr", "ex")]
+    unpacked = [k.value for k in node.keywords if k.arg is None]  # df.query(**options) may hold it
+    texts = named or unpacked
+    return (texts[0], every) if texts else None  # model.eval(): no text at all
+
+
+def constant_text(node: ast.expr, every: bool) -> str | None:
+    """Return the text an evaluated argument holds when the code shows it, else None (computed at run time).
+
+    An f-string shows its names where ``{...}`` supplies neither a name (``@{v}``) nor, for ``pd.eval``,
+    any part of the text read.
+    """
+    if isinstance(node, ast.Constant):
+        return node.value if isinstance(node.value, str) else None
+    if not isinstance(node, ast.JoinedStr):
+        return None
+    parts: list[str] = []
+    for part in node.values:
+        if isinstance(part, ast.Constant) and isinstance(part.value, str):
+            parts.append(part.value)
+        elif every or (parts and parts[-1].rstrip().endswith("@")):
+            return None
+        else:
+            parts.append(" 0 ")  # a value in the text: its own names are read where the f-string is made
+    return "".join(parts)
 
 
 @dataclass

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import _conditions, _config
-from ._cell_analysis import CellAnalysis, analyse, normalised_source
+from ._cell_analysis import CellAnalysis, analyse, constant_text, evaluated_text, normalised_source
 from ._cell_exec import capture, execute, replay
 from ._config import warn_once
 from ._dependencies import (
@@ -290,7 +290,7 @@ def prepare(shell: Any, raw_cell: str, options: CellOptions,
     call = Call(key, arguments, code, digest, Dependencies(
         {k: v for k, v in deps.parts.items() if v[0] != "value"}, deps.skipped, deps.clock), "source")
     cell.last_call = call
-    unknown = None if options.inputs is not None else _unknown_reads(tree)
+    unknown = None if options.inputs is not None else _unknown_reads(tree, shell.user_ns)
     return CellCall(cell, call, inputs, analysis, unknown), tree, filename
 
 
@@ -300,9 +300,9 @@ _FRAME_READS = frozenset({"f_globals", "f_locals", "__globals__", "user_ns", "us
 _QUIET_MAGICS = frozenset({"config", "matplotlib", "load_ext", "reload_ext", "autoreload", "aimport"})
 
 
-def _unknown_reads(tree: ast.Module) -> str | None:
+def _unknown_reads(tree: ast.Module, namespace: dict[str, Any]) -> str | None:
     """Say how the cell reads names its code does not show (a magic or shell command, eval, globals(),
-    a frame's globals), if it does."""
+    a frame's globals, a query text computed at run time), if it does."""
     # A node comes before the nodes inside it: a call is seen before the names it is made of.
     allowed: set[int] = set()  # get_ipython() of the magics that read no names (%config, %matplotlib)
     explicit: set[int] = set()  # eval(text, {...}): it reads the namespaces it is given
@@ -322,6 +322,11 @@ def _unknown_reads(tree: ast.Module) -> str | None:
                     "a shell command (!...)" if attr in ("system", "getoutput") else f"get_ipython().{attr}")
             return (f"it runs {what}, whose code reads names this cell's code does not show. Move it to another "
                     "cell, or list the cell's inputs with %%memo --inputs a,b")
+        found = evaluated_text(node) if isinstance(node, ast.Call) else None
+        if found is not None and constant_text(*found) is None and not _not_text(found[0], namespace):
+            assert isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            return (f"it passes .{node.func.attr}(...) a text computed at run time, whose names it reads from the "
+                    "notebook. Write the text out in the call, or list the cell's inputs with %%memo --inputs a,b")
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("eval", "exec") \
                 and len(node.args) >= 2:
             explicit.add(id(node.func))
@@ -339,6 +344,11 @@ def _unknown_reads(tree: ast.Module) -> str | None:
             return (f"it reads the notebook through {shown}, so what it reads is not known. List its inputs with "
                     "%%memo --inputs a,b")
     return None
+
+
+def _not_text(node: ast.expr, namespace: dict[str, Any]) -> bool:
+    """Return True when an argument is a notebook variable holding no text (``session.query(User)``)."""
+    return isinstance(node, ast.Name) and not isinstance(namespace.get(node.id, ""), str)
 
 
 def _nodes(tree: ast.Module) -> Iterator[tuple[ast.AST, bool]]:

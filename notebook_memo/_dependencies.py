@@ -28,8 +28,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import _config
-from ._bytecode import IMPORTED, WHOLE, global_loads, global_references, imported_references
+from ._bytecode import (
+    IMPORTED,
+    TEXT_COMPUTED,
+    TEXT_GLOBAL,
+    WHOLE,
+    evaluated_reads,
+    global_loads,
+    global_references,
+    imported_references,
+)
 from ._errors import UnhashableArgument
+from ._evaluated import names_read
 from ._fingerprint import (
     _MISSING,
     _class_items,
@@ -261,8 +271,38 @@ class _Resolver:
                 continue
             label = name if root_module in (None, "__main__") else f"{root_module}.{name}"
             self.reference(value, chain, label)
+        self.evaluated(fn, owner)
         self.imports_of(fn)
         self.environment_and_clock(fn, owner)
+
+    def evaluated(self, fn: types.FunctionType, owner: str) -> None:
+        """Resolve the globals read by texts the code evaluates in its scope (``df.query("x > @limit")``)."""
+        reads = evaluated_reads(fn.__code__)
+        if not reads:
+            return
+        namespace = fn.__globals__
+        root_module = namespace.get("__name__")
+        names: dict[str, None] = {}
+        for kind, name, every in reads:
+            if kind == TEXT_GLOBAL:
+                text = namespace.get(name, _MISSING)  # watched, and keyed, as a global the code reads
+                if not isinstance(text, str):
+                    continue  # not a text: session.query(User)
+                names.update(dict.fromkeys(names_read(text, every)))
+            elif kind == TEXT_COMPUTED:
+                self.deps.skipped[f"{owner}: .query(...)"] = (
+                    "it evaluates a text computed at run time (df.query, df.eval, pd.eval), whose names it looks "
+                    "up among its globals, so which ones it reads is not known; write the text out in the call, "
+                    "or pass the values as arguments")
+            else:
+                names[name] = None
+        for name in names:
+            value = namespace.get(name, _MISSING)
+            self.watch.append(("global", namespace, name, value))
+            if value is _MISSING:
+                self.deps.parts[name] = ("missing", b"")
+            else:
+                self.reference(value, (), name if root_module in (None, "__main__") else f"{root_module}.{name}")
 
     def environment_and_clock(self, fn: types.FunctionType, owner: str) -> None:
         """Key the environment variables the code reads by their values; note where it reads the clock."""

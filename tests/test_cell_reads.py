@@ -1,0 +1,110 @@
+"""What a ``%%memo`` cell (and a memoized function) reads: names its code shows only as text
+(``df.query("x > @limit")``), names bound on some paths only, class bodies, star imports,
+annotations, reads of the whole notebook namespace, history entries; and the cell options that
+name inputs and outputs. Each in a real shell; restarts in real processes."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+from notebook_memo import MemoWarning
+from tests.conftest import Shell
+
+
+@pytest.fixture
+def ip(shell: Shell) -> Shell:
+    shell.run("%load_ext notebook_memo")
+    shell.run("class _Runs(dict):\n    def __memo_key__(self): return 'runs'\nRUNS = _Runs()")
+    return shell
+
+
+def runs(ip: Shell) -> int:
+    return int(ip["RUNS"].get("n", 0))
+
+
+COUNT = "RUNS['n'] = RUNS.get('n', 0) + 1\n"
+
+
+# -- texts evaluated in the caller's scope: df.query("x > @limit"), pd.eval("a + b") ------------
+
+
+@pytest.mark.parametrize("reader", [
+    "n = len(df.query('value > @threshold'))",
+    "n = int(df.eval('value > @threshold').sum())",
+    "n = int(pd.eval('df.value > threshold').sum())",
+    "n = len(df.query(expr=f'value > @threshold and {column} >= 0'))",
+    "def count(frame):\n    return len(frame.query('value > @threshold'))\nn = count(df)",
+], ids=["query", "DataFrame.eval", "pd.eval", "f-string", "in-a-function"])
+def test_a_name_a_query_text_reads_is_an_input_of_the_cell(ip: Shell, reader: str) -> None:
+    ip.run("import pandas as pd\ndf = pd.DataFrame({'value': range(10)})\nthreshold = 5\ncolumn = 'value'")
+    cell = f"%%memo query\n{COUNT}{reader}"
+    ip.run(cell)
+    ip.run(cell)
+    assert (ip["n"], runs(ip)) == (4, 1)
+    ip.run("threshold = 2")
+    ip.run(cell)
+    assert (ip["n"], runs(ip)) == (7, 2)
+
+
+def test_a_quoted_at_sign_or_a_column_is_not_read(ip: Shell) -> None:
+    ip.run("import pandas as pd\ndf = pd.DataFrame({'mail': ['a@b', 'c'], 'value': [1, 2]})\nb = 1\nvalue = 0")
+    cell = f"%%memo quoted\n{COUNT}n = len(df.query('mail == \"a@b\" and value > 0'))"
+    ip.run(cell)
+    ip.run("b = 2\nvalue = 5")  # neither is read: the @ is quoted, value is a column
+    ip.run(cell)
+    assert (ip["n"], runs(ip)) == (1, 1)
+
+
+def test_a_query_text_computed_at_run_time_makes_the_cell_run_each_time(ip: Shell) -> None:
+    ip.run("import pandas as pd\ndf = pd.DataFrame({'value': range(10)})\nthreshold = 5\n"
+           "condition = 'value > @threshold'")
+    cell = f"%%memo computed\n{COUNT}n = len(df.query(condition))"
+    with pytest.warns(MemoWarning, match=r"\.query\(\.\.\.\) a text computed at run time"):
+        ip.run(cell)
+    ip.run("threshold = 2")
+    ip.run(cell)
+    assert (ip["n"], runs(ip)) == (7, 2)
+
+
+def test_a_query_of_something_that_is_not_a_text_is_cached(ip: Shell) -> None:
+    ip.run("class Session:\n    def query(self, model):\n        return [model.__name__]\n"
+           "    def __memo_key__(self): return 'session'\nclass User: pass\nsession = Session()")
+    cell = f"%%memo orm\n{COUNT}rows = session.query(User)"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MemoWarning)
+        ip.run(cell)
+        ip.run(cell)
+    assert (ip["rows"], runs(ip)) == (["User"], 1)
+
+
+@pytest.mark.parametrize("body", [
+    "return len(frame.query('value > @threshold'))",
+    "return len(frame.query(f'value > @threshold and {column} >= 0'))",
+    "return int(pd.eval('frame.value > threshold').sum())",
+    "return len(frame.query(CONDITION))",
+], ids=["query", "f-string", "pd.eval", "a-global-text"])
+def test_a_name_a_query_text_reads_is_part_of_a_functions_key(ip: Shell, body: str) -> None:
+    ip.run("import pandas as pd\nfrom notebook_memo import memo\ndf = pd.DataFrame({'value': range(10)})\n"
+           "threshold = 5\ncolumn = 'value'\nCONDITION = 'value > @threshold'")
+    ip.run(f"@memo\ndef count_above(frame):\n    {body}")
+    assert ip.run("count_above(df)") == 4
+    ip.run("threshold = 2")
+    assert ip.run("count_above(df)") == 7
+
+
+def test_a_local_a_query_text_names_is_not_a_global(ip: Shell) -> None:
+    ip.run("import pandas as pd\nfrom notebook_memo import memo\ndf = pd.DataFrame({'value': range(10)})\nlimit = 5")
+    ip.run(f"@memo\ndef count_above(frame, limit):\n    {COUNT}    return len(frame.query('value > @limit'))")
+    assert ip.run("count_above(df, 5)") == 4
+    ip.run("limit = 1")  # the global of that name: not what the text reads
+    assert ip.run("count_above(df, 5)") == 4
+    assert runs(ip) == 1
+
+
+def test_a_function_evaluating_a_computed_text_warns(ip: Shell) -> None:
+    ip.run("import pandas as pd\nfrom notebook_memo import memo\ndf = pd.DataFrame({'value': range(10)})")
+    ip.run("@memo\ndef select(frame, text):\n    return len(frame.query(text))")
+    with pytest.warns(MemoWarning, match=r"select: .*\.query\(\.\.\.\).* computed at run time"):
+        ip.run("select(df, 'value > 3')")
