@@ -15,8 +15,9 @@ class _Scope(ast.NodeVisitor):
     """Names a block reads before binding them (its free names), and the names it binds.
 
     ``bound`` holds the names bound on every path so far; a name bound only on some paths
-    (one branch of an ``if``, a loop body, a ``try`` body, a ``match`` case, a walrus inside a
-    comprehension) is in ``maybe``, and a later read of it still reads the namespace.
+    (one branch of an ``if`` or of ``x if c else y``, a loop body, a ``try`` or ``with`` body, a
+    ``match`` case, the right of ``and``/``or``, a walrus inside a comprehension) is in ``maybe``,
+    and a later read of it still reads the namespace.
     """
 
     def __init__(self, is_class: bool = False) -> None:
@@ -53,6 +54,26 @@ class _Scope(ast.NodeVisitor):
         self.visit(node.test)
         both = self._branch(node.body) & self._branch(node.orelse)
         self.bound |= both  # bound whichever branch runs
+
+    def visit_IfExp(self, node: ast.IfExp) -> None:
+        self.visit(node.test)
+        self.bound |= self._branch([node.body]) & self._branch([node.orelse])
+
+    def visit_BoolOp(self, node: ast.BoolOp) -> None:
+        self.visit(node.values[0])
+        self._branch(node.values[1:])  # `flag and (n := 10)`: short-circuited, n stays unbound
+
+    def visit_Compare(self, node: ast.Compare) -> None:
+        self.visit(node.left)
+        self.visit(node.comparators[0])
+        self._branch(node.comparators[1:])  # `a < b < (c := f())`: a chain stops at its first False
+
+    def visit_With(self, node: ast.With | ast.AsyncWith) -> None:
+        # The first context manager may suppress what the later ones or the body raise (contextlib.suppress).
+        self.visit(node.items[0])
+        self._branch([*node.items[1:], *node.body])
+
+    visit_AsyncWith = visit_With
 
     def visit_For(self, node: ast.For | ast.AsyncFor) -> None:
         self.visit(node.iter)

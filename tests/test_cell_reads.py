@@ -108,3 +108,46 @@ def test_a_function_evaluating_a_computed_text_warns(ip: Shell) -> None:
     ip.run("@memo\ndef select(frame, text):\n    return len(frame.query(text))")
     with pytest.warns(MemoWarning, match=r"select: .*\.query\(\.\.\.\).* computed at run time"):
         ip.run("select(df, 'value > 3')")
+
+
+# -- names bound on some paths only --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("binding", [
+    "ok = flag and (x := 1)",
+    "ok = not flag or (x := 1)",
+    "label = (x := 1) if flag else 'none'",
+    "label = 'none' if not flag else (x := 1)",
+    "ok = flag > 0 < (x := 1)",
+    "import contextlib\nwith contextlib.suppress(KeyError):\n    x = table['one' if flag else 'missing']",
+    "import contextlib\nwith contextlib.suppress(KeyError), "
+    "contextlib.nullcontext(table['one' if flag else 'missing']) as x:\n    pass",
+], ids=["and", "or", "if-expression", "else-expression", "comparison-chain", "with-body", "second-with-item"])
+def test_a_name_an_expression_or_a_with_may_leave_unbound_is_read_from_the_notebook(ip: Shell, binding: str) -> None:
+    ip.run("flag = False\nx = 5\ntable = {'one': 1}")
+    cell = f"%%memo paths\n{COUNT}{binding}\ny = x + 1"
+    ip.run(cell)
+    assert ip["y"] == 6
+    ip.run("x = 100")
+    ip.run(cell)
+    assert (ip["y"], ip["x"], runs(ip)) == (101, 100, 2)
+    ip.run(cell)
+    assert runs(ip) == 2
+    ip.run("flag = True")
+    ip.run(cell)
+    assert (ip["y"], ip["x"]) == (2, 1)
+
+
+def test_a_with_body_that_binds_hits_again_once_the_inputs_are_back(ip: Shell) -> None:
+    ip.run("base = 3")
+    cell = (f"%%memo read\n{COUNT}import contextlib\n"
+            "with contextlib.nullcontext(base) as b:\n    doubled = b * 2\nsize = doubled + 1")
+    ip.run(cell)
+    ip.run(cell)
+    ip.run("base = 4")
+    ip.run(cell)
+    ip.run("base = 3")
+    ip.run(cell)  # the names its last run bound, the entry of base 3 left as it was: a hit
+    ip.run("del doubled, b, size, contextlib")  # as after a restart
+    ip.run(cell)
+    assert (ip["size"], runs(ip)) == (7, 2)
