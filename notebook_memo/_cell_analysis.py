@@ -31,6 +31,7 @@ class _Scope(ast.NodeVisitor):
         self.loops: list[set[str]] = []  # per enclosing loop: the names it may bind
         self.globals_declared: set[str] = set()
         self.walrus: set[str] = set()
+        self.annotated: set[str] = set()  # names annotated without a value
 
     def binds(self) -> set[str]:
         """Every name the block may bind, on any path."""
@@ -164,7 +165,10 @@ class _Scope(ast.NodeVisitor):
         if node.value is not None:
             self.visit(node.value)
         self.visit(node.annotation)
-        self.visit(node.target)
+        if node.value is None and isinstance(node.target, ast.Name):
+            self.annotated.add(node.target.id)  # `total: float` binds nothing (in a function: a local still unbound)
+        else:
+            self.visit(node.target)
 
     def visit_NamedExpr(self, node: ast.NamedExpr) -> None:
         self.visit(node.value)
@@ -194,7 +198,8 @@ class _Scope(ast.NodeVisitor):
         inner.bound.update(params)
         for stmt in body if isinstance(body, Sequence) else [body]:
             inner.visit(stmt)
-        local = inner.binds()  # a name bound anywhere in a function is local to it
+        # A name bound anywhere in a function is local to it, and so is one annotated there.
+        local = inner.binds() | (set() if inner.is_class else inner.annotated)
         self._free([name for name in [*inner.reads, *inner.maybe_reads, *inner.loop_reads]
                     if name not in local or name in inner.globals_declared])
         for name in inner.through:

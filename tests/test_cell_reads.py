@@ -151,3 +151,19 @@ def test_a_with_body_that_binds_hits_again_once_the_inputs_are_back(ip: Shell) -
     ip.run("del doubled, b, size, contextlib")  # as after a restart
     ip.run(cell)
     assert (ip["size"], runs(ip)) == (7, 2)
+
+
+# -- annotations ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("body", [
+    "total: float\ndoubled = total * 2",
+    "class Totals:\n    total: float\n    doubled = total * 2\ndoubled = Totals.doubled",
+], ids=["cell", "class-body"])
+def test_an_annotation_without_a_value_binds_nothing(ip: Shell, body: str) -> None:
+    ip.run("total = 1.0")
+    cell = f"%%memo annotated\n{COUNT}{body}"
+    ip.run(cell)
+    ip.run("total = 5.0")
+    ip.run(cell)
+    assert (ip["doubled"], ip["total"], runs(ip)) == (10.0, 5.0, 2)
