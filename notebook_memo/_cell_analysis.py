@@ -198,8 +198,9 @@ class _Scope(ast.NodeVisitor):
         inner.bound.update(params)
         for stmt in body if isinstance(body, Sequence) else [body]:
             inner.visit(stmt)
-        # A name bound anywhere in a function is local to it, and so is one annotated there.
-        local = inner.binds() | (set() if inner.is_class else inner.annotated)
+        # A name bound (or annotated) anywhere in a function is local to it. A class body is no such scope: a
+        # name it reads before binding it (`factor = factor * 2`) is looked up outside, and was recorded then.
+        local = set() if inner.is_class else inner.binds() | inner.annotated
         self._free([name for name in [*inner.reads, *inner.maybe_reads, *inner.loop_reads]
                     if name not in local or name in inner.globals_declared])
         for name in inner.through:

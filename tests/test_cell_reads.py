@@ -6,11 +6,12 @@ name inputs and outputs. Each in a real shell; restarts in real processes."""
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import pytest
 
 from notebook_memo import MemoWarning
-from tests.conftest import Shell
+from tests.conftest import Shell, run_kernel
 
 
 @pytest.fixture
@@ -167,3 +168,27 @@ def test_an_annotation_without_a_value_binds_nothing(ip: Shell, body: str) -> No
     ip.run("total = 5.0")
     ip.run(cell)
     assert (ip["doubled"], ip["total"], runs(ip)) == (10.0, 5.0, 2)
+
+
+# -- class bodies --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("body", [
+    "class C:\n    factor = factor * 2\nresult = C.factor",
+    "class C:\n    if True:\n        factor = factor * 2\nresult = C.factor",
+    "class C:\n    for _ in range(1):\n        factor = factor * 2\nresult = C.factor",
+], ids=["read-then-bound", "in-a-branch", "in-a-loop"])
+def test_a_class_body_reading_a_global_it_binds_afterwards_keys_the_global(ip: Shell, body: str) -> None:
+    ip.run("factor = 1")
+    cell = f"%%memo class_body\n{COUNT}{body}"
+    ip.run(cell)
+    ip.run("factor = 5")
+    ip.run(cell)
+    assert (ip["result"], runs(ip)) == (10, 2)
+
+
+def test_a_class_body_reading_a_global_it_binds_keys_it_across_a_restart(cache_dir: Path) -> None:
+    cell = "%%memo class_restart\nclass C:\n    factor = factor * 2\nresult = C.factor"
+    out = "OUT['result'] = result"
+    assert run_kernel(["%load_ext notebook_memo", "factor = 1", cell, out], cache_dir, seed=1)["result"] == 2
+    assert run_kernel(["%load_ext notebook_memo", "factor = 5", cell, out], cache_dir, seed=2)["result"] == 10
