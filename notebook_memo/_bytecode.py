@@ -232,6 +232,9 @@ def imported_references(code: types.CodeType) -> tuple[ImportRef, ...]:
             elif pending is not None and ins.opname == "IMPORT_FROM":
                 name, level, whole, chain = pending
                 pending = (name, level, whole, (*chain, ins.argval) if whole else (ins.argval,))
+            elif pending is not None and (ins.opname == "IMPORT_STAR" or ins.argrepr == "INTRINSIC_IMPORT_STAR"):
+                found[(pending[0], pending[1], (WHOLE,))] = None  # `from m import *`: every name m holds
+                pending = None
             elif pending is not None and ins.opname in _STORE_OPS:
                 name, level, whole, chain = pending
                 found[(name, level, chain)] = None

@@ -192,3 +192,18 @@ def test_a_class_body_reading_a_global_it_binds_keys_it_across_a_restart(cache_d
     out = "OUT['result'] = result"
     assert run_kernel(["%load_ext notebook_memo", "factor = 1", cell, out], cache_dir, seed=1)["result"] == 2
     assert run_kernel(["%load_ext notebook_memo", "factor = 5", cell, out], cache_dir, seed=2)["result"] == 10
+
+
+# -- star imports --------------------------------------------------------------------------------
+
+
+def test_a_star_import_of_a_user_module_keys_the_module(cache_dir: Path) -> None:
+    folder = cache_dir.parent
+    cell = "%%memo star\nfrom helpers_star import *\ny = SCALE * 3\nz = scaled(1)"
+    cells = ["%load_ext notebook_memo", f"import sys\nsys.path.insert(0, {str(folder)!r})", cell,
+             "OUT['y'], OUT['z'] = y, z"]
+    for scale in (2, 50):
+        (folder / "helpers_star.py").write_text(f"SCALE = {scale}\ndef scaled(x):\n    return x * SCALE\n")
+        assert run_kernel(cells, cache_dir, seed=scale)["y"] == scale * 3
+    (folder / "helpers_star.py").write_text("SCALE = 50\ndef scaled(x):\n    return -x * SCALE\n")
+    assert run_kernel(cells, cache_dir, seed=3)["z"] == -50
