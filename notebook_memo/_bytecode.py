@@ -197,11 +197,50 @@ def _imports_by_name(code: types.CodeType) -> list[tuple[str, tuple[str, ...], s
     return found
 
 
+OWN_MODULE = "\0own"  # stands for the module the code belongs to: sys.modules[__name__]
+
+
+def _modules_looked_up(code: types.CodeType) -> list[tuple[str, tuple[str, ...], str | None]]:
+    """Return the modules a code object takes from ``sys.modules`` (``sys.modules["__main__"].K``,
+    ``sys.modules.get(__name__)``), as ``_imports_by_name`` does for ``import_module``."""
+    found: list[tuple[str, tuple[str, ...], str | None]] = []
+    ins = [i for i in dis.get_instructions(code) if i.opname not in _PASSED_OVER]
+    for k, step in enumerate(ins):
+        if step.argval != "modules" or step.opname not in _ATTR_OPS or not k or ins[k - 1].argval != "sys":
+            continue
+        j = k + 1
+        got = j < len(ins) and ins[j].opname in _ATTR_OPS and ins[j].argval == "get"
+        if got:
+            j += 1
+        if j + 1 >= len(ins):
+            continue
+        key, taking = ins[j], ins[j + 1]
+        if not (taking.opname.startswith(("CALL", "LOAD_")) if got else taking.opname == "BINARY_SUBSCR"
+                or (taking.opname == "BINARY_OP" and taking.argrepr == "[]")):
+            continue  # not a lookup: `for m in sys.modules`, `len(sys.modules)`
+        if key.opname == "LOAD_CONST" and isinstance(key.argval, str):
+            name = key.argval
+        elif key.opname in _LOAD_GLOBAL_OPS and key.argval == "__name__":
+            name = OWN_MODULE
+        else:
+            found.append(("", (), None))  # a module named at run time
+            continue
+        j += 2
+        chain: list[str] = []
+        while j < len(ins) and ins[j].opname in _ATTR_OPS:
+            chain.append(ins[j].argval)
+            j += 1
+        stored = ins[j].argval if not chain and j < len(ins) and ins[j].opname in _STORE_OPS else None
+        found.append((name, tuple(chain) if chain or stored else (WHOLE,), stored))
+    return found
+
+
 @functools.lru_cache(maxsize=8192)
 def imported_references(code: types.CodeType) -> tuple[ImportRef, ...]:
     """Return the modules a code object imports in its body, each with the attributes read from it.
 
-    The name ``""`` stands for a module imported by a name computed at run time.
+    The name ``""`` stands for a module imported by a name computed at run time, ``OWN_MODULE`` for
+    the module the code belongs to.
     """
     codes = [code]
     for current in codes:
@@ -209,7 +248,7 @@ def imported_references(code: types.CodeType) -> tuple[ImportRef, ...]:
     found: dict[ImportRef, None] = {}
     bound: dict[str, ImportRef] = {}
     for current in codes:
-        for name, chain, stored in _imports_by_name(current):
+        for name, chain, stored in [*_imports_by_name(current), *_modules_looked_up(current)]:
             if not name:
                 found[("", 0, ())] = None
                 continue

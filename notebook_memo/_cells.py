@@ -328,8 +328,11 @@ def _unknown_reads(tree: ast.Module, namespace: dict[str, Any]) -> str | None:
             return (f"it passes .{node.func.attr}(...) a text computed at run time, whose names it reads from the "
                     "notebook. Write the text out in the call, or list the cell's inputs with %%memo --inputs a,b")
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("eval", "exec") \
-                and len(node.args) >= 2:
+                and _namespace_given(node):
             explicit.add(id(node.func))
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("vars", "dir") \
+                and not node.args and not node.keywords and top:
+            shown = f"{node.func.id}()"  # at top level, the notebook's names
         elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and id(node) not in allowed | explicit:
             if node.id in _DYNAMIC or (node.id == "locals" and top):
                 shown = f"{node.id}"
@@ -337,13 +340,39 @@ def _unknown_reads(tree: ast.Module, namespace: dict[str, Any]) -> str | None:
             if node.attr in _FRAME_READS or (node.attr in _DYNAMIC and isinstance(node.value, ast.Name)
                                              and node.value.id == "builtins"):
                 shown = f".{node.attr}"
-        elif isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant) \
-                and node.slice.value == "__main__":
+        elif isinstance(node, ast.Subscript) and _names_main(node.slice):
             shown = "sys.modules['__main__']"
+        elif isinstance(node, (ast.Subscript, ast.Call)):
+            key = _module_looked_up(node)
+            if key is not None and (_names_main(key, own=True) or not isinstance(key, ast.Constant)):
+                shown = f"sys.modules[{ast.unparse(key)}]"  # the notebook's module, or perhaps
         if shown:
             return (f"it reads the notebook through {shown}, so what it reads is not known. List its inputs with "
                     "%%memo --inputs a,b")
     return None
+
+
+def _namespace_given(node: ast.Call) -> bool:
+    """Return True when ``eval``/``exec`` is given the namespace it reads (``None`` means the notebook's)."""
+    given = node.args[1] if len(node.args) >= 2 else next((k.value for k in node.keywords if k.arg == "globals"), None)
+    return given is not None and not (isinstance(given, ast.Constant) and given.value is None)
+
+
+def _names_main(node: ast.expr, own: bool = False) -> bool:
+    """Return True for ``"__main__"`` (and, with ``own``, ``__name__``): the notebook's module."""
+    return (isinstance(node, ast.Constant) and node.value == "__main__") or \
+        (own and isinstance(node, ast.Name) and node.id == "__name__")
+
+
+def _module_looked_up(node: ast.Subscript | ast.Call) -> ast.expr | None:
+    """Return the key of ``sys.modules[key]`` or ``sys.modules.get(key)``; None for other code."""
+    if isinstance(node, ast.Subscript):
+        modules, key = node.value, node.slice
+    elif isinstance(node.func, ast.Attribute) and node.func.attr == "get" and node.args:
+        modules, key = node.func.value, node.args[0]
+    else:
+        return None
+    return key if isinstance(modules, ast.Attribute) and modules.attr == "modules" else None
 
 
 def _not_text(node: ast.expr, namespace: dict[str, Any]) -> bool:

@@ -30,6 +30,7 @@ from typing import Any
 from . import _config
 from ._bytecode import (
     IMPORTED,
+    OWN_MODULE,
     TEXT_COMPUTED,
     TEXT_GLOBAL,
     WHOLE,
@@ -318,15 +319,19 @@ class _Resolver:
 
     def imports_of(self, fn: types.FunctionType) -> None:
         """Resolve the modules imported inside the body like modules imported at top level."""
-        package = fn.__globals__.get("__package__") or fn.__globals__.get("__name__") or ""
-        self.imports_in(fn.__code__, package, fn.__qualname__)
+        module = fn.__globals__.get("__name__")
+        package = fn.__globals__.get("__package__") or module or ""
+        self.imports_in(fn.__code__, package, fn.__qualname__, module if isinstance(module, str) else "__main__")
 
-    def imports_in(self, code: types.CodeType, package: str, owner: str) -> None:
-        """Resolve the modules ``code`` imports (``package``: where relative imports start)."""
+    def imports_in(self, code: types.CodeType, package: str, owner: str, own: str = "__main__") -> None:
+        """Resolve the modules ``code`` imports (``package``: where relative imports start; ``own``: the
+        module the code belongs to, which ``sys.modules[__name__]`` takes)."""
         refs = imported_references(code)
         if not refs:
             return
         for module_name, level, chain in refs:
+            if module_name == OWN_MODULE:
+                module_name = own
             if not module_name:
                 self.deps.skipped[f"{owner}: import_module(...)"] = (
                     "it imports a module by a name computed at run time, so that module's code is not "

@@ -207,3 +207,69 @@ def test_a_star_import_of_a_user_module_keys_the_module(cache_dir: Path) -> None
         assert run_kernel(cells, cache_dir, seed=scale)["y"] == scale * 3
     (folder / "helpers_star.py").write_text("SCALE = 50\ndef scaled(x):\n    return -x * SCALE\n")
     assert run_kernel(cells, cache_dir, seed=3)["z"] == -50
+
+
+# -- reads of the whole notebook namespace -------------------------------------------------------
+
+
+@pytest.mark.parametrize("reader", [
+    "y = {k: v for k, v in vars().items() if k == 'LR'}['LR'] * 2",
+    "y = len([n for n in dir() if n.startswith('LR')]) * 2.0",
+    "y = eval('LR * 2', None)",
+    "y = eval('LR * 2', None, {})",
+    "import sys\ny = sys.modules[__name__].LR * 2",
+    "import sys\ny = sys.modules.get('__main__').LR * 2",
+], ids=["vars()", "dir()", "eval-None", "eval-None-locals", "sys.modules[__name__]", "sys.modules.get"])
+def test_a_cell_reading_the_notebook_namespace_runs_each_time_and_says_so(ip: Shell, reader: str) -> None:
+    ip.run("LR = 0.25")
+    cell = f"%%memo dynamic\n{COUNT}{reader}"
+    with pytest.warns(MemoWarning, match="reads the notebook through"):
+        ip.run(cell)
+    ip.run("LR = 2.0\nLR_B = 1")
+    ip.run(cell)
+    assert (ip["y"], runs(ip)) == (4.0, 2)
+
+
+def test_vars_and_dir_of_an_object_and_eval_given_a_namespace_are_cached(ip: Shell) -> None:
+    ip.run("import types\nobj = types.SimpleNamespace(a=1)")
+    cell = f"%%memo explicit\n{COUNT}names = dir(obj)\nstate = vars(obj)\nv = eval('a + 1', {{'a': 1}})"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MemoWarning)
+        ip.run(cell)
+        ip.run(cell)
+    assert (ip["v"], runs(ip)) == (2, 1)
+
+
+@pytest.mark.parametrize("body", [
+    "return x * sys.modules['__main__'].K",
+    "return x * sys.modules[__name__].K",
+    "return x * sys.modules.get('__main__').K",
+    "main = sys.modules['__main__']\n    return x * main.K",
+], ids=["__main__", "__name__", "get", "through-a-local"])
+def test_a_function_reading_the_notebook_through_sys_modules_keys_what_it_reads(ip: Shell, body: str) -> None:
+    ip.run("from notebook_memo import memo\nK = 1")
+    ip.run(f"@memo\ndef scaled(x):\n    import sys\n    {body}")
+    assert ip.run("scaled(2)") == 2
+    ip.run("K = 10")
+    assert ip.run("scaled(2)") == 20
+
+
+def test_a_modules_function_reading_its_own_module_through_sys_modules_keys_it(
+        ip: Shell, tmp_path: Path) -> None:
+    (tmp_path / "own_module.py").write_text(
+        "import sys\nfrom notebook_memo import memo\nK = 1\n\n@memo\ndef scaled(x):\n"
+        "    return x * sys.modules[__name__].K\n")
+    ip.run(f"import sys\nsys.path.insert(0, {str(tmp_path)!r})\nimport own_module")
+    try:
+        assert ip.run("own_module.scaled(2)") == 2
+        ip.run("own_module.K = 10")
+        assert ip.run("own_module.scaled(2)") == 20
+    finally:
+        ip.run(f"sys.path.remove({str(tmp_path)!r})\ndel sys.modules['own_module']")
+
+
+def test_a_function_taking_a_module_from_sys_modules_by_a_computed_name_warns(ip: Shell) -> None:
+    ip.run("from notebook_memo import memo\nK = 1")
+    ip.run("@memo\ndef scaled(x, module):\n    import sys\n    return x * sys.modules[module].K")
+    with pytest.warns(MemoWarning, match="scaled: .* a name computed at run time"):
+        assert ip.run("scaled(2, '__main__')") == 2
