@@ -222,6 +222,13 @@ class _Scope(ast.NodeVisitor):
         if not isinstance(node, ast.Lambda):
             for decorator in node.decorator_list:
                 self.visit(decorator)
+            # Annotations are evaluated where the function is defined (typing.get_type_hints reads them
+            # there even as strings, under `from __future__ import annotations`).
+            for arg in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]:
+                if arg is not None and arg.annotation is not None:
+                    self.visit(arg.annotation)
+            if node.returns is not None:
+                self.visit(node.returns)
         params = [a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs]]
         params += [a.arg for a in (args.vararg, args.kwarg) if a is not None]
         self._nested(node, params, node.body)

@@ -1,11 +1,14 @@
 """Running a cell's code in the shell, and capturing and replaying what it shows."""
 
 from __future__ import annotations
+import __future__ as future
 
 import ast
 import asyncio
 import contextlib
+import functools
 import logging
+import operator
 import sys
 import threading
 from collections.abc import Iterator
@@ -233,21 +236,31 @@ def _run_coroutine(coro: Any) -> Any:
     return box.get("value")
 
 
+_FUTURE_FLAGS = functools.reduce(operator.or_, (getattr(future, name).compiler_flag
+                                                for name in future.all_feature_names), 0)
+
+
+def compile_flags(shell: Any) -> int:
+    """Return the flags a cell's code compiles with: top-level await, and the ``__future__`` imports of
+    earlier cells, as IPython compiles its own cells (never this module's, which compile() would inherit)."""
+    return ast.PyCF_ALLOW_TOP_LEVEL_AWAIT | (getattr(getattr(shell, "compile", None), "flags", 0) & _FUTURE_FLAGS)
+
+
 def execute(shell: Any, tree: ast.Module, filename: str) -> Any:
     """Run a parsed cell in the shell's namespace; return the last expression's value or None."""
     __tracebackhide__ = True  # an error raised in the cell shows the cell's frames, not ours
     body = list(tree.body)
     last = body.pop() if body and isinstance(body[-1], ast.Expr) else None
     assert last is None or isinstance(last, ast.Expr)
-    flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+    flags = compile_flags(shell)
     namespace = shell.user_ns
     if body:
-        code = compile(ast.Module(body=body, type_ignores=[]), filename, "exec", flags=flags)
+        code = compile(ast.Module(body=body, type_ignores=[]), filename, "exec", flags=flags, dont_inherit=True)
         result = eval(code, shell.user_global_ns, namespace)
         if asyncio.iscoroutine(result):
             _run_coroutine(result)
     if last is None:
         return None
-    code = compile(ast.Expression(body=last.value), filename, "eval", flags=flags)
+    code = compile(ast.Expression(body=last.value), filename, "eval", flags=flags, dont_inherit=True)
     value = eval(code, shell.user_global_ns, namespace)
     return _run_coroutine(value) if asyncio.iscoroutine(value) else value

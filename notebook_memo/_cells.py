@@ -17,7 +17,7 @@ from typing import Any
 
 from . import _conditions, _config
 from ._cell_analysis import CellAnalysis, analyse, constant_text, evaluated_text, normalised_source
-from ._cell_exec import capture, execute, replay
+from ._cell_exec import capture, compile_flags, execute, replay
 from ._config import warn_once
 from ._dependencies import (
     WHOLE_ENVIRONMENT,
@@ -169,9 +169,9 @@ def cells() -> list[CellMemo]:
     return list(_cells.values())
 
 
-def _resolve_inputs(analysis: CellAnalysis, code_tree: ast.Module, namespace: dict[str, Any],
+def _resolve_inputs(analysis: CellAnalysis, code_tree: ast.Module, code: types.CodeType, namespace: dict[str, Any],
                     only: list[str] | None) -> tuple[dict[str, Any], Dependencies]:
-    """Hash the cell's inputs by content, and the code of user functions it uses."""
+    """Hash the cell's inputs by content, and the code of user functions it uses (``code``: the cell's, compiled)."""
     names = only if only is not None else analysis.inputs
     builtin_names = vars(builtins)
     inputs: dict[str, Any] = {}
@@ -190,7 +190,6 @@ def _resolve_inputs(analysis: CellAnalysis, code_tree: ast.Module, namespace: di
         elif name not in builtin_names:
             inputs[name] = _UNDEFINED
     chains: dict[str, tuple[str, ...]] = {}
-    code = compile(code_tree, "<cell>", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
     for name, chain in global_references(code):
         if name in inputs and chain:
             chains.setdefault(name, chain)
@@ -279,8 +278,9 @@ def prepare(shell: Any, raw_cell: str, options: CellOptions,
     cell.ttl = options.ttl
     cell._options = options
     cell.notebook = current_notebook()
-    inputs, deps = _resolve_inputs(analysis, tree, shell.user_ns, options.inputs)
-    _read_environment(tree, shell.user_ns, label, deps, options)
+    code = compile(tree, "<cell>", "exec", flags=compile_flags(shell), dont_inherit=True)  # as it runs
+    inputs, deps = _resolve_inputs(analysis, tree, code, shell.user_ns, options.inputs)
+    _read_environment(code, shell.user_ns, label, deps, options)
     if "settings of torch" in deps.parts:  # what the cell's torch calls run under: grad mode, autocast...
         deps.parts["modes of torch"] = ("settings", torch_modes().encode())
     code = combine([digest] + [f"{label}\0{kind}".encode() + d for label, (kind, d) in sorted(deps.parts.items())
@@ -390,13 +390,9 @@ def _nodes(tree: ast.Module) -> Iterator[tuple[ast.AST, bool]]:
         stack.extend((child, inner) for child in ast.iter_child_nodes(node))
 
 
-def _read_environment(tree: ast.Module, namespace: dict[str, Any], label: str, deps: Dependencies,
+def _read_environment(code: types.CodeType, namespace: dict[str, Any], label: str, deps: Dependencies,
                       options: CellOptions) -> None:
     """Key the environment variables the cell's own code reads; warn once if it reads the clock."""
-    try:
-        code = compile(tree, "<cell>", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
-    except (SyntaxError, ValueError):
-        return
     found = code_environment(code, namespace, "the cell")
     for name, value in found.variables.items():
         deps.parts[f"env {name}"] = ("env", b"\0unset" if value is None else value.encode())

@@ -273,3 +273,22 @@ def test_a_function_taking_a_module_from_sys_modules_by_a_computed_name_warns(ip
     ip.run("@memo\ndef scaled(x, module):\n    import sys\n    return x * sys.modules[module].K")
     with pytest.warns(MemoWarning, match="scaled: .* a name computed at run time"):
         assert ip.run("scaled(2, '__main__')") == 2
+
+
+def test_a_functions_annotations_in_a_cell_are_inputs_and_evaluated_as_in_any_cell(ip: Shell) -> None:
+    cell = (f"%%memo annotations\n{COUNT}import typing\ndef scale(x: Unit, *rest: Unit, k: Unit = 1) -> Unit:\n"
+            "    return x\nhints = typing.get_type_hints(scale)")
+    ip.run("class Meters(float): pass\nclass Feet(float): pass\nUnit = Meters")
+    ip.run(cell)
+    assert ip["scale"].__annotations__["x"] is ip["Meters"]  # not the text 'Unit', as in a plain cell
+    ip.run("Unit = Feet")
+    ip.run(cell)
+    assert ip["hints"] == dict.fromkeys(["x", "rest", "k", "return"], ip["Feet"])
+    assert runs(ip) == 2
+
+
+def test_a_future_import_of_an_earlier_cell_holds_in_a_memo_cell(ip: Shell) -> None:
+    ip.run("from __future__ import annotations")
+    ip.run("Unit = int")
+    ip.run(f"%%memo postponed\n{COUNT}def scale(x: Unit) -> Unit:\n    return x")
+    assert ip["scale"].__annotations__ == {"x": "Unit", "return": "Unit"}
