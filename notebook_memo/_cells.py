@@ -204,12 +204,22 @@ def _resolve_inputs(analysis: CellAnalysis, code_tree: ast.Module, code: types.C
         if label not in inputs and label not in bound and namespace.get(label, _UNDEFINED) is value \
                 and not _is_shell_name(label):
             inputs[label] = value
-    if deps.skipped:
-        label, reason = next(iter(deps.skipped.items()))
-        raise UnhashableArgument(
-            f"the cell input '{label}'", inputs.get(label.partition(".")[0]), reason +
-            "; list the inputs that matter with %%memo --inputs a,b (or give its class __memo_key__)")
     return inputs, deps
+
+
+def _left_out(label: str, inputs: dict[str, Any], deps: Dependencies) -> None:
+    """Refuse a cell input that cannot be hashed; warn once of what else is left out of the key.
+
+    Such an input is to the cell what an argument is to a function. What the code it calls reads
+    (a helper's global lock or connection) is left out with a warning, as for a memoized function.
+    """
+    for what, reason in deps.skipped.items():
+        if what in inputs:
+            raise UnhashableArgument(f"the cell input '{what}'", inputs[what], reason,
+                                     leave_out="%%memo --inputs a,b listing the inputs that matter")
+    for what, reason in deps.skipped.items():
+        warn_once(f"skipped:cell:{label}:{what}", f"%%memo {label}: '{what}' is left out of the cache key ({reason}), "
+                  "so changing it will not run the cell again")
 
 
 _HISTORIES = frozenset({"Out", "_oh", "In", "_ih"})
@@ -266,6 +276,7 @@ def _parse(shell: Any, transformed: str, raw_cell: str, header: str) -> tuple[as
 def prepare(shell: Any, raw_cell: str, options: CellOptions,
             header: str = "%%memo") -> tuple[CellCall, ast.Module, str]:
     """Analyse a cell and build its key."""
+    __tracebackhide__ = True  # a refusal (an input that cannot be hashed) shows the cell's line first
     transformed = shell.transform_cell(raw_cell)
     tree, filename = _parse(shell, transformed, raw_cell, header)
     analysis = analyse(tree)
@@ -280,6 +291,9 @@ def prepare(shell: Any, raw_cell: str, options: CellOptions,
     cell.notebook = current_notebook()
     code = compile(tree, "<cell>", "exec", flags=compile_flags(shell), dont_inherit=True)  # as it runs
     inputs, deps = _resolve_inputs(analysis, tree, code, shell.user_ns, options.inputs)
+    unknown = None if options.inputs is not None else _unknown_reads(tree, shell.user_ns)
+    if unknown is None:  # else it runs unstored, whatever its key
+        _left_out(label, inputs, deps)
     _read_environment(code, shell.user_ns, label, deps, options)
     if "settings of torch" in deps.parts:  # what the cell's torch calls run under: grad mode, autocast...
         deps.parts["modes of torch"] = ("settings", torch_modes().encode())
@@ -290,7 +304,6 @@ def prepare(shell: Any, raw_cell: str, options: CellOptions,
     call = Call(key, arguments, code, digest, Dependencies(
         {k: v for k, v in deps.parts.items() if v[0] != "value"}, deps.skipped, deps.clock), "source")
     cell.last_call = call
-    unknown = None if options.inputs is not None else _unknown_reads(tree, shell.user_ns)
     return CellCall(cell, call, inputs, analysis, unknown), tree, filename
 
 

@@ -12,20 +12,23 @@ class MemoError(Exception):
 class UnhashableArgument(MemoError, TypeError):
     """A value cannot be hashed by content, so no sound cache key exists for it."""
 
-    def __init__(self, path: str, value: object, reason: str, value_type: str | None = None) -> None:
+    def __init__(self, path: str, value: object, reason: str, value_type: str | None = None,
+                 leave_out: str = "ignore=[...]") -> None:
         self.path = path
         self.value_type = value_type or f"{type(value).__module__}.{type(value).__qualname__}"
         self.reason = reason
+        self.leave_out = leave_out  # how to leave it out of the key where it is used: ignore=, --inputs
         super().__init__(
             f"cannot build a cache key from {path} (a {self.value_type}): {reason}. "
-            "Leave it out of the key with ignore=[...], give its class a "
+            f"Leave it out of the key with {leave_out}, give its class a "
             "__memo_key__(self) method returning what identifies it, or call "
             "notebook_memo.register_hasher(type, fn)."
         )
 
     def renamed(self, old: str, new: str) -> UnhashableArgument:
         """Return this error with the value its path starts from, ``old``, called ``new`` instead."""
-        return UnhashableArgument(new + self.path.removeprefix(old), None, self.reason, self.value_type)
+        return UnhashableArgument(new + self.path.removeprefix(old), None, self.reason, self.value_type,
+                                  self.leave_out)
 
 
 class ConfigurationError(MemoError, ValueError):

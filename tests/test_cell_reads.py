@@ -292,3 +292,37 @@ def test_a_future_import_of_an_earlier_cell_holds_in_a_memo_cell(ip: Shell) -> N
     ip.run("Unit = int")
     ip.run(f"%%memo postponed\n{COUNT}def scale(x: Unit) -> Unit:\n    return x")
     assert ip["scale"].__annotations__ == {"x": "Unit", "return": "Unit"}
+
+
+# -- what cannot be hashed -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("helper", [
+    "def query():\n    with lock:\n        return 42",
+    "def query(guard=lock):\n    with guard:\n        return 42",
+], ids=["global", "default"])
+def test_a_helper_reading_a_value_that_cannot_be_hashed_leaves_it_out_with_a_warning(ip: Shell, helper: str) -> None:
+    ip.run(f"import threading\nlock = threading.Lock()\n{helper}")
+    cell = f"%%memo via_helper\n{COUNT}v = query()"
+    with pytest.warns(MemoWarning, match="left out of the cache key") as caught:
+        ip.run(cell)
+    assert "lock" in str(caught[0].message) and "NoneType" not in str(caught[0].message)
+    ip.run(cell)
+    assert (ip["v"], runs(ip)) == (42, 1)
+
+
+def test_a_cell_input_that_cannot_be_hashed_is_refused_naming_its_type_and_the_cell_option(ip: Shell) -> None:
+    ip.run("import threading\nlock = threading.Lock()")
+    result = ip.run_raw("%%memo locked\nwith lock:\n    w = 1")
+    message = str(result.error_in_exec)
+    assert "'lock' (a _thread.lock)" in message and "--inputs" in message and "ignore=" not in message
+
+
+def test_a_cell_importing_a_module_by_a_computed_name_warns_and_runs(ip: Shell) -> None:
+    ip.run("LR = 0.25")
+    cell = f"%%memo computed_module\n{COUNT}import sys\nname = '__main__'\ny = sys.modules[name].LR * 2"
+    with pytest.warns(MemoWarning, match="reads the notebook through"):
+        ip.run(cell)
+    ip.run("LR = 2.0")
+    ip.run(cell)
+    assert (ip["y"], runs(ip)) == (4.0, 2)
