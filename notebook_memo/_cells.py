@@ -179,10 +179,11 @@ def _resolve_inputs(analysis: CellAnalysis, code_tree: ast.Module, code: types.C
     for name in names:
         if name in _SHELL_TOOLS:
             continue  # history variables (`_`, `Out[3]`) are read by content like any input
-        if name in entries and isinstance(namespace.get(name), dict):
-            # Out[3], In[2]: those entries, not the whole history, which grows with every cell
-            history = namespace[name]
-            inputs[name] = {k: history[k] for k in sorted(entries[name]) if k in history}
+        history = namespace.get(name)
+        if name in entries and isinstance(history, (dict, list)):
+            # Out[3] (a dict), In[2] (a list): those entries, not the whole history, which grows with every cell
+            there = history.keys() if isinstance(history, dict) else range(len(history))
+            inputs[name] = {k: history[k] for k in sorted(entries[name]) if k in there}
         elif name in namespace:
             inputs[name] = namespace[name]
         elif only is not None:

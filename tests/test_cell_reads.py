@@ -326,3 +326,18 @@ def test_a_cell_importing_a_module_by_a_computed_name_warns_and_runs(ip: Shell) 
     ip.run("LR = 2.0")
     ip.run(cell)
     assert (ip["y"], runs(ip)) == (4.0, 2)
+
+
+# -- history entries -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("history", ["In", "_ih"])
+def test_an_input_history_entry_counts_by_that_entry_alone(ip: Shell, history: str) -> None:
+    n = ip.run_raw("a = 41 + 1").execution_count
+    cell = f"%%memo source\n{COUNT}src = {history}[{n}]"
+    for _ in range(3):
+        ip.run(cell)  # each run adds an entry to the history: not to what the cell reads
+    assert (ip["src"], runs(ip)) == ("a = 41 + 1", 1)
+    ip.run(f"{history}[{n}] = 'b = 1'")
+    ip.run(cell)
+    assert (ip["src"], runs(ip)) == ("b = 1", 2)
