@@ -29,7 +29,7 @@ from ._dependencies import (
     resolve_values,
     torch_modes,
 )
-from ._errors import ConfigurationError, MemoError, StorageWarning, UnhashableArgument
+from ._errors import ConfigurationError, StorageWarning, UnhashableArgument
 from ._explain import Explanation, before_compute, caching_off, explain_call
 from ._in_place import holders, restorable, restore_in_place, shares, skeleton
 from ._inventory import delete_results, human_time, owner
@@ -187,7 +187,10 @@ def _resolve_inputs(analysis: CellAnalysis, code_tree: ast.Module, code: types.C
         elif name in namespace:
             inputs[name] = namespace[name]
         elif only is not None:
-            raise MemoError(f"--inputs names {name!r}, which is not defined in the notebook")
+            from IPython.core.error import UsageError  # shown as one line, the cell not run
+
+            raise UsageError(f"%%memo --inputs names {name!r}, which is not defined in the notebook: define it "
+                             "first, or correct the list")
         elif name not in builtin_names:
             inputs[name] = _UNDEFINED
     chains: dict[str, tuple[str, ...]] = {}
@@ -480,6 +483,11 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
     if off:
         return result
     after = _namespace_snapshot(namespace)
+    missing = [name for name in options.outputs or () if name not in namespace]
+    if missing:  # the run stands; an entry without them would restore less than it made
+        _not_stored(cell, f"--outputs names {', '.join(map(repr, missing))}, which the cell did not bind. "
+                    "Correct the list")
+        return result
     # Names the cell binds on some paths only. One still the same object after the run may or
     # may not have been rebound, so the run may have read the notebook's value; one read inside a
     # loop that binds it may have been read on an early pass. Either way a restore requires its
@@ -637,9 +645,6 @@ def _unrestorable(linked: set[str] | None, restored: set[str], changed: list[str
 def _outputs(options: CellOptions, cell_call: CellCall, before: dict[str, int], after: dict[str, int],
              input_digests: dict[str, bytes | None], namespace: dict[str, Any]) -> list[str]:
     if options.outputs is not None:
-        missing = [n for n in options.outputs if n not in namespace]
-        if missing:
-            raise MemoError(f"--outputs names {missing}, which the cell did not define")
         return list(options.outputs)
     names = set(cell_call.analysis.binds) | set(cell_call.analysis.globals_declared)
     names |= {name for name, ident in after.items() if before.get(name) != ident}

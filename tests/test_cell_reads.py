@@ -5,10 +5,12 @@ name inputs and outputs. Each in a real shell; restarts in real processes."""
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
 import pytest
+from IPython.core.error import UsageError
 
 from notebook_memo import MemoWarning
 from tests.conftest import Shell, run_kernel
@@ -341,3 +343,29 @@ def test_an_input_history_entry_counts_by_that_entry_alone(ip: Shell, history: s
     ip.run(f"{history}[{n}] = 'b = 1'")
     ip.run(cell)
     assert (ip["src"], runs(ip)) == ("b = 1", 2)
+
+
+# -- --inputs and --outputs naming what is not there ---------------------------------------------
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def test_inputs_naming_an_undefined_name_is_a_one_line_usage_error(
+        ip: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+    ip.run("x = 1")
+    capsys.readouterr()
+    result = ip.run_raw(f"%%memo --inputs x,nothere\n{COUNT}y = x")
+    captured = capsys.readouterr()
+    text = _ANSI.sub("", captured.out + captured.err)
+    assert isinstance(result.error_in_exec, UsageError), text
+    assert "'nothere'" in text and "Traceback" not in text
+    assert runs(ip) == 0
+
+
+def test_outputs_naming_a_name_the_cell_did_not_bind_keeps_the_run_and_stores_nothing(ip: Shell) -> None:
+    ip.run("x = 1")
+    cell = f"%%memo --outputs y,zz\n{COUNT}y = x + 100"
+    with pytest.warns(MemoWarning, match="--outputs names 'zz', which the cell did not bind"):
+        ip.run(cell)
+    ip.run(cell)
+    assert (ip["y"], runs(ip)) == (101, 2)
