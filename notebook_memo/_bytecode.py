@@ -127,6 +127,27 @@ def global_loads(code: types.CodeType) -> tuple[tuple[str, tuple[str, ...], str 
     return tuple(found)
 
 
+@functools.lru_cache(maxsize=8192)
+def loose_attributes(code: types.CodeType) -> frozenset[str]:
+    """Return the attribute names ``code`` (or code nested in it) reads from values other than a global or an
+    imported module: methods called on what a call returned or a local holds (``Path(p).resolve()``,
+    ``stamp.astimezone()``), which ``global_loads`` cannot follow to what they are."""
+    names: set[str] = set()
+    codes = [code]
+    for current in codes:
+        codes.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
+        ins = [i for i in dis.get_instructions(current) if i.opname not in _PASSED_OVER]
+        imported = _local_imports(ins) if any(i.opname == "IMPORT_NAME" for i in ins) else {}
+        chained = False  # the attribute follows a global or an imported module's name: global_loads has it
+        for step in ins:
+            if step.opname in _ATTR_OPS:
+                if not chained:
+                    names.add(step.argval)
+                continue
+            chained = step.opname in _LOAD_GLOBAL_OPS or (step.opname in _LOCAL_OPS and step.argval in imported)
+    return frozenset(names)
+
+
 def _named_key(ins: list[dis.Instruction], j: int, consts: tuple[Any, ...]) -> bool:
     """Return True when the call the constant at ``ins[j]`` starts passes ``key=`` by name
     (``os.getenv(default="x", key="SPLIT")``): the first constant is then not the variable's name."""

@@ -409,12 +409,15 @@ def _nodes(tree: ast.Module) -> Iterator[tuple[ast.AST, bool]]:
 
 def _read_environment(code: types.CodeType, namespace: dict[str, Any], label: str, deps: Dependencies,
                       options: CellOptions) -> None:
-    """Key the environment variables the cell's own code reads; warn once if it reads the clock."""
+    """Key the environment variables and process state (the current folder...) the cell's own code reads; warn
+    once if it reads the clock."""
     found = code_environment(code, namespace, "the cell")
     for name, value in found.variables.items():
         deps.parts[f"env {name}"] = ("env", b"\0unset" if value is None else value.encode())
     if found.whole:
         deps.parts[WHOLE_ENVIRONMENT] = ("env", environment_digest())
+    for what, text in found.state.items():
+        deps.parts[what] = ("settings", text.encode())
     deps.skipped.update(found.skipped)
     for what, reason in found.skipped.items():
         warn_once(f"skipped:cell:{label}:{what}", f"%%memo {label}: '{what}' cannot be keyed ({reason}); it is left "

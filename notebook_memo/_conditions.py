@@ -59,7 +59,7 @@ from ._random_state import __file__ as _random_state_file
 
 __all__ = ()
 
-Conditions = dict[str, Any]  # JSON-safe: "files", "dirs", "globs", "states", "arguments"
+Conditions = dict[str, Any]  # JSON-safe: "files", "dirs", "globs", "cwd", "states", "arguments"
 
 # The recorders of the memoized bodies running around this point; None while our own lookups run.
 _active: contextvars.ContextVar[tuple[Recorder, ...] | None] = contextvars.ContextVar("notebook_memo_recorders",
@@ -855,7 +855,13 @@ def _finish(recorder: Recorder, excluded: Iterable[str]) -> Conditions:
         entry = [pattern, _names_digest(matches), matches[:_NAMES_KEPT]]
         if entry not in globs:
             globs.append(entry)
+    if _under_folder(recorder, files.values(), dirs.values(), recorder.patterns):
+        # A path read as absolute may have been made from the current folder by a library (xarray,
+        # mailbox: os.path.abspath(name)), which the body's code does not show: served in this folder only.
+        conditions["cwd"] = recorder.cwd
     for inherited in recorder.inherited:
+        if "cwd" in inherited:
+            conditions.setdefault("cwd", inherited["cwd"])
         for entry in inherited.get("files", []):
             files.setdefault(entry[0], entry)
         for entry in inherited.get("dirs", []):
@@ -870,6 +876,16 @@ def _finish(recorder: Recorder, excluded: Iterable[str]) -> Conditions:
     if globs:
         conditions["globs"] = globs
     return conditions
+
+
+def _under_folder(recorder: Recorder, files: Iterable[list[Any]], dirs: Iterable[list[Any]],
+                  patterns: Iterable[str]) -> bool:
+    """Return True when a file or folder the run read (not one declared) was named by an absolute path inside the
+    folder the run was in."""
+    inside = os.path.join(recorder.cwd, "")
+    declared = set(recorder.declared)
+    names = itertools.chain((entry[0] for entry in itertools.chain(files, dirs)), patterns)
+    return any(os.path.isabs(name) and name.startswith(inside) and name not in declared for name in names)
 
 
 def _companion_before(path: str, before: list[int]) -> list[int]:
@@ -1051,9 +1067,22 @@ def _literal_part(pattern: str) -> str:
     return os.sep.join(literal) or (os.sep if pattern.startswith(os.sep) else ".")
 
 
+def _folder_now() -> str:
+    try:
+        return os.getcwd()
+    except OSError:
+        return "(a folder removed since)"
+
+
 def failures(conditions: Conditions, first_only: bool = True) -> list[str]:
     """Return what no longer holds, in plain words (only the first unless ``first_only`` is False)."""
     found: list[str] = []
+    folder = conditions.get("cwd")
+    if folder is not None and _folder_now() != folder:
+        found.append(f"the current folder is {_folder_now()} now; the run read files by absolute paths inside "
+                     f"{folder}, where it ran, which may have been made from it")
+        if first_only:
+            return found
     for kind, check in (("files", _check_file), ("dirs", _check_dir), ("globs", _check_glob)):
         for entry in conditions.get(kind, ()):
             why = check(entry)

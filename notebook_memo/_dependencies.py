@@ -38,6 +38,7 @@ from ._bytecode import (
     global_loads,
     global_references,
     imported_references,
+    loose_attributes,
 )
 from ._errors import UnhashableArgument
 from ._evaluated import names_read
@@ -314,6 +315,10 @@ class _Resolver:
         if found.whole:
             self.volatile = self.hard = True  # any change of any variable: resolved again on every call
             self.deps.parts[WHOLE_ENVIRONMENT] = ("env", environment_digest())
+        for label, text in found.state.items():
+            # Checked on every call, like an environment variable: os.chdir changes it between two calls.
+            self.watch.append(("probe", label, text))
+            self.deps.parts[label] = ("settings", text.encode())
         self.deps.skipped.update(found.skipped)
         self.deps.clock.extend(found.clock)
 
@@ -584,6 +589,7 @@ class Environment:
     """What code reads from the process around it: environment variables and the clock."""
 
     variables: dict[str, str | None] = field(default_factory=dict)  # name -> value now (None: unset)
+    state: dict[str, str] = field(default_factory=dict)  # process state it reads ("current folder") -> as text now
     skipped: dict[str, str] = field(default_factory=dict)
     clock: list[str] = field(default_factory=list)  # where it reads the clock, once per read
     # It reaches os.environ as an object (getattr(os, "environ"), vars(os)["environ"]): any variable may be read
@@ -625,6 +631,9 @@ def code_environment(code: types.CodeType, namespace: dict[str, Any], owner: str
                 "environment), so which ones is not known; read them by a constant name, or pass "
                 "them as arguments")
             continue
+        state = _state_read(target, chain, const)
+        if state is not None:
+            _note_state(found, state)
         if name in _ENV_AND_CLOCK_ROOTS or _ENV_AND_CLOCK_ROOTS.intersection(chain) \
                 or getattr(target, "__name__", None) in _ENV_AND_CLOCK_ROOTS:  # `from time import time as now`
             reader = _clock_reader(target)
@@ -632,6 +641,8 @@ def code_environment(code: types.CodeType, namespace: dict[str, Any], owner: str
                 reader = _clock_parser(target, const)
             if reader is not None:
                 found.clock.append(f"{owner}: {reader}")
+    for attribute in loose_attributes(code) & _STATE_NAMES.keys():
+        _note_state(found, _STATE_NAMES[attribute])  # Path(p).resolve(): a method of a value, known by its name
     return found
 
 
@@ -765,6 +776,68 @@ def _clock_reader(value: Any) -> str | None:
     return None
 
 
+# -- process state read by the standard library's functions ----------------------------------------------
+
+CURRENT_FOLDER = "current folder"
+# Methods known by their name only, called on a value the code made (Path(p).resolve(), p.expanduser()): what they
+# read is keyed whatever the value (another class's method of that name costs a miss after os.chdir, never a
+# stale hit).
+_STATE_NAMES = {"getcwd": CURRENT_FOLDER, "getcwdb": CURRENT_FOLDER, "abspath": CURRENT_FOLDER,
+                "realpath": CURRENT_FOLDER, "relpath": CURRENT_FOLDER, "cwd": CURRENT_FOLDER,
+                "resolve": CURRENT_FOLDER, "absolute": CURRENT_FOLDER}
+
+
+@functools.lru_cache(maxsize=1)
+def _state_readers() -> tuple[dict[Any, str], frozenset[Any]]:
+    """Return the functions that read process state (by their function, so that a subclass's classmethod is
+    one too), and those of them that read none for a constant absolute path."""
+    import pathlib
+
+    path = pathlib.Path
+    readers = {os.getcwd: CURRENT_FOLDER, os.getcwdb: CURRENT_FOLDER, os.path.abspath: CURRENT_FOLDER,
+               os.path.realpath: CURRENT_FOLDER, os.path.relpath: CURRENT_FOLDER,
+               _function(path.cwd): CURRENT_FOLDER, path.resolve: CURRENT_FOLDER, path.absolute: CURRENT_FOLDER}
+    return readers, frozenset({os.path.abspath, os.path.realpath})
+
+
+def _function(value: Any) -> Any:
+    return getattr(value, "__func__", value)
+
+
+def _state_read(target: Any, chain: tuple[str, ...], const: str | None) -> str | None:
+    """Return the process state a global (and attribute chain) reads when called, if any: ``"current folder"``
+    for os.getcwd, os.path.abspath, Path.cwd..."""
+    if target is _MISSING:
+        # Not followed (an attribute of a global that is no module or class: DATA_DIR.resolve()): by its name.
+        return _STATE_NAMES.get(chain[-1]) if chain else None
+    if not callable(target):
+        return None
+    readers, absolute_ok = _state_readers()
+    function = _function(target)
+    try:
+        state = readers.get(function)
+    except TypeError:  # unhashable
+        return None
+    if state is None or const is None:
+        return state
+    if function in absolute_ok and os.path.isabs(const):
+        return None  # os.path.realpath("/data/x"): nothing read
+    return state
+
+
+def _note_state(found: Environment, state: str) -> None:
+    found.state[state] = _STATE_PROBES[state]()
+
+
+def _current_folder() -> str:
+    """Return the current folder as text ("" when it was removed since the process entered it)."""
+    try:
+        folder = os.getcwd()
+    except OSError:
+        return ""
+    return folder.encode("utf-8", "backslashreplace").decode()  # a name that is no UTF-8 still keys as text
+
+
 def torch_settings() -> str:
     """Return torch's process-wide settings that change what its calls make: the default dtype, the float32
     precisions of matmuls and convolutions (per backend, and the older global one), TF32 and reduced-precision
@@ -873,6 +946,8 @@ def _pandas_settings() -> str:
 # Per library (by top-level module): its settings that a body using it depends on, read as text.
 _PACKAGE_STATE: dict[str, Callable[[], str]] = {"torch": torch_settings, "decimal": _decimal_settings,
                                                "pandas": _pandas_settings}
+# Every watched state by its label: the libraries' settings, and process state code reads (code_environment).
+_STATE_PROBES: dict[str, Callable[[], str]] = {**_PACKAGE_STATE, CURRENT_FOLDER: _current_folder}
 
 
 def _still_valid(watch: list[tuple[Any, ...]]) -> bool:
@@ -882,7 +957,7 @@ def _still_valid(watch: list[tuple[Any, ...]]) -> bool:
             if os.environ.get(item[1]) != item[2]:
                 return False
         elif kind == "probe":
-            if _PACKAGE_STATE[item[1]]() != item[2]:
+            if _STATE_PROBES[item[1]]() != item[2]:
                 return False
         elif kind == "global":
             if item[1].get(item[2], _MISSING) is not item[3]:
@@ -1093,7 +1168,7 @@ def _revive_item(item: tuple[Any, ...]) -> tuple[Any, ...] | None:
     if kind == "env":
         return item if os.environ.get(item[1]) == item[2] else None
     if kind == "probe":
-        return item if _PACKAGE_STATE[item[1]]() == item[2] else None
+        return item if _STATE_PROBES[item[1]]() == item[2] else None
     if kind == "class":
         cls = item[1]()
         if cls is None:

@@ -1,0 +1,171 @@
+"""Process-wide state a result depends on besides its code, arguments and files: the current folder (absolute
+paths made from it), the home folder, the local time zone, the locale's text encoding, the environment a
+started process reads; and bodies that change the environment or the current folder, which a hit cannot do
+again. Real shells, real files, real processes restarted with other hash seeds."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, Shell
+
+
+def _folders(tmp_path: Path, name: str = "data.txt") -> tuple[Path, Path]:
+    """Two folders, A and B, each with its own ``name``."""
+    a, b = tmp_path / "A", tmp_path / "B"
+    for folder in (a, b):
+        folder.mkdir()
+        (folder / name).write_text(f"from {folder.name}")
+    return a, b
+
+
+def _run(script: str, cwd: Path, cache_dir: Path, seed: int, **env: str) -> str:
+    """Run ``script`` in a fresh process (a restarted kernel) in ``cwd``; return what it printed."""
+    environment = {**os.environ, "PYTHONHASHSEED": str(seed), "NOTEBOOK_MEMO_DIR": str(cache_dir),
+                   "PYTHONPATH": str(ROOT), **env}
+    proc = subprocess.run([sys.executable, "-W", "always", "-c", textwrap.dedent(script)], capture_output=True,
+                          text=True, env=environment, cwd=str(cwd), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+# -- the current folder ---------------------------------------------------------------------------------------
+
+CWD_BODIES = {
+    "abspath": 'open(os.path.abspath("data.txt")).read()',
+    "join_getcwd": 'open(os.path.join(os.getcwd(), "data.txt")).read()',
+    "path_cwd": '(Path.cwd() / "data.txt").read_text()',
+    "resolve": 'Path("data.txt").resolve().read_text()',
+    "absolute": 'Path("data.txt").absolute().read_text()',
+    "aliased": 'open(ap("data.txt")).read()',
+    "realpath_in_helper": "open(where()).read()",
+}
+
+
+@pytest.mark.parametrize("body", CWD_BODIES.values(), ids=CWD_BODIES.keys())
+def test_an_absolute_path_made_from_the_current_folder_is_read_there(shell: Shell, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch,
+                                                                     body: str) -> None:
+    a, b = _folders(tmp_path)
+    shell.run(f"""
+        import os
+        from os.path import abspath as ap
+        from pathlib import Path
+        from notebook_memo import memo
+
+        def where():
+            return os.path.realpath("data.txt")
+
+        @memo
+        def load():
+            return {body}
+        """)
+    monkeypatch.chdir(a)
+    assert shell.run("load()") == "from A"
+    monkeypatch.chdir(b)
+    assert shell.run("load()") == "from B"
+    monkeypatch.chdir(a)
+    assert shell.run("load()") == "from A"
+    assert shell.run("load.cache_info().misses") == 2  # A's entry is still A's: served again
+
+
+def test_a_path_made_absolute_is_keyed_by_the_folder_even_unread(shell: Shell, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b = _folders(tmp_path)
+    shell.run("""
+        import os
+        from notebook_memo import memo
+
+        @memo
+        def output_path(name):
+            return os.path.abspath(name)
+        """)
+    monkeypatch.chdir(a)
+    assert shell.run("output_path('out.csv')") == str(a / "out.csv")
+    monkeypatch.chdir(b)
+    assert shell.run("output_path('out.csv')") == str(b / "out.csv")
+
+
+def test_a_library_that_makes_a_relative_path_absolute_is_read_in_the_current_folder(
+        shell: Shell, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # mailbox.mbox opens os.path.abspath(path): the body's code shows no use of the current folder.
+    a, b = tmp_path / "A", tmp_path / "B"
+    for folder in (a, b):
+        folder.mkdir()
+        (folder / "inbox").write_text(f"From x@y Mon Jan  1 00:00:00 2024\nSubject: from {folder.name}\n\nhi\n")
+    shell.run("""
+        import mailbox
+        from notebook_memo import memo
+
+        @memo
+        def subjects():
+            box = mailbox.mbox("inbox", create=False)
+            try:
+                return [message["subject"] for message in box]
+            finally:
+                box.close()
+        """)
+    monkeypatch.chdir(a)
+    assert shell.run("subjects()") == ["from A"]
+    monkeypatch.chdir(b)
+    assert shell.run("subjects()") == ["from B"]
+    assert shell.run("subjects.cache_info().misses") == 2
+    assert f"the current folder is {b}" in shell.run("str(subjects.explain())")  # served, having checked it
+    monkeypatch.chdir(a)  # B's run replaced A's entry: A's inbox is read again
+    assert f"the current folder is {a} now" in shell.run("str(subjects.explain())")
+    assert shell.run("subjects()") == ["from A"]
+
+
+def test_code_that_does_not_use_the_current_folder_hits_from_another(shell: Shell, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b = _folders(tmp_path)
+    shared = tmp_path / "shared.txt"
+    shared.write_text("shared")
+    shell.run(f"""
+        import os
+        from notebook_memo import memo
+
+        @memo
+        def constant():
+            return 42
+
+        @memo
+        def relative():
+            return open("data.txt").read()
+
+        @memo
+        def fixed():
+            return open(os.path.realpath({str(shared)!r})).read()
+        """)
+    for folder in (a, b):
+        monkeypatch.chdir(folder)
+        assert shell.run("constant(), fixed()") == (42, "shared")
+        assert shell.run("relative()") == f"from {folder.name}"
+    assert shell.run("constant.cache_info().misses, fixed.cache_info().misses") == (1, 1)
+
+
+CWD_KERNEL = """
+    import os
+    from pathlib import Path
+    from notebook_memo import memo
+
+    @memo
+    def load():
+        return open(os.path.abspath("data.txt")).read() + " / " + Path("data.txt").resolve().parent.name
+
+    print(load(), load.cache_info().misses)
+    """
+
+
+def test_kernels_in_two_folders_sharing_a_cache_read_their_own_folder(tmp_path: Path, cache_dir: Path) -> None:
+    a, b = _folders(tmp_path)
+    assert _run(CWD_KERNEL, a, cache_dir, seed=1) == "from A / A 1"
+    assert _run(CWD_KERNEL, b, cache_dir, seed=2) == "from B / B 1"
+    assert _run(CWD_KERNEL, a, cache_dir, seed=3) == "from A / A 0"  # restarted in A: A's entry
+    assert _run(CWD_KERNEL, b, cache_dir, seed=4) == "from B / B 0"
