@@ -59,7 +59,7 @@ from ._random_state import __file__ as _random_state_file
 
 __all__ = ()
 
-Conditions = dict[str, Any]  # JSON-safe: "files", "dirs", "globs", "cwd", "states", "arguments"
+Conditions = dict[str, Any]  # JSON-safe: "files", "dirs", "globs", "cwd", "home", "states"...
 
 # The recorders of the memoized bodies running around this point; None while our own lookups run.
 _active: contextvars.ContextVar[tuple[Recorder, ...] | None] = contextvars.ContextVar("notebook_memo_recorders",
@@ -855,13 +855,18 @@ def _finish(recorder: Recorder, excluded: Iterable[str]) -> Conditions:
         entry = [pattern, _names_digest(matches), matches[:_NAMES_KEPT]]
         if entry not in globs:
             globs.append(entry)
-    if _under_folder(recorder, files.values(), dirs.values(), recorder.patterns):
-        # A path read as absolute may have been made from the current folder by a library (xarray,
-        # mailbox: os.path.abspath(name)), which the body's code does not show: served in this folder only.
+    # A path read as absolute may have been made from the current folder or "~" by a library (xarray, mailbox:
+    # os.path.abspath(name); pandas: os.path.expanduser(name)), which the body's code does not show: served
+    # while that folder is the same only.
+    if _inside(recorder.cwd, recorder, files.values(), dirs.values()):
         conditions["cwd"] = recorder.cwd
+    home = os.path.expanduser("~")
+    if home != "~" and _inside(home, recorder, files.values(), dirs.values()):
+        conditions["home"] = home
     for inherited in recorder.inherited:
-        if "cwd" in inherited:
-            conditions.setdefault("cwd", inherited["cwd"])
+        for place in ("cwd", "home"):
+            if place in inherited:
+                conditions.setdefault(place, inherited[place])
         for entry in inherited.get("files", []):
             files.setdefault(entry[0], entry)
         for entry in inherited.get("dirs", []):
@@ -878,13 +883,12 @@ def _finish(recorder: Recorder, excluded: Iterable[str]) -> Conditions:
     return conditions
 
 
-def _under_folder(recorder: Recorder, files: Iterable[list[Any]], dirs: Iterable[list[Any]],
-                  patterns: Iterable[str]) -> bool:
-    """Return True when a file or folder the run read (not one declared) was named by an absolute path inside the
-    folder the run was in."""
-    inside = os.path.join(recorder.cwd, "")
+def _inside(folder: str, recorder: Recorder, files: Iterable[list[Any]], dirs: Iterable[list[Any]]) -> bool:
+    """Return True when a file, folder or pattern the run read (not one declared) was named by an absolute path
+    inside ``folder``."""
+    inside = os.path.join(folder, "")
     declared = set(recorder.declared)
-    names = itertools.chain((entry[0] for entry in itertools.chain(files, dirs)), patterns)
+    names = itertools.chain((entry[0] for entry in itertools.chain(files, dirs)), recorder.patterns)
     return any(os.path.isabs(name) and name.startswith(inside) and name not in declared for name in names)
 
 
@@ -1081,6 +1085,12 @@ def failures(conditions: Conditions, first_only: bool = True) -> list[str]:
     if folder is not None and _folder_now() != folder:
         found.append(f"the current folder is {_folder_now()} now; the run read files by absolute paths inside "
                      f"{folder}, where it ran, which may have been made from it")
+        if first_only:
+            return found
+    home = conditions.get("home")
+    if home is not None and os.path.expanduser("~") != home:
+        found.append(f"the home folder (~) is {os.path.expanduser('~')} now; the run read files by absolute paths "
+                     f"inside {home}, its home then, which may have been made from ~")
         if first_only:
             return found
     for kind, check in (("files", _check_file), ("dirs", _check_dir), ("globs", _check_glob)):

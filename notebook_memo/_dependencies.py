@@ -779,25 +779,30 @@ def _clock_reader(value: Any) -> str | None:
 # -- process state read by the standard library's functions ----------------------------------------------
 
 CURRENT_FOLDER = "current folder"
+_HOME = "home"
+# The variables os.path.expanduser("~") reads: Windows reads USERPROFILE, else HOMEDRIVE and HOMEPATH.
+_HOME_VARIABLES = ("USERPROFILE", "HOMEDRIVE", "HOMEPATH") if os.name == "nt" else ("HOME",)
 # Methods known by their name only, called on a value the code made (Path(p).resolve(), p.expanduser()): what they
 # read is keyed whatever the value (another class's method of that name costs a miss after os.chdir, never a
 # stale hit).
 _STATE_NAMES = {"getcwd": CURRENT_FOLDER, "getcwdb": CURRENT_FOLDER, "abspath": CURRENT_FOLDER,
                 "realpath": CURRENT_FOLDER, "relpath": CURRENT_FOLDER, "cwd": CURRENT_FOLDER,
-                "resolve": CURRENT_FOLDER, "absolute": CURRENT_FOLDER}
+                "resolve": CURRENT_FOLDER, "absolute": CURRENT_FOLDER, "expanduser": _HOME, "home": _HOME}
 
 
 @functools.lru_cache(maxsize=1)
-def _state_readers() -> tuple[dict[Any, str], frozenset[Any]]:
+def _state_readers() -> tuple[dict[Any, str], frozenset[Any], frozenset[Any]]:
     """Return the functions that read process state (by their function, so that a subclass's classmethod is
-    one too), and those of them that read none for a constant absolute path."""
+    one too), those of them that read none for a constant absolute path, and those that read none for a
+    constant path not starting with ``~``."""
     import pathlib
 
     path = pathlib.Path
     readers = {os.getcwd: CURRENT_FOLDER, os.getcwdb: CURRENT_FOLDER, os.path.abspath: CURRENT_FOLDER,
                os.path.realpath: CURRENT_FOLDER, os.path.relpath: CURRENT_FOLDER,
-               _function(path.cwd): CURRENT_FOLDER, path.resolve: CURRENT_FOLDER, path.absolute: CURRENT_FOLDER}
-    return readers, frozenset({os.path.abspath, os.path.realpath})
+               _function(path.cwd): CURRENT_FOLDER, path.resolve: CURRENT_FOLDER, path.absolute: CURRENT_FOLDER,
+               os.path.expanduser: _HOME, _function(path.home): _HOME, path.expanduser: _HOME}
+    return readers, frozenset({os.path.abspath, os.path.realpath}), frozenset({os.path.expanduser})
 
 
 def _function(value: Any) -> Any:
@@ -806,13 +811,13 @@ def _function(value: Any) -> Any:
 
 def _state_read(target: Any, chain: tuple[str, ...], const: str | None) -> str | None:
     """Return the process state a global (and attribute chain) reads when called, if any: ``"current folder"``
-    for os.getcwd, os.path.abspath, Path.cwd..."""
+    for os.getcwd, os.path.abspath, Path.cwd..., ``"home"`` for os.path.expanduser and Path.home."""
     if target is _MISSING:
         # Not followed (an attribute of a global that is no module or class: DATA_DIR.resolve()): by its name.
         return _STATE_NAMES.get(chain[-1]) if chain else None
     if not callable(target):
         return None
-    readers, absolute_ok = _state_readers()
+    readers, absolute_ok, plain_ok = _state_readers()
     function = _function(target)
     try:
         state = readers.get(function)
@@ -820,13 +825,17 @@ def _state_read(target: Any, chain: tuple[str, ...], const: str | None) -> str |
         return None
     if state is None or const is None:
         return state
-    if function in absolute_ok and os.path.isabs(const):
-        return None  # os.path.realpath("/data/x"): nothing read
+    if (function in absolute_ok and os.path.isabs(const)) or (function in plain_ok and not const.startswith("~")):
+        return None  # os.path.realpath("/data/x"), os.path.expanduser("data"): nothing read
     return state
 
 
 def _note_state(found: Environment, state: str) -> None:
-    found.state[state] = _STATE_PROBES[state]()
+    if state == _HOME:
+        for name in _HOME_VARIABLES:
+            found.variables[name] = os.environ.get(name)
+    else:
+        found.state[state] = _STATE_PROBES[state]()
 
 
 def _current_folder() -> str:

@@ -204,6 +204,8 @@ def _condition_notes(conditions: dict[str, Any]) -> list[str]:
         notes.append(f"checked: folder {entry[0]} lists the same files")
     if "cwd" in conditions:
         notes.append(f"checked: the current folder is {conditions['cwd']} (it read files by absolute paths inside it)")
+    if "home" in conditions:
+        notes.append(f"checked: the home folder is {conditions['home']} (it read files by absolute paths inside it)")
     if "states" in conditions:
         notes.append(f"it draws from {describe_generators(sorted(conditions['states']))}: served for the state it "
                      "had, and left as the body would leave it")

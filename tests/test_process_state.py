@@ -169,3 +169,88 @@ def test_kernels_in_two_folders_sharing_a_cache_read_their_own_folder(tmp_path: 
     assert _run(CWD_KERNEL, b, cache_dir, seed=2) == "from B / B 1"
     assert _run(CWD_KERNEL, a, cache_dir, seed=3) == "from A / A 0"  # restarted in A: A's entry
     assert _run(CWD_KERNEL, b, cache_dir, seed=4) == "from B / B 0"
+
+
+# -- the home folder ------------------------------------------------------------------------------------------
+
+def _homes(tmp_path: Path, name: str = "data.txt") -> tuple[Path, Path]:
+    """Two home folders, u1 and u2, each with its own ``name``."""
+    homes = tmp_path / "u1", tmp_path / "u2"
+    for home in homes:
+        home.mkdir()
+        (home / name).write_text(f"{home.name}'s data")
+    return homes
+
+
+HOME_BODIES = {
+    "expanduser": 'open(os.path.expanduser("~/data.txt")).read()',
+    "path_home": '(Path.home() / "data.txt").read_text()',
+    "path_expanduser": 'Path("~/data.txt").expanduser().read_text()',
+    "pandas_expands_it": 'pd.read_csv("~/data.txt", header=None)[0][0]',
+}
+
+
+@pytest.mark.parametrize("body", HOME_BODIES.values(), ids=HOME_BODIES.keys())
+def test_a_path_in_the_home_folder_is_read_in_the_home_of_the_call(shell: Shell, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch,
+                                                                   body: str) -> None:
+    u1, u2 = _homes(tmp_path)
+    shell.run(f"""
+        import os
+        from pathlib import Path
+        import pandas as pd
+        from notebook_memo import memo
+
+        @memo
+        def load():
+            return {body}
+        """)
+    monkeypatch.setenv("HOME", str(u1))
+    assert shell.run("load()") == "u1's data"
+    monkeypatch.setenv("HOME", str(u2))
+    assert shell.run("load()") == "u2's data"
+
+
+HOME_KERNEL = """
+    import os
+    from pathlib import Path
+    import pandas as pd
+    from notebook_memo import memo
+
+    @memo
+    def load():
+        return open(os.path.expanduser("~/data.txt")).read() + " / " + (Path.home() / "data.txt").read_text()
+
+    @memo
+    def table():  # pandas expands "~" itself
+        return pd.read_csv("~/data.txt", header=None)[0][0]
+
+    print(load(), "/", table(), load.cache_info().misses + table.cache_info().misses)
+    """
+
+
+def test_kernels_with_two_homes_sharing_a_cache_read_their_own(tmp_path: Path, cache_dir: Path) -> None:
+    u1, u2 = _homes(tmp_path)
+    assert _run(HOME_KERNEL, tmp_path, cache_dir, seed=1, HOME=str(u1)) == "u1's data / u1's data / u1's data 2"
+    assert _run(HOME_KERNEL, tmp_path, cache_dir, seed=2, HOME=str(u2)) == "u2's data / u2's data / u2's data 2"
+    # Restarted with u2's home again: served.
+    assert _run(HOME_KERNEL, tmp_path, cache_dir, seed=3, HOME=str(u2)) == "u2's data / u2's data / u2's data 0"
+
+
+def test_a_path_that_names_no_home_hits_in_any_home(shell: Shell, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    u1, u2 = _homes(tmp_path)
+    (tmp_path / "shared.txt").write_text("shared")
+    monkeypatch.chdir(tmp_path)
+    shell.run("""
+        import os
+        from notebook_memo import memo
+
+        @memo
+        def load():
+            return open(os.path.expanduser("shared.txt")).read()
+        """)
+    for home in (u1, u2):
+        monkeypatch.setenv("HOME", str(home))
+        assert shell.run("load()") == "shared"
+    assert shell.run("load.cache_info().misses") == 1
