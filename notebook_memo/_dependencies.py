@@ -21,11 +21,14 @@ import os
 import re
 import sys
 import threading
+import time
 import types
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+import xxhash
 
 from . import _config
 from ._bytecode import (
@@ -779,6 +782,7 @@ def _clock_reader(value: Any) -> str | None:
 # -- process state read by the standard library's functions ----------------------------------------------
 
 CURRENT_FOLDER = "current folder"
+LOCAL_TIME_ZONE = "local time zone"
 _HOME = "home"
 # The variables os.path.expanduser("~") reads: Windows reads USERPROFILE, else HOMEDRIVE and HOMEPATH.
 _HOME_VARIABLES = ("USERPROFILE", "HOMEDRIVE", "HOMEPATH") if os.name == "nt" else ("HOME",)
@@ -787,7 +791,14 @@ _HOME_VARIABLES = ("USERPROFILE", "HOMEDRIVE", "HOMEPATH") if os.name == "nt" el
 # stale hit).
 _STATE_NAMES = {"getcwd": CURRENT_FOLDER, "getcwdb": CURRENT_FOLDER, "abspath": CURRENT_FOLDER,
                 "realpath": CURRENT_FOLDER, "relpath": CURRENT_FOLDER, "cwd": CURRENT_FOLDER,
-                "resolve": CURRENT_FOLDER, "absolute": CURRENT_FOLDER, "expanduser": _HOME, "home": _HOME}
+                "resolve": CURRENT_FOLDER, "absolute": CURRENT_FOLDER, "expanduser": _HOME, "home": _HOME,
+                "fromtimestamp": LOCAL_TIME_ZONE, "astimezone": LOCAL_TIME_ZONE, "timestamp": LOCAL_TIME_ZONE,
+                "mktime": LOCAL_TIME_ZONE, "localtime": LOCAL_TIME_ZONE, "now": LOCAL_TIME_ZONE,
+                "today": LOCAL_TIME_ZONE, "tzlocal": LOCAL_TIME_ZONE, "get_localzone": LOCAL_TIME_ZONE}
+# A library's function of one of these names computes local time (pd.Timestamp.now, arrow.now,
+# dateutil.tz.tzlocal): the names of _STATE_NAMES that no other kind of library function is likely to have.
+_LIBRARY_LOCAL_TIME = frozenset({"fromtimestamp", "astimezone", "mktime", "localtime", "now", "today", "tzlocal",
+                                 "get_localzone"})
 
 
 @functools.lru_cache(maxsize=1)
@@ -795,13 +806,19 @@ def _state_readers() -> tuple[dict[Any, str], frozenset[Any], frozenset[Any]]:
     """Return the functions that read process state (by their function, so that a subclass's classmethod is
     one too), those of them that read none for a constant absolute path, and those that read none for a
     constant path not starting with ``~``."""
+    import datetime
     import pathlib
 
-    path = pathlib.Path
+    path, moment, day = pathlib.Path, datetime.datetime, datetime.date
     readers = {os.getcwd: CURRENT_FOLDER, os.getcwdb: CURRENT_FOLDER, os.path.abspath: CURRENT_FOLDER,
                os.path.realpath: CURRENT_FOLDER, os.path.relpath: CURRENT_FOLDER,
                _function(path.cwd): CURRENT_FOLDER, path.resolve: CURRENT_FOLDER, path.absolute: CURRENT_FOLDER,
                os.path.expanduser: _HOME, _function(path.home): _HOME, path.expanduser: _HOME}
+    # What converts to or from local time: without a time tuple, time.strftime, ctime and asctime take localtime().
+    for reader in (time.localtime, time.mktime, time.ctime, time.asctime, time.strftime, time.tzset,
+                   moment.fromtimestamp, day.fromtimestamp, moment.now, moment.today, day.today, moment.astimezone,
+                   moment.timestamp):
+        readers[_function(reader)] = LOCAL_TIME_ZONE
     return readers, frozenset({os.path.abspath, os.path.realpath}), frozenset({os.path.expanduser})
 
 
@@ -823,6 +840,8 @@ def _state_read(target: Any, chain: tuple[str, ...], const: str | None) -> str |
         state = readers.get(function)
     except TypeError:  # unhashable
         return None
+    if state is None and getattr(target, "__name__", None) in _LIBRARY_LOCAL_TIME and not is_user_code(function):
+        return LOCAL_TIME_ZONE
     if state is None or const is None:
         return state
     if (function in absolute_ok and os.path.isabs(const)) or (function in plain_ok and not const.startswith("~")):
@@ -845,6 +864,24 @@ def _current_folder() -> str:
     except OSError:
         return ""
     return folder.encode("utf-8", "backslashreplace").decode()  # a name that is no UTF-8 still keys as text
+
+
+def _time_zone() -> str:
+    """Return what local time is computed with: TZ, the offsets and names time.tzset() found, and with TZ unset,
+    the system's zone file (zones of the same names and offsets now differ in earlier years' rules)."""
+    zone = os.environ.get("TZ")
+    text = f"TZ={zone} offsets {time.timezone} {time.altzone} {time.daylight} names {'/'.join(time.tzname)}"
+    return text if zone is not None else f"{text} file {_zone_file()}"
+
+
+@functools.lru_cache(maxsize=1)
+def _zone_file() -> str:
+    """Return a digest of /etc/localtime, read once: the C library reads it once per process while TZ is unset."""
+    try:
+        with open("/etc/localtime", "rb") as f:
+            return xxhash.xxh3_64_hexdigest(f.read())
+    except OSError:
+        return "-"
 
 
 def torch_settings() -> str:
@@ -956,7 +993,8 @@ def _pandas_settings() -> str:
 _PACKAGE_STATE: dict[str, Callable[[], str]] = {"torch": torch_settings, "decimal": _decimal_settings,
                                                "pandas": _pandas_settings}
 # Every watched state by its label: the libraries' settings, and process state code reads (code_environment).
-_STATE_PROBES: dict[str, Callable[[], str]] = {**_PACKAGE_STATE, CURRENT_FOLDER: _current_folder}
+_STATE_PROBES: dict[str, Callable[[], str]] = {**_PACKAGE_STATE, CURRENT_FOLDER: _current_folder,
+                                               LOCAL_TIME_ZONE: _time_zone}
 
 
 def _still_valid(watch: list[tuple[Any, ...]]) -> bool:

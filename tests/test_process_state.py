@@ -9,6 +9,8 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -254,3 +256,124 @@ def test_a_path_that_names_no_home_hits_in_any_home(shell: Shell, tmp_path: Path
         monkeypatch.setenv("HOME", str(home))
         assert shell.run("load()") == "shared"
     assert shell.run("load.cache_info().misses") == 1
+
+
+# -- the local time zone --------------------------------------------------------------------------------------
+
+@pytest.fixture
+def zone() -> Iterator[Callable[[str], None]]:
+    """Set the process's time zone (TZ and time.tzset()); the one before is put back after the test."""
+    before = os.environ.get("TZ")
+
+    def set_zone(name: str) -> None:
+        os.environ["TZ"] = name
+        time.tzset()
+
+    yield set_zone
+    if before is None:
+        os.environ.pop("TZ", None)
+    else:
+        os.environ["TZ"] = before
+    time.tzset()
+
+
+LOCAL_TIME_BODIES = {
+    "fromtimestamp": "datetime.fromtimestamp(ts).hour",
+    "mktime": "int(time.mktime(time.gmtime(ts)))",
+    "localtime": "time.localtime(ts).tm_hour",
+    "ctime": "time.ctime(ts)",
+    "strftime": 'time.strftime("%H %Z", time.gmtime(ts))',
+    "astimezone": "datetime.fromtimestamp(ts, timezone.utc).astimezone().hour",
+    "naive_timestamp": "int(datetime(2020, 1, 1).timestamp())",
+    "pandas_now": "pd.Timestamp.now().hour * 0 + datetime.fromtimestamp(ts).hour",
+    "aliased": "fts(ts).hour",
+}
+
+
+@pytest.mark.parametrize("body", LOCAL_TIME_BODIES.values(), ids=LOCAL_TIME_BODIES.keys())
+def test_local_time_is_computed_in_the_zone_of_the_call(shell: Shell, zone: Callable[[str], None],
+                                                        body: str) -> None:
+    shell.run(f"""
+        import time
+        from datetime import datetime, timezone
+        import pandas as pd
+        from notebook_memo import memo
+        fts = datetime.fromtimestamp
+
+        @memo(ttl="1h")
+        def local(ts):
+            return {body}
+
+        def truth(ts):
+            return {body}
+        """)
+    zone("UTC")
+    assert shell.run("local(0) == truth(0)")
+    zone("Asia/Tokyo")
+    assert shell.run("local(0) == truth(0)")
+    zone("UTC")
+    assert shell.run("local(0) == truth(0)")
+    assert shell.run("local.cache_info().misses") == 2  # UTC's entry served again
+
+
+def test_code_without_local_time_hits_in_any_zone(shell: Shell, zone: Callable[[str], None]) -> None:
+    shell.run("""
+        import time
+        from notebook_memo import memo
+
+        @memo(ttl="1h")
+        def utc_hour(ts):
+            return time.gmtime(ts).tm_hour
+        """)
+    for name in ("UTC", "Asia/Tokyo"):
+        zone(name)
+        assert shell.run("utc_hour(0)") == 0
+    assert shell.run("utc_hour.cache_info().misses") == 1
+
+
+TZ_KERNEL = """
+    import time
+    from datetime import datetime
+    from notebook_memo import memo
+
+    @memo
+    def local(ts):
+        return datetime.fromtimestamp(ts).hour, time.mktime((2020, 1, 1, 0, 0, 0, 0, 0, -1))
+
+    print(local(0) == (datetime.fromtimestamp(0).hour, time.mktime((2020, 1, 1, 0, 0, 0, 0, 0, -1))),
+          local.cache_info().misses)
+    """
+
+
+@pytest.mark.parametrize("zones", [("UTC", "Asia/Tokyo"), ("America/New_York", "America/Indiana/Indianapolis")])
+def test_kernels_in_two_zones_sharing_a_cache_compute_their_own(tmp_path: Path, cache_dir: Path,
+                                                                zones: tuple[str, str]) -> None:
+    # New York and Indianapolis have the same names and offsets now, and other rules before 2006.
+    first, second = zones
+    assert _run(TZ_KERNEL.replace("(0)", "(1e9)"), tmp_path, cache_dir, seed=1, TZ=first) == "True 1"
+    assert _run(TZ_KERNEL.replace("(0)", "(1e9)"), tmp_path, cache_dir, seed=2, TZ=second) == "True 1"
+    assert _run(TZ_KERNEL.replace("(0)", "(1e9)"), tmp_path, cache_dir, seed=3, TZ=second) == "True 0"
+    assert _run(TZ_KERNEL.replace("(0)", "(1e9)"), tmp_path, cache_dir, seed=4, TZ=first) == "True 0"
+
+
+def test_a_cell_is_keyed_by_the_zone_and_folder_its_code_reads(shell: Shell, zone: Callable[[str], None],
+                                                              tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b = _folders(tmp_path)
+    shell.run("%load_ext notebook_memo")
+    cell = """
+        %%memo --ttl 1h
+        from datetime import datetime
+        import os
+        hour = datetime.fromtimestamp(0).hour
+        text = open(os.path.abspath("data.txt")).read()
+        """
+    monkeypatch.chdir(a)
+    zone("UTC")
+    shell.run(cell)
+    assert (shell["hour"], shell["text"]) == (0, "from A")
+    zone("Asia/Tokyo")
+    shell.run(cell)
+    assert (shell["hour"], shell["text"]) == (9, "from A")
+    monkeypatch.chdir(b)
+    shell.run(cell)
+    assert (shell["hour"], shell["text"]) == (9, "from B")
