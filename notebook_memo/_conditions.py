@@ -23,6 +23,7 @@ import glob
 import importlib
 import itertools
 import linecache
+import locale
 import os
 import random
 import secrets
@@ -59,7 +60,8 @@ from ._random_state import __file__ as _random_state_file
 
 __all__ = ()
 
-Conditions = dict[str, Any]  # JSON-safe: "files", "dirs", "globs", "cwd", "home", "states"...
+# JSON-safe: "files", "dirs", "globs", "cwd", "home", "encoding", "states", "generators"
+Conditions = dict[str, Any]
 
 # The recorders of the memoized bodies running around this point; None while our own lookups run.
 _active: contextvars.ContextVar[tuple[Recorder, ...] | None] = contextvars.ContextVar("notebook_memo_recorders",
@@ -864,7 +866,7 @@ def _finish(recorder: Recorder, excluded: Iterable[str]) -> Conditions:
     if home != "~" and _inside(home, recorder, files.values(), dirs.values()):
         conditions["home"] = home
     for inherited in recorder.inherited:
-        for place in ("cwd", "home"):
+        for place in ("cwd", "home", "encoding"):
             if place in inherited:
                 conditions.setdefault(place, inherited[place])
         for entry in inherited.get("files", []):
@@ -876,6 +878,9 @@ def _finish(recorder: Recorder, excluded: Iterable[str]) -> Conditions:
                 globs.append(entry)
     if files:
         conditions["files"] = sorted(files.values())
+        # A file opened as text without encoding= is decoded as the locale says (the audit event does not say
+        # which mode or encoding): served while it says the same.
+        conditions.setdefault("encoding", text_encoding())
     if dirs:
         conditions["dirs"] = sorted(dirs.values())
     if globs:
@@ -1078,9 +1083,20 @@ def _folder_now() -> str:
         return "(a folder removed since)"
 
 
+def text_encoding() -> str:
+    """Return the encoding ``open`` reads text with when given none (UTF-8 mode, else the locale's)."""
+    return locale.getpreferredencoding(False)
+
+
 def failures(conditions: Conditions, first_only: bool = True) -> list[str]:
     """Return what no longer holds, in plain words (only the first unless ``first_only`` is False)."""
     found: list[str] = []
+    encoding = conditions.get("encoding")
+    if encoding is not None and text_encoding() != encoding:
+        found.append(f"text without encoding= is read as {text_encoding()} now, as {encoding} when it ran (the "
+                     "locale or Python's UTF-8 mode differs); pass encoding= to open() to read it the same everywhere")
+        if first_only:
+            return found
     folder = conditions.get("cwd")
     if folder is not None and _folder_now() != folder:
         found.append(f"the current folder is {_folder_now()} now; the run read files by absolute paths inside "

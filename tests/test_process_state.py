@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, Shell
+from tests.conftest import ROOT, Shell, run_kernel
 
 
 def _folders(tmp_path: Path, name: str = "data.txt") -> tuple[Path, Path]:
@@ -377,3 +377,35 @@ def test_a_cell_is_keyed_by_the_zone_and_folder_its_code_reads(shell: Shell, zon
     monkeypatch.chdir(b)
     shell.run(cell)
     assert (shell["hour"], shell["text"]) == (9, "from B")
+
+
+# -- the locale's text encoding -------------------------------------------------------------------------------
+
+ENCODING_KERNEL = """
+    from pathlib import Path
+    from notebook_memo import memo
+
+    @memo
+    def read():
+        return open("data.txt", errors="replace").read() + " " + Path("data.txt").read_text(errors="replace")
+
+    print(ascii(read()), read.cache_info().misses)
+    """
+UTF8 = {"PYTHONUTF8": "1"}
+ASCII = {"PYTHONUTF8": "0", "LC_ALL": "C"}
+
+
+def test_a_text_read_without_an_encoding_is_decoded_as_the_kernel_would(tmp_path: Path, cache_dir: Path) -> None:
+    (tmp_path / "data.txt").write_bytes("café".encode())
+    assert _run(ENCODING_KERNEL, tmp_path, cache_dir, seed=1, **UTF8) == "'caf\\xe9 caf\\xe9' 1"
+    assert _run(ENCODING_KERNEL, tmp_path, cache_dir, seed=2, **ASCII) == "'caf\\ufffd\\ufffd caf\\ufffd\\ufffd' 1"
+    assert _run(ENCODING_KERNEL, tmp_path, cache_dir, seed=3, **UTF8) == "'caf\\xe9 caf\\xe9' 1"
+    assert _run(ENCODING_KERNEL, tmp_path, cache_dir, seed=4, **UTF8) == "'caf\\xe9 caf\\xe9' 0"  # same encoding
+
+
+def test_a_cell_reading_text_is_decoded_as_the_kernel_would(tmp_path: Path, cache_dir: Path) -> None:
+    (tmp_path / "data.txt").write_bytes("café".encode())
+    cells = ["%load_ext notebook_memo", '%%memo\ntext = open("data.txt", errors="replace").read()',
+             'OUT["text"] = text']
+    assert run_kernel(cells, cache_dir, seed=1, env=UTF8)["text"] == "café"
+    assert run_kernel(cells, cache_dir, seed=2, env=ASCII)["text"] == "caf\ufffd\ufffd"
