@@ -230,7 +230,7 @@ class BatchFunction(MemoizedFunction[Any]):
                     with _conditions.recording(recorder, outer):
                         result = self._fn(*sub_args, **sub_kwargs)
                     duration = time.perf_counter() - start
-                    changed = self._chunk_changed(plan, positions, sub_args, sub_kwargs, bound)
+                    changed = self._chunk_changed(plan, positions, sub_args, sub_kwargs, bound, recorder)
                     plan.absorb(positions, result, duration, recorder, store=not changed)
             except BaseException as exc:
                 self._failed(plan, exc)
@@ -264,7 +264,7 @@ class BatchFunction(MemoizedFunction[Any]):
                     with _conditions.recording(recorder, outer):
                         result = await self._fn(*sub_args, **sub_kwargs)
                     duration = time.perf_counter() - start
-                    changed = self._chunk_changed(plan, positions, sub_args, sub_kwargs, bound)
+                    changed = self._chunk_changed(plan, positions, sub_args, sub_kwargs, bound, recorder)
                     plan.absorb(positions, result, duration, recorder, store=not changed)
             except BaseException as exc:
                 self._failed(plan, exc)
@@ -277,13 +277,14 @@ class BatchFunction(MemoizedFunction[Any]):
                 _remote.chosen.reset(chosen_token)
 
     def _chunk_changed(self, plan: _Plan, positions: list[int], args: tuple[Any, ...], kwargs: dict[str, Any],
-                       bound: dict[str, Any] | None) -> bool:
+                       bound: dict[str, Any] | None, recorder: _conditions.Recorder) -> bool:
         """Return True (saying so once) when a chunk's body changed what a hit could not change again, as
         ``@memo`` does for a call: an item or another argument in place, a global it reads in place, a global
-        bound anew. Such a chunk's results are returned, not stored."""
+        bound anew, the environment or the current folder. Such a chunk's results are returned, not stored."""
         call = plan.call
         return (self._changed_arguments(call, args, kwargs) or self._changed_items(plan, positions)
-                or (bool(call.changeable) and self._changed_globals(call.changeable)) or self._rebound(bound))
+                or (bool(call.changeable) and self._changed_globals(call.changeable)) or self._rebound(bound)
+                or self._changed_process(recorder))
 
     def _changed_items(self, plan: _Plan, positions: list[int]) -> bool:
         """Return True, warning once, when the body changed one of these items in place (a document given a field)."""

@@ -7,7 +7,6 @@ import builtins
 import contextlib
 import functools
 import linecache
-import os
 import sys
 import time
 import types
@@ -473,7 +472,6 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
              for name in {*analysis.maybe_binds, *analysis.maybe_inputs, *analysis.loop_inputs}
              if name in namespace and not _is_shell_name(name)}
     recorder = _conditions.Recorder()
-    environ_before = dict(os.environ)
     start = time.perf_counter()
     try:
         with capture(shell) as events, _conditions.recording(recorder, ()):
@@ -536,11 +534,9 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
         "rebinds": rebinds,
         "held_before": sorted(held_before) if held_before is not None else None,
     }
-    set_variables = sorted(name for name in {*environ_before, *os.environ}
-                           if os.environ.get(name) != environ_before.get(name))
-    if set_variables:
-        _not_stored(cell, f"it sets the environment variable {set_variables[0]!r}, which a hit could set again only "
-                    "by keeping its value in the cache (a token, a password). Set it in a cell of its own")
+    change = recorder.process_change()
+    if change is not None:
+        _not_stored(cell, f"it {change}. Make that change in a cell of its own")
         return result
     if unverifiable:
         warn_once(f"unverifiable:{cell.qualified_name}:{unverifiable[0]}",

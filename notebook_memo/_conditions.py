@@ -14,6 +14,7 @@ declared with ``files=`` or ``depends_on_file``.
 
 from __future__ import annotations
 
+import collections.abc
 import contextlib
 import contextvars
 import dis
@@ -78,7 +79,12 @@ _READ_EVENTS = frozenset({"open", "os.listdir", "os.scandir", "sqlite3.connect",
 _WRITE_EVENTS = frozenset({"os.remove", "os.unlink", "os.rename", "os.replace", "os.truncate", "os.rmdir",
                            "shutil.rmtree", "os.mkdir"})
 _CONNECTED = "sqlite3.connect/handle"  # a new SQLite connection: what it attaches opens files in C, with no event
-_EVENTS = _READ_EVENTS | _WRITE_EVENTS | {_CONNECTED}
+# os.environ's writes: told apart by who makes them (a module's code run by an import is not the body's change)
+_ENVIRONMENT_EVENTS = frozenset({"os.putenv", "os.unsetenv"})
+_EVENTS = _READ_EVENTS | _WRITE_EVENTS | _ENVIRONMENT_EVENTS | {_CONNECTED}
+# os.environ's own code between a write and who made it (environ.setdefault and update are MutableMapping's).
+_ENVIRON_CODE = frozenset({type(os.environ).__setitem__.__code__.co_filename,
+                           collections.abc.MutableMapping.setdefault.__code__.co_filename})
 _PACKAGE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "")
 # The standard library's readers of source lines (for tracebacks and inspect): their reads of Python source are
 # code, not data; what they read of other files (linecache.getline on a text file) is data.
@@ -177,6 +183,12 @@ def _path_of(value: Any) -> str | None:
     return path or "."
 
 
+def environment() -> dict[Any, Any]:
+    """Return a copy of the process's environment: its raw bytes where it keeps them (nothing is decoded)."""
+    data = getattr(os.environ, "_data", None)
+    return dict(data) if isinstance(data, dict) else dict(os.environ)
+
+
 def _signature(st: os.stat_result) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
 
@@ -206,6 +218,8 @@ class Recorder:
         self.patterns: dict[str, None] = {}  # glob patterns the body matched, in order
         self.inherited: list[Conditions] = []  # conditions of memoized entries served inside the run
         self.cwd = os.getcwd()
+        self.environ = environment()  # to tell whether the run changed it, which a hit could not do again
+        self.set_on_import: set[Any] = set()  # variables set by a module's code as it was imported
         self.thread = threading.get_ident()
         isolate_framework_draws()  # before the states are read: a framework thread's draw is not the body's
         self.states_before = snapshot(lazy=True)
@@ -261,6 +275,25 @@ class Recorder:
         if not listing:
             self.read_real.add(real)
 
+    def process_change(self) -> str | None:
+        """Return how the run changed the environment or the current folder, which a hit would not do again, in
+        words (``sets the environment variable 'MODE', ...``); None when it left both as it found them."""
+        now = environment()
+        # A variable a module set as the body imported it (scikit-learn's KMP_DUPLICATE_LIB_OK) is set again
+        # wherever that module is imported: not the body's change.
+        changed = [n for n in {*now, *self.environ}
+                   if now.get(n) != self.environ.get(n) and n not in self.set_on_import]
+        if changed:
+            name = min(changed, key=str)
+            text = os.fsdecode(name) if isinstance(name, bytes) else name
+            verb = "removes" if name not in now else "sets"
+            return (f"{verb} the environment variable {text!r}, which a hit could do again only by keeping its value "
+                    "in the cache (a token, a password)")
+        folder = _folder_now()
+        if folder != self.cwd:
+            return f"changes the current folder (to {folder}), which a hit would not do"
+        return None
+
     def wrote(self, path: str, keeping: bool = False) -> None:
         """The body writes ``path``; ``keeping``: it existed and is not truncated (appended to, written in place)."""
         real = os.path.realpath(path)
@@ -284,6 +317,11 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
             return
     try:
         frame = sys._getframe(1)
+        if event in _ENVIRONMENT_EVENTS:
+            if args and _importing(frame):
+                for recorder in active:
+                    recorder.set_on_import.add(args[0])
+            return
         code = frame.f_code
         caller = code.co_filename
         if caller.startswith(("<frozen importlib", _PACKAGE_DIR, _IMPORTLIB_DIR)):
@@ -449,6 +487,16 @@ def _list_attached(recorder: Recorder) -> None:
         raise NotRecordable(f"{unsure}, and the connection was closed or is another thread's when the run ended, "
                             "so which file it read cannot be named: attach a constant name, leave the connection "
                             "open, or declare the file with files= or memo.depends_on_file")
+
+
+def _importing(frame: types.FrameType | None) -> bool:
+    """Return True when the environment write at ``frame`` is made by a module's code run by an import."""
+    while frame is not None and frame.f_code.co_filename in _ENVIRON_CODE:
+        frame = frame.f_back
+    if frame is None or frame.f_code.co_name != "<module>":
+        return False
+    above = frame.f_back  # a notebook cell's code is "<module>" too, run by the shell, not by the import system
+    return above is not None and above.f_code.co_filename.startswith("<frozen importlib")
 
 
 def _sqlite_uri_path(name: str) -> str | None:

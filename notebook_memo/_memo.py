@@ -760,7 +760,7 @@ class MemoizedFunction(Generic[R]):
         if quick:
             store.body_finished(call.key)
         self._quick = duration < QUICK_BODY
-        if self._changed(call, args, kwargs) or self._rebound(bound):
+        if self._changed(call, args, kwargs) or self._rebound(bound) or self._changed_process(recorder):
             self._announce_computed(duration, False)
             return result
         if refresh:
@@ -795,6 +795,18 @@ class MemoizedFunction(Generic[R]):
                   f"{self._name} binds the global {changed[0]!r} anew, which a hit could not do again: this result "
                   "is not cached, so the function runs on every call that does so. Return the value instead, and "
                   "bind the global outside the function.", MemoWarning)
+        return True
+
+    def _changed_process(self, recorder: Recorder) -> bool:
+        """Return True, warning once, when the body changed the environment or the current folder and left it so:
+        a hit would return the result without that change, which later code may rely on."""
+        change = recorder.process_change()
+        if change is None:
+            return False
+        warn_once(f"changed-process:{self._qualified}:{change}",
+                  f"{self._name} {change}: this result is not cached, so the function runs on every call that does "
+                  "so. Make that change outside the function (in a cell of its own), or undo it before it returns.",
+                  MemoWarning)
         return True
 
     def _changed(self, call: Call, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
@@ -975,7 +987,7 @@ class MemoizedFunction(Generic[R]):
                 result = await self._fn(*args, **kwargs)
             duration = time.perf_counter() - start
             payload = None
-            if not (self._changed(call, args, kwargs) or self._rebound(bound)):
+            if not (self._changed(call, args, kwargs) or self._rebound(bound) or self._changed_process(recorder)):
                 with _remote.replacing_if(refresh):
                     payload = self._write(store, call, result, duration, (recorder, before, outer))
             self._announce_computed(duration, payload is not None)

@@ -10,12 +10,14 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, Shell, run_kernel
+from notebook_memo import MemoWarning, StorageWarning
+from tests.conftest import ROOT, Counter, Shell, run_kernel
 
 
 def _folders(tmp_path: Path, name: str = "data.txt") -> tuple[Path, Path]:
@@ -409,3 +411,177 @@ def test_a_cell_reading_text_is_decoded_as_the_kernel_would(tmp_path: Path, cach
              'OUT["text"] = text']
     assert run_kernel(cells, cache_dir, seed=1, env=UTF8)["text"] == "café"
     assert run_kernel(cells, cache_dir, seed=2, env=ASCII)["text"] == "caf\ufffd\ufffd"
+
+
+# -- a body that changes the environment or the current folder ------------------------------------------------
+
+def _said(shell: Shell, source: str) -> list[str]:
+    """Run a cell; return the warnings of ours it gave."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        shell.run(source)
+    return [str(w.message) for w in caught
+            if issubclass(w.category, (MemoWarning, StorageWarning)) and "not cached" in str(w.message)]
+
+
+@pytest.fixture
+def restored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment and current folder as they were, after the test (whatever its bodies set)."""
+    monkeypatch.chdir(os.getcwd())
+    monkeypatch.setenv("NBM_MODE", "before")
+    monkeypatch.delenv("NBM_MODE")
+
+
+WRITER_BODIES = {
+    "sets_a_variable": ('os.environ["NBM_MODE"] = "fast"', "environment variable 'NBM_MODE'"),
+    "removes_a_variable": ('del os.environ["NBM_MODE"]', "environment variable 'NBM_MODE'"),
+    "changes_folder": ("os.chdir(FOLDER)", "current folder"),
+    "in_a_helper": ("enter()", "current folder"),
+}
+
+
+@pytest.mark.parametrize("body, said", WRITER_BODIES.values(), ids=WRITER_BODIES.keys())
+def test_a_body_that_changes_the_environment_or_folder_is_not_cached(shell: Shell, tmp_path: Path, counter: Counter,
+                                                                    restored: None, body: str, said: str) -> None:
+    shell.ip.user_ns.update(counter=counter, FOLDER=str(tmp_path))
+    shell.run(f"""
+        import os
+        from notebook_memo import memo
+
+        def enter():
+            os.chdir(FOLDER)
+
+        @memo
+        def setup():
+            counter()
+            {body}
+            return 1
+        """)
+    os.environ["NBM_MODE"] = "before"
+    warned = _said(shell, "setup()")
+    assert len(warned) == 1 and said in warned[0] and "not cached" in warned[0], warned
+    os.environ["NBM_MODE"] = "before"
+    assert _said(shell, "setup()") == []  # once
+    assert counter.n == 2  # it ran again, and did its change again
+
+
+def test_a_body_that_puts_the_environment_and_folder_back_is_cached(shell: Shell, tmp_path: Path, counter: Counter,
+                                                                   restored: None) -> None:
+    shell.ip.user_ns.update(counter=counter, FOLDER=str(tmp_path))
+    shell.run("""
+        import contextlib, os
+        from notebook_memo import memo
+
+        @memo
+        def visit():
+            counter()
+            os.environ["NBM_MODE"] = "inside"
+            del os.environ["NBM_MODE"]
+            with contextlib.chdir(FOLDER):
+                return len(os.listdir())
+        """)
+    assert _said(shell, "visit(); visit()") == []
+    assert counter.n == 1
+
+
+WRITER_KERNEL = """
+    import os
+    from notebook_memo import memo
+
+    @memo
+    def setup():
+        os.environ["NBM_MODE"] = "fast"
+        return 1
+
+    @memo
+    def enter():
+        os.chdir("..")
+        return 2
+
+    start = os.getcwd()
+    setup(); enter()
+    print(os.environ.get("NBM_MODE"), os.getcwd() == os.path.dirname(start))
+    """
+
+
+def test_after_a_restart_the_body_still_sets_the_environment_and_folder(tmp_path: Path, cache_dir: Path) -> None:
+    assert _run(WRITER_KERNEL, tmp_path, cache_dir, seed=1) == "fast True"
+    assert _run(WRITER_KERNEL, tmp_path, cache_dir, seed=2) == "fast True"
+
+
+def test_an_async_body_that_changes_the_folder_is_not_cached(shell: Shell, tmp_path: Path, counter: Counter,
+                                                            restored: None) -> None:
+    shell.ip.user_ns.update(counter=counter, FOLDER=str(tmp_path))
+    shell.run("""
+        import os
+        from notebook_memo import memo
+
+        @memo
+        async def enter():
+            counter()
+            os.chdir(FOLDER)
+            return 1
+        """)
+    warned = _said(shell, "await enter()")
+    assert len(warned) == 1 and "current folder" in warned[0], warned
+    shell.run("await enter()")
+    assert counter.n == 2
+
+
+def test_a_batch_chunk_that_sets_the_environment_is_not_cached(shell: Shell, counter: Counter,
+                                                              restored: None) -> None:
+    shell.ip.user_ns["counter"] = counter
+    shell.run("""
+        import os
+        from notebook_memo import memo
+
+        @memo.batch("xs", progress=False)
+        def scaled(xs):
+            counter()
+            os.environ["NBM_MODE"] = "fast"
+            return [x * 2 for x in xs]
+        """)
+    warned = _said(shell, "first = scaled([1, 2])")
+    assert len(warned) == 1 and "NBM_MODE" in warned[0], warned
+    del os.environ["NBM_MODE"]
+    shell.run("second = scaled([1, 2])")
+    assert (shell["first"], shell["second"], counter.n, os.environ.get("NBM_MODE")) == ([2, 4], [2, 4], 2, "fast")
+
+
+def test_a_cell_that_changes_the_folder_is_not_cached(shell: Shell, tmp_path: Path, restored: None) -> None:
+    start = os.getcwd()
+    shell.ip.user_ns["FOLDER"] = str(tmp_path)
+    shell.run("%load_ext notebook_memo")
+    cell = """
+        %%memo
+        import os
+        os.chdir(FOLDER)
+        x = 1
+        """
+    warned = _said(shell, cell)
+    assert len(warned) == 1 and "current folder" in warned[0], warned
+    os.chdir(start)
+    shell.run(cell)
+    assert os.getcwd() == str(tmp_path)  # it ran again
+
+
+IMPORTING_KERNEL = """
+    import os, warnings
+    from notebook_memo import memo
+
+    @memo
+    def fit():
+        import sklearn  # its import sets KMP_DUPLICATE_LIB_OK, as it will wherever it is imported
+        return "fitted"
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit()
+    print(fit.cache_info().misses, [str(w.message)[:80] for w in caught], "KMP_DUPLICATE_LIB_OK" in os.environ)
+    """
+
+
+def test_a_library_that_sets_the_environment_as_it_is_imported_leaves_the_body_cached(tmp_path: Path,
+                                                                                     cache_dir: Path) -> None:
+    assert _run(IMPORTING_KERNEL, tmp_path, cache_dir, seed=1) == "1 [] True"
+    assert _run(IMPORTING_KERNEL, tmp_path, cache_dir, seed=2) == "0 [] False"
