@@ -61,7 +61,7 @@ from ._random_state import __file__ as _random_state_file
 
 __all__ = ()
 
-# JSON-safe: "files", "dirs", "globs", "cwd", "home", "encoding", "states", "generators"
+# JSON-safe: "files", "dirs", "globs", "cwd", "home", "encoding", "environment", "states", "generators"
 Conditions = dict[str, Any]
 
 # The recorders of the memoized bodies running around this point; None while our own lookups run.
@@ -81,7 +81,19 @@ _WRITE_EVENTS = frozenset({"os.remove", "os.unlink", "os.rename", "os.replace", 
 _CONNECTED = "sqlite3.connect/handle"  # a new SQLite connection: what it attaches opens files in C, with no event
 # os.environ's writes: told apart by who makes them (a module's code run by an import is not the body's change)
 _ENVIRONMENT_EVENTS = frozenset({"os.putenv", "os.unsetenv"})
-_EVENTS = _READ_EVENTS | _WRITE_EVENTS | _ENVIRONMENT_EVENTS | {_CONNECTED}
+# Another process started: it reads the environment and runs in the current folder (unless given others).
+_SPAWN_EVENTS = frozenset({"subprocess.Popen", "os.system", "os.posix_spawn", "os.exec", "os.spawn", "os.fork",
+                           "os.forkpty", "os.startfile"})
+_EVENTS = _READ_EVENTS | _WRITE_EVENTS | _ENVIRONMENT_EVENTS | _SPAWN_EVENTS | {_CONNECTED}
+# Variables that name the session a kernel runs in (its terminal, its ssh connection, the server's process),
+# which differ from one kernel start to the next and which a program's results do not depend on: left out of
+# the environment a started process is checked against, or every restart would miss.
+_SESSION_VARIABLES = frozenset({"_", "PWD", "OLDPWD", "SHLVL", "WINDOWID", "TERM_SESSION_ID", "XDG_SESSION_ID",
+                                "INVOCATION_ID", "JOURNAL_STREAM", "MANAGERPID", "SYSTEMD_EXEC_PID",
+                                "DBUS_SESSION_BUS_ADDRESS", "XAUTHORITY", "SESSION_MANAGER", "DISPLAY", "GPG_TTY",
+                                "TMUX", "TMUX_PANE", "STY", "WINDOW", "COLUMNS", "LINES", "SECURITYSESSIONID"})
+_SESSION_PREFIXES = ("SSH_", "JPY_", "VSCODE_", "PYDEVD_", "ELECTRON_", "KITTY_", "WEZTERM_", "ITERM_",
+                     "ALACRITTY_", "GNOME_TERMINAL_", "KONSOLE_", "TERM_PROGRAM", "XPC_", "NOTEBOOK_MEMO_")
 # os.environ's own code between a write and who made it (environ.setdefault and update are MutableMapping's).
 _ENVIRON_CODE = frozenset({type(os.environ).__setitem__.__code__.co_filename,
                            collections.abc.MutableMapping.setdefault.__code__.co_filename})
@@ -220,6 +232,9 @@ class Recorder:
         self.cwd = os.getcwd()
         self.environ = environment()  # to tell whether the run changed it, which a hit could not do again
         self.set_on_import: set[Any] = set()  # variables set by a module's code as it was imported
+        self.spawned = ""  # the first program the run started, if any
+        self.spawn_environment = False  # ... and whether one of them read this process's environment
+        self.spawn_folder = False  # ... or ran in its current folder
         self.thread = threading.get_ident()
         isolate_framework_draws()  # before the states are read: a framework thread's draw is not the body's
         self.states_before = snapshot(lazy=True)
@@ -294,6 +309,12 @@ class Recorder:
             return f"changes the current folder (to {folder}), which a hit would not do"
         return None
 
+    def spawn(self, program: str, environment_given: bool, folder_given: bool) -> None:
+        """The run started another process, ``program``, given its own environment and absolute folder or not."""
+        self.spawned = self.spawned or program
+        self.spawn_environment = self.spawn_environment or not environment_given
+        self.spawn_folder = self.spawn_folder or not folder_given
+
     def wrote(self, path: str, keeping: bool = False) -> None:
         """The body writes ``path``; ``keeping``: it existed and is not truncated (appended to, written in place)."""
         real = os.path.realpath(path)
@@ -321,6 +342,13 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
             if args and _importing(frame):
                 for recorder in active:
                     recorder.set_on_import.add(args[0])
+            return
+        if event in _SPAWN_EVENTS:
+            # subprocess's own posix_spawn follows its event, which says what it was given
+            if not (event.startswith("os.") and frame.f_code.co_filename == _module_file("subprocess")):
+                program, environment_given, folder_given = _started(event, args)
+                for recorder in active:
+                    recorder.spawn(program, environment_given, folder_given)
             return
         code = frame.f_code
         caller = code.co_filename
@@ -487,6 +515,54 @@ def _list_attached(recorder: Recorder) -> None:
         raise NotRecordable(f"{unsure}, and the connection was closed or is another thread's when the run ended, "
                             "so which file it read cannot be named: attach a constant name, leave the connection "
                             "open, or declare the file with files= or memo.depends_on_file")
+
+
+def _module_file(name: str) -> str | None:
+    """Return a loaded module's file (None when it is not loaded): importing it here would cost every kernel."""
+    return getattr(sys.modules.get(name), "__file__", None)
+
+
+def _started(event: str, args: tuple[Any, ...]) -> tuple[str, bool, bool]:
+    """Return the program a spawn event starts (its name only: a command line may hold a token), and whether it
+    was given its own environment and an absolute folder to run in."""
+    if event in ("os.fork", "os.forkpty"):
+        return "a forked child", False, False
+    if event == "subprocess.Popen":  # executable, args, cwd, env
+        command, cwd, env = args[1] if args[1] is not None else args[0], args[2], args[3]
+    elif event == "os.spawn":  # mode, path, args, env
+        command, cwd, env = args[1], None, args[3]
+    else:  # os.system(command), os.startfile(path, ...), os.posix_spawn and os.exec(path, args, env)
+        command, cwd, env = args[0], None, args[2] if len(args) > 2 else None
+    first = command[0] if isinstance(command, (list, tuple)) and command else command
+    try:
+        words = os.fsdecode(first).split()
+    except TypeError:
+        words = []
+    program = os.path.basename(words[0]) if words else "a program"
+    folder_given = cwd is not None and os.path.isabs(os.fsdecode(cwd))
+    return program, env is not None and env is not os.environ, folder_given
+
+
+# The environment last digested, with its digest: one tuple, so that a thread never reads one without the other.
+_last_environment: list[tuple[dict[Any, Any], str]] = [({}, "")]
+
+
+def environment_digest(environ: dict[Any, Any]) -> str:
+    """Return a digest of an environment (as ``environment()`` copies it) less the session's own variables."""
+    last, digest = _last_environment[0]
+    if environ == last and digest:  # checked on every hit of a run that started a process: compared, not hashed
+        return digest
+    h = xxhash.xxh3_128()
+    for name, value in sorted(environ.items()):
+        text = os.fsdecode(name) if isinstance(name, bytes) else name
+        if text in _SESSION_VARIABLES or text.startswith(_SESSION_PREFIXES):
+            continue
+        for part in (name, value):
+            h.update(part if isinstance(part, bytes) else part.encode("utf-8", "surrogatepass"))
+            h.update(b"\0")
+    digest = h.hexdigest()
+    _last_environment[0] = (dict(environ), digest)
+    return digest
 
 
 def _importing(frame: types.FrameType | None) -> bool:
@@ -844,7 +920,7 @@ def finish(recorder: Recorder, excluded: Iterable[str]) -> Conditions:
     if recorder.connections or recorder.attached_unnamed:
         _list_attached(recorder)
     if not (recorder.reads or recorder.listed or recorder.declared or recorder.inherited or recorder.patterns
-            or recorder.rewritten):
+            or recorder.rewritten or recorder.spawned):
         return {}  # the common run: it read no file and was served no entry with conditions
     try:
         return _finish(recorder, excluded)
@@ -913,8 +989,16 @@ def _finish(recorder: Recorder, excluded: Iterable[str]) -> Conditions:
     home = os.path.expanduser("~")
     if home != "~" and _inside(home, recorder, files.values(), dirs.values()):
         conditions["home"] = home
+    if recorder.spawned:
+        # What another process reads is not seen: it is served while what it inherited is the same (its text
+        # output is decoded as the locale says).
+        if recorder.spawn_environment:
+            conditions["environment"] = [environment_digest(recorder.environ), recorder.spawned]
+        if recorder.spawn_folder:
+            conditions["cwd"] = recorder.cwd
+        conditions["encoding"] = text_encoding()
     for inherited in recorder.inherited:
-        for place in ("cwd", "home", "encoding"):
+        for place in ("cwd", "home", "encoding", "environment"):
             if place in inherited:
                 conditions.setdefault(place, inherited[place])
         for entry in inherited.get("files", []):
@@ -1136,6 +1220,13 @@ def text_encoding() -> str:
     return locale.getpreferredencoding(False)
 
 
+def spawn_condition(value: Any) -> tuple[Any, str]:
+    """Return the environment digest and program of an "environment" condition (a damaged one matches nothing)."""
+    if isinstance(value, list) and len(value) == 2 and all(isinstance(part, str) for part in value):
+        return value[0], value[1]
+    return None, "a program"
+
+
 def failures(conditions: Conditions, first_only: bool = True) -> list[str]:
     """Return what no longer holds, in plain words (only the first unless ``first_only`` is False)."""
     found: list[str] = []
@@ -1147,8 +1238,14 @@ def failures(conditions: Conditions, first_only: bool = True) -> list[str]:
             return found
     folder = conditions.get("cwd")
     if folder is not None and _folder_now() != folder:
-        found.append(f"the current folder is {_folder_now()} now; the run read files by absolute paths inside "
-                     f"{folder}, where it ran, which may have been made from it")
+        found.append(f"the current folder is {_folder_now()} now, {folder} when it ran (it started a process "
+                     "there, or read files by absolute paths inside it, which may have been made from it)")
+        if first_only:
+            return found
+    started = conditions.get("environment")
+    if started is not None and environment_digest(environment()) != spawn_condition(started)[0]:
+        found.append(f"the environment differs from the run's: it started a process ({spawn_condition(started)[1]}), "
+                     "which may read any variable; give it env= with the variables it needs to check only those")
         if first_only:
             return found
     home = conditions.get("home")

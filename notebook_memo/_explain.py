@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ._conditions import spawn_condition
 from ._inventory import human_bytes, human_time, is_marker
 from ._serialize import CorruptRecord
 
@@ -203,7 +204,11 @@ def _condition_notes(conditions: dict[str, Any]) -> list[str]:
     for entry in conditions.get("dirs", [])[:3]:
         notes.append(f"checked: folder {entry[0]} lists the same files")
     if "cwd" in conditions:
-        notes.append(f"checked: the current folder is {conditions['cwd']} (it read files by absolute paths inside it)")
+        notes.append(f"checked: the current folder is {conditions['cwd']} (it started a process there, or read files "
+                     "by absolute paths inside it)")
+    if "environment" in conditions:
+        notes.append(f"checked: the environment is the run's (it started a process, "
+                     f"{spawn_condition(conditions['environment'])[1]})")
     if "home" in conditions:
         notes.append(f"checked: the home folder is {conditions['home']} (it read files by absolute paths inside it)")
     if "states" in conditions:

@@ -585,3 +585,148 @@ def test_a_library_that_sets_the_environment_as_it_is_imported_leaves_the_body_c
                                                                                      cache_dir: Path) -> None:
     assert _run(IMPORTING_KERNEL, tmp_path, cache_dir, seed=1) == "1 [] True"
     assert _run(IMPORTING_KERNEL, tmp_path, cache_dir, seed=2) == "0 [] False"
+
+
+# -- processes the body starts --------------------------------------------------------------------------------
+
+SPAWNING_BODIES = {
+    "subprocess_run": 'subprocess.run(["sh", "-c", "echo $NBM_SPLIT"], capture_output=True, text=True).stdout',
+    "check_output_shell": 'subprocess.check_output("echo $NBM_SPLIT", shell=True, text=True)',
+    "os_popen": 'os.popen("echo $NBM_SPLIT").read()',
+    "os_system": 'os.system("echo $NBM_SPLIT > " + OUT) or open(OUT).read()',
+    "posix_spawn": 'wait(os.posix_spawn("/bin/sh", ["sh", "-c", "echo $NBM_SPLIT > " + OUT], os.environ)) '
+                   "or open(OUT).read()",
+    "fork": "forked()",
+}
+
+
+@pytest.mark.parametrize("body", SPAWNING_BODIES.values(), ids=SPAWNING_BODIES.keys())
+def test_a_process_the_body_starts_reads_the_environment_of_the_call(shell: Shell, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch,
+                                                                     body: str) -> None:
+    shell.ip.user_ns["OUT"] = str(tmp_path / "out.txt")
+    shell.run(f"""
+        import os, subprocess
+        from notebook_memo import memo
+
+        def wait(pid):
+            os.waitpid(pid, 0)
+
+        def forked():
+            read, write = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # the child runs a program, which reads the environment it inherited
+                os.dup2(write, 1)
+                os.execv("/bin/sh", ["sh", "-c", "echo $NBM_SPLIT"])
+            os.close(write)
+            wait(pid)
+            with os.fdopen(read) as f:
+                return f.read()
+
+        @memo
+        def split():
+            return {body}.strip()
+        """)
+    monkeypatch.setenv("NBM_SPLIT", "train")
+    assert shell.run("split()") == "train"
+    monkeypatch.setenv("NBM_SPLIT", "test")
+    assert "the environment differs" in shell.run("str(split.explain())")
+    assert shell.run("split()") == "test"
+    assert shell.run("split(), split.cache_info().misses") == ("test", 2)  # unchanged since: served
+
+
+def test_a_process_started_in_the_current_folder_runs_in_the_folder_of_the_call(shell: Shell, tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b = _folders(tmp_path)
+    shell.run("""
+        import subprocess
+        from notebook_memo import memo
+
+        @memo
+        def listed():
+            return subprocess.run(["cat", "data.txt"], capture_output=True, text=True).stdout
+        """)
+    monkeypatch.chdir(a)
+    assert shell.run("listed()") == "from A"
+    monkeypatch.chdir(b)
+    assert shell.run("listed()") == "from B"
+    assert f"the current folder is {b}" in shell.run("str(listed.explain())")
+
+
+def test_a_process_given_its_environment_and_folder_hits_whatever_the_kernel_s(shell: Shell, tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b = _folders(tmp_path)
+    shell.ip.user_ns["FOLDER"] = str(a)
+    shell.run("""
+        import subprocess
+        from notebook_memo import memo
+
+        @memo
+        def split(name):
+            return subprocess.run(["sh", "-c", "cat data.txt; echo $NBM_SPLIT"], env={"NBM_SPLIT": name}, cwd=FOLDER,
+                                  capture_output=True, text=True).stdout
+        """)
+    for folder, value in ((a, "train"), (b, "test")):
+        monkeypatch.chdir(folder)
+        monkeypatch.setenv("NBM_SPLIT", value)
+        assert shell.run("split('x')") == "from Ax\n"
+    assert shell.run("split.cache_info().misses") == 1
+
+
+SPAWNING_KERNEL = """
+    import os, subprocess
+    os.environ.pop("PYTHONHASHSEED")  # as in a notebook's kernel: this test's restarts set it, Jupyter does not
+    os.environ["SHLVL"] = str(os.getpid())  # the session's own variables differ from kernel to kernel
+    from notebook_memo import memo
+
+    @memo
+    def split():
+        return subprocess.run(["sh", "-c", "echo $NBM_SPLIT"], capture_output=True, text=True).stdout.strip()
+
+    print(split(), split.cache_info().misses)
+    """
+
+
+def test_a_process_the_body_starts_hits_after_a_restart_in_the_same_environment(tmp_path: Path,
+                                                                               cache_dir: Path) -> None:
+    assert _run(SPAWNING_KERNEL, tmp_path, cache_dir, seed=1, NBM_SPLIT="train") == "train 1"
+    assert _run(SPAWNING_KERNEL, tmp_path, cache_dir, seed=2, NBM_SPLIT="train") == "train 0"
+    assert _run(SPAWNING_KERNEL, tmp_path, cache_dir, seed=3, NBM_SPLIT="test") == "test 1"
+
+
+def test_a_cell_that_starts_a_process_runs_again_when_the_environment_changed(shell: Shell,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    shell.run("%load_ext notebook_memo")
+    cell = """
+        %%memo
+        import subprocess
+        split = subprocess.run(["sh", "-c", "echo $NBM_SPLIT"], capture_output=True, text=True).stdout.strip()
+        """
+    for value in ("train", "test"):
+        monkeypatch.setenv("NBM_SPLIT", value)
+        shell.run(cell)
+        assert shell["split"] == value
+
+
+@pytest.mark.parametrize("damaged", [{"environment": 5}, {"environment": ["x"]}, {"cwd": 7, "home": [1]},
+                                     {"encoding": {"a": 1}}])
+def test_a_damaged_process_condition_is_a_miss_not_an_error(shell: Shell, damaged: dict[str, object]) -> None:
+    from notebook_memo._memo import save
+    from notebook_memo._serialize import dumps
+
+    shell.run("""
+        import subprocess
+        from notebook_memo import memo
+
+        @memo
+        def echo():
+            return subprocess.run(["echo", "hi"], capture_output=True, text=True).stdout
+        """)
+    assert shell.run("echo()") == "hi\n"
+    fn = shell["echo"]
+    (record,) = fn.entries()
+    meta = record.header.meta()
+    meta["pre"].update(damaged)  # as a writer of another version, or a hostile one holding the secret, left it
+    assert save(fn._store(), record.key, dumps("planted"), meta, None, 0.1, fn._fid)
+    assert "MISS" in shell.run("str(echo.explain())")
+    assert shell.run("echo(), echo.cache_info().misses") == ("hi\n", 2)
