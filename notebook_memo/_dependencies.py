@@ -1063,10 +1063,12 @@ class CodeState:
 class CodeTracker:
     """Resolves a function's code and dependencies, re-using the last answer while valid."""
 
-    def __init__(self, fn: types.FunctionType, owner_path: list[str] | None, track_versions: bool) -> None:
+    def __init__(self, fn: types.FunctionType, owner_path: list[str] | None, track_versions: bool,
+                 by_code: bool = False) -> None:
         self.fn = fn
         self.owner_path = owner_path
         self.track_versions = track_versions
+        self.by_code = by_code  # every function by its code object: alike in a worker, which has no source
         self._watch: list[tuple[Any, ...]] | None = None
         self._state: CodeState | None = None
 
@@ -1083,7 +1085,7 @@ class CodeTracker:
         state = self.unchanged()
         if state is not None:
             return state
-        resolver = _Resolver(self.track_versions)
+        resolver = _Resolver(self.track_versions, self.by_code)
         with _running(resolver):
             return self._resolve(resolver)
 
@@ -1093,7 +1095,7 @@ class CodeTracker:
         # The function itself: its defaults were bound with the arguments; its code and attributes
         # are watched (each read of __code__ is an audited event, so only that one).
         resolver.watch.append(("top", fn, fn.__code__, fn.__dict__, list(fn.__dict__.items())))
-        own, method = own_fingerprint(fn)
+        own, method = own_fingerprint(fn, self.by_code)
         resolver.globals_of(fn, fn.__qualname__)
         for index, cell_name in enumerate(fn.__code__.co_freevars[:len(fn.__closure__ or ())]):
             if cell_name != "__class__":

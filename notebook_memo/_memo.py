@@ -323,7 +323,9 @@ class MemoizedFunction(Generic[R]):
         # Its last run in this process ended within QUICK_BODY: the next miss skips the lease.
         self._quick = False
         self._tracker: CodeTracker | None = None
+        self._tracker_by_code: CodeTracker | None = None  # for what travels to workers: see ``_reads_by_code``
         self._carried: list[CodeState | None] | None = None  # [the sender's state, ours when it arrived]
+        self._sent_reads: dict[str, tuple[str, bytes]] = {}  # the sender's ``_reads_by_code``, with _carried
         self._prefix: tuple[CodeState | None, bytes] = (None, b"")  # the key's framed parts before the arguments
         # The metadata every record of one code state shares, and its JSON text: (deps, code, own, method, head).
         self._meta_head: tuple[Any, ...] = (None, b"", b"", "", ({}, "{"))
@@ -378,8 +380,7 @@ class MemoizedFunction(Generic[R]):
         """Return the function's code digest and dependencies as of now."""
         tracker = self._tracker
         if tracker is None or tracker.track_versions != self._track_versions():
-            owner_path = self._fn.__qualname__.split(".")[:-1] if self._is_method else None
-            tracker = CodeTracker(self._fn, owner_path, self._track_versions())  # type: ignore[arg-type]
+            tracker = CodeTracker(self._fn, self._owner_path(), self._track_versions())  # type: ignore[arg-type]
             self._tracker = tracker
         state = tracker.current()
         carried = self._carried
@@ -388,16 +389,35 @@ class MemoizedFunction(Generic[R]):
         sent, arrived = carried
         assert sent is not None
         if arrived is None:
-            ours, theirs = _read_parts(state), _read_parts(sent)
-            if any(ours[name] != theirs[name] for name in ours.keys() & theirs.keys()):
-                # Another value read here (an environment variable, a module's global, installed versions,
-                # settings): its own keys, never the sender's, which stand for what the sender read.
+            sent_reads = self._sent_reads
+            if any(sent_reads.get(label) != read for label, read in self._reads_by_code().items()):
+                # Other code or values read here (a helper the sender replaced in a module the worker imported
+                # afresh, an environment variable, a module's global, installed versions, settings): its own
+                # keys, never the sender's, which stand for what the sender ran and read. What only the sender
+                # reads (a method's class, which travels with the instance) is not read here.
                 self._carried = None
                 return state
             carried[1] = arrived = state
         if state is arrived or (state.code == arrived.code and state.deps_digest == arrived.deps_digest):
             return dataclasses.replace(sent, mutable=state.mutable) if state.mutable else sent
         return state  # changed here since it arrived: keyed by what it is now
+
+    def _owner_path(self) -> list[str] | None:
+        """Return the path of the class a method is defined in (its other methods are read through self)."""
+        return self._fn.__qualname__.split(".")[:-1] if self._is_method else None
+
+    def _reads_by_code(self) -> dict[str, tuple[str, bytes]]:
+        """Return what the function reads, every function and class keyed by its code objects.
+
+        Its code state keys a notebook's code by source, which a worker it is sent to lacks: this is
+        what both can compute alike, so a worker tells whether it runs and reads what its sender did.
+        """
+        tracker = self._tracker_by_code
+        if tracker is None or tracker.track_versions != self._track_versions():
+            tracker = CodeTracker(self._fn, self._owner_path(), self._track_versions(),  # type: ignore[arg-type]
+                                  by_code=True)
+            self._tracker_by_code = tracker
+        return tracker.current().deps.parts
 
     def make_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
         """Return the key and its ingredients for calling with these arguments."""
@@ -1185,7 +1205,8 @@ class MemoizedFunction(Generic[R]):
         if state.mutable:
             state = dataclasses.replace(state, mutable=())  # the data read here stays here
         return {"fn": self._fn, "options": options, "version": self._version, "code": state,
-                "extra": self._travel_extra(), "fid": self._fid, "notebook": self._notebook}
+                "reads": dict(self._reads_by_code()), "extra": self._travel_extra(), "fid": self._fid,
+                "notebook": self._notebook}
 
     def _remote_placement(self) -> tuple[str, bool]:
         """Return the remote this function uses here ("" for none) and whether read-only: a worker uses the same."""
@@ -1213,6 +1234,7 @@ class MemoizedFunction(Generic[R]):
         # The sender's code state (a notebook keys by source, which a worker lacks) holds for as
         # long as this function's own resolution stays what it was on arrival.
         self._carried = [state["code"], None]
+        self._sent_reads = state["reads"]
         self._restore_extra(state["extra"])
 
     def _placed(self, directory: str, remote: str, read_only: bool) -> MemoizedFunction[R]:
@@ -1231,7 +1253,7 @@ class MemoizedFunction(Generic[R]):
         while the resolution is what it was on arrival.
         """
         self._fn = self.__wrapped__ = fn
-        self._tracker = None
+        self._tracker = self._tracker_by_code = None
 
     def __copy__(self) -> MemoizedFunction[R]:
         return self  # like a plain function: copies share it, its keys and its counters
@@ -1341,11 +1363,6 @@ def _by_reference(module: str, qualname: str, directory: str, remote: str | None
 
 def _skeleton(cls: type[MemoizedFunction[Any]]) -> MemoizedFunction[Any]:
     return cls.__new__(cls)
-
-
-def _read_parts(state: CodeState) -> dict[str, bytes]:
-    """Return what the code reads besides code (code differs by how it travelled: source or code object)."""
-    return {label: kind.encode() + digest for label, (kind, digest) in state.deps.parts.items() if kind != "code"}
 
 
 # -- the decorator object -------------------------------------------------------------------

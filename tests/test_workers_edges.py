@@ -1,0 +1,109 @@
+"""Edges of work done away from the notebook's own thread: workers that run other code than their sender,
+batch items of other kinds, interrupts while a lease or a write transaction is taken, and a batch body
+that needs its own items."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT, run_kernel
+
+WORKER_RUNS_OTHER_HELPERS = """
+import multiprocessing, sys
+from concurrent.futures import ProcessPoolExecutor
+sys.path.insert(0, {folder!r})
+from notebook_memo import memo
+import helpers_module
+
+@memo(cache_dir={cache!r})
+def scaled(x):
+    return helpers_module.{call}
+
+def patched(x):
+    return x * 100
+
+class Patched:
+    def times(self, x):
+        return x * 100
+
+if __name__ == "__main__":
+    {patch}
+    context = multiprocessing.get_context({method!r})
+    with ProcessPoolExecutor(1, mp_context=context) as pool:
+        print("worker", pool.submit(scaled, 1).result())
+    print("parent", scaled(1), scaled.uncached(1))
+"""
+
+HELPERS_MODULE = """
+def helper(x):
+    return x * 1
+
+
+class Scale:
+    def times(self, x):
+        return x * 1
+"""
+
+
+def _run_script(tmp_path: Path, text: str) -> list[str]:
+    script = tmp_path / "notebook.py"
+    script.write_text(text)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+def _patched_helper(tmp_path: Path, method: str, call: str, patch: str) -> list[str]:
+    (tmp_path / "helpers_module.py").write_text(HELPERS_MODULE)
+    return _run_script(tmp_path, WORKER_RUNS_OTHER_HELPERS.format(
+        folder=str(tmp_path), cache=str(tmp_path / "cache"), method=method, call=call, patch=patch))
+
+
+def test_a_spawned_worker_running_the_module_s_own_helper_keys_by_its_own(tmp_path: Path) -> None:
+    """The notebook replaced a user module's helper; a spawned worker imports the original: the worker's
+    result (1) is stored under its own key, never under the one the notebook's x100 helper reads."""
+    lines = _patched_helper(tmp_path, "spawn", "helper(x)", "helpers_module.helper = patched")
+    assert lines == ["worker 1", "parent 100 100"]
+
+
+def test_a_forkserver_worker_running_the_module_s_own_method_keys_by_its_own(tmp_path: Path) -> None:
+    """The same with a class of the module replaced (its method is the code that differs)."""
+    lines = _patched_helper(tmp_path, "forkserver", "Scale().times(x)", "helpers_module.Scale = Patched")
+    assert lines == ["worker 1", "parent 100 100"]
+
+
+def test_joblib_workers_running_a_module_s_helper_the_notebook_replaced_key_by_their_own(tmp_path: Path) -> None:
+    """The notebook's helper has the module helper's very code but reads the notebook's K (100), the one a
+    loky worker imports reads the module's (1): the workers' results are not the notebook's."""
+    (tmp_path / "helpers_module.py").write_text("K = 1\n\n\ndef helper(x):\n    return x * K\n")
+    out = run_kernel([
+        f"""
+        import sys
+        sys.path.insert(0, {str(tmp_path)!r})
+        from joblib import Parallel, delayed
+        from notebook_memo import memo
+        import helpers_module
+        K = 100
+        """,
+        """
+        def helper(x):
+            return x * K
+
+        helpers_module.helper = helper
+
+        @memo
+        def scaled(x):
+            return helpers_module.helper(x)
+        """,
+        """
+        OUT["workers"] = Parallel(n_jobs=2, backend="loky")(delayed(scaled)(x) for x in [1, 2])
+        OUT["here"] = [scaled(x) for x in [1, 2]]
+        """,
+    ], tmp_path / "cache", env={"PYTHONPATH": str(tmp_path)})
+    assert out["workers"] == [1, 2]
+    assert out["here"] == [100, 200]
