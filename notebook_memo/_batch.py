@@ -94,12 +94,13 @@ class BatchFunction(MemoizedFunction[Any]):
         others = {n: content_hash(v, f"argument '{n}' of {self._name}")
                   for n, v in bound.arguments.items() if n != self._argument and n not in self._options.ignore}
         state = self.code_state()
-        prefix = combine([b"nbmB", self._fid.encode(), state.code, state.deps_digest, self._version]
+        kind = _containers.kind(batch)
+        prefix = combine([b"nbmB", self._fid.encode(), state.code, state.deps_digest, self._version,
+                          _containers.container_digest(batch, kind)]
                          + [n.encode() + b"\0" + d for n, d in others.items()]
                          + self._binder.shared([(n, bound.arguments[n]) for n in others]))
         call = Call(prefix.hex(), others, state.code, state.own, state.deps, state.method, mutable=True,
                     changeable=state.mutable)
-        kind = _containers.kind(batch)
         digests: list[bytes] = []
         try:
             for item in _containers.items(batch, kind):

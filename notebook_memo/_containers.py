@@ -18,6 +18,7 @@ from typing import Any
 
 from ._config import TYPE_DESCRIPTION_LIMIT
 from ._errors import BatchError
+from .hashing import content_hash
 
 __all__ = ()
 
@@ -51,6 +52,17 @@ def items(value: Any, kind: str) -> list[Any]:
     if kind in ("series", "frame"):
         return [value.iloc[i] for i in range(len(value))]
     return list(value)
+
+
+def container_digest(value: Any, kind: str) -> bytes:
+    """Return the digest of what a batch argument gives the body besides its items' values: its container
+    and dtypes. Items alone do not say it: a Series and an int64 array have equal items (numpy ints), yet
+    the Series yields Python ints; categories and a frame's column dtypes are in no item."""
+    if kind in ("series", "ndarray"):
+        return content_hash((kind, value.dtype), "the batch argument's dtype")
+    if kind == "frame":
+        return content_hash((kind, list(value.dtypes)), "the batch argument's dtypes")
+    return kind.encode()
 
 
 def subset(value: Any, kind: str, positions: list[int]) -> Any:

@@ -8,8 +8,13 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
-from tests.conftest import ROOT, run_kernel
+import numpy as np
+import pandas as pd
+
+from notebook_memo import memo
+from tests.conftest import ROOT, Seen, run_kernel
 
 WORKER_RUNS_OTHER_HELPERS = """
 import multiprocessing, sys
@@ -107,3 +112,63 @@ def test_joblib_workers_running_a_module_s_helper_the_notebook_replaced_key_by_t
     ], tmp_path / "cache", env={"PYTHONPATH": str(tmp_path)})
     assert out["workers"] == [1, 2]
     assert out["here"] == [100, 200]
+
+
+# -- memo.batch: what the body is given besides each item's value -----------------------------------------------
+
+def test_a_series_batch_is_not_answered_by_an_array_of_the_same_items() -> None:
+    """A Series yields Python ints to the body, an int64 array numpy ints (which wrap): its items key apart."""
+
+    @memo.batch("xs", progress=False)
+    def powers(xs: Any) -> list[int]:
+        return [int(x ** 25) for x in xs]
+
+    array, series = np.array([10, 11]), pd.Series([10, 11])
+    assert powers(array) == powers.__wrapped__(array)
+    assert powers(series) == powers.__wrapped__(series) == [10 ** 25, 11 ** 25]
+
+
+def test_the_categories_of_a_categorical_batch_are_keyed() -> None:
+    seen = Seen()
+
+    @memo.batch("labels", progress=False)
+    def encode(labels: pd.Series) -> list[int]:
+        seen.extend(labels)
+        return list(labels.cat.codes)
+
+    two = pd.Series(["cat", "dog"], dtype=pd.CategoricalDtype(["cat", "dog"]))
+    three = pd.Series(["cat", "dog"], dtype=pd.CategoricalDtype(["ant", "cat", "dog"]))
+    ordered = pd.Series(["cat", "dog"], dtype=pd.CategoricalDtype(["cat", "dog"], ordered=True))
+    assert encode(two) == [0, 1]
+    assert encode(three) == [1, 2]
+    assert encode(ordered) == [0, 1]
+    assert len(seen) == 6  # each computed: the order of categories is keyed too
+    assert encode(pd.Series(["cat", "dog"], dtype=pd.CategoricalDtype(["cat", "dog"]))) == [0, 1]
+    assert len(seen) == 6  # the same again: every item from the cache
+
+
+def test_a_frame_batch_keys_its_column_dtypes() -> None:
+    """A row of an int and a float column is a float row, as is one of two float columns: the body sees either."""
+
+    @memo.batch("rows", progress=False)
+    def kinds(rows: pd.DataFrame) -> list[str]:
+        return [str(rows.dtypes["a"])] * len(rows)
+
+    ints = pd.DataFrame({"a": [1, 2], "b": [0.5, 1.5]})
+    floats = pd.DataFrame({"a": [1.0, 2.0], "b": [0.5, 1.5]})
+    assert kinds(ints) == ["int64", "int64"]
+    assert kinds(floats) == ["float64", "float64"]
+
+
+def test_a_tuple_batch_is_not_answered_by_a_list_and_the_same_list_hits() -> None:
+    seen = Seen()
+
+    @memo.batch("xs", progress=False)
+    def containers(xs: Any) -> list[str]:
+        seen.extend(xs)
+        return [type(xs).__name__] * len(xs)
+
+    assert containers([1, 2]) == ["list", "list"]
+    assert containers((1, 2)) == ["tuple", "tuple"]
+    assert containers([1, 2]) == ["list", "list"]
+    assert list(seen) == [1, 2, 1, 2]
