@@ -603,12 +603,10 @@ class _Plan:
                                               [watches.setdefault(p, Watch()) for p in wanted])
             except Exception:
                 taken = [True] * len(wanted)  # no working storage: compute without coordination
+            # Held at once, in one step: what the caller's ``finally`` gives back, however the call ends.
+            self.held.extend([self.keys[p] for p, got in zip(wanted, taken) if got])
             for position, got in zip(wanted, taken):
-                if got:
-                    self.held.append(self.keys[position])
-                    claimed.append(position)
-                else:
-                    rest.append(position)
+                (claimed if got else rest).append(position)
             rest.extend(part[len(wanted):])
         if claimed and not self.refresh:
             # Another process may have stored some of them before we took their leases.

@@ -698,29 +698,31 @@ class MemoizedFunction(Generic[R]):
                 # Its last run here ended within QUICK_BODY and no one else is computing this key: it
                 # runs without the lease's two commits, and takes the lease only if it goes on past
                 # QUICK_BODY (a background thread does), so that others wait for a slow run.
-                store.run_started(call.key)
                 try:
+                    # Noted inside: a run noted and never forgotten (Ctrl-C as it is noted) would be leased by
+                    # the background thread and renewed for as long as this process lives.
+                    store.run_started(call.key)
                     return self._compute(store, call, args, kwargs, outer, refresh, quick=True)
                 finally:
                     if store.run_finished(call.key):
                         self._release(store, [call.key])
             leased = False
-            watch = Watch()
-            delay = 0.001
-            while True:
-                try:
-                    leased = store.try_lease(call.key, watch)
-                except Exception:
-                    break  # no working storage: compute without coordination
-                if leased:
-                    break
-                time.sleep(delay)
-                delay = min(delay * 2, LOCK_POLL_MAX)
-                if not refresh:
-                    value = self._read(store, call.key, call, outer)
-                    if value is not _MISS:
-                        return value
             try:
+                watch = Watch()
+                delay = 0.001
+                while True:
+                    try:
+                        leased = store.try_lease(call.key, watch)
+                    except Exception:
+                        break  # no working storage: compute without coordination
+                    if leased:
+                        break
+                    time.sleep(delay)
+                    delay = min(delay * 2, LOCK_POLL_MAX)
+                    if not refresh:
+                        value = self._read(store, call.key, call, outer)
+                        if value is not _MISS:
+                            return value
                 if leased and not refresh:
                     # The previous holder may have stored the result and released the lease
                     # between our last look and our taking it.

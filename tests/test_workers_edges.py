@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from notebook_memo import memo
 from tests.conftest import ROOT, Seen, run_kernel
@@ -172,3 +173,76 @@ def test_a_tuple_batch_is_not_answered_by_a_list_and_the_same_list_hits() -> Non
     assert containers((1, 2)) == ["tuple", "tuple"]
     assert containers([1, 2]) == ["list", "list"]
     assert list(seen) == [1, 2, 1, 2]
+
+
+# -- an interrupt (Ctrl-C) while a lease is being taken -----------------------------------------------------
+
+LEASE_INTERRUPTED = """
+import os, signal, sqlite3, sys, time
+from notebook_memo import configure, memo
+from notebook_memo.stores import local, remote
+from notebook_memo.stores.local import open_stores
+
+MODE, CACHE = sys.argv[1], sys.argv[2]
+if MODE == "remote":
+    configure(remote=sys.argv[3])
+
+@memo(cache_dir=CACHE)
+def slow(x):
+    time.sleep(0.05)
+    return x * 2
+
+@memo(cache_dir=CACHE)
+def fast(x):
+    return x * 2
+
+@memo.batch("xs", cache_dir=CACHE, progress=False)
+def doubles(xs):
+    return [2 * x for x in xs]
+
+def interrupting(owner, name):
+    original = getattr(owner, name)
+    def step(self, *args):
+        setattr(owner, name, original)
+        result = original(self, *args)
+        signal.raise_signal(signal.SIGINT)  # the user presses interrupt just after this step
+        return result
+    setattr(owner, name, step)
+
+if MODE == "quick":
+    fast(0)  # a quick body: its next miss runs without the lease, noting the run for the background thread
+    interrupting(local.Store, "run_started")
+elif MODE == "remote":
+    interrupting(remote.RemoteTier, "try_leases")
+else:
+    interrupting(local.Store, "_start_flusher")
+call = {"lease": lambda: slow(1), "remote": lambda: slow(1), "batch": lambda: doubles([1, 2]),
+        "quick": lambda: fast(1)}[MODE]
+try:
+    call()
+except KeyboardInterrupt:
+    print("interrupted")
+time.sleep(0.5)  # the background thread leases a run without one once it goes past QUICK_BODY
+store, = open_stores()
+with sqlite3.connect(os.path.join(CACHE, "cache.db")) as con:
+    rows = con.execute("SELECT count(*) FROM Cache WHERE key LIKE 'lock:%'").fetchone()[0]
+print("held", store.holds_leases(), "rows", rows)
+if not store.holds_leases():
+    print("again", call())
+"""
+
+
+@pytest.mark.parametrize("mode", ["lease", "batch", "quick", "remote"])
+def test_an_interrupt_just_after_a_lease_is_taken_gives_it_back(tmp_path: Path, mode: str) -> None:
+    """Ctrl-C once the lease row is written but before the caller knows it holds it: the lease goes back at
+    once, rather than being renewed by our own background thread for as long as the kernel lives (every
+    later call of the key, here and in other kernels, would wait on it for ever)."""
+    script = tmp_path / "interrupted.py"
+    script.write_text(LEASE_INTERRUPTED)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           "NOTEBOOK_MEMO_LEASE": "3"}
+    done = subprocess.run([sys.executable, str(script), mode, str(tmp_path / "cache"),
+                           (tmp_path / "team").as_uri()], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    again = "[2, 4]" if mode == "batch" else "2"
+    assert done.stdout.splitlines() == ["interrupted", "held False rows 0", f"again {again}"]

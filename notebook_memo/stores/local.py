@@ -2095,25 +2095,40 @@ class Store:
         taken = self._take_here(keys, watches)
         if not any(taken) or tier is None:
             return taken
-        elsewhere: list[str] = []
         ours_here = [key for key, ours in zip(keys, taken) if ours]
-        for key, held in zip(ours_here, tier.try_leases(ours_here)):
-            if held:
-                self._remote_leases[key] = tier
-            else:
-                elsewhere.append(key)
-        if elsewhere:
-            with gate, contextlib.suppress(OSError, sqlite3.Error):
-                self._leases.give_back(connection(self.directory), elsewhere)
-            taken = [ours and key not in elsewhere for key, ours in zip(keys, taken)]
+        try:
+            elsewhere: list[str] = []
+            for key, held in zip(ours_here, tier.try_leases(ours_here)):
+                if held:
+                    self._remote_leases[key] = tier
+                else:
+                    elsewhere.append(key)
+            if elsewhere:
+                with gate, contextlib.suppress(OSError, sqlite3.Error):
+                    self._leases.give_back(connection(self.directory), elsewhere)
+                taken = [ours and key not in elsewhere for key, ours in zip(keys, taken)]
+        except BaseException:
+            # Interrupted (Ctrl-C) or failed before the caller learns it holds them: nothing would give them
+            # back, and our own background threads would renew them for as long as this process lives. The
+            # tier gives back those of ours it holds, noted here or not yet.
+            for key in ours_here:
+                self._remote_leases.pop(key, None)
+            tier.release(ours_here)
+            self._give_back_here(ours_here)
+            raise
         return taken
 
     @_gated
     def _take_here(self, keys: list[str], watches: list[Watch | None]) -> list[bool]:
         self.writer  # noqa: B018 (opens the index, or reopens a deleted directory)
-        taken = self._leases.take(connection(self.directory), keys, watches)
+        con = connection(self.directory)
+        taken = self._leases.take(con, keys, watches)
         if any(taken) and self._flusher is None:
-            self._start_flusher()
+            try:
+                self._start_flusher()
+            except BaseException:  # as in try_leases: leases the caller never learns of go back now
+                self._leases.give_back(con, [key for key, ours in zip(keys, taken) if ours])
+                raise
         return taken
 
     def release_leases(self, keys: list[str]) -> list[str]:
