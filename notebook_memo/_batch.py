@@ -17,14 +17,14 @@ from xxhash import xxh3_128_hexdigest
 from . import _conditions, _config, _containers, _memo, _random_state
 from ._config import LOCK_POLL_MAX
 from ._containers import ResultType
-from ._errors import BatchError, ConfigurationError, MemoWarning, OptionError, UnhashableArgument
+from ._errors import BatchError, ConfigurationError, MemoWarning, OptionError, RecursiveCall, UnhashableArgument
 from ._explain import Explanation, before_compute, caching_off, explain_call
 from ._memo import _MISS, Call, MemoizedFunction, Options, run_conditions, save, servable, storage_trouble
 from ._options import check_options, keyword_names
 from ._serialize import CorruptRecord, PlainRecord, dumps
 from .hashing import IMMUTABLE_LEAVES, combine, content_hash, framed, framed_head
 from .stores import remote as _remote
-from .stores._leases import Watch
+from .stores._leases import Watch, computing, is_computing
 from .stores.local import Store, StoredRecord
 
 __all__ = ()
@@ -228,7 +228,7 @@ class BatchFunction(MemoizedFunction[Any]):
                     recorder = _conditions.Recorder(self._options.files)
                     bound = self._globals_bound()
                     start = time.perf_counter()
-                    with _conditions.recording(recorder, outer):
+                    with plan.computing_items(positions), _conditions.recording(recorder, outer):
                         result = self._fn(*sub_args, **sub_kwargs)
                     duration = time.perf_counter() - start
                     changed = self._chunk_changed(plan, positions, sub_args, sub_kwargs, bound, recorder)
@@ -262,7 +262,7 @@ class BatchFunction(MemoizedFunction[Any]):
                     recorder = _conditions.Recorder(self._options.files)
                     bound = self._globals_bound()
                     start = time.perf_counter()
-                    with _conditions.recording(recorder, outer):
+                    with plan.computing_items(positions), _conditions.recording(recorder, outer):
                         result = await self._fn(*sub_args, **sub_kwargs)
                     duration = time.perf_counter() - start
                     changed = self._chunk_changed(plan, positions, sub_args, sub_kwargs, bound, recorder)
@@ -547,6 +547,7 @@ class _Plan:
                         self.results[digest], self.types[digest] = value, rtype
         self.missing = ([] if len(self.results) == len(self.first_position) else
                         [p for d, p in self.first_position.items() if d not in self.results])
+        self._refuse_recursion()
         fn.misses += len(self.missing)
         # Asked before the run overwrites it: the first missing item's entry, if it had one, and why not served.
         self.before = before_compute(fn, fn._item_call(call, digests[self.missing[0]]),
@@ -556,6 +557,20 @@ class _Plan:
         self.refresh = refresh
         self.delay = 0.001
         self.held: list[str] = []
+
+    def _refuse_recursion(self) -> None:
+        """Raise RecursiveCall when a missing item is being computed by this very call chain (a body that
+        needs its own item): its lease is ours, renewed by our own thread, so waiting for it would never end."""
+        for position in self.missing:
+            if is_computing(self.keys[position]):
+                name, argument = self.fn._name, self.fn._argument
+                raise RecursiveCall(f"{name} needs item {position} of '{argument}' while computing that very "
+                                    "item: its result would depend on itself, so it can never be computed. Leave "
+                                    f"the item out of the inner call, or call {name}.uncached(...) there.")
+
+    def computing_items(self, positions: list[int]) -> computing:
+        """Return the context in which the body computes the items at ``positions``."""
+        return computing(*[self.keys[p] for p in positions])
 
     def chunks(self) -> Iterator[list[int]]:
         """Yield the next items to compute, at most ``batch_size``, each under this process's lease.

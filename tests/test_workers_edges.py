@@ -246,3 +246,53 @@ def test_an_interrupt_just_after_a_lease_is_taken_gives_it_back(tmp_path: Path, 
     assert done.returncode == 0, done.stderr
     again = "[2, 4]" if mode == "batch" else "2"
     assert done.stdout.splitlines() == ["interrupted", "held False rows 0", f"again {again}"]
+
+
+# -- a batch body that needs its own items -------------------------------------------------------------------
+
+BATCH_NEEDS_ITSELF = """
+import asyncio, sys, time
+from notebook_memo import RecursiveCall, memo
+
+CACHE = sys.argv[1]
+
+@memo.batch("ns", cache_dir=CACHE, progress=False)
+def direct(ns):
+    return [n if n < 2 else direct([n, 0])[0] for n in ns]  # a bug: the item it is computing, among others
+
+@memo(cache_dir=CACHE)
+def helper(n):
+    return through_helper([n])[0]
+
+@memo.batch("ns", cache_dir=CACHE, progress=False)
+def through_helper(ns):
+    return [helper(n) for n in ns]
+
+@memo.batch("ns", cache_dir=CACHE, progress=False)
+async def in_a_task(ns):
+    return [n if n < 2 else (await in_a_task([n]))[0] for n in ns]
+
+@memo.batch("ns", cache_dir=CACHE, progress=False, batch_size=1)
+def smaller(ns):
+    return [n if n < 2 else smaller([n - 1])[0] + 1 for n in ns]  # other items: fine
+
+for name, call in [("direct", lambda: direct([1, 5])), ("through a helper", lambda: through_helper([5])),
+                   ("in a task", lambda: asyncio.run(in_a_task([5]))), ("smaller", lambda: smaller([4, 6]))]:
+    try:
+        print(name, call())
+    except RecursiveCall as exc:
+        print(name, "RecursiveCall", "ns" in str(exc))
+"""
+
+
+def test_a_batch_body_that_needs_an_item_it_is_computing_raises_recursive_call(tmp_path: Path) -> None:
+    """As @memo does, rather than wait for ever on the lease its own process holds and renews."""
+    script = tmp_path / "recursive.py"
+    script.write_text(BATCH_NEEDS_ITSELF)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           "NOTEBOOK_MEMO_LEASE": "3"}
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "cache")], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["direct RecursiveCall True", "through a helper RecursiveCall True",
+                                        "in a task RecursiveCall True", "smaller [4, 6]"]

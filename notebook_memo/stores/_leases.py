@@ -242,17 +242,18 @@ def is_computing(key: str) -> bool:
 
 
 class computing:  # lower case: used as a function, ``with computing(key):``
-    """Mark ``key`` as being computed by this thread or task (and by tasks it starts), inside the block.
+    """Mark ``keys`` (a call's, or the items of a batch's chunk) as being computed by this thread or task (and
+    by tasks it starts), inside the block.
 
     A class rather than a generator: it is entered on every miss, and costs a third as much."""
 
-    __slots__ = ("key", "token")
+    __slots__ = ("keys", "token")
 
-    def __init__(self, key: str) -> None:
-        self.key = key
+    def __init__(self, *keys: str) -> None:
+        self.keys = keys
 
     def __enter__(self) -> None:
-        self.token = _computing.set(_computing.get() | {self.key})
+        self.token = _computing.set(_computing.get().union(self.keys))
 
     def __exit__(self, *exc: object) -> None:
         _computing.reset(self.token)
