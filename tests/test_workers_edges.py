@@ -296,3 +296,74 @@ def test_a_batch_body_that_needs_an_item_it_is_computing_raises_recursive_call(t
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["direct RecursiveCall True", "through a helper RecursiveCall True",
                                         "in a task RecursiveCall True", "smaller [4, 6]"]
+
+
+# -- an interrupt just after a write transaction began ---------------------------------------------------------
+
+INTERRUPTED_AFTER_BEGIN = """
+import os, sqlite3, sys, time
+from notebook_memo import memo
+
+_connect = sqlite3.connect
+begins = [0, 0]  # BEGIN IMMEDIATE seen, and the one to interrupt just after it returns
+
+
+class Interrupting(sqlite3.Connection):
+    def execute(self, sql, *args):
+        cursor = super().execute(sql, *args)
+        if sql.startswith("BEGIN IMMEDIATE"):
+            begins[0] += 1
+            if begins[0] == begins[1]:
+                raise KeyboardInterrupt  # as Ctrl-C would, just after SQLite began the transaction
+        return cursor
+
+
+sqlite3.connect = lambda *args, **kwargs: _connect(*args, **{**kwargs, "factory": Interrupting})
+
+
+def lock_is_free(cache):
+    con = _connect(os.path.join(cache, "cache.db"), timeout=0, isolation_level=None)
+    try:
+        con.execute("BEGIN IMMEDIATE")
+        con.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        con.close()
+
+
+for which in range(1, 7):  # a first miss: three to make the index ours, the lease, the result, the lease back
+    cache = os.path.join(sys.argv[1], str(which))
+
+    @memo(cache_dir=cache)
+    def slow(x):
+        time.sleep(0.02)
+        return x * 2
+
+    begins[:] = [0, which]
+    try:
+        slow(1)
+        print(which, "not interrupted")
+    except KeyboardInterrupt:
+        pass
+    begins[1] = 0
+    if not lock_is_free(cache):
+        print(which, "the write lock is still held")
+        continue  # every write would wait on it
+    print(which, (slow(1), slow(1), slow.last_hit), lock_is_free(cache))
+"""
+
+
+def test_an_interrupt_just_after_a_write_transaction_began_leaves_the_index_free(tmp_path: Path) -> None:
+    """Ctrl-C just after BEGIN IMMEDIATE returned, before the code that ends the transaction took over (in
+    diskcache's writes, the lease rows' and the index's own set-up): the transaction is rolled back at once,
+    where it held the index's write lock, against every other kernel, until this process ended."""
+    script = tmp_path / "interrupted.py"
+    script.write_text(INTERRUPTED_AFTER_BEGIN)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           "NOTEBOOK_MEMO_LEASE": "3"}
+    done = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [f"{which} (2, 2, True) True" for which in range(1, 7)]

@@ -22,7 +22,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -125,26 +124,45 @@ def marks(n: int) -> str:
     return ",".join("?" * n)
 
 
-@contextmanager
-def _immediate(con: sqlite3.Connection, check: Callable[[sqlite3.Connection], None]
-               ) -> Iterator[tuple[sqlite3.Connection, Callable[[], None]]]:
-    """Run statements in one write transaction, once ``check`` passed inside it; ``commit`` may end it early."""
-    con.execute("BEGIN IMMEDIATE")
-    open_ = [True]
+class immediate:  # lower case: used as a function, ``with immediate(con, check) as commit:``
+    """Run statements on ``con`` in one write transaction, once ``check`` passed inside it; ``commit()`` may end
+    it early.
 
-    def commit() -> None:
-        if open_[0]:
-            con.execute("COMMIT")
-            open_[0] = False
+    A class rather than a generator: an interrupt (Ctrl-C) that lands just after BEGIN returned is met in
+    ``__enter__``, which rolls back, and once ``__enter__`` returned the ``with`` statement runs ``__exit__``
+    whatever happens. A generator's ``__enter__`` can be interrupted after the generator yielded, leaving it
+    suspended in the transaction: the index's write lock, held against every other kernel, until the process
+    ends.
+    """
 
-    try:
-        check(con)
-        yield con, commit
-    except BaseException:
-        if open_[0]:
-            con.execute("ROLLBACK")
-        raise
-    commit()
+    __slots__ = ("check", "con")
+
+    def __init__(self, con: sqlite3.Connection, check: Callable[[sqlite3.Connection], None] = lambda con: None
+                 ) -> None:
+        self.con = con
+        self.check = check
+
+    def __enter__(self) -> Callable[[], None]:
+        con = self.con
+        ours = not con.in_transaction  # else BEGIN fails, and the transaction open is someone else's
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            self.check(con)
+        except BaseException:
+            if ours and con.in_transaction:
+                con.execute("ROLLBACK")
+            raise
+        return self.commit
+
+    def commit(self) -> None:
+        if self.con.in_transaction:
+            self.con.execute("COMMIT")
+
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        if kind is None:
+            self.commit()
+        elif self.con.in_transaction:  # not when committed early, or ended by SQLite on an error
+            self.con.execute("ROLLBACK")
 
 
 class Leases:
@@ -161,7 +179,7 @@ class Leases:
         rows = [LOCK_PREFIX + k for k in keys]
         now = time.time()
         taken: list[bool] = []
-        with self._lock, _immediate(con, self._check) as (con, commit):
+        with self._lock, immediate(con, self._check) as commit:
             current: dict[str, Any] = {}
             for part in slices(rows):
                 query = f"SELECT key, raw, mode, value, expire_time FROM Cache WHERE key IN ({marks(len(part))})"
@@ -194,7 +212,7 @@ class Leases:
             if not mine:
                 return lapsed
             try:
-                with _immediate(con, self._check) as (con, _):
+                with immediate(con, self._check):
                     for key, lease in mine:
                         gone = con.execute("DELETE FROM Cache WHERE key = ? AND value = ?",
                                            (LOCK_PREFIX + key, lease.value)).rowcount

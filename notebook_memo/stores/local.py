@@ -65,7 +65,7 @@ from .._serialize import (
     write_payload,
 )
 from ._base import Fetched, SecondTier
-from ._leases import LOCK_PREFIX, Leases, Watch, at_fork_in_child, gate, marks, slices
+from ._leases import LOCK_PREFIX, Leases, Watch, at_fork_in_child, gate, immediate, marks, slices
 from ._objects import others_could_write
 from ._walmark import HeaderView, header_view, settled
 from .remote import replacing, second_tier
@@ -338,17 +338,9 @@ def _check_of(value: Any) -> bytes | None:
         return None
 
 
-@contextlib.contextmanager
-def _write_transaction(con: sqlite3.Connection) -> Iterator[None]:
-    """Run statements on ``con`` in one write transaction."""
-    con.execute("BEGIN IMMEDIATE")
-    try:
-        _schema_still_ours(con)
-        yield
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    con.execute("COMMIT")
+def _write_transaction(con: sqlite3.Connection) -> immediate:
+    """Run statements on ``con`` in one write transaction (left by no interrupt: see ``immediate``)."""
+    return immediate(con, _schema_still_ours)
 
 
 _connections = threading.local()
@@ -427,13 +419,10 @@ class _Index(diskcache.Cache):  # type: ignore[misc]
             return value  # not a setting of ours: applied to nothing
         return super().reset(key, value, update)
 
-    @contextlib.contextmanager
-    def _transact(self, retry: bool = False, filename: str | None = None) -> Iterator[tuple[Any, Any]]:
+    def _transact(self, retry: bool = False, filename: str | None = None) -> _Transaction:
         """diskcache's write transaction (every set, delete, eviction and ``transact``), run only once the index
         is found to hold no trigger or view that is not ours: one planted since would run inside it."""
-        with super()._transact(retry, filename) as (sql, cleanup):
-            _schema_still_ours(self._con)
-            yield sql, cleanup
+        return _Transaction(self, super()._transact(retry, filename))
 
     def configure(self, key: str, value: Any) -> Any:
         """Change one of our settings (``size_limit`` after ``configure``)."""
@@ -497,6 +486,45 @@ class _Index(diskcache.Cache):  # type: ignore[misc]
             con.set_authorizer(_only_our_statements)
         local.opened = (con, before if before is not None and _file_ident(path) == before else None)
         return con
+
+
+class _Transaction:
+    """diskcache's write transaction, entered so that an interrupt (Ctrl-C) cannot leave it open.
+
+    diskcache begins it before its ``try``, and a generator's ``__enter__`` can be interrupted after the
+    generator yielded: either way nothing would end it, and the index's write lock would be held against every
+    other kernel until the process ends. A class (see ``immediate``): once ``__enter__`` returned, ``__exit__`` runs.
+    """
+
+    __slots__ = ("index", "inner")
+
+    def __init__(self, index: _Index, inner: Any) -> None:
+        self.index = index
+        self.inner = inner  # diskcache's context manager (a generator's)
+
+    def __enter__(self) -> tuple[Any, Any]:
+        index, inner = self.index, self.inner
+        con = index._con
+        ours = index._txn_id != threading.get_ident()  # else the caller's transaction (``transact()``) goes on
+        try:
+            entered = inner.__enter__()
+        except BaseException:
+            inner.gen.close()  # suspended where it yielded: diskcache rolls back and forgets the transaction itself
+            if ours:
+                if index._txn_id == threading.get_ident():
+                    index._txn_id = None  # interrupted just after BEGIN: noted as begun, never to be ended
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+            raise
+        try:
+            _schema_still_ours(con)
+        except BaseException as exc:
+            inner.__exit__(type(exc), exc, exc.__traceback__)  # diskcache rolls back
+            raise
+        return entered  # type: ignore[no-any-return]
+
+    def __exit__(self, *exc: Any) -> bool:
+        return bool(self.inner.__exit__(*exc))
 
 
 def _made_by_us(index: str) -> bool:
