@@ -471,3 +471,57 @@ def test_a_remote_lease_this_process_may_not_open_is_left_where_it_is(tmp_path: 
     monkeypatch.setattr(os, "open", as_another_user)
     RemoteTier("file://" + str(remote), read_only=False).try_lease(key)
     assert os.path.exists(path)
+
+
+INTERRUPTED_IN_THE_AUTHORIZER = """
+import os, sqlite3, warnings
+from notebook_memo import configure, memo
+from notebook_memo.stores import local
+cache = sys.argv[1]
+configure(cache_dir=cache)
+
+class Seen(list):
+    def __memo_key__(self):
+        return "seen"
+
+runs = Seen()
+
+@memo
+def f(n):
+    runs.append(n)
+    return n * 2
+
+f(0), f(1)
+for store in local.open_stores():
+    store.settle()
+db = sqlite3.connect(os.path.join(cache, "cache.db"), isolation_level=None)
+db.execute("CREATE INDEX another ON Settings(value)")  # a change of schema: every statement is prepared again
+db.close()
+armed = [True]
+
+def interrupt(frame, event, arg):  # Ctrl-C handled as the authorizer is entered (where Python checks for it)
+    if event == "call" and frame.f_code is local._only_our_statements.__code__ and armed:
+        armed.clear()
+        raise KeyboardInterrupt
+    return None
+
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    sys.settrace(interrupt)
+    try:
+        f(0)  # a hit: its read is prepared again, and SQLite takes the interrupt for a refusal
+    except KeyboardInterrupt:
+        pass
+    sys.settrace(None)
+    print("ASKED", not armed, "MOVED", any("moved to" in str(w.message) for w in caught))
+print("KEPT", f(1), runs.count(1), sorted(p for p in os.listdir(cache) if "damaged" in p))
+"""
+
+
+def test_an_interrupt_landing_in_the_authorizer_does_not_set_the_index_aside(
+        tmp_path: Path) -> None:
+    """SQLite takes any exception of an authorizer as a refusal: Ctrl-C landing inside ours read as a planted
+    object, and the whole index was set aside, every entry lost."""
+    out = _run(INTERRUPTED_IN_THE_AUTHORIZER, tmp_path, str(tmp_path / "cache"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "ASKED True MOVED False" in out.stdout and "KEPT 2 1 []" in out.stdout, out.stdout + out.stderr[-2000:]

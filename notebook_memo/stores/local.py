@@ -925,9 +925,24 @@ def _upsert_number(con: sqlite3.Connection, key: str, value: float, update: str,
                 (key, now, now, diskcache.core.MODE_RAW, value, diskcache.core.MODE_RAW))
 
 
-def _is_damaged_database(exc: BaseException) -> bool:
+def _is_damaged_database(exc: BaseException, directory: str) -> bool:
+    """Return True when ``exc`` says the index in ``directory`` is damaged, or holds what we did not make."""
     # OperationalError (locked, read-only, I/O) is a subclass of DatabaseError and is not damage.
-    return type(exc) is sqlite3.DatabaseError
+    if type(exc) is not sqlite3.DatabaseError:
+        return False
+    if "not authorized" in str(exc) or "prohibited" in str(exc):
+        # Refused by our authorizer: a planted view or trigger, or an exception in the authorizer itself, which
+        # SQLite takes for a refusal (Ctrl-C landing there). Only the first is damage: the schema says which.
+        try:
+            _planted_objects(connection(directory))
+        except sqlite3.OperationalError:
+            return False  # locked, or the file gone: no sign of damage
+        except sqlite3.DatabaseError:
+            return True
+        except OSError:
+            return False
+        return False
+    return True
 
 
 class Store:
@@ -1009,7 +1024,7 @@ class Store:
                 _planted_objects(connection(self.directory))
             self._open_handles()
         except sqlite3.DatabaseError as exc:
-            if not _is_damaged_database(exc):
+            if not _is_damaged_database(exc, self.directory):
                 raise
             self._set_aside(exc, opening or self._index_ident())
             self._open_handles()
@@ -1251,7 +1266,7 @@ class Store:
                 else:
                     found = con.execute(_SELECT_RECORD, (row,)).fetchone()
             except sqlite3.DatabaseError as exc:
-                if _is_damaged_database(exc):
+                if _is_damaged_database(exc, self.directory):
                     self._set_aside(exc, token.index)  # the file this connection opened
                     return None
                 raise
@@ -1508,7 +1523,7 @@ class Store:
         try:
             self._write_records(writer, items, queued)
         except sqlite3.DatabaseError as exc:
-            if not _is_damaged_database(exc) or _inside_transaction(writer):
+            if not _is_damaged_database(exc, self.directory) or _inside_transaction(writer):
                 raise
             self._set_aside(exc, _writer_file(writer))
             self._write_records(self.writer, items, queued)
@@ -1633,7 +1648,7 @@ class Store:
                     yield
             except BaseException as exc:
                 self._hot = {}  # rolled back: what was read inside may be gone (neither header nor version moved)
-                if outermost and _is_damaged_database(exc):
+                if outermost and _is_damaged_database(exc, self.directory):
                     self._set_aside(exc, _writer_file(writer))
                 raise
             held = self._deferred.items if outermost else []
@@ -1710,7 +1725,7 @@ class Store:
         try:
             deleted = bool(writer.delete(row))
         except sqlite3.DatabaseError as exc:
-            if not _is_damaged_database(exc) or _inside_transaction(writer):
+            if not _is_damaged_database(exc, self.directory) or _inside_transaction(writer):
                 raise
             self._set_aside(exc, _writer_file(writer))  # with the entry in it: never served from it again
             deleted = bool(self.writer.delete(row))
@@ -1899,7 +1914,7 @@ class Store:
                     if not (type(used) is float and used > wrote_at and used >= recent) and self._stale_use(used, now):
                         self._pending_touch[row] = rowid
         except sqlite3.DatabaseError as exc:
-            if not _is_damaged_database(exc):
+            if not _is_damaged_database(exc, self.directory):
                 raise
             self._set_aside(exc, opened)
             return {}
