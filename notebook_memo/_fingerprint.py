@@ -398,18 +398,30 @@ _IMMUTABLE = (int, float, complex, str, bytes, bool, type(None), range, types.Mo
 
 
 def _immutable(value: Any) -> bool:
-    if isinstance(value, tuple) or isinstance(value, frozenset):
-        return all(_immutable(v) for v in value)
-    if isinstance(value, types.ModuleType):  # the user's module is keyed by content, which can change
-        return not _keyed_by_content(value)
-    if isinstance(value, enum.Enum):  # a member: fixed by its class's definition
-        return _immutable(value._value_)
-    if isinstance(value, types.BuiltinFunctionType):  # len, math.sqrt; or a method bound to data (TABLE.get)
-        owner = value.__self__
-        return owner is None or isinstance(owner, (types.ModuleType, io.IOBase)) or owner is value \
-            or (isinstance(owner, type) and owner.__module__ == "builtins") or _immutable(owner)  # a stream: no data
-    return type(value) in _IMMUTABLE or _numpy_constant(value) \
-        or (isinstance(value, _IMMUTABLE) and type(value).__module__ == "builtins")
+    """Return True for a value whose content cannot change while it is the same object.
+
+    Walked with a stack of its own, not by recursion: a global or default nested thousands deep is
+    judged here before anything can catch a RecursionError, so it must not raise one.
+    """
+    pending = [value]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, (tuple, frozenset)):
+            pending.extend(value)
+        elif isinstance(value, types.ModuleType):  # the user's module is keyed by content, which can change
+            if _keyed_by_content(value):
+                return False
+        elif isinstance(value, enum.Enum):  # a member: fixed by its class's definition
+            pending.append(value._value_)
+        elif isinstance(value, types.BuiltinFunctionType):  # len, math.sqrt; or a method bound to data (TABLE.get)
+            owner = value.__self__
+            if not (owner is None or isinstance(owner, (types.ModuleType, io.IOBase)) or owner is value
+                    or (isinstance(owner, type) and owner.__module__ == "builtins")):  # a stream: no data
+                pending.append(owner)
+        elif not (type(value) in _IMMUTABLE or _numpy_constant(value)
+                  or (isinstance(value, _IMMUTABLE) and type(value).__module__ == "builtins")):
+            return False
+    return True
 
 
 def _numpy_constant(value: Any) -> bool:
@@ -496,7 +508,12 @@ def _wrapped_parts(value: Any) -> tuple[Any, ...]:
     return (value.__func__,)
 
 
-def _holder(value: Any) -> Any:
+# Tuples of functions held item by item down to this depth; deeper, by kind only, as mutable data is
+# (a value holding them is judged mutable, so hashed again on every use, and never resolved once for good).
+_HELD_DEPTH = 32
+
+
+def _holder(value: Any, depth: int = 0) -> Any:
     if value is None or value is _MISSING:
         return (value,)
     try:
@@ -504,7 +521,9 @@ def _holder(value: Any) -> Any:
     except TypeError:
         pass
     if type(value) is tuple and not _immutable(value):  # defaults holding functions: each, weakly
-        return ("tuple", tuple(_holder(item) for item in value))
+        if depth >= _HELD_DEPTH:
+            return _MUTABLE_DATA
+        return ("tuple", tuple(_holder(item, depth + 1) for item in value))
     if _immutable(value):
         return (value,)  # an int, a str, a tuple of them: cannot name the class
     if isinstance(value, _WRAPPERS):  # not weakly referable itself: what it wraps, weakly

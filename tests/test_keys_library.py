@@ -1,0 +1,117 @@
+"""Keys of what a body reads from libraries and from the edges of the user's code: which library object a
+global, cell, class attribute or partial holds; a library function patched with the user's own; a library
+decorator's arguments; a memoized helper's version; library versions of values passed as arguments; constants
+edited on disk; values nested too deeply to hash. Each must key apart where it changed (no false hit), alike
+across restarts (no false miss), and never break the call."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+from notebook_memo import MemoWarning, UnhashableArgument
+from tests.conftest import Shell
+
+SETUP = """
+from notebook_memo import memo
+class _Runs(dict):
+    def __memo_key__(self): return 'runs'
+RUNS = _Runs()
+def ran(name):
+    RUNS[name] = RUNS.get(name, 0) + 1
+"""
+
+# -- values nested too deeply to hash ------------------------------------------------------------
+
+DEEP = """
+def nest(depth):
+    value = ()
+    for i in range(depth):
+        value = (i, value)
+    return value
+DEEP = nest({depth})
+def depth_of(value):
+    n = 0
+    while value:
+        n, value = n + 1, value[1]
+    return n
+"""
+
+
+def test_a_deeply_nested_tuple_global_is_keyed(shell: Shell) -> None:
+    shell.run(SETUP)
+    shell.run(DEEP.format(depth=400))
+    shell.run("@memo\ndef g():\n    ran('g')\n    return depth_of(DEEP)")
+    shell.run("g()\ng()")
+    shell.run("DEEP = nest(401)")
+    shell.run("v = g()")
+    assert shell["v"] == 401 and shell["RUNS"]["g"] == 2
+
+
+def test_a_global_nested_too_deeply_to_hash_is_left_out_with_a_warning(shell: Shell) -> None:
+    shell.run(SETUP)
+    shell.run(DEEP.format(depth=20000))
+    shell.run("@memo\ndef g():\n    ran('g')\n    return depth_of(DEEP)")
+    with pytest.warns(MemoWarning, match="'DEEP' cannot be hashed"):
+        shell.run("v = g()")
+    assert shell["v"] == 20000
+
+
+@pytest.mark.parametrize("form", ["default", "closure"])
+@pytest.mark.parametrize("depth", [400, 20000])
+def test_a_helper_holding_a_deeply_nested_tuple_runs(shell: Shell, form: str, depth: int) -> None:
+    shell.run(SETUP)
+    shell.run(DEEP.format(depth=depth))
+    if form == "default":
+        shell.run("def helper(x=DEEP):\n    return depth_of(x)")
+    else:
+        shell.run("def make():\n    t = DEEP\n    return lambda: depth_of(t)\nhelper = make()")
+    shell.run("@memo\ndef g():\n    ran('g')\n    return helper()")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        shell.run("v = g()\nv = g()")
+    assert shell["v"] == depth and shell["RUNS"]["g"] == 1
+    left_out = [w for w in caught if "cannot be hashed" in str(w.message)]
+    assert bool(left_out) == (depth == 20000)
+
+
+def test_a_function_argument_with_a_deeply_nested_default_runs(shell: Shell) -> None:
+    shell.run(SETUP)
+    shell.run(DEEP.format(depth=400))
+    shell.run("def helper(x=DEEP):\n    return depth_of(x)")
+    shell.run("@memo\ndef g(fn):\n    ran('g')\n    return fn()")
+    shell.run("v = g(helper)")
+    assert shell["v"] == 400
+
+
+def test_a_deeply_nested_tuple_argument_is_refused(shell: Shell) -> None:
+    shell.run(SETUP)
+    shell.run(DEEP.format(depth=20000))
+    shell.run("@memo\ndef g(x):\n    ran('g')\n    return depth_of(x)")
+    result = shell.run_raw("g(DEEP)")
+    assert isinstance(result.error_in_exec, UnhashableArgument)
+    assert "nested too deeply" in str(result.error_in_exec)
+
+
+def test_a_class_attribute_nesting_a_function_deeply_runs_and_is_keyed(shell: Shell) -> None:
+    shell.run(SETUP)
+    shell.run("def nest_over(leaf, depth):\n    value = (leaf,)\n    for i in range(depth):\n"
+              "        value = (i, value)\n    return value")
+    shell.run("def double(x):\n    return 2 * x\nclass Table:\n    ROWS = nest_over(double, 400)\n"
+              "    def apply(self, x):\n        value = self.ROWS\n        while len(value) == 2:\n"
+              "            value = value[1]\n        return value[0](x)")
+    shell.run("@memo\ndef g(x):\n    ran('g')\n    return Table().apply(x)")
+    shell.run("g(3)\ng(3)")
+    shell.run("def double(x):\n    return 3 * x\nTable.ROWS = nest_over(double, 400)")
+    shell.run("v = g(3)")
+    assert shell["v"] == 9 and shell["RUNS"]["g"] == 2
+
+
+def test_a_partial_binding_a_deeply_nested_tuple_runs(shell: Shell) -> None:
+    shell.run(SETUP)
+    shell.run(DEEP.format(depth=400))
+    shell.run("import functools\nhelper = functools.partial(depth_of, DEEP)")
+    shell.run("@memo\ndef g():\n    ran('g')\n    return helper()")
+    shell.run("v = g()\nv = g()")
+    assert shell["v"] == 400 and shell["RUNS"]["g"] == 1
