@@ -161,10 +161,23 @@ def _same_code(a: types.CodeType, b: types.CodeType) -> bool:
         if isinstance(x, types.CodeType):
             if not (isinstance(y, types.CodeType) and _same_code(x, y)):
                 return False
-        elif type(x) is not type(y) or x != y:
-            if not (x != x and y != y):  # NaN constants
-                return False
+        elif not _same_constant(x, y):
+            return False
     return True
+
+
+def _same_constant(x: Any, y: Any) -> bool:
+    """Return True when two constants are the same value exactly: ``==`` takes ``(1, 2)`` for ``(1.0, 2)``,
+    ``(1, 0)`` for ``(True, False)`` and ``0.0`` for ``-0.0``, which the code returning them can tell apart.
+    Their content digests do not: they key types and signs at every depth."""
+    if x is y:
+        return True
+    if type(x) is not type(y):
+        return False
+    try:
+        return content_hash(x) == content_hash(y)
+    except Exception:  # not a value we can hash: not known to be the same
+        return False
 
 
 def _signature_of(code: types.CodeType) -> tuple[Any, ...]:

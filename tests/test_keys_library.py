@@ -7,11 +7,12 @@ across restarts (no false miss), and never break the call."""
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import pytest
 
 from notebook_memo import MemoWarning, UnhashableArgument
-from tests.conftest import Shell
+from tests.conftest import Shell, run_kernel
 
 SETUP = """
 from notebook_memo import memo
@@ -115,3 +116,42 @@ def test_a_partial_binding_a_deeply_nested_tuple_runs(shell: Shell) -> None:
     shell.run("@memo\ndef g():\n    ran('g')\n    return helper()")
     shell.run("v = g()\nv = g()")
     assert shell["v"] == 400 and shell["RUNS"]["g"] == 1
+
+
+# -- a user module edited on disk, not reloaded ---------------------------------------------------
+
+ON_DISK = """
+import os, sys
+sys.path.insert(0, {folder!r})
+import mymod_consts
+"""
+EDIT = """
+with open(os.path.join({folder!r}, "mymod_consts.py"), "w") as f:
+    f.write({source!r})
+"""
+CALL = """
+@memo
+def g():
+    ran('g')
+    return repr(mymod_consts.helper())
+OUT['v'] = g()
+OUT['runs'] = RUNS.get('g', 0)
+"""
+
+
+@pytest.mark.parametrize(("old", "new"), [
+    ("(1, 2)", "(1.0, 2)"), ("0.0", "-0.0"), ("(1, 0)", "(True, False)"), ("0j", "-0j"),
+    ("((1, 2), 3)", "((1.0, 2), 3)"), ("(0.0, 1)", "(-0.0, 1)")])
+def test_a_module_constant_whose_type_or_sign_changed_on_disk_is_keyed_by_the_code_that_runs(
+        tmp_path: Path, cache_dir: Path, old: str, new: str) -> None:
+    folder = tmp_path / "mods"
+    folder.mkdir()
+    source = "def helper():\n    return {}\n"
+    (folder / "mymod_consts.py").write_text(source.format(old))
+    env = {"PYTHONDONTWRITEBYTECODE": "1"}
+    # The first kernel imported the old code, then the file changed: its result is the old code's.
+    edited = run_kernel([SETUP, ON_DISK.format(folder=str(folder)),
+                         EDIT.format(folder=str(folder), source=source.format(new)), CALL], cache_dir, seed=1, env=env)
+    assert edited["v"] == repr(eval(old))
+    restarted = run_kernel([SETUP, ON_DISK.format(folder=str(folder)), CALL], cache_dir, seed=2, env=env)
+    assert restarted["v"] == repr(eval(new)) and restarted["runs"] == 1
