@@ -17,6 +17,7 @@ import functools
 import importlib
 import importlib.metadata  # up front: a key asked after a process gave up its rights must not import
 import importlib.util
+import io
 import os
 import re
 import sys
@@ -378,9 +379,9 @@ class _Resolver:
                 if is_user_code(value):
                     self.module_code(value, label)  # the module itself is used (getattr(mod, name))
                 else:
-                    self.package(value.__name__)
+                    self.library(value.__name__, value.__name__, label)
                 return
-            self.package(value.__name__)
+            self.library(value.__name__, value.__name__, label)
             return
         self.value(value, label)
 
@@ -397,7 +398,7 @@ class _Resolver:
                 continue
             if isinstance(attr, types.ModuleType):
                 if not is_user_code(attr):
-                    self.package(attr.__name__)
+                    self.library(attr.__name__, attr.__name__, f"{label}.{name}")
                 continue  # a user submodule is followed where the body names it
             self.value(attr, f"{label}.{name}")
 
@@ -416,6 +417,12 @@ class _Resolver:
             return
         self.deps.parts[f"package {top}"] = ("package", package_version(top).encode())
 
+    def library(self, module_name: str, name: str, label: str) -> None:
+        """Key which library object ``label`` holds, by its name (the same in every process), and its package:
+        ``CAST = int`` and ``CAST = float`` are one package's, but not one key's."""
+        self.package(module_name)
+        self.deps.parts[label] = ("code", combine([b"library", name.encode("utf-8", "surrogatepass")]))
+
     def value(self, value: Any, label: str, on_class: tuple[type, str] | None = None) -> None:
         # os.environ held as data (a closure, a class attribute read through self) may be read by any name:
         # it falls through to the mutable data below and is keyed by all its variables, hashed on every call.
@@ -426,7 +433,7 @@ class _Resolver:
             if is_user_code(value):
                 self.function(value, label)
             else:
-                self.package(value.__module__ or "")
+                self.library(value.__module__ or "", qualified_name(value), label)
                 self.watch.append(_fn_watch(value))
                 self.state_of(value, label)  # a library's decorator around the user's function
             return
@@ -434,20 +441,18 @@ class _Resolver:
             if is_user_code(value):
                 self.cls(value, label)
             else:
-                self.package(value.__module__)
+                self.library(value.__module__, qualified_name(value), label)
             return
         if isinstance(value, types.ModuleType):
             if is_user_code(value):
                 self.module_code(value, label)  # a module held as data (``conf = cfg``): used whole
             else:
-                self.package(value.__name__)
+                self.library(value.__name__, value.__name__, label)
             return
         if isinstance(value, types.BuiltinFunctionType) and _immutable(value):
-            # A builtin function (len, math.sqrt, torch.tensor): its package's version and settings count.
-            # A method bound to data (TABLE.get) is keyed below, by that data.
-            module = getattr(value, "__module__", None)
-            if isinstance(module, str) and module != "builtins":
-                self.package(module)
+            # A builtin function (len, math.sqrt, torch.tensor): which one, and its package's version and
+            # settings. A method bound to data (TABLE.get) is keyed below, by that data.
+            self.builtin(value, label)
             return
         if isinstance(value, (staticmethod, classmethod)):
             self.value(value.__func__, label)
@@ -493,6 +498,19 @@ class _Resolver:
             self.drawn.add(id(value))  # a random generator in it: drawing from it changes it, as a hit does too
         if mutable and id(value) not in self.drawn and _watched(value):
             self.mutable.append((label, value, digest))
+
+    def builtin(self, value: types.BuiltinFunctionType, label: str) -> None:
+        """Key a builtin function by its name, and the immutable value it is bound to (``"abc".upper``)."""
+        module = getattr(value, "__module__", None)
+        name = qualified_name(value)
+        owner = value.__self__
+        if owner is not None and not isinstance(owner, (types.ModuleType, type, io.IOBase)) and owner is not value:
+            try:
+                name += f" of {content_hash(owner, label).hex()}"
+            except UnhashableArgument as exc:
+                self.deps.skipped[label] = exc.reason
+                return
+        self.library(module if isinstance(module, str) and module != "builtins" else "builtins", name, label)
 
     def content_digest(self, value: Any, label: str) -> bytes:
         """Return ``content_hash(value)``, computed once per value in this resolution.

@@ -155,3 +155,59 @@ def test_a_module_constant_whose_type_or_sign_changed_on_disk_is_keyed_by_the_co
     assert edited["v"] == repr(eval(old))
     restarted = run_kernel([SETUP, ON_DISK.format(folder=str(folder)), CALL], cache_dir, seed=2, env=env)
     assert restarted["v"] == repr(eval(new)) and restarted["runs"] == 1
+
+
+# -- which library object a name holds -------------------------------------------------------------
+
+# (setup before, setup after, what the body returns): the body reads the library object through a global,
+# a closure cell, a class attribute, a partial or an lru_cache, and each swap must change the key.
+SWAPS = {
+    "builtin class": ("CAST = int", "CAST = float", "repr(CAST('7'))"),
+    "builtin function": ("import math\nROUND = math.floor", "ROUND = math.ceil", "ROUND(2.5)"),
+    "library function": ("import statistics\nAGG = statistics.mean", "AGG = statistics.median", "AGG([1, 2, 9])"),
+    "library class": ("from collections import OrderedDict, Counter\nKIND = OrderedDict", "KIND = Counter",
+                      "type(KIND()).__name__"),
+    "stdlib module": ("import cmath, math\nM = cmath", "M = math", "repr(M.sqrt(4))"),
+    "library submodule": ("import numpy as np\nM = np.random", "M = np.fft", "M.__name__"),
+    "closure cell": ("import math\ndef make(fn):\n    return lambda x: fn(x)\nH = make(math.floor)",
+                     "H = make(math.ceil)", "H(2.5)"),
+    "class attribute": ("import math\nclass Rounder:\n    op = math.floor", "Rounder.op = math.ceil",
+                        "Rounder.op(2.5)"),
+    "partial": ("import functools, statistics\nOP = functools.partial(statistics.mean)",
+                "OP = functools.partial(statistics.median)", "OP([1, 2, 9])"),
+    "lru_cache": ("import functools, math\nOP = functools.lru_cache(math.floor)", "OP = functools.lru_cache(math.ceil)",
+                  "OP(2.5)"),
+}
+
+
+@pytest.mark.parametrize("form", sorted(SWAPS))
+def test_swapping_the_library_object_a_name_holds_is_a_miss(shell: Shell, form: str) -> None:
+    before, after, body = SWAPS[form]
+    shell.run(SETUP)
+    shell.run(before)
+    shell.run(f"@memo\ndef g():\n    ran('g')\n    return {body}")
+    shell.run("first = g()\nfirst = g()")
+    shell.run(after)
+    shell.run(f"v = g()\nexpected = {body}")
+    assert shell["RUNS"]["g"] == 2 and shell["v"] == shell["expected"] != shell["first"]
+
+
+def test_swapping_a_library_class_a_cell_reads_is_a_miss(shell: Shell) -> None:
+    shell.run("%load_ext notebook_memo")
+    shell.run("CAST = int")
+    shell.run("%%memo parse\nvalue = CAST('7')")
+    shell.run("CAST = float")
+    shell.run("%%memo parse\nvalue = CAST('7')")
+    assert repr(shell["value"]) == "7.0"
+
+
+def test_the_library_object_a_global_holds_keys_alike_across_restarts(cache_dir: Path) -> None:
+    def kernel(which: str, seed: int) -> dict[str, object]:
+        cells = [SETUP, f"import statistics\nCAST = {which}\nAGG = statistics.{'mean' if which == 'int' else 'median'}",
+                 "@memo\ndef g(s, xs):\n    ran('g')\n    return repr(CAST(s)), AGG(xs)",
+                 "OUT['v'] = g('7', [1, 2, 9])\nOUT['runs'] = RUNS.get('g', 0)"]
+        return run_kernel(cells, cache_dir, seed=seed)
+
+    assert kernel("int", 1) == {"v": ["7", 4], "runs": 1, "_warnings": []}
+    assert kernel("float", 2)["v"] == ["7.0", 2]
+    assert kernel("float", 3)["runs"] == 0 and kernel("int", 4)["runs"] == 0
