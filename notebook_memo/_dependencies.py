@@ -382,8 +382,31 @@ class _Resolver:
                     self.library(value.__name__, value.__name__, label)
                 return
             self.library(value.__name__, value.__name__, label)
+            self.patched(value, chain, label)
             return
         self.value(value, label)
+
+    def patched(self, module: types.ModuleType, chain: tuple[str, ...], label: str) -> None:
+        """Follow an attribute chain into a library module (``statistics.fmean``), watching each attribute:
+        one the notebook replaced with its own function or class (a monkeypatch) is resolved like a helper."""
+        value: Any = module
+        for index, attr in enumerate(chain):
+            # Read from the module's own namespace: a module __getattr__ (a lazy import) does not run here.
+            namespace = vars(value)
+            nxt = namespace.get(attr, _MISSING)
+            if nxt is _MISSING or getattr(value, attr, _MISSING) is not nxt:
+                return
+            # Watched like a global of that module (one dict lookup on a hit): a patch applied, edited or undone.
+            self.watch.append(("global", namespace, attr, nxt))
+            value, label = nxt, f"{label}.{attr}"
+            if isinstance(value, types.ModuleType):
+                if is_user_code(value):
+                    self.reference(value, chain[index + 1:], label)
+                    return
+                continue
+            if isinstance(value, (types.FunctionType, type)) and is_user_code(value):
+                self.value(value, label)
+            return
 
     def module_code(self, module: types.ModuleType, label: str) -> None:
         """Resolve a user module used as a whole (``getattr(mod, name)``): all it holds, each

@@ -211,3 +211,44 @@ def test_the_library_object_a_global_holds_keys_alike_across_restarts(cache_dir:
     assert kernel("int", 1) == {"v": ["7", 4], "runs": 1, "_warnings": []}
     assert kernel("float", 2)["v"] == ["7.0", 2]
     assert kernel("float", 3)["runs"] == 0 and kernel("int", 4)["runs"] == 0
+
+
+# -- a library function patched with the user's own -----------------------------------------------
+
+PATCH = """
+def robust_mean(xs):
+    return sorted(xs)[len(xs) // 2]{edit}
+statistics.fmean = robust_mean
+"""
+
+
+def test_editing_and_reapplying_a_monkeypatch_of_a_library_function_is_a_miss(
+        shell: Shell, monkeypatch: pytest.MonkeyPatch) -> None:
+    import statistics
+
+    monkeypatch.setattr(statistics, "fmean", statistics.fmean)  # put back after the test
+    shell.run(SETUP)
+    shell.run("import statistics")
+    shell.run(PATCH.format(edit=""))
+    shell.run("@memo\ndef summary(xs):\n    ran('s')\n    return statistics.fmean(xs)")
+    shell.run("summary([1, 2, 9])\nsummary([1, 2, 9])")
+    shell.run(PATCH.format(edit=" * 10"))
+    shell.run("v = summary([1, 2, 9])")
+    assert shell["v"] == 20 and shell["RUNS"]["s"] == 2
+
+
+def test_patching_a_library_function_after_the_first_call_and_undoing_it_are_keyed(
+        shell: Shell, monkeypatch: pytest.MonkeyPatch) -> None:
+    import email.utils
+
+    monkeypatch.setattr(email.utils, "quote", email.utils.quote)
+    shell.run(SETUP)
+    shell.run("import email.utils\noriginal = email.utils.quote")
+    shell.run("@memo\ndef q(s):\n    ran('q')\n    return email.utils.quote(s)")
+    shell.run("plain = q('a\"b')")
+    shell.run("def loud(s):\n    return s.upper()\nemail.utils.quote = loud")
+    shell.run("patched = q('a\"b')")
+    shell.run("email.utils.quote = original")
+    shell.run("undone = q('a\"b')")
+    assert shell["patched"] == 'A"B' and shell["undone"] == shell["plain"] == 'a\\"b'
+    assert shell["RUNS"]["q"] == 2
