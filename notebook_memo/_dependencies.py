@@ -495,6 +495,10 @@ class _Resolver:
         wrapped = getattr(value, "__wrapped__", None) if getattr(type(value), "__memo__", False) else None
         if isinstance(wrapped, types.FunctionType):
             self.function(wrapped, label)  # a memoized helper: follow the function inside
+            version = getattr(value, "_version", b"")
+            if isinstance(version, bytes) and version:
+                # Its version= salt stands for what its code cannot show: bumping it changes what it returns.
+                self.deps.parts[f"{label}.<version>"] = ("code", version)
             return
         if isinstance(value, (functools.partial, functools.partialmethod)):
             self.partial(value, label)

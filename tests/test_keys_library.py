@@ -252,3 +252,40 @@ def test_patching_a_library_function_after_the_first_call_and_undoing_it_are_key
     shell.run("undone = q('a\"b')")
     assert shell["patched"] == 'A"B' and shell["undone"] == shell["plain"] == 'a\\"b'
     assert shell["RUNS"]["q"] == 2
+
+
+# -- a memoized helper's version= ------------------------------------------------------------------
+
+OUTSIDE = "class _Source(list):\n    def __memo_key__(self): return 'outside'\n"
+VERSIONED = """
+@memo(version={version})
+def load():
+    return SOURCE[0]
+"""
+
+
+def test_bumping_a_memoized_helper_s_version_is_a_miss_for_its_callers(shell: Shell) -> None:
+    shell.run(SETUP)
+    shell.run(OUTSIDE + "SOURCE = _Source([10])")
+    shell.run(VERSIONED.format(version=1))
+    shell.run("@memo\ndef analyze():\n    ran('a')\n    return load() * 2\n"
+              "class Report:\n    @memo(version=1)\n    def total(self):\n        return SOURCE[0]\n"
+              "@memo\ndef report():\n    ran('r')\n    return Report().total() * 3")
+    shell.run("analyze()\nreport()")
+    shell.run("SOURCE[0] = 20")  # outside what keys can see: the README says to bump version=
+    shell.run(VERSIONED.format(version=2))
+    shell.run("class Report:\n    @memo(version=2)\n    def total(self):\n        return SOURCE[0]")
+    shell.run("a = analyze()\nr = report()")
+    assert (shell["a"], shell["r"]) == (40, 60) and shell["RUNS"] == {"a": 2, "r": 2}
+
+
+def test_a_memoized_helper_s_version_keys_alike_across_restarts(cache_dir: Path) -> None:
+    def kernel(version: int, seed: int) -> dict[str, object]:
+        cells = [SETUP, OUTSIDE + f"SOURCE = _Source([{version * 10}])", VERSIONED.format(version=version),
+                 "@memo\ndef analyze():\n    ran('a')\n    return load() * 2",
+                 "OUT['v'] = analyze()\nOUT['runs'] = RUNS.get('a', 0)"]
+        return run_kernel(cells, cache_dir, seed=seed)
+
+    assert kernel(1, 1)["v"] == 20
+    assert kernel(2, 2)["v"] == 40
+    assert kernel(2, 3)["runs"] == 0 and kernel(1, 4)["v"] == 20
