@@ -12,6 +12,7 @@ a partial) is hashed by the same resolution, so it is keyed like a helper the bo
 from __future__ import annotations
 
 import collections
+import collections.abc
 import contextlib
 import functools
 import importlib
@@ -146,6 +147,40 @@ def _fn_watch(fn: types.FunctionType) -> tuple[Any, ...]:
     kwdefaults = fn.__kwdefaults__  # a dict: ``f.__kwdefaults__["k"] = 5`` changes it in place
     return ("fn", fn, fn.__code__, fn.__defaults__, kwdefaults, fn.__dict__, list(fn.__dict__.items()),
             None if kwdefaults is None else list(kwdefaults.items()))
+
+
+# What a library's wrapper keeps between calls (a cache, a registry, a set of calls running): its content
+# changes as the wrapper runs, so it is never a setting that keys it.
+_WORKING_STATE: tuple[type, ...] = (*_CONTAINERS, collections.abc.MutableMapping, collections.abc.MutableSequence,
+                                    collections.abc.MutableSet)
+_WORKING_STATE_REASON = ("it is a mutable container a library's wrapper keeps between calls (a cache or a registry), "
+                         "whose content changes as it runs; if it holds settings, pass them as arguments instead")
+
+
+def _user_code(value: Any) -> bool:
+    return isinstance(value, (types.FunctionType, type)) and is_user_code(value)
+
+
+def _wrapper_cells(fn: types.FunctionType) -> list[tuple[int, str, Any]]:
+    """Return ``(index, name, value)`` of the closure cells of a library's wrapper around the user's code: the
+    decorator's arguments (``np.errstate(invalid="ignore")``, ``torch.autocast("cpu", dtype=...)``) and the user's
+    code it holds. The function it wraps (``__wrapped__``) is followed apart; a library's own closures, which
+    hold none of the user's code, give []."""
+    closure = fn.__closure__
+    if not closure:
+        return []
+    wrapped = fn.__dict__.get("__wrapped__")
+    cells = []
+    for index, (name, cell) in enumerate(zip(fn.__code__.co_freevars, closure)):
+        try:
+            value = cell.cell_contents
+        except ValueError:  # not bound yet
+            continue
+        if value is not wrapped and value is not fn:
+            cells.append((index, name, value))
+    if wrapped is None and not any(_user_code(value) for _, _, value in cells):
+        return []
+    return cells
 
 
 def _same_items(now: dict[str, Any], then: list[tuple[str, Any]]) -> bool:
@@ -458,6 +493,7 @@ class _Resolver:
             else:
                 self.library(value.__module__ or "", qualified_name(value), label)
                 self.watch.append(_fn_watch(value))
+                self.wrapper(value, label)
                 self.state_of(value, label)  # a library's decorator around the user's function
             return
         if isinstance(value, type):
@@ -525,6 +561,22 @@ class _Resolver:
             self.drawn.add(id(value))  # a random generator in it: drawing from it changes it, as a hit does too
         if mutable and id(value) not in self.drawn and _watched(value):
             self.mutable.append((label, value, digest))
+
+    def wrapper(self, fn: types.FunctionType, label: str) -> None:
+        """Resolve what a library's wrapper around the user's code closes over: the user's code like a helper,
+        the decorator's arguments by content (as code: they are fixed when it decorates)."""
+        for index, name, value in _wrapper_cells(fn):
+            where = f"{label}.<closure {name}>"
+            self.watch.append(("cell", (fn.__closure__ or ())[index], value, fn, index))
+            if _user_code(value) or getattr(type(value), "__memo__", False):
+                self.value(value, where)
+            elif isinstance(value, _WORKING_STATE):
+                self.deps.skipped[where] = _WORKING_STATE_REASON
+            else:
+                try:
+                    self.deps.parts[where] = ("code", self.content_digest(value, where))
+                except UnhashableArgument as exc:
+                    self.deps.skipped[where] = exc.reason
 
     def builtin(self, value: types.BuiltinFunctionType, label: str) -> None:
         """Key a builtin function by its name, and the immutable value it is bound to (``"abc".upper``)."""
@@ -1493,6 +1545,12 @@ def _hash_function(h: Hasher, fn: types.FunctionType) -> None:
         wrapped = fn.__dict__.get("__wrapped__")
         if wrapped is not None:  # a library's decorator around the user's function
             h.child(wrapped, ".__wrapped__")
+        for _, name, value in _wrapper_cells(fn):  # and the decorator's arguments
+            h.text(name)
+            if isinstance(value, _WORKING_STATE):
+                h.tag(b"?")  # its working state (a cache): left out, as where the function is read by name
+            else:
+                h.part(value)
         return
     h.tag(b"Fv")
     h.text(fn.__qualname__)
@@ -1511,6 +1569,14 @@ def _hash_descriptor(h: Hasher, value: Any) -> None:
         h.child(value.__func__, ".__func__")
 
 
+def _hash_generator_context(h: Hasher, manager: Any) -> None:
+    """Hash a ``contextlib.contextmanager`` object (a decorator's argument: ``@section("load")``) by the generator
+    function and the arguments it was made from; the generator it made is recreated on each use."""
+    h.tag(b"Cm")
+    h.child(type(manager), "<class>")
+    h.child([manager.func, manager.args, manager.kwds], "<made from>")
+
+
 def _hash_lru_wrapper(h: Hasher, wrapper: Any) -> None:
     h.tag(b"Fc")
     h.child(wrapper.__wrapped__, ".__wrapped__")
@@ -1522,3 +1588,4 @@ for _wrapper in (staticmethod, classmethod, property, functools.cached_property)
     install_code_handler(_wrapper, _hash_descriptor)
 install_code_handler(types.FunctionType, _hash_function)
 install_code_handler(functools._lru_cache_wrapper, _hash_lru_wrapper)  # type: ignore[attr-defined]
+install_code_handler(contextlib._GeneratorContextManagerBase, _hash_generator_context)  # type: ignore[attr-defined]

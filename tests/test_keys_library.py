@@ -6,6 +6,10 @@ across restarts (no false miss), and never break the call."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
 import warnings
 from pathlib import Path
 
@@ -289,3 +293,164 @@ def test_a_memoized_helper_s_version_keys_alike_across_restarts(cache_dir: Path)
     assert kernel(1, 1)["v"] == 20
     assert kernel(2, 2)["v"] == 40
     assert kernel(2, 3)["runs"] == 0 and kernel(1, 4)["v"] == 20
+
+
+# -- a library decorator's arguments ---------------------------------------------------------------
+
+ERRSTATE = """
+import numpy as np
+@np.errstate(invalid={mode!r})
+def safe_sqrt(x):
+    return np.sqrt(x)
+"""
+ERRSTATE_CALLER = """
+@memo
+def checked(x):
+    ran('c')
+    try:
+        return float(np.nan_to_num(safe_sqrt(np.float64(x)), nan=-1.0))
+    except FloatingPointError:
+        return 'raised'
+"""
+AUTOCAST = """
+import torch
+@torch.autocast("cpu", {settings})
+def project(x, w):
+    return x @ w
+"""
+AUTOCAST_CALLER = """
+@memo
+def score(n):
+    ran('s')
+    g = torch.Generator().manual_seed(0)
+    x, w = torch.randn(n, n, generator=g), torch.randn(n, n, generator=g)
+    return project(x, w).float().sum().item()
+"""
+
+
+def test_editing_a_library_decorator_s_arguments_is_a_miss(shell: Shell) -> None:
+    shell.run(SETUP)
+    shell.run(ERRSTATE.format(mode="ignore"))
+    shell.run(ERRSTATE_CALLER)
+    shell.run("first = checked(-1.0)\nfirst = checked(-1.0)")
+    shell.run(ERRSTATE.format(mode="raise"))
+    shell.run("v = checked(-1.0)")
+    assert (shell["first"], shell["v"]) == (-1.0, "raised") and shell["RUNS"]["c"] == 2
+
+
+def test_editing_torch_autocast_s_arguments_on_a_helper_is_a_miss(shell: Shell) -> None:
+    shell.run(SETUP)
+    shell.run(AUTOCAST.format(settings="dtype=torch.bfloat16"))
+    shell.run(AUTOCAST_CALLER)
+    shell.run("first = score(32)\nfirst = score(32)")
+    shell.run(AUTOCAST.format(settings="enabled=False"))
+    shell.run("v = score(32)\nexpected = score.__wrapped__(32)")
+    assert shell["v"] == shell["expected"] != shell["first"] and shell["RUNS"]["s"] == 3
+
+
+@pytest.mark.parametrize(("helper", "caller", "call"), [
+    (ERRSTATE.format(mode="ignore"), ERRSTATE_CALLER, "checked(-1.0)"),
+    (AUTOCAST.format(settings="dtype=torch.bfloat16"), AUTOCAST_CALLER, "score(16)")])
+def test_a_library_decorator_s_arguments_key_alike_across_restarts(
+        cache_dir: Path, helper: str, caller: str, call: str) -> None:
+    # The second kernel runs the decorated helper by itself first, as a notebook may: what that use leaves on
+    # the decorator (autocast keeps the state it puts back on exit) is not a setting.
+    record = f"OUT['v'] = {call}\nOUT['runs'] = sum(RUNS.values())"
+    first = run_kernel([SETUP, helper, caller, record], cache_dir, seed=1)
+    used = "safe_sqrt(np.float64(4.0))" if "safe_sqrt" in helper else "project(torch.ones(2, 2), torch.ones(2, 2))"
+    second = run_kernel([SETUP, helper, used, caller, record], cache_dir, seed=2)
+    assert first["runs"] == 1 and second["runs"] == 0 and second["v"] == first["v"]
+    assert not [w for w in second["_warnings"] if "cannot be hashed" in w]
+
+
+SECTION = """
+import contextlib
+@contextlib.contextmanager
+def section(scale):
+    yield scale{edit}
+@section({scale})
+def helper(x):
+    return x + 1
+"""
+
+
+@pytest.mark.parametrize("edit", [{"scale": 3, "edit": ""}, {"scale": 2, "edit": "\n    print('left')"}])
+def test_a_contextmanager_of_the_user_s_decorating_a_helper_is_keyed(shell: Shell, edit: dict[str, object]) -> None:
+    shell.run(SETUP)
+    shell.run(SECTION.format(scale=2, edit=""))
+    shell.run("@memo\ndef g(x):\n    ran('g')\n    return helper(x)")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        shell.run("g(1)\ng(1)")
+    assert not [w for w in caught if "cannot be hashed" in str(w.message)]
+    shell.run(SECTION.format(**edit))
+    shell.run("g(1)")
+    assert shell["RUNS"]["g"] == 2
+
+
+def test_a_library_wrapper_without_wrapped_is_followed_to_the_user_s_function(shell: Shell) -> None:
+    shell.run(SETUP)
+    shell.run("import reprlib\n@reprlib.recursive_repr('...')\ndef show(obj):\n    return 'v1'")
+    shell.run("@memo\ndef g():\n    ran('g')\n    return show(object())")
+    with pytest.warns(MemoWarning, match="'show.<closure repr_running>' cannot be hashed"):  # its calls running
+        shell.run("g()\ng()")
+    shell.run("@reprlib.recursive_repr('...')\ndef show(obj):\n    return 'v2'")
+    shell.run("v = g()")
+    assert shell["v"] == "v2" and shell["RUNS"]["g"] == 2
+
+
+def install_fakelib(base: Path, source: str) -> dict[str, str]:
+    """Install (or upgrade) a package ``fakelib`` in a user site under ``base``, so that it is a library, not the
+    user's code; return the environment a kernel needs (its cells then start with ``USER_SITE``)."""
+    env = {**os.environ, "PYTHONUSERBASE": str(base)}
+    site_dir = subprocess.run([sys.executable, "-c", "import site; print(site.getusersitepackages())"], env=env,
+                              capture_output=True, text=True, check=True).stdout.strip()
+    package = Path(site_dir) / "fakelib"
+    package.mkdir(parents=True, exist_ok=True)
+    (package / "__init__.py").write_text(textwrap.dedent(source))
+    return {"PYTHONUSERBASE": str(base), "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+USER_SITE = "import site, sys\nsys.path.insert(0, site.getusersitepackages())"
+
+FAKELIB_SCALED = """
+import functools
+def scaled(factor):
+    store = {}  # the wrapper's own cache: filled as it runs
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(x):
+            if x not in store:
+                store[x] = fn(x) * factor
+            return store[x]
+        return wrapper
+    return decorate
+"""
+
+
+def test_a_library_decorator_s_settings_are_keyed_and_its_cache_left_out(tmp_path: Path, cache_dir: Path) -> None:
+    env = install_fakelib(tmp_path / "userbase", FAKELIB_SCALED)
+
+    def kernel(factor: int, seed: int) -> dict[str, object]:
+        cells = [USER_SITE, SETUP, f"import fakelib\n@fakelib.scaled({factor})\ndef helper(x):\n    return x + 1",
+                 "OFFSET = 0.5", "@memo\ndef g(x):\n    ran('g')\n    return helper(x) + OFFSET",
+                 "g(3)", "OFFSET = 0.5",  # an equal value bound anew: g is resolved again, its helper's cache full
+                 "OUT['v'] = g(3)\nOUT['runs'] = RUNS.get('g', 0)"]
+        return run_kernel(cells, cache_dir, seed=seed, env=env)
+
+    first = kernel(2, 1)
+    assert first["v"] == 8.5 and first["runs"] == 1
+    assert any("'helper.<closure store>' cannot be hashed" in w for w in first["_warnings"])  # type: ignore[attr-defined]
+    assert kernel(2, 2)["runs"] == 0
+    assert kernel(3, 3)["v"] == 12.5
+
+
+def test_a_library_decorator_s_arguments_count_for_a_helper_passed_as_an_argument(shell: Shell) -> None:
+    shell.run(SETUP)
+    shell.run(ERRSTATE.format(mode="ignore"))
+    shell.run("@memo\ndef apply(fn, x):\n    ran('a')\n    try:\n        return float(fn(np.float64(x)))\n"
+              "    except FloatingPointError:\n        return 'raised'")
+    shell.run("first = apply(safe_sqrt, -1.0)\nfirst = apply(safe_sqrt, -1.0)")
+    shell.run(ERRSTATE.format(mode="raise"))
+    shell.run("v = apply(safe_sqrt, -1.0)")
+    assert shell["v"] == "raised" and shell["RUNS"]["a"] == 2

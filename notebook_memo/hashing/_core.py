@@ -191,6 +191,15 @@ class Hasher:
         shared[id(value)] = (len(shared), value)
         return False
 
+    def part(self, value: Any) -> None:
+        """Feed the digest of ``value`` alone; where it cannot be hashed (a lock, an open file), a mark and why,
+        so the value around it is keyed without it, as a global that cannot be hashed is left out."""
+        try:
+            self.tag(self.sub_digest(value))
+        except _Unhashable as exc:
+            self.tag(b"?")
+            self.text(exc.reason)
+
     def sub_digest(self, value: Any) -> Digest:
         """Return the digest of ``value`` alone (for order-free containers)."""
         sub = Hasher()
@@ -415,11 +424,7 @@ def _h_module(h: Hasher, v: types.ModuleType) -> None:
     h.number(len(items))
     for name, value in items:
         h.text(name)
-        try:
-            h.tag(h.sub_digest(value))
-        except _Unhashable as exc:
-            h.tag(b"?")
-            h.text(exc.reason)
+        h.part(value)
 
 
 # Whether a module is the user's, so keyed by its content: told by the fingerprint layer, which knows.

@@ -51,7 +51,17 @@ def torch_path(cls: type) -> HashFn | None:
         return _h_module
     if cls is torch.finfo or cls is torch.iinfo:
         return _h_type_info
+    if issubclass(cls, torch.autocast):
+        return _h_autocast
     return None
+
+
+def _h_autocast(h: Hasher, v: Any) -> None:
+    """torch.autocast (a decorator's settings): its device, dtype and flags. Not what entering it saves to put
+    back on exit (``prev``, ``prev_fastdtype``...): a use adds those, and a key must not change with it."""
+    h.tag(b"ta")
+    h.child(type(v), "<class>")
+    h.child({name: value for name, value in sorted(vars(v).items()) if not name.startswith("prev")}, "<settings>")
 
 
 def _h_type_info(h: Hasher, v: Any) -> None:
