@@ -67,6 +67,8 @@ from .hashing import (
     combine,
     content_hash,
     install_code_handler,
+    install_version_reader,
+    library_version,
     qualified_name,
     things_met,
 )
@@ -90,6 +92,21 @@ def _top_version(top: str) -> str:
         return importlib.metadata.version(dists[0]) if dists else ""
     except Exception:
         return ""
+
+
+def _value_version(module_name: str) -> str | None:
+    """Return the version keyed with a library's function, class or module met in a value (an argument, data a
+    global holds), as a body naming it keys it: under the setting of the resolution running, else the one
+    configured; None for the standard library and where versions are off."""
+    stack = _resolvers()
+    track = stack[-1].track_versions if stack else _config.settings.track_versions
+    top = module_name.partition(".")[0]
+    if not track or not top or top in sys.stdlib_module_names or top == "builtins":
+        return None
+    return package_version(top)
+
+
+install_version_reader(_value_version)
 
 
 def _imported_module(name: str) -> tuple[types.ModuleType | None, bool]:
@@ -1529,6 +1546,7 @@ def _hash_class(h: Hasher, cls: type) -> None:
     else:
         h.tag(b"Cq")
         h.text(qualified_name(cls))
+        library_version(h, cls.__module__)
 
 
 def _hash_function(h: Hasher, fn: types.FunctionType) -> None:
@@ -1542,6 +1560,7 @@ def _hash_function(h: Hasher, fn: types.FunctionType) -> None:
     if not is_user_code(fn):
         h.tag(b"Fq")
         h.text(qualified_name(fn))
+        library_version(h, fn.__globals__.get("__name__"))  # where its code lives: wraps() copies __module__
         wrapped = fn.__dict__.get("__wrapped__")
         if wrapped is not None:  # a library's decorator around the user's function
             h.child(wrapped, ".__wrapped__")

@@ -454,3 +454,70 @@ def test_a_library_decorator_s_arguments_count_for_a_helper_passed_as_an_argumen
     shell.run(ERRSTATE.format(mode="raise"))
     shell.run("v = apply(safe_sqrt, -1.0)")
     assert shell["v"] == "raised" and shell["RUNS"]["a"] == 2
+
+
+# -- library versions of values ----------------------------------------------------------------------
+
+FAKELIB = """
+__version__ = {version!r}
+def transform(x):
+    return x * {factor}
+class Scaler:
+    def __init__(self, k):
+        self.k = k
+    def apply(self, x):
+        return x * self.k * {factor}
+"""
+PASSED = """
+@memo
+def apply(fn, x):
+    ran('apply')
+    return fn(x)
+@memo
+def run(scaler, x):
+    ran('run')
+    return scaler.apply(x)
+@memo
+def through(module, x):
+    ran('through')
+    return module.transform(x)
+@memo
+def held(x):
+    ran('held')
+    return OPS[0](x)
+"""
+RECORD = """
+OPS = (fakelib.transform,)
+OUT['v'] = [apply(fakelib.transform, 3), run(fakelib.Scaler(1), 3), through(fakelib, 3), held(3)]
+OUT['runs'] = dict(RUNS)
+"""
+
+
+@pytest.mark.parametrize("track", [True, False])
+def test_library_code_passed_as_a_value_is_keyed_by_its_package_version(
+        tmp_path: Path, cache_dir: Path, track: bool) -> None:
+    base = tmp_path / "userbase"
+    setting = "" if track else "import notebook_memo\nnotebook_memo.configure(track_versions=False)"
+    cells = [USER_SITE, setting, SETUP, "import fakelib", PASSED, RECORD]
+    env = install_fakelib(base, FAKELIB.format(version="1.0", factor=2))
+    assert run_kernel(cells, cache_dir, seed=1, env=env)["v"] == [6, 6, 6, 6]
+    assert run_kernel(cells, cache_dir, seed=2, env=env)["runs"] == {}  # a restart: every call a hit
+    env = install_fakelib(base, FAKELIB.format(version="2.0", factor=3))
+    upgraded = run_kernel(cells, cache_dir, seed=3, env=env)
+    if track:
+        assert upgraded["v"] == [9, 9, 9, 9]
+    else:  # versions not keyed, as documented for track_versions=False
+        assert upgraded["runs"] == {}
+
+
+def test_a_library_builtin_passed_as_a_value_is_keyed_by_its_package_version(cache_dir: Path) -> None:
+    def kernel(version: str, seed: int) -> dict[str, object]:
+        # numpy reports the version it was told to: an upgrade as the key sees one.
+        cells = [f"import numpy\nnumpy.__version__ = {version!r}", SETUP,
+                 "@memo\ndef apply(fn, x):\n    ran('a')\n    return float(fn(x, x))",
+                 "OUT['v'] = apply(numpy.add, 2.0)\nOUT['runs'] = RUNS.get('a', 0)"]
+        return run_kernel(cells, cache_dir, seed=seed)
+
+    assert kernel("1.0", 1)["runs"] == 1
+    assert kernel("1.0", 2)["runs"] == 0
+    assert kernel("2.0", 3)["runs"] == 1

@@ -411,8 +411,9 @@ def _h_memoryview(h: Hasher, v: memoryview) -> None:
 def _h_module(h: Hasher, v: types.ModuleType) -> None:
     judge = _MODULE_JUDGE.get("user")
     if judge is None or not judge(v):
-        h.tag(b"M")  # a library's module: its name (its version and settings are keyed where code reads it)
+        h.tag(b"M")  # a library's module: its name and version (its settings are keyed where code reads it)
         h.text(v.__name__)
+        library_version(h, v.__name__)
         return
     # The user's module (or one made at run time as a namespace): its content, each name as a global read
     # by code is (functions by code and what they read, data by content). What cannot be hashed (a lock,
@@ -434,6 +435,26 @@ _MODULE_JUDGE: dict[str, Callable[[types.ModuleType], bool]] = {}
 def install_module_judge(judge: Callable[[types.ModuleType], bool]) -> None:
     """Let the fingerprint layer say which modules are the user's (keyed by content, not by name)."""
     _MODULE_JUDGE["user"] = judge
+
+
+# The version of the package a library's code (a function, class or module met as a value) comes from, when
+# versions are keyed: told by the dependency layer, which knows the setting in force; None for none.
+_VERSION_READER: dict[str, Callable[[str], str | None]] = {}
+
+
+def install_version_reader(reader: Callable[[str], str | None]) -> None:
+    """Let the dependency layer say which version of a module's package keys the library code met in a value."""
+    _VERSION_READER["reader"] = reader
+
+
+def library_version(h: Hasher, module: object) -> None:
+    """Feed the version of the package ``module`` (a name) belongs to, where versions are keyed: a library
+    function passed as an argument is keyed as one a body calls by name, so an upgrade is a change."""
+    reader = _VERSION_READER.get("reader")
+    version = reader(module) if reader is not None and isinstance(module, str) else None
+    if version is not None:
+        h.tag(b"@")
+        h.text(version)
 
 
 _EXACT: dict[type, HashFn] = {
@@ -648,6 +669,10 @@ def _h_builtin(h: Hasher, v: Any) -> None:
     owner = getattr(v, "__self__", None)
     h.tag(b"B")
     h.text(qualified_name(v))
+    module = getattr(v, "__module__", None) or getattr(getattr(v, "__objclass__", None), "__module__", None)
+    if not isinstance(module, str) and isinstance(owner, types.ModuleType):
+        module = owner.__name__
+    library_version(h, module)
     if owner is not None and not isinstance(owner, types.ModuleType):
         h.child(owner, ".__self__")
 
