@@ -406,7 +406,12 @@ class _Resolver:
             self.watch.append(("module", name, module))
             if module is not None and not chain and is_user_code(module):
                 continue  # the import itself: what the body reads from it has chains of its own
-            if module is not None:
+            if module is not None and not is_user_code(module):
+                # Named by the import itself, which the code shows: only its package, and what was patched into
+                # it. (Before its first import it is not loaded: keyed alike then and after.)
+                self.package(name)
+                self.patched(module, () if chain == (WHOLE,) else chain, name)
+            elif module is not None:
                 self.reference(module, () if chain == (WHOLE,) else chain, name)
             elif library:
                 self.package(name)

@@ -521,3 +521,16 @@ def test_a_library_builtin_passed_as_a_value_is_keyed_by_its_package_version(cac
     assert kernel("1.0", 1)["runs"] == 1
     assert kernel("1.0", 2)["runs"] == 0
     assert kernel("2.0", 3)["runs"] == 1
+
+
+def test_a_library_module_the_code_imports_itself_keys_alike_before_and_after_its_first_import(
+        cache_dir: Path) -> None:
+    cells = [SETUP, "import sys\nOUT['loaded before'] = [name in sys.modules for name in ('colorsys', 'wave')]",
+             "%load_ext notebook_memo",
+             "@memo\ndef hue(r):\n    import colorsys\n    ran('hue')\n    return colorsys.rgb_to_hsv(r, 0, 0)[0]",
+             "hue(1.0)\nhue(1.0)",
+             "%%memo cell\nimport wave\nran('cell')\nsize = wave.WAVE_FORMAT_PCM",
+             "%%memo cell\nimport wave\nran('cell')\nsize = wave.WAVE_FORMAT_PCM",
+             "OUT['runs'] = dict(RUNS)"]
+    out = run_kernel(cells, cache_dir, seed=1)
+    assert out["loaded before"] == [False, False] and out["runs"] == {"hue": 1, "cell": 1}
