@@ -327,7 +327,8 @@ class _Resolver:
                     continue
                 self.deps.parts[name] = ("missing", b"")
                 continue
-            label = name if root_module in (None, "__main__") else f"{root_module}.{name}"
+            # A script's globals, as its spawned workers run it (__mp_main__) too: the same labels, the same keys.
+            label = name if root_module in (None, "__main__", "__mp_main__") else f"{root_module}.{name}"
             self.reference(value, chain, label)
         self.evaluated(fn, owner)
         self.imports_of(fn)

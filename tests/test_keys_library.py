@@ -534,3 +534,37 @@ def test_a_library_module_the_code_imports_itself_keys_alike_before_and_after_it
              "OUT['runs'] = dict(RUNS)"]
     out = run_kernel(cells, cache_dir, seed=1)
     assert out["loaded before"] == [False, False] and out["runs"] == {"hue": 1, "cell": 1}
+
+
+SCRIPT_WITH_GLOBALS = """
+import math, multiprocessing
+from notebook_memo import memo
+FACTOR = 3
+ROUND = math.floor
+
+@memo(cache_dir={cache!r})
+def scaled(x):
+    return ROUND(math.sqrt(x) * FACTOR)
+
+def work(x):
+    return scaled(x), scaled.last_hit
+
+if __name__ == "__main__":
+    first = scaled(2)
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        (value, hit), = pool.map(work, [2])
+    print(value == first, hit)
+"""
+
+
+def test_a_script_s_globals_key_alike_in_its_spawned_workers(tmp_path: Path) -> None:
+    """A spawned worker runs the script's code as __mp_main__: its globals, data and library objects alike, are
+    the script's, under the same labels."""
+    script = tmp_path / "script.py"
+    script.write_text(SCRIPT_WITH_GLOBALS.format(cache=str(tmp_path / "cache")))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parent.parent),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "True"]
