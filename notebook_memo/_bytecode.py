@@ -209,13 +209,19 @@ def _imports_by_name(code: types.CodeType) -> list[tuple[str, tuple[str, ...], s
             continue  # the name is not the call's only argument
         # __import__("a.b") returns the top package, like ``import a.b``.
         name = const.argval.partition(".")[0] if caller.argval == "__import__" else const.argval
-        chain: list[str] = []
-        while j < len(ins) and ins[j].opname in _ATTR_OPS:
-            chain.append(ins[j].argval)
-            j += 1
-        stored = ins[j].argval if not chain and j < len(ins) and ins[j].opname in _STORE_OPS else None
-        found.append((name, tuple(chain) if chain or stored else (WHOLE,), stored))
+        found.append((name, *_taken(ins, j)))
     return found
+
+
+def _taken(ins: list[dis.Instruction], j: int) -> tuple[tuple[str, ...], str | None]:
+    """Return what is taken of a module found at ``ins[j - 1]``: the attribute chain read from it, or (WHOLE,) and
+    the name it is stored in (None when used otherwise)."""
+    chain: list[str] = []
+    while j < len(ins) and ins[j].opname in _ATTR_OPS:
+        chain.append(ins[j].argval)
+        j += 1
+    stored = ins[j].argval if not chain and j < len(ins) and ins[j].opname in _STORE_OPS else None
+    return (tuple(chain) if chain or stored else (WHOLE,)), stored
 
 
 OWN_MODULE = "\0own"  # stands for the module the code belongs to: sys.modules[__name__]
@@ -247,12 +253,7 @@ def _modules_looked_up(code: types.CodeType) -> list[tuple[str, tuple[str, ...],
             found.append(("", (), None))  # a module named at run time
             continue
         j += 2
-        chain: list[str] = []
-        while j < len(ins) and ins[j].opname in _ATTR_OPS:
-            chain.append(ins[j].argval)
-            j += 1
-        stored = ins[j].argval if not chain and j < len(ins) and ins[j].opname in _STORE_OPS else None
-        found.append((name, tuple(chain) if chain or stored else (WHOLE,), stored))
+        found.append((name, *_taken(ins, j)))
     return found
 
 
