@@ -170,8 +170,6 @@ def _fn_watch(fn: types.FunctionType) -> tuple[Any, ...]:
 # changes as the wrapper runs, so it is never a setting that keys it.
 _WORKING_STATE: tuple[type, ...] = (*_CONTAINERS, collections.abc.MutableMapping, collections.abc.MutableSequence,
                                     collections.abc.MutableSet)
-_WORKING_STATE_REASON = ("it is a mutable container a library's wrapper keeps between calls (a cache or a registry), "
-                         "whose content changes as it runs; if it holds settings, pass them as arguments instead")
 
 
 def _user_code(value: Any) -> bool:
@@ -594,7 +592,7 @@ class _Resolver:
             if _user_code(value) or getattr(type(value), "__memo__", False):
                 self.value(value, where)
             elif isinstance(value, _WORKING_STATE):
-                self.deps.skipped[where] = _WORKING_STATE_REASON
+                continue  # its working state (a cache, a registry, reprlib's guard of a dataclass's repr): no setting
             else:
                 try:
                     self.deps.parts[where] = ("code", self.content_digest(value, where))

@@ -568,3 +568,24 @@ def test_a_script_s_globals_key_alike_in_its_spawned_workers(tmp_path: Path) -> 
                           cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["True", "True"]
+
+
+def test_a_dataclass_a_memoized_function_reads_is_keyed_without_a_warning(cache_dir: object) -> None:
+    """A dataclass's __repr__ is wrapped by reprlib's guard, whose set of calls running is working state, not a
+    setting: it is left out silently, not with a warning on every restart."""
+    import dataclasses
+
+    from notebook_memo import memo
+
+    @dataclasses.dataclass
+    class Settings:
+        rate: float = 0.5
+
+    @memo
+    def scaled(x: float) -> float:
+        return x * Settings().rate
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert scaled(4.0) == 2.0
+    assert [str(w.message) for w in caught if "cannot be hashed" in str(w.message)] == []
