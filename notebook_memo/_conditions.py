@@ -119,7 +119,10 @@ def _library_dirs() -> tuple[str, ...]:
         found.update(site.getsitepackages())
     with contextlib.suppress(Exception):
         found.add(site.getusersitepackages())
-    return tuple(os.path.join(os.path.realpath(p), "") for p in found if p)
+    # Zipped libraries on sys.path (the standard library's python311.zip, which the import system and
+    # importlib.metadata look for whether or not it exists): the file itself and what it holds.
+    zipped = {os.path.realpath(p) for p in sys.path if p.endswith(".zip")}
+    return (*(os.path.join(os.path.realpath(p), "") for p in found if p), *zipped)
 
 
 _LIBRARY_DIRS = _library_dirs()

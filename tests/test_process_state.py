@@ -730,3 +730,29 @@ def test_a_damaged_process_condition_is_a_miss_not_an_error(shell: Shell, damage
     assert save(fn._store(), record.key, dumps("planted"), meta, None, 0.1, fn._fid)
     assert "MISS" in shell.run("str(echo.explain())")
     assert shell.run("echo(), echo.cache_info().misses") == ("hi\n", 2)
+
+
+# -- what the import system reads is no data, wherever Python lies ------------------------------------------
+
+LOOKS_UP_ENTRY_POINTS = """
+import importlib.metadata
+from notebook_memo import memo
+
+@memo
+def plugins():
+    print("RAN")
+    return len(importlib.metadata.entry_points(group="nbm-none"))  # looks for every sys.path entry, zips too
+
+plugins()
+print(plugins.explain_last() or "")
+"""
+
+
+def test_a_body_whose_library_looks_up_installed_packages_hits_under_another_home(tmp_path: Path) -> None:
+    """importlib.metadata opens python3X.zip of sys.path (which need not exist): with Python installed in the
+    home folder (pyenv, conda, uv), that read made the entry depend on the home folder, a miss for a teammate."""
+    cache, home = tmp_path / "cache", tmp_path / "home"
+    home.mkdir()
+    assert "RAN" in _run(LOOKS_UP_ENTRY_POINTS, tmp_path, cache, 1)
+    again = _run(LOOKS_UP_ENTRY_POINTS, tmp_path, cache, 2, HOME=str(home))
+    assert "RAN" not in again, again
