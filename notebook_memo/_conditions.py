@@ -91,9 +91,11 @@ _EVENTS = _READ_EVENTS | _WRITE_EVENTS | _ENVIRONMENT_EVENTS | _SPAWN_EVENTS | {
 _SESSION_VARIABLES = frozenset({"_", "PWD", "OLDPWD", "SHLVL", "WINDOWID", "TERM_SESSION_ID", "XDG_SESSION_ID",
                                 "INVOCATION_ID", "JOURNAL_STREAM", "MANAGERPID", "SYSTEMD_EXEC_PID",
                                 "DBUS_SESSION_BUS_ADDRESS", "XAUTHORITY", "SESSION_MANAGER", "DISPLAY", "GPG_TTY",
-                                "TMUX", "TMUX_PANE", "STY", "WINDOW", "COLUMNS", "LINES", "SECURITYSESSIONID"})
+                                "TMUX", "TMUX_PANE", "STY", "WINDOW", "COLUMNS", "LINES", "SECURITYSESSIONID",
+                                "DESKTOP_STARTUP_ID", "XDG_ACTIVATION_TOKEN", "WT_SESSION", "LaunchInstanceID"})
 _SESSION_PREFIXES = ("SSH_", "JPY_", "VSCODE_", "PYDEVD_", "ELECTRON_", "KITTY_", "WEZTERM_", "ITERM_",
-                     "ALACRITTY_", "GNOME_TERMINAL_", "KONSOLE_", "TERM_PROGRAM", "XPC_", "NOTEBOOK_MEMO_")
+                     "ALACRITTY_", "GNOME_TERMINAL_", "KONSOLE_", "TERM_PROGRAM", "XPC_", "NOTEBOOK_MEMO_",
+                     "JUPYTERHUB_")  # JupyterHub's token and ids of the server a kernel runs under
 # os.environ's own code between a write and who made it (environ.setdefault and update are MutableMapping's).
 _ENVIRON_CODE = frozenset({type(os.environ).__setitem__.__code__.co_filename,
                            collections.abc.MutableMapping.setdefault.__code__.co_filename})
@@ -348,7 +350,8 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
             return
         if event in _SPAWN_EVENTS:
             # subprocess's own posix_spawn follows its event, which says what it was given
-            if not (event.startswith("os.") and frame.f_code.co_filename == _module_file("subprocess")):
+            if not (event.startswith("os.") and frame.f_code.co_filename == _module_file("subprocess")) \
+                    and _started_by_the_user(frame):
                 program, environment_given, folder_given = _started(event, args)
                 for recorder in active:
                     recorder.spawn(program, environment_given, folder_given)
@@ -745,6 +748,17 @@ def _note_entropy() -> None:
         return
     for recorder in recorders:
         recorder.entropy.add(ENTROPY)
+
+
+def _started_by_the_user(frame: types.FrameType | None) -> bool:
+    """Return True when the process starting at ``frame`` is started by the user's own code (through subprocess or
+    os, whose own frames are passed over), not by a library probing the machine for itself (scikit-learn's loky
+    counting cores with lscpu, platform.processor() running uname): what such a probe answers does not depend on
+    the environment or folder it ran in, and counting it would make a whole estimator's fit miss in another."""
+    machinery = (_module_file("subprocess"), os.__file__, "<frozen os>")  # os.popen: subprocess under os
+    while frame is not None and frame.f_code.co_filename in machinery:
+        frame = frame.f_back
+    return frame is not None and _users_own(frame)
 
 
 def _users_own(frame: types.FrameType) -> bool:

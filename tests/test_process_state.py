@@ -756,3 +756,27 @@ def test_a_body_whose_library_looks_up_installed_packages_hits_under_another_hom
     assert "RAN" in _run(LOOKS_UP_ENTRY_POINTS, tmp_path, cache, 1)
     again = _run(LOOKS_UP_ENTRY_POINTS, tmp_path, cache, 2, HOME=str(home))
     assert "RAN" not in again, again
+
+
+PROBES_THE_MACHINE = """
+import platform
+from notebook_memo import memo
+
+@memo
+def machine():
+    print("RAN")
+    return platform.processor()  # runs uname -p: a library's own probe, not a program of the user's
+
+machine()
+"""
+
+
+def test_a_process_a_library_starts_to_probe_the_machine_does_not_tie_the_entry_to_folder_or_environment(
+        tmp_path: Path) -> None:
+    """A library's own probe (platform running uname, loky running lscpu for every scikit-learn fit) made the
+    entry depend on the whole environment and the folder: a miss in a kernel started elsewhere."""
+    a, b = _folders(tmp_path)
+    cache = tmp_path / "cache"
+    assert "RAN" in _run(PROBES_THE_MACHINE, a, cache, 1)
+    again = _run(PROBES_THE_MACHINE, b, cache, 2, EDITOR="vim", JUPYTERHUB_API_TOKEN="t2")
+    assert "RAN" not in again, again
