@@ -193,13 +193,19 @@ _BEHAVIOUR_FLAGS = (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS | inspect.CO_GEN
                     | inspect.CO_ITERABLE_COROUTINE | inspect.CO_ASYNC_GENERATOR)
 
 
+# CPython 3.11 counts the depth of its AST conversions per interpreter, not per thread: two threads parsing at
+# once (functions first called from a thread pool) can fail with "AST constructor recursion depth mismatch".
+_AST_LOCK = threading.Lock()
+
+
 def _source_digest(fn: types.FunctionType) -> bytes | None:
     """Return the digest of ``fn``'s normalised source, if it matches the running code."""
     if fn.__name__ == "<lambda>":
         return None
     try:
         source = textwrap.dedent(inspect.getsource(fn))
-        tree = ast.parse(source)
+        with _AST_LOCK:
+            tree = ast.parse(source)
     except (OSError, TypeError, SyntaxError, IndentationError):
         return None
     if not tree.body or not isinstance(tree.body[0], (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -209,8 +215,9 @@ def _source_digest(fn: types.FunctionType) -> bytes | None:
         return None
     node.decorator_list = []
     try:
-        compiled = compile(ast.Module(body=[node], type_ignores=[]), "<notebook_memo>", "exec",
-                           dont_inherit=True)
+        with _AST_LOCK:
+            compiled = compile(ast.Module(body=[node], type_ignores=[]), "<notebook_memo>", "exec",
+                               dont_inherit=True)
     except (SyntaxError, ValueError):
         return None
     candidate = _find_code(compiled, fn.__name__)
