@@ -731,7 +731,9 @@ def test_torch_s_settings_are_read_once_per_call_however_often_the_body_uses_tor
     stack(2)
     reads: list[int] = []
     settings = _dependencies._PACKAGE_STATE["torch"]
-    monkeypatch.setitem(_dependencies._PACKAGE_STATE, "torch", lambda: reads.append(1) or settings())
+    counted = lambda: reads.append(1) or settings()  # noqa: E731
+    monkeypatch.setitem(_dependencies._PACKAGE_STATE, "torch", counted)  # read when a function is resolved
+    monkeypatch.setitem(_dependencies._STATE_PROBES, "torch", counted)  # read when a resolution is checked
     stack(2)
     assert stack.cache_info().hits == 1 and len(reads) == 1
 
