@@ -392,8 +392,11 @@ def test_a_library_wrapper_without_wrapped_is_followed_to_the_user_s_function(sh
     shell.run(SETUP)
     shell.run("import reprlib\n@reprlib.recursive_repr('...')\ndef show(obj):\n    return 'v1'")
     shell.run("@memo\ndef g():\n    ran('g')\n    return show(object())")
-    with pytest.warns(MemoWarning, match="'show.<closure repr_running>' cannot be hashed"):  # its calls running
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         shell.run("g()\ng()")
+    # its set of calls running is working state, left out silently
+    assert not [w for w in caught if "cannot be hashed" in str(w.message)]
     shell.run("@reprlib.recursive_repr('...')\ndef show(obj):\n    return 'v2'")
     shell.run("v = g()")
     assert shell["v"] == "v2" and shell["RUNS"]["g"] == 2
@@ -440,7 +443,8 @@ def test_a_library_decorator_s_settings_are_keyed_and_its_cache_left_out(tmp_pat
 
     first = kernel(2, 1)
     assert first["v"] == 8.5 and first["runs"] == 1
-    assert any("'helper.<closure store>' cannot be hashed" in w for w in first["_warnings"])  # type: ignore[attr-defined]
+    # the wrapper's cache is working state, left out silently
+    assert not any("cannot be hashed" in w for w in first["_warnings"])  # type: ignore[attr-defined]
     assert kernel(2, 2)["runs"] == 0
     assert kernel(3, 3)["v"] == 12.5
 
