@@ -300,9 +300,10 @@ class Recorder:
         words (``sets the environment variable 'MODE', ...``); None when it left both as it found them."""
         now = environment()
         # A variable a module set as the body imported it (scikit-learn's KMP_DUPLICATE_LIB_OK) is set again
-        # wherever that module is imported: not the body's change.
-        changed = [n for n in {*now, *self.environ}
-                   if now.get(n) != self.environ.get(n) and n not in self.set_on_import]
+        # wherever that module is imported: not the body's change. Compared whole first: almost every run
+        # leaves the environment as it was, and one comparison of two dicts is what each miss pays.
+        changed = [] if now == self.environ else [n for n in {*now, *self.environ}
+                                                  if now.get(n) != self.environ.get(n) and n not in self.set_on_import]
         if changed:
             name = min(changed, key=str)
             text = os.fsdecode(name) if isinstance(name, bytes) else name
