@@ -32,6 +32,8 @@ from .._config import resolve_lease
 __all__ = ()
 
 LOCK_PREFIX = "lock:"
+# The name of the table of rows renew() writes: the one name besides ours a statement of ours selects from.
+RENEWED = "new"
 _HOST = socket.gethostname()
 
 
@@ -233,11 +235,11 @@ class Leases:
                 self._check(con)  # just before: these statements commit on their own
             for part in slices(list(self.held.items()), 300):
                 values = [x for row, lease in part for x in (row, lease.value, lease.following)]
-                # The common table's name is allowed by the index's authorizer (local._only_our_statements).
-                con.execute(f"WITH new(k, old, nv) AS (VALUES {','.join(['(?,?,?)'] * len(part))}) "
-                            "UPDATE Cache SET value = (SELECT nv FROM new WHERE new.k = Cache.key) "
-                            "WHERE rowid IN (SELECT Cache.rowid FROM Cache JOIN new "
-                            "ON Cache.key = new.k AND Cache.value = new.old)", values)
+                n = RENEWED  # the common table's name, which the index's authorizer allows to be selected from
+                con.execute(f"WITH {n}(k, old, nv) AS (VALUES {','.join(['(?,?,?)'] * len(part))}) "
+                            f"UPDATE Cache SET value = (SELECT nv FROM {n} WHERE {n}.k = Cache.key) "
+                            f"WHERE rowid IN (SELECT Cache.rowid FROM Cache JOIN {n} "
+                            f"ON Cache.key = {n}.k AND Cache.value = {n}.old)", values)
                 now = dict(con.execute(f"SELECT key, value FROM Cache WHERE key IN ({marks(len(part))})",
                                        [row for row, _ in part]).fetchall())
                 for row, lease in part:

@@ -65,7 +65,7 @@ from .._serialize import (
     write_payload,
 )
 from ._base import Fetched, SecondTier
-from ._leases import LOCK_PREFIX, Leases, Watch, at_fork_in_child, gate, immediate, marks, slices
+from ._leases import LOCK_PREFIX, RENEWED, Leases, Watch, at_fork_in_child, gate, immediate, marks, slices
 from ._objects import others_could_write
 from ._walmark import HeaderView, header_view, settled
 from .remote import replacing, second_tier
@@ -840,7 +840,7 @@ def _only_our_statements(action: int, first: str | None, second: str | None, _db
     """SQLite's authorizer for our connections, asked as each statement is prepared (again after any change of
     the schema): a step of our own SQL, or of one of our triggers, is allowed; any other is refused, and
     the statement fails with an error (the index is then set aside) before it runs."""
-    if within is None or (within == "new" and action == sqlite3.SQLITE_SELECT):
+    if within is None or (within == RENEWED and action == sqlite3.SQLITE_SELECT):
         return sqlite3.SQLITE_OK  # our statement's own step (or its common table's, in renew_leases)
     if within in _OUR_TRIGGERS and ((action == sqlite3.SQLITE_READ and first in _TRIGGER_TABLES)
                                     or (action, first, second) in _TRIGGER_STEPS):
