@@ -28,7 +28,7 @@ _MISSING = object()
 
 
 class InstanceCaches:
-    """The caches of one object: per attribute name, argument digest -> (value, expiry)."""
+    """The caches of one object: per cached method or property, argument digest -> (value, expiry)."""
 
     __slots__ = ("__weakref__", "inflight", "lock", "owner", "pid", "tables")
 
@@ -38,9 +38,11 @@ class InstanceCaches:
         except TypeError:  # not weak-referenceable: remember the id while it lives
             ident = id(owner)
             self.owner = lambda: ident
-        self.tables: dict[str, dict[bytes, tuple[Any, float]]] = {}
+        # Keyed by the descriptor, not its name: a subclass overriding a cached method and calling the parent's
+        # through super() has a cache of its own.
+        self.tables: dict[_PerObjectCache, dict[bytes, tuple[Any, float]]] = {}
         self.lock = threading.RLock()
-        self.inflight: dict[tuple[str, bytes], Any] = {}
+        self.inflight: dict[tuple[_PerObjectCache, bytes], Any] = {}
         self.pid = os.getpid()
 
     def after_fork(self) -> None:
@@ -170,12 +172,12 @@ class _PerObjectCache:
     def get_or_compute(self, obj: Any, key: bytes, call: Callable[[], Any]) -> Any:
         caches = caches_of(obj)
         assert caches is not None
-        table = caches.tables.setdefault(self.name, {})
+        table = caches.tables.setdefault(self, {})
         value = self._lookup(table, key)
         if value is not _MISSING:
             return _ready(value) if self.is_async else value
         caches.after_fork()
-        busy = f"instance:{id(caches)}:{self.name}:{key.hex()}"
+        busy = f"instance:{id(caches)}:{id(self)}:{key.hex()}"
         if is_computing(busy):
             raise RecursiveCall(f"{self.name} called itself with the same arguments on the same object while "
                                 "computing them: its result would depend on itself. Change the arguments of "
@@ -183,7 +185,7 @@ class _PerObjectCache:
         if self.is_async:
             return self._acompute(caches, table, key, call, busy)
         with caches.lock:
-            slot = caches.inflight.setdefault((self.name, key), threading.Lock())
+            slot = caches.inflight.setdefault((self, key), threading.Lock())
         with slot:  # one thread computes; the others wait, then read its result
             value = self._lookup(table, key)
             if value is not _MISSING:
@@ -194,18 +196,18 @@ class _PerObjectCache:
                 table[key] = (value, self._expiry())
             finally:
                 with caches.lock:
-                    caches.inflight.pop((self.name, key), None)
+                    caches.inflight.pop((self, key), None)
         return value
 
     async def _acompute(self, caches: InstanceCaches, table: dict[bytes, tuple[Any, float]], key: bytes,
                         call: Callable[[], Any], busy: str) -> Any:
         import asyncio  # loaded already: this runs on its event loop
 
-        running = caches.inflight.get((self.name, key))
+        running = caches.inflight.get((self, key))
         if isinstance(running, asyncio.Future):
             return await asyncio.shield(running)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        caches.inflight[(self.name, key)] = future
+        caches.inflight[(self, key)] = future
         try:
             with computing(busy):
                 value = await call()
@@ -217,12 +219,12 @@ class _PerObjectCache:
             future.exception()  # retrieved here; waiters re-raise it
             raise
         finally:
-            caches.inflight.pop((self.name, key), None)
+            caches.inflight.pop((self, key), None)
 
     def clear_for(self, obj: Any) -> None:
         caches = caches_of(obj, create=False)
         if caches is not None:
-            caches.tables.pop(self.name, None)
+            caches.tables.pop(self, None)
 
 
 class PerInstance(_PerObjectCache):
@@ -236,6 +238,10 @@ class PerInstance(_PerObjectCache):
         if obj is None:
             return self
         return BoundPerInstance(self, obj)
+
+    def __call__(self, obj: Any, *args: Any, **kwargs: Any) -> Any:
+        """``Class.method(obj, ...)``, as with a plain method: the call through ``obj``'s cache."""
+        return BoundPerInstance(self, obj)(*args, **kwargs)
 
     def key(self, obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
         bound = self.signature.bind(obj, *args, **kwargs)
@@ -286,7 +292,7 @@ class CachedProperty(_PerObjectCache):
     def __set__(self, obj: Any, value: Any) -> None:
         caches = caches_of(obj)
         assert caches is not None
-        caches.tables.setdefault(self.name, {})[_PROPERTY_KEY] = (value, self._expiry())
+        caches.tables.setdefault(self, {})[_PROPERTY_KEY] = (value, self._expiry())
 
     def __delete__(self, obj: Any) -> None:
         self.clear_for(obj)
