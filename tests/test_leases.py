@@ -33,6 +33,14 @@ def slow(k, seconds=0.0, spin=False):
                 for _ in range(20000):
                     pass
                 memo.keep_alive()
+                continue
+            # Spins of 3 s (three lease times), each ended by a look at the log (reading it lets the renewal
+            # thread run once): until the other process took the lease over, however late a busy machine started it.
+            chunk = time.monotonic() + 3
+            while time.monotonic() < chunk:
+                pass
+            if log.started(k) > 1:
+                break
         sys.setswitchinterval(0.005)
     else:
         time.sleep(seconds)
@@ -299,10 +307,12 @@ def _script_namespace(script: Path, log: Path) -> dict[str, Any]:
 # -- a body that starves the renewal thread ---------------------------------------------------------
 
 def _hold_then_wait(tmp_path: Path, cache_dir: Path, key: str, spin: str) -> tuple[Path, dict[str, Any]]:
-    """One process spins for 4 s holding the GIL (1 s leases) while another calls the same key."""
+    """One process spins holding the GIL (1 s leases) while another calls the same key: for 4 s keeping its lease
+    alive, or else until the other has taken the lease over."""
     script, log = _script(tmp_path), tmp_path / "log.txt"
     env = _env(cache_dir, NOTEBOOK_MEMO_LEASE="1")
-    holder = subprocess.Popen([sys.executable, str(script), "slow", str(log), key, "4", spin], env=env,
+    seconds = "4" if spin == "keep-alive" else "120"  # "gil" spins until the other process has taken over
+    holder = subprocess.Popen([sys.executable, str(script), "slow", str(log), key, seconds, spin], env=env,
                               stdout=subprocess.PIPE, text=True)
     _wait_for(log, f"start {key}")
     _run(script, "slow", str(log), key, "0", env=env)
