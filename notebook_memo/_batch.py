@@ -22,7 +22,7 @@ from ._explain import Explanation, before_compute, caching_off, explain_call
 from ._memo import _MISS, Call, MemoizedFunction, Options, run_conditions, save, servable, storage_trouble
 from ._options import check_options, keyword_names
 from ._serialize import CorruptRecord, PlainRecord, dumps
-from .hashing import IMMUTABLE_LEAVES, combine, content_hash, framed, framed_head
+from .hashing import IMMUTABLE_LEAVES, combine, content_hash, framed, framed_head, things_met
 from .stores import remote as _remote
 from .stores._leases import Watch, computing, is_computing
 from .stores.local import Store, StoredRecord
@@ -87,26 +87,42 @@ class BatchFunction(MemoizedFunction[Any]):
 
     # -- keys ---------------------------------------------------------------------------------
     def _split_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Call, list[bytes]]:
-        """Return the batch argument, a Call for the other arguments, and each item's digest."""
+        """Return the batch argument, a Call for the other arguments, and each item's digest.
+
+        The key prefix has what @memo's key has beyond code and arguments: torch's modes and settings
+        the call runs under.
+        """
         bound = self._binder.signature.bind(*args, **kwargs)
         bound.apply_defaults()
         batch = bound.arguments[self._argument]
-        others = {n: content_hash(v, f"argument '{n}' of {self._name}")
-                  for n, v in bound.arguments.items() if n != self._argument and n not in self._options.ignore}
         state = self.code_state()
         kind = _containers.kind(batch)
-        prefix = combine([b"nbmB", self._fid.encode(), state.code, state.deps_digest, self._version,
-                          _containers.container_digest(batch, kind)]
-                         + [n.encode() + b"\0" + d for n, d in others.items()]
-                         + self._binder.shared([(n, bound.arguments[n]) for n in others]))
-        call = Call(prefix.hex(), others, state.code, state.own, state.deps, state.method, mutable=True,
-                    changeable=state.mutable)
-        digests: list[bytes] = []
+        met = things_met
+        outer_torch = getattr(met, "torch", False)
+        met.torch = False  # set on hashing a tensor or module: torch's modes and settings then count
         try:
-            for item in _containers.items(batch, kind):
-                digests.append(content_hash(item, "item"))  # named only when one fails: no name built per item
-        except UnhashableArgument as exc:
-            raise exc.renamed("item", f"item {len(digests)} of '{self._argument}'") from None
+            others = {n: content_hash(v, f"argument '{n}' of {self._name}")
+                      for n, v in bound.arguments.items() if n != self._argument and n not in self._options.ignore}
+            container = _containers.container_digest(batch, kind)
+            digests: list[bytes] = []
+            try:
+                for item in _containers.items(batch, kind):
+                    digests.append(content_hash(item, "item"))  # named only when one fails: no name built per item
+            except UnhashableArgument as exc:
+                raise exc.renamed("item", f"item {len(digests)} of '{self._argument}'") from None
+        finally:
+            met_torch = met.torch
+            met.torch = outer_torch or met_torch
+        parts = [n.encode() + b"\0" + d for n, d in others.items()] \
+            + self._binder.shared([(n, bound.arguments[n]) for n in others])
+        extras: dict[str, str] = {}
+        deps = state.deps
+        if met_torch or "settings of torch" in deps.parts:
+            self._torch_context(deps, parts, extras)
+        prefix = combine([b"nbmB", self._fid.encode(), state.code, state.deps_digest, self._version, container,
+                          *parts])
+        call = Call(prefix.hex(), others, state.code, state.own, deps, state.method, mutable=True, extras=extras,
+                    changeable=state.mutable)
         return batch, call, digests
 
     @staticmethod
@@ -390,7 +406,7 @@ class BatchFunction(MemoizedFunction[Any]):
     def _item_call(self, call: Call, digest: bytes) -> Call:
         """Return one item's call: its key, and the batch argument's digest among the arguments."""
         return Call(self._item_key(call, digest), {**call.arguments, self._argument: digest},
-                    call.code, call.own, call.deps, call.method)
+                    call.code, call.own, call.deps, call.method, extras=call.extras)
 
     def _why_missing(self, call: Call, digest: bytes, as_miss: bool,
                      run: Iterable[bytes] = ()) -> tuple[list[str], list[str]]:
@@ -407,6 +423,7 @@ class BatchFunction(MemoizedFunction[Any]):
         others = {name: digest.hex() for name, digest in call.arguments.items()}
         siblings = any(meta.get("code") == call.code.hex() and meta.get("version") == self._version.hex()
                        and {n: d for n, d in meta.get("args", {}).items() if n != self._argument} == others
+                       and meta.get("extras", {}) == call.extras  # else what the call ran under changed
                        for record in self.entries() if record.key != item_call.key and record.key not in exclude
                        for meta in [record.header.meta()])
         detail = explain_call(self, item_call, as_miss=as_miss, exclude=exclude)
@@ -726,7 +743,7 @@ class _Plan:
             for digest, part in records:
                 payload = dumps(part)
                 item_call = Call(fn._item_key(call, digest), {**call.arguments, fn._argument: digest},
-                                 call.code, call.own, call.deps, call.method)
+                                 call.code, call.own, call.deps, call.method, extras=call.extras)
                 meta = fn._meta(item_call, duration, created, payload.nbytes)
                 meta["kind"] = "batch"
                 meta.update(_containers.type_meta(rtype.kind, rtype.description))

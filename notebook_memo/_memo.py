@@ -465,13 +465,7 @@ class MemoizedFunction(Generic[R]):
         if rest:
             extras["which arguments share objects or memory"] = xxhash.xxh3_64_hexdigest(rest[0])
         if met_torch or "settings of torch" in deps.parts:
-            # What torch makes of a tensor or model depends on what the call runs under (not watched with the
-            # code: grad mode changes from call to call); code using torch keys its settings with the code.
-            extras["torch's modes"] = modes = torch_modes()
-            rest.append(b"torch modes " + modes.encode())
-            if "settings of torch" not in deps.parts:
-                extras["torch's settings"] = settings = torch_settings()
-                rest.append(b"torch " + settings.encode())
+            self._torch_context(deps, rest, extras)
         clock: list[str] = []
         if found:  # random generators met, and clock reads of an argument's class code (CLOCK, where)
             clock = [item[1] for item in found if type(item) is tuple and item and item[0] is CLOCK]
@@ -502,6 +496,18 @@ class MemoizedFunction(Generic[R]):
         return Call(key, arguments, state.code, state.own, deps, state.method,
                     _random_state.numbered(found) if found else {}, mutable=leaves is None, extras=extras,
                     changeable=state.mutable)
+
+    def _torch_context(self, deps: Dependencies, rest: list[bytes], extras: dict[str, str]) -> None:
+        """Add what torch computes under to a key's parts (``rest``, and in words to ``extras``): for a call
+        that hashed a tensor or module, or whose code uses torch (``deps``). Every kind of call keys it
+        here (``make_call``, a batch's key prefix), so that none keys less."""
+        # What torch makes of a tensor or model depends on what the call runs under (not watched with the
+        # code: grad mode changes from call to call); code using torch keys its settings with the code.
+        extras["torch's modes"] = modes = torch_modes()
+        rest.append(b"torch modes " + modes.encode())
+        if "settings of torch" not in deps.parts:
+            extras["torch's settings"] = settings = torch_settings()
+            rest.append(b"torch " + settings.encode())
 
     def _store(self, current: _config.CallSettings | None = None) -> Store:
         """Return the store of this function's directory (``current``: the call's settings, when read already)."""
