@@ -18,7 +18,7 @@ from . import _conditions, _config, _containers, _memo, _random_state
 from ._config import LOCK_POLL_MAX
 from ._containers import ResultType
 from ._errors import BatchError, ConfigurationError, MemoWarning, OptionError, RecursiveCall, UnhashableArgument
-from ._explain import Explanation, before_compute, caching_off, explain_call
+from ._explain import Explanation, before_compute, caching_off, clock_notes, explain_call
 from ._memo import _MISS, Call, MemoizedFunction, Options, run_conditions, save, servable, storage_trouble
 from ._options import check_options, keyword_names
 from ._serialize import CorruptRecord, PlainRecord, dumps
@@ -89,17 +89,20 @@ class BatchFunction(MemoizedFunction[Any]):
     def _split_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Call, list[bytes]]:
         """Return the batch argument, a Call for the other arguments, and each item's digest.
 
-        The key prefix has what @memo's key has beyond code and arguments: torch's modes and settings
-        the call runs under.
+        The key prefix has what @memo's key has beyond code and arguments (torch's modes and settings
+        the call runs under), and the call warns as @memo's does (a global it cannot hash, the clock).
         """
         bound = self._binder.signature.bind(*args, **kwargs)
         bound.apply_defaults()
         batch = bound.arguments[self._argument]
+        # Read outside what is met below: a generator the body reads as a global stays watched for change
+        # in place, as a batch's hit does not move generators on as @memo's does.
         state = self.code_state()
         kind = _containers.kind(batch)
         met = things_met
-        outer_torch = getattr(met, "torch", False)
-        met.torch = False  # set on hashing a tensor or module: torch's modes and settings then count
+        outer_found, outer_torch = getattr(met, "found", None), getattr(met, "torch", False)
+        found: list[Any] = []  # clock reads in the code of an argument's or an item's class
+        met.found, met.torch = found, False
         try:
             others = {n: content_hash(v, f"argument '{n}' of {self._name}")
                       for n, v in bound.arguments.items() if n != self._argument and n not in self._options.ignore}
@@ -111,6 +114,7 @@ class BatchFunction(MemoizedFunction[Any]):
             except UnhashableArgument as exc:
                 raise exc.renamed("item", f"item {len(digests)} of '{self._argument}'") from None
         finally:
+            met.found = outer_found
             met_torch = met.torch
             met.torch = outer_torch or met_torch
         parts = [n.encode() + b"\0" + d for n, d in others.items()] \
@@ -119,6 +123,8 @@ class BatchFunction(MemoizedFunction[Any]):
         deps = state.deps
         if met_torch or "settings of torch" in deps.parts:
             self._torch_context(deps, parts, extras)
+        if found or deps.skipped or deps.clock:
+            deps, _ = self._left_out(deps, found)  # a generator is watched for change in place, not moved on
         prefix = combine([b"nbmB", self._fid.encode(), state.code, state.deps_digest, self._version, container,
                           *parts])
         call = Call(prefix.hex(), others, state.code, state.own, deps, state.method, mutable=True, extras=extras,
@@ -396,12 +402,14 @@ class BatchFunction(MemoizedFunction[Any]):
         decoded: dict[str, ResultType] = {}
         items = list(dict.fromkeys(digests))
         missing = [d for d in items if not self._present(store, self._item_key(call, d), decoded)]
+        notes = clock_notes(call.deps)  # where the code reads the clock, as the warning says explain() lists
         if not missing:
-            return Explanation(self.qualified_name, True, f"{len(items)} of {len(items)} items cached")
+            return Explanation(self.qualified_name, True, f"{len(items)} of {len(items)} items cached", notes,
+                               sorted(call.deps.skipped))
         reasons, unkeyed = self._why_missing(call, missing[0], as_miss=False)
         return Explanation(self.qualified_name, False,
                            f"{len(missing)} of {len(items)} distinct items are not cached; the first:",
-                           reasons, unkeyed)
+                           reasons + [note for note in notes if note not in reasons], unkeyed)
 
     def _item_call(self, call: Call, digest: bytes) -> Call:
         """Return one item's call: its key, and the batch argument's digest among the arguments."""

@@ -12,6 +12,7 @@ from ._inventory import human_bytes, human_time, is_marker
 from ._serialize import CorruptRecord
 
 if TYPE_CHECKING:
+    from ._dependencies import Dependencies
     from ._memo import Call, MemoizedFunction
 
 __all__ = ()
@@ -145,8 +146,7 @@ def explain_call(fn: MemoizedFunction[Any], call: Call, as_miss: bool = False,
     unkeyed = sorted(call.deps.skipped)
     store = fn._store()
     record = None if as_miss else store.get(call.key)
-    notes = [f"it reads the clock ({', '.join(call.deps.clock)}): its result does not change as time passes; "
-             "ttl= recomputes it after a while"] if call.deps.clock else []
+    notes = clock_notes(call.deps)
     if record is not None and record.header.conditioned and not record.header.expired():
         from ._memo import conditioned_entry
 
@@ -190,6 +190,12 @@ def explain_call(fn: MemoizedFunction[Any], call: Call, as_miss: bool = False,
     summary = (f"no entry for these arguments and code; the closest of {len(entries)} stored "
                f"entr{'y' if len(entries) == 1 else 'ies'} (stored {_ago(closest.header.created)}) differs in:")
     return Explanation(name, False, summary, reasons + notes, unkeyed)
+
+
+def clock_notes(deps: Dependencies) -> list[str]:
+    """Return the note on where the code reads the clock (none where it does not)."""
+    return [f"it reads the clock ({', '.join(deps.clock)}): its result does not change as time passes; "
+            "ttl= recomputes it after a while"] if deps.clock else []
 
 
 def _condition_notes(conditions: dict[str, Any]) -> list[str]:

@@ -466,12 +466,8 @@ class MemoizedFunction(Generic[R]):
             extras["which arguments share objects or memory"] = xxhash.xxh3_64_hexdigest(rest[0])
         if met_torch or "settings of torch" in deps.parts:
             self._torch_context(deps, rest, extras)
-        clock: list[str] = []
-        if found:  # random generators met, and clock reads of an argument's class code (CLOCK, where)
-            clock = [item[1] for item in found if type(item) is tuple and item and item[0] is CLOCK]
-            found = [item for item in found if not (type(item) is tuple and item and item[0] is CLOCK)]
-        if clock:
-            deps = dataclasses.replace(deps, clock=clock_reads(deps.clock + clock))
+        if found or deps.skipped or deps.clock:
+            deps, found = self._left_out(deps, found)
         # The bytes ``combine`` digests (each part after its length), its fixed parts framed once per code state.
         prefix = self._prefix
         if prefix[0] is not state:
@@ -483,16 +479,6 @@ class MemoizedFunction(Generic[R]):
         if len(found) > 1:
             rest += _random_state.shared(found)
         key = xxhash.xxh3_128_hexdigest(head + framed(rest) if rest else head)
-        if deps.skipped:
-            for label, reason in deps.skipped.items():
-                warn_once(f"skipped:{self._qualified}:{label}",
-                          f"{self._name}: '{label}' cannot be hashed ({reason}); it is left out of "
-                          "the cache key, so changing it will not recompute cached results")
-        if deps.clock and self._options.ttl is None:
-            warn_once(f"clock:{self._qualified}",
-                      f"{self._name} reads the clock ({', '.join(deps.clock[:3])}): its cached result will not "
-                      "change as time passes. Pass ttl= (for example @memo(ttl=\"1h\")) to recompute it after "
-                      f"a while; {self._name}.explain() lists where it reads the clock.")
         return Call(key, arguments, state.code, state.own, deps, state.method,
                     _random_state.numbered(found) if found else {}, mutable=leaves is None, extras=extras,
                     changeable=state.mutable)
@@ -508,6 +494,26 @@ class MemoizedFunction(Generic[R]):
         if "settings of torch" not in deps.parts:
             extras["torch's settings"] = settings = torch_settings()
             rest.append(b"torch " + settings.encode())
+
+    def _left_out(self, deps: Dependencies, found: list[Any]) -> tuple[Dependencies, list[Any]]:
+        """Return a call's dependencies with the clock reads its keying met (``found``: in the code of an
+        argument's class), and what else it met (random generators); warn once of what the key leaves out:
+        a global it cannot hash, the clock read without ttl=. Every kind of call warns here alike."""
+        clock = [item[1] for item in found if type(item) is tuple and item and item[0] is CLOCK]
+        if clock:
+            found = [item for item in found if not (type(item) is tuple and item and item[0] is CLOCK)]
+            deps = dataclasses.replace(deps, clock=clock_reads(deps.clock + clock))
+        if deps.skipped:
+            for label, reason in deps.skipped.items():
+                warn_once(f"skipped:{self._qualified}:{label}",
+                          f"{self._name}: '{label}' cannot be hashed ({reason}); it is left out of "
+                          "the cache key, so changing it will not recompute cached results")
+        if deps.clock and self._options.ttl is None:
+            warn_once(f"clock:{self._qualified}",
+                      f"{self._name} reads the clock ({', '.join(deps.clock[:3])}): its cached result will not "
+                      "change as time passes. Pass ttl= (for example @memo(ttl=\"1h\")) to recompute it after "
+                      f"a while; {self._name}.explain() lists where it reads the clock.")
+        return deps, found
 
     def _store(self, current: _config.CallSettings | None = None) -> Store:
         """Return the store of this function's directory (``current``: the call's settings, when read already)."""
