@@ -42,7 +42,8 @@ class InstanceCaches:
         # through super() has a cache of its own.
         self.tables: dict[_PerObjectCache, dict[bytes, tuple[Any, float]]] = {}
         self.lock = threading.RLock()
-        self.inflight: dict[tuple[_PerObjectCache, bytes], Any] = {}
+        # (descriptor, key): the lock of a sync call in progress; (descriptor, key, id(loop)): an async call's future
+        self.inflight: dict[tuple[Any, ...], Any] = {}
         self.pid = os.getpid()
 
     def after_fork(self) -> None:
@@ -203,23 +204,42 @@ class _PerObjectCache:
                         call: Callable[[], Any], busy: str) -> Any:
         import asyncio  # loaded already: this runs on its event loop
 
-        running = caches.inflight.get((self, key))
-        if isinstance(running, asyncio.Future):
-            return await asyncio.shield(running)
+        # Keyed by the loop too, as @memo's: a task cannot await another loop's future (asyncio.run in two
+        # threads at once), so each loop computes once for its own tasks.
+        slot = (self, key, id(asyncio.get_running_loop()))
+        while True:
+            running = caches.inflight.get(slot)
+            if not isinstance(running, asyncio.Future):
+                break
+            value = await asyncio.shield(running)
+            if value is not _MISSING:
+                return value
+            # The task computing it was cancelled: served if another loop stored it since, else taken over.
+            value = self._lookup(table, key)
+            if value is not _MISSING:
+                return value
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        caches.inflight[(self, key)] = future
+        caches.inflight[slot] = future
         try:
             with computing(busy):
                 value = await call()
             table[key] = (value, self._expiry())
             future.set_result(value)
             return value
+        except asyncio.CancelledError:
+            # Only this caller was cancelled: those waiting on it go round again and one takes over.
+            if not future.done():
+                future.set_result(_MISSING)
+            raise
         except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved here; waiters re-raise it
+            if not future.done():
+                future.set_exception(exc)
+                future.exception()  # retrieved here; waiters re-raise it
             raise
         finally:
-            caches.inflight.pop((self, key), None)
+            with caches.lock:
+                if caches.inflight.get(slot) is future:
+                    del caches.inflight[slot]
 
     def clear_for(self, obj: Any) -> None:
         caches = caches_of(obj, create=False)

@@ -1,8 +1,12 @@
 """memo.batch keys and warns as @memo does beyond code and arguments: torch's modes and settings a call
-runs under, a global it cannot hash, a clock read without ttl=."""
+runs under, a global it cannot hash, a clock read without ttl=; and async per-instance caches
+(memo.per_instance, memo.cached_property) awaited from several event loops at once, or by a caller
+that is cancelled while others wait."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -141,3 +145,100 @@ class Stamper:
     shell.run("def stamps(xs, by): return [(x, by.now()) for x in xs]")
     batch = _warned(shell, "stamps = memo.batch('xs', progress=False)(stamps); stamps([1, 2], Stamper())")
     assert len(batch) == 1 and "reads the clock" in batch[0] and "Pass ttl=" in batch[0]
+
+
+# -- async per-instance caches across event loops ----------------------------------------------------------
+
+
+class _Report:
+    """An object whose async cached method and property run until ``release`` is set."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.entered = threading.Event()  # a body began
+        self.runs = 0
+
+    async def _work(self, value: Any) -> Any:
+        self.runs += 1
+        self.entered.set()
+        while not self.release.is_set():
+            await asyncio.sleep(0.001)
+        return value
+
+    @memo.per_instance
+    async def rows(self, year: int) -> list[int]:
+        return await self._work([year] * 3)  # type: ignore[no-any-return]
+
+    @memo.cached_property
+    async def summary(self) -> str:
+        return await self._work("sum")  # type: ignore[no-any-return]
+
+
+_GETTERS: dict[str, Callable[[_Report], Any]] = {
+    "per_instance": lambda report: report.rows(2025),
+    "cached_property": lambda report: report.summary,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_GETTERS))
+def test_an_async_per_object_cache_awaited_from_two_loops_at_once_gives_both_the_value(kind: str) -> None:
+    report, get = _Report(), _GETTERS[kind]
+    expected = asyncio.run(_plain(get, _Report()))
+    got: dict[str, Any] = {}
+
+    def first() -> None:
+        got["first"] = _outcome(lambda: asyncio.run(get(report)))
+
+    async def second_waits() -> Any:
+        task = asyncio.ensure_future(get(report))
+        for _ in range(3):  # the task runs to its first wait: the other loop's call in progress
+            await asyncio.sleep(0)
+        report.release.set()
+        return await task
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    assert report.entered.wait(60)
+    got["second"] = _outcome(lambda: asyncio.run(second_waits()))
+    thread.join(60)
+    assert got == {"first": expected, "second": expected}
+    assert asyncio.run(_plain(get, report)) == expected and report.runs <= 2  # then served
+
+
+@pytest.mark.parametrize("kind", sorted(_GETTERS))
+def test_an_async_per_object_cache_whose_computing_caller_is_cancelled_serves_the_one_waiting(kind: str) -> None:
+    report, get = _Report(), _GETTERS[kind]
+
+    async def main() -> Any:
+        computing = asyncio.ensure_future(get(report))
+        while not report.entered.is_set():
+            await asyncio.sleep(0)
+        waiting = asyncio.ensure_future(get(report))
+        for _ in range(3):
+            await asyncio.sleep(0)  # it waits on the call in progress
+        computing.cancel()
+        report.release.set()
+        return await _settled(waiting)
+
+    expected = asyncio.run(_plain(get, _Report()))
+    assert asyncio.run(main()) == expected
+    assert asyncio.run(_plain(get, report)) == expected and report.runs == 2  # the waiter took over, then served
+
+
+async def _plain(get: Callable[[_Report], Any], report: _Report) -> Any:
+    report.release.set()
+    return await get(report)
+
+
+async def _settled(task: asyncio.Future[Any]) -> Any:
+    try:
+        return await task
+    except BaseException as exc:  # the test compares what the caller got
+        return f"{type(exc).__name__}: {exc}"
+
+
+def _outcome(run: Callable[[], Any]) -> Any:
+    try:
+        return run()
+    except BaseException as exc:  # the test compares what the caller got
+        return f"{type(exc).__name__}: {exc}"
