@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import difflib
 import importlib.util
 import inspect
@@ -95,15 +96,16 @@ class BatchFunction(MemoizedFunction[Any]):
         bound = self._binder.signature.bind(*args, **kwargs)
         bound.apply_defaults()
         batch = bound.arguments[self._argument]
-        # Read outside what is met below: a generator the body reads as a global stays watched for change
-        # in place, as a batch's hit does not move generators on as @memo's does.
-        state = self.code_state()
         kind = _containers.kind(batch)
         met = things_met
         outer_found, outer_torch = getattr(met, "found", None), getattr(met, "torch", False)
-        found: list[Any] = []  # clock reads in the code of an argument's or an item's class
+        # Clock reads in the code of an argument's or an item's class; random generators in the arguments and
+        # the globals the code reads (a chunk that draws from one is not stored: a batch hit does not move
+        # generators on as @memo's does).
+        found: list[Any] = []
         met.found, met.torch = found, False
         try:
+            state = self.code_state()
             others = {n: content_hash(v, f"argument '{n}' of {self._name}")
                       for n, v in bound.arguments.items() if n != self._argument and n not in self._options.ignore}
             container = _containers.container_digest(batch, kind)
@@ -124,10 +126,11 @@ class BatchFunction(MemoizedFunction[Any]):
         if met_torch or "settings of torch" in deps.parts:
             self._torch_context(deps, parts, extras)
         if found or deps.skipped or deps.clock:
-            deps, _ = self._left_out(deps, found)  # a generator is watched for change in place, not moved on
+            deps, found = self._left_out(deps, found)
         prefix = combine([b"nbmB", self._fid.encode(), state.code, state.deps_digest, self._version, container,
                           *parts])
-        call = Call(prefix.hex(), others, state.code, state.own, deps, state.method, mutable=True, extras=extras,
+        call = Call(prefix.hex(), others, state.code, state.own, deps, state.method,
+                    _random_state.numbered(found) if found else {}, mutable=True, extras=extras,
                     changeable=state.mutable)
         return batch, call, digests
 
@@ -249,11 +252,12 @@ class BatchFunction(MemoizedFunction[Any]):
                     sub_args, sub_kwargs = plan.arguments(positions)
                     recorder = _conditions.Recorder(self._options.files)
                     bound = self._globals_bound()
+                    drawn = _random_state.object_states(plan.call.generators) if plan.call.generators else None
                     start = time.perf_counter()
                     with plan.computing_items(positions), _conditions.recording(recorder, outer):
                         result = self._fn(*sub_args, **sub_kwargs)
                     duration = time.perf_counter() - start
-                    changed = self._chunk_changed(plan, positions, sub_args, sub_kwargs, bound, recorder)
+                    changed = self._chunk_changed(plan, positions, sub_args, sub_kwargs, bound, recorder, drawn)
                     plan.absorb(positions, result, duration, recorder, store=not changed)
             except BaseException as exc:
                 self._failed(plan, exc)
@@ -283,11 +287,12 @@ class BatchFunction(MemoizedFunction[Any]):
                     sub_args, sub_kwargs = plan.arguments(positions)
                     recorder = _conditions.Recorder(self._options.files)
                     bound = self._globals_bound()
+                    drawn = _random_state.object_states(plan.call.generators) if plan.call.generators else None
                     start = time.perf_counter()
                     with plan.computing_items(positions), _conditions.recording(recorder, outer):
                         result = await self._fn(*sub_args, **sub_kwargs)
                     duration = time.perf_counter() - start
-                    changed = self._chunk_changed(plan, positions, sub_args, sub_kwargs, bound, recorder)
+                    changed = self._chunk_changed(plan, positions, sub_args, sub_kwargs, bound, recorder, drawn)
                     plan.absorb(positions, result, duration, recorder, store=not changed)
             except BaseException as exc:
                 self._failed(plan, exc)
@@ -300,14 +305,36 @@ class BatchFunction(MemoizedFunction[Any]):
                 _remote.chosen.reset(chosen_token)
 
     def _chunk_changed(self, plan: _Plan, positions: list[int], args: tuple[Any, ...], kwargs: dict[str, Any],
-                       bound: dict[str, Any] | None, recorder: _conditions.Recorder) -> bool:
+                       bound: dict[str, Any] | None, recorder: _conditions.Recorder,
+                       drawn: dict[str, Any] | None = None) -> bool:
         """Return True (saying so once) when a chunk's body changed what a hit could not change again, as
-        ``@memo`` does for a call: an item or another argument in place, a global it reads in place, a global
+        ``@memo`` does for a call: a random generator it reaches through its arguments or globals (``drawn``:
+        their states before), an item or another argument in place, a global it reads in place, a global
         bound anew, the environment or the current folder. Such a chunk's results are returned, not stored."""
         call = plan.call
+        if drawn is not None and _random_state.object_states(call.generators) != drawn:
+            names = self._generator_names(call.generators.values(), args, kwargs)
+            _config.warn_once(f"chunk-drew:{self._qualified}",
+                              f"{self._name}: the results of this chunk are not cached: it draws from {names}, "
+                              "so an item's result depends on which items share its chunk, and a hit would leave "
+                              "the generator where it was; pass a generator seeded per item instead.", MemoWarning)
+            return True
+        if call.generators:  # a generator argument drew nothing: its other arguments are still compared
+            call = dataclasses.replace(call, generators={})
         return (self._changed_arguments(call, args, kwargs) or self._changed_items(plan, positions)
                 or (bool(call.changeable) and self._changed_globals(call.changeable)) or self._rebound(bound)
                 or self._changed_process(recorder))
+
+    def _generator_names(self, generators: Iterable[Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        """Name the generators a chunk drew from, in words: the globals or arguments that hold them."""
+        ids = {id(g) for g in generators}
+        names = [repr(name) for name, value in getattr(self._fn, "__globals__", {}).items() if id(value) in ids]
+        try:
+            bound = self._binder.signature.bind(*args, **kwargs).arguments
+        except TypeError:
+            bound = {}
+        names += [f"argument {name!r}" for name, value in bound.items() if id(value) in ids]
+        return ", ".join(names) or "a random generator it reaches through its arguments or globals"
 
     def _changed_items(self, plan: _Plan, positions: list[int]) -> bool:
         """Return True, warning once, when the body changed one of these items in place (a document given a field)."""
