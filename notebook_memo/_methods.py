@@ -163,7 +163,8 @@ class _PerObjectCache:
             return _MISSING
         value, expires = entry
         if expires and expires <= time.monotonic():
-            del table[key]
+            if table.get(key) is entry:  # another thread may have dropped it, or stored anew, meanwhile
+                table.pop(key, None)
             return _MISSING
         return value
 

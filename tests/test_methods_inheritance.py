@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from notebook_memo import memo
 
@@ -94,3 +95,19 @@ def test_async_property_overridden_with_super() -> None:
         return await a.total, await a.total
 
     assert asyncio.run(main()) == (11, 11)
+
+
+class _DroppedByAnotherThread(dict):  # type: ignore[type-arg]
+    """A cache table from which another thread drops an entry just after this one has read it."""
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        entry = super().get(key, default)
+        self.pop(key, None)
+        return entry
+
+
+def test_an_expired_entry_dropped_by_another_thread_meanwhile() -> None:
+    desc = Base.__dict__["rows"]
+    table = _DroppedByAnotherThread({b"k": ("old", 1.0)})  # expired long ago
+    assert desc._lookup(table, b"k") is not None  # a miss, not a KeyError
+    assert b"k" not in table
