@@ -59,6 +59,7 @@ from ._fingerprint import (
     class_fingerprint,
     is_user_code,
     own_fingerprint,
+    superseded,
 )
 from .hashing import (
     BOOKKEEPING_PREFIX,
@@ -1545,7 +1546,12 @@ def _hash_class(h: Hasher, cls: type) -> None:
         h.tag(b"Cu")
         digest = h.memo.get(id(cls))  # a list of instances: their class once per walk
         if digest is None:
-            digest = h.memo[id(cls)] = class_value_digest(cls)
+            digest = class_value_digest(cls)
+            if superseded(cls):
+                # Made before its class's cell ran again: same code, but isinstance and the class's name in
+                # the code around it mean the new class, so it is not the object a fresh run would make.
+                digest = combine([digest, b"superseded"])
+            h.memo[id(cls)] = digest
         h.tag(digest)
     else:
         h.tag(b"Cq")

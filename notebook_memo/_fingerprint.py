@@ -131,6 +131,52 @@ def is_user_code(obj: Any) -> bool:
     return _module_is_user_code(name, _location(module))
 
 
+def superseded(cls: type) -> bool:
+    """Return True when ``cls``, or a user class it derives from, is no longer what its module binds at
+    its qualified name: an object made before its class's cell (or module) ran again.
+
+    Such an object's class has the same code as the one bound now, yet ``isinstance`` and the class's
+    name in the code around it mean the new one. A name bound to nothing, or a class made in a function
+    (``<locals>``), cannot be looked up: not superseded, so a class sent to a worker keys as at home.
+    """
+    if _rebound(cls):
+        return True
+    bases = _user_bases.get(cls)
+    if bases is None:
+        bases = tuple(weakref.ref(klass) for klass in cls.__mro__[1:] if klass is not object and is_user_code(klass))
+        with contextlib.suppress(TypeError):  # a class that takes no weak reference: judged again next time
+            _user_bases[cls] = bases
+    for ref in bases:
+        klass = ref()
+        if klass is not None and _rebound(klass):
+            return True
+    return False
+
+
+# The user classes each class derives from (found once: asking is_user_code of each on every call costs more
+# than the rest of the check). Weakly: a base holding a registry of its subclasses must not keep them alive.
+_user_bases: weakref.WeakKeyDictionary[type, tuple[weakref.ref[type], ...]] = weakref.WeakKeyDictionary()
+
+
+def _rebound(cls: type) -> bool:
+    """Return True when the namespace of ``cls``'s module binds another object at ``cls.__qualname__``."""
+    name, qualname = cls.__module__, cls.__qualname__
+    module = sys.modules.get(name) if type(name) is str else None
+    if module is None or type(qualname) is not str or "<locals>" in qualname:
+        return False
+    namespace = getattr(module, "__dict__", None)
+    bound: Any = _MISSING
+    for part in qualname.split("."):
+        # Plain dict reads, never getattr: a module's or metaclass's __getattr__ must not run here.
+        if not isinstance(namespace, (dict, types.MappingProxyType)):
+            return False
+        bound = namespace.get(part, _MISSING)
+        if bound is _MISSING:
+            return False
+        namespace = getattr(bound, "__dict__", None)
+    return bound is not cls
+
+
 # -- a function's own code -------------------------------------------------------------------
 
 

@@ -1,0 +1,82 @@
+"""What a class holds besides its methods' code, and which class an object is of, in its keys.
+
+An instance of a class whose cell was run again after the instance was made; a helper edited
+on disk only in its annotations; dunder data on a class (``__match_args__``, ``__hash__ = None``);
+enum members with attributes of their own. Each is keyed so that no answer is served after it
+changed, and each is keyed alike after a restart when nothing changed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.conftest import Shell, run_kernel
+
+SETUP = """
+from notebook_memo import memo
+class _Runs(dict):
+    def __memo_key__(self): return 'runs'
+RUNS = _Runs()
+def runs(): return RUNS.get('n', 0)
+"""
+
+# -- 1. an instance of a superseded class ------------------------------------------------------
+
+SHAPE = """
+class Shape:
+    def __init__(self, w): self.w = w
+"""
+
+AREA = """
+@memo
+def area(s):
+    RUNS['n'] = RUNS.get('n', 0) + 1
+    return s.w ** 2 if isinstance(s, Shape) else None
+"""
+
+
+def test_an_instance_of_a_class_whose_cell_ran_again_is_another_key(shell: Shell) -> None:
+    shell.run(SETUP)
+    shell.run(SHAPE)
+    shell.run("old = Shape(3)")
+    shell.run(SHAPE)  # the class cell run again: `old` is of the class it replaced
+    shell.run(AREA)
+    assert shell.run("area(old)") is None
+    assert shell.run("area(Shape(3))") == 9
+    assert shell.run("runs()") == 2
+
+
+def test_an_instance_of_a_superseded_class_is_not_served_after_a_restart(cache_dir: Path) -> None:
+    stale = [SETUP, SHAPE, "sq = Shape(3)", SHAPE, AREA, "OUT['v'] = area(sq)\nOUT['runs'] = runs()"]
+    fresh = [SETUP, SHAPE, "sq = Shape(3)", AREA, "OUT['v'] = area(sq)\nOUT['runs'] = runs()"]
+    assert run_kernel(stale, cache_dir, seed=1) == {"v": None, "runs": 1, "_warnings": []}
+    assert run_kernel(fresh, cache_dir, seed=2) == {"v": 9, "runs": 1, "_warnings": []}
+    assert run_kernel(fresh, cache_dir, seed=3) == {"v": 9, "runs": 0, "_warnings": []}  # no false miss
+
+
+def test_an_instance_whose_base_class_was_superseded_is_another_key(shell: Shell) -> None:
+    shell.run(SETUP)
+    shell.run(SHAPE)
+    shell.run("class Square(Shape):\n    pass")
+    shell.run("old = Square(3)")
+    shell.run(SHAPE)  # Square (not run again) still derives from the Shape it replaced
+    shell.run("class Square(Shape):\n    pass")
+    shell.run(AREA)
+    assert shell.run("area(old)") is None
+    assert shell.run("area(Square(3))") == 9
+    assert shell.run("runs()") == 2
+
+
+def test_a_nested_class_run_again_and_a_class_held_by_another_name(shell: Shell) -> None:
+    shell.run(SETUP)
+    shell.run("class Outer:\n    class Inner:\n        def __init__(self, w): self.w = w")
+    shell.run("old = Outer.Inner(3)")
+    shell.run("class Outer:\n    class Inner:\n        def __init__(self, w): self.w = w")
+    shell.run("@memo\ndef check(s):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return isinstance(s, Outer.Inner)")
+    assert shell.run("check(old)") is False
+    assert shell.run("check(Outer.Inner(3))") is True
+    # A class made in a function is not looked up (its name is in no namespace): an unchanged key.
+    shell.run("def make():\n    class Local:\n        pass\n    return Local\nL1, L2 = make(), make()")
+    assert shell.run("check(L1())") is False
+    assert shell.run("check(L2())") is False
+    assert shell.run("runs()") == 3
