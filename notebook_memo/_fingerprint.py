@@ -317,8 +317,8 @@ def own_fingerprint(fn: types.FunctionType, by_code: bool = False) -> tuple[byte
     its code but not its source).
     """
     code = fn.__code__
-    # The annotations live on the function, not its code (typing.get_type_hints reads them): the
-    # source holds them, a code object does not, so a digest by code adds them where there are any.
+    # The annotations live on the function, not its code (typing.get_type_hints reads them): the running
+    # ones are added to either digest where there are any.
     annotations = annotations_text(fn)
     if by_code:
         known = _bytecode_cache.get(fn)
@@ -335,9 +335,11 @@ def own_fingerprint(fn: types.FunctionType, by_code: bool = False) -> tuple[byte
     digest = _source_digest(fn)
     method = "source"
     if digest is None:
-        digest = _with_annotations(_code_digest(code, fn.__doc__ if fn.__doc__ is not None else _MISSING),
-                                   annotations)
+        digest = _code_digest(code, fn.__doc__ if fn.__doc__ is not None else _MISSING)
         method = "bytecode"
+    # On the source path too: a file edited on disk and not reloaded still compiles to the running code when
+    # only an annotation changed (the code does not hold them), so the file's annotations may not be the running ones.
+    digest = _with_annotations(digest, annotations)
     with _own_lock:
         _own_cache[fn] = (code, annotations, digest, method)
     return digest, method

@@ -80,3 +80,49 @@ def test_a_nested_class_run_again_and_a_class_held_by_another_name(shell: Shell)
     assert shell.run("check(L1())") is False
     assert shell.run("check(L2())") is False
     assert shell.run("runs()") == 3
+
+
+# -- 2. a helper edited on disk in its annotations only, not reloaded ----------------------------
+# The annotations live on the function, not its code: the file's source compiles to the running code
+# though its annotations are not the running ones.
+
+CONVERT = """
+import typing
+@memo
+def convert(v):
+    RUNS['n'] = RUNS.get('n', 0) + 1
+    kind = typing.get_type_hints(umod.cast)[WHICH]  # the helper's declared type decides the conversion
+    return kind(v)
+"""
+
+
+def _annotation_edit_sessions(tmp_path: Path, cache_dir: Path, old: str, new: str, which: str) -> None:
+    module = tmp_path / "src" / "umod.py"
+    module.parent.mkdir()
+    module.write_text(old)
+    head = [SETUP, f"import sys\nsys.path.insert(0, {str(module.parent)!r})\nWHICH = {which!r}", "import umod"]
+    record = "OUT['v'] = convert(2)\nOUT['runs'] = runs()"
+    # Edited on disk after the import, not reloaded.
+    edit = f"import pathlib\npathlib.Path({str(module)!r}).write_text({new!r})"
+    assert run_kernel([*head, edit, CONVERT, record], cache_dir, seed=1) == {"v": "2", "runs": 1, "_warnings": []}
+    # A restart imports the edited file: its answer, not the one the old annotation gave.
+    restarted = run_kernel([*head, CONVERT, record], cache_dir, seed=2)
+    assert (restarted["v"], restarted["runs"]) == (2.0, 1)
+    assert all(w.startswith("StaleEntriesWarning") for w in restarted["_warnings"])  # the old entry is on disk
+    assert run_kernel([*head, CONVERT, record], cache_dir, seed=3)["runs"] == 0
+
+
+def test_a_parameter_annotation_edited_on_disk_is_not_keyed_by_the_new_file(tmp_path: Path, cache_dir: Path) -> None:
+    _annotation_edit_sessions(tmp_path, cache_dir, "def cast(x: str):\n    return x\n",
+                              "def cast(x: float):\n    return x\n", "x")
+
+
+def test_a_return_annotation_edited_on_disk_is_not_keyed_by_the_new_file(tmp_path: Path, cache_dir: Path) -> None:
+    _annotation_edit_sessions(tmp_path, cache_dir, "def cast(x) -> str:\n    return x\n",
+                              "def cast(x) -> float:\n    return x\n", "return")
+
+
+def test_a_method_annotation_edited_on_disk_is_not_keyed_by_the_new_file(tmp_path: Path, cache_dir: Path) -> None:
+    old = "class Caster:\n    def cast(self, x: str):\n        return x\ncast = Caster.cast\n"
+    _annotation_edit_sessions(tmp_path, cache_dir, old, old.replace("str", "float"), "x")
+
