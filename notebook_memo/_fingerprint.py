@@ -539,20 +539,28 @@ def class_code(attr: Any) -> tuple[list[types.FunctionType], Any] | None:
 def _class_items(cls: type) -> list[tuple[str, Any]]:
     """Return a class's own attributes that are its code or data, in name order.
 
-    Dunder data (dataclass fields, match args, slots) is derived from the code itself, and so
-    is an enum's ``_sunder_`` bookkeeping (which grows as flags are combined).
+    Dunder data counts when it cannot change (``__match_args__``, ``__hash__ = None``,
+    ``__array_priority__``, ``__slots__``): it changes what the class does though no method shows it.
+    Mutable or unhashable dunder data is what class-building libraries derive and fill as they go
+    (pydantic's schema, validator and setattr handlers), and field tables count through ``fields_text``;
+    both are left out, and so is an enum's ``_sunder_`` bookkeeping (which grows as flags are combined).
     """
     machinery = issubclass(cls, enum.Enum)
     return [(name, attr) for name, attr in sorted(vars(cls).items())
             if name not in _SKIP_CLASS_ATTRS
-            and not (name.startswith("__") and name.endswith("__") and not _is_code(attr) and not _callable(attr))
+            and not (_is_dunder(name) and not _is_code(attr) and not _callable(attr)
+                     and (name in _FIELD_TABLES or not _immutable(attr)))
             and not (machinery and _is_sunder(name) and not _is_code(attr))]
 
 
 def _callable(attr: Any) -> bool:
     # A dunder held as a callable object (``__call__ = lru_cache(...)(f)``, ``__getitem__ = table``)
-    # runs like a method; dunder data (``__slots__``, ``__match_args__``) follows from the code.
+    # runs like a method.
     return callable(attr) and not isinstance(attr, type)
+
+
+def _is_dunder(name: str) -> bool:
+    return len(name) > 4 and name[:2] == name[-2:] == "__"
 
 
 def _is_sunder(name: str) -> bool:

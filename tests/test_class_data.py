@@ -126,3 +126,99 @@ def test_a_method_annotation_edited_on_disk_is_not_keyed_by_the_new_file(tmp_pat
     old = "class Caster:\n    def cast(self, x: str):\n        return x\ncast = Caster.cast\n"
     _annotation_edit_sessions(tmp_path, cache_dir, old, old.replace("str", "float"), "x")
 
+
+# -- 3. data a class holds under dunder names ------------------------------------------------
+
+POINT = """
+class P:
+    __match_args__ = {}
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+"""
+
+FIRST = """
+@memo
+def first(p):
+    RUNS['n'] = RUNS.get('n', 0) + 1
+    match p:
+        case P(a, _):
+            return a
+"""
+
+
+def test_match_args_edited_is_a_miss(shell: Shell) -> None:
+    shell.run(SETUP)
+    shell.run(POINT.format('("x", "y")'))
+    shell.run(FIRST)
+    assert shell.run("first(P(1, 2))") == 1
+    assert shell.run("first(P(1, 2))") == 1
+    shell.run(POINT.format('("y", "x")'))
+    assert shell.run("first(P(1, 2))") == 2
+    assert shell.run("runs()") == 2
+
+
+def test_hash_none_and_array_priority_edited_are_misses(shell: Shell) -> None:
+    shell.run(SETUP)
+    shell.run("class K:\n    __array_priority__ = 1.0")
+    shell.run("""
+        @memo
+        def probe(k):
+            RUNS['n'] = RUNS.get('n', 0) + 1
+            try:
+                hash(k)
+            except TypeError:
+                return 'unhashable', type(k).__array_priority__
+            return 'hashable', type(k).__array_priority__
+    """)
+    assert shell.run("probe(K())") == ("hashable", 1.0)
+    shell.run("class K:\n    __array_priority__ = 1.0\n    __hash__ = None")
+    assert shell.run("probe(K())") == ("unhashable", 1.0)
+    shell.run("class K:\n    __array_priority__ = 15.0\n    __hash__ = None")
+    assert shell.run("probe(K())") == ("unhashable", 15.0)
+    assert shell.run("runs()") == 3
+
+
+COMMON = """
+import abc, dataclasses, enum, typing, collections
+@dataclasses.dataclass
+class D:
+    x: int = 1
+@dataclasses.dataclass(frozen=True, slots=True)
+class DF:
+    x: int = FIELD_DEFAULT
+class NT(typing.NamedTuple):
+    x: int
+    y: int = 2
+NT2 = collections.namedtuple("NT2", "a b")
+class Colour(enum.Enum):
+    RED = 1
+class Perm(enum.IntFlag):
+    R = 4
+    W = 2
+class Base(abc.ABC):
+    @abc.abstractmethod
+    def f(self): ...
+class Impl(Base):
+    def f(self): return 1
+class TD(typing.TypedDict):
+    a: int
+"""
+
+DESCRIBE = """
+@memo
+def describe(values):
+    RUNS['n'] = RUNS.get('n', 0) + 1
+    return [repr(v) for v in values]
+"""
+
+CALL_COMMON = ("OUT['v'] = describe([D(), DF(), NT(1), NT2(1, 2), Colour.RED, Perm.R | Perm.W, Impl(), D, DF, NT, NT2,"
+               " Colour, Perm, Impl, TD])\nOUT['runs'] = runs()")
+
+
+def test_common_classes_keep_their_keys_after_a_restart(cache_dir: Path) -> None:
+    cells = [SETUP, "FIELD_DEFAULT = 1", COMMON, DESCRIBE, CALL_COMMON]
+    assert run_kernel(cells, cache_dir, seed=1)["runs"] == 1
+    assert run_kernel(cells, cache_dir, seed=2) == {**run_kernel(cells, cache_dir, seed=3), "runs": 0}
+    edited = [SETUP, "FIELD_DEFAULT = 2", COMMON, DESCRIBE, CALL_COMMON]  # a dataclass field's default
+    out = run_kernel(edited, cache_dir, seed=4)
+    assert out["runs"] == 1 and "DF(x=2)" in out["v"]
