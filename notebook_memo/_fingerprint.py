@@ -28,7 +28,15 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from .hashing import Hasher, combine, content_hash, install_code_handler, install_module_judge, qualified_name
+from .hashing import (
+    Hasher,
+    combine,
+    content_hash,
+    enum_attributes,
+    install_code_handler,
+    install_module_judge,
+    qualified_name,
+)
 
 __all__ = ()
 
@@ -479,8 +487,9 @@ def _immutable(value: Any) -> bool:
         elif isinstance(value, types.ModuleType):  # the user's module is keyed by content, which can change
             if _keyed_by_content(value):
                 return False
-        elif isinstance(value, enum.Enum):  # a member: fixed by its class's definition
+        elif isinstance(value, enum.Enum):  # a member: fixed by its class's definition, and what it holds
             pending.append(value._value_)
+            pending.extend(enum_attributes(value).values())  # Planet.mass; a list of aliases is not fixed
         elif isinstance(value, types.BuiltinFunctionType):  # len, math.sqrt; or a method bound to data (TABLE.get)
             owner = value.__self__
             if not (owner is None or isinstance(owner, (types.ModuleType, io.IOBase)) or owner is value

@@ -8,8 +8,10 @@ changed, and each is keyed alike after a restart when nothing changed.
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
 
+from notebook_memo import memo
 from tests.conftest import Shell, run_kernel
 
 SETUP = """
@@ -222,3 +224,84 @@ def test_common_classes_keep_their_keys_after_a_restart(cache_dir: Path) -> None
     edited = [SETUP, "FIELD_DEFAULT = 2", COMMON, DESCRIBE, CALL_COMMON]  # a dataclass field's default
     out = run_kernel(edited, cache_dir, seed=4)
     assert out["runs"] == 1 and "DF(x=2)" in out["v"]
+
+
+# -- 4. enum members with attributes of their own ----------------------------------------------
+
+UNIT = """
+import enum
+class Unit(enum.Enum):          # the enum HOWTO's pattern: __new__ sets _value_ and an attribute
+    def __new__(cls, code, factor):
+        member = object.__new__(cls)
+        member._value_ = code
+        member.factor = factor
+        return member
+    M = ("m", 1.0)
+    KM = ("km", {})
+"""
+
+
+def test_an_enum_member_attribute_edited_is_a_miss(shell: Shell) -> None:
+    shell.run(SETUP)
+    shell.run(UNIT.format("1000.0"))
+    shell.run("@memo\ndef to_metres(x, unit):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return x * unit.factor")
+    shell.run("@memo\ndef km(x):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return x * Unit.KM.factor")
+    assert shell.run("to_metres(2, Unit.KM), to_metres(2, Unit.KM), km(2), km(2)") == (2000.0, 2000.0, 2000.0, 2000.0)
+    shell.run(UNIT.format("1609.0"))  # the class cell edited (a wrong factor fixed) and run again
+    assert shell.run("to_metres(2, Unit.KM), km(2)") == (3218.0, 3218.0)
+    assert shell.run("runs()") == 4
+
+
+def test_a_global_enum_member_value_edited_is_a_miss(shell: Shell) -> None:
+    # Members of a global_enum pickle by their name alone: their class and value must count all the same.
+    shell.run(SETUP)
+    mode = "import enum\n@enum.global_enum\nclass Mode(enum.IntFlag):\n    FAST = {}\n    SAFE = 8"
+    shell.run(mode.format(1))
+    shell.run("@memo\ndef level(m):\n    RUNS['n'] = RUNS.get('n', 0) + 1\n    return int(m)")
+    assert shell.run("level(FAST), level(FAST)") == (1, 1)
+    shell.run(mode.format(2))
+    assert shell.run("level(FAST)") == 2
+    assert shell.run("runs()") == 2
+
+
+ENUMS = """
+import enum, http, re
+class Planet(enum.Enum):
+    EARTH = (5.97e24, 6.37e6)
+    MARS = (6.42e23, 3.39e6)
+    def __init__(self, mass, radius):
+        self.mass, self.radius = mass, radius
+class Perm(enum.IntFlag):
+    R = 4
+    W = 2
+"""
+
+
+def test_enum_members_keep_their_keys_after_a_restart(cache_dir: Path) -> None:
+    call = ("OUT['v'] = describe([Unit.KM, Planet.MARS, Perm.R | Perm.W, Perm.R, http.HTTPStatus.OK, re.I | re.M])"
+            "\nOUT['runs'] = runs()")
+    cells = [SETUP, UNIT.format("1000.0"), ENUMS, DESCRIBE, call]
+    assert run_kernel(cells, cache_dir, seed=1)["runs"] == 1
+    assert run_kernel(cells, cache_dir, seed=2)["runs"] == 0
+    assert run_kernel([SETUP, UNIT.format("1609.0"), *cells[2:]], cache_dir, seed=3)["runs"] == 1
+
+
+class _Lang(enum.Enum):
+    EN = "en"
+
+    def __init__(self, code: str) -> None:
+        self.aliases = [code]
+
+
+def test_a_list_held_by_an_enum_member_changed_in_place_is_a_miss() -> None:
+    @memo
+    def names() -> list[str]:
+        return [alias for member in _Lang for alias in member.aliases]
+
+    assert names() == names() == ["en"]
+    _Lang.EN.aliases.append("english")
+    try:
+        assert names() == ["en", "english"]
+        assert (names.cache_info().hits, names.cache_info().misses) == (1, 2)
+    finally:
+        _Lang.EN.aliases.remove("english")

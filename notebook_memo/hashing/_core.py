@@ -9,6 +9,7 @@ tensors) are fed to xxh3 in place, with no pickling and no copy.
 from __future__ import annotations
 
 import copyreg
+import enum
 import io
 import os
 import socket
@@ -608,6 +609,8 @@ def _choose(cls: type) -> HashFn:
         return _h_ufunc
     if issubclass(cls, (set, frozenset, weakref.WeakSet)):
         return _h_set_like
+    if issubclass(cls, enum.Enum):
+        return _h_enum
     return _h_reduce
 
 
@@ -706,6 +709,29 @@ def _h_reduce(h: Hasher, v: Any) -> None:
             h.child(listed, items)
     if len(reduced) > 5 and reduced[5] is not None:
         h.child(reduced[5], "<state setter>")
+
+
+def _h_enum(h: Hasher, v: Any) -> None:
+    """Hash an enum member by its class, name, value and the attributes it holds of its own.
+
+    Not by its reduction, ``(cls, (value,))``: a member made by ``__new__`` or ``__init__`` with more
+    than its value (the enum HOWTO's ``factor``, ``Planet.mass``) must count those too.
+    """
+    h.tag(b"E")
+    h.child(type(v), "<class>")
+    h.child(v._name_, "._name_")
+    h.child(v._value_, "._value_")
+    h.child(enum_attributes(v), "<attributes>")
+
+
+def enum_attributes(member: Any) -> dict[str, Any]:
+    """Return what an enum member holds besides enum's own bookkeeping (``_value_``, ``_name_``,
+    ``_sort_order_``, ``__objclass__``, ``__init__``: sunder and dunder names), in name order."""
+    found = getattr(member, "__dict__", None)
+    if not found:
+        return {}
+    return {name: found[name] for name in sorted(found)
+            if not (type(name) is str and len(name) > 2 and name[0] == name[-1] == "_")}
 
 
 def _reduction(v: Any) -> Any:
