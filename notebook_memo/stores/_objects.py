@@ -211,10 +211,17 @@ class DirectoryObjects:
         except OSError as exc:
             kind = Planted if exc.errno == errno.ELOOP else Refused  # a link: O_NOFOLLOW refuses it
             raise kind(f"{path} cannot be opened ({exc.strerror or exc}): it is not read") from None
+        # Checked before the descriptor becomes a file object: opening a folder as one raises IsADirectoryError,
+        # which would read as the remote failing rather than as this one object planted.
+        try:
+            info = os.fstat(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        if not stat.S_ISREG(info.st_mode):
+            os.close(fd)
+            raise Planted(f"{path} is not a regular file: it is not read")
         with os.fdopen(fd, "rb") as f:
-            info = os.fstat(f.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                raise Planted(f"{path} is not a regular file: it is not read")
             if most is not None and info.st_size > most:
                 raise Planted(f"{path} holds {info.st_size} bytes, more than the {most} it may: it is not read")
             if private:

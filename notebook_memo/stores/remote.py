@@ -276,8 +276,10 @@ class RemoteTier:
             except Planted:
                 # No lease of ours is that large, or a link or pipe: planted. It goes, unread; the caller looks
                 # for the result, then tries again.
-                with contextlib.suppress(OSError):
+                try:
                     self.objects.delete(name)
+                except OSError:
+                    return True  # it stays (a folder): computed here without coordination, as with one below
                 return False
             except Refused:
                 # One we may not open (a colleague's umask): it stays. Computed here without coordination across
