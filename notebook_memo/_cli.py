@@ -18,6 +18,7 @@ from ._config import DURATION_TEXT, duration_text, parse_size
 from ._errors import ConfigurationError, MemoWarning, StorageWarning
 from ._inventory import Inventory, human_bytes, human_time
 from ._notebook import short_name
+from ._serialize import Signer, signer_for
 from .stores import _remote_admin
 from .stores.local import get_store, is_cache_directory
 from .stores.remote import RemoteTier, remote_tier
@@ -104,6 +105,15 @@ def _remote(args: argparse.Namespace, writes: bool) -> RemoteTier | None:
     return tier
 
 
+def _signer() -> Signer | None:
+    """Return the configured secret's signer, or None; a CliError for an empty secret."""
+    try:
+        secret = _config.resolve_secret()
+    except ConfigurationError as exc:
+        raise CliError(str(exc)) from None
+    return signer_for(secret) if secret is not None else None
+
+
 def _remote_info(tier: RemoteTier) -> int:
     rows = _remote_admin.summary(tier)
     if not rows:
@@ -179,7 +189,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
     size = _size(args.max_size) if args.max_size else None
     tier = _remote(args, writes=True)
     if tier is not None:
-        removed = _remote_admin.prune(tier, age, args.keep_latest, size)
+        signer = _signer() if args.keep_latest else None
+        removed = _remote_admin.prune(tier, age, args.keep_latest, size, signer)
         print(f"removed {removed} entries from {tier.url}")
         return EXIT_OK
     inventory = _inventory(args.dir)

@@ -6,19 +6,84 @@ object on the remote refused alone, and the local index's upkeep (``clear``, ``c
 
 from __future__ import annotations
 
+import pickle
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from notebook_memo import configure
+from notebook_memo import _cli, configure
+from notebook_memo._serialize import Payload, decode_header, encode_header, signer_for
 from tests.conftest import Counter
-from tests.test_remote import _counted, _machine
+from tests.test_remote import _counted, _machine, _objects
 from tests.test_remote_hostile import _manifest, _team
 
 SECRET = "team secret"
+
+
+# -- prune --remote --keep-latest: whose entries it may delete ---------------------------------------------------
+
+def _load_in(shell: Any, notebook: Path, factor: int) -> None:
+    """Define ``load`` in ``notebook`` and store one result of it."""
+    shell.run(f"__session__ = {str(notebook)!r}\nfrom notebook_memo import memo\n"
+              f"@memo\ndef load(x):\n    return x * {factor}\nload(1)")
+
+
+@pytest.mark.parametrize("secret", [None, SECRET])
+def test_keep_latest_on_the_remote_keeps_each_notebooks_function(tmp_path: Path, shell: Any, secret: str | None,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    _, url = _team(tmp_path)
+    if secret:
+        monkeypatch.setenv("NOTEBOOK_MEMO_SECRET", secret)
+    configure(remote=url)
+    _load_in(shell, tmp_path / "a.ipynb", 1)
+    _load_in(shell, tmp_path / "b.ipynb", 2)  # stored later, with other code, by another notebook
+    assert len(_objects(url, "m/")) == 2
+    assert _cli.main(["prune", "--remote", url, "--keep-latest"]) == 0
+    assert len(_objects(url, "m/")) == 2
+
+
+def _plant_newer(team: Path, meta: dict[str, Any], signer: Any = None) -> Path:
+    """Write a well-formed manifest claiming ``meta``'s function with other code, stored a minute later."""
+    row = "ab" + "0" * 30 + "~" + "1" * 16
+    later = time.time() + 60
+    path = team / "m" / "ab" / row
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(encode_header(row, None, Payload(pickle.dumps(0), []),
+                                   {**meta, "code": "planted", "created": later}, later, None, 0.1, True, signer))
+    return path
+
+
+@pytest.mark.parametrize("planted", ["unsigned", "another secret"])
+def test_keep_latest_on_the_remote_ignores_manifests_it_cannot_verify(tmp_path: Path, planted: str,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    team, url = _team(tmp_path)
+    monkeypatch.setenv("NOTEBOOK_MEMO_SECRET", SECRET)
+    configure(remote=url)
+    f = _counted(lambda x: x + 1)
+    f(1, Counter())
+    genuine = _manifest(team)
+    meta = decode_header(genuine.read_bytes())[0].meta()
+    _plant_newer(team, meta, None if planted == "unsigned" else signer_for(b"another secret"))
+    assert _cli.main(["prune", "--remote", url, "--keep-latest"]) == 0
+    assert genuine.exists()
+
+
+def test_keep_latest_on_the_remote_still_drops_old_code_with_a_secret(tmp_path: Path, shell: Any,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    _, url = _team(tmp_path)
+    monkeypatch.setenv("NOTEBOOK_MEMO_SECRET", SECRET)
+    configure(remote=url)
+    _load_in(shell, tmp_path / "a.ipynb", 1)
+    (old,) = _objects(url, "m/")
+    _load_in(shell, tmp_path / "a.ipynb", 3)  # a new version of the same notebook's function
+    assert len(_objects(url, "m/")) == 2
+    assert _cli.main(["prune", "--remote", url, "--keep-latest"]) == 0
+    (left,) = _objects(url, "m/")
+    assert left != old
 
 
 # -- one planted object on the remote is refused alone ------------------------------------------------------------

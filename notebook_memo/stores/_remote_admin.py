@@ -15,7 +15,7 @@ from typing import Any
 
 from .._config import warn_once
 from .._errors import MemoWarning
-from .._serialize import CorruptRecord, Header, decode_header, plausible
+from .._serialize import CorruptRecord, Header, Signer, decode_header, plausible
 from ._objects import Planted, Refused
 from .remote import _MANIFEST_MOST, BLOB_NAME, RemoteTier, in_parallel
 
@@ -152,21 +152,37 @@ def summary(tier: RemoteTier) -> list[dict[str, Any]]:
     return sorted(rows.values(), key=lambda row: row["name"])
 
 
-def prune(tier: RemoteTier, older_than: float | None, keep_latest: bool, max_size: int | None) -> int:
-    """Delete expired and damaged manifests, and those the options name; then unused blobs. Return how many."""
+def superseded(items: Iterable[RemoteEntry], signer: Signer | None) -> set[str]:
+    """Return the manifests of each function's older code versions (a function of one notebook, as locally).
+
+    Only manifests that verify with ``signer`` take part: another's (another secret's, or unsigned beside a
+    secret) may claim any function, code and time, and is left as it is, as the local ``--keep-latest`` does.
+    """
+    ours: list[tuple[str, tuple[Any, Any], Any, float]] = []  # name, (fid, notebook), code, created
+    for e in items:
+        header = e.header
+        if header is not None and header.signed == (signer is not None) and header.intact(signer):
+            meta = e.meta
+            ours.append((e.name, (meta.get("fid"), meta.get("notebook")), meta.get("code"), header.created))
+    newest: dict[tuple[Any, Any], tuple[float, Any]] = {}
+    for _, who, code, created in ours:
+        if who not in newest or created > newest[who][0]:
+            newest[who] = (created, code)
+    return {name for name, who, code, created in ours if code != newest[who][1] and created <= newest[who][0]}
+
+
+def prune(tier: RemoteTier, older_than: float | None, keep_latest: bool, max_size: int | None,
+          signer: Signer | None = None) -> int:
+    """Delete expired and damaged manifests, and those the options name; then unused blobs. Return how many.
+
+    ``signer``: the configured secret's, which ``keep_latest`` verifies manifests with."""
     now = time.time()
     items = entries(tier)
     doomed = {e.name for e in items if e.header is None or e.header.expired(now)}
     if older_than is not None:
         doomed |= {e.name for e in items if e.header is not None and e.header.created < now - older_than}
     if keep_latest:
-        newest: dict[Any, tuple[float, Any]] = {}
-        for e in items:
-            if e.header is not None:
-                fid, created = e.meta.get("fid"), e.header.created
-                if fid not in newest or created > newest[fid][0]:
-                    newest[fid] = (created, e.meta.get("code"))
-        doomed |= {e.name for e in items if e.header is not None and e.meta.get("code") != newest[e.meta.get("fid")][1]}
+        doomed |= superseded(items, signer)
     if max_size is not None:
         sizes = blobs(tier)
         alive = sorted((e for e in items if e.name not in doomed), key=lambda e: e.modified, reverse=True)
