@@ -6,7 +6,10 @@ object on the remote refused alone, and the local index's upkeep (``clear``, ``c
 
 from __future__ import annotations
 
+import os
 import pickle
+import subprocess
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -17,7 +20,7 @@ import pytest
 
 from notebook_memo import _cli, configure
 from notebook_memo._serialize import Payload, decode_header, encode_header, signer_for
-from tests.conftest import Counter
+from tests.conftest import ROOT, Counter
 from tests.test_remote import _counted, _machine, _objects
 from tests.test_remote_hostile import _manifest, _team
 
@@ -116,3 +119,45 @@ def test_a_folder_at_an_objects_name_is_refused_alone(tmp_path: Path, planted: s
     assert not [w for w in caught if "could not be used" in str(w.message)]
     assert counter.n == 3  # f(1) on each machine, f(2) once
     assert len([p for p in (team / "m").rglob("*") if p.is_file()]) == (1 if planted == "manifest" else 2)
+
+
+# -- remote prune and clear when part of m/ cannot be read ---------------------------------------------------------
+
+def _cli_without_root_powers(args: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run the command line in a process that reads files as their modes say (root drops its override)."""
+    command = [sys.executable, "-m", "notebook_memo", *args]
+    if os.geteuid() == 0:
+        command = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", *command]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+@pytest.mark.parametrize("command", [["prune", "--older-than", "365d"], ["clear"]])
+@pytest.mark.parametrize("hidden", ["manifest unreadable", "folder unreadable", "folder a link"])
+def test_remote_upkeep_keeps_the_blob_of_a_manifest_it_could_not_read(tmp_path: Path, hidden: str,
+                                                                      command: list[str]) -> None:
+    team, url = _team(tmp_path)
+    configure(remote=url)
+    f = _counted(np.ones)
+    f(200_000, Counter())
+    manifest = _manifest(team)
+    (blob,) = (team / "b").iterdir()
+    old = time.time() - 7200
+    os.utime(blob, (old, old))  # past the grace period: only a manifest naming it keeps it
+    if hidden == "manifest unreadable":
+        manifest.chmod(0)
+    elif hidden == "folder unreadable":
+        manifest.parent.chmod(0)
+    else:
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        manifest.parent.rename(elsewhere / manifest.parent.name)
+        manifest.parent.symlink_to(elsewhere / manifest.parent.name)
+    try:
+        out = _cli_without_root_powers([command[0], "--remote", url, *command[1:]])
+    finally:
+        manifest.parent.chmod(0o700)
+        manifest.chmod(0o600)
+    assert out.returncode == 0, out.stderr
+    assert blob.exists(), out.stdout + out.stderr
+    assert "left as it is" in out.stderr

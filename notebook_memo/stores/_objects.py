@@ -310,7 +310,8 @@ class DirectoryObjects:
 
     def list(self, prefix: str) -> Iterator[tuple[str, int, float]]:
         """Yield the objects under ``prefix``; raise Refused when its folder is a link or not a folder (os.walk
-        would list what the link names, somewhere else, which nothing else here reads or deletes)."""
+        would list what the link names, somewhere else, which nothing else here reads or deletes), and, once
+        the rest is yielded, when a folder under it could not be listed (a link, or one we may not read)."""
         top = self._path(prefix.rstrip("/")) if prefix else self.root
         try:
             info = os.lstat(top)
@@ -318,7 +319,13 @@ class DirectoryObjects:
             return
         if not stat.S_ISDIR(info.st_mode):
             raise Refused(f"{top} is not a folder (a link?): nothing under it is listed, read or deleted")
-        for folder, _dirs, files in os.walk(top):
+        unlisted: list[str] = []
+        # os.walk passes over both silently; a caller that counts on a whole listing (what no manifest names
+        # is deleted) must hear of them.
+        for folder, dirs, files in os.walk(top, onerror=lambda exc: unlisted.append(
+                f"{exc.filename} cannot be listed ({exc.strerror or exc})")):
+            unlisted.extend(f"{os.path.join(folder, d)} is a link" for d in dirs
+                            if os.path.islink(os.path.join(folder, d)))
             for file in files:
                 if file.endswith((".tmp", ".old")):
                     continue
@@ -327,6 +334,9 @@ class DirectoryObjects:
                     info = os.lstat(path)
                     if stat.S_ISREG(info.st_mode):
                         yield os.path.relpath(path, self.root).replace(os.sep, "/"), info.st_size, info.st_mtime
+        if unlisted:
+            raise Refused(f"{'; '.join(unlisted[:3])}{' ...' if len(unlisted) > 3 else ''}: what is under it was "
+                          "not listed")
 
 
 def open_objects(url: str) -> ObjectStore:

@@ -50,25 +50,31 @@ def _left_out(tier: RemoteTier, refused: Iterable[Refused]) -> None:
     Not storage trouble (the rest of the remote was handled): the command still succeeds."""
     for why in dict.fromkeys(str(exc) for exc in refused):
         warn_once(f"remote-refused:{tier.url}:{why}", f"{tier.url}: {why}; it is left as it is. Put a real folder "
-                  "in place of a link there for upkeep to cover what is under it", MemoWarning)
+                  "in place of a link there, or let this user read it, for upkeep to cover it", MemoWarning)
 
 
-def _listed(tier: RemoteTier, prefix: str) -> list[tuple[str, int, float]]:
-    """Return the objects under ``prefix``: none when its folder is refused (a link to somewhere else)."""
+def _listed(tier: RemoteTier, prefix: str) -> tuple[list[tuple[str, int, float]], bool]:
+    """Return the objects under ``prefix``, and whether that is all of them (a folder refused: a link, or
+    unreadable, is said once and left out)."""
+    found: list[tuple[str, int, float]] = []
     try:
-        return list(tier.objects.list(prefix))
+        for item in tier.objects.list(prefix):
+            found.append(item)
     except Refused as exc:
         _left_out(tier, [exc])
-        return []
+        return found, False
+    return found, True
 
 
-def entries(tier: RemoteTier) -> list[RemoteEntry]:
-    """Return every manifest of the remote, each read once (in parallel).
+def _manifests(tier: RemoteTier) -> tuple[list[RemoteEntry], bool]:
+    """Return every manifest of the remote, each read once (in parallel), and whether none was left out.
 
     One larger than a manifest may be, or not a regular file, is listed as damaged, unread; one that
-    cannot be reached (its folder became a link since the listing) is left out, with a warning.
+    cannot be reached (its folder became a link since the listing, or we may not open it) is left out,
+    with a warning.
     """
-    listed = [(name, size, modified) for name, size, modified in _listed(tier, "m/") if _MANIFEST.fullmatch(name)]
+    listed, whole = _listed(tier, "m/")
+    listed = [(name, size, modified) for name, size, modified in listed if _MANIFEST.fullmatch(name)]
 
     def read(item: tuple[str, int, float]) -> RemoteEntry | Refused:
         name, size, modified = item
@@ -89,13 +95,19 @@ def entries(tier: RemoteTier) -> list[RemoteEntry]:
         return RemoteEntry(name, size, modified, header)
 
     found = in_parallel(read, listed)
-    _left_out(tier, [item for item in found if isinstance(item, Refused)])
-    return [item for item in found if isinstance(item, RemoteEntry)]
+    refused = [item for item in found if isinstance(item, Refused)]
+    _left_out(tier, refused)
+    return [item for item in found if isinstance(item, RemoteEntry)], whole and not refused
+
+
+def entries(tier: RemoteTier) -> list[RemoteEntry]:
+    """Return every manifest of the remote that could be read or is damaged (``_manifests``)."""
+    return _manifests(tier)[0]
 
 
 def blobs(tier: RemoteTier) -> dict[str, tuple[int, float]]:
     """Return the blobs of the remote: name -> (size, modified)."""
-    return {name: (size, modified) for name, size, modified in _listed(tier, "b/") if BLOB_NAME.fullmatch(name)}
+    return {name: (size, modified) for name, size, modified in _listed(tier, "b/")[0] if BLOB_NAME.fullmatch(name)}
 
 
 def _delete_each(tier: RemoteTier, names: list[str]) -> int:
@@ -128,7 +140,13 @@ def remove(tier: RemoteTier, chosen: Iterable[RemoteEntry], grace: float | None 
 def collect_blobs(tier: RemoteTier, grace: float | None = None) -> int:
     """Delete blobs that no manifest names and that are older than ``grace`` seconds; return how many."""
     grace = BLOB_GRACE if grace is None else grace
-    named = {blob_of(entry) for entry in entries(tier)}
+    found, whole = _manifests(tier)
+    if not whole:
+        # A manifest left out may name any blob: deleting what the rest do not name could take its payload.
+        warn_once(f"remote-blobs-kept:{tier.url}", f"{tier.url}: unused blobs were not deleted, since not every "
+                  "manifest could be read; run this again once they can", MemoWarning)
+        return 0
+    named = {blob_of(entry) for entry in found}
     now = time.time()
     unused = [name for name, (_, modified) in blobs(tier).items() if name not in named and now - modified > grace]
     return _delete_each(tier, unused)
