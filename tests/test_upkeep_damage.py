@@ -6,6 +6,7 @@ object on the remote refused alone, and the local index's upkeep (``clear``, ``c
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import subprocess
@@ -161,3 +162,82 @@ def test_remote_upkeep_keeps_the_blob_of_a_manifest_it_could_not_read(tmp_path: 
     assert out.returncode == 0, out.stderr
     assert blob.exists(), out.stdout + out.stderr
     assert "left as it is" in out.stderr
+
+
+# -- local upkeep on a damaged index ------------------------------------------------------------------------------
+
+_KERNEL = """
+import json, sys, warnings
+from notebook_memo import configure, memo
+configure(cache_dir=sys.argv[1])
+
+@memo
+def f(x):
+    return "v" * 300 + str(x)
+
+out = {}
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    for step in sys.argv[2:]:
+        if step == "fill":
+            for i in range(3000):
+                f(i)
+        elif step == "clear":
+            f.clear()
+        elif step == "cache_info":
+            out["entries"] = f.cache_info().currsize
+        elif step == "clear_stale":
+            f.clear_stale()
+        out[step] = "ok"
+    out["call"] = f(1)[-1]
+out["warnings"] = [str(w.message) for w in caught]
+print("RESULT" + json.dumps(out))
+"""
+
+
+def _kernel(tmp_path: Path, cache: Path, *steps: str) -> dict[str, Any]:
+    script = tmp_path / "kernel.py"
+    script.write_text(_KERNEL)
+    out = subprocess.run([sys.executable, str(script), str(cache), *steps], capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONHASHSEED": str(len(steps))})
+    assert out.returncode == 0, out.stderr
+    return dict(json.loads(out.stdout.rpartition("RESULT")[2]))
+
+
+def _damaged_index(tmp_path: Path) -> Path:
+    """Return a cache folder of 3,000 entries whose index has bytes overwritten in each page of its middle third."""
+    cache = tmp_path / "damaged"
+    _kernel(tmp_path, cache, "fill")
+    db = cache / "cache.db"
+    size = db.stat().st_size
+    with open(db, "r+b") as handle:
+        for offset in range(size // 3, size * 2 // 3, 4096):
+            handle.seek(offset + 2000)
+            handle.write(b"\xa5" * 64)
+    return cache
+
+
+def _set_aside(cache: Path) -> list[str]:
+    return [p.name for p in cache.iterdir() if p.name.startswith("cache.db.damaged-") and p.suffix not in (
+        ".db-wal", ".db-shm") and not p.name.endswith(("-wal", "-shm"))]
+
+
+@pytest.mark.parametrize("steps", [["clear"], ["cache_info", "clear"], ["clear_stale", "cache_info"]])
+def test_upkeep_calls_set_a_damaged_index_aside(tmp_path: Path, steps: list[str]) -> None:
+    cache = _damaged_index(tmp_path)
+    out = _kernel(tmp_path, cache, *steps)
+    assert all(out[step] == "ok" for step in steps)
+    assert out["call"] == "1"
+    assert len(_set_aside(cache)) == 1
+    assert sum("moved to" in w for w in out["warnings"]) == 1, out["warnings"]
+
+
+@pytest.mark.parametrize("command", [["clear"], ["clear", "--function", "f"]])
+def test_the_command_line_sets_a_damaged_index_aside(tmp_path: Path, command: list[str]) -> None:
+    cache = _damaged_index(tmp_path)
+    out = subprocess.run([sys.executable, "-m", "notebook_memo", *command, "--dir", str(cache)], capture_output=True,
+                         text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert "Traceback" not in out.stderr, out.stderr
+    assert out.returncode in (0, 1), out.stderr  # 1: storage trouble was met (the one line says what)
+    assert len(_set_aside(cache)) == 1
+    assert "moved to" in out.stderr

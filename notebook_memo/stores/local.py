@@ -899,6 +899,24 @@ def _settled(method: _F) -> _F:
     return settled  # type: ignore[return-value]
 
 
+def _mending(method: _F) -> _F:
+    """Run an upkeep operation (a listing, a deletion, a count); damage it meets in the index is set aside as a
+    call's is (one warning, a fresh index), and the operation runs again on the fresh index.
+
+    Upkeep reads and deletes over the whole index, so it meets damage a call by key may never touch."""
+
+    @functools.wraps(method)
+    def mending(self: Store, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            if not self._damage_met(exc):
+                raise
+        return method(self, *args, **kwargs)
+
+    return mending  # type: ignore[return-value]
+
+
 def _may_queue() -> bool:
     """Return whether this process may leave quick results to its background thread: not a worker.
 
@@ -1071,6 +1089,16 @@ class Store:
             self._close_handles()
             self._move_aside(exc)
             self._ident = None
+
+    def _damage_met(self, exc: sqlite3.DatabaseError) -> bool:
+        """Set the index aside when ``exc``, met by this thread's own connection (``connection``) or the store's
+        handles, says it is damaged; return whether it did. Inside a caller's transaction its end does."""
+        if not _is_damaged_database(exc, self.directory) or (self._writer is not None
+                                                              and _inside_transaction(self._writer)):
+            return False
+        held = _connections.__dict__.get("by_dir", {}).get(self.directory)
+        self._set_aside(exc, held[1] if held is not None else self._ident)
+        return True
 
     def _plain_index(self) -> bool:
         return all(_plain_file_or_none(os.path.join(self.directory, _DB_NAME + suffix)) for suffix in _INDEX_FILES)
@@ -1670,6 +1698,7 @@ class Store:
             tier.publish_many(items)
 
     @_settled
+    @_mending
     def stored_bytes(self) -> int:
         """Return the bytes the limit counts: the index database and the payload files."""
         self.writer.count_size_once()  # a statistic planted too low would hide what is there
@@ -1788,7 +1817,12 @@ class Store:
         while True:
             with gate:
                 self.reader  # noqa: B018 (opens, or sets a damaged index aside)
-                rows = connection(self.directory).execute(query, (*params, after, _SCAN_CHUNK)).fetchall()
+                try:
+                    rows = connection(self.directory).execute(query, (*params, after, _SCAN_CHUNK)).fetchall()
+                except sqlite3.DatabaseError as exc:
+                    if not self._damage_met(exc):
+                        raise
+                    return  # the fresh index holds none of these rows
             for _, key, filename, value in rows:
                 record = listed_record(key, filename, value, self.directory, signer)
                 if record is not None:
@@ -1798,6 +1832,7 @@ class Store:
             after = rows[-1][0]
 
     @_settled
+    @_mending
     def tagged(self, tag: str, limit: int) -> int:
         """Return how many index rows carry ``tag``, counting no further than ``limit`` (the tag index alone)."""
         if not self._exists():
@@ -1847,6 +1882,7 @@ class Store:
             return None
 
     @_settled
+    @_mending
     def record_at(self, row: str) -> StoredRecord | None:
         """Return the record in index row ``row`` as a scan lists it (``records``), or None."""
         if not self._exists():
@@ -1935,7 +1971,8 @@ class Store:
 
         Each row is read again inside the transaction and deleted only if it holds the very header
         that was listed (and verified): an entry written since stays. A payload file goes after
-        the commit, and only if no row names it any more.
+        the commit, and only if no row names it any more. Damage met sets the index aside: the
+        records not yet deleted went with it (none is served again), and count as deleted.
         """
         deleted: list[StoredRecord] = []
         if not self._exists():
@@ -1952,15 +1989,23 @@ class Store:
             gone: list[StoredRecord] = []
             query = (f"SELECT rowid, key, mode, filename, value FROM Cache WHERE key IN ({marks(len(listed))}) "
                      "AND raw = 1")
-            with gate, _write_transaction(con):
-                doomed = []
-                for rowid, key, mode, filename, value in con.execute(query, list(listed)).fetchall():
-                    record = listed[key]
-                    if mode == MODE_RECORD and filename == record.filename and _check_of(value) == record.header.check:
-                        doomed.append(rowid)
-                        gone.append(record)
-                for part in slices(doomed):
-                    con.execute(f"DELETE FROM Cache WHERE rowid IN ({marks(len(part))})", part)
+            try:
+                with gate, _write_transaction(con):
+                    doomed = []
+                    for rowid, key, mode, filename, value in con.execute(query, list(listed)).fetchall():
+                        record = listed[key]
+                        if mode == MODE_RECORD and filename == record.filename and \
+                                _check_of(value) == record.header.check:
+                            doomed.append(rowid)
+                            gone.append(record)
+                    for part in slices(doomed):
+                        con.execute(f"DELETE FROM Cache WHERE rowid IN ({marks(len(part))})", part)
+            except sqlite3.DatabaseError as exc:
+                if not self._damage_met(exc):
+                    raise
+                # The rows not deleted yet went aside with the damaged index: none is served again.
+                deleted.extend([*chunk, *iterator])
+                break
             self._hot = {}
             with gate:
                 for record in gone:
@@ -1972,6 +2017,7 @@ class Store:
         return deleted
 
     @_settled
+    @_mending
     def volume(self) -> int:
         return int(self.reader.volume())
 
@@ -1982,6 +2028,7 @@ class Store:
         return int(self.writer.expire())
 
     @_settled
+    @_mending
     def repair(self, started: float | None = None) -> list[str]:
         """Drop rows whose payload file is gone, and payload files no row names; return what was done.
 
@@ -2061,6 +2108,7 @@ class Store:
         self._pending_hits[tag] = self._pending_hits.get(tag, 0) + 1
 
     @_gated
+    @_mending
     def hit_stats(self, tag: str) -> tuple[int, float]:
         """Return (hits, last hit time) of function ``tag`` across all processes."""
         reader = self.reader
