@@ -12,6 +12,7 @@ import pickle
 import subprocess
 import sys
 import time
+import uuid
 import warnings
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,9 @@ import pytest
 
 from notebook_memo import _cli, configure
 from notebook_memo._serialize import Payload, decode_header, encode_header, signer_for
+from notebook_memo.stores._objects import DirectoryObjects
 from tests.conftest import ROOT, Counter
-from tests.test_remote import _counted, _machine, _objects
+from tests.test_remote import _counted, _machine, _objects, _tier
 from tests.test_remote_hostile import _manifest, _team
 
 SECRET = "team secret"
@@ -241,3 +243,37 @@ def test_the_command_line_sets_a_damaged_index_aside(tmp_path: Path, command: li
     assert out.returncode in (0, 1), out.stderr  # 1: storage trouble was met (the one line says what)
     assert len(_set_aside(cache)) == 1
     assert "moved to" in out.stderr
+
+
+# -- what killed writers and dead lease holders leave on the remote --------------------------------------------
+
+@pytest.mark.parametrize("command", [["clear"], ["prune", "--older-than", "1d"]])
+def test_remote_upkeep_reclaims_what_killed_writers_left(tmp_path: Path, command: list[str]) -> None:
+    team, url = _team(tmp_path)
+    configure(remote=url)
+    f = _counted(np.ones)
+    f(200_000, Counter())
+    objects = _tier(url).objects
+    assert isinstance(objects, DirectoryObjects)
+    blob = next((team / "b").iterdir()).name
+    row = _manifest(team).name
+    key = row.partition("~")[0]
+    # What a writer killed between staging and linking leaves (its own names), and a dead holder's lease.
+    staged = [objects._staged(f"b/{blob}", b"x" * 1000), objects._staged(f"m/{row[:2]}/{row}", b"x")]
+    aside = team / "m" / row[:2] / f"{row}.{uuid.uuid4().hex}.old"
+    aside.write_bytes(b"x")
+    lease = team / "l" / key
+    lease.parent.mkdir(exist_ok=True)
+    lease.write_bytes(b'{"owner": "gone", "renewed": 0}')
+    theirs = [team / "b" / "notes.tmp", team / "b" / f"{blob}.tmp", team / "l" / "README", team / "m" / "x.old"]
+    for path in theirs:
+        path.write_bytes(b"not ours")
+    old = time.time() - 86400
+    for path in [*map(Path, staged), aside, lease, *theirs]:
+        os.utime(path, (old, old))
+    young = Path(objects._staged(f"b/{blob}", b"y"))  # a publish under way
+    young_lease = team / "l" / ("0" * 32)
+    young_lease.write_bytes(b"{}")
+    assert _cli.main([command[0], "--remote", url, *command[1:]]) == 0
+    assert [p for p in [*map(Path, staged), aside, lease] if p.exists()] == []
+    assert all(p.exists() for p in [*theirs, young, young_lease])

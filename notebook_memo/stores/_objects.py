@@ -84,6 +84,10 @@ class ObjectStore(Protocol):
     def list(self, prefix: str) -> Iterator[tuple[str, int, float]]:
         """Yield (name, size, modification time) of the objects under ``prefix``."""
 
+    def staged(self, prefix: str) -> Iterator[tuple[str, int, float]]:
+        """Yield (name, size, modification time) of the files our writers stage under ``prefix`` before an
+        object appears whole (none where objects are written whole by the store itself)."""
+
 
 class CloudObjects:
     """Objects in a bucket (``s3://``, ``gs://``, ``az://`` ...), through obstore."""
@@ -169,6 +173,9 @@ class CloudObjects:
         for page in self._ob.list(self._store, prefix):
             for item in page:
                 yield item["path"], int(item["size"]), item["last_modified"].timestamp()
+
+    def staged(self, prefix: str) -> Iterator[tuple[str, int, float]]:
+        yield from ()  # a put is whole or absent: nothing is staged beside the object
 
 
 class DirectoryObjects:
@@ -312,6 +319,14 @@ class DirectoryObjects:
         """Yield the objects under ``prefix``; raise Refused when its folder is a link or not a folder (os.walk
         would list what the link names, somewhere else, which nothing else here reads or deletes), and, once
         the rest is yielded, when a folder under it could not be listed (a link, or one we may not read)."""
+        return self._walk(prefix, staged=False)
+
+    def staged(self, prefix: str) -> Iterator[tuple[str, int, float]]:
+        """Yield the files under ``prefix`` named as ``_staged`` and ``replace`` name theirs (``.tmp``, ``.old``):
+        what a writer killed before it linked or removed them leaves behind. Refused as ``list``."""
+        return self._walk(prefix, staged=True)
+
+    def _walk(self, prefix: str, staged: bool) -> Iterator[tuple[str, int, float]]:
         top = self._path(prefix.rstrip("/")) if prefix else self.root
         try:
             info = os.lstat(top)
@@ -327,7 +342,7 @@ class DirectoryObjects:
             unlisted.extend(f"{os.path.join(folder, d)} is a link" for d in dirs
                             if os.path.islink(os.path.join(folder, d)))
             for file in files:
-                if file.endswith((".tmp", ".old")):
+                if file.endswith((".tmp", ".old")) != staged:
                     continue
                 path = os.path.join(folder, file)
                 with contextlib.suppress(FileNotFoundError):

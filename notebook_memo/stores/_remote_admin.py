@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .._config import warn_once
+from .._config import resolve_lease, warn_once
 from .._errors import MemoWarning
 from .._serialize import CorruptRecord, Header, Signer, decode_header, plausible
 from ._objects import Planted, Refused
@@ -22,7 +22,11 @@ from .remote import _MANIFEST_MOST, BLOB_NAME, RemoteTier, in_parallel
 __all__ = ()
 
 _MANIFEST = re.compile(r"m/[0-9a-f]{2}/[0-9a-f]{32}(~[0-9a-f]{16})?")
+_LEASE = re.compile(r"l/[0-9a-f]{32}")
+# A file our writers stage beside an object (DirectoryObjects._staged, .replace): the object's name, a uuid4.
+_STAGED = re.compile(rf"(?:{_MANIFEST.pattern}|{BLOB_NAME.pattern}|{_LEASE.pattern})\.[0-9a-f]{{32}}\.(?:tmp|old)")
 BLOB_GRACE = 3600.0  # an unnamed blob this young may be a publish under way
+LEASES_LAPSED = 10  # a lease object unchanged for this many lease times has no living holder (renewed every third)
 
 
 @dataclass
@@ -131,10 +135,32 @@ def blob_of(entry: RemoteEntry) -> str | None:
 
 
 def remove(tier: RemoteTier, chosen: Iterable[RemoteEntry], grace: float | None = None) -> int:
-    """Delete the manifests of ``chosen``, then the blobs no manifest names any more; return manifests deleted."""
+    """Delete the manifests of ``chosen``, then the blobs no manifest names any more, and what killed writers
+    and dead lease holders left; return manifests deleted."""
     deleted = _delete_each(tier, [entry.name for entry in chosen])
     collect_blobs(tier, grace)
+    collect_leftovers(tier, grace)
     return deleted
+
+
+def collect_leftovers(tier: RemoteTier, grace: float | None = None) -> int:
+    """Delete staged files older than ``grace`` seconds and leases unchanged for ``LEASES_LAPSED`` lease
+    times; return how many. Only names our writers make are deleted: anything else there is left alone."""
+    grace = BLOB_GRACE if grace is None else grace
+    now = time.time()
+    doomed: list[str] = []
+    for prefix in ("m/", "b/", "l/"):
+        found: list[tuple[str, int, float]] = []
+        try:
+            for item in tier.objects.staged(prefix):
+                found.append(item)
+        except Refused as exc:
+            _left_out(tier, [exc])  # what was found before goes; what could not be listed stays
+        doomed += [name for name, _, modified in found if _STAGED.fullmatch(name) and now - modified > grace]
+    lapsed = LEASES_LAPSED * resolve_lease()
+    doomed += [name for name, _, modified in _listed(tier, "l/")[0]
+               if _LEASE.fullmatch(name) and now - modified > lapsed]
+    return _delete_each(tier, doomed)
 
 
 def collect_blobs(tier: RemoteTier, grace: float | None = None) -> int:
