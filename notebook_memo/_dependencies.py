@@ -11,6 +11,7 @@ a partial) is hashed by the same resolution, so it is keyed like a helper the bo
 
 from __future__ import annotations
 
+import builtins
 import collections
 import collections.abc
 import contextlib
@@ -220,6 +221,8 @@ class Dependencies:
 
 
 _DYNAMIC_LOOKUPS = frozenset({"globals", "eval", "exec"})
+# What builtins held when the package was imported: a name the notebook puts there later, or replaces, is its own.
+_BUILTINS_AT_IMPORT: dict[str, Any] = dict(vars(builtins))
 
 
 def _is_singledispatch(value: Any) -> bool:
@@ -314,17 +317,12 @@ class _Resolver:
         namespace = fn.__globals__
         builtins_ns = namespace.get("__builtins__", {})
         root_module = namespace.get("__name__")
+        builtins_dict = builtins_ns if isinstance(builtins_ns, dict) else vars(builtins_ns)
         for name, chain in global_references(fn.__code__):
             value = namespace.get(name, _MISSING)
             self.watch.append(("global", namespace, name, value))
             if value is _MISSING:
-                if name in (builtins_ns if isinstance(builtins_ns, dict) else vars(builtins_ns)):
-                    if name in _DYNAMIC_LOOKUPS:
-                        self.deps.skipped[f"{owner}: {name}()"] = (
-                            f"it looks names up through {name}() at run time, so which globals it reads is "
-                            "not known; read them by name, or pass them as arguments")
-                    continue
-                self.deps.parts[name] = ("missing", b"")
+                self.builtin_name(builtins_dict, name, chain, owner)
                 continue
             # A script's globals, as its spawned workers run it (__mp_main__) too: the same labels, the same keys.
             label = name if root_module in (None, "__main__", "__mp_main__") else f"{root_module}.{name}"
@@ -332,6 +330,25 @@ class _Resolver:
         self.evaluated(fn, owner)
         self.imports_of(fn)
         self.environment_and_clock(fn, owner)
+
+    def builtin_name(self, builtins_dict: dict[str, Any], name: str, chain: tuple[str, ...], owner: str) -> None:
+        """Resolve a name the code reads that its globals lack: from builtins, where the notebook may have put
+        its own function or data (``builtins.round = myround``), keyed like a global only when it did."""
+        value = builtins_dict.get(name, _MISSING)
+        # Watched like a global of builtins (one dict lookup on a hit): a builtin replaced, edited or put back.
+        self.watch.append(("global", builtins_dict, name, value))
+        if value is _MISSING:
+            self.deps.parts[name] = ("missing", b"")
+        elif value is _BUILTINS_AT_IMPORT.get(name, _MISSING) and not _user_code(value):
+            if name in _DYNAMIC_LOOKUPS:
+                self.deps.skipped[f"{owner}: {name}()"] = (
+                    f"it looks names up through {name}() at run time, so which globals it reads is "
+                    "not known; read them by name, or pass them as arguments")
+        elif isinstance(value, types.MethodType) and not _user_code(value.__func__):
+            # A library's bound method put there by its host (IPython's get_ipython): which one, not its object.
+            self.library(value.__func__.__module__ or "", qualified_name(value.__func__), f"builtins.{name}")
+        else:
+            self.reference(value, chain, f"builtins.{name}")
 
     def evaluated(self, fn: types.FunctionType, owner: str) -> None:
         """Resolve the globals read by texts the code evaluates in its scope (``df.query("x > @limit")``)."""
