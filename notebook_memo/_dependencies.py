@@ -242,6 +242,84 @@ def _fixed(value: Any) -> bool:
     return _immutable(value) or isinstance(value, (types.FunctionType, type))
 
 
+_IMMUTABLE_TYPE = 1 << 8  # Py_TPFLAGS_IMMUTABLETYPE: int, ndarray... nothing can be patched into such a class
+
+# The user's code patched into a library class, by label (``torch.nn.Linear.forward``).
+_Patches = tuple[tuple[str, Any], ...]
+
+
+@dataclass
+class _LibraryBases:
+    """The library classes of one class's MRO that code can be patched into, their namespaces as last
+    scanned, and the user's code found in them. Nothing here holds the class itself (the cache is keyed by
+    it, weakly): ``own`` says whether it is one of them, as the first."""
+
+    order: int  # id of the MRO they were found in (held by the class, so not reused while it lives)
+    own: bool
+    bases: tuple[type, ...]  # the others
+    namespaces: list[dict[str, Any]]
+    patches: _Patches
+
+
+_library_bases: weakref.WeakKeyDictionary[type, _LibraryBases] = weakref.WeakKeyDictionary()
+
+
+def _is_patch(attr: Any) -> bool:
+    """Return True for the user's code as a class attribute: a function or class, or one inside a
+    static or class method, a property or a cached property."""
+    if isinstance(attr, (staticmethod, classmethod)):
+        attr = attr.__func__
+    elif isinstance(attr, functools.cached_property):
+        attr = attr.func
+    elif isinstance(attr, property):
+        return any(_user_code(fn) for fn in (attr.fget, attr.fset, attr.fdel))
+    return _user_code(attr)
+
+
+def _patchable(klass: type) -> bool:
+    return not klass.__flags__ & _IMMUTABLE_TYPE and not is_user_code(klass)
+
+
+def _library_scan(cls: type) -> _LibraryBases:
+    """Return the library classes of ``cls``'s MRO and the user's code patched into them (``fractions.Fraction.
+    limit_denominator = mine``), by label; the same ``patches`` tuple while they are the same.
+
+    Scanned again only when one of their namespaces changed: while none did, one comparison of each, made
+    in C (each value by identity first), and no scan."""
+    held = _library_bases.get(cls)
+    if held is not None and _unchanged(cls, held):
+        return held
+    mro = cls.__mro__
+    own = _patchable(cls)
+    bases = tuple(k for k in mro[1:] if _patchable(k))
+    classes = (cls, *bases) if own else bases
+    namespaces = [dict(vars(klass)) for klass in classes]
+    found = tuple((f"{qualified_name(klass)}.{name}", attr) for klass, namespace in zip(classes, namespaces)
+                  for name, attr in sorted(namespace.items()) if _is_patch(attr))
+    if held is not None and _same_patches(held.patches, found):
+        found = held.patches  # what changed is not the user's code: watched as it was
+    state = _LibraryBases(id(mro), own, bases, namespaces, found)
+    with contextlib.suppress(TypeError):
+        _library_bases[cls] = state
+    return state
+
+
+def _unchanged(cls: type, scan: _LibraryBases) -> bool:
+    """Return True when the library classes a scan of ``cls`` looked at hold what they held then."""
+    if scan.order != id(cls.__mro__):
+        return False
+    namespaces = iter(scan.namespaces)
+    try:
+        return (not scan.own or vars(cls) == next(namespaces)) and \
+            all(vars(klass) == namespace for klass, namespace in zip(scan.bases, namespaces))
+    except Exception:  # a value whose == raises (an array put there): changed
+        return False
+
+
+def _same_patches(then: _Patches, now: _Patches) -> bool:
+    return now is then or (len(now) == len(then) and all(a == b and x is y for (a, x), (b, y) in zip(now, then)))
+
+
 class _Resolver:
     def __init__(self, track_versions: bool, by_code: bool = False) -> None:
         self.deps = Dependencies()
@@ -262,6 +340,7 @@ class _Resolver:
         # The mutable data read, with its digest: a body that changes it in place did what a hit cannot.
         self.mutable: list[tuple[str, Any, bytes]] = []
         self.drawn: set[int] = set()  # ids of values holding random generators
+        self.scanned: set[int] = set()  # ids of classes whose library bases were looked at for patches
 
     def function(self, fn: types.FunctionType, label: str) -> None:
         if id(fn) in self.seen:
@@ -480,7 +559,23 @@ class _Resolver:
                 continue
             if isinstance(value, (types.FunctionType, type)) and is_user_code(value):
                 self.value(value, label)
+            elif isinstance(value, type):
+                self.library_class(value)  # statistics.NormalDist(...): what the notebook patched into it
             return
+
+    def library_class(self, cls: type) -> None:
+        """Resolve the user's code patched into the library classes of ``cls``'s MRO like helpers, and watch
+        what is patched there (``fractions.Fraction.limit_denominator = mine``, ``torch.nn.Linear.forward``)."""
+        if id(cls) in self.scanned:
+            return
+        self.scanned.add(id(cls))
+        scan = _library_scan(cls)
+        if not (scan.own or scan.bases):
+            return
+        found = scan.patches
+        self.watch.append(("patches", cls, found, scan))
+        for label, attr in found:
+            self.value(attr, label)
 
     def module_code(self, module: types.ModuleType, label: str) -> None:
         """Resolve a user module used as a whole (``getattr(mod, name)``): all it holds, each
@@ -540,6 +635,7 @@ class _Resolver:
                 self.cls(value, label)
             else:
                 self.library(value.__module__, qualified_name(value), label)
+                self.library_class(value)
             return
         if isinstance(value, types.ModuleType):
             if is_user_code(value):
@@ -693,6 +789,7 @@ class _Resolver:
         meta = type(cls)
         if meta is not type and is_user_code(meta):
             self.value(meta, f"{label}.<metaclass>")
+        self.library_class(cls)  # its library bases, and what the notebook patched into them
         names = [klass.__qualname__ for klass in cls.__mro__]
         for index, klass in enumerate(cls.__mro__):
             if klass is object:
@@ -1180,6 +1277,9 @@ def _still_valid(watch: list[tuple[Any, ...]]) -> bool:
             now = list(vars(item[1]).items())
             if len(now) != len(item[2]) or any(a[0] != b[0] or a[1] is not b[1] for a, b in zip(now, item[2])):
                 return False
+        elif kind == "patches":
+            if not _unchanged(item[1], item[3]) and not _same_patches(item[2], _library_scan(item[1]).patches):
+                return False
     return True
 
 
@@ -1313,6 +1413,8 @@ def _stored(item: tuple[Any, ...]) -> tuple[Any, ...]:
         return item
     if kind == "class":
         return ("class", weakref.ref(item[1]), _holders(item[2]))
+    if kind == "patches":
+        return ("patches", weakref.ref(item[1]), [(label, _holder(attr)) for label, attr in item[2]])
     if kind == "global":
         return ("global", item[1], item[2], _holder(item[3]))
     if kind == "fn":
@@ -1360,6 +1462,13 @@ def _revive_item(item: tuple[Any, ...]) -> tuple[Any, ...] | None:
             return None
         items = list(vars(cls).items())
         return ("class", cls, items) if _same(item[2], items) else None
+    if kind == "patches":
+        klass = item[1]()
+        if klass is None:
+            return None
+        scan = _library_scan(klass)
+        return ("patches", klass, scan.patches, scan) if _same_pairs(item[2], list(scan.patches), by_key=False) \
+            else None
     if kind == "global":
         value = item[1].get(item[2], _MISSING)
         return ("global", item[1], item[2], value) if _same_value(item[3], value) else None
@@ -1574,6 +1683,17 @@ def _hash_class(h: Hasher, cls: type) -> None:
         h.tag(b"Cq")
         h.text(qualified_name(cls))
         library_version(h, cls.__module__)
+        scan = _library_scan(cls)
+        if not (scan.own or scan.bases):
+            return
+        found = scan.patches
+        _watched_by_enclosing([("patches", cls, found, scan)])  # as where a body names the class
+        if found:
+            patched = h.memo.get(id(cls))  # a list of instances: their class once per walk
+            if patched is None:
+                patched = h.memo[id(cls)] = h.sub_digest(list(found))
+            h.tag(b"Cp")  # only where the notebook patched it: keys of unpatched classes stay as they were
+            h.tag(patched)
 
 
 def _hash_function(h: Hasher, fn: types.FunctionType) -> None:

@@ -117,3 +117,131 @@ def test_what_ipython_puts_in_builtins_keys_without_warning_and_hits(shell: Shel
         warnings.simplefilter("error")
         shell.run("first = h(1)\nagain = h(1)")
     assert shell["first"] == (True, 1) and shell["RUNS"]["h"] == 1
+
+
+# -- a library class the notebook patched ---------------------------------------------------------------------
+
+LIMIT = """
+def limit(self, max_denominator=10):
+    return fractions.Fraction(1, {denominator})
+fractions.Fraction.limit_denominator = limit
+"""
+
+
+@pytest.fixture
+def own_fraction(monkeypatch: pytest.MonkeyPatch) -> None:
+    import fractions
+
+    monkeypatch.setattr(fractions.Fraction, "limit_denominator", fractions.Fraction.limit_denominator)
+
+
+def test_editing_a_patch_of_an_arguments_library_class_is_a_miss(shell: Shell, own_fraction: None) -> None:
+    shell.run(SETUP)
+    shell.run("import fractions")
+    shell.run(LIMIT.format(denominator=100))
+    shell.run("@memo\ndef approx(x):\n    ran('a')\n    return x.limit_denominator(10)")
+    shell.run("first = approx(fractions.Fraction(1, 3))\nagain = approx(fractions.Fraction(1, 3))")
+    shell.run(LIMIT.format(denominator=999))
+    shell.run("edited = approx(fractions.Fraction(1, 3))")
+    assert (str(shell["first"]), str(shell["again"]), str(shell["edited"])) == ("1/100", "1/100", "1/999")
+    assert shell["RUNS"]["a"] == 2
+
+
+def test_patching_a_library_class_after_the_first_call_and_undoing_it_are_keyed(
+        shell: Shell, own_fraction: None) -> None:
+    shell.run(SETUP)
+    shell.run("import fractions\noriginal = fractions.Fraction.limit_denominator\nHALF = fractions.Fraction(1, 3)")
+    shell.run("@memo\ndef approx(x):\n    ran('a')\n    return HALF.limit_denominator(x)")  # data of that class
+    shell.run("plain = approx(10)")
+    shell.run(LIMIT.format(denominator=100))
+    shell.run("patched = approx(10)")
+    shell.run("fractions.Fraction.limit_denominator = original")
+    shell.run("undone = approx(10)")
+    assert (str(shell["plain"]), str(shell["patched"]), str(shell["undone"])) == ("1/3", "1/100", "1/3")
+    assert shell["RUNS"]["a"] == 2
+
+
+MEAN = """
+def mean(self):
+    return {mean}
+statistics.NormalDist.mean = property(mean)
+"""
+
+
+@pytest.mark.parametrize("named", ["statistics.NormalDist", "NormalDist", "Dist"])
+def test_editing_a_patched_property_of_a_library_class_the_body_names_is_a_miss(
+        shell: Shell, monkeypatch: pytest.MonkeyPatch, named: str) -> None:
+    import statistics
+
+    monkeypatch.setattr(statistics.NormalDist, "mean", vars(statistics.NormalDist)["mean"])
+    shell.run(SETUP)
+    shell.run("import statistics\nfrom statistics import NormalDist\nclass Dist(NormalDist):\n    pass")
+    shell.run(MEAN.format(mean=100.0))
+    shell.run(f"@memo\ndef centre(sigma):\n    ran('c')\n    return {named}(5.0, sigma).mean")
+    shell.run("first = centre(1.0)\nagain = centre(1.0)")
+    shell.run(MEAN.format(mean=999.0))
+    shell.run("edited = centre(1.0)")
+    assert (shell["first"], shell["again"], shell["edited"]) == (100.0, 100.0, 999.0)
+    assert shell["RUNS"]["c"] == 2
+
+
+FORWARD = """
+def forward(self, x):
+    return torch.nn.functional.linear(x, self.weight, self.bias) + {shift}
+torch.nn.Linear.forward = forward
+"""
+
+
+def test_editing_a_patched_forward_of_a_library_model_class_is_a_miss(
+        shell: Shell, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.nn.Linear, "forward", torch.nn.Linear.forward)
+    shell.run(SETUP)
+    shell.run("import torch\ntorch.manual_seed(0)\nmodel = torch.nn.Linear(2, 1)\nX = torch.ones(1, 2)")
+    shell.run(FORWARD.format(shift=100))
+    shell.run("@memo\ndef predict(m, x):\n    ran('p')\n    with torch.no_grad():\n        return float(m(x).sum())")
+    shell.run("first = predict(model, X)\nagain = predict(model, X)")
+    shell.run(FORWARD.format(shift=-100))
+    shell.run("edited = predict(model, X)")
+    assert shell["first"] == shell["again"] and shell["edited"] == pytest.approx(shell["first"] - 200)
+    assert shell["RUNS"]["p"] == 2
+
+
+PATCHED_SCRIPT = """
+import fractions
+def limit(self, max_denominator=10):
+    return fractions.Fraction(1, {denominator})
+fractions.Fraction.limit_denominator = limit
+@memo
+def approx(x):
+    ran('a')
+    return str(x.limit_denominator(10))
+OUT['v'] = approx(fractions.Fraction(1, 3))
+OUT['runs'] = RUNS.get('a', 0)
+"""
+
+
+def test_a_patched_library_class_is_keyed_alike_after_a_restart(cache_dir: Path) -> None:
+    def kernel(denominator: int, seed: int) -> dict[str, object]:
+        return run_kernel([SETUP, PATCHED_SCRIPT.format(denominator=denominator)], cache_dir, seed=seed)
+
+    assert kernel(100, 1) == {"v": "1/100", "runs": 1, "_warnings": []}
+    edited = kernel(999, 2)
+    assert (edited["v"], edited["runs"]) == ("1/999", 1)
+    assert kernel(100, 3)["runs"] == 0 and kernel(999, 4)["runs"] == 0
+
+
+def test_data_a_library_class_gains_is_no_miss_of_what_names_it(shell: Shell, monkeypatch: pytest.MonkeyPatch) -> None:
+    import fractions
+
+    monkeypatch.delattr(fractions.Fraction, "_note", raising=False)
+    monkeypatch.setattr(fractions.Fraction, "limit_denominator", fractions.Fraction.limit_denominator)
+    shell.run(SETUP)
+    shell.run("import fractions")
+    shell.run(LIMIT.format(denominator=100))
+    shell.run("@memo\ndef approx(x):\n    ran('a')\n    return fractions.Fraction(1, x).limit_denominator(10)")
+    shell.run("first = approx(3)")
+    shell.run("fractions.Fraction._note = 'not code'")  # the library's own bookkeeping, say
+    shell.run("again = approx(3)")
+    assert str(shell["again"]) == "1/100" and shell["RUNS"]["a"] == 1
