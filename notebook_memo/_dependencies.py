@@ -221,6 +221,21 @@ class Dependencies:
 
 
 _DYNAMIC_LOOKUPS = frozenset({"globals", "eval", "exec"})
+# Names that reach a namespace through a frame or a function (sys._getframe().f_globals, helper.__globals__,
+# get_ipython().user_ns), as the cells' _FRAME_READS: what is read there is not in the code.
+_FRAME_NAMES = frozenset({"f_globals", "f_locals", "__globals__", "_getframe", "currentframe", "user_ns",
+                          "user_global_ns"})
+
+
+def _frame_read(code: types.CodeType) -> str | None:
+    """Return the first name by which ``code`` (or code nested in it) reaches a frame or a function's globals."""
+    codes = [code]
+    for current in codes:
+        found = _FRAME_NAMES.intersection(current.co_names)
+        if found:
+            return min(found)
+        codes.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
+    return None
 # What builtins held when the package was imported: a name the notebook puts there later, or replaces, is its own.
 _BUILTINS_AT_IMPORT: dict[str, Any] = dict(vars(builtins))
 
@@ -406,6 +421,11 @@ class _Resolver:
             # A script's globals, as its spawned workers run it (__mp_main__) too: the same labels, the same keys.
             label = name if root_module in (None, "__main__", "__mp_main__") else f"{root_module}.{name}"
             self.reference(value, chain, label)
+        read = _frame_read(fn.__code__)
+        if read is not None:
+            self.deps.skipped[f"{owner}: .{read}"] = (
+                f"it reaches a namespace through .{read} (a frame's or a function's globals) at run time, so which "
+                "globals it reads is not known; read them by name, or pass them as arguments")
         self.evaluated(fn, owner)
         self.imports_of(fn)
         self.environment_and_clock(fn, owner)

@@ -245,3 +245,41 @@ def test_data_a_library_class_gains_is_no_miss_of_what_names_it(shell: Shell, mo
     shell.run("fractions.Fraction._note = 'not code'")  # the library's own bookkeeping, say
     shell.run("again = approx(3)")
     assert str(shell["again"]) == "1/100" and shell["RUNS"]["a"] == 1
+
+
+# -- globals read through a frame or a function's __globals__ ------------------------------------------------
+
+FRAME_HELPERS = """
+import sys, inspect
+from sys import _getframe
+SCALE = 2
+def helper():
+    pass
+def through_helper():
+    return helper.__globals__["SCALE"]
+"""
+
+
+@pytest.mark.parametrize("read", [
+    'sys._getframe().f_globals["SCALE"]',
+    'helper.__globals__["SCALE"]',
+    'inspect.currentframe().f_globals["SCALE"]',
+    '_getframe(0).f_globals["SCALE"]',
+    'through_helper()',
+    '[sys._getframe().f_globals[k] for k in ["SCALE"]][0]',
+], ids=["sys._getframe", "__globals__", "inspect.currentframe", "from-import", "in-a-helper", "in-a-comprehension"])
+def test_globals_read_through_frames_are_reported(shell: Shell, read: str) -> None:
+    shell.run(SETUP)
+    shell.run(FRAME_HELPERS)
+    shell.run(f"@memo\ndef a(x):\n    ran('a')\n    return {read} * x")
+    with pytest.warns(UserWarning, match=r"through \.\w+ \(a frame's or a function's globals\).* which globals"):
+        shell.run("first = a(10)")
+    assert shell["first"] == 20
+
+
+def test_a_frame_read_for_its_code_name_only_is_reported_too(shell: Shell) -> None:
+    # f_code alone reads no globals, but which attribute follows a frame is not followed: reported, never a false hit
+    shell.run(SETUP)
+    shell.run("import sys\n@memo\ndef a(x):\n    return sys._getframe().f_code.co_name, x")
+    with pytest.warns(UserWarning, match=r"through \._getframe"):
+        shell.run("a(1)")
