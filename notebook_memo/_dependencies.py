@@ -11,6 +11,7 @@ a partial) is hashed by the same resolution, so it is keyed like a helper the bo
 
 from __future__ import annotations
 
+import abc
 import builtins
 import collections
 import collections.abc
@@ -331,6 +332,20 @@ def _unchanged(cls: type, scan: _LibraryBases) -> bool:
         return False
 
 
+def _registered(cls: abc.ABCMeta, users_only: bool) -> list[str]:
+    """Return the qualified names of the virtual subclasses registered with an ABC (``Shape.register(Blob)``),
+    sorted: its answer to ``isinstance``, which its namespace does not show (only the user's classes, for a
+    library ABC: which of its own the library registers depends on what is imported)."""
+    dump = getattr(abc, "_get_dump", None)  # the C implementation's registry: weak references
+    if dump is not None:
+        refs = dump(cls)[0]
+        registered = [klass for ref in refs if (klass := ref()) is not None]
+    else:  # the pure-Python abc (_py_abc): a WeakSet on the class
+        registered = list(getattr(cls, "_abc_registry", ()))
+    return sorted(qualified_name(klass) for klass in registered
+                  if isinstance(klass, type) and (not users_only or is_user_code(klass)))
+
+
 def _same_patches(then: _Patches, now: _Patches) -> bool:
     return now is then or (len(now) == len(then) and all(a == b and x is y for (a, x), (b, y) in zip(now, then)))
 
@@ -581,6 +596,7 @@ class _Resolver:
                 self.value(value, label)
             elif isinstance(value, type):
                 self.library_class(value)  # statistics.NormalDist(...): what the notebook patched into it
+                self.registrations(value, label, users_only=True)
             return
 
     def library_class(self, cls: type) -> None:
@@ -596,6 +612,16 @@ class _Resolver:
         self.watch.append(("patches", cls, found, scan))
         for label, attr in found:
             self.value(attr, label)
+
+    def registrations(self, cls: type, label: str, users_only: bool) -> None:
+        """Key the virtual subclasses registered with an ABC, watching registrations with any ABC (one
+        counter, read on a hit)."""
+        if not isinstance(cls, abc.ABCMeta):
+            return
+        self.watch.append(("abc", abc.get_cache_token()))
+        registered = _registered(cls, users_only)
+        if registered:  # none: keyed as before registrations were keyed
+            self.deps.parts[f"{label}.<registered>"] = ("code", combine([name.encode() for name in registered]))
 
     def module_code(self, module: types.ModuleType, label: str) -> None:
         """Resolve a user module used as a whole (``getattr(mod, name)``): all it holds, each
@@ -656,6 +682,7 @@ class _Resolver:
             else:
                 self.library(value.__module__, qualified_name(value), label)
                 self.library_class(value)
+                self.registrations(value, label, users_only=True)  # numbers.Number.register(Blob)
             return
         if isinstance(value, types.ModuleType):
             if is_user_code(value):
@@ -826,6 +853,7 @@ class _Resolver:
             self.seen.add(id(klass))
             self.watch.append(("class", klass, list(vars(klass).items())))
             self.deps.parts[where] = ("code", class_fingerprint(klass, self.by_code))
+            self.registrations(klass, where, users_only=False)
             for name, attr in _class_items(klass):
                 # Code is resolved like a helper; data like a global (hashed, and re-hashed on
                 # every call while it is mutable); a class held as data like a class.
@@ -1297,6 +1325,9 @@ def _still_valid(watch: list[tuple[Any, ...]]) -> bool:
             now = list(vars(item[1]).items())
             if len(now) != len(item[2]) or any(a[0] != b[0] or a[1] is not b[1] for a, b in zip(now, item[2])):
                 return False
+        elif kind == "abc":
+            if abc.get_cache_token() != item[1]:
+                return False
         elif kind == "patches":
             if not _unchanged(item[1], item[3]) and not _same_patches(item[2], _library_scan(item[1]).patches):
                 return False
@@ -1429,7 +1460,7 @@ def _stored(item: tuple[Any, ...]) -> tuple[Any, ...]:
     through their owner, held weakly, rather than held themselves.
     """
     kind = item[0]
-    if kind in ("env", "probe"):
+    if kind in ("env", "probe", "abc"):
         return item
     if kind == "class":
         return ("class", weakref.ref(item[1]), _holders(item[2]))
@@ -1482,6 +1513,8 @@ def _revive_item(item: tuple[Any, ...]) -> tuple[Any, ...] | None:
             return None
         items = list(vars(cls).items())
         return ("class", cls, items) if _same(item[2], items) else None
+    if kind == "abc":
+        return item if abc.get_cache_token() == item[1] else None
     if kind == "patches":
         klass = item[1]()
         if klass is None:

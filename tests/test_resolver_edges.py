@@ -283,3 +283,75 @@ def test_a_frame_read_for_its_code_name_only_is_reported_too(shell: Shell) -> No
     shell.run("import sys\n@memo\ndef a(x):\n    return sys._getframe().f_code.co_name, x")
     with pytest.warns(UserWarning, match=r"through \._getframe"):
         shell.run("a(1)")
+
+
+# -- virtual subclasses registered with a user ABC -----------------------------------------------------------
+
+SHAPES = """
+import abc
+class Shape(abc.ABC):
+    pass
+class Blob:
+    def __init__(self, r):
+        self.r = r
+class Dot:
+    pass
+@memo
+def describe(x):
+    ran('d')
+    return "shape" if isinstance(x, Shape) else "other"
+"""
+
+
+def test_registering_a_virtual_subclass_of_a_user_abc_is_a_miss(shell: Shell) -> None:
+    shell.run(SETUP)
+    shell.run(SHAPES)
+    shell.run("first = describe(Blob(1))\nagain = describe(Blob(1))")
+    shell.run("Shape.register(Blob)")
+    shell.run("registered = describe(Blob(1))")
+    assert (shell["first"], shell["again"], shell["registered"]) == ("other", "other", "shape")
+    assert shell["RUNS"]["d"] == 2
+
+
+def test_registering_with_a_base_of_the_abc_the_body_names_is_a_miss(shell: Shell) -> None:
+    shell.run(SETUP)
+    shell.run(SHAPES)
+    shell.run("class Round(Shape):\n    pass\n"
+              "@memo\ndef round_(x):\n    ran('r')\n    return isinstance(x, Round), issubclass(Dot, Shape)")
+    shell.run("first = round_(Blob(1))")
+    shell.run("Shape.register(Dot)")
+    shell.run("registered = round_(Blob(1))")
+    assert (shell["first"], shell["registered"]) == ((False, False), (False, True))
+    assert shell["RUNS"]["r"] == 2
+
+
+def test_a_registration_elsewhere_is_no_miss(shell: Shell) -> None:
+    shell.run(SETUP)
+    shell.run(SHAPES)
+    shell.run("class Other(abc.ABC):\n    pass")
+    shell.run("first = describe(Blob(1))")
+    shell.run("Other.register(Blob)")
+    shell.run("again = describe(Blob(1))")
+    assert shell["again"] == "other" and shell["RUNS"]["d"] == 1
+
+
+def test_a_registered_virtual_subclass_is_keyed_alike_after_a_restart(cache_dir: Path) -> None:
+    def kernel(register: bool, seed: int) -> dict[str, object]:
+        cells = [SETUP, SHAPES, "Shape.register(Blob)" if register else "pass",
+                 "OUT['v'] = describe(Blob(1))\nOUT['runs'] = RUNS.get('d', 0)"]
+        return run_kernel(cells, cache_dir, seed=seed)
+
+    assert kernel(True, 1) == {"v": "shape", "runs": 1, "_warnings": []}
+    unregistered = kernel(False, 2)
+    assert (unregistered["v"], unregistered["runs"]) == ("other", 1)
+    assert kernel(True, 3)["runs"] == 0 and kernel(False, 4)["runs"] == 0
+
+
+def test_registering_a_user_class_with_a_library_abc_the_body_names_is_a_miss(shell: Shell) -> None:
+    shell.run(SETUP)
+    shell.run("import numbers\nclass Amount:\n    pass\n"
+              "@memo\ndef kind(x):\n    ran('k')\n    return isinstance(x, numbers.Number)")
+    shell.run("first = kind(Amount())")
+    shell.run("numbers.Number.register(Amount)")
+    shell.run("registered = kind(Amount())")
+    assert (shell["first"], shell["registered"]) == (False, True) and shell["RUNS"]["k"] == 2
