@@ -222,6 +222,8 @@ class Dependencies:
 
 
 _DYNAMIC_LOOKUPS = frozenset({"globals", "eval", "exec"})
+# What builtins held when the package was imported: a name the notebook puts there later, or replaces, is its own.
+_BUILTINS_AT_IMPORT: dict[str, Any] = dict(vars(builtins))
 # Names that reach a namespace through a frame or a function (sys._getframe().f_globals, helper.__globals__,
 # get_ipython().user_ns), as the cells' _FRAME_READS: what is read there is not in the code.
 _FRAME_NAMES = frozenset({"f_globals", "f_locals", "__globals__", "_getframe", "currentframe", "user_ns",
@@ -237,8 +239,6 @@ def _frame_read(code: types.CodeType) -> str | None:
             return min(found)
         codes.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
     return None
-# What builtins held when the package was imported: a name the notebook puts there later, or replaces, is its own.
-_BUILTINS_AT_IMPORT: dict[str, Any] = dict(vars(builtins))
 
 
 def _is_singledispatch(value: Any) -> bool:
@@ -267,8 +267,8 @@ _Patches = tuple[tuple[str, Any], ...]
 @dataclass
 class _LibraryBases:
     """The library classes of one class's MRO that code can be patched into, their namespaces as last
-    scanned, and the user's code found in them. Nothing here holds the class itself (the cache is keyed by
-    it, weakly): ``own`` says whether it is one of them, as the first."""
+    scanned, and the user's code found in them. The class itself, which keys the cache weakly, is not among
+    ``bases``: ``own`` says whether it is one of them, as the first."""
 
     order: int  # id of the MRO they were found in (held by the class, so not reused while it lives)
     own: bool
