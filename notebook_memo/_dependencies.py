@@ -50,6 +50,7 @@ from ._bytecode import (
 from ._errors import UnhashableArgument
 from ._evaluated import names_read
 from ._fingerprint import (
+    _DERIVED,
     _MISSING,
     _class_items,
     _holder,
@@ -268,12 +269,13 @@ _Patches = tuple[tuple[str, Any], ...]
 class _LibraryBases:
     """The library classes of one class's MRO that code can be patched into, their namespaces as last
     scanned, and the user's code found in them. The class itself, which keys the cache weakly, is not among
-    ``bases``: ``own`` says whether it is one of them, as the first."""
+    ``bases``, nor are its own descriptors kept: ``own`` says whether it is one of them, as the first."""
 
     order: int  # id of the MRO they were found in (held by the class, so not reused while it lives)
     own: bool
     bases: tuple[type, ...]  # the others
-    namespaces: list[dict[str, Any]]
+    namespaces: list[dict[str, Any]]  # the class's own without its __dict__ and slot descriptors (they name it)
+    size: int  # how many names the class's own namespace had
     patches: _Patches
 
 
@@ -314,7 +316,10 @@ def _library_scan(cls: type) -> _LibraryBases:
                   for name, attr in sorted(namespace.items()) if _is_patch(attr))
     if held is not None and _same_patches(held.patches, found):
         found = held.patches  # what changed is not the user's code: watched as it was
-    state = _LibraryBases(id(mro), own, bases, namespaces, found)
+    size = len(vars(cls))
+    if own:  # held weakly by the cache, so not by its own descriptors either (a class made at run time goes)
+        namespaces[0] = {name: attr for name, attr in namespaces[0].items() if not isinstance(attr, _DERIVED)}
+    state = _LibraryBases(id(mro), own, bases, namespaces, size, found)
     with contextlib.suppress(TypeError):
         _library_bases[cls] = state
     return state
@@ -326,8 +331,13 @@ def _unchanged(cls: type, scan: _LibraryBases) -> bool:
         return False
     namespaces = iter(scan.namespaces)
     try:
-        return (not scan.own or vars(cls) == next(namespaces)) and \
-            all(vars(klass) == namespace for klass, namespace in zip(scan.bases, namespaces))
+        if scan.own:
+            own, namespace = vars(cls), next(namespaces)
+            # Both made in C, each value by identity first; a subset where descriptors were left out
+            if not (own == namespace if len(namespace) == scan.size else
+                    len(own) == scan.size and namespace.items() <= own.items()):
+                return False
+        return all(vars(klass) == namespace for klass, namespace in zip(scan.bases, namespaces))
     except Exception:  # a value whose == raises (an array put there): changed
         return False
 
