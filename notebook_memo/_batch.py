@@ -131,7 +131,7 @@ class BatchFunction(MemoizedFunction[Any]):
                           *parts])
         call = Call(prefix.hex(), others, state.code, state.own, deps, state.method,
                     _random_state.numbered(found) if found else {}, mutable=True, extras=extras,
-                    changeable=state.mutable)
+                    changeable=state.mutable, deps_digest=state.deps_digest)
         return batch, call, digests
 
     @staticmethod
@@ -253,11 +253,13 @@ class BatchFunction(MemoizedFunction[Any]):
                     recorder = _conditions.Recorder(self._options.files)
                     bound = self._globals_bound()
                     drawn = _random_state.object_states(plan.call.generators) if plan.call.generators else None
+                    objects = self._read_objects(plan.call)
                     start = time.perf_counter()
                     with plan.computing_items(positions), _conditions.recording(recorder, outer):
                         result = self._fn(*sub_args, **sub_kwargs)
                     duration = time.perf_counter() - start
-                    changed = self._chunk_changed(plan, positions, sub_args, sub_kwargs, bound, recorder, drawn)
+                    changed = self._chunk_changed(plan, positions, sub_args, sub_kwargs, bound, recorder, drawn,
+                                                  objects)
                     plan.absorb(positions, result, duration, recorder, store=not changed)
             except BaseException as exc:
                 self._failed(plan, exc)
@@ -288,11 +290,13 @@ class BatchFunction(MemoizedFunction[Any]):
                     recorder = _conditions.Recorder(self._options.files)
                     bound = self._globals_bound()
                     drawn = _random_state.object_states(plan.call.generators) if plan.call.generators else None
+                    objects = self._read_objects(plan.call)
                     start = time.perf_counter()
                     with plan.computing_items(positions), _conditions.recording(recorder, outer):
                         result = await self._fn(*sub_args, **sub_kwargs)
                     duration = time.perf_counter() - start
-                    changed = self._chunk_changed(plan, positions, sub_args, sub_kwargs, bound, recorder, drawn)
+                    changed = self._chunk_changed(plan, positions, sub_args, sub_kwargs, bound, recorder, drawn,
+                                                  objects)
                     plan.absorb(positions, result, duration, recorder, store=not changed)
             except BaseException as exc:
                 self._failed(plan, exc)
@@ -306,11 +310,12 @@ class BatchFunction(MemoizedFunction[Any]):
 
     def _chunk_changed(self, plan: _Plan, positions: list[int], args: tuple[Any, ...], kwargs: dict[str, Any],
                        bound: dict[str, Any] | None, recorder: _conditions.Recorder,
-                       drawn: dict[str, Any] | None = None) -> bool:
+                       drawn: dict[str, Any] | None, objects: dict[str, Any] | None) -> bool:
         """Return True (saying so once) when a chunk's body changed what a hit could not change again, as
         ``@memo`` does for a call: a random generator it reaches through its arguments or globals (``drawn``:
         their states before), an item or another argument in place, a global it reads in place, a global
-        bound anew, the environment or the current folder. Such a chunk's results are returned, not stored."""
+        bound anew, the environment or the current folder; or when code or a value it reads was bound anew while
+        it ran. Such a chunk's results are returned, not stored."""
         call = plan.call
         if drawn is not None and _random_state.object_states(call.generators) != drawn:
             names = self._generator_names(call.generators.values(), args, kwargs)
@@ -323,7 +328,7 @@ class BatchFunction(MemoizedFunction[Any]):
             call = dataclasses.replace(call, generators={})
         return (self._changed_arguments(call, args, kwargs) or self._changed_items(plan, positions)
                 or (bool(call.changeable) and self._changed_globals(call.changeable)) or self._rebound(bound)
-                or self._changed_process(recorder))
+                or self._changed_process(recorder) or self._rebound_meanwhile(call, objects))
 
     def _generator_names(self, generators: Iterable[Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         """Name the generators a chunk drew from, in words: the globals or arguments that hold them."""

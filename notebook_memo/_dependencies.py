@@ -44,6 +44,7 @@ from ._bytecode import (
     evaluated_reads,
     global_loads,
     global_references,
+    global_stores,
     imported_references,
     loose_attributes,
 )
@@ -1342,6 +1343,48 @@ def _still_valid(watch: list[tuple[Any, ...]]) -> bool:
             if not _unchanged(item[1], item[3]) and not _same_patches(item[2], _library_scan(item[1]).patches):
                 return False
     return True
+
+
+def dependency_value(fn: types.FunctionType, label: str) -> Any:
+    """Return what a dependency's label names as seen from ``fn`` now (``helper``, ``Config.scale``,
+    ``mymodule.helper``), or _MISSING when it names nothing."""
+    parts = label.split(".")
+    value, rest = fn.__globals__.get(parts[0], _MISSING), parts[1:]
+    if value is _MISSING:  # another module's global: the longest module name the label starts with
+        for cut in range(len(parts) - 1, 0, -1):
+            module = sys.modules.get(".".join(parts[:cut]))
+            if module is not None:
+                value, rest = module, parts[cut:]
+                break
+    try:  # an attribute may be computed as it is read: what fails to be read is not there for us
+        for attr in rest:
+            value = getattr(value, attr, _MISSING)
+    except Exception:
+        return _MISSING
+    return value
+
+
+def labels_bound_by_code(fn: types.FunctionType, deps: Dependencies) -> set[str]:
+    """Return the labels of the globals that ``fn`` or the functions and classes it reads bind themselves
+    (``global _model`` in a helper that loads it on first use), labelled as dependencies are."""
+    found: set[str] = set()
+
+    def add(code_owner: Any) -> None:
+        code = getattr(code_owner, "__code__", None)
+        namespace = getattr(code_owner, "__globals__", None)
+        if not isinstance(code, types.CodeType) or not isinstance(namespace, dict):
+            return
+        module = namespace.get("__name__")
+        prefix = "" if module in (None, "__main__", "__mp_main__") else f"{module}."
+        found.update(prefix + name for name in global_stores(code))
+
+    add(fn)
+    for label, (kind, _) in deps.parts.items():
+        if kind == "code":
+            value = dependency_value(fn, label)
+            for member in list(vars(value).values()) if isinstance(value, type) else [value]:
+                add(getattr(member, "__func__", member))
+    return found
 
 
 @dataclass

@@ -28,7 +28,16 @@ from . import _conditions, _config, _random_state
 from ._bytecode import global_stores
 from ._conditions import Conditions, NotRecordable, Recorder, Recorders
 from ._config import EXPIRY_GRACE, INLINE_LIMIT, LOCK_POLL_MAX, QUICK_BODY, TTLLike, parse_ttl, resolve_lease, warn_once
-from ._dependencies import CodeState, CodeTracker, Dependencies, clock_reads, torch_modes, torch_settings
+from ._dependencies import (
+    CodeState,
+    CodeTracker,
+    Dependencies,
+    clock_reads,
+    dependency_value,
+    labels_bound_by_code,
+    torch_modes,
+    torch_settings,
+)
 from ._errors import ConfigurationError, MemoWarning, RecursiveCall, StaleEntriesWarning, StorageWarning
 from ._explain import Explanation, before_compute, caching_off, explain_call
 from ._fingerprint import own_fingerprint
@@ -121,6 +130,7 @@ class Call:
     extras: dict[str, str] = dataclasses.field(default_factory=dict)  # other parts of the key, said in words
     # the mutable data the code read (label, value, digest): checked after a miss, then let go
     changeable: tuple[tuple[str, Any, bytes], ...] = ()
+    deps_digest: bytes = b""  # the digest of every dependency (code and values) the key was made of
 
 
 def _caches_itself(cls: type) -> bool:
@@ -481,7 +491,7 @@ class MemoizedFunction(Generic[R]):
         key = xxhash.xxh3_128_hexdigest(head + framed(rest) if rest else head)
         return Call(key, arguments, state.code, state.own, deps, state.method,
                     _random_state.numbered(found) if found else {}, mutable=leaves is None, extras=extras,
-                    changeable=state.mutable)
+                    changeable=state.mutable, deps_digest=state.deps_digest)
 
     def _torch_context(self, deps: Dependencies, rest: list[bytes], extras: dict[str, str]) -> None:
         """Add what torch computes under to a key's parts (``rest``, and in words to ``extras``): for a call
@@ -783,6 +793,7 @@ class MemoizedFunction(Generic[R]):
         recorder = Recorder(self._options.files)
         before = _random_state.object_states(call.generators) if call.generators else {}
         bound = self._globals_bound()
+        objects = self._read_objects(call)
         start = time.perf_counter()
         try:
             with computing(call.key), _room_for_our_frames(), _conditions.recording(recorder, outer):
@@ -794,7 +805,8 @@ class MemoizedFunction(Generic[R]):
         if quick:
             store.body_finished(call.key)
         self._quick = duration < QUICK_BODY
-        if self._changed(call, args, kwargs) or self._rebound(bound) or self._changed_process(recorder):
+        if self._changed(call, args, kwargs) or self._rebound(bound) or self._changed_process(recorder) or \
+                self._rebound_meanwhile(call, objects):
             self._announce_computed(duration, False)
             return result
         if refresh:
@@ -829,6 +841,46 @@ class MemoizedFunction(Generic[R]):
                   f"{self._name} binds the global {changed[0]!r} anew, which a hit could not do again: this result "
                   "is not cached, so the function runs on every call that does so. Return the value instead, and "
                   "bind the global outside the function.", MemoWarning)
+        return True
+
+    def _read_objects(self, call: Call) -> dict[str, Any] | None:
+        """Return the objects the call's dependencies name as its body starts, to tell after it which were bound
+        anew; None when something was already bound anew since the key was made (not by the body, which has not
+        run)."""
+        if not self._same_state(call):
+            return None
+        fn: types.FunctionType = self._fn  # type: ignore[assignment]
+        return {label: dependency_value(fn, label) for label in call.deps.parts}
+
+    def _same_state(self, call: Call) -> bool:
+        state = self.code_state()  # identity checks alone while nothing it came from changed
+        return state.code == call.code and state.deps_digest == call.deps_digest
+
+    def _rebound_meanwhile(self, call: Call, objects: dict[str, Any] | None) -> bool:
+        """Return True, warning once, when code or a value the body reads was bound anew after its key was made
+        (another thread or task rebound a global, redefined a helper, set a class attribute): the result may have
+        been made with the new one, so it is not stored under the key made of the old. ``objects``: what
+        ``_read_objects`` returned as the body started."""
+        if self._same_state(call):
+            return False
+        state = self.code_state()
+        fn: types.FunctionType = self._fn  # type: ignore[assignment]
+        before, now = call.deps.parts, state.deps.parts
+        changed = {label for label in {*before, *now} if before.get(label) != now.get(label)}
+        if objects is not None:
+            # Left out: an object changed in place (a lazy cache filled as it is read, a generator drawn from),
+            # which _changed_globals judges; and a global its own code binds (a helper loading a model on first
+            # use), the body's doing, which a call in a new process does again from the same start.
+            changed = {label for label in changed if dependency_value(fn, label) is not objects.get(label, _MISS)}
+            changed -= labels_bound_by_code(fn, call.deps)
+            if not changed and state.own == call.own:
+                return False
+        what = repr(min(changed)) if changed else "its code"
+        warn_once(f"rebound-meanwhile:{self._qualified}:{what}",
+                  f"{self._name}: {what}, which it reads, was bound anew while it ran (by another thread or task), "
+                  "so its result may have been made with either value: it is not cached, and is computed again on "
+                  "the next call. Make that change before the call starts, or pass the value as an argument.",
+                  MemoWarning)
         return True
 
     def _changed_process(self, recorder: Recorder) -> bool:
@@ -1016,12 +1068,20 @@ class MemoizedFunction(Generic[R]):
             recorder = Recorder(self._options.files)
             before = _random_state.object_states(call.generators) if call.generators else {}
             bound = self._globals_bound()
+            objects = self._read_objects(call)
             start = time.perf_counter()
             with computing(call.key), _conditions.recording(recorder, outer):
                 result = await self._fn(*args, **kwargs)
             duration = time.perf_counter() - start
             payload = None
-            if not (self._changed(call, args, kwargs) or self._rebound(bound) or self._changed_process(recorder)):
+            token = _conditions.pause() if outer else None  # what the checks read is not what a body around reads
+            try:
+                unchanged = not (self._changed(call, args, kwargs) or self._rebound(bound)
+                                 or self._changed_process(recorder) or self._rebound_meanwhile(call, objects))
+            finally:
+                if token is not None:
+                    _conditions.resume(token)
+            if unchanged:
                 with _remote.replacing_if(refresh):
                     payload = self._write(store, call, result, duration, (recorder, before, outer))
             self._announce_computed(duration, payload is not None)
