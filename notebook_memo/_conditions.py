@@ -50,6 +50,7 @@ from ._random_state import (
     ENTROPY,
     NOT_LOADED,
     changed_since,
+    describe_generators,
     encode,
     isolate_framework_draws,
     snapshot,
@@ -248,6 +249,8 @@ class Recorder:
         self.drew_first: set[str] = set()
         self.entropy: set[str] = set()  # ... seeded from the operating system's entropy
         self.seeded_names: set[str] = set()
+        self.drawn_meanwhile: set[str] = set()  # generators another task moved while the body awaited (stepped)
+        self.overlapped = False  # another thread's memoized run ran at some time during this one
 
     def seeded(self, name: str, own: bool, from_entropy: bool) -> None:
         """A watched seeding function ran: by this body (``own``) or by another thread while it ran."""
@@ -701,12 +704,51 @@ class recording:  # lower case: used as a function, ``with recording(recorder, o
         watch_seeding(_note_seeding, _note_state_read)
         watch_entropy(_note_entropy)
         self.token = _active.set((*self.outer, self.recorder))
-        _running.append(self.recorder)
-        return self.recorder
+        recorder = self.recorder
+        for other in _running:
+            if other.thread != recorder.thread:  # each may draw from a global generator while the other runs
+                other.overlapped = recorder.overlapped = True
+        _running.append(recorder)
+        return recorder
 
     def __exit__(self, *exc: object) -> None:
         _active.reset(self.token)
         _running.remove(self.recorder)
+
+
+class stepped:  # lower case: used as a function, ``await stepped(body, recorder)``
+    """Await a memoized coroutine's body, noting in ``recorder`` the global generators that moved while it was
+    suspended: another task drew from them then, and the state the body ends in is not its own doing.
+
+    Sends, throws and closes pass through unchanged (a task's cancellation reaches the body as it would)."""
+
+    __slots__ = ("body", "recorder")
+
+    def __init__(self, body: collections.abc.Awaitable[Any], recorder: Recorder) -> None:
+        self.body, self.recorder = body, recorder
+
+    def __await__(self) -> collections.abc.Generator[Any, Any, Any]:
+        body, recorder = self.body, self.recorder
+        if not isinstance(body, collections.abc.Coroutine):
+            return (yield from body.__await__())
+        sent: Any = None
+        thrown: BaseException | None = None
+        while True:
+            try:
+                suspended = body.send(sent) if thrown is None else body.throw(thrown)
+            except StopIteration as stop:
+                return stop.value
+            states = snapshot(lazy=True)
+            try:
+                sent, thrown = (yield suspended), None
+            except GeneratorExit:
+                body.close()
+                raise
+            except BaseException as exc:  # cancellation, or an exception a future was set to: the body's to see
+                sent, thrown = None, exc
+            moved = changed_since(states, recorder.seeded_names, list(states))
+            if moved:
+                recorder.drawn_meanwhile.update(moved)
 
 
 def _note_seeding(generator: str, from_entropy: bool) -> None:
@@ -1296,6 +1338,17 @@ def drawn(recorder: Recorder) -> tuple[dict[str, Any], dict[str, str]]:
     after = changed_since(before, recorder.seeded_names)
     if not after and not recorder.drew_first:
         return {}, {}  # the common run: it drew from no global generator
+    used = sorted({*after, *recorder.drew_first})
+    if recorder.drawn_meanwhile:
+        raise NotRecordable(
+            f"another task drew from {describe_generators(used)} while this call awaited (a task it started, or any "
+            "other), so which draws were this call's cannot be told; pass the body a generator seeded per call "
+            "instead (random.Random(seed), np.random.default_rng(seed))")
+    if recorder.overlapped:
+        raise NotRecordable(
+            f"it uses {describe_generators(used)} while a memoized call ran in another thread, which may have drawn "
+            "from it too, so which draws were this call's cannot be told; pass the body a generator seeded per call "
+            "instead (random.Random(seed), np.random.default_rng(seed))")
     # Drawn from, then put back (set_state, or seeded back to where it was): still read.
     after.update(snapshot(recorder.drew_first - after.keys()))
     states = {name: encode(state) for name, state in after.items()}

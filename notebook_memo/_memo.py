@@ -1071,7 +1071,7 @@ class MemoizedFunction(Generic[R]):
             objects = self._read_objects(call)
             start = time.perf_counter()
             with computing(call.key), _conditions.recording(recorder, outer):
-                result = await self._fn(*args, **kwargs)
+                result = await _conditions.stepped(self._fn(*args, **kwargs), recorder)
             duration = time.perf_counter() - start
             payload = None
             token = _conditions.pause() if outer else None  # what the checks read is not what a body around reads
