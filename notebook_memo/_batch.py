@@ -310,7 +310,7 @@ class BatchFunction(MemoizedFunction[Any]):
 
     def _chunk_changed(self, plan: _Plan, positions: list[int], args: tuple[Any, ...], kwargs: dict[str, Any],
                        bound: dict[str, Any] | None, recorder: _conditions.Recorder,
-                       drawn: dict[str, Any] | None, objects: dict[str, Any] | None) -> bool:
+                       drawn: dict[str, Any] | None, objects: _memo._Reads | None) -> bool:
         """Return True (saying so once) when a chunk's body changed what a hit could not change again, as
         ``@memo`` does for a call: a random generator it reaches through its arguments or globals (``drawn``:
         their states before), an item or another argument in place, a global it reads in place, a global

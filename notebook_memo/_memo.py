@@ -114,6 +114,15 @@ class Options:
 
 
 @dataclass
+class _Reads:
+    """What a call's dependencies named as its body started (label -> object), and the function's code then."""
+
+    objects: dict[str, Any]
+    code: types.CodeType
+    volatile: bool  # its code state read mutable data, and is made anew (hashing it again) on each look
+
+
+@dataclass
 class Call:
     """One call, reduced to what its key is made of."""
 
@@ -843,37 +852,48 @@ class MemoizedFunction(Generic[R]):
                   "bind the global outside the function.", MemoWarning)
         return True
 
-    def _read_objects(self, call: Call) -> dict[str, Any] | None:
-        """Return the objects the call's dependencies name as its body starts, to tell after it which were bound
-        anew; None when something was already bound anew since the key was made (not by the body, which has not
-        run)."""
-        if not self._same_state(call):
+    def _read_objects(self, call: Call) -> _Reads | None:
+        """Return what the call's dependencies name as its body starts, to tell after it which were bound anew;
+        None when something was already bound anew since the key was made (not by the body, which has not run)."""
+        volatile = bool(call.changeable)
+        if not volatile and not self._same_state(call):
             return None
         fn: types.FunctionType = self._fn  # type: ignore[assignment]
-        return {label: dependency_value(fn, label) for label in call.deps.parts}
+        return _Reads({label: dependency_value(fn, label) for label in call.deps.parts}, fn.__code__, volatile)
 
     def _same_state(self, call: Call) -> bool:
         state = self.code_state()  # identity checks alone while nothing it came from changed
         return state.code == call.code and state.deps_digest == call.deps_digest
 
-    def _rebound_meanwhile(self, call: Call, objects: dict[str, Any] | None) -> bool:
+    def _rebound_meanwhile(self, call: Call, reads: _Reads | None) -> bool:
         """Return True, warning once, when code or a value the body reads was bound anew after its key was made
         (another thread or task rebound a global, redefined a helper, set a class attribute): the result may have
-        been made with the new one, so it is not stored under the key made of the old. ``objects``: what
+        been made with the new one, so it is not stored under the key made of the old. ``reads``: what
         ``_read_objects`` returned as the body started."""
-        if self._same_state(call):
-            return False
-        state = self.code_state()
         fn: types.FunctionType = self._fn  # type: ignore[assignment]
-        before, now = call.deps.parts, state.deps.parts
-        changed = {label for label in {*before, *now} if before.get(label) != now.get(label)}
-        if objects is not None:
-            # Left out: an object changed in place (a lazy cache filled as it is read, a generator drawn from),
-            # which _changed_globals judges; and a global its own code binds (a helper loading a model on first
-            # use), the body's doing, which a call in a new process does again from the same start.
-            changed = {label for label in changed if dependency_value(fn, label) is not objects.get(label, _MISS)}
-            changed -= labels_bound_by_code(fn, call.deps)
-            if not changed and state.own == call.own:
+        if reads is not None and reads.volatile:
+            # Its code state is made anew on each look, hashing the mutable data it reads once more (a large
+            # array: as long as the key took): what its dependencies name is compared by identity alone.
+            changed = {label for label, obj in reads.objects.items() if dependency_value(fn, label) is not obj}
+            same_own = fn.__code__ is reads.code
+        else:
+            if self._same_state(call):
+                return False
+            state = self.code_state()
+            before, now = call.deps.parts, state.deps.parts
+            changed = {label for label in {*before, *now} if before.get(label) != now.get(label)}
+            same_own = state.own == call.own
+            if reads is not None:
+                # An object changed in place (a lazy cache filled as it is read, a generator drawn from) is
+                # _changed_globals' to judge, as before.
+                changed = {label for label in changed
+                           if dependency_value(fn, label) is not reads.objects.get(label, _MISS)}
+        if reads is not None:
+            if changed:
+                # A global its own code binds (a helper loading a model on first use) is the body's doing, which a
+                # call in a new process does again from the same start.
+                changed -= labels_bound_by_code(fn, call.deps)
+            if not changed and same_own:
                 return False
         what = repr(min(changed)) if changed else "its code"
         warn_once(f"rebound-meanwhile:{self._qualified}:{what}",

@@ -257,6 +257,34 @@ def f(x):
     assert run_kernel(cells, cache_dir, seed=2) == {"r": 4, "misses": 0, "_warnings": []}
 
 
+def test_a_global_rebound_while_a_body_that_reads_a_list_runs_is_not_stored(cache_dir: Path) -> None:
+    define = GATE + """
+SCALE = 1
+TABLE = [1, 2]  # mutable data read: its code state is made anew on each call
+
+@memo
+def f(x):
+    GATE.entered.set()
+    GATE.go.wait()
+    return x * SCALE + len(TABLE)
+"""
+    race = """
+found = []
+t = threading.Thread(target=lambda: found.append(f(3)))
+t.start()
+GATE.entered.wait()
+SCALE = 100
+GATE.go.set()
+t.join()
+OUT["raced"] = found[0]
+"""
+    first = run_kernel([define, race], cache_dir, seed=1)
+    assert first["raced"] == 302
+    assert _warnings_about(first, "SCALE"), first["_warnings"]
+    alone = run_kernel([define, "GATE.go.set()\nOUT['r'] = f(3)"], cache_dir, seed=2)
+    assert alone["r"] == 5
+
+
 def test_a_global_rebound_after_the_key_is_made_and_before_the_body_starts_is_not_stored(cache_dir: Path) -> None:
     define = GATE + """
 SCALE = 1
