@@ -1075,6 +1075,7 @@ def _clock_reader(value: Any) -> str | None:
 
 CURRENT_FOLDER = "current folder"
 LOCAL_TIME_ZONE = "local time zone"
+HASH_SEED = "hash seed"
 _HOME = "home"
 # The variables os.path.expanduser("~") reads: Windows reads USERPROFILE, else HOMEDRIVE and HOMEPATH.
 _HOME_VARIABLES = ("USERPROFILE", "HOMEDRIVE", "HOMEPATH") if os.name == "nt" else ("HOME",)
@@ -1086,7 +1087,8 @@ _STATE_NAMES = {"getcwd": CURRENT_FOLDER, "getcwdb": CURRENT_FOLDER, "abspath": 
                 "resolve": CURRENT_FOLDER, "absolute": CURRENT_FOLDER, "expanduser": _HOME, "home": _HOME,
                 "fromtimestamp": LOCAL_TIME_ZONE, "astimezone": LOCAL_TIME_ZONE, "timestamp": LOCAL_TIME_ZONE,
                 "mktime": LOCAL_TIME_ZONE, "localtime": LOCAL_TIME_ZONE, "now": LOCAL_TIME_ZONE,
-                "today": LOCAL_TIME_ZONE, "tzlocal": LOCAL_TIME_ZONE, "get_localzone": LOCAL_TIME_ZONE}
+                "today": LOCAL_TIME_ZONE, "tzlocal": LOCAL_TIME_ZONE, "get_localzone": LOCAL_TIME_ZONE,
+                "__hash__": HASH_SEED}
 # A library's function of one of these names computes local time (pd.Timestamp.now, arrow.now,
 # dateutil.tz.tzlocal): the names of _STATE_NAMES that no other kind of library function is likely to have.
 _LIBRARY_LOCAL_TIME = frozenset({"fromtimestamp", "astimezone", "mktime", "localtime", "now", "today", "tzlocal",
@@ -1111,6 +1113,8 @@ def _state_readers() -> tuple[dict[Any, str], frozenset[Any], frozenset[Any]]:
                    moment.fromtimestamp, day.fromtimestamp, moment.now, moment.today, day.today, moment.astimezone,
                    moment.timestamp):
         readers[_function(reader)] = LOCAL_TIME_ZONE
+    # hash() of a text or bytes changes with PYTHONHASHSEED, which a Jupyter kernel draws anew at each start.
+    readers[hash] = HASH_SEED
     return readers, frozenset({os.path.abspath, os.path.realpath}), frozenset({os.path.expanduser})
 
 
@@ -1156,6 +1160,11 @@ def _current_folder() -> str:
     except OSError:
         return ""
     return folder.encode("utf-8", "backslashreplace").decode()  # a name that is no UTF-8 still keys as text
+
+
+def _hash_seed() -> str:
+    """Return what the hash seed makes of one text: the same in every process with the same PYTHONHASHSEED."""
+    return str(hash("notebook_memo"))
 
 
 def _time_zone() -> str:
@@ -1286,7 +1295,7 @@ _PACKAGE_STATE: dict[str, Callable[[], str]] = {"torch": torch_settings, "decima
                                                "pandas": _pandas_settings}
 # Every watched state by its label: the libraries' settings, and process state code reads (code_environment).
 _STATE_PROBES: dict[str, Callable[[], str]] = {**_PACKAGE_STATE, CURRENT_FOLDER: _current_folder,
-                                               LOCAL_TIME_ZONE: _time_zone}
+                                               LOCAL_TIME_ZONE: _time_zone, HASH_SEED: _hash_seed}
 
 
 def _still_valid(watch: list[tuple[Any, ...]]) -> bool:
