@@ -793,14 +793,18 @@ class _Resolver:
         held = self.hashed.get(id(value))
         if held is None:
             outer = getattr(things_met, "torch", False)
-            things_met.torch = False
+            outer_decimal = getattr(things_met, "decimal", False)
+            things_met.torch = things_met.decimal = False
             try:
                 held = self.hashed[id(value)] = (value, content_hash(value, label))
             finally:
-                met_torch = things_met.torch
+                met_torch, met_decimal = things_met.torch, things_met.decimal
                 things_met.torch = outer or met_torch
+                things_met.decimal = outer_decimal or met_decimal
             if met_torch:
                 self.package("torch")  # a tensor or model read as data: torch's settings count as for code using torch
+            if met_decimal:
+                self.package("decimal")  # ONE / THREE: the context divides them, though the code never names it
         return held[1]
 
     def dispatch(self, fn: Any, label: str) -> None:
@@ -1250,7 +1254,7 @@ def _setting(getter: Callable[..., Any] | None, *args: Any) -> str:
         return "?"
 
 
-def _decimal_settings() -> str:
+def decimal_settings() -> str:
     """Return the decimal context of this thread: precision, rounding, exponent range and traps."""
     decimal = sys.modules.get("decimal")
     if decimal is None:
@@ -1291,7 +1295,7 @@ def _pandas_settings() -> str:
 
 
 # Per library (by top-level module): its settings that a body using it depends on, read as text.
-_PACKAGE_STATE: dict[str, Callable[[], str]] = {"torch": torch_settings, "decimal": _decimal_settings,
+_PACKAGE_STATE: dict[str, Callable[[], str]] = {"torch": torch_settings, "decimal": decimal_settings,
                                                "pandas": _pandas_settings}
 # Every watched state by its label: the libraries' settings, and process state code reads (code_environment).
 _STATE_PROBES: dict[str, Callable[[], str]] = {**_PACKAGE_STATE, CURRENT_FOLDER: _current_folder,

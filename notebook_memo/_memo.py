@@ -33,6 +33,7 @@ from ._dependencies import (
     CodeTracker,
     Dependencies,
     clock_reads,
+    decimal_settings,
     dependency_value,
     labels_bound_by_code,
     torch_modes,
@@ -458,7 +459,7 @@ class MemoizedFunction(Generic[R]):
         # Nothing of the code changed either: nothing is hashed, so nothing can be met.
         known = tracker.unchanged() if leaves is not None and tracker is not None and self._carried is None and \
             tracker.track_versions == self._track_versions() else None
-        met_torch = False
+        met_torch = met_decimal = False
         if known is not None and leaves is not None:
             arguments, state = leaves, known
         else:
@@ -466,7 +467,8 @@ class MemoizedFunction(Generic[R]):
             outer_met = getattr(met, "found", None)
             met.found = found
             outer_torch = getattr(met, "torch", False)
-            met.torch = False
+            outer_decimal = getattr(met, "decimal", False)
+            met.torch = met.decimal = False
             try:
                 if leaves is None:
                     labels = binder.labels
@@ -476,8 +478,9 @@ class MemoizedFunction(Generic[R]):
                 state = self.code_state()  # generators the function reads as globals are met here too
             finally:
                 met.found = outer_met
-                met_torch = met.torch
+                met_torch, met_decimal = met.torch, met.decimal
                 met.torch = outer_torch or met_torch
+                met.decimal = outer_decimal or met_decimal
         rest = binder.shared(bound) if leaves is None else []
         deps = state.deps
         extras: dict[str, str] = {}
@@ -485,6 +488,9 @@ class MemoizedFunction(Generic[R]):
             extras["which arguments share objects or memory"] = xxhash.xxh3_64_hexdigest(rest[0])
         if met_torch or "settings of torch" in deps.parts:
             self._torch_context(deps, rest, extras)
+        if met_decimal and "settings of decimal" not in deps.parts:  # Decimal arguments: a / b uses the context
+            extras["decimal's settings"] = settings = decimal_settings()
+            rest.append(b"decimal " + settings.encode())
         if found or deps.skipped or deps.clock:
             deps, found = self._left_out(deps, found)
         # The bytes ``combine`` digests (each part after its length), its fixed parts framed once per code state.

@@ -6,9 +6,13 @@ entropy. Real shells, real processes restarted with other hash seeds, real envir
 
 from __future__ import annotations
 
+import decimal
+from collections.abc import Iterator
 from pathlib import Path
 
-from tests.conftest import run_kernel
+import pytest
+
+from tests.conftest import Shell, run_kernel
 
 # -- the hash seed --------------------------------------------------------------------------------------------
 
@@ -58,3 +62,80 @@ def test_hash_of_a_text_is_not_served_under_another_hash_seed(cache_dir: Path) -
     again = run_kernel(HASHING_CELLS, cache_dir, seed=2)
     assert again["got"] == other["got"]
     assert again["hits"] == {"own": 1, "helper": 1, "dunder": 1, "through_builtins": 1, "lookup": 1}
+
+
+# -- the decimal context --------------------------------------------------------------------------------------
+
+@pytest.fixture
+def decimal_context() -> Iterator[None]:
+    saved = decimal.getcontext().copy()
+    yield
+    decimal.setcontext(saved)
+
+
+DECIMAL_CELL = """
+import decimal, statistics
+from decimal import Decimal
+from notebook_memo import memo
+
+ONE, THREE = Decimal(1), Decimal(3)
+
+@memo
+def div(a, b):
+    return a / b
+
+@memo
+def div_globals():
+    return ONE / THREE
+
+@memo
+def mean(xs):
+    return statistics.mean(xs)
+
+class Pair:
+    def __init__(self, a, b):
+        self.a, self.b = a, b
+
+@memo
+def ratio(pair):
+    return pair.a / pair.b
+
+def answers():
+    return [str(div(ONE, THREE)), str(div_globals()), str(mean([ONE, THREE, THREE])), str(ratio(Pair(ONE, THREE)))]
+"""
+
+
+def test_decimal_arguments_and_globals_are_keyed_by_the_decimal_context(shell: Shell, decimal_context: None) -> None:
+    shell.run(DECIMAL_CELL)
+    assert shell.run("answers()")[0] == "0." + "3" * 28
+    shell.run("decimal.getcontext().prec = 5")
+    assert shell.run("answers()") == ["0.33333", "0.33333", "2.3333", "0.33333"]
+    shell.run("decimal.getcontext().prec = 28")
+    assert shell.run("answers()")[0] == "0." + "3" * 28
+    assert shell.run("[f.cache_info().hits for f in (div, div_globals, mean, ratio)]") == [1, 1, 1, 1]
+
+
+def test_code_without_decimals_does_not_key_the_decimal_context(shell: Shell, decimal_context: None) -> None:
+    shell.run("""
+        import decimal
+        from fractions import Fraction
+        from notebook_memo import memo
+
+        @memo
+        def half(a, b):
+            return Fraction(a, b) / 2
+        """)
+    shell.run("half(1, 3)")
+    shell.run("decimal.getcontext().prec = 5")
+    assert shell.run("str(half(1, 3))") == "1/6"
+    assert shell.run("half.cache_info().hits") == 1
+
+
+def test_a_cell_dividing_decimal_globals_is_keyed_by_the_decimal_context(shell: Shell, decimal_context: None) -> None:
+    shell.run("%load_ext notebook_memo")
+    shell.run("from decimal import Decimal, getcontext\nONE, THREE = Decimal(1), Decimal(3)")
+    cell = "%%memo third\nthird = str(ONE / THREE)"
+    shell.run(cell)
+    shell.run("getcontext().prec = 5")
+    shell.run(cell)
+    assert shell["third"] == "0.33333"

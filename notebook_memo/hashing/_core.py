@@ -588,6 +588,8 @@ def _choose(cls: type) -> HashFn:
             return _CODE_HANDLERS[base]
         if f"{base.__module__}.{base.__qualname__}" in GENERATOR_CLASSES:
             return _h_generator
+        if base.__module__ == "decimal" and base.__qualname__ == "Decimal":
+            return _h_decimal
     module = cls.__module__.partition(".")[0]
     fast = _FAST_PATHS.get(module)
     if fast is not None:
@@ -622,6 +624,7 @@ GENERATOR_CLASSES = frozenset({"numpy.random._generator.Generator", "numpy.rando
 # While a call is keyed, ``things_met.found`` is a list of what keying it met that the call must know
 # of: generator objects, and ``(CLOCK, where)`` for clock reads in the code of an argument's class.
 # ``things_met.torch`` is set to True on hashing a tensor or module: torch's settings then count.
+# ``things_met.decimal`` likewise on hashing a Decimal: what ``a / b`` makes of it depends on the decimal context.
 things_met = threading.local()
 CLOCK = "clock"
 
@@ -630,6 +633,11 @@ def _h_generator(h: Hasher, v: Any) -> None:
     found = getattr(things_met, "found", None)
     if found is not None:
         found.append(v)
+    _h_reduce(h, v)
+
+
+def _h_decimal(h: Hasher, v: Any) -> None:
+    things_met.decimal = True  # the caller keys the decimal context, as for code naming decimal
     _h_reduce(h, v)
 
 
