@@ -1080,9 +1080,16 @@ def _clock_reader(value: Any) -> str | None:
 CURRENT_FOLDER = "current folder"
 LOCAL_TIME_ZONE = "local time zone"
 HASH_SEED = "hash seed"
+TEMPORARY_FOLDER = "temporary folder"
 _HOME = "home"
-# The variables os.path.expanduser("~") reads: Windows reads USERPROFILE, else HOMEDRIVE and HOMEPATH.
+_USER = "user name"
+_PROGRAM_PATH = "program path"
+# The environment variables read for each of these (keyed like variables the code reads by name): os.path.expanduser
+# ("~") reads HOME, on Windows USERPROFILE, else HOMEDRIVE and HOMEPATH; getpass.getuser() the first set of LOGNAME,
+# USER, LNAME and USERNAME; shutil.which and os.get_exec_path PATH (and on Windows PATHEXT).
 _HOME_VARIABLES = ("USERPROFILE", "HOMEDRIVE", "HOMEPATH") if os.name == "nt" else ("HOME",)
+_STATE_VARIABLES = {_HOME: _HOME_VARIABLES, _USER: ("LOGNAME", "USER", "LNAME", "USERNAME"),
+                    _PROGRAM_PATH: ("PATH", "PATHEXT") if os.name == "nt" else ("PATH",)}
 # Methods known by their name only, called on a value the code made (Path(p).resolve(), p.expanduser()): what they
 # read is keyed whatever the value (another class's method of that name costs a miss after os.chdir, never a
 # stale hit).
@@ -1105,7 +1112,10 @@ def _state_readers() -> tuple[dict[Any, str], frozenset[Any], frozenset[Any]]:
     one too), those of them that read none for a constant absolute path, and those that read none for a
     constant path not starting with ``~``."""
     import datetime
+    import getpass
     import pathlib
+    import shutil
+    import tempfile
 
     path, moment, day = pathlib.Path, datetime.datetime, datetime.date
     readers = {os.getcwd: CURRENT_FOLDER, os.getcwdb: CURRENT_FOLDER, os.path.abspath: CURRENT_FOLDER,
@@ -1119,6 +1129,13 @@ def _state_readers() -> tuple[dict[Any, str], frozenset[Any], frozenset[Any]]:
         readers[_function(reader)] = LOCAL_TIME_ZONE
     # hash() of a text or bytes changes with PYTHONHASHSEED, which a Jupyter kernel draws anew at each start.
     readers[hash] = HASH_SEED
+    readers.update({getpass.getuser: _USER, shutil.which: _PROGRAM_PATH, os.get_exec_path: _PROGRAM_PATH})
+    # The temporary folder, for what names a path in it (a result may hold that path); TemporaryFile and
+    # SpooledTemporaryFile give none, and a body that only writes and reads back a temporary file should not miss
+    # where the folder is another.
+    temporary: tuple[Any, ...] = (tempfile.gettempdir, tempfile.gettempdirb, tempfile.mkdtemp, tempfile.mkstemp,
+                                  tempfile.mktemp, tempfile.NamedTemporaryFile, tempfile.TemporaryDirectory)
+    readers.update(dict.fromkeys(temporary, TEMPORARY_FOLDER))
     return readers, frozenset({os.path.abspath, os.path.realpath}), frozenset({os.path.expanduser})
 
 
@@ -1150,8 +1167,9 @@ def _state_read(target: Any, chain: tuple[str, ...], const: str | None) -> str |
 
 
 def _note_state(found: Environment, state: str) -> None:
-    if state == _HOME:
-        for name in _HOME_VARIABLES:
+    variables = _STATE_VARIABLES.get(state)
+    if variables is not None:
+        for name in variables:
             found.variables[name] = os.environ.get(name)
     else:
         found.state[state] = _STATE_PROBES[state]()
@@ -1169,6 +1187,17 @@ def _current_folder() -> str:
 def _hash_seed() -> str:
     """Return what the hash seed makes of one text: the same in every process with the same PYTHONHASHSEED."""
     return str(hash("notebook_memo"))
+
+
+def _temporary_folder() -> str:
+    """Return the folder tempfile makes its files in: TMPDIR, TEMP or TMP when first asked, or ``tempfile.tempdir``
+    as the notebook set it ("" when there is none it can write to)."""
+    import tempfile
+
+    try:
+        return tempfile.gettempdir()
+    except OSError:
+        return ""
 
 
 def _time_zone() -> str:
@@ -1299,7 +1328,8 @@ _PACKAGE_STATE: dict[str, Callable[[], str]] = {"torch": torch_settings, "decima
                                                "pandas": _pandas_settings}
 # Every watched state by its label: the libraries' settings, and process state code reads (code_environment).
 _STATE_PROBES: dict[str, Callable[[], str]] = {**_PACKAGE_STATE, CURRENT_FOLDER: _current_folder,
-                                               LOCAL_TIME_ZONE: _time_zone, HASH_SEED: _hash_seed}
+                                               LOCAL_TIME_ZONE: _time_zone, HASH_SEED: _hash_seed,
+                                               TEMPORARY_FOLDER: _temporary_folder}
 
 
 def _still_valid(watch: list[tuple[Any, ...]]) -> bool:

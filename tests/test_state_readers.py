@@ -7,6 +7,8 @@ entropy. Real shells, real processes restarted with other hash seeds, real envir
 from __future__ import annotations
 
 import decimal
+import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -139,3 +141,125 @@ def test_a_cell_dividing_decimal_globals_is_keyed_by_the_decimal_context(shell: 
     shell.run("getcontext().prec = 5")
     shell.run(cell)
     assert shell["third"] == "0.33333"
+
+
+# -- environment variables the standard library reads --------------------------------------------------------
+
+LIBRARY_ENV_CELL = """
+import getpass, os, shutil, tempfile
+from notebook_memo import memo
+
+@memo
+def user():
+    return getpass.getuser()
+
+@memo
+def which():
+    return shutil.which("nbm-tool")
+
+@memo
+def exec_path():
+    return os.get_exec_path()[0]
+
+@memo
+def temp_folder():
+    return tempfile.gettempdir()
+
+@memo
+def made_folder():
+    return os.path.dirname(tempfile.mkdtemp())
+
+@memo
+def named_file():
+    with tempfile.NamedTemporaryFile() as f:
+        return os.path.dirname(f.name)
+
+def answers():
+    return [f() for f in (user, which, exec_path, temp_folder, made_folder, named_file)]
+"""
+
+
+def _tool_folders(tmp_path: Path) -> tuple[Path, Path]:
+    a, b = tmp_path / "binA", tmp_path / "binB"
+    for folder in (a, b):
+        folder.mkdir()
+        tool = folder / "nbm-tool"
+        tool.write_text("#!/bin/sh\n")
+        tool.chmod(0o755)
+    return a, b
+
+
+@pytest.fixture
+def temp_folder_reset() -> Iterator[None]:
+    saved = tempfile.tempdir
+    tempfile.tempdir = None
+    yield
+    tempfile.tempdir = saved
+
+
+def test_what_library_functions_read_from_the_environment_is_keyed(shell: Shell, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch,
+                                                                   temp_folder_reset: None) -> None:
+    bin_a, bin_b = _tool_folders(tmp_path)
+    temp_a, temp_b = tmp_path / "tempA", tmp_path / "tempB"
+    temp_a.mkdir()
+    temp_b.mkdir()
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        monkeypatch.delenv(name, raising=False)
+    shell.run(LIBRARY_ENV_CELL)
+    monkeypatch.setenv("LOGNAME", "alice")
+    monkeypatch.setenv("PATH", f"{bin_a}{os.pathsep}/usr/bin{os.pathsep}/bin")
+    monkeypatch.setenv("TMPDIR", str(temp_a))
+    assert shell.run("answers()") == ["alice", str(bin_a / "nbm-tool"), str(bin_a), str(temp_a), str(temp_a),
+                                      str(temp_a)]
+    monkeypatch.setenv("LOGNAME", "bob")
+    monkeypatch.setenv("PATH", f"{bin_b}{os.pathsep}/usr/bin{os.pathsep}/bin")
+    tempfile.tempdir = str(temp_b)  # set in the notebook: what gettempdir() answers from now on
+    assert shell.run("answers()") == ["bob", str(bin_b / "nbm-tool"), str(bin_b), str(temp_b), str(temp_b),
+                                      str(temp_b)]
+    monkeypatch.setenv("USER", "carol")  # read only while LOGNAME is unset
+    monkeypatch.delenv("LOGNAME")
+    assert shell.run("user()") == "carol"
+    assert shell.run("[f.cache_info().hits for f in (user, which, exec_path, temp_folder)]") == [0, 0, 0, 0]
+
+
+def test_the_temporary_folder_is_keyed_across_restarts(cache_dir: Path, tmp_path: Path) -> None:
+    temp_a, temp_b = tmp_path / "tempA", tmp_path / "tempB"
+    temp_a.mkdir()
+    temp_b.mkdir()
+    cells = ["""
+        import tempfile
+        from notebook_memo import memo
+
+        @memo
+        def temp_folder():
+            return tempfile.gettempdir()
+
+        OUT["got"] = temp_folder()
+        OUT["hits"] = temp_folder.cache_info().hits
+        """]
+    assert run_kernel(cells, cache_dir, seed=1, env={"TMPDIR": str(temp_a)}) == {"got": str(temp_a), "hits": 0,
+                                                                                   "_warnings": []}
+    assert run_kernel(cells, cache_dir, seed=2, env={"TMPDIR": str(temp_b)})["got"] == str(temp_b)
+    assert run_kernel(cells, cache_dir, seed=3, env={"TMPDIR": str(temp_b)})["hits"] == 1
+
+
+def test_a_temporary_file_without_a_name_in_the_result_does_not_key_the_temporary_folder(
+        shell: Shell, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, temp_folder_reset: None) -> None:
+    shell.run("""
+        import tempfile
+        from notebook_memo import memo
+
+        @memo
+        def round_trip(data):
+            with tempfile.TemporaryFile() as f:
+                f.write(data)
+                f.seek(0)
+                return f.read()
+        """)
+    tempfile.tempdir = str(tmp_path)
+    assert shell.run("round_trip(b'x')") == b"x"
+    tempfile.tempdir = None
+    monkeypatch.setenv("PATH", "/bin")
+    assert shell.run("round_trip(b'x')") == b"x"
+    assert shell.run("round_trip.cache_info().hits") == 1
