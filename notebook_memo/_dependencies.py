@@ -931,7 +931,7 @@ def code_environment(code: types.CodeType, namespace: dict[str, Any], owner: str
                 "them as arguments")
             continue
         state = _state_read(target, chain, const)
-        if state is not None:
+        if state is not None and not (state == HASH_SEED and code.co_name == "__hash__"):
             _note_state(found, state)
         if name in _ENV_AND_CLOCK_ROOTS or _ENV_AND_CLOCK_ROOTS.intersection(chain) \
                 or getattr(target, "__name__", None) in _ENV_AND_CLOCK_ROOTS:  # `from time import time as now`
@@ -941,7 +941,8 @@ def code_environment(code: types.CodeType, namespace: dict[str, Any], owner: str
             if reader is not None:
                 found.clock.append(f"{owner}: {reader}")
     for attribute in loose_attributes(code) & _STATE_NAMES.keys():
-        _note_state(found, _STATE_NAMES[attribute])  # Path(p).resolve(): a method of a value, known by its name
+        if not (attribute == "__hash__" and code.co_name == "__hash__"):
+            _note_state(found, _STATE_NAMES[attribute])  # Path(p).resolve(): a method of a value, known by its name
     return found
 
 
@@ -1127,7 +1128,9 @@ def _state_readers() -> tuple[dict[Any, str], frozenset[Any], frozenset[Any]]:
                    moment.fromtimestamp, day.fromtimestamp, moment.now, moment.today, day.today, moment.astimezone,
                    moment.timestamp):
         readers[_function(reader)] = LOCAL_TIME_ZONE
-    # hash() of a text or bytes changes with PYTHONHASHSEED, which a Jupyter kernel draws anew at each start.
+    # hash() of a text or bytes changes with PYTHONHASHSEED, which a Jupyter kernel draws anew at each start. Not
+    # inside a __hash__ method (code_environment): there it serves dict and set lookups, whose answers do not
+    # depend on the seed, and keying it would make every frozen dataclass miss after a restart.
     readers[hash] = HASH_SEED
     readers.update({getpass.getuser: _USER, shutil.which: _PROGRAM_PATH, os.get_exec_path: _PROGRAM_PATH})
     # The temporary folder, for what names a path in it (a result may hold that path); TemporaryFile and
