@@ -1297,6 +1297,34 @@ def decimal_settings() -> str:
            f"traps={traps}"
 
 
+# What NumPy does on a floating-point error (np.seterr, np.errstate), as far as it changes a result: "raise"
+# raises FloatingPointError, "call" calls the function set by np.seterrcall; "warn", "ignore", "print" and "log"
+# return the same values, so switching between them is no miss.
+_NUMPY_ERROR_MODES = {"raise": "raise", "call": "call"}
+# The error state object last read and its text, as one pair: threads (and contexts) each have their own state.
+_numpy_last: list[tuple[Any, str]] = [(None, "")]
+
+
+def _numpy_settings() -> str:
+    """Return NumPy's floating-point error handling: per kind of error, raise, call or other."""
+    numpy = sys.modules.get("numpy")
+    if numpy is None:
+        return ""
+    # Read on every call of code using numpy: np.geterr() builds a dict (about 2 us); NumPy 2 keeps the state in one
+    # context variable whose object changes with every seterr or errstate, so its text is made only then.
+    holder = getattr(sys.modules.get("numpy._core._ufunc_config"), "_extobj_contextvar", None)
+    now = holder.get() if holder is not None else None
+    last = _numpy_last[0]
+    if now is not None and now is last[0]:
+        return last[1]
+    errors = numpy.geterr()
+    text = "errors " + ",".join(f"{kind}={_NUMPY_ERROR_MODES.get(mode, 'other')}"
+                                for kind, mode in sorted(errors.items()))
+    if now is not None:
+        _numpy_last[0] = (now, text)  # held, so no later state object can take its identity
+    return text
+
+
 # pandas' options that change what its calls compute (display options do not): these sections whole, less
 # the entries that only warn or size thread pools.
 _PANDAS_SECTIONS = ("compute", "future", "mode")
@@ -1328,7 +1356,7 @@ def _pandas_settings() -> str:
 
 # Per library (by top-level module): its settings that a body using it depends on, read as text.
 _PACKAGE_STATE: dict[str, Callable[[], str]] = {"torch": torch_settings, "decimal": decimal_settings,
-                                               "pandas": _pandas_settings}
+                                               "pandas": _pandas_settings, "numpy": _numpy_settings}
 # Every watched state by its label: the libraries' settings, and process state code reads (code_environment).
 _STATE_PROBES: dict[str, Callable[[], str]] = {**_PACKAGE_STATE, CURRENT_FOLDER: _current_folder,
                                                LOCAL_TIME_ZONE: _time_zone, HASH_SEED: _hash_seed,

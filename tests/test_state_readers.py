@@ -9,6 +9,7 @@ from __future__ import annotations
 import decimal
 import os
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -279,3 +280,54 @@ def test_a_temporary_file_without_a_name_in_the_result_does_not_key_the_temporar
     monkeypatch.setenv("PATH", "/bin")
     assert shell.run("round_trip(b'x')") == b"x"
     assert shell.run("round_trip.cache_info().hits") == 1
+
+
+# -- NumPy's floating-point error handling --------------------------------------------------------------------
+
+@pytest.fixture
+def numpy_errors() -> Iterator[None]:
+    import numpy as np
+
+    saved = np.geterr()
+    yield
+    np.seterr(**saved)
+
+
+RATIO_CELL = """
+import numpy as np
+from notebook_memo import memo
+
+@memo
+def ratio(a, b):
+    try:
+        return float(np.float64(a) / np.float64(b))
+    except FloatingPointError:
+        return "guarded"
+"""
+
+
+def test_numpy_error_handling_is_keyed_for_code_using_numpy(shell: Shell, numpy_errors: None) -> None:
+    shell.run(RATIO_CELL)
+    shell.run("np.seterr(all='ignore')")
+    assert shell.run("ratio(1, 0)") == float("inf")
+    shell.run("np.seterr(all='raise')")
+    assert shell.run("ratio(1, 0)") == "guarded"
+    shell.run("np.seterr(all='ignore')")
+    with shell.ip.builtin_trap:
+        assert shell.run("""
+            with np.errstate(divide="raise"):
+                inside = ratio(1, 0)
+            inside
+            """) == "guarded"
+    assert shell.run("ratio.cache_info().hits") == 0
+
+
+def test_numpy_warn_and_ignore_share_one_key(shell: Shell, numpy_errors: None) -> None:
+    shell.run(RATIO_CELL)
+    shell.run("np.seterr(all='ignore')")
+    shell.run("ratio(1, 0)")
+    shell.run("np.seterr(all='warn')")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert shell.run("ratio(1, 0)") == float("inf")
+    assert shell.run("ratio.cache_info().hits") == 1
