@@ -148,6 +148,35 @@ def loose_attributes(code: types.CodeType) -> frozenset[str]:
     return frozenset(names)
 
 
+_ZERO_ARGUMENT_CALLS = frozenset({"CALL", "CALL_METHOD", "CALL_FUNCTION"})
+
+
+@functools.lru_cache(maxsize=1024)
+def seeds_without_argument(code: types.CodeType) -> tuple[tuple[str, tuple[str, ...]] | None, ...]:
+    """Return each call of a method named ``seed`` with no argument in ``code`` (or code nested in it): the global
+    and attribute chain its receiver is read from (``GEN.seed()``, ``np.random.seed()``), or None for any other
+    receiver (a local, what a call returned: ``torch.Generator().seed()``). A module the body imports is left out."""
+    found: list[tuple[str, tuple[str, ...]] | None] = []
+    codes = [code]
+    for current in codes:
+        codes.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
+        ins = [i for i in dis.get_instructions(current) if i.opname not in _PASSED_OVER]
+        for k, step in enumerate(ins[:-1]):
+            call = ins[k + 1]
+            if step.opname not in _ATTR_OPS or step.argval != "seed" or call.opname not in _ZERO_ARGUMENT_CALLS \
+                    or call.arg != 0:
+                continue
+            j = k - 1
+            while j >= 0 and ins[j].opname in _ATTR_OPS:
+                j -= 1
+            root = ins[j] if j >= 0 else None
+            if root is not None and root.opname in _LOAD_GLOBAL_OPS:
+                found.append((root.argval, tuple(i.argval for i in ins[j + 1:k])))
+            elif root is None or root.opname not in _LOCAL_OPS or root.argval not in _local_imports(ins):
+                found.append(None)
+    return tuple(found)
+
+
 def _named_key(ins: list[dis.Instruction], j: int, consts: tuple[Any, ...]) -> bool:
     """Return True when the call the constant at ``ins[j]`` starts passes ``key=`` by name
     (``os.getenv(default="x", key="SPLIT")``): the first constant is then not the variable's name."""

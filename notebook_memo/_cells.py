@@ -27,6 +27,7 @@ from ._dependencies import (
     global_references,
     resolve_values,
     torch_modes,
+    warn_entropy,
 )
 from ._errors import ConfigurationError, StorageWarning, UnhashableArgument
 from ._explain import Explanation, before_compute, caching_off, explain_call
@@ -421,6 +422,7 @@ def _read_environment(code: types.CodeType, namespace: dict[str, Any], label: st
     for what, reason in found.skipped.items():
         warn_once(f"skipped:cell:{label}:{what}", f"%%memo {label}: '{what}' cannot be keyed ({reason}); it is left "
                   "out of the cache key, so changing it will not run the cell again")
+    warn_entropy(found, f"%%memo {label}")
     deps.clock = clock_reads(deps.clock + found.clock)
     if deps.clock and options.ttl is None:
         warn_once(f"clock:cell:{label}", f"%%memo {label}: the cell reads the clock ({', '.join(deps.clock[:3])}): "

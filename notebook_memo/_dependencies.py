@@ -47,6 +47,7 @@ from ._bytecode import (
     global_stores,
     imported_references,
     loose_attributes,
+    seeds_without_argument,
 )
 from ._errors import UnhashableArgument
 from ._evaluated import names_read
@@ -519,6 +520,7 @@ class _Resolver:
             self.deps.parts[label] = ("settings", text.encode())
         self.deps.skipped.update(found.skipped)
         self.deps.clock.extend(found.clock)
+        warn_entropy(found, owner)
 
     def imports_of(self, fn: types.FunctionType) -> None:
         """Resolve the modules imported inside the body like modules imported at top level."""
@@ -891,6 +893,8 @@ class Environment:
     state: dict[str, str] = field(default_factory=dict)  # process state it reads ("current folder") -> as text now
     skipped: dict[str, str] = field(default_factory=dict)
     clock: list[str] = field(default_factory=list)  # where it reads the clock, once per read
+    # It seeds a torch generator from the operating system's entropy (g.seed()): its result is random
+    entropy: bool = False
     # It reaches os.environ as an object (getattr(os, "environ"), vars(os)["environ"]): any variable may be read
     whole: bool = False
 
@@ -943,7 +947,41 @@ def code_environment(code: types.CodeType, namespace: dict[str, Any], owner: str
     for attribute in loose_attributes(code) & _STATE_NAMES.keys():
         if not (attribute == "__hash__" and code.co_name == "__hash__"):
             _note_state(found, _STATE_NAMES[attribute])  # Path(p).resolve(): a method of a value, known by its name
+    seeds = seeds_without_argument(code)
+    if seeds and _uses_torch(code, namespace):
+        found.entropy = any(_seeds_a_value(namespace, receiver) for receiver in seeds)
     return found
+
+
+def _seeds_a_value(namespace: dict[str, Any], receiver: tuple[str, tuple[str, ...]] | None) -> bool:
+    """Return True when a ``.seed()`` call's receiver is not a module: a module's seed (torch.seed(),
+    np.random.seed()) is watched while the body runs; a torch generator's is not (its class cannot be wrapped)."""
+    if receiver is None:
+        return True
+    return not isinstance(_follow(namespace, *receiver)[0], types.ModuleType)
+
+
+def _uses_torch(code: types.CodeType, namespace: dict[str, Any]) -> bool:
+    """Return True when a global ``code`` reads is torch, or a module, class, function or object of it."""
+    for name, _, _ in global_loads(code):
+        value = _follow(namespace, name, ())[0]
+        if isinstance(value, types.ModuleType):
+            module: Any = value.__name__
+        elif isinstance(value, (type, types.FunctionType, types.BuiltinFunctionType)):
+            module = getattr(value, "__module__", None)
+        else:
+            module = type(value).__module__
+        if isinstance(module, str) and module.partition(".")[0] == "torch":
+            return True
+    return False
+
+
+def warn_entropy(found: Environment, owner: str) -> None:
+    """Warn once when ``owner`` seeds a torch generator from entropy, in the words of a seed call's warning."""
+    if found.entropy:
+        _config.warn_once(f"entropy:{owner}", f"{owner} seeds a torch generator from the operating system's entropy "
+                          "(.seed() without a seed): its result is random, and the cache keeps the first one. Pass "
+                          "a seed (generator.manual_seed(...)), or call it with .uncached(...).")
 
 
 def clock_reads(found: list[str]) -> list[str]:

@@ -331,3 +331,69 @@ def test_numpy_warn_and_ignore_share_one_key(shell: Shell, numpy_errors: None) -
         warnings.simplefilter("ignore")
         assert shell.run("ratio(1, 0)") == float("inf")
     assert shell.run("ratio.cache_info().hits") == 1
+
+
+# -- a torch generator seeded from entropy --------------------------------------------------------------------
+
+def _entropy_warnings(shell: Shell, call: str) -> list[str]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        shell.run(call)
+    return [str(w.message) for w in caught if "entropy" in str(w.message)]
+
+
+def test_a_torch_generator_seeded_from_entropy_warns(shell: Shell) -> None:
+    shell.run("""
+        import torch
+        from notebook_memo import memo
+
+        @memo
+        def generator_seed():
+            g = torch.Generator()
+            g.seed()
+            return float(torch.rand(1, generator=g))
+
+        @memo
+        def new_generator_seed():
+            return torch.Generator().seed() % 1000
+        """)
+    for name in ("generator_seed", "new_generator_seed"):
+        found = _entropy_warnings(shell, f"{name}()")
+        assert len(found) == 1 and found[0].startswith(f"{name} seeds a torch generator"), found
+        assert "Pass a seed" in found[0]
+
+
+def test_a_torch_generator_seeded_with_a_seed_does_not_warn(shell: Shell) -> None:
+    shell.run("""
+        import random, torch
+        from notebook_memo import memo
+
+        @memo
+        def seeded():
+            g = torch.Generator()
+            g.manual_seed(42)
+            r = random.Random(0)
+            r.seed(7)
+            return float(torch.rand(1, generator=g)) + r.random()
+        """)
+    assert _entropy_warnings(shell, "seeded()") == []
+
+
+def test_a_global_torch_generator_seeded_from_entropy_warns_in_a_function_and_a_cell(shell: Shell) -> None:
+    shell.run("%load_ext notebook_memo")
+    shell.run("""
+        import torch
+        from notebook_memo import memo
+
+        GEN = torch.Generator()
+
+        @memo
+        def reseeded():
+            GEN.seed()
+            return float(torch.rand(1, generator=GEN))
+        """)
+    found = _entropy_warnings(shell, "reseeded()")
+    assert len(found) == 1 and found[0].startswith("reseeded seeds a torch generator"), found
+    cell = "%%memo drawn\ng = torch.Generator()\ng.seed()\ndrawn = float(torch.rand(1, generator=g))"
+    found = _entropy_warnings(shell, cell)
+    assert len(found) == 1 and found[0].startswith("%%memo drawn seeds a torch generator"), found
