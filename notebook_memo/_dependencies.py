@@ -1151,10 +1151,7 @@ def _state_readers() -> tuple[dict[Any, str], frozenset[Any], frozenset[Any]]:
     one too), those of them that read none for a constant absolute path, and those that read none for a
     constant path not starting with ``~``."""
     import datetime
-    import getpass
     import pathlib
-    import shutil
-    import tempfile
 
     path, moment, day = pathlib.Path, datetime.datetime, datetime.date
     readers = {os.getcwd: CURRENT_FOLDER, os.getcwdb: CURRENT_FOLDER, os.path.abspath: CURRENT_FOLDER,
@@ -1170,14 +1167,18 @@ def _state_readers() -> tuple[dict[Any, str], frozenset[Any], frozenset[Any]]:
     # inside a __hash__ method (code_environment): there it serves dict and set lookups, whose answers do not
     # depend on the seed, and keying it would make every frozen dataclass miss after a restart.
     readers[hash] = HASH_SEED
-    readers.update({getpass.getuser: _USER, shutil.which: _PROGRAM_PATH, os.get_exec_path: _PROGRAM_PATH})
-    # The temporary folder, for what names a path in it (a result may hold that path); TemporaryFile and
-    # SpooledTemporaryFile give none, and a body that only writes and reads back a temporary file should not miss
-    # where the folder is another.
-    temporary: tuple[Any, ...] = (tempfile.gettempdir, tempfile.gettempdirb, tempfile.mkdtemp, tempfile.mkstemp,
-                                  tempfile.mktemp, tempfile.NamedTemporaryFile, tempfile.TemporaryDirectory)
-    readers.update(dict.fromkeys(temporary, TEMPORARY_FOLDER))
+    readers[os.get_exec_path] = _PROGRAM_PATH
     return readers, frozenset({os.path.abspath, os.path.realpath}), frozenset({os.path.expanduser})
+
+
+# Readers in modules the package does not load (a call or a hit imports nothing), known by module and name. The
+# temporary folder is keyed for what names a path in it (a result may hold that path); TemporaryFile and
+# SpooledTemporaryFile give none, and a body that only writes and reads back a temporary file should not miss where
+# the folder is another.
+_READERS_BY_NAME = {("getpass", "getuser"): _USER, ("shutil", "which"): _PROGRAM_PATH,
+                    **{("tempfile", name): TEMPORARY_FOLDER
+                       for name in ("gettempdir", "gettempdirb", "mkdtemp", "mkstemp", "mktemp", "NamedTemporaryFile",
+                                    "TemporaryDirectory")}}
 
 
 def _function(value: Any) -> Any:
@@ -1198,6 +1199,9 @@ def _state_read(target: Any, chain: tuple[str, ...], const: str | None) -> str |
         state = readers.get(function)
     except TypeError:  # unhashable
         return None
+    if state is None:
+        module, name = getattr(function, "__module__", None), getattr(function, "__qualname__", None)
+        state = _READERS_BY_NAME.get((module, name)) if isinstance(module, str) and isinstance(name, str) else None
     if state is None and getattr(target, "__name__", None) in _LIBRARY_LOCAL_TIME and not is_user_code(function):
         return LOCAL_TIME_ZONE
     if state is None or const is None:
@@ -1233,10 +1237,9 @@ def _hash_seed() -> str:
 def _temporary_folder() -> str:
     """Return the folder tempfile makes its files in: TMPDIR, TEMP or TMP when first asked, or ``tempfile.tempdir``
     as the notebook set it ("" when there is none it can write to)."""
-    import tempfile
-
+    tempfile = sys.modules.get("tempfile")  # loaded: the code reached one of its functions
     try:
-        return tempfile.gettempdir()
+        return str(tempfile.gettempdir()) if tempfile is not None else ""
     except OSError:
         return ""
 
