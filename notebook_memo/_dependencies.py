@@ -836,8 +836,17 @@ class _Resolver:
                     "it reads an environment variable whose name is not a constant text, so which one is not known")
         self.value(value.func, f"{label}.func")
         self.watch.append(("dict", value.keywords, list(value.keywords.items()), value, "keywords"))
-        bound = (value.args, value.keywords)
-        if not (_immutable(value.args) and all(_immutable(v) for v in value.keywords.values())):
+        # Attributes set on a partial (step.label = "v2") are read as its data too; a partialmethod keeps
+        # its func, args and keywords there, keyed above.
+        attributes = {k: v for k, v in getattr(value, "__dict__", {}).items()
+                      if not (isinstance(value, functools.partialmethod) and k in ("func", "args", "keywords"))}
+        if isinstance(getattr(value, "__dict__", None), dict):  # one set later makes the resolution anew
+            self.watch.append(("dict", value.__dict__, list(value.__dict__.items()), value, "__dict__"))
+        bound: tuple[Any, ...] = (value.args, value.keywords)
+        if attributes:  # only then: the key of a partial without any stays as it was
+            bound += (attributes,)
+        if not (_immutable(value.args) and all(_immutable(v) for v in (*value.keywords.values(),
+                                                                       *attributes.values()))):
             self.volatile = self.hard = True
         try:
             self.deps.parts[f"{label}.<arguments>"] = ("value", content_hash(bound, f"the arguments of {label}"))
