@@ -36,6 +36,7 @@ from ._inventory import delete_results, human_time, owner
 from ._memo import (
     Call,
     MemoizedFunction,
+    _caches_itself,
     conditioned_entry,
     entry_conditions,
     function_id,
@@ -102,6 +103,8 @@ class CellCall:
     inputs: dict[str, Any]
     analysis: CellAnalysis
     unknown: str | None = None  # why what the cell reads is not known (a magic, eval): it runs, unstored
+    # Data a module holds that the cell's code reads (label, value, digest): a hit could not change it again
+    held_elsewhere: list[tuple[str, Any, bytes]] = field(default_factory=list)
 
 
 @dataclass
@@ -170,8 +173,11 @@ def cells() -> list[CellMemo]:
 
 
 def _resolve_inputs(analysis: CellAnalysis, code_tree: ast.Module, code: types.CodeType, namespace: dict[str, Any],
-                    only: list[str] | None) -> tuple[dict[str, Any], Dependencies]:
-    """Hash the cell's inputs by content, and the code of user functions it uses (``code``: the cell's, compiled)."""
+                    only: list[str] | None) -> tuple[dict[str, Any], Dependencies, list[tuple[str, Any, bytes]]]:
+    """Hash the cell's inputs by content, and the code of user functions it uses (``code``: the cell's, compiled).
+
+    Also return the mutable data it reads that no input holds (a module's dict, read as ``umod.REGISTRY``),
+    with its digest: a run that changes it did what a hit could not do again."""
     names = only if only is not None else analysis.inputs
     builtin_names = vars(builtins)
     inputs: dict[str, Any] = {}
@@ -208,7 +214,26 @@ def _resolve_inputs(analysis: CellAnalysis, code_tree: ast.Module, code: types.C
         if label not in inputs and label not in bound and namespace.get(label, _UNDEFINED) is value \
                 and not _is_shell_name(label):
             inputs[label] = value
-    return inputs, deps
+    # Part of an input (cfg.layers) changes with it, and is stored with it; a module is no such input.
+    elsewhere = [(label, value, digest) for label, value, digest in read
+                 if label not in inputs and not _stored_with_input(inputs.get(_root(label), _UNDEFINED))]
+    return inputs, deps, elsewhere
+
+
+def _stored_with_input(root: Any) -> bool:
+    """Return True when data read under an input's name is stored with it: a change to it changes the input,
+    which the cell's entry holds; a module's or function's data is not (``_UNDEFINED``: no input)."""
+    return root is not _UNDEFINED and not isinstance(root, (types.ModuleType, types.FunctionType))
+
+
+def _root(label: str) -> str:
+    """Return the name a dependency's label starts with (``umod`` of ``umod.REGISTRY``, ``cfg`` of ``cfg[0]``)."""
+    end = len(label)
+    for mark in ".[":
+        at = label.find(mark)
+        if at >= 0:
+            end = min(end, at)
+    return label[:end]
 
 
 def _left_out(label: str, inputs: dict[str, Any], deps: Dependencies) -> None:
@@ -294,7 +319,7 @@ def prepare(shell: Any, raw_cell: str, options: CellOptions,
     cell._options = options
     cell.notebook = current_notebook()
     code = compile(tree, "<cell>", "exec", flags=compile_flags(shell), dont_inherit=True)  # as it runs
-    inputs, deps = _resolve_inputs(analysis, tree, code, shell.user_ns, options.inputs)
+    inputs, deps, elsewhere = _resolve_inputs(analysis, tree, code, shell.user_ns, options.inputs)
     unknown = None if options.inputs is not None else _unknown_reads(tree, shell.user_ns)
     if unknown is None:  # else it runs unstored, whatever its key
         _left_out(label, inputs, deps)
@@ -308,7 +333,7 @@ def prepare(shell: Any, raw_cell: str, options: CellOptions,
     call = Call(key, arguments, code, digest, Dependencies(
         {k: v for k, v in deps.parts.items() if v[0] != "value"}, deps.skipped, deps.clock), "source")
     cell.last_call = call
-    return CellCall(cell, call, inputs, analysis, unknown), tree, filename
+    return CellCall(cell, call, inputs, analysis, unknown, elsewhere), tree, filename
 
 
 _DYNAMIC = frozenset({"eval", "exec", "globals", "get_ipython"})  # names that read the notebook's namespace
@@ -491,6 +516,11 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
         _not_stored(cell, f"--outputs names {', '.join(map(repr, missing))}, which the cell did not bind. "
                     "Correct the list")
         return result
+    elsewhere = _changed_elsewhere(cell_call.held_elsewhere)
+    if elsewhere:
+        _not_stored(cell, f"it changed {elsewhere!r} in place (it is not what it was before the run), which a hit "
+                    "could not do again. Make that change in a cell of its own")
+        return result
     # Names the cell binds on some paths only. One still the same object after the run may or
     # may not have been rebound, so the run may have read the notebook's value; one read inside a
     # loop that binds it may have been read on an early pass. Either way a restore requires its
@@ -507,6 +537,11 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
     # Inputs changed in place, still the same objects: a hit restores them into the live objects when
     # every one of them can be restored exactly (else it binds them all, as the run left them together).
     in_place = [name for name in outputs if name in input_digests and after.get(name) == before.get(name)]
+    imported = next((name for name in in_place if _by_reference(namespace[name])), None)
+    if imported:
+        _not_stored(cell, f"it changed {imported!r} in place, and a hit would restore it as imported anew, without "
+                    "the change. Make that change in a cell of its own")
+        return result
     rebinds: list[str] = []  # inputs changed in place that a hit binds to their restored copies
     if in_place and not _restored_in_place(in_place, skeletons, outputs, namespace):
         # Bound to the restored copies, they must take along every other name holding part of them: one the
@@ -569,6 +604,26 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
     if _config.call_verbosity(None) and not options.quiet:
         _config.announce(f"%%memo {options.name or 'cell'}: computed in {_config.human_seconds(duration)}")
     return result
+
+
+def _changed_elsewhere(read: list[tuple[str, Any, bytes]]) -> str | None:
+    """Return the label of the first data the run changed in place among ``read`` (a module's dict), if any."""
+    for label, value, before in read:
+        try:
+            if content_hash(value, label) == before:
+                continue
+        except Exception:  # it hashed before the run: unhashable now is a change too
+            pass
+        if not _caches_itself(type(value)):  # a cached_property filled on first use changes no meaning
+            return label
+    return None
+
+
+def _by_reference(value: Any) -> bool:
+    """Return True for a module, or a class or function of one, which is stored by its name: a hit imports it."""
+    if isinstance(value, types.ModuleType):
+        return True
+    return isinstance(value, (type, types.FunctionType)) and getattr(value, "__module__", "__main__") != "__main__"
 
 
 def _raised(cell: CellMemo, exc: BaseException, before: Explanation | None) -> Explanation:

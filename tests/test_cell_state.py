@@ -4,7 +4,12 @@ cell is not stored and says why. Also what a cell reads through a partial's attr
 
 from __future__ import annotations
 
-from tests.conftest import Shell
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Shell, run_kernel
 
 
 def test_an_attribute_set_on_a_partial_the_cell_reads_is_in_its_key(shell: Shell) -> None:
@@ -36,3 +41,55 @@ def test_an_attribute_set_later_on_a_partial_a_memoized_function_reads_is_a_miss
     shell.run("step.unit = 'cm'\nsecond = describe()")
     shell.run("step.unit = 'mm'\nthird = describe()")
     assert (shell["first"], shell["second"], shell["third"]) == ("none", "cm", "mm")
+
+
+# -- a user module's state ---------------------------------------------------------------------------
+
+MODULE = "class Config:\n    lr = 1\nREGISTRY = {}\ndef scaled(x):\n    return x * Config.lr\n"
+
+HITS = "from notebook_memo import _cells\nOUT['hits'] = sum(c.hits for c in _cells._cells.values())"
+
+
+def _restarted(cells: list[str], cache_dir: Path, module: str = MODULE) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run the cells in a kernel, then in a restarted one, with the user module ``umod`` importable."""
+    (cache_dir.parent / "umod.py").write_text(module)
+    cells = ["%load_ext notebook_memo\nimport umod", *cells, HITS]
+    return run_kernel(cells, cache_dir, seed=1), run_kernel(cells, cache_dir, seed=2)
+
+
+def _not_stored(kernel: dict[str, Any], *words: str) -> bool:
+    return any("not cached" in w and all(word in w for word in words) for w in kernel["_warnings"])
+
+
+@pytest.mark.parametrize("change", [
+    "umod.REGISTRY['k'] = 1",  # data of the module the cell reads
+    "umod.Config.lr = 3",  # an attribute of a class of the module
+    "import umod as u\nu.REGISTRY['k'] = 1",  # through a name the cell binds
+])
+def test_a_cell_that_changes_a_user_module_s_state_is_not_stored(cache_dir: Path, change: str) -> None:
+    first, second = _restarted([f"%%memo\n{change}\na = 1\n",
+                                "OUT['state'] = [dict(umod.REGISTRY), umod.Config.lr, umod.scaled(2)]"], cache_dir)
+    assert first["state"] == second["state"]
+    assert second["hits"] == 0
+    assert _not_stored(first, "umod", "in place")
+
+
+def test_a_cell_that_changes_a_class_imported_from_a_user_module_is_not_stored(cache_dir: Path) -> None:
+    first, second = _restarted(["from umod import Config", "%%memo\nConfig.lr = 3\na = 1\n",
+                                "OUT['scaled'] = umod.scaled(2)"], cache_dir)
+    assert first["scaled"] == second["scaled"] == 6
+    assert _not_stored(first, "'Config'", "imported anew")
+
+
+def test_a_cell_whose_helper_changes_a_user_module_s_dict_is_not_stored(cache_dir: Path) -> None:
+    first, second = _restarted(["def setup():\n    umod.REGISTRY['k'] = 1", "%%memo\nsetup()\na = 1\n",
+                                "OUT['registry'] = dict(umod.REGISTRY)"], cache_dir)
+    assert first["registry"] == second["registry"] == {"k": 1}
+    assert _not_stored(first, "'umod.REGISTRY'", "in place")
+
+
+def test_a_cell_that_reads_a_user_module_s_state_is_restored_after_a_restart(cache_dir: Path) -> None:
+    first, second = _restarted(["%%memo\nfound = umod.scaled(2) + len(umod.REGISTRY)\n",
+                                "OUT['found'] = found"], cache_dir)
+    assert first["found"] == second["found"] == 2
+    assert second["hits"] == 1
