@@ -103,6 +103,7 @@ class CellCall:
     inputs: dict[str, Any]
     analysis: CellAnalysis
     unknown: str | None = None  # why what the cell reads is not known (a magic, eval): it runs, unstored
+    magics: list[tuple[str, str]] = field(default_factory=list)  # %load_ext, %config...: a hit runs them again
     # Data a module holds that the cell's code reads (label, value, digest): a hit could not change it again
     held_elsewhere: list[tuple[str, Any, bytes]] = field(default_factory=list)
 
@@ -333,13 +334,35 @@ def prepare(shell: Any, raw_cell: str, options: CellOptions,
     call = Call(key, arguments, code, digest, Dependencies(
         {k: v for k, v in deps.parts.items() if v[0] != "value"}, deps.skipped, deps.clock), "source")
     cell.last_call = call
-    return CellCall(cell, call, inputs, analysis, unknown, elsewhere), tree, filename
+    return CellCall(cell, call, inputs, analysis, unknown, _shell_magics(tree), elsewhere), tree, filename
 
 
 _DYNAMIC = frozenset({"eval", "exec", "globals", "get_ipython"})  # names that read the notebook's namespace
 _FRAME_READS = frozenset({"f_globals", "f_locals", "__globals__", "user_ns", "user_global_ns", "_getframe",
                           "currentframe", "get_ipython"})
+# Magics that read no notebook names but set the shell's state (its extensions, settings, plotting backend): a
+# hit runs them again, as lines at the cell's top level with a constant text.
 _QUIET_MAGICS = frozenset({"config", "matplotlib", "load_ext", "reload_ext", "autoreload", "aimport"})
+
+
+def _quiet_magic(node: ast.AST) -> tuple[str, str] | None:
+    """Return the name and line of ``get_ipython().run_line_magic(name, line)`` for a magic of _QUIET_MAGICS
+    given a constant line that names no variable ({x}, $x); None for other code."""
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "run_line_magic" and isinstance(node.func.value, ast.Call)
+            and isinstance(node.func.value.func, ast.Name) and node.func.value.func.id == "get_ipython"
+            and len(node.args) == 2 and not node.keywords):
+        return None
+    name, line = (arg.value if isinstance(arg, ast.Constant) else None for arg in node.args)
+    if name not in _QUIET_MAGICS or not isinstance(line, str) or "{" in line or "$" in line:
+        return None
+    return str(name), line
+
+
+def _shell_magics(tree: ast.Module) -> list[tuple[str, str]]:
+    """Return the shell-state magics on lines of the cell's own top level, in order (a hit runs them again)."""
+    return [found for node in tree.body if isinstance(node, ast.Expr)
+            and (found := _quiet_magic(node.value)) is not None]
 
 
 def _unknown_reads(tree: ast.Module, namespace: dict[str, Any]) -> str | None:
@@ -357,6 +380,11 @@ def _unknown_reads(tree: ast.Module, namespace: dict[str, Any]) -> str | None:
             first = node.args[0] if node.args else None
             name = first.value if isinstance(first, ast.Constant) and isinstance(first.value, str) else ""
             if attr == "run_line_magic" and name in _QUIET_MAGICS:
+                if not any(node is line.value for line in tree.body if isinstance(line, ast.Expr)) \
+                        or _quiet_magic(node) is None:
+                    return (f"it runs the magic %{name} inside other code or on a line that names a variable, "
+                            "which a hit could not run again. Put it on a line of its own with a constant text, "
+                            "or in another cell")
                 allowed.add(id(node.func.value.func))
                 continue
             what = (f"the magic %{name}" if attr == "run_line_magic" and name else
@@ -477,7 +505,7 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
         return result
     unusable = None  # why an entry found under the key could not be restored
     if not options.refresh and not off:
-        restored = _try_restore(shell, store, cell, call.key, options, filename)
+        restored = _try_restore(shell, store, cell, call.key, options, filename, cell_call.magics)
         if not isinstance(restored, _NotCached):
             return restored
         unusable = restored.reason
@@ -937,7 +965,7 @@ def _placed(code: types.CodeType, filename: str) -> types.CodeType:
 
 
 def _try_restore(shell: Any, store: Store, cell: CellMemo, key: str, options: CellOptions,
-                 filename: str | None = None) -> Any:
+                 filename: str | None = None, magics: list[tuple[str, str]] | None = None) -> Any:
     try:
         record = store.get(key, serving=True)
         conditions: dict[str, Any] = {}
@@ -1003,6 +1031,8 @@ def _try_restore(shell: Any, store: Store, cell: CellMemo, key: str, options: Ce
         names = ", ".join(sorted(outputs)) or "no variables"
         print(f"[notebook_memo] restored {names} from the cache (computed {human_time(record.header.created)}, "
               f"took {record.header.duration:.2f} s)")
+    for name, line in magics or ():  # what they set (an extension loaded, a setting) is the shell's, not a name's
+        shell.run_line_magic(name, line)
     namespace.update(restored)
     for name in value["deleted"]:
         if not _is_shell_name(name):

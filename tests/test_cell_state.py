@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from notebook_memo import StorageWarning, _cells
 from tests.conftest import Shell, run_kernel
 
 
@@ -93,3 +94,37 @@ def test_a_cell_that_reads_a_user_module_s_state_is_restored_after_a_restart(cac
                                 "OUT['found'] = found"], cache_dir)
     assert first["found"] == second["found"] == 2
     assert second["hits"] == 1
+
+
+# -- the shell's state: extensions and settings -------------------------------------------------------
+
+SHELL_STATE = ("ip = get_ipython()\nOUT['magic'] = 'autoreload' in ip.magics_manager.magics['line']\n"
+               "OUT['history'] = ip.history_manager.enabled")
+
+
+def test_the_shell_magics_of_a_cached_cell_run_again_on_a_hit_after_a_restart(cache_dir: Path) -> None:
+    cells = ["%load_ext notebook_memo",
+             "%%memo\n%load_ext autoreload\n%autoreload 2\n%config HistoryManager.enabled = False\ndata = 1\n",
+             SHELL_STATE, HITS]
+    first, second = run_kernel(cells, cache_dir, seed=1), run_kernel(cells, cache_dir, seed=2)
+    assert second["hits"] == 1
+    assert {k: second[k] for k in ("magic", "history")} == {k: first[k] for k in ("magic", "history")} == \
+        {"magic": True, "history": False}
+
+
+def test_a_shell_magic_inside_other_code_makes_the_cell_run_each_time(shell: Shell) -> None:
+    shell.run("%load_ext notebook_memo")
+    cell = "%%memo\nif True:\n    %config HistoryManager.enabled = False\ndata = 1\n"
+    with pytest.warns(StorageWarning, match="%config"):
+        shell.run(cell)
+    shell.run(cell)
+    assert sum(c.hits for c in _cells.cells()) == 0
+
+
+def test_a_shell_magic_whose_line_names_a_variable_makes_the_cell_run_each_time(shell: Shell) -> None:
+    shell.run("%load_ext notebook_memo\nname = 'autoreload'")
+    cell = "%%memo\n%load_ext {name}\ndata = 1\n"
+    with pytest.warns(StorageWarning, match="%load_ext"):
+        shell.run(cell)
+    shell.run(cell)
+    assert sum(c.hits for c in _cells.cells()) == 0
