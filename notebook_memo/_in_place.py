@@ -248,7 +248,7 @@ def _filled(cell: Any) -> bool:
     return True
 
 
-def linked_groups(values: dict[str, Any], skip: Any = None) -> list[set[str]] | None:
+def linked_groups(values: dict[str, Any], skip: Any = None, classes: tuple[type, ...] = ()) -> list[set[str]] | None:
     """Group the names of ``values`` by the mutable objects they share, transitively: two names for one
     list, an array and a view of it (or a tensor over its memory), a model and the optimizer built on its
     parameters, a trainer holding a model. Names that share nothing are left out; None when the values
@@ -257,7 +257,8 @@ def linked_groups(values: dict[str, Any], skip: Any = None) -> list[set[str]] | 
     Shared objects that cannot change, or whose identity does not matter, link nothing: numbers and
     strings, tuples and functions (walked through, for what they hold), classes' and modules' own
     identity, enum members, and objects of the standard library (a logger, a lock, a compiled pattern).
-    Never raises: an object that cannot be looked into is left out.
+    ``classes``: classes whose identity matters (a hit would replace them with copies): their instances and
+    subclasses hold them. Never raises: an object that cannot be looked into is left out.
     """
     names = list(values)
     parent = list(range(len(names)))
@@ -269,6 +270,7 @@ def linked_groups(values: dict[str, Any], skip: Any = None) -> list[set[str]] | 
         return i
 
     np, torch = sys.modules.get("numpy"), sys.modules.get("torch")
+    marked = {id(cls) for cls in classes}
     owner: dict[Any, int] = {}  # an object whose identity matters (by id, or its memory) -> the first name
     walked: set[int] = set()  # objects with such an identity, entered once whoever reached them
     steps = 0
@@ -284,6 +286,11 @@ def linked_groups(values: dict[str, Any], skip: Any = None) -> list[set[str]] | 
                 if obj is skip or type(obj) in _LEAF_TYPES or isinstance(obj, _LEAVES):
                     continue
                 token, parts = _look_into(obj, np, torch)
+                if marked:
+                    kind = obj if isinstance(obj, type) else type(obj)
+                    parts = [*parts, *(k for k in kind.__mro__ if id(k) in marked and k is not obj)]
+                    if id(obj) in marked:
+                        token = id(obj)
             except Exception:  # a strange object (a __class__ that raises): left out
                 continue
             if token is None:
@@ -308,7 +315,8 @@ def linked_groups(values: dict[str, Any], skip: Any = None) -> list[set[str]] | 
 def holders(values: dict[str, Any], of: list[str], skip: Any = None) -> set[str] | None:
     """Return the names of ``values`` other than ``of`` that share a mutable object with one of ``of``
     (None when that cannot be told: too much to walk)."""
-    groups = linked_groups(values, skip)
+    classes = tuple(value for name in of if isinstance(value := values.get(name), type))
+    groups = linked_groups(values, skip, classes)
     if groups is None:
         return None
     found: set[str] = set()

@@ -128,3 +128,43 @@ def test_a_shell_magic_whose_line_names_a_variable_makes_the_cell_run_each_time(
         shell.run(cell)
     shell.run(cell)
     assert sum(c.hits for c in _cells.cells()) == 0
+
+
+# -- objects a hit would replace with copies, held by other names ---------------------------------------
+
+def _refused_or_same(cells: list[str], cache_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    first, second = run_kernel([*cells, HITS], cache_dir, seed=1), run_kernel([*cells, HITS], cache_dir, seed=2)
+    assert {k: v for k, v in first.items() if k not in ("_warnings", "hits")} == \
+        {k: v for k, v in second.items() if k not in ("_warnings", "hits")}
+    return first, second
+
+
+def test_a_class_whose_counter_a_cell_changes_stays_the_class_of_earlier_instances(cache_dir: Path) -> None:
+    first, second = _refused_or_same([
+        "%load_ext notebook_memo",
+        "class Model:\n    made = 0\n    def __init__(self, k):\n        Model.made += 1\n        self.k = k\n"
+        "baseline = Model(0)",
+        "%%memo fit\nmodel = Model(3)\n",
+        "OUT['same class'] = type(baseline) is Model\nOUT['made'] = type(baseline).made"], cache_dir)
+    assert second["same class"] is True and second["made"] == 2
+    assert _not_stored(first, "'baseline'", "holds part of it")
+
+
+def test_a_base_class_whose_registry_a_cell_fills_stays_the_class_of_earlier_instances(cache_dir: Path) -> None:
+    first, second = _refused_or_same([
+        "%load_ext notebook_memo",
+        "class Base:\n    registry = []\n    def __init_subclass__(cls, **kw):\n"
+        "        super().__init_subclass__(**kw)\n        Base.registry.append(cls.__name__)\nb0 = Base()",
+        "%%memo\nclass Sub(Base):\n    pass\n",
+        "OUT['instance'] = isinstance(b0, Base)\nOUT['registry'] = Base.registry"], cache_dir)
+    assert second["instance"] is True and second["registry"] == ["Sub"]
+    assert _not_stored(first, "'b0'", "holds part of it")
+
+
+def test_a_class_whose_counter_a_cell_changes_is_restored_when_no_other_name_holds_it(cache_dir: Path) -> None:
+    _, second = _refused_or_same([
+        "%load_ext notebook_memo",
+        "class Model:\n    made = 0\n    def __init__(self, k):\n        Model.made += 1\n        self.k = k",
+        "%%memo fit\nmodel = Model(3)\n",
+        "OUT['same class'] = type(model) is Model\nOUT['made'] = Model.made"], cache_dir)
+    assert second["hits"] == 1 and second["same class"] is True and second["made"] == 1
