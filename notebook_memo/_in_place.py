@@ -364,7 +364,16 @@ def _look_into(obj: Any, np: Any, torch: Any) -> tuple[Any, list[Any]]:
         except Exception:  # sparse, quantized, meta: no one storage
             pointer = 0
         return (("memory", pointer) if pointer else id(obj)), held
+    if isinstance(obj, weakref.ref):  # a live weak reference holds its referent, as far as names can tell
+        target = obj()
+        return None, ([] if target is None else [target])
+    if isinstance(obj, (weakref.WeakValueDictionary, weakref.WeakKeyDictionary)):
+        return id(obj), [*obj.keys(), *obj.values()]
+    if isinstance(obj, weakref.WeakSet):
+        return id(obj), list(obj)
     module = cls.__module__ or ""
+    if module in ("builtins", "itertools") and hasattr(cls, "__next__"):
+        return id(obj), []  # a list iterator, itertools.count: its position is its state, which names share
     if module.startswith(_NOT_DATA) or module.partition(".")[0] in _OPAQUE_STANDARD:
         return None, []  # the shell, which holds every name; a logger, a lock, a pattern, a stream
     standard = _standard(module)  # a SimpleNamespace, a UserList, a ChainMap: walked through, for what they hold

@@ -168,3 +168,20 @@ def test_a_class_whose_counter_a_cell_changes_is_restored_when_no_other_name_hol
         "%%memo fit\nmodel = Model(3)\n",
         "OUT['same class'] = type(model) is Model\nOUT['made'] = Model.made"], cache_dir)
     assert second["hits"] == 1 and second["same class"] is True and second["made"] == 1
+
+
+@pytest.mark.parametrize(("setup", "check"), [
+    ("batches = iter([[1, 2], [3, 4], [5, 6]])\nloader = batches", "OUT['next'] = next(loader)"),
+    ("import itertools\nbatches = itertools.count()\nloader = batches", "OUT['next'] = next(loader)"),
+    ("import weakref\nclass Acc:\n    def __init__(self): self.items = []\nbatches = Acc()\n"
+     "loader = weakref.WeakValueDictionary({'acc': batches})", "OUT['next'] = loader.get('acc') is batches"),
+    ("import weakref\nclass Acc:\n    def __init__(self): self.items = []\nbatches = Acc()\n"
+     "loader = weakref.ref(batches)", "OUT['next'] = loader() is batches"),
+    ("import weakref\nclass Acc:\n    def __init__(self): self.items = []\nbatches = Acc()\n"
+     "loader = weakref.WeakSet([batches])", "OUT['next'] = batches in loader"),
+])
+def test_an_input_a_cell_advances_held_by_another_name_stays_one_object(cache_dir: Path, setup: str,
+                                                                         check: str) -> None:
+    change = "first = next(batches)" if "Acc" not in setup else "batches.items.append(1)\nfirst = 1"
+    first, _ = _refused_or_same(["%load_ext notebook_memo", setup, f"%%memo\n{change}\n", check], cache_dir)
+    assert _not_stored(first, "'loader'", "holds part of it")
