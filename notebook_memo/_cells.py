@@ -544,6 +544,14 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
         _not_stored(cell, f"--outputs names {', '.join(map(repr, missing))}, which the cell did not bind. "
                     "Correct the list")
         return result
+    if options.outputs is not None:  # an input changed in place is an output, whatever the list says
+        unlisted = sorted(name for name, digest in input_digests.items() if name not in options.outputs
+                          and name in namespace and after.get(name) == before.get(name) and digest is not None
+                          and _digest_or_none(namespace[name]) != digest)
+        if unlisted:
+            _not_stored(cell, f"it changed {unlisted[0]!r} in place, which --outputs leaves out, so a hit would leave "
+                        "it as it was. Add it to --outputs")
+            return result
     elsewhere = _changed_elsewhere(cell_call.held_elsewhere)
     if elsewhere:
         _not_stored(cell, f"it changed {elsewhere!r} in place (it is not what it was before the run), which a hit "

@@ -185,3 +185,25 @@ def test_an_input_a_cell_advances_held_by_another_name_stays_one_object(cache_di
     change = "first = next(batches)" if "Acc" not in setup else "batches.items.append(1)\nfirst = 1"
     first, _ = _refused_or_same(["%load_ext notebook_memo", setup, f"%%memo\n{change}\n", check], cache_dir)
     assert _not_stored(first, "'loader'", "holds part of it")
+
+
+# -- --outputs ---------------------------------------------------------------------------------------------
+
+def test_a_cell_with_outputs_listed_that_changes_an_unlisted_input_is_not_stored(shell: Shell) -> None:
+    shell.run("%load_ext notebook_memo\nL = [0]")
+    cell = "%%memo --outputs r\nL.append(1)\nr = len(L)\n"
+    with pytest.warns(StorageWarning, match="'L'"):
+        shell.run(cell)
+    shell.run("L = [0]")
+    shell.run(cell)
+    assert shell["L"] == [0, 1]
+
+
+def test_a_cell_with_outputs_listed_that_lists_the_input_it_changes_is_restored(shell: Shell) -> None:
+    shell.run("%load_ext notebook_memo\nL = [0]")
+    cell = "%%memo --outputs r,L\nL.append(1)\nr = len(L)\n"
+    shell.run(cell)
+    shell.run("L = [0]\nM = L")
+    shell.run(cell)
+    assert (shell["L"], shell["M"] is shell["L"]) == ([0, 1], True)
+    assert sum(c.hits for c in _cells.cells()) == 1
