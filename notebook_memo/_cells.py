@@ -31,7 +31,7 @@ from ._dependencies import (
 )
 from ._errors import ConfigurationError, StorageWarning, UnhashableArgument
 from ._explain import Explanation, before_compute, caching_off, explain_call
-from ._in_place import holders, restorable, restore_in_place, shares, skeleton
+from ._in_place import held_part, holders, restorable, restore_in_place, shares, skeleton
 from ._inventory import delete_results, human_time, owner
 from ._memo import (
     Call,
@@ -595,6 +595,10 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
         cell.rebinds = frozenset(rebinds)
     if not _detached_unheld(cell, cell_call.inputs, input_digests, namespace, before, after):
         return result
+    part = _part_of_input(cell_call.inputs, outputs, namespace)
+    if part:
+        _not_stored(cell, part)
+        return result
     # Names the notebook had, or the cell bound, that the run left unbound (`tmp = ...; del tmp`, `except E as e`).
     deleted = sorted(name for name in {*before, *analysis.binds} if name not in after and not _is_shell_name(name))
     payload_value = {
@@ -640,6 +644,25 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
     if _config.call_verbosity(None) and not options.quiet:
         _config.announce(f"%%memo {options.name or 'cell'}: computed in {_config.human_seconds(duration)}")
     return result
+
+
+def _part_of_input(inputs: dict[str, Any], outputs: list[str], namespace: dict[str, Any]) -> str | None:
+    """Say why an output the cell bound to part of an input it left unchanged (``X[:2]``, ``cfg["layers"]``)
+    cannot be stored: a hit keeps whole inputs as the notebook's objects, but would make such a part a copy."""
+    kept = {name: value for name, value in inputs.items() if name not in outputs and namespace.get(name) is value
+            and type(value) not in IMMUTABLE_LEAVES}
+    fresh = {name: namespace[name] for name in outputs if name not in inputs and name in namespace}
+    if not kept or not fresh:
+        return None
+    found = held_part(fresh, kept)
+    if found is None:
+        return None
+    if not found[0]:
+        return "its outputs and inputs are too many objects to tell whether an output is part of an input"
+    output, input_name = found
+    return (f"{output!r} is part of {input_name!r} (an object inside it, or a view of its memory), which a hit "
+            f"would restore as a copy. Make {output!r} a copy in the cell (.copy(), list(...)), or bind it in "
+            "another cell")
 
 
 def _changed_elsewhere(read: list[tuple[str, Any, bytes]]) -> str | None:

@@ -326,6 +326,42 @@ def holders(values: dict[str, Any], of: list[str], skip: Any = None) -> set[str]
     return found - set(of)
 
 
+def held_part(outputs: dict[str, Any], inputs: dict[str, Any]) -> tuple[str, str] | None:
+    """Return an output and an input it holds part of (an object inside it, a view of its memory), but not whole:
+    a hit, which keeps whole inputs by name, would make that part a copy. ``("", "")`` when there is too much to
+    walk to tell; None when no output does. A library's frame is looked at whole (``df.head()``, copied on write,
+    holds none of it). Never raises."""
+    np, torch = sys.modules.get("numpy"), sys.modules.get("torch")
+    found: dict[Any, str] = {}  # the identity of each part of the inputs -> the input's name
+    whole = {id(value) for value in inputs.values()}
+    steps = 0
+    for names, record in ((inputs, True), (outputs, False)):
+        walked: set[int] = set()
+        for name, value in names.items():
+            stack = [value]
+            while stack:
+                obj = stack.pop()
+                steps += 1
+                if steps > _LINK_LIMIT:
+                    return "", ""
+                if type(obj) in _LEAF_TYPES or id(obj) in walked or (not record and id(obj) in whole):
+                    continue  # an input held whole is kept by name
+                walked.add(id(obj))
+                try:
+                    token, parts = _look_into(obj, np, torch)
+                    if (type(obj).__module__ or "").startswith("pandas"):
+                        token, parts = id(obj), []
+                except Exception:  # a strange object (a __class__ that raises): left out
+                    continue
+                if token is not None:
+                    if record:
+                        found.setdefault(token, name)
+                    elif token in found:
+                        return name, found[token]
+                stack.extend(parts)
+    return None
+
+
 def _look_into(obj: Any, np: Any, torch: Any) -> tuple[Any, list[Any]]:
     """Return what two names must both reach to share ``obj`` (None: nothing) and the objects it holds."""
     cls = type(obj)

@@ -187,6 +187,34 @@ def test_an_input_a_cell_advances_held_by_another_name_stays_one_object(cache_di
     assert _not_stored(first, "'loader'", "holds part of it")
 
 
+# -- outputs that are part of an input the run left unchanged ---------------------------------------------
+
+@pytest.mark.parametrize(("setup", "cell", "after", "names"), [
+    ("import numpy as np\nX = np.arange(4.0)", "X_train, X_test = X[:2], X[2:]",
+     "X /= 10\nOUT['state'] = [X_train.tolist(), bool(np.shares_memory(X_train, X))]", ("'X_test'", "'X'")),
+    ("cfg = {'layers': [64, 32]}", "layers = cfg['layers']",
+     "cfg['layers'].append(16)\nOUT['state'] = [layers, layers is cfg['layers']]", ("'layers'", "'cfg'")),
+    ("class Model:\n    def __init__(self): self.history = []\nmodel = Model()", "hist = model.history",
+     "hist.append('epoch1')\nOUT['state'] = model.history", ("'hist'", "'model'")),
+])
+def test_an_output_that_is_part_of_an_unchanged_input_is_not_stored(cache_dir: Path, setup: str, cell: str,
+                                                                      after: str, names: tuple[str, ...]) -> None:
+    first, _ = _refused_or_same(["%load_ext notebook_memo", setup, f"%%memo\n{cell}\n", after], cache_dir)
+    assert _not_stored(first, *names)
+
+
+@pytest.mark.parametrize(("setup", "cell"), [
+    ("import numpy as np\nX = np.arange(4.0)", "X_train = X[:2].copy()"),
+    ("cfg = {'layers': [64, 32]}", "layers = list(cfg['layers'])"),
+    ("import pandas as pd\ndf = pd.DataFrame({'a': range(10)})", "head = df.head()"),
+    ("cfg = {'layers': [64, 32]}", "both = cfg"),  # the whole input: the notebook's own object after a hit
+])
+def test_an_output_copied_from_an_input_is_restored_after_a_restart(cache_dir: Path, setup: str, cell: str) -> None:
+    cells = ["%load_ext notebook_memo", setup, f"%%memo\n{cell}\n", HITS]
+    run_kernel(cells, cache_dir, seed=1)
+    assert run_kernel(cells, cache_dir, seed=2)["hits"] == 1
+
+
 # -- --outputs ---------------------------------------------------------------------------------------------
 
 def test_a_cell_with_outputs_listed_that_changes_an_unlisted_input_is_not_stored(shell: Shell) -> None:
