@@ -99,11 +99,12 @@ class BatchFunction(MemoizedFunction[Any]):
         kind = _containers.kind(batch)
         met = things_met
         outer_found, outer_torch = getattr(met, "found", None), getattr(met, "torch", False)
+        outer_decimal = getattr(met, "decimal", False)
         # Clock reads in the code of an argument's or an item's class; random generators in the arguments and
         # the globals the code reads (a chunk that draws from one is not stored: a batch hit does not move
         # generators on as @memo's does).
         found: list[Any] = []
-        met.found, met.torch = found, False
+        met.found, met.torch, met.decimal = found, False, False
         try:
             state = self.code_state()
             others = {n: content_hash(v, f"argument '{n}' of {self._name}")
@@ -117,14 +118,17 @@ class BatchFunction(MemoizedFunction[Any]):
                 raise exc.renamed("item", f"item {len(digests)} of '{self._argument}'") from None
         finally:
             met.found = outer_found
-            met_torch = met.torch
+            met_torch, met_decimal = met.torch, met.decimal
             met.torch = outer_torch or met_torch
+            met.decimal = outer_decimal or met_decimal
         parts = [n.encode() + b"\0" + d for n, d in others.items()] \
             + self._binder.shared([(n, bound.arguments[n]) for n in others])
         extras: dict[str, str] = {}
         deps = state.deps
         if met_torch or "settings of torch" in deps.parts:
             self._torch_context(deps, parts, extras)
+        if met_decimal and "settings of decimal" not in deps.parts:  # Decimal items: x / 3 uses the context
+            self._decimal_context(parts, extras)
         if found or deps.skipped or deps.clock:
             deps, found = self._left_out(deps, found)
         prefix = combine([b"nbmB", self._fid.encode(), state.code, state.deps_digest, self._version, container,

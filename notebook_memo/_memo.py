@@ -489,8 +489,7 @@ class MemoizedFunction(Generic[R]):
         if met_torch or "settings of torch" in deps.parts:
             self._torch_context(deps, rest, extras)
         if met_decimal and "settings of decimal" not in deps.parts:  # Decimal arguments: a / b uses the context
-            extras["decimal's settings"] = settings = decimal_settings()
-            rest.append(b"decimal " + settings.encode())
+            self._decimal_context(rest, extras)
         if found or deps.skipped or deps.clock:
             deps, found = self._left_out(deps, found)
         # The bytes ``combine`` digests (each part after its length), its fixed parts framed once per code state.
@@ -519,6 +518,12 @@ class MemoizedFunction(Generic[R]):
         if "settings of torch" not in deps.parts:
             extras["torch's settings"] = settings = torch_settings()
             rest.append(b"torch " + settings.encode())
+
+    @staticmethod
+    def _decimal_context(rest: list[bytes], extras: dict[str, str]) -> None:
+        """Add the decimal context to a key's parts, for a call that hashed a Decimal (``a / b`` uses it)."""
+        extras["decimal's settings"] = settings = decimal_settings()
+        rest.append(b"decimal " + settings.encode())
 
     def _left_out(self, deps: Dependencies, found: list[Any]) -> tuple[Dependencies, list[Any]]:
         """Return a call's dependencies with the clock reads its keying met (``found``: in the code of an

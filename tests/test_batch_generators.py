@@ -1,10 +1,11 @@
-"""memo.batch and random generators the body reaches through globals: a chunk that draws from one is
-returned, not stored (its items' results depend on which items share the chunk, and a hit would leave the
-generator where it was), as the README says of global generators."""
+"""memo.batch and the state its items are computed under: a chunk that draws from a random generator the
+body reaches through a global is returned, not stored (its items' results depend on which items share the
+chunk, and a hit would leave the generator where it was); Decimal items are keyed by the decimal context."""
 
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 import pytest
@@ -66,3 +67,22 @@ def test_a_global_generator_only_read_is_stored() -> None:
     first = _reads_without_drawing([1, 2])
     assert _reads_without_drawing([1, 2]) == first
     assert _reads_without_drawing.cache_info().hits == 2
+
+
+@memo.batch("xs", progress=False)
+def _thirds(xs: list[Any]) -> list[Any]:
+    return [x / 3 for x in xs]
+
+
+def test_decimal_items_are_keyed_by_the_decimal_context() -> None:
+    import decimal
+
+    ctx = decimal.getcontext()
+    saved = ctx.prec
+    try:
+        ctx.prec = 28
+        assert _thirds([decimal.Decimal(1)]) == [decimal.Decimal(1) / 3]
+        ctx.prec = 5
+        assert _thirds([decimal.Decimal(1)]) == [decimal.Decimal("0.33333")]
+    finally:
+        ctx.prec = saved
