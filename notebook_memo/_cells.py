@@ -123,6 +123,9 @@ class CellMemo:
     notebook: str | None = None  # the notebook it runs in: clean-up leaves other notebooks' cells alone
     miss_report: Explanation | None = None  # why its last run was not restored though it had an entry
     rebinds: frozenset[str] = frozenset()  # inputs a run of it changed that a hit binds to copies: see run_cell
+    # How a run of it changed the process (a setting, a variable): no later run of it is stored in this process,
+    # since one that sets what the first set finds nothing to change.
+    changes_process: str | None = None
     _version: bytes = b""
     _options: Any = field(default=None)
 
@@ -612,8 +615,12 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
         "held_before": sorted(held_before) if held_before is not None else None,
     }
     change = recorder.process_change()
+    if change is None:
+        change = cell.changes_process
     if change is not None:
-        _not_stored(cell, f"it {change}. Make that change in a cell of its own")
+        if change:  # "": a setting changed while modules were first imported, perhaps by them: unsaid
+            cell.changes_process = change
+            _not_stored(cell, f"it {change}. Make that change in a cell of its own")
         return result
     if unverifiable:
         warn_once(f"unverifiable:{cell.qualified_name}:{unverifiable[0]}",

@@ -45,6 +45,7 @@ from typing import Any
 import xxhash
 
 from ._config import FILE_DIGEST_LIMIT, RACY_SECONDS, own_thread
+from ._dependencies import _PACKAGE_STATE
 from ._notebook import notebook_paths
 from ._random_state import (
     ENTROPY,
@@ -207,6 +208,28 @@ def environment() -> dict[Any, Any]:
     return dict(data) if isinstance(data, dict) else dict(os.environ)
 
 
+_INT_DIGITS = "sys.set_int_max_str_digits"
+
+
+def _settings() -> dict[str, str]:
+    """Return the process-wide settings of the libraries loaded now (torch's default dtype, decimal's context,
+    pandas' options...: the table a key reads them from) and Python's limit on int-to-text digits."""
+    found = {name: probe() for name, probe in _PACKAGE_STATE.items() if name in sys.modules}
+    limit = getattr(sys, "get_int_max_str_digits", None)
+    if limit is not None:
+        found[_INT_DIGITS] = str(limit())
+    return found
+
+
+def _setting_change(name: str, before: str, after: str) -> str:
+    """Return a setting's change in words, naming its first part that differs (``prec=6``, ``torch.float64``)."""
+    if name == _INT_DIGITS:
+        return f"sets Python's limit on the digits of an int turned into text ({_INT_DIGITS}) to {after}"
+    part = next((b for a, b in itertools.zip_longest(before.split(), after.split(), fillvalue="")
+                 if a != b), after)
+    return f"changes {name}'s process-wide settings ({part or 'one unset'})"
+
+
 def _signature(st: os.stat_result) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
 
@@ -238,6 +261,9 @@ class Recorder:
         self.cwd = os.getcwd()
         self.environ = environment()  # to tell whether the run changed it, which a hit could not do again
         self.set_on_import: set[Any] = set()  # variables set by a module's code as it was imported
+        # Libraries' process-wide settings, of those loaded now only: a library's first import sets its own.
+        self.settings = _settings()
+        self.modules = len(sys.modules)  # to tell whether the run imported modules, whose code may set them
         self.spawned = ""  # the first program the run started, if any
         self.spawn_environment = False  # ... and whether one of them read this process's environment
         self.spawn_folder = False  # ... or ran in its current folder
@@ -299,8 +325,10 @@ class Recorder:
             self.read_real.add(real)
 
     def process_change(self) -> str | None:
-        """Return how the run changed the environment or the current folder, which a hit would not do again, in
-        words (``sets the environment variable 'MODE', ...``); None when it left both as it found them."""
+        """Return how the run changed the environment, the current folder or a library's process-wide settings,
+        which a hit would not do again, in words (``sets the environment variable 'MODE', ...``); None when it
+        left them as it found them, "" when a setting changed in a run that also imported modules (whose code,
+        run by the import, may have made the change: not the body's, so not said, but not stored either)."""
         now = environment()
         # A variable a module set as the body imported it (scikit-learn's KMP_DUPLICATE_LIB_OK) is set again
         # wherever that module is imported: not the body's change. Compared whole first: almost every run
@@ -316,6 +344,13 @@ class Recorder:
         folder = _folder_now()
         if folder != self.cwd:
             return f"changes the current folder (to {folder}), which a hit would not do"
+        settings = self.settings
+        now_settings = {name: value for name, value in _settings().items() if name in settings}
+        if now_settings != settings:
+            if len(sys.modules) != self.modules:
+                return ""
+            name = next(name for name, value in settings.items() if now_settings.get(name) != value)
+            return f"{_setting_change(name, settings[name], now_settings.get(name, ''))}, which a hit would not do"
         return None
 
     def spawn(self, program: str, environment_given: bool, folder_given: bool) -> None:

@@ -340,6 +340,7 @@ class MemoizedFunction(Generic[R]):
         self._key_locks_guard = threading.Lock()
         self._inflight: dict[tuple[int, str], asyncio.Future[Any]] = {}
         self._stale_checked = False
+        self._changes_process: str | None = None  # how a run of it changed the process (see _changed_process)
         # Its last run in this process ended within QUICK_BODY: the next miss skips the lease.
         self._quick = False
         self._tracker: CodeTracker | None = None
@@ -915,11 +916,18 @@ class MemoizedFunction(Generic[R]):
         return True
 
     def _changed_process(self, recorder: Recorder) -> bool:
-        """Return True, warning once, when the body changed the environment or the current folder and left it so:
-        a hit would return the result without that change, which later code may rely on."""
+        """Return True, warning once, when the body changed the environment, the current folder or a library's
+        settings and left them so: a hit would return the result without that change, which later code may rely
+        on. Once it has, none of its runs in this process is stored: a run that sets what an earlier one set
+        finds nothing to change, and its entry would be served after a restart, where nothing set it."""
         change = recorder.process_change()
         if change is None:
-            return False
+            change = self._changes_process
+            if change is None:
+                return False
+        if not change:
+            return True  # a setting changed while modules were first imported: perhaps their doing, so unsaid
+        self._changes_process = change
         warn_once(f"changed-process:{self._qualified}:{change}",
                   f"{self._name} {change}: this result is not cached, so the function runs on every call that does "
                   "so. Make that change outside the function (in a cell of its own), or undo it before it returns.",

@@ -1,0 +1,153 @@
+"""What a body leaves behind besides its result, which a hit must not silently skip: libraries' process-wide
+settings it changes (decimal's context, torch's default dtype, pandas' options, Python's int digit limit), files it
+writes, and the sizes and times of files it looks at without opening them. Real shells, real files, real kernels
+restarted with other hash seeds."""
+
+from __future__ import annotations
+
+import decimal
+import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from notebook_memo import MemoWarning, StorageWarning
+from tests.conftest import Counter, Shell, run_kernel
+
+
+def _said(shell: Shell, source: str) -> list[str]:
+    """Run a cell; return the warnings of ours it gave."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        shell.run(source)
+    return [str(w.message) for w in caught if issubclass(w.category, (MemoWarning, StorageWarning))]
+
+
+# -- process-wide settings ------------------------------------------------------------------------------------
+
+@pytest.fixture
+def settings_restored() -> Iterator[None]:
+    """The settings these tests change, as they were, after the test."""
+    context = decimal.getcontext().copy()
+    dtype = torch.get_default_dtype()
+    numexpr = pd.get_option("compute.use_numexpr")
+    digits = sys.get_int_max_str_digits()
+    yield
+    decimal.setcontext(context)
+    torch.set_default_dtype(dtype)
+    pd.set_option("compute.use_numexpr", numexpr)
+    sys.set_int_max_str_digits(digits)
+
+
+SETTING_BODIES = {
+    "decimal_precision": ("decimal.getcontext().prec = 6", "decimal", "prec=6"),
+    "torch_default_dtype": ("torch.set_default_dtype(torch.float64)", "torch", "torch.float64"),
+    "pandas_option": ('pd.set_option("compute.use_numexpr", OTHER_NUMEXPR)', "pandas", "compute.use_numexpr"),
+    "int_digit_limit": ("sys.set_int_max_str_digits(6543)", "int", "6543"),
+}
+
+
+@pytest.mark.parametrize("body, library, said", SETTING_BODIES.values(), ids=SETTING_BODIES.keys())
+def test_a_body_that_changes_a_library_setting_is_not_cached(shell: Shell, counter: Counter, settings_restored: None,
+                                                            body: str, library: str, said: str) -> None:
+    shell.ip.user_ns.update(counter=counter, OTHER_NUMEXPR=not pd.get_option("compute.use_numexpr"))
+    shell.run(f"""
+        import decimal, sys
+        import pandas as pd
+        import torch
+        from notebook_memo import memo
+
+        @memo
+        def setup():
+            counter()
+            {body}
+            return 1
+        """)
+    warned = _said(shell, "setup()")
+    assert len(warned) == 1 and library in warned[0] and said in warned[0] and "not cached" in warned[0], warned
+    # Run again with the setting already as the first run left it: it changes nothing now, and is still not
+    # stored (a restarted kernel would be served it, with the setting unset).
+    assert _said(shell, "setup()") == []
+    assert counter.n == 2
+
+
+def test_a_cell_that_changes_a_library_setting_is_not_cached(shell: Shell, counter: Counter,
+                                                             settings_restored: None) -> None:
+    shell.ip.user_ns.update(counter=counter)
+    shell.run("%load_ext notebook_memo")
+    cell = "%%memo\ncounter()\ndecimal.getcontext().prec = 7\nx = 1"
+    shell.run("import decimal")
+    warned = _said(shell, cell)
+    assert len(warned) == 1 and "prec=7" in warned[0], warned
+    assert _said(shell, cell) == []
+    assert counter.n == 2
+
+
+def test_a_body_that_puts_a_setting_back_is_cached(shell: Shell, counter: Counter, settings_restored: None) -> None:
+    shell.ip.user_ns.update(counter=counter)
+    shell.run("""
+        import decimal
+        import torch
+        from notebook_memo import memo
+
+        @memo
+        def precise(x):
+            counter()
+            with decimal.localcontext() as context:
+                context.prec = 50
+                value = str(decimal.Decimal(x) / 7)
+            dtype = torch.get_default_dtype()
+            torch.set_default_dtype(torch.float64)
+            torch.set_default_dtype(dtype)
+            return value
+        """)
+    assert _said(shell, "precise(1); precise(1)") == []
+    assert counter.n == 1
+
+
+def test_a_setting_made_by_a_module_the_body_imports_first_is_not_the_bodys(shell: Shell, counter: Counter,
+                                                                           tmp_path: Path, settings_restored: None,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "nbm_sets_precision.py").write_text("import decimal\ndecimal.getcontext().prec = 9\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "nbm_sets_precision", raising=False)
+    shell.ip.user_ns.update(counter=counter)
+    shell.run("""
+        from notebook_memo import memo
+
+        @memo
+        def load():
+            counter()
+            import nbm_sets_precision
+            return 1
+        """)
+    assert _said(shell, "load(); load(); load()") == []
+    assert counter.n <= 2  # its first run is not stored (the change may be the body's), a later one is
+    assert shell.run("load.cache_info().hits") >= 1
+    monkeypatch.delitem(sys.modules, "nbm_sets_precision", raising=False)
+
+
+SETTING_KERNEL = """
+    import decimal
+    from notebook_memo import memo
+
+    @memo
+    def setup(p):
+        decimal.getcontext().prec = p
+        return p
+
+    setup(6)
+    setup(6)
+    OUT["prec"] = decimal.getcontext().prec
+    """
+
+
+def test_after_a_restart_the_body_still_changes_the_setting(cache_dir: Path) -> None:
+    for seed in (1, 2):
+        out = run_kernel([SETTING_KERNEL], cache_dir, seed=seed)
+        assert out["prec"] == 6
+        assert any("prec=6" in w for w in out["_warnings"]), out["_warnings"]
