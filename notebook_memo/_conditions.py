@@ -63,7 +63,7 @@ from ._random_state import __file__ as _random_state_file
 
 __all__ = ()
 
-# JSON-safe: "files", "dirs", "globs", "cwd", "home", "encoding", "environment", "states", "generators"
+# JSON-safe: "files", "dirs", "globs", "written", "cwd", "home", "encoding", "environment", "states", "generators"
 Conditions = dict[str, Any]
 
 # The recorders of the memoized bodies running around this point; None while our own lookups run.
@@ -245,6 +245,9 @@ class Recorder:
         self.listed: dict[str, tuple[str, str, list[int] | None]] = {}
         self.read_real: set[str] = set()  # the real paths of the files read
         self.written: set[str] = set()  # real paths the body wrote or removed
+        # ... the absolute path and name (as for reads) of each it wrote other than by appending: what it made,
+        # checked on a hit to be as the run left it, since a hit would not make it again
+        self.outputs: dict[str, tuple[str, str]] = {}
         # real paths of files that may come and go by the body's own doing (an SQLite WAL file, which the body's
         # connection creates and removes): recorded as they are when the run ends
         self.companions: set[str] = set()
@@ -359,12 +362,16 @@ class Recorder:
         self.spawn_environment = self.spawn_environment or not environment_given
         self.spawn_folder = self.spawn_folder or not folder_given
 
-    def wrote(self, path: str, keeping: bool = False) -> None:
-        """The body writes ``path``; ``keeping``: it existed and is not truncated (appended to, written in place)."""
-        real = os.path.realpath(path)
+    def wrote(self, path: str, keeping: bool = False, appending: bool = False) -> None:
+        """The body writes ``path``; ``keeping``: it existed and is not truncated (appended to, written in place);
+        ``appending``: opened to append (a log), which makes it no output of the run."""
+        absolute = os.path.abspath(path)
+        real = os.path.realpath(absolute)
         if keeping and real not in self.written:
             self.kept.add(real)
         self.written.add(real)
+        if not appending and real not in self.outputs:
+            self.outputs[real] = (absolute, path if os.path.isabs(path) else os.path.relpath(absolute, self.cwd))
         if real in self.read_real:
             self.rewritten.add(real)  # a folder it listed and then wrote into: its signature says so
 
@@ -420,8 +427,9 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
             created = flags & os.O_CREAT and not os.path.exists(path)
             if (flags & os.O_ACCMODE) == os.O_WRONLY or flags & os.O_TRUNC or created:
                 keeping = not (flags & os.O_TRUNC or created)
+                appending = bool(flags & os.O_APPEND)
                 for recorder in active:
-                    recorder.wrote(path, keeping)  # written or created: what it holds comes from the body
+                    recorder.wrote(path, keeping, appending)  # written or created: what it holds comes from the body
                 return
             # Opened for reading (perhaps for writing too): an input. Should the body write
             # through it, the file's signature at the end of the run says so.
@@ -1015,7 +1023,7 @@ def finish(recorder: Recorder, excluded: Iterable[str]) -> Conditions:
     if recorder.connections or recorder.attached_unnamed:
         _list_attached(recorder)
     if not (recorder.reads or recorder.listed or recorder.declared or recorder.inherited or recorder.patterns
-            or recorder.rewritten or recorder.spawned):
+            or recorder.rewritten or recorder.spawned or recorder.outputs):
         return {}  # the common run: it read no file and was served no entry with conditions
     try:
         return _finish(recorder, excluded)
@@ -1092,7 +1100,10 @@ def _finish(recorder: Recorder, excluded: Iterable[str]) -> Conditions:
         if recorder.spawn_folder:
             conditions["cwd"] = recorder.cwd
         conditions["encoding"] = text_encoding()
+    written = _outputs(recorder, is_data, now)
     for inherited in recorder.inherited:
+        for entry in inherited.get("written", []):
+            written.setdefault(entry[0], entry)  # served inside the run: it did not write them, the entry's run did
         for place in ("cwd", "home", "encoding", "environment"):
             if place in inherited:
                 conditions.setdefault(place, inherited[place])
@@ -1112,7 +1123,28 @@ def _finish(recorder: Recorder, excluded: Iterable[str]) -> Conditions:
         conditions["dirs"] = sorted(dirs.values())
     if globs:
         conditions["globs"] = globs
+    if written:
+        conditions["written"] = sorted(written.values())
     return conditions
+
+
+def _outputs(recorder: Recorder, is_data: Callable[[str], bool], now: int) -> dict[str, list[Any]]:
+    """Return the conditions of the regular files the run made or overwrote and left (one it removed, renamed
+    away, or only appended to is none): a hit is served while each is as the run left it, since a hit would not
+    write it again. Its size, times and content digest, as for a file read."""
+    found: dict[str, list[Any]] = {}
+    for real, (absolute, name) in recorder.outputs.items():
+        if not is_data(real):
+            continue
+        try:
+            if not stat.S_ISREG(os.stat(absolute).st_mode):
+                continue
+        except OSError:
+            continue  # removed or renamed away by the run
+        entry = _file_condition(absolute, None, now, declared=True)
+        if entry[1] is not None:
+            found[name] = [name, *entry[1:]]
+    return found
 
 
 def _inside(folder: str, recorder: Recorder, files: Iterable[list[Any]], dirs: Iterable[list[Any]]) -> bool:
@@ -1322,6 +1354,13 @@ def spawn_condition(value: Any) -> tuple[Any, str]:
     return None, "a program"
 
 
+def _check_written(entry: list[Any]) -> str | None:
+    why = _check_file(entry)
+    if why is None:
+        return None
+    return f"{why.replace('data file ', 'file ', 1)}, which the run wrote: a hit would not write it again"
+
+
 def failures(conditions: Conditions, first_only: bool = True) -> list[str]:
     """Return what no longer holds, in plain words (only the first unless ``first_only`` is False)."""
     found: list[str] = []
@@ -1349,7 +1388,8 @@ def failures(conditions: Conditions, first_only: bool = True) -> list[str]:
                      f"inside {home}, its home then, which may have been made from ~")
         if first_only:
             return found
-    for kind, check in (("files", _check_file), ("dirs", _check_dir), ("globs", _check_glob)):
+    for kind, check in (("files", _check_file), ("dirs", _check_dir), ("globs", _check_glob),
+                        ("written", _check_written)):
         for entry in conditions.get(kind, ()):
             why = check(entry)
             if why:

@@ -209,6 +209,11 @@ def _condition_notes(conditions: dict[str, Any]) -> list[str]:
         notes.append(f"checked: the data file{'s' if len(files) > 1 else ''} it read ({names}) are unchanged")
     for entry in conditions.get("dirs", [])[:3]:
         notes.append(f"checked: folder {entry[0]} lists the same files")
+    written = conditions.get("written", [])
+    if written:
+        names = ", ".join(entry[0] for entry in written[:3]) + (f" and {len(written) - 3} more" if len(written) > 3
+                                                                 else "")
+        notes.append(f"checked: the file{'s' if len(written) > 1 else ''} it wrote ({names}) are as it left them")
     if "cwd" in conditions:
         notes.append(f"checked: the current folder is {conditions['cwd']} (it started a process there, or read files "
                      "by absolute paths inside it)")

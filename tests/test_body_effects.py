@@ -6,6 +6,7 @@ restarted with other hash seeds."""
 from __future__ import annotations
 
 import decimal
+import os
 import sys
 import warnings
 from collections.abc import Iterator
@@ -151,3 +152,124 @@ def test_after_a_restart_the_body_still_changes_the_setting(cache_dir: Path) -> 
         out = run_kernel([SETTING_KERNEL], cache_dir, seed=seed)
         assert out["prec"] == 6
         assert any("prec=6" in w for w in out["_warnings"]), out["_warnings"]
+
+
+# -- files the body writes --------------------------------------------------------------------------------------
+
+WRITER_KERNEL = """
+    import os
+    from notebook_memo import memo
+
+    @memo
+    def export(n, path):
+        with open(path, "w") as f:
+            f.write("row\\n" * n)
+        return path
+
+    OUT["path"] = export(3, "report.csv")
+    OUT["hits"] = export.cache_info().hits
+    OUT["content"] = open("report.csv").read()
+    """
+
+
+def test_after_a_restart_a_file_the_body_wrote_is_made_again_when_gone_or_changed(cache_dir: Path) -> None:
+    report = cache_dir.parent / "report.csv"  # run_kernel runs in the cache folder's parent
+    assert run_kernel([WRITER_KERNEL], cache_dir, seed=1)["hits"] == 0
+    assert run_kernel([WRITER_KERNEL], cache_dir, seed=2)["hits"] == 1  # as the run left it: served
+    report.unlink()
+    out = run_kernel([WRITER_KERNEL], cache_dir, seed=3)
+    assert out["hits"] == 0 and out["content"] == "row\n" * 3
+    report.write_text("someone else's\n")
+    out = run_kernel([WRITER_KERNEL], cache_dir, seed=4)
+    assert out["hits"] == 0 and out["content"] == "row\n" * 3
+
+
+WRITES = {
+    "write_text": 'Path(path).write_text("x" * n)',
+    "numpy_save": "np.save(path, np.arange(n))",
+    "pandas_to_csv": "pd.DataFrame({'a': range(n)}).to_csv(path)",
+    "replaced_into_place": 'Path(path + ".tmp").write_text("x" * n); os.replace(path + ".tmp", path)',
+}
+
+
+@pytest.mark.parametrize("write", WRITES.values(), ids=WRITES.keys())
+def test_a_file_the_body_wrote_is_checked_on_a_hit(shell: Shell, counter: Counter, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch, write: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    shell.ip.user_ns.update(counter=counter)
+    shell.run(f"""
+        import os
+        from pathlib import Path
+        import numpy as np
+        import pandas as pd
+        from notebook_memo import memo
+
+        @memo
+        def export(n, path):
+            counter()
+            {write}
+            return path
+        """)
+    out = tmp_path / "out.npy"  # np.save adds .npy to a name without it
+    shell.run(f"export(3, {str(out)!r}); export(3, {str(out)!r})")
+    assert counter.n == 1
+    made = out.read_bytes()
+    out.write_bytes(made[:-1] + b"?")  # same size, other content
+    shell.run(f"export(3, {str(out)!r})")
+    assert counter.n == 2 and out.read_bytes() == made
+    out.unlink()
+    shell.run(f"export(3, {str(out)!r})")
+    assert counter.n == 3 and out.read_bytes() == made
+    assert not (tmp_path / "out.npy.tmp").exists()
+
+
+def test_a_changed_output_is_named_in_the_explanation(tmp_path: Path, counter: Counter,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from notebook_memo import memo
+
+    monkeypatch.chdir(tmp_path)
+
+    @memo
+    def export(n: int) -> str:
+        counter()
+        Path("report.csv").write_text("row\n" * n)
+        return "report.csv"
+
+    export(2)
+    Path("report.csv").unlink()
+    assert "file report.csv is gone, which the run wrote" in str(export.explain(2))
+
+
+def test_a_log_the_body_appends_to_is_not_checked(tmp_path: Path, counter: Counter,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from notebook_memo import memo
+
+    monkeypatch.chdir(tmp_path)
+
+    @memo
+    def step(n: int) -> int:
+        counter()
+        with open("run.log", "a") as log:  # every run of every key adds a line
+            log.write(f"step {n}\n")
+        return n * 2
+
+    assert step(1) == 2 and step(2) == 4 and step(1) == 2
+    assert counter.n == 2
+    assert Path("run.log").read_text() == "step 1\nstep 2\n"
+
+
+def test_a_file_the_body_wrote_and_removed_is_not_checked(tmp_path: Path, counter: Counter,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from notebook_memo import memo
+
+    monkeypatch.chdir(tmp_path)
+
+    @memo
+    def scratch(n: int) -> int:
+        counter()
+        Path("scratch.txt").write_text(str(n))
+        value = int(Path("scratch.txt").read_text())
+        os.remove("scratch.txt")
+        return value
+
+    assert scratch(5) == 5 and scratch(5) == 5 and counter.n == 1
