@@ -237,7 +237,7 @@ def _signature(st: os.stat_result) -> list[int]:
 class Recorder:
     """What one run of a body read: files, listed directories, declared paths, generator states."""
 
-    def __init__(self, declared: Iterable[str] = ()) -> None:
+    def __init__(self, declared: Iterable[str] = (), sizes: bool = False) -> None:
         # absolute path -> (the path to store, its real path, stat at the read or None if absent). One entry per
         # name the body used: a file read as a link and by its own name is checked under both, since either
         # name may come to mean another file.
@@ -259,6 +259,9 @@ class Recorder:
         self.attached_unnamed: list[_Attaching] = []  # ... connections that attached a database named at run time
         self.kept: set[str] = set()  # ... first written without truncating them: their earlier content stays
         self.declared = list(declared)
+        # The body's code reads files' sizes or times (os.stat, os.path.getsize, DirEntry.stat): a folder it lists
+        # is recorded with each entry's size and modification time, not its names alone (see stats_files).
+        self.sizes = sizes
         self.patterns: dict[str, None] = {}  # glob patterns the body matched, in order
         self.inherited: list[Conditions] = []  # conditions of memoized entries served inside the run
         self.cwd = os.getcwd()
@@ -971,11 +974,12 @@ def _kind(mode: int) -> str:
     return _KINDS.get(stat.S_IFMT(mode), "special file")
 
 
-def _listing(path: str) -> tuple[list[str], str]:
+def _listing(path: str, sizes: bool = False) -> tuple[list[str], str]:
     """Return a folder's names (the cache's own left out), sorted, and the digest of them with each one's kind: a
-    body that keeps the files (``e.is_file()``) gives another answer when an entry turns into a folder."""
+    body that keeps the files (``e.is_file()``) gives another answer when an entry turns into a folder; with
+    ``sizes``, each one's size and modification time too."""
     with os.scandir(path) as entries:
-        kinds = {entry.name: _entry_kind(entry) for entry in entries}
+        kinds = {entry.name: _entry_kind(entry) + (_entry_size(entry) if sizes else "") for entry in entries}
     names = _store_names(sorted(kinds), path)
     return names, _names_digest([kinds[name] + name for name in names])
 
@@ -988,6 +992,65 @@ def _entry_kind(entry: os.DirEntry[str]) -> str:
         return "l" + kind if entry.is_symlink() else kind
     except OSError:
         return "?"
+
+
+def _entry_size(entry: os.DirEntry[str]) -> str:
+    """Return an entry's size and modification time as ``os.stat`` gives them (a link's target's), as text."""
+    try:
+        st = entry.stat()
+    except OSError:
+        return ":?/"
+    return f":{st.st_size}:{st.st_mtime_ns}/"
+
+
+# What reads a file's size or times without opening it: os.stat and os.lstat, os.path.getsize and the like,
+# DirEntry.stat and Path.stat (known by name: a method of a value the code made).
+_SIZE_READERS = frozenset({"stat", "lstat", "getsize", "getmtime", "getctime", "getatime"})
+
+
+@functools.lru_cache(maxsize=4096)
+def _code_names(code: types.CodeType) -> frozenset[str]:
+    """Return the global and attribute names ``code`` and the code nested in it use."""
+    names: set[str] = set()
+    codes = [code]
+    for current in codes:
+        codes.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
+        names.update(current.co_names)
+    return frozenset(names)
+
+
+@functools.lru_cache(maxsize=1024)
+def _library_code(filename: str) -> bool:
+    return os.path.realpath(filename).startswith((*_LIBRARY_DIRS, _PACKAGE_DIR))
+
+
+def stats_files(fn: Any) -> bool:
+    """Return True when ``fn``'s code, or the code of the user's functions it calls by a global name (a helper in
+    another cell), reads a file's size or times (``os.path.getsize``, ``entry.stat()``). A library's code is
+    not looked into: what it reads of a folder it lists is seen as names only."""
+    seen: set[types.CodeType] = set()
+    todo = [fn]
+    while todo and len(seen) < 200:
+        item = todo.pop()
+        try:
+            code = getattr(item, "__code__", None)
+            if code is None:  # a wrapper (a memoized helper, functools.wraps): what it wraps
+                wrapped = getattr(item, "__wrapped__", None)
+                if wrapped is not None:
+                    todo.append(wrapped)
+                continue
+        except Exception:  # an object whose attributes raise
+            continue
+        if not isinstance(code, types.CodeType) or code in seen or _library_code(code.co_filename):
+            continue
+        seen.add(code)
+        names = _code_names(code)
+        if names & _SIZE_READERS:
+            return True
+        namespace = getattr(item, "__globals__", None)
+        if isinstance(namespace, dict):
+            todo.extend(value for name in names if callable(value := namespace.get(name)))
+    return False
 
 
 def _names_digest(names: list[str]) -> str:
@@ -1060,7 +1123,7 @@ def _finish(recorder: Recorder, excluded: Iterable[str]) -> Conditions:
     for absolute, (name, real, before) in recorder.listed.items():
         if not is_data(real):
             continue
-        dirs[name] = [name, *_dir_condition(absolute, before, now)[1:]]
+        dirs[name] = [name, *_dir_condition(absolute, before, now, sizes=recorder.sizes)[1:]]
     globs = []
     for declared in recorder.declared:
         found_files, found_dirs = _expand(declared)
@@ -1194,12 +1257,13 @@ def _file_condition(path: str, before: list[int] | None, now: int, declared: boo
     return [path, *sig, digest, now]
 
 
-def _dir_condition(path: str, before: list[int] | None, now: int, declared: bool = False) -> list[Any]:
-    """Return a folder's condition: its names, or its absence (a body that found it missing is
-    served while it still is, and recomputed once it exists)."""
+def _dir_condition(path: str, before: list[int] | None, now: int, declared: bool = False,
+                   sizes: bool = False) -> list[Any]:
+    """Return a folder's condition: its names (with each entry's size and modification time when ``sizes``), or
+    its absence (a body that found it missing is served while it still is, and recomputed once it exists)."""
     try:
         st = os.stat(path)
-        names, digest = _listing(path)
+        names, digest = _listing(path, sizes)
     except OSError:
         if declared or before is None:
             return [path, None, 0, 0, 0, "", now, []]
@@ -1209,7 +1273,7 @@ def _dir_condition(path: str, before: list[int] | None, now: int, declared: bool
     sig = _signature(st)
     if before is not None and sig != before:
         raise NotRecordable(f"the folder {path}, which it listed, changed while it ran")
-    return [path, *sig, digest, now, names[:_NAMES_KEPT]]
+    return [path, *sig, digest, now, names[:_NAMES_KEPT], *([True] if sizes else [])]
 
 
 # -- checking -------------------------------------------------------------------------------------------------
@@ -1274,22 +1338,28 @@ def _changed(path: str, old: list[int], new: list[int], what: str) -> str:
 
 def _check_dir(entry: list[Any]) -> str | None:
     path, size, mtime, ctime, ino, digest, recorded, kept = entry[:8]
+    # Recorded with its entries' sizes and times, which change without changing the folder's own signature: the
+    # folder is listed again on every check.
+    sizes = len(entry) > 8 and entry[8] is True
     try:
         st = os.stat(path)
-        if size is not None and [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino] == \
+        if size is not None and not sizes and [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino] == \
                 [size, mtime, ctime, ino] and _settled([size, mtime, ctime, ino], recorded):
             return None
-        names, now_digest = _listing(path)
+        names, now_digest = _listing(path, sizes)
     except OSError:
         return None if size is None else f"folder {path} is gone"
     if size is None:
         return f"folder {path} exists now"
     if now_digest == digest:
         return None
-    return f"folder {path} lists other files now{_difference(kept, names) or _OTHER_KIND}"
+    other = _OTHER_SIZE if sizes else _OTHER_KIND
+    return f"folder {path} lists other files now{_difference(kept, names) or other}"
 
 
 _OTHER_KIND = " (the same names, one of them of another kind now: a file, a folder or a link)"
+_OTHER_SIZE = (" (the same names, one of them of another kind, size or modification time now: the run read their "
+               "sizes or times)")
 
 
 def _difference(old: list[str], new: list[str]) -> str:

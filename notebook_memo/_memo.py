@@ -811,7 +811,7 @@ class MemoizedFunction(Generic[R]):
         self._note_miss(call, refresh)
         self.misses += 1
         self._check_stale(store, call)
-        recorder = Recorder(self._options.files)
+        recorder = Recorder(self._options.files, _conditions.stats_files(self._fn))
         before = _random_state.object_states(call.generators) if call.generators else {}
         bound = self._globals_bound()
         objects = self._read_objects(call)
@@ -1104,7 +1104,7 @@ class MemoizedFunction(Generic[R]):
             self._note_miss(call, refresh)
             self.misses += 1
             self._check_stale(store, call)
-            recorder = Recorder(self._options.files)
+            recorder = Recorder(self._options.files, _conditions.stats_files(self._fn))
             before = _random_state.object_states(call.generators) if call.generators else {}
             bound = self._globals_bound()
             objects = self._read_objects(call)

@@ -273,3 +273,81 @@ def test_a_file_the_body_wrote_and_removed_is_not_checked(tmp_path: Path, counte
         return value
 
     assert scratch(5) == 5 and scratch(5) == 5 and counter.n == 1
+
+
+# -- sizes and times of listed files ----------------------------------------------------------------------------
+
+STAT_BODIES = {
+    "getsize_of_listdir": "sum(os.path.getsize(os.path.join(folder, n)) for n in sorted(os.listdir(folder)))",
+    "newest_by_getmtime": 'os.path.basename(max(sorted(glob.glob(folder + "/*.csv")), key=os.path.getmtime))',
+    "direntry_stat": "sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in os.scandir(folder))",
+    "path_stat": "sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in Path(folder).iterdir())",
+    "in_a_helper": "measure(folder)",
+}
+
+
+@pytest.mark.parametrize("body", STAT_BODIES.values(), ids=STAT_BODIES.keys())
+def test_sizes_and_times_read_from_a_listed_folder_are_checked(shell: Shell, counter: Counter, tmp_path: Path,
+                                                              body: str) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("a.csv", "b.csv"):
+        (data / name).write_text("1,2\n")
+    os.utime(data / "a.csv", ns=(10**18, 10**18))
+    os.utime(data / "b.csv", ns=(2 * 10**18, 2 * 10**18))  # b.csv is the newest
+    shell.ip.user_ns.update(counter=counter, FOLDER=str(data))
+    shell.run(f"""
+        import glob, os
+        from pathlib import Path
+        from notebook_memo import memo
+
+        def measure(folder):
+            return {{e.name: os.stat(e.path).st_size for e in os.scandir(folder)}}
+
+        @memo
+        def summary(folder):
+            counter()
+            return {body}
+        """)
+    first = shell.run("summary(FOLDER); summary(FOLDER)")
+    assert counter.n == 1
+    with open(data / "a.csv", "a") as f:
+        f.write("3,4\n5,6\n")
+    os.utime(data / "a.csv", ns=(3 * 10**18, 3 * 10**18))  # a.csv grows and is the newest now
+    assert shell.run("summary(FOLDER)") != first
+    assert counter.n == 2
+
+
+def test_a_body_that_lists_names_only_is_served_when_a_file_in_the_folder_grows(counter: Counter,
+                                                                              tmp_path: Path) -> None:
+    from notebook_memo import memo
+
+    data = tmp_path / "data"  # tmp_path holds the cache folder too
+    data.mkdir()
+    (data / "a.csv").write_text("1\n")
+
+    @memo
+    def names(folder: str) -> list[str]:
+        counter()
+        return sorted(os.listdir(folder))
+
+    assert names(str(data)) == ["a.csv"]
+    (data / "a.csv").write_text("1\n2\n")
+    assert names(str(data)) == ["a.csv"] and counter.n == 1
+
+
+def test_a_grown_file_is_named_in_the_explanation(counter: Counter, tmp_path: Path) -> None:
+    from notebook_memo import memo
+
+    data = tmp_path / "data"  # tmp_path holds the cache folder too
+    data.mkdir()
+    (data / "a.csv").write_text("1\n")
+
+    @memo
+    def total(folder: str) -> int:
+        counter()
+        return sum(os.path.getsize(os.path.join(folder, n)) for n in os.listdir(folder))
+
+    assert total(str(data)) == 2
+    (data / "a.csv").write_text("1\n2\n")
+    assert "size or modification time" in str(total.explain(str(data)))
