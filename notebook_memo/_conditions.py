@@ -211,10 +211,12 @@ def environment() -> dict[Any, Any]:
 _INT_DIGITS = "sys.set_int_max_str_digits"
 
 
-def _settings() -> dict[str, str]:
+def _settings(libraries: Iterable[str] | None = None) -> dict[str, str]:
     """Return the process-wide settings of the libraries loaded now (torch's default dtype, decimal's context,
-    pandas' options...: the table a key reads them from) and Python's limit on int-to-text digits."""
-    found = {name: probe() for name, probe in _PACKAGE_STATE.items() if name in sys.modules}
+    pandas' options...: the table a key reads them from), of those named only where ``libraries`` is given, and
+    Python's limit on int-to-text digits."""
+    names = _PACKAGE_STATE if libraries is None else libraries
+    found = {name: _PACKAGE_STATE[name]() for name in names if name in sys.modules}
     limit = getattr(sys, "get_int_max_str_digits", None)
     if limit is not None:
         found[_INT_DIGITS] = str(limit())
@@ -237,7 +239,8 @@ def _signature(st: os.stat_result) -> list[int]:
 class Recorder:
     """What one run of a body read: files, listed directories, declared paths, generator states."""
 
-    def __init__(self, declared: Iterable[str] = (), sizes: bool = False) -> None:
+    def __init__(self, declared: Iterable[str] = (), sizes: bool = False,
+                 libraries: Iterable[str] | None = None) -> None:
         # absolute path -> (the path to store, its real path, stat at the read or None if absent). One entry per
         # name the body used: a file read as a link and by its own name is checked under both, since either
         # name may come to mean another file.
@@ -268,7 +271,10 @@ class Recorder:
         self.environ = environment()  # to tell whether the run changed it, which a hit could not do again
         self.set_on_import: set[Any] = set()  # variables set by a module's code as it was imported
         # Libraries' process-wide settings, of those loaded now only: a library's first import sets its own.
-        self.settings = _settings()
+        # ``libraries``: those the body's code uses (a setting is changed through its library's functions);
+        # None, every one loaded (a cell's code is not resolved).
+        self.libraries = None if libraries is None else tuple(libraries)
+        self.settings = _settings(self.libraries)
         self.modules = len(sys.modules)  # to tell whether the run imported modules, whose code may set them
         self.spawned = ""  # the first program the run started, if any
         self.spawn_environment = False  # ... and whether one of them read this process's environment
@@ -351,7 +357,7 @@ class Recorder:
         if folder != self.cwd:
             return f"changes the current folder (to {folder}), which a hit would not do"
         settings = self.settings
-        now_settings = {name: value for name, value in _settings().items() if name in settings}
+        now_settings = {name: value for name, value in _settings(self.libraries).items() if name in settings}
         if now_settings != settings:
             if len(sys.modules) != self.modules:
                 return ""

@@ -29,6 +29,7 @@ from ._bytecode import global_stores
 from ._conditions import Conditions, NotRecordable, Recorder, Recorders
 from ._config import EXPIRY_GRACE, INLINE_LIMIT, LOCK_POLL_MAX, QUICK_BODY, TTLLike, parse_ttl, resolve_lease, warn_once
 from ._dependencies import (
+    _PACKAGE_STATE,
     CodeState,
     CodeTracker,
     Dependencies,
@@ -341,6 +342,8 @@ class MemoizedFunction(Generic[R]):
         self._inflight: dict[tuple[int, str], asyncio.Future[Any]] = {}
         self._stale_checked = False
         self._changes_process: str | None = None  # how a run of it changed the process (see _changed_process)
+        # For the code state last run (its dependencies): whether it reads files' sizes, the libraries it uses
+        self._run_facts: tuple[Any, bool, tuple[str, ...]] = (None, False, ())
         # Its last run in this process ended within QUICK_BODY: the next miss skips the lease.
         self._quick = False
         self._tracker: CodeTracker | None = None
@@ -811,7 +814,7 @@ class MemoizedFunction(Generic[R]):
         self._note_miss(call, refresh)
         self.misses += 1
         self._check_stale(store, call)
-        recorder = Recorder(self._options.files, _conditions.stats_files(self._fn))
+        recorder = self._recorder(call)
         before = _random_state.object_states(call.generators) if call.generators else {}
         bound = self._globals_bound()
         objects = self._read_objects(call)
@@ -863,6 +866,20 @@ class MemoizedFunction(Generic[R]):
                   "is not cached, so the function runs on every call that does so. Return the value instead, and "
                   "bind the global outside the function.", MemoWarning)
         return True
+
+    def _recorder(self, call: Call) -> Recorder:
+        """Return the recorder of a run of the body for ``call``: what it reads of the files it lists (their names
+        alone unless its code reads sizes or times), and the settings of the libraries its code uses, to tell
+        whether it changed one. Both are read from the call's code state, once while it holds."""
+        deps = call.deps
+        known = self._run_facts
+        if known[0] is not deps:
+            libraries = tuple(name for name in _PACKAGE_STATE if f"settings of {name}" in deps.parts)
+            self._run_facts = known = (deps, _conditions.stats_files(self._fn), libraries)
+        libraries = known[2]
+        if "torch's settings" in call.extras or "decimal's settings" in call.extras:  # a tensor or Decimal met
+            libraries = (*libraries, "torch", "decimal")
+        return Recorder(self._options.files, known[1], libraries)
 
     def _read_objects(self, call: Call) -> _Reads | None:
         """Return what the call's dependencies name as its body starts, to tell after it which were bound anew;
@@ -1104,7 +1121,7 @@ class MemoizedFunction(Generic[R]):
             self._note_miss(call, refresh)
             self.misses += 1
             self._check_stale(store, call)
-            recorder = Recorder(self._options.files, _conditions.stats_files(self._fn))
+            recorder = self._recorder(call)
             before = _random_state.object_states(call.generators) if call.generators else {}
             bound = self._globals_bound()
             objects = self._read_objects(call)
