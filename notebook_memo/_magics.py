@@ -278,7 +278,8 @@ class MemoMagics(Magics):
     @argument("--ttl", help="expire after this long: seconds (3600) or text such as 90s, 30m, 6h, 7d")
     @argument("--refresh", action="store_true", help="run the cell and overwrite the entry")
     @argument("--inputs", metavar="A,B", help="comma-separated names that make up the key (instead of detection)")
-    @argument("--outputs", metavar="X,Y", help="comma-separated names to store and restore (instead of detection)")
+    @argument("--outputs", metavar="X,Y", help="comma-separated names to store and restore (instead of detection); "
+              "an input the cell changes in place must be among them, or the cell is not stored")
     @argument("--quiet", action="store_true", help="no note when the cell comes from the cache")
     @argument("-h", "--help", action="store_true", help="show this help; the cell does not run")
     def memo(self, line: str, cell: str | None = None) -> Any:
