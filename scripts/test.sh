@@ -8,4 +8,5 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install -q -e ".[test]"
 .venv/bin/python -m ruff check notebook_memo tests benchmarks
 .venv/bin/python -m mypy
-.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+# Two workers: many tests wait on a kernel or another process, and the other core is used meanwhile.
+.venv/bin/python -m pytest -q -p no:cacheprovider -n 2 --dist worksteal "$@"

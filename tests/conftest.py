@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # The suite runs under the open-file limit many machines set by default, whatever this one allows: a test that
 # leaves files open (a store it never closed) fails here, soon, rather than near the end on a machine with less.
 FILE_LIMIT = 1024
-# A run that goes on past this has hung (it takes about 10 minutes on 2 cores): every thread's stack is
+# A run that goes on past this has hung (it takes about 10 minutes on 2 cores, two workers): every thread's stack is
 # printed and the run ends, where otherwise only CI's own time limit would end it, silently.
 HUNG_AFTER_S = float(os.environ.get("NOTEBOOK_MEMO_TEST_HUNG_AFTER_S", 45 * 60))
 
