@@ -36,7 +36,7 @@ from ._inventory import delete_results, human_time, owner
 from ._memo import (
     Call,
     MemoizedFunction,
-    _caches_itself,
+    changed_in_place,
     conditioned_entry,
     entry_conditions,
     function_id,
@@ -555,7 +555,7 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
             _not_stored(cell, f"it changed {unlisted[0]!r} in place, which --outputs leaves out, so a hit would leave "
                         "it as it was. Add it to --outputs")
             return result
-    elsewhere = _changed_elsewhere(cell_call.held_elsewhere)
+    elsewhere = changed_in_place(cell_call.held_elsewhere)
     if elsewhere:
         _not_stored(cell, f"it changed {elsewhere!r} in place (it is not what it was before the run), which a hit "
                     "could not do again. Make that change in a cell of its own")
@@ -670,19 +670,6 @@ def _part_of_input(inputs: dict[str, Any], outputs: list[str], namespace: dict[s
     return (f"{output!r} is part of {input_name!r} (an object inside it, or a view of its memory), which a hit "
             f"would restore as a copy. Make {output!r} a copy in the cell (.copy(), list(...)), or bind it in "
             "another cell")
-
-
-def _changed_elsewhere(read: list[tuple[str, Any, bytes]]) -> str | None:
-    """Return the label of the first data the run changed in place among ``read`` (a module's dict), if any."""
-    for label, value, before in read:
-        try:
-            if content_hash(value, label) == before:
-                continue
-        except Exception:  # it hashed before the run: unhashable now is a change too
-            pass
-        if not _caches_itself(type(value)):  # a cached_property filled on first use changes no meaning
-            return label
-    return None
 
 
 def _by_reference(value: Any) -> bool:

@@ -150,6 +150,20 @@ def _caches_itself(cls: type) -> bool:
                for attr in vars(klass).values())
 
 
+def changed_in_place(read: Iterable[tuple[str, Any, bytes]]) -> str | None:
+    """Return the label of the first data among ``read`` (label, value, digest before a run) that the run changed
+    in place, if any; an object that hashes no more counts as changed, one that fills a cached_property does not."""
+    for label, value, before in read:
+        try:
+            if content_hash(value, label) == before:
+                continue
+        except Exception:  # it hashed before the run: unhashable now is a change too
+            pass
+        if not _caches_itself(type(value)):  # a functools.cached_property filled on first use changes no meaning
+            return label
+    return None
+
+
 # -- the registry of memoized functions ---------------------------------------------------------
 
 _registry: weakref.WeakValueDictionary[str, MemoizedFunction[Any]] = weakref.WeakValueDictionary()
@@ -961,14 +975,8 @@ class MemoizedFunction(Generic[R]):
     def _changed_globals(self, changeable: tuple[tuple[str, Any, bytes], ...]) -> bool:
         """Return True, warning once, when the body changed in place mutable data its code reads (``LOG.append``,
         a registry filled by a helper): a hit would leave it as it was, so the result is not stored."""
-        for label, value, before in changeable:
-            try:
-                if content_hash(value, label) == before:
-                    continue
-            except Exception:  # it hashed before the call: unhashable now is a change too
-                pass
-            if _caches_itself(type(value)):
-                continue  # a functools.cached_property filled on first use changes its state, not its meaning
+        label = changed_in_place(changeable)
+        if label is not None:
             warn_once(f"changed-global:{self._qualified}:{label}",
                       f"{self._name} changed the global {label!r} in place (it is not what it was before the call), "
                       "which a hit could not do again: this result is not cached, so the function runs on every "
