@@ -31,6 +31,7 @@ from ._dependencies import (
 )
 from ._errors import ConfigurationError, StorageWarning, UnhashableArgument
 from ._explain import Explanation, before_compute, caching_off, explain_call
+from ._first_use import bindings, bound_as_before, home_module, loaded_on_first_use
 from ._in_place import held_part, holders, restorable, restore_in_place, shares, skeleton
 from ._inventory import delete_results, human_time, owner
 from ._memo import (
@@ -521,6 +522,8 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
     before = _namespace_snapshot(namespace)
     input_digests = {name: _digest_or_none(value) for name, value in cell_call.inputs.items()}
     skeletons = {name: skeleton(value) for name, value in cell_call.inputs.items()}
+    # What the user modules the cell reads bind now: a helper of theirs may load a model on first use.
+    modules_before = bindings([value for value in cell_call.inputs.values() if _by_reference(value)])
     # For a cell known to change inputs that a hit binds to copies: the names holding part of its inputs now,
     # which a hit may leave holding those objects, as the run (which replaces them there) leaves them too.
     watched = sorted(cell.rebinds & cell_call.inputs.keys())
@@ -576,10 +579,20 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
     # Inputs changed in place, still the same objects: a hit restores them into the live objects when
     # every one of them can be restored exactly (else it binds them all, as the run left them together).
     in_place = [name for name in outputs if name in input_digests and after.get(name) == before.get(name)]
-    imported = next((name for name in in_place if _by_reference(namespace[name])), None)
-    if imported:
-        _not_stored(cell, f"it changed {imported!r} in place, and a hit would restore it as imported anew, without "
-                    "the change. Make that change in a cell of its own")
+    loaded: dict[str, Any] = {}  # globals a user module's own code loaded on first use: label -> value
+    for name in [name for name in in_place if _by_reference(namespace[name])]:
+        first_use = _loaded_on_first_use_only(namespace[name], input_digests[name], modules_before)
+        if first_use is None:
+            _not_stored(cell, f"it changed {name!r} in place, and a hit would restore it as imported anew, without "
+                        "the change. Make that change in a cell of its own")
+            return result
+        # Its module, imported anew, loads them again when next used: it is no output of the cell.
+        loaded.update(first_use)
+        in_place.remove(name)
+        outputs.remove(name)
+    holding = _holding_loaded(loaded, outputs, namespace)
+    if holding:
+        _not_stored(cell, holding)
         return result
     rebinds: list[str] = []  # inputs changed in place that a hit binds to their restored copies
     if in_place and not _restored_in_place(in_place, skeletons, outputs, namespace):
@@ -670,6 +683,34 @@ def _part_of_input(inputs: dict[str, Any], outputs: list[str], namespace: dict[s
     return (f"{output!r} is part of {input_name!r} (an object inside it, or a view of its memory), which a hit "
             f"would restore as a copy. Make {output!r} a copy in the cell (.copy(), list(...)), or bind it in "
             "another cell")
+
+
+def _loaded_on_first_use_only(value: Any, digest: bytes | None,
+                              modules_before: dict[int, dict[str, Any]]) -> dict[str, Any] | None:
+    """Return the globals (label -> value now) the run bound in the module of ``value`` (an input imported by
+    reference whose digest changed), when the module's own code loaded them on first use and nothing else of
+    the module changed; else None."""
+    before = loaded_on_first_use(value, modules_before)
+    if before is None or digest is None:
+        return None
+    with bound_as_before(value, before):  # the module as it was, but for what it loaded: as the key saw it
+        same = _digest_or_none(value) == digest
+    if not same:
+        return None
+    module = vars(home_module(value))  # type: ignore[arg-type]
+    return {f"{module['__name__']}.{name}": module[name] for name in before}
+
+
+def _holding_loaded(loaded: dict[str, Any], outputs: list[str], namespace: dict[str, Any]) -> str | None:
+    """Say why an output holding part of what a module loaded on first use cannot be stored: a hit would make
+    it a copy, while the module, imported anew, loads its own."""
+    for name in outputs:
+        if name in namespace and loaded and shares({name: namespace[name]}, loaded):
+            label = min(loaded)
+            return (f"{name!r} holds part of {label!r}, which the module's code loaded on first use: a hit would "
+                    f"restore {name!r} as a copy, apart from what the module loads again. Call the helper that loads "
+                    f"it in another cell, or make {name!r} a copy in the cell")
+    return None
 
 
 def _by_reference(value: Any) -> bool:
