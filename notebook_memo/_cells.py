@@ -47,6 +47,7 @@ from ._memo import (
 )
 from ._methods import _PerObjectCache
 from ._notebook import current_notebook, owner_tag
+from ._parts import NoPath, Step, constant_paths, follow, same_part
 from ._serialize import (
     _LRU_WRAPPER,
     ClassChanged,
@@ -611,14 +612,15 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
         cell.rebinds = frozenset(rebinds)
     if not _detached_unheld(cell, cell_call.inputs, input_digests, namespace, before, after):
         return result
-    part = _part_of_input(cell_call.inputs, outputs, namespace)
+    part, parts = _part_of_input(cell_call.inputs, outputs, namespace, tree)
     if part:
         _not_stored(cell, part)
         return result
     # Names the notebook had, or the cell bound, that the run left unbound (`tmp = ...; del tmp`, `except E as e`).
     deleted = sorted(name for name in {*before, *analysis.binds} if name not in after and not _is_shell_name(name))
     payload_value = {
-        "outputs": {name: namespace[name] for name in outputs if name in namespace},
+        "outputs": {name: namespace[name] for name in outputs if name in namespace and name not in parts},
+        "parts": parts,
         "deleted": deleted,
         "events": events,
         "result": result,
@@ -666,23 +668,54 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
     return result
 
 
-def _part_of_input(inputs: dict[str, Any], outputs: list[str], namespace: dict[str, Any]) -> str | None:
-    """Say why an output the cell bound to part of an input it left unchanged (``X[:2]``, ``cfg["layers"]``)
-    cannot be stored: a hit keeps whole inputs as the notebook's objects, but would make such a part a copy."""
+def _part_of_input(inputs: dict[str, Any], outputs: list[str], namespace: dict[str, Any], tree: ast.Module,
+                   ) -> tuple[str | None, dict[str, tuple[str, tuple[Step, ...], bytes]]]:
+    """Return the outputs the cell bound to part of an input it left unchanged by a constant path (``cfg =
+    CONFIG["train"]``, ``first = arr[0]``): name -> (input, path, digest), which a hit follows on the live input.
+    Also say why the cell cannot be stored when another output holds part of such an input (``X[::2][::-1]``,
+    ``cfg.get("layers")``): a hit keeps whole inputs as the notebook's objects, but would make that part a copy."""
     kept = {name: value for name, value in inputs.items() if name not in outputs and namespace.get(name) is value
             and type(value) not in IMMUTABLE_LEAVES}
     fresh = {name: namespace[name] for name in outputs if name not in inputs and name in namespace}
     if not kept or not fresh:
-        return None
-    found = held_part(fresh, kept)
-    if found is None:
-        return None
-    if not found[0]:
-        return "its outputs and inputs are too many objects to tell whether an output is part of an input"
-    output, input_name = found
-    return (f"{output!r} is part of {input_name!r} (an object inside it, or a view of its memory), which a hit "
-            f"would restore as a copy. Make {output!r} a copy in the cell (.copy(), list(...)), or bind it in "
-            "another cell")
+        return None, {}
+    parts: dict[str, tuple[str, tuple[Step, ...], bytes]] = {}
+    for name, (root, steps) in constant_paths(tree).items():
+        if name in fresh and root in kept:
+            try:
+                found = follow(kept[root], steps)
+            except NoPath:
+                continue
+            digest = _digest_or_none(fresh[name])
+            if digest is not None and same_part(found, fresh[name]):
+                parts[name] = (root, steps, digest)
+    rest = {name: value for name, value in fresh.items() if name not in parts}
+    held = held_part(rest, kept) if rest else None
+    if held is None:
+        return None, parts
+    if not held[0]:
+        return "its outputs and inputs are too many objects to tell whether an output is part of an input", {}
+    output, input_name = held
+    return (f"{output!r} is part of {input_name!r} (an object inside it, or a view of its memory), reached by no "
+            f"constant path from it, which a hit would restore as a copy. Bind {output!r} to {input_name!r} "
+            f"indexed by constant keys (x = {input_name}['key'], x = {input_name}[0], x = {input_name}.attr), make "
+            "it a copy in the cell (.copy(), list(...)), or bind it in another cell"), {}
+
+
+def _live_parts(parts: Any, namespace: dict[str, Any]) -> dict[str, Any] | str:
+    """Return the parts of the notebook's inputs that a stored run's outputs were (name -> the live object), by
+    following each recorded path again; or say why one cannot be (the cell then runs)."""
+    found: dict[str, Any] = {}
+    for name, (root, steps, digest) in parts.items():
+        where = root + "".join(f".{key}" if kind == "." else f"[{key!r}]" for kind, key in steps)
+        try:
+            value = follow(namespace[root], steps)
+        except (KeyError, NoPath):
+            return f"{where}, which {name!r} was, is not there: the cell runs"
+        if _digest_or_none(value) != digest:
+            return f"{where}, which {name!r} was, is not as it was: the cell runs"
+        found[name] = value
+    return found
 
 
 def _loaded_on_first_use_only(value: Any, digest: bytes | None,
@@ -829,7 +862,7 @@ def _store_cell(store: Store, cell: CellMemo, call: Call, value: dict[str, Any],
         "deps": {label: [kind, d.hex()] for label, (kind, d) in call.deps.parts.items()},
         "skipped": [], "args": {name: d.hex() for name, d in call.arguments.items()},
         "version": "", "created": time.time(), "ttl": options.ttl, "duration": duration,
-        "size": payload.nbytes, "outputs": sorted(value["outputs"]),
+        "size": payload.nbytes, "outputs": sorted({*value["outputs"], *value.get("parts", ())}),
         **({"notebook": cell.notebook} if cell.notebook else {}),
     }
     with replacing_if(options.refresh):
@@ -1074,6 +1107,12 @@ def _try_restore(shell: Any, store: Store, cell: CellMemo, key: str, options: Ce
         restored = {name: rebind(v) for name, v in outputs.items()}
     except RecursionError:
         return _NotCached("its outputs are nested too deeply to restore: the cell runs")
+    try:
+        parts = _live_parts(value.get("parts") or {}, namespace)  # before anything live is changed
+    except (TypeError, ValueError) as exc:  # not (root, path, digest) triples: not what a run stores
+        return _drop_damaged(store, cell, key, exc)
+    if isinstance(parts, str):
+        return _NotCached(parts)
     in_place = {name: restored[name] for name in value.get("in_place", ()) if name in restored}
     if in_place:
         if restore_in_place(namespace, in_place, {n: v for n, v in restored.items() if n not in in_place}):
@@ -1085,7 +1124,7 @@ def _try_restore(shell: Any, store: Store, cell: CellMemo, key: str, options: Ce
         # name not restored with them does, the cell runs (its run then says whether it can be stored).
         left = holders(_user_names(namespace), rebinds, skip=namespace)
         # Names that held part of them before the stored run too, which left them so.
-        excused = set(restored) | set(value.get("held_before") or ())
+        excused = set(restored) | set(parts) | set(value.get("held_before") or ())
         if left is None or left - excused:
             cell.rebinds = frozenset(rebinds)  # its run looks at who holds them first, so that its entry can say
             held = sorted((left or set()) - excused)
@@ -1094,12 +1133,13 @@ def _try_restore(shell: Any, store: Store, cell: CellMemo, key: str, options: Ce
                               "the notebook's variables are too many objects to tell which hold part of what a "
                               "hit would replace: the cell runs")
     if not options.quiet and _config.settings.verbose:
-        names = ", ".join(sorted(outputs)) or "no variables"
+        names = ", ".join(sorted({*outputs, *parts})) or "no variables"
         print(f"[notebook_memo] restored {names} from the cache (computed {human_time(record.header.created)}, "
               f"took {record.header.duration:.2f} s)")
     for name, line in magics or ():  # what they set (an extension loaded, a setting) is the shell's, not a name's
         shell.run_line_magic(name, line)
     namespace.update(restored)
+    namespace.update(parts)  # the live inputs' own objects, as the run left them bound
     for name in value["deleted"]:
         if not _is_shell_name(name):
             namespace.pop(name, None)

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import run_kernel
+from notebook_memo import _cells
+from tests.conftest import Shell, run_kernel
 
 HITS = "from notebook_memo import _cells\nOUT['hits'] = sum(c.hits for c in _cells._cells.values())"
 
@@ -61,3 +62,64 @@ def test_a_cell_that_changes_a_user_module_beyond_a_load_on_first_use_is_not_sto
     assert first["state"] == second["state"]
     assert second["hits"] == 0
     assert _not_stored(first, *words)
+
+
+# -- an output that is part of an input the run left unchanged -------------------------------------------
+
+@pytest.mark.parametrize(("setup", "cell", "after"), [
+    ("CONFIG = {'train': {'lr': 0.1}, 'cols': ['a', 'b']}", "cfg = CONFIG['train']\nlr = cfg['lr'] * 2",
+     "CONFIG['train']['lr'] = 0.5\nOUT['state'] = [cfg, cfg is CONFIG['train'], lr]"),
+    ("CONFIG = {'train': {'lr': 0.1}, 'cols': ['a', 'b']}", 'cols = CONFIG["cols"]\nn = len(cols)',
+     "cols.append('c')\nOUT['state'] = [CONFIG['cols'], n]"),
+    ("import numpy as np\narr = np.arange(100.0).reshape(10, 10)", "first = arr[0]\nlast = arr[-1, 2:5]",
+     "arr *= 2\nOUT['state'] = [first.tolist(), last.tolist(), bool(np.shares_memory(first, arr))]"),
+    ("import numpy as np\nX = np.arange(4.0)", "X_train, X_test = X[:2], X[2:]",
+     "X /= 10\nOUT['state'] = [X_train.tolist(), X_test.tolist()]"),
+    ("class Model:\n    def __init__(self): self.history = []\nmodel = Model()", "hist = model.history",
+     "hist.append('epoch1')\nOUT['state'] = [model.history, hist is model.history]"),
+    ("cfg = {'model': {'layers': [64, 32]}}", "layers = cfg['model']['layers']",
+     "cfg['model']['layers'].append(16)\nOUT['state'] = [layers, layers is cfg['model']['layers']]"),
+])
+def test_an_output_that_is_a_constant_part_of_an_unchanged_input_is_restored_as_that_part(
+        cache_dir: Path, setup: str, cell: str, after: str) -> None:
+    cells = ["%load_ext notebook_memo", setup, f"%%memo\n{cell}\n", after, HITS]
+    first, second = run_kernel(cells, cache_dir, seed=1), run_kernel(cells, cache_dir, seed=2)
+    assert not _not_stored(first)
+    assert second["hits"] == 1
+    assert first["state"] == second["state"]
+
+
+def test_a_part_of_an_input_is_bound_on_a_hit_to_the_live_input_s_object(shell: Shell) -> None:
+    shell.run("%load_ext notebook_memo\nimport numpy as np\nCONFIG = {'cols': ['a', 'b']}")
+    shell.run("%%memo parts\ncols = CONFIG['cols']\nn = len(cols)\n")
+    shell.run("CONFIG = {'cols': ['a', 'b']}\ndel cols")  # the same content, a new object
+    shell.run("%%memo parts\ncols = CONFIG['cols']\nn = len(cols)\n")
+    assert shell["cols"] is shell["CONFIG"]["cols"]
+    assert _cells._cells["parts"].hits == 1
+
+
+@pytest.mark.parametrize(("setup", "cell", "names"), [
+    # bound through a call or a computed key: no constant path from the input reaches it
+    ("cfg = {'layers': [64, 32]}", "layers = cfg.get('layers')", ("'layers'", "'cfg'")),
+    ("cfg = {'layers': [64, 32]}\nkey = 'layers'", "layers = cfg[key]", ("'layers'", "'cfg'")),
+    ("import numpy as np\nX = np.arange(6.0)", "evens = X[::2]\nback = evens[::-1]", ("'back'", "'X'")),
+])
+def test_an_output_that_is_part_of_an_input_by_no_constant_path_is_not_stored(
+        cache_dir: Path, setup: str, cell: str, names: tuple[str, ...]) -> None:
+    cells = ["%load_ext notebook_memo", setup, f"%%memo\n{cell}\n", HITS]
+    first, second = run_kernel(cells, cache_dir, seed=1), run_kernel(cells, cache_dir, seed=2)
+    assert _not_stored(first, *names)
+    assert second["hits"] == 0
+
+
+def test_a_part_whose_content_differs_under_an_input_keyed_the_same_runs_the_cell(shell: Shell) -> None:
+    shell.run("%load_ext notebook_memo\n"
+              "class Model:\n    def __init__(self): self.history = []\n"
+              "    def __memo_key__(self): return 'v1'\n"  # keyed alike whatever its history holds
+              "model = Model()")
+    shell.run("%%memo parts\nhist = model.history\n")
+    shell.run("model = Model()\nmodel.history.append('epoch1')")
+    shell.run("%%memo parts\nhist = model.history\n")
+    assert shell["hist"] is shell["model"].history
+    assert _cells._cells["parts"].hits == 0
+    assert "model.history" in _cells._cells["parts"].explain_last().summary
