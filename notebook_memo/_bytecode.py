@@ -89,6 +89,21 @@ def global_stores(code: types.CodeType) -> frozenset[str]:
 
 
 @functools.lru_cache(maxsize=8192)
+def attribute_stores(code: types.CodeType) -> frozenset[str]:
+    """Return the attribute names ``code`` (or code nested in it) binds or deletes on some object
+    (``Model._instance = ...``, ``cls._inst = ...``), with the constant names it passes to ``setattr``
+    or ``delattr`` (every constant string of a code that calls one: which argument it is is not told)."""
+    codes = [code]
+    names: set[str] = set()
+    for current in codes:
+        codes.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
+        names.update(i.argval for i in dis.get_instructions(current) if i.opname in ("STORE_ATTR", "DELETE_ATTR"))
+        if "setattr" in current.co_names or "delattr" in current.co_names:
+            names.update(c for c in current.co_consts if isinstance(c, str) and c.isidentifier())
+    return frozenset(names)
+
+
+@functools.lru_cache(maxsize=8192)
 def global_loads(code: types.CodeType) -> tuple[tuple[str, tuple[str, ...], str | None], ...]:
     """Return every read of a global name, with its attribute chain and the constant string used with it.
 

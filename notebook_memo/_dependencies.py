@@ -41,6 +41,7 @@ from ._bytecode import (
     TEXT_COMPUTED,
     TEXT_GLOBAL,
     WHOLE,
+    attribute_stores,
     evaluated_reads,
     global_loads,
     global_references,
@@ -1488,10 +1489,14 @@ def dependency_value(fn: types.FunctionType, label: str) -> Any:
     return value
 
 
-def labels_bound_by_code(fn: types.FunctionType, deps: Dependencies) -> set[str]:
-    """Return the labels of the globals that ``fn`` or the functions and classes it reads bind themselves
-    (``global _model`` in a helper that loads it on first use), labelled as dependencies are."""
+def labels_bound_by_code(fn: types.FunctionType, deps: Dependencies, labels: set[str]) -> set[str]:
+    """Return those of ``labels`` (labelled as dependencies are) that ``fn`` or the functions and classes it
+    reads bind themselves: a global (``global _model`` in a helper that loads it on first use), or an
+    attribute their code sets on some object (``Model._instance = load()``, ``cls._inst = ...`` in a
+    classmethod, ``setattr(Loader, "cached", ...)``), matched by the attribute's name: which object it is
+    set on is not told by the code (``cls``), and a name the code never sets is not matched."""
     found: set[str] = set()
+    attributes: set[str] = set()
 
     def add(code_owner: Any) -> None:
         code = getattr(code_owner, "__code__", None)
@@ -1501,6 +1506,7 @@ def labels_bound_by_code(fn: types.FunctionType, deps: Dependencies) -> set[str]
         module = namespace.get("__name__")
         prefix = "" if module in (None, "__main__", "__mp_main__") else f"{module}."
         found.update(prefix + name for name in global_stores(code))
+        attributes.update(attribute_stores(code))
 
     add(fn)
     for label, (kind, _) in deps.parts.items():
@@ -1508,7 +1514,8 @@ def labels_bound_by_code(fn: types.FunctionType, deps: Dependencies) -> set[str]
             value = dependency_value(fn, label)
             for member in list(vars(value).values()) if isinstance(value, type) else [value]:
                 add(getattr(member, "__func__", member))
-    return found
+    return {label for label in labels
+            if label in found or ("." in label and label.rpartition(".")[2] in attributes)}
 
 
 @dataclass

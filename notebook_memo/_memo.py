@@ -933,9 +933,9 @@ class MemoizedFunction(Generic[R]):
                            if dependency_value(fn, label) is not reads.objects.get(label, _MISS)}
         if reads is not None:
             if changed:
-                # A global its own code binds (a helper loading a model on first use) is the body's doing, which a
-                # call in a new process does again from the same start.
-                changed -= labels_bound_by_code(fn, call.deps)
+                # A global or class attribute its own code binds (a helper loading a model on first use) is the
+                # body's doing, which a call in a new process does again from the same start.
+                changed -= labels_bound_by_code(fn, call.deps, changed)
             if not changed and same_own:
                 return False
         what = repr(min(changed)) if changed else "its code"
