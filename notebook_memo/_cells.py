@@ -343,8 +343,9 @@ def prepare(shell: Any, raw_cell: str, options: CellOptions,
 
 
 _DYNAMIC = frozenset({"eval", "exec", "globals", "get_ipython"})  # names that read the notebook's namespace
-_FRAME_READS = frozenset({"f_globals", "f_locals", "__globals__", "user_ns", "user_global_ns", "_getframe",
-                          "currentframe", "get_ipython"})
+# A frame got for its f_code or f_lineno reads no names: only what reaches its namespace counts.
+_FRAME_READS = frozenset({"f_globals", "f_locals", "__globals__", "user_ns", "user_global_ns", "getargvalues",
+                          "get_ipython"})
 # Magics that read no notebook names but set the shell's state (its extensions, settings, plotting backend): a
 # hit runs them again, as lines at the cell's top level with a constant text.
 _QUIET_MAGICS = frozenset({"config", "matplotlib", "load_ext", "reload_ext", "autoreload", "aimport"})

@@ -229,9 +229,9 @@ _DYNAMIC_LOOKUPS = frozenset({"globals", "eval", "exec"})
 # What builtins held when the package was imported: a name the notebook puts there later, or replaces, is its own.
 _BUILTINS_AT_IMPORT: dict[str, Any] = dict(vars(builtins))
 # Names that reach a namespace through a frame or a function (sys._getframe().f_globals, helper.__globals__,
-# get_ipython().user_ns), as the cells' _FRAME_READS: what is read there is not in the code.
-_FRAME_NAMES = frozenset({"f_globals", "f_locals", "__globals__", "_getframe", "currentframe", "user_ns",
-                          "user_global_ns"})
+# get_ipython().user_ns, inspect.getargvalues(frame).locals), as the cells' _FRAME_READS: what is read there is not
+# in the code. Getting a frame is not one: a helper that logs its caller's f_code or f_lineno reads no names.
+_FRAME_NAMES = frozenset({"f_globals", "f_locals", "__globals__", "user_ns", "user_global_ns", "getargvalues"})
 
 
 def _frame_read(code: types.CodeType) -> str | None:

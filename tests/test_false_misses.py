@@ -10,9 +10,12 @@ body calls still keys the seed.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
-from tests.conftest import run_kernel
+import pytest
+
+from tests.conftest import Shell, run_kernel
 from tests.test_concurrent_runs import GATE
 
 
@@ -107,3 +110,81 @@ OUT["raced"] = found[0]
     assert [w for w in _memo_warnings(first) if "'Model.K'" in w], first["_warnings"]
     alone = run_kernel([define, "GATE.go.set()\nOUT['r'] = f(3)"], cache_dir, seed=2)
     assert alone["r"] == 6
+
+
+# -- a frame looked at for its code or line only -----------------------------------------------------------
+
+FRAME_NAMERS = """
+import inspect, sys
+from notebook_memo import memo
+class _Runs(dict):
+    def __memo_key__(self): return 'runs'
+RUNS = _Runs()
+SCALE = 2
+
+def caller_name():
+    return sys._getframe(1).f_code.co_name
+
+def log_step(msg):
+    frame = inspect.currentframe().f_back
+    return f"[{frame.f_code.co_name}:{frame.f_lineno}] {msg}"
+
+@memo
+def logged(x):
+    RUNS["logged"] = RUNS.get("logged", 0) + 1
+    return log_step("start"), x * SCALE
+
+@memo
+def named(x):
+    RUNS["named"] = RUNS.get("named", 0) + 1
+    return caller_name(), x * SCALE
+"""
+
+
+@pytest.mark.parametrize("call", ["logged(1)", "named(1)"])
+def test_a_helper_that_reads_only_its_callers_code_name_is_keyed_without_a_warning(shell: Shell, call: str) -> None:
+    shell.run(FRAME_NAMERS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        first = shell.run(call)
+        assert shell.run(call) == first
+    assert sum(shell["RUNS"].values()) == 1
+    shell.run("SCALE = 3")  # what it reads by name is still keyed
+    assert shell.run(call)[1] == 3
+    assert sum(shell["RUNS"].values()) == 2
+
+
+def test_a_cell_calling_a_helper_that_reads_its_callers_code_name_is_cached(shell: Shell) -> None:
+    shell.run("%load_ext notebook_memo")
+    shell.run(FRAME_NAMERS)
+    cell = "%%memo logged_cell\nRUNS['cell'] = RUNS.get('cell', 0) + 1\nline = log_step('go')\nz = SCALE * 2\n"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        shell.run(cell)
+        shell.run(cell)
+    assert shell["RUNS"]["cell"] == 1
+    assert shell["z"] == 4
+
+
+@pytest.mark.parametrize("read", ["inspect.getargvalues(sys._getframe(2)).locals.get('SCALE', 1)",
+                                  "sys._getframe(1).f_globals['SCALE']"],
+                         ids=["getargvalues", "f_globals"])
+def test_a_helper_that_reads_its_callers_namespace_through_a_frame_is_still_reported(shell: Shell,
+                                                                                     read: str) -> None:
+    shell.run(FRAME_NAMERS)
+    shell.run(f"def peek():\n    return {read}\n@memo\ndef f(x):\n    return peek() * x")
+    with pytest.warns(UserWarning, match=r"cannot be hashed.*reaches a namespace through"):
+        shell.run("f(1)")
+
+
+def test_a_cell_that_looks_at_its_own_frames_code_is_cached_and_one_reading_its_locals_is_not(shell: Shell) -> None:
+    shell.run("%load_ext notebook_memo")
+    shell.run(FRAME_NAMERS)
+    cell = "%%memo own_frame\nRUNS['own'] = RUNS.get('own', 0) + 1\nwhere = sys._getframe().f_code.co_filename\n"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        shell.run(cell)
+        shell.run(cell)
+    assert shell["RUNS"]["own"] == 1
+    with pytest.warns(UserWarning, match=r"through \.f_locals"):
+        shell.run("%%memo peeking\nw = sys._getframe().f_locals['SCALE']\n")
