@@ -234,6 +234,24 @@ _BUILTINS_AT_IMPORT: dict[str, Any] = dict(vars(builtins))
 _FRAME_NAMES = frozenset({"f_globals", "f_locals", "__globals__", "user_ns", "user_global_ns", "getargvalues"})
 
 
+# Names IPython binds in a notebook's namespace and, for each cell, in builtins (init_user_ns, its BuiltinTrap): the
+# shell itself (which holds its history database, and cannot be hashed), its exit helper, its display. They are the
+# same in every kernel, so like the builtins the library found they are not keyed; the notebook's own function of
+# one of these names is code, and keyed as code.
+_IPYTHON_NAMES = frozenset({"get_ipython", "exit", "quit", "display"})
+
+
+def _ipython_own(name: str, value: Any) -> bool:
+    """Return True when ``value``, bound to ``name``, is what IPython binds there (not the notebook's own)."""
+    if name not in _IPYTHON_NAMES:
+        return False
+    if isinstance(value, types.MethodType):
+        value = value.__func__
+    where = value if isinstance(value, types.FunctionType) else type(value)
+    module = where.__module__
+    return isinstance(module, str) and module.partition(".")[0] == "IPython"
+
+
 def _frame_read(code: types.CodeType) -> str | None:
     """Return the first name by which ``code`` (or code nested in it) reaches a frame or a function's globals."""
     codes = [code]
@@ -446,6 +464,8 @@ class _Resolver:
             if value is _MISSING:
                 self.builtin_name(builtins_dict, name, chain, owner)
                 continue
+            if _ipython_own(name, value):
+                continue  # still watched: a notebook that binds its own get_ipython is resolved again
             # A script's globals, as its spawned workers run it (__mp_main__) too: the same labels, the same keys.
             label = name if root_module in (None, "__main__", "__mp_main__") else f"{root_module}.{name}"
             self.reference(value, chain, label)
@@ -466,6 +486,8 @@ class _Resolver:
         self.watch.append(("global", builtins_dict, name, value))
         if value is _MISSING:
             self.deps.parts[name] = ("missing", b"")
+        elif _ipython_own(name, value):
+            pass
         elif value is _BUILTINS_AT_IMPORT.get(name, _MISSING) and not _user_code(value):
             if name in _DYNAMIC_LOOKUPS:
                 self.deps.skipped[f"{owner}: {name}()"] = (

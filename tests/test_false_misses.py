@@ -188,3 +188,39 @@ def test_a_cell_that_looks_at_its_own_frames_code_is_cached_and_one_reading_its_
     assert shell["RUNS"]["own"] == 1
     with pytest.warns(UserWarning, match=r"through \.f_locals"):
         shell.run("%%memo peeking\nw = sys._getframe().f_locals['SCALE']\n")
+
+
+# -- names IPython binds for every cell: get_ipython, exit, quit, display ---------------------------------
+
+IPYTHON_NAMES = """
+from notebook_memo import memo
+class _Runs(dict):
+    def __memo_key__(self): return 'runs'
+RUNS = _Runs()
+
+@memo
+def ipy(x):
+    RUNS["ipy"] = RUNS.get("ipy", 0) + 1
+    return x + (get_ipython() is not None) + (quit is not None) + (exit is not None) + (display is not None)
+"""
+
+
+def test_a_function_calling_get_ipython_is_keyed_without_a_warning(shell: Shell) -> None:
+    shell.run(IPYTHON_NAMES)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert shell.run("ipy(1)") == 5
+        assert shell.run("ipy(1)") == 5
+    assert shell["RUNS"]["ipy"] == 1
+    # The notebook's own get_ipython is code like any other: keyed, and its edit is a miss.
+    shell.run("def get_ipython():\n    return None")
+    assert shell.run("ipy(1)") == 4
+    assert shell["RUNS"]["ipy"] == 2
+
+
+def test_a_function_calling_get_ipython_hits_after_a_restart(cache_dir: Path) -> None:
+    cells = [IPYTHON_NAMES, "OUT['r'] = ipy(1)\nOUT['runs'] = RUNS.get('ipy', 0)"]
+    first = run_kernel(cells, cache_dir, seed=1)
+    again = run_kernel(cells, cache_dir, seed=2)
+    assert (first["r"], first["runs"], again["r"], again["runs"]) == (5, 1, 5, 0)
+    assert _memo_warnings(first) == _memo_warnings(again) == []
