@@ -402,11 +402,35 @@ class _Resolver:
         self.mutable: list[tuple[str, Any, bytes]] = []
         self.drawn: set[int] = set()  # ids of values holding random generators
         self.scanned: set[int] = set()  # ids of classes whose library bases were looked at for patches
+        # A class's __hash__ (whatever its code is named: a lambda, attrs' generated one) and the code reached from
+        # it serve dict and set lookups, whose answers do not depend on the hash seed: the seed they read is not
+        # keyed. Met there: how deep, the ids first resolved there, and whether any of them read the seed (keyed
+        # when one of them is reached again from elsewhere, as a helper the body calls).
+        self.in_hash = 0
+        self.hash_only: set[int] = set()
+        self.seed_in_hash = False
+
+    def first_met(self, obj: Any) -> bool:
+        """Return True, marking it seen, when ``obj`` (a function, class or module) is not resolved yet; keying the hash
+        seed when it was resolved within a __hash__ that read it, and is reached again from elsewhere."""
+        if id(obj) in self.seen:
+            if not self.in_hash and id(obj) in self.hash_only and self.seed_in_hash:
+                self.note_state(HASH_SEED, _hash_seed())
+            return False
+        self.seen.add(id(obj))
+        if self.in_hash:
+            self.hash_only.add(id(obj))
+        return True
+
+    def note_state(self, label: str, text: str) -> None:
+        """Key process state the code reads, as text; checked on every call, like an environment variable
+        (os.chdir changes it between two calls)."""
+        self.watch.append(("probe", label, text))
+        self.deps.parts[label] = ("settings", text.encode())
 
     def function(self, fn: types.FunctionType, label: str) -> None:
-        if id(fn) in self.seen:
+        if not self.first_met(fn):
             return
-        self.seen.add(id(fn))
         self.watch.append(_fn_watch(fn))
         digest, _ = own_fingerprint(fn, self.by_code)
         parts = [digest]
@@ -537,10 +561,10 @@ class _Resolver:
         if found.whole:
             self.volatile = self.hard = True  # any change of any variable: resolved again on every call
             self.deps.parts[WHOLE_ENVIRONMENT] = ("env", environment_digest())
+        if self.in_hash and found.state.pop(HASH_SEED, None) is not None:
+            self.seed_in_hash = True
         for label, text in found.state.items():
-            # Checked on every call, like an environment variable: os.chdir changes it between two calls.
-            self.watch.append(("probe", label, text))
-            self.deps.parts[label] = ("settings", text.encode())
+            self.note_state(label, text)
         self.deps.skipped.update(found.skipped)
         self.deps.clock.extend(found.clock)
         warn_entropy(found, owner)
@@ -662,9 +686,8 @@ class _Resolver:
     def module_code(self, module: types.ModuleType, label: str) -> None:
         """Resolve a user module used as a whole (``getattr(mod, name)``): all it holds, each
         name like a global, whether defined there, imported into it or data."""
-        if id(module) in self.seen:
+        if not self.first_met(module):
             return
-        self.seen.add(id(module))
         namespace = vars(module)
         self.watch.append(("dict", namespace, list(namespace.items()), module, "__dict__"))
         for name, attr in sorted(namespace.items()):
@@ -879,9 +902,8 @@ class _Resolver:
     def cls(self, cls: type, label: str) -> None:
         """Resolve a user class: its definition, and for it and each user base, their data and
         the code of every method (with what that reads), as for helpers; a user metaclass too."""
-        if id(cls) in self.seen:
+        if not self.first_met(cls):
             return
-        self.seen.add(id(cls))
         meta = type(cls)
         if meta is not type and is_user_code(meta):
             self.value(meta, f"{label}.<metaclass>")
@@ -897,16 +919,19 @@ class _Resolver:
             # `class Model(Model)`: two classes of one name in the line, each keeps its own labels
             qualname = klass.__qualname__ if names.count(klass.__qualname__) == 1 else f"{klass.__qualname__}#{index}"
             where = label if own else f"{label}.<base {qualname}>"
-            if not own and id(klass) in self.seen:
+            if not own and not self.first_met(klass):
                 continue
-            self.seen.add(id(klass))
             self.watch.append(("class", klass, list(vars(klass).items())))
             self.deps.parts[where] = ("code", class_fingerprint(klass, self.by_code))
             self.registrations(klass, where, users_only=False)
             for name, attr in _class_items(klass):
                 # Code is resolved like a helper; data like a global (hashed, and re-hashed on
                 # every call while it is mutable); a class held as data like a class.
-                self.value(attr, f"{qualname}.{name}", on_class=(klass, name))
+                self.in_hash += name == "__hash__"
+                try:
+                    self.value(attr, f"{qualname}.{name}", on_class=(klass, name))
+                finally:
+                    self.in_hash -= name == "__hash__"
 
 
 _ENV_AND_CLOCK_ROOTS = frozenset({"environ", "getenv", "get", "now", "utcnow", "today", "time", "time_ns",
@@ -967,7 +992,7 @@ def code_environment(code: types.CodeType, namespace: dict[str, Any], owner: str
                 "them as arguments")
             continue
         state = _state_read(target, chain, const)
-        if state is not None and not (state == HASH_SEED and code.co_name == "__hash__"):
+        if state is not None:
             _note_state(found, state)
         if name in _ENV_AND_CLOCK_ROOTS or _ENV_AND_CLOCK_ROOTS.intersection(chain) \
                 or getattr(target, "__name__", None) in _ENV_AND_CLOCK_ROOTS:  # `from time import time as now`
@@ -977,8 +1002,7 @@ def code_environment(code: types.CodeType, namespace: dict[str, Any], owner: str
             if reader is not None:
                 found.clock.append(f"{owner}: {reader}")
     for attribute in loose_attributes(code) & _STATE_NAMES.keys():
-        if not (attribute == "__hash__" and code.co_name == "__hash__"):
-            _note_state(found, _STATE_NAMES[attribute])  # Path(p).resolve(): a method of a value, known by its name
+        _note_state(found, _STATE_NAMES[attribute])  # Path(p).resolve(): a method of a value, known by its name
     seeds = seeds_without_argument(code)
     if seeds and _uses_torch(code, namespace):
         found.entropy = any(_seeds_a_value(namespace, receiver) for receiver in seeds)
@@ -1196,7 +1220,7 @@ def _state_readers() -> tuple[dict[Any, str], frozenset[Any], frozenset[Any]]:
                    moment.timestamp):
         readers[_function(reader)] = LOCAL_TIME_ZONE
     # hash() of a text or bytes changes with PYTHONHASHSEED, which a Jupyter kernel draws anew at each start. Not
-    # inside a __hash__ method (code_environment): there it serves dict and set lookups, whose answers do not
+    # inside a class's __hash__ (_Resolver.in_hash): there it serves dict and set lookups, whose answers do not
     # depend on the seed, and keying it would make every frozen dataclass miss after a restart.
     readers[hash] = HASH_SEED
     readers[os.get_exec_path] = _PROGRAM_PATH

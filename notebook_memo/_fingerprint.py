@@ -291,11 +291,15 @@ def _code_digest(code: types.CodeType, docstring: object = _MISSING) -> bytes:
     exceptions = getattr(code, "co_exceptiontable", b"")  # which handler catches what (3.11+)
     if exceptions:  # none: the bytes of code without a try stay as they were
         parts.append(b"exceptions" + exceptions)
+    # attrs' generated __hash__ holds hash() of a text made from the class's name: an int the hash seed changes.
+    salted = code.co_name == "__hash__" and code.co_filename.startswith("<attrs generated")
     for index, const in enumerate(code.co_consts):
         if isinstance(const, types.CodeType):
             parts.append(_code_digest(const))
         elif index == 0 and docstring is not _MISSING and const == docstring:
             parts.append(b"<doc>")
+        elif salted and type(const) is int:
+            parts.append(b"<attrs salt>")
         else:
             parts.append(content_hash(const))
     return combine(parts)

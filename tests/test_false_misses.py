@@ -224,3 +224,68 @@ def test_a_function_calling_get_ipython_hits_after_a_restart(cache_dir: Path) ->
     again = run_kernel(cells, cache_dir, seed=2)
     assert (first["r"], first["runs"], again["r"], again["runs"]) == (5, 1, 5, 0)
     assert _memo_warnings(first) == _memo_warnings(again) == []
+
+
+# -- a class's __hash__, whatever its code is named -----------------------------------------------------
+
+HASH_ROLES = """
+import attrs
+from notebook_memo import memo
+
+class L:
+    def __init__(self, x): self.x = x
+    def __eq__(self, o): return self.x == o.x
+    __hash__ = lambda self: hash(self.x)
+
+def _combine(*parts):
+    return hash(parts)
+
+class H:
+    def __init__(self, x): self.x = x
+    def __eq__(self, o): return self.x == o.x
+    def __hash__(self): return _combine(self.x, "H")
+
+@attrs.frozen
+class A:
+    x: str
+
+def _mix(*parts):
+    return hash(parts)
+
+class M:
+    def __init__(self, x): self.x = x
+    def __eq__(self, o): return self.x == o.x
+    def __hash__(self): return _mix(self.x)
+
+@memo
+def count(o):
+    return len({o, o})
+
+@memo
+def mixed(o):
+    return _mix(o.x) % 1000  # the body calls the helper __hash__ uses: the seed is its input
+
+@memo
+def made(s):
+    return len({M(s)})  # the class named in the body: its __hash__ still does not key the seed
+
+@memo
+def both(s):
+    return len({M(s)}) + _mix(s) % 1000  # the helper reached through __hash__ first, then by the body
+
+OUT["r"] = [count(L("a")), count(H("a")), count(A("a")), mixed(M("a")), made("a"), both("a")]
+OUT["live"] = _mix("a") % 1000
+OUT["hits"] = [count.cache_info().hits, mixed.cache_info().hits, made.cache_info().hits, both.cache_info().hits]
+"""
+
+
+def test_a_hash_method_of_any_name_or_through_a_helper_does_not_key_the_hash_seed(cache_dir: Path) -> None:
+    first = run_kernel([HASH_ROLES], cache_dir, seed=1)
+    other = run_kernel([HASH_ROLES], cache_dir, seed=2)
+    assert first["live"] != other["live"]  # the two seeds do hash it differently
+    for out in (first, other):
+        assert out["r"] == [1, 1, 1, out["live"], 1, 1 + out["live"]]
+    # The lambda, the helper reached only from __hash__, attrs' generated __hash__: served under another seed;
+    # a body that calls the helper itself is not.
+    assert other["hits"] == [3, 0, 1, 0]
+    assert _memo_warnings(other) == []
