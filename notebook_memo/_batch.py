@@ -129,6 +129,8 @@ class BatchFunction(MemoizedFunction[Any]):
             self._torch_context(deps, parts, extras)
         if met_decimal and "settings of decimal" not in deps.parts:  # Decimal items: x / 3 uses the context
             self._decimal_context(parts, extras)
+        if found:
+            found = self._seed_met(deps, found, parts, extras)
         if found or deps.skipped or deps.clock:
             deps, found = self._left_out(deps, found)
         prefix = combine([b"nbmB", self._fid.encode(), state.code, state.deps_digest, self._version, container,

@@ -409,6 +409,12 @@ class _Resolver:
         self.in_hash = 0
         self.hash_only: set[int] = set()
         self.seed_in_hash = False
+        # A class met as a value (an argument's): the seed its methods read is keyed for a call only when the body
+        # names one of them (seed_members, told by value_class); the member being resolved, and where each code
+        # was first met (one met again from another member that read it counts for that one too).
+        self.member: str | None = None
+        self.member_of: dict[int, str] = {}
+        self.seed_members: set[str] | None = None
 
     def first_met(self, obj: Any) -> bool:
         """Return True, marking it seen, when ``obj`` (a function, class or module) is not resolved yet; keying the hash
@@ -416,10 +422,15 @@ class _Resolver:
         if id(obj) in self.seen:
             if not self.in_hash and id(obj) in self.hash_only and self.seed_in_hash:
                 self.note_state(HASH_SEED, _hash_seed())
+            if self.member is not None and self.seed_members is not None \
+                    and self.member_of.get(id(obj)) in self.seed_members:
+                self.seed_members.add(self.member)
             return False
         self.seen.add(id(obj))
         if self.in_hash:
             self.hash_only.add(id(obj))
+        if self.member is not None:
+            self.member_of[id(obj)] = self.member
         return True
 
     def note_state(self, label: str, text: str) -> None:
@@ -563,6 +574,9 @@ class _Resolver:
             self.deps.parts[WHOLE_ENVIRONMENT] = ("env", environment_digest())
         if self.in_hash and found.state.pop(HASH_SEED, None) is not None:
             self.seed_in_hash = True
+        elif self.member is not None and self.seed_members is not None \
+                and found.state.pop(HASH_SEED, None) is not None:
+            self.seed_members.add(self.member)
         for label, text in found.state.items():
             self.note_state(label, text)
         self.deps.skipped.update(found.skipped)
@@ -927,11 +941,23 @@ class _Resolver:
             for name, attr in _class_items(klass):
                 # Code is resolved like a helper; data like a global (hashed, and re-hashed on
                 # every call while it is mutable); a class held as data like a class.
+                outer = self.member
                 self.in_hash += name == "__hash__"
+                if self.seed_members is not None and outer is None:
+                    self.member = name  # a member of the class met as a value, not of a class it reaches
                 try:
                     self.value(attr, f"{qualname}.{name}", on_class=(klass, name))
                 finally:
                     self.in_hash -= name == "__hash__"
+                    self.member = outer
+
+    def value_class(self, cls: type) -> None:
+        """Resolve a user class met as a value (an argument's), noting which of its members read the hash seed
+        instead of keying it: a call keys the seed when its body names one of them (seed_readers)."""
+        self.seed_members = set()
+        self.cls(cls, "<class>")
+        if self.seed_members:
+            self.deps.parts[SEED_MEMBERS] = ("settings", "\0".join(sorted(self.seed_members)).encode())
 
 
 _ENV_AND_CLOCK_ROOTS = frozenset({"environ", "getenv", "get", "now", "utcnow", "today", "time", "time_ns",
@@ -1175,6 +1201,7 @@ def _clock_reader(value: Any) -> str | None:
 CURRENT_FOLDER = "current folder"
 LOCAL_TIME_ZONE = "local time zone"
 HASH_SEED = "hash seed"
+SEED_MEMBERS = "hash seed read by members"  # of a class met as a value: which ones (value_class)
 TEMPORARY_FOLDER = "temporary folder"
 _HOME = "home"
 _USER = "user name"
@@ -1535,6 +1562,21 @@ def dependency_value(fn: types.FunctionType, label: str) -> Any:
     return value
 
 
+def _reached_code(fn: types.FunctionType, deps: Dependencies) -> Iterator[tuple[types.CodeType, dict[str, Any]]]:
+    """Yield the code, with its globals, of ``fn`` and of the functions and classes' methods it reads by name."""
+    owners: list[Any] = [fn]
+    for label, (kind, _) in deps.parts.items():
+        if kind == "code":
+            value = dependency_value(fn, label)
+            owners.extend(vars(value).values() if isinstance(value, type) else [value])
+    for owner in owners:
+        owner = getattr(owner, "__func__", owner)
+        code = getattr(owner, "__code__", None)
+        namespace = getattr(owner, "__globals__", None)
+        if isinstance(code, types.CodeType) and isinstance(namespace, dict):
+            yield code, namespace
+
+
 def labels_bound_by_code(fn: types.FunctionType, deps: Dependencies, labels: set[str]) -> set[str]:
     """Return those of ``labels`` (labelled as dependencies are) that ``fn`` or the functions and classes it
     reads bind themselves: a global (``global _model`` in a helper that loads it on first use), or an
@@ -1543,23 +1585,11 @@ def labels_bound_by_code(fn: types.FunctionType, deps: Dependencies, labels: set
     set on is not told by the code (``cls``), and a name the code never sets is not matched."""
     found: set[str] = set()
     attributes: set[str] = set()
-
-    def add(code_owner: Any) -> None:
-        code = getattr(code_owner, "__code__", None)
-        namespace = getattr(code_owner, "__globals__", None)
-        if not isinstance(code, types.CodeType) or not isinstance(namespace, dict):
-            return
+    for code, namespace in _reached_code(fn, deps):
         module = namespace.get("__name__")
         prefix = "" if module in (None, "__main__", "__mp_main__") else f"{module}."
         found.update(prefix + name for name in global_stores(code))
         attributes.update(attribute_stores(code))
-
-    add(fn)
-    for label, (kind, _) in deps.parts.items():
-        if kind == "code":
-            value = dependency_value(fn, label)
-            for member in list(vars(value).values()) if isinstance(value, type) else [value]:
-                add(getattr(member, "__func__", member))
     return {label for label in labels
             if label in found or ("." in label and label.rpartition(".")[2] in attributes)}
 
@@ -1876,7 +1906,7 @@ def _value_digest(obj: Any, cache: weakref.WeakKeyDictionary[Any, _Entry], name:
                 enclosing.deps.clock.extend(cached[6])
             elif cached[6]:
                 _clock_outside(cached[6])
-            return digest
+            return _seed_told(digest, cached[4], enclosing)
     if id(obj) in active:
         # Code reaching itself (through a container, a partial, an instance of its class): name
         # it. What was computed since it began stands on this unfinished digest: none of that is
@@ -1908,7 +1938,55 @@ def _value_digest(obj: Any, cache: weakref.WeakKeyDictionary[Any, _Entry], name:
         with _value_lock, contextlib.suppress(TypeError):
             cache[obj] = ([_stored(item) for item in resolver.watch], digest, track, data,
                           dict(deps.parts), dict(deps.skipped), list(deps.clock))
+    return _seed_told(digest, deps.parts, enclosing)
+
+
+def _seed_told(digest: bytes, parts: dict[str, tuple[str, bytes]], enclosing: _Resolver | None) -> bytes:
+    """Return a value's code digest once the hash seed its class's members read (SEED_MEMBERS) is told: to the call
+    keying it (things_met), which keys the seed when its body names one of them, or keyed by the resolution
+    reading it as data, whichever member is called. The digest is the same either way: a value hashed again
+    after the body ran (was it changed in place?) compares with it."""
+    named = parts.get(SEED_MEMBERS)
+    if named is None:
+        return digest
+    if enclosing is not None:
+        enclosing.note_state(HASH_SEED, _hash_seed())
+        return digest
+    sink = getattr(things_met, "found", None)
+    if sink is not None:
+        sink.append((SEED_MEMBERS, frozenset(named[1].decode().split("\0"))))
     return digest
+
+
+def seed_readers_named(members: frozenset[str], names: frozenset[str]) -> bool:
+    """Return True when code whose ``names`` (names_in_code) are given may call one of ``members`` (members of an
+    argument's class that read the hash seed): it names it (``u.shard()``, ``getattr(u, "shard")``), or it is a
+    special method, which Python calls without its name (``str(u)``)."""
+    return any(name.startswith("__") and name.endswith("__") for name in members) or not members.isdisjoint(names)
+
+
+def hash_seed_text() -> str:
+    """Return what the hash seed makes of one text, as keyed (the same under the same PYTHONHASHSEED)."""
+    return _hash_seed()
+
+
+def names_in_code(fn: types.FunctionType, deps: Dependencies) -> frozenset[str]:
+    """Return every name and constant text in the code of ``fn`` and of the functions and classes it reads."""
+    found: set[str] = set()
+    for code, _ in _reached_code(fn, deps):
+        found |= _names_and_texts(code)
+    return frozenset(found)
+
+
+@functools.lru_cache(maxsize=4096)
+def _names_and_texts(code: types.CodeType) -> frozenset[str]:
+    found: set[str] = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            found |= _names_and_texts(const)
+        elif isinstance(const, str):
+            found.add(const)
+    return frozenset(found)
 
 
 def _clock_outside(found: list[str]) -> None:
@@ -1947,7 +2025,7 @@ def function_value_digest(fn: types.FunctionType) -> bytes:
 def class_value_digest(cls: type) -> bytes:
     """Return the digest of a user class (of an argument, a global object, a bound method):
     its definition and, like a function's helpers, what each of its methods reads."""
-    return _value_digest(cls, _class_values, cls.__qualname__, lambda r: r.cls(cls, "<class>"))
+    return _value_digest(cls, _class_values, cls.__qualname__, lambda r: r.value_class(cls))
 
 
 def _hash_class(h: Hasher, cls: type) -> None:

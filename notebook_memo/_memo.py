@@ -30,13 +30,17 @@ from ._conditions import Conditions, NotRecordable, Recorder, Recorders
 from ._config import EXPIRY_GRACE, INLINE_LIMIT, LOCK_POLL_MAX, QUICK_BODY, TTLLike, parse_ttl, resolve_lease, warn_once
 from ._dependencies import (
     _PACKAGE_STATE,
+    SEED_MEMBERS,
     CodeState,
     CodeTracker,
     Dependencies,
     clock_reads,
     decimal_settings,
     dependency_value,
+    hash_seed_text,
     labels_bound_by_code,
+    names_in_code,
+    seed_readers_named,
     torch_modes,
     torch_settings,
 )
@@ -358,6 +362,7 @@ class MemoizedFunction(Generic[R]):
         self._changes_process: str | None = None  # how a run of it changed the process (see _changed_process)
         # For the code state last run (its dependencies): whether it reads files' sizes, the libraries it uses
         self._run_facts: tuple[Any, bool, tuple[str, ...]] = (None, False, ())
+        self._names_known: tuple[Any, frozenset[str]] = (None, frozenset())  # names_in_code, by code state's deps
         # Its last run in this process ended within QUICK_BODY: the next miss skips the lease.
         self._quick = False
         self._tracker: CodeTracker | None = None
@@ -508,6 +513,8 @@ class MemoizedFunction(Generic[R]):
             self._torch_context(deps, rest, extras)
         if met_decimal and "settings of decimal" not in deps.parts:  # Decimal arguments: a / b uses the context
             self._decimal_context(rest, extras)
+        if found:
+            found = self._seed_met(deps, found, rest, extras)
         if found or deps.skipped or deps.clock:
             deps, found = self._left_out(deps, found)
         # The bytes ``combine`` digests (each part after its length), its fixed parts framed once per code state.
@@ -542,6 +549,21 @@ class MemoizedFunction(Generic[R]):
         """Add the decimal context to a key's parts, for a call that hashed a Decimal (``a / b`` uses it)."""
         extras["decimal's settings"] = settings = decimal_settings()
         rest.append(b"decimal " + settings.encode())
+
+    def _seed_met(self, deps: Dependencies, found: list[Any], rest: list[bytes], extras: dict[str, str]) -> list[Any]:
+        """Add the hash seed to a key's parts (``rest``, and in words to ``extras``) where the body may call a member
+        of an argument's class that reads it, as hashing the arguments told (``found``); return ``found`` without
+        those notes. A member it never calls (u.shard() where the body reads u.age) keys nothing."""
+        told = [item for item in found if type(item) is tuple and item and item[0] is SEED_MEMBERS]
+        if not told:
+            return found
+        known = self._names_known
+        if known[0] is not deps:
+            self._names_known = known = (deps, names_in_code(self._fn, deps))  # type: ignore[arg-type]
+        if seed_readers_named(frozenset().union(*(item[1] for item in told)), known[1]):
+            extras["hash seed"] = seed = hash_seed_text()
+            rest.append(b"hash seed " + seed.encode())
+        return [item for item in found if not (type(item) is tuple and item and item[0] is SEED_MEMBERS)]
 
     def _left_out(self, deps: Dependencies, found: list[Any]) -> tuple[Dependencies, list[Any]]:
         """Return a call's dependencies with the clock reads its keying met (``found``: in the code of an

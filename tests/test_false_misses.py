@@ -289,3 +289,59 @@ def test_a_hash_method_of_any_name_or_through_a_helper_does_not_key_the_hash_see
     # a body that calls the helper itself is not.
     assert other["hits"] == [3, 0, 1, 0]
     assert _memo_warnings(other) == []
+
+
+# -- a method of an argument's class that calls hash(), which the body never calls ----------------------
+
+ARGUMENT_METHODS = """
+import dataclasses
+from notebook_memo import memo
+
+class User:
+    def __init__(self, name, age): self.name, self.age = name, age
+    def shard(self): return hash(self.name) % 1000  # the seed is its input
+    def __repr__(self): return f"User({self.name})"
+
+class Tagged:
+    def __init__(self, name): self.name = name
+    def __str__(self): return f"{self.name}-{hash(self.name) % 1000}"  # called by str(), never by name
+
+@memo
+def age_next_year(u):
+    return u.age + 1
+
+@memo
+def shard_of(u):
+    return u.shard()
+
+@memo
+def shown(t):
+    return str(t)
+
+@memo.batch("users", progress=False)
+def ages(users):
+    return [u.age for u in users]
+
+@memo.batch("users", progress=False)
+def shards(users):
+    return [u.shard() for u in users]
+
+OUT["why"] = str(shard_of.explain(User("ann", 30)))
+OUT["r"] = [age_next_year(User("ann", 30)), shard_of(User("ann", 30)), shown(Tagged("ann")),
+            ages([User("ann", 30)]), shards([User("ann", 30)])]
+OUT["live"] = [hash("ann") % 1000]
+OUT["hits"] = [f.cache_info().hits for f in (age_next_year, shard_of, shown, ages, shards)]
+"""
+
+
+def test_a_method_of_an_arguments_class_the_body_never_calls_does_not_key_the_hash_seed(cache_dir: Path) -> None:
+    first = run_kernel([ARGUMENT_METHODS], cache_dir, seed=1)
+    other = run_kernel([ARGUMENT_METHODS], cache_dir, seed=2)
+    live = other["live"][0]
+    assert first["live"] != other["live"]
+    assert other["r"] == [31, live, f"ann-{live}", [30], [live]]
+    # Served under another seed where the body only reads u.age; not where it calls u.shard() or str(t).
+    assert other["hits"][:3] == [1, 0, 0]
+    assert other["hits"][3] > 0 and other["hits"][4] == 0  # batches alike
+    assert "hash seed" in other["why"], other["why"]  # what the miss differs in is named
+    assert _memo_warnings(other) == []
