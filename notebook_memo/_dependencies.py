@@ -312,6 +312,8 @@ def _is_patch(attr: Any) -> bool:
         attr = attr.func
     elif isinstance(attr, property):
         return any(_user_code(fn) for fn in (attr.fget, attr.fset, attr.fdel))
+    if isinstance(attr, types.FunctionType) and str(attr.__globals__.get("__name__", "")).startswith("namedtuple_"):
+        return False  # the __new__ collections.namedtuple writes for a library's named tuple (urlsplit's)
     return _user_code(attr)
 
 
