@@ -216,6 +216,17 @@ log = _Log()
 """
 
 
+# A kernel's first cell: ``ran(name)`` counts body runs in ``RUNS``, which no key holds.
+RUNS_SETUP = """
+from notebook_memo import memo
+class _Runs(dict):
+    def __memo_key__(self): return 'runs'
+RUNS = _Runs()
+def ran(name):
+    RUNS[name] = RUNS.get(name, 0) + 1
+"""
+
+
 def worker_script(path: Path, body: str, log_arg: int = 2) -> Path:
     """Write a worker program: the shared prelude (imports, a cross-process ``log``) and ``body``."""
     path.write_text(WORKER_PRELUDE.format(root=str(ROOT), log_arg=log_arg) + textwrap.dedent(body))

@@ -11,16 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Shell, run_kernel
+from tests.conftest import RUNS_SETUP, Shell, run_kernel
 
-SETUP = """
-from notebook_memo import memo
-class _Runs(dict):
-    def __memo_key__(self): return 'runs'
-RUNS = _Runs()
-def ran(name):
-    RUNS[name] = RUNS.get(name, 0) + 1
-"""
+SETUP = RUNS_SETUP
 
 
 # -- names in builtins ------------------------------------------------------------------------------------
