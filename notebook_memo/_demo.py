@@ -13,6 +13,7 @@ import contextlib
 import copy
 import json
 import os
+import queue
 import tempfile
 import time
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ DEFAULT_NOTEBOOK = ROOT / "notebooks" / "model_inference.ipynb"
 DEFAULT_OUTPUT = ROOT / "demo_output"
 TEMP_PREFIX = "notebook_memo_demo_"
 RESTORED_NOTE = "[notebook_memo] restored"
+IDLE_WAIT_S = 30  # how long the report waits for the kernel to say a request of its own is done
 EDIT_KEY = "demo_edit"  # cell metadata: {"old": text, "new": text}, applied between the runs
 EXPLAIN_TAG = "explain"  # the cell whose output is the edited function's explanation
 LABEL_WIDTH = 44
@@ -114,9 +116,15 @@ def _make_client(notebook: Any, directory: Path, timeout: int) -> Any:
         async def _idle(self, msg_id: str) -> None:
             # Until the kernel says idle its handler may still be running, and the interrupt that
             # precedes a shutdown would land in it (ipykernel logs "KeyboardInterrupt caught").
+            # Waited for a while only: a status read by another reader of the channel would otherwise be
+            # waited for until the run's timeout, on every cell.
             assert self.kc is not None
-            while True:
-                msg = await ensure_async(self.kc.iopub_channel.get_msg(timeout=timeout))
+            deadline = time.monotonic() + min(timeout, IDLE_WAIT_S)
+            while (left := deadline - time.monotonic()) > 0:
+                try:
+                    msg = await ensure_async(self.kc.iopub_channel.get_msg(timeout=left))
+                except queue.Empty:
+                    return
                 if (msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "status"
                         and msg["content"]["execution_state"] == "idle"):
                     return
