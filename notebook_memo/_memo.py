@@ -154,6 +154,15 @@ def _caches_itself(cls: type) -> bool:
                for attr in vars(klass).values())
 
 
+def _notes(found: list[Any], tag: Any) -> tuple[list[tuple[Any, ...]], list[Any]]:
+    """Split what keying met (``found``) into the notes tagged ``tag`` (``(tag, ...)`` tuples) and the rest."""
+    tagged: list[tuple[Any, ...]] = []
+    rest: list[Any] = []
+    for item in found:
+        (tagged if type(item) is tuple and item and item[0] is tag else rest).append(item)
+    return tagged, rest
+
+
 def changed_in_place(read: Iterable[tuple[str, Any, bytes]]) -> str | None:
     """Return the label of the first data among ``read`` (label, value, digest before a run) that the run changed
     in place, if any; an object that hashes no more counts as changed, one that fills a cached_property does not."""
@@ -554,7 +563,7 @@ class MemoizedFunction(Generic[R]):
         """Add the hash seed to a key's parts (``rest``, and in words to ``extras``) where the body may call a member
         of an argument's class that reads it, as hashing the arguments told (``found``); return ``found`` without
         those notes. A member it never calls (u.shard() where the body reads u.age) keys nothing."""
-        told = [item for item in found if type(item) is tuple and item and item[0] is SEED_MEMBERS]
+        told, rest_found = _notes(found, SEED_MEMBERS)
         if not told:
             return found
         known = self._names_known
@@ -563,15 +572,16 @@ class MemoizedFunction(Generic[R]):
         if seed_readers_named(frozenset().union(*(item[1] for item in told)), known[1]):
             extras["hash seed"] = seed = hash_seed_text()
             rest.append(b"hash seed " + seed.encode())
-        return [item for item in found if not (type(item) is tuple and item and item[0] is SEED_MEMBERS)]
+        return rest_found
 
     def _left_out(self, deps: Dependencies, found: list[Any]) -> tuple[Dependencies, list[Any]]:
         """Return a call's dependencies with the clock reads its keying met (``found``: in the code of an
         argument's class), and what else it met (random generators); warn once of what the key leaves out:
         a global it cannot hash, the clock read without ttl=. Every kind of call warns here alike."""
-        clock = [item[1] for item in found if type(item) is tuple and item and item[0] is CLOCK]
+        reads, others = _notes(found, CLOCK)
+        clock = [item[1] for item in reads]
         if clock:
-            found = [item for item in found if not (type(item) is tuple and item and item[0] is CLOCK)]
+            found = others
             deps = dataclasses.replace(deps, clock=clock_reads(deps.clock + clock))
         if deps.skipped:
             for label, reason in deps.skipped.items():
