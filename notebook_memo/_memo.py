@@ -924,7 +924,7 @@ class MemoizedFunction(Generic[R]):
             self._run_facts = known = (deps, _conditions.stats_files(self._fn), libraries)
         libraries = known[2]
         if "torch's settings" in call.extras or "decimal's settings" in call.extras:  # a tensor or Decimal met
-            libraries = (*libraries, "torch", "decimal")
+            libraries = (*libraries, *(name for name in ("torch", "decimal") if name not in libraries))
         return Recorder(self._options.files, known[1], libraries)
 
     def _read_objects(self, call: Call) -> _Reads | None:
