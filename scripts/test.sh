@@ -8,6 +8,6 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install -q -e ".[test]"
 .venv/bin/python -m ruff check notebook_memo tests benchmarks
 .venv/bin/python -m mypy
-# One process: on two xdist workers (-n 2, about 11 minutes) a fresh clone's run twice met tests disturbing each
-# other (a remote configured by one test receiving another's manifests); pass -n 2 to try it.
-.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+# Two workers: many tests wait on a kernel or another process, and the other core is used meanwhile. A test that
+# leaves a thread of its own running fails (tests/conftest.py), so that none goes on into the next tests.
+.venv/bin/python -m pytest -q -p no:cacheprovider -n 2 --dist worksteal "$@"

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -94,6 +95,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         item.add_marker(skip)
 
 
+def _join_the_test_s_threads(before: set[threading.Thread]) -> None:
+    """Fail a test that leaves a thread of its own running (one whose target the tests define): left behind,
+    such a thread goes on calling memoized functions in the next tests, under their settings."""
+    left = [t for t in threading.enumerate() if t not in before and t.is_alive() and
+            getattr(getattr(t, "_target", None), "__module__", "").startswith(("test_", "tests.", "conftest"))]
+    for thread in left:
+        thread.join(30)
+    running = [thread.name for thread in left if thread.is_alive()]
+    if running:
+        pytest.fail(f"the test left threads of its own running: {running}; stop them before it ends", pytrace=False)
+
+
 @pytest.fixture(autouse=True)
 def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Every test gets its own cache directory and default settings."""
@@ -105,7 +118,9 @@ def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     saved = _config.Settings(**vars(_config.settings))
     _config._warned.clear()
     opened_before = {store.directory for store in open_stores()}
+    threads_before = set(threading.enumerate())
     yield directory
+    _join_the_test_s_threads(threads_before)
     _config.settings.__dict__.update(vars(saved))
     # The suite opens a few thousand cache directories in one process: each test lets its own go, or
     # their index files would pass the open-file limit (and their threads pile up) before the end.

@@ -534,16 +534,60 @@ def test_a_store_closed_while_other_threads_use_it_serves_them_all(tmp_path: Pat
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         callers = [threading.Thread(target=calls) for _ in range(2)]
-        for caller in callers:
-            caller.start()
-        for _ in range(300):
-            store.close()  # the same store each time: the callers go on using it (get_store still returns it)
-        done.set()
-        for caller in callers:
-            caller.join()
+        try:
+            for caller in callers:
+                caller.start()
+            for _ in range(300):
+                store.close()  # the same store each time: the callers go on using it (get_store still returns it)
+        finally:  # callers left running would go on calling into the next tests
+            done.set()
+            for caller in callers:
+                caller.join()
     assert failures == []
     assert [str(w.message) for w in caught] == []
     assert counter.n == 20 and served[0] >= 1
+
+
+def test_a_store_closed_while_its_background_thread_is_being_started_does_not_fail(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A close on one thread while another starts the store's background thread: the close used to find the
+    thread already named but not yet started, and joining it raised RuntimeError in the closing caller."""
+
+    @memo
+    def f(x: int) -> int:
+        return x * 2
+
+    configure(cache_dir=str(tmp_path / "shared"))
+    assert f(1) == 2
+    settled()
+    store = f._store()
+    store.close()
+    for _ in range(600):  # its background thread ends once it has nothing left to do (within a second or so)
+        if store._flusher is None:
+            break
+        time.sleep(0.05)
+    assert store._flusher is None
+    failures: list[BaseException] = []
+    start = threading.Thread.start
+
+    def start_with_a_close_beside(thread: threading.Thread) -> None:
+        if thread.name == "notebook_memo-flush":
+            def closing() -> None:
+                try:
+                    store.close()
+                except BaseException as exc:
+                    failures.append(exc)
+            closer = threading.Thread(target=closing)
+            start(closer)
+            closer.join()
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start_with_a_close_beside)
+    assert f(1) == 2  # a hit: its access time, left for the background thread to write, starts that thread
+    monkeypatch.undo()
+    settled()
+    assert failures == []
+    assert f(1) == 2 and f(2) == 4
 
 
 def test_a_hung_run_of_this_suite_ends_with_every_stack_even_after_a_failure(tmp_path: Path) -> None:

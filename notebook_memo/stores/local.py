@@ -2093,9 +2093,10 @@ class Store:
         with self._lock:
             if self._flusher is not None:
                 return
-            self._flusher = threading.Thread(target=_flush_loop, args=(weakref.ref(self),),
-                                             name="notebook_memo-flush", daemon=True)
-            self._flusher.start()
+            flusher = threading.Thread(target=_flush_loop, args=(weakref.ref(self),),
+                                       name="notebook_memo-flush", daemon=True)
+            flusher.start()  # before it is seen: another thread's close may join it at once
+            self._flusher = flusher
 
     def count_hits(self, tag: str, n: int) -> None:
         """Count ``n`` hits of function ``tag`` at once (items of a batch); written like ``count_hit``'s."""
