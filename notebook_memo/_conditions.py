@@ -22,6 +22,7 @@ import errno
 import functools
 import glob
 import importlib
+import importlib.machinery
 import itertools
 import linecache
 import locale
@@ -109,6 +110,12 @@ _SOURCE_SUFFIXES = (".py", ".pyw", ".pyi", ".ipy")
 # importlib's own modules (importlib.metadata lists every folder on sys.path to find a package's
 # metadata, on the first import of many packages): the import system, not data.
 _IMPORTLIB_DIR = os.path.join(os.path.dirname(importlib.__file__), "")
+# The import system's file loader (frozen, or its source where Python is built without frozen modules): its
+# get_data reads a module's code for an import, and a package's data file for pkgutil.get_data or the user.
+_LOADER_FILES = frozenset({"<frozen importlib._bootstrap_external>",
+                           os.path.join(_IMPORTLIB_DIR, "_bootstrap_external.py")})
+_CODE_SUFFIXES = (*importlib.machinery.all_suffixes(), *_SOURCE_SUFFIXES)
+_BYTECODE_FOLDER = f"{os.sep}__pycache__{os.sep}"
 _SYSTEM = ("/proc/", "/sys/", "/dev/")
 _hook_installed = False
 _hook_lock = threading.Lock()
@@ -413,7 +420,8 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
             return
         code = frame.f_code
         caller = code.co_filename
-        if caller.startswith(("<frozen importlib", _PACKAGE_DIR, _IMPORTLIB_DIR)):
+        if caller.startswith(("<frozen importlib", _PACKAGE_DIR, _IMPORTLIB_DIR)) \
+                and not (caller in _LOADER_FILES and _loads_data(event, code, args)):
             return  # the import system, or our own reads
         if caller == shutil.__file__ and (code.co_name == "rmtree" or code.co_name.startswith("_rmtree")):
             return  # inside a removal (the shutil.rmtree event names the whole tree)
@@ -473,6 +481,15 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
                         recorder.wrote(path)
     except Exception:  # an audit hook must never break the user's open()
         return
+
+
+def _loads_data(event: str, code: types.CodeType, args: tuple[Any, ...]) -> bool:
+    """Return True when the import system's loader opens a file that is not code (a package's data file, read by
+    ``pkgutil.get_data`` or ``loader.get_data``): a data read, unlike the module source and bytecode it reads."""
+    if event != "open" or code.co_name != "get_data" or not args:
+        return False
+    path = _path_of(args[0])
+    return path is not None and not path.endswith(_CODE_SUFFIXES) and _BYTECODE_FOLDER not in path
 
 
 def _read_database(path: str, recorders: Recorders) -> None:
