@@ -1048,20 +1048,30 @@ def _library_code(filename: str) -> bool:
 
 
 def stats_files(fn: Any) -> bool:
-    """Return True when ``fn``'s code, or the code of the user's functions it calls by a global name (a helper in
-    another cell), reads a file's size or times (``os.path.getsize``, ``entry.stat()``). A library's code is
-    not looked into: what it reads of a folder it lists is seen as names only."""
+    """Return True when ``fn``'s code, or the code of the user's functions it reaches, reads a file's size or times
+    (``os.path.getsize``, ``entry.stat()``). Reached: what its code names as a global or holds in a closure (a
+    helper in another cell), the attributes it names of a user's module (``ckutils.latest``), and the methods of
+    a user's class it names or of a user's object's class (``Runs(folder).latest()``, an inherited one too). A
+    library's code is not looked into: what it reads of a folder it lists is seen as names only."""
     seen: set[types.CodeType] = set()
-    todo = [fn]
+    looked: set[tuple[int, frozenset[str]]] = set()  # the modules and classes looked into, with the names asked
+    todo: list[tuple[Any, frozenset[str]]] = [(fn, frozenset())]
     while todo and len(seen) < 200:
-        item = todo.pop()
+        item, asked = todo.pop()
         try:
-            code = getattr(item, "__code__", None)
-            if code is None:  # a wrapper (a memoized helper, functools.wraps): what it wraps
-                wrapped = getattr(item, "__wrapped__", None)
-                if wrapped is not None:
-                    todo.append(wrapped)
+            if isinstance(item, (types.ModuleType, type)):
+                if (id(item), asked) not in looked:
+                    looked.add((id(item), asked))
+                    todo.extend((member, asked) for member in _members(item, asked))
                 continue
+            item = getattr(item, "__func__", item)  # a bound, static or class method: its function
+            code = getattr(item, "__code__", None)
+            if code is None:  # a wrapper (a memoized helper, functools.wraps, a partial), or a property
+                todo.extend((inner, asked) for inner in (getattr(item, attr, None) for attr in _WRAPPED)
+                            if inner is not None)
+                continue
+            namespace = getattr(item, "__globals__", None)
+            cells = getattr(item, "__closure__", None) or ()
         except Exception:  # an object whose attributes raise
             continue
         if not isinstance(code, types.CodeType) or code in seen or _library_code(code.co_filename):
@@ -1070,10 +1080,49 @@ def stats_files(fn: Any) -> bool:
         names = _code_names(code)
         if names & _SIZE_READERS:
             return True
-        namespace = getattr(item, "__globals__", None)
+        held: list[Any] = []
+        for cell in cells:
+            with contextlib.suppress(ValueError):  # a cell not yet filled
+                held.append(cell.cell_contents)
         if isinstance(namespace, dict):
-            todo.extend(value for name in names if callable(value := namespace.get(name)))
-    return False
+            held.extend(namespace[name] for name in names if name in namespace)
+        todo.extend((_followed(value), names) for value in held if _followed(value) is not None)
+    return bool(todo)  # too much code to look through: taken to read them, which costs a listing per hit at most
+
+
+# Where a callable without code of its own keeps the function it runs.
+_WRAPPED = ("__wrapped__", "func", "fget", "fset")
+
+
+def _followed(value: Any) -> Any:
+    """Return what to look into of a value the code names: a function, module or class itself, a user's object's
+    class (its methods are what ``model.predict()`` runs), or None for the rest (data, a library's object)."""
+    if callable(value) or isinstance(value, types.ModuleType):
+        return value
+    cls = type(value)
+    return cls if _user_class(cls) else None
+
+
+def _members(owner: types.ModuleType | type, asked: frozenset[str]) -> list[Any]:
+    """Return what code that names ``asked`` may run of a user's module (the attributes it names) or class (every
+    function of the user's classes in its MRO: ``__init__`` and the operators run without being named)."""
+    if isinstance(owner, types.ModuleType):
+        where = getattr(owner, "__file__", None) or next(iter(getattr(owner, "__path__", ())), None)
+        if not isinstance(where, str) or _library_code(where):
+            return []
+        space = vars(owner)
+        return [found for name in asked if name in space and (found := _followed(space[name])) is not None]
+    return [value for klass in owner.__mro__ if _user_class(klass) for value in vars(klass).values()
+            if isinstance(value, (types.FunctionType, staticmethod, classmethod, property))]
+
+
+def _user_class(cls: type) -> bool:
+    """Return True for a class defined by the user's code (a notebook's or a module's outside the libraries)."""
+    module = sys.modules.get(getattr(cls, "__module__", None) or "")
+    if module is None or module.__name__ == "builtins":
+        return False
+    where = getattr(module, "__file__", None)
+    return not isinstance(where, str) or not _library_code(where)
 
 
 def _names_digest(names: list[str]) -> str:

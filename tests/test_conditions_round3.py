@@ -7,6 +7,7 @@ Each test fails with a stale result served or a hit that leaves the files as the
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import os
@@ -88,3 +89,97 @@ def test_importing_a_module_inside_the_body_is_not_a_data_read(
         return int(importlib.import_module(name + ".compiled").VALUE + importlib.import_module(name + ".fresh").VALUE)
 
     assert value(user_package) == 7 and value(user_package) == 7 and counter.n == 1
+
+
+# -- sizes and times read by a helper reached through a module or a class ---------------------------------------
+
+CKUTILS = '''
+import os
+
+
+def latest(folder):
+    return max(os.listdir(folder), key=lambda n: os.path.getmtime(os.path.join(folder, n)))
+'''
+
+
+class Runs:
+    """A folder of checkpoints; its method reads their times."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+
+    def latest(self) -> str:
+        return max(os.listdir(self.folder), key=lambda n: os.path.getmtime(os.path.join(self.folder, n)))
+
+
+class SizedRuns(Runs):
+    """Inherits ``latest``; its own method calls it."""
+
+    def newest_name(self) -> str:
+        return self.latest().upper()
+
+
+class StaticRuns:
+    """The same read in a static method."""
+
+    @staticmethod
+    def biggest(folder: str) -> str:
+        return max(os.listdir(folder), key=lambda n: os.stat(os.path.join(folder, n)).st_size)
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> Path:
+    """A folder of two checkpoints, b.ckpt the newer and the bigger."""
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    for i, name in enumerate(("a.ckpt", "b.ckpt")):
+        (folder / name).write_text(name * (i + 1))
+        os.utime(folder / name, (1000 + i, 1000 + i))
+    return folder
+
+
+@pytest.fixture
+def ckutils(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A module of the user's with a helper that reads modification times."""
+    name = "ckutils_" + re.sub(r"\W", "_", request.node.name)
+    (tmp_path / f"{name}.py").write_text(CKUTILS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    yield importlib.import_module(name)
+    del sys.modules[name]
+
+
+def test_times_read_by_a_helper_reached_through_a_user_module_are_checked(ckutils: Any, runs: Path,
+                                                                          counter: Counter) -> None:
+    @memo
+    def newest(folder: str) -> str:
+        counter()
+        return str(ckutils.latest(folder))
+
+    assert newest(str(runs)) == "b.ckpt" and newest(str(runs)) == "b.ckpt" and counter.n == 1
+    os.utime(runs / "a.ckpt", (5000, 5000))
+    assert newest(str(runs)) == "a.ckpt" and counter.n == 2
+
+
+@pytest.mark.parametrize("use", ["method", "inherited method", "static method", "object held", "partial"])
+def test_times_read_by_a_user_class_method_are_checked(use: str, runs: Path, counter: Counter) -> None:
+    held = Runs(str(runs))
+    biggest = functools.partial(StaticRuns.biggest, str(runs))
+
+    @memo
+    def newest(folder: str) -> str:
+        counter()
+        if use == "method":
+            return Runs(folder).latest()
+        if use == "inherited method":
+            return SizedRuns(folder).newest_name().lower()
+        if use == "object held":
+            return held.latest()
+        if use == "partial":
+            return biggest()
+        return StaticRuns.biggest(folder)
+
+    assert newest(str(runs)) == "b.ckpt" and newest(str(runs)) == "b.ckpt" and counter.n == 1
+    (runs / "a.ckpt").write_text("a" * 40)
+    os.utime(runs / "a.ckpt", (5000, 5000))
+    assert newest(str(runs)) == "a.ckpt" and counter.n == 2
