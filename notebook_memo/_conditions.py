@@ -80,7 +80,10 @@ _running: list[Recorder] = []
 _GLOB_EVENT = "glob.glob/2" if sys.version_info >= (3, 11) else "glob.glob"
 _READ_EVENTS = frozenset({"open", "os.listdir", "os.scandir", "sqlite3.connect", _GLOB_EVENT})
 _WRITE_EVENTS = frozenset({"os.remove", "os.unlink", "os.rename", "os.replace", "os.truncate", "os.rmdir",
-                           "shutil.rmtree", "os.mkdir"})
+                           "shutil.rmtree", "os.mkdir", "os.symlink", "os.link"})
+# What makes a new name: the place of the path made in the event's arguments (a link's target is not written).
+_MAKING = {"os.mkdir": 0, "os.symlink": 1, "os.link": 1}
+_LINK = "symbolic link"  # the kind of a written condition that is a link the run made (with its target)
 _CONNECTED = "sqlite3.connect/handle"  # a new SQLite connection: what it attaches opens files in C, with no event
 # os.environ's writes: told apart by who makes them (a module's code run by an import is not the body's change)
 _ENVIRONMENT_EVENTS = frozenset({"os.putenv", "os.unsetenv"})
@@ -258,6 +261,7 @@ class Recorder:
         # ... the absolute path and name (as for reads) of each it wrote other than by appending: what it made,
         # checked on a hit to be as the run left it, since a hit would not make it again
         self.outputs: dict[str, tuple[str, str]] = {}
+        self.links: set[str] = set()  # ... those of them it made as symbolic links: a link, not what it names
         # real paths of files that may come and go by the body's own doing (an SQLite WAL file, which the body's
         # connection creates and removes): recorded as they are when the run ends
         self.companions: set[str] = set()
@@ -378,11 +382,14 @@ class Recorder:
         self.spawn_environment = self.spawn_environment or not environment_given
         self.spawn_folder = self.spawn_folder or not folder_given
 
-    def wrote(self, path: str, keeping: bool = False, appending: bool = False) -> None:
+    def wrote(self, path: str, keeping: bool = False, appending: bool = False, link: bool = False) -> None:
         """The body writes ``path``; ``keeping``: it existed and is not truncated (appended to, written in place);
-        ``appending``: opened to append (a log), which makes it no output of the run."""
+        ``appending``: opened to append (a log), which makes it no output of the run; ``link``: it makes a symbolic
+        link there (whose real path is its own: the link does not exist yet)."""
         absolute = os.path.abspath(path)
         real = os.path.realpath(absolute)
+        if link:
+            self.links.add(real)
         if keeping and real not in self.written:
             self.kept.add(real)
         self.written.add(real)
@@ -473,6 +480,14 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
             cache = sys.modules.get("diskcache.core")
             if cache is None or caller != cache.__file__:  # diskcache's connections are a store's: never attach
                 _watch_attaching(args[0], frame, active)
+        elif event in _MAKING:
+            at = _MAKING[event]
+            path = _path_of(args[at]) if len(args) > at and isinstance(args[at], (str, bytes, os.PathLike)) else None
+            # A name that is there already is not made: the call fails (makedirs(exist_ok=True) of a folder that
+            # exists makes nothing, and what the body then lists there is its input).
+            if path is not None and not os.path.lexists(path):
+                for recorder in active:
+                    recorder.wrote(path, link=event == "os.symlink")
         else:
             for value in args[:2]:
                 path = _path_of(value) if isinstance(value, (str, bytes, os.PathLike)) else None
@@ -1264,18 +1279,23 @@ def _finish(recorder: Recorder, excluded: Iterable[str]) -> Conditions:
 
 
 def _outputs(recorder: Recorder, is_data: Callable[[str], bool], now: int) -> dict[str, list[Any]]:
-    """Return the conditions of the regular files the run made or overwrote and left (one it removed, renamed
-    away, or only appended to is none): a hit is served while each is as the run left it, since a hit would not
-    write it again. Its size, times and content digest, as for a file read."""
+    """Return the conditions of the files, folders and links the run made or overwrote and left (one it removed,
+    renamed away, or only appended to is none): a hit is served while each is as the run left it, since a hit
+    would not make it again. A file's size, times and content digest, as for a file read; a folder's being one (what
+    it holds is the run's output where the run wrote it); a link's target."""
     found: dict[str, list[Any]] = {}
     for real, (absolute, name) in recorder.outputs.items():
         if not is_data(real):
             continue
         try:
-            if not stat.S_ISREG(os.stat(absolute).st_mode):
+            if real in recorder.links and stat.S_ISLNK(os.lstat(absolute).st_mode):
+                found[name] = [name, *_signature(os.lstat(absolute)), "", now, _LINK, os.readlink(absolute)]
                 continue
+            mode = os.stat(absolute).st_mode
         except OSError:
             continue  # removed or renamed away by the run
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            continue
         entry = _file_condition(absolute, None, now, declared=True)
         if entry[1] is not None:
             found[name] = [name, *entry[1:]]
@@ -1497,10 +1517,34 @@ def spawn_condition(value: Any) -> tuple[Any, str]:
 
 
 def _check_written(entry: list[Any]) -> str | None:
+    kind = entry[7] if len(entry) > 7 else None
+    if kind in (_LINK, "folder"):
+        return _check_made(entry[0], kind, entry[8] if kind == _LINK and len(entry) > 8 else None)
     why = _check_file(entry)
     if why is None:
         return None
     return f"{why.replace('data file ', 'file ', 1)}, which the run wrote: a hit would not write it again"
+
+
+def _check_made(path: str, kind: str, target: str | None) -> str | None:
+    """Return why a link or folder the run made is not as it left it (gone, of another kind, a link that names
+    another target), or None: what is in a folder, or what a link names, is checked where the run wrote or read it."""
+    try:
+        mode = os.lstat(path).st_mode
+        if kind == _LINK:
+            if not stat.S_ISLNK(mode):
+                return f"{path}, a link the run made, is no longer a link: a hit would not make it again"
+            now = os.readlink(path)
+            if now != target:
+                return (f"link {path} names {now} now, {target} when the run made it: a hit would not make it "
+                        "again")
+            return None
+        if not stat.S_ISDIR(os.stat(path).st_mode):
+            return f"{path}, a folder the run made, is no longer a folder: a hit would not make it again"
+    except OSError:
+        what = "link" if kind == _LINK else "folder"
+        return f"{what} {path} is gone, which the run made: a hit would not make it again"
+    return None
 
 
 def failures(conditions: Conditions, first_only: bool = True) -> list[str]:
