@@ -480,6 +480,7 @@ class _Index(diskcache.Cache):  # type: ignore[misc]
         if con is not None and getattr(local, "pid", None) == os.getpid():
             return con
         path = os.path.join(self._directory, _DB_NAME)
+        _refuse_opening(self._directory)
         with _opening, _directory_lock(self._directory, exclusive=False):
             before = _file_ident(path)
             con = diskcache.Cache._con.fget(self)  # its first statement reads the Settings table
@@ -602,6 +603,7 @@ def connection(directory: str) -> sqlite3.Connection:
     held = cache.get(directory)
     if held is not None and held[0] == os.getpid() and held[1] == ident:
         return held[2]
+    _refuse_opening(directory)
     for _attempt in range(3):
         with _opening, _directory_lock(directory, exclusive=False):
             con = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
@@ -864,12 +866,46 @@ def facts_of(row: str, meta: dict[str, Any], size: int, duration: float, created
 
 
 def directory_trouble(directory: str) -> str | None:
-    """Return why others could have written into ``directory`` (or its index), or None when only we can."""
+    """Return why others could have written into ``directory``, its index, or the index's log or wal-index
+    (SQLite replays a log it finds into the index), or None when only we can."""
     checked = []
     for path in (directory, os.path.join(directory, _DB_NAME)):
         with contextlib.suppress(OSError):
             checked.append((path, os.stat(path)))
+    return others_could_write(checked) or _log_trouble(directory)
+
+
+def _log_trouble(directory: str) -> str | None:
+    """Return why others could have written ``cache.db-wal`` or ``cache.db-shm`` in ``directory``, or None."""
+    checked = []
+    for suffix in _INDEX_FILES[1:]:
+        path = os.path.join(directory, _DB_NAME + suffix)
+        with contextlib.suppress(OSError):
+            checked.append((path, os.lstat(path)))
     return others_could_write(checked)
+
+
+class UntrustedFolder(OSError):
+    """The index is not opened: others could have written the folder or its files, and no secret is set."""
+
+
+def untrusted_message(directory: str, trouble: str) -> str:
+    """Return the warning for a cache folder others could have written, used without a secret."""
+    return (f"{trouble}: a stored value is a pickle, which can run code when loaded, so without a secret nothing "
+            "is loaded from or stored in this cache; results are computed instead. Fix it with "
+            f"`chmod go-w {directory}` (and `chown` it to yourself), or set a secret shared by everyone who "
+            "writes there (NOTEBOOK_MEMO_SECRET or configure(secret=...)).")
+
+
+def _refuse_opening(directory: str) -> None:
+    """Raise UntrustedFolder when, without a secret, others could have written the folder or the index's files.
+
+    Checked before every new SQLite connection: opening one replays the log it finds (another user's frames)
+    into the index and may checkpoint them there, where they would look like ours once the folder is mended.
+    With a secret the index is opened (a team folder): a record is loaded only once its signature verifies."""
+    trouble = directory_trouble(directory)
+    if trouble is not None and resolve_secret() is None:
+        raise UntrustedFolder(errno.EACCES, untrusted_message(directory, trouble), directory)
 
 
 _abandoned: list[Any] = []  # connections inherited through fork(): never used, never closed
@@ -1036,6 +1072,16 @@ class Store:
             with gate, self._lock:
                 self._move_aside(OSError("it is a link or not a plain file"), unless=self._plain_index)
         self._write_marker()
+        self._trouble = None
+        log_trouble = _log_trouble(self.directory)
+        if log_trouble is not None and directory_trouble(self.directory) == log_trouble:
+            # The folder and the index are ours alone, so no one else can plant files here now: a log or
+            # wal-index someone else could write (left from when the folder was shared) is set aside unread,
+            # never replayed into the index. Its frames are lost: what they held is recomputed when needed.
+            with gate, self._lock:
+                self._move_aside(OSError(log_trouble), suffixes=_INDEX_FILES[1:], unless=self._logs_ours)
+        self._trouble = directory_trouble(self.directory)
+        _refuse_opening(self.directory)  # nothing is opened, so no log is replayed: the caller warns and computes
         opening = self._index_ident()
         try:
             if opening is not None:  # before diskcache's handles, whose first statements write the index
@@ -1048,7 +1094,7 @@ class Store:
             self._open_handles()
         st = os.stat(os.path.join(self.directory, _DB_NAME))
         self._ident = (st.st_dev, st.st_ino)
-        self._trouble = directory_trouble(self.directory)
+        self._trouble = directory_trouble(self.directory)  # our own log and wal-index exist now
         for bring_up_to_date in (_index_payload_files, _keep_facts, _quiet_size_triggers):
             with contextlib.suppress(sqlite3.Error):
                 bring_up_to_date(connection(self.directory))
@@ -1103,13 +1149,19 @@ class Store:
     def _plain_index(self) -> bool:
         return all(_plain_file_or_none(os.path.join(self.directory, _DB_NAME + suffix)) for suffix in _INDEX_FILES)
 
-    def _move_aside(self, exc: BaseException, unless: Callable[[], bool] | None = None) -> None:
+    def _logs_ours(self) -> bool:
+        return _log_trouble(self.directory) is None
+
+    def _move_aside(self, exc: BaseException, unless: Callable[[], bool] | None = None,
+                    suffixes: tuple[str, ...] = _INDEX_FILES) -> None:
         """Rename the index and its log out of the way (links as links: what they point to is not touched);
-        ``unless``: asked again once no other kernel can open the index, which another may have mended."""
+        ``unless``: asked again once no other kernel can open the index, which another may have mended.
+        ``suffixes``: only these of its files (the log and wal-index alone: ``-wal``, ``-shm``)."""
         # Named by the second and the process, and numbered when that name is taken (another set aside within
         # the second): never over an earlier one, whose log SQLite would otherwise replay into this index.
-        named = aside = os.path.join(self.directory, f"{_DB_NAME}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-"
-                                                     f"{os.getpid()}")
+        logs_only = suffixes != _INDEX_FILES
+        named = aside = os.path.join(self.directory, f"{_DB_NAME}.{'untrusted' if logs_only else 'damaged'}-"
+                                                     f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
         number = 1
         while any(os.path.lexists(aside + suffix) for suffix in _INDEX_FILES):
             number += 1
@@ -1118,9 +1170,15 @@ class Store:
         with _opening, _directory_lock(self.directory, exclusive=True):
             if unless is not None and unless():
                 return  # another kernel moved it aside first and began a fresh index
-            for suffix in _INDEX_FILES:
+            for suffix in suffixes:
                 with contextlib.suppress(FileNotFoundError):
                     os.replace(os.path.join(self.directory, _DB_NAME + suffix), aside + suffix)
+        if logs_only:
+            warn_once(f"untrusted-log:{self.directory}", f"{exc}, so its frames were not read into the cache "
+                      f"index: the index's log and wal-index were moved to {aside}{suffixes[0]} (and "
+                      f"{suffixes[-1]}). Entries written since the index was last checkpointed are recomputed "
+                      "when needed; delete the moved files when you no longer need them.", StorageWarning)
+            return
         warn_once(f"damaged-index:{self.directory}", f"the cache index {os.path.join(self.directory, _DB_NAME)} "
                   f"is damaged ({exc}); it was moved to {aside} and a fresh index started. Entries stored "
                   "before are recomputed when needed; delete the moved file when you no longer need it.",
@@ -1159,6 +1217,9 @@ class Store:
                     self._open()
         else:
             self._trouble = directory_trouble(self.directory)  # permissions can change while a kernel runs
+            if self._trouble is not None and resolve_secret() is None:
+                with self._lock:  # this thread's connections are closed, and nothing opened again (it raises)
+                    self._open()
         assert self._reader is not None and self._writer is not None
         return self._reader, self._writer
 
@@ -1178,6 +1239,8 @@ class Store:
             self._recheck = True  # the next read reopens
             return
         self._trouble = directory_trouble(self.directory)
+        if self._trouble is not None and resolve_secret() is None:
+            self._recheck = True  # the next read closes this thread's index, and opens nothing
         self._checked = time.monotonic()
 
     @property
@@ -1210,15 +1273,23 @@ class Store:
         different secrets sharing a directory never overwrite or delete each other's entries."""
         return key if signer is None else f"{key}~{signer.keyid.hex()}"
 
+    def _usable(self, signer: Signer | None) -> bool:
+        """Open the index when due (or set a damaged one aside); return False (after warning once) when values
+        must not be loaded from or stored in this directory under ``signer``."""
+        if self._reader is None or self._due(time.monotonic()):
+            try:
+                self._handles()
+            except UntrustedFolder:
+                if signer is None:  # nothing was opened: the warning is the refusal's
+                    return not self._refuses(signer)
+                raise  # the secret was unset while the call ran: its storage trouble
+        return self._trouble is None or not self._refuses(signer)
+
     def _refuses(self, signer: Signer | None) -> bool:
         """Return True (after warning once) when values must not be loaded from this directory."""
         if self._trouble is None or signer is not None:
             return False
-        warn_once(f"untrusted:{self.directory}", f"{self._trouble}: a stored value is a pickle, which can run "
-                  "code when loaded, so without a secret nothing is loaded from or stored in this cache; "
-                  f"results are computed instead. Fix it with `chmod go-w {self.directory}` (and `chown` it to "
-                  "yourself), or set a secret shared by everyone who writes there (NOTEBOOK_MEMO_SECRET or "
-                  "configure(secret=...)).", StorageWarning)
+        warn_once(f"untrusted:{self.directory}", untrusted_message(self.directory, self._trouble), StorageWarning)
         return True
 
     # -- records ---------------------------------------------------------------------------
@@ -1242,9 +1313,7 @@ class Store:
         if row in self._queued:
             self.settle()
         with gate:
-            if self._reader is None or self._due(time.monotonic()):
-                self._handles()
-            if self._trouble is not None and self._refuses(signer):
+            if not self._usable(signer):
                 return None
             try:
                 # On the writer's connection: its page cache stays valid across our own writes (a miss
@@ -1507,9 +1576,9 @@ class Store:
         row = self.row_key(key, signer)
         size = payload.nbytes
         inline = size < inline_limit
-        writer = self.writer
-        if self._refuses(signer):
+        if not self._usable(signer):
             return 0
+        writer = self.writer
         expire = None if keep_until is None else max(keep_until - time.time(), 0.001)
         facts = facts_of(row, meta, size, duration, created)
         if later and inline and _may_queue():
@@ -1923,8 +1992,7 @@ class Store:
         keys = list(keys)  # read once: an iterator may be given
         rows = dict(zip(keys, keys)) if signer is None else {self.row_key(key, signer): key for key in keys}
         found: dict[str, StoredRecord | CorruptRecord | PlainRecord] = {}
-        self.reader  # noqa: B018 (opens, or sets a damaged index aside)
-        if self._refuses(signer):
+        if not self._usable(signer):
             return found
         now = time.time()
         quick, wrote_at, recent = plain and signer is None, self._wrote_at, now - _TOUCH_RESOLUTION

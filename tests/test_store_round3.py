@@ -1,0 +1,153 @@
+"""The local store's third round of hostile and moved folders.
+
+- A ``cache.db-wal`` (or ``-shm``) another user planted while the folder was shared is never replayed
+  into the index: not after ``chmod go-w``, not by a kernel that ran while the folder was refused, and
+  with a secret its frames fail verification.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from notebook_memo import _config
+from tests.conftest import ROOT, run_kernel
+
+_OTHER_UID = 1234
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user (chown) needs root; "
+                                                             "this suite runs as root in CI")
+
+_VICTIM = """
+from notebook_memo import memo
+@memo
+def f(x):
+    return x * 2
+OUT['v'] = f(1)
+"""
+
+# Another user who could write the shared folder for a while: builds a log of frames over a copy of the
+# index (readable, 0644) that puts a pickle running code under every record's row, and plants it beside
+# the index. It ends with os._exit, so its own store neither checkpoints nor removes that log first.
+_ATTACKER = """
+import os, pickle, shutil, sqlite3, sys, time
+folder, scratch, trap = sys.argv[1:4]
+shutil.copyfile(os.path.join(folder, "cache.db"), os.path.join(scratch, "cache.db"))
+with open(os.path.join(scratch, "NOTEBOOK_MEMO_CACHE"), "w") as fh:
+    fh.write("x\\n")
+with sqlite3.connect(os.path.join(scratch, "cache.db")) as db:
+    rows = [row for (row,) in db.execute("SELECT key FROM Cache WHERE mode = 16")]
+from notebook_memo.stores.local import get_store
+from notebook_memo._serialize import Payload
+from notebook_memo._config import INLINE_LIMIT
+
+
+class Trap:
+    def __reduce__(self):
+        return (open, (trap, "w"))
+
+
+store = get_store(scratch, 1 << 30)
+for row in rows:  # under the row's own name, signed or not: the attacker has no secret
+    store.put(row, Payload(pickle.dumps(Trap(), protocol=5), []), {"name": "f", "fid": "x"}, time.time(), None, 0.0,
+              None, "x", INLINE_LIMIT, signer=None)
+shutil.copyfile(os.path.join(scratch, "cache.db-wal"), os.path.join(folder, "cache.db-wal"))
+os.chmod(os.path.join(folder, "cache.db-wal"), 0o666)
+print(len(rows))
+os._exit(0)
+"""
+
+
+def _plant_log(folder: Path, tmp_path: Path) -> Path:
+    """Plant another user's ``cache.db-wal`` in ``folder``; return the file its pickle would create."""
+    scratch, trap = tmp_path / "attacker", tmp_path / "pwned"
+    scratch.mkdir(mode=0o700)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop(_config.ENV_SECRET, None)
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(_ATTACKER), str(folder), str(scratch), str(trap)],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0 and int(proc.stdout.split()[-1]) >= 1, proc.stderr
+    os.chown(folder / "cache.db-wal", _OTHER_UID, _OTHER_UID)
+    return trap
+
+
+def _value_and_warnings(folder: Path, secret: str | None = None) -> tuple[int, list[str]]:
+    out = run_kernel([_VICTIM], folder, env={_config.ENV_SECRET: secret} if secret else None)
+    return out["v"], out["_warnings"]
+
+
+@needs_root
+def test_a_log_planted_while_the_folder_was_shared_is_not_replayed_after_chmod(tmp_path: Path) -> None:
+    folder = tmp_path / "shared"
+    assert _value_and_warnings(folder) == (2, [])
+    folder.chmod(0o777)
+    trap = _plant_log(folder, tmp_path)
+    folder.chmod(0o755)  # what the warning says to do
+    value, caught = _value_and_warnings(folder)
+    assert value == 2 and not trap.exists()
+    assert any("cache.db-wal" in w and "owned by user 1234" in w for w in caught), caught
+    # Set aside, not replayed: the user's own entry still hits, quietly, in the next kernel.
+    assert not (folder / "cache.db-wal").exists() or (folder / "cache.db-wal").stat().st_uid == os.geteuid()
+    assert _value_and_warnings(folder) == (2, []) and not trap.exists()
+
+
+@needs_root
+def test_a_kernel_in_a_refused_folder_opens_nothing_so_a_planted_log_is_never_checkpointed(tmp_path: Path) -> None:
+    folder = tmp_path / "shared"
+    assert _value_and_warnings(folder) == (2, [])
+    folder.chmod(0o777)
+    trap = _plant_log(folder, tmp_path)
+    index = (folder / "cache.db").read_bytes()
+    value, caught = _value_and_warnings(folder)  # refused, as documented: computes
+    assert value == 2 and not trap.exists() and any("chmod go-w" in w for w in caught), caught
+    assert (folder / "cache.db").read_bytes() == index  # no recovery, no checkpoint into the user's index
+    assert (folder / "cache.db-wal").stat().st_uid == _OTHER_UID
+    folder.chmod(0o755)
+    value, _ = _value_and_warnings(folder)
+    assert value == 2 and not trap.exists()
+
+
+@needs_root
+def test_a_planted_log_in_a_team_folder_with_a_secret_fails_verification(tmp_path: Path) -> None:
+    folder = tmp_path / "team"
+    assert _value_and_warnings(folder, "team secret") == (2, [])
+    folder.chmod(0o777)  # a team folder: a secret makes it usable, as the README says
+    assert _value_and_warnings(folder, "team secret") == (2, [])
+    trap = _plant_log(folder, tmp_path)
+    # The log is another member's in a team folder: replayed, and the forged record fails verification.
+    value, _ = _value_and_warnings(folder, "team secret")
+    assert value == 2 and not trap.exists()
+    assert _value_and_warnings(folder, "team secret") == (2, []) and not trap.exists()  # stored again, and hit
+    folder.chmod(0o755)
+    assert _value_and_warnings(folder)[0] == 2 and not trap.exists()
+
+
+@needs_root
+@pytest.mark.parametrize("suffix", ["-wal", "-shm"])
+def test_an_index_file_of_another_user_in_a_private_folder_is_set_aside_unread(tmp_path: Path,
+                                                                                 suffix: str) -> None:
+    folder = tmp_path / "private"
+    assert _value_and_warnings(folder) == (2, [])
+    planted = folder / f"cache.db{suffix}"
+    planted.write_bytes(b"\0" * 32768)
+    os.chown(planted, _OTHER_UID, _OTHER_UID)
+    value, caught = _value_and_warnings(folder)
+    assert value == 2 and any(f"cache.db{suffix}" in w for w in caught), caught
+    assert not planted.exists() or planted.stat().st_uid == os.geteuid()
+    assert list(folder.glob(f"cache.db.untrusted-*{suffix}"))  # moved aside, not deleted: it may be evidence
+    assert _value_and_warnings(folder) == (2, [])
+
+
+def test_a_log_others_can_write_is_set_aside(tmp_path: Path) -> None:
+    folder = tmp_path / "private"
+    assert _value_and_warnings(folder) == (2, [])
+    log = folder / "cache.db-wal"
+    log.write_bytes(b"")
+    log.chmod(0o666)
+    value, caught = _value_and_warnings(folder)
+    assert value == 2 and any("cache.db-wal" in w for w in caught), caught
+    assert not log.exists() or not log.stat().st_mode & 0o022
