@@ -34,6 +34,7 @@ EXPIRY_GRACE = 3600.0  # expired entries stay visible to explain() this long
 INLINE_LIMIT = 64 * 2**10  # payloads below this live inside the index database
 LOCK_LEASE = 15.0  # seconds a computing process holds a key without renewing
 CLOCK_SKEW = 2.0  # a TTL entry stored more than this far in our future came from a clock ahead of ours
+LATEST_TIME = 2.0**33  # seconds since 1970 (the year 2242): a time stamp past it was planted; a TTL past it never ends
 LOCK_POLL_MAX = 0.05  # longest sleep between checks while waiting for a key
 QUICK_BODY = 0.01  # a function whose last run took less computes its next miss without taking the lease
 TOUCH_FLUSH_INTERVAL = 2.0  # seconds between batched LRU access-time updates
@@ -67,7 +68,10 @@ _SIZE_FORMS = "write bytes (5000000000) or text such as '500MB', '5GB', '512MiB'
 
 
 def parse_ttl(ttl: TTLLike) -> float | None:
-    """Return a TTL in seconds: from seconds, a ``timedelta``, or text such as ``"6h"``, ``"2 days"``, ``"1h30m"``."""
+    """Return a TTL in seconds: from seconds, a ``timedelta``, or text such as ``"6h"``, ``"2 days"``, ``"1h30m"``.
+
+    None (no expiry) for one longer than LATEST_TIME (``float('inf')``, ``1e12``): no entry could outlive it,
+    and an expiry time past any time stamp would read as planted to a reader that checks them."""
     if ttl is None:
         return None
     if isinstance(ttl, timedelta):
@@ -83,7 +87,7 @@ def parse_ttl(ttl: TTLLike) -> float | None:
         raise TypeError(f"ttl must be seconds, a timedelta, text like '6h' or None, not {ttl!r}")
     if not seconds > 0:  # also NaN
         raise ValueError(f"ttl must be positive, got {ttl!r}; leave it out (None) to keep results until cleared")
-    return seconds
+    return None if seconds > LATEST_TIME else seconds
 
 
 def duration_text(text: str) -> float | None:

@@ -39,7 +39,7 @@ from typing import Any, BinaryIO
 import cloudpickle
 import xxhash
 
-from ._config import CLOCK_SKEW
+from ._config import CLOCK_SKEW, LATEST_TIME
 from ._fingerprint import class_fingerprint
 from .hashing import combine
 
@@ -866,7 +866,6 @@ def create_payload_file(directory: str, filename: str) -> io.BufferedWriter:
         os.close(fd)
 
 
-LATEST_TIME = 2.0**33  # seconds since 1970 (the year 2242): a time stamp past it was planted
 LONGEST_RUN = 1e9  # seconds: a duration past it was planted
 _TEXT_FIELDS = ("kind", "name", "fid", "code", "own", "method", "version", "notebook", "label", "epoch", "variant_of")
 

@@ -3,20 +3,30 @@
 - A ``cache.db-wal`` (or ``-shm``) another user planted while the folder was shared is never replayed
   into the index: not after ``chmod go-w``, not by a kernel that ran while the folder was refused, and
   with a secret its frames fail verification.
+- A TTL past any time stamp (``float('inf')``, ``1e12``) means no expiry, and remote upkeep keeps a
+  manifest it verifies whatever its numbers: neither ``info`` calls it damaged nor ``prune`` deletes it.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import subprocess
 import sys
 import textwrap
+from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from notebook_memo import _config
-from tests.conftest import ROOT, run_kernel
+from notebook_memo import _cli, _config, configure, memo
+from notebook_memo._config import parse_ttl
+from notebook_memo._serialize import Payload, encode_header
+from notebook_memo.stores import _remote_admin
+from notebook_memo.stores import remote as _remote
+from tests.conftest import ROOT, Counter, run_kernel, settled
+from tests.test_remote import _objects, dir_remote  # noqa: F401 (fixture)
 
 _OTHER_UID = 1234
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user (chown) needs root; "
@@ -151,3 +161,86 @@ def test_a_log_others_can_write_is_set_aside(tmp_path: Path) -> None:
     value, caught = _value_and_warnings(folder)
     assert value == 2 and any("cache.db-wal" in w for w in caught), caught
     assert not log.exists() or not log.stat().st_mode & 0o022
+
+
+# -- a TTL past any time stamp: never expires, and upkeep keeps it -----------------------------------
+
+
+@pytest.mark.parametrize("ttl", [float("inf"), 1e12, timedelta(days=200_000), "1000000 days"])
+def test_a_ttl_past_any_time_stamp_means_no_expiry(ttl: object) -> None:
+    assert parse_ttl(ttl) is None  # type: ignore[arg-type]
+
+
+def test_a_ttl_within_the_time_stamps_is_kept() -> None:
+    assert parse_ttl(2.0**33) == 2.0**33 and parse_ttl(timedelta(days=365)) == 365 * 86400.0
+
+
+@pytest.mark.parametrize("ttl", [float("inf"), 1e12, timedelta(days=200_000)])
+def test_remote_upkeep_keeps_an_entry_whose_ttl_never_ends(dir_remote: str, counter: Counter, ttl: object,  # noqa: F811
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    configure(remote=dir_remote)
+
+    @memo(ttl=ttl)  # type: ignore[call-overload]
+    def big(n: int, counter: Counter) -> np.ndarray:
+        counter()
+        return np.arange(n)
+
+    big(300_000, counter)
+    settled()
+    before = _objects(dir_remote)
+    assert _cli.main(["info", "--remote", dir_remote]) == 0
+    assert "damaged" not in capsys.readouterr().out
+    assert _cli.main(["prune", "--remote", dir_remote, "--max-size", "1TB"]) == 0
+    assert _objects(dir_remote) == before
+    assert big(300_000, counter)[-1] == 299_999 and counter.n == 1
+
+
+def test_remote_upkeep_keeps_a_verified_manifest_whose_expiry_is_far_away(dir_remote: str) -> None:  # noqa: F811
+    """Written by an earlier version, which kept ttl=1e12 as it was: our own, verified, never judged planted."""
+    configure(remote=dir_remote)
+
+    @memo
+    def f(x: int) -> int:
+        return x * 2
+
+    f(1)
+    settled()
+    tier = _remote.remote_tier(dir_remote, read_only=False)
+    assert tier is not None
+    [entry] = _remote_admin.entries(tier)
+    assert entry.header is not None
+    meta = {**entry.header.meta(), "ttl": 1e12}
+    [name] = _objects(dir_remote, "m/")
+    row = entry.header.key
+    tier.objects.put(name, encode_header(row, None, Payload(pickle.dumps(2, protocol=5), []), meta,
+                                         entry.header.created, entry.header.created + 1e12, 0.0, True, None))
+    assert [e.header is not None for e in _remote_admin.entries(tier)] == [True]
+    assert _cli.main(["prune", "--remote", dir_remote, "--max-size", "1TB"]) == 0
+    assert _objects(dir_remote, "m/") == [name]
+
+
+@pytest.mark.parametrize("ttl", [float("inf"), 1e12])
+def test_a_local_entry_whose_ttl_never_ends_is_listed_and_kept(ttl: float, counter: Counter,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    @memo(ttl=ttl)
+    def f(x: int, counter: Counter) -> int:
+        counter()
+        return x * 2
+
+    f(1, counter)
+    settled()
+    assert _cli.main(["prune", "--max-size", "1TB"]) == 0
+    assert _cli.main(["info"]) == 0
+    assert "1 entries" in capsys.readouterr().out
+    assert f(1, counter) == 2 and counter.n == 1
+
+
+def test_a_batch_whose_ttl_never_ends_is_stored_and_hit(counter: Counter) -> None:
+    @memo.batch("xs", ttl=float("inf"))
+    def double(xs: list[int], counter: Counter) -> list[int]:
+        counter()
+        return [x * 2 for x in xs]
+
+    assert double([1, 2], counter) == [2, 4]
+    assert double([1, 2, 3], counter) == [2, 4, 6]
+    assert counter.n == 2  # the second call computed only the item it had not seen

@@ -13,9 +13,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .._config import resolve_lease, warn_once
+from .._config import resolve_lease, resolve_secret, warn_once
 from .._errors import MemoWarning
-from .._serialize import CorruptRecord, Header, Signer, decode_header, plausible
+from .._serialize import CorruptRecord, Header, Signer, decode_header, plausible, signer_for
 from ._objects import Planted, Refused
 from .remote import _MANIFEST_MOST, BLOB_NAME, RemoteTier, in_parallel
 
@@ -79,6 +79,8 @@ def _manifests(tier: RemoteTier) -> tuple[list[RemoteEntry], bool]:
     """
     listed, whole = _listed(tier, "m/")
     listed = [(name, size, modified) for name, size, modified in listed if _MANIFEST.fullmatch(name)]
+    secret = resolve_secret()
+    signer = signer_for(secret) if secret is not None else None
 
     def read(item: tuple[str, int, float]) -> RemoteEntry | Refused:
         name, size, modified = item
@@ -94,14 +96,23 @@ def _manifests(tier: RemoteTier) -> tuple[list[RemoteEntry], bool]:
                 header = decode_header(data)[0]
             except CorruptRecord:
                 header = None
-            if header is not None and not plausible(header):
-                header = None  # numbers or metadata no writer of ours makes (planted): unreadable, as damage is
+            # Only a manifest's own writer vouches for its numbers (as for a local record: ``listed_record``): one
+            # this process cannot verify, with numbers or metadata no writer of ours makes, was planted and is
+            # unreadable, as damage is. One that verifies is ours, whatever its TTL (an earlier version kept
+            # ttl=1e12 as given).
+            if header is not None and not _verifies(header, signer) and not plausible(header):
+                header = None
         return RemoteEntry(name, size, modified, header)
 
     found = in_parallel(read, listed)
     refused = [item for item in found if isinstance(item, Refused)]
     _left_out(tier, refused)
     return [item for item in found if isinstance(item, RemoteEntry)], whole and not refused
+
+
+def _verifies(header: Header, signer: Signer | None) -> bool:
+    """Return whether ``header`` is one this process vouches for: signed with ``signer``, or unsigned without one."""
+    return header.signed == (signer is not None) and header.intact(signer)
 
 
 def entries(tier: RemoteTier) -> list[RemoteEntry]:
@@ -205,7 +216,7 @@ def superseded(items: Iterable[RemoteEntry], signer: Signer | None) -> set[str]:
     ours: list[tuple[str, tuple[Any, Any], Any, float]] = []  # name, (fid, notebook), code, created
     for e in items:
         header = e.header
-        if header is not None and header.signed == (signer is not None) and header.intact(signer):
+        if header is not None and _verifies(header, signer):
             meta = e.meta
             ours.append((e.name, (meta.get("fid"), meta.get("notebook")), meta.get("code"), header.created))
     newest: dict[tuple[Any, Any], tuple[float, Any]] = {}
