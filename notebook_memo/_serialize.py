@@ -803,20 +803,29 @@ PAYLOAD_NAME = re.compile(_PAYLOAD_PART)  # a payload file's own name, in its fo
 FILE_NAME = re.compile(r"[0-9a-f]{2}/[0-9a-f]{2}/" + _PAYLOAD_PART)
 
 
-_real_dirs: dict[str, str] = {}
+_real_dirs: dict[str, str] = {}  # a cache directory -> its real folder, as its store last opened its index
+
+
+def real_directory(directory: str, again: bool = False) -> str:
+    """Return the real folder of a cache directory: where its payload files are written, read and removed.
+
+    Links are resolved once, not per file; ``again``: resolve them anew (the store opens its index again,
+    maybe through a link pointed elsewhere since, and its payload files are the ones beside that index)."""
+    real = None if again else _real_dirs.get(directory)
+    if real is None:
+        real = _real_dirs[directory] = os.path.realpath(directory)
+    return real
 
 
 def store_file_path(directory: str, filename: str) -> str | None:
     """Return the full path of a payload file the store could have made, or None for any other name.
 
     The name must have the store's pattern, and the two folders above it must be real folders
-    (not symlinks) inside ``directory``.
+    (not symlinks) inside ``directory``'s real folder (``real_directory``).
     """
     if not FILE_NAME.fullmatch(filename):
         return None
-    real = _real_dirs.get(directory)
-    if real is None:
-        real = _real_dirs[directory] = os.path.realpath(directory)
+    real = real_directory(directory)
     first = os.path.join(real, filename[:2])
     second = os.path.join(first, filename[3:5])
     try:
@@ -841,6 +850,7 @@ def create_payload_file(directory: str, filename: str) -> io.BufferedWriter:
     """
     if not FILE_NAME.fullmatch(filename):
         raise ValueError(f"not a payload file name of the store: {filename!r}")
+    directory = real_directory(directory)  # where reads and removals look, not where a link points now
     nofollow, folder = getattr(os, "O_NOFOLLOW", 0), getattr(os, "O_DIRECTORY", 0)
     create = os.O_WRONLY | os.O_CREAT | os.O_EXCL | nofollow | getattr(os, "O_CLOEXEC", 0)
     if not (folder and nofollow and {os.open, os.mkdir} <= os.supports_dir_fd):  # Windows: checked by name

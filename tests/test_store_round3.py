@@ -5,6 +5,8 @@
   with a secret its frames fail verification.
 - A TTL past any time stamp (``float('inf')``, ``1e12``) means no expiry, and remote upkeep keeps a
   manifest it verifies whatever its numbers: neither ``info`` calls it damaged nor ``prune`` deletes it.
+- A ``cache_dir`` that is a link pointed elsewhere while the kernel runs (the cache moved to another
+  disk): payload files are written, read and removed beside the index the store has open.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import pickle
 import subprocess
 import sys
 import textwrap
+import warnings
 from datetime import timedelta
 from pathlib import Path
 
@@ -244,3 +247,64 @@ def test_a_batch_whose_ttl_never_ends_is_stored_and_hit(counter: Counter) -> Non
     assert double([1, 2], counter) == [2, 4]
     assert double([1, 2, 3], counter) == [2, 4, 6]
     assert counter.n == 2  # the second call computed only the item it had not seen
+
+
+# -- a cache_dir that is a link, pointed elsewhere while the kernel runs ------------------------------
+
+
+def _payloads(folder: Path) -> list[Path]:
+    return sorted(folder.rglob("*.val"))
+
+
+def _relink(link: Path, target: Path, store: object) -> None:
+    """``ln -sfn target link``, then the store's background check (it notices the index changed)."""
+    link.unlink()
+    link.symlink_to(target)
+    store.revalidate()  # type: ignore[attr-defined]
+
+
+def test_a_cache_link_pointed_elsewhere_reads_and_writes_payloads_beside_its_index(tmp_path: Path,
+                                                                                   counter: Counter) -> None:
+    a, b, link = tmp_path / "A", tmp_path / "B", tmp_path / "cache"
+    a.mkdir()
+    b.mkdir()
+    link.symlink_to(a)
+    configure(cache_dir=str(link))
+
+    @memo
+    def big(n: int, counter: Counter) -> np.ndarray:
+        counter()
+        return np.arange(n)
+
+    big(100_000, counter)
+    big(100_000, counter)  # a hit: its payload file read in A
+    _relink(link, b, big._store())  # type: ignore[attr-defined]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(4):
+            assert big(200_000, counter)[-1] == 199_999
+    assert counter.n == 2 and [str(w.message) for w in caught] == []
+    assert len(_payloads(a)) == 1 and len(_payloads(b)) == 1
+    _relink(link, a, big._store())  # type: ignore[attr-defined]  # and back: A's entry is there, A's file read
+    assert big(100_000, counter)[-1] == 99_999 and counter.n == 2
+
+
+def test_clearing_through_a_relinked_cache_dir_removes_the_files_of_the_index_it_uses(tmp_path: Path,
+                                                                                      counter: Counter) -> None:
+    a, b, link = tmp_path / "A", tmp_path / "B", tmp_path / "cache"
+    a.mkdir()
+    b.mkdir()
+    link.symlink_to(a)
+    configure(cache_dir=str(link))
+
+    @memo
+    def big(n: int, counter: Counter) -> np.ndarray:
+        counter()
+        return np.arange(n)
+
+    big(100_000, counter)
+    big(100_000, counter)
+    _relink(link, b, big._store())  # type: ignore[attr-defined]
+    big(200_000, counter)
+    big.cache_clear()  # type: ignore[attr-defined]
+    assert _payloads(b) == [] and len(_payloads(a)) == 1  # A's entry is A's index's: not this one's to delete

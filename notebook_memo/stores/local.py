@@ -59,6 +59,7 @@ from .._serialize import (
     loads,
     plausible,
     read_plain,
+    real_directory,
     signer_for,
     store_file_path,
     writable_copy,
@@ -1082,6 +1083,9 @@ class Store:
                 self._move_aside(OSError(log_trouble), suffixes=_INDEX_FILES[1:], unless=self._logs_ours)
         self._trouble = directory_trouble(self.directory)
         _refuse_opening(self.directory)  # nothing is opened, so no log is replayed: the caller warns and computes
+        # Payload files beside the index about to open: a cache_dir that is a link pointed elsewhere (the cache
+        # moved to another disk) has its files written, read and removed in the folder it names now.
+        real_directory(self.directory, again=True)
         opening = self._index_ident()
         try:
             if opening is not None:  # before diskcache's handles, whose first statements write the index
