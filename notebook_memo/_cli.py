@@ -20,7 +20,7 @@ from ._inventory import Inventory, human_bytes, human_time
 from ._notebook import short_name
 from ._serialize import Signer, signer_for
 from .stores import _remote_admin
-from .stores.local import get_store, is_cache_directory
+from .stores.local import UntrustedFolder, get_store, is_cache_directory
 from .stores.remote import RemoteTier, remote_tier
 
 __all__ = ()
@@ -264,6 +264,12 @@ def _values_attached(argv: Sequence[str]) -> list[str]:
     return out
 
 
+def _untrusted_for_the_command_line(message: str) -> str:
+    """Return the refusal of a folder others could write, told as a command that was not carried out."""
+    return message.replace("nothing is loaded from or stored in this cache; results are computed instead",
+                           "its index is not opened, not even to list it")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(_values_attached(sys.argv[1:] if argv is None else argv))
@@ -277,6 +283,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as exc:
         print(f"notebook-memo: {exc}", file=sys.stderr)
         return exc.code
+    except UntrustedFolder as exc:  # its index is not opened: SQLite would replay a log others could have planted
+        print(f"notebook-memo: {_untrusted_for_the_command_line(exc.strerror or str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
     # Our warnings as one line each, without Python's file and line; storage trouble (a damaged
     # index set aside, an unreadable directory) means the answer is not what the directory held.
     trouble = False

@@ -93,3 +93,20 @@ def test_argparse_errors_print_usage_and_the_problem(args: tuple[str, ...], prob
     out = cli(*args)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert out.stderr.startswith("usage: notebook-memo") and problem in out.stderr
+
+
+@pytest.mark.parametrize("args", [("info",), ("prune", "--older-than", "1d"), ("clear",)])
+def test_a_folder_others_can_write_is_refused_in_one_line_that_says_how_to_mend_it(
+        cache: Path, args: tuple[str, ...]) -> None:
+    """Without a secret the index of such a folder is not opened (SQLite would replay a log planted there):
+    the command says so and how to mend it, and leaves the folder as it was."""
+    before = sorted(p.name for p in cache.iterdir())
+    cache.chmod(0o777)
+    try:
+        line = refused(cli(*args, "--dir", str(cache)))
+    finally:
+        cache.chmod(0o755)
+    assert "can be written by group or others" in line and f"chmod go-w {cache}" in line
+    assert sorted(p.name for p in cache.iterdir()) == before
+    out = cli("info", "--dir", str(cache))  # mended: it lists again
+    assert out.returncode == 0 and "1 entr" in out.stdout, (out.stdout, out.stderr)
