@@ -49,7 +49,7 @@ from ._explain import Explanation, before_compute, caching_off, explain_call
 from ._fingerprint import own_fingerprint
 from ._inventory import delete_results, human_bytes, is_marker, owner
 from ._notebook import current_notebook, owner_tag
-from ._serialize import ClassChanged, CorruptRecord, Payload, copy_value, dumps, findable, head_json, meta_after
+from ._serialize import ClassChanged, CorruptRecord, Payload, dumps, findable, head_json, meta_after
 from .hashing import (
     CLOCK,
     IMMUTABLE_LEAVES,
@@ -1120,13 +1120,10 @@ class MemoizedFunction(Generic[R]):
             running = self._inflight.get(slot)
             if running is None:
                 break
-            # Another task of this loop computes the key. If it was cancelled, or found the value
-            # stored by another process, go round again: read our own copy, or take over.
-            payload, result = await asyncio.shield(running)
-            if payload is not None:
-                return copy_value(payload)
-            if result is not _MISS:
-                return result  # not picklable, so not stored: the one object there is
+            # Another task of this loop computes the key: once it is done (stored, not stored, cancelled),
+            # go round as a thread waiter does, so that what it stored is served with every check of a hit
+            # (its own object, generators advanced, the random state it holds in) or the body runs for us.
+            await asyncio.shield(running)
         return await self._acompute(store, call, slot, args, kwargs, refresh, outer)
 
     async def _acompute(self, store: Store, call: Call, slot: tuple[int, str], args: tuple[Any, ...],
@@ -1151,12 +1148,12 @@ class MemoizedFunction(Generic[R]):
                 if not refresh:
                     value = self._read(store, call.key, call, outer)
                     if value is not _MISS:
-                        future.set_result((None, _MISS))  # waiters read their own copy
+                        future.set_result(None)  # waiters read their own copy
                         return value
             if leased and not refresh:
                 value = self._read(store, call.key, call, outer)  # stored just before we took the lease?
                 if value is not _MISS:
-                    future.set_result((None, _MISS))
+                    future.set_result(None)
                     return value
             self._note_miss(call, refresh)
             self.misses += 1
@@ -1181,12 +1178,12 @@ class MemoizedFunction(Generic[R]):
                 with _remote.replacing_if(refresh):
                     payload = self._write(store, call, result, duration, (recorder, before, outer))
             self._announce_computed(duration, payload is not None)
-            future.set_result((payload, result))
+            future.set_result(None)  # written (or not): waiters go round and read it, or compute themselves
             return result
         except asyncio.CancelledError:
             # Only this caller was cancelled: the others waiting on the key take over.
             if not future.done():
-                future.set_result((None, _MISS))
+                future.set_result(None)
             raise
         except BaseException as exc:
             if not future.done():

@@ -1,0 +1,184 @@
+"""Async callers that wait on another task's computation of the same key get what a hit would give them
+(their own object, their generators advanced, the global random state checked, the body run when nothing was
+stored); memo.batch gives each repeated item its own object and stores the items that pickle when one does not;
+a body reading a relative path keeps one entry per working folder."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import warnings
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from notebook_memo import memo
+from tests.conftest import Counter
+
+
+class Gate:
+    """Holds a body until the second caller waits on it; outside every key (``__memo_key__``)."""
+
+    def __init__(self) -> None:
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def hold(self) -> None:
+        self.entered.set()
+        await self.release.wait()
+
+    def __memo_key__(self) -> str:
+        return "gate"
+
+
+async def _first_then_waiter(first: Callable[[], Awaitable[Any]], second: Callable[[], Awaitable[Any]],
+                             gate: Gate) -> tuple[Any, Any]:
+    """Run ``first`` until its body holds at the gate, start ``second`` (it waits on the first's computation),
+    then let the body go on; return both callers' results."""
+    a = asyncio.ensure_future(first())
+    await gate.entered.wait()
+    b = asyncio.ensure_future(second())
+    for _ in range(20):  # let the second caller reach its wait on the first's computation
+        await asyncio.sleep(0)
+    assert not b.done()
+    gate.release.set()
+    return await a, await b
+
+
+# -- async waiters ----------------------------------------------------------------------------------------------
+
+
+def _zero_frame(df: pd.DataFrame) -> None:
+    df.iloc[:, 0] = 0.0
+
+
+@pytest.mark.parametrize(("make", "change"), [
+    (lambda: np.arange(4, dtype=np.float64), lambda a: a.fill(0.0)),
+    (lambda: pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0]}), _zero_frame),
+], ids=["ndarray", "DataFrame"])
+def test_an_async_waiter_does_not_see_the_first_callers_change_in_place(make: Callable[[], Any],
+                                                                         change: Callable[..., None],
+                                                                         counter: Counter) -> None:
+    @memo
+    async def load(n: int, gate: Gate) -> Any:
+        counter()
+        await gate.hold()
+        return make()
+
+    async def main() -> tuple[Any, Any]:
+        gate = Gate()
+
+        async def first() -> Any:
+            r = await load(4, gate)
+            change(r)  # this caller changes its own object
+            return r
+
+        return await _first_then_waiter(first, lambda: load(4, gate), gate)
+
+    _, waited = asyncio.run(main())
+    assert np.asarray(waited).ravel().tolist() == [0.0, 1.0, 2.0, 3.0]
+    assert counter.n == 1  # the waiter was served the stored entry
+
+
+def test_an_async_waiters_generator_argument_is_advanced_as_by_a_hit(counter: Counter) -> None:
+    @memo(ignore=["gate"])
+    async def sample(rng: np.random.Generator, n: int, gate: Gate) -> Any:
+        counter()
+        await gate.hold()
+        return rng.normal(size=n)
+
+    async def main() -> tuple[Any, Any]:
+        gate = Gate()
+
+        async def caller() -> float:
+            rng = np.random.default_rng(0)
+            await sample(rng, 2, gate)
+            return float(rng.normal())
+
+        return await _first_then_waiter(caller, caller, gate)
+
+    first, waited = asyncio.run(main())
+    rng = np.random.default_rng(0)
+    rng.normal(size=2)
+    assert first == waited == float(rng.normal())
+    assert counter.n == 1
+
+
+def test_an_async_waiter_in_another_global_random_state_runs_the_body(counter: Counter) -> None:
+    @memo
+    async def draw(n: int, gate: Gate) -> list[float]:
+        counter()
+        await gate.hold()
+        return [random.random() for _ in range(n)]
+
+    async def main() -> tuple[Any, Any]:
+        gate = Gate()
+        random.seed(0)
+        return await _first_then_waiter(lambda: draw(2, gate), lambda: draw(2, gate), gate)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        first, waited = asyncio.run(main())
+    random.seed(0)
+    plain = [[random.random() for _ in range(2)] for _ in range(2)]
+    assert [first, waited] == plain  # the waiter drew where the first caller left the generator
+    assert counter.n == 2
+
+
+LOG: list[str] = []
+
+
+def test_an_async_waiter_runs_a_body_whose_result_was_not_stored(counter: Counter) -> None:
+    @memo
+    async def record(event: str, gate: Gate) -> list[int]:
+        counter()
+        await gate.hold()
+        LOG.append(event)  # changes a global in place: returned, not stored
+        return [len(LOG)]
+
+    LOG.clear()
+
+    async def main() -> tuple[Any, Any]:
+        gate = Gate()  # released once the waiter waits: its own run then goes straight through
+        return await _first_then_waiter(lambda: record("click", gate), lambda: record("click", gate), gate)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        first, waited = asyncio.run(main())
+    assert (first, waited, LOG) == ([1], [2], ["click", "click"])
+    assert counter.n == 2
+
+
+@pytest.mark.parametrize("how", ["environment", "skip_if"])
+def test_an_async_waiter_gets_its_own_object_when_nothing_was_stored(how: str, counter: Counter,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NOTEBOOK_MEMO_TEST_STAGE", raising=False)
+
+    @memo(skip_if=(lambda r: True) if how == "skip_if" else None)
+    async def setup(n: int, gate: Gate) -> dict[str, list[str]]:
+        counter()
+        await gate.hold()
+        if how == "environment":
+            os.environ["NOTEBOOK_MEMO_TEST_STAGE"] = "ready"  # leaves the environment changed: not stored
+        return {"rows": []}
+
+    async def main() -> tuple[Any, Any]:
+        gate = Gate()
+
+        async def first() -> dict[str, list[str]]:
+            r = await setup(1, gate)
+            r["rows"].append("mine")
+            return r
+
+        return await _first_then_waiter(first, lambda: setup(1, gate), gate)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        first, waited = asyncio.run(main())
+    assert first is not waited
+    assert waited == {"rows": []}
+    assert counter.n == 2
