@@ -22,7 +22,7 @@ from ._errors import BatchError, ConfigurationError, MemoWarning, OptionError, R
 from ._explain import Explanation, before_compute, caching_off, clock_notes, explain_call
 from ._memo import _MISS, Call, MemoizedFunction, Options, run_conditions, save, servable, storage_trouble
 from ._options import check_options, keyword_names
-from ._serialize import CorruptRecord, PlainRecord, dumps
+from ._serialize import CorruptRecord, Payload, PlainRecord, copy_value, dumps
 from .hashing import IMMUTABLE_LEAVES, combine, content_hash, framed, framed_head, things_met
 from .stores import remote as _remote
 from .stores._leases import Watch, computing, is_computing
@@ -810,6 +810,8 @@ class _Plan:
 
     def finish(self) -> Any:
         parts = list(map(self.results.__getitem__, self.digests))
+        if len(self.first_position) != len(self.digests):
+            self._own_objects(parts)
         types = list(map(self.types.__getitem__, self.digests))
         if self.result_kind is not None:
             # The container this call's function returned wins over one stored by an earlier call.
@@ -817,6 +819,24 @@ class _Plan:
         kind = types[0].kind if types else "list"
         index = self.batch.index if self.kind in ("series", "frame") and kind in ("series", "frame") else None
         return _containers.assemble(parts, types, index)
+
+
+    def _own_objects(self, parts: list[Any]) -> None:
+        """Give each repeated item after its first position an object of its own, as the plain function's
+        run over every position would: each distinct item was computed (or read) once, so they share one."""
+        payloads: dict[bytes, Payload | None] = {}
+        first = self.first_position
+        for position, digest in enumerate(self.digests):
+            if first[digest] == position or type(parts[position]) in IMMUTABLE_LEAVES:
+                continue
+            if digest not in payloads:
+                try:
+                    payloads[digest] = dumps(parts[position])
+                except Exception:
+                    payloads[digest] = None  # it cannot be pickled (so it was not stored): the one object there is
+            payload = payloads[digest]
+            if payload is not None:
+                parts[position] = copy_value(payload)
 
 
 def _result_kind(result: Any) -> str | None:

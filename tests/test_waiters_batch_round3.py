@@ -182,3 +182,48 @@ def test_an_async_waiter_gets_its_own_object_when_nothing_was_stored(how: str, c
     assert first is not waited
     assert waited == {"rows": []}
     assert counter.n == 2
+
+
+# -- memo.batch: repeated items ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("container", [list, tuple])
+def test_a_repeated_batch_item_gets_its_own_object_on_a_miss_and_on_a_hit(container: type, counter: Counter) -> None:
+    @memo.batch("xs", progress=False)
+    def rows(xs: list[str]) -> Any:
+        counter()
+        return container({"id": x, "tags": []} for x in xs)
+
+    for _ in range(2):  # a miss, then a hit
+        r = rows(["a", "b", "a", "a"])
+        assert type(r) is container
+        r[0]["tags"].append("first")
+        assert list(r) == [{"id": "a", "tags": ["first"]}, {"id": "b", "tags": []}, {"id": "a", "tags": []},
+                           {"id": "a", "tags": []}]
+        assert r[2] is not r[3]
+    assert counter.n == 1
+    assert list(rows(["a"])) == [{"id": "a", "tags": []}]  # what was stored is what the body returned
+
+
+def test_a_repeated_item_of_an_async_batch_gets_its_own_object(counter: Counter) -> None:
+    @memo.batch("xs", progress=False)
+    async def rows(xs: list[str]) -> list[dict[str, Any]]:
+        counter()
+        return [{"id": x} for x in xs]
+
+    for _ in range(2):
+        first, again = asyncio.run(rows(["a", "a"]))
+        assert first == again and first is not again
+    assert counter.n == 1
+
+
+def test_a_repeated_object_array_item_of_a_batch_gets_its_own_object() -> None:
+    @memo.batch("xs", progress=False)
+    def boxes(xs: list[int]) -> Any:
+        out = np.empty(len(xs), dtype=object)
+        out[:] = [[x] for x in xs]
+        return out
+
+    for _ in range(2):
+        r = boxes([1, 1])
+        assert r[0] == r[1] == [1] and r[0] is not r[1]
