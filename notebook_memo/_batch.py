@@ -18,7 +18,15 @@ from xxhash import xxh3_128_hexdigest
 from . import _conditions, _config, _containers, _memo, _random_state
 from ._config import LOCK_POLL_MAX
 from ._containers import ResultType
-from ._errors import BatchError, ConfigurationError, MemoWarning, OptionError, RecursiveCall, UnhashableArgument
+from ._errors import (
+    BatchError,
+    ConfigurationError,
+    MemoWarning,
+    OptionError,
+    RecursiveCall,
+    StorageWarning,
+    UnhashableArgument,
+)
 from ._explain import Explanation, before_compute, caching_off, clock_notes, explain_call
 from ._memo import _MISS, Call, MemoizedFunction, Options, run_conditions, save, servable, storage_trouble
 from ._options import check_options, keyword_names
@@ -753,7 +761,7 @@ class _Plan:
         for position, part in zip(positions, parts):
             digest = self.digests[position]
             self.results[digest], self.types[digest] = part, rtype
-            records.append((digest, part))
+            records.append((position, part))
         if store:
             self._store_many(records, rtype, share, recorder)
 
@@ -776,26 +784,38 @@ class _Plan:
             _conditions.inherit(found, self.outer)
         return found
 
-    def _store_many(self, records: list[tuple[bytes, Any]], rtype: ResultType, duration: float,
+    def _store_many(self, records: list[tuple[int, Any]], rtype: ResultType, duration: float,
                     recorder: _conditions.Recorder | None = None) -> None:
+        """Store each computed item's result (``records``: its position and result) in one commit."""
         fn, call = self.fn, self.call
         created = time.time()
         conditions = self._item_conditions(recorder)
         if conditions is None:
             return
-        try:
-            # Pickled before the write lock is taken: other kernels wait on it only for the writes.
-            items = []
-            for digest, part in records:
+        # Pickled before the write lock is taken: other kernels wait on it only for the writes. An item whose
+        # result does not pickle is left out alone: the others are stored, and the directory is not to blame.
+        items = []
+        for position, part in records:
+            try:
                 payload = dumps(part)
-                item_call = Call(fn._item_key(call, digest), {**call.arguments, fn._argument: digest},
-                                 call.code, call.own, call.deps, call.method, extras=call.extras)
-                meta = fn._meta(item_call, duration, created, payload.nbytes)
-                meta["kind"] = "batch"
-                meta.update(_containers.type_meta(rtype.kind, rtype.description))
-                if conditions:
-                    meta["pre"] = conditions
-                items.append((item_call.key, payload, meta))
+            except Exception as exc:
+                _config.warn_once(f"pickle:{fn._qualified}", f"{fn._name}: the result of item {position} of "
+                                  f"'{fn._argument}' cannot be pickled ({type(exc).__name__}: {exc}); it is returned "
+                                  "but not cached, so such items are computed on every call (the others are "
+                                  "stored). Return a picklable value for it.", StorageWarning)
+                continue
+            digest = self.digests[position]
+            item_call = Call(fn._item_key(call, digest), {**call.arguments, fn._argument: digest},
+                             call.code, call.own, call.deps, call.method, extras=call.extras)
+            meta = fn._meta(item_call, duration, created, payload.nbytes)
+            meta["kind"] = "batch"
+            meta.update(_containers.type_meta(rtype.kind, rtype.description))
+            if conditions:
+                meta["pre"] = conditions
+            items.append((item_call.key, payload, meta))
+        if not items:
+            return
+        try:
             with _remote.replacing_if(self.refresh), self.store.transaction():  # one commit for the whole chunk
                 for key, payload, meta in items:
                     if not save(self.store, key, payload, meta, fn._options.ttl, duration, fn._fid):

@@ -227,3 +227,55 @@ def test_a_repeated_object_array_item_of_a_batch_gets_its_own_object() -> None:
     for _ in range(2):
         r = boxes([1, 1])
         assert r[0] == r[1] == [1] and r[0] is not r[1]
+
+
+# -- memo.batch: an item whose result cannot be pickled -----------------------------------------------------------
+
+
+def test_a_batch_item_that_cannot_be_pickled_leaves_the_others_stored() -> None:
+    import threading
+
+    class Calls(list):  # type: ignore[type-arg]
+        def __memo_key__(self) -> str:
+            return "calls"
+
+    calls = Calls()
+
+    @memo.batch("xs", progress=False)
+    def handles(xs: list[str], log: Calls = calls) -> list[Any]:
+        log.append(list(xs))
+        return [threading.Lock() if x == "lock" else x.upper() for x in xs]
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = handles(["a", "b", "lock"])
+        again = handles(["a", "b", "lock"])
+        assert handles(["a", "b"]) == ["A", "B"]
+    assert first[:2] == again[:2] == ["A", "B"]
+    assert list(calls) == [["a", "b", "lock"], ["lock"]]
+    messages = [str(w.message) for w in caught]
+    assert not any("not being stored" in m for m in messages), messages  # the directory is fine
+    pickled = [m for m in messages if "cannot be pickled" in m]
+    assert len(pickled) == 1 and "item 2 of 'xs'" in pickled[0] and "lock" in pickled[0], messages
+
+
+def test_an_async_batch_chunk_of_one_unpicklable_item_leaves_the_other_chunks_stored() -> None:
+    import threading
+
+    class Calls(list):  # type: ignore[type-arg]
+        def __memo_key__(self) -> str:
+            return "calls"
+
+    calls = Calls()
+
+    @memo.batch("xs", batch_size=1, progress=False)
+    async def handles(xs: list[str], log: Calls = calls) -> list[Any]:
+        log.extend(xs)
+        return [threading.Lock() if x == "lock" else x.upper() for x in xs]
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            asyncio.run(handles(["lock", "a"]))
+    assert list(calls) == ["lock", "a", "lock"]
+    assert not any("not being stored" in str(w.message) for w in caught)
