@@ -364,7 +364,7 @@ class Recorder:
             verb = "removes" if name not in now else "sets"
             return (f"{verb} the environment variable {text!r}, which a hit could do again only by keeping its value "
                     "in the cache (a token, a password)")
-        folder = _folder_now()
+        folder = folder_now()
         if folder != self.cwd:
             return f"changes the current folder (to {folder}), which a hit would not do"
         settings = self.settings
@@ -1497,7 +1497,7 @@ def _literal_part(pattern: str) -> str:
     return os.sep.join(literal) or (os.sep if pattern.startswith(os.sep) else ".")
 
 
-def _folder_now() -> str:
+def folder_now() -> str:
     try:
         return os.getcwd()
     except OSError:
@@ -1547,6 +1547,15 @@ def _check_made(path: str, kind: str, target: str | None) -> str | None:
     return None
 
 
+def depends_on_folder(conditions: Conditions) -> bool:
+    """Return True when a run's preconditions hold only in the folder it ran in: it read (or wrote) a path
+    relative to it, or has the folder as a condition of its own (``"cwd"``)."""
+    if "cwd" in conditions:
+        return True
+    return any(not os.path.isabs(entry[0]) for kind in ("files", "dirs", "globs", "written")
+               for entry in conditions.get(kind, ()))
+
+
 def failures(conditions: Conditions, first_only: bool = True) -> list[str]:
     """Return what no longer holds, in plain words (only the first unless ``first_only`` is False)."""
     found: list[str] = []
@@ -1557,8 +1566,8 @@ def failures(conditions: Conditions, first_only: bool = True) -> list[str]:
         if first_only:
             return found
     folder = conditions.get("cwd")
-    if folder is not None and _folder_now() != folder:
-        found.append(f"the current folder is {_folder_now()} now, {folder} when it ran (it started a process "
+    if folder is not None and folder_now() != folder:
+        found.append(f"the current folder is {folder_now()} now, {folder} when it ran (it started a process "
                      "there, or read files by absolute paths inside it, which may have been made from it)")
         if first_only:
             return found

@@ -1596,6 +1596,11 @@ def refreshing() -> contextlib.AbstractContextManager[None]:
     return _flag(_refreshing)
 
 
+# Among a marker's variants, beside the global generators: the folder the run ran in, for a run whose files are
+# named relative to it, so that each folder keeps its own entry (a kernel or worker alternating between folders).
+FOLDER_VARIANT = "current folder"
+
+
 def variant_key(key: str, digests: dict[str, str]) -> str:
     """Return the key of the entry stored for ``key`` under these global generator states (by digest)."""
     return combine([b"variant", key.encode(), *(f"{name}\0{digests[name]}".encode() for name in sorted(digests))]).hex()
@@ -1612,18 +1617,22 @@ def conditioned_entry(store: Store, key: str, record: StoredRecord, first_only: 
     meta = record.header.meta()
     variants = meta.get("variants")
     if variants is not None:
-        live = _random_state.global_states(variants)
-        if set(live) != set(variants):
-            return None, {}, [f"{_random_state.describe_generators(variants)} is not loaded now"]
-        found = store.get(variant_key(key, {name: digest for name, (digest, _) in live.items()}), serving=serving)
+        generators = [name for name in variants if name != FOLDER_VARIANT]
+        live = _random_state.global_states(generators)
+        if set(live) != set(generators):
+            return None, {}, [f"{_random_state.describe_generators(generators)} is not loaded now"]
+        digests = {name: digest for name, (digest, _) in live.items()}
+        if len(generators) != len(variants):
+            digests[FOLDER_VARIANT] = _conditions.folder_now()
+        found = store.get(variant_key(key, digests), serving=serving)
         if found is None or found.header.expired() or not found.header.conditioned:
-            return None, {}, [f"the state of {_random_state.describe_generators(variants)} differs from every "
-                              "stored run's (the body draws from it)"]
+            subject, reason = _described_variants(generators, digests)
+            return None, {}, [f"{subject} differs from every stored run's ({reason})"]
         if found.header.meta().get("epoch") != meta.get("epoch"):
             # Stored before the entries of this call were invalidated (perhaps on another machine, which
             # could not name every state's entry): not one of the runs the marker now stands for.
-            return None, {}, ["the run stored for this state of "
-                              f"{_random_state.describe_generators(variants)} was invalidated since"]
+            subject = _described_variants(generators, digests)[0].replace("the ", "this ", 1)
+            return None, {}, [f"the run stored for {subject} was invalidated since"]
         record, meta = found, found.header.meta()
     if not isinstance(meta.get("pre"), dict):
         # Its format says it has preconditions: without them readable, it is never served unchecked.
@@ -1631,6 +1640,19 @@ def conditioned_entry(store: Store, key: str, record: StoredRecord, first_only: 
     conditions: Conditions = meta["pre"]
     why = _conditions.failures(conditions, first_only)
     return (None if why else record), conditions, why
+
+
+def _described_variants(generators: list[str], digests: dict[str, str]) -> tuple[str, str]:
+    """Name what selects a marker's entry (the state of the generators drawn from, the current folder, or
+    both), and why it does."""
+    subject, why = [], []
+    if generators:
+        subject.append(f"the state of {_random_state.describe_generators(generators)}")
+        why.append("the body draws from it")
+    if FOLDER_VARIANT in digests:
+        subject.append(f"the current folder ({digests[FOLDER_VARIANT]})")
+        why.append("reads paths relative to the folder" if generators else "the body reads paths relative to it")
+    return " or ".join(subject), " and ".join(why)
 
 
 def servable(store: Store, key: str, ttl: float | None = None) -> StoredRecord | None:
@@ -1666,6 +1688,8 @@ def entry_conditions(store: Store, key: str, recorder: Recorder, arguments_befor
                      generators: dict[str, Any] | None = None) -> tuple[str, Conditions, list[str] | None]:
     """Return where a finished run is stored, its preconditions, and the generators it drew from."""
     conditions, keyed = run_conditions(store, recorder, arguments_before, generators)
+    if _conditions.depends_on_folder(conditions):
+        keyed = {**keyed, FOLDER_VARIANT: recorder.cwd}
     if not keyed:
         return key, conditions, None
     return variant_key(key, keyed), conditions, sorted(keyed)

@@ -8,8 +8,11 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import subprocess
+import sys
 import warnings
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,7 +20,7 @@ import pandas as pd
 import pytest
 
 from notebook_memo import memo
-from tests.conftest import Counter
+from tests.conftest import Counter, Shell, worker_env
 
 
 class Gate:
@@ -279,3 +282,113 @@ def test_an_async_batch_chunk_of_one_unpicklable_item_leaves_the_other_chunks_st
             asyncio.run(handles(["lock", "a"]))
     assert list(calls) == ["lock", "a", "lock"]
     assert not any("not being stored" in str(w.message) for w in caught)
+
+
+# -- a body reading paths relative to the current folder ----------------------------------------------------------
+
+
+def _folders(tmp_path: Path, **contents: str) -> dict[str, Path]:
+    """Make one folder per name, each with its own data.txt."""
+    made = {}
+    for name, text in contents.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "data.txt").write_text(text)
+        made[name] = folder
+    return made
+
+
+@pytest.mark.parametrize("how", ["open", "a process"])
+def test_a_body_reading_a_relative_path_keeps_an_entry_per_folder(how: str, tmp_path: Path, counter: Counter,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    folders = _folders(tmp_path, A="from A", B="from B", C="from C")
+
+    @memo
+    def load(name: str) -> str:
+        counter()
+        if how == "a process":  # started in the current folder: what it reads is not seen
+            return subprocess.run(["cat", name], capture_output=True, text=True, check=True).stdout
+        with open(name, encoding="utf-8") as fh:
+            return fh.read()
+
+    for step, where in enumerate("ABAB"):
+        monkeypatch.chdir(folders[where])
+        assert load("data.txt") == f"from {where}"
+        assert load.last_hit is (step >= 2)
+    assert counter.n == 2
+    if how == "open":  # each folder's entry still checks the files its run read (a process's reads are not seen)
+        (folders["A"] / "data.txt").write_text("from A, changed")
+        monkeypatch.chdir(folders["A"])
+        assert load("data.txt") == "from A, changed" and not load.last_hit
+        monkeypatch.chdir(folders["B"])
+        assert load("data.txt") == "from B" and load.last_hit
+    monkeypatch.chdir(folders["C"])
+    report = load.explain("data.txt")
+    assert not report.hit and any(f"current folder ({folders['C']})" in reason for reason in report.reasons), report
+    assert load("data.txt") == "from C" and not load.last_hit
+
+
+def test_a_relative_read_and_a_global_random_draw_key_by_both(tmp_path: Path, counter: Counter,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    folders = _folders(tmp_path, A="a", B="b")
+
+    @memo
+    def noisy(name: str) -> tuple[str, float]:
+        counter()
+        with open(name, encoding="utf-8") as fh:
+            return fh.read(), random.random()
+
+    random.seed(0)
+    draws = [random.random(), random.random()]
+    for where in "ABAB":
+        monkeypatch.chdir(folders[where])
+        random.seed(0)
+        assert noisy("data.txt") == (where.lower(), draws[0])
+        assert random.random() == draws[1]  # a hit leaves the generator where the body left it
+    assert counter.n == 2
+    random.seed(5)  # another state: computed again
+    noisy("data.txt")
+    assert counter.n == 3
+
+
+_CWD_SCRIPT = """
+import sys
+from notebook_memo import memo
+
+@memo
+def load(name):
+    with open(name, encoding="utf-8") as fh:
+        return fh.read()
+
+print(load("data.txt"), load.last_hit)
+"""
+
+
+def test_processes_in_two_folders_each_keep_their_entry(tmp_path: Path, cache_dir: Path) -> None:
+    folders = _folders(tmp_path, A="from A", B="from B")
+    script = tmp_path / "load.py"
+    script.write_text(_CWD_SCRIPT)
+    seen = []
+    for seed, where in enumerate("ABAB"):
+        env = worker_env(cache_dir, PYTHONHASHSEED=str(seed))
+        out = subprocess.run([sys.executable, str(script)], cwd=folders[where], env=env, capture_output=True,
+                             text=True, timeout=120, check=True)
+        seen.append(out.stdout.strip())
+    assert seen == ["from A False", "from B False", "from A True", "from B True"]
+
+
+def test_a_memo_cell_reading_a_relative_path_keeps_an_entry_per_folder(shell: Shell, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    folders = _folders(tmp_path, A="from A", B="from B")
+    shell.run("%load_ext notebook_memo")
+    shell.run("class _Runs(dict):\n    def __memo_key__(self): return 'runs'\nRUNS = _Runs()")
+    cell = """
+        %%memo
+        RUNS['n'] = RUNS.get('n', 0) + 1
+        text = open("data.txt", encoding="utf-8").read()
+        """
+    for where in "ABAB":
+        monkeypatch.chdir(folders[where])
+        shell.run(cell)
+        assert shell["text"] == f"from {where}"
+    assert shell["RUNS"]["n"] == 2
