@@ -28,6 +28,7 @@ import types
 import weakref
 from typing import Any
 
+from ._serialize import viewed
 from .hashing import BOOKKEEPING_PREFIX, content_hash, is_plain_tensor
 
 __all__ = ()
@@ -228,6 +229,8 @@ def _reachable(values: dict[str, Any]) -> set[int] | None:
             stack.append(obj.__self__)  # items.append holds items
         elif isinstance(obj, functools.partial):
             stack.extend((obj.func, *obj.args, *obj.keywords.values()))
+        elif (target := viewed(obj)) is not None:  # d.keys(), memoryview(buf): they show d and buf live
+            stack.append(target)
         elif isinstance(obj, types.FunctionType):
             stack.extend(cell.cell_contents for cell in obj.__closure__ or () if _filled(cell))
             stack.extend(obj.__defaults__ or ())
@@ -400,6 +403,9 @@ def _look_into(obj: Any, np: Any, torch: Any) -> tuple[Any, list[Any]]:
         except Exception:  # sparse, quantized, meta: no one storage
             pointer = 0
         return (("memory", pointer) if pointer else id(obj)), held
+    target = viewed(obj)
+    if target is not None:  # a dict view, mapping proxy or memoryview holds what it shows live
+        return None, [target]
     if isinstance(obj, weakref.ref):  # a live weak reference holds its referent, as far as names can tell
         target = obj()
         return None, ([] if target is None else [target])
@@ -419,7 +425,9 @@ def _look_into(obj: Any, np: Any, torch: Any) -> tuple[Any, list[Any]]:
     except Exception:
         attributes = None
     if isinstance(attributes, dict):
-        parts.extend(attributes.values())
+        # An object of its own holds its attribute dict as a part (``vars(obj)`` binds it); a standard one is
+        # walked through, for what it holds.
+        parts.extend(attributes.values() if standard else [attributes])
     for slot in _slots(cls):
         try:
             parts.append(object.__getattribute__(obj, slot))

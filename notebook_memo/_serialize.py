@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import gc
 import hashlib
 import hmac
 import io
@@ -32,6 +33,9 @@ import struct
 import sys
 import threading
 import time
+import types
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -127,7 +131,78 @@ def _unfaithful(obj: Any) -> str | None:
     socket = sys.modules.get("socket")
     if socket is not None and isinstance(obj, socket.socket):
         return "an open socket"
+    if type(obj) in _PROXIES:  # it passes pickling on to its referent: a strong copy would come back
+        return "a weak proxy (weakref.proxy)"
     return None
+
+
+_PROXIES = frozenset({weakref.ProxyType, weakref.CallableProxyType})
+# A dict view's type -> the method that makes one of a mapping (an OrderedDict's views are types of their own).
+_DICT_VIEWS: dict[type, Callable[[Any], Any]] = {
+    type(getattr(kind(), name)()): getattr(kind, name) for kind in (dict, OrderedDict)
+    for name in ("keys", "values", "items")
+}
+
+
+def viewed(obj: Any) -> Any:
+    """Return the object whose contents ``obj`` shows live: a dict view's or mapping proxy's mapping, a
+    memoryview's exporter; None for any other object (or a released memoryview)."""
+    kind = type(obj)
+    if kind in _DICT_VIEWS:
+        obj = obj.mapping  # a mapping proxy of the view's own dict
+        kind = types.MappingProxyType
+    if kind is types.MappingProxyType:
+        # No attribute gives a proxy's mapping; its one referent is that mapping.
+        referents = gc.get_referents(obj)
+        return referents[0] if len(referents) == 1 else None
+    if kind is memoryview:
+        try:
+            return obj.obj
+        except ValueError:  # released
+            return None
+    return None
+
+
+def _reduce_view(obj: Any) -> tuple[Any, tuple[Any, ...]]:
+    """Reduce a dict view or mapping proxy to a view of its mapping itself (cloudpickle copies the mapping): a
+    mapping that is a cell's input is then saved by name, and the loaded view looks at the notebook's object."""
+    mapping = viewed(obj)
+    if mapping is None:
+        raise NotRestorable(f"the mapping a {type(obj).__name__} shows cannot be found: it cannot be stored as a view")
+    if type(obj) is types.MappingProxyType:
+        return types.MappingProxyType, (mapping,)
+    return _DICT_VIEWS[type(obj)], (mapping,)
+
+
+def _reduce_memoryview(view: memoryview) -> tuple[Any, tuple[Any, ...]]:
+    """Reduce a memoryview to one made anew over its exporter, saved as itself (cloudpickle saves its bytes, which
+    come back as ``bytes``). Only a view of the whole of its exporter's memory can be made so; any other is refused."""
+    base = viewed(view)
+    if base is None:
+        raise NotRestorable("a released memoryview, or one of memory no object owns, cannot be stored")
+    try:
+        whole = memoryview(base)
+    except TypeError as exc:
+        raise NotRestorable(f"the memoryview's exporter ({type(base).__qualname__}) gives no buffer again") from exc
+    if not (view.c_contiguous and whole.c_contiguous and view.nbytes == whole.nbytes):
+        raise NotRestorable("a memoryview of part of a buffer (a slice, a strided view) cannot be stored as a view of "
+                            "it; store the buffer (or a copy, bytes(view)) instead")
+    shape = view.shape or ()
+    try:
+        memoryview_of(base, view.format, shape, view.readonly)  # what loading does
+    except (TypeError, ValueError) as exc:
+        raise NotRestorable(f"a memoryview of format {view.format!r} and shape {shape} cannot be made again over "
+                            "its buffer") from exc
+    return memoryview_of, (base, view.format, shape, view.readonly)
+
+
+def memoryview_of(base: Any, fmt: str, shape: tuple[int, ...], readonly: bool) -> memoryview:
+    """Return a memoryview of the whole of ``base`` with this format and shape (read-only if asked)."""
+    view = memoryview(base)
+    if (view.format, view.shape) != (fmt, tuple(shape)):
+        octets: Any = view.cast("B")  # typeshed knows only literal formats
+        view = octets.cast(fmt, list(shape))
+    return view.toreadonly() if readonly and not view.readonly else view
 
 
 class _Pickler(cloudpickle.Pickler):
@@ -149,6 +224,10 @@ class _Pickler(cloudpickle.Pickler):
         elif type(obj) is functools.cached_property:
             # On Python < 3.12 it holds a lock, which cannot be pickled: save what it is made of.
             return cached_property_of, (obj.func, obj.attrname, obj.__doc__)
+        elif type(obj) in _DICT_VIEWS or type(obj) is types.MappingProxyType:
+            return _reduce_view(obj)
+        elif type(obj) is memoryview:
+            return _reduce_memoryview(obj)
         elif type(obj) is _LRU_WRAPPER and getattr(obj.__wrapped__, "__module__", None) == "__main__":
             # A notebook's @lru_cache function: pickle would save its name, which finds whatever the notebook
             # binds to it when loaded (another definition, or nothing after a restart). Its code, and a new cache.

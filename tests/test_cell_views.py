@@ -1,0 +1,200 @@
+"""What a hit leaves bound when an output looks at another object live: dict views, mapping proxies and
+memoryviews of a cell's inputs (or of its other outputs) stay views of them, in a %%memo cell and in an
+@memo result; a view a hit cannot give back as itself is not stored."""
+
+from __future__ import annotations
+
+import array
+import collections
+import types
+import warnings
+from pathlib import Path
+
+import pytest
+
+from notebook_memo import _cells, memo
+from notebook_memo._errors import StorageWarning
+from tests.conftest import Shell, run_kernel, sessions_with_and_without_cache
+
+HITS = """
+from notebook_memo import _cells
+OUT["cell hits"] = sum(c.hits for c in _cells._cells.values())
+"""
+
+
+def _hits() -> int:
+    return sum(cell.hits for cell in _cells._cells.values())
+
+
+# -- views of a cell's inputs ------------------------------------------------------------------
+
+
+def test_dict_views_and_a_mapping_proxy_of_an_input_see_its_later_changes_after_a_hit(shell: Shell) -> None:
+    shell.run("%load_ext notebook_memo")
+    shell.run("import types, collections\nd = {'a': 1}\nod = collections.OrderedDict(a=1)")
+    cell = ("%%memo views\nks = d.keys()\nvs = d.values()\nits = d.items()\nmp = types.MappingProxyType(d)\n"
+            "oks = od.keys()\n")
+    shell.run(cell)
+    shell.run(cell)  # a hit
+    assert _hits() == 1
+    shell.run("d['b'] = 2\nod['b'] = 2")
+    assert sorted(shell["ks"]) == ["a", "b"]
+    assert sorted(shell["vs"]) == [1, 2]
+    assert sorted(shell["its"]) == [("a", 1), ("b", 2)]
+    assert dict(shell["mp"]) == {"a": 1, "b": 2}
+    assert list(shell["oks"]) == ["a", "b"]
+    assert type(shell["oks"]) is type(collections.OrderedDict().keys())
+    assert type(shell["mp"]) is types.MappingProxyType
+
+
+def test_a_memoryview_of_an_input_stays_a_view_of_the_live_buffer_after_a_hit(shell: Shell) -> None:
+    shell.run("%load_ext notebook_memo")
+    shell.run("import array\nbuf = bytearray(b'abcd')\nnums = array.array('i', [1, 2, 3])")
+    cell = "%%memo\nmv = memoryview(buf)\nro = memoryview(buf).toreadonly()\nnv = memoryview(nums)\n"
+    shell.run(cell)
+    shell.run(cell)  # a hit
+    assert _hits() == 1
+    shell.run("buf[0] = ord('z')\nnums[0] = 9")
+    mv, ro, nv = shell["mv"], shell["ro"], shell["nv"]
+    assert (type(mv), type(ro), type(nv)) == (memoryview, memoryview, memoryview)
+    assert (bytes(mv), mv.readonly) == (b"zbcd", False)
+    assert (bytes(ro), ro.readonly) == (b"zbcd", True)
+    assert (nv.format, nv.shape, nv.tolist()) == ("i", (3,), [9, 2, 3])
+    mv[1] = ord("y")  # writes reach the notebook's buffer, as after the run
+    assert shell["buf"] == bytearray(b"zycd")
+
+
+def test_a_cast_memoryview_of_a_buffer_the_cell_made_keeps_its_format_and_its_buffer(shell: Shell) -> None:
+    shell.run("%load_ext notebook_memo")
+    cell = "%%memo\nraw = bytearray(8)\nwords = memoryview(raw).cast('I', [2])\n"
+    shell.run(cell)
+    shell.run(cell)  # a hit
+    assert _hits() == 1
+    words, raw = shell["words"], shell["raw"]
+    assert (type(words), words.format, words.shape) == (memoryview, "I", (2,))
+    words[1] = 7
+    assert words.obj is raw and raw != bytearray(8)
+
+
+def test_a_memoryview_of_part_of_a_buffer_is_not_stored_and_the_cell_runs(shell: Shell) -> None:
+    shell.run("%load_ext notebook_memo")
+    shell.run("buf = bytearray(b'abcd')\nruns = []")
+    cell = "%%memo\nruns.append(1)\ntail = memoryview(buf)[1:]\n"
+    with pytest.warns(StorageWarning, match="memoryview"):
+        shell.run(cell)
+    shell.run(cell)
+    assert len(shell["runs"]) == 2
+    assert type(shell["tail"]) is memoryview and bytes(shell["tail"]) == b"bcd"
+
+
+def test_a_weak_proxy_is_not_stored_as_a_copy_of_what_it_points_to(shell: Shell) -> None:
+    shell.run("%load_ext notebook_memo")
+    shell.run("import weakref\nclass Box: pass\nbox = Box()\nruns = []")
+    cell = "%%memo\nruns.append(1)\np = weakref.proxy(box)\n"
+    with pytest.warns(StorageWarning, match="weak"):
+        shell.run(cell)
+    shell.run(cell)
+    assert len(shell["runs"]) == 2
+    shell.run("box.y = 2")
+    assert shell["p"].y == 2
+
+
+def test_the_attributes_of_an_input_bound_by_vars_are_not_stored_as_a_copy(shell: Shell) -> None:
+    shell.run("%load_ext notebook_memo")
+    shell.run("class Box: pass\nbox = Box()\nbox.x = 1\nruns = []")
+    cell = "%%memo\nruns.append(1)\nattrs = vars(box)\n"
+    with pytest.warns(StorageWarning, match="'attrs' is part of 'box'"):
+        shell.run(cell)
+    shell.run(cell)
+    assert len(shell["runs"]) == 2
+    assert shell["attrs"] is shell["box"].__dict__
+
+
+def test_a_view_of_an_input_the_cell_changes_is_restored_with_it(shell: Shell) -> None:
+    shell.run("%load_ext notebook_memo")
+    shell.run("d = {'a': 1}")
+    cell = "%%memo\nd['b'] = 2\nks = d.keys()\n"
+    shell.run(cell)
+    shell.run("d = {'a': 1}")
+    shell.run(cell)  # a hit
+    assert _hits() == 1
+    shell.run("d['c'] = 3")
+    assert sorted(shell["ks"]) == ["a", "b", "c"]
+
+
+def test_views_of_inputs_see_later_changes_after_a_restart(cache_dir: Path) -> None:
+    cells = [
+        "%load_ext notebook_memo",
+        "import types\nd = {'a': 1}\nbuf = bytearray(b'abc')",
+        "%%memo views\nks = d.keys()\nits = d.items()\nmp = types.MappingProxyType(d)\nmv = memoryview(buf)\n",
+        "d['b'] = 2; buf[0] = ord('z')",
+        "OUT['ks'] = sorted(ks); OUT['its'] = sorted(its); OUT['mp'] = dict(mp)\n"
+        "OUT['mv'] = [type(mv).__name__, bytes(mv).decode(), mv.readonly]",
+        HITS,
+    ]
+    plain, first, second = sessions_with_and_without_cache(cells, cache_dir)
+    assert second["cell hits"] == 1
+    for out in (plain, first, second):
+        assert (out["ks"], out["its"], out["mp"]) == (["a", "b"], [["a", 1], ["b", 2]], {"a": 1, "b": 2})
+        assert out["mv"] == ["memoryview", "zbc", False]
+
+
+# -- @memo results -----------------------------------------------------------------------------
+
+
+def test_a_memo_result_that_is_a_memoryview_comes_back_as_one() -> None:
+    @memo
+    def view() -> memoryview:
+        return memoryview(bytearray(b"abc"))
+
+    @memo
+    def numbers() -> memoryview:
+        return memoryview(array.array("d", [1.5, 2.5])).toreadonly()
+
+    view(), numbers()
+    again, nums = view(), numbers()  # hits
+    assert view.cache_info().hits == 1 and numbers.cache_info().hits == 1
+    assert (type(again), bytes(again), again.readonly) == (memoryview, b"abc", False)
+    assert (type(nums), nums.format, nums.tolist(), nums.readonly) == (memoryview, "d", [1.5, 2.5], True)
+
+
+def test_a_memo_result_holding_a_dict_view_holds_a_view_of_its_own_dict() -> None:
+    @memo
+    def table() -> tuple[dict[str, int], types.MappingProxyType[str, int], object]:
+        d = {"a": 1}
+        return d, types.MappingProxyType(d), d.keys()
+
+    table()
+    d, mp, ks = table()  # a hit
+    d["b"] = 2
+    assert dict(mp) == {"a": 1, "b": 2} and sorted(ks) == ["a", "b"]
+
+
+def test_a_memo_result_that_is_a_memoryview_comes_back_as_one_after_a_restart(cache_dir: Path) -> None:
+    cells = ["""
+from notebook_memo import _cells, memo
+@memo
+def view():
+    return memoryview(bytearray(b'abc'))
+r = view()
+OUT['r'] = [type(r).__name__, bytes(r).decode(), r.readonly, view.cache_info().hits]
+"""]
+    first = run_kernel(cells, cache_dir, seed=1)
+    second = run_kernel(cells, cache_dir, seed=2)
+    assert first["r"] == ["memoryview", "abc", False, 0]
+    assert second["r"] == ["memoryview", "abc", False, 1]
+
+
+def test_a_memo_result_that_is_part_of_a_buffer_is_returned_but_not_cached() -> None:
+    @memo
+    def tail() -> memoryview:
+        return memoryview(bytearray(b"abc"))[1:]
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = tail()
+        second = tail()
+    assert bytes(first) == bytes(second) == b"bc" and type(second) is memoryview
+    assert tail.cache_info().misses == 2
+    assert any(w.category is StorageWarning and "memoryview of part of a buffer" in str(w.message) for w in caught)
+
