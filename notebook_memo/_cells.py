@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import collections
 import contextlib
 import functools
 import linecache
@@ -870,13 +871,19 @@ def _store_cell(store: Store, cell: CellMemo, call: Call, value: dict[str, Any],
         save_entry(store, call.key, where, payload, meta, options.ttl, duration, cell.function_id)
 
 
+# Modules whose objects' attributes the rebinder walks: the notebook's own classes, and the standard containers that
+# keep what they hold there (SimpleNamespace, ChainMap's maps, UserDict's and UserList's data).
+_WALKED_MODULES = frozenset({"__main__", "types", "collections"})
+
+
 class _Rebinder:
     """Point functions and methods the cell defined at the live notebook namespace.
 
     Unpickled by value, they would read a private copy of the globals they used, frozen at
-    the time the cell first ran. Functions inside lists, dicts, sets, tuples and partials are
-    rebound too (also as dict keys and inside frozensets), and one function stays one object
-    wherever the cell put it.
+    the time the cell first ran. Functions inside lists, dicts (of any kind, and a defaultdict's
+    default factory), deques, ChainMaps, sets, tuples, partials and bound methods are rebound too
+    (also as dict keys and inside frozensets), and one function stays one object wherever the cell
+    put it.
     """
 
     def __init__(self, namespace: dict[str, Any], filename: str | None = None) -> None:
@@ -924,22 +931,35 @@ class _Rebinder:
                     if member is not attr:
                         setattr(value, name, member)
             return value
-        if type(value) is types.SimpleNamespace or (type(value).__module__ == "__main__" and
-                                                    type(getattr(value, "__dict__", None)) is dict):
-            # An object of the notebook's (or a namespace) holding a function: its attributes, as for a dict.
+        if isinstance(value, types.MethodType):  # types.MethodType(fn, obj): its function, on the same object
+            func, owner = self(value.__func__), self(value.__self__)
+            return value if func is value.__func__ and owner is value.__self__ else types.MethodType(func, owner)
+        if type(value).__module__ in _WALKED_MODULES and type(getattr(value, "__dict__", None)) is dict:
+            # An object of the notebook's, a namespace or a ChainMap (its maps) holding a function: its attributes,
+            # as for a dict.
             attributes = value.__dict__
             for name, attr in list(attributes.items()):
                 new = self(attr)
                 if new is not attr:
                     attributes[name] = new
-            return value
-        if type(value) is list:
-            value[:] = [self(v) for v in value]
-        elif type(value) is dict:
-            items = [(self(k), self(v)) for k, v in value.items()]
+        if isinstance(value, dict):  # an OrderedDict, a defaultdict, a dict subclass of the notebook's too
+            items = [(self(k), self(v)) for k, v in list(value.items())]
             if any(new_k is not k for (new_k, _), k in zip(items, value)):
                 value.clear()  # a key was rebound: rebuild, keeping the order
-            value.update(items)
+                value.update(items)
+            else:
+                for (key, new), old in zip(items, list(value.values())):
+                    if new is not old:
+                        value[key] = new
+            if isinstance(value, collections.defaultdict) and value.default_factory is not None:
+                value.default_factory = self(value.default_factory)
+        elif isinstance(value, collections.deque):
+            members = [self(v) for v in value]
+            if any(a is not b for a, b in zip(members, value)):
+                value.clear()
+                value.extend(members)
+        elif type(value) is list:
+            value[:] = [self(v) for v in value]
         elif type(value) is set:
             members = [self(v) for v in value]
             value.clear()

@@ -1,6 +1,7 @@
 """What a hit leaves bound when an output looks at another object live: dict views, mapping proxies and
 memoryviews of a cell's inputs (or of its other outputs) stay views of them, in a %%memo cell and in an
-@memo result; a view a hit cannot give back as itself is not stored."""
+@memo result; a view a hit cannot give back as itself is not stored. Also the notebook functions a cell
+puts in other containers read the live notebook after a hit."""
 
 from __future__ import annotations
 
@@ -197,4 +198,53 @@ def test_a_memo_result_that_is_part_of_a_buffer_is_returned_but_not_cached() -> 
     assert bytes(first) == bytes(second) == b"bc" and type(second) is memoryview
     assert tail.cache_info().misses == 2
     assert any(w.category is StorageWarning and "memoryview of part of a buffer" in str(w.message) for w in caught)
+
+
+# -- functions a cell defines, held in other containers ---------------------------------------
+
+CONTAINERS = """%%memo defs
+import collections, types
+def f():
+    return SCALE
+class Plain:
+    pass
+class Registry(dict):
+    pass
+reg = Registry(k=f)
+ud = collections.UserDict(k=f)
+dd = collections.defaultdict(f)
+od = collections.OrderedDict(k=f)
+dq = collections.deque([f], maxlen=3)
+ch = collections.ChainMap({'k': f})
+bm = types.MethodType(lambda self: SCALE, Plain())
+bf = types.MethodType(f, 1)
+"""
+READ_CONTAINERS = """OUT['calls'] = [f(), dd['x'], od['k'](), dq[0](), ch['k'](), bm(), bf.__func__(), reg['k'](),
+                ud['k']()]
+OUT['same'] = [dd.default_factory is f, od['k'] is f, dq[0] is f, ch['k'] is f, bf.__func__ is f, reg['k'] is f,
+               ud['k'] is f]
+OUT['kept'] = [dq.maxlen, type(od).__name__, type(bm.__self__).__name__]"""
+
+
+def test_functions_in_other_containers_read_the_live_notebook_after_a_hit(shell: Shell) -> None:
+    shell.run("%load_ext notebook_memo")
+    shell.run("SCALE = 1")
+    shell.run(CONTAINERS)
+    shell.run(CONTAINERS)  # a hit
+    assert _hits() == 1
+    shell.run("SCALE = 2")
+    shell.run("OUT = {}\n" + READ_CONTAINERS)
+    assert shell["OUT"]["calls"] == [2] * 9
+    assert shell["OUT"]["same"] == [True] * 7
+    assert shell["OUT"]["kept"] == [3, "OrderedDict", "Plain"]
+
+
+def test_functions_in_other_containers_read_the_live_notebook_after_a_restart(cache_dir: Path) -> None:
+    cells = ["%load_ext notebook_memo", "SCALE = 1", CONTAINERS, "SCALE = 2", READ_CONTAINERS, HITS]
+    plain, first, second = sessions_with_and_without_cache(cells, cache_dir)
+    assert second["cell hits"] == 1
+    for out in (plain, first, second):
+        assert out["calls"] == [2] * 9
+        assert out["same"] == [True] * 7
+        assert out["kept"] == [3, "OrderedDict", "Plain"]
 
