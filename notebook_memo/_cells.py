@@ -7,6 +7,7 @@ import builtins
 import collections
 import contextlib
 import functools
+import io
 import linecache
 import sys
 import time
@@ -1153,7 +1154,9 @@ def _try_restore(shell: Any, store: Store, cell: CellMemo, key: str, options: Ce
                               "replace with restored copies: the cell runs" if held else
                               "the notebook's variables are too many objects to tell which hold part of what a "
                               "hit would replace: the cell runs")
-    if not options.quiet and _config.settings.verbose:
+    if not options.quiet and _config.settings.verbose and not isinstance(sys.stdout, io.StringIO):
+        # Printed where the user looks, but never into output kept in memory (``%%capture``, redirect_stdout to a
+        # StringIO): what is kept there is the cell's own output, which the replay below gives as the run printed it.
         names = ", ".join(sorted({*outputs, *parts})) or "no variables"
         print(f"[notebook_memo] restored {names} from the cache (computed {human_time(record.header.created)}, "
               f"took {record.header.duration:.2f} s)")

@@ -1,7 +1,8 @@
 """What a hit leaves bound when an output looks at another object live: dict views, mapping proxies and
 memoryviews of a cell's inputs (or of its other outputs) stay views of them, in a %%memo cell and in an
 @memo result; a view a hit cannot give back as itself is not stored. Also the notebook functions a cell
-puts in other containers read the live notebook after a hit."""
+puts in other containers read the live notebook after a hit, and the note a hit prints stays out of a
+``%%capture`` around it."""
 
 from __future__ import annotations
 
@@ -248,3 +249,34 @@ def test_functions_in_other_containers_read_the_live_notebook_after_a_restart(ca
         assert out["same"] == [True] * 7
         assert out["kept"] == [3, "OrderedDict", "Plain"]
 
+
+# -- the note a hit prints ---------------------------------------------------------------------
+
+CAPTURED = "%%capture cap\n%%memo m5\nprint('hello5')\na5 = 5\n"
+
+
+def test_a_capture_around_a_hit_holds_the_cell_s_output_only(shell: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+    shell.run("%load_ext notebook_memo")
+    shell.run(CAPTURED)
+    shell.run(CAPTURED)  # a hit
+    assert _hits() == 1
+    assert shell["cap"].stdout == "hello5\n"
+    assert "[notebook_memo]" not in capsys.readouterr().out
+    shell.run("%%memo m5\nprint('hello5')\na5 = 5\n")  # a hit not captured still says where it came from
+    assert "[notebook_memo] restored a5 from the cache" in capsys.readouterr().out
+
+
+def test_a_hit_run_with_its_output_redirected_to_memory_keeps_the_note_out(shell: Shell) -> None:
+    shell.run("%load_ext notebook_memo")
+    shell.run("%%memo m6\nprint('hello6')\na6 = 6\n")
+    shell.run("import contextlib, io\nbuf = io.StringIO()\nwith contextlib.redirect_stdout(buf):\n"
+              "    get_ipython().run_cell(\"%%memo m6\\nprint('hello6')\\na6 = 6\\n\")\n")
+    assert _hits() == 1
+    assert shell["buf"].getvalue() == "hello6\n"
+
+
+def test_a_capture_around_a_hit_after_a_restart_holds_the_cell_s_output_only(cache_dir: Path) -> None:
+    cells = ["%load_ext notebook_memo", CAPTURED, "OUT['cap'] = cap.stdout", HITS]
+    first = run_kernel(cells, cache_dir, seed=2)
+    second = run_kernel(cells, cache_dir, seed=3)
+    assert (first["cap"], second["cap"], second["cell hits"]) == ("hello5\n", "hello5\n", 1)
