@@ -2,21 +2,24 @@
 memoryviews of a cell's inputs (or of its other outputs) stay views of them, in a %%memo cell and in an
 @memo result; a view a hit cannot give back as itself is not stored. Also the notebook functions a cell
 puts in other containers read the live notebook after a hit, and the note a hit prints stays out of a
-``%%capture`` around it."""
+``%%capture`` around it. One notebook runs in real Jupyter kernels (nbclient) for all three."""
 
 from __future__ import annotations
 
 import array
 import collections
+import os
 import types
 import warnings
 from pathlib import Path
 
+import nbformat
 import pytest
+from nbclient import NotebookClient
 
-from notebook_memo import _cells, memo
+from notebook_memo import _cells, _config, memo
 from notebook_memo._errors import StorageWarning
-from tests.conftest import Shell, run_kernel, sessions_with_and_without_cache
+from tests.conftest import ROOT, Shell, run_kernel, sessions_with_and_without_cache
 
 HITS = """
 from notebook_memo import _cells
@@ -280,3 +283,30 @@ def test_a_capture_around_a_hit_after_a_restart_holds_the_cell_s_output_only(cac
     first = run_kernel(cells, cache_dir, seed=2)
     second = run_kernel(cells, cache_dir, seed=3)
     assert (first["cap"], second["cap"], second["cell hits"]) == ("hello5\n", "hello5\n", 1)
+
+
+# -- a real notebook ---------------------------------------------------------------------------
+
+
+def test_a_notebook_restarted_sees_its_live_inputs_and_globals_through_restored_outputs(
+        tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cells = [
+        "%load_ext notebook_memo",
+        "SCALE = 1\nd = {'a': 1}\nbuf = bytearray(b'abc')",
+        "%%capture cap\n%%memo defs\nimport collections\ndef f(): return SCALE\n"
+        "registry = collections.OrderedDict(f=f)\nks = d.keys()\nmv = memoryview(buf)\nprint('made')",
+        "SCALE = 2; d['b'] = 2; buf[0] = ord('z')",
+        "print(registry['f'](), registry['f'] is f, sorted(ks), type(mv).__name__, bytes(mv), repr(cap.stdout))",
+        "from notebook_memo import _cells\nprint(sum(c.hits for c in _cells._cells.values()))",
+    ]
+    monkeypatch.setenv(_config.ENV_DIR, str(cache_dir))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    last = []
+    for seed in ("1", "2"):  # the second run is a restarted kernel, with another hash seed
+        monkeypatch.setenv("PYTHONHASHSEED", seed)
+        notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+        NotebookClient(notebook, timeout=120, kernel_name="python3",
+                       resources={"metadata": {"path": str(tmp_path)}}).execute()
+        last.append(["".join(o.get("text", "") for o in cell.outputs) for cell in notebook.cells[-2:]])
+    assert last[0] == ["2 True ['a', 'b'] memoryview b'zbc' 'made\\n'\n", "0\n"]
+    assert last[1] == [last[0][0], "1\n"]
