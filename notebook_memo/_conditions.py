@@ -47,6 +47,7 @@ import xxhash
 
 from ._config import FILE_DIGEST_LIMIT, RACY_SECONDS, own_thread
 from ._dependencies import _PACKAGE_STATE
+from ._links import lead, watch_links
 from ._notebook import notebook_paths
 from ._random_state import (
     ENTROPY,
@@ -64,7 +65,8 @@ from ._random_state import __file__ as _random_state_file
 
 __all__ = ()
 
-# JSON-safe: "files", "dirs", "globs", "written", "cwd", "home", "encoding", "environment", "states", "generators"
+# JSON-safe: "files", "dirs", "globs", "written", "links", "cwd", "home", "encoding", "environment", "states",
+# "generators"
 Conditions = dict[str, Any]
 
 # The recorders of the memoized bodies running around this point; None while our own lookups run.
@@ -277,6 +279,8 @@ class Recorder:
         # is recorded with each entry's size and modification time, not its names alone (see stats_files).
         self.sizes = sizes
         self.patterns: dict[str, None] = {}  # glob patterns the body matched, in order
+        # (how, path as given) -> where it led when first read: links read or followed (os.readlink, Path.resolve)
+        self.links: dict[tuple[str, str], str] = {}
         self.inherited: list[Conditions] = []  # conditions of memoized entries served inside the run
         self.cwd = os.getcwd()
         self.environ = environment()  # to tell whether the run changed it, which a hit could not do again
@@ -346,6 +350,11 @@ class Recorder:
         table[absolute] = (name, real, sig)
         if not listing:
             self.read_real.add(real)
+
+    def link(self, kind: str, path: str) -> None:
+        """The body read where ``path`` leads (``kind``: its link's target, or its real path)."""
+        if (kind, path) not in self.links:
+            self.links[(kind, path)] = lead(kind, path)
 
     def process_change(self) -> str | None:
         """Return how the run changed the environment, the current folder or a library's process-wide settings,
@@ -787,6 +796,7 @@ class recording:  # lower case: used as a function, ``with recording(recorder, o
         # first use): its seeding functions are watched from this run on.
         watch_seeding(_note_seeding, _note_state_read)
         watch_entropy(_note_entropy)
+        watch_links(_note_link)
         self.token = _active.set((*self.outer, self.recorder))
         recorder = self.recorder
         for other in _running:
@@ -833,6 +843,28 @@ class stepped:  # lower case: used as a function, ``await stepped(body, recorder
             moved = changed_since(states, recorder.seeded_names, list(states))
             if moved:
                 recorder.drawn_meanwhile.update(moved)
+
+
+# posixpath's realpath reads each link on the way with os.readlink: that read is the realpath's, recorded as one.
+_LINK_MACHINERY = frozenset({os.path.__file__, os.path.realpath.__code__.co_filename})
+
+
+def _note_link(kind: str, path: Any) -> None:
+    """A link reader ran (os.readlink, os.path.realpath...): where ``path`` leads is the running bodies' input,
+    unless it was read by us or by the import system."""
+    recorders = active()
+    if not recorders or not isinstance(path, (str, bytes, os.PathLike)):
+        return
+    try:
+        caller = sys._getframe(2).f_code.co_filename  # the caller of the wrapped reader
+        if caller.startswith(("<frozen importlib", _PACKAGE_DIR, _IMPORTLIB_DIR)) or caller in _LINK_MACHINERY:
+            return
+        name = _path_of(path)
+        if name is not None:
+            for recorder in recorders:
+                recorder.link(kind, name)
+    except Exception:  # never breaks the body's own call
+        return
 
 
 def _note_seeding(generator: str, from_entropy: bool) -> None:
@@ -1173,7 +1205,7 @@ def finish(recorder: Recorder, excluded: Iterable[str]) -> Conditions:
     if recorder.connections or recorder.attached_unnamed:
         _list_attached(recorder)
     if not (recorder.reads or recorder.listed or recorder.declared or recorder.inherited or recorder.patterns
-            or recorder.rewritten or recorder.spawned or recorder.outputs):
+            or recorder.rewritten or recorder.spawned or recorder.outputs or recorder.links):
         return {}  # the common run: it read no file and was served no entry with conditions
     try:
         return _finish(recorder, excluded)
@@ -1234,6 +1266,7 @@ def _finish(recorder: Recorder, excluded: Iterable[str]) -> Conditions:
         entry = [pattern, _names_digest(matches), matches[:_NAMES_KEPT]]
         if entry not in globs:
             globs.append(entry)
+    links = _link_conditions(recorder, is_data)
     # A path read as absolute may have been made from the current folder or "~" by a library (xarray, mailbox:
     # os.path.abspath(name); pandas: os.path.expanduser(name)), which the body's code does not show: served
     # while that folder is the same only.
@@ -1264,6 +1297,9 @@ def _finish(recorder: Recorder, excluded: Iterable[str]) -> Conditions:
         for entry in inherited.get("globs", []):
             if entry not in globs:
                 globs.append(entry)
+        for entry in inherited.get("links", []):
+            if isinstance(entry, list) and len(entry) == 3 and all(isinstance(part, str) for part in entry):
+                links.setdefault((str(entry[0]), str(entry[1])), entry)
     if files:
         conditions["files"] = sorted(files.values())
         # A file opened as text without encoding= is decoded as the locale says (the audit event does not say
@@ -1275,7 +1311,40 @@ def _finish(recorder: Recorder, excluded: Iterable[str]) -> Conditions:
         conditions["globs"] = globs
     if written:
         conditions["written"] = sorted(written.values())
+    if links:
+        conditions["links"] = sorted(links.values())
     return conditions
+
+
+def _link_conditions(recorder: Recorder, is_data: Callable[[str], bool]) -> dict[tuple[str, str], list[Any]]:
+    """Return the links a run read, each as [how, path, where it led], less the system's and libraries'."""
+    found: dict[tuple[str, str], list[Any]] = {}
+    for (kind, name), then in recorder.links.items():
+        absolute = os.path.join(recorder.cwd, name)
+        # Where the link itself lies (not where it leads): /proc/self/exe is the system's wherever it points.
+        if not is_data(os.path.join(_real(os.path.dirname(absolute)), os.path.basename(absolute))):
+            continue
+        if lead(kind, name) != then:
+            raise NotRecordable(f"{name}, a link it read, was changed while it ran")
+        found[(kind, name)] = [kind, name, then]
+    return found
+
+
+def _check_link(entry: list[Any]) -> str | None:
+    kind, name, then = (entry + [None] * 3)[:3]
+    if not (isinstance(kind, str) and isinstance(name, str) and isinstance(then, str)):
+        return "a link it read is recorded in a form this version does not know"
+    try:
+        now = lead(kind, name)
+    except Exception:  # a kind this version does not know
+        return "a link it read is recorded in a form this version does not know"
+    if now == then:
+        return None
+    return f"{name} leads to {_where(now)} now, to {_where(then)} when it ran"
+
+
+def _where(lead_text: str) -> str:
+    return {"! ENOENT": "nothing (it is missing)", "! EINVAL": "itself (it is no link)"}.get(lead_text, lead_text)
 
 
 def _outputs(recorder: Recorder, is_data: Callable[[str], bool], now: int) -> dict[str, list[Any]]:
@@ -1584,7 +1653,7 @@ def failures(conditions: Conditions, first_only: bool = True) -> list[str]:
         if first_only:
             return found
     for kind, check in (("files", _check_file), ("dirs", _check_dir), ("globs", _check_glob),
-                        ("written", _check_written)):
+                        ("written", _check_written), ("links", _check_link)):
         for entry in conditions.get(kind, ()):
             why = check(entry)
             if why:

@@ -1240,7 +1240,7 @@ def _state_readers() -> tuple[dict[Any, str], frozenset[Any], frozenset[Any]]:
 
     path, moment, day = pathlib.Path, datetime.datetime, datetime.date
     readers = {os.getcwd: CURRENT_FOLDER, os.getcwdb: CURRENT_FOLDER, os.path.abspath: CURRENT_FOLDER,
-               os.path.realpath: CURRENT_FOLDER, os.path.relpath: CURRENT_FOLDER,
+               _function(os.path.realpath): CURRENT_FOLDER, os.path.relpath: CURRENT_FOLDER,
                _function(path.cwd): CURRENT_FOLDER, path.resolve: CURRENT_FOLDER, path.absolute: CURRENT_FOLDER,
                os.path.expanduser: _HOME, _function(path.home): _HOME, path.expanduser: _HOME}
     # What converts to or from local time: without a time tuple, time.strftime, ctime and asctime take localtime().
@@ -1253,7 +1253,7 @@ def _state_readers() -> tuple[dict[Any, str], frozenset[Any], frozenset[Any]]:
     # depend on the seed, and keying it would make every frozen dataclass miss after a restart.
     readers[hash] = HASH_SEED
     readers[os.get_exec_path] = _PROGRAM_PATH
-    return readers, frozenset({os.path.abspath, os.path.realpath}), frozenset({os.path.expanduser})
+    return readers, frozenset({os.path.abspath, _function(os.path.realpath)}), frozenset({os.path.expanduser})
 
 
 # Readers in modules the package does not load (a call or a hit imports nothing), known by module and name. The
@@ -1267,7 +1267,9 @@ _READERS_BY_NAME = {("getpass", "getuser"): _USER, ("shutil", "which"): _PROGRAM
 
 
 def _function(value: Any) -> Any:
-    return getattr(value, "__func__", value)
+    """Return the function of a method, or the function we wrapped to watch it (os.path.realpath, os.urandom)."""
+    value = getattr(value, "__func__", value)
+    return getattr(value, "_notebook_memo_original", value)
 
 
 def _state_read(target: Any, chain: tuple[str, ...], const: str | None) -> str | None:

@@ -209,6 +209,10 @@ def _condition_notes(conditions: dict[str, Any]) -> list[str]:
         notes.append(f"checked: the data file{'s' if len(files) > 1 else ''} it read ({names}) are unchanged")
     for entry in conditions.get("dirs", [])[:3]:
         notes.append(f"checked: folder {entry[0]} lists the same files")
+    links = [entry[1] for entry in conditions.get("links", []) if isinstance(entry, list) and len(entry) == 3]
+    if links:
+        names = ", ".join(links[:3]) + (f" and {len(links) - 3} more" if len(links) > 3 else "")
+        notes.append(f"checked: where {names} lead{'s' if len(links) == 1 else ''} is unchanged (links it read)")
     written = conditions.get("written", [])
     if written:
         names = ", ".join(entry[0] for entry in written[:3]) + (f" and {len(written) - 3} more" if len(written) > 3

@@ -1,0 +1,74 @@
+"""Where symbolic links lead: the reads of a link a body's result may depend on.
+
+No audit event covers ``os.readlink``, ``os.path.realpath`` (``Path.resolve``), ``os.path.samefile`` or
+``os.path.islink``: they are wrapped once, as ``os.urandom`` is, to tell the running bodies which path was
+resolved. An entry is then served only while each such path leads where it led when the body ran.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ()
+
+READLINK = "readlink"  # what a link names, or that it is no link (os.readlink, os.path.islink, Path.readlink)
+REALPATH = "realpath"  # the path with every link on the way followed (os.path.realpath, Path.resolve, samefile)
+
+_ORIGINALS: dict[str, Callable[..., Any]] = {READLINK: os.readlink, REALPATH: os.path.realpath}
+_watched: list[bool] = []
+_lock = threading.Lock()
+
+
+def lead(kind: str, path: str) -> str:
+    """Return where ``path`` leads now, as text: the link's target (``kind`` READLINK) or the real path, and for a
+    path that cannot be read so, why (``! ENOENT``: missing; ``! EINVAL``: no link)."""
+    try:
+        found = _ORIGINALS[kind](path)
+    except OSError as exc:
+        return f"! {errno.errorcode.get(exc.errno or 0, str(exc.errno))}"
+    return os.fsdecode(found)
+
+
+def originals() -> frozenset[Any]:
+    """Return the link readers as they were before they were wrapped (a name bound to one escapes the wrapper)."""
+    return frozenset({*_ORIGINALS.values(), _SAMEFILE, _ISLINK})
+
+
+_SAMEFILE = os.path.samefile
+_ISLINK = os.path.islink
+
+
+def watch_links(on_read: Callable[[str, Any], None]) -> None:
+    """Wrap the link readers (once) to call ``on_read(kind, path)`` after each read of a path."""
+    if _watched:
+        return
+    with _lock:
+        if _watched:
+            return
+        os.readlink = _reader(os.readlink, (READLINK,), on_read)
+        os.path.realpath = _reader(os.path.realpath, (REALPATH,), on_read)  # Path.resolve calls it
+        os.path.islink = _reader(os.path.islink, (READLINK,), on_read)
+        os.path.samefile = _reader(os.path.samefile, (REALPATH, REALPATH), on_read)
+        _watched.append(True)
+
+
+def _reader(original: Callable[..., Any], kinds: tuple[str, ...], on_read: Callable[[str, Any], None]) -> Any:
+    """Return ``original`` calling ``on_read`` for each of its first ``len(kinds)`` path arguments once it ran
+    (or raised)."""
+
+    @functools.wraps(original)
+    def read(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return original(*args, **kwargs)
+        finally:  # a link found missing is read too: the body may answer "none" until one appears
+            if kwargs.get("dir_fd") is None:  # relative to a folder's descriptor: not a path of its own
+                for kind, path in zip(kinds, args or kwargs.values()):
+                    on_read(kind, path)
+
+    read._notebook_memo_original = original  # type: ignore[attr-defined]
+    return read

@@ -1,0 +1,156 @@
+"""What a body reads of the process and the machine without naming a file or a variable: where symbolic links
+lead (os.readlink, os.path.realpath, Path.resolve, os.path.samefile, os.path.islink), the local time zone read as
+attributes of ``time``, its standard input, the operating system's randomness by routes other than os.urandom, and
+os.environ's methods reached through getattr. Real shells, real links retargeted, real processes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import RUNS_SETUP, Shell, run_kernel
+
+# -- where a link leads ---------------------------------------------------------------------------------------
+
+LINK_READERS = {
+    "readlink": "os.readlink(LINK)",
+    "realpath": "os.path.realpath(LINK)",
+    "resolve": "str(pathlib.Path(LINK).resolve())",
+    "samefile": "os.path.samefile(LINK, V1)",
+    "islink": "os.path.islink(LINK)",
+    "path_readlink": "str(pathlib.Path(LINK).readlink())",
+    "inside": "os.path.realpath(LINK + '/data.txt')",
+}
+
+
+@pytest.mark.parametrize("reader", sorted(LINK_READERS))
+def test_a_retargeted_link_is_read_again(shell: Shell, tmp_path: Path, reader: str) -> None:
+    for name in ("v1", "v2"):
+        (tmp_path / name).mkdir()
+    link = tmp_path / "current"
+    link.symlink_to(tmp_path / "v1")
+    shell.run(f"""
+        import os, pathlib
+        from notebook_memo import memo
+        LINK, V1 = {str(link)!r}, {str(tmp_path / "v1")!r}
+
+        @memo
+        def where():
+            return {LINK_READERS[reader]}
+
+        first = where()
+        again = where()
+    """)
+    assert shell["first"] == shell["again"]
+    assert where_hits(shell) == 1
+    link.unlink()
+    if reader == "islink":
+        (tmp_path / "current").mkdir()  # a link replaced by a folder of that name
+    else:
+        link.symlink_to(tmp_path / "v2")
+    shell.run("after = where()")
+    assert shell["after"] != shell["first"]
+
+
+def where_hits(shell: Shell) -> int:
+    return int(shell["where"].cache_info().hits)
+
+
+def test_a_link_named_by_a_constant_is_read_again(shell: Shell, tmp_path: Path) -> None:
+    for name in ("v1", "v2"):
+        (tmp_path / name).mkdir()
+    link = tmp_path / "current"
+    link.symlink_to(tmp_path / "v1")
+    shell.run(f"""
+        import os
+        from notebook_memo import memo
+
+        @memo
+        def where():
+            return os.readlink({str(link)!r}), os.path.realpath({str(link)!r})
+
+        first = where()
+    """)
+    link.unlink()
+    link.symlink_to(tmp_path / "v2")
+    shell.run("after = where()")
+    assert shell["after"] == (str(tmp_path / "v2"), str(tmp_path / "v2"))
+
+
+def test_a_cell_that_reads_a_link_runs_again_when_it_is_retargeted(shell: Shell, tmp_path: Path) -> None:
+    for name in ("v1", "v2"):
+        (tmp_path / name).mkdir()
+    link = tmp_path / "current"
+    link.symlink_to(tmp_path / "v1")
+    shell.run("%load_ext notebook_memo")
+    cell = f"%%memo\nimport os\ntarget = os.readlink({str(link)!r})\n"
+    shell.run(cell)
+    assert shell["target"] == str(tmp_path / "v1")
+    link.unlink()
+    link.symlink_to(tmp_path / "v2")
+    shell.run(cell)
+    assert shell["target"] == str(tmp_path / "v2")
+
+
+def test_a_missing_link_that_appears_is_read_again(shell: Shell, tmp_path: Path) -> None:
+    link = tmp_path / "current"
+    shell.run(f"""
+        import os
+        from notebook_memo import memo
+
+        @memo
+        def pointed():
+            return os.path.islink({str(link)!r})
+
+        first = pointed()
+    """)
+    assert shell["first"] is False
+    link.symlink_to(tmp_path)
+    shell.run("after = pointed()")
+    assert shell["after"] is True
+
+
+def test_a_link_read_is_checked_after_a_restart(tmp_path: Path, cache_dir: Path) -> None:
+    for name in ("v1", "v2"):
+        (tmp_path / name).mkdir()
+    link = tmp_path / "current"
+    link.symlink_to(tmp_path / "v1")
+    cells = [RUNS_SETUP, f"""
+        import pathlib
+
+        @memo
+        def where():
+            ran("where")
+            return str(pathlib.Path({str(link)!r}).resolve())
+
+        OUT["where"] = where()
+        OUT["runs"] = RUNS.get("where", 0)
+    """]
+    first = run_kernel(cells, cache_dir, seed=1)
+    again = run_kernel(cells, cache_dir, seed=2)
+    assert (first["where"], first["runs"]) == (str(tmp_path / "v1"), 1)
+    assert (again["where"], again["runs"]) == (str(tmp_path / "v1"), 0)  # unchanged: served after a restart
+    link.unlink()
+    link.symlink_to(tmp_path / "v2")
+    after = run_kernel(cells, cache_dir, seed=3)
+    assert (after["where"], after["runs"]) == (str(tmp_path / "v2"), 1)
+
+
+def test_explain_says_which_links_a_hit_was_checked_against(shell: Shell, tmp_path: Path) -> None:
+    link = tmp_path / "current"
+    link.symlink_to(tmp_path)
+    shell.run(f"""
+        import os
+        from notebook_memo import memo
+
+        @memo
+        def where():
+            return os.readlink({str(link)!r})
+
+        where()
+        where()
+        report = str(where.explain())
+    """)
+    assert f"checked: where {link} leads" in shell["report"]
+
