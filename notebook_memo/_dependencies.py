@@ -1020,6 +1020,9 @@ def code_environment(code: types.CodeType, namespace: dict[str, Any], owner: str
                 "them as arguments")
             continue
         state = _state_read(target, chain, const)
+        if state is None and chain and chain[-1] in _ZONE_ATTRIBUTES \
+                and _follow(namespace, name, chain[:-1])[0] is time:
+            state = LOCAL_TIME_ZONE  # time.timezone, time.tzname: set from the zone when time was loaded or tzset()
         if state is not None:
             _note_state(found, state)
         if name in _ENV_AND_CLOCK_ROOTS or _ENV_AND_CLOCK_ROOTS.intersection(chain) \
@@ -1224,6 +1227,9 @@ _STATE_NAMES = {"getcwd": CURRENT_FOLDER, "getcwdb": CURRENT_FOLDER, "abspath": 
                 "mktime": LOCAL_TIME_ZONE, "localtime": LOCAL_TIME_ZONE, "now": LOCAL_TIME_ZONE,
                 "today": LOCAL_TIME_ZONE, "tzlocal": LOCAL_TIME_ZONE, "get_localzone": LOCAL_TIME_ZONE,
                 "__hash__": HASH_SEED}
+# The attributes of time that describe the local time zone, read without a call (a name bound to one of them,
+# ``from time import timezone``, holds a number or names that are keyed as its value).
+_ZONE_ATTRIBUTES = frozenset({"timezone", "altzone", "daylight", "tzname"})
 # A library's function of one of these names computes local time (pd.Timestamp.now, arrow.now,
 # dateutil.tz.tzlocal): the names of _STATE_NAMES that no other kind of library function is likely to have.
 _LIBRARY_LOCAL_TIME = frozenset({"fromtimestamp", "astimezone", "mktime", "localtime", "now", "today", "tzlocal",

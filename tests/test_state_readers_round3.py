@@ -154,3 +154,49 @@ def test_explain_says_which_links_a_hit_was_checked_against(shell: Shell, tmp_pa
     """)
     assert f"checked: where {link} leads" in shell["report"]
 
+
+# -- the local time zone read as attributes of time --------------------------------------------------------
+
+ZONE_CELLS = [RUNS_SETUP, """
+import time
+import time as clock
+from time import timezone
+
+@memo
+def offset():
+    ran("offset")
+    return -time.timezone // 3600
+
+@memo
+def names():
+    ran("names")
+    return list(time.tzname)
+
+@memo
+def summer():
+    ran("summer")
+    return (clock.altzone, clock.daylight)
+
+@memo
+def imported():
+    ran("imported")
+    return timezone
+
+@memo
+def gmtoff():
+    ran("gmtoff")
+    return time.localtime(0).tm_gmtoff
+
+OUT["answers"] = [offset(), names(), summer(), imported(), gmtoff()]
+OUT["runs"] = dict(RUNS)
+"""]
+
+
+def test_the_time_zone_read_as_attributes_keys_the_result(cache_dir: Path) -> None:
+    utc = run_kernel(ZONE_CELLS, cache_dir, seed=1, env={"TZ": "UTC0"})
+    eastern = run_kernel(ZONE_CELLS, cache_dir, seed=2, env={"TZ": "EST5EDT"})
+    utc_again = run_kernel(ZONE_CELLS, cache_dir, seed=3, env={"TZ": "UTC0"})
+    assert utc["answers"] == [0, ["UTC", "UTC"], [0, 0], 0, 0]
+    assert eastern["answers"] == [-5, ["EST", "EDT"], [4 * 3600, 1], 5 * 3600, -5 * 3600]
+    assert len(eastern["runs"]) == 5
+    assert utc_again["answers"] == utc["answers"] and utc_again["runs"] == {}  # each zone's entry is served
