@@ -275,7 +275,7 @@ _GLOBAL_GENERATORS = {
 _GENERATOR_NAMES = {"numpy": "NumPy's global random state (np.random)", "random": "Python's random module",
                     "torch": "torch's default generator",
                     ENTROPY: "a new generator or random bytes (default_rng(), SeedSequence(), random.Random(), "
-                             "uuid4(), secrets, os.urandom)"}
+                             "uuid4(), secrets, os.urandom, os.getrandom, ssl.RAND_bytes)"}
 
 
 # The digest of a global generator whose library is not loaded: a body that loads it starts it afresh, so a
@@ -470,22 +470,46 @@ def watch_seeding(on_seed: Callable[[str, bool], None], on_read: Callable[[str],
 _READ_NAMES = frozenset(attr for _, _, attr in _READERS)
 
 
-# Randomness taken from the operating system without a seed: os.urandom (uuid4 reads it), random's own reference
-# to it (SystemRandom: secrets, and NumPy's SeedSequence() and default_rng() through secrets), and a
-# random.Random seeded with None (random.Random()). Wrapped once, to call ``on_entropy`` before they run.
+# Randomness taken from the operating system without a seed: os.urandom (uuid4 reads it) and os.getrandom,
+# random's own reference to os.urandom (SystemRandom: secrets, and NumPy's SeedSequence() and default_rng()
+# through secrets), a random.Random seeded with None (random.Random()), and OpenSSL's ssl.RAND_bytes. Wrapped once,
+# to call ``on_entropy`` before they run.
 _entropy_watched: set[str] = set()
+_ENTROPY_MODULES = ("os", "random", "ssl")
+_entropy_seen: list[tuple[int, str | None]] = [(-1, None)]  # modules_mark() when watch_entropy last looked
+
+
+def entropy_sources() -> dict[Any, str]:
+    """Return the functions that take randomness from the operating system, as they were before any was wrapped
+    (a name bound to one earlier, ``from os import urandom``, escapes the wrapper), with their names."""
+    import os
+
+    found = {_unwrapped(os.urandom): "os.urandom"}
+    if hasattr(os, "getrandom"):
+        found[_unwrapped(os.getrandom)] = "os.getrandom"
+    ssl = sys.modules.get("ssl")
+    if ssl is not None and hasattr(ssl, "RAND_bytes"):
+        found[_unwrapped(ssl.RAND_bytes)] = "ssl.RAND_bytes"
+    return found
 
 
 def watch_entropy(on_entropy: Callable[[], None]) -> None:
     """Wrap the sources of the operating system's randomness (once each) to call ``on_entropy()`` first."""
-    if len(_entropy_watched) == 2:
-        return
+    if len(_entropy_watched) == len(_ENTROPY_MODULES) or not _loaded_since(_entropy_seen):
+        return  # all wrapped, or no module loaded since the last look (random and ssl may come later)
     with _seeding_lock:
         if "os" not in _entropy_watched:
             import os
 
             os.urandom = _from_entropy(os.urandom, on_entropy)
+            if hasattr(os, "getrandom"):  # Linux only
+                os.getrandom = _from_entropy(os.getrandom, on_entropy)
             _entropy_watched.add("os")
+        ssl = sys.modules.get("ssl")
+        if ssl is not None and "ssl" not in _entropy_watched:
+            if callable(getattr(ssl, "RAND_bytes", None)):
+                ssl.RAND_bytes = _from_entropy(ssl.RAND_bytes, on_entropy)  # type: ignore[attr-defined]
+            _entropy_watched.add("ssl")
         module = sys.modules.get("random")
         if module is not None and "random" not in _entropy_watched:
             if callable(getattr(module, "_urandom", None)):

@@ -200,3 +200,33 @@ def test_the_time_zone_read_as_attributes_keys_the_result(cache_dir: Path) -> No
     assert eastern["answers"] == [-5, ["EST", "EDT"], [4 * 3600, 1], 5 * 3600, -5 * 3600]
     assert len(eastern["runs"]) == 5
     assert utc_again["answers"] == utc["answers"] and utc_again["runs"] == {}  # each zone's entry is served
+
+
+# -- randomness from the operating system by other routes --------------------------------------------------------
+
+OTHER_ENTROPY = {
+    "getrandom": "os.getrandom(8).hex()",
+    "ssl": "ssl.RAND_bytes(8).hex()",
+    "token_bytes": "secrets.token_bytes(8).hex()",
+    "system_random": "SYSTEM.random()",
+}
+
+
+@pytest.mark.parametrize("source", sorted(OTHER_ENTROPY))
+def test_other_roads_to_the_operating_systems_randomness_warn(shell: Shell, source: str) -> None:
+    shell.run(f"""
+        import os, secrets, ssl, random, warnings
+        from notebook_memo import memo
+        SYSTEM = random.SystemRandom()
+
+        @memo
+        def token():
+            return {OTHER_ENTROPY[source]}
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            token()
+        found = [str(w.message) for w in caught if "random" in str(w.message)]
+    """)
+    assert shell["found"], f"{OTHER_ENTROPY[source]} cached with no warning"
+
