@@ -67,6 +67,8 @@ from ._fingerprint import (
     own_fingerprint,
     superseded,
 )
+from ._links import originals as link_readers
+from ._random_state import entropy_sources
 from .hashing import (
     BOOKKEEPING_PREFIX,
     CLOCK,
@@ -982,6 +984,9 @@ class Environment:
     entropy: bool = False
     # It reaches os.environ as an object (getattr(os, "environ"), vars(os)["environ"]): any variable may be read
     whole: bool = False
+    # It takes the operating system's randomness through a name bound to the unwatched function (from os import
+    # urandom, run before the function was wrapped): how, once each
+    unwatched_entropy: list[str] = field(default_factory=list)
 
 
 def code_environment(code: types.CodeType, namespace: dict[str, Any], owner: str) -> Environment:
@@ -1019,6 +1024,8 @@ def code_environment(code: types.CodeType, namespace: dict[str, Any], owner: str
                 "environment), so which ones is not known; read them by a constant name, or pass "
                 "them as arguments")
             continue
+        if not through_environ and _escapes_watch(namespace, name, chain, target, found, owner):
+            continue
         state = _state_read(target, chain, const)
         if state is None and chain and chain[-1] in _ZONE_ATTRIBUTES \
                 and _follow(namespace, name, chain[:-1])[0] is time:
@@ -1038,6 +1045,39 @@ def code_environment(code: types.CodeType, namespace: dict[str, Any], owner: str
     if seeds and _uses_torch(code, namespace):
         found.entropy = any(_seeds_a_value(namespace, receiver) for receiver in seeds)
     return found
+
+
+def _escapes_watch(namespace: dict[str, Any], name: str, chain: tuple[str, ...], target: Any, found: Environment,
+                   owner: str) -> bool:
+    """Note a reader of randomness or of links that a global holds as it was before we wrapped it (``from os import
+    urandom``, ``from os import readlink`` run earlier): its calls are not seen while the body runs. Its module's
+    attribute (``os.urandom``) is looked up at each call, and so reaches the wrapper: not noted."""
+    if not callable(target) or isinstance(target, type):
+        return False
+    if chain:
+        module = _follow(namespace, name, chain[:-1])[0]
+        if isinstance(module, types.ModuleType) and module.__name__ in _WATCHED_OWNERS:
+            return False
+    try:
+        entropy = entropy_sources().get(target)
+        link = target in link_readers()
+    except Exception:  # unhashable, or a hash of the user's that fails
+        return False
+    if entropy is not None:
+        found.unwatched_entropy.append(entropy)
+        return True
+    if link:
+        label = getattr(target, "__name__", "a link reader")
+        found.skipped[f"{owner}: {label}(...)"] = (
+            f"it reads where a link leads through {label}, bound by name before notebook_memo could watch it, so a "
+            f"link retargeted since is not seen; call it through its module (os.{label} or os.path.{label}), or "
+            "pass what it returns as an argument")
+        return True
+    return False
+
+
+# The modules whose functions are wrapped while bodies run (os.urandom, os.path.realpath, ssl.RAND_bytes).
+_WATCHED_OWNERS = frozenset({"os", "posixpath", "ntpath", "ssl"})
 
 
 def _seeds_a_value(namespace: dict[str, Any], receiver: tuple[str, tuple[str, ...]] | None) -> bool:
@@ -1064,7 +1104,13 @@ def _uses_torch(code: types.CodeType, namespace: dict[str, Any]) -> bool:
 
 
 def warn_entropy(found: Environment, owner: str) -> None:
-    """Warn once when ``owner`` seeds a torch generator from entropy, in the words of a seed call's warning."""
+    """Warn once when ``owner`` seeds a torch generator from entropy, or takes randomness through a name that
+    escapes the watch, in the words of a seed call's warning."""
+    if found.unwatched_entropy:
+        how = ", ".join(dict.fromkeys(found.unwatched_entropy))
+        _config.warn_once(f"entropy:{owner}", f"{owner} takes randomness from the operating system ({how}, bound "
+                          "by name before notebook_memo could watch it): its result is random, and the cache keeps "
+                          "the first one. Pass a seed to a generator of your own, or call it with .uncached(...).")
     if found.entropy:
         _config.warn_once(f"entropy:{owner}", f"{owner} seeds a torch generator from the operating system's entropy "
                           "(.seed() without a seed): its result is random, and the cache keeps the first one. Pass "

@@ -230,3 +230,46 @@ def test_other_roads_to_the_operating_systems_randomness_warn(shell: Shell, sour
     """)
     assert shell["found"], f"{OTHER_ENTROPY[source]} cached with no warning"
 
+
+ALIAS_CELLS = ["""
+import warnings
+from os import urandom
+from os import getrandom
+from ssl import RAND_bytes
+from os import readlink
+warnings.simplefilter("always")
+from notebook_memo import memo
+
+@memo
+def by_urandom():
+    return urandom(8).hex()
+
+@memo
+def by_getrandom():
+    return getrandom(8).hex()
+
+@memo
+def by_ssl():
+    return RAND_bytes(8).hex()
+
+@memo
+def by_readlink():
+    return readlink(LINK)
+""", """
+import os
+LINK = OUT["link"] = os.path.join(os.getcwd(), "current")
+os.symlink(os.getcwd(), LINK)
+for fn in (by_urandom, by_getrandom, by_ssl, by_readlink):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fn()
+    OUT[fn.__name__] = [str(w.message) for w in caught]
+os.remove(LINK)
+"""]
+
+
+def test_readers_bound_by_name_before_the_library_was_imported_warn(cache_dir: Path) -> None:
+    out = run_kernel(ALIAS_CELLS, cache_dir)
+    for name in ("by_urandom", "by_getrandom", "by_ssl"):
+        assert any("operating system" in w and "random" in w for w in out[name]), (name, out[name])
+    assert any("readlink" in w and "link" in w for w in out["by_readlink"]), out["by_readlink"]
