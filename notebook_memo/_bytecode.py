@@ -130,16 +130,39 @@ def global_loads(code: types.CodeType) -> tuple[tuple[str, tuple[str, ...], str 
             while j < len(ins) and ins[j].opname in _ATTR_OPS:
                 chain.append(ins[j].argval)
                 j += 1
-            const = None
-            if j < len(ins) and ins[j].opname == "LOAD_CONST" and isinstance(ins[j].argval, (str, bytes)) \
-                    and not _combined(ins, j) and not _named_key(ins, j, current.co_consts):
-                value = ins[j].argval  # os.environb[b"X"]: the variable of that name
-                const = value if isinstance(value, str) else os.fsdecode(value)
-            elif j < len(ins) and ins[j].opname == "CONTAINS_OP" and k and ins[k - 1].opname == "LOAD_CONST" \
-                    and isinstance(ins[k - 1].argval, str):
+            const = _constant_at(ins, j, current.co_consts)
+            if const is None and j < len(ins) and ins[j].opname == "CONTAINS_OP" and k \
+                    and ins[k - 1].opname == "LOAD_CONST" and isinstance(ins[k - 1].argval, str):
                 const = ins[k - 1].argval
             found.append((root, tuple(chain), const))
+            if const is not None and k and ins[k - 1].opname in _LOAD_GLOBAL_OPS and ins[k - 1].argval == "getattr" \
+                    and j + 1 < len(ins) and ins[j + 1].opname in _CALL_OPS and ins[j + 1].arg == 2:
+                # getattr(os.environ, "get")("X"): also read as os.environ.get("X"), what it amounts to
+                found.append(_after_getattr(ins, j + 2, root, (*chain, const), current.co_consts))
     return tuple(found)
+
+
+_CALL_OPS = frozenset({"CALL", "CALL_FUNCTION", "CALL_METHOD"})
+
+
+def _after_getattr(ins: list[dis.Instruction], j: int, root: str, chain: tuple[str, ...],
+                   consts: tuple[Any, ...]) -> tuple[str, tuple[str, ...], str | None]:
+    """Return the read a ``getattr(<root.chain>, "name")`` call's result goes on to make from instruction ``j``: its
+    attributes, and the constant used with it, as ``global_loads`` gives a read written with dots."""
+    more = list(chain)
+    while j < len(ins) and ins[j].opname in _ATTR_OPS:
+        more.append(ins[j].argval)
+        j += 1
+    return root, tuple(more), _constant_at(ins, j, consts)
+
+
+def _constant_at(ins: list[dis.Instruction], j: int, consts: tuple[Any, ...]) -> str | None:
+    """Return the text constant instruction ``j`` loads to use whole (a name, a key), or None."""
+    if j < len(ins) and ins[j].opname == "LOAD_CONST" and isinstance(ins[j].argval, (str, bytes)) \
+            and not _combined(ins, j) and not _named_key(ins, j, consts):
+        value = ins[j].argval  # os.environb[b"X"]: the variable of that name
+        return value if isinstance(value, str) else os.fsdecode(value)
+    return None
 
 
 @functools.lru_cache(maxsize=8192)

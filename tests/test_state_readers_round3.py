@@ -273,3 +273,50 @@ def test_readers_bound_by_name_before_the_library_was_imported_warn(cache_dir: P
     for name in ("by_urandom", "by_getrandom", "by_ssl"):
         assert any("operating system" in w and "random" in w for w in out[name]), (name, out[name])
     assert any("readlink" in w and "link" in w for w in out["by_readlink"]), out["by_readlink"]
+
+
+# -- os.environ's methods reached through getattr ---------------------------------------------------------------
+
+ENVIRON_BY_GETATTR = {
+    "method": 'getattr(os.environ, "get")("NBM_ROUND3_MODE")',
+    "method_then_default": 'getattr(os.environ, "get")("NBM_ROUND3_MODE", "none")',
+    "environ_then_method": 'getattr(os, "environ").get("NBM_ROUND3_MODE")',
+    "getenv": 'getattr(os, "getenv")("NBM_ROUND3_MODE")',
+}
+
+
+@pytest.mark.parametrize("form", sorted(ENVIRON_BY_GETATTR))
+def test_an_environment_variable_read_through_getattr_is_keyed(shell: Shell, form: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NBM_ROUND3_MODE", "a")
+    shell.run(f"""
+        import os
+        from notebook_memo import memo
+
+        @memo
+        def mode():
+            return {ENVIRON_BY_GETATTR[form]}
+
+        first = mode()
+    """)
+    monkeypatch.setenv("NBM_ROUND3_MODE", "b")
+    shell.run("after = mode()")
+    assert (shell["first"], shell["after"]) == ("a", "b")
+
+
+def test_a_method_of_os_environ_named_at_run_time_warns(shell: Shell) -> None:
+    shell.run("""
+        import os, warnings
+        from notebook_memo import memo
+        HOW = "get"
+
+        @memo
+        def mode():
+            return getattr(os.environ, HOW)("NBM_ROUND3_MODE")
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            mode()
+        found = [str(w.message) for w in caught if "environ" in str(w.message)]
+    """)
+    assert shell["found"]
