@@ -1026,6 +1026,12 @@ def code_environment(code: types.CodeType, namespace: dict[str, Any], owner: str
             continue
         if not through_environ and _escapes_watch(namespace, name, chain, target, found, owner):
             continue
+        how = _stdin_read(namespace, name, chain, target)
+        if how is not None:
+            found.skipped[f"{owner}: {how}"] = (
+                "it reads the standard input (what is typed, or piped to the process), which no key can hold; pass "
+                "what it reads as an argument, or call it with .uncached(...)")
+            continue
         state = _state_read(target, chain, const)
         if state is None and chain and chain[-1] in _ZONE_ATTRIBUTES \
                 and _follow(namespace, name, chain[:-1])[0] is time:
@@ -1074,6 +1080,27 @@ def _escapes_watch(namespace: dict[str, Any], name: str, chain: tuple[str, ...],
             "pass what it returns as an argument")
         return True
     return False
+
+
+def _stdin_read(namespace: dict[str, Any], name: str, chain: tuple[str, ...], target: Any) -> str | None:
+    """Return how code reads the standard input through a global (``input()``, ``sys.stdin.readline()``,
+    ``getpass.getpass()``, ``fileinput.input()``), or None. Known by identity or by name: a Jupyter kernel puts its
+    own functions in place of ``input`` and ``getpass.getpass`` while a cell runs."""
+    if name == "input" and not chain and ("input" not in namespace or target is _BUILTINS_AT_IMPORT.get("input")):
+        return "input()"
+    root = _follow(namespace, name, ())[0]
+    streams = tuple(s for s in (sys.stdin, sys.__stdin__) if s is not None)
+    if root is sys and chain and chain[0] in ("stdin", "__stdin__"):
+        return f"sys.{chain[0]}"
+    if any(root is s for s in streams):
+        return "sys.stdin"
+    module = getattr(_function(target), "__module__", None) if callable(target) else None
+    if (isinstance(root, types.ModuleType) and root.__name__ == "getpass" and chain and chain[-1] == "getpass") \
+            or (module == "getpass" and getattr(target, "__name__", "").endswith("getpass")):
+        return "getpass.getpass()"
+    if module == "fileinput" and getattr(target, "__name__", None) == "input":
+        return "fileinput.input()"
+    return None
 
 
 # The modules whose functions are wrapped while bodies run (os.urandom, os.path.realpath, ssl.RAND_bytes).

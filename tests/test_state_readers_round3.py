@@ -5,6 +5,9 @@ os.environ's methods reached through getattr. Real shells, real links retargeted
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -318,5 +321,67 @@ def test_a_method_of_os_environ_named_at_run_time_warns(shell: Shell) -> None:
             warnings.simplefilter("always")
             mode()
         found = [str(w.message) for w in caught if "environ" in str(w.message)]
+    """)
+    assert shell["found"]
+
+
+# -- the standard input ---------------------------------------------------------------------------------------
+
+STDIN_SCRIPT = """
+import sys, warnings
+warnings.simplefilter("always")
+from notebook_memo import memo
+
+@memo
+def ask():
+    return input()
+
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    answer = ask()
+print("ANSWER", answer, "|".join(str(w.message) for w in caught))
+"""
+
+
+def test_a_body_reading_the_standard_input_warns_in_every_process(tmp_path: Path, cache_dir: Path) -> None:
+    script = tmp_path / "ask.py"
+    script.write_text(STDIN_SCRIPT)
+    env = {**os.environ, "NOTEBOOK_MEMO_DIR": str(cache_dir), "PYTHONPATH": str(Path(__file__).parent.parent)}
+    for typed in ("A\n", "B\n"):
+        out = subprocess.run([sys.executable, str(script)], input=typed, capture_output=True, text=True, env=env,
+                             timeout=120, check=True).stdout
+        assert "standard input" in out, out
+
+
+STDIN_READERS = {
+    "readline": "sys.stdin.readline()",
+    "read": "sys.stdin.read()",
+    "stdin_by_name": "stdin.readline() if NEVER else 1",
+    "dunder": "sys.__stdin__.readline() if NEVER else 1",
+    "getpass": "getpass.getpass() if NEVER else 1",
+    "fileinput": "list(fileinput.input()) if NEVER else 1",
+}
+
+
+@pytest.mark.parametrize("reader", sorted(STDIN_READERS))
+def test_other_readers_of_the_standard_input_warn(shell: Shell, reader: str) -> None:
+    shell.run(f"""
+        import fileinput, getpass, io, sys, warnings
+        saved, sys.stdin = sys.stdin, io.StringIO("typed\\n")
+        from sys import stdin
+        NEVER = False  # reads none: only what the code names is judged
+        from notebook_memo import memo
+
+        @memo
+        def ask():
+            return {STDIN_READERS[reader]}
+
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                ask()
+        finally:
+            sys.stdin = saved
+        found = [str(w.message) for w in caught if "standard input" in str(w.message)]
     """)
     assert shell["found"]
