@@ -385,3 +385,30 @@ def test_other_readers_of_the_standard_input_warn(shell: Shell, reader: str) -> 
         found = [str(w.message) for w in caught if "standard input" in str(w.message)]
     """)
     assert shell["found"]
+
+
+def test_a_link_read_by_an_entry_served_inside_another_body_is_that_bodys_too(shell: Shell, tmp_path: Path) -> None:
+    for name in ("v1", "v2"):
+        (tmp_path / name).mkdir()
+    link = tmp_path / "current"
+    link.symlink_to(tmp_path / "v1")
+    shell.run(f"""
+        import os
+        from notebook_memo import memo
+
+        @memo
+        def inner():
+            return os.readlink({str(link)!r})
+
+        @memo
+        def outer(n):
+            return inner() + "/" + str(n)
+
+        inner()
+        first = outer(1)  # inner is served inside outer's run: its link becomes outer's condition
+    """)
+    link.unlink()
+    link.symlink_to(tmp_path / "v2")
+    shell.run("after = outer(1)")
+    assert shell["first"] == f"{tmp_path / 'v1'}/1"
+    assert shell["after"] == f"{tmp_path / 'v2'}/1"
