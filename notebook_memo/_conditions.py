@@ -263,7 +263,7 @@ class Recorder:
         # ... the absolute path and name (as for reads) of each it wrote other than by appending: what it made,
         # checked on a hit to be as the run left it, since a hit would not make it again
         self.outputs: dict[str, tuple[str, str]] = {}
-        self.links: set[str] = set()  # ... those of them it made as symbolic links: a link, not what it names
+        self.made_links: set[str] = set()  # ... those of them it made as symbolic links: a link, not what it names
         # real paths of files that may come and go by the body's own doing (an SQLite WAL file, which the body's
         # connection creates and removes): recorded as they are when the run ends
         self.companions: set[str] = set()
@@ -398,7 +398,7 @@ class Recorder:
         absolute = os.path.abspath(path)
         real = os.path.realpath(absolute)
         if link:
-            self.links.add(real)
+            self.made_links.add(real)
         if keeping and real not in self.written:
             self.kept.add(real)
         self.written.add(real)
@@ -1357,7 +1357,7 @@ def _outputs(recorder: Recorder, is_data: Callable[[str], bool], now: int) -> di
         if not is_data(real):
             continue
         try:
-            if real in recorder.links and stat.S_ISLNK(os.lstat(absolute).st_mode):
+            if real in recorder.made_links and stat.S_ISLNK(os.lstat(absolute).st_mode):
                 found[name] = [name, *_signature(os.lstat(absolute)), "", now, _LINK, os.readlink(absolute)]
                 continue
             mode = os.stat(absolute).st_mode
