@@ -22,6 +22,7 @@ from ._cell_exec import capture, compile_flags, execute, replay
 from ._config import warn_once
 from ._dependencies import (
     WHOLE_ENVIRONMENT,
+    DataRead,
     Dependencies,
     clock_reads,
     code_environment,
@@ -109,7 +110,7 @@ class CellCall:
     unknown: str | None = None  # why what the cell reads is not known (a magic, eval): it runs, unstored
     magics: list[tuple[str, str]] = field(default_factory=list)  # %load_ext, %config...: a hit runs them again
     # Data a module holds that the cell's code reads (label, value, digest): a hit could not change it again
-    held_elsewhere: list[tuple[str, Any, bytes]] = field(default_factory=list)
+    held_elsewhere: list[DataRead] = field(default_factory=list)
 
 
 @dataclass
@@ -181,7 +182,7 @@ def cells() -> list[CellMemo]:
 
 
 def _resolve_inputs(analysis: CellAnalysis, code_tree: ast.Module, code: types.CodeType, namespace: dict[str, Any],
-                    only: list[str] | None) -> tuple[dict[str, Any], Dependencies, list[tuple[str, Any, bytes]]]:
+                    only: list[str] | None) -> tuple[dict[str, Any], Dependencies, list[DataRead]]:
     """Hash the cell's inputs by content, and the code of user functions it uses (``code``: the cell's, compiled).
 
     Also return the mutable data it reads that no input holds (a module's dict, read as ``umod.REGISTRY``),
@@ -213,18 +214,18 @@ def _resolve_inputs(analysis: CellAnalysis, code_tree: ast.Module, code: types.C
             chains.setdefault(name, chain)
     present = {name: value for name, value in inputs.items() if value is not _UNDEFINED}
     missing = [name for name, value in inputs.items() if value is _UNDEFINED]
-    read: list[tuple[str, Any, bytes]] = []
+    read: list[DataRead] = []
     deps = resolve_values(present, chains, missing, _config.settings.track_versions, read, code)
     # Notebook data the cell's functions read (a list a helper appends to): its state is in the key, and a
     # run may change it in place, so it counts as an input the cell reads, restored with its outputs.
     bound = set(analysis.binds)  # those bound on some paths only included
-    for label, value, _ in read:
+    for label, value, *_ in read:
         if label not in inputs and label not in bound and namespace.get(label, _UNDEFINED) is value \
                 and not _is_shell_name(label):
             inputs[label] = value
     # Part of an input (cfg.layers) changes with it, and is stored with it; a module is no such input.
-    elsewhere = [(label, value, digest) for label, value, digest in read
-                 if label not in inputs and not _stored_with_input(inputs.get(_root(label), _UNDEFINED))]
+    elsewhere = [data for data in read
+                 if data[0] not in inputs and not _stored_with_input(inputs.get(_root(data[0]), _UNDEFINED))]
     return inputs, deps, elsewhere
 
 

@@ -75,6 +75,7 @@ from .hashing import (
     Hasher,
     combine,
     content_hash,
+    filled_cached_properties,
     install_code_handler,
     install_version_reader,
     library_version,
@@ -83,6 +84,11 @@ from .hashing import (
 )
 
 __all__ = ()
+
+# Mutable data a body reads: (label, value, its digest then, the functools.cached_property values it held then).
+# A run that changes it in place did what a hit cannot do again; one that only fills such a value did not.
+DataRead = tuple[str, Any, bytes, frozenset[str]]
+
 
 def package_version(module_name: str) -> str:
     """Return the installed version of the distribution providing ``module_name``."""
@@ -403,7 +409,7 @@ class _Resolver:
         # a global frame that the function and its helpers all read is hashed once per call.
         self.hashed: dict[int, tuple[Any, bytes]] = {}
         # The mutable data read, with its digest: a body that changes it in place did what a hit cannot.
-        self.mutable: list[tuple[str, Any, bytes]] = []
+        self.mutable: list[DataRead] = []
         self.drawn: set[int] = set()  # ids of values holding random generators
         self.scanned: set[int] = set()  # ids of classes whose library bases were looked at for patches
         # A class's __hash__ (whatever its code is named: a lambda, attrs' generated one) and the code reached from
@@ -819,7 +825,7 @@ class _Resolver:
         if found is not None and len(found) != met:
             self.drawn.add(id(value))  # a random generator in it: drawing from it changes it, as a hit does too
         if mutable and id(value) not in self.drawn and _watched(value):
-            self.mutable.append((label, value, digest))
+            self.mutable.append((label, value, digest, filled_cached_properties(value)))
 
     def wrapper(self, fn: types.FunctionType, label: str) -> None:
         """Resolve what a library's wrapper around the user's code closes over: the user's code like a helper,
@@ -1686,8 +1692,8 @@ class CodeState:
     deps: Dependencies
     deps_digest: bytes
     method: str
-    # The mutable data read (label, value, digest before the call): held for one call only, never kept
-    mutable: tuple[tuple[str, Any, bytes], ...] = ()
+    # The mutable data read (see DataRead): held for one call only, never kept
+    mutable: tuple[DataRead, ...] = ()
 
 
 class CodeTracker:
@@ -1758,10 +1764,10 @@ class CodeTracker:
 
 
 def resolve_values(values: dict[str, Any], chains: dict[str, tuple[str, ...]], missing: list[str],
-                   track_versions: bool = True, mutable: list[tuple[str, Any, bytes]] | None = None,
+                   track_versions: bool = True, mutable: list[DataRead] | None = None,
                    code: types.CodeType | None = None) -> Dependencies:
     """Return the dependencies made of named values (a cell's inputs), each like a global, and of the
-    modules ``code`` (the cell's) imports; ``mutable`` receives the mutable data read (label, value, digest)."""
+    modules ``code`` (the cell's) imports; ``mutable`` receives the mutable data read (see DataRead)."""
     resolver = _Resolver(track_versions)
     if mutable is not None:
         resolver.mutable = mutable

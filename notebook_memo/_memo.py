@@ -33,6 +33,7 @@ from ._dependencies import (
     SEED_MEMBERS,
     CodeState,
     CodeTracker,
+    DataRead,
     Dependencies,
     clock_reads,
     decimal_settings,
@@ -56,6 +57,7 @@ from .hashing import (
     aliasing_parts,
     combine,
     content_hash,
+    filled_cached_properties,
     framed,
     framed_head,
     leaf_digests,
@@ -143,15 +145,9 @@ class Call:
     absent: bool = False  # the last look found no row under the key (so a miss needs no report of why)
     mutable: bool = False  # an argument is not a plain value (int, str...): the body may change it in place
     extras: dict[str, str] = dataclasses.field(default_factory=dict)  # other parts of the key, said in words
-    # the mutable data the code read (label, value, digest): checked after a miss, then let go
-    changeable: tuple[tuple[str, Any, bytes], ...] = ()
+    # the mutable data the code read: checked after a miss, then let go
+    changeable: tuple[DataRead, ...] = ()
     deps_digest: bytes = b""  # the digest of every dependency (code and values) the key was made of
-
-
-def _caches_itself(cls: type) -> bool:
-    """Return True for a class with a ``functools.cached_property``, whose instances change as they are read."""
-    return any(isinstance(attr, functools.cached_property) for klass in cls.__mro__[:-1]
-               for attr in vars(klass).values())
 
 
 def _notes(found: list[Any], tag: Any) -> tuple[list[tuple[Any, ...]], list[Any]]:
@@ -163,18 +159,26 @@ def _notes(found: list[Any], tag: Any) -> tuple[list[tuple[Any, ...]], list[Any]
     return tagged, rest
 
 
-def changed_in_place(read: Iterable[tuple[str, Any, bytes]]) -> str | None:
-    """Return the label of the first data among ``read`` (label, value, digest before a run) that the run changed
-    in place, if any; an object that hashes no more counts as changed, one that fills a cached_property does not."""
-    for label, value, before in read:
-        try:
-            if content_hash(value, label) == before:
-                continue
-        except Exception:  # it hashed before the run: unhashable now is a change too
-            pass
-        if not _caches_itself(type(value)):  # a functools.cached_property filled on first use changes no meaning
+def changed_in_place(read: Iterable[DataRead]) -> str | None:
+    """Return the label of the first data among ``read`` that the run changed in place, if any; an object that
+    hashes no more counts as changed, one that only filled a ``functools.cached_property`` does not."""
+    for label, value, before, filled in read:
+        if not same_but_filled(value, label, before, filled):
             return label
     return None
+
+
+def same_but_filled(value: Any, label: str, before: bytes, filled: frozenset[str]) -> bool:
+    """Return True when ``value`` still has the digest ``before`` it had when it held the cached_property values
+    ``filled``, leaving out those it filled since: they derive from the rest (computed on first read), so reading
+    them changes no meaning. Any other change, even beside such a fill, counts; unhashable now counts too."""
+    try:
+        if content_hash(value, label) == before:
+            return True
+        since = filled_cached_properties(value) - filled
+        return bool(since) and content_hash(value, label, since) == before
+    except Exception:  # it hashed before the run
+        return False
 
 
 # -- the registry of memoized functions ---------------------------------------------------------
@@ -1004,7 +1008,7 @@ class MemoizedFunction(Generic[R]):
             return True
         return bool(changeable) and self._changed_globals(changeable)
 
-    def _changed_globals(self, changeable: tuple[tuple[str, Any, bytes], ...]) -> bool:
+    def _changed_globals(self, changeable: tuple[DataRead, ...]) -> bool:
         """Return True, warning once, when the body changed in place mutable data its code reads (``LOG.append``,
         a registry filled by a helper): a hit would leave it as it was, so the result is not stored."""
         label = changed_in_place(changeable)

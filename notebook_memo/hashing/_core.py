@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copyreg
 import enum
+import functools
 import io
 import os
 import socket
@@ -71,7 +72,7 @@ class _Unhashable(Exception):
 class Hasher:
     """Feeds a value's canonical byte form into one xxh3-128 state."""
 
-    __slots__ = ("_active", "_buf", "_deferred", "_h", "deepest", "memo", "shared")
+    __slots__ = ("_active", "_buf", "_deferred", "_h", "deepest", "left_out", "memo", "shared")
 
     def __init__(self) -> None:
         self._buf = bytearray()
@@ -83,6 +84,8 @@ class Hasher:
         # Objects a handler chose to key once per walk, then by a reference back (a tensor held twice is
         # another value than two equal tensors): id -> (index, the object, held so its id stays its own).
         self.shared: dict[int, tuple[int, Any]] | None = None
+        # (object, attribute names): names of that one object's own state the walk leaves out (see content_hash)
+        self.left_out: tuple[Any, frozenset[str]] | None = None
 
     # -- primitives -------------------------------------------------------------------
     def tag(self, data: bytes) -> None:
@@ -395,7 +398,7 @@ def _h_set_like(h: Hasher, v: Any) -> None:
     else:
         reduced = _reduction(v)
         state = reduced[2] if not isinstance(reduced, str) and len(reduced) > 2 else None
-    h.child(_without_bookkeeping(state), "<state>")
+    h.child(_without_bookkeeping(own_state(h, v, state)), "<state>")
 
 
 def _h_memoryview(h: Hasher, v: memoryview) -> None:
@@ -707,7 +710,7 @@ def _h_reduce(h: Hasher, v: Any) -> None:
     h.child(reduced[0], "<reduce>")
     h.child(reduced[1], "<args>")
     state = reduced[2] if len(reduced) > 2 else None
-    h.child(_without_bookkeeping(state), "<state>")
+    h.child(_without_bookkeeping(own_state(h, v, state)), "<state>")
     for index, items in ((3, "<items>"), (4, "<dict items>")):
         if len(reduced) > index and reduced[index] is not None:
             try:
@@ -777,6 +780,57 @@ def _without_bookkeeping(state: Any) -> Any:
     if type(state) is tuple and len(state) == 2:
         return (_without_bookkeeping(state[0]), _without_bookkeeping(state[1]))
     return state
+
+
+def own_state(h: Hasher, v: Any, state: Any) -> Any:
+    """Return an object's state (a dict, or pickle's ``(dict, slots)`` pair) without the attributes the walk
+    was asked to leave out of ``v`` itself; any other state as it is."""
+    left_out = h.left_out
+    if left_out is None or left_out[0] is not v:
+        return state
+    if type(state) is dict:
+        return _kept(state, left_out[1])
+    if type(state) is tuple and len(state) == 2 and type(state[0]) is dict:
+        return (_kept(state[0], left_out[1]), state[1])
+    return state
+
+
+def _kept(attributes: dict[Any, Any], names: frozenset[str]) -> dict[Any, Any] | None:
+    kept = {k: item for k, item in attributes.items() if k not in names}
+    # An object whose __dict__ is empty reduces to None, not {}: left without them, it is such an object.
+    return None if not kept and len(kept) != len(attributes) else kept
+
+
+_cached_names: weakref.WeakKeyDictionary[type, frozenset[str]] = weakref.WeakKeyDictionary()
+_NO_NAMES: frozenset[str] = frozenset()
+
+
+def cached_property_names(cls: type) -> frozenset[str]:
+    """Return the instance attributes the ``functools.cached_property`` descriptors of ``cls`` fill when read."""
+    try:
+        names = _cached_names.get(cls)
+    except TypeError:
+        return _NO_NAMES
+    if names is None:
+        names = frozenset(attr.attrname for klass in cls.__mro__[:-1] for attr in vars(klass).values()
+                          if isinstance(attr, functools.cached_property) and type(attr.attrname) is str)
+        _cached_names[cls] = names or _NO_NAMES
+    return names
+
+
+def filled_cached_properties(value: Any) -> frozenset[str]:
+    """Return which of its class's ``functools.cached_property`` values ``value`` holds now (read at least once).
+
+    Reading one stores it in the instance's ``__dict__``, which changes the object's digest though it derives
+    from the rest: a caller that notes these before a run can leave the ones filled during it out after."""
+    names = cached_property_names(type(value))
+    if not names:
+        return _NO_NAMES
+    try:
+        held = vars(value)
+    except TypeError:
+        return _NO_NAMES
+    return frozenset(name for name in names if name in held)
 
 
 # -- plain data in one pass ---------------------------------------------------------------
@@ -851,19 +905,23 @@ def _plain(v: Any, out: bytearray, depth: int) -> bool:
 # -- public entry points ------------------------------------------------------------------
 
 
-def content_hash(value: Any, name: str = "value") -> Digest:
+def content_hash(value: Any, name: str = "value", leave_out: frozenset[str] = _NO_NAMES) -> Digest:
     """Return the 16-byte content digest of ``value``.
 
-    Raises ``UnhashableArgument`` naming ``name`` (and where inside it) when part of the
+    ``leave_out``: attributes of ``value`` itself (not of what it holds) to digest it without, as if it did
+    not hold them. Raises ``UnhashableArgument`` naming ``name`` (and where inside it) when part of the
     value has no readable content.
     """
-    encode = _LEAF.get(type(value))
-    if encode is not None:
-        return _digest(encode(value))
-    out = bytearray()
-    if _plain(value, out, 0):
-        return _digest(out)
+    if not leave_out:
+        encode = _LEAF.get(type(value))
+        if encode is not None:
+            return _digest(encode(value))
+        out = bytearray()
+        if _plain(value, out, 0):
+            return _digest(out)
     h = Hasher()
+    if leave_out:
+        h.left_out = (value, leave_out)
     try:
         h.update(value)
     except _Unhashable as exc:

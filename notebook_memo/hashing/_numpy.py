@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from ._core import _BIG, BOOKKEEPING_PREFIX, Hasher, HashFn, _pack_q, register_family
+from ._core import _BIG, BOOKKEEPING_PREFIX, Hasher, HashFn, _pack_q, own_state, register_family
 
 __all__ = ()
 
@@ -127,7 +127,7 @@ def _h_ndarray_subclass(h: Hasher, v: Any) -> None:
     h.tag(b"nS")
     h.child(type(v), "<class>")
     _h_ndarray(h, v.view(np.ndarray))
-    state = vars(v)
+    state = own_state(h, v, vars(v)) or {}
     # Sorted by name: the order __new__ and __array_finalize__ happened to set them in is not content.
     h.child({name: state[name] for name in sorted(state) if not name.startswith(BOOKKEEPING_PREFIX)}
             if all(type(name) is str for name in state) else state, ".__dict__")

@@ -17,7 +17,16 @@ import struct
 import sys
 from typing import Any
 
-from ._core import BOOKKEEPING_PREFIX, Hasher, HashFn, _Unhashable, qualified_name, register_family, things_met
+from ._core import (
+    BOOKKEEPING_PREFIX,
+    Hasher,
+    HashFn,
+    _Unhashable,
+    own_state,
+    qualified_name,
+    register_family,
+    things_met,
+)
 from ._numpy import feed_array_bytes
 
 __all__ = ()
@@ -126,7 +135,7 @@ def _h_tensor_parts(h: Hasher, v: Any) -> None:
         for attribute in inner:
             h.child(getattr(v, attribute), f".{attribute}")
     else:
-        attributes = v.__dict__
+        attributes = own_state(h, v, v.__dict__)
         if attributes:
             attributes = {k: a for k, a in attributes.items() if not k.startswith(_COMPILE_MARKS)}
         if attributes:
@@ -400,7 +409,7 @@ def _h_module(h: Hasher, v: Any) -> None:
     try:
         # By name: the order of a module's attributes is not its behaviour, and unpickling an RNN puts
         # them in another order than its __init__ did.
-        state = dict(sorted(vars(v).items()))
+        state = dict(sorted((own_state(h, v, vars(v)) or {}).items()))
     except TypeError:
         raise _Unhashable(v, "its state cannot be read (no __dict__)") from None
     _canonical_state(state)
