@@ -130,6 +130,23 @@ def label(name):
     assert shell["label"].entries() == []
 
 
+def test_a_body_that_reads_a_memo_cached_property_of_a_global_is_stored(shell: Shell) -> None:
+    shell.run("""
+from notebook_memo import memo
+class Registry(dict):
+    @memo.cached_property
+    def title(self):
+        return "registry"
+REG = Registry()
+@memo
+def titled(name):
+    return f"{REG.title}: {name}"
+""")
+    assert _memo_warnings(shell, "titled('a')") == []
+    shell.run("titled('a')")
+    assert shell["titled"].hits == 1
+
+
 # -- module data a %%memo cell changes through a helper -------------------------------------------------
 
 @pytest.fixture
@@ -214,3 +231,22 @@ def test_a_digest_leaving_out_the_values_filled_since_is_the_digest_before(index
     assert content_hash(value, leave_out=frozenset({"square"})) == before
     vars(value)["other"] = 1  # any other change still shows
     assert content_hash(value, leave_out=frozenset({"square"})) != before
+
+
+def test_an_argument_whose_memo_cached_property_the_body_reads_is_stored_and_hit_after_a_restart(
+        cache_dir: Path) -> None:
+    cells = ["""
+from notebook_memo import memo
+class Survey:
+    @memo.cached_property
+    def label(self):
+        return "survey"
+@memo
+def report(s):
+    return s.label
+OUT["first"] = report(Survey())
+OUT["hits"] = report.hits
+"""]
+    first, second = run_kernel(cells, cache_dir, seed=1), run_kernel(cells, cache_dir, seed=2)
+    assert (first["first"], first["hits"], second["hits"]) == ("survey", 0, 1)
+    assert not [w for w in first["_warnings"] + second["_warnings"] if "MemoWarning" in w]

@@ -776,7 +776,8 @@ BOOKKEEPING_PREFIX = "__notebook_memo"
 def _without_bookkeeping(state: Any) -> Any:
     """Drop our own per-instance caches from an object's state."""
     if type(state) is dict and any(type(k) is str and k.startswith(BOOKKEEPING_PREFIX) for k in state):
-        return {k: v for k, v in state.items() if not (type(k) is str and k.startswith(BOOKKEEPING_PREFIX))}
+        kept = {k: v for k, v in state.items() if not (type(k) is str and k.startswith(BOOKKEEPING_PREFIX))}
+        return kept or None  # an object whose __dict__ is empty reduces to None: it is such an object without them
     if type(state) is tuple and len(state) == 2:
         return (_without_bookkeeping(state[0]), _without_bookkeeping(state[1]))
     return state
