@@ -55,6 +55,7 @@ from .hashing import (
     CLOCK,
     IMMUTABLE_LEAVES,
     aliasing_parts,
+    cached_property_names,
     combine,
     content_hash,
     filled_cached_properties,
@@ -148,6 +149,8 @@ class Call:
     # the mutable data the code read: checked after a miss, then let go
     changeable: tuple[DataRead, ...] = ()
     deps_digest: bytes = b""  # the digest of every dependency (code and values) the key was made of
+    # the functools.cached_property values each argument held as the body started (noted after a miss only)
+    filled: dict[str, frozenset[str]] = dataclasses.field(default_factory=dict)
 
 
 def _notes(found: list[Any], tag: Any) -> tuple[list[tuple[Any, ...]], list[Any]]:
@@ -166,6 +169,11 @@ def changed_in_place(read: Iterable[DataRead]) -> str | None:
         if not same_but_filled(value, label, before, filled):
             return label
     return None
+
+
+# Objects a body's run starts from whose classes have functools.cached_property values, with those they hold
+# then: the arguments (by name) and the globals read (by label).
+_Fills = tuple[dict[str, tuple[Any, frozenset[str]]], dict[str, tuple[Any, frozenset[str]]]]
 
 
 def same_but_filled(value: Any, label: str, before: bytes, filled: frozenset[str]) -> bool:
@@ -868,6 +876,7 @@ class MemoizedFunction(Generic[R]):
         before = _random_state.object_states(call.generators) if call.generators else {}
         bound = self._globals_bound()
         objects = self._read_objects(call)
+        fills = self._note_filled(call, args, kwargs)
         start = time.perf_counter()
         try:
             with computing(call.key), _room_for_our_frames(), _conditions.recording(recorder, outer):
@@ -883,13 +892,56 @@ class MemoizedFunction(Generic[R]):
                 self._rebound_meanwhile(call, objects):
             self._announce_computed(duration, False)
             return result
-        if refresh:
-            with _remote.replacing_if(refresh):
-                stored = self._write(store, call, result, duration, (recorder, before, outer))
-        else:
-            stored = self._write(store, call, result, duration, (recorder, before, outer), quick and self._quick)
+        recorded = (recorder, before, outer)
+        with _remote.replacing_if(refresh):
+            stored = self._write(store, call, result, duration, recorded, not refresh and quick and self._quick)
+            if stored is not None:
+                self._write_as_now(store, call, fills, args, kwargs, result, duration, recorded)
         self._announce_computed(duration, stored is not None)
         return result
+
+    def _note_filled(self, call: Call, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Fills:
+        """Note in ``call.filled`` which functools.cached_property values the arguments hold as the body starts;
+        return, by argument name and by global label, each object whose class has such properties, with them."""
+        arguments: dict[str, tuple[Any, frozenset[str]]] = {}
+        if call.mutable:
+            try:
+                bound = self._binder.bind(args, kwargs)
+            except Exception:
+                bound = []
+            for name, value in bound:
+                if cached_property_names(type(value)):
+                    arguments[name] = (value, filled_cached_properties(value))
+                    if arguments[name][1]:
+                        call.filled[name] = arguments[name][1]
+        globals_read = {label: (value, filled) for label, value, _, filled in call.changeable
+                        if cached_property_names(type(value))}
+        return arguments, globals_read
+
+    def _write_as_now(self, store: Store, call: Call, fills: _Fills, args: tuple[Any, ...], kwargs: dict[str, Any],
+                      result: Any, duration: float, recorded: tuple[Recorder, dict[str, Any], Recorders]) -> None:
+        """Store a result also under the key of its arguments and globals as the run left them, when all that
+        changed in them is functools.cached_property values it filled: those derive from the rest, so a call on
+        them as they are now (the next one here; one after a restart whose notebook read the property first)
+        computes the same. Anything else that differs (an object not watched, changed as it was read) stores
+        nothing more: the next call on it computes."""
+        grown = {name for name, (value, before) in fills[0].items() if filled_cached_properties(value) - before}
+        grown_globals = {label for label, (value, before) in fills[1].items()
+                         if filled_cached_properties(value) - before}
+        if not (grown or grown_globals) or call.generators:
+            return  # a generator's state is in the key, and the run moved it on
+        try:
+            now = self.make_call(args, kwargs)
+        except Exception:  # what hashed before the run may not now: the entry under the first key stands
+            return
+        before_parts, now_parts = call.deps.parts, now.deps.parts
+        if now.key == call.key or now.code != call.code or now.extras != call.extras or now.generators or \
+                now.arguments.keys() != call.arguments.keys() or \
+                any(now.arguments[n] != d for n, d in call.arguments.items() if n not in grown) or \
+                any(now_parts.get(label) != before_parts.get(label) for label in {*before_parts, *now_parts}
+                    if label not in grown_globals):
+            return
+        self._write(store, now, result, duration, recorded)
 
     def _globals_bound(self) -> dict[str, Any] | None:
         """Return what the globals the body binds itself (``global n; n += 1``) hold now; None if it binds none."""
@@ -1033,14 +1085,13 @@ class MemoizedFunction(Generic[R]):
         except Exception:
             return False
         changed = []
+        filled = call.filled
         for name, value in bound:
             before = call.arguments.get(name)
             if before is None or type(value) in IMMUTABLE_LEAVES:
                 continue
-            try:
-                if content_hash(value, binder.labels[name]) != before:
-                    changed.append(name)
-            except Exception:  # it hashed before the call: unhashable now is a change too
+            # A functools.cached_property the body read for the first time is no change; any other change is.
+            if not same_but_filled(value, binder.labels[name], before, filled.get(name, frozenset())):
                 changed.append(name)
         if not changed:
             return False
@@ -1166,6 +1217,7 @@ class MemoizedFunction(Generic[R]):
             before = _random_state.object_states(call.generators) if call.generators else {}
             bound = self._globals_bound()
             objects = self._read_objects(call)
+            fills = self._note_filled(call, args, kwargs)
             start = time.perf_counter()
             with computing(call.key), _conditions.recording(recorder, outer):
                 result = await _conditions.stepped(self._fn(*args, **kwargs), recorder)
@@ -1181,6 +1233,9 @@ class MemoizedFunction(Generic[R]):
             if unchanged:
                 with _remote.replacing_if(refresh):
                     payload = self._write(store, call, result, duration, (recorder, before, outer))
+                    if payload is not None:
+                        self._write_as_now(store, call, fills, args, kwargs, result, duration,
+                                           (recorder, before, outer))
             self._announce_computed(duration, payload is not None)
             future.set_result(None)  # written (or not): waiters go round and read it, or compute themselves
             return result

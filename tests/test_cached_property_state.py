@@ -99,10 +99,11 @@ def titled(name):
 """)
     assert _memo_warnings(shell, "first = titled('a')") == []
     assert "title" in vars(shell["REG"])  # the body filled it
-    assert len(shell["titled"].entries()) == 1
+    shell.run("second = titled('a')")  # as the run left REG
     shell.run("del REG.__dict__['title']")  # as in a restarted kernel
-    shell.run("second = titled('a')")
-    assert shell["first"] == shell["second"] == "registry: a" and shell["titled"].hits == 1
+    shell.run("third = titled('a')")
+    assert shell["first"] == shell["second"] == shell["third"] == "registry: a"
+    assert (shell["titled"].hits, shell["titled"].misses) == (2, 1)
 
 
 def test_a_body_that_fills_a_cached_property_and_changes_the_same_global_is_not_stored(shell: Shell) -> None:
@@ -250,3 +251,123 @@ OUT["hits"] = report.hits
     first, second = run_kernel(cells, cache_dir, seed=1), run_kernel(cells, cache_dir, seed=2)
     assert (first["first"], first["hits"], second["hits"]) == ("survey", 0, 1)
     assert not [w for w in first["_warnings"] + second["_warnings"] if "MemoWarning" in w]
+
+
+# -- an argument's cached_property read by the body -------------------------------------------------------
+
+SURVEY = """
+import functools, sys
+from notebook_memo import memo
+class Survey:
+    def __init__(self, answers):
+        self.answers = answers
+    @functools.cached_property
+    def mean(self):
+        return sum(self.answers) / len(self.answers)
+@memo
+def report(s):
+    return f"mean {s.mean:.2f}"
+"""
+
+
+def test_an_argument_whose_cached_property_the_body_reads_is_stored_and_hit_after_restarts(cache_dir: Path) -> None:
+    fresh = [SURVEY, """
+s = Survey([1, 2, 3, 4])
+OUT["results"] = [report(s), report(s)]  # the second call finds the property filled by the first
+OUT["runs"] = report.misses
+"""]
+    peeked = [SURVEY, """
+s = Survey([1, 2, 3, 4])
+s.mean  # the notebook shows it first
+OUT["results"] = [report(s)]
+OUT["runs"] = report.misses
+"""]
+    first, second, third = (run_kernel(fresh, cache_dir, seed=1), run_kernel(fresh, cache_dir, seed=2),
+                            run_kernel(peeked, cache_dir, seed=3))
+    assert first["results"] == second["results"] == ["mean 2.50"] * 2 and third["results"] == ["mean 2.50"]
+    assert (first["runs"], second["runs"], third["runs"]) == (1, 0, 0)
+    assert not [w for run in (first, second, third) for w in run["_warnings"] if "MemoWarning" in w]
+
+
+def test_an_argument_with_a_stale_cached_property_is_not_served_the_fresh_object_s_result(shell: Shell) -> None:
+    shell.run(SURVEY + """
+fresh = report(Survey([1, 2, 3, 4]))
+s = Survey([1, 1, 1, 1])
+s.mean
+s.answers = [1, 2, 3, 4]  # its mean stays 1.0: what the body reads
+stale = report(s)
+""")
+    assert (shell["fresh"], shell["stale"]) == ("mean 2.50", "mean 1.00")  # as the functions compute them
+
+
+def test_a_body_that_fills_an_argument_s_cached_property_and_changes_it_is_not_stored(shell: Shell) -> None:
+    shell.run(SURVEY.replace('return f"mean {s.mean:.2f}"', 's.answers.append(s.mean)\n    return len(s.answers)'))
+    said = _memo_warnings(shell, "s = Survey([1, 2])\nreport(s)")
+    assert any("changed its argument 's' in place" in w for w in said), said
+    assert shell["report"].entries() == []
+
+
+def test_an_async_body_that_reads_an_argument_s_cached_property_is_hit_on_the_next_call(shell: Shell) -> None:
+    shell.run(SURVEY.replace("def report(s)", "async def report(s)"))
+    assert _memo_warnings(shell, "import asyncio\ns = Survey([1, 2])\nfirst = asyncio.run(report(s))") == []
+    shell.run("second = asyncio.run(report(s))")
+    assert (shell["first"], shell["second"], shell["report"].misses) == ("mean 1.50", "mean 1.50", 1)
+
+
+def test_an_argument_with_an_lru_cached_method_read_by_the_body_is_hit_after_a_restart(cache_dir: Path) -> None:
+    cells = ["""
+import functools
+from notebook_memo import memo
+class Survey:
+    def __init__(self, answers):
+        self.answers = answers
+    @functools.lru_cache(maxsize=None)
+    def total(self):
+        return sum(self.answers)
+@memo
+def report(s):
+    return s.total()
+s = Survey([1, 2, 3])
+OUT["results"] = [report(s), report(s)]
+OUT["hits"] = report.hits
+"""]
+    first, second = run_kernel(cells, cache_dir, seed=1), run_kernel(cells, cache_dir, seed=2)
+    assert first["results"] == second["results"] == [6, 6]
+    assert (first["hits"], second["hits"]) == (1, 2)
+
+
+def test_a_run_that_also_changes_an_unwatched_global_is_not_stored_as_the_next_call_s_result(shell: Shell) -> None:
+    shell.run(SURVEY + """
+class Tally:  # a plain object: not watched, keyed by its content
+    def __init__(self):
+        self.n = 0
+TALLY = Tally()
+@memo
+def counted(s):
+    TALLY.n += 1
+    return (s.mean, TALLY.n)
+s = Survey([1, 2, 3, 4])
+results = [counted(s), counted(s)]
+""")
+    assert shell["results"] == [(2.5, 1), (2.5, 2)]  # the second call's state is not only the first's fill
+
+
+def test_a_cell_that_reads_an_input_s_cached_property_is_hit_after_a_restart(cache_dir: Path) -> None:
+    define = """
+%load_ext notebook_memo
+import functools
+from notebook_memo import _cells
+class Survey:
+    def __init__(self, answers):
+        self.answers = answers
+    @functools.cached_property
+    def mean(self):
+        return sum(self.answers) / len(self.answers)
+s = Survey([1, 2, 3, 4])
+"""
+    cell = "%%memo\nm = f'mean {s.mean:.2f}'"
+    report = "OUT['m'] = m\nOUT['answers'] = s.answers\nOUT['hits'] = sum(c.hits for c in _cells._cells.values())"
+    first, second = (run_kernel([define, cell, report], cache_dir, seed=seed) for seed in (1, 2))
+    assert (first["m"], first["hits"]) == ("mean 2.50", 0)
+    assert (second["m"], second["answers"], second["hits"]) == ("mean 2.50", [1, 2, 3, 4], 1)
+    assert not [w for run in (first, second) for w in run["_warnings"] if "not cached" in w]
