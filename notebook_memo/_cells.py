@@ -111,6 +111,7 @@ class CellCall:
     magics: list[tuple[str, str]] = field(default_factory=list)  # %load_ext, %config...: a hit runs them again
     # Data a module holds that the cell's code reads (label, value, digest): a hit could not change it again
     held_elsewhere: list[DataRead] = field(default_factory=list)
+    code: types.CodeType | None = None  # the cell's code, compiled: what a run of it reads of the files it lists
 
 
 @dataclass
@@ -327,7 +328,7 @@ def prepare(shell: Any, raw_cell: str, options: CellOptions,
     cell.ttl = options.ttl
     cell._options = options
     cell.notebook = current_notebook()
-    code = compile(tree, "<cell>", "exec", flags=compile_flags(shell), dont_inherit=True)  # as it runs
+    code = compiled = compile(tree, "<cell>", "exec", flags=compile_flags(shell), dont_inherit=True)  # as it runs
     inputs, deps, elsewhere = _resolve_inputs(analysis, tree, code, shell.user_ns, options.inputs)
     unknown = None if options.inputs is not None else _unknown_reads(tree, shell.user_ns)
     if unknown is None:  # else it runs unstored, whatever its key
@@ -342,7 +343,7 @@ def prepare(shell: Any, raw_cell: str, options: CellOptions,
     call = Call(key, arguments, code, digest, Dependencies(
         {k: v for k, v in deps.parts.items() if v[0] != "value"}, deps.skipped, deps.clock), "source")
     cell.last_call = call
-    return CellCall(cell, call, inputs, analysis, unknown, _shell_magics(tree), elsewhere), tree, filename
+    return CellCall(cell, call, inputs, analysis, unknown, _shell_magics(tree), elsewhere, compiled), tree, filename
 
 
 _DYNAMIC = frozenset({"eval", "exec", "globals", "get_ipython"})  # names that read the notebook's namespace
@@ -549,6 +550,11 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
     cell.misses += 1
     if off:
         return result
+    # A folder the cell listed is stored with its entries' sizes and times when its code, or the notebook's code it
+    # uses, reads them (picking the newest file): told after the run, when what it imported or defined is bound
+    # too, and from what it read before it; on a miss, so a hit does no more work.
+    recorder.sizes = cell_call.code is not None and (_conditions.stats_code(cell_call.code, namespace)
+                                                     or _conditions.stats_code(cell_call.code, cell_call.inputs))
     after = _namespace_snapshot(namespace)
     missing = [name for name in options.outputs or () if name not in namespace]
     if missing:  # the run stands; an entry without them would restore less than it made

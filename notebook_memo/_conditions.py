@@ -1100,9 +1100,25 @@ def stats_files(fn: Any) -> bool:
     helper in another cell), the attributes it names of a user's module (``ckutils.latest``), and the methods of
     a user's class it names or of a user's object's class (``Runs(folder).latest()``, an inherited one too). A
     library's code is not looked into: what it reads of a folder it lists is seen as names only."""
+    return _reaches_size_reads([(fn, frozenset())])
+
+
+def stats_code(code: types.CodeType, namespace: dict[str, Any]) -> bool:
+    """Return True when a cell's compiled ``code``, or the user's code it reaches through what it names of the
+    notebook's ``namespace`` (a helper, a class or an object defined in another cell), reads a file's size or times:
+    as ``stats_files`` tells for a function."""
+    names = _code_names(code)
+    if names & _SIZE_READERS:
+        return True
+    return _reaches_size_reads([(found, names) for name in names
+                                if name in namespace and (found := _followed(namespace[name])) is not None])
+
+
+def _reaches_size_reads(todo: list[tuple[Any, frozenset[str]]]) -> bool:
+    """Return True when the code of what ``todo`` holds (each with the names asked of it, for a module), or the
+    user's code it reaches, reads a file's size or times (see ``stats_files``)."""
     seen: set[types.CodeType] = set()
     looked: set[tuple[int, frozenset[str]]] = set()  # the modules and classes looked into, with the names asked
-    todo: list[tuple[Any, frozenset[str]]] = [(fn, frozenset())]
     while todo and len(seen) < 200:
         item, asked = todo.pop()
         try:
