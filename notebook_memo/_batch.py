@@ -264,7 +264,7 @@ class BatchFunction(MemoizedFunction[Any]):
                         time.sleep(plan.delay)  # the rest is being computed by other processes
                         continue
                     sub_args, sub_kwargs = plan.arguments(positions)
-                    recorder = self._recorder(plan.call)
+                    recorder = self._recorder(plan.call, sub_args, sub_kwargs)
                     bound = self._globals_bound()
                     drawn = _random_state.object_states(plan.call.generators) if plan.call.generators else None
                     objects = self._read_objects(plan.call)
@@ -301,7 +301,7 @@ class BatchFunction(MemoizedFunction[Any]):
                         await asyncio.sleep(plan.delay)
                         continue
                     sub_args, sub_kwargs = plan.arguments(positions)
-                    recorder = self._recorder(plan.call)
+                    recorder = self._recorder(plan.call, sub_args, sub_kwargs)
                     bound = self._globals_bound()
                     drawn = _random_state.object_states(plan.call.generators) if plan.call.generators else None
                     objects = self._read_objects(plan.call)

@@ -1114,6 +1114,53 @@ def stats_code(code: types.CodeType, namespace: dict[str, Any]) -> bool:
                                 if name in namespace and (found := _followed(namespace[name])) is not None])
 
 
+# The most values of a call's arguments looked at for user code (objects in a list, their attributes): past it, the
+# code is taken to read sizes and times, which costs a listing per hit at most.
+_ARGUMENT_VALUES = 10_000
+_PLAIN = frozenset({str, bytes, int, float, complex, bool, type(None)})  # values that run no code of the user's
+
+
+def stats_arguments(fn: Any, values: Iterable[Any]) -> bool:
+    """Return True when code of the user's that a call's arguments bring reads a file's size or times: the methods
+    of a user object's class (``runs.latest()``, the body naming no class), a function, bound method, partial or
+    class passed, or those of what they hold in a list, tuple, set, dict or attribute. Told on a miss; each class
+    once a call."""
+    asked = _code_names(code) if isinstance(code := getattr(fn, "__code__", None), types.CodeType) else frozenset()
+    todo = [value for value in values if type(value) not in _PLAIN]
+    met: set[int] = set()
+    classes: dict[type, bool] = {}  # the classes met: whether each is the user's (and was looked into)
+    while todo:
+        value = todo.pop()
+        if id(value) in met:
+            continue
+        if len(met) >= _ARGUMENT_VALUES:
+            return True
+        met.add(id(value))
+        try:
+            if isinstance(value, (type, types.ModuleType, types.FunctionType, types.MethodType, functools.partial)):
+                if _reaches_size_reads([(value, asked)]):
+                    return True
+                # What a bound method or partial holds runs too: its object's other methods, its arguments' code
+                todo.extend(item for item in (getattr(value, "__self__", None), *getattr(value, "args", ()),
+                                              *getattr(value, "keywords", {}).values()) if type(item) not in _PLAIN)
+                continue
+            cls = type(value)
+            user = classes.get(cls)
+            if user is None:
+                classes[cls] = user = _user_class(cls)
+                if user and _reaches_size_reads([(cls, asked)]):
+                    return True
+            for held in ((value,) if isinstance(value, (list, tuple, set, frozenset))
+                         else (value.keys(), value.values()) if isinstance(value, dict)
+                         else (vars(value).values(),) if user and hasattr(value, "__dict__") else ()):
+                # A long list of numbers or names is passed over at C speed: only what may run code is walked.
+                if not set(map(type, held)) <= _PLAIN:
+                    todo.extend(item for item in held if type(item) not in _PLAIN)
+        except Exception:  # an object whose attributes raise
+            continue
+    return False
+
+
 def _reaches_size_reads(todo: list[tuple[Any, frozenset[str]]]) -> bool:
     """Return True when the code of what ``todo`` holds (each with the names asked of it, for a module), or the
     user's code it reaches, reads a file's size or times (see ``stats_files``)."""

@@ -872,7 +872,7 @@ class MemoizedFunction(Generic[R]):
         self._note_miss(call, refresh)
         self.misses += 1
         self._check_stale(store, call)
-        recorder = self._recorder(call)
+        recorder = self._recorder(call, args, kwargs)
         before = _random_state.object_states(call.generators) if call.generators else {}
         bound = self._globals_bound()
         objects = self._read_objects(call)
@@ -969,10 +969,11 @@ class MemoizedFunction(Generic[R]):
                   "bind the global outside the function.", MemoWarning)
         return True
 
-    def _recorder(self, call: Call) -> Recorder:
-        """Return the recorder of a run of the body for ``call``: what it reads of the files it lists (their names
-        alone unless its code reads sizes or times), and the settings of the libraries its code uses, to tell
-        whether it changed one. Both are read from the call's code state, once while it holds."""
+    def _recorder(self, call: Call, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Recorder:
+        """Return the recorder of a run of the body for ``call`` with ``args`` and ``kwargs``: what it reads of the
+        files it lists (their names alone unless its code, or the code its arguments bring, reads sizes or times),
+        and the settings of the libraries its code uses, to tell whether it changed one. What its own code does is
+        read from the call's code state, once while it holds."""
         deps = call.deps
         known = self._run_facts
         if known[0] is not deps:
@@ -981,7 +982,9 @@ class MemoizedFunction(Generic[R]):
         libraries = known[2]
         if "torch's settings" in call.extras or "decimal's settings" in call.extras:  # a tensor or Decimal met
             libraries = (*libraries, *(name for name in ("torch", "decimal") if name not in libraries))
-        return Recorder(self._options.files, known[1], libraries)
+        # An argument's methods run without the body naming their class (runs.latest()): looked into on each miss.
+        sizes = known[1] or _conditions.stats_arguments(self._fn, (*args, *kwargs.values()))
+        return Recorder(self._options.files, sizes, libraries)
 
     def _read_objects(self, call: Call) -> _Reads | None:
         """Return what the call's dependencies name as its body starts, to tell after it which were bound anew;
@@ -1213,7 +1216,7 @@ class MemoizedFunction(Generic[R]):
             self._note_miss(call, refresh)
             self.misses += 1
             self._check_stale(store, call)
-            recorder = self._recorder(call)
+            recorder = self._recorder(call, args, kwargs)
             before = _random_state.object_states(call.generators) if call.generators else {}
             bound = self._globals_bound()
             objects = self._read_objects(call)

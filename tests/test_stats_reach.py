@@ -8,16 +8,18 @@ removing one: a stale name served fails it.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import os
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from notebook_memo import _cells
-from tests.conftest import Shell, run_kernel
+from notebook_memo import _cells, memo
+from tests.conftest import Counter, Shell, run_kernel
 
 
 @pytest.fixture
@@ -116,3 +118,142 @@ def test_a_cell_reading_times_runs_again_after_a_restart_when_another_is_newest(
     assert run_kernel(cells, cache_dir, seed=1)["newest"] == "b.ckpt"
     make_a_newest(runs)
     assert run_kernel(cells, cache_dir, seed=2)["newest"] == "a.ckpt"
+
+
+# -- a function's argument -------------------------------------------------------------------------------------
+
+
+class Runs:
+    """A folder of checkpoints, keyed by its path; its method reads their times."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+
+    def __memo_key__(self) -> str:
+        return self.folder
+
+    def latest(self) -> str:
+        return max(os.listdir(self.folder), key=lambda n: os.path.getmtime(os.path.join(self.folder, n)))
+
+
+class Experiment:
+    """Holds its runs in an attribute; its own code names no function that reads times."""
+
+    def __init__(self, folder: str) -> None:
+        self.runs = Runs(folder)
+
+    def __memo_key__(self) -> str:
+        return self.runs.folder
+
+    def newest(self) -> str:
+        return self.runs.latest()
+
+
+def biggest(folder: str) -> str:
+    return max(os.listdir(folder), key=lambda n: os.stat(os.path.join(folder, n)).st_size)
+
+
+@pytest.mark.parametrize("by_keyword", [False, True])
+def test_times_read_by_the_method_of_an_arguments_class_are_checked(runs: Path, counter: Counter,
+                                                                    by_keyword: bool) -> None:
+    @memo
+    def newest(found: Any) -> str:
+        counter()
+        return str(found.latest())
+
+    def call() -> str:
+        return newest(found=Runs(str(runs))) if by_keyword else newest(Runs(str(runs)))
+
+    assert call() == "b.ckpt" and call() == "b.ckpt" and counter.n == 1
+    make_a_newest(runs)
+    assert call() == "a.ckpt" and counter.n == 2
+
+
+@pytest.mark.parametrize("given", ["in a list", "in a dict", "held by an argument", "a function", "a bound method"])
+def test_times_read_by_code_an_argument_holds_or_is_are_checked(runs: Path, counter: Counter, given: str) -> None:
+    @memo
+    def newest(found: Any, folder: str) -> str:
+        counter()
+        if given == "in a list":
+            return str(found[0].latest())
+        if given == "in a dict":
+            return str(found["runs"].latest())
+        if given == "held by an argument":
+            return str(found.runs.latest())
+        if given == "a bound method":
+            return str(found())
+        return str(found(folder))
+
+    def argument() -> Any:
+        return {"in a list": [Runs(str(runs))], "in a dict": {"runs": Runs(str(runs))},
+                "held by an argument": Experiment(str(runs)), "a function": biggest,
+                "a bound method": Experiment(str(runs)).newest}[given]
+
+    assert newest(argument(), str(runs)) == "b.ckpt" and newest(argument(), str(runs)) == "b.ckpt" and counter.n == 1
+    make_a_newest(runs)
+    assert newest(argument(), str(runs)) == "a.ckpt" and counter.n == 2
+
+
+def test_times_read_by_a_method_of_the_memoized_methods_own_class_are_checked(runs: Path, counter: Counter) -> None:
+    class Folder:
+        def __init__(self, folder: str) -> None:
+            self.folder = folder
+
+        def __memo_key__(self) -> str:
+            return self.folder
+
+        def latest(self) -> str:
+            return max(os.listdir(self.folder), key=lambda n: os.path.getmtime(os.path.join(self.folder, n)))
+
+        @memo
+        def newest(self) -> str:
+            counter()
+            return self.latest()
+
+    assert Folder(str(runs)).newest() == "b.ckpt" and Folder(str(runs)).newest() == "b.ckpt" and counter.n == 1
+    make_a_newest(runs)
+    assert Folder(str(runs)).newest() == "a.ckpt" and counter.n == 2
+
+
+def test_an_argument_whose_class_reads_only_names_still_hits_after_a_file_is_touched(
+        runs: Path, counter: Counter) -> None:
+    class Names:
+        def __init__(self, folder: str) -> None:
+            self.folder = folder
+
+        def __memo_key__(self) -> str:
+            return self.folder
+
+        def listed(self) -> list[str]:
+            return sorted(os.listdir(self.folder))
+
+    @memo
+    def names(found: Any) -> list[str]:
+        counter()
+        return list(found.listed())
+
+    assert names(Names(str(runs))) == ["a.ckpt", "b.ckpt"]
+    make_a_newest(runs)
+    assert names(Names(str(runs))) == ["a.ckpt", "b.ckpt"] and counter.n == 1
+
+
+def test_times_read_by_the_method_of_a_batch_items_class_are_checked(runs: Path, counter: Counter) -> None:
+    @memo.batch("found")
+    def newest(found: list[Any]) -> list[str]:
+        counter()
+        return [str(item.latest()) for item in found]
+
+    assert newest([Runs(str(runs))]) == ["b.ckpt"] and newest([Runs(str(runs))]) == ["b.ckpt"] and counter.n == 1
+    make_a_newest(runs)
+    assert newest([Runs(str(runs))]) == ["a.ckpt"] and counter.n == 2
+
+
+def test_times_read_by_the_method_of_an_async_functions_argument_are_checked(runs: Path, counter: Counter) -> None:
+    @memo
+    async def newest(found: Any) -> str:
+        counter()
+        return str(found.latest())
+
+    assert asyncio.run(newest(Runs(str(runs)))) == "b.ckpt" and asyncio.run(newest(Runs(str(runs)))) == "b.ckpt"
+    make_a_newest(runs)
+    assert asyncio.run(newest(Runs(str(runs)))) == "a.ckpt" and counter.n == 2
