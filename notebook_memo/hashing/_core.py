@@ -720,6 +720,47 @@ def _h_reduce(h: Hasher, v: Any) -> None:
             h.child(listed, items)
     if len(reduced) > 5 and reduced[5] is not None:
         h.child(reduced[5], "<state setter>")
+    attributes = _attributes_left_out(v, state)
+    if attributes:
+        h.tag(b"+")
+        h.child(attributes, ".__dict__")
+
+
+def _attributes_left_out(v: Any, state: Any) -> dict[str, Any] | None:
+    """Return the instance's attributes when the reduction it inherits leaves them out, else None.
+
+    A subclass of ``random.Random``, ``np.random.RandomState``, ``datetime`` or ``defaultdict`` inherits a
+    reduction written for instances without attributes of their own, so ``self.scale`` set on one would not
+    count. A reduction the class itself defines, or one whose state is the attributes (the default's, or a
+    dict naming some of them), is the author's choice of what counts, and is kept as it is.
+    """
+    found = getattr(v, "__dict__", None)
+    if not found or type(found) is not dict or state is found:
+        return None
+    if type(state) is tuple and len(state) == 2 and state[0] is found:
+        return None  # the default reduction of a class with both __dict__ and __slots__
+    cls = type(v)
+    owner = _reduction_owner(cls)
+    if owner is None or owner is cls:
+        return None
+    named = state[0] if type(state) is tuple and len(state) == 2 else state
+    if type(named) is dict and any(name in named for name in found):
+        return None
+    return _without_bookkeeping(dict(found))  # type: ignore[no-any-return]
+
+
+def _reduction_owner(cls: type) -> type | None:
+    """Return the class whose method makes ``cls``'s reduction (None: object's default, which saves the
+    instance dict)."""
+    if cls in copyreg.dispatch_table:
+        return cls
+    for name in ("__reduce_ex__", "__reduce__", "__getstate__"):
+        for base in cls.__mro__:
+            if name in vars(base):
+                if base is not object:
+                    return base
+                break
+    return None
 
 
 def _h_enum(h: Hasher, v: Any) -> None:
