@@ -486,7 +486,7 @@ def _immutable(value: Any) -> bool:
     pending = [value]
     while pending:
         value = pending.pop()
-        if isinstance(value, (tuple, frozenset)):
+        if isinstance(value, (tuple, frozenset)) and _holds_only_items(type(value)):
             pending.extend(value)
         elif isinstance(value, types.ModuleType):  # the user's module is keyed by content, which can change
             if _keyed_by_content(value):
@@ -503,6 +503,15 @@ def _immutable(value: Any) -> bool:
                   or (isinstance(value, _IMMUTABLE) and type(value).__module__ == "builtins")):
             return False
     return True
+
+
+def _holds_only_items(cls: type) -> bool:
+    """Whether instances of a tuple or frozenset class hold nothing but their items: a subclass with an
+    instance dict or slots (``LABELS.prefix = "y"``) changes while it is the same object; a namedtuple does not."""
+    if cls is tuple or cls is frozenset:
+        return True
+    return all(not getattr(base, "__slots__", ()) and "__dict__" not in vars(base)
+               for base in cls.__mro__ if base not in (tuple, frozenset, object))
 
 
 def _numpy_constant(value: Any) -> bool:

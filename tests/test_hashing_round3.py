@@ -82,3 +82,54 @@ def test_a_reduction_that_names_the_attributes_is_trusted() -> None:
     assert content_hash(_with(_Cached(1), cache={1: 2})) == content_hash(_Cached(1))
     assert content_hash(_with(_CachedChild(1), cache={1: 2})) == content_hash(_CachedChild(1))
     assert content_hash(random.Random(0)) == content_hash(random.Random(0))
+
+
+# -- subclasses of tuple and frozenset with attributes, as globals -------------------------------
+
+
+def test_a_global_frozenset_or_tuple_subclass_whose_attribute_changed_misses(shell: Shell) -> None:
+    shell.run("""
+        from notebook_memo import memo
+
+        class Labels(frozenset):
+            pass
+
+        class Pair(tuple):
+            pass
+
+        class Slotted(frozenset):
+            __slots__ = ("unit",)
+
+        LABELS = Labels({"a", "b"})
+        LABELS.prefix = "x"
+        PAIR = Pair((1, 2))
+        PAIR.scale = 1
+        SLOTTED = Slotted({1})
+        SLOTTED.unit = "m"
+
+        @memo
+        def names():
+            return sorted(LABELS.prefix + s for s in LABELS)
+
+        @memo
+        def scaled():
+            return [v * PAIR.scale for v in PAIR]
+
+        @memo
+        def units():
+            return [f"{v}{SLOTTED.unit}" for v in SLOTTED]
+
+        first = names(), scaled(), units()
+        LABELS.prefix, PAIR.scale, SLOTTED.unit = "y", 10, "s"
+        second = names(), scaled(), units()
+    """)
+    assert shell["first"] == (["xa", "xb"], [1, 2], ["1m"])
+    assert shell["second"] == (["ya", "yb"], [10, 20], ["1s"])
+
+
+def test_a_namedtuple_is_still_judged_immutable() -> None:
+    from notebook_memo._fingerprint import _immutable
+
+    point = collections.namedtuple("point", "x y")
+    assert _immutable(point(1, (2, "a")))
+    assert not _immutable(point(1, [2]))
