@@ -133,3 +133,67 @@ def test_a_namedtuple_is_still_judged_immutable() -> None:
     point = collections.namedtuple("point", "x y")
     assert _immutable(point(1, (2, "a")))
     assert not _immutable(point(1, [2]))
+
+
+# -- a tz-aware column's zone ------------------------------------------------------------------
+
+
+def test_tz_aware_columns_in_zones_that_print_alike_miss(shell: Shell) -> None:
+    shell.run("""
+        import datetime as dt
+        import pandas as pd
+        from notebook_memo import memo
+
+        class Shift(dt.tzinfo):
+            def __init__(self, hours): self.hours = hours
+            def utcoffset(self, d): return dt.timedelta(hours=self.hours)
+            def dst(self, d): return dt.timedelta(0)
+            def tzname(self, d): return "site"
+            def __repr__(self): return "SiteZone"
+
+        @memo
+        def hours(s):
+            return s.dt.hour.tolist()
+
+        @memo
+        def index_hours(i):
+            return list(i.hour)
+
+        base = pd.Series(pd.to_datetime(["2021-01-01 12:00"]).tz_localize("UTC"))
+        one, three = hours(base.dt.tz_convert(Shift(1))), hours(base.dt.tz_convert(Shift(3)))
+        named = [hours(base.dt.tz_convert(dt.timezone(dt.timedelta(hours=h), "site"))) for h in (1, 3)]
+        index = [index_hours(pd.DatetimeIndex(base).tz_convert(Shift(h))) for h in (1, 3)]
+    """)
+    assert (shell["one"], shell["three"]) == ([13], [15])
+    assert shell["named"] == [[13], [15]]
+    assert shell["index"] == [[13], [15]]
+
+
+def test_a_tzlocal_column_misses_in_another_time_zone(cache_dir: Any) -> None:
+    from tests.conftest import run_kernel
+
+    cell = """
+        import pandas as pd
+        from dateutil.tz import tzlocal
+        from notebook_memo import memo
+
+        @memo
+        def hours(s):
+            return s.dt.hour.tolist()
+
+        s = pd.Series(pd.to_datetime(["2021-01-01 12:00"]).tz_localize("UTC")).dt.tz_convert(tzlocal())
+        OUT["hours"], OUT["plain"] = hours(s), s.dt.hour.tolist()
+    """
+    utc = run_kernel([cell], cache_dir, seed=1, env={"TZ": "UTC"})
+    new_york = run_kernel([cell], cache_dir, seed=2, env={"TZ": "America/New_York"})
+    assert utc["hours"] == utc["plain"] == [12]
+    assert new_york["hours"] == new_york["plain"] == [7]
+
+
+def test_columns_in_zones_known_by_name_keep_their_digests() -> None:
+    import pandas as pd
+
+    utc = pd.Series(pd.date_range("2020", periods=3, tz="UTC"))
+    paris = pd.date_range("2020", periods=3, tz="Europe/Paris")
+    assert content_hash(utc).hex() == "b05cc6ca7a5e6e278fd93122cf5bc222"
+    assert content_hash(paris).hex() == "b510167c416aa4cb5bbedf671614fdfb"

@@ -3,6 +3,7 @@ text columns piece by piece, categoricals by categories and codes; attrs and fla
 
 from __future__ import annotations
 
+import datetime
 import itertools
 import operator
 import sys
@@ -37,7 +38,11 @@ def _h_pandas_values(h: Hasher, values: Any) -> None:
         _h_ndarray(h, values.to_numpy(copy=False))
         return
     if isinstance(dtype, pd.DatetimeTZDtype):
-        # The instants as UTC int64 (the zone is in the dtype's name): in place, not per element.
+        # The instants as UTC int64, in place, not per element; the zone by the dtype's name where that names
+        # it, else by what it is: tzlocal() stands for the process's zone, a tzinfo of the user's prints as it likes.
+        if not _known_by_name(dtype.tz):
+            h.tag(b"tz")
+            h.child(dtype.tz, "<time zone>")
         _h_ndarray(h, np.asarray(values.array.tz_convert(None)).view(np.int64))
         return
     if isinstance(dtype, pd.CategoricalDtype):
@@ -52,6 +57,20 @@ def _h_pandas_values(h: Hasher, values: Any) -> None:
     array = np.asarray(values, dtype=object)
     if array.ndim != 1 or not _h_text(h, array):
         _h_ndarray(h, array)
+
+
+def _known_by_name(tz: Any) -> bool:
+    """Whether a zone's printed name says which zone it is: a fixed offset named by its offset ("UTC",
+    "UTC+01:00"), or a zone of the system's database by its key ("Europe/Paris")."""
+    cls = type(tz)
+    if cls is datetime.timezone:
+        return tz.tzname(None) == datetime.timezone(tz.utcoffset(None)).tzname(None)  # type: ignore[no-any-return]
+    if cls.__module__ == "zoneinfo" and cls.__qualname__ == "ZoneInfo" and isinstance(tz.key, str):
+        try:
+            return sys.modules["zoneinfo"].ZoneInfo(tz.key) is tz  # type: ignore[no-any-return]
+        except Exception:  # a zone read from a file, under a key the database lacks
+            return False
+    return False
 
 
 _TEXT_PIECE = 1 << 12  # items hashed at a time: bounded memory, and each piece hashed while in cache
