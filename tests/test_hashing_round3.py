@@ -197,3 +197,60 @@ def test_columns_in_zones_known_by_name_keep_their_digests() -> None:
     paris = pd.date_range("2020", periods=3, tz="Europe/Paris")
     assert content_hash(utc).hex() == "b05cc6ca7a5e6e278fd93122cf5bc222"
     assert content_hash(paris).hex() == "b510167c416aa4cb5bbedf671614fdfb"
+
+
+# -- a tensor's autograd graph ------------------------------------------------------------------
+
+
+def test_a_tensor_with_an_autograd_graph_is_refused_as_an_argument(shell: Shell) -> None:
+    shell.run("""
+        import torch
+        from notebook_memo import memo
+
+        W = torch.tensor([1.0], requires_grad=True)
+
+        @memo
+        def sensitivity(y):
+            (g,) = torch.autograd.grad(y.sum(), W)
+            return g.tolist()
+
+        @memo
+        def total(y):
+            return y.sum().item()
+
+        detached = total((W * 2.0).detach()), total((W + 1.0).detach())
+    """)
+    assert shell["detached"] == (2.0, 2.0)
+    result = shell.run_raw("sensitivity(W * 2.0)")
+    assert type(result.error_in_exec).__name__ == "UnhashableArgument"
+    message = str(result.error_in_exec)
+    assert "argument 'y'" in message and "MulBackward0" in message and ".detach()" in message
+    nested = shell.run_raw("total([W + 1.0])")
+    assert type(nested.error_in_exec).__name__ == "UnhashableArgument" and "AddBackward0" in str(nested.error_in_exec)
+
+
+def test_a_global_tensor_with_an_autograd_graph_is_left_out_with_a_warning(shell: Shell) -> None:
+    import pytest
+
+    shell.run("""
+        import torch
+        from notebook_memo import memo
+
+        W = torch.tensor([1.0], requires_grad=True)
+        Y = W * 2.0
+
+        @memo
+        def slope():
+            return torch.autograd.grad(Y.sum(), W)[0].tolist()
+    """)
+    with pytest.warns(UserWarning, match=r"'Y' cannot be hashed .*detach"):
+        assert shell.run("slope()") == [2.0]
+
+
+def test_leaves_and_tensors_made_without_grad_keep_their_digests() -> None:
+    import torch
+
+    w = torch.ones(3, requires_grad=True)
+    assert content_hash(w).hex() == "0d3b2df118123e3159797670308a5cdc"
+    with torch.no_grad():
+        assert content_hash(w * 2).hex() == "3a1a3de2ddea8dd5676219c73938f159"

@@ -5,8 +5,9 @@ set on it, and all of its content: the C-order bytes of a strided tensor (conjug
 as the values they read as), the stored structure of a sparse one, the integers, scheme and scales of
 a quantized one, the components of a nested one. Tensors on a CPU are streamed into xxh3 where they
 lie; tensors on an accelerator are digested there (:func:`device_digest`), so only 16 bytes cross to
-the host. A module is its class (by code), its whole state (parameters, buffers, submodules, plain
-attributes, the training flag) and its hooks, re-read on every call: in-place updates through
+the host. A tensor an autograd graph made is refused: the graph is part of what it means. A module is
+its class (by code), its whole state (parameters, buffers, submodules, plain attributes, the training
+flag) and its hooks, re-read on every call: in-place updates through
 ``.data`` do not move torch's version counters, so no remembered digest could be proven current.
 """
 
@@ -112,6 +113,13 @@ def _h_tensor_parts(h: Hasher, v: Any) -> None:
         h.text(name)
         h.text(f"{v.dtype} {v.device} {v.requires_grad}")
         return
+    grad_fn = v.grad_fn
+    if grad_fn is not None:
+        # What a body differentiates through it depends on the graph that made it (W * 2 and W + 1 are
+        # both 2), which cannot be keyed by content.
+        raise _Unhashable(v, f"it carries an autograd graph (grad_fn={type(grad_fn).__name__}), which a key "
+                          "cannot hold; pass .detach() of it if the body does not differentiate through it, or "
+                          "the leaf tensors it is computed from and compute it inside")
     h.tag(b"tt")
     nested = v.is_nested
     if name in _TORCH_CLASSES or nested:
