@@ -254,3 +254,43 @@ def test_leaves_and_tensors_made_without_grad_keep_their_digests() -> None:
     assert content_hash(w).hex() == "0d3b2df118123e3159797670308a5cdc"
     with torch.no_grad():
         assert content_hash(w * 2).hex() == "3a1a3de2ddea8dd5676219c73938f159"
+
+
+# -- np.vectorize after its first call -----------------------------------------------------------
+
+
+def _twice(x: float) -> float:
+    return x * 2
+
+
+def test_a_used_vectorize_keys_like_an_unused_one() -> None:
+    for options in ({"otypes": [float]}, {"otypes": [float], "signature": "()->()"}, {}):
+        fresh, used = np.vectorize(_twice, **options), np.vectorize(_twice, **options)
+        used([1.0, 2.0])
+        assert content_hash(used) == content_hash(fresh)
+    assert content_hash(np.vectorize(_twice, otypes=[float])) != content_hash(np.vectorize(_twice, otypes=[int]))
+
+
+def test_an_edited_vectorize_misses_after_its_first_call(shell: Shell) -> None:
+    shell.run("""
+        import numpy as np
+        from notebook_memo import memo
+
+        vf = np.vectorize(lambda x: x * 2, otypes=[float])
+        vf([1, 2])
+
+        @memo
+        def apply(xs):
+            return vf(xs).tolist()
+
+        @memo
+        def apply_arg(f, xs):
+            return f(xs).tolist()
+
+        first = apply([1, 2]), apply_arg(vf, [1, 2])
+        vf = np.vectorize(lambda x: x * 3, otypes=[float])
+        vf([1, 2])
+        second = apply([1, 2]), apply_arg(vf, [1, 2])
+    """)
+    assert shell["first"] == ([2.0, 4.0], [2.0, 4.0])
+    assert shell["second"] == ([3.0, 6.0], [3.0, 6.0])

@@ -700,7 +700,11 @@ def _h_ufunc(h: Hasher, v: Any) -> None:
 
 def _h_reduce(h: Hasher, v: Any) -> None:
     """Hash an object by its type and the reduction pickle would save (``copyreg`` first)."""
-    reduced = _reduction(v)
+    h_reduced(h, v, _reduction(v))
+
+
+def h_reduced(h: Hasher, v: Any, reduced: Any) -> None:
+    """Hash an object by its type and ``reduced``, its reduction as ``_reduction`` returns it."""
     if isinstance(reduced, str):  # a singleton known by name
         h.tag(b"G")
         h.text(f"{type(v).__module__}.{reduced}")

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from ._core import _BIG, BOOKKEEPING_PREFIX, Hasher, HashFn, _pack_q, own_state, register_family
+from ._core import _BIG, BOOKKEEPING_PREFIX, Hasher, HashFn, _pack_q, _reduction, h_reduced, own_state, register_family
 
 __all__ = ()
 
@@ -25,7 +25,23 @@ def _numpy_path(cls: type) -> HashFn | None:
         return _h_np_scalar
     if cls is np.dtype or issubclass(cls, np.dtype):
         return _h_np_dtype
+    if issubclass(cls, np.vectorize):
+        return _h_vectorize
     return None
+
+
+def _h_vectorize(h: Hasher, v: Any) -> None:
+    """Hash an ``np.vectorize`` by its state as made, without the ufunc its first call caches in ``_ufunc``.
+
+    That ufunc, made by ``np.frompyfunc`` from ``pyfunc`` (which is keyed), hides the function it calls,
+    so it cannot be keyed itself; left in, it made the object unhashable once used.
+    """
+    reduced = _reduction(v)
+    state = reduced[2] if not isinstance(reduced, str) and len(reduced) > 2 else None
+    if type(state) is dict and state.get("_ufunc"):
+        made: dict[int, Any] | None = {} if isinstance(state["_ufunc"], dict) else None  # older numpy: None
+        reduced = (*reduced[:2], {**state, "_ufunc": made}, *reduced[3:])
+    h_reduced(h, v, reduced)
 
 
 def _dtype_text(dtype: Any) -> str:
