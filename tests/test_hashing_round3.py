@@ -294,3 +294,55 @@ def test_an_edited_vectorize_misses_after_its_first_call(shell: Shell) -> None:
     """)
     assert shell["first"] == ([2.0, 4.0], [2.0, 4.0])
     assert shell["second"] == ([3.0, 6.0], [3.0, 6.0])
+
+
+# -- mapping proxies, dict views, struct.Struct, re.Match ------------------------------------------
+
+
+def test_a_global_mapping_proxy_follows_its_dict(shell: Shell) -> None:
+    import warnings
+
+    shell.run("""
+        import types
+        from notebook_memo import memo
+
+        _settings = {"scale": 2}
+        SETTINGS = types.MappingProxyType(_settings)
+
+        @memo
+        def scaled(x):
+            return x * SETTINGS["scale"]
+
+        @memo
+        def total(view):
+            return sum(view.values())
+    """)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert shell.run("scaled(10)") == 20
+        shell.run("_settings['scale'] = 5")
+        assert shell.run("scaled(10)") == 50
+        assert shell.run("total(types.MappingProxyType({'a': 1})), total(types.MappingProxyType({'a': 2}))") == (1, 2)
+    assert shell.run("scaled.hits, total.hits") == (0, 0)
+
+
+def test_views_and_compiled_formats_are_keyed_by_what_they_show() -> None:
+    import re
+    import struct
+    import types
+
+    d = {"a": 1, "b": 2}
+    digests = [content_hash(v) for v in (
+        types.MappingProxyType(d), d, types.MappingProxyType({"a": 1}), d.keys(), d.values(), d.items(),
+        {"b": 2, "a": 1}.keys(), types.MappingProxyType(collections.defaultdict(list, d)),
+        collections.OrderedDict(d).keys(), struct.Struct("<i"), struct.Struct("<h"),
+        re.match("a", "abc"), re.match("a", "abd"), re.search("b", "abc"), re.compile("b").search("abc", 0, 2),
+        re.match("(a)|(b)", "b"), re.match("(a)|(b)", "a"),
+    )]
+    assert len(set(digests)) == len(digests)
+    assert content_hash(d.items()) == content_hash({"a": 1, "b": 2}.items())
+    assert content_hash(struct.Struct("<i")) == content_hash(struct.Struct("<i"))
+    assert content_hash(re.match("(a)(b)?", "ac")) == content_hash(re.match("(a)(b)?", "ac"))
+    ring: dict[str, Any] = {}
+    ring["self"] = types.MappingProxyType(ring)
+    assert content_hash(ring) == content_hash(ring)

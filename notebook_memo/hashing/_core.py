@@ -13,6 +13,7 @@ import enum
 import functools
 import io
 import os
+import re
 import socket
 import struct
 import sys
@@ -604,6 +605,14 @@ def _choose(cls: type) -> HashFn:
             return handler  # e.g. a tensor or module class of the user's
     if issubclass(cls, weakref.ref):
         return _h_weakref
+    if cls is types.MappingProxyType:
+        return _h_mapping_proxy
+    if issubclass(cls, _DICT_VIEWS):
+        return _h_dict_view
+    if cls is struct.Struct:
+        return _h_struct
+    if cls is _MATCH:
+        return _h_match
     if issubclass(cls, _FORBIDDEN):
         return _h_forbidden
     if issubclass(cls, types.ModuleType):
@@ -673,6 +682,44 @@ def _asked(fn: Callable[..., Any], v: Any, what: str, *args: Any) -> Any:
 def _h_weakref(h: Hasher, v: Any) -> None:
     h.tag(b"W")  # what it refers to, or None once that is gone
     h.child(v(), "()")
+
+
+# Objects pickle refuses whose content is plain to read: hashed by what they show.
+_DICT_VIEWS: tuple[type, ...] = (type({}.keys()), type({}.values()), type({}.items()))  # OrderedDict's are subclasses
+_MATCH = type(re.match("", ""))
+
+
+def _h_mapping_proxy(h: Hasher, v: Any) -> None:
+    """A read-only view of a mapping: the mapping it shows, as its ``copy()`` gives it (a dict, an
+    OrderedDict, a defaultdict with its factory). Live: a global one is hashed anew on every call."""
+    h.tag(b"mp")
+    try:
+        mapping = v.copy()
+    except Exception as exc:
+        raise _Unhashable(v, f"the mapping it shows cannot be copied ({type(exc).__name__}: {exc})") from None
+    h.child(mapping, "<mapping>")
+
+
+def _h_dict_view(h: Hasher, v: Any) -> None:
+    """``d.keys()``, ``d.values()``, ``d.items()``: which view, and what it lists, in order."""
+    h.tag(b"dv")
+    h.text(type(v).__name__)
+    h.child(list(v), "<view>")
+
+
+def _h_struct(h: Hasher, v: Any) -> None:
+    """A compiled ``struct.Struct``: its format says all it does."""
+    h.tag(b"st")
+    h.child(v.format, ".format")
+
+
+def _h_match(h: Hasher, v: Any) -> None:
+    """A ``re.Match``: the pattern and text it was made from, where the search ran, and what each group
+    spans; every method and attribute of a match reads from these."""
+    h.tag(b"rm")
+    h.child(v.re, ".re")
+    h.child(v.string, ".string")
+    h.child((v.pos, v.endpos, v.regs, v.lastindex), "<spans>")
 
 
 def _h_forbidden(h: Hasher, v: Any) -> None:
