@@ -782,8 +782,8 @@ def _attributes_left_out(v: Any, state: Any) -> dict[str, Any] | None:
 
     A subclass of ``random.Random``, ``np.random.RandomState``, ``datetime`` or ``defaultdict`` inherits a
     reduction written for instances without attributes of their own, so ``self.scale`` set on one would not
-    count. A reduction the class itself defines, or one whose state is the attributes (the default's, or a
-    dict naming some of them), is the author's choice of what counts, and is kept as it is.
+    count. A reduction the class itself defines or inherits within its own package, or one whose state is the
+    attributes (the default's, or a dict naming some of them), is the author's choice, and is kept as it is.
     """
     found = getattr(v, "__dict__", None)
     if not found or type(found) is not dict or state is found:
@@ -792,12 +792,16 @@ def _attributes_left_out(v: Any, state: Any) -> dict[str, Any] | None:
         return None  # the default reduction of a class with both __dict__ and __slots__
     cls = type(v)
     owner = _reduction_owner(cls)
-    if owner is None or owner is cls:
-        return None
+    if owner is None or owner is cls or _package(owner) == _package(cls):
+        return None  # the author's own: typing's aliases and pandas' dtypes know what their caches hold
     named = state[0] if type(state) is tuple and len(state) == 2 else state
     if type(named) is dict and any(name in named for name in found):
         return None
     return _without_bookkeeping(dict(found))  # type: ignore[no-any-return]
+
+
+def _package(cls: type) -> str:
+    return str(cls.__module__).partition(".")[0]
 
 
 def _reduction_owner(cls: type) -> type | None:
