@@ -359,3 +359,63 @@ def test_views_and_compiled_formats_are_keyed_by_what_they_show() -> None:
     ring: dict[str, Any] = {}
     ring["self"] = types.MappingProxyType(ring)
     assert content_hash(ring) == content_hash(ring)
+
+
+# -- __slots__ declared as a set ----------------------------------------------------------------
+
+
+def test_an_argument_with_set_slots_hits_after_a_restart(cache_dir: Any) -> None:
+    from tests.conftest import run_kernel
+
+    cell = """
+        from notebook_memo import memo
+
+        class Point:
+            __slots__ = {"x", "y", "z", "w", "v"}
+            def __init__(self, x, y, z, w, v):
+                self.x, self.y, self.z, self.w, self.v = x, y, z, w, v
+
+        @memo
+        def norm(p):
+            return (p.x ** 2 + p.y ** 2 + p.z ** 2 + p.w ** 2 + p.v ** 2) ** 0.5
+
+        OUT["norm"], OUT["hits"] = norm(Point(1, 2, 3, 4, 5)), norm.hits
+    """
+    runs = [run_kernel([cell], cache_dir, seed=seed) for seed in (1, 2, 3, 4242)]
+    assert [run["norm"] for run in runs] == [55 ** 0.5] * 4
+    assert [run["hits"] for run in runs] == [0, 1, 1, 1]
+
+
+_SET_SLOTS = """
+import sys
+sys.path.insert(0, {root!r})
+from notebook_memo.hashing import content_hash
+
+class WithDict:
+    __slots__ = {{"alpha", "beta", "gamma", "delta", "__dict__"}}
+
+class Members(set):
+    __slots__ = frozenset({{"alpha", "beta", "gamma", "delta", "eps"}})
+
+class Child(WithDict):
+    __slots__ = ("eps",)
+
+values = [WithDict(), Members({{1, 2}}), Child()]
+for value in values:
+    for i, name in enumerate(["alpha", "beta", "gamma", "delta"]):
+        setattr(value, name, i)
+values[0].extra = 1
+print([content_hash(value).hex() for value in values])
+"""
+
+
+def test_digests_of_set_slotted_objects_do_not_follow_the_hash_seed() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = _SET_SLOTS.format(root=str(Path(__file__).resolve().parent.parent))
+    outputs = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                              env={"PYTHONHASHSEED": seed, "PATH": "/usr/bin:/bin"}).stdout
+               for seed in ("0", "1", "4242")}
+    assert len(outputs) == 1, outputs

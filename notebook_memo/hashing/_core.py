@@ -399,6 +399,7 @@ def _h_set_like(h: Hasher, v: Any) -> None:
     else:
         reduced = _reduction(v)
         state = reduced[2] if not isinstance(reduced, str) and len(reduced) > 2 else None
+        state = _slots_in_name_order(type(v), state)
     h.child(_without_bookkeeping(own_state(h, v, state)), "<state>")
 
 
@@ -761,7 +762,7 @@ def h_reduced(h: Hasher, v: Any, reduced: Any) -> None:
     h.child(reduced[0], "<reduce>")
     h.child(reduced[1], "<args>")
     state = reduced[2] if len(reduced) > 2 else None
-    h.child(_without_bookkeeping(own_state(h, v, state)), "<state>")
+    h.child(_without_bookkeeping(own_state(h, v, _slots_in_name_order(type(v), state))), "<state>")
     for index, items in ((3, "<items>"), (4, "<dict items>")):
         if len(reduced) > index and reduced[index] is not None:
             try:
@@ -775,6 +776,16 @@ def h_reduced(h: Hasher, v: Any, reduced: Any) -> None:
     if attributes:
         h.tag(b"+")
         h.child(attributes, ".__dict__")
+
+
+def _slots_in_name_order(cls: type, state: Any) -> Any:
+    """Return a reduction's ``(dict, slots)`` state with the slots in name order where a class declares
+    ``__slots__`` as a set: pickle lists them in the set's order, which follows ``PYTHONHASHSEED``."""
+    if (type(state) is tuple and len(state) == 2 and type(state[1]) is dict and len(state[1]) > 1
+            and (state[0] is None or type(state[0]) is dict)
+            and any(isinstance(vars(base).get("__slots__"), (set, frozenset)) for base in cls.__mro__)):
+        return state[0], dict(sorted(state[1].items(), key=lambda item: str(item[0])))
+    return state
 
 
 def _attributes_left_out(v: Any, state: Any) -> dict[str, Any] | None:
