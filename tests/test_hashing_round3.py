@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import datetime
+import functools
 import random
 from typing import Any
 
@@ -89,6 +90,23 @@ def test_library_values_whose_caches_fill_on_use_keep_their_digests() -> None:
     network.netmask, period.freqstr, repr(literal)  # each fills a cache on its instance
     assert [content_hash(value) for value in (network, period, literal)] == before
     assert before[0].hex() == "83700f8265a01c8b49e20f1a900b305e"  # what it was before subclasses' attributes counted
+
+
+class _Partial(functools.partial):  # type: ignore[type-arg]
+    pass
+
+
+def _scaled(v: float, k: float) -> float:
+    return v * k
+
+
+def test_hashing_an_object_does_not_change_its_digest() -> None:
+    # A partial makes its __dict__ when first asked for it, which its reduction then holds.
+    for made in (functools.partial, _Partial):
+        value = made(_scaled, k=3)
+        first = content_hash(value)
+        assert content_hash(value) == first
+        assert content_hash(_with(made(_scaled, k=3), unit="m")) != first
 
 
 def test_a_reduction_that_names_the_attributes_is_trusted() -> None:

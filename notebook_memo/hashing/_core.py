@@ -592,9 +592,9 @@ def _choose(cls: type) -> HashFn:
         if base in _CODE_HANDLERS:
             return _CODE_HANDLERS[base]
         if f"{base.__module__}.{base.__qualname__}" in GENERATOR_CLASSES:
-            return _h_generator
+            return _h_generator_keeping_attributes if _reduction_drops_attributes(cls) else _h_generator
         if base.__module__ == "decimal" and base.__qualname__ == "Decimal":
-            return _h_decimal
+            return _h_decimal_keeping_attributes if _reduction_drops_attributes(cls) else _h_decimal
     module = cls.__module__.partition(".")[0]
     fast = _FAST_PATHS.get(module)
     if fast is not None:
@@ -626,7 +626,7 @@ def _choose(cls: type) -> HashFn:
         return _h_set_like
     if issubclass(cls, enum.Enum):
         return _h_enum
-    return _h_reduce
+    return _h_reduce_keeping_attributes if _reduction_drops_attributes(cls) else _h_reduce
 
 
 # Random generators: hashed by their state like any object, and noted while a call is keyed, so
@@ -642,16 +642,22 @@ things_met = threading.local()
 CLOCK = "clock"
 
 
-def _h_generator(h: Hasher, v: Any) -> None:
-    found = getattr(things_met, "found", None)
-    if found is not None:
-        found.append(v)
-    _h_reduce(h, v)
+def _noting_generators(reduce: HashFn) -> HashFn:
+    def handler(h: Hasher, v: Any) -> None:
+        found = getattr(things_met, "found", None)
+        if found is not None:
+            found.append(v)
+        reduce(h, v)
+
+    return handler
 
 
-def _h_decimal(h: Hasher, v: Any) -> None:
-    things_met.decimal = True  # the caller keys the decimal context, as for code naming decimal
-    _h_reduce(h, v)
+def _noting_decimals(reduce: HashFn) -> HashFn:
+    def handler(h: Hasher, v: Any) -> None:
+        things_met.decimal = True  # the caller keys the decimal context, as for code naming decimal
+        reduce(h, v)
+
+    return handler
 
 
 def _registered_handler(fn: Callable[[Any], Any]) -> HashFn:
@@ -751,6 +757,27 @@ def _h_reduce(h: Hasher, v: Any) -> None:
     h_reduced(h, v, _reduction(v))
 
 
+def _h_reduce_keeping_attributes(h: Hasher, v: Any) -> None:
+    """Hash an object whose class inherits a reduction from another package's class (a subclass of
+    ``random.Random``, ``np.random.RandomState``, ``datetime``, ``defaultdict``): that reduction was written
+    for instances without attributes of their own, so ``self.scale`` set on one is keyed after it, where
+    its state does not hold it."""
+    found = getattr(v, "__dict__", None)  # first: asking makes a partial's dict, which its reduction then holds
+    reduced = _reduction(v)
+    h_reduced(h, v, reduced)
+    state = reduced[2] if not isinstance(reduced, str) and len(reduced) > 2 else None
+    attributes = _attributes_left_out(found, state)
+    if attributes:
+        h.tag(b"+")
+        h.child(attributes, ".__dict__")
+
+
+_h_generator = _noting_generators(_h_reduce)
+_h_generator_keeping_attributes = _noting_generators(_h_reduce_keeping_attributes)
+_h_decimal = _noting_decimals(_h_reduce)
+_h_decimal_keeping_attributes = _noting_decimals(_h_reduce_keeping_attributes)
+
+
 def h_reduced(h: Hasher, v: Any, reduced: Any) -> None:
     """Hash an object by its type and ``reduced``, its reduction as ``_reduction`` returns it."""
     if isinstance(reduced, str):  # a singleton known by name
@@ -772,10 +799,6 @@ def h_reduced(h: Hasher, v: Any, reduced: Any) -> None:
             h.child(listed, items)
     if len(reduced) > 5 and reduced[5] is not None:
         h.child(reduced[5], "<state setter>")
-    attributes = _attributes_left_out(v, state)
-    if attributes:
-        h.tag(b"+")
-        h.child(attributes, ".__dict__")
 
 
 def _slots_in_name_order(cls: type, state: Any) -> Any:
@@ -788,27 +811,28 @@ def _slots_in_name_order(cls: type, state: Any) -> Any:
     return state
 
 
-def _attributes_left_out(v: Any, state: Any) -> dict[str, Any] | None:
-    """Return the instance's attributes when the reduction it inherits leaves them out, else None.
-
-    A subclass of ``random.Random``, ``np.random.RandomState``, ``datetime`` or ``defaultdict`` inherits a
-    reduction written for instances without attributes of their own, so ``self.scale`` set on one would not
-    count. A reduction the class itself defines or inherits within its own package, or one whose state is the
-    attributes (the default's, or a dict naming some of them), is the author's choice, and is kept as it is.
-    """
-    found = getattr(v, "__dict__", None)
+def _attributes_left_out(found: Any, state: Any) -> dict[str, Any] | None:
+    """Return an instance's attributes ``found`` where its reduction's ``state`` does not hold them, else None:
+    a state that is the dict or holds it (a partial's), or a dict naming some of its attributes, is the
+    author's choice of what counts."""
     if not found or type(found) is not dict or state is found:
         return None
-    if type(state) is tuple and len(state) == 2 and state[0] is found:
-        return None  # the default reduction of a class with both __dict__ and __slots__
-    cls = type(v)
-    owner = _reduction_owner(cls)
-    if owner is None or owner is cls or _package(owner) == _package(cls):
-        return None  # the author's own: typing's aliases and pandas' dtypes know what their caches hold
+    if type(state) is tuple and any(item is found for item in state):
+        return None
     named = state[0] if type(state) is tuple and len(state) == 2 else state
     if type(named) is dict and any(name in named for name in found):
         return None
     return _without_bookkeeping(dict(found))  # type: ignore[no-any-return]
+
+
+def _reduction_drops_attributes(cls: type) -> bool:
+    """Whether ``cls`` inherits its reduction from a class of another package, which cannot know of the
+    attributes its instances hold. A reduction the class defines, or inherits within its own package, is its
+    author's (typing's aliases and pandas' dtypes know what their caches hold); object's and the builtins'
+    (an exception's, a bytearray's) save the dict."""
+    owner = _reduction_owner(cls)
+    return (owner is not None and owner is not cls and owner.__module__ != "builtins"
+            and _package(owner) != _package(cls))
 
 
 def _package(cls: type) -> str:
