@@ -136,13 +136,14 @@ def global_loads(code: types.CodeType) -> tuple[tuple[str, tuple[str, ...], str 
                 const = ins[k - 1].argval
             found.append((root, tuple(chain), const))
             if const is not None and k and ins[k - 1].opname in _LOAD_GLOBAL_OPS and ins[k - 1].argval == "getattr" \
-                    and j + 1 < len(ins) and ins[j + 1].opname in _CALL_OPS and ins[j + 1].arg == 2:
+                    and j + 1 < len(ins) and ins[j + 1].opname in _GETATTR_CALLS and ins[j + 1].arg == 2:
                 # getattr(os.environ, "get")("X"): also read as os.environ.get("X"), what it amounts to
                 found.append(_after_getattr(ins, j + 2, root, (*chain, const), current.co_consts))
     return tuple(found)
 
 
-_CALL_OPS = frozenset({"CALL", "CALL_FUNCTION", "CALL_METHOD"})
+# The call of getattr in global_loads' instructions (3.11's PRECALL is not among them); not _CALL_OPS, which has it
+_GETATTR_CALLS = frozenset({"CALL", "CALL_FUNCTION", "CALL_METHOD"})
 
 
 def _after_getattr(ins: list[dis.Instruction], j: int, root: str, chain: tuple[str, ...],
