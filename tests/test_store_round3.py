@@ -155,6 +155,50 @@ def test_an_index_file_of_another_user_in_a_private_folder_is_set_aside_unread(t
     assert _value_and_warnings(folder) == (2, [])
 
 
+# A hot rollback journal: SQLite rolls it back into the index before it looks at the WAL, so its pages (the
+# attacker's copy of the index, with a pickle running code under every row) would become the index's.
+_HOT_JOURNAL = """
+import os, sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+db.execute("PRAGMA journal_mode=DELETE")
+db.execute("PRAGMA cache_size=1")
+db.execute("BEGIN IMMEDIATE")
+for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+    try:
+        db.execute(f"DELETE FROM {table}")
+    except sqlite3.Error:
+        pass
+db.execute("CREATE TABLE pad(x)")
+for _ in range(200):
+    db.execute("INSERT INTO pad VALUES (randomblob(4000))")
+os._exit(0)  # the transaction spilled to the file and was never ended: its journal is hot
+"""
+
+
+@needs_root
+def test_a_rollback_journal_planted_while_the_folder_was_shared_is_not_rolled_back_into_the_index(
+        tmp_path: Path) -> None:
+    folder = tmp_path / "shared"
+    assert _value_and_warnings(folder) == (2, [])
+    folder.chmod(0o777)
+    trap = _plant_log(folder, tmp_path)  # the attacker's index, in the scratch folder, holds the pickle
+    (folder / "cache.db-wal").unlink()
+    work = tmp_path / "attacker" / "cache.db"
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(_HOT_JOURNAL), str(work)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    journal = folder / "cache.db-journal"
+    journal.write_bytes((tmp_path / "attacker" / "cache.db-journal").read_bytes())
+    os.chown(journal, _OTHER_UID, _OTHER_UID)
+    folder.chmod(0o755)  # mended, as the warning says
+    value, caught = _value_and_warnings(folder)
+    assert value == 2 and not trap.exists()
+    assert any("cache.db-journal" in w for w in caught), caught
+    assert list(folder.glob("cache.db.untrusted-*-journal"))  # moved aside, unread
+    assert _value_and_warnings(folder) == (2, []) and not trap.exists()
+
+
 def test_a_log_others_can_write_is_set_aside(tmp_path: Path) -> None:
     folder = tmp_path / "private"
     assert _value_and_warnings(folder) == (2, [])

@@ -106,7 +106,9 @@ _QUEUE_MOST = 256
 _QUEUE_QUIET, _QUEUE_OLDEST = 0.02, 0.25
 _ARRIVE_LATER = 4 << 20  # a remote payload this large is served from memory while its local copy is made
 _NOW: Any = object()  # put()'s signer not given: the configured secret's, as of the call
-_INDEX_FILES = ("", "-wal", "-shm")  # what cache.db is, with the log and wal-index SQLite keeps beside it
+# What cache.db is, with the log and wal-index SQLite keeps beside it, and a rollback journal: our index is in WAL
+# mode and makes none, but SQLite rolls a hot one it finds back into the index before it looks at the log.
+_INDEX_FILES = ("", "-wal", "-shm", "-journal")
 _NO_VERSION = (None, 0, None)  # Store._hot_version before any read: no connection, version or header
 
 
@@ -877,7 +879,8 @@ def directory_trouble(directory: str) -> str | None:
 
 
 def _log_trouble(directory: str) -> str | None:
-    """Return why others could have written ``cache.db-wal`` or ``cache.db-shm`` in ``directory``, or None."""
+    """Return why others could have written ``cache.db-wal``, ``cache.db-shm`` or ``cache.db-journal`` in
+    ``directory``, or None."""
     checked = []
     for suffix in _INDEX_FILES[1:]:
         path = os.path.join(directory, _DB_NAME + suffix)
@@ -1179,8 +1182,8 @@ class Store:
                     os.replace(os.path.join(self.directory, _DB_NAME + suffix), aside + suffix)
         if logs_only:
             warn_once(f"untrusted-log:{self.directory}", f"{exc}, so its frames were not read into the cache "
-                      f"index: the index's log and wal-index were moved to {aside}{suffixes[0]} (and "
-                      f"{suffixes[-1]}). Entries written since the index was last checkpointed are recomputed "
+                      f"index: the index's log, wal-index and journal there were moved to {aside}-wal (-shm, "
+                      "-journal). Entries written since the index was last checkpointed are recomputed "
                       "when needed; delete the moved files when you no longer need them.", StorageWarning)
             return
         warn_once(f"damaged-index:{self.directory}", f"the cache index {os.path.join(self.directory, _DB_NAME)} "
