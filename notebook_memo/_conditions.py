@@ -282,7 +282,7 @@ class Recorder:
         # (how, path as given) -> where it led when first read: links read or followed (os.readlink, Path.resolve)
         self.links: dict[tuple[str, str], str] = {}
         self.inherited: list[Conditions] = []  # conditions of memoized entries served inside the run
-        self.cwd = os.getcwd()
+        self.cwd = folder_now()  # a folder removed since does not stop the run
         self.environ = environment()  # to tell whether the run changed it, which a hit could not do again
         self.set_on_import: set[Any] = set()  # variables set by a module's code as it was imported
         # Libraries' process-wide settings, of those loaded now only: a library's first import sets its own.
@@ -1091,7 +1091,10 @@ def _code_names(code: types.CodeType) -> frozenset[str]:
 
 @functools.lru_cache(maxsize=1024)
 def _library_code(filename: str) -> bool:
-    return os.path.realpath(filename).startswith((*_LIBRARY_DIRS, _PACKAGE_DIR))
+    try:
+        return os.path.realpath(filename).startswith((*_LIBRARY_DIRS, _PACKAGE_DIR))
+    except OSError:  # a relative name ("<ipython-input-...>") while the current folder is removed: not a library's
+        return False
 
 
 def stats_files(fn: Any) -> bool:
