@@ -1182,6 +1182,10 @@ def _reaches_size_reads(todo: list[tuple[Any, frozenset[str]]]) -> bool:
             if code is None:  # a wrapper (a memoized helper, functools.wraps, a partial), or a property
                 todo.extend((inner, asked) for inner in (getattr(item, attr, None) for attr in _WRAPPED)
                             if inner is not None)
+                # A user's callable object (a functor, a torch module) runs its class's methods when called or
+                # named (``picker()``, ``model.predict()``), as a user's object that cannot be called does.
+                if _user_class(type(item)):
+                    todo.append((type(item), asked))
                 continue
             namespace = getattr(item, "__globals__", None)
             cells = getattr(item, "__closure__", None) or ()
@@ -1209,7 +1213,8 @@ _WRAPPED = ("__wrapped__", "func", "fget", "fset")
 
 def _followed(value: Any) -> Any:
     """Return what to look into of a value the code names: a function, module or class itself, a user's object's
-    class (its methods are what ``model.predict()`` runs), or None for the rest (data, a library's object)."""
+    class (its methods are what ``model.predict()`` runs), or None for the rest (data, a library's object). A
+    callable object is returned itself: what it wraps is followed, and its class when it is the user's."""
     if callable(value) or isinstance(value, types.ModuleType):
         return value
     cls = type(value)

@@ -1,0 +1,166 @@
+"""What the code a body reaches is followed into, and how a folder variant is found on a hit.
+
+Sizes and times read by the methods of a user's callable object (a functor, a ``torch.nn.Module`` subclass) held
+in a global, a closure, a notebook's namespace or an argument: each test picks the newest file of a folder, then
+makes another file the newest without adding or removing one, so a stale name served fails it. And the entries
+of a body reading a relative path, stored per working folder: a hit finds its folder's entry in one index read,
+and never on knowledge gone stale.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from notebook_memo import _cells, memo
+from tests.conftest import Counter, Shell, run_kernel
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> Path:
+    """A folder of two checkpoints, b.ckpt the newer."""
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    for i, name in enumerate(("a.ckpt", "b.ckpt")):
+        (folder / name).write_text(name)
+        os.utime(folder / name, (1000 + i, 1000 + i))
+    return folder
+
+
+def make_a_newest(runs: Path) -> None:
+    """Make a.ckpt the newest; the folder keeps its names and sizes."""
+    os.utime(runs / "a.ckpt", (5000, 5000))
+
+
+# -- a user's callable object ----------------------------------------------------------------------------------
+
+
+class Picker:
+    """A functor: calling it picks the newest file of its folder by the files' times."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+
+    def __memo_key__(self) -> str:
+        return self.folder
+
+    def __call__(self) -> str:
+        return self.latest()
+
+    def latest(self) -> str:
+        return max(os.listdir(self.folder), key=lambda n: os.path.getmtime(os.path.join(self.folder, n)))
+
+
+class PickerModule(torch.nn.Module):
+    """A torch module (callable through the library's ``Module.__call__``) whose method reads the files' times."""
+
+    def __init__(self, folder: str) -> None:
+        super().__init__()
+        self.folder = folder
+
+    def __memo_key__(self) -> str:
+        return self.folder
+
+    def forward(self) -> str:
+        return self.latest()
+
+    def latest(self) -> str:
+        return max(os.listdir(self.folder), key=lambda n: os.path.getmtime(os.path.join(self.folder, n)))
+
+
+class Lister:
+    """A functor whose code lists names only: touching a file changes nothing it returns."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+
+    def __memo_key__(self) -> str:
+        return self.folder
+
+    def __call__(self) -> list[str]:
+        return sorted(os.listdir(self.folder))
+
+
+@pytest.mark.parametrize("made", [Picker, PickerModule])
+@pytest.mark.parametrize("called", ["its method", "itself"])
+def test_times_read_by_a_callable_object_the_body_holds_are_checked(runs: Path, counter: Counter, made: type,
+                                                                    called: str) -> None:
+    picker = made(str(runs))
+
+    @memo
+    def newest(tag: str) -> str:
+        counter()
+        return str(picker.latest() if called == "its method" else picker())
+
+    assert newest("x") == "b.ckpt" and newest("x") == "b.ckpt" and counter.n == 1
+    make_a_newest(runs)
+    assert newest("x") == "a.ckpt" and counter.n == 2
+
+
+@pytest.mark.parametrize("made", [Picker, PickerModule])
+def test_times_read_by_a_callable_object_passed_as_an_argument_are_checked(runs: Path, counter: Counter,
+                                                                          made: type) -> None:
+    @memo
+    def newest(found: Any) -> str:
+        counter()
+        return str(found())
+
+    assert newest(made(str(runs))) == "b.ckpt" and newest(made(str(runs))) == "b.ckpt" and counter.n == 1
+    make_a_newest(runs)
+    assert newest(made(str(runs))) == "a.ckpt" and counter.n == 2
+
+
+def test_a_callable_object_reading_only_names_still_hits_after_a_file_is_touched(runs: Path,
+                                                                                   counter: Counter) -> None:
+    lister = Lister(str(runs))
+
+    @memo
+    def names(tag: str) -> list[str]:
+        counter()
+        return list(lister())
+
+    assert names("x") == ["a.ckpt", "b.ckpt"]
+    make_a_newest(runs)
+    assert names("x") == ["a.ckpt", "b.ckpt"] and counter.n == 1
+
+
+NOTEBOOK_PICKER = """
+import os
+class Picker:
+    def __init__(self, folder):
+        self.folder = folder
+    def __call__(self):
+        return self.latest()
+    def latest(self):
+        return max(os.listdir(self.folder), key=lambda n: os.path.getmtime(os.path.join(self.folder, n)))
+picker = Picker(folder)
+"""
+
+
+@pytest.mark.parametrize("cell_text", ["%%memo\nnewest = picker.latest()\n", "%%memo\nnewest = picker()\n"])
+def test_a_cell_using_a_callable_object_of_the_notebook_runs_again_when_another_is_newest(
+        shell: Shell, runs: Path, cell_text: str) -> None:
+    shell.run("%load_ext notebook_memo")
+    shell.run(f"folder = {str(runs)!r}")
+    shell.run(NOTEBOOK_PICKER)
+    shell.run(cell_text)
+    shell.run(cell_text)
+    cell = _cells.cells()[-1]
+    assert shell["newest"] == "b.ckpt" and (cell.hits, cell.misses) == (1, 1)
+    make_a_newest(runs)
+    shell.run(cell_text)
+    assert shell["newest"] == "a.ckpt" and cell.misses == 2
+
+
+def test_a_function_using_a_callable_object_runs_again_after_a_restart_when_another_is_newest(
+        cache_dir: Path, runs: Path) -> None:
+    cells = ["%load_ext notebook_memo", f"folder = {str(runs)!r}", NOTEBOOK_PICKER,
+             "from notebook_memo import memo\n@memo\ndef newest(tag):\n    return picker.latest()\n",
+             "OUT['newest'] = newest('x')"]
+    assert run_kernel(cells, cache_dir, seed=1)["newest"] == "b.ckpt"
+    make_a_newest(runs)
+    assert run_kernel(cells, cache_dir, seed=2)["newest"] == "a.ckpt"
