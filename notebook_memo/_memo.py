@@ -394,6 +394,8 @@ class MemoizedFunction(Generic[R]):
         # The metadata every record of one code state shares, and its JSON text: (deps, code, own, method, head).
         self._meta_head: tuple[Any, ...] = (None, b"", b"", "", ({}, "{"))
         self._last_store: tuple[_config.CallSettings, Store] | None = None
+        # (key, folder) -> (its folder variant's key, the marker read that named it): see ``_folder_entry``
+        self._folder_variants: dict[tuple[str, str], tuple[str, StoredRecord]] = {}
         self.last_call: Call | None = None
         self.last_hit = False
         # Why the latest computed call was not served though its key had an entry (expired, refreshed,
@@ -630,15 +632,24 @@ class MemoizedFunction(Generic[R]):
         """
         conditions: Conditions | None = None
         try:
-            # A quick function's miss asks next whether someone computes the key: read with the record.
-            record = store.get(key, current, probe=self._quick and call is not None and key == call.key,
-                               serving=True)
-            if call is not None and key == call.key:
-                call.absent = record is None
-            if record is None or (record.header.expires and record.header.expired()):
-                return _MISS
-            if record.header.conditioned:
+            record = self._folder_entry(store, key, current) if self._folder_variants else None
+            if record is not None:
+                if call is not None and key == call.key:
+                    call.absent = False
                 record, conditions, _ = conditioned_entry(store, key, record, serving=True)
+            else:
+                # A quick function's miss asks next whether someone computes the key: read with the record.
+                record = store.get(key, current, probe=self._quick and call is not None and key == call.key,
+                                   serving=True)
+                if call is not None and key == call.key:
+                    call.absent = record is None
+                if record is None or (record.header.expires and record.header.expired()):
+                    return _MISS
+                if record.header.conditioned:
+                    marker = record
+                    record, conditions, _ = conditioned_entry(store, key, record, serving=True)
+                    if record is not None and marker.header.meta().get("variants") == [FOLDER_VARIANT]:
+                        self._remember_folder_entry(key, marker)
         except CorruptRecord as exc:
             self._drop_corrupt(store, key, str(exc))
             return _MISS
@@ -682,6 +693,32 @@ class MemoizedFunction(Generic[R]):
                                  (current or _config.call_settings()).verbosity):
             _config.announce(f"{self._name}: from cache, saved {_config.human_seconds(record.header.duration)}")
         return value
+
+    def _folder_entry(self, store: Store, key: str, current: _config.CallSettings | None) -> StoredRecord | None:
+        """Return the entry of ``key`` stored for the current folder, in one lookup, when a marker this process
+        read says the entries of ``key`` are folder variants and is still the one stored (known in that lookup);
+        else None, and the marker is read again. Its preconditions are not checked here."""
+        known = self._folder_variants.get((key, _conditions.folder_now()))
+        if known is None:
+            return None
+        entry_key, marker = known
+        if marker.header.expires and marker.header.expired():
+            return None
+        found = store.get(entry_key, current, serving=True, beside=(key, marker))
+        if found is None or not found.header.conditioned or found.header.expired():
+            return None
+        meta = found.header.meta()
+        # The marker's own entry for this folder: one stored before an invalidate belongs to another marker.
+        if meta.get("variant_of") != key or meta.get("epoch") != marker.header.meta().get("epoch"):
+            return None
+        return found
+
+    def _remember_folder_entry(self, key: str, marker: StoredRecord) -> None:
+        """Keep where the current folder's entry of ``key`` is, as the folder-variant ``marker`` read says."""
+        if len(self._folder_variants) >= _FOLDER_VARIANTS_KEPT:
+            self._folder_variants.clear()
+        folder = _conditions.folder_now()
+        self._folder_variants[(key, folder)] = (variant_key(key, {FOLDER_VARIANT: folder}), marker)
 
     def _drop_corrupt(self, store: Store, key: str, why: str) -> None:
         warn_once(f"corrupt:{key}", f"{self._name}: a cached entry could not be used: {why}. "
@@ -1473,6 +1510,7 @@ class MemoizedFunction(Generic[R]):
         twin._options = dataclasses.replace(self._options, cache_dir=directory, remote=remote,
                                             remote_read_only=read_only)
         twin._last_store = None
+        twin._folder_variants = {}
         return twin
 
     def _adopt(self, fn: Callable[..., R]) -> None:
@@ -1661,6 +1699,8 @@ def refreshing() -> contextlib.AbstractContextManager[None]:
 # Among a marker's variants, beside the global generators: the folder the run ran in, for a run whose files are
 # named relative to it, so that each folder keeps its own entry (a kernel or worker alternating between folders).
 FOLDER_VARIANT = "current folder"
+# The most (key, folder) pairs a function keeps the folder-variant entry of, for its hits' one lookup.
+_FOLDER_VARIANTS_KEPT = 1024
 
 
 def variant_key(key: str, digests: dict[str, str]) -> str:

@@ -10,6 +10,8 @@ and never on knowledge gone stale.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,8 @@ import pytest
 import torch
 
 from notebook_memo import _cells, memo
-from tests.conftest import Counter, Shell, run_kernel
+from notebook_memo.stores.local import Store
+from tests.conftest import Counter, Shell, run_kernel, worker_env
 
 
 @pytest.fixture
@@ -164,3 +167,101 @@ def test_a_function_using_a_callable_object_runs_again_after_a_restart_when_anot
     assert run_kernel(cells, cache_dir, seed=1)["newest"] == "b.ckpt"
     make_a_newest(runs)
     assert run_kernel(cells, cache_dir, seed=2)["newest"] == "a.ckpt"
+
+
+# -- a hit of a folder variant ---------------------------------------------------------------------------------
+
+
+def _folders(tmp_path: Path, **contents: str) -> dict[str, Path]:
+    """Make one folder per name, each with its own data.txt."""
+    made = {}
+    for name, text in contents.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "data.txt").write_text(text)
+        made[name] = folder
+    return made
+
+
+class _Lookups:
+    """Counts the index lookups of the store (``Store.get``) while it is installed."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.n = 0
+        original = Store.get
+
+        def counted(store: Store, *args: Any, **kwargs: Any) -> Any:
+            self.n += 1
+            return original(store, *args, **kwargs)
+
+        monkeypatch.setattr(Store, "get", counted)
+
+
+def _load_counting(counter: Counter) -> Any:
+    @memo
+    def load(name: str) -> str:
+        counter()
+        with open(name, encoding="utf-8") as fh:
+            return fh.read()
+
+    return load
+
+
+def test_a_hit_of_a_body_reading_a_relative_path_reads_the_index_once(
+        tmp_path: Path, counter: Counter, monkeypatch: pytest.MonkeyPatch) -> None:
+    folders = _folders(tmp_path, A="from A", B="from B")
+    load = _load_counting(counter)
+    for where in "ABAB":  # stored, then each folder's entry found through the marker once
+        monkeypatch.chdir(folders[where])
+        assert load("data.txt") == f"from {where}"
+    lookups = _Lookups(monkeypatch)
+    for where in "ABAB":
+        monkeypatch.chdir(folders[where])
+        before = lookups.n
+        assert load("data.txt") == f"from {where}" and load.last_hit
+        assert lookups.n - before == 1, f"a hit in {where} read the index {lookups.n - before} times"
+    assert counter.n == 2
+
+
+def test_a_folder_entry_found_in_one_lookup_is_still_checked_and_still_the_markers(
+        tmp_path: Path, counter: Counter, monkeypatch: pytest.MonkeyPatch) -> None:
+    folders = _folders(tmp_path, A="from A", B="from B", C="from C")
+    load = _load_counting(counter)
+    for where in "ABAB":
+        monkeypatch.chdir(folders[where])
+        load("data.txt")
+    # A file its run read changed: the entry found in one lookup is not served.
+    (folders["A"] / "data.txt").write_text("from A, changed")
+    monkeypatch.chdir(folders["A"])
+    assert load("data.txt") == "from A, changed" and not load.last_hit and counter.n == 3
+    monkeypatch.chdir(folders["B"])
+    assert load("data.txt") == "from B" and load.last_hit
+    # Another folder has its own entry, none yet.
+    monkeypatch.chdir(folders["C"])
+    assert load("data.txt") == "from C" and not load.last_hit and counter.n == 4
+    # Invalidated here: no folder's entry is served again.
+    monkeypatch.chdir(folders["B"])
+    load.invalidate("data.txt")
+    assert load("data.txt") == "from B" and not load.last_hit and counter.n == 5
+
+
+_REMOVE_MARKER = """
+import sys
+from notebook_memo.stores.local import get_store
+assert get_store(sys.argv[1], 2**30).delete(sys.argv[2])
+"""
+
+
+def test_a_folder_entry_is_not_served_after_another_process_removed_its_marker(
+        tmp_path: Path, cache_dir: Path, counter: Counter, monkeypatch: pytest.MonkeyPatch) -> None:
+    # What an invalidate that could not name every folder's entry leaves (another machine's, through the
+    # remote): the entries, without the marker that stands for them. This process knew where the entry was.
+    folders = _folders(tmp_path, A="from A")
+    load = _load_counting(counter)
+    monkeypatch.chdir(folders["A"])
+    for _ in range(3):
+        assert load("data.txt") == "from A"
+    assert counter.n == 1 and load.last_call is not None
+    subprocess.run([sys.executable, "-c", _REMOVE_MARKER, str(cache_dir), load.last_call.key],
+                   env=worker_env(cache_dir), check=True, timeout=120)
+    assert load("data.txt") == "from A" and not load.last_hit and counter.n == 2

@@ -1301,7 +1301,8 @@ class Store:
 
     # -- records ---------------------------------------------------------------------------
     def get(self, key: str, current: CallSettings | None = None, probe: bool = False,
-            second: bool = True, serving: bool = False) -> StoredRecord | None:
+            second: bool = True, serving: bool = False,
+            beside: tuple[str, StoredRecord] | None = None) -> StoredRecord | None:
         """Return the verified record under ``key``, or None; raises CorruptRecord for a row it refuses.
 
         Records read here are kept in memory (``_hot``) while SQLite's ``data_version`` of this
@@ -1314,10 +1315,17 @@ class Store:
         ``second``: on a miss here, look in the remote tier when one is configured (its entry is
         copied here first, then read as any other). ``serving``: the caller loads the value next (a large
         remote entry's copy for it is then made while it is received; lookups that load nothing make none).
+        ``beside``: a key and the record this process read under it: the answer is None (and the remote is not
+        asked) unless that record is still the one there, known from memory in the same read (kept since, with
+        no write of ours or commit of another connection in between): a caller that knew where to look from
+        that record then looks the long way.
         """
         signer = self.signer(current)
         row = self.row_key(key, signer)
-        if row in self._queued:
+        other = kept_record = None
+        if beside is not None:
+            other, kept_record = self.row_key(beside[0], signer), beside[1]
+        if row in self._queued or (other is not None and other in self._queued):
             self.settle()
         with gate:
             if not self._usable(signer):
@@ -1331,7 +1339,7 @@ class Store:
                 hot_records = self._hot
                 hot = hot_records.get(row)
                 known = self._hot_version
-                if hot is not None or known[0] is not token:
+                if hot is not None or known[0] is not token or other is not None:
                     # Reused only while no other connection committed since the dict was begun. A row not
                     # kept needs no such check (the SELECT below reads it as it is now), once this
                     # connection has begun the dict its reads go to. The wal-index header, read as it was
@@ -1356,6 +1364,11 @@ class Store:
                             # Of the index file this connection opened, when that is the one the store opened.
                             token.view = header_view(con, os.path.join(self.directory, _DB_NAME),
                                                      token.index if token.index == self._ident else None)
+                if other is not None:
+                    kept = hot_records.get(other)
+                    if kept is None or kept[1] is not kept_record:
+                        return None
+                    beside_row = kept[0]
                 if hot is not None:
                     found = hot[0]
                 elif probe:
@@ -1375,6 +1388,11 @@ class Store:
                     return None
                 raise
         wall = time.time()
+        if other is not None:
+            if found is None or (beside_row[3] is not None and beside_row[3] <= wall):
+                return None
+            if self._stale_use(beside_row[4], wall):  # it is used as much as if it were read
+                self._touch_later(other)
         if found is None or (found[3] is not None and found[3] <= wall):
             # None, or past the life the index gives it (diskcache's expire_time): the remote may have it.
             return self._from_remote(key, row, signer, serving) if second else None
