@@ -1169,7 +1169,8 @@ def _reaches_size_reads(todo: list[tuple[Any, frozenset[str]]]) -> bool:
     user's code it reaches, reads a file's size or times (see ``stats_files``)."""
     seen: set[types.CodeType] = set()
     looked: set[tuple[int, frozenset[str]]] = set()  # the modules and classes looked into, with the names asked
-    while todo and len(seen) < 200:
+    met: set[int] = set()  # the objects without code of their own looked into (held alive by the caller meanwhile)
+    while todo and len(seen) < 200 and len(met) < 10_000:
         item, asked = todo.pop()
         try:
             if isinstance(item, (types.ModuleType, type)):
@@ -1179,13 +1180,20 @@ def _reaches_size_reads(todo: list[tuple[Any, frozenset[str]]]) -> bool:
                 continue
             item = getattr(item, "__func__", item)  # a bound, static or class method: its function
             code = getattr(item, "__code__", None)
-            if code is None:  # a wrapper (a memoized helper, functools.wraps, a partial), or a property
+            if code is None:  # a wrapper (a memoized helper, functools.wraps, a partial), a property, an object
+                if id(item) in met:
+                    continue  # objects holding each other (a functor holding its owner)
+                met.add(id(item))
                 todo.extend((inner, asked) for inner in (getattr(item, attr, None) for attr in _WRAPPED)
                             if inner is not None)
-                # A user's callable object (a functor, a torch module) runs its class's methods when called or
-                # named (``picker()``, ``model.predict()``), as a user's object that cannot be called does.
+                # A user's object (a functor, a torch module, plain settings) runs its class's methods when called
+                # or named (``picker()``, ``model.predict()``), and the functions it holds that the code names.
                 if _user_class(type(item)):
                     todo.append((type(item), asked))
+                    held_by = getattr(item, "__dict__", None)
+                    if isinstance(held_by, dict):
+                        todo.extend((found, asked) for name, value in held_by.items()
+                                    if name in asked and callable(value) and (found := _followed(value)) is not None)
                 continue
             namespace = getattr(item, "__globals__", None)
             cells = getattr(item, "__closure__", None) or ()
@@ -1212,13 +1220,13 @@ _WRAPPED = ("__wrapped__", "func", "fget", "fset")
 
 
 def _followed(value: Any) -> Any:
-    """Return what to look into of a value the code names: a function, module or class itself, a user's object's
-    class (its methods are what ``model.predict()`` runs), or None for the rest (data, a library's object). A
-    callable object is returned itself: what it wraps is followed, and its class when it is the user's."""
+    """Return what to look into of a value the code names: a function, module or class itself, a user's object
+    (its class's methods are what ``model.predict()`` runs, and the functions it holds what ``cfg.reader(path)``
+    runs), or None for the rest (data, a library's object). A callable object is returned itself: what it wraps is
+    followed, and its class when it is the user's."""
     if callable(value) or isinstance(value, types.ModuleType):
         return value
-    cls = type(value)
-    return cls if _user_class(cls) else None
+    return value if _user_class(type(value)) else None
 
 
 def _members(owner: types.ModuleType | type, asked: frozenset[str]) -> list[Any]:
