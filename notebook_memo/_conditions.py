@@ -47,7 +47,7 @@ import xxhash
 
 from ._config import FILE_DIGEST_LIMIT, RACY_SECONDS, own_thread
 from ._dependencies import _PACKAGE_STATE
-from ._links import lead, watch_links
+from ._links import SAMEFILE, lead, watch_links
 from ._notebook import notebook_paths
 from ._random_state import (
     ENTROPY,
@@ -1419,7 +1419,16 @@ def _check_link(entry: list[Any]) -> str | None:
         return "a link it read is recorded in a form this version does not know"
     if now == then:
         return None
+    if kind == SAMEFILE:
+        if now.startswith("!") or then.startswith("!"):
+            return f"{name} names {_file(now)} now, {_file(then)} when it ran"
+        return f"{name} names another file now (device:inode {now}, {then} when it ran)"
     return f"{name} leads to {_where(now)} now, to {_where(then)} when it ran"
+
+
+def _file(lead_text: str) -> str:
+    return "nothing (it is missing)" if lead_text == "! ENOENT" else \
+        f"no file ({lead_text[2:]})" if lead_text.startswith("!") else f"the file {lead_text} (device:inode)"
 
 
 def _where(lead_text: str) -> str:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._conditions import spawn_condition
 from ._inventory import human_bytes, human_time, is_marker
+from ._links import SAMEFILE
 from ._serialize import CorruptRecord
 
 if TYPE_CHECKING:
@@ -209,10 +210,17 @@ def _condition_notes(conditions: dict[str, Any]) -> list[str]:
         notes.append(f"checked: the data file{'s' if len(files) > 1 else ''} it read ({names}) are unchanged")
     for entry in conditions.get("dirs", [])[:3]:
         notes.append(f"checked: folder {entry[0]} lists the same files")
-    links = [entry[1] for entry in conditions.get("links", []) if isinstance(entry, list) and len(entry) == 3]
+    read = [entry for entry in conditions.get("links", []) if isinstance(entry, list) and len(entry) == 3]
+    links = [entry[1] for entry in read if entry[0] != SAMEFILE]
     if links:
         names = ", ".join(links[:3]) + (f" and {len(links) - 3} more" if len(links) > 3 else "")
         notes.append(f"checked: where {names} lead{'s' if len(links) == 1 else ''} is unchanged (links it read)")
+    compared = [entry[1] for entry in read if entry[0] == SAMEFILE]
+    if compared:
+        names = ", ".join(compared[:3]) + (f" and {len(compared) - 3} more" if len(compared) > 3 else "")
+        one = len(compared) == 1
+        notes.append(f"checked: {names} name{'s' if one else ''} the same file{'' if one else 's'} as when it ran "
+                     "(compared by samefile)")
     written = conditions.get("written", [])
     if written:
         names = ", ".join(entry[0] for entry in written[:3]) + (f" and {len(written) - 3} more" if len(written) > 3

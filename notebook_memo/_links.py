@@ -2,7 +2,8 @@
 
 No audit event covers ``os.readlink``, ``os.path.realpath`` (``Path.resolve``), ``os.path.samefile`` or
 ``os.path.islink``: they are wrapped once, as ``os.urandom`` is, to tell the running bodies which path was
-resolved. An entry is then served only while each such path leads where it led when the body ran.
+resolved. An entry is then served only while each such path leads where it led when the body ran (for samefile:
+names the file it named).
 """
 
 from __future__ import annotations
@@ -17,16 +18,26 @@ from typing import Any
 __all__ = ()
 
 READLINK = "readlink"  # what a link names, or that it is no link (os.readlink, os.path.islink, Path.readlink)
-REALPATH = "realpath"  # the path with every link on the way followed (os.path.realpath, Path.resolve, samefile)
+REALPATH = "realpath"  # the path with every link on the way followed (os.path.realpath, Path.resolve)
+# Which file the path names, as device and inode (os.path.samefile): what samefile compares. Two
+# names of one file (a hard link) have different real paths, and a file replaced by a copy keeps its real path.
+SAMEFILE = "samefile"
 
-_ORIGINALS: dict[str, Callable[..., Any]] = {READLINK: os.readlink, REALPATH: os.path.realpath}
+
+def _identity(path: Any) -> str:
+    st = os.stat(path)
+    return f"{st.st_dev}:{st.st_ino}"
+
+
+_ORIGINALS: dict[str, Callable[..., Any]] = {READLINK: os.readlink, REALPATH: os.path.realpath, SAMEFILE: _identity}
 _watched: list[bool] = []
 _lock = threading.Lock()
 
 
 def lead(kind: str, path: str) -> str:
-    """Return where ``path`` leads now, as text: the link's target (``kind`` READLINK) or the real path, and for a
-    path that cannot be read so, why (``! ENOENT``: missing; ``! EINVAL``: no link)."""
+    """Return where ``path`` leads now, as text: the link's target (``kind`` READLINK), the real path (REALPATH) or
+    the file's ``device:inode`` (SAMEFILE), and for a path that cannot be read so, why (``! ENOENT``: missing;
+    ``! EINVAL``: no link)."""
     try:
         found = _ORIGINALS[kind](path)
     except OSError as exc:
@@ -36,7 +47,7 @@ def lead(kind: str, path: str) -> str:
 
 def originals() -> frozenset[Any]:
     """Return the link readers as they were before they were wrapped (a name bound to one escapes the wrapper)."""
-    return frozenset({*_ORIGINALS.values(), _SAMEFILE, _ISLINK})
+    return frozenset({_ORIGINALS[READLINK], _ORIGINALS[REALPATH], _SAMEFILE, _ISLINK})
 
 
 _SAMEFILE = os.path.samefile
@@ -53,7 +64,7 @@ def watch_links(on_read: Callable[[str, Any], None]) -> None:
         os.readlink = _reader(os.readlink, (READLINK,), on_read)
         os.path.realpath = _reader(os.path.realpath, (REALPATH,), on_read)  # Path.resolve calls it
         os.path.islink = _reader(os.path.islink, (READLINK,), on_read)
-        os.path.samefile = _reader(os.path.samefile, (REALPATH, REALPATH), on_read)
+        os.path.samefile = _reader(os.path.samefile, (SAMEFILE, SAMEFILE), on_read)
         _watched.append(True)
 
 
