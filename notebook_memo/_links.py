@@ -1,9 +1,9 @@
 """Where symbolic links lead: the reads of a link a body's result may depend on.
 
-No audit event covers ``os.readlink``, ``os.path.realpath`` (``Path.resolve``), ``os.path.samefile`` or
-``os.path.islink``: they are wrapped once, as ``os.urandom`` is, to tell the running bodies which path was
-resolved. An entry is then served only while each such path leads where it led when the body ran (for samefile:
-names the file it named).
+No audit event covers ``os.readlink``, ``os.path.realpath`` (``Path.resolve``), ``os.path.samefile``,
+``os.path.islink``, ``Path.samefile`` or ``Path.is_symlink``: they are wrapped once, as ``os.urandom`` is, to tell
+the running bodies which path was resolved. An entry is then served only while each such path leads where it led
+when the body ran (for samefile: names the file it named).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import functools
 import os
+import pathlib
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -19,7 +20,7 @@ __all__ = ()
 
 READLINK = "readlink"  # what a link names, or that it is no link (os.readlink, os.path.islink, Path.readlink)
 REALPATH = "realpath"  # the path with every link on the way followed (os.path.realpath, Path.resolve)
-# Which file the path names, as device and inode (os.path.samefile): what samefile compares. Two
+# Which file the path names, as device and inode (os.path.samefile, Path.samefile): what samefile compares. Two
 # names of one file (a hard link) have different real paths, and a file replaced by a copy keeps its real path.
 SAMEFILE = "samefile"
 
@@ -65,6 +66,12 @@ def watch_links(on_read: Callable[[str, Any], None]) -> None:
         os.path.realpath = _reader(os.path.realpath, (REALPATH,), on_read)  # Path.resolve calls it
         os.path.islink = _reader(os.path.islink, (READLINK,), on_read)
         os.path.samefile = _reader(os.path.samefile, (SAMEFILE, SAMEFILE), on_read)
+        # pathlib's own (3.10 to 3.13: Path.samefile stats both paths, Path.is_symlink calls lstat): a method is
+        # looked up on the class at each call, so wrapping it there reaches every Path. Where a later pathlib goes
+        # through os.path instead (Path.is_symlink calling os.path.islink), both record one (how, path): kept once.
+        path = pathlib.Path
+        path.samefile = _reader(path.samefile, (SAMEFILE, SAMEFILE), on_read)  # type: ignore[method-assign]
+        path.is_symlink = _reader(path.is_symlink, (READLINK,), on_read)  # type: ignore[method-assign]
         _watched.append(True)
 
 
@@ -78,7 +85,7 @@ def _reader(original: Callable[..., Any], kinds: tuple[str, ...], on_read: Calla
             return original(*args, **kwargs)
         finally:  # a link found missing is read too: the body may answer "none" until one appears
             if kwargs.get("dir_fd") is None:  # relative to a folder's descriptor: not a path of its own
-                for kind, path in zip(kinds, args or kwargs.values()):
+                for kind, path in zip(kinds, (*args, *kwargs.values())):  # Path(a).samefile(other_path=b) too
                     on_read(kind, path)
 
     read._notebook_memo_original = original  # type: ignore[attr-defined]

@@ -1,5 +1,5 @@
-"""Links, third round: os.path.samefile keyed by the files the paths name (device and inode). Real shells, real
-links and hard links, real processes."""
+"""Links, third round: os.path.samefile and Path.samefile keyed by the files the paths name (device and inode),
+Path.is_symlink watched. Real shells, real links and hard links, real processes."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from tests.conftest import RUNS_SETUP, Shell, run_kernel
 
 # -- samefile: which file each path names ---------------------------------------------------------------------
 
-SAMEFILE_READERS = {"os_path": "os.path.samefile(A, B)"}
+SAMEFILE_READERS = {"os_path": "os.path.samefile(A, B)", "pathlib": "pathlib.Path(A).samefile(B)"}
 
 
 @pytest.mark.parametrize("reader", sorted(SAMEFILE_READERS))
@@ -86,3 +86,66 @@ def test_explain_says_which_file_a_samefile_path_names_now(shell: Shell, tmp_pat
     shutil.copyfile(a, b)
     shell.run("why = str(same.explain())")
     assert "MISS" in shell["why"] and f"{b} names another file now" in shell["why"], shell["why"]
+
+
+# -- pathlib's own readers --------------------------------------------------------------------------------------
+
+def test_path_samefile_follows_a_retargeted_link(shell: Shell, tmp_path: Path) -> None:
+    for name in ("v1", "v2"):
+        (tmp_path / name).mkdir()
+    link = tmp_path / "current"
+    link.symlink_to(tmp_path / "v1")
+    shell.run(f"""
+        from pathlib import Path
+        from notebook_memo import memo
+
+        @memo
+        def is_current(version):
+            return Path({str(link)!r}).samefile({str(tmp_path)!r} + "/" + version)
+
+        first = is_current("v1")
+    """)
+    assert shell["first"] is True
+    link.unlink()
+    link.symlink_to(tmp_path / "v2")
+    shell.run("after = is_current('v1')")
+    assert shell["after"] is False
+
+
+def test_path_is_symlink_sees_a_link_made_since(shell: Shell, tmp_path: Path) -> None:
+    (tmp_path / "target").write_text("x")
+    shell.run(f"""
+        from pathlib import Path
+        from notebook_memo import memo
+
+        @memo
+        def has_link():
+            return Path({str(tmp_path / "lnk")!r}).is_symlink()
+
+        first = has_link()
+        again = has_link()
+    """)
+    assert (shell["first"], shell["again"]) == (False, False)
+    assert shell["has_link"].cache_info().hits == 1
+    (tmp_path / "lnk").symlink_to(tmp_path / "target")
+    shell.run("after = has_link()")
+    assert shell["after"] is True
+
+
+def test_path_is_symlink_sees_a_link_replaced_by_a_file(shell: Shell, tmp_path: Path) -> None:
+    (tmp_path / "target").write_text("x")
+    (tmp_path / "lnk").symlink_to(tmp_path / "target")
+    shell.run(f"""
+        from pathlib import Path
+        from notebook_memo import memo
+
+        @memo
+        def has_link():
+            return Path({str(tmp_path / "lnk")!r}).is_symlink()
+
+        first = has_link()
+    """)
+    (tmp_path / "lnk").unlink()
+    (tmp_path / "lnk").write_text("x")
+    shell.run("after = has_link()")
+    assert (shell["first"], shell["after"]) == (True, False)
