@@ -1396,12 +1396,19 @@ def _finish(recorder: Recorder, excluded: Iterable[str]) -> Conditions:
 
 
 def _link_conditions(recorder: Recorder, is_data: Callable[[str], bool]) -> dict[tuple[str, str], list[Any]]:
-    """Return the links a run read, each as [how, path, where it led], less the system's and libraries'."""
+    """Return the links a run read, each as [how, path, where it led], less the system's and libraries', and less
+    those at a place the run itself made, wrote or removed: its own doing, which a hit checks as its output where it
+    left one (a link it made: what it names), as a file it wrote before reading it is no input."""
     found: dict[tuple[str, str], list[Any]] = {}
     for (kind, name), then in recorder.links.items():
         absolute = os.path.join(recorder.cwd, name)
         # Where the link itself lies (not where it leads): /proc/self/exe is the system's wherever it points.
-        if not is_data(os.path.join(_real(os.path.dirname(absolute)), os.path.basename(absolute))):
+        place = os.path.join(_real(os.path.dirname(absolute)), os.path.basename(absolute))
+        if not is_data(place):
+            continue
+        # "Point latest at the new checkpoint" (islink, unlink, symlink) and shutil.move across file systems
+        # (islink of the source, copy, remove it) change what they read: not a change by someone else.
+        if place in recorder.written:
             continue
         if lead(kind, name) != then:
             raise NotRecordable(f"{name}, a link it read, was changed while it ran")

@@ -1,10 +1,15 @@
 """Links, third round: os.path.samefile and Path.samefile keyed by the files the paths name (device and inode),
-Path.is_symlink watched. Real shells, real links and hard links, real processes."""
+Path.is_symlink watched, and a link read at a place the run itself made, wrote or removed (the "update latest"
+pattern, shutil.move across file systems) stored without a warning. Real shells, real links and hard links, real
+processes."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import tempfile
+import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -149,3 +154,176 @@ def test_path_is_symlink_sees_a_link_replaced_by_a_file(shell: Shell, tmp_path: 
     (tmp_path / "lnk").write_text("x")
     shell.run("after = has_link()")
     assert (shell["first"], shell["after"]) == (True, False)
+
+
+# -- a link read where the run itself makes, writes or removes ------------------------------------------------
+
+LATEST = {
+    "os": """
+        if os.path.islink(LATEST):
+            os.unlink(LATEST)
+        os.symlink(path, LATEST)
+    """,
+    "pathlib": """
+        latest = pathlib.Path(LATEST)
+        if latest.is_symlink():
+            latest.unlink()
+        latest.symlink_to(path)
+    """,
+}
+
+
+@pytest.mark.parametrize("how", sorted(LATEST))
+def test_pointing_latest_at_a_new_checkpoint_is_stored_and_checked(shell: Shell, tmp_path: Path, how: str) -> None:
+    shell.run(_latest_cell(tmp_path, textwrap.indent(textwrap.dedent(LATEST[how]).strip("\n"), "    ")))
+    assert shell["found"] == []
+    assert shell["RUNS"] == [1, 2]  # each step's first call is stored, and its second served
+    assert os.readlink(tmp_path / "latest") == str(tmp_path / "ckpt_2.bin")
+    # The link the run made is its output: pointed elsewhere, a hit would not point it back, so the body runs.
+    os.unlink(tmp_path / "latest")
+    os.symlink(tmp_path / "ckpt_1.bin", tmp_path / "latest")
+    shell.run("save_checkpoint(2)")
+    assert shell["RUNS"] == [1, 2, 2]
+    assert os.readlink(tmp_path / "latest") == str(tmp_path / "ckpt_2.bin")
+
+
+def _latest_cell(tmp_path: Path, body: str) -> str:
+    return f"""
+import os, pathlib, warnings
+from notebook_memo import memo
+FOLDER = {str(tmp_path)!r}
+LATEST = FOLDER + "/latest"
+
+class Runs(list):
+    def __memo_key__(self):
+        return "runs"
+
+RUNS = Runs()
+
+@memo
+def save_checkpoint(step):
+    RUNS.append(step)
+    path = f"{{FOLDER}}/ckpt_{{step}}.bin"
+    with open(path, "wb") as fh:
+        fh.write(bytes([step]) * 10)
+{body}
+    return path
+
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    for step in (1, 1, 2, 2):
+        save_checkpoint(step)
+found = [str(w.message) for w in caught]
+"""
+
+
+@pytest.fixture
+def other_file_system(tmp_path: Path) -> Iterator[Path]:
+    """A folder on another file system than ``tmp_path`` where the machine has one (/dev/shm, a tmpfs): shutil.move
+    into it copies and removes instead of renaming."""
+    shm = Path("/dev/shm")
+    folder = Path(tempfile.mkdtemp(dir=shm if shm.is_dir() and os.access(shm, os.W_OK) else tmp_path))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_file_moved_to_another_file_system_is_stored(shell: Shell, tmp_path: Path,
+                                                       other_file_system: Path) -> None:
+    # Across file systems shutil.move asks os.path.islink(source), copies, then removes the source.
+    shell.run(f"""
+        import json, os, shutil, tempfile, warnings
+        from notebook_memo import memo
+
+        class Runs(list):
+            def __memo_key__(self):
+                return "runs"
+
+        RUNS = Runs()
+
+        @memo
+        def export(n):
+            RUNS.append(n)
+            fd, tmp = tempfile.mkstemp(suffix=".json", dir={str(tmp_path)!r})
+            with os.fdopen(fd, "w") as fh:
+                json.dump({{"n": n}}, fh)
+            shutil.move(tmp, {str(other_file_system)!r} + f"/result_{{n}}.json")
+            return n
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            export(3)
+            export(3)
+        found = [str(w.message) for w in caught]
+    """)
+    assert shell["found"] == []
+    assert shell["RUNS"] == [3]
+
+
+def test_a_link_checked_then_removed_by_the_run_is_stored(shell: Shell, tmp_path: Path) -> None:
+    # What shutil.move does across file systems, on any machine: islink(source), copy, remove the source.
+    shell.run(f"""
+        import os, shutil, warnings
+        from notebook_memo import memo
+
+        class Runs(list):
+            def __memo_key__(self):
+                return "runs"
+
+        RUNS = Runs()
+        FOLDER = {str(tmp_path)!r}
+
+        @memo
+        def publish(n):
+            RUNS.append(n)
+            source = f"{{FOLDER}}/draft_{{n}}.txt"
+            with open(source, "w") as fh:
+                fh.write(str(n))
+            if not os.path.islink(source):
+                shutil.copyfile(source, f"{{FOLDER}}/final_{{n}}.txt")
+            os.remove(source)
+            return n
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            publish(1)
+            publish(1)
+        found = [str(w.message) for w in caught]
+    """)
+    assert shell["found"] == []
+    assert shell["RUNS"] == [1]
+
+
+def test_a_link_retargeted_by_another_process_while_the_run_lasts_is_not_stored(shell: Shell,
+                                                                                 tmp_path: Path) -> None:
+    # Not the run's own doing (no write of its names it): a change while it ran still leaves the result unstored.
+    for name in ("v1", "v2"):
+        (tmp_path / name).mkdir()
+    link = tmp_path / "current"
+    link.symlink_to(tmp_path / "v1")
+    shell.run(f"""
+        import os, subprocess, sys, warnings
+        from notebook_memo import memo
+        LINK = {str(link)!r}
+
+        class Runs(list):
+            def __memo_key__(self):
+                return "runs"
+
+        RUNS = Runs()
+
+        @memo
+        def where(to):
+            RUNS.append(to)
+            found = os.readlink(LINK)
+            subprocess.run([sys.executable, "-c", "import os, sys; os.unlink(sys.argv[1]); os.symlink(sys.argv[2], "
+                            "sys.argv[1])", LINK, to], check=True)
+            return found
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            where({str(tmp_path / "v2")!r})
+            where({str(tmp_path / "v2")!r})
+        found = [str(w.message) for w in caught]
+    """)
+    assert len(shell["RUNS"]) == 2
+    assert any("changed while it ran" in message for message in shell["found"]), shell["found"]
