@@ -69,6 +69,7 @@ from ._fingerprint import (
 )
 from ._links import originals as link_readers
 from ._random_state import entropy_sources
+from ._uses import CALLED, TESTED, global_uses
 from .hashing import (
     BOOKKEEPING_PREFIX,
     CLOCK,
@@ -1032,7 +1033,7 @@ def code_environment(code: types.CodeType, namespace: dict[str, Any], owner: str
             continue
         if not through_environ and _escapes_watch(namespace, name, chain, target, found, owner):
             continue
-        how = _stdin_read(namespace, name, chain, target)
+        how = _stdin_read(code, namespace, name, chain, target)
         if how is not None:
             found.skipped[f"{owner}: {how}"] = (
                 "it reads the standard input (what is typed, or piped to the process), which no key can hold; pass "
@@ -1088,25 +1089,60 @@ def _escapes_watch(namespace: dict[str, Any], name: str, chain: tuple[str, ...],
     return False
 
 
-def _stdin_read(namespace: dict[str, Any], name: str, chain: tuple[str, ...], target: Any) -> str | None:
-    """Return how code reads the standard input through a global (``input()``, ``sys.stdin.readline()``,
+def _stdin_read(code: types.CodeType, namespace: dict[str, Any], name: str, chain: tuple[str, ...],
+                target: Any) -> str | None:
+    """Return how ``code`` reads the standard input through a global (``input()``, ``sys.stdin.readline()``,
     ``getpass.getpass()``, ``fileinput.input()``), or None. Known by identity or by name: a Jupyter kernel puts its
-    own functions in place of ``input`` and ``getpass.getpass`` while a cell runs."""
+    own functions in place of ``input`` and ``getpass.getpass`` while a cell runs. What only asks about the stream
+    (``sys.stdin.isatty()``, ``sys.stdin is None``) and fileinput given files other than ``-`` read none of it."""
     if name == "input" and not chain and ("input" not in namespace or target is _BUILTINS_AT_IMPORT.get("input")):
         return "input()"
     root = _follow(namespace, name, ())[0]
     streams = tuple(s for s in (sys.stdin, sys.__stdin__) if s is not None)
     if root is sys and chain and chain[0] in ("stdin", "__stdin__"):
-        return f"sys.{chain[0]}"
+        return f"sys.{chain[0]}" if _reads_stream(code, name, chain, chain[1:]) else None
     if any(root is s for s in streams):
-        return "sys.stdin"
+        return "sys.stdin" if _reads_stream(code, name, chain, chain) else None
     module = getattr(_function(target), "__module__", None) if callable(target) else None
     if (isinstance(root, types.ModuleType) and root.__name__ == "getpass" and chain and chain[-1] == "getpass") \
             or (module == "getpass" and getattr(target, "__name__", "").endswith("getpass")):
         return "getpass.getpass()"
     if module == "fileinput" and getattr(target, "__name__", None) == "input":
-        return "fileinput.input()"
+        return "fileinput.input()" if _reads_stdin_files(code, name, chain) else None
     return None
+
+
+# What a text stream says of itself without reading from it.
+_STREAM_FACTS = frozenset({"isatty", "fileno", "encoding", "errors", "name", "mode", "closed", "newlines",
+                           "line_buffering", "write_through", "readable", "writable", "seekable"})
+
+
+def _reads_stream(code: types.CodeType, name: str, chain: tuple[str, ...], rest: tuple[str, ...]) -> bool:
+    """Return whether ``code``'s use of the standard input stream (``rest``: the attributes it takes of it) may read
+    from it: not where it asks one of its facts (``sys.stdin.isatty()``) or only tests it (``sys.stdin is None``)."""
+    if rest:
+        return rest[0] not in _STREAM_FACTS
+    uses = [use for use in global_uses(code) if (use.root, use.chain) == (name, chain)]
+    return not uses or any(use.how != TESTED for use in uses)
+
+
+def _reads_stdin_files(code: types.CodeType, name: str, chain: tuple[str, ...]) -> bool:
+    """Return whether ``code``'s calls of ``fileinput.input`` may read the standard input: one given no files (it
+    then reads the files in ``sys.argv[1:]``, the standard input where there are none), ``files=None``, ``-`` among
+    them, or a use the instructions do not show (``f = fileinput.input``, ``fileinput.input(*names)``)."""
+    uses = [use for use in global_uses(code) if (use.root, use.chain) == (name, chain)]
+    for use in uses:
+        if use.how != CALLED or use.arguments < 0:
+            return True
+        positional = use.arguments - len(use.keywords)
+        if positional < 1 and "files" not in use.keywords:
+            return True
+        if (positional >= 1 or use.keywords[:1] == ("files",)) and use.first == (None,):
+            return True
+        if any((isinstance(c, str) and c == "-") or (isinstance(c, (tuple, frozenset)) and "-" in c)
+               for c in use.constants):
+            return True
+    return not uses
 
 
 # The modules whose functions are wrapped while bodies run (os.urandom, os.path.realpath, ssl.RAND_bytes).

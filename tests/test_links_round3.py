@@ -1,6 +1,7 @@
 """Links, third round: os.path.samefile and Path.samefile keyed by the files the paths name (device and inode),
 Path.is_symlink watched, and a link read at a place the run itself made, wrote or removed (the "update latest"
-pattern, shutil.move across file systems) stored without a warning. Real shells, real links and hard links, real
+pattern, shutil.move across file systems) stored without a warning, and fileinput over named files or
+sys.stdin.isatty() not taken for reads of the standard input. Real shells, real links and hard links, real
 processes."""
 
 from __future__ import annotations
@@ -327,3 +328,85 @@ def test_a_link_retargeted_by_another_process_while_the_run_lasts_is_not_stored(
     """)
     assert len(shell["RUNS"]) == 2
     assert any("changed while it ran" in message for message in shell["found"]), shell["found"]
+
+
+# -- the standard input ---------------------------------------------------------------------------------------
+
+NOT_STDIN = {
+    "fileinput_files": "sum(1 for _ in fileinput.input(files=NAMES))",
+    "fileinput_positional": "sum(1 for _ in fileinput.input(NAMES))",
+    "fileinput_literal": "sum(1 for _ in fileinput.input([A, B]))",
+    "isatty": "(sys.stdin is not None and sys.stdin.isatty(), 1)[1]",
+    "fileno_encoding": "(sys.stdin.encoding, sys.stdin.fileno() if NEVER else 1)[1]",
+}
+
+
+@pytest.mark.parametrize("code", sorted(NOT_STDIN))
+def test_code_that_does_not_read_the_standard_input_does_not_warn(shell: Shell, tmp_path: Path, code: str) -> None:
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_text("a\n")
+    b.write_text("b\n")
+    shell.run(f"""
+        import fileinput, sys, warnings
+        from notebook_memo import memo
+        A, B = {str(a)!r}, {str(b)!r}
+        NAMES = (A, B)
+        NEVER = False
+
+        @memo
+        def count():
+            return {NOT_STDIN[code]}
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            value = count()
+            count()
+        found = [str(w.message) for w in caught]
+    """)
+    assert shell["found"] == []
+    assert shell["count"].cache_info().hits == 1
+
+
+STILL_STDIN = {
+    "fileinput_dash": "list(fileinput.input('-')) if NEVER else 1",
+    "fileinput_dash_among": "list(fileinput.input(files=[A, '-'])) if NEVER else 1",
+    "fileinput_none": "list(fileinput.input(files=None)) if NEVER else 1",
+    "fileinput_bound": "(lambda reader: list(reader()) if NEVER else 1)(fileinput.input)",
+    "stdin_iterated": "[line for line in sys.stdin] if NEVER else 1",
+    "stdin_buffer": "sys.stdin.buffer.read() if NEVER else 1",
+}
+
+
+@pytest.mark.parametrize("code", sorted(STILL_STDIN))
+def test_code_that_may_read_the_standard_input_still_warns(shell: Shell, tmp_path: Path, code: str) -> None:
+    shell.run(f"""
+        import fileinput, sys, warnings
+        from notebook_memo import memo
+        A = {str(tmp_path / "a.txt")!r}
+        NEVER = False
+
+        @memo
+        def count():
+            return {STILL_STDIN[code]}
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            count()
+        found = [str(w.message) for w in caught if "standard input" in str(w.message)]
+    """)
+    assert shell["found"]
+
+
+def test_a_cell_reading_named_files_through_fileinput_does_not_warn(shell: Shell, tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("a\nb\n")
+    shell.run("%load_ext notebook_memo\nimport fileinput, sys")  # an earlier cell's imports: the cell's globals
+    cell = f"""%%memo
+interactive = sys.stdin is not None and sys.stdin.isatty()
+with fileinput.input(files=[{str(tmp_path / "a.txt")!r}]) as lines:
+    count = sum(1 for _ in lines)
+"""
+    shell.run(f"import warnings\nwith warnings.catch_warnings(record=True) as caught:\n"
+              f"    warnings.simplefilter('always')\n    get_ipython().run_cell({cell!r})\n"
+              "found = [str(w.message) for w in caught if 'standard input' in str(w.message)]")
+    assert shell["count"] == 2
+    assert shell["found"] == []
