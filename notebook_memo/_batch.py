@@ -28,6 +28,7 @@ from ._errors import (
     UnhashableArgument,
 )
 from ._explain import Explanation, before_compute, caching_off, clock_notes, explain_call
+from ._fills import FillNotes
 from ._memo import _MISS, Call, MemoizedFunction, Options, run_conditions, save, servable, storage_trouble
 from ._options import check_options, keyword_names
 from ._serialize import CorruptRecord, Payload, PlainRecord, copy_value, dumps
@@ -258,6 +259,9 @@ class BatchFunction(MemoizedFunction[Any]):
         chosen_token = self._choose_remote()
         try:
             plan = self._plan(args, kwargs, outer)
+            # The functools.cached_property values the chunks fill, noted across them: each is compared with the
+            # arguments as the call started, so a value a chunk filled is excused in a later one while unchanged
+            fills: FillNotes = {}
             try:
                 for positions in plan.chunks():
                     if not positions:
@@ -268,6 +272,7 @@ class BatchFunction(MemoizedFunction[Any]):
                     bound = self._globals_bound()
                     drawn = _random_state.object_states(plan.call.generators) if plan.call.generators else None
                     objects = self._read_objects(plan.call)
+                    recorder.fills, recorder.fill_owners = fills, self._fill_owners(plan.call, sub_args, sub_kwargs)
                     start = time.perf_counter()
                     with plan.computing_items(positions), _conditions.recording(recorder, outer):
                         result = self._fn(*sub_args, **sub_kwargs)
@@ -295,6 +300,9 @@ class BatchFunction(MemoizedFunction[Any]):
         chosen_token = self._choose_remote()
         try:
             plan = self._plan(args, kwargs, outer)
+            # The functools.cached_property values the chunks fill, noted across them: each is compared with the
+            # arguments as the call started, so a value a chunk filled is excused in a later one while unchanged
+            fills: FillNotes = {}
             try:
                 for positions in plan.chunks():
                     if not positions:
@@ -305,6 +313,7 @@ class BatchFunction(MemoizedFunction[Any]):
                     bound = self._globals_bound()
                     drawn = _random_state.object_states(plan.call.generators) if plan.call.generators else None
                     objects = self._read_objects(plan.call)
+                    recorder.fills, recorder.fill_owners = fills, self._fill_owners(plan.call, sub_args, sub_kwargs)
                     start = time.perf_counter()
                     with plan.computing_items(positions), _conditions.recording(recorder, outer):
                         result = await self._fn(*sub_args, **sub_kwargs)
@@ -340,8 +349,9 @@ class BatchFunction(MemoizedFunction[Any]):
             return True
         if call.generators:  # a generator argument drew nothing: its other arguments are still compared
             call = dataclasses.replace(call, generators={})
-        return (self._changed_arguments(call, args, kwargs) or self._changed_items(plan, positions)
-                or (bool(call.changeable) and self._changed_globals(call.changeable)) or self._rebound(bound)
+        return (self._changed_arguments(call, args, kwargs, recorder.fills) or self._changed_items(plan, positions)
+                or (bool(call.changeable) and self._changed_globals(call.changeable, recorder.fills))
+                or self._rebound(bound)
                 or self._changed_process(recorder) or self._rebound_meanwhile(call, objects))
 
     def _generator_names(self, generators: Iterable[Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:

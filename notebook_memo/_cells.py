@@ -539,6 +539,8 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
              for name in {*analysis.maybe_binds, *analysis.maybe_inputs, *analysis.loop_inputs}
              if name in namespace and not _is_shell_name(name)}
     recorder = _conditions.Recorder()
+    # Data held elsewhere is excused a functools.cached_property the run fills while the value stays as filled
+    recorder.fill_owners.update(id(data[1]) for data in cell_call.held_elsewhere)
     start = time.perf_counter()
     try:
         with capture(shell) as events, _conditions.recording(recorder, ()):
@@ -569,7 +571,7 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
             _not_stored(cell, f"it changed {unlisted[0]!r} in place, which --outputs leaves out, so a hit would leave "
                         "it as it was. Add it to --outputs")
             return result
-    elsewhere = changed_in_place(cell_call.held_elsewhere)
+    elsewhere = changed_in_place(cell_call.held_elsewhere, recorder.fills)
     if elsewhere:
         _not_stored(cell, f"it changed {elsewhere!r} in place (it is not what it was before the run), which a hit "
                     "could not do again. Make that change in a cell of its own")

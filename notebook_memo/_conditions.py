@@ -47,6 +47,7 @@ import xxhash
 
 from ._config import FILE_DIGEST_LIMIT, RACY_SECONDS, own_thread
 from ._dependencies import _PACKAGE_STATE
+from ._fills import FillNotes, fill_digest, watch_fills
 from ._links import SAMEFILE, lead, watch_links
 from ._notebook import notebook_paths
 from ._random_state import (
@@ -304,6 +305,10 @@ class Recorder:
         self.seeded_names: set[str] = set()
         self.drawn_meanwhile: set[str] = set()  # generators another task moved while the body awaited (stepped)
         self.overlapped = False  # another thread's memoized run ran at some time during this one
+        # ids of the objects (arguments, globals read) whose functools.cached_property fills are noted, and the
+        # notes: a fill is excused after the run only while its value is as filled (see _fills)
+        self.fill_owners: set[int] = set()
+        self.fills: FillNotes = {}
 
     def seeded(self, name: str, own: bool, from_entropy: bool) -> None:
         """A watched seeding function ran: by this body (``own``) or by another thread while it ran."""
@@ -797,6 +802,7 @@ class recording:  # lower case: used as a function, ``with recording(recorder, o
         watch_seeding(_note_seeding, _note_state_read)
         watch_entropy(_note_entropy)
         watch_links(_note_link)
+        watch_fills(_note_fill)
         self.token = _active.set((*self.outer, self.recorder))
         recorder = self.recorder
         for other in _running:
@@ -886,6 +892,23 @@ def _note_state_read(generator: str) -> None:
 # by who called them.
 _ENTROPY_SEEDERS = os.path.abspath(_random_state_file)
 _ENTROPY_PATHS = frozenset({random.__file__, secrets.__file__, uuid.__file__, _ENTROPY_SEEDERS})
+
+
+def _note_fill(instance: Any, name: str, value: Any) -> None:
+    """A functools.cached_property value was filled: the running bodies watching its object note its digest."""
+    recorders = active()
+    if not recorders:
+        return
+    watching = [recorder for recorder in recorders if id(instance) in recorder.fill_owners]
+    if not watching:
+        return
+    token = pause()  # hashing it is our own reading, not the body's
+    try:
+        digest = fill_digest(value, name)
+    finally:
+        resume(token)
+    for recorder in watching:
+        recorder.fills[(id(instance), name)] = digest  # a later fill (after a del) is the one that stands
 
 
 def _note_entropy() -> None:

@@ -47,6 +47,7 @@ from ._dependencies import (
 )
 from ._errors import ConfigurationError, MemoWarning, RecursiveCall, StaleEntriesWarning, StorageWarning
 from ._explain import Explanation, before_compute, caching_off, explain_call
+from ._fills import FillNotes, unchanged_since_filled
 from ._fingerprint import own_fingerprint
 from ._inventory import delete_results, human_bytes, is_marker, owner
 from ._notebook import current_notebook, owner_tag
@@ -162,11 +163,12 @@ def _notes(found: list[Any], tag: Any) -> tuple[list[tuple[Any, ...]], list[Any]
     return tagged, rest
 
 
-def changed_in_place(read: Iterable[DataRead]) -> str | None:
+def changed_in_place(read: Iterable[DataRead], notes: FillNotes) -> str | None:
     """Return the label of the first data among ``read`` that the run changed in place, if any; an object that
-    hashes no more counts as changed, one that only filled a ``functools.cached_property`` does not."""
+    hashes no more counts as changed, one that only filled a ``functools.cached_property`` (``notes``: the run's
+    fills, see _fills) does not."""
     for label, value, before, filled in read:
-        if not same_but_filled(value, label, before, filled):
+        if not same_but_filled(value, label, before, filled, notes):
             return label
     return None
 
@@ -176,15 +178,18 @@ def changed_in_place(read: Iterable[DataRead]) -> str | None:
 _Fills = tuple[dict[str, tuple[Any, frozenset[str]]], dict[str, tuple[Any, frozenset[str]]]]
 
 
-def same_but_filled(value: Any, label: str, before: bytes, filled: frozenset[str]) -> bool:
+def same_but_filled(value: Any, label: str, before: bytes, filled: frozenset[str], notes: FillNotes) -> bool:
     """Return True when ``value`` still has the digest ``before`` it had when it held the cached_property values
-    ``filled``, leaving out those it filled since: they derive from the rest (computed on first read), so reading
-    them changes no meaning. Any other change, even beside such a fill, counts; unhashable now counts too."""
+    ``filled``, leaving out those it filled since and still holds as filled (their digests then in ``notes``):
+    they derive from the rest (computed on first read), so reading them changes no meaning. Any other change
+    counts, even beside such a fill, and so does a filled value changed after (``m.history.append(x)`` on a
+    property returning ``[]``) or one whose fill was not seen; unhashable now counts too."""
     try:
         if content_hash(value, label) == before:
             return True
         since = filled_cached_properties(value) - filled
-        return bool(since) and content_hash(value, label, since) == before
+        return bool(since) and unchanged_since_filled(value, since, notes) and \
+            content_hash(value, label, since) == before
     except Exception:  # it hashed before the run
         return False
 
@@ -913,7 +918,7 @@ class MemoizedFunction(Generic[R]):
         before = _random_state.object_states(call.generators) if call.generators else {}
         bound = self._globals_bound()
         objects = self._read_objects(call)
-        fills = self._note_filled(call, args, kwargs)
+        fills = self._note_filled(call, args, kwargs, recorder)
         start = time.perf_counter()
         try:
             with computing(call.key), _room_for_our_frames(), _conditions.recording(recorder, outer):
@@ -925,8 +930,8 @@ class MemoizedFunction(Generic[R]):
         if quick:
             store.body_finished(call.key)
         self._quick = duration < QUICK_BODY
-        if self._changed(call, args, kwargs) or self._rebound(bound) or self._changed_process(recorder) or \
-                self._rebound_meanwhile(call, objects):
+        if self._changed(call, args, kwargs, recorder.fills) or self._rebound(bound) or \
+                self._changed_process(recorder) or self._rebound_meanwhile(call, objects):
             self._announce_computed(duration, False)
             return result
         recorded = (recorder, before, outer)
@@ -937,9 +942,10 @@ class MemoizedFunction(Generic[R]):
         self._announce_computed(duration, stored is not None)
         return result
 
-    def _note_filled(self, call: Call, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Fills:
-        """Note in ``call.filled`` which functools.cached_property values the arguments hold as the body starts;
-        return, by argument name and by global label, each object whose class has such properties, with them."""
+    def _note_filled(self, call: Call, args: tuple[Any, ...], kwargs: dict[str, Any], recorder: Recorder) -> _Fills:
+        """Note in ``call.filled`` which functools.cached_property values the arguments hold as the body starts,
+        and have ``recorder`` note what the run fills into them and into the globals read; return, by argument
+        name and by global label, each object whose class has such properties, with them."""
         arguments: dict[str, tuple[Any, frozenset[str]]] = {}
         if call.mutable:
             try:
@@ -953,7 +959,20 @@ class MemoizedFunction(Generic[R]):
                         call.filled[name] = arguments[name][1]
         globals_read = {label: (value, filled) for label, value, _, filled in call.changeable
                         if cached_property_names(type(value))}
+        recorder.fill_owners.update(id(value) for value, _ in (*arguments.values(), *globals_read.values()))
         return arguments, globals_read
+
+    def _fill_owners(self, call: Call, args: tuple[Any, ...], kwargs: dict[str, Any]) -> set[int]:
+        """Return the ids of the arguments and globals read whose classes have functools.cached_property values:
+        the objects whose fills a run notes (for memo.batch, whose chunks share one call and its notes)."""
+        owners = {id(value) for _, value, _, _ in call.changeable if cached_property_names(type(value))}
+        if call.mutable:
+            try:
+                bound = self._binder.bind(args, kwargs)
+            except Exception:
+                bound = []
+            owners.update(id(value) for _, value in bound if cached_property_names(type(value)))
+        return owners
 
     def _write_as_now(self, store: Store, call: Call, fills: _Fills, args: tuple[Any, ...], kwargs: dict[str, Any],
                       result: Any, duration: float, recorded: tuple[Recorder, dict[str, Any], Recorders]) -> None:
@@ -962,9 +981,17 @@ class MemoizedFunction(Generic[R]):
         them as they are now (the next one here; one after a restart whose notebook read the property first)
         computes the same. Anything else that differs (an object not watched, changed as it was read) stores
         nothing more: the next call on it computes."""
-        grown = {name for name, (value, before) in fills[0].items() if filled_cached_properties(value) - before}
-        grown_globals = {label for label, (value, before) in fills[1].items()
-                         if filled_cached_properties(value) - before}
+        notes = recorded[0].fills
+        grown: set[str] = set()
+        grown_globals: set[str] = set()
+        for names, objects in ((grown, fills[0]), (grown_globals, fills[1])):
+            for name, (value, before) in objects.items():
+                since = filled_cached_properties(value) - before
+                if not since:
+                    continue
+                if not unchanged_since_filled(value, since, notes):
+                    return  # changed after it was filled: no key of it as it is now holds this result
+                names.add(name)
         if not (grown or grown_globals) or call.generators:
             return  # a generator's state is in the key, and the run moved it on
         try:
@@ -1093,17 +1120,18 @@ class MemoizedFunction(Generic[R]):
                   MemoWarning)
         return True
 
-    def _changed(self, call: Call, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
-        """Return True when the body changed in place what a hit could not change again (saying so once)."""
+    def _changed(self, call: Call, args: tuple[Any, ...], kwargs: dict[str, Any], notes: FillNotes) -> bool:
+        """Return True when the body changed in place what a hit could not change again (saying so once);
+        ``notes``: the functools.cached_property values its run filled (see _fills)."""
         changeable, call.changeable = call.changeable, ()
-        if call.mutable and self._changed_arguments(call, args, kwargs):
+        if call.mutable and self._changed_arguments(call, args, kwargs, notes):
             return True
-        return bool(changeable) and self._changed_globals(changeable)
+        return bool(changeable) and self._changed_globals(changeable, notes)
 
-    def _changed_globals(self, changeable: tuple[DataRead, ...]) -> bool:
+    def _changed_globals(self, changeable: tuple[DataRead, ...], notes: FillNotes) -> bool:
         """Return True, warning once, when the body changed in place mutable data its code reads (``LOG.append``,
         a registry filled by a helper): a hit would leave it as it was, so the result is not stored."""
-        label = changed_in_place(changeable)
+        label = changed_in_place(changeable, notes)
         if label is not None:
             warn_once(f"changed-global:{self._qualified}:{label}",
                       f"{self._name} changed the global {label!r} in place (it is not what it was before the call), "
@@ -1113,7 +1141,7 @@ class MemoizedFunction(Generic[R]):
             return True
         return False
 
-    def _changed_arguments(self, call: Call, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    def _changed_arguments(self, call: Call, args: tuple[Any, ...], kwargs: dict[str, Any], notes: FillNotes) -> bool:
         """Return True, warning once, when the body changed an argument in place (it hashes otherwise now): a hit
         would return the result without that change, which later code may rely on (a model trained by a step,
         a frame given a column), so the result is not stored."""
@@ -1131,7 +1159,7 @@ class MemoizedFunction(Generic[R]):
             if before is None or type(value) in IMMUTABLE_LEAVES:
                 continue
             # A functools.cached_property the body read for the first time is no change; any other change is.
-            if not same_but_filled(value, binder.labels[name], before, filled.get(name, frozenset())):
+            if not same_but_filled(value, binder.labels[name], before, filled.get(name, frozenset()), notes):
                 changed.append(name)
         if not changed:
             return False
@@ -1257,7 +1285,7 @@ class MemoizedFunction(Generic[R]):
             before = _random_state.object_states(call.generators) if call.generators else {}
             bound = self._globals_bound()
             objects = self._read_objects(call)
-            fills = self._note_filled(call, args, kwargs)
+            fills = self._note_filled(call, args, kwargs, recorder)
             start = time.perf_counter()
             with computing(call.key), _conditions.recording(recorder, outer):
                 result = await _conditions.stepped(self._fn(*args, **kwargs), recorder)
@@ -1265,7 +1293,7 @@ class MemoizedFunction(Generic[R]):
             payload = None
             token = _conditions.pause() if outer else None  # what the checks read is not what a body around reads
             try:
-                unchanged = not (self._changed(call, args, kwargs) or self._rebound(bound)
+                unchanged = not (self._changed(call, args, kwargs, recorder.fills) or self._rebound(bound)
                                  or self._changed_process(recorder) or self._rebound_meanwhile(call, objects))
             finally:
                 if token is not None:
