@@ -592,8 +592,12 @@ def _choose(cls: type) -> HashFn:
         if base in _CODE_HANDLERS:
             return _CODE_HANDLERS[base]
         if f"{base.__module__}.{base.__qualname__}" in GENERATOR_CLASSES:
+            if slots := _slots_left_out_of_reduction(cls):
+                return _noting_generators(_h_reduce_keeping_slots(slots, _reduction_drops_attributes(cls)))
             return _h_generator_keeping_attributes if _reduction_drops_attributes(cls) else _h_generator
         if base.__module__ == "decimal" and base.__qualname__ == "Decimal":
+            if slots := _slots_left_out_of_reduction(cls):
+                return _noting_decimals(_h_reduce_keeping_slots(slots, _reduction_drops_attributes(cls)))
             return _h_decimal_keeping_attributes if _reduction_drops_attributes(cls) else _h_decimal
     module = cls.__module__.partition(".")[0]
     fast = _FAST_PATHS.get(module)
@@ -626,6 +630,8 @@ def _choose(cls: type) -> HashFn:
         return _h_set_like
     if issubclass(cls, enum.Enum):
         return _h_enum
+    if slots := _slots_left_out_of_reduction(cls):
+        return _h_reduce_keeping_slots(slots, _reduction_drops_attributes(cls))
     return _h_reduce_keeping_attributes if _reduction_drops_attributes(cls) else _h_reduce
 
 
@@ -770,6 +776,60 @@ def _h_reduce_keeping_attributes(h: Hasher, v: Any) -> None:
     if attributes:
         h.tag(b"+")
         h.child(attributes, ".__dict__")
+
+
+def _h_reduce_keeping_slots(slots: tuple[tuple[str, Any], ...], keep_dict: bool) -> HashFn:
+    """Return a handler for a class whose inherited reduction (an exception's, an ``array.array``'s, a
+    ``Fraction``'s) was written without the ``__slots__`` its subclasses declare: the slot values it set
+    are keyed after that reduction, in name order (an unset one is absent), as its attributes are where
+    ``keep_dict`` says the reduction leaves those out too."""
+
+    def handler(h: Hasher, v: Any) -> None:
+        found = getattr(v, "__dict__", None) if keep_dict else None  # first, as _h_reduce_keeping_attributes
+        reduced = _reduction(v)
+        h_reduced(h, v, reduced)
+        state = reduced[2] if not isinstance(reduced, str) and len(reduced) > 2 else None
+        attributes = _attributes_left_out(found, state) if keep_dict else None
+        if attributes:
+            h.tag(b"+")
+            h.child(attributes, ".__dict__")
+        # A reduction that does save them (one built on object.__getstate__, as OrderedDict's) holds them already.
+        held = state[1] if type(state) is tuple and len(state) == 2 and type(state[1]) is dict else ()
+        values = {}
+        for name, slot in slots:
+            if name not in held:
+                try:
+                    values[name] = slot.__get__(v, type(v))  # the slot itself: no __getattr__ of the user's
+                except AttributeError:
+                    continue  # unset
+        if values:
+            h.tag(b"+s")
+            h.child(values, "<slots>")
+
+    return handler
+
+
+def _slots_left_out_of_reduction(cls: type) -> tuple[tuple[str, Any], ...]:
+    """Return ``(name, descriptor)`` of the ``__slots__`` declared below the class whose reduction ``cls``
+    inherits, where that class is of another package or a builtin one (which saves only the instance
+    dict): that reduction cannot know of them. Name order; empty for every other class."""
+    owner = _reduction_owner(cls)
+    if owner is None or owner is cls or (owner.__module__ != "builtins" and _package(owner) == _package(cls)):
+        return ()
+    found: dict[str, Any] = {}
+    for base in cls.__mro__:
+        if base is owner:
+            break
+        declared = vars(base).get("__slots__", ())
+        for name in ((declared,) if isinstance(declared, str) else declared):
+            if not isinstance(name, str) or name in ("__dict__", "__weakref__"):
+                continue
+            if name.startswith("__") and not name.endswith("__"):
+                name = f"_{base.__name__.lstrip('_')}{name}"  # mangled, as the class body stores it
+            slot = vars(base).get(name)
+            if isinstance(slot, types.MemberDescriptorType):
+                found.setdefault(name, slot)
+    return tuple(sorted(found.items()))
 
 
 _h_generator = _noting_generators(_h_reduce)
