@@ -114,3 +114,37 @@ def test_set_slots_of_a_library_subclass_hit_after_a_restart(cache_dir: Path) ->
     runs = [run_kernel([cell], cache_dir, seed=seed) for seed in (1, 2, 4242)]
     assert [run["shown"] for run in runs] == ["0.5 m 2 probe x 7"] * 3
     assert [run["hits"] for run in runs] == [0, 1, 1]
+
+
+# -- record versus plain structured dtypes -----------------------------------------------------------
+
+
+def test_a_record_array_and_a_plain_structured_one_have_their_own_keys(shell: Shell) -> None:
+    shell.run("""
+        import numpy as np
+        from notebook_memo import memo
+
+        @memo
+        def first(a):
+            return a[0]
+
+        fields = [("x", "i4"), ("y", "f8")]
+        rec = np.asarray(np.rec.fromrecords([(1, 2.0)], dtype=fields))  # an ndarray of dtype (numpy.record, ...)
+        plain = np.array([(1, 2.0)], dtype=fields)
+        from_rec, from_plain = first(rec), first(plain)
+    """)
+    assert type(shell["from_rec"]).__name__ == "record"
+    assert type(shell["from_plain"]).__name__ == "void"
+
+
+def test_record_dtypes_scalars_and_nested_fields_differ_from_plain_ones() -> None:
+    import numpy as np
+
+    fields = [("x", "i4"), ("y", "f8")]
+    record, plain = np.dtype((np.record, fields)), np.dtype(fields)
+    assert record == plain  # numpy calls them equal, yet their items differ in type
+    assert content_hash(record) != content_hash(plain)
+    assert content_hash(np.zeros(2, dtype=record)) != content_hash(np.zeros(2, dtype=plain))
+    assert content_hash(np.zeros(2, dtype=record)[0]) != content_hash(np.zeros(2, dtype=plain)[0])
+    outer = [("inner", record), ("z", "i2")]
+    assert content_hash(np.dtype(outer)) != content_hash(np.dtype([("inner", plain), ("z", "i2")]))

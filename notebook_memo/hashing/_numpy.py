@@ -60,7 +60,13 @@ def _dtype_parts(dtype: Any) -> str:
             field = dtype.fields[name]
             title = f"|{field[2]!r}" if len(field) > 2 else ""
             fields.append(f"{name!r}{title}:{_dtype_text(field[0])}@{field[1]}")
-        return "{" + ",".join(fields) + f"}}/{dtype.itemsize}{'a' if dtype.isalignedstruct else ''}"
+        text = "{" + ",".join(fields) + f"}}/{dtype.itemsize}{'a' if dtype.isalignedstruct else ''}"
+        item = dtype.type
+        if item.__module__ != "numpy" or item.__name__ != "void":
+            # np.record (a recarray's, kept by np.asarray) or a user's: numpy calls the dtype equal to the
+            # plain one, but its items have attribute access the plain np.void items have not
+            text += f"<{item.__module__}.{item.__qualname__}>"
+        return text
     if dtype.subdtype is not None:
         base, shape = dtype.subdtype
         return f"({_dtype_text(base)}){shape!r}"
