@@ -148,3 +148,67 @@ def test_record_dtypes_scalars_and_nested_fields_differ_from_plain_ones() -> Non
     assert content_hash(np.zeros(2, dtype=record)[0]) != content_hash(np.zeros(2, dtype=plain)[0])
     outer = [("inner", record), ("z", "i2")]
     assert content_hash(np.dtype(outer)) != content_hash(np.dtype([("inner", plain), ("z", "i2")]))
+
+
+# -- an exception as an argument -----------------------------------------------------------------------
+
+
+def test_an_exception_argument_hits_on_equal_calls(shell: Shell) -> None:
+    shell.run("""
+        import warnings
+        from notebook_memo import memo
+
+        class ParseError(ValueError):
+            pass
+
+        class Runs(list):
+            def __memo_key__(self):
+                return "runs"  # counts body runs outside every key
+
+        runs = Runs()
+
+        @memo
+        def describe(err, more):
+            runs.append(1)
+            return f"{type(err).__name__}: {err} {len(more)}"
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            shown = [describe(ParseError("bad line 3"), [KeyError("k")]) for _ in range(3)]
+        messages = [str(w.message) for w in caught]
+    """)
+    assert shell["shown"] == ["ParseError: bad line 3 1"] * 3
+    assert len(shell["runs"]) == 1
+    assert shell["messages"] == []
+
+
+def test_an_exception_s_digest_does_not_change_when_its_dict_is_made_and_its_content_counts() -> None:
+    error = ValueError("bad")
+    before = content_hash(error)
+    vars(error)  # makes its __dict__: its reduction then ends with {}
+    assert content_hash(error) == before
+    error.add_note("seen in line 3")
+    noted = content_hash(error)
+    assert noted != before
+    error.code = 3
+    assert content_hash(error) not in (before, noted)
+
+
+def test_an_exception_argument_hits_after_a_restart(cache_dir: Path) -> None:
+    cell = """
+        from notebook_memo import memo
+
+        class ParseError(ValueError):
+            pass
+
+        @memo
+        def describe(err):
+            return f"{type(err).__name__}: {err}"
+
+        OUT["shown"] = describe(ParseError("bad line 3"))
+        OUT["hits"] = describe.hits
+    """
+    runs = [run_kernel([cell], cache_dir, seed=seed) for seed in (1, 2)]
+    assert [run["shown"] for run in runs] == ["ParseError: bad line 3"] * 2
+    assert [run["hits"] for run in runs] == [0, 1]
+    assert not any("describe" in text for run in runs for text in run["_warnings"])

@@ -849,6 +849,10 @@ def h_reduced(h: Hasher, v: Any, reduced: Any) -> None:
     h.child(reduced[0], "<reduce>")
     h.child(reduced[1], "<args>")
     state = reduced[2] if len(reduced) > 2 else None
+    if type(state) is dict and not state and isinstance(v, BaseException) and state is vars(v):
+        # An exception's reduction holds its __dict__ from the first time anything reads that (which makes
+        # it): (cls, args) before, (cls, args, {}) after, for the same exception.
+        state = None
     h.child(_without_bookkeeping(own_state(h, v, _slots_in_name_order(type(v), state))), "<state>")
     for index, items in ((3, "<items>"), (4, "<dict items>")):
         if len(reduced) > index and reduced[index] is not None:
