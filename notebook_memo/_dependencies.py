@@ -411,6 +411,9 @@ class _Resolver:
         self.hashed: dict[int, tuple[Any, bytes]] = {}
         # The mutable data read, with its digest: a body that changes it in place did what a hit cannot.
         self.mutable: list[DataRead] = []
+        # Also take in the mutable data read by the code of values met (the module dict an input's method fills):
+        # a cell's input, unlike an argument, is not compared by that data, which its entry does not hold.
+        self.nested_mutable = False
         self.drawn: set[int] = set()  # ids of values holding random generators
         self.scanned: set[int] = set()  # ids of classes whose library bases were looked at for patches
         # A class's __hash__ (whatever its code is named: a lambda, attrs' generated one) and the code reached from
@@ -1807,6 +1810,7 @@ def resolve_values(values: dict[str, Any], chains: dict[str, tuple[str, ...]], m
     resolver = _Resolver(track_versions)
     if mutable is not None:
         resolver.mutable = mutable
+        resolver.nested_mutable = True
     for name in missing:
         resolver.deps.parts[name] = ("missing", b"")
     with _running(resolver):
@@ -2020,7 +2024,8 @@ def _value_digest(obj: Any, cache: weakref.WeakKeyDictionary[Any, _Entry], name:
         if live is not None and cached[3]:
             active[id(obj)] = [False]  # its data may hold it again (a registry of the class)
             try:
-                digest = _rehashed(cached)
+                digest = _rehashed(cached, enclosing.mutable if enclosing is not None and enclosing.nested_mutable
+                                   else None)
             finally:
                 del active[id(obj)]
             if enclosing is not None:
@@ -2044,12 +2049,15 @@ def _value_digest(obj: Any, cache: weakref.WeakKeyDictionary[Any, _Entry], name:
     frame = [False]
     active[id(obj)] = frame
     resolver = _Resolver(track, by_code=True)
+    resolver.nested_mutable = enclosing is not None and enclosing.nested_mutable
     try:
         with _running(resolver):
             resolve(resolver)
     finally:
         del active[id(obj)]
     if enclosing is not None:
+        if enclosing.nested_mutable:
+            enclosing.mutable.extend(resolver.mutable)
         enclosing.watch.extend(resolver.watch)
         enclosing.deps.clock.extend(resolver.deps.clock)
         if resolver.volatile or frame[0]:
@@ -2125,8 +2133,9 @@ def _deps_digest(deps: Dependencies) -> bytes:
     return combine([deps.digest(), *(f"{label}\0skipped".encode() for label in sorted(deps.skipped))])
 
 
-def _rehashed(entry: _Entry) -> bytes | None:
-    """Return a cached resolution's digest with its mutable class data hashed again as it is now."""
+def _rehashed(entry: _Entry, read: list[DataRead] | None = None) -> bytes | None:
+    """Return a cached resolution's digest with its mutable class data hashed again as it is now; ``read``, if
+    given, receives that data as it would from a new resolution."""
     deps = Dependencies(dict(entry[4]), dict(entry[5]))
     for ref, name, label in entry[3]:
         klass = ref()
@@ -2136,9 +2145,12 @@ def _rehashed(entry: _Entry) -> bytes | None:
         deps.parts.pop(label, None)
         deps.skipped.pop(label, None)
         try:
-            deps.parts[label] = ("value", content_hash(value, label))
+            deps.parts[label] = ("value", digest := content_hash(value, label))
         except UnhashableArgument as exc:
             deps.skipped[label] = exc.reason
+            continue
+        if read is not None and _watched(value):
+            read.append((label, value, digest, filled_cached_properties(value)))
     return _deps_digest(deps)
 
 
