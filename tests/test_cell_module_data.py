@@ -111,3 +111,30 @@ def test_a_method_call_that_changes_a_user_module_s_data_is_run_again_after_a_re
     first, second = run_kernel(cells, cache_dir, seed=1), run_kernel(cells, cache_dir, seed=2)
     assert first["registry"] == second["registry"] == {"a": 1}
     assert second["hits"] == 0
+
+
+def test_a_cell_that_names_a_class_and_changes_its_data_is_not_stored(
+        shell: Shell, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The class is an input of the cell, but a class is kept by name, not by content: its data a run changed
+    would not come back with a hit."""
+    mod = _module(tmp_path, monkeypatch, "class Adder:\n    SEEN = {}\n    @classmethod\n    def add(cls, name):\n"
+                  "        cls.SEEN[name] = len(cls.SEEN) + 1\n        return len(cls.SEEN)\n")
+    shell.run(f"%load_ext notebook_memo\nfrom {mod} import Adder")
+    cell = "%%memo\nx = Adder.add('a')\n"
+    with pytest.warns(StorageWarning, match=r"not cached.*'Adder(\.SEEN)?' in place"):
+        shell.run(cell)
+    shell.run("Adder.SEEN.clear()")
+    shell.run(cell)
+    assert shell["Adder"].SEEN == {"a": 1} and shell["x"] == 1
+    assert _hits() == 0
+
+
+def test_a_cell_that_names_a_notebook_class_and_changes_its_data_leaves_it_as_a_run_does(shell: Shell) -> None:
+    shell.run("%load_ext notebook_memo")
+    shell.run("class Adder:\n    SEEN = {}\n    @classmethod\n    def add(cls, name):\n"
+              "        cls.SEEN[name] = len(cls.SEEN) + 1\n        return len(cls.SEEN)")
+    cell = "%%memo\nx = Adder.add('a')\n"
+    shell.run(cell)
+    shell.run("Adder.SEEN.clear()")
+    shell.run(cell)
+    assert shell["Adder"].SEEN == {"a": 1} and shell["x"] == 1
