@@ -352,3 +352,68 @@ def test_clearing_through_a_relinked_cache_dir_removes_the_files_of_the_index_it
     big(200_000, counter)
     big.cache_clear()  # type: ignore[attr-defined]
     assert _payloads(b) == [] and len(_payloads(a)) == 1  # A's entry is A's index's: not this one's to delete
+
+
+def _super_journal(names: Path) -> bytes:
+    """A rollback journal of a few bytes whose trailer names ``names`` as its super-journal: SQLite, finding it hot,
+    deletes that file once it has rolled the journal back, if no child journal points back at it."""
+    name = str(names).encode()
+    return (b"\x01" + (0x40000000 // 4096 + 1).to_bytes(4, "big") + name + len(name).to_bytes(4, "big")
+            + sum(name).to_bytes(4, "big") + bytes.fromhex("d9d505f920a163d7"))
+
+
+@needs_root
+@pytest.mark.parametrize("how", ["a call", "the command line's info"])
+def test_a_journal_planted_in_a_team_folder_never_makes_sqlite_delete_a_file(tmp_path: Path, how: str) -> None:
+    folder, thesis = tmp_path / "team", tmp_path / "thesis.tex"
+    thesis.write_text("my thesis\n")
+    assert _value_and_warnings(folder, "team secret") == (2, [])
+    folder.chmod(0o777)  # a team folder: a secret makes it usable
+    journal = folder / "cache.db-journal"
+    journal.write_bytes(_super_journal(thesis))
+    os.chown(journal, _OTHER_UID, _OTHER_UID)
+    journal.chmod(0o666)
+    if how == "a call":
+        value, caught = _value_and_warnings(folder, "team secret")
+        assert value == 2 and any("cache.db-journal" in w for w in caught), caught
+    else:
+        env = {**os.environ, "PYTHONPATH": str(ROOT), _config.ENV_SECRET: "team secret"}
+        subprocess.run([sys.executable, "-m", "notebook_memo", "info", "--dir", str(folder)], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert thesis.read_text() == "my thesis\n"
+    assert list(folder.glob("cache.db.untrusted-*-journal"))  # moved aside, unread
+    assert _value_and_warnings(folder, "team secret")[0] == 2 and thesis.exists()
+
+
+def test_a_journal_of_ours_that_names_a_super_journal_is_set_aside_too(tmp_path: Path) -> None:
+    """Our index is in WAL mode and runs no transaction over several databases: a journal naming a
+    super-journal is never one of ours, whoever owns it."""
+    folder, notes = tmp_path / "private", tmp_path / "notes.txt"
+    notes.write_text("notes\n")
+    assert _value_and_warnings(folder) == (2, [])
+    (folder / "cache.db-journal").write_bytes(_super_journal(notes))
+    value, caught = _value_and_warnings(folder)
+    assert value == 2 and notes.exists() and any("cache.db-journal" in w for w in caught), caught
+
+
+_HOLD_DIRECTORY_LOCK = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
+fcntl.flock(fd, fcntl.LOCK_EX)  # anyone who can read the folder can lock it
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_lock_held_on_the_cache_folder_by_another_process_does_not_hang_a_kernel(tmp_path: Path) -> None:
+    folder = tmp_path / "cache"
+    assert _value_and_warnings(folder) == (2, [])
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_DIRECTORY_LOCK, str(folder)], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        value, _ = _value_and_warnings(folder)  # run_kernel's own bound (120 s) fails the test on a hang
+        assert value == 2
+    finally:
+        holder.kill()
+        holder.wait()

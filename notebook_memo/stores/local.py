@@ -364,7 +364,7 @@ def _directory_lock(directory: str, exclusive: bool) -> Iterator[None]:
     A kernel opening the index between the moves would make a fresh ``cache.db`` beside the damaged one's log
     (SQLite deletes that log, or reads it as the fresh index's), and the moves would then take the fresh
     index's log away. The exclusive side waits ``_MOVE_WAIT`` at most, then moves anyway; where the file
-    system has no such locks, nothing is held."""
+    system has no such locks, nothing is held. The shared side waits as long at most, then opens anyway."""
     try:
         fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
         _locked_directories.add(fd)
@@ -373,18 +373,17 @@ def _directory_lock(directory: str, exclusive: bool) -> Iterator[None]:
     try:
         if fd >= 0 and fcntl is not None:
             with contextlib.suppress(OSError):
-                if not exclusive:
-                    fcntl.flock(fd, fcntl.LOCK_SH)
-                else:
-                    deadline = time.monotonic() + _MOVE_WAIT
-                    while True:
-                        try:
-                            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                # Either side waits _MOVE_WAIT at most: anyone who can read the folder can lock it, and a lock held
+                # for ever (by another user's process, say) must not hang every kernel opening the index.
+                deadline = time.monotonic() + _MOVE_WAIT
+                while True:
+                    try:
+                        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() > deadline:
                             break
-                        except BlockingIOError:
-                            if time.monotonic() > deadline:
-                                break
-                            time.sleep(0.001)
+                        time.sleep(0.001)
         yield
     finally:
         if fd >= 0:
@@ -901,12 +900,65 @@ def untrusted_message(directory: str, trouble: str) -> str:
             "writes there (NOTEBOOK_MEMO_SECRET or configure(secret=...)).")
 
 
+_SUPER_JOURNAL_MAGIC = bytes.fromhex("d9d505f920a163d7")  # what ends a rollback journal's super-journal record
+
+
+def _foreign_journal(path: str) -> str | None:
+    """Return why the rollback journal at ``path`` is not one of ours, or None (absent, or ours and plain).
+
+    SQLite rolls a hot journal back into the index (even one in WAL mode) when a connection first reads it, and
+    then deletes the super-journal its trailer names: any file the user may delete. Our index runs in WAL mode and
+    never over several databases, so a journal naming a super-journal is never ours, whoever owns it."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        return f"{path} is a link or not a plain file"
+    trouble = others_could_write([(path, info)])
+    if trouble is not None:
+        return trouble
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return None
+    try:
+        size = os.fstat(fd).st_size
+        tail = os.pread(fd, 16, size - 16) if size >= 16 else b""
+    finally:
+        os.close(fd)
+    if tail[8:] == _SUPER_JOURNAL_MAGIC and int.from_bytes(tail[:4], "big"):
+        return f"{path} names another file for SQLite to delete (a super-journal), which no journal of ours does"
+    return None
+
+
+def _set_aside_foreign_journal(directory: str) -> None:
+    """Move a rollback journal that is not ours (see ``_foreign_journal``) aside unread, with one warning; raise
+    UntrustedFolder when it cannot be moved: the index is then not opened, and results are computed."""
+    path = os.path.join(directory, _DB_NAME + "-journal")
+    why = _foreign_journal(path)
+    if why is None:
+        return
+    aside = os.path.join(directory, f"{_DB_NAME}.untrusted-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-journal")
+    try:
+        os.rename(path, aside)  # the name, not what a link names
+    except FileNotFoundError:
+        return  # another kernel moved it first
+    except OSError as exc:
+        raise UntrustedFolder(errno.EACCES, f"{why}, and it could not be moved aside ({exc}): the cache index is "
+                              f"not opened, and results are computed. Remove {path}", directory) from None
+    warn_once(f"untrusted-journal:{directory}", f"{why}, so it was not rolled back into the cache index: it was "
+              f"moved to {aside}. Delete it when you no longer need it.", StorageWarning)
+
+
 def _refuse_opening(directory: str) -> None:
     """Raise UntrustedFolder when, without a secret, others could have written the folder or the index's files.
 
     Checked before every new SQLite connection: opening one replays the log it finds (another user's frames)
     into the index and may checkpoint them there, where they would look like ours once the folder is mended.
-    With a secret the index is opened (a team folder): a record is loaded only once its signature verifies."""
+    With a secret the index is opened (a team folder): a record is loaded only once its signature verifies.
+    A rollback journal that is not ours is moved out of the way first, secret or not (see ``_foreign_journal``)."""
+    _set_aside_foreign_journal(directory)
     trouble = directory_trouble(directory)
     if trouble is not None and resolve_secret() is None:
         raise UntrustedFolder(errno.EACCES, untrusted_message(directory, trouble), directory)
