@@ -353,6 +353,9 @@ _connections = threading.local()
 # the connections using it). Nothing waits on another lock while holding it.
 _opening = threading.RLock()
 _MOVE_WAIT = 2.0  # seconds a set-aside waits for other kernels opening the index before it moves the files
+_OPEN_WAIT = 20.0  # seconds an opening waits for the lock a set-aside holds on the folder (held for moments)
+_CONTESTED_FOR = 60.0  # seconds after such a wait ran out during which openings do not wait again
+_contested: dict[str, float] = {}  # folders whose lock was held past _OPEN_WAIT -> until when openings do not wait
 _locked_directories: set[int] = set()  # descriptors _directory_lock holds: a forked child closes its copies
 
 
@@ -364,7 +367,7 @@ def _directory_lock(directory: str, exclusive: bool) -> Iterator[None]:
     A kernel opening the index between the moves would make a fresh ``cache.db`` beside the damaged one's log
     (SQLite deletes that log, or reads it as the fresh index's), and the moves would then take the fresh
     index's log away. The exclusive side waits ``_MOVE_WAIT`` at most, then moves anyway; where the file
-    system has no such locks, nothing is held. The shared side waits as long at most, then opens anyway."""
+    system has no such locks, nothing is held. The shared side waits _OPEN_WAIT at most, then opens anyway."""
     try:
         fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
         _locked_directories.add(fd)
@@ -373,15 +376,26 @@ def _directory_lock(directory: str, exclusive: bool) -> Iterator[None]:
     try:
         if fd >= 0 and fcntl is not None:
             with contextlib.suppress(OSError):
-                # Either side waits _MOVE_WAIT at most: anyone who can read the folder can lock it, and a lock held
-                # for ever (by another user's process, say) must not hang every kernel opening the index.
-                deadline = time.monotonic() + _MOVE_WAIT
+                # Neither side waits for ever: anyone who can read the folder can lock it, and a lock held for
+                # ever (by another user's process, say) must not hang every kernel opening the index. A kernel
+                # moving files holds it for moments; one held past _OPEN_WAIT is taken as held by no kernel of
+                # ours, and for a while after, opening does not wait for it.
+                now = time.monotonic()
+                patient = not exclusive and _contested.get(directory, 0.0) < now
+                deadline = now + (_MOVE_WAIT if exclusive else _OPEN_WAIT if patient else 0.0)
                 while True:
                     try:
                         fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
                         break
                     except BlockingIOError:
                         if time.monotonic() > deadline:
+                            if patient:
+                                _contested[directory] = time.monotonic() + _CONTESTED_FOR
+                                warn_once(f"folder-lock:{directory}", f"a lock on the cache folder {directory} was "
+                                          f"held by another process for {_OPEN_WAIT:.0f} s: the index is opened "
+                                          "without waiting for it (this process waits again in a minute). If no "
+                                          "kernel of yours is stuck there, find what holds it (fuser, lsof)",
+                                          StorageWarning)
                             break
                         time.sleep(0.001)
         yield
