@@ -6,6 +6,7 @@ import dis
 import functools
 import os
 import types
+from collections.abc import Iterator
 from typing import Any
 
 from ._evaluated import evaluates_text, names_read
@@ -112,10 +113,28 @@ def global_loads(code: types.CodeType) -> tuple[tuple[str, tuple[str, ...], str 
     the chain resolves to.
     """
     found: list[tuple[str, tuple[str, ...], str | None]] = []
+    for current, ins, k, j, root, chain in global_chains(code, _PASSED_OVER):
+        const = _constant_at(ins, j, current.co_consts)
+        if const is None and j < len(ins) and ins[j].opname == "CONTAINS_OP" and k \
+                and ins[k - 1].opname == "LOAD_CONST" and isinstance(ins[k - 1].argval, str):
+            const = ins[k - 1].argval
+        found.append((root, chain, const))
+        if const is not None and k and ins[k - 1].opname in _LOAD_GLOBAL_OPS and ins[k - 1].argval == "getattr" \
+                and j + 1 < len(ins) and ins[j + 1].opname in _GETATTR_CALLS and ins[j + 1].arg == 2:
+            # getattr(os.environ, "get")("X"): also read as os.environ.get("X"), what it amounts to
+            found.append(_after_getattr(ins, j + 2, root, (*chain, const), current.co_consts))
+    return tuple(found)
+
+
+def global_chains(code: types.CodeType, passed_over: frozenset[str]) -> Iterator[
+        tuple[types.CodeType, list[dis.Instruction], int, int, str, tuple[str, ...]]]:
+    """Yield each read of a global name (or of a module the code imports itself) in ``code`` and code nested in it:
+    the code, its instructions (less those named in ``passed_over``, one list per code), the read's first
+    instruction and the one after its attribute chain, its root (``IMPORTED`` + the module for an import) and chain."""
     codes = [code]
     for current in codes:
         codes.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
-        ins = [i for i in dis.get_instructions(current) if i.opname not in _PASSED_OVER]
+        ins = [i for i in dis.get_instructions(current) if i.opname not in passed_over]
         imported = _local_imports(ins) if any(i.opname == "IMPORT_NAME" for i in ins) else {}
         for k, first in enumerate(ins):
             root: str = first.argval
@@ -125,21 +144,10 @@ def global_loads(code: types.CodeType) -> tuple[tuple[str, tuple[str, ...], str 
                 root = IMPORTED + module
             elif first.opname not in _LOAD_GLOBAL_OPS:
                 continue
-            chain: list[str] = list(prefix)
             j = k + 1
             while j < len(ins) and ins[j].opname in _ATTR_OPS:
-                chain.append(ins[j].argval)
                 j += 1
-            const = _constant_at(ins, j, current.co_consts)
-            if const is None and j < len(ins) and ins[j].opname == "CONTAINS_OP" and k \
-                    and ins[k - 1].opname == "LOAD_CONST" and isinstance(ins[k - 1].argval, str):
-                const = ins[k - 1].argval
-            found.append((root, tuple(chain), const))
-            if const is not None and k and ins[k - 1].opname in _LOAD_GLOBAL_OPS and ins[k - 1].argval == "getattr" \
-                    and j + 1 < len(ins) and ins[j + 1].opname in _GETATTR_CALLS and ins[j + 1].arg == 2:
-                # getattr(os.environ, "get")("X"): also read as os.environ.get("X"), what it amounts to
-                found.append(_after_getattr(ins, j + 2, root, (*chain, const), current.co_consts))
-    return tuple(found)
+            yield current, ins, k, j, root, (*prefix, *(i.argval for i in ins[k + 1:j]))
 
 
 # The call of getattr in global_loads' instructions (3.11's PRECALL is not among them); not _CALL_OPS, which has it

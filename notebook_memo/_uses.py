@@ -9,7 +9,7 @@ import functools
 import types
 from typing import Any, NamedTuple
 
-from ._bytecode import _ATTR_OPS, _LOAD_GLOBAL_OPS, _LOCAL_OPS, IMPORTED, _local_imports
+from ._bytecode import global_chains
 
 __all__ = ()
 
@@ -45,25 +45,12 @@ def global_uses(code: types.CodeType) -> tuple[Use, ...]:
     """Return each read of a global name (or a module the body imports) with its attribute chain in ``code`` and
     code nested in it, and how it is used: called, tested, or otherwise (kept, passed on, iterated)."""
     found: list[Use] = []
-    codes = [code]
-    for current in codes:
-        codes.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
-        ins = [i for i in dis.get_instructions(current) if i.opname not in _SKIPPED]
-        imported = _local_imports(ins) if any(i.opname == "IMPORT_NAME" for i in ins) else {}
-        precall = any(i.opname == "PRECALL" for i in ins)
-        for k, first in enumerate(ins):
-            root: str = first.argval
-            prefix: tuple[str, ...] = ()
-            if first.opname in _LOCAL_OPS and root in imported:
-                module, prefix = imported[root]
-                root = IMPORTED + module
-            elif first.opname not in _LOAD_GLOBAL_OPS:
-                continue
-            j = k + 1
-            while j < len(ins) and ins[j].opname in _ATTR_OPS:
-                j += 1
-            chain = (*prefix, *(i.argval for i in ins[k + 1:j]))
-            found.append(_use(ins, j, root, chain, precall, current.co_consts))
+    listed: list[dis.Instruction] | None = None
+    precall = False
+    for current, ins, _k, j, root, chain in global_chains(code, _SKIPPED):
+        if ins is not listed:  # the first read in this code
+            listed, precall = ins, any(i.opname == "PRECALL" for i in ins)
+        found.append(_use(ins, j, root, chain, precall, current.co_consts))
     return tuple(found)
 
 
