@@ -946,6 +946,18 @@ def _foreign_journal(path: str) -> str | None:
     return None
 
 
+def _aside_name(directory: str, why: str) -> str:
+    """Return the name index files set aside for ``why`` ("damaged", "untrusted") take, their suffixes added: by the
+    second and the process, numbered when taken (another set aside within the second), never over an earlier one,
+    whose log SQLite would otherwise replay into the index."""
+    named = aside = os.path.join(directory, f"{_DB_NAME}.{why}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+    number = 1
+    while any(os.path.lexists(aside + suffix) for suffix in _INDEX_FILES):
+        number += 1
+        aside = f"{named}-{number}"
+    return aside
+
+
 def _set_aside_foreign_journal(directory: str) -> None:
     """Move a rollback journal that is not ours (see ``_foreign_journal``) aside unread, with one warning; raise
     UntrustedFolder when it cannot be moved: the index is then not opened, and results are computed."""
@@ -953,7 +965,7 @@ def _set_aside_foreign_journal(directory: str) -> None:
     why = _foreign_journal(path)
     if why is None:
         return
-    aside = os.path.join(directory, f"{_DB_NAME}.untrusted-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-journal")
+    aside = _aside_name(directory, "untrusted") + "-journal"
     try:
         os.rename(path, aside)  # the name, not what a link names
     except FileNotFoundError:
@@ -1230,15 +1242,8 @@ class Store:
         """Rename the index and its log out of the way (links as links: what they point to is not touched);
         ``unless``: asked again once no other kernel can open the index, which another may have mended.
         ``suffixes``: only these of its files (the log and wal-index alone: ``-wal``, ``-shm``)."""
-        # Named by the second and the process, and numbered when that name is taken (another set aside within
-        # the second): never over an earlier one, whose log SQLite would otherwise replay into this index.
         logs_only = suffixes != _INDEX_FILES
-        named = aside = os.path.join(self.directory, f"{_DB_NAME}.{'untrusted' if logs_only else 'damaged'}-"
-                                                     f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
-        number = 1
-        while any(os.path.lexists(aside + suffix) for suffix in _INDEX_FILES):
-            number += 1
-            aside = f"{named}-{number}"
+        aside = _aside_name(self.directory, "untrusted" if logs_only else "damaged")
         # No connection of this process, nor of another kernel, opens the index between the moves.
         with _opening, _directory_lock(self.directory, exclusive=True):
             if unless is not None and unless():
