@@ -768,14 +768,21 @@ def _h_reduce_keeping_attributes(h: Hasher, v: Any) -> None:
     ``random.Random``, ``np.random.RandomState``, ``datetime``, ``defaultdict``): that reduction was written
     for instances without attributes of their own, so ``self.scale`` set on one is keyed after it, where
     its state does not hold it."""
-    found = getattr(v, "__dict__", None)  # first: asking makes a partial's dict, which its reduction then holds
+    _h_reduction_and_attributes(h, v, True)
+
+
+def _h_reduction_and_attributes(h: Hasher, v: Any, keep_dict: bool) -> Any:
+    """Hash an object by its reduction and, where ``keep_dict``, the attributes its state leaves out; return
+    that state."""
+    found = getattr(v, "__dict__", None) if keep_dict else None  # first: asking makes a partial's dict
     reduced = _reduction(v)
     h_reduced(h, v, reduced)
     state = reduced[2] if not isinstance(reduced, str) and len(reduced) > 2 else None
-    attributes = _attributes_left_out(found, state)
+    attributes = _attributes_left_out(found, state) if keep_dict else None
     if attributes:
         h.tag(b"+")
         h.child(attributes, ".__dict__")
+    return state
 
 
 def _h_reduce_keeping_slots(slots: tuple[tuple[str, Any], ...], keep_dict: bool) -> HashFn:
@@ -785,14 +792,7 @@ def _h_reduce_keeping_slots(slots: tuple[tuple[str, Any], ...], keep_dict: bool)
     ``keep_dict`` says the reduction leaves those out too."""
 
     def handler(h: Hasher, v: Any) -> None:
-        found = getattr(v, "__dict__", None) if keep_dict else None  # first, as _h_reduce_keeping_attributes
-        reduced = _reduction(v)
-        h_reduced(h, v, reduced)
-        state = reduced[2] if not isinstance(reduced, str) and len(reduced) > 2 else None
-        attributes = _attributes_left_out(found, state) if keep_dict else None
-        if attributes:
-            h.tag(b"+")
-            h.child(attributes, ".__dict__")
+        state = _h_reduction_and_attributes(h, v, keep_dict)
         # A reduction that does save them (one built on object.__getstate__, as OrderedDict's) holds them already.
         held = state[1] if type(state) is tuple and len(state) == 2 and type(state[1]) is dict else ()
         values = {}
