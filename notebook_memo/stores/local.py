@@ -353,6 +353,10 @@ _connections = threading.local()
 # the connections using it). Nothing waits on another lock while holding it.
 _opening = threading.RLock()
 _MOVE_WAIT = 2.0  # seconds a set-aside waits for other kernels opening the index before it moves the files
+# How long a lease, or the writes a process makes as it ends, wait for the index's write lock (ms): our own
+# kernels hold it for moments; past this it is another program's (a database browser's open transaction), and
+# a miss computes without the lease (at worst twice, never wrong), an ending kernel leaves its last access times.
+_SHORT_WAIT_MS = 5000
 _OPEN_WAIT = 20.0  # seconds an opening waits for the lock a set-aside holds on the folder (held for moments)
 _CONTESTED_FOR = 60.0  # seconds after such a wait ran out during which openings do not wait again
 _contested: dict[str, float] = {}  # folders whose lock was held past _OPEN_WAIT -> until when openings do not wait
@@ -425,7 +429,30 @@ class _Index(diskcache.Cache):  # type: ignore[misc]
                      **{k: v for k, v in settings.items() if k not in ("disk", "timeout")}}
         self._size_counted = False
         self._disk_total: int | None = None
-        super().__init__(directory, **settings)
+        self._found: _Found | None = _Found()  # while diskcache's opening runs: see _sql_retry
+        try:
+            super().__init__(directory, **settings)
+        finally:
+            self._found = None
+
+    @property
+    def _sql_retry(self) -> Callable[..., sqlite3.Cursor]:
+        """diskcache's statement runner, which retries a locked index for 60 s; while its opening runs, one that
+        first leaves out the writes that would change nothing.
+
+        That opening writes each of its settings back to the Settings table and creates its tables, indexes and
+        triggers "if not exists", every statement waiting up to a minute for the write lock: a kernel opening
+        the cache while another program held that lock (a database browser's open transaction) waited for
+        many minutes, though a WAL index can be read meanwhile. So a row or a schema object already as it would
+        be written is not written again, and an index set up before is opened without a write. A setting row of
+        ours holding another value is written back only if the lock is free at once: our handles take our own
+        values whatever the table says (``reset``), so the row is only kept in line for other readers.
+        """
+        retry: Callable[..., sqlite3.Cursor] = diskcache.Cache._sql_retry.fget(self)
+        found = self.__dict__.get("_found")
+        if found is None:
+            return retry
+        return functools.partial(found.run, self, retry)
 
     def reset(self, key: str, value: Any = diskcache.core.ENOVAL, update: bool = True) -> Any:
         own = self._own
@@ -503,6 +530,53 @@ class _Index(diskcache.Cache):  # type: ignore[misc]
             con.set_authorizer(_only_our_statements)
         local.opened = (con, before if before is not None and _file_ident(path) == before else None)
         return con
+
+
+# diskcache's opening statements that write, as it words them, with what each writes (see _Index._sql_retry).
+_CREATE_IF_NOT_EXISTS = re.compile(r"CREATE (?:UNIQUE )?(?:TABLE|INDEX|TRIGGER) IF NOT EXISTS (\w+)")
+_SET_SETTING = "INSERT OR REPLACE INTO Settings VALUES (?, ?)"
+_ADD_SETTING = "INSERT OR IGNORE INTO Settings VALUES (?, ?)"
+_UPDATE_SETTING = "UPDATE Settings SET value = ? WHERE key = ?"
+
+
+class _Found:
+    """What an index held when a handle began opening it: its Settings rows and its schema's names (read once)."""
+
+    __slots__ = ("names", "settings")
+
+    def __init__(self) -> None:
+        self.settings: dict[str, Any] | None = None  # None: not read yet
+        self.names: set[str] = set()
+
+    def run(self, index: _Index, retry: Callable[..., sqlite3.Cursor], statement: str,
+            *args: Any) -> sqlite3.Cursor:
+        """Run one of diskcache's opening statements through ``retry``, unless it would write nothing new."""
+        if self.settings is None:
+            self.settings = {}
+            with contextlib.suppress(sqlite3.OperationalError):  # no table yet: a new index
+                self.settings = dict(retry("SELECT key, value FROM Settings").fetchall())
+                self.names = {name for (name,) in retry("SELECT name FROM sqlite_master").fetchall()}
+        settings = self.settings
+        created = _CREATE_IF_NOT_EXISTS.match(statement)
+        if created is not None:
+            if created.group(1) in self.names:
+                return index._sql("SELECT 1 WHERE 0")
+            self.names.add(created.group(1))
+            return retry(statement, *args)
+        if statement in (_SET_SETTING, _ADD_SETTING, _UPDATE_SETTING):
+            key, value = args[0] if statement != _UPDATE_SETTING else args[0][::-1]
+            if key in settings and (statement == _ADD_SETTING or settings[key] == value):
+                return index._sql("SELECT 1 WHERE 0")  # as it would be written
+            if key in settings and key in index._own:
+                try:  # another value of a setting of ours: kept in line when the lock is free, else left
+                    cursor = index._sql(statement, *args)
+                except sqlite3.OperationalError:
+                    return index._sql("SELECT 1 WHERE 0")
+            else:
+                cursor = retry(statement, *args)  # a row the index lacks: needed, as diskcache waits for it
+            settings[key] = value
+            return cursor
+        return retry(statement, *args)
 
 
 class _Transaction:
@@ -2378,7 +2452,8 @@ class Store:
     def _take_here(self, keys: list[str], watches: list[Watch | None]) -> list[bool]:
         self.writer  # noqa: B018 (opens the index, or reopens a deleted directory)
         con = connection(self.directory)
-        taken = self._leases.take(con, keys, watches)
+        with _waiting_briefly(con):
+            taken = self._leases.take(con, keys, watches)
         if any(taken) and self._flusher is None:
             try:
                 self._start_flusher()
@@ -2502,6 +2577,19 @@ class Store:
         self._hot = {}
         self._checked = 0.0
         self._recheck = False
+
+    def wait_briefly(self) -> None:
+        """Let this thread's open connections to the index wait _SHORT_WAIT_MS for its write lock from now on."""
+        held = _connections.__dict__.get("by_dir", {}).get(self.directory)
+        cons = [held[2]] if held is not None and held[0] == os.getpid() else []
+        for handle in (self._reader, self._writer):
+            local = getattr(handle, "_local", None)
+            con = getattr(local, "con", None)
+            if con is not None and getattr(local, "pid", None) == os.getpid():
+                cons.append(con)
+        for con in cons:
+            with contextlib.suppress(sqlite3.Error):
+                con.execute(f"PRAGMA busy_timeout = {_SHORT_WAIT_MS}")
 
     def stop_background(self, wait: float = 1.0) -> None:
         """Stop the background thread, waiting for its current round (at most ``wait`` seconds)."""
@@ -2702,11 +2790,24 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_settle_all)
 
 
+@contextlib.contextmanager
+def _waiting_briefly(con: sqlite3.Connection) -> Iterator[None]:
+    """Let statements on ``con`` wait _SHORT_WAIT_MS for the write lock, then the connection's own time again."""
+    ((before,),) = con.execute("PRAGMA busy_timeout").fetchall()
+    con.execute(f"PRAGMA busy_timeout = {_SHORT_WAIT_MS}")
+    try:
+        yield
+    finally:
+        con.execute(f"PRAGMA busy_timeout = {int(before)}")
+
+
 @atexit.register
 def _flush_all() -> None:
     for store in list(_every_store):
         with contextlib.suppress(Exception):
             store.stop_background()  # its checkpoint would make ours at exit give up (SQLite does not wait)
+        with contextlib.suppress(Exception):
+            store.wait_briefly()  # a kernel ending (Jupyter kills one that takes seconds) waits for no one long
         with contextlib.suppress(Exception):
             store.flush()
         if not store.closed:  # a closed store's connections are closed: none is opened again only for this
