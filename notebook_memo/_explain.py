@@ -178,8 +178,11 @@ def explain_call(fn: MemoizedFunction[Any], call: Call, as_miss: bool = False,
         size = record.header.meta().get("size", 0)
         return Explanation(name, True, f"stored {_ago(record.header.created)}, computed in "
                            f"{record.header.duration:.3g} s, {human_bytes(size)}", notes, unkeyed)
+    # After a miss, the run's own entry may be a variant of its key (one per folder or random state): asked
+    # before the run, a variant stored earlier had its say (``before_compute``), so any left are the run's.
     entries = [(r, meta) for r in fn.entries() if r.key != call.key and r.key not in exclude
-               for meta in [r.header.meta()] if not is_marker(meta)]
+               for meta in [r.header.meta()] if not is_marker(meta)
+               and not (as_miss and meta.get("variant_of") == call.key)]
     if not entries:
         return Explanation(name, False, f"nothing is cached for this function in {store.directory}", notes, unkeyed)
     current = current_description(fn, call)
