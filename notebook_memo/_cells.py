@@ -650,18 +650,15 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
             _not_stored(cell, f"it {change}. Make that change in a cell of its own")
         return result
     if unverifiable:
-        warn_once(f"unverifiable:{cell.qualified_name}:{unverifiable[0]}",
-                  f"%%memo {cell.label}: not cached, so the cell runs each time: it binds "
-                  f"{unverifiable[0]!r} on some paths only, so whether a run uses or replaces the "
-                  "notebook's value is checked by content, and that value cannot be hashed. Bind it on "
-                  "every path, or give its class __memo_key__.",
-                  StorageWarning)
+        _not_stored(cell, f"it binds {unverifiable[0]!r} on some paths only, so whether a run uses or replaces "
+                    "the notebook's value is checked by content, and that value cannot be hashed. Bind it on every "
+                    "path, or give its class __memo_key__.",
+                    once=f"unverifiable:{cell.qualified_name}:{unverifiable[0]}")
         return result
     try:
         where = entry_conditions(store, call.key, recorder)
     except _conditions.NotRecordable as exc:
-        warn_once(f"unrecordable:{cell.qualified_name}:{exc}", f"%%memo {cell.label}: not cached, so the cell runs "
-                  f"each time: {exc}.", StorageWarning)
+        _not_stored(cell, f"{exc}.", once=f"unrecordable:{cell.qualified_name}:{exc}")
         return result
     # Inputs the run left as they were, which outputs may hold (`b = a`, `Pipeline([("clf", clf)])`): saved by
     # name, so that a hit makes the outputs hold the notebook's objects, as the run did, rather than copies.
@@ -801,10 +798,11 @@ def _detached_unheld(cell: CellMemo, inputs: dict[str, Any], digests: dict[str, 
     return True
 
 
-def _not_stored(cell: CellMemo, reason: str) -> None:
-    """Say once, and in the cell's explanation, why its run was not stored (it runs each time)."""
-    warn_once(f"not-stored:{cell.qualified_name}:{reason}", f"%%memo {cell.label}: not cached, so the cell runs each "
-              f"time: {reason}", StorageWarning)
+def _not_stored(cell: CellMemo, reason: str, once: str | None = None) -> None:
+    """Say once (per ``once``, else per reason), and in the cell's explanation, why its run was not stored
+    (it runs each time)."""
+    warn_once(once or f"not-stored:{cell.qualified_name}:{reason}", f"%%memo {cell.label}: not cached, so the cell "
+              f"runs each time: {reason}", StorageWarning)
     cell.miss_report = Explanation(cell.qualified_name, False, f"it runs each time, unstored: {reason}")
 
 
@@ -864,9 +862,8 @@ def _store_cell(store: Store, cell: CellMemo, call: Call, value: dict[str, Any],
         reasons = "; ".join(f"{name}: {reason}" if len(unstorable) > 1 else reason
                             for name, reason in unstorable.items())
         them = "it" if len(names) < 2 else "them"
-        warn_once(f"pickle:{cell.qualified_name}:{','.join(names)}", f"%%memo {cell.label}: not cached, so the cell "
-                  f"runs each time: {what} cannot be stored ({reasons}). Leave {them} out with --outputs, or "
-                  f"create {them} in another cell.", StorageWarning)
+        _not_stored(cell, f"{what} cannot be stored ({reasons}). Leave {them} out with --outputs, or create {them} "
+                    "in another cell.", once=f"pickle:{cell.qualified_name}:{','.join(names)}")
         return
     meta = {
         "kind": "cell", "name": cell.qualified_name, "label": cell.label, "fid": cell.function_id,

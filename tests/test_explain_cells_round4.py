@@ -50,3 +50,21 @@ def test_a_cell_stored_per_folder_is_explained_by_its_input(ip: Shell) -> None:
     ip.run(cell)
     report = str(ip.run("%memo explain rel"))
     assert "input 'A' differs" in report and "key format" not in report, report
+
+
+@pytest.mark.parametrize(("source", "why"), [
+    ("fh = open('data.txt')\nfirst = fh.readline()", "cannot be stored"),
+    ("import threading\nguard = threading.Lock()", "cannot be stored"),
+    # Its neighbours, refused after the run too: a name bound on some paths only over an unhashable value, and a
+    # file the cell reads and rewrites.
+    ("if flag:\n    lock = None\ny = 1", "on some paths only"),
+    ("p = pathlib.Path('data.txt')\np.write_text(p.read_text() + 'x')", "which it also reads"),
+])
+def test_a_cell_its_run_could_not_store_is_explained_as_unstored(ip: Shell, source: str, why: str) -> None:
+    ip.run("import threading\nflag = False\nlock = threading.Lock()")
+    with pytest.warns(Warning, match=why):
+        ip.run(f"%%memo unpicklable\n{source}")
+    for _ in range(2):  # the first run, then the next (warned once), explained alike
+        report = str(ip.run("%memo explain unpicklable"))
+        assert "runs each time, unstored" in report and why in report, report
+        ip.run(f"%%memo unpicklable\n{source}")
