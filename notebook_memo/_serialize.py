@@ -43,6 +43,7 @@ from typing import Any, BinaryIO
 import cloudpickle
 import xxhash
 
+from ._closed_files import reduce_closed_file
 from ._config import CLOCK_SKEW, LATEST_TIME
 from ._fingerprint import class_fingerprint
 from .hashing import combine
@@ -127,7 +128,8 @@ class ClassChanged(Exception):
 def _unfaithful(obj: Any) -> str | None:
     """Return what ``obj`` is when a pickle of it would not restore it faithfully, else None."""
     if isinstance(obj, io.IOBase) and not isinstance(obj, (io.BytesIO, io.StringIO)):
-        return f"an open file ({type(obj).__qualname__})"
+        # A closed one reaches here only where it could not be rebuilt alike (opened with mode "x", or not by open).
+        return f"{'a closed' if obj.closed else 'an open'} file ({type(obj).__qualname__})"
     socket = sys.modules.get("socket")
     if socket is not None and isinstance(obj, socket.socket):
         return "an open socket"
@@ -240,6 +242,9 @@ class _Pickler(cloudpickle.Pickler):
                 reduced = reduce_tensor(obj)
                 if reduced is not None:
                     return reduced
+            closed = reduce_closed_file(obj)
+            if closed is not None:  # a `with open(...) as fh:` cell leaves one: cloudpickle refuses it
+                return closed
             what = _unfaithful(obj)
             if what is not None:
                 # cloudpickle would save an open text file as a StringIO of its contents.
