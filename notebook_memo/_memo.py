@@ -478,7 +478,7 @@ class MemoizedFunction(Generic[R]):
         return self._fn.__qualname__.split(".")[:-1] if self._is_method else None
 
     def _reads_by_code(self) -> dict[str, tuple[str, bytes]]:
-        """Return what the function reads, every function and class keyed by its code objects.
+        """Return the function's own code and what it reads, every function and class keyed by its code objects.
 
         Its code state keys a notebook's code by source, which a worker it is sent to lacks: this is
         what both can compute alike, so a worker tells whether it runs and reads what its sender did.
@@ -488,7 +488,10 @@ class MemoizedFunction(Generic[R]):
             tracker = CodeTracker(self._fn, self._owner_path(), self._track_versions(),  # type: ignore[arg-type]
                                   by_code=True)
             self._tracker_by_code = tracker
-        return tracker.current().deps.parts
+        state = tracker.current()
+        # Its own code too: a module's function travels by reference, so a worker that imports the module
+        # after its file was edited runs other code than its sender under the same name. The label is no name.
+        return {**state.deps.parts, "<its own code>": ("code", state.own)}
 
     def make_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
         """Return the key and its ingredients for calling with these arguments."""

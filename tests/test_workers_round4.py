@@ -1,0 +1,64 @@
+"""Workers, leases and threads, round four: a worker running another version of a module function than
+its sender, a lease held by a killed child not yet reaped, and file reads of threads a body did not start."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+EDITED_MODULE = """
+import concurrent.futures, importlib, multiprocessing, sys
+sys.path.insert(0, {folder!r})
+from notebook_memo import memo
+
+SOURCE = "def plain(x):\\n    return x + {{n}}\\n\\ndef plainb(xs):\\n    return [x + {{n}} for x in xs]\\n"
+
+if __name__ == "__main__":
+    with open({module!r}, "w") as fh:
+        fh.write(SOURCE.format(n=1))
+    importlib.invalidate_caches()
+    import edited_tasks
+    g = memo(edited_tasks.plain)
+    b = memo.batch("xs")(edited_tasks.plainb)
+    with open({module!r}, "w") as fh:  # edited on disk, not reloaded here: this process runs x + 1
+        fh.write(SOURCE.format(n=100))
+    {send}
+    print("worker", *sent)
+    print("here", g(5), b([5, 6]), g.last_hit)
+"""
+
+SPAWN_POOL = """with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        sent = [pool.submit(g, 5).result(), pool.submit(b, [5, 6]).result()]"""
+
+LOKY = """from joblib import Parallel, delayed
+    sent = Parallel(n_jobs=2, backend="loky")([delayed(g)(5), delayed(b)([5, 6])])"""
+
+
+def _run_script(tmp_path: Path, text: str) -> list[str]:
+    script = tmp_path / "notebook.py"
+    script.write_text(text)
+    env = {**os.environ, "NOTEBOOK_MEMO_DIR": str(tmp_path / "cache"),
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+def test_a_worker_running_an_edited_module_function_stores_nothing_under_the_sender_s_key(tmp_path: Path) -> None:
+    """The module's file changed after the notebook wrapped its function: a spawned worker imports the new code,
+    so its results are its own code's, never served to the notebook, which still runs the old code."""
+    lines = _run_script(tmp_path, EDITED_MODULE.format(folder=str(tmp_path), module=str(tmp_path / "edited_tasks.py"),
+                                                       send=SPAWN_POOL))
+    assert lines == ["worker 105 [105, 106]", "here 6 [6, 7] False"]
+
+
+def test_a_loky_worker_running_an_edited_module_function_stores_nothing_under_the_sender_s_key(
+        tmp_path: Path) -> None:
+    lines = _run_script(tmp_path, EDITED_MODULE.format(folder=str(tmp_path), module=str(tmp_path / "edited_tasks.py"),
+                                                       send=LOKY))
+    assert lines == ["worker 105 [105, 106]", "here 6 [6, 7] False"]
