@@ -4,11 +4,14 @@ its sender, a lease held by a killed child not yet reaped, and file reads of thr
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+from notebook_memo.stores._leases import _HOST, holder_is_gone
 from tests.conftest import ROOT
+from tests.test_leases import _env, _run, _script, _wait_for
 
 EDITED_MODULE = """
 import concurrent.futures, importlib, multiprocessing, sys
@@ -62,3 +65,46 @@ def test_a_loky_worker_running_an_edited_module_function_stores_nothing_under_th
     lines = _run_script(tmp_path, EDITED_MODULE.format(folder=str(tmp_path), module=str(tmp_path / "edited_tasks.py"),
                                                        send=LOKY))
     assert lines == ["worker 105 [105, 106]", "here 6 [6, 7] False"]
+
+
+def _process_state(pid: int) -> str:
+    """Return the state letter /proc gives a process (R, S, T, Z, ...)."""
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+
+
+def test_a_killed_local_holder_not_yet_reaped_is_taken_over_at_once(tmp_path: Path, cache_dir: Path) -> None:
+    """A holder killed while its parent (here, this test) has not yet reaped it is a zombie: it no longer exists
+    as a process, though signalling its pid still succeeds."""
+    script, log = _script(tmp_path), tmp_path / "log.txt"
+    env = _env(cache_dir, NOTEBOOK_MEMO_LEASE="3600")  # only the dead-process rule can free it in time
+    holder = subprocess.Popen([sys.executable, str(script), "slow", str(log), "8", "300"], env=env)
+    try:
+        _wait_for(log, "start 8")
+        holder.send_signal(signal.SIGKILL)
+        while _process_state(holder.pid) != "Z":
+            os.sched_yield()
+        waiter = _run(script, "slow", str(log), "8", "0", env=env)
+        assert _process_state(holder.pid) == "Z"  # not reaped all along
+    finally:
+        holder.kill()
+        holder.wait()
+    assert waiter["result"] == {"k": 8}
+    assert log.read_text().count("done 8") == 1
+
+
+def test_a_stopped_or_running_local_holder_is_not_gone() -> None:
+    """A holder stopped (SIGSTOP) or running exists: only a lease time frees its lease."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    try:
+        assert not holder_is_gone(f"{child.pid}@{_HOST}/token#0")
+        child.send_signal(signal.SIGSTOP)
+        while _process_state(child.pid) != "T":
+            os.sched_yield()
+        assert not holder_is_gone(f"{child.pid}@{_HOST}/token#0")
+        child.kill()
+        while _process_state(child.pid) != "Z":
+            os.sched_yield()
+        assert holder_is_gone(f"{child.pid}@{_HOST}/token#0")
+    finally:
+        child.kill()
+        child.wait()

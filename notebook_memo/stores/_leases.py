@@ -4,7 +4,8 @@ A lease is an index row ``lock:<key>`` holding ``<pid>@<host>/<token>#<generatio
 no expiry time: a wall-clock timestamp written by one machine means nothing to another whose
 clock differs. The holder proves it is alive by bumping the generation every third of the lease
 time; a waiter takes over when the value it sees has not changed for a whole lease time on the
-waiter's own monotonic clock (or at once when the holder is a process of this host that is gone).
+waiter's own monotonic clock (or at once when the holder is a process of this host that is gone,
+or has exited and waits to be reaped).
 Whatever a row holds, planted or ours, blocks a waiter for at most one lease time.
 
 Forks: SQLite and its connections must not cross ``fork()`` while another thread is inside them
@@ -86,7 +87,23 @@ def holder_is_gone(value: Any) -> bool:
         return True
     except OSError:
         return False  # alive, but not ours to signal
-    return False
+    return _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    """Return True when ``pid`` has exited but is not yet reaped (Linux's /proc says so; elsewhere, False).
+
+    Such a process (a worker killed inside a body while its parent has not waited for it) still takes
+    signals, but runs no more: it will never renew its lease. It is left for its parent to reap.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            text = stat.read()
+    except OSError:  # no /proc here, or reaped meanwhile (its pid may be another's now): not known gone
+        return False
+    # The state follows the command name in parentheses, which may itself hold ') '.
+    fields = text.rpartition(b")")[2].split()
+    return bool(fields) and fields[0] in (b"Z", b"X")
 
 
 class Watch:
