@@ -75,7 +75,7 @@ _active: contextvars.ContextVar[tuple[Recorder, ...] | None] = contextvars.Conte
                                                                                        default=())
 # Every recorder running in the process. A read in another thread that runs no body of its own (a
 # pool the body started) is the running bodies' read: attributed to all of them, which at worst
-# costs a miss, never a stale hit.
+# costs a miss, never a stale hit. Not the main thread's (see _working_for).
 _running: list[Recorder] = []
 # glob.glob and glob.iglob: a pattern whose last parts are literal ("data/*/x.csv") is matched by
 # listing "data" only and then testing each "data/<folder>/x.csv" without an event; so the pattern itself
@@ -420,8 +420,7 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
     if not active:
         if active is None or not _running or getattr(own_thread, "ours", False):
             return  # no body runs, or this is a thread of ours (its connections and files are the store's)
-        me = threading.get_ident()
-        active = tuple(recorder for recorder in _running if recorder.thread != me)
+        active = _working_for()
         if not active:
             return
     try:
@@ -772,8 +771,36 @@ def active() -> Recorders:
         return found
     if found is None or not _running:
         return ()
+    return _working_for()
+
+
+def _working_for() -> Recorders:
+    """Return the running bodies a thread that runs none itself may be working for: those of the other threads.
+
+    Which body a pool's thread works for cannot be told (a pool made before the body, or shared by two
+    bodies, is handed their work alike), so it is all of them: at worst a miss. The main thread is the
+    notebook's own, handed no body's work (a body runs there or it waits for one): its reads are its own.
+    """
     me = threading.get_ident()
+    if me == threading.main_thread().ident:
+        return ()
+    return _in_other_threads(me)
+
+
+def _in_other_threads(me: int) -> Recorders:
+    """Return the recorders of the bodies running in threads other than ``me``."""
     return tuple(recorder for recorder in _running if recorder.thread != me)
+
+
+def _drawing_around() -> Recorders:
+    """Return the running bodies a draw or seeding here may be mixed into: the main thread's included, as its
+    draws cannot be told from a body's (see the README on random state)."""
+    found = _active.get()
+    if found:
+        return found
+    if found is None or not _running:
+        return ()
+    return _in_other_threads(threading.get_ident())
 
 
 def pause() -> contextvars.Token[Recorders | None]:
@@ -875,14 +902,14 @@ def _note_link(kind: str, path: Any) -> None:
 
 def _note_seeding(generator: str, from_entropy: bool) -> None:
     own = _active.get() or ()
-    for recorder in active():
+    for recorder in _drawing_around():
         recorder.seeded(generator, recorder in own, from_entropy)
 
 
 def _note_state_read(generator: str) -> None:
     """A global generator's state was read: by the body's own code, a read its result may depend on. A library
     reads it to put it back later (``torch.random.fork_rng``, checkpointing), which changes nothing."""
-    recorders = active()
+    recorders = _drawing_around()
     if recorders and _users_own(sys._getframe(2)):  # the caller of the wrapped reader
         for recorder in recorders:
             recorder.read_state(generator)

@@ -7,10 +7,15 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import warnings
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from notebook_memo import MemoWarning, memo
 from notebook_memo.stores._leases import _HOST, holder_is_gone
-from tests.conftest import ROOT
+from tests.conftest import ROOT, Counter
 from tests.test_leases import _env, _run, _script, _wait_for
 
 EDITED_MODULE = """
@@ -108,3 +113,118 @@ def test_a_stopped_or_running_local_holder_is_not_gone() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+# -- reads of threads a body did not start ----------------------------------------------------------
+
+class _Events:
+    """Two events a body waits on; never part of a key."""
+
+    def __init__(self) -> None:
+        self.reached, self.go = threading.Event(), threading.Event()
+
+    def __memo_key__(self) -> str:
+        return "events"
+
+
+def _while_a_pool_thread_runs(body: Callable[[], int], meanwhile: Callable[[], None], events: _Events) -> int:
+    """Run ``body`` in a ThreadPoolExecutor thread; this (the main) thread runs ``meanwhile`` while it waits."""
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(body)
+        assert events.reached.wait(30)
+        try:
+            meanwhile()
+        finally:
+            events.go.set()
+        return future.result(30)
+
+
+def test_a_file_the_main_thread_reads_while_a_body_runs_in_a_pool_thread_is_not_the_body_s(
+        tmp_path: Path, counter: Counter) -> None:
+    other = tmp_path / "other.txt"
+    other.write_text("v1")
+    events = _Events()
+
+    @memo
+    def work(c: Counter, ev: _Events, x: int) -> int:
+        c()
+        ev.reached.set()
+        assert ev.go.wait(30)
+        return 2 * x
+
+    assert _while_a_pool_thread_runs(lambda: work(counter, events, 21), other.read_text, events) == 42
+    assert work(counter, events, 21) == 42 and counter.n == 1
+    other.write_text("v2 changed")
+    assert work(counter, events, 21) == 42 and counter.n == 1
+
+
+def test_a_log_the_main_thread_reads_while_a_body_in_a_pool_thread_appends_to_it_leaves_it_cached(
+        tmp_path: Path, counter: Counter) -> None:
+    log = tmp_path / "log.txt"
+    log.write_text("")
+    events = _Events()
+
+    @memo
+    def work(c: Counter, ev: _Events, x: int) -> int:
+        c()
+        with open(log, "a") as fh:
+            fh.write(f"work {x}\n")
+        ev.reached.set()
+        assert ev.go.wait(30)
+        return 2 * x
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MemoWarning)
+        assert _while_a_pool_thread_runs(lambda: work(counter, events, 21), log.read_text, events) == 42
+    assert work(counter, events, 21) == 42 and counter.n == 1
+
+
+def test_a_file_read_by_a_thread_of_a_thread_a_pool_thread_s_body_starts_is_its_dependency(
+        tmp_path: Path, counter: Counter) -> None:
+    data = tmp_path / "data.txt"
+    data.write_text("one")
+
+    @memo
+    def load(c: Counter, path: str) -> str:
+        c()
+        out: list[str] = []
+
+        def nested() -> None:
+            inner = threading.Thread(target=lambda: out.append(Path(path).read_text()))
+            inner.start()
+            inner.join(30)
+
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(nested).result(30)
+        return out[0]
+
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(load, counter, str(data)).result(30) == "one"
+        assert pool.submit(load, counter, str(data)).result(30) == "one" and counter.n == 1
+        data.write_text("three")
+        assert pool.submit(load, counter, str(data)).result(30) == "three" and counter.n == 2
+
+
+def test_an_input_the_main_thread_rewrites_while_a_body_in_a_pool_thread_waits_is_read_as_an_input(
+        tmp_path: Path, counter: Counter) -> None:
+    """Not the body's write: what the file holds when the body reads it is its input, and a later change misses."""
+    data = tmp_path / "data.txt"
+    data.write_text("old")
+    events = _Events()
+
+    @memo
+    def load(c: Counter, ev: _Events) -> str:
+        c()
+        ev.reached.set()
+        assert ev.go.wait(30)
+        return data.read_text()
+
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(load, counter, events)
+        assert events.reached.wait(30)
+        data.write_text("A")
+        events.go.set()
+        assert future.result(30) == "A"
+    assert load(counter, events) == "A" and counter.n == 1
+    data.write_text("B")
+    assert load(counter, events) == "B" and counter.n == 2
