@@ -105,9 +105,6 @@ _SESSION_VARIABLES = frozenset({"_", "PWD", "OLDPWD", "SHLVL", "WINDOWID", "TERM
 _SESSION_PREFIXES = ("SSH_", "JPY_", "VSCODE_", "PYDEVD_", "ELECTRON_", "KITTY_", "WEZTERM_", "ITERM_",
                      "ALACRITTY_", "GNOME_TERMINAL_", "KONSOLE_", "TERM_PROGRAM", "XPC_", "NOTEBOOK_MEMO_",
                      "JUPYTERHUB_")  # JupyterHub's token and ids of the server a kernel runs under
-# os.environ's own code between a write and who made it (environ.setdefault and update are MutableMapping's).
-_ENVIRON_CODE = frozenset({type(os.environ).__setitem__.__code__.co_filename,
-                           collections.abc.MutableMapping.setdefault.__code__.co_filename})
 _PACKAGE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "")
 # The standard library's readers of source lines (for tracebacks and inspect): their reads of Python source are
 # code, not data; what they read of other files (linecache.getline on a text file) is data.
@@ -296,6 +293,7 @@ class Recorder:
         self.spawn_environment = False  # ... and whether one of them read this process's environment
         self.spawn_folder = False  # ... or ran in its current folder
         self.thread = threading.get_ident()
+        self.caller = 0  # id of the frame that runs the body (set while recording): what is below it is the run's
         isolate_framework_draws()  # before the states are read: a framework thread's draw is not the body's
         self.states_before = snapshot(lazy=True)
         self.reseeded: set[str] = set()  # generators seeded before any draw: their state before does not matter
@@ -426,8 +424,8 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
     try:
         frame = sys._getframe(1)
         if event in _ENVIRONMENT_EVENTS:
-            if args and _importing(frame):
-                for recorder in active:
+            if args:
+                for recorder in _set_by_an_import(frame, active):
                     recorder.set_on_import.add(args[0])
             return
         if event in _SPAWN_EVENTS:
@@ -672,14 +670,29 @@ def environment_digest(environ: dict[Any, Any]) -> str:
     return digest
 
 
-def _importing(frame: types.FrameType | None) -> bool:
-    """Return True when the environment write at ``frame`` is made by a module's code run by an import."""
-    while frame is not None and frame.f_code.co_filename in _ENVIRON_CODE:
+def _set_by_an_import(frame: types.FrameType | None, active: Recorders) -> list[Recorder]:
+    """Return the recorders of ``active`` for which the environment write at ``frame`` is made by an import their
+    run set off: a module's code run by the import system, or a function it calls (torch._dynamo's top level calls
+    cache_dir(), which sets TORCHINDUCTOR_CACHE_DIR), between the write and the frame that runs the body.
+
+    An import above that frame (a module whose top level calls a memoized function) is not the body's doing: the
+    body's own write stays its change. A recorder whose frame is not on the way (another thread's run) counts an
+    import anywhere above the write."""
+    callers = {recorder.caller: recorder for recorder in active}
+    found: list[Recorder] = []
+    importing = False
+    while frame is not None:
+        recorder = callers.pop(id(frame), None)
+        if recorder is not None:
+            if importing:
+                found.append(recorder)
+            if not callers:
+                return found
+        elif not importing and frame.f_code.co_name == "<module>":
+            above = frame.f_back  # a notebook cell's code is "<module>" too, run by the shell, not by the import system
+            importing = above is not None and above.f_code.co_filename.startswith("<frozen importlib")
         frame = frame.f_back
-    if frame is None or frame.f_code.co_name != "<module>":
-        return False
-    above = frame.f_back  # a notebook cell's code is "<module>" too, run by the shell, not by the import system
-    return above is not None and above.f_code.co_filename.startswith("<frozen importlib")
+    return found + list(callers.values()) if importing else found
 
 
 def _sqlite_uri_path(name: str) -> str | None:
@@ -832,6 +845,7 @@ class recording:  # lower case: used as a function, ``with recording(recorder, o
         watch_fills(_note_fill)
         self.token = _active.set((*self.outer, self.recorder))
         recorder = self.recorder
+        recorder.caller = id(sys._getframe(1))  # the body runs below this frame (see _set_by_an_import)
         for other in _running:
             if other.thread != recorder.thread:  # each may draw from a global generator while the other runs
                 other.overlapped = recorder.overlapped = True
