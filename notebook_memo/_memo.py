@@ -706,20 +706,21 @@ class MemoizedFunction(Generic[R]):
         """Return the entry of ``key`` stored for the current folder, in one lookup, when a marker this process
         read says the entries of ``key`` are folder variants and is still the one stored (known in that lookup);
         else None, and the marker is read again. Its preconditions are not checked here."""
-        known = self._folder_variants.get((key, _conditions.folder_now()))
+        place = (key, _conditions.folder_now())
+        known = self._folder_variants.get(place)
         if known is None:
             return None
         entry_key, marker = known
-        if marker.header.expires and marker.header.expired():
-            return None
-        found = store.get(entry_key, current, serving=True, beside=(key, marker))
-        if found is None or not found.header.conditioned or found.header.expired():
-            return None
-        meta = found.header.meta()
-        # The marker's own entry for this folder: one stored before an invalidate belongs to another marker.
-        if meta.get("variant_of") != key or meta.get("epoch") != marker.header.meta().get("epoch"):
-            return None
-        return found
+        found = None if marker.header.expires and marker.header.expired() else \
+            store.get(entry_key, current, serving=True, beside=(key, marker))
+        if found is not None and found.header.conditioned and not found.header.expired():
+            meta = found.header.meta()
+            # The marker's own entry for this folder: one stored before an invalidate belongs to another marker.
+            if meta.get("variant_of") == key and meta.get("epoch") == marker.header.meta().get("epoch"):
+                return found
+        # Forgotten until a marker is read (or written) again: a cleared key's misses do not look here each time.
+        self._folder_variants.pop(place, None)
+        return None
 
     def _remember_folder_entry(self, key: str, marker: StoredRecord) -> None:
         """Keep where the current folder's entry of ``key`` is, as the folder-variant ``marker`` read says."""
@@ -770,7 +771,13 @@ class MemoizedFunction(Generic[R]):
                       f"({type(exc).__name__}: {exc}); results are returned but not cached", StorageWarning)
             return None
         meta = self._meta(call, duration, time.time(), payload.nbytes)
-        save_entry(store, call.key, where, payload, meta, self._options.ttl, duration, self._fid, later)
+        if save_entry(store, call.key, where, payload, meta, self._options.ttl, duration, self._fid, later) \
+                and where[2] == [FOLDER_VARIANT]:
+            # The next hit here finds the folder's entry in one lookup (see _folder_entry), as after a read.
+            with contextlib.suppress(Exception):
+                marker = store.written(call.key)
+                if marker is not None and marker.header.meta().get("variants") == [FOLDER_VARIANT]:
+                    self._remember_folder_entry(call.key, marker)
         return payload
 
     def _meta(self, call: Call, duration: float, created: float, size: int) -> dict[str, Any]:

@@ -6,16 +6,22 @@ kernels restarted with other hash seeds, real stores."""
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import sysconfig
 import textwrap
+import threading
+import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from notebook_memo import MemoWarning
-from tests.conftest import RUNS_SETUP, run_kernel
+from notebook_memo import MemoWarning, memo
+from notebook_memo.stores.local import Store
+from tests.conftest import RUNS_SETUP, Counter, run_kernel, worker_env
 
 # -- variables set by an import the body set off -----------------------------------------------------------
 
@@ -145,3 +151,88 @@ def test_a_body_run_by_an_import_that_sets_a_variable_itself_is_not_cached(tmp_p
         assert module.setup.cache_info().misses == 1
     finally:
         sys.modules.pop(name, None)
+
+
+# -- lookups per hit of an entry stored per working folder ------------------------------------------------------
+
+
+class _Lookups:
+    """Counts the index lookups (``Store.get``) while installed; keeps the store they went to."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.n = 0
+        self.store: Store | None = None
+        original = Store.get
+
+        def counted(store: Store, *args: Any, **kwargs: Any) -> Any:
+            self.n += 1
+            self.store = store
+            return original(store, *args, **kwargs)
+
+        monkeypatch.setattr(Store, "get", counted)
+
+    def of(self, call: Callable[[], object]) -> int:
+        """Return how many lookups ``call`` made."""
+        before = self.n
+        call()
+        return self.n - before
+
+
+def _reader(counter: Counter, slow: bool) -> Any:
+    @memo
+    def load(name: str) -> str:
+        counter()
+        if slow:  # a run past QUICK_BODY is committed at once, not left to the background thread
+            time.sleep(0.02)
+        with open(name, encoding="utf-8") as fh:  # a relative path: one entry per folder, behind a marker
+            return fh.read()
+
+    return load
+
+
+def _flush_elsewhere(store: Store) -> None:
+    """Write the access times the hits left due, from another thread (another connection), as the store's
+    background thread does every few seconds."""
+    flusher = threading.Thread(target=store.flush)
+    flusher.start()
+    flusher.join()
+
+
+@pytest.mark.parametrize("slow", [False, True], ids=["quick", "slow"])
+def test_every_hit_of_a_body_reading_a_relative_path_reads_the_index_once(
+        tmp_path: Path, counter: Counter, monkeypatch: pytest.MonkeyPatch, slow: bool) -> None:
+    (tmp_path / "data.txt").write_text("rows")
+    monkeypatch.chdir(tmp_path)
+    load = _reader(counter, slow)
+    lookups = _Lookups(monkeypatch)
+    assert load("data.txt") == "rows" and counter.n == 1  # the miss, which stores the entry and its marker
+    per_hit = []
+    for _ in range(4):
+        per_hit.append(lookups.of(lambda: load("data.txt")))
+        assert load.last_hit
+        assert lookups.store is not None
+        _flush_elsewhere(lookups.store)  # the first hits renew their rows' access times: a commit
+    assert per_hit == [1, 1, 1, 1] and counter.n == 1
+
+
+_OTHER_WRITER = """
+from notebook_memo import memo
+
+@memo
+def other(x):
+    return x + 1
+
+other(1)
+"""
+
+
+def test_a_hit_reads_the_index_once_after_another_process_stored_something_else(
+        tmp_path: Path, cache_dir: Path, counter: Counter, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "data.txt").write_text("rows")
+    monkeypatch.chdir(tmp_path)
+    load = _reader(counter, slow=False)
+    lookups = _Lookups(monkeypatch)
+    load("data.txt")
+    assert lookups.of(lambda: load("data.txt")) == 1
+    subprocess.run([sys.executable, "-c", _OTHER_WRITER], env=worker_env(cache_dir), check=True, timeout=120)
+    assert lookups.of(lambda: load("data.txt")) == 1 and load.last_hit and counter.n == 1

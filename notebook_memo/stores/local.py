@@ -1460,9 +1460,11 @@ class Store:
         ``second``: on a miss here, look in the remote tier when one is configured (its entry is
         copied here first, then read as any other). ``serving``: the caller loads the value next (a large
         remote entry's copy for it is then made while it is received; lookups that load nothing make none).
-        ``beside``: a key and the record this process read under it: the answer is None (and the remote is not
-        asked) unless that record is still the one there, known from memory in the same read (kept since, with
-        no write of ours or commit of another connection in between): a caller that knew where to look from
+        ``beside``: a key and the record this process read (or wrote, ``written``) under it: the answer is None
+        (and the remote is not asked) unless that record is still the one there, known in the same lookup: from
+        memory (kept since, with no write of ours or commit of another connection in between), else from its
+        row read first, holding the very bytes that record was verified from (a commit of the access times our
+        hits renewed, or another kernel's of other rows, leaves it so): a caller that knew where to look from
         that record then looks the long way.
         """
         signer = self.signer(current)
@@ -1511,9 +1513,16 @@ class Store:
                                                      token.index if token.index == self._ident else None)
                 if other is not None:
                     kept = hot_records.get(other)
-                    if kept is None or kept[1] is not kept_record:
-                        return None
-                    beside_row = kept[0]
+                    if kept is not None and kept[1] is kept_record:
+                        beside_row = kept[0]
+                    else:
+                        beside_row = con.execute(_SELECT_RECORD, (other,)).fetchone()
+                        if beside_row is None or kept_record is None or \
+                                not self._verified_as(other, beside_row, kept_record, signer):
+                            return None
+                        if len(hot_records) >= _HOT_ENTRIES:
+                            hot_records.clear()
+                        hot_records[other] = (beside_row, kept_record)  # the next hit knows it from memory
                 if hot is not None:
                     found = hot[0]
                 elif probe:
@@ -1561,6 +1570,30 @@ class Store:
             hot_records[row] = (found, record)
         if self._stale_use(used, wall):
             self._touch_later(row)
+        return record
+
+    def _verified_as(self, row: str, found: tuple[Any, ...], record: StoredRecord, signer: Signer | None) -> bool:
+        """Return whether the index row ``found`` (as ``_SELECT_RECORD`` reads ``row``) holds the very bytes
+        ``record`` was verified from, under ``signer``: the record is still the one stored there."""
+        seen = self._seen.get(row)
+        return seen is not None and seen[1] is record and found[0] == MODE_RECORD and seen[0] == found[2] and \
+            seen[1].filename == found[1] and seen[1].signer == signer
+
+    def written(self, key: str) -> StoredRecord | None:
+        """Return the record under ``key`` as this process's last ``put`` left it: made from its bytes while it
+        waits for the background thread (no commit forced, nothing read), else read (``get``, here only). A
+        later read of the same bytes returns this very record, which ``get``'s ``beside`` can then recognise."""
+        signer = self.signer()
+        row = self.row_key(key, signer)
+        item = self._queued.get(row)
+        if item is None or not item.record.inline:
+            return self.get(key, second=False)
+        value = item.record.make_header(None, None)  # what its row will hold (see _write_records)
+        record = _verified_record(row, MODE_RECORD, None, value, self.directory, signer)
+        if len(value) <= _SEEN_LARGEST:
+            if len(self._seen) >= _SEEN_ENTRIES:
+                self._seen.clear()
+            self._seen[row] = (value, record)
         return record
 
     def _from_remote(self, key: str, row: str, signer: Signer | None, serving: bool) -> StoredRecord | None:
