@@ -119,7 +119,10 @@ _LOADER_FILES = frozenset({"<frozen importlib._bootstrap_external>",
                            os.path.join(_IMPORTLIB_DIR, "_bootstrap_external.py")})
 _CODE_SUFFIXES = (*importlib.machinery.all_suffixes(), *_SOURCE_SUFFIXES)
 _BYTECODE_FOLDER = f"{os.sep}__pycache__{os.sep}"
-_SYSTEM = ("/proc/", "/sys/", "/dev/")
+_SYSTEM = ("/proc/", "/sys/")
+# Devices, terminals and pipes live here, but so do tmpfs folders kept for fast data (/dev/shm): a regular file
+# or folder under it is data, as is one missing from a folder below it (a file the body may find made later).
+_DEVICES = "/dev/"
 _hook_installed = False
 _hook_lock = threading.Lock()
 
@@ -147,8 +150,21 @@ def _is_data(real: str, stores: Iterable[str], notebooks: Iterable[str] = ()) ->
     (only those in a cache folder: the folder may be the project's, data and all)."""
     if real.startswith(_SYSTEM) or real.startswith(_LIBRARY_DIRS) or real in notebooks:
         return False
+    if real.startswith(_DEVICES) and not _plain_under_devices(real):
+        return False
     return not any(real.startswith(os.path.join(d, "")) and _store_file(real[len(d) + 1:].split(os.sep), d)
                    for d in stores)
+
+
+def _plain_under_devices(real: str) -> bool:
+    """Return True when ``real``, under /dev, is a regular file or folder, or is missing from a folder below /dev
+    (/dev/shm/x): not a device, a terminal or a pipe, which no condition can describe."""
+    try:
+        mode = os.stat(real).st_mode
+    except OSError:
+        parent = os.path.dirname(real)
+        return parent != _DEVICES.rstrip("/") and os.path.isdir(parent)
+    return stat.S_ISREG(mode) or stat.S_ISDIR(mode)
 
 
 _HEX2 = frozenset(f"{i:02x}" for i in range(256))

