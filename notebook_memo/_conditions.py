@@ -472,7 +472,8 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
             return
         if event == "open":
             path = _path_of(args[0])
-            if path is None or (caller in _SOURCE_READERS and path.endswith(_SOURCE_SUFFIXES)):
+            if path is None or (caller in _SOURCE_READERS and path.endswith(_SOURCE_SUFFIXES)
+                                and not _source_read_by_the_user(frame)):
                 return  # source lines for a traceback are code, not data
             flags = args[2] if isinstance(args[2], int) else 0
             created = flags & os.O_CREAT and not os.path.exists(path)
@@ -996,6 +997,15 @@ def _started_by_the_user(frame: types.FrameType | None) -> bool:
     the environment or folder it ran in, and counting it would make a whole estimator's fit miss in another."""
     machinery = (_module_file("subprocess"), os.__file__, "<frozen os>")  # os.popen: subprocess under os
     while frame is not None and frame.f_code.co_filename in machinery:
+        frame = frame.f_back
+    return frame is not None and _users_own(frame)
+
+
+def _source_read_by_the_user(frame: types.FrameType | None) -> bool:
+    """Return True when the source reader opening a Python file at ``frame`` (tokenize.open, linecache) was called
+    by the user's code (``tokenize.open(path)`` to read a script as data), not by a traceback, inspect, warnings or
+    a library showing code, whose reads are code, not data."""
+    while frame is not None and frame.f_code.co_filename in _SOURCE_READERS:
         frame = frame.f_back
     return frame is not None and _users_own(frame)
 

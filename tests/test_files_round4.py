@@ -18,8 +18,6 @@ import pytest
 
 from tests.conftest import RUNS_SETUP, Shell, run_kernel
 
-ROOT = Path(__file__).resolve().parent.parent
-
 # -- data under /dev/shm ---------------------------------------------------------------------------------------
 
 
@@ -105,4 +103,76 @@ def test_devices_are_still_no_data(shell: Shell) -> None:
     """)
     assert shell["info"].hits == 0
     shell.run("nothing(); info = nothing.cache_info()")
+    assert shell["info"].hits == 1
+
+
+# -- a Python file read as data --------------------------------------------------------------------------------
+
+TOKENIZE_CELLS = [RUNS_SETUP, """
+    import tokenize
+
+    @memo
+    def count_lines(path):
+        ran("count_lines")
+        with tokenize.open(path) as f:
+            return len(f.read().splitlines())
+
+    OUT["lines"] = count_lines("script_under_study.py")
+    OUT["runs"] = RUNS
+"""]
+
+
+def test_a_python_file_read_through_tokenize_open_is_data_after_a_restart(tmp_path: Path, cache_dir: Path) -> None:
+    script = tmp_path / "script_under_study.py"  # run_kernel runs in tmp_path
+    script.write_text("x = 1\n")
+    assert run_kernel(TOKENIZE_CELLS, cache_dir, seed=1)["lines"] == 1
+    script.write_text("x = 1\ny = 2\nz = 3\n")
+    assert run_kernel(TOKENIZE_CELLS, cache_dir, seed=2)["lines"] == 3
+    assert run_kernel(TOKENIZE_CELLS, cache_dir, seed=3)["runs"] == {}
+
+
+def test_python_files_read_by_the_users_code_through_source_readers_are_data(shell: Shell, tmp_path: Path) -> None:
+    script = tmp_path / "study.py"
+    script.write_text("x = 1\n")
+    shell.run(f"""
+        import linecache, tokenize
+        from notebook_memo import memo
+
+        @memo
+        def first_line():
+            linecache.checkcache({str(script)!r})
+            return linecache.getline({str(script)!r}, 1)
+
+        @memo
+        def tokens():
+            with tokenize.open({str(script)!r}) as f:
+                return [t.string for t in tokenize.generate_tokens(f.readline) if t.string.strip()]
+
+        before = first_line(), tokens()
+    """)
+    script.write_text("y = 22\n")
+    shell.run("after = first_line(), tokens()")
+    assert shell["before"] == ("x = 1\n", ["x", "=", "1"])
+    assert shell["after"] == ("y = 22\n", ["y", "=", "22"])
+
+
+def test_source_shown_by_inspect_in_a_body_reads_no_data(shell: Shell, tmp_path: Path) -> None:
+    module = tmp_path / "shown_module.py"
+    module.write_text("def fail():\n    raise ValueError('shown')\n")
+    shell.run(f"""
+        import importlib, inspect, sys
+        sys.path.insert(0, {str(tmp_path)!r})
+        from notebook_memo import memo
+
+        @memo
+        def shown(name):
+            return inspect.getsource(importlib.import_module(name).fail).count("raise ValueError")
+
+        shown("shown_module")
+        with open({str(module)!r}, "a") as f:  # a comment added below: code read for display is no data
+            f.write("# a note\\n")
+        shown("shown_module")
+        info = shown.cache_info()
+        sys.path.remove({str(tmp_path)!r})
+    """)
     assert shell["info"].hits == 1
