@@ -46,7 +46,7 @@ from typing import Any
 import xxhash
 
 from ._config import FILE_DIGEST_LIMIT, RACY_SECONDS, own_thread
-from ._dependencies import _PACKAGE_STATE
+from ._dependencies import _PACKAGE_STATE, STDIN_NAMES
 from ._fills import FillNotes, fill_digest, watch_fills
 from ._links import SAMEFILE, lead, watch_links
 from ._notebook import notebook_paths
@@ -283,6 +283,7 @@ class Recorder:
         self.companions: set[str] = set()
         self.rewritten: set[str] = set()  # ... after reading them (or reading them after adding to them)
         self.unlocatable = ""  # the first read that names no path (through a folder's descriptor), if any
+        self.stdin = ""  # the first open of the standard input (its descriptor 0, /dev/stdin), if any
         # SQLite connections the body opened, held open until the run ends, when the databases they attached are
         # listed; with each, what its authorizer saw (_Attaching)
         self.connections: list[tuple[Any, _Attaching]] = []
@@ -471,6 +472,10 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
                 recorder.unlocatable = recorder.unlocatable or f"{event} of a folder's descriptor"
             return
         if event == "open":
+            if _names_the_standard_input(args[0]):
+                for recorder in active:  # no key can hold what it reads: said after the run
+                    recorder.stdin = recorder.stdin or f"open({args[0]!r})"
+                return
             path = _path_of(args[0])
             if path is None or (caller in _SOURCE_READERS and path.endswith(_SOURCE_SUFFIXES)
                                 and not _source_read_by_the_user(frame)):
@@ -524,6 +529,15 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
                         recorder.wrote(path)
     except Exception:  # an audit hook must never break the user's open()
         return
+
+
+def _names_the_standard_input(value: Any) -> bool:
+    """Return True when an opened ``value`` is the standard input: its descriptor 0 (``open(0)``,
+    ``os.fdopen(0)``), or a name of it (``/dev/stdin``, ``/dev/fd/0``, ``/proc/self/fd/0``)."""
+    if isinstance(value, int):
+        return value == 0
+    path = _path_of(value)
+    return path is not None and os.path.abspath(path) in (*STDIN_NAMES, f"/proc/{os.getpid()}/fd/0")
 
 
 def _loads_data(event: str, code: types.CodeType, args: tuple[Any, ...]) -> bool:

@@ -1106,12 +1106,39 @@ def _stdin_read(code: types.CodeType, namespace: dict[str, Any], name: str, chai
         return f"sys.{chain[0]}" if _reads_stream(code, name, chain, chain[1:]) else None
     if any(root is s for s in streams):
         return "sys.stdin" if _reads_stream(code, name, chain, chain) else None
+    if callable(target) and any(target is f or getattr(target, "__wrapped__", None) is f for f in _RAW_READERS):
+        return _raw_stdin_read(code, namespace, name, chain)
     module = getattr(_function(target), "__module__", None) if callable(target) else None
     if (isinstance(root, types.ModuleType) and root.__name__ == "getpass" and chain and chain[-1] == "getpass") \
             or (module == "getpass" and getattr(target, "__name__", "").endswith("getpass")):
         return "getpass.getpass()"
     if module == "fileinput" and getattr(target, "__name__", None) == "input":
         return "fileinput.input()" if _reads_stdin_files(code, name, chain) else None
+    return None
+
+
+# What opens or reads a file descriptor or a path (IPython's own open wraps the builtin), and the descriptor and
+# the names that are the standard input.
+_RAW_READERS = (io.open, os.read, os.readv, os.fdopen, os.open)
+STDIN_NAMES = ("/dev/stdin", "/dev/fd/0", "/proc/self/fd/0")
+
+
+def _raw_stdin_read(code: types.CodeType, namespace: dict[str, Any], name: str, chain: tuple[str, ...]) -> str | None:
+    """Return how ``code``'s calls of a raw reader (``open``, ``os.read``, ``os.fdopen``) read the standard input:
+    one given the constant 0 or a name of it (``open(0)``, ``open("/dev/stdin")``), or where the code also takes
+    ``sys.stdin.fileno()`` (``os.read(sys.stdin.fileno(), n)``). None where it reads none that way."""
+    label = ".".join((name, *chain))
+    uses = global_uses(code)
+    for use in uses:
+        if (use.root, use.chain) == (name, chain) and use.how == CALLED and use.first:
+            first = use.first[0]
+            if (type(first) is int and first == 0) or (isinstance(first, (str, bytes))
+                                                       and os.fsdecode(first) in STDIN_NAMES):
+                return f"{label}({first!r})"
+    for use in uses:
+        if use.chain in (("stdin", "fileno"), ("__stdin__", "fileno")) \
+                and _follow(namespace, use.root, ())[0] is sys:
+            return f"{label}(sys.{use.chain[0]}.fileno())"
     return None
 
 

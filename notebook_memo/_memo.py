@@ -756,6 +756,11 @@ class MemoizedFunction(Generic[R]):
                 return None
             if where[1] and recorded[2]:
                 _conditions.inherit(where[1], recorded[2])
+            if recorded[0].stdin and not any("standard input" in why for why in call.deps.skipped.values()):
+                warn_once(f"stdin:{self._qualified}", f"{self._name} reads the standard input "
+                          f"({recorded[0].stdin}: what is typed, or piped to the process), which no key can hold: "
+                          "the cache keeps its first answer. Pass what it reads as an argument, or call it with "
+                          ".uncached(...).", MemoWarning)
             if recorded[0].entropy:
                 warn_once(f"entropy:{self._qualified}", f"{self._name} seeds "
                           f"{_random_state.describe_generators(sorted(recorded[0].entropy))} from the operating "

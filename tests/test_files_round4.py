@@ -9,7 +9,10 @@ input that gives no warning.
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -176,3 +179,41 @@ def test_source_shown_by_inspect_in_a_body_reads_no_data(shell: Shell, tmp_path:
         sys.path.remove({str(tmp_path)!r})
     """)
     assert shell["info"].hits == 1
+
+
+# -- the standard input by other routes ------------------------------------------------------------------------
+
+STDIN_ROUTES = {
+    "open0": "open(0).read()",
+    "open0_binary": "open(0, 'rb').read().decode()",
+    "os_read": "os.read(0, 100).decode()",
+    "os_read_fileno": "os.read(sys.stdin.fileno(), 100).decode()",
+    "fdopen": "os.fdopen(0).read()",
+    "dev_stdin": "open('/dev/stdin').read()",
+    "dev_fd_0": "open('/dev/fd/0').read()",
+    "name_at_run_time": "open(NAMES['stdin']).read()",  # no constant names it: seen as it is opened
+}
+
+
+@pytest.mark.parametrize("route", sorted(STDIN_ROUTES))
+def test_reading_the_standard_input_by_a_file_descriptor_or_dev_stdin_warns(tmp_path: Path, cache_dir: Path,
+                                                                             route: str) -> None:
+    script = tmp_path / "ask.py"
+    script.write_text(f"""
+import os, sys, warnings
+from notebook_memo import memo
+NAMES = {{"stdin": "/dev/" + "stdin"}}
+
+@memo
+def ask():
+    return {STDIN_ROUTES[route]}.strip()
+
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    answer = ask()
+print("ANSWER", answer, "|".join(str(w.message) for w in caught))
+""")
+    env = {**os.environ, "NOTEBOOK_MEMO_DIR": str(cache_dir), "PYTHONPATH": str(Path(__file__).parent.parent)}
+    out = subprocess.run([sys.executable, str(script)], input="typed\n", capture_output=True, text=True, env=env,
+                         timeout=120, check=True).stdout
+    assert "ANSWER typed" in out and "standard input" in out, out
