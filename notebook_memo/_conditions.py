@@ -124,6 +124,7 @@ _SYSTEM = ("/proc/", "/sys/")
 # or folder under it is data, as is one missing from a folder below it (a file the body may find made later).
 _DEVICES = "/dev/"
 _hook_installed = False
+_GETLINES_CODE: types.CodeType | None = None  # the code of our wrapper of linecache.getlines, once it is in place
 _hook_lock = threading.Lock()
 
 
@@ -284,6 +285,7 @@ class Recorder:
         self.rewritten: set[str] = set()  # ... after reading them (or reading them after adding to them)
         self.unlocatable = ""  # the first read that names no path (through a folder's descriptor), if any
         self.stdin = ""  # the first open of the standard input (its descriptor 0, /dev/stdin), if any
+        self.stale_lines = ""  # the first file whose lines linecache served older than the file, if any
         # SQLite connections the body opened, held open until the run ends, when the databases they attached are
         # listed; with each, what its authorizer saw (_Attaching)
         self.connections: list[tuple[Any, _Attaching]] = []
@@ -874,6 +876,7 @@ class recording:  # lower case: used as a function, ``with recording(recorder, o
         watch_entropy(_note_entropy)
         watch_links(_note_link)
         watch_fills(_note_fill)
+        _watch_linecache()
         self.token = _active.set((*self.outer, self.recorder))
         recorder = self.recorder
         recorder.caller = id(sys._getframe(1))  # the body runs below this frame (see _set_by_an_import)
@@ -1019,9 +1022,51 @@ def _source_read_by_the_user(frame: types.FrameType | None) -> bool:
     """Return True when the source reader opening a Python file at ``frame`` (tokenize.open, linecache) was called
     by the user's code (``tokenize.open(path)`` to read a script as data), not by a traceback, inspect, warnings or
     a library showing code, whose reads are code, not data."""
-    while frame is not None and frame.f_code.co_filename in _SOURCE_READERS:
+    while frame is not None and (frame.f_code.co_filename in _SOURCE_READERS or frame.f_code is _GETLINES_CODE):
         frame = frame.f_back
     return frame is not None and _users_own(frame)
+
+
+def _watch_linecache() -> None:
+    """Wrap linecache.getlines (once; linecache.getline calls it): lines it serves from its memory open no file, so
+    what the body read is noted here, as the open of a first read is by the audit hook."""
+    global _GETLINES_CODE
+    if _GETLINES_CODE is not None:
+        return
+    with _hook_lock:
+        if _GETLINES_CODE is not None:
+            return
+        original = linecache.getlines
+
+        def getlines(filename: str, module_globals: Any = None) -> list[str]:
+            entry = linecache.cache.get(filename)
+            lines = original(filename, module_globals)
+            if entry is not None and len(entry) == 4 and entry[1] is not None:  # a file's, not a cell's or lazy
+                recorders = active()
+                if recorders:
+                    _note_cached_lines(entry, recorders, sys._getframe(1))
+            return lines
+
+        _GETLINES_CODE = getlines.__code__
+        linecache.getlines = functools.wraps(original)(getlines)
+
+
+def _note_cached_lines(entry: tuple[Any, ...], recorders: Recorders, frame: types.FrameType) -> None:
+    """linecache served a file's lines from its memory (``entry``: size, modification time, lines, path): a read of
+    that file, unless it is Python source shown for a traceback; lines older than the file make the run's result
+    unrecordable, since a restarted kernel would read the file as it is."""
+    size, mtime, _, path = entry
+    if not isinstance(path, str) or (path.endswith(_SOURCE_SUFFIXES) and not _source_read_by_the_user(frame)):
+        return
+    try:
+        st = os.stat(path)
+    except OSError:
+        st = None
+    for recorder in recorders:
+        if st is not None and (st.st_size, st.st_mtime) == (size, mtime):
+            recorder.read(path, listing=False)
+        else:
+            recorder.stale_lines = recorder.stale_lines or path
 
 
 def _users_own(frame: types.FrameType) -> bool:
@@ -1385,6 +1430,9 @@ def finish(recorder: Recorder, excluded: Iterable[str]) -> Conditions:
     if recorder.unlocatable and not recorder.declared:
         raise NotRecordable(f"it reads through a folder's descriptor ({recorder.unlocatable}), so which file it "
                             "read cannot be named: declare what it reads with files= or memo.depends_on_file")
+    if recorder.stale_lines:
+        raise NotRecordable(f"linecache served it lines of {recorder.stale_lines} older than the file, which a "
+                            "restarted kernel would read as it is: call linecache.checkcache() before reading it")
     if recorder.connections or recorder.attached_unnamed:
         _list_attached(recorder)
     if not (recorder.reads or recorder.listed or recorder.declared or recorder.inherited or recorder.patterns

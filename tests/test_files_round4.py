@@ -217,3 +217,40 @@ print("ANSWER", answer, "|".join(str(w.message) for w in caught))
     out = subprocess.run([sys.executable, str(script)], input="typed\n", capture_output=True, text=True, env=env,
                          timeout=120, check=True).stdout
     assert "ANSWER typed" in out and "standard input" in out, out
+
+
+# -- reads hidden by an in-memory cache ------------------------------------------------------------------------
+
+LINECACHE_CELLS = [RUNS_SETUP, """
+    import linecache, sys
+
+    @memo
+    def line(n):
+        ran(f"line {n}")
+        return linecache.getline("notes.txt", n).strip()
+"""]
+
+
+def test_lines_served_from_linecache_memory_keep_their_file_as_a_condition(tmp_path: Path, cache_dir: Path) -> None:
+    notes = tmp_path / "notes.txt"  # run_kernel runs in tmp_path
+    notes.write_text("one\ntwo\n")
+    first = run_kernel([*LINECACHE_CELLS, "OUT['lines'] = [line(1), line(2)]"], cache_dir, seed=1)
+    assert first["lines"] == ["one", "two"]  # line(2)'s run found the lines in linecache's memory
+    notes.write_text("ONE\nTWO\n")
+    second = run_kernel([*LINECACHE_CELLS, "OUT['lines'] = [line(2), line(1)]"], cache_dir, seed=2)
+    assert second["lines"] == ["TWO", "ONE"]
+
+
+def test_stale_lines_served_by_linecache_are_not_cached(tmp_path: Path, cache_dir: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("version one\n")
+    first = run_kernel([*LINECACHE_CELLS, """
+        OUT["before"] = line(1)
+        with open("notes.txt", "w") as f:
+            f.write("version two, longer\\n")
+        OUT["after"] = line(1)  # run again (the file changed); linecache still holds the old line
+    """], cache_dir, seed=1)
+    assert (first["before"], first["after"]) == ("version one", "version one")
+    assert any("linecache" in w for w in first["_warnings"]), first["_warnings"]
+    second = run_kernel([*LINECACHE_CELLS, "OUT['line'] = line(1)"], cache_dir, seed=2)
+    assert second["line"] == "version two, longer"
