@@ -40,6 +40,7 @@ import tokenize
 import types
 import urllib.parse
 import uuid
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -267,7 +268,7 @@ class Recorder:
     """What one run of a body read: files, listed directories, declared paths, generator states."""
 
     def __init__(self, declared: Iterable[str] = (), sizes: bool = False,
-                 libraries: Iterable[str] | None = None) -> None:
+                 libraries: Iterable[str] | None = None, helpers: Iterable[Any] = ()) -> None:
         # absolute path -> (the path to store, its real path, stat at the read or None if absent). One entry per
         # name the body used: a file read as a link and by its own name is checked under both, since either
         # name may come to mean another file.
@@ -286,6 +287,8 @@ class Recorder:
         self.unlocatable = ""  # the first read that names no path (through a folder's descriptor), if any
         self.stdin = ""  # the first open of the standard input (its descriptor 0, /dev/stdin), if any
         self.stale_lines = ""  # the first file whose lines linecache served older than the file, if any
+        # the user's functools.lru_cache functions the body's code reaches, with their cache hits as it starts
+        self.helpers = [(helper, watch_helper(helper)) for helper in helpers]
         # SQLite connections the body opened, held open until the run ends, when the databases they attached are
         # listed; with each, what its authorizer saw (_Attaching)
         self.connections: list[tuple[Any, _Attaching]] = []
@@ -355,6 +358,8 @@ class Recorder:
                 self.rewritten.add(real)  # reads back what earlier runs added to it (a counter, a log)
             return
         if absolute in table:
+            if _helper_codes:
+                _note_helper_read(listing, absolute, *table[absolute])
             return
         if companion:
             self.companions.add(real)
@@ -372,6 +377,8 @@ class Recorder:
         table[absolute] = (name, real, sig)
         if not listing:
             self.read_real.add(real)
+        if _helper_codes:
+            _note_helper_read(listing, absolute, name, real, sig)
 
     def link(self, kind: str, path: str) -> None:
         """The body read where ``path`` leads (``kind``: its link's target, or its real path)."""
@@ -428,6 +435,75 @@ class Recorder:
             self.outputs[real] = (absolute, path if os.path.isabs(path) else os.path.relpath(absolute, self.cwd))
         if real in self.read_real:
             self.rewritten.add(real)  # a folder it listed and then wrote into: its signature says so
+
+
+class _HelperReads:
+    """What the runs of one of the user's functools.lru_cache functions read, as seen while memoized bodies ran."""
+
+    __slots__ = ("known", "misses", "reads")
+
+    def __init__(self, misses: int, known: bool) -> None:
+        self.misses = misses  # its cache misses (its runs) when last seen: more later were runs not seen
+        self.known = known  # every run of it that filled its cache was seen
+        # (listed, absolute path) -> (the path to store, its real path, stat at the read), as Recorder's
+        self.reads: dict[tuple[bool, str], tuple[str, str, list[int] | None]] = {}
+
+
+_helpers: weakref.WeakKeyDictionary[Any, _HelperReads] = weakref.WeakKeyDictionary()
+_helper_codes: dict[types.CodeType, weakref.ref[Any]] = {}  # the code of each helper watched -> the helper
+
+
+def watch_helper(helper: Any) -> int:
+    """Start or go on noting what the lru_cache function ``helper`` reads as it runs inside memoized bodies; return
+    its cache hits now. Its cache filled where that was not seen (at the notebook's top level) leaves it unknown."""
+    info = helper.cache_info()
+    state = _helpers.get(helper)
+    if state is None or info.currsize == 0:  # new, or emptied (cache_clear): what it holds is yet to be seen
+        _helpers[helper] = state = _HelperReads(info.misses, known=info.currsize == 0)
+        _helper_codes[helper.__wrapped__.__code__] = weakref.ref(helper)
+    elif info.misses != state.misses:
+        state.known = False
+    return int(info.hits)
+
+
+def _note_helper_read(listing: bool, absolute: str, name: str, real: str, sig: list[int] | None) -> None:
+    """A body's run read ``absolute``: note it for each watched lru_cache function running around the read."""
+    frame: types.FrameType | None = sys._getframe(2)
+    while frame is not None:
+        ref = _helper_codes.get(frame.f_code)
+        helper = ref() if ref is not None else None
+        state = _helpers.get(helper) if helper is not None else None
+        if state is not None:
+            state.reads.setdefault((listing, absolute), (name, real, sig))
+        frame = frame.f_back
+
+
+def _helpers_read(recorder: Recorder) -> None:
+    """Add to ``recorder`` what the lru_cache functions that served it from their cache read when they filled it;
+    raise NotRecordable when that is not known, or a file they read has changed since (they serve the old)."""
+    for helper, hits in recorder.helpers:
+        info = helper.cache_info()
+        state = _helpers.get(helper)
+        if state is None:
+            continue
+        state.misses = info.misses  # its runs during this one were seen
+        if info.hits == hits:
+            continue
+        what = getattr(helper, "__qualname__", "a function")
+        if not state.known:
+            raise NotRecordable(f"it calls {what}, a functools.lru_cache function whose results were cached where "
+                                f"what it read was not seen (outside a memoized call): call {what}.cache_clear() "
+                                "before the first memoized call that uses it")
+        for (listing, absolute), (name, real, sig) in state.reads.items():
+            try:
+                now = _signature(os.stat(absolute))
+            except OSError:
+                now = None
+            if now != sig:
+                raise NotRecordable(f"{name}, read by {what} when it cached a result it served, has changed since, "
+                                    f"so that result is not what the file holds now: call {what}.cache_clear()")
+            table = recorder.listed if listing else recorder.reads
+            table.setdefault(absolute, (name, real, sig))
 
 
 def _audit(event: str, args: tuple[Any, ...]) -> None:
@@ -1430,6 +1506,8 @@ def finish(recorder: Recorder, excluded: Iterable[str]) -> Conditions:
     if recorder.unlocatable and not recorder.declared:
         raise NotRecordable(f"it reads through a folder's descriptor ({recorder.unlocatable}), so which file it "
                             "read cannot be named: declare what it reads with files= or memo.depends_on_file")
+    if recorder.helpers:
+        _helpers_read(recorder)
     if recorder.stale_lines:
         raise NotRecordable(f"linecache served it lines of {recorder.stale_lines} older than the file, which a "
                             "restarted kernel would read as it is: call linecache.checkcache() before reading it")

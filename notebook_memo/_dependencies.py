@@ -227,6 +227,9 @@ class Dependencies:
     parts: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # label -> (kind, digest)
     skipped: dict[str, str] = field(default_factory=dict)  # label -> why it was left out
     clock: list[str] = field(default_factory=list)  # where the user's code reads the wall clock
+    # functools.lru_cache functions of the user's that the code reaches: what a call served from their cache read
+    # was read by an earlier run of theirs (see _conditions.watch_helper)
+    helpers: list[Any] = field(default_factory=list)
 
     def digest(self) -> bytes:
         """Return one digest of every dependency, independent of discovery order."""
@@ -809,6 +812,9 @@ class _Resolver:
             self.partial(value, label)
             return
         if isinstance(value, functools._lru_cache_wrapper):  # type: ignore[attr-defined]
+            if isinstance(getattr(value, "__wrapped__", None), types.FunctionType) \
+                    and not any(value is known for known in self.deps.helpers):
+                self.deps.helpers.append(value)
             self.watch.append(("dict", value.__dict__, list(value.__dict__.items()), value, "__dict__"))
             self.state_of(value, label)  # the cached function's body, not the cache
             return

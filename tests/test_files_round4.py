@@ -254,3 +254,64 @@ def test_stale_lines_served_by_linecache_are_not_cached(tmp_path: Path, cache_di
     assert any("linecache" in w for w in first["_warnings"]), first["_warnings"]
     second = run_kernel([*LINECACHE_CELLS, "OUT['line'] = line(1)"], cache_dir, seed=2)
     assert second["line"] == "version two, longer"
+
+
+LRU_CELLS = [RUNS_SETUP, """
+    import functools
+
+    @functools.lru_cache(maxsize=None)
+    def table():
+        with open("prices.csv") as f:
+            return dict(line.split(",") for line in f.read().split())
+
+    @memo
+    def price(item):
+        ran(item)
+        return table()[item]
+"""]
+
+
+def test_a_file_read_by_an_lru_cached_helper_is_a_condition_of_the_calls_it_serves(tmp_path: Path,
+                                                                                   cache_dir: Path) -> None:
+    prices = tmp_path / "prices.csv"  # run_kernel runs in tmp_path
+    prices.write_text("a,1\nb,2\n")
+    first = run_kernel([*LRU_CELLS, "OUT['prices'] = [price('a'), price('b')]"], cache_dir, seed=1)
+    assert first["prices"] == ["1", "2"]  # price('b') found the table in the helper's cache: it opened no file
+    prices.write_text("a,10\nb,20\n")
+    second = run_kernel([*LRU_CELLS, "OUT['prices'] = [price('b'), price('a')]"], cache_dir, seed=2)
+    assert second["prices"] == ["20", "10"]
+    third = run_kernel([*LRU_CELLS, "OUT['prices'] = [price('b'), price('a')]; OUT['runs'] = RUNS"], cache_dir, seed=3)
+    assert (third["prices"], third["runs"]) == (["20", "10"], {})
+
+
+def test_an_lru_cached_helper_filled_outside_a_memoized_run_is_not_trusted(shell: Shell, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "prices.csv").write_text("a,1\nb,2\n")
+    shell.run(LRU_CELLS[0])
+    shell.run(LRU_CELLS[1])
+    shell.run("""
+        import warnings
+        table()  # filled here: what it read is not seen
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            first = price("a")
+        found = [str(w.message) for w in caught if "table" in str(w.message)]
+    """)
+    assert shell["first"] == "1" and shell["found"], shell["found"]
+    (tmp_path / "prices.csv").write_text("a,10\nb,20\n")
+    shell.run("table.cache_clear(); second = price('a')")
+    assert shell["second"] == "10"
+
+
+def test_a_file_an_lru_cached_helper_read_before_it_changed_is_not_served_anew(shell: Shell, tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "prices.csv").write_text("a,1\nb,2\n")
+    shell.run(LRU_CELLS[0])
+    shell.run(LRU_CELLS[1])
+    shell.run("first = price('a')")
+    (tmp_path / "prices.csv").write_text("a,10\nb,20\n")
+    shell.run("second = price('b')")  # served by the helper from the old file: not to be kept for later
+    shell.run("table.cache_clear(); third = price('b')")
+    assert (shell["first"], shell["second"], shell["third"]) == ("1", "2", "20")
