@@ -78,6 +78,8 @@ _active: contextvars.ContextVar[tuple[Recorder, ...] | None] = contextvars.Conte
 # pool the body started) is the running bodies' read: attributed to all of them, which at worst
 # costs a miss, never a stale hit. Not the main thread's (see _working_for).
 _running: list[Recorder] = []
+# Stamps ordering when runs began and when per-object cached values were filled (see held_value_read).
+_stamps = itertools.count(1)
 # glob.glob and glob.iglob: a pattern whose last parts are literal ("data/*/x.csv") is matched by
 # listing "data" only and then testing each "data/<folder>/x.csv" without an event; so the pattern itself
 # is kept (3.11 names the event with its root_dir "glob.glob/2", and raises the older one too).
@@ -329,6 +331,10 @@ class Recorder:
         # notes: a fill is excused after the run only while its value is as filled (see _fills)
         self.fill_owners: set[int] = set()
         self.fills: FillNotes = {}
+        # memo.cached_property and memo.per_instance values the run was served that their objects held since before
+        # it began (named, in order): no key holds them, so the object may have changed since they were filled
+        self.began = stamp()
+        self.held: dict[str, None] = {}
 
     def seeded(self, name: str, own: bool, from_entropy: bool) -> None:
         """A watched seeding function ran: by this body (``own``) or by another thread while it ran."""
@@ -925,6 +931,21 @@ def _drawing_around() -> Recorders:
     return _in_other_threads(threading.get_ident())
 
 
+def stamp() -> int:
+    """Return a number above every one returned before: when a run began, or a per-object value was filled."""
+    return next(_stamps)
+
+
+def held_value_read(filled: int, describe: Callable[[], str]) -> None:
+    """A per-object cache served a value filled at stamp ``filled`` (``describe()`` names it): the running bodies
+    that began after that note it. Costs a list's truth test where no body runs."""
+    if not _running:
+        return
+    for recorder in active():
+        if filled < recorder.began:
+            recorder.held.setdefault(describe(), None)
+
+
 def pause() -> contextvars.Token[Recorders | None]:
     """Record nothing until ``resume``: our own lookups are not what a body reads."""
     return _active.set(None)
@@ -1503,6 +1524,13 @@ class NotRecordable(Exception):
 
 def finish(recorder: Recorder, excluded: Iterable[str]) -> Conditions:
     """Return the conditions of a finished run; raise NotRecordable when they cannot be known."""
+    if recorder.held:
+        # Such a value is the object's answer before it changed, perhaps: stored under the key of the object as
+        # it is, it would be served to a fresh object, which computes anew.
+        raise NotRecordable(f"it read {next(iter(recorder.held))}, which its object held from before the run, "
+                            "and an object's cached values are not part of its key (the object may have changed "
+                            "since). Drop them before the run (del obj.name, obj.method.clear() or "
+                            "memo.reset(obj)) to have the result cached")
     if recorder.unlocatable and not recorder.declared:
         raise NotRecordable(f"it reads through a folder's descriptor ({recorder.unlocatable}), so which file it "
                             "read cannot be named: declare what it reads with files= or memo.depends_on_file")

@@ -16,6 +16,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from ._conditions import held_value_read, stamp
 from ._config import TTLLike, parse_ttl
 from ._errors import RecursiveCall
 from .hashing import BOOKKEEPING_PREFIX, content_hash, register_hasher
@@ -27,8 +28,13 @@ SLOT = BOOKKEEPING_PREFIX + "_instance__"  # hashing skips it: never part of the
 _MISSING = object()
 
 
+Entry = tuple[Any, float, int]  # value, expiry (0: none), stamp of its fill
+
+
 class InstanceCaches:
-    """The caches of one object: per cached method or property, argument digest -> (value, expiry)."""
+    """The caches of one object: per cached method or property, argument digest -> (value, expiry, filled).
+
+    ``filled``: the stamp of the fill's start (see _conditions.stamp), to tell a run what was held before it."""
 
     __slots__ = ("__weakref__", "inflight", "lock", "owner", "pid", "tables")
 
@@ -40,7 +46,7 @@ class InstanceCaches:
             self.owner = lambda: ident
         # Keyed by the descriptor, not its name: a subclass overriding a cached method and calling the parent's
         # through super() has a cache of its own.
-        self.tables: dict[_PerObjectCache, dict[bytes, tuple[Any, float]]] = {}
+        self.tables: dict[_PerObjectCache, dict[bytes, Entry]] = {}
         self.lock = threading.RLock()
         # (descriptor, key): the lock of a sync call in progress; (descriptor, key, id(loop)): an async call's future
         self.inflight: dict[tuple[Any, ...], Any] = {}
@@ -157,16 +163,24 @@ class _PerObjectCache:
         """Run ``fn`` from now on: the same code reading another namespace (a restored cell's)."""
         self.fn = self.__wrapped__ = fn
 
-    def _lookup(self, table: dict[bytes, tuple[Any, float]], key: bytes) -> Any:
+    def _lookup(self, table: dict[bytes, Entry], key: bytes) -> Entry | None:
         entry = table.get(key)
         if entry is None:
-            return _MISSING
-        value, expires = entry
+            return None
+        expires = entry[1]
         if expires and expires <= time.monotonic():
             if table.get(key) is entry:  # another thread may have dropped it, or stored anew, meanwhile
                 table.pop(key, None)
-            return _MISSING
-        return value
+            return None
+        return entry
+
+    def _served(self, entry: Entry) -> Any:
+        """Return the value of ``entry``, telling the memoized runs that began after it was filled."""
+        held_value_read(entry[2], self._described)
+        return entry[0]
+
+    def _described(self) -> str:
+        return f"{self.__qualname__}, a memo.per_instance method's result"  # type: ignore[attr-defined]
 
     def _expiry(self) -> float:
         return time.monotonic() + self.ttl if self.ttl else 0.0
@@ -175,8 +189,9 @@ class _PerObjectCache:
         caches = caches_of(obj)
         assert caches is not None
         table = caches.tables.setdefault(self, {})
-        value = self._lookup(table, key)
-        if value is not _MISSING:
+        entry = self._lookup(table, key)
+        if entry is not None:
+            value = self._served(entry)
             return _ready(value) if self.is_async else value
         caches.after_fork()
         busy = f"instance:{id(caches)}:{id(self)}:{key.hex()}"
@@ -189,19 +204,20 @@ class _PerObjectCache:
         with caches.lock:
             slot = caches.inflight.setdefault((self, key), threading.Lock())
         with slot:  # one thread computes; the others wait, then read its result
-            value = self._lookup(table, key)
-            if value is not _MISSING:
-                return value
+            entry = self._lookup(table, key)
+            if entry is not None:
+                return self._served(entry)  # another thread filled it meanwhile
             try:
+                filled = stamp()  # as it starts: what it reads of the object is read from then on
                 with computing(busy):
                     value = call()
-                table[key] = (value, self._expiry())
+                table[key] = (value, self._expiry(), filled)
             finally:
                 with caches.lock:
                     caches.inflight.pop((self, key), None)
         return value
 
-    async def _acompute(self, caches: InstanceCaches, table: dict[bytes, tuple[Any, float]], key: bytes,
+    async def _acompute(self, caches: InstanceCaches, table: dict[bytes, Entry], key: bytes,
                         call: Callable[[], Any], busy: str) -> Any:
         import asyncio  # loaded already: this runs on its event loop
 
@@ -212,20 +228,21 @@ class _PerObjectCache:
             running = caches.inflight.get(slot)
             if not isinstance(running, asyncio.Future):
                 break
-            value = await asyncio.shield(running)
-            if value is not _MISSING:
-                return value
+            done = await asyncio.shield(running)
+            if done is not _MISSING:
+                return self._served(done)
             # The task computing it was cancelled: served if another loop stored it since, else taken over.
-            value = self._lookup(table, key)
-            if value is not _MISSING:
-                return value
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            entry = self._lookup(table, key)
+            if entry is not None:
+                return self._served(entry)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()  # its entry, or _MISSING
         caches.inflight[slot] = future
         try:
+            filled = stamp()
             with computing(busy):
                 value = await call()
-            table[key] = (value, self._expiry())
-            future.set_result(value)
+            entry = table[key] = (value, self._expiry(), filled)
+            future.set_result(entry)
             return value
         except asyncio.CancelledError:
             # Only this caller was cancelled: those waiting on it go round again and one takes over.
@@ -313,10 +330,13 @@ class CachedProperty(_PerObjectCache):
     def __set__(self, obj: Any, value: Any) -> None:
         caches = caches_of(obj)
         assert caches is not None
-        caches.tables.setdefault(self, {})[_PROPERTY_KEY] = (value, self._expiry())
+        caches.tables.setdefault(self, {})[_PROPERTY_KEY] = (value, self._expiry(), stamp())
 
     def __delete__(self, obj: Any) -> None:
         self.clear_for(obj)
+
+    def _described(self) -> str:
+        return f"{self.__qualname__}, a memo.cached_property"  # type: ignore[attr-defined]
 
 
 def per_instance(fn: Callable[..., Any] | None = None, *, ttl: TTLLike = None) -> Any:

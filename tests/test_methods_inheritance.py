@@ -108,6 +108,6 @@ class _DroppedByAnotherThread(dict):  # type: ignore[type-arg]
 
 def test_an_expired_entry_dropped_by_another_thread_meanwhile() -> None:
     desc = Base.__dict__["rows"]
-    table = _DroppedByAnotherThread({b"k": ("old", 1.0)})  # expired long ago
-    assert desc._lookup(table, b"k") is not None  # a miss, not a KeyError
+    table = _DroppedByAnotherThread({b"k": ("old", 1.0, 0)})  # expired long ago
+    assert desc._lookup(table, b"k") is None  # a miss, not a KeyError
     assert b"k" not in table
