@@ -63,6 +63,7 @@ from ._fingerprint import (
     _same,
     _same_value,
     class_fingerprint,
+    class_held_functions,
     is_user_code,
     own_fingerprint,
     superseded,
@@ -970,6 +971,10 @@ class _Resolver:
                 finally:
                     self.in_hash -= name == "__hash__"
                     self.member = outer
+            # Functions its annotations and field tables hold (a validator, a default factory, an encoder in a
+            # field's metadata) run when it is built or validated: resolved like its methods, with what they read.
+            for where_held, fn in class_held_functions(klass):
+                self.value(fn, f"{qualname}.{where_held}")
 
     def value_class(self, cls: type) -> None:
         """Resolve a user class met as a value (an argument's), noting which of its members read the hash seed

@@ -25,7 +25,7 @@ import threading
 import types
 import typing
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .hashing import (
@@ -387,12 +387,108 @@ def annotation_text(value: Any, depth: int = 0) -> str:
     if type(value) in (dict, types.MappingProxyType):
         return "{" + ", ".join(f"{annotation_text(k, depth + 1)}: {annotation_text(v, depth + 1)}"
                                for k, v in value.items()) + "}"
+    if isinstance(value, types.FunctionType) and is_user_code(value):
+        # The user's function (a validator, an encoder in a field's metadata) runs when the class is used:
+        # keyed by its code, not its name, which an edit keeps (``<lambda>``).
+        return _code_text(value)
     if isinstance(value, (types.FunctionType, types.BuiltinFunctionType)):
         return qualified_name(value)
     try:
-        return _ADDRESS.sub("", repr(value))
+        text = repr(value)
     except Exception:  # a repr that fails: its class, at least
         return f"<{qualified_name(type(value))}>"
+    if _ADDRESS.search(text) and any(True for _ in held_functions(value)):
+        # A repr naming a function by address says nothing of its code (``AfterValidator(func=<function
+        # <lambda> at 0x...>)``): such an object is described by its attributes instead.
+        parts = [f"{name}={annotation_text(getattr(value, name), depth + 1)}"
+                 for name in _attribute_names(value) if hasattr(value, name)]
+        return f"{qualified_name(type(value))}({', '.join(parts)})"
+    return _ADDRESS.sub("", text)
+
+
+_rendering = threading.local()  # the functions whose code text is being made (an annotation naming its own function)
+
+
+def _code_text(fn: types.FunctionType) -> str:
+    held = getattr(_rendering, "functions", None)
+    if held is None:
+        held = _rendering.functions = set()
+    if fn in held:
+        return f"{qualified_name(fn)} <itself>"
+    held.add(fn)
+    try:
+        return f"code {own_fingerprint(fn, by_code=True)[0].hex()}"
+    finally:
+        held.discard(fn)
+
+
+def _attribute_names(value: Any) -> list[str]:
+    """Return the names of an object's attributes, its slots' and its ``__dict__``'s, in name order."""
+    names: set[str] = set()
+    for klass in type(value).__mro__:
+        slots = vars(klass).get("__slots__", ())
+        names.update((slots,) if isinstance(slots, str) else slots)
+    instance_dict = getattr(value, "__dict__", None)
+    if isinstance(instance_dict, dict):
+        names.update(name for name in instance_dict if isinstance(name, str))
+    names.discard("__weakref__")
+    names.discard("__dict__")
+    return sorted(names)
+
+
+_HELD_CONTAINERS = (list, tuple, set, frozenset)
+
+
+def held_functions(value: Any, path: str = "", depth: int = 0) -> Iterator[tuple[str, types.FunctionType]]:
+    """Yield ``(path, function)`` for the user's functions an annotation or field object holds: in its items,
+    a mapping's values, an ``Annotated`` form's parts, an object's attributes (a dataclass field's metadata, a
+    pydantic ``FieldInfo``'s validators and default factory, an attrs converter); classes and modules are not
+    looked into."""
+    if depth > 6:
+        return
+    if isinstance(value, types.FunctionType):
+        if is_user_code(value):
+            yield path, value
+        return
+    if value is None or isinstance(value, (type, types.ModuleType, str, bytes, int, float, complex)):
+        return
+    if typing.get_origin(value) is not None:
+        for index, arg in enumerate(typing.get_args(value)):
+            yield from held_functions(arg, f"{path}[{index}]", depth + 1)
+        for index, extra in enumerate(getattr(value, "__metadata__", ())):  # Annotated's extras
+            yield from held_functions(extra, f"{path}.<extra {index}>", depth + 1)
+        return
+    if isinstance(value, _HELD_CONTAINERS):
+        items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
+        for index, item in enumerate(items):
+            yield from held_functions(item, f"{path}[{index}]", depth + 1)
+        return
+    if isinstance(value, (dict, types.MappingProxyType)):
+        for key, item in value.items():
+            yield from held_functions(item, f"{path}[{key!r}]", depth + 1)
+        return
+    if type(value).__module__ == "builtins" or isinstance(value, (staticmethod, classmethod, property)):
+        return
+    for name in _attribute_names(value):
+        attr = getattr(value, name, None)
+        if attr is not value:
+            yield from held_functions(attr, f"{path}.{name}", depth + 1)
+
+
+def class_held_functions(cls: type) -> list[tuple[str, types.FunctionType]]:
+    """Return the user's functions (once each, with where they sit) held by a class's own annotations and by
+    the field tables class-building libraries left on it: code that validating or building it runs."""
+    namespace = vars(cls)
+    found: dict[types.FunctionType, str] = {}
+    for name, annotation in _annotations_of(cls).items():
+        for where, fn in held_functions(annotation, f"<annotation {name}>"):
+            found.setdefault(fn, where)
+    for table_name in _FIELD_TABLES:
+        table = namespace.get(table_name, _MISSING)
+        if table is not _MISSING:
+            for where, fn in held_functions(table, f"<{table_name}>"):
+                found.setdefault(fn, where)
+    return [(where, fn) for fn, where in found.items()]
 
 
 def _annotations_of(obj: Any) -> dict[str, Any]:

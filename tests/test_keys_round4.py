@@ -1,0 +1,135 @@
+"""Keys and code fingerprints, fourth round: code that a class's field tables or annotations hold
+(a dataclass field's metadata, an ``Annotated`` validator object) counts in the key with what it reads;
+a user module's ``__getattr__`` and ``__dir__`` count in its key, and one answering every name does not
+break the call; a class method looked up anew on each access is not taken for a rebinding."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.conftest import RUNS_SETUP, Shell, run_kernel
+
+# -- code held by field tables and annotations -------------------------------------------------
+
+_SCALE = """
+import dataclasses
+from typing import Annotated
+
+@dataclasses.dataclass(frozen=True)
+class Scale:
+    '''An annotation object holding a function, as pydantic's AfterValidator does.'''
+    func: object
+"""
+
+
+def test_an_edited_lambda_in_a_dataclass_field_metadata_is_a_miss(shell: Shell) -> None:
+    shell.run(RUNS_SETUP)
+    shell.run("""
+        import dataclasses
+        @dataclasses.dataclass
+        class C:
+            x: int = dataclasses.field(default=0, metadata={"enc": lambda v: v * 2})
+        @memo
+        def encode(x):
+            ran("encode")
+            return dataclasses.fields(C)[0].metadata["enc"](C(x).x)
+    """)
+    assert shell.run("encode(3)") == 6
+    assert shell.run("encode(3)") == 6
+    shell.run("""
+        @dataclasses.dataclass
+        class C:
+            x: int = dataclasses.field(default=0, metadata={"enc": lambda v: v * 5})
+    """)
+    assert shell.run("encode(3)") == 15
+    assert shell["RUNS"]["encode"] == 2
+
+
+def test_a_global_read_by_a_dataclass_field_metadata_function_is_keyed(shell: Shell) -> None:
+    shell.run(RUNS_SETUP)
+    shell.run("""
+        import dataclasses
+        K = 2
+        @dataclasses.dataclass
+        class C:
+            x: int = dataclasses.field(default=0, metadata={"enc": lambda v: v * K})
+        @memo
+        def encode(x):
+            ran("encode")
+            return dataclasses.fields(C)[0].metadata["enc"](C(x).x)
+    """)
+    assert shell.run("encode(3)") == 6
+    assert shell.run("encode(3)") == 6
+    shell.run("K = 5")
+    assert shell.run("encode(3)") == 15
+    assert shell["RUNS"]["encode"] == 2
+
+
+def test_an_edited_lambda_in_an_annotated_validator_is_a_miss(shell: Shell) -> None:
+    shell.run(RUNS_SETUP)
+    shell.run(_SCALE)
+    shell.run("""
+        class Model:
+            x: Annotated[int, Scale(lambda v: v * 2)]
+        @memo
+        def validate(x):
+            ran("validate")
+            return Model.__annotations__["x"].__metadata__[0].func(x)
+    """)
+    assert shell.run("validate(3)") == 6
+    assert shell.run("validate(3)") == 6
+    shell.run("""
+        class Model:
+            x: Annotated[int, Scale(lambda v: v * 5)]
+    """)
+    assert shell.run("validate(3)") == 15
+    assert shell["RUNS"]["validate"] == 2
+
+
+def test_an_edited_named_validator_and_its_global_are_keyed(shell: Shell) -> None:
+    shell.run(RUNS_SETUP)
+    shell.run(_SCALE)
+    shell.run("""
+        K = 1
+        def scale(v): return v * 2 * K
+        class Model:
+            x: Annotated[int, Scale(scale)]
+        @memo
+        def validate(model, x):
+            ran("validate")
+            return model.__annotations__["x"].__metadata__[0].func(x)
+    """)
+    assert shell.run("validate(Model, 3)") == 6
+    assert shell.run("validate(Model, 3)") == 6
+    shell.run("""
+        def scale(v): return v * 5 * K
+        class Model:
+            x: Annotated[int, Scale(scale)]
+    """)
+    assert shell.run("validate(Model, 3)") == 15
+    shell.run("K = 2")
+    assert shell.run("validate(Model, 3)") == 30
+    assert shell["RUNS"]["validate"] == 3
+
+
+def test_a_field_metadata_lambda_edit_is_a_miss_after_a_restart_and_the_same_code_hits(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+
+    def kernel(factor: int, seed: int) -> dict[str, object]:
+        return run_kernel([RUNS_SETUP, f"""
+            import dataclasses
+            @dataclasses.dataclass
+            class C:
+                x: int = dataclasses.field(default=0, metadata={{"enc": lambda v: v * {factor}}})
+            @memo
+            def encode(x):
+                ran("encode")
+                return dataclasses.fields(C)[0].metadata["enc"](C(x).x)
+            OUT["value"] = encode(3)
+            OUT["runs"] = RUNS.get("encode", 0)
+        """], cache, seed=seed)
+
+    assert kernel(2, seed=1) == {"value": 6, "runs": 1, "_warnings": []}
+    assert kernel(2, seed=2)["runs"] == 0  # the same code in another process: a hit
+    edited = kernel(5, seed=3)
+    assert (edited["value"], edited["runs"]) == (15, 1)
