@@ -133,3 +133,67 @@ def test_a_field_metadata_lambda_edit_is_a_miss_after_a_restart_and_the_same_cod
     assert kernel(2, seed=2)["runs"] == 0  # the same code in another process: a hit
     edited = kernel(5, seed=3)
     assert (edited["value"], edited["runs"]) == (15, 1)
+
+
+# -- a module's __getattr__ ----------------------------------------------------------------------
+
+_LAZY = """
+def __getattr__(name):
+    if name.startswith("__"):
+        raise AttributeError(name)
+    return lambda x: x * {factor}
+"""
+
+
+def test_an_edited_module_getattr_of_a_module_argument_is_a_miss(shell: Shell, tmp_path: Path) -> None:
+    (tmp_path / "lazyops.py").write_text(_LAZY.format(factor=2))
+    shell.run(RUNS_SETUP)
+    shell.run(f"""
+        import importlib, sys
+        sys.path.insert(0, {str(tmp_path)!r})
+        import lazyops
+        @memo
+        def use(mod, x):
+            ran("use")
+            return mod.double(x)
+    """)
+    try:
+        assert shell.run("use(lazyops, 3)") == 6
+        assert shell.run("use(lazyops, 3)") == 6
+        (tmp_path / "lazyops.py").write_text(_LAZY.format(factor=5))
+        shell.run("importlib.reload(lazyops)")
+        assert shell.run("use(lazyops, 3)") == 15
+        assert shell["RUNS"]["use"] == 2
+    finally:
+        shell.run(f"sys.path.remove({str(tmp_path)!r}); sys.modules.pop('lazyops', None)")
+
+
+def test_a_run_time_module_with_a_new_getattr_is_a_miss(shell: Shell) -> None:
+    shell.run(RUNS_SETUP)
+    shell.run("""
+        import types
+        m = types.ModuleType("m")
+        def ga(name):
+            if name.startswith("__"):
+                raise AttributeError(name)
+            return lambda x: x * 2
+        m.__getattr__ = ga
+        @memo
+        def use(mod, x):
+            ran("use")
+            return mod.double(x)
+    """)
+    assert shell.run("use(m, 3)") == 6
+    assert shell.run("use(m, 3)") == 6
+    shell.run("m.__dir__ = lambda: ['double']")  # a __dir__ set or changed: a change too
+    assert shell.run("use(m, 3)") == 6
+    shell.run("""
+        def ga(name):
+            if name.startswith("__"):
+                raise AttributeError(name)
+            return lambda x: x * 5
+        m.__getattr__ = ga
+    """)
+    assert shell.run("use(m, 3)") == 15
+    assert shell["RUNS"]["use"] == 3
+

@@ -414,6 +414,11 @@ def _h_memoryview(h: Hasher, v: memoryview) -> None:
     h.buffer(v.tobytes() if not v.c_contiguous else v)
 
 
+# The dunder names of a module that are its code (PEP 562): what ``mod.name`` gives for a name it does not
+# hold, and what ``dir(mod)`` lists. Other dunders are set by the import system.
+_MODULE_HOOKS = frozenset({"__getattr__", "__dir__"})
+
+
 def _h_module(h: Hasher, v: types.ModuleType) -> None:
     judge = _MODULE_JUDGE.get("user")
     if judge is None or not judge(v):
@@ -425,7 +430,8 @@ def _h_module(h: Hasher, v: types.ModuleType) -> None:
     # by code is (functions by code and what they read, data by content). What cannot be hashed (a lock,
     # an open file) is keyed by its name and why, as a global that cannot be hashed is skipped.
     items = sorted((name, value) for name, value in vars(v).items()
-                   if type(name) is str and not (name.startswith("__") and name.endswith("__")))
+                   if type(name) is str and (name in _MODULE_HOOKS
+                                             or not (name.startswith("__") and name.endswith("__"))))
     h.tag(b"Mu")
     h.text(v.__name__)
     h.number(len(items))
