@@ -49,6 +49,7 @@ import xxhash
 from ._config import FILE_DIGEST_LIMIT, RACY_SECONDS, own_thread
 from ._dependencies import _PACKAGE_STATE, STDIN_NAMES
 from ._fills import FillNotes, fill_digest, watch_fills
+from ._fingerprint import module_attribute
 from ._links import SAMEFILE, lead, watch_links
 from ._notebook import notebook_paths
 from ._random_state import (
@@ -1479,7 +1480,8 @@ def _members(owner: types.ModuleType | type, asked: frozenset[str]) -> list[Any]
     """Return what code that names ``asked`` may run of a user's module (the attributes it names) or class (every
     function of the user's classes in its MRO: ``__init__`` and the operators run without being named)."""
     if isinstance(owner, types.ModuleType):
-        where = getattr(owner, "__file__", None) or next(iter(getattr(owner, "__path__", ())), None)
+        path = module_attribute(owner, "__path__")
+        where = module_attribute(owner, "__file__") or (next(iter(path), None) if isinstance(path, Iterable) else None)
         if not isinstance(where, str) or _library_code(where):
             return []
         space = vars(owner)
@@ -1493,7 +1495,7 @@ def _user_class(cls: type) -> bool:
     module = sys.modules.get(getattr(cls, "__module__", None) or "")
     if module is None or module.__name__ == "builtins":
         return False
-    where = getattr(module, "__file__", None)
+    where = module_attribute(module, "__file__")
     return not isinstance(where, str) or not _library_code(where)
 
 

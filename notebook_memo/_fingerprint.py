@@ -25,7 +25,7 @@ import threading
 import types
 import typing
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from .hashing import (
@@ -94,13 +94,23 @@ def _module_is_user_code(module_name: str, module_file: str | None) -> bool:
     return not os.path.realpath(module_file).startswith(_ROOTS)
 
 
+def module_attribute(module: types.ModuleType, name: str) -> Any:
+    """Return what the import system set on ``module`` under ``name`` (``__file__``, ``__path__``, ``__spec__``), or
+    None: read from its namespace, since ``getattr`` would run a PEP 562 ``__getattr__`` (the user's code, which may
+    answer any name) for one it lacks. A module subclass's own attributes are still asked of it."""
+    namespace = vars(module)
+    if name in namespace or type(module) is types.ModuleType:
+        return namespace.get(name)
+    return getattr(module, name, None)
+
+
 def _location(module: types.ModuleType) -> str | None:
     """Return a module's file, or for a namespace package (no ``__init__.py``) its first folder."""
-    file = getattr(module, "__file__", None)
+    file = module_attribute(module, "__file__")
     if isinstance(file, str):
         return file
-    path = getattr(module, "__path__", None)
-    if path is not None:
+    path = module_attribute(module, "__path__")
+    if isinstance(path, Iterable) and not isinstance(path, (str, bytes)):  # a list, or a namespace package's path
         for folder in path:
             return os.path.join(str(folder), "")
     return None
@@ -829,7 +839,7 @@ install_code_handler(types.MethodType, _hash_method)
 def _keyed_by_content(module: types.ModuleType) -> bool:
     """A module passed or held as a value is keyed by its content when it is the user's, or a plain
     ``types.ModuleType`` made at run time (no file, no import spec), even one put in ``sys.modules``."""
-    if type(module) is types.ModuleType and _location(module) is None and getattr(module, "__spec__", None) is None \
+    if type(module) is types.ModuleType and _location(module) is None and module_attribute(module, "__spec__") is None \
             and module.__name__ not in sys.builtin_module_names:
         return True
     return is_user_code(module)

@@ -197,3 +197,39 @@ def test_a_run_time_module_with_a_new_getattr_is_a_miss(shell: Shell) -> None:
     assert shell.run("use(m, 3)") == 15
     assert shell["RUNS"]["use"] == 3
 
+
+def test_a_module_whose_getattr_answers_every_name_is_keyed_and_cached(shell: Shell) -> None:
+    shell.run(RUNS_SETUP)
+    shell.run("""
+        import types
+        m = types.ModuleType("anyname")
+        m.__getattr__ = lambda name: (lambda x: x * 2)
+        @memo
+        def use(mod, x):
+            ran("use")
+            return mod.double(x)
+    """)
+    assert shell.run("use(m, 3)") == 6
+    assert shell.run("use(m, 3)") == 6
+    assert shell["RUNS"]["use"] == 1
+
+
+def test_a_module_whose_getattr_answers_every_name_works_as_a_global_and_in_a_memo_cell(shell: Shell) -> None:
+    shell.run("import notebook_memo; notebook_memo.load_ipython_extension(get_ipython())")
+    shell.run(RUNS_SETUP)
+    shell.run("""
+        import types
+        m = types.ModuleType("anyname")
+        m.__getattr__ = lambda name: (lambda x: x * 2)
+        MODS = {"m": m}
+        @memo
+        def use(x):
+            ran("use")
+            return MODS["m"].double(x)
+    """)
+    assert shell.run("use(3)") == 6
+    assert shell.run("use(3)") == 6
+    assert shell["RUNS"]["use"] == 1
+    shell.run("%%memo\ny = m.double(4)\nran('cell')")
+    shell.run("%%memo\ny = m.double(4)\nran('cell')")
+    assert (shell["y"], shell["RUNS"]["cell"]) == (8, 1)
