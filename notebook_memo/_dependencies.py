@@ -1728,6 +1728,24 @@ def dependency_value(fn: types.FunctionType, label: str) -> Any:
     return value
 
 
+def still_bound(fn: types.FunctionType, label: str, before: Any) -> bool:
+    """Return True when what ``label`` names from ``fn`` now is what it named as ``before``, by identity: a class
+    method read through its class (``P.conv``, an enum's ``_missing_``) is a new bound method on each lookup, the
+    same while its function and class are; and what a lookup makes anew each time (a module ``__getattr__``
+    returning a new function) is the same while it keys alike. Asked after a run, never on a hit."""
+    now = dependency_value(fn, label)
+    if now is before:
+        return True
+    if isinstance(now, types.MethodType) and isinstance(before, types.MethodType):
+        return now.__func__ is before.__func__ and now.__self__ is before.__self__
+    if now is _MISSING or before is _MISSING or dependency_value(fn, label) is now:
+        return False  # bound to another object, which stays: bound anew
+    try:
+        return content_hash(now, label) == content_hash(before, label)
+    except Exception:  # an object that cannot be keyed: taken as bound anew, as before
+        return False
+
+
 def _reached_code(fn: types.FunctionType, deps: Dependencies) -> Iterator[tuple[types.CodeType, dict[str, Any]]]:
     """Yield the code, with its globals, of ``fn`` and of the functions and classes' methods it reads by name."""
     owners: list[Any] = [fn]

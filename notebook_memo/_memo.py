@@ -42,6 +42,7 @@ from ._dependencies import (
     labels_bound_by_code,
     names_in_code,
     seed_readers_named,
+    still_bound,
     torch_modes,
     torch_settings,
 )
@@ -1086,8 +1087,8 @@ class MemoizedFunction(Generic[R]):
         fn: types.FunctionType = self._fn  # type: ignore[assignment]
         if reads is not None and reads.volatile:
             # Its code state is made anew on each look, hashing the mutable data it reads once more (a large
-            # array: as long as the key took): what its dependencies name is compared by identity alone.
-            changed = {label for label, obj in reads.objects.items() if dependency_value(fn, label) is not obj}
+            # array: as long as the key took): what its dependencies name is compared by identity (still_bound).
+            changed = {label for label, obj in reads.objects.items() if not still_bound(fn, label, obj)}
             same_own = fn.__code__ is reads.code
         else:
             if self._same_state(call):
@@ -1100,7 +1101,7 @@ class MemoizedFunction(Generic[R]):
                 # An object changed in place (a lazy cache filled as it is read, a generator drawn from) is
                 # _changed_globals' to judge, as before.
                 changed = {label for label in changed
-                           if dependency_value(fn, label) is not reads.objects.get(label, _MISS)}
+                           if not still_bound(fn, label, reads.objects.get(label, _MISS))}
         if reads is not None:
             if changed:
                 # A global or class attribute its own code binds (a helper loading a model on first use) is the

@@ -5,9 +5,12 @@ break the call; a class method looked up anew on each access is not taken for a 
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.conftest import RUNS_SETUP, Shell, run_kernel
+from tests.test_concurrent_runs import GATE
 
 # -- code held by field tables and annotations -------------------------------------------------
 
@@ -233,3 +236,110 @@ def test_a_module_whose_getattr_answers_every_name_works_as_a_global_and_in_a_me
     shell.run("%%memo\ny = m.double(4)\nran('cell')")
     shell.run("%%memo\ny = m.double(4)\nran('cell')")
     assert (shell["y"], shell["RUNS"]["cell"]) == (8, 1)
+
+
+# -- a class method read by a body that also reads mutable data ---------------------------------
+
+
+def unwarned(calls: Callable[[], list[object]]) -> list[object]:
+    """Return what ``calls`` returns, failing if it warned anything."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        results = calls()
+    assert [str(w.message) for w in caught] == []
+    return results
+
+
+def test_a_class_method_with_mutable_global_data_is_cached_without_a_warning(shell: Shell) -> None:
+    shell.run(RUNS_SETUP)
+    shell.run("""
+        class P:
+            def __init__(self, x):
+                self.x = self.conv(x)
+            @classmethod
+            def conv(cls, v):
+                return v * 2
+        WEIGHTS = [1, 2, 3]
+        @memo
+        def use(x):
+            ran("use")
+            return P(x).x * WEIGHTS[0]
+    """)
+    assert unwarned(lambda: [shell.run("use(3)") for _ in range(3)]) == [6, 6, 6]
+    assert shell["RUNS"]["use"] == 1
+    shell.run("WEIGHTS[0] = 10")
+    assert shell.run("use(3)") == 60
+
+
+def test_an_enum_missing_class_method_with_a_mutable_global_is_cached(shell: Shell) -> None:
+    shell.run(RUNS_SETUP)
+    shell.run("""
+        import enum
+        SEEN = {}
+        class Color(enum.Enum):
+            RED = "red"
+            BLUE = "blue"
+            @classmethod
+            def _missing_(cls, value):
+                return cls.RED
+        @memo
+        def parse(text):
+            ran("parse")
+            return Color(text).value, SEEN.get(text)
+    """)
+    assert unwarned(lambda: [shell.run("parse('green')") for _ in range(3)]) == [("red", None)] * 3
+    assert shell["RUNS"]["parse"] == 1
+
+
+def test_a_function_a_module_makes_anew_on_each_lookup_is_cached(shell: Shell, tmp_path: Path) -> None:
+    (tmp_path / "lazyfresh.py").write_text(_LAZY.format(factor=2))
+    shell.run(RUNS_SETUP)
+    shell.run(f"""
+        import importlib, sys
+        sys.path.insert(0, {str(tmp_path)!r})
+        import lazyfresh
+        @memo
+        def use(x):
+            ran("use")
+            return lazyfresh.double(x)
+    """)
+    try:
+        assert unwarned(lambda: [shell.run("use(3)") for _ in range(3)]) == [6, 6, 6]
+        assert shell["RUNS"]["use"] == 1
+        (tmp_path / "lazyfresh.py").write_text(_LAZY.format(factor=5))
+        shell.run("importlib.reload(lazyfresh)")
+        assert shell.run("use(3)") == 15
+    finally:
+        shell.run(f"sys.path.remove({str(tmp_path)!r}); sys.modules.pop('lazyfresh', None)")
+
+
+def test_a_class_method_rebound_by_another_thread_while_the_body_runs_is_still_not_stored(tmp_path: Path) -> None:
+    define = GATE + """
+WEIGHTS = [1]
+
+class P:
+    @classmethod
+    def conv(cls, v):
+        return v * 2
+
+@memo
+def f(x):
+    GATE.entered.set()
+    GATE.go.wait()
+    return P.conv(x) * WEIGHTS[0]
+"""
+    race = """
+found = []
+t = threading.Thread(target=lambda: found.append(f(3)))
+t.start()
+GATE.entered.wait()
+P.conv = classmethod(lambda cls, v: v * 100)
+GATE.go.set()
+t.join()
+OUT["raced"] = found[0]
+"""
+    first = run_kernel([define, race], tmp_path / "cache", seed=1)
+    assert first["raced"] == 300
+    assert any("P.conv" in w and "bound anew" in w for w in first["_warnings"]), first["_warnings"]  # type: ignore[attr-defined]
+    alone = run_kernel([define, "GATE.go.set()\nOUT['r'] = f(3)"], tmp_path / "cache", seed=2)
+    assert alone["r"] == 6
