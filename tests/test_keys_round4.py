@@ -343,3 +343,30 @@ OUT["raced"] = found[0]
     assert any("P.conv" in w and "bound anew" in w for w in first["_warnings"]), first["_warnings"]  # type: ignore[attr-defined]
     alone = run_kernel([define, "GATE.go.set()\nOUT['r'] = f(3)"], tmp_path / "cache", seed=2)
     assert alone["r"] == 6
+
+
+# -- a copyreg reducer of the user's that leaves out what the instance holds ---------------------
+
+
+def test_an_attribute_a_copyreg_reducer_leaves_out_is_keyed(shell: Shell) -> None:
+    shell.run(RUNS_SETUP)
+    shell.run("""
+        import copyreg
+        class P:
+            def __init__(self, k):
+                self.k = k
+        copyreg.pickle(P, lambda p: (P, (2,)))
+        p = P(2)
+        @memo
+        def use(p, x):
+            ran("use")
+            return p.k * x
+    """)
+    try:
+        assert shell.run("use(p, 3)") == 6
+        assert shell.run("use(P(2), 3)") == 6
+        shell.run("p.k = 5")
+        assert shell.run("use(p, 3)") == 15
+        assert shell["RUNS"]["use"] == 2
+    finally:
+        shell.run("del copyreg.dispatch_table[P]")

@@ -766,7 +766,18 @@ def _h_ufunc(h: Hasher, v: Any) -> None:
 
 def _h_reduce(h: Hasher, v: Any) -> None:
     """Hash an object by its type and the reduction pickle would save (``copyreg`` first)."""
+    if type(v) in copyreg.dispatch_table and _users_class(type(v)):
+        # A reducer registered for the user's class may leave out what its instances hold (``lambda p: (P, (2,))``),
+        # which the code reads all the same: the attributes its state leaves out are keyed after it.
+        _h_reduction_and_attributes(h, v, True)
+        return
     h_reduced(h, v, _reduction(v))
+
+
+def _users_class(cls: type) -> bool:
+    judge = _MODULE_JUDGE.get("user")
+    module = sys.modules.get(str(cls.__module__))
+    return judge is not None and module is not None and judge(module)
 
 
 def _h_reduce_keeping_attributes(h: Hasher, v: Any) -> None:
