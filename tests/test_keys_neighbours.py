@@ -5,6 +5,7 @@ NaN signs, set subclasses, padding bytes."""
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -78,7 +79,7 @@ def test_a_plain_class_annotation_edit_is_a_miss() -> None:
 
 
 def test_a_pydantic_default_edit_is_a_miss() -> None:
-    pydantic = pytest.importorskip("pydantic")
+    pydantic = importlib.import_module("pydantic")
 
     class Config(pydantic.BaseModel):
         lr: float = 0.1
@@ -92,7 +93,7 @@ def test_a_pydantic_default_edit_is_a_miss() -> None:
 
 
 def test_a_pydantic_field_type_edit_is_a_miss() -> None:
-    pydantic = pytest.importorskip("pydantic")
+    pydantic = importlib.import_module("pydantic")
 
     class Config(pydantic.BaseModel):
         lr: float = 0
@@ -300,7 +301,7 @@ def test_functions_differing_only_in_their_exception_table_key_apart() -> None:
 
 
 def test_an_ndarray_subclass_attribute_is_part_of_the_key() -> None:
-    np = pytest.importorskip("numpy")
+    np = importlib.import_module("numpy")
 
     class InfoArray(np.ndarray):  # numpy's documented pattern for arrays carrying metadata
         def __new__(cls, values: Any, unit: str | None = None) -> Any:
@@ -319,7 +320,7 @@ def test_an_ndarray_subclass_attribute_is_part_of_the_key() -> None:
 
 
 def test_a_masked_array_hard_mask_is_part_of_the_key() -> None:
-    np = pytest.importorskip("numpy")
+    np = importlib.import_module("numpy")
     soft = np.ma.array([1, 2, 3], mask=[0, 1, 0])
     hard = np.ma.array([1, 2, 3], mask=[0, 1, 0], hard_mask=True)
     assert content_hash(soft) != content_hash(hard)
@@ -393,19 +394,19 @@ def test_a_set_subclass_keys_by_its_class_items_and_attributes() -> None:
 
 def _with_padding_set(array: Any, padding: list[int]) -> Any:
     """Return an equal array whose padding bytes (these offsets within each item) hold 0xAB."""
-    np = pytest.importorskip("numpy")
+    np = importlib.import_module("numpy")
     raw = np.frombuffer(array.tobytes(), dtype=np.uint8).reshape(array.size, array.dtype.itemsize).copy()
     raw[:, padding] = 0xAB
     return np.frombuffer(raw.tobytes(), dtype=array.dtype).reshape(array.shape)
 
 
 def _x87() -> bool:
-    np = pytest.importorskip("numpy")
+    np = importlib.import_module("numpy")
     return bool(np.finfo(np.longdouble).nmant == 63 and np.dtype(np.longdouble).itemsize > 10)
 
 
 def test_longdouble_padding_bytes_are_not_part_of_the_key() -> None:
-    np = pytest.importorskip("numpy")
+    np = importlib.import_module("numpy")
     if not _x87():
         pytest.skip("long double has no padding here")
     size = np.dtype(np.longdouble).itemsize
@@ -421,7 +422,7 @@ def test_longdouble_padding_bytes_are_not_part_of_the_key() -> None:
 
 
 def test_structured_padding_bytes_are_not_part_of_the_key() -> None:
-    np = pytest.importorskip("numpy")
+    np = importlib.import_module("numpy")
     aligned = np.dtype([("a", "u1"), ("b", "f8")], align=True)
     s = np.zeros(3, aligned)
     s["a"], s["b"] = 1, [2.0, 3.0, 4.0]
@@ -436,7 +437,7 @@ def test_structured_padding_bytes_are_not_part_of_the_key() -> None:
 
 
 def test_zero_padding_keeps_the_key_it_had() -> None:
-    np = pytest.importorskip("numpy")
+    np = importlib.import_module("numpy")
     import xxhash
 
     s = np.zeros(2, np.dtype([("a", "u1"), ("b", "f8")], align=True))
@@ -448,7 +449,7 @@ def test_zero_padding_keeps_the_key_it_had() -> None:
 
 
 def test_a_field_default_that_refuses_to_be_hashed_still_keys_its_class() -> None:
-    pydantic = pytest.importorskip("pydantic")
+    pydantic = importlib.import_module("pydantic")
 
     class Stubborn:
         def __memo_key__(self) -> Any:
