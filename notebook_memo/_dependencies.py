@@ -511,7 +511,13 @@ class _Resolver:
         builtins_ns = namespace.get("__builtins__", {})
         root_module = namespace.get("__name__")
         builtins_dict = builtins_ns if isinstance(builtins_ns, dict) else vars(builtins_ns)
-        for name, chain in global_references(fn.__code__):
+        references = global_references(fn.__code__)
+        names = {name for name, _ in references}
+        # A global the code binds without reading it (global COUNT; COUNT = a) is keyed as read: a run that bound it
+        # to what it held already changed nothing, and its result, stored, would be served where it holds something
+        # else, which a hit leaves as it is. Keyed by what it holds, such a run is served only where it holds that.
+        bound_only = tuple((name, ()) for name in sorted(global_stores(fn.__code__) - names))
+        for name, chain in references + bound_only:
             value = namespace.get(name, _MISSING)
             self.watch.append(("global", namespace, name, value))
             if value is _MISSING:

@@ -748,11 +748,11 @@ class MemoizedFunction(Generic[R]):
             try:
                 where = entry_conditions(store, call.key, *recorded[:2], call.generators)
             except NotRecordable as exc:
-                warn_once(f"unrecordable:{self._qualified}:{exc}", f"{self._name}: its result is not cached: {exc}. "
-                          "It runs on every call.", MemoWarning)
+                self._not_stored(f"unrecordable:{self._qualified}:{exc}",
+                                 f"{self._name}: its result is not cached: {exc}. It runs on every call.", MemoWarning)
                 return None
             except Exception as exc:  # whatever went wrong, the result the body computed is returned
-                warn_once(f"unrecordable:{self._qualified}", f"{self._name}: its result is not cached: what it "
+                self._not_stored(f"unrecordable:{self._qualified}", f"{self._name}: its result is not cached: what it "
                           f"read could not be recorded ({type(exc).__name__}: {exc})", StorageWarning)
                 return None
             if where[1] and recorded[2]:
@@ -773,7 +773,7 @@ class MemoizedFunction(Generic[R]):
         try:
             payload = dumps(result)
         except Exception as exc:
-            warn_once(f"pickle:{self._qualified}", f"{self._name}: its result cannot be pickled "
+            self._not_stored(f"pickle:{self._qualified}", f"{self._name}: its result cannot be pickled "
                       f"({type(exc).__name__}: {exc}); results are returned but not cached", StorageWarning)
             return None
         meta = self._meta(call, duration, time.time(), payload.nbytes)
@@ -1043,7 +1043,7 @@ class MemoizedFunction(Generic[R]):
         changed = sorted(name for name, value in bound.items() if namespace.get(name, _MISS) is not value)
         if not changed:
             return False
-        warn_once(f"rebound-global:{self._qualified}:{changed[0]}",
+        self._not_stored(f"rebound-global:{self._qualified}:{changed[0]}",
                   f"{self._name} binds the global {changed[0]!r} anew, which a hit could not do again: this result "
                   "is not cached, so the function runs on every call that does so. Return the value instead, and "
                   "bind the global outside the function.", MemoWarning)
@@ -1110,7 +1110,7 @@ class MemoizedFunction(Generic[R]):
             if not changed and same_own:
                 return False
         what = repr(min(changed)) if changed else "its code"
-        warn_once(f"rebound-meanwhile:{self._qualified}:{what}",
+        self._not_stored(f"rebound-meanwhile:{self._qualified}:{what}",
                   f"{self._name}: {what}, which it reads, was bound anew while it ran (by another thread or task), "
                   "so its result may have been made with either value: it is not cached, and is computed again on "
                   "the next call. Make that change before the call starts, or pass the value as an argument.",
@@ -1130,7 +1130,7 @@ class MemoizedFunction(Generic[R]):
         if not change:
             return True  # a setting changed while modules were first imported: perhaps their doing, so unsaid
         self._changes_process = change
-        warn_once(f"changed-process:{self._qualified}:{change}",
+        self._not_stored(f"changed-process:{self._qualified}:{change}",
                   f"{self._name} {change}: this result is not cached, so the function runs on every call that does "
                   "so. Make that change outside the function (in a cell of its own), or undo it before it returns.",
                   MemoWarning)
@@ -1149,7 +1149,7 @@ class MemoizedFunction(Generic[R]):
         a registry filled by a helper): a hit would leave it as it was, so the result is not stored."""
         label = changed_in_place(changeable, notes)
         if label is not None:
-            warn_once(f"changed-global:{self._qualified}:{label}",
+            self._not_stored(f"changed-global:{self._qualified}:{label}",
                       f"{self._name} changed the global {label!r} in place (it is not what it was before the call), "
                       "which a hit could not do again: this result is not cached, so the function runs on every "
                       "call that does so. Return what the body adds instead, and change the global outside it.",
@@ -1179,11 +1179,18 @@ class MemoizedFunction(Generic[R]):
                 changed.append(name)
         if not changed:
             return False
-        warn_once(f"changed-argument:{self._qualified}:{changed[0]}",
+        self._not_stored(f"changed-argument:{self._qualified}:{changed[0]}",
                   f"{self._name} changed its argument {changed[0]!r} in place (it is not what it was before the "
                   "call), which a hit could not do again: this result is not cached, so the function runs "
                   "on every call that does so. Change a copy in the body, or return what it changes.", MemoWarning)
         return True
+
+    def _not_stored(self, once: str, message: str, category: type[Warning]) -> None:
+        """Say once (``once``: the warning's key) why a result computed is not stored, and keep it as the miss's
+        explanation: ``explain_last`` and ``%memo explain`` then say so, not that nothing is cached."""
+        warn_once(once, message, category)
+        why = message.removeprefix(f"{self._name}: ").removeprefix(f"{self._name} ")
+        self._miss_report = Explanation(self._qualified, False, f"computed, and not stored: {why}")
 
     def _note_miss(self, call: Call, refresh: bool) -> None:
         self._miss_report = before_compute(self, call, "memo.refreshing()" if refresh else None)
