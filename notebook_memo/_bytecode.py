@@ -5,6 +5,7 @@ from __future__ import annotations
 import dis
 import functools
 import os
+import re
 import types
 from collections.abc import Iterator
 from typing import Any
@@ -460,3 +461,39 @@ def _text_at(ins: list[dis.Instruction], j: int, every: bool) -> str | None:
                                         for part in parts[:-1]):
         return None
     return "".join(" 0 " if part is None else part for part in parts)
+
+
+# A format spec that formats a number by the locale (``format(x, "n")``, ``f"{x:,n}"``), and strftime's directives
+# that write the locale's names or layouts (``%A``, ``%b``, ``%c``, ``%x``, ``%p``...; ``%E``/``%O`` forms included).
+_LOCALE_NUMBER = re.compile(r"(?:.?[<>=^])?[+\- ]?z?#?0?\d*[,_]?(?:\.\d+)?n")
+_LOCALE_TIME = re.compile(r"%[EO]?[aAbBchpPrxX]")
+_FORMAT_FIELD = re.compile(r"\{[^{}]*?:([^{}]*)\}")  # "{:n}".format(x): the field's spec
+_FORMAT_OPS = frozenset({"FORMAT_VALUE", "FORMAT_WITH_SPEC"})
+
+
+def _by_locale(spec: str) -> bool:
+    return _LOCALE_NUMBER.fullmatch(spec) is not None or _LOCALE_TIME.search(spec) is not None
+
+
+@functools.lru_cache(maxsize=8192)
+def formats_by_locale(code: types.CodeType) -> bool:
+    """Return True when ``code`` (or code nested in it) formats by the locale with a constant spec: ``format(x,
+    "n")``, ``f"{x:n}"``, ``"{:n}".format(x)``, ``f"{d:%A}"``, ``d.strftime("%b %d")``, ``time.strftime("%c")``."""
+    codes = [code]
+    for current in codes:
+        codes.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
+        texts = [c for c in current.co_consts if isinstance(c, str)]
+        names = set(current.co_names)
+        if "strftime" in names and any(_LOCALE_TIME.search(text) for text in texts):
+            return True
+        if "format" in names and any(_by_locale(text) or any(_by_locale(spec) for spec in _FORMAT_FIELD.findall(text))
+                                     for text in texts):
+            return True
+        ins = [i for i in dis.get_instructions(current) if i.opname not in _PASSED_OVER]
+        for k, step in enumerate(ins):
+            # An f-string's field with a spec: the spec is loaded just before (3.11: FORMAT_VALUE's flag 4)
+            if step.opname in _FORMAT_OPS and (step.opname == "FORMAT_WITH_SPEC" or (step.arg or 0) & 4) and k \
+                    and ins[k - 1].opname == "LOAD_CONST" and isinstance(ins[k - 1].argval, str) \
+                    and _by_locale(ins[k - 1].argval):
+                return True
+    return False

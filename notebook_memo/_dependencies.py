@@ -43,6 +43,7 @@ from ._bytecode import (
     WHOLE,
     attribute_stores,
     evaluated_reads,
+    formats_by_locale,
     global_loads,
     global_references,
     global_stores,
@@ -1074,6 +1075,8 @@ def code_environment(code: types.CodeType, namespace: dict[str, Any], owner: str
                 found.clock.append(f"{owner}: {reader}")
     for attribute in loose_attributes(code) & _STATE_NAMES.keys():
         _note_state(found, _STATE_NAMES[attribute])  # Path(p).resolve(): a method of a value, known by its name
+    if formats_by_locale(code):  # format(x, "n"), d.strftime("%A"): the locale, though the code never names it
+        found.state[LOCALE] = _locale_settings()
     seeds = seeds_without_argument(code)
     if seeds and _uses_torch(code, namespace):
         found.entropy = any(_seeds_a_value(namespace, receiver) for receiver in seeds)
@@ -1370,6 +1373,7 @@ LOCAL_TIME_ZONE = "local time zone"
 HASH_SEED = "hash seed"
 SEED_MEMBERS = "hash seed read by members"  # of a class met as a value: which ones (value_class)
 TEMPORARY_FOLDER = "temporary folder"
+LOCALE = "locale"  # also the locale module's name: its settings, as _PACKAGE_STATE keys them for code naming it
 _HOME = "home"
 _USER = "user name"
 _PROGRAM_PATH = "program path"
@@ -1650,9 +1654,32 @@ def _pandas_settings() -> str:
     return str(_pandas_last[1])
 
 
+# The locale's categories that change what a body computes: character classes and encoding, the order of texts
+# (strxfrm, strcoll), the names of days and months (strftime), money and number layouts (format(x, "n"), atof).
+_LOCALE_CATEGORIES = ("LC_CTYPE", "LC_COLLATE", "LC_TIME", "LC_MONETARY", "LC_NUMERIC")
+
+
+def _locale_settings() -> str:
+    """Return the process's locale, by category (``LC_NUMERIC=de_DE.UTF-8 ...``): as locale.setlocale set it, or
+    as a kernel started under LC_ALL or LANG took it. The same names in two kernels of the same environment."""
+    import _locale  # built in: what locale.setlocale calls, without loading locale's own module for a key
+
+    parts = []
+    for category in _LOCALE_CATEGORIES:
+        number = getattr(_locale, category, None)
+        if number is None:
+            continue
+        try:
+            parts.append(f"{category}={_locale.setlocale(number, None)}")
+        except Exception:  # _locale.Error: not queryable here
+            parts.append(f"{category}=?")
+    return " ".join(parts)
+
+
 # Per library (by top-level module): its settings that a body using it depends on, read as text.
 _PACKAGE_STATE: dict[str, Callable[[], str]] = {"torch": torch_settings, "decimal": decimal_settings,
-                                               "pandas": _pandas_settings, "numpy": _numpy_settings}
+                                               "pandas": _pandas_settings, "numpy": _numpy_settings,
+                                               LOCALE: _locale_settings}
 # Every watched state by its label: the libraries' settings, and process state code reads (code_environment).
 _STATE_PROBES: dict[str, Callable[[], str]] = {**_PACKAGE_STATE, CURRENT_FOLDER: _current_folder,
                                                LOCAL_TIME_ZONE: _time_zone, HASH_SEED: _hash_seed,

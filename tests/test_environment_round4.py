@@ -1,0 +1,128 @@
+"""What a body reads of its process that no argument or file names: the locale (locale's functions, ``format(x,
+"n")``, ``strftime("%A")``), environment variables that standard-library functions read by their own names
+(proxies, the terminal's size), the environment read as a whole (``os.environ.copy()``, ``dict(os.environ)``) or
+by a name held in a global, and facts of the process (``sys.flags``, the CPUs it may use). Real shells, real
+processes started with other hash seeds, environments and CPU sets."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, Shell
+
+
+def _run(script: str, cwd: Path, cache_dir: Path, seed: int, *flags: str, prefix: tuple[str, ...] = (),
+         **env: str) -> str:
+    """Run ``script`` in a fresh process (a restarted kernel) in ``cwd``; return what it printed."""
+    environment = {**os.environ, "PYTHONHASHSEED": str(seed), "NOTEBOOK_MEMO_DIR": str(cache_dir),
+                   "PYTHONPATH": str(ROOT), **env}
+    proc = subprocess.run([*prefix, sys.executable, *flags, "-W", "always", "-c", textwrap.dedent(script)],
+                          capture_output=True, text=True, env=environment, cwd=str(cwd), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+# -- the locale ------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def german(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A folder holding the de_DE.UTF-8 locale, built from the system's sources (for LOCPATH)."""
+    folder = tmp_path_factory.mktemp("locales")
+    subprocess.run(["localedef", "-i", "de_DE", "-f", "UTF-8", str(folder / "de_DE.UTF-8")], check=True,
+                   capture_output=True, timeout=120)
+    yield folder
+
+
+LOCALE_READERS = {
+    "format_string": "locale.format_string('%.2f', x, grouping=True)",
+    "format_n": "format(x, 'n')",
+    "fstring_n": "f'{x:n}'",
+    "str_format_n": "'{:>12n}'.format(x)",
+    "atof": "locale.atof('1.234')",
+    "strftime": "time.strftime('%A', (1970, 1, 1, 0, 0, 0, 3, 1, 0))",
+    "datetime_strftime": "datetime.datetime(1970, 3, 1).strftime('%d %b')",
+}
+
+
+@pytest.mark.parametrize("reader", sorted(LOCALE_READERS))
+def test_a_body_reading_the_locale_runs_again_when_it_changes(shell: Shell, german: Path, reader: str,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import locale
+
+    monkeypatch.setenv("LOCPATH", str(german))
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        shell.run(f"""
+            import datetime, locale, time
+            from notebook_memo import memo
+
+            @memo
+            def shown(x):
+                return {LOCALE_READERS[reader]}
+
+            locale.setlocale(locale.LC_ALL, "C.UTF-8")
+            first = shown(1234.5)
+            again = shown(1234.5)
+            locale.setlocale(locale.LC_ALL, "de_DE.UTF-8")
+            after = shown(1234.5)
+            truth = shown.uncached(1234.5)
+            locale.setlocale(locale.LC_ALL, "C.UTF-8")
+            back = shown(1234.5)
+        """)
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+    assert shell["first"] == shell["again"] == shell["back"]
+    assert shell["truth"] != shell["first"]
+    assert shell["after"] == shell["truth"]
+    assert shell.run("shown.cache_info().misses") == 2
+
+
+def test_the_locale_a_kernel_starts_with_is_keyed_and_the_same_one_hits_after_a_restart(
+        tmp_path: Path, cache_dir: Path, german: Path) -> None:
+    script = """
+        import locale
+        locale.setlocale(locale.LC_ALL, "")  # the user's locale, from LC_ALL
+        from notebook_memo import memo
+
+        @memo
+        def report(total):
+            print("ran")
+            return format(total, "n") + " " + locale.format_string("%.2f", total, grouping=True)
+
+        print(report(1234.5))
+    """
+    first = _run(script, tmp_path, cache_dir, 1, LC_ALL="C.UTF-8", LOCPATH=str(german))
+    assert first == "ran\n1234.5 1234.50"
+    assert _run(script, tmp_path, cache_dir, 2, LC_ALL="C.UTF-8", LOCPATH=str(german)) == "1234.5 1234.50"
+    assert _run(script, tmp_path, cache_dir, 3, LC_ALL="de_DE.UTF-8", LOCPATH=str(german)) \
+        == "ran\n1.234,5 1.234,50"
+
+
+def test_the_character_set_of_the_locale_is_keyed(shell: Shell) -> None:
+    import locale
+
+    saved = locale.setlocale(locale.LC_CTYPE)
+    try:
+        shell.run("""
+            import locale
+            from notebook_memo import memo
+
+            @memo
+            def codeset():
+                return locale.nl_langinfo(locale.CODESET)
+
+            locale.setlocale(locale.LC_CTYPE, "C")
+            first = codeset()
+            locale.setlocale(locale.LC_CTYPE, "C.UTF-8")
+            after = codeset()
+        """)
+    finally:
+        locale.setlocale(locale.LC_CTYPE, saved)
+    assert shell["first"] != shell["after"] == "UTF-8"
