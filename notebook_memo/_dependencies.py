@@ -1381,8 +1381,13 @@ _PROGRAM_PATH = "program path"
 # ("~") reads HOME, on Windows USERPROFILE, else HOMEDRIVE and HOMEPATH; getpass.getuser() the first set of LOGNAME,
 # USER, LNAME and USERNAME; shutil.which and os.get_exec_path PATH (and on Windows PATHEXT).
 _HOME_VARIABLES = ("USERPROFILE", "HOMEDRIVE", "HOMEPATH") if os.name == "nt" else ("HOME",)
+_TERMINAL_SIZE = "terminal size"
 _STATE_VARIABLES = {_HOME: _HOME_VARIABLES, _USER: ("LOGNAME", "USER", "LNAME", "USERNAME"),
-                    _PROGRAM_PATH: ("PATH", "PATHEXT") if os.name == "nt" else ("PATH",)}
+                    _PROGRAM_PATH: ("PATH", "PATHEXT") if os.name == "nt" else ("PATH",),
+                    _TERMINAL_SIZE: ("COLUMNS", "LINES")}  # shutil.get_terminal_size: these first, then the terminal
+# urllib.request's proxy settings: every variable named *_proxy (any case; no_proxy for proxy_bypass), which no
+# constant name lists, so they are read as one state; and REQUEST_METHOD, under which http_proxy is not used.
+PROXY_VARIABLES = "proxy variables"
 # Methods known by their name only, called on a value the code made (Path(p).resolve(), p.expanduser()): what they
 # read is keyed whatever the value (another class's method of that name costs a miss after os.chdir, never a
 # stale hit).
@@ -1433,6 +1438,10 @@ def _state_readers() -> tuple[dict[Any, str], frozenset[Any], frozenset[Any]]:
 # SpooledTemporaryFile give none, and a body that only writes and reads back a temporary file should not miss where
 # the folder is another.
 _READERS_BY_NAME = {("getpass", "getuser"): _USER, ("shutil", "which"): _PROGRAM_PATH,
+                    ("shutil", "get_terminal_size"): _TERMINAL_SIZE,
+                    **{("urllib.request", name): PROXY_VARIABLES
+                       for name in ("getproxies", "getproxies_environment", "proxy_bypass",
+                                    "proxy_bypass_environment")},
                     **{("tempfile", name): TEMPORARY_FOLDER
                        for name in ("gettempdir", "gettempdirb", "mkdtemp", "mkstemp", "mktemp", "NamedTemporaryFile",
                                     "TemporaryDirectory")}}
@@ -1491,6 +1500,12 @@ def _current_folder() -> str:
 def _hash_seed() -> str:
     """Return what the hash seed makes of one text: the same in every process with the same PYTHONHASHSEED."""
     return str(hash("notebook_memo"))
+
+
+def _proxy_variables() -> str:
+    """Return the variables urllib.request takes proxies from, as ``name=value`` lines in name order."""
+    return "\n".join(f"{name}={value}" for name, value in sorted(os.environ.items())
+                     if name.lower().endswith("_proxy") or name == "REQUEST_METHOD")
 
 
 def _temporary_folder() -> str:
@@ -1683,7 +1698,8 @@ _PACKAGE_STATE: dict[str, Callable[[], str]] = {"torch": torch_settings, "decima
 # Every watched state by its label: the libraries' settings, and process state code reads (code_environment).
 _STATE_PROBES: dict[str, Callable[[], str]] = {**_PACKAGE_STATE, CURRENT_FOLDER: _current_folder,
                                                LOCAL_TIME_ZONE: _time_zone, HASH_SEED: _hash_seed,
-                                               TEMPORARY_FOLDER: _temporary_folder}
+                                               TEMPORARY_FOLDER: _temporary_folder,
+                                               PROXY_VARIABLES: _proxy_variables}
 
 
 def _still_valid(watch: list[tuple[Any, ...]]) -> bool:

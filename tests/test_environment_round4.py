@@ -126,3 +126,66 @@ def test_the_character_set_of_the_locale_is_keyed(shell: Shell) -> None:
     finally:
         locale.setlocale(locale.LC_CTYPE, saved)
     assert shell["first"] != shell["after"] == "UTF-8"
+
+
+def test_a_body_that_sets_the_locale_is_not_served_from_the_cache(shell: Shell) -> None:
+    import locale
+
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        shell.run("""
+            import locale
+            from notebook_memo import memo
+
+            @memo
+            def use_c():
+                locale.setlocale(locale.LC_NUMERIC, "C")
+                return locale.localeconv()["decimal_point"]
+
+            locale.setlocale(locale.LC_NUMERIC, "C.UTF-8")
+            use_c()
+            locale.setlocale(locale.LC_NUMERIC, "C.UTF-8")
+            use_c()
+            after = locale.setlocale(locale.LC_NUMERIC)
+        """)
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+    assert shell["after"] == "C"  # what the body does, done again
+    assert shell.run("use_c.cache_info().hits") == 0
+
+
+# -- variables read by the standard library's functions -----------------------------------------------------------
+
+ENVIRONMENT_READERS = {
+    "getproxies": ("urllib.request.getproxies().get('http')", "http_proxy", "http://one", "http://two"),
+    "getproxies_new": ("urllib.request.getproxies().get('https')", "HTTPS_PROXY", None, "http://two"),
+    "no_proxy": ("urllib.request.proxy_bypass_environment('example.com')", "no_proxy", "other.org",
+                 "example.com"),
+    "columns": ("shutil.get_terminal_size().columns", "COLUMNS", "80", "120"),
+    "lines": ("shutil.get_terminal_size().lines", "LINES", "24", "50"),
+}
+
+
+@pytest.mark.parametrize("reader", sorted(ENVIRONMENT_READERS))
+def test_a_variable_a_library_function_reads_is_keyed(shell: Shell, monkeypatch: pytest.MonkeyPatch,
+                                                      reader: str) -> None:
+    expression, variable, before, after = ENVIRONMENT_READERS[reader]
+    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    if before is not None:
+        monkeypatch.setenv(variable, before)
+    shell.run(f"""
+        import shutil, urllib.request
+        from notebook_memo import memo
+
+        @memo
+        def read():
+            return {expression}
+
+        first = read()
+        again = read()
+    """)
+    monkeypatch.setenv(variable, after)
+    shell.run("after = read(); truth = read.uncached()")
+    assert shell["first"] == shell["again"] != shell["truth"]
+    assert shell["after"] == shell["truth"]
