@@ -6,6 +6,7 @@ import dis
 import functools
 import os
 import re
+import sys
 import types
 from collections.abc import Iterator
 from typing import Any
@@ -166,6 +167,53 @@ def _after_getattr(ins: list[dis.Instruction], j: int, root: str, chain: tuple[s
     return root, tuple(more), _constant_at(ins, j, consts)
 
 
+SUBSCRIPT, CALLED_WITH, CONTAINED = "subscript", "call", "in"  # how a global name is used with a read (name_arguments)
+
+
+@functools.lru_cache(maxsize=8192)
+def name_arguments(code: types.CodeType) -> tuple[tuple[str, tuple[str, ...], str | None, str], ...]:
+    """Return every read of a global name used with no constant, as ``global_loads`` gives it, with the global
+    name used with it as a whole and how: ``os.environ[VAR]`` (SUBSCRIPT), ``os.environ.get(VAR)`` (CALLED_WITH:
+    the first argument of the call that follows), ``VAR in os.environ`` (CONTAINED); or None (``os.environ.copy()``,
+    ``os.environ[name]``, ``os.getenv(PREFIX + name)``, a name the code binds itself, such as a cell's ``VAR = ...``:
+    its value as the code starts is not the one it reads)."""
+    found: list[tuple[str, tuple[str, ...], str | None, str]] = []
+    for current, ins, k, j, root, chain in global_chains(code, _PASSED_OVER):
+        if _constant_at(ins, j, current.co_consts) is not None:
+            continue
+        argument, how = None, ""
+        if j < len(ins) and ins[j].opname in _LOAD_GLOBAL_OPS and _whole_value(ins, j) \
+                and not _named_key(ins, j, current.co_consts):
+            consumer, above = _consumer(ins, j)
+            if consumer == "BINARY_SUBSCR" and above == 0:
+                argument, how = ins[j].argval, SUBSCRIPT
+            elif consumer.startswith("CALL") or consumer == "KW_NAMES":
+                argument, how = ins[j].argval, CALLED_WITH
+        elif j < len(ins) and ins[j].opname == "CONTAINS_OP" and k and ins[k - 1].opname in _LOAD_GLOBAL_OPS:
+            argument, how = ins[k - 1].argval, CONTAINED
+        found.append((root, chain, argument, how))
+    stored: set[str] = set()
+    codes = [code]
+    for current in codes:
+        codes.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
+        stored.update(i.argval for i in dis.get_instructions(current) if i.opname in _BINDS_NAME)
+    return tuple((root, chain, None if argument in stored else argument, how)
+                 for root, chain, argument, how in found)
+
+
+_BINDS_NAME = frozenset({"STORE_NAME", "STORE_GLOBAL", "DELETE_NAME", "DELETE_GLOBAL"})
+
+
+def _whole_value(ins: list[dis.Instruction], j: int) -> bool:
+    """Return True when the value ``ins[j]`` loads is used as it is (``os.environ[VAR]``, ``getenv(VAR)``): not an
+    attribute of it, a part of it or a text computed from it (``VAR.lower()``, ``VAR[0]``, ``VAR + "_URL"``,
+    ``f"{VAR}"``)."""
+    consumer, above = _consumer(ins, j)
+    if consumer in _COMBINING or consumer in _FORMAT_OPS or consumer in ("FORMAT_SIMPLE", "CONVERT_VALUE"):
+        return False
+    return not (above >= 1 and consumer == "BINARY_SUBSCR") and not (above == 0 and consumer in _ATTR_OPS)
+
+
 def _constant_at(ins: list[dis.Instruction], j: int, consts: tuple[Any, ...]) -> str | None:
     """Return the text constant instruction ``j`` loads to use whole (a name, a key), or None."""
     if j < len(ins) and ins[j].opname == "LOAD_CONST" and isinstance(ins[j].argval, (str, bytes)) \
@@ -248,13 +296,38 @@ _VALUE_LOADS = _LOCAL_LOAD_OPS | _LOAD_GLOBAL_OPS | {"LOAD_CONST"}
 
 def _combined(ins: list[dis.Instruction], j: int) -> bool:
     """Return True when the constant string at ``ins[j]`` is only the start of a text the code computes
-    ("$ROOT/" + name, "data_%s" % split, an f-string): what is read is then not that constant."""
-    i = j + 1
-    if i < len(ins) and ins[i].opname in _VALUE_LOADS:
-        i += 1
-        while i < len(ins) and ins[i].opname in _ATTR_OPS:
-            i += 1
-    return i < len(ins) and ins[i].opname in _COMBINING
+    ("$ROOT/" + name, "data_%s" % split, "X_" + name[-1], an f-string): what is read is then not that constant."""
+    consumer, above = _consumer(ins, j)
+    return above >= 1 and consumer in _COMBINING
+
+
+def _consumer(ins: list[dis.Instruction], j: int) -> tuple[str, int]:
+    """Return the instruction that takes the value ``ins[j]`` loads off the stack, and how many values lay above it
+    then (0: it was the top, the right operand or a subscript's index), following loads, attributes, subscripts
+    and operators; a call or any other instruction ends the walk, and is returned as the consumer."""
+    above = 0
+    for step in ins[j + 1:]:
+        op, arg = step.opname, step.arg or 0
+        if op in _VALUE_LOADS:
+            pops, pushes = 0, 1 + (arg & 1 if op == "LOAD_GLOBAL" and sys.version_info >= (3, 11) else 0)
+        elif op == "LOAD_ATTR":
+            pops, pushes = 1, 1 + (arg & 1 if sys.version_info >= (3, 12) else 0)
+        elif op == "LOAD_METHOD":
+            pops, pushes = 1, 2
+        elif op in ("BINARY_SUBSCR", "BINARY_OP", "BINARY_ADD", "BINARY_MODULO", "FORMAT_WITH_SPEC"):
+            pops, pushes = 2, 1
+        elif op == "FORMAT_VALUE":
+            pops, pushes = 1 + (1 if arg & 4 else 0), 1
+        elif op in ("FORMAT_SIMPLE", "CONVERT_VALUE"):
+            pops, pushes = 1, 1
+        elif op == "BUILD_STRING":
+            pops, pushes = arg, 1
+        else:
+            return op, above
+        if pops > above:
+            return op, above
+        above += pushes - pops
+    return "", above
 
 
 ImportRef = tuple[str, int, tuple[str, ...]]  # module name, relative level, attribute chain

@@ -47,7 +47,7 @@ from typing import Any
 import xxhash
 
 from ._config import FILE_DIGEST_LIMIT, RACY_SECONDS, own_thread
-from ._dependencies import _PACKAGE_STATE, STDIN_NAMES
+from ._dependencies import _PACKAGE_STATE, SESSION_PREFIXES, SESSION_VARIABLES, STDIN_NAMES
 from ._fills import FillNotes, fill_digest, watch_fills
 from ._fingerprint import module_attribute
 from ._links import SAMEFILE, lead, watch_links
@@ -98,17 +98,6 @@ _ENVIRONMENT_EVENTS = frozenset({"os.putenv", "os.unsetenv"})
 _SPAWN_EVENTS = frozenset({"subprocess.Popen", "os.system", "os.posix_spawn", "os.exec", "os.spawn", "os.fork",
                            "os.forkpty", "os.startfile"})
 _EVENTS = _READ_EVENTS | _WRITE_EVENTS | _ENVIRONMENT_EVENTS | _SPAWN_EVENTS | {_CONNECTED}
-# Variables that name the session a kernel runs in (its terminal, its ssh connection, the server's process),
-# which differ from one kernel start to the next and which a program's results do not depend on: left out of
-# the environment a started process is checked against, or every restart would miss.
-_SESSION_VARIABLES = frozenset({"_", "PWD", "OLDPWD", "SHLVL", "WINDOWID", "TERM_SESSION_ID", "XDG_SESSION_ID",
-                                "INVOCATION_ID", "JOURNAL_STREAM", "MANAGERPID", "SYSTEMD_EXEC_PID",
-                                "DBUS_SESSION_BUS_ADDRESS", "XAUTHORITY", "SESSION_MANAGER", "DISPLAY", "GPG_TTY",
-                                "TMUX", "TMUX_PANE", "STY", "WINDOW", "COLUMNS", "LINES", "SECURITYSESSIONID",
-                                "DESKTOP_STARTUP_ID", "XDG_ACTIVATION_TOKEN", "WT_SESSION", "LaunchInstanceID"})
-_SESSION_PREFIXES = ("SSH_", "JPY_", "VSCODE_", "PYDEVD_", "ELECTRON_", "KITTY_", "WEZTERM_", "ITERM_",
-                     "ALACRITTY_", "GNOME_TERMINAL_", "KONSOLE_", "TERM_PROGRAM", "XPC_", "NOTEBOOK_MEMO_",
-                     "JUPYTERHUB_")  # JupyterHub's token and ids of the server a kernel runs under
 _PACKAGE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "")
 # The standard library's readers of source lines (for tracebacks and inspect): their reads of Python source are
 # code, not data; what they read of other files (linecache.getline on a text file) is data.
@@ -776,7 +765,7 @@ def environment_digest(environ: dict[Any, Any]) -> str:
     h = xxhash.xxh3_128()
     for name, value in sorted(environ.items()):
         text = os.fsdecode(name) if isinstance(name, bytes) else name
-        if text in _SESSION_VARIABLES or text.startswith(_SESSION_PREFIXES):
+        if text in SESSION_VARIABLES or text.startswith(SESSION_PREFIXES):  # or every restart would miss
             continue
         for part in (name, value):
             h.update(part if isinstance(part, bytes) else part.encode("utf-8", "surrogatepass"))

@@ -36,8 +36,11 @@ import xxhash
 
 from . import _config
 from ._bytecode import (
+    CALLED_WITH,
+    CONTAINED,
     IMPORTED,
     OWN_MODULE,
+    SUBSCRIPT,
     TEXT_COMPUTED,
     TEXT_GLOBAL,
     WHOLE,
@@ -49,6 +52,7 @@ from ._bytecode import (
     global_stores,
     imported_references,
     loose_attributes,
+    name_arguments,
     seeds_without_argument,
 )
 from ._errors import UnhashableArgument
@@ -594,8 +598,8 @@ class _Resolver:
         for name, value in found.variables.items():
             self.watch.append(("env", name, value))
             self.deps.parts[f"env {name}"] = ("env", b"\0unset" if value is None else value.encode())
-        if found.whole:
-            self.volatile = self.hard = True  # any change of any variable: resolved again on every call
+        if found.whole:  # any change of any variable (but the session's): resolved again
+            self.watch.append(("probe", WHOLE_ENVIRONMENT, _environment_text()))
             self.deps.parts[WHOLE_ENVIRONMENT] = ("env", environment_digest())
         if self.in_hash and found.state.pop(HASH_SEED, None) is not None:
             self.seed_in_hash = True
@@ -1021,6 +1025,7 @@ def code_environment(code: types.CodeType, namespace: dict[str, Any], owner: str
     """Return the environment variables ``code`` reads by constant name, and where it reads the clock."""
     found = Environment()
     names: set[str] | None = None
+    by_name = False
     for name, chain, const in global_loads(code):
         # Every name is followed: `env = os.environ`, `from os import getenv as ge` read it too.
         target, through_environ = _follow(namespace, name, chain)
@@ -1042,15 +1047,10 @@ def code_environment(code: types.CodeType, namespace: dict[str, Any], owner: str
                     name = variable[0] or variable[1]
                     found.variables[name] = os.environ.get(name)
             else:
-                found.skipped[f"{owner}: os.path.expandvars(...)"] = (
-                    "it expands environment variables in a text computed at run time, so which ones is not known; "
-                    "expand a constant text, or pass the result as an argument")
+                found.whole = True  # a text computed at run time may name any variable
             continue
         if _is_environment(target) or through_environ:
-            found.skipped[f"{owner}: os.environ[...]"] = (
-                "it reads environment variables by a name computed at run time (or the whole "
-                "environment), so which ones is not known; read them by a constant name, or pass "
-                "them as arguments")
+            by_name = True  # os.environ.copy(), os.environ.get(VAR), os.environ[name]: told apart below
             continue
         if not through_environ and _escapes_watch(namespace, name, chain, target, found, owner):
             continue
@@ -1075,12 +1075,33 @@ def code_environment(code: types.CodeType, namespace: dict[str, Any], owner: str
                 found.clock.append(f"{owner}: {reader}")
     for attribute in loose_attributes(code) & _STATE_NAMES.keys():
         _note_state(found, _STATE_NAMES[attribute])  # Path(p).resolve(): a method of a value, known by its name
+    if by_name:
+        _environment_by_name(code, namespace, found)
     if formats_by_locale(code):  # format(x, "n"), d.strftime("%A"): the locale, though the code never names it
         found.state[LOCALE] = _locale_settings()
     seeds = seeds_without_argument(code)
     if seeds and _uses_torch(code, namespace):
         found.entropy = any(_seeds_a_value(namespace, receiver) for receiver in seeds)
     return found
+
+
+def _environment_by_name(code: types.CodeType, namespace: dict[str, Any], found: Environment) -> None:
+    """Key what ``code`` reads of the environment other than by a constant name: by a global that holds the name
+    (``VAR = "API_URL"``; ``os.environ.get(VAR)``), that variable, the global being keyed as a read; else (the
+    whole environment: ``os.environ.copy()``, ``dict(os.environ)``, ``.items()``; a name from an argument or
+    computed) every variable, the session's own left out as for a process the body starts."""
+    for name, chain, argument, how in name_arguments(code):
+        target, through_environ = _follow(namespace, name, chain)
+        if not (_is_environment(target) or through_environ):
+            continue
+        variable = namespace.get(argument, _MISSING) if argument is not None else _MISSING
+        # os.environ[VAR], VAR in os.environ, os.environ.get(VAR), os.getenv(VAR); not getattr(os.environ, HOW)
+        if isinstance(variable, str) and (how == CALLED_WITH if callable(target) else how in (SUBSCRIPT, CONTAINED)) \
+                and _is_environment(target):
+            found.variables[variable] = os.environ.get(variable)
+        else:
+            found.whole = True
+            return
 
 
 def _escapes_watch(namespace: dict[str, Any], name: str, chain: tuple[str, ...], target: Any, found: Environment,
@@ -1300,9 +1321,39 @@ _ENVIRONS = tuple(e for e in (os.environ, getattr(os, "environb", None)) if e is
 _GETENVS = tuple(g for g in (os.getenv, getattr(os, "getenvb", None)) if g is not None)
 
 
+# Variables that name the session a kernel runs in (its terminal, its Jupyter server, its shell's depth), not what a
+# result is computed from: a kernel started anew has others. Left out where the whole environment is keyed.
+SESSION_VARIABLES = frozenset({"_", "PWD", "OLDPWD", "SHLVL", "WINDOWID", "TERM_SESSION_ID", "XDG_SESSION_ID",
+                               "INVOCATION_ID", "JOURNAL_STREAM", "MANAGERPID", "SYSTEMD_EXEC_PID",
+                               "DBUS_SESSION_BUS_ADDRESS", "XAUTHORITY", "SESSION_MANAGER", "DISPLAY", "GPG_TTY",
+                               "TMUX", "TMUX_PANE", "STY", "WINDOW", "COLUMNS", "LINES", "SECURITYSESSIONID",
+                               "DESKTOP_STARTUP_ID", "XDG_ACTIVATION_TOKEN", "WT_SESSION", "LaunchInstanceID"})
+SESSION_PREFIXES = ("SSH_", "JPY_", "VSCODE_", "PYDEVD_", "ELECTRON_", "KITTY_", "WEZTERM_", "ITERM_",
+                    "ALACRITTY_", "GNOME_TERMINAL_", "KONSOLE_", "TERM_PROGRAM", "XPC_", "NOTEBOOK_MEMO_",
+                    "JUPYTERHUB_")  # JupyterHub's token and ids of the server a kernel runs under
+
+
 def environment_digest() -> bytes:
-    """Return the digest of every environment variable's name and value now."""
-    return content_hash(os.environ, WHOLE_ENVIRONMENT)
+    """Return the digest of every environment variable's name and value now, less the session's own."""
+    return content_hash({name: value for name, value in os.environ.items()
+                         if name not in SESSION_VARIABLES and not name.startswith(SESSION_PREFIXES)},
+                        WHOLE_ENVIRONMENT)
+
+
+_last_environment: list[tuple[dict[Any, Any], str]] = [({}, "")]  # the variables last digested, and their digest
+
+
+def _environment_text() -> str:
+    """Return environment_digest() as text; checked on every hit of code that reads the environment whole, so
+    the variables are compared with those last digested (a few microseconds) and digested only when they differ."""
+    data = getattr(os.environ, "_data", None)
+    now = data if isinstance(data, dict) else dict(os.environ)
+    last, text = _last_environment[0]
+    if text and now == last:
+        return text
+    text = environment_digest().hex()
+    _last_environment[0] = (dict(now), text)  # one tuple: a thread never reads one without the other
+    return text
 
 
 def _holds_environment(value: Any) -> bool:
@@ -1699,7 +1750,8 @@ _PACKAGE_STATE: dict[str, Callable[[], str]] = {"torch": torch_settings, "decima
 _STATE_PROBES: dict[str, Callable[[], str]] = {**_PACKAGE_STATE, CURRENT_FOLDER: _current_folder,
                                                LOCAL_TIME_ZONE: _time_zone, HASH_SEED: _hash_seed,
                                                TEMPORARY_FOLDER: _temporary_folder,
-                                               PROXY_VARIABLES: _proxy_variables}
+                                               PROXY_VARIABLES: _proxy_variables,
+                                               WHOLE_ENVIRONMENT: _environment_text}
 
 
 def _still_valid(watch: list[tuple[Any, ...]]) -> bool:

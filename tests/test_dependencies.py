@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from notebook_memo import MemoWarning, StaleEntriesWarning, memo
+from notebook_memo._dependencies import WHOLE_ENVIRONMENT
 from tests.conftest import Shell, run_kernel
 
 SETUP = """
@@ -330,9 +331,9 @@ def test_an_environment_variable_named_by_keyword_is_not_taken_for_the_default(s
         def split():
             return os.getenv(default="train", key="NBM_SPLIT")
     """)
-    with pytest.warns(MemoWarning, match="cannot be hashed"):  # read by a name the code does not show first
-        assert shell.run("split()") == "a"
+    assert shell.run("split()") == "a"  # read by a name the code does not show first: every variable keyed
     assert "env train" not in shell["split"].code_state().deps.parts
+    assert WHOLE_ENVIRONMENT in shell["split"].code_state().deps.parts
 
 
 def test_pandas_options_that_change_results_are_keyed(shell: Shell) -> None:

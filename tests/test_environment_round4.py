@@ -189,3 +189,158 @@ def test_a_variable_a_library_function_reads_is_keyed(shell: Shell, monkeypatch:
     shell.run("after = read(); truth = read.uncached()")
     assert shell["first"] == shell["again"] != shell["truth"]
     assert shell["after"] == shell["truth"]
+
+
+# -- the environment read whole, or by a name the code holds --------------------------------------------------
+
+WHOLE_READS = {
+    "copy": "os.environ.copy().get('NBM_R4_X')",
+    "dict": "dict(os.environ).get('NBM_R4_X')",
+    "items": "[v for k, v in os.environ.items() if k == 'NBM_R4_X']",
+    "spread": "{**os.environ}.get('NBM_R4_X')",
+    "iteration": "[k for k in os.environ if k.startswith('NBM_R4_X')]",
+    "by_argument": "os.environ.get(name)",
+    "by_computed_name": "os.getenv('NBM_R4_' + name[-1])",
+}
+
+
+@pytest.mark.parametrize("form", sorted(WHOLE_READS))
+def test_the_environment_read_whole_or_by_a_name_computed_at_run_time_is_keyed(
+        shell: Shell, monkeypatch: pytest.MonkeyPatch, form: str) -> None:
+    monkeypatch.setenv("NBM_R4_X", "one")
+    monkeypatch.delenv("NBM_R4_Y", raising=False)
+    monkeypatch.delenv("NBM_R4_XX", raising=False)
+    shell.run(f"""
+        import os, warnings
+        from notebook_memo import memo
+
+        @memo
+        def read(name):
+            return {WHOLE_READS[form]}
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            first = read("NBM_R4_X")
+        warned = [str(w.message) for w in caught]
+        again = read("NBM_R4_X")
+    """)
+    assert shell["warned"] == []  # keyed: nothing left out to warn of
+    assert shell.run("read.cache_info().hits") == 1
+    monkeypatch.setenv("NBM_R4_X", "two")
+    monkeypatch.setenv("NBM_R4_XX", "two")  # one more of the names it lists
+    shell.run("after = read('NBM_R4_X'); truth = read.uncached('NBM_R4_X')")
+    assert shell["after"] == shell["truth"] != shell["first"]
+    if form in ("by_argument", "dict"):
+        monkeypatch.setenv("NBM_R4_Y", "new")  # a variable set since: any one may be read
+        assert shell.run("read('NBM_R4_X'), read.cache_info().misses")[1] == 3
+
+
+GLOBAL_NAMES = {
+    "get": "os.environ.get(VAR)",
+    "get_default": "os.environ.get(VAR, 'none')",
+    "getenv": "os.getenv(VAR)",
+    "subscript": "os.environ[VAR] if VAR in os.environ else None",
+}
+
+
+@pytest.mark.parametrize("form", sorted(GLOBAL_NAMES))
+def test_a_variable_named_by_a_global_text_is_keyed_by_its_value(shell: Shell, monkeypatch: pytest.MonkeyPatch,
+                                                                 form: str) -> None:
+    monkeypatch.setenv("NBM_R4_URL", "http://one")
+    monkeypatch.setenv("NBM_R4_OTHER", "a")
+    monkeypatch.setenv("NBM_R4_UNRELATED", "a")
+    shell.run(f"""
+        import os, warnings
+        from notebook_memo import memo
+        VAR = "NBM_R4_URL"
+
+        @memo
+        def url():
+            return {GLOBAL_NAMES[form]}
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            first = url()
+        warned = [str(w.message) for w in caught]
+    """)
+    assert shell["warned"] == [] and shell["first"] == "http://one"
+    monkeypatch.setenv("NBM_R4_UNRELATED", "b")  # not the one it reads: still served
+    assert shell.run("url(), url.cache_info().hits") == ("http://one", 1)
+    monkeypatch.setenv("NBM_R4_URL", "http://two")
+    assert shell.run("url()") == "http://two"
+    shell.run('VAR = "NBM_R4_OTHER"')  # the global names another variable now
+    assert shell.run("url()") == "a"
+
+
+def test_a_cell_reading_the_environment_whole_runs_again_when_a_variable_changes(
+        shell: Shell, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NBM_R4_X", "one")
+    shell.run("%load_ext notebook_memo")
+    shell.run("import os")
+    cell = "%%memo environ\nseen = {k: v for k, v in os.environ.items() if k == 'NBM_R4_X'}\n"
+    shell.run(cell)
+    shell.run(cell)
+    monkeypatch.setenv("NBM_R4_X", "two")
+    shell.run(cell)
+    assert shell["seen"] == {"NBM_R4_X": "two"}
+
+
+def test_the_environment_read_whole_hits_after_a_restart_whose_session_variables_differ(
+        tmp_path: Path, cache_dir: Path) -> None:
+    script = """
+        import os
+        from notebook_memo import memo
+
+        @memo
+        def settings():
+            print("ran")
+            return sorted(k for k in os.environ.copy() if k.startswith("NBM_R4"))
+
+        print(settings())
+    """
+    # One PYTHONHASHSEED: a variable like any other here (a process the body starts would inherit it).
+    assert _run(script, tmp_path, cache_dir, 1, NBM_R4_A="1", JPY_PARENT_PID="100", SHLVL="1") \
+        == "ran\n['NBM_R4_A']"
+    assert _run(script, tmp_path, cache_dir, 1, NBM_R4_A="1", JPY_PARENT_PID="200", SHLVL="2") == "['NBM_R4_A']"
+    assert _run(script, tmp_path, cache_dir, 1, NBM_R4_A="1", NBM_R4_B="2", JPY_PARENT_PID="200", SHLVL="2") \
+        == "ran\n['NBM_R4_A', 'NBM_R4_B']"
+
+
+def test_a_text_computed_for_expandvars_keys_the_whole_environment(shell: Shell,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NBM_R4_ROOT", "/one")
+    shell.run("""
+        import os
+        from notebook_memo import memo
+        NAME = "data.csv"
+
+        @memo
+        def where():
+            return os.path.expandvars("$NBM_R4_ROOT/" + NAME)
+
+        first = where()
+    """)
+    monkeypatch.setenv("NBM_R4_ROOT", "/two")
+    assert shell["first"] == "/one/data.csv"
+    assert shell.run("where()") == "/two/data.csv"
+
+
+def test_a_global_text_passed_with_the_environment_to_another_function_is_no_variable_s_name(
+        shell: Shell, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NBM_R4_MODE", "a")
+    shell.run("""
+        import os
+        from notebook_memo import memo
+        HOW, KEY = "get", "NBM_R4_MODE"
+
+        def lookup(env, key):
+            return env[key]
+
+        @memo
+        def mode():
+            return getattr(os.environ, HOW)("NBM_R4_MODE"), lookup(os.environ, KEY)
+
+        first = mode()
+    """)
+    monkeypatch.setenv("NBM_R4_MODE", "b")
+    assert (shell["first"], shell.run("mode()")) == (("a", "a"), ("b", "b"))
