@@ -1064,6 +1064,8 @@ def code_environment(code: types.CodeType, namespace: dict[str, Any], owner: str
         if state is None and chain and chain[-1] in _ZONE_ATTRIBUTES \
                 and _follow(namespace, name, chain[:-1])[0] is time:
             state = LOCAL_TIME_ZONE  # time.timezone, time.tzname: set from the zone when time was loaded or tzset()
+        if state is None and (target is sys.flags or (chain and _follow(namespace, name, chain[:-1])[0] is sys.flags)):
+            state = PYTHON_FLAGS  # sys.flags.optimize, or flags.optimize after from sys import flags
         if state is not None:
             _note_state(found, state)
         if name in _ENV_AND_CLOCK_ROOTS or _ENV_AND_CLOCK_ROOTS.intersection(chain) \
@@ -1424,6 +1426,8 @@ LOCAL_TIME_ZONE = "local time zone"
 HASH_SEED = "hash seed"
 SEED_MEMBERS = "hash seed read by members"  # of a class met as a value: which ones (value_class)
 TEMPORARY_FOLDER = "temporary folder"
+PYTHON_FLAGS = "Python's flags"  # sys.flags: -O, -B, -s, -X dev... as the interpreter was started
+PROCESSORS = "CPUs"  # how many the machine has, and which ones this process may run on (taskset, a container's)
 LOCALE = "locale"  # also the locale module's name: its settings, as _PACKAGE_STATE keys them for code naming it
 _HOME = "home"
 _USER = "user name"
@@ -1481,6 +1485,9 @@ def _state_readers() -> tuple[dict[Any, str], frozenset[Any], frozenset[Any]]:
     # depend on the seed, and keying it would make every frozen dataclass miss after a restart.
     readers[hash] = HASH_SEED
     readers[os.get_exec_path] = _PROGRAM_PATH
+    for name in ("cpu_count", "process_cpu_count", "sched_getaffinity"):  # process_cpu_count: Python 3.13
+        if hasattr(os, name):
+            readers[getattr(os, name)] = PROCESSORS
     return readers, frozenset({os.path.abspath, _function(os.path.realpath)}), frozenset({os.path.expanduser})
 
 
@@ -1490,6 +1497,7 @@ def _state_readers() -> tuple[dict[Any, str], frozenset[Any], frozenset[Any]]:
 # the folder is another.
 _READERS_BY_NAME = {("getpass", "getuser"): _USER, ("shutil", "which"): _PROGRAM_PATH,
                     ("shutil", "get_terminal_size"): _TERMINAL_SIZE,
+                    ("multiprocessing.context", "BaseContext.cpu_count"): PROCESSORS,
                     **{("urllib.request", name): PROXY_VARIABLES
                        for name in ("getproxies", "getproxies_environment", "proxy_bypass",
                                     "proxy_bypass_environment")},
@@ -1551,6 +1559,19 @@ def _current_folder() -> str:
 def _hash_seed() -> str:
     """Return what the hash seed makes of one text: the same in every process with the same PYTHONHASHSEED."""
     return str(hash("notebook_memo"))
+
+
+_FLAGS_TEXT = repr(tuple(sys.flags))  # fixed when the interpreter starts
+
+
+def _processors() -> str:
+    """Return the CPUs the machine has, and those this process may run on (which os.sched_setaffinity changes)."""
+    allowed = getattr(os, "sched_getaffinity", None)
+    try:
+        mine = sorted(allowed(0)) if allowed is not None else None
+    except OSError:
+        mine = None
+    return f"{os.cpu_count()} {mine}"
 
 
 def _proxy_variables() -> str:
@@ -1751,7 +1772,8 @@ _STATE_PROBES: dict[str, Callable[[], str]] = {**_PACKAGE_STATE, CURRENT_FOLDER:
                                                LOCAL_TIME_ZONE: _time_zone, HASH_SEED: _hash_seed,
                                                TEMPORARY_FOLDER: _temporary_folder,
                                                PROXY_VARIABLES: _proxy_variables,
-                                               WHOLE_ENVIRONMENT: _environment_text}
+                                               WHOLE_ENVIRONMENT: _environment_text,
+                                               PYTHON_FLAGS: lambda: _FLAGS_TEXT, PROCESSORS: _processors}
 
 
 def _still_valid(watch: list[tuple[Any, ...]]) -> bool:

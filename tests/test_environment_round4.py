@@ -344,3 +344,61 @@ def test_a_global_text_passed_with_the_environment_to_another_function_is_no_var
     """)
     monkeypatch.setenv("NBM_R4_MODE", "b")
     assert (shell["first"], shell.run("mode()")) == (("a", "a"), ("b", "b"))
+
+
+# -- facts of the process ---------------------------------------------------------------------------------------
+
+FLAGS_SCRIPT = """
+    import os, sys
+    from sys import flags
+    from notebook_memo import memo
+
+    @memo
+    def settings():
+        print("ran")
+        return sys.flags.optimize
+
+    @memo
+    def workers():
+        print("ran")
+        return os.cpu_count(), flags.no_user_site
+
+    print(settings(), workers()[1])
+"""
+
+
+def test_python_s_flags_and_cpus_are_keyed_and_the_same_ones_hit_after_a_restart(tmp_path: Path,
+                                                                                 cache_dir: Path) -> None:
+    assert _run(FLAGS_SCRIPT, tmp_path, cache_dir, 1) == "ran\nran\n0 0"
+    assert _run(FLAGS_SCRIPT, tmp_path, cache_dir, 2) == "0 0"  # the same process facts: served
+    assert _run(FLAGS_SCRIPT, tmp_path, cache_dir, 3, "-O") == "ran\nran\n1 0"
+    assert _run(FLAGS_SCRIPT, tmp_path, cache_dir, 4, "-s") == "ran\nran\n0 1"
+
+
+CPU_READERS = {
+    "affinity": "len(os.sched_getaffinity(0))",
+    "multiprocessing": "multiprocessing.cpu_count() and len(os.sched_getaffinity(0))",
+}
+
+
+@pytest.mark.parametrize("reader", sorted(CPU_READERS))
+def test_the_cpus_the_process_may_use_are_keyed(shell: Shell, reader: str) -> None:
+    allowed = os.sched_getaffinity(0)
+    try:
+        shell.run(f"""
+            import multiprocessing, os
+            from notebook_memo import memo
+
+            @memo
+            def cpus():
+                return {CPU_READERS[reader]}
+
+            first = cpus()
+            os.sched_setaffinity(0, {{min(os.sched_getaffinity(0))}})  # as taskset -c 0 would start it
+            after = cpus()
+            truth = cpus.uncached()
+        """)
+    finally:
+        os.sched_setaffinity(0, allowed)
+    assert shell["after"] == shell["truth"] == 1
+    assert shell["first"] == len(allowed)
