@@ -1437,9 +1437,11 @@ _PROGRAM_PATH = "program path"
 # USER, LNAME and USERNAME; shutil.which and os.get_exec_path PATH (and on Windows PATHEXT).
 _HOME_VARIABLES = ("USERPROFILE", "HOMEDRIVE", "HOMEPATH") if os.name == "nt" else ("HOME",)
 _TERMINAL_SIZE = "terminal size"
+_DEFAULT_LOCALE = "default locale"
 _STATE_VARIABLES = {_HOME: _HOME_VARIABLES, _USER: ("LOGNAME", "USER", "LNAME", "USERNAME"),
                     _PROGRAM_PATH: ("PATH", "PATHEXT") if os.name == "nt" else ("PATH",),
-                    _TERMINAL_SIZE: ("COLUMNS", "LINES")}  # shutil.get_terminal_size: these first, then the terminal
+                    _TERMINAL_SIZE: ("COLUMNS", "LINES"),  # shutil.get_terminal_size: these first, then the terminal
+                    _DEFAULT_LOCALE: ("LC_ALL", "LC_CTYPE", "LANG", "LANGUAGE")}  # locale.getdefaultlocale
 # urllib.request's proxy settings: every variable named *_proxy (any case; no_proxy for proxy_bypass), which no
 # constant name lists, so they are read as one state; and REQUEST_METHOD, under which http_proxy is not used.
 PROXY_VARIABLES = "proxy variables"
@@ -1498,6 +1500,7 @@ def _state_readers() -> tuple[dict[Any, str], frozenset[Any], frozenset[Any]]:
 _READERS_BY_NAME = {("getpass", "getuser"): _USER, ("shutil", "which"): _PROGRAM_PATH,
                     ("shutil", "get_terminal_size"): _TERMINAL_SIZE,
                     ("multiprocessing.context", "BaseContext.cpu_count"): PROCESSORS,
+                    ("locale", "getdefaultlocale"): _DEFAULT_LOCALE,
                     **{("urllib.request", name): PROXY_VARIABLES
                        for name in ("getproxies", "getproxies_environment", "proxy_bypass",
                                     "proxy_bypass_environment")},

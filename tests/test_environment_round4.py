@@ -402,3 +402,22 @@ def test_the_cpus_the_process_may_use_are_keyed(shell: Shell, reader: str) -> No
         os.sched_setaffinity(0, allowed)
     assert shell["after"] == shell["truth"] == 1
     assert shell["first"] == len(allowed)
+
+
+def test_the_variables_getdefaultlocale_reads_are_keyed(shell: Shell, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LC_ALL", "de_DE.UTF-8")
+    shell.run("""
+        import locale, warnings
+        from notebook_memo import memo
+
+        @memo
+        def default():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # slated for removal in Python 3.15
+                return locale.getdefaultlocale()
+
+        first = default()
+    """)
+    monkeypatch.setenv("LC_ALL", "fr_FR.UTF-8")
+    assert shell["first"] == ("de_DE", "UTF-8")
+    assert shell.run("default()") == ("fr_FR", "UTF-8")
