@@ -269,7 +269,7 @@ class BatchFunction(MemoizedFunction[Any]):
                         continue
                     sub_args, sub_kwargs = plan.arguments(positions)
                     recorder = self._recorder(plan.call, sub_args, sub_kwargs)
-                    bound = self._globals_bound()
+                    bound = self._globals_bound(plan.call)
                     drawn = _random_state.object_states(plan.call.generators) if plan.call.generators else None
                     objects = self._read_objects(plan.call)
                     recorder.fills, recorder.fill_owners = fills, self._fill_owners(plan.call, sub_args, sub_kwargs)
@@ -310,7 +310,7 @@ class BatchFunction(MemoizedFunction[Any]):
                         continue
                     sub_args, sub_kwargs = plan.arguments(positions)
                     recorder = self._recorder(plan.call, sub_args, sub_kwargs)
-                    bound = self._globals_bound()
+                    bound = self._globals_bound(plan.call)
                     drawn = _random_state.object_states(plan.call.generators) if plan.call.generators else None
                     objects = self._read_objects(plan.call)
                     recorder.fills, recorder.fill_owners = fills, self._fill_owners(plan.call, sub_args, sub_kwargs)

@@ -1887,6 +1887,12 @@ def _reached_code(fn: types.FunctionType, deps: Dependencies) -> Iterator[tuple[
             yield code, namespace
 
 
+def helpers_code(fn: types.FunctionType, deps: Dependencies) -> Iterator[tuple[types.CodeType, dict[str, Any]]]:
+    """Yield the code, with its globals, of the functions and classes' methods ``fn`` reads by name (not its own)."""
+    own = getattr(fn, "__code__", None)
+    return ((code, namespace) for code, namespace in _reached_code(fn, deps) if code is not own)
+
+
 def labels_bound_by_code(fn: types.FunctionType, deps: Dependencies, labels: set[str]) -> set[str]:
     """Return those of ``labels`` (labelled as dependencies are) that ``fn`` or the functions and classes it
     reads bind themselves: a global (``global _model`` in a helper that loads it on first use), or an

@@ -25,7 +25,7 @@ import cloudpickle
 import xxhash
 
 from . import _conditions, _config, _random_state
-from ._bytecode import global_stores
+from ._bytecode import global_references, global_stores
 from ._conditions import Conditions, NotRecordable, Recorder, Recorders
 from ._config import EXPIRY_GRACE, INLINE_LIMIT, LOCK_POLL_MAX, QUICK_BODY, TTLLike, parse_ttl, resolve_lease, warn_once
 from ._dependencies import (
@@ -39,6 +39,7 @@ from ._dependencies import (
     decimal_settings,
     dependency_value,
     hash_seed_text,
+    helpers_code,
     labels_bound_by_code,
     names_in_code,
     seed_readers_named,
@@ -81,6 +82,9 @@ R = TypeVar("R")
 _disabled: contextvars.ContextVar[bool] = contextvars.ContextVar("notebook_memo_disabled", default=False)
 _refreshing: contextvars.ContextVar[bool] = contextvars.ContextVar("notebook_memo_refreshing", default=False)
 _MISS = object()
+# The globals a body binds, itself or through its helpers: label -> (their namespace, name, value before the
+# run, bound by the body's own code)
+_Bound = dict[str, tuple[dict[str, Any], str, Any, bool]]
 
 
 class CacheInfo(NamedTuple):
@@ -932,7 +936,7 @@ class MemoizedFunction(Generic[R]):
         self._check_stale(store, call)
         recorder = self._recorder(call, args, kwargs)
         before = _random_state.object_states(call.generators) if call.generators else {}
-        bound = self._globals_bound()
+        bound = self._globals_bound(call)
         objects = self._read_objects(call)
         fills = self._note_filled(call, args, kwargs, recorder)
         start = time.perf_counter()
@@ -1023,30 +1027,46 @@ class MemoizedFunction(Generic[R]):
             return
         self._write(store, now, result, duration, recorded)
 
-    def _globals_bound(self) -> dict[str, Any] | None:
-        """Return what the globals the body binds itself (``global n; n += 1``) hold now; None if it binds none."""
+    def _globals_bound(self, call: Call) -> _Bound | None:
+        """Return what the globals the body binds (``global n; n += 1``), itself or through the helpers it reads,
+        hold now, by label; None if it binds none."""
         fn = self._fn
         code = getattr(fn, "__code__", None)
         if code is None:
             return None
-        names = global_stores(code)
-        if not names:
-            return None
+        found: _Bound = {}
         namespace = fn.__globals__  # type: ignore[attr-defined]
-        return {name: namespace.get(name, _MISS) for name in names}
+        for name in global_stores(code):
+            found[name] = (namespace, name, namespace.get(name, _MISS), True)
+        for helper_code, helper_namespace in helpers_code(fn, call.deps):  # type: ignore[arg-type]
+            module = helper_namespace.get("__name__")
+            prefix = "" if module in (None, "__main__", "__mp_main__") else f"{module}."
+            read = {name for name, _ in global_references(helper_code)}
+            for name in global_stores(helper_code):
+                value = helper_namespace.get(name, _MISS)
+                if name in read and (value is _MISS or value is None):
+                    continue  # filled on first use (if MODEL is None: MODEL = load()): it is again when next used
+                found.setdefault(prefix + name, (helper_namespace, name, value, False))
+        return found or None
 
-    def _rebound(self, bound: dict[str, Any] | None) -> bool:
-        """Return True, warning once, when the body bound a global anew: a hit would leave it as it was."""
+    def _rebound(self, bound: _Bound | None) -> bool:
+        """Return True, warning once, when the body bound a global anew: a hit would leave it as it was.
+
+        A global a helper reads and binds where it held nothing (None, or no value) is left out (``_globals_bound``):
+        the helper fills it on first use (``global MODEL; if MODEL is None: MODEL = load()``), and does again when
+        next used after a hit, as a module's own code does. Any other (``global N; N += 1``, ``LAST = x`` in a
+        helper) is a change a hit could not make."""
         if not bound:
             return False
-        namespace = self._fn.__globals__  # type: ignore[attr-defined]
-        changed = sorted(name for name, value in bound.items() if namespace.get(name, _MISS) is not value)
+        changed = sorted(label for label, (namespace, name, value, _) in bound.items()
+                         if namespace.get(name, _MISS) is not value)
         if not changed:
             return False
         self._not_stored(f"rebound-global:{self._qualified}:{changed[0]}",
-                  f"{self._name} binds the global {changed[0]!r} anew, which a hit could not do again: this result "
-                  "is not cached, so the function runs on every call that does so. Return the value instead, and "
-                  "bind the global outside the function.", MemoWarning)
+                         f"{self._name} binds the global {changed[0]!r} anew"
+                         f"{'' if bound[changed[0]][3] else ' (through a helper it calls)'}, which a hit could not "
+                         "do again: this result is not cached, so the function runs on every call that does so. "
+                         "Return the value instead, and bind the global outside the function.", MemoWarning)
         return True
 
     def _recorder(self, call: Call, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Recorder:
@@ -1306,7 +1326,7 @@ class MemoizedFunction(Generic[R]):
             self._check_stale(store, call)
             recorder = self._recorder(call, args, kwargs)
             before = _random_state.object_states(call.generators) if call.generators else {}
-            bound = self._globals_bound()
+            bound = self._globals_bound(call)
             objects = self._read_objects(call)
             fills = self._note_filled(call, args, kwargs, recorder)
             start = time.perf_counter()
