@@ -495,7 +495,7 @@ f(0), f(1)
 for store in local.open_stores():
     store.settle()
 db = sqlite3.connect(os.path.join(cache, "cache.db"), isolation_level=None)
-db.execute("CREATE INDEX another ON Settings(value)")  # a change of schema: every statement is prepared again
+db.execute("CREATE TABLE another (value)")  # a change of schema: every statement is prepared again
 db.close()
 armed = [True]
 

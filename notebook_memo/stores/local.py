@@ -464,7 +464,8 @@ class _Index(diskcache.Cache):  # type: ignore[misc]
 
     def _transact(self, retry: bool = False, filename: str | None = None) -> _Transaction:
         """diskcache's write transaction (every set, delete, eviction and ``transact``), run only once the index
-        is found to hold no trigger or view that is not ours: one planted since would run inside it."""
+        is found to hold no schema object that is not ours (``_planted_objects``): one planted since would run
+        inside it."""
         return _Transaction(self, super()._transact(retry, filename))
 
     def configure(self, key: str, value: Any) -> Any:
@@ -892,6 +893,33 @@ _OUR_TRIGGERS["Settings_size_update"].add(_normal_sql(
     "UPDATE Settings SET value = value + NEW.size - OLD.size WHERE key = 'size'; END"))
 
 
+# Every table and index an index of ours may hold on the tables our statements use, by name, with each text it may
+# have: diskcache's (its eviction policies' indexes included) and ours, earlier versions' too (the whole
+# Cache_filename index and the first facts table, both replaced when opened). SQLite evaluates an index's
+# expressions and WHERE clause, a CHECK constraint and a generated column inside the statement that writes the
+# row, where our authorizer sees only our own statement's steps: any other text, or any other index on these
+# tables, is not ours alone.
+_OUR_TABLES_AND_INDEXES: dict[str, set[str]] = {
+    "Settings": {"CREATE TABLE Settings ( key TEXT NOT NULL UNIQUE, value)"},
+    "Cache": {"CREATE TABLE Cache ( rowid INTEGER PRIMARY KEY, key BLOB, raw INTEGER, store_time REAL, "
+              "expire_time REAL, access_time REAL, access_count INTEGER DEFAULT 0, tag BLOB, size INTEGER DEFAULT 0, "
+              "mode INTEGER DEFAULT 0, filename TEXT, value BLOB)"},
+    "Cache_key_raw": {"CREATE UNIQUE INDEX Cache_key_raw ON Cache(key, raw)"},
+    "Cache_expire_time": {"CREATE INDEX Cache_expire_time ON Cache (expire_time)"},
+    "Cache_store_time": {"CREATE INDEX Cache_store_time ON Cache (store_time)"},
+    "Cache_access_time": {"CREATE INDEX Cache_access_time ON Cache (access_time)"},
+    "Cache_access_count": {"CREATE INDEX Cache_access_count ON Cache (access_count)"},
+    "Cache_tag_rowid": {"CREATE INDEX Cache_tag_rowid ON Cache(tag, rowid)"},
+    "Cache_filename": {"CREATE INDEX Cache_filename ON Cache(filename) WHERE filename IS NOT NULL",
+                       "CREATE INDEX Cache_filename ON Cache(filename)"},
+    "NbmRecordFacts": {_normal_sql(_FACTS_SCHEMA[2].replace(" IF NOT EXISTS", ""))},
+    "NbmFacts": {"CREATE TABLE NbmFacts (key TEXT PRIMARY KEY, fid TEXT, notebook TEXT, code TEXT, size INTEGER, "
+                 "duration REAL, created REAL, marker INTEGER) WITHOUT ROWID"},
+}
+# The tables our statements and triggers read or write (SQLite's names are alike in any case): another table, and
+# its indexes, run nothing inside them (ANALYZE's statistics, a table of the user's), and are left alone.
+_OUR_TABLE_NAMES = frozenset({"cache", "settings", "nbmrecordfacts", "nbmfacts"})
+
 # By connection (its id: connections take no weak reference), the schema version last found to hold only our
 # objects: a write looks again when it moved. A reused id with the same version skips one look at most; every
 # index file opened is looked at whole first (``Store._open``).
@@ -899,8 +927,8 @@ _schema_checked: dict[int, int] = {}
 
 
 def _schema_still_ours(con: sqlite3.Connection) -> None:
-    """Inside a write transaction (no one changes the schema meanwhile): raise DatabaseError when a view or a
-    trigger not ours was added since ``con`` last looked, before a statement of ours could run it."""
+    """Inside a write transaction (no one changes the schema meanwhile): raise DatabaseError when an object not
+    ours (see ``_planted_objects``) was added since ``con`` last looked, before a statement of ours could run it."""
     ((version,),) = con.execute("PRAGMA schema_version").fetchall()
     if _schema_checked.get(id(con)) != version:
         _planted_objects(con)
@@ -910,10 +938,27 @@ def _schema_still_ours(con: sqlite3.Connection) -> None:
 
 
 def _planted_objects(con: sqlite3.Connection) -> None:
-    """Raise DatabaseError when the index holds a view, or a trigger that is not one of ours (read, never run)."""
-    for kind, name, sql in con.execute("SELECT type, name, sql FROM sqlite_master "
-                                       "WHERE type IN ('trigger', 'view')").fetchall():
-        if kind != "trigger" or not isinstance(sql, str) or _normal_sql(sql) not in _OUR_TRIGGERS.get(name, ()):
+    """Raise DatabaseError when the index holds a view, a trigger that is not one of ours, or a table or index on
+    the tables we use that is not as diskcache or we make it (an index, CHECK or generated column planted there);
+    the schema is read, never run."""
+    for kind, name, table, sql in con.execute("SELECT type, name, tbl_name, sql FROM sqlite_master").fetchall():
+        if kind == "trigger":
+            known = _OUR_TRIGGERS
+        elif kind == "view":
+            known = {}
+        elif not isinstance(table, str) or table.lower() not in _OUR_TABLE_NAMES:
+            continue
+        elif kind == "index" and sql is None and str(name).startswith("sqlite_autoindex_"):
+            continue  # SQLite's own, for a UNIQUE or PRIMARY KEY of its table, whose text is checked
+        else:
+            known = _OUR_TABLES_AND_INDEXES
+        if not isinstance(sql, str) or _normal_sql(sql) not in known.get(name, ()):
+            if kind == "table":
+                raise sqlite3.DatabaseError(f"its table {name!r} is not as notebook_memo made it (a constraint or "
+                                            "column was added), which would run inside its writes")
+            if kind == "index":
+                raise sqlite3.DatabaseError(f"it holds an index notebook_memo did not make ({name!r}), whose "
+                                            "expressions would run inside its writes")
             raise sqlite3.DatabaseError(f"it holds a {kind} notebook_memo did not make ({name!r}), which would run "
                                         "inside its statements")
 
