@@ -11,6 +11,7 @@ import importlib
 import inspect
 import os
 import pickle
+import sqlite3
 import sys
 import threading
 import time
@@ -1399,7 +1400,13 @@ class MemoizedFunction(Generic[R]):
                 variants = (entry for entry in store.records(tag=self._fid) if entry.verified
                             and entry.header.conditioned and entry.header.meta().get("variant_of") == call.key)
                 store.delete_records(variants, everywhere=True)
-        return store.delete(call.key, everywhere=True)
+        try:
+            deleted = store.delete(call.key, everywhere=True)
+        except (sqlite3.Error, OSError) as exc:  # the write lock held by another program, a read-only folder
+            not_deleted(store, exc, "the entry")
+            return False
+        _config.forget_warning(f"not-deleted:{store.directory}")
+        return deleted
 
     @_with_own_remote
     def clear(self) -> int:
@@ -1408,9 +1415,17 @@ class MemoizedFunction(Generic[R]):
         A function defined in a notebook deletes only what it stored from that notebook: a
         function of the same name in another notebook of the folder keeps its results. Entries
         deleted here go from the remote tier too (where it is read-only, they are not brought back
-        from it in this process).
+        from it in this process). Where the index cannot be written (another program holds its write
+        lock), it warns and returns 0.
         """
-        return delete_results(self._store(), self.entries(), everywhere=True)
+        store = self._store()
+        try:
+            deleted = delete_results(store, self.entries(), everywhere=True)
+        except (sqlite3.Error, OSError) as exc:
+            not_deleted(store, exc, f"{self._name}'s entries")
+            return 0
+        _config.forget_warning(f"not-deleted:{store.directory}")
+        return deleted
 
     def cache_clear(self) -> int:
         """``clear()`` under ``lru_cache``'s name."""
@@ -1949,6 +1964,13 @@ def storage_trouble(store: Store, exc: BaseException) -> None:
     warn_once(f"storage:{store.directory}", f"results are not being stored in {store.directory} "
               f"({type(exc).__name__}: {exc}); they are computed and returned as usual, and caching "
               "resumes once the directory is writable again", StorageWarning)
+
+
+def not_deleted(store: Store, exc: BaseException, what: str) -> None:
+    """Warn, once per directory until a delete works again, that ``what`` could not be deleted."""
+    warn_once(f"not-deleted:{store.directory}", f"{what} in {store.directory} could not be deleted "
+              f"({type(exc).__name__}: {exc}); what was stored stays and may be served. Call it again once the "
+              "cache can be written", StorageWarning)
 
 
 def keep_alive() -> None:

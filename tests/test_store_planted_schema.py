@@ -10,13 +10,20 @@ bounded wait, then they warn and return, never raising an internal timeout into 
 
 from __future__ import annotations
 
+import json
+import os
 import sqlite3
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.conftest import run_kernel
+from tests.conftest import _KERNEL, ROOT, run_kernel
 
 SECRET = {"NOTEBOOK_MEMO_SECRET": "team secret"}
 
@@ -143,3 +150,91 @@ def test_a_table_of_someone_else_s_beside_ours_is_left_alone(cache_dir: Path) ->
     second = run_kernel([DEFINE, "ARGS = [1, 2]", CALL], cache_dir, seed=2)
     assert second["v"] == [2, 4] and second["info"] == [1, 1] and not second["_warnings"], second
     assert not list(cache_dir.glob("cache.db.damaged-*"))
+
+
+# -- another program holding the index's write lock ----------------------------------------------------------
+
+LOCKED_DEFINE = """
+import warnings
+from notebook_memo import memo, StorageWarning
+
+@memo
+def small(x):
+    return x * 2
+
+@memo
+def big(x):
+    return bytes(200_000) + bytes([x])
+"""
+
+# Far beyond the bounded wait (5 s, twice at most): reaching it means a call waited diskcache's minute.
+LOCKED_KERNEL_S = 45
+
+
+def _kernel(cells: list[str], cache_dir: Path, seed: int) -> dict[str, Any]:
+    """Run notebook cells in a fresh process, as ``run_kernel``, failing once it passes LOCKED_KERNEL_S."""
+    env = {**os.environ, "PYTHONHASHSEED": str(seed), "NOTEBOOK_MEMO_DIR": str(cache_dir),
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    try:
+        proc = subprocess.run([sys.executable, "-c", _KERNEL, json.dumps(cells)], capture_output=True, text=True,
+                              env=env, timeout=LOCKED_KERNEL_S, cwd=str(cache_dir.parent))
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"the kernel still waited after {LOCKED_KERNEL_S} s: {exc.stderr!r}") from None
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT"):
+            return json.loads(line[len("RESULT"):])  # type: ignore[no-any-return]
+    raise AssertionError(f"kernel process failed:\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+
+
+@contextmanager
+def write_locked(cache_dir: Path) -> Iterator[None]:
+    """Hold the index's write lock, as a database browser with an open write transaction does."""
+    con = sqlite3.connect(cache_dir / "cache.db", isolation_level=None)
+    try:
+        con.execute("BEGIN IMMEDIATE")
+        yield
+        con.execute("ROLLBACK")
+    finally:
+        con.close()
+
+
+def _stored(cache_dir: Path) -> None:
+    out = _kernel([LOCKED_DEFINE, "OUT['v'] = [small(0), len(big(0))]"], cache_dir, seed=1)
+    assert out["v"] == [0, 200_001] and not out["_warnings"], out
+
+
+def test_invalidate_while_another_program_holds_the_write_lock_warns_and_returns_false(cache_dir: Path) -> None:
+    _stored(cache_dir)
+    with write_locked(cache_dir):
+        # Before, diskcache's Timeout reached the notebook after a minute (here: past the kernel's limit).
+        out = _kernel([LOCKED_DEFINE, "OUT['gone'] = small.invalidate(0)"], cache_dir, seed=2)
+    assert out["gone"] is False
+    assert len(out["_warnings"]) == 1 and "write lock" in out["_warnings"][0], out["_warnings"]
+    # Nothing was deleted; once the lock is free it is.
+    again = _kernel([LOCKED_DEFINE, "OUT['gone'] = small.invalidate(0); OUT['info'] = list(small.cache_info()[:3])"],
+                    cache_dir, seed=3)
+    assert again["gone"] is True and again["info"] == [0, 0, 0] and not again["_warnings"], again
+
+
+def test_clear_while_another_program_holds_the_write_lock_warns_and_deletes_nothing(cache_dir: Path) -> None:
+    _stored(cache_dir)
+    with write_locked(cache_dir):
+        out = _kernel([LOCKED_DEFINE, "OUT['n'] = [big.clear(), small.cache_clear()]"], cache_dir, seed=2)
+    assert out["n"] == [0, 0]
+    assert out["_warnings"] and all("write lock" in w for w in out["_warnings"]), out["_warnings"]
+    again = _kernel([LOCKED_DEFINE, "OUT['n'] = [big.clear(), small.clear()]"], cache_dir, seed=3)
+    assert again["n"] == [1, 1] and not again["_warnings"], again
+
+
+def test_a_large_result_while_another_program_holds_the_write_lock_is_returned_unstored(cache_dir: Path) -> None:
+    _stored(cache_dir)
+    with write_locked(cache_dir):
+        # A quick result first (the background thread commits it), then a large one written by the caller's thread:
+        # before, the large one waited for the first's commit and then for its own, a minute each.
+        out = _kernel([LOCKED_DEFINE, "OUT['v'] = [small(1), len(big(1)), small(0), len(big(0))]"], cache_dir, seed=2)
+    assert out["v"] == [2, 200_001, 0, 200_001]
+    assert len(out["_warnings"]) == 1 and "not being stored" in out["_warnings"][0], out["_warnings"]
+    assert "write lock" in out["_warnings"][0]
+    again = _kernel([LOCKED_DEFINE, "OUT['v'] = len(big(1)); OUT['info'] = list(big.cache_info()[:3])"],
+                    cache_dir, seed=3)
+    assert again["v"] == 200_001 and again["info"] == [0, 1, 2], again  # computed again, and stored now

@@ -361,6 +361,18 @@ _OPEN_WAIT = 20.0  # seconds an opening waits for the lock a set-aside holds on 
 _CONTESTED_FOR = 60.0  # seconds after such a wait ran out during which openings do not wait again
 _contested: dict[str, float] = {}  # folders whose lock was held past _OPEN_WAIT -> until when openings do not wait
 _locked_directories: set[int] = set()  # descriptors _directory_lock holds: a forked child closes its copies
+# Index folders whose write lock a write of ours waited _SHORT_WAIT_MS for in vain -> until when (monotonic) writes
+# there try it without waiting: a loop of misses, or of invalidate calls, waits once, not once per call. A write
+# that gets the lock ends it.
+_write_lock_held: dict[str, float] = {}
+
+
+def lock_held_error(waited: bool) -> sqlite3.OperationalError:
+    """Return the error of a write given up because another program holds the index's write lock."""
+    how = (f"for {_SHORT_WAIT_MS // 1000} s" if waited
+           else f"(for over {_SHORT_WAIT_MS // 1000} s within the last {_CONTESTED_FOR:.0f} s)")
+    return sqlite3.OperationalError(f"another program held the cache index's write lock {how}: end its open "
+                                    "transaction (a database browser, a sqlite3 shell) to let this write through")
 
 
 @contextlib.contextmanager
@@ -598,16 +610,33 @@ class _Transaction:
         index, inner = self.index, self.inner
         con = index._con
         ours = index._txn_id != threading.get_ident()  # else the caller's transaction (``transact()``) goes on
+        directory = index._directory
+        held = ours and _write_lock_held.get(directory, 0.0) > time.monotonic()
+        if ours:
+            # diskcache's BEGIN waits the handle's timeout (_SHORT_WAIT_MS), then raises its Timeout; while the
+            # lock was lately held that long, not at all.
+            wait = (id(con), 0 if held else _SHORT_WAIT_MS)  # by id: no reference keeps a closed one alive
+            if getattr(index._local, "wait", None) != wait:
+                con.execute(f"PRAGMA busy_timeout = {wait[1]}")
+                index._local.wait = wait
         try:
             entered = inner.__enter__()
-        except BaseException:
+        except BaseException as exc:
             inner.gen.close()  # suspended where it yielded: diskcache rolls back and forgets the transaction itself
             if ours:
                 if index._txn_id == threading.get_ident():
                     index._txn_id = None  # interrupted just after BEGIN: noted as begun, never to be ended
                 if con.in_transaction:
                     con.execute("ROLLBACK")
+            if isinstance(exc, diskcache.Timeout):
+                # Another program's open transaction (ours hold the lock for moments): the caller warns and goes
+                # on, where diskcache's Timeout would reach the notebook.
+                if not held:
+                    _write_lock_held[directory] = time.monotonic() + _CONTESTED_FOR
+                raise lock_held_error(not held) from None
             raise
+        if held:
+            _write_lock_held.pop(directory, None)
         try:
             _schema_still_ours(con)
         except BaseException as exc:
@@ -1310,7 +1339,11 @@ class Store:
         common: dict[str, Any] = {"disk": _RecordDisk, "statistics": 0, "tag_index": 1, "cull_limit": 0,
                                   "size_limit": self.size_limit, "disk_min_file_size": 2**15,
                                   "sqlite_wal_autocheckpoint": _WAL_BACKSTOP, "sqlite_mmap_size": 0,
-                                  "sqlite_trusted_schema": 0}
+                                  "sqlite_trusted_schema": 0,
+                                  # Our kernels hold the write lock for moments: one held past this is another
+                                  # program's, and a write (a miss's, invalidate's) gives up with a warning
+                                  # (see _Transaction) rather than holding the notebook for diskcache's minute.
+                                  "timeout": _SHORT_WAIT_MS / 1000}
         # Eviction is ours (_enforce_limit): diskcache's own cull compares the database's page
         # count, which does not shrink when small rows go. The writer's LRU policy records access
         # times (written in batches); the reader's hit is a single SELECT.
@@ -2306,7 +2339,7 @@ class Store:
             query = (f"SELECT rowid, key, mode, filename, value FROM Cache WHERE key IN ({marks(len(listed))}) "
                      "AND raw = 1")
             try:
-                with gate, _write_transaction(con):
+                with gate, _waiting_briefly(con), _write_transaction(con):
                     doomed = []
                     for rowid, key, mode, filename, value in con.execute(query, list(listed)).fetchall():
                         record = listed[key]
@@ -2318,6 +2351,8 @@ class Store:
                         con.execute(f"DELETE FROM Cache WHERE rowid IN ({marks(len(part))})", part)
             except sqlite3.DatabaseError as exc:
                 if not self._damage_met(exc):
+                    if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                        raise lock_held_error(True) from None  # past _SHORT_WAIT_MS: see _Transaction
                     raise
                 # The rows not deleted yet went aside with the damaged index: none is served again.
                 deleted.extend([*chunk, *iterator])
