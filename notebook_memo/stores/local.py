@@ -357,6 +357,7 @@ _MOVE_WAIT = 2.0  # seconds a set-aside waits for other kernels opening the inde
 # kernels hold it for moments; past this it is another program's (a database browser's open transaction), and
 # a miss computes without the lease (at worst twice, never wrong), an ending kernel leaves its last access times.
 _SHORT_WAIT_MS = 5000
+_BACKGROUND_WAIT_MS = 60000  # what our background threads wait for it (diskcache's own wait)
 _OPEN_WAIT = 20.0  # seconds an opening waits for the lock a set-aside holds on the folder (held for moments)
 _CONTESTED_FOR = 60.0  # seconds after such a wait ran out during which openings do not wait again
 _contested: dict[str, float] = {}  # folders whose lock was held past _OPEN_WAIT -> until when openings do not wait
@@ -611,11 +612,14 @@ class _Transaction:
         con = index._con
         ours = index._txn_id != threading.get_ident()  # else the caller's transaction (``transact()``) goes on
         directory = index._directory
-        held = ours and _write_lock_held.get(directory, 0.0) > time.monotonic()
+        # Our background threads (committing queued results, keeping copies) wait as long as diskcache does: no
+        # notebook waits for them, and under heavy writing by kernels of ours a result is better late than lost.
+        background = getattr(own_thread, "ours", False)
+        held = ours and not background and _write_lock_held.get(directory, 0.0) > time.monotonic()
         if ours:
             # diskcache's BEGIN waits the handle's timeout (_SHORT_WAIT_MS), then raises its Timeout; while the
             # lock was lately held that long, not at all.
-            wait = (id(con), 0 if held else _SHORT_WAIT_MS)  # by id: no reference keeps a closed one alive
+            wait = (id(con), _BACKGROUND_WAIT_MS if background else 0 if held else _SHORT_WAIT_MS)  # id: no reference
             if getattr(index._local, "wait", None) != wait:
                 con.execute(f"PRAGMA busy_timeout = {wait[1]}")
                 index._local.wait = wait
@@ -631,7 +635,7 @@ class _Transaction:
             if isinstance(exc, diskcache.Timeout):
                 # Another program's open transaction (ours hold the lock for moments): the caller warns and goes
                 # on, where diskcache's Timeout would reach the notebook.
-                if not held:
+                if not held and not background:
                     _write_lock_held[directory] = time.monotonic() + _CONTESTED_FOR
                 raise lock_held_error(not held) from None
             raise
@@ -2339,7 +2343,7 @@ class Store:
             query = (f"SELECT rowid, key, mode, filename, value FROM Cache WHERE key IN ({marks(len(listed))}) "
                      "AND raw = 1")
             try:
-                with gate, _waiting_briefly(con), _write_transaction(con):
+                with gate, _waiting_briefly(con, self.directory), _write_transaction(con):
                     doomed = []
                     for rowid, key, mode, filename, value in con.execute(query, list(listed)).fetchall():
                         record = listed[key]
@@ -2565,7 +2569,7 @@ class Store:
     def _take_here(self, keys: list[str], watches: list[Watch | None]) -> list[bool]:
         self.writer  # noqa: B018 (opens the index, or reopens a deleted directory)
         con = connection(self.directory)
-        with _waiting_briefly(con):
+        with _waiting_briefly(con, self.directory):
             taken = self._leases.take(con, keys, watches)
         if any(taken) and self._flusher is None:
             try:
@@ -2904,12 +2908,21 @@ if hasattr(os, "register_at_fork"):
 
 
 @contextlib.contextmanager
-def _waiting_briefly(con: sqlite3.Connection) -> Iterator[None]:
-    """Let statements on ``con`` wait _SHORT_WAIT_MS for the write lock, then the connection's own time again."""
+def _waiting_briefly(con: sqlite3.Connection, directory: str) -> Iterator[None]:
+    """Let statements on ``con`` wait _SHORT_WAIT_MS for the write lock (not at all while it was lately held that
+    long, see _write_lock_held), then the connection's own time again; a wait given up notes the lock as held."""
+    held = not getattr(own_thread, "ours", False) and _write_lock_held.get(directory, 0.0) > time.monotonic()
     ((before,),) = con.execute("PRAGMA busy_timeout").fetchall()
-    con.execute(f"PRAGMA busy_timeout = {_SHORT_WAIT_MS}")
+    con.execute(f"PRAGMA busy_timeout = {0 if held else _SHORT_WAIT_MS}")
     try:
         yield
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) and not held and not getattr(own_thread, "ours", False):
+            _write_lock_held[directory] = time.monotonic() + _CONTESTED_FOR
+        raise
+    else:
+        if held:
+            _write_lock_held.pop(directory, None)  # it was free after all
     finally:
         con.execute(f"PRAGMA busy_timeout = {int(before)}")
 
