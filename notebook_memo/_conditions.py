@@ -325,6 +325,9 @@ class Recorder:
         # it began (named, in order): no key holds them, so the object may have changed since they were filled
         self.began = stamp()
         self.held: dict[str, None] = {}
+        # id of the digest such a value's fill read -> (that digest, whether its object still had it): asked once
+        # per value and run, at its first read; a later read in the run gets what a fill then would have given
+        self.vouched: dict[int, tuple[bytes | None, bool]] = {}
 
     def seeded(self, name: str, own: bool, from_entropy: bool) -> None:
         """A watched seeding function ran: by this body (``own``) or by another thread while it ran."""
@@ -926,14 +929,49 @@ def stamp() -> int:
     return next(_stamps)
 
 
-def held_value_read(filled: int, describe: Callable[[], str]) -> None:
-    """A per-object cache served a value filled at stamp ``filled`` (``describe()`` names it): the running bodies
-    that began after that note it. Costs a list's truth test where no body runs."""
+def held_value_read(filled: int, digest: bytes | None, obj: Any, describe: Callable[[], str],
+                    digest_of: Callable[[Any], bytes | None]) -> None:
+    """A per-object cache served a value of ``obj`` filled at stamp ``filled`` by a fill that read ``obj`` with
+    ``digest`` (None: not known; ``describe()`` names the value). The running bodies that began after the fill note
+    it, unless ``obj`` has that digest still (``digest_of(obj)``): the value is then what a fill now would give.
+    Costs a list's truth test where no body runs."""
     if not _running:
         return
+    same: bool | None = None
     for recorder in active():
-        if filled < recorder.began:
+        if filled >= recorder.began:
+            continue
+        seen = recorder.vouched.get(id(digest))
+        if seen is None or seen[0] is not digest:
+            if same is None:
+                token = pause()  # hashing it is our own reading, not the body's
+                try:
+                    same = digest is not None and digest_of(obj) == digest
+                finally:
+                    resume(token)
+            seen = recorder.vouched[id(digest)] = (digest, same)
+        if not seen[1]:
             recorder.held.setdefault(describe(), None)
+
+
+def in_a_run() -> bool:
+    """Return True where a memoized body runs around this point."""
+    return bool(_running) and bool(active())
+
+
+def closed_fill(fill: Callable[[], Any]) -> tuple[Any, bool]:
+    """Run a per-object cache's fill inside the running bodies, recording what it reads; return its value and
+    whether it read nothing besides its object and code (no file, folder, entry with conditions, generator, held
+    value, process or setting), so that its object's digest is all its value depends on."""
+    recorder = Recorder()
+    with recording(recorder, active()):
+        value = fill()
+    try:
+        closed = not (recorder.written or recorder.spawned or recorder.stdin or recorder.seeded_names) and \
+            not finish(recorder, ()) and drawn(recorder) == ({}, {}) and recorder.process_change() is None
+    except Exception:  # NotRecordable, or what it read could not be examined: not known
+        closed = False
+    return value, closed
 
 
 def pause() -> contextvars.Token[Recorders | None]:
@@ -1519,9 +1557,10 @@ def finish(recorder: Recorder, excluded: Iterable[str]) -> Conditions:
         # Such a value is the object's answer before it changed, perhaps: stored under the key of the object as
         # it is, it would be served to a fresh object, which computes anew.
         raise NotRecordable(f"it read {next(iter(recorder.held))}, which its object held from before the run, "
-                            "and an object's cached values are not part of its key (the object may have changed "
-                            "since). Drop them before the run (del obj.name, obj.method.clear() or "
-                            "memo.reset(obj)) to have the result cached")
+                            "and an object's cached values are not part of its key: that value was filled outside "
+                            "a memoized run, or by a fill that read more than its object (a file, a random draw), "
+                            "or before the object changed. Drop it before the run (del obj.name, "
+                            "obj.method.clear() or memo.reset(obj)) to have the result cached")
     if recorder.unlocatable and not recorder.declared:
         raise NotRecordable(f"it reads through a folder's descriptor ({recorder.unlocatable}), so which file it "
                             "read cannot be named: declare what it reads with files= or memo.depends_on_file")

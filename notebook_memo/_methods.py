@@ -16,7 +16,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from ._conditions import held_value_read, stamp
+from ._conditions import closed_fill, held_value_read, in_a_run, pause, resume, stamp
 from ._config import TTLLike, parse_ttl
 from ._errors import RecursiveCall
 from .hashing import BOOKKEEPING_PREFIX, content_hash, register_hasher
@@ -28,13 +28,15 @@ SLOT = BOOKKEEPING_PREFIX + "_instance__"  # hashing skips it: never part of the
 _MISSING = object()
 
 
-Entry = tuple[Any, float, int]  # value, expiry (0: none), stamp of its fill
+# value, expiry (0: none), stamp of its fill, and the digest of its object as the fill read it (None: not known)
+Entry = tuple[Any, float, int, bytes | None]
 
 
 class InstanceCaches:
-    """The caches of one object: per cached method or property, argument digest -> (value, expiry, filled).
+    """The caches of one object: per cached method or property, argument digest -> (value, expiry, filled, digest).
 
-    ``filled``: the stamp of the fill's start (see _conditions.stamp), to tell a run what was held before it."""
+    ``filled``: the stamp of the fill's start (see _conditions.stamp), to tell a run what was held before it;
+    ``digest``: the object's content digest as a fill inside a run read it, to tell whether it still has it."""
 
     __slots__ = ("__weakref__", "inflight", "lock", "owner", "pid", "tables")
 
@@ -141,6 +143,18 @@ def reset(obj: Any) -> None:
             caches.tables.clear()
 
 
+def _digest_of(obj: Any) -> bytes | None:
+    """Return the content digest a @memo call keys ``obj`` by (its caches left out), unread by the running bodies;
+    None if it has none."""
+    token = pause()
+    try:
+        return content_hash(obj, "the object")
+    except Exception:
+        return None
+    finally:
+        resume(token)
+
+
 async def _ready(value: Any) -> Any:
     """Return ``value``: a cached async result, as the coroutine an async method's caller expects."""
     return value
@@ -174,10 +188,23 @@ class _PerObjectCache:
             return None
         return entry
 
-    def _served(self, entry: Entry) -> Any:
+    def _served(self, obj: Any, entry: Entry) -> Any:
         """Return the value of ``entry``, telling the memoized runs that began after it was filled."""
-        held_value_read(entry[2], self._described)
+        held_value_read(entry[2], entry[3], obj, self._described, _digest_of)
         return entry[0]
+
+    @staticmethod
+    def _fill(obj: Any, call: Callable[[], Any]) -> tuple[Any, bytes | None]:
+        """Return ``call()`` and, inside a memoized run, the digest of ``obj`` it read: None where no body runs
+        (hashing the object could cost more than the fill, on every fill) or where the fill read more than its
+        object and code (a file, a random draw: see closed_fill), which no digest of the object vouches for."""
+        if not in_a_run():
+            return call(), None
+        digest = _digest_of(obj)
+        if digest is None:
+            return call(), None
+        value, closed = closed_fill(call)
+        return value, digest if closed else None
 
     def _described(self) -> str:
         return f"{self.__qualname__}, a memo.per_instance method's result"  # type: ignore[attr-defined]
@@ -191,7 +218,7 @@ class _PerObjectCache:
         table = caches.tables.setdefault(self, {})
         entry = self._lookup(table, key)
         if entry is not None:
-            value = self._served(entry)
+            value = self._served(obj, entry)
             return _ready(value) if self.is_async else value
         caches.after_fork()
         busy = f"instance:{id(caches)}:{id(self)}:{key.hex()}"
@@ -200,24 +227,24 @@ class _PerObjectCache:
                                 "computing them: its result would depend on itself. Change the arguments of "
                                 "the inner call.")
         if self.is_async:
-            return self._acompute(caches, table, key, call, busy)
+            return self._acompute(obj, caches, table, key, call, busy)
         with caches.lock:
             slot = caches.inflight.setdefault((self, key), threading.Lock())
         with slot:  # one thread computes; the others wait, then read its result
             entry = self._lookup(table, key)
             if entry is not None:
-                return self._served(entry)  # another thread filled it meanwhile
+                return self._served(obj, entry)  # another thread filled it meanwhile
             try:
                 filled = stamp()  # as it starts: what it reads of the object is read from then on
                 with computing(busy):
-                    value = call()
-                table[key] = (value, self._expiry(), filled)
+                    value, digest = self._fill(obj, call)
+                table[key] = (value, self._expiry(), filled, digest)
             finally:
                 with caches.lock:
                     caches.inflight.pop((self, key), None)
         return value
 
-    async def _acompute(self, caches: InstanceCaches, table: dict[bytes, Entry], key: bytes,
+    async def _acompute(self, obj: Any, caches: InstanceCaches, table: dict[bytes, Entry], key: bytes,
                         call: Callable[[], Any], busy: str) -> Any:
         import asyncio  # loaded already: this runs on its event loop
 
@@ -230,18 +257,19 @@ class _PerObjectCache:
                 break
             done = await asyncio.shield(running)
             if done is not _MISSING:
-                return self._served(done)
+                return self._served(obj, done)
             # The task computing it was cancelled: served if another loop stored it since, else taken over.
             entry = self._lookup(table, key)
             if entry is not None:
-                return self._served(entry)
+                return self._served(obj, entry)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()  # its entry, or _MISSING
         caches.inflight[slot] = future
         try:
             filled = stamp()
             with computing(busy):
                 value = await call()
-            entry = table[key] = (value, self._expiry(), filled)
+            # Not vouched for by a digest: an awaited fill's reads mix with those of the tasks it waits beside.
+            entry = table[key] = (value, self._expiry(), filled, None)
             future.set_result(entry)
             return value
         except asyncio.CancelledError:
@@ -330,7 +358,7 @@ class CachedProperty(_PerObjectCache):
     def __set__(self, obj: Any, value: Any) -> None:
         caches = caches_of(obj)
         assert caches is not None
-        caches.tables.setdefault(self, {})[_PROPERTY_KEY] = (value, self._expiry(), stamp())
+        caches.tables.setdefault(self, {})[_PROPERTY_KEY] = (value, self._expiry(), stamp(), None)
 
     def __delete__(self, obj: Any) -> None:
         self.clear_for(obj)
