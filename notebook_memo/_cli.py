@@ -16,7 +16,7 @@ from pathlib import Path
 from . import _config
 from ._config import DURATION_TEXT, duration_text, parse_size
 from ._errors import ConfigurationError, MemoWarning, StorageWarning
-from ._inventory import Inventory, human_bytes, human_time
+from ._inventory import Inventory, human_bytes, human_time, same_notebook
 from ._notebook import short_name
 from ._serialize import Signer, signer_for
 from .stores import _remote_admin
@@ -65,9 +65,8 @@ def _named(meta: dict[str, object], function: str, notebook: str | None) -> bool
         return False
     if notebook is None:
         return True
-    stored = str(meta.get("notebook") or "")
-    return bool(stored) and (os.path.abspath(stored) == os.path.abspath(notebook)
-                             or os.path.basename(stored) == os.path.basename(notebook))
+    # As the local clear picks them: a path names one notebook, even where another folder holds one of its name.
+    return same_notebook(meta.get("notebook"), notebook)
 
 
 def _age(text: str) -> float:

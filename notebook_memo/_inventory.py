@@ -177,7 +177,7 @@ class Inventory:
     def clear_function(self, name: str, notebook: str | None = None) -> int:
         """Delete the entries of the functions or cells called ``name`` (of one notebook, if given)."""
         return delete_results(self.store, (r for r, m in self.records() if self._matches(m, name) and (
-            notebook is None or _same_notebook(m.get("notebook"), notebook))))
+            notebook is None or same_notebook(m.get("notebook"), notebook))))
 
     def clear_owned(self, name: str, notebook: str | None) -> int:
         """Delete the entries of the functions or cells called ``name`` that ``notebook`` stored (None: no notebook)."""
@@ -218,9 +218,11 @@ class Inventory:
         return self.store.evict_to(limit)
 
 
-def _same_notebook(recorded: str | None, given: str) -> bool:
-    """A notebook given on the command line matches by path, or by file name alone."""
-    if not recorded:
+def same_notebook(recorded: object, given: str) -> bool:
+    """Return whether a notebook given on the command line is the one recorded: by its real path, or by file name
+    when only a file name is given. ``recorded`` is read from a cache (a remote's is unverified): anything else
+    than a path matches nothing."""
+    if not recorded or not isinstance(recorded, str):
         return False
     return recorded == os.path.realpath(given) or os.path.basename(recorded) == given
 

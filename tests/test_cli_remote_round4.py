@@ -1,0 +1,106 @@
+"""The command line's upkeep of a remote tier (``info``, ``clear``, ``prune`` with ``--remote``), in subprocesses.
+
+It picks entries as the local commands do (a notebook by its real path, a cell by its name), counts
+results and not the markers stored beside them, and answers a remote it cannot use (a file, a
+misspelt folder, a server that does not answer) in one line, creating nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from notebook_memo import _config
+from notebook_memo.stores import _remote_admin
+from notebook_memo.stores.remote import RemoteTier
+from tests.conftest import ROOT, run_kernel
+
+
+def cli(*args: str, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), **env}
+    return subprocess.run([sys.executable, "-m", "notebook_memo", *args], capture_output=True, text=True,
+                          env=environment, timeout=120, cwd=cwd)
+
+
+def one_line(out: subprocess.CompletedProcess[str], code: int) -> str:
+    """Return the one line an error printed, after checking its exit code and that no traceback came."""
+    assert out.returncode == code, (out.returncode, out.stdout, out.stderr)
+    assert "Traceback" not in out.stderr and out.stdout == "", out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("notebook-memo: "), out.stderr
+    return lines[0]
+
+
+def manifests(remote: Path) -> list[Path]:
+    return sorted(p for p in (remote / "m").rglob("*") if p.is_file()) if (remote / "m").exists() else []
+
+
+def notebooks_left(remote: Path) -> list[str]:
+    """Return the notebook each manifest left on the remote records, as a path relative to the remote's folder."""
+    tier = RemoteTier(remote.as_uri(), read_only=True)
+    return sorted(os.path.relpath(entry.meta["notebook"], remote.parent) for entry in _remote_admin.entries(tier))
+
+
+def table(out: str) -> dict[tuple[str, str], tuple[str, str, str]]:
+    """Return the rows of ``info``'s table: (function, notebook column) -> (entries, versions, compute)."""
+    lines = out.splitlines()
+    notebooks = lines[0].endswith("notebook")
+    rows = {}
+    for line in lines[2:]:
+        if not line.strip():
+            break
+        words = line.split()
+        notebook, compute = (words[-1], words[-2]) if notebooks else ("", words[-1])
+        rows[(words[0], notebook)] = (words[1], words[2], compute)
+    return rows
+
+
+def run_notebook(cells: list[str], cache: Path, remote: str, notebook: Path | None = None) -> None:
+    env = {_config.ENV_REMOTE: remote}
+    if notebook is not None:
+        notebook.parent.mkdir(parents=True, exist_ok=True)
+        notebook.touch()
+        env["JPY_SESSION_NAME"] = str(notebook)
+    run_kernel(cells, cache, env=env)
+
+
+F = "from notebook_memo import memo\n@memo\ndef f(x):\n    return x * 2\n"
+
+
+@pytest.fixture
+def two_analyses(tmp_path: Path, cache_dir: Path) -> Path:
+    """alice/analysis.ipynb and bob/analysis.ipynb each stored one result of their own ``f`` on one remote."""
+    remote = tmp_path / "team"
+    for n, who in enumerate(("alice", "bob"), 1):
+        run_notebook([F, f"f({n})"], cache_dir, remote.as_uri(), tmp_path / who / "analysis.ipynb")
+    assert len(manifests(remote)) == 2
+    return remote
+
+
+def test_clear_by_a_notebook_s_path_keeps_a_notebook_of_the_same_name_in_another_folder(
+        tmp_path: Path, cache_dir: Path, two_analyses: Path) -> None:
+    alice = str(tmp_path / "alice" / "analysis.ipynb")
+    local = cli("clear", "--dir", str(cache_dir), "--function", "f", "--notebook", alice)
+    assert local.stdout.strip() == "removed 1 entries", local.stderr
+    out = cli("clear", "--remote", two_analyses.as_uri(), "--function", "f", "--notebook", alice)
+    assert out.returncode == 0 and "removed 1 entries" in out.stdout, out.stderr
+    assert notebooks_left(two_analyses) == [os.path.join("bob", "analysis.ipynb")]
+
+
+def test_clear_by_a_relative_path_or_a_bare_file_name_as_locally(tmp_path: Path, two_analyses: Path) -> None:
+    url = two_analyses.as_uri()
+    # A relative path is the working folder's: bob's notebook, not alice's of the same file name.
+    out = cli("clear", "--remote", url, "--function", "f", "--notebook", "bob/analysis.ipynb", cwd=tmp_path)
+    assert "removed 1 entries" in out.stdout, out.stderr
+    assert notebooks_left(two_analyses) == [os.path.join("alice", "analysis.ipynb")]
+    # A file name alone names every notebook of that name, as the local clear does (bob stores again, on a
+    # machine of its own).
+    run_notebook([F, "f(2)"], tmp_path / "elsewhere", url, tmp_path / "bob" / "analysis.ipynb")
+    out = cli("clear", "--remote", url, "--function", "f", "--notebook", "analysis.ipynb")
+    assert "removed 2 entries" in out.stdout, out.stderr
+    assert manifests(two_analyses) == []
+
