@@ -16,7 +16,7 @@ from pathlib import Path
 from . import _config
 from ._config import DURATION_TEXT, duration_text, parse_size
 from ._errors import ConfigurationError, MemoWarning, StorageWarning
-from ._inventory import Inventory, human_bytes, human_time, same_notebook
+from ._inventory import Inventory, human_bytes, human_time, is_named, same_notebook
 from ._notebook import short_name
 from ._serialize import Signer, signer_for
 from .stores import _remote_admin
@@ -59,9 +59,9 @@ def shown(text: object) -> str:
 
 
 def _named(meta: dict[str, object], function: str, notebook: str | None) -> bool:
-    """Return whether an entry's metadata is of ``function`` (qualified or short name), of ``notebook`` if given."""
-    name = str(meta.get("name", ""))
-    if function not in (name, name.rsplit(".", 1)[-1]):
+    """Return whether an entry's metadata is of ``function`` (by the names the local clear takes), of ``notebook``
+    if given."""
+    if not is_named(meta, function):
         return False
     if notebook is None:
         return True

@@ -170,19 +170,15 @@ class Inventory:
         self.store.rebuild_facts(facts)  # the next summary reads them
         return sorted(rows, key=lambda r: (r.name, r.notebook or ""))
 
-    def _matches(self, meta: dict, name: str) -> bool:  # type: ignore[type-arg]
-        full = meta.get("name", "")
-        return bool(full == name or full.endswith("." + name) or meta.get("label") == name)
-
     def clear_function(self, name: str, notebook: str | None = None) -> int:
         """Delete the entries of the functions or cells called ``name`` (of one notebook, if given)."""
-        return delete_results(self.store, (r for r, m in self.records() if self._matches(m, name) and (
+        return delete_results(self.store, (r for r, m in self.records() if is_named(m, name) and (
             notebook is None or same_notebook(m.get("notebook"), notebook))))
 
     def clear_owned(self, name: str, notebook: str | None) -> int:
         """Delete the entries of the functions or cells called ``name`` that ``notebook`` stored (None: no notebook)."""
         return delete_results(self.store, (r for r, m in self.records()
-                                           if self._matches(m, name) and m.get("notebook") == notebook))
+                                           if is_named(m, name) and m.get("notebook") == notebook))
 
     def clear_all(self) -> int:
         return delete_results(self.store, (r for r, _ in self.records()))
@@ -216,6 +212,15 @@ class Inventory:
         """Evict least recently used entries until the records hold at most ``limit`` bytes."""
         self.store.flush()  # pending access times decide what is least recently used
         return self.store.evict_to(limit)
+
+
+def is_named(meta: dict, name: str) -> bool:  # type: ignore[type-arg]
+    """Return whether a record is of the function or cell ``name``: its qualified name, a dotted tail of it
+    (``K.method``), or a cell's label. Metadata read from a cache may hold anything: a name that is not
+    text matches nothing."""
+    full, label = meta.get("name"), meta.get("label")
+    return (isinstance(full, str) and (full == name or full.endswith("." + name))) or \
+        (isinstance(label, str) and label == name)
 
 
 def same_notebook(recorded: object, given: str) -> bool:

@@ -104,3 +104,18 @@ def test_clear_by_a_relative_path_or_a_bare_file_name_as_locally(tmp_path: Path,
     assert "removed 2 entries" in out.stdout, out.stderr
     assert manifests(two_analyses) == []
 
+
+
+
+def test_clear_finds_a_cell_and_a_method_by_the_names_local_clear_takes(tmp_path: Path, cache_dir: Path) -> None:
+    remote = tmp_path / "team"
+    run_notebook(["%load_ext notebook_memo", "%%memo mycell\nzz = 41 + 1\n",
+                  "from notebook_memo import memo\nclass K:\n    @staticmethod\n    @memo\n"
+                  "    def m(x):\n        return x\nK.m(1)"], cache_dir, remote.as_uri())
+    assert len(manifests(remote)) == 2
+    out = cli("clear", "--remote", remote.as_uri(), "--function", "mycell")
+    assert out.returncode == 0 and "removed 1 entries" in out.stdout, out.stderr
+    out = cli("clear", "--remote", remote.as_uri(), "--function", "K.m")
+    assert out.returncode == 0 and "removed 1 entries" in out.stdout, out.stderr
+    assert manifests(remote) == []
+
