@@ -118,12 +118,15 @@ def _remote_info(tier: RemoteTier) -> int:
     if not rows:
         print(f"{tier.url}: empty")
         return EXIT_OK
-    header = f"{'function':<40} {'entries':>7} {'versions':>8} {'size':>10} {'newest':>16} {'compute':>9}"
+    notebooks = any(row["notebook"] for row in rows)
+    header = (f"{'function':<40} {'entries':>7} {'versions':>8} {'size':>10} {'newest':>16} {'compute':>9}"
+              + ("  notebook" if notebooks else ""))
     print(header)
     print("-" * len(header))
     for row in rows:
         print(f"{shown(row['name'])[-40:]:<40} {row['entries']:>7} {len(row['codes']):>8} "
-              f"{human_bytes(row['bytes']):>10} {human_time(row['newest']):>16} {row['compute']:>8.1f}s")
+              f"{human_bytes(row['bytes']):>10} {human_time(row['newest']):>16} {row['compute']:>8.1f}s"
+              + (f"  {shown(short_name(row['notebook']))}" if notebooks else ""))
     print(f"\n{sum(r['entries'] for r in rows)} entries, {human_bytes(sum(r['bytes'] for r in rows))} in {tier.url}")
     return EXIT_OK
 

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from ._notebook import owner_tag
-from ._serialize import LATEST_TIME, LONGEST_RUN
+from ._serialize import LATEST_TIME, LONGEST_RUN, is_marker
 from .stores.local import Store, StoredRecord, facts_of
 
 __all__ = ()
@@ -39,14 +39,6 @@ Owner = tuple[str, "str | None"]
 def owner(meta: dict) -> Owner:  # type: ignore[type-arg]
     """Return whose entry a record is: its function id and the notebook that defined the function."""
     return meta.get("fid", "?"), meta.get("notebook")
-
-
-def is_marker(meta: dict) -> bool:  # type: ignore[type-arg]
-    """Return whether a record is the marker of a body that drew from random generators, not a result.
-
-    It points a lookup to the entry stored for the generators' states; it goes with that entry.
-    """
-    return "variants" in meta
 
 
 def delete_results(store: Store, records: Iterable[StoredRecord], everywhere: bool = False) -> int:

@@ -985,6 +985,16 @@ def _dependency(value: Any) -> bool:
     return True
 
 
+def is_marker(meta: dict[str, Any]) -> bool:
+    """Return whether a record is the marker of a body that drew from random generators or read a relative path,
+    not a result.
+
+    It points a lookup to the entry stored for the generators' states (or the folder); it goes with that entry,
+    and is counted by no inventory, local or remote.
+    """
+    return "variants" in meta
+
+
 def plausible(header: Header) -> bool:
     """Return whether a record's numbers and metadata have the types and ranges the store writes.
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from notebook_memo import _config
+from notebook_memo import _cli, _config
 from notebook_memo.stores import _remote_admin
 from notebook_memo.stores.remote import RemoteTier
 from tests.conftest import ROOT, run_kernel
@@ -119,3 +120,66 @@ def test_clear_finds_a_cell_and_a_method_by_the_names_local_clear_takes(tmp_path
     assert out.returncode == 0 and "removed 1 entries" in out.stdout, out.stderr
     assert manifests(remote) == []
 
+
+def test_info_lists_one_function_of_two_notebooks_in_two_rows(tmp_path: Path, two_analyses: Path) -> None:
+    info = cli("info", "--remote", two_analyses.as_uri(), cwd=tmp_path)
+    rows = table(info.stdout)
+    assert sorted(rows) == [("__main__.f", os.path.join("alice", "analysis.ipynb")),
+                            ("__main__.f", os.path.join("bob", "analysis.ipynb"))], info.stdout
+    assert all(entries == "1" for entries, _, _ in rows.values())
+
+
+MARKED = """
+import os, time
+import numpy as np
+from notebook_memo import memo
+os.chdir(FOLDER)
+@memo
+def draw(n):
+    time.sleep(0.3)
+    return float(np.random.rand()) * n
+@memo
+def rel(n):
+    return open("data.txt").read() * n
+np.random.seed(0)
+draw(1)
+rel(1)
+"""
+
+
+@pytest.fixture
+def marked(tmp_path: Path, cache_dir: Path) -> Path:
+    """A remote holding a result that drew random numbers and one that read a relative path, with their markers."""
+    folder = tmp_path / "work"
+    folder.mkdir()
+    (folder / "data.txt").write_text("hi")
+    remote = tmp_path / "team"
+    run_notebook([f"FOLDER = {str(folder)!r}", MARKED], cache_dir, remote.as_uri())
+    assert len(manifests(remote)) == 4  # two results, two markers
+    return remote
+
+
+def test_info_counts_results_and_their_compute_time_not_markers(cache_dir: Path, marked: Path) -> None:
+    local = table(cli("info", "--dir", str(cache_dir)).stdout)
+    info = cli("info", "--remote", marked.as_uri())
+    remote = table(info.stdout)
+    assert "2 entries" in info.stdout, info.stdout
+    assert remote == local and len(remote) == 2, (info.stdout, local)
+
+
+def test_clear_says_how_many_results_went(marked: Path) -> None:
+    out = cli("clear", "--remote", marked.as_uri(), "--function", "draw")
+    assert out.stdout.strip().startswith("removed 1 entries"), out.stdout
+    out = cli("clear", "--remote", marked.as_uri())
+    assert out.stdout.strip().startswith("removed 1 entries"), out.stdout
+    assert manifests(marked) == []  # the markers went with their results
+
+
+
+def test_prune_says_how_many_results_went(marked: Path, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 2 * 86400)  # two days on: every entry is older than a day
+    assert _cli.main(["prune", "--remote", marked.as_uri(), "--older-than", "1d"]) == 0
+    assert capsys.readouterr().out.startswith("removed 2 entries")
+    assert manifests(marked) == []

@@ -15,7 +15,7 @@ from typing import Any
 
 from .._config import resolve_lease, resolve_secret, warn_once
 from .._errors import MemoWarning
-from .._serialize import CorruptRecord, Header, Signer, decode_header, plausible, signer_for
+from .._serialize import CorruptRecord, Header, Signer, decode_header, is_marker, plausible, signer_for
 from ._objects import Planted, Refused
 from .remote import _MANIFEST_MOST, BLOB_NAME, RemoteTier, in_parallel
 
@@ -125,19 +125,19 @@ def blobs(tier: RemoteTier) -> dict[str, tuple[int, float]]:
     return {name: (size, modified) for name, size, modified in _listed(tier, "b/")[0] if BLOB_NAME.fullmatch(name)}
 
 
-def _delete_each(tier: RemoteTier, names: list[str]) -> int:
-    """Delete the objects ``names`` (in parallel); return how many went. One that cannot be reached is left."""
+def _delete_each(tier: RemoteTier, names: list[str]) -> list[str]:
+    """Delete the objects ``names`` (in parallel); return those that went. One that cannot be reached is left."""
 
-    def delete(name: str) -> Refused | None:
+    def delete(name: str) -> Refused | str:
         try:
             tier.objects.delete(name)
         except Refused as exc:
             return exc
-        return None
+        return name
 
-    refused = [exc for exc in in_parallel(delete, names) if exc is not None]
-    _left_out(tier, refused)
-    return len(names) - len(refused)
+    done = in_parallel(delete, names)
+    _left_out(tier, [exc for exc in done if isinstance(exc, Refused)])
+    return [name for name in done if isinstance(name, str)]
 
 
 def blob_of(entry: RemoteEntry) -> str | None:
@@ -147,11 +147,13 @@ def blob_of(entry: RemoteEntry) -> str | None:
 
 def remove(tier: RemoteTier, chosen: Iterable[RemoteEntry], grace: float | None = None) -> int:
     """Delete the manifests of ``chosen``, then the blobs no manifest names any more, and what killed writers
-    and dead lease holders left; return manifests deleted."""
+    and dead lease holders left; return how many results went (a marker beside a result is not one, as locally)."""
+    chosen = list(chosen)
+    markers = {entry.name for entry in chosen if is_marker(entry.meta)}
     deleted = _delete_each(tier, [entry.name for entry in chosen])
     collect_blobs(tier, grace)
     collect_leftovers(tier, grace)
-    return deleted
+    return sum(1 for name in deleted if name not in markers)
 
 
 def collect_leftovers(tier: RemoteTier, grace: float | None = None) -> int:
@@ -171,7 +173,7 @@ def collect_leftovers(tier: RemoteTier, grace: float | None = None) -> int:
     lapsed = LEASES_LAPSED * resolve_lease()
     doomed += [name for name, _, modified in _listed(tier, "l/")[0]
                if _LEASE.fullmatch(name) and now - modified > lapsed]
-    return _delete_each(tier, doomed)
+    return len(_delete_each(tier, doomed))
 
 
 def collect_blobs(tier: RemoteTier, grace: float | None = None) -> int:
@@ -186,25 +188,35 @@ def collect_blobs(tier: RemoteTier, grace: float | None = None) -> int:
     named = {blob_of(entry) for entry in found}
     now = time.time()
     unused = [name for name, (_, modified) in blobs(tier).items() if name not in named and now - modified > grace]
-    return _delete_each(tier, unused)
+    return len(_delete_each(tier, unused))
 
 
 def summary(tier: RemoteTier) -> list[dict[str, Any]]:
-    """Return per function: name, entries, code versions, bytes (manifests and the blobs they name), newest."""
+    """Return per function of one notebook: name, notebook, entries, code versions, bytes (manifests and the blobs
+    they name), newest, compute seconds.
+
+    Markers (``is_marker``) are not entries and add no compute time, as locally; their bytes are the function's.
+    """
     sizes = blobs(tier)
-    rows: dict[str, dict[str, Any]] = {}
+    rows: dict[tuple[str, Any], dict[str, Any]] = {}
     for entry in entries(tier):
         meta = entry.meta
         name = str(meta.get("name", "(damaged)")) if entry.header is not None else "(damaged)"
-        row = rows.setdefault(name, {"name": name, "entries": 0, "codes": set(), "bytes": 0, "newest": 0.0,
-                                     "compute": 0.0})
-        row["entries"] += 1
-        row["codes"].add(meta.get("code"))
+        notebook = meta.get("notebook")
+        notebook = notebook if isinstance(notebook, str) and notebook else None  # unverified: a path or nothing
+        row = rows.setdefault((name, notebook), {"name": name, "notebook": notebook, "entries": 0, "codes": set(),
+                                                 "bytes": 0, "newest": 0.0, "compute": 0.0})
         blob = blob_of(entry)
         row["bytes"] += entry.size + (sizes.get(blob, (0, 0.0))[0] if blob else 0)
         row["newest"] = max(row["newest"], entry.header.created if entry.header else entry.modified)
+        if is_marker(meta):
+            continue
+        row["entries"] += 1
+        row["codes"].add(meta.get("code"))
         row["compute"] += float(meta.get("duration", 0.0) or 0.0)
-    return sorted(rows.values(), key=lambda row: row["name"])
+    # A function whose markers alone are left holds no result to list (as locally).
+    return sorted((row for row in rows.values() if row["entries"]),
+                  key=lambda row: (row["name"], row["notebook"] or ""))
 
 
 def superseded(items: Iterable[RemoteEntry], signer: Signer | None) -> set[str]:
