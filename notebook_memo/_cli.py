@@ -21,7 +21,7 @@ from ._notebook import short_name
 from ._serialize import Signer, signer_for
 from .stores import _remote_admin
 from .stores.local import UntrustedFolder, get_store, is_cache_directory
-from .stores.remote import RemoteTier, remote_tier
+from .stores.remote import RemoteTier
 
 __all__ = ()
 
@@ -96,12 +96,12 @@ def _remote(args: argparse.Namespace, writes: bool) -> RemoteTier | None:
         raise CliError(f"--remote needs a URL (s3://bucket/prefix, file:///mnt/team/cache) or {_config.ENV_REMOTE}")
     if writes and _config.env_flag(_config.ENV_REMOTE_READ_ONLY):
         raise CliError(f"{url} is configured read-only ({_config.ENV_REMOTE_READ_ONLY}): not changing it")
+    # A tier of its own, not the one memoized functions share: upkeep creates no folder, and is told why it
+    # cannot open one rather than given None with a warning.
     try:
-        tier = remote_tier(url, read_only=False)
-    except ConfigurationError as exc:
+        return RemoteTier(url, read_only=False, create=False)
+    except ValueError as exc:
         raise CliError(str(exc)) from None
-    assert tier is not None
-    return tier
 
 
 def _signer() -> Signer | None:

@@ -183,3 +183,24 @@ def test_prune_says_how_many_results_went(marked: Path, monkeypatch: pytest.Monk
     assert _cli.main(["prune", "--remote", marked.as_uri(), "--older-than", "1d"]) == 0
     assert capsys.readouterr().out.startswith("removed 2 entries")
     assert manifests(marked) == []
+
+
+@pytest.mark.parametrize("command", [["info"], ["clear"], ["prune", "--older-than", "1d"]])
+def test_a_file_as_the_remote_is_refused_in_one_line(tmp_path: Path, command: list[str]) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for url in (afile.as_uri(), str(afile)):
+        line = one_line(cli(command[0], "--remote", url, *command[1:]), 2)
+        assert str(afile) in line and "not a folder" in line
+    assert afile.read_text() == "x"
+
+
+@pytest.mark.parametrize("command", [["info"], ["clear"], ["clear", "--function", "f"],
+                                     ["prune", "--older-than", "1d"]])
+def test_a_misspelt_remote_folder_is_refused_and_not_created(tmp_path: Path, command: list[str]) -> None:
+    typo = tmp_path / "tema"
+    for url in (typo.as_uri(), str(typo)):
+        line = one_line(cli(command[0], "--remote", url, *command[1:]), 2)
+        assert str(typo) in line
+        assert not typo.exists()
+

@@ -354,18 +354,19 @@ class DirectoryObjects:
                           "not listed")
 
 
-def open_objects(url: str) -> ObjectStore:
-    """Return the object store a remote URL names; raise ValueError for one that cannot be used."""
+def open_objects(url: str, create: bool = True) -> ObjectStore:
+    """Return the object store a remote URL names; raise ValueError for one that cannot be used.
+
+    ``create``: make a shared folder that is not there yet (a memoized function's first store). Without it (upkeep),
+    a folder that is missing or is not a folder is a ValueError: a misspelt path must not become an empty remote.
+    """
     parts = urlsplit(url)
     if parts.scheme == "file":
         if parts.netloc not in ("", "localhost"):
             raise ValueError(f"a file:// remote must name a local path (file:///mnt/team/cache), not {url!r}")
-        root = unquote(parts.path)
-        os.makedirs(root, exist_ok=True)
-        return DirectoryObjects(url, root)
+        return DirectoryObjects(url, _folder(unquote(parts.path), create))
     if parts.scheme in ("", None) and url.startswith("/"):
-        os.makedirs(url, exist_ok=True)
-        return DirectoryObjects(url, url)
+        return DirectoryObjects(url, _folder(url, create))
     if parts.scheme in ("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "azure") and parts.netloc:
         try:
             return CloudObjects(url)
@@ -374,3 +375,15 @@ def open_objects(url: str) -> ObjectStore:
                 from None
     raise ValueError(f"cannot use the remote {url!r}: give s3://bucket/prefix, gs://..., az://... or "
                      "file:///shared/directory")
+
+
+def _folder(root: str, create: bool) -> str:
+    """Return ``root``, a shared folder: made when missing if ``create``, else a ValueError saying what is there."""
+    if create:
+        os.makedirs(root, exist_ok=True)
+    elif not os.path.exists(root):
+        raise ValueError(f"no remote folder at {root}: check the path (it is made by the first result stored there, "
+                         "never by upkeep)")
+    elif not os.path.isdir(root):
+        raise ValueError(f"{root} is not a folder: give the remote's shared folder (file:///mnt/team/cache)")
+    return root

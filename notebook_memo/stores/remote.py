@@ -92,10 +92,11 @@ def lease_name(key: str) -> str:
 class RemoteTier:
     """One remote (a bucket prefix or a shared directory) as this process uses it."""
 
-    def __init__(self, url: str, read_only: bool) -> None:
+    def __init__(self, url: str, read_only: bool, create: bool = True) -> None:
+        """``create``: make a shared folder that is missing (see ``open_objects``); a ValueError for one unusable."""
         self.url = url
         self.read_only = read_only
-        self.objects: ObjectStore = open_objects(url)
+        self.objects: ObjectStore = open_objects(url, create)
         self._lock = threading.Lock()
         self._down_until = 0.0
         self._conditional: bool | None = None  # does the server honour create-only writes? (checked once)
