@@ -6,11 +6,12 @@ Exit codes: 0 done, 1 the work failed, 2 bad usage or not a cache directory.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from . import _config
@@ -102,6 +103,28 @@ def _remote(args: argparse.Namespace, writes: bool) -> RemoteTier | None:
         return RemoteTier(url, read_only=False, create=False)
     except ValueError as exc:
         raise CliError(str(exc)) from None
+    except Exception as exc:  # a client that cannot start with these settings: nothing was asked of a server yet
+        raise CliError(f"cannot open the remote {url} ({_first_line(exc)}): check the URL and the settings "
+                       "of its storage") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    """Return an exception's kind and the first line of its message (a storage client's may run for dozens)."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:300]}" if lines else type(exc).__name__
+
+
+@contextlib.contextmanager
+def _reaching(tier: RemoteTier) -> Iterator[None]:
+    """Turn a remote that fails while upkeep lists, reads or deletes (a server that does not answer, a folder
+    gone) into one line and exit 1, as a local cache that cannot be read; a CliError passes as it is."""
+    try:
+        yield
+    except CliError:
+        raise
+    except Exception as exc:
+        raise CliError(f"cannot use the remote {tier.url} ({_first_line(exc)}); check that it is reachable and "
+                       "your credentials, then run this again", EXIT_FAILED) from None
 
 
 def _signer() -> Signer | None:
@@ -134,7 +157,8 @@ def _remote_info(tier: RemoteTier) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     tier = _remote(args, writes=False)
     if tier is not None:
-        return _remote_info(tier)
+        with _reaching(tier):
+            return _remote_info(tier)
     inventory = _inventory(args.dir)
     rows = inventory.functions()
     if not rows:
@@ -160,12 +184,14 @@ def cmd_clear(args: argparse.Namespace) -> int:
     if tier is not None:
         if args.notebook and not args.function:
             raise CliError("--notebook narrows --function: name the function too")
-        items = _remote_admin.entries(tier)
-        if args.function:
-            items = [e for e in items if _named(e.meta, args.function, args.notebook)]
-            if not items:
-                raise CliError(f"no entries for a function named {args.function!r} in {tier.url}", EXIT_FAILED)
-        print(f"removed {_remote_admin.remove(tier, items)} entries from {tier.url}")
+        with _reaching(tier):
+            items = _remote_admin.entries(tier)
+            if args.function:
+                items = [e for e in items if _named(e.meta, args.function, args.notebook)]
+                if not items:
+                    raise CliError(f"no entries for a function named {args.function!r} in {tier.url}", EXIT_FAILED)
+            removed = _remote_admin.remove(tier, items)
+        print(f"removed {removed} entries from {tier.url}")
         return EXIT_OK
     inventory = _inventory(args.dir)
     if args.function:
@@ -192,7 +218,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
     tier = _remote(args, writes=True)
     if tier is not None:
         signer = _signer() if args.keep_latest else None
-        removed = _remote_admin.prune(tier, age, args.keep_latest, size, signer)
+        with _reaching(tier):
+            removed = _remote_admin.prune(tier, age, args.keep_latest, size, signer)
         print(f"removed {removed} entries from {tier.url}")
         return EXIT_OK
     inventory = _inventory(args.dir)

@@ -8,6 +8,7 @@ misspelt folder, a server that does not answer) in one line, creating nothing.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -106,8 +107,6 @@ def test_clear_by_a_relative_path_or_a_bare_file_name_as_locally(tmp_path: Path,
     assert manifests(two_analyses) == []
 
 
-
-
 def test_clear_finds_a_cell_and_a_method_by_the_names_local_clear_takes(tmp_path: Path, cache_dir: Path) -> None:
     remote = tmp_path / "team"
     run_notebook(["%load_ext notebook_memo", "%%memo mycell\nzz = 41 + 1\n",
@@ -175,7 +174,6 @@ def test_clear_says_how_many_results_went(marked: Path) -> None:
     assert manifests(marked) == []  # the markers went with their results
 
 
-
 def test_prune_says_how_many_results_went(marked: Path, monkeypatch: pytest.MonkeyPatch,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     real = time.time
@@ -204,3 +202,25 @@ def test_a_misspelt_remote_folder_is_refused_and_not_created(tmp_path: Path, com
         assert str(typo) in line
         assert not typo.exists()
 
+
+def _closed_port() -> int:
+    """Return a port of 127.0.0.1 on which nothing listens (the system's choice, let go)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize("command", [["info"], ["clear"], ["clear", "--function", "f"],
+                                     ["prune", "--older-than", "1d"]])
+def test_a_server_that_does_not_answer_fails_in_one_line(command: list[str]) -> None:
+    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{_closed_port()}", "AWS_ACCESS_KEY_ID": "x",
+           "AWS_SECRET_ACCESS_KEY": "y", "AWS_REGION": "us-east-1"}
+    line = one_line(cli(command[0], "--remote", "s3://bucket/prefix", *command[1:], **env), 1)
+    assert "s3://bucket/prefix" in line
+
+
+def test_a_client_that_cannot_start_is_refused_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [name for name in os.environ if name.startswith("AZURE_")]:
+        monkeypatch.delenv(name)
+    line = one_line(cli("info", "--remote", "az://container/prefix"), 2)  # no storage account named anywhere
+    assert "az://container/prefix" in line and "Account" in line
