@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from notebook_memo import _cli
 from tests.conftest import ROOT, run_kernel
 
 POPULATE = [
@@ -61,11 +62,16 @@ def test_prune_keep_latest_keeps_the_newest_code_version(populated: Path) -> Non
     assert embed[1:3] == ["1", "1"]
 
 
-def test_prune_older_than(populated: Path) -> None:
-    time.sleep(1.1)
+def test_prune_older_than(populated: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # The clock is moved, not waited for: a kernel starting on a busy machine may take longer than any margin.
+    older = time.time()  # after every populated entry was stored, before the fresh one is
     run_kernel(["from notebook_memo import memo\n@memo\ndef fresh(x):\n    return x", "fresh(1)"], populated)
-    out = cli("prune", "--dir", str(populated), "--older-than", "1s")
-    assert out.returncode == 0 and "removed 5 entries" in out.stdout
+    assert _cli.main(["prune", "--dir", str(populated), "--older-than", "1h"]) == 0
+    assert "removed 0 entries" in capsys.readouterr().out  # nothing an hour old
+    monkeypatch.setattr(time, "time", lambda: older + 3600)  # an hour after: the cutoff falls between the two
+    assert _cli.main(["prune", "--dir", str(populated), "--older-than", "1h"]) == 0
+    assert "removed 5 entries" in capsys.readouterr().out
+    monkeypatch.undo()
     assert "__main__.fresh" in cli("info", "--dir", str(populated)).stdout
 
 
