@@ -1,0 +1,69 @@
+"""What a body reads of its process where no constant shows it: the locale through a format spec that is no
+literal (a global text, an argument) and through calendar's names of days and months, each keyed by the one
+category it reads; the environment read whole, with the session's own variables left out but no variable a
+program's output depends on; the CPUs counted; asserts that ``python -O`` strips; and the standard input read
+through descriptor 0 by another name. Real shells, real processes started with other hash seeds, environments,
+flags, CPU sets and input."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.test_environment_round4 import _run, german
+
+__all__ = ["german"]  # the fixture, used here by name
+
+
+def _run_file(script: str, cwd: Path, cache_dir: Path, seed: int, *flags: str, stdin: str = "") -> str:
+    """Run ``script`` from a file in ``cwd`` (code whose source can be read, as a notebook's), in a fresh process
+    given ``stdin``; return what it printed."""
+    path = cwd / "kernel.py"
+    path.write_text(textwrap.dedent(script))
+    environment = {**os.environ, "PYTHONHASHSEED": str(seed), "NOTEBOOK_MEMO_DIR": str(cache_dir),
+                   "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, *flags, str(path)], input=stdin, capture_output=True, text=True,
+                          env=environment, cwd=str(cwd), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+# -- the environment read whole: what a program's output depends on is no session variable -------------------------
+
+TERMINAL_SCRIPT = """
+    import os, subprocess, sys
+    from notebook_memo import memo
+
+    @memo
+    def shown():
+        print("ran")
+        env = dict(os.environ)
+        return env.get("COLUMNS"), env.get("LINES"), env.get("DISPLAY"), env.get("XAUTHORITY")
+
+    @memo
+    def width():
+        print("ran")
+        return subprocess.run([sys.executable, "-c", "import shutil; print(shutil.get_terminal_size().columns)"],
+                              capture_output=True, text=True).stdout.strip()
+
+    print(shown(), width())
+"""
+
+
+@pytest.mark.parametrize("variable", ["COLUMNS", "LINES", "DISPLAY", "XAUTHORITY"])
+def test_the_terminal_and_display_variables_are_keyed_where_the_environment_is_read_whole(
+        tmp_path: Path, cache_dir: Path, variable: str) -> None:
+    # One PYTHONHASHSEED: a kernel has none set (a process the body starts would inherit it).
+    start = {"COLUMNS": "80", "LINES": "24", "DISPLAY": ":1", "XAUTHORITY": "/tmp/a"}
+    first = _run(TERMINAL_SCRIPT, tmp_path, cache_dir, 1, **start)
+    assert first.startswith("ran\nran\n") and first.endswith(" 80")
+    assert _run(TERMINAL_SCRIPT, tmp_path, cache_dir, 1, **start) == first.removeprefix("ran\nran\n")
+    changed = {**start, variable: {"COLUMNS": "160", "LINES": "50", "DISPLAY": ":2", "XAUTHORITY": "/tmp/b"}[variable]}
+    after = _run(TERMINAL_SCRIPT, tmp_path, cache_dir, 1, **changed)
+    assert after.startswith("ran\nran\n") and changed[variable] in after
