@@ -1323,17 +1323,21 @@ _ENVIRONS = tuple(e for e in (os.environ, getattr(os, "environb", None)) if e is
 _GETENVS = tuple(g for g in (os.getenv, getattr(os, "getenvb", None)) if g is not None)
 
 
-# Variables that name the session a kernel runs in (its terminal, its Jupyter server, its shell's depth), not what a
-# result is computed from: a kernel started anew has others. Left out where the whole environment is keyed. Not
-# COLUMNS, LINES, DISPLAY or XAUTHORITY: a program the body starts formats to the width or draws on the display
-# they name, and a kernel keeps them across restarts.
+# Variables that name the session a kernel runs in (its terminal, its Jupyter server, its shell's depth, ids a
+# prompt or history tool draws per shell), not what a result is computed from: a kernel started anew has others.
+# Left out where the whole environment is keyed. Not COLUMNS, LINES, DISPLAY or XAUTHORITY: a program the body
+# starts formats to the width or draws on the display they name, and a kernel keeps them across restarts.
 SESSION_VARIABLES = frozenset({"_", "PWD", "OLDPWD", "SHLVL", "WINDOWID", "TERM_SESSION_ID", "XDG_SESSION_ID",
                                "INVOCATION_ID", "JOURNAL_STREAM", "MANAGERPID", "SYSTEMD_EXEC_PID",
                                "DBUS_SESSION_BUS_ADDRESS", "SESSION_MANAGER", "GPG_TTY", "TMUX", "TMUX_PANE", "STY",
                                "WINDOW", "SECURITYSESSIONID", "DESKTOP_STARTUP_ID", "XDG_ACTIVATION_TOKEN",
-                               "WT_SESSION", "LaunchInstanceID"})
+                               "WT_SESSION", "LaunchInstanceID", "STARSHIP_SESSION_KEY", "ATUIN_SESSION",
+                               "ATUIN_HISTORY_ID", "_P9K_TTY", "P9K_TTY", "_P9K_SSH_TTY", "GIO_LAUNCHED_DESKTOP_FILE",
+                               "GIO_LAUNCHED_DESKTOP_FILE_PID", "TILIX_ID", "MC_SID", "Apple_PubSub_Socket_Render",
+                               "__CFBundleIdentifier", "GUAKE_TAB_UUID"})
 SESSION_PREFIXES = ("SSH_", "JPY_", "VSCODE_", "PYDEVD_", "ELECTRON_", "KITTY_", "WEZTERM_", "ITERM_",
                     "ALACRITTY_", "GNOME_TERMINAL_", "KONSOLE_", "TERM_PROGRAM", "XPC_", "NOTEBOOK_MEMO_",
+                    "TERMINATOR_", "ZELLIJ", "LC_TERMINAL", "__MISE_",
                     "JUPYTERHUB_")  # JupyterHub's token and ids of the server a kernel runs under
 
 

@@ -67,3 +67,44 @@ def test_the_terminal_and_display_variables_are_keyed_where_the_environment_is_r
     changed = {**start, variable: {"COLUMNS": "160", "LINES": "50", "DISPLAY": ":2", "XAUTHORITY": "/tmp/b"}[variable]}
     after = _run(TERMINAL_SCRIPT, tmp_path, cache_dir, 1, **changed)
     assert after.startswith("ran\nran\n") and changed[variable] in after
+
+
+# -- the environment read whole: per-shell ids are the session's ---------------------------------------------------
+
+SESSION_SCRIPT = """
+    import os, subprocess
+    from notebook_memo import memo
+
+    @memo
+    def settings():
+        print("ran")
+        return {k: v for k, v in os.environ.items() if k.startswith("NBM_R5_")}
+
+    def setting(name, default=""):
+        return os.environ.get(name, default)
+
+    @memo
+    def url(path):
+        print("ran")
+        return setting("NBM_R5_URL", "http://localhost") + path
+
+    print(settings(), url("/a"))
+"""
+
+SHELL_IDS = ("STARSHIP_SESSION_KEY", "ATUIN_SESSION", "_P9K_TTY", "P9K_TTY", "GIO_LAUNCHED_DESKTOP_FILE_PID",
+             "TERMINATOR_UUID", "TILIX_ID", "ZELLIJ", "ZELLIJ_SESSION_NAME", "ZELLIJ_PANE_ID", "MC_SID",
+             "__MISE_SESSION", "Apple_PubSub_Socket_Render", "__CFBundleIdentifier", "LC_TERMINAL",
+             "LC_TERMINAL_VERSION")
+
+
+def test_the_environment_read_whole_hits_after_a_restart_from_another_shell(tmp_path: Path,
+                                                                           cache_dir: Path) -> None:
+    # One PYTHONHASHSEED: a kernel has none set (a process the body starts would inherit it).
+    first = {name: f"{name.lower()}-1" for name in SHELL_IDS}
+    second = {name: f"{name.lower()}-2" for name in SHELL_IDS}
+    assert _run(SESSION_SCRIPT, tmp_path, cache_dir, 1, NBM_R5_URL="http://svc", **first) \
+        == "ran\nran\n{'NBM_R5_URL': 'http://svc'} http://svc/a"
+    assert _run(SESSION_SCRIPT, tmp_path, cache_dir, 1, NBM_R5_URL="http://svc", **second) \
+        == "{'NBM_R5_URL': 'http://svc'} http://svc/a"
+    assert _run(SESSION_SCRIPT, tmp_path, cache_dir, 1, NBM_R5_URL="http://other", **second) \
+        == "ran\nran\n{'NBM_R5_URL': 'http://other'} http://other/a"
