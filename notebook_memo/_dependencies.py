@@ -1433,7 +1433,8 @@ HASH_SEED = "hash seed"
 SEED_MEMBERS = "hash seed read by members"  # of a class met as a value: which ones (value_class)
 TEMPORARY_FOLDER = "temporary folder"
 PYTHON_FLAGS = "Python's flags"  # sys.flags: -O, -B, -s, -X dev... as the interpreter was started
-PROCESSORS = "CPUs"  # how many the machine has, and which ones this process may run on (taskset, a container's)
+CPU_COUNT = "CPU count"  # how many the machine has (os.cpu_count; PYTHON_CPU_COUNT or -X cpu_count on 3.13)
+PROCESSORS = "CPUs"  # which ones this process may run on (taskset, a container's)
 LOCALE = "locale"  # also the locale module's name: its settings, as _PACKAGE_STATE keys them for code naming it
 _HOME = "home"
 _USER = "user name"
@@ -1493,7 +1494,9 @@ def _state_readers() -> tuple[dict[Any, str], frozenset[Any], frozenset[Any]]:
     # depend on the seed, and keying it would make every frozen dataclass miss after a restart.
     readers[hash] = HASH_SEED
     readers[os.get_exec_path] = _PROGRAM_PATH
-    for name in ("cpu_count", "process_cpu_count", "sched_getaffinity"):  # process_cpu_count: Python 3.13
+    # A count of the machine's CPUs is the same under taskset or a container's CPU set: keyed by the count alone.
+    readers[os.cpu_count] = CPU_COUNT
+    for name in ("process_cpu_count", "sched_getaffinity"):  # process_cpu_count: Python 3.13
         if hasattr(os, name):
             readers[getattr(os, name)] = PROCESSORS
     return readers, frozenset({os.path.abspath, _function(os.path.realpath)}), frozenset({os.path.expanduser})
@@ -1505,7 +1508,7 @@ def _state_readers() -> tuple[dict[Any, str], frozenset[Any], frozenset[Any]]:
 # the folder is another.
 _READERS_BY_NAME = {("getpass", "getuser"): _USER, ("shutil", "which"): _PROGRAM_PATH,
                     ("shutil", "get_terminal_size"): _TERMINAL_SIZE,
-                    ("multiprocessing.context", "BaseContext.cpu_count"): PROCESSORS,
+                    ("multiprocessing.context", "BaseContext.cpu_count"): CPU_COUNT,
                     ("locale", "getdefaultlocale"): _DEFAULT_LOCALE,
                     **{("urllib.request", name): PROXY_VARIABLES
                        for name in ("getproxies", "getproxies_environment", "proxy_bypass",
@@ -1574,13 +1577,14 @@ _FLAGS_TEXT = repr(tuple(sys.flags))  # fixed when the interpreter starts
 
 
 def _processors() -> str:
-    """Return the CPUs the machine has, and those this process may run on (which os.sched_setaffinity changes)."""
+    """Return the CPUs this process may run on (which os.sched_setaffinity changes), and how many it counts."""
     allowed = getattr(os, "sched_getaffinity", None)
     try:
         mine = sorted(allowed(0)) if allowed is not None else None
     except OSError:
         mine = None
-    return f"{os.cpu_count()} {mine}"
+    counted = getattr(os, "process_cpu_count", None)  # Python 3.13: PYTHON_CPU_COUNT or -X cpu_count overrides it
+    return f"{mine} {counted() if counted is not None else ''}"
 
 
 def _proxy_variables() -> str:
@@ -1782,7 +1786,8 @@ _STATE_PROBES: dict[str, Callable[[], str]] = {**_PACKAGE_STATE, CURRENT_FOLDER:
                                                TEMPORARY_FOLDER: _temporary_folder,
                                                PROXY_VARIABLES: _proxy_variables,
                                                WHOLE_ENVIRONMENT: _environment_text,
-                                               PYTHON_FLAGS: lambda: _FLAGS_TEXT, PROCESSORS: _processors}
+                                               PYTHON_FLAGS: lambda: _FLAGS_TEXT, PROCESSORS: _processors,
+                                               CPU_COUNT: lambda: str(os.cpu_count())}
 
 
 def _still_valid(watch: list[tuple[Any, ...]]) -> bool:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, Shell
 from tests.test_environment_round4 import _run, german
 
 __all__ = ["german"]  # the fixture, used here by name
@@ -108,3 +108,54 @@ def test_the_environment_read_whole_hits_after_a_restart_from_another_shell(tmp_
         == "{'NBM_R5_URL': 'http://svc'} http://svc/a"
     assert _run(SESSION_SCRIPT, tmp_path, cache_dir, 1, NBM_R5_URL="http://other", **second) \
         == "ran\nran\n{'NBM_R5_URL': 'http://other'} http://other/a"
+
+
+# -- the CPUs: a count keys the count, the affinity the CPUs ------------------------------------------------------
+
+CPU_COUNTS = {"os": "os.cpu_count()", "multiprocessing": "multiprocessing.cpu_count()"}
+
+
+@pytest.mark.parametrize("reader", sorted(CPU_COUNTS))
+def test_a_body_counting_the_machine_s_cpus_hits_where_the_process_may_use_fewer(shell: Shell, reader: str) -> None:
+    allowed = os.sched_getaffinity(0)
+    try:
+        shell.run(f"""
+            import multiprocessing, os
+            from notebook_memo import memo
+
+            @memo
+            def pool_size():
+                return {CPU_COUNTS[reader]}
+
+            first = pool_size()
+            os.sched_setaffinity(0, {{min(os.sched_getaffinity(0))}})  # as taskset -c 0 would start it
+            after = pool_size()
+        """)
+    finally:
+        os.sched_setaffinity(0, allowed)
+    assert shell["first"] == shell["after"] == os.cpu_count()
+    assert shell.run("pool_size.cache_info().hits") == 1
+
+
+def test_a_body_counting_the_machine_s_cpus_hits_after_a_restart_under_taskset(tmp_path: Path,
+                                                                             cache_dir: Path) -> None:
+    script = """
+        import os
+        from notebook_memo import memo
+
+        @memo
+        def pool_size():
+            print("ran")
+            return os.cpu_count()
+
+        @memo
+        def usable():
+            print("ran")
+            return len(os.sched_getaffinity(0))
+
+        print(pool_size(), usable())
+    """
+    cpus = os.cpu_count()
+    assert _run(script, tmp_path, cache_dir, 1) == f"ran\nran\n{cpus} {len(os.sched_getaffinity(0))}"
+    one = sorted(os.sched_getaffinity(0))[0]
+    assert _run(script, tmp_path, cache_dir, 2, prefix=("taskset", "-c", str(one))) == f"ran\n{cpus} 1"
