@@ -289,7 +289,15 @@ def _source_digest(fn: types.FunctionType) -> bytes | None:
         return None  # the source on disk is not the code that runs
     _strip_docstrings(node)
     text = ast.dump(node, annotate_fields=True, include_attributes=False)
+    if _strips_under_optimize(node):  # python -O drops its asserts and makes __debug__ False: another program
+        return combine([b"src", text.encode(), b"optimized" if sys.flags.optimize else b"debug"])
     return combine([b"src", text.encode()])
+
+
+def _strips_under_optimize(node: ast.AST) -> bool:
+    """Return True when ``node`` holds an ``assert`` or reads ``__debug__``, which ``python -O`` compiles away."""
+    return any(isinstance(inner, ast.Assert) or (isinstance(inner, ast.Name) and inner.id == "__debug__")
+               for inner in ast.walk(node))
 
 
 def _code_digest(code: types.CodeType, docstring: object = _MISSING) -> bytes:

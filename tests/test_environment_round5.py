@@ -159,3 +159,50 @@ def test_a_body_counting_the_machine_s_cpus_hits_after_a_restart_under_taskset(t
     assert _run(script, tmp_path, cache_dir, 1) == f"ran\nran\n{cpus} {len(os.sched_getaffinity(0))}"
     one = sorted(os.sched_getaffinity(0))[0]
     assert _run(script, tmp_path, cache_dir, 2, prefix=("taskset", "-c", str(one))) == f"ran\n{cpus} 1"
+
+
+# -- asserts that python -O strips -------------------------------------------------------------------------------
+
+OPTIMIZE_SCRIPT = """
+    import checks
+    from notebook_memo import memo
+
+    @memo
+    def body_assert(x):
+        print("ran")
+        try:
+            assert x > 0
+            return "passed"
+        except AssertionError:
+            return "rejected"
+
+    @memo
+    def helper_assert(x):
+        print("ran")
+        try:
+            return "passed %d" % checks.validate(x)
+        except AssertionError:
+            return "rejected"
+
+    @memo
+    def debugging(x):
+        print("ran")
+        return x if __debug__ else -x
+
+    @memo
+    def plain(x):
+        print("ran")
+        return x * 2
+
+    print(body_assert(-1), helper_assert(-1), debugging(1), plain(1))
+"""
+
+
+def test_code_holding_an_assert_or_reading_debug_is_keyed_by_python_s_optimize_flag(tmp_path: Path,
+                                                                                      cache_dir: Path) -> None:
+    (tmp_path / "checks.py").write_text("def validate(x):\n    assert x > 0, 'negative'\n    return x\n")
+    assert _run_file(OPTIMIZE_SCRIPT, tmp_path, cache_dir, 1) == "ran\nran\nran\nran\nrejected rejected 1 2"
+    assert _run_file(OPTIMIZE_SCRIPT, tmp_path, cache_dir, 2) == "rejected rejected 1 2"
+    # Under -O (-OO alike) the asserts are gone and __debug__ is False; the body without either still hits.
+    assert _run_file(OPTIMIZE_SCRIPT, tmp_path, cache_dir, 3, "-O") == "ran\nran\nran\npassed passed -1 -1 2"
+    assert _run_file(OPTIMIZE_SCRIPT, tmp_path, cache_dir, 4, "-OO") == "passed passed -1 -1 2"
