@@ -1002,6 +1002,7 @@ class recording:  # lower case: used as a function, ``with recording(recorder, o
         watch_links(_note_link)
         watch_fills(_note_fill)
         _watch_linecache()
+        _watch_descriptor_reads()
         self.token = _active.set((*self.outer, self.recorder))
         recorder = self.recorder
         recorder.caller = id(sys._getframe(1))  # the body runs below this frame (see _set_by_an_import)
@@ -1174,6 +1175,36 @@ def _watch_linecache() -> None:
 
         _GETLINES_CODE = getlines.__code__
         linecache.getlines = functools.wraps(original)(getlines)
+
+
+_DESCRIPTOR_READERS = tuple(name for name in ("read", "readv", "pread", "preadv") if hasattr(os, name))
+_descriptor_reads_watched: list[bool] = []
+
+
+def _watch_descriptor_reads() -> None:
+    """Wrap os.read, os.readv, os.pread and os.preadv (once): a read of descriptor 0 raises no audit event, and a
+    descriptor a local holds (``fd = 0; os.read(fd, n)``) is no constant the code shows, so it is noted here as the
+    body reads it, as an open of the standard input is by the audit hook (os.fdopen(0) opens it so)."""
+    if _descriptor_reads_watched:
+        return
+    with _hook_lock:
+        if _descriptor_reads_watched:
+            return
+        for name in _DESCRIPTOR_READERS:
+            setattr(os, name, _reading_descriptors(getattr(os, name)))
+        _descriptor_reads_watched.append(True)
+
+
+def _reading_descriptors(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def read(fd: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(fd, int) and fd == 0:
+            for recorder in active():  # no key can hold what it reads: said after the run
+                recorder.stdin = recorder.stdin or f"os.{original.__name__}(0)"
+        return original(fd, *args, **kwargs)
+
+    read._notebook_memo_original = original  # type: ignore[attr-defined]
+    return read
 
 
 def _note_cached_lines(entry: tuple[Any, ...], recorders: Recorders, frame: types.FrameType) -> None:

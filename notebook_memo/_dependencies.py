@@ -1168,16 +1168,21 @@ STDIN_NAMES = ("/dev/stdin", "/dev/fd/0", "/proc/self/fd/0")
 
 def _raw_stdin_read(code: types.CodeType, namespace: dict[str, Any], name: str, chain: tuple[str, ...]) -> str | None:
     """Return how ``code``'s calls of a raw reader (``open``, ``os.read``, ``os.fdopen``) read the standard input:
-    one given the constant 0 or a name of it (``open(0)``, ``open("/dev/stdin")``), or where the code also takes
-    ``sys.stdin.fileno()`` (``os.read(sys.stdin.fileno(), n)``). None where it reads none that way."""
+    one given the constant 0 or a name of it (``open(0)``, ``open("/dev/stdin")``), a global or attribute holding
+    one (``STDIN = 0``; ``os.read(STDIN, n)``, ``os.read(pty.STDIN_FILENO, n)``), or where the code also takes
+    ``sys.stdin.fileno()`` (``os.read(sys.stdin.fileno(), n)``). None where it reads none that way; a descriptor
+    held by a local is seen as the body reads it (``_conditions``)."""
     label = ".".join((name, *chain))
     uses = global_uses(code)
     for use in uses:
-        if (use.root, use.chain) == (name, chain) and use.how == CALLED and use.first:
-            first = use.first[0]
+        if (use.root, use.chain) == (name, chain) and use.how == CALLED and (use.first or use.first_name):
+            if use.first:
+                first, shown = use.first[0], repr(use.first[0])
+            else:
+                first, shown = _follow(namespace, use.first_name[0], use.first_name[1:])[0], ".".join(use.first_name)
             if (type(first) is int and first == 0) or (isinstance(first, (str, bytes))
                                                        and os.fsdecode(first) in STDIN_NAMES):
-                return f"{label}({first!r})"
+                return f"{label}({shown})"
     for use in uses:
         if use.chain in (("stdin", "fileno"), ("__stdin__", "fileno")) \
                 and _follow(namespace, use.root, ())[0] is sys:

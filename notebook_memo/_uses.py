@@ -26,6 +26,7 @@ class Use(NamedTuple):
     keywords: tuple[str, ...] = ()  # ... the names of those passed by keyword, last
     first: tuple[Any, ...] = ()  # ... the constant its first argument starts with, alone in a tuple (``f("-")``)
     constants: tuple[Any, ...] = ()  # ... every constant its arguments load
+    first_name: tuple[str, ...] = ()  # ... the global and attributes its first argument starts with (``f(pty.X)``)
 
 
 _SKIPPED = frozenset({"CACHE", "EXTENDED_ARG"})
@@ -78,7 +79,8 @@ def _use(ins: list[dis.Instruction], j: int, root: str, chain: tuple[str, ...], 
                 if keywords is None:
                     return Use(root, chain, CALLED, constants=tuple(loaded))
                 first = (ins[j].argval,) if count and ins[j].opname == "LOAD_CONST" else ()
-                return Use(root, chain, CALLED, count, keywords, first, tuple(loaded))
+                return Use(root, chain, CALLED, count, keywords, first, tuple(loaded),
+                           _first_name(ins, j) if count else ())
         elif name == "CALL_FUNCTION_EX" and depth in (1, 2):
             return Use(root, chain, CALLED, constants=tuple(loaded))
         if step.opcode in dis.hasjrel or step.opcode in dis.hasjabs or name == "RETURN_VALUE":
@@ -92,6 +94,18 @@ def _use(ins: list[dis.Instruction], j: int, root: str, chain: tuple[str, ...], 
         if depth < 0:
             break
     return Use(root, chain, OTHER, constants=tuple(loaded))
+
+
+def _first_name(ins: list[dis.Instruction], j: int) -> tuple[str, ...]:
+    """Return the global name and attribute chain loaded from ``ins[j]`` on (``STDIN``, ``pty.STDIN_FILENO``)."""
+    if ins[j].opname not in ("LOAD_GLOBAL", "LOAD_NAME") or not isinstance(ins[j].argval, str):
+        return ()
+    names = [ins[j].argval]
+    for step in ins[j + 1:]:
+        if step.opname != "LOAD_ATTR" or not isinstance(step.argval, str):
+            break
+        names.append(step.argval)
+    return tuple(names)
 
 
 def _keywords(ins: list[dis.Instruction], call: dis.Instruction, consts: tuple[Any, ...],

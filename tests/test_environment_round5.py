@@ -206,3 +206,57 @@ def test_code_holding_an_assert_or_reading_debug_is_keyed_by_python_s_optimize_f
     # Under -O (-OO alike) the asserts are gone and __debug__ is False; the body without either still hits.
     assert _run_file(OPTIMIZE_SCRIPT, tmp_path, cache_dir, 3, "-O") == "ran\nran\nran\npassed passed -1 -1 2"
     assert _run_file(OPTIMIZE_SCRIPT, tmp_path, cache_dir, 4, "-OO") == "passed passed -1 -1 2"
+
+
+# -- the standard input through descriptor 0 by another name -------------------------------------------------------
+
+STDIN_NAMED = {
+    "global_descriptor": "os.read(STDIN, 3).decode()",
+    "module_constant": "os.read(pty.STDIN_FILENO, 3).decode()",
+    "local_descriptor": "(fd := 0, os.read(fd, 3).decode())[1]",
+    "local_descriptor_readv": "(fd := 0, buf := bytearray(3), os.readv(fd, [buf]), buf.decode())[3]",
+    "local_descriptor_fdopen": "(fd := 0, os.fdopen(fd).read(3))[1]",
+    "argument_descriptor": "os.read(n, 3).decode()",
+}
+
+
+@pytest.mark.parametrize("route", sorted(STDIN_NAMED))
+def test_reading_descriptor_0_by_another_name_warns(tmp_path: Path, cache_dir: Path, route: str) -> None:
+    script = f"""
+        import os, pty, warnings
+        from notebook_memo import memo
+        STDIN = 0
+
+        @memo
+        def ask(n=0):
+            return {STDIN_NAMED[route]}
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            answer = ask()
+        print("ANSWER", answer, "|".join(str(w.message) for w in caught))
+    """
+    out = _run_file(script, tmp_path, cache_dir, 1, stdin="AAABBB")
+    assert out.startswith("ANSWER AAA") and "standard input" in out, out
+
+
+def test_reading_a_descriptor_other_than_0_does_not_warn(tmp_path: Path, cache_dir: Path) -> None:
+    (tmp_path / "data.bin").write_bytes(b"xyz")
+    script = """
+        import os, warnings
+        from notebook_memo import memo
+
+        @memo
+        def head(path):
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                return os.read(fd, 3).decode()
+            finally:
+                os.close(fd)
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            answer = head("data.bin")
+        print("ANSWER", answer, "|".join(str(w.message) for w in caught))
+    """
+    assert _run_file(script, tmp_path, cache_dir, 1, stdin="AAA") == "ANSWER xyz"
