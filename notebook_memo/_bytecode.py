@@ -541,32 +541,119 @@ def _text_at(ins: list[dis.Instruction], j: int, every: bool) -> str | None:
 _LOCALE_NUMBER = re.compile(r"(?:.?[<>=^])?[+\- ]?z?#?0?\d*[,_]?(?:\.\d+)?n")
 _LOCALE_TIME = re.compile(r"%[EO]?[aAbBchpPrxX]")
 _FORMAT_FIELD = re.compile(r"\{[^{}]*?:([^{}]*)\}")  # "{:n}".format(x): the field's spec
+_NESTED_FIELD = re.compile(r"\{[^{}]*:[^{}]*\{")  # "{:{}}".format(x, spec): a spec given at run time
 _FORMAT_OPS = frozenset({"FORMAT_VALUE", "FORMAT_WITH_SPEC"})
+LC_NUMERIC, LC_TIME = "LC_NUMERIC", "LC_TIME"
+_BOTH = frozenset({LC_NUMERIC, LC_TIME})  # a spec not known: a number's "n" or a date's "%A" alike
+# How a text is used as a spec: a template's fields (``FMT.format(x)``), a spec whole (``format(x, SPEC)``), a
+# strftime or strptime format (``d.strftime(FMT)``).
+TEMPLATE, SPEC, TIME_FORMAT = "template", "spec", "time format"
+# Calls taking a spec, by the name called: where the spec is (the receiver, or the argument at that place).
+_SPEC_CALLS = {"format": ((TEMPLATE, -1), (SPEC, 1)), "format_map": ((TEMPLATE, -1),),
+               "__format__": ((SPEC, 0),), "strftime": ((TIME_FORMAT, 0),), "strptime": ((TIME_FORMAT, 1),)}
+_ARGUMENT_OPS = frozenset({"CACHE", "EXTENDED_ARG", "NOP"})
+_CALL_OPS = frozenset({"CALL", "CALL_FUNCTION", "CALL_METHOD", "CALL_FUNCTION_KW", "CALL_KW", "PRECALL"})
+_GLOBAL_OPS = frozenset({"LOAD_GLOBAL", "LOAD_NAME"})
 
 
-def _by_locale(spec: str) -> bool:
-    return _LOCALE_NUMBER.fullmatch(spec) is not None or _LOCALE_TIME.search(spec) is not None
+def spec_categories(text: str | None, how: str) -> frozenset[str]:
+    """Return the locale categories a spec ``text`` used ``how`` (TEMPLATE, SPEC, TIME_FORMAT) formats by; for
+    None (a spec not known), all those it may."""
+    if how == TIME_FORMAT:
+        return frozenset({LC_TIME}) if text is None or _LOCALE_TIME.search(text) else frozenset()
+    if text is None:
+        return _BOTH
+    if how == TEMPLATE:
+        if _NESTED_FIELD.search(text):
+            return _BOTH
+        return frozenset().union(*(spec_categories(spec, SPEC) for spec in _FORMAT_FIELD.findall(text)))
+    found = {LC_NUMERIC} if _LOCALE_NUMBER.fullmatch(text) else set()
+    return frozenset(found | ({LC_TIME} if _LOCALE_TIME.search(text) else set()))  # a date's spec is strftime's
 
 
 @functools.lru_cache(maxsize=8192)
-def formats_by_locale(code: types.CodeType) -> bool:
-    """Return True when ``code`` (or code nested in it) formats by the locale with a constant spec: ``format(x,
-    "n")``, ``f"{x:n}"``, ``"{:n}".format(x)``, ``f"{d:%A}"``, ``d.strftime("%b %d")``, ``time.strftime("%c")``."""
+def locale_formatting(code: types.CodeType) -> tuple[frozenset[str], tuple[tuple[str, str], ...]]:
+    """Return the locale categories ``code`` (or code nested in it) formats by, and the globals whose texts it
+    formats with, each with how (their categories are the texts' own): ``format(x, "n")``, ``f"{x:n}"``,
+    ``"{:n}".format(x)`` read LC_NUMERIC, ``d.strftime("%b")``, ``f"{d:%A}"`` LC_TIME; a spec that no constant or
+    global shows (an argument, an attribute, a computed text) reads either."""
+    categories: set[str] = set()
+    texts: set[tuple[str, str]] = set()
     codes = [code]
     for current in codes:
         codes.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
-        texts = [c for c in current.co_consts if isinstance(c, str)]
         names = set(current.co_names)
-        if "strftime" in names and any(_LOCALE_TIME.search(text) for text in texts):
-            return True
-        if "format" in names and any(_by_locale(text) or any(_by_locale(spec) for spec in _FORMAT_FIELD.findall(text))
-                                     for text in texts):
-            return True
-        ins = [i for i in dis.get_instructions(current) if i.opname not in _PASSED_OVER]
+        if not names & _SPEC_CALLS.keys() and not any(i.opname in _FORMAT_OPS for i in dis.get_instructions(current)):
+            continue
+        # Constant texts of code calling these: read as their specs wherever they are (over-approximate, cheap).
+        for text in (c for c in current.co_consts if isinstance(c, str)):
+            if "strftime" in names or "strptime" in names:
+                categories |= spec_categories(text, TIME_FORMAT)
+            if "format" in names or "format_map" in names:
+                categories |= spec_categories(text, TEMPLATE) | spec_categories(text, SPEC)
+        ins = [i for i in dis.get_instructions(current) if i.opname not in _ARGUMENT_OPS]
+        precall = any(i.opname == "PRECALL" for i in ins)
         for k, step in enumerate(ins):
-            # An f-string's field with a spec: the spec is loaded just before (3.11: FORMAT_VALUE's flag 4)
-            if step.opname in _FORMAT_OPS and (step.opname == "FORMAT_WITH_SPEC" or (step.arg or 0) & 4) and k \
-                    and ins[k - 1].opname == "LOAD_CONST" and isinstance(ins[k - 1].argval, str) \
-                    and _by_locale(ins[k - 1].argval):
-                return True
-    return False
+            if step.opname in _FORMAT_OPS and (step.opname == "FORMAT_WITH_SPEC" or (step.arg or 0) & 4):
+                _note_spec(ins[k - 1:k], SPEC, categories, texts)  # an f-string's field: its spec loaded last
+            elif isinstance(step.argval, str) and step.argval in _SPEC_CALLS and step.opname.startswith("LOAD_"):
+                arguments = _call_arguments(ins, k + 1, precall)
+                for how, place in _SPEC_CALLS[step.argval]:
+                    if place < 0:  # the receiver: a method's, loaded just before it
+                        if step.opname in ("LOAD_METHOD", "LOAD_ATTR"):
+                            _note_spec(ins[k - 1:k], how, categories, texts)
+                    elif arguments is None or place < len(arguments):
+                        _note_spec(arguments[place] if arguments is not None else [], how, categories, texts)
+    return frozenset(categories), tuple(sorted(texts))
+
+
+def _note_spec(loads: list[dis.Instruction], how: str, categories: set[str], texts: set[tuple[str, str]]) -> None:
+    """Note what a spec loaded by ``loads`` formats by: a constant's categories, a global's name, else either."""
+    if len(loads) == 1 and loads[0].opname == "LOAD_CONST":
+        if isinstance(loads[0].argval, str):
+            categories.update(spec_categories(loads[0].argval, how))
+    elif len(loads) == 1 and loads[0].opname in _GLOBAL_OPS and isinstance(loads[0].argval, str):
+        texts.add((loads[0].argval, how))
+    else:
+        categories.update(spec_categories(None, how))
+
+
+def _call_arguments(ins: list[dis.Instruction], j: int, precall: bool) -> list[list[dis.Instruction]] | None:
+    """Return the instructions of each positional argument of the call whose arguments start at ``ins[j]``, or None
+    where they cannot be told apart (a branch inside, ``f(*args)``, a value that is not called)."""
+    depth = 0
+    for end in range(j, len(ins)):
+        step = ins[end]
+        if step.opname in _CALL_OPS and (step.opname != "CALL" or not precall):
+            keywords = 1 if step.opname in ("CALL_FUNCTION_KW", "CALL_KW") else 0
+            if depth == (step.arg or 0) + keywords:
+                break
+        if step.opcode in dis.hasjrel or step.opcode in dis.hasjabs or step.opname in ("RETURN_VALUE",
+                                                                                      "CALL_FUNCTION_EX"):
+            return None
+        try:
+            depth += dis.stack_effect(step.opcode, step.arg if step.opcode >= dis.HAVE_ARGUMENT else None, jump=False)
+        except ValueError:
+            return None
+        if depth < 0:
+            return None
+    else:
+        return None
+    body = [step for step in ins[j:end] if step.opname != "KW_NAMES"]
+    arguments: list[list[dis.Instruction]] = []
+    while body:  # from the last argument back: the shortest tail that leaves one value more
+        net = 0
+        for start in range(len(body) - 1, -1, -1):
+            step = body[start]
+            try:
+                net += dis.stack_effect(step.opcode, step.arg if step.opcode >= dis.HAVE_ARGUMENT else None,
+                                        jump=False)
+            except ValueError:
+                return None
+            if net == 1:
+                break
+        else:
+            return None
+        arguments.insert(0, body[start:])
+        body = body[:start]
+    return arguments

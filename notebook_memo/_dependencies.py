@@ -46,14 +46,15 @@ from ._bytecode import (
     WHOLE,
     attribute_stores,
     evaluated_reads,
-    formats_by_locale,
     global_loads,
     global_references,
     global_stores,
     imported_references,
+    locale_formatting,
     loose_attributes,
     name_arguments,
     seeds_without_argument,
+    spec_categories,
 )
 from ._errors import UnhashableArgument
 from ._evaluated import names_read
@@ -1025,7 +1026,7 @@ def code_environment(code: types.CodeType, namespace: dict[str, Any], owner: str
     """Return the environment variables ``code`` reads by constant name, and where it reads the clock."""
     found = Environment()
     names: set[str] | None = None
-    by_name = False
+    by_name = locale_read = False
     for name, chain, const in global_loads(code):
         # Every name is followed: `env = os.environ`, `from os import getenv as ge` read it too.
         target, through_environ = _follow(namespace, name, chain)
@@ -1068,6 +1069,10 @@ def code_environment(code: types.CodeType, namespace: dict[str, Any], owner: str
             state = PYTHON_FLAGS  # sys.flags.optimize, or flags.optimize after from sys import flags
         if state is not None:
             _note_state(found, state)
+        if _of_calendar(target):  # calendar.day_name, TextCalendar: strftime's names of days and months
+            locale_read = True
+            if isinstance(target, type) and target.__name__.startswith("Locale"):
+                _note_state(found, _DEFAULT_LOCALE)  # LocaleTextCalendar() takes its locale from LANG and the like
         if name in _ENV_AND_CLOCK_ROOTS or _ENV_AND_CLOCK_ROOTS.intersection(chain) \
                 or getattr(target, "__name__", None) in _ENV_AND_CLOCK_ROOTS:  # `from time import time as now`
             reader = _clock_reader(target)
@@ -1079,12 +1084,30 @@ def code_environment(code: types.CodeType, namespace: dict[str, Any], owner: str
         _note_state(found, _STATE_NAMES[attribute])  # Path(p).resolve(): a method of a value, known by its name
     if by_name:
         _environment_by_name(code, namespace, found)
-    if formats_by_locale(code):  # format(x, "n"), d.strftime("%A"): the locale, though the code never names it
+    if locale_read or _formats_by_locale(code, namespace):  # format(x, "n"), d.strftime(FMT): no locale named
         found.state[LOCALE] = _locale_settings()
     seeds = seeds_without_argument(code)
     if seeds and _uses_torch(code, namespace):
         found.entropy = any(_seeds_a_value(namespace, receiver) for receiver in seeds)
     return found
+
+
+def _formats_by_locale(code: types.CodeType, namespace: dict[str, Any]) -> frozenset[str]:
+    """Return the locale categories ``code`` formats by: those its constant specs show, those of the global texts it
+    formats with (``FMT = "{:n}"``; ``FMT.format(x)``), and either where no constant or global shows the spec."""
+    categories, texts = locale_formatting(code)
+    for name, how in texts:
+        value = namespace.get(name, _MISSING)
+        categories |= spec_categories(value if isinstance(value, str) else None, how)
+    return categories
+
+
+def _of_calendar(target: Any) -> bool:
+    """Return True when ``target`` is one of calendar's names of days or months, or its classes and functions,
+    which write them by strftime, so by the locale's time category."""
+    if type(target).__module__ == "calendar":  # day_name, month_abbr: sequences that call strftime
+        return True
+    return isinstance(target, (type, types.FunctionType, types.MethodType)) and target.__module__ == "calendar"
 
 
 def _environment_by_name(code: types.CodeType, namespace: dict[str, Any], found: Environment) -> None:

@@ -34,6 +34,79 @@ def _run_file(script: str, cwd: Path, cache_dir: Path, seed: int, *flags: str, s
     return proc.stdout.strip()
 
 
+# -- the locale, by a spec that is no literal --------------------------------------------------------------------
+
+# Each body is ``def shown(x, n="n", t="%A")`` in a cell defining FMT = "{:n}", FMAP = "{v:n}", NSPEC = "n" and
+# TFMT = "%A": the spec reaches the formatting as a global's text, an argument's or calendar's own.
+SPEC_READERS = {
+    "global_text_format": "FMT.format(x)",
+    "global_text_format_map": "FMAP.format_map({'v': x})",
+    "global_spec_of_format": "format(x, NSPEC)",
+    "argument_spec_of_format": "format(x, n)",
+    "argument_spec_of_fstring": "f'{x:{n}}'",
+    "argument_spec_of_a_date": "format(datetime.date(1970, 1, 1), t)",
+    "global_strftime": "time.strftime(TFMT, (1970, 1, 1, 0, 0, 0, 3, 1, 0))",
+    "argument_strftime": "datetime.date(1970, 1, 1).strftime(t)",
+    "calendar_day_name": "calendar.day_name[3]",
+    "calendar_month_abbr_imported": "month_abbr[3]",
+    "calendar_text_calendar": "calendar.TextCalendar().formatmonthname(1970, 3, 20)",
+}
+
+
+@pytest.mark.parametrize("reader", sorted(SPEC_READERS))
+def test_a_body_formatting_by_a_spec_that_is_no_literal_runs_again_when_the_locale_changes(
+        shell: Shell, german: Path, reader: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import locale
+
+    monkeypatch.setenv("LOCPATH", str(german))
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        shell.run(f"""
+            import calendar, datetime, locale, time
+            from calendar import month_abbr
+            from notebook_memo import memo
+            FMT, FMAP, NSPEC, TFMT = "{{:n}}", "{{v:n}}", "n", "%A"
+
+            @memo
+            def shown(x, n="n", t="%A"):
+                return {SPEC_READERS[reader]}
+
+            locale.setlocale(locale.LC_ALL, "C.UTF-8")
+            first = shown(1234.5)
+            locale.setlocale(locale.LC_ALL, "de_DE.UTF-8")
+            after = shown(1234.5)
+            truth = shown.uncached(1234.5)
+        """)
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+    assert shell["truth"] != shell["first"]
+    assert shell["after"] == shell["truth"]
+
+
+def test_a_global_text_that_formats_nothing_by_the_locale_keys_no_locale(shell: Shell) -> None:
+    import locale
+
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        shell.run("""
+            import locale
+            from notebook_memo import memo
+            PLAIN = "{:.2f}"
+
+            @memo
+            def shown(x):
+                return PLAIN.format(x)
+
+            locale.setlocale(locale.LC_ALL, "C.UTF-8")
+            shown(1.5)
+            locale.setlocale(locale.LC_ALL, "C")
+            shown(1.5)
+        """)
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+    assert shell.run("shown.cache_info().hits") == 1
+
+
 # -- the environment read whole: what a program's output depends on is no session variable -------------------------
 
 TERMINAL_SCRIPT = """
