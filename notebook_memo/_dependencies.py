@@ -39,6 +39,8 @@ from ._bytecode import (
     CALLED_WITH,
     CONTAINED,
     IMPORTED,
+    LC_NUMERIC,
+    LC_TIME,
     OWN_MODULE,
     SUBSCRIPT,
     TEXT_COMPUTED,
@@ -1026,7 +1028,7 @@ def code_environment(code: types.CodeType, namespace: dict[str, Any], owner: str
     """Return the environment variables ``code`` reads by constant name, and where it reads the clock."""
     found = Environment()
     names: set[str] | None = None
-    by_name = locale_read = False
+    by_name = False
     for name, chain, const in global_loads(code):
         # Every name is followed: `env = os.environ`, `from os import getenv as ge` read it too.
         target, through_environ = _follow(namespace, name, chain)
@@ -1070,7 +1072,7 @@ def code_environment(code: types.CodeType, namespace: dict[str, Any], owner: str
         if state is not None:
             _note_state(found, state)
         if _of_calendar(target):  # calendar.day_name, TextCalendar: strftime's names of days and months
-            locale_read = True
+            found.state[LOCALE_TIME] = _locale_category(LC_TIME)
             if isinstance(target, type) and target.__name__.startswith("Locale"):
                 _note_state(found, _DEFAULT_LOCALE)  # LocaleTextCalendar() takes its locale from LANG and the like
         if name in _ENV_AND_CLOCK_ROOTS or _ENV_AND_CLOCK_ROOTS.intersection(chain) \
@@ -1084,8 +1086,10 @@ def code_environment(code: types.CodeType, namespace: dict[str, Any], owner: str
         _note_state(found, _STATE_NAMES[attribute])  # Path(p).resolve(): a method of a value, known by its name
     if by_name:
         _environment_by_name(code, namespace, found)
-    if locale_read or _formats_by_locale(code, namespace):  # format(x, "n"), d.strftime(FMT): no locale named
-        found.state[LOCALE] = _locale_settings()
+    # format(x, "n"), d.strftime(FMT): the locale, though the code never names it; only the category each reads,
+    # since Python sets only LC_CTYPE at start-up, which two kernels under other LANGs differ in.
+    for category in _formats_by_locale(code, namespace):
+        found.state[_CATEGORY_STATES[category]] = _locale_category(category)
     seeds = seeds_without_argument(code)
     if seeds and _uses_torch(code, namespace):
         found.entropy = any(_seeds_a_value(namespace, receiver) for receiver in seeds)
@@ -1464,6 +1468,9 @@ PYTHON_FLAGS = "Python's flags"  # sys.flags: -O, -B, -s, -X dev... as the inter
 CPU_COUNT = "CPU count"  # how many the machine has (os.cpu_count; PYTHON_CPU_COUNT or -X cpu_count on 3.13)
 PROCESSORS = "CPUs"  # which ones this process may run on (taskset, a container's)
 LOCALE = "locale"  # also the locale module's name: its settings, as _PACKAGE_STATE keys them for code naming it
+LOCALE_TIME = "locale's time category"  # strftime's names of days and months, calendar's
+LOCALE_NUMBERS = "locale's number category"  # format(x, "n")
+_CATEGORY_STATES = {LC_TIME: LOCALE_TIME, LC_NUMERIC: LOCALE_NUMBERS}
 _HOME = "home"
 _USER = "user name"
 _PROGRAM_PATH = "program path"
@@ -1787,6 +1794,16 @@ def _pandas_settings() -> str:
 _LOCALE_CATEGORIES = ("LC_CTYPE", "LC_COLLATE", "LC_TIME", "LC_MONETARY", "LC_NUMERIC")
 
 
+def _locale_category(category: str) -> str:
+    """Return one category of the process's locale (``LC_TIME=de_DE.UTF-8``), as _locale_settings() names it."""
+    import _locale
+
+    try:
+        return f"{category}={_locale.setlocale(getattr(_locale, category), None)}"
+    except Exception:  # _locale.Error: not queryable here
+        return f"{category}=?"
+
+
 def _locale_settings() -> str:
     """Return the process's locale, by category (``LC_NUMERIC=de_DE.UTF-8 ...``): as locale.setlocale set it, or
     as a kernel started under LC_ALL or LANG took it. The same names in two kernels of the same environment."""
@@ -1815,7 +1832,9 @@ _STATE_PROBES: dict[str, Callable[[], str]] = {**_PACKAGE_STATE, CURRENT_FOLDER:
                                                PROXY_VARIABLES: _proxy_variables,
                                                WHOLE_ENVIRONMENT: _environment_text,
                                                PYTHON_FLAGS: lambda: _FLAGS_TEXT, PROCESSORS: _processors,
-                                               CPU_COUNT: lambda: str(os.cpu_count())}
+                                               CPU_COUNT: lambda: str(os.cpu_count()),
+                                               LOCALE_TIME: lambda: _locale_category(LC_TIME),
+                                               LOCALE_NUMBERS: lambda: _locale_category(LC_NUMERIC)}
 
 
 def _still_valid(watch: list[tuple[Any, ...]]) -> bool:

@@ -107,6 +107,76 @@ def test_a_global_text_that_formats_nothing_by_the_locale_keys_no_locale(shell: 
     assert shell.run("shown.cache_info().hits") == 1
 
 
+# -- each construct keyed by the category it reads ---------------------------------------------------------------
+
+CATEGORY_SCRIPT = """
+    import datetime, locale
+    from notebook_memo import memo
+
+    @memo
+    def total(x):
+        print("ran total")
+        return format(x, "n")
+
+    @memo
+    def month(d):
+        print("ran month")
+        return d.strftime("%d %b %Y")
+
+    @memo
+    def ordered(words):
+        print("ran ordered")
+        return sorted(words, key=locale.strxfrm)
+
+    print(total(1234567), month(datetime.date(2024, 1, 5)), ordered(["b", "a"]))
+"""
+
+
+def test_formatting_by_the_locale_hits_in_a_kernel_whose_character_set_alone_differs(
+        tmp_path: Path, cache_dir: Path, german: Path) -> None:
+    # Python sets only LC_CTYPE from LANG at start-up: numbers and dates are formatted as in C in both kernels.
+    unset = {name: "" for name in ("LC_ALL", "LC_CTYPE", "LC_NUMERIC", "LC_TIME", "LC_COLLATE")}
+    first = _run(CATEGORY_SCRIPT, tmp_path, cache_dir, 1, LANG="C.UTF-8", LOCPATH=str(german), **unset)
+    assert first == "ran total\nran month\nran ordered\n1234567 05 Jan 2024 ['a', 'b']"
+    again = _run(CATEGORY_SCRIPT, tmp_path, cache_dir, 2, LANG="de_DE.UTF-8", LOCPATH=str(german), **unset)
+    # The locale module used directly keys every category, the character set included.
+    assert again == "ran ordered\n1234567 05 Jan 2024 ['a', 'b']"
+
+
+def test_a_number_spec_is_keyed_by_the_number_category_and_a_date_by_the_time_category(
+        shell: Shell, german: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import locale
+
+    monkeypatch.setenv("LOCPATH", str(german))
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        shell.run("""
+            import datetime, locale
+            from notebook_memo import memo
+
+            @memo
+            def total(x):
+                return format(x, "n")
+
+            @memo
+            def month(d):
+                return d.strftime("%b")
+
+            locale.setlocale(locale.LC_ALL, "C.UTF-8")
+            first = total(1234.5), month(datetime.date(2024, 3, 1))
+            locale.setlocale(locale.LC_TIME, "de_DE.UTF-8")
+            times = total(1234.5), month(datetime.date(2024, 3, 1))
+            locale.setlocale(locale.LC_NUMERIC, "de_DE.UTF-8")
+            numbers = total(1234.5), month(datetime.date(2024, 3, 1))
+        """)
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+    assert shell["first"] == ("1234.5", "Mar")
+    assert shell["times"] == ("1234.5", "Mär")
+    assert shell["numbers"] == ("1.234,5", "Mär")
+    assert shell.run("total.cache_info().hits, month.cache_info().hits") == (1, 1)
+
+
 # -- the environment read whole: what a program's output depends on is no session variable -------------------------
 
 TERMINAL_SCRIPT = """
