@@ -40,12 +40,12 @@ import tokenize
 import types
 import urllib.parse
 import uuid
-import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import xxhash
 
+from . import _lru_helpers
 from ._config import FILE_DIGEST_LIMIT, RACY_SECONDS, own_thread
 from ._dependencies import _PACKAGE_STATE, SESSION_PREFIXES, SESSION_VARIABLES, STDIN_NAMES
 from ._fills import FillNotes, fill_digest, watch_fills
@@ -260,7 +260,7 @@ class Recorder:
     """What one run of a body read: files, listed directories, declared paths, generator states."""
 
     def __init__(self, declared: Iterable[str] = (), sizes: bool = False,
-                 libraries: Iterable[str] | None = None, helpers: Iterable[Any] = ()) -> None:
+                 libraries: Iterable[str] | None = None) -> None:
         # absolute path -> (the path to store, its real path, stat at the read or None if absent). One entry per
         # name the body used: a file read as a link and by its own name is checked under both, since either
         # name may come to mean another file.
@@ -279,8 +279,9 @@ class Recorder:
         self.unlocatable = ""  # the first read that names no path (through a folder's descriptor), if any
         self.stdin = ""  # the first open of the standard input (its descriptor 0, /dev/stdin), if any
         self.stale_lines = ""  # the first file whose lines linecache served older than the file, if any
-        # the user's functools.lru_cache functions the body's code reaches, with their cache hits as it starts
-        self.helpers = [(helper, watch_helper(helper)) for helper in helpers]
+        # the user's functools.lru_cache functions met while keying calls, with their cache hits as the run starts:
+        # those whose hits grow served it from their caches (see _lru_helpers)
+        self.helpers = _lru_helpers.started() if _lru_helpers.helpers else []
         # SQLite connections the body opened, held open until the run ends, when the databases they attached are
         # listed; with each, what its authorizer saw (_Attaching)
         self.connections: list[tuple[Any, _Attaching]] = []
@@ -357,7 +358,7 @@ class Recorder:
                 self.rewritten.add(real)  # reads back what earlier runs added to it (a counter, a log)
             return
         if absolute in table:
-            if _helper_codes:
+            if _lru_helpers.codes:
                 _note_helper_read(listing, absolute, *table[absolute])
             return
         if companion:
@@ -376,7 +377,7 @@ class Recorder:
         table[absolute] = (name, real, sig)
         if not listing:
             self.read_real.add(real)
-        if _helper_codes:
+        if _lru_helpers.codes:
             _note_helper_read(listing, absolute, name, real, sig)
 
     def link(self, kind: str, path: str) -> None:
@@ -436,45 +437,10 @@ class Recorder:
             self.rewritten.add(real)  # a folder it listed and then wrote into: its signature says so
 
 
-class _HelperReads:
-    """What the runs of one of the user's functools.lru_cache functions read, as seen while memoized bodies ran."""
-
-    __slots__ = ("known", "misses", "reads")
-
-    def __init__(self, misses: int, known: bool) -> None:
-        self.misses = misses  # its cache misses (its runs) when last seen: more later were runs not seen
-        self.known = known  # every run of it that filled its cache was seen
-        # (listed, absolute path) -> (the path to store, its real path, stat at the read), as Recorder's
-        self.reads: dict[tuple[bool, str], tuple[str, str, list[int] | None]] = {}
-
-
-_helpers: weakref.WeakKeyDictionary[Any, _HelperReads] = weakref.WeakKeyDictionary()
-_helper_codes: dict[types.CodeType, weakref.ref[Any]] = {}  # the code of each helper watched -> the helper
-
-
-def watch_helper(helper: Any) -> int:
-    """Start or go on noting what the lru_cache function ``helper`` reads as it runs inside memoized bodies; return
-    its cache hits now. Its cache filled where that was not seen (at the notebook's top level) leaves it unknown."""
-    info = helper.cache_info()
-    state = _helpers.get(helper)
-    if state is None or info.currsize == 0:  # new, or emptied (cache_clear): what it holds is yet to be seen
-        _helpers[helper] = state = _HelperReads(info.misses, known=info.currsize == 0)
-        _helper_codes[helper.__wrapped__.__code__] = weakref.ref(helper)
-    elif info.misses != state.misses:
-        state.known = False
-    return int(info.hits)
-
-
 def _note_helper_read(listing: bool, absolute: str, name: str, real: str, sig: list[int] | None) -> None:
     """A body's run read ``absolute``: note it for each watched lru_cache function running around the read."""
-    frame: types.FrameType | None = sys._getframe(2)
-    while frame is not None:
-        ref = _helper_codes.get(frame.f_code)
-        helper = ref() if ref is not None else None
-        state = _helpers.get(helper) if helper is not None else None
-        if state is not None:
-            state.reads.setdefault((listing, absolute), (name, real, sig))
-        frame = frame.f_back
+    for state in _lru_helpers.states_around(sys._getframe(2)):
+        state.reads.setdefault((listing, absolute), (name, real, sig))
 
 
 def _helpers_read(recorder: Recorder) -> None:
@@ -482,7 +448,7 @@ def _helpers_read(recorder: Recorder) -> None:
     raise NotRecordable when that is not known, or a file they read has changed since (they serve the old)."""
     for helper, hits in recorder.helpers:
         info = helper.cache_info()
-        state = _helpers.get(helper)
+        state = _lru_helpers.helpers.get(helper)
         if state is None:
             continue
         state.misses = info.misses  # its runs during this one were seen

@@ -77,6 +77,7 @@ from ._fingerprint import (
     superseded,
 )
 from ._links import originals as link_readers
+from ._lru_helpers import is_helper, watch
 from ._random_state import entropy_sources
 from ._uses import CALLED, TESTED, global_uses
 from .hashing import (
@@ -236,9 +237,6 @@ class Dependencies:
     parts: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # label -> (kind, digest)
     skipped: dict[str, str] = field(default_factory=dict)  # label -> why it was left out
     clock: list[str] = field(default_factory=list)  # where the user's code reads the wall clock
-    # functools.lru_cache functions of the user's that the code reaches: what a call served from their cache read
-    # was read by an earlier run of theirs (see _conditions.watch_helper)
-    helpers: list[Any] = field(default_factory=list)
 
     def digest(self) -> bytes:
         """Return one digest of every dependency, independent of discovery order."""
@@ -827,9 +825,7 @@ class _Resolver:
             self.partial(value, label)
             return
         if isinstance(value, functools._lru_cache_wrapper):  # type: ignore[attr-defined]
-            if isinstance(getattr(value, "__wrapped__", None), types.FunctionType) \
-                    and not any(value is known for known in self.deps.helpers):
-                self.deps.helpers.append(value)
+            _watch_helper(value)
             self.watch.append(("dict", value.__dict__, list(value.__dict__.items()), value, "__dict__"))
             self.state_of(value, label)  # the cached function's body, not the cache
             return
@@ -2487,7 +2483,14 @@ def _hash_generator_context(h: Hasher, manager: Any) -> None:
     h.child([manager.func, manager.args, manager.kwds], "<made from>")
 
 
+def _watch_helper(wrapper: Any) -> None:
+    """Watch an lru_cache function of the user's met while keying a call: it may serve the call from its cache."""
+    if is_helper(wrapper) and is_user_code(wrapper.__wrapped__):
+        watch(wrapper)
+
+
 def _hash_lru_wrapper(h: Hasher, wrapper: Any) -> None:
+    _watch_helper(wrapper)  # an argument, an item of a container, a class's attribute
     h.tag(b"Fc")
     h.child(wrapper.__wrapped__, ".__wrapped__")
     h.child(_public_attributes(wrapper), "<attributes>")

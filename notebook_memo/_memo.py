@@ -1085,7 +1085,7 @@ class MemoizedFunction(Generic[R]):
             libraries = (*libraries, *(name for name in ("torch", "decimal") if name not in libraries))
         # An argument's methods run without the body naming their class (runs.latest()): looked into on each miss.
         sizes = known[1] or _conditions.stats_arguments(self._fn, (*args, *kwargs.values()))
-        return Recorder(self._options.files, sizes, libraries, deps.helpers)
+        return Recorder(self._options.files, sizes, libraries)
 
     def _read_objects(self, call: Call) -> _Reads | None:
         """Return what the call's dependencies name as its body starts, to tell after it which were bound anew;

@@ -1,0 +1,282 @@
+"""The notebook's ``functools.lru_cache`` functions serving memoized calls from their caches.
+
+A call served from such a function's cache opens no file: what it read when it filled that entry must still become
+the call's condition, wherever the body reached the function (a global, an argument, a method of a notebook class,
+a registry dict, a ``%%memo`` cell), however many wrappers share its code, and whichever thread did the reading.
+Fills made at the notebook's top level after the function was first met are seen too, and a function whose code
+cannot read files (``fib``) is trusted wherever it was filled.
+
+Each test fails with a stale result served, or with a pure or seen function's result refused.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import RUNS_SETUP, Shell, run_kernel
+
+LOADER = """
+    import functools
+
+    @functools.lru_cache
+    def load(name):
+        with open(name) as f:
+            return f.read()
+"""
+
+
+def _stale_after_change(shell: Shell, tmp_path: Path, setup: str, call: str, clear: str) -> tuple[str, str]:
+    """Fill the helper (reading b.txt) inside a memoized run, let a second memoized call (another ``tag``) be served
+    from its cache, change the file, empty the helper's cache and make the second call again: return what it gave
+    before and after."""
+    (tmp_path / "b.txt").write_text("B1")
+    shell.run(RUNS_SETUP)
+    shell.run(setup)
+    shell.run(f"first = {call.format(tag=1)}")
+    shell.run(f"before = {call.format(tag=2)}")  # served from the helper's cache: opens no file
+    (tmp_path / "b.txt").write_text("B2, changed")
+    shell.run(clear)
+    shell.run(f"after = {call.format(tag=2)}")
+    return shell["before"], shell["after"]
+
+
+@pytest.fixture
+def here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+# -- where the body reaches the helper ---------------------------------------------------------------------------
+
+
+def test_a_memo_cell_served_by_an_lru_helper_takes_its_reads(shell: Shell, here: Path) -> None:
+    (here / "p.txt").write_text("a,1\nb,2\n")
+    shell.run("%load_ext notebook_memo")
+    shell.run("""
+        import functools
+
+        @functools.lru_cache
+        def table():
+            with open("p.txt") as f:
+                return dict(line.split(",") for line in f.read().split())
+    """)
+    shell.run("%%memo\nfirst = table()['a']")
+    shell.run("%%memo\nsecond = table()['b']")  # served from the helper's cache: opens no file
+    (here / "p.txt").write_text("a,1\nb,200\n")
+    shell.run("table.cache_clear()")
+    shell.run("%%memo\nsecond = table()['b']")
+    assert (shell["first"], shell["second"]) == ("1", "200")
+
+
+def test_an_lru_helper_passed_as_an_argument_is_watched(shell: Shell, here: Path) -> None:
+    before, after = _stale_after_change(shell, here, LOADER + """
+    @memo
+    def apply(loader, tag):
+        return loader("b.txt") + "!"
+    """, "apply(load, {tag})", "load.cache_clear()")
+    assert (before, after) == ("B1!", "B2, changed!")
+
+
+def test_an_lru_method_of_a_notebook_class_reached_through_an_argument_is_watched(shell: Shell, here: Path) -> None:
+    before, after = _stale_after_change(shell, here, """
+    import functools
+
+    class Source:
+        @functools.lru_cache
+        def text(self, name):
+            with open(name) as f:
+                return f.read()
+
+    @memo
+    def read(source, tag):
+        return source.text("b.txt")
+
+    SOURCE = Source()
+    """, "read(SOURCE, {tag})", "Source.text.cache_clear()")
+    assert (before, after) == ("B1", "B2, changed")
+
+
+def test_an_lru_method_of_a_global_instance_is_watched(shell: Shell, here: Path) -> None:
+    before, after = _stale_after_change(shell, here, """
+    import functools
+
+    class Repo:
+        @functools.lru_cache
+        def load(self, name):
+            with open(name) as f:
+                return f.read()
+
+    REPO = Repo()
+
+    @memo
+    def via_method(tag):
+        return REPO.load("b.txt")
+    """, "via_method({tag})", "Repo.load.cache_clear()")
+    assert (before, after) == ("B1", "B2, changed")
+
+
+def test_an_lru_helper_in_a_global_registry_is_watched(shell: Shell, here: Path) -> None:
+    before, after = _stale_after_change(shell, here, LOADER + """
+    LOADERS = {"text": load}
+
+    @memo
+    def via_registry(tag):
+        return LOADERS["text"]("b.txt")
+    """, "via_registry({tag})", "load.cache_clear()")
+    assert (before, after) == ("B1", "B2, changed")
+
+
+def test_an_lru_helper_argument_filled_at_top_level_is_not_stored_across_a_restart(cache_dir: Path) -> None:
+    data = cache_dir.parent / "data.txt"  # run_kernel runs in tmp_path
+    data.write_text("OLD")
+    cells = [LOADER, """
+        from notebook_memo import memo
+
+        @memo
+        def report(loader, name):
+            return "value=" + loader(name)
+    """, "load('data.txt'); OUT['value'] = report(load, 'data.txt')"]
+    first = run_kernel(cells, cache_dir, seed=1)
+    assert first["value"] == "value=OLD" and any("load" in w for w in first["_warnings"]), first["_warnings"]
+    data.write_text("NEW")
+    assert run_kernel(cells, cache_dir, seed=2)["value"] == "value=NEW"
+
+
+# -- which wrapper, which thread ---------------------------------------------------------------------------------
+
+
+def test_two_lru_wrappers_of_one_function_code_are_both_watched(shell: Shell, here: Path) -> None:
+    before, after = _stale_after_change(shell, here, """
+    import functools
+
+    def make_loader():
+        @functools.lru_cache
+        def load(name):
+            with open(name) as f:
+                return f.read()
+        return load
+
+    load1 = make_loader()
+    load2 = make_loader()
+
+    @memo
+    def fill(tag):
+        return load1("b.txt") + str(load2 is not None)
+
+    @memo
+    def served(tag):
+        return load1("b.txt")
+    """, "served({tag}) if {tag} == 2 else fill({tag})", "load1.cache_clear(); load2.cache_clear()")
+    assert (before, after) == ("B1", "B2, changed")
+
+
+def test_an_lru_helper_reading_in_a_thread_pool_is_watched(shell: Shell, here: Path) -> None:
+    before, after = _stale_after_change(shell, here, """
+    import concurrent.futures
+    import functools
+    import pathlib
+
+    def read(name):
+        return pathlib.Path(name).read_text()
+
+    @functools.lru_cache
+    def load_all(names):
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            return "".join(pool.map(read, names))
+
+    @memo
+    def fill(tag):
+        return load_all(("b.txt",))
+
+    @memo
+    def served(tag):
+        return "value=" + load_all(("b.txt",))
+    """, "served({tag}) if {tag} == 2 else fill({tag})", "load_all.cache_clear()")
+    assert (before, after) == ("value=B1", "value=B2, changed")
+
+
+# -- fills at the top level --------------------------------------------------------------------------------------
+
+
+def _warned(shell: Shell, call: str) -> tuple[object, list[str]]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        shell.run(f"_value = {call}")
+    return shell["_value"], [str(w.message) for w in caught if "lru_cache" in str(w.message)]
+
+
+def test_a_pure_lru_helper_filled_at_top_level_is_trusted(shell: Shell) -> None:
+    shell.run(RUNS_SETUP)
+    shell.run("""
+        import functools
+        import math
+
+        def halve(n):
+            return math.floor(n / 2)
+
+        @functools.lru_cache
+        def fib(n):
+            return n if n < 2 else fib(n - 1) + fib(n - 2) + halve(0)
+
+        @memo
+        def f(n):
+            ran("f")
+            return fib(n) + 1
+    """)
+    shell.run("fib(25)")
+    assert _warned(shell, "f(25)") == (75026, [])
+    assert _warned(shell, "f(25)") == (75026, [])
+    assert shell["RUNS"] == {"f": 1}
+
+
+def test_an_lru_helper_reaching_a_reader_filled_at_top_level_is_not_trusted(shell: Shell, here: Path) -> None:
+    (here / "n.txt").write_text("7")
+    shell.run(RUNS_SETUP)
+    shell.run("""
+        import functools
+
+        def number(name):
+            return int(open(name).read())
+
+        @functools.lru_cache
+        def scaled(name):
+            return number(name) * 2
+
+        @memo
+        def f(name):
+            return scaled(name) + 1
+    """)
+    shell.run("scaled('n.txt')")
+    value, found = _warned(shell, "f('n.txt')")
+    assert value == 15 and found
+
+
+def test_a_top_level_call_of_a_watched_lru_helper_is_seen(shell: Shell, here: Path) -> None:
+    (here / "p.txt").write_text("a,1\nb,2\n")
+    (here / "other.txt").write_text("x,9\n")
+    shell.run(RUNS_SETUP)
+    shell.run("""
+        import functools
+
+        @functools.lru_cache
+        def table(name):
+            with open(name) as f:
+                return dict(line.split(",") for line in f.read().split())
+
+        @memo
+        def price(k):
+            ran(k)
+            return table("p.txt")[k]
+    """)
+    shell.run("price('a')")  # fills table inside a memoized run: watched from here on
+    shell.run("table('other.txt')")  # a look at another file at the top level
+    assert _warned(shell, "price('b')") == ("2", [])
+    assert _warned(shell, "price('b')") == ("2", [])
+    assert shell["RUNS"] == {"a": 1, "b": 1}
+    (here / "other.txt").write_text("x,10\n")
+    (here / "p.txt").write_text("a,1\nb,200\n")
+    shell.run("table.cache_clear()")
+    assert _warned(shell, "price('b')") == ("200", [])
