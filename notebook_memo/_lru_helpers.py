@@ -63,7 +63,7 @@ def watch(wrapper: Any) -> None:
         helpers[wrapper] = HelperReads(info.misses, known=info.currsize == 0)
         for gone in [code for code, wrappers in codes.items() if not wrappers]:
             del codes[gone]  # functions redefined since: their code need not be kept
-        codes[wrapper.__wrapped__.__code__] = weakref.WeakSet([wrapper])
+        codes.setdefault(wrapper.__wrapped__.__code__, weakref.WeakSet()).add(wrapper)
 
 
 def started() -> list[tuple[Any, int]]:
