@@ -359,7 +359,7 @@ class Recorder:
             return
         if absolute in table:
             if _lru_helpers.codes:
-                _note_helper_read(listing, absolute, *table[absolute])
+                _note_helper_read(self, listing, absolute, *table[absolute])
             return
         if companion:
             self.companions.add(real)
@@ -378,7 +378,7 @@ class Recorder:
         if not listing:
             self.read_real.add(real)
         if _lru_helpers.codes:
-            _note_helper_read(listing, absolute, name, real, sig)
+            _note_helper_read(self, listing, absolute, name, real, sig)
 
     def link(self, kind: str, path: str) -> None:
         """The body read where ``path`` leads (``kind``: its link's target, or its real path)."""
@@ -437,9 +437,11 @@ class Recorder:
             self.rewritten.add(real)  # a folder it listed and then wrote into: its signature says so
 
 
-def _note_helper_read(listing: bool, absolute: str, name: str, real: str, sig: list[int] | None) -> None:
-    """A body's run read ``absolute``: note it for each watched lru_cache function running around the read."""
-    for state in _lru_helpers.states_around(sys._getframe(2)):
+def _note_helper_read(recorder: Recorder, listing: bool, absolute: str, name: str, real: str,
+                      sig: list[int] | None) -> None:
+    """A body's run read ``absolute``: note it for each watched lru_cache function running around the read, or in the
+    body's thread where a thread of a pool it started read it."""
+    for state in _lru_helpers.states_around(sys._getframe(2), (recorder.thread,)):
         state.reads.setdefault((listing, absolute), (name, real, sig))
 
 

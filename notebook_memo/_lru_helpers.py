@@ -9,10 +9,11 @@ container, a method of a class) is registered here; from then on the files its r
 from __future__ import annotations
 
 import functools
+import sys
 import threading
 import types
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 __all__ = ()
@@ -80,8 +81,20 @@ def started() -> list[tuple[Any, int]]:
     return found
 
 
-def states_around(frame: types.FrameType | None) -> list[HelperReads]:
-    """Return the states of the watched functions running at ``frame`` (or below it)."""
+def states_around(frame: types.FrameType | None, threads: Iterable[int] = ()) -> list[HelperReads]:
+    """Return the states of the watched functions running at ``frame`` (or below it), and in the ``threads`` named
+    other than this one: a function that hands its reading to a pool waits for it there."""
+    found = _states_below(frame)
+    me = threading.get_ident()
+    others = [ident for ident in threads if ident != me]
+    if others:
+        frames = sys._current_frames()
+        for ident in others:
+            found.extend(_states_below(frames.get(ident)))
+    return found
+
+
+def _states_below(frame: types.FrameType | None) -> list[HelperReads]:
     found: list[Any] = []
     while frame is not None:
         wrappers = codes.get(frame.f_code)
