@@ -445,6 +445,44 @@ def _note_helper_read(recorder: Recorder, listing: bool, absolute: str, name: st
         state.reads.setdefault((listing, absolute), (name, real, sig))
 
 
+def _note_helper_read_outside(event: str, args: tuple[Any, ...], frame: types.FrameType) -> None:
+    """No body runs around this read: note it for each watched lru_cache function running around it (in any thread,
+    where a pool's thread reads), so that what it caches at the notebook's top level stays known. A read it makes
+    that names no path (an SQLite database, a glob, a folder's descriptor) leaves it unknown."""
+    threads = () if threading.current_thread() is threading.main_thread() else tuple(sys._current_frames())
+    states = _lru_helpers.states_around(frame, threads)
+    if not states:
+        return
+    caller = frame.f_code.co_filename
+    if caller.startswith(("<frozen importlib", _PACKAGE_DIR, _IMPORTLIB_DIR)) and caller not in _LOADER_FILES:
+        return  # the import system, or our own reads
+    listing = event != "open"
+    target = args[0] if args else "."
+    if event == "open":
+        flags = args[2] if isinstance(args[2], int) else 0
+        if (flags & os.O_ACCMODE) == os.O_WRONLY or flags & os.O_TRUNC:
+            return  # written, not read
+    path = _path_of(target) if event in ("open", "os.listdir", "os.scandir") else None
+    if path is None or _names_the_standard_input(target) or _relative_to_a_descriptor(frame, target):
+        for state in states:
+            state.known = False
+        return
+    if caller in _SOURCE_READERS and path.endswith(_SOURCE_SUFFIXES):
+        return  # source lines for a traceback
+    absolute = os.path.abspath(path)
+    try:
+        st = os.stat(absolute)
+    except OSError:
+        sig = None
+    else:
+        if listing != stat.S_ISDIR(st.st_mode) or not (listing or stat.S_ISREG(st.st_mode)):
+            return
+        sig = _signature(st)
+    name = path if os.path.isabs(path) else os.path.relpath(absolute, folder_now())
+    for state in states:
+        state.reads.setdefault((listing, absolute), (name, os.path.realpath(absolute), sig))
+
+
 def _helpers_read(recorder: Recorder) -> None:
     """Add to ``recorder`` what the lru_cache functions that served it from their cache read when they filled it;
     raise NotRecordable when that is not known, or a file they read has changed since (they serve the old)."""
@@ -453,14 +491,13 @@ def _helpers_read(recorder: Recorder) -> None:
         state = _lru_helpers.helpers.get(helper)
         if state is None:
             continue
-        state.misses = info.misses  # its runs during this one were seen
         if info.hits == hits:
             continue
         what = getattr(helper, "__qualname__", "a function")
         if not state.known:
             raise NotRecordable(f"it calls {what}, a functools.lru_cache function whose results were cached where "
-                                f"what it read was not seen (outside a memoized call): call {what}.cache_clear() "
-                                "before the first memoized call that uses it")
+                                f"what it read was not seen (before a memoized call first used it): call "
+                                f"{what}.cache_clear() before the first memoized call that uses it")
         for (listing, absolute), (name, real, sig) in state.reads.items():
             try:
                 now = _signature(os.stat(absolute))
@@ -478,10 +515,12 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
         return
     active = _active.get()
     if not active:
-        if active is None or not _running or getattr(own_thread, "ours", False):
+        if active is None or not (_running or _lru_helpers.codes) or getattr(own_thread, "ours", False):
             return  # no body runs, or this is a thread of ours (its connections and files are the store's)
-        active = _working_for()
+        active = _working_for() if _running else ()
         if not active:
+            if _lru_helpers.codes and event in _READ_EVENTS | {_CONNECTED}:
+                _note_helper_read_outside(event, args, sys._getframe(1))
             return
     try:
         frame = sys._getframe(1)
@@ -848,6 +887,9 @@ def _install_hook() -> None:
         if not _hook_installed:
             sys.addaudithook(_audit)
             _hook_installed = True
+
+
+_lru_helpers.on_watch(_install_hook)  # a watched function's runs are seen from then on, in a body or not
 
 
 Recorders = tuple[Recorder, ...]

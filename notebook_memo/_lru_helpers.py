@@ -22,10 +22,9 @@ __all__ = ()
 class HelperReads:
     """What the runs of one watched lru_cache function read since it was first watched (or last emptied)."""
 
-    __slots__ = ("known", "misses", "reads")
+    __slots__ = ("known", "reads")
 
-    def __init__(self, misses: int, known: bool) -> None:
-        self.misses = misses  # its cache misses (its runs) when last seen: more later were runs not seen
+    def __init__(self, known: bool) -> None:
         self.known = known  # every run of it that filled its cache was seen
         # (listed, absolute path) -> (the path to store, its real path, stat at the read), as Recorder's
         self.reads: dict[tuple[bool, str], tuple[str, str, list[int] | None]] = {}
@@ -60,8 +59,7 @@ def watch(wrapper: Any) -> None:
             return
         for callback in _on_first:
             callback()  # before its runs can read: they are seen from here on
-        info = wrapper.cache_info()
-        helpers[wrapper] = HelperReads(info.misses, known=info.currsize == 0)
+        helpers[wrapper] = HelperReads(known=wrapper.cache_info().currsize == 0)
         for gone in [code for code, wrappers in codes.items() if not wrappers]:
             del codes[gone]  # functions redefined since: their code need not be kept
         codes.setdefault(wrapper.__wrapped__.__code__, weakref.WeakSet()).add(wrapper)
@@ -73,10 +71,8 @@ def started() -> list[tuple[Any, int]]:
     found: list[Any] = []
     for wrapper, state in list(helpers.items()):
         info = wrapper.cache_info()
-        if info.currsize == 0:
-            helpers[wrapper] = HelperReads(info.misses, known=True)
-        elif info.misses != state.misses:
-            state.known = False
+        if info.currsize == 0 and (state.reads or not state.known):
+            helpers[wrapper] = HelperReads(known=True)
         found.append((wrapper, int(info.hits)))
     return found
 

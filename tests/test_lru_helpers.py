@@ -280,3 +280,49 @@ def test_a_top_level_call_of_a_watched_lru_helper_is_seen(shell: Shell, here: Pa
     (here / "p.txt").write_text("a,1\nb,200\n")
     shell.run("table.cache_clear()")
     assert _warned(shell, "price('b')") == ("200", [])
+
+
+IN_A_POOL = "concurrent.futures.ThreadPoolExecutor(1).submit(lambda: open(name).read()).result()"
+
+
+@pytest.mark.parametrize("reader", ["open(name).read()", IN_A_POOL])
+def test_what_a_watched_lru_helper_reads_at_top_level_is_a_condition(shell: Shell, here: Path, reader: str) -> None:
+    (here / "p.txt").write_text("P")
+    (here / "q.txt").write_text("Q1")
+    shell.run(RUNS_SETUP)
+    shell.run(f"""
+        import concurrent.futures
+        import functools
+
+        @functools.lru_cache
+        def load(name):
+            return {reader}
+
+        @memo
+        def show(name):
+            return "<" + load(name) + ">"
+    """)
+    shell.run("show('p.txt')")  # watched from here on
+    shell.run("load('q.txt')")  # filled at the top level: its read is seen
+    assert _warned(shell, "show('q.txt')") == ("<Q1>", [])
+    (here / "q.txt").write_text("Q2, changed")
+    shell.run("load.cache_clear()")
+    assert _warned(shell, "show('q.txt')") == ("<Q2, changed>", [])
+
+
+def test_a_top_level_fill_after_a_restart_served_only_hits_is_seen(cache_dir: Path) -> None:
+    (cache_dir.parent / "p.txt").write_text("P")  # run_kernel runs in tmp_path
+    (cache_dir.parent / "q.txt").write_text("Q1")
+    cells = [LOADER, """
+        from notebook_memo import memo
+
+        @memo
+        def show(name):
+            return "<" + load(name) + ">"
+    """, "OUT['p'] = show('p.txt')"]
+    run_kernel(cells, cache_dir, seed=1)
+    # show('p.txt') is a hit here: no body ran before load's top-level fill
+    second = run_kernel([*cells, "load('q.txt'); OUT['q'] = show('q.txt')"], cache_dir, seed=2)
+    assert second["q"] == "<Q1>" and not any("load" in w for w in second["_warnings"]), second["_warnings"]
+    (cache_dir.parent / "q.txt").write_text("Q2, changed")
+    assert run_kernel([*cells, "OUT['q'] = show('q.txt')"], cache_dir, seed=3)["q"] == "<Q2, changed>"
