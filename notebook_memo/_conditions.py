@@ -494,7 +494,7 @@ def _helpers_read(recorder: Recorder) -> None:
         if info.hits == hits:
             continue
         what = getattr(helper, "__qualname__", "a function")
-        if not state.known:
+        if not state.known and _lru_helpers.may_read(helper):
             raise NotRecordable(f"it calls {what}, a functools.lru_cache function whose results were cached where "
                                 f"what it read was not seen (before a memoized call first used it): call "
                                 f"{what}.cache_clear() before the first memoized call that uses it")

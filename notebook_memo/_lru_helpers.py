@@ -8,6 +8,9 @@ container, a method of a class) is registered here; from then on the files its r
 
 from __future__ import annotations
 
+import builtins
+import contextlib
+import dis
 import functools
 import sys
 import threading
@@ -35,6 +38,7 @@ helpers: weakref.WeakKeyDictionary[Any, HelperReads] = weakref.WeakKeyDictionary
 # which of them runs it, so a read there is noted for each (at worst a miss).
 codes: dict[types.CodeType, weakref.WeakSet[Any]] = {}
 _lock = threading.Lock()
+_ABSENT = object()
 _on_first: list[Callable[[], None]] = []  # called once a function is watched (installs the audit hook)
 
 
@@ -98,3 +102,96 @@ def _states_below(frame: types.FrameType | None) -> list[HelperReads]:
             found.extend(state for wrapper in list(wrappers) if (state := helpers.get(wrapper)) is not None)
         frame = frame.f_back
     return found
+
+
+# What a pure function may call: builtins that neither read nor run code given as text, and standard modules of
+# computation alone. Anything else (open, a library's loader, a method of an argument) may read a file.
+_PURE_BUILTINS = frozenset({
+    "abs", "all", "any", "ascii", "bin", "bool", "bytes", "callable", "chr", "complex", "dict", "divmod",
+    "enumerate", "filter", "float", "format", "frozenset", "hash", "hex", "int", "isinstance", "issubclass", "iter",
+    "len", "list", "map", "max", "min", "next", "oct", "ord", "pow", "range", "repr", "reversed", "round", "set",
+    "slice", "sorted", "str", "sum", "tuple", "zip", "None", "True", "False", "NotImplemented", "Ellipsis",
+})
+_PURE_MODULES = frozenset({"math", "cmath", "operator", "itertools", "functools", "collections", "statistics",
+                           "fractions", "decimal", "heapq", "bisect", "string", "numbers", "_operator",
+                           "_functools", "_collections", "_heapq", "_bisect", "_statistics", "_decimal"})
+_PURE_DATA = (int, float, complex, str, bytes, bool, type(None))
+_LOADS = frozenset({"LOAD_GLOBAL", "LOAD_NAME"})
+_ATTRIBUTES = frozenset({"LOAD_ATTR", "LOAD_METHOD"})
+_OTHER_CODE = frozenset({"IMPORT_NAME", "IMPORT_FROM", "IMPORT_STAR", "STORE_GLOBAL", "DELETE_GLOBAL",
+                         "LOAD_SUPER_ATTR", "STORE_ATTR", "DELETE_ATTR"})
+
+
+def may_read(wrapper: Any) -> bool:
+    """Return whether the lru_cache function ``wrapper`` may read files: unless its code, and that of the functions
+    it reaches, calls only the builtins, standard modules and notebook functions that cannot (``fib``)."""
+    return not _pure(wrapper.__wrapped__, set())
+
+
+def _pure(fn: types.FunctionType, seen: set[types.CodeType]) -> bool:
+    if fn.__code__ in seen:
+        return True  # recursion: judged by the rest of its code
+    seen.add(fn.__code__)
+    free = {}
+    for name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or (), strict=False):
+        with contextlib.suppress(ValueError):  # a cell not yet filled
+            free[name] = cell.cell_contents
+    return _pure_code(fn.__code__, fn.__globals__, free, seen)
+
+
+def _pure_code(code: types.CodeType, namespace: dict[str, Any], free: dict[str, Any],
+               seen: set[types.CodeType]) -> bool:
+    held: Any = None  # the pure module the instruction before loaded, if any: its attributes may be read
+    for ins in dis.get_instructions(code):
+        value, name = _ABSENT, ins.argval
+        if ins.opname in _LOADS:
+            value = namespace.get(name, _ABSENT)
+            if value is _ABSENT:
+                if name not in _PURE_BUILTINS and not _builtin_exception(name):
+                    return False
+                held = None
+                continue
+        elif ins.opname in ("LOAD_DEREF", "LOAD_CLASSDEREF") and name in free:
+            value = free[name]
+        elif ins.opname in _ATTRIBUTES:
+            if held is None:
+                return False  # a method of a value: whatever its class does
+            value = getattr(held, name, _ABSENT)
+        elif ins.opname in _OTHER_CODE:
+            return False
+        if value is not _ABSENT:
+            if not _pure_value(value, seen):
+                return False
+            held = value if isinstance(value, types.ModuleType) else None
+        elif ins.opname not in ("PRECALL", "CACHE", "PUSH_NULL"):
+            held = None
+    for const in code.co_consts:  # lambdas, comprehensions and functions defined inside it
+        if isinstance(const, types.CodeType) and const not in seen:
+            seen.add(const)
+            if not _pure_code(const, namespace, free, seen):
+                return False
+    return True
+
+
+def _builtin_exception(name: str) -> bool:
+    value = getattr(builtins, name, None)
+    return isinstance(value, type) and issubclass(value, BaseException)
+
+
+def _pure_value(value: Any, seen: set[types.CodeType]) -> bool:
+    """Whether calling or reading ``value`` (a global, a closure's cell, a pure module's attribute) reads no file."""
+    if isinstance(value, _PURE_DATA) or (isinstance(value, (tuple, frozenset))
+                                         and all(isinstance(item, _PURE_DATA) for item in value)):
+        return True
+    if isinstance(value, types.ModuleType):
+        return value.__name__ in _PURE_MODULES
+    if isinstance(value, functools._lru_cache_wrapper):  # type: ignore[attr-defined]
+        value = getattr(value, "__wrapped__", None)
+    if isinstance(value, types.FunctionType):
+        if value.__module__ in _PURE_MODULES and value.__globals__.get("__name__") in _PURE_MODULES:
+            return True
+        return _pure(value, seen)
+    if isinstance(value, (types.BuiltinFunctionType, type)):
+        return getattr(value, "__module__", None) in _PURE_MODULES or (
+            getattr(value, "__module__", None) == "builtins" and value.__name__ in _PURE_BUILTINS)
+    return False
