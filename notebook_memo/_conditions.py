@@ -449,13 +449,13 @@ def _note_helper_read_outside(event: str, args: tuple[Any, ...], frame: types.Fr
     """No body runs around this read: note it for each watched lru_cache function running around it (in any thread,
     where a pool's thread reads), so that what it caches at the notebook's top level stays known. A read it makes
     that names no path (an SQLite database, a glob, a folder's descriptor) leaves it unknown."""
+    caller = frame.f_code.co_filename
+    if caller.startswith(("<frozen importlib", _PACKAGE_DIR, _IMPORTLIB_DIR)) and caller not in _LOADER_FILES:
+        return  # the import system, or our own reads (the store's, on a hit): before any walk of the stack
     threads = () if threading.current_thread() is threading.main_thread() else tuple(sys._current_frames())
     states = _lru_helpers.states_around(frame, threads)
     if not states:
         return
-    caller = frame.f_code.co_filename
-    if caller.startswith(("<frozen importlib", _PACKAGE_DIR, _IMPORTLIB_DIR)) and caller not in _LOADER_FILES:
-        return  # the import system, or our own reads
     listing = event != "open"
     target = args[0] if args else "."
     if event == "open":
