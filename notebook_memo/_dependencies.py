@@ -2484,8 +2484,9 @@ def _hash_generator_context(h: Hasher, manager: Any) -> None:
 
 
 def _watch_helper(wrapper: Any) -> None:
-    """Watch an lru_cache function of the user's met while keying a call: it may serve the call from its cache."""
-    if is_helper(wrapper) and is_user_code(wrapper.__wrapped__):
+    """Watch an lru_cache function met while keying a call (a library's the body names too): it may serve the call
+    from its cache."""
+    if is_helper(wrapper):
         watch(wrapper)
 
 
