@@ -256,6 +256,18 @@ def _signature(st: os.stat_result) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
 
 
+def _signature_of(absolute: str, listing: bool) -> tuple[bool, list[int] | None]:
+    """Return whether what ``absolute`` names is what a read of it takes (a folder listed, a plain file read; true
+    when nothing is there), and its signature (None when nothing is there)."""
+    try:
+        st = os.stat(absolute)
+    except OSError:
+        return True, None
+    if listing != stat.S_ISDIR(st.st_mode) or not (listing or stat.S_ISREG(st.st_mode)):
+        return False, None
+    return True, _signature(st)
+
+
 class Recorder:
     """What one run of a body read: files, listed directories, declared paths, generator states."""
 
@@ -366,14 +378,9 @@ class Recorder:
         # A relative path stays relative (to the folder the call ran in): it names the file in
         # whatever folder a later call runs in, as the body would read it there.
         name = path if os.path.isabs(path) else os.path.relpath(absolute, self.cwd)
-        try:
-            st = os.stat(absolute)
-        except OSError:
-            sig = None
-        else:
-            if listing != stat.S_ISDIR(st.st_mode) or not (listing or stat.S_ISREG(st.st_mode)):
-                return
-            sig = _signature(st)
+        taken, sig = _signature_of(absolute, listing)
+        if not taken:
+            return
         table[absolute] = (name, real, sig)
         if not listing:
             self.read_real.add(real)
@@ -452,7 +459,7 @@ def _note_helper_read_outside(event: str, args: tuple[Any, ...], frame: types.Fr
     caller = frame.f_code.co_filename
     if caller.startswith(("<frozen importlib", _PACKAGE_DIR, _IMPORTLIB_DIR)) and caller not in _LOADER_FILES:
         return  # the import system, or our own reads (the store's, on a hit): before any walk of the stack
-    threads = () if threading.current_thread() is threading.main_thread() else tuple(sys._current_frames())
+    threads = () if threading.current_thread() is threading.main_thread() else tuple(_lru_helpers.frames_of_threads())
     states = _lru_helpers.states_around(frame, threads)
     if not states:
         return
@@ -470,14 +477,9 @@ def _note_helper_read_outside(event: str, args: tuple[Any, ...], frame: types.Fr
     if caller in _SOURCE_READERS and path.endswith(_SOURCE_SUFFIXES):
         return  # source lines for a traceback
     absolute = os.path.abspath(path)
-    try:
-        st = os.stat(absolute)
-    except OSError:
-        sig = None
-    else:
-        if listing != stat.S_ISDIR(st.st_mode) or not (listing or stat.S_ISREG(st.st_mode)):
-            return
-        sig = _signature(st)
+    taken, sig = _signature_of(absolute, listing)
+    if not taken:
+        return
     name = path if os.path.isabs(path) else os.path.relpath(absolute, folder_now())
     for state in states:
         state.reads.setdefault((listing, absolute), (name, os.path.realpath(absolute), sig))

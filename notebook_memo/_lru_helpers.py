@@ -12,6 +12,7 @@ import builtins
 import contextlib
 import dis
 import functools
+import gc
 import sys
 import threading
 import types
@@ -88,10 +89,25 @@ def states_around(frame: types.FrameType | None, threads: Iterable[int] = ()) ->
     me = threading.get_ident()
     others = [ident for ident in threads if ident != me]
     if others:
-        frames = sys._current_frames()
+        frames = frames_of_threads()
         for ident in others:
             found.extend(_states_below(frames.get(ident)))
     return found
+
+
+def frames_of_threads() -> dict[int, types.FrameType]:
+    """Return each thread's current frame (``sys._current_frames()``), the garbage collector held off meanwhile.
+
+    CPython 3.11 makes the frame objects it returns while it holds the lock on the list of threads: a collection
+    that allocation sets off may free a ``threading.local``, whose clean-up takes that same lock, and the thread
+    then waits on itself for ever (a pool's thread reading a file while a body ran hung this way in the suite)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return sys._current_frames()
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _states_below(frame: types.FrameType | None) -> list[HelperReads]:

@@ -11,8 +11,12 @@ Each test fails with a stale result served, or with a pure or seen function's re
 
 from __future__ import annotations
 
+import gc
+import sys
+import threading
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -326,3 +330,22 @@ def test_a_top_level_fill_after_a_restart_served_only_hits_is_seen(cache_dir: Pa
     assert second["q"] == "<Q1>" and not any("load" in w for w in second["_warnings"]), second["_warnings"]
     (cache_dir.parent / "q.txt").write_text("Q2, changed")
     assert run_kernel([*cells, "OUT['q'] = show('q.txt')"], cache_dir, seed=3)["q"] == "<Q2, changed>"
+
+
+def test_other_threads_frames_are_read_with_the_garbage_collector_held_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    # sys._current_frames() makes frame objects while it holds the lock on the list of threads; a collection set
+    # off there that frees a threading.local takes that lock again, and the thread waited on itself for ever (a
+    # pool's thread reading a file while a body ran). So the collector is off for the call, and back on after.
+    from notebook_memo import _lru_helpers
+
+    seen: list[bool] = []
+    real = sys._current_frames
+
+    def recording() -> dict[int, Any]:
+        seen.append(gc.isenabled())
+        return real()
+
+    monkeypatch.setattr(sys, "_current_frames", recording)
+    assert gc.isenabled()
+    frames = _lru_helpers.frames_of_threads()
+    assert seen == [False] and gc.isenabled() and threading.get_ident() in frames
