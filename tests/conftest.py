@@ -5,6 +5,7 @@ from __future__ import annotations
 import faulthandler
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -12,6 +13,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -185,6 +187,18 @@ def run_kernel(cells: list[str], cache_dir: Path, seed: int = 0, env: dict[str, 
         if line.startswith("RESULT"):
             return json.loads(line[len("RESULT"):])  # type: ignore[no-any-return]
     raise AssertionError(f"kernel process failed:\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+
+
+@contextmanager
+def write_locked(cache_dir: Path) -> Iterator[None]:
+    """Hold the index's write lock, as a database browser with an open write transaction does."""
+    con = sqlite3.connect(cache_dir / "cache.db", isolation_level=None)
+    try:
+        con.execute("BEGIN IMMEDIATE")
+        yield
+        con.execute("ROLLBACK")
+    finally:
+        con.close()
 
 
 def rewrite_keeping_stat(path: Path, data: str | bytes) -> None:

@@ -7,12 +7,9 @@ serve what is stored, and compute (without storing) what is not, instead of wait
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from tests.conftest import run_kernel
+from tests.conftest import run_kernel, write_locked
 
 DEFINE = """
 import notebook_memo
@@ -23,18 +20,6 @@ from notebook_memo import memo
 def double(x):
     return x * 2
 """
-
-
-@contextmanager
-def write_locked(cache_dir: Path) -> Iterator[None]:
-    """Hold the index's write lock, as a database browser with an open write transaction does."""
-    con = sqlite3.connect(cache_dir / "cache.db", isolation_level=None)
-    try:
-        con.execute("BEGIN IMMEDIATE")
-        yield
-        con.execute("ROLLBACK")
-    finally:
-        con.close()
 
 
 def test_a_fresh_kernel_serves_stored_results_while_another_program_holds_the_write_lock(cache_dir: Path) -> None:

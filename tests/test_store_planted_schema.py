@@ -16,14 +16,12 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import _KERNEL, ROOT, run_kernel
+from tests.conftest import _KERNEL, ROOT, run_kernel, write_locked
 
 SECRET = {"NOTEBOOK_MEMO_SECRET": "team secret"}
 
@@ -184,18 +182,6 @@ def _kernel(cells: list[str], cache_dir: Path, seed: int) -> dict[str, Any]:
         if line.startswith("RESULT"):
             return json.loads(line[len("RESULT"):])  # type: ignore[no-any-return]
     raise AssertionError(f"kernel process failed:\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
-
-
-@contextmanager
-def write_locked(cache_dir: Path) -> Iterator[None]:
-    """Hold the index's write lock, as a database browser with an open write transaction does."""
-    con = sqlite3.connect(cache_dir / "cache.db", isolation_level=None)
-    try:
-        con.execute("BEGIN IMMEDIATE")
-        yield
-        con.execute("ROLLBACK")
-    finally:
-        con.close()
 
 
 def _stored(cache_dir: Path) -> None:
