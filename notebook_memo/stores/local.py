@@ -368,6 +368,25 @@ _locked_directories: set[int] = set()  # descriptors _directory_lock holds: a fo
 _write_lock_held: dict[str, float] = {}
 
 
+def _lately_held(directory: str) -> bool:
+    """Return whether a notebook's thread is to try the write lock in ``directory`` without waiting: a write of ours
+    waited _SHORT_WAIT_MS for it in vain lately (see _write_lock_held). Our background threads always wait."""
+    return not getattr(own_thread, "ours", False) and _write_lock_held.get(directory, 0.0) > time.monotonic()
+
+
+def _note_lock(directory: str, held: bool, free: bool) -> None:
+    """Note what a wait for the write lock in ``directory`` found (``held``: as _lately_held said before it): given up
+    after a whole wait, the lock counts as held for _CONTESTED_FOR; got, as free again. Our background threads' waits
+    say nothing of it."""
+    if getattr(own_thread, "ours", False):
+        return
+    if free:
+        if held:
+            _write_lock_held.pop(directory, None)
+    elif not held:
+        _write_lock_held[directory] = time.monotonic() + _CONTESTED_FOR
+
+
 def lock_held_error(waited: bool) -> sqlite3.OperationalError:
     """Return the error of a write given up because another program holds the index's write lock."""
     how = (f"for {_SHORT_WAIT_MS // 1000} s" if waited
@@ -615,7 +634,7 @@ class _Transaction:
         # Our background threads (committing queued results, keeping copies) wait as long as diskcache does: no
         # notebook waits for them, and under heavy writing by kernels of ours a result is better late than lost.
         background = getattr(own_thread, "ours", False)
-        held = ours and not background and _write_lock_held.get(directory, 0.0) > time.monotonic()
+        held = ours and _lately_held(directory)
         if ours:
             # diskcache's BEGIN waits the handle's timeout (_SHORT_WAIT_MS), then raises its Timeout; while the
             # lock was lately held that long, not at all.
@@ -635,12 +654,10 @@ class _Transaction:
             if isinstance(exc, diskcache.Timeout):
                 # Another program's open transaction (ours hold the lock for moments): the caller warns and goes
                 # on, where diskcache's Timeout would reach the notebook.
-                if not held and not background:
-                    _write_lock_held[directory] = time.monotonic() + _CONTESTED_FOR
+                _note_lock(directory, held, free=False)
                 raise lock_held_error(not held) from None
             raise
-        if held:
-            _write_lock_held.pop(directory, None)
+        _note_lock(directory, held, free=True)
         try:
             _schema_still_ours(con)
         except BaseException as exc:
@@ -2911,18 +2928,17 @@ if hasattr(os, "register_at_fork"):
 def _waiting_briefly(con: sqlite3.Connection, directory: str) -> Iterator[None]:
     """Let statements on ``con`` wait _SHORT_WAIT_MS for the write lock (not at all while it was lately held that
     long, see _write_lock_held), then the connection's own time again; a wait given up notes the lock as held."""
-    held = not getattr(own_thread, "ours", False) and _write_lock_held.get(directory, 0.0) > time.monotonic()
+    held = _lately_held(directory)
     ((before,),) = con.execute("PRAGMA busy_timeout").fetchall()
     con.execute(f"PRAGMA busy_timeout = {0 if held else _SHORT_WAIT_MS}")
     try:
         yield
     except sqlite3.OperationalError as exc:
-        if "locked" in str(exc) and not held and not getattr(own_thread, "ours", False):
-            _write_lock_held[directory] = time.monotonic() + _CONTESTED_FOR
+        if "locked" in str(exc):
+            _note_lock(directory, held, free=False)
         raise
     else:
-        if held:
-            _write_lock_held.pop(directory, None)  # it was free after all
+        _note_lock(directory, held, free=True)
     finally:
         con.execute(f"PRAGMA busy_timeout = {int(before)}")
 
