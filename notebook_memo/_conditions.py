@@ -459,8 +459,8 @@ def _note_helper_read_outside(event: str, args: tuple[Any, ...], frame: types.Fr
     caller = frame.f_code.co_filename
     if caller.startswith(("<frozen importlib", _PACKAGE_DIR, _IMPORTLIB_DIR)) and caller not in _LOADER_FILES:
         return  # the import system, or our own reads (the store's, on a hit): before any walk of the stack
-    threads = () if threading.current_thread() is threading.main_thread() else tuple(_lru_helpers.frames_of_threads())
-    states = _lru_helpers.states_around(frame, threads)
+    # A pool's thread reads for a function running in another thread: all of them are looked at, with one reading.
+    states = _lru_helpers.states_around(frame, every=threading.current_thread() is not threading.main_thread())
     if not states:
         return
     listing = event != "open"

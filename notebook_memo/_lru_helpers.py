@@ -82,16 +82,19 @@ def started() -> list[tuple[Any, int]]:
     return found
 
 
-def states_around(frame: types.FrameType | None, threads: Iterable[int] = ()) -> list[HelperReads]:
+def states_around(frame: types.FrameType | None, threads: Iterable[int] = (), every: bool = False
+                  ) -> list[HelperReads]:
     """Return the states of the watched functions running at ``frame`` (or below it), and in the ``threads`` named
-    other than this one: a function that hands its reading to a pool waits for it there."""
+    other than this one (``every``: in every other thread): a function that hands its reading to a pool waits for
+    it there."""
     found = _states_below(frame)
     me = threading.get_ident()
-    others = [ident for ident in threads if ident != me]
-    if others:
+    others = [] if every else [ident for ident in threads if ident != me]
+    if every or others:
         frames = frames_of_threads()
-        for ident in others:
-            found.extend(_states_below(frames.get(ident)))
+        for ident in (frames if every else others):
+            if ident != me:
+                found.extend(_states_below(frames.get(ident)))
     return found
 
 
