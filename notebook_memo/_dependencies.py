@@ -515,7 +515,6 @@ class _Resolver:
     def globals_of(self, fn: types.FunctionType, owner: str) -> None:
         namespace = fn.__globals__
         builtins_ns = namespace.get("__builtins__", {})
-        root_module = namespace.get("__name__")
         builtins_dict = builtins_ns if isinstance(builtins_ns, dict) else vars(builtins_ns)
         references = global_references(fn.__code__)
         names = {name for name, _ in references}
@@ -531,9 +530,7 @@ class _Resolver:
                 continue
             if _ipython_own(name, value):
                 continue  # still watched: a notebook that binds its own get_ipython is resolved again
-            # A script's globals, as its spawned workers run it (__mp_main__) too: the same labels, the same keys.
-            label = name if root_module in (None, "__main__", "__mp_main__") else f"{root_module}.{name}"
-            self.reference(value, chain, label)
+            self.reference(value, chain, global_label(namespace, name))
         read = _frame_read(fn.__code__)
         if read is not None:
             self.deps.skipped[f"{owner}: .{read}"] = (
@@ -1941,6 +1938,14 @@ def _reached_code(fn: types.FunctionType, deps: Dependencies) -> Iterator[tuple[
             yield code, namespace
 
 
+def global_label(namespace: dict[str, Any], name: str) -> str:
+    """Return how a dependency on the global ``name`` of ``namespace`` is labelled: by its name alone in the
+    notebook's or a script's globals (its spawned workers run it as __mp_main__: the same labels, the same keys),
+    after its module's name elsewhere."""
+    module = namespace.get("__name__")
+    return name if module in (None, "__main__", "__mp_main__") else f"{module}.{name}"
+
+
 def helpers_code(fn: types.FunctionType, deps: Dependencies) -> Iterator[tuple[types.CodeType, dict[str, Any]]]:
     """Yield the code, with its globals, of the functions and classes' methods ``fn`` reads by name (not its own)."""
     own = getattr(fn, "__code__", None)
@@ -1956,9 +1961,7 @@ def labels_bound_by_code(fn: types.FunctionType, deps: Dependencies, labels: set
     found: set[str] = set()
     attributes: set[str] = set()
     for code, namespace in _reached_code(fn, deps):
-        module = namespace.get("__name__")
-        prefix = "" if module in (None, "__main__", "__mp_main__") else f"{module}."
-        found.update(prefix + name for name in global_stores(code))
+        found.update(global_label(namespace, name) for name in global_stores(code))
         attributes.update(attribute_stores(code))
     return {label for label in labels
             if label in found or ("." in label and label.rpartition(".")[2] in attributes)}

@@ -39,6 +39,7 @@ from ._dependencies import (
     clock_reads,
     decimal_settings,
     dependency_value,
+    global_label,
     hash_seed_text,
     helpers_code,
     labels_bound_by_code,
@@ -1040,14 +1041,13 @@ class MemoizedFunction(Generic[R]):
         for name in global_stores(code):
             found[name] = (namespace, name, namespace.get(name, _MISS), True)
         for helper_code, helper_namespace in helpers_code(fn, call.deps):  # type: ignore[arg-type]
-            module = helper_namespace.get("__name__")
-            prefix = "" if module in (None, "__main__", "__mp_main__") else f"{module}."
-            read = {name for name, _ in global_references(helper_code)}
-            for name in global_stores(helper_code):
+            stores = global_stores(helper_code)
+            read = {name for name, _ in global_references(helper_code)} if stores else set()
+            for name in stores:
                 value = helper_namespace.get(name, _MISS)
                 if name in read and (value is _MISS or value is None):
                     continue  # filled on first use (if MODEL is None: MODEL = load()): it is again when next used
-                found.setdefault(prefix + name, (helper_namespace, name, value, False))
+                found.setdefault(global_label(helper_namespace, name), (helper_namespace, name, value, False))
         return found or None
 
     def _rebound(self, bound: _Bound | None) -> bool:
