@@ -129,8 +129,9 @@ def _make_client(notebook: Any, directory: Path, timeout: int) -> Any:
                         and msg["content"]["execution_state"] == "idle"):
                     return
 
+    # A cell past its time is interrupted rather than abandoned: its error then shows where it was.
     client = ReportingClient(notebook, timeout=timeout, kernel_name="python3", config=_kernel_config(),
-                             resources={"metadata": {"path": str(directory)}})
+                             interrupt_on_timeout=True, resources={"metadata": {"path": str(directory)}})
     client.reports, client.counters = [], {}
     return client
 
@@ -138,7 +139,8 @@ def _make_client(notebook: Any, directory: Path, timeout: int) -> Any:
 def run_notebook(notebook: Any, directory: Path, cache_dir: Path, timeout: int = 600) -> Run:
     """Execute ``notebook`` in place on a fresh kernel started in ``directory``, caching into ``cache_dir``."""
     client = _make_client(notebook, directory, timeout)
-    env = {**os.environ, _config.ENV_DIR: str(cache_dir)}
+    # A kernel that dies of a signal prints every thread's stack on its stderr.
+    env = {**os.environ, _config.ENV_DIR: str(cache_dir), "PYTHONFAULTHANDLER": "1"}
     start = time.perf_counter()
     client.execute(env=env)
     return Run(notebook, time.perf_counter() - start, client.reports)

@@ -25,6 +25,9 @@ from notebook_memo import _cells, _config
 from notebook_memo.stores.local import close_stores, open_stores
 
 ROOT = Path(__file__).resolve().parent.parent
+# Seconds a cell of a notebook run by a real kernel may take before it is interrupted: well under the
+# tests' own limit, so that a stuck cell fails with the stack it was stuck in rather than with the timeout.
+CELL_TIMEOUT = 120
 
 
 # The suite runs under the open-file limit many machines set by default, whatever this one allows: a test that

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from notebook_memo import _cells
-from tests.conftest import Shell, run_kernel
+from tests.conftest import CELL_TIMEOUT, Shell, run_kernel
 
 HITS = """
 from notebook_memo import _cells
@@ -205,7 +205,7 @@ def displays_run_and_hit(tmp_path_factory: pytest.TempPathFactory) -> tuple[list
     notebook.cells = [nbformat.v4.new_code_cell(source) for source in DISPLAYS]
     path = folder / "displays.ipynb"
     nbformat.write(notebook, str(path))
-    run, hit = (execute_notebook(path, folder / "cache")[0] for _ in range(2))
+    run, hit = (execute_notebook(path, folder / "cache", timeout=CELL_TIMEOUT)[0] for _ in range(2))
     assert all("restored" in "".join(o.get("text", "") for o in c.outputs) for c in hit.cells[1:])  # all hits
     return [_shown(c) for c in run.cells], [_shown(c) for c in hit.cells]
 

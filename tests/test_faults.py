@@ -656,10 +656,13 @@ def test_a_result_larger_than_the_limit_is_returned_not_stored(counter: Counter)
 
 def _replace_index_with_a_folder(cache_dir: Path) -> None:
     """The cache directory deleted and made again by someone else, with a folder where the index was:
-    opening the index now fails inside SQLite (not with an OSError)."""
-    import shutil
-
-    shutil.rmtree(cache_dir)
+    opening the index now fails inside SQLite (not with an OSError). Moved away in one step rather than
+    deleted file by file: a background write of the run landing meanwhile would leave rmtree a folder
+    that is not empty."""
+    gone = cache_dir.with_name(f"{cache_dir.name}-gone")
+    while gone.exists():
+        gone = gone.with_name(gone.name + "-again")
+    cache_dir.rename(gone)
     (cache_dir / "cache.db").mkdir(parents=True)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from notebook_memo._demo import cache_summary, execute_notebook
-from tests.conftest import ROOT
+from tests.conftest import CELL_TIMEOUT, ROOT
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 WIDGET = "application/vnd.jupyter.widget-view+json"
@@ -42,9 +42,9 @@ def _tags(cell: Any) -> list[str]:
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs_twice_and_the_second_run_is_served_from_the_cache(path: Path, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
-    first, _ = execute_notebook(path, cache)
+    first, _ = execute_notebook(path, cache, timeout=CELL_TIMEOUT)
     entries, _ = cache_summary(cache)
-    second, _ = execute_notebook(path, cache)
+    second, _ = execute_notebook(path, cache, timeout=CELL_TIMEOUT)
     entries_after, _ = cache_summary(cache)
     assert entries > 0
     assert entries_after == entries  # nothing new had to be stored

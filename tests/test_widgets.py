@@ -10,7 +10,7 @@ import nbformat
 import pytest
 
 from notebook_memo._demo import execute_notebook
-from tests.conftest import Shell
+from tests.conftest import CELL_TIMEOUT, Shell
 
 pytest.importorskip("ipywidgets")
 
@@ -54,8 +54,8 @@ def _text(outputs: list[dict[str, Any]]) -> str:
 def test_a_restored_cell_shows_its_progress_bar_final_state_not_a_missing_widget(tmp_path: Path) -> None:
     path = _notebook(tmp_path / "bar.ipynb", [_IMPORT_CELL, _TQDM_CELL])
     cache = tmp_path / "cache"
-    first, _ = execute_notebook(path, cache)
-    second, _ = execute_notebook(path, cache)
+    first, _ = execute_notebook(path, cache, timeout=CELL_TIMEOUT)
+    second, _ = execute_notebook(path, cache, timeout=CELL_TIMEOUT)
     live, restored = _outputs(first.cells[1]), _outputs(second.cells[1])
     assert any(WIDGET in o.get("data", {}) for o in live), live  # the first run showed a real widget
     assert "[notebook_memo] restored" in _text(restored), restored
@@ -99,7 +99,7 @@ def test_batch_progress_is_plain_text_without_ipywidgets(tmp_path: Path) -> None
         "result = double(list(range(6)))\nprint(json.dumps(result))",
     ]
     path = _notebook(tmp_path / "batch.ipynb", cells)
-    executed, _ = execute_notebook(path, tmp_path / "cache")
+    executed, _ = execute_notebook(path, tmp_path / "cache", timeout=CELL_TIMEOUT)
     outputs = _outputs(executed.cells[1])
     text = _text(outputs)
     assert json.dumps([0, 2, 4, 6, 8, 10]) in text, text
