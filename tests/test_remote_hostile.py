@@ -386,3 +386,35 @@ def test_a_forked_child_holds_none_of_its_parents_remote_leases(tmp_path: Path) 
     os.waitpid(pid, 0)
     assert os.read(read, 1) == b"1"
     tier.release(["a" * 32])
+
+
+@pytest.mark.parametrize("endpoint", ["http://[::1", "", "ht!tp://bad host"])
+def test_an_endpoint_obstore_cannot_parse_never_breaks_the_call(tmp_path: Path, endpoint: str) -> None:
+    """A malformed AWS_ENDPOINT_URL makes obstore's Rust code panic on its first request, raising a
+    BaseException that no `except Exception` stops: the call must still be computed and returned, with a
+    warning, and the command line must say what is wrong without a traceback."""
+    script = tmp_path / "call.py"
+    script.write_text(f"""
+import sys, warnings
+sys.path.insert(0, {str(ROOT)!r})
+warnings.simplefilter("always")
+from notebook_memo import configure, memo
+configure(remote="s3://bucket/cache", cache_dir=sys.argv[1])
+
+@memo
+def f(x):
+    return x + 1
+
+print(f(1), f(2), f(1))
+""")
+    env = {**os.environ, "AWS_ENDPOINT_URL": endpoint, "AWS_ENDPOINT_URL_S3": endpoint, "AWS_ACCESS_KEY_ID": "a",
+           "AWS_SECRET_ACCESS_KEY": "b", "AWS_REGION": "us-east-1", "RUST_BACKTRACE": "0"}
+    out = subprocess.run([sys.executable, str(script), str(tmp_path / "cache")], capture_output=True, text=True,
+                         timeout=120, env=env)
+    assert out.returncode == 0 and out.stdout.split() == ["2", "3", "2"], out.stderr
+    # An endpoint that does not parse is refused before any request; an empty one reaches obstore and panics.
+    assert "StorageWarning: the remote cache s3://bucket/cache" in out.stderr and "kept locally" in out.stderr
+    assert "PanicException" not in out.stderr
+    cli = subprocess.run([sys.executable, "-m", "notebook_memo", "info", "--remote", "s3://bucket/cache"],
+                         capture_output=True, text=True, timeout=120, env={**env, "PYTHONPATH": str(ROOT)})
+    assert cli.returncode != 0 and "Traceback" not in cli.stderr, cli.stderr

@@ -50,6 +50,31 @@ class Planted(Refused):
     """An object no writer of ours makes: a link, not a plain file, or larger than it may be."""
 
 
+class ClientPanicked(OSError):
+    """obstore's Rust code panicked (a malformed endpoint URL, say): the remote failed, not the caller."""
+
+
+@contextlib.contextmanager
+def _no_panics() -> Iterator[None]:
+    """Raise a panic of obstore's Rust code as ClientPanicked: pyo3 raises it as a BaseException, which would
+    pass every ``except Exception`` of the remote tier and end the user's call."""
+    try:
+        yield
+    except BaseException as exc:
+        if type(exc).__name__ != "PanicException" or isinstance(exc, (Exception, KeyboardInterrupt, SystemExit)):
+            raise
+        raise ClientPanicked(f"the object store client failed ({str(exc)[:200]}); check the endpoint and "
+                             "credentials in the environment (AWS_ENDPOINT_URL, ...)") from None
+
+
+def _is_endpoint(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        return parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port or 1) > 0
+    except ValueError:  # a bracketed host left open, a port that is not a number or out of range
+        return False
+
+
 class ObjectStore(Protocol):
     """A flat namespace of immutable-by-convention byte objects."""
 
@@ -101,78 +126,90 @@ class CloudObjects:
         options: dict[str, Any] = {"timeout": _SMALL_TIMEOUT, "connect_timeout": _CONNECT_TIMEOUT}
         endpoint = next((os.environ[name] for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT")
                          if os.environ.get(name)), "")
+        if endpoint and not _is_endpoint(endpoint):
+            # obstore would panic on its first request, printing a Rust backtrace: say what is wrong instead.
+            raise ClientPanicked(f"the endpoint {endpoint!r} in the environment (AWS_ENDPOINT_URL...) is not an "
+                                 "http:// or https:// URL with a host")
         if url.startswith("s3") and endpoint.startswith("http://"):
             options["allow_http"] = True  # an endpoint the user named as plain http (MinIO, a test server)
         retry = {"max_retries": _RETRIES, "retry_timeout": datetime.timedelta(seconds=10),
                  "backoff": {"init_backoff": datetime.timedelta(milliseconds=50),
                              "max_backoff": datetime.timedelta(seconds=1), "base": 2}}
-        self._store = from_url(url, client_options=options, retry_config=retry)  # type: ignore[call-overload]
-        self._large = from_url(url, client_options={**options, "timeout": _LARGE_TIMEOUT},  # type: ignore[call-overload]
-                               retry_config=retry)
+        with _no_panics():
+            self._store = from_url(url, client_options=options, retry_config=retry)  # type: ignore[call-overload]
+            self._large = from_url(url, client_options={**options, "timeout": _LARGE_TIMEOUT},  # type: ignore[call-overload]
+                                   retry_config=retry)
 
     def _for(self, name: str) -> Any:
         return self._large if name.startswith(_LARGE_PREFIX) else self._store
 
     def get(self, name: str, most: int | None = None, private: bool = False,
             sized: Callable[[int], None] | None = None) -> memoryview | None:
-        try:
-            result = self._ob.get(self._for(name), name)
-        except FileNotFoundError:
-            return None
-        size = result.meta.get("size")
-        if most is not None and size is not None and size > most:
-            raise Planted(f"{name} holds {size} bytes, more than the {most} it may")  # never read whole
-        if sized is not None and size is not None:
-            sized(size)
-        return memoryview(result.bytes())
+        with _no_panics():
+            try:
+                result = self._ob.get(self._for(name), name)
+            except FileNotFoundError:
+                return None
+            size = result.meta.get("size")
+            if most is not None and size is not None and size > most:
+                raise Planted(f"{name} holds {size} bytes, more than the {most} it may")  # never read whole
+            if sized is not None and size is not None:
+                sized(size)
+            return memoryview(result.bytes())
 
     def get_tagged(self, name: str, most: int | None = None) -> tuple[memoryview, str] | None:
-        try:
-            result = self._ob.get(self._store, name)
-        except FileNotFoundError:
-            return None
-        size = result.meta.get("size")
-        if most is not None and size is not None and size > most:
-            raise Planted(f"{name} holds {size} bytes, more than the {most} it may")  # never read whole
-        tag = result.meta.get("e_tag") or ""
-        return memoryview(result.bytes()), tag
+        with _no_panics():
+            try:
+                result = self._ob.get(self._store, name)
+            except FileNotFoundError:
+                return None
+            size = result.meta.get("size")
+            if most is not None and size is not None and size > most:
+                raise Planted(f"{name} holds {size} bytes, more than the {most} it may")  # never read whole
+            tag = result.meta.get("e_tag") or ""
+            return memoryview(result.bytes()), tag
 
     def exists(self, name: str) -> bool:
-        try:
-            self._ob.head(self._store, name)
-        except FileNotFoundError:
-            return False
-        return True
+        with _no_panics():
+            try:
+                self._ob.head(self._store, name)
+            except FileNotFoundError:
+                return False
+            return True
 
     def create(self, name: str, data: Any) -> str | None:
         from obstore.exceptions import AlreadyExistsError, PreconditionError
 
-        try:
-            result = self._ob.put(self._for(name), name, data, mode="create")
-        except (AlreadyExistsError, PreconditionError):
-            return None
-        return str(result.get("e_tag") or "")
+        with _no_panics():
+            try:
+                result = self._ob.put(self._for(name), name, data, mode="create")
+            except (AlreadyExistsError, PreconditionError):
+                return None
+            return str(result.get("e_tag") or "")
 
     def put(self, name: str, data: Any) -> None:
-        self._ob.put(self._for(name), name, data)
+        with _no_panics():
+            self._ob.put(self._for(name), name, data)
 
     def replace(self, name: str, data: Any, tag: str) -> str | None:
         from obstore.exceptions import PreconditionError
 
-        try:
-            result = self._ob.put(self._store, name, data, mode={"e_tag": tag})
-        except (PreconditionError, FileNotFoundError):
-            return None
-        return str(result.get("e_tag") or "")
+        with _no_panics():
+            try:
+                result = self._ob.put(self._store, name, data, mode={"e_tag": tag})
+            except (PreconditionError, FileNotFoundError):
+                return None
+            return str(result.get("e_tag") or "")
 
     def delete(self, name: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
+        with _no_panics(), contextlib.suppress(FileNotFoundError):
             self._ob.delete(self._store, name)
 
     def list(self, prefix: str) -> Iterator[tuple[str, int, float]]:
-        for page in self._ob.list(self._store, prefix):
-            for item in page:
-                yield item["path"], int(item["size"]), item["last_modified"].timestamp()
+        with _no_panics():
+            for page in self._ob.list(self._store, prefix):
+                for item in page:
+                    yield item["path"], int(item["size"]), item["last_modified"].timestamp()
 
     def staged(self, prefix: str) -> Iterator[tuple[str, int, float]]:
         yield from ()  # a put is whole or absent: nothing is staged beside the object
