@@ -79,6 +79,7 @@ from ._fingerprint import (
 from ._links import originals as link_readers
 from ._lru_helpers import is_helper, watch
 from ._random_state import entropy_sources
+from ._settings_env import is_settings_class, settings_reads, settings_text, settings_values
 from ._uses import CALLED, TESTED, global_uses
 from .hashing import (
     BOOKKEEPING_PREFIX,
@@ -610,6 +611,18 @@ class _Resolver:
         self.deps.clock.extend(found.clock)
         warn_entropy(found, owner)
 
+    def settings_environment(self, cls: type) -> None:
+        """Key the environment variables a pydantic-settings class reads when built (in the library's code, which
+        the body's does not show), and whether its env files exist; the whole environment where that is not known."""
+        reads = settings_reads(cls)
+        if reads is None:
+            self.watch.append(("probe", WHOLE_ENVIRONMENT, _environment_text()))
+            self.deps.parts[WHOLE_ENVIRONMENT] = ("env", environment_digest())
+            return
+        self.watch.append(("settings", reads, settings_text(reads)))
+        for name, value in settings_values(reads).items():
+            self.deps.parts[f"env {name}"] = ("env", value.encode())
+
     def imports_of(self, fn: types.FunctionType) -> None:
         """Resolve the modules imported inside the body like modules imported at top level."""
         module = fn.__globals__.get("__name__")
@@ -782,6 +795,8 @@ class _Resolver:
             else:
                 self.library(value.__module__, qualified_name(value), label)
                 self.library_class(value)
+                if is_settings_class(value):
+                    self.settings_environment(value)
                 self.registrations(value, label, users_only=True)  # numbers.Number.register(Blob)
             return
         if isinstance(value, types.ModuleType):
@@ -949,6 +964,8 @@ class _Resolver:
         meta = type(cls)
         if meta is not type and is_user_code(meta):
             self.value(meta, f"{label}.<metaclass>")
+        if is_settings_class(cls):
+            self.settings_environment(cls)
         self.library_class(cls)  # its library bases, and what the notebook patched into them
         names = [klass.__qualname__ for klass in cls.__mro__]
         for index, klass in enumerate(cls.__mro__):
@@ -1839,6 +1856,9 @@ def _still_valid(watch: list[tuple[Any, ...]]) -> bool:
         elif kind == "probe":
             if _STATE_PROBES[item[1]]() != item[2]:
                 return False
+        elif kind == "settings":
+            if settings_text(item[1]) != item[2]:
+                return False
         elif kind == "global":
             if item[1].get(item[2], _MISSING) is not item[3]:
                 return False
@@ -2094,7 +2114,7 @@ def _stored(item: tuple[Any, ...]) -> tuple[Any, ...]:
     through their owner, held weakly, rather than held themselves.
     """
     kind = item[0]
-    if kind in ("env", "probe", "abc"):
+    if kind in ("env", "probe", "abc", "settings"):
         return item
     if kind == "class":
         return ("class", weakref.ref(item[1]), _holders(item[2]))
@@ -2141,6 +2161,8 @@ def _revive_item(item: tuple[Any, ...]) -> tuple[Any, ...] | None:
         return item if os.environ.get(item[1]) == item[2] else None
     if kind == "probe":
         return item if _STATE_PROBES[item[1]]() == item[2] else None
+    if kind == "settings":
+        return item if settings_text(item[1]) == item[2] else None
     if kind == "class":
         cls = item[1]()
         if cls is None:

@@ -1,0 +1,99 @@
+"""The environment variables a pydantic-settings class reads when it is built.
+
+``BaseSettings()`` reads ``os.environ`` inside the library's own code (its environment and
+dotenv sources), which the body's code does not show. A body that reaches such a class is
+keyed by the variables its fields can be read from, as pydantic-settings itself names them
+(prefix, aliases, case, nested delimiter), and by whether its ``env_file`` exists (what an
+existing one holds is seen when the body opens it, as any data file). Where that cannot be
+told (its sources customised, the library's internals changed), ``settings_reads`` returns
+None and the whole environment is keyed instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ()
+
+
+@dataclass(frozen=True)
+class SettingsReads:
+    """Where a settings class reads the environment: variables by name and by prefix, and its env files."""
+
+    names: tuple[str, ...]  # lower-cased unless case_sensitive
+    prefixes: tuple[str, ...]  # nested fields (env_nested_delimiter): every variable starting with one
+    case_sensitive: bool
+    files: tuple[str, ...]  # env_file, as configured (relative to the current folder when built)
+
+
+def is_settings_class(value: Any) -> bool:
+    """Return True when ``value`` is a subclass of pydantic-settings' BaseSettings (only if that is loaded)."""
+    module = sys.modules.get("pydantic_settings")
+    base = getattr(module, "BaseSettings", None)
+    return isinstance(value, type) and isinstance(base, type) and value is not base and issubclass(value, base)
+
+
+def settings_reads(cls: type) -> SettingsReads | None:
+    """Return where ``cls`` (a BaseSettings subclass) reads the environment; None when that is not known."""
+    settings: Any = cls  # a pydantic model class, which the checker knows as a plain type here
+    try:
+        from pydantic_settings import BaseSettings, EnvSettingsSource
+
+        if getattr(settings.settings_customise_sources, "__func__", None) \
+                is not getattr(BaseSettings.settings_customise_sources, "__func__", None):
+            return None  # its own sources (or their order and settings): which variables they read is not known
+        # The library's own naming of each field's variables (prefix, aliases, case), whatever its version does.
+        source = EnvSettingsSource(settings)
+        names: set[str] = set()
+        for field_name, field in settings.model_fields.items():
+            for _, env_name, _ in source._extract_field_info(field, field_name):
+                names.add(env_name)
+        case_sensitive = bool(source.case_sensitive)
+        prefixes: set[str] = set()
+        delimiter = source.env_nested_delimiter
+        if delimiter:
+            # Nested fields read every variable below theirs; the prefix covers those named through aliases too.
+            prefixes.update(f"{name}{delimiter}" for name in names)
+            if source.env_prefix:
+                prefixes.add(source.env_prefix)
+        files = settings.model_config.get("env_file")
+        if files is None:
+            listed: Iterable[Any] = ()
+        elif isinstance(files, (str, os.PathLike)):
+            listed = (files,)
+        else:
+            listed = tuple(files)
+    except Exception:  # the library's internals are not what this reads: keyed whole, never missed
+        return None
+    fold = (lambda text: text) if case_sensitive else str.lower
+    return SettingsReads(tuple(sorted(fold(n) for n in names)), tuple(sorted(fold(p) for p in prefixes)),
+                         case_sensitive, tuple(os.fspath(f) for f in listed))
+
+
+def settings_values(reads: SettingsReads) -> dict[str, str]:
+    """Return what ``reads`` sees now, by label: each variable's value (all of those that match it, when case does
+    not count), every variable under each nested prefix, and whether each env file exists."""
+    found: dict[str, list[str]] = {}
+    names = set(reads.names)
+    for variable, value in os.environ.items():
+        key = variable if reads.case_sensitive else variable.lower()
+        if key in names:
+            found.setdefault(key, []).append(f"{variable}={value}")
+        for prefix in reads.prefixes:
+            if key.startswith(prefix):
+                found.setdefault(f"{prefix}*", []).append(f"{variable}={value}")
+    values = {name: "\0".join(sorted(found.get(name, ["\0unset"]))) for name in reads.names}
+    values.update({f"{prefix}*": "\0".join(sorted(found.get(f"{prefix}*", []))) for prefix in reads.prefixes})
+    for path in reads.files:
+        full = os.path.abspath(os.path.expanduser(path))
+        values[f"env_file {path}"] = f"{full}\0{'present' if os.path.isfile(full) else 'absent'}"
+    return values
+
+
+def settings_text(reads: SettingsReads) -> str:
+    """Return settings_values(reads) as one text, compared on every call of code that reaches the class."""
+    return "\0\0".join(f"{label}\0{value}" for label, value in sorted(settings_values(reads).items()))

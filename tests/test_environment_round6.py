@@ -1,0 +1,138 @@
+"""The environment read inside libraries, and what is said of random generators (round 6).
+
+A pydantic-settings class built in a body reads environment variables (and its env file) inside the
+library's code: keyed by those variables, across restarts and within a kernel, without keying the
+rest of the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Shell, run_kernel
+
+SETTINGS_CELL = """
+from notebook_memo import memo
+from pydantic_settings import BaseSettings, SettingsConfigDict
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="APP_")
+    alpha: float = 0.5
+    n: int = 3
+"""
+
+BUILT_IN_BODY = """
+@memo
+def run():
+    s = Settings()
+    return s.alpha * s.n
+OUT["r"] = run()
+OUT["info"] = list(run.cache_info()[:2])
+"""
+
+
+@pytest.fixture
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.lower().startswith(("app_", "alpha_")) or name == "SLURM_JOB_ID":
+            monkeypatch.delenv(name)
+
+
+@pytest.mark.usefixtures("clean_environment")
+def test_settings_built_in_a_body_is_keyed_by_its_variables_across_restarts(cache_dir: Path) -> None:
+    first = run_kernel([SETTINGS_CELL, BUILT_IN_BODY], cache_dir, seed=1)
+    assert first["r"] == 1.5 and first["info"] == [0, 1]
+    changed = run_kernel([SETTINGS_CELL, BUILT_IN_BODY], cache_dir, seed=2, env={"APP_ALPHA": "2.0"})
+    assert changed["r"] == 6.0 and changed["info"] == [0, 1]
+    # The same variables, another hash seed and an unrelated variable changed: served, not computed again.
+    again = run_kernel([SETTINGS_CELL, BUILT_IN_BODY], cache_dir, seed=3, env={"APP_ALPHA": "2.0", "SLURM_JOB_ID": "9"})
+    assert again["r"] == 6.0 and again["info"] == [1, 0]
+
+
+@pytest.mark.usefixtures("clean_environment")
+def test_settings_passed_as_an_argument_still_hits_after_a_restart(cache_dir: Path) -> None:
+    cells = [SETTINGS_CELL, """
+@memo
+def scaled(s, k):
+    return s.alpha * s.n * k
+OUT["r"] = scaled(Settings(), 2)
+OUT["info"] = list(scaled.cache_info()[:2])
+"""]
+    assert run_kernel(cells, cache_dir, seed=1)["info"] == [0, 1]
+    again = run_kernel(cells, cache_dir, seed=2, env={"SLURM_JOB_ID": "7"})
+    assert again["r"] == 3.0 and again["info"] == [1, 0]
+
+
+@pytest.mark.usefixtures("clean_environment")
+def test_settings_variables_are_matched_as_the_library_matches_them(shell: Shell,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    shell.run("""
+from notebook_memo import memo
+from pydantic import AliasChoices, BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+class Db(BaseModel):
+    host: str = "local"
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="APP_", env_nested_delimiter="__")
+    alpha: float = 0.5
+    beta: float = Field(1.0, validation_alias=AliasChoices("ALPHA_X", "ALPHA_Y"))
+    db: Db = Db()
+@memo
+def run():
+    s = Settings()
+    return f"{s.alpha} {s.beta} {s.db.host}"
+""")
+    assert shell.run("run()") == "0.5 1.0 local"
+    monkeypatch.setenv("app_alpha", "2.0")  # case does not count unless case_sensitive=True
+    assert shell.run("run()") == "2.0 1.0 local"
+    monkeypatch.setenv("ALPHA_Y", "3.0")  # the second of its aliases
+    assert shell.run("run()") == "2.0 3.0 local"
+    monkeypatch.setenv("APP_DB__HOST", "remote")  # a field of a nested model
+    assert shell.run("run()") == "2.0 3.0 remote"
+    monkeypatch.setenv("SLURM_JOB_ID", "11")  # not one it reads: served
+    assert shell.run("run()") == "2.0 3.0 remote"
+    assert shell.run("run.cache_info().hits") == 1
+
+
+@pytest.mark.usefixtures("clean_environment")
+def test_settings_env_file_created_after_a_run_is_read(shell: Shell, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    shell.run("""
+from notebook_memo import memo
+from pydantic_settings import BaseSettings, SettingsConfigDict
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="APP_", env_file="app.env")
+    alpha: float = 0.5
+@memo
+def run():
+    return Settings().alpha
+""")
+    assert shell.run("run()") == 0.5
+    (tmp_path / "app.env").write_text("APP_ALPHA=4.0\n")
+    assert shell.run("run()") == 4.0
+    (tmp_path / "app.env").write_text("APP_ALPHA=5.0\n")
+    assert shell.run("run()") == 5.0
+
+
+@pytest.mark.usefixtures("clean_environment")
+def test_settings_with_their_own_sources_are_keyed_by_the_whole_environment(shell: Shell,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    shell.run("""
+from notebook_memo import memo
+from pydantic_settings import BaseSettings, EnvSettingsSource
+class Settings(BaseSettings):
+    alpha: float = 0.5
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings):
+        return (init_settings, EnvSettingsSource(settings_cls, env_prefix="OTHER_"))
+@memo
+def run():
+    return Settings().alpha
+""")
+    assert shell.run("run()") == 0.5
+    monkeypatch.setenv("OTHER_ALPHA", "7.0")
+    assert shell.run("run()") == 7.0
