@@ -1252,8 +1252,10 @@ def _builds_a_seeded_legacy_generator(frame: types.FrameType) -> bool:
     """Return True when ``frame`` is calling ``np.random.RandomState(seed)`` with a seed that is not None: it
     builds its bit generator from the operating system's entropy and then seeds it, so its result is not random.
 
-    Read from the call's instructions, for the shapes whose values can be read where they lie (a constant, a
-    name, an attribute of a module); any other shape is taken to be unseeded, as before (a warning at worst)."""
+    The seed's instructions are found by walking back from the call by their stack effects, so any expression is
+    told apart (``seed + fold``, ``cfg["seed"]``, ``int(seed)``). A name, attribute or item read where it lies
+    counts by its value; one that cannot be read, or an expression whose instructions branch, counts as unseeded
+    (a warning at worst); any other computed seed (an operation, a call) as seeded."""
     numpy = sys.modules.get("numpy")
     legacy = getattr(getattr(numpy, "random", None), "RandomState", None)
     if not isinstance(legacy, type):
@@ -1265,15 +1267,100 @@ def _builds_a_seeded_legacy_generator(frame: types.FrameType) -> bool:
     k = at - 1
     if instructions[at].opname in ("CALL_KW", "CALL_FUNCTION_KW"):
         k -= 1  # the constant tuple of keyword names
-    while k >= 0 and instructions[k].opname in _BETWEEN:
-        k -= 1
-    seed, k = _chain_value(instructions, k, frame)
+    k = _skip_between(instructions, k)
+    start = _expression_start(instructions, k)
+    if start is None:
+        return False
+    seed = _argument_value(instructions, start, k, frame)
     if seed is None or seed is _UNKNOWN:
         return False
+    called, _ = _chain_value(instructions, _skip_between(instructions, start - 1), frame)
+    return isinstance(called, type) and issubclass(called, legacy)
+
+
+# A computed value whose instructions show no way to be None (an operation, a call): taken as given.
+_COMPUTED = object()
+_SUBSCRIPTS = frozenset({"BINARY_SUBSCR"})
+
+
+def _skip_between(instructions: list[dis.Instruction], k: int) -> int:
     while k >= 0 and instructions[k].opname in _BETWEEN:
         k -= 1
-    called, _ = _chain_value(instructions, k, frame)
-    return isinstance(called, type) and issubclass(called, legacy)
+    return k
+
+
+def _expression_start(instructions: list[dis.Instruction], end: int) -> int | None:
+    """Return the index of the first instruction of the expression whose value the instruction at ``end`` leaves on
+    the stack, found by stack effects; None where its instructions branch or their effects cannot be told."""
+    need = 1
+    for k in range(end, -1, -1):
+        instruction = instructions[k]
+        if instruction.opcode in _JUMPS:
+            return None  # a conditional expression, `or`, a comprehension: not straight-line
+        try:
+            need -= dis.stack_effect(instruction.opcode,
+                                     instruction.arg if instruction.opcode >= dis.HAVE_ARGUMENT else None, jump=False)
+        except ValueError:
+            return None
+        if need <= 0:
+            if need < 0 or any(instructions[j].is_jump_target for j in range(k + 1, end + 1)):
+                return None
+            return k
+    return None
+
+
+_JUMPS = frozenset(dis.hasjrel) | frozenset(dis.hasjabs)
+
+
+def _read(instructions: list[dis.Instruction], start: int, end: int, frame: types.FrameType) -> Any:
+    """Return the value of a name, constant or attribute chain spanning ``start``..``end`` (_UNKNOWN where it cannot be
+    read), or _COMPUTED where the span is not one (``get_cfg().seed``)."""
+    value, before = _chain_value(instructions, end, frame)
+    return value if before == start - 1 else _COMPUTED
+
+
+def _argument_value(instructions: list[dis.Instruction], start: int, end: int, frame: types.FrameType) -> Any:
+    """Return the value of the expression spanning ``start``..``end`` where it can be read without running code (a
+    name, an attribute chain, an item of a dict, list or tuple, ``d.get(key)`` of a dict), _COMPUTED for any other
+    computed value, or _UNKNOWN for a read whose value cannot be had."""
+    last = instructions[end]
+    if last.opname in _ATTRIBUTES or start == end:
+        return _read(instructions, start, end, frame)
+    if last.opname in _SUBSCRIPTS or (last.opname == "BINARY_OP" and last.argrepr == "[]"):
+        key_start = _expression_start(instructions, end - 1)
+        if key_start is None or key_start <= start:
+            return _COMPUTED
+        key = _read(instructions, key_start, end - 1, frame)
+        return _item(_read(instructions, start, key_start - 1, frame), (key,))
+    if last.opname in ("CALL", "CALL_FUNCTION", "CALL_METHOD") and last.arg in (1, 2):
+        arguments: list[Any] = []
+        k = _skip_between(instructions, end - 1)
+        for _ in range(last.arg):
+            begin = _expression_start(instructions, k)
+            if begin is None or begin <= start:
+                return _COMPUTED
+            arguments.insert(0, _read(instructions, begin, k, frame))
+            k = _skip_between(instructions, begin - 1)
+        if k > start and instructions[k].opname in _ATTRIBUTES and instructions[k].argval == "get":
+            return _item(_read(instructions, start, k - 1, frame), tuple(arguments), by_get=True)
+    return _COMPUTED
+
+
+def _item(container: Any, key: tuple[Any, ...], by_get: bool = False) -> Any:
+    """Return ``container[key[0]]`` (or ``container.get(*key)``) for a plain dict, list or tuple, read without running
+    code; _UNKNOWN where container or key is unknown, _COMPUTED for any other container."""
+    if container is _COMPUTED or any(part is _COMPUTED for part in key):
+        return _COMPUTED
+    if container is _UNKNOWN or any(part is _UNKNOWN for part in key):
+        return _UNKNOWN
+    if type(container) is dict:
+        try:
+            return container.get(*key) if by_get else container.get(key[0], _UNKNOWN)
+        except TypeError:  # an unhashable key: the call itself fails
+            return _UNKNOWN
+    if type(container) in (list, tuple) and not by_get and type(key[0]) is int:
+        return container[key[0]] if -len(container) <= key[0] < len(container) else _UNKNOWN
+    return _COMPUTED
 
 
 def _chain_value(instructions: list[dis.Instruction], k: int, frame: types.FrameType) -> tuple[Any, int]:

@@ -2,16 +2,20 @@
 
 A pydantic-settings class built in a body reads environment variables (and its env file) inside the
 library's code: keyed by those variables, across restarts and within a kernel, without keying the
-rest of the environment.
+rest of the environment. A legacy numpy generator seeded by a computed value (``RandomState(seed + fold)``)
+gives no warning of a random result; one given None still does; and memo.batch and %%memo warn of
+unseeded generators as @memo does.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import pytest
 
+from notebook_memo import MemoWarning
 from tests.conftest import Shell, run_kernel
 
 SETTINGS_CELL = """
@@ -136,3 +140,68 @@ def run():
     assert shell.run("run()") == 0.5
     monkeypatch.setenv("OTHER_ALPHA", "7.0")
     assert shell.run("run()") == 7.0
+
+
+# -- a legacy generator seeded by a computed value -----------------------------------------------------------------
+
+COMPUTED_SEEDS = {
+    "sum": "np.random.RandomState(seed + fold)",
+    "subscript": 'np.random.RandomState(cfg["seed"])',
+    "cast": "np.random.RandomState(int(seed))",
+    "keyword_subscript": 'np.random.RandomState(seed=cfg["seed"])',
+    "nested_call": "np.random.RandomState(abs(int(seed) - 2 * fold))",
+    "dict_get": 'np.random.RandomState(cfg.get("seed", 0))',
+    "imported_sum": "RandomState(seed * 3 + 1)",
+}
+
+
+@pytest.mark.parametrize("form", sorted(COMPUTED_SEEDS))
+def test_a_legacy_generator_seeded_by_a_computed_value_gives_no_warning(form: str, shell: Shell) -> None:
+    shell.run(f"""
+    import numpy as np
+    from numpy.random import RandomState
+    from notebook_memo import memo
+
+    @memo
+    def sample(seed, fold, cfg):
+        return float({COMPUTED_SEEDS[form]}.rand())
+    """)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = shell.run('sample(4, 1, {"seed": 7})')
+        assert shell.run('sample(4, 1, {"seed": 7})') == first
+    assert not [str(w.message) for w in caught if issubclass(w.category, MemoWarning)]
+
+
+@pytest.mark.parametrize("call", ['np.random.RandomState(cfg["seed"])', 'np.random.RandomState(cfg.get("none"))',
+                                  "np.random.RandomState(seed=cfg['seed'])", "np.random.RandomState(CONFIG[0])"])
+def test_a_legacy_generator_given_a_computed_none_still_warns(call: str, shell: Shell) -> None:
+    shell.run(f"""
+    import numpy as np
+    from notebook_memo import memo
+    CONFIG = [None]
+
+    @memo
+    def sample(cfg):
+        return float({call}.rand())
+    """)
+    with pytest.warns(MemoWarning, match="entropy"):
+        shell.run('sample({"seed": None})')
+
+
+def test_a_legacy_generator_seeded_through_a_call_s_result_gives_no_warning(shell: Shell) -> None:
+    shell.run("""
+    import numpy as np
+    from notebook_memo import memo
+
+    def settings():
+        return {"seed": 5}
+
+    @memo
+    def sample():
+        return float(np.random.RandomState(settings()["seed"]).rand())
+    """)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        shell.run("sample()")
+    assert not [str(w.message) for w in caught if issubclass(w.category, MemoWarning)]
