@@ -790,6 +790,7 @@ class _Plan:
             _config.warn_once(f"unrecordable:{fn._qualified}:{exc}", f"{fn._name}: the results of this chunk are "
                               f"not cached: {exc}.", MemoWarning)
             return None
+        _memo.warn_random_result(fn._name, fn._qualified, recorder)  # each item's result is random, as @memo's
         if found and self.outer:
             _conditions.inherit(found, self.outer)
         return found

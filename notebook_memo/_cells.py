@@ -47,6 +47,7 @@ from ._memo import (
     save_entry,
     served,
     storage_unreadable,
+    warn_random_result,
 )
 from ._methods import _PerObjectCache
 from ._notebook import current_notebook, owner_tag
@@ -660,6 +661,7 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
     except _conditions.NotRecordable as exc:
         _not_stored(cell, f"{exc}.", once=f"unrecordable:{cell.qualified_name}:{exc}")
         return result
+    warn_random_result(f"%%memo {cell.label}", cell.qualified_name, recorder, "run it without %%memo")
     # Inputs the run left as they were, which outputs may hold (`b = a`, `Pipeline([("clf", clf)])`): saved by
     # name, so that a hit makes the outputs hold the notebook's objects, as the run did, rather than copies.
     kept: dict[int, str] = {}

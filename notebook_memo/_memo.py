@@ -768,11 +768,7 @@ class MemoizedFunction(Generic[R]):
                           f"({recorded[0].stdin}: what is typed, or piped to the process), which no key can hold: "
                           "the cache keeps its first answer. Pass what it reads as an argument, or call it with "
                           ".uncached(...).", MemoWarning)
-            if recorded[0].entropy:
-                warn_once(f"entropy:{self._qualified}", f"{self._name} seeds "
-                          f"{_random_state.describe_generators(sorted(recorded[0].entropy))} from the operating "
-                          "system's entropy (a seed call without a seed): its result is random, and the cache keeps "
-                          "the first one. Pass a seed, or call it with .uncached(...).")
+            warn_random_result(self._name, self._qualified, recorded[0])
         skip_if = self._options.skip_if
         if skip_if is not None and skip_if(result):
             return None
@@ -1853,6 +1849,16 @@ def servable(store: Store, key: str, ttl: float | None = None) -> StoredRecord |
     if record is not None and record.header.conditioned and not record.header.expired():
         record = conditioned_entry(store, key, record)[0]
     return None if record is None or record.header.expired() or record.header.stale_for(ttl) else record
+
+
+def warn_random_result(name: str, qualified: str, recorder: Recorder,
+                       remedy: str = "call it with .uncached(...)") -> None:
+    """Warn once when the run ``recorder`` watched seeded a generator from the operating system's entropy: its
+    result, stored, is random (the words of @memo, memo.batch and %%memo alike)."""
+    if recorder.entropy:
+        warn_once(f"entropy:{qualified}", f"{name} seeds {_random_state.describe_generators(sorted(recorder.entropy))} "
+                  "from the operating system's entropy (a seed call without a seed): its result is random, and the "
+                  f"cache keeps the first one. Pass a seed, or {remedy}.")
 
 
 def run_conditions(store: Store, recorder: Recorder, arguments_before: dict[str, Any] | None = None,

@@ -205,3 +205,69 @@ def test_a_legacy_generator_seeded_through_a_call_s_result_gives_no_warning(shel
         warnings.simplefilter("always")
         shell.run("sample()")
     assert not [str(w.message) for w in caught if issubclass(w.category, MemoWarning)]
+
+
+# -- memo.batch and %%memo warn of an unseeded generator as @memo does --------------------------------------------
+
+UNSEEDED = {"default_rng": "np.random.default_rng()", "legacy": "np.random.RandomState()"}
+
+
+@pytest.mark.parametrize("generator", sorted(UNSEEDED))
+def test_batch_warns_of_an_unseeded_generator_as_memo_does(generator: str, shell: Shell) -> None:
+    shell.run(f"""
+    import numpy as np
+    from notebook_memo import memo
+
+    @memo.batch("ids")
+    def simulate(ids):
+        return [float({UNSEEDED[generator]}.normal()) for i in ids]
+
+    @memo
+    def one(i):
+        return float({UNSEEDED[generator]}.normal())
+    """)
+    with pytest.warns(MemoWarning, match="entropy") as single:
+        shell.run("one(1)")
+    with pytest.warns(MemoWarning, match="entropy") as batched:
+        shell.run("simulate([1, 2])")
+    said = next(str(w.message) for w in single if "entropy" in str(w.message))
+    assert said.startswith("one seeds ")
+    assert [str(w.message) for w in batched if "entropy" in str(w.message)] == ["simulate" + said[len("one"):]]
+
+
+def test_batch_seeded_per_item_gives_no_warning(shell: Shell) -> None:
+    shell.run("""
+    import numpy as np
+    from notebook_memo import memo
+
+    @memo.batch("ids")
+    def simulate(ids, base_seed=100):
+        return [float(np.random.RandomState(base_seed + i).normal()) for i in ids]
+    """)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        shell.run("simulate([1, 2, 3])")
+    assert not [str(w.message) for w in caught if issubclass(w.category, MemoWarning)]
+
+
+@pytest.mark.parametrize("generator", sorted(UNSEEDED))
+def test_cell_warns_of_an_unseeded_generator_as_memo_does(generator: str, shell: Shell) -> None:
+    shell.run("""
+    import numpy as np
+    get_ipython().run_line_magic('load_ext', 'notebook_memo')
+    """)
+    with pytest.warns(MemoWarning, match="entropy") as caught:
+        shell.run(f"%%memo sim\nsample = float({UNSEEDED[generator]}.normal())\n")
+    said = [str(w.message) for w in caught if "entropy" in str(w.message)]
+    assert said and said[0].startswith("%%memo sim seeds ") and "its result is random" in said[0], said
+
+
+def test_cell_seeded_by_a_computed_value_gives_no_warning(shell: Shell) -> None:
+    shell.run("""
+    import numpy as np
+    get_ipython().run_line_magic('load_ext', 'notebook_memo')
+    """)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        shell.run('%%memo sim\nsample = np.random.RandomState(int("42")).normal(size=3).tolist()\n')
+    assert not [str(w.message) for w in caught if issubclass(w.category, MemoWarning)]
