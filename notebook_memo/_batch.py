@@ -27,7 +27,7 @@ from ._errors import (
     StorageWarning,
     UnhashableArgument,
 )
-from ._explain import Explanation, before_compute, caching_off, clock_notes, explain_call
+from ._explain import Explanation, before_compute, caching_off, clock_notes, explain_call, not_used
 from ._fills import FillNotes
 from ._memo import _MISS, Call, MemoizedFunction, Options, run_conditions, save, servable, storage_trouble
 from ._options import check_options, keyword_names
@@ -478,6 +478,9 @@ class BatchFunction(MemoizedFunction[Any]):
 
         ``run``: the items computed by the same call, whose entries did not exist before it.
         """
+        unused = not_used(self._store())
+        if unused is not None:
+            return [unused], sorted(call.deps.skipped)
         item_call = self._item_call(call, digest)
         if not as_miss:
             before = before_compute(self, item_call)  # it has an entry: expired, or computed from other inputs

@@ -50,7 +50,11 @@ def _inventory(directory: str) -> Inventory:
         size_limit = _config.resolve_size_limit()
     except ValueError as exc:
         raise CliError(f"{_config.ENV_SIZE_LIMIT}: {exc}") from None
-    return Inventory(get_store(str(path.resolve()), size_limit))
+    store = get_store(str(path.resolve()), size_limit)
+    refused = store.refusal()
+    if isinstance(refused, UntrustedFolder):  # upkeep would warn and find nothing: the command is refused instead
+        raise refused
+    return Inventory(store)
 
 
 def shown(text: object) -> str:

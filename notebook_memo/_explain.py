@@ -11,10 +11,12 @@ from ._conditions import spawn_condition
 from ._inventory import human_bytes, human_time, is_marker
 from ._links import SAMEFILE
 from ._serialize import CorruptRecord
+from .stores.local import unusable_message
 
 if TYPE_CHECKING:
     from ._dependencies import Dependencies
     from ._memo import Call, MemoizedFunction
+    from .stores.local import Store
 
 __all__ = ()
 
@@ -135,6 +137,14 @@ def current_description(fn: MemoizedFunction[Any], call: Call) -> dict[str, Any]
     }
 
 
+def not_used(store: Store) -> str | None:
+    """Return why the cache folder of ``store`` is not used (nothing read from it or stored in it), or None."""
+    refused = store.refusal()
+    if refused is None:
+        return None
+    return f"the cache folder {store.directory} is not used: {unusable_message(store.directory, refused)}"
+
+
 def explain_call(fn: MemoizedFunction[Any], call: Call, as_miss: bool = False,
                  exclude: frozenset[str] = frozenset()) -> Explanation:
     """Return whether ``call`` would hit, and for a miss, what differs from the closest entries.
@@ -146,8 +156,11 @@ def explain_call(fn: MemoizedFunction[Any], call: Call, as_miss: bool = False,
     name = fn.qualified_name
     unkeyed = sorted(call.deps.skipped)
     store = fn._store()
-    record = None if as_miss else store.get(call.key)
     notes = clock_notes(call.deps)
+    unused = not_used(store)
+    if unused is not None:  # what a call warned of once: the report says it each time it is asked
+        return Explanation(name, False, unused, notes, unkeyed)
+    record = None if as_miss else store.get(call.key)
     if record is not None and record.header.conditioned and not record.header.expired():
         from ._memo import conditioned_entry
 

@@ -21,7 +21,7 @@ from ._config import parse_ttl
 from ._inventory import FunctionSummary, Inventory, Owner, human_bytes, human_time
 from ._memo import clear_stale_all, registered
 from ._notebook import current_notebook, short_name
-from .stores.local import get_store
+from .stores.local import get_store, unusable_message
 
 __all__ = ()
 
@@ -176,6 +176,12 @@ def clear_directory(directory: str, everything: bool) -> str:
             "%memo clear --all removes every entry there, other notebooks' included")
 
 
+def refusal(directory: str) -> str | None:
+    """Return why the cache folder ``directory`` is not used (others could write it, it cannot be opened), or None."""
+    refused = get_store(directory, _config.resolve_size_limit()).refusal()
+    return None if refused is None else unusable_message(directory, refused)
+
+
 def _lookup(name: str) -> Any:
     """Return the function or named cell of this session called ``name``, or None.
 
@@ -228,6 +234,11 @@ def line_command(line: str) -> Any:
         print(help_text())
         return None
     command, rest = _line_words(line)
+    if command == "info" or (command == "clear" and rest in ([], ["--all"])):
+        refused = refusal(_config.resolve_dir(None))
+        if refused is not None:  # said as the command line says it, not as a traceback
+            print(f"notebook_memo: {refused}")
+            return None
     if command == "info":
         return info()
     if command == "clear":

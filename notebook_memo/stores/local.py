@@ -1083,6 +1083,15 @@ def untrusted_message(directory: str, trouble: str) -> str:
             "writes there (NOTEBOOK_MEMO_SECRET or configure(secret=...)).")
 
 
+def unusable_message(directory: str, exc: OSError) -> str:
+    """Return why a cache folder that cannot be opened is not used (``exc``: what opening it raised)."""
+    if isinstance(exc, UntrustedFolder):
+        return exc.strerror or str(exc)
+    return (f"cannot read the cache in {directory} ({type(exc).__name__}: {exc}); nothing is loaded from or stored "
+            "in it, and nothing in it is listed or deleted. Give the cache a folder it can create and write "
+            "(configure(cache_dir=...) or NOTEBOOK_MEMO_DIR).")
+
+
 _SUPER_JOURNAL_MAGIC = bytes.fromhex("d9d505f920a163d7")  # what ends a rollback journal's super-journal record
 
 
@@ -1535,6 +1544,27 @@ class Store:
                     return not self._refuses(signer)
                 raise  # the secret was unset while the call ran: its storage trouble
         return self._trouble is None or not self._refuses(signer)
+
+    def refusal(self) -> OSError | None:
+        """Check the directory now (upkeep and explain, never the hit path); return what keeps its index from being
+        used, or None: an UntrustedFolder (others could write it, and no secret is set) or another OSError from
+        opening it (a file by its name, a folder it may not create). Warns nothing; ``_scan_refused`` does."""
+        with gate:
+            try:
+                self._handles()
+            except OSError as exc:
+                return exc
+        return None
+
+    def _scan_refused(self) -> bool:
+        """Return True, after the warning a call gives (once per directory), when a listing, count or deletion
+        must find nothing here (see ``refusal``): upkeep in a folder a call cannot use does not raise either."""
+        exc = self.refusal()
+        if exc is None:
+            return False
+        cause = "untrusted" if isinstance(exc, UntrustedFolder) else "storage"
+        warn_once(f"{cause}:{self.directory}", unusable_message(self.directory, exc), StorageWarning)
+        return True
 
     def _refuses(self, signer: Signer | None) -> bool:
         """Return True (after warning once) when values must not be loaded from this directory."""
@@ -2187,7 +2217,8 @@ class Store:
         after = -(2**63)
         while True:
             with gate:
-                self.reader  # noqa: B018 (opens, or sets a damaged index aside)
+                if self._scan_refused():  # opens, or sets a damaged index aside; each chunk: a folder may change
+                    return
                 try:
                     rows = connection(self.directory).execute(query, (*params, after, _SCAN_CHUNK)).fetchall()
                 except sqlite3.DatabaseError as exc:
@@ -2206,9 +2237,8 @@ class Store:
     @_mending
     def tagged(self, tag: str, limit: int) -> int:
         """Return how many index rows carry ``tag``, counting no further than ``limit`` (the tag index alone)."""
-        if not self._exists():
+        if not self._exists() or self._scan_refused():  # opens, or sets a damaged index aside
             return 0
-        self.reader  # noqa: B018 (opens, or sets a damaged index aside)
         query = "SELECT count(*) FROM (SELECT 1 FROM Cache WHERE tag = ? LIMIT ?)"
         return int(connection(self.directory).execute(query, (tag, limit)).fetchone()[0])
 
@@ -2233,9 +2263,8 @@ class Store:
     @_settled
     def _facts_query(self, query: str) -> list[tuple[Any, ...]] | None:
         """Run ``query`` on the facts table if it holds exactly one row per record, in one read snapshot."""
-        if not self._exists():
+        if not self._exists() or self._scan_refused():  # opens, or sets a damaged index aside
             return []
-        self.reader  # noqa: B018 (opens, or sets a damaged index aside)
         con = connection(self.directory)
         try:
             con.execute("BEGIN")  # one snapshot for the counts and the query
@@ -2256,9 +2285,8 @@ class Store:
     @_mending
     def record_at(self, row: str) -> StoredRecord | None:
         """Return the record in index row ``row`` as a scan lists it (``records``), or None."""
-        if not self._exists():
+        if not self._exists() or self._scan_refused():
             return None
-        self.reader  # noqa: B018
         found = connection(self.directory).execute(
             "SELECT key, filename, value FROM Cache WHERE key = ? AND raw = 1 AND mode = ?", (row, MODE_RECORD)
         ).fetchone()
@@ -2271,6 +2299,8 @@ class Store:
         Records written while the scan ran may be missing; the next summary then finds the table
         short, and scans again.
         """
+        if not self._exists() or self._scan_refused():
+            return
         con = connection(self.directory)
         with contextlib.suppress(sqlite3.Error), _write_transaction(con):
             con.execute("DELETE FROM NbmRecordFacts")
@@ -2345,7 +2375,7 @@ class Store:
         records not yet deleted went with it (none is served again), and count as deleted.
         """
         deleted: list[StoredRecord] = []
-        if not self._exists():
+        if not self._exists() or self._scan_refused():
             return deleted
         if self._arriving:
             self.wait_arrivals()  # every copy being made is listed, or not, before anything is deleted
@@ -2484,6 +2514,8 @@ class Store:
     @_mending
     def hit_stats(self, tag: str) -> tuple[int, float]:
         """Return (hits, last hit time) of function ``tag`` across all processes."""
+        if self._scan_refused():
+            return 0, 0.0
         reader = self.reader
         hits, used = reader.get(f"stats:hits:{tag}", 0), reader.get(f"stats:used:{tag}", 0.0)
         return (hits if type(hits) is int else 0), (float(used) if type(used) in (int, float) else 0.0)
