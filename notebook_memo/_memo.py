@@ -500,6 +500,10 @@ class MemoizedFunction(Generic[R]):
         # after its file was edited runs other code than its sender under the same name. The label is no name.
         return {**state.deps.parts, "<its own code>": ("code", state.own)}
 
+    def _own_code(self) -> tuple[str, bytes]:
+        """Return the digest of its own code as a worker computes it alike (see ``_reads_by_code``)."""
+        return self._reads_by_code()["<its own code>"]
+
     def make_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
         """Return the key and its ingredients for calling with these arguments."""
         binder = self._binder
@@ -1536,7 +1540,10 @@ class MemoizedFunction(Generic[R]):
             data = cloudpickle.dumps(self)
         finally:
             _by_value.active = False
-        return pickle.loads, (data,)
+        # Where it is found too: a worker that defines it (a fork, a script's spawned worker) runs its own,
+        # on the worker's globals, as a plain function would; the copy serves a worker that does not.
+        return _live_or_copy, (type(self), module, qualname, self._own_code(), directory,
+                               *self._remote_placement(), data)
 
     def _travel_state(self, directory: str) -> dict[str, Any]:
         skip_if = self._options.skip_if
@@ -1702,12 +1709,38 @@ def _by_reference(module: str, qualname: str, directory: str, remote: str | None
     for part in qualname.split("."):
         target = getattr(target, part)
     if isinstance(target, MemoizedFunction):
-        here = (_config.resolve_dir(target._options.cache_dir), *target._remote_placement())
-        if remote is None:
-            remote, read_only = here[1], here[2]  # from a sender that did not say
-        if here != (directory, remote, read_only):
-            return target._placed(directory, remote, read_only)
+        return _placed_as_sent(target, directory, remote, read_only)
     return target
+
+
+def _placed_as_sent(target: MemoizedFunction[Any], directory: str, remote: str | None,
+                    read_only: bool) -> MemoizedFunction[Any]:
+    """Return ``target`` storing in the sender's directory and remote (its own remote when the sender did not say)."""
+    here = (_config.resolve_dir(target._options.cache_dir), *target._remote_placement())
+    if remote is None:
+        remote, read_only = here[1], here[2]
+    return target if here == (directory, remote, read_only) else target._placed(directory, remote, read_only)
+
+
+def _live_or_copy(cls: type[MemoizedFunction[Any]], module: str, qualname: str, own: tuple[str, bytes],
+                  directory: str, remote: str, read_only: bool, data: bytes) -> Any:
+    """Return the memoized function this process's main module defines at ``qualname`` with the sent own code,
+    storing where its sender stored; else the sent copy (``data``).
+
+    The live one reads this process's globals (what a pool's initializer set) and keys by them, as the
+    plain function would; the copy's are copies of the sender's.
+    """
+    if module in ("__main__", "__mp_main__"):
+        for name in ("__main__", "__mp_main__"):
+            target: Any = sys.modules.get(name)
+            try:
+                for part in qualname.split("."):
+                    target = getattr(target, part, None)
+                if type(target) is cls and target._own_code() == own:
+                    return _placed_as_sent(target, directory, remote, read_only)
+            except Exception:  # whatever the worker's namespace holds there, the copy still serves
+                continue
+    return pickle.loads(data)
 
 
 def _skeleton(cls: type[MemoizedFunction[Any]]) -> MemoizedFunction[Any]:

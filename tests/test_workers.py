@@ -206,7 +206,10 @@ def test_notebook_function_pickled_by_value_keeps_the_notebook_key(shell: Shell)
         """)
     original = shell["scale"]
     assert original(2) == 6
-    clone = pickle.loads(pickle.dumps(original))
+    assert pickle.loads(pickle.dumps(original)) is original  # defined here: the live one, as a plain function
+    data = pickle.dumps(original)
+    shell.run("del scale")  # as a worker that does not define it receives it: the copy
+    clone = pickle.loads(data)
     assert clone is not original
     assert clone.make_call((2,), {}).key == original.make_call((2,), {}).key
     assert clone(2) == 6 and clone.hits == 1
@@ -239,7 +242,9 @@ def test_a_global_changed_after_arrival_is_keyed_by_the_receiver(shell: Shell) -
             return x * K
         """)
     original = shell["scale"]
-    clone = pickle.loads(pickle.dumps(original))
+    data = pickle.dumps(original)
+    shell.run("del scale")  # as a worker that does not define it receives it: the copy
+    clone = pickle.loads(data)
     assert clone.make_call((2,), {}).key == original.make_call((2,), {}).key
     clone.__wrapped__.__globals__["K"] = 5
     assert clone.make_call((2,), {}).key != original.make_call((2,), {}).key
