@@ -328,6 +328,11 @@ _own_cache: weakref.WeakKeyDictionary[Callable[..., Any], tuple[types.CodeType, 
 _bytecode_cache: weakref.WeakKeyDictionary[Callable[..., Any], tuple[types.CodeType, str, bytes]] = \
     weakref.WeakKeyDictionary()
 _own_lock = threading.Lock()
+# The source digest of notebook code by its code's digest: cloudpickle, loading a notebook class in the process
+# that defined it (dask tokenizes what is submitted so), sets copies of its methods on the class itself, whose
+# code says "<dynamic-code>" for its file. Such a copy runs the same code, so it keeps the original's digest.
+_source_by_code: dict[bytes, bytes] = {}
+_COPIED_CODE = "<dynamic-code>"  # cloudpickle's file name for the code it rebuilds
 
 
 def _new_own_lock() -> None:
@@ -367,6 +372,10 @@ def own_fingerprint(fn: types.FunctionType, by_code: bool = False) -> tuple[byte
     if digest is None:
         digest = _code_digest(code, fn.__doc__ if fn.__doc__ is not None else _MISSING)
         method = "bytecode"
+        if code.co_filename == _COPIED_CODE and digest in _source_by_code:
+            digest, method = _source_by_code[digest], "source"
+    elif fn.__module__ == "__main__":
+        _source_by_code[_code_digest(code, fn.__doc__ if fn.__doc__ is not None else _MISSING)] = digest
     # On the source path too: a file edited on disk and not reloaded still compiles to the running code when
     # only an annotation changed (the code does not hold them), so the file's annotations may not be the running ones.
     digest = _with_annotations(digest, annotations)

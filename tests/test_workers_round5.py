@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, Shell
+from tests.conftest import ROOT, Shell, run_kernel
 
 INITIALIZED_SCRIPT = """
 import multiprocessing, sys
@@ -92,3 +92,87 @@ def test_a_notebook_batch_function_in_a_forked_executor_reads_what_its_initializ
     """)
     assert shell["sent"] == [1001, 1002]
     assert shell.run("shifted([1, 2])") == [1, 2]
+
+
+DASK_NOTEBOOK = [
+    """
+    from notebook_memo import memo
+    LOG = {log!r}
+
+    class Plain:
+        def __init__(self, factor):
+            self.factor = factor
+
+        @memo
+        def predict(self, x):
+            with open(LOG, "a") as fh:
+                fh.write(f"predict {{x}}\\n")
+            return self.factor * x
+
+    @memo
+    def score(model, x):
+        with open(LOG, "a") as fh:
+            fh.write(f"score {{x}}\\n")
+        return model.factor + x
+
+    p = Plain(10)
+    OUT["here"] = [p.predict(1), score(p, 1)]
+    """,
+    """
+    from dask.distributed import Client, LocalCluster
+    with LocalCluster(processes=True, host="127.0.0.1", n_workers=1, threads_per_worker=1,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        OUT["worker"] = [client.submit(p.predict, 1).result(), client.submit(p.predict, 2).result(),
+                         client.submit(Plain.predict, p, 3).result(), client.submit(score, p, 1).result(),
+                         client.submit(score, p, 2).result()]
+    OUT["again"] = [p.predict(1), p.predict(2), p.predict(3), score(p, 1), score(p, 2)]
+    OUT["hits"] = [Plain.predict.hits, score.hits]
+    """,
+]
+
+
+def test_a_notebook_object_s_method_sent_to_dask_keys_self_as_the_notebook_does(tmp_path: Path,
+                                                                                 cache_dir: Path) -> None:
+    """Dask tokenizes what is submitted by pickling and loading it in the notebook, and cloudpickle, loading a
+    notebook class in the process that defined it, sets the copies of its methods on the class itself: the
+    notebook's keys of that class's code must not change, so the worker and the notebook hit each other's
+    entries, each call computed once."""
+    log = tmp_path / "body.log"
+    out = run_kernel([cell.format(log=str(log)) for cell in DASK_NOTEBOOK], cache_dir)
+    assert out["here"] == [10, 11]
+    assert out["worker"] == [10, 20, 30, 11, 12]
+    assert out["again"] == [10, 20, 30, 11, 12]
+    assert sorted(log.read_text().splitlines()) == ["predict 1", "predict 2", "predict 3", "score 1", "score 2"]
+    assert out["hits"] == [3, 2]  # the notebook's second calls, all served
+    assert not [w for w in out["_warnings"] if "StaleEntriesWarning" in w]
+
+
+def test_a_notebook_class_loaded_back_by_cloudpickle_keeps_its_keys(shell: Shell) -> None:
+    """``cloudpickle.loads(cloudpickle.dumps(obj))`` in the notebook sets copies of the class's methods on the class
+    (their code's file is then "<dynamic-code>", with no source): the same code, so the same keys."""
+    shell.run("""
+        import cloudpickle
+        from notebook_memo import memo
+
+        class Model:
+            def __init__(self, w):
+                self.w = w
+
+            def scaled(self, x):
+                return self.w * x
+
+            @memo
+            def predict(self, x):
+                return self.scaled(x)
+
+        @memo
+        def total(model, xs):
+            return sum(model.scaled(x) for x in xs)
+
+        m = Model(3)
+        first = [m.predict(1), total(m, [1, 2])]
+        copied = cloudpickle.loads(cloudpickle.dumps(m))
+    """)
+    assert shell.run("Model.scaled.__code__.co_filename") == "<dynamic-code>"  # the class was changed in place
+    assert shell.run("[m.predict(1), total(m, [1, 2]), Model.predict.hits, total.hits]") == [3, 9, 1, 1]
+    assert shell.run("[copied.predict(1), Model.predict.hits]") == [3, 2]
