@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import _config
+from . import _config, _top_level
 from ._api import Memoized, memo
 from ._errors import (
     BatchError,
@@ -130,3 +130,7 @@ def unload_ipython_extension(ipython: Any) -> None:
     from ._magics import unload_ipython_extension as unload
 
     unload(ipython)
+
+
+# In a notebook, its lru_cache loaders are watched from the import on (see _top_level); a script is left as it is.
+_top_level.start()

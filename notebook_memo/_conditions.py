@@ -497,6 +497,11 @@ def _helpers_read(recorder: Recorder) -> None:
             continue
         what = getattr(helper, "__qualname__", "a function")
         if not state.known and _lru_helpers.may_read(helper):
+            if _lru_helpers.discovering is not None:  # IPython: the notebook's top level is watched from the import
+                raise NotRecordable(f"it calls {what}, a functools.lru_cache function whose results were cached "
+                                    f"where what it read was not seen (before notebook_memo was imported, or in the "
+                                    f"cell that made it, where no name said which function it is): define it in a "
+                                    f"cell of its own after the import, or call {what}.cache_clear() once")
             raise NotRecordable(f"it calls {what}, a functools.lru_cache function whose results were cached where "
                                 f"what it read was not seen (before a memoized call first used it): call "
                                 f"{what}.cache_clear() before the first memoized call that uses it")
@@ -517,11 +522,12 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
         return
     active = _active.get()
     if not active:
-        if active is None or not (_running or _lru_helpers.codes) or getattr(own_thread, "ours", False):
+        watching = _lru_helpers.codes or _lru_helpers.discovering is not None
+        if active is None or not (_running or watching) or getattr(own_thread, "ours", False):
             return  # no body runs, or this is a thread of ours (its connections and files are the store's)
         active = _working_for() if _running else ()
         if not active:
-            if _lru_helpers.codes and event in _READ_EVENTS | {_CONNECTED}:
+            if watching and event in _READ_EVENTS | {_CONNECTED}:
                 _note_helper_read_outside(event, args, sys._getframe(1))
             return
     try:

@@ -4,6 +4,8 @@ A call served from such a function's cache opens no file, yet what it returns ca
 when it filled that entry. Every one met while keying a call (a global the body reads, an argument, an item of a
 container, a method of a class) is registered here; from then on the files its runs read are noted for it (by
 ``_conditions``' audit hook, in memoized runs or not), and a run it serves from its cache takes them as its own.
+Under IPython the notebook's own are also watched before a memoized call meets them (``discover``), so that what
+its top level fills them with (``df = load_table()``, a look at the data) is seen.
 """
 
 from __future__ import annotations
@@ -40,12 +42,39 @@ helpers: weakref.WeakKeyDictionary[Any, HelperReads] = weakref.WeakKeyDictionary
 codes: dict[types.CodeType, weakref.WeakSet[Any]] = {}
 _lock = threading.Lock()
 _ABSENT = object()
+WRAPPER: Any = functools._lru_cache_wrapper  # type: ignore[attr-defined]
 _on_first: list[Callable[[], None]] = []  # called once a function is watched (installs the audit hook)
+# While IPython runs the notebook: which lru_cache functions are the notebook's own, found at their first read by the
+# name their frame runs under (see discover); None otherwise (a script).
+discovering: Callable[[Any], bool] | None = None
+# The code running in any thread when discovering started: a run of it begun before may have read unseen.
+_running_before: frozenset[types.CodeType] = frozenset()
 
 
 def on_watch(callback: Callable[[], None]) -> None:
     """Call ``callback`` whenever a function starts being watched."""
     _on_first.append(callback)
+
+
+def discover(judge: Callable[[Any], bool] | None) -> None:
+    """Watch each lru_cache function that ``judge`` accepts from its first read on (None: stop).
+
+    Its frame names it: the global of its code's name in its module is the wrapper around that code. Found there
+    while empty, every entry it holds from then on was filled where its reads are seen, at the notebook's top level
+    too (``@lru_cache def load(): ...; df = load()`` in one cell); found holding entries, it stays unknown."""
+    global discovering, _running_before
+    if judge is not None:
+        for callback in _on_first:
+            callback()  # the reads are seen from here on
+        if discovering is None:
+            _running_before = frozenset(code for top in frames_of_threads().values() for code in _codes_of(top))
+    discovering = judge
+
+
+def _codes_of(frame: types.FrameType | None) -> Iterable[types.CodeType]:
+    while frame is not None:
+        yield frame.f_code
+        frame = frame.f_back
 
 
 def is_helper(value: Any) -> bool:
@@ -54,9 +83,10 @@ def is_helper(value: Any) -> bool:
         and isinstance(getattr(value, "__wrapped__", None), types.FunctionType)  # type: ignore[attr-defined]
 
 
-def watch(wrapper: Any) -> None:
+def watch(wrapper: Any, known: bool = True) -> None:
     """Watch the user's lru_cache function ``wrapper`` (met while keying a call) from now on. What its cache holds
-    already was filled where its reads were not seen: it stays unknown until emptied (see ``started``)."""
+    already was filled where its reads were not seen: it stays unknown until emptied (see ``started``), as does one
+    not ``known`` (a run of it may have read unseen)."""
     if wrapper in helpers:
         return
     with _lock:
@@ -64,7 +94,7 @@ def watch(wrapper: Any) -> None:
             return
         for callback in _on_first:
             callback()  # before its runs can read: they are seen from here on
-        helpers[wrapper] = HelperReads(known=wrapper.cache_info().currsize == 0)
+        helpers[wrapper] = HelperReads(known=known and wrapper.cache_info().currsize == 0)
         for gone in [code for code, wrappers in codes.items() if not wrappers]:
             del codes[gone]  # functions redefined since: their code need not be kept
         codes.setdefault(wrapper.__wrapped__.__code__, weakref.WeakSet()).add(wrapper)
@@ -115,12 +145,28 @@ def frames_of_threads() -> dict[int, types.FrameType]:
 
 def _states_below(frame: types.FrameType | None) -> list[HelperReads]:
     found: list[Any] = []
+    judge = discovering
     while frame is not None:
-        wrappers = codes.get(frame.f_code)
+        code = frame.f_code
+        # A frame's own name first: a code object is hashed from its whole content at each lookup.
+        if judge is not None and type(value := frame.f_globals.get(code.co_name)) is WRAPPER \
+                and value not in helpers:
+            _discover(value, code, judge)
+        wrappers = codes.get(code) if codes else None
         if wrappers:
             found.extend(state for wrapper in list(wrappers) if (state := helpers.get(wrapper)) is not None)
         frame = frame.f_back
     return found
+
+
+def _discover(wrapper: Any, code: types.CodeType, judge: Callable[[Any], bool]) -> None:
+    """Watch ``wrapper``, the global named as the frame running ``code`` is, when it is the notebook's lru_cache
+    function around that code. Called at a read, before it is noted: empty until now, it was seen whenever it read.
+
+    Asked even where ``codes`` holds that code: code objects compare by content, and a cell run again (``def load``
+    anew, in a kernel that names a cell's file by its text) makes an equal code for a new wrapper."""
+    if getattr(wrapper.__wrapped__, "__code__", None) is code and judge(wrapper):
+        watch(wrapper, known=code not in _running_before)
 
 
 # What a pure function may call: builtins that neither read nor run code given as text, and standard modules of

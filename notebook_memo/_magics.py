@@ -15,7 +15,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
-from . import _config
+from . import _config, _top_level
 from ._cells import CellOptions, cells, leading_blank_lines, run_cell
 from ._config import parse_ttl
 from ._inventory import FunctionSummary, Inventory, Owner, human_bytes, human_time
@@ -376,6 +376,7 @@ def _magic_body(source: str) -> str | None:
 def load_ipython_extension(ipython: Any) -> None:
     """Register the magics (``%load_ext notebook_memo``)."""
     ipython.register_magics(MemoMagics)
+    _top_level.start(ipython)
     transformers = ipython.input_transformers_post
     if not any(isinstance(t, _SyntaxErrorsAsInAnyCell) for t in transformers):
         transformers.append(_SyntaxErrorsAsInAnyCell(ipython))
@@ -383,6 +384,7 @@ def load_ipython_extension(ipython: Any) -> None:
 
 def unload_ipython_extension(ipython: Any) -> None:
     """Remove the magics again."""
+    _top_level.stop(ipython)
     manager = ipython.magics_manager
     for kind in ("line", "cell"):
         manager.magics[kind].pop("memo", None)

@@ -292,7 +292,14 @@ def test_an_lru_cached_helper_filled_outside_a_memoized_run_is_not_trusted(shell
     shell.run(LRU_CELLS[1])
     shell.run("""
         import warnings
-        table()  # filled here: what it read is not seen
+
+        def _table():
+            with open("prices.csv") as f:
+                return dict(line.split(",") for line in f.read().split())
+
+        # filled in the cell that makes it, under a name its frames do not run under: what it read is not seen
+        table = functools.lru_cache(maxsize=None)(_table)
+        table()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             first = price("a")

@@ -133,16 +133,16 @@ def test_an_lru_helper_in_a_global_registry_is_watched(shell: Shell, here: Path)
     assert (before, after) == ("B1", "B2, changed")
 
 
-def test_an_lru_helper_argument_filled_at_top_level_is_not_stored_across_a_restart(cache_dir: Path) -> None:
+def test_an_lru_helper_argument_filled_before_the_import_is_not_stored_across_a_restart(cache_dir: Path) -> None:
     data = cache_dir.parent / "data.txt"  # run_kernel runs in tmp_path
     data.write_text("OLD")
-    cells = [LOADER, """
+    cells = [LOADER + "\n    load('data.txt')\n", """
         from notebook_memo import memo
 
         @memo
         def report(loader, name):
             return "value=" + loader(name)
-    """, "load('data.txt'); OUT['value'] = report(load, 'data.txt')"]
+    """, "OUT['value'] = report(load, 'data.txt')"]
     first = run_kernel(cells, cache_dir, seed=1)
     assert first["value"] == "value=OLD" and any("load" in w for w in first["_warnings"]), first["_warnings"]
     data.write_text("NEW")
@@ -245,15 +245,17 @@ def test_an_lru_helper_reaching_a_reader_filled_at_top_level_is_not_trusted(shel
         def number(name):
             return int(open(name).read())
 
-        @functools.lru_cache
-        def scaled(name):
+        def _scaled(name):
             return number(name) * 2
+
+        # filled in the cell that makes it, under a name its frames do not run under: its read is not seen
+        scaled = functools.lru_cache(_scaled)
+        scaled('n.txt')
 
         @memo
         def f(name):
             return scaled(name) + 1
     """)
-    shell.run("scaled('n.txt')")
     value, found = _warned(shell, "f('n.txt')")
     assert value == 15 and found
 
