@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import textwrap
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -106,6 +107,27 @@ def test_a_loader_reading_in_a_pool_defined_and_filled_in_one_cell_is_stored(not
     notebook.run("load.cache_clear()")
     assert _warned(notebook, "second = show('d.txt')") == []
     assert (notebook["first"], notebook["second"]) == ("<D1>", "<D2, changed>")
+
+
+def test_a_loader_cell_run_again_in_a_kernel_naming_cells_by_their_text_is_stored(notebook: Shell, tmp_path: Path,
+                                                                                 monkeypatch: pytest.MonkeyPatch
+                                                                                 ) -> None:
+    # ipykernel names a cell's file by its text: the cell run again makes a new loader whose code equals the old's.
+    from ipykernel.compiler import XCachingCompiler
+
+    monkeypatch.setattr(notebook.ip, "compile", XCachingCompiler())
+    (tmp_path / "d.txt").write_text("D1")
+    notebook.run(RUNS_SETUP)
+    cell = LOADER + "\n    df = load('d.txt')\n"
+    notebook.run(cell)
+    notebook.run(SHOW)
+    assert _warned(notebook, "first = show('d.txt')") == []
+    notebook.run("load")  # shown: the output history keeps the old loader alive
+    (tmp_path / "d.txt").write_text("D2, changed")
+    notebook.run(cell)  # the data changed: the loader's cell is run again
+    assert _warned(notebook, "second = show('d.txt')") == []
+    notebook.run("show('d.txt')")
+    assert (notebook["first"], notebook["second"], notebook["RUNS"]) == ("<D1>", "<D2, changed>", {"d.txt": 2})
 
 
 def test_a_file_changed_after_the_top_level_fill_is_still_refused(notebook: Shell, tmp_path: Path) -> None:
@@ -206,6 +228,19 @@ def test_a_loader_filled_in_a_later_cell_hits_after_a_restart(cache_dir: Path) -
     assert _outcome(run_kernel(cells, cache_dir, seed=2)) == (1.0, [1, 0], [])
     data.write_text("a,5\nb,2\n")
     assert _outcome(run_kernel(cells, cache_dir, seed=3)) == (5.0, [0, 1], [])
+
+
+def test_a_loader_of_a_user_module_filled_at_top_level_hits_after_a_restart(cache_dir: Path) -> None:
+    # Its frames run in the module's namespace, where its name is the wrapper: found there at its first read.
+    (cache_dir.parent / "loaders.py").write_text(textwrap.dedent(LOADER))
+    data = cache_dir.parent / "d.txt"
+    data.write_text("D1")
+    cells = [RUNS_SETUP, "from loaders import load\ndf = load('d.txt')", SHOW,
+             "OUT['value'] = show('d.txt'); OUT['info'] = list(show.cache_info()[:2])"]
+    assert _outcome(run_kernel(cells, cache_dir, seed=1)) == ("<D1>", [0, 1], [])
+    assert _outcome(run_kernel(cells, cache_dir, seed=2)) == ("<D1>", [1, 0], [])
+    data.write_text("D2, changed")
+    assert _outcome(run_kernel(cells, cache_dir, seed=3)) == ("<D2, changed>", [0, 1], [])
 
 
 def test_a_loader_filled_before_the_import_is_still_refused(cache_dir: Path) -> None:
