@@ -165,7 +165,8 @@ def _discover(wrapper: Any, code: types.CodeType, judge: Callable[[Any], bool]) 
 
     Asked even where ``codes`` holds that code: code objects compare by content, and a cell run again (``def load``
     anew, in a kernel that names a cell's file by its text) makes an equal code for a new wrapper."""
-    if getattr(wrapper.__wrapped__, "__code__", None) is code and judge(wrapper):
+    # Inside the audit hook: an error here would fail the user's open(), so a wrapper lacking __wrapped__ is skipped.
+    if getattr(getattr(wrapper, "__wrapped__", None), "__code__", None) is code and judge(wrapper):
         watch(wrapper, known=code not in _running_before)
 
 

@@ -284,3 +284,10 @@ def test_a_plain_script_still_refuses_a_loader_filled_before_its_first_memoized_
                                "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("<D1> ['show: its result is not cached: it calls load"), proc.stdout
+
+
+def test_a_loader_lacking_its_wrapped_attribute_still_reads(notebook: Shell, tmp_path: Path) -> None:
+    # Its name is looked up at every read at the top level, inside the audit hook, where an error fails the open().
+    (tmp_path / "d.txt").write_text("D1")
+    notebook.run(LOADER + "\n    del load.__wrapped__\n    df = load('d.txt')\n")
+    assert notebook["df"] == "D1"
