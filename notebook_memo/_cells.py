@@ -70,6 +70,11 @@ __all__ = ()
 
 _SHELL_TOOLS = frozenset({"get_ipython", "exit", "quit", "__builtin__", "__builtins__", "__name__",
                           "__doc__", "__package__", "__loader__", "__spec__"})
+# Dunder names that Python or the notebook's front end set themselves: `warnings.warn` leaves
+# __warningregistry__, `x: int = 1` fills __annotations__, Jupyter and VS Code set __session__,
+# __vsc_ipynb_file__ and __file__. Any other dunder name (__version__, __registry__) is the user's.
+_SHELL_DUNDERS = frozenset({"__warningregistry__", "__annotations__", "__session__", "__vsc_ipynb_file__",
+                            "__file__", "__cached__"})
 _HISTORY = frozenset({"In", "Out", "_", "__", "___", "_i", "_ii", "_iii", "_oh", "_ih", "_dh", "_exit_code"})
 
 
@@ -80,11 +85,8 @@ def _is_history(name: str) -> bool:
 
 
 def _is_shell_name(name: str) -> bool:
-    """Return True for names the shell owns: never stored or restored as the cell's outputs.
-
-    Dunder names are bookkeeping too: ``warnings.warn`` in a cell leaves ``__warningregistry__``.
-    """
-    return name in _SHELL_TOOLS or _is_history(name) or (len(name) > 4 and name[:2] == name[-2:] == "__")
+    """Return True for names the shell owns: never stored or restored as the cell's outputs."""
+    return name in _SHELL_TOOLS or name in _SHELL_DUNDERS or _is_history(name)
 
 
 # -- the cell cache ---------------------------------------------------------------------------

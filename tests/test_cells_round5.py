@@ -1,0 +1,103 @@
+"""The notebook surfaces, round 5: a %%memo hit restores, changes and deletes the notebook's own dunder-named
+variables (``__version__``) as its run did; a cell that deletes a name it did not bind is keyed by whether that
+name is defined, so a hit never stands in for the NameError its run raises; ``@staticmethod`` above
+``@memo.per_instance`` is refused when the class is made; and explain's notes agree in number."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from notebook_memo import StorageWarning
+from tests.conftest import Shell, run_kernel
+
+RUNS = """
+class _Runs(dict):
+    def __memo_key__(self): return 'runs'
+RUNS = _Runs()
+def ran(name):
+    RUNS[name] = RUNS.get(name, 0) + 1
+OUT['RUNS'] = RUNS
+"""
+
+# -- dunder-named notebook variables -------------------------------------------------------------------
+
+
+def test_a_hit_binds_and_changes_in_place_the_dunder_names_the_run_did(cache_dir: Path) -> None:
+    cells = ["%load_ext notebook_memo", RUNS, "__registry__ = {}",
+             "%%memo\nran('a')\n__version__ = '2.0'\n__registry__['model'] = 'v2'\ny = 1",
+             "OUT['version'] = globals().get('__version__', 'UNBOUND')\nOUT['registry'] = dict(__registry__)"]
+    first, second = run_kernel(cells, cache_dir, seed=1), run_kernel(cells, cache_dir, seed=2)
+    assert first["RUNS"] == {"a": 1} and second["RUNS"] == {}  # the restarted kernel's cell is a hit
+    assert first["version"] == second["version"] == "2.0"
+    assert first["registry"] == second["registry"] == {"model": "v2"}
+
+
+def test_outputs_may_name_a_dunder_variable_and_a_hit_restores_it(shell: Shell) -> None:
+    shell.run("%load_ext notebook_memo\n" + RUNS.replace("OUT['RUNS'] = RUNS\n", ""))
+    cell = "%%memo --outputs __version__,y\nran('a')\n__version__ = '2.0'\ny = 1"
+    shell.run(cell)
+    shell.run("del __version__, y")
+    shell.run(cell)
+    assert shell["RUNS"] == {"a": 1}
+    assert shell["__version__"] == "2.0" and shell["y"] == 1
+
+
+def test_a_dunder_name_a_cell_imports_is_restored_on_a_hit(shell: Shell, tmp_path: Path) -> None:
+    (tmp_path / "mymod_r5.py").write_text("__version__ = '1.2'\n")
+    shell.run(f"%load_ext notebook_memo\nimport sys\nsys.path.insert(0, {str(tmp_path)!r})\n"
+              + RUNS.replace("OUT['RUNS'] = RUNS\n", ""))
+    cell = "%%memo b\nran('b')\nfrom mymod_r5 import __version__\nz = 2"
+    shell.run(cell)
+    shell.run("del __version__, z")
+    shell.run(cell)
+    assert shell["RUNS"] == {"b": 1}
+    assert shell["__version__"] == "1.2" and shell["z"] == 2
+
+
+def test_a_hit_deletes_the_dunder_name_its_run_deleted(shell: Shell) -> None:
+    shell.run("%load_ext notebook_memo\n" + RUNS.replace("OUT['RUNS'] = RUNS\n", ""))
+    cell = "%%memo\nran('c')\nnote = __note__ * 2\ndel __note__"
+    shell.run("__note__ = 'ab'")
+    shell.run(cell)
+    shell.run("__note__ = 'ab'")
+    shell.run(cell)
+    assert shell["RUNS"] == {"c": 1} and shell["note"] == "abab"
+    assert "__note__" not in shell.ip.user_ns
+
+
+def test_a_dunder_name_holding_part_of_an_input_changed_in_place_is_seen(shell: Shell) -> None:
+    shell.run("""
+%load_ext notebook_memo
+class Acc:
+    def __init__(self, items):
+        self.items = items
+    def add(self, x):
+        self.items.append(x)
+acc = Acc([])
+__box__ = [acc.items]
+""")
+    with pytest.warns(StorageWarning, match="'__box__', which it does not read, holds part of it"):
+        shell.run("%%memo acc\nacc.add(5)")
+
+
+def test_a_read_of_a_dunder_variable_is_part_of_the_key(shell: Shell) -> None:
+    shell.run("%load_ext notebook_memo\n" + RUNS.replace("OUT['RUNS'] = RUNS\n", ""))
+    cell = "%%memo\nran('d')\nlabel = 'v' + __version__"
+    shell.run("__version__ = '1'")
+    shell.run(cell)
+    shell.run("__version__ = '2'")
+    shell.run(cell)
+    assert shell["RUNS"] == {"d": 2} and shell["label"] == "v2"
+
+
+def test_the_shell_s_own_dunder_names_are_still_not_outputs(shell: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+    shell.run("%load_ext notebook_memo")
+    cell = "%%memo w\nimport warnings\nwarnings.warn('x')\nx: int = 1"
+    with pytest.warns(UserWarning):
+        shell.run(cell)
+    shell.run("del x")
+    capsys.readouterr()
+    shell.run(cell)
+    assert "restored warnings, x from the cache" in capsys.readouterr().out
