@@ -32,6 +32,7 @@ class _Scope(ast.NodeVisitor):
         self.globals_declared: set[str] = set()
         self.walrus: set[str] = set()
         self.annotated: set[str] = set()  # names annotated without a value
+        self.deletes: list[str] = []  # names deleted where the block may not have bound them
 
     def binds(self) -> set[str]:
         """Every name the block may bind, on any path."""
@@ -147,8 +148,10 @@ class _Scope(ast.NodeVisitor):
     def visit_Name(self, node: ast.Name) -> None:
         if isinstance(node.ctx, ast.Load):
             self.read(node.id)
-        else:
-            self.bound.add(node.id)
+            return
+        if isinstance(node.ctx, ast.Del) and node.id not in self.bound:
+            self.deletes.append(node.id)  # `del tmp` raises NameError where the namespace has no tmp
+        self.bound.add(node.id)
 
     def visit_AugAssign(self, node: ast.AugAssign) -> None:
         if isinstance(node.target, ast.Name):
@@ -322,6 +325,7 @@ class CellAnalysis:
     maybe_binds: list[str]  # bound on some paths only: whether the run bound them is seen at run time
     maybe_inputs: list[str]  # read after such a binding: an input only where the run did not bind it
     loop_inputs: list[str]  # read inside a loop that may bind them: the notebook's value may be read
+    deletes: list[str]  # deleted before the cell binds them, read nowhere: whether they are defined matters
 
 
 def analyse(tree: ast.Module) -> CellAnalysis:
@@ -332,8 +336,10 @@ def analyse(tree: ast.Module) -> CellAnalysis:
     inputs = list(dict.fromkeys(n for n in [*scope.reads, *scope.globals_declared]))
     loop_inputs = sorted(set(scope.loop_reads) - set(inputs))
     maybe_inputs = sorted(set(scope.maybe_reads) - set(inputs) - set(loop_inputs))
+    reads = {*inputs, *maybe_inputs, *loop_inputs}
     return CellAnalysis(inputs, sorted(scope.binds()), sorted(scope.globals_declared),
-                        sorted(scope.maybe - scope.bound), maybe_inputs, loop_inputs)
+                        sorted(scope.maybe - scope.bound), maybe_inputs, loop_inputs,
+                        sorted(set(scope.deletes) - reads))
 
 
 def normalised_source(tree: ast.Module) -> bytes:

@@ -212,6 +212,11 @@ def _resolve_inputs(analysis: CellAnalysis, code_tree: ast.Module, code: types.C
                              "first, or correct the list")
         elif name not in builtin_names:
             inputs[name] = _UNDEFINED
+    for name in analysis.deletes:
+        # `del tmp` reads nothing of tmp's value, but raises where it is undefined (a builtin's name included):
+        # keyed as an undefined name then, so a hit never stands in for that NameError.
+        if name not in namespace and name not in inputs:
+            inputs[name] = _UNDEFINED
     chains: dict[str, tuple[str, ...]] = {}
     for name, chain in global_references(code):
         if name in inputs and chain:
@@ -584,9 +589,11 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
     # loop that binds it may have been read on an early pass. Either way a restore requires its
     # value from before this run (else the cell runs). One rebound after the run and read after
     # that path, or absent before the run, needs nothing: a read before its binding would
-    # have seen the value this run replaced, or failed.
+    # have seen the value this run replaced, or failed. One read there and gone after the run may
+    # have been read and deleted (`z = x; del x`) rather than rebound: it needs its value too.
     unchanged = {name: digest for name, digest in maybe.items()
-                 if name in analysis.loop_inputs or after.get(name) == before.get(name)}
+                 if name in analysis.loop_inputs or after.get(name) == before.get(name)
+                 or (name in analysis.maybe_inputs and name not in after)}
     unverifiable = sorted(name for name, digest in unchanged.items() if digest is None)
     left_alone = {name for name, digest in maybe.items() if after.get(name) == before.get(name)
                   and digest is not None and _digest_or_none(namespace[name]) == digest}

@@ -101,3 +101,62 @@ def test_the_shell_s_own_dunder_names_are_still_not_outputs(shell: Shell, capsys
     capsys.readouterr()
     shell.run(cell)
     assert "restored warnings, x from the cache" in capsys.readouterr().out
+
+
+# -- a cell that deletes a name it did not bind --------------------------------------------------------
+
+SETUP = "%load_ext notebook_memo\n" + RUNS.replace("OUT['RUNS'] = RUNS\n", "")
+
+
+@pytest.mark.parametrize("cell", [
+    "del tmp\ny = 1",
+    "if flag:\n    del tmp\ny = 1",  # deleted on one path only
+    "global tmp\ndel tmp\ny = 1",
+    "def drop():\n    global tmp\n    del tmp\ndrop()\ny = 1",  # a function of the cell deletes the global
+    "del tmp[0]\ny = 1",  # a read of tmp, changed in place
+    "for _ in range(1):\n    del tmp\ny = 1",
+])
+def test_a_hit_never_stands_in_for_the_name_error_of_deleting_an_undefined_name(shell: Shell, cell: str) -> None:
+    shell.run(SETUP + "flag = True")
+    shell.run("tmp = [1]")
+    shell.run(f"%%memo d\nran('d')\n{cell}")
+    shell.run("tmp = 1" if "[0]" not in cell else "tmp = 'gone'")
+    shell.run("del tmp")  # the name is not defined now: the cell's run raises
+    result = shell.run_raw(f"%%memo d\nran('d')\n{cell}")
+    assert isinstance(result.error_in_exec, NameError), result.error_in_exec
+    assert shell["RUNS"] == {"d": 2}
+
+
+def test_a_restarted_kernel_without_the_deleted_name_raises_as_the_plain_cell_does(cache_dir: Path) -> None:
+    def cells(before: str) -> list[str]:
+        return ["%load_ext notebook_memo", RUNS, before, "%%memo d\nran('d')\ndel tmp\ny = 1",
+                "OUT['tmp'] = globals().get('tmp', 'UNBOUND')"]
+
+    first = run_kernel(cells("tmp = 1"), cache_dir, seed=1)
+    assert first["RUNS"] == {"d": 1} and first["tmp"] == "UNBOUND"
+    with pytest.raises(AssertionError, match="NameError"):
+        run_kernel(cells("pass"), cache_dir, seed=2)
+
+
+def test_a_deleted_name_is_keyed_by_whether_it_is_defined_not_by_its_value(shell: Shell) -> None:
+    shell.run(SETUP + "import threading")
+    cell = "%%memo d\nran('d')\ndel tmp\ny = 1"
+    shell.run("tmp = threading.Lock()")  # a value that cannot be hashed: deleting it reads nothing of it
+    shell.run(cell)
+    shell.run("tmp = [5]")
+    shell.run(cell)
+    assert shell["RUNS"] == {"d": 1} and "tmp" not in shell.ip.user_ns and shell["y"] == 1
+
+
+@pytest.mark.parametrize("after", ["x = 7", "pass"])
+def test_a_name_read_on_some_paths_then_deleted_is_checked_on_a_hit(shell: Shell, after: str) -> None:
+    shell.run(SETUP + "flag = False\nx = 5")
+    cell = "%%memo d\nran('d')\nif flag:\n    x = 1\nz = x\ndel x"
+    shell.run(cell)  # reads the notebook's x, then deletes it
+    shell.run(after)  # x given another value, or left undefined
+    result = shell.run_raw(cell)
+    assert shell["RUNS"] == {"d": 2}
+    if after == "pass":
+        assert isinstance(result.error_in_exec, NameError), result.error_in_exec
+    else:
+        assert shell["z"] == 7
