@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import inspect
 import os
+import sys
 import threading
 import time
 import weakref
@@ -163,15 +164,19 @@ async def _ready(value: Any) -> Any:
 class _PerObjectCache:
     """What per_instance methods and cached properties share: lookup, locking, TTL."""
 
+    placed = False  # the default for one unpickled from an entry written before it was set in __init__
+
     def __init__(self, fn: Callable[..., Any], ttl: TTLLike) -> None:
         functools.update_wrapper(self, fn)  # type: ignore[arg-type]
         self.fn = fn
         self.ttl = parse_ttl(ttl)
         self.name = fn.__name__
         self.is_async = inspect.iscoroutinefunction(fn)
+        self.placed = False  # known to be a class's attribute itself, not wrapped by a staticmethod
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
+        self.placed = True
 
     def _adopt(self, fn: Callable[..., Any]) -> None:
         """Run ``fn`` from now on: the same code reading another namespace (a restored cell's)."""
@@ -307,6 +312,11 @@ class PerInstance(_PerObjectCache):
 
     def __call__(self, obj: Any, *args: Any, **kwargs: Any) -> Any:
         """``Class.method(obj, ...)``, as with a plain method: the call through ``obj``'s cache."""
+        if not self.placed:
+            # A staticmethod wrapping it hides it from __set_name__ and hands it whatever comes first.
+            if _held_as_staticmethod(self):
+                raise _no_staticmethod("per_instance", self.__qualname__)  # type: ignore[attr-defined]
+            self.placed = True  # set on the class later, or wrapped by another decorator: a method all the same
         return BoundPerInstance(self, obj)(*args, **kwargs)
 
     def key(self, obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
@@ -383,8 +393,33 @@ def cached_property(fn: Callable[..., Any] | None = None, *, ttl: TTLLike = None
     return CachedProperty(_method(fn, "cached_property"), ttl)
 
 
+def _held_as_staticmethod(method: PerInstance) -> bool:
+    """Return True when the class ``method`` was defined in holds it inside a staticmethod, found by its module
+    and qualified name (a class defined inside a function is not found)."""
+    *path, name = method.__qualname__.split(".")  # type: ignore[attr-defined]
+    if not path or "<locals>" in path:
+        return False
+    holder: Any = sys.modules.get(method.__module__)
+    for part in path:
+        holder = vars(holder).get(part) if hasattr(holder, "__dict__") else None
+    found = vars(holder).get(name) if isinstance(holder, type) else None
+    return isinstance(found, staticmethod) and found.__func__ is method
+
+
+def _no_staticmethod(decorator: str, qualname: str) -> TypeError:
+    return TypeError(f"@memo.{decorator} caches on the object a method is called on, and the staticmethod "
+                     f"{qualname} has none: use @memo for it (@staticmethod above @memo)")
+
+
 def _method(fn: Any, decorator: str) -> Callable[..., Any]:
     """Return ``fn`` if it is a function; else a TypeError that says how the decorator is written."""
+    if isinstance(fn, staticmethod):
+        raise _no_staticmethod(decorator, getattr(fn, "__qualname__", repr(fn)))
+    if isinstance(fn, classmethod):
+        raise TypeError(f"@memo.{decorator} caches on each object, so it goes below @classmethod: write "
+                        f"@classmethod above @memo.{decorator}" if decorator == "per_instance" else
+                        f"@memo.{decorator} caches on each object, not on a class: use @memo.per_instance "
+                        "under @classmethod for a value cached per class")
     if not callable(fn):
         raise TypeError(f"@memo.{decorator} decorates methods, not {type(fn).__name__} objects; a TTL is given "
                         f"by name: @memo.{decorator}(ttl=3600)")

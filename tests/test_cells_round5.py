@@ -160,3 +160,80 @@ def test_a_name_read_on_some_paths_then_deleted_is_checked_on_a_hit(shell: Shell
         assert isinstance(result.error_in_exec, NameError), result.error_in_exec
     else:
         assert shell["z"] == 7
+
+
+# -- @staticmethod with @memo.per_instance ---------------------------------------------------------------
+
+STATIC_OUTSIDE = """
+from notebook_memo import memo
+class C:
+    @staticmethod
+    @memo.per_instance
+    def triple(x):
+        return x * 3
+"""
+
+
+@pytest.mark.parametrize("call", ["C.triple(2)", "C().triple(2)", "C.triple(C())"])
+def test_a_staticmethod_above_per_instance_is_refused_with_what_to_write(shell: Shell, call: str) -> None:
+    shell.run(STATIC_OUTSIDE)
+    result = shell.run_raw(call)
+    error = result.error_in_exec
+    assert isinstance(error, TypeError), error
+    assert "C.triple" in str(error) and "staticmethod" in str(error) and "@memo" in str(error), error
+
+
+def test_a_staticmethod_above_per_instance_in_a_module_is_refused(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "statics_r5.py").write_text(STATIC_OUTSIDE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import statics_r5  # type: ignore[import-not-found]
+
+    with pytest.raises(TypeError, match="staticmethod"):
+        statics_r5.C.triple(2)
+
+
+@pytest.mark.parametrize("decorator", ["per_instance", "cached_property"])
+def test_a_staticmethod_below_a_per_object_cache_is_refused_when_decorated(decorator: str) -> None:
+    from notebook_memo import memo
+
+    with pytest.raises(TypeError, match=rf"@memo\.{decorator} .*staticmethod.*@memo"):
+        getattr(memo, decorator)(staticmethod(lambda x: x))
+
+
+def test_a_classmethod_below_per_instance_is_refused_saying_to_put_it_above() -> None:
+    from notebook_memo import memo
+
+    with pytest.raises(TypeError, match=r"@classmethod above @memo\.per_instance"):
+        memo.per_instance(classmethod(lambda cls, x: x))
+
+
+def test_per_instance_reached_other_ways_than_as_a_class_attribute_still_works(shell: Shell) -> None:
+    shell.run("""
+import functools
+from notebook_memo import memo
+calls = []
+def logged(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return fn(*args, **kwargs)
+    return wrapper
+class C:
+    base = 1
+    @logged
+    @memo.per_instance
+    def add(self, x):
+        calls.append(x)
+        return x + 1
+    @classmethod
+    @memo.per_instance
+    def plus(cls, x):
+        return cls.base + x
+def later(self, x):
+    calls.append(-x)
+    return x * 2
+C.later = memo.per_instance(later)
+c = C()
+results = [c.add(1), c.add(1), C.plus(1), C.later(c, 3), c.later(3)]
+""")
+    assert shell["results"] == [2, 2, 2, 6, 6] and shell["calls"] == [1, -3]
