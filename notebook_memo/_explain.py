@@ -223,7 +223,8 @@ def _condition_notes(conditions: dict[str, Any]) -> list[str]:
     files = conditions.get("files", [])
     if files:
         names = ", ".join(entry[0] for entry in files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
-        notes.append(f"checked: the data file{'s' if len(files) > 1 else ''} it read ({names}) are unchanged")
+        one = len(files) == 1
+        notes.append(f"checked: the data file{'' if one else 's'} it read ({names}) {'is' if one else 'are'} unchanged")
     for entry in conditions.get("dirs", [])[:3]:
         notes.append(f"checked: folder {entry[0]} lists the same files")
     read = [entry for entry in conditions.get("links", []) if isinstance(entry, list) and len(entry) == 3]
@@ -241,7 +242,9 @@ def _condition_notes(conditions: dict[str, Any]) -> list[str]:
     if written:
         names = ", ".join(entry[0] for entry in written[:3]) + (f" and {len(written) - 3} more" if len(written) > 3
                                                                  else "")
-        notes.append(f"checked: the file{'s' if len(written) > 1 else ''} it wrote ({names}) are as it left them")
+        one = len(written) == 1
+        notes.append(f"checked: the file{'' if one else 's'} it wrote ({names}) "
+                     f"{'is as it left it' if one else 'are as it left them'}")
     if "cwd" in conditions:
         notes.append(f"checked: the current folder is {conditions['cwd']} (it started a process there, or read files "
                      "by absolute paths inside it)")

@@ -237,3 +237,35 @@ c = C()
 results = [c.add(1), c.add(1), C.plus(1), C.later(c, 3), c.later(3)]
 """)
     assert shell["results"] == [2, 2, 2, 6, 6] and shell["calls"] == [1, -3]
+
+
+# -- explain's notes on a hit ----------------------------------------------------------------------------
+
+
+def _explained_hit(shell: Shell, cell: str) -> str:
+    shell.run("%load_ext notebook_memo")
+    shell.run(cell)
+    shell.run(cell)
+    report = str(shell.run("%memo explain ex"))
+    assert "HIT" in report, report
+    return report
+
+
+def test_explain_of_a_hit_says_one_file_read_is_unchanged(shell: Shell, tmp_path: Path) -> None:
+    (tmp_path / "d.txt").write_text("abc")
+    report = _explained_hit(shell, f"%%memo ex\ntext = open({str(tmp_path / 'd.txt')!r}).read()")
+    assert f"the data file it read ({tmp_path / 'd.txt'}) is unchanged" in report, report
+
+
+def test_explain_of_a_hit_says_two_files_read_are_unchanged(shell: Shell, tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("a")
+    (tmp_path / "b.txt").write_text("b")
+    paths = [str(tmp_path / "a.txt"), str(tmp_path / "b.txt")]
+    report = _explained_hit(shell, f"%%memo ex\ntext = [open(p).read() for p in {paths!r}]")
+    assert "the data files it read (" in report and ") are unchanged" in report, report
+
+
+def test_explain_of_a_hit_says_one_file_written_is_as_it_left_it(shell: Shell, tmp_path: Path) -> None:
+    out = tmp_path / "out.txt"
+    report = _explained_hit(shell, f"%%memo ex\nopen({str(out)!r}, 'w').write('x')\ndone = True")
+    assert f"the file it wrote ({out}) is as it left it" in report, report
