@@ -299,11 +299,18 @@ class Recorder:
         self.connections: list[tuple[Any, _Attaching]] = []
         self.attached_unnamed: list[_Attaching] = []  # ... connections that attached a database named at run time
         self.kept: set[str] = set()  # ... first written without truncating them: their earlier content stays
-        self.declared = list(declared)
+        self.declared: list[str] = []
+        # declared path -> what it covered when declared (see _declared_state), compared when the run ends: a
+        # reader Python's open does not see may have read it before another process changed it
+        self.declared_then: dict[str, dict[str, list[int] | None]] = {}
+        for path in declared:
+            self.declare(path)
         # The body's code reads files' sizes or times (os.stat, os.path.getsize, DirEntry.stat): a folder it lists
         # is recorded with each entry's size and modification time, not its names alone (see stats_files).
         self.sizes = sizes
-        self.patterns: dict[str, None] = {}  # glob patterns the body matched, in order
+        # glob patterns the body matched, in order, with the digest of their matches when first matched (None:
+        # not a data folder's), compared when the run ends
+        self.patterns: dict[str, str | None] = {}
         # (how, path as given) -> where it led when first read: links read or followed (os.readlink, Path.resolve)
         self.links: dict[tuple[str, str], str] = {}
         self.inherited: list[Conditions] = []  # conditions of memoized entries served inside the run
@@ -386,6 +393,16 @@ class Recorder:
             self.read_real.add(real)
         if _lru_helpers.codes:
             _note_helper_read(self, listing, absolute, name, real, sig)
+
+    def declare(self, path: str) -> None:
+        """The run depends on ``path`` (a file, a folder or a pattern) from now on."""
+        self.declared.append(path)
+        if path not in self.declared_then:
+            token = pause()  # what taking its state lists is ours, not the body's
+            try:
+                self.declared_then[path] = _declared_state(path)
+            finally:
+                resume(token)
 
     def link(self, kind: str, path: str) -> None:
         """The body read where ``path`` leads (``kind``: its link's target, or its real path)."""
@@ -595,8 +612,11 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
             if pattern is not None and (len(args) < 4 or args[3] is None) and _literal_after_magic(pattern):
                 # Only such a pattern ("data/*/x.csv") tests names without listing them: a pattern whose parts
                 # after its first wildcard are all wildcards is covered by the listings it makes.
-                for recorder in active:
-                    recorder.patterns.setdefault(os.path.join(glob.escape(root), pattern) if root else pattern)
+                key = os.path.join(glob.escape(root), pattern) if root else pattern
+                if any(key not in recorder.patterns for recorder in active):
+                    then = _matches_digest(key)
+                    for recorder in active:
+                        recorder.patterns.setdefault(key, then)
         elif event == "sqlite3.connect":
             path = _path_of(args[0])
             if path is not None:
@@ -1410,7 +1430,7 @@ def _value_of(instruction: dis.Instruction, frame: types.FrameType) -> Any:
 def depends_on(path: str | os.PathLike[str]) -> None:
     """Declare, inside a running body, that its result depends on ``path`` (a file or a whole folder)."""
     for recorder in active():
-        recorder.declared.append(os.fspath(path))
+        recorder.declare(os.fspath(path))
 
 
 def inherit(conditions: Conditions, outer: Recorders) -> None:
@@ -1683,6 +1703,46 @@ def _expand(declared: str) -> tuple[list[str], list[str]]:
     return files, dirs
 
 
+def _declared_state(declared: str) -> dict[str, list[int] | None]:
+    """Return each file and folder a declaration covers now (see _expand) with its signature (None: missing)."""
+    found_files, found_dirs = _expand(declared)
+    state: dict[str, list[int] | None] = {}
+    for path in (*found_files, *found_dirs):
+        try:
+            state[path] = _signature(os.stat(path))
+        except OSError:
+            state[path] = None
+    return state
+
+
+def _changed_meanwhile(then: dict[str, list[int] | None], recorder: Recorder, declared: str) -> str | None:
+    """Return a path a declaration covers that changed, came or went since it was declared, other than by the
+    body's own writing (a file it wrote, a folder it wrote into); None when there is none."""
+    now = _declared_state(declared)
+    if now == then:
+        return None
+    for path in sorted(then.keys() | now.keys()):
+        if path in then and path in now and then[path] == now[path]:
+            continue
+        real = os.path.realpath(path)
+        if real in recorder.written or any(os.path.dirname(w) == real for w in recorder.written):
+            continue
+        return path
+    return None
+
+
+def _matches_digest(pattern: str) -> str | None:
+    """Return the digest of what a pattern the body matches matches now; None for a pattern outside the data
+    folders (a library's), which is not recorded."""
+    if not _is_data(_real(_literal_part(pattern)), ()):
+        return None
+    token = pause()  # the matching is ours, not the body's
+    try:
+        return _names_digest(_matches(pattern))
+    finally:
+        resume(token)
+
+
 class NotRecordable(Exception):
     """The run's dependencies cannot be recorded soundly: its result is not stored."""
 
@@ -1758,6 +1818,12 @@ def _finish(recorder: Recorder, excluded: Iterable[str]) -> Conditions:
         if glob.has_magic(declared):
             matches = _matches(declared)
             globs.append([declared, _names_digest(matches), matches[:_NAMES_KEPT]])
+        # Taken after the conditions: unchanged since it was declared, it was unchanged when they were taken.
+        changed = _changed_meanwhile(recorder.declared_then[declared], recorder, declared) \
+            if declared in recorder.declared_then else None
+        if changed is not None:
+            where = "" if changed == declared else f" (under {declared}, which it declares)"
+            raise NotRecordable(f"{changed}, which it depends on{where}, changed while it ran")
     for pattern in recorder.patterns:
         if not is_data(_real(_literal_part(pattern))):
             continue
@@ -1767,6 +1833,9 @@ def _finish(recorder: Recorder, excluded: Iterable[str]) -> Conditions:
             raise NotRecordable(f"it writes {mine[0]}, which matches the pattern {pattern} it also reads, so its "
                                 "result depends on its own earlier runs")
         entry = [pattern, _names_digest(matches), matches[:_NAMES_KEPT]]
+        then = recorder.patterns[pattern]
+        if then is not None and entry[1] != then:
+            raise NotRecordable(f"the files matching {pattern}, a pattern it matched, changed while it ran")
         if entry not in globs:
             globs.append(entry)
     links = _link_conditions(recorder, is_data)
