@@ -311,6 +311,9 @@ class Recorder:
         # glob patterns the body matched, in order, with the digest of their matches when first matched (None:
         # not a data folder's), compared when the run ends
         self.patterns: dict[str, str | None] = {}
+        # folders listed while their files' sizes are recorded (``sizes``) -> the digest of the names, sizes and
+        # times at the listing, compared when the run ends: a file grows without changing its folder's signature
+        self.listed_sizes: dict[str, str] = {}
         # (how, path as given) -> where it led when first read: links read or followed (os.readlink, Path.resolve)
         self.links: dict[tuple[str, str], str] = {}
         self.inherited: list[Conditions] = []  # conditions of memoized entries served inside the run
@@ -391,6 +394,9 @@ class Recorder:
         table[absolute] = (name, real, sig)
         if not listing:
             self.read_real.add(real)
+        elif self.sizes and sig is not None:
+            with contextlib.suppress(OSError):  # gone meanwhile: the end of the run says so
+                self.listed_sizes[absolute] = _listing(absolute, True)[1]
         if _lru_helpers.codes:
             _note_helper_read(self, listing, absolute, name, real, sig)
 
@@ -1805,7 +1811,12 @@ def _finish(recorder: Recorder, excluded: Iterable[str]) -> Conditions:
     for absolute, (name, real, before) in recorder.listed.items():
         if not is_data(real):
             continue
-        dirs[name] = [name, *_dir_condition(absolute, before, now, sizes=recorder.sizes)[1:]]
+        entry = _dir_condition(absolute, before, now, sizes=recorder.sizes)
+        then = recorder.listed_sizes.get(absolute)
+        if then is not None and entry[5] != then:
+            raise NotRecordable(f"a file in the folder {name}, whose files' sizes or times it read, changed while it "
+                                "ran")
+        dirs[name] = [name, *entry[1:]]
     globs = []
     for declared in recorder.declared:
         found_files, found_dirs = _expand(declared)

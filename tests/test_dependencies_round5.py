@@ -1,5 +1,6 @@
 """Dependencies that are not code, fifth round: declared files and folders (``files=``, ``memo.depends_on_file``)
-and glob patterns that another process changes while the body runs, after the body read them.
+and glob patterns that another process changes while the body runs, after the body read them; a folder listed with
+its files' sizes or times where a file grows or is touched while the body runs.
 
 Each test fails with a result served for content the body never saw (a stale hit), or with no warning where the
 library cannot tell.
@@ -129,3 +130,26 @@ def test_a_declared_folder_the_body_writes_into_is_still_served(shell: Shell, tm
             return 1
     """)
     assert (first, second, len(shell["RUNS"])) == (1, 1, 1), found
+
+
+# -- sizes read while a file grows --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("read, change", [
+    ("sum(os.path.getsize(os.path.join(d, name)) for name in os.listdir(d))", 'printf yyyyy >> "$T/a.bin"'),
+    ("max(entry.stat().st_mtime_ns for entry in os.scandir(d))", 'touch -d "2001-01-01" "$T/a.bin"'),
+], ids=["size", "time"])
+def test_a_folder_listed_with_sizes_where_a_file_changes_while_the_body_runs_is_not_served(
+        shell: Shell, tmp_path: Path, read: str, change: str) -> None:
+    folder = tmp_path / "d"
+    folder.mkdir()
+    (folder / "a.bin").write_bytes(b"x" * 10)
+    first, second, found = _two_calls(shell, f"""
+        @memo
+        def f():
+            d = {str(folder)!r}
+            n = {read}
+            tool({change!r}, d)
+            return n
+    """)
+    assert first != second
+    assert any("while it ran" in message for message in found), found
