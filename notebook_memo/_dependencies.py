@@ -1410,11 +1410,16 @@ def _holds_environment(value: Any) -> bool:
     return any(value is e for e in _ENVIRONS)
 
 
+# os.environ's methods that read one variable by its name (setdefault sets it only where it is unset, which the
+# run's check of the environment sees): keyed by that variable, as os.environ.get is
+_READS_ONE_VARIABLE = frozenset({"get", "setdefault", "__getitem__", "__contains__"})
+
+
 def _is_environment(value: Any) -> bool:
     if any(value is e for e in _ENVIRONS) or any(value is g for g in _GETENVS):
         return True
     owner = getattr(value, "__self__", None)
-    return any(owner is e for e in _ENVIRONS) and getattr(value, "__name__", "") == "get"
+    return any(owner is e for e in _ENVIRONS) and getattr(value, "__name__", "") in _READS_ONE_VARIABLE
 
 
 def _clock_readers() -> list[tuple[Any, str]]:

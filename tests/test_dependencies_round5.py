@@ -1,6 +1,7 @@
 """Dependencies that are not code, fifth round: declared files and folders (``files=``, ``memo.depends_on_file``)
 and glob patterns that another process changes while the body runs, after the body read them; a folder listed with
-its files' sizes or times where a file grows or is touched while the body runs.
+its files' sizes or times where a file grows or is touched while the body runs; environment variables read
+through ``os.environ.setdefault``, ``__getitem__`` and ``__contains__``.
 
 Each test fails with a result served for content the body never saw (a stale hit), or with no warning where the
 library cannot tell.
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Shell
+from tests.conftest import RUNS_SETUP, Shell, run_kernel
 
 # -- dependencies changed while the body runs ------------------------------------------------------------------
 
@@ -153,3 +154,69 @@ def test_a_folder_listed_with_sizes_where_a_file_changes_while_the_body_runs_is_
     """)
     assert first != second
     assert any("while it ran" in message for message in found), found
+
+
+# -- environment variables read through os.environ's other methods ------------------------------------------------
+
+_ENV_READS = {
+    "setdefault": 'os.environ.setdefault("MEMO_R5_TAG", "default")',
+    "getitem": 'os.environ.__getitem__("MEMO_R5_TAG")',
+    "contains": 'str(os.environ.__contains__("MEMO_R5_TAG")) + os.environ.get("MEMO_R5_OTHER", "")',
+}
+
+
+@pytest.mark.parametrize("read", ["setdefault", "getitem"])
+def test_a_variable_read_through_an_environ_method_is_keyed_across_kernels(cache_dir: Path, read: str) -> None:
+    cells = [RUNS_SETUP, f"""
+        import os
+
+        @memo
+        def tag():
+            ran("tag")
+            return "tag=" + {_ENV_READS[read]}
+
+        OUT["value"] = tag()
+        OUT["runs"] = RUNS
+    """]
+    assert run_kernel(cells, cache_dir, seed=1, env={"MEMO_R5_TAG": "alpha"})["value"] == "tag=alpha"
+    assert run_kernel(cells, cache_dir, seed=2, env={"MEMO_R5_TAG": "beta"})["value"] == "tag=beta"
+    assert run_kernel(cells, cache_dir, seed=3, env={"MEMO_R5_TAG": "beta"})["runs"] == {}  # the same: a hit
+
+
+def test_a_variable_tested_through_environ_contains_is_keyed_in_one_kernel(
+        shell: Shell, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MEMO_R5_TAG", raising=False)
+    shell.run(f"""
+        import os
+        from notebook_memo import memo
+
+        @memo
+        def flag():
+            return {_ENV_READS["contains"]}
+
+        first = flag()
+        os.environ["MEMO_R5_TAG"] = "on"
+        second = flag()
+        del os.environ["MEMO_R5_TAG"]
+    """)
+    assert (shell["first"], shell["second"]) == ("False", "True")
+
+
+def test_a_variable_environ_setdefault_sets_is_set_again_by_the_next_call(
+        shell: Shell, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MEMO_R5_TAG", raising=False)
+    shell.run(f"""
+        import os
+        from notebook_memo import memo
+
+        @memo
+        def tag():
+            return {_ENV_READS["setdefault"]}
+
+        first = tag()
+        del os.environ["MEMO_R5_TAG"]
+        second = tag()
+        after = os.environ.pop("MEMO_R5_TAG", None)
+    """)
+    assert (shell["first"], shell["second"], shell["after"]) == ("default", "default", "default")
+
