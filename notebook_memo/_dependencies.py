@@ -1039,6 +1039,7 @@ def code_environment(code: types.CodeType, namespace: dict[str, Any], owner: str
     found = Environment()
     names: set[str] | None = None
     by_name = False
+    uses_arrays = parsed = False  # it uses NumPy or pandas; it gives "now" to a parser known to read the clock
     for name, chain, const in global_loads(code):
         # Every name is followed: `env = os.environ`, `from os import getenv as ge` read it too.
         target, through_environ = _follow(namespace, name, chain)
@@ -1086,12 +1087,22 @@ def code_environment(code: types.CodeType, namespace: dict[str, Any], owner: str
             if isinstance(target, type) and target.__name__.startswith("Locale"):
                 _note_state(found, _DEFAULT_LOCALE)  # LocaleTextCalendar() takes its locale from LANG and the like
         if name in _ENV_AND_CLOCK_ROOTS or _ENV_AND_CLOCK_ROOTS.intersection(chain) \
-                or getattr(target, "__name__", None) in _ENV_AND_CLOCK_ROOTS:  # `from time import time as now`
+                or getattr(target, "__name__", None) in _ENV_AND_CLOCK_ROOTS \
+                or isinstance(target, functools.partial):  # `from time import time as now`; NOW = partial(...)
             reader = _clock_reader(target)
             if reader is None and const is not None and const.strip().lower() in _NOW_TEXTS:
                 reader = _clock_parser(target, const)
+                parsed = parsed or reader is not None
             if reader is not None:
                 found.clock.append(f"{owner}: {reader}")
+        uses_arrays = uses_arrays or _of_numpy_or_pandas(namespace, name, target)
+    if uses_arrays and not parsed:
+        # NumPy and pandas read the clock for the text "now" or "today" wherever it becomes a date, which the
+        # call does not show (pd.date_range(end="now"), np.array(["now"], dtype="datetime64[D]"), astype): a
+        # constant of those in code that uses them is taken as a clock read (a warning, never a wrong answer).
+        text = _now_text(code)
+        if text is not None:
+            found.clock.append(f"{owner}: {text!r} given to NumPy or pandas")
     for attribute in loose_attributes(code) & _STATE_NAMES.keys():
         _note_state(found, _STATE_NAMES[attribute])  # Path(p).resolve(): a method of a value, known by its name
     if by_name:
@@ -1441,8 +1452,30 @@ def _clock_readers() -> list[tuple[Any, str]]:
     if pandas is not None:
         stamp = pandas.Timestamp
         readers += [(stamp.now, "pd.Timestamp.now"), (stamp.today, "pd.Timestamp.today"),
-                    (stamp.utcnow, "pd.Timestamp.utcnow")]
+                    (stamp.utcnow, "pd.Timestamp.utcnow"), (pandas.Period.now, "pd.Period.now")]
     return readers
+
+
+def _of_numpy_or_pandas(namespace: dict[str, Any], name: str, target: Any) -> bool:
+    """Return True when a global ``name`` (read as ``target``) is NumPy or pandas, or one of theirs."""
+    root = namespace.get(name, _MISSING)
+    try:
+        module = root.__name__ if isinstance(root, types.ModuleType) else getattr(target, "__module__", None)
+    except Exception:  # a user's object whose attributes fail
+        return False
+    return isinstance(module, str) and module.partition(".")[0] in ("numpy", "pandas")
+
+
+def _now_text(code: types.CodeType) -> str | None:
+    """Return a constant text "now" or "today" (any case) in ``code`` or the code nested in it, if any."""
+    codes = [code]
+    for current in codes:
+        for const in current.co_consts:
+            if isinstance(const, types.CodeType):
+                codes.append(const)
+            elif isinstance(const, str) and const.strip().lower() in _NOW_TEXTS:
+                return const
+    return None
 
 
 def _clock_parser(value: Any, text: str) -> str | None:
@@ -1460,9 +1493,12 @@ def _clock_parser(value: Any, text: str) -> str | None:
 
 
 def _clock_reader(value: Any) -> str | None:
-    """Return the name of the clock ``value`` reads, if it is one (``datetime.now``, ``time.time``...)."""
+    """Return the name of the clock ``value`` reads, if it is one (``datetime.now``, ``time.time``...), also through
+    a ``functools.partial`` of one (``partial(datetime.now, timezone.utc)``)."""
     if not callable(value):
         return None
+    while isinstance(value, functools.partial):
+        value = value.func
     for reader, label in _clock_readers():
         try:
             if value is reader or value == reader:

@@ -1,7 +1,8 @@
 """Dependencies that are not code, fifth round: declared files and folders (``files=``, ``memo.depends_on_file``)
 and glob patterns that another process changes while the body runs, after the body read them; a folder listed with
 its files' sizes or times where a file grows or is touched while the body runs; environment variables read
-through ``os.environ.setdefault``, ``__getitem__`` and ``__contains__``.
+through ``os.environ.setdefault``, ``__getitem__`` and ``__contains__``; clock reads through ``pd.Period.now``, a
+``functools.partial`` of ``datetime.now`` and the text "now" or "today" given to NumPy or pandas.
 
 Each test fails with a result served for content the body never saw (a stale hit), or with no warning where the
 library cannot tell.
@@ -220,3 +221,31 @@ def test_a_variable_environ_setdefault_sets_is_set_again_by_the_next_call(
     """)
     assert (shell["first"], shell["second"], shell["after"]) == ("default", "default", "default")
 
+# -- clock reads that a cached result goes stale with -------------------------------------------------------------
+
+@pytest.mark.parametrize("read", [
+    'str(pd.Period.now("s"))',
+    'NOW().isoformat()',  # a global functools.partial of datetime.now
+    'str(pd.date_range(end="now", periods=1, freq="s")[0])',
+    'str(np.array(["now"], dtype="datetime64[s]")[0])',
+    'str(pd.Series(["today"]).astype("datetime64[ns]")[0])',
+], ids=["period", "partial", "date_range", "array", "series"])
+def test_a_clock_read_by_another_route_warns_that_the_result_will_not_change(shell: Shell, read: str) -> None:
+    shell.run(f"""
+        import datetime, functools, warnings
+        import numpy as np
+        import pandas as pd
+        from notebook_memo import memo
+
+        NOW = functools.partial(datetime.datetime.now, datetime.timezone.utc)
+
+        @memo
+        def stamp():
+            return {read}
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            stamp()
+        found = [str(w.message) for w in caught]
+    """)
+    assert any("reads the clock" in message and "ttl=" in message for message in shell["found"]), shell["found"]
