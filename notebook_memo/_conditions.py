@@ -51,6 +51,7 @@ from ._dependencies import _PACKAGE_STATE, SESSION_PREFIXES, SESSION_VARIABLES, 
 from ._fills import FillNotes, fill_digest, watch_fills
 from ._fingerprint import module_attribute
 from ._links import SAMEFILE, lead, watch_links
+from ._native_reads import watch_native_reads
 from ._notebook import notebook_paths
 from ._random_state import (
     ENTROPY,
@@ -1044,6 +1045,7 @@ class recording:  # lower case: used as a function, ``with recording(recorder, o
         watch_seeding(_note_seeding, _note_state_read)
         watch_entropy(_note_entropy)
         watch_links(_note_link)
+        watch_native_reads(_note_native_read)
         watch_fills(_note_fill)
         _watch_linecache()
         _watch_descriptor_reads()
@@ -1114,6 +1116,21 @@ def _note_link(kind: str, path: Any) -> None:
         if name is not None:
             for recorder in recorders:
                 recorder.link(kind, name)
+    except Exception:  # never breaks the body's own call
+        return
+
+
+def _note_native_read(path: Any) -> None:
+    """A library is about to read ``path`` in its own code (torch.from_file), which no audit event shows: an input
+    of the running bodies, as a file opened through Python is."""
+    recorders = active()
+    if not recorders:
+        return
+    try:
+        name = _path_of(path) if isinstance(path, (str, bytes, os.PathLike)) else None
+        if name is not None:
+            for recorder in recorders:
+                recorder.read(name, listing=False)
     except Exception:  # never breaks the body's own call
         return
 

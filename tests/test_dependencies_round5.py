@@ -2,7 +2,8 @@
 and glob patterns that another process changes while the body runs, after the body read them; a folder listed with
 its files' sizes or times where a file grows or is touched while the body runs; environment variables read
 through ``os.environ.setdefault``, ``__getitem__`` and ``__contains__``; clock reads through ``pd.Period.now``, a
-``functools.partial`` of ``datetime.now`` and the text "now" or "today" given to NumPy or pandas.
+``functools.partial`` of ``datetime.now`` and the text "now" or "today" given to NumPy or pandas; files torch
+maps in C++ (``torch.from_file``, the storages' ``from_file``).
 
 Each test fails with a result served for content the body never saw (a stale hit), or with no warning where the
 library cannot tell.
@@ -249,3 +250,35 @@ def test_a_clock_read_by_another_route_warns_that_the_result_will_not_change(she
         found = [str(w.message) for w in caught]
     """)
     assert any("reads the clock" in message and "ttl=" in message for message in shell["found"]), shell["found"]
+
+
+# -- files read in C++ with no audit event ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("read", [
+    "int(torch.from_file(path, size=4, dtype=torch.int64).sum())",
+    "sum(torch.UntypedStorage.from_file(path, False, 32).tolist())",
+    "int(torch.LongStorage.from_file(path, False, 4).tolist()[0])",
+], ids=["from_file", "untyped_storage", "typed_storage"])
+def test_a_file_torch_maps_changed_since_is_read_again(shell: Shell, tmp_path: Path, read: str) -> None:
+    data = tmp_path / "raw.bin"
+    data.write_bytes((1).to_bytes(8, "little") * 4)
+    shell.run(f"""
+        import warnings
+        import torch
+        from notebook_memo import memo
+
+        @memo
+        def total(path):
+            return {read}
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # TypedStorage is deprecated
+            first = total({str(data)!r})
+    """)
+    data.write_bytes((2).to_bytes(8, "little") * 4)  # the same size
+    shell.run(f"""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            second = total({str(data)!r})
+    """)
+    assert shell["first"] != shell["second"]
