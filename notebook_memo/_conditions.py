@@ -29,6 +29,7 @@ import locale
 import os
 import random
 import secrets
+import shlex
 import shutil
 import site
 import stat
@@ -328,6 +329,10 @@ class Recorder:
         self.settings = _settings(self.libraries)
         self.modules = len(sys.modules)  # to tell whether the run imported modules, whose code may set them
         self.spawned = ""  # the first program the run started, if any
+        # files and folders named on the command lines of the processes it started (as for reads): what another
+        # process reads is not seen, so what it is told to read is taken as read, unless the run changed it (then
+        # the process wrote it: its output)
+        self.handed: dict[str, tuple[str, str, list[int] | None, bool]] = {}
         self.spawn_environment = False  # ... and whether one of them read this process's environment
         self.spawn_folder = False  # ... or ran in its current folder
         self.thread = threading.get_ident()
@@ -445,9 +450,17 @@ class Recorder:
             return f"{_setting_change(name, settings[name], now_settings.get(name, ''))}, which a hit would not do"
         return None
 
-    def spawn(self, program: str, environment_given: bool, folder_given: bool) -> None:
-        """The run started another process, ``program``, given its own environment and absolute folder or not."""
+    def spawn(self, program: str, environment_given: bool, folder_given: bool, named: Iterable[str] = ()) -> None:
+        """The run started another process, ``program``, given its own environment and absolute folder or not, and
+        the files and folders its command line ``named`` (paths as the body gave them, or absolute)."""
         self.spawned = self.spawned or program
+        for path in named:
+            absolute = os.path.abspath(path)
+            if absolute not in self.handed:
+                taken, sig = _signature_of(absolute, os.path.isdir(absolute))
+                if taken and sig is not None:
+                    name = path if os.path.isabs(path) else os.path.relpath(absolute, self.cwd)
+                    self.handed[absolute] = (name, os.path.realpath(absolute), sig, os.path.isdir(absolute))
         self.spawn_environment = self.spawn_environment or not environment_given
         self.spawn_folder = self.spawn_folder or not folder_given
 
@@ -566,8 +579,9 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
             if not (event.startswith("os.") and frame.f_code.co_filename == _module_file("subprocess")) \
                     and _started_by_the_user(frame):
                 program, environment_given, folder_given = _started(event, args)
+                named = _named_on_command_line(event, args)
                 for recorder in active:
-                    recorder.spawn(program, environment_given, folder_given)
+                    recorder.spawn(program, environment_given, folder_given, named)
             return
         code = frame.f_code
         caller = code.co_filename
@@ -796,6 +810,60 @@ def _started(event: str, args: tuple[Any, ...]) -> tuple[str, bool, bool]:
     program = os.path.basename(words[0]) if words else "a program"
     folder_given = cwd is not None and os.path.isabs(os.fsdecode(cwd))
     return program, env is not None and env is not os.environ, folder_given
+
+
+# Where programs and their own files live: a command line naming one is not handing the process data.
+_PROGRAM_DIRS = tuple(os.path.join(os.path.realpath(p), "") for p in
+                      {"/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc", sys.prefix, sys.base_prefix, sys.exec_prefix})
+_WORDS_LOOKED_AT = 256  # of one command line: a long one (a file list) past that is not looked into
+
+
+def _named_on_command_line(event: str, args: tuple[Any, ...]) -> list[str]:
+    """Return the existing files and folders a spawn event's command line names, less the system's and the
+    libraries': its arguments (the words of a shell's command text), and the program itself where it is given as
+    a path (``./tool.sh``), not a bare name found on PATH. Relative ones are as the process will find them (under
+    its ``cwd=``)."""
+    if event == "subprocess.Popen":  # executable, args, cwd, env
+        executable, command, cwd = args[0], args[1], args[2]
+    elif event in ("os.posix_spawn", "os.exec"):  # path, argv, env
+        executable, command, cwd = args[0], args[1] if len(args) > 1 else None, None
+    elif event == "os.spawn":  # mode, path, args, env
+        executable, command, cwd = args[1], args[2], None
+    elif event == "os.system":
+        executable, command, cwd = None, args[0], None
+    else:
+        return []
+    items = list(command) if isinstance(command, (list, tuple)) else [command] if command is not None else []
+    texts = [os.fsdecode(item) for item in items if isinstance(item, (str, bytes, os.PathLike))]
+    words: list[str] = []
+    for k, text in enumerate(texts):
+        if (k and any(c.isspace() or c in "<>|;&" for c in text)) or event == "os.system":
+            try:  # a shell's command text (sh -c "wc -c < data.txt"): its words
+                lexer = shlex.shlex(text, posix=True, punctuation_chars=True)
+                lexer.whitespace_split = True
+                words.extend(lexer)
+            except ValueError:  # unbalanced quotes: the shell refuses it too
+                continue
+        elif k or os.sep in text:  # the program only where given as a path
+            words.append(text)
+    if isinstance(executable, (str, bytes, os.PathLike)) and os.sep in os.fsdecode(executable):
+        words.append(os.fsdecode(executable))
+    folder = os.fsdecode(cwd) if isinstance(cwd, (str, bytes, os.PathLike)) else None
+    named = []
+    for word in dict.fromkeys(words[:_WORDS_LOOKED_AT]):
+        path = os.path.join(folder, word) if folder and not os.path.isabs(word) else word
+        try:
+            st = os.stat(path)
+        except (OSError, ValueError):
+            continue
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+            continue
+        real = os.path.realpath(path)
+        if os.path.isdir(real) and real in (os.path.realpath(os.sep), os.path.expanduser("~")):
+            continue  # the root or the home folder: not a folder of data it is handed
+        if not real.startswith(_PROGRAM_DIRS) and _is_data(real, ()):
+            named.append(path)
+    return named
 
 
 # The environment last digested, with its digest: one tuple, so that a thread never reads one without the other.
@@ -1791,7 +1859,7 @@ def finish(recorder: Recorder, excluded: Iterable[str]) -> Conditions:
     if recorder.connections or recorder.attached_unnamed:
         _list_attached(recorder)
     if not (recorder.reads or recorder.listed or recorder.declared or recorder.inherited or recorder.patterns
-            or recorder.rewritten or recorder.spawned or recorder.outputs or recorder.links):
+            or recorder.rewritten or recorder.spawned or recorder.outputs or recorder.links or recorder.handed):
         return {}  # the common run: it read no file and was served no entry with conditions
     try:
         return _finish(recorder, excluded)
@@ -1884,6 +1952,7 @@ def _finish(recorder: Recorder, excluded: Iterable[str]) -> Conditions:
             conditions["cwd"] = recorder.cwd
         conditions["encoding"] = text_encoding()
     written = _outputs(recorder, is_data, now)
+    _handed(recorder, is_data, now, files, dirs, written)
     for inherited in recorder.inherited:
         for entry in inherited.get("written", []):
             written.setdefault(entry[0], entry)  # served inside the run: it did not write them, the entry's run did
@@ -1914,6 +1983,27 @@ def _finish(recorder: Recorder, excluded: Iterable[str]) -> Conditions:
     if links:
         conditions["links"] = sorted(links.values())
     return conditions
+
+
+def _handed(recorder: Recorder, is_data: Callable[[str], bool], now: int, files: dict[str, list[Any]],
+            dirs: dict[str, list[Any]], written: dict[str, list[Any]]) -> None:
+    """Add the conditions of the files and folders the command lines of the processes the run started named: as
+    read where they are as they were then; a file changed since is what a process wrote (``cp a b``), the run's
+    output, and a folder changed since or anything removed is neither."""
+    for absolute, (name, real, before, folder) in recorder.handed.items():
+        if real in recorder.written or not is_data(real) or name in files or name in dirs:
+            continue
+        taken, sig = _signature_of(absolute, folder)
+        if not taken or sig is None:
+            continue  # removed or replaced by another kind (mv, rm): not an input, nor left by the run
+        if folder:
+            if sig == before:
+                dirs[name] = [name, *_dir_condition(absolute, before, now, sizes=recorder.sizes)[1:]]
+        elif sig == before:
+            files[name] = [name, *_file_condition(absolute, before, now)[1:]]
+        else:
+            entry = _file_condition(absolute, None, now, declared=True)
+            written.setdefault(name, [name, *entry[1:]])
 
 
 def _link_conditions(recorder: Recorder, is_data: Callable[[str], bool]) -> dict[tuple[str, str], list[Any]]:

@@ -3,7 +3,8 @@ and glob patterns that another process changes while the body runs, after the bo
 its files' sizes or times where a file grows or is touched while the body runs; environment variables read
 through ``os.environ.setdefault``, ``__getitem__`` and ``__contains__``; clock reads through ``pd.Period.now``, a
 ``functools.partial`` of ``datetime.now`` and the text "now" or "today" given to NumPy or pandas; files torch
-maps in C++ (``torch.from_file``, the storages' ``from_file``).
+maps in C++ (``torch.from_file``, the storages' ``from_file``); files and programs named on the command line of a
+process the body starts.
 
 Each test fails with a result served for content the body never saw (a stale hit), or with no warning where the
 library cannot tell.
@@ -282,3 +283,77 @@ def test_a_file_torch_maps_changed_since_is_read_again(shell: Shell, tmp_path: P
             second = total({str(data)!r})
     """)
     assert shell["first"] != shell["second"]
+
+
+# -- files named on the command line of a process the body starts -------------------------------------------------
+
+# The children get an environment of their own: what they inherit is checked otherwise (and the kernels differ in
+# PYTHONHASHSEED).
+_SPAWNING = [RUNS_SETUP, """
+    import os, subprocess
+    ENV = {"PATH": os.environ["PATH"]}
+
+    @memo
+    def run_tool():
+        ran("tool")
+        return subprocess.run(["./tool.sh"], capture_output=True, text=True, env=ENV).stdout.strip()
+
+    @memo
+    def cat_data():
+        ran("cat")
+        return subprocess.run(["cat", "data.txt"], capture_output=True, text=True, env=ENV).stdout.strip()
+
+    @memo
+    def shell_line():
+        ran("shell")
+        return subprocess.run("wc -c < data.txt", shell=True, capture_output=True, text=True, env=ENV).stdout.strip()
+
+    OUT["values"] = [run_tool(), cat_data(), shell_line()]
+    OUT["runs"] = RUNS
+"""]
+
+
+def test_a_program_and_a_file_named_on_a_child_s_command_line_changed_before_a_restart_run_again(
+        cache_dir: Path) -> None:
+    folder = cache_dir.parent  # where run_kernel's kernels run
+    tool, data = folder / "tool.sh", folder / "data.txt"
+    tool.write_text("#!/bin/sh\necho v1\n")
+    tool.chmod(0o755)
+    data.write_text("d1\n")
+    assert run_kernel(_SPAWNING, cache_dir, seed=1)["values"] == ["v1", "d1", "3"]
+    tool.write_text("#!/bin/sh\necho v2\n")
+    data.write_text("d22\n")
+    assert run_kernel(_SPAWNING, cache_dir, seed=2)["values"] == ["v2", "d22", "4"]
+    assert run_kernel(_SPAWNING, cache_dir, seed=3)["runs"] == {}  # unchanged since: hits
+
+
+def test_a_file_a_child_writes_that_is_named_on_its_command_line_is_its_output(shell: Shell, tmp_path: Path) -> None:
+    source, made = tmp_path / "in.txt", tmp_path / "out.txt"
+    source.write_text("one")
+    made.write_text("from an earlier run")
+    shell.run(f"""
+        import subprocess, warnings
+        from notebook_memo import memo
+
+        class Runs(list):
+            def __memo_key__(self):
+                return "runs"
+
+        RUNS = Runs()
+
+        @memo
+        def copy():
+            RUNS.append(1)
+            subprocess.run(["cp", {str(source)!r}, {str(made)!r}], check=True)
+            return "copied"
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            copy(); copy()
+        found = [str(w.message) for w in caught]
+    """)
+    assert len(shell["RUNS"]) == 1, shell["found"]  # stored, then a hit: the copy is no input
+    source.write_text("two")
+    shell.run("copy()")
+    assert len(shell["RUNS"]) == 2 and made.read_text() == "two"
+
