@@ -4,7 +4,7 @@ its files' sizes or times where a file grows or is touched while the body runs; 
 through ``os.environ.setdefault``, ``__getitem__`` and ``__contains__``; clock reads through ``pd.Period.now``, a
 ``functools.partial`` of ``datetime.now`` and the text "now" or "today" given to NumPy or pandas; files torch
 maps in C++ (``torch.from_file``, the storages' ``from_file``); files and programs named on the command line of a
-process the body starts.
+process the body starts; a library loaded with ctypes that is rebuilt between kernels.
 
 Each test fails with a result served for content the body never saw (a stale hit), or with no warning where the
 library cannot tell.
@@ -12,6 +12,7 @@ library cannot tell.
 
 from __future__ import annotations
 
+import subprocess
 import textwrap
 from pathlib import Path
 
@@ -357,3 +358,33 @@ def test_a_file_a_child_writes_that_is_named_on_its_command_line_is_its_output(s
     shell.run("copy()")
     assert len(shell["RUNS"]) == 2 and made.read_text() == "two"
 
+
+# -- a compiled library loaded with ctypes ------------------------------------------------------------------------
+
+def _build(folder: Path, answer: int) -> Path:
+    """Compile a shared library whose ``k(x)`` returns ``x + answer``."""
+    source = folder / "k.c"
+    source.write_text(f"int k(int x) {{ return x + {answer}; }}\n")
+    library = folder / "libk.so"
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(library), str(source)], check=True)
+    return library
+
+
+def test_a_ctypes_library_rebuilt_before_a_restart_is_called_again(cache_dir: Path, tmp_path: Path) -> None:
+    library = _build(tmp_path, 1)
+    cells = [RUNS_SETUP, f"""
+        import ctypes
+        LIB = ctypes.CDLL({str(library)!r})
+
+        @memo
+        def compute(x):
+            ran("compute")
+            return LIB.k(x)
+
+        OUT["value"] = compute(3)
+        OUT["runs"] = RUNS
+    """]
+    assert run_kernel(cells, cache_dir, seed=1)["value"] == 4
+    assert run_kernel(cells, cache_dir, seed=2)["runs"] == {}  # the same library: a hit
+    _build(tmp_path, 10)
+    assert run_kernel(cells, cache_dir, seed=3)["value"] == 13

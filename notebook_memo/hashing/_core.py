@@ -626,6 +626,8 @@ def _choose(cls: type) -> HashFn:
         return _h_match
     if issubclass(cls, _FORBIDDEN):
         return _h_forbidden
+    if any(base.__module__ == "ctypes" and base.__qualname__ == "CDLL" for base in cls.__mro__):
+        return _h_shared_library
     if issubclass(cls, types.ModuleType):
         return _h_module
     if issubclass(cls, (types.BuiltinFunctionType, types.WrapperDescriptorType, types.MethodDescriptorType)):
@@ -730,6 +732,41 @@ def _h_struct(h: Hasher, v: Any) -> None:
     """A compiled ``struct.Struct``: its format says all it does."""
     h.tag(b"st")
     h.child(v.format, ".format")
+
+
+# The digest of the file each library loaded with ctypes came from, taken when it is first met, about when it was
+# loaded: what the process runs is the code loaded then, even where the file is rebuilt since.
+_LOADED_LIBRARIES: weakref.WeakKeyDictionary[Any, bytes] = weakref.WeakKeyDictionary()
+
+
+def _h_shared_library(h: Hasher, v: Any) -> None:
+    """A library loaded with ctypes (``CDLL``, ``PyDLL``): machine code no key can read, keyed by the content of
+    the file it was loaded from; one found by a bare name on the system's search path (``libc.so.6``) by that
+    name, as a library is by its version."""
+    h.tag(b"dll")
+    digest = _LOADED_LIBRARIES.get(v)
+    if digest is None:
+        digest = _library_digest(getattr(v, "_name", None))
+        try:
+            _LOADED_LIBRARIES[v] = digest
+        except TypeError:  # a subclass with __slots__ and no weak references: digested at each call
+            pass
+    h.buffer(digest)
+
+
+def _library_digest(name: Any) -> bytes:
+    """Return what keys a library loaded from ``name``: its file's content where it names a file, else the name."""
+    text = os.fsdecode(name) if isinstance(name, (str, bytes, os.PathLike)) else repr(name)
+    if os.sep in text:
+        try:
+            stream = xxhash.xxh3_128()
+            with open(text, "rb") as file:
+                for chunk in iter(lambda: file.read(1 << 20), b""):
+                    stream.update(chunk)
+            return b"f" + stream.digest()
+        except OSError:
+            pass  # removed since it was loaded: its name
+    return b"n" + text.encode("utf-8", "surrogateescape")
 
 
 def _h_match(h: Hasher, v: Any) -> None:
