@@ -8,6 +8,8 @@ tensors) are fed to xxh3 in place, with no pickling and no copy.
 
 from __future__ import annotations
 
+import array
+import collections
 import copyreg
 import enum
 import functools
@@ -73,7 +75,7 @@ class _Unhashable(Exception):
 class Hasher:
     """Feeds a value's canonical byte form into one xxh3-128 state."""
 
-    __slots__ = ("_active", "_buf", "_deferred", "_h", "deepest", "left_out", "memo", "shared")
+    __slots__ = ("_active", "_buf", "_deferred", "_h", "deepest", "left_out", "memo", "memories", "shared")
 
     def __init__(self) -> None:
         self._buf = bytearray()
@@ -82,9 +84,12 @@ class Hasher:
         self._deferred: dict[Callable[[list[Any]], bytes], list[Any]] | None = None
         self.deepest = 0  # how deeply nested the walk was when the stack ran out
         self.memo: dict[int, bytes] = {}  # code digests met in this one walk (a class per instance)
-        # Objects a handler chose to key once per walk, then by a reference back (a tensor held twice is
-        # another value than two equal tensors): id -> (index, the object, held so its id stays its own).
+        # Mutable objects met in this walk, keyed once, then by a reference back (a list, an array or a tensor
+        # held twice is another value than two equal ones): id -> (index, the object, held so its id stays its own).
         self.shared: dict[int, tuple[int, Any]] | None = None
+        # Memory that arrays met in this walk read: id of its owner -> (index of the first array met over it,
+        # that array, the owner, held so its id stays its own). See the array family's handlers.
+        self.memories: dict[int, tuple[int, Any, Any]] | None = None
         # (object, attribute names): names of that one object's own state the walk leaves out (see content_hash)
         self.left_out: tuple[Any, frozenset[str]] | None = None
 
@@ -164,6 +169,8 @@ class Hasher:
             # A cycle: refer back to the enclosing container by its depth.
             self._buf += b"@"
             self._buf += _pack_q(active[key])
+            return
+        if cls in _MUTABLE_CONTAINERS and self.seen_before(value):
             return
         active[key] = len(active)
         try:
@@ -317,6 +324,8 @@ def _h_bytes(h: Hasher, v: bytes) -> None:
 
 
 def _h_bytearray(h: Hasher, v: bytearray) -> None:
+    if h.seen_before(v):
+        return
     h.tag(b"y")
     h.buffer(v)
 
@@ -484,6 +493,10 @@ _EXACT: dict[type, HashFn] = {
 }
 
 _CONTAINERS = frozenset({tuple, list, dict, set, frozenset})
+# Containers the walk keys once, then by a reference back: ``f([w, w])`` can see that its two items are one
+# object (changing one changes the other), ``f([w, w.copy()])`` cannot. Immutable ones (a tuple, a frozenset,
+# a str) are their values: equal values, equal keys.
+_MUTABLE_CONTAINERS = frozenset({list, dict, set})
 
 # Types with a registered hasher (user types, and our own internal types).
 _REGISTERED: dict[type, Callable[[Any], Any]] = {}
@@ -634,13 +647,34 @@ def _choose(cls: type) -> HashFn:
         return _h_builtin
     if module == "numpy" and cls.__name__ == "ufunc":
         return _h_ufunc
-    if issubclass(cls, (set, frozenset, weakref.WeakSet)):
-        return _h_set_like
     if issubclass(cls, enum.Enum):
         return _h_enum
-    if slots := _slots_left_out_of_reduction(cls):
-        return _h_reduce_keeping_slots(slots, _reduction_drops_attributes(cls))
-    return _h_reduce_keeping_attributes if _reduction_drops_attributes(cls) else _h_reduce
+    if issubclass(cls, (set, frozenset, weakref.WeakSet)):
+        handler = _h_set_like
+    elif slots := _slots_left_out_of_reduction(cls):
+        handler = _h_reduce_keeping_slots(slots, _reduction_drops_attributes(cls))
+    else:
+        handler = _h_reduce_keeping_attributes if _reduction_drops_attributes(cls) else _h_reduce
+    return _once_per_walk(handler) if _mutable(cls) else handler
+
+
+_MUTABLE_BASES: tuple[type, ...] = (list, dict, set, bytearray, collections.deque, array.array, weakref.WeakSet)
+
+
+def _mutable(cls: type) -> bool:
+    """Whether instances of ``cls`` (keyed by their reduction) can be changed in place: they hold an instance
+    dict, or derive from a mutable builtin container."""
+    return issubclass(cls, _MUTABLE_BASES) or (cls.__dictoffset__ != 0 and not issubclass(cls, (tuple, frozenset)))
+
+
+def _once_per_walk(handler: HashFn) -> HashFn:
+    """Return ``handler`` keying an object met again in the same walk by a reference back."""
+
+    def keyed_once(h: Hasher, v: Any) -> None:
+        if not h.seen_before(v):
+            handler(h, v)
+
+    return keyed_once
 
 
 # Random generators: hashed by their state like any object, and noted while a call is keyed, so
@@ -1086,18 +1120,22 @@ def filled_cached_properties(value: Any) -> frozenset[str]:
 # -- plain data in one pass ---------------------------------------------------------------
 
 
-def _plain(v: Any, out: bytearray, depth: int) -> bool:
+def _plain(v: Any, out: bytearray, depth: int, held: list[int]) -> bool:
     """Append the canonical bytes of plain data (builtin scalars and containers of them) to ``out``.
 
     Returns False, with ``out`` part written, on meeting anything else, or nesting deeper than
     ``_PLAIN_DEPTH`` (a cycle among them): the general walk then starts over. The bytes are the
-    general walk's exactly, so a value's digest does not depend on which one hashed it.
+    general walk's exactly, so a value's digest does not depend on which one hashed it. The ids of the
+    mutable containers met go to ``held``: where one repeats, the caller takes the general walk, which
+    keys it the second time by a reference back.
     """
     cls = type(v)
     leaf = _LEAF.get
     if depth > _PLAIN_DEPTH:
         return False
     if cls is list or cls is tuple:
+        if cls is list:
+            held.append(id(v))
         out += b"[" if cls is list else b"("
         out += _number_bytes(len(v))
         if len(v) >= _RUN and type(v[0]) is str and _str_run(v, out):
@@ -1106,25 +1144,28 @@ def _plain(v: Any, out: bytearray, depth: int) -> bool:
             encode = leaf(type(item))
             if encode is not None:
                 out += encode(item)
-            elif not _plain(item, out, depth + 1):
+            elif not _plain(item, out, depth + 1, held):
                 return False
         return True
     if cls is dict:
+        held.append(id(v))
         out += b"d"
         out += _number_bytes(len(v))
         for k, item in v.items():
             encode = leaf(type(k))
             if encode is not None:
                 out += encode(k)
-            elif not _plain(k, out, depth + 1):
+            elif not _plain(k, out, depth + 1, held):
                 return False
             encode = leaf(type(item))
             if encode is not None:
                 out += encode(item)
-            elif not _plain(item, out, depth + 1):
+            elif not _plain(item, out, depth + 1, held):
                 return False
         return True
     if cls is set or cls is frozenset:
+        if cls is set:
+            held.append(id(v))
         digests = []
         for item in v:
             encode = leaf(type(item))
@@ -1132,7 +1173,7 @@ def _plain(v: Any, out: bytearray, depth: int) -> bool:
                 digests.append(_digest(encode(item)))
                 continue
             member = bytearray()
-            if not _plain(item, member, depth + 1):
+            if not _plain(item, member, depth + 1, held):
                 return False
             digests.append(_digest(member))
         digests.sort()
@@ -1141,6 +1182,8 @@ def _plain(v: Any, out: bytearray, depth: int) -> bool:
         out += b"".join(digests)
         return True
     if (cls is bytes or cls is bytearray) and len(v) < _BIG:  # big ones stream, in the general walk
+        if cls is bytearray:
+            held.append(id(v))
         out += b"b" if cls is bytes else b"y"
         out += _pack_q(len(v))
         out += v
@@ -1167,7 +1210,8 @@ def content_hash(value: Any, name: str = "value", leave_out: frozenset[str] = _N
         if encode is not None:
             return _digest(encode(value))
         out = bytearray()
-        if _plain(value, out, 0):
+        held: list[int] = []
+        if _plain(value, out, 0, held) and (len(held) < 2 or len(set(held)) == len(held)):
             return _digest(out)
     h = Hasher()
     if leave_out:

@@ -18,7 +18,7 @@ def _numpy_path(cls: type) -> HashFn | None:
     if np is None:
         return None
     if cls is np.ndarray or issubclass(cls, np.memmap):
-        return _h_ndarray  # a memmap is its values, read where they lie (a cached result loads as one)
+        return _h_ndarray_once  # a memmap is its values, read where they lie (a cached result loads as one)
     if issubclass(cls, np.ndarray):
         return _h_ndarray_subclass
     if issubclass(cls, np.generic):
@@ -110,9 +110,46 @@ def _h_flat_array(h: Hasher, v: Any) -> bool:
     entry = _layouts.get((id(dtype), v.shape))
     if entry is None or entry[0] is not dtype or not entry[2] or not v.flags.c_contiguous:
         return False  # the first array of its layout, or one that is not flat: _h_ndarray, with bookkeeping
+    if met_before(h, v):
+        return True
     h._buf += entry[1]
     h.contiguous(v, v.nbytes)
     return True
+
+
+def met_before(h: Hasher, v: Any) -> bool:
+    """Feed a reference back and return True when the array ``v`` itself was met before in this walk. Else
+    remember it, and where another array met before reads the same memory (``[a, a[:1]]``), feed where ``v``
+    starts in that memory relative to the first array and how it steps; return False (its content follows).
+
+    Writing through one such view changes what the other reads, which two separate arrays cannot show.
+    """
+    if h.seen_before(v):
+        return True
+    owner = v  # what owns the memory: the array at the root of its bases, or the buffer under that
+    ndarray = sys.modules["numpy"].ndarray
+    while isinstance(owner, ndarray) and owner.base is not None:
+        owner = owner.base
+    memories = h.memories
+    if memories is None:
+        memories = h.memories = {}
+    entry = memories.get(id(owner))
+    if entry is None or entry[2] is not owner:
+        memories[id(owner)] = (len(h.shared or ()) - 1, v, owner)
+        return False
+    first = entry[1]
+    if id(first) in h._active:
+        return False  # a view the array being walked gives of itself (an object subarray's item): no one else's
+    offset = v.__array_interface__["data"][0] - first.__array_interface__["data"][0]
+    h.tag(b"%" + _pack_q(entry[0]) + _pack_q(offset))
+    h.text(repr((v.strides, v.dtype.str)))
+    return False
+
+
+def _h_ndarray_once(h: Hasher, v: Any) -> None:
+    """Hash an array met as a value: by a reference back where it was met before in this walk."""
+    if not met_before(h, v):
+        _h_ndarray(h, v)
 
 
 def _h_ndarray(h: Hasher, v: Any) -> None:
@@ -146,9 +183,13 @@ def _h_ndarray_subclass(h: Hasher, v: Any) -> None:
     values and its attributes (a mask, a hard mask, a fill value, a unit): pickle's reduction leaves those
     of the user's subclasses out, and a masked array's hard mask."""
     np = sys.modules["numpy"]
+    if h.seen_before(v):
+        return
     h.tag(b"nS")
     h.child(type(v), "<class>")
-    _h_ndarray(h, v.view(np.ndarray))
+    values = v.view(np.ndarray)
+    met_before(h, values)  # new, so never met: noted for the arrays over its memory met after it
+    _h_ndarray(h, values)
     state = own_state(h, v, vars(v)) or {}
     # Sorted by name: the order __new__ and __array_finalize__ happened to set them in is not content.
     h.child({name: state[name] for name in sorted(state) if not name.startswith(BOOKKEEPING_PREFIX)}
@@ -268,4 +309,4 @@ def feed_array_bytes(h: Hasher, v: Any) -> None:
 
 
 # Asked of classes defined anywhere too: the user's subclasses of ndarray are arrays.
-register_family("numpy", _numpy_path, anywhere=True, flat={_h_ndarray: _h_flat_array})
+register_family("numpy", _numpy_path, anywhere=True, flat={_h_ndarray_once: _h_flat_array})

@@ -1,0 +1,118 @@
+"""Content keys of values, fifth round: one mutable object held twice inside an argument (a tied weight, a
+view over an array met before), the iteration order of a set, lazily filled state (a masked array's fill
+value), arguments nested deeper than the interpreter's stack, and torch's weight-norm modules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from conftest import Counter
+
+from notebook_memo import memo
+from notebook_memo.hashing import content_hash
+
+# -- one mutable object twice inside one argument -------------------------------------------------
+
+
+def _nudged_sums(params: Any) -> list[float]:
+    """Change each array's first item in place, read every array's sum, restore it: what a finite-difference
+    check does, whose answer shows whether two entries are one array (or views over one memory)."""
+    sums = []
+    for p in params:
+        p.flat[0] += 1.0
+        sums.append(sum(float(q.sum()) for q in params))
+        p.flat[0] -= 1.0
+    return sums
+
+
+def test_one_array_twice_in_a_list_is_not_two_equal_arrays(counter: Counter) -> None:
+    @memo
+    def fd(params: list[Any]) -> list[float]:
+        counter()
+        return _nudged_sums(params)
+
+    w = np.array([1.0, 2.0])
+    assert fd([w, w.copy()]) == [7.0, 7.0]
+    assert fd([w, w]) == [8.0, 8.0]
+    assert counter.n == 2
+    w2 = np.array([1.0, 2.0])
+    assert fd([w2, w2]) == [8.0, 8.0]  # tied again, another array: a hit
+    assert counter.n == 2
+
+
+def test_a_view_beside_its_array_is_not_a_copy_beside_it(counter: Counter) -> None:
+    @memo
+    def fd(params: list[Any]) -> list[float]:
+        counter()
+        return _nudged_sums(params)
+
+    v = np.array([1.0, 2.0, 3.0])
+    assert fd([v, v[:1].copy()]) == [8.0, 8.0]
+    assert fd([v, v[:1]]) == [9.0, 9.0]
+    assert fd([v, v[1:2]]) == [9.0, 10.0]  # another place in the memory: another key
+    assert counter.n == 3
+    u = np.array([1.0, 2.0, 3.0])
+    assert fd([u, u[1:2]]) == [9.0, 10.0]
+    assert fd([u[1:2], u]) == [10.0, 9.0]  # the view met first
+    assert counter.n == 4
+
+
+def test_tied_weights_in_a_dict_and_a_list_held_twice(counter: Counter) -> None:
+    @memo
+    def fd(params: dict[str, Any]) -> list[float]:
+        counter()
+        return _nudged_sums(list(params.values()))
+
+    e = np.array([3.0])
+    assert fd({"embed": e, "unembed": e.copy()}) == [7.0, 7.0]
+    assert fd({"embed": e, "unembed": e}) == [8.0, 8.0]
+    assert counter.n == 2
+
+    @memo
+    def grow(pair: tuple[list[int], list[int]]) -> int:
+        counter()
+        pair[0].append(1)
+        n = len(pair[1])
+        pair[0].pop()
+        return n
+
+    a = [0]
+    assert grow(([0], a)) == 1
+    assert grow((a, a)) == 2
+    assert counter.n == 4
+
+
+class _Box:
+    def __init__(self, value: list[int]) -> None:
+        self.value = value
+
+
+def test_an_object_of_the_users_held_twice_is_not_two_equal_objects(counter: Counter) -> None:
+    @memo
+    def bump(boxes: list[_Box]) -> int:
+        counter()
+        boxes[0].value = [*boxes[0].value, 1]
+        n = len(boxes[1].value)
+        boxes[0].value = boxes[0].value[:-1]
+        return n
+
+    b = _Box([0])
+    assert bump([b, _Box([0])]) == 1
+    assert bump([b, b]) == 2
+    assert counter.n == 2
+
+
+def test_equal_immutable_values_twice_key_as_equal_values() -> None:
+    s = "x" * 50
+    t = (1, 2.5, "a")
+    f = frozenset({1, 2})
+    n = 10**30
+    assert content_hash([s, s]) == content_hash([s, "x" * 50])
+    assert content_hash([t, t]) == content_hash([t, (1, 2.5, "a")])
+    assert content_hash({"a": f, "b": f}) == content_hash({"a": f, "b": frozenset({1, 2})})
+    assert content_hash([n, n]) == content_hash([n, 10**30 + 0])
+    # a tuple holding a list: the tuple is immutable, the list inside it is what repeats
+    inner = [1]
+    assert content_hash([(inner,), (inner,)]) != content_hash([(inner,), ([1],)])
+    assert content_hash([(1, "a"), (1, "a")]) == content_hash([(1, "a"), tuple([1, "a"])])
