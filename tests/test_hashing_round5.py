@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from conftest import Counter
+from conftest import Counter, run_kernel
 
 from notebook_memo import memo
 from notebook_memo.hashing import content_hash
@@ -116,3 +116,48 @@ def test_equal_immutable_values_twice_key_as_equal_values() -> None:
     inner = [1]
     assert content_hash([(inner,), (inner,)]) != content_hash([(inner,), ([1],)])
     assert content_hash([(1, "a"), (1, "a")]) == content_hash([(1, "a"), tuple([1, "a"])])
+
+
+# -- the iteration order of a set -------------------------------------------------------------------
+
+
+def test_equal_sets_of_numbers_in_another_order_are_two_keys(counter: Counter) -> None:
+    @memo
+    def feature_columns(ids: set[int]) -> list[str]:
+        counter()
+        return [f"f{i}" for i in ids]  # the column order follows the set's
+
+    a, b = {2, 10}, {10, 2}
+    assert list(a) != list(b)
+    assert feature_columns(a) == ["f2", "f10"]
+    assert feature_columns(b) == ["f10", "f2"]
+    assert feature_columns({2, 10}) == ["f2", "f10"]
+    assert counter.n == 2
+    # floats, and sets inside a list, alike; a set that lists its items in one order keys as one
+    assert list({2.0, 10.0}) != list({10.0, 2.0})
+    assert content_hash([{2.0, 10.0}]) != content_hash([{10.0, 2.0}])
+    assert content_hash([frozenset({2, 10})]) != content_hash([frozenset({10, 2})])
+    assert content_hash({2, 10}) == content_hash(set([2, 10]))
+
+
+def test_a_set_of_strings_keys_order_free(counter: Counter) -> None:
+    words = {"alpha", "beta", "gamma", "delta"}
+    assert content_hash(words) == content_hash(set(sorted(words, reverse=True)))
+    assert content_hash({"a", 1}) == content_hash({1, "a"})  # one item whose order follows the seed
+
+
+_SET_CELLS = [
+    "from notebook_memo import memo",
+    "@memo\ndef listed(s):\n    return [str(item) for item in s]",
+    "OUT['ints'] = listed({2, 10, 7, 300})\nOUT['words'] = listed({'alpha', 'beta', 'gamma'})\n"
+    "OUT['mixed'] = listed(frozenset({(1, 'a'), (2, 'b')}))\nOUT['runs'] = listed.cache_info().misses",
+]
+
+
+def test_sets_still_hit_after_a_restart_under_another_hash_seed(cache_dir: Any) -> None:
+    first = run_kernel(_SET_CELLS, cache_dir, seed=1)
+    second = run_kernel(_SET_CELLS, cache_dir, seed=2)
+    assert first["runs"] == 3
+    assert second["runs"] == 0
+    assert second["ints"] == first["ints"]
+    assert sorted(second["words"]) == sorted(first["words"])
