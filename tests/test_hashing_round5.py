@@ -4,6 +4,7 @@ value), arguments nested deeper than the interpreter's stack, and torch's weight
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -161,3 +162,53 @@ def test_sets_still_hit_after_a_restart_under_another_hash_seed(cache_dir: Any) 
     assert second["runs"] == 0
     assert second["ints"] == first["ints"]
     assert sorted(second["words"]) == sorted(first["words"])
+
+
+# -- a masked array's fill value, made on its first read ---------------------------------------------
+
+
+def test_a_masked_array_whose_fill_value_a_body_reads_is_cached(counter: Counter) -> None:
+    @memo
+    def dense_total(m: Any) -> float:
+        counter()
+        return float(m.filled().sum())
+
+    m = np.ma.array([1.0, 2.0, 3.0], mask=[0, 1, 0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "changed its argument in place"
+        for _ in range(3):
+            assert dense_total(m) == 1e20 + 4.0
+    assert counter.n == 1
+    assert dense_total(np.ma.array([1.0, 2.0, 3.0], mask=[0, 1, 0])) == 1e20 + 4.0
+    assert counter.n == 1
+    m.fill_value = 0.0  # set: another key
+    assert dense_total(m) == 4.0
+    assert counter.n == 2
+
+
+def test_reading_a_default_fill_value_leaves_the_key_as_it_was() -> None:
+    def made() -> list[Any]:
+        return [np.ma.array([1, 2], mask=[0, 1]),
+                np.ma.array([(1, 2.0)], mask=[(0, 1)], dtype=[("a", "i4"), ("b", "f8")]),
+                np.ma.array(["x", "y"], mask=[1, 0])]
+
+    fresh, read = made(), made()
+    for m in read:
+        m.filled()
+    assert [content_hash(m) for m in fresh] == [content_hash(m) for m in read]
+    assert content_hash(fresh) == content_hash(read)
+
+
+_MASKED_CELLS = [
+    "import numpy as np\nfrom notebook_memo import memo",
+    "@memo\ndef dense_total(m):\n    return float(m.filled().sum())",
+    "OUT['total'] = dense_total(np.ma.array([1., 2., 3.], mask=[0, 1, 0]))\n"
+    "OUT['misses'] = dense_total.cache_info().misses",
+]
+
+
+def test_a_masked_array_hits_after_a_restart(cache_dir: Any) -> None:
+    first = run_kernel(_MASKED_CELLS, cache_dir, seed=1)
+    second = run_kernel(_MASKED_CELLS, cache_dir, seed=2)
+    assert (first["misses"], second["misses"]) == (1, 0)
+    assert not [w for w in first["_warnings"] + second["_warnings"] if "in place" in w]

@@ -191,9 +191,21 @@ def _h_ndarray_subclass(h: Hasher, v: Any) -> None:
     met_before(h, values)  # new, so never met: noted for the arrays over its memory met after it
     _h_ndarray(h, values)
     state = own_state(h, v, vars(v)) or {}
+    if isinstance(v, np.ma.MaskedArray) and "_fill_value" in state and state["_fill_value"] is None:
+        state = {**state, "_fill_value": _default_fill_value(v)}
     # Sorted by name: the order __new__ and __array_finalize__ happened to set them in is not content.
     h.child({name: state[name] for name in sorted(state) if not name.startswith(BOOKKEEPING_PREFIX)}
             if all(type(name) is str for name in state) else state, ".__dict__")
+
+
+def _default_fill_value(v: Any) -> Any:
+    """Return what a masked array's fill value is made when first read (``m.filled()`` reads it): an unset one
+    keys as that default, so reading it does not change the key (nor make a body look as if it changed
+    its argument)."""
+    try:
+        return sys.modules["numpy"].ma.core._check_fill_value(None, v.dtype)
+    except Exception:  # a numpy without it, or a dtype it has no default for: unset stays unset
+        return None
 
 
 @functools.lru_cache(maxsize=256)
