@@ -85,6 +85,7 @@ from .hashing import (
     BOOKKEEPING_PREFIX,
     CLOCK,
     Hasher,
+    carry_into_deep_walks,
     combine,
     content_hash,
     filled_cached_properties,
@@ -2142,6 +2143,7 @@ _function_values: weakref.WeakKeyDictionary[types.FunctionType, _Entry] = weakre
 _class_values: weakref.WeakKeyDictionary[type, _Entry] = weakref.WeakKeyDictionary()
 _value_lock = threading.Lock()
 _in_progress = threading.local()
+carry_into_deep_walks(_in_progress)  # a deep value's walk, retried on a thread of its own, is still within them
 
 
 _GONE = object()

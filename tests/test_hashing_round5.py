@@ -4,6 +4,8 @@ value), arguments nested deeper than the interpreter's stack, and torch's weight
 
 from __future__ import annotations
 
+import random
+import sys
 import warnings
 from typing import Any
 
@@ -212,3 +214,86 @@ def test_a_masked_array_hits_after_a_restart(cache_dir: Any) -> None:
     second = run_kernel(_MASKED_CELLS, cache_dir, seed=2)
     assert (first["misses"], second["misses"]) == (1, 0)
     assert not [w for w in first["_warnings"] + second["_warnings"] if "in place" in w]
+
+
+# -- arguments nested deeper than the interpreter's stack ---------------------------------------------
+
+
+class _Node:
+    def __init__(self, value: Any, next: _Node | None = None) -> None:
+        self.value, self.next = value, next
+
+
+def _chain(n: int, last: Any = 0) -> _Node:
+    head = _Node(last)
+    for i in range(n - 1):
+        head = _Node(i, head)
+    return head
+
+
+def _nested_dict(n: int) -> dict[str, Any]:
+    d: dict[str, Any] = {"leaf": 1}
+    for _ in range(n):
+        d = {"child": d}
+    return d
+
+
+def test_a_linked_list_of_hundreds_of_nodes_is_keyed(counter: Counter) -> None:
+    @memo
+    def length(node: _Node | None) -> int:
+        counter()
+        n = 0
+        while node is not None:
+            n, node = n + 1, node.next
+        return n
+
+    @memo
+    def depth(d: dict[str, Any]) -> int:
+        counter()
+        n = 0
+        while "child" in d:
+            n, d = n + 1, d["child"]
+        return n
+
+    assert length(_chain(300)) == 300
+    assert length(_chain(300)) == 300
+    assert length(_chain(2000)) == 2000
+    assert depth(_nested_dict(600)) == 600
+    assert depth(_nested_dict(600)) == 600
+    assert counter.n == 3
+    deep = _chain(300)
+    deep.next.next.value = "changed"  # type: ignore[union-attr]
+    assert length(deep) == 300
+    assert counter.n == 4
+
+
+def test_a_deep_value_keys_as_it_would_with_stack_to_spare() -> None:
+    values = [_chain(400), _nested_dict(700), [_chain(250), {"k": _chain(250)}]]
+    digests = [content_hash(value) for value in values]
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(20_000)
+    try:
+        roomy = [content_hash(value) for value in values]
+    finally:
+        sys.setrecursionlimit(limit)
+    assert digests == roomy
+    assert sys.getrecursionlimit() == limit
+    cycle = _chain(400)
+    cycle.next.next = cycle  # type: ignore[union-attr]
+    assert content_hash(cycle) == content_hash(cycle)
+
+
+def test_a_generator_deep_inside_an_argument_is_left_as_a_run_leaves_it(counter: Counter) -> None:
+    @memo
+    def draw(node: _Node) -> float:
+        counter()
+        while node.next is not None:
+            node = node.next
+        return float(node.value.random())
+
+    first = random.Random(0)
+    assert draw(_chain(300, first)) == random.Random(0).random()
+    second = random.Random(0)
+    assert draw(_chain(300, second)) == random.Random(0).random()
+    assert counter.n == 1
+    assert second.random() == first.random()  # the hit advanced it as the run did

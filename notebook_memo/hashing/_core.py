@@ -1241,19 +1241,90 @@ def content_hash(value: Any, name: str = "value", leave_out: frozenset[str] = _N
         held: list[int] = []
         if _plain(value, out, 0, held) and (len(held) < 2 or len(set(held)) == len(held)):
             return _digest(out)
-    h = Hasher()
-    if leave_out:
-        h.left_out = (value, leave_out)
+    h = _walker(value, leave_out)
     try:
-        h.update(value)
+        try:
+            h.update(value)
+        except RecursionError:
+            if h.deepest < _TOO_DEEP:
+                raise  # the caller's stack was already full (a deep recursion): not this value's fault
+            h = _walked_with_a_deep_stack(value, leave_out)
     except _Unhashable as exc:
         path = name + "".join(reversed(exc.segments))
         raise UnhashableArgument(path, exc.value, exc.reason) from None
-    except RecursionError:
-        if h.deepest < _TOO_DEEP:
-            raise  # the caller's stack was already full (a deep recursion): not this value's fault
-        raise UnhashableArgument(name, value, "it is nested too deeply to hash") from None
+    except _TooDeep:
+        raise UnhashableArgument(name, value, f"it is nested too deeply to hash (more than about "
+                                 f"{_DEEP_FRAMES // 5:,} levels); give its class a __memo_key__ that "
+                                 "returns it flat") from None
     return h.digest()
+
+
+def _walker(value: Any, leave_out: frozenset[str]) -> Hasher:
+    h = Hasher()
+    if leave_out:
+        h.left_out = (value, leave_out)
+    return h
+
+
+class _TooDeep(Exception):
+    """A value too deeply nested even for the walk on a deep stack."""
+
+
+_DEEP_STACK = 512 << 20  # bytes of stack for a walk retried on its own thread (reserved, touched only as used)
+_DEEP_FRAMES = 100_000  # the recursion limit meanwhile: about 20,000 levels of objects (5 frames each)
+_deep_lock = threading.Lock()
+# Thread-local state a walk reads and writes (what keying met; the resolution running, from the layers above):
+# a walk retried on another thread starts with the caller's and hands it back.
+_CARRIED: list[threading.local] = [things_met]
+
+
+def carry_into_deep_walks(state: threading.local) -> None:
+    """Let a walk retried on a thread of its own see (and update) the caller's ``state``."""
+    _CARRIED.append(state)
+
+
+def _walked_with_a_deep_stack(value: Any, leave_out: frozenset[str]) -> Hasher:
+    """Return a Hasher that has walked ``value`` on a thread with a large stack and a raised recursion limit.
+
+    A value nested a few hundred levels (a linked list of the user's objects, a deep dict) runs out of the
+    interpreter's default limit of 1,000 frames; the walk is the same function, so the digest is the one a
+    roomier stack would give. Raises ``_TooDeep`` where even this is not enough.
+    """
+    h = _walker(value, leave_out)
+    states = [dict(vars(local)) for local in _CARRIED]
+    failure: list[BaseException] = []
+
+    def walk() -> None:
+        for local, state in zip(_CARRIED, states, strict=True):
+            vars(local).update(state)
+        try:
+            h.update(value)
+        except BaseException as exc:  # handed to the caller's thread, which raises it
+            failure.append(exc)
+        finally:
+            states[:] = [dict(vars(local)) for local in _CARRIED]
+
+    with _deep_lock:  # one at a time: the recursion limit is the whole interpreter's
+        limit = sys.getrecursionlimit()
+        size = threading.stack_size()
+        sys.setrecursionlimit(max(limit, _DEEP_FRAMES))
+        try:
+            threading.stack_size(_DEEP_STACK)
+            try:
+                worker = threading.Thread(target=walk, name="notebook_memo deep key", daemon=True)
+                worker.start()
+            finally:
+                threading.stack_size(size)
+            worker.join()
+        finally:
+            sys.setrecursionlimit(limit)
+    for local, state in zip(_CARRIED, states, strict=True):
+        vars(local).update(state)
+    if failure:
+        if isinstance(failure[0], RecursionError):
+            raise _TooDeep from None
+        raise failure[0]
+    return h
 
 
 def leaf_digests(bound: list[tuple[str, Any]]) -> dict[str, Digest] | None:
