@@ -297,3 +297,54 @@ def test_a_generator_deep_inside_an_argument_is_left_as_a_run_leaves_it(counter:
     assert draw(_chain(300, second)) == random.Random(0).random()
     assert counter.n == 1
     assert second.random() == first.random()  # the hit advanced it as the run did
+
+
+# -- torch's weight norm and spectral norm (the hook-based API) -----------------------------------------
+
+
+def test_a_weight_normed_model_is_keyed_by_what_its_hook_computes_from(counter: Counter) -> None:
+    import torch
+
+    @memo
+    def predict(model: Any, x: Any) -> float:
+        counter()
+        with torch.no_grad():
+            return float(model(x).sum())
+
+    def made(norm: Any) -> Any:
+        torch.manual_seed(0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # the older API, still in many code bases
+            return norm(torch.nn.Linear(2, 1))
+
+    x = torch.ones(1, 2)
+    net = made(torch.nn.utils.weight_norm)
+    net(x).sum().backward()  # a forward with gradients: net.weight carries an autograd graph
+    first = predict(net, x)
+    assert predict(net, x) == first
+    twin = made(torch.nn.utils.weight_norm)
+    twin(x).sum().backward()
+    assert predict(twin, x) == first
+    assert counter.n == 1
+    with torch.no_grad():
+        net.weight_v.mul_(-1.0)  # a training step, in place
+    flipped = predict(net, x)
+    assert counter.n == 2
+    with torch.no_grad():
+        net.weight_g.mul_(2.0)
+    doubled = predict(net, x)
+    assert counter.n == 3
+    assert doubled == predict.uncached(net, x)
+    assert flipped != first
+
+    spectral = made(torch.nn.utils.spectral_norm).eval()
+    before = predict(spectral, x)
+    assert predict(spectral, x) == before
+    with torch.no_grad():
+        spectral.weight_orig.add_(0.5)  # (a scale would not change W / sigma)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the forward refreshing `weight` is not a change of the argument
+        after = predict(spectral, x)
+        assert predict(spectral, x) == after
+    assert counter.n == 6  # 3, the uncached run, and two misses
+    assert after == predict.uncached(spectral, x) != before

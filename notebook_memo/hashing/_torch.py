@@ -421,6 +421,8 @@ def _h_module(h: Hasher, v: Any) -> None:
     except TypeError:
         raise _Unhashable(v, "its state cannot be read (no __dict__)") from None
     _canonical_state(state)
+    for name in _recomputed_before_forward(v):
+        state.pop(name, None)
     h.child(state, "<state>")
     module = sys.modules["torch.nn.modules.module"]
     installed = {name: hooks for name in _GLOBAL_HOOKS if (hooks := getattr(module, name, None))}
@@ -429,6 +431,26 @@ def _h_module(h: Hasher, v: Any) -> None:
         h.child(installed, "<global hooks>")
     else:
         h.tag(b"-")  # none: the common case, fed without a walk
+
+
+# Forward pre-hooks of torch's older weight reparametrizations: each sets the attribute it names (``weight``)
+# to a tensor computed, with an autograd graph, from the module's own parameters and buffers (``weight_g`` and
+# ``weight_v``; ``weight_orig``, ``weight_u``, ``weight_v``), at once and again before every forward.
+_RECOMPUTING_HOOKS = frozenset({"torch.nn.utils.weight_norm.WeightNorm", "torch.nn.utils.spectral_norm.SpectralNorm"})
+
+
+def _recomputed_before_forward(v: Any) -> list[str]:
+    """Return the attributes of module ``v`` that a weight-norm or spectral-norm hook recomputes.
+
+    They are left out of its key: what they hold derives from the parameters and buffers the key holds, and
+    the hook (keyed too) computes them anew before every forward. Keyed, their autograd graph made the module
+    refused, and a value left stale by a training step in place made the next forward look like a change.
+    """
+    hooks = vars(v).get("_forward_pre_hooks")
+    if not hooks:
+        return []
+    return [hook.name for hook in hooks.values()
+            if qualified_name(type(hook)) in _RECOMPUTING_HOOKS and type(getattr(hook, "name", None)) is str]
 
 
 def _canonical_state(state: dict[str, Any]) -> None:
