@@ -348,3 +348,54 @@ def test_a_weight_normed_model_is_keyed_by_what_its_hook_computes_from(counter: 
         assert predict(spectral, x) == after
     assert counter.n == 6  # 3, the uncached run, and two misses
     assert after == predict.uncached(spectral, x) != before
+
+
+# -- state a library fills on first use -------------------------------------------------------------------
+
+
+def test_a_pandas_extension_array_keys_alike_after_use(counter: Counter) -> None:
+    import pandas as pd
+
+    @memo
+    def total(a: Any) -> int:
+        counter()
+        return int((a + 1).sum())
+
+    arrays = [pd.array([1, None, 3]), pd.array(["a", None]), pd.Categorical(["a", "b", "a"]),
+              pd.arrays.IntervalArray.from_breaks([0, 1, 2]), pd.array([True, None, False])]
+    before = [content_hash(a) for a in arrays]
+    for a in arrays:
+        a.isna(), a.to_numpy(), a.unique()
+    arrays[0] + 1
+    arrays[2].categories, arrays[2].value_counts()
+    arrays[3].is_non_overlapping_monotonic, arrays[3].mid
+    assert [content_hash(a) for a in arrays] == before
+    assert content_hash(pd.array([1, None, 4])) != before[0]
+    assert content_hash(pd.array([1, None, 3], dtype="Int32")) != before[0]
+    assert content_hash(pd.Categorical(["a", "b", "a"], ordered=True)) != before[2]
+    a = pd.array([1, None, 3])
+    assert total(a) == 6
+    assert total(a) == 6
+    assert total(pd.array([1, None, 3])) == 6
+    assert counter.n == 1
+
+
+def test_a_colormap_keys_alike_after_its_first_call(counter: Counter) -> None:
+    import matplotlib
+
+    @memo
+    def colour(cmap: Any, x: float) -> tuple[float, ...]:
+        counter()
+        return tuple(float(c) for c in cmap(x))
+
+    fresh = matplotlib.colormaps["viridis"]
+    before = content_hash(fresh)
+    first = colour(fresh, 0.5)
+    assert content_hash(fresh) == before
+    assert colour(fresh, 0.5) == first
+    assert colour(matplotlib.colormaps["viridis"], 0.5) == first
+    assert counter.n == 1
+    changed = matplotlib.colormaps["viridis"]
+    changed = changed.with_extremes(bad="red")
+    assert content_hash(changed) != before
+    assert content_hash(matplotlib.colormaps["plasma"]) != before

@@ -1,13 +1,13 @@
 """Canonical content hashing: a value's type and content to a 16-byte xxh3-128 digest, the same in every
 process and under every ``PYTHONHASHSEED``.
 
-``_core`` holds the walk and the builtin types; each array family has a module of its own (``_numpy``,
-``_pandas``, ``_torch``) that registers itself here and imports its library only once a value of it is
+``_core`` holds the walk and the builtin types; each library family has a module of its own (``_numpy``,
+``_pandas``, ``_torch``, ``_matplotlib``) that registers itself here and imports its library only once a value of it is
 met. This package is the layer below fingerprints, serialization and stores: the names below are
 what the modules above use.
 """
 
-from . import _numpy, _pandas, _torch  # noqa: F401 (each registers its family with the walk)
+from . import _matplotlib, _numpy, _pandas, _torch  # noqa: F401 (each registers its family with the walk)
 from ._core import (
     BOOKKEEPING_PREFIX,
     CLOCK,

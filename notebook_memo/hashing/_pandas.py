@@ -25,7 +25,18 @@ def _pandas_path(cls: type) -> HashFn | None:
         return _h_series
     if issubclass(cls, pd.Index):
         return _h_index
+    if issubclass(cls, pd.api.extensions.ExtensionArray):
+        return _h_extension_array
     return None
+
+
+def _h_extension_array(h: Hasher, v: Any) -> None:
+    """Hash one of pandas' own extension arrays (``pd.array([1, None])``, a Categorical, an IntervalArray) by its
+    class, dtype and values, as a Series holding it is: not by its reduction, whose state holds the ``_cache``
+    its first use fills (``a + 1``, ``a.to_numpy()``), so a used array would key anew."""
+    h.tag(b"pe")
+    h.text(qualified_name(type(v)))
+    _h_pandas_values(h, sys.modules["pandas"].Series(v, copy=False))
 
 
 def _h_pandas_values(h: Hasher, values: Any) -> None:
