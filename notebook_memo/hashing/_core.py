@@ -86,7 +86,7 @@ class Hasher:
         self.memo: dict[int, bytes] = {}  # code digests met in this one walk (a class per instance)
         # Mutable objects met in this walk, keyed once, then by a reference back (a list, an array or a tensor
         # held twice is another value than two equal ones): id -> (index, the object, held so its id stays its own).
-        self.shared: dict[int, tuple[int, Any]] | None = None
+        self.shared: dict[int, tuple[int, Any]] = {}
         # Memory that arrays met in this walk read: id of its owner -> (index of the first array met over it,
         # that array, the owner, held so its id stays its own). See the array family's handlers.
         self.memories: dict[int, tuple[int, Any, Any]] | None = None
@@ -170,8 +170,14 @@ class Hasher:
             self._buf += b"@"
             self._buf += _pack_q(active[key])
             return
-        if cls in _MUTABLE_CONTAINERS and self.seen_before(value):
-            return
+        if cls in _MUTABLE_CONTAINERS:
+            shared = self.shared  # seen_before, inline: this is the walk's busiest path
+            entry = shared.get(key)
+            if entry is not None:
+                self._buf += b"^"
+                self._buf += _pack_q(entry[0])
+                return
+            shared[key] = (len(shared), value)
         active[key] = len(active)
         try:
             (handler or _library_dispatch.get(cls) or _dispatch(cls))(self, value)
@@ -193,10 +199,8 @@ class Hasher:
         """Feed a reference back and return True when ``value`` itself was met before in this walk; else
         remember it and return False (its handler then feeds its content)."""
         shared = self.shared
-        if shared is None:
-            shared = self.shared = {}
         entry = shared.get(id(value))
-        if entry is not None and entry[1] is value:
+        if entry is not None:  # the object it holds is alive, so its id is still its own
             self._buf += b"^"
             self._buf += _pack_q(entry[0])
             return True

@@ -126,24 +126,39 @@ def met_before(h: Hasher, v: Any) -> bool:
     """
     if h.seen_before(v):
         return True
-    owner = v  # what owns the memory: the array at the root of its bases, or the buffer under that
+    memories = h.memories
+    if v.base is None:  # it owns its memory: views of it met after it find it among the objects met
+        entry = memories.get(id(v)) if memories else None
+        if entry is not None and entry[2] is v:
+            _feed_place(h, v, entry)
+        return False
+    owner = v.base  # what owns the memory: the array at the root of its bases, or the buffer under that
     ndarray = sys.modules["numpy"].ndarray
     while isinstance(owner, ndarray) and owner.base is not None:
         owner = owner.base
-    memories = h.memories
     if memories is None:
         memories = h.memories = {}
     entry = memories.get(id(owner))
     if entry is None or entry[2] is not owner:
-        memories[id(owner)] = (len(h.shared or ()) - 1, v, owner)
-        return False
+        met = h.shared.get(id(owner))
+        if met is not None and met[1] is owner:  # the owning array itself, met before
+            entry = (met[0], owner, owner)
+        else:
+            memories[id(owner)] = (len(h.shared) - 1, v, owner)
+            return False
+    _feed_place(h, v, entry)
+    return False
+
+
+def _feed_place(h: Hasher, v: Any, entry: tuple[int, Any, Any]) -> None:
+    """Feed where ``v`` lies in the memory the array of ``entry`` (met before) reads, relative to it, and how it
+    steps."""
     first = entry[1]
     if id(first) in h._active:
-        return False  # a view the array being walked gives of itself (an object subarray's item): no one else's
+        return  # a view the array being walked gives of itself (an object subarray's item): no one else's
     offset = v.__array_interface__["data"][0] - first.__array_interface__["data"][0]
     h.tag(b"%" + _pack_q(entry[0]) + _pack_q(offset))
     h.text(repr((v.strides, v.dtype.str)))
-    return False
 
 
 def _h_ndarray_once(h: Hasher, v: Any) -> None:
