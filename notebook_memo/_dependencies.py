@@ -1388,7 +1388,12 @@ SESSION_VARIABLES = frozenset({"_", "PWD", "OLDPWD", "SHLVL", "WINDOWID", "TERM_
                                "WT_SESSION", "LaunchInstanceID", "STARSHIP_SESSION_KEY", "ATUIN_SESSION",
                                "ATUIN_HISTORY_ID", "_P9K_TTY", "P9K_TTY", "_P9K_SSH_TTY", "GIO_LAUNCHED_DESKTOP_FILE",
                                "GIO_LAUNCHED_DESKTOP_FILE_PID", "TILIX_ID", "MC_SID", "Apple_PubSub_Socket_Render",
-                               "__CFBundleIdentifier", "GUAKE_TAB_UUID"})
+                               "__CFBundleIdentifier", "GUAKE_TAB_UUID", "SHELL_SESSION_ID", "MCFLY_SESSION_ID",
+                               "WSL_INTEROP", "XDG_VTNR", "SWAYSOCK", "HISTFILE", "__INTELLIJ_COMMAND_HISTFILE__",
+                               "KRB5CCNAME",
+                               # a batch scheduler's ids of the job (not its allocation: SLURM_CPUS_PER_TASK is keyed)
+                               "SLURM_JOB_ID", "SLURM_JOBID", "SLURM_TASK_PID", "SLURM_STEP_ID", "SLURM_STEPID",
+                               "PBS_JOBID", "LSB_JOBID"})
 SESSION_PREFIXES = ("SSH_", "JPY_", "VSCODE_", "PYDEVD_", "ELECTRON_", "KITTY_", "WEZTERM_", "ITERM_",
                     "ALACRITTY_", "GNOME_TERMINAL_", "KONSOLE_", "TERM_PROGRAM", "XPC_", "NOTEBOOK_MEMO_",
                     "TERMINATOR_", "ZELLIJ", "LC_TERMINAL", "__MISE_",

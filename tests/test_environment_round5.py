@@ -237,7 +237,11 @@ SESSION_SCRIPT = """
 SHELL_IDS = ("STARSHIP_SESSION_KEY", "ATUIN_SESSION", "_P9K_TTY", "P9K_TTY", "GIO_LAUNCHED_DESKTOP_FILE_PID",
              "TERMINATOR_UUID", "TILIX_ID", "ZELLIJ", "ZELLIJ_SESSION_NAME", "ZELLIJ_PANE_ID", "MC_SID",
              "__MISE_SESSION", "Apple_PubSub_Socket_Render", "__CFBundleIdentifier", "LC_TERMINAL",
-             "LC_TERMINAL_VERSION")
+             "LC_TERMINAL_VERSION", "SHELL_SESSION_ID", "MCFLY_SESSION_ID", "WSL_INTEROP", "XDG_VTNR", "SWAYSOCK",
+             "HISTFILE", "__INTELLIJ_COMMAND_HISTFILE__", "KRB5CCNAME",
+             # a batch scheduler's ids of the job a kernel runs in (its allocation, SLURM_CPUS_PER_TASK..., stays keyed)
+             "SLURM_JOB_ID", "SLURM_JOBID", "SLURM_TASK_PID", "SLURM_STEP_ID", "SLURM_STEPID", "PBS_JOBID",
+             "LSB_JOBID")
 
 
 def test_the_environment_read_whole_hits_after_a_restart_from_another_shell(tmp_path: Path,
