@@ -523,8 +523,10 @@ def _note_helper_read_outside(event: str, args: tuple[Any, ...], frame: types.Fr
 
 
 def _helpers_read(recorder: Recorder) -> None:
-    """Add to ``recorder`` what the lru_cache functions that served it from their cache read when they filled it;
-    raise NotRecordable when that is not known, or a file they read has changed since (they serve the old)."""
+    """Add to ``recorder`` what the lru_cache functions that served it from their cache read when they filled it,
+    with what the lru_cache functions they call read (``parsed()`` returning ``raw().upper()`` holds what ``raw``
+    read, even where ``raw`` served it from its own cache); raise NotRecordable when that is not known, or a file
+    they read has changed since (they serve the old)."""
     for helper, hits in recorder.helpers:
         info = helper.cache_info()
         state = _lru_helpers.helpers.get(helper)
@@ -534,24 +536,48 @@ def _helpers_read(recorder: Recorder) -> None:
             continue
         what = getattr(helper, "__qualname__", "a function")
         if not state.known and _lru_helpers.may_read(helper):
-            if _lru_helpers.discovering is not None:  # IPython: the notebook's top level is watched from the import
-                raise NotRecordable(f"it calls {what}, a functools.lru_cache function whose results were cached "
-                                    f"where what it read was not seen (before notebook_memo was imported, or in the "
-                                    f"cell that made it, where no name said which function it is): define it in a "
-                                    f"cell of its own after the import, or call {what}.cache_clear() once")
-            raise NotRecordable(f"it calls {what}, a functools.lru_cache function whose results were cached where "
-                                f"what it read was not seen (before a memoized call first used it): call "
-                                f"{what}.cache_clear() before the first memoized call that uses it")
-        for (listing, absolute), (name, real, sig) in state.reads.items():
-            try:
-                now = _signature(os.stat(absolute))
-            except OSError:
-                now = None
-            if now != sig:
-                raise NotRecordable(f"{name}, read by {what} when it cached a result it served, has changed since, "
-                                    f"so that result is not what the file holds now: call {what}.cache_clear()")
-            table = recorder.listed if listing else recorder.reads
-            table.setdefault(absolute, (name, real, sig))
+            raise NotRecordable(f"it calls {what}, {_unseen(what)}")
+        _take_reads(recorder, state, what, what)
+        for inner in _lru_helpers.inner_helpers(helper):
+            if _lru_helpers.is_helper(inner) and inner not in _lru_helpers.helpers:
+                _lru_helpers.watch(inner)  # known where empty: nothing it holds can have served the helper
+            inner_state = _lru_helpers.helpers.get(inner)
+            if inner_state is None:
+                continue
+            name = getattr(inner, "__qualname__", "a function")
+            if not inner_state.known and _lru_helpers.may_read(inner):
+                raise NotRecordable(f"it calls {what}, a functools.lru_cache function that calls {name}, "
+                                    f"{_unseen(name, f' and {what}.cache_clear()')}")
+            _take_reads(recorder, inner_state, name, what)
+
+
+def _unseen(what: str, also: str = "") -> str:
+    """Say that the lru_cache function ``what`` holds results filled where its reads were not seen, and what to do
+    (``also``: the other cache to empty, one filled from it)."""
+    if _lru_helpers.discovering is not None:  # IPython: the notebook's top level is watched from the import
+        return (f"a functools.lru_cache function whose results were cached where what it read was not seen (before "
+                f"notebook_memo was imported, or in the cell that made it, where no name said which function it is): "
+                f"define it in a cell of its own after the import, or call {what}.cache_clear(){also} once")
+    return (f"a functools.lru_cache function whose results were cached where what it read was not seen (before a "
+            f"memoized call first used it): call {what}.cache_clear(){also} before the first memoized call that "
+            f"uses it")
+
+
+def _take_reads(recorder: Recorder, state: _lru_helpers.HelperReads, what: str, served: str) -> None:
+    """Add the reads noted for the lru_cache function ``what`` to ``recorder``; raise NotRecordable where a file
+    changed since (``served``: the function whose cached result came from them, which still holds it)."""
+    by, clear = ("it", f"{what}.cache_clear()") if served == what else (
+        served, f"{what}.cache_clear() and {served}.cache_clear()")
+    for (listing, absolute), (name, real, sig) in state.reads.items():
+        try:
+            now = _signature(os.stat(absolute))
+        except OSError:
+            now = None
+        if now != sig:
+            raise NotRecordable(f"{name}, read by {what} when it cached a result {by} served, has changed "
+                                f"since, so that result is not what the file holds now: call {clear}")
+        table = recorder.listed if listing else recorder.reads
+        table.setdefault(absolute, (name, real, sig))
 
 
 def _audit(event: str, args: tuple[Any, ...]) -> None:

@@ -15,12 +15,15 @@ import contextlib
 import dis
 import functools
 import gc
+import inspect
 import sys
 import threading
 import types
 import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
+
+from ._fingerprint import is_user_code
 
 __all__ = ()
 
@@ -107,9 +110,114 @@ def started() -> list[tuple[Any, int]]:
     for wrapper, state in list(helpers.items()):
         info = wrapper.cache_info()
         if info.currsize == 0 and (state.reads or not state.known):
+            _hand_down(wrapper, state)
             helpers[wrapper] = HelperReads(known=True)
         found.append((wrapper, int(info.hits)))
     return found
+
+
+def _hand_down(emptied: Any, state: HelperReads) -> None:
+    """Give what ``emptied`` read (or that it was unknown) to the watched functions still holding entries that
+    reach it: those entries may have been made from what it served, and outlive its ``cache_clear()``."""
+    unknown = not state.known and may_read(emptied)
+    for outer, outer_state in list(helpers.items()):
+        if outer is emptied or not outer.cache_info().currsize \
+                or not any(inner is emptied for inner in inner_helpers(outer)):
+            continue
+        outer_state.known = outer_state.known and not unknown
+        for read, noted in state.reads.items():
+            outer_state.reads.setdefault(read, noted)
+
+
+def inner_helpers(wrapper: Any) -> list[Any]:
+    """Return the lru_cache functions the code of ``wrapper`` may call, at any depth, ``wrapper`` left out.
+
+    What one of them serves from its cache was read when it filled that entry, not in ``wrapper``'s own fill: found
+    through globals, closures, attributes of modules, classes and objects (``mod.raw()``, ``REPO.load()``,
+    ``self.load()`` in a method), and the notebook's plain functions and other lru_cache functions they call."""
+    found: dict[int, Any] = {}
+    if isinstance(fn := getattr(wrapper, "__wrapped__", None), types.FunctionType):
+        _reach(fn, set(), found)
+    found.pop(id(wrapper), None)
+    return list(found.values())
+
+
+def _reach(fn: types.FunctionType, seen: set[types.CodeType], found: dict[int, Any]) -> None:
+    if fn.__code__ in seen:
+        return
+    seen.add(fn.__code__)
+    free: dict[str, Any] = {}
+    for name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or (), strict=False):
+        with contextlib.suppress(ValueError):  # a cell not yet filled
+            free[name] = cell.cell_contents
+    owner = _owner_class(fn)
+    first = fn.__code__.co_varnames[0] if owner is not None and fn.__code__.co_argcount else None
+    _reach_code(fn.__code__, fn.__globals__, free, (first, owner), seen, found)
+
+
+def _owner_class(fn: types.FunctionType) -> type | None:
+    """Return the class a method ``fn`` was defined in, found by its qualified name in its module, if any."""
+    parts = fn.__qualname__.split(".")
+    if len(parts) < 2 or "<locals>" in parts:
+        return None
+    value: Any = fn.__globals__.get(parts[0])
+    for part in parts[1:-1]:
+        value = _static_attribute(value, part)
+    return value if isinstance(value, type) else None
+
+
+def _reach_code(code: types.CodeType, namespace: dict[str, Any], free: dict[str, Any],
+                this: tuple[str | None, type | None], seen: set[types.CodeType], found: dict[int, Any]) -> None:
+    held: Any = _ABSENT  # what the instruction before loaded: the owner of an attribute read next
+    for ins in dis.get_instructions(code):
+        value: Any = _ABSENT
+        if ins.opname in _LOADS:
+            value = namespace.get(ins.argval, _ABSENT)
+        elif ins.opname in ("LOAD_DEREF", "LOAD_CLASSDEREF"):
+            value = free.get(ins.argval, _ABSENT)
+        elif ins.opname == "LOAD_FAST" and this[0] is not None and ins.argval == this[0]:
+            value = this[1]  # self or cls in a method: its class's attributes
+        elif ins.opname in _ATTRIBUTES and held is not _ABSENT:
+            value = _static_attribute(held, ins.argval)
+        elif ins.opname in ("PRECALL", "CACHE", "PUSH_NULL"):
+            continue
+        held = _visit(value, seen, found) if value is not _ABSENT else _ABSENT
+    for const in code.co_consts:  # lambdas, comprehensions and functions defined inside it
+        if isinstance(const, types.CodeType) and const not in seen:
+            seen.add(const)
+            _reach_code(const, namespace, free, this, seen, found)
+
+
+def _visit(value: Any, seen: set[types.CodeType], found: dict[int, Any]) -> Any:
+    """Note ``value`` when it is an lru_cache function and walk the code it runs; return what an attribute read
+    next is read from (_ABSENT where nothing is)."""
+    if isinstance(value, (staticmethod, classmethod, types.MethodType)):
+        value = value.__func__
+    elif isinstance(value, functools.partial):
+        value = value.func
+    if isinstance(value, functools._lru_cache_wrapper):  # type: ignore[attr-defined]
+        found.setdefault(id(value), value)
+        wrapped = getattr(value, "__wrapped__", None)
+        if isinstance(wrapped, types.FunctionType):
+            _reach(wrapped, seen, found)  # a library's too: its own lru_cache functions may serve it
+        return _ABSENT
+    if isinstance(value, types.FunctionType):
+        if is_user_code(value):
+            _reach(value, seen, found)
+        return _ABSENT
+    if isinstance(value, _PURE_DATA):
+        return _ABSENT
+    return value  # a module, a class, an object: its attributes may be lru_cache functions
+
+
+def _static_attribute(owner: Any, name: str) -> Any:
+    """Return ``owner``'s attribute ``name`` without running a property or ``__getattr__`` (_ABSENT if none)."""
+    if owner is _ABSENT:
+        return _ABSENT
+    try:
+        return inspect.getattr_static(owner, name, _ABSENT)
+    except Exception:  # an object whose __dict__ or class misbehaves: nothing found there
+        return _ABSENT
 
 
 def states_around(frame: types.FrameType | None, threads: Iterable[int] = (), every: bool = False
