@@ -16,6 +16,7 @@ import dis
 import functools
 import gc
 import inspect
+import itertools
 import sys
 import threading
 import types
@@ -207,7 +208,25 @@ def _visit(value: Any, seen: set[types.CodeType], found: dict[int, Any]) -> Any:
         return _ABSENT
     if isinstance(value, _PURE_DATA):
         return _ABSENT
+    if type(value) in _CONTAINERS:  # LOADERS['raw']() or a list of loaders: what it holds may be called
+        _visit_items(value, seen, found, 2)
+        return _ABSENT
     return value  # a module, a class, an object: its attributes may be lru_cache functions
+
+
+_CONTAINERS = frozenset({dict, list, tuple, set, frozenset})
+_ITEMS = 1000  # of a container, looked at for functions: a table of data is not a registry of loaders
+
+
+def _visit_items(container: Any, seen: set[types.CodeType], found: dict[int, Any], depth: int) -> None:
+    """Visit the functions a global container holds (a registry of loaders), and those of the containers in it."""
+    items = container.values() if type(container) is dict else container
+    for item in itertools.islice(list(items), _ITEMS):
+        if type(item) in _CONTAINERS:
+            if depth > 1:
+                _visit_items(item, seen, found, depth - 1)
+        elif callable(item) and not isinstance(item, type):
+            _visit(item, seen, found)
 
 
 def _static_attribute(owner: Any, name: str) -> Any:

@@ -229,3 +229,27 @@ def test_a_memo_cell_served_by_nested_loaders_runs_again_after_the_file_changed(
     assert [run_kernel(cells, cache_dir, seed=seed) for seed in (1, 2)] == [{"value": "OLD!", "_warnings": []}] * 2
     data.write_text("new")
     assert run_kernel(cells, cache_dir, seed=3) == {"value": "NEW!", "_warnings": []}
+
+
+REGISTRY = textwrap.dedent("""
+    LOADERS = {'text': [raw]}
+
+    @functools.lru_cache
+    def parsed():
+        return LOADERS['text'][0]().upper()
+""")
+
+
+def test_an_inner_loader_in_a_registry_filled_before_the_import_refuses_the_outer(cache_dir: Path) -> None:
+    first, second = _changed_between_kernels([RAW + "\nraw()", IMPORT, REGISTRY, "parsed()", G], cache_dir)
+    assert first["value"] == "OLD!" and _lru_warnings(first), first
+    assert second["value"] == "NEW!", second
+
+
+def test_an_inner_loader_in_a_registry_whose_reads_were_seen_hits_after_a_restart(cache_dir: Path) -> None:
+    cells = [IMPORT, RAW, "raw()", REGISTRY, "parsed()", G]
+    data = cache_dir.parent / "d.txt"
+    data.write_text("old")
+    assert [run_kernel(cells, cache_dir, seed=seed)["info"] for seed in (1, 2)] == [[0, 1], [1, 0]]
+    data.write_text("new")
+    assert run_kernel(cells, cache_dir, seed=3) == {"value": "NEW!", "info": [0, 1], "_warnings": []}
