@@ -504,6 +504,26 @@ class MemoizedFunction(Generic[R]):
         """Return the digest of its own code as a worker computes it alike (see ``_reads_by_code``)."""
         return self._reads_by_code()["<its own code>"]
 
+    def _definition(self) -> bytes | None:
+        """Return the digest of all its definition but its code and globals; None when part of it has no content.
+
+        Defaults, keyword defaults, closure contents, attributes set on the function, the options (all but
+        where it stores, which a worker takes from its sender) and the version: a worker forked before the
+        notebook redefined the function with other options or defaults holds one of the same code, and must
+        not run it in place of the one it is sent.
+        """
+        fn = self._fn
+        options = self._options
+        placed = ("cache_dir", "remote", "remote_read_only", "version", "track_versions")
+        settings = {field.name: getattr(options, field.name) for field in dataclasses.fields(options)
+                    if field.name not in placed}
+        closure = [cell.cell_contents for cell in fn.__closure__ or ()]
+        try:
+            return content_hash((fn.__defaults__, fn.__kwdefaults__, closure, dict(vars(fn)), settings,
+                                 self._version, self._track_versions(), self._travel_extra()), "definition")
+        except Exception:  # an empty cell or a value with no content: it cannot be told the same
+            return None
+
     def make_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
         """Return the key and its ingredients for calling with these arguments."""
         binder = self._binder
@@ -1542,7 +1562,7 @@ class MemoizedFunction(Generic[R]):
             _by_value.active = False
         # Where it is found too: a worker that defines it (a fork, a script's spawned worker) runs its own,
         # on the worker's globals, as a plain function would; the copy serves a worker that does not.
-        return _live_or_copy, (type(self), module, qualname, self._own_code(), directory,
+        return _live_or_copy, (type(self), module, qualname, self._own_code(), self._definition(), directory,
                                *self._remote_placement(), data)
 
     def _travel_state(self, directory: str) -> dict[str, Any]:
@@ -1723,12 +1743,13 @@ def _placed_as_sent(target: MemoizedFunction[Any], directory: str, remote: str |
 
 
 def _live_or_copy(cls: type[MemoizedFunction[Any]], module: str, qualname: str, own: tuple[str, bytes],
-                  directory: str, remote: str, read_only: bool, data: bytes) -> Any:
-    """Return the memoized function this process's main module defines at ``qualname`` with the sent own code,
-    storing where its sender stored; else the sent copy (``data``).
+                  definition: bytes | None, directory: str, remote: str, read_only: bool, data: bytes) -> Any:
+    """Return the memoized function this process's main module defines at ``qualname`` with the sent own code
+    and the rest of its definition (``_definition``), storing where its sender stored; else the sent copy.
 
     The live one reads this process's globals (what a pool's initializer set) and keys by them, as the
-    plain function would; the copy's are copies of the sender's.
+    plain function would; the copy's are copies of the sender's. One of other options or defaults (a
+    fork made before the notebook redefined it) would answer with what the sender no longer means.
     """
     if module in ("__main__", "__mp_main__"):
         for name in ("__main__", "__mp_main__"):
@@ -1736,7 +1757,8 @@ def _live_or_copy(cls: type[MemoizedFunction[Any]], module: str, qualname: str, 
             try:
                 for part in qualname.split("."):
                     target = getattr(target, part, None)
-                if type(target) is cls and target._own_code() == own:
+                if type(target) is cls and definition is not None and target._own_code() == own and \
+                        target._definition() == definition:
                     return _placed_as_sent(target, directory, remote, read_only)
             except Exception:  # whatever the worker's namespace holds there, the copy still serves
                 continue
