@@ -23,6 +23,7 @@ import functools
 import glob
 import importlib
 import importlib.machinery
+import inspect
 import itertools
 import linecache
 import locale
@@ -1397,8 +1398,9 @@ def _builds_a_seeded_legacy_generator(frame: types.FrameType) -> bool:
 
     The seed's instructions are found by walking back from the call by their stack effects, so any expression is
     told apart (``seed + fold``, ``cfg["seed"]``, ``int(seed)``). A name, attribute or item read where it lies
-    counts by its value; one that cannot be read, or an expression whose instructions branch, counts as unseeded
-    (a warning at worst); any other computed seed (an operation, a call) as seeded."""
+    counts by its value; an operation or builtin that cannot give None (``seed + fold``, ``int(seed)``) as seeded;
+    anything else (a helper's result, ``getattr`` with a default, ``pop``), one that cannot be read, or an
+    expression whose instructions branch, counts as unseeded: a warning at worst."""
     numpy = sys.modules.get("numpy")
     legacy = getattr(getattr(numpy, "random", None), "RandomState", None)
     if not isinstance(legacy, type):
@@ -1421,9 +1423,13 @@ def _builds_a_seeded_legacy_generator(frame: types.FrameType) -> bool:
     return isinstance(called, type) and issubclass(called, legacy)
 
 
-# A computed value whose instructions show no way to be None (an operation, a call): taken as given.
+# A computed value that cannot be None, though it cannot be read: an arithmetic operation's, a literal list's.
 _COMPUTED = object()
 _SUBSCRIPTS = frozenset({"BINARY_SUBSCR"})
+# Operations whose result is never None (a numeric type's own dunders are trusted, as for ``+``).
+_NEVER_NONE_OPS = frozenset({"UNARY_NEGATIVE", "UNARY_POSITIVE", "UNARY_INVERT", "BUILD_LIST", "BUILD_TUPLE"})
+# Builtins that return a number (or raise) whatever their arguments: ``int(None)`` raises rather than gives None.
+_NEVER_NONE_CALLS = (int, len, hash, abs, round, ord)
 
 
 def _skip_between(instructions: list[dis.Instruction], k: int) -> int:
@@ -1456,54 +1462,111 @@ _JUMPS = frozenset(dis.hasjrel) | frozenset(dis.hasjabs)
 
 
 def _read(instructions: list[dis.Instruction], start: int, end: int, frame: types.FrameType) -> Any:
-    """Return the value of a name, constant or attribute chain spanning ``start``..``end`` (_UNKNOWN where it cannot be
-    read), or _COMPUTED where the span is not one (``get_cfg().seed``)."""
+    """Return the value of a name, constant or attribute chain spanning ``start``..``end``, or _UNKNOWN where it
+    cannot be read or the span is not one (``get_cfg().seed``: what a call gave may be None)."""
     value, before = _chain_value(instructions, end, frame)
-    return value if before == start - 1 else _COMPUTED
+    return value if before == start - 1 else _UNKNOWN
 
 
 def _argument_value(instructions: list[dis.Instruction], start: int, end: int, frame: types.FrameType) -> Any:
     """Return the value of the expression spanning ``start``..``end`` where it can be read without running code (a
-    name, an attribute chain, an item of a dict, list or tuple, ``d.get(key)`` of a dict), _COMPUTED for any other
-    computed value, or _UNKNOWN for a read whose value cannot be had."""
+    name, an attribute chain, an item of a dict, list, tuple or numeric array, ``getattr`` or ``d.get`` of a dict),
+    _COMPUTED for a value that cannot be None (an arithmetic operation, a literal list, ``int(...)``), or _UNKNOWN:
+    any other value (a helper's result, ``pop``, another mapping's ``get``) may be None."""
     last = instructions[end]
     if last.opname in _ATTRIBUTES or start == end:
         return _read(instructions, start, end, frame)
     if last.opname in _SUBSCRIPTS or (last.opname == "BINARY_OP" and last.argrepr == "[]"):
         key_start = _expression_start(instructions, end - 1)
         if key_start is None or key_start <= start:
-            return _COMPUTED
-        key = _read(instructions, key_start, end - 1, frame)
-        return _item(_read(instructions, start, key_start - 1, frame), (key,))
-    if last.opname in ("CALL", "CALL_FUNCTION", "CALL_METHOD") and last.arg in (1, 2):
+            return _UNKNOWN
+        key = _argument_value(instructions, key_start, end - 1, frame)
+        return _item(_argument_value(instructions, start, key_start - 1, frame), (key,))
+    if last.opname == "BINARY_OP" or last.opname in _NEVER_NONE_OPS or \
+            (last.opname.startswith("BINARY_") and last.opname not in ("BINARY_SUBSCR", "BINARY_SLICE")):
+        return _COMPUTED
+    if last.opname in ("CALL", "CALL_FUNCTION", "CALL_METHOD") and last.arg in (0, 1, 2, 3):
         arguments: list[Any] = []
         k = _skip_between(instructions, end - 1)
         for _ in range(last.arg):
             begin = _expression_start(instructions, k)
             if begin is None or begin <= start:
-                return _COMPUTED
-            arguments.insert(0, _read(instructions, begin, k, frame))
+                return _UNKNOWN
+            arguments.insert(0, _argument_value(instructions, begin, k, frame))
             k = _skip_between(instructions, begin - 1)
         if k > start and instructions[k].opname in _ATTRIBUTES and instructions[k].argval == "get":
-            return _item(_read(instructions, start, k - 1, frame), tuple(arguments), by_get=True)
-    return _COMPUTED
+            return _item(_argument_value(instructions, start, k - 1, frame), tuple(arguments), by_get=True)
+        first = start
+        while first < k and instructions[first].opname in _BETWEEN:
+            first += 1  # a cell's ``int(...)`` pushes a NULL before loading the name
+        called = _read(instructions, first, k, frame)
+        if called is getattr and len(arguments) in (2, 3):
+            return _attribute(*arguments)
+        if any(called is builtin for builtin in _NEVER_NONE_CALLS) or _numpy_number_type(called):
+            return _COMPUTED
+    return _UNKNOWN
+
+
+def _numpy_number_type(called: Any) -> bool:
+    """Return True for a numpy scalar number type (``np.int64``): calling it gives one of it."""
+    numpy = sys.modules.get("numpy")
+    return numpy is not None and isinstance(called, type) and issubclass(called, numpy.number)
 
 
 def _item(container: Any, key: tuple[Any, ...], by_get: bool = False) -> Any:
-    """Return ``container[key[0]]`` (or ``container.get(*key)``) for a plain dict, list or tuple, read without running
-    code; _UNKNOWN where container or key is unknown, _COMPUTED for any other container."""
-    if container is _COMPUTED or any(part is _COMPUTED for part in key):
-        return _COMPUTED
-    if container is _UNKNOWN or any(part is _UNKNOWN for part in key):
-        return _UNKNOWN
-    if type(container) is dict:
+    """Return ``container[key[0]]`` (or ``container.get(*key)``) for a dict, list or tuple, read without running
+    code; _COMPUTED where any item of it, or of a numeric array, is sure not to be None; else _UNKNOWN."""
+    if container is _COMPUTED or container is _UNKNOWN:
+        return _UNKNOWN  # a container a call or an operation made: its items may be None
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and type(container) is numpy.ndarray and container.dtype.kind in "biufc" and not by_get:
+        return _COMPUTED  # an item or slice of numbers
+    known = not any(part is _COMPUTED or part is _UNKNOWN for part in key)
+    if isinstance(container, dict) and (type(container).get is dict.get if by_get else
+                                        type(container).__getitem__ is dict.__getitem__):
+        if not known:  # some key, or the default, is not known: whichever item it reads is one of these
+            sure = not by_get and not _static(type(container), "__missing__")
+            return _COMPUTED if sure and not any(item is None for item in container.values()) else _UNKNOWN
         try:
-            return container.get(*key) if by_get else container.get(key[0], _UNKNOWN)
+            # dict's own lookup runs no code; a missing key of a subscript raises, or runs __missing__
+            return dict.get(container, *key) if by_get else dict.get(container, key[0], _UNKNOWN)
         except TypeError:  # an unhashable key: the call itself fails
             return _UNKNOWN
-    if type(container) in (list, tuple) and not by_get and type(key[0]) is int:
-        return container[key[0]] if -len(container) <= key[0] < len(container) else _UNKNOWN
-    return _COMPUTED
+    if type(container) in (list, tuple) and not by_get:
+        if not known:
+            return _COMPUTED if container and not any(item is None for item in container) else _UNKNOWN
+        if type(key[0]) is int:
+            return container[key[0]] if -len(container) <= key[0] < len(container) else _UNKNOWN
+    return _UNKNOWN
+
+
+def _attribute(target: Any, name: Any, default: Any = _UNKNOWN) -> Any:
+    """Return what ``getattr(target, name, default)`` gave, read without running code as an attribute chain is, or
+    _UNKNOWN."""
+    if target is _UNKNOWN or target is _COMPUTED or type(name) is not str:
+        return _UNKNOWN
+    if isinstance(target, (types.ModuleType, type)):
+        return getattr(target, name, default)
+    cls = type(target)
+    if isinstance(inspect.getattr_static(cls, "__getattribute__"), types.FunctionType) or _static(cls, "__getattr__"):
+        return _UNKNOWN  # its attributes are what its code says
+    held = getattr(target, "__dict__", None)
+    if not isinstance(held, dict):
+        return _UNKNOWN
+    if name in held:
+        return held[name]
+    # Neither the object nor its class has it: the default is what getattr gave. A class attribute or property
+    # may take code to read.
+    return _UNKNOWN if _static(cls, name) else default
+
+
+def _static(cls: type, name: str) -> bool:
+    """Return True when ``cls`` or a base defines ``name``, looked up without running code."""
+    try:
+        inspect.getattr_static(cls, name)
+    except AttributeError:
+        return False
+    return True
 
 
 def _chain_value(instructions: list[dis.Instruction], k: int, frame: types.FrameType) -> tuple[Any, int]:
@@ -1535,6 +1598,11 @@ def _value_of(instruction: dis.Instruction, frame: types.FrameType) -> Any:
         return instruction.argval
     if op in ("LOAD_FAST_CHECK", "LOAD_FAST_BORROW"):
         op = "LOAD_FAST"
+    if op == "LOAD_NAME":  # a cell's or module's code: its locals, then its globals and builtins
+        value = frame.f_locals.get(instruction.argval, _UNKNOWN)
+        if value is not _UNKNOWN:
+            return value
+        op = "LOAD_GLOBAL"
     if op == "LOAD_GLOBAL":
         value = frame.f_globals.get(instruction.argval, _UNKNOWN)
         if value is _UNKNOWN:
