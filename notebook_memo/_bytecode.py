@@ -9,7 +9,7 @@ import re
 import sys
 import types
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._evaluated import evaluates_text, names_read
 
@@ -657,3 +657,64 @@ def _call_arguments(ins: list[dis.Instruction], j: int, precall: bool) -> list[l
         arguments.insert(0, body[start:])
         body = body[:start]
     return arguments
+
+
+class KeywordCalls(NamedTuple):
+    """The keywords ``code`` (and code nested in it) passes to calls, by name: what is known of them."""
+
+    names: frozenset[str]  # every keyword's name passed to any call
+    unpacked: bool  # some call takes its keywords from a mapping (``f(**options)``): which ones is not known
+    constants: tuple[tuple[str, Any], ...]  # (name, value) of each keyword given as a constant (``f(path="a")``)
+
+
+@functools.lru_cache(maxsize=1024)
+def keyword_calls(code: types.CodeType) -> KeywordCalls:
+    """Return the keywords ``code`` and code nested in it pass to calls (whatever is called)."""
+    names: set[str] = set()
+    constants: set[tuple[str, Any]] = set()
+    unpacked = False
+    codes = [code]
+    while codes:
+        current = codes.pop()
+        codes.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
+        ins = list(dis.get_instructions(current))
+        for k, step in enumerate(ins):
+            if step.opname == "CALL_FUNCTION_EX":
+                unpacked = unpacked or bool((step.arg or 0) & 1)
+                continue
+            # 3.11 and 3.12 name the keywords by KW_NAMES; 3.13 loads them as a constant tuple before CALL_KW.
+            if step.opname == "KW_NAMES":
+                listed = current.co_consts[step.arg or 0]
+            elif step.opname == "LOAD_CONST" and k + 1 < len(ins) and ins[k + 1].opname in ("CALL_KW",
+                                                                                          "CALL_FUNCTION_KW"):
+                listed = step.argval
+            else:
+                continue
+            if not isinstance(listed, tuple):
+                continue
+            called = [name for name in listed if isinstance(name, str)]
+            names.update(called)
+            values = ins[max(0, k - len(called)):k]
+            # Each keyword's value is its own instruction only when each of the last ones pushes one value.
+            if len(values) == len(called) and all(_pushes_one(v) for v in values):
+                constants.update((name, v.argval) for name, v in zip(called, values)
+                                 if v.opname == "LOAD_CONST" and _hashable(v.argval))
+    return KeywordCalls(frozenset(names), unpacked, tuple(sorted(constants, key=repr)))
+
+
+def _pushes_one(step: dis.Instruction) -> bool:
+    """Return True when ``step`` takes nothing from the stack and pushes one value (a plain load)."""
+    if not step.opname.startswith("LOAD_") or step.opname in _ATTR_OPS:
+        return False
+    try:
+        return dis.stack_effect(step.opcode, step.arg if step.opcode >= dis.HAVE_ARGUMENT else None) == 1
+    except ValueError:
+        return False
+
+
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True

@@ -52,6 +52,7 @@ from ._bytecode import (
     global_references,
     global_stores,
     imported_references,
+    keyword_calls,
     locale_formatting,
     loose_attributes,
     name_arguments,
@@ -79,7 +80,15 @@ from ._fingerprint import (
 from ._links import originals as link_readers
 from ._lru_helpers import is_helper, watch
 from ._random_state import entropy_sources
-from ._settings_env import is_settings_class, settings_reads, settings_text, settings_values
+from ._settings_env import (
+    SettingsReads,
+    file_reads,
+    init_keywords,
+    is_settings_class,
+    settings_reads,
+    settings_text,
+    settings_values,
+)
 from ._uses import CALLED, TESTED, global_uses
 from .hashing import (
     BOOKKEEPING_PREFIX,
@@ -441,6 +450,13 @@ class _Resolver:
         self.member: str | None = None
         self.member_of: dict[int, str] = {}
         self.seed_members: set[str] | None = None
+        # A settings class met, and code met that passes BaseSettings() keywords changing where it reads
+        # (_env_prefix=..., or **options that may hold them), with the env files named by constants: together, the
+        # class's own reads are not the ones made, and the whole environment is keyed (and those files).
+        self.settings_met = False
+        self.settings_overridden = False
+        self.settings_files: set[str] = set()
+        self.settings_keyed: set[str] = set()
 
     def first_met(self, obj: Any) -> bool:
         """Return True, marking it seen, when ``obj`` (a function, class or module) is not resolved yet; keying the hash
@@ -541,6 +557,7 @@ class _Resolver:
         self.evaluated(fn, owner)
         self.imports_of(fn)
         self.environment_and_clock(fn, owner)
+        self.settings_keywords(fn.__code__)
 
     def builtin_name(self, builtins_dict: dict[str, Any], name: str, chain: tuple[str, ...], owner: str) -> None:
         """Resolve a name the code reads that its globals lack: from builtins, where the notebook may have put
@@ -615,14 +632,51 @@ class _Resolver:
     def settings_environment(self, cls: type) -> None:
         """Key the environment variables a pydantic-settings class reads when built (in the library's code, which
         the body's does not show), and whether its env files exist; the whole environment where that is not known."""
-        reads = settings_reads(cls)
-        if reads is None:
-            self.watch.append(("probe", WHOLE_ENVIRONMENT, _environment_text()))
-            self.deps.parts[WHOLE_ENVIRONMENT] = ("env", environment_digest())
-            return
+        self.settings_met = True
+        found = settings_reads(cls)
+        if found is None:
+            self.whole_environment()
+        else:
+            for reads in found:
+                self.settings_variables(reads)
+        self.settings_overrides()
+
+    def settings_variables(self, reads: SettingsReads) -> None:
+        """Key what ``reads`` sees: its variables' values and whether its env files exist."""
         self.watch.append(("settings", reads, settings_text(reads)))
         for name, value in settings_values(reads).items():
             self.deps.parts[f"env {name}"] = ("env", value.encode())
+
+    def whole_environment(self) -> None:
+        """Key every environment variable (but the session's): any change of one resolves again."""
+        self.watch.append(("probe", WHOLE_ENVIRONMENT, _environment_text()))
+        self.deps.parts[WHOLE_ENVIRONMENT] = ("env", environment_digest())
+
+    def settings_keywords(self, code: types.CodeType) -> None:
+        """Note the BaseSettings() keywords ``code`` passes that change where settings read (``_env_prefix``,
+        ``_env_file``; ``**options``, which may hold them), and the env files it names by constants."""
+        calls = keyword_calls(code)
+        if not (calls.unpacked or init_keywords(calls.names)):
+            return
+        self.settings_overridden = True
+        for name, value in calls.constants:
+            if name == "_env_file":
+                listed = value if isinstance(value, tuple) else (value,)
+                self.settings_files.update(os.fspath(f) for f in listed if isinstance(f, (str, os.PathLike)))
+        self.settings_overrides()
+
+    def settings_overrides(self) -> None:
+        """Key the whole environment, and the env files named, once both a settings class and code passing keywords
+        that change where it reads are met (in whichever order): which variables it reads is not known then."""
+        if not (self.settings_met and self.settings_overridden):
+            return
+        if "" not in self.settings_keyed:
+            self.settings_keyed.add("")
+            self.whole_environment()
+        files = sorted(self.settings_files - self.settings_keyed)
+        if files:
+            self.settings_keyed.update(files)
+            self.settings_variables(file_reads(files))
 
     def imports_of(self, fn: types.FunctionType) -> None:
         """Resolve the modules imported inside the body like modules imported at top level."""
@@ -2130,6 +2184,7 @@ def resolve_values(values: dict[str, Any], chains: dict[str, tuple[str, ...]], m
             resolver.reference(value, chains.get(name, ()), name)
         if code is not None:
             resolver.imports_in(code, "", "the cell")
+            resolver.settings_keywords(code)
     resolver.deps.clock = clock_reads(resolver.deps.clock)
     return resolver.deps
 

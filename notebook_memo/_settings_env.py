@@ -6,13 +6,17 @@ keyed by the variables its fields can be read from, as pydantic-settings itself 
 (prefix, aliases, case, nested delimiter), and by whether its ``env_file`` exists (what an
 existing one holds is seen when the body opens it, as any data file). Where that cannot be
 told (its sources customised, the library's internals changed), ``settings_reads`` returns
-None and the whole environment is keyed instead.
+None and the whole environment is keyed instead. A settings class held in another's field (by its annotation or
+its default_factory) is built with it and read too; settings built with init keywords that change where they read
+(``Settings(_env_prefix="OTHER_")``) are for the caller to see (``init_keywords``).
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
+import typing
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -37,8 +41,26 @@ def is_settings_class(value: Any) -> bool:
     return isinstance(value, type) and isinstance(base, type) and value is not base and issubclass(value, base)
 
 
-def settings_reads(cls: type) -> SettingsReads | None:
-    """Return where ``cls`` (a BaseSettings subclass) reads the environment; None when that is not known."""
+def settings_reads(cls: type) -> tuple[SettingsReads, ...] | None:
+    """Return where ``cls`` (a BaseSettings subclass) and the settings classes its fields build read the
+    environment; None when that is not known."""
+    found: list[SettingsReads] = []
+    pending, met = [cls], {id(cls)}
+    while pending:
+        reads = _class_reads(pending.pop())
+        if reads is None:
+            return None
+        own, nested = reads
+        found.append(own)
+        for inner in nested:
+            if id(inner) not in met:
+                met.add(id(inner))
+                pending.append(inner)
+    return tuple(found)
+
+
+def _class_reads(cls: type) -> tuple[SettingsReads, list[type]] | None:
+    """Return where ``cls`` itself reads the environment, and the settings classes held in its fields."""
     settings: Any = cls  # a pydantic model class, which the checker knows as a plain type here
     try:
         from pydantic_settings import BaseSettings, EnvSettingsSource
@@ -49,9 +71,14 @@ def settings_reads(cls: type) -> SettingsReads | None:
         # The library's own naming of each field's variables (prefix, aliases, case), whatever its version does.
         source = EnvSettingsSource(settings)
         names: set[str] = set()
+        nested: list[type] = []
         for field_name, field in settings.model_fields.items():
             for _, env_name, _ in source._extract_field_info(field, field_name):
                 names.add(env_name)
+            # A settings class in a field reads its own variables when built for it (default_factory=Inner), and
+            # may be (Inner | None, list[Inner]): keyed as well, whichever it is.
+            nested.extend(_settings_classes(field.annotation))
+            nested.extend(_settings_classes(field.default_factory))
         case_sensitive = bool(source.case_sensitive)
         prefixes: set[str] = set()
         delimiter = source.env_nested_delimiter
@@ -71,7 +98,36 @@ def settings_reads(cls: type) -> SettingsReads | None:
         return None
     fold = (lambda text: text) if case_sensitive else str.lower
     return SettingsReads(tuple(sorted(fold(n) for n in names)), tuple(sorted(fold(p) for p in prefixes)),
-                         case_sensitive, tuple(os.fspath(f) for f in listed))
+                         case_sensitive, tuple(os.fspath(f) for f in listed)), nested
+
+
+def _settings_classes(annotation: Any) -> list[type]:
+    """Return the settings classes ``annotation`` names, through Optional, unions, Annotated and generics."""
+    if is_settings_class(annotation):
+        return [annotation]
+    found: list[type] = []
+    for argument in typing.get_args(annotation):
+        found.extend(_settings_classes(argument))
+    return found
+
+
+def init_keywords(passed: Iterable[str]) -> frozenset[str]:
+    """Return those of the keywords ``passed`` that BaseSettings() takes to change where it reads (``_env_prefix``,
+    ``_env_file``, ...); every ``_``-prefixed one where its signature cannot be read."""
+    private = frozenset(name for name in passed if name.startswith("_") and not name.startswith("__"))
+    if not private:
+        return private
+    module = sys.modules.get("pydantic_settings")
+    try:
+        parameters = inspect.signature(module.BaseSettings.__init__).parameters  # type: ignore[union-attr]
+    except Exception:  # not what this version reads: any of them may be one
+        return private
+    return private & frozenset(parameters)
+
+
+def file_reads(paths: Iterable[str]) -> SettingsReads:
+    """Return the reads of env files only (given to BaseSettings() as ``_env_file``): whether each exists."""
+    return SettingsReads((), (), True, tuple(paths))
 
 
 def settings_values(reads: SettingsReads) -> dict[str, str]:
