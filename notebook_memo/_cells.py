@@ -75,6 +75,7 @@ _SHELL_TOOLS = frozenset({"get_ipython", "exit", "quit", "__builtin__", "__built
 # __vsc_ipynb_file__ and __file__. Any other dunder name (__version__, __registry__) is the user's.
 _SHELL_DUNDERS = frozenset({"__warningregistry__", "__annotations__", "__session__", "__vsc_ipynb_file__",
                             "__file__", "__cached__"})
+_SHELL_MODULES = frozenset({"__builtin__", "__builtins__"})
 _HISTORY = frozenset({"In", "Out", "_", "__", "___", "_i", "_ii", "_iii", "_oh", "_ih", "_dh", "_exit_code"})
 
 
@@ -85,8 +86,20 @@ def _is_history(name: str) -> bool:
 
 
 def _is_shell_name(name: str) -> bool:
-    """Return True for names the shell owns: never stored or restored as the cell's outputs."""
+    """Return True for names the shell owns: never stored or restored as the cell's outputs, unless the cell
+    binds them itself (see _own_dunders)."""
     return name in _SHELL_TOOLS or name in _SHELL_DUNDERS or _is_history(name)
+
+
+def _is_dunder(name: str) -> bool:
+    return len(name) > 4 and name.startswith("__") and name.endswith("__")
+
+
+def _own_dunders(analysis: CellAnalysis) -> frozenset[str]:
+    """Return the shell's dunder names the cell binds itself (``__file__ = ...``, ``__doc__ = ...``): a run leaves
+    them as it bound them, so they are the cell's outputs like any variable."""
+    return frozenset(name for name in (*analysis.binds, *analysis.globals_declared)
+                     if _is_dunder(name) and _is_shell_name(name))
 
 
 # -- the cell cache ---------------------------------------------------------------------------
@@ -196,8 +209,10 @@ def _resolve_inputs(analysis: CellAnalysis, code_tree: ast.Module, code: types.C
     inputs: dict[str, Any] = {}
     entries = _history_entries(code_tree)
     for name in names:
-        if name in _SHELL_TOOLS:
-            continue  # history variables (`_`, `Out[3]`) are read by content like any input
+        if name in _SHELL_TOOLS and (not _is_dunder(name) or name in _SHELL_MODULES):
+            # get_ipython, exit, builtins: the shell's tools. History variables (`_`, `Out[3]`) and the module's
+            # own dunders (__doc__, __name__, which a cell may bind) are read by content like any input.
+            continue
         history = namespace.get(name)
         if name in entries and isinstance(history, (dict, list)):
             # Out[3] (a dict), In[2] (a list): those entries, not the whole history, which grows with every cell
@@ -501,8 +516,8 @@ def _read_environment(code: types.CodeType, namespace: dict[str, Any], label: st
                   "it again after a while.")
 
 
-def _namespace_snapshot(namespace: dict[str, Any]) -> dict[str, int]:
-    return {name: id(value) for name, value in namespace.items() if not _is_shell_name(name)}
+def _namespace_snapshot(namespace: dict[str, Any], own: frozenset[str]) -> dict[str, int]:
+    return {name: id(value) for name, value in namespace.items() if not _is_shell_name(name) or name in own}
 
 
 def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%memo") -> Any:
@@ -533,7 +548,12 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
                         else before_compute(cell, call, "%%memo --refresh" if options.refresh else None))  # type: ignore[arg-type]
     cell.last_hit = False
     namespace = shell.user_ns
-    before = _namespace_snapshot(namespace)
+    analysis = cell_call.analysis
+    own = _own_dunders(analysis)
+    before = _namespace_snapshot(namespace, own)
+    # `limit: int = 5` adds to the namespace's __annotations__ (the shell's dict): the entries a run adds or
+    # replaces are stored, and a hit adds them as the run did.
+    annotations_before = _annotations(namespace)
     input_digests = {name: _digest_or_none(value) for name, value in cell_call.inputs.items()}
     skeletons = {name: skeleton(value) for name, value in cell_call.inputs.items()}
     # What the user modules the cell reads bind now: a helper of theirs may load a model on first use.
@@ -542,10 +562,9 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
     # which a hit may leave holding those objects, as the run (which replaces them there) leaves them too.
     watched = sorted(cell.rebinds & cell_call.inputs.keys())
     held_before = holders(_user_names(namespace), watched, skip=namespace) if watched and not off else None
-    analysis = cell_call.analysis
     maybe = {name: _digest_or_none(namespace[name])
              for name in {*analysis.maybe_binds, *analysis.maybe_inputs, *analysis.loop_inputs}
-             if name in namespace and not _is_shell_name(name)}
+             if name in namespace and (not _is_shell_name(name) or name in own)}
     recorder = _conditions.Recorder()
     # Data held elsewhere is excused a functools.cached_property the run fills while the value stays as filled
     recorder.fill_owners.update(id(data[1]) for data in cell_call.held_elsewhere)
@@ -565,7 +584,7 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
     # too, and from what it read before it; on a miss, so a hit does no more work.
     recorder.sizes = cell_call.code is not None and (_conditions.stats_code(cell_call.code, namespace)
                                                      or _conditions.stats_code(cell_call.code, cell_call.inputs))
-    after = _namespace_snapshot(namespace)
+    after = _namespace_snapshot(namespace, own)
     missing = [name for name in options.outputs or () if name not in namespace]
     if missing:  # the run stands; an entry without them would restore less than it made
         _not_stored(cell, f"--outputs names {', '.join(map(repr, missing))}, which the cell did not bind. "
@@ -639,7 +658,9 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
         _not_stored(cell, part)
         return result
     # Names the notebook had, or the cell bound, that the run left unbound (`tmp = ...; del tmp`, `except E as e`).
-    deleted = sorted(name for name in {*before, *analysis.binds} if name not in after and not _is_shell_name(name))
+    deleted = sorted(name for name in {*before, *analysis.binds} if name not in after
+                     and (not _is_shell_name(name) or name in own))
+    annotations_after = _annotations(namespace)
     payload_value = {
         "outputs": {name: namespace[name] for name in outputs if name in namespace and name not in parts},
         "parts": parts,
@@ -650,6 +671,9 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
         "in_place": in_place,
         "rebinds": rebinds,
         "held_before": sorted(held_before) if held_before is not None else None,
+        "own": sorted(own),
+        "annotations": {name: value for name, value in annotations_after.items()
+                        if annotations_before.get(name, _UNDEFINED) is not value or name in _annotated(tree)},
     }
     change = recorder.process_change()
     if change is None:
@@ -817,6 +841,36 @@ def _not_stored(cell: CellMemo, reason: str, once: str | None = None) -> None:
     cell.miss_report = Explanation(cell.qualified_name, False, f"it runs each time, unstored: {reason}")
 
 
+def _annotations(namespace: dict[str, Any]) -> dict[str, Any]:
+    """Return a copy of the namespace's ``__annotations__`` (empty where it has none)."""
+    found = namespace.get("__annotations__")
+    return dict(found) if isinstance(found, dict) else {}
+
+
+def _annotated(tree: ast.Module) -> set[str]:
+    """Return the names the cell's own annotations name (``limit: int = 5``), in blocks at its top level too: an
+    entry the run made the same as the notebook's was (``int`` again) is its still."""
+    found: set[str] = set()
+    stack: list[ast.AST] = list(tree.body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.simple:
+            found.add(node.target.id)
+        elif not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.expr)):
+            stack.extend(ast.iter_child_nodes(node))
+    return found
+
+
+def _add_annotations(namespace: dict[str, Any], added: Any) -> None:
+    """Add the annotations a run added (``limit: int = 5``) to the namespace's, made as Python makes it."""
+    if not isinstance(added, dict) or not added:
+        return
+    found = namespace.get("__annotations__")
+    if not isinstance(found, dict):
+        found = namespace["__annotations__"] = {}
+    found.update(added)
+
+
 def _user_names(namespace: dict[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in namespace.items() if not _is_shell_name(name)}
 
@@ -856,7 +910,8 @@ def _outputs(options: CellOptions, cell_call: CellCall, before: dict[str, int], 
         # An input changed in place (x.append(...), df.loc[...] = ...): its new state is an output.
         if name in namespace and _digest_or_none(namespace[name]) != digest:
             names.add(name)
-    return sorted(n for n in names if n in namespace and not _is_shell_name(n))
+    own = _own_dunders(cell_call.analysis)
+    return sorted(n for n in names if n in namespace and (not _is_shell_name(n) or n in own))
 
 
 def _store_cell(store: Store, cell: CellMemo, call: Call, value: dict[str, Any], duration: float,
@@ -1138,8 +1193,10 @@ def _try_restore(shell: Any, store: Store, cell: CellMemo, key: str, options: Ce
         if digest is None or name not in namespace or _digest_or_none(namespace[name]) != digest:
             return _NotCached(f"{name!r}, a name the cell binds on some paths only, is not as it was when the "
                               "cached run started: the cell runs")
-    # Entries written before a name counted as the shell's may still hold one: it is never restored.
-    outputs = {name: v for name, v in value["outputs"].items() if not _is_shell_name(name)}
+    # A name the shell sets is restored only where the cell bound it itself (entries written before a name counted
+    # as the shell's may still hold one otherwise).
+    own = frozenset(value.get("own") or ())
+    outputs = {name: v for name, v in value["outputs"].items() if not _is_shell_name(name) or name in own}
     rebinds = [name for name in value.get("rebinds", ()) if name in namespace]
     rebind = _Rebinder(namespace, filename)
     try:
@@ -1182,8 +1239,9 @@ def _try_restore(shell: Any, store: Store, cell: CellMemo, key: str, options: Ce
     namespace.update(restored)
     namespace.update(parts)  # the live inputs' own objects, as the run left them bound
     for name in value["deleted"]:
-        if not _is_shell_name(name):
+        if not _is_shell_name(name) or name in own:
             namespace.pop(name, None)
+    _add_annotations(namespace, value.get("annotations"))
     replay(shell, value["events"])
     if conditions:
         served(conditions, {}, ())

@@ -149,3 +149,77 @@ def test_cell_building_settings_with_another_prefix_is_keyed_by_the_environment(
     monkeypatch.setenv("OTHER_ALPHA", "5.0")
     shell.run(cell)
     assert shell["r"] == 5.0
+
+
+# -- names the shell sets, bound by a %%memo cell ----------------------------------------------------------------
+
+SHELL_DUNDER_CELL = """%%memo
+__file__ = '/projects/churn/analysis.py'
+__doc__ = 'Churn analysis'
+limit: int = 5
+total = 1
+"""
+HITS = "[c.hits for c in __import__('notebook_memo._cells', fromlist=['cells']).cells()]"
+SHELL_DUNDERS_SEEN = ("OUT['file'] = globals().get('__file__', 'UNBOUND'); OUT['doc'] = __doc__; "
+                      "OUT['ann'] = {k: v.__name__ for k, v in __annotations__.items()}; OUT['total'] = total")
+
+
+def test_a_hit_binds_the_shell_s_dunder_names_the_cell_binds_after_a_restart(cache_dir: Path) -> None:
+    cells = ["%load_ext notebook_memo", SHELL_DUNDER_CELL, SHELL_DUNDERS_SEEN]
+    first = run_kernel(cells, cache_dir, seed=1)
+    hit = run_kernel([*cells, f"OUT['hits'] = {HITS}"], cache_dir, seed=2)
+    expected = {"file": "/projects/churn/analysis.py", "doc": "Churn analysis", "ann": {"limit": "int"}, "total": 1}
+    assert {k: first[k] for k in expected} == expected
+    assert {k: hit[k] for k in expected} == expected and hit["hits"] == [1]
+
+
+def test_a_hit_adds_the_cell_s_annotations_to_those_the_notebook_has(shell: Shell) -> None:
+    shell.run("%load_ext notebook_memo")
+    shell.run("width: float = 2.0")
+    cell = "%%memo\nlimit: int = 5\nname: str\n"
+    shell.run(cell)
+    shell.run("__annotations__.clear(); __annotations__['width'] = float; del limit")
+    shell.run(cell)
+    assert shell.run("sorted(__annotations__)") == ["limit", "name", "width"]
+    assert shell["__annotations__"]["limit"] is int and shell["limit"] == 5
+    assert shell.run(HITS) == [1]
+
+
+@pytest.mark.parametrize("binding", ["__name__ = 'churn'", "__package__ = 'churn'", "__all__ = ['total']"])
+def test_a_hit_binds_a_module_dunder_the_cell_binds(binding: str, shell: Shell) -> None:
+    name = binding.split(" ")[0]
+    shell.run("%load_ext notebook_memo")
+    before = shell.run(f"globals().get({name!r}, 'UNBOUND')")
+    cell = f"%%memo\n{binding}\ntotal = 1\n"
+    undo = f"{name} = {before!r}" if before != "UNBOUND" else f"del {name}"
+    try:
+        shell.run(cell)
+        bound = shell[name]
+        shell.run(undo)
+        shell.run(cell)
+        assert shell[name] == bound
+        assert shell.run(HITS) == [1]
+    finally:  # the shell's reset leaves __name__ as a cell bound it, for the tests after this one
+        shell.run_raw(undo)
+
+
+@pytest.mark.parametrize("name", ["__file__", "__doc__"])
+def test_a_cell_reading_a_dunder_an_earlier_cell_bound_is_keyed_by_it(name: str, shell: Shell) -> None:
+    shell.run("%load_ext notebook_memo")
+    cell = f"%%memo\nlabel = {name}.upper()\n"
+    shell.run(f"{name} = 'a.py'")
+    shell.run(cell)
+    assert shell["label"] == "A.PY"
+    shell.run(f"{name} = 'b.py'")
+    shell.run(cell)
+    assert shell["label"] == "B.PY"
+
+
+def test_a_hit_adds_an_annotation_the_cell_made_as_the_notebook_had_it(shell: Shell) -> None:
+    shell.run("%load_ext notebook_memo")
+    shell.run("limit: int = 1")
+    cell = "%%memo\nif True:\n    limit: int = 5\n"
+    shell.run(cell)  # the same entry as before the run: still one the cell made
+    shell.run("__annotations__.clear()")
+    shell.run(cell)
+    assert shell["__annotations__"] == {"limit": int} and shell.run(HITS) == [1]
