@@ -5,7 +5,7 @@ dotenv sources), which the body's code does not show. A body that reaches such a
 keyed by the variables its fields can be read from, as pydantic-settings itself names them
 (prefix, aliases, case, nested delimiter), and by whether its ``env_file`` exists (what an
 existing one holds is seen when the body opens it, as any data file). Where that cannot be
-told (its sources customised, the library's internals changed), ``settings_reads`` returns
+told (sources of its own making, the library's internals changed), ``settings_reads`` returns
 None and the whole environment is keyed instead. A settings class held in another's field (by its annotation or
 its default_factory) is built with it and read too; settings built with init keywords that change where they read
 (``Settings(_env_prefix="OTHER_")``) are for the caller to see (``init_keywords``).
@@ -66,8 +66,9 @@ def _class_reads(cls: type) -> tuple[SettingsReads, list[type]] | None:
         from pydantic_settings import BaseSettings, EnvSettingsSource
 
         if getattr(settings.settings_customise_sources, "__func__", None) \
-                is not getattr(BaseSettings.settings_customise_sources, "__func__", None):
-            return None  # its own sources (or their order and settings): which variables they read is not known
+                is not getattr(BaseSettings.settings_customise_sources, "__func__", None) \
+                and not _standard_sources(settings):
+            return None  # sources of its own making: which variables they read is not known
         # The library's own naming of each field's variables (prefix, aliases, case), whatever its version does.
         source = EnvSettingsSource(settings)
         names: set[str] = set()
@@ -83,10 +84,9 @@ def _class_reads(cls: type) -> tuple[SettingsReads, list[type]] | None:
         prefixes: set[str] = set()
         delimiter = source.env_nested_delimiter
         if delimiter:
-            # Nested fields read every variable below theirs; the prefix covers those named through aliases too.
+            # Nested fields read every variable below theirs (named through aliases too, as the names are); a variable
+            # under env_prefix that names no field is ignored by the library, and not keyed (APP_LOG_LEVEL).
             prefixes.update(f"{name}{delimiter}" for name in names)
-            if source.env_prefix:
-                prefixes.add(source.env_prefix)
         files = settings.model_config.get("env_file")
         if files is None:
             listed: Iterable[Any] = ()
@@ -99,6 +99,19 @@ def _class_reads(cls: type) -> tuple[SettingsReads, list[type]] | None:
     fold = (lambda text: text) if case_sensitive else str.lower
     return SettingsReads(tuple(sorted(fold(n) for n in names)), tuple(sorted(fold(p) for p in prefixes)),
                          case_sensitive, tuple(os.fspath(f) for f in listed)), nested
+
+
+def _standard_sources(settings: Any) -> bool:
+    """Return True when the class's own ``settings_customise_sources`` gives back only sources it was handed (fewer of
+    them, or in another order, as the documentation's examples do): those read what its config names."""
+    from pydantic_settings import DotEnvSettingsSource, EnvSettingsSource, InitSettingsSource, SecretsSettingsSource
+
+    handed = {"init_settings": InitSettingsSource(settings, init_kwargs={}),
+              "env_settings": EnvSettingsSource(settings),
+              "dotenv_settings": DotEnvSettingsSource(settings),
+              "file_secret_settings": SecretsSettingsSource(settings)}
+    given = settings.settings_customise_sources(settings, **handed)
+    return all(any(source is standard for standard in handed.values()) for source in given)
 
 
 def _settings_classes(annotation: Any) -> list[type]:

@@ -142,6 +142,57 @@ def run():
     assert shell.run("run()") == 7.0
 
 
+@pytest.mark.usefixtures("clean_environment")
+def test_settings_with_nested_fields_are_not_keyed_by_every_variable_under_their_prefix(
+        shell: Shell, monkeypatch: pytest.MonkeyPatch) -> None:
+    shell.run("""
+from notebook_memo import memo
+from pydantic import BaseModel
+from pydantic_settings import BaseSettings, SettingsConfigDict
+class Db(BaseModel):
+    host: str = "local"
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="APP_", env_nested_delimiter="__")
+    alpha: float = 0.5
+    db: Db = Db()
+@memo
+def run():
+    s = Settings()
+    return f"{s.alpha} {s.db.host}"
+""")
+    assert shell.run("run()") == "0.5 local"
+    monkeypatch.setenv("APP_LOG_LEVEL", "DEBUG")  # under the prefix, but no field of it: the library ignores it
+    assert shell.run("run()") == "0.5 local"
+    monkeypatch.setenv("APP_DB__HOST", "remote")
+    assert shell.run("run()") == "0.5 remote"
+    assert shell.run("run.cache_info()[:2]") == (1, 2)
+
+
+@pytest.mark.usefixtures("clean_environment")
+def test_settings_whose_own_sources_only_reorder_the_standard_ones_are_keyed_by_their_variables(
+        shell: Shell, monkeypatch: pytest.MonkeyPatch) -> None:
+    shell.run("""
+from notebook_memo import memo
+from pydantic_settings import BaseSettings, SettingsConfigDict
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="APP_")
+    alpha: float = 0.5
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings):
+        return (env_settings, init_settings)  # the documentation's example: the environment wins over arguments
+@memo
+def run():
+    return Settings().alpha
+""")
+    assert shell.run("run()") == 0.5
+    monkeypatch.setenv("UNRELATED_VARIABLE", "1")  # not one it reads: served
+    assert shell.run("run()") == 0.5
+    monkeypatch.setenv("APP_ALPHA", "4.0")
+    assert shell.run("run()") == 4.0
+    assert shell.run("run.cache_info()[:2]") == (1, 2)
+
+
 # -- a legacy generator seeded by a computed value -----------------------------------------------------------------
 
 COMPUTED_SEEDS = {
