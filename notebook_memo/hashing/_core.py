@@ -388,36 +388,12 @@ def _h_set(tag: bytes) -> HashFn:
         for item in v:
             encode = leaf(type(item))
             digests.append(_digest(encode(item)) if encode is not None else h.sub_digest(item))
-        if not _seed_free_order(v):
-            digests.sort()
+        digests.sort()
         h.tag(tag)
         h.number(len(digests))
         h.tag(b"".join(digests))
 
     return handler
-
-
-# Items whose hash() is the same in every process: a set of them iterates in an order its content and history
-# fix (``{2, 10}`` and ``{10, 2}`` list their items in two orders, and code can see which), so that order is
-# keyed. Not None (its hash is its address before Python 3.12) nor a NaN (its hash is its address).
-_SEED_FREE_SCALARS = frozenset({int, bool, float, complex})
-
-
-def _seed_free(item: Any) -> bool:
-    """Whether ``hash(item)`` is the same under every ``PYTHONHASHSEED`` and in every process."""
-    cls = type(item)
-    if cls in _SEED_FREE_SCALARS:
-        return item == item  # a NaN (a complex with one too) is not equal to itself
-    if cls is tuple or cls is frozenset:
-        return all(map(_seed_free, item))
-    return False
-
-
-def _seed_free_order(items: Any) -> bool:
-    """Whether a set's iteration order is the same in every process (then it is keyed): true where no item's
-    hash follows the seed; a set holding a str, bytes or an object keys its items order-free (its order
-    changes with the seed, and keying it would miss after every restart)."""
-    return all(map(_seed_free, items))
 
 
 _WEAK_SET_INTERNALS = frozenset(vars(weakref.WeakSet()))
@@ -428,10 +404,7 @@ def _h_set_like(h: Hasher, v: Any) -> None:
     items in an order that follows ``PYTHONHASHSEED``), with its class and its instance's state."""
     h.tag(b"Sx")
     h.child(type(v), "<class>")
-    items = list(v)
-    digests = [h.sub_digest(item) for item in items]
-    if not _seed_free_order(items):
-        digests.sort()
+    digests = sorted(h.sub_digest(item) for item in list(v))
     h.number(len(digests))
     h.tag(b"".join(digests))
     if isinstance(v, weakref.WeakSet):
@@ -1207,8 +1180,7 @@ def _plain(v: Any, out: bytearray, depth: int, held: list[int]) -> bool:
             if not _plain(item, member, depth + 1, held):
                 return False
             digests.append(_digest(member))
-        if not _seed_free_order(v):
-            digests.sort()
+        digests.sort()
         out += b"S" if cls is set else b"Z"
         out += _number_bytes(len(digests))
         out += b"".join(digests)
