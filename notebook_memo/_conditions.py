@@ -2046,7 +2046,7 @@ def _finish(recorder: Recorder, excluded: Iterable[str]) -> Conditions:
             conditions["cwd"] = recorder.cwd
         conditions["encoding"] = text_encoding()
     written = _outputs(recorder, is_data, now)
-    _handed(recorder, is_data, now, files, dirs, written)
+    _handed(recorder, is_data, now, files, dirs, written, stores)
     for inherited in recorder.inherited:
         for entry in inherited.get("written", []):
             written.setdefault(entry[0], entry)  # served inside the run: it did not write them, the entry's run did
@@ -2080,10 +2080,11 @@ def _finish(recorder: Recorder, excluded: Iterable[str]) -> Conditions:
 
 
 def _handed(recorder: Recorder, is_data: Callable[[str], bool], now: int, files: dict[str, list[Any]],
-            dirs: dict[str, list[Any]], written: dict[str, list[Any]]) -> None:
+            dirs: dict[str, list[Any]], written: dict[str, list[Any]], stores: list[str]) -> None:
     """Add the conditions of the files and folders the command lines of the processes the run started named: as
     read where they are as they were then; a file changed since is what a process wrote (``cp a b``), the run's
-    output, and a folder changed since or anything removed is neither."""
+    output, and anything removed is neither. A folder is taken with everything below it as the run left it (the
+    process may read its files, ``grep -r x logs``, or write into it)."""
     for absolute, (name, real, before, folder) in recorder.handed.items():
         if real in recorder.written or not is_data(real) or name in files or name in dirs:
             continue
@@ -2091,13 +2092,46 @@ def _handed(recorder: Recorder, is_data: Callable[[str], bool], now: int, files:
         if not taken or sig is None:
             continue  # removed or replaced by another kind (mv, rm): not an input, nor left by the run
         if folder:
-            if sig == before:
-                dirs[name] = [name, *_dir_condition(absolute, before, now, sizes=recorder.sizes)[1:]]
+            tree = _tree(absolute, is_data, stores)
+            if tree is None:  # too much to check on every hit: its listing only, where the run left it alone
+                if sig == before:
+                    dirs[name] = [name, *_dir_condition(absolute, before, now, sizes=recorder.sizes)[1:]]
+                continue
+            for path in tree[0]:
+                inner = os.path.normpath(os.path.join(name, os.path.relpath(path, absolute)))
+                dirs.setdefault(inner, [inner, *_dir_condition(path, None, now, declared=True)[1:]])
+            for path in tree[1]:
+                inner = os.path.normpath(os.path.join(name, os.path.relpath(path, absolute)))
+                if os.path.realpath(path) not in recorder.written and inner not in files:
+                    files[inner] = [inner, *_file_condition(path, None, now, declared=True)[1:]]
         elif sig == before:
             files[name] = [name, *_file_condition(absolute, before, now)[1:]]
         else:
             entry = _file_condition(absolute, None, now, declared=True)
             written.setdefault(name, [name, *entry[1:]])
+
+
+_TREE_ENTRIES = 5000  # files and folders below a folder a command line names that are checked on each hit
+
+
+def _tree(folder: str, is_data: Callable[[str], bool], stores: list[str]) -> tuple[list[str], list[str]] | None:
+    """Return the folders (``folder`` first) and files below ``folder``, less the store's, the libraries' and a cache
+    folder's own, sorted; None when they pass _TREE_ENTRIES."""
+    found_dirs: list[str] = []
+    found_files: list[str] = []
+    for root, subdirs, names in os.walk(folder):
+        found_dirs.append(root)
+        kept = []
+        for sub in sorted(subdirs):
+            real = os.path.realpath(os.path.join(root, sub))
+            if real not in stores and is_data(real) and not real.startswith(_PROGRAM_DIRS):
+                kept.append(sub)
+        subdirs[:] = kept
+        found_files.extend(path for path in (os.path.join(root, n) for n in sorted(names))
+                           if is_data(os.path.realpath(path)))
+        if len(found_dirs) + len(found_files) > _TREE_ENTRIES:
+            return None
+    return found_dirs, found_files
 
 
 def _link_conditions(recorder: Recorder, is_data: Callable[[str], bool]) -> dict[tuple[str, str], list[Any]]:
