@@ -459,7 +459,7 @@ class Recorder:
             absolute = os.path.abspath(path)
             if absolute not in self.handed:
                 taken, sig = _signature_of(absolute, os.path.isdir(absolute))
-                if taken and sig is not None:
+                if taken:  # missing (sig None) included: what it makes there is the run's output
                     name = path if os.path.isabs(path) else os.path.relpath(absolute, self.cwd)
                     self.handed[absolute] = (name, os.path.realpath(absolute), sig, os.path.isdir(absolute))
         self.spawn_environment = self.spawn_environment or not environment_given
@@ -846,10 +846,10 @@ _WORDS_LOOKED_AT = 256  # of one command line: a long one (a file list) past tha
 
 
 def _named_on_command_line(event: str, args: tuple[Any, ...]) -> list[str]:
-    """Return the existing files and folders a spawn event's command line names, less the system's and the
-    libraries': its arguments (the words of a shell's command text), and the program itself where it is given as
-    a path (``./tool.sh``), not a bare name found on PATH. Relative ones are as the process will find them (under
-    its ``cwd=``)."""
+    """Return the files and folders a spawn event's command line names (existing, or missing as a word that is no
+    option), less the system's and the libraries': its arguments (the words of a shell's command text), and the
+    program itself where it is given as a path (``./tool.sh``), not a bare name found on PATH. Relative ones are as
+    the process will find them (under its ``cwd=``)."""
     if event == "subprocess.Popen":  # executable, args, cwd, env
         executable, command, cwd = args[0], args[1], args[2]
     elif event in ("os.posix_spawn", "os.exec"):  # path, argv, env
@@ -881,6 +881,15 @@ def _named_on_command_line(event: str, args: tuple[Any, ...]) -> list[str]:
         path = os.path.join(folder, word) if folder and not os.path.isabs(word) else word
         try:
             st = os.stat(path)
+        except FileNotFoundError:
+            # Missing now, it may be what the process makes (cp a out.txt): kept, to be taken as the run's output
+            # where it exists after the run. An option or a shell's operator is no such name.
+            if word.startswith("-") or not word.strip("<>|;&()"):
+                continue
+            real = os.path.realpath(path)
+            if not real.startswith(_PROGRAM_DIRS) and _is_data(real, ()):
+                named.append(path)
+            continue
         except (OSError, ValueError):
             continue
         if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
@@ -2088,6 +2097,9 @@ def _handed(recorder: Recorder, is_data: Callable[[str], bool], now: int, files:
     for absolute, (name, real, before, folder) in recorder.handed.items():
         if real in recorder.written or not is_data(real) or name in files or name in dirs:
             continue
+        if before is None:  # missing when the process started: what is there now, it made
+            _made(recorder, is_data, now, absolute, name, files, dirs, written, stores)
+            continue
         taken, sig = _signature_of(absolute, folder)
         if not taken or sig is None:
             continue  # removed or replaced by another kind (mv, rm): not an input, nor left by the run
@@ -2109,6 +2121,31 @@ def _handed(recorder: Recorder, is_data: Callable[[str], bool], now: int, files:
         else:
             entry = _file_condition(absolute, None, now, declared=True)
             written.setdefault(name, [name, *entry[1:]])
+
+
+def _made(recorder: Recorder, is_data: Callable[[str], bool], now: int, absolute: str, name: str,
+          files: dict[str, list[Any]], dirs: dict[str, list[Any]], written: dict[str, list[Any]],
+          stores: list[str]) -> None:
+    """Add the conditions of what a process left at a name its command line gave that was missing when it started
+    (``cp a out.txt``, ``train.py ckpt``): the run's output, a file or a folder with everything below it, which a
+    hit would not make again. Nothing there, or a name never made, costs nothing."""
+    try:
+        mode = os.stat(absolute).st_mode
+    except OSError:
+        return
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        return
+    written.setdefault(name, [name, *_file_condition(absolute, None, now, declared=True)[1:]])
+    tree = _tree(absolute, is_data, stores) if stat.S_ISDIR(mode) else None
+    if tree is None:
+        return  # a file, or a folder too large to check on each hit: that it is there (a folder) only
+    for path in tree[0]:
+        inner = os.path.normpath(os.path.join(name, os.path.relpath(path, absolute)))
+        dirs.setdefault(inner, [inner, *_dir_condition(path, None, now, declared=True)[1:]])
+    for path in tree[1]:
+        inner = os.path.normpath(os.path.join(name, os.path.relpath(path, absolute)))
+        if os.path.realpath(path) not in recorder.written and inner not in files:
+            written.setdefault(inner, [inner, *_file_condition(path, None, now, declared=True)[1:]])
 
 
 _TREE_ENTRIES = 5000  # files and folders below a folder a command line names that are checked on each hit

@@ -58,3 +58,43 @@ def test_a_folder_named_on_a_child_s_command_line_is_read_with_everything_below_
     fourth = run_kernel(_FOLDER_READERS, cache_dir, seed=5)
     assert fourth["runs"] == {"grep": 1, "script": 1} and fourth["values"][1] == "6\n", fourth
     assert run_kernel(_FOLDER_READERS, cache_dir, seed=6)["runs"] == {}
+
+
+_MAKERS = [RUNS_SETUP, """
+    import os, subprocess, sys
+    ENV = {"PATH": os.environ["PATH"]}
+
+    @memo
+    def convert():
+        ran("cp")
+        return subprocess.run(["cp", "data/in.txt", "out.txt"], env=ENV).returncode
+
+    @memo
+    def train():
+        ran("train")
+        return subprocess.run([sys.executable, "train.py", "ckpt"], env=ENV).returncode
+
+    OUT["values"] = [convert(), train()]
+    OUT["runs"] = RUNS
+"""]
+
+
+def test_a_file_or_folder_a_child_makes_that_its_command_line_names_is_the_run_s_output(cache_dir: Path) -> None:
+    folder = cache_dir.parent
+    (folder / "data").mkdir()
+    (folder / "data" / "in.txt").write_text("hello\n")
+    (folder / "train.py").write_text(
+        "import os, sys\n"
+        "os.makedirs(sys.argv[1], exist_ok=True)\n"
+        "open(os.path.join(sys.argv[1], 'model.bin'), 'w').write(open('data/in.txt').read())\n")
+    assert run_kernel(_MAKERS, cache_dir, seed=1)["runs"] == {"cp": 1, "train": 1}
+    assert run_kernel(_MAKERS, cache_dir, seed=2)["runs"] == {}  # left as the runs left them: hits
+    (folder / "out.txt").unlink()
+    (folder / "ckpt" / "model.bin").unlink()
+    again = run_kernel(_MAKERS, cache_dir, seed=3)
+    assert again["runs"] == {"cp": 1, "train": 1}, again  # a hit would not make them again
+    assert (folder / "out.txt").read_text() == "hello\n" and (folder / "ckpt" / "model.bin").exists()
+    (folder / "ckpt" / "model.bin").unlink()
+    (folder / "ckpt").rmdir()
+    assert run_kernel(_MAKERS, cache_dir, seed=4)["runs"] == {"train": 1}
+    assert run_kernel(_MAKERS, cache_dir, seed=5)["runs"] == {}
