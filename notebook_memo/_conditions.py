@@ -1909,20 +1909,40 @@ def _declared_state(declared: str) -> dict[str, list[int] | None]:
     return state
 
 
-def _changed_meanwhile(then: dict[str, list[int] | None], recorder: Recorder, declared: str) -> str | None:
+def _changed_meanwhile(then: dict[str, list[int] | None], recorder: Recorder, declared: str,
+                       theirs: tuple[set[str], tuple[str, ...]] = (set(), ())) -> str | None:
     """Return a path a declaration covers that changed, came or went since it was declared, other than by the
-    body's own writing (a file it wrote, a folder it wrote into); None when there is none."""
+    body's own writing (a file it wrote, a folder it wrote into) or its processes' (``theirs``: see
+    _handed_changes); None when there is none."""
     now = _declared_state(declared)
     if now == then:
         return None
+    made, folders = theirs
     for path in sorted(then.keys() | now.keys()):
         if path in then and path in now and then[path] == now[path]:
             continue
         real = os.path.realpath(path)
         if real in recorder.written or any(os.path.dirname(w) == real for w in recorder.written):
             continue
+        if real in made or any(os.path.dirname(m) == real for m in made) or \
+                os.path.join(real, "").startswith(folders):
+            continue
         return path
     return None
+
+
+def _handed_changes(recorder: Recorder) -> tuple[set[str], tuple[str, ...]]:
+    """Return the real paths of the files the command lines of the run's processes named that the run changed or
+    made (``sort -o data/sorted.txt``: their output), and those of the folders they named or made, ending in a
+    separator: a process may have written anything below those."""
+    made: set[str] = set()
+    folders: list[str] = []
+    for absolute, (_name, real, before, folder) in recorder.handed.items():
+        if folder or (before is None and os.path.isdir(absolute)):
+            folders.append(os.path.join(real, ""))
+        elif before is None or _signature_of(absolute, False)[1] != before:
+            made.add(real)
+    return made, tuple(folders)
 
 
 def _matches_digest(pattern: str) -> str | None:
@@ -2006,6 +2026,7 @@ def _finish(recorder: Recorder, excluded: Iterable[str]) -> Conditions:
                                 "ran")
         dirs[name] = [name, *entry[1:]]
     globs = []
+    theirs = _handed_changes(recorder) if recorder.handed and recorder.declared_then else (set(), ())
     for declared in recorder.declared:
         found_files, found_dirs = _expand(declared)
         for path in found_files:
@@ -2018,7 +2039,7 @@ def _finish(recorder: Recorder, excluded: Iterable[str]) -> Conditions:
             matches = _matches(declared)
             globs.append([declared, _names_digest(matches), matches[:_NAMES_KEPT]])
         # Taken after the conditions: unchanged since it was declared, it was unchanged when they were taken.
-        changed = _changed_meanwhile(recorder.declared_then[declared], recorder, declared) \
+        changed = _changed_meanwhile(recorder.declared_then[declared], recorder, declared, theirs) \
             if declared in recorder.declared_then else None
         if changed is not None:
             where = "" if changed == declared else f" (under {declared}, which it declares)"

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.conftest import RUNS_SETUP, run_kernel
+import pytest
+
+from tests.conftest import RUNS_SETUP, Shell, run_kernel
 
 # The children get an environment of their own: what they inherit is checked otherwise (and the kernels differ in
 # PYTHONHASHSEED).
@@ -98,3 +100,59 @@ def test_a_file_or_folder_a_child_makes_that_its_command_line_names_is_the_run_s
     (folder / "ckpt").rmdir()
     assert run_kernel(_MAKERS, cache_dir, seed=4)["runs"] == {"train": 1}
     assert run_kernel(_MAKERS, cache_dir, seed=5)["runs"] == {}
+
+
+def test_what_a_child_writes_into_a_declared_folder_is_no_change_by_someone_else(
+        shell: Shell, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    for folder in ("a", "b", "c"):  # one declared folder each: what one writes changes the others' folder
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "in.txt").write_text("b\na\n")
+    (tmp_path / "summarize.py").write_text(
+        "import os, sys\n"
+        "open(os.path.join(sys.argv[1], 'summary.txt'), 'w').write(str(len(os.listdir(sys.argv[1]))))\n")
+    shell.run("""
+        import subprocess, sys, warnings
+        from notebook_memo import memo
+
+        class Runs(dict):
+            def __memo_key__(self):
+                return "runs"
+
+        RUNS = Runs()
+
+        @memo(files=["a/"])
+        def sort_next_to_it():
+            RUNS["sort"] = RUNS.get("sort", 0) + 1
+            subprocess.run(["sort", "-o", "a/sorted.txt", "a/in.txt"], check=True)
+            with open("a/sorted.txt") as made:
+                return made.read()
+
+        @memo(files=["b/"])
+        def shell_line():
+            RUNS["shell"] = RUNS.get("shell", 0) + 1
+            subprocess.run("cat b/in.txt | wc -l > b/lines.txt", shell=True, check=True)
+            return "done"
+
+        @memo(files=["c"])
+        def script_on_folder():
+            RUNS["script"] = RUNS.get("script", 0) + 1
+            subprocess.run([sys.executable, "summarize.py", "c"], check=True)
+            return "done"
+
+        def all_three():
+            return [sort_next_to_it(), shell_line(), script_on_folder()]
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            first = all_three()
+            second = all_three()
+        found = [str(w.message) for w in caught]
+    """)
+    assert shell["RUNS"] == {"sort": 1, "shell": 1, "script": 1}, shell["found"]  # stored, then hits
+    assert shell["found"] == [] and shell["second"] == shell["first"] == ["a\nb\n", "done", "done"]
+    for folder in ("a", "b", "c"):
+        (tmp_path / folder / "in.txt").write_text("c\nb\na\n")
+    shell.run("third = all_three()")
+    assert shell["third"][0] == "a\nb\nc\n" and shell["RUNS"] == {"sort": 2, "shell": 2, "script": 2}
+    assert (tmp_path / "b" / "lines.txt").read_text().strip() == "3"
