@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
+from traitlets.config import Config
 
 import notebook_memo
 from notebook_memo import _cells, _config
@@ -28,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Seconds a cell of a notebook run by a real kernel may take before it is interrupted: well under the
 # tests' own limit, so that a stuck cell fails with the stack it was stuck in rather than with the timeout.
 CELL_TIMEOUT = 120
+_IN_MEMORY_HISTORY = Config({"HistoryManager": {"enabled": False}})
 
 
 # The suite runs under the open-file limit many machines set by default, whatever this one allows: a test that
@@ -132,12 +134,29 @@ def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     close_stores([store.directory for store in open_stores() if store.directory not in opened_before])
 
 
+def _quick_reset(ip: InteractiveShell) -> None:
+    """``ip.reset(new_session=True)`` without the full garbage collection its display hook runs: with torch,
+    pandas and dask loaded, a worker of the suite holds some 300,000 objects, and that collection, twice
+    per test, was the largest part of the shell tests' time. The young generations are still collected,
+    which is where a test's own cycles are."""
+    import gc
+
+    full = gc.collect
+    gc.collect = lambda generation=1: full(min(generation, 1))  # type: ignore[assignment]
+    try:
+        ip.reset(new_session=True)
+    finally:
+        gc.collect = full  # type: ignore[assignment]
+
+
 class Shell:
     """A real IPython InteractiveShell that fails the test when a cell raises."""
 
     def __init__(self) -> None:
-        self.ip = InteractiveShell.instance()
-        self.ip.reset(new_session=True)
+        # The history of the tests' cells is kept in memory (In, _i... work as in a notebook), not written to the
+        # user's history database, which the suite's workers and kernels would otherwise all write at once.
+        self.ip = InteractiveShell.instance(config=_IN_MEMORY_HISTORY)
+        _quick_reset(self.ip)
         _cells._cells.clear()  # a new session: the cells an earlier test ran are not this one's
 
     def run(self, source: str) -> Any:
@@ -157,7 +176,7 @@ class Shell:
 def shell() -> Iterator[Shell]:
     s = Shell()
     yield s
-    s.ip.reset(new_session=True)
+    _quick_reset(s.ip)
 
 
 _KERNEL = """
