@@ -100,6 +100,7 @@ _ENVIRONMENT_EVENTS = frozenset({"os.putenv", "os.unsetenv"})
 # Another process started: it reads the environment and runs in the current folder (unless given others).
 _SPAWN_EVENTS = frozenset({"subprocess.Popen", "os.system", "os.posix_spawn", "os.exec", "os.spawn", "os.fork",
                            "os.forkpty", "os.startfile"})
+_READ_OR_CONNECTED = _READ_EVENTS | {_CONNECTED}
 _EVENTS = _READ_EVENTS | _WRITE_EVENTS | _ENVIRONMENT_EVENTS | _SPAWN_EVENTS | {_CONNECTED}
 _PACKAGE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "")
 # The standard library's readers of source lines (for tracebacks and inspect): their reads of Python source are
@@ -494,13 +495,13 @@ def _note_helper_read_outside(event: str, args: tuple[Any, ...], frame: types.Fr
     """No body runs around this read: note it for each watched lru_cache function running around it (in any thread,
     where a pool's thread reads), so that what it caches at the notebook's top level stays known. A read it makes
     that names no path (an SQLite database, a glob, a folder's descriptor) leaves it unknown."""
+    # A pool's thread reads for a function running in another thread: all of them are looked at, with one reading.
+    states = _lru_helpers.states_around(frame, every=threading.get_ident() != threading.main_thread().ident)
+    if not states:
+        return  # the common case: no watched function runs (a frame's code is read only when one does)
     caller = frame.f_code.co_filename
     if caller.startswith(("<frozen importlib", _PACKAGE_DIR, _IMPORTLIB_DIR)) and caller not in _LOADER_FILES:
-        return  # the import system, or our own reads (the store's, on a hit): before any walk of the stack
-    # A pool's thread reads for a function running in another thread: all of them are looked at, with one reading.
-    states = _lru_helpers.states_around(frame, every=threading.current_thread() is not threading.main_thread())
-    if not states:
-        return
+        return  # the import system, or our own reads (the store's, on a hit)
     listing = event != "open"
     target = args[0] if args else "."
     if event == "open":
@@ -591,7 +592,7 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
             return  # no body runs, or this is a thread of ours (its connections and files are the store's)
         active = _working_for() if _running else ()
         if not active:
-            if watching and event in _READ_EVENTS | {_CONNECTED}:
+            if watching and event in _READ_OR_CONNECTED:
                 _note_helper_read_outside(event, args, sys._getframe(1))
             return
     try:

@@ -44,7 +44,7 @@ helpers: weakref.WeakKeyDictionary[Any, HelperReads] = weakref.WeakKeyDictionary
 # The code of each watched function -> its wrappers: a factory's wrappers share one code, and a frame does not say
 # which of them runs it, so a read there is noted for each (at worst a miss).
 codes: dict[types.CodeType, weakref.WeakSet[Any]] = {}
-_lock = threading.Lock()
+_lock = threading.RLock()  # a namespace is judged inside the audit hook, which watching may set off
 _ABSENT = object()
 WRAPPER: Any = functools._lru_cache_wrapper  # type: ignore[attr-defined]
 _on_first: list[Callable[[], None]] = []  # called once a function is watched (installs the audit hook)
@@ -53,6 +53,14 @@ _on_first: list[Callable[[], None]] = []  # called once a function is watched (i
 discovering: Callable[[Any], bool] | None = None
 # The code running in any thread when discovering started: a run of it begun before may have read unseen.
 _running_before: frozenset[types.CodeType] = frozenset()
+# A namespace's __name__ -> [(a namespace of that name, whether a frame running there may be a watched or
+# discoverable function's)]. Reading a frame's code (or calling id()) raises an audit event that our own hook
+# answers, about half a microsecond, so the frames of library code (IPython's, threading's, a pool's), tens around
+# each read, are passed over by their namespace. Emptied whenever what it depends on changes.
+_namespaces: dict[object, list[tuple[dict[str, Any], bool]]] = {}
+_SAME_NAME = 8  # namespaces kept under one name (IPython's and a script's "__main__"; exec's, made anew)
+# The namespaces of the watched functions: their frames are looked into wherever they run.
+_watched_namespaces: set[int] = set()
 
 
 def on_watch(callback: Callable[[], None]) -> None:
@@ -65,7 +73,9 @@ def discover(judge: Callable[[Any], bool] | None) -> None:
 
     Its frame names it: the global of its code's name in its module is the wrapper around that code. Found there
     while empty, every entry it holds from then on was filled where its reads are seen, at the notebook's top level
-    too (``@lru_cache def load(): ...; df = load()`` in one cell); found holding entries, it stays unknown."""
+    too (``@lru_cache def load(): ...; df = load()`` in one cell); found holding entries, it stays unknown.
+    ``judge`` accepts no function of a library module's namespace (``is_user_code``): frames running there are
+    passed over unread."""
     global discovering, _running_before
     if judge is not None:
         for callback in _on_first:
@@ -73,6 +83,8 @@ def discover(judge: Callable[[Any], bool] | None) -> None:
         if discovering is None:
             _running_before = frozenset(code for top in frames_of_threads().values() for code in _codes_of(top))
     discovering = judge
+    with _lock:
+        _forget_namespaces()
 
 
 def _codes_of(frame: types.FrameType | None) -> Iterable[types.CodeType]:
@@ -102,6 +114,8 @@ def watch(wrapper: Any, known: bool = True) -> None:
         for gone in [code for code, wrappers in codes.items() if not wrappers]:
             del codes[gone]  # functions redefined since: their code need not be kept
         codes.setdefault(wrapper.__wrapped__.__code__, weakref.WeakSet()).add(wrapper)
+        _watched_namespaces.add(id(wrapper.__wrapped__.__globals__))  # a library's too: looked into from now on
+        _forget_namespaces()
 
 
 def started() -> list[tuple[Any, int]]:
@@ -273,10 +287,24 @@ def frames_of_threads() -> dict[int, types.FrameType]:
 def _states_below(frame: types.FrameType | None) -> list[HelperReads]:
     found: list[Any] = []
     judge = discovering
+    namespaces = _namespaces
     while frame is not None:
+        namespace = frame.f_globals
+        try:
+            known = namespaces.get(namespace.get("__name__"), ())
+        except TypeError:  # a __name__ that cannot be hashed: judged at each frame
+            known = ()
+        looked: bool | None = None
+        for judged, verdict in known:
+            if judged is namespace:
+                looked = verdict
+                break
+        if not (_judge_namespace(namespace) if looked is None else looked):
+            frame = frame.f_back
+            continue
         code = frame.f_code
         # A frame's own name first: a code object is hashed from its whole content at each lookup.
-        if judge is not None and type(value := frame.f_globals.get(code.co_name)) is WRAPPER \
+        if judge is not None and type(value := namespace.get(code.co_name)) is WRAPPER \
                 and value not in helpers:
             _discover(value, code, judge)
         wrappers = codes.get(code) if codes else None
@@ -284,6 +312,39 @@ def _states_below(frame: types.FrameType | None) -> list[HelperReads]:
             found.extend(state for wrapper in list(wrappers) if (state := helpers.get(wrapper)) is not None)
         frame = frame.f_back
     return found
+
+
+def _judge_namespace(namespace: dict[str, Any]) -> bool:
+    """Return whether a frame running in ``namespace`` may be a watched or discoverable function's (kept)."""
+    looked: bool
+    with _lock:  # judged and kept with no function watched meanwhile
+        if id(namespace) in _watched_namespaces:
+            looked = True
+        elif discovering is None:
+            looked = False  # only watched functions are sought, and none runs here
+        else:
+            name = namespace.get("__name__")
+            module = sys.modules.get(name) if isinstance(name, str) else None
+            try:
+                # discover's judge takes no function of a library module's namespace; any other (a notebook's,
+                # exec's) may hold the notebook's loaders
+                looked = module is None or getattr(module, "__dict__", None) is not namespace \
+                    or is_user_code(module)
+            except Exception:  # inside the audit hook: a module that misbehaves is looked into, not open()'s error
+                looked = True
+        with contextlib.suppress(TypeError):  # a name that cannot be hashed: judged at each frame
+            same = _namespaces.setdefault(namespace.get("__name__"), [])
+            if len(same) >= _SAME_NAME:
+                del same[0]
+            same.append((namespace, looked))
+    return looked
+
+
+def _forget_namespaces() -> None:
+    """Judge every namespace anew (a function was watched, discovering started or stopped); call with _lock held."""
+    for same in _namespaces.values():
+        same.clear()  # a walk under way holds its list: it judges anew too
+    _namespaces.clear()
 
 
 def _discover(wrapper: Any, code: types.CodeType, judge: Callable[[Any], bool]) -> None:
