@@ -1560,14 +1560,56 @@ def _attribute(target: Any, name: Any, default: Any = _UNKNOWN) -> Any:
     cls = type(target)
     if isinstance(inspect.getattr_static(cls, "__getattribute__"), types.FunctionType) or _static(cls, "__getattr__"):
         return _UNKNOWN  # its attributes are what its code says
-    held = getattr(target, "__dict__", None)
-    if not isinstance(held, dict):
-        return _UNKNOWN
-    if name in held:
-        return held[name]
-    # Neither the object nor its class has it: the default is what getattr gave. A class attribute or property
-    # may take code to read.
+    value = _instance_attribute(target, name)
+    if value is not _ABSENT:
+        return value
+    # Neither the object nor its class has it: the default is what getattr gave. A class attribute that takes code
+    # to read (a property) is unknown.
     return _UNKNOWN if _static(cls, name) else default
+
+
+_ABSENT = object()
+# Data descriptors of C that read a value the object holds and run no code: a slot (``__slots__``, a dataclass's
+# slots=True) and a named tuple's field.
+_TUPLE_FIELD = getattr(sys.modules.get("_collections"), "_tuplegetter", None)  # else a property: unknown
+_HELD_DESCRIPTORS: tuple[type, ...] = (types.MemberDescriptorType, *([_TUPLE_FIELD] if isinstance(_TUPLE_FIELD, type)
+                                                                    else []))
+_MRO = type.__dict__["__mro__"].__get__  # a class's, never a metaclass's answer
+_CLASS_DICT = type.__dict__["__dict__"].__get__
+
+
+def _instance_attribute(target: Any, name: str) -> Any:
+    """Return ``target.name`` as the attribute lookup finds it, read without running code: from the object's
+    ``__dict__``, a slot or a named tuple's field, or a plain value its class holds (a class-level default);
+    _ABSENT where neither has it, _UNKNOWN where reading it takes code (a property, another descriptor)."""
+    cls = type(target)
+    found: Any = _ABSENT
+    own: Any = None
+    try:
+        for klass in _MRO(cls):
+            namespace = _CLASS_DICT(klass)
+            if found is _ABSENT and name in namespace:
+                found = namespace[name]
+            if own is None and "__dict__" in namespace:
+                own = namespace["__dict__"]
+    except Exception:  # a class whose bases misbehave
+        return _UNKNOWN
+    kind = type(found)
+    if found is not _ABSENT and kind in _HELD_DESCRIPTORS:
+        try:
+            return found.__get__(target, cls)
+        except AttributeError:  # a slot not set: the read raises
+            return _UNKNOWN
+    if found is not _ABSENT and (_static(kind, "__set__") or _static(kind, "__delete__")):
+        return _UNKNOWN  # a property, or another data descriptor: it takes code, and comes before __dict__
+    # The instance dict's own descriptor (a C type's may be a slot), never a property named __dict__
+    held = own.__get__(target, cls) if type(own) in (types.GetSetDescriptorType, types.MemberDescriptorType) \
+        else None
+    if isinstance(held, dict) and name in held:
+        return held[name]
+    if found is _ABSENT:
+        return _ABSENT
+    return _UNKNOWN if _static(kind, "__get__") else found  # a method or descriptor takes code; a plain value not
 
 
 def _static(cls: type, name: str) -> bool:
@@ -1595,9 +1637,11 @@ def _chain_value(instructions: list[dis.Instruction], k: int, frame: types.Frame
             break
         if isinstance(value, (types.ModuleType, type)):
             value = getattr(value, name, _UNKNOWN)
+        elif isinstance(inspect.getattr_static(type(value), "__getattribute__", None), types.FunctionType):
+            value = _UNKNOWN  # its attributes are what its code says
         else:
-            held = getattr(value, "__dict__", None)
-            value = held.get(name, _UNKNOWN) if isinstance(held, dict) else _UNKNOWN
+            value = _instance_attribute(value, name)
+            value = _UNKNOWN if value is _ABSENT else value  # __getattr__ would answer, or the read raises
     return value, k - 1
 
 

@@ -108,3 +108,82 @@ def sample(fold):
 """)
     with pytest.warns(MemoWarning, match="entropy"):
         shell.run("sample(0)")
+
+
+# -- a seed read from an attribute the instance's __dict__ does not hold -------------------------------------------
+
+CONFIGS = """
+import dataclasses, typing
+import numpy as np
+from notebook_memo import memo
+
+class Defaults:
+    seed = 42
+
+class NoDefault:
+    seed = None
+
+@dataclasses.dataclass(slots=True)
+class Slots:
+    seed: int = 42
+
+class Given:
+    def __get__(self, obj, owner=None):
+        return 42
+
+class Described:
+    seed = Given()
+
+class Fields(typing.NamedTuple):
+    seed: int = 42
+
+class Computed:
+    @property
+    def seed(self):
+        return None
+
+CONFIG = {
+    "class_default": Defaults(), "class_none": NoDefault(), "slots": Slots(), "descriptor": Described(),
+    "namedtuple": Fields(), "namedtuple_none": Fields(None), "property": Computed(),
+}
+"""
+
+ATTRIBUTE_SEEDED = ["class_default", "slots", "namedtuple"]
+# None, or what code gives (a property's, another descriptor's), which a read must not run
+ATTRIBUTE_MAYBE_NONE = ["class_none", "descriptor", "namedtuple_none", "property"]
+SURFACES = {
+    "memo": ("@memo\ndef {name}(x):\n    return float(np.random.RandomState({seed}).rand()) + x\n", "{name}(1)"),
+    "batch": ('@memo.batch("xs", batch_size=4)\ndef {name}(xs):\n    rs = np.random.RandomState({seed})\n'
+              "    return [float(rs.rand()) + x for x in xs]\n", "{name}([1, 2])"),
+    "cell": ("", "%%memo {name}\n{name} = float(np.random.RandomState({seed}).rand())\n"),
+}
+
+
+def _entropy_warnings(shell: Shell, form: str, surface: str, seed: str) -> list[str]:
+    name = f"draw_{surface}_{form}_{seed.startswith('getattr')}"  # warned once per qualified name
+    define, call = SURFACES[surface]
+    shell.run("get_ipython().run_line_magic('load_ext', 'notebook_memo')")
+    shell.run(CONFIGS + f"cfg = CONFIG[{form!r}]\n" + define.format(name=name, seed=seed))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        shell.run(call.format(name=name, seed=seed))
+    return [str(w.message) for w in caught if issubclass(w.category, MemoWarning) and "entropy" in str(w.message)]
+
+
+@pytest.mark.parametrize("surface", sorted(SURFACES))
+@pytest.mark.parametrize("form", ATTRIBUTE_SEEDED)
+def test_a_seed_read_from_a_class_default_a_slot_or_a_named_tuple_field_gives_no_warning(
+        shell: Shell, form: str, surface: str) -> None:
+    assert _entropy_warnings(shell, form, surface, "cfg.seed") == []
+
+
+@pytest.mark.parametrize("form", ATTRIBUTE_SEEDED)
+def test_getattr_of_a_class_default_a_slot_or_a_named_tuple_field_gives_no_warning(shell: Shell, form: str) -> None:
+    assert _entropy_warnings(shell, form, "memo", 'getattr(cfg, "seed", None)') == []
+
+
+@pytest.mark.parametrize("surface", sorted(SURFACES))
+@pytest.mark.parametrize("form", ATTRIBUTE_MAYBE_NONE)
+def test_a_seed_read_from_a_class_attribute_that_is_none_or_cannot_be_read_still_warns(
+        shell: Shell, form: str, surface: str) -> None:
+    assert _entropy_warnings(shell, form, surface, "cfg.seed") != []
