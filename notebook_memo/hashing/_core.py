@@ -87,9 +87,9 @@ class Hasher:
         # Mutable objects met in this walk, keyed once, then by a reference back (a list, an array or a tensor
         # held twice is another value than two equal ones): id -> (index, the object, held so its id stays its own).
         self.shared: dict[int, tuple[int, Any]] = {}
-        # Memory that arrays met in this walk read: id of its owner -> (index of the first array met over it,
-        # that array, the owner, held so its id stays its own). See the array family's handlers.
-        self.memories: dict[int, tuple[int, Any, Any]] | None = None
+        # Memory that arrays met in this walk read: id of its owner -> the arrays met over it and where each
+        # lies (the owner held so its id stays its own). See the array family's handlers.
+        self.memories: dict[int, MemoryViews] | None = None
         # (object, attribute names): names of that one object's own state the walk leaves out (see content_hash)
         self.left_out: tuple[Any, frozenset[str]] | None = None
 
@@ -1336,6 +1336,7 @@ def aliasing_parts(values: list[Any]) -> list[bytes]:
     if views < 2 and tuple not in set(map(type, others)) and len(set(map(id, others))) == len(others):
         return []  # nothing to look into, and no object or memory twice: the common call, without the walk
     first: dict[Any, tuple[bytes, int]] = {}
+    memories: dict[Any, MemoryViews] = {}
     shared = bytearray()
     stack: list[tuple[bytes, Any]] = [(_pack_q(i), v) for i, v in reversed(list(enumerate(values)))]
     while stack:
@@ -1356,12 +1357,87 @@ def aliasing_parts(values: list[Any]) -> list[bytes]:
             continue
         token = _memory(family, value) if family == "array" or family == "tensor" else None
         if token is not None and family is not None:
-            seen_path, seen = first.setdefault(token, (path, value))
-            if seen_path is not path:  # another object over the same memory: where it lies in it, and how
+            group = memories.get(token)
+            if group is None:
+                group = memories[token] = MemoryViews(token)
+            # Another object over bytes an earlier one reads: where it lies relative to that one, and how each
+            # steps. Views over one memory that share no byte are two separate values (a hit gives copies).
+            for seen_path, seen in group.meet(family, path, value):
                 address, geometry = _place(family, value)
+                seen_address, seen_geometry = _place(family, seen)
                 shared += (_pack_q(len(path)) + path + _pack_q(len(seen_path)) + seen_path
-                           + _pack_q(address - _place(family, seen)[0]) + geometry)
+                           + _pack_q(address - seen_address) + geometry + seen_geometry)
     return [b"alias" + bytes(shared)] if shared else []
+
+
+# Candidate pairs of arrays whose byte ranges meet are checked element by element up to this much work;
+# past it they count as overlapping (a miss at worst).
+_OVERLAP_WORK = 10_000
+
+
+class MemoryViews:
+    """The arrays or tensors met over one memory in a walk, each with what refers to it and the bytes it spans."""
+
+    __slots__ = ("first", "high", "low", "owner", "views")
+
+    def __init__(self, owner: Any) -> None:
+        self.owner = owner  # held so that its id stays its own
+        self.first: tuple[Any, Any] | None = None  # the one view met so far, its bytes not yet asked (most walks)
+        self.low = self.high = 0  # the bytes all views span: a new view past them overlaps none (the usual case)
+        self.views: list[tuple[Any, Any, int, int]] = []
+
+    def meet(self, family: str, ref: Any, value: Any) -> list[tuple[Any, Any]]:
+        """Note ``value`` (referred to by ``ref``) as met over this memory; return (reference, view) of each view
+        met before it that shares a byte with it."""
+        if self.first is None and not self.views:
+            self.first = (ref, value)
+            return []
+        if self.first is not None:
+            self._note(family, *self.first)
+            self.first = None
+        views = self.views
+        low, high = _extent(family, value)
+        met = [] if low >= high or low >= self.high or high <= self.low else [
+            (seen_ref, view) for seen_ref, view, start, end in views
+            if low < end and start < high and _shares(family, value, view)]
+        self._note(family, ref, value, (low, high))
+        return met
+
+    def _note(self, family: str, ref: Any, value: Any, extent: tuple[int, int] | None = None) -> None:
+        low, high = extent or _extent(family, value)
+        if low >= high:
+            return  # empty: no byte to share
+        if self.views:
+            self.low, self.high = min(self.low, low), max(self.high, high)
+        else:
+            self.low, self.high = low, high
+        self.views.append((ref, value, low, high))
+
+
+def _extent(family: str, value: Any) -> tuple[int, int]:
+    """Return the first byte a view reads and one past its last (equal when it reads none)."""
+    if family == "array":
+        start: int = value.__array_interface__["data"][0]
+        shape, strides, itemsize = value.shape, value.strides, value.itemsize
+    else:
+        start, shape, strides, itemsize = value.data_ptr(), value.shape, value.stride(), value.element_size()
+        strides = [stride * itemsize for stride in strides]
+    if any(n == 0 for n in shape):
+        return start, start
+    low = start + sum((n - 1) * stride for n, stride in zip(shape, strides) if stride < 0)
+    high = start + sum((n - 1) * stride for n, stride in zip(shape, strides) if stride > 0) + itemsize
+    return low, high
+
+
+def _shares(family: str, value: Any, other: Any) -> bool:
+    """Whether two views whose byte ranges meet share a byte (interleaved ones do not); when that is too
+    long to tell, True."""
+    if family != "array":
+        return True
+    try:
+        return bool(sys.modules["numpy"].shares_memory(value, other, max_work=_OVERLAP_WORK))
+    except Exception:  # numpy's TooHardError
+        return True
 
 
 def _memory_family(cls: type) -> str | None:

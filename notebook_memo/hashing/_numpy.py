@@ -8,7 +8,18 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from ._core import _BIG, BOOKKEEPING_PREFIX, Hasher, HashFn, _pack_q, _reduction, h_reduced, own_state, register_family
+from ._core import (
+    _BIG,
+    BOOKKEEPING_PREFIX,
+    Hasher,
+    HashFn,
+    MemoryViews,
+    _pack_q,
+    _reduction,
+    h_reduced,
+    own_state,
+    register_family,
+)
 
 __all__ = ()
 
@@ -119,18 +130,19 @@ def _h_flat_array(h: Hasher, v: Any) -> bool:
 
 def met_before(h: Hasher, v: Any) -> bool:
     """Feed a reference back and return True when the array ``v`` itself was met before in this walk. Else
-    remember it, and where another array met before reads the same memory (``[a, a[:1]]``), feed where ``v``
-    starts in that memory relative to the first array and how it steps; return False (its content follows).
+    remember it, and for each array met before that reads a byte of the memory it reads (``[a, a[:1]]``),
+    feed where ``v`` starts relative to that array and how both step; return False (its content follows).
 
-    Writing through one such view changes what the other reads, which two separate arrays cannot show.
+    Writing through one such view changes what the other reads, which two separate arrays cannot show. Views
+    of one memory that share no byte (``X[:5], X[5:]``) are keyed as two arrays: a hit hands back copies.
     """
     if h.seen_before(v):
         return True
     memories = h.memories
     if v.base is None:  # it owns its memory: views of it met after it find it among the objects met
-        entry = memories.get(id(v)) if memories else None
-        if entry is not None and entry[2] is v:
-            _feed_place(h, v, entry)
+        group = memories.get(id(v)) if memories else None
+        if group is not None and group.owner is v:
+            _feed_places(h, v, group)
         return False
     owner = v.base  # what owns the memory: the array at the root of its bases, or the buffer under that
     ndarray = sys.modules["numpy"].ndarray
@@ -138,27 +150,25 @@ def met_before(h: Hasher, v: Any) -> bool:
         owner = owner.base
     if memories is None:
         memories = h.memories = {}
-    entry = memories.get(id(owner))
-    if entry is None or entry[2] is not owner:
+    group = memories.get(id(owner))
+    if group is None or group.owner is not owner:
+        group = memories[id(owner)] = MemoryViews(owner)
         met = h.shared.get(id(owner))
         if met is not None and met[1] is owner:  # the owning array itself, met before
-            entry = (met[0], owner, owner)
-        else:
-            memories[id(owner)] = (len(h.shared) - 1, v, owner)
-            return False
-    _feed_place(h, v, entry)
+            group.meet("array", met[0], owner)
+    _feed_places(h, v, group)
     return False
 
 
-def _feed_place(h: Hasher, v: Any, entry: tuple[int, Any, Any]) -> None:
-    """Feed where ``v`` lies in the memory the array of ``entry`` (met before) reads, relative to it, and how it
-    steps."""
-    first = entry[1]
-    if id(first) in h._active:
-        return  # a view the array being walked gives of itself (an object subarray's item): no one else's
-    offset = v.__array_interface__["data"][0] - first.__array_interface__["data"][0]
-    h.tag(b"%" + _pack_q(entry[0]) + _pack_q(offset))
-    h.text(repr((v.strides, v.dtype.str)))
+def _feed_places(h: Hasher, v: Any, group: MemoryViews) -> None:
+    """Note ``v`` among the arrays met over its memory; for each one met before that shares a byte with it,
+    feed where ``v`` lies relative to that one and how each steps."""
+    for index, seen in group.meet("array", len(h.shared) - 1, v):
+        if id(seen) in h._active:
+            continue  # a view the array being walked gives of itself (an object subarray's item): no one else's
+        offset = v.__array_interface__["data"][0] - seen.__array_interface__["data"][0]
+        h.tag(b"%" + _pack_q(index) + _pack_q(offset))
+        h.text(repr((v.strides, v.dtype.str, seen.strides)))
 
 
 def _h_ndarray_once(h: Hasher, v: Any) -> None:

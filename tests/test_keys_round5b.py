@@ -1,0 +1,120 @@
+"""Keys: arrays and tensors over one memory that do not overlap, a ctypes function pointer kept as a global,
+the clock rule's "now"/"today" text, and a body's own os.environ.setdefault."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from conftest import Counter, run_kernel
+
+from notebook_memo import memo
+
+_SPLIT_CELLS = [
+    """
+import numpy as np
+from notebook_memo import memo
+
+@memo
+def split(n):
+    X = np.arange(n, dtype=float)
+    return X[: n // 2], X[n // 2:]
+
+@memo
+def fit(a, b):
+    return float(a.sum() - b.sum())
+
+@memo
+def fit_pair(pair):
+    return float(pair[0].sum() - pair[1].sum())
+
+for run in (1, 2):  # the same cell run twice: the second run's views come from the cache
+    a, b = split(10)
+    fit(a, b)
+    fit_pair([a, b])
+OUT["fit"] = fit.cache_info().hits
+OUT["fit_pair"] = fit_pair.cache_info().hits
+"""
+]
+
+
+def test_disjoint_views_returned_together_hit_after_a_restart(cache_dir: Path) -> None:
+    first = run_kernel(_SPLIT_CELLS, cache_dir, seed=1)
+    second = run_kernel(_SPLIT_CELLS, cache_dir, seed=2)
+    assert (first["fit"], first["fit_pair"]) == (1, 1)  # the rerun, over unpickled copies, hits
+    assert (second["fit"], second["fit_pair"]) == (2, 2)
+
+
+def test_views_over_one_memory_are_keyed_by_overlap_only(counter: Counter) -> None:
+    @memo
+    def f(*arrays: Any) -> float:
+        counter()
+        return float(sum(a.sum() for a in arrays))
+
+    @memo
+    def g(arrays: list[Any]) -> float:
+        counter()
+        return float(sum(a.sum() for a in arrays))
+
+    x = np.arange(12.0)
+    for call in (f, lambda *a: g(list(a))):
+        before = counter.n
+        call(x[:6], x[6:])
+        call(x[:6].copy(), x[6:].copy())  # disjoint: nothing a write through one shows in the other
+        call(x[::2], x[1::2])  # interleaved, never the same byte
+        call(x[::2].copy(), x[1::2].copy())
+        assert counter.n == before + 2
+        call(x[:6], x[5:11])  # overlapping: a write through one changes the other
+        assert counter.n == before + 3
+        call(x[:6].copy(), x[5:11].copy())
+        assert counter.n == before + 4
+
+
+def _overlaps_of_the_last(arrays: list[Any]) -> list[bool]:
+    """Which of the arrays the last one shares a byte with: what a write through it would change."""
+    return [bool(np.shares_memory(arrays[-1], a)) for a in arrays[:-1]]
+
+
+def test_a_view_overlapping_a_later_one_but_not_the_first_is_keyed(counter: Counter) -> None:
+    @memo
+    def f(arrays: list[Any]) -> list[bool]:
+        counter()
+        return _overlaps_of_the_last(arrays)
+
+    x, y, z = np.arange(6.0), np.arange(6.0), np.arange(6.0)
+    assert f([x[:2], x[2:4], x[3:4]]) == [False, True]  # the last overlaps the second only
+    assert f([y[:2], y[2:4].copy(), y[3:4]]) == [False, False]
+    assert f([z[:2], z[2:4], z[1:2]]) == [True, False]
+    assert counter.n == 3
+
+
+def test_strides_of_the_view_met_first_are_keyed(counter: Counter) -> None:
+    @memo
+    def f(a: Any, b: Any) -> list[bool]:
+        counter()
+        return [bool(np.shares_memory(a[i:i + 1], b)) for i in range(len(a))]
+
+    assert f(np.ones(6)[:3], np.ones(6)[2:3]) == [False, False, False]  # two memories
+    ones, other = np.ones(6), np.ones(6)
+    assert f(ones[:3], ones[2:3]) == [False, False, True]  # b[0] is a[2]
+    assert f(other[::2], other[2:3]) == [False, True, False]  # b[0] is a[1]: the same offset, other steps
+    assert f([other[::2]][0], other[2:3]) == [False, True, False]
+    assert counter.n == 3
+
+
+def test_disjoint_tensor_views_are_not_aliased(counter: Counter) -> None:
+    import torch
+
+    @memo
+    def f(a: Any, b: Any) -> float:
+        counter()
+        return float((a - b).sum())
+
+    t = torch.arange(8.0)
+    f(t[:4], t[4:])
+    f(t[:4].clone(), t[4:].clone())
+    assert counter.n == 1
+    f(t[:4], t[3:7])
+    f(t[:4].clone(), t[3:7].clone())
+    assert counter.n == 3
