@@ -3,13 +3,16 @@ the clock rule's "now"/"today" text, and a body's own os.environ.setdefault."""
 
 from __future__ import annotations
 
+import ctypes
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from conftest import Counter, run_kernel
 
-from notebook_memo import memo
+from notebook_memo import MemoWarning, memo
 
 _SPLIT_CELLS = [
     """
@@ -118,3 +121,75 @@ def test_disjoint_tensor_views_are_not_aliased(counter: Counter) -> None:
     f(t[:4], t[3:7])
     f(t[:4].clone(), t[3:7].clone())
     assert counter.n == 3
+
+
+# -- a ctypes function pointer kept as a global ------------------------------------------------------------------
+
+def _build_scale(folder: Path, factor: int) -> Path:
+    """Compile a shared library whose ``scale(x)`` returns ``x * factor``."""
+    source = folder / "scale.c"
+    source.write_text(f"int scale(int x) {{ return x * {factor}; }}\nint other(int x) {{ return -x; }}\n")
+    library = folder / "libscale.so"
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(library), str(source)], check=True)
+    return library
+
+
+def test_a_function_pointer_of_a_rebuilt_library_is_called_again(cache_dir: Path, tmp_path: Path) -> None:
+    library = _build_scale(tmp_path, 2)
+    cells = [f"""
+        import ctypes
+        from notebook_memo import memo
+        _lib = ctypes.CDLL({str(library)!r})
+        scale = _lib.scale  # the notebook keeps only the functions it needs
+        scale.restype = ctypes.c_int
+        scale.argtypes = [ctypes.c_int]
+        negate = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)(("other", _lib))  # made from a prototype
+
+        @memo
+        def scaled(x):
+            return scale(x)
+
+        @memo
+        def negated(x):
+            return negate(x)
+
+        OUT["values"] = [scaled(10), negated(10)]
+        OUT["hits"] = [scaled.cache_info().hits, negated.cache_info().hits]
+    """]
+    first = run_kernel(cells, cache_dir, seed=1)
+    assert first["values"] == [20, -10]
+    assert not [w for w in first["_warnings"] if "left out" in w], first["_warnings"]
+    assert run_kernel(cells, cache_dir, seed=2)["hits"] == [1, 1]  # the same library: hits
+    _build_scale(tmp_path, 3)
+    assert run_kernel(cells, cache_dir, seed=3)["values"] == [30, -10]
+
+
+def test_function_pointers_are_keyed_by_name_and_signature(counter: Counter, tmp_path: Path) -> None:
+    lib = ctypes.CDLL(str(_build_scale(tmp_path, 2)))
+    scale, other = lib.scale, lib.other
+    held = {"fn": scale}
+
+    @memo
+    def call(x: int) -> Any:
+        counter()
+        return held["fn"](x)
+
+    assert call(5) == 10
+    held["fn"] = other
+    assert call(5) == -5  # another function of the same library
+    scale.restype = ctypes.c_char  # another signature: the same machine code answers otherwise
+    held["fn"] = scale
+    assert call(5) == b"\n"
+    assert counter.n == 3
+
+
+def test_a_python_callback_is_still_left_out(counter: Counter) -> None:
+    hook = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)(lambda x: x + 1)  # Python code, not a library's
+
+    @memo
+    def call(x: int) -> int:
+        counter()
+        return int(hook(x))
+
+    with pytest.warns(MemoWarning, match="left out"):
+        call(1)

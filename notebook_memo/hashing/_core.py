@@ -645,6 +645,8 @@ def _choose(cls: type) -> HashFn:
         return _h_forbidden
     if any(base.__module__ == "ctypes" and base.__qualname__ == "CDLL" for base in cls.__mro__):
         return _h_shared_library
+    if any(base.__module__ == "_ctypes" and base.__qualname__ == "CFuncPtr" for base in cls.__mro__):
+        return _h_function_pointer
     if issubclass(cls, types.ModuleType):
         return _h_module
     if issubclass(cls, (types.BuiltinFunctionType, types.WrapperDescriptorType, types.MethodDescriptorType)):
@@ -805,6 +807,80 @@ def _library_digest(name: Any) -> bytes:
         except OSError:
             pass  # removed since it was loaded: its name
     return b"n" + text.encode("utf-8", "surrogateescape")
+
+
+# The digest of each library file a function pointer's code lies in, where that is not the library it was taken
+# from (a function a dependency defines): (file name, load address) -> digest, taken when first met.
+_CODE_FILES: dict[tuple[bytes, int], bytes] = {}
+
+
+def _h_function_pointer(h: Hasher, v: Any) -> None:
+    """A ctypes function pointer taken from a library loaded with ctypes (``lib.scale``, ``PROTO(("scale", lib))``):
+    keyed by the library file that holds its code (as the library itself is), where in that file the code lies,
+    and how it is called (name, ``restype``, ``argtypes``, ``errcheck``, calling flags). A Python callback or a
+    pointer made from a bare address has no such file: unhashable."""
+    objects = getattr(v, "_objects", None)
+    library = objects.get("0") if isinstance(objects, dict) else None
+    if not any(base.__module__ == "ctypes" and base.__qualname__ == "CDLL" for base in type(library).__mro__):
+        raise _Unhashable(v, "it is a ctypes function pointer not taken from a library loaded with ctypes (a "
+                             "Python callback or a bare address), whose code no key can read")
+    place = _code_place(v)
+    if place is None:
+        raise _Unhashable(v, "the library file holding the code of this ctypes function pointer cannot be found")
+    file_name, base, offset = place
+    h.tag(b"dfn")
+    if os.fsencode(getattr(library, "_name", None) or b"") == file_name:
+        h.child(library, "<library>")  # its own library's: the digest that library is keyed by
+    else:
+        digest = _CODE_FILES.get((file_name, base))
+        if digest is None:
+            digest = _CODE_FILES[(file_name, base)] = _library_digest(file_name)
+        h.tag(b"dll")
+        h.buffer(digest)
+    h.tag(_pack_q(offset))
+    h.text(str(getattr(v, "__name__", "")))
+    h.text(repr(getattr(v, "_flags_", None)))
+    h.child(getattr(v, "restype", None), ".restype")
+    h.child(getattr(v, "argtypes", None), ".argtypes")
+    h.child(getattr(v, "errcheck", None), ".errcheck")
+
+
+@functools.cache
+def _dladdr() -> Callable[[int], tuple[bytes, int] | None] | None:
+    """Return a function giving the file and load address of the shared object holding an address (the C
+    library's ``dladdr``), or None where there is none."""
+    import ctypes
+
+    class DlInfo(ctypes.Structure):
+        _fields_ = [("dli_fname", ctypes.c_char_p), ("dli_fbase", ctypes.c_void_p),
+                    ("dli_sname", ctypes.c_char_p), ("dli_saddr", ctypes.c_void_p)]
+
+    try:
+        dladdr = ctypes.CDLL(None).dladdr
+    except (AttributeError, OSError, TypeError):  # no dladdr (Windows)
+        return None
+    dladdr.argtypes = [ctypes.c_void_p, ctypes.POINTER(DlInfo)]
+    dladdr.restype = ctypes.c_int
+
+    def find(address: int) -> tuple[bytes, int] | None:
+        info = DlInfo()
+        if not dladdr(address, ctypes.byref(info)) or not info.dli_fname:
+            return None
+        return info.dli_fname, info.dli_fbase or 0
+
+    return find
+
+
+def _code_place(v: Any) -> tuple[bytes, int, int] | None:
+    """Return the file holding a function pointer's code, where it is loaded, and the code's offset from there."""
+    import ctypes
+
+    find = _dladdr()
+    address = ctypes.cast(v, ctypes.c_void_p).value
+    found = find(address) if find is not None and address else None
+    if found is None:
+        return None
+    return found[0], found[1], address - found[1]  # type: ignore[operator]
 
 
 def _h_match(h: Hasher, v: Any) -> None:
