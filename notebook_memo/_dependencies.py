@@ -1069,6 +1069,11 @@ _ENV_AND_CLOCK_ROOTS = frozenset({"environ", "getenv", "get", "now", "utcnow", "
                                   "clock_gettime_ns", "uuid1", "datetime64", "Timestamp", "to_datetime"})
 _TIMERS = ("time.time", "time.time_ns", "time.clock_gettime", "time.clock_gettime_ns")
 _NOW_TEXTS = frozenset({"now", "today"})  # np.datetime64("now"), pd.Timestamp("today"), pd.to_datetime("now")
+# What turns a text into a date in NumPy or pandas, named in code: without one, "now" is a label or a column's name.
+_DATE_MAKERS = frozenset({"datetime64", "to_datetime", "date_range", "bdate_range", "period_range", "Timestamp",
+                          "Period", "PeriodIndex", "DatetimeIndex", "DatetimeTZDtype", "DatetimeArray"})
+# A datetime dtype given as text (astype("M8[s]"), dtype="datetime64[ns, UTC]"); "m8" is a duration.
+_DATE_DTYPE = re.compile(r"[<>=|]?(?:M8?|datetime64)(?:\[[^\]]*\])?")
 _VARIABLES_NAMED = re.compile(r"\$(\w+)|\$\{([^}]*)\}")  # as os.path.expandvars finds them
 
 
@@ -1095,6 +1100,7 @@ def code_environment(code: types.CodeType, namespace: dict[str, Any], owner: str
     names: set[str] | None = None
     by_name = False
     uses_arrays = parsed = False  # it uses NumPy or pandas; it gives "now" to a parser known to read the clock
+    dates = False  # a global it reads makes or is a datetime dtype (DAY = "datetime64[D]", np.datetime64)
     for name, chain, const in global_loads(code):
         # Every name is followed: `env = os.environ`, `from os import getenv as ge` read it too.
         target, through_environ = _follow(namespace, name, chain)
@@ -1151,12 +1157,14 @@ def code_environment(code: types.CodeType, namespace: dict[str, Any], owner: str
             if reader is not None:
                 found.clock.append(f"{owner}: {reader}")
         uses_arrays = uses_arrays or _of_numpy_or_pandas(namespace, name, target)
+        dates = dates or _is_date_dtype(target)
     if uses_arrays and not parsed:
         # NumPy and pandas read the clock for the text "now" or "today" wherever it becomes a date, which the
         # call does not show (pd.date_range(end="now"), np.array(["now"], dtype="datetime64[D]"), astype): a
-        # constant of those in code that uses them is taken as a clock read (a warning, never a wrong answer).
+        # constant of those in code that uses them and makes dates is taken as a clock read (a warning, never a
+        # wrong answer); where nothing makes a date (df["status"] == "now", df["today"]) it is a label.
         text = _now_text(code)
-        if text is not None:
+        if text is not None and (dates or _makes_dates(code)):
             found.clock.append(f"{owner}: {text!r} given to NumPy or pandas")
     for attribute in loose_attributes(code) & _STATE_NAMES.keys():
         _note_state(found, _STATE_NAMES[attribute])  # Path(p).resolve(): a method of a value, known by its name
@@ -1536,6 +1544,33 @@ def _now_text(code: types.CodeType) -> str | None:
             elif isinstance(const, str) and const.strip().lower() in _NOW_TEXTS:
                 return const
     return None
+
+
+def _makes_dates(code: types.CodeType) -> bool:
+    """Return True when ``code`` or the code nested in it names what makes dates in NumPy or pandas, or holds a
+    datetime dtype as text."""
+    codes = [code]
+    for current in codes:
+        if not _DATE_MAKERS.isdisjoint(current.co_names):
+            return True
+        for const in current.co_consts:
+            if isinstance(const, types.CodeType):
+                codes.append(const)
+            elif isinstance(const, str) and _DATE_DTYPE.fullmatch(const.strip()):
+                return True
+    return False
+
+
+def _is_date_dtype(value: Any) -> bool:
+    """Return True for a datetime dtype: as text (a global ``DAY = "M8[D]"``), a NumPy dtype, or the scalar type."""
+    if isinstance(value, str):
+        return _DATE_DTYPE.fullmatch(value.strip()) is not None
+    numpy = sys.modules.get("numpy")
+    if numpy is None:
+        return False
+    if value is numpy.datetime64:
+        return True
+    return isinstance(value, numpy.dtype) and value.kind == "M"
 
 
 def _clock_parser(value: Any, text: str) -> str | None:

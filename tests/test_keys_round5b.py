@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import Counter, run_kernel
+from conftest import Counter, Shell, run_kernel
 
 from notebook_memo import MemoWarning, memo
 
@@ -193,3 +193,51 @@ def test_a_python_callback_is_still_left_out(counter: Counter) -> None:
 
     with pytest.warns(MemoWarning, match="left out"):
         call(1)
+
+
+# -- "now" and "today" as labels, not as dates -------------------------------------------------------------------
+
+_CLOCK_SETUP = """
+    import warnings
+    import numpy as np
+    import pandas as pd
+    from notebook_memo import memo
+
+    df = pd.DataFrame({"status": ["now", "later", "now"], "today": [1, 2, 3]})
+    DAY = "datetime64[D]"
+"""
+
+
+@pytest.mark.parametrize("body, warns", [
+    ('int(np.sum(df["status"] == "now"))', False),  # a category label
+    ('int(pd.to_numeric(df["today"]).sum())', False),  # a column's name
+    ('int((df["status"] == "Today").sum()) + int(np.mean(df["today"]))', False),
+    ('str(np.array(["now"], dtype="M8[s]")[0])', True),
+    ('str(pd.Series(["today"]).astype("<M8[ns]")[0])', True),
+    ('str(np.array(["today"], dtype=DAY)[0])', True),  # the dtype held by a global
+    ('str(pd.DatetimeIndex(["now"])[0])', True),
+    ('str(np.array(["now"]).astype(np.datetime64)[0])', True),
+], ids=["label", "column", "both", "M8", "astype", "global-dtype", "index", "datetime64-type"])
+def test_now_as_text_warns_only_where_it_can_become_a_date(shell: Shell, body: str, warns: bool) -> None:
+    shell.run(_CLOCK_SETUP + f"""
+    @memo
+    def f(df):
+        return {body}
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        f(df)
+    found = [str(w.message) for w in caught if "reads the clock" in str(w.message)]
+    """)
+    assert bool(shell["found"]) is warns, shell["found"]
+
+
+def test_a_cell_comparing_with_the_label_now_does_not_warn(shell: Shell) -> None:
+    shell.run("%load_ext notebook_memo")
+    shell.run(_CLOCK_SETUP + """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        get_ipython().run_cell_magic("memo", "", 'urgent = int(np.sum(df["status"] == "now"))')
+    found = [str(w.message) for w in caught if "clock" in str(w.message)]
+    """)
+    assert shell["urgent"] == 2 and shell["found"] == []
