@@ -352,7 +352,7 @@ class BatchFunction(MemoizedFunction[Any]):
         return (self._changed_arguments(call, args, kwargs, recorder.fills) or self._changed_items(plan, positions)
                 or (bool(call.changeable) and self._changed_globals(call.changeable, recorder.fills))
                 or self._rebound(bound)
-                or self._changed_process(recorder) or self._rebound_meanwhile(call, objects))
+                or self._changed_process(call, recorder) or self._rebound_meanwhile(call, objects))
 
     def _generator_names(self, generators: Iterable[Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         """Name the generators a chunk drew from, in words: the globals or arguments that hold them."""

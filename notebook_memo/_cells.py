@@ -28,6 +28,7 @@ from ._dependencies import (
     code_environment,
     environment_digest,
     global_references,
+    keys_variables,
     resolve_values,
     torch_modes,
     warn_entropy,
@@ -680,7 +681,8 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
         change = cell.changes_process
     if change is not None:
         if change:  # "": a setting changed while modules were first imported, perhaps by them: unsaid
-            cell.changes_process = change
+            if not keys_variables(call.deps.parts, recorder.variables_changed):  # else keyed: see _changed_process
+                cell.changes_process = change
             _not_stored(cell, f"it {change}. Make that change in a cell of its own")
         return result
     if unverifiable:

@@ -324,6 +324,8 @@ class Recorder:
         self.cwd = folder_now()  # a folder removed since does not stop the run
         self.environ = environment()  # to tell whether the run changed it, which a hit could not do again
         self.set_on_import: set[Any] = set()  # variables set by a module's code as it was imported
+        # Set by process_change: the environment variables the run changed, where it changed nothing else
+        self.variables_changed: tuple[str, ...] = ()
         # Libraries' process-wide settings, of those loaded now only: a library's first import sets its own.
         # ``libraries``: those the body's code uses (a setting is changed through its library's functions);
         # None, every one loaded (a cell's code is not resolved).
@@ -437,6 +439,8 @@ class Recorder:
         if changed:
             name = min(changed, key=str)
             text = os.fsdecode(name) if isinstance(name, bytes) else name
+            if folder_now() == self.cwd and self._settings_now() == self.settings:
+                self.variables_changed = tuple(os.fsdecode(n) if isinstance(n, bytes) else n for n in changed)
             verb = "removes" if name not in now else "sets"
             return (f"{verb} the environment variable {text!r}, which a hit could do again only by keeping its value "
                     "in the cache (a token, a password)")
@@ -444,13 +448,17 @@ class Recorder:
         if folder != self.cwd:
             return f"changes the current folder (to {folder}), which a hit would not do"
         settings = self.settings
-        now_settings = {name: value for name, value in _settings(self.libraries).items() if name in settings}
+        now_settings = self._settings_now()
         if now_settings != settings:
             if len(sys.modules) != self.modules:
                 return ""
             name = next(name for name, value in settings.items() if now_settings.get(name) != value)
             return f"{_setting_change(name, settings[name], now_settings.get(name, ''))}, which a hit would not do"
         return None
+
+    def _settings_now(self) -> dict[str, str]:
+        """Return the settings compared, as they are now."""
+        return {name: value for name, value in _settings(self.libraries).items() if name in self.settings}
 
     def spawn(self, program: str, environment_given: bool, folder_given: bool, named: Iterable[str] = ()) -> None:
         """The run started another process, ``program``, given its own environment and absolute folder or not, and

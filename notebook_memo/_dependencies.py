@@ -1435,6 +1435,11 @@ def _constant_names(code: types.CodeType) -> set[str]:
 _ENVIRONMENT_NAMES = frozenset({"environ", "environb", "getenv", "getenvb"})
 # The label under which the whole environment's content is keyed when code holds os.environ as an object.
 WHOLE_ENVIRONMENT = "os.environ (all variables)"
+
+
+def keys_variables(parts: dict[str, tuple[str, bytes]], names: tuple[str, ...]) -> bool:
+    """Return True when ``names`` (environment variables) are given and a key of these ``parts`` holds each."""
+    return bool(names) and (WHOLE_ENVIRONMENT in parts or all(f"env {name}" in parts for name in names))
 _ENVIRONS = tuple(e for e in (os.environ, getattr(os, "environb", None)) if e is not None)
 _GETENVS = tuple(g for g in (os.getenv, getattr(os, "getenvb", None)) if g is not None)
 

@@ -42,6 +42,7 @@ from ._dependencies import (
     global_label,
     hash_seed_text,
     helpers_code,
+    keys_variables,
     labels_bound_by_code,
     names_in_code,
     seed_readers_named,
@@ -973,7 +974,7 @@ class MemoizedFunction(Generic[R]):
             store.body_finished(call.key)
         self._quick = duration < QUICK_BODY
         if self._changed(call, args, kwargs, recorder.fills) or self._rebound(bound) or \
-                self._changed_process(recorder) or self._rebound_meanwhile(call, objects):
+                self._changed_process(call, recorder) or self._rebound_meanwhile(call, objects):
             self._announce_computed(duration, False)
             return result
         recorded = (recorder, before, outer)
@@ -1158,11 +1159,13 @@ class MemoizedFunction(Generic[R]):
                   MemoWarning)
         return True
 
-    def _changed_process(self, recorder: Recorder) -> bool:
+    def _changed_process(self, call: Call, recorder: Recorder) -> bool:
         """Return True, warning once, when the body changed the environment, the current folder or a library's
         settings and left them so: a hit would return the result without that change, which later code may rely
         on. Once it has, none of its runs in this process is stored: a run that sets what an earlier one set
-        finds nothing to change, and its entry would be served after a restart, where nothing set it."""
+        finds nothing to change, and its entry would be served after a restart, where nothing set it. Not where
+        it changed only environment variables its key holds (os.environ.setdefault("OMP_NUM_THREADS", "4")): a
+        later run that finds them set is keyed by their values, so its entry is never served where they are not."""
         change = recorder.process_change()
         if change is None:
             change = self._changes_process
@@ -1170,7 +1173,8 @@ class MemoizedFunction(Generic[R]):
                 return False
         if not change:
             return True  # a setting changed while modules were first imported: perhaps their doing, so unsaid
-        self._changes_process = change
+        if not keys_variables(call.deps.parts, recorder.variables_changed):
+            self._changes_process = change
         self._not_stored(f"changed-process:{self._qualified}:{change}",
                   f"{self._name} {change}: this result is not cached, so the function runs on every call that does "
                   "so. Make that change outside the function (in a cell of its own), or undo it before it returns.",
@@ -1358,7 +1362,7 @@ class MemoizedFunction(Generic[R]):
             token = _conditions.pause() if outer else None  # what the checks read is not what a body around reads
             try:
                 unchanged = not (self._changed(call, args, kwargs, recorder.fills) or self._rebound(bound)
-                                 or self._changed_process(recorder) or self._rebound_meanwhile(call, objects))
+                                 or self._changed_process(call, recorder) or self._rebound_meanwhile(call, objects))
             finally:
                 if token is not None:
                     _conditions.resume(token)

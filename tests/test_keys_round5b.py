@@ -4,13 +4,14 @@ the clock rule's "now"/"today" text, and a body's own os.environ.setdefault."""
 from __future__ import annotations
 
 import ctypes
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from conftest import Counter, Shell, run_kernel
+from conftest import RUNS_SETUP, Counter, Shell, run_kernel
 
 from notebook_memo import MemoWarning, memo
 
@@ -241,3 +242,81 @@ def test_a_cell_comparing_with_the_label_now_does_not_warn(shell: Shell) -> None
     found = [str(w.message) for w in caught if "clock" in str(w.message)]
     """)
     assert shell["urgent"] == 2 and shell["found"] == []
+
+
+# -- a body's own os.environ.setdefault ---------------------------------------------------------------------------
+
+_SETDEFAULT_CELLS = ["""
+    import os
+    from notebook_memo import memo
+
+    @memo
+    def train(n):
+        os.environ.setdefault("MEMO_R5B_THREADS", "4")
+        return n * 2
+
+    OUT["values"] = [train(10), train(11)]
+    OUT["hits_before"] = train.cache_info().hits
+    OUT["again"] = train(11)
+    OUT["hits"] = train.cache_info().hits
+    OUT["set"] = os.environ.get("MEMO_R5B_THREADS")
+"""]
+
+
+def test_a_setdefault_that_sets_nothing_is_stored(cache_dir: Path) -> None:
+    first = run_kernel(_SETDEFAULT_CELLS, cache_dir, seed=1)
+    assert first["set"] == "4" and first["values"] == [20, 22]
+    assert (first["hits_before"], first["hits"]) == (0, 1), first  # train(11) found the variable set: stored
+    assert any("MEMO_R5B_THREADS" in w for w in first["_warnings"])  # the run that set it says so
+    second = run_kernel(_SETDEFAULT_CELLS, cache_dir, seed=2)
+    # Unset in the new kernel: train(10) sets it again (not served the entry made where it was set)...
+    assert second["hits_before"] == 1 and second["hits"] == 2, second  # ...then train(11) hits, twice
+
+
+def test_a_cell_whose_setdefault_sets_nothing_is_stored(shell: Shell) -> None:
+    shell.run("%load_ext notebook_memo")
+    shell.run(RUNS_SETUP + "import os\nos.environ.pop('MEMO_R5B_CELL', None)")
+    cell = "%%memo\nos.environ.setdefault('MEMO_R5B_CELL', '4')\nran('cell')\nthreads = 4"
+    try:
+        for _ in range(3):
+            shell.run(cell)
+        assert shell["threads"] == 4
+        assert shell["RUNS"] == {"cell": 2}  # the run that set it, one stored run that found it set, a hit
+    finally:
+        shell.run("os.environ.pop('MEMO_R5B_CELL', None)")
+
+
+def test_a_setdefault_with_a_folder_change_is_never_stored(counter: Counter, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MEMO_R5B_MOVED", raising=False)
+    (tmp_path / "sub").mkdir()
+
+    @memo
+    def moved(n: int) -> int:
+        counter()
+        os.environ.setdefault("MEMO_R5B_MOVED", "1")
+        os.chdir(tmp_path / "sub")  # the current folder is no part of its key: a later run finds it moved
+        return n
+
+    with pytest.warns(MemoWarning):
+        moved(1)
+    moved(2)
+    moved(2)
+    assert counter.n == 3
+
+
+def test_a_batch_whose_setdefault_sets_nothing_is_stored(counter: Counter, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MEMO_R5B_BATCH", raising=False)
+
+    @memo.batch("ns")
+    def train(ns: list[int]) -> list[int]:
+        counter()
+        os.environ.setdefault("MEMO_R5B_BATCH", "4")
+        return [n * 2 for n in ns]
+
+    with pytest.warns(MemoWarning, match="MEMO_R5B_BATCH"):
+        assert train([1, 2]) == [2, 4]
+    assert train([3]) == [6]
+    assert train([3]) == [6]  # the chunk that found it set was stored
+    assert counter.n == 2
