@@ -2183,13 +2183,7 @@ def _handed(recorder: Recorder, is_data: Callable[[str], bool], now: int, files:
                 if sig == before:
                     dirs[name] = [name, *_dir_condition(absolute, before, now, sizes=recorder.sizes)[1:]]
                 continue
-            for path in tree[0]:
-                inner = os.path.normpath(os.path.join(name, os.path.relpath(path, absolute)))
-                dirs.setdefault(inner, [inner, *_dir_condition(path, None, now, declared=True)[1:]])
-            for path in tree[1]:
-                inner = os.path.normpath(os.path.join(name, os.path.relpath(path, absolute)))
-                if os.path.realpath(path) not in recorder.written and inner not in files:
-                    files[inner] = [inner, *_file_condition(path, None, now, declared=True)[1:]]
+            _tree_conditions(recorder, tree, absolute, name, now, files, dirs, files)
         elif sig == before:
             files[name] = [name, *_file_condition(absolute, before, now)[1:]]
         else:
@@ -2213,13 +2207,21 @@ def _made(recorder: Recorder, is_data: Callable[[str], bool], now: int, absolute
     tree = _tree(absolute, is_data, stores) if stat.S_ISDIR(mode) else None
     if tree is None:
         return  # a file, or a folder too large to check on each hit: that it is there (a folder) only
+    _tree_conditions(recorder, tree, absolute, name, now, files, dirs, written)
+
+
+def _tree_conditions(recorder: Recorder, tree: tuple[list[str], list[str]], absolute: str, name: str, now: int,
+                     files: dict[str, list[Any]], dirs: dict[str, list[Any]], into: dict[str, list[Any]]) -> None:
+    """Add the conditions of a folder's tree (from ``_tree``) that a command line named ``name``: each folder's
+    listing to ``dirs``, and each file that is no input already and that the body's own Python did not write to
+    ``into`` (``files`` where the process read the folder, the run's outputs where it made it)."""
     for path in tree[0]:
         inner = os.path.normpath(os.path.join(name, os.path.relpath(path, absolute)))
         dirs.setdefault(inner, [inner, *_dir_condition(path, None, now, declared=True)[1:]])
     for path in tree[1]:
         inner = os.path.normpath(os.path.join(name, os.path.relpath(path, absolute)))
         if os.path.realpath(path) not in recorder.written and inner not in files:
-            written.setdefault(inner, [inner, *_file_condition(path, None, now, declared=True)[1:]])
+            into.setdefault(inner, [inner, *_file_condition(path, None, now, declared=True)[1:]])
 
 
 _TREE_ENTRIES = 5000  # files and folders below a folder a command line names that are checked on each hit
