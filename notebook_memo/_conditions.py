@@ -1971,13 +1971,12 @@ def _changed_meanwhile(then: dict[str, list[int] | None], recorder: Recorder, de
     if now == then:
         return None
     made, folders = theirs
+    owned = recorder.written | made  # what the body's own Python or its processes wrote
     for path in sorted(then.keys() | now.keys()):
         if path in then and path in now and then[path] == now[path]:
             continue
         real = os.path.realpath(path)
-        if real in recorder.written or any(os.path.dirname(w) == real for w in recorder.written):
-            continue
-        if real in made or any(os.path.dirname(m) == real for m in made) or \
+        if real in owned or any(os.path.dirname(w) == real for w in owned) or \
                 os.path.join(real, "").startswith(folders):
             continue
         return path
