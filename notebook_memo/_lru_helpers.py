@@ -161,10 +161,7 @@ def _reach(fn: types.FunctionType, seen: set[types.CodeType], found: dict[int, A
     if fn.__code__ in seen:
         return
     seen.add(fn.__code__)
-    free: dict[str, Any] = {}
-    for name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or (), strict=False):
-        with contextlib.suppress(ValueError):  # a cell not yet filled
-            free[name] = cell.cell_contents
+    free = _closure_values(fn)
     owner = _owner_class(fn)
     first = fn.__code__.co_varnames[0] if owner is not None and fn.__code__.co_argcount else None
     _reach_code(fn.__code__, fn.__globals__, free, (first, owner), seen, found)
@@ -386,11 +383,16 @@ def _pure(fn: types.FunctionType, seen: set[types.CodeType]) -> bool:
     if fn.__code__ in seen:
         return True  # recursion: judged by the rest of its code
     seen.add(fn.__code__)
-    free = {}
+    return _pure_code(fn.__code__, fn.__globals__, _closure_values(fn), seen)
+
+
+def _closure_values(fn: types.FunctionType) -> dict[str, Any]:
+    """Return what each filled cell of ``fn``'s closure holds, by its name."""
+    free: dict[str, Any] = {}
     for name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or (), strict=False):
         with contextlib.suppress(ValueError):  # a cell not yet filled
             free[name] = cell.cell_contents
-    return _pure_code(fn.__code__, fn.__globals__, free, seen)
+    return free
 
 
 def _pure_code(code: types.CodeType, namespace: dict[str, Any], free: dict[str, Any],
