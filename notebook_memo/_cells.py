@@ -96,6 +96,12 @@ def _is_dunder(name: str) -> bool:
     return len(name) > 4 and name.startswith("__") and name.endswith("__")
 
 
+def _the_cells(name: str, own: frozenset[str]) -> bool:
+    """Return True for a name that is the cell's to store and restore: the user's, or one of the shell's the cell
+    binds itself (``own``, from _own_dunders)."""
+    return not _is_shell_name(name) or name in own
+
+
 def _own_dunders(analysis: CellAnalysis) -> frozenset[str]:
     """Return the shell's dunder names the cell binds itself (``__file__ = ...``, ``__doc__ = ...``): a run leaves
     them as it bound them, so they are the cell's outputs like any variable."""
@@ -518,7 +524,7 @@ def _read_environment(code: types.CodeType, namespace: dict[str, Any], label: st
 
 
 def _namespace_snapshot(namespace: dict[str, Any], own: frozenset[str]) -> dict[str, int]:
-    return {name: id(value) for name, value in namespace.items() if not _is_shell_name(name) or name in own}
+    return {name: id(value) for name, value in namespace.items() if _the_cells(name, own)}
 
 
 def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%memo") -> Any:
@@ -565,7 +571,7 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
     held_before = holders(_user_names(namespace), watched, skip=namespace) if watched and not off else None
     maybe = {name: _digest_or_none(namespace[name])
              for name in {*analysis.maybe_binds, *analysis.maybe_inputs, *analysis.loop_inputs}
-             if name in namespace and (not _is_shell_name(name) or name in own)}
+             if name in namespace and _the_cells(name, own)}
     recorder = _conditions.Recorder()
     # Data held elsewhere is excused a functools.cached_property the run fills while the value stays as filled
     recorder.fill_owners.update(id(data[1]) for data in cell_call.held_elsewhere)
@@ -660,7 +666,7 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
         return result
     # Names the notebook had, or the cell bound, that the run left unbound (`tmp = ...; del tmp`, `except E as e`).
     deleted = sorted(name for name in {*before, *analysis.binds} if name not in after
-                     and (not _is_shell_name(name) or name in own))
+                     and _the_cells(name, own))
     annotations_after = _annotations(namespace)
     payload_value = {
         "outputs": {name: namespace[name] for name in outputs if name in namespace and name not in parts},
@@ -913,7 +919,7 @@ def _outputs(options: CellOptions, cell_call: CellCall, before: dict[str, int], 
         if name in namespace and _digest_or_none(namespace[name]) != digest:
             names.add(name)
     own = _own_dunders(cell_call.analysis)
-    return sorted(n for n in names if n in namespace and (not _is_shell_name(n) or n in own))
+    return sorted(n for n in names if n in namespace and _the_cells(n, own))
 
 
 def _store_cell(store: Store, cell: CellMemo, call: Call, value: dict[str, Any], duration: float,
@@ -1198,7 +1204,7 @@ def _try_restore(shell: Any, store: Store, cell: CellMemo, key: str, options: Ce
     # A name the shell sets is restored only where the cell bound it itself (entries written before a name counted
     # as the shell's may still hold one otherwise).
     own = frozenset(value.get("own") or ())
-    outputs = {name: v for name, v in value["outputs"].items() if not _is_shell_name(name) or name in own}
+    outputs = {name: v for name, v in value["outputs"].items() if _the_cells(name, own)}
     rebinds = [name for name in value.get("rebinds", ()) if name in namespace]
     rebind = _Rebinder(namespace, filename)
     try:
@@ -1241,7 +1247,7 @@ def _try_restore(shell: Any, store: Store, cell: CellMemo, key: str, options: Ce
     namespace.update(restored)
     namespace.update(parts)  # the live inputs' own objects, as the run left them bound
     for name in value["deleted"]:
-        if not _is_shell_name(name) or name in own:
+        if _the_cells(name, own):
             namespace.pop(name, None)
     _add_annotations(namespace, value.get("annotations"))
     replay(shell, value["events"])
