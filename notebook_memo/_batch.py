@@ -18,6 +18,7 @@ from xxhash import xxh3_128_hexdigest
 from . import _conditions, _config, _containers, _memo, _random_state
 from ._config import LOCK_POLL_MAX
 from ._containers import ResultType
+from ._dependencies import subclasses_digest
 from ._errors import (
     BatchError,
     ConfigurationError,
@@ -27,12 +28,12 @@ from ._errors import (
     StorageWarning,
     UnhashableArgument,
 )
-from ._explain import Explanation, before_compute, caching_off, clock_notes, explain_call, not_used
+from ._explain import FIRST_RUN, Explanation, before_compute, caching_off, clock_notes, explain_call, not_used
 from ._fills import FillNotes
 from ._memo import _MISS, Call, MemoizedFunction, Options, run_conditions, save, servable, storage_trouble
 from ._options import check_options, keyword_names
 from ._serialize import CorruptRecord, Payload, PlainRecord, copy_value, dumps
-from .hashing import IMMUTABLE_LEAVES, combine, content_hash, framed, framed_head, things_met
+from .hashing import IMMUTABLE_LEAVES, SharingWith, combine, content_hash, framed, framed_head, things_met
 from .stores import remote as _remote
 from .stores._leases import Watch, computing, is_computing
 from .stores.local import Store, StoredRecord
@@ -97,7 +98,12 @@ class BatchFunction(MemoizedFunction[Any]):
 
     # -- keys ---------------------------------------------------------------------------------
     def _split_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Call, list[bytes]]:
-        """Return the batch argument, a Call for the other arguments, and each item's digest.
+        """Return the batch argument, a Call for the other arguments, and each item's digest."""
+        return self._split(args, kwargs)[:3]
+
+    def _split(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Call, list[bytes], dict[int, bytes]]:
+        """Return what ``_split_call`` does, and by position the content digest of each item whose digest also
+        says what it shares with the other arguments.
 
         The key prefix has what @memo's key has beyond code and arguments (torch's modes and settings
         the call runs under), and the call warns as @memo's does (a global it cannot hash, the clock).
@@ -113,41 +119,81 @@ class BatchFunction(MemoizedFunction[Any]):
         # the globals the code reads (a chunk that draws from one is not stored: a batch hit does not move
         # generators on as @memo's does).
         found: list[Any] = []
-        met.found, met.torch, met.decimal = found, False, False
+        caches: dict[int, frozenset[str]] = {}  # the pandas caches met, as in @memo's keys
+        walks: dict[int, tuple[Any, Any]] = {}  # what hashing the other arguments met: which of them share objects
+        outer_caches = getattr(met, "caches", None)
+        met.found, met.torch, met.decimal, met.caches = found, False, False, caches
+        # The user classes the other arguments hold, and each item, where the code lists subclasses (see @memo's)
+        classes: list[type] = []
+        outer_classes = getattr(met, "classes", None)
         try:
             state = self.code_state()
-            others = {n: content_hash(v, f"argument '{n}' of {self._name}")
-                      for n, v in bound.arguments.items() if n != self._argument and n not in self._options.ignore}
+            outer_walks, met.walks = getattr(met, "walks", None), walks
+            if state.lists_subclasses:
+                met.classes = classes
+            try:
+                others = {n: content_hash(v, f"argument '{n}' of {self._name}")
+                          for n, v in bound.arguments.items() if n != self._argument and n not in self._options.ignore}
+            finally:
+                met.walks, met.classes = outer_walks, outer_classes
             container = _containers.container_digest(batch, kind)
             digests: list[bytes] = []
+            contents: dict[int, bytes] = {}
+            # An item that is, or holds, an object of the other arguments (or reads their memory) is another item
+            # than its copy: the body can tell. Only where they hold one is each item's walk looked at.
+            sharing = SharingWith([bound.arguments[n] for n in others], walks)
+            item_walks: dict[int, tuple[Any, Any]] | None = {} if sharing else None
+            outer_walks, met.walks = getattr(met, "walks", None), item_walks
             try:
+                item_classes: list[type] = []
                 for item in _containers.items(batch, kind):
-                    digests.append(content_hash(item, "item"))  # named only when one fails: no name built per item
+                    if state.lists_subclasses:
+                        item_classes = []
+                        met.classes = item_classes
+                    content = digest = content_hash(item, "item")  # named only when one fails: none built per item
+                    met.classes = outer_classes
+                    if state.lists_subclasses and item_classes:
+                        contents[len(digests)] = content
+                        digest = combine([digest, subclasses_digest(item_classes)])
+                    if item_walks is not None and type(item) not in IMMUTABLE_LEAVES:
+                        held = item_walks.get(id(item))
+                        part = sharing.part(item, held[1] if held is not None and held[0] is item else None)
+                        item_walks.clear()
+                        if part is not None:
+                            contents[len(digests)] = content
+                            digest = combine([digest, part])
+                    digests.append(digest)
             except UnhashableArgument as exc:
                 raise exc.renamed("item", f"item {len(digests)} of '{self._argument}'") from None
+            finally:
+                met.walks = outer_walks
         finally:
-            met.found = outer_found
+            met.found, met.caches, met.classes = outer_found, outer_caches, outer_classes
             met_torch, met_decimal = met.torch, met.decimal
             met.torch = outer_torch or met_torch
             met.decimal = outer_decimal or met_decimal
         parts = [n.encode() + b"\0" + d for n, d in others.items()] \
-            + self._binder.shared([(n, bound.arguments[n]) for n in others])
+            + self._binder.shared([(n, bound.arguments[n]) for n in others], walks)
+        if classes:
+            parts.append(subclasses_digest(classes))
         extras: dict[str, str] = {}
         deps = state.deps
         if met_torch or "settings of torch" in deps.parts:
             self._torch_context(deps, parts, extras)
         if met_decimal and "settings of decimal" not in deps.parts:  # Decimal items: x / 3 uses the context
             self._decimal_context(parts, extras)
+        unseen: frozenset[tuple[str, str]] = frozenset()
         if found:
-            found = self._seed_met(deps, found, parts, extras)
+            found = self._seed_met(state, found, parts, extras)
+            unseen, found = _memo.unseen_state_functions(found)
         if found or deps.skipped or deps.clock:
             deps, found = self._left_out(deps, found)
         prefix = combine([b"nbmB", self._fid.encode(), state.code, state.deps_digest, self._version, container,
                           *parts])
         call = Call(prefix.hex(), others, state.code, state.own, deps, state.method,
                     _random_state.numbered(found) if found else {}, mutable=True, extras=extras,
-                    changeable=state.mutable, deps_digest=state.deps_digest)
-        return batch, call, digests
+                    changeable=state.mutable, deps_digest=state.deps_digest, caches=caches, unseen=unseen)
+        return batch, call, digests, contents
 
     @staticmethod
     def _item_key(call: Call, digest: bytes) -> str:
@@ -255,7 +301,7 @@ class BatchFunction(MemoizedFunction[Any]):
             self._ran_off = True
             return self._fn(*args, **kwargs)
         outer = _conditions.active()
-        token = _conditions.pause() if outer else None  # our own lookups are not what a body around reads
+        token = _conditions.pause()  # our own lookups are not what a body reads (see MemoizedFunction._call)
         chosen_token = self._choose_remote()
         try:
             plan = self._plan(args, kwargs, outer)
@@ -289,14 +335,14 @@ class BatchFunction(MemoizedFunction[Any]):
         finally:
             if chosen_token is not None:
                 _remote.chosen.reset(chosen_token)
-            if token is not None:
-                _conditions.resume(token)
+            _conditions.resume(token)
 
     async def _acall_batch(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if _config.disabled_by_env() or self._disabled_now():
             self._ran_off = True
             return await self._fn(*args, **kwargs)
         outer = _conditions.active()
+        token = _conditions.pause()  # our own lookups are not what a body reads (see MemoizedFunction._call)
         chosen_token = self._choose_remote()
         try:
             plan = self._plan(args, kwargs, outer)
@@ -330,9 +376,10 @@ class BatchFunction(MemoizedFunction[Any]):
         finally:
             if chosen_token is not None:
                 _remote.chosen.reset(chosen_token)
+            _conditions.resume(token)
 
     def _chunk_changed(self, plan: _Plan, positions: list[int], args: tuple[Any, ...], kwargs: dict[str, Any],
-                       bound: dict[str, Any] | None, recorder: _conditions.Recorder,
+                       bound: _memo._Bound | None, recorder: _conditions.Recorder,
                        drawn: dict[str, Any] | None, objects: _memo._Reads | None) -> bool:
         """Return True (saying so once) when a chunk's body changed what a hit could not change again, as
         ``@memo`` does for a call: a random generator it reaches through its arguments or globals (``drawn``:
@@ -349,10 +396,12 @@ class BatchFunction(MemoizedFunction[Any]):
             return True
         if call.generators:  # a generator argument drew nothing: its other arguments are still compared
             call = dataclasses.replace(call, generators={})
-        return (self._changed_arguments(call, args, kwargs, recorder.fills) or self._changed_items(plan, positions)
-                or (bool(call.changeable) and self._changed_globals(call.changeable, recorder.fills))
+        return (self._changed_arguments(call, args, kwargs, recorder.fills)
+                or self._changed_items(plan, positions, call)
+                or (bool(call.changeable) and self._changed_globals(call.changeable, recorder.fills, call.caches))
                 or self._rebound(bound)
-                or self._changed_process(call, recorder) or self._rebound_meanwhile(call, objects))
+                or self._changed_process(call, recorder) or self._rebound_meanwhile(call, objects)
+                or self._unknown_handle(call, recorder))
 
     def _generator_names(self, generators: Iterable[Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         """Name the generators a chunk drew from, in words: the globals or arguments that hold them."""
@@ -365,7 +414,7 @@ class BatchFunction(MemoizedFunction[Any]):
         names += [f"argument {name!r}" for name, value in bound.items() if id(value) in ids]
         return ", ".join(names) or "a random generator it reaches through its arguments or globals"
 
-    def _changed_items(self, plan: _Plan, positions: list[int]) -> bool:
+    def _changed_items(self, plan: _Plan, positions: list[int], call: Call) -> bool:
         """Return True, warning once, when the body changed one of these items in place (a document given a field)."""
         items = plan.items()
         for position in positions:
@@ -373,7 +422,10 @@ class BatchFunction(MemoizedFunction[Any]):
             if type(item) in IMMUTABLE_LEAVES:
                 continue
             try:
-                same = content_hash(item, "item") == plan.digests[position]
+                digest = plan.contents.get(position) or plan.digests[position]
+                # A pandas object in it may hold cache entries the run filled: those alone are no change.
+                same = content_hash(item, "item") == digest or (
+                    bool(call.caches) and content_hash(item, "item", caches=call.caches) == digest)
             except Exception:  # it hashed before the call: unhashable now is a change too
                 same = False
             if not same:
@@ -439,8 +491,10 @@ class BatchFunction(MemoizedFunction[Any]):
     def _plan(self, args: tuple[Any, ...], kwargs: dict[str, Any], outer: _conditions.Recorders = ()) -> _Plan:
         from ._memo import _refreshing
 
-        batch, call, digests = self._split_call(args, kwargs)
-        return _Plan(self, self._store(), args, kwargs, batch, call, digests, _refreshing.get(), outer)
+        batch, call, digests, contents = self._split(args, kwargs)
+        plan = _Plan(self, self._store(), args, kwargs, batch, call, digests, _refreshing.get(), outer)
+        plan.contents = contents
+        return plan
 
     def _present(self, store: Store, key: str, decoded: dict[str, ResultType]) -> bool:
         """Return whether an item would be served, without loading it or counting a hit."""
@@ -450,7 +504,7 @@ class BatchFunction(MemoizedFunction[Any]):
             return False
         return record is not None and _containers.stored_type(record.header.meta_raw, decoded) is not None
 
-    @_memo._with_own_remote
+    @_memo._own_work
     def explain(self, *args: Any, **kwargs: Any) -> Explanation:
         """Report how many items are cached, and why the first missing one is not."""
         _, call, digests = self._split_call(args, kwargs)
@@ -497,11 +551,12 @@ class BatchFunction(MemoizedFunction[Any]):
         if siblings:
             return [f"this item of '{self._argument}' was never computed with this code and these other "
                     "arguments (other items were)"], detail.unkeyed
-        if detail.summary.startswith("nothing is cached"):
+        if detail.summary.startswith(("nothing is cached", FIRST_RUN)):
             return ["nothing was cached for this function before: its first run"], detail.unkeyed
         reasons = [r for r in detail.reasons if f"'{self._argument}'" not in r] or [detail.summary]
         return reasons, detail.unkeyed
 
+    @_memo._own_work
     def explain_last(self) -> Explanation | None:
         """Report on the last real call in this session: how many items came from the cache, and why not the rest."""
         if self._ran_off:
@@ -524,12 +579,12 @@ class BatchFunction(MemoizedFunction[Any]):
         return Explanation(self.qualified_name, False, f"the last call: {served}, {computed} computed in "
                            f"{_config.human_seconds(run.seconds)}. Why the first was computed:", reasons, unkeyed)
 
-    @_memo._with_own_remote
+    @_memo._own_work
     def is_cached(self, *args: Any, **kwargs: Any) -> bool:
         """Return True when every item of this call is cached."""
         return bool(self.explain(*args, **kwargs).hit)
 
-    @_memo._with_own_remote
+    @_memo._own_work
     def invalidate(self, *args: Any, **kwargs: Any) -> bool:
         """Delete the cached results of these items (in the remote tier too); return True if any existed."""
         _, call, digests = self._split_call(args, kwargs)
@@ -602,6 +657,8 @@ class _Plan:
                  batch: Any, call: Call, digests: list[bytes], refresh: bool,
                  outer: _conditions.Recorders = ()) -> None:
         self.fn, self.store, self.call, self.digests = fn, store, call, digests
+        # Position -> the item's content digest, where its digest also holds what it shares with other arguments.
+        self.contents: dict[int, bytes] = {}
         self.outer = outer
         self.kind = _containers.kind(batch)
         self.batch = batch

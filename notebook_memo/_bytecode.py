@@ -11,7 +11,7 @@ import types
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
-from ._evaluated import evaluates_text, names_read
+from ._evaluated import AT_NAMES, evaluates_text, marked_names, names_read
 
 __all__ = ()
 
@@ -29,30 +29,101 @@ WHOLE = "*"  # an attribute chain of (WHOLE,): the module itself is used, not on
 
 @functools.lru_cache(maxsize=8192)
 def global_references(code: types.CodeType) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    """Return the global names a code object reads, each with the attribute chain after it."""
+    """Return the global names a code object reads, each with the attribute chain after it; ``getattr(X.a, "b")``
+    (with a default or not, nested or not), ``attrgetter("a.b")(X)``, ``X.a.__dict__["b"]`` and ``vars(X.a)["b"]`` give
+    ``X.a`` and ``X.a.b`` with the attributes read after."""
     found: dict[tuple[str, tuple[str, ...]], None] = {}
     stack = [code]
     while stack:
         current = stack.pop()
-        name: str | None = None
-        chain: list[str] = []
-        for ins in dis.get_instructions(current):
-            if ins.opname in _LOAD_GLOBAL_OPS:
-                if name is not None:
-                    found[(name, tuple(chain))] = None
-                name, chain = ins.argval, []
-            elif name is not None and ins.opname in _ATTR_OPS:
-                chain.append(ins.argval)
-            elif ins.opname == "CACHE":
+        ins = [i for i in dis.get_instructions(current) if i.opname not in _PASSED_OVER]
+        k = 0
+        while k < len(ins):
+            if ins[k].opname not in _LOAD_GLOBAL_OPS:
+                k += 1
                 continue
-            else:
-                if name is not None:
-                    found[(name, tuple(chain))] = None
-                name, chain = None, []
-        if name is not None:
-            found[(name, tuple(chain))] = None
+            j = k + 1
+            while j < len(ins) and ins[j].opname in _ATTR_OPS:
+                j += 1
+            name, chain = ins[k].argval, tuple(i.argval for i in ins[k + 1:j])
+            found[(name, chain)] = None
+            for longer in (*_getattr_chains(ins, k, j, chain), *_attrgetter_chains(ins, k, j, chain),
+                           *_namespace_chains(ins, k, j, chain)):
+                found[(name, longer)] = None
+            k = j
         stack.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
     return tuple(found)
+
+
+def _getattr_chains(ins: list[dis.Instruction], k: int, j: int, chain: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
+    """Yield the longer chains a global read ``ins[k:j]`` (with ``chain``) goes on to through ``getattr`` with a
+    constant name (``getattr(np.random.mtrand, "_rand")``, ``getattr(getattr(m, "a"), "b", None).c``): what it
+    reads, as ``m.a.b.c`` would; none where the name is computed (that read stays the whole object's)."""
+    start = k
+    while start and ins[start - 1].opname in _LOAD_GLOBAL_OPS and ins[start - 1].argval == "getattr" \
+            and j < len(ins) and ins[j].opname == "LOAD_CONST" and isinstance(ins[j].argval, str):
+        call = j + 1
+        if call < len(ins) and ins[call].opname not in _GETATTR_CALLS and _pushes_one(ins[call]):
+            # a default of one load and its attributes (None, D.x): used where the attribute is missing, which the
+            # chain's read tells; one computed otherwise leaves the read the whole object's
+            call += 1
+            while call < len(ins) and ins[call].opname in _ATTR_OPS:
+                call += 1
+        if call >= len(ins) or ins[call].opname not in _GETATTR_CALLS or ins[call].arg != (2 if call == j + 1 else 3):
+            return
+        chain = (*chain, ins[j].argval)
+        j = call + 1
+        while j < len(ins) and ins[j].opname in _ATTR_OPS:
+            chain = (*chain, ins[j].argval)
+            j += 1
+        yield chain
+        start -= 1
+
+
+def _attrgetter_chains(ins: list[dis.Instruction], k: int, j: int,
+                       chain: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
+    """Return the longer chains a global read ``ins[k:j]`` (with ``chain``) goes on to when it is what an
+    ``attrgetter`` of constant names is applied to (``operator.attrgetter("mtrand._rand")(np.random)``), as
+    ``np.random.mtrand._rand`` would read; none otherwise."""
+    if j >= len(ins) or ins[j].opname not in _GETATTR_CALLS or ins[j].arg != 1 or not k \
+            or ins[k - 1].opname not in _GETATTR_CALLS:
+        return ()
+    count = ins[k - 1].arg or 0
+    names = ins[k - 1 - count:k - 1]
+    if not count or k - 2 - count < 0 or ins[k - 2 - count].argval != "attrgetter" \
+            or ins[k - 2 - count].opname not in _LOAD_GLOBAL_OPS | _ATTR_OPS \
+            or not all(step.opname == "LOAD_CONST" and isinstance(step.argval, str) for step in names):
+        return ()
+    after: tuple[str, ...] = ()
+    if count == 1:  # one name gives the attribute itself, whose own attributes may be read next
+        j += 1
+        while j < len(ins) and ins[j].opname in _ATTR_OPS:
+            after += (ins[j].argval,)
+            j += 1
+    return tuple((*chain, *step.argval.split("."), *after) for step in names)
+
+
+def _namespace_chains(ins: list[dis.Instruction], k: int, j: int,
+                      chain: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
+    """Return the longer chain a global read ``ins[k:j]`` (with ``chain``) goes on to when a constant key is looked up
+    in its namespace (``np.random.mtrand.__dict__["_rand"]``, ``vars(np.random.mtrand)["_rand"]``), as
+    ``np.random.mtrand._rand`` would read; none otherwise."""
+    if chain and chain[-1] == "__dict__":
+        owner = chain[:-1]
+    elif k and ins[k - 1].opname in _LOAD_GLOBAL_OPS and ins[k - 1].argval == "vars" and j < len(ins) \
+            and ins[j].opname in _GETATTR_CALLS and ins[j].arg == 1:
+        owner, j = chain, j + 1
+    else:
+        return ()
+    if j + 1 >= len(ins) or ins[j].opname != "LOAD_CONST" or not isinstance(ins[j].argval, str) \
+            or ins[j + 1].opname != "BINARY_SUBSCR":
+        return ()
+    after = [ins[j].argval]
+    j += 2
+    while j < len(ins) and ins[j].opname in _ATTR_OPS:
+        after.append(ins[j].argval)
+        j += 1
+    return ((*owner, *after),)
 
 
 _PASSED_OVER = frozenset({"CACHE", "PUSH_NULL", "PRECALL", "NOP", "EXTENDED_ARG"})
@@ -104,6 +175,40 @@ def attribute_stores(code: types.CodeType) -> frozenset[str]:
         if "setattr" in current.co_names or "delattr" in current.co_names:
             names.update(c for c in current.co_consts if isinstance(c, str) and c.isidentifier())
     return frozenset(names)
+
+
+@functools.lru_cache(maxsize=8192)
+def attribute_loads(code: types.CodeType) -> frozenset[str]:
+    """Return the attribute names ``code`` (or code nested in it) reads on some object (``Model._instance``), with
+    the constant names it passes to ``getattr`` or ``hasattr`` (every constant string of a code that calls one)."""
+    codes = [code]
+    names: set[str] = set()
+    for current in codes:
+        codes.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
+        names.update(i.argval for i in dis.get_instructions(current) if i.opname in _ATTR_OPS)
+        if "getattr" in current.co_names or "hasattr" in current.co_names:
+            names.update(c for c in current.co_consts if isinstance(c, str) and c.isidentifier())
+    return frozenset(names)
+
+
+# Calls that reach an object's whole namespace through their first argument (vars(C)[k] = v, setattr(C, k, v)).
+_NAMESPACE_CALLS = frozenset({"vars", "setattr", "delattr"})
+_NAMESPACE_METHODS = frozenset({"__setattr__", "__delattr__"})  # object.__setattr__(m, k, v), type.__setattr__
+
+
+@functools.lru_cache(maxsize=8192)
+def namespaces_taken(code: types.CodeType) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """Return the global names, with their attribute chains, whose namespace ``code`` (or code nested in it) takes
+    whole, so may change under any name: ``C.__dict__`` (``("C", ())``), ``vars(C)``, or ``setattr``/``delattr``/
+    ``object.__setattr__`` with ``C`` first, whatever the name given (a constant or not)."""
+    found: dict[tuple[str, tuple[str, ...]], None] = {}
+    for _, ins, k, _, root, chain in global_chains(code, _PASSED_OVER):
+        if "__dict__" in chain:
+            found[root, chain[:chain.index("__dict__")]] = None
+        elif k and ((ins[k - 1].opname in _LOAD_GLOBAL_OPS and ins[k - 1].argval in _NAMESPACE_CALLS)
+                    or (ins[k - 1].opname in _ATTR_OPS and ins[k - 1].argval in _NAMESPACE_METHODS)):
+            found[root, chain] = None
+    return tuple(found)
 
 
 @functools.lru_cache(maxsize=8192)
@@ -265,12 +370,40 @@ def seeds_without_argument(code: types.CodeType) -> tuple[tuple[str, tuple[str, 
             j = k - 1
             while j >= 0 and ins[j].opname in _ATTR_OPS:
                 j -= 1
+            if j >= 0 and _seeded_next(current, ins, j, k):
+                continue
             root = ins[j] if j >= 0 else None
             if root is not None and root.opname in _LOAD_GLOBAL_OPS:
                 found.append((root.argval, tuple(i.argval for i in ins[j + 1:k])))
             elif root is None or root.opname not in _LOCAL_OPS or root.argval not in _local_imports(ins):
                 found.append(None)
     return tuple(found)
+
+
+_SEED_VALUE_LOADS = frozenset({"LOAD_CONST", "LOAD_SMALL_INT", "LOAD_FAST", "LOAD_FAST_CHECK", "LOAD_FAST_BORROW",
+                               "LOAD_DEREF", "LOAD_NAME", "LOAD_GLOBAL"})
+
+
+def _seeded_next(code: types.CodeType, ins: list[dis.Instruction], j: int, k: int) -> bool:
+    """Return True when the ``.seed()`` called on the receiver loaded by ``ins[j:k]`` (a name and its attributes) is
+    a statement of its own followed at once by ``<the same receiver>.manual_seed(<a name or constant>)``, with no
+    exception handler around them: a torch generator's ``manual_seed`` sets its whole state from its argument (or
+    raises, for anything but an integer), so the entropy ``.seed()`` took is never drawn from."""
+    if ins[j].opname not in _SEED_VALUE_LOADS or ins[j].opname == "LOAD_CONST":
+        return False
+    receiver = [(i.opname, i.argval) for i in ins[j:k]]
+    after = k + 3  # .seed, the call, and the POP_TOP that drops the seed it returns
+    if after + len(receiver) + 2 >= len(ins) or ins[k + 2].opname != "POP_TOP" \
+            or [(i.opname, i.argval) for i in ins[after:after + len(receiver)]] != receiver:
+        return False
+    method, value, call = ins[after + len(receiver):after + len(receiver) + 3]
+    if method.opname not in _ATTR_OPS or method.argval != "manual_seed" or value.opname not in _SEED_VALUE_LOADS \
+            or call.opname not in _ZERO_ARGUMENT_CALLS or call.arg != 1:
+        return False
+    entries = getattr(dis.Bytecode(code), "exception_entries", None)
+    if entries is None:  # before 3.11: handlers are set up by instructions
+        return not any(i.opname.startswith("SETUP_") for i in ins)
+    return not any(entry.start <= call.offset and ins[j].offset < entry.end for entry in entries)
 
 
 def _named_key(ins: list[dis.Instruction], j: int, consts: tuple[Any, ...]) -> bool:
@@ -296,9 +429,22 @@ _VALUE_LOADS = _LOCAL_LOAD_OPS | _LOAD_GLOBAL_OPS | {"LOAD_CONST"}
 
 def _combined(ins: list[dis.Instruction], j: int) -> bool:
     """Return True when the constant string at ``ins[j]`` is only the start of a text the code computes
-    ("$ROOT/" + name, "data_%s" % split, "X_" + name[-1], an f-string): what is read is then not that constant."""
+    ("$ROOT/" + name, "data_%s" % split, "X_" + name[-1], an f-string, "@{}".format(name), " ".join(parts),
+    "ab"[1:]): what is read is then not that constant."""
     consumer, above = _consumer(ins, j)
-    return above >= 1 and consumer in _COMBINING
+    if above == 0 and consumer in _ATTR_OPS:
+        return True  # an attribute of the text itself: its method's result is read, not the text
+    return above >= 1 and (consumer in _COMBINING or consumer in ("BINARY_SUBSCR", "BUILD_SLICE", "BINARY_SLICE"))
+
+
+@functools.lru_cache(maxsize=1024)
+def text_pieces(code: types.CodeType) -> frozenset[str]:
+    """Return the constant texts ``code`` itself (not code nested in it) loads as a part of a text it computes
+    (``QUERY + "CURRENT_DATE"``, an f-string's literal parts, ``"...".format(x)``)."""
+    ins = [i for i in dis.get_instructions(code) if i.opname not in _PASSED_OVER]
+    return frozenset(step.argval for j, step in enumerate(ins)
+                     if step.opname == "LOAD_CONST" and isinstance(step.argval, str)
+                     and (_combined(ins, j) or _consumer(ins, j)[0] in _COMBINING))  # the start, or a later part
 
 
 def _consumer(ins: list[dis.Instruction], j: int) -> tuple[str, int]:
@@ -474,43 +620,106 @@ def imported_references(code: types.CodeType) -> tuple[ImportRef, ...]:
     return tuple(found)
 
 
-EvaluatedRead = tuple[str, str, bool]  # (kind, name, every name of the text read)
+# (kind, name, every name of the text read, who evaluates it where a global does, else "": "GLOBAL.method" for its
+# method, "GLOBAL" for the global called itself, which counts only where it holds a frame's query or eval, as does
+# "GLOBAL.other" for an attribute under another name, MOD.QUERY: its text read both ways, kept as what it holds reads)
+EvaluatedRead = tuple[str, str, bool, str]
 TEXT_READ = "read"  # a global a constant text reads: df.query("x > @limit") in a function reading limit
 TEXT_GLOBAL = "global"  # the text is this global's value at run time: df.query(QUERY)
 TEXT_COMPUTED = "computed"  # a text computed at run time (name ""): what it reads is not known
+TEXT_AFTER = "after"  # a text after this global, not written out: followed where the global is no frame
 
 
 @functools.lru_cache(maxsize=8192)
 def evaluated_reads(code: types.CodeType) -> tuple[EvaluatedRead, ...]:
     """Return what the texts ``code`` (or code nested in it) evaluates in its own scope read from its
-    globals: ``df.query("x > @limit")``, ``pd.eval("a + b")``; names that are the code's locals are not."""
+    globals: ``df.query("x > @limit")``, ``pd.eval("a + b")``, ``getattr(df, "query")(...)``,
+    ``methodcaller("query", ...)``, and ``QUERY(...)`` for a global that may hold ``df.query``; names that are the
+    code's locals are not."""
     found: dict[EvaluatedRead, None] = {}
     codes = [code]
     for current in codes:
         codes.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
         ins = [i for i in dis.get_instructions(current) if i.opname not in _PASSED_OVER]
         local = {*current.co_varnames, *current.co_cellvars, *current.co_freevars}
-        for k, step in enumerate(ins[:-1]):
-            if step.opname not in _ATTR_OPS:
-                continue
-            before = ins[k - 1] if k else None
-            receiver = before.argval if before is not None and before.opname in _LOCAL_LOAD_OPS else None
-            every = evaluates_text(receiver if isinstance(receiver, str) else None, step.argval)
-            first = ins[k + 1]
-            if every is None or not first.opname.startswith("LOAD_"):
-                continue  # no text passed: model.eval()
-            after = ins[k + 2].opname if k + 2 < len(ins) else ""
-            if first.opname in _LOAD_GLOBAL_OPS and (after.startswith(("CALL", "LOAD_")) or after == "KW_NAMES"):
-                found[(TEXT_GLOBAL, first.argval, every)] = None  # the global is the whole argument
-                continue
-            text = _text_at(ins, k + 1, every)
-            if text is None:
-                found[(TEXT_COMPUTED, "", every)] = None
-                continue
-            for name in names_read(text, every):
+        for k in range(len(ins) - 1):
+            for name in _passed_marks(ins, k):
                 if name not in local:
-                    found[(TEXT_READ, name, every)] = None
+                    found[(TEXT_READ, name, False, "")] = None
+            call = _evaluating_call(ins, k)
+            if call is None:
+                continue
+            spelled_every, owner, j = call
+            # MOD.QUERY(text) may hold a frame's query or pandas.eval: its text is read both ways, kept as it holds
+            other_name = owner.partition(".")[2] not in ("", *AT_NAMES)
+            for every in (False, True) if other_name else (spelled_every,):
+                _text_reads(ins, k, j, every, owner, local, found)
     return tuple(found)
+
+
+def _text_reads(ins: list[dis.Instruction], k: int, j: int, every: bool, owner: str, local: set[str],
+                found: dict[EvaluatedRead, None]) -> None:
+    """Add to ``found`` what the text of the evaluating call at ``ins[k]``, starting at ``ins[j]``, reads."""
+    first = ins[j]
+    if first.opname in _STORE_OPS and ins[k].opname in _ATTR_OPS:
+        # q = df.query: which texts the name is called with is not followed, as for a computed one
+        found[(TEXT_COMPUTED, "", every, owner)] = None
+        return
+    if not first.opname.startswith("LOAD_") or first.opname in _ATTR_OPS:
+        return  # no text passed: model.eval()
+    after = ins[j + 1].opname if j + 1 < len(ins) else ""
+    if first.opname in _LOAD_GLOBAL_OPS and (after.startswith(("CALL", "LOAD_")) or after == "KW_NAMES"):
+        found[(TEXT_GLOBAL, first.argval, every, owner)] = None  # the global is the whole argument
+        if after.startswith("LOAD_") and not (after == "LOAD_CONST" and isinstance(ins[j + 1].argval, str)
+                                              and not _combined(ins, j + 1)):
+            # pd.DataFrame.query(DF, text): where the global holds a frame, the text comes after it
+            found[(TEXT_AFTER, first.argval, every, owner)] = None
+        return
+    text = _text_at(ins, j, every)
+    if text is None:
+        found[(TEXT_COMPUTED, "", every, owner)] = None
+        return
+    for name in names_read(text, every):
+        if name not in local:
+            found[(TEXT_READ, name, every, owner)] = None
+
+
+def _passed_marks(ins: list[dis.Instruction], k: int) -> list[str]:
+    """Return the ``@names`` of a constant text ``ins[k]`` loads as a call's argument, whichever call: a frame's
+    query may be reached by a route the code does not spell (``mod.QUERY(text)``, ``pd.DataFrame.query(df, text)``,
+    ``partial(df.query, text)``), and an ``@name`` in a text is rare enough elsewhere to key it anyway."""
+    step = ins[k]
+    if step.opname != "LOAD_CONST" or not isinstance(step.argval, str) or "@" not in step.argval:
+        return []
+    consumer, _ = _consumer(ins, k)
+    if not (consumer.startswith("CALL") or consumer == "KW_NAMES") or _combined(ins, k):
+        return []
+    return marked_names(step.argval)
+
+
+def _evaluating_call(ins: list[dis.Instruction], k: int) -> tuple[bool, str, int] | None:
+    """Return ``(every name read, owner, where its text starts)`` where ``ins[k]`` begins a call that may evaluate
+    its text (``df.query(``, ``getattr(df, "query")(``, ``methodcaller("query", ``, ``NAME(``), else None."""
+    step = ins[k]
+    before = ins[k - 1] if k else None
+    global_before = before is not None and before.opname == "LOAD_GLOBAL" and isinstance(before.argval, str)
+    if step.opname in _ATTR_OPS:  # receiver.query(text): a global's is judged by what it holds when keyed
+        receiver = before.argval if before is not None and before.opname in _LOCAL_LOAD_OPS else None
+        every = evaluates_text(receiver if isinstance(receiver, str) else None, step.argval)
+        if every is None:
+            # GLOBAL.name(text): counts only where the global's attribute holds a frame's query (MOD.QUERY = DF.query)
+            return (False, f"{receiver}.{step.argval}", k + 1) if global_before else None
+        return every, f"{receiver}.{step.argval}" if global_before else "", k + 1
+    if step.opname in _LOAD_GLOBAL_OPS and isinstance(step.argval, str):
+        return False, step.argval, k + 1  # NAME(text): counts only where NAME holds a frame's bound query
+    if step.opname != "LOAD_CONST" or step.argval not in AT_NAMES or before is None:
+        return None
+    if before.argval == "methodcaller" and before.opname in _ATTR_OPS | _LOCAL_LOAD_OPS:
+        return False, "", k + 1  # methodcaller("query", text): applied to what, not known
+    if k >= 2 and ins[k - 2].opname in _LOAD_GLOBAL_OPS and ins[k - 2].argval == "getattr" \
+            and before.opname in _VALUE_LOADS and ins[k + 1].opname.startswith("CALL") and k + 2 < len(ins):
+        return False, f"{before.argval}.{step.argval}" if global_before else "", k + 2  # getattr(df, "query")(text)
+    return None
 
 
 def _text_at(ins: list[dis.Instruction], j: int, every: bool) -> str | None:
@@ -618,16 +827,16 @@ def _note_spec(loads: list[dis.Instruction], how: str, categories: set[str], tex
         categories.update(spec_categories(None, how))
 
 
-def _call_arguments(ins: list[dis.Instruction], j: int, precall: bool) -> list[list[dis.Instruction]] | None:
-    """Return the instructions of each positional argument of the call whose arguments start at ``ins[j]``, or None
-    where they cannot be told apart (a branch inside, ``f(*args)``, a value that is not called)."""
+def _call_end(ins: list[dis.Instruction], j: int, precall: bool) -> int | None:
+    """Return where the call whose arguments start at ``ins[j]`` is made (its PRECALL where the code has them), or
+    None where it cannot be told (a branch inside, ``f(*args)``, a value that is not called)."""
     depth = 0
     for end in range(j, len(ins)):
         step = ins[end]
         if step.opname in _CALL_OPS and (step.opname != "CALL" or not precall):
             keywords = 1 if step.opname in ("CALL_FUNCTION_KW", "CALL_KW") else 0
             if depth == (step.arg or 0) + keywords:
-                break
+                return end
         if step.opcode in dis.hasjrel or step.opcode in dis.hasjabs or step.opname in ("RETURN_VALUE",
                                                                                       "CALL_FUNCTION_EX"):
             return None
@@ -637,7 +846,54 @@ def _call_arguments(ins: list[dis.Instruction], j: int, precall: bool) -> list[l
             return None
         if depth < 0:
             return None
-    else:
+    return None
+
+
+Chain = tuple[str, tuple[str, ...]]  # a global name and its attribute chain (root as global_chains gives it)
+
+
+@functools.lru_cache(maxsize=1024)
+def called_before(code: types.CodeType) -> tuple[tuple[Chain, tuple[Chain, ...]], ...]:
+    """Return, for each global chain ``code`` reads in its own body only (not in code nested in it), the global
+    chains it calls before its first read on its straight start: before any jump, jump target or exception handler,
+    so that each such call has returned when the chain is first read (``torch.manual_seed(x)``, then
+    ``torch.default_generator``); a chain read in an argument of the call is not after it."""
+    nested: set[Chain] = set()
+    first: dict[Chain, int] = {}
+    calls: list[tuple[Chain, int]] = []
+    straight = -1
+    for current, ins, k, j, root, chain in global_chains(code, _ARGUMENT_OPS):
+        if current is not code:
+            nested.add((root, chain))
+            continue
+        if straight < 0:
+            straight = _straight_start(code, ins)
+        first.setdefault((root, chain), k)
+        if j < straight:
+            end = _call_end(ins, j, any(i.opname == "PRECALL" for i in ins))
+            if end is not None and end < straight:
+                calls.append(((root, chain), end))
+    return tuple((read, tuple(called for called, end in calls if end < k))
+                 for read, k in first.items() if read not in nested)
+
+
+def _straight_start(code: types.CodeType, ins: list[dis.Instruction]) -> int:
+    """Return how many of ``code``'s instructions ``ins`` run first, each once and in order, whatever the values:
+    those before its first jump, jump target or instruction an exception handler covers."""
+    entries = getattr(dis.Bytecode(code), "exception_entries", None) or ()
+    handled = min((entry.start for entry in entries), default=None)
+    for index, step in enumerate(ins):
+        if step.is_jump_target or step.opcode in dis.hasjrel or step.opcode in dis.hasjabs \
+                or step.opname.startswith("SETUP_") or (handled is not None and step.offset >= handled):
+            return index
+    return len(ins)
+
+
+def _call_arguments(ins: list[dis.Instruction], j: int, precall: bool) -> list[list[dis.Instruction]] | None:
+    """Return the instructions of each positional argument of the call whose arguments start at ``ins[j]``, or None
+    where they cannot be told apart (a branch inside, ``f(*args)``, a value that is not called)."""
+    end = _call_end(ins, j, precall)
+    if end is None:
         return None
     body = [step for step in ins[j:end] if step.opname != "KW_NAMES"]
     arguments: list[list[dis.Instruction]] = []

@@ -3,12 +3,108 @@
 from __future__ import annotations
 
 import ast
-from collections.abc import Sequence
-from dataclasses import dataclass
+import builtins
+import inspect
+import operator
+import sys
+import types
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
-from ._evaluated import evaluates_text, names_read
+from ._evaluated import (
+    AT_NAMES,
+    called_evaluates,
+    evaluates_on,
+    evaluates_text,
+    held_attribute,
+    is_frame,
+    marked_names,
+    names_read,
+    partial_evaluator,
+    reads_every_name,
+)
 
 __all__ = ()
+
+
+_MISSING: Any = object()
+
+
+class Resolver:
+    """What a name or attribute chain of a cell refers to (``pds.eval`` is ``pandas.eval``): a name the cell
+    imports, through its import; any other, through the notebook's namespace, then builtins. Attributes are
+    followed on modules only, in their own namespace, so no user code (a property, a module ``__getattr__``) runs."""
+
+    def __init__(self, tree: ast.Module, namespace: Mapping[str, Any]) -> None:
+        self.namespace = namespace
+        self.imports: dict[str, str] = {}  # a name the cell's imports bind -> the dotted path it refers to
+        # Every other name the cell binds anywhere (assigned, a parameter, a loop's or handler's name): what the
+        # notebook binds to it now may not be what the cell's code meets there.
+        self.bound: set[str] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+                self.bound.add(node.id)
+            elif isinstance(node, ast.arg):
+                self.bound.add(node.arg)
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                self.bound.add(node.name)
+            elif isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and node.name:
+                self.bound.add(node.name)
+            elif isinstance(node, ast.MatchMapping) and node.rest:
+                self.bound.add(node.rest)
+            elif isinstance(node, (ast.Global, ast.Nonlocal)):
+                self.bound.update(node.names)
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.asname:
+                        self.imports[alias.asname] = alias.name
+                    else:
+                        top = alias.name.partition(".")[0]
+                        self.imports[top] = top
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                for alias in node.names:
+                    if alias.name != "*":
+                        self.imports[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+
+    def held(self, node: ast.expr) -> Any:
+        """Return the object a name or chain of names refers to where the cell does not bind its first name, as
+        ``resolve`` does; else _MISSING (not known before the cell runs)."""
+        first = node
+        while isinstance(first, ast.Attribute):
+            first = first.value
+        if not isinstance(first, ast.Name) or first.id in self.bound:
+            return _MISSING
+        return self.resolve(node)[0]
+
+    def resolve(self, node: ast.expr) -> tuple[Any, str | None]:
+        """Return the object ``node`` refers to (_MISSING where not known) and, where the cell's own import
+        names it, its dotted path (its module may not be loaded before the cell runs)."""
+        if isinstance(node, ast.Name):
+            path = self.imports.get(node.id)
+            if path is not None:
+                return _loaded(path), path
+            value = self.namespace.get(node.id, _MISSING)
+            return (vars(builtins).get(node.id, _MISSING) if value is _MISSING else value), None
+        if isinstance(node, ast.Attribute):
+            value, path = self.resolve(node.value)
+            inner = vars(value).get(node.attr, _MISSING) if isinstance(value, types.ModuleType) else _MISSING
+            return inner, (f"{path}.{node.attr}" if path is not None else None)
+        return _MISSING, None
+
+
+def _loaded(path: str) -> Any:
+    """Return the object a dotted path names among the loaded modules, or _MISSING."""
+    parts = path.split(".")
+    value = sys.modules.get(parts[0], _MISSING)
+    for index, part in enumerate(parts[1:], 2):
+        if not isinstance(value, types.ModuleType):
+            return _MISSING
+        value = sys.modules.get(".".join(parts[:index]), vars(value).get(part, _MISSING))
+    return value
+
+
+_NOTHING = Resolver(ast.Module(body=[], type_ignores=[]), {})
 
 
 class _Scope(ast.NodeVisitor):
@@ -20,7 +116,8 @@ class _Scope(ast.NodeVisitor):
     and a later read of it still reads the namespace.
     """
 
-    def __init__(self, is_class: bool = False) -> None:
+    def __init__(self, resolver: Resolver, is_class: bool = False) -> None:
+        self.resolver = resolver
         self.is_class = is_class  # a class body: the scopes inside it do not see the names it binds
         self.through: list[str] = []  # what those scopes read: names of the scope around the class
         self.bound: set[str] = set()
@@ -187,17 +284,23 @@ class _Scope(ast.NodeVisitor):
 
     def visit_Call(self, node: ast.Call) -> None:
         self.generic_visit(node)
-        found = evaluated_text(node)
+        found = evaluated_text(node, self.resolver)
         text = constant_text(*found) if found is not None else None
         if found is not None and text is not None:
             for name in names_read(text, found[1]):  # df.query("x > @limit") reads limit when it runs
                 self.read(name)
+        # A constant text's @names, whichever call it is passed to: a frame's query may be reached by a route the
+        # call's spelling does not show (mod.QUERY(text), pd.DataFrame.query(df, text), partial(df.query, text)).
+        for arg in [*node.args, *(k.value for k in node.keywords)]:
+            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                for name in marked_names(arg.value):
+                    self.read(name)
 
     def visit_Global(self, node: ast.Global) -> None:
         self.globals_declared.update(node.names)
 
     def _nested(self, node: ast.AST, params: list[str], body: Sequence[ast.AST] | ast.AST) -> None:
-        inner = _Scope(is_class=isinstance(node, ast.ClassDef))
+        inner = _Scope(self.resolver, is_class=isinstance(node, ast.ClassDef))
         inner.bound.update(params)
         for stmt in body if isinstance(body, Sequence) else [body]:
             inner.visit(stmt)
@@ -250,7 +353,7 @@ class _Scope(ast.NodeVisitor):
     def _comprehension(self, node: ast.AST, elements: list[ast.AST]) -> None:
         generators: list[ast.comprehension] = node.generators  # type: ignore[attr-defined]
         self.visit(generators[0].iter)  # the first iterable is evaluated outside
-        inner = _Scope()
+        inner = _Scope(self.resolver)
         for i, gen in enumerate(generators):
             if i:
                 inner.visit(gen.iter)
@@ -277,21 +380,76 @@ class _Scope(ast.NodeVisitor):
         self._comprehension(node, [node.key, node.value])
 
 
-def evaluated_text(node: ast.Call) -> tuple[ast.expr, bool] | None:
+def evaluated_text(node: ast.Call, resolver: Resolver = _NOTHING) -> tuple[ast.expr, bool] | None:
     """Return the text argument of a call that evaluates it in the caller's scope (``df.query(text)``,
-    ``pd.eval(text)``), with whether every name in it is read rather than its ``@names``; else None."""
+    ``pd.eval(text)``, ``peval(text)`` for ``from pandas import eval as peval``, ``getattr(df, "query")(text)``,
+    ``methodcaller("query", text)``, ``QUERY(text)`` for a notebook variable holding ``df.query``), with whether
+    every name in it is read rather than its ``@names``; else None."""
     func = node.func
-    if not isinstance(func, ast.Attribute):
-        return None
-    every = evaluates_text(func.value.id if isinstance(func.value, ast.Name) else None, func.attr)
+    every: bool | None = True
+    args = node.args
+    if not reads_every_name(*resolver.resolve(func)):
+        every = None
+        if isinstance(func, ast.Attribute):
+            every = evaluates_text(func.value.id if isinstance(func.value, ast.Name) else None, func.attr)
+            if every is not None and not _may_evaluate_on(func.value, func.attr, resolver):
+                return None
+            if every is None:  # MOD.QUERY(text): what the attribute holds may be a frame's query, or pandas.eval
+                owner = resolver.held(func.value)
+                every = None if owner is _MISSING else called_evaluates(held_attribute(owner, func.attr))
+        elif isinstance(func, ast.Name):
+            every = called_evaluates(resolver.held(func))
+        elif isinstance(func, ast.Call) and resolver.resolve(func.func)[0] is getattr and len(func.args) == 2:
+            attribute = func.args[1]  # getattr(df, "query")(text)
+            if isinstance(attribute, ast.Constant) and attribute.value in AT_NAMES and \
+                    _may_evaluate_on(func.args[0], attribute.value, resolver):
+                every = False
+        if every is None and resolver.resolve(func)[0] is operator.methodcaller and args and \
+                isinstance(args[0], ast.Constant) and args[0].value in AT_NAMES:
+            every, args = False, args[1:]  # methodcaller("query", text): applied to what, not known
     if every is None:
         return None
-    if node.args:
-        return node.args[0], every
+    if args and is_frame(resolver.held(args[0])) and (len(args) > 1 or node.keywords):
+        args = args[1:]  # pd.DataFrame.query(DF, text): the frame first, its text after it
+    if args:
+        return args[0], every
     named = [k.value for k in node.keywords if k.arg in ("expr", "ex")]
     unpacked = [k.value for k in node.keywords if k.arg is None]  # df.query(**options) may hold it
     texts = named or unpacked
     return (texts[0], every) if texts else None  # model.eval(): no text at all
+
+
+def bound_evaluator(node: ast.AST, resolver: Resolver = _NOTHING) -> str | None:
+    """Return how a statement spells the ``query``/``eval`` method it binds to a name (``q = df.query``), whose
+    calls' texts are not followed, where it may be a frame's; else None (a KDTree's, or no such binding)."""
+    value = node.value if isinstance(node, (ast.Assign, ast.AnnAssign, ast.NamedExpr)) else None
+    if isinstance(value, ast.Attribute) and value.attr in AT_NAMES and \
+            _may_evaluate_on(value.value, value.attr, resolver):
+        return ast.unparse(value)
+    return None
+
+
+def held_partial_evaluator(node: ast.AST, resolver: Resolver = _NOTHING) -> str | None:
+    """Return how to spell the evaluator a ``functools.partial`` the cell reads by a name or one attribute holds
+    (``PQ = partial(DF.query, "a > @T")``, ``Ops.big``), whose text's names its caller's code does not show."""
+    if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+        return partial_evaluator(resolver.held(node))
+    if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
+        owner = resolver.held(node.value)
+        if owner is _MISSING:
+            return None
+        try:  # as stored: no property or __getattr__ of the notebook's runs
+            return partial_evaluator(inspect.getattr_static(owner, node.attr))
+        except AttributeError:
+            return None
+    return None
+
+
+def _may_evaluate_on(receiver: ast.expr, attribute: str, resolver: Resolver) -> bool:
+    """Return False where what ``receiver`` names is known before the cell runs and its ``attribute`` evaluates
+    no text (a KDTree's query); True otherwise (a DataFrame's, or not known)."""
+    held = resolver.held(receiver)
+    return held is _MISSING or evaluates_on(held, attribute)
 
 
 def constant_text(node: ast.expr, every: bool) -> str | None:
@@ -326,11 +484,14 @@ class CellAnalysis:
     maybe_inputs: list[str]  # read after such a binding: an input only where the run did not bind it
     loop_inputs: list[str]  # read inside a loop that may bind them: the notebook's value may be read
     deletes: list[str]  # deleted before the cell binds them, read nowhere: whether they are defined matters
+    # `import a.b.c` outside functions: it binds `a` alone, which a hit restores by name, without a.b.c loaded
+    imports: list[str] = field(default_factory=list)
 
 
-def analyse(tree: ast.Module) -> CellAnalysis:
-    """Return the names a cell reads before binding them, and the names it binds."""
-    scope = _Scope()
+def analyse(tree: ast.Module, namespace: Mapping[str, Any] | None = None) -> CellAnalysis:
+    """Return the names a cell reads before binding them, and the names it binds; ``namespace`` (the notebook's)
+    tells what the names it calls refer to (``peval`` may be ``pandas.eval``, whose text reads names)."""
+    scope = _Scope(Resolver(tree, namespace or {}))
     for stmt in tree.body:
         scope.visit(stmt)
     inputs = list(dict.fromkeys(n for n in [*scope.reads, *scope.globals_declared]))
@@ -339,7 +500,21 @@ def analyse(tree: ast.Module) -> CellAnalysis:
     reads = {*inputs, *maybe_inputs, *loop_inputs}
     return CellAnalysis(inputs, sorted(scope.binds()), sorted(scope.globals_declared),
                         sorted(scope.maybe - scope.bound), maybe_inputs, loop_inputs,
-                        sorted(set(scope.deletes) - reads))
+                        sorted(set(scope.deletes) - reads), _submodule_imports(tree))
+
+
+def _submodule_imports(tree: ast.Module) -> list[str]:
+    """Return the dotted modules the cell's ``import a.b.c`` statements (no ``as``) load, outside functions."""
+    found: dict[str, None] = {}
+    stack: list[ast.AST] = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            continue  # its imports run when it is called, after a hit as after a run
+        if isinstance(node, ast.Import):
+            found.update((alias.name, None) for alias in node.names if "." in alias.name and not alias.asname)
+        stack.extend(ast.iter_child_nodes(node))
+    return sorted(found)
 
 
 def normalised_source(tree: ast.Module) -> bytes:

@@ -7,17 +7,29 @@ import builtins
 import collections
 import contextlib
 import functools
+import importlib
 import io
 import linecache
 import sys
 import time
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import xxhash
+
 from . import _conditions, _config
-from ._cell_analysis import CellAnalysis, analyse, constant_text, evaluated_text, normalised_source
+from ._cell_analysis import (
+    CellAnalysis,
+    Resolver,
+    analyse,
+    bound_evaluator,
+    constant_text,
+    evaluated_text,
+    held_partial_evaluator,
+    normalised_source,
+)
 from ._cell_exec import capture, compile_flags, execute, replay
 from ._config import warn_once
 from ._dependencies import (
@@ -34,13 +46,15 @@ from ._dependencies import (
     warn_entropy,
 )
 from ._errors import ConfigurationError, StorageWarning, UnhashableArgument
-from ._explain import Explanation, before_compute, caching_off, explain_call
+from ._evaluated import NAMESPACE_READERS, namespace_reader
+from ._explain import SHARED_INPUTS, Explanation, after_compute, before_compute, caching_off, explain_call
 from ._first_use import bindings, bound_as_before, home_module, loaded_on_first_use
 from ._in_place import held_part, holders, restorable, restore_in_place, shares, skeleton
 from ._inventory import delete_results, human_time, owner
 from ._memo import (
     Call,
     MemoizedFunction,
+    apply_unseen,
     changed_in_place,
     conditioned_entry,
     entry_conditions,
@@ -48,11 +62,13 @@ from ._memo import (
     save_entry,
     served,
     storage_unreadable,
+    unseen_state_functions,
     warn_random_result,
 )
 from ._methods import _PerObjectCache
-from ._notebook import current_notebook, owner_tag
+from ._notebook import current_notebook, is_history, owner_tag
 from ._parts import NoPath, Step, constant_paths, follow, same_part
+from ._rules import rules_digest
 from ._serialize import (
     _LRU_WRAPPER,
     ClassChanged,
@@ -63,7 +79,7 @@ from ._serialize import (
     lru_cache_of,
     referring_to,
 )
-from .hashing import IMMUTABLE_LEAVES, combine, content_hash
+from .hashing import IMMUTABLE_LEAVES, aliasing_parts, combine, content_hash, things_met
 from .stores.local import Store, StoredRecord, get_store
 from .stores.remote import replacing_if
 
@@ -77,19 +93,12 @@ _SHELL_TOOLS = frozenset({"get_ipython", "exit", "quit", "__builtin__", "__built
 _SHELL_DUNDERS = frozenset({"__warningregistry__", "__annotations__", "__session__", "__vsc_ipynb_file__",
                             "__file__", "__cached__"})
 _SHELL_MODULES = frozenset({"__builtin__", "__builtins__"})
-_HISTORY = frozenset({"In", "Out", "_", "__", "___", "_i", "_ii", "_iii", "_oh", "_ih", "_dh", "_exit_code"})
-
-
-def _is_history(name: str) -> bool:
-    """Return True for IPython's history variables (``_``, ``Out``, ``_5``, ``_i5``...)."""
-    return name in _HISTORY or (name.startswith("_i") and name[2:].isdigit()) \
-        or (name.startswith("_") and name[1:].isdigit())
 
 
 def _is_shell_name(name: str) -> bool:
     """Return True for names the shell owns: never stored or restored as the cell's outputs, unless the cell
     binds them itself (see _own_dunders)."""
-    return name in _SHELL_TOOLS or name in _SHELL_DUNDERS or _is_history(name)
+    return name in _SHELL_TOOLS or name in _SHELL_DUNDERS or is_history(name)
 
 
 def _is_dunder(name: str) -> bool:
@@ -182,9 +191,11 @@ class CellMemo:
         call = self.last_call
         if call is None:
             return None
-        if not self.last_hit and self.miss_report is not None:
-            return self.miss_report
-        return explain_call(self, call, as_miss=not self.last_hit)  # type: ignore[arg-type]
+        if self.last_hit:
+            return explain_call(self, call)  # type: ignore[arg-type]
+        report = self.miss_report if self.miss_report is not None else \
+            explain_call(self, call, as_miss=True)  # type: ignore[arg-type]
+        return after_compute(self, call, report)  # type: ignore[arg-type]
 
     def clear(self) -> int:
         return delete_results(self._store(), self.entries(), everywhere=True)
@@ -206,11 +217,13 @@ def cells() -> list[CellMemo]:
 
 
 def _resolve_inputs(analysis: CellAnalysis, code_tree: ast.Module, code: types.CodeType, namespace: dict[str, Any],
-                    only: list[str] | None) -> tuple[dict[str, Any], Dependencies, list[DataRead]]:
+                    only: list[str] | None) -> tuple[dict[str, Any], Dependencies, list[DataRead],
+                                                     frozenset[tuple[str, str]]]:
     """Hash the cell's inputs by content, and the code of user functions it uses (``code``: the cell's, compiled).
 
     Also return the mutable data it reads that no input holds (a module's dict, read as ``umod.REGISTRY``),
-    with its digest: a run that changes it did what a hit could not do again."""
+    with its digest: a run that changes it did what a hit could not do again; and the state functions met that
+    no wrapper sees (see Call.unseen)."""
     names = only if only is not None else analysis.inputs
     builtin_names = vars(builtins)
     inputs: dict[str, Any] = {}
@@ -239,14 +252,23 @@ def _resolve_inputs(analysis: CellAnalysis, code_tree: ast.Module, code: types.C
         # keyed as an undefined name then, so a hit never stands in for that NameError.
         if name not in namespace and name not in inputs:
             inputs[name] = _UNDEFINED
-    chains: dict[str, tuple[str, ...]] = {}
+    # Every chain a name is read with (cfg.A and cfg.B, np.pi and np.random.mtrand._rand), each keyed as it leads
+    chains: dict[str, list[tuple[str, ...]]] = {}
     for name, chain in global_references(code):
         if name in inputs and chain:
-            chains.setdefault(name, chain)
+            chains.setdefault(name, []).append(chain)
     present = {name: value for name, value in inputs.items() if value is not _UNDEFINED}
     missing = [name for name, value in inputs.items() if value is _UNDEFINED]
     read: list[DataRead] = []
-    deps = resolve_values(present, chains, missing, _config.settings.track_versions, read, code)
+    # What keying the inputs meets: a state reader or seeder held where no wrapper sees its calls (random.getstate
+    # in a dict since before the first run) is told to the run's recorder; the rest is no concern of a cell's.
+    found: list[Any] = []
+    outer_found, things_met.found = getattr(things_met, "found", None), found
+    try:
+        deps = resolve_values(present, chains, missing, _config.settings.track_versions, read, code, namespace)
+    finally:
+        things_met.found = outer_found
+    unseen, _ = unseen_state_functions(found)
     # Notebook data the cell's functions read (a list a helper appends to): its state is in the key, and a
     # run may change it in place, so it counts as an input the cell reads, restored with its outputs.
     bound = set(analysis.binds)  # those bound on some paths only included
@@ -257,7 +279,7 @@ def _resolve_inputs(analysis: CellAnalysis, code_tree: ast.Module, code: types.C
     # Part of an input (cfg.layers) changes with it, and is stored with it; a module is no such input.
     elsewhere = [data for data in read
                  if data[0] not in inputs and not _stored_with_input(inputs.get(_root(data[0]), _UNDEFINED))]
-    return inputs, deps, elsewhere
+    return inputs, deps, elsewhere, unseen
 
 
 def _stored_with_input(root: Any) -> bool:
@@ -285,6 +307,11 @@ def _left_out(label: str, inputs: dict[str, Any], deps: Dependencies) -> None:
     for what, reason in deps.skipped.items():
         if what in inputs:
             raise UnhashableArgument(f"the cell input '{what}'", inputs[what], reason,
+                                     leave_out="%%memo --inputs a,b listing the inputs that matter")
+    for what in deps.handles:
+        if what in inputs:  # as before: the cell's own input, refused like one that cannot be hashed
+            raise UnhashableArgument(f"the cell input '{what}'", inputs[what], "it is an open handle (a file, a "
+                                     "connection), whose content is not a value; open it in the cell instead",
                                      leave_out="%%memo --inputs a,b listing the inputs that matter")
     for what, reason in deps.skipped.items():
         warn_once(f"skipped:cell:{label}:{what}", f"%%memo {label}: '{what}' is left out of the cache key ({reason}), "
@@ -348,7 +375,7 @@ def prepare(shell: Any, raw_cell: str, options: CellOptions,
     __tracebackhide__ = True  # a refusal (an input that cannot be hashed) shows the cell's line first
     transformed = shell.transform_cell(raw_cell)
     tree, filename = _parse(shell, transformed, raw_cell, header)
-    analysis = analyse(tree)
+    analysis = analyse(tree, shell.user_ns)
     digest = combine([b"cell", normalised_source(tree)])
     label = options.name or f"{digest.hex()[:12]}"
     cell = _cells.get(label)
@@ -359,19 +386,33 @@ def prepare(shell: Any, raw_cell: str, options: CellOptions,
     cell._options = options
     cell.notebook = current_notebook()
     code = compiled = compile(tree, "<cell>", "exec", flags=compile_flags(shell), dont_inherit=True)  # as it runs
-    inputs, deps, elsewhere = _resolve_inputs(analysis, tree, code, shell.user_ns, options.inputs)
+    walks: dict[int, tuple[Any, Any]] = {}  # what hashing each input met: which of them share objects
+    outer_walks, things_met.walks = getattr(things_met, "walks", None), walks
+    try:
+        inputs, deps, elsewhere, unseen = _resolve_inputs(analysis, tree, code, shell.user_ns, options.inputs)
+    finally:
+        things_met.walks = outer_walks
     unknown = None if options.inputs is not None else _unknown_reads(tree, shell.user_ns)
     if unknown is None:  # else it runs unstored, whatever its key
         _left_out(label, inputs, deps)
     _read_environment(code, shell.user_ns, label, deps, options)
     if "settings of torch" in deps.parts:  # what the cell's torch calls run under: grad mode, autocast...
         deps.parts["modes of torch"] = ("settings", torch_modes().encode())
-    code = combine([digest] + [f"{label}\0{kind}".encode() + d for label, (kind, d) in sorted(deps.parts.items())
-                               if kind in ("code", "package", "missing")])
+    # The library's own rules too: an entry another version made may lack what these would record.
+    code = combine([digest, rules_digest().encode()] + [
+        f"{label}\0{kind}".encode() + d for label, (kind, d) in sorted(deps.parts.items())
+        if kind in ("code", "package", "missing")])
     arguments = {label: d for label, (kind, d) in deps.parts.items() if kind == "value"}
-    key = combine([b"cell1", cell.function_id.encode(), code, deps.digest()]).hex()
+    # Which inputs are one object or share memory (b = a, X_head = X_all[:2]): a cell that changes one in place
+    # sees it in the other, so it is not the cell with copies of the same contents. In name order: not the order
+    # the cell reads them. [] (the key as before) when none is shared.
+    shared = aliasing_parts([value for name, value in sorted(inputs.items()) if value is not _UNDEFINED], walks)
+    extras = {SHARED_INPUTS: xxhash.xxh3_64_hexdigest(shared[0])} if shared else {}
+    key = combine([b"cell1", cell.function_id.encode(), code, deps.digest(), *shared]).hex()
     call = Call(key, arguments, code, digest, Dependencies(
-        {k: v for k, v in deps.parts.items() if v[0] != "value"}, deps.skipped, deps.clock), "source")
+        {k: v for k, v in deps.parts.items() if v[0] != "value"}, deps.skipped, deps.clock, deps.handles,
+        deps.connections), "source",
+        extras=extras, unseen=unseen)
     cell.last_call = call
     return CellCall(cell, call, inputs, analysis, unknown, _shell_magics(tree), elsewhere, compiled), tree, filename
 
@@ -411,6 +452,7 @@ def _unknown_reads(tree: ast.Module, namespace: dict[str, Any]) -> str | None:
     # A node comes before the nodes inside it: a call is seen before the names it is made of.
     allowed: set[int] = set()  # get_ipython() of the magics that read no names (%config, %matplotlib)
     explicit: set[int] = set()  # eval(text, {...}): it reads the namespaces it is given
+    resolver = Resolver(tree, namespace)
     for node, top in _nodes(tree):
         shown = None
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
@@ -432,24 +474,32 @@ def _unknown_reads(tree: ast.Module, namespace: dict[str, Any]) -> str | None:
                     "a shell command (!...)" if attr in ("system", "getoutput") else f"get_ipython().{attr}")
             return (f"it runs {what}, whose code reads names this cell's code does not show. Move it to another "
                     "cell, or list the cell's inputs with %%memo --inputs a,b")
-        found = evaluated_text(node) if isinstance(node, ast.Call) else None
+        found = evaluated_text(node, resolver) if isinstance(node, ast.Call) else None
         if found is not None and constant_text(*found) is None and not _not_text(found[0], namespace):
-            assert isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-            return (f"it passes .{node.func.attr}(...) a text computed at run time, whose names it reads from the "
-                    "notebook. Write the text out in the call, or list the cell's inputs with %%memo --inputs a,b")
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("eval", "exec") \
-                and _namespace_given(node):
+            assert isinstance(node, ast.Call)
+            return (f"it passes {_spelling(node.func)}(...) a text computed at run time, whose names it reads from "
+                    "the notebook. Write the text out in the call, or list the cell's inputs with %%memo --inputs a,b")
+        bound = bound_evaluator(node, resolver)
+        if bound is not None:
+            return (f"it binds {bound} to a name, whose calls read the @names of their texts from the notebook, "
+                    f"which is not followed. Call {bound}(...) with the text written out, or list the cell's inputs "
+                    "with %%memo --inputs a,b")
+        evaluator = held_partial_evaluator(node, resolver)
+        if evaluator is not None:
+            return (f"it reads {ast.unparse(node)}, a functools.partial of {evaluator}, whose text's names are read "
+                    f"from the notebook, which is not followed. Call {evaluator} itself with the text written out, or "
+                    "list the cell's inputs with %%memo --inputs a,b")
+        called = _reader(node.func, resolver) if isinstance(node, ast.Call) else None
+        if isinstance(node, ast.Call) and called in ("eval", "exec") and _namespace_given(node):
             explicit.add(id(node.func))
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("vars", "dir") \
-                and not node.args and not node.keywords and top:
-            shown = f"{node.func.id}()"  # at top level, the notebook's names
-        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and id(node) not in allowed | explicit:
-            if node.id in _DYNAMIC or (node.id == "locals" and top):
-                shown = f"{node.id}"
-        elif isinstance(node, ast.Attribute):
-            if node.attr in _FRAME_READS or (node.attr in _DYNAMIC and isinstance(node.value, ast.Name)
-                                             and node.value.id == "builtins"):
-                shown = f".{node.attr}"
+        elif isinstance(node, ast.Call) and called in ("vars", "dir") and not node.args and not node.keywords and top:
+            shown = f"{_spelling(node.func)}()"  # at top level, the notebook's names
+        elif isinstance(node, (ast.Name, ast.Attribute)) and isinstance(node.ctx, ast.Load) \
+                and id(node) not in allowed | explicit:
+            reader = _reader(node, resolver)
+            if (isinstance(node, ast.Attribute) and node.attr in _FRAME_READS) or reader in _DYNAMIC \
+                    or (reader == "locals" and top):
+                shown = _spelling(node)
         elif isinstance(node, ast.Subscript) and _names_main(node.slice):
             shown = "sys.modules['__main__']"
         elif isinstance(node, (ast.Subscript, ast.Call)):
@@ -460,6 +510,29 @@ def _unknown_reads(tree: ast.Module, namespace: dict[str, Any]) -> str | None:
             return (f"it reads the notebook through {shown}, so what it reads is not known. List its inputs with "
                     "%%memo --inputs a,b")
     return None
+
+
+def _reader(node: ast.expr, resolver: Resolver) -> str | None:
+    """Return which builtin that reads the notebook's namespace (``eval``, ``globals``, ``get_ipython``...) a name or
+    attribute chain refers to, under any spelling: ``eval``, ``bi.eval``, ``__builtins__.eval``, ``ev`` bound to
+    eval in an earlier cell; else None."""
+    if isinstance(node, ast.Name) and (node.id in _DYNAMIC or node.id in NAMESPACE_READERS):
+        return node.id  # by name, whatever the notebook binds to it: read where it holds the builtin
+    if not isinstance(node, (ast.Name, ast.Attribute)):
+        return None
+    if isinstance(node, ast.Attribute) and node.attr in _DYNAMIC and \
+            isinstance(node.value, ast.Name) and node.value.id == "builtins":
+        return node.attr
+    return namespace_reader(*resolver.resolve(node))
+
+
+def _spelling(node: ast.expr) -> str:
+    """Return how the code spells a called name, for a message: ``eval``, ``bi.eval``, ``.query``."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return f"{node.value.id}.{node.attr}" if isinstance(node.value, ast.Name) else f".{node.attr}"
+    return "a call"
 
 
 def _namespace_given(node: ast.Call) -> bool:
@@ -533,16 +606,27 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
     ``header`` is the magic's line, shown above the cell's code in tracebacks.
     """
     __tracebackhide__ = True  # an error raised in the cell shows the cell's frames, not ours
-    cell_call, tree, filename = prepare(shell, raw_cell, options, header)
+    # Our lookups and writes are not what a body reads: one another thread runs, when this is not the main
+    # thread (this one is then taken to work for it). The cell's own run is recorded for the cell alone.
+    with _conditions.paused():
+        cell_call, tree, filename = prepare(shell, raw_cell, options, header)
+    off = _config.disabled_by_env()  # %memo off, or NOTEBOOK_MEMO_DISABLE
+    if cell_call.unknown and not off:  # run as a plain cell is: what it reads is seen as a plain cell's
+        result = execute(shell, tree, filename)
+        cell_call.cell.misses += 1
+        cell_call.cell.last_hit = False
+        _not_stored(cell_call.cell, cell_call.unknown)
+        return result
+    with _conditions.paused():
+        return _run_cell(shell, cell_call, tree, filename, options, off)
+
+
+def _run_cell(shell: Any, cell_call: CellCall, tree: ast.Module, filename: str, options: CellOptions,
+              off: bool) -> Any:
+    """Restore the prepared cell from the cache, or run it and store what it made (``off``: run it only)."""
+    __tracebackhide__ = True
     cell, call = cell_call.cell, cell_call.call
     store = cell._store()
-    off = _config.disabled_by_env()  # %memo off, or NOTEBOOK_MEMO_DISABLE
-    if cell_call.unknown and not off:
-        result = execute(shell, tree, filename)
-        cell.misses += 1
-        cell.last_hit = False
-        _not_stored(cell, cell_call.unknown)
-        return result
     unusable = None  # why an entry found under the key could not be restored
     if not options.refresh and not off:
         restored = _try_restore(shell, store, cell, call.key, options, filename, cell_call.magics)
@@ -561,7 +645,12 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
     # `limit: int = 5` adds to the namespace's __annotations__ (the shell's dict): the entries a run adds or
     # replaces are stored, and a hit adds them as the run did.
     annotations_before = _annotations(namespace)
-    input_digests = {name: _digest_or_none(value) for name, value in cell_call.inputs.items()}
+    caches: dict[int, frozenset[str]] = {}  # the pandas caches the inputs hold: entries the run fills are no change
+    outer_caches, things_met.caches = getattr(things_met, "caches", None), caches
+    try:
+        input_digests = {name: _digest_or_none(value) for name, value in cell_call.inputs.items()}
+    finally:
+        things_met.caches = outer_caches
     skeletons = {name: skeleton(value) for name, value in cell_call.inputs.items()}
     # What the user modules the cell reads bind now: a helper of theirs may load a model on first use.
     modules_before = bindings([value for value in cell_call.inputs.values() if _by_reference(value)])
@@ -573,6 +662,12 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
              for name in {*analysis.maybe_binds, *analysis.maybe_inputs, *analysis.loop_inputs}
              if name in namespace and _the_cells(name, own)}
     recorder = _conditions.Recorder()
+    apply_unseen(recorder, call.unseen)
+    for files in call.deps.handles.values():  # read through a helper's global handle, opened before the run
+        for path in files:
+            recorder.read_handle(path)
+    for label, connection in call.deps.connections.items():
+        recorder.read_connection(label, connection)
     # Data held elsewhere is excused a functools.cached_property the run fills while the value stays as filled
     recorder.fill_owners.update(id(data[1]) for data in cell_call.held_elsewhere)
     start = time.perf_counter()
@@ -591,6 +686,8 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
     # too, and from what it read before it; on a miss, so a hit does no more work.
     recorder.sizes = cell_call.code is not None and (_conditions.stats_code(cell_call.code, namespace)
                                                      or _conditions.stats_code(cell_call.code, cell_call.inputs))
+    if cell_call.code is not None:  # asked only where a setting changed in a run that imported modules
+        recorder.code = functools.partial(_names_reached, cell_call.code, (namespace, cell_call.inputs))
     after = _namespace_snapshot(namespace, own)
     missing = [name for name in options.outputs or () if name not in namespace]
     if missing:  # the run stands; an entry without them would restore less than it made
@@ -600,7 +697,7 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
     if options.outputs is not None:  # an input changed in place is an output, whatever the list says
         unlisted = sorted(name for name, digest in input_digests.items() if name not in options.outputs
                           and name in namespace and after.get(name) == before.get(name) and digest is not None
-                          and _digest_or_none(namespace[name]) != digest)
+                          and not _same_state(namespace[name], digest, caches))
         if unlisted:
             _not_stored(cell, f"it changed {unlisted[0]!r} in place, which --outputs leaves out, so a hit would leave "
                         "it as it was. Add it to --outputs")
@@ -622,8 +719,8 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
                  or (name in analysis.maybe_inputs and name not in after)}
     unverifiable = sorted(name for name, digest in unchanged.items() if digest is None)
     left_alone = {name for name, digest in maybe.items() if after.get(name) == before.get(name)
-                  and digest is not None and _digest_or_none(namespace[name]) == digest}
-    outputs = [name for name in _outputs(options, cell_call, before, after, input_digests, namespace)
+                  and digest is not None and _same_state(namespace[name], digest, caches)}
+    outputs = [name for name in _outputs(options, cell_call, before, after, input_digests, namespace, caches)
                if name not in left_alone]
     # Inputs changed in place, still the same objects: a hit restores them into the live objects when
     # every one of them can be restored exactly (else it binds them all, as the run left them together).
@@ -658,7 +755,7 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
         if not set(rebinds) <= set(watched):
             held_before = None  # who held the others before this run is not known
         cell.rebinds = frozenset(rebinds)
-    if not _detached_unheld(cell, cell_call.inputs, input_digests, namespace, before, after):
+    if not _detached_unheld(cell, cell_call.inputs, input_digests, namespace, before, after, caches):
         return result
     part, parts = _part_of_input(cell_call.inputs, outputs, namespace, tree)
     if part:
@@ -679,9 +776,23 @@ def run_cell(shell: Any, raw_cell: str, options: CellOptions, header: str = "%%m
         "rebinds": rebinds,
         "held_before": sorted(held_before) if held_before is not None else None,
         "own": sorted(own),
+        # Loaded by the run, they are imported again before a hit restores the names they hang from.
+        "imports": [module for module in analysis.imports if module in sys.modules],
         "annotations": {name: value for name, value in annotations_after.items()
                         if annotations_before.get(name, _UNDEFINED) is not value or name in _annotated(tree)},
     }
+    unknown_handle = next((label for label, files in call.deps.handles.items() if not files), None)
+    if unknown_handle is not None:
+        _not_stored(cell, f"the code it calls reads {unknown_handle!r}, which is or holds an open handle (a file, a "
+                    "connection, a buffer) whose files cannot be told, or that may be written through, so what is "
+                    "read through it is in no key. Pass the file's path instead, and open it where it is read")
+        return result
+    code_in = recorder.code_in_connections() if call.deps.connections else None
+    if code_in is not None:
+        _not_stored(cell, f"the code it calls reads {code_in[0]!r}, an SQLite connection {code_in[1]}, and what that "
+                    "code computes inside its queries is in no key. Register it on a connection opened where it is "
+                    "read, or compute it in Python from the rows")
+        return result
     change = recorder.process_change()
     if change is None:
         change = cell.changes_process
@@ -805,6 +916,13 @@ def _by_reference(value: Any) -> bool:
     return isinstance(value, (type, types.FunctionType)) and getattr(value, "__module__", "__main__") != "__main__"
 
 
+def _names_reached(code: types.CodeType, namespaces: tuple[dict[str, Any], ...],
+                   wanted: Callable[[frozenset[str]], bool]) -> bool:
+    """Return True when the names of a cell's ``code``, or of the user's code it reaches through ``namespaces`` (the
+    notebook's, then the cell's inputs), are ``wanted``."""
+    return any(_conditions.code_reaches(code, namespace, wanted) for namespace in namespaces)
+
+
 def _raised(cell: CellMemo, exc: BaseException, before: Explanation | None) -> Explanation:
     """Return the report on a run that raised: what it raised, and why it ran at all when known."""
     summary = f"it raised {_config.describe_error(exc)}, so nothing was stored"
@@ -820,8 +938,23 @@ def _digest_or_none(value: Any) -> bytes | None:
         return None
 
 
+def _same_state(value: Any, digest: bytes | None, caches: dict[int, frozenset[str]]) -> bool:
+    """Return True when ``value`` still has ``digest``, or differs from it only by entries pandas objects in it
+    filled into their caches since (``caches``: the entries they held then, by id), as a GroupBy's first
+    aggregation does: such an input is not changed in place."""
+    if _digest_or_none(value) == digest:
+        return True
+    if not caches or digest is None:
+        return False
+    try:
+        return content_hash(value, caches=caches) == digest
+    except UnhashableArgument:
+        return False
+
+
 def _detached_unheld(cell: CellMemo, inputs: dict[str, Any], digests: dict[str, bytes | None],
-                     namespace: dict[str, Any], before: dict[str, int], after: dict[str, int]) -> bool:
+                     namespace: dict[str, Any], before: dict[str, int], after: dict[str, int],
+                     caches: dict[int, frozenset[str]]) -> bool:
     """Return False, warning once, when the cell changed an input in place and then rebound or deleted its name
     (``a.append(1); a = a + [2]``) while another name holds that object: a hit would leave it unchanged."""
     for name, value in inputs.items():
@@ -829,7 +962,7 @@ def _detached_unheld(cell: CellMemo, inputs: dict[str, Any], digests: dict[str, 
             continue
         if sys.getrefcount(value) <= 3:  # held by the inputs, this loop and the call alone: by no other name
             continue
-        if _digest_or_none(value) == digests[name]:
+        if _same_state(value, digests[name], caches):
             continue  # rebound, its old object untouched
         others = {n: v for n, v in _user_names(namespace).items() if n != name}
         held = holders({**others, "\0old": value}, ["\0old"], skip=namespace)
@@ -909,14 +1042,15 @@ def _unrestorable(linked: set[str] | None, restored: set[str], changed: list[str
 
 
 def _outputs(options: CellOptions, cell_call: CellCall, before: dict[str, int], after: dict[str, int],
-             input_digests: dict[str, bytes | None], namespace: dict[str, Any]) -> list[str]:
+             input_digests: dict[str, bytes | None], namespace: dict[str, Any],
+             caches: dict[int, frozenset[str]]) -> list[str]:
     if options.outputs is not None:
         return list(options.outputs)
     names = set(cell_call.analysis.binds) | set(cell_call.analysis.globals_declared)
     names |= {name for name, ident in after.items() if before.get(name) != ident}
     for name, digest in input_digests.items():
         # An input changed in place (x.append(...), df.loc[...] = ...): its new state is an output.
-        if name in namespace and _digest_or_none(namespace[name]) != digest:
+        if name in namespace and not _same_state(namespace[name], digest, caches):
             names.add(name)
     own = _own_dunders(cell_call.analysis)
     return sorted(n for n in names if n in namespace and _the_cells(n, own))
@@ -941,9 +1075,10 @@ def _store_cell(store: Store, cell: CellMemo, call: Call, value: dict[str, Any],
         return
     meta = {
         "kind": "cell", "name": cell.qualified_name, "label": cell.label, "fid": cell.function_id,
-        "code": call.code.hex(), "own": call.own.hex(), "method": "source",
+        "code": call.code.hex(), "own": call.own.hex(), "method": "source", "library": rules_digest(),
         "deps": {label: [kind, d.hex()] for label, (kind, d) in call.deps.parts.items()},
         "skipped": [], "args": {name: d.hex() for name, d in call.arguments.items()},
+        **({"extras": call.extras} if call.extras else {}),
         "version": "", "created": time.time(), "ttl": options.ttl, "duration": duration,
         "size": payload.nbytes, "outputs": sorted({*value["outputs"], *value.get("parts", ())}),
         **({"notebook": cell.notebook} if cell.notebook else {}),
@@ -1165,6 +1300,19 @@ def _placed(code: types.CodeType, filename: str) -> types.CodeType:
     return code.replace(co_filename=filename, co_consts=consts)
 
 
+def _submodules_missing(modules: Any) -> str | None:
+    """Import the submodules the stored run imported (``import xml.dom.minidom`` binds ``xml`` alone, which the entry
+    restores by name); return why one cannot be, else None."""
+    for module in modules if isinstance(modules, list) else ():
+        if not isinstance(module, str) or not all(part.isidentifier() for part in module.split(".")):
+            continue  # not what a run stores
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # whatever its import raises: the run raises it where it should
+            return f"it imports {module}, which cannot be imported now ({type(exc).__name__}: {exc}): the cell runs"
+    return None
+
+
 def _try_restore(shell: Any, store: Store, cell: CellMemo, key: str, options: CellOptions,
                  filename: str | None = None, magics: list[tuple[str, str]] | None = None) -> Any:
     try:
@@ -1196,6 +1344,9 @@ def _try_restore(shell: Any, store: Store, cell: CellMemo, key: str, options: Ce
         return _NotCached(f"{exc}: the cell runs")
     except Exception as exc:  # damaged, or a stored class that changed or vanished since
         return _drop_damaged(store, cell, key, exc)
+    missing = _submodules_missing(value.get("imports") or ())
+    if missing:
+        return _NotCached(missing)
     namespace = shell.user_ns
     for name, digest in value.get("unchanged", {}).items():
         if digest is None or name not in namespace or _digest_or_none(namespace[name]) != digest:
@@ -1221,6 +1372,8 @@ def _try_restore(shell: Any, store: Store, cell: CellMemo, key: str, options: Ce
     if in_place:
         if restore_in_place(namespace, in_place, {n: v for n, v in restored.items() if n not in in_place}):
             restored = {n: v for n, v in restored.items() if n not in in_place}
+            # Where the result holds such a copy, it holds the live object its data went into, as after a run.
+            rebind.done.update({id(copy): namespace[name] for name, copy in in_place.items()})
         else:
             rebinds = list(in_place)  # nothing was copied: they are bound to the restored copies
     if rebinds:
@@ -1244,6 +1397,12 @@ def _try_restore(shell: Any, store: Store, cell: CellMemo, key: str, options: Ce
               f"took {record.header.duration:.2f} s)")
     for name, line in magics or ():  # what they set (an extension loaded, a setting) is the shell's, not a name's
         shell.run_line_magic(name, line)
+    try:
+        # `_` and Out[n] are the objects the restored names hold: the functions pointed at the notebook, the live
+        # inputs restored in place (one walk of the result, as of the outputs; nothing where it is one of them).
+        result = rebind(value["result"])
+    except RecursionError:
+        result = value["result"]  # live objects are already restored: the value as stored, rather than a run
     namespace.update(restored)
     namespace.update(parts)  # the live inputs' own objects, as the run left them bound
     for name in value["deleted"]:
@@ -1257,5 +1416,5 @@ def _try_restore(shell: Any, store: Store, cell: CellMemo, key: str, options: Ce
     cell.last_hit = True
     store.count_hit(owner_tag(cell.function_id, cell.notebook))
     cell.saved_seconds += record.header.duration
-    return value["result"]
+    return result
 

@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from . import _config
+from . import _conditions, _config
 from ._config import DURATION_TEXT, duration_text, parse_size
 from ._errors import ConfigurationError, MemoWarning, StorageWarning
 from ._inventory import Inventory, human_bytes, human_time, is_named, same_notebook
@@ -304,6 +304,11 @@ def _untrusted_for_the_command_line(message: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    with _conditions.paused():  # called in-process: the store's files it reads are not a running body's reads
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(_values_attached(sys.argv[1:] if argv is None else argv))
     if args.command == "demo":

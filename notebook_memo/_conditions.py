@@ -17,17 +17,21 @@ from __future__ import annotations
 import collections.abc
 import contextlib
 import contextvars
+import copy
+import copyreg
 import dis
 import errno
 import functools
 import glob
 import importlib
 import importlib.machinery
+import importlib.util
 import inspect
 import itertools
 import linecache
 import locale
 import os
+import pickle
 import random
 import secrets
 import shlex
@@ -42,18 +46,23 @@ import tokenize
 import types
 import urllib.parse
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import xxhash
 
 from . import _lru_helpers
 from ._config import FILE_DIGEST_LIMIT, RACY_SECONDS, own_thread
-from ._dependencies import _PACKAGE_STATE, SESSION_PREFIXES, SESSION_VARIABLES, STDIN_NAMES
+from ._databases import database_digest, database_state, expiry_window
+from ._dependencies import _PACKAGE_STATE, _PANDAS_SECTIONS, SESSION_PREFIXES, SESSION_VARIABLES, STDIN_NAMES
+from ._descriptors import FILE, UNNAMED, descriptor_file, file_clock
 from ._fills import FillNotes, fill_digest, watch_fills
-from ._fingerprint import module_attribute
+from ._fingerprint import is_user_code, module_attribute
+from ._handles import connection_settings, registered_code
+from ._left_settings import left_change, left_settings, names_setter
 from ._links import SAMEFILE, lead, watch_links
-from ._native_reads import watch_native_reads
+from ._memory_files import in_memory
+from ._native_reads import watch_memory_files, watch_native_reads, watch_shared_memory
 from ._notebook import notebook_paths
 from ._random_state import (
     ENTROPY,
@@ -68,6 +77,7 @@ from ._random_state import (
     watch_seeding,
 )
 from ._random_state import __file__ as _random_state_file
+from ._replaced import install, replacing
 
 __all__ = ()
 
@@ -101,7 +111,10 @@ _ENVIRONMENT_EVENTS = frozenset({"os.putenv", "os.unsetenv"})
 _SPAWN_EVENTS = frozenset({"subprocess.Popen", "os.system", "os.posix_spawn", "os.exec", "os.spawn", "os.fork",
                            "os.forkpty", "os.startfile"})
 _READ_OR_CONNECTED = _READ_EVENTS | {_CONNECTED}
-_EVENTS = _READ_EVENTS | _WRITE_EVENTS | _ENVIRONMENT_EVENTS | _SPAWN_EVENTS | {_CONNECTED}
+# A module not loaded yet begins to be imported (raised before its code runs; importlib.import_module raises none
+# for the module it names, only for those its code imports)
+_IMPORT_EVENT = "import"
+_EVENTS = _READ_EVENTS | _WRITE_EVENTS | _ENVIRONMENT_EVENTS | _SPAWN_EVENTS | {_CONNECTED, _IMPORT_EVENT}
 _PACKAGE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "")
 # The standard library's readers of source lines (for tracebacks and inspect): their reads of Python source are
 # code, not data; what they read of other files (linecache.getline on a text file) is data.
@@ -228,31 +241,64 @@ def _path_of(value: Any) -> str | None:
 
 def environment() -> dict[Any, Any]:
     """Return a copy of the process's environment: its raw bytes where it keeps them (nothing is decoded)."""
+    return dict(_environment_now())
+
+
+def _environment_now() -> Mapping[Any, Any]:
+    """Return the process's environment as ``environment`` copies it, uncopied: to compare, never to keep."""
     data = getattr(os.environ, "_data", None)
-    return dict(data) if isinstance(data, dict) else dict(os.environ)
+    return data if isinstance(data, dict) else os.environ
 
 
 _INT_DIGITS = "sys.set_int_max_str_digits"
+_PANDAS_OTHER = "pandas.set_option"  # pandas' options that change no result (display.*): compared, never keyed
 
 
-def _settings(libraries: Iterable[str] | None = None) -> dict[str, str]:
+def _settings(libraries: Iterable[str] | None = None) -> dict[str, Any]:
     """Return the process-wide settings of the libraries loaded now (torch's default dtype, decimal's context,
-    pandas' options...: the table a key reads them from), of those named only where ``libraries`` is given, and
-    Python's limit on int-to-text digits."""
+    pandas' options...: the table a key reads them from, and those no key reads: pandas' and numpy's display
+    options, torch's grad mode, matplotlib's rcParams, see _left_settings), of those named only where
+    ``libraries`` is given, the process's own (warnings filters, sys.path...), and Python's limit on int-to-text
+    digits. Not the recursion limit: every miss raises it for its own frames while it runs, in whichever thread,
+    so another thread's body would see it move."""
     names = _PACKAGE_STATE if libraries is None else libraries
-    found = {name: _PACKAGE_STATE[name]() for name in names if name in sys.modules}
+    found: dict[str, Any] = {name: _PACKAGE_STATE[name]() for name in names if name in sys.modules}
+    if "pandas" in found:
+        found[_PANDAS_OTHER] = _pandas_other_options()
+    found.update(left_settings(found))
     limit = getattr(sys, "get_int_max_str_digits", None)
     if limit is not None:
         found[_INT_DIGITS] = str(limit())
     return found
 
 
-def _setting_change(name: str, before: str, after: str) -> str:
+def _pandas_other_options() -> str:
+    """Return pandas' options outside the sections a key reads (``display.max_rows=7``), as text."""
+    config = sys.modules.get("pandas._config.config")
+    table = getattr(config, "_global_config", None)
+    if not isinstance(table, dict):
+        return ""
+    parts: list[str] = []
+    groups = [(section, value) for section, value in table.items() if section not in _PANDAS_SECTIONS]
+    while groups:
+        name, value = groups.pop()
+        if isinstance(value, dict):
+            groups.extend((f"{name}.{key}", item) for key, item in value.items())
+        else:
+            parts.append(f"{name}={value!r}")
+    return " ".join(sorted(parts))
+
+
+def _setting_change(name: str, before: Any, after: Any) -> str:
     """Return a setting's change in words, naming its first part that differs (``prec=6``, ``torch.float64``)."""
+    if isinstance(after, tuple):  # one of _left_settings'
+        return left_change(before, after)
     if name == _INT_DIGITS:
         return f"sets Python's limit on the digits of an int turned into text ({_INT_DIGITS}) to {after}"
     part = next((b for a, b in itertools.zip_longest(before.split(), after.split(), fillvalue="")
                  if a != b), after)
+    if name == _PANDAS_OTHER:
+        return f"sets pandas' option {part or 'one unset'} (pd.set_option)"
     return f"changes {name}'s process-wide settings ({part or 'one unset'})"
 
 
@@ -291,8 +337,13 @@ class Recorder:
         # real paths of files that may come and go by the body's own doing (an SQLite WAL file, which the body's
         # connection creates and removes): recorded as they are when the run ends
         self.companions: set[str] = set()
+        # absolute paths of SQLite databases read through a handle opened before the run: compared by their rows
+        # (_databases), since the handle's own opening and closing rewrite their bytes
+        self.databases: set[str] = set()
         self.rewritten: set[str] = set()  # ... after reading them (or reading them after adding to them)
         self.unlocatable = ""  # the first read that names no path (through a folder's descriptor), if any
+        self.in_memory = ""  # the first read of fsspec's in-memory file system (memory://...), if any
+        self.started = file_clock()  # a file with no name made after this is the run's own (see descriptor_file)
         self.stdin = ""  # the first open of the standard input (its descriptor 0, /dev/stdin), if any
         self.stale_lines = ""  # the first file whose lines linecache served older than the file, if any
         # the user's functools.lru_cache functions met while keying calls, with their cache hits as the run starts:
@@ -302,6 +353,9 @@ class Recorder:
         # listed; with each, what its authorizer saw (_Attaching)
         self.connections: list[tuple[Any, _Attaching]] = []
         self.attached_unnamed: list[_Attaching] = []  # ... connections that attached a database named at run time
+        # (label, connection, settings): the sqlite3 connections global names held before the run, which the body
+        # reads        # through, with their settings as it starts (see read_connection)
+        self.global_connections: list[tuple[str, Any, tuple[tuple[str, Any], ...] | None]] = []
         self.kept: set[str] = set()  # ... first written without truncating them: their earlier content stays
         self.declared: list[str] = []
         # declared path -> what it covered when declared (see _declared_state), compared when the run ends: a
@@ -326,12 +380,25 @@ class Recorder:
         self.set_on_import: set[Any] = set()  # variables set by a module's code as it was imported
         # Set by process_change: the environment variables the run changed, where it changed nothing else
         self.variables_changed: tuple[str, ...] = ()
+        # The first memo.cached_property value the run assigned, or dropped after it was assigned (named): state
+        # kept beside its object, which no hashing of it sees, and which a hit would not set again
+        self.assigned = ""
         # Libraries' process-wide settings, of those loaded now only: a library's first import sets its own.
         # ``libraries``: those the body's code uses (a setting is changed through its library's functions);
         # None, every one loaded (a cell's code is not resolved).
         self.libraries = None if libraries is None else tuple(libraries)
         self.settings = _settings(self.libraries)
-        self.modules = len(sys.modules)  # to tell whether the run imported modules, whose code may set them
+        self.modules = len(sys.modules)  # as the settings were read: ours loaded since are read again (recording)
+        # Whether the body's run imported modules, whose code may set them: counted while it runs (recording), not
+        # around our own work before and after it (reading the random states loads numpy's on first use)
+        self.imported = False
+        # The settings as the first import the run set off began (its audit event comes before the module's code
+        # runs): what changed before that is the body's own change, not an import's. None: no import began yet.
+        self.at_import: dict[str, Any] | None = None
+        # Whether the body's code, or the user's code it reaches, holds names a test accepts (function_reaches,
+        # code_reaches): a setting whose setter it names is its own change, made after an import or not. None:
+        # not known (taken to name none).
+        self.code: Callable[[Callable[[frozenset[str]], bool]], bool] | None = None
         self.spawned = ""  # the first program the run started, if any
         # files and folders named on the command lines of the processes it started (as for reads): what another
         # process reads is not seen, so what it is told to read is taken as read, unless the run changed it (then
@@ -348,6 +415,9 @@ class Recorder:
         self.drew_first: set[str] = set()
         self.entropy: set[str] = set()  # ... seeded from the operating system's entropy
         self.seeded_names: set[str] = set()
+        # generators the body may seed through a function whose calls no wrapper sees (see MemoizedFunction._recorder)
+        self.unseen_seeders: set[str] = set()
+        self.tied: set[str] = set()  # generators whose state before the run selects its entry (set by drawn)
         self.drawn_meanwhile: set[str] = set()  # generators another task moved while the body awaited (stepped)
         self.overlapped = False  # another thread's memoized run ran at some time during this one
         # ids of the objects (arguments, globals read) whose functools.cached_property fills are noted, and the
@@ -410,6 +480,32 @@ class Recorder:
         if _lru_helpers.codes:
             _note_helper_read(self, listing, absolute, name, real, sig)
 
+    def read_handle(self, path: str) -> None:
+        """The run reads ``path`` through a handle opened before it ran (see _handles): from its start, with no
+        event naming it. A ``-wal`` file is its database's write-ahead log: the database is compared by its rows."""
+        wal = path.endswith("-wal")
+        self.read(path, listing=False, companion=wal)
+        if wal:
+            self.databases.add(os.path.abspath(path[:-len("-wal")]))
+
+    def read_connection(self, label: str, connection: Any) -> None:
+        """The run reads through ``connection``, an ``sqlite3`` connection the global ``label`` held before it ran
+        (its files are read_handle's)."""
+        self.global_connections.append((label, connection, connection_settings(connection)))
+
+    def code_in_connections(self) -> tuple[str, str] | None:
+        """Return the label of a global connection the run read through that has code of the notebook's registered
+        on it as the run ends (before it, or by the body), and what, in words; None when none has. Such code runs
+        inside its queries, and no key holds what it computes (see _handles.registered_code)."""
+        for label, connection, _ in self.global_connections:
+            names = registered_code(connection)
+            if names is None:
+                return label, "whose functions and collations this SQLite cannot list (pragma_function_list)"
+            if names:
+                shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+                return label, f"with Python code registered on it ({shown})"
+        return None
+
     def declare(self, path: str) -> None:
         """The run depends on ``path`` (a file, a folder or a pattern) from now on."""
         self.declared.append(path)
@@ -427,15 +523,22 @@ class Recorder:
 
     def process_change(self) -> str | None:
         """Return how the run changed the environment, the current folder or a library's process-wide settings,
-        which a hit would not do again, in words (``sets the environment variable 'MODE', ...``); None when it
-        left them as it found them, "" when a setting changed in a run that also imported modules (whose code,
-        run by the import, may have made the change: not the body's, so not said, but not stored either)."""
-        now = environment()
+        or assigned a memo.cached_property value, which a hit would not do again, in words (``sets the environment
+        variable 'MODE', ...``); None when it left them as it found them, "" when a setting changed in a run that
+        also imported modules (whose code, run by the import, may have made the change: not the body's, so not
+        said, but not stored either)."""
+        if self.assigned:
+            return f"assigned {self.assigned}, which a hit could not do again"
         # A variable a module set as the body imported it (scikit-learn's KMP_DUPLICATE_LIB_OK) is set again
-        # wherever that module is imported: not the body's change. Compared whole first: almost every run
-        # leaves the environment as it was, and one comparison of two dicts is what each miss pays.
-        changed = [] if now == self.environ else [n for n in {*now, *self.environ}
-                                                  if now.get(n) != self.environ.get(n) and n not in self.set_on_import]
+        # wherever that module is imported: not the body's change. Compared whole first, in place: almost every
+        # run leaves the environment as it was, and one comparison of two dicts is what each miss pays.
+        now: Mapping[Any, Any] = _environment_now()
+        if now == self.environ:
+            changed = []
+        else:
+            now = dict(now)
+            changed = [n for n in {*now, *self.environ}
+                       if now.get(n) != self.environ.get(n) and n not in self.set_on_import]
         if changed:
             name = min(changed, key=str)
             text = os.fsdecode(name) if isinstance(name, bytes) else name
@@ -450,15 +553,54 @@ class Recorder:
         settings = self.settings
         now_settings = self._settings_now()
         if now_settings != settings:
-            if len(sys.modules) != self.modules:
-                return ""
-            name = next(name for name, value in settings.items() if now_settings.get(name) != value)
-            return f"{_setting_change(name, settings[name], now_settings.get(name, ''))}, which a hit would not do"
+            changed = [name for name, value in settings.items() if now_settings.get(name) != value]
+            if self.imported:
+                # A module the run imported may have made the change as it loaded: not the body's. But a setting
+                # changed before the first import began, or one of those _left_settings compares whose setter the
+                # body's code names (import colorsys, then np.set_printoptions), is the body's, and said.
+                own = self._own_changes(changed)
+                if own:
+                    name = own[0]
+                    return (f"{_setting_change(name, settings[name], now_settings.get(name, ''))}, which a hit "
+                            "would not do")
+                # The rest: a setting a key reads leaves the run unstored all the same, unsaid; one that only
+                # _left_settings compares (rcParams, which matplotlib's inline backend sets as pyplot first loads
+                # it, a warnings filter a library adds as it is imported) is taken for the import's, as a variable
+                # set so is: the next import of that module in another kernel makes it again.
+                if any(not isinstance(settings[name], tuple) for name in changed):
+                    return ""
+            elif changed:
+                name = changed[0]
+                return f"{_setting_change(name, settings[name], now_settings.get(name, ''))}, which a hit would not do"
+        for label, connection, then in self.global_connections:
+            change = _connection_change(label, then, connection_settings(connection))
+            if change is not None:
+                return f"{change}, which a hit would not do"
         return None
 
-    def _settings_now(self) -> dict[str, str]:
+    def _settings_now(self) -> dict[str, Any]:
         """Return the settings compared, as they are now."""
         return {name: value for name, value in _settings(self.libraries).items() if name in self.settings}
+
+    def _own_changes(self, changed: list[str]) -> list[str]:
+        """Return the settings of ``changed`` (in a run that imported modules) that are the body's own change: those
+        changed before its first import began, and those of _left_settings whose setter its code names."""
+        at_import = self.at_import
+        own = [name for name in changed if at_import is not None and at_import.get(name) != self.settings[name]]
+        if own or self.code is None:
+            return own
+        return [name for name in changed if isinstance(self.settings[name], tuple)
+                and self.code(functools.partial(names_setter, name))]
+
+    def import_began(self) -> None:
+        """A module's import that the run set off begins (before its code runs)."""
+        if self.at_import is None:
+            self.at_import = {}  # an import our reading sets off is not the first
+            token = pause()  # what reading the settings does is ours, not the body's
+            try:
+                self.at_import = self._settings_now()
+            finally:
+                resume(token)
 
     def spawn(self, program: str, environment_given: bool, folder_given: bool, named: Iterable[str] = ()) -> None:
         """The run started another process, ``program``, given its own environment and absolute folder or not, and
@@ -491,6 +633,17 @@ class Recorder:
             self.rewritten.add(real)  # a folder it listed and then wrote into: its signature says so
 
 
+def _connection_change(label: str, then: tuple[tuple[str, Any], ...] | None,
+                       now: tuple[tuple[str, Any], ...] | None) -> str | None:
+    """Return what changed on the connection ``label`` holds between two of its connection_settings, in words; None
+    when nothing did."""
+    if then is None or then == now:
+        return None  # another thread's, or closed before the run: nothing of it was read here
+    how = "closes {}" if now is None else \
+        next((how for (how, value), (_, later) in zip(then, now) if value != later), "changes the settings of {}")
+    return how.format(f"the SQLite connection {label!r}")
+
+
 def _note_helper_read(recorder: Recorder, listing: bool, absolute: str, name: str, real: str,
                       sig: list[int] | None) -> None:
     """A body's run read ``absolute``: note it for each watched lru_cache function running around the read, or in the
@@ -499,12 +652,17 @@ def _note_helper_read(recorder: Recorder, listing: bool, absolute: str, name: st
         state.reads.setdefault((listing, absolute), (name, real, sig))
 
 
-def _note_helper_read_outside(event: str, args: tuple[Any, ...], frame: types.FrameType) -> None:
+def _note_helper_read_outside(event: str, args: tuple[Any, ...], frame: types.FrameType,
+                              paused: bool = False) -> None:
     """No body runs around this read: note it for each watched lru_cache function running around it (in any thread,
     where a pool's thread reads), so that what it caches at the notebook's top level stays known. A read it makes
-    that names no path (an SQLite database, a glob, a folder's descriptor) leaves it unknown."""
-    # A pool's thread reads for a function running in another thread: all of them are looked at, with one reading.
-    states = _lru_helpers.states_around(frame, every=threading.get_ident() != threading.main_thread().ident)
+    that names no path (an SQLite database, a glob, a folder's descriptor) leaves it unknown. ``paused``: our own
+    work runs here (see ``pause``), and only the functions the user's code it called runs are looked at."""
+    if paused:
+        states = _lru_helpers.states_in_users_code(frame)
+    else:
+        # A pool's thread reads for a function running in another thread: all of them are looked at, one reading.
+        states = _lru_helpers.states_around(frame, every=threading.get_ident() != threading.main_thread().ident)
     if not states:
         return  # the common case: no watched function runs (a frame's code is read only when one does)
     caller = frame.f_code.co_filename
@@ -596,7 +754,13 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
     active = _active.get()
     if not active:
         watching = _lru_helpers.codes or _lru_helpers.discovering is not None
-        if active is None or not (_running or watching) or getattr(own_thread, "ours", False):
+        if active is None:
+            # Our own work runs (keying, a lookup, a store): no body's read, but the user's code it calls (a
+            # __memo_key__, a result's pickling) may fill a watched function, which later serves a body.
+            if watching and event in _READ_OR_CONNECTED and not getattr(own_thread, "ours", False):
+                _note_helper_read_outside(event, args, sys._getframe(1), paused=True)
+            return
+        if not (_running or watching) or getattr(own_thread, "ours", False):
             return  # no body runs, or this is a thread of ours (its connections and files are the store's)
         active = _working_for() if _running else ()
         if not active:
@@ -605,6 +769,10 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
             return
     try:
         frame = sys._getframe(1)
+        if event == _IMPORT_EVENT:
+            for recorder in active:
+                recorder.import_began()
+            return
         if event in _ENVIRONMENT_EVENTS:
             if args:
                 for recorder in _set_by_an_import(frame, active):
@@ -623,6 +791,10 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
         caller = code.co_filename
         if caller.startswith(("<frozen importlib", _PACKAGE_DIR, _IMPORTLIB_DIR)) \
                 and not (caller in _LOADER_FILES and _loads_data(event, code, args)):
+            if caller in _LOADER_FILES and event == "open" and code.co_name == "get_data" \
+                    and _loaded_by_location(frame):
+                for recorder in active:  # a module loaded by its file's location: data, not code
+                    recorder.read(_source_of(args[0]), listing=False)
             return  # the import system, or our own reads
         if caller == shutil.__file__ and (code.co_name == "rmtree" or code.co_name.startswith("_rmtree")):
             return  # inside a removal (the shutil.rmtree event names the whole tree)
@@ -631,16 +803,22 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
             # Only a read matters: a write there marks nothing here as written.
             if event in _READ_EVENTS and not (event == "open" and _writes_only(args)):
                 for recorder in active:
-                    recorder.unlocatable = recorder.unlocatable or f"{event} of {os.fsdecode(args[0])}"
+                    recorder.unlocatable = recorder.unlocatable or \
+                        f"through a folder's descriptor ({event} of {os.fsdecode(args[0])})"
             return
         if event in ("os.listdir", "os.scandir") and args and isinstance(args[0], int):
             for recorder in active:
-                recorder.unlocatable = recorder.unlocatable or f"{event} of a folder's descriptor"
+                recorder.unlocatable = recorder.unlocatable or f"through a folder's descriptor ({event} of one)"
             return
         if event == "open":
             if _names_the_standard_input(args[0]):
                 for recorder in active:  # no key can hold what it reads: said after the run
                     recorder.stdin = recorder.stdin or f"open({args[0]!r})"
+                return
+            if isinstance(args[0], int):
+                # open(fd) or os.fdopen(fd) of a descriptor perhaps opened before the run: no name is given
+                if not (isinstance(args[2], int) and (args[2] & os.O_ACCMODE) == os.O_WRONLY):
+                    _note_descriptor(args[0], active, f"open({args[0]})")
                 return
             path = _path_of(args[0])
             if path is None or (caller in _SOURCE_READERS and path.endswith(_SOURCE_SUFFIXES)
@@ -716,6 +894,30 @@ def _loads_data(event: str, code: types.CodeType, args: tuple[Any, ...]) -> bool
         return False
     path = _path_of(args[0])
     return path is not None and not path.endswith(_CODE_SUFFIXES) and _BYTECODE_FOLDER not in path
+
+
+def _loaded_by_location(frame: types.FrameType) -> bool:
+    """Return True when the import system's ``get_data`` (``frame``) reads a module's code for a load by file
+    location (``spec_from_file_location`` and ``exec_module``, ``SourceFileLoader(...).load_module()``,
+    ``runpy.run_module``), not for an import by name: no code fingerprint sees such a module, so its file is data."""
+    caller: types.FrameType | None = frame.f_back
+    if caller is None or caller.f_code.co_name != "get_code":
+        return False  # get_source (linecache showing a traceback): code shown, not run
+    while caller is not None and caller.f_code.co_filename.startswith(("<frozen importlib", _IMPORTLIB_DIR)):
+        if caller.f_code.co_name == "_find_and_load":
+            return False  # ``import name`` or import_module: the fingerprint follows the name
+        caller = caller.f_back
+    return caller is not None and not caller.f_code.co_filename.startswith(_PACKAGE_DIR)
+
+
+def _source_of(path: Any) -> str:
+    """Return the source file of a module's code file ``path``: its own name, or that of a ``__pycache__`` file
+    (which the loader reads in place of an unchanged source)."""
+    name = os.fsdecode(path)
+    if _BYTECODE_FOLDER in name:
+        with contextlib.suppress(ValueError, NotImplementedError):
+            return importlib.util.source_from_cache(name)
+    return name
 
 
 def _read_database(path: str, recorders: Recorders) -> None:
@@ -1112,6 +1314,16 @@ def held_value_read(filled: int, digest: bytes | None, obj: Any, describe: Calla
             recorder.held.setdefault(describe(), None)
 
 
+def assigned_held_value(describe: Callable[[], str]) -> None:
+    """A memo.cached_property value was assigned, or an assigned one dropped (``describe()`` names it): the running
+    bodies note it as a change of state a hit could not make again. Costs a list's truth test where no body runs."""
+    if not _running:
+        return
+    for recorder in active():
+        if not recorder.assigned:
+            recorder.assigned = describe()
+
+
 def in_a_run() -> bool:
     """Return True where a memoized body runs around this point."""
     return bool(_running) and bool(active())
@@ -1141,29 +1353,58 @@ def resume(token: contextvars.Token[Recorders | None]) -> None:
     _active.reset(token)
 
 
+@contextlib.contextmanager
+def paused() -> collections.abc.Iterator[None]:
+    """Record nothing in the block: our own work (a ``%memo`` command, the command line called in-process), done
+    in a thread that runs no body, is not the reads of the bodies other threads run."""
+    token = pause()
+    try:
+        yield
+    finally:
+        resume(token)
+
+
+def watch_all() -> None:
+    """Put our hooks and wrappers in place where they are not yet (once each; a library loaded since is looked at).
+
+    Called by ``recording`` as a run starts, and before a body's run is timed, where the first run's installing
+    (its wrappers put in place in the user's modules too) would count as the body's time and make a quick
+    function look slow."""
+    _install_hook()
+    # After the states were read, which may have loaded a library's random module (numpy's loads on
+    # first use): its seeding functions are watched from this run on.
+    watch_seeding(_note_seeding, _note_state_read, is_user_code)
+    watch_entropy(_note_entropy)
+    watch_links(_note_link)
+    watch_native_reads(_note_native_read)
+    watch_memory_files(_note_memory_read)
+    watch_shared_memory(_note_segment)
+    watch_fills(_note_fill)
+    _watch_linecache()
+    _watch_descriptor_reads()
+
+
 class recording:  # lower case: used as a function, ``with recording(recorder, outer):``
     """Record what the block reads into ``recorder`` and into the recorders around it.
 
     A class rather than a generator: it is entered on every miss, and costs a third as much."""
 
-    __slots__ = ("outer", "recorder", "token")
+    __slots__ = ("modules", "outer", "recorder", "token", "watch")
 
-    def __init__(self, recorder: Recorder, outer: Recorders) -> None:
-        self.recorder, self.outer = recorder, outer
+    def __init__(self, recorder: Recorder, outer: Recorders, watch: bool = True) -> None:
+        # ``watch``: put our hooks in place first; False where the caller just did (watch_all, before its timing)
+        self.recorder, self.outer, self.watch = recorder, outer, watch
 
     def __enter__(self) -> Recorder:
-        _install_hook()
-        # After the states were read, which may have loaded a library's random module (numpy's loads on
-        # first use): its seeding functions are watched from this run on.
-        watch_seeding(_note_seeding, _note_state_read)
-        watch_entropy(_note_entropy)
-        watch_links(_note_link)
-        watch_native_reads(_note_native_read)
-        watch_fills(_note_fill)
-        _watch_linecache()
-        _watch_descriptor_reads()
+        if self.watch:
+            watch_all()
         self.token = _active.set((*self.outer, self.recorder))
         recorder = self.recorder
+        self.modules = len(sys.modules)
+        if not recorder.caller and self.modules != recorder.modules:
+            # Before its first part runs, our own work loaded modules (numpy's random module, as the states were
+            # read), whose code may have set what was read: the run starts from the settings as they are now.
+            recorder.settings, recorder.modules = _settings(recorder.libraries), self.modules
         recorder.caller = id(sys._getframe(1))  # the body runs below this frame (see _set_by_an_import)
         for other in _running:
             if other.thread != recorder.thread:  # each may draw from a global generator while the other runs
@@ -1174,6 +1415,8 @@ class recording:  # lower case: used as a function, ``with recording(recorder, o
     def __exit__(self, *exc: object) -> None:
         _active.reset(self.token)
         _running.remove(self.recorder)
+        if len(sys.modules) != self.modules:
+            self.recorder.imported = True
 
 
 class stepped:  # lower case: used as a function, ``await stepped(body, recorder)``
@@ -1248,6 +1491,17 @@ def _note_native_read(path: Any) -> None:
         return
 
 
+def _note_memory_read(path: Any) -> None:
+    """The body read a file or listing of fsspec's in-memory file system: no condition can check it (and it is gone
+    after a restart), so the run is not stored."""
+    try:
+        for recorder in active():
+            if not recorder.in_memory:
+                recorder.in_memory = f"memory://{str(path).removeprefix('memory://').lstrip('/')}"
+    except Exception:  # never breaks the body's own call
+        return
+
+
 def _note_seeding(generator: str, from_entropy: bool) -> None:
     own = _active.get() or ()
     for recorder in _drawing_around():
@@ -1258,9 +1512,18 @@ def _note_state_read(generator: str) -> None:
     """A global generator's state was read: by the body's own code, a read its result may depend on. A library
     reads it to put it back later (``torch.random.fork_rng``, checkpointing), which changes nothing."""
     recorders = _drawing_around()
-    if recorders and _users_own(sys._getframe(2)):  # the caller of the wrapped reader
+    if not recorders:
+        return
+    caller: types.FrameType | None = sys._getframe(2)  # the caller of the wrapped reader
+    while caller is not None and caller.f_code.co_filename in _STATE_PASSED_ON:
+        caller = caller.f_back  # copy.copy(random._inst): who asked for the copy, not the library that made it
+    if caller is not None and _users_own(caller):
         for recorder in recorders:
             recorder.read_state(generator)
+
+
+# The standard library's modules that read a generator's state to copy or pickle it for their caller.
+_STATE_PASSED_ON = frozenset({copy.__file__, copyreg.__file__, pickle.__file__, random.__file__})
 
 
 # The standard library's paths from a caller to the operating system's randomness: a call through them is judged
@@ -1301,7 +1564,7 @@ def _note_entropy() -> None:
         return
     if not _users_own(frame):
         return  # a library's own use (tempfile's random names, a task's id, numpy seeding itself on import)
-    if _builds_a_seeded_legacy_generator(frame):
+    if _builds_a_seeded_legacy_generator(frame) or _seeded_before_use(frame):
         return
     for recorder in recorders:
         recorder.entropy.add(ENTROPY)
@@ -1348,7 +1611,7 @@ def _watch_linecache() -> None:
             return lines
 
         _GETLINES_CODE = getlines.__code__
-        linecache.getlines = functools.wraps(original)(getlines)
+        install(linecache, "getlines", replacing(functools.wraps(original)(getlines), original))
 
 
 _DESCRIPTOR_READERS = tuple(name for name in ("read", "readv", "pread", "preadv") if hasattr(os, name))
@@ -1356,29 +1619,59 @@ _descriptor_reads_watched: list[bool] = []
 
 
 def _watch_descriptor_reads() -> None:
-    """Wrap os.read, os.readv, os.pread and os.preadv (once): a read of descriptor 0 raises no audit event, and a
+    """Wrap os.read, os.readv, os.pread and os.preadv (once): a read of a descriptor raises no audit event, and a
     descriptor a local holds (``fd = 0; os.read(fd, n)``) is no constant the code shows, so it is noted here as the
-    body reads it, as an open of the standard input is by the audit hook (os.fdopen(0) opens it so)."""
+    body reads it, as an open of the standard input is by the audit hook (os.fdopen(0) opens it so); so is the
+    file a descriptor opened before the run leads to (``FD = os.open(...)`` in an earlier cell)."""
     if _descriptor_reads_watched:
         return
     with _hook_lock:
         if _descriptor_reads_watched:
             return
         for name in _DESCRIPTOR_READERS:
-            setattr(os, name, _reading_descriptors(getattr(os, name)))
+            install(os, name, _reading_descriptors(getattr(os, name)))
         _descriptor_reads_watched.append(True)
 
 
 def _reading_descriptors(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def read(fd: Any, *args: Any, **kwargs: Any) -> Any:
-        if isinstance(fd, int) and fd == 0:
-            for recorder in active():  # no key can hold what it reads: said after the run
-                recorder.stdin = recorder.stdin or f"os.{original.__name__}(0)"
+        if isinstance(fd, int):
+            recorders = active()  # cheap where no body runs: the store's own reads on a hit pay no more
+            if recorders and fd == 0:
+                for recorder in recorders:  # no key can hold what it reads: said after the run
+                    recorder.stdin = recorder.stdin or f"os.{original.__name__}(0)"
+            elif recorders and not sys._getframe(1).f_code.co_filename.startswith(_PACKAGE_DIR):
+                # The bodies this thread runs only: a descriptor another thread reads (a worker's own files, in a
+                # dask or pool thread beside the body) is not the body's read.
+                own = _active.get()
+                if own:
+                    _note_descriptor(fd, own, f"os.{original.__name__}({fd})")
         return original(fd, *args, **kwargs)
 
-    read._notebook_memo_original = original  # type: ignore[attr-defined]
-    return read
+    return replacing(read, original)
+
+
+def _note_segment(fd: int, how: str) -> None:
+    """A shared memory segment that was there is opened (``how``): the running bodies read the file it is."""
+    recorders = active()
+    if recorders:
+        _note_descriptor(fd, recorders, how)
+
+
+def _note_descriptor(fd: int, recorders: Recorders, how: str) -> None:
+    """The running bodies read descriptor ``fd`` (``how``: the call), which may have been opened before they ran:
+    the file it leads to is read, as if opened by name; one that has no name makes the run unrecordable."""
+    try:
+        for recorder in recorders:
+            kind, path = descriptor_file(fd, recorder.started)
+            if kind == FILE and path is not None:
+                recorder.read(path, listing=False)
+            elif kind == UNNAMED:
+                recorder.unlocatable = recorder.unlocatable or \
+                    f"through a descriptor whose file has no name now, or none that can be found ({how})"
+    except Exception:  # never breaks the body's own read
+        return
 
 
 def _note_cached_lines(entry: tuple[Any, ...], recorders: Recorders, frame: types.FrameType) -> None:
@@ -1439,6 +1732,112 @@ def _builds_a_seeded_legacy_generator(frame: types.FrameType) -> bool:
         return False
     called, _ = _chain_value(instructions, _skip_between(instructions, start - 1), frame)
     return isinstance(called, type) and issubclass(called, legacy)
+
+
+def _seeded_before_use(frame: types.FrameType) -> bool:
+    """Return True when ``frame`` is building an ``np.random.RandomState`` or ``random.Random`` (seeded from the
+    operating system's entropy) that its next statement seeds with a seed that is not None, before anything else uses
+    it: ``rs = np.random.RandomState(); rs.seed(42)``. Its seed call sets the whole state, so the entropy is never
+    drawn from.
+
+    The built generator must be stored in a name and the next instructions must load that name and call its
+    ``seed`` with one argument, read as ``RandomState(seed)``'s is; no exception handler may cover the two (one could
+    draw from it unseeded). Anything else (a seed in a branch, after a draw, on another name) counts as unseeded."""
+    instructions = _instructions(frame.f_code)
+    at = next((i for i, instruction in enumerate(instructions) if instruction.offset == frame.f_lasti), None)
+    if at is None or instructions[at].opname not in _CALLS or at + 2 >= len(instructions):
+        return False
+    base = _reseedable_class(instructions, at, frame)
+    if base is None:
+        return False
+    stored = instructions[at + 1]
+    if stored.opname == "STORE_FAST_LOAD_FAST":  # 3.13: ``rs = ...; rs.seed`` in one instruction
+        if stored.argval != (stored.argval[0],) * 2:
+            return False
+        name, method = stored.argval[0], at + 2
+    else:
+        load = at + 2
+        while load < len(instructions) and instructions[load].opname == "NOP":  # a line of its own: ``try:``
+            load += 1
+        if stored.opname not in _STORES or load == len(instructions) or instructions[load].opname not in _LOADS \
+                or instructions[load].argval != stored.argval:
+            return False
+        name, method = stored.argval, load + 1
+    if method >= len(instructions) or instructions[method].opname not in _ATTRIBUTES \
+            or instructions[method].argval != "seed":
+        return False
+    seed = _seed_argument(instructions, method, frame, name, _SEED_PARAMETERS[base])
+    return seed is not None and seed is not _UNKNOWN and not _handled_between(
+        frame.f_code, instructions[at].offset, instructions[method].offset)
+
+
+# A class whose ``seed(x)`` sets its whole state, by the name of its parameter: built without a seed, it takes the
+# operating system's entropy, which such a call, made before a draw, discards.
+_SEED_PARAMETERS = {"numpy.random.mtrand.RandomState": "seed", "random.Random": "a"}
+_STORES = frozenset({"STORE_FAST", "STORE_NAME", "STORE_GLOBAL", "STORE_DEREF"})
+_LOADS = frozenset({"LOAD_FAST", "LOAD_FAST_CHECK", "LOAD_FAST_BORROW", "LOAD_NAME", "LOAD_GLOBAL", "LOAD_DEREF"})
+
+
+def _reseedable_class(instructions: list[dis.Instruction], at: int, frame: types.FrameType) -> str | None:
+    """Return which of ``_SEED_PARAMETERS`` the call at ``at`` builds (a subclass that keeps its ``seed``), or None."""
+    call = instructions[at]
+    k = _skip_between(instructions, at - 1 - (call.opname in ("CALL_KW", "CALL_FUNCTION_KW")))
+    for _ in range(call.arg or 0):
+        start = _expression_start(instructions, k)
+        if start is None:
+            return None
+        k = _skip_between(instructions, start - 1)
+    called, _ = _chain_value(instructions, k, frame)
+    if not isinstance(called, type):
+        return None
+    for name in _SEED_PARAMETERS:
+        module, _, qualname = name.rpartition(".")
+        base = getattr(sys.modules.get(module), qualname, None)
+        if isinstance(base, type) and issubclass(called, base):
+            return name if inspect.getattr_static(called, "seed") is inspect.getattr_static(base, "seed") else None
+    return None
+
+
+def _seed_argument(instructions: list[dis.Instruction], method: int, frame: types.FrameType, name: str,
+                   parameter: str) -> Any:
+    """Return the one argument of the call of the method loaded at ``method`` (positional, or by ``parameter``'s
+    name), read as a constructor's seed is; _UNKNOWN where the call is not found in straight-line code after it or
+    passes anything else."""
+    for at in range(method + 1, min(method + 64, len(instructions))):
+        call = instructions[at]
+        if call.opcode in _JUMPS:
+            return _UNKNOWN
+        if call.opname not in _CALLS or call.arg != 1:
+            continue
+        k = at - 1
+        if call.opname in ("CALL_KW", "CALL_FUNCTION_KW"):
+            names: Any = instructions[k].argval
+            k -= 1
+        else:
+            keywords = next((i for i in instructions[_skip_between(instructions, k) + 1:at] if i.opname == "KW_NAMES"),
+                            None)
+            names = () if keywords is None else keywords.argval
+            if keywords is not None and not isinstance(names, tuple):  # 3.11: its argument indexes the constants
+                names = frame.f_code.co_consts[keywords.arg or 0]
+        k = _skip_between(instructions, k)
+        start = _expression_start(instructions, k)
+        if start is None or _skip_between(instructions, start - 1) != method:
+            continue  # a call inside the argument (``int(seed)``)
+        if names not in ((), (parameter,)):
+            return _UNKNOWN
+        if any(i.opname in _LOADS and i.argval == name for i in instructions[start:k + 1]):
+            return _UNKNOWN  # it reads the generator's name, not yet bound to it
+        return _argument_value(instructions, start, k, frame)
+    return _UNKNOWN
+
+
+def _handled_between(code: types.CodeType, first: int, last: int) -> bool:
+    """Return True when an exception handler may catch what is raised by an instruction from offset ``first`` to
+    ``last`` of ``code`` (before 3.11, where handlers are set up by instructions: when ``code`` has any)."""
+    entries = getattr(dis.Bytecode(code), "exception_entries", None)
+    if entries is None:
+        return any(i.opname.startswith("SETUP_") for i in _instructions(code))
+    return any(entry.start <= last and first < entry.end for entry in entries)
 
 
 # A computed value that cannot be None, though it cannot be read: an arithmetic operation's, a literal list's.
@@ -1780,18 +2179,34 @@ def stats_files(fn: Any) -> bool:
     helper in another cell), the attributes it names of a user's module (``ckutils.latest``), and the methods of
     a user's class it names or of a user's object's class (``Runs(folder).latest()``, an inherited one too). A
     library's code is not looked into: what it reads of a folder it lists is seen as names only."""
-    return _reaches_size_reads([(fn, frozenset())])
+    return _reaches([(fn, frozenset())], _reads_sizes)
 
 
 def stats_code(code: types.CodeType, namespace: dict[str, Any]) -> bool:
     """Return True when a cell's compiled ``code``, or the user's code it reaches through what it names of the
     notebook's ``namespace`` (a helper, a class or an object defined in another cell), reads a file's size or times:
     as ``stats_files`` tells for a function."""
+    return code_reaches(code, namespace, _reads_sizes)
+
+
+def _reads_sizes(names: frozenset[str]) -> bool:
+    return not names.isdisjoint(_SIZE_READERS)
+
+
+def function_reaches(fn: Any, wanted: Callable[[frozenset[str]], bool]) -> bool:
+    """Return True when the names of ``fn``'s code, or of the user's code it reaches (see ``stats_files``), are
+    ``wanted``; True too where there is too much code to look through."""
+    return _reaches([(fn, frozenset())], wanted)
+
+
+def code_reaches(code: types.CodeType, namespace: dict[str, Any], wanted: Callable[[frozenset[str]], bool]) -> bool:
+    """Return True when the names of a cell's compiled ``code``, or of the user's code it reaches through what it
+    names of ``namespace``, are ``wanted`` (as ``function_reaches`` tells for a function)."""
     names = _code_names(code)
-    if names & _SIZE_READERS:
+    if wanted(names):
         return True
-    return _reaches_size_reads([(found, names) for name in names
-                                if name in namespace and (found := _followed(namespace[name])) is not None])
+    return _reaches([(found, names) for name in names
+                     if name in namespace and (found := _followed(namespace[name])) is not None], wanted)
 
 
 # The most values of a call's arguments looked at for user code (objects in a list, their attributes): past it, the
@@ -1805,8 +2220,10 @@ def stats_arguments(fn: Any, values: Iterable[Any]) -> bool:
     of a user object's class (``runs.latest()``, the body naming no class), a function, bound method, partial or
     class passed, or those of what they hold in a list, tuple, set, dict or attribute. Told on a miss; each class
     once a call."""
-    asked = _code_names(code) if isinstance(code := getattr(fn, "__code__", None), types.CodeType) else frozenset()
     todo = [value for value in values if type(value) not in _PLAIN]
+    if not todo:
+        return False  # plain values only (most calls): no code of the user's to look into
+    asked = _code_names(code) if isinstance(code := getattr(fn, "__code__", None), types.CodeType) else frozenset()
     met: set[int] = set()
     classes: dict[type, bool] = {}  # the classes met: whether each is the user's (and was looked into)
     while todo:
@@ -1818,7 +2235,7 @@ def stats_arguments(fn: Any, values: Iterable[Any]) -> bool:
         met.add(id(value))
         try:
             if isinstance(value, (type, types.ModuleType, types.FunctionType, types.MethodType, functools.partial)):
-                if _reaches_size_reads([(value, asked)]):
+                if _reaches([(value, asked)], _reads_sizes):
                     return True
                 # What a bound method or partial holds runs too: its object's other methods, its arguments' code
                 todo.extend(item for item in (getattr(value, "__self__", None), *getattr(value, "args", ()),
@@ -1828,7 +2245,7 @@ def stats_arguments(fn: Any, values: Iterable[Any]) -> bool:
             user = classes.get(cls)
             if user is None:
                 classes[cls] = user = _user_class(cls)
-                if user and _reaches_size_reads([(cls, asked)]):
+                if user and _reaches([(cls, asked)], _reads_sizes):
                     return True
             for held in ((value,) if isinstance(value, (list, tuple, set, frozenset))
                          else (value.keys(), value.values()) if isinstance(value, dict)
@@ -1841,9 +2258,9 @@ def stats_arguments(fn: Any, values: Iterable[Any]) -> bool:
     return False
 
 
-def _reaches_size_reads(todo: list[tuple[Any, frozenset[str]]]) -> bool:
-    """Return True when the code of what ``todo`` holds (each with the names asked of it, for a module), or the
-    user's code it reaches, reads a file's size or times (see ``stats_files``)."""
+def _reaches(todo: list[tuple[Any, frozenset[str]]], wanted: Callable[[frozenset[str]], bool]) -> bool:
+    """Return True when the names of the code of what ``todo`` holds (each with the names asked of it, for a
+    module), or of the user's code it reaches, are ``wanted`` (see ``stats_files``)."""
     seen: set[types.CodeType] = set()
     looked: set[tuple[int, frozenset[str]]] = set()  # the modules and classes looked into, with the names asked
     met: set[int] = set()  # the objects without code of their own looked into (held alive by the caller meanwhile)
@@ -1880,7 +2297,7 @@ def _reaches_size_reads(todo: list[tuple[Any, frozenset[str]]]) -> bool:
             continue
         seen.add(code)
         names = _code_names(code)
-        if names & _SIZE_READERS:
+        if wanted(names):
             return True
         held: list[Any] = []
         for cell in cells:
@@ -2024,8 +2441,12 @@ def finish(recorder: Recorder, excluded: Iterable[str]) -> Conditions:
                             "or before the object changed. Drop it before the run (del obj.name, "
                             "obj.method.clear() or memo.reset(obj)) to have the result cached")
     if recorder.unlocatable and not recorder.declared:
-        raise NotRecordable(f"it reads through a folder's descriptor ({recorder.unlocatable}), so which file it "
+        raise NotRecordable(f"it reads {recorder.unlocatable}, so which file it "
                             "read cannot be named: declare what it reads with files= or memo.depends_on_file")
+    if recorder.in_memory:
+        raise NotRecordable(f"it read {recorder.in_memory}, a file of fsspec's in-memory file system, which no "
+                            "check can follow and which is not kept across restarts: pass its content as an "
+                            "argument, or keep the file on disk")
     if recorder.helpers:
         _helpers_read(recorder)
     if recorder.stale_lines:
@@ -2061,8 +2482,17 @@ def _finish(recorder: Recorder, excluded: Iterable[str]) -> Conditions:
     if problem:
         raise NotRecordable(f"it changes {problem[0]}, which it also reads, so its result depends on its own "
                             "earlier runs")
+    by_rows: set[str] = set()  # the databases compared by their rows: their -wal files are in their conditions
+    for absolute in recorder.databases:
+        read = recorder.reads.get(absolute)
+        if read is not None and read[1] not in recorder.written and is_data(read[1]):
+            entry = _database_condition(absolute, read[2], recorder.reads.get(absolute + "-wal"), now,
+                                        recorder.started / 1e9)
+            if entry is not None:
+                files[read[0]] = [read[0], *entry[1:]]
+                by_rows.update((absolute, absolute + "-wal"))
     for absolute, (name, real, before) in recorder.reads.items():
-        if real in recorder.written or not is_data(real):
+        if real in recorder.written or not is_data(real) or absolute in by_rows:
             continue
         companion = real in recorder.companions
         if companion and before is not None:
@@ -2338,6 +2768,105 @@ def _companion_before(path: str, before: list[int]) -> list[int]:
 
 _NAMES_KEPT = 1000  # names of a listing kept to say what appeared or vanished
 
+_DATABASE = "SQLite database"  # the kind of a file condition compared by its rows (see _databases)
+
+
+def _database_condition(path: str, before: list[int] | None, wal: tuple[str, str, list[int] | None] | None,
+                        now: int, started: float) -> list[Any] | None:
+    """Return the condition of an SQLite database read through a handle: its signature and its write-ahead log's,
+    the digest of its rows, and the clock times between which none of its rows expires around ``started`` (the
+    run's start, no later than any read of the body); None where its rows cannot be read (compared byte for byte,
+    as any file)."""
+    try:
+        st = os.stat(path)
+        if before is None or _signature(st) != before or not stat.S_ISREG(st.st_mode):
+            return None  # changed while it ran: as any file, which says so
+        wal_before = None if wal is None else wal[2]
+        wal_now = _wal_signature(path)
+        # Made by the handle's first query in the run (a connection makes it lazily), it held nothing before.
+        if wal_before is not None and not _same_log(wal_now, wal_before):
+            raise NotRecordable(f"{path}-wal, which it read, changed while it ran")
+        token = pause()  # our own reading, not the body's (nor that of a body around it)
+        try:
+            # Too large to read again on a check, or its rows unreadable: its signatures alone vouch for it (digest
+            # ""), as for any file; kept as a database only where a row expires, so that the clock still counts.
+            try:
+                digest, window = ("", expiry_window(path, started)) if st.st_size > FILE_DIGEST_LIMIT else \
+                    database_state(path, started)
+            except OSError:
+                digest, window = "", expiry_window(path, started)
+        finally:
+            resume(token)
+        if not digest and window == (None, None):
+            return None
+        wal_after = _wal_signature(path)
+        if _signature(os.stat(path)) != before or not _same_log(wal_after, wal_now):
+            raise NotRecordable(f"{path}, which it read, changed while it ran")
+    except OSError:
+        return None
+    return [path, *before, digest, now, _DATABASE, wal_after, list(window)]
+
+
+def _wal_signature(path: str) -> list[int] | None:
+    try:
+        return _signature(os.stat(path + "-wal"))
+    except OSError:
+        return None
+
+
+def _same_log(now: list[int] | None, then: list[int] | None) -> bool:
+    """Return True when a write-ahead log's signatures agree but for its change time: SQLite sets its owner on every
+    connection (as root: ours, reading it, too), which changes nothing in it."""
+    if now is None or then is None:
+        return now is then
+    return [now[0], now[1], now[3]] == [then[0], then[1], then[3]]
+
+
+def _check_database(entry: list[Any]) -> str | None:
+    """Return why an SQLite database read through a handle holds other rows now, or None: its files' signatures
+    vouch for it while they hold, and its rows where they moved (a restart's opening and closing)."""
+    path, size, mtime, ctime, ino, digest, recorded, _, wal = entry[:9]
+    if wal is not None and not (isinstance(wal, list) and len(wal) == 4 and all(type(n) is int for n in wal)):
+        return f"data file {path} changed (its log's recorded state cannot be read)"
+    window = entry[9] if len(entry) > 9 else None
+    if not (isinstance(window, list) and len(window) == 2 and
+            all(end is None or type(end) in (int, float) for end in window)):
+        return f"data file {path} changed (when its rows expire was not recorded, or cannot be read)"
+    # Readers drop a row once the clock passes its expire_time (diskcache's get): the rows it read hold only while
+    # the clock stays where none of them expires, signatures and digest alike unchanged as it passes
+    now = time.time()
+    if (window[0] is not None and now < window[0]) or (window[1] is not None and now >= window[1]):
+        return (f"data file {path} changed (a row of it expired since the run, or the clock went back past one: "
+                "its expire_time lies between then and now)")
+    try:
+        st = os.stat(path)
+    except OSError:
+        return f"data file {path} is gone"
+    sig, wal_now, old = _signature(st), _wal_signature(path), [size, mtime, ctime, ino]
+    if sig == old and _same_log(wal_now, wal) and _settled(old, recorded) and (wal is None or _settled(wal, recorded)):
+        return None
+    if not digest:  # too large, or its rows unreadable: trusted by its signatures, as a large file is
+        same = sig == old and _same_log(wal_now, wal)
+        return None if same else f"data file {path} changed (modified; too large, or its rows unreadable, to compare)"
+    trusted = _trusted_databases.get(path)
+    if trusted is not None and trusted[0][0] == sig and _same_log(wal_now, trusted[0][1]):
+        now_digest = trusted[1]
+    else:
+        token = pause()  # our own reading, not that of a body running around this call
+        try:
+            now_digest = database_digest(path)
+        except OSError:
+            return f"data file {path} changed (its rows cannot be read now)"
+        finally:
+            resume(token)
+        if _settled(sig, time.time_ns()) and (wal_now is None or _settled(wal_now, time.time_ns())) and \
+                _same_log(_wal_signature(path), wal_now):
+            _trusted_databases[path] = ((sig, wal_now), now_digest)
+    return None if now_digest == digest else f"data file {path} changed (other rows)"
+
+
+_trusted_databases: dict[str, tuple[tuple[list[int], list[int] | None], str]] = {}
+
 
 def _file_condition(path: str, before: list[int] | None, now: int, declared: bool = False) -> list[Any]:
     try:
@@ -2398,6 +2927,8 @@ def _settled(sig: list[int], checked_at: int) -> bool:
 def _check_file(entry: list[Any]) -> str | None:
     path, size, mtime, ctime, ino, digest, recorded = entry[:7]
     kind = entry[7] if len(entry) > 7 else None  # recorded as a pipe or device, not a regular file
+    if kind == _DATABASE and len(entry) > 8 and size is not None:
+        return _check_database(entry)
     try:
         st = os.stat(path)
     except OSError:
@@ -2411,13 +2942,15 @@ def _check_file(entry: list[Any]) -> str | None:
         return f"data file {path} is no longer a regular file"
     sig = _signature(st)
     old = [size, mtime, ctime, ino]
-    if sig == old and _settled(old, recorded):
+    # A file in memory (/dev/shm) written through a shared mapping keeps its stat: only its content tells.
+    memory = in_memory(st)
+    if sig == old and _settled(old, recorded) and not memory:
         return None
     if not digest:  # a large file, trusted by its signature
         return None if sig == old else _changed(path, old, sig, "")
     if sig[0] != size:
         return _changed(path, old, sig, "")
-    trusted = _trusted.get(path)
+    trusted = None if memory else _trusted.get(path)
     if trusted is not None and trusted[0] == sig:
         now_digest = trusted[1]
     else:
@@ -2425,7 +2958,7 @@ def _check_file(entry: list[Any]) -> str | None:
             now_digest = file_digest(path)
         except OSError:
             return f"data file {path} cannot be read"
-        if _settled(sig, time.time_ns()):
+        if _settled(sig, time.time_ns()) and not memory:
             _trusted[path] = (sig, now_digest)
     return None if now_digest == digest else _changed(path, old, sig, "content")
 
@@ -2565,6 +3098,8 @@ def _check_made(path: str, kind: str, target: str | None) -> str | None:
 def depends_on_folder(conditions: Conditions) -> bool:
     """Return True when a run's preconditions hold only in the folder it ran in: it read (or wrote) a path
     relative to it, or has the folder as a condition of its own (``"cwd"``)."""
+    if not conditions:
+        return False  # most runs: no precondition at all
     if "cwd" in conditions:
         return True
     return any(not os.path.isabs(entry[0]) for kind in ("files", "dirs", "globs", "written")
@@ -2639,4 +3174,5 @@ def drawn(recorder: Recorder) -> tuple[dict[str, Any], dict[str, str]]:
     states = {name: encode(state) for name, state in after.items()}
     keyed = {name: state_digest(name, before[name]) if name in before else NOT_LOADED for name in after
              if name not in recorder.reseeded}
+    recorder.tied = set(keyed)
     return states, keyed

@@ -11,11 +11,13 @@ from __future__ import annotations
 import ast
 import contextlib
 import copy
+import itertools
 import json
 import os
 import queue
 import tempfile
 import time
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,9 +40,53 @@ EXPLAIN_TAG = "explain"  # the cell whose output is the edited function's explan
 LABEL_WIDTH = 44
 
 # Evaluated silently in the kernel after each cell (a user expression: no history, no output): the
-# hits and misses of every memoized function, through the public cache_info().
-_COUNTERS = ("__import__('json').dumps({n: list(f.cache_info()[:2]) for n, f in list(globals().items()) "
-             "if callable(getattr(f, 'cache_info', None)) and callable(getattr(f, 'explain', None))})")
+# hits and misses of every memoized function there, through memo_counters below (a kernel that has not
+# imported notebook_memo has none).
+_COUNTERS = ("__import__('notebook_memo._demo', fromlist=['_']).memo_counters(globals()) "
+             "if 'notebook_memo' in __import__('sys').modules else '[]'")
+# {serial of a memoized function object: (its name, hits, misses)}, as read after a cell.
+Counters = dict[int, tuple[str, int, int]]
+# In the kernel: a number per memoized function object, never reused, as an id() is once the object is gone
+# (a cell that redefines one function and defines another could otherwise have the new one's counts read
+# against the old one's).
+_serials: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+_next_serial = itertools.count(1)
+
+
+def memo_counters(namespace: dict[str, Any]) -> str:
+    """Return, as JSON, ``[serial, name, hits, misses]`` for each memoized function object ``namespace`` holds,
+    once each: its functions by name, and the memoized methods of its classes as ``Class.method``."""
+    found: dict[int, list[Any]] = {}
+    for name, value in list(namespace.items()):
+        if isinstance(value, type):
+            for attribute, member in list(vars(value).items()):
+                # A staticmethod or classmethod holds the memoized function, which has no __func__ of its own.
+                _note_counters(found, f"{value.__name__}.{attribute}", getattr(member, "__func__", member))
+        else:
+            _note_counters(found, name, value)
+    return json.dumps(list(found.values()))
+
+
+def _note_counters(found: dict[int, list[Any]], name: str, value: Any) -> None:
+    try:
+        if not (callable(getattr(value, "cache_info", None)) and callable(getattr(value, "explain", None))):
+            return
+        serial = _serials.get(value)
+        if serial is None:
+            serial = _serials.setdefault(value, next(_next_serial))
+        if serial not in found:
+            hits, misses = value.cache_info()[:2]
+            found[serial] = [serial, name, hits, misses]
+    except Exception:  # a user's object whose attributes raise, or that takes no weak reference: not ours
+        return
+
+
+def _read_counters(value: dict[str, Any]) -> Counters:
+    """Return the counters in a kernel's reply to the ``_COUNTERS`` user expression ({} if it failed)."""
+    if value.get("status") != "ok":
+        return {}
+    rows = json.loads(ast.literal_eval(value["data"]["text/plain"]))
+    return {int(serial): (str(name), int(hits), int(misses)) for serial, name, hits, misses in rows}
 
 
 @dataclass
@@ -90,7 +136,7 @@ def _make_client(notebook: Any, directory: Path, timeout: int) -> Any:
 
     class ReportingClient(NotebookClient):  # type: ignore[misc]
         reports: list[CellReport]
-        counters: dict[str, tuple[int, int]]  # after the last cell: nothing else runs in between
+        counters: Counters  # after the last cell: nothing else runs in between
 
         async def async_execute_cell(self, cell: Any, cell_index: int, execution_count: int | None = None,
                                      store_history: bool = True) -> Any:
@@ -102,16 +148,12 @@ def _make_client(notebook: Any, directory: Path, timeout: int) -> Any:
                 self.reports.append(_report(cell_index, result, seconds, before, self.counters))
             return result
 
-        async def _counters(self) -> dict[str, tuple[int, int]]:
+        async def _counters(self) -> Counters:
             assert self.kc is not None
             msg_id = self.kc.execute("", silent=True, store_history=False, user_expressions={"memo": _COUNTERS})
             reply = await self.async_wait_for_reply(msg_id)
             await self._idle(msg_id)
-            value = (reply or {}).get("content", {}).get("user_expressions", {}).get("memo", {})
-            if value.get("status") != "ok":
-                return {}
-            counters = json.loads(ast.literal_eval(value["data"]["text/plain"]))
-            return {name: (hits, misses) for name, (hits, misses) in counters.items()}
+            return _read_counters((reply or {}).get("content", {}).get("user_expressions", {}).get("memo", {}))
 
         async def _idle(self, msg_id: str) -> None:
             # Until the kernel says idle its handler may still be running, and the interrupt that
@@ -184,12 +226,17 @@ def _label(source: str) -> str:
     return label if len(label) <= LABEL_WIDTH else label[:LABEL_WIDTH - 3] + "..."
 
 
-def _report(index: int, cell: Any, seconds: float, before: dict[str, tuple[int, int]],
-            after: dict[str, tuple[int, int]]) -> CellReport:
+def _report(index: int, cell: Any, seconds: float, before: Counters, after: Counters) -> CellReport:
     """Classify one executed code cell: computed, restored, or plain code."""
+    # Per function object: a function the cell defined (or redefined) counts from zero.
+    new: dict[str, list[int]] = {}
+    for serial, (name, hits, misses) in after.items():
+        _, hits_before, misses_before = before.get(serial, (name, 0, 0))
+        counted = new.setdefault(name, [0, 0])
+        counted[0] += hits - hits_before
+        counted[1] += misses - misses_before
     calls, computed = [], False
-    for name, (hits, misses) in after.items():
-        new_hits, new_misses = hits - before.get(name, (0, 0))[0], misses - before.get(name, (0, 0))[1]
+    for name, (new_hits, new_misses) in new.items():
         computed = computed or new_misses > 0
         counts = [f"{new_misses} computed"] * (new_misses > 0) + [f"{new_hits} restored"] * (new_hits > 0)
         if counts:

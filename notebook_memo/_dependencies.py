@@ -16,11 +16,14 @@ import builtins
 import collections
 import collections.abc
 import contextlib
+import copyreg
 import functools
+import gc
 import importlib
 import importlib.metadata  # up front: a key asked after a process gave up its rights must not import
 import importlib.util
 import io
+import itertools
 import os
 import re
 import sys
@@ -43,10 +46,12 @@ from ._bytecode import (
     LC_TIME,
     OWN_MODULE,
     SUBSCRIPT,
+    TEXT_AFTER,
     TEXT_COMPUTED,
     TEXT_GLOBAL,
     WHOLE,
     attribute_stores,
+    called_before,
     evaluated_reads,
     global_loads,
     global_references,
@@ -58,9 +63,21 @@ from ._bytecode import (
     name_arguments,
     seeds_without_argument,
     spec_categories,
+    text_pieces,
 )
 from ._errors import UnhashableArgument
-from ._evaluated import names_read
+from ._evaluated import (
+    AT_NAMES,
+    called_evaluates,
+    evaluates_on,
+    evaluates_text,
+    held_attribute,
+    is_frame,
+    names_read,
+    namespace_reader,
+    partial_evaluator,
+    reads_every_name,
+)
 from ._fingerprint import (
     _DERIVED,
     _MISSING,
@@ -77,9 +94,13 @@ from ._fingerprint import (
     own_fingerprint,
     superseded,
 )
+from ._handles import handle_files, handle_settings, is_connection
 from ._links import originals as link_readers
 from ._lru_helpers import is_helper, watch
+from ._notebook import is_history, shell_namespace
 from ._random_state import entropy_sources
+from ._replaced import original_of, rebound_at_first_run, seeder_of, state_object_read, unseen_state_method
+from ._rules import rules_digest
 from ._settings_env import (
     SettingsReads,
     file_reads,
@@ -93,14 +114,19 @@ from ._uses import CALLED, TESTED, global_uses
 from .hashing import (
     BOOKKEEPING_PREFIX,
     CLOCK,
+    STATE_FUNCTION,
     Hasher,
     carry_into_deep_walks,
     combine,
     content_hash,
     filled_cached_properties,
     install_code_handler,
+    install_state_function_hook,
     install_version_reader,
+    keyed_as_wrapped,
     library_version,
+    note_state_function,
+    note_state_use,
     qualified_name,
     things_met,
 )
@@ -172,7 +198,8 @@ def _imported_module(name: str) -> tuple[types.ModuleType | None, bool]:
         return None, False
 
 
-_CONTAINERS = (list, dict, set, bytearray, collections.deque)
+# itertools.count among them: a counter of ids (next(Node._ids)) a hit would leave where it was.
+_CONTAINERS = (list, dict, set, bytearray, collections.deque, itertools.count)
 
 
 def _watched(value: Any) -> bool:
@@ -248,6 +275,15 @@ class Dependencies:
     parts: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # label -> (kind, digest)
     skipped: dict[str, str] = field(default_factory=dict)  # label -> why it was left out
     clock: list[str] = field(default_factory=list)  # where the user's code reads the wall clock
+    # label -> the files read through the open handle it holds (a file object, an SQLite connection): reads of
+    # every run, checked on a hit; () where they cannot be told, so no result is stored (see _handles)
+    handles: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # label -> the sqlite3 connection among those handles: what it is set to, and the code registered on it, are
+    # looked at around a run (see Recorder.read_connection); never pickled (a worker gets no connection)
+    connections: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "connections": {}}
 
     def digest(self) -> bytes:
         """Return one digest of every dependency, independent of discovery order."""
@@ -256,6 +292,7 @@ class Dependencies:
 
 
 _DYNAMIC_LOOKUPS = frozenset({"globals", "eval", "exec"})
+_SUBCLASSES = "__subclasses__"
 # What builtins held when the package was imported: a name the notebook puts there later, or replaces, is its own.
 _BUILTINS_AT_IMPORT: dict[str, Any] = dict(vars(builtins))
 # Names that reach a namespace through a frame or a function (sys._getframe().f_globals, helper.__globals__,
@@ -300,9 +337,9 @@ def _is_singledispatch(value: Any) -> bool:
         and callable(getattr(value, "dispatch", None)) and hasattr(value, "__wrapped__")
 
 
-def _implementations(fn: Any) -> list[tuple[str, Any]]:
-    """Return a singledispatch function's implementations, by the name of the type they serve."""
-    return sorted(((qualified_name(kind), impl) for kind, impl in fn.registry.items()), key=lambda item: item[0])
+def _implementations(fn: Any) -> list[tuple[str, type, Any]]:
+    """Return a singledispatch function's implementations, with the type they serve and its name, by name."""
+    return sorted(((qualified_name(kind), kind, impl) for kind, impl in fn.registry.items()), key=lambda item: item[0])
 
 
 def _fixed(value: Any) -> bool:
@@ -409,6 +446,11 @@ def _registered(cls: abc.ABCMeta, users_only: bool) -> list[str]:
                   if isinstance(klass, type) and (not users_only or is_user_code(klass)))
 
 
+def _subclasses(cls: type) -> list[type]:
+    """Return what ``cls.__subclasses__()`` lists, as ``type`` lists it (a metaclass's own is code, keyed apart)."""
+    return type.__subclasses__(cls)
+
+
 def _same_patches(then: _Patches, now: _Patches) -> bool:
     return now is then or (len(now) == len(then) and all(a == b and x is y for (a, x), (b, y) in zip(now, then)))
 
@@ -436,6 +478,10 @@ class _Resolver:
         # a cell's input, unlike an argument, is not compared by that data, which its entry does not hold.
         self.nested_mutable = False
         self.drawn: set[int] = set()  # ids of values holding random generators
+        # The namespace and code of the function whose global chain (name, attributes) is being resolved: a global
+        # generator object it reads after calling its seeder (called_before) does not read the state the call found
+        self.calls_before: tuple[dict[str, Any], types.CodeType | None, tuple[str, tuple[str, ...]]] = ({}, None,
+                                                                                                      ("", ()))
         self.scanned: set[int] = set()  # ids of classes whose library bases were looked at for patches
         # A class's __hash__ (whatever its code is named: a lambda, attrs' generated one) and the code reached from
         # it serve dict and set lookups, whose answers do not depend on the hash seed: the seed they read is not
@@ -444,12 +490,18 @@ class _Resolver:
         self.in_hash = 0
         self.hash_only: set[int] = set()
         self.seed_in_hash = False
-        # A class met as a value (an argument's): the seed its methods read is keyed for a call only when the body
-        # names one of them (seed_members, told by value_class); the member being resolved, and where each code
-        # was first met (one met again from another member that read it counts for that one too).
+        # A class met as a value (an argument's): the hash seed, process ids, host and user its methods read are
+        # keyed for a call only when the body names a member that reaches the read (member_states, told by
+        # value_class); the member being resolved, where each code was first met (one met again from another member
+        # that read it counts for that one too), and the names each member's code holds (``self._pid()``).
         self.member: str | None = None
         self.member_of: dict[int, str] = {}
-        self.seed_members: set[str] | None = None
+        self.member_states: dict[str, set[str]] | None = None
+        self.member_names: dict[str, set[str]] = {}
+        # A function's resolution: what the members of a value's class read (a global instance's) is decided at its
+        # end, by the names all the code it reached holds (pending_members); any other keys it when the value is met.
+        self.defer_members = False
+        self.pending_members: list[dict[str, frozenset[str]]] = []
         # A settings class met, and code met that passes BaseSettings() keywords changing where it reads
         # (_env_prefix=..., or **options that may hold them), with the env files named by constants: together, the
         # class's own reads are not the ones made, and the whole environment is keyed (and those files).
@@ -457,6 +509,11 @@ class _Resolver:
         self.settings_overridden = False
         self.settings_files: set[str] = set()
         self.settings_keyed: set[str] = set()
+        # Code met that lists subclasses (``Plugin.__subclasses__()``, through ``cls`` or ``getattr``): which class's
+        # is not known from the code, so once one is met, the subclasses of every user class resolved are keyed
+        # (classes_met: those resolved before, with their labels).
+        self.lists_subclasses = False
+        self.classes_met: list[tuple[type, str]] = []
 
     def first_met(self, obj: Any) -> bool:
         """Return True, marking it seen, when ``obj`` (a function, class or module) is not resolved yet; keying the hash
@@ -464,9 +521,12 @@ class _Resolver:
         if id(obj) in self.seen:
             if not self.in_hash and id(obj) in self.hash_only and self.seed_in_hash:
                 self.note_state(HASH_SEED, _hash_seed())
-            if self.member is not None and self.seed_members is not None \
-                    and self.member_of.get(id(obj)) in self.seed_members:
-                self.seed_members.add(self.member)
+            first = self.member_of.get(id(obj))
+            if self.member is not None and self.member_states is not None and first not in (None, self.member):
+                for members in self.member_states.values():
+                    if first in members:
+                        members.add(self.member)
+                self.member_names.setdefault(self.member, set()).update(self.member_names.get(first, ()))
             return False
         self.seen.add(id(obj))
         if self.in_hash:
@@ -485,6 +545,8 @@ class _Resolver:
         if not self.first_met(fn):
             return
         self.watch.append(_fn_watch(fn))
+        if self.member is not None and self.member_states is not None:
+            self.member_names.setdefault(self.member, set()).update(_names_and_texts(fn.__code__))
         digest, _ = own_fingerprint(fn, self.by_code)
         parts = [digest]
         self.defaults(fn, label, parts)
@@ -531,6 +593,7 @@ class _Resolver:
         self.value(value, label)
 
     def globals_of(self, fn: types.FunctionType, owner: str) -> None:
+        self.subclasses_listed(fn.__code__)
         namespace = fn.__globals__
         builtins_ns = namespace.get("__builtins__", {})
         builtins_dict = builtins_ns if isinstance(builtins_ns, dict) else vars(builtins_ns)
@@ -540,7 +603,9 @@ class _Resolver:
         # to what it held already changed nothing, and its result, stored, would be served where it holds something
         # else, which a hit leaves as it is. Keyed by what it holds, such a run is served only where it holds that.
         bound_only = tuple((name, ()) for name in sorted(global_stores(fn.__code__) - names))
+        outer = self.calls_before
         for name, chain in references + bound_only:
+            self.calls_before = (namespace, fn.__code__, (name, chain))
             value = namespace.get(name, _MISSING)
             self.watch.append(("global", namespace, name, value))
             if value is _MISSING:
@@ -548,7 +613,13 @@ class _Resolver:
                 continue
             if _ipython_own(name, value):
                 continue  # still watched: a notebook that binds its own get_ipython is resolved again
+            self.evaluator_by_other_name(value, name, chain, owner)
+            if rebound_at_first_run(value) and _rebound_there(namespace):
+                # random.getstate taken by name before anything was wrapped: the first run binds the wrapper there
+                keyed_as_wrapped(self.reference, value, chain, global_label(namespace, name))
+                continue
             self.reference(value, chain, global_label(namespace, name))
+        self.calls_before = outer
         read = _frame_read(fn.__code__)
         if read is not None:
             self.deps.skipped[f"{owner}: .{read}"] = (
@@ -558,6 +629,27 @@ class _Resolver:
         self.imports_of(fn)
         self.environment_and_clock(fn, owner)
         self.settings_keywords(fn.__code__)
+
+    def evaluator_by_other_name(self, value: Any, name: str, chain: tuple[str, ...], owner: str) -> None:
+        """Note a global that is ``eval``, ``exec`` or ``globals`` under another name (``bi.eval``, ``ev = eval``),
+        or ``pandas.eval``/``numexpr.evaluate`` under a name the text analysis does not know (``pds.eval``,
+        ``peval``): which globals its text reads is not known, as for ``eval`` itself."""
+        target = value
+        for attr in chain:  # through modules only, in their own namespace: no module __getattr__ runs
+            if not isinstance(target, types.ModuleType):
+                return
+            target = vars(target).get(attr, _MISSING)
+        spelled = ".".join((name, *chain))
+        reader = namespace_reader(target)
+        if reader in _DYNAMIC_LOOKUPS and spelled != reader:
+            self.deps.skipped[f"{owner}: {spelled}()"] = (
+                f"it looks names up through {reader}() (as {spelled}) at run time, so which globals it reads is "
+                "not known; read them by name, or pass them as arguments")
+        elif reads_every_name(target) and not (len(chain) == 1 and evaluates_text(name, chain[0])):
+            self.deps.skipped[f"{owner}: {spelled}()"] = (
+                f"it evaluates a text with {spelled}(), which looks up every name of the text among its globals, "
+                "so which ones it reads is not known; call it as pd.eval or numexpr.evaluate, whose text is read, "
+                "or pass the values as arguments")
 
     def builtin_name(self, builtins_dict: dict[str, Any], name: str, chain: tuple[str, ...], owner: str) -> None:
         """Resolve a name the code reads that its globals lack: from builtins, where the notebook may have put
@@ -588,8 +680,28 @@ class _Resolver:
         namespace = fn.__globals__
         root_module = namespace.get("__name__")
         names: dict[str, None] = {}
-        for kind, name, every in reads:
-            if kind == TEXT_GLOBAL:
+        for kind, name, every, evaluator in reads:
+            if evaluator:
+                held_name, dot, attribute = evaluator.partition(".")
+                held = namespace.get(held_name, vars(builtins).get(held_name, _MISSING))
+                if dot and attribute not in AT_NAMES:
+                    # MOD.QUERY(text), EV.ev(text): what the attribute holds is called; the code's analysis gave
+                    # each text both ways (its @names, every name), and the way of what it holds is kept
+                    if called_evaluates(held_attribute(held, attribute)) is not every:
+                        continue
+                    dot = ""
+                elif not dot and called_evaluates(held) is not False:
+                    continue  # a global called by name that is no frame's query (QUERY = DF.query is)
+                if dot and held is not _MISSING and not evaluates_on(held, attribute):
+                    continue  # a method that evaluates no text (a KDTree's query): the global is keyed as read
+            if kind == TEXT_AFTER:
+                if is_frame(namespace.get(name)):
+                    self.deps.skipped[f"{owner}: {name}, ..."] = (
+                        f"it passes {name}, a data frame, to a query or eval taken from its class "
+                        "(pd.DataFrame.query(df, text)), and the text after it is not written out, so which names "
+                        f"it reads is not known; call {name}.query(...) with the text written out, or pass the "
+                        "values as arguments")
+            elif kind == TEXT_GLOBAL:
                 text = namespace.get(name, _MISSING)  # watched, and keyed, as a global the code reads
                 if not isinstance(text, str):
                     continue  # not a text: session.query(User)
@@ -620,9 +732,10 @@ class _Resolver:
             self.deps.parts[WHOLE_ENVIRONMENT] = ("env", environment_digest())
         if self.in_hash and found.state.pop(HASH_SEED, None) is not None:
             self.seed_in_hash = True
-        elif self.member is not None and self.seed_members is not None \
-                and found.state.pop(HASH_SEED, None) is not None:
-            self.seed_members.add(self.member)
+        if self.member is not None and self.member_states is not None:
+            for state in _MEMBER_STATES:
+                if found.state.pop(state, None) is not None:
+                    self.member_states.setdefault(state, set()).add(self.member)
         for label, text in found.state.items():
             self.note_state(label, text)
         self.deps.skipped.update(found.skipped)
@@ -741,7 +854,32 @@ class _Resolver:
             self.library(value.__name__, value.__name__, label)
             self.patched(value, chain, label)
             return
+        if chain:  # R = np.random.mtrand._rand bound outside: R.get_state(), R._bit_generator.state
+            note_state_use(unseen_state_method(value, chain[0]) or self.object_read(value, chain[0]))
+        else:  # copy.deepcopy(R): its whole state
+            note_state_use(self.object_read(value, None))
         self.value(value, label)
+
+    def object_read(self, value: Any, attr: str | None) -> tuple[str, str] | None:
+        """Return ``(READS, generator)`` where ``value`` is a global generator object whose state the code reads
+        past our wrappers by reaching it (state_object_read), unless the code seeded that generator first."""
+        read = state_object_read(value, attr)
+        if read is None:
+            return None
+        namespace, code, read_as = self.calls_before
+        calls = dict(called_before(code)).get(read_as, ()) if code is not None else ()
+        for root, chain in calls:  # torch.manual_seed(x) on the code's straight start, before it reads the object
+            called = namespace.get(root, _MISSING)
+            for step in chain:
+                if isinstance(called, types.ModuleType):
+                    called = vars(called).get(step, _MISSING)  # a module's own names: no lazy import runs here
+                elif state_object_read(called, None) is not None:
+                    called = getattr(called, step, _MISSING)  # torch.default_generator.manual_seed
+                else:
+                    called = _MISSING
+            if called is not _MISSING and seeder_of(called) == read[1]:
+                return None  # it read the state the seed set, whatever the state before
+        return read
 
     def patched(self, module: types.ModuleType, chain: tuple[str, ...], label: str) -> None:
         """Follow an attribute chain into a library module (``statistics.fmean``), watching each attribute:
@@ -751,7 +889,12 @@ class _Resolver:
             # Read from the module's own namespace: a module __getattr__ (a lazy import) does not run here.
             namespace = vars(value)
             nxt = namespace.get(attr, _MISSING)
-            if nxt is _MISSING or getattr(value, attr, _MISSING) is not nxt:
+            if nxt is _MISSING:
+                # getattr(statistics, "extra", None) took its default: a function of the user's bound there later
+                # is resolved then (a lazy attribute the module binds on first use resolves once, keyed alike)
+                self.watch.append(("global", namespace, attr, nxt))
+                return
+            if getattr(value, attr, _MISSING) is not nxt:
                 return
             # Watched like a global of that module (one dict lookup on a hit): a patch applied, edited or undone.
             self.watch.append(("global", namespace, attr, nxt))
@@ -764,8 +907,17 @@ class _Resolver:
             if isinstance(value, (types.FunctionType, type)) and is_user_code(value):
                 self.value(value, label)
             elif isinstance(value, type):
+                if index + 1 < len(chain):  # _random.Random.getstate(random._inst): a C method no wrapper sees
+                    note_state_use(unseen_state_method(value, chain[index + 1]))
                 self.library_class(value)  # statistics.NormalDist(...): what the notebook patched into it
                 self.registrations(value, label, users_only=True)
+            elif index + 1 < len(chain):
+                # random._inst.getstate(): the generator's own method, made anew on each lookup, never our wrapper;
+                # np.random.mtrand._rand._bit_generator.state: its state read through a private part
+                note_state_use(unseen_state_method(value, chain[index + 1])
+                               or self.object_read(value, chain[index + 1]))
+            else:
+                note_state_use(self.object_read(value, None))  # copy.deepcopy(np.random.mtrand._rand): all of it
             return
 
     def library_class(self, cls: type) -> None:
@@ -774,6 +926,7 @@ class _Resolver:
         if id(cls) in self.scanned:
             return
         self.scanned.add(id(cls))
+        self.reducer(cls, qualified_name(cls), users_only=True)  # copyreg.pickle(Fraction, mine): run by pickle
         scan = _library_scan(cls)
         if not (scan.own or scan.bases):
             return
@@ -781,6 +934,16 @@ class _Resolver:
         self.watch.append(("patches", cls, found, scan))
         for label, attr in found:
             self.value(attr, label)
+
+    def reducer(self, cls: type, label: str, users_only: bool = False) -> None:
+        """Resolve the reducer registered for ``cls`` with ``copyreg.pickle`` (copy and pickle run it for its
+        instances) like a method, and watch the registration (one dict lookup on a hit): registering another, or
+        none, resolves again. ``users_only``: only the user's code (a library's class, whose own reducer is part of
+        the library's version)."""
+        reducer = copyreg.dispatch_table.get(cls, _MISSING)
+        self.watch.append(("reducer", cls, reducer))
+        if reducer is not _MISSING and (not users_only or _user_code(reducer)):
+            self.value(reducer, f"{label}.<copyreg reducer>")
 
     def registrations(self, cls: type, label: str, users_only: bool) -> None:
         """Key the virtual subclasses registered with an ABC, watching registrations with any ABC (one
@@ -799,9 +962,14 @@ class _Resolver:
             return
         namespace = vars(module)
         self.watch.append(("dict", namespace, list(namespace.items()), module, "__dict__"))
+        # The notebook's own (sys.modules[__name__] in a cell): IPython's history there changes with every cell
+        # and holds every output, so it is no part of what the notebook defined.
+        notebook = namespace is shell_namespace()
         for name, attr in sorted(namespace.items()):
             if name.startswith("__") and name.endswith("__"):
                 continue
+            if _ipython_own(name, attr) or (notebook and is_history(name)):
+                continue  # IPython's tools (exit holds a handle), the same in every kernel, as for globals
             if isinstance(attr, types.ModuleType):
                 if not is_user_code(attr):
                     self.library(attr.__name__, attr.__name__, f"{label}.{name}")
@@ -836,9 +1004,14 @@ class _Resolver:
             self.dispatch(value, label)
             return
         if isinstance(value, types.FunctionType):
+            original = original_of(value)
+            if original is not value:  # our wrapper (random.seed once a call ran): keyed as what it replaced
+                keyed_as_wrapped(self.value, original, label, on_class)
+                return
             if is_user_code(value):
                 self.function(value, label)
             else:
+                note_state_function(value)  # torch.get_rng_state taken before it was wrapped: its calls unseen
                 self.library(value.__module__ or "", qualified_name(value), label)
                 self.watch.append(_fn_watch(value))
                 self.wrapper(value, label)
@@ -908,12 +1081,32 @@ class _Resolver:
         try:
             self.deps.parts[label] = ("value", digest := self.content_digest(value, label))
         except UnhashableArgument as exc:
-            self.deps.skipped[label] = exc.reason
+            if not self.handle(value, label, exc):
+                self.deps.skipped[label] = exc.reason
             return
-        if found is not None and len(found) != met:
+        if found is not None and len(found) != met and not all(_state_note(item) for item in found[met:]):
             self.drawn.add(id(value))  # a random generator in it: drawing from it changes it, as a hit does too
         if mutable and id(value) not in self.drawn and _watched(value):
             self.mutable.append((label, value, digest, filled_cached_properties(value)))
+
+    def handle(self, value: Any, label: str, exc: UnhashableArgument) -> bool:
+        """Key an unhashable ``value`` that is an open handle, or holds one (``exc`` names what could not be
+        hashed), by the files read through it, noted for the run to check; return False when it holds none."""
+        files = handle_files(value)
+        if files is None:
+            inner = exc.value
+            if inner is value or handle_files(inner) is None:
+                return False
+            files = ()  # what else it holds is left out with the handle: not known
+        self.deps.handles[label] = files
+        if is_connection(value):
+            self.deps.connections[label] = value
+        self.deps.parts[label] = ("value", combine([b"open handle", qualified_name(type(value)).encode(),
+                                                    *(path.encode("utf-8", "surrogateescape") for path in files)]))
+        for name, setting in handle_settings(value):  # what shapes its rows (a connection's row_factory)
+            self.value(setting, f"{label}.{name}")
+        self.volatile = self.hard = True  # resolved on every call: the handle may be rebound or reopened
+        return True
 
     def wrapper(self, fn: types.FunctionType, label: str) -> None:
         """Resolve what a library's wrapper around the user's code closes over: the user's code like a helper,
@@ -954,13 +1147,22 @@ class _Resolver:
         if held is None:
             outer = getattr(things_met, "torch", False)
             outer_decimal = getattr(things_met, "decimal", False)
+            outer_classes = getattr(things_met, "classes", None)
             things_met.torch = things_met.decimal = False
+            classes: list[type] = []
+            things_met.classes = classes
             try:
                 held = self.hashed[id(value)] = (value, content_hash(value, label))
             finally:
                 met_torch, met_decimal = things_met.torch, things_met.decimal
                 things_met.torch = outer or met_torch
                 things_met.decimal = outer_decimal or met_decimal
+                things_met.classes = outer_classes
+            for klass in dict.fromkeys(classes):  # a global instance's class: `type(CONFIG).__subclasses__()`
+                where = f"{label}.<class {qualified_name(klass)}>"
+                self.classes_met.append((klass, where))
+                if self.lists_subclasses:
+                    self.subclasses(klass, where)
             if met_torch:
                 self.package("torch")  # a tensor or model read as data: torch's settings count as for code using torch
             if met_decimal:
@@ -972,15 +1174,34 @@ class _Resolver:
         self.watch.append(_fn_watch(fn))
         self.watch.append(("dict", fn.registry, list(fn.registry.items()), fn, "registry"))
         kinds = []
-        for kind, impl in _implementations(fn):
-            kinds.append(kind)
-            self.value(impl, f"{label}[{kind}]")
+        implementations = _implementations(fn)
+        names = [name for name, _, _ in implementations]
+        for index, (name, kind, impl) in enumerate(implementations):
+            kinds.append(name)
+            # Two types of one name (a class defined again, both registered): each keeps its own labels
+            where = name if names.count(name) == 1 else f"{name}#{index}"
+            self.value(impl, f"{label}[{where}]")
+            self.dispatch_type(kind, f"{label}<{where}>")
         self.deps.parts[f"{label}.<registry>"] = ("code", combine([k.encode() for k in kinds]))
         for name, attr in _public_attributes(fn):
             if name not in ("registry", "dispatch", "register", "_clear_cache"):
                 self.value(attr, f"{label}.{name}")
 
+    def dispatch_type(self, kind: type, label: str) -> None:
+        """Resolve a type a singledispatch function dispatches on: which calls reach its implementation depends on
+        its code (a ``__subclasshook__``) and, for an ABC, on the classes registered with it, not on its name."""
+        if is_user_code(kind):
+            self.cls(kind, label)  # its code, and every class registered with it (Shape.register(int))
+        else:
+            self.registrations(kind, label, users_only=True)  # collections.abc.Sequence.register(Vec)
+
     def partial(self, value: Any, label: str) -> None:
+        evaluator = partial_evaluator(value)
+        if evaluator is not None:
+            self.deps.skipped[label] = (
+                f"it is a functools.partial of {evaluator}, whose text's names are read from the code calling it, "
+                f"which is not followed; call {evaluator} itself with the text written out, or pass the values as "
+                "arguments")
         if _is_environment(value.func):  # partial(os.getenv, "SPLIT"): the variable it reads
             name = value.args[0] if value.args else value.keywords.get("key")
             if isinstance(name, bytes):
@@ -1038,12 +1259,14 @@ class _Resolver:
             self.watch.append(("class", klass, list(vars(klass).items())))
             self.deps.parts[where] = ("code", class_fingerprint(klass, self.by_code))
             self.registrations(klass, where, users_only=False)
+            self.reducer(klass, where)
+            self.classes_met.append((klass, where))
             for name, attr in _class_items(klass):
                 # Code is resolved like a helper; data like a global (hashed, and re-hashed on
                 # every call while it is mutable); a class held as data like a class.
                 outer = self.member
                 self.in_hash += name == "__hash__"
-                if self.seed_members is not None and outer is None:
+                if self.member_states is not None and outer is None:
                     self.member = name  # a member of the class met as a value, not of a class it reaches
                 try:
                     self.value(attr, f"{qualname}.{name}", on_class=(klass, name))
@@ -1054,14 +1277,46 @@ class _Resolver:
             # field's metadata) run when it is built or validated: resolved like its methods, with what they read.
             for where_held, fn in class_held_functions(klass):
                 self.value(fn, f"{qualname}.{where_held}")
+            if self.lists_subclasses:
+                self.subclasses(klass, where)
+
+    def subclasses_listed(self, code: types.CodeType) -> None:
+        """Note code that lists a class's subclasses (its names or texts hold ``__subclasses__``): from then on the
+        subclasses of each user class resolved, before or after, are keyed."""
+        if self.lists_subclasses or _SUBCLASSES not in _names_and_texts(code):
+            return
+        self.lists_subclasses = True
+        for klass, label in list(self.classes_met):
+            self.subclasses(klass, label)
+
+    def subclasses(self, klass: type, label: str) -> None:
+        """Key the subclasses ``klass.__subclasses__()`` lists, in its order, each resolved as a class (so theirs
+        too), and watch the list: a subclass defined later resolves again."""
+        found = _subclasses(klass)
+        names = [qualified_name(sub) for sub in found]
+        if len(set(names)) < len(names):
+            # A class redefined by a cell run again: the old one stays listed (weakly) until a collection finds it
+            # unreferenced. Collected now (not held here meanwhile), so that neither the key nor the body, which
+            # runs next, counts it; one still referenced (by an instance) stays, for both.
+            found = []
+            gc.collect()
+            found = _subclasses(klass)
+            names = [qualified_name(sub) for sub in found]
+        self.watch.append(("subclasses", klass, found))
+        self.deps.parts[f"{label}.<subclasses>"] = ("code", combine([name.encode() for name in names]))
+        for index, sub in enumerate(found):
+            if is_user_code(sub):
+                name = sub.__qualname__ if names.count(names[index]) == 1 else f"{sub.__qualname__}#{index}"
+                self.value(sub, f"{label}.<subclass {name}>")
 
     def value_class(self, cls: type) -> None:
-        """Resolve a user class met as a value (an argument's), noting which of its members read the hash seed
-        instead of keying it: a call keys the seed when its body names one of them (seed_readers)."""
-        self.seed_members = set()
+        """Resolve a user class met as a value (an argument's), noting which of its members read the hash seed,
+        the process ids, the host or the user (_MEMBER_STATES) instead of keying them: a call keys one when its body
+        names a member that reaches its read (members_named); a fork check the body never calls keys nothing."""
+        self.member_states, self.member_names = {}, {}
         self.cls(cls, "<class>")
-        if self.seed_members:
-            self.deps.parts[SEED_MEMBERS] = ("settings", "\0".join(sorted(self.seed_members)).encode())
+        if self.member_states:
+            self.deps.parts[STATE_MEMBERS] = ("settings", _members_text(self.member_states, self.member_names))
 
 
 _ENV_AND_CLOCK_ROOTS = frozenset({"environ", "getenv", "get", "now", "utcnow", "today", "time", "time_ns",
@@ -1075,6 +1330,15 @@ _DATE_MAKERS = frozenset({"datetime64", "to_datetime", "date_range", "bdate_rang
 # A datetime dtype given as text (astype("M8[s]"), dtype="datetime64[ns, UTC]"); "m8" is a duration.
 _DATE_DTYPE = re.compile(r"[<>=|]?(?:M8?|datetime64)(?:\[[^\]]*\])?")
 _VARIABLES_NAMED = re.compile(r"\$(\w+)|\$\{([^}]*)\}")  # as os.path.expandvars finds them
+# SQLite's own clock, randomness and record of what its connection last did, called in a query's text (a constant
+# of the code, perhaps a part of an f-string's): the query answers what they give now.
+_SQL_TEXT = re.compile(r"\b(?:select|insert|update|delete|replace|values|with)\b", re.IGNORECASE)  # a verb of SQL
+_SQL_CLOCK = re.compile(r"\bcurrent_(?:timestamp|date|time)\b"  # a date function with no time value reads 'now'
+                        r"|\b(?:date|time|datetime|julianday|unixepoch)\s*\(\s*\)|\bstrftime\s*\(\s*'[^']*'\s*\)"
+                        r"|\b(?:date|time|datetime|julianday|unixepoch|strftime|timediff)\s*\([^)]*'now'",
+                        re.IGNORECASE)
+_SQL_RANDOM = re.compile(r"\brandom(?:blob)?\s*\(", re.IGNORECASE)
+_SQL_HISTORY = re.compile(r"\b(?:changes|total_changes|last_insert_rowid)\s*\(\s*\)", re.IGNORECASE)
 
 
 @dataclass
@@ -1092,6 +1356,10 @@ class Environment:
     # It takes the operating system's randomness through a name bound to the unwatched function (from os import
     # urandom, run before the function was wrapped): how, once each
     unwatched_entropy: list[str] = field(default_factory=list)
+    # SQL in its texts asks SQLite for random values (random()), or for what a connection last did (changes()): the
+    # first such call found of each, as written
+    sql_random: str | None = None
+    sql_history: str | None = None
 
 
 def code_environment(code: types.CodeType, namespace: dict[str, Any], owner: str) -> Environment:
@@ -1141,6 +1409,9 @@ def code_environment(code: types.CodeType, namespace: dict[str, Any], owner: str
             state = LOCAL_TIME_ZONE  # time.timezone, time.tzname: set from the zone when time was loaded or tzset()
         if state is None and (target is sys.flags or (chain and _follow(namespace, name, chain[:-1])[0] is sys.flags)):
             state = PYTHON_FLAGS  # sys.flags.optimize, or flags.optimize after from sys import flags
+        if state is None and chain and chain[-1] in _PLATFORM_ATTRIBUTES \
+                and _follow(namespace, name, chain[:-1])[0] is _PLATFORM_ATTRIBUTES[chain[-1]]:
+            state = PLATFORM  # sys.platform == "darwin": a module's attribute, not a global the key holds by value
         if state is not None:
             _note_state(found, state)
         if _of_calendar(target):  # calendar.day_name, TextCalendar: strftime's names of days and months
@@ -1158,6 +1429,9 @@ def code_environment(code: types.CodeType, namespace: dict[str, Any], owner: str
                 found.clock.append(f"{owner}: {reader}")
         uses_arrays = uses_arrays or _of_numpy_or_pandas(namespace, name, target)
         dates = dates or _is_date_dtype(target)
+    clock, found.sql_random, found.sql_history = _sql_reads(code)
+    if clock is not None:
+        found.clock.append(f"{owner}: {clock!r} in SQL")
     if uses_arrays and not parsed:
         # NumPy and pandas read the clock for the text "now" or "today" wherever it becomes a date, which the
         # call does not show (pd.date_range(end="now"), np.array(["now"], dtype="datetime64[D]"), astype): a
@@ -1168,6 +1442,8 @@ def code_environment(code: types.CodeType, namespace: dict[str, Any], owner: str
             found.clock.append(f"{owner}: {text!r} given to NumPy or pandas")
     for attribute in loose_attributes(code) & _STATE_NAMES.keys():
         _note_state(found, _STATE_NAMES[attribute])  # Path(p).resolve(): a method of a value, known by its name
+    for state in _proc_states(code):
+        _note_state(found, state)
     if by_name:
         _environment_by_name(code, namespace, found)
     # format(x, "n"), d.strftime(FMT): the locale, though the code never names it; only the category each reads,
@@ -1177,6 +1453,18 @@ def code_environment(code: types.CodeType, namespace: dict[str, Any], owner: str
     seeds = seeds_without_argument(code)
     if seeds and _uses_torch(code, namespace):
         found.entropy = any(_seeds_a_value(namespace, receiver) for receiver in seeds)
+    return found
+
+
+def _proc_states(code: types.CodeType) -> set[str]:
+    """Return the states that the /proc paths among ``code``'s constant texts (its nested code's too) tell
+    (_PROC_PATHS)."""
+    found: set[str] = set()
+    for text in _names_and_texts(code):
+        if text.startswith("/proc/"):
+            for prefix, states in _PROC_PATHS:
+                if text == prefix or text.startswith(prefix + "/"):
+                    found.update(states)
     return found
 
 
@@ -1220,8 +1508,11 @@ def _environment_by_name(code: types.CodeType, namespace: dict[str, Any], found:
 def _escapes_watch(namespace: dict[str, Any], name: str, chain: tuple[str, ...], target: Any, found: Environment,
                    owner: str) -> bool:
     """Note a reader of randomness or of links that a global holds as it was before we wrapped it (``from os import
-    urandom``, ``from os import readlink`` run earlier): its calls are not seen while the body runs. Its module's
-    attribute (``os.urandom``) is looked up at each call, and so reaches the wrapper: not noted."""
+    urandom``, ``from os import readlink`` run earlier), or a partial holds (``functools.partial(urandom, 16)``):
+    its calls are not seen while the body runs. Its module's attribute (``os.urandom``) is looked up at each call,
+    and so reaches the wrapper: not noted."""
+    while isinstance(target, functools.partial):  # a partial keeps the function it was given, never looked up again
+        target = target.func
     if not callable(target) or isinstance(target, type):
         return False
     if chain:
@@ -1369,6 +1660,14 @@ def warn_entropy(found: Environment, owner: str) -> None:
         _config.warn_once(f"entropy:{owner}", f"{owner} takes randomness from the operating system ({how}, bound "
                           "by name before notebook_memo could watch it): its result is random, and the cache keeps "
                           "the first one. Pass a seed to a generator of your own, or call it with .uncached(...).")
+    if found.sql_random is not None:
+        _config.warn_once(f"sql-random:{owner}", f"{owner} asks SQLite for random values ({found.sql_random}...) in "
+                          "a query: its result is random, and the cache keeps the first one. Pass the values as an "
+                          "argument, or call it with .uncached(...).")
+    if found.sql_history is not None:
+        _config.warn_once(f"sql-history:{owner}", f"{owner} asks SQLite what a connection last did "
+                          f"({found.sql_history}) in a query, which no key holds: the cache keeps the first answer. "
+                          "Pass it as an argument, or call it with .uncached(...).")
     if found.entropy:
         _config.warn_once(f"entropy:{owner}", f"{owner} seeds a torch generator from the operating system's entropy "
                           "(.seed() without a seed): its result is random, and the cache keeps the first one. Pass "
@@ -1539,6 +1838,28 @@ def _of_numpy_or_pandas(namespace: dict[str, Any], name: str, target: Any) -> bo
     return isinstance(module, str) and module.partition(".")[0] in ("numpy", "pandas")
 
 
+@functools.lru_cache(maxsize=1024)
+def _sql_reads(code: types.CodeType) -> tuple[str | None, str | None, str | None]:
+    """Return where the SQL in the constant texts of ``code`` (or code nested in it) reads SQLite's clock, draws
+    its random values, and reads what a connection last did (``changes()``): the first call of each, or None."""
+    found: list[str | None] = [None, None, None]
+    codes = [code]
+    for current in codes:
+        for const in current.co_consts:
+            if isinstance(const, types.CodeType):
+                codes.append(const)
+            elif isinstance(const, str) and ("(" in const or "current_" in const.lower()):
+                for index, pattern in enumerate((_SQL_CLOCK, _SQL_RANDOM, _SQL_HISTORY)):
+                    match = pattern.search(const) if found[index] is None else None
+                    # current_date, random(), changes() are common words of prose (a docstring) and names (a
+                    # frame's column): taken for SQL only beside a verb of it, or in a part of a text the code
+                    # builds (QUERY + "CURRENT_DATE", an f-string's), whose verb may be in another part
+                    if match is not None and ((pattern is _SQL_RANDOM and "blob" in match.group().lower())
+                                              or _SQL_TEXT.search(const) or const in text_pieces(current)):
+                        found[index] = " ".join(match.group().split())
+    return found[0], found[1], found[2]
+
+
 def _now_text(code: types.CodeType) -> str | None:
     """Return a constant text "now" or "today" (any case) in ``code`` or the code nested in it, if any."""
     codes = [code]
@@ -1613,7 +1934,7 @@ def _clock_reader(value: Any) -> str | None:
 CURRENT_FOLDER = "current folder"
 LOCAL_TIME_ZONE = "local time zone"
 HASH_SEED = "hash seed"
-SEED_MEMBERS = "hash seed read by members"  # of a class met as a value: which ones (value_class)
+STATE_MEMBERS = "state read by members"  # of a class met as a value: which members read which state (value_class)
 TEMPORARY_FOLDER = "temporary folder"
 PYTHON_FLAGS = "Python's flags"  # sys.flags: -O, -B, -s, -X dev... as the interpreter was started
 CPU_COUNT = "CPU count"  # how many the machine has (os.cpu_count; PYTHON_CPU_COUNT or -X cpu_count on 3.13)
@@ -1624,6 +1945,28 @@ LOCALE_NUMBERS = "locale's number category"  # format(x, "n")
 _CATEGORY_STATES = {LC_TIME: LOCALE_TIME, LC_NUMERIC: LOCALE_NUMBERS}
 _HOME = "home"
 _USER = "user name"
+# Who and where the process is: a team's cache is shared between machines and users, and a kernel's process and
+# thread ids are drawn anew at each start. Each is keyed by its value, read only for code that reaches its readers.
+HOST_NAME = "host name"  # socket.gethostname, platform.node, socket.getfqdn, uuid.getnode
+SYSTEM = "operating system"  # os.uname, platform.uname, platform.platform...: the kernel's release too
+PLATFORM = "platform"  # sys.platform, sys.byteorder, os.name, platform.system, platform.machine
+USER_ID = "user id"  # os.getuid, os.geteuid, os.getgroups...: which user the process runs as
+USER_DATABASE = "user database"  # pwd, grp: the machine's users and groups, by the machine's name
+PROCESS_ID = "process id"
+# What a key holds for the process, parent process and thread ids code reads: that it reads them, not their values.
+IDS_READ = "read, not keyed"
+PARENT_PROCESS_ID = "parent process id"
+THREAD_ID = "thread id"
+# The states whose values are left out of the key (a warning says so).
+ID_STATES = frozenset({PROCESS_ID, PARENT_PROCESS_ID, THREAD_ID})
+# What a class met as a value reads in its members is keyed for a call only where the body names a member reaching the
+# read: a kernel draws the seed and the ids anew at each start, and a class's unused fork check must not cost a miss.
+_MEMBER_STATES = (HASH_SEED, PROCESS_ID, PARENT_PROCESS_ID, THREAD_ID, HOST_NAME, USER_ID, USER_DATABASE)
+# The kernel's own files in /proc, named by constant paths (open("/proc/self/stat"), os.readlink("/proc/self"),
+# Path("/proc/self").resolve()): what they tell is the process (or thread) reading them, or the machine's name. No
+# condition can hold them (/proc is the system's, not data): keyed by what they name.
+_PROC_PATHS = (("/proc/self", (PROCESS_ID,)), ("/proc/thread-self", (PROCESS_ID, THREAD_ID)),
+               ("/proc/sys/kernel/hostname", (HOST_NAME,)))
 _PROGRAM_PATH = "program path"
 # The environment variables read for each of these (keyed like variables the code reads by name): os.path.expanduser
 # ("~") reads HOME, on Windows USERPROFILE, else HOMEDRIVE and HOMEPATH; getpass.getuser() the first set of LOGNAME,
@@ -1651,6 +1994,9 @@ _STATE_NAMES = {"getcwd": CURRENT_FOLDER, "getcwdb": CURRENT_FOLDER, "abspath": 
 # The attributes of time that describe the local time zone, read without a call (a name bound to one of them,
 # ``from time import timezone``, holds a number or names that are keyed as its value).
 _ZONE_ATTRIBUTES = frozenset({"timezone", "altzone", "daylight", "tzname"})
+# The attributes that tell the platform, by the module holding them (``from sys import platform`` binds a text,
+# keyed as a global's value).
+_PLATFORM_ATTRIBUTES = {"platform": sys, "byteorder": sys, "name": os}
 # A library's function of one of these names computes local time (pd.Timestamp.now, arrow.now,
 # dateutil.tz.tzlocal): the names of _STATE_NAMES that no other kind of library function is likely to have.
 _LIBRARY_LOCAL_TIME = frozenset({"fromtimestamp", "astimezone", "mktime", "localtime", "now", "today", "tzlocal",
@@ -1682,6 +2028,19 @@ def _state_readers() -> tuple[dict[Any, str], frozenset[Any], frozenset[Any]]:
     readers[os.get_exec_path] = _PROGRAM_PATH
     # A count of the machine's CPUs is the same under taskset or a container's CPU set: keyed by the count alone.
     readers[os.cpu_count] = CPU_COUNT
+    for name, state in (("uname", SYSTEM), ("getuid", USER_ID), ("geteuid", USER_ID), ("getgid", USER_ID),
+                        ("getegid", USER_ID), ("getgroups", USER_ID), ("getresuid", USER_ID), ("getresgid", USER_ID),
+                        ("getlogin", USER_ID), ("getpid", PROCESS_ID), ("getppid", PARENT_PROCESS_ID),
+                        # A process group or session is led by a process of this run (the kernel, its launcher).
+                        ("getpgrp", PROCESS_ID), ("getpgid", PROCESS_ID), ("getsid", PROCESS_ID)):
+        if hasattr(os, name):  # not all on Windows
+            readers[getattr(os, name)] = state
+    # The thread as an object (current_thread().ident, .native_id); the main thread's native id is the process id.
+    readers[threading.get_ident] = readers[threading.get_native_id] = THREAD_ID
+    readers[threading.current_thread] = THREAD_ID
+    readers[threading.main_thread] = PROCESS_ID
+    if hasattr(threading, "currentThread"):  # removed in a later Python
+        readers[threading.currentThread] = THREAD_ID
     for name in ("process_cpu_count", "sched_getaffinity"):  # process_cpu_count: Python 3.13
         if hasattr(os, name):
             readers[getattr(os, name)] = PROCESSORS
@@ -1693,8 +2052,21 @@ def _state_readers() -> tuple[dict[Any, str], frozenset[Any], frozenset[Any]]:
 # SpooledTemporaryFile give none, and a body that only writes and reads back a temporary file should not miss where
 # the folder is another.
 _READERS_BY_NAME = {("getpass", "getuser"): _USER, ("shutil", "which"): _PROGRAM_PATH,
+                    ("_socket", "gethostname"): HOST_NAME, ("socket", "getfqdn"): HOST_NAME,
+                    ("platform", "node"): HOST_NAME, ("uuid", "getnode"): HOST_NAME,
+                    **{("platform", name): SYSTEM
+                       for name in ("uname", "platform", "release", "version", "processor", "libc_ver",
+                                    "freedesktop_os_release")},
+                    **{("platform", name): PLATFORM for name in ("system", "machine", "architecture")},
+                    **{(module, name): USER_DATABASE
+                       for module, names in (("pwd", ("getpwuid", "getpwnam", "getpwall")),
+                                             ("grp", ("getgrgid", "getgrnam", "getgrall")))
+                       for name in names},
                     ("shutil", "get_terminal_size"): _TERMINAL_SIZE,
                     ("multiprocessing.context", "BaseContext.cpu_count"): CPU_COUNT,
+                    # multiprocessing.current_process().pid, parent_process().pid
+                    ("multiprocessing.process", "current_process"): PROCESS_ID,
+                    ("multiprocessing.process", "parent_process"): PARENT_PROCESS_ID,
                     ("locale", "getdefaultlocale"): _DEFAULT_LOCALE,
                     **{("urllib.request", name): PROXY_VARIABLES
                        for name in ("getproxies", "getproxies_environment", "proxy_bypass",
@@ -1741,8 +2113,43 @@ def _note_state(found: Environment, state: str) -> None:
     if variables is not None:
         for name in variables:
             found.variables[name] = os.environ.get(name)
+        if state == _USER:  # getpass.getuser() with none of its variables set asks the user database by user id
+            found.state[USER_ID] = _STATE_PROBES[USER_ID]()
     else:
         found.state[state] = _STATE_PROBES[state]()
+
+
+def _host_name() -> str:
+    """Return this machine's name, as socket.gethostname() and platform.node() give it."""
+    if hasattr(os, "uname"):
+        return os.uname().nodename  # what gethostname() asks, without importing socket for a key
+    import socket
+
+    return socket.gethostname()
+
+
+def _system() -> str:
+    """Return what os.uname() and platform.uname() tell (the host name, the kernel's name, release and build,
+    the machine), and the C library's version, which platform.platform() names."""
+    if not hasattr(os, "uname"):  # Windows: platform.uname() asks the registry; its version is keyed instead
+        return f"{_host_name()} {sys.platform} {getattr(sys, 'getwindowsversion', tuple)()}"
+    system = os.uname()
+    libc = os.confstr("CS_GNU_LIBC_VERSION") if "CS_GNU_LIBC_VERSION" in getattr(os, "confstr_names", {}) else ""
+    return f"{_host_name()} {system.sysname} {system.release} {system.version} {system.machine} {libc}"
+
+
+def _platform() -> str:
+    """Return the platform as code tells it apart: sys.platform, the byte order, os.name and the machine."""
+    machine = os.uname().machine if hasattr(os, "uname") else os.environ.get("PROCESSOR_ARCHITECTURE", "")
+    return f"{sys.platform} {sys.byteorder} {os.name} {machine}"
+
+
+def _user_ids() -> str:
+    """Return the user and groups the process runs as (real and effective)."""
+    if not hasattr(os, "geteuid"):
+        return ""  # Windows: the user name's variables are keyed instead
+    return (f"uid {os.getuid()} euid {os.geteuid()} gid {os.getgid()} egid {os.getegid()} "
+            f"groups {sorted(os.getgroups())}")
 
 
 def _current_folder() -> str:
@@ -1810,7 +2217,8 @@ def _zone_file() -> str:
 def torch_settings() -> str:
     """Return torch's process-wide settings that change what its calls make: the default dtype, the float32
     precisions of matmuls and convolutions (per backend, and the older global one), TF32 and reduced-precision
-    flags. What a call runs under (grad mode, autocast, a device context) is ``torch_modes``."""
+    flags, and what picks its kernels (cuDNN's flags, deterministic algorithms). What a call runs under (grad
+    mode, autocast, a device context) is ``torch_modes``."""
     torch = sys.modules.get("torch")
     if torch is None:
         return ""
@@ -1822,6 +2230,7 @@ def torch_settings() -> str:
         parts.append("fp32 " + (",".join(f"{name}={value}" for name, value in chosen if value != "none") or "none"))
     parts.append("flags " + ",".join(_setting(getattr(c, getter, None)) for getter in _PRECISION_FLAGS))
     parts.append(f"matmul {_setting(torch.get_float32_matmul_precision)}")  # raises once the per-backend API is used
+    parts.append(_determinism(c))
     return " ".join(parts)
 
 
@@ -1860,6 +2269,28 @@ _PRECISIONS = (("generic", "all"), ("cuda", "all"), ("cuda", "matmul"), ("cuda",
 _PRECISION_FLAGS = ("_get_cudnn_allow_tf32", "_get_cublas_allow_tf32",
                     "_get_cublas_allow_fp16_reduced_precision_reduction",
                     "_get_cublas_allow_bf16_reduced_precision_reduction")
+
+
+# What picks the kernels torch runs, by name as set (torch.backends.cudnn.benchmark = True), with its getter.
+_DETERMINISM = (("cudnn.enabled", "_get_cudnn_enabled"), ("cudnn.benchmark", "_get_cudnn_benchmark"),
+                ("cudnn.deterministic", "_get_cudnn_deterministic"),
+                ("use_deterministic_algorithms", "_get_deterministic_algorithms"),
+                ("use_deterministic_algorithms.warn_only", "_get_deterministic_algorithms_warn_only"))
+
+
+_determinism_last: list[Any] = [None, ""]  # the values last read, and their text
+
+
+def _determinism(c: Any) -> str:
+    """Return what picks torch's kernels as text (``cudnn.benchmark=True ...``): read on every call of code
+    using torch, so made anew only when the values change."""
+    try:
+        values = tuple(getattr(c, getter)() for _, getter in _DETERMINISM)
+    except Exception:  # a torch without one of them
+        return " ".join(f"{name}={_setting(getattr(c, getter, None))}" for name, getter in _DETERMINISM)
+    if values != _determinism_last[0]:
+        _determinism_last[:] = [values, " ".join(f"{name}={value}" for (name, _), value in zip(_DETERMINISM, values))]
+    return str(_determinism_last[1])
 
 
 def _setting(getter: Callable[..., Any] | None, *args: Any) -> str:
@@ -1984,6 +2415,15 @@ _STATE_PROBES: dict[str, Callable[[], str]] = {**_PACKAGE_STATE, CURRENT_FOLDER:
                                                WHOLE_ENVIRONMENT: _environment_text,
                                                PYTHON_FLAGS: lambda: _FLAGS_TEXT, PROCESSORS: _processors,
                                                CPU_COUNT: lambda: str(os.cpu_count()),
+                                               # Through the module's names at each call (tests replace one).
+                                               HOST_NAME: lambda: _host_name(), SYSTEM: lambda: _system(),
+                                               PLATFORM: lambda: _platform(), USER_ID: lambda: _user_ids(),
+                                               USER_DATABASE: lambda: _host_name(),
+                                               # Noted, not keyed by value: each process has its own, and a
+                                               # body that logs or names a temporary with it would miss after
+                                               # every restart (the clock's rule: one warning, see IDS_READ).
+                                               PROCESS_ID: lambda: IDS_READ, PARENT_PROCESS_ID: lambda: IDS_READ,
+                                               THREAD_ID: lambda: IDS_READ,
                                                LOCALE_TIME: lambda: _locale_category(LC_TIME),
                                                LOCALE_NUMBERS: lambda: _locale_category(LC_NUMERIC)}
 
@@ -2041,6 +2481,13 @@ def _still_valid(watch: list[tuple[Any, ...]]) -> bool:
         elif kind == "abc":
             if abc.get_cache_token() != item[1]:
                 return False
+        elif kind == "reducer":
+            if copyreg.dispatch_table.get(item[1], _MISSING) is not item[2]:
+                return False
+        elif kind == "subclasses":
+            now = _subclasses(item[1])
+            if len(now) != len(item[2]) or any(a is not b for a, b in zip(now, item[2])):
+                return False
         elif kind == "patches":
             if not _unchanged(item[1], item[3]) and not _same_patches(item[2], _library_scan(item[1]).patches):
                 return False
@@ -2074,6 +2521,8 @@ def still_bound(fn: types.FunctionType, label: str, before: Any) -> bool:
     now = dependency_value(fn, label)
     if now is before:
         return True
+    if type(now) is types.FunctionType and original_of(now) is before:
+        return True  # our wrapper, put where a seeding function taken by name was (_replaced.rebind_taken_earlier)
     if isinstance(now, types.MethodType) and isinstance(before, types.MethodType):
         return now.__func__ is before.__func__ and now.__self__ is before.__self__
     if now is _MISSING or before is _MISSING or dependency_value(fn, label) is now:
@@ -2139,6 +2588,10 @@ class CodeState:
     method: str
     # The mutable data read (see DataRead): held for one call only, never kept
     mutable: tuple[DataRead, ...] = ()
+    # A method's: the names its code and its helpers' hold, its class apart (whose members it names only so)
+    names: frozenset[str] | None = None
+    # Whether the code reached lists subclasses: then those of the user classes its arguments hold count too
+    lists_subclasses: bool = False
 
 
 class CodeTracker:
@@ -2166,9 +2619,29 @@ class CodeTracker:
         state = self.unchanged()
         if state is not None:
             return state
+        # What the last resolution held (a class redefined since) must not outlive it while this one runs: a
+        # subclass listed by __subclasses__ is gone only once nothing holds it.
+        self._watch = self._state = None
         resolver = _Resolver(self.track_versions, self.by_code)
+        resolver.defer_members = True
         with _running(resolver):
             return self._resolve(resolver)
+
+    def _owner_class(self, resolver: _Resolver, owner: type) -> frozenset[str]:
+        """Resolve a method's class, keying the hash seed, process ids, host and user its members read only where
+        the method's code (or a helper's) names a member reaching the read: a fork check it never calls keys none.
+        Return those names."""
+        named = names_in_code(self.fn, resolver.deps)  # before the class is a dependency: its members are not named
+        resolver.member_states, resolver.member_names = {}, {}
+        try:
+            resolver.value(owner, f"class {owner.__qualname__}")
+            states, names = resolver.member_states, resolver.member_names
+        finally:
+            resolver.member_states, resolver.member_names = None, {}
+        for state, members in sorted(_reaching(states, names).items()):
+            if members_named(members, named):
+                resolver.note_state(state, _STATE_PROBES[state]())
+        return named
 
     def _resolve(self, resolver: _Resolver) -> CodeState:
         fn = self.fn
@@ -2182,6 +2655,7 @@ class CodeTracker:
             if cell_name != "__class__":
                 resolver.closure(fn, index, f"<closure {cell_name}>")
         resolver.state_of(fn, fn.__qualname__)
+        names = None
         if self.owner_path:
             # A method reads its class's other methods through self: the class is a dependency.
             namespace = fn.__globals__
@@ -2192,15 +2666,24 @@ class CodeTracker:
                 resolver.watch.append(("attr", owner, part, nxt))
                 owner = nxt
             if isinstance(owner, type):
-                resolver.value(owner, f"class {owner.__qualname__}")
+                names = self._owner_class(resolver, owner)
+        if resolver.pending_members:
+            # A value's members (a global instance's fork check) count where the code reached names them.
+            reached = names_in_code(fn, resolver.deps)
+            for told in resolver.pending_members:
+                for label, members in sorted(told.items()):
+                    if members_named(members, reached):
+                        resolver.note_state(label, _STATE_PROBES[label]())
         deps = resolver.deps
-        code = combine([own] + [
+        # The library's own rules too: an entry another version made may lack what these would record.
+        code = combine([own, rules_digest().encode()] + [
             f"{label}\0{kind}".encode() + digest
             for label, (kind, digest) in sorted(deps.parts.items())
             if kind in ("code", "package", "missing")
         ])
         deps.clock = clock_reads(deps.clock)
-        state = CodeState(code, own, deps, deps.digest(), method, tuple(resolver.mutable))
+        state = CodeState(code, own, deps, deps.digest(), method, tuple(resolver.mutable), names,
+                          resolver.lists_subclasses)
         # A resolution that read mutable data is made anew on each call: it is not kept, nor the data it holds.
         self._state = None if resolver.volatile else state
         self._watch = None if resolver.volatile else resolver.watch
@@ -2208,11 +2691,13 @@ class CodeTracker:
 
 
 
-def resolve_values(values: dict[str, Any], chains: dict[str, tuple[str, ...]], missing: list[str],
+def resolve_values(values: dict[str, Any], chains: dict[str, list[tuple[str, ...]]], missing: list[str],
                    track_versions: bool = True, mutable: list[DataRead] | None = None,
-                   code: types.CodeType | None = None) -> Dependencies:
+                   code: types.CodeType | None = None, namespace: dict[str, Any] | None = None) -> Dependencies:
     """Return the dependencies made of named values (a cell's inputs), each like a global, and of the
-    modules ``code`` (the cell's) imports; ``mutable`` receives the mutable data read (see DataRead)."""
+    modules ``code`` (the cell's) imports; ``mutable`` receives the mutable data read (see DataRead).
+    ``namespace``: where the values are bound (the notebook's), as for a function's globals; ``chains``: the
+    attribute chains each is read with, none for a value read whole."""
     resolver = _Resolver(track_versions)
     if mutable is not None:
         resolver.mutable = mutable
@@ -2220,8 +2705,15 @@ def resolve_values(values: dict[str, Any], chains: dict[str, tuple[str, ...]], m
     for name in missing:
         resolver.deps.parts[name] = ("missing", b"")
     with _running(resolver):
+        rebound = namespace is not None and _rebound_there(namespace)
+        if code is not None:
+            resolver.subclasses_listed(code)
         for name, value in values.items():
-            resolver.reference(value, chains.get(name, ()), name)
+            for chain in chains.get(name) or [()]:
+                if rebound and rebound_at_first_run(value):
+                    keyed_as_wrapped(resolver.reference, value, chain, name)  # as in globals_of
+                else:
+                    resolver.reference(value, chain, name)
         if code is not None:
             resolver.imports_in(code, "", "the cell")
             resolver.settings_keywords(code)
@@ -2241,6 +2733,7 @@ _Entry = tuple[list[tuple[Any, ...]], bytes, bool, list[tuple[Any, str, str]],
                dict[str, tuple[str, bytes]], dict[str, str], list[str]]
 _function_values: weakref.WeakKeyDictionary[types.FunctionType, _Entry] = weakref.WeakKeyDictionary()
 _class_values: weakref.WeakKeyDictionary[type, _Entry] = weakref.WeakKeyDictionary()
+_dispatch_values: weakref.WeakKeyDictionary[types.FunctionType, _Entry] = weakref.WeakKeyDictionary()
 _value_lock = threading.Lock()
 _in_progress = threading.local()
 carry_into_deep_walks(_in_progress)  # a deep value's walk, retried on a thread of its own, is still within them
@@ -2263,6 +2756,10 @@ def _stored(item: tuple[Any, ...]) -> tuple[Any, ...]:
         return ("class", weakref.ref(item[1]), _holders(item[2]))
     if kind == "patches":
         return ("patches", weakref.ref(item[1]), [(label, _holder(attr)) for label, attr in item[2]])
+    if kind == "subclasses":
+        return ("subclasses", weakref.ref(item[1]), [weakref.ref(sub) for sub in item[2]])
+    if kind == "reducer":
+        return ("reducer", weakref.ref(item[1]), _holder(item[2]))
     if kind == "global":
         return ("global", item[1], item[2], _holder(item[3]))
     if kind == "fn":
@@ -2314,6 +2811,19 @@ def _revive_item(item: tuple[Any, ...]) -> tuple[Any, ...] | None:
         return ("class", cls, items) if _same(item[2], items) else None
     if kind == "abc":
         return item if abc.get_cache_token() == item[1] else None
+    if kind == "reducer":
+        klass = item[1]()
+        if klass is None:
+            return None
+        reducer = copyreg.dispatch_table.get(klass, _MISSING)
+        return ("reducer", klass, reducer) if _same_value(item[2], reducer) else None
+    if kind == "subclasses":
+        klass = item[1]()
+        if klass is None:
+            return None
+        found = _subclasses(klass)
+        same = len(found) == len(item[2]) and all(ref() is sub for ref, sub in zip(item[2], found))
+        return ("subclasses", klass, found) if same else None
     if kind == "patches":
         klass = item[1]()
         if klass is None:
@@ -2380,6 +2890,27 @@ def _revived(stored: list[tuple[Any, ...]]) -> list[tuple[Any, ...]] | None:
     return live
 
 
+def _state_note(item: Any) -> bool:
+    return type(item) is tuple and bool(item) and item[0] is STATE_FUNCTION
+
+
+def _rebound_there(namespace: dict[str, Any]) -> bool:
+    """Return True when ``namespace`` is the dict of a module of the user's in ``sys.modules``: where
+    _replaced.rebind_taken_earlier binds our wrapper in place of a state function taken before it was wrapped."""
+    module = sys.modules.get(namespace.get("__name__"))  # type: ignore[arg-type]
+    return module is not None and getattr(module, "__dict__", None) is namespace and is_user_code(module)
+
+
+def _state_function_met() -> None:
+    """What the resolutions running in this thread key holds a state function whose calls no wrapper sees: each
+    is made anew on every call, so that the call's keying meets (and notes) it again."""
+    for resolver in _resolvers():
+        resolver.volatile = resolver.hard = True
+
+
+install_state_function_hook(_state_function_met)
+
+
 def _resolvers() -> list[_Resolver]:
     """The resolutions running in this thread, innermost last."""
     stack: list[_Resolver] | None = getattr(_in_progress, "resolvers", None)
@@ -2422,6 +2953,17 @@ def _value_digest(obj: Any, cache: weakref.WeakKeyDictionary[Any, _Entry], name:
     Keyed by code objects, never by source, so a notebook and the worker it sends the value
     to (which has no source) agree.
     """
+    # The classes met inside are not those of the walk around (things_met.classes): found only when it resolves
+    # anew, they would key its first call apart from the next.
+    outer_classes, things_met.classes = getattr(things_met, "classes", None), None
+    try:
+        return _value_digest_of(obj, cache, name, resolve)
+    finally:
+        things_met.classes = outer_classes
+
+
+def _value_digest_of(obj: Any, cache: weakref.WeakKeyDictionary[Any, _Entry], name: str,
+                     resolve: Callable[[_Resolver], None]) -> bytes:
     track = _config.settings.track_versions
     stack = _resolvers()
     enclosing = stack[-1] if stack else None
@@ -2446,7 +2988,7 @@ def _value_digest(obj: Any, cache: weakref.WeakKeyDictionary[Any, _Entry], name:
                 enclosing.deps.clock.extend(cached[6])
             elif cached[6]:
                 _clock_outside(cached[6])
-            return _seed_told(digest, cached[4], enclosing)
+            return _states_told(digest, cached[4], enclosing)
     if id(obj) in active:
         # Code reaching itself (through a container, a partial, an instance of its class): name
         # it. What was computed since it began stands on this unfinished digest: none of that is
@@ -2470,6 +3012,8 @@ def _value_digest(obj: Any, cache: weakref.WeakKeyDictionary[Any, _Entry], name:
             enclosing.mutable.extend(resolver.mutable)
         enclosing.watch.extend(resolver.watch)
         enclosing.deps.clock.extend(resolver.deps.clock)
+        enclosing.deps.handles.update(resolver.deps.handles)
+        enclosing.deps.connections.update(resolver.deps.connections)
         if resolver.volatile or frame[0]:
             enclosing.volatile = enclosing.hard = True
     elif resolver.deps.clock:
@@ -2481,36 +3025,73 @@ def _value_digest(obj: Any, cache: weakref.WeakKeyDictionary[Any, _Entry], name:
         with _value_lock, contextlib.suppress(TypeError):
             cache[obj] = ([_stored(item) for item in resolver.watch], digest, track, data,
                           dict(deps.parts), dict(deps.skipped), list(deps.clock))
-    return _seed_told(digest, deps.parts, enclosing)
+    return _states_told(digest, deps.parts, enclosing)
 
 
-def _seed_told(digest: bytes, parts: dict[str, tuple[str, bytes]], enclosing: _Resolver | None) -> bytes:
-    """Return a value's code digest once the hash seed its class's members read (SEED_MEMBERS) is told: to the call
-    keying it (things_met), which keys the seed when its body names one of them, or keyed by the resolution
+def _reaching(states: dict[str, set[str]], names: dict[str, set[str]]) -> dict[str, frozenset[str]]:
+    """Return, for each state, the members of a class that read it (``states``) or whose code names one that does
+    (``tag`` calling ``self._owner()``), given the names each member's code holds."""
+    found = {}
+    for state, readers in states.items():
+        members = set(readers)
+        grown = True
+        while grown:
+            reaching = {member for member, held in names.items()
+                        if member not in members and not held.isdisjoint(members)}
+            members |= reaching
+            grown = bool(reaching)
+        found[state] = frozenset(members)
+    return found
+
+
+def _members_text(states: dict[str, set[str]], names: dict[str, set[str]]) -> bytes:
+    """Return which members of a class read which state, as a key part (_reaching)."""
+    reaching = _reaching(states, names)
+    return "\n".join(state + "\t" + "\0".join(sorted(reaching[state])) for state in sorted(reaching)).encode()
+
+
+def _members_of(text: bytes) -> dict[str, frozenset[str]]:
+    """Return the state -> members mapping a STATE_MEMBERS part holds (_members_text)."""
+    found = {}
+    for line in text.decode().split("\n"):
+        state, _, members = line.partition("\t")
+        found[state] = frozenset(members.split("\0"))
+    return found
+
+
+def _states_told(digest: bytes, parts: dict[str, tuple[str, bytes]], enclosing: _Resolver | None) -> bytes:
+    """Return a value's code digest once the state its class's members read (STATE_MEMBERS) is told: to the call
+    keying it (things_met), which keys a state when its body names a member reading it, or keyed by the resolution
     reading it as data, whichever member is called. The digest is the same either way: a value hashed again
     after the body ran (was it changed in place?) compares with it."""
-    named = parts.get(SEED_MEMBERS)
+    named = parts.get(STATE_MEMBERS)
     if named is None:
         return digest
+    states = _members_of(named[1])
+    if enclosing is not None and enclosing.defer_members:
+        enclosing.pending_members.append(states)
+        return digest
     if enclosing is not None:
-        enclosing.note_state(HASH_SEED, _hash_seed())
+        for state in states:
+            enclosing.note_state(state, _STATE_PROBES[state]())
         return digest
     sink = getattr(things_met, "found", None)
     if sink is not None:
-        sink.append((SEED_MEMBERS, frozenset(named[1].decode().split("\0"))))
+        sink.append((STATE_MEMBERS, states))
     return digest
 
 
-def seed_readers_named(members: frozenset[str], names: frozenset[str]) -> bool:
+def members_named(members: frozenset[str], names: frozenset[str]) -> bool:
     """Return True when code whose ``names`` (names_in_code) are given may call one of ``members`` (members of an
-    argument's class that read the hash seed): it names it (``u.shard()``, ``getattr(u, "shard")``), or it is a
+    argument's class that read some state): it names it (``u.shard()``, ``getattr(u, "shard")``), or it is a
     special method, which Python calls without its name (``str(u)``)."""
     return any(name.startswith("__") and name.endswith("__") for name in members) or not members.isdisjoint(names)
 
 
-def hash_seed_text() -> str:
-    """Return what the hash seed makes of one text, as keyed (the same under the same PYTHONHASHSEED)."""
-    return _hash_seed()
+def state_text(state: str) -> str:
+    """Return the process state labelled ``state`` (a _MEMBER_STATES one) as keyed: the hash seed as what it makes
+    of one text, the process id..."""
+    return _STATE_PROBES[state]()
 
 
 def names_in_code(fn: types.FunctionType, deps: Dependencies) -> frozenset[str]:
@@ -2569,6 +3150,29 @@ def function_value_digest(fn: types.FunctionType) -> bytes:
     return _value_digest(fn, _function_values, fn.__qualname__, lambda r: r.function(fn, "<value>"))
 
 
+def dispatch_value_digest(fn: types.FunctionType) -> bytes:
+    """Return the digest of a singledispatch function used as a value: its implementations, with what they read,
+    and the types they serve, as where a body names it."""
+    return _value_digest(fn, _dispatch_values, fn.__qualname__, lambda r: r.dispatch(fn, "<value>"))
+
+
+def subclasses_digest(classes: list[type]) -> bytes:
+    """Return the digest of the subclasses of user classes held by a call's arguments, for code that lists subclasses
+    (``count(Plugin)`` doing ``k.__subclasses__()``): each resolved as a class, with its own subclasses."""
+    resolver = _Resolver(_config.settings.track_versions)
+    resolver.lists_subclasses = True
+    met = list(dict.fromkeys(classes))
+    resolver.seen.update(id(cls) for cls in met)  # keyed by the arguments already, not again as a subclass's base
+    outer_classes, things_met.classes = getattr(things_met, "classes", None), None
+    try:
+        with _running(resolver):
+            for cls in met:
+                resolver.subclasses(cls, qualified_name(cls))
+    finally:
+        things_met.classes = outer_classes
+    return _deps_digest(resolver.deps)
+
+
 def class_value_digest(cls: type) -> bytes:
     """Return the digest of a user class (of an argument, a global object, a bound method):
     its definition and, like a function's helpers, what each of its methods reads."""
@@ -2577,6 +3181,9 @@ def class_value_digest(cls: type) -> bytes:
 
 def _hash_class(h: Hasher, cls: type) -> None:
     if is_user_code(cls):
+        met = getattr(things_met, "classes", None)
+        if met is not None:  # for code that lists subclasses: those of the classes a value holds (subclasses_digest)
+            met.append(cls)
         h.tag(b"Cu")
         digest = h.memo.get(id(cls))  # a list of instances: their class once per walk
         if digest is None:
@@ -2591,6 +3198,17 @@ def _hash_class(h: Hasher, cls: type) -> None:
         h.tag(b"Cq")
         h.text(qualified_name(cls))
         library_version(h, cls.__module__)
+        if isinstance(cls, abc.ABCMeta):
+            # Its answer to isinstance, as where a body names it (numbers.Number.register(Blob) after the call);
+            # once per walk (a list of Fractions), under the negated id: the class's own digest has its id
+            registered = h.memo.get(-id(cls))
+            if registered is None:
+                _watched_by_enclosing([("abc", abc.get_cache_token())])
+                names = _registered(cls, users_only=True)
+                registered = h.memo[-id(cls)] = combine([name.encode() for name in names]) if names else b""
+            if registered:  # none: keyed as before registrations were keyed
+                h.tag(b"Cr")
+                h.tag(registered)
         scan = _library_scan(cls)
         if not (scan.own or scan.bases):
             return
@@ -2608,11 +3226,14 @@ def _hash_function(h: Hasher, fn: types.FunctionType) -> None:
     if _is_singledispatch(fn):
         h.tag(b"Fd")
         h.text(qualified_name(fn))
-        registry = fn.registry  # type: ignore[attr-defined]
-        _watched_by_enclosing([("dict", registry, list(registry.items()), fn, "registry")])
-        h.child(_implementations(fn), ".registry")
+        h.tag(dispatch_value_digest(fn))
+        return
+    original = original_of(fn)
+    if original is not fn:  # our wrapper (random.seed once a call ran): keyed as what it replaced
+        keyed_as_wrapped(h.update, original)
         return
     if not is_user_code(fn):
+        note_state_function(fn)  # torch.get_rng_state held as data
         h.tag(b"Fq")
         h.text(qualified_name(fn))
         library_version(h, fn.__globals__.get("__name__"))  # where its code lives: wraps() copies __module__

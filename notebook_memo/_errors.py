@@ -15,6 +15,7 @@ class UnhashableArgument(MemoError, TypeError):
     def __init__(self, path: str, value: object, reason: str, value_type: str | None = None,
                  leave_out: str = "ignore=[...]") -> None:
         self.path = path
+        self.value = value  # what could not be hashed (an open file inside a global: see _handles)
         self.value_type = value_type or f"{type(value).__module__}.{type(value).__qualname__}"
         self.reason = reason
         self.leave_out = leave_out  # how to leave it out of the key where it is used: ignore=, --inputs
@@ -27,7 +28,7 @@ class UnhashableArgument(MemoError, TypeError):
 
     def renamed(self, old: str, new: str) -> UnhashableArgument:
         """Return this error with the value its path starts from, ``old``, called ``new`` instead."""
-        return UnhashableArgument(new + self.path.removeprefix(old), None, self.reason, self.value_type,
+        return UnhashableArgument(new + self.path.removeprefix(old), self.value, self.reason, self.value_type,
                                   self.leave_out)
 
 
@@ -56,6 +57,20 @@ class MemoWarning(UserWarning):
 
 class StorageWarning(MemoWarning):
     """The cache could not be read or written; the result was computed instead."""
+
+
+def changed_argument(function: str, argument: str) -> str:
+    """Return the warning that ``function`` changed ``argument`` in place, so its result is not cached."""
+    return (f"{function} changed its argument {argument!r} in place (it is not what it was before the call), which "
+            "a hit could not do again: this result is not cached, so the function runs on every call that does so. "
+            "Change a copy in the body, or return what it changes.")
+
+
+def drew_from_argument(method: str, argument: str) -> str:
+    """Return the warning that the per-instance method ``method`` drew from the random generator in ``argument``."""
+    return (f"{method} drew from the random generator in its argument {argument!r}, which a per-instance hit could "
+            "not advance as the call did: this result is not cached, so the method runs on every such call. Pass a "
+            "seed and make the generator in the body, or use @memo, whose hits advance the generator.")
 
 
 class StaleEntriesWarning(MemoWarning):

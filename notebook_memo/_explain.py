@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ._conditions import spawn_condition
 from ._inventory import human_bytes, human_time, is_marker
 from ._links import SAMEFILE
+from ._rules import rules_digest
 from ._serialize import CorruptRecord
 from .stores.local import unusable_message
 
@@ -19,6 +20,12 @@ if TYPE_CHECKING:
     from .stores.local import Store
 
 __all__ = ()
+
+# The key parts saying which arguments (a cell's inputs) are one object or share memory: their digests tell a
+# reader nothing, so explain says only that they changed.
+SHARED_ARGUMENTS = "which arguments share objects or memory"
+SHARED_INPUTS = "which inputs share objects or memory"
+_SAID_IN_WORDS = frozenset({SHARED_ARGUMENTS, SHARED_INPUTS})
 
 
 @dataclass
@@ -73,6 +80,9 @@ def differences(current: dict[str, Any], meta: dict[str, Any]) -> list[str]:
     reasons = []
     cell = meta.get("kind") == "cell"
     argument = "input" if cell else "argument"
+    if meta.get("library") != current["library"]:
+        reasons.append("it was made by another version of notebook_memo, whose rules for what a key holds and "
+                       "what an entry records differ: entries of that version are recomputed")
     if meta.get("own") != current["own"]:
         reasons.append("the cell's code changed" if cell else "the function's own code changed")
     old_deps: dict[str, list[str]] = meta.get("deps", {})
@@ -113,6 +123,9 @@ def differences(current: dict[str, Any], meta: dict[str, Any]) -> list[str]:
     new_extras: dict[str, str] = current.get("extras", {})
     for label in sorted(set(old_extras) | set(new_extras)):
         if old_extras.get(label) != new_extras.get(label):
+            if label in _SAID_IN_WORDS:
+                reasons.append(f"{label} changed")
+                continue
             reasons.append(f"{label} changed ({old_extras.get(label, 'none')} -> {new_extras.get(label, 'none')})")
     return reasons
 
@@ -130,6 +143,7 @@ def _describe(label: str, kind: str) -> str:
 def current_description(fn: MemoizedFunction[Any], call: Call) -> dict[str, Any]:
     return {
         "own": call.own.hex(),
+        "library": rules_digest(),
         "deps": {label: [kind, digest.hex()] for label, (kind, digest) in call.deps.parts.items()},
         "version": fn._version.hex(),
         "args": {name: digest.hex() for name, digest in call.arguments.items()},
@@ -193,11 +207,24 @@ def explain_call(fn: MemoizedFunction[Any], call: Call, as_miss: bool = False,
                            f"{record.header.duration:.3g} s, {human_bytes(size)}", notes, unkeyed)
     # After a miss, the run's own entry may be a variant of its key (one per folder or random state): asked
     # before the run, a variant stored earlier had its say (``before_compute``), so any left are the run's.
-    entries = [(r, meta) for r in fn.entries() if r.key != call.key and r.key not in exclude
-               for meta in [r.header.meta()] if not is_marker(meta)
-               and not (as_miss and meta.get("variant_of") == call.key)]
+    entries, own = [], False
+    for r in fn.entries():
+        meta = r.header.meta()
+        if is_marker(meta):
+            continue
+        if r.key == call.key or (as_miss and meta.get("variant_of") == call.key):
+            own = True
+        elif r.key not in exclude:
+            entries.append((r, meta))
     if not entries:
-        return Explanation(name, False, f"nothing is cached for this function in {store.directory}", notes, unkeyed)
+        if not as_miss:
+            return Explanation(name, False, f"nothing is cached for this function in {store.directory}", notes,
+                               unkeyed)
+        # The call's own entry is left out (it was not there to serve the call): saying "nothing is cached" would
+        # read as if its result had not been stored.
+        now = "its result is stored now" if own else "its result is not stored now (cleared since, or not written)"
+        return Explanation(name, False, f"{FIRST_RUN} in {store.directory} before this call (its first run): {now}",
+                           notes, unkeyed)
     current = current_description(fn, call)
     ranked = sorted(((differences(current, meta), r) for r, meta in entries),
                     key=lambda pair: (len(pair[0]), -pair[1].header.created))
@@ -207,6 +234,30 @@ def explain_call(fn: MemoizedFunction[Any], call: Call, as_miss: bool = False,
     summary = (f"no entry for these arguments and code; the closest of {len(entries)} stored "
                f"entr{'y' if len(entries) == 1 else 'ies'} (stored {_ago(closest.header.created)}) differs in:")
     return Explanation(name, False, summary, reasons + notes, unkeyed)
+
+
+# What explain_last says of a call that found nothing of its function stored: its first run.
+FIRST_RUN = "nothing was cached for this function"
+NOT_STORED = "computed, and not stored"  # ... of one whose result was computed and refused (it says why)
+# The reports that say what became of a run: its first, refused, raised, run unstored, with caching off or a folder
+# that is not used.
+_SAYS_WHAT_BECAME = (FIRST_RUN, NOT_STORED, "it raised ", "it runs each time, unstored", "the last call ran",
+                     "the cache folder ")
+
+
+def after_compute(fn: MemoizedFunction[Any], call: Call, report: Explanation) -> Explanation:
+    """Return ``report``, on why ``call`` was not served, as said after it was computed: that it ran now, and
+    whether its result is stored (the report alone reads as if the cache still lacked it)."""
+    if report.hit or report.summary.startswith(_SAYS_WHAT_BECAME):
+        return report  # says what became of the run already
+    try:
+        stored = any(r.key == call.key or r.header.meta().get("variant_of") == call.key for r in fn.entries()
+                     if not is_marker(r.header.meta()))
+    except Exception:
+        return report  # storage trouble: the call has reported it
+    now = "its result is stored" if stored else "its result is not stored (cleared since, or not written)"
+    return Explanation(report.name, False, f"computed now, and {now}. It was not served: {report.summary}",
+                       report.reasons, report.unkeyed)
 
 
 def clock_notes(deps: Dependencies) -> list[str]:

@@ -28,6 +28,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from ._replaced import original_of
 from .hashing import (
     Hasher,
     combine,
@@ -35,6 +36,7 @@ from .hashing import (
     enum_attributes,
     install_code_handler,
     install_module_judge,
+    note_state_function,
     qualified_name,
 )
 
@@ -663,6 +665,9 @@ def class_code(attr: Any) -> tuple[list[types.FunctionType], Any] | None:
         inner = class_code(attr.__func__)
         return inner if inner is not None else ([], attr.__func__)  # e.g. staticmethod(partial(f))
     if isinstance(attr, types.FunctionType):
+        original = original_of(attr)
+        if original is not attr:  # our wrapper (random.seed once a call ran): as what it replaced
+            return class_code(original)
         return [attr], None
     if isinstance(attr, property):
         return [fn for fn in (attr.fget, attr.fset, attr.fdel) if isinstance(fn, types.FunctionType)], None
@@ -845,6 +850,7 @@ def _class_digest(cls: type, by_code: bool) -> bytes:
 
 
 def _hash_method(h: Hasher, method: types.MethodType) -> None:
+    note_state_function(method)  # random.getstate held in a dict, a partial, a default...
     h.tag(b"Mb")
     h.child(method.__func__, "<method>")
     h.child(method.__self__, ".__self__")

@@ -16,6 +16,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from ._replaced import install, replacing
+
 __all__ = ()
 
 READLINK = "readlink"  # what a link names, or that it is no link (os.readlink, os.path.islink, Path.readlink)
@@ -62,16 +64,16 @@ def watch_links(on_read: Callable[[str, Any], None]) -> None:
     with _lock:
         if _watched:
             return
-        os.readlink = _reader(os.readlink, (READLINK,), on_read)
-        os.path.realpath = _reader(os.path.realpath, (REALPATH,), on_read)  # Path.resolve calls it
-        os.path.islink = _reader(os.path.islink, (READLINK,), on_read)
-        os.path.samefile = _reader(os.path.samefile, (SAMEFILE, SAMEFILE), on_read)
+        install(os, "readlink", _reader(os.readlink, (READLINK,), on_read))
+        install(os.path, "realpath", _reader(os.path.realpath, (REALPATH,), on_read))  # Path.resolve calls it
+        install(os.path, "islink", _reader(os.path.islink, (READLINK,), on_read))
+        install(os.path, "samefile", _reader(os.path.samefile, (SAMEFILE, SAMEFILE), on_read))
         # pathlib's own (3.10 to 3.13: Path.samefile stats both paths, Path.is_symlink calls lstat): a method is
         # looked up on the class at each call, so wrapping it there reaches every Path. Where a later pathlib goes
         # through os.path instead (Path.is_symlink calling os.path.islink), both record one (how, path): kept once.
         path = pathlib.Path
-        path.samefile = _reader(path.samefile, (SAMEFILE, SAMEFILE), on_read)  # type: ignore[method-assign]
-        path.is_symlink = _reader(path.is_symlink, (READLINK,), on_read)  # type: ignore[method-assign]
+        install(path, "samefile", _reader(path.samefile, (SAMEFILE, SAMEFILE), on_read))
+        install(path, "is_symlink", _reader(path.is_symlink, (READLINK,), on_read))
         _watched.append(True)
 
 
@@ -88,5 +90,4 @@ def _reader(original: Callable[..., Any], kinds: tuple[str, ...], on_read: Calla
                 for kind, path in zip(kinds, (*args, *kwargs.values())):  # Path(a).samefile(other_path=b) too
                     on_read(kind, path)
 
-    read._notebook_memo_original = original  # type: ignore[attr-defined]
-    return read
+    return replacing(read, original)

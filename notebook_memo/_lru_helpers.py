@@ -17,11 +17,12 @@ import functools
 import gc
 import inspect
 import itertools
+import operator
 import sys
 import threading
 import types
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ._fingerprint import is_user_code
@@ -32,12 +33,14 @@ __all__ = ()
 class HelperReads:
     """What the runs of one watched lru_cache function read since it was first watched (or last emptied)."""
 
-    __slots__ = ("known", "reads")
+    __slots__ = ("filling", "known", "reads")
 
     def __init__(self, known: bool) -> None:
         self.known = known  # every run of it that filled its cache was seen
         # (listed, absolute path) -> (the path to store, its real path, stat at the read), as Recorder's
         self.reads: dict[tuple[bool, str], tuple[str, str, list[int] | None]] = {}
+        # id() of the frame of the fill that last read as the only fill since the cache was emptied (see _anew)
+        self.filling: int | None = None
 
 
 helpers: weakref.WeakKeyDictionary[Any, HelperReads] = weakref.WeakKeyDictionary()
@@ -61,6 +64,10 @@ _namespaces: dict[object, list[tuple[dict[str, Any], bool]]] = {}
 _SAME_NAME = 8  # namespaces kept under one name (IPython's and a script's "__main__"; exec's, made anew)
 # The namespaces of the watched functions: their frames are looked into wherever they run.
 _watched_namespaces: set[int] = set()
+# This package's modules, by name: where the user's code we call while recording nothing begins (see
+# states_in_users_code).
+_PACKAGE = __name__.rpartition(".")[0]
+_IN_PACKAGE = _PACKAGE + "."
 
 
 def on_watch(callback: Callable[[], None]) -> None:
@@ -124,7 +131,9 @@ def started() -> list[tuple[Any, int]]:
     found: list[Any] = []
     for wrapper, state in list(helpers.items()):
         info = wrapper.cache_info()
-        if info.currsize == 0 and (state.reads or not state.known):
+        # Emptied, and not filled since: a fill under way (the run starts inside it, a loader calling a memoized
+        # function) has counted a miss, and what it read before the run is its own.
+        if info.misses == 0 and (state.reads or not state.known):
             _hand_down(wrapper, state)
             helpers[wrapper] = HelperReads(known=True)
         found.append((wrapper, int(info.hits)))
@@ -149,10 +158,10 @@ def inner_helpers(wrapper: Any) -> list[Any]:
 
     What one of them serves from its cache was read when it filled that entry, not in ``wrapper``'s own fill: found
     through globals, closures, attributes of modules, classes and objects (``mod.raw()``, ``REPO.load()``,
-    ``self.load()`` in a method), and the notebook's plain functions and other lru_cache functions they call."""
+    ``self.load()`` in a method), the notebook's plain functions and other lru_cache functions they call, and the
+    arguments its cache holds entries for (``parsed(raw, path)``: see ``_handed``)."""
     found: dict[int, Any] = {}
-    if isinstance(fn := getattr(wrapper, "__wrapped__", None), types.FunctionType):
-        _reach(fn, set(), found)
+    _visit(wrapper, set(), found)
     found.pop(id(wrapper), None)
     return list(found.values())
 
@@ -208,10 +217,14 @@ def _visit(value: Any, seen: set[types.CodeType], found: dict[int, Any]) -> Any:
     elif isinstance(value, functools.partial):
         value = value.func
     if isinstance(value, functools._lru_cache_wrapper):  # type: ignore[attr-defined]
-        found.setdefault(id(value), value)
+        if id(value) in found:
+            return _ABSENT
+        found[id(value)] = value
         wrapped = getattr(value, "__wrapped__", None)
         if isinstance(wrapped, types.FunctionType):
             _reach(wrapped, seen, found)  # a library's too: its own lru_cache functions may serve it
+        for argument in _handed(value):
+            _visit_argument(argument, seen, found)
         return _ABSENT
     if isinstance(value, types.FunctionType):
         if is_user_code(value):
@@ -238,6 +251,108 @@ def _visit_items(container: Any, seen: set[types.CodeType], found: dict[int, Any
                 _visit_items(item, seen, found, depth - 1)
         elif callable(item) and not isinstance(item, type):
             _visit(item, seen, found)
+
+
+def _handed(wrapper: Any) -> list[Any]:
+    """Return the arguments of the entries ``wrapper``'s cache holds that may be or hold code to call (a loader,
+    a bound method, a partial, an object): ``parsed(raw, path)`` calls what it was handed, which its code does not
+    name. lru_cache keeps no list of its keys but the collector's: its cache dict is its last referent that is a
+    dict other than its ``__dict__`` (a bounded cache's keys and results come before it, and a result may be a
+    dict). Asked after a miss only, and for each miss of a body it serves: see ``_new_keys`` for what is looked
+    through again."""
+    own = getattr(wrapper, "__dict__", None)
+    cache = None
+    for held in gc.get_referents(wrapper):
+        if type(held) is dict and held is not own:
+            cache = held
+    if not cache:
+        _walked.pop(wrapper, None)
+        return []
+    keys, found = _new_keys(wrapper, cache)
+    _loaders_among(keys, found)
+    return list(found.values())
+
+
+# Per lru_cache function, what its keys held when last looked through: the newest key then (held: its identity
+# marks where the walk stopped), how many keys there were, and the arguments found among them (by id).
+_walked: weakref.WeakKeyDictionary[Any, tuple[Any, int, dict[int, Any]]] = weakref.WeakKeyDictionary()
+
+
+def _new_keys(wrapper: Any, cache: dict[Any, Any]) -> tuple[list[Any], dict[int, Any]]:
+    """Return the keys of ``cache`` not looked through yet, and where to add the arguments found among them (those
+    found before included), noting the walk for the next time.
+
+    lru_cache adds each entry at the end of its dict (a bounded one too: it drops the oldest key and adds the new
+    one), so the keys after the newest one seen last time are the new ones, and where the count is then the old
+    count plus theirs, none was dropped. Else (emptied by ``cache_clear()``, an entry evicted) all are looked through
+    again, so that what was handed only to dropped entries is no longer found. The newest key must be a tuple, made
+    anew for each entry: a lone int or str argument is its own key, and the same object could come back after a
+    ``cache_clear()`` at the same count."""
+    known = _walked.get(wrapper)
+    keys: list[Any] | None = None
+    if known is not None:
+        newest, count, found = known
+        # In one C call, with no Python code between: another thread cannot add a key meanwhile.
+        fresh = list(itertools.takewhile(functools.partial(operator.is_not, newest), reversed(cache)))
+        if len(fresh) < len(cache) and len(cache) == count + len(fresh):
+            keys, found, total = fresh, dict(found), count + len(fresh)
+            newest = fresh[0] if fresh else newest
+    if keys is None:
+        keys = list(cache)
+        found, total = {}, len(keys)
+        newest = keys[-1] if keys else None
+    if type(newest) is tuple:
+        _walked[wrapper] = (newest, total, found)
+    else:
+        _walked.pop(wrapper, None)
+    return keys, found
+
+
+def _loaders_among(keys: list[Any], found: dict[int, Any]) -> None:
+    """Add to ``found`` the arguments held in ``keys`` (an lru_cache's) that are not plain numbers or text."""
+    # Over the C iterators: a cache of half a million keys of numbers is looked through in milliseconds.
+    tuples = itertools.compress(keys, map(operator.is_, map(type, keys), itertools.repeat(tuple)))
+    items = list(itertools.chain.from_iterable(tuples))  # a lone str or int argument is its own key
+    others = itertools.compress(items, map(operator.not_, map(isinstance, items, itertools.repeat(_PURE_DATA))))
+    for item in others:
+        if type(item) is not object:  # object: the keyword mark
+            found.setdefault(id(item), item)
+
+
+def _visit_argument(value: Any, seen: set[types.CodeType], found: dict[int, Any], depth: int = 2) -> None:
+    """Visit what an lru_cache function was handed: a function, or an object (a class, a module) whose lru_cache
+    functions and methods its code may call, the user's only (a library's object is data to it)."""
+    if isinstance(value, _PURE_DATA) or (isinstance(value, type) and not is_user_code(value)):
+        return
+    if type(value) in _CONTAINERS:
+        if depth > 1:
+            for item in itertools.islice(list(value.values() if type(value) is dict else value), _ITEMS):
+                _visit_argument(item, seen, found, depth - 1)
+        return
+    if isinstance(value, functools.partial) and depth > 1:  # partial(apply, raw): what it will hand on too
+        for item in (*value.args, *value.keywords.values()):
+            _visit_argument(item, seen, found, depth - 1)
+    owner = _visit(value, seen, found)
+    if owner is _ABSENT:
+        return
+    namespaces: list[Mapping[str, Any]] = []
+    if isinstance(owner, types.ModuleType):
+        if is_user_code(owner):
+            namespaces.append(vars(owner))
+    else:
+        cls = owner if isinstance(owner, type) else type(owner)
+        namespaces.extend(vars(klass) for klass in cls.__mro__ if klass is not object and is_user_code(klass))
+        try:  # its own attributes, no __getattr__ of its class asked
+            held = None if isinstance(owner, type) else object.__getattribute__(owner, "__dict__")
+        except Exception:  # no __dict__ (slots), or one that misbehaves: its class's attributes only
+            held = None
+        if type(held) is dict:
+            namespaces.append(held)  # REPO.loader = raw: an attribute it holds
+    for namespace in namespaces:
+        for attribute in itertools.islice(list(namespace.values()), _ITEMS):
+            if callable(attribute) or isinstance(attribute, (staticmethod, classmethod)):
+                if not isinstance(attribute, type):
+                    _visit(attribute, seen, found)
 
 
 def _static_attribute(owner: Any, name: str) -> Any:
@@ -281,14 +396,25 @@ def frames_of_threads() -> dict[int, types.FrameType]:
             gc.enable()
 
 
-def _states_below(frame: types.FrameType | None) -> list[HelperReads]:
+def states_in_users_code(frame: types.FrameType | None) -> list[HelperReads]:
+    """Return the states of the watched functions running at ``frame`` or below it, up to the first frame of this
+    package. Where nothing is recorded (our keying, lookups and stores) a read is a watched function's only where
+    the user's code we called runs it (a ``__memo_key__``, a reduction hashed, a result pickled): our own reads
+    there (a store's) are no function's, even where one runs further out (a loader calling a memoized function)."""
+    return _states_below(frame, until_ours=True)
+
+
+def _states_below(frame: types.FrameType | None, until_ours: bool = False) -> list[HelperReads]:
     found: list[Any] = []
     judge = discovering
     namespaces = _namespaces
     while frame is not None:
         namespace = frame.f_globals
+        name = namespace.get("__name__")
+        if until_ours and type(name) is str and (name == _PACKAGE or name.startswith(_IN_PACKAGE)):
+            break
         try:
-            known = namespaces.get(namespace.get("__name__"), ())
+            known = namespaces.get(name, ())
         except TypeError:  # a __name__ that cannot be hashed: judged at each frame
             known = ()
         looked: bool | None = None
@@ -304,11 +430,37 @@ def _states_below(frame: types.FrameType | None) -> list[HelperReads]:
         if judge is not None and type(value := namespace.get(code.co_name)) is WRAPPER \
                 and value not in helpers:
             _discover(value, code, judge)
+            if (state := helpers.get(value)) is not None:
+                state.filling = id(frame)  # watched from this fill on: what it says of the fill stands
         wrappers = codes.get(code) if codes else None
         if wrappers:
-            found.extend(state for wrapper in list(wrappers) if (state := helpers.get(wrapper)) is not None)
+            running = list(wrappers)
+            if len(running) == 1:
+                state = helpers.get(running[0])
+                if state is not None:
+                    found.append(_anew(running[0], state, frame))
+            else:  # a factory's: which of them this frame fills is not known
+                found.extend(state for wrapper in running if (state := helpers.get(wrapper)) is not None)
         frame = frame.f_back
     return found
+
+
+def _anew(wrapper: Any, state: HelperReads, frame: types.FrameType) -> HelperReads:
+    """Return the state to note a read in ``wrapper``'s fill running in ``frame``: a new one at the first read of
+    the only fill since its cache was emptied, whose old entries' reads and unseen fills are gone with them (a
+    ``cache_clear()``, then a memoized call whose keying fills it again before any run starts); else ``state``."""
+    if state.filling == id(frame):
+        return state
+    info = wrapper.cache_info()
+    # Nothing held and one fill begun since the emptying: this one (a frame of the same code called otherwise, not
+    # through the wrapper, would count no miss of its own).
+    if info.currsize or info.misses != 1:
+        return state
+    if state.reads or not state.known:
+        _hand_down(wrapper, state)
+        state = helpers[wrapper] = HelperReads(known=True)
+    state.filling = id(frame)
+    return state
 
 
 def _judge_namespace(namespace: dict[str, Any]) -> bool:

@@ -15,7 +15,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
-from . import _config, _top_level
+from . import _conditions, _config, _top_level
 from ._cells import CellOptions, cells, leading_blank_lines, run_cell
 from ._config import parse_ttl
 from ._inventory import FunctionSummary, Inventory, Owner, human_bytes, human_time
@@ -230,6 +230,11 @@ def _names(qualified: str, name: str) -> bool:
 
 def line_command(line: str) -> Any:
     """Run ``%memo info | clear [NAME | --stale | --all] | off | on | dir [PATH] | explain NAME``."""
+    with _conditions.paused():  # the store's files it reads and deletes are not a running body's reads
+        return _line_command(line)
+
+
+def _line_command(line: str) -> Any:
     if any(word in ("-h", "--help") for word in line.split()):
         print(help_text())
         return None

@@ -18,7 +18,7 @@ import time
 import types
 import uuid
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
@@ -26,12 +26,14 @@ import cloudpickle
 import xxhash
 
 from . import _conditions, _config, _random_state
+from ._attribute_writes import HeldAttribute, attributes_changed, nothing_written, run_writes
 from ._bytecode import global_references, global_stores
 from ._conditions import Conditions, NotRecordable, Recorder, Recorders
 from ._config import EXPIRY_GRACE, INLINE_LIMIT, LOCK_POLL_MAX, QUICK_BODY, TTLLike, parse_ttl, resolve_lease, warn_once
 from ._dependencies import (
     _PACKAGE_STATE,
-    SEED_MEMBERS,
+    ID_STATES,
+    STATE_MEMBERS,
     CodeState,
     CodeTracker,
     DataRead,
@@ -40,26 +42,54 @@ from ._dependencies import (
     decimal_settings,
     dependency_value,
     global_label,
-    hash_seed_text,
     helpers_code,
     keys_variables,
     labels_bound_by_code,
+    members_named,
     names_in_code,
-    seed_readers_named,
+    state_text,
     still_bound,
+    subclasses_digest,
     torch_modes,
     torch_settings,
 )
-from ._errors import ConfigurationError, MemoWarning, RecursiveCall, StaleEntriesWarning, StorageWarning
-from ._explain import Explanation, before_compute, caching_off, explain_call
-from ._fills import FillNotes, unchanged_since_filled
+from ._errors import (
+    ConfigurationError,
+    MemoWarning,
+    RecursiveCall,
+    StaleEntriesWarning,
+    StorageWarning,
+    changed_argument,
+)
+from ._explain import (
+    NOT_STORED,
+    SHARED_ARGUMENTS,
+    Explanation,
+    after_compute,
+    before_compute,
+    caching_off,
+    explain_call,
+)
+from ._fills import FillNotes, same_but_filled, unchanged_since_filled
 from ._fingerprint import own_fingerprint
 from ._inventory import delete_results, human_bytes, is_marker, owner
 from ._notebook import current_notebook, owner_tag
-from ._serialize import ClassChanged, CorruptRecord, Payload, dumps, findable, head_json, meta_after
+from ._replaced import READS
+from ._rules import rules_digest
+from ._serialize import (
+    ClassChanged,
+    CorruptRecord,
+    Payload,
+    dumps,
+    findable,
+    head_json,
+    meta_after,
+    referring_to,
+)
 from .hashing import (
     CLOCK,
     IMMUTABLE_LEAVES,
+    STATE_FUNCTION,
     aliasing_parts,
     cached_property_names,
     combine,
@@ -67,6 +97,7 @@ from .hashing import (
     filled_cached_properties,
     framed,
     framed_head,
+    keyword_values,
     leaf_digests,
     qualified_name,
     register_hasher,
@@ -87,7 +118,44 @@ _refreshing: contextvars.ContextVar[bool] = contextvars.ContextVar("notebook_mem
 _MISS = object()
 # The globals a body binds, itself or through its helpers: label -> (their namespace, name, value before the
 # run, bound by the body's own code)
-_Bound = dict[str, tuple[dict[str, Any], str, Any, bool]]
+_Globals = dict[str, tuple[dict[str, Any], str, Any, bool]]
+
+
+class _Bound(NamedTuple):
+    """What a body may bind anew, as its run starts: globals, and attributes of classes and modules."""
+
+    globals: _Globals
+    attributes: dict[str, HeldAttribute]
+    unknown: str | None = None  # what it does whose effects cannot be known (exec() of a text made at run time)
+
+
+class _BindingFacts(NamedTuple):
+    """What a body's code and its helpers' tell of what a run may bind or set, the same for each run of one code
+    state: where they bind globals (namespace, name, label, and whether the code reads the name too), the helpers'
+    code, and whether none of that code sets an attribute, takes a namespace whole or runs a text."""
+
+    state: CodeState | None  # the state they were taken for; None: taken for one run
+    own: tuple[tuple[dict[str, Any], str, str, bool], ...]
+    helpers: tuple[tuple[dict[str, Any], str, str, bool], ...]
+    helper_code: list[tuple[types.CodeType, dict[str, Any]]]
+    nothing_written: bool
+
+
+_NO_BINDINGS = _BindingFacts(None, (), (), [], False)
+
+
+class _Prefix(NamedTuple):
+    """What every call's key of one code state shares, made once per state: the framed bytes before the arguments,
+    and what its dependencies say of every call alike."""
+
+    state: CodeState | None  # the state it was made for; None: made for one call (a state that read mutable data)
+    framing: bytes
+    torch: bool  # its code uses torch: torch's modes and settings are keyed
+    decimal: bool  # its code keys decimal's context itself
+    left_out: bool  # it skipped a global, reads the clock or ids: said once (_left_out) on each call
+
+
+_NO_PREFIX = _Prefix(None, b"", False, False, False)
 
 
 class CacheInfo(NamedTuple):
@@ -160,6 +228,14 @@ class Call:
     deps_digest: bytes = b""  # the digest of every dependency (code and values) the key was made of
     # the functools.cached_property values each argument held as the body started (noted after a miss only)
     filled: dict[str, frozenset[str]] = dataclasses.field(default_factory=dict)
+    # The arguments by name, when one is not a plain value: a result holding one of them is stored referring to
+    # it by name, and served holding the argument of the call that reads it. Let go after the call.
+    bound: list[tuple[str, Any]] | None = None
+    # the _cache entries each pandas object met in the arguments and globals held when keyed, by id (see hashing)
+    caches: dict[int, frozenset[str]] = dataclasses.field(default_factory=dict)
+    # (READS or SEEDS, generator) for the functions reading or setting a global generator's state that keying met
+    # where no wrapper sees their calls (random.getstate in a dict since before the first run): see _recorder
+    unseen: frozenset[tuple[str, str]] = frozenset()
 
 
 def _notes(found: list[Any], tag: Any) -> tuple[list[tuple[Any, ...]], list[Any]]:
@@ -171,12 +247,31 @@ def _notes(found: list[Any], tag: Any) -> tuple[list[tuple[Any, ...]], list[Any]
     return tagged, rest
 
 
-def changed_in_place(read: Iterable[DataRead], notes: FillNotes) -> str | None:
+def unseen_state_functions(found: list[Any]) -> tuple[frozenset[tuple[str, str]], list[Any]]:
+    """Split what keying met (``found``) into the state functions met whose calls no wrapper sees (see Call.unseen)
+    and the rest."""
+    notes, rest = _notes(found, STATE_FUNCTION)
+    return frozenset(note[1:] for note in notes), rest
+
+
+def apply_unseen(recorder: Recorder, unseen: frozenset[tuple[str, str]]) -> None:
+    """Tell a run's ``recorder`` of the state functions its keying met unseen: a reader is taken as read as the run
+    starts (a seed before it then does not undo that), a seeder is named if the run is tied to the state it found
+    (warn_random_result)."""
+    for what, generator in unseen:
+        if what == READS:
+            recorder.read_state(generator)
+        else:
+            recorder.unseen_seeders.add(generator)
+
+
+def changed_in_place(read: Iterable[DataRead], notes: FillNotes,
+                     caches: Mapping[int, frozenset[str]] | None = None) -> str | None:
     """Return the label of the first data among ``read`` that the run changed in place, if any; an object that
     hashes no more counts as changed, one that only filled a ``functools.cached_property`` (``notes``: the run's
-    fills, see _fills) does not."""
+    fills, see _fills) or a pandas cache (``caches``: the entries held when keyed) does not."""
     for label, value, before, filled in read:
-        if not same_but_filled(value, label, before, filled, notes):
+        if not same_but_filled(value, label, before, filled, notes, caches):
             return label
     return None
 
@@ -184,22 +279,6 @@ def changed_in_place(read: Iterable[DataRead], notes: FillNotes) -> str | None:
 # Objects a body's run starts from whose classes have functools.cached_property values, with those they hold
 # then: the arguments (by name) and the globals read (by label).
 _Fills = tuple[dict[str, tuple[Any, frozenset[str]]], dict[str, tuple[Any, frozenset[str]]]]
-
-
-def same_but_filled(value: Any, label: str, before: bytes, filled: frozenset[str], notes: FillNotes) -> bool:
-    """Return True when ``value`` still has the digest ``before`` it had when it held the cached_property values
-    ``filled``, leaving out those it filled since and still holds as filled (their digests then in ``notes``):
-    they derive from the rest (computed on first read), so reading them changes no meaning. Any other change
-    counts, even beside such a fill, and so does a filled value changed after (``m.history.append(x)`` on a
-    property returning ``[]``) or one whose fill was not seen; unhashable now counts too."""
-    try:
-        if content_hash(value, label) == before:
-            return True
-        since = filled_cached_properties(value) - filled
-        return bool(since) and unchanged_since_filled(value, since, notes) and \
-            content_hash(value, label, since) == before
-    except Exception:  # it hashed before the run
-        return False
 
 
 # -- the registry of memoized functions ---------------------------------------------------------
@@ -256,10 +335,10 @@ class _Binder:
         self.labels = _Labels(shown)
         self.heads = _Heads()
 
-    def shared(self, bound: list[tuple[str, Any]]) -> list[bytes]:
-        """Return the key part saying which arguments are one mutable object (``**kwargs`` looked into)."""
-        kw = self.var_keyword
-        return aliasing_parts([tuple(v.values()) if n == kw and type(v) is dict else v for n, v in bound])
+    def shared(self, bound: list[tuple[str, Any]], walks: dict[int, tuple[Any, Any]]) -> list[bytes]:
+        """Return the key part saying which arguments share a mutable object or memory, wherever in them
+        (``walks``: what hashing them noted, see ``things_met.walks``)."""
+        return aliasing_parts(keyword_values(bound, self.var_keyword, walks), walks)
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[tuple[str, Any]]:
         names = self.names
@@ -347,17 +426,21 @@ class _KeyLock:
 _M = TypeVar("_M", bound=Callable[..., Any])
 
 
-def _with_own_remote(method: _M) -> _M:
-    """Run a method of a memoized function under its own remote (``@memo(remote=...)``), as its calls run."""
+def _own_work(method: _M) -> _M:
+    """Run a method of a memoized function (``explain``, ``clear``...) as its calls run: under its own remote
+    (``@memo(remote=...)``), recording nothing. Its lookups and deletes are ours, not a body's reads, whether a
+    body runs around it or in another thread (this thread is then taken to work for that body)."""
 
     @functools.wraps(method)
     def run(self: MemoizedFunction[Any], *args: Any, **kwargs: Any) -> Any:
+        paused = _conditions.pause()
         token = self._choose_remote()
         try:
             return method(self, *args, **kwargs)
         finally:
             if token is not None:
                 _remote.chosen.reset(token)
+            _conditions.resume(paused)
 
     return run  # type: ignore[return-value]
 
@@ -403,7 +486,8 @@ class MemoizedFunction(Generic[R]):
         self._tracker_by_code: CodeTracker | None = None  # for what travels to workers: see ``_reads_by_code``
         self._carried: list[CodeState | None] | None = None  # [the sender's state, ours when it arrived]
         self._sent_reads: dict[str, tuple[str, bytes]] = {}  # the sender's ``_reads_by_code``, with _carried
-        self._prefix: tuple[CodeState | None, bytes] = (None, b"")  # the key's framed parts before the arguments
+        self._prefix = _NO_PREFIX  # the key's framed parts before the arguments, and facts of its code state
+        self._bindings = _NO_BINDINGS  # where its code binds and sets, for the code state kept in it
         # The metadata every record of one code state shares, and its JSON text: (deps, code, own, method, head).
         self._meta_head: tuple[Any, ...] = (None, b"", b"", "", ({}, "{"))
         self._last_store: tuple[_config.CallSettings, Store] | None = None
@@ -539,6 +623,8 @@ class MemoizedFunction(Generic[R]):
         else:
             bound = list(zip(binder.names, args))  # every parameter given by position: no default is read
         found: list[Any] = []
+        caches: dict[int, frozenset[str]] = {}
+        classes: list[type] = []  # the user classes the arguments hold (an argument that is one, an instance's)
         # Plain values only (the common call) need no walk: no code, generator, clock or shared object in them.
         leaves = leaf_digests(bound)
         tracker = self._tracker
@@ -555,45 +641,68 @@ class MemoizedFunction(Generic[R]):
             outer_torch = getattr(met, "torch", False)
             outer_decimal = getattr(met, "decimal", False)
             met.torch = met.decimal = False
+            outer_caches = getattr(met, "caches", None)
+            met.caches = caches
             try:
                 if leaves is None:
                     labels = binder.labels
-                    arguments = {name: content_hash(value, labels[name]) for name, value in bound}
+                    # What hashing each argument met: which of them share objects (plain values share none).
+                    walks: dict[int, tuple[Any, Any]] = {}
+                    outer_walks = getattr(met, "walks", None)
+                    outer_classes = getattr(met, "classes", None)
+                    met.walks, met.classes = walks, classes
+                    try:
+                        arguments = {name: content_hash(value, labels[name]) for name, value in bound}
+                    finally:
+                        met.walks, met.classes = outer_walks, outer_classes
                 else:
                     arguments = leaves
                 state = self.code_state()  # generators the function reads as globals are met here too
             finally:
                 met.found = outer_met
+                met.caches = outer_caches
                 met_torch, met_decimal = met.torch, met.decimal
                 met.torch = outer_torch or met_torch
                 met.decimal = outer_decimal or met_decimal
-        rest = binder.shared(bound) if leaves is None else []
+        rest = binder.shared(bound, walks) if leaves is None else []
         deps = state.deps
+        # The bytes ``combine`` digests (each part after its length), its fixed parts framed once per code state,
+        # with what its dependencies say of every call alike (see _Prefix).
+        prefix = self._prefix
+        if prefix.state is not state:
+            # A state that read mutable data is made anew each call, and keeps that data: never kept here.
+            parts = deps.parts
+            self._prefix = prefix = _Prefix(
+                None if state.mutable else state,
+                framed([b"nbm1", self._fid.encode(), state.code, state.deps_digest, self._version]),
+                "settings of torch" in parts, "settings of decimal" in parts,
+                bool(deps.skipped or deps.clock or any(label in parts for label in ID_STATES)))
         extras: dict[str, str] = {}
         if rest:
-            extras["which arguments share objects or memory"] = xxhash.xxh3_64_hexdigest(rest[0])
-        if met_torch or "settings of torch" in deps.parts:
+            extras[SHARED_ARGUMENTS] = xxhash.xxh3_64_hexdigest(rest[0])
+        if classes and state.lists_subclasses:
+            # Code listing subclasses (k.__subclasses__(), type(x).__subclasses__()) of a class an argument holds:
+            # theirs count, as for a class the code names (hashed on each call, for such functions only).
+            rest.append(subclasses_digest(classes))
+        if met_torch or prefix.torch:
             self._torch_context(deps, rest, extras)
-        if met_decimal and "settings of decimal" not in deps.parts:  # Decimal arguments: a / b uses the context
+        if met_decimal and not prefix.decimal:  # Decimal arguments: a / b uses the context
             self._decimal_context(rest, extras)
+        unseen: frozenset[tuple[str, str]] = frozenset()
         if found:
-            found = self._seed_met(deps, found, rest, extras)
-        if found or deps.skipped or deps.clock:
+            found = self._seed_met(state, found, rest, extras)
+            unseen, found = unseen_state_functions(found)
+        if found or prefix.left_out:
             deps, found = self._left_out(deps, found)
-        # The bytes ``combine`` digests (each part after its length), its fixed parts framed once per code state.
-        prefix = self._prefix
-        if prefix[0] is not state:
-            # A state that read mutable data is made anew each call, and keeps that data: never kept here.
-            framing = framed([b"nbm1", self._fid.encode(), state.code, state.deps_digest, self._version])
-            self._prefix = prefix = (None if state.mutable else state, framing)
         heads = binder.heads
-        head = prefix[1] + b"".join([heads[name] + digest for name, digest in arguments.items()])
+        head = prefix.framing + b"".join([heads[name] + digest for name, digest in arguments.items()])
         if len(found) > 1:
             rest += _random_state.shared(found)
         key = xxhash.xxh3_128_hexdigest(head + framed(rest) if rest else head)
         return Call(key, arguments, state.code, state.own, deps, state.method,
                     _random_state.numbered(found) if found else {}, mutable=leaves is None, extras=extras,
-                    changeable=state.mutable, deps_digest=state.deps_digest)
+                    changeable=state.mutable, deps_digest=state.deps_digest, bound=bound if leaves is None else None,
+                    caches=caches, unseen=unseen)
 
     def _torch_context(self, deps: Dependencies, rest: list[bytes], extras: dict[str, str]) -> None:
         """Add what torch computes under to a key's parts (``rest``, and in words to ``extras``): for a call
@@ -613,20 +722,38 @@ class MemoizedFunction(Generic[R]):
         extras["decimal's settings"] = settings = decimal_settings()
         rest.append(b"decimal " + settings.encode())
 
-    def _seed_met(self, deps: Dependencies, found: list[Any], rest: list[bytes], extras: dict[str, str]) -> list[Any]:
-        """Add the hash seed to a key's parts (``rest``, and in words to ``extras``) where the body may call a member
-        of an argument's class that reads it, as hashing the arguments told (``found``); return ``found`` without
-        those notes. A member it never calls (u.shard() where the body reads u.age) keys nothing."""
-        told, rest_found = _notes(found, SEED_MEMBERS)
+    def _seed_met(self, state: CodeState, found: list[Any], rest: list[bytes], extras: dict[str, str]) -> list[Any]:
+        """Add the hash seed, process ids, host or user to a key's parts (``rest``, and in words to ``extras``) where
+        the body may call a member of an argument's class that reads it, as hashing the arguments told (``found``);
+        return ``found`` without those notes. A member it never calls (a fork check reading os.getpid() where the
+        body reads s.rows) keys nothing."""
+        told, rest_found = _notes(found, STATE_MEMBERS)
         if not told:
             return found
+        deps, names = state.deps, state.names
         known = self._names_known
         if known[0] is not deps:
-            self._names_known = known = (deps, names_in_code(self._fn, deps))  # type: ignore[arg-type]
-        if seed_readers_named(frozenset().union(*(item[1] for item in told)), known[1]):
-            extras["hash seed"] = seed = hash_seed_text()
-            rest.append(b"hash seed " + seed.encode())
+            # A method names its class's members where its code does: the class is a dependency, not a name.
+            known = (deps, names_in_code(self._fn, deps) if names is None else names)  # type: ignore[arg-type]
+            self._names_known = known
+        readers: dict[str, set[str]] = {}
+        for item in told:
+            for label, members in item[1].items():
+                readers.setdefault(label, set()).update(members)
+        for label in sorted(readers):
+            if members_named(frozenset(readers[label]), known[1]):
+                extras[label] = text = state_text(label)
+                rest.append(label.encode() + b" " + text.encode())
+                if label in ID_STATES:
+                    self._warn_ids([label])
         return rest_found
+
+    def _warn_ids(self, ids: list[str]) -> None:
+        """Warn once that the body reads ids every process has its own of, which its key holds as read only."""
+        warn_once(f"ids:{self._qualified}",
+                  f"{self._name} reads its {' and '.join(ids)}, which every process has its own of: the key "
+                  "leaves the value out (it would miss after every restart), so a cached result is served in "
+                  "other processes too. If the result depends on it, pass it as an argument.")
 
     def _left_out(self, deps: Dependencies, found: list[Any]) -> tuple[Dependencies, list[Any]]:
         """Return a call's dependencies with the clock reads its keying met (``found``: in the code of an
@@ -642,6 +769,9 @@ class MemoizedFunction(Generic[R]):
                 warn_once(f"skipped:{self._qualified}:{label}",
                           f"{self._name}: '{label}' cannot be hashed ({reason}); it is left out of "
                           "the cache key, so changing it will not recompute cached results")
+        ids = sorted(label for label in ID_STATES if label in deps.parts)
+        if ids:
+            self._warn_ids(ids)
         if deps.clock and self._options.ttl is None:
             warn_once(f"clock:{self._qualified}",
                       f"{self._name} reads the clock ({', '.join(deps.clock[:3])}): its cached result will not "
@@ -702,7 +832,13 @@ class MemoizedFunction(Generic[R]):
                 or (self._options.ttl is not None and record.header.stale_for(self._options.ttl)):
             return _MISS
         try:
-            value = record.load(self._options.mmap)
+            if call is not None and call.bound:
+                # A result that was one of its arguments (np.asarray(A), A.to(dtype)) is this call's argument,
+                # whose content the key holds: it comes back as the object, as a run gives it.
+                with referring_to(dict(call.bound)):
+                    value = record.load(self._options.mmap)
+            else:
+                value = record.load(self._options.mmap)
         except FileNotFoundError:
             return _MISS  # evicted between the lookup and the read
         except CorruptRecord as exc:
@@ -798,7 +934,11 @@ class MemoizedFunction(Generic[R]):
         if skip_if is not None and skip_if(result):
             return None
         try:
-            payload = dumps(result)
+            # An argument the result holds as itself is stored by name (identity only: an equal copy is a copy),
+            # taken now, while the objects are the call's, though a background thread may commit it later.
+            payload = dumps(result, external={id(value): name for name, value in call.bound
+                                              if type(value) not in IMMUTABLE_LEAVES} if call.bound else None,
+                            named=[value for _, value in call.bound] if call.bound else ())
         except Exception as exc:
             self._not_stored(f"pickle:{self._qualified}", f"{self._name}: its result cannot be pickled "
                       f"({type(exc).__name__}: {exc}); results are returned but not cached", StorageWarning)
@@ -823,6 +963,7 @@ class MemoizedFunction(Generic[R]):
                 "fid": self._fid,
                 "code": call.code.hex(),
                 "own": call.own.hex(),
+                "library": rules_digest(),
                 "method": call.method,
                 "deps": {label: [kind, digest.hex()] for label, (kind, digest) in call.deps.parts.items()},
                 "skipped": sorted(call.deps.skipped),
@@ -848,8 +989,9 @@ class MemoizedFunction(Generic[R]):
               current: _config.CallSettings | None = None) -> Any:
         """Look the call up, or compute and store it; a ``probe`` (``refresh()``) is not what explain explains."""
         outer = _conditions.active()
-        # Inside another memoized body: our own lookups are not what that body reads.
-        token = _conditions.pause() if outer else None
+        # Our own lookups, leases and writes are not what a body reads: the one around (``outer``), or one
+        # another thread begins while this call runs (this thread is then taken to work for it).
+        token = _conditions.pause()
         chosen_token = self._choose_remote()
         try:
             call = self.make_call(args, kwargs)
@@ -872,8 +1014,7 @@ class MemoizedFunction(Generic[R]):
         finally:
             if chosen_token is not None:
                 _remote.chosen.reset(chosen_token)
-            if token is not None:
-                _conditions.resume(token)
+            _conditions.resume(token)
 
     def _lookup_or_compute(self, store: Store, call: Call, args: tuple[Any, ...], kwargs: dict[str, Any],
                            refresh: bool, outer: Recorders) -> Any:
@@ -959,12 +1100,14 @@ class MemoizedFunction(Generic[R]):
         self._check_stale(store, call)
         recorder = self._recorder(call, args, kwargs)
         before = _random_state.object_states(call.generators) if call.generators else {}
-        bound = self._globals_bound(call)
-        objects = self._read_objects(call)
+        held = self._state_held(call)
+        bound = self._globals_bound(call, held)
+        objects = self._read_objects(call, held)
         fills = self._note_filled(call, args, kwargs, recorder)
+        _conditions.watch_all()  # the first run's installing is not the body's time (see _quick)
         start = time.perf_counter()
         try:
-            with computing(call.key), _room_for_our_frames(), _conditions.recording(recorder, outer):
+            with computing(call.key), _room_for_our_frames(), _conditions.recording(recorder, outer, watch=False):
                 result = self._fn(*args, **kwargs)
         except BaseException:
             self._quick = False
@@ -974,7 +1117,8 @@ class MemoizedFunction(Generic[R]):
             store.body_finished(call.key)
         self._quick = duration < QUICK_BODY
         if self._changed(call, args, kwargs, recorder.fills) or self._rebound(bound) or \
-                self._changed_process(call, recorder) or self._rebound_meanwhile(call, objects):
+                self._changed_process(call, recorder) or self._rebound_meanwhile(call, objects) or \
+                self._unknown_handle(call, recorder):
             self._announce_computed(duration, False)
             return result
         recorded = (recorder, before, outer)
@@ -1002,7 +1146,8 @@ class MemoizedFunction(Generic[R]):
                         call.filled[name] = arguments[name][1]
         globals_read = {label: (value, filled) for label, value, _, filled in call.changeable
                         if cached_property_names(type(value))}
-        recorder.fill_owners.update(id(value) for value, _ in (*arguments.values(), *globals_read.values()))
+        if arguments or globals_read:  # most calls: no object with such properties
+            recorder.fill_owners.update(id(value) for value, _ in (*arguments.values(), *globals_read.values()))
         return arguments, globals_read
 
     def _fill_owners(self, call: Call, args: tuple[Any, ...], kwargs: dict[str, Any]) -> set[int]:
@@ -1035,6 +1180,10 @@ class MemoizedFunction(Generic[R]):
                 if not unchanged_since_filled(value, since, notes):
                     return  # changed after it was filled: no key of it as it is now holds this result
                 names.add(name)
+        if call.caches and call.mutable:
+            # Pandas objects met in the arguments may hold more cache entries now, which the check of the run
+            # excused (_changed): an argument whose digest differs now differs by those alone.
+            grown.update(call.arguments)
         if not (grown or grown_globals) or call.generators:
             return  # a generator's state is in the key, and the run moved it on
         try:
@@ -1050,45 +1199,104 @@ class MemoizedFunction(Generic[R]):
             return
         self._write(store, now, result, duration, recorded)
 
-    def _globals_bound(self, call: Call) -> _Bound | None:
-        """Return what the globals the body binds (``global n; n += 1``), itself or through the helpers it reads,
-        hold now, by label; None if it binds none."""
-        fn = self._fn
-        code = getattr(fn, "__code__", None)
-        if code is None:
+    def _state_held(self, call: Call) -> CodeState | None:
+        """Return the code state ``call`` was keyed with while it is still the function's own (identity checks
+        alone, as ``code_state`` makes them), else None: what its code binds and sets is then known from it."""
+        tracker = self._tracker
+        if tracker is None or self._carried is not None or call.changeable or \
+                tracker.track_versions != self._track_versions():
             return None
-        found: _Bound = {}
-        namespace = fn.__globals__  # type: ignore[attr-defined]
-        for name in global_stores(code):
-            found[name] = (namespace, name, namespace.get(name, _MISS), True)
-        for helper_code, helper_namespace in helpers_code(fn, call.deps):  # type: ignore[arg-type]
+        state = tracker.unchanged()
+        if state is None or state.mutable or state.deps is not call.deps or state.code != call.code \
+                or state.deps_digest != call.deps_digest:
+            return None
+        return state
+
+    def _binding_facts(self, call: Call, held: CodeState | None) -> _BindingFacts:
+        """Return where the body and its helpers bind globals, and whether their code can set an attribute or run a
+        text (see ``_BindingFacts``): once per code state while ``held`` (``_state_held``) says it is still the
+        function's, else walked now."""
+        known = self._bindings
+        if held is not None and known.state is held:
+            return known
+        fn: types.FunctionType = self._fn  # type: ignore[assignment]
+        namespace = fn.__globals__
+        own = tuple((namespace, name, name, True) for name in global_stores(fn.__code__))
+        helpers = list(helpers_code(fn, call.deps))
+        theirs: list[tuple[dict[str, Any], str, str, bool]] = []
+        for helper_code, helper_namespace in helpers:
             stores = global_stores(helper_code)
             read = {name for name, _ in global_references(helper_code)} if stores else set()
-            for name in stores:
-                value = helper_namespace.get(name, _MISS)
-                if name in read and (value is _MISS or value is None):
-                    continue  # filled on first use (if MODEL is None: MODEL = load()): it is again when next used
-                found.setdefault(global_label(helper_namespace, name), (helper_namespace, name, value, False))
-        return found or None
+            theirs.extend((helper_namespace, name, global_label(helper_namespace, name), name in read)
+                          for name in stores)
+        facts = _BindingFacts(held, own, tuple(theirs), helpers, nothing_written(fn, helpers))
+        if held is not None:
+            self._bindings = facts
+        return facts
+
+    def _globals_bound(self, call: Call, held: CodeState | None = None) -> _Bound | None:
+        """Return what the globals the body binds (``global n; n += 1``), itself or through the helpers it reads,
+        hold now, by label, and the attributes of classes and modules it may set (``Config.threshold = 0.7``: see
+        run_writes); None if it binds none. ``held``: the call's code state, still the function's
+        (``_state_held``), whose facts are then kept."""
+        fn = self._fn
+        if getattr(fn, "__code__", None) is None:
+            return None
+        facts = self._binding_facts(call, held)
+        found: _Globals = {}
+        for namespace, name, _, _ in facts.own:
+            found[name] = (namespace, name, namespace.get(name, _MISS), True)
+        for namespace, name, label, read in facts.helpers:
+            value = namespace.get(name, _MISS)
+            if read and (value is _MISS or value is None):
+                continue  # filled on first use (if MODEL is None: MODEL = load()): it is again when next used
+            found.setdefault(label, (namespace, name, value, False))
+        attributes: dict[str, HeldAttribute]
+        if facts.nothing_written:
+            attributes, unknown = {}, None  # what run_writes finds of code that sets no attribute and runs no text
+        else:
+            attributes, unknown = run_writes(fn, call.deps, facts.helper_code)  # type: ignore[arg-type]
+        return _Bound(found, attributes, unknown) if found or attributes or unknown else None
 
     def _rebound(self, bound: _Bound | None) -> bool:
-        """Return True, warning once, when the body bound a global anew: a hit would leave it as it was.
+        """Return True, warning once, when the body bound a global, or an attribute of a class, module or object a
+        global holds, anew, or ran what cannot be known (exec() of a text made at run time): a hit would leave it
+        as it was.
 
         A global a helper reads and binds where it held nothing (None, or no value) is left out (``_globals_bound``):
         the helper fills it on first use (``global MODEL; if MODEL is None: MODEL = load()``), and does again when
-        next used after a hit, as a module's own code does. Any other (``global N; N += 1``, ``LAST = x`` in a
-        helper) is a change a hit could not make."""
+        next used after a hit, as a module's own code does; so is an attribute filled so (``Model._instance``).
+        Any other (``global N; N += 1``, ``LAST = x`` in a helper, ``Config.threshold = 0.7``) is a change a hit
+        could not make. A later run that finds what an earlier one set changes nothing, and is stored: its key holds
+        the value (code's dependencies include the globals and attributes it stores), so it is served only where
+        the value is so."""
         if not bound:
             return False
-        changed = sorted(label for label, (namespace, name, value, _) in bound.items()
+        if bound.unknown:
+            self._not_stored(f"unknown-effects:{self._qualified}",
+                             f"{self._name} {bound.unknown}: its effects cannot be known, and a hit could not make "
+                             "them again, so this result is not cached and the function runs on every call. Write "
+                             "that code in the function (or a helper), or run the text outside it.", MemoWarning)
+            return True
+        globals_ = bound.globals
+        changed = sorted(label for label, (namespace, name, value, _) in globals_.items()
                          if namespace.get(name, _MISS) is not value)
-        if not changed:
+        if changed:
+            self._not_stored(f"rebound-global:{self._qualified}:{changed[0]}",
+                             f"{self._name} binds the global {changed[0]!r} anew"
+                             f"{'' if globals_[changed[0]][3] else ' (through a helper it calls)'}, which a hit could "
+                             "not do again: this result is not cached, so the function runs on every call that does "
+                             "so. Return the value instead, and bind the global outside the function.", MemoWarning)
+            return True
+        attributes = attributes_changed(bound.attributes)
+        if not attributes:
             return False
-        self._not_stored(f"rebound-global:{self._qualified}:{changed[0]}",
-                         f"{self._name} binds the global {changed[0]!r} anew"
-                         f"{'' if bound[changed[0]][3] else ' (through a helper it calls)'}, which a hit could not "
-                         "do again: this result is not cached, so the function runs on every call that does so. "
-                         "Return the value instead, and bind the global outside the function.", MemoWarning)
+        label = attributes[0]
+        self._not_stored(f"rebound-attribute:{self._qualified}:{label}",
+                         f"{self._name} sets the attribute {label!r} anew (it leaves it bound to another object than "
+                         "before the call, or removed), which a hit could not do again: this result is not cached, so "
+                         "the function runs on every call that does so. Return the value instead, and set the "
+                         "attribute outside the function.", MemoWarning)
         return True
 
     def _recorder(self, call: Call, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Recorder:
@@ -1106,13 +1314,49 @@ class MemoizedFunction(Generic[R]):
             libraries = (*libraries, *(name for name in ("torch", "decimal") if name not in libraries))
         # An argument's methods run without the body naming their class (runs.latest()): looked into on each miss.
         sizes = known[1] or _conditions.stats_arguments(self._fn, (*args, *kwargs.values()))
-        return Recorder(self._options.files, sizes, libraries)
+        recorder = Recorder(self._options.files, sizes, libraries)
+        recorder.code = functools.partial(_conditions.function_reaches, self._fn)  # asked only after some misses
+        apply_unseen(recorder, call.unseen)
+        for files in deps.handles.values():
+            # Read through a handle opened before the run (a global file, an SQLite connection): no event names
+            # them, so they are the run's reads from its start; a WAL file as the run leaves it.
+            for path in files:
+                recorder.read_handle(path)
+        for label, connection in deps.connections.items():
+            recorder.read_connection(label, connection)
+        return recorder
 
-    def _read_objects(self, call: Call) -> _Reads | None:
+    def _unknown_handle(self, call: Call, recorder: Recorder) -> bool:
+        """Return True, warning once, when the code reads through an open handle whose files cannot be told (a
+        buffer in memory, a file open for writing too, a handle held inside another object), or an SQLite
+        connection with the notebook's code registered on it: what it reads is in no key and no condition, so the
+        result is not stored."""
+        handles = call.deps.handles
+        label = next((label for label, files in handles.items() if not files), None) if handles else None
+        if label is None:
+            found = recorder.code_in_connections() if call.deps.connections else None
+            if found is None:
+                return False
+            label, what = found
+            self._not_stored(f"connection-code:{self._qualified}:{label}",
+                             f"{self._name} reads {label!r}, an SQLite connection {what}: what that code computes "
+                             "inside its queries is not in the cache key, so this result is not cached, and the "
+                             "function runs on every call. Register it on a connection the function opens itself, "
+                             "or compute it in Python from the rows.", MemoWarning)
+            return True
+        self._not_stored(f"unknown-handle:{self._qualified}:{label}",
+                         f"{self._name} reads {label!r}, which is or holds an open handle (a file, a connection, a "
+                         "buffer) whose files cannot be told, or that may be written through: what is read through "
+                         "it is not in the cache key, so this result is not cached, and the function runs on "
+                         "every call. Pass the file's path instead, and open it inside the function.", MemoWarning)
+        return True
+
+    def _read_objects(self, call: Call, held: CodeState | None = None) -> _Reads | None:
         """Return what the call's dependencies name as its body starts, to tell after it which were bound anew;
-        None when something was already bound anew since the key was made (not by the body, which has not run)."""
+        None when something was already bound anew since the key was made (not by the body, which has not run).
+        ``held``: ``_state_held(call)`` just now, which found nothing bound anew (not asked again)."""
         volatile = bool(call.changeable)
-        if not volatile and not self._same_state(call):
+        if not volatile and held is None and not self._same_state(call):
             return None
         fn: types.FunctionType = self._fn  # type: ignore[assignment]
         return _Reads({label: dependency_value(fn, label) for label in call.deps.parts}, fn.__code__, volatile)
@@ -1187,12 +1431,13 @@ class MemoizedFunction(Generic[R]):
         changeable, call.changeable = call.changeable, ()
         if call.mutable and self._changed_arguments(call, args, kwargs, notes):
             return True
-        return bool(changeable) and self._changed_globals(changeable, notes)
+        return bool(changeable) and self._changed_globals(changeable, notes, call.caches)
 
-    def _changed_globals(self, changeable: tuple[DataRead, ...], notes: FillNotes) -> bool:
+    def _changed_globals(self, changeable: tuple[DataRead, ...], notes: FillNotes,
+                         caches: Mapping[int, frozenset[str]] | None = None) -> bool:
         """Return True, warning once, when the body changed in place mutable data its code reads (``LOG.append``,
         a registry filled by a helper): a hit would leave it as it was, so the result is not stored."""
-        label = changed_in_place(changeable, notes)
+        label = changed_in_place(changeable, notes, caches)
         if label is not None:
             self._not_stored(f"changed-global:{self._qualified}:{label}",
                       f"{self._name} changed the global {label!r} in place (it is not what it was before the call), "
@@ -1220,14 +1465,13 @@ class MemoizedFunction(Generic[R]):
             if before is None or type(value) in IMMUTABLE_LEAVES:
                 continue
             # A functools.cached_property the body read for the first time is no change; any other change is.
-            if not same_but_filled(value, binder.labels[name], before, filled.get(name, frozenset()), notes):
+            if not same_but_filled(value, binder.labels[name], before, filled.get(name, frozenset()), notes,
+                                   call.caches):
                 changed.append(name)
         if not changed:
             return False
-        self._not_stored(f"changed-argument:{self._qualified}:{changed[0]}",
-                  f"{self._name} changed its argument {changed[0]!r} in place (it is not what it was before the "
-                  "call), which a hit could not do again: this result is not cached, so the function runs "
-                  "on every call that does so. Change a copy in the body, or return what it changes.", MemoWarning)
+        self._not_stored(f"changed-argument:{self._qualified}:{changed[0]}", changed_argument(self._name, changed[0]),
+                         MemoWarning)
         return True
 
     def _not_stored(self, once: str, message: str, category: type[Warning]) -> None:
@@ -1235,7 +1479,7 @@ class MemoizedFunction(Generic[R]):
         explanation: ``explain_last`` and ``%memo explain`` then say so, not that nothing is cached."""
         warn_once(once, message, category)
         why = message.removeprefix(f"{self._name}: ").removeprefix(f"{self._name} ")
-        self._miss_report = Explanation(self._qualified, False, f"computed, and not stored: {why}")
+        self._miss_report = Explanation(self._qualified, False, f"{NOT_STORED}: {why}")
 
     def _note_miss(self, call: Call, refresh: bool) -> None:
         self._miss_report = before_compute(self, call, "memo.refreshing()" if refresh else None)
@@ -1265,29 +1509,29 @@ class MemoizedFunction(Generic[R]):
                 self._ran_off = True
             return await self._fn(*args, **kwargs)
         outer = _conditions.active()
-        token = _conditions.pause() if outer else None
+        token = _conditions.pause()  # our own lookups are not what a body reads (see _call)
         try:
             call = self.make_call(args, kwargs)
+            misses = self.misses
+            raised: BaseException | None = None
+            chosen_token = self._choose_remote()
+            try:
+                return await self._aserve(call, args, kwargs, refresh, outer)
+            except BaseException as exc:
+                raised = exc
+                raise
+            finally:
+                if chosen_token is not None:
+                    _remote.chosen.reset(chosen_token)
+                if not probe:
+                    self._remember(call, self.misses == misses, raised)
         finally:
-            if token is not None:
-                _conditions.resume(token)
-        misses = self.misses
-        raised: BaseException | None = None
-        chosen_token = self._choose_remote()
-        try:
-            return await self._aserve(call, args, kwargs, refresh, outer)
-        except BaseException as exc:
-            raised = exc
-            raise
-        finally:
-            if chosen_token is not None:
-                _remote.chosen.reset(chosen_token)
-            if not probe:
-                self._remember(call, self.misses == misses, raised)
+            _conditions.resume(token)
 
     def _remember(self, call: Call, hit: bool, raised: BaseException | None = None) -> None:
         """Keep a real call for ``explain_last``: probes (``refresh``, ``is_cached``, ``explain``) never come here."""
         call.changeable = ()  # the data it read is not kept alive by the last call
+        call.bound = None  # nor its arguments
         self.last_call, self.last_hit = call, hit and raised is None
         self._ran_off = False
         self._last_report = None if self.last_hit else self._miss_report
@@ -1351,21 +1595,20 @@ class MemoizedFunction(Generic[R]):
             self._check_stale(store, call)
             recorder = self._recorder(call, args, kwargs)
             before = _random_state.object_states(call.generators) if call.generators else {}
-            bound = self._globals_bound(call)
-            objects = self._read_objects(call)
+            held = self._state_held(call)
+            bound = self._globals_bound(call, held)
+            objects = self._read_objects(call, held)
             fills = self._note_filled(call, args, kwargs, recorder)
+            _conditions.watch_all()  # the first run's installing is not the body's time
             start = time.perf_counter()
-            with computing(call.key), _conditions.recording(recorder, outer):
+            with computing(call.key), _conditions.recording(recorder, outer, watch=False):
                 result = await _conditions.stepped(self._fn(*args, **kwargs), recorder)
             duration = time.perf_counter() - start
             payload = None
-            token = _conditions.pause() if outer else None  # what the checks read is not what a body around reads
-            try:
-                unchanged = not (self._changed(call, args, kwargs, recorder.fills) or self._rebound(bound)
-                                 or self._changed_process(call, recorder) or self._rebound_meanwhile(call, objects))
-            finally:
-                if token is not None:
-                    _conditions.resume(token)
+            # What the checks read is not what a body reads: recording is paused here (see _acall).
+            unchanged = not (self._changed(call, args, kwargs, recorder.fills) or self._rebound(bound)
+                             or self._changed_process(call, recorder) or self._rebound_meanwhile(call, objects)
+                             or self._unknown_handle(call, recorder))
             if unchanged:
                 with _remote.replacing_if(refresh):
                     payload = self._write(store, call, result, duration, (recorder, before, outer))
@@ -1402,7 +1645,7 @@ class MemoizedFunction(Generic[R]):
         """Run the function body without reading or writing the cache."""
         return self._fn(*args, **kwargs)
 
-    @_with_own_remote
+    @_own_work
     def is_cached(self, *args: Any, **kwargs: Any) -> bool:
         """Return True when a call with these arguments would be served from disk."""
         call = self.make_call(args, kwargs)
@@ -1411,7 +1654,7 @@ class MemoizedFunction(Generic[R]):
         except Exception:
             return False
 
-    @_with_own_remote
+    @_own_work
     def invalidate(self, *args: Any, **kwargs: Any) -> bool:
         """Delete the entry for these arguments; return True if there was one."""
         call = self.make_call(args, kwargs)
@@ -1432,7 +1675,7 @@ class MemoizedFunction(Generic[R]):
         _config.forget_warning(f"not-deleted:{store.directory}")
         return deleted
 
-    @_with_own_remote
+    @_own_work
     def clear(self) -> int:
         """Delete every entry of this function, all code versions; return how many.
 
@@ -1455,6 +1698,7 @@ class MemoizedFunction(Generic[R]):
         """``clear()`` under ``lru_cache``'s name."""
         return self.clear()
 
+    @_own_work
     def entries(self) -> list[StoredRecord]:
         """Return the stored records of this function (all code versions; of this notebook's function)."""
         return self._owned(self._store())
@@ -1463,20 +1707,21 @@ class MemoizedFunction(Generic[R]):
         """Return this function's records, read through the index's tag of its id (``lacking``: see ``records``)."""
         return [r for r in store.records(self._fid, lacking) if self.owns(r.header.meta())]
 
-    @_with_own_remote
+    @_own_work
     def cache_info(self) -> CacheInfo:
         """Return hits and misses in this process, and the entries and bytes on disk."""
         metas = [meta for r in self.entries() for meta in [r.header.meta()] if not is_marker(meta)]
         size = sum(meta.get("size", 0) for meta in metas)
         return CacheInfo(self.hits, self.misses, len(metas), size, self.saved_seconds)
 
+    @_own_work
     def current_code(self) -> bytes:
         """Return the code digest the next call would be stored under."""
         return self.code_state().code
 
-    @_with_own_remote
+    @_own_work
     def clear_stale(self) -> int:
-        """Delete the entries made under other versions of this function's code."""
+        """Delete the entries made under other versions of this function's code or of notebook_memo."""
         current = self.current_code().hex()
         store = self._store()
         return delete_results(store, (r for r in self._owned(store, _code_mark(current))
@@ -1505,29 +1750,31 @@ class MemoizedFunction(Generic[R]):
     def _stale_notice(self, store: Store, current: str, background: bool = False) -> None:
         if background:
             _config.own_thread.ours = True  # this thread's reads are the store's, never a body's input
-        count = size = 0
+        count = size = library = 0
         versions = set()
+        ours = rules_digest()
         with contextlib.suppress(Exception):
             for record in self._owned(store, _code_mark(current)):
                 meta = record.header.meta()
                 if record.verified and meta.get("code") != current and not is_marker(meta):
                     count += 1
                     size += meta.get("size", 0)
-                    versions.add(meta.get("code"))
+                    if meta.get("library") != ours:  # an upgrade, not an edit of the user's code: say so
+                        library += 1
+                    else:
+                        versions.add(meta.get("code"))
         if count:
             # On a thread, a warnings filter set to "error" would end it with a traceback: the notice is dropped.
             with contextlib.suppress(Exception) if background else contextlib.nullcontext():
-                warn_once(f"stale:{self._qualified}",
-                          f"{self._name}: {count} cached entr{'y' if count == 1 else 'ies'} "
-                          f"({human_bytes(size)}) from {len(versions)} other version"
-                          f"{'' if len(versions) == 1 else 's'} of its code {'is' if count == 1 else 'are'} "
-                          f"still on disk; {self._name}.clear_stale() removes them", StaleEntriesWarning)
+                warn_once(f"stale:{self._qualified}", _stale_words(self._name, count, size, len(versions), library),
+                          StaleEntriesWarning)
 
-    @_with_own_remote
+    @_own_work
     def explain(self, *args: Any, **kwargs: Any) -> Any:
         """Return a report of whether this call would hit, and if not, what changed."""
         return explain_call(self, self.make_call(args, kwargs))
 
+    @_own_work
     def explain_last(self) -> Any:
         """Return the report on the last real call in this session (``%memo explain NAME``); None before one."""
         if self._ran_off:
@@ -1540,7 +1787,7 @@ class MemoizedFunction(Generic[R]):
         else:
             report = explain_call(self, call, as_miss=not self.last_hit)
         if self._last_error is None:
-            return report
+            return report if self.last_hit else after_compute(self, call, report)
         return Explanation(report.name, False, f"it raised {self._last_error}, so no result was stored; "
                            f"{report.summary}", report.reasons, report.unkeyed)
 
@@ -1609,7 +1856,7 @@ class MemoizedFunction(Generic[R]):
         # Who it is comes with it: a worker can fingerprint neither a lambda's source nor the notebook.
         self._fid, self._notebook = state["fid"], state["notebook"]
         self._tag = owner_tag(self._fid, self._notebook)
-        self._prefix = (None, b"")
+        self._prefix = _NO_PREFIX
         # The sender's code state (a notebook keys by source, which a worker lacks) holds for as
         # long as this function's own resolution stays what it was on arrival.
         self._carried = [state["code"], None]
@@ -1914,6 +2161,15 @@ def warn_random_result(name: str, qualified: str, recorder: Recorder,
                        remedy: str = "call it with .uncached(...)") -> None:
     """Warn once when the run ``recorder`` watched seeded a generator from the operating system's entropy: its
     result, stored, is random (the words of @memo, memo.batch and %%memo alike)."""
+    tied = recorder.unseen_seeders & recorder.tied
+    if tied:
+        names = _random_state.describe_generators(sorted(tied))
+        warn_once(f"unseen seeder:{qualified}", f"{name} reaches a seeding function of {names} taken before "
+                  "notebook_memo could watch it (held in a dict, a class, a closure, a partial or a default since "
+                  "before the first memoized call), so a seed through it cannot be told from a draw: its result is "
+                  "kept for the state it found, and computed again in a new kernel. Call the seeding function by "
+                  "its module's name in the body (random.seed(...), np.random.seed(...)), or take it after the "
+                  "first memoized call.")
     if recorder.entropy:
         warn_once(f"entropy:{qualified}", f"{name} seeds {_random_state.describe_generators(sorted(recorder.entropy))} "
                   "from the operating system's entropy (a seed call without a seed): its result is random, and the "
@@ -2043,6 +2299,20 @@ def keep_alive() -> None:
     for store in open_stores():
         if store.holds_leases():
             store.renew_leases()
+
+
+def _stale_words(name: str, count: int, size: int, versions: int, library: int) -> str:
+    """Return the stale notice of ``name``: ``count`` entries of ``size`` bytes on disk, ``library`` of them made by
+    another version of notebook_memo, the others by ``versions`` other versions of its code."""
+    entries = f"{count} cached entr{'y' if count == 1 else 'ies'} ({human_bytes(size)})"
+    code = f"from {versions} other version{'' if versions == 1 else 's'} of its code"
+    made = "made by another version of notebook_memo"
+    verb = "is" if count == 1 else "are"
+    if library and library < count:
+        what = f"{entries} {verb} still on disk: {count - library} {code} and {library} {made}"
+    else:
+        what = f"{entries} {made if library else code} {verb} still on disk"
+    return f"{name}: {what}; {name}.clear_stale() removes them"
 
 
 def clear_stale_all() -> int:

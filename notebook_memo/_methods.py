@@ -1,26 +1,44 @@
 """Per-object caches: ``memo.per_instance`` methods and ``memo.cached_property``.
 
-Results live on the object itself (in its ``__dict__``, or in a weak side table for
-objects without one), keyed by the arguments' content, and die with the object: no disk,
-no ids. A copy or a pickle of the object starts with empty caches.
+Results live beside the object, in a side table that holds it weakly, so that ``vars(obj)`` shows the user's
+attributes only; keyed by the arguments' content, they die with the object: no disk, no ids. Where a cached value
+holds its object (a child with a back-reference, a bound method), or the object cannot be weakly referenced, they
+move into its ``__dict__`` instead, a cycle the garbage collector frees with it. A copy or a pickle of the object
+starts with empty caches.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import inspect
+import itertools
+import operator
 import os
 import sys
 import threading
 import time
+import types
 import weakref
 from collections.abc import Callable
 from typing import Any
 
-from ._conditions import closed_fill, held_value_read, in_a_run, pause, resume, stamp
-from ._config import TTLLike, parse_ttl
-from ._errors import RecursiveCall
-from .hashing import BOOKKEEPING_PREFIX, content_hash, register_hasher
+from ._conditions import assigned_held_value, closed_fill, held_value_read, in_a_run, pause, resume, stamp
+from ._config import TTLLike, parse_ttl, warn_once
+from ._errors import MemoWarning, RecursiveCall, changed_argument, drew_from_argument
+from ._fills import FillListener, FillNotes, fill_digest, filled_names, same_but_filled
+from .hashing import (
+    BOOKKEEPING_PREFIX,
+    IMMUTABLE_LEAVES,
+    aliasing_parts,
+    combine,
+    content_hash,
+    keyword_values,
+    leaf_digests,
+    register_hasher,
+    things_met,
+)
 from .stores._leases import computing, is_computing
 
 __all__ = ()
@@ -29,15 +47,33 @@ SLOT = BOOKKEEPING_PREFIX + "_instance__"  # hashing skips it: never part of the
 _MISSING = object()
 
 
-# value, expiry (0: none), stamp of its fill, and the digest of its object as the fill read it (None: not known)
+# the arguments of a call a body may change in place, by name: those that are not plain values
+Watched = list[tuple[str, Any]]
+
+
+class Before:
+    """The watched arguments of a call as it starts: the digest of each (None: it cannot be hashed), the
+    functools.cached_property values each holds (by name, for those whose class has any), and the names of those
+    holding a random generator."""
+
+    __slots__ = ("digests", "filled", "generators")
+
+    def __init__(self, digests: list[bytes | None], filled: dict[str, frozenset[str]], generators: set[str]) -> None:
+        self.digests, self.filled, self.generators = digests, filled, generators
+
+
+# value, expiry (0: none), stamp of its fill, and the digest of its object as the fill read it (None: not known;
+# _ASSIGNED: no fill, the value was assigned)
 Entry = tuple[Any, float, int, bytes | None]
+_ASSIGNED = b"assigned"  # told by identity; no digest of an object, so a run served it notes it as held
 
 
 class InstanceCaches:
     """The caches of one object: per cached method or property, argument digest -> (value, expiry, filled, digest).
 
     ``filled``: the stamp of the fill's start (see _conditions.stamp), to tell a run what was held before it;
-    ``digest``: the object's content digest as a fill inside a run read it, to tell whether it still has it."""
+    ``digest``: the object's content digest as a fill inside a run read it, to tell whether it still has it (None:
+    not known; _ASSIGNED: the value was assigned, not filled)."""
 
     __slots__ = ("__weakref__", "inflight", "lock", "owner", "pid", "tables")
 
@@ -103,37 +139,127 @@ if hasattr(os, "register_at_fork"):
 
 def caches_of(obj: Any, create: bool = True) -> InstanceCaches | None:
     """Return the caches of ``obj``, making them on first use."""
+    # Keyed by id, checked by identity: an object's own __eq__ and __hash__ do not matter, and a new object at a
+    # dead one's address does not find its caches.
+    entry = _side.get(id(obj))
+    if entry is not None and entry[0]() is obj:
+        return entry[1]
     namespace = getattr(obj, "__dict__", None)
     if isinstance(namespace, dict):
         caches = namespace.get(SLOT)
         if caches is not None and caches.belongs_to(obj):
             return caches  # type: ignore[no-any-return]
-        if not create:
-            return None
-        # Absent, or copied along with __dict__ from another object: start empty.
-        fresh = InstanceCaches(obj)
-        namespace[SLOT] = fresh
-        return fresh
-    key = id(obj)
-    entry = _side.get(key)
-    if entry is not None and entry[0]() is obj:
-        return entry[1]
     if not create:
         return None
-    def forget(_: object, key: int = key) -> None:
-        _side.pop(key, None)
+    return _new_caches(obj, namespace)
+
+
+def _new_caches(obj: Any, namespace: Any) -> InstanceCaches:
+    """Return empty caches for ``obj``, held in the side table, or in ``namespace`` (its ``__dict__``) where it
+    cannot be weakly referenced."""
+    if isinstance(namespace, dict):
+        namespace.pop(SLOT, None)  # copied along with __dict__ from another object: not this one's
+    key = id(obj)
+
+    # The table is bound here: at exit, a callback may run after the module's globals are gone.
+    def forget(ref: weakref.ReferenceType[Any], key: int = key, side: dict[int, Any] = _side) -> None:
+        entry = side.get(key)
+        if entry is not None and entry[0] is ref:
+            side.pop(key, None)
 
     try:
         ref = weakref.ref(obj, forget)
     except TypeError:
+        if isinstance(namespace, dict):
+            fresh = InstanceCaches(obj)
+            namespace[SLOT] = fresh
+            return fresh
         raise TypeError(
             f"{type(obj).__qualname__} objects have neither __dict__ nor __weakref__, so a per-instance "
             "cache has nowhere to live: add '__weakref__' to its __slots__, or use @memo instead"
         ) from None
     with _side_lock:
+        entry = _side.get(key)
+        if entry is not None and entry[0]() is obj:
+            return entry[1]  # another thread made them meanwhile
         caches = InstanceCaches(obj)
         _side[key] = (ref, caches)
     return caches
+
+
+# Tracked objects a cached value refers to, at most, looked through for its own object: past it the walk cannot
+# tell, and the caches stay in the side table (see _kept).
+_LOOKED_THROUGH = 1_000_000
+# Not looked into: a class or module is held by its module anyway, and a function's globals are a module's namespace
+# (its closure, defaults and __dict__ are looked into instead); a frame's globals and builtins likewise.
+_OPAQUE = (type, types.ModuleType, types.FunctionType, types.FrameType)
+
+
+def _may_hold(value: Any, obj: Any) -> bool:
+    """Return True when ``value`` refers to ``obj``, directly or through what it holds, as far as a walk of at
+    most ``_LOOKED_THROUGH`` objects finds.
+
+    Level by level, each over the whole frontier in a few C calls: untracked objects (numbers, strings, arrays,
+    tuples and dicts of them) hold no tracked objects and are not looked into, so a list of a million numbers
+    costs one pass over it."""
+    if value is obj:
+        return True
+    if not gc.is_tracked(obj) or not gc.is_tracked(value):
+        return False  # an untracked object is in no cycle the collector frees: the side table it is
+    seen = {id(value)}
+    frontier = [value]
+    looked = 1
+    while frontier:
+        held = list(filter(gc.is_tracked, _referents(frontier)))
+        if any(map(operator.is_, held, itertools.repeat(obj))):
+            return True
+        by_id = dict(zip(map(id, held), held))
+        fresh = by_id.keys() - seen
+        looked += len(fresh)
+        if looked > _LOOKED_THROUGH:
+            return False  # cannot tell: see _kept
+        seen |= fresh
+        frontier = list(map(by_id.__getitem__, fresh))
+    return False
+
+
+def _referents(frontier: list[Any]) -> list[Any] | tuple[Any, ...]:
+    """Return what the objects of ``frontier`` refer to, leaving out what is held by a module anyway."""
+    if len(frontier) == 1 and type(frontier[0]) in (list, tuple):
+        return frontier[0]  # a list's referents are its items: not copied
+    if not any(issubclass(kind, _OPAQUE) for kind in set(map(type, frontier))):
+        return gc.get_referents(*frontier)
+    plain: list[Any] = []
+    extra: list[Any] = []
+    for item in frontier:
+        if isinstance(item, types.FunctionType):
+            extra += (item.__closure__, item.__defaults__, item.__kwdefaults__, item.__dict__)
+        elif isinstance(item, types.FrameType):
+            extra += (item.f_locals, item.f_back)  # a generator's locals (self among them), not its globals
+        elif not isinstance(item, (type, types.ModuleType)):
+            plain.append(item)
+    return [*gc.get_referents(*plain), *extra]
+
+
+def _kept(obj: Any, caches: InstanceCaches, value: Any) -> None:
+    """``value`` was cached on ``obj``: if it may hold ``obj``, move the caches from the side table into the
+    object's ``__dict__``. From the side table, which the module holds, the value would keep the object alive for
+    ever; from its ``__dict__`` they form a cycle the garbage collector frees.
+
+    Where the walk cannot tell (a value holding more than ``_LOOKED_THROUGH`` objects), the caches stay in the side
+    table: if that value does hold its object, the object then lives until its cache is cleared (``memo.reset``,
+    ``obj.method.clear()``), a leak of one object, where moving them would change ``vars(obj)`` and with it the
+    user's ``__eq__``, ``json.dumps(vars(obj))`` and frames built from it."""
+    entry = _side.get(id(obj))
+    if entry is None or entry[1] is not caches:
+        return
+    namespace = getattr(obj, "__dict__", None)
+    if not isinstance(namespace, dict) or not _may_hold(value, obj):
+        return  # no __dict__ (__slots__ with __weakref__): the side table is the only place
+    with _side_lock:
+        namespace[SLOT] = caches
+        if _side.get(id(obj)) is entry:
+            del _side[id(obj)]
 
 
 def reset(obj: Any) -> None:
@@ -141,7 +267,16 @@ def reset(obj: Any) -> None:
     caches = caches_of(obj, create=False)
     if caches is not None:
         with caches.lock:
+            if any(map(_holds_assigned, caches.tables.values())):
+                assigned_held_value(lambda: f"the values of {type(obj).__qualname__} (memo.reset)")
             caches.tables.clear()
+
+
+def _holds_assigned(table: dict[bytes, Entry]) -> bool:
+    """Return True when ``table`` holds a live value that was assigned, not filled: dropping it changes what the
+    object's property reads."""
+    now = time.monotonic()
+    return any(entry[3] is _ASSIGNED and (not entry[1] or entry[1] > now) for entry in table.values())
 
 
 def _digest_of(obj: Any) -> bytes | None:
@@ -154,6 +289,33 @@ def _digest_of(obj: Any) -> bytes | None:
         return None
     finally:
         resume(token)
+
+
+def _before(items: list[tuple[str, Any]], digests: list[bytes], generators: set[str]) -> tuple[Watched, Before] | None:
+    """Return the arguments among ``items`` a body may change in place (those that are not plain values), and what
+    they are as the call starts (``digests``: of each of ``items``, as keyed); None where there are none."""
+    watched = [(name, value) for name, value in items if type(value) not in IMMUTABLE_LEAVES]
+    if not watched:
+        return None
+    then: list[bytes | None] = [digest for (_, value), digest in zip(items, digests)
+                                if type(value) not in IMMUTABLE_LEAVES]
+    return watched, Before(then, filled_names(watched), generators)
+
+
+def _fill_digest(value: Any, name: str) -> bytes | None:
+    """Return the digest of a functools.cached_property value as it is filled, unread by the running bodies."""
+    token = pause()
+    try:
+        return fill_digest(value, name)
+    finally:
+        resume(token)
+
+
+def _noting_fills(watched: Watched, before: Before | None) -> FillListener | contextlib.nullcontext[FillNotes]:
+    """Return what notes the functools.cached_property values a call fills into its ``watched`` arguments."""
+    if before is None or not before.filled:
+        return contextlib.nullcontext({})
+    return FillListener({id(value) for name, value in watched if name in before.filled}, _fill_digest)
 
 
 async def _ready(value: Any) -> Any:
@@ -195,7 +357,8 @@ class _PerObjectCache:
 
     def _served(self, obj: Any, entry: Entry) -> Any:
         """Return the value of ``entry``, telling the memoized runs that began after it was filled."""
-        held_value_read(entry[2], entry[3], obj, self._described, _digest_of)
+        digest = entry[3]
+        held_value_read(entry[2], None if digest is _ASSIGNED else digest, obj, self._described, _digest_of)
         return entry[0]
 
     @staticmethod
@@ -217,7 +380,31 @@ class _PerObjectCache:
     def _expiry(self) -> float:
         return time.monotonic() + self.ttl if self.ttl else 0.0
 
-    def get_or_compute(self, obj: Any, key: bytes, call: Callable[[], Any]) -> Any:
+    def _changed_argument(self, watched: Watched, before: Before, notes: FillNotes) -> bool:
+        """Return True, warning once, when the call changed one of the ``watched`` arguments in place (``before``:
+        what they were): a hit on an equal argument would not change it, so the result is not stored. Filling a
+        functools.cached_property of one (``notes``: the fills seen) is no change, as for @memo."""
+        token = pause()
+        try:
+            for (name, value), then in zip(watched, before.digests):
+                label = f"the argument {name!r} of {self.name}"
+                if then is None or not same_but_filled(value, label, then, before.filled.get(name, frozenset()),
+                                                       notes):
+                    break
+            else:
+                return False
+        finally:
+            resume(token)
+        qualname = self.__qualname__  # type: ignore[attr-defined]
+        # A generator drawn from: a hit could not advance it as the call did, and a copy would not either.
+        message = drew_from_argument if name in before.generators else changed_argument
+        warn_once(f"changed-argument:{self.__module__}.{qualname}:{name}", message(qualname, name), MemoWarning)
+        return True
+
+    def get_or_compute(self, obj: Any, key: bytes, call: Callable[[], Any],
+                       arguments: Callable[[], tuple[Watched, Before] | None] | None = None) -> Any:
+        """Return the value cached under ``key`` on ``obj``, or ``call()``'s, stored unless the call changed one of
+        the arguments ``arguments()`` names (asked on a miss only, with what they were) in place."""
         caches = caches_of(obj)
         assert caches is not None
         table = caches.tables.setdefault(self, {})
@@ -231,8 +418,9 @@ class _PerObjectCache:
             raise RecursiveCall(f"{self.name} called itself with the same arguments on the same object while "
                                 "computing them: its result would depend on itself. Change the arguments of "
                                 "the inner call.")
+        watched, before = (arguments() if arguments is not None else None) or ([], None)
         if self.is_async:
-            return self._acompute(obj, caches, table, key, call, busy)
+            return self._acompute(obj, caches, table, key, call, busy, watched, before)
         with caches.lock:
             slot = caches.inflight.setdefault((self, key), threading.Lock())
         with slot:  # one thread computes; the others wait, then read its result
@@ -241,16 +429,18 @@ class _PerObjectCache:
                 return self._served(obj, entry)  # another thread filled it meanwhile
             try:
                 filled = stamp()  # as it starts: what it reads of the object is read from then on
-                with computing(busy):
+                with computing(busy), _noting_fills(watched, before) as notes:
                     value, digest = self._fill(obj, call)
-                table[key] = (value, self._expiry(), filled, digest)
+                if before is None or not self._changed_argument(watched, before, notes):
+                    table[key] = (value, self._expiry(), filled, digest)
+                    _kept(obj, caches, value)
             finally:
                 with caches.lock:
                     caches.inflight.pop((self, key), None)
         return value
 
     async def _acompute(self, obj: Any, caches: InstanceCaches, table: dict[bytes, Entry], key: bytes,
-                        call: Callable[[], Any], busy: str) -> Any:
+                        call: Callable[[], Any], busy: str, watched: Watched, before: Before | None) -> Any:
         import asyncio  # loaded already: this runs on its event loop
 
         # Keyed by the loop too, as @memo's: a task cannot await another loop's future (asyncio.run in two
@@ -271,10 +461,14 @@ class _PerObjectCache:
         caches.inflight[slot] = future
         try:
             filled = stamp()
-            with computing(busy):
+            with computing(busy), _noting_fills(watched, before) as notes:
                 value = await call()
+            if before is not None and self._changed_argument(watched, before, notes):
+                future.set_result(_MISSING)  # those waiting compute their own, changing their own argument
+                return value
             # Not vouched for by a digest: an awaited fill's reads mix with those of the tasks it waits beside.
             entry = table[key] = (value, self._expiry(), filled, None)
+            _kept(obj, caches, value)
             future.set_result(entry)
             return value
         except asyncio.CancelledError:
@@ -295,7 +489,9 @@ class _PerObjectCache:
     def clear_for(self, obj: Any) -> None:
         caches = caches_of(obj, create=False)
         if caches is not None:
-            caches.tables.pop(self, None)
+            dropped = caches.tables.pop(self, None)
+            if dropped and _holds_assigned(dropped):
+                assigned_held_value(self._described)
 
 
 class PerInstance(_PerObjectCache):
@@ -319,11 +515,48 @@ class PerInstance(_PerObjectCache):
             self.placed = True  # set on the class later, or wrapped by another decorator: a method all the same
         return BoundPerInstance(self, obj)(*args, **kwargs)
 
-    def key(self, obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+    def _items(self, obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[tuple[str, Any]]:
         bound = self.signature.bind(obj, *args, **kwargs)
         bound.apply_defaults()
-        items = list(bound.arguments.items())[1:]  # not self: the cache lives on it
-        return content_hash(items, f"the arguments of {self.name}")
+        return list(bound.arguments.items())[1:]  # not self: the cache lives on it
+
+    def key(self, items: list[tuple[str, Any]]) -> tuple[bytes, list[bytes], set[str]]:
+        """Return the key of a call with the arguments ``items``, the digest of each argument, and the names of
+        those holding a random generator: each hashed once, its digest also what it was before the call."""
+        leaves = leaf_digests(items)
+        if leaves is not None:  # plain values only (the common call): no generator or shared object in them
+            digests = list(leaves.values())
+            return combine([*itertools.chain.from_iterable(zip(map(str.encode, leaves), digests))]), digests, set()
+        met = things_met
+        outer = getattr(met, "found", None)
+        outer_walks = getattr(met, "walks", None)
+        walks: dict[int, tuple[Any, Any]] = {}  # what hashing each argument met: which of them share objects
+        met.walks = walks
+        digests = []
+        generators: set[str] = set()
+        parts: list[bytes] = []
+        try:
+            for name, value in items:
+                found: list[Any] = []  # the random generators hashing it meets
+                met.found = found
+                digest = content_hash(value, f"the argument {name!r} of {self.name}")
+                if found:
+                    generators.add(name)
+                digests.append(digest)
+                parts += (name.encode(), digest)
+        finally:
+            met.found = outer
+            met.walks = outer_walks
+        # f(a, [a]) is not f(a, [a.copy()]): the body can tell, and appending to one grows the other
+        parts += aliasing_parts(keyword_values(items, self._keyword(), walks), walks)
+        return combine(parts), digests, generators
+
+    def _keyword(self) -> str | None:
+        """Return the name of the method's ``**`` parameter, if it has one."""
+        for parameter in self.signature.parameters.values():
+            if parameter.kind is parameter.VAR_KEYWORD:
+                return parameter.name
+        return None
 
 
 class BoundPerInstance:
@@ -337,8 +570,10 @@ class BoundPerInstance:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         desc, obj = self._desc, self._obj
-        key = desc.key(obj, args, kwargs)
-        return desc.get_or_compute(obj, key, lambda: desc.fn(obj, *args, **kwargs))
+        items = desc._items(obj, args, kwargs)
+        key, digests, generators = desc.key(items)
+        return desc.get_or_compute(obj, key, lambda: desc.fn(obj, *args, **kwargs),
+                                   lambda: _before(items, digests, generators))
 
     def __reduce__(self) -> tuple[Any, ...]:
         # As ``obj.method`` is sent to a worker: the object, and the method looked up on it there (pickle would
@@ -368,7 +603,10 @@ class CachedProperty(_PerObjectCache):
     def __set__(self, obj: Any, value: Any) -> None:
         caches = caches_of(obj)
         assert caches is not None
-        caches.tables.setdefault(self, {})[_PROPERTY_KEY] = (value, self._expiry(), stamp(), None)
+        caches.tables.setdefault(self, {})[_PROPERTY_KEY] = (value, self._expiry(), stamp(), _ASSIGNED)
+        _kept(obj, caches, value)
+        # Kept beside the object, where no key or comparison of it looks: a run that assigns it is not stored.
+        assigned_held_value(self._described)
 
     def __delete__(self, obj: Any) -> None:
         self.clear_for(obj)

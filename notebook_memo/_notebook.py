@@ -1,4 +1,4 @@
-"""Which notebook this kernel runs, as the front end tells it (Jupyter, VS Code).
+"""Which notebook this kernel runs, as the front end tells it (Jupyter, VS Code), and which of its names are IPython's.
 
 Entries of notebook-defined functions and cells record it, so that cleaning up in one
 notebook never deletes what another notebook in the same folder stored under the same name.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 import xxhash
 
@@ -20,6 +21,30 @@ ENV_SESSION = "JPY_SESSION_NAME"
 # A relative path is the kernel's: it is read from the folder the kernel started in, so that a
 # later %cd (os.chdir) in the notebook does not make the same notebook another one.
 _START_DIR = os.getcwd()
+
+
+# IPython's history variables in the notebook's namespace: rebound by every cell (``_i5``, ``_5``), or holding every
+# cell's input and output (``In``, ``Out``).
+_HISTORY = frozenset({"In", "Out", "_", "__", "___", "_i", "_ii", "_iii", "_oh", "_ih", "_dh", "_exit_code"})
+
+
+def is_history(name: str) -> bool:
+    """Return True for IPython's history variables (``_``, ``Out``, ``_5``, ``_i5``...)."""
+    return name in _HISTORY or (name.startswith("_i") and name[2:].isdigit()) \
+        or (name.startswith("_") and name[1:].isdigit())
+
+
+def running_shell() -> Any:
+    """Return the IPython shell running in this process, or None (a script, no shell)."""
+    ipython = sys.modules.get("IPython")  # never imported here: a script does without it
+    get_ipython = getattr(ipython, "get_ipython", None)
+    return get_ipython() if callable(get_ipython) else None
+
+
+def shell_namespace() -> dict[str, Any] | None:
+    """Return the namespace of the notebook IPython runs in this process, or None (a script, no shell)."""
+    namespace = getattr(running_shell(), "user_ns", None)
+    return namespace if isinstance(namespace, dict) else None
 
 
 def _given() -> list[str]:

@@ -16,11 +16,23 @@ import importlib
 import struct
 import sys
 import threading
+import types
 import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import xxhash
+
+from ._replaced import (
+    READS,
+    SEEDS,
+    install,
+    note_state_functions,
+    note_state_objects,
+    original_of,
+    rebind_taken_earlier,
+    replacing,
+)
 
 __all__ = ()
 
@@ -413,7 +425,28 @@ _SEEDERS = (("numpy", "numpy.random", "seed"), ("numpy", "numpy.random", "set_st
 # Reading a global generator's state: a body that copies it (``r.setstate(random.getstate())``) depends on it
 # as one that draws does, without changing it.
 _READERS = (("numpy", "numpy.random", "get_state"), ("random", "random", "getstate"),
-            ("torch", "torch", "get_rng_state"), ("torch", "torch.random", "get_rng_state"))
+            ("torch", "torch", "get_rng_state"), ("torch", "torch.random", "get_rng_state"),
+            # the legacy global's bit generator (its .state, a copy of it), and the seed torch's state was last set from
+            ("numpy", "numpy.random", "get_bit_generator"), ("numpy", "numpy.random.mtrand", "get_bit_generator"),
+            ("torch", "torch", "initial_seed"), ("torch", "torch.random", "initial_seed"))
+# The global generator objects' own methods, and a class's, which no wrapper stands in front of (random._inst's
+# are found from random.getstate and random.seed, the bound methods they are).
+_OWN_METHODS = ((READS, "torch", "torch", "default_generator.get_state"),
+                (READS, "torch", "torch", "default_generator.clone_state"),
+                (READS, "torch", "torch", "default_generator.graphsafe_get_state"),
+                (READS, "torch", "torch", "default_generator.initial_seed"),
+                (SEEDS, "torch", "torch", "default_generator.set_state"),
+                (SEEDS, "torch", "torch", "default_generator.manual_seed"),
+                (SEEDS, "torch", "torch", "default_generator.seed"),
+                (SEEDS, "numpy", "numpy.random.mtrand", "_rand.seed"),
+                # the C method under random.Random.getstate (wrapped): it reads any instance, random._inst among them
+                (READS, "random", "_random", "Random.getstate"))
+# Known by identity wherever keying meets one held since before it was wrapped (a dict item, a closure cell...).
+note_state_functions([(SEEDS, *spec) for spec in _SEEDERS] + [(READS, *spec) for spec in _READERS]
+                     + list(_OWN_METHODS))
+# The global generator objects whose state a copy, a pickle or a private attribute reads past every wrapper
+# (random._inst's goes through Random.getstate, wrapped: see _global_instance_reader).
+note_state_objects([("numpy", "numpy.random.mtrand", "_rand"), ("torch", "torch", "default_generator")])
 _wrapped_seeders: set[tuple[str, str]] = set()  # seeding functions and readers
 _modules_seen: list[tuple[int, str | None]] = [(-1, None)]  # modules_mark() when watch_seeding last looked
 
@@ -434,8 +467,7 @@ def _seeder(generator: str, attr: str, original: Any, on_seed: Callable[[str, bo
         finally:
             _seed_generation[0] += 1
 
-    seed._notebook_memo_original = original  # type: ignore[attr-defined]
-    return seed
+    return replacing(seed, original)
 
 
 def _reader(generator: str, original: Any, on_read: Callable[[str], None]) -> Any:
@@ -444,15 +476,31 @@ def _reader(generator: str, original: Any, on_read: Callable[[str], None]) -> An
         on_read(generator)
         return original(*args, **kwargs)
 
-    get_state._notebook_memo_original = original  # type: ignore[attr-defined]
-    return get_state
+    return replacing(get_state, original)
 
 
-def watch_seeding(on_seed: Callable[[str, bool], None], on_read: Callable[[str], None]) -> None:
+def watch_seeding(on_seed: Callable[[str, bool], None], on_read: Callable[[str], None],
+                  is_users: Callable[[types.ModuleType], bool]) -> None:
     """Wrap the seeding functions of the libraries loaded now (once each) to call
-    ``on_seed(generator, from_entropy)`` before they run, and their state readers to call ``on_read(generator)``."""
-    if len(_wrapped_seeders) == len(_SEEDERS) + len(_READERS) or not _loaded_since(_modules_seen):
-        return  # all wrapped, or no module loaded since the last look
+    ``on_seed(generator, from_entropy)`` before they run, and their state readers to call ``on_read(generator)``.
+
+    A name the user's code bound to one before (``from random import seed`` in a notebook's first cell; a module
+    of the user's judged by ``is_users``) is bound to the wrapper too: through the original, a body that seeds
+    before it draws would be taken for one that draws from the state it found, and miss after every restart."""
+    if len(_wrapped_seeders) == len(_SEEDERS) + len(_READERS) + 1 or not _loaded_since(_modules_seen):
+        return  # all wrapped (and random.Random.getstate), or no module loaded since the last look
+    installed: dict[int, tuple[Any, Any]] = {}
+    random = sys.modules.get("random")
+    if random is not None and ("random", "Random.getstate") not in _wrapped_seeders:
+        with _seeding_lock:
+            if ("random", "Random.getstate") not in _wrapped_seeders:
+                _wrapped_seeders.add(("random", "Random.getstate"))
+                inst = getattr(_unwrapped(getattr(random, "getstate", None)), "__self__", None)
+                original = random.Random.getstate
+                if isinstance(inst, random.Random):
+                    wrapper = _global_instance_reader(original, inst, on_read)
+                    install(random.Random, "getstate", wrapper)
+                    installed[id(original)] = (original, wrapper)  # G = random.Random.getstate, taken earlier
     for generator, module_name, attr in (*_SEEDERS, *_READERS):
         module = sys.modules.get(module_name)
         if module is None or (module_name, attr) in _wrapped_seeders:
@@ -463,11 +511,28 @@ def watch_seeding(on_seed: Callable[[str, bool], None], on_read: Callable[[str],
                 if (module_name, attr) not in _wrapped_seeders:
                     wrapper = _seeder(generator, attr, original, on_seed) if attr not in _READ_NAMES else \
                         _reader(generator, original, on_read)
-                    setattr(module, attr, wrapper)
+                    install(module, attr, wrapper)
                     _wrapped_seeders.add((module_name, attr))
+                    installed[id(original)] = (original, wrapper)
+    if installed:
+        rebind_taken_earlier(installed, is_users)
 
 
 _READ_NAMES = frozenset(attr for _, _, attr in _READERS)
+
+
+def _global_instance_reader(original: Any, inst: Any, on_read: Callable[[str], None]) -> Any:
+    """Wrap ``random.Random.getstate`` to call ``on_read("random")`` when it reads the global generator ``inst``:
+    ``copy.copy``, ``copy.deepcopy`` and pickle of ``random._inst`` read its state through it (``__reduce__``), as
+    do ``random.Random.getstate(random._inst)`` and the instance found by ``getattr`` or ``vars``."""
+
+    @functools.wraps(original)
+    def getstate(self: Any) -> Any:
+        if self is inst:
+            on_read("random")
+        return original(self)
+
+    return replacing(getstate, original)
 
 
 # Randomness taken from the operating system without a seed: os.urandom (uuid4 reads it) and os.getrandom,
@@ -501,20 +566,20 @@ def watch_entropy(on_entropy: Callable[[], None]) -> None:
         if "os" not in _entropy_watched:
             import os
 
-            os.urandom = _from_entropy(os.urandom, on_entropy)
+            install(os, "urandom", _from_entropy(os.urandom, on_entropy))
             if hasattr(os, "getrandom"):  # Linux only
-                os.getrandom = _from_entropy(os.getrandom, on_entropy)
+                install(os, "getrandom", _from_entropy(os.getrandom, on_entropy))
             _entropy_watched.add("os")
         ssl = sys.modules.get("ssl")
         if ssl is not None and "ssl" not in _entropy_watched:
             if callable(getattr(ssl, "RAND_bytes", None)):
-                ssl.RAND_bytes = _from_entropy(ssl.RAND_bytes, on_entropy)  # type: ignore[attr-defined]
+                install(ssl, "RAND_bytes", _from_entropy(ssl.RAND_bytes, on_entropy))
             _entropy_watched.add("ssl")
         module = sys.modules.get("random")
         if module is not None and "random" not in _entropy_watched:
             if callable(getattr(module, "_urandom", None)):
-                module._urandom = _from_entropy(module._urandom, on_entropy)  # type: ignore[attr-defined]
-            module.Random.seed = _seeded_from_entropy(module.Random.seed, on_entropy)  # type: ignore[method-assign]
+                install(module, "_urandom", _from_entropy(module._urandom, on_entropy))
+            install(module.Random, "seed", _seeded_from_entropy(module.Random.seed, on_entropy))
             _entropy_watched.add("random")
 
 
@@ -524,8 +589,7 @@ def _from_entropy(original: Any, on_entropy: Callable[[], None]) -> Any:
         on_entropy()
         return original(*args, **kwargs)
 
-    urandom._notebook_memo_original = original  # type: ignore[attr-defined]
-    return urandom
+    return replacing(urandom, original)
 
 
 def _seeded_from_entropy(original: Any, on_entropy: Callable[[], None]) -> Any:
@@ -535,12 +599,14 @@ def _seeded_from_entropy(original: Any, on_entropy: Callable[[], None]) -> Any:
             on_entropy()
         return original(self, *args, **kwargs)
 
-    reseed._notebook_memo_original = original  # type: ignore[attr-defined]
-    return reseed
+    return replacing(reseed, original)
 
 
 def _unwrapped(fn: Any) -> Any:
-    return getattr(fn, "_notebook_memo_original", fn)
+    """Return the function our wrapper ``fn`` replaced, else ``fn``: a method bound to another generator
+    (``random.getstate = other.getstate``, whose class's getstate is ours) is left as it is, though it answers for
+    its function's attributes."""
+    return original_of(fn) if type(fn) is types.FunctionType else fn
 
 
 def describe_generators(names: Iterable[str]) -> str:

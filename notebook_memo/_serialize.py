@@ -43,6 +43,7 @@ from typing import Any, BinaryIO
 import cloudpickle
 import xxhash
 
+from ._array_views import memory_owner, stand_ins, view_plan
 from ._closed_files import reduce_closed_file
 from ._config import CLOCK_SKEW, LATEST_TIME
 from ._fingerprint import class_fingerprint
@@ -216,8 +217,22 @@ class _Pickler(cloudpickle.Pickler):
     """
 
     by_value: frozenset[int] = frozenset()
+    # The plain numpy arrays met, with the array owning the memory each reads (a first pass notes them), and how
+    # to pickle those stored as views of that owner (a second pass, where some share memory: see _array_views).
+    arrays: list[tuple[Any, Any]] | None = None
+    tensors: list[tuple[Any, Any]] | None = None  # the same of CPU tensors, with what identifies their memory
+    views: dict[int, tuple[Any, ...]] = {}
 
     def reducer_override(self, obj: Any) -> Any:
+        np = sys.modules.get("numpy")
+        if np is not None and type(obj) is np.ndarray:
+            if self.views:
+                return self.views.get(id(obj), NotImplemented)
+            if self.arrays is not None:
+                root = memory_owner(obj)
+                if root is not None:
+                    self.arrays.append((obj, root))
+            return NotImplemented
         if isinstance(obj, type):
             if id(obj) not in self.by_value and findable(obj, obj.__module__, obj.__qualname__):
                 if obj.__module__ == "__main__":  # saved by name with its definition, checked when loaded
@@ -237,8 +252,14 @@ class _Pickler(cloudpickle.Pickler):
         else:
             torch = sys.modules.get("torch")
             if torch is not None and isinstance(obj, torch.Tensor):
-                from ._torch_values import reduce_tensor
+                from ._torch_values import reduce_tensor, storage_of
 
+                if self.views and id(obj) in self.views:
+                    return self.views[id(obj)]
+                if self.tensors is not None:
+                    memory = storage_of(obj)
+                    if memory is not None:
+                        self.tensors.append((obj, memory))
                 reduced = reduce_tensor(obj)
                 if reduced is not None:
                     return reduced
@@ -391,18 +412,19 @@ def referring_to(objects: dict[str, Any]) -> Iterator[None]:
         _external.objects = outer
 
 
-def dumps(value: Any, by_value: frozenset[int] = frozenset(), external: dict[int, str] | None = None) -> Payload:
+def dumps(value: Any, by_value: frozenset[int] = frozenset(), external: dict[int, str] | None = None,
+          named: Sequence[Any] = ()) -> Payload:
     """Pickle ``value`` with protocol 5, keeping large buffers out of band.
 
     ``by_value`` holds ids of classes to copy into the pickle even though they can be
     found by name now (classes a cached cell defines: on restore they do not exist yet).
     ``external`` names objects saved by name only (a cell's inputs that its outputs hold): loading
-    requires ``referring_to`` those names.
+    requires ``referring_to`` those names. ``named``: those objects, where known; a view of an array among them
+    is stored as a view of it.
     """
     if type(value) in _PLAIN and not by_value:
         return Payload(pickle.dumps(value, protocol=5), [])  # no buffers, no code: the same bytes
     buffers: list[memoryview] = []
-    stream = io.BytesIO()
 
     def keep(buf: pickle.PickleBuffer) -> bool:
         try:
@@ -411,12 +433,34 @@ def dumps(value: Any, by_value: frozenset[int] = frozenset(), external: dict[int
             return True
         return False
 
-    pickler = (_ReferringPickler if external else _Pickler)(stream, protocol=5, buffer_callback=keep)
-    pickler.by_value = by_value
-    if external:
-        pickler.external = external  # type: ignore[attr-defined]
-    pickler.dump(value)
-    return Payload(stream.getvalue(), buffers)
+    def pickled(arrays: list[tuple[Any, Any]] | None, tensors: list[tuple[Any, Any]] | None,
+                views: dict[int, tuple[Any, ...]]) -> bytes:
+        buffers.clear()
+        stream = io.BytesIO()
+        pickler = (_ReferringPickler if external else _Pickler)(stream, protocol=5, buffer_callback=keep)
+        pickler.by_value = by_value
+        pickler.arrays, pickler.tensors, pickler.views = arrays, tensors, views
+        if external:
+            pickler.external = external  # type: ignore[attr-defined]
+        pickler.dump(value)
+        return stream.getvalue()
+
+    arrays: list[tuple[Any, Any]] = []
+    tensors: list[tuple[Any, Any]] = []
+    data = pickled(arrays, tensors, {})
+    views: dict[int, tuple[Any, ...]] = {}
+    held = stand_ins(external, named) if arrays else {}
+    if len({id(root) for _, root in arrays}) < len(arrays) or any(id(root) in held for _, root in arrays):
+        # Arrays over one memory (X and X[:5], X[:12] and X[8:]), or a view of an argument held by name: pickled
+        # again, each view as its place in the memory stored once, so a load gives views of one memory again.
+        views = view_plan(arrays, held)
+    if len({memory[0] for _, memory in tensors}) < len(tensors):  # tensors over one memory: the same
+        from ._torch_values import tensor_plan
+
+        views.update(tensor_plan(tensors))
+    if views:
+        data = pickled(None, None, views)
+    return Payload(data, buffers)
 
 
 def loads(data: bytes | memoryview, buffers: Sequence[Any] = ()) -> Any:

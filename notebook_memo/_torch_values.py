@@ -145,3 +145,68 @@ def _to_device(t: Any, device: str) -> Any:
                           f"use ({type(exc).__name__}: {str(exc)[:120]}); it is loaded on the CPU instead. "
                           f"Move it with .to(...) if you need it elsewhere.", MemoWarning, stacklevel=2)
         return t
+
+
+def storage_of(t: Any) -> tuple[Any, int] | None:
+    """Return what identifies the memory a CPU tensor reads, with that memory's size in bytes, where a hit can give
+    it back as a view of that memory stored once (see ``tensor_plan``); None for any other tensor."""
+    if not is_plain_tensor(t) or t.__dict__ or t.device.type != "cpu" or t.grad_fn is not None \
+            or t.is_conj() or t.is_neg() or t.is_complex() or (t.is_leaf and t.grad is not None) \
+            or not t.numel():
+        return None
+    storage = t.untyped_storage()
+    if not storage.data_ptr() or storage.nbytes() % t.element_size():
+        return None
+    return ("cpu", storage.data_ptr()), storage.nbytes()
+
+
+def tensor_plan(tensors: list[tuple[Any, tuple[Any, int]]]) -> dict[int, tuple[Any, ...]]:
+    """Return, by id, how to pickle each tensor of ``tensors`` (tensor, its ``storage_of``) stored as a view of
+    its memory stored once: where several share it and span at least half of it (a small view of a large
+    memory is stored alone, as today)."""
+    torch = sys.modules["torch"]
+    groups: dict[Any, list[Any]] = {}
+    sizes: dict[Any, int] = {}
+    for t, (token, nbytes) in tensors:
+        groups.setdefault(token, []).append(t)
+        sizes[token] = nbytes
+    plan: dict[int, tuple[Any, ...]] = {}
+    for token, members in groups.items():
+        if len(members) < 2:
+            continue
+        spans, end, covered = [], 0, 0
+        for t in members:
+            size = t.element_size()
+            low = high = t.storage_offset() * size
+            for n, stride in zip(t.shape, t.stride()):
+                high += (n - 1) * stride * size
+            spans.append((low, high + size))
+        for low, high in sorted(spans):
+            if high > end:
+                covered += high - max(low, end)
+                end = high
+        if 2 * covered < sizes[token]:
+            continue
+        memory = torch.empty(0, dtype=torch.uint8).set_(members[0].untyped_storage())  # the whole memory, once
+        for t in members:
+            plan[id(t)] = (tensor_view, (memory, str(t.dtype).removeprefix("torch."), tuple(t.shape), tuple(t.stride()),
+                                         t.storage_offset() * t.element_size(), bool(t.requires_grad),
+                                         type(t) is torch.nn.Parameter))
+    return plan
+
+
+def tensor_view(memory: Any, dtype: str, shape: tuple[int, ...], strides: tuple[int, ...], offset: int,
+                requires_grad: bool, parameter: bool) -> Any:
+    """Return the view of ``memory`` (a flat uint8 tensor) a stored tensor was; torch checks that it lies within."""
+    import torch
+
+    kind = getattr(torch, dtype)
+    if not isinstance(kind, torch.dtype) or not isinstance(memory, torch.Tensor) or memory.dtype is not torch.uint8:
+        raise pickle.UnpicklingError("a stored tensor view is not one of a tensor's memory")
+    size = torch.empty(0, dtype=kind).element_size()
+    if offset % size or memory.numel() % size:
+        raise pickle.UnpicklingError("a stored tensor view does not lie on its elements")
+    t = memory.view(kind).as_strided(shape, strides, offset // size)
+    if parameter:
+        return torch.nn.Parameter(t, requires_grad=requires_grad)
+    return t.requires_grad_(True) if requires_grad else t

@@ -108,6 +108,8 @@ def test_a_hit_of_a_row_read_before_asks_the_index_one_pragma(cache_dir: Path) -
         return x + 1
 
     inc(1)
+    settled()
+    inc._store().stop_background()  # its hit counts and access times, committed now and then, would move the header
     inc(1)  # read: a row read with no look at the index's data_version, which the run's lease moved since
     inc(1)  # looked at: what was read before that is read again, and is now known to be current
     seen: list[str] = []
@@ -627,13 +629,16 @@ def test_a_connection_opened_while_the_directory_led_to_another_index_gets_no_vi
 def test_every_statement_the_library_runs_is_run_to_its_end() -> None:
     """A statement left unfinished keeps a read of an older index open on its connection (in a traceback IPython
     keeps, a comprehension's cursor stays alive): a hit would pair its old data_version with the header as it is
-    now. Every statement's result is fetched where it is run, or not kept at all."""
+    now. Every statement's result is fetched where it is run, or not kept at all. A user's database read by its rows
+    (_databases.py) is read through a connection of its own, closed as the read ends, its rows streamed."""
     import ast
 
     import notebook_memo
 
     unfinished = []
     for path in Path(notebook_memo.__file__).parent.rglob("*.py"):
+        if path.name == "_databases.py":
+            continue
         tree = ast.parse(path.read_text())
         parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
         for node in ast.walk(tree):

@@ -129,7 +129,11 @@ def test_display_outputs_are_replayed_in_order(ip: Shell, published: list[Any]) 
 
 
 def test_matplotlib_figures_are_stored_and_shown_again(ip: Shell, published: list[Any]) -> None:
-    ip.run("import matplotlib\nmatplotlib.use('module://matplotlib_inline.backend_inline')")
+    # As %matplotlib inline does, also where an earlier cell of the process imported pyplot under another backend:
+    # the inline backend, and the shell's formatter that sends a figure as a PNG.
+    ip.run("import matplotlib\nmatplotlib.use('module://matplotlib_inline.backend_inline')\n"
+           "from matplotlib_inline.backend_inline import configure_inline_support\n"
+           "configure_inline_support(get_ipython(), 'module://matplotlib_inline.backend_inline')")
     cell = ("%%memo plot\nimport matplotlib.pyplot as plt\nRUNS['n'] = RUNS.get('n', 0) + 1\n"
             "plt.plot([1, 3, 2])\nplt.show()")
     ip.run(cell)

@@ -31,7 +31,8 @@ def _folders(tmp_path: Path, name: str = "data.txt") -> tuple[Path, Path]:
 
 def _run(script: str, cwd: Path, cache_dir: Path, seed: int, **env: str) -> str:
     """Run ``script`` in a fresh process (a restarted kernel) in ``cwd``; return what it printed."""
-    environment = {**os.environ, "PYTHONHASHSEED": str(seed), "NOTEBOOK_MEMO_DIR": str(cache_dir),
+    inherited = {k: v for k, v in os.environ.items() if k != "KMP_DUPLICATE_LIB_OK"}  # set by sklearn in this worker
+    environment = {**inherited, "PYTHONHASHSEED": str(seed), "NOTEBOOK_MEMO_DIR": str(cache_dir),
                    "PYTHONPATH": str(ROOT), **env}
     proc = subprocess.run([sys.executable, "-W", "always", "-c", textwrap.dedent(script)], capture_output=True,
                           text=True, env=environment, cwd=str(cwd), timeout=120)

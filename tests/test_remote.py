@@ -6,8 +6,10 @@ stands in for AWS S3 (and MinIO, R2), including conditional writes. No test reac
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pickle
+import threading
 import uuid
 import warnings
 import weakref
@@ -642,3 +644,122 @@ def test_a_waiter_takes_no_local_lease_while_it_backs_off(dir_remote: str, tmp_p
     tier.looked(key)
     assert store.try_leases([key], [None]) == [True]  # given back elsewhere: taken here and there
     store.release_leases([key])
+
+
+
+class _Gate:
+    """Events two threads meet at; keyed as a constant (it is not what a body computes from)."""
+
+    def __init__(self) -> None:
+        self.entered, self.go, self.neighbour_in = threading.Event(), threading.Event(), threading.Event()
+
+    def __memo_key__(self) -> str:
+        return "gate"
+
+
+@pytest.mark.parametrize("order", ["neighbour first", "body first", "neighbour hits"])
+def test_another_threads_lookup_and_lease_are_not_what_a_running_body_reads(
+        remote: str, tmp_path: Path, counter: Counter, order: str) -> None:
+    """A thread that runs no body of its own is taken to work for the bodies of the others (a pool they
+    started), but a memoized call it makes is ours: the remote's lease it takes and gives back, the manifest it
+    reads, are not the running body's reads. Where the neighbour's call began before the body (a dask worker's
+    two threads), they were, and the body's result was not stored: the lease it 'read' was gone when it ended."""
+    configure(remote=remote)
+    _machine(tmp_path, "alice")
+    gate = _Gate()
+
+    @memo
+    def slow(x: int, gate: _Gate, counter: Counter) -> int:
+        counter()
+        gate.entered.set()
+        assert gate.go.wait(60)
+        return x * 2
+
+    @memo
+    def quick(x: int, gate: _Gate) -> int:
+        if order == "neighbour first":
+            gate.neighbour_in.set()
+            assert gate.entered.wait(60)  # the body runs now: this call's store and lease work comes after
+        return x + 1
+
+    if order == "neighbour hits":
+        quick(1, gate)
+    results: list[int] = []
+    body = threading.Thread(target=lambda: results.append(slow(3, gate, counter)))
+    neighbour = threading.Thread(target=quick, args=(1, gate))
+    if order == "neighbour first":
+        neighbour.start()
+        assert gate.neighbour_in.wait(60)
+        body.start()
+    else:
+        body.start()
+        assert gate.entered.wait(60)
+        neighbour.start()
+    neighbour.join()
+    gate.go.set()
+    body.join()
+    assert results == [6] and counter.n == 1
+    again: list[int] = []
+    thread = threading.Thread(target=lambda: again.append(slow(3, gate, counter)))
+    thread.start()
+    thread.join()
+    assert again == [6] and counter.n == 1, slow.explain_last()
+
+
+@pytest.mark.parametrize("kind", ["async", "batch", "async batch"])
+def test_another_threads_async_and_batch_calls_are_not_what_a_running_body_reads(
+        dir_remote: str, tmp_path: Path, counter: Counter, kind: str) -> None:
+    """The same for a coroutine function's call and a batch's, begun in a thread of their own before the body."""
+    configure(remote=dir_remote)
+    _machine(tmp_path, "alice")
+    gate = _Gate()
+
+    @memo
+    def slow(x: int, gate: _Gate, counter: Counter) -> int:
+        counter()
+        gate.entered.set()
+        assert gate.go.wait(60)
+        return x * 2
+
+    def meet(gate: _Gate) -> None:
+        gate.neighbour_in.set()
+        assert gate.entered.wait(60)
+
+    @memo
+    async def quick_async(x: int, gate: _Gate) -> int:
+        meet(gate)
+        return x + 1
+
+    @memo.batch("xs")
+    def quick_batch(xs: list[int], gate: _Gate) -> list[int]:
+        meet(gate)
+        return [x + 1 for x in xs]
+
+    @memo.batch("xs")
+    async def quick_async_batch(xs: list[int], gate: _Gate) -> list[int]:
+        meet(gate)
+        return [x + 1 for x in xs]
+
+    def neighbour_call() -> None:
+        if kind == "async":
+            asyncio.run(quick_async(1, gate))
+        elif kind == "batch":
+            quick_batch([1, 2], gate)
+        else:
+            asyncio.run(quick_async_batch([1, 2], gate))
+
+    results: list[int] = []
+    body = threading.Thread(target=lambda: results.append(slow(3, gate, counter)))
+    neighbour = threading.Thread(target=neighbour_call)
+    neighbour.start()
+    assert gate.neighbour_in.wait(60)
+    body.start()
+    neighbour.join()
+    gate.go.set()
+    body.join()
+    assert results == [6] and counter.n == 1
+    again: list[int] = []
+    thread = threading.Thread(target=lambda: again.append(slow(3, gate, counter)))
+    thread.start()
+    thread.join()
+    assert again == [6] and counter.n == 1, slow.explain_last()

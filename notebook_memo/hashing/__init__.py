@@ -1,19 +1,20 @@
 """Canonical content hashing: a value's type and content to a 16-byte xxh3-128 digest, the same in every
 process and under every ``PYTHONHASHSEED``.
 
-``_core`` holds the walk and the builtin types; each library family has a module of its own (``_numpy``,
-``_pandas``, ``_torch``, ``_matplotlib``) that registers itself here and imports its library only once a value of it is
-met. This package is the layer below fingerprints, serialization and stores: the names below are
+``_core`` holds the walk and the builtin types; each library family has a module of its own (``_numpy``, ``_shared``,
+``_pandas``, ``_torch``, ``_matplotlib``, ``_sklearn``) that registers itself here and imports its library only once a
+value of it is met. This package is the layer below fingerprints, serialization and stores: the names below are
 what the modules above use.
 """
 
-from . import _matplotlib, _numpy, _pandas, _torch  # noqa: F401 (each registers its family with the walk)
+from . import _matplotlib, _numpy, _pandas, _shared, _sklearn, _torch  # noqa: F401 (each registers its family with the walk)
+from ._aliasing import SharingWith, aliasing_parts, keyword_values
 from ._core import (
     BOOKKEEPING_PREFIX,
     CLOCK,
     IMMUTABLE_LEAVES,
+    STATE_FUNCTION,
     Hasher,
-    aliasing_parts,
     cached_property_names,
     carry_into_deep_walks,
     combine,
@@ -24,9 +25,13 @@ from ._core import (
     framed_head,
     install_code_handler,
     install_module_judge,
+    install_state_function_hook,
     install_version_reader,
+    keyed_as_wrapped,
     leaf_digests,
     library_version,
+    note_state_function,
+    note_state_use,
     qualified_name,
     register_hasher,
     things_met,
@@ -37,7 +42,9 @@ __all__ = [
     "BOOKKEEPING_PREFIX",
     "CLOCK",
     "IMMUTABLE_LEAVES",
+    "STATE_FUNCTION",
     "Hasher",
+    "SharingWith",
     "aliasing_parts",
     "cached_property_names",
     "carry_into_deep_walks",
@@ -49,10 +56,15 @@ __all__ = [
     "framed_head",
     "install_code_handler",
     "install_module_judge",
+    "install_state_function_hook",
     "install_version_reader",
     "is_plain_tensor",
+    "keyed_as_wrapped",
+    "keyword_values",
     "leaf_digests",
     "library_version",
+    "note_state_function",
+    "note_state_use",
     "numpy_bits",
     "qualified_name",
     "register_hasher",

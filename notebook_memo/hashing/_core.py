@@ -22,7 +22,7 @@ import sys
 import threading
 import types
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from math import copysign as _copysign
 from typing import Any
 
@@ -30,6 +30,7 @@ import xxhash
 from xxhash import xxh3_128_digest as _digest
 
 from .._errors import UnhashableArgument
+from .._replaced import unseen_state_function
 
 __all__ = ()
 
@@ -75,7 +76,8 @@ class _Unhashable(Exception):
 class Hasher:
     """Feeds a value's canonical byte form into one xxh3-128 state."""
 
-    __slots__ = ("_active", "_buf", "_deferred", "_h", "deepest", "left_out", "memo", "memories", "shared")
+    __slots__ = ("_active", "_buf", "_deferred", "_h", "caches", "deepest", "left_out", "memo", "memories", "shared",
+                 "subs", "views")
 
     def __init__(self) -> None:
         self._buf = bytearray()
@@ -90,8 +92,17 @@ class Hasher:
         # Memory that arrays met in this walk read: id of its owner -> the arrays met over it and where each
         # lies (the owner held so its id stays its own). See the array family's handlers.
         self.memories: dict[int, MemoryViews] | None = None
+        # The arrays and tensors met in this walk, each once, in the order met; None: none. With ``shared`` and
+        # ``subs``, what tells which arguments of a call share objects or memory (see _aliasing).
+        self.views: list[Any] | None = None
+        # The walks of a set's members (each on its own, their order following the hash seed) that met a mutable
+        # object or an array: (len(shared) as the member was walked, the member's digest, its walk).
+        self.subs: list[tuple[int, Digest, Hasher]] | None = None
         # (object, attribute names): names of that one object's own state the walk leaves out (see content_hash)
         self.left_out: tuple[Any, frozenset[str]] | None = None
+        # id of a pandas object -> the names of its ``_cache`` entries to key, those it held when a call was keyed
+        # (see content_hash); None: every entry it holds
+        self.caches: Mapping[int, frozenset[str]] | None = None
 
     # -- primitives -------------------------------------------------------------------
     def tag(self, data: bytes) -> None:
@@ -221,12 +232,25 @@ class Hasher:
         sub = Hasher()
         sub._active = self._active
         sub.memo = self.memo
+        sub.caches = self.caches
         try:
             sub.update(value)
         except RecursionError:
             self.deepest = max(self.deepest, sub.deepest)
             raise
-        return sub.digest()
+        digest = sub.digest()
+        if sub.shared or sub.subs:
+            if self.subs is None:
+                self.subs = []
+            self.subs.append((len(self.shared), digest, sub))
+        return digest
+
+    def saw_view(self, value: Any) -> None:
+        """Note an array or tensor met for the first time in this walk (see ``views``)."""
+        if self.views is None:
+            self.views = [value]
+        else:
+            self.views.append(value)
 
 
 # -- exact builtin types ------------------------------------------------------------------
@@ -661,7 +685,10 @@ def _choose(cls: type) -> HashFn:
         handler = _h_reduce_keeping_slots(slots, _reduction_drops_attributes(cls))
     else:
         handler = _h_reduce_keeping_attributes if _reduction_drops_attributes(cls) else _h_reduce
-    return _once_per_walk(handler) if _mutable(cls) else handler
+    handler = _once_per_walk(handler) if _mutable(cls) else handler
+    if cls.__name__ == "cython_function_or_method":  # np.random.seed, keyed by its reduction
+        return _noting_state_function(handler)
+    return handler
 
 
 _MUTABLE_BASES: tuple[type, ...] = (list, dict, set, bytearray, collections.deque, array.array, weakref.WeakSet)
@@ -692,18 +719,90 @@ GENERATOR_CLASSES = frozenset({"numpy.random._generator.Generator", "numpy.rando
 # of: generator objects, and ``(CLOCK, where)`` for clock reads in the code of an argument's class.
 # ``things_met.torch`` is set to True on hashing a tensor or module: torch's settings then count.
 # ``things_met.decimal`` likewise on hashing a Decimal: what ``a / b`` makes of it depends on the decimal context.
+# ``things_met.caches``, where a dict, gets the names of the ``_cache`` entries each pandas object met holds, by id:
+# a run that fills more is checked against the digest of those alone (see content_hash).
+# ``things_met.walks``, where a dict, gets by id each value content_hash walked: (the value, its walk, or the ids of
+# the lists and dicts of plain data), so that which arguments share objects can be told without a second walk.
 things_met = threading.local()
 CLOCK = "clock"
 
 
 def _noting_generators(reduce: HashFn) -> HashFn:
     def handler(h: Hasher, v: Any) -> None:
+        role = _process_global_generator(v)
+        if role is not None:
+            # By its role, not its state: an object holding it (scipy's ``norm``, an estimator fitted with
+            # random_state=None) or a function bound to it (``from random import shuffle``) would otherwise miss
+            # after any unrelated draw and in every new kernel. A body that draws from it is tied to its state by
+            # the run's own record of the global generators, which also leaves it advanced on a hit.
+            h.tag(b"Gg")
+            h.text(role)
+            return
         found = getattr(things_met, "found", None)
         if found is not None:
             found.append(v)
         reduce(h, v)
 
     return handler
+
+
+# ``(STATE_FUNCTION, READS or SEEDS, generator)`` in ``things_met.found``: keying met a function that reads or sets
+# a global generator's state where no wrapper of ours sees its calls (_replaced.unseen_state_function).
+STATE_FUNCTION = "state function"
+_on_state_function: list[Callable[[], None]] = []  # told each time one is met (the dependency walk's)
+
+
+def install_state_function_hook(hook: Callable[[], None]) -> None:
+    """Let the dependency walk learn that what it is keying holds such a function (it then keys it anew per call)."""
+    _on_state_function.append(hook)
+
+
+def note_state_function(v: Any) -> None:
+    """Note ``v`` for the call being keyed where it reads or sets a global generator's state unseen: held in a dict,
+    a closure, a default, a partial... since before the function was wrapped, its calls are known from here only."""
+    if not getattr(things_met, "wrapped", 0):
+        note_state_use(unseen_state_function(v))
+
+
+def note_state_use(use: tuple[str, str] | None) -> None:
+    """Note ``(READS or SEEDS, generator)``, where given, as met by the call being keyed (see note_state_function)."""
+    if use is None:
+        return
+    found = getattr(things_met, "found", None)
+    if found is not None:
+        found.append((STATE_FUNCTION, *use))
+    for hook in _on_state_function:
+        hook()
+
+
+def keyed_as_wrapped(key: Callable[..., Any], *args: Any) -> Any:
+    """Return ``key(*args)``, which keys a state function that our wrapper stands in front of (its calls are seen)
+    as the function it replaced: noted as met unseen by no one."""
+    depth = getattr(things_met, "wrapped", 0)
+    things_met.wrapped = depth + 1
+    try:
+        return key(*args)
+    finally:
+        things_met.wrapped = depth
+
+
+def _process_global_generator(v: Any) -> str | None:
+    """Return which process-global generator ``v`` is (NumPy's legacy one or its bit generator, the one behind
+    the ``random`` module's functions, torch's default one), or None; never imports a library."""
+    modules = sys.modules
+    mtrand = modules.get("numpy.random.mtrand")
+    if mtrand is not None:
+        legacy = getattr(mtrand, "_rand", None)
+        if v is legacy:
+            return "numpy.random"
+        if v is getattr(legacy, "_bit_generator", None):
+            return "numpy.random bit generator"
+    if v is getattr(modules.get("random"), "_inst", None):
+        return "random"
+    torch = modules.get("torch")
+    if torch is not None and v is getattr(torch, "default_generator", None):
+        return "torch"
+    return None
 
 
 def _noting_decimals(reduce: HashFn) -> HashFn:
@@ -896,8 +995,17 @@ def _h_forbidden(h: Hasher, v: Any) -> None:
     raise _Unhashable(v, "its content is not a value (an open file, lock, generator, socket or thread)")
 
 
+def _noting_state_function(reduce: HashFn) -> HashFn:
+    def handler(h: Hasher, v: Any) -> None:
+        note_state_function(v)
+        reduce(h, v)
+
+    return handler
+
+
 def _h_builtin(h: Hasher, v: Any) -> None:
     owner = getattr(v, "__self__", None)
+    note_state_function(v)  # one taken before it was wrapped
     h.tag(b"B")
     h.text(qualified_name(v))
     module = getattr(v, "__module__", None) or getattr(getattr(v, "__objclass__", None), "__module__", None)
@@ -1278,29 +1386,36 @@ def _plain(v: Any, out: bytearray, depth: int, held: list[int]) -> bool:
 # -- public entry points ------------------------------------------------------------------
 
 
-def content_hash(value: Any, name: str = "value", leave_out: frozenset[str] = _NO_NAMES) -> Digest:
+def content_hash(value: Any, name: str = "value", leave_out: frozenset[str] = _NO_NAMES,
+                 caches: Mapping[int, frozenset[str]] | None = None) -> Digest:
     """Return the 16-byte content digest of ``value``.
 
     ``leave_out``: attributes of ``value`` itself (not of what it holds) to digest it without, as if it did
-    not hold them. Raises ``UnhashableArgument`` naming ``name`` (and where inside it) when part of the
-    value has no readable content.
+    not hold them. ``caches``: by id, the only ``_cache`` entries of the pandas objects in it to digest (those
+    ``things_met.caches`` noted when a call was keyed), so that entries a run filled since are left out.
+    Raises ``UnhashableArgument`` naming ``name`` (and where inside it) when part of the value has no
+    readable content.
     """
-    if not leave_out:
+    if not leave_out and caches is None:
         encode = _LEAF.get(type(value))
         if encode is not None:
             return _digest(encode(value))
         out = bytearray()
         held: list[int] = []
         if _plain(value, out, 0, held) and (len(held) < 2 or len(set(held)) == len(held)):
+            if held:
+                walks = getattr(things_met, "walks", None)
+                if walks is not None:
+                    walks[id(value)] = (value, held)
             return _digest(out)
-    h = _walker(value, leave_out)
+    h = _walker(value, leave_out, caches)
     try:
         try:
             h.update(value)
         except RecursionError:
             if h.deepest < _TOO_DEEP:
                 raise  # the caller's stack was already full (a deep recursion): not this value's fault
-            h = _walked_with_a_deep_stack(value, leave_out)
+            h = _walked_with_a_deep_stack(value, leave_out, caches)
     except _Unhashable as exc:
         path = name + "".join(reversed(exc.segments))
         raise UnhashableArgument(path, exc.value, exc.reason) from None
@@ -1308,13 +1423,17 @@ def content_hash(value: Any, name: str = "value", leave_out: frozenset[str] = _N
         raise UnhashableArgument(name, value, f"it is nested too deeply to hash (more than about "
                                  f"{_DEEP_FRAMES // 5:,} levels); give its class a __memo_key__ that "
                                  "returns it flat") from None
+    walks = getattr(things_met, "walks", None)
+    if walks is not None:
+        walks[id(value)] = (value, h)
     return h.digest()
 
 
-def _walker(value: Any, leave_out: frozenset[str]) -> Hasher:
+def _walker(value: Any, leave_out: frozenset[str], caches: Mapping[int, frozenset[str]] | None) -> Hasher:
     h = Hasher()
     if leave_out:
         h.left_out = (value, leave_out)
+    h.caches = caches
     return h
 
 
@@ -1335,14 +1454,15 @@ def carry_into_deep_walks(state: threading.local) -> None:
     _CARRIED.append(state)
 
 
-def _walked_with_a_deep_stack(value: Any, leave_out: frozenset[str]) -> Hasher:
+def _walked_with_a_deep_stack(value: Any, leave_out: frozenset[str],
+                              caches: Mapping[int, frozenset[str]] | None) -> Hasher:
     """Return a Hasher that has walked ``value`` on a thread with a large stack and a raised recursion limit.
 
     A value nested a few hundred levels (a linked list of the user's objects, a deep dict) runs out of the
     interpreter's default limit of 1,000 frames; the walk is the same function, so the digest is the one a
     roomier stack would give. Raises ``_TooDeep`` where even this is not enough.
     """
-    h = _walker(value, leave_out)
+    h = _walker(value, leave_out, caches)
     states = [dict(vars(local)) for local in _CARRIED]
     failure: list[BaseException] = []
 
@@ -1393,57 +1513,6 @@ def leaf_digests(bound: list[tuple[str, Any]]) -> dict[str, Digest] | None:
 
 
 IMMUTABLE_LEAVES = frozenset({type(None), bool, int, float, complex, str, bytes, range, type(Ellipsis)})
-
-
-def aliasing_parts(values: list[Any]) -> list[bytes]:
-    """Return ``[]`` when no mutable object or memory is passed twice, else one part naming who shares what.
-
-    ``f(y, y)`` can observe that its arguments are one object (appending to one grows the
-    other), so it is not the call ``f(y.copy(), y.copy())``; nor is ``f(a, a[:2])`` the call
-    ``f(a, a[:2].copy())``, whose arrays or tensors are two objects over one memory (so are a model
-    and its detached weight). Positions, never ids or addresses, go into the part, with where each
-    view starts in the shared memory and how it steps; tuples (``*args`` among them) are looked into,
-    and a model's parameters and buffers.
-    """
-    others = [value for value in values if type(value) not in IMMUTABLE_LEAVES]
-    if not others:
-        return []
-    views = sum(1 for value in others if _memory_family(type(value)) is not None)
-    if views < 2 and tuple not in set(map(type, others)) and len(set(map(id, others))) == len(others):
-        return []  # nothing to look into, and no object or memory twice: the common call, without the walk
-    first: dict[Any, tuple[bytes, int]] = {}
-    memories: dict[Any, MemoryViews] = {}
-    shared = bytearray()
-    stack: list[tuple[bytes, Any]] = [(_pack_q(i), v) for i, v in reversed(list(enumerate(values)))]
-    while stack:
-        path, value = stack.pop()
-        kind = type(value)
-        if kind in IMMUTABLE_LEAVES:
-            continue
-        if kind is tuple:
-            stack.extend((path + _pack_q(i), item) for i, item in reversed(list(enumerate(value))))
-            continue
-        family = _memory_family(kind)
-        if family == "module":
-            tensors = [*value.parameters(), *value.buffers()]
-            stack.extend((path + b"m" + _pack_q(i), t) for i, t in reversed(list(enumerate(tensors))))
-        earlier = first.setdefault(id(value), (path, value))[0]
-        if earlier is not path:
-            shared += _pack_q(len(path)) + path + _pack_q(len(earlier)) + earlier
-            continue
-        token = _memory(family, value) if family == "array" or family == "tensor" else None
-        if token is not None and family is not None:
-            group = memories.get(token)
-            if group is None:
-                group = memories[token] = MemoryViews(token)
-            # Another object over bytes an earlier one reads: where it lies relative to that one, and how each
-            # steps. Views over one memory that share no byte are two separate values (a hit gives copies).
-            for seen_path, seen in group.meet(family, path, value):
-                address, geometry = _place(family, value)
-                seen_address, seen_geometry = _place(family, seen)
-                shared += (_pack_q(len(path)) + path + _pack_q(len(seen_path)) + seen_path
-                           + _pack_q(address - seen_address) + geometry + seen_geometry)
-    return [b"alias" + bytes(shared)] if shared else []
 
 
 # Candidate pairs of arrays whose byte ranges meet are checked element by element up to this much work;

@@ -56,12 +56,28 @@ def _h_vectorize(h: Hasher, v: Any) -> None:
 
 
 def _dtype_text(dtype: Any) -> str:
-    """Return the whole of a numpy dtype: fields (names, types, offsets, titles), sub-arrays, size, metadata."""
+    """Return a numpy dtype's layout (fields, names, types, offsets, titles, sub-arrays, size) as text, with a
+    mark wherever it, or a field's dtype, carries metadata: that metadata's content follows (``_feed_metadata``)."""
+    text = _dtype_parts(dtype)
+    return text + "#m" if dtype.metadata else text
+
+
+def _feed_metadata(h: Hasher, dtype: Any) -> None:
+    """Feed the content of the metadata of ``dtype`` and of its fields' dtypes, in the order ``_dtype_text``
+    marks them.
+
+    Code may read ``np.dtype(float, metadata={"unit": "m"})`` as part of the type. Keyed as a value, not by
+    its repr: numpy elides a long array's repr, a dataclass may leave a field out of it, a set's order follows
+    ``PYTHONHASHSEED``; and read afresh on each walk, since numpy copies the dict but not the values in it.
+    """
+    if dtype.fields is not None:
+        for name in dtype.names:
+            _feed_metadata(h, dtype.fields[name][0])
+    elif dtype.subdtype is not None:
+        _feed_metadata(h, dtype.subdtype[0])
     metadata = dtype.metadata
-    if not metadata:
-        return _dtype_parts(dtype)
-    # np.dtype(float, metadata={"unit": "m"}): code may read it as part of the type
-    return _dtype_parts(dtype) + "#" + repr(sorted((repr(k), repr(v)) for k, v in metadata.items()))
+    if metadata:
+        h.child(dict(metadata), "<dtype metadata>")
 
 
 def _dtype_parts(dtype: Any) -> str:
@@ -87,14 +103,15 @@ def _dtype_parts(dtype: Any) -> str:
 def _h_np_dtype(h: Hasher, v: Any) -> None:
     h.tag(b"nd")
     h.text(_dtype_text(v))
+    _feed_metadata(h, v)
 
 
 # numpy's own fixed-size kinds, whose arrays lend their memory as a buffer (not objects, not StringDType;
 # a structured dtype, kind V, may still hold object fields: hasobject says).
 _PLAIN_KINDS = frozenset("biufcmMSUV")
 # (id of a dtype, shape) -> (that dtype, an array's head, whether its bytes are its content): a dict of
-# many arrays of one dtype and shape formats them once. Only unstructured dtypes: a structured one's
-# field names can be reassigned in place.
+# many arrays of one dtype and shape formats them once. Only unstructured dtypes without metadata: a
+# structured one's field names can be reassigned in place, and metadata is content read afresh each walk.
 _layouts: dict[tuple[int, tuple[int, ...]], tuple[Any, bytes, bool]] = {}
 
 
@@ -108,7 +125,7 @@ def _array_head(v: Any) -> tuple[bytes, bool]:
     text = _dtype_text(dtype).encode("utf-8", "surrogatepass")
     head = b"na" + _pack_q(len(text)) + text + repr(shape).encode()
     plain = dtype.kind in _PLAIN_KINDS and not dtype.hasobject and padding(dtype) is None
-    if dtype.fields is None:
+    if dtype.fields is None and not dtype.metadata:
         if len(_layouts) >= 1024:
             _layouts.clear()
         _layouts[key] = (dtype, head, plain)  # holding the dtype keeps its id from being reused
@@ -138,6 +155,7 @@ def met_before(h: Hasher, v: Any) -> bool:
     """
     if h.seen_before(v):
         return True
+    h.saw_view(v)
     memories = h.memories
     if v.base is None:  # it owns its memory: views of it met after it find it among the objects met
         group = memories.get(id(v)) if memories else None
@@ -180,6 +198,9 @@ def _h_ndarray_once(h: Hasher, v: Any) -> None:
 def _h_ndarray(h: Hasher, v: Any) -> None:
     head, plain = _array_head(v)
     h._buf += head
+    dtype = v.dtype
+    if dtype.metadata is not None or dtype.fields is not None:  # else it has none to feed: the common case
+        _feed_metadata(h, dtype)
     if plain and v.flags.c_contiguous:
         h.contiguous(v, v.nbytes)
         return
@@ -325,6 +346,7 @@ def _c_order_blocks(v: Any, scratch: Any) -> Iterator[Any]:
 def _h_np_scalar(h: Hasher, v: Any) -> None:
     h.tag(b"ns")
     h.text(_dtype_text(v.dtype))
+    _feed_metadata(h, v.dtype)
     if v.dtype.hasobject:
         h.child(v.item(), "<item>")
     else:

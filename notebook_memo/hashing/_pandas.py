@@ -9,7 +9,18 @@ import operator
 import sys
 from typing import Any
 
-from ._core import Hasher, HashFn, _Unhashable, qualified_name, register_family
+from ._core import (
+    Hasher,
+    HashFn,
+    _mutable,
+    _once_per_walk,
+    _reduction,
+    _Unhashable,
+    h_reduced,
+    qualified_name,
+    register_family,
+    things_met,
+)
 from ._numpy import _h_ndarray
 
 __all__ = ()
@@ -27,7 +38,45 @@ def _pandas_path(cls: type) -> HashFn | None:
         return _h_index
     if issubclass(cls, pd.api.extensions.ExtensionArray):
         return _h_extension_array
+    if any(type(attribute).__name__ == "CachedProperty" for base in cls.__mro__ for attribute in vars(base).values()):
+        # A GroupBy, its grouper and groupings; keyed as any object is, and its cache by entry.
+        return _once_per_walk(_h_with_cache) if _mutable(cls) else _h_with_cache
     return None
+
+
+def _h_with_cache(h: Hasher, v: Any) -> None:
+    """Hash a pandas object by its reduction less the ``_cache`` its ``cache_readonly`` properties fill on first
+    read (a GroupBy's codes and groups, built by its first aggregation), then by that cache's entries, named.
+
+    Filled, they are what pandas serves, not the data: a frame built on an array changed in place since keeps
+    the old codes. Noted by name as the call is keyed (``things_met.caches``), so that the entries a run fills
+    are left out of the check that it changed its arguments (``Hasher.caches``)."""
+    reduced = _reduction(v)
+    state = reduced[2] if not isinstance(reduced, str) and len(reduced) > 2 else None
+    cache: Any = {}  # made on the first fill: none yet is an empty cache
+    if type(state) is tuple and len(state) == 2 and type(state[0]) is dict and "_cache" in state[0]:
+        cache = state[0]["_cache"]
+        reduced = (*reduced[:2], (_without_cache(state[0]), state[1]), *reduced[3:])
+    elif type(state) is dict and "_cache" in state:
+        cache = state["_cache"]
+        reduced = (*reduced[:2], _without_cache(state), *reduced[3:])
+    h_reduced(h, v, reduced)
+    if type(cache) is not dict:  # not pandas' own: keyed whole
+        h.child(cache, "<cache>")
+        return
+    names = frozenset(cache)
+    noting = getattr(things_met, "caches", None)
+    if noting is not None and h.caches is None:
+        noting[id(v)] = names
+    if h.caches is not None:
+        # An entry held when keyed and gone now is missing here, so the digest differs, as it should.
+        names &= h.caches.get(id(v), frozenset())
+    h.tag(b"pc")
+    h.child([(name, cache[name]) for name in sorted(names, key=str)], "<cache>")
+
+
+def _without_cache(state: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in state.items() if name != "_cache"}
 
 
 def _h_extension_array(h: Hasher, v: Any) -> None:

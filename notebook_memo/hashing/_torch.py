@@ -90,6 +90,7 @@ def _h_tensor(h: Hasher, v: Any) -> None:
     things_met.torch = True  # what torch computes from it depends on torch's settings: the caller keys them
     if h.seen_before(v):
         return  # the same tensor again (a tied weight): a reference back, not its content twice
+    h.saw_view(v)
     try:
         _h_tensor_parts(h, v)
     except (_Unhashable, RecursionError):

@@ -50,20 +50,20 @@ class SecondTier(Protocol):
     def delete(self, row: str) -> bool:
         """Remove the entry of ``row``; return whether there was one."""
 
-    def try_lease(self, key: str) -> bool:
-        """Take the lease on ``key`` across machines; False while another holds it."""
+    def try_lease(self, row: str) -> bool:
+        """Take the lease on ``row`` (a key under one secret) across machines; False while another holds it."""
 
-    def try_leases(self, keys: list[str]) -> list[bool]:
-        """``try_lease`` for each of ``keys``."""
+    def try_leases(self, rows: list[str]) -> list[bool]:
+        """``try_lease`` for each of ``rows``."""
 
-    def backing_off(self, key: str) -> bool:
-        """Return True while another machine holds the lease on ``key`` and it is not yet time to look again."""
+    def backing_off(self, row: str) -> bool:
+        """Return True while another machine holds the lease on ``row`` and it is not yet time to look again."""
 
-    def looked(self, key: str) -> None:
-        """Forget the wait on ``key`` (its result arrived)."""
+    def looked(self, row: str) -> None:
+        """Forget the wait on ``row`` (its result arrived)."""
 
-    def release(self, keys: list[str]) -> None:
-        """Give back the leases held on ``keys``."""
+    def release(self, rows: list[str]) -> None:
+        """Give back the leases held on ``rows``."""
 
     def manifests(self) -> Iterator[tuple[str, int, float]]:
         """Yield (row, size, modified) of every entry: a full scan, for upkeep only."""

@@ -14,6 +14,7 @@ import contextlib
 import datetime
 import errno
 import os
+import re
 import stat
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -27,6 +28,8 @@ _LARGE_TIMEOUT = "600s"  # a request for a payload blob, streamed within it
 _CONNECT_TIMEOUT = "5s"
 _RETRIES = 2
 _LARGE_PREFIX = "b/"
+_BAD_SEGMENTS = ("", ".", "..")  # what makes an object's name no path for obstore: the listing stops at one
+_QUOTED_PATH = re.compile(r'Path "([^"]*)"')
 
 
 def others_could_write(checked: Iterable[tuple[str, os.stat_result]]) -> str | None:
@@ -48,6 +51,24 @@ class Refused(OSError):
 
 class Planted(Refused):
     """An object no writer of ours makes: a link, not a plain file, or larger than it may be."""
+
+
+class Unnamable(Refused):
+    """Objects a listing skipped: their names (``a/../b``, ``a//b``) are not paths the store's client can use, so
+    they are no object of ours; the rest of the listing is whole."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        shown = ", ".join(repr(name) for name in names[:5]) + (" ..." if len(names) > 5 else "")
+        super().__init__(f"skipped {len(names)} objects with names it cannot use: {shown}")
+
+
+class Incomplete(Refused):
+    """A listing that passed over objects whose names the client cannot use, and may have missed others near them."""
+
+    def __init__(self, message: str, names: list[str]) -> None:
+        self.names = names
+        super().__init__(message)
 
 
 class ClientPanicked(OSError):
@@ -122,6 +143,7 @@ class CloudObjects:
         from obstore.store import from_url
 
         self.url = url
+        self._prefix = urlsplit(url).path.strip("/")  # what obstore's errors name a path with, and lists without
         self._ob = obstore
         options: dict[str, Any] = {"timeout": _SMALL_TIMEOUT, "connect_timeout": _CONNECT_TIMEOUT}
         endpoint = next((os.environ[name] for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT")
@@ -206,13 +228,70 @@ class CloudObjects:
             self._ob.delete(self._store, name)
 
     def list(self, prefix: str) -> Iterator[tuple[str, int, float]]:
+        """Yield the objects under ``prefix``; once the rest is yielded, raise Unnamable when objects whose names
+        the client cannot use were skipped, Refused when the listing may have missed names of ours near one.
+
+        obstore fails a whole page of a listing (up to 1,000 names) on one name it cannot parse: the listing goes
+        on past it, and what preceded it in that page is lost. Directly under ``prefix`` (``m/../x``, ``m//x``)
+        that is only names sorting before ``0``, which no writer of ours makes (ours start with a hex digit);
+        deeper (``m/ab/../x``) it may be names of ours, so the listing is not whole."""
+        from obstore.exceptions import InvalidPathError
+
+        skipped: list[str] = []
+        missed: list[str] = []
+        after: str | None = None  # the last name yielded, or the point past a skipped one
         with _no_panics():
-            for page in self._ob.list(self._store, prefix):
-                for item in page:
-                    yield item["path"], int(item["size"]), item["last_modified"].timestamp()
+            while True:
+                try:
+                    for page in self._ob.list(self._store, prefix, offset=after):
+                        for item in page:
+                            after = item["path"]
+                            yield item["path"], int(item["size"]), item["last_modified"].timestamp()
+                    break
+                except InvalidPathError as exc:
+                    name, past, shallow = self._past(exc, prefix)
+                    if past is None or (after is not None and past <= after):
+                        raise Refused(f"the listing of {prefix} stopped at an object whose name it cannot use "
+                                      f"({str(exc).splitlines()[0][:200]}): what follows it was not listed") from None
+                    (skipped if shallow else missed).append(name)
+                    after = past
+        if missed:
+            raise Incomplete(f"the listing of {prefix} passed over objects whose names it cannot use "
+                          f"({', '.join(map(repr, (missed + skipped)[:5]))}): names listed just before them may be "
+                          "missing; remove those objects for upkeep to cover everything", missed + skipped)
+        if skipped:
+            raise Unnamable(skipped)
+
+    def _past(self, exc: Exception, prefix: str) -> tuple[str, str | None, bool]:
+        """Return the name obstore could not parse; the first name past it and everything under its bad segment
+        (``m/../x``: ``m/..0``, which no writer of ours makes), or None when there is none to give; and whether
+        that segment is directly under ``prefix``."""
+        found = _QUOTED_PATH.search(str(exc))
+        if found is None or not found.group(1).startswith(f"{self._prefix}/" if self._prefix else ""):
+            return str(exc)[:200], None, False
+        name = found.group(1)[len(self._prefix) + 1 if self._prefix else 0:]
+        parts = name.split("/")
+        bad = next((i for i, part in enumerate(parts) if part in _BAD_SEGMENTS), None)
+        if bad is None:
+            return name, None, False
+        # Every name under the bad segment is as unusable; "0" follows "/" in byte order, so nothing lies between.
+        return name, "/".join([*parts[:bad], parts[bad] + "0"]), bad == len(prefix.strip("/").split("/"))
 
     def staged(self, prefix: str) -> Iterator[tuple[str, int, float]]:
         yield from ()  # a put is whole or absent: nothing is staged beside the object
+
+
+@contextlib.contextmanager
+def _denied(name: str) -> Iterator[None]:
+    """Raise a write this user may not make (a colleague's folder, made before folders were shared), or one over a
+    folder put at an object's name, as Refused: that one object is not written, and the remote stays in use."""
+    try:
+        yield
+    except PermissionError as exc:
+        raise Refused(f"{name} cannot be written by this user ({exc.strerror or exc}: {exc.filename}); ask the "
+                      "owner of that folder to make it writable by the team (chmod g+w)") from None
+    except IsADirectoryError:
+        raise Planted(f"{name} is a folder, which no writer of ours makes: it is left as it is") from None
 
 
 class DirectoryObjects:
@@ -231,6 +310,10 @@ class DirectoryObjects:
                 info = os.lstat(path)
             except FileNotFoundError:
                 break  # made when written; a read finds nothing
+            except PermissionError:
+                # A colleague's folder this user may not enter: that object alone, not the remote, is unusable.
+                raise Refused(f"{path} cannot be entered by this user (permission denied): nothing under it is "
+                              "read or written; ask its owner to make it readable by the team") from None
             if not stat.S_ISDIR(info.st_mode):
                 raise Refused(f"{path} is not a folder (a link?): nothing under it is read, written or deleted")
         return os.path.join(self.root, *name.split("/"))
@@ -298,58 +381,95 @@ class DirectoryObjects:
             return stat.S_ISREG(os.lstat(self._path(name)).st_mode)
         except FileNotFoundError:
             return False
+        except PermissionError:
+            raise Refused(f"{self._path(name)} cannot be looked at by this user (permission denied)") from None
+
+    def _shared_modes(self) -> tuple[int, int]:
+        """Return the modes of the folders and the files we make below the root: shared as the root is.
+
+        A team's folder is shared through its group (``chmod 2775``); what we make under it must not follow
+        this process's umask, or a colleague could read nothing of ours (umask 077) or write nothing beside it
+        (umask 022), as git's ``core.sharedRepository`` does. Folders are never made writable by others, nor
+        files by anyone else: under a world-writable root (``chmod 1777``, as /tmp or a scratch area) any
+        local user could otherwise delete or rename over the team's objects; its sticky bit is kept, so that
+        in a folder the group may write, each member may remove only their own."""
+        shared = stat.S_IMODE(os.stat(self.root).st_mode)
+        return 0o700 | (shared & (0o075 | stat.S_ISGID | stat.S_ISVTX)), 0o600 | (shared & 0o044)
+
+    def _folders(self, path: str, mode: int) -> None:
+        """Make the missing folders from the root down to ``path``, each with ``mode`` whatever the umask."""
+        made = self.root
+        for part in os.path.relpath(path, self.root).split(os.sep):
+            made = os.path.join(made, part)
+            try:
+                os.mkdir(made)
+            except FileExistsError:
+                continue  # checked by ``_path``: a link or a file there is refused
+            # Never through a link put in its place meanwhile: the folder we made, opened as such.
+            fd = os.open(made, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_NOFOLLOW", 0))
+            try:
+                os.fchmod(fd, mode)
+            finally:
+                os.close(fd)
 
     def _staged(self, name: str, data: Any) -> str:
         """Write ``data`` to a new file beside the object's place; return its path."""
-        os.makedirs(os.path.dirname(self._path(name)), exist_ok=True)
+        folder_mode, file_mode = self._shared_modes()
+        self._folders(os.path.dirname(self._path(name)), folder_mode)
         path = self._path(name)  # checked again now that its folders exist
         temp = f"{path}.{uuid.uuid4().hex}.tmp"
-        with open(temp, "xb") as f:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+                     | getattr(os, "O_CLOEXEC", 0), file_mode)
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(fd, file_mode)  # the umask took bits off the mode asked for
             f.write(data)
         return temp
 
     def create(self, name: str, data: Any) -> str | None:
-        temp = self._staged(name, data)
-        path = self._path(name)
-        try:
-            os.link(temp, path)  # fails if the name exists: the file system's create-only
-            return self._tag(os.lstat(path))
-        except FileExistsError:
-            return None
-        finally:
-            os.unlink(temp)
-
-    def put(self, name: str, data: Any) -> None:
-        os.replace(self._staged(name, data), self._path(name))
-
-    def replace(self, name: str, data: Any, tag: str) -> str | None:
-        # No compare-and-swap on a file system: the current file is renamed away (one renamer wins), its
-        # tag checked, and the new file linked in. A race can lose an update; leases are only an economy.
-        path = self._path(name)
-        aside = f"{path}.{uuid.uuid4().hex}.old"
-        try:
-            os.rename(path, aside)
-        except FileNotFoundError:
-            return None
-        try:
-            if self._tag(os.lstat(aside)) != tag:
-                with contextlib.suppress(FileExistsError):
-                    os.link(aside, path)  # not ours to replace: put back
-                return None
+        with _denied(name):
             temp = self._staged(name, data)
+            path = self._path(name)
             try:
-                os.link(temp, path)
+                os.link(temp, path)  # fails if the name exists: the file system's create-only
                 return self._tag(os.lstat(path))
             except FileExistsError:
                 return None
             finally:
                 os.unlink(temp)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(aside)
+
+    def put(self, name: str, data: Any) -> None:
+        with _denied(name):
+            os.replace(self._staged(name, data), self._path(name))
+
+    def replace(self, name: str, data: Any, tag: str) -> str | None:
+        # No compare-and-swap on a file system: the current file is renamed away (one renamer wins), its
+        # tag checked, and the new file linked in. A race can lose an update; leases are only an economy.
+        with _denied(name):
+            path = self._path(name)
+            aside = f"{path}.{uuid.uuid4().hex}.old"
+            try:
+                os.rename(path, aside)
+            except FileNotFoundError:
+                return None
+            try:
+                if self._tag(os.lstat(aside)) != tag:
+                    with contextlib.suppress(FileExistsError):
+                        os.link(aside, path)  # not ours to replace: put back
+                    return None
+                temp = self._staged(name, data)
+                try:
+                    os.link(temp, path)
+                    return self._tag(os.lstat(path))
+                except FileExistsError:
+                    return None
+                finally:
+                    os.unlink(temp)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(aside)
 
     def delete(self, name: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
+        with _denied(name), contextlib.suppress(FileNotFoundError):
             os.unlink(self._path(name))
 
     def list(self, prefix: str) -> Iterator[tuple[str, int, float]]:

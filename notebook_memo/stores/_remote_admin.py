@@ -16,13 +16,13 @@ from typing import Any
 from .._config import resolve_lease, resolve_secret, warn_once
 from .._errors import MemoWarning
 from .._serialize import CorruptRecord, Header, Signer, decode_header, is_marker, plausible, signer_for
-from ._objects import Planted, Refused
+from ._objects import Incomplete, Planted, Refused, Unnamable
 from .remote import _MANIFEST_MOST, BLOB_NAME, RemoteTier, in_parallel
 
 __all__ = ()
 
 _MANIFEST = re.compile(r"m/[0-9a-f]{2}/[0-9a-f]{32}(~[0-9a-f]{16})?")
-_LEASE = re.compile(r"l/[0-9a-f]{32}")
+_LEASE = re.compile(r"l/[0-9a-f]{32}(~[0-9a-f]{16})?")
 # A file our writers stage beside an object (DirectoryObjects._staged, .replace): the object's name, a uuid4.
 _STAGED = re.compile(rf"(?:{_MANIFEST.pattern}|{BLOB_NAME.pattern}|{_LEASE.pattern})\.[0-9a-f]{{32}}\.(?:tmp|old)")
 BLOB_GRACE = 3600.0  # an unnamed blob this young may be a publish under way
@@ -60,14 +60,37 @@ def _left_out(tier: RemoteTier, refused: Iterable[Refused]) -> None:
 def _listed(tier: RemoteTier, prefix: str) -> tuple[list[tuple[str, int, float]], bool]:
     """Return the objects under ``prefix``, and whether that is all of them (a folder refused: a link, or
     unreadable, is said once and left out)."""
+    found, whole, unnamable, refused = _listing(tier, prefix)
+    if unnamable:
+        # Never ours (no writer of ours makes such a name), never deleted: said once, and the listing is whole.
+        names = list(dict.fromkeys(unnamable))
+        shown = ", ".join(repr(name) for name in names[:5]) + (" ..." if len(names) > 5 else "")
+        warn_once(f"remote-unnamable:{tier.url}:{prefix}", f"{tier.url}: skipped {len(names)} objects with names "
+                  f"it cannot use: {shown}; they are left as they are", MemoWarning)
+    _left_out(tier, refused)
+    return found, whole
+
+
+def _listing(tier: RemoteTier, prefix: str) -> tuple[list[tuple[str, int, float]], bool, list[str], list[Refused]]:
+    """Return the objects under ``prefix``, whether that is all of them, the names skipped as unusable, and why
+    any part was refused."""
     found: list[tuple[str, int, float]] = []
     try:
         for item in tier.objects.list(prefix):
             found.append(item)
+    except Unnamable as exc:
+        return found, True, exc.names, []
+    except Incomplete as exc:
+        if prefix != "m/":
+            return found, False, [], [exc]
+        # A manifest in the page beside such a name may be missing: each folder m/<xx>/ is listed alone, where such
+        # a name misses nothing of ours unless it lies below a manifest's own name.
+        parts = in_parallel(lambda folder: _listing(tier, folder), [f"m/{i:02x}/" for i in range(256)])
+        return ([item for part in parts for item in part[0]], all(part[1] for part in parts),
+                exc.names + [name for part in parts for name in part[2]], [why for part in parts for why in part[3]])
     except Refused as exc:
-        _left_out(tier, [exc])
-        return found, False
-    return found, True
+        return found, False, [], [exc]
+    return found, True, [], []
 
 
 def _manifests(tier: RemoteTier) -> tuple[list[RemoteEntry], bool]:
@@ -196,18 +219,19 @@ def summary(tier: RemoteTier) -> list[dict[str, Any]]:
     they name), newest, compute seconds.
 
     Markers (``is_marker``) are not entries and add no compute time, as locally; their bytes are the function's.
+    A blob that identical results share is stored once, so it is counted once: with the entry that stored it first.
     """
     sizes = blobs(tier)
+    counted: set[str] = set()
     rows: dict[tuple[str, Any], dict[str, Any]] = {}
-    for entry in entries(tier):
+    for entry in sorted(entries(tier), key=lambda e: (e.header.created if e.header else e.modified, e.name)):
         meta = entry.meta
         name = str(meta.get("name", "(damaged)")) if entry.header is not None else "(damaged)"
         notebook = meta.get("notebook")
         notebook = notebook if isinstance(notebook, str) and notebook else None  # unverified: a path or nothing
         row = rows.setdefault((name, notebook), {"name": name, "notebook": notebook, "entries": 0, "codes": set(),
                                                  "bytes": 0, "newest": 0.0, "compute": 0.0})
-        blob = blob_of(entry)
-        row["bytes"] += entry.size + (sizes.get(blob, (0, 0.0))[0] if blob else 0)
+        row["bytes"] += entry.size + _blob_size(blob_of(entry), sizes, counted)
         row["newest"] = max(row["newest"], entry.header.created if entry.header else entry.modified)
         if is_marker(meta):
             continue
@@ -217,6 +241,14 @@ def summary(tier: RemoteTier) -> list[dict[str, Any]]:
     # A function whose markers alone are left holds no result to list (as locally).
     return sorted((row for row in rows.values() if row["entries"]),
                   key=lambda row: (row["name"], row["notebook"] or ""))
+
+
+def _blob_size(blob: str | None, sizes: dict[str, tuple[int, float]], counted: set[str]) -> int:
+    """Return the size of ``blob`` the first time it is asked for (noted in ``counted``), 0 after or for none."""
+    if blob is None or blob in counted:
+        return 0
+    counted.add(blob)
+    return sizes.get(blob, (0, 0.0))[0]
 
 
 def superseded(items: Iterable[RemoteEntry], signer: Signer | None) -> set[str]:
@@ -254,9 +286,9 @@ def prune(tier: RemoteTier, older_than: float | None, keep_latest: bool, max_siz
         sizes = blobs(tier)
         alive = sorted((e for e in items if e.name not in doomed), key=lambda e: e.modified, reverse=True)
         total = 0
-        for e in alive:  # newest first: what does not fit goes
-            blob = blob_of(e)
-            total += e.size + (sizes.get(blob, (0, 0.0))[0] if blob else 0)
+        counted: set[str] = set()
+        for e in alive:  # newest first: what does not fit goes (a blob results share, once: it goes with its last)
+            total += e.size + _blob_size(blob_of(e), sizes, counted)
             if total > max_size:
                 doomed.add(e.name)
     return remove(tier, [e for e in items if e.name in doomed])

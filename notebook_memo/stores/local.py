@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import errno
 import functools
 import itertools
@@ -65,6 +66,7 @@ from .._serialize import (
     writable_copy,
     write_payload,
 )
+from . import _walfiles
 from ._base import Fetched, SecondTier
 from ._leases import LOCK_PREFIX, RENEWED, Leases, Watch, at_fork_in_child, gate, immediate, marks, slices
 from ._objects import others_could_write
@@ -558,10 +560,10 @@ class _Index(diskcache.Cache):  # type: ignore[misc]
         path = os.path.join(self._directory, _DB_NAME)
         _refuse_opening(self._directory)
         with _opening, _directory_lock(self._directory, exclusive=False):
-            before = _file_ident(path)
+            before = _walfiles.file_ident(path)
             con = diskcache.Cache._con.fget(self)  # its first statement reads the Settings table
             con.set_authorizer(_only_our_statements)
-        local.opened = (con, before if before is not None and _file_ident(path) == before else None)
+        local.opened = (con, before if before is not None and _walfiles.file_ident(path) == before else None)
         return con
 
 
@@ -712,14 +714,6 @@ def _disk_bytes(directory: str) -> int:
         return 1 << 62
 
 
-def _file_ident(path: str) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
-
-
 def _writer_file(writer: diskcache.Cache) -> tuple[int, int] | None:
     """Return the (device, inode) of the index file the calling thread's connection of ``writer`` opened, if known."""
     local = writer._local
@@ -735,6 +729,9 @@ def _connection_file(directory: str, con: sqlite3.Connection) -> tuple[int, int]
 
 def connection(directory: str) -> sqlite3.Connection:
     """Return this thread's own SQLite connection to a directory's index (scans and checks, not writes)."""
+    lost = _lost_logs.get(directory)
+    if lost is not None:
+        raise LogsNotUsable(errno.ESTALE, lost, directory)
     cache: dict[str, tuple[int, tuple[int, int], sqlite3.Connection]] = _connections.__dict__.setdefault("by_dir", {})
     path = os.path.join(directory, _DB_NAME)
     st = os.lstat(path)
@@ -757,7 +754,7 @@ def connection(directory: str) -> sqlite3.Connection:
         # index set aside since the connection opened its file (by another kernel), they would be the fresh
         # index's beside the damaged one's file. So the name must still be the file's once they ran; if not,
         # open again.
-        opened = _file_ident(path)
+        opened = _walfiles.file_ident(path)
         if opened == ident and failed is None:
             cache[directory] = (os.getpid(), ident, con)
             return con
@@ -1075,6 +1072,10 @@ class UntrustedFolder(OSError):
     """The index is not opened: others could have written the folder or its files, and no secret is set."""
 
 
+class LogsNotUsable(OSError):
+    """The index is not used: its log and wal-index are others' and in use, or were replaced under this process."""
+
+
 def untrusted_message(directory: str, trouble: str) -> str:
     """Return the warning for a cache folder others could have written, used without a secret."""
     return (f"{trouble}: a stored value is a pickle, which can run code when loaded, so without a secret nothing "
@@ -1085,7 +1086,7 @@ def untrusted_message(directory: str, trouble: str) -> str:
 
 def unusable_message(directory: str, exc: OSError) -> str:
     """Return why a cache folder that cannot be opened is not used (``exc``: what opening it raised)."""
-    if isinstance(exc, UntrustedFolder):
+    if isinstance(exc, (UntrustedFolder, LogsNotUsable)):
         return exc.strerror or str(exc)
     return (f"cannot read the cache in {directory} ({type(exc).__name__}: {exc}); nothing is loaded from or stored "
             "in it, and nothing in it is listed or deleted. Give the cache a folder it can create and write "
@@ -1169,6 +1170,19 @@ def _refuse_opening(directory: str) -> None:
 
 
 _abandoned: list[Any] = []  # connections inherited through fork(): never used, never closed
+# Folders whose log and wal-index this process holds were removed or replaced under it -> why nothing is used there
+# (see Store._lose_logs), and the connections to them kept open, unused, until the process ends.
+_lost_logs: dict[str, str] = {}
+_LOGS_CONFIRM = 0.05  # seconds before files seen replaced are looked at again (see Store.revalidate)
+_kept_open: list[sqlite3.Connection] = []
+
+
+def _keep_open(con: sqlite3.Connection) -> None:
+    """Keep ``con`` open, unused, until the process ends: the last connection of a process to an index to close
+    copies its log into the index (a checkpoint Python's sqlite3 cannot turn off), and that log is no longer the
+    index's. The reference added here is never given back, so not even the interpreter's shutdown frees it."""
+    _kept_open.append(con)
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(con))
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -1277,7 +1291,7 @@ class Store:
         self._running: dict[str, list[Any]] = {}  # keys computed without a lease: [started, lease taken since]
         # The second tier: where each lease of ours there was taken, the publishes a transaction holds back
         # (this thread's), and rows deleted here by the user that the remote could not forget (read-only).
-        self._remote_leases: dict[str, SecondTier] = {}
+        self._remote_leases: dict[str, tuple[SecondTier, str]] = {}  # key -> the tier and row it is leased as
         # Rows of large remote entries whose local copy a thread of ours is making: the record served meanwhile,
         # and a lock the copy is made under; a caller's write or delete of the row first takes that lock and
         # moves the row's generation on, which cancels a copy not yet made.
@@ -1290,6 +1304,10 @@ class Store:
         self._dozing = False
         self._checked = 0.0
         self._recheck = False  # the background thread saw the index replaced or removed
+        # The (device, inode) of the log and wal-index this process's connections hold (see _walfiles.replaced);
+        # once they are no longer the files their paths name, why nothing is loaded or stored here any more.
+        self._logs: dict[str, tuple[int, int] | None] = {}
+        self._lost_logs: str | None = None
         # Rows read through ``get`` and their records, while the connection's data_version stays as it was.
         self._hot: dict[str, tuple[tuple[Any, ...], StoredRecord]] = {}
         # The connection (its token) whose data_version they were read at, that version, and the wal-index header
@@ -1357,6 +1375,7 @@ class Store:
             self._open_handles()
         st = os.stat(os.path.join(self.directory, _DB_NAME))
         self._ident = (st.st_dev, st.st_ino)
+        self._logs = _walfiles.named_now(self.directory, _DB_NAME)  # those this thread's connection just opened
         self._trouble = directory_trouble(self.directory)  # our own log and wal-index exist now
         for bring_up_to_date in (_index_payload_files, _keep_facts, _quiet_size_triggers):
             with contextlib.suppress(sqlite3.Error):
@@ -1430,6 +1449,12 @@ class Store:
         with _opening, _directory_lock(self.directory, exclusive=True):
             if unless is not None and unless():
                 return  # another kernel moved it aside first and began a fresh index
+            # Files a running process uses stay: it would go on with them alone, never seeing another's commits,
+            # and its checkpoints would copy its old pages over theirs. No process opens them anew meanwhile (the
+            # folder's lock), so one that uses them holds SQLite's lock on the wal-index already.
+            if logs_only and _walfiles.in_use(self.directory, _DB_NAME, opened_here=self._ident is not None):
+                self._keep_logs_in_use(exc, suffixes)
+                return
             for suffix in suffixes:
                 with contextlib.suppress(FileNotFoundError):
                     os.replace(os.path.join(self.directory, _DB_NAME + suffix), aside + suffix)
@@ -1444,6 +1469,27 @@ class Store:
                   "before are recomputed when needed; delete the moved file when you no longer need it.",
                   StorageWarning)
 
+    def _keep_logs_in_use(self, exc: BaseException, suffixes: tuple[str, ...]) -> None:
+        """Where a running process uses the log and wal-index others could write (``exc``: why), tighten their mode
+        when they are the user's own (others can write them no more than the index the user made private); else
+        raise LogsNotUsable, and nothing is loaded or stored here until that process lets them go."""
+        paths = [os.path.join(self.directory, _DB_NAME + suffix) for suffix in suffixes]
+        found = []
+        for path in paths:
+            with contextlib.suppress(FileNotFoundError):
+                found.append((path, os.lstat(path)))
+        if all(info.st_uid == os.geteuid() and stat.S_ISREG(info.st_mode) for _, info in found):
+            # By name: the folder is this user's alone (see _open), so no one else can put another file there.
+            for path, info in found:
+                os.chmod(path, stat.S_IMODE(info.st_mode) & ~(stat.S_IWGRP | stat.S_IWOTH))
+            return
+        shm = os.path.join(self.directory, _DB_NAME + "-shm")
+        raise LogsNotUsable(errno.EBUSY, f"{exc}, and a running process uses the cache index's log and wal-index "
+                            f"there, so they cannot be set aside: nothing is loaded from or stored in {self.directory} "
+                            "until that process ends (results are computed instead). End the kernels using this "
+                            f"cache (`fuser {shm}` lists them); the files are then set aside and a fresh log begun.",
+                            self.directory)
+
     def _close_handles(self) -> None:
         self.close_thread_connections()
         self._reader = self._writer = None
@@ -1452,29 +1498,45 @@ class Store:
         """Close the calling thread's connections to the index (those of diskcache's handles, and its own).
 
         Python's SQLite connection refers to itself (its statement cache): one a thread leaves open stays,
-        with its files, until the garbage collector runs. So a thread of ours closes its own before it ends."""
+        with its files, until the garbage collector runs. So a thread of ours closes its own before it ends.
+        Once the log and wal-index they hold were replaced (``_lose_logs``), they are kept open instead, unused."""
+        lost = self._lost_logs is not None
         for handle in (self._reader, self._writer):
             if handle is not None:
+                con = getattr(handle._local, "con", None) if lost else None
+                if con is not None and getattr(handle._local, "pid", None) == os.getpid():
+                    _keep_open(con)
+                    del handle._local.con  # diskcache's close() then finds none
                 with contextlib.suppress(Exception):
                     handle.close()  # the calling thread's connection only
         held = _connections.__dict__.get("by_dir", {}).pop(self.directory, None)
         if held is not None:
-            with contextlib.suppress(sqlite3.Error):
-                held[2].close()
+            if lost and held[0] == os.getpid():
+                _keep_open(held[2])
+            else:
+                with contextlib.suppress(sqlite3.Error):
+                    held[2].close()
         self._thread.__dict__.pop("named", None)  # its token, and the token's view of the wal-index header
 
     def _index_ident(self) -> tuple[int, int] | None:
-        return _file_ident(os.path.join(self.directory, _DB_NAME))
+        return _walfiles.file_ident(os.path.join(self.directory, _DB_NAME))
 
     def _handles(self) -> tuple[diskcache.Cache, diskcache.Cache]:
         self._checked = time.monotonic()
         self._recheck = False
+        if self._lost_logs is not None:  # after clearing _recheck: _lose_logs sets it after _lost_logs
+            self._recheck = True  # every use comes here, and is refused
+            with self._lock:
+                self.close_thread_connections()  # kept open, unused (see _lose_logs)
+            raise LogsNotUsable(errno.ESTALE, self._lost_logs, self.directory)
         current = self._index_ident()
         if current is None or current != self._ident or self._reader is None:
             with self._lock:
                 current = self._index_ident()  # another thread may have reopened while we waited
                 if current is None or current != self._ident or self._reader is None:
                     self._open()
+        elif self._flusher is None and self._logs_replaced():  # else the background thread looks (revalidate)
+            return self._handles()  # refused
         else:
             self._trouble = directory_trouble(self.directory)  # permissions can change while a kernel runs
             if self._trouble is not None and resolve_secret() is None:
@@ -1498,10 +1560,44 @@ class Store:
         if self._index_ident() != self._ident:
             self._recheck = True  # the next read reopens
             return
+        if self._logs_replaced():
+            return
         self._trouble = directory_trouble(self.directory)
         if self._trouble is not None and resolve_secret() is None:
             self._recheck = True  # the next read closes this thread's index, and opens nothing
         self._checked = time.monotonic()
+
+    def _logs_replaced(self) -> bool:
+        """Return whether the log or wal-index this process holds were removed or replaced (then ``_lose_logs``)."""
+        gone = _walfiles.replaced(self.directory, _DB_NAME, self._logs)
+        if gone:
+            # Asked again a moment later: the last connection of this process to close (another thread's, as this
+            # one looked) may be deleting them, which it does by name just before it lets them go.
+            time.sleep(_LOGS_CONFIRM)
+            gone = _walfiles.replaced(self.directory, _DB_NAME, self._logs)
+        if gone:
+            self._lose_logs(gone)
+        return bool(gone)
+
+    def _lose_logs(self, gone: list[str]) -> None:
+        """Stop using this directory's index for the rest of the process: the log or wal-index its connections hold
+        (``gone``) are no longer the files their paths name (removed or moved by hand), so they would never see
+        another process's commits, and what they read or write is no longer the index's.
+
+        A process's connections to one index share one wal-index, those it opens later too, so none can be used
+        again until all are closed; and the last to close would copy its old log into the index (bringing back
+        rows deleted since). So each thread's are kept open, unused, as it meets this (the background thread's
+        now), and every use is refused with one warning: results are computed, and nothing is stored here."""
+        names = " and ".join(os.path.basename(path) for path in gone)
+        self._lost_logs = _lost_logs[self.directory] = (
+            f"the cache index's {names} in {self.directory} was removed or replaced while this process had it "
+            "open, so this process cannot see what other kernels store or delete there any more: nothing is loaded "
+            "from or stored in that cache until the process restarts (results are computed instead). Restart the "
+            "kernel, and remove a cache's files only while no kernel uses it")
+        self._hot, self._hot_version = {}, _NO_VERSION
+        self._recheck = True  # after _lost_logs: see _handles
+        with gate, self._lock:
+            self.close_thread_connections()
 
     @property
     def reader(self) -> diskcache.Cache:
@@ -1738,7 +1834,7 @@ class Store:
         fetched = tier.fetch(row, signer, serving)
         if fetched is None:
             return None
-        tier.looked(key)
+        tier.looked(row)
         header = fetched.header
         if header.expired():
             return None
@@ -2578,13 +2674,16 @@ class Store:
     def try_leases(self, keys: list[str], watches: list[Watch | None]) -> list[bool]:
         """Take the leases on ``keys`` that are free or lapsed, in one transaction; say which were taken.
 
-        A key leased here is leased in the remote tier too (outside the fork gate); one another machine
+        A key leased here is leased in the remote tier too (outside the fork gate), as its row: kernels with
+        another secret keep entries of their own there, so they never wait on each other. One another machine
         holds is given back here, and the caller waits and looks for the result as for a local holder."""
         try:
             tier = second_tier()
         except Exception:
             tier = None  # a remote that cannot be used: no coordination across machines, never a leaked lease
-        if tier is not None and all(tier.backing_off(key) for key in keys):
+        signer = self.signer()
+        rows = {key: self.row_key(key, signer) for key in keys}
+        if tier is not None and all(tier.backing_off(rows[key]) for key in keys):
             # Another machine computes them and it is not yet time to look again: no local lease taken and
             # given back on every turn of the caller's wait.
             return [False] * len(keys)
@@ -2594,9 +2693,9 @@ class Store:
         ours_here = [key for key, ours in zip(keys, taken) if ours]
         try:
             elsewhere: list[str] = []
-            for key, held in zip(ours_here, tier.try_leases(ours_here)):
+            for key, held in zip(ours_here, tier.try_leases([rows[key] for key in ours_here])):
                 if held:
-                    self._remote_leases[key] = tier
+                    self._remote_leases[key] = (tier, rows[key])
                 else:
                     elsewhere.append(key)
             if elsewhere:
@@ -2609,7 +2708,7 @@ class Store:
             # tier gives back those of ours it holds, noted here or not yet.
             for key in ours_here:
                 self._remote_leases.pop(key, None)
-            tier.release(ours_here)
+            tier.release([rows[key] for key in ours_here])
             self._give_back_here(ours_here)
             raise
         return taken
@@ -2634,9 +2733,9 @@ class Store:
         Each lease held in the remote tier goes back to the tier it was taken from."""
         remote: dict[int, tuple[SecondTier, list[str]]] = {}
         for key in keys:
-            tier = self._remote_leases.pop(key, None)
-            if tier is not None:
-                remote.setdefault(id(tier), (tier, []))[1].append(key)
+            leased = self._remote_leases.pop(key, None)
+            if leased is not None:
+                remote.setdefault(id(leased[0]), (leased[0], []))[1].append(leased[1])
         for tier, held in remote.values():
             tier.release(held)
         return self._give_back_here(keys)
@@ -2840,9 +2939,9 @@ def _flush_loop(ref: weakref.ReferenceType[Store]) -> None:
             if now - flushed >= interval:
                 flushed = now
                 with contextlib.suppress(Exception):
-                    store.flush()
+                    store.revalidate()  # first: a log replaced under the connections is not written through
                 with contextlib.suppress(Exception):
-                    store.revalidate()
+                    store.flush()
             if now - checkpointed >= _CHECKPOINT_EVERY:
                 # Often enough that a loop of misses leaves the log short: a commit past _WAL_BACKSTOP
                 # pages would checkpoint on the writing thread.
@@ -2978,6 +3077,10 @@ def _waiting_briefly(con: sqlite3.Connection, directory: str) -> Iterator[None]:
 @atexit.register
 def _flush_all() -> None:
     for store in list(_every_store):
+        if store._lost_logs is not None:
+            with contextlib.suppress(Exception), gate:
+                store.close_thread_connections()  # kept open, not closed (see _lose_logs)
+            continue
         with contextlib.suppress(Exception):
             store.stop_background()  # its checkpoint would make ours at exit give up (SQLite does not wait)
         with contextlib.suppress(Exception):

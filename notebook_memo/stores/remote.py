@@ -8,9 +8,10 @@ Layout under the remote's URL, every object written whole and never changed once
   local index keeps it (key, payload checksum, metadata; with a secret, signatures over header and
   payload), with a small payload inline. Written create-only (``If-None-Match: *`` on S3, a hard
   link on a file system), after its blob: a reader never sees half an entry, and the first writer wins.
-- ``l/<key>``: a lease, while one process computes the key. Created create-only and renewed by a
-  conditional overwrite; a lease whose tag a waiter has seen unchanged for the lease time is taken
-  over. Correctness never depends on it: entries are content-keyed and published create-only.
+- ``l/<row>``: a lease, while one process computes the row (a key under one secret, as its manifest:
+  kernels with other secrets never wait on it). Created create-only and renewed by a conditional
+  overwrite; a lease whose tag a waiter has seen unchanged for the lease time is taken over.
+  Correctness never depends on it: entries are content-keyed and published create-only.
 
 Nothing read here is unpickled before its manifest verifies against the key asked for (checksum, or
 signature with a secret) and its payload against the manifest. A remote that fails (unreachable,
@@ -85,8 +86,8 @@ def manifest_name(row: str) -> str:
     return f"m/{row[:2]}/{row}"
 
 
-def lease_name(key: str) -> str:
-    return f"l/{key}"
+def lease_name(row: str) -> str:
+    return f"l/{row}"
 
 
 class RemoteTier:
@@ -105,10 +106,19 @@ class RemoteTier:
         self._seen: dict[str, tuple[str, float]] = {}  # key -> (another's lease tag, when we first saw it)
         self._next_look: dict[str, tuple[float, float]] = {}  # key -> (when to look again, back-off)
         self._renewer: threading.Thread | None = None
+        # Rows whose manifest verified but whose payload was refused (damaged, or planted at its blob's name):
+        # the next publish of one repairs it, else every teammate would recompute it for good.
+        self._damaged: set[str] = set()
 
     # -- health --------------------------------------------------------------------------------
     def usable(self) -> bool:
         return time.monotonic() >= self._down_until
+
+    def _not_written(self, exc: Refused) -> None:
+        """Say once that an object could not be written here (a folder this user may not write): the remote
+        stays in use for everything else."""
+        warn_once(f"remote-unwritable:{self.url}", f"the remote cache {self.url} refused a write ({exc}); that "
+                  "result is kept locally, and the remote stays in use for the rest", StorageWarning)
 
     def _trouble(self, exc: BaseException, doing: str) -> None:
         self._down_until = time.monotonic() + _SET_ASIDE
@@ -123,17 +133,19 @@ class RemoteTier:
         ``serve``: its value is served from memory (copies of a large payload's buffers are made meanwhile)."""
         if not self.usable():
             return None
-        waiting = self._next_look.get(row.partition("~")[0])
+        waiting = self._next_look.get(row)
         if waiting is not None and time.monotonic() < waiting[0]:
             return None  # another machine computes it: look again after the back-off
         # Without a secret, a shared folder's objects are read only if no one else could have written them.
         private = signer is None
+        verified = False
         try:
             data = self.objects.get(manifest_name(row), _MANIFEST_MOST, private)
             if data is None:
                 return None
             header, inline = decode_header(data)
             header.verify(row, header.filename or None, signer)
+            verified = True
             if header.inline:
                 received = received_payload(header, lambda sized: inline, signer, False)
             else:
@@ -148,6 +160,8 @@ class RemoteTier:
                 return None  # its blob was pruned since: a miss
             fetched = Fetched(header, *received)
         except (CorruptRecord, Refused) as exc:
+            if verified:
+                self._damaged.add(row)
             warn_once(f"remote-refused:{self.url}", f"an entry in the remote cache {self.url} was refused and not "
                       f"loaded ({exc}); it is computed here instead", StorageWarning)
             return None
@@ -185,18 +199,28 @@ class RemoteTier:
         try:
             inline = payload.nbytes < INLINE_LIMIT
             checksum = payload.checksum()
+            repair = row in self._damaged
             name = None
             if not inline:
                 name = f"b/{checksum.hex()}"
-                if not self.objects.exists(name):
+                if repair:
+                    # Whatever is at its name (damaged bytes, a link or a pipe someone put there) is replaced
+                    # whole by the bytes it is named for: the name is their digest, so no entry can lose by it.
+                    self.objects.put(name, payload.to_bytes())
+                elif not self.objects.exists(name):
                     self.objects.create(name, payload.to_bytes())
             header = encode_header(row, name, payload, meta, created, expires, duration, inline, signer, checksum)
             where = manifest_name(row)
             if self.objects.create(where, header) is None:
-                if not ((replacing.get() if replace is None else replace) or self._replaceable(row, where, signer)):
+                if not (repair or (replacing.get() if replace is None else replace)
+                        or self._replaceable(row, where, signer)):
                     return True  # the first writer's entry stays
                 self.objects.put(where, header)
+            self._damaged.discard(row)
             return True
+        except Refused as exc:
+            self._not_written(exc)
+            return False
         except Exception as exc:
             self._trouble(exc, "publishing")
             return False
@@ -226,6 +250,9 @@ class RemoteTier:
             existed = self.objects.exists(where)
             self.objects.delete(where)
             return existed
+        except Refused as exc:
+            self._not_written(exc)
+            return False
         except Exception as exc:
             self._trouble(exc, "deleting")
             return False
@@ -240,6 +267,11 @@ class RemoteTier:
                 honoured = self.objects.create(name, b"2") is None
                 with contextlib.suppress(Exception):
                     self.objects.delete(name)
+            except Refused as exc:
+                # A folder this user may not write: computed here without coordination across machines.
+                self._not_written(exc)
+                self._conditional = False
+                return False
             except Exception as exc:
                 self._trouble(exc, "checking conditional writes")
                 return False
@@ -300,6 +332,9 @@ class RemoteTier:
             back_off = min((waiting[1] if waiting else _POLL_FIRST / 2) * 2, _POLL_MOST)
             self._next_look[key] = (now + back_off, back_off)
             return False
+        except Refused as exc:
+            self._not_written(exc)  # computed here without coordination, as above
+            return True
         except Exception as exc:
             self._trouble(exc, "taking a lease")
             return True

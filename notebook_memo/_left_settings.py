@@ -1,0 +1,214 @@
+"""Process-wide settings that no key holds but that change what later code does: display options, floating-point
+error handling, grad mode, plotting defaults, warnings filters, the root logger's level, the import path. Read
+before and after a miss, never on a hit: a body that leaves one changed makes a state a hit would not make again."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Container
+from typing import Any
+
+__all__ = ()
+
+# One setting: (the call that sets it, its option), and its value.
+Entry = tuple[tuple[str, str], Any]
+
+# Names of these settings in a run's table of settings (see _conditions._settings).
+NUMPY = "numpy's print options and error handling"
+TORCH = "torch's modes, print options and threads"
+MATPLOTLIB = "matplotlib's rcParams"
+WARNINGS = "warnings filters"
+LOGGING = "the root logger's level"
+IMPORT_PATH = "sys.path"
+SOCKET = "socket's default timeout"
+
+# rcParams entries matplotlib sets itself: the backend is resolved by the first figure made.
+_RC_SKIPPED = frozenset({"backend"})
+_TORCH_PRINT_OPTIONS = ("precision", "threshold", "edgeitems", "linewidth", "sci_mode")
+
+
+def _read(getter: Callable[..., Any], *args: Any) -> Any:
+    """Return a setting; "?" where this version lacks it or reading it raised."""
+    try:
+        return getter(*args)
+    except Exception:
+        return "?"
+
+
+def _numpy() -> tuple[Entry, ...]:
+    np = sys.modules["numpy"]
+    # NumPy 2 keeps both in context variables, whose objects change with every set_printoptions and seterr (or
+    # their ``with`` forms): the print options are that dict, and the error handling is read again only then.
+    printing = getattr(sys.modules.get("numpy._core.printoptions"), "format_options", None)
+    options = printing.get() if printing is not None else _read(np.get_printoptions)
+    holder = getattr(sys.modules.get("numpy._core._ufunc_config"), "_extobj_contextvar", None)
+    state = holder.get() if holder is not None else None
+    if state is None or state is not _numpy_errors[0]:
+        errors = _read(np.geterr)
+        handling = (*((("np.seterr", kind), mode) for kind, mode in
+                      sorted(errors.items() if isinstance(errors, dict) else ())),
+                    (("np.seterrcall", "func"), _read(np.geterrcall)))
+        if state is not None:
+            _numpy_errors[:] = [state, handling]  # held, so no later state object can take its identity
+    else:
+        handling = _numpy_errors[1]
+    return (*((("np.set_printoptions", name), value) for name, value in
+              (options.items() if isinstance(options, dict) else ())), *handling)
+
+
+_numpy_errors: list[Any] = [None, ()]  # NumPy's error state object last read, and its entries
+
+
+def _torch() -> tuple[Entry, ...]:
+    torch = sys.modules["torch"]
+    entries: list[Entry] = [
+        (("torch.set_grad_enabled", "mode"), _read(torch.is_grad_enabled)),
+        (("torch.inference_mode", "mode"), _read(torch.is_inference_mode_enabled)),
+        (("torch.autograd.set_detect_anomaly", "mode"), _read(torch.is_anomaly_enabled)),
+        (("torch.set_num_threads", "threads"), _read(torch.get_num_threads)),
+    ]
+    for device in ("cpu", "cuda"):
+        entries.append((("torch.set_autocast_enabled", device), _read(torch.is_autocast_enabled, device)))
+    # The default device: torch.set_default_device enters a function mode; asked only where one is entered (slow)
+    context = getattr(getattr(torch, "_GLOBAL_DEVICE_CONTEXT", None), "device_context", None)
+    if context is not None or _read(torch._C._len_torch_function_stack):
+        entries.append((("torch.set_default_device", "device"), str(_read(torch.get_default_device))))
+    options = getattr(getattr(torch, "_tensor_str", None), "PRINT_OPTS", None)
+    entries += [(("torch.set_printoptions", name), getattr(options, name, None)) for name in _TORCH_PRINT_OPTIONS]
+    return tuple(entries)
+
+
+def _matplotlib() -> tuple[Entry, ...]:
+    params = getattr(sys.modules["matplotlib"], "rcParams", None)
+    if not isinstance(params, dict):
+        return ()
+    # Its values alone, as stored (dict.values: RcParams' own lookup checks and resolves each entry), with their names
+    # kept apart: some 300 of them, read twice on every miss.
+    if _rc_names[0] is not params or len(_rc_names[1]) != len(params):
+        _rc_names[:] = [params, tuple(dict.keys(params))]
+    values = list(dict.values(params))
+    for name in _RC_SKIPPED:
+        if name in params:
+            values[_rc_names[1].index(name)] = None
+    return ((("matplotlib.rcParams", ""), tuple(values)),)
+
+
+_rc_names: list[Any] = [None, ()]  # the rcParams last read, and the names of its entries in order
+
+
+def _warnings() -> tuple[Entry, ...]:
+    return ((("warnings.filterwarnings", "filters"), tuple(getattr(sys.modules["warnings"], "filters", ()))),)
+
+
+def _logging() -> tuple[Entry, ...]:
+    # Not its handlers: logging.info() and its kind add one to a root logger that has none, on first use.
+    root = getattr(sys.modules["logging"], "root", None)
+    manager = getattr(root, "manager", None)
+    return ((("logging.getLogger().setLevel", "level"), getattr(root, "level", None)),
+            (("logging.disable", "level"), getattr(manager, "disable", None)))
+
+
+def _import_path() -> tuple[Entry, ...]:
+    return ((("sys.path", "folders"), tuple(sys.path)),)
+
+
+def _socket() -> tuple[Entry, ...]:
+    return ((("socket.setdefaulttimeout", "timeout"), _read(sys.modules["socket"].getdefaulttimeout)),)
+
+
+# Per setting: the module that must be loaded for it to be read, and whether it is read only where the code uses that
+# library (its options are set through its own functions) or wherever it is loaded (set through any library's code,
+# or where the code's libraries are not resolved).
+_PROBES: dict[str, tuple[str, bool, Callable[[], tuple[Entry, ...]]]] = {
+    NUMPY: ("numpy", True, _numpy), TORCH: ("torch", True, _torch), MATPLOTLIB: ("matplotlib", False, _matplotlib),
+    WARNINGS: ("warnings", False, _warnings), LOGGING: ("logging", False, _logging),
+    IMPORT_PATH: ("sys", False, _import_path), SOCKET: ("socket", False, _socket),
+}
+
+
+# Per setting, the names through which code sets it, each a group that one piece of code names whole
+# (``sys.path.append``: sys and path, as path alone is mostly os.path; ``plt.style.use``, as a DataFrame has a
+# style): the functions, and the objects changed in place.
+_SETTERS: dict[str, tuple[tuple[str, ...], ...]] = {
+    NUMPY: (("set_printoptions",), ("seterr",), ("seterrcall",), ("set_string_function",)),
+    TORCH: (("set_grad_enabled",), ("_set_grad_enabled",), ("inference_mode",), ("set_detect_anomaly",),
+            ("set_num_threads",), ("set_autocast_enabled",), ("set_default_device",), ("set_printoptions",)),
+    MATPLOTLIB: (("rcParams",), ("rc",), ("rcdefaults",), ("rc_file",), ("rc_file_defaults",), ("style", "use"),
+                 ("set_theme",), ("set_style",), ("set_context",)),  # the last three: seaborn's
+    WARNINGS: (("filterwarnings",), ("simplefilter",), ("resetwarnings",), ("warnings", "filters")),
+    LOGGING: (("basicConfig",), ("setLevel",), ("logging", "disable")),
+    IMPORT_PATH: (("sys", "path"),),
+    SOCKET: (("setdefaulttimeout",),),
+}
+
+
+def names_setter(setting: str, names: Container[str]) -> bool:
+    """Return True when code that uses ``names`` (its globals and attributes) names a setter of ``setting`` (one of
+    this module's settings): ``np.set_printoptions`` for numpy's print options."""
+    return any(all(name in names for name in group) for group in _SETTERS.get(setting, ()))
+
+
+def left_settings(used: Container[str]) -> dict[str, tuple[Entry, ...]]:
+    """Return these settings as they are now, of the libraries loaded: those bound to a library only where it is
+    in ``used`` (the libraries a body's code uses, or every one loaded)."""
+    modules = sys.modules
+    return {name: probe() for name, (module, bound, probe) in _PROBES.items()
+            if module in modules and (not bound or module in used)}
+
+
+def left_change(before: tuple[Entry, ...], after: tuple[Entry, ...]) -> str:
+    """Return the first difference between two readings of a setting, in words (``sets precision=2 with
+    np.set_printoptions``, ``adds the warnings filter ('ignore', DeprecationWarning)``)."""
+    was, now = dict(before), dict(after)
+    call, option = next((key for key, value in after if was.get(key, _UNSET) != value), None) or \
+        next((key for key in was if key not in now), ("?", "?"))  # one read only before (torch's default device)
+    value = now.get((call, option))
+    if call == "warnings.filterwarnings":
+        return _filters_change(was.get((call, option), ()), value or ())
+    if call == "matplotlib.rcParams":
+        names = _rc_names[1]
+        changed = next((name for name, old, new in zip(names, was.get((call, option), ()), value or ())
+                        if old != new), None)
+        return f"sets {changed}={dict.get(_rc_names[0], changed)!r} in matplotlib.rcParams" if changed else \
+            "changes matplotlib.rcParams"
+    if call == "sys.path":
+        added, removed = _added(was.get((call, option), ()), value or ())
+        return f"adds {added[0]!r} to sys.path" if added else \
+            f"removes {removed[0]!r} from sys.path" if removed else "reorders sys.path"
+    return f"sets {option}={value!r} with {call}"
+
+
+def _filters_change(before: tuple[Any, ...], after: tuple[Any, ...]) -> str:
+    added, removed = _added(before, after)
+    if added:
+        return f"adds the warnings filter {_filter(added[0])} (warnings.simplefilter, warnings.filterwarnings)"
+    if removed:
+        return f"removes the warnings filter {_filter(removed[0])} (warnings.resetwarnings)"
+    moved = next((f for f, was in zip(after, before) if f != was), None)
+    return f"puts the warnings filter {_filter(moved)} first (warnings.simplefilter, warnings.filterwarnings)"
+
+
+def _added(before: tuple[Any, ...], after: tuple[Any, ...]) -> tuple[list[Any], list[Any]]:
+    """Return the entries ``after`` holds more of than ``before`` (one added again included), and those it holds
+    fewer of."""
+    left = list(before)
+    added = []
+    for entry in after:
+        if entry in left:
+            left.remove(entry)
+        else:
+            added.append(entry)
+    return added, left
+
+
+def _filter(entry: Any) -> str:
+    """Return a warnings filter as its call names it: ``('ignore', DeprecationWarning, 'numpy')``."""
+    if not isinstance(entry, tuple) or len(entry) != 5:
+        return repr(entry)
+    action, message, category, module, _ = entry
+    parts = [repr(action), getattr(category, "__name__", repr(category))]
+    parts += [repr(getattr(pattern, "pattern", pattern)) for pattern in (message, module) if pattern]
+    return f"({', '.join(parts)})"
+
+
+_UNSET = object()
