@@ -354,6 +354,85 @@ def test_clearing_through_a_relinked_cache_dir_removes_the_files_of_the_index_it
     assert _payloads(b) == [] and len(_payloads(a)) == 1  # A's entry is A's index's: not this one's to delete
 
 
+def test_a_thread_first_connecting_after_the_cache_link_moved_creates_no_index_in_the_new_folder(
+        tmp_path: Path, counter: Counter) -> None:
+    # A thread whose first use of the index comes after the link was pointed elsewhere, before the store has
+    # noticed: its connection must not create an empty cache.db there (SQLite creates a missing file), which would
+    # make the folder look like someone else's database once the store opens it.
+    import threading
+
+    a, b, link = tmp_path / "A", tmp_path / "B", tmp_path / "cache"
+    a.mkdir()
+    b.mkdir()
+    link.symlink_to(a)
+    configure(cache_dir=str(link))
+
+    @memo
+    def big(n: int, counter: Counter) -> np.ndarray:
+        counter()
+        return np.arange(n)
+
+    big(100_000, counter)
+    link.unlink()
+    link.symlink_to(b)  # no revalidation yet: the store still holds A's index
+    got: list[object] = []
+
+    def worker() -> None:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            got.append(big(300_000, counter)[-1])
+        got.append([str(w.message) for w in caught])
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert got == [299_999, []]  # computed, and stored in B, as the store's own check would have it
+    assert not (b / "cache.db").exists() or (b / "NOTEBOOK_MEMO_CACHE").exists()
+    assert big(300_000, counter)[-1] == 299_999 and counter.n == 2  # a hit, from B
+    assert (b / "NOTEBOOK_MEMO_CACHE").exists() and len(_payloads(b)) == 1 and len(_payloads(a)) == 1
+
+
+def test_a_scan_connection_opened_as_the_cache_link_moves_creates_no_index_in_the_new_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The connection for scans and the background thread's writes looks at the index's file, then connects: the
+    # link pointed elsewhere in between must not leave an empty cache.db (no marker) in the folder it names now.
+    import threading
+
+    from notebook_memo.stores import local
+
+    a, b, link = tmp_path / "A", tmp_path / "B", tmp_path / "cache"
+    a.mkdir()
+    b.mkdir()
+    link.symlink_to(a)
+    configure(cache_dir=str(link))
+
+    @memo
+    def one(x: int) -> int:
+        return x
+
+    assert one(1) == 1
+    looked = local._refuse_opening  # runs between the look at the file and the connection
+
+    def moved_meanwhile(directory: str) -> None:
+        looked(directory)
+        link.unlink()
+        link.symlink_to(b)
+
+    monkeypatch.setattr(local, "_refuse_opening", moved_meanwhile)
+    failed: list[BaseException] = []
+
+    def scan() -> None:
+        try:
+            local.connection(str(link))
+        except (OSError, local.sqlite3.Error) as exc:
+            failed.append(exc)
+
+    thread = threading.Thread(target=scan)  # a thread with no connection of its own yet
+    thread.start()
+    thread.join()
+    assert not (b / "cache.db").exists() and len(failed) == 1
+
+
 def _super_journal(names: Path) -> bytes:
     """A rollback journal of a few bytes whose trailer names ``names`` as its super-journal: SQLite, finding it hot,
     deletes that file once it has rolled the journal back, if no child journal points back at it."""

@@ -25,6 +25,7 @@ import stat
 import sys
 import threading
 import time
+import urllib.parse
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -561,6 +562,14 @@ class _Index(diskcache.Cache):  # type: ignore[misc]
         _refuse_opening(self._directory)
         with _opening, _directory_lock(self._directory, exclusive=False):
             before = _walfiles.file_ident(path)
+            if self.__dict__.get("_found") is None:  # opened before: this thread's connection never creates it
+                if getattr(local, "pid", None) != os.getpid():
+                    self.close()  # as diskcache does after a fork
+                    local.pid = os.getpid()
+                local.con = _connect_existing(path, self._timeout)
+                for key, value in self._own.items():  # the per-connection settings diskcache's opening applies
+                    if key.startswith("sqlite_"):
+                        self.reset(key, value, update=False)
             con = diskcache.Cache._con.fget(self)  # its first statement reads the Settings table
             con.set_authorizer(_only_our_statements)
         local.opened = (con, before if before is not None and _walfiles.file_ident(path) == before else None)
@@ -674,8 +683,6 @@ class _Transaction:
 def _made_by_us(index: str) -> bool:
     """Return True when ``index`` is a database holding our own table, read without changing it or its folder
     (SQLite's immutable mode: no lock, no log, no shared-memory file)."""
-    import urllib.parse  # only for a folder whose marker is gone
-
     try:
         # Never through a link, and never waiting on a FIFO or device: only a plain file is read.
         fd = os.open(index, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
@@ -727,6 +734,14 @@ def _connection_file(directory: str, con: sqlite3.Connection) -> tuple[int, int]
     return held[1] if held is not None and held[2] is con else None
 
 
+def _connect_existing(path: str, timeout: float, **options: Any) -> sqlite3.Connection:
+    """Connect to the index file at ``path`` only if it is there: SQLite creates a missing file, and a cache folder's
+    link pointed elsewhere (or the index removed) between a look and the connection would leave an empty index,
+    made without its folder's marker, in the folder it names now. Only a store's opening creates the index."""
+    return sqlite3.connect(f"file:{urllib.parse.quote(path)}?mode=rw", uri=True, timeout=timeout,
+                           isolation_level=None, **options)
+
+
 def connection(directory: str) -> sqlite3.Connection:
     """Return this thread's own SQLite connection to a directory's index (scans and checks, not writes)."""
     lost = _lost_logs.get(directory)
@@ -744,7 +759,7 @@ def connection(directory: str) -> sqlite3.Connection:
     _refuse_opening(directory)
     for _attempt in range(3):
         with _opening, _directory_lock(directory, exclusive=False):
-            con = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+            con = _connect_existing(path, 60, check_same_thread=False)
             try:
                 failed = _first_statements(con)
             except BaseException:
@@ -1705,7 +1720,18 @@ class Store:
             try:
                 # On the writer's connection: its page cache stays valid across our own writes (a miss
                 # writes, and the next lookup need not read again what the write just touched).
-                con, token = self._connection()
+                try:
+                    con, token = self._connection()
+                except sqlite3.OperationalError:
+                    if self._index_ident() == self._ident:
+                        raise
+                    # This thread's first connection found no index, or another one, where the store opened its
+                    # own (removed, or a cache folder's link pointed elsewhere) before the background check saw
+                    # it: it looks now, as the next call would, rather than failing this one.
+                    self._recheck = True
+                    if not self._usable(signer):
+                        return None
+                    con, token = self._connection()
                 # What this read learns goes into the records dict as it is now: a write or another
                 # connection's commit meanwhile replaces that dict, and then it is forgotten.
                 hot_records = self._hot
