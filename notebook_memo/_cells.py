@@ -790,8 +790,8 @@ def _run_cell(shell: Any, cell_call: CellCall, tree: ast.Module, filename: str, 
     code_in = recorder.code_in_connections() if call.deps.connections else None
     if code_in is not None:
         _not_stored(cell, f"the code it calls reads {code_in[0]!r}, an SQLite connection {code_in[1]}, and what that "
-                    "code computes inside its queries is in no key. Register it on a connection opened where it is "
-                    "read, or compute it in Python from the rows")
+                    "code computes inside its queries is in no key. Register it (or set the pragma) on a connection "
+                    "opened where it is read, or compute it in Python from the rows")
         return result
     change = recorder.process_change()
     if change is None:

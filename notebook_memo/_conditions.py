@@ -58,7 +58,7 @@ from ._dependencies import _PACKAGE_STATE, _PANDAS_SECTIONS, SESSION_PREFIXES, S
 from ._descriptors import FILE, UNNAMED, descriptor_file, file_clock
 from ._fills import FillNotes, fill_digest, watch_fills
 from ._fingerprint import is_user_code, module_attribute
-from ._handles import connection_settings, registered_code
+from ._handles import LIKE, connection_settings, registered_code
 from ._left_settings import left_change, left_settings, names_setter
 from ._links import SAMEFILE, lead, watch_links
 from ._memory_files import in_memory
@@ -501,6 +501,8 @@ class Recorder:
             names = registered_code(connection)
             if names is None:
                 return label, "whose functions and collations this SQLite cannot list (pragma_function_list)"
+            if names == [LIKE]:
+                return label, f"with {LIKE}"
             if names:
                 shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
                 return label, f"with Python code registered on it ({shown})"

@@ -17,6 +17,7 @@ import functools
 import io
 import os
 import sys
+import types
 from typing import Any
 
 __all__ = ()
@@ -49,10 +50,12 @@ def handle_files(value: Any) -> tuple[str, ...] | None:
 
 
 def handle_settings(value: Any) -> tuple[tuple[str, Any], ...]:
-    """Return the settings of an open handle that shape what is read through it, by name (an ``sqlite3``
-    connection's row and text factories), to key with its files."""
+    """Return the settings of an open handle that shape what is read through it, by name, to key with its files:
+    an ``sqlite3`` connection's row and text factories, and the names of the code set on it (registered_code), so
+    that code set after a result was stored makes a miss."""
     if is_connection(value):
-        return ("row_factory", value.row_factory), ("text_factory", value.text_factory)
+        return (("row_factory", value.row_factory), ("text_factory", value.text_factory),
+                ("code", registered_code(value)))
     return ()
 
 
@@ -66,31 +69,78 @@ def is_connection(value: Any) -> bool:
 # listed as no built-in), as pragma_function_list and pragma_collation_list give them
 _FUNCTIONS = "SELECT name, type, narg, flags FROM pragma_function_list WHERE builtin = 0"
 _COLLATIONS = "SELECT name FROM pragma_collation_list"
-# SQLite registers its own LIKE anew, as a function it was not built with, for PRAGMA case_sensitive_like = on
-_LIKE = "like(), or PRAGMA case_sensitive_like"
+# SQLite registers its own LIKE anew, as a function it was not built with, for PRAGMA case_sensitive_like = on, and
+# leaves it so when it is set off again: which way it is set cannot be read back
+LIKE = "like() registered anew, as PRAGMA case_sensitive_like does (which way it is set cannot be read back)"
+# SQLite's own collations, and texts compared under each (less, equal): registered anew under one of their names,
+# a collation is listed under that name, and told only by answering otherwise than a new connection's
+_OWN_COLLATIONS = ("BINARY", "NOCASE", "RTRIM")
+_PAIRS = (("a", "B"), ("a", "A"), ("B", "a"), ("a ", "a"), ("", "a"), ("b", "a"), ("e", "\u00e9"), ("10", "9"))
+_COLLATING = "SELECT " + ", ".join(
+    f"'{x}' {op} '{y}' COLLATE {name}"
+    for name in _OWN_COLLATIONS for x, y in _PAIRS for op in ("<", "="))
+_PREPARED = "SELECT 1"  # what an authorizer is asked about (SQLITE_SELECT) as any statement is prepared
 
 
 def registered_code(connection: Any) -> list[str] | None:
-    """Return the names of the functions, aggregates, window functions and collations registered on an ``sqlite3``
-    connection (``create_function``, ``create_aggregate``, ``create_window_function``, ``create_collation``, or a
-    loaded extension's), sorted; None where they cannot be listed (a SQLite without pragma_function_list).
+    """Return the names of the code set on an ``sqlite3`` connection that runs inside its queries: the functions,
+    aggregates, window functions and collations registered on it (``create_function``, ``create_aggregate``,
+    ``create_window_function``, ``create_collation``, or a loaded extension's), its own collations registered anew,
+    and an authorizer (``set_authorizer``), sorted; None where they cannot be listed (a SQLite without
+    pragma_function_list).
 
-    Their code cannot be known (no API returns it): a query calling one answers what it computes now. Registered
-    again under a name SQLite was built with (and with as many arguments), one is not told apart."""
+    Their code cannot be known (no API returns it): a query calling one answers what it computes now. A function
+    registered anew under a name SQLite was built with is listed as no built-in; a collation registered anew under
+    its own name (NOCASE) is not listed apart, and is told by comparing texts with it as a new connection does."""
     own = _sqlite_own()
     if own is None:
         return None
+    authorizer = ["an authorizer"] if _has_authorizer(connection) else []
     try:
         cursor = connection.cursor()
         cursor.row_factory = None  # the user's factories shape the user's rows, not ours
         # texts as the connection's text_factory makes them (bytes, or the user's class): made str again
         functions = {tuple(map(_text, row)) for row in cursor.execute(_FUNCTIONS).fetchall()}
         collations = {_text(row[0]) for row in cursor.execute(_COLLATIONS).fetchall()}
-    except Exception:  # closed, or another thread's: nothing is read through it here either
-        return []
-    names = {_LIKE if row[0] == "like" else f"{row[0]}()" for row in functions - own[0]} | \
-        {f"collation {name}" for name in collations - own[1]}
-    return sorted(names)
+        compared = cursor.execute(_COLLATING).fetchone()
+    except Exception:  # closed, or another thread's (nothing is read through it here either), or refused by it
+        return authorizer
+    names = {LIKE if row[0] == "like" else f"{row[0]}()" for row in functions - own[0]} | \
+        {f"collation {name}" for name in collations - own[1]} | \
+        {f"collation {name}" for name, mine, theirs in zip(_OWN_COLLATIONS, _by_collation(compared), own[2])
+         if mine != theirs}
+    return sorted(names) + authorizer
+
+
+def _has_authorizer(connection: Any) -> bool:
+    """Return True when Python code runs as ``connection`` prepares a statement: an authorizer is set on it.
+
+    Its statement is prepared alone (called as ``connection(sql)``: not run, so no trace callback runs, and not kept
+    in its cache) while a profile function watches for Python code called from here. Where another profile function
+    is in place (``%prun``), or this Python prepares no statement alone, it is not told, and False is returned."""
+    if not callable(connection) or sys.getprofile() is not None:
+        return False
+    here = sys._getframe()
+    called: list[bool] = []
+
+    def watch(frame: types.FrameType, event: str, arg: Any) -> None:
+        if event == "call" and frame.f_back is here:
+            called.append(True)
+
+    sys.setprofile(watch)
+    try:
+        connection(_PREPARED)
+    except Exception:  # closed, another thread's, or refused by the authorizer (which then ran)
+        pass
+    finally:
+        sys.setprofile(None)
+    return bool(called)
+
+
+def _by_collation(row: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    """Return a row of _COLLATING as one tuple of answers per collation of _OWN_COLLATIONS."""
+    size = len(_PAIRS) * 2
+    return [tuple(row[i:i + size]) for i in range(0, len(row), size)]
 
 
 # The settings of a connection (not of its files) a body may change and leave changed: what later queries through it
@@ -155,15 +205,16 @@ def _text(value: Any) -> Any:
 
 
 @functools.lru_cache(maxsize=1)
-def _sqlite_own() -> tuple[set[tuple[Any, ...]], set[str]] | None:
-    """Return the functions (as _FUNCTIONS lists them) and collations a new connection has; None where SQLite
-    cannot list them."""
+def _sqlite_own() -> tuple[set[tuple[Any, ...]], set[str], list[tuple[Any, ...]]] | None:
+    """Return the functions (as _FUNCTIONS lists them) and collations a new connection has, and how its own
+    collations compare texts (as _by_collation gives _COLLATING's answers); None where SQLite cannot list them."""
     import sqlite3  # only asked about a connection, so loaded
 
     connection = sqlite3.connect(":memory:")
     try:
         collations = {row[0] for row in connection.execute(_COLLATIONS).fetchall()}
-        return set(connection.execute(_FUNCTIONS).fetchall()), collations
+        compared = _by_collation(connection.execute(_COLLATING).fetchone())
+        return set(connection.execute(_FUNCTIONS).fetchall()), collations, compared
     except sqlite3.Error:
         return None
     finally:

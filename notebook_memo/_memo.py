@@ -1341,8 +1341,8 @@ class MemoizedFunction(Generic[R]):
             self._not_stored(f"connection-code:{self._qualified}:{label}",
                              f"{self._name} reads {label!r}, an SQLite connection {what}: what that code computes "
                              "inside its queries is not in the cache key, so this result is not cached, and the "
-                             "function runs on every call. Register it on a connection the function opens itself, "
-                             "or compute it in Python from the rows.", MemoWarning)
+                             "function runs on every call. Register it (or set the pragma) on a connection the "
+                             "function opens itself, or compute it in Python from the rows.", MemoWarning)
             return True
         self._not_stored(f"unknown-handle:{self._qualified}:{label}",
                          f"{self._name} reads {label!r}, which is or holds an open handle (a file, a connection, a "
