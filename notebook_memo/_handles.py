@@ -51,11 +51,11 @@ def handle_files(value: Any) -> tuple[str, ...] | None:
 
 def handle_settings(value: Any) -> tuple[tuple[str, Any], ...]:
     """Return the settings of an open handle that shape what is read through it, by name, to key with its files:
-    an ``sqlite3`` connection's row and text factories, and the names of the code set on it (registered_code), so
-    that code set after a result was stored makes a miss."""
+    an ``sqlite3`` connection's row and text factories, the pragmas that change what its queries answer, and the
+    names of the code set on it (registered_code), so that code set after a result was stored makes a miss."""
     if is_connection(value):
         return (("row_factory", value.row_factory), ("text_factory", value.text_factory),
-                ("code", registered_code(value)))
+                ("pragmas", _answering_pragmas(value)), ("code", registered_code(value)))
     return ()
 
 
@@ -144,11 +144,13 @@ def _by_collation(row: tuple[Any, ...]) -> list[tuple[Any, ...]]:
 
 
 # The settings of a connection (not of its files) a body may change and leave changed: what later queries through it
-# answer or do (reverse_unordered_selects, foreign_keys), or how it waits and stores (busy_timeout, temp_store)
-_PRAGMAS = ("foreign_keys", "recursive_triggers", "query_only", "reverse_unordered_selects", "defer_foreign_keys",
-            "automatic_index", "ignore_check_constraints", "trusted_schema", "legacy_alter_table", "cell_size_check",
-            "busy_timeout", "cache_size", "temp_store", "synchronous", "secure_delete", "cache_spill",
-            "journal_size_limit", "locking_mode", "count_changes", "full_column_names", "short_column_names")
+# answer or do (reverse_unordered_selects, foreign_keys; the first of them, _ANSWERING, keyed with the connection),
+# or how it waits and stores (busy_timeout, temp_store)
+_ANSWERING = ("foreign_keys", "recursive_triggers", "query_only", "reverse_unordered_selects", "defer_foreign_keys",
+              "ignore_check_constraints", "trusted_schema", "legacy_alter_table", "count_changes", "full_column_names",
+              "short_column_names")
+_PRAGMAS = (*_ANSWERING, "automatic_index", "cell_size_check", "busy_timeout", "cache_size", "temp_store",
+            "synchronous", "secure_delete", "cache_spill", "journal_size_limit", "locking_mode")
 
 
 def connection_settings(connection: Any) -> tuple[tuple[str, Any], ...] | None:
@@ -193,10 +195,23 @@ def _available_pragmas() -> tuple[str, ...]:
         connection.close()
 
 
-@functools.lru_cache(maxsize=1)
-def _pragmas_query() -> str:
-    """Return one query reading every available pragma of _PRAGMAS: one row, a column each."""
-    return "SELECT " + ", ".join([f"(SELECT * FROM pragma_{name})" for name in _available_pragmas()] or ["1"])
+def _answering_pragmas(connection: Any) -> tuple[Any, ...] | None:
+    """Return the values of the pragmas of _ANSWERING this SQLite has on ``connection``; None where they cannot
+    be read (closed, another thread's, or refused by its authorizer)."""
+    try:
+        cursor = connection.cursor()
+        cursor.row_factory = None
+        return tuple(cursor.execute(_pragmas_query(True)).fetchone())
+    except Exception:
+        return None
+
+
+@functools.lru_cache(maxsize=2)
+def _pragmas_query(answering: bool = False) -> str:
+    """Return one query reading every available pragma of _PRAGMAS (of _ANSWERING alone where ``answering``): one
+    row, a column each."""
+    names = [name for name in _available_pragmas() if not answering or name in _ANSWERING]
+    return "SELECT " + ", ".join([f"(SELECT * FROM pragma_{name})" for name in names] or ["1"])
 
 
 def _text(value: Any) -> Any:

@@ -3,8 +3,11 @@
 A function or collation registered after a result was stored (one overriding SQLite's own ``upper`` or ``NOCASE``
 included), an authorizer installed, or ``PRAGMA case_sensitive_like`` set (which registers LIKE anew) changes what
 the same query returns from the same rows: the next call computes anew, and since Python code now runs inside the
-queries, or the pragma cannot be read back, its result is not stored, with a warning. A text factory is keyed by its
-code and what that reads. A connection whose settings do not change keeps hitting.
+queries, or the pragma cannot be read back, its result is not stored, with a warning. A pragma that changes what
+queries answer and can be read back (``reverse_unordered_selects``, ``foreign_keys``, ``full_column_names``) is
+keyed: the next call, a function's or a cell's, computes anew and is stored. A text factory is keyed by its code
+and what that reads. A connection whose settings do not change, or change only in how it waits and caches, keeps
+hitting.
 """
 
 from __future__ import annotations
@@ -92,6 +95,23 @@ def test_a_builtin_collation_overridden_before_the_first_call_is_run_each_time(
     assert any(issubclass(w.category, MemoWarning) and "'C'" in str(w.message) for w in caught)
 
 
+@pytest.mark.parametrize(("query", "between"), [
+    ("select name from t", "C.execute('pragma reverse_unordered_selects = on')"),
+    ("pragma foreign_keys", "C.execute('pragma foreign_keys = on')"),
+    ("select * from t join t as u using (name)", "C.execute('pragma full_column_names = on'); "
+                                                "C.execute('pragma short_column_names = off')"),
+], ids=["reverse-unordered-selects", "foreign-keys", "full-column-names"])
+def test_a_pragma_set_on_a_global_connection_after_a_call_recomputes(
+        shell: Shell, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, query: str, between: str) -> None:
+    """The pragma is read back and keyed: the new answer is stored, and hits while the pragma stays set."""
+    monkeypatch.chdir(tmp_path)
+    _database(tmp_path)
+    first, second, _ = _twice(shell, query, between)
+    assert second == _fresh(shell, query) != first
+    assert shell.run("read(QUERY)") == second
+    assert shell.run("RUNS['read']") == 2
+
+
 def test_case_sensitive_like_set_after_a_call_is_run_each_time_with_a_warning(
         shell: Shell, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """SQLite cannot say which way PRAGMA case_sensitive_like is set, once set: read fresh, saying so."""
@@ -103,6 +123,20 @@ def test_case_sensitive_like_set_after_a_call_is_run_each_time_with_a_warning(
     shell.run("read(QUERY)")
     assert shell.run("RUNS['read']") == 3
     assert any(issubclass(w.category, MemoWarning) and "case_sensitive_like" in str(w.message) for w in caught)
+
+
+def test_a_cell_reading_a_global_connection_recomputes_once_a_pragma_is_set(
+        shell: Shell, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    _database(tmp_path)
+    shell.run("%load_ext notebook_memo")
+    shell.run("import sqlite3\nC = sqlite3.connect('d.db')")
+    shell.run("def all_names():\n    return [row[0] for row in C.execute('select name from t')]")
+    cell = "%%memo\nnames = all_names()"
+    shell.run(cell)
+    shell.run("C.execute('pragma reverse_unordered_selects = on')")
+    shell.run(cell)
+    assert shell.run("names") == ["A", "a", "b"]
 
 
 def test_a_text_factory_whose_code_reads_a_global_changed_after_a_call_recomputes(
