@@ -51,11 +51,15 @@ def handle_files(value: Any) -> tuple[str, ...] | None:
 
 def handle_settings(value: Any) -> tuple[tuple[str, Any], ...]:
     """Return the settings of an open handle that shape what is read through it, by name, to key with its files:
-    an ``sqlite3`` connection's row and text factories, the pragmas that change what its queries answer, and the
-    names of the code set on it (registered_code), so that code set after a result was stored makes a miss."""
+    an ``sqlite3`` connection's row and text factories, the pragmas that change what its queries answer, the names
+    of the code set on it (registered_code), so that code set after a result was stored makes a miss, and sqlite3's
+    converters and adapters (``register_converter``, ``register_adapter``: which a connection opened with
+    ``detect_types`` applies to what it reads cannot be read back from it, so all of them)."""
     if is_connection(value):
+        sqlite3 = sys.modules["sqlite3"]
         return (("row_factory", value.row_factory), ("text_factory", value.text_factory),
-                ("pragmas", _answering_pragmas(value)), ("code", registered_code(value)))
+                ("pragmas", _answering_pragmas(value)), ("code", registered_code(value)),
+                ("converters", dict(sqlite3.converters)), ("adapters", dict(sqlite3.adapters)))
     return ()
 
 

@@ -5,9 +5,9 @@ included), an authorizer installed, or ``PRAGMA case_sensitive_like`` set (which
 the same query returns from the same rows: the next call computes anew, and since Python code now runs inside the
 queries, or the pragma cannot be read back, its result is not stored, with a warning. A pragma that changes what
 queries answer and can be read back (``reverse_unordered_selects``, ``foreign_keys``, ``full_column_names``) is
-keyed: the next call, a function's or a cell's, computes anew and is stored. A text factory is keyed by its code
-and what that reads. A connection whose settings do not change, or change only in how it waits and caches, keeps
-hitting.
+keyed: the next call, a function's or a cell's, computes anew and is stored, as it is once sqlite3's converters or
+adapters are registered anew. A text factory is keyed by its code and what that reads. A connection whose settings
+do not change, or change only in how it waits and caches, keeps hitting.
 """
 
 from __future__ import annotations
@@ -163,3 +163,40 @@ def test_a_global_connection_whose_settings_stay_as_they_were_still_hits(
     assert first == second
     assert shell.run("RUNS['read']") == 1
     assert not [w for w in caught if issubclass(w.category, MemoWarning)]
+
+
+@pytest.mark.parametrize(("query", "between"), [
+    ("select v from p2", "sqlite3.register_converter('point', lambda b: ('second', b))"),
+    ("select typeof(?)", "sqlite3.register_adapter(Point, lambda point: 1.5)"),
+], ids=["converter", "adapter"])
+def test_a_converter_or_adapter_registered_anew_after_a_call_recomputes(
+        shell: Shell, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, query: str, between: str) -> None:
+    """sqlite3's converters shape what a connection opened with ``detect_types`` reads, its adapters what a query is
+    given: registered anew between two calls, the second computes anew."""
+    monkeypatch.chdir(tmp_path)
+    connection = sqlite3.connect(tmp_path / "d.db")
+    connection.execute("create table p2(v point)")
+    connection.execute("insert into p2 values ('1;2')")
+    connection.commit()
+    connection.close()
+    shell.run(RUNS_SETUP)
+    shell.run("""
+    import sqlite3
+    class Point:
+        pass
+    sqlite3.register_converter('point', lambda b: ('first', b))
+    sqlite3.register_adapter(Point, lambda point: 'text')
+    C = sqlite3.connect('d.db', detect_types=sqlite3.PARSE_DECLTYPES)
+
+    @memo
+    def read(query):
+        ran("read")
+        return C.execute(query, (Point(),) if '?' in query else ()).fetchall()
+    """)
+    shell.run(f"QUERY = {query!r}")
+    first = shell.run("read(QUERY)")
+    shell.run(between)
+    second = shell.run("read(QUERY)")
+    assert second == shell.run("C.execute(QUERY, (Point(),) if '?' in QUERY else ()).fetchall()") != first
+    assert shell.run("read(QUERY)") == second
+    assert shell.run("RUNS['read']") == 2
