@@ -439,7 +439,8 @@ _OWN_METHODS = ((READS, "torch", "torch", "default_generator.get_state"),
                 (SEEDS, "torch", "torch", "default_generator.manual_seed"),
                 (SEEDS, "torch", "torch", "default_generator.seed"),
                 (SEEDS, "numpy", "numpy.random.mtrand", "_rand.seed"),
-                # the C method under random.Random.getstate (wrapped): it reads any instance, random._inst among them
+                # the C method under random.Random.getstate: it reads any instance, random._inst among them (wrapped
+                # too where its class allows: code that names it, or holds it as made, is keyed for it)
                 (READS, "random", "_random", "Random.getstate"))
 # Known by identity wherever keying meets one held since before it was wrapped (a dict item, a closure cell...).
 note_state_functions([(SEEDS, *spec) for spec in _SEEDERS] + [(READS, *spec) for spec in _READERS]
@@ -496,11 +497,15 @@ def watch_seeding(on_seed: Callable[[str, bool], None], on_read: Callable[[str],
             if ("random", "Random.getstate") not in _wrapped_seeders:
                 _wrapped_seeders.add(("random", "Random.getstate"))
                 inst = getattr(_unwrapped(getattr(random, "getstate", None)), "__self__", None)
-                original = random.Random.getstate
                 if isinstance(inst, random.Random):
-                    wrapper = _global_instance_reader(original, inst, on_read)
-                    install(random.Random, "getstate", wrapper)
-                    installed[id(original)] = (original, wrapper)  # G = random.Random.getstate, taken earlier
+                    for owner in _getstate_owners(random.Random):
+                        original = vars(owner)["getstate"]
+                        wrapper = _global_instance_reader(original, inst, on_read)
+                        try:
+                            install(owner, "getstate", wrapper)
+                        except TypeError:  # a C class made immutable: code that names its method is keyed for it
+                            continue
+                        installed[id(original)] = (original, wrapper)  # G = random.Random.getstate, taken earlier
     for generator, module_name, attr in (*_SEEDERS, *_READERS):
         module = sys.modules.get(module_name)
         if module is None or (module_name, attr) in _wrapped_seeders:
@@ -521,10 +526,18 @@ def watch_seeding(on_seed: Callable[[str, bool], None], on_read: Callable[[str],
 _READ_NAMES = frozenset(attr for _, _, attr in _READERS)
 
 
+def _getstate_owners(cls: type) -> list[type]:
+    """Return the classes in ``cls``'s MRO that define ``getstate``: ``random.Random``'s, and the C method of
+    ``_random.Random`` beneath it, which ``super(random.Random, random._inst).getstate()`` or
+    ``type(random._inst).__mro__[1].getstate(random._inst)`` reach past the first."""
+    return [klass for klass in cls.__mro__ if "getstate" in vars(klass)]
+
+
 def _global_instance_reader(original: Any, inst: Any, on_read: Callable[[str], None]) -> Any:
-    """Wrap ``random.Random.getstate`` to call ``on_read("random")`` when it reads the global generator ``inst``:
-    ``copy.copy``, ``copy.deepcopy`` and pickle of ``random._inst`` read its state through it (``__reduce__``), as
-    do ``random.Random.getstate(random._inst)`` and the instance found by ``getattr`` or ``vars``."""
+    """Wrap a ``getstate`` of ``random.Random``'s MRO to call ``on_read("random")`` when it reads the global generator
+    ``inst``: ``copy.copy``, ``copy.deepcopy`` and pickle of ``random._inst`` read its state through it
+    (``__reduce__``), as do ``random.Random.getstate(random._inst)``, the instance found by ``getattr`` or ``vars``,
+    and the C method reached by ``super()`` or through the MRO."""
 
     @functools.wraps(original)
     def getstate(self: Any) -> Any:

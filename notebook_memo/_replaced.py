@@ -127,19 +127,26 @@ def _look_for_state_functions() -> None:
             owner = getattr(modules.get(module_name), holder, None)
             if owner is not None:
                 _state_methods[(id(owner), method)] = (what, generator, owner)
+                if isinstance(owner, type):  # _random.Random.getstate held as a value (a dict item), as made
+                    _note_state_function(what, generator, vars(owner).get(method))
             continue
-        fn = getattr(modules.get(module_name), attr, None)
-        if fn is None:
-            continue
-        if type(fn) is types.FunctionType:
-            fn = original_of(fn)
-        if id(fn) in _state_functions:
-            continue
-        _state_functions[id(fn)] = (what, generator, fn)
-        owner = getattr(fn, "__self__", None)
-        name = getattr(fn, "__name__", None)
-        if owner is not None and not isinstance(owner, types.ModuleType) and isinstance(name, str):
-            _state_methods[(id(owner), name)] = (what, generator, owner)
+        _note_state_function(what, generator, getattr(modules.get(module_name), attr, None))
+
+
+def _note_state_function(what: str, generator: str, fn: Any) -> None:
+    """Register ``fn`` (or the function it replaced, where it is our wrapper) as a state function, and the
+    method of a generator object it is bound to."""
+    if fn is None:
+        return
+    if type(fn) is types.FunctionType:
+        fn = original_of(fn)
+    if id(fn) in _state_functions:
+        return
+    _state_functions[id(fn)] = (what, generator, fn)
+    owner = getattr(fn, "__self__", None)
+    name = getattr(fn, "__name__", None)
+    if owner is not None and not isinstance(owner, types.ModuleType) and isinstance(name, str):
+        _state_methods[(id(owner), name)] = (what, generator, owner)
 
 
 _BOUND = (types.MethodType, types.BuiltinMethodType)  # random._inst.getstate; torch.default_generator.get_state
