@@ -315,6 +315,7 @@ class BatchFunction(MemoizedFunction[Any]):
                         continue
                     sub_args, sub_kwargs = plan.arguments(positions)
                     recorder = self._recorder(plan.call, sub_args, sub_kwargs)
+                    _conditions.watch_all()  # our wrappers in place before what the body may bind is noted
                     bound = self._globals_bound(plan.call)
                     drawn = _random_state.object_states(plan.call.generators) if plan.call.generators else None
                     objects = self._read_objects(plan.call)
@@ -356,6 +357,7 @@ class BatchFunction(MemoizedFunction[Any]):
                         continue
                     sub_args, sub_kwargs = plan.arguments(positions)
                     recorder = self._recorder(plan.call, sub_args, sub_kwargs)
+                    _conditions.watch_all()  # our wrappers in place before what the body may bind is noted
                     bound = self._globals_bound(plan.call)
                     drawn = _random_state.object_states(plan.call.generators) if plan.call.generators else None
                     objects = self._read_objects(plan.call)

@@ -1100,11 +1100,13 @@ class MemoizedFunction(Generic[R]):
         self._check_stale(store, call)
         recorder = self._recorder(call, args, kwargs)
         before = _random_state.object_states(call.generators) if call.generators else {}
+        # The first run's installing is not the body's time (see _quick), nor its doing: our wrappers are in place
+        # before what the body may bind is noted (random.seed, in a namespace it takes whole: vars(random)).
+        _conditions.watch_all()
         held = self._state_held(call)
         bound = self._globals_bound(call, held)
         objects = self._read_objects(call, held)
         fills = self._note_filled(call, args, kwargs, recorder)
-        _conditions.watch_all()  # the first run's installing is not the body's time (see _quick)
         start = time.perf_counter()
         try:
             with computing(call.key), _room_for_our_frames(), _conditions.recording(recorder, outer, watch=False):
@@ -1595,11 +1597,11 @@ class MemoizedFunction(Generic[R]):
             self._check_stale(store, call)
             recorder = self._recorder(call, args, kwargs)
             before = _random_state.object_states(call.generators) if call.generators else {}
+            _conditions.watch_all()  # not the body's time, nor its doing: in place before its bindings are noted
             held = self._state_held(call)
             bound = self._globals_bound(call, held)
             objects = self._read_objects(call, held)
             fills = self._note_filled(call, args, kwargs, recorder)
-            _conditions.watch_all()  # the first run's installing is not the body's time
             start = time.perf_counter()
             with computing(call.key), _conditions.recording(recorder, outer, watch=False):
                 result = await _conditions.stepped(self._fn(*args, **kwargs), recorder)

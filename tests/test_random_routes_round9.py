@@ -5,8 +5,10 @@ C method held in a dict before anything was memoized read the global generator's
 a body that copies the state so depends on it, and a kernel whose state differs computes its own number, never
 another kernel's. Aliases of NumPy's legacy global generator and of torch's default generator bound at module level
 (``import numpy.random.mtrand as M``, ``G = np.random.mtrand._rand``, ``TG = torch.default_generator``) key the state
-they draw from or read. Guards: a body that seeds before it reads through the C method, or that takes ``vars(random)``
-whole and reads no state, still hits after a restart.
+they draw from or read. So does a body that finds ``random._inst`` in ``vars(random)`` or ``random.__dict__``, in a
+kernel's first memoized run too, where the library's own wrappers going into that namespace were once taken for the
+body setting an attribute anew (never cached, with a warning). Guards: a body that seeds before it reads through the
+C method, or that takes ``vars(random)`` whole and reads no state, still hits after a restart.
 """
 
 from __future__ import annotations
@@ -33,6 +35,14 @@ def _put(states):
 """
 
 _COPY = "r = random.Random(0); r.setstate((3, %s, None)); return r.random()"
+
+# Read the global state through random's namespace taken whole, in a kernel's first memoized run: that run puts the
+# library's wrappers into the namespace, which is not the body binding anything there.
+_FIRST_RUN = {
+    "vars(random) instance's getstate": "r = random.Random(0); r.setstate(vars(random)['_inst'].getstate()); "
+                                        "return r.random()",
+    "random.__dict__ instance copied": "return copy.copy(random.__dict__['_inst']).random()",
+}
 
 # Read the global state, so a kernel whose state differs must compute its own number.
 _READS = {
@@ -87,11 +97,13 @@ def _served_wrong(runs: list[dict[str, Any]], cases: dict[str, str]) -> list[str
 
 def test_global_state_read_past_random_random_getstate_or_through_aliases_keys_the_state(cache_dir: Path) -> None:
     """Each kernel computes the number its own state gives, once (its second call, from the same state, hits);
-    the bodies that seed first, or read no state, compute in the first kernel only."""
-    cases = {**_READS, **_GUARDS}
+    the bodies that seed first, or read no state, compute in the first kernel only. None is said to set an
+    attribute anew."""
+    cases = {**_FIRST_RUN, **_READS, **_GUARDS}
     runs = _two_kernels(cache_dir, cases)
     assert _served_wrong(runs, cases) == []
-    assert [run["runs"] for run in runs] == [dict.fromkeys(cases, 1), dict.fromkeys(_READS, 1)]
+    assert [run["runs"] for run in runs] == [dict.fromkeys(cases, 1), dict.fromkeys({**_FIRST_RUN, **_READS}, 1)]
+    assert [w for run in runs for w in run["_warnings"] if "anew" in w] == []
 
 
 def test_a_super_getstate_after_the_state_moved_in_the_same_kernel_recomputes(shell: Shell) -> None:
