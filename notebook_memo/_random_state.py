@@ -447,7 +447,9 @@ note_state_functions([(SEEDS, *spec) for spec in _SEEDERS] + [(READS, *spec) for
                      + list(_OWN_METHODS))
 # The global generator objects whose state a copy, a pickle or a private attribute reads past every wrapper
 # (random._inst's goes through Random.getstate, wrapped: see _global_instance_reader).
-note_state_objects([("numpy", "numpy.random.mtrand", "_rand"), ("torch", "torch", "default_generator")])
+note_state_objects([("numpy", "numpy.random.mtrand", "_rand", False), ("torch", "torch", "default_generator", False),
+                    # its bit generator (np.random.get_bit_generator()): .state, .jumped() and .ctypes read it too
+                    ("numpy", "numpy.random.mtrand", "_rand._bit_generator", True)])
 _wrapped_seeders: set[tuple[str, str]] = set()  # seeding functions and readers
 _modules_seen: list[tuple[int, str | None]] = [(-1, None)]  # modules_mark() when watch_seeding last looked
 

@@ -94,10 +94,12 @@ _STATE_SPECS: list[tuple[str, str, str, str]] = []
 _state_functions: dict[int, tuple[str, str, Any]] = {}
 _state_methods: dict[tuple[int, str], tuple[str, str, Any]] = {}
 _state_seen = [-1]  # len(sys.modules) at the last look for libraries loaded since
-# (generator, module, attribute): global generator objects whose state can be read past every wrapper (a copy, a
-# pickle, a private attribute: np.random.mtrand._rand, torch.default_generator); id(object) -> (generator, object)
-_OBJECT_SPECS: list[tuple[str, str, str]] = []
-_state_objects: dict[int, tuple[str, Any]] = {}
+# (generator, module, attribute path, whether every attribute reads the state): global generator objects whose state
+# can be read past every wrapper (a copy, a pickle, a private attribute: np.random.mtrand._rand,
+# torch.default_generator; any attribute of the legacy global's bit generator: its .state);
+# id(object) -> (generator, object, whether every attribute reads the state)
+_OBJECT_SPECS: list[tuple[str, str, str, bool]] = []
+_state_objects: dict[int, tuple[str, Any, bool]] = {}
 
 
 def note_state_functions(specs: list[tuple[str, str, str, str]]) -> None:
@@ -106,9 +108,10 @@ def note_state_functions(specs: list[tuple[str, str, str, str]]) -> None:
     _state_seen[0] = -1
 
 
-def note_state_objects(specs: list[tuple[str, str, str]]) -> None:
-    """Register the global generator objects (``(generator, module, attribute)``) whose state code can read where
-    no wrapper sees it: a body that reaches one and hands it on or reads its private parts reads that state."""
+def note_state_objects(specs: list[tuple[str, str, str, bool]]) -> None:
+    """Register the global generator objects (``(generator, module, attribute path, every attribute)``) whose state
+    code can read where no wrapper sees it: a body that reaches one and hands it on or reads its private parts (any
+    attribute, where ``every attribute``) reads that state."""
     _OBJECT_SPECS.extend(specs)
     _state_seen[0] = -1
 
@@ -117,10 +120,12 @@ def _look_for_state_functions() -> None:
     """Register the state functions of the libraries loaded since the last look, as the library made them."""
     modules = sys.modules
     _state_seen[0] = len(modules)
-    for generator, module_name, attr in _OBJECT_SPECS:
-        owner = getattr(modules.get(module_name), attr, None)
+    for generator, module_name, path, every in _OBJECT_SPECS:
+        owner = modules.get(module_name)
+        for attr in path.split("."):
+            owner = getattr(owner, attr, None)
         if owner is not None:
-            _state_objects[id(owner)] = (generator, owner)
+            _state_objects[id(owner)] = (generator, owner, every)
     for what, generator, module_name, attr in _STATE_SPECS:
         holder, _, method = attr.rpartition(".")
         if holder:
@@ -179,13 +184,13 @@ def state_object_read(value: Any, attr: str | None) -> tuple[str, str] | None:
     """Return ``(READS, generator)`` when ``value`` is a global generator object whose state a body reads past our
     wrappers by reaching it: handed on as a whole (``attr`` None: ``copy.deepcopy(np.random.mtrand._rand)``) or
     through a private attribute (``_bit_generator``, ``__reduce__``). Its public methods draw or seed, which the run
-    sees, or are state functions of their own (unseen_state_method)."""
-    if attr is not None and not attr.startswith("_"):
-        return None
+    sees, or are state functions of their own (unseen_state_method); a bit generator's read it (``.state``)."""
     if _state_seen[0] != len(sys.modules):
         _look_for_state_functions()
     found = _state_objects.get(id(value))
-    return (READS, found[0]) if found is not None and found[1] is value else None
+    if found is None or found[1] is not value or (attr is not None and not attr.startswith("_") and not found[2]):
+        return None
+    return READS, found[0]
 
 
 def seeder_of(value: Any) -> str | None:

@@ -1,14 +1,15 @@
-"""Python's global random state read through the C ``getstate`` beneath ``random.Random``'s, and through aliases.
+"""Global random state read past the watched readers: the C ``getstate``, aliases, and ``vars(random)``.
 
 ``super(random.Random, random._inst).getstate()``, ``type(random._inst).__mro__[1].getstate(random._inst)`` and the
 C method held in a dict before anything was memoized read the global generator's state past ``random.Random.getstate``:
 a body that copies the state so depends on it, and a kernel whose state differs computes its own number, never
 another kernel's. Aliases of NumPy's legacy global generator and of torch's default generator bound at module level
 (``import numpy.random.mtrand as M``, ``G = np.random.mtrand._rand``, ``TG = torch.default_generator``) key the state
-they draw from or read. So does a body that finds ``random._inst`` in ``vars(random)`` or ``random.__dict__``, in a
-kernel's first memoized run too, where the library's own wrappers going into that namespace were once taken for the
-body setting an attribute anew (never cached, with a warning). Guards: a body that seeds before it reads through the
-C method, or that takes ``vars(random)`` whole and reads no state, still hits after a restart.
+they draw from or read, and so does the legacy global's bit generator held in a global (``BG.state``, a copy). So
+does a body that finds ``random._inst`` in ``vars(random)`` or ``random.__dict__``, in a kernel's first memoized run
+too, where the library's own wrappers going into that namespace were once taken for the body setting an attribute
+anew (never cached, with a warning). Guards: a body that seeds before it reads through the C method or the held bit
+generator, or that takes ``vars(random)`` whole and reads no state, still hits after a restart.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import numpy.random.mtrand as M
 from numpy.random import mtrand
 random.seed(%(seed)d); np.random.seed(%(seed)d); torch.manual_seed(%(seed)d)
 INST, G, TG = random._inst, np.random.mtrand._rand, torch.default_generator
+BG, BG2 = np.random.mtrand._rand._bit_generator, np.random.get_bit_generator()
 HOLD = {"c": _random.Random.getstate}
 def _states():
     return random.getstate(), np.random.get_state(), torch.get_rng_state()
@@ -55,6 +57,9 @@ _READS = {
     "mtrand imported by name draws": "return float(mtrand._rand.standard_normal())",
     "module alias get_state": ("r = np.random.RandomState(0); r.set_state(M._rand.get_state()); "
                                "return float(r.random_sample())"),
+    "bit generator held, its state": ("b = np.random.MT19937(0); b.state = BG.state; "
+                                      "return float(np.random.Generator(b).random())"),
+    "bit generator held, copied": "return float(np.random.Generator(copy.deepcopy(BG2)).random())",
     "torch generator alias draws": "return float(torch.rand(1, generator=TG))",
     "torch generator alias get_state": ("g = torch.Generator(); g.set_state(TG.get_state()); "
                                         "return float(torch.rand(1, generator=g))"),
@@ -64,6 +69,8 @@ _READS = {
 _GUARDS = {
     "seeds then super getstate": "random.seed(5); " + _COPY % "super(random.Random, random._inst).getstate()",
     "seeds then getstate found in the MRO": "random.seed(5); " + _COPY % "random.Random.__mro__[1].getstate(INST)",
+    "seeds then the held bit generator's state": ("np.random.seed(5); b = np.random.MT19937(0); b.state = BG.state; "
+                                                  "return float(np.random.Generator(b).random())"),
     "takes vars(random) and reads no state": "return sorted(k for k in vars(random) if k.startswith('_inst'))",
 }
 
