@@ -465,6 +465,9 @@ class _Index(diskcache.Cache):  # type: ignore[misc]
         self._size_counted = False
         self._disk_total: int | None = None
         self._found: _Found | None = _Found()  # while diskcache's opening runs: see _sql_retry
+        # Every connection of these handles, each thread's, opens the index in the folder the store opened (see
+        # Store._open), not the one a link names by the time a thread first connects.
+        self._folder = real_directory(directory)
         try:
             super().__init__(directory, **settings)
         finally:
@@ -558,18 +561,21 @@ class _Index(diskcache.Cache):  # type: ignore[misc]
         con = getattr(local, "con", None)
         if con is not None and getattr(local, "pid", None) == os.getpid():
             return con
-        path = os.path.join(self._directory, _DB_NAME)
-        _refuse_opening(self._directory)
-        with _opening, _directory_lock(self._directory, exclusive=False):
+        folder = self._folder
+        path = os.path.join(folder, _DB_NAME)
+        _refuse_opening(folder)
+        with _opening, _directory_lock(folder, exclusive=False):
             before = _walfiles.file_ident(path)
+            if getattr(local, "pid", None) != os.getpid():
+                self.close()  # as diskcache does after a fork
+                local.pid = os.getpid()
             if self.__dict__.get("_found") is None:  # opened before: this thread's connection never creates it
-                if getattr(local, "pid", None) != os.getpid():
-                    self.close()  # as diskcache does after a fork
-                    local.pid = os.getpid()
                 local.con = _connect_existing(path, self._timeout)
                 for key, value in self._own.items():  # the per-connection settings diskcache's opening applies
                     if key.startswith("sqlite_"):
                         self.reset(key, value, update=False)
+            else:  # the store's opening: the index is made (if new) beside the marker it just wrote
+                local.con = sqlite3.connect(path, timeout=self._timeout, isolation_level=None)
             con = diskcache.Cache._con.fget(self)  # its first statement reads the Settings table
             con.set_authorizer(_only_our_statements)
         local.opened = (con, before if before is not None and _walfiles.file_ident(path) == before else None)
@@ -748,7 +754,8 @@ def connection(directory: str) -> sqlite3.Connection:
     if lost is not None:
         raise LogsNotUsable(errno.ESTALE, lost, directory)
     cache: dict[str, tuple[int, tuple[int, int], sqlite3.Connection]] = _connections.__dict__.setdefault("by_dir", {})
-    path = os.path.join(directory, _DB_NAME)
+    folder = real_directory(directory)  # the folder the directory's store opened (see Store._open)
+    path = os.path.join(folder, _DB_NAME)
     st = os.lstat(path)
     if not stat.S_ISREG(st.st_mode):  # a link planted under the index's name: what it names is not opened
         raise sqlite3.OperationalError(f"{path} is a link or not a plain file")
@@ -756,9 +763,9 @@ def connection(directory: str) -> sqlite3.Connection:
     held = cache.get(directory)
     if held is not None and held[0] == os.getpid() and held[1] == ident:
         return held[2]
-    _refuse_opening(directory)
+    _refuse_opening(folder)
     for _attempt in range(3):
-        with _opening, _directory_lock(directory, exclusive=False):
+        with _opening, _directory_lock(folder, exclusive=False):
             con = _connect_existing(path, 60, check_same_thread=False)
             try:
                 failed = _first_statements(con)
@@ -1348,16 +1355,26 @@ class Store:
         _every_store.add(self)
 
     # -- opening, and reopening when the directory was removed ------------------------------
+    @property
+    def _folder(self) -> str:
+        """The real folder the store last opened (see ``_open``): its marker, index, log and payload files."""
+        return real_directory(self.directory)
+
     def _open(self) -> None:
         self._hot, self._hot_version = {}, _NO_VERSION
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
         self._close_handles()
+        # A cache_dir that is a link is resolved once, here: the marker, the index every connection of the store
+        # opens (each thread's, the background thread's) and the payload files are all in the folder it names
+        # now, whatever it names by the time each is made or opened. A link pointed elsewhere since (the cache
+        # moved to another disk) is noticed by the store's checks (``_index_ident``), which open it again.
+        folder = real_directory(self.directory, again=True)
         if not self._plain_index():
             # A link (to a database of the user's, say) or something else under the index's name or its log's:
             # SQLite would open and change what it names (and a FIFO would block the open for ever). In a cache
             # folder (its marker says so) the names are moved aside, and a fresh index started: before the
             # marker is looked for, which reads the index. In a folder of someone else's, nothing is touched.
-            if not os.path.lexists(os.path.join(self.directory, _MARKER)):
+            if not os.path.lexists(os.path.join(folder, _MARKER)):
                 raise ConfigurationError(
                     f"the folder {self.directory} holds a {_DB_NAME} that is a link or not a plain file, and no "
                     f"{_MARKER} file says it is a cache folder, so it is not used or changed. Give the cache a new "
@@ -1366,19 +1383,17 @@ class Store:
                 self._move_aside(OSError("it is a link or not a plain file"), unless=self._plain_index)
         self._write_marker()
         self._trouble = None
-        log_trouble = _log_trouble(self.directory)
-        if log_trouble is not None and directory_trouble(self.directory) == log_trouble:
+        log_trouble = _log_trouble(folder)
+        if log_trouble is not None and directory_trouble(folder) == log_trouble:
             # The folder and the index are ours alone, so no one else can plant files here now: a log or
             # wal-index someone else could write (left from when the folder was shared) is set aside unread,
             # never replayed into the index. Its frames are lost: what they held is recomputed when needed.
             with gate, self._lock:
                 self._move_aside(OSError(log_trouble), suffixes=_INDEX_FILES[1:], unless=self._logs_ours)
-        self._trouble = directory_trouble(self.directory)
-        _refuse_opening(self.directory)  # nothing is opened, so no log is replayed: the caller warns and computes
-        # Payload files beside the index about to open: a cache_dir that is a link pointed elsewhere (the cache
-        # moved to another disk) has its files written, read and removed in the folder it names now.
-        real_directory(self.directory, again=True)
-        opening = self._index_ident()
+        self._trouble = directory_trouble(folder)
+        _refuse_opening(folder)  # nothing is opened, so no log is replayed: the caller warns and computes
+        index = os.path.join(folder, _DB_NAME)
+        opening = _walfiles.file_ident(index)
         try:
             if opening is not None:  # before diskcache's handles, whose first statements write the index
                 _planted_objects(connection(self.directory))
@@ -1386,12 +1401,12 @@ class Store:
         except sqlite3.DatabaseError as exc:
             if not _is_damaged_database(exc, self.directory):
                 raise
-            self._set_aside(exc, opening or self._index_ident())
+            self._set_aside(exc, opening or _walfiles.file_ident(index))
             self._open_handles()
-        st = os.stat(os.path.join(self.directory, _DB_NAME))
+        st = os.stat(index)
         self._ident = (st.st_dev, st.st_ino)
-        self._logs = _walfiles.named_now(self.directory, _DB_NAME)  # those this thread's connection just opened
-        self._trouble = directory_trouble(self.directory)  # our own log and wal-index exist now
+        self._logs = _walfiles.named_now(folder, _DB_NAME)  # those this thread's connection just opened
+        self._trouble = directory_trouble(folder)  # our own log and wal-index exist now
         for bring_up_to_date in (_index_payload_files, _keep_facts, _quiet_size_triggers):
             with contextlib.suppress(sqlite3.Error):
                 bring_up_to_date(connection(self.directory))
@@ -1426,7 +1441,7 @@ class Store:
         Under the store's lock, as every reopening: a thread that reopened the index between the moves of
         its three files would open the damaged index with its log moved from under it."""
         with gate, self._lock:  # a fork waits for it (the child would hold the locks of the moves)
-            if damaged is None or self._index_ident() != damaged:
+            if damaged is None or _walfiles.file_ident(os.path.join(self._folder, _DB_NAME)) != damaged:
                 if self._ident is None or self._ident == damaged:
                     self._close_handles()  # the store's handles are on the damaged file: the next use reopens
                     self._ident = None
@@ -1448,10 +1463,10 @@ class Store:
         return True
 
     def _plain_index(self) -> bool:
-        return all(_plain_file_or_none(os.path.join(self.directory, _DB_NAME + suffix)) for suffix in _INDEX_FILES)
+        return all(_plain_file_or_none(os.path.join(self._folder, _DB_NAME + suffix)) for suffix in _INDEX_FILES)
 
     def _logs_ours(self) -> bool:
-        return _log_trouble(self.directory) is None
+        return _log_trouble(self._folder) is None
 
     def _move_aside(self, exc: BaseException, unless: Callable[[], bool] | None = None,
                     suffixes: tuple[str, ...] = _INDEX_FILES) -> None:
@@ -1459,27 +1474,28 @@ class Store:
         ``unless``: asked again once no other kernel can open the index, which another may have mended.
         ``suffixes``: only these of its files (the log and wal-index alone: ``-wal``, ``-shm``)."""
         logs_only = suffixes != _INDEX_FILES
-        aside = _aside_name(self.directory, "untrusted" if logs_only else "damaged")
+        folder = self._folder
+        aside = _aside_name(folder, "untrusted" if logs_only else "damaged")
         # No connection of this process, nor of another kernel, opens the index between the moves.
-        with _opening, _directory_lock(self.directory, exclusive=True):
+        with _opening, _directory_lock(folder, exclusive=True):
             if unless is not None and unless():
                 return  # another kernel moved it aside first and began a fresh index
             # Files a running process uses stay: it would go on with them alone, never seeing another's commits,
             # and its checkpoints would copy its old pages over theirs. No process opens them anew meanwhile (the
             # folder's lock), so one that uses them holds SQLite's lock on the wal-index already.
-            if logs_only and _walfiles.in_use(self.directory, _DB_NAME, opened_here=self._ident is not None):
+            if logs_only and _walfiles.in_use(folder, _DB_NAME, opened_here=self._ident is not None):
                 self._keep_logs_in_use(exc, suffixes)
                 return
             for suffix in suffixes:
                 with contextlib.suppress(FileNotFoundError):
-                    os.replace(os.path.join(self.directory, _DB_NAME + suffix), aside + suffix)
+                    os.replace(os.path.join(folder, _DB_NAME + suffix), aside + suffix)
         if logs_only:
             warn_once(f"untrusted-log:{self.directory}", f"{exc}, so its frames were not read into the cache "
                       f"index: the index's log, wal-index and journal there were moved to {aside}-wal (-shm, "
                       "-journal). Entries written since the index was last checkpointed are recomputed "
                       "when needed; delete the moved files when you no longer need them.", StorageWarning)
             return
-        warn_once(f"damaged-index:{self.directory}", f"the cache index {os.path.join(self.directory, _DB_NAME)} "
+        warn_once(f"damaged-index:{self.directory}", f"the cache index {os.path.join(folder, _DB_NAME)} "
                   f"is damaged ({exc}); it was moved to {aside} and a fresh index started. Entries stored "
                   "before are recomputed when needed; delete the moved file when you no longer need it.",
                   StorageWarning)
@@ -1488,7 +1504,7 @@ class Store:
         """Where a running process uses the log and wal-index others could write (``exc``: why), tighten their mode
         when they are the user's own (others can write them no more than the index the user made private); else
         raise LogsNotUsable, and nothing is loaded or stored here until that process lets them go."""
-        paths = [os.path.join(self.directory, _DB_NAME + suffix) for suffix in suffixes]
+        paths = [os.path.join(self._folder, _DB_NAME + suffix) for suffix in suffixes]
         found = []
         for path in paths:
             with contextlib.suppress(FileNotFoundError):
@@ -1498,7 +1514,7 @@ class Store:
             for path, info in found:
                 os.chmod(path, stat.S_IMODE(info.st_mode) & ~(stat.S_IWGRP | stat.S_IWOTH))
             return
-        shm = os.path.join(self.directory, _DB_NAME + "-shm")
+        shm = os.path.join(self._folder, _DB_NAME + "-shm")
         raise LogsNotUsable(errno.EBUSY, f"{exc}, and a running process uses the cache index's log and wal-index "
                             f"there, so they cannot be set aside: nothing is loaded from or stored in {self.directory} "
                             "until that process ends (results are computed instead). End the kernels using this "
@@ -1584,12 +1600,12 @@ class Store:
 
     def _logs_replaced(self) -> bool:
         """Return whether the log or wal-index this process holds were removed or replaced (then ``_lose_logs``)."""
-        gone = _walfiles.replaced(self.directory, _DB_NAME, self._logs)
+        gone = _walfiles.replaced(self._folder, _DB_NAME, self._logs)
         if gone:
             # Asked again a moment later: the last connection of this process to close (another thread's, as this
             # one looked) may be deleting them, which it does by name just before it lets them go.
             time.sleep(_LOGS_CONFIRM)
-            gone = _walfiles.replaced(self.directory, _DB_NAME, self._logs)
+            gone = _walfiles.replaced(self._folder, _DB_NAME, self._logs)
         if gone:
             self._lose_logs(gone)
         return bool(gone)
@@ -1760,7 +1776,7 @@ class Store:
                         if not token.looked:  # this connection has the wal-index mapped now
                             token.looked = True
                             # Of the index file this connection opened, when that is the one the store opened.
-                            token.view = header_view(con, os.path.join(self.directory, _DB_NAME),
+                            token.view = header_view(con, os.path.join(self._folder, _DB_NAME),
                                                      token.index if token.index == self._ident else None)
                 if other is not None:
                     kept = hot_records.get(other)
@@ -2571,9 +2587,10 @@ class Store:
                     writer.delete(key)
                 done.append(f"dropped the row of {str(key)[:16]}: its payload file is missing or not the store's")
         named = {f for (f,) in con.execute("SELECT filename FROM Cache WHERE filename IS NOT NULL").fetchall()}
-        for first in _hex_dirs(self.directory):
-            for second in _hex_dirs(os.path.join(self.directory, first)):
-                folder = os.path.join(self.directory, first, second)
+        real = self._folder  # where this index's payload files are, whatever a link names now
+        for first in _hex_dirs(real):
+            for second in _hex_dirs(os.path.join(real, first)):
+                folder = os.path.join(real, first, second)
                 for name in os.listdir(folder):
                     relative = f"{first}/{second}/{name}"
                     full = store_file_path(self.directory, relative)
@@ -2588,8 +2605,8 @@ class Store:
         return done
 
     def _write_marker(self) -> None:
-        marker = os.path.join(self.directory, _MARKER)
-        index = os.path.join(self.directory, _DB_NAME)
+        marker = os.path.join(self._folder, _MARKER)
+        index = os.path.join(self._folder, _DB_NAME)
         indexed = os.path.lexists(index)  # first: the marker is always made before the index, so a kernel
         if os.path.lexists(marker):       # that saw an index here sees the marker now
             return

@@ -1,0 +1,122 @@
+"""The local store's opening, and cache folders that move under it (round 9).
+
+- A ``cache_dir`` that is a link pointed elsewhere while the store opens (between its marker and its index) or
+  while it runs, before its check notices: the marker, the index every connection opens (each thread's) and the
+  payload files stay in the one folder the store opened, so no folder is left with an index but no marker, and
+  no payload file is written beside an index that does not name it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from notebook_memo import configure, memo
+from notebook_memo.stores import local
+from tests.conftest import Counter
+
+
+def _payloads(folder: Path) -> set[str]:
+    return {str(path.relative_to(folder)) for path in folder.rglob("*.val")}
+
+
+def _named(folder: Path) -> set[str]:
+    """The payload files the rows of the index in ``folder`` name."""
+    with sqlite3.connect(f"file:{folder / 'cache.db'}?mode=ro", uri=True) as con:
+        return {name for (name,) in con.execute("SELECT filename FROM Cache WHERE filename IS NOT NULL")}
+
+
+def _point(link: Path, target: Path) -> None:
+    """``ln -sfn target link``."""
+    link.unlink()
+    link.symlink_to(target)
+
+
+def _folders(tmp_path: Path) -> tuple[Path, Path, Path]:
+    a, b, link = tmp_path / "A", tmp_path / "B", tmp_path / "cache"
+    a.mkdir()
+    b.mkdir()
+    link.symlink_to(a)
+    configure(cache_dir=str(link))
+    return a, b, link
+
+
+def _big() -> memo:
+    @memo
+    def big(n: int, counter: Counter) -> np.ndarray:
+        counter()
+        return np.arange(n)
+
+    return big
+
+
+def test_a_cache_link_moved_while_the_store_opens_keeps_its_marker_and_index_in_one_folder(
+        tmp_path: Path, counter: Counter, monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b, link = _folders(tmp_path)
+    big = _big()
+    wrote = local.Store._write_marker
+
+    def moved_meanwhile(self: local.Store) -> None:
+        wrote(self)
+        if link.resolve() == a:
+            _point(link, b)  # after the marker, before the index is made
+
+    monkeypatch.setattr(local.Store, "_write_marker", moved_meanwhile)
+    store = big._store()  # type: ignore[attr-defined]
+    assert store.reader is not None  # opens
+    assert (a / "NOTEBOOK_MEMO_CACHE").exists() and (a / "cache.db").exists()
+    assert sorted(p.name for p in b.iterdir()) == []  # nothing made in the folder the link names now
+    store.revalidate()  # the store's check: the link names another folder
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert big(100_000, counter)[-1] == 99_999
+        assert big(100_000, counter)[-1] == 99_999
+    assert [str(w.message) for w in caught] == [] and counter.n == 1
+    assert (b / "NOTEBOOK_MEMO_CACHE").exists() and _named(b) == _payloads(b) != set()
+
+
+def test_a_thread_connecting_after_the_link_moved_to_another_cache_writes_beside_the_index_it_uses(
+        tmp_path: Path, counter: Counter) -> None:
+    a, b, link = _folders(tmp_path)
+    big = _big()
+    _point(link, b)
+    big(50_000, counter)  # B: a cache folder of its own, with an entry
+    _point(link, a)
+    big._store().revalidate()  # type: ignore[attr-defined]
+    big(100_000, counter)
+    _point(link, b)  # the store has not looked yet: it uses A's index
+    got: list[object] = []
+
+    def worker() -> None:  # a thread with no connection of its own yet
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            got.append(big(300_000, counter)[-1])
+        got.append([str(w.message) for w in caught])
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert got == [299_999, []] and counter.n == 3
+    for folder in (a, b):  # each payload file beside the index whose row names it
+        assert _named(folder) == _payloads(folder)
+    assert len(_payloads(a)) == 2 and len(_payloads(b)) == 1
+
+
+def test_entries_on_both_sides_of_a_cache_link_moved_back_and_forth_are_hits(tmp_path: Path,
+                                                                            counter: Counter) -> None:
+    a, b, link = _folders(tmp_path)
+    big = _big()
+    big(100_000, counter)
+    _point(link, b)
+    big._store().revalidate()  # type: ignore[attr-defined]
+    big(200_000, counter)
+    for target, n in ((a, 100_000), (b, 200_000), (a, 100_000)):
+        _point(link, target)
+        big._store().revalidate()  # type: ignore[attr-defined]
+        assert big(n, counter)[-1] == n - 1
+    assert counter.n == 2
