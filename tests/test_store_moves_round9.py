@@ -4,10 +4,14 @@
   while it runs, before its check notices: the marker, the index every connection opens (each thread's) and the
   payload files stay in the one folder the store opened, so no folder is left with an index but no marker, and
   no payload file is written beside an index that does not name it.
+- A cache folder replaced by a file, a FIFO or a dangling link while a kernel holds it: the next calls warn once
+  and compute, nothing is read through the old (deleted) index, and nothing is created.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import sqlite3
 import threading
 import warnings
@@ -120,3 +124,43 @@ def test_entries_on_both_sides_of_a_cache_link_moved_back_and_forth_are_hits(tmp
         big._store().revalidate()  # type: ignore[attr-defined]
         assert big(n, counter)[-1] == n - 1
     assert counter.n == 2
+
+
+@pytest.mark.parametrize("replaced_by", ["a file", "a FIFO", "a dangling link"])
+def test_a_cache_folder_replaced_while_a_kernel_holds_it_warns_once_and_computes(
+        tmp_path: Path, counter: Counter, replaced_by: str) -> None:
+    cache = tmp_path / "cache"
+    configure(cache_dir=str(cache))
+    big = _big()
+    big(100_000, counter)  # a payload file, and its row in the index the store holds open
+    shutil.rmtree(cache)
+    if replaced_by == "a file":
+        cache.write_text("notes\n")
+    elif replaced_by == "a FIFO":
+        os.mkfifo(cache)
+    else:
+        cache.symlink_to(tmp_path / "elsewhere")
+    big._store().revalidate()  # type: ignore[attr-defined]  # the store's check
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            assert big(100_000, counter)[-1] == 99_999
+    assert counter.n == 4
+    assert len(caught) == 1 and "cannot read the cache" in str(caught[0].message)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]
+
+
+def test_a_cache_folder_removed_while_a_kernel_holds_it_is_made_again_and_hits(tmp_path: Path,
+                                                                               counter: Counter) -> None:
+    cache = tmp_path / "cache"
+    configure(cache_dir=str(cache))
+    big = _big()
+    big(100_000, counter)
+    shutil.rmtree(cache)
+    big._store().revalidate()  # type: ignore[attr-defined]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            assert big(100_000, counter)[-1] == 99_999
+    assert [str(w.message) for w in caught] == [] and counter.n == 2
+    assert (cache / "NOTEBOOK_MEMO_CACHE").exists() and _named(cache) == _payloads(cache) != set()

@@ -1362,8 +1362,10 @@ class Store:
 
     def _open(self) -> None:
         self._hot, self._hot_version = {}, _NO_VERSION
-        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        # First: an opening that fails (the folder replaced by a file, a FIFO or a dangling link) leaves no handle on
+        # the index opened before, which the calls that follow would go on reading and writing, removed as it is.
         self._close_handles()
+        os.makedirs(self.directory, mode=0o700, exist_ok=True)
         # A cache_dir that is a link is resolved once, here: the marker, the index every connection of the store
         # opens (each thread's, the background thread's) and the payload files are all in the folder it names
         # now, whatever it names by the time each is made or opened. A link pointed elsewhere since (the cache
