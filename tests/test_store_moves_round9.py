@@ -6,6 +6,8 @@
   no payload file is written beside an index that does not name it.
 - A cache folder replaced by a file, a FIFO or a dangling link while a kernel holds it: the next calls warn once
   and compute, nothing is read through the old (deleted) index, and nothing is created.
+- A cache moved (its link pointed elsewhere, or its folder removed) while a body holds its lease: no warning
+  that another process took the computation over.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import shutil
 import sqlite3
 import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -164,3 +167,32 @@ def test_a_cache_folder_removed_while_a_kernel_holds_it_is_made_again_and_hits(t
             assert big(100_000, counter)[-1] == 99_999
     assert [str(w.message) for w in caught] == [] and counter.n == 2
     assert (cache / "NOTEBOOK_MEMO_CACHE").exists() and _named(cache) == _payloads(cache) != set()
+
+
+@pytest.mark.parametrize("moved", ["the link pointed elsewhere", "the folder removed"])
+def test_a_cache_moved_while_a_long_body_runs_gives_no_warning_that_another_process_took_it_over(
+        tmp_path: Path, counter: Counter, moved: str) -> None:
+    a, b, link = _folders(tmp_path)
+    if moved == "the folder removed":
+        configure(cache_dir=str(a))  # no link: the store makes the folder again
+
+    @memo
+    def slow(n: int, counter: Counter) -> int:
+        counter()
+        if n == 2:
+            store = slow._store()  # type: ignore[attr-defined]
+            store.lease_long_runs(time.monotonic() + 1.0)  # as the background thread does for a run this long
+            assert store.holds_leases()
+            if moved == "the folder removed":
+                shutil.rmtree(a)
+            else:
+                _point(link, b)
+            store.revalidate()  # the store's check: the next use opens the index the link names now
+        return n
+
+    slow(1, counter)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert slow(2, counter) == 2
+    assert [str(w.message) for w in caught] == []
+    assert slow(2, counter) == 2 and counter.n == 2  # stored where the cache is now

@@ -241,6 +241,13 @@ class Leases:
                 return []  # storage trouble is reported elsewhere
         return lapsed
 
+    def forget(self) -> None:
+        """Forget every lease held, without giving any back: they are in an index no longer used (the cache moved,
+        or its folder was removed), where they lapse once not renewed; nothing is renewed or given back where
+        they were never taken, and none is reported as taken over."""
+        with self._lock:
+            self.held.clear()
+
     def renew(self, con: sqlite3.Connection) -> None:
         """Write a new generation into each lease row that is still ours; mark the others lapsed.
 

@@ -1365,6 +1365,7 @@ class Store:
         # First: an opening that fails (the folder replaced by a file, a FIFO or a dangling link) leaves no handle on
         # the index opened before, which the calls that follow would go on reading and writing, removed as it is.
         self._close_handles()
+        held = self._ident  # the index opened before, if any
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
         # A cache_dir that is a link is resolved once, here: the marker, the index every connection of the store
         # opens (each thread's, the background thread's) and the payload files are all in the folder it names
@@ -1407,6 +1408,8 @@ class Store:
             self._open_handles()
         st = os.stat(index)
         self._ident = (st.st_dev, st.st_ino)
+        if held is not None and self._ident != held:
+            self._leases.forget()  # taken in the index used before: a run that holds one stores its result here
         self._logs = _walfiles.named_now(folder, _DB_NAME)  # those this thread's connection just opened
         self._trouble = directory_trouble(folder)  # our own log and wal-index exist now
         for bring_up_to_date in (_index_payload_files, _keep_facts, _quiet_size_triggers):
