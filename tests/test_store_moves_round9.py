@@ -2,8 +2,9 @@
 
 - A ``cache_dir`` that is a link pointed elsewhere while the store opens (between its marker and its index) or
   while it runs, before its check notices: the marker, the index every connection opens (each thread's) and the
-  payload files stay in the one folder the store opened, so no folder is left with an index but no marker, and
-  no payload file is written beside an index that does not name it.
+  payload files stay in the one folder the store opened, so no folder is left with an index but no marker, no
+  payload file is written beside an index that does not name it, and a user's own database the link names now
+  is never opened, let alone written.
 - A cache folder replaced by a file, a FIFO or a dangling link while a kernel holds it: the next calls warn once
   and compute, nothing is read through the old (deleted) index, and nothing is created.
 - A cache moved (its link pointed elsewhere, or its folder removed) while a body holds its lease: no warning
@@ -196,3 +197,31 @@ def test_a_cache_moved_while_a_long_body_runs_gives_no_warning_that_another_proc
         assert slow(2, counter) == 2
     assert [str(w.message) for w in caught] == []
     assert slow(2, counter) == 2 and counter.n == 2  # stored where the cache is now
+
+
+def test_a_thread_connecting_after_the_link_moved_to_a_user_s_diskcache_leaves_it_as_it_is(
+        tmp_path: Path, counter: Counter) -> None:
+    import diskcache
+
+    from notebook_memo import ConfigurationError
+
+    _, b, link = _folders(tmp_path)
+    with diskcache.Cache(str(b)) as theirs:  # the user's own diskcache, in a folder of theirs
+        theirs.set("k", "v")
+    before = {path.name: path.read_bytes() for path in b.iterdir()}
+    big = _big()
+    big(100_000, counter)
+    _point(link, b)  # the store has not looked yet
+    got: list[object] = []
+
+    def worker() -> None:  # a thread with no connection of its own yet: a miss, then a write
+        got.append(big(300_000, counter)[-1])
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert got == [299_999] and {path.name: path.read_bytes() for path in b.iterdir()} == before
+    big._store().revalidate()  # type: ignore[attr-defined]
+    with pytest.raises(ConfigurationError, match="did not make"):  # refused, as when given as cache_dir
+        big(300_000, counter)
+    assert {path.name: path.read_bytes() for path in b.iterdir()} == before
