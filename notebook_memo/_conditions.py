@@ -46,7 +46,7 @@ import tokenize
 import types
 import urllib.parse
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 import xxhash
@@ -254,18 +254,19 @@ _INT_DIGITS = "sys.set_int_max_str_digits"
 _PANDAS_OTHER = "pandas.set_option"  # pandas' options that change no result (display.*): compared, never keyed
 
 
-def _settings(libraries: Iterable[str] | None = None) -> dict[str, Any]:
+def _settings(libraries: Collection[str] | None = None) -> dict[str, Any]:
     """Return the process-wide settings of the libraries loaded now (torch's default dtype, decimal's context,
     pandas' options...: the table a key reads them from, and those no key reads: pandas' and numpy's display
     options, torch's grad mode, matplotlib's rcParams, see _left_settings), of those named only where
-    ``libraries`` is given, the process's own (warnings filters, sys.path...), and Python's limit on int-to-text
-    digits. Not the recursion limit: every miss raises it for its own frames while it runs, in whichever thread,
-    so another thread's body would see it move."""
+    ``libraries`` is given (named loggers where it holds "logging"), the process's own (warnings filters,
+    sys.path...), and Python's limit on int-to-text digits. Not the recursion limit: every miss raises it for its
+    own frames while it runs, in whichever thread, so another thread's body would see it move."""
     names = _PACKAGE_STATE if libraries is None else libraries
-    found: dict[str, Any] = {name: _PACKAGE_STATE[name]() for name in names if name in sys.modules}
+    found: dict[str, Any] = {name: _PACKAGE_STATE[name]() for name in names
+                             if name in sys.modules and name in _PACKAGE_STATE}
     if "pandas" in found:
         found[_PANDAS_OTHER] = _pandas_other_options()
-    found.update(left_settings(found))
+    found.update(left_settings(libraries))
     limit = getattr(sys, "get_int_max_str_digits", None)
     if limit is not None:
         found[_INT_DIGITS] = str(limit())

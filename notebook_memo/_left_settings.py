@@ -1,9 +1,10 @@
 """Process-wide settings that no key holds but that change what later code does: display options, floating-point
-error handling, grad mode, plotting defaults, warnings filters, the root logger's level, the import path. Read
+error handling, grad mode, plotting defaults, warnings filters, loggers' levels and handlers, the import path. Read
 before and after a miss, never on a hit: a body that leaves one changed makes a state a hit would not make again."""
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable, Container
 from typing import Any
@@ -18,7 +19,8 @@ NUMPY = "numpy's print options and error handling"
 TORCH = "torch's modes, print options and threads"
 MATPLOTLIB = "matplotlib's rcParams"
 WARNINGS = "warnings filters"
-LOGGING = "the root logger's level"
+LOGGING = "the root logger's level and handlers"
+LOGGERS = "named loggers' levels, handlers and propagation"
 IMPORT_PATH = "sys.path"
 SOCKET = "socket's default timeout"
 
@@ -101,11 +103,36 @@ def _warnings() -> tuple[Entry, ...]:
 
 
 def _logging() -> tuple[Entry, ...]:
-    # Not its handlers: logging.info() and its kind add one to a root logger that has none, on first use.
-    root = getattr(sys.modules["logging"], "root", None)
-    manager = getattr(root, "manager", None)
-    return ((("logging.getLogger().setLevel", "level"), getattr(root, "level", None)),
-            (("logging.disable", "level"), getattr(manager, "disable", None)))
+    root = logging.root
+    handlers = tuple(root.handlers)
+    if len(handlers) == 1 and _is_implicit(handlers[0]):
+        # logging.info() and its kind add this one to a root logger that has none, on first use: any later call
+        # adds it again, so it is no setting of the body's.
+        handlers = ()
+    return ((("logging.getLogger", ""), (root.level, True, False, handlers)),
+            (("logging.disable", "level"), root.manager.disable))
+
+
+def _is_implicit(handler: logging.Handler) -> bool:
+    """Return True when ``handler`` is the one ``logging.basicConfig()`` makes given nothing: a plain StreamHandler
+    with the basic format."""
+    formatter = handler.formatter
+    return type(handler) is logging.StreamHandler and not handler.level and not handler.filters \
+        and formatter is not None and formatter._fmt == logging.BASIC_FORMAT and formatter.datefmt is None
+
+
+def _loggers() -> tuple[Entry, ...]:
+    # Every logger but those as getLogger makes them (most: a library's module makes one each as it loads), read
+    # only where the code names a logger's setter: some 150 loggers once torch is loaded, too many to read twice on
+    # every miss.
+    return tuple((("logging.getLogger", logger.name), (logger.level, logger.propagate, logger.disabled,
+                                                       tuple(logger.handlers)))
+                 for logger in list(dict.values(logging.root.manager.loggerDict)) if isinstance(logger, logging.Logger)
+                 and (logger.level or logger.handlers or not logger.propagate or logger.disabled))
+
+
+# A logger as getLogger makes it: (its level, whether it propagates, whether it is disabled, its handlers).
+_DEFAULT_LOGGER = (0, True, False, ())
 
 
 def _import_path() -> tuple[Entry, ...]:
@@ -122,8 +149,15 @@ def _socket() -> tuple[Entry, ...]:
 _PROBES: dict[str, tuple[str, bool, Callable[[], tuple[Entry, ...]]]] = {
     NUMPY: ("numpy", True, _numpy), TORCH: ("torch", True, _torch), MATPLOTLIB: ("matplotlib", False, _matplotlib),
     WARNINGS: ("warnings", False, _warnings), LOGGING: ("logging", False, _logging),
+    LOGGERS: ("logging", True, _loggers),
     IMPORT_PATH: ("sys", False, _import_path), SOCKET: ("socket", False, _socket),
 }
+
+
+# The names through which code changes a logger besides its level: its handlers, whether it propagates, whether it
+# is disabled (as logging.config disables the loggers it does not name).
+_LOGGER_SETTERS = (("addHandler",), ("removeHandler",), ("handlers",), ("propagate",), ("disabled",),
+                   ("dictConfig",), ("fileConfig",))
 
 
 # Per setting, the names through which code sets it, each a group that one piece of code names whole
@@ -136,7 +170,8 @@ _SETTERS: dict[str, tuple[tuple[str, ...], ...]] = {
     MATPLOTLIB: (("rcParams",), ("rc",), ("rcdefaults",), ("rc_file",), ("rc_file_defaults",), ("style", "use"),
                  ("set_theme",), ("set_style",), ("set_context",)),  # the last three: seaborn's
     WARNINGS: (("filterwarnings",), ("simplefilter",), ("resetwarnings",), ("warnings", "filters")),
-    LOGGING: (("basicConfig",), ("setLevel",), ("logging", "disable")),
+    LOGGING: (("basicConfig",), ("setLevel",), ("logging", "disable"), *_LOGGER_SETTERS),
+    LOGGERS: (("setLevel",), *_LOGGER_SETTERS),
     IMPORT_PATH: (("sys", "path"),),
     SOCKET: (("setdefaulttimeout",),),
 }
@@ -148,12 +183,18 @@ def names_setter(setting: str, names: Container[str]) -> bool:
     return any(all(name in names for name in group) for group in _SETTERS.get(setting, ()))
 
 
-def left_settings(used: Container[str]) -> dict[str, tuple[Entry, ...]]:
+def left_settings(used: Container[str] | None) -> dict[str, tuple[Entry, ...]]:
     """Return these settings as they are now, of the libraries loaded: those bound to a library only where it is
-    in ``used`` (the libraries a body's code uses, or every one loaded)."""
+    in ``used`` (the libraries a body's code uses; "logging" where it names a logger's setter), all where ``used``
+    is None."""
     modules = sys.modules
     return {name: probe() for name, (module, bound, probe) in _PROBES.items()
-            if module in modules and (not bound or module in used)}
+            if module in modules and (not bound or used is None or module in used)}
+
+
+def names_logger_setter(names: Container[str]) -> bool:
+    """Return True when code that uses ``names`` names a setter of a logger's level, handlers or propagation."""
+    return names_setter(LOGGERS, names)
 
 
 def left_change(before: tuple[Entry, ...], after: tuple[Entry, ...]) -> str:
@@ -171,11 +212,32 @@ def left_change(before: tuple[Entry, ...], after: tuple[Entry, ...]) -> str:
                         if old != new), None)
         return f"sets {changed}={dict.get(_rc_names[0], changed)!r} in matplotlib.rcParams" if changed else \
             "changes matplotlib.rcParams"
+    if call == "logging.getLogger":
+        return _logger_change(option, was.get((call, option), _DEFAULT_LOGGER),
+                              now.get((call, option), _DEFAULT_LOGGER))
     if call == "sys.path":
         added, removed = _added(was.get((call, option), ()), value or ())
         return f"adds {added[0]!r} to sys.path" if added else \
             f"removes {removed[0]!r} from sys.path" if removed else "reorders sys.path"
     return f"sets {option}={value!r} with {call}"
+
+
+def _logger_change(name: str, before: tuple[Any, ...], after: tuple[Any, ...]) -> str:
+    """Return how a logger's state changed, in words (``sets level=10 on the logger 'train' (setLevel)``)."""
+    logger = f"the logger {name!r}" if name else "the root logger"
+    level, propagate, disabled, handlers = after
+    if level != before[0]:
+        return f"sets level={level!r} on {logger} (setLevel)"
+    if propagate != before[1]:
+        return f"sets propagate={propagate!r} on {logger}"
+    if disabled != before[2]:
+        return f"sets disabled={disabled!r} on {logger} (logging.config disables the loggers it does not name)"
+    added, removed = _added(before[3], handlers)
+    if added:
+        return f"adds the handler {added[0]!r} to {logger} (addHandler, logging.basicConfig)"
+    if removed:
+        return f"removes the handler {removed[0]!r} from {logger} (removeHandler)"
+    return f"reorders the handlers of {logger}"
 
 
 def _filters_change(before: tuple[Any, ...], after: tuple[Any, ...]) -> str:

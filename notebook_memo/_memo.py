@@ -73,6 +73,7 @@ from ._explain import (
 from ._fills import FillNotes, same_but_filled, unchanged_since_filled
 from ._fingerprint import own_fingerprint
 from ._inventory import delete_results, human_bytes, is_marker, owner
+from ._left_settings import names_logger_setter
 from ._notebook import current_notebook, owner_tag
 from ._replaced import READS
 from ._rules import rules_digest
@@ -1310,6 +1311,8 @@ class MemoizedFunction(Generic[R]):
         known = self._run_facts
         if known[0] is not deps:
             libraries = tuple(name for name in _PACKAGE_STATE if f"settings of {name}" in deps.parts)
+            if _conditions.function_reaches(self._fn, names_logger_setter):  # its loggers are read too
+                libraries = (*libraries, "logging")
             self._run_facts = known = (deps, _conditions.stats_files(self._fn), libraries)
         libraries = known[2]
         if "torch's settings" in call.extras or "decimal's settings" in call.extras:  # a tensor or Decimal met

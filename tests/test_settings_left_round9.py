@@ -1,0 +1,146 @@
+"""Process-wide settings a body leaves changed beyond those first compared: a named logger's level, handlers,
+propagation and disabling, and the root logger's handlers (logging.basicConfig, addHandler, removeHandler). A hit
+would not change them again, so such a run is not stored and one MemoWarning names the change; a body that puts
+them back, or only logs, stays cached. Real shells, and a real kernel restarted."""
+
+from __future__ import annotations
+
+import logging
+import textwrap
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from notebook_memo import MemoWarning, StorageWarning
+from tests.conftest import Counter, Shell, run_kernel
+
+NAME = "nbm.round9"  # the named logger these tests change
+
+
+def _said(shell: Shell, source: str) -> list[str]:
+    """Run a cell; return the warnings of ours it gave."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        shell.run(source)
+    return [str(w.message) for w in caught if issubclass(w.category, (MemoWarning, StorageWarning))]
+
+
+@pytest.fixture
+def loggers_restored() -> Iterator[logging.Handler]:
+    """The root logger with one handler of the test's (yielded), and it and the named logger as they were after."""
+    root, named = logging.getLogger(), logging.getLogger(NAME)
+    root_state = (root.level, list(root.handlers))
+    named_state = (named.level, named.propagate, named.disabled, list(named.handlers))
+    handler = logging.NullHandler()
+    root.handlers[:] = [handler]
+    yield handler
+    root.level, root.handlers[:] = root_state[0], root_state[1]
+    named.level, named.propagate, named.disabled, named.handlers[:] = named_state
+    logging.getLogger().setLevel(root_state[0])  # and the loggers' caches of their levels, cleared
+
+
+def _define(shell: Shell, counter: Counter, body: str) -> None:
+    shell.ip.user_ns.update(counter=counter, NAME=NAME, HANDLER=logging.NullHandler())
+    shell.run("""
+        import logging
+        from notebook_memo import memo
+
+        LOG = logging.getLogger(NAME)
+
+        def quiet():
+            logging.getLogger(NAME).setLevel(logging.ERROR)
+        """)
+    shell.run("@memo\ndef setup():\n    counter()\n" + textwrap.indent(body, "    ") + "\n    return 1")
+
+
+LEFT_BODIES = {
+    "named_level": ("logging.getLogger(NAME).setLevel(7)", f"level=7 on the logger '{NAME}'"),
+    "named_level_through_a_global": ("LOG.setLevel(8)", f"level=8 on the logger '{NAME}'"),
+    "named_level_in_a_helper": ("quiet()", f"level=40 on the logger '{NAME}'"),
+    "named_handler": ("LOG.addHandler(HANDLER)", f"adds the handler <NullHandler (NOTSET)> to the logger '{NAME}'"),
+    "named_propagate": ("logging.getLogger(NAME).propagate = False", f"propagate=False on the logger '{NAME}'"),
+    "named_disabled": ("logging.getLogger(NAME).disabled = True", f"disabled=True on the logger '{NAME}'"),
+    "root_handler_added": ("logging.getLogger().addHandler(HANDLER)", "adds the handler <NullHandler (NOTSET)> to "
+                           "the root logger"),
+    "root_handler_removed": ("logging.getLogger().removeHandler(OLD)",
+                             "removes the handler <NullHandler (NOTSET)> from the root logger"),
+    "basic_config": ('logging.getLogger().handlers.clear()\nlogging.basicConfig(format="%(message)s")',
+                     "adds the handler <StreamHandler"),
+}
+
+
+@pytest.mark.parametrize("body, said", LEFT_BODIES.values(), ids=LEFT_BODIES.keys())
+def test_a_body_that_leaves_a_logger_changed_is_not_cached(shell: Shell, counter: Counter,
+                                                           loggers_restored: logging.Handler, body: str,
+                                                           said: str) -> None:
+    shell.ip.user_ns["OLD"] = loggers_restored
+    _define(shell, counter, body)
+    warned = _said(shell, "setup()")
+    assert len(warned) == 1 and said in warned[0] and "not cached" in warned[0], warned
+    # Run again with the logger already as the first run left it: still not stored (a restarted kernel would be
+    # served it, with the logger as it was).
+    assert _said(shell, "setup()") == []
+    assert counter.n == 2
+
+
+KEPT_BODIES = {
+    "named_logger_logs": 'LOG.info("loading")\nLOG.warning("loaded")',
+    "named_logger_made": 'logging.getLogger(NAME + ".child").info("made by the call")',
+    "level_put_back": "level = LOG.level\nLOG.setLevel(7)\nLOG.setLevel(level)",
+    "handler_put_back": "LOG.addHandler(HANDLER)\ntry:\n    LOG.warning('x')\nfinally:\n    LOG.removeHandler(HANDLER)",
+}
+
+
+@pytest.mark.parametrize("body", KEPT_BODIES.values(), ids=KEPT_BODIES.keys())
+def test_a_body_that_leaves_its_loggers_as_they_were_is_cached(shell: Shell, counter: Counter,
+                                                               loggers_restored: logging.Handler, body: str) -> None:
+    _define(shell, counter, body)
+    assert _said(shell, "setup(); setup()") == []
+    assert counter.n == 1
+
+
+def test_a_body_whose_logging_call_adds_the_root_s_first_handler_is_cached(shell: Shell, counter: Counter,
+                                                                           loggers_restored: logging.Handler) -> None:
+    # logging.warning() gives a root logger with no handler the one basicConfig() makes: the next call would too
+    logging.getLogger().handlers.clear()
+    _define(shell, counter, 'logging.warning("loading")')
+    assert _said(shell, "setup(); setup()") == []
+    assert counter.n == 1
+
+
+def test_a_cell_that_leaves_a_logger_s_level_changed_is_not_cached(shell: Shell, counter: Counter,
+                                                                   loggers_restored: logging.Handler) -> None:
+    shell.ip.user_ns.update(counter=counter, NAME=NAME)
+    shell.run("%load_ext notebook_memo")
+    shell.run("import logging")
+    cell = "%%memo\ncounter()\nlogging.getLogger(NAME).setLevel(9)\nx = 1"
+    warned = _said(shell, cell)
+    assert len(warned) == 1 and f"level=9 on the logger '{NAME}'" in warned[0], warned
+    assert _said(shell, cell) == []
+    assert counter.n == 2
+
+
+LOGGERS_KERNEL = """
+    import logging
+    from notebook_memo import memo
+
+    @memo
+    def setup(level):
+        logging.getLogger("nbm.kernel").setLevel(level)
+        logging.basicConfig(format="%(name)s says %(message)s")
+        return level
+
+    setup(15)
+    setup(15)
+    OUT["level"] = logging.getLogger("nbm.kernel").level
+    OUT["formats"] = [h.formatter._fmt for h in logging.getLogger().handlers]
+    """
+
+
+def test_after_a_restart_a_body_still_configures_its_loggers(cache_dir: Path) -> None:
+    for seed in (1, 2):
+        out = run_kernel([LOGGERS_KERNEL], cache_dir, seed=seed)
+        assert out["level"] == 15 and out["formats"] == ["%(name)s says %(message)s"], out
+        assert sum("not cached" in w for w in out["_warnings"]) == 1, out["_warnings"]
