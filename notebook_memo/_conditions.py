@@ -260,7 +260,8 @@ def _settings(libraries: Collection[str] | None = None) -> dict[str, Any]:
     options, torch's grad mode, matplotlib's rcParams, see _left_settings), of those named only where
     ``libraries`` is given (named loggers where it holds "logging"), the process's own (warnings filters,
     sys.path...), and Python's limit on int-to-text digits. Not the recursion limit: every miss raises it for its
-    own frames while it runs, in whichever thread, so another thread's body would see it move."""
+    own frames while it runs, in whichever thread, so another thread's body would see it move (Recorder compares it
+    apart)."""
     names = _PACKAGE_STATE if libraries is None else libraries
     found: dict[str, Any] = {name: _PACKAGE_STATE[name]() for name in names
                              if name in sys.modules and name in _PACKAGE_STATE}
@@ -271,6 +272,10 @@ def _settings(libraries: Collection[str] | None = None) -> dict[str, Any]:
     if limit is not None:
         found[_INT_DIGITS] = str(limit())
     return found
+
+
+def _names_recursion_setter(names: frozenset[str]) -> bool:
+    return "setrecursionlimit" in names
 
 
 def _pandas_other_options() -> str:
@@ -390,6 +395,8 @@ class Recorder:
         self.libraries = None if libraries is None else tuple(libraries)
         self.settings = _settings(self.libraries)
         self.modules = len(sys.modules)  # as the settings were read: ours loaded since are read again (recording)
+        # Read apart from them, once, before any miss of ours raises it for its frames (see process_change).
+        self.recursion_limit = sys.getrecursionlimit()
         # Whether the body's run imported modules, whose code may set them: counted while it runs (recording), not
         # around our own work before and after it (reading the random states loads numpy's on first use)
         self.imported = False
@@ -525,11 +532,11 @@ class Recorder:
             self.links[(kind, path)] = lead(kind, path)
 
     def process_change(self) -> str | None:
-        """Return how the run changed the environment, the current folder or a library's process-wide settings,
-        or assigned a memo.cached_property value, which a hit would not do again, in words (``sets the environment
-        variable 'MODE', ...``); None when it left them as it found them, "" when a setting changed in a run that
-        also imported modules (whose code, run by the import, may have made the change: not the body's, so not
-        said, but not stored either)."""
+        """Return how the run changed the environment, the current folder, a library's process-wide settings or the
+        recursion limit, or assigned a memo.cached_property value, which a hit would not do again, in words (``sets
+        the environment variable 'MODE', ...``); None when it left them as it found them, "" when a setting changed
+        in a run that also imported modules (whose code, run by the import, may have made the change: not the
+        body's, so not said, but not stored either)."""
         if self.assigned:
             return f"assigned {self.assigned}, which a hit could not do again"
         # A variable a module set as the body imported it (scikit-learn's KMP_DUPLICATE_LIB_OK) is set again
@@ -575,6 +582,12 @@ class Recorder:
             elif changed:
                 name = changed[0]
                 return f"{_setting_change(name, settings[name], now_settings.get(name, ''))}, which a hit would not do"
+        limit = sys.getrecursionlimit()
+        # Each miss raises the limit for its own frames while it runs, and puts it back as it ends: a miss of
+        # another thread may be between the two now, so the limit is compared only where none ran meanwhile.
+        if limit != self.recursion_limit and not self.overlapped and (
+                not self.imported or (self.code is not None and self.code(_names_recursion_setter))):
+            return f"sets the recursion limit to {limit} (sys.setrecursionlimit), which a hit would not do"
         for label, connection, then in self.global_connections:
             change = _connection_change(label, then, connection_settings(connection))
             if change is not None:

@@ -1,12 +1,15 @@
 """Process-wide settings a body leaves changed beyond those first compared: a named logger's level, handlers,
-propagation and disabling, and the root logger's handlers (logging.basicConfig, addHandler, removeHandler). A hit
-would not change them again, so such a run is not stored and one MemoWarning names the change; a body that puts
-them back, or only logs, stays cached. Real shells, and a real kernel restarted."""
+propagation and disabling, the root logger's handlers (logging.basicConfig, addHandler, removeHandler), and the
+recursion limit. A hit would not change them again, so such a run is not stored and one MemoWarning names the
+change; a body that puts them back, or only logs, stays cached, and misses running in two threads at once are no
+change of the limit. Real shells, and a real kernel restarted."""
 
 from __future__ import annotations
 
 import logging
+import sys
 import textwrap
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -120,6 +123,71 @@ def test_a_cell_that_leaves_a_logger_s_level_changed_is_not_cached(shell: Shell,
     assert len(warned) == 1 and f"level=9 on the logger '{NAME}'" in warned[0], warned
     assert _said(shell, cell) == []
     assert counter.n == 2
+
+
+# -- the recursion limit ---------------------------------------------------------------------------------------
+
+@pytest.fixture
+def limit_restored() -> Iterator[int]:
+    """The recursion limit (yielded), as it was after the test."""
+    limit = sys.getrecursionlimit()
+    yield limit
+    sys.setrecursionlimit(limit)
+
+
+def test_a_body_that_leaves_the_recursion_limit_raised_is_not_cached(shell: Shell, counter: Counter,
+                                                                     limit_restored: int) -> None:
+    shell.ip.user_ns.update(counter=counter, LIMIT=limit_restored + 777)
+    shell.run("import sys\nfrom notebook_memo import memo\n"
+              "@memo\ndef setup():\n    counter()\n    sys.setrecursionlimit(LIMIT)\n    return 1")
+    warned = _said(shell, "setup()")
+    assert len(warned) == 1 and f"recursion limit to {limit_restored + 777}" in warned[0], warned
+    assert _said(shell, "setup()") == []
+    assert counter.n == 2
+
+
+class Meeting:
+    """Orders two threads' bodies, outside every cache key: the first is in its body before the second starts, and
+    both are in their bodies together; the first leaves first."""
+
+    def __init__(self) -> None:
+        self.first_in, self.second_out = threading.Event(), threading.Event()
+        self.barrier = threading.Barrier(2, timeout=60)
+
+    def meet(self, x: int) -> None:
+        if x == 1:
+            self.first_in.set()
+        self.barrier.wait()
+        if x == 2:
+            self.second_out.wait(60)
+
+    def __memo_key__(self) -> str:
+        return "meeting"
+
+
+def test_misses_running_in_two_threads_at_once_leave_no_recursion_limit_change(shell: Shell, counter: Counter,
+                                                                               limit_restored: int) -> None:
+    # Each raises the limit for its own frames while it runs; the first, leaving first, finds the second's raise
+    # on top of its own and leaves both: it must not take that for a change of its body's.
+    meeting = Meeting()
+    shell.ip.user_ns.update(counter=counter, meeting=meeting)
+    shell.run("""
+        import threading
+        from notebook_memo import memo
+
+        @memo
+        def work(x):
+            counter()
+            meeting.meet(x)
+            return x * 2
+
+        first, second = (threading.Thread(target=work, args=(x,)) for x in (1, 2))
+        """)
+    cell = "first.start(); meeting.first_in.wait(60); second.start(); first.join(); meeting.second_out.set()\n" \
+           "second.join()"
+    assert _said(shell, cell) == []
+    assert _said(shell, "work(1), work(2)") == []
+    assert counter.n == 2 and shell.run("work.cache_info().hits") == 2
 
 
 LOGGERS_KERNEL = """
