@@ -1,10 +1,12 @@
 """Process-wide settings that no key holds but that change what later code does: display options, floating-point
-error handling, grad mode, plotting defaults, warnings filters, loggers' levels and handlers, the import path. Read
+error handling, grad mode, plotting defaults, warnings filters, loggers' levels and handlers, the import path, the
+file mode mask. Read
 before and after a miss, never on a hit: a body that leaves one changed makes a state a hit would not make again."""
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable, Container
 from typing import Any
@@ -23,6 +25,7 @@ LOGGING = "the root logger's level and handlers"
 LOGGERS = "named loggers' levels, handlers and propagation"
 IMPORT_PATH = "sys.path"
 SOCKET = "socket's default timeout"
+UMASK = "the file mode mask"
 
 # rcParams entries matplotlib sets itself: the backend is resolved by the first figure made.
 _RC_SKIPPED = frozenset({"backend"})
@@ -143,6 +146,26 @@ def _socket() -> tuple[Entry, ...]:
     return ((("socket.setdefaulttimeout", "timeout"), _read(sys.modules["socket"].getdefaulttimeout)),)
 
 
+def _umask() -> tuple[Entry, ...]:
+    # Read by setting it, to the mask last read: a file another thread makes in between gets the mask it would get
+    # anyway, unless the mask changed since.
+    guess = _mask[0]
+    mask = os.umask(guess)
+    if mask != guess:
+        os.umask(mask)
+        _mask[0] = mask
+    return ((("os.umask", "mask"), mask),)
+
+
+def _first_mask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_mask = [_first_mask()]  # the file mode mask last read: read as this module loads, before a body's threads run
+
+
 # Per setting: the module that must be loaded for it to be read, and whether it is read only where the code uses that
 # library (its options are set through its own functions) or wherever it is loaded (set through any library's code,
 # or where the code's libraries are not resolved).
@@ -150,7 +173,7 @@ _PROBES: dict[str, tuple[str, bool, Callable[[], tuple[Entry, ...]]]] = {
     NUMPY: ("numpy", True, _numpy), TORCH: ("torch", True, _torch), MATPLOTLIB: ("matplotlib", False, _matplotlib),
     WARNINGS: ("warnings", False, _warnings), LOGGING: ("logging", False, _logging),
     LOGGERS: ("logging", True, _loggers),
-    IMPORT_PATH: ("sys", False, _import_path), SOCKET: ("socket", False, _socket),
+    IMPORT_PATH: ("sys", False, _import_path), SOCKET: ("socket", False, _socket), UMASK: ("os", False, _umask),
 }
 
 
@@ -174,6 +197,7 @@ _SETTERS: dict[str, tuple[tuple[str, ...], ...]] = {
     LOGGERS: (("setLevel",), *_LOGGER_SETTERS),
     IMPORT_PATH: (("sys", "path"),),
     SOCKET: (("setdefaulttimeout",),),
+    UMASK: (("umask",),),
 }
 
 
@@ -215,6 +239,9 @@ def left_change(before: tuple[Entry, ...], after: tuple[Entry, ...]) -> str:
     if call == "logging.getLogger":
         return _logger_change(option, was.get((call, option), _DEFAULT_LOGGER),
                               now.get((call, option), _DEFAULT_LOGGER))
+    if call == "os.umask":
+        return f"sets the file mode mask to {value:#o} with os.umask" if isinstance(value, int) else \
+            "changes the file mode mask (os.umask)"
     if call == "sys.path":
         added, removed = _added(was.get((call, option), ()), value or ())
         return f"adds {added[0]!r} to sys.path" if added else \

@@ -1,12 +1,13 @@
 """Process-wide settings a body leaves changed beyond those first compared: a named logger's level, handlers,
-propagation and disabling, the root logger's handlers (logging.basicConfig, addHandler, removeHandler), and the
-recursion limit. A hit would not change them again, so such a run is not stored and one MemoWarning names the
-change; a body that puts them back, or only logs, stays cached, and misses running in two threads at once are no
-change of the limit. Real shells, and a real kernel restarted."""
+propagation and disabling, the root logger's handlers (logging.basicConfig, addHandler, removeHandler), the
+recursion limit and the file mode mask (os.umask). A hit would not change them again, so such a run is not stored
+and one MemoWarning names the change; a body that puts them back, or only logs, stays cached, and misses running in
+two threads at once are no change of the limit. Real shells, and a real kernel restarted."""
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import textwrap
 import threading
@@ -188,6 +189,53 @@ def test_misses_running_in_two_threads_at_once_leave_no_recursion_limit_change(s
     assert _said(shell, cell) == []
     assert _said(shell, "work(1), work(2)") == []
     assert counter.n == 2 and shell.run("work.cache_info().hits") == 2
+
+
+# -- the file mode mask -----------------------------------------------------------------------------------------
+
+@pytest.fixture
+def mask_restored() -> Iterator[int]:
+    """The file mode mask (yielded), as it was after the test."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    yield mask
+    os.umask(mask)
+
+
+def test_a_body_that_leaves_the_file_mode_mask_changed_is_not_cached(shell: Shell, counter: Counter,
+                                                                     mask_restored: int, tmp_path: Path) -> None:
+    shell.ip.user_ns.update(counter=counter, FILE=str(tmp_path / "made.txt"))
+    shell.run("import os\nfrom notebook_memo import memo\n"
+              "@memo\ndef setup():\n    counter()\n    os.umask(0o077)\n    return 1")
+    warned = _said(shell, "setup()")
+    assert len(warned) == 1 and "file mode mask to 0o77" in warned[0], warned
+    assert _said(shell, "setup()") == []
+    assert counter.n == 2
+    # The mask our reading of it sets and puts back is the one the body left: a file made now gets it.
+    shell.run("open(FILE, 'w').close()")
+    assert os.stat(tmp_path / "made.txt").st_mode & 0o777 == 0o600
+
+
+def test_a_body_that_puts_the_file_mode_mask_back_is_cached(shell: Shell, counter: Counter,
+                                                             mask_restored: int, tmp_path: Path) -> None:
+    shell.ip.user_ns.update(counter=counter, FILE=str(tmp_path / "private.txt"))
+    shell.run("""
+        import os
+        from notebook_memo import memo
+
+        @memo
+        def write():
+            counter()
+            old = os.umask(0o077)
+            try:
+                with open(FILE, "w") as f:
+                    f.write("secret")
+            finally:
+                os.umask(old)
+            return 1
+        """)
+    assert _said(shell, "write(); write()") == []
+    assert counter.n == 1 and os.umask(mask_restored) == mask_restored
 
 
 LOGGERS_KERNEL = """
