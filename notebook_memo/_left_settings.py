@@ -20,7 +20,7 @@ Entry = tuple[tuple[str, str], Any]
 NUMPY = "numpy's print options and error handling"
 TORCH = "torch's modes, print options and threads"
 MATPLOTLIB = "matplotlib's rcParams"
-WARNINGS = "warnings filters"
+WARNINGS = "warnings filters and warnings.showwarning"
 LOGGING = "the root logger's level and handlers"
 LOGGERS = "named loggers' levels, handlers and propagation"
 IMPORT_PATH = "sys.path"
@@ -102,7 +102,10 @@ _rc_names: list[Any] = [None, ()]  # the rcParams last read, and the names of it
 
 
 def _warnings() -> tuple[Entry, ...]:
-    return ((("warnings.filterwarnings", "filters"), tuple(getattr(sys.modules["warnings"], "filters", ()))),)
+    warnings = sys.modules["warnings"]
+    # And the function that shows them, which logging.captureWarnings replaces to send them to a logger.
+    return ((("warnings.filterwarnings", "filters"), tuple(getattr(warnings, "filters", ()))),
+            (("warnings.showwarning", "function"), getattr(warnings, "showwarning", None)))
 
 
 def _logging() -> tuple[Entry, ...]:
@@ -192,7 +195,8 @@ _SETTERS: dict[str, tuple[tuple[str, ...], ...]] = {
             ("set_num_threads",), ("set_autocast_enabled",), ("set_default_device",), ("set_printoptions",)),
     MATPLOTLIB: (("rcParams",), ("rc",), ("rcdefaults",), ("rc_file",), ("rc_file_defaults",), ("style", "use"),
                  ("set_theme",), ("set_style",), ("set_context",)),  # the last three: seaborn's
-    WARNINGS: (("filterwarnings",), ("simplefilter",), ("resetwarnings",), ("warnings", "filters")),
+    WARNINGS: (("filterwarnings",), ("simplefilter",), ("resetwarnings",), ("warnings", "filters"),
+               ("captureWarnings",), ("showwarning",)),
     LOGGING: (("basicConfig",), ("setLevel",), ("logging", "disable"), *_LOGGER_SETTERS),
     LOGGERS: (("setLevel",), *_LOGGER_SETTERS),
     IMPORT_PATH: (("sys", "path"),),
@@ -239,6 +243,8 @@ def left_change(before: tuple[Entry, ...], after: tuple[Entry, ...]) -> str:
     if call == "logging.getLogger":
         return _logger_change(option, was.get((call, option), _DEFAULT_LOGGER),
                               now.get((call, option), _DEFAULT_LOGGER))
+    if call == "warnings.showwarning":
+        return f"replaces warnings.showwarning with {getattr(value, '__qualname__', value)!r} (logging.captureWarnings)"
     if call == "os.umask":
         return f"sets the file mode mask to {value:#o} with os.umask" if isinstance(value, int) else \
             "changes the file mode mask (os.umask)"

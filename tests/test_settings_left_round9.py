@@ -1,8 +1,9 @@
 """Process-wide settings a body leaves changed beyond those first compared: a named logger's level, handlers,
 propagation and disabling, the root logger's handlers (logging.basicConfig, addHandler, removeHandler), the
-recursion limit and the file mode mask (os.umask). A hit would not change them again, so such a run is not stored
-and one MemoWarning names the change; a body that puts them back, or only logs, stays cached, and misses running in
-two threads at once are no change of the limit. Real shells, and a real kernel restarted."""
+function that shows warnings (logging.captureWarnings), the recursion limit and the file mode mask (os.umask). A
+hit would not change them again, so such a run is not stored and one MemoWarning names the change; a body that
+puts them back, or only logs, stays cached, and misses running in two threads at once are no change of the limit.
+Real shells, and a real kernel restarted."""
 
 from __future__ import annotations
 
@@ -124,6 +125,56 @@ def test_a_cell_that_leaves_a_logger_s_level_changed_is_not_cached(shell: Shell,
     assert len(warned) == 1 and f"level=9 on the logger '{NAME}'" in warned[0], warned
     assert _said(shell, cell) == []
     assert counter.n == 2
+
+
+# -- warnings sent to logging ----------------------------------------------------------------------------------
+
+@pytest.fixture
+def showwarning_restored() -> Iterator[None]:
+    """warnings.showwarning as it was, after the test (logging.captureWarnings replaces it)."""
+    shown = warnings.showwarning
+    yield
+    logging.captureWarnings(False)
+    warnings.showwarning = shown
+
+
+class Kept(logging.Handler):
+    """Keeps the messages of the records it handles."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_a_body_that_sends_warnings_to_logging_is_not_cached(shell: Shell, counter: Counter,
+                                                             showwarning_restored: None) -> None:
+    kept = Kept()
+    logging.getLogger("py.warnings").addHandler(kept)  # where the warning about it goes, once the body ran
+    try:
+        shell.ip.user_ns.update(counter=counter)
+        shell.run("import logging\nfrom notebook_memo import memo\n"
+                  "@memo\ndef setup():\n    counter()\n    logging.captureWarnings(True)\n    return 1")
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            shell.run("setup(); setup()")
+    finally:
+        logging.getLogger("py.warnings").removeHandler(kept)
+    said = [text for text in kept.messages if "MemoWarning" in text]
+    assert len(said) == 1 and "replaces warnings.showwarning" in said[0], kept.messages
+    assert counter.n == 2
+
+
+def test_a_body_that_sends_warnings_to_logging_and_back_is_cached(shell: Shell, counter: Counter,
+                                                                  showwarning_restored: None) -> None:
+    shell.ip.user_ns.update(counter=counter)
+    shell.run("import logging\nfrom notebook_memo import memo\n"
+              "@memo\ndef setup():\n    counter()\n    logging.captureWarnings(True)\n"
+              "    logging.captureWarnings(False)\n    return 1")
+    assert _said(shell, "setup(); setup()") == []
+    assert counter.n == 1
 
 
 # -- the recursion limit ---------------------------------------------------------------------------------------
