@@ -110,13 +110,18 @@ def _warnings() -> tuple[Entry, ...]:
 
 def _logging() -> tuple[Entry, ...]:
     root = logging.root
-    handlers = tuple(root.handlers)
-    if len(handlers) == 1 and _is_implicit(handlers[0]):
+    handlers = tuple(map(_handler, root.handlers))
+    if len(handlers) == 1 and _is_implicit(root.handlers[0]):
         # logging.info() and its kind add this one to a root logger that has none, on first use: any later call
         # adds it again, so it is no setting of the body's.
         handlers = ()
     return ((("logging.getLogger", ""), (root.level, True, False, handlers)),
             (("logging.disable", "level"), root.manager.disable))
+
+
+def _handler(handler: logging.Handler) -> tuple[logging.Handler, int, Any]:
+    """Return a handler, its level and its formatter: what decides which records it shows, and how."""
+    return handler, handler.level, handler.formatter
 
 
 def _is_implicit(handler: logging.Handler) -> bool:
@@ -132,12 +137,13 @@ def _loggers() -> tuple[Entry, ...]:
     # only where the code names a logger's setter: some 150 loggers once torch is loaded, too many to read twice on
     # every miss.
     return tuple((("logging.getLogger", logger.name), (logger.level, logger.propagate, logger.disabled,
-                                                       tuple(logger.handlers)))
+                                                       tuple(map(_handler, logger.handlers))))
                  for logger in list(dict.values(logging.root.manager.loggerDict)) if isinstance(logger, logging.Logger)
                  and (logger.level or logger.handlers or not logger.propagate or logger.disabled))
 
 
-# A logger as getLogger makes it: (its level, whether it propagates, whether it is disabled, its handlers).
+# A logger as getLogger makes it: (its level, whether it propagates, whether it is disabled, its handlers, each with
+# its level and formatter).
 _DEFAULT_LOGGER = (0, True, False, ())
 
 
@@ -180,10 +186,10 @@ _PROBES: dict[str, tuple[str, bool, Callable[[], tuple[Entry, ...]]]] = {
 }
 
 
-# The names through which code changes a logger besides its level: its handlers, whether it propagates, whether it
-# is disabled (as logging.config disables the loggers it does not name).
-_LOGGER_SETTERS = (("addHandler",), ("removeHandler",), ("handlers",), ("propagate",), ("disabled",),
-                   ("dictConfig",), ("fileConfig",))
+# The names through which code changes a logger besides its level: its handlers (and theirs, and their formats),
+# whether it propagates, whether it is disabled (as logging.config disables the loggers it does not name).
+_LOGGER_SETTERS = (("addHandler",), ("removeHandler",), ("handlers",), ("setFormatter",), ("propagate",),
+                   ("disabled",), ("dictConfig",), ("fileConfig",))
 
 
 # Per setting, the names through which code sets it, each a group that one piece of code names whole
@@ -266,10 +272,14 @@ def _logger_change(name: str, before: tuple[Any, ...], after: tuple[Any, ...]) -
     if disabled != before[2]:
         return f"sets disabled={disabled!r} on {logger} (logging.config disables the loggers it does not name)"
     added, removed = _added(before[3], handlers)
+    kept = {id(entry[0]) for entry in removed}
+    changed = next((entry[0] for entry in added if id(entry[0]) in kept), None)
+    if changed is not None:
+        return f"sets the level or format of the handler {changed!r} of {logger} (setLevel, setFormatter)"
     if added:
-        return f"adds the handler {added[0]!r} to {logger} (addHandler, logging.basicConfig)"
+        return f"adds the handler {added[0][0]!r} to {logger} (addHandler, logging.basicConfig)"
     if removed:
-        return f"removes the handler {removed[0]!r} from {logger} (removeHandler)"
+        return f"removes the handler {removed[0][0]!r} from {logger} (removeHandler)"
     return f"reorders the handlers of {logger}"
 
 

@@ -1,9 +1,9 @@
 """Process-wide settings a body leaves changed beyond those first compared: a named logger's level, handlers,
-propagation and disabling, the root logger's handlers (logging.basicConfig, addHandler, removeHandler), the
-function that shows warnings (logging.captureWarnings), the recursion limit and the file mode mask (os.umask). A
-hit would not change them again, so such a run is not stored and one MemoWarning names the change; a body that
-puts them back, or only logs, stays cached, and misses running in two threads at once are no change of the limit.
-Real shells, and a real kernel restarted."""
+propagation and disabling, the root logger's handlers (logging.basicConfig, addHandler, removeHandler, a handler's
+level and format), the function that shows warnings (logging.captureWarnings), the recursion limit and the file
+mode mask (os.umask). A hit would not change them again, so such a run is not stored and one MemoWarning names the
+change; a body that puts them back, or only logs, stays cached, and misses running in two threads at once are no
+change of the limit. Real shells, and a real kernel restarted."""
 
 from __future__ import annotations
 
@@ -46,8 +46,9 @@ def loggers_restored() -> Iterator[logging.Handler]:
     logging.getLogger().setLevel(root_state[0])  # and the loggers' caches of their levels, cleared
 
 
-def _define(shell: Shell, counter: Counter, body: str) -> None:
-    shell.ip.user_ns.update(counter=counter, NAME=NAME, HANDLER=logging.NullHandler())
+def _define(shell: Shell, counter: Counter, body: str, old: logging.Handler) -> None:
+    """Define ``setup``, running ``body``; OLD is the root logger's handler, HANDLER another."""
+    shell.ip.user_ns.update(counter=counter, NAME=NAME, HANDLER=logging.NullHandler(), OLD=old)
     shell.run("""
         import logging
         from notebook_memo import memo
@@ -71,6 +72,10 @@ LEFT_BODIES = {
                            "the root logger"),
     "root_handler_removed": ("logging.getLogger().removeHandler(OLD)",
                              "removes the handler <NullHandler (NOTSET)> from the root logger"),
+    "root_handler_level": ("OLD.setLevel(logging.ERROR)", "sets the level or format of the handler "
+                           "<NullHandler (ERROR)> of the root logger"),
+    "root_handler_format": ('OLD.setFormatter(logging.Formatter("%(message)s"))', "the level or format of the "
+                            "handler <NullHandler (NOTSET)> of the root logger"),
     "basic_config": ('logging.getLogger().handlers.clear()\nlogging.basicConfig(format="%(message)s")',
                      "adds the handler <StreamHandler"),
 }
@@ -80,8 +85,7 @@ LEFT_BODIES = {
 def test_a_body_that_leaves_a_logger_changed_is_not_cached(shell: Shell, counter: Counter,
                                                            loggers_restored: logging.Handler, body: str,
                                                            said: str) -> None:
-    shell.ip.user_ns["OLD"] = loggers_restored
-    _define(shell, counter, body)
+    _define(shell, counter, body, loggers_restored)
     warned = _said(shell, "setup()")
     assert len(warned) == 1 and said in warned[0] and "not cached" in warned[0], warned
     # Run again with the logger already as the first run left it: still not stored (a restarted kernel would be
@@ -94,6 +98,7 @@ KEPT_BODIES = {
     "named_logger_logs": 'LOG.info("loading")\nLOG.warning("loaded")',
     "named_logger_made": 'logging.getLogger(NAME + ".child").info("made by the call")',
     "level_put_back": "level = LOG.level\nLOG.setLevel(7)\nLOG.setLevel(level)",
+    "handler_level_put_back": "OLD.setLevel(logging.ERROR)\nOLD.setLevel(logging.NOTSET)",
     "handler_put_back": "LOG.addHandler(HANDLER)\ntry:\n    LOG.warning('x')\nfinally:\n    LOG.removeHandler(HANDLER)",
 }
 
@@ -101,7 +106,7 @@ KEPT_BODIES = {
 @pytest.mark.parametrize("body", KEPT_BODIES.values(), ids=KEPT_BODIES.keys())
 def test_a_body_that_leaves_its_loggers_as_they_were_is_cached(shell: Shell, counter: Counter,
                                                                loggers_restored: logging.Handler, body: str) -> None:
-    _define(shell, counter, body)
+    _define(shell, counter, body, loggers_restored)
     assert _said(shell, "setup(); setup()") == []
     assert counter.n == 1
 
@@ -110,7 +115,7 @@ def test_a_body_whose_logging_call_adds_the_root_s_first_handler_is_cached(shell
                                                                            loggers_restored: logging.Handler) -> None:
     # logging.warning() gives a root logger with no handler the one basicConfig() makes: the next call would too
     logging.getLogger().handlers.clear()
-    _define(shell, counter, 'logging.warning("loading")')
+    _define(shell, counter, 'logging.warning("loading")', loggers_restored)
     assert _said(shell, "setup(); setup()") == []
     assert counter.n == 1
 
