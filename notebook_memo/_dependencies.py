@@ -451,6 +451,32 @@ def _subclasses(cls: type) -> list[type]:
     return type.__subclasses__(cls)
 
 
+# A subclass listing that holds a class redefined by a cell run again (two subclasses of one name), as a full
+# collection left it, by class: each subclass weakly, with the reference count of each older one of a name. While
+# the listing and those counts stay the same, nothing released the older classes, and a collection would leave
+# them again; one is run only when either changed.
+_Lingering = tuple[tuple[weakref.ref[type], int], ...]
+_lingering: weakref.WeakKeyDictionary[type, _Lingering] = weakref.WeakKeyDictionary()
+
+
+def _lingering_of(found: list[type], names: list[str]) -> _Lingering:
+    """Return a listing's subclasses, weakly, each with its reference count where a later subclass has its name
+    (the listing is in the order they were made; 0 for the last of a name)."""
+    last = {name: index for index, name in enumerate(names)}
+    return tuple((weakref.ref(sub), sys.getrefcount(sub) if last[name] != index else 0)
+                 for index, (sub, name) in enumerate(zip(found, names)))
+
+
+def _collected_in_vain(klass: type, found: list[type], names: list[str]) -> bool:
+    """Return True when a collection already left ``klass``'s subclasses as ``found`` lists them, and nothing has
+    released the older classes of a name since."""
+    then = _lingering.get(klass)
+    if then is None or len(then) != len(found):
+        return False
+    now = _lingering_of(found, names)
+    return all(ref() is sub and count == held for (ref, count), (_, held), sub in zip(then, now, found))
+
+
 def _same_patches(then: _Patches, now: _Patches) -> bool:
     return now is then or (len(now) == len(then) and all(a == b and x is y for (a, x), (b, y) in zip(now, then)))
 
@@ -1294,14 +1320,17 @@ class _Resolver:
         too), and watch the list: a subclass defined later resolves again."""
         found = _subclasses(klass)
         names = [qualified_name(sub) for sub in found]
-        if len(set(names)) < len(names):
+        if len(set(names)) < len(names) and not _collected_in_vain(klass, found, names):
             # A class redefined by a cell run again: the old one stays listed (weakly) until a collection finds it
             # unreferenced. Collected now (not held here meanwhile), so that neither the key nor the body, which
-            # runs next, counts it; one still referenced (by an instance) stays, for both.
+            # runs next, counts it; one still referenced (by an instance) stays, for both. Such a listing is
+            # remembered, so that a call finding it again, with nothing released, does not collect again.
             found = []
             gc.collect()
             found = _subclasses(klass)
             names = [qualified_name(sub) for sub in found]
+            if len(set(names)) < len(names):
+                _lingering[klass] = _lingering_of(found, names)
         self.watch.append(("subclasses", klass, found))
         self.deps.parts[f"{label}.<subclasses>"] = ("code", combine([name.encode() for name in names]))
         for index, sub in enumerate(found):
