@@ -467,6 +467,30 @@ def _lingering_of(found: list[type], names: list[str]) -> _Lingering:
                  for index, (sub, name) in enumerate(zip(found, names)))
 
 
+# The older subclasses of a name in a kept code state's subclass listings (see _held): the watch item's index, the
+# subclass's index in its listing, and the subclass's reference count.
+_Held = tuple[tuple[int, int, int], ...]
+
+
+def _held(watch: list[tuple[Any, ...]]) -> _Held:
+    """Return the older subclasses of a name that the subclass listings of ``watch`` hold, with their reference
+    counts: a kept code state holds such a class itself, so that only a change of its count (the instance that kept
+    it released) shows that a collection would now leave it out."""
+    lingering = []
+    for position, item in enumerate(watch):
+        if item[0] == "subclasses":
+            names = [qualified_name(sub) for sub in item[2]]
+            last = {name: index for index, name in enumerate(names)}
+            lingering += [(position, index, sys.getrefcount(item[2][index]))
+                          for index, name in enumerate(names) if last[name] != index]
+    return tuple(lingering)
+
+
+def _still_held(watch: list[tuple[Any, ...]], lingering: _Held) -> bool:
+    """Return True when the older subclasses of a name in ``watch`` are as many times referenced as they were."""
+    return all(sys.getrefcount(watch[position][2][index]) == count for position, index, count in lingering)
+
+
 def _collected_in_vain(klass: type, found: list[type], names: list[str]) -> bool:
     """Return True when a collection already left ``klass``'s subclasses as ``found`` lists them, and nothing has
     released the older classes of a name since."""
@@ -2634,14 +2658,23 @@ class CodeTracker:
         self.by_code = by_code  # every function by its code object: alike in a worker, which has no source
         self._watch: list[tuple[Any, ...]] | None = None
         self._state: CodeState | None = None
+        self._older: _Held = ()
 
     def unchanged(self) -> CodeState | None:
         """Return the last code state when nothing it came from changed (identity checks only, nothing
         hashed, so nothing met), else None."""
         watch = self._watch
-        if watch is not None and self._state is not None and _still_valid(watch):
-            return self._state
-        return None
+        if watch is None or self._state is None or not _still_valid(watch):
+            return None
+        if not _still_held(watch, self._older):
+            # An older class of a name released: each kept state holding one lets go of it, so that the collection
+            # before the next is keyed can find it unreferenced (two states would otherwise keep it for each other).
+            for tracker in list(_holding):
+                tracker._watch = tracker._state = None
+                tracker._older = ()
+            _holding.clear()
+            return None
+        return self._state
 
     def current(self) -> CodeState:
         """Return the code state now: cheap identity checks when nothing changed."""
@@ -2654,7 +2687,12 @@ class CodeTracker:
         resolver = _Resolver(self.track_versions, self.by_code)
         resolver.defer_members = True
         with _running(resolver):
-            return self._resolve(resolver)
+            state = self._resolve(resolver)
+        del resolver  # what it met is counted below as this state holds it, without the resolver's own lists
+        self._older = () if self._watch is None else _held(self._watch)
+        if self._older:
+            _holding.add(self)
+        return state
 
     def _owner_class(self, resolver: _Resolver, owner: type) -> frozenset[str]:
         """Resolve a method's class, keying the hash seed, process ids, host and user its members read only where
@@ -2718,6 +2756,10 @@ class CodeTracker:
         self._watch = None if resolver.volatile else resolver.watch
         return state
 
+
+
+# The trackers whose kept code state holds an older subclass of a name (see _held).
+_holding: weakref.WeakSet[CodeTracker] = weakref.WeakSet()
 
 
 def resolve_values(values: dict[str, Any], chains: dict[str, list[tuple[str, ...]]], missing: list[str],
