@@ -628,6 +628,7 @@ TEXT_READ = "read"  # a global a constant text reads: df.query("x > @limit") in 
 TEXT_GLOBAL = "global"  # the text is this global's value at run time: df.query(QUERY)
 TEXT_COMPUTED = "computed"  # a text computed at run time (name ""): what it reads is not known
 TEXT_AFTER = "after"  # a text after this global, not written out: followed where the global is no frame
+TEXT_PASSED = "passed"  # a global passed whole to any call: where it holds a text, its @names are read
 
 
 @functools.lru_cache(maxsize=8192)
@@ -646,6 +647,8 @@ def evaluated_reads(code: types.CodeType) -> tuple[EvaluatedRead, ...]:
             for name in _passed_marks(ins, k):
                 if name not in local:
                     found[(TEXT_READ, name, False, "")] = None
+            if _passed_global(ins, k, local):
+                found[(TEXT_PASSED, ins[k].argval, False, "")] = None
             call = _evaluating_call(ins, k)
             if call is None:
                 continue
@@ -695,6 +698,17 @@ def _passed_marks(ins: list[dis.Instruction], k: int) -> list[str]:
     if not (consumer.startswith("CALL") or consumer == "KW_NAMES") or _combined(ins, k):
         return []
     return marked_names(step.argval)
+
+
+def _passed_global(ins: list[dis.Instruction], k: int, local: set[str]) -> bool:
+    """Return True where ``ins[k]`` loads a global that is passed whole to a call, whichever call: where it holds a
+    text, a frame's query may be reached by a route the code does not spell (``BOX.q(TEXT)`` for a method of the
+    user's passing it on, ``STORE.mod.QUERY(TEXT)``, ``OPS["q"](TEXT)``), as for a constant text."""
+    step = ins[k]
+    if step.opname not in _LOAD_GLOBAL_OPS or not isinstance(step.argval, str) or step.argval in local:
+        return False
+    consumer, _ = _consumer(ins, k)
+    return consumer.startswith("CALL") or consumer == "KW_NAMES"
 
 
 def _evaluating_call(ins: list[dis.Instruction], k: int) -> tuple[bool, str, int] | None:

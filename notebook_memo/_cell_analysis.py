@@ -291,9 +291,12 @@ class _Scope(ast.NodeVisitor):
                 self.read(name)
         # A constant text's @names, whichever call it is passed to: a frame's query may be reached by a route the
         # call's spelling does not show (mod.QUERY(text), pd.DataFrame.query(df, text), partial(df.query, text)).
+        # So are those of a text a notebook variable passed whole holds (BOX.q(TEXT), STORE.mod.QUERY(TEXT)).
         for arg in [*node.args, *(k.value for k in node.keywords)]:
-            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
-                for name in marked_names(arg.value):
+            passed: Any = arg.value if isinstance(arg, ast.Constant) else \
+                self.resolver.held(arg) if isinstance(arg, ast.Name) else None
+            if isinstance(passed, str):
+                for name in marked_names(passed):
                     self.read(name)
 
     def visit_Global(self, node: ast.Global) -> None:

@@ -49,6 +49,7 @@ from ._bytecode import (
     TEXT_AFTER,
     TEXT_COMPUTED,
     TEXT_GLOBAL,
+    TEXT_PASSED,
     WHOLE,
     attribute_stores,
     called_before,
@@ -73,6 +74,7 @@ from ._evaluated import (
     evaluates_text,
     held_attribute,
     is_frame,
+    marked_names,
     names_read,
     namespace_reader,
     partial_evaluator,
@@ -756,6 +758,10 @@ class _Resolver:
                 if not isinstance(text, str):
                     continue  # not a text: session.query(User)
                 names.update(dict.fromkeys(names_read(text, every)))
+            elif kind == TEXT_PASSED:
+                text = namespace.get(name, _MISSING)  # watched, and keyed, as a global the code reads
+                if isinstance(text, str):
+                    names.update(dict.fromkeys(marked_names(text)))
             elif kind == TEXT_COMPUTED:
                 self.deps.skipped[f"{owner}: .query(...)"] = (
                     "it evaluates a text computed at run time (df.query, df.eval, pd.eval), whose names it looks "

@@ -1,0 +1,124 @@
+"""Texts a frame's ``query``/``eval`` evaluates against the caller's names, reached by routes the calling code
+does not spell: a method of the user's own class passing its text on (``BOX.q(text)``, ``self.q(text)``), deeper
+attribute chains (``STORE.frames.main.query``, ``STORE.mod.QUERY``), and a bound query, a partial or a lambda kept
+in a container (``OPS["big"]()``). A written-out text's ``@names`` are keyed wherever it is passed, and so are those
+of a text a global holds when it is passed whole to a call, in ``@memo`` functions and ``%%memo`` cells alike.
+Guards: a text without ``@`` and a body passing its values as arguments stay cached and quiet.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+from notebook_memo import MemoWarning
+from tests.conftest import RUNS_SETUP, Shell
+
+FRAMES = """
+import functools
+import types
+import pandas as pd
+from notebook_memo import memo
+DF = pd.DataFrame({'a': [1, 2, 3, 4]})
+class Box:
+    def __init__(self, df):
+        self.df = df
+    def q(self, text):
+        return self.df.query(text)
+BOX = Box(DF)
+STORE = types.SimpleNamespace(frames=types.SimpleNamespace(main=DF), mod=types.SimpleNamespace(QUERY=DF.query),
+                              box=BOX)
+OPS = {"big": functools.partial(DF.query, "a > @T"), "lam": lambda: DF.query("a > @T")}
+HOLD = {"q": DF.query, "box": BOX}
+TEXT = "a > @T"
+T = 1
+"""
+
+# Routes that already keyed @T when the text is written out in the call (3 rows for T = 1, 1 for T = 3).
+WRITTEN = {
+    "a method of the user's class": 'len(BOX.q("a > @T"))',
+    "the method by keyword": 'len(BOX.q(text="a > @T"))',
+    "an attribute chain": 'len(STORE.frames.main.query("a > @T"))',
+    "a method through a chain": 'len(STORE.box.q("a > @T"))',
+    "getattr": 'len(getattr(DF, "query")("a > @T"))',
+    "a partial in a dict": 'len(OPS["big"]())',
+    "a lambda in a dict": 'len(OPS["lam"]())',
+}
+
+# The same routes, the text held by a global and passed whole: its @T was keyed by none of them.
+HELD = {
+    "a method of the user's class": "len(BOX.q(TEXT))",
+    "the method by keyword": "len(BOX.q(text=TEXT))",
+    "a frame's query under another name, through a chain": "len(STORE.mod.QUERY(TEXT))",
+    "a method through a chain": "len(STORE.box.q(TEXT))",
+    "a bound query in a dict": 'len(HOLD["q"](TEXT))',
+    "a method of an object in a dict": 'len(HOLD["box"].q(TEXT))',
+}
+
+
+def _recomputes(shell: Shell, call: str) -> None:
+    shell.run(FRAMES + f"@memo\ndef rows():\n    return {call}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MemoWarning)
+        assert shell.run("rows() + rows()") == 6
+        shell.run("T = 3")
+        assert shell.run("rows()") == 1
+    assert shell.run("rows.misses") == 2
+
+
+def _runs_again(shell: Shell, call: str) -> None:
+    shell.run("%load_ext notebook_memo\n" + FRAMES + RUNS_SETUP)
+    cell = f"%%memo\nran('cell')\nn = {call}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MemoWarning)
+        shell.run(cell)
+        shell.run(cell)
+        assert shell["RUNS"] == {"cell": 1}
+        shell.run("T = 3")
+        shell.run(cell)
+    assert (shell["n"], shell["RUNS"]) == (1, {"cell": 2})
+
+
+@pytest.mark.parametrize("how", sorted(WRITTEN))
+def test_a_memo_function_passing_a_written_out_text_by_another_route_recomputes(shell: Shell, how: str) -> None:
+    _recomputes(shell, WRITTEN[how])
+
+
+@pytest.mark.parametrize("how", sorted(WRITTEN))
+def test_a_cell_passing_a_written_out_text_by_another_route_runs_again(shell: Shell, how: str) -> None:
+    _runs_again(shell, WRITTEN[how])
+
+
+@pytest.mark.parametrize("how", sorted(HELD))
+def test_a_memo_function_passing_a_global_text_by_another_route_recomputes(shell: Shell, how: str) -> None:
+    _recomputes(shell, HELD[how])
+
+
+@pytest.mark.parametrize("how", sorted(HELD))
+def test_a_cell_passing_a_global_text_by_another_route_runs_again(shell: Shell, how: str) -> None:
+    _runs_again(shell, HELD[how])
+
+
+def test_a_memoized_method_passing_a_text_to_its_own_query_wrapper_recomputes(shell: Shell) -> None:
+    shell.run(FRAMES + "class Rows(Box):\n    @memo\n    def rows(self):\n        return len(self.q('a > @T'))\n"
+              "ROWS = Rows(DF)")
+    assert shell.run("ROWS.rows() + ROWS.rows()") == 6
+    shell.run("T = 3")
+    assert shell.run("ROWS.rows()") == 1
+
+
+def test_a_text_without_at_names_and_values_passed_as_arguments_stay_cached_and_quiet(shell: Shell) -> None:
+    """Guard: a global text naming no @variable, and a body passing its values as arguments, read nothing of the
+    caller's names: nothing is added, nothing warns, and changing an unrelated global keeps the hits."""
+    shell.run("%load_ext notebook_memo\n" + FRAMES + RUNS_SETUP + "PLAIN = 'a > 1'\nMAIL = 'me@host'")
+    shell.run("@memo\ndef rows(limit):\n    return len(BOX.q(PLAIN)) + len(DF.query('a > @limit')) + len(MAIL)")
+    cell = "%%memo\nran('cell')\nn = len(BOX.q(PLAIN)) + len(STORE.mod.QUERY(PLAIN)) + len(MAIL)"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MemoWarning)
+        assert shell.run("rows(2) + rows(2)") == 2 * (3 + 2 + 7)
+        shell.run(cell)
+        shell.run("T = 3")
+        assert shell.run("rows(2)") == 12
+        shell.run(cell)
+    assert (shell.run("rows.misses"), shell["n"], shell["RUNS"]) == (1, 3 + 3 + 7, {"cell": 1})
