@@ -11,7 +11,16 @@ import types
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
-from ._evaluated import AT_NAMES, evaluates_text, marked_names, names_read
+from ._evaluated import (
+    AT_NAMES,
+    derives_from_frame,
+    evaluates_text,
+    frame_code,
+    held_attribute,
+    marked_names,
+    names_read,
+    receiver_evaluates,
+)
 
 __all__ = ()
 
@@ -709,6 +718,67 @@ def _passed_global(ins: list[dis.Instruction], k: int, local: set[str]) -> bool:
         return False
     consumer, _ = _consumer(ins, k)
     return consumer.startswith("CALL") or consumer == "KW_NAMES"
+
+
+def forwarded_evaluation(value: Any, holder: Any) -> bool | None:
+    """Return, for ``holder.name(text)`` with ``value`` what ``holder`` holds under that name (a method of the
+    user's class, as its class stores it or bound), whether it passes one of its parameters on whole as the text of
+    a frame's query or eval (False: the text's @names are read) or of pandas.eval (True: every name); None where it
+    passes none (``def q(self, text): return self.df.query(text)`` does, ``self.tree.query(points)`` does not)."""
+    if isinstance(value, (staticmethod, classmethod)):
+        holder, value = None, value.__func__
+    if isinstance(value, types.MethodType):
+        holder, value = value.__self__, value.__func__
+    if not isinstance(value, types.FunctionType):
+        return None
+    if isinstance(holder, (type, types.ModuleType)):
+        holder = None  # a function taken from a class or module: its first parameter is what the call passes
+    found = None
+    for path, attribute, every in _forwarding_calls(value.__code__):
+        if receiver_evaluates(value, holder, path, attribute):
+            if every:
+                return True
+            found = False
+    return found
+
+
+def passes_text_on(holder: Any, attribute: str) -> bool:
+    """Return False where ``holder.attribute`` is a function of the user's, held by an object or class deriving from no
+    data frame, that passes none of its parameters on as a text to evaluate (a method named ``query`` around a
+    KDTree's): what its own code evaluates is keyed with its class. True otherwise."""
+    found = held_attribute(holder, attribute)
+    if isinstance(found, (staticmethod, classmethod)):
+        found = found.__func__
+    if not isinstance(found, types.FunctionType) or frame_code(found) or derives_from_frame(holder):
+        return True
+    return forwarded_evaluation(found, holder) is not None
+
+
+@functools.lru_cache(maxsize=4096)
+def _forwarding_calls(code: types.CodeType) -> tuple[tuple[tuple[str, ...], str, bool], ...]:
+    """Return ``(receiver, method, every name read)`` for each call in ``code`` that evaluates one of its parameters,
+    passed whole, as a text: ``(("self", "df"), "query", False)`` for ``self.df.query(text)``."""
+    ins = [i for i in dis.get_instructions(code) if i.opname not in _PASSED_OVER]
+    parameters = set(code.co_varnames[:code.co_argcount + code.co_kwonlyargcount])
+    found: dict[tuple[tuple[str, ...], str, bool], None] = {}
+    for k in range(1, len(ins) - 1):
+        step, text = ins[k], ins[k + 1]
+        if step.opname not in _ATTR_OPS or text.opname not in _LOCAL_LOAD_OPS or text.argval not in parameters:
+            continue
+        consumer, _ = _consumer(ins, k + 1)
+        if not (consumer.startswith("CALL") or consumer == "KW_NAMES"):
+            continue  # combined with more (text + " and b > 0"): what the call receives is computed
+        chain: list[str] = []
+        j = k - 1
+        while j > 0 and ins[j].opname == "LOAD_ATTR":
+            chain.append(ins[j].argval)
+            j -= 1
+        if ins[j].opname not in _LOCAL_LOAD_OPS:
+            continue
+        every = evaluates_text(None if chain else ins[j].argval, step.argval)
+        if every is not None:
+            found[((ins[j].argval, *reversed(chain)), step.argval, every)] = None
+    return tuple(found)
 
 
 def _evaluating_call(ins: list[dis.Instruction], k: int) -> tuple[bool, str, int] | None:

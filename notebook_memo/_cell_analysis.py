@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._bytecode import forwarded_evaluation, passes_text_on
 from ._evaluated import (
     AT_NAMES,
     called_evaluates,
@@ -391,6 +392,7 @@ def evaluated_text(node: ast.Call, resolver: Resolver = _NOTHING) -> tuple[ast.e
     func = node.func
     every: bool | None = True
     args = node.args
+    forwarded = False  # its parameter, whatever its name, is the text: BOX.q(text=...)
     if not reads_every_name(*resolver.resolve(func)):
         every = None
         if isinstance(func, ast.Attribute):
@@ -399,7 +401,11 @@ def evaluated_text(node: ast.Call, resolver: Resolver = _NOTHING) -> tuple[ast.e
                 return None
             if every is None:  # MOD.QUERY(text): what the attribute holds may be a frame's query, or pandas.eval
                 owner = resolver.held(func.value)
-                every = None if owner is _MISSING else called_evaluates(held_attribute(owner, func.attr))
+                held = _MISSING if owner is _MISSING else held_attribute(owner, func.attr)
+                every = None if owner is _MISSING else called_evaluates(held)
+                if every is None and owner is not _MISSING:  # BOX.q(text): a method of the user's passing it on
+                    every = forwarded_evaluation(held, owner)
+                    forwarded = every is not None
         elif isinstance(func, ast.Name):
             every = called_evaluates(resolver.held(func))
         elif isinstance(func, ast.Call) and resolver.resolve(func.func)[0] is getattr and len(func.args) == 2:
@@ -416,7 +422,7 @@ def evaluated_text(node: ast.Call, resolver: Resolver = _NOTHING) -> tuple[ast.e
         args = args[1:]  # pd.DataFrame.query(DF, text): the frame first, its text after it
     if args:
         return args[0], every
-    named = [k.value for k in node.keywords if k.arg in ("expr", "ex")]
+    named = [k.value for k in node.keywords if k.arg in ("expr", "ex") or (forwarded and k.arg is not None)]
     unpacked = [k.value for k in node.keywords if k.arg is None]  # df.query(**options) may hold it
     texts = named or unpacked
     return (texts[0], every) if texts else None  # model.eval(): no text at all
@@ -452,7 +458,7 @@ def _may_evaluate_on(receiver: ast.expr, attribute: str, resolver: Resolver) -> 
     """Return False where what ``receiver`` names is known before the cell runs and its ``attribute`` evaluates
     no text (a KDTree's query); True otherwise (a DataFrame's, or not known)."""
     held = resolver.held(receiver)
-    return held is _MISSING or evaluates_on(held, attribute)
+    return held is _MISSING or (evaluates_on(held, attribute) and passes_text_on(held, attribute))
 
 
 def constant_text(node: ast.expr, every: bool) -> str | None:

@@ -54,6 +54,7 @@ from ._bytecode import (
     attribute_stores,
     called_before,
     evaluated_reads,
+    forwarded_evaluation,
     global_loads,
     global_references,
     global_stores,
@@ -62,6 +63,7 @@ from ._bytecode import (
     locale_formatting,
     loose_attributes,
     name_arguments,
+    passes_text_on,
     seeds_without_argument,
     spec_categories,
     text_pieces,
@@ -738,13 +740,18 @@ class _Resolver:
                 held = namespace.get(held_name, vars(builtins).get(held_name, _MISSING))
                 if dot and attribute not in AT_NAMES:
                     # MOD.QUERY(text), EV.ev(text): what the attribute holds is called; the code's analysis gave
-                    # each text both ways (its @names, every name), and the way of what it holds is kept
-                    if called_evaluates(held_attribute(held, attribute)) is not every:
+                    # each text both ways (its @names, every name), and the way of what it holds is kept. So is
+                    # that of a method of the user's passing its text on (BOX.q(text)), whose own code evaluates
+                    # it: its warning stays inside the class's digest, which keys an instance, and warns no one.
+                    found = held_attribute(held, attribute)
+                    evaluates = called_evaluates(found)
+                    if (forwarded_evaluation(found, held) if evaluates is None else evaluates) is not every:
                         continue
                     dot = ""
                 elif not dot and called_evaluates(held) is not False:
                     continue  # a global called by name that is no frame's query (QUERY = DF.query is)
-                if dot and held is not _MISSING and not evaluates_on(held, attribute):
+                if dot and held is not _MISSING and not (evaluates_on(held, attribute)
+                                                         and passes_text_on(held, attribute)):
                     continue  # a method that evaluates no text (a KDTree's query): the global is keyed as read
             if kind == TEXT_AFTER:
                 if is_frame(namespace.get(name)):
@@ -758,15 +765,15 @@ class _Resolver:
                 if not isinstance(text, str):
                     continue  # not a text: session.query(User)
                 names.update(dict.fromkeys(names_read(text, every)))
-            elif kind == TEXT_PASSED:
-                text = namespace.get(name, _MISSING)  # watched, and keyed, as a global the code reads
-                if isinstance(text, str):
-                    names.update(dict.fromkeys(marked_names(text)))
             elif kind == TEXT_COMPUTED:
                 self.deps.skipped[f"{owner}: .query(...)"] = (
                     "it evaluates a text computed at run time (df.query, df.eval, pd.eval), whose names it looks "
                     "up among its globals, so which ones it reads is not known; write the text out in the call, "
                     "or pass the values as arguments")
+            elif kind == TEXT_PASSED:
+                text = namespace.get(name, _MISSING)  # watched, and keyed, as a global the code reads
+                if isinstance(text, str):
+                    names.update(dict.fromkeys(marked_names(text)))
             else:
                 names[name] = None
         for name in names:

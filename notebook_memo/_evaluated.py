@@ -54,13 +54,32 @@ def evaluates_on(receiver: Any, attribute: str) -> bool:
     if isinstance(receiver, types.ModuleType):
         found = vars(receiver).get(attribute, _ABSENT)
         return reads_every_name(found) or (isinstance(found, types.MethodType) and _may_evaluate(found))
-    if _derives_from_frame(receiver):
+    if derives_from_frame(receiver):
         return True
     try:
         found = inspect.getattr_static(receiver, attribute)  # runs no descriptor and no __getattr__
     except AttributeError:
         return True
     return _may_evaluate(found)
+
+
+def receiver_evaluates(fn: types.FunctionType, holder: Any, path: tuple[str, ...], attribute: str) -> bool:
+    """Return False where ``path`` (a name and attributes) in the code of ``fn`` names an object known to evaluate
+    no text with its ``attribute`` (a KDTree's query); ``path``'s name is ``fn``'s first parameter, bound to
+    ``holder`` (``self.tree``) unless that is None, or one of its globals (``DF``). True where that is not known."""
+    code = fn.__code__
+    root, *chain = path
+    if code.co_argcount and root == code.co_varnames[0] and holder is not None:
+        found = holder
+    elif root in code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]:
+        return True  # another parameter: what it holds is not known
+    else:
+        found = fn.__globals__.get(root, vars(builtins).get(root, _ABSENT))
+    for name in chain:
+        if found is _ABSENT:
+            break
+        found = held_attribute(found, name)
+    return found is _ABSENT or evaluates_on(found, attribute)
 
 
 def called_evaluates(value: Any) -> bool | None:
@@ -117,13 +136,18 @@ def held_attribute(owner: Any, attribute: str) -> Any:
 def is_frame(value: Any) -> bool:
     """Return True for an instance of a class deriving from a frame library's (``pd.DataFrame.query(df, ...)``
     takes the frame first and its text after it)."""
-    return not isinstance(value, type) and _derives_from_frame(value)
+    return not isinstance(value, type) and derives_from_frame(value)
 
 
-def _derives_from_frame(value: Any) -> bool:
+def derives_from_frame(value: Any) -> bool:
     """Return True when ``value`` is, or is an instance of, a class deriving from one of the frame libraries'."""
     cls = value if isinstance(value, type) else type(value)
     return any(_frame_module(vars(klass).get("__module__")) for klass in cls.__mro__)
+
+
+def frame_code(fn: types.FunctionType) -> bool:
+    """Return True for a function whose code runs in a frame library's namespace (``pd.DataFrame.query``)."""
+    return _frame_module(fn.__globals__.get("__name__"))
 
 
 def _frame_module(name: Any) -> bool:
@@ -136,7 +160,7 @@ def _may_evaluate(found: Any) -> bool:
     if isinstance(found, (staticmethod, classmethod)):
         found = found.__func__
     if isinstance(found, types.MethodType):  # a bound method a class holds: Tools.query = DF.query
-        if _derives_from_frame(found.__self__):
+        if derives_from_frame(found.__self__):
             return True
         found = found.__func__
     if isinstance(found, types.FunctionType):  # judged by the namespace its code runs in, not by __module__

@@ -95,9 +95,25 @@ def test_a_memo_function_passing_a_global_text_by_another_route_recomputes(shell
     _recomputes(shell, HELD[how])
 
 
-@pytest.mark.parametrize("how", sorted(HELD))
-def test_a_cell_passing_a_global_text_by_another_route_runs_again(shell: Shell, how: str) -> None:
+UNSPELLED = ["a frame's query under another name, through a chain", "a method through a chain",
+             "a bound query in a dict", "a method of an object in a dict"]
+
+
+@pytest.mark.parametrize("how", UNSPELLED)
+def test_a_cell_passing_a_global_text_by_a_route_it_does_not_spell_runs_again(shell: Shell, how: str) -> None:
     _runs_again(shell, HELD[how])
+
+
+@pytest.mark.parametrize("how", sorted(set(HELD) - set(UNSPELLED)))
+def test_a_cell_passing_a_global_text_to_a_method_passing_it_on_runs_each_time(shell: Shell, how: str) -> None:
+    """As for a frame's query under another name (MOD.QUERY(TEXT)): a cell runs unstored, and says so."""
+    shell.run("%load_ext notebook_memo\n" + FRAMES + RUNS_SETUP)
+    cell = f"%%memo\nran('cell')\nn = {HELD[how]}"
+    with pytest.warns(MemoWarning, match=r"it passes BOX\.q\(\.\.\.\) a text computed at run time"):
+        shell.run(cell)
+    shell.run("T = 3")
+    shell.run(cell)
+    assert (shell["n"], shell["RUNS"]) == (1, {"cell": 2})
 
 
 def test_a_memoized_method_passing_a_text_to_its_own_query_wrapper_recomputes(shell: Shell) -> None:
@@ -113,7 +129,7 @@ def test_a_text_without_at_names_and_values_passed_as_arguments_stay_cached_and_
     caller's names: nothing is added, nothing warns, and changing an unrelated global keeps the hits."""
     shell.run("%load_ext notebook_memo\n" + FRAMES + RUNS_SETUP + "PLAIN = 'a > 1'\nMAIL = 'me@host'")
     shell.run("@memo\ndef rows(limit):\n    return len(BOX.q(PLAIN)) + len(DF.query('a > @limit')) + len(MAIL)")
-    cell = "%%memo\nran('cell')\nn = len(BOX.q(PLAIN)) + len(STORE.mod.QUERY(PLAIN)) + len(MAIL)"
+    cell = "%%memo\nran('cell')\nn = len(HOLD['q'](PLAIN)) + len(STORE.mod.QUERY(PLAIN)) + len(MAIL)"
     with warnings.catch_warnings():
         warnings.simplefilter("error", MemoWarning)
         assert shell.run("rows(2) + rows(2)") == 2 * (3 + 2 + 7)
@@ -122,3 +138,61 @@ def test_a_text_without_at_names_and_values_passed_as_arguments_stay_cached_and_
         assert shell.run("rows(2)") == 12
         shell.run(cell)
     assert (shell.run("rows.misses"), shell["n"], shell["RUNS"]) == (1, 3 + 3 + 7, {"cell": 1})
+
+
+# A method of the user's class passing its text on, given a text the call does not show: the function warns, the
+# cell runs each time (the method's own warning stayed inside the digest of its class, which keys the instance).
+FORWARDED = {
+    "a text made by a call": "len(BOX.q(make()))",
+    "an f-string of a name": 'len(BOX.q(f"a > @{NAME}"))',
+    "a text made by keyword": "len(BOX.q(text=make()))",
+}
+MADE = "\nNAME = 'T'\ndef make():\n    return 'a > @' + NAME\n"
+
+
+@pytest.mark.parametrize("how", ["an f-string of a name"])
+def test_a_memo_function_passing_a_computed_text_to_a_method_passing_it_on_warns(shell: Shell, how: str) -> None:
+    shell.run(FRAMES + MADE + f"@memo\ndef rows():\n    return {FORWARDED[how]}")
+    with pytest.warns(MemoWarning, match=r"'rows: \.query\(\.\.\.\)' cannot be hashed \(it evaluates a text computed"):
+        assert shell.run("rows()") == 3
+
+
+@pytest.mark.parametrize("how", sorted(FORWARDED))
+def test_a_cell_passing_a_computed_text_to_a_method_passing_it_on_runs_each_time(shell: Shell, how: str) -> None:
+    shell.run("%load_ext notebook_memo\n" + FRAMES + RUNS_SETUP + MADE)
+    cell = f"%%memo\nran('cell')\nn = {FORWARDED[how]}"
+    with pytest.warns(MemoWarning, match="a text computed at run time"):
+        shell.run(cell)
+    shell.run("T = 3")
+    shell.run(cell)
+    assert (shell["n"], shell["RUNS"]) == (1, {"cell": 2})
+
+
+def test_a_method_passing_its_text_on_to_pandas_eval_reads_every_name_of_a_global_text(shell: Shell) -> None:
+    """pandas.eval reads every name of its text, not only @names: through the user's method, T is keyed."""
+    shell.run(FRAMES + "class Calc:\n    def ev(self, expr):\n        return pd.eval(expr)\n"
+              "CALC = Calc()\nSUM = '4 - T'")
+    shell.run("@memo\ndef total():\n    return int(CALC.ev(SUM))")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MemoWarning)
+        assert shell.run("total() + total()") == 6
+        shell.run("T = 3")
+        assert shell.run("total()") == 1
+    assert shell.run("total.misses") == 2
+
+
+def test_a_method_passing_its_argument_to_a_trees_query_stays_quiet_and_cached(shell: Shell) -> None:
+    """Guard: a method of the user's passing its argument to a KDTree's query evaluates no text: a computed
+    argument warns nothing, and the function and the cell stay cached."""
+    shell.run("%load_ext notebook_memo\n" + FRAMES + RUNS_SETUP + "import numpy as np\n"
+              "from sklearn.neighbors import KDTree\n"
+              "class Near:\n    def __init__(self):\n        self.tree = KDTree(np.arange(20.0).reshape(10, 2))\n"
+              "    def query(self, pts):\n        return self.tree.query(pts, k=1)[1]\nNEAR = Near()")
+    shell.run("@memo\ndef near(n):\n    return NEAR.query(np.arange(2.0 * n).reshape(n, 2)).tolist()")
+    cell = "%%memo\nran('cell')\nj = NEAR.query(np.arange(4.0).reshape(2, 2))"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MemoWarning)
+        assert shell.run("near(2) == near(2) == [[0], [1]]")
+        shell.run(cell)
+        shell.run(cell)
+    assert (shell.run("near.misses"), shell["RUNS"]) == (1, {"cell": 1})
