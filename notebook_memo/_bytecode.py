@@ -637,6 +637,7 @@ TEXT_READ = "read"  # a global a constant text reads: df.query("x > @limit") in 
 TEXT_GLOBAL = "global"  # the text is this global's value at run time: df.query(QUERY)
 TEXT_COMPUTED = "computed"  # a text computed at run time (name ""): what it reads is not known
 TEXT_AFTER = "after"  # a text after this global, not written out: followed where the global is no frame
+TEXT_MADE = "made"  # a text made from this global (CFG.text, make()): computed, but where the global is a text
 TEXT_PASSED = "passed"  # a global passed whole to any call: where it holds a text, its @names are read
 
 
@@ -681,7 +682,8 @@ def _text_reads(ins: list[dis.Instruction], k: int, j: int, every: bool, owner: 
         return  # no text passed: model.eval()
     after = ins[j + 1].opname if j + 1 < len(ins) else ""
     if first.opname in _LOAD_GLOBAL_OPS and (after.startswith(("CALL", "LOAD_")) or after == "KW_NAMES"):
-        found[(TEXT_GLOBAL, first.argval, every, owner)] = None  # the global is the whole argument
+        # the global is the whole argument, or the text is made from it (TEXT.strip(), CFG.text, make())
+        found[(TEXT_GLOBAL if _passed_whole(ins, j) else TEXT_MADE, first.argval, every, owner)] = None
         if after.startswith("LOAD_") and not (after == "LOAD_CONST" and isinstance(ins[j + 1].argval, str)
                                               and not _combined(ins, j + 1)):
             # pd.DataFrame.query(DF, text): where the global holds a frame, the text comes after it
@@ -707,6 +709,18 @@ def _passed_marks(ins: list[dis.Instruction], k: int) -> list[str]:
     if not (consumer.startswith("CALL") or consumer == "KW_NAMES") or _combined(ins, k):
         return []
     return marked_names(step.argval)
+
+
+def _passed_whole(ins: list[dis.Instruction], j: int) -> bool:
+    """Return True where the global ``ins[j]`` loads is passed to a call as it is: not called itself (``make()``),
+    nor an attribute, item or operand of what is passed (``CFG.text``, ``TEXTS[0]``)."""
+    step = ins[j]
+    if sys.version_info >= (3, 11) and step.opname == "LOAD_GLOBAL" and (step.arg or 0) & 1:
+        return False  # a NULL pushed before it: the global is called
+    if j + 1 < len(ins) and ins[j + 1].opname == "CALL_FUNCTION" and ins[j + 1].arg == 0:
+        return False  # make() before 3.11
+    consumer, _ = _consumer(ins, j)
+    return consumer.startswith("CALL") or consumer == "KW_NAMES"
 
 
 def _passed_global(ins: list[dis.Instruction], k: int, local: set[str]) -> bool:

@@ -49,6 +49,7 @@ from ._bytecode import (
     TEXT_AFTER,
     TEXT_COMPUTED,
     TEXT_GLOBAL,
+    TEXT_MADE,
     TEXT_PASSED,
     WHOLE,
     attribute_stores,
@@ -765,7 +766,11 @@ class _Resolver:
                 if not isinstance(text, str):
                     continue  # not a text: session.query(User)
                 names.update(dict.fromkeys(names_read(text, every)))
-            elif kind == TEXT_COMPUTED:
+            elif kind == TEXT_MADE and isinstance(namespace.get(name), str):
+                names.update(dict.fromkeys(names_read(namespace[name], every)))  # TEXT.strip(): its names
+            elif kind == TEXT_MADE and not evaluator:
+                continue  # tree.query(X[:5]) on a local: as where the global is passed whole, no text is presumed
+            elif kind in (TEXT_COMPUTED, TEXT_MADE):
                 self.deps.skipped[f"{owner}: .query(...)"] = (
                     "it evaluates a text computed at run time (df.query, df.eval, pd.eval), whose names it looks "
                     "up among its globals, so which ones it reads is not known; write the text out in the call, "

@@ -150,7 +150,7 @@ FORWARDED = {
 MADE = "\nNAME = 'T'\ndef make():\n    return 'a > @' + NAME\n"
 
 
-@pytest.mark.parametrize("how", ["an f-string of a name"])
+@pytest.mark.parametrize("how", sorted(FORWARDED))
 def test_a_memo_function_passing_a_computed_text_to_a_method_passing_it_on_warns(shell: Shell, how: str) -> None:
     shell.run(FRAMES + MADE + f"@memo\ndef rows():\n    return {FORWARDED[how]}")
     with pytest.warns(MemoWarning, match=r"'rows: \.query\(\.\.\.\)' cannot be hashed \(it evaluates a text computed"):
@@ -196,3 +196,43 @@ def test_a_method_passing_its_argument_to_a_trees_query_stays_quiet_and_cached(s
         shell.run(cell)
         shell.run(cell)
     assert (shell.run("near.misses"), shell["RUNS"]) == (1, {"cell": 1})
+
+
+# A frame's query given a text made from a global (an attribute, an item, a call's result): computed, so the
+# function warns; the direct route was quiet and kept the first answer.
+MADE_FROM = {
+    "a call's result": "len(DF.query(make()))",
+    "an attribute": "len(DF.query(CFG.text))",
+    "an item": "len(DF.query(TEXTS[0]))",
+}
+
+
+@pytest.mark.parametrize("how", sorted(MADE_FROM))
+def test_a_memo_function_passing_a_frames_query_a_text_made_from_a_global_warns(shell: Shell, how: str) -> None:
+    shell.run(FRAMES + MADE + "CFG = types.SimpleNamespace(text='a > @T')\nTEXTS = ['a > @T']\n"
+              f"@memo\ndef rows():\n    return {MADE_FROM[how]}")
+    with pytest.warns(MemoWarning, match=r"'rows: \.query\(\.\.\.\)' cannot be hashed \(it evaluates a text computed"):
+        assert shell.run("rows()") == 3
+
+
+def test_a_method_of_a_global_text_passed_to_a_frames_query_keys_its_names(shell: Shell) -> None:
+    """Guard: a text made by a method of a global text (TEXT.strip()) is still read for its names, quietly."""
+    shell.run(FRAMES + "@memo\ndef rows():\n    return len(DF.query(TEXT.strip()))")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MemoWarning)
+        assert shell.run("rows() + rows()") == 6
+        shell.run("T = 3")
+        assert shell.run("rows()") == 1
+    assert shell.run("rows.misses") == 2
+
+
+def test_a_local_receivers_query_given_part_of_a_global_array_stays_quiet(shell: Shell) -> None:
+    """Guard: a tree held by a local, queried with a slice of a global array, is presumed to evaluate no text (as with
+    the whole array): nothing warns, and the function stays cached."""
+    shell.run(FRAMES + "import numpy as np\nfrom sklearn.neighbors import KDTree\n"
+              "PTS = np.arange(20.0).reshape(10, 2)\n"
+              "@memo\ndef near():\n    tree = KDTree(PTS)\n    return tree.query(PTS[:2], k=1)[1].tolist()")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MemoWarning)
+        assert shell.run("near() == near() == [[0], [1]]")
+    assert shell.run("near.misses") == 1
