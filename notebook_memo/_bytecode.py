@@ -739,21 +739,38 @@ def forwarded_evaluation(value: Any, holder: Any) -> bool | None:
     user's class, as its class stores it or bound), whether it passes one of its parameters on whole as the text of
     a frame's query or eval (False: the text's @names are read) or of pandas.eval (True: every name); None where it
     passes none (``def q(self, text): return self.df.query(text)`` does, ``self.tree.query(points)`` does not)."""
+    fn, holder = _function_held(value, holder)
+    if fn is None:
+        return None
+    found = None
+    for path, attribute, every, forwarded in _text_calls(fn.__code__):
+        if forwarded and receiver_evaluates(fn, holder, path, attribute):
+            if every:
+                return True
+            found = False
+    return found
+
+
+def computes_evaluated_text(value: Any, holder: Any) -> bool:
+    """Return True where ``value``, what ``holder`` holds under a method's name, evaluates a text it makes itself at
+    run time (``self.df.query(self.text)``) on a receiver that may be a frame: its caller's code shows no text."""
+    fn, holder = _function_held(value, holder)
+    return fn is not None and any(not forwarded and receiver_evaluates(fn, holder, path, attribute)
+                                  for path, attribute, _, forwarded in _text_calls(fn.__code__))
+
+
+def _function_held(value: Any, holder: Any) -> tuple[types.FunctionType | None, Any]:
+    """Return the function ``value`` is or wraps (a method as its class stores it, or bound) and the object its first
+    parameter is bound to when called through ``holder`` (None where that is what the call passes)."""
     if isinstance(value, (staticmethod, classmethod)):
         holder, value = None, value.__func__
     if isinstance(value, types.MethodType):
         holder, value = value.__self__, value.__func__
     if not isinstance(value, types.FunctionType):
-        return None
+        return None, None
     if isinstance(holder, (type, types.ModuleType)):
         holder = None  # a function taken from a class or module: its first parameter is what the call passes
-    found = None
-    for path, attribute, every in _forwarding_calls(value.__code__):
-        if receiver_evaluates(value, holder, path, attribute):
-            if every:
-                return True
-            found = False
-    return found
+    return value, holder
 
 
 def passes_text_on(holder: Any, attribute: str) -> bool:
@@ -769,19 +786,20 @@ def passes_text_on(holder: Any, attribute: str) -> bool:
 
 
 @functools.lru_cache(maxsize=4096)
-def _forwarding_calls(code: types.CodeType) -> tuple[tuple[tuple[str, ...], str, bool], ...]:
-    """Return ``(receiver, method, every name read)`` for each call in ``code`` that evaluates one of its parameters,
-    passed whole, as a text: ``(("self", "df"), "query", False)`` for ``self.df.query(text)``."""
+def _text_calls(code: types.CodeType) -> tuple[tuple[tuple[str, ...], str, bool, bool], ...]:
+    """Return ``(receiver, method, every name read, forwarded)`` for each call in ``code`` that evaluates a text not
+    written out: one of its parameters passed whole (forwarded: ``(("self", "df"), "query", False, True)`` for
+    ``self.df.query(text)``), or one it makes itself (``self.df.query(self.text)``)."""
     ins = [i for i in dis.get_instructions(code) if i.opname not in _PASSED_OVER]
     parameters = set(code.co_varnames[:code.co_argcount + code.co_kwonlyargcount])
-    found: dict[tuple[tuple[str, ...], str, bool], None] = {}
+    found: dict[tuple[tuple[str, ...], str, bool, bool], None] = {}
     for k in range(1, len(ins) - 1):
         step, text = ins[k], ins[k + 1]
-        if step.opname not in _ATTR_OPS or text.opname not in _LOCAL_LOAD_OPS or text.argval not in parameters:
-            continue
-        consumer, _ = _consumer(ins, k + 1)
-        if not (consumer.startswith("CALL") or consumer == "KW_NAMES"):
-            continue  # combined with more (text + " and b > 0"): what the call receives is computed
+        if step.opname not in _ATTR_OPS or text.opname.startswith(("CALL", "KW_NAMES")) or \
+                (text.opname == "LOAD_CONST" and not _combined(ins, k + 1)):
+            continue  # no text (model.eval()), or one written out: its names are keyed with the code
+        if text.opname in _LOAD_GLOBAL_OPS and _passed_whole(ins, k + 1):
+            continue  # a global text: its names are keyed with the code too
         chain: list[str] = []
         j = k - 1
         while j > 0 and ins[j].opname == "LOAD_ATTR":
@@ -790,8 +808,12 @@ def _forwarding_calls(code: types.CodeType) -> tuple[tuple[tuple[str, ...], str,
         if ins[j].opname not in _LOCAL_LOAD_OPS:
             continue
         every = evaluates_text(None if chain else ins[j].argval, step.argval)
-        if every is not None:
-            found[((ins[j].argval, *reversed(chain)), step.argval, every)] = None
+        if every is None:
+            continue
+        consumer, _ = _consumer(ins, k + 1)
+        forwarded = text.opname in _LOCAL_LOAD_OPS and text.argval in parameters and \
+            (consumer.startswith("CALL") or consumer == "KW_NAMES")
+        found[((ins[j].argval, *reversed(chain)), step.argval, every, forwarded)] = None
     return tuple(found)
 
 

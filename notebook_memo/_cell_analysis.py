@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._bytecode import forwarded_evaluation, passes_text_on
+from ._bytecode import computes_evaluated_text, forwarded_evaluation, passes_text_on
 from ._evaluated import (
     AT_NAMES,
     called_evaluates,
@@ -25,6 +25,7 @@ from ._evaluated import (
     partial_evaluator,
     reads_every_name,
 )
+from ._fingerprint import is_user_code
 
 __all__ = ()
 
@@ -426,6 +427,20 @@ def evaluated_text(node: ast.Call, resolver: Resolver = _NOTHING) -> tuple[ast.e
     unpacked = [k.value for k in node.keywords if k.arg is None]  # df.query(**options) may hold it
     texts = named or unpacked
     return (texts[0], every) if texts else None  # model.eval(): no text at all
+
+
+def computing_method(node: ast.AST, resolver: Resolver = _NOTHING) -> str | None:
+    """Return how a call spells a method of an object of the user's class it calls (``OWN.q()``) that evaluates a
+    text it makes itself at run time, whose names the cell's code does not show; else None."""
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+        return None
+    owner = resolver.held(node.func.value)
+    if owner is _MISSING or isinstance(owner, (type, types.ModuleType)) or not is_user_code(type(owner)):
+        return None
+    method = held_attribute(owner, node.func.attr)
+    if isinstance(method, types.FunctionType) and is_user_code(method) and computes_evaluated_text(method, owner):
+        return ast.unparse(node.func)
+    return None
 
 
 def bound_evaluator(node: ast.AST, resolver: Resolver = _NOTHING) -> str | None:

@@ -25,6 +25,7 @@ from ._cell_analysis import (
     Resolver,
     analyse,
     bound_evaluator,
+    computing_method,
     constant_text,
     evaluated_text,
     held_partial_evaluator,
@@ -479,6 +480,11 @@ def _unknown_reads(tree: ast.Module, namespace: dict[str, Any]) -> str | None:
             assert isinstance(node, ast.Call)
             return (f"it passes {_spelling(node.func)}(...) a text computed at run time, whose names it reads from "
                     "the notebook. Write the text out in the call, or list the cell's inputs with %%memo --inputs a,b")
+        computing = computing_method(node, resolver)
+        if computing is not None:
+            return (f"it calls {computing}(), which evaluates a text it makes at run time, whose names it reads "
+                    "from the notebook. Write the text out in the method, or list the cell's inputs with %%memo "
+                    "--inputs a,b")
         bound = bound_evaluator(node, resolver)
         if bound is not None:
             return (f"it binds {bound} to a name, whose calls read the @names of their texts from the notebook, "

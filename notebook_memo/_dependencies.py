@@ -54,6 +54,7 @@ from ._bytecode import (
     WHOLE,
     attribute_stores,
     called_before,
+    computes_evaluated_text,
     evaluated_reads,
     forwarded_evaluation,
     global_loads,
@@ -668,6 +669,7 @@ class _Resolver:
                 continue
             if _ipython_own(name, value):
                 continue  # still watched: a notebook that binds its own get_ipython is resolved again
+            self.evaluating_method(value, name, chain, owner)
             self.evaluator_by_other_name(value, name, chain, owner)
             if rebound_at_first_run(value) and _rebound_there(namespace):
                 # random.getstate taken by name before anything was wrapped: the first run binds the wrapper there
@@ -684,6 +686,19 @@ class _Resolver:
         self.imports_of(fn)
         self.environment_and_clock(fn, owner)
         self.settings_keywords(fn.__code__)
+
+    def evaluating_method(self, value: Any, name: str, chain: tuple[str, ...], owner: str) -> None:
+        """Note a method of an object of the user's class that the code reaches by name (``OWN.q()``) and that
+        evaluates a text it makes itself at run time: the method's own warning stays inside the digest of its class,
+        which keys the object, and warns no one."""
+        if not chain or isinstance(value, (type, types.ModuleType)) or not is_user_code(type(value)):
+            return
+        method = held_attribute(value, chain[0])
+        if isinstance(method, types.FunctionType) and is_user_code(method) and computes_evaluated_text(method, value):
+            self.deps.skipped[f"{owner}: {name}.{chain[0]}()"] = (
+                f"it calls {name}.{chain[0]}(), which evaluates a text it makes at run time (df.query, df.eval, "
+                "pd.eval), whose names it looks up among its globals, so which ones it reads is not known; write "
+                "the text out in the method, or pass the values as arguments")
 
     def evaluator_by_other_name(self, value: Any, name: str, chain: tuple[str, ...], owner: str) -> None:
         """Note a global that is ``eval``, ``exec`` or ``globals`` under another name (``bi.eval``, ``ev = eval``),

@@ -236,3 +236,48 @@ def test_a_local_receivers_query_given_part_of_a_global_array_stays_quiet(shell:
         warnings.simplefilter("error", MemoWarning)
         assert shell.run("near() == near() == [[0], [1]]")
     assert shell.run("near.misses") == 1
+
+
+# A method of the user's class evaluating a text it makes itself from the object's state: the caller shows no text.
+OWN = ("class Own:\n    def __init__(self):\n        self.text = 'a > @T'\n"
+       "    def rows(self):\n        return len(DF.query(self.text))\nOWN = Own()\n")
+
+
+def test_a_memo_function_calling_a_method_that_evaluates_a_text_it_makes_warns(shell: Shell) -> None:
+    shell.run(FRAMES + OWN + "@memo\ndef rows():\n    return OWN.rows()")
+    with pytest.warns(MemoWarning, match=r"'rows: OWN\.rows\(\)' cannot be hashed \(it calls OWN\.rows\(\), which "
+                                         r"evaluates a text it makes at run time"):
+        assert shell.run("rows()") == 3
+
+
+def test_a_cell_calling_a_method_that_evaluates_a_text_it_makes_runs_each_time(shell: Shell) -> None:
+    shell.run("%load_ext notebook_memo\n" + FRAMES + RUNS_SETUP + OWN)
+    cell = "%%memo\nran('cell')\nn = OWN.rows()"
+    with pytest.warns(MemoWarning, match=r"it calls OWN\.rows\(\), which evaluates a text it makes at run time"):
+        shell.run(cell)
+    shell.run("T = 3")
+    shell.run(cell)
+    assert (shell["n"], shell["RUNS"]) == (1, {"cell": 2})
+
+
+def test_methods_writing_their_text_out_or_querying_a_tree_stay_quiet_and_cached(shell: Shell) -> None:
+    """Guard: a method whose text is written out keys its names with its class, and one querying a KDTree with
+    points from the object's state evaluates no text: nothing warns, and both stay cached until T changes."""
+    shell.run("%load_ext notebook_memo\n" + FRAMES + RUNS_SETUP + "import numpy as np\n"
+              "from sklearn.neighbors import KDTree\n"
+              "class Near:\n    def __init__(self):\n        self.tree = KDTree(np.arange(20.0).reshape(10, 2))\n"
+              "        self.pts = np.arange(4.0).reshape(2, 2)\n"
+              "    def near(self):\n        return int(self.tree.query(self.pts, k=1)[1].sum())\n"
+              "    def big(self):\n        return len(DF.query('a > @T'))\nNEAR = Near()")
+    shell.run("@memo\ndef both():\n    return NEAR.near() + NEAR.big()")
+    cell = "%%memo\nran('cell')\nn = NEAR.near() + NEAR.big()"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MemoWarning)
+        assert shell.run("both() + both()") == 8
+        shell.run(cell)
+        shell.run(cell)
+        assert shell["RUNS"] == {"cell": 1}
+        shell.run("T = 3")
+        assert shell.run("both()") == 2
+        shell.run(cell)
+    assert (shell.run("both.misses"), shell["n"], shell["RUNS"]) == (2, 2, {"cell": 2})
