@@ -748,9 +748,11 @@ class _Resolver:
         if not reads:
             return
         namespace = fn.__globals__
-        root_module = namespace.get("__name__")
-        names: dict[str, None] = {}
+        # Each name a text reads, with the globals it is looked up in: the code's own, or those of the method of
+        # the user's it passes its text to (pandas looks up @names in the frame that calls query: that method's).
+        names: dict[tuple[int, str], dict[str, Any]] = {}
         for kind, name, every, evaluator in reads:
+            looked_up = namespace
             if evaluator:
                 held_name, dot, attribute = evaluator.partition(".")
                 held = namespace.get(held_name, vars(builtins).get(held_name, _MISSING))
@@ -761,7 +763,10 @@ class _Resolver:
                     # it: its warning stays inside the class's digest, which keys an instance, and warns no one.
                     found = held_attribute(held, attribute)
                     evaluates = called_evaluates(found)
-                    if (forwarded_evaluation(found, held) if evaluates is None else evaluates) is not every:
+                    if evaluates is None:
+                        evaluates = forwarded_evaluation(found, held)
+                        looked_up = getattr(getattr(found, "__func__", found), "__globals__", namespace)
+                    if evaluates is not every:
                         continue
                     dot = ""
                 elif not dot and called_evaluates(held) is not False:
@@ -780,9 +785,10 @@ class _Resolver:
                 text = namespace.get(name, _MISSING)  # watched, and keyed, as a global the code reads
                 if not isinstance(text, str):
                     continue  # not a text: session.query(User)
-                names.update(dict.fromkeys(names_read(text, every)))
+                names.update({(id(looked_up), read): looked_up for read in names_read(text, every)})
             elif kind == TEXT_MADE and isinstance(namespace.get(name), str):
-                names.update(dict.fromkeys(names_read(namespace[name], every)))  # TEXT.strip(): its names
+                # TEXT.strip(): its names
+                names.update({(id(looked_up), read): looked_up for read in names_read(namespace[name], every)})
             elif kind == TEXT_MADE and not evaluator:
                 continue  # tree.query(X[:5]) on a local: as where the global is passed whole, no text is presumed
             elif kind in (TEXT_COMPUTED, TEXT_MADE):
@@ -793,16 +799,18 @@ class _Resolver:
             elif kind == TEXT_PASSED:
                 text = namespace.get(name, _MISSING)  # watched, and keyed, as a global the code reads
                 if isinstance(text, str):
-                    names.update(dict.fromkeys(marked_names(text)))
+                    names.update({(id(namespace), read): namespace for read in marked_names(text)})
             else:
-                names[name] = None
-        for name in names:
-            value = namespace.get(name, _MISSING)
-            self.watch.append(("global", namespace, name, value))
+                names[(id(looked_up), name)] = looked_up
+        for (_, name), where in names.items():
+            value = where.get(name, _MISSING)
+            self.watch.append(("global", where, name, value))
+            module = where.get("__name__")
+            label = name if module in (None, "__main__") else f"{module}.{name}"
             if value is _MISSING:
-                self.deps.parts[name] = ("missing", b"")
+                self.deps.parts[name if where is namespace else label] = ("missing", b"")
             else:
-                self.reference(value, (), name if root_module in (None, "__main__") else f"{root_module}.{name}")
+                self.reference(value, (), label)
 
     def environment_and_clock(self, fn: types.FunctionType, owner: str) -> None:
         """Key the environment variables the code reads by their values; note where it reads the clock."""

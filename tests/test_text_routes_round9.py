@@ -9,6 +9,7 @@ Guards: a text without ``@`` and a body passing its values as arguments stay cac
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -281,3 +282,21 @@ def test_methods_writing_their_text_out_or_querying_a_tree_stay_quiet_and_cached
         assert shell.run("both()") == 2
         shell.run(cell)
     assert (shell.run("both.misses"), shell["n"], shell["RUNS"]) == (2, 2, {"cell": 2})
+
+
+def test_a_method_of_a_module_passing_its_text_on_keys_the_modules_names(shell: Shell, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """pandas looks up a text's @names in the frame that calls query: for a method defined in a module of the
+    user's, that module's globals, not the notebook's. Changing the module's T recomputes."""
+    (tmp_path / "boxes_round9.py").write_text(
+        "T = 1\nclass Box:\n    def __init__(self, df):\n        self.df = df\n"
+        "    def q(self, text):\n        return self.df.query(text)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    shell.run(FRAMES + "import boxes_round9\nMBOX = boxes_round9.Box(DF)\ndel T\n"
+              "@memo\ndef rows():\n    return len(MBOX.q('a > @T'))")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MemoWarning)
+        assert shell.run("rows() + rows()") == 6
+        shell.run("boxes_round9.T = 3")
+        assert shell.run("rows()") == 1
+    assert shell.run("rows.misses") == 2
