@@ -443,6 +443,23 @@ def computing_method(node: ast.AST, resolver: Resolver = _NOTHING) -> str | None
     return None
 
 
+def elsewhere_evaluator(node: ast.AST, resolver: Resolver = _NOTHING) -> str | None:
+    """Return the module of a method a call passes its text on to (``MBOX.q("a > @T")``) where that method's code runs
+    in another namespace than the notebook's: pandas reads the text's names from there, which a cell does not key."""
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+        return None
+    owner = resolver.held(node.func.value)
+    if owner is _MISSING:
+        return None
+    method = held_attribute(owner, node.func.attr)
+    if called_evaluates(method) is not None or forwarded_evaluation(method, owner) is None:
+        return None
+    where = getattr(getattr(method, "__func__", method), "__globals__", None)
+    if not isinstance(where, dict) or where is resolver.namespace:
+        return None
+    return str(where.get("__name__"))
+
+
 def bound_evaluator(node: ast.AST, resolver: Resolver = _NOTHING) -> str | None:
     """Return how a statement spells the ``query``/``eval`` method it binds to a name (``q = df.query``), whose
     calls' texts are not followed, where it may be a frame's; else None (a KDTree's, or no such binding)."""

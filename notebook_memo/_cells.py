@@ -27,6 +27,7 @@ from ._cell_analysis import (
     bound_evaluator,
     computing_method,
     constant_text,
+    elsewhere_evaluator,
     evaluated_text,
     held_partial_evaluator,
     normalised_source,
@@ -480,6 +481,12 @@ def _unknown_reads(tree: ast.Module, namespace: dict[str, Any]) -> str | None:
             assert isinstance(node, ast.Call)
             return (f"it passes {_spelling(node.func)}(...) a text computed at run time, whose names it reads from "
                     "the notebook. Write the text out in the call, or list the cell's inputs with %%memo --inputs a,b")
+        elsewhere = elsewhere_evaluator(node, resolver)
+        if elsewhere is not None:
+            assert isinstance(node, ast.Call)
+            return (f"it passes {_spelling(node.func)}(...) a text whose names are read from the globals of "
+                    f"{elsewhere}, where that method is defined, which a cell does not key. Call the frame's query "
+                    "with the text written out in the cell, or pass the values to the method as arguments")
         computing = computing_method(node, resolver)
         if computing is not None:
             return (f"it calls {computing}(), which evaluates a text it makes at run time, whose names it reads "

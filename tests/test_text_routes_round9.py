@@ -1,9 +1,12 @@
 """Texts a frame's ``query``/``eval`` evaluates against the caller's names, reached by routes the calling code
-does not spell: a method of the user's own class passing its text on (``BOX.q(text)``, ``self.q(text)``), deeper
-attribute chains (``STORE.frames.main.query``, ``STORE.mod.QUERY``), and a bound query, a partial or a lambda kept
-in a container (``OPS["big"]()``). A written-out text's ``@names`` are keyed wherever it is passed, and so are those
-of a text a global holds when it is passed whole to a call, in ``@memo`` functions and ``%%memo`` cells alike.
-Guards: a text without ``@`` and a body passing its values as arguments stay cached and quiet.
+does not spell: a method of the user's own class passing its text on (``BOX.q(text)``, ``self.q(text)``, one
+defined in a module of the user's), deeper attribute chains (``STORE.frames.main.query``, ``STORE.mod.QUERY``), a
+bound query, a partial or a lambda kept in a container (``OPS["big"]()``), and a method evaluating a text it makes
+itself (``OWN.rows()``). A written-out text's ``@names`` are keyed wherever it is passed, and so are those of a text a
+global holds, where pandas looks them up; a text made at run time (``make()``, ``CFG.text``, an f-string) warns in an
+``@memo`` function and leaves a ``%%memo`` cell unstored. Guards: a text without ``@``, values passed as arguments,
+a written-out text inside a method, and a KDTree's query (through a method of the user's, or on a local) stay cached
+and quiet.
 """
 
 from __future__ import annotations
@@ -284,19 +287,37 @@ def test_methods_writing_their_text_out_or_querying_a_tree_stay_quiet_and_cached
     assert (shell.run("both.misses"), shell["n"], shell["RUNS"]) == (2, 2, {"cell": 2})
 
 
+def _module_box(shell: Shell, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    (tmp_path / f"{name}.py").write_text(
+        "T = 1\nclass Box:\n    def __init__(self, df):\n        self.df = df\n"
+        "    def q(self, text):\n        return self.df.query(text)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    shell.run(FRAMES + RUNS_SETUP + f"import {name} as boxes\nMBOX = boxes.Box(DF)\ndel T\n")
+
+
 def test_a_method_of_a_module_passing_its_text_on_keys_the_modules_names(shell: Shell, tmp_path: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """pandas looks up a text's @names in the frame that calls query: for a method defined in a module of the
     user's, that module's globals, not the notebook's. Changing the module's T recomputes."""
-    (tmp_path / "boxes_round9.py").write_text(
-        "T = 1\nclass Box:\n    def __init__(self, df):\n        self.df = df\n"
-        "    def q(self, text):\n        return self.df.query(text)\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    shell.run(FRAMES + "import boxes_round9\nMBOX = boxes_round9.Box(DF)\ndel T\n"
-              "@memo\ndef rows():\n    return len(MBOX.q('a > @T'))")
+    _module_box(shell, tmp_path, monkeypatch, "boxes_round9")
+    shell.run("@memo\ndef rows():\n    return len(MBOX.q('a > @T'))")
     with warnings.catch_warnings():
         warnings.simplefilter("error", MemoWarning)
         assert shell.run("rows() + rows()") == 6
-        shell.run("boxes_round9.T = 3")
+        shell.run("boxes.T = 3")
         assert shell.run("rows()") == 1
     assert shell.run("rows.misses") == 2
+
+
+def test_a_cell_passing_a_text_to_a_method_of_a_module_runs_each_time(shell: Shell, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The names are the module's, which a cell's inputs (the notebook's names) do not hold: it runs unstored."""
+    shell.run("%load_ext notebook_memo")
+    _module_box(shell, tmp_path, monkeypatch, "boxes_round9_cell")
+    cell = "%%memo\nran('cell')\nn = len(MBOX.q('a > @T'))"
+    with pytest.warns(MemoWarning, match=r"MBOX\.q\(\.\.\.\) a text whose names are read from the globals of "
+                                         r"boxes_round9_cell"):
+        shell.run(cell)
+    shell.run("boxes.T = 3")
+    shell.run(cell)
+    assert (shell["n"], shell["RUNS"]) == (1, {"cell": 2})
