@@ -232,6 +232,42 @@ def rewrite_keeping_stat(path: Path, data: str | bytes) -> None:
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
+# The first cell of a kernel that runs several cases in turn: ``_begin(case)`` gives the case its own ``OUT``
+# (``OUT[case]`` in the kernel's result) and starts counting its cells' hits and keeping its warnings; ``_end()``
+# puts them in its ``OUT`` ("cell hits", "_warnings") and unbinds every name the case bound, so that the cases after
+# it meet none of its objects, as in a kernel of their own.
+SEPARATE_CASES = """
+import warnings as _warnings
+from notebook_memo import _cells as _memo_cells
+_ALL = OUT
+def _hits():
+    return sum(c.hits for c in _memo_cells._cells.values())
+def _begin(case):
+    global OUT, _names, _hits_before, _catching, _caught
+    OUT = _ALL[case] = {}
+    _names = set(globals())
+    _hits_before = _hits()
+    _catching = _warnings.catch_warnings(record=True)
+    _caught = _catching.__enter__()
+    _warnings.simplefilter("always")
+def _end():
+    OUT["cell hits"] = _hits() - _hits_before
+    OUT["_warnings"] = [f"{w.category.__name__}: {w.message}" for w in _caught]
+    _catching.__exit__(None, None, None)
+    for name in set(globals()) - _names:
+        if not name.startswith("_"):
+            del globals()[name]
+"""
+
+
+def separate_cases(cases: dict[str, list[str]]) -> list[str]:
+    """One kernel's cells running each case's cells in turn, each case apart from the others (SEPARATE_CASES)."""
+    cells = [SEPARATE_CASES]
+    for case, case_cells in cases.items():
+        cells += [f"_begin({case!r})", *case_cells, "_end()"]
+    return cells
+
+
 def sessions_with_and_without_cache(cells: list[str], cache_dir: Path) -> tuple[dict[str, Any], ...]:
     """Run a notebook in three fresh kernels: without the cache, then twice with it (other hash seeds)."""
     plain = run_kernel(cells, cache_dir, seed=1, env={_config.ENV_DISABLE: "1"})

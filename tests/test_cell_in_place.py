@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from notebook_memo import StorageWarning
-from tests.conftest import Shell, run_kernel
+from tests.conftest import Shell, run_kernel, separate_cases
 
 SETUP = """
 import torch
@@ -19,22 +19,7 @@ torch.manual_seed(0)  # the same model in every kernel, so the cached cell's inp
 """
 
 
-HITS = """
-from notebook_memo import _cells
-OUT["cell hits"] = sum(c.hits for c in _cells._cells.values())
-"""
-
-
-def _twice(cells: list[str], cache_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Run the cells in a kernel, then again in a restarted one, whose cached cell must be a hit."""
-    first = run_kernel([*cells, HITS], cache_dir, seed=1)
-    second = run_kernel([*cells, HITS], cache_dir, seed=2)
-    assert (first["cell hits"], second["cell hits"]) == (0, 1)
-    return first, second
-
-
-def test_weights_set_in_place_by_a_cached_cell_reach_the_optimizer_after_a_restart(cache_dir: Path) -> None:
-    cells = [SETUP, """
+WEIGHTS_REACH_THE_OPTIMIZER = [SETUP, """
 model = torch.nn.Linear(1, 1, bias=False)
 opt = torch.optim.SGD(model.parameters(), lr=0.1)
 holder = {"m": model}
@@ -49,13 +34,8 @@ for _ in range(3):
 OUT["weight"] = round(model.weight.item(), 6)
 OUT["held"] = holder["m"] is model
 """]
-    first, second = _twice(cells, cache_dir)
-    assert first["weight"] == second["weight"] == 0.7
-    assert second["held"] is True
 
-
-def test_a_view_changed_by_a_cached_cell_changes_its_base_after_a_restart(cache_dir: Path) -> None:
-    cells = [SETUP, """
+A_VIEW_CHANGES_ITS_BASE = [SETUP, """
 base = torch.zeros(4)
 v = base[:2]
 """, """%%memo
@@ -64,16 +44,11 @@ v += 1
 OUT["base"] = base.tolist()
 OUT["v"] = v.tolist()
 """]
-    first, second = _twice(cells, cache_dir)
-    assert first["base"] == second["base"] == [1.0, 1.0, 0.0, 0.0]
-    assert second["v"] == [1.0, 1.0]
 
-
-def test_a_training_cell_that_steps_an_optimizer_is_restored_whole_and_stays_linked(cache_dir: Path) -> None:
-    # The optimizer's state gains new objects (momentum buffers): not restored in place, so the model
-    # and the optimizer are bound together to their restored copies, still linked, and training goes on
-    # from the same state as after the run.
-    cells = [SETUP, """
+# The optimizer's state gains new objects (momentum buffers): not restored in place, so the model and the
+# optimizer are bound together to their restored copies, still linked, and training goes on from the same state
+# as after the run.
+A_TRAINING_CELL_STAYS_LINKED = [SETUP, """
 model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.BatchNorm1d(3), torch.nn.Linear(3, 1))
 opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
 x = torch.randn(8, 3)
@@ -92,14 +67,8 @@ OUT["weights"] = [p.detach().tolist() for p in model.parameters()]
 OUT["opt_params"] = all(a is b for a, b in zip(opt.param_groups[0]["params"], model.parameters()))
 OUT["running_mean"] = model[1].running_mean.tolist()
 """]
-    first, second = _twice(cells, cache_dir)
-    assert second["opt_params"] is True
-    assert first["weights"] == second["weights"]
-    assert first["running_mean"] == second["running_mean"]
 
-
-def test_weights_changed_in_place_keep_the_model_s_hooks_and_attributes_as_they_are(cache_dir: Path) -> None:
-    cells = [SETUP, """
+HOOKS_AND_ATTRIBUTES_KEPT = [SETUP, """
 model = torch.nn.Linear(2, 2)
 log = []
 model.register_forward_hook(lambda m, i, o: log.append(1))
@@ -116,13 +85,10 @@ OUT["log"] = len(log)
 OUT["cfg"] = model.cfg["lr"]
 OUT["training"] = model.training
 """]
-    first, second = _twice(cells, cache_dir)
-    assert (first["log"], first["cfg"], first["training"]) == (1, 2, False)
-    assert (second["log"], second["cfg"], second["training"]) == (1, 2, False)
 
-
-def test_a_replaced_parameter_or_a_changed_container_of_objects_is_bound_not_copied(cache_dir: Path) -> None:
-    cells = [SETUP, """
+# `old_w` holds the parameter the cell replaces (not one it changes): the second kernel, which does not know that
+# yet, runs the cell and stores that it does; the third hits and leaves `old_w` as the run does.
+A_REPLACED_PARAMETER_IS_BOUND = [SETUP, """
 model = torch.nn.Linear(2, 1, bias=False)
 old_w = model.weight
 holder = {"m": model}
@@ -134,16 +100,8 @@ OUT["replaced"] = model.weight is not old_w
 OUT["old"] = old_w.detach().tolist() != [[1.0, 1.0]]
 OUT["together"] = holder["m"] is model
 """]
-    # `old_w` holds the parameter the cell replaces (not one it changes): the second kernel, which does not
-    # know that yet, runs the cell and stores that it does; the third hits and leaves `old_w` as the run does.
-    runs = [run_kernel([*cells, HITS], cache_dir, seed=seed) for seed in (1, 2, 3)]
-    assert [run["cell hits"] for run in runs] == [0, 0, 1]
-    for run in runs:
-        assert run["replaced"] and run["old"] and run["together"] is True
 
-
-def test_a_bound_method_of_a_changed_list_keeps_them_together(cache_dir: Path) -> None:
-    cells = ["""
+A_BOUND_METHOD_KEPT_WITH_ITS_LIST = ["""
 %load_ext notebook_memo
 items = [1]
 """, """%%memo
@@ -153,12 +111,8 @@ add = items.append
 add(3)
 OUT["items"] = items
 """]
-    first, second = _twice(cells, cache_dir)
-    assert first["items"] == second["items"] == [1, 2, 3]
 
-
-def test_a_hit_never_raises_for_an_object_with_a_strict_getattr(cache_dir: Path) -> None:
-    cells = ["""
+A_STRICT_GETATTR = ["""
 %load_ext notebook_memo
 class Bag:
     def __init__(self):
@@ -175,12 +129,8 @@ bag.d["x"] = 1
 """, """
 OUT["x"] = bag.x
 """]
-    first, second = _twice(cells, cache_dir)
-    assert first["x"] == second["x"] == 1
 
-
-def test_a_list_and_an_array_changed_in_place_stay_the_objects_others_hold(cache_dir: Path) -> None:
-    cells = ["""
+A_LIST_AND_AN_ARRAY_STAY_HELD = ["""
 import numpy as np
 %load_ext notebook_memo
 items = [1]
@@ -195,13 +145,8 @@ OUT["table"] = table["items"]
 OUT["same"] = table["items"] is items
 OUT["view"] = view.tolist()
 """]
-    first, second = _twice(cells, cache_dir)
-    assert first["table"] == second["table"] == [1, 2]
-    assert second["same"] is True and second["view"] == [5.0, 5.0]
 
-
-def test_a_new_name_sharing_part_of_a_changed_input_keeps_them_together(cache_dir: Path) -> None:
-    cells = [SETUP, """
+A_NEW_NAME_SHARING_PART_OF_AN_INPUT = [SETUP, """
 model = torch.nn.Sequential(torch.nn.Linear(2, 2))
 """, """%%memo
 model.append(torch.nn.ReLU())
@@ -210,9 +155,6 @@ head = model[1]
 OUT["together"] = head is model[1]
 OUT["types"] = [type(m).__name__ for m in model]
 """]
-    first, second = _twice(cells, cache_dir)
-    assert first["together"] is True and second["together"] is True
-    assert second["types"] == ["Linear", "ReLU"]
 
 
 def test_nothing_is_copied_unless_every_changed_input_fits_its_live_object() -> None:
@@ -273,35 +215,105 @@ OUT["params"] = all(a is b for a, b in zip(trainer.opt.param_groups[0]["params"]
 """
 
 
-def test_a_model_the_cell_reads_beside_the_trainer_it_trains_is_restored_with_it(cache_dir: Path) -> None:
-    # Both are inputs: bound together to their restored copies, which share as the run left them.
-    first, second = _twice([*TRAINER, "%%memo\ntrainer.fit(3)\nmodel", AFTER_TRAINING], cache_dir)
-    assert second["linked"] is True and second["params"] is True
-    assert first["w"] == second["w"]
+# Both are inputs: bound together to their restored copies, which share as the run left them.
+A_MODEL_READ_BESIDE_ITS_TRAINER = [*TRAINER, "%%memo\ntrainer.fit(3)\nmodel", AFTER_TRAINING]
 
+# The cell reads only `trainer`: a hit binding `trainer` alone to its restored copy left the notebook's `model`
+# untrained and no longer the trainer's. Such a cell is not cached, and says so.
+A_MODEL_HELD_BY_THE_TRAINER_TRAINED = [*TRAINER, "%%memo\ntrainer.fit(3)", AFTER_TRAINING]
 
-def test_a_model_held_by_a_trainer_the_cell_trains_is_never_left_untrained(cache_dir: Path) -> None:
-    # The cell reads only `trainer`: a hit binding `trainer` alone to its restored copy left the notebook's
-    # `model` untrained and no longer the trainer's. Such a cell is not cached, and says so.
-    runs = [run_kernel([*TRAINER, "%%memo\ntrainer.fit(3)", AFTER_TRAINING, HITS], cache_dir, seed=seed)
-            for seed in (1, 2)]
-    assert [run["cell hits"] for run in runs] == [0, 0]
-    assert runs[0]["w"] == runs[1]["w"] and runs[1]["linked"] is True and runs[1]["params"] is True
-    assert any("'model', which it does not read, holds part of it" in w for w in runs[0]["_warnings"])
-
-
-def test_an_optimizer_stepped_alone_is_not_cached_when_the_notebook_holds_its_model(cache_dir: Path) -> None:
-    cells = [SETUP, """
+AN_OPTIMIZER_STEPPED_ALONE = [SETUP, """
 model = torch.nn.Linear(2, 1, bias=False)
 opt = torch.optim.SGD(model.parameters(), lr=0.5)
 model(torch.ones(1, 2)).sum().backward()
 """, "%%memo\nopt.step()", """
 OUT["w"] = model.weight.detach().tolist()
 OUT["same"] = opt.param_groups[0]["params"][0] is model.weight
-""", HITS]
-    runs = [run_kernel(cells, cache_dir, seed=seed) for seed in (1, 2)]
-    assert [run["cell hits"] for run in runs] == [0, 0]
-    assert runs[0]["w"] == runs[1]["w"] and runs[1]["same"] is True
+"""]
+
+# Cases run in a kernel, then in a restarted one: each id names what it checks.
+RESTARTED = {
+    "weights set in place by a cached cell reach the optimizer": WEIGHTS_REACH_THE_OPTIMIZER,
+    "a view changed by a cached cell changes its base": A_VIEW_CHANGES_ITS_BASE,
+    "a training cell that steps an optimizer is restored whole and stays linked": A_TRAINING_CELL_STAYS_LINKED,
+    "weights changed in place keep the model's hooks and attributes": HOOKS_AND_ATTRIBUTES_KEPT,
+    "a replaced parameter or a changed container of objects is bound, not copied": A_REPLACED_PARAMETER_IS_BOUND,
+    "a bound method of a changed list keeps them together": A_BOUND_METHOD_KEPT_WITH_ITS_LIST,
+    "a hit never raises for an object with a strict __getattr__": A_STRICT_GETATTR,
+    "a list and an array changed in place stay the objects others hold": A_LIST_AND_AN_ARRAY_STAY_HELD,
+    "a new name sharing part of a changed input keeps them together": A_NEW_NAME_SHARING_PART_OF_AN_INPUT,
+    "a model the cell reads beside the trainer it trains is restored with it": A_MODEL_READ_BESIDE_ITS_TRAINER,
+    "a model held by a trainer the cell trains is never left untrained": A_MODEL_HELD_BY_THE_TRAINER_TRAINED,
+    "an optimizer stepped alone is not cached when the notebook holds its model": AN_OPTIMIZER_STEPPED_ALONE,
+}
+REPLACED = "a replaced parameter or a changed container of objects is bound, not copied"
+NOT_CACHED = ("a model held by a trainer the cell trains is never left untrained",
+              "an optimizer stepped alone is not cached when the notebook holds its model")
+
+
+def test_inputs_a_cached_cell_changed_in_place_after_a_restart(cache_dir: Path) -> None:
+    """Every case shares one pair of kernels, each case apart; the case that needs a third kernel has
+    one of its own."""
+    first, second = (run_kernel(separate_cases(RESTARTED), cache_dir, seed=seed) for seed in (1, 2))
+    third = run_kernel(separate_cases({REPLACED: RESTARTED[REPLACED]}), cache_dir, seed=3)
+    for case in RESTARTED:
+        hits = [run[case]["cell hits"] for run in (first, second, third) if case in run]
+        expected = [0, 0] if case in NOT_CACHED else [0, 0, 1] if case == REPLACED else [0, 1]
+        assert hits == expected, f"{case}: cell hits {hits}, not {expected}"
+
+    case = "weights set in place by a cached cell reach the optimizer"
+    a, b = first[case], second[case]
+    assert a["weight"] == b["weight"] == 0.7, case
+    assert b["held"] is True, case
+
+    case = "a view changed by a cached cell changes its base"
+    a, b = first[case], second[case]
+    assert a["base"] == b["base"] == [1.0, 1.0, 0.0, 0.0], case
+    assert b["v"] == [1.0, 1.0], case
+
+    case = "a training cell that steps an optimizer is restored whole and stays linked"
+    a, b = first[case], second[case]
+    assert b["opt_params"] is True, case
+    assert a["weights"] == b["weights"], case
+    assert a["running_mean"] == b["running_mean"], case
+
+    case = "weights changed in place keep the model's hooks and attributes"
+    a, b = first[case], second[case]
+    assert (a["log"], a["cfg"], a["training"]) == (1, 2, False), case
+    assert (b["log"], b["cfg"], b["training"]) == (1, 2, False), case
+
+    for run in (first[REPLACED], second[REPLACED], third[REPLACED]):
+        assert run["replaced"] and run["old"] and run["together"] is True, REPLACED
+
+    case = "a bound method of a changed list keeps them together"
+    assert first[case]["items"] == second[case]["items"] == [1, 2, 3], case
+
+    case = "a hit never raises for an object with a strict __getattr__"
+    assert first[case]["x"] == second[case]["x"] == 1, case
+
+    case = "a list and an array changed in place stay the objects others hold"
+    a, b = first[case], second[case]
+    assert a["table"] == b["table"] == [1, 2], case
+    assert b["same"] is True and b["view"] == [5.0, 5.0], case
+
+    case = "a new name sharing part of a changed input keeps them together"
+    a, b = first[case], second[case]
+    assert a["together"] is True and b["together"] is True, case
+    assert b["types"] == ["Linear", "ReLU"], case
+
+    case = "a model the cell reads beside the trainer it trains is restored with it"
+    a, b = first[case], second[case]
+    assert b["linked"] is True and b["params"] is True, case
+    assert a["w"] == b["w"], case
+
+    case = "a model held by a trainer the cell trains is never left untrained"
+    a, b = first[case], second[case]
+    assert a["w"] == b["w"] and b["linked"] is True and b["params"] is True, case
+    assert any("'model', which it does not read, holds part of it" in w for w in a["_warnings"]), case
+
+    case = "an optimizer stepped alone is not cached when the notebook holds its model"
+    a, b = first[case], second[case]
+    assert a["w"] == b["w"] and b["same"] is True, case
 
 
 ACC = """
