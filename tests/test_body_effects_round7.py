@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from notebook_memo import MemoWarning
-from tests.conftest import Shell, run_kernel
+from tests.conftest import Shell, run_kernel, separate_cases
 
 INSTANCES = """\
 from notebook_memo import memo
@@ -45,29 +46,37 @@ def _said(shell: Shell, source: str) -> tuple[object, list[str]]:
     return value, [str(w.message) for w in caught if issubclass(w.category, MemoWarning)]
 
 
-@pytest.mark.parametrize(("body", "read", "expected"), [
-    ("args.lr = 0.1", "args.lr", 0.1),
-    ("cfg.lr = 0.1", "cfg.lr", 0.1),
-    ("tune(cfg)", "cfg.lr", 0.1),
-    ("type(opts).verbose = True", "Opts.verbose", True),
-    ("opts.__class__.verbose = True", "Opts.verbose", True),
-    ("slotted.lr = 0.1", "slotted.lr", 0.1),
-    ("model.cfg.lr = 0.1", "model.cfg.lr", 0.1),
-    ("setattr(ns, 'lr', 0.1)", "ns.lr", 0.1),
-    ("del ns.lr", "getattr(ns, 'lr', 'gone')", "gone"),
-], ids=["namespace", "dataclass", "helper", "class-through-type", "class-through-__class__", "slots", "chain",
-        "setattr", "deleted"])
+# case -> (the body, what reads the attribute after the call, what a run leaves there)
+OBJECT_ATTRIBUTES = {
+    "namespace": ("args.lr = 0.1", "args.lr", 0.1),
+    "dataclass": ("cfg.lr = 0.1", "cfg.lr", 0.1),
+    "helper": ("tune(cfg)", "cfg.lr", 0.1),
+    "class-through-type": ("type(opts).verbose = True", "Opts.verbose", True),
+    "class-through-__class__": ("opts.__class__.verbose = True", "Opts.verbose", True),
+    "slots": ("slotted.lr = 0.1", "slotted.lr", 0.1),
+    "chain": ("model.cfg.lr = 0.1", "model.cfg.lr", 0.1),
+    "setattr": ("setattr(ns, 'lr', 0.1)", "ns.lr", 0.1),
+    "deleted": ("del ns.lr", "getattr(ns, 'lr', 'gone')", "gone"),
+}
+
+
+def _restarted(cases: dict[str, list[str]], cache_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run the cases in a kernel, then in a restarted one, each case apart from the others."""
+    return run_kernel(separate_cases(cases), cache_dir, seed=1), run_kernel(separate_cases(cases), cache_dir, seed=2)
+
+
 def test_a_restarted_kernel_is_left_as_a_run_leaves_an_attribute_of_an_object_a_global_holds(
-        cache_dir: Path, body: str, read: str, expected: object) -> None:
+        cache_dir: Path) -> None:
     # Before, the first kernel's run was stored, and the second's call was a hit that left the attribute as the
-    # object had it (0.5, False), silently, where a run sets it.
-    cells = [INSTANCES, f"@memo\ndef train(x):\n    {body}\n    return x * 2",
-             f"OUT['result'] = train(3)\nOUT['after'] = {read}"]
-    first, second = run_kernel(cells, cache_dir, seed=1), run_kernel(cells, cache_dir, seed=2)
-    assert (first["result"], first["after"]) == (6, expected)
-    assert (second["result"], second["after"]) == (6, expected)
-    said = [text for text in first["_warnings"] if text.startswith("MemoWarning")]
-    assert len(said) == 1 and "sets the attribute" in said[0], said
+    # object had it (0.5, False), silently, where a run sets it. Each case has its own objects and function.
+    first, second = _restarted({case: [INSTANCES, f"@memo\ndef train_{i}(x):\n    {body}\n    return x * 2",
+                                       f"OUT['result'] = train_{i}(3)\nOUT['after'] = {read}"]
+                                for i, (case, (body, read, _)) in enumerate(OBJECT_ATTRIBUTES.items())}, cache_dir)
+    for case, (_, _, expected) in OBJECT_ATTRIBUTES.items():
+        assert (first[case]["result"], first[case]["after"]) == (6, expected), case
+        assert (second[case]["result"], second[case]["after"]) == (6, expected), case
+        said = [text for text in first[case]["_warnings"] if text.startswith("MemoWarning")]
+        assert len(said) == 1 and "sets the attribute" in said[0], (case, said)
 
 
 def test_an_object_attribute_filled_on_first_use_or_set_on_a_local_is_still_cached(shell: Shell) -> None:
@@ -104,36 +113,42 @@ def test_an_object_passed_as_an_argument_is_warned_about_once(shell: Shell) -> N
 
 NAMESPACES = """\
 from notebook_memo import memo
-import nbm_round7_settings as settings
-from nbm_round7_settings import Config
+import %(module)s as settings
+from %(module)s import Config
 CODE = "Config.threshold = 0.7"
 """
 
+# case -> (the body, what reads the namespace after the call, what a run leaves there)
+NAMESPACE_WRITES = {
+    "module-__dict__-item": ("settings.__dict__['MODE'] = 'fast'", "settings.MODE", "fast"),
+    "module-__dict__-update": ("settings.__dict__.update(MODE='fast')", "settings.MODE", "fast"),
+    "module-__dict__-del": ("del settings.__dict__['MODE']", "getattr(settings, 'MODE', 'gone')", "gone"),
+    "vars-held-in-a-local": ("space = vars(settings)\n    space['MODE'] = 'fast'", "settings.MODE", "fast"),
+    "instance-__dict__": ("settings.CONFIG.__dict__['lr'] = 0.1", "settings.CONFIG.lr", 0.1),
+    "exec-constant": ("exec('Config.threshold = 0.7')", "Config.threshold", 0.7),
+    "eval-constant": ("eval('setattr(Config, \"threshold\", 0.7)')", "Config.threshold", 0.7),
+    "exec-computed": ("exec(CODE)", "Config.threshold", 0.7),
+}
 
-@pytest.mark.parametrize(("body", "read", "expected"), [
-    ("settings.__dict__['MODE'] = 'fast'", "settings.MODE", "fast"),
-    ("settings.__dict__.update(MODE='fast')", "settings.MODE", "fast"),
-    ("del settings.__dict__['MODE']", "getattr(settings, 'MODE', 'gone')", "gone"),
-    ("space = vars(settings)\n    space['MODE'] = 'fast'", "settings.MODE", "fast"),
-    ("settings.CONFIG.__dict__['lr'] = 0.1", "settings.CONFIG.lr", 0.1),
-    ("exec('Config.threshold = 0.7')", "Config.threshold", 0.7),
-    ("eval('setattr(Config, \"threshold\", 0.7)')", "Config.threshold", 0.7),
-    ("exec(CODE)", "Config.threshold", 0.7),
-], ids=["module-__dict__-item", "module-__dict__-update", "module-__dict__-del", "vars-held-in-a-local",
-        "instance-__dict__", "exec-constant", "eval-constant", "exec-computed"])
+
 def test_a_restarted_kernel_is_left_as_a_run_leaves_a_namespace_it_writes_directly_or_through_exec(
-        cache_dir: Path, body: str, read: str, expected: object) -> None:
+        cache_dir: Path) -> None:
     # Before, these runs were stored (with a warning that a namespace or exec() is left out of the key, at most), and
-    # a restarted kernel's hit left the module, class or object as it was ('slow', 0.5).
-    (cache_dir.parent / "nbm_round7_settings.py").write_text(
-        "import types\nMODE = 'slow'\nCONFIG = types.SimpleNamespace(lr=0.5)\nclass Config:\n    threshold = 0.5\n")
-    cells = [NAMESPACES, f"@memo\ndef calibrate(x):\n    {body}\n    return x * 2",
-             f"OUT['result'] = calibrate(3)\nOUT['after'] = {read}"]
-    first, second = run_kernel(cells, cache_dir, seed=1), run_kernel(cells, cache_dir, seed=2)
-    assert (first["result"], first["after"]) == (6, expected)
-    assert (second["result"], second["after"]) == (6, expected)
-    said = [text for text in first["_warnings"] if text.startswith("MemoWarning") and "not cached" in text]
-    assert len(said) == 1, first["_warnings"]
+    # a restarted kernel's hit left the module, class or object as it was ('slow', 0.5). Each case has a module of
+    # its own, which no other case changes.
+    cases = {}
+    for i, (case, (body, read, _)) in enumerate(NAMESPACE_WRITES.items()):
+        module = f"nbm_round7_settings_{i}"
+        (cache_dir.parent / f"{module}.py").write_text(
+            "import types\nMODE = 'slow'\nCONFIG = types.SimpleNamespace(lr=0.5)\nclass Config:\n    threshold = 0.5\n")
+        cases[case] = [NAMESPACES % {"module": module}, f"@memo\ndef calibrate_{i}(x):\n    {body}\n    return x * 2",
+                       f"OUT['result'] = calibrate_{i}(3)\nOUT['after'] = {read}"]
+    first, second = _restarted(cases, cache_dir)
+    for case, (_, _, expected) in NAMESPACE_WRITES.items():
+        assert (first[case]["result"], first[case]["after"]) == (6, expected), case
+        assert (second[case]["result"], second[case]["after"]) == (6, expected), case
+        said = [text for text in first[case]["_warnings"] if text.startswith("MemoWarning") and "not cached" in text]
+        assert len(said) == 1, (case, first[case]["_warnings"])
 
 
 def test_exec_of_a_text_made_at_run_time_is_said_and_not_stored(shell: Shell) -> None:
@@ -187,25 +202,28 @@ class Node:
 """
 
 
-@pytest.mark.parametrize(("body", "read", "expected"), [
-    ("torch.backends.cudnn.deterministic = True", "torch.backends.cudnn.deterministic", True),
-    ("torch.backends.cudnn.benchmark = True", "torch.backends.cudnn.benchmark", True),
-    ("torch.use_deterministic_algorithms(True)", "torch.are_deterministic_algorithms_enabled()", True),
-    ("pd.set_option('display.max_rows', 7)", "pd.get_option('display.max_rows')", 7),
-    ("[Node() for _ in range(3)]", "next(Node._ids)", 3),
-], ids=["cudnn-deterministic", "cudnn-benchmark", "deterministic-algorithms",
-        "pandas-display-option", "class-counter"])
-def test_a_restarted_kernel_is_left_as_a_run_leaves_process_state(
-        cache_dir: Path, body: str, read: str, expected: object) -> None:
+# case -> (the body, what reads the state after the call, what a run leaves there); no two cases change one state.
+PROCESS_STATE = {
+    "cudnn-deterministic": ("torch.backends.cudnn.deterministic = True", "torch.backends.cudnn.deterministic", True),
+    "cudnn-benchmark": ("torch.backends.cudnn.benchmark = True", "torch.backends.cudnn.benchmark", True),
+    "deterministic-algorithms": ("torch.use_deterministic_algorithms(True)",
+                                 "torch.are_deterministic_algorithms_enabled()", True),
+    "pandas-display-option": ("pd.set_option('display.max_rows', 7)", "pd.get_option('display.max_rows')", 7),
+    "class-counter": ("[Node() for _ in range(3)]", "next(Node._ids)", 3),
+}
+
+
+def test_a_restarted_kernel_is_left_as_a_run_leaves_process_state(cache_dir: Path) -> None:
     # Before, these runs were stored silently, and a restarted kernel's hit left the limit at 1000, the flags off,
     # the option at 60 and the counter at 0.
-    cells = [PROCESS, f"@memo\ndef step(x):\n    {body}\n    return x * 2",
-             f"OUT['result'] = step(3)\nOUT['after'] = {read}"]
-    first, second = run_kernel(cells, cache_dir, seed=1), run_kernel(cells, cache_dir, seed=2)
-    assert (first["result"], first["after"]) == (6, expected)
-    assert (second["result"], second["after"]) == (6, expected)
-    said = [text for text in first["_warnings"] if text.startswith("MemoWarning") and "not cached" in text]
-    assert len(said) == 1, first["_warnings"]
+    first, second = _restarted({case: [PROCESS, f"@memo\ndef step_{i}(x):\n    {body}\n    return x * 2",
+                                       f"OUT['result'] = step_{i}(3)\nOUT['after'] = {read}"]
+                                for i, (case, (body, read, _)) in enumerate(PROCESS_STATE.items())}, cache_dir)
+    for case, (_, _, expected) in PROCESS_STATE.items():
+        assert (first[case]["result"], first[case]["after"]) == (6, expected), case
+        assert (second[case]["result"], second[case]["after"]) == (6, expected), case
+        said = [text for text in first[case]["_warnings"] if text.startswith("MemoWarning") and "not cached" in text]
+        assert len(said) == 1, (case, first[case]["_warnings"])
 
 
 def test_a_recursive_function_and_a_limit_set_back_are_still_cached(shell: Shell) -> None:
