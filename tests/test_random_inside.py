@@ -24,7 +24,7 @@ from tests.conftest import RUNS_SETUP, Shell, run_kernel
 _SETUP = """
 import copy, pickle, random, _random
 import numpy as np, torch
-random.seed(%(seed)d); np.random.seed(%(seed)d); torch.manual_seed(%(seed)d)
+%(reseed)s
 R_NP, T_GEN, GETSTATE = np.random.mtrand._rand, torch.default_generator, random.Random.getstate
 def _states():
     return random.getstate(), np.random.get_state(), torch.get_rng_state()
@@ -60,11 +60,17 @@ _NUMPY_TORCH = {
 }
 
 
-def _cells(seed: int, cases: dict[str, str]) -> list[str]:
+_RESEED = "random.seed(%(seed)d); np.random.seed(%(seed)d); torch.manual_seed(%(seed)d)"
+
+
+def _cells(seed: int, cases: dict[str, str], same_state_cases: dict[str, str], same_seed: int) -> list[str]:
     """A kernel that sets the global states from ``seed``, then gives ``OUT[case] = [what the body computes there,
-    what its memoized function returns]`` for each case."""
+    what its memoized function returns]`` for each case; then sets them from ``same_seed``, which every kernel
+    shares, and does the same for each of ``same_state_cases``."""
     body = []
-    for i, (case, code) in enumerate(cases.items()):
+    for i, (case, code) in enumerate({**cases, **same_state_cases}.items()):
+        if i == len(cases):
+            body.append(_RESEED % {"seed": same_seed})
         body.append(f"""
 def plain_{i}():
     {code}
@@ -75,27 +81,11 @@ def memoized_{i}():
     {code}
 OUT[{case!r}] = [truth, memoized_{i}()]
 """)
-    return [_SETUP % {"seed": seed}, RUNS_SETUP, *body, "OUT['runs'] = dict(RUNS)"]
-
-
-def _two_kernels(cache_dir: Path, cases: dict[str, str], seeds: tuple[int, int]) -> list[dict[str, Any]]:
-    return [run_kernel(_cells(seed, cases), cache_dir, seed=hash_seed) for hash_seed, seed in zip((1, 2), seeds)]
+    return [_SETUP % {"reseed": _RESEED % {"seed": seed}}, RUNS_SETUP, *body, "OUT['runs'] = dict(RUNS)"]
 
 
 def _served_wrong(runs: list[dict[str, Any]], cases: dict[str, str]) -> list[str]:
     return [case for case in cases for run in runs if run[case][0] != run[case][1]]
-
-
-def test_python_s_global_generator_copied_keys_its_state(cache_dir: Path) -> None:
-    runs = _two_kernels(cache_dir, _PYTHON, seeds=(1, 2))
-    assert _served_wrong(runs, _PYTHON) == []
-    assert [run["runs"] for run in runs] == [dict.fromkeys(_PYTHON, 1)] * 2
-
-
-def test_numpy_and_torch_global_generators_copied_key_their_state(cache_dir: Path) -> None:
-    runs = _two_kernels(cache_dir, _NUMPY_TORCH, seeds=(1, 2))
-    assert _served_wrong(runs, _NUMPY_TORCH) == []
-    assert [run["runs"] for run in runs] == [dict.fromkeys(_NUMPY_TORCH, 1)] * 2
 
 
 _GUARDS = {
@@ -110,10 +100,19 @@ _GUARDS = {
 }
 
 
-def test_a_restart_with_the_same_state_still_hits(cache_dir: Path) -> None:
-    runs = _two_kernels(cache_dir, _GUARDS, seeds=(7, 7))
-    assert _served_wrong(runs, _GUARDS) == []
-    assert [run["runs"] for run in runs] == [dict.fromkeys(_GUARDS, 1), {}]
+def test_global_generators_copied_key_their_state_and_a_restart_with_the_same_state_still_hits(
+        cache_dir: Path) -> None:
+    """Python's, NumPy's and torch's generators copied, in two kernels whose states differ, then the guards, in the
+    same kernels once both set the states from one seed: all share one pair of kernels."""
+    runs = [run_kernel(_cells(seed, {**_PYTHON, **_NUMPY_TORCH}, _GUARDS, same_seed=7), cache_dir, seed=seed)
+            for seed in (1, 2)]
+    for cases in (_PYTHON, _NUMPY_TORCH, _GUARDS):
+        assert _served_wrong(runs, cases) == []
+    for case in (*_PYTHON, *_NUMPY_TORCH):
+        assert [run["runs"].get(case) for run in runs] == [1, 1], f"{case}: should run in each kernel"
+    for case in _GUARDS:
+        assert [run["runs"].get(case) for run in runs] == [1, None], f"{case}: should run once, then hit"
+    assert set(runs[0]["runs"]) | set(runs[1]["runs"]) == {*_PYTHON, *_NUMPY_TORCH, *_GUARDS}
 
 
 def test_a_copy_after_the_state_moved_in_the_same_kernel_recomputes(shell: Shell) -> None:
