@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import RUNS_SETUP, run_kernel
 
 # Bound before anything was memoized: each holder keeps the library's own function.
@@ -43,30 +41,33 @@ _CALLS = {
 }
 
 
-def _reader_cells(holder: str) -> list[str]:
-    call, params = _CALLS[holder]
-    call, params = call % {"name": "getstate"}, params % {"name": "getstate"}
-    return [_HOLDERS % {"name": "getstate"}, RUNS_SETUP, f"""
+def _reader_cells() -> list[str]:
+    """A kernel copying the state through each holder in turn, every holder bound before the first memoized call:
+    ``OUT[holder] = [the number the kernel's state gives, what the memoized function returns]``."""
+    cells = [_HOLDERS % {"name": "getstate"}, RUNS_SETUP]
+    for i, (holder, (call, params)) in enumerate(_CALLS.items()):
+        cells.append(f"""
 @memo
-def copied({params}):
-    ran('copied')
+def copied_{i}({params % {"name": "getstate"}}):
+    ran({holder!r})
     r = random.Random(0)
-    r.setstate({call}())
+    r.setstate({call % {"name": "getstate"}}())
     return r.random()
 own = random.Random(0)
 own.setstate(random.getstate())
-OUT['truth'] = own.random()
-OUT['v'] = copied()
-OUT['runs'] = dict(RUNS)
-"""]
+OUT[{holder!r}] = [own.random(), copied_{i}()]
+""")
+    return [*cells, "OUT['runs'] = dict(RUNS)"]
 
 
-@pytest.mark.parametrize("holder", sorted(_CALLS))
-def test_a_state_reader_held_before_the_first_call_keys_the_state(cache_dir: Path, holder: str) -> None:
-    """Each kernel starts with its own random state: each computes the number that state gives."""
-    runs = [run_kernel(_reader_cells(holder), cache_dir, seed=s) for s in (1, 2)]
-    assert [r["v"] for r in runs] == [r["truth"] for r in runs]
-    assert [r["runs"] for r in runs] == [{"copied": 1}, {"copied": 1}]
+def test_a_state_reader_held_before_the_first_call_keys_the_state(cache_dir: Path) -> None:
+    """Each kernel starts with its own random state: each computes the number that state gives, whichever holder
+    keeps the reader (the holders share one pair of kernels)."""
+    runs = [run_kernel(_reader_cells(), cache_dir, seed=s) for s in (1, 2)]
+    for holder in _CALLS:
+        assert [r[holder][1] for r in runs] == [r[holder][0] for r in runs], holder
+        assert [r["runs"].get(holder) for r in runs] == [1, 1], holder
+    assert set(runs[0]["runs"]) == set(runs[1]["runs"]) == set(_CALLS)
 
 
 def test_numpy_state_reader_held_in_a_dict_keys_the_state(cache_dir: Path) -> None:
@@ -162,30 +163,43 @@ OUT['runs'] = dict(RUNS)
 
 # -- seeders held where no wrapper reaches -------------------------------------------------------------------------
 
-def _seeder_cells(holder: str) -> list[str]:
-    call, params = _CALLS[holder]
-    call, params = call % {"name": "seed"}, params % {"name": "seed"}
-    return [_HOLDERS % {"name": "seed"}, RUNS_SETUP, f"""
+SEEDER_HOLDERS = ("dict item", "closure cell", "bound method of random._inst")
+
+
+def _seeder_cells() -> list[str]:
+    """A kernel seeding through each of SEEDER_HOLDERS in turn, every holder bound before the first memoized call:
+    ``OUT[holder]`` is what its memoized function returns, and ``OUT[holder + " warnings"]`` what it said."""
+    # Each case meets the state the kernel started with (its own), not the one an earlier case seeded.
+    cells = [_HOLDERS % {"name": "seed"}, RUNS_SETUP, "import warnings\nSTART = random.getstate()"]
+    for i, holder in enumerate(SEEDER_HOLDERS):
+        call, params = _CALLS[holder]
+        cells.append(f"""
+random.setstate(START)
 @memo
-def seeded({params}):
-    ran('seeded')
-    {call}(5)
+def seeded_{i}({params % {"name": "seed"}}):
+    ran({holder!r})
+    {call % {"name": "seed"}}(5)
     return random.random()
-OUT['v'] = seeded()
-OUT['runs'] = dict(RUNS)
-"""]
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    OUT[{holder!r}] = seeded_{i}()
+OUT[{holder + " warnings"!r}] = [str(w.message) for w in caught]
+""")
+    return [*cells, "OUT['runs'] = dict(RUNS)"]
 
 
-@pytest.mark.parametrize("holder", ["dict item", "closure cell", "bound method of random._inst"])
-def test_a_seeder_held_before_the_first_call_recomputes_and_says_why(cache_dir: Path, holder: str) -> None:
+def test_a_seeder_held_before_the_first_call_recomputes_and_says_why(cache_dir: Path) -> None:
     """A seed through it cannot be told from a draw before it: the run is kept for the state it found, so a new
-    kernel computes again (the same number), warned once with what to do."""
-    runs = [run_kernel(_seeder_cells(holder), cache_dir, seed=s) for s in (1, 2)]
-    assert runs[0]["v"] == runs[1]["v"]
-    assert [r["runs"] for r in runs] == [{"seeded": 1}, {"seeded": 1}]
-    for out in runs:
-        assert any("seeding function of Python's random module taken before" in w for w in out["_warnings"])
-        assert any("random.seed(...)" in w for w in out["_warnings"])
+    kernel computes again (the same number), warned once with what to do (the holders share one pair of kernels)."""
+    runs = [run_kernel(_seeder_cells(), cache_dir, seed=s) for s in (1, 2)]
+    for holder in SEEDER_HOLDERS:
+        assert runs[0][holder] == runs[1][holder], holder
+        assert [r["runs"].get(holder) for r in runs] == [1, 1], holder
+        for out in runs:
+            said = out[holder + " warnings"]
+            assert any("seeding function of Python's random module taken before" in w for w in said), (holder, said)
+            assert any("random.seed(...)" in w for w in said), (holder, said)
+    assert set(runs[0]["runs"]) == set(runs[1]["runs"]) == set(SEEDER_HOLDERS)
 
 
 def test_our_seeder_wrapper_held_in_a_dict_still_hits_after_a_restart(cache_dir: Path) -> None:
@@ -253,31 +267,6 @@ OUT['runs'] = dict(RUNS)
     assert [r["runs"] for r in runs] == [{"shifted": 1}, {"shifted": 1}]
 
 
-def test_torch_state_reader_held_in_a_dict_keys_the_state(cache_dir: Path) -> None:
-    """torch.get_rng_state is a plain library function: held in a dict, it is known by identity all the same
-    (torch starts from one fixed seed: each kernel seeds its own)."""
-    cells = ["""
-import os, torch
-torch.manual_seed(int(os.environ["KERNEL_SEED"]))
-HOLD = {"get": torch.get_rng_state}
-""", RUNS_SETUP, """
-@memo
-def copied():
-    ran('copied')
-    g = torch.Generator()
-    g.set_state(HOLD["get"]())
-    return float(torch.rand(1, generator=g))
-g = torch.Generator()
-g.set_state(torch.get_rng_state())
-OUT['truth'] = float(torch.rand(1, generator=g))
-OUT['v'] = copied()
-OUT['runs'] = dict(RUNS)
-"""]
-    runs = [run_kernel(cells, cache_dir, seed=s, env={"KERNEL_SEED": str(s)}) for s in (1, 2)]
-    assert [r["v"] for r in runs] == [r["truth"] for r in runs]
-    assert [r["runs"] for r in runs] == [{"copied": 1}, {"copied": 1}]
-
-
 def test_numpy_seeder_held_in_a_dict_recomputes_and_says_why(cache_dir: Path) -> None:
     cells = ["""
 import numpy as np
@@ -299,27 +288,39 @@ OUT['runs'] = dict(RUNS)
                    for w in out["_warnings"])
 
 
-@pytest.mark.parametrize("how", ["named", "held"])
-def test_torch_default_generator_read_through_its_own_method_keys_the_state(cache_dir: Path, how: str) -> None:
-    """torch.default_generator.get_state(), named in the body or held in a dict: no wrapper stands in front of it."""
-    call = "torch.default_generator.get_state" if how == "named" else 'HOLD["get"]'
+# case -> what the body calls to read torch's global state: a plain library function held in a dict is known by
+# identity all the same; torch.default_generator.get_state(), named in the body or held in a dict, has no wrapper
+# in front of it.
+_TORCH_READERS = {
+    "torch.get_rng_state held in a dict": 'HOLD["get_rng_state"]',
+    "default generator's get_state named": "torch.default_generator.get_state",
+    "default generator's get_state held in a dict": 'HOLD["get"]',
+}
+
+
+def test_torch_state_readers_held_or_named_key_the_state(cache_dir: Path) -> None:
+    """Torch starts from one fixed seed: each kernel seeds its own. The readers are held before the first memoized
+    call; the cases share one pair of kernels."""
     cells = ["""
 import os, torch
 torch.manual_seed(int(os.environ["KERNEL_SEED"]))
-HOLD = {"get": torch.default_generator.get_state}
-""", RUNS_SETUP, f"""
+HOLD = {"get_rng_state": torch.get_rng_state, "get": torch.default_generator.get_state}
+""", RUNS_SETUP]
+    for i, (case, call) in enumerate(_TORCH_READERS.items()):
+        cells.append(f"""
 @memo
-def copied():
-    ran('copied')
+def copied_{i}():
+    ran({case!r})
     g = torch.Generator()
     g.set_state({call}())
     return float(torch.rand(1, generator=g))
 g = torch.Generator()
 g.set_state(torch.get_rng_state())
-OUT['truth'] = float(torch.rand(1, generator=g))
-OUT['v'] = copied()
-OUT['runs'] = dict(RUNS)
-"""]
+OUT[{case!r}] = [float(torch.rand(1, generator=g)), copied_{i}()]
+""")
+    cells.append("OUT['runs'] = dict(RUNS)")
     runs = [run_kernel(cells, cache_dir, seed=s, env={"KERNEL_SEED": str(s)}) for s in (1, 2)]
-    assert [r["v"] for r in runs] == [r["truth"] for r in runs]
-    assert [r["runs"] for r in runs] == [{"copied": 1}, {"copied": 1}]
+    for case in _TORCH_READERS:
+        assert [r[case][1] for r in runs] == [r[case][0] for r in runs], case
+        assert [r["runs"].get(case) for r in runs] == [1, 1], case
+    assert set(runs[0]["runs"]) == set(runs[1]["runs"]) == set(_TORCH_READERS)
