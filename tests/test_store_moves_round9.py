@@ -225,3 +225,32 @@ def test_a_thread_connecting_after_the_link_moved_to_a_user_s_diskcache_leaves_i
     with pytest.raises(ConfigurationError, match="did not make"):  # refused, as when given as cache_dir
         big(300_000, counter)
     assert {path.name: path.read_bytes() for path in b.iterdir()} == before
+
+
+def test_every_connection_of_the_store_has_its_settings_the_opening_thread_s_and_a_later_thread_s() -> None:
+    # The store opens each connection itself (never creating the index after its opening): each must still get the
+    # per-connection settings diskcache would apply, whatever the index's Settings table says (no memory map; the
+    # log's checkpoints left to the background thread, not done by a commit past SQLite's default 1,000 pages).
+    import threading
+
+    from notebook_memo.stores import local
+
+    @memo
+    def one(x: int) -> int:
+        return x
+
+    assert one(1) == 1
+    store = one._store()  # type: ignore[attr-defined]
+    seen: list[tuple[int, int]] = []
+
+    def look() -> None:
+        for handle in (store.reader, store.writer):
+            con = handle._con
+            seen.append((con.execute("PRAGMA wal_autocheckpoint").fetchone()[0],
+                         con.execute("PRAGMA mmap_size").fetchone()[0]))
+
+    look()  # the opening thread's
+    thread = threading.Thread(target=look)  # a thread's first connections
+    thread.start()
+    thread.join()
+    assert seen == [(local._WAL_BACKSTOP, 0)] * 4, seen

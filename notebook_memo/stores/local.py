@@ -571,11 +571,14 @@ class _Index(diskcache.Cache):  # type: ignore[misc]
                 local.pid = os.getpid()
             if self.__dict__.get("_found") is None:  # opened before: this thread's connection never creates it
                 local.con = _connect_existing(path, self._timeout)
-                for key, value in self._own.items():  # the per-connection settings diskcache's opening applies
-                    if key.startswith("sqlite_"):
-                        self.reset(key, value, update=False)
             else:  # the store's opening: the index is made (if new) beside the marker it just wrote
                 local.con = sqlite3.connect(path, timeout=self._timeout, isolation_level=None)
+            # The per-connection settings (pragmas) diskcache applies to a connection it opens itself, from the
+            # Settings table: ours, whatever the table says (``reset``). Its opening ends with a connection of its
+            # own timeout, opened here too, which writes with them (the log's checkpoints are the background thread's).
+            for key, value in self._own.items():
+                if key.startswith("sqlite_"):
+                    self.reset(key, value, update=False)
             con = diskcache.Cache._con.fget(self)  # its first statement reads the Settings table
             con.set_authorizer(_only_our_statements)
         local.opened = (con, before if before is not None and _walfiles.file_ident(path) == before else None)
