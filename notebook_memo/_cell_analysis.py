@@ -452,9 +452,12 @@ def elsewhere_evaluator(node: ast.AST, resolver: Resolver = _NOTHING) -> str | N
     if owner is _MISSING:
         return None
     method = held_attribute(owner, node.func.attr)
+    function = getattr(method, "__func__", method)
+    if not (isinstance(function, types.FunctionType) and is_user_code(function)):
+        return None  # a library's own method (a frame's query itself): its texts are followed where it is called
     if called_evaluates(method) is not None or forwarded_evaluation(method, owner) is None:
         return None
-    where = getattr(getattr(method, "__func__", method), "__globals__", None)
+    where = function.__globals__
     if not isinstance(where, dict) or where is resolver.namespace:
         return None
     return str(where.get("__name__"))
