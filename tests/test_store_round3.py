@@ -373,8 +373,6 @@ def test_a_thread_first_connecting_after_the_cache_link_moved_creates_no_index_i
         return np.arange(n)
 
     big(100_000, counter)
-    link.unlink()
-    link.symlink_to(b)  # no revalidation yet: the store still holds A's index
     got: list[object] = []
 
     def worker() -> None:
@@ -383,13 +381,21 @@ def test_a_thread_first_connecting_after_the_cache_link_moved_creates_no_index_i
             got.append(big(300_000, counter)[-1])
         got.append([str(w.message) for w in caught])
 
-    thread = threading.Thread(target=worker)
-    thread.start()
-    thread.join()
-    # Computed, and stored beside the index the store opened (A's) until its check sees the link moved.
-    assert got == [299_999, []] and not (b / "cache.db").exists()
-    assert big(300_000, counter)[-1] == 299_999 and counter.n == 2  # a hit, from A
-    assert _payloads(b) == [] and len(_payloads(a)) == 2
+    from notebook_memo.stores import local
+
+    with pytest.MonkeyPatch.context() as unnoticed:  # the store's checks held off: it has not seen the move yet
+        unnoticed.setattr(local.Store, "revalidate", lambda self: None)  # the background thread's
+        unnoticed.setattr(local, "_REVALIDATE", 3600.0)
+        unnoticed.setattr(local, "_BACKGROUND_CHECK", 3600.0)
+        link.unlink()
+        link.symlink_to(b)
+        thread = threading.Thread(target=worker)
+        thread.start()
+        thread.join()
+        # Computed, and stored beside the index the store opened (A's) until its check sees the link moved.
+        assert got == [299_999, []] and not (b / "cache.db").exists()
+        assert big(300_000, counter)[-1] == 299_999 and counter.n == 2  # a hit, from A
+        assert _payloads(b) == [] and len(_payloads(a)) == 2
     big._store().revalidate()  # type: ignore[attr-defined]
     assert big(300_000, counter)[-1] == 299_999 and counter.n == 3  # B's first entry
     assert (b / "NOTEBOOK_MEMO_CACHE").exists() and len(_payloads(b)) == 1
