@@ -13,12 +13,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sqlite3
 import threading
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +45,19 @@ def _point(link: Path, target: Path) -> None:
     """``ln -sfn target link``."""
     link.unlink()
     link.symlink_to(target)
+
+
+@contextlib.contextmanager
+def _unnoticed(store: local.Store) -> Iterator[None]:
+    """Hold off the store's checks of its directory (the background thread's every few seconds, a read's own): on a
+    busy machine one could see the link moved before the step a test means to run while the store has not. The
+    background thread is stopped first: a check of its already under way could still see the move."""
+    store.stop_background(wait=60)
+    with pytest.MonkeyPatch.context() as held:
+        held.setattr(local.Store, "revalidate", lambda self: None)
+        held.setattr(local, "_REVALIDATE", float("inf"))
+        held.setattr(local, "_BACKGROUND_CHECK", float("inf"))
+        yield
 
 
 def _folders(tmp_path: Path) -> tuple[Path, Path, Path]:
@@ -97,7 +112,6 @@ def test_a_thread_connecting_after_the_link_moved_to_another_cache_writes_beside
     _point(link, a)
     big._store().revalidate()  # type: ignore[attr-defined]
     big(100_000, counter)
-    _point(link, b)  # the store has not looked yet: it uses A's index
     got: list[object] = []
 
     def worker() -> None:  # a thread with no connection of its own yet
@@ -106,9 +120,11 @@ def test_a_thread_connecting_after_the_link_moved_to_another_cache_writes_beside
             got.append(big(300_000, counter)[-1])
         got.append([str(w.message) for w in caught])
 
-    thread = threading.Thread(target=worker)
-    thread.start()
-    thread.join()
+    with _unnoticed(big._store()):  # type: ignore[attr-defined]
+        _point(link, b)  # the store has not looked yet: it uses A's index
+        thread = threading.Thread(target=worker)
+        thread.start()
+        thread.join()
     assert got == [299_999, []] and counter.n == 3
     for folder in (a, b):  # each payload file beside the index whose row names it
         assert _named(folder) == _payloads(folder)
@@ -211,15 +227,16 @@ def test_a_thread_connecting_after_the_link_moved_to_a_user_s_diskcache_leaves_i
     before = {path.name: path.read_bytes() for path in b.iterdir()}
     big = _big()
     big(100_000, counter)
-    _point(link, b)  # the store has not looked yet
     got: list[object] = []
 
     def worker() -> None:  # a thread with no connection of its own yet: a miss, then a write
         got.append(big(300_000, counter)[-1])
 
-    thread = threading.Thread(target=worker)
-    thread.start()
-    thread.join()
+    with _unnoticed(big._store()):  # type: ignore[attr-defined]
+        _point(link, b)  # the store has not looked yet
+        thread = threading.Thread(target=worker)
+        thread.start()
+        thread.join()
     assert got == [299_999] and {path.name: path.read_bytes() for path in b.iterdir()} == before
     big._store().revalidate()  # type: ignore[attr-defined]
     with pytest.raises(ConfigurationError, match="did not make"):  # refused, as when given as cache_dir

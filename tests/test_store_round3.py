@@ -383,10 +383,11 @@ def test_a_thread_first_connecting_after_the_cache_link_moved_creates_no_index_i
 
     from notebook_memo.stores import local
 
+    big._store().stop_background(wait=60)  # type: ignore[attr-defined]  # no check of its under way
     with pytest.MonkeyPatch.context() as unnoticed:  # the store's checks held off: it has not seen the move yet
         unnoticed.setattr(local.Store, "revalidate", lambda self: None)  # the background thread's
-        unnoticed.setattr(local, "_REVALIDATE", 3600.0)
-        unnoticed.setattr(local, "_BACKGROUND_CHECK", 3600.0)
+        unnoticed.setattr(local, "_REVALIDATE", float("inf"))
+        unnoticed.setattr(local, "_BACKGROUND_CHECK", float("inf"))
         link.unlink()
         link.symlink_to(b)
         thread = threading.Thread(target=worker)
