@@ -465,12 +465,18 @@ _Lingering = tuple[tuple[weakref.ref[type], int], ...]
 _lingering: weakref.WeakKeyDictionary[type, _Lingering] = weakref.WeakKeyDictionary()
 
 
+def _older_of_a_name(names: list[str]) -> set[int]:
+    """Return the positions in a subclass listing (in the order the classes were made) of each class whose name a
+    later one has: a class redefined since, which something may still hold."""
+    last = {name: index for index, name in enumerate(names)}
+    return {index for index, name in enumerate(names) if last[name] != index}
+
+
 def _lingering_of(found: list[type], names: list[str]) -> _Lingering:
     """Return a listing's subclasses, weakly, each with its reference count where a later subclass has its name
-    (the listing is in the order they were made; 0 for the last of a name)."""
-    last = {name: index for index, name in enumerate(names)}
-    return tuple((weakref.ref(sub), sys.getrefcount(sub) if last[name] != index else 0)
-                 for index, (sub, name) in enumerate(zip(found, names)))
+    (0 for the last of a name)."""
+    older = _older_of_a_name(names)
+    return tuple((weakref.ref(sub), sys.getrefcount(sub) if index in older else 0) for index, sub in enumerate(found))
 
 
 # The older subclasses of a name in a kept code state's subclass listings (see _held): the watch item's index, the
@@ -485,10 +491,8 @@ def _held(watch: list[tuple[Any, ...]]) -> _Held:
     lingering = []
     for position, item in enumerate(watch):
         if item[0] == "subclasses":
-            names = [qualified_name(sub) for sub in item[2]]
-            last = {name: index for index, name in enumerate(names)}
-            lingering += [(position, index, sys.getrefcount(item[2][index]))
-                          for index, name in enumerate(names) if last[name] != index]
+            older = _older_of_a_name([qualified_name(sub) for sub in item[2]])
+            lingering += [(position, index, sys.getrefcount(item[2][index])) for index in sorted(older)]
     return tuple(lingering)
 
 
