@@ -1087,7 +1087,20 @@ def open_payload(directory: str, filename: str) -> io.BufferedReader:
     return io.open(fd, "rb")  # noqa: UP020 (typed as a BufferedReader, unlike os.fdopen)
 
 
-_verified_maps: dict[tuple[int, ...], bytes] = {}  # file identity -> header check it verified
+# File identity -> the header check it verified, and the seal of the pickle it read then.
+_verified_maps: dict[tuple[int, ...], tuple[bytes, bytes]] = {}
+_SEALED_IN_FULL = 64 << 10  # pickles up to this size are remembered as they are; larger ones by a digest
+
+
+def _seal(pickle_part: bytes) -> bytes:
+    """Return what a verified pickle is remembered by: itself when small, else a collision-resistant digest.
+
+    A file's times are no proof that its bytes are those verified: a write through a shared mapping
+    of a page already written through it moves neither time, so the pickle read on each hit is
+    compared with the one verified before it is loaded."""
+    if len(pickle_part) <= _SEALED_IN_FULL:
+        return pickle_part
+    return hashlib.blake2b(pickle_part, digest_size=32, person=b"nbm-mapped-pkl").digest()
 
 
 def verify_file(f: Any, header: Header, pickle_part: bytes, signer: Signer | None) -> None:
@@ -1123,13 +1136,15 @@ def load_file(header: Header, directory: str, signer: Signer | None, use_mmap: b
         if use_mmap and header.buffer_lens:
             # Verified once per file identity: reading every byte on each hit would undo the map. The
             # change time is in it: a write puts the modification time forward, and putting that back
-            # moves the change time on.
+            # moves the change time on. Yet a write through a shared mapping may move neither, so the pickle,
+            # which is what runs code, must also be the very bytes verified (see _seal).
             identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-            if _verified_maps.get(identity) != header.check:
+            seal = _seal(pickle_part)
+            if _verified_maps.get(identity) != (header.check, seal):
                 verify_file(f, header, pickle_part, signer)
                 if len(_verified_maps) >= 4096:
                     _verified_maps.clear()
-                _verified_maps[identity] = header.check
+                _verified_maps[identity] = (header.check, seal)
             # Private pages: arrays get read-only views of them, and tensors (which cannot be read-only)
             # writable ones whose writes stay in this process and never reach the file.
             mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)

@@ -1,0 +1,99 @@
+"""Foreign bytes in the cache folder never run code: attacks on what the store reads, with a secret set and without.
+
+Each test plants hostile bytes in a real cache directory (a pickle whose loading creates a file, written
+where the store reads) and checks that nothing ran and that the call computed its value, or, for the guard
+tests, that the store's checks did not refuse what it wrote itself.
+"""
+
+from __future__ import annotations
+
+import mmap
+import pickle
+import sqlite3
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from notebook_memo import configure, memo
+from tests.conftest import settled
+
+
+class _Trap:
+    """Unpickling this creates a file: stands in for code planted in the cache."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (open, (self.path, "w"))
+
+
+def _payload_file(cache_dir: Path) -> Path:
+    settled()
+    with sqlite3.connect(str(cache_dir / "cache.db"), isolation_level=None) as db:
+        [(filename,)] = db.execute("SELECT filename FROM Cache WHERE filename IS NOT NULL").fetchall()
+    return cache_dir / filename
+
+
+# -- mapped payloads ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("secret", [None, "team secret"])
+def test_a_pickle_rewritten_through_a_shared_map_is_never_loaded(tmp_path: Path, cache_dir: Path,
+                                                                secret: str | None) -> None:
+    if secret:
+        configure(secret=secret)
+    trap = tmp_path / "pwned"
+
+    @memo(mmap=True)
+    def f() -> np.ndarray:
+        return np.arange(500_000, dtype=np.float64)
+
+    f()
+    path = _payload_file(cache_dir)
+    with open(path, "r+b") as fh:
+        shared = mmap.mmap(fh.fileno(), 0)
+    try:
+        shared[0] = shared[0]  # the first write to the page moves the file's times; later ones to it need not
+        f._store().forget()
+        assert f()[-1] == 499_999  # verified again, and remembered as verified with the times as they are now
+        planted = pickle.dumps(_Trap(str(trap)), protocol=5)
+        shared[:len(planted)] = planted
+        f._store().forget()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            value = f()
+    finally:
+        shared.close()
+    assert not trap.exists()
+    assert value[-1] == 499_999
+    assert any("could not be used" in str(w.message) for w in caught), [str(w.message) for w in caught]
+
+
+def test_a_mapped_payload_with_a_large_pickle_is_still_verified_once(cache_dir: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from notebook_memo import _serialize
+
+    checked: list[int] = []
+    original = _serialize.verify_file
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        checked.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(_serialize, "verify_file", counting)
+    configure(secret="team secret")
+
+    @memo(mmap=True)
+    def f() -> tuple[np.ndarray, str]:
+        return np.arange(500_000, dtype=np.float64), "label " * 40_000  # a pickle larger than kept in full
+
+    f()
+    for _ in range(4):
+        f._store().forget()
+        array, label = f()
+        assert array[-1] == 499_999 and label.startswith("label ")
+    assert len(checked) == 1
