@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from notebook_memo import configure, memo
+from notebook_memo._serialize import CorruptRecord
 from tests.conftest import settled
 
 
@@ -97,3 +98,45 @@ def test_a_mapped_payload_with_a_large_pickle_is_still_verified_once(cache_dir: 
         array, label = f()
         assert array[-1] == 499_999 and label.startswith("label ")
     assert len(checked) == 1
+
+
+# -- records listed but not verified ---------------------------------------------------------------
+
+
+def test_a_listed_record_this_process_could_not_verify_is_never_loaded(tmp_path: Path, cache_dir: Path) -> None:
+    from notebook_memo._serialize import Payload, decode_header, encode_header
+
+    trap = tmp_path / "pwned"
+
+    @memo
+    def f(x: int) -> int:
+        return x + 1
+
+    f(1)  # an unsigned record, which anyone who can write the folder can forge: with a secret it vouches for nothing
+    settled()
+    with sqlite3.connect(str(cache_dir / "cache.db"), isolation_level=None) as db:
+        [(row, value)] = db.execute("SELECT key, value FROM Cache WHERE mode = 16").fetchall()
+        header, _ = decode_header(value)
+        forged = encode_header(header.key, None, Payload(pickle.dumps(_Trap(str(trap))), []), header.meta(),
+                               header.created, None, header.duration, True, None)
+        db.execute("UPDATE Cache SET value = ? WHERE key = ?", (forged, row))
+    configure(secret="team secret")
+    [listed] = f.entries()
+    assert not listed.verified
+    with pytest.raises(CorruptRecord):
+        listed.load()
+    assert not trap.exists()
+    assert f(1) == 2 and not trap.exists()  # computed under the secret, the forged record left unread
+
+
+def test_records_listed_under_the_secret_they_were_signed_with_still_load(cache_dir: Path) -> None:
+    configure(secret="team secret")
+
+    @memo
+    def f(x: int) -> np.ndarray:
+        return np.full(100_000 if x else 3, x)  # one payload in a file, one inline
+
+    f(0), f(1)
+    listed = f.entries()
+    assert len(listed) == 2 and all(r.verified for r in listed)
+    assert sorted(int(r.load()[0]) for r in listed) == [0, 1]

@@ -139,7 +139,15 @@ class StoredRecord:
         return os.path.join(self.directory, self.filename) if self.filename else None
 
     def load(self, use_mmap: bool = False) -> Any:
-        """Verify and unpickle the stored value; raises CorruptRecord or OSError."""
+        """Verify and unpickle the stored value; raises CorruptRecord or OSError.
+
+        A record whose header this process could not verify (a listing's record signed with another
+        secret, or unsigned while a secret is set: anyone can make its checks) is refused unread: its
+        payload checks would vouch only for what its header says.
+        """
+        if not self.verified:
+            raise ForeignRecord("the record was not verified by this process (signed with another secret, or not "
+                                "signed while a secret is set): it is never unpickled")
         held = self.held
         if held is not None:
             try:
