@@ -1916,11 +1916,13 @@ class BoundMemoized:
         return f"<bound memoized {self._memo.qualified_name} of {type(self._obj).__qualname__}>"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        obj, cls = self._obj, type(self._obj)
+        obj = self._obj
+        # A classmethod is bound to the class itself, which plain pickle names as it names any class.
+        cls = obj if isinstance(obj, type) else type(obj)
         if getattr(_by_value, "active", False) or _importable(cls, cls.__module__, cls.__qualname__):
             return BoundMemoized, (self._memo, obj)
-        # An object of a notebook class: plain pickle (multiprocessing, spawn) would name the class,
-        # which a worker cannot import; cloudpickle carries the class with the object.
+        # An object of a notebook class, or the class: plain pickle (multiprocessing, spawn) would name
+        # the class, which a worker cannot import; cloudpickle carries the class by value.
         return _bound_to_copy, (self._memo, cloudpickle.dumps(obj))
 
     def __copy__(self) -> BoundMemoized:
