@@ -81,9 +81,11 @@ from ._serialize import (
     ClassChanged,
     CorruptRecord,
     Payload,
+    by_value,
     dumps,
-    findable,
     head_json,
+    importable,
+    in_a_stream_by_value,
     meta_after,
     referring_to,
 )
@@ -1805,17 +1807,17 @@ class MemoizedFunction(Generic[R]):
         """
         directory = _config.resolve_dir(self._options.cache_dir)
         module, qualname = self._fn.__module__, self._fn.__qualname__
-        if _importable(self, module, qualname):
+        if importable(self, module, qualname):
             return _by_reference, (module, qualname, directory, *self._remote_placement())
-        if getattr(_by_value, "active", False):
+        if in_a_stream_by_value():
             # Inside the stream below: the object first, its state after, so cycles (a function
             # that calls itself through its global name) resolve to this one object.
             return _skeleton, (type(self),), self._travel_state(directory)
-        _by_value.active = True
+        by_value.active = True
         try:
             data = cloudpickle.dumps(self)
         finally:
-            _by_value.active = False
+            by_value.active = False
         # Where it is found too: a worker that defines it (a fork, a script's spawned worker) runs its own,
         # on the worker's globals, as a plain function would; the copy serves a worker that does not.
         return _live_or_copy, (type(self), module, qualname, self._own_code(), self._definition(), directory,
@@ -1919,7 +1921,7 @@ class BoundMemoized:
         obj = self._obj
         # A classmethod is bound to the class itself, which plain pickle names as it names any class.
         cls = obj if isinstance(obj, type) else type(obj)
-        if getattr(_by_value, "active", False) or _importable(cls, cls.__module__, cls.__qualname__):
+        if in_a_stream_by_value() or importable(cls, cls.__module__, cls.__qualname__):
             return BoundMemoized, (self._memo, obj)
         # An object of a notebook class, or the class: plain pickle (multiprocessing, spawn) would name
         # the class, which a worker cannot import; cloudpickle carries the class by value.
@@ -1967,14 +1969,6 @@ class _room_for_our_frames:  # lower case: used as a function, ``with _room_for_
 
 
 # -- pickling helpers ---------------------------------------------------------------------------
-
-_by_value = threading.local()
-
-
-def _importable(obj: Any, module_name: str | None, qualname: str) -> bool:
-    """Return True when ``module.qualname`` names ``obj`` itself, so a worker can import it."""
-    return module_name not in (None, "__main__") and findable(obj, module_name, qualname)
-
 
 def _bound_to_copy(memo: MemoizedFunction[Any], data: bytes) -> BoundMemoized:
     return BoundMemoized(memo, pickle.loads(data))

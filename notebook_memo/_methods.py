@@ -16,6 +16,7 @@ import inspect
 import itertools
 import operator
 import os
+import pickle
 import sys
 import threading
 import time
@@ -24,10 +25,13 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+import cloudpickle
+
 from ._conditions import assigned_held_value, closed_fill, held_value_read, in_a_run, pause, resume, stamp
 from ._config import TTLLike, parse_ttl, warn_once
 from ._errors import MemoWarning, RecursiveCall, changed_argument, drew_from_argument
 from ._fills import FillListener, FillNotes, fill_digest, filled_names, same_but_filled
+from ._serialize import importable, in_a_stream_by_value
 from .hashing import (
     BOOKKEEPING_PREFIX,
     IMMUTABLE_LEAVES,
@@ -578,7 +582,12 @@ class BoundPerInstance:
     def __reduce__(self) -> tuple[Any, ...]:
         # As ``obj.method`` is sent to a worker: the object, and the method looked up on it there (pickle would
         # look the function up by its name, and find this descriptor instead).
-        return getattr, (self._obj, self._desc.name)
+        obj, cls = self._obj, type(self._obj)
+        if in_a_stream_by_value() or importable(cls, cls.__module__, cls.__qualname__):
+            return getattr, (obj, self._desc.name)
+        # An object of a notebook class: plain pickle (multiprocessing, spawn) would name the class, which a
+        # worker cannot import; cloudpickle carries the class with the object, as for a memoized method.
+        return _method_of_copy, (cloudpickle.dumps(obj), self._desc.name)
 
     def clear(self) -> None:
         """Drop this method's cached results on this object."""
@@ -587,6 +596,11 @@ class BoundPerInstance:
     def uncached(self, *args: Any, **kwargs: Any) -> Any:
         """Run the method without the cache."""
         return self._desc.fn(self._obj, *args, **kwargs)
+
+
+def _method_of_copy(data: bytes, name: str) -> Any:
+    """Return the method ``name`` of the object pickled (by cloudpickle) in ``data``."""
+    return getattr(pickle.loads(data), name)
 
 
 _PROPERTY_KEY = b"property"

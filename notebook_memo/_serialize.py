@@ -323,6 +323,21 @@ def cached_property_of(func: Any, name: str | None, doc: str | None) -> functool
     return made
 
 
+# ``active`` while a memoized function pickles itself by value in one cloudpickle stream: what it reaches is
+# carried in that stream (objects it shares stay shared), so nothing it reaches starts a stream of its own.
+by_value = threading.local()
+
+
+def in_a_stream_by_value() -> bool:
+    """Return True while a memoized function is being pickled by value (see ``by_value``)."""
+    return getattr(by_value, "active", False)
+
+
+def importable(obj: Any, module_name: str | None, qualname: str) -> bool:
+    """Return True when ``module.qualname`` names ``obj`` itself, so a worker can import it (``__main__`` it cannot)."""
+    return module_name not in (None, "__main__") and findable(obj, module_name, qualname)
+
+
 def findable(obj: Any, module_name: str | None, qualname: str) -> bool:
     """Return True when ``module_name.qualname`` names ``obj`` itself in this process."""
     module = sys.modules.get(module_name or "")

@@ -1,6 +1,6 @@
-"""Memoized functions in worker pools, round ten: a classmethod of a notebook class sent to a spawned pool, which
-plain pickle cannot name, travels with its class by value and keeps the notebook's keys, while a classmethod of an
-importable class still travels by reference."""
+"""Memoized functions in worker pools, round ten: a classmethod of a notebook class, and a per-instance method of a
+notebook object, sent to a spawned pool (whose plain pickle cannot name a notebook class) travel with the class by
+value, and the classmethod keeps the notebook's keys; those of importable classes still travel by reference."""
 
 from __future__ import annotations
 
@@ -83,3 +83,28 @@ def test_a_classmethod_of_an_importable_class_still_travels_by_reference(tmp_pat
     bound = pickle.loads(pickle.dumps(rates_round10.Rates.scaled))
     assert bound._obj is rates_round10.Rates  # the class itself, not a copy made from its pickled value
     assert bound(4) == 8
+
+
+def test_a_per_instance_method_of_a_notebook_object_goes_to_spawned_workers(tmp_path: Path) -> None:
+    """As a memoized method of a notebook object does: the object travels by value, with empty caches."""
+    out = run_kernel([
+        """
+        import concurrent.futures, multiprocessing
+        from notebook_memo import memo
+
+        class Scaler:
+            def __init__(self, k):
+                self.k = k
+
+            @memo.per_instance
+            def times(self, x):
+                return self.k * x
+
+        s = Scaler(4)
+        OUT["here"] = s.times(2)
+        with concurrent.futures.ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+            OUT["there"] = list(pool.map(s.times, [1, 2, 3]))
+        OUT["again"] = s.times(3)
+        """,
+    ], tmp_path / "cache")
+    assert (out["here"], out["there"], out["again"]) == (8, [4, 8, 12], 12)
