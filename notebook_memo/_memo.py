@@ -83,6 +83,7 @@ from ._serialize import (
     Payload,
     by_value,
     dumps,
+    dumps_for_a_worker,
     head_json,
     importable,
     in_a_stream_by_value,
@@ -1924,8 +1925,9 @@ class BoundMemoized:
         if in_a_stream_by_value() or importable(cls, cls.__module__, cls.__qualname__):
             return BoundMemoized, (self._memo, obj)
         # An object of a notebook class, or the class: plain pickle (multiprocessing, spawn) would name
-        # the class, which a worker cannot import; cloudpickle carries the class by value.
-        return _bound_to_copy, (self._memo, cloudpickle.dumps(obj))
+        # the class, which a spawned worker cannot find; the class goes with its definition, and a worker
+        # that has it (a fork, whose pool's initializer may have set it up) uses its own.
+        return _bound_to_copy, (self._memo, dumps_for_a_worker(obj))
 
     def __copy__(self) -> BoundMemoized:
         return BoundMemoized(self._memo, self._obj)

@@ -25,13 +25,11 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-import cloudpickle
-
 from ._conditions import assigned_held_value, closed_fill, held_value_read, in_a_run, pause, resume, stamp
 from ._config import TTLLike, parse_ttl, warn_once
 from ._errors import MemoWarning, RecursiveCall, changed_argument, drew_from_argument
 from ._fills import FillListener, FillNotes, fill_digest, filled_names, same_but_filled
-from ._serialize import importable, in_a_stream_by_value
+from ._serialize import dumps_for_a_worker, importable, in_a_stream_by_value
 from .hashing import (
     BOOKKEEPING_PREFIX,
     IMMUTABLE_LEAVES,
@@ -586,8 +584,8 @@ class BoundPerInstance:
         if in_a_stream_by_value() or importable(cls, cls.__module__, cls.__qualname__):
             return getattr, (obj, self._desc.name)
         # An object of a notebook class: plain pickle (multiprocessing, spawn) would name the class, which a
-        # worker cannot import; cloudpickle carries the class with the object, as for a memoized method.
-        return _method_of_copy, (cloudpickle.dumps(obj), self._desc.name)
+        # spawned worker cannot find; it goes with its definition, as for a memoized method (dumps_for_a_worker).
+        return _method_of_copy, (dumps_for_a_worker(obj), self._desc.name)
 
     def clear(self) -> None:
         """Drop this method's cached results on this object."""
@@ -599,7 +597,7 @@ class BoundPerInstance:
 
 
 def _method_of_copy(data: bytes, name: str) -> Any:
-    """Return the method ``name`` of the object pickled (by cloudpickle) in ``data``."""
+    """Return the method ``name`` of the object pickled in ``data`` (by ``dumps_for_a_worker``)."""
     return getattr(pickle.loads(data), name)
 
 

@@ -338,6 +338,46 @@ def importable(obj: Any, module_name: str | None, qualname: str) -> bool:
     return module_name not in (None, "__main__") and findable(obj, module_name, qualname)
 
 
+class _WorkerPickler(cloudpickle.Pickler):
+    """cloudpickle, but a class the main module defines goes with its name and definition too (see ``main_class``)."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, type) and obj.__module__ == "__main__" and findable(obj, "__main__", obj.__qualname__):
+            try:
+                definition = class_fingerprint(obj, by_code=True)
+            except Exception:
+                return super().reducer_override(obj)  # whatever stops the comparison, the copy still serves
+            return main_class, (obj.__qualname__, definition, cloudpickle.dumps(obj))
+        return super().reducer_override(obj)
+
+
+def dumps_for_a_worker(obj: Any) -> bytes:
+    """Return ``obj`` pickled for another process, which may or may not define the main module's classes it uses.
+
+    Plain pickle names such a class, which a spawned worker of a notebook cannot find; cloudpickle carries a copy,
+    which in a forked worker (or a script's spawned one) would not be the class its pool's initializer set up.
+    """
+    out = io.BytesIO()
+    _WorkerPickler(out, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+    return out.getvalue()
+
+
+def main_class(qualname: str, definition: bytes, data: bytes) -> type:
+    """Return the class ``qualname`` of this process's main module when it has the sent ``definition``; else the
+    sent copy (a worker that lacks it, or one forked before the notebook defined it again)."""
+    for name in ("__main__", "__mp_main__"):
+        target: Any = sys.modules.get(name)
+        for part in qualname.split("."):
+            target = getattr(target, part, None)
+        try:
+            if isinstance(target, type) and class_fingerprint(target, by_code=True) == definition:
+                return target
+        except Exception:  # whatever the worker's namespace holds there, the copy still serves
+            continue
+    copy: type = pickle.loads(data)
+    return copy
+
+
 def findable(obj: Any, module_name: str | None, qualname: str) -> bool:
     """Return True when ``module_name.qualname`` names ``obj`` itself in this process."""
     module = sys.modules.get(module_name or "")

@@ -1,6 +1,8 @@
 """Memoized functions in worker pools, round ten: a classmethod of a notebook class, and a per-instance method of a
-notebook object, sent to a spawned pool (whose plain pickle cannot name a notebook class) travel with the class by
-value, and the classmethod keeps the notebook's keys; those of importable classes still travel by reference."""
+notebook object, sent to a spawned pool (whose plain pickle cannot name a notebook class) travel with the class's
+definition, and the classmethod keeps the notebook's keys; those of importable classes still travel by reference. A
+forked worker that has the class, with the same definition, uses its own (what its pool's initializer set up), as a
+plain method does; one forked before the notebook defined the class again uses the copy it was sent."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_kernel
+from tests.conftest import Shell, run_kernel
 
 
 def test_a_classmethod_of_a_notebook_class_goes_to_spawned_workers_with_the_notebook_s_keys(tmp_path: Path) -> None:
@@ -92,13 +94,19 @@ def test_a_per_instance_method_of_a_notebook_object_goes_to_spawned_workers(tmp_
         import concurrent.futures, multiprocessing
         from notebook_memo import memo
 
+        class Unit:
+            def __init__(self, size):
+                self.size = size
+
         class Scaler:
             def __init__(self, k):
                 self.k = k
+                self.unit = Unit(1)  # an object of another notebook class, and a lambda, travel with it
+                self.shift = lambda v: v + self.unit.size - 1
 
             @memo.per_instance
             def times(self, x):
-                return self.k * x
+                return self.shift(self.k * x)
 
         s = Scaler(4)
         OUT["here"] = s.times(2)
@@ -108,3 +116,87 @@ def test_a_per_instance_method_of_a_notebook_object_goes_to_spawned_workers(tmp_
         """,
     ], tmp_path / "cache")
     assert (out["here"], out["there"], out["again"]) == (8, [4, 8, 12], 12)
+
+
+def test_a_notebook_object_s_methods_in_a_forked_pool_read_the_class_its_initializer_set_up(shell: Shell) -> None:
+    """A plain method sent to a forked worker runs on the worker's class, which the pool's initializer may have set
+    up (a model loaded into a class attribute): a memoized or per-instance method, and a classmethod, do too."""
+    shell.run("""
+        import multiprocessing
+        from notebook_memo import memo
+
+        class Model:
+            weights = 1
+
+            def __init__(self, k):
+                self.k = k
+
+            def plain(self, x):
+                return self.k * x * self.weights
+
+            @memo
+            def predict(self, x):
+                return self.k * x * self.weights
+
+            @memo.per_instance
+            def times(self, x):
+                return self.k * x * self.weights
+
+            @classmethod
+            @memo
+            def scaled(cls, x):
+                return x * cls.weights
+
+        def load():
+            Model.weights = 100
+
+        m = Model(2)
+        with multiprocessing.get_context("fork").Pool(1, initializer=load) as pool:
+            there = [pool.map(m.plain, [1, 2]), pool.map(m.predict, [1, 2]), pool.map(m.times, [1, 2]),
+                     pool.map(Model.scaled, [1, 2])]
+    """)
+    assert shell["there"] == [[200, 400], [200, 400], [200, 400], [100, 200]]
+    assert shell.run("[m.predict(1), m.times(1), Model.scaled(1)]") == [2, 2, 1]  # the notebook's own class
+
+
+def test_a_worker_forked_before_a_notebook_class_was_defined_again_runs_the_new_definition(shell: Shell) -> None:
+    """Its class of that name is the old one: the sent copy of the new one serves (a guard: the methods never ran
+    the old code)."""
+    shell.run("""
+        import multiprocessing
+        from notebook_memo import memo
+
+        class Model:
+            def __init__(self, k):
+                self.k = k
+
+            @memo
+            def predict(self, x):
+                return self.k * x
+
+            @memo.per_instance
+            def times(self, x):
+                return self.k * x
+
+        pool = multiprocessing.get_context("fork").Pool(1)
+    """)
+    try:
+        shell.run("""
+            class Model:
+                def __init__(self, k):
+                    self.k = k
+
+                @memo
+                def predict(self, x):
+                    return self.k * x + 1000
+
+                @memo.per_instance
+                def times(self, x):
+                    return self.k * x + 1000
+
+            m = Model(2)
+            there = [pool.map(m.predict, [1, 2]), pool.map(m.times, [1, 2])]
+        """)
+    finally:
+        shell.run("pool.terminate(); pool.join()")
+    assert shell["there"] == [[1002, 1004], [1002, 1004]]
