@@ -1455,18 +1455,25 @@ class Store:
         opened (None when not known). Only that file is moved: another thread or kernel that met the damage
         first may have set it aside and begun a fresh index, which is left alone (this store reopens it).
         Under the store's lock, as every reopening: a thread that reopened the index between the moves of
-        its three files would open the damaged index with its log moved from under it."""
+        its three files would open the damaged index with its log moved from under it. The leases this process
+        took in the damaged index are forgotten with it (``_drop_index``)."""
         with gate, self._lock:  # a fork waits for it (the child would hold the locks of the moves)
             if damaged is None or _walfiles.file_ident(os.path.join(self._folder, _DB_NAME)) != damaged:
                 if self._ident is None or self._ident == damaged:
-                    self._close_handles()  # the store's handles are on the damaged file: the next use reopens
-                    self._ident = None
+                    self._drop_index()  # the store's handles are on the damaged file: the next use reopens
                 else:
                     self.close_thread_connections()  # the store moved on already; this thread's may not have
                 return
             self._close_handles()
             self._move_aside(exc)
-            self._ident = None
+            self._drop_index()
+
+    def _drop_index(self) -> None:
+        """Let go of the index the store opened: its handles, and the leases taken in it. A run that holds one
+        stores its result in the index opened next, where its lease never was: its end is no takeover."""
+        self._close_handles()
+        self._ident = None
+        self._leases.forget()
 
     def _damage_met(self, exc: sqlite3.DatabaseError) -> bool:
         """Set the index aside when ``exc``, met by this thread's own connection (``connection``) or the store's

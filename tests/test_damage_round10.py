@@ -1,0 +1,88 @@
+"""Damage met while work is under way, and refused cache folders named for what they are.
+
+An index set aside as damaged while a long body runs in another thread; records of one kind of
+entry (a cell's, a batch item's, one made under another secret) put in another's row; a FIFO
+given to the command line as the cache folder.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import warnings
+from pathlib import Path
+
+from notebook_memo import StorageWarning, memo
+from tests.conftest import Counter
+
+
+def test_an_index_set_aside_during_a_long_run_reports_no_takeover(cache_dir: Path, counter: Counter) -> None:
+    # The lease of the run was taken in the index set aside: the fresh index never held it, and no other
+    # process took the computation over.
+    started, go_on = threading.Event(), threading.Event()
+
+    @memo
+    def slow(x: int) -> int:
+        counter()
+        started.set()
+        go_on.wait(30)
+        return x * 2
+
+    @memo
+    def other(x: int) -> int:
+        return x
+
+    other(0)
+    store = other._store()
+    results: list[int] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        thread = threading.Thread(target=lambda: results.append(slow(21)))
+        thread.start()
+        try:
+            assert started.wait(30)
+            assert store.holds_leases()
+            store._set_aside(sqlite3.DatabaseError("database disk image is malformed"), store._ident)
+            assert other(1) == 1  # the fresh index is opened
+        finally:
+            go_on.set()
+            thread.join(30)
+    assert results == [42] and counter.n == 1
+    messages = [str(w.message) for w in caught if issubclass(w.category, StorageWarning)]
+    assert not [m for m in messages if "took over" in m], messages
+    assert slow(21) == 42 and counter.n == 1  # stored in the fresh index
+
+
+def test_an_index_set_aside_during_a_long_batch_reports_no_takeover(cache_dir: Path, counter: Counter) -> None:
+    started, go_on = threading.Event(), threading.Event()
+
+    @memo.batch("xs", progress=False)
+    def doubled(xs: list[int]) -> list[int]:
+        counter()
+        started.set()
+        go_on.wait(30)
+        return [x * 2 for x in xs]
+
+    @memo
+    def other(x: int) -> int:
+        return x
+
+    other(0)
+    store = other._store()
+    results: list[list[int]] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        thread = threading.Thread(target=lambda: results.append(doubled([1, 2, 3])))
+        thread.start()
+        try:
+            assert started.wait(30)
+            assert store.holds_leases()
+            store._set_aside(sqlite3.DatabaseError("database disk image is malformed"), store._ident)
+            assert other(1) == 1
+        finally:
+            go_on.set()
+            thread.join(30)
+    assert results == [[2, 4, 6]] and counter.n == 1
+    messages = [str(w.message) for w in caught if issubclass(w.category, StorageWarning)]
+    assert not [m for m in messages if "took over" in m], messages
+    assert doubled([1, 2, 3]) == [2, 4, 6] and counter.n == 1
