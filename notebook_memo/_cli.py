@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import stat
 import sys
 import time
 import warnings
@@ -42,7 +43,7 @@ def _inventory(directory: str) -> Inventory:
     if not path.exists():
         raise CliError(f"no cache directory at {path}: run a memoized function first, or pass --dir")
     if not path.is_dir():
-        raise CliError(f"{path} is a file, not a cache directory")
+        raise CliError(f"{path} is {_what_is(path)}, not a cache directory")
     if not is_cache_directory(str(path)):
         raise CliError(f"{path} is not a notebook_memo cache directory (no {path / 'NOTEBOOK_MEMO_CACHE'} marker); "
                        "refusing to touch it")
@@ -55,6 +56,16 @@ def _inventory(directory: str) -> Inventory:
     if isinstance(refused, UntrustedFolder):  # upkeep would warn and find nothing: the command is refused instead
         raise refused
     return Inventory(store)
+
+
+def _what_is(path: Path) -> str:
+    """Return what ``path``, found and not a folder, is in words: "a file", or the kind of special file (a named
+    pipe, a socket, a device) it is."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return "something other than a folder"
+    return "a file" if stat.S_ISREG(mode) else f"a {_conditions.file_kind(mode)}"
 
 
 def shown(text: object) -> str:

@@ -2121,7 +2121,7 @@ def file_digest(path: str) -> str:
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            raise OSError(errno.EINVAL, f"not a regular file but a {_kind(mode)}", path)
+            raise OSError(errno.EINVAL, f"not a regular file but a {file_kind(mode)}", path)
         h = xxhash.xxh3_128()
         with open(fd, "rb", closefd=False) as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -2131,7 +2131,7 @@ def file_digest(path: str) -> str:
     return h.hexdigest()
 
 
-def _kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
     """Return what a file that is not a regular one is, in words."""
     return _KINDS.get(stat.S_IFMT(mode), "special file")
 
@@ -2899,7 +2899,7 @@ def _file_condition(path: str, before: list[int] | None, now: int, declared: boo
     if not stat.S_ISREG(st.st_mode):
         # A pipe or device in a declared folder (a tool's control pipe): it holds no content to digest, and its
         # times change with every use, so what it is is recorded, and a hit checks that it still is.
-        return [path, *sig, "", now, _kind(st.st_mode)]
+        return [path, *sig, "", now, file_kind(st.st_mode)]
     try:
         digest = file_digest(path) if st.st_size <= FILE_DIGEST_LIMIT else ""
     except OSError as exc:
@@ -2952,7 +2952,7 @@ def _check_file(entry: list[Any]) -> str | None:
     if size is None:
         return f"data file {path} exists now"
     if kind is not None:
-        now_kind = _kind(st.st_mode) if not stat.S_ISREG(st.st_mode) else "regular file"
+        now_kind = file_kind(st.st_mode) if not stat.S_ISREG(st.st_mode) else "regular file"
         return None if now_kind == kind else f"data file {path} was a {kind} and is a {now_kind} now"
     if not stat.S_ISREG(st.st_mode):
         return f"data file {path} is no longer a regular file"

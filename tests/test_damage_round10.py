@@ -7,12 +7,16 @@ given to the command line as the cache folder.
 
 from __future__ import annotations
 
+import os
+import socket
 import sqlite3
 import threading
 import warnings
 from pathlib import Path
 
-from notebook_memo import StorageWarning, memo
+import pytest
+
+from notebook_memo import StorageWarning, _cli, memo
 from tests.conftest import Counter
 
 
@@ -86,3 +90,38 @@ def test_an_index_set_aside_during_a_long_batch_reports_no_takeover(cache_dir: P
     messages = [str(w.message) for w in caught if issubclass(w.category, StorageWarning)]
     assert not [m for m in messages if "took over" in m], messages
     assert doubled([1, 2, 3]) == [2, 4, 6] and counter.n == 1
+
+
+def _refused_line(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    assert _cli.main(list(args)) == 2
+    out = capsys.readouterr()
+    assert out.out == "", out.out
+    [line] = out.err.strip().splitlines()
+    return line
+
+
+def test_a_named_pipe_given_as_the_cache_folder_is_called_one(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    line = _refused_line(capsys, "clear", "--dir", str(pipe))
+    assert "is a named pipe, not a cache directory" in line, line
+    assert pipe.is_fifo()
+
+
+def test_a_socket_given_as_the_cache_folder_is_called_one(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "s"
+    with socket.socket(socket.AF_UNIX) as listening:
+        listening.bind(str(path))
+        line = _refused_line(capsys, "info", "--dir", str(path))
+    assert "is a socket, not a cache directory" in line, line
+
+
+def test_a_plain_file_given_as_the_cache_folder_is_still_called_a_file(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("mine")
+    line = _refused_line(capsys, "prune", "--dir", str(path), "--keep-latest")
+    assert "is a file, not a cache directory" in line, line
+    assert path.read_text() == "mine"
