@@ -174,7 +174,11 @@ def explain_call(fn: MemoizedFunction[Any], call: Call, as_miss: bool = False,
     unused = not_used(store)
     if unused is not None:  # what a call warned of once: the report says it each time it is asked
         return Explanation(name, False, unused, notes, unkeyed)
-    record = None if as_miss else store.get(call.key)
+    try:
+        record = None if as_miss else store.get(call.key)
+    except CorruptRecord as exc:  # as a call meets it: it warns, and recomputes
+        return Explanation(name, False, f"an entry for these arguments and code is stored, but it cannot be used "
+                           f"({exc}): the call recomputes it", notes, unkeyed)
     if record is not None and record.header.conditioned and not record.header.expired():
         from ._memo import conditioned_entry
 

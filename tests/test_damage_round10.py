@@ -1,8 +1,7 @@
-"""Damage met while work is under way, and refused cache folders named for what they are.
+"""Damage met while work is under way, damaged rows explained, and refused cache folders named for what they are.
 
-An index set aside as damaged while a long body runs in another thread; records of one kind of
-entry (a cell's, a batch item's, one made under another secret) put in another's row; a FIFO
-given to the command line as the cache folder.
+An index set aside as damaged while a long body runs in another thread; explain() asked about a
+row that holds another key's record; a FIFO or socket given to the command line as the cache folder.
 """
 
 from __future__ import annotations
@@ -17,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from notebook_memo import StorageWarning, _cli, memo
-from tests.conftest import Counter
+from notebook_memo.stores.local import MODE_RECORD
+from tests.conftest import Counter, settled
 
 
 def test_an_index_set_aside_during_a_long_run_reports_no_takeover(cache_dir: Path, counter: Counter) -> None:
@@ -125,3 +125,28 @@ def test_a_plain_file_given_as_the_cache_folder_is_still_called_a_file(tmp_path:
     line = _refused_line(capsys, "prune", "--dir", str(path), "--keep-latest")
     assert "is a file, not a cache directory" in line, line
     assert path.read_text() == "mine"
+
+
+def _db(cache_dir: Path) -> sqlite3.Connection:
+    settled()  # quick results are in the index, as another process sees them
+    return sqlite3.connect(str(cache_dir / "cache.db"), isolation_level=None)
+
+
+def test_explain_of_an_entry_whose_row_holds_another_keys_record_says_so(cache_dir: Path, counter: Counter) -> None:
+    @memo
+    def f(x: int) -> int:
+        counter()
+        return x * 7
+
+    assert (f(1), f(2)) == (7, 14)
+    with _db(cache_dir) as db:
+        (k1, v1), (k2, v2) = db.execute("SELECT key, value FROM Cache WHERE mode = ? ORDER BY rowid",
+                                        (MODE_RECORD,)).fetchall()
+        db.execute("UPDATE Cache SET value = ? WHERE key = ?", (v2, k1))
+        db.execute("UPDATE Cache SET value = ? WHERE key = ?", (v1, k2))
+    report = f.explain(1)
+    assert not report.hit and "cannot be used" in report.summary and "another key" in report.summary, report.summary
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        assert (f(1), f(2)) == (7, 14)
+    assert counter.n == 4
