@@ -1,7 +1,10 @@
-"""Damage met while work is under way, damaged rows explained, and refused cache folders named for what they are.
+"""Damage met while work is under way, index columns no record vouches for, and refused cache folders.
 
-An index set aside as damaged while a long body runs in another thread; explain() asked about a
-row that holds another key's record; a FIFO or socket given to the command line as the cache folder.
+An index set aside as damaged while a long body runs in another thread; the tag column (which
+function a row is filed under, what clear() and cache_info() go by) damaged under a plain call's,
+a batch item's and a cell's entry, with a guard that every kind of entry still hits when read afresh;
+explain() asked about a row that holds another key's record; a FIFO or socket given to the command
+line as the cache folder.
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from notebook_memo import StorageWarning, _cli, memo
-from notebook_memo.stores.local import MODE_RECORD
-from tests.conftest import Counter, settled
+from notebook_memo.stores.local import MODE_RECORD, close_stores
+from tests.conftest import Counter, Shell, settled
 
 
 def test_an_index_set_aside_during_a_long_run_reports_no_takeover(cache_dir: Path, counter: Counter) -> None:
@@ -130,6 +133,139 @@ def test_a_plain_file_given_as_the_cache_folder_is_still_called_a_file(tmp_path:
 def _db(cache_dir: Path) -> sqlite3.Connection:
     settled()  # quick results are in the index, as another process sees them
     return sqlite3.connect(str(cache_dir / "cache.db"), isolation_level=None)
+
+
+def _retag(cache_dir: Path, tag: str | None, keys: list[str] | None = None) -> list[str]:
+    """Set the tag column of the entry rows (``keys``, else all of them) to ``tag``; return the keys changed."""
+    with _db(cache_dir) as db:
+        rows = [k for (k,) in db.execute("SELECT key FROM Cache WHERE key NOT LIKE 'lock:%' AND key NOT LIKE "
+                                          "'stats:%' AND mode = ? ORDER BY rowid", (MODE_RECORD,))]
+        rows = rows if keys is None else [k for k in rows if k in keys]
+        for key in rows:
+            db.execute("UPDATE Cache SET tag = ? WHERE key = ?", (tag, key))
+    return rows
+
+
+def _storage_messages(caught: list[warnings.WarningMessage]) -> list[str]:
+    return [str(w.message) for w in caught if issubclass(w.category, StorageWarning)]
+
+
+@pytest.mark.parametrize("tag", [None, "another function's id"])
+def test_an_entry_filed_under_another_tag_is_not_served_after_clear(cache_dir: Path, counter: Counter,
+                                                                     tag: str | None) -> None:
+    @memo
+    def f(x: int) -> int:
+        counter()
+        return x + 100
+
+    assert f(1) == 101
+    assert _retag(cache_dir, tag)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        f.clear()  # the user wants it computed again
+        assert f(1) == 101
+    assert counter.n == 2, "an entry clear() did not see was served"
+    assert any("damaged" in m for m in _storage_messages(caught)), _storage_messages(caught)
+    assert f.cache_info().entries == 1  # the fresh entry is filed under f again
+    f.clear()
+    assert f(1) == 101 and counter.n == 3
+
+
+def test_a_batch_item_filed_under_another_tag_is_recomputed(cache_dir: Path, counter: Counter) -> None:
+    @memo.batch("xs", progress=False)
+    def g(xs: list[int]) -> list[int]:
+        counter()
+        return [x * 3 for x in xs]
+
+    assert g([1, 2, 3]) == [3, 6, 9]
+    keys = _retag(cache_dir, None)
+    _retag(cache_dir, g._fid, keys[1:])  # one item's row damaged
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert g([1, 2, 3]) == [3, 6, 9]
+    assert counter.n == 2 and caught
+    assert g.cache_info().entries == 3
+
+
+def test_a_cells_entry_filed_under_another_tag_is_recomputed(shell: Shell, cache_dir: Path,
+                                                             counter: Counter) -> None:
+    shell.run("%load_ext notebook_memo")
+    shell.ip.user_ns["counter"] = counter
+    shell.run("a = 2")
+    cell = "%%memo\ncounter()\nx = a * 10\ny = a * 20"
+    shell.run(cell)
+    assert _retag(cache_dir, None)
+    shell.run("del x, y")
+    with pytest.warns(StorageWarning, match="under another function"):
+        shell.run(cell)
+    assert (shell["x"], shell["y"]) == (20, 40) and counter.n == 2
+    shell.run("del x, y")
+    shell.run(cell)  # stored again, filed under the cell
+    assert (shell["x"], shell["y"]) == (20, 40) and counter.n == 2
+
+
+def test_entries_of_every_kind_still_hit_when_read_afresh(cache_dir: Path, counter: Counter) -> None:
+    # Guard: each kind of write files its row under the function its record names, so a store that
+    # verifies every row afresh (a new process) serves them all.
+    import random
+
+    import numpy as np
+
+    @memo
+    def plain(x: int) -> int:
+        counter()
+        return x
+
+    @memo(ttl=3600)
+    def lasting(x: int) -> int:
+        counter()
+        return x
+
+    @memo
+    def large(x: int) -> np.ndarray:
+        counter()
+        return np.full(50_000, x)
+
+    @memo
+    def drawn(x: int) -> float:
+        counter()
+        return x + random.random()
+
+    @memo.batch("xs", progress=False)
+    def items(xs: list[int]) -> list[int]:
+        counter()
+        return [x + 1 for x in xs]
+
+    @memo.batch("xs", progress=False, ttl=3600)
+    def lasting_items(xs: list[int]) -> list[int]:
+        counter()
+        return [x + 2 for x in xs]
+
+    class Box:
+        def __init__(self, n: int) -> None:
+            self.n = n
+
+        def __memo_key__(self) -> int:
+            return self.n
+
+        @memo
+        def doubled(self) -> int:
+            counter()
+            return self.n * 2
+
+    def every() -> list[object]:
+        random.seed(5)  # the same state: the same entry of drawn
+        return [plain(1), lasting(1), int(large(3)[0]), drawn(1), items([1, 2]), lasting_items([1, 2]),
+                Box(4).doubled()]
+
+    first = every()
+    runs = counter.n
+    close_stores([str(cache_dir)])  # read afresh: no record is known from before
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert every() == first
+    assert counter.n == runs, "an entry of one of these kinds was refused"
+    assert not _storage_messages(caught), _storage_messages(caught)
 
 
 def test_explain_of_an_entry_whose_row_holds_another_keys_record_says_so(cache_dir: Path, counter: Counter) -> None:

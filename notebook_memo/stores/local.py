@@ -197,18 +197,19 @@ class _Corrupt:
 _FOREIGN = _Foreign()
 
 # A hit's one statement: the columns of the row under a raw (text) key. Expiry is checked in Python.
-_SELECT_RECORD = "SELECT mode, filename, value, expire_time, access_time FROM Cache WHERE key = ? AND raw = 1"
+_SELECT_RECORD = "SELECT mode, filename, value, expire_time, access_time, tag FROM Cache WHERE key = ? AND raw = 1"
 # A miss's statement: the record's row, and the key's lease row (someone computes it) in the same read.
-_SELECT_RECORD_AND_LEASE = ("SELECT mode, filename, value, expire_time, access_time, 0 FROM Cache WHERE key = ? "
-                            "AND raw = 1 UNION ALL SELECT NULL, NULL, NULL, NULL, NULL, 1 FROM Cache WHERE key = ? "
-                            "AND raw = 1")
+_SELECT_RECORD_AND_LEASE = ("SELECT mode, filename, value, expire_time, access_time, tag, 0 FROM Cache WHERE key = ? "
+                            "AND raw = 1 UNION ALL SELECT NULL, NULL, NULL, NULL, NULL, NULL, 1 FROM Cache WHERE "
+                            "key = ? AND raw = 1")
 # Changes when another connection (another process, or another thread of ours) commits to the index.
 _DATA_VERSION = "PRAGMA data_version"
 
 
 def _verified_record(row: str, mode: int, filename: str | None, value: Any, directory: str,
-                     signer: Signer | None) -> StoredRecord:
-    """Return the record an index row holds once its header is verified against ``row``; raise otherwise.
+                     signer: Signer | None, tag: Any) -> StoredRecord:
+    """Return the record an index row holds once its header is verified against ``row`` and the row's ``tag``;
+    raise otherwise.
 
     Rows in diskcache's own modes (pickles, files, plain numbers) are refused unread.
     """
@@ -217,7 +218,27 @@ def _verified_record(row: str, mode: int, filename: str | None, value: Any, dire
                             "row): it is never unpickled")
     header, inline = decode_header(value)
     header.verify(row, filename, signer)
+    if not _filed_as_written(header.meta_raw, tag, header.meta):
+        raise CorruptRecord(_MISFILED)
     return StoredRecord(row, header, inline, filename, directory, signer, True)
+
+
+_MISFILED = ("the index files this record under another function than the one that stored it, so clearing that "
+             "function would not remove it: the index is damaged")
+
+
+def _filed_as_written(meta_raw: bytes | memoryview, tag: Any, meta: Callable[[], dict[str, Any]]) -> bool:
+    """Return whether an index row's ``tag`` (the function its entries are found and cleared by) is the function
+    id its record's verified metadata names, as every write tags a row (``meta``: that metadata, parsed).
+
+    The tag column is no part of any record: damaged, it would hide an entry from its function's ``clear``
+    while a hit still served it. The id is looked for as the metadata's own encoder writes it (a few hundred
+    nanoseconds), and the metadata parsed only when it is not found so."""
+    if type(tag) is not str:
+        return False
+    if tag.isascii() and tag.isalnum() and b'"fid":"%s"' % tag.encode() in bytes(meta_raw):
+        return True
+    return str(meta().get("fid", "")) == tag
 
 
 
@@ -1347,9 +1368,9 @@ class Store:
         # read just before it (None: unknown): while the header reads the same, so does the version (see _walmark).
         self._hot_version: tuple[_Token | None, int, bytes | None] = _NO_VERSION
         self._thread = threading.local()  # this thread's connection, and the token that names it
-        # Records verified here, with the row bytes they came from: a later read of the same bytes
+        # Records verified here, with the row bytes and tag they came from: a later read of the same bytes
         # (a cell run again) skips decoding and verifying them again.
-        self._seen: dict[str, tuple[bytes, StoredRecord]] = {}
+        self._seen: dict[str, tuple[bytes, StoredRecord, Any]] = {}
         self._pending_hits: dict[str, int] = {}  # function id -> hits not yet written
         # The size limit is checked when this process has written its headroom since the volume was
         # last measured, or that was _VOLUME_EVERY seconds ago: not with a volume query per write.
@@ -1818,7 +1839,7 @@ class Store:
                 elif probe:
                     found, leased = None, False
                     for answer in con.execute(_SELECT_RECORD_AND_LEASE, (row, LOCK_PREFIX + key)).fetchall():
-                        if answer[5]:
+                        if answer[6]:
                             leased = True
                         else:
                             found = answer
@@ -1844,17 +1865,17 @@ class Store:
         if hot is not None:
             record = hot[1]
         else:
-            mode, filename, value = found[0], found[1], found[2]
+            mode, filename, value, tag = found[0], found[1], found[2], found[5]
             seen = self._seen.get(row)
             if seen is not None and seen[0] == value and seen[1].filename == filename and \
-                    seen[1].signer == signer and mode == MODE_RECORD:
-                record = seen[1]  # the very bytes verified before for this row: the same answer
+                    seen[1].signer == signer and mode == MODE_RECORD and seen[2] == tag:
+                record = seen[1]  # the very bytes verified before for this row, filed alike: the same answer
             else:
-                record = _verified_record(row, mode, filename, value, self.directory, signer)
+                record = _verified_record(row, mode, filename, value, self.directory, signer, tag)
                 if len(value) <= _SEEN_LARGEST:
                     if len(self._seen) >= _SEEN_ENTRIES:
                         self._seen.clear()
-                    self._seen[row] = (value, record)
+                    self._seen[row] = (value, record, tag)
             if len(hot_records) >= _HOT_ENTRIES:
                 hot_records.clear()
             hot_records[row] = (found, record)
@@ -1867,7 +1888,7 @@ class Store:
         ``record`` was verified from, under ``signer``: the record is still the one stored there."""
         seen = self._seen.get(row)
         return seen is not None and seen[1] is record and found[0] == MODE_RECORD and seen[0] == found[2] and \
-            seen[1].filename == found[1] and seen[1].signer == signer
+            seen[1].filename == found[1] and seen[1].signer == signer and seen[2] == found[5]
 
     def written(self, key: str) -> StoredRecord | None:
         """Return the record under ``key`` as this process's last ``put`` left it: made from its bytes while it
@@ -1879,11 +1900,11 @@ class Store:
         if item is None or not item.record.inline:
             return self.get(key, second=False)
         value = item.record.make_header(None, None)  # what its row will hold (see _write_records)
-        record = _verified_record(row, MODE_RECORD, None, value, self.directory, signer)
+        record = _verified_record(row, MODE_RECORD, None, value, self.directory, signer, item.tag)
         if len(value) <= _SEEN_LARGEST:
             if len(self._seen) >= _SEEN_ENTRIES:
                 self._seen.clear()
-            self._seen[row] = (value, record)
+            self._seen[row] = (value, record, item.tag)
         return record
 
     def _from_remote(self, key: str, row: str, signer: Signer | None, serving: bool) -> StoredRecord | None:
@@ -2494,17 +2515,19 @@ class Store:
             con = connection(self.directory)
             opened = _connection_file(self.directory, con)
             for part in slices(list(rows)):
-                query = (f"SELECT key, mode, filename, value, access_time, rowid FROM Cache WHERE key IN "
+                query = (f"SELECT key, mode, filename, value, access_time, rowid, tag FROM Cache WHERE key IN "
                          f"({marks(len(part))}) AND raw = 1 AND (expire_time IS NULL OR expire_time > ?)")
                 # Fetched before any is decoded: stepping SQLite between decodes costs more than the rows take.
-                for row, mode, filename, value, used, rowid in con.execute(query, (*part, now)).fetchall():
+                for row, mode, filename, value, used, rowid, tag in con.execute(query, (*part, now)).fetchall():
                     tuple_ = (read_plain(value, row.encode()) if quick and mode == MODE_RECORD
                               and filename is None and type(value) is bytes else None)
-                    if tuple_ is not None:
+                    if tuple_ is not None and _filed_as_written(tuple_[1], tag, lambda: {}):
                         found[rows[row]] = tuple_
                     else:
+                        # Misfiled, the full path says so.
                         try:
-                            found[rows[row]] = _verified_record(row, mode, filename, value, self.directory, signer)
+                            found[rows[row]] = _verified_record(row, mode, filename, value, self.directory, signer,
+                                                                tag)
                         except CorruptRecord as exc:
                             found[rows[row]] = exc
                     # _stale_use, its commonest answer (a float newer than both) without a call
