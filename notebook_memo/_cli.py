@@ -41,6 +41,9 @@ class CliError(Exception):
 def _inventory(directory: str) -> Inventory:
     path = Path(directory)
     if not path.exists():
+        if path.is_symlink():  # a link to nothing: the folder it named was moved or removed, or never made
+            raise CliError(f"{path} is a link to {os.readlink(path)}, which does not exist: no cache directory "
+                           "there; point the link at the cache, or pass --dir")
         raise CliError(f"no cache directory at {path}: run a memoized function first, or pass --dir")
     if not path.is_dir():
         raise CliError(f"{path} is {_what_is(path)}, not a cache directory")

@@ -3,8 +3,8 @@
 An index set aside as damaged while a long body runs in another thread; the tag column (which
 function a row is filed under, what clear() and cache_info() go by) damaged under a plain call's,
 a batch item's and a cell's entry, with a guard that every kind of entry still hits when read afresh;
-explain() asked about a row that holds another key's record; a FIFO or socket given to the command
-line as the cache folder.
+explain() asked about a row that holds another key's record; a FIFO, a socket or a link to nothing
+given to the command line as the cache folder.
 """
 
 from __future__ import annotations
@@ -286,3 +286,13 @@ def test_explain_of_an_entry_whose_row_holds_another_keys_record_says_so(cache_d
         warnings.simplefilter("always")
         assert (f(1), f(2)) == (7, 14)
     assert counter.n == 4
+
+
+def test_a_link_to_nothing_given_as_the_cache_folder_is_called_one(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    link = tmp_path / "cache"
+    link.symlink_to(tmp_path / "moved away")
+    line = _refused_line(capsys, "info", "--dir", str(link))
+    assert "is a link to" in line and "moved away" in line and "which does not exist" in line, line
+    assert "run a memoized function first" not in line, line
+    assert link.is_symlink() and not (tmp_path / "moved away").exists()
