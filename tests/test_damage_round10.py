@@ -3,8 +3,9 @@
 An index set aside as damaged while a long body runs in another thread; the tag column (which
 function a row is filed under, what clear() and cache_info() go by) damaged under a plain call's,
 a batch item's and a cell's entry, with a guard that every kind of entry still hits when read afresh;
-explain() asked about a row that holds another key's record; a FIFO, a socket or a link to nothing
-given to the command line as the cache folder.
+explain() asked about a row that holds another key's record; records exchanged between a batch
+item's row and a plain call's, between two cells' rows, and between the rows of two secrets; a FIFO,
+a socket or a link to nothing given to the command line as the cache folder.
 """
 
 from __future__ import annotations
@@ -296,3 +297,77 @@ def test_a_link_to_nothing_given_as_the_cache_folder_is_called_one(tmp_path: Pat
     assert "is a link to" in line and "moved away" in line and "which does not exist" in line, line
     assert "run a memoized function first" not in line, line
     assert link.is_symlink() and not (tmp_path / "moved away").exists()
+
+
+# -- records put in each other's rows, across kinds of entries ----------------------------------------------
+
+
+def _swap_values(cache_dir: Path, first: str, second: str) -> None:
+    """Exchange the value columns (the records) of two rows, as a damaged index page might."""
+    with _db(cache_dir) as db:
+        [a] = db.execute("SELECT value FROM Cache WHERE key = ?", (first,)).fetchone()
+        [b] = db.execute("SELECT value FROM Cache WHERE key = ?", (second,)).fetchone()
+        db.execute("UPDATE Cache SET value = ? WHERE key = ?", (b, first))
+        db.execute("UPDATE Cache SET value = ? WHERE key = ?", (a, second))
+
+
+def _record_rows(cache_dir: Path) -> list[str]:
+    with _db(cache_dir) as db:
+        return [k for (k,) in db.execute("SELECT key FROM Cache WHERE mode = ? ORDER BY rowid", (MODE_RECORD,))]
+
+
+def test_a_batch_items_record_and_a_plain_calls_exchanged_are_both_recomputed(cache_dir: Path,
+                                                                               counter: Counter) -> None:
+    # Equal-shaped small values, stored inline: only the key each record names tells them apart.
+    @memo.batch("xs", progress=False)
+    def items(xs: list[int]) -> list[int]:
+        counter()
+        return [x + 1 for x in xs]
+
+    @memo
+    def plain(x: int) -> int:
+        counter()
+        return x + 2
+
+    assert items([1, 2]) == [2, 3] and plain(1) == 3
+    rows = _record_rows(cache_dir)
+    _swap_values(cache_dir, rows[0], rows[-1])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert items([1, 2]) == [2, 3] and plain(1) == 3
+    assert counter.n == 4 and len(_storage_messages(caught)) == 2, _storage_messages(caught)
+    assert items([1, 2]) == [2, 3] and plain(1) == 3 and counter.n == 4  # both replaced
+
+
+def test_two_cells_records_exchanged_are_both_run_again(shell: Shell, cache_dir: Path, counter: Counter) -> None:
+    shell.run("%load_ext notebook_memo")
+    shell.ip.user_ns["counter"] = counter
+    shell.run("a = 1")
+    first, second = "%%memo\ncounter()\nx = a + 1\ny = a + 2", "%%memo\ncounter()\np = a + 10\nq = a + 20"
+    shell.run(first)
+    shell.run(second)
+    _swap_values(cache_dir, *_record_rows(cache_dir))
+    shell.run("del x, y, p, q")
+    with pytest.warns(StorageWarning, match="another key"):
+        shell.run(first)
+        shell.run(second)
+    assert (shell["x"], shell["y"], shell["p"], shell["q"]) == (2, 3, 11, 21) and counter.n == 4
+
+
+def test_a_record_of_another_secret_in_this_secrets_row_is_recomputed(cache_dir: Path, counter: Counter) -> None:
+    from notebook_memo import configure
+
+    @memo
+    def f(x: int) -> int:
+        counter()
+        return x + 100
+
+    configure(secret="first team")
+    assert f(1) == 101
+    configure(secret="second team")
+    assert f(1) == 101
+    mine, theirs = _record_rows(cache_dir)[::-1]
+    _swap_values(cache_dir, mine, theirs)
+    with pytest.warns(StorageWarning, match="secret this process does not have"):
+        assert f(1) == 101
+    assert f(1) == 101 and counter.n == 3
