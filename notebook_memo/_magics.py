@@ -63,9 +63,27 @@ def _cell_arguments(magic: Any, line: str) -> Any:
     quotes (IPython's own splitting keeps them).
     """
     try:
-        return magic.parser.parse_args(shlex.split(line))
+        words = shlex.split(line)
+        split = _split_list(words)
+        if split is not None:
+            raise UsageError(split)
+        return magic.parser.parse_args(words)
     except (UsageError, ValueError) as exc:
         raise UsageError(f"%%memo {line}: {exc}; see %%memo --help") from None
+
+
+def _split_list(words: list[str]) -> str | None:
+    """Say why the words hold a list of names split by a space (``--inputs a, b``), if they do.
+
+    Such a list is two words: the one after the comma would be taken as the cell's name (or refused as an extra
+    word), and the list would lack that name, so the cell would be keyed or restored without it.
+    """
+    for word in words:
+        value = word.partition("=")[2] if word.startswith("--") and "=" in word else word
+        if value.startswith(",") or value.endswith(","):
+            return (f"{value!r} {'starts' if value.startswith(',') else 'ends'} with a comma: a list of names is one "
+                    "word, written without spaces (--inputs a,b) or quoted (--inputs 'a, b')")
+    return None
 
 
 def help_text() -> str:
