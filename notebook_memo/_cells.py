@@ -789,6 +789,7 @@ def _run_cell(shell: Any, cell_call: CellCall, tree: ast.Module, filename: str, 
         "rebinds": rebinds,
         "held_before": sorted(held_before) if held_before is not None else None,
         "own": sorted(own),
+        "listed": sorted(options.outputs) if options.outputs is not None else None,  # see _other_outputs
         # Loaded by the run, they are imported again before a hit restores the names they hang from.
         "imports": [module for module in analysis.imports if module in sys.modules],
         "annotations": {name: value for name, value in annotations_after.items()
@@ -1326,6 +1327,27 @@ def _submodules_missing(modules: Any) -> str | None:
     return None
 
 
+def _other_outputs(value: dict[str, Any], listed: list[str] | None) -> str | None:
+    """Say why an entry stored under another ``--outputs`` list cannot stand for a run under ``listed``, if it cannot.
+
+    ``--outputs`` is not in the key, since it does not change what the cell computes, only which names its entry
+    keeps: an entry that keeps every name the run would store is served (one detection stored, or one of a longer
+    list); one that lacks some would leave them unbound, or as an earlier cell left them.
+    """
+    stored = value.get("listed")
+    if listed is None:
+        if stored is None:
+            return None
+        return (f"it was stored under --outputs {','.join(stored)}, which keeps those names only, and this run "
+                "stores every name the cell binds: the cell runs")
+    kept = set(stored) if stored is not None else {*value["outputs"], *(value.get("parts") or ())}
+    missing = sorted(set(listed) - kept)
+    if not missing:
+        return None
+    return (f"it was stored without {', '.join(map(repr, missing))}, which --outputs names now: the cell "
+            "runs")
+
+
 def _try_restore(shell: Any, store: Store, cell: CellMemo, key: str, options: CellOptions,
                  filename: str | None = None, magics: list[tuple[str, str]] | None = None) -> Any:
     try:
@@ -1357,6 +1379,9 @@ def _try_restore(shell: Any, store: Store, cell: CellMemo, key: str, options: Ce
         return _NotCached(f"{exc}: the cell runs")
     except Exception as exc:  # damaged, or a stored class that changed or vanished since
         return _drop_damaged(store, cell, key, exc)
+    other = _other_outputs(value, options.outputs)
+    if other:
+        return _NotCached(other)
     missing = _submodules_missing(value.get("imports") or ())
     if missing:
         return _NotCached(missing)

@@ -1,6 +1,7 @@
 """The notebook surfaces, round 10: a ``%%memo`` line whose ``--inputs`` or ``--outputs`` list is split by a space
 (``--inputs a, b``) is refused with a clear message, rather than taking the word after the comma as the cell's name
-and keying the cell without it."""
+and keying the cell without it; and an entry stored under one ``--outputs`` list (or under detection) is not served
+to the same cell run with another, which would restore fewer names than its run binds."""
 
 from __future__ import annotations
 
@@ -59,3 +60,52 @@ def test_a_list_without_spaces_or_quoted_keys_every_name_it_gives(ip: Shell, lin
     ip.run("b = 10")
     ip.run(cell)
     assert ip["RUNS"]["c"] == 2 and ip["y"] == 11
+
+
+# -- an entry stored under other --outputs -----------------------------------------------------------
+
+
+def test_a_longer_outputs_list_is_not_served_the_entry_of_a_shorter_one(ip: Shell) -> None:
+    ip.run("a = 1")
+    ip.run("%%memo --outputs y\nran('c')\ny = a + 1\nz = a + 2")
+    ip.run("del y, z")
+    ip.run("%%memo --outputs y,z\nran('c')\ny = a + 1\nz = a + 2")
+    assert ip["RUNS"]["c"] == 2 and ip["y"] == 2 and ip["z"] == 3
+
+
+def test_detection_is_not_served_the_entry_of_an_outputs_list(ip: Shell) -> None:
+    ip.run("a = 1")
+    ip.run("%%memo --outputs y\nran('c')\ny = a + 1\nz = a + 2")
+    ip.run("del y, z")
+    ip.run("%%memo\nran('c')\ny = a + 1\nz = a + 2")
+    assert ip["RUNS"]["c"] == 2 and ip["z"] == 3
+    assert "--outputs" in str(ip.run("%memo explain " + _only_label()))
+
+
+def _only_label() -> str:
+    [cell] = _cells.cells()
+    return cell.label
+
+
+def test_the_same_outputs_list_hits_and_a_shorter_one_is_served_the_longer_entry(ip: Shell) -> None:
+    # Guard: a list the entry covers restores at least what it names, as before.
+    ip.run("a = 1")
+    ip.run("%%memo --outputs y,z\nran('c')\ny = a + 1\nz = a + 2")
+    ip.run("del y, z")
+    ip.run("%%memo --outputs y,z\nran('c')\ny = a + 1\nz = a + 2")
+    assert ip["RUNS"]["c"] == 1 and ip["y"] == 2 and ip["z"] == 3
+    ip.run("del y, z")
+    ip.run("%%memo --outputs z,y\nran('c')\ny = a + 1\nz = a + 2")
+    ip.run("%%memo --outputs y\nran('c')\ny = a + 1\nz = a + 2")
+    assert ip["RUNS"]["c"] == 1 and ip["y"] == 2
+
+
+def test_an_outputs_list_is_served_the_entry_detection_made_when_it_holds_the_names(ip: Shell) -> None:
+    # Guard: detection stored y and z; a list of them both restores them, as a run of it would store them.
+    ip.run("a = 1")
+    ip.run("%%memo\nran('c')\ny = a + 1\nz = a + 2")
+    ip.run("del y, z")
+    ip.run("%%memo --outputs y,z\nran('c')\ny = a + 1\nz = a + 2")
+    assert ip["RUNS"]["c"] == 1 and ip["y"] == 2 and ip["z"] == 3
+    ip.run("%%memo\nran('c')\ny = a + 1\nz = a + 2")
+    assert ip["RUNS"]["c"] == 1
