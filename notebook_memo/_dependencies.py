@@ -2444,17 +2444,42 @@ def _numpy_settings() -> str:
 # the entries that only warn or size thread pools.
 _PANDAS_SECTIONS = ("compute", "future", "mode")
 _PANDAS_SKIPPED = frozenset({"sim_interactive", "chained_assignment", "performance_warnings", "max_threads"})
+# Options whose default pandas reads from an environment variable at import, by that variable: where it is set, the
+# option is keyed by value even at its default, which is then not the same in every process.
+_PANDAS_FROM_ENVIRONMENT = {"mode.copy_on_write": "PANDAS_COPY_ON_WRITE"}
+_NO_DEFAULT = object()  # an option pandas registered no default for: keyed by value
 
 
 _pandas_last: list[Any] = [None, ""]  # the option values last read, and their text
 
 
+def _pandas_default(option: str, value: Any, registered: dict[str, Any]) -> bool:
+    """Return True for a pandas option at the default it has in every process, as loaded.
+
+    Code that imports pandas keys its settings before the first import (not loaded: "") and after it: an option
+    keyed only where it differs from its default keys the two alike, so that a cell's first run (``import pandas as
+    pd``) and the run after it share one entry. An option whose default pandas read from an environment variable
+    that is set is keyed by its value, as one that has no registered default or cannot be compared.
+    """
+    variable = _PANDAS_FROM_ENVIRONMENT.get(option)
+    if variable is not None and variable in os.environ:
+        return False
+    default = getattr(registered.get(option), "defval", _NO_DEFAULT)
+    try:
+        return bool(value == default) and type(value) is type(default)
+    except Exception:
+        return False
+
+
 def _pandas_settings() -> str:
-    """Return pandas' options that change results (``future.infer_string``, ``mode.copy_on_write``...)."""
+    """Return pandas' options that change results (``future.infer_string``, ``mode.copy_on_write``...), those that
+    differ from their defaults; "" where none does, as before pandas is imported (see _pandas_default)."""
     config = sys.modules.get("pandas._config.config")
     table = getattr(config, "_global_config", None)
     if not isinstance(table, dict):
         return ""
+    registered = getattr(config, "_registered_options", None)
+    defaults = registered if isinstance(registered, dict) else {}
     groups = [table.get(section) for section in _PANDAS_SECTIONS]
     now = tuple(tuple(group.values()) if isinstance(group, dict) else () for group in groups)
     if now == _pandas_last[0]:  # read on every call of code using pandas: the text only when they changed
@@ -2464,7 +2489,8 @@ def _pandas_settings() -> str:
         group = table.get(section)
         if isinstance(group, dict):
             parts += [f"{section}.{name}={value!r}" for name, value in sorted(group.items())
-                      if name not in _PANDAS_SKIPPED and not isinstance(value, dict)]
+                      if name not in _PANDAS_SKIPPED and not isinstance(value, dict)
+                      and not _pandas_default(f"{section}.{name}", value, defaults)]
     _pandas_last[:] = [now, " ".join(parts)]
     return str(_pandas_last[1])
 

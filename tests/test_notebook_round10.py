@@ -1,15 +1,19 @@
 """The notebook surfaces, round 10: a ``%%memo`` line whose ``--inputs`` or ``--outputs`` list is split by a space
 (``--inputs a, b``) is refused with a clear message, rather than taking the word after the comma as the cell's name
 and keying the cell without it; and an entry stored under one ``--outputs`` list (or under detection) is not served
-to the same cell run with another, which would restore fewer names than its run binds."""
+to the same cell run with another, which would restore fewer names than its run binds; and a cell that imports
+pandas first in a kernel hits on its next run (its options, as loaded, are keyed as before the import), while an
+option changed from its default is still a miss."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 from IPython.core.error import UsageError
 
 from notebook_memo import _cells
-from tests.conftest import Shell
+from tests.conftest import Shell, run_kernel
 
 RUNS = """
 class _Runs(dict):
@@ -109,3 +113,38 @@ def test_an_outputs_list_is_served_the_entry_detection_made_when_it_holds_the_na
     assert ip["RUNS"]["c"] == 1 and ip["y"] == 2 and ip["z"] == 3
     ip.run("%%memo\nran('c')\ny = a + 1\nz = a + 2")
     assert ip["RUNS"]["c"] == 1
+
+
+# -- pandas' settings, first imported by the cell ----------------------------------------------------
+
+PANDAS_CELL = "%%memo pd\nran('pd')\nimport pandas as pd\ndf = pd.DataFrame({'a': [1, 2]})"
+
+
+def test_a_cell_importing_pandas_first_hits_on_its_next_run(cache_dir: Path) -> None:
+    # A fresh kernel is the point: pandas is not loaded before the cell's first run. Before, that run keyed pandas'
+    # settings as not loaded and the next as loaded: a miss, whose explain said the settings had changed. (NumPy's
+    # random state is loaded first: a run that first loads it is served where it is not loaded yet, by design.)
+    cells = ["%load_ext notebook_memo\nimport numpy.random\nimport sys\nOUT['loaded'] = 'pandas' in sys.modules",
+             RUNS, PANDAS_CELL, PANDAS_CELL, "OUT['explain'] = str(get_ipython().run_line_magic('memo', 'explain pd'))",
+             "pd.set_option('future.no_silent_downcasting', True)", PANDAS_CELL,
+             "pd.reset_option('future.no_silent_downcasting')", PANDAS_CELL, "OUT['runs'] = dict(RUNS)"]
+    out = run_kernel(cells, cache_dir)
+    assert out["loaded"] is False and out["explain"].startswith("cell:pd: HIT"), out["explain"]
+    assert out["runs"] == {"pd": 2}  # the changed option ran it; its default again is the first entry
+
+
+def test_a_pandas_option_changed_from_its_default_is_a_miss_that_explain_names(ip: Shell) -> None:
+    # Guard: keyed where it differs from its default, an option still makes its own entry.
+    ip.run("import pandas as pd")
+    ip.run(PANDAS_CELL)
+    ip.run(PANDAS_CELL)
+    assert ip["RUNS"]["pd"] == 1
+    ip.run("pd.set_option('future.no_silent_downcasting', True)")
+    try:
+        ip.run(PANDAS_CELL)
+        assert ip["RUNS"]["pd"] == 2
+        assert "future.no_silent_downcasting=True" in str(ip.run("%memo explain pd"))
+    finally:
+        ip.run("pd.reset_option('future.no_silent_downcasting')")
+    ip.run(PANDAS_CELL)
+    assert ip["RUNS"]["pd"] == 2  # the first entry again
