@@ -933,6 +933,11 @@ class _Resolver:
             if is_user_code(value):
                 # Follow attribute chains into the user's own modules (mymod.helper).
                 for attr in chain:
+                    if attr == "__dict__" and vars(value) is shell_namespace():
+                        # The notebook's names as a dict (__main__.__dict__['x']): each keyed as vars(__main__)'s
+                        # are, since the dict also holds the shell's tools and history, which are no values.
+                        self.module_code(value, label)
+                        return
                     nxt = getattr(value, attr, _MISSING)
                     self.watch.append(("attr", value, attr, nxt))
                     if nxt is _MISSING or _holds_environment(nxt):

@@ -3,10 +3,12 @@
 and keying the cell without it; and an entry stored under one ``--outputs`` list (or under detection) is not served
 to the same cell run with another, which would restore fewer names than its run binds; and a cell that imports
 pandas first in a kernel hits on its next run (its options, as loaded, are keyed as before the import), while an
-option changed from its default is still a miss."""
+option changed from its default is still a miss; and a cell reading the notebook's names as a dict through its
+module (``__main__.__dict__['x']``) keys them as ``vars(__main__)`` does, rather than leaving them out."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -148,3 +150,48 @@ def test_a_pandas_option_changed_from_its_default_is_a_miss_that_explain_names(i
         ip.run("pd.reset_option('future.no_silent_downcasting')")
     ip.run(PANDAS_CELL)
     assert ip["RUNS"]["pd"] == 2  # the first entry again
+
+
+# -- the notebook's names read as a dict through its module ---------------------------------------------
+
+
+@pytest.mark.parametrize("body", [
+    "import __main__\ny = __main__.__dict__['x'] * 2",
+    "y = int('{x}'.format_map(__import__('__main__').__dict__)) * 2",
+    "import __main__ as nb\ny = nb.__dict__.get('x') * 2",
+])
+def test_a_cell_reading_the_notebook_s_module_dict_is_not_served_stale(ip: Shell, body: str) -> None:
+    # Before, __main__.__dict__ was left out of the key (a warning said its content was not a value): a stale y.
+    ip.run("x = 1")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ip.run(f"%%memo\nran('c')\n{body}")
+        ip.run("x = 5")
+        ip.run(f"%%memo\nran('c')\n{body}")
+    assert ip["y"] == 10 and ip["RUNS"]["c"] == 2
+    assert not [w for w in caught if "left out" in str(w.message)]
+
+
+def test_a_memo_function_reading_the_notebook_s_module_dict_is_not_served_stale(ip: Shell) -> None:
+    # A neighbour that was right before: the same read in a function's body.
+    ip.run("from notebook_memo import memo\nimport __main__\nx = 1\n"
+           "@memo\ndef doubled():\n    ran('f')\n    return __main__.__dict__['x'] * 2\n")
+    assert ip.run("doubled()") == 2
+    ip.run("x = 5")
+    assert ip.run("doubled()") == 10 and ip["RUNS"]["f"] == 2
+
+
+def test_a_cell_reading_the_notebook_s_module_dict_hits_after_other_cells_ran(ip: Shell) -> None:
+    # Guard: IPython's history (Out, _, _i...) grows with every cell and is no part of the key. (Every other name is,
+    # as for vars(__main__): the second run, which finds the first run's y, may be a miss of its own.)
+    ip.run("x = 1")
+    cell = "%%memo\nran('c')\nimport __main__\ny = __main__.__dict__['x'] * 2"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ip.run(cell)
+        ip.run(cell)
+        ip.run("41")
+        ip.run("print('unrelated')")
+        runs = ip["RUNS"]["c"]
+        ip.run(cell)
+    assert ip["y"] == 2 and ip["RUNS"]["c"] == runs
