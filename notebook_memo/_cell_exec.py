@@ -11,7 +11,7 @@ import logging
 import operator
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ._widgets import in_output_widget, replayable, static_bundle
@@ -94,6 +94,11 @@ class _Tee:
         elif text and not self.quiet:
             recording.text(self._name, text)
         return int(self._stream.write(text) or len(text))
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        """Write each line through ``write``: the stream's own writelines would pass them on unrecorded."""
+        for line in lines:
+            self.write(line)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)

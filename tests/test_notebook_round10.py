@@ -4,7 +4,8 @@ and keying the cell without it; and an entry stored under one ``--outputs`` list
 to the same cell run with another, which would restore fewer names than its run binds; and a cell that imports
 pandas first in a kernel hits on its next run (its options, as loaded, are keyed as before the import), while an
 option changed from its default is still a miss; and a cell reading the notebook's names as a dict through its
-module (``__main__.__dict__['x']``) keys them as ``vars(__main__)`` does, rather than leaving them out."""
+module (``__main__.__dict__['x']``) keys them as ``vars(__main__)`` does, rather than leaving them out; and lines a
+cell writes with ``sys.stdout.writelines`` are shown again on a hit."""
 
 from __future__ import annotations
 
@@ -195,3 +196,20 @@ def test_a_cell_reading_the_notebook_s_module_dict_hits_after_other_cells_ran(ip
         runs = ip["RUNS"]["c"]
         ip.run(cell)
     assert ip["y"] == 2 and ip["RUNS"]["c"] == runs
+
+
+# -- output written by writelines ---------------------------------------------------------------------
+
+
+def test_lines_written_with_writelines_are_shown_again_on_a_hit(ip: Shell, capsys: pytest.CaptureFixture[str]) -> None:
+    # Before, the streams' own writelines passed the lines on unrecorded: a hit showed print's line alone.
+    cell = ("%%memo lines --quiet\nimport sys\nsys.stdout.writelines(['a\\n', 'b\\n'])\n"
+            "sys.stderr.writelines(iter(['e\\n']))\nprint('c')\nx = 1")
+    shown = []
+    for _ in range(2):  # a run, then a hit
+        capsys.readouterr()
+        ip.run(cell)
+        captured = capsys.readouterr()
+        shown.append((captured.out, captured.err))
+    assert shown[0] == shown[1] == ("a\nb\nc\n", "e\n")
+    assert [c.hits for c in _cells.cells()] == [1]
