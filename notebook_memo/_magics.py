@@ -17,7 +17,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 
 from . import _conditions, _config, _top_level
 from ._cells import CellOptions, cells, leading_blank_lines, run_cell
-from ._config import parse_ttl
+from ._config import duration_text, parse_ttl
 from ._inventory import FunctionSummary, Inventory, Owner, human_bytes, human_time
 from ._memo import clear_stale_all, registered
 from ._notebook import current_notebook, short_name
@@ -64,7 +64,7 @@ def _cell_arguments(magic: Any, line: str) -> Any:
     """
     try:
         words = shlex.split(line)
-        split = _split_list(words)
+        split = _split_list(words) or _split_ttl(words)
         if split is not None:
             raise UsageError(split)
         return magic.parser.parse_args(words)
@@ -83,6 +83,25 @@ def _split_list(words: list[str]) -> str | None:
         if value.startswith(",") or value.endswith(","):
             return (f"{value!r} {'starts' if value.startswith(',') else 'ends'} with a comma: a list of names is one "
                     "word, written without spaces (--inputs a,b) or quoted (--inputs 'a, b')")
+    return None
+
+
+def _split_ttl(words: list[str]) -> str | None:
+    """Say why the words hold a ``--ttl`` split by a space (``--ttl 6 hours``), if they do.
+
+    The word after the value would be taken as the cell's name, and the entry would expire after 6 seconds.
+    """
+    for index, word in enumerate(words):
+        if word == "--ttl" and index + 2 < len(words):
+            value, after = words[index + 1], words[index + 2]
+        elif word.startswith("--ttl=") and index + 1 < len(words):
+            value, after = word[len("--ttl="):], words[index + 1]
+        else:
+            continue
+        if not after.startswith("-") and duration_text(value) is not None \
+                and duration_text(f"{value} {after}") is not None:
+            return (f"--ttl {value} {after} is two words, so {after!r} would be taken as the cell's name; quote the "
+                    f"time (--ttl '{value} {after}'), or give a cell that name first (%%memo {after} --ttl {value})")
     return None
 
 

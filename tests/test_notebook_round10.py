@@ -1,11 +1,16 @@
-"""The notebook surfaces, round 10: a ``%%memo`` line whose ``--inputs`` or ``--outputs`` list is split by a space
-(``--inputs a, b``) is refused with a clear message, rather than taking the word after the comma as the cell's name
-and keying the cell without it; and an entry stored under one ``--outputs`` list (or under detection) is not served
-to the same cell run with another, which would restore fewer names than its run binds; and a cell that imports
-pandas first in a kernel hits on its next run (its options, as loaded, are keyed as before the import), while an
-option changed from its default is still a miss; and a cell reading the notebook's names as a dict through its
-module (``__main__.__dict__['x']``) keys them as ``vars(__main__)`` does, rather than leaving them out; and lines a
-cell writes with ``sys.stdout.writelines`` are shown again on a hit."""
+"""The notebook surfaces, round 10.
+
+- A ``%%memo`` line whose ``--inputs`` or ``--outputs`` list is split by a space (``--inputs a, b``), or whose
+  ``--ttl`` is (``--ttl 6 hours``), is refused with a clear message, rather than taking the word after it as the
+  cell's name and keying the cell without that input, or keeping its results for 6 seconds.
+- An entry stored under one ``--outputs`` list (or under detection) is not served to the same cell run with
+  another, which would restore fewer names than its run binds.
+- A cell that imports pandas first in a kernel hits on its next run (its options, as loaded, are keyed as before
+  the import), while an option changed from its default is still a miss.
+- A cell reading the notebook's names as a dict through its module (``__main__.__dict__['x']``) keys them as
+  ``vars(__main__)`` does, rather than leaving them out.
+- Lines a cell writes with ``sys.stdout.writelines`` are shown again on a hit.
+"""
 
 from __future__ import annotations
 
@@ -213,3 +218,26 @@ def test_lines_written_with_writelines_are_shown_again_on_a_hit(ip: Shell, capsy
         shown.append((captured.out, captured.err))
     assert shown[0] == shown[1] == ("a\nb\nc\n", "e\n")
     assert [c.hits for c in _cells.cells()] == [1]
+
+
+# -- a --ttl split by a space -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("line", ["--ttl 6 hours", "--ttl 90 min --quiet", "--ttl=1h 30m", "--quiet --ttl 2 days"])
+def test_a_ttl_split_by_a_space_is_a_usage_error_and_the_cell_does_not_run(ip: Shell, line: str) -> None:
+    # Before, `--ttl 6 hours` kept results for 6 seconds, in a cell named 'hours'.
+    result = ip.run_raw(f"%%memo {line}\nran('c')\ny = 1")
+    assert isinstance(result.error_in_exec, UsageError), line
+    assert "quote the time" in str(result.error_in_exec)
+    assert "c" not in ip["RUNS"] and not _cells.cells()
+
+
+@pytest.mark.parametrize("line, label, ttl", [
+    ("--ttl '6 hours'", None, 21600.0), ("hours --ttl 6", "hours", 6.0), ("--ttl 6h named", "named", 21600.0),
+    ("--ttl 90 --quiet", None, 90.0),
+])
+def test_a_ttl_in_one_word_or_quoted_reads_as_written(ip: Shell, line: str, label: str | None, ttl: float) -> None:
+    # Guard: a name after a value that does not read as a time with it (or before the option) is the cell's name.
+    ip.run(f"%%memo {line}\nran('c')\ny = 1")
+    [cell] = _cells.cells()
+    assert cell.ttl == ttl and (label is None or cell.label == label)
