@@ -126,6 +126,8 @@ from .hashing import (
     combine,
     content_hash,
     filled_cached_properties,
+    hasher_registered,
+    hashers_registered,
     install_code_handler,
     install_state_function_hook,
     install_version_reader,
@@ -206,6 +208,53 @@ def _imported_module(name: str) -> tuple[types.ModuleType | None, bool]:
 
 # itertools.count among them: a counter of ids (next(Node._ids)) a hit would leave where it was.
 _CONTAINERS = (list, dict, set, bytearray, collections.deque, itertools.count)
+
+
+# The settings of a connection (handle_settings) that are sqlite3's converter and adapter tables, and the digest
+# each had when last hashed whole: (its entries as _table_entries gives them, the hashers registered then, digest)
+_TABLE_SETTINGS = frozenset({"converters", "adapters"})
+_TABLE_DIGESTS: dict[str, tuple[tuple[Any, ...], int, bytes]] = {}
+_IMMUTABLE_TYPE = 1 << 8  # Py_TPFLAGS_IMMUTABLETYPE: no attribute of the class can be set or replaced
+
+
+def _table_entries(table: Any) -> tuple[Any, ...] | None:
+    """Return the entries of a copy of sqlite3's converters or adapters, each with the name its function is keyed by
+    and whether attributes were set on that function, where every key is a name or a tuple of classes of ``type``
+    and every value a plain function; None otherwise. Two such tuples are equal only where their classes and
+    functions are the same objects (compared by identity) and their names the same texts."""
+    if type(table) is not dict:
+        return None
+    entries: list[Any] = []
+    for key, fn in table.items():
+        if not (type(key) is str or (type(key) is tuple and all(type(cls) is type for cls in key))) or \
+                type(fn) is not types.FunctionType:
+            return None
+        entries.extend((key, fn, fn.__module__, fn.__qualname__, bool(fn.__dict__)))
+    return tuple(entries)
+
+
+def _of_the_standard_library(table: dict[Any, Any]) -> bool:
+    """Return True when sqlite3's converters or adapters (a copy, as _table_entries takes it) are all the standard
+    library's own: names, or tuples of classes no code can change, mapped to its plain functions (none wrapped, none
+    closing over a value, none with attributes set, none of ours), which content_hash keys by their names alone
+    (no version for the standard library), under no hasher of the user's for what it walks. False otherwise (a
+    function of the notebook's, whose digest follows the code and globals it reads)."""
+    if hasher_registered((dict, tuple, str, type, types.FunctionType, object)):
+        return False
+    for key, fn in table.items():
+        if type(key) is tuple and not all(_stdlib(cls.__module__) and
+                                          all(base.__flags__ & _IMMUTABLE_TYPE for base in cls.__mro__)
+                                          for cls in key):
+            return False
+        if fn.__closure__ is not None or fn.__dict__ or not _stdlib(fn.__globals__.get("__name__")) or \
+                is_user_code(fn) or original_of(fn) is not fn:
+            return False
+    return True
+
+
+def _stdlib(module: Any) -> bool:
+    top = module.partition(".")[0] if isinstance(module, str) else ""
+    return top in sys.stdlib_module_names and top != "__main__"
 
 
 def _watched(value: Any) -> bool:
@@ -1204,9 +1253,27 @@ class _Resolver:
         self.deps.parts[label] = ("value", combine([b"open handle", qualified_name(type(value)).encode(),
                                                     *(path.encode("utf-8", "surrogateescape") for path in files)]))
         for name, setting in handle_settings(value):  # what shapes its rows (a connection's row_factory)
-            self.value(setting, f"{label}.{name}")
+            self.setting(setting, f"{label}.{name}", name)
         self.volatile = self.hard = True  # resolved on every call: the handle may be rebound or reopened
         return True
+
+    def setting(self, setting: Any, label: str, name: str) -> None:
+        """Key a handle's setting as data (``value``); sqlite3's converter and adapter tables, read on every call,
+        by the digest their entries had when last hashed, while they are the very same entries of the standard
+        library's own code (see ``_of_the_standard_library``)."""
+        entries = _table_entries(setting) if name in _TABLE_SETTINGS else None
+        kept = _TABLE_DIGESTS.get(name)
+        if entries is None or kept is None or kept[0] != entries or kept[1] != hashers_registered():
+            self.value(setting, label)
+            part = self.deps.parts.get(label)
+            if entries is not None and part is not None and _of_the_standard_library(setting):
+                _TABLE_DIGESTS[name] = (entries, hashers_registered(), part[1])
+            return
+        digest = kept[2]
+        self.deps.parts[label] = ("value", digest)
+        # As ``value`` leaves the copy: mutable data read, checked after a run (a copy no body can reach)
+        self.volatile = self.hard = True
+        self.mutable.append((label, setting, digest, frozenset()))
 
     def wrapper(self, fn: types.FunctionType, label: str) -> None:
         """Resolve what a library's wrapper around the user's code closes over: the user's code like a helper,

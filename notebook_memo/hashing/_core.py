@@ -22,7 +22,7 @@ import sys
 import threading
 import types
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from math import copysign as _copysign
 from typing import Any
 
@@ -592,6 +592,17 @@ def register_hasher(cls: type, fn: Callable[[Any], Any]) -> None:
         _dispatch_cache.clear()
         _library_dispatch.clear()
         _flat_dispatch.clear()
+
+
+def hashers_registered() -> int:
+    """Return how many classes have a hasher of the user's (``register_hasher``): a digest kept while it is unchanged
+    was made under the same hashers, for values of classes that had none then."""
+    return len(_REGISTERED)
+
+
+def hasher_registered(classes: Iterable[type]) -> bool:
+    """Return True when any of ``classes`` has a hasher of the user's (``register_hasher``)."""
+    return any(cls in _REGISTERED for cls in classes)
 
 
 def install_code_handler(cls: type, handler: HashFn) -> None:
