@@ -129,6 +129,7 @@ from .hashing import (
     hasher_registered,
     hashers_registered,
     install_code_handler,
+    install_patch_reader,
     install_state_function_hook,
     install_version_reader,
     keyed_as_wrapped,
@@ -3423,17 +3424,28 @@ def _hash_class(h: Hasher, cls: type) -> None:
             if registered:  # none: keyed as before registrations were keyed
                 h.tag(b"Cr")
                 h.tag(registered)
+        _hash_patches(h, cls)
+
+
+def _hash_patches(h: Hasher, cls: type) -> None:
+    """Feed the user's code patched into the library classes of ``cls``'s MRO (``fractions.Fraction.mine = f``,
+    ``pd.DataFrame.mine = f``): what its instances' methods run. Nothing where there is none.
+
+    Once per walk (a list of tensors: their class once), in a slot of the walk's memo of its own (``id(cls)``
+    holds a user class's digest, ``-id(cls)`` a library ABC's registrations)."""
+    slot = ~id(cls)
+    patched = h.memo.get(slot)
+    if patched is None:
         scan = _library_scan(cls)
-        if not (scan.own or scan.bases):
-            return
-        found = scan.patches
-        _watched_by_enclosing([("patches", cls, found, scan)])  # as where a body names the class
-        if found:
-            patched = h.memo.get(id(cls))  # a list of instances: their class once per walk
-            if patched is None:
-                patched = h.memo[id(cls)] = h.sub_digest(list(found))
-            h.tag(b"Cp")  # only where the notebook patched it: keys of unpatched classes stay as they were
-            h.tag(patched)
+        patched = b""
+        if scan.own or scan.bases:
+            _watched_by_enclosing([("patches", cls, scan.patches, scan)])  # as where a body names the class
+            if scan.patches:
+                patched = h.sub_digest(list(scan.patches))
+        h.memo[slot] = patched
+    if patched:  # only where the notebook patched it: keys of unpatched classes stay as they were
+        h.tag(b"Cp")
+        h.tag(patched)
 
 
 def _hash_function(h: Hasher, fn: types.FunctionType) -> None:
@@ -3501,6 +3513,7 @@ def _hash_lru_wrapper(h: Hasher, wrapper: Any) -> None:
 
 
 install_code_handler(type, _hash_class)
+install_patch_reader(_hash_patches)
 for _wrapper in (staticmethod, classmethod, property, functools.cached_property):
     install_code_handler(_wrapper, _hash_descriptor)
 install_code_handler(types.FunctionType, _hash_function)

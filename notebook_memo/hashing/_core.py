@@ -506,6 +506,26 @@ def library_version(h: Hasher, module: object) -> None:
         h.text(version)
 
 
+# What keys the user's code patched into a library class (``pd.DataFrame.mine = f``): told by the dependency
+# layer, which finds it; until then, nothing.
+_PATCH_READER: dict[str, HashFn] = {}
+
+
+def install_patch_reader(reader: HashFn) -> None:
+    """Let the dependency layer feed the user's code patched into a library class that a fast path names."""
+    _PATCH_READER["reader"] = reader
+
+
+def h_library_class(h: Hasher, cls: type) -> None:
+    """Feed the library class of a value that a fast path hashes (a DataFrame, a tensor) by its name, and the
+    user's code patched into it or its bases, which the value's methods run (nothing more where there is none,
+    so such a value keys as it did before patches were looked for)."""
+    h.text(qualified_name(cls))
+    reader = _PATCH_READER.get("reader")
+    if reader is not None:
+        reader(h, cls)
+
+
 _EXACT: dict[type, HashFn] = {
     **{cls: _leaf_handler(encode) for cls, encode in _LEAF.items()},
     bytes: _h_bytes,

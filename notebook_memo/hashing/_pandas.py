@@ -16,8 +16,8 @@ from ._core import (
     _once_per_walk,
     _reduction,
     _Unhashable,
+    h_library_class,
     h_reduced,
-    qualified_name,
     register_family,
     things_met,
 )
@@ -84,7 +84,7 @@ def _h_extension_array(h: Hasher, v: Any) -> None:
     class, dtype and values, as a Series holding it is: not by its reduction, whose state holds the ``_cache``
     its first use fills (``a + 1``, ``a.to_numpy()``), so a used array would key anew."""
     h.tag(b"pe")
-    h.text(qualified_name(type(v)))
+    h_library_class(h, type(v))
     _h_pandas_values(h, sys.modules["pandas"].Series(v, copy=False))
 
 
@@ -191,7 +191,7 @@ def _h_strings(h: Hasher, strings: list[str]) -> None:
 def _h_index(h: Hasher, v: Any) -> None:
     pd = sys.modules["pandas"]
     h.tag(b"pi")
-    h.text(qualified_name(type(v)))
+    h_library_class(h, type(v))
     h.child(list(v.names), "<index names>")
     freq = getattr(v, "freqstr", None)  # a DatetimeIndex's frequency changes what shift() does
     if freq is not None:
@@ -209,7 +209,7 @@ def _h_index(h: Hasher, v: Any) -> None:
 
 def _h_series(h: Hasher, v: Any) -> None:
     h.tag(b"ps")
-    h.text(qualified_name(type(v)))
+    h_library_class(h, type(v))
     h.child(v.name, "<name>")
     _h_index(h, v.index)
     _h_pandas_values(h, v)
@@ -224,7 +224,7 @@ def _h_pandas_extras(h: Hasher, v: Any) -> None:
 
 def _h_dataframe(h: Hasher, v: Any) -> None:
     h.tag(b"pf")
-    h.text(qualified_name(type(v)))
+    h_library_class(h, type(v))
     _h_index(h, v.columns)
     _h_index(h, v.index)
     for i in range(v.shape[1]):

@@ -23,6 +23,7 @@ from ._core import (
     Hasher,
     HashFn,
     _Unhashable,
+    h_library_class,
     own_state,
     qualified_name,
     register_family,
@@ -124,7 +125,7 @@ def _h_tensor_parts(h: Hasher, v: Any) -> None:
     h.tag(b"tt")
     nested = v.is_nested
     if name in _TORCH_CLASSES or nested:
-        h.text(name)
+        h_library_class(h, cls)  # by name, and what the notebook patched into it (torch.Tensor.mine = f)
     else:
         h.child(cls, "<class>")  # a subclass of the user's: its code
     h.text(str(v.dtype))
