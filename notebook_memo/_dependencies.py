@@ -428,7 +428,9 @@ _library_bases: weakref.WeakKeyDictionary[type, _LibraryBases] = weakref.WeakKey
 
 def _is_patch(attr: Any) -> bool:
     """Return True for the user's code as a class attribute: a function or class, or one inside a
-    static or class method, a property or a cached property."""
+    static or class method, a property or a cached property, or one a library's object there holds as an
+    attribute of its own (``functools.partialmethod(mine)``, pandas' accessor of the user's class, a library
+    decorator's wrapper around the user's function)."""
     if isinstance(attr, (staticmethod, classmethod)):
         attr = attr.__func__
     elif isinstance(attr, functools.cached_property):
@@ -437,7 +439,15 @@ def _is_patch(attr: Any) -> bool:
         return any(_user_code(fn) for fn in (attr.fget, attr.fset, attr.fdel))
     if isinstance(attr, types.FunctionType) and str(attr.__globals__.get("__name__", "")).startswith("namedtuple_"):
         return False  # the __new__ collections.namedtuple writes for a library's named tuple (urlsplit's)
-    return _user_code(attr)
+    if _user_code(attr):
+        return True
+    if isinstance(attr, type):
+        return False
+    try:
+        held = object.__getattribute__(attr, "__dict__")  # not through a __getattr__ of the library's
+    except Exception:  # none: a C object's state is not code put there
+        return False
+    return type(held) is dict and any(_user_code(value) for value in list(held.values()))
 
 
 def _patchable(klass: type) -> bool:

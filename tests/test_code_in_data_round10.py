@@ -1,6 +1,7 @@
 """Code reached through data, round 10: the user's code patched into the library classes of values that a fast
-path hashes (a DataFrame, a Series, an Index, a tensor). Editing that code is a miss; an unrelated edit, or running
-the same patch cell again, stays a hit."""
+path hashes (a DataFrame, a Series, an Index, a tensor), and the user's code held by a library object patched into
+a library class (``functools.partialmethod(mine)``, pandas' accessors of the user's class). Editing that code is a
+miss; an unrelated edit, or running the same patch cell again, stays a hit."""
 
 from __future__ import annotations
 
@@ -108,3 +109,69 @@ def test_unpatched_fast_path_values_keep_their_hit_beside_a_patched_class(nb: Sh
     nb.run(patch("fractions.Fraction", 1).replace("def added", "import fractions\ndef added"))
     nb.run("again = use((frame, tensor), 1)")
     assert runs(nb) == 1
+
+
+# -- 2. the user's code held by a library object patched into a library class ----------------------------------
+
+
+ACCESSOR = """
+@pd.api.extensions.register_dataframe_accessor({name!r})
+class Shifted:
+    def __init__(self, frame):
+        self.frame = frame
+    def by(self, x):
+        return x + {offset}
+"""
+
+
+def test_editing_a_pandas_accessor_class_is_a_miss(nb: Shell) -> None:
+    nb.run("import pandas as pd\nimport warnings\nwarnings.simplefilter('ignore', UserWarning)")
+    nb.run(ACCESSOR.format(name=PATCHED, offset=1) + "obj = pd.DataFrame({'a': [1]})")
+    nb.run(USE.format(returns=f"obj.{PATCHED}.by(x)"))
+    call_edit_call(nb, "use(obj, 1)", ACCESSOR.format(name=PATCHED, offset=2) + "obj = pd.DataFrame({'a': [1]})")
+
+
+def test_running_a_pandas_accessor_cell_again_unchanged_keeps_the_hit(nb: Shell) -> None:
+    nb.run("import pandas as pd\nimport warnings\nwarnings.simplefilter('ignore', UserWarning)")
+    nb.run(ACCESSOR.format(name=PATCHED, offset=1) + "obj = pd.DataFrame({'a': [1]})")
+    nb.run(USE.format(returns=f"obj.{PATCHED}.by(x)"))
+    nb.run("first = use(obj, 1)")
+    nb.run(ACCESSOR.format(name=PATCHED, offset=1) + "obj = pd.DataFrame({'a': [1]})")
+    nb.run("again = use(obj, 1)")
+    assert runs(nb) == 1 and nb["again"] == nb["first"] == 2
+
+
+PARTIAL = """
+def scaled(self, factor, x):
+    return x * factor + {offset}
+fractions.Fraction.{name} = functools.partialmethod(scaled, 10)
+"""
+
+
+def test_editing_a_partialmethod_patched_into_a_library_class_is_a_miss(nb: Shell) -> None:
+    nb.run("import fractions\nobj = fractions.Fraction(1, 2)")
+    nb.run(PARTIAL.format(name=PATCHED, offset=1))
+    nb.run(USE.format(returns=f"obj.{PATCHED}(x)"))
+    call_edit_call(nb, "use(obj, 1)", PARTIAL.format(name=PATCHED, offset=2))
+
+
+def test_a_library_wrapper_around_the_users_function_patched_into_a_library_class_is_keyed(nb: Shell) -> None:
+    nb.run("import fractions\nobj = fractions.Fraction(1, 2)")
+    cell = "def bumped(self, x):\n    return x + {offset}\nfractions.Fraction.{name} = functools.lru_cache(bumped)"
+    nb.run(cell.format(name=PATCHED, offset=1))
+    nb.run(USE.format(returns=f"obj.{PATCHED}(x)"))
+    call_edit_call(nb, "use(obj, 1)", cell.format(name=PATCHED, offset=2))
+
+
+def test_editing_a_partialmethod_patched_into_a_library_class_the_body_names_is_a_miss(nb: Shell) -> None:
+    nb.run("import fractions")
+    nb.run(PARTIAL.format(name=PATCHED, offset=1))
+    nb.run(USE.format(returns=f"fractions.Fraction(1, 2).{PATCHED}(x) + obj"))
+    call_edit_call(nb, "use(0, 1)", PARTIAL.format(name=PATCHED, offset=2))
+
+
+def test_editing_a_pandas_accessor_class_the_body_names_is_a_miss(nb: Shell) -> None:
+    nb.run("import pandas as pd\nimport warnings\nwarnings.simplefilter('ignore', UserWarning)")
+    nb.run(ACCESSOR.format(name=PATCHED, offset=1))
+    nb.run(USE.format(returns=f"pd.DataFrame({{'a': [1]}}).{PATCHED}.by(x) + obj"))
+    call_edit_call(nb, "use(0, 1)", ACCESSOR.format(name=PATCHED, offset=2))
