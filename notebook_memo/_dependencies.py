@@ -427,27 +427,39 @@ _library_bases: weakref.WeakKeyDictionary[type, _LibraryBases] = weakref.WeakKey
 
 
 def _is_patch(attr: Any) -> bool:
-    """Return True for the user's code as a class attribute: a function or class, or one inside a
+    """Return True for the user's code as a class or module attribute: a function or class, or one inside a
     static or class method, a property or a cached property, or one a library's object there holds as an
     attribute of its own (``functools.partialmethod(mine)``, pandas' accessor of the user's class, a library
-    decorator's wrapper around the user's function)."""
-    if isinstance(attr, (staticmethod, classmethod)):
+    decorator's wrapper around the user's function).
+
+    By ``type()``, never ``isinstance``: that asks an object for its ``__class__``, which a library's deprecated
+    alias answers with a warning (``torch.distributed.reduce_op``)."""
+    kind = type(attr)
+    if issubclass(kind, (staticmethod, classmethod)):
         attr = attr.__func__
-    elif isinstance(attr, functools.cached_property):
+        kind = type(attr)
+    elif issubclass(kind, functools.cached_property):
         attr = attr.func
-    elif isinstance(attr, property):
-        return any(_user_code(fn) for fn in (attr.fget, attr.fset, attr.fdel))
-    if isinstance(attr, types.FunctionType) and str(attr.__globals__.get("__name__", "")).startswith("namedtuple_"):
+        kind = type(attr)
+    elif issubclass(kind, property):
+        return any(_own_code(fn) for fn in (attr.fget, attr.fset, attr.fdel))
+    if kind is types.FunctionType and str(attr.__globals__.get("__name__", "")).startswith("namedtuple_"):
         return False  # the __new__ collections.namedtuple writes for a library's named tuple (urlsplit's)
-    if _user_code(attr):
+    if _own_code(attr):
         return True
-    if isinstance(attr, type):
+    if issubclass(kind, type):
         return False
     try:
         held = object.__getattribute__(attr, "__dict__")  # not through a __getattr__ of the library's
     except Exception:  # none: a C object's state is not code put there
         return False
-    return type(held) is dict and any(_user_code(value) for value in list(held.values()))
+    return type(held) is dict and any(_own_code(value) for value in list(held.values()))
+
+
+def _own_code(value: Any) -> bool:
+    """Return True for the user's function or class, telling it by ``type()`` alone (see _is_patch)."""
+    kind = type(value)
+    return (kind is types.FunctionType or issubclass(kind, type)) and is_user_code(value)
 
 
 def _patchable(klass: type) -> bool:
@@ -496,6 +508,40 @@ def _unchanged(cls: type, scan: _LibraryBases) -> bool:
         return all(vars(klass) == namespace for klass, namespace in zip(scan.bases, namespaces))
     except Exception:  # a value whose == raises (an array put there): changed
         return False
+
+
+@dataclass
+class _ModuleScan:
+    """A library module's namespace as last scanned, and the user's code found in it, by label."""
+
+    namespace: dict[str, Any]
+    patches: _Patches
+
+
+_module_scans: weakref.WeakKeyDictionary[types.ModuleType, _ModuleScan] = weakref.WeakKeyDictionary()
+
+
+def _module_patches(module: types.ModuleType) -> _Patches:
+    """Return the user's code the notebook put in a library module (``colorsys.rgb_to_hsv = mine``), by label;
+    scanned again only when its namespace changed (one comparison, made in C, each value by identity first)."""
+    namespace = vars(module)
+    held = _module_scans.get(module)
+    if held is not None:
+        try:
+            if namespace == held.namespace:
+                return held.patches
+        except Exception:  # a value whose == raises (an array put there): changed
+            pass
+    snapshot = dict(namespace)
+    name = module.__name__
+    found = tuple((f"{name}.{attr_name}", attr) for attr_name, attr in
+                  sorted((item for item in snapshot.items() if type(item[0]) is str), key=lambda item: item[0])
+                  if _is_patch(attr))
+    if held is not None and _same_patches(held.patches, found):
+        found = held.patches
+    with contextlib.suppress(TypeError):
+        _module_scans[module] = _ModuleScan(snapshot, found)
+    return found
 
 
 def _registered(cls: abc.ABCMeta, users_only: bool) -> list[str]:
@@ -3458,6 +3504,22 @@ def _hash_patches(h: Hasher, cls: type) -> None:
         h.tag(patched)
 
 
+def _hash_patches_of(h: Hasher, owner: Any) -> None:
+    """Feed the user's code patched into a library class (see _hash_patches) or module, which a value of the
+    class, or the module passed as a value, reaches by attribute: once per walk, nothing where there is none."""
+    if not isinstance(owner, types.ModuleType):
+        _hash_patches(h, owner)
+        return
+    slot = ~id(owner)
+    patched = h.memo.get(slot)
+    if patched is None:
+        found = _module_patches(owner)
+        patched = h.memo[slot] = h.sub_digest(list(found)) if found else b""
+    if patched:
+        h.tag(b"Mp")
+        h.tag(patched)
+
+
 def _hash_function(h: Hasher, fn: types.FunctionType) -> None:
     if _is_singledispatch(fn):
         h.tag(b"Fd")
@@ -3523,7 +3585,7 @@ def _hash_lru_wrapper(h: Hasher, wrapper: Any) -> None:
 
 
 install_code_handler(type, _hash_class)
-install_patch_reader(_hash_patches)
+install_patch_reader(_hash_patches_of)
 for _wrapper in (staticmethod, classmethod, property, functools.cached_property):
     install_code_handler(_wrapper, _hash_descriptor)
 install_code_handler(types.FunctionType, _hash_function)

@@ -1,7 +1,8 @@
 """Code reached through data, round 10: the user's code patched into the library classes of values that a fast
-path hashes (a DataFrame, a Series, an Index, a tensor), and the user's code held by a library object patched into
-a library class (``functools.partialmethod(mine)``, pandas' accessors of the user's class). Editing that code is a
-miss; an unrelated edit, or running the same patch cell again, stays a hit."""
+path hashes (a DataFrame, a Series, an Index, a tensor), the user's code held by a library object patched into a
+library class (``functools.partialmethod(mine)``, pandas' accessors of the user's class), and the user's code put in
+a library module passed as an argument. Editing that code is a miss; an unrelated edit, or running the same patch
+cell again, stays a hit."""
 
 from __future__ import annotations
 
@@ -175,3 +176,40 @@ def test_editing_a_pandas_accessor_class_the_body_names_is_a_miss(nb: Shell) -> 
     nb.run(ACCESSOR.format(name=PATCHED, offset=1))
     nb.run(USE.format(returns=f"pd.DataFrame({{'a': [1]}}).{PATCHED}.by(x) + obj"))
     call_edit_call(nb, "use(0, 1)", ACCESSOR.format(name=PATCHED, offset=2))
+
+
+# -- 3. the user's code put in a library module passed as an argument ------------------------------------------
+
+
+@pytest.fixture
+def colorsys_restored(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    import colorsys
+
+    monkeypatch.setattr(colorsys, "rgb_to_hsv", colorsys.rgb_to_hsv)
+    yield
+    if PATCHED in vars(colorsys):
+        delattr(colorsys, PATCHED)
+
+
+MODULE_PATCH = "def added(x, *rest):\n    return x + {offset}\ncolorsys.{name} = added"
+
+
+@pytest.mark.parametrize("name", [PATCHED, "rgb_to_hsv"], ids=["added", "replaced"])
+def test_editing_a_function_put_in_a_library_module_argument_is_a_miss(
+        nb: Shell, colorsys_restored: None, name: str) -> None:
+    nb.run("import colorsys")
+    nb.run(MODULE_PATCH.format(name=name, offset=1))
+    nb.run(USE.format(returns=f"obj.{name}(x, 0, 0)"))
+    call_edit_call(nb, "use(colorsys, 1)", MODULE_PATCH.format(name=name, offset=2))
+
+
+def test_a_library_module_argument_keeps_its_hit_across_an_unrelated_cell_and_the_same_patch(
+        nb: Shell, colorsys_restored: None) -> None:
+    nb.run("import colorsys")
+    nb.run(MODULE_PATCH.format(name=PATCHED, offset=1))
+    nb.run(USE.format(returns="obj.rgb_to_hsv(x, 0, 0)"))
+    nb.run("first = use(colorsys, 1)")
+    nb.run(MODULE_PATCH.format(name=PATCHED, offset=1))
+    nb.run("def unrelated(v):\n    return v * 3")
+    nb.run("again = use(colorsys, 1)")
+    assert runs(nb) == 1 and nb["again"] == nb["first"]

@@ -462,6 +462,7 @@ def _h_module(h: Hasher, v: types.ModuleType) -> None:
         h.tag(b"M")  # a library's module: its name and version (its settings are keyed where code reads it)
         h.text(v.__name__)
         library_version(h, v.__name__)
+        _feed_patches(h, v)  # and the user's code the notebook put in it (colorsys.rgb_to_hsv = mine)
         return
     # The user's module (or one made at run time as a namespace): its content, each name as a global read
     # by code is (functions by code and what they read, data by content). What cannot be hashed (a lock,
@@ -506,14 +507,20 @@ def library_version(h: Hasher, module: object) -> None:
         h.text(version)
 
 
-# What keys the user's code patched into a library class (``pd.DataFrame.mine = f``): told by the dependency
-# layer, which finds it; until then, nothing.
+# What keys the user's code patched into a library class or module (``pd.DataFrame.mine = f``,
+# ``colorsys.rgb_to_hsv = mine``): told by the dependency layer, which finds it; until then, nothing.
 _PATCH_READER: dict[str, HashFn] = {}
 
 
 def install_patch_reader(reader: HashFn) -> None:
-    """Let the dependency layer feed the user's code patched into a library class that a fast path names."""
+    """Let the dependency layer feed the user's code patched into a library class or module met by name."""
     _PATCH_READER["reader"] = reader
+
+
+def _feed_patches(h: Hasher, owner: type | types.ModuleType) -> None:
+    reader = _PATCH_READER.get("reader")
+    if reader is not None:
+        reader(h, owner)
 
 
 def h_library_class(h: Hasher, cls: type) -> None:
@@ -521,9 +528,7 @@ def h_library_class(h: Hasher, cls: type) -> None:
     user's code patched into it or its bases, which the value's methods run (nothing more where there is none,
     so such a value keys as it did before patches were looked for)."""
     h.text(qualified_name(cls))
-    reader = _PATCH_READER.get("reader")
-    if reader is not None:
-        reader(h, cls)
+    _feed_patches(h, cls)
 
 
 _EXACT: dict[type, HashFn] = {
