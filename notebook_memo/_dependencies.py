@@ -3544,6 +3544,13 @@ def _hash_function(h: Hasher, fn: types.FunctionType) -> None:
                 h.tag(b"?")  # its working state (a cache): left out, as where the function is read by name
             else:
                 h.part(value)
+        attached = fn.__dict__
+        if len(attached) > (wrapped is not None):  # attributes besides __wrapped__: those that are the user's code
+            held = [(name, value) for name, value in sorted(attached.items())
+                    if name != "__wrapped__" and type(name) is str and _own_code(value)]
+            if held:  # colorsys.hls_to_rgb.helper = mine, read through the function: none, keyed as before
+                h.tag(b"Fa")
+                h.child(held, "<attributes>")
         return
     h.tag(b"Fv")
     h.text(fn.__qualname__)

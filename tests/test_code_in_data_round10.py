@@ -1,8 +1,8 @@
 """Code reached through data, round 10: the user's code patched into the library classes of values that a fast
 path hashes (a DataFrame, a Series, an Index, a tensor), the user's code held by a library object patched into a
 library class (``functools.partialmethod(mine)``, pandas' accessors of the user's class), and the user's code put in
-a library module passed as an argument. Editing that code is a miss; an unrelated edit, or running the same patch
-cell again, stays a hit."""
+a library module, or attached to a library function, passed as an argument. Editing that code is a miss; an
+unrelated edit, or running the same patch cell again, stays a hit."""
 
 from __future__ import annotations
 
@@ -212,4 +212,35 @@ def test_a_library_module_argument_keeps_its_hit_across_an_unrelated_cell_and_th
     nb.run(MODULE_PATCH.format(name=PATCHED, offset=1))
     nb.run("def unrelated(v):\n    return v * 3")
     nb.run("again = use(colorsys, 1)")
+    assert runs(nb) == 1 and nb["again"] == nb["first"]
+
+
+# -- 4. the user's code attached to a library function passed as an argument -----------------------------------
+
+
+@pytest.fixture
+def hls_restored() -> Iterator[None]:
+    import colorsys
+
+    yield
+    vars(colorsys.hls_to_rgb).pop(PATCHED, None)
+
+
+ATTACHED = "def helper(x):\n    return x + {offset}\ncolorsys.hls_to_rgb.{name} = helper"
+
+
+def test_editing_a_function_attached_to_a_library_function_argument_is_a_miss(nb: Shell, hls_restored: None) -> None:
+    nb.run("import colorsys")
+    nb.run(ATTACHED.format(name=PATCHED, offset=1))
+    nb.run(USE.format(returns=f"obj.{PATCHED}(x)"))
+    call_edit_call(nb, "use(colorsys.hls_to_rgb, 1)", ATTACHED.format(name=PATCHED, offset=2))
+
+
+def test_a_library_function_argument_keeps_its_hit_with_the_same_attachment(nb: Shell, hls_restored: None) -> None:
+    nb.run("import colorsys")
+    nb.run(ATTACHED.format(name=PATCHED, offset=1))
+    nb.run(USE.format(returns=f"obj.{PATCHED}(x) + obj(0.0, 0.0, 0.0)[0]"))
+    nb.run("first = use(colorsys.hls_to_rgb, 1)")
+    nb.run(ATTACHED.format(name=PATCHED, offset=1))
+    nb.run("again = use(colorsys.hls_to_rgb, 1)")
     assert runs(nb) == 1 and nb["again"] == nb["first"]
