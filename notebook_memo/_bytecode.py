@@ -247,11 +247,14 @@ def global_chains(code: types.CodeType, passed_over: frozenset[str]) -> Iterator
     """Yield each read of a global name (or of a module the code imports itself) in ``code`` and code nested in it:
     the code, its instructions (less those named in ``passed_over``, one list per code), the read's first
     instruction and the one after its attribute chain, its root (``IMPORTED`` + the module for an import) and chain."""
-    codes = [code]
-    for current in codes:
-        codes.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
+    # Each code with the imports of the code around it that reach it through a closure (``import os`` in the body,
+    # ``lambda: os.getenv("X")`` in it): its free variables of those names are the modules, as in the body.
+    codes: list[tuple[types.CodeType, dict[str, tuple[str, tuple[str, ...]]]]] = [(code, {})]
+    for current, enclosing in codes:
         ins = [i for i in dis.get_instructions(current) if i.opname not in passed_over]
-        imported = _local_imports(ins) if any(i.opname == "IMPORT_NAME" for i in ins) else {}
+        imported = {**enclosing, **_local_imports(ins)} if any(i.opname == "IMPORT_NAME" for i in ins) else enclosing
+        codes.extend((c, {name: imported[name] for name in c.co_freevars if name in imported})
+                     for c in current.co_consts if isinstance(c, types.CodeType))
         for k, first in enumerate(ins):
             root: str = first.argval
             prefix: tuple[str, ...] = ()

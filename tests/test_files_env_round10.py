@@ -1,0 +1,61 @@
+"""Files and the environment, tenth round: what a body reads through routes not covered before.
+
+A module the body imports itself (``import os as o`` inside it) and uses in a function, lambda, comprehension or
+class nested in it (the name reaches the nested code through a closure), a thread's target among them.
+
+Each test fails with a stale result served after the file or variable changed, or a hit lost where nothing did.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import Shell
+
+# -- environment variables read through a module imported inside the body --------------------------------------
+
+_CLOSURE_READS = {
+    "lambda": "import os as o\n    return (lambda: o.environ.get('NBM_R10_X'))()",
+    "nested function": "import os as o\n    def level():\n        return o.getenv('NBM_R10_X')\n    return level()",
+    "from import": "from os import environ as e\n    def level():\n        return e['NBM_R10_X']\n    return level()",
+    "thread": "import os, threading\n    out = []\n"
+              "    t = threading.Thread(target=lambda: out.append(os.environ.get('NBM_R10_X')))\n"
+              "    t.start(); t.join()\n    return out[0]",
+    "comprehension": "import os as o\n    return [o.environ.get(k) for k in ['NBM_R10_X']][0]",
+    "whole environment": "import os as o\n    return (lambda: dict(o.environ).get('NBM_R10_X'))()",
+    "method of a class": "import os as o\n    class Level:\n        def value(self):\n"
+                         "            return o.getenv('NBM_R10_X')\n    return Level().value()",
+}
+
+
+@pytest.mark.parametrize("route", list(_CLOSURE_READS))
+def test_a_variable_read_in_nested_code_through_a_module_the_body_imports_is_keyed(
+        shell: Shell, monkeypatch: pytest.MonkeyPatch, route: str) -> None:
+    monkeypatch.setenv("NBM_R10_X", "1")
+    shell.run("from notebook_memo import memo\n\n@memo\ndef level():\n"
+              f"    {_CLOSURE_READS[route]}\n\nfirst = level(), level()\n")
+    monkeypatch.setenv("NBM_R10_X", "2")
+    shell.run("second = level(); info = level.cache_info()")
+    assert shell["first"] == ("1", "1")
+    assert shell["second"] == "2"
+    assert shell["info"].hits == 1
+
+
+def test_a_variable_read_in_nested_code_stays_a_hit_when_another_variable_changes(
+        shell: Shell, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NBM_R10_X", "1")
+    monkeypatch.setenv("NBM_R10_OTHER", "a")
+    shell.run("""
+        from notebook_memo import memo
+
+        @memo
+        def level():
+            import os
+            return (lambda: (os.environ.get("NBM_R10_X"), os.path.join("a", "b")))()
+
+        first = level()
+    """)
+    monkeypatch.setenv("NBM_R10_OTHER", "b")
+    shell.run("second = level(); info = level.cache_info()")
+    assert shell["second"] == shell["first"] == ("1", "a/b")
+    assert shell["info"].hits == 1
