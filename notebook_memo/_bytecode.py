@@ -140,6 +140,9 @@ _LOCAL_OPS = frozenset({"LOAD_FAST", "LOAD_FAST_CHECK", "LOAD_DEREF", "LOAD_CLAS
 IMPORTED = "\0import "  # prefixes a module name: a local bound by ``import m`` / ``from m import x`` in the body
 
 
+_DOTTED_ALIAS_STEPS = frozenset({"IMPORT_FROM", "SWAP", "ROT_TWO", "POP_TOP"})
+
+
 def _local_imports(ins: list[dis.Instruction]) -> dict[str, tuple[str, tuple[str, ...]]]:
     """Return the locals an ``import`` in this code binds: name -> (module, attributes taken from it)."""
     bound: dict[str, tuple[str, tuple[str, ...]]] = {}
@@ -148,6 +151,18 @@ def _local_imports(ins: list[dis.Instruction]) -> dict[str, tuple[str, tuple[str
             continue
         module = step.argval
         nxt = ins[k + 1]
+        if "." in module and nxt.opname == "IMPORT_FROM" and k and ins[k - 1].opname == "LOAD_CONST" \
+                and ins[k - 1].argval is None:
+            # ``import a.b.c as d``: the top package is imported, and each part after it taken from the one before
+            # (IMPORT_FROM, with a SWAP or ROT_TWO and POP_TOP between parts), until ``d`` is bound
+            j, parts = k + 1, []
+            while j < len(ins) and ins[j].opname in _DOTTED_ALIAS_STEPS:
+                if ins[j].opname == "IMPORT_FROM":
+                    parts.append(ins[j].argval)
+                j += 1
+            if j < len(ins) and ins[j].opname in _STORE_OPS:
+                bound[ins[j].argval] = (module.partition(".")[0], tuple(parts))
+            continue
         if nxt.opname in _STORE_OPS:
             bound[nxt.argval] = (module.partition(".")[0], ())  # ``import a.b`` binds ``a``
             continue

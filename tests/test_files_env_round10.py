@@ -1,7 +1,8 @@
 """Files and the environment, tenth round: what a body reads through routes not covered before.
 
 A module the body imports itself (``import os as o`` inside it) and uses in a function, lambda, comprehension or
-class nested in it (the name reaches the nested code through a closure), a thread's target among them.
+class nested in it (the name reaches the nested code through a closure), a thread's target among them; and a
+dotted module imported with a name of its own (``import os.path as op``).
 
 Each test fails with a stale result served after the file or variable changed, or a hit lost where nothing did.
 """
@@ -58,4 +59,18 @@ def test_a_variable_read_in_nested_code_stays_a_hit_when_another_variable_change
     monkeypatch.setenv("NBM_R10_OTHER", "b")
     shell.run("second = level(); info = level.cache_info()")
     assert shell["second"] == shell["first"] == ("1", "a/b")
+    assert shell["info"].hits == 1
+
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_a_variable_named_in_a_text_expanded_through_a_dotted_import_with_a_name_is_keyed(
+        shell: Shell, monkeypatch: pytest.MonkeyPatch, nested: bool) -> None:
+    monkeypatch.setenv("NBM_R10_X", "1")
+    call = "(lambda: op.expandvars('$NBM_R10_X/data'))()" if nested else "op.expandvars('$NBM_R10_X/data')"
+    shell.run(f"from notebook_memo import memo\n\n@memo\ndef folder():\n    import os.path as op\n    return {call}\n\n"
+              "first = folder(), folder()\n")
+    monkeypatch.setenv("NBM_R10_X", "2")
+    shell.run("second = folder(); info = folder.cache_info()")
+    assert shell["first"] == ("1/data", "1/data")
+    assert shell["second"] == "2/data"
     assert shell["info"].hits == 1
