@@ -2,12 +2,16 @@
 
 A module the body imports itself (``import os as o`` inside it) and uses in a function, lambda, comprehension or
 class nested in it (the name reaches the nested code through a closure), a thread's target among them; and a
-dotted module imported with a name of its own (``import os.path as op``).
+dotted module imported with a name of its own (``import os.path as op``). The clock read in such nested code is
+reported as the body's own read is; the thread-count variables NumPy reads change no answer and stay out of the key.
 
-Each test fails with a stale result served after the file or variable changed, or a hit lost where nothing did.
+Each test fails with a stale result served after the variable changed, a clock read that is not reported, or a hit
+lost where nothing the body reads changed.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import pytest
 
@@ -73,4 +77,36 @@ def test_a_variable_named_in_a_text_expanded_through_a_dotted_import_with_a_name
     shell.run("second = folder(); info = folder.cache_info()")
     assert shell["first"] == ("1/data", "1/data")
     assert shell["second"] == "2/data"
+    assert shell["info"].hits == 1
+
+
+@pytest.mark.parametrize("body", [
+    "import time as t\n    return (lambda: int(t.time()) > 0)()",
+    "import datetime as dt\n    return [dt.datetime.now().year > 0 for _ in range(1)][0]",
+])
+def test_a_clock_read_in_nested_code_through_a_module_the_body_imports_is_reported(shell: Shell, body: str) -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        shell.run(f"from notebook_memo import memo\n\n@memo\ndef recent():\n    {body}\n\nrecent()\n")
+    assert any("reads the clock" in str(w.message) for w in caught), [str(w.message) for w in caught]
+
+
+def test_a_body_using_numpy_stays_a_hit_when_the_thread_count_variables_change(
+        shell: Shell, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    shell.run("""
+        import numpy as np
+        from notebook_memo import memo
+
+        @memo
+        def total():
+            import numpy
+            return float(np.arange(10.0).sum() + (lambda: numpy.ones(3).sum())())
+
+        first = total()
+    """)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("MKL_NUM_THREADS", "1")
+    shell.run("second = total(); info = total.cache_info()")
+    assert shell["second"] == shell["first"] == 48.0
     assert shell["info"].hits == 1
