@@ -138,13 +138,14 @@ def _namespace_chains(ins: list[dis.Instruction], k: int, j: int,
 _PASSED_OVER = frozenset({"CACHE", "PUSH_NULL", "PRECALL", "NOP", "EXTENDED_ARG"})
 _LOCAL_OPS = frozenset({"LOAD_FAST", "LOAD_FAST_CHECK", "LOAD_DEREF", "LOAD_CLASSDEREF"})
 IMPORTED = "\0import "  # prefixes a module name: a local bound by ``import m`` / ``from m import x`` in the body
+CLOSED = "\0closure "  # prefixes a free variable of the code whose cell the caller resolves (global_loads)
 
 
 _DOTTED_ALIAS_STEPS = frozenset({"IMPORT_FROM", "SWAP", "ROT_TWO", "POP_TOP"})
 
 
 def _local_imports(ins: list[dis.Instruction]) -> dict[str, tuple[str, tuple[str, ...]]]:
-    """Return the locals an ``import`` in this code binds: name -> (module, attributes taken from it)."""
+    """Return the locals an ``import`` in this code binds: name -> (IMPORTED + module, attributes taken from it)."""
     bound: dict[str, tuple[str, tuple[str, ...]]] = {}
     for k, step in enumerate(ins):
         if step.opname != "IMPORT_NAME" or k + 1 >= len(ins):
@@ -161,14 +162,14 @@ def _local_imports(ins: list[dis.Instruction]) -> dict[str, tuple[str, tuple[str
                     parts.append(ins[j].argval)
                 j += 1
             if j < len(ins) and ins[j].opname in _STORE_OPS:
-                bound[ins[j].argval] = (module.partition(".")[0], tuple(parts))
+                bound[ins[j].argval] = (IMPORTED + module.partition(".")[0], tuple(parts))
             continue
         if nxt.opname in _STORE_OPS:
-            bound[nxt.argval] = (module.partition(".")[0], ())  # ``import a.b`` binds ``a``
+            bound[nxt.argval] = (IMPORTED + module.partition(".")[0], ())  # ``import a.b`` binds ``a``
             continue
         j = k + 1
         while j + 1 < len(ins) and ins[j].opname == "IMPORT_FROM" and ins[j + 1].opname in _STORE_OPS:
-            bound[ins[j + 1].argval] = (module, (ins[j].argval,))
+            bound[ins[j + 1].argval] = (IMPORTED + module, (ins[j].argval,))
             j += 2
             if j < len(ins) and ins[j].opname == "POP_TOP":
                 break
@@ -236,15 +237,17 @@ def namespaces_taken(code: types.CodeType) -> tuple[tuple[str, tuple[str, ...]],
 
 
 @functools.lru_cache(maxsize=8192)
-def global_loads(code: types.CodeType) -> tuple[tuple[str, tuple[str, ...], str | None], ...]:
+def global_loads(code: types.CodeType, closed: frozenset[str] = frozenset()) -> tuple[
+        tuple[str, tuple[str, ...], str | None], ...]:
     """Return every read of a global name, with its attribute chain and the constant string used with it.
 
     In order and repeated: ``os.environ["X"]``, ``os.getenv("X")``, ``os.environ.get("X", d)`` and
     ``"X" in os.environ`` give ``("os", ("environ",), "X")`` and the like; the caller decides what
-    the chain resolves to.
+    the chain resolves to. The free variables named in ``closed`` are read as globals too, their root
+    ``CLOSED`` + the name.
     """
     found: list[tuple[str, tuple[str, ...], str | None]] = []
-    for current, ins, k, j, root, chain in global_chains(code, _PASSED_OVER):
+    for current, ins, k, j, root, chain in global_chains(code, _PASSED_OVER, closed):
         const = _constant_at(ins, j, current.co_consts)
         if const is None and j < len(ins) and ins[j].opname == "CONTAINS_OP" and k \
                 and ins[k - 1].opname == "LOAD_CONST" and isinstance(ins[k - 1].argval, str):
@@ -257,14 +260,16 @@ def global_loads(code: types.CodeType) -> tuple[tuple[str, tuple[str, ...], str 
     return tuple(found)
 
 
-def global_chains(code: types.CodeType, passed_over: frozenset[str]) -> Iterator[
+def global_chains(code: types.CodeType, passed_over: frozenset[str], closed: frozenset[str] = frozenset()) -> Iterator[
         tuple[types.CodeType, list[dis.Instruction], int, int, str, tuple[str, ...]]]:
     """Yield each read of a global name (or of a module the code imports itself) in ``code`` and code nested in it:
     the code, its instructions (less those named in ``passed_over``, one list per code), the read's first
-    instruction and the one after its attribute chain, its root (``IMPORTED`` + the module for an import) and chain."""
+    instruction and the one after its attribute chain, its root (``IMPORTED`` + the module for an import, ``CLOSED``
+    + the name for a free variable of ``code`` named in ``closed``) and chain."""
     # Each code with the imports of the code around it that reach it through a closure (``import os`` in the body,
     # ``lambda: os.getenv("X")`` in it): its free variables of those names are the modules, as in the body.
-    codes: list[tuple[types.CodeType, dict[str, tuple[str, tuple[str, ...]]]]] = [(code, {})]
+    codes: list[tuple[types.CodeType, dict[str, tuple[str, tuple[str, ...]]]]] = [
+        (code, {name: (CLOSED + name, ()) for name in code.co_freevars if name in closed})]
     for current, enclosing in codes:
         ins = [i for i in dis.get_instructions(current) if i.opname not in passed_over]
         imported = {**enclosing, **_local_imports(ins)} if any(i.opname == "IMPORT_NAME" for i in ins) else enclosing
@@ -274,8 +279,7 @@ def global_chains(code: types.CodeType, passed_over: frozenset[str]) -> Iterator
             root: str = first.argval
             prefix: tuple[str, ...] = ()
             if first.opname in _LOCAL_OPS and root in imported:
-                module, prefix = imported[root]
-                root = IMPORTED + module
+                root, prefix = imported[root]
             elif first.opname not in _LOAD_GLOBAL_OPS:
                 continue
             j = k + 1
@@ -303,14 +307,15 @@ SUBSCRIPT, CALLED_WITH, CONTAINED = "subscript", "call", "in"  # how a global na
 
 
 @functools.lru_cache(maxsize=8192)
-def name_arguments(code: types.CodeType) -> tuple[tuple[str, tuple[str, ...], str | None, str], ...]:
+def name_arguments(code: types.CodeType, closed: frozenset[str] = frozenset()) -> tuple[
+        tuple[str, tuple[str, ...], str | None, str], ...]:
     """Return every read of a global name used with no constant, as ``global_loads`` gives it, with the global
     name used with it as a whole and how: ``os.environ[VAR]`` (SUBSCRIPT), ``os.environ.get(VAR)`` (CALLED_WITH:
     the first argument of the call that follows), ``VAR in os.environ`` (CONTAINED); or None (``os.environ.copy()``,
     ``os.environ[name]``, ``os.getenv(PREFIX + name)``, a name the code binds itself, such as a cell's ``VAR = ...``:
-    its value as the code starts is not the one it reads)."""
+    its value as the code starts is not the one it reads). ``closed``: as for ``global_loads``."""
     found: list[tuple[str, tuple[str, ...], str | None, str]] = []
-    for current, ins, k, j, root, chain in global_chains(code, _PASSED_OVER):
+    for current, ins, k, j, root, chain in global_chains(code, _PASSED_OVER, closed):
         if _constant_at(ins, j, current.co_consts) is not None:
             continue
         argument, how = None, ""

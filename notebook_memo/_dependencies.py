@@ -40,6 +40,7 @@ import xxhash
 from . import _config
 from ._bytecode import (
     CALLED_WITH,
+    CLOSED,
     CONTAINED,
     IMPORTED,
     LC_NUMERIC,
@@ -316,6 +317,24 @@ def _wrapper_cells(fn: types.FunctionType) -> list[tuple[int, str, Any]]:
     if wrapped is None and not any(_user_code(value) for _, _, value in cells):
         return []
     return cells
+
+
+def _closed_readers(fn: types.FunctionType) -> dict[str, Any]:
+    """Return the free variables of ``fn`` whose cells hold a module or a library's function (``import os`` or
+    ``from os import getenv`` in the function that made it), by name: what code reads through them is read as
+    through a global. os.environ held in a cell is data, keyed whole (``value``); the user's functions are
+    followed as values."""
+    found: dict[str, Any] = {}
+    for name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
+        try:
+            value = cell.cell_contents
+        except ValueError:  # not bound yet
+            continue
+        if isinstance(value, types.ModuleType) or (
+                isinstance(value, (types.FunctionType, types.BuiltinFunctionType, functools.partial))
+                and not _user_code(value)):
+            found[name] = value
+    return found
 
 
 def _same_items(now: dict[str, Any], then: list[tuple[str, Any]]) -> bool:
@@ -924,7 +943,7 @@ class _Resolver:
 
     def environment_and_clock(self, fn: types.FunctionType, owner: str) -> None:
         """Key the environment variables the code reads by their values; note where it reads the clock."""
-        found = code_environment(fn.__code__, fn.__globals__, owner)
+        found = code_environment(fn.__code__, fn.__globals__, owner, _closed_readers(fn))
         for name, value in found.variables.items():
             self.watch.append(("env", name, value))
             self.deps.parts[f"env {name}"] = ("env", b"\0unset" if value is None else value.encode())
@@ -1589,14 +1608,20 @@ class Environment:
     sql_history: str | None = None
 
 
-def code_environment(code: types.CodeType, namespace: dict[str, Any], owner: str) -> Environment:
-    """Return the environment variables ``code`` reads by constant name, and where it reads the clock."""
+def code_environment(code: types.CodeType, namespace: dict[str, Any], owner: str,
+                     closure: dict[str, Any] | None = None) -> Environment:
+    """Return the environment variables ``code`` reads by constant name, and where it reads the clock; ``closure``:
+    the modules and library functions its free variables hold (``_closed_readers``), read as its globals are."""
     found = Environment()
+    closed: frozenset[str] = frozenset()
+    if closure:
+        closed = frozenset(closure)
+        namespace = {**namespace, **{CLOSED + name: value for name, value in closure.items()}}
     names: set[str] | None = None
     by_name = False
     uses_arrays = parsed = False  # it uses NumPy or pandas; it gives "now" to a parser known to read the clock
     dates = False  # a global it reads makes or is a datetime dtype (DAY = "datetime64[D]", np.datetime64)
-    for name, chain, const in global_loads(code):
+    for name, chain, const in global_loads(code, closed):
         # Every name is followed: `env = os.environ`, `from os import getenv as ge` read it too.
         target, through_environ = _follow(namespace, name, chain)
         if const is not None and _is_environment(_member(target, const)):
@@ -1672,7 +1697,7 @@ def code_environment(code: types.CodeType, namespace: dict[str, Any], owner: str
     for state in _proc_states(code):
         _note_state(found, state)
     if by_name:
-        _environment_by_name(code, namespace, found)
+        _environment_by_name(code, namespace, found, closed)
     # format(x, "n"), d.strftime(FMT): the locale, though the code never names it; only the category each reads,
     # since Python sets only LC_CTYPE at start-up, which two kernels under other LANGs differ in.
     for category in _formats_by_locale(code, namespace):
@@ -1713,12 +1738,13 @@ def _of_calendar(target: Any) -> bool:
     return isinstance(target, (type, types.FunctionType, types.MethodType)) and target.__module__ == "calendar"
 
 
-def _environment_by_name(code: types.CodeType, namespace: dict[str, Any], found: Environment) -> None:
+def _environment_by_name(code: types.CodeType, namespace: dict[str, Any], found: Environment,
+                         closed: frozenset[str] = frozenset()) -> None:
     """Key what ``code`` reads of the environment other than by a constant name: by a global that holds the name
     (``VAR = "API_URL"``; ``os.environ.get(VAR)``), that variable, the global being keyed as a read; else (the
     whole environment: ``os.environ.copy()``, ``dict(os.environ)``, ``.items()``; a name from an argument or
     computed) every variable, the session's own left out as for a process the body starts."""
-    for name, chain, argument, how in name_arguments(code):
+    for name, chain, argument, how in name_arguments(code, closed):
         target, through_environ = _follow(namespace, name, chain)
         if not (_is_environment(target) or through_environ):
             continue

@@ -1,9 +1,11 @@
 """Files and the environment, tenth round: what a body reads through routes not covered before.
 
 A module the body imports itself (``import os as o`` inside it) and uses in a function, lambda, comprehension or
-class nested in it (the name reaches the nested code through a closure), a thread's target among them; and a
-dotted module imported with a name of its own (``import os.path as op``). The clock read in such nested code is
-reported as the body's own read is; the thread-count variables NumPy reads change no answer and stay out of the key.
+class nested in it (the name reaches the nested code through a closure), a thread's target among them; a dotted
+module imported with a name of its own (``import os.path as op``); a module or library function a helper's closure
+holds (``import os`` or ``from os import getenv`` in the function that made the helper). The clock read in such
+nested code is reported as the body's own read is; the thread-count variables NumPy reads change no answer and stay
+out of the key.
 
 Each test fails with a stale result served after the variable changed, a clock read that is not reported, or a hit
 lost where nothing the body reads changed.
@@ -109,4 +111,63 @@ def test_a_body_using_numpy_stays_a_hit_when_the_thread_count_variables_change(
     monkeypatch.setenv("MKL_NUM_THREADS", "1")
     shell.run("second = total(); info = total.cache_info()")
     assert shell["second"] == shell["first"] == 48.0
+    assert shell["info"].hits == 1
+
+
+# -- environment variables read through a module or reader a helper's closure holds -----------------------------
+
+_CLOSED_READERS = {
+    "module": "def make():\n    import os as o\n    return lambda: o.getenv('NBM_R10_X')",
+    "function": "def make():\n    from os import getenv\n    def read():\n        return getenv('NBM_R10_X')\n"
+                "    return read",
+    "module in nested code": "import os\ndef make(mod=os):\n    def read():\n"
+                             "        return (lambda: mod.environ['NBM_R10_X'])()\n    return read",
+    "text expanded": "def make():\n    from os.path import expandvars\n"
+                     "    return lambda: expandvars('$NBM_R10_X/data')",
+}
+
+
+@pytest.mark.parametrize("route", list(_CLOSED_READERS))
+def test_a_variable_read_through_a_reader_a_helper_s_closure_holds_is_keyed(
+        shell: Shell, monkeypatch: pytest.MonkeyPatch, route: str) -> None:
+    monkeypatch.setenv("NBM_R10_X", "1")
+    shell.run(f"{_CLOSED_READERS[route]}\n\nreader = make()\n")
+    shell.run("""
+        from notebook_memo import memo
+
+        @memo
+        def level():
+            return reader()
+
+        first = level(), level()
+    """)
+    monkeypatch.setenv("NBM_R10_X", "2")
+    shell.run("second = level(); info = level.cache_info()")
+    assert shell["first"][0] == shell["first"][1] != shell["second"]
+    assert shell["second"] in ("2", "2/data")
+    assert shell["info"].hits == 1
+
+
+def test_a_reader_a_helper_s_closure_holds_stays_a_hit_when_another_variable_changes(
+        shell: Shell, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NBM_R10_X", "1")
+    monkeypatch.setenv("NBM_R10_OTHER", "a")
+    shell.run("""
+        from notebook_memo import memo
+
+        def make():
+            import os as o
+            return lambda: o.getenv("NBM_R10_X")
+
+        reader = make()
+
+        @memo
+        def level():
+            return reader()
+
+        first = level()
+    """)
+    monkeypatch.setenv("NBM_R10_OTHER", "b")
+    shell.run("second = level(); info = level.cache_info()")
+    assert shell["second"] == shell["first"] == "1"
     assert shell["info"].hits == 1
