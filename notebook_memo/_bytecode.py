@@ -138,7 +138,8 @@ def _namespace_chains(ins: list[dis.Instruction], k: int, j: int,
 _PASSED_OVER = frozenset({"CACHE", "PUSH_NULL", "PRECALL", "NOP", "EXTENDED_ARG"})
 _LOCAL_OPS = frozenset({"LOAD_FAST", "LOAD_FAST_CHECK", "LOAD_DEREF", "LOAD_CLASSDEREF"})
 IMPORTED = "\0import "  # prefixes a module name: a local bound by ``import m`` / ``from m import x`` in the body
-CLOSED = "\0closure "  # prefixes a free variable of the code whose cell the caller resolves (global_loads)
+# prefixes a free variable or parameter of the code whose cell or default the caller resolves (global_loads)
+CLOSED = "\0closure "
 
 
 _DOTTED_ALIAS_STEPS = frozenset({"IMPORT_FROM", "SWAP", "ROT_TWO", "POP_TOP"})
@@ -243,8 +244,8 @@ def global_loads(code: types.CodeType, closed: frozenset[str] = frozenset()) -> 
 
     In order and repeated: ``os.environ["X"]``, ``os.getenv("X")``, ``os.environ.get("X", d)`` and
     ``"X" in os.environ`` give ``("os", ("environ",), "X")`` and the like; the caller decides what
-    the chain resolves to. The free variables named in ``closed`` are read as globals too, their root
-    ``CLOSED`` + the name.
+    the chain resolves to. The free variables and parameters named in ``closed`` are read as globals too, their
+    root ``CLOSED`` + the name.
     """
     found: list[tuple[str, tuple[str, ...], str | None]] = []
     for current, ins, k, j, root, chain in global_chains(code, _PASSED_OVER, closed):
@@ -265,11 +266,12 @@ def global_chains(code: types.CodeType, passed_over: frozenset[str], closed: fro
     """Yield each read of a global name (or of a module the code imports itself) in ``code`` and code nested in it:
     the code, its instructions (less those named in ``passed_over``, one list per code), the read's first
     instruction and the one after its attribute chain, its root (``IMPORTED`` + the module for an import, ``CLOSED``
-    + the name for a free variable of ``code`` named in ``closed``) and chain."""
+    + the name for a free variable or parameter of ``code`` named in ``closed``) and chain."""
     # Each code with the imports of the code around it that reach it through a closure (``import os`` in the body,
     # ``lambda: os.getenv("X")`` in it): its free variables of those names are the modules, as in the body.
+    parameters = code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]
     codes: list[tuple[types.CodeType, dict[str, tuple[str, tuple[str, ...]]]]] = [
-        (code, {name: (CLOSED + name, ()) for name in code.co_freevars if name in closed})]
+        (code, {name: (CLOSED + name, ()) for name in (*code.co_freevars, *parameters) if name in closed})]
     for current, enclosing in codes:
         ins = [i for i in dis.get_instructions(current) if i.opname not in passed_over]
         imported = {**enclosing, **_local_imports(ins)} if any(i.opname == "IMPORT_NAME" for i in ins) else enclosing

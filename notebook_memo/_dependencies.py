@@ -321,20 +321,24 @@ def _wrapper_cells(fn: types.FunctionType) -> list[tuple[int, str, Any]]:
 
 def _closed_readers(fn: types.FunctionType) -> dict[str, Any]:
     """Return the free variables of ``fn`` whose cells hold a module or a library's function (``import os`` or
-    ``from os import getenv`` in the function that made it), by name: what code reads through them is read as
-    through a global. os.environ held in a cell is data, keyed whole (``value``); the user's functions are
-    followed as values."""
-    found: dict[str, Any] = {}
-    for name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
+    ``from os import getenv`` in the function that made it), and its parameters whose defaults do (``mod=os``), by
+    name: what code reads through them is read as through a global (a caller that passes another value only adds
+    to what is keyed). os.environ held there is data, keyed whole (``value``); the user's functions are followed as
+    values."""
+    code = fn.__code__
+    held: list[tuple[str, Any]] = []
+    for name, cell in zip(code.co_freevars, fn.__closure__ or ()):
         try:
-            value = cell.cell_contents
+            held.append((name, cell.cell_contents))
         except ValueError:  # not bound yet
             continue
-        if isinstance(value, types.ModuleType) or (
-                isinstance(value, (types.FunctionType, types.BuiltinFunctionType, functools.partial))
-                and not _user_code(value)):
-            found[name] = value
-    return found
+    defaults = fn.__defaults__ or ()
+    if defaults:
+        held.extend(zip(code.co_varnames[code.co_argcount - len(defaults):code.co_argcount], defaults))
+    held.extend((fn.__kwdefaults__ or {}).items())
+    return {name: value for name, value in held if isinstance(value, types.ModuleType) or (
+        isinstance(value, (types.FunctionType, types.BuiltinFunctionType, functools.partial))
+        and not _user_code(value))}
 
 
 def _same_items(now: dict[str, Any], then: list[tuple[str, Any]]) -> bool:

@@ -3,9 +3,9 @@
 A module the body imports itself (``import os as o`` inside it) and uses in a function, lambda, comprehension or
 class nested in it (the name reaches the nested code through a closure), a thread's target among them; a dotted
 module imported with a name of its own (``import os.path as op``); a module or library function a helper's closure
-holds (``import os`` or ``from os import getenv`` in the function that made the helper). The clock read in such
-nested code is reported as the body's own read is; the thread-count variables NumPy reads change no answer and stay
-out of the key.
+holds (``import os`` or ``from os import getenv`` in the function that made the helper) or a parameter's default
+holds (``def reader(mod=os)``). The clock read in such nested code is reported as the body's own read is; the
+thread-count variables NumPy reads change no answer and stay out of the key.
 
 Each test fails with a stale result served after the variable changed, a clock read that is not reported, or a hit
 lost where nothing the body reads changed.
@@ -170,4 +170,28 @@ def test_a_reader_a_helper_s_closure_holds_stays_a_hit_when_another_variable_cha
     monkeypatch.setenv("NBM_R10_OTHER", "b")
     shell.run("second = level(); info = level.cache_info()")
     assert shell["second"] == shell["first"] == "1"
+    assert shell["info"].hits == 1
+
+
+@pytest.mark.parametrize("helper", [
+    "import os\ndef reader(mod=os):\n    return mod.getenv('NBM_R10_X')",
+    "import os\ndef reader(*, get=os.getenv):\n    return (lambda: get('NBM_R10_X'))()",
+], ids=["module", "reader in a lambda"])
+def test_a_variable_read_through_a_module_or_reader_a_helper_s_default_holds_is_keyed(
+        shell: Shell, monkeypatch: pytest.MonkeyPatch, helper: str) -> None:
+    monkeypatch.setenv("NBM_R10_X", "1")
+    shell.run(helper)
+    shell.run("""
+        from notebook_memo import memo
+
+        @memo
+        def level():
+            return reader()
+
+        first = level(), level()
+    """)
+    monkeypatch.setenv("NBM_R10_X", "2")
+    shell.run("second = level(); info = level.cache_info()")
+    assert shell["first"] == ("1", "1")
+    assert shell["second"] == "2"
     assert shell["info"].hits == 1
