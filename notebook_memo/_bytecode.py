@@ -305,6 +305,44 @@ def _after_getattr(ins: list[dis.Instruction], j: int, root: str, chain: tuple[s
     return root, tuple(more), _constant_at(ins, j, consts)
 
 
+@functools.lru_cache(maxsize=1024)
+def passed_beside(code: types.CodeType, closed: frozenset[str] = frozenset()) -> frozenset[
+        tuple[str, tuple[str, ...], str]]:
+    """Return the reads ``global_loads`` gives with a constant (``closed``: as there) whose value is not the one
+    the constant is used with but an argument beside it: ``dict(os.environ, EXTRA="1")``, ``f(os.getenv, "X")``.
+    Only the plain shape is told (the constant and other constants or names, then the call)."""
+    found: set[tuple[str, tuple[str, ...], str]] = set()
+    for current, ins, _k, j, root, chain in global_chains(code, _PASSED_OVER, closed):
+        const = _constant_at(ins, j, current.co_consts)
+        if const is not None and _an_argument_beside(ins, j):
+            found.add((root, chain, const))
+    return frozenset(found)
+
+
+_KEYWORD_CALLS = frozenset({"CALL_FUNCTION_KW", "CALL_KW"})  # their keywords' names are a constant tuple before them
+_CALLS = _KEYWORD_CALLS | {"CALL", "CALL_FUNCTION", "CALL_METHOD"}
+
+
+def _an_argument_beside(ins: list[dis.Instruction], j: int) -> bool:
+    """Return True when the value loaded just before ``ins[j]`` and what ``ins[j]`` on loads are all arguments of the
+    call that follows (it takes more arguments than were loaded after that value), not that value's own call."""
+    loaded = 0
+    for k in range(j, len(ins)):
+        step = ins[k]
+        if step.opname in _CALLS:
+            return (step.arg or 0) > loaded
+        if step.opname in ("KW_NAMES", "PRECALL"):
+            continue
+        if step.opname == "LOAD_CONST" and isinstance(step.argval, tuple) and k + 1 < len(ins) \
+                and ins[k + 1].opname in _KEYWORD_CALLS:
+            continue
+        if step.opname not in _VALUE_LOADS or (step.opname == "LOAD_GLOBAL" and (step.arg or 0) & 1
+                                               and sys.version_info >= (3, 11)):
+            return False  # anything but plain loads: not told, the constant is taken as before
+        loaded += 1
+    return False
+
+
 SUBSCRIPT, CALLED_WITH, CONTAINED = "subscript", "call", "in"  # how a global name is used with a read (name_arguments)
 
 

@@ -66,6 +66,7 @@ from ._bytecode import (
     locale_formatting,
     loose_attributes,
     name_arguments,
+    passed_beside,
     passes_text_on,
     seeds_without_argument,
     spec_categories,
@@ -1638,7 +1639,10 @@ def code_environment(code: types.CodeType, namespace: dict[str, Any], owner: str
                 found.whole = True
                 continue
         if _is_environment(target) and const is not None:
-            found.variables[const] = os.environ.get(const)
+            if (name, chain, const) in passed_beside(code, closed):
+                found.whole = True  # dict(os.environ, EXTRA="1"): the mapping is passed whole, with "1" beside it
+            else:
+                found.variables[const] = os.environ.get(const)
             continue
         if target is os.path.expandvars:  # "data_$SPLIT.csv": the variables named in it
             if const is not None:

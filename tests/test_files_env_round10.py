@@ -4,7 +4,8 @@ A module the body imports itself (``import os as o`` inside it) and uses in a fu
 class nested in it (the name reaches the nested code through a closure), a thread's target among them; a dotted
 module imported with a name of its own (``import os.path as op``); a module or library function a helper's closure
 holds (``import os`` or ``from os import getenv`` in the function that made the helper) or a parameter's default
-holds (``def reader(mod=os)``). The clock read in such nested code is reported as the body's own read is; the
+holds (``def reader(mod=os)``); ``os.environ`` passed whole beside a constant (``dict(os.environ, EXTRA="1")``, a
+process's ``env=``). The clock read in such nested code is reported as the body's own read is; the
 thread-count variables NumPy reads change no answer and stay out of the key.
 
 Each test fails with a stale result served after the variable changed, a clock read that is not reported, or a hit
@@ -194,4 +195,48 @@ def test_a_variable_read_through_a_module_or_reader_a_helper_s_default_holds_is_
     shell.run("second = level(); info = level.cache_info()")
     assert shell["first"] == ("1", "1")
     assert shell["second"] == "2"
+    assert shell["info"].hits == 1
+
+
+# -- the environment passed whole beside a constant ------------------------------------------------------------
+
+_PASSED_WHOLE = {
+    "dict with a keyword": "return dict(os.environ, EXTRA='1').get('NBM_R10_X')",
+    "a process's environment": "return subprocess.run(['printenv', 'NBM_R10_X'], capture_output=True, text=True,\n"
+                               "                          env=dict(os.environ, EXTRA='1')).stdout.strip()",
+    "a helper given the mapping": "return pick(os.environ, 'EXTRA')",
+}
+
+
+@pytest.mark.parametrize("route", list(_PASSED_WHOLE))
+def test_the_environment_passed_whole_beside_a_constant_is_keyed_whole(
+        shell: Shell, monkeypatch: pytest.MonkeyPatch, route: str) -> None:
+    monkeypatch.setenv("NBM_R10_X", "1")
+    shell.run("import os, subprocess\nfrom notebook_memo import memo\n\n"
+              "def pick(env, skip):\n    return env.get('NBM_R10_X')\n\n"
+              f"@memo\ndef level():\n    {_PASSED_WHOLE[route]}\n\nfirst = level(), level()\n")
+    monkeypatch.setenv("NBM_R10_X", "2")
+    shell.run("second = level(); info = level.cache_info()")
+    assert shell["first"] == ("1", "1")
+    assert shell["second"] == "2"
+    assert shell["info"].hits == 1
+
+
+def test_a_variable_read_with_a_default_by_keyword_stays_a_hit_when_another_variable_changes(
+        shell: Shell, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NBM_R10_X", "1")
+    monkeypatch.setenv("NBM_R10_OTHER", "a")
+    shell.run("""
+        import os
+        from notebook_memo import memo
+
+        @memo
+        def level():
+            return os.getenv("NBM_R10_X", default="d"), os.environ.get("NBM_R10_Y", "e")
+
+        first = level()
+    """)
+    monkeypatch.setenv("NBM_R10_OTHER", "b")
+    shell.run("second = level(); info = level.cache_info()")
+    assert shell["second"] == shell["first"] == ("1", "e")
     assert shell["info"].hits == 1
