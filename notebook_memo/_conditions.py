@@ -123,6 +123,8 @@ _SOURCE_SUFFIXES = (".py", ".pyw", ".pyi", ".ipy")
 # importlib's own modules (importlib.metadata lists every folder on sys.path to find a package's
 # metadata, on the first import of many packages): the import system, not data.
 _IMPORTLIB_DIR = os.path.join(os.path.dirname(importlib.__file__), "")
+# asyncio's own files (not imported here: its folder is importlib's sibling in the standard library)
+_ASYNCIO_DIR = os.path.join(os.path.dirname(os.path.dirname(importlib.__file__)), "asyncio", "")
 # The import system's file loader (frozen, or its source where Python is built without frozen modules): its
 # get_data reads a module's code for an import, and a package's data file for pkgutil.get_data or the user.
 _LOADER_FILES = frozenset({"<frozen importlib._bootstrap_external>",
@@ -1592,7 +1594,9 @@ def _started_by_the_user(frame: types.FrameType | None) -> bool:
     counting cores with lscpu, platform.processor() running uname): what such a probe answers does not depend on
     the environment or folder it ran in, and counting it would make a whole estimator's fit miss in another."""
     machinery = (_module_file("subprocess"), os.__file__, "<frozen os>")  # os.popen: subprocess under os
-    while frame is not None and frame.f_code.co_filename in machinery:
+    # asyncio.create_subprocess_exec and _shell: the event loop's transport starts it, from the awaiting coroutine
+    while frame is not None and (frame.f_code.co_filename in machinery
+                                 or frame.f_code.co_filename.startswith(_ASYNCIO_DIR)):
         frame = frame.f_back
     return frame is not None and _users_own(frame)
 

@@ -5,16 +5,18 @@ class nested in it (the name reaches the nested code through a closure), a threa
 module imported with a name of its own (``import os.path as op``); a module or library function a helper's closure
 holds (``import os`` or ``from os import getenv`` in the function that made the helper) or a parameter's default
 holds (``def reader(mod=os)``); ``os.environ`` passed whole beside a constant (``dict(os.environ, EXTRA="1")``, a
-process's ``env=``). The clock read in such nested code is reported as the body's own read is; the
-thread-count variables NumPy reads change no answer and stay out of the key.
+process's ``env=``); a process started through asyncio (``create_subprocess_exec``, ``create_subprocess_shell``),
+the environment it inherits and the files its command line names. The clock read in such nested code is reported
+as the body's own read is; the thread-count variables NumPy reads change no answer and stay out of the key.
 
-Each test fails with a stale result served after the variable changed, a clock read that is not reported, or a hit
-lost where nothing the body reads changed.
+Each test fails with a stale result served after the variable or file changed, a clock read that is not reported,
+or a hit lost where nothing the body reads changed.
 """
 
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -239,4 +241,61 @@ def test_a_variable_read_with_a_default_by_keyword_stays_a_hit_when_another_vari
     monkeypatch.setenv("NBM_R10_OTHER", "b")
     shell.run("second = level(); info = level.cache_info()")
     assert shell["second"] == shell["first"] == ("1", "e")
+    assert shell["info"].hits == 1
+
+
+# -- a process started through asyncio -------------------------------------------------------------------------
+
+
+def test_a_process_started_through_asyncio_is_served_only_while_the_environment_it_inherits_is_the_same(
+        shell: Shell, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NBM_R10_X", "1")
+    shell.run("""
+        import asyncio
+        from notebook_memo import memo
+
+        async def printed(*command):
+            process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE)
+            out, _ = await process.communicate()
+            return out.decode().strip()
+
+        @memo
+        def level():
+            return asyncio.run(printed("printenv", "NBM_R10_X"))
+
+        first = level(), level()
+    """)
+    monkeypatch.setenv("NBM_R10_X", "2")
+    shell.run("second = level(); info = level.cache_info()")
+    assert shell["first"] == ("1", "1")
+    assert shell["second"] == "2"
+    assert shell["info"].hits == 1
+
+
+@pytest.mark.parametrize("start", ["exec", "shell"])
+def test_a_file_named_on_the_command_line_of_a_process_started_through_asyncio_is_read_again_once_changed(
+        shell: Shell, tmp_path: Path, start: str) -> None:
+    data = tmp_path / "data.txt"
+    data.write_text("one")
+    command = f"create_subprocess_exec('cat', {str(data)!r}" if start == "exec" else \
+        f"create_subprocess_shell('cat ' + {str(data)!r}"
+    shell.run(f"""
+        import asyncio
+        from notebook_memo import memo
+
+        async def printed():
+            process = await asyncio.{command}, stdout=asyncio.subprocess.PIPE)
+            out, _ = await process.communicate()
+            return out.decode()
+
+        @memo
+        def content():
+            return asyncio.run(printed())
+
+        first = content(), content()
+    """)
+    data.write_text("two")
+    shell.run("second = content(); info = content.cache_info()")
+    assert shell["first"] == ("one", "one")
+    assert shell["second"] == "two"
     assert shell["info"].hits == 1
