@@ -308,19 +308,25 @@ def _after_getattr(ins: list[dis.Instruction], j: int, root: str, chain: tuple[s
 @functools.lru_cache(maxsize=1024)
 def passed_beside(code: types.CodeType, closed: frozenset[str] = frozenset()) -> frozenset[
         tuple[str, tuple[str, ...], str]]:
-    """Return the reads ``global_loads`` gives with a constant (``closed``: as there) whose value is not the one
-    the constant is used with but an argument beside it: ``dict(os.environ, EXTRA="1")``, ``f(os.getenv, "X")``.
-    Only the plain shape is told (the constant and other constants or names, then the call)."""
+    """Return the reads ``global_loads`` gives with a constant (``closed``: as there) whose value is not what the
+    constant is used with: an argument beside it (``dict(os.environ, EXTRA="1")``, ``f(os.getenv, "X")``; only the
+    plain shape is told, the constant and other constants or names, then the call), or an operand beside a text the
+    code builds from it (``os.environ | {"A": "1"}``, ``(os.environ, "A")``), which is neither a key nor a call's
+    argument."""
     found: set[tuple[str, tuple[str, ...], str]] = set()
-    for current, ins, _k, j, root, chain in global_chains(code, _PASSED_OVER, closed):
+    for current, ins, k, j, root, chain in global_chains(code, _PASSED_OVER, closed):
+        if k and ins[k - 1].opname in _LOAD_GLOBAL_OPS and ins[k - 1].argval == "getattr":
+            continue  # getattr(os.environ, "get")("X"): global_loads reads it as os.environ.get("X")
         const = _constant_at(ins, j, current.co_consts)
-        if const is not None and _an_argument_beside(ins, j):
+        if const is not None and (_consumer(ins, j)[0] not in _KEY_USES or _an_argument_beside(ins, j)):
             found.add((root, chain, const))
     return frozenset(found)
 
 
 _KEYWORD_CALLS = frozenset({"CALL_FUNCTION_KW", "CALL_KW"})  # their keywords' names are a constant tuple before them
 _CALLS = _KEYWORD_CALLS | {"CALL", "CALL_FUNCTION", "CALL_METHOD"}
+# What takes a constant that names the key read or is a call's argument: a subscript, or a call (and the steps of one)
+_KEY_USES = _CALLS | {"BINARY_SUBSCR", "PRECALL", "KW_NAMES"}
 
 
 def _an_argument_beside(ins: list[dis.Instruction], j: int) -> bool:

@@ -4,10 +4,11 @@ A module the body imports itself (``import os as o`` inside it) and uses in a fu
 class nested in it (the name reaches the nested code through a closure), a thread's target among them; a dotted
 module imported with a name of its own (``import os.path as op``); a module or library function a helper's closure
 holds (``import os`` or ``from os import getenv`` in the function that made the helper) or a parameter's default
-holds (``def reader(mod=os)``); ``os.environ`` passed whole beside a constant (``dict(os.environ, EXTRA="1")``, a
-process's ``env=``); a process started through asyncio (``create_subprocess_exec``, ``create_subprocess_shell``),
-the environment it inherits and the files its command line names. The clock read in such nested code is reported
-as the body's own read is; the thread-count variables NumPy reads change no answer and stay out of the key.
+holds (``def reader(mod=os)``); ``os.environ`` passed whole beside a constant (``dict(os.environ, EXTRA="1")``,
+``os.environ | {"EXTRA": "1"}``, a process's ``env=``); a process started through asyncio
+(``create_subprocess_exec``, ``create_subprocess_shell``), the environment it inherits and the files its command
+line names. The clock read in such nested code is reported as the body's own read is; the thread-count variables
+NumPy reads change no answer and stay out of the key.
 
 Each test fails with a stale result served after the variable or file changed, a clock read that is not reported,
 or a hit lost where nothing the body reads changed.
@@ -207,6 +208,10 @@ _PASSED_WHOLE = {
     "a process's environment": "return subprocess.run(['printenv', 'NBM_R10_X'], capture_output=True, text=True,\n"
                                "                          env=dict(os.environ, EXTRA='1')).stdout.strip()",
     "a helper given the mapping": "return pick(os.environ, 'EXTRA')",
+    "a union": "return (os.environ | {'EXTRA': '1'}).get('NBM_R10_X')",
+    "a process's environment made by a union": "return subprocess.run(['printenv', 'NBM_R10_X'], capture_output=True,\n"
+                                               "                          text=True, env=os.environ | {'EXTRA': '1'}"
+                                               ").stdout.strip()",
 }
 
 
