@@ -1639,8 +1639,10 @@ def code_environment(code: types.CodeType, namespace: dict[str, Any], owner: str
                 found.whole = True
                 continue
         if _is_environment(target) and const is not None:
-            if (name, chain, const) in passed_beside(code, closed):
-                found.whole = True  # dict(os.environ, EXTRA="1"): the mapping is passed whole, with "1" beside it
+            if not callable(target) and (name, chain, const) in passed_beside(code, closed):
+                # dict(os.environ, EXTRA="1"): the mapping is passed whole, with "1" beside it; a reader passed with
+                # the name beside it (partial(os.getenv, "X")) is given that name
+                found.whole = True
             else:
                 found.variables[const] = os.environ.get(const)
             continue

@@ -304,3 +304,26 @@ def test_a_file_named_on_the_command_line_of_a_process_started_through_asyncio_i
     assert shell["first"] == ("one", "one")
     assert shell["second"] == "two"
     assert shell["info"].hits == 1
+
+
+def test_a_reader_passed_with_the_variable_s_name_beside_it_stays_a_hit_when_another_variable_changes(
+        shell: Shell, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NBM_R10_X", "1")
+    monkeypatch.setenv("NBM_R10_OTHER", "a")
+    shell.run("""
+        import os
+        from notebook_memo import memo
+
+        def through(read, name):
+            return read(name)
+
+        @memo
+        def level():
+            return through(os.getenv, "NBM_R10_X")
+
+        first = level()
+    """)
+    monkeypatch.setenv("NBM_R10_OTHER", "b")
+    shell.run("second = level(); info = level.cache_info()")
+    assert shell["second"] == shell["first"] == "1"
+    assert shell["info"].hits == 1
