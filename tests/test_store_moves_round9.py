@@ -271,3 +271,39 @@ def test_every_connection_of_the_store_has_its_settings_the_opening_thread_s_and
     thread.start()
     thread.join()
     assert seen == [(local._WAL_BACKSTOP, 0)] * 4, seen
+
+
+def test_a_folder_removed_under_a_long_body_and_made_again_with_its_old_file_number_gives_no_takeover_warning(
+        tmp_path: Path, counter: Counter, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file system may give the new index the number (inode) the removed one had: the store, which saw the old
+    file gone, still knows the index is another one, so the lease taken in the old one is no takeover."""
+    a = tmp_path / "a"
+    configure(cache_dir=str(a))
+    index = str(a / "cache.db")
+    real_ident = local._walfiles.file_ident
+
+    @memo
+    def slow(n: int, counter: Counter) -> int:
+        counter()
+        if n == 2:
+            store = slow._store()  # type: ignore[attr-defined]
+            store.lease_long_runs(time.monotonic() + 1.0)
+            assert store.holds_leases()
+            shutil.rmtree(a)
+            store.revalidate()
+        return n
+
+    slow(1, counter)
+    old = real_ident(index)
+    assert old is not None
+
+    def reused(path: str) -> tuple[int, int] | None:  # any index made at that path has the old one's number
+        found = real_ident(path)
+        return old if found is not None and path == index else found
+
+    monkeypatch.setattr(local._walfiles, "file_ident", reused)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert slow(2, counter) == 2
+    assert [str(w.message) for w in caught] == []
+    assert slow(2, counter) == 2 and counter.n == 2

@@ -1392,7 +1392,9 @@ class Store:
         """The real folder the store last opened (see ``_open``): its marker, index, log and payload files."""
         return real_directory(self.directory)
 
-    def _open(self) -> None:
+    def _open(self, moved: bool = False) -> None:
+        """Open the index (again); ``moved``: the index file opened before was seen gone or replaced, so this is
+        another index even where the new file's (device, inode) is the old one's (a number freed and reused)."""
         self._hot, self._hot_version = {}, _NO_VERSION
         # First: an opening that fails (the folder replaced by a file, a FIFO or a dangling link) leaves no handle on
         # the index opened before, which the calls that follow would go on reading and writing, removed as it is.
@@ -1438,9 +1440,11 @@ class Store:
                 raise
             self._set_aside(exc, opening or _walfiles.file_ident(index))
             self._open_handles()
-        st = os.stat(index)
-        self._ident = (st.st_dev, st.st_ino)
-        if held is not None and self._ident != held:
+        ident = _walfiles.file_ident(index)
+        if ident is None:  # removed the moment it was made: the caller warns and computes
+            raise FileNotFoundError(errno.ENOENT, "the cache index was removed as it was opened", index)
+        self._ident = ident
+        if held is not None and (moved or self._ident != held):
             self._leases.forget()  # taken in the index used before: a run that holds one stores its result here
         self._logs = _walfiles.named_now(folder, _DB_NAME)  # those this thread's connection just opened
         self._trouble = directory_trouble(folder)  # our own log and wal-index exist now
@@ -1609,7 +1613,8 @@ class Store:
             with self._lock:
                 current = self._index_ident()  # another thread may have reopened while we waited
                 if current is None or current != self._ident or self._reader is None:
-                    self._open()
+                    # Seen gone or another file: a new index, whatever number its file is given when made.
+                    self._open(moved=self._ident is not None and current != self._ident)
         elif self._flusher is None and self._logs_replaced():  # else the background thread looks (revalidate)
             return self._handles()  # refused
         else:
