@@ -149,10 +149,28 @@ def _words_of(state: Any) -> bytes:
     return bytes(inner["key"].tobytes() + int(inner["pos"]).to_bytes(4, sys.byteorder, signed=True))
 
 
+def _numpy_legacy() -> Any:
+    """Return the RandomState np.random's functions draw from: the one its ``get_state`` is bound to.
+
+    That is ``np.random.mtrand._rand`` until code binds that name to another RandomState; ``np.random.rand`` and
+    ``get_state`` keep the one they were bound to at import, while ``np.random.seed`` and ``set_bit_generator``
+    look the name up and act on the new one."""
+    return _unwrapped(sys.modules["numpy"].random.get_state).__self__
+
+
+def _seeds_numpy_legacy() -> bool:
+    """Return whether ``np.random.seed`` (which seeds whatever ``np.random.mtrand._rand`` names) seeds the generator
+    np.random's functions draw from."""
+    try:
+        return sys.modules["numpy"].random.mtrand._rand is _numpy_legacy()
+    except Exception:
+        return True  # a layout not known: taken as seeding it, as before
+
+
 def _numpy_words() -> bytes | None:
     """Read np.random's Mersenne Twister words in place (2.5 kB, against get_state's 30 us), or None."""
     try:
-        bit_generator = sys.modules["numpy"].random.mtrand._rand._bit_generator
+        bit_generator = _numpy_legacy()._bit_generator
         if type(bit_generator).__name__ != "MT19937":
             return None
         return _in_place(_mt_window, bit_generator, _mt_state_address, 2500)
@@ -449,7 +467,11 @@ note_state_functions([(SEEDS, *spec) for spec in _SEEDERS] + [(READS, *spec) for
 # (random._inst's goes through Random.getstate, wrapped: see _global_instance_reader).
 note_state_objects([("numpy", "numpy.random.mtrand", "_rand", False), ("torch", "torch", "default_generator", False),
                     # its bit generator (np.random.get_bit_generator()): .state, .jumped() and .ctypes read it too
-                    ("numpy", "numpy.random.mtrand", "_rand._bit_generator", True)])
+                    ("numpy", "numpy.random.mtrand", "_rand._bit_generator", True),
+                    # the one np.random's functions are bound to, where code bound mtrand._rand to another since
+                    ("numpy", "numpy.random", "get_state.__self__", False),
+                    ("numpy", "numpy.random", "get_state.__self__._bit_generator", True)],
+                   rebound=("numpy.random.", ["_rand", "_rand._bit_generator"]))
 _wrapped_seeders: set[tuple[str, str]] = set()  # seeding functions and readers
 _modules_seen: list[tuple[int, str | None]] = [(-1, None)]  # modules_mark() when watch_seeding last looked
 
@@ -460,10 +482,14 @@ _seeding_lock = threading.Lock()
 def _seeder(generator: str, attr: str, original: Any, on_seed: Callable[[str, bool], None]) -> Any:
     by_entropy = attr == "seed"  # np.random.seed(), random.seed(), torch.seed(): from the OS's entropy
 
+    # np.random.seed seeds whatever np.random.mtrand._rand names now, which may not be what np.random draws from
+    looks_up = generator == "numpy" and attr == "seed"
+
     @functools.wraps(original)
     def seed(*args: Any, **kwargs: Any) -> Any:
         given = args[0] if args else next(iter(kwargs.values()), None)
-        on_seed(generator, by_entropy and given is None)
+        if not looks_up or _seeds_numpy_legacy():
+            on_seed(generator, by_entropy and given is None)
         _seed_generation[0] += 1
         try:
             return original(*args, **kwargs)

@@ -100,6 +100,12 @@ _state_seen = [-1]  # len(sys.modules) at the last look for libraries loaded sin
 # id(object) -> (generator, object, whether every attribute reads the state)
 _OBJECT_SPECS: list[tuple[str, str, str, bool]] = []
 _state_objects: dict[int, tuple[str, Any, bool]] = {}
+# (module, attribute path) of the places among those where code binds another object at run time, with no module
+# loaded (``np.random.mtrand._rand = RandomState()``, ``np.random.set_bit_generator``); the prefixes of the modules
+# of those objects' classes; and the identities of what was there at the last look (see _state_object)
+_REBOUND_SPECS: list[tuple[str, list[str]]] = []
+_REBOUND_MODULES: list[tuple[str, ...]] = [()]
+_rebound_seen: list[tuple[int, ...]] = [()]
 
 
 def note_state_functions(specs: list[tuple[str, str, str, str]]) -> None:
@@ -108,11 +114,18 @@ def note_state_functions(specs: list[tuple[str, str, str, str]]) -> None:
     _state_seen[0] = -1
 
 
-def note_state_objects(specs: list[tuple[str, str, str, bool]]) -> None:
+def note_state_objects(specs: list[tuple[str, str, str, bool]], rebound: tuple[str, list[str]] = ("", [])) -> None:
     """Register the global generator objects (``(generator, module, attribute path, every attribute)``) whose state
     code can read where no wrapper sees it: a body that reaches one and hands it on or reads its private parts (any
-    attribute, where ``every attribute``) reads that state."""
+    attribute, where ``every attribute``) reads that state.
+
+    ``rebound``: the prefix of the modules of the classes of the objects code may bind at some of those places at run
+    time, and those places' paths (looked for again when a value of such a class is met unregistered)."""
     _OBJECT_SPECS.extend(specs)
+    prefix, paths = rebound
+    if paths:
+        _REBOUND_MODULES[0] += (prefix,)
+        _REBOUND_SPECS.extend((spec[1], spec[2].split(".")) for spec in specs if spec[2] in paths)
     _state_seen[0] = -1
 
 
@@ -120,12 +133,7 @@ def _look_for_state_functions() -> None:
     """Register the state functions of the libraries loaded since the last look, as the library made them."""
     modules = sys.modules
     _state_seen[0] = len(modules)
-    for generator, module_name, path, every in _OBJECT_SPECS:
-        owner = modules.get(module_name)
-        for attr in path.split("."):
-            owner = getattr(owner, attr, None)
-        if owner is not None:
-            _state_objects[id(owner)] = (generator, owner, every)
+    _look_for_state_objects()
     for what, generator, module_name, attr in _STATE_SPECS:
         holder, _, method = attr.rpartition(".")
         if holder:
@@ -136,6 +144,54 @@ def _look_for_state_functions() -> None:
                     _note_state_function(what, generator, vars(owner).get(method))
             continue
         _note_state_function(what, generator, getattr(modules.get(module_name), attr, None))
+
+
+def _look_for_state_objects() -> None:
+    """Register the global generator objects found now at their places (a step through one of our wrappers goes to
+    the function it replaced: ``numpy.random.get_state.__self__``).
+
+    Those registered before stay: code may bind another object there (``np.random.mtrand._rand = RandomState()``,
+    ``np.random.set_bit_generator``) while the library's functions bound to the first still draw from it."""
+    modules = sys.modules
+    for generator, module_name, path, every in _OBJECT_SPECS:
+        owner = modules.get(module_name)
+        for attr in path.split("."):
+            owner = getattr(owner, attr, None)
+            if type(owner) is types.FunctionType:
+                owner = original_of(owner)
+        if owner is not None:
+            _state_objects[id(owner)] = (generator, owner, every)
+
+
+def _rebound_mark() -> tuple[int, ...]:
+    """Return the identities of the objects now at the places code rebinds (``np.random.mtrand._rand``, its bit
+    generator): each registered one is held, so an identity is never another object's."""
+    modules = sys.modules
+    mark = []
+    for module_name, path in _REBOUND_SPECS:
+        owner = modules.get(module_name)
+        for attr in path:
+            owner = getattr(owner, attr, None)
+        mark.append(id(owner))
+    return tuple(mark)
+
+
+def _state_object(value: Any) -> tuple[str, Any, bool] | None:
+    """Return the registration of ``value`` as a global generator object, looking at the places code rebinds again
+    where it is of a class found there but not registered, and something else is there since the last look."""
+    found = _state_objects.get(id(value))
+    if found is not None and found[1] is value:
+        return found
+    module = getattr(type(value), "__module__", None)
+    if type(module) is not str or not module.startswith(_REBOUND_MODULES[0]):
+        return None
+    mark = _rebound_mark()
+    if mark == _rebound_seen[0]:
+        return None
+    _rebound_seen[0] = mark
+    _look_for_state_objects()
+    found = _state_objects.get(id(value))
+    return found if found is not None and found[1] is value else None
 
 
 def _note_state_function(what: str, generator: str, fn: Any) -> None:
@@ -187,8 +243,8 @@ def state_object_read(value: Any, attr: str | None) -> tuple[str, str] | None:
     sees, or are state functions of their own (unseen_state_method); a bit generator's read it (``.state``)."""
     if _state_seen[0] != len(sys.modules):
         _look_for_state_functions()
-    found = _state_objects.get(id(value))
-    if found is None or found[1] is not value or (attr is not None and not attr.startswith("_") and not found[2]):
+    found = _state_object(value)
+    if found is None or (attr is not None and not attr.startswith("_") and not found[2]):
         return None
     return READS, found[0]
 

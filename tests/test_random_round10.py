@@ -1,0 +1,206 @@
+"""Random state, round ten: NumPy's legacy global replaced or swapped, and generators a body reaches by other roads.
+
+``np.random.mtrand._rand = RandomState(...)`` splits NumPy's legacy global in two: ``np.random.rand`` and
+``np.random.get_state`` keep the generator they were bound to at import, while ``np.random.seed`` and
+``set_bit_generator`` act on the new one. A body drawing from ``np.random`` is keyed by the state of the generator it
+draws from, read in place or not, and ``np.random.seed`` counts as seeding only where it seeds that generator. A bit
+generator swapped in by ``np.random.set_bit_generator`` is followed with no module loaded since.
+"""
+
+from __future__ import annotations
+
+import random
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import Shell, run_kernel
+
+
+@pytest.fixture(autouse=True)
+def _keep_global_generators() -> Iterator[None]:
+    """Each test leaves np.random (its generator object and bit generator too) and random as it found them."""
+    mtrand = np.random.mtrand
+    legacy, bit_generator = mtrand._rand, np.random.get_bit_generator()
+    np_state, py_state = np.random.get_state(), random.getstate()
+    yield
+    mtrand._rand = legacy
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        np.random.set_bit_generator(bit_generator)
+    np.random.set_state(np_state)
+    random.setstate(py_state)
+
+
+_COUNTER = """
+import numpy as np
+import numpy.random.mtrand as M
+from notebook_memo import memo
+
+class Runs:
+    n = 0
+    def __call__(self): self.n += 1
+    def __memo_key__(self): return "runs"
+
+RUNS = Runs()
+"""
+
+
+# -- 1. np.random.mtrand._rand bound to another RandomState --------------------------------------------------------
+
+def test_a_draw_after_mtrand_rand_is_rebound_to_an_equal_generator_is_keyed_by_the_state_drawn_from(
+        shell: Shell) -> None:
+    """The new RandomState holds the words np.random's own held: read in place, they never move as np.random draws
+    (from the one it was bound to), and the draw was taken for none."""
+    shell.run(_COUNTER + """
+@memo
+def draw(runs):
+    runs()
+    return float(np.random.rand())
+
+M._rand = np.random.RandomState(5)
+np.random.set_state(np.random.RandomState(5).get_state())
+first = draw(RUNS)
+np.random.set_state(np.random.RandomState(6).get_state())
+second = draw(RUNS)
+""")
+    assert shell["second"] == float(np.random.RandomState(6).rand()), "served the draw of another state"
+    assert shell["first"] == float(np.random.RandomState(5).rand())
+    assert shell["RUNS"].n == 2
+
+
+def test_np_random_seed_of_a_rebound_mtrand_rand_is_not_taken_for_seeding_what_np_random_draws_from(
+        shell: Shell) -> None:
+    """np.random.seed seeds the generator ``M._rand`` names now; np.random.rand draws from the one it was bound to."""
+    shell.run(_COUNTER + """
+@memo
+def draw(runs):
+    runs()
+    np.random.seed(0)
+    return float(np.random.rand())
+
+M._rand = np.random.RandomState(1)
+np.random.set_state(np.random.RandomState(5).get_state())
+first = draw(RUNS)
+np.random.set_state(np.random.RandomState(6).get_state())
+second = draw(RUNS)
+""")
+    assert shell["first"] == float(np.random.RandomState(5).rand())
+    assert shell["second"] == float(np.random.RandomState(6).rand()), "served the draw of another state"
+
+
+def test_np_random_set_state_still_seeds_what_np_random_draws_from_after_mtrand_rand_is_rebound(
+        shell: Shell) -> None:
+    """Guard: np.random.set_state is bound to the generator np.random draws from, so a body that sets it first does
+    not depend on the state it found, and hits wherever that state is."""
+    shell.run(_COUNTER + """
+SEEDED = np.random.RandomState(9).get_state()
+
+@memo
+def draw(runs):
+    runs()
+    np.random.set_state(SEEDED)
+    return float(np.random.rand())
+
+M._rand = np.random.RandomState(1)
+np.random.set_state(np.random.RandomState(5).get_state())
+first = draw(RUNS)
+np.random.set_state(np.random.RandomState(6).get_state())
+second = draw(RUNS)
+""")
+    assert shell["first"] == shell["second"] == float(np.random.RandomState(9).rand())
+    assert shell["RUNS"].n == 1
+
+
+def test_np_random_seed_still_counts_as_seeding_where_mtrand_rand_is_its_own(shell: Shell) -> None:
+    """Guard: with ``M._rand`` the generator np.random is bound to, a body that seeds first hits from any state."""
+    shell.run(_COUNTER + """
+@memo
+def draw(runs):
+    runs()
+    np.random.seed(0)
+    return float(np.random.rand())
+
+np.random.set_state(np.random.RandomState(5).get_state())
+first = draw(RUNS)
+np.random.set_state(np.random.RandomState(6).get_state())
+second = draw(RUNS)
+""")
+    assert shell["first"] == shell["second"] == float(np.random.RandomState(0).rand())
+    assert shell["RUNS"].n == 1
+
+
+# -- 1. a bit generator swapped in, with no module loaded since ------------------------------------------------------
+
+@pytest.mark.parametrize("body", ["np.random.mtrand._rand._bit_generator.state['state']['state']",
+                                  "np.random.get_bit_generator().state['state']['state']",
+                                  "np.random.randint(1 << 30)"])
+def test_a_bit_generator_swapped_in_is_followed_as_its_state_changes(body: str, shell: Shell) -> None:
+    shell.run(_COUNTER + f"""
+import warnings
+warnings.simplefilter("ignore", RuntimeWarning)
+
+@memo
+def peek(runs):
+    runs()
+    return int({body})
+
+np.random.set_bit_generator(np.random.PCG64(0))
+peek(RUNS)
+np.random.set_bit_generator(np.random.PCG64(1))
+first = peek(RUNS)
+np.random.get_bit_generator().advance(3)
+second = peek(RUNS)
+np.random.set_bit_generator(np.random.PCG64(1))
+again = peek(RUNS)
+""")
+    assert shell["first"] != shell["second"], "served the result of the state before the advance"
+    assert shell["again"] == shell["first"]
+
+
+_REBOUND_AT_FIRST_RUNS = [_COUNTER + """
+import warnings
+warnings.simplefilter("ignore", RuntimeWarning)
+OWN = M._rand
+
+@memo
+def peek(runs, tag):
+    runs()
+    return int(M._rand._bit_generator.state["state"]["pos"])
+
+@memo
+def peek_swapped(runs, tag):
+    runs()
+    return str(np.random.mtrand._rand._bit_generator.state["state"])
+
+# The kernel's first memoized runs meet mtrand._rand bound to another RandomState (everything they load is loaded
+# by the last of them), then it is bound back.
+M._rand = np.random.RandomState(1)
+for tag in range(3):
+    peek(RUNS, tag), peek_swapped(RUNS, tag)
+M._rand = OWN
+""", """
+RUNS.n = 0
+np.random.seed(0)
+OUT["peek"] = [peek(RUNS, "own")]
+np.random.rand()
+OUT["peek"].append(peek(RUNS, "own"))
+np.random.set_bit_generator(np.random.PCG64(1))
+OUT["swapped"] = [peek_swapped(RUNS, "own")]
+np.random.get_bit_generator().advance(3)
+OUT["swapped"].append(peek_swapped(RUNS, "own"))
+OUT["runs"] = RUNS.n
+"""]
+
+
+def test_the_global_generator_bound_back_after_a_kernel_s_first_run_is_known_as_np_random_s(cache_dir: Path) -> None:
+    """The kernel's first memoized run met mtrand._rand bound to another RandomState: once it is bound back, a body
+    reading its own generator's state through a private part is keyed by that state (a draw between two calls
+    recomputes), its bit generator swapped or not."""
+    out = run_kernel(_REBOUND_AT_FIRST_RUNS, cache_dir)
+    assert out["peek"] == [624, 2], "served the position read before the draw"
+    assert out["swapped"][0] != out["swapped"][1], "served the state read before the advance"
+    assert out["runs"] == 4
