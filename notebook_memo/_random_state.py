@@ -274,7 +274,16 @@ def _bytes_digest(state: Any) -> str:
 
 
 def _numpy_set(state: Any) -> None:
-    _unwrapped(sys.modules["numpy"].random.set_state)(state)
+    """Set np.random's state; where it is one of another kind of bit generator than np.random has now (the body
+    swapped one in: ``np.random.set_bit_generator``), a new one of that kind is swapped in first."""
+    random = sys.modules["numpy"].random
+    kind = state.get("bit_generator") if isinstance(state, dict) else None
+    if isinstance(kind, str) and type(_numpy_legacy()._bit_generator).__name__ != kind:
+        bit_generator = getattr(random, kind, None)
+        if not isinstance(bit_generator, type):
+            raise ValueError(f"np.random cannot be given a state of the {kind!r} bit generator")
+        _unwrapped(random.set_bit_generator)(bit_generator(0))  # seeded: its state is set next, no entropy taken
+    _unwrapped(random.set_state)(state)
 
 
 def _random_get() -> Any:
@@ -436,6 +445,7 @@ def set_global_states(states: dict[str, Any]) -> None:
 # Seeding a global generator: the functions people call, wrapped (once the library is loaded) so that
 # a body that seeds before it draws is known not to depend on the state it found.
 _SEEDERS = (("numpy", "numpy.random", "seed"), ("numpy", "numpy.random", "set_state"),
+            ("numpy", "numpy.random", "set_bit_generator"), ("numpy", "numpy.random.mtrand", "set_bit_generator"),
             ("random", "random", "seed"), ("random", "random", "setstate"),
             ("torch", "torch", "manual_seed"), ("torch", "torch.random", "manual_seed"),
             ("torch", "torch", "set_rng_state"), ("torch", "torch.random", "set_rng_state"),
@@ -482,8 +492,9 @@ _seeding_lock = threading.Lock()
 def _seeder(generator: str, attr: str, original: Any, on_seed: Callable[[str, bool], None]) -> Any:
     by_entropy = attr == "seed"  # np.random.seed(), random.seed(), torch.seed(): from the OS's entropy
 
-    # np.random.seed seeds whatever np.random.mtrand._rand names now, which may not be what np.random draws from
-    looks_up = generator == "numpy" and attr == "seed"
+    # np.random.seed and set_bit_generator act on whatever np.random.mtrand._rand names now, which may not be what
+    # np.random draws from
+    looks_up = generator == "numpy" and attr in ("seed", "set_bit_generator")
 
     @functools.wraps(original)
     def seed(*args: Any, **kwargs: Any) -> Any:

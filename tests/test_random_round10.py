@@ -204,3 +204,37 @@ def test_the_global_generator_bound_back_after_a_kernel_s_first_run_is_known_as_
     assert out["peek"] == [624, 2], "served the position read before the draw"
     assert out["swapped"][0] != out["swapped"][1], "served the state read before the advance"
     assert out["runs"] == 4
+
+
+# -- 1. a body that swaps a bit generator into np.random ---------------------------------------------------------
+
+def test_a_body_that_swaps_a_bit_generator_into_np_random_hits_and_leaves_it_as_the_body_did(shell: Shell) -> None:
+    """np.random.set_bit_generator sets np.random's whole state, as np.random.seed does: the state found does not
+    matter, and a hit swaps in a bit generator of the kind the body left, in the state it left it (a hit from the state
+    the first call met once raised ValueError, setting a PCG64's state on the MT19937 np.random had)."""
+    shell.run(_COUNTER + """
+import warnings
+warnings.simplefilter("ignore", RuntimeWarning)
+OWN = np.random.get_bit_generator()
+
+@memo
+def swap(runs):
+    runs()
+    np.random.set_bit_generator(np.random.PCG64(0))
+    return float(np.random.rand())
+
+np.random.seed(1)
+first = swap(RUNS)
+next_first = float(np.random.rand())
+np.random.set_bit_generator(OWN)
+np.random.seed(2)
+second = swap(RUNS)
+kind = type(np.random.get_bit_generator()).__name__
+next_second = float(np.random.rand())
+np.random.set_bit_generator(OWN)
+np.random.seed(1)  # the state the first call met
+third = swap(RUNS)
+""")
+    assert shell["first"] == shell["second"] == shell["third"] and shell["RUNS"].n == 1
+    assert shell["kind"] == "PCG64", "np.random not left with the bit generator the body swapped in"
+    assert shell["next_second"] == shell["next_first"], "np.random not left as the body did"
