@@ -238,3 +238,73 @@ third = swap(RUNS)
     assert shell["first"] == shell["second"] == shell["third"] and shell["RUNS"].n == 1
     assert shell["kind"] == "PCG64", "np.random not left with the bit generator the body swapped in"
     assert shell["next_second"] == shell["next_first"], "np.random not left as the body did"
+
+
+# -- 3. generators reached by other roads: a draw advances them, and a rerun from the top hits ---------------------
+
+# (the cell that makes the generator and the memoized function, the call's arguments, the next draw after it). The
+# user's expectation: two calls in a row give two draws, as without the cache (the second is not served the first's
+# answer); running the notebook again from the top makes the same generator anew and hits both, leaving the
+# generator where the body left it.
+_ROADS = {
+    "bound method of a Random": ("R = random.Random(0); pick = R.random\ndef body(): return pick()", "R.random()"),
+    "bound method of a Generator": ("G = np.random.default_rng(0); normal = G.normal\n"
+                                    "def body(): return float(normal())", "float(G.normal())"),
+    "partial of Generator.integers": ("P = functools.partial(np.random.default_rng(0).integers, 0, 10**9)\n"
+                                      "def body(): return int(P())", "int(P())"),
+    "generator as a default argument": ("D = random.Random(0)\ndef body(rng=D): return rng.random()", "D.random()"),
+    "generator as a class attribute": ("class K:\n    rng = np.random.RandomState(0)\n"
+                                       "def body(): return float(K.rng.rand())", "float(K.rng.rand())"),
+    "torch generator in a dataclass": ("@dataclasses.dataclass\nclass Cfg:\n    gen: torch.Generator\n"
+                                       "CFG = Cfg(torch.Generator().manual_seed(0))\n"
+                                       "def body(): return float(torch.randn(1, generator=CFG.gen))",
+                                       "float(torch.rand(1, generator=CFG.gen))"),
+    "random.choice bound at import": ("random.seed(0)\ndef body(): return choice(range(10**6))", "random.random()"),
+}
+
+
+@pytest.mark.parametrize("road", sorted(_ROADS))
+def test_a_generator_reached_by_another_road_is_advanced_by_each_call_and_a_rerun_hits(road: str,
+                                                                                       shell: Shell) -> None:
+    made, next_draw = _ROADS[road]
+    shell.run(_COUNTER + "import dataclasses, functools, random, torch\nfrom random import choice\n")
+    cell = f"""
+{made}
+@memo
+def draw(runs):
+    runs()
+    return body()
+OUT = [draw(RUNS), draw(RUNS), {next_draw}]
+"""
+    shell.run(cell)
+    first = shell["OUT"]
+    shell.run(cell)  # the notebook run again from the top
+    assert first[0] != first[1], "the second call was served the first's draw"
+    assert shell["OUT"] == first, "a rerun from the top did not give the same draws, or left the generator elsewhere"
+    assert shell["RUNS"].n == 2
+
+
+def test_an_estimator_with_random_state_none_is_keyed_by_np_random_and_one_with_an_int_is_not(shell: Shell) -> None:
+    """scikit-learn's random_state=None draws from NumPy's global generator: another state computes anew, the same
+    state hits. An int seeds the estimator's own generator: any global state hits (a guard)."""
+    shell.run(_COUNTER + """
+from sklearn.ensemble import RandomForestRegressor
+X = np.random.RandomState(0).rand(40, 3)
+y = X @ np.array([1.0, -2.0, 0.5])
+
+@memo
+def forest(runs, random_state):
+    runs()
+    return float(RandomForestRegressor(n_estimators=3, random_state=random_state).fit(X, y).predict(X[:1])[0])
+
+np.random.seed(0); by_global = [forest(RUNS, None)]
+np.random.seed(1); by_global.append(forest(RUNS, None))
+np.random.seed(0); by_global.append(forest(RUNS, None))
+runs_global = RUNS.n
+np.random.seed(5); by_int = [forest(RUNS, 3)]
+np.random.seed(6); by_int.append(forest(RUNS, 3))
+""")
+    by_global = shell["by_global"]
+    assert by_global[0] != by_global[1] and by_global[2] == by_global[0] and shell["runs_global"] == 2
+    assert shell["by_int"][0] == shell["by_int"][1] and shell["RUNS"].n == 3
+
