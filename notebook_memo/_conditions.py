@@ -1757,19 +1757,21 @@ def _builds_a_seeded_legacy_generator(frame: types.FrameType) -> bool:
 def _seeded_before_use(frame: types.FrameType) -> bool:
     """Return True when ``frame`` is building an ``np.random.RandomState`` or ``random.Random`` (seeded from the
     operating system's entropy) that its next statement seeds with a seed that is not None, before anything else uses
-    it: ``rs = np.random.RandomState(); rs.seed(42)``. Its seed call sets the whole state, so the entropy is never
-    drawn from.
+    it: ``rs = np.random.RandomState(); rs.seed(42)``, or sets its whole state: ``r = random.Random();
+    r.setstate(random.getstate())``. Either call sets the whole state, so the entropy is never drawn from.
 
     The built generator must be stored in a name and the next instructions must load that name and call its
-    ``seed`` with one argument, read as ``RandomState(seed)``'s is; no exception handler may cover the two (one could
-    draw from it unseeded). Anything else (a seed in a branch, after a draw, on another name) counts as unseeded."""
+    ``seed`` with one argument, read as ``RandomState(seed)``'s is, or its ``setstate`` (``set_state``) with one
+    argument that does not read that name; no exception handler may cover the two (one could draw from it unseeded).
+    Anything else (a seed in a branch, after a draw, on another name) counts as unseeded."""
     instructions = _instructions(frame.f_code)
     at = next((i for i, instruction in enumerate(instructions) if instruction.offset == frame.f_lasti), None)
     if at is None or instructions[at].opname not in _CALLS or at + 2 >= len(instructions):
         return False
-    base = _reseedable_class(instructions, at, frame)
-    if base is None:
+    built = _reseedable_class(instructions, at, frame)
+    if built is None:
         return False
+    base, cls = built
     stored = instructions[at + 1]
     if stored.opname == "STORE_FAST_LOAD_FAST":  # 3.13: ``rs = ...; rs.seed`` in one instruction
         if stored.argval != (stored.argval[0],) * 2:
@@ -1783,10 +1785,15 @@ def _seeded_before_use(frame: types.FrameType) -> bool:
                 or instructions[load].argval != stored.argval:
             return False
         name, method = stored.argval, load + 1
-    if method >= len(instructions) or instructions[method].opname not in _ATTRIBUTES \
-            or instructions[method].argval != "seed":
+    if method >= len(instructions) or instructions[method].opname not in _ATTRIBUTES:
         return False
-    seed = _seed_argument(instructions, method, frame, name, _SEED_PARAMETERS[base])
+    attr, (setter, state_parameter) = instructions[method].argval, _STATE_SETTERS[base]
+    if attr not in ("seed", setter) or not _keeps(cls, base, attr):
+        return False
+    if attr == "seed":
+        seed = _seed_argument(instructions, method, frame, name, _SEED_PARAMETERS[base])
+    else:  # any state it is given sets the whole state (or raises)
+        seed = _seed_argument(instructions, method, frame, name, state_parameter, any_value=True)
     return seed is not None and seed is not _UNKNOWN and not _handled_between(
         frame.f_code, instructions[at].offset, instructions[method].offset)
 
@@ -1794,12 +1801,14 @@ def _seeded_before_use(frame: types.FrameType) -> bool:
 # A class whose ``seed(x)`` sets its whole state, by the name of its parameter: built without a seed, it takes the
 # operating system's entropy, which such a call, made before a draw, discards.
 _SEED_PARAMETERS = {"numpy.random.mtrand.RandomState": "seed", "random.Random": "a"}
+# ... and the method that sets its whole state from any state it is given, by the name of its parameter
+_STATE_SETTERS = {"numpy.random.mtrand.RandomState": ("set_state", "state"), "random.Random": ("setstate", "state")}
 _STORES = frozenset({"STORE_FAST", "STORE_NAME", "STORE_GLOBAL", "STORE_DEREF"})
 _LOADS = frozenset({"LOAD_FAST", "LOAD_FAST_CHECK", "LOAD_FAST_BORROW", "LOAD_NAME", "LOAD_GLOBAL", "LOAD_DEREF"})
 
 
-def _reseedable_class(instructions: list[dis.Instruction], at: int, frame: types.FrameType) -> str | None:
-    """Return which of ``_SEED_PARAMETERS`` the call at ``at`` builds (a subclass that keeps its ``seed``), or None."""
+def _reseedable_class(instructions: list[dis.Instruction], at: int, frame: types.FrameType) -> tuple[str, type] | None:
+    """Return which of ``_SEED_PARAMETERS`` the call at ``at`` builds (a subclass of), and the class built; or None."""
     call = instructions[at]
     k = _skip_between(instructions, at - 1 - (call.opname in ("CALL_KW", "CALL_FUNCTION_KW")))
     for _ in range(call.arg or 0):
@@ -1814,15 +1823,21 @@ def _reseedable_class(instructions: list[dis.Instruction], at: int, frame: types
         module, _, qualname = name.rpartition(".")
         base = getattr(sys.modules.get(module), qualname, None)
         if isinstance(base, type) and issubclass(called, base):
-            return name if inspect.getattr_static(called, "seed") is inspect.getattr_static(base, "seed") else None
+            return name, called
     return None
 
 
+def _keeps(cls: type, base: str, attr: str) -> bool:
+    """Return whether ``cls`` has the method ``attr`` of the class named ``base`` (a subclass may replace it)."""
+    module, _, qualname = base.rpartition(".")
+    return inspect.getattr_static(cls, attr) is inspect.getattr_static(getattr(sys.modules[module], qualname), attr)
+
+
 def _seed_argument(instructions: list[dis.Instruction], method: int, frame: types.FrameType, name: str,
-                   parameter: str) -> Any:
+                   parameter: str, any_value: bool = False) -> Any:
     """Return the one argument of the call of the method loaded at ``method`` (positional, or by ``parameter``'s
-    name), read as a constructor's seed is; _UNKNOWN where the call is not found in straight-line code after it or
-    passes anything else."""
+    name), read as a constructor's seed is (``any_value``: _COMPUTED, whatever it is); _UNKNOWN where the call is not
+    found in straight-line code after it or passes anything else."""
     for at in range(method + 1, min(method + 64, len(instructions))):
         call = instructions[at]
         if call.opcode in _JUMPS:
@@ -1847,7 +1862,7 @@ def _seed_argument(instructions: list[dis.Instruction], method: int, frame: type
             return _UNKNOWN
         if any(i.opname in _LOADS and i.argval == name for i in instructions[start:k + 1]):
             return _UNKNOWN  # it reads the generator's name, not yet bound to it
-        return _argument_value(instructions, start, k, frame)
+        return _COMPUTED if any_value else _argument_value(instructions, start, k, frame)
     return _UNKNOWN
 
 

@@ -308,3 +308,60 @@ np.random.seed(6); by_int.append(forest(RUNS, 3))
     assert by_global[0] != by_global[1] and by_global[2] == by_global[0] and shell["runs_global"] == 2
     assert shell["by_int"][0] == shell["by_int"][1] and shell["RUNS"].n == 3
 
+
+# -- 3. a generator built from entropy and given a whole state before its first draw -------------------------------
+
+# A private copy of a stream: built without a seed, then given a whole state (setstate, set_state) by its next
+# statement, it never draws from the entropy it was built with. The copy of the global state is keyed by that state.
+STATE_GIVEN = {
+    "random_copy_of_the_global": ("r = random.Random()\nr.setstate(random.getstate())", "r.random()"),
+    "numpy_copy_of_the_global": ("rs = np.random.RandomState()\nrs.set_state(np.random.get_state())",
+                                 "float(rs.rand())"),
+    "numpy_by_keyword": ("rs = np.random.RandomState()\nrs.set_state(state=np.random.get_state())",
+                         "float(rs.rand())"),
+}
+
+
+@pytest.mark.parametrize("form", sorted(STATE_GIVEN))
+def test_a_generator_given_a_whole_state_right_after_it_is_built_is_keyed_by_it_without_a_warning(
+        form: str, shell: Shell) -> None:
+    build, draw = STATE_GIVEN[form]
+    body = "\n".join("    " + line for line in f"{build}\nreturn {draw}".splitlines())
+    shell.run(_COUNTER + f"""
+import random
+
+@memo
+def copy_of_the_stream(runs):
+    runs()
+{body}
+
+def seed_both(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+""")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        shell.run("seed_both(1); first = copy_of_the_stream(RUNS)")
+        shell.run("seed_both(2); second = copy_of_the_stream(RUNS)")
+        shell.run("seed_both(1); again = copy_of_the_stream(RUNS)")
+    assert not [str(w.message) for w in caught if "entropy" in str(w.message)]
+    assert shell["first"] != shell["second"], "served the copy of another state"
+    assert shell["again"] == shell["first"] and shell["RUNS"].n == 2
+
+
+@pytest.mark.parametrize("build", ["r = random.Random()\nr.setstate(r.getstate())",
+                                   "r = random.Random()\nr.setstate(state=r.getstate())",
+                                   "class Mine(random.Random):\n    def setstate(self, state):\n        pass\n"
+                                   "r = Mine()\nr.setstate(random.getstate())"])
+def test_a_state_given_that_is_its_own_entropy_still_warns(build: str, shell: Shell) -> None:
+    """Guard: a state read from the generator itself, or a setstate that sets nothing, leaves the entropy in use."""
+    body = "\n".join("    " + line for line in f"{build}\nreturn r.random()".splitlines())
+    shell.run(_COUNTER + f"""
+import random
+
+@memo
+def draw():
+{body}
+""")
+    with pytest.warns(UserWarning, match="entropy"):
+        shell.run("draw()")
