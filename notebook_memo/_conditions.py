@@ -59,7 +59,7 @@ from ._descriptors import FILE, UNNAMED, descriptor_file, file_clock
 from ._fills import FillNotes, fill_digest, watch_fills
 from ._fingerprint import is_user_code, module_attribute
 from ._handles import LIKE, connection_settings, registered_code
-from ._left_settings import left_change, left_settings, names_setter
+from ._left_settings import left_change, left_probes, names_setter
 from ._links import SAMEFILE, lead, watch_links
 from ._memory_files import in_memory
 from ._native_reads import watch_memory_files, watch_native_reads, watch_shared_memory
@@ -71,6 +71,7 @@ from ._random_state import (
     describe_generators,
     encode,
     isolate_framework_draws,
+    modules_mark,
     snapshot,
     state_digest,
     watch_entropy,
@@ -264,16 +265,31 @@ def _settings(libraries: Collection[str] | None = None) -> dict[str, Any]:
     sys.path...), and Python's limit on int-to-text digits. Not the recursion limit: every miss raises it for its
     own frames while it runs, in whichever thread, so another thread's body would see it move (Recorder compares it
     apart)."""
+    global _chosen_readers
+    mark = modules_mark()
+    chosen = _chosen_readers
+    if chosen[0] != mark or chosen[1] != libraries:
+        _chosen_readers = chosen = (mark, libraries, _setting_readers(libraries))
+    return {name: read() for name, read in chosen[2]}
+
+
+def _setting_readers(libraries: Collection[str] | None) -> tuple[tuple[str, Callable[[], Any]], ...]:
+    """Return the readers of what ``_settings(libraries)`` returns, by name, for the modules loaded now."""
     names = _PACKAGE_STATE if libraries is None else libraries
-    found: dict[str, Any] = {name: _PACKAGE_STATE[name]() for name in names
-                             if name in sys.modules and name in _PACKAGE_STATE}
-    if "pandas" in found:
-        found[_PANDAS_OTHER] = _pandas_other_options()
-    found.update(left_settings(libraries))
+    readers: list[tuple[str, Callable[[], Any]]] = [(name, _PACKAGE_STATE[name]) for name in names
+                                                     if name in sys.modules and name in _PACKAGE_STATE]
+    if "pandas" in sys.modules and (libraries is None or "pandas" in libraries):
+        readers.append((_PANDAS_OTHER, _pandas_other_options))
+    readers += left_probes(libraries)
     limit = getattr(sys, "get_int_max_str_digits", None)
     if limit is not None:
-        found[_INT_DIGITS] = str(limit())
-    return found
+        readers.append((_INT_DIGITS, lambda: str(limit())))
+    return tuple(readers)
+
+
+# What _settings reads are chosen by which modules are loaded: chosen again only when one was loaded or dropped since
+# (its modules_mark), or for other libraries. The readers, the mark they were chosen at and the libraries asked.
+_chosen_readers: tuple[Any, Collection[str] | None, tuple[tuple[str, Callable[[], Any]], ...]] = (None, None, ())
 
 
 def _names_recursion_setter(names: frozenset[str]) -> bool:

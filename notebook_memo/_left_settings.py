@@ -217,13 +217,13 @@ def names_setter(setting: str, names: Container[str]) -> bool:
     return any(all(name in names for name in group) for group in _SETTERS.get(setting, ()))
 
 
-def left_settings(used: Container[str] | None) -> dict[str, tuple[Entry, ...]]:
-    """Return these settings as they are now, of the libraries loaded: those bound to a library only where it is
-    in ``used`` (the libraries a body's code uses; "logging" where it names a logger's setter), all where ``used``
-    is None."""
+def left_probes(used: Container[str] | None) -> list[tuple[str, Callable[[], tuple[Entry, ...]]]]:
+    """Return the readers of these settings, by setting, of the libraries loaded now: those bound to a library only
+    where it is in ``used`` (the libraries a body's code uses; "logging" where it names a logger's setter), all where
+    ``used`` is None."""
     modules = sys.modules
-    return {name: probe() for name, (module, bound, probe) in _PROBES.items()
-            if module in modules and (not bound or used is None or module in used)}
+    return [(name, probe) for name, (module, bound, probe) in _PROBES.items()
+            if module in modules and (not bound or used is None or module in used)]
 
 
 def names_logger_setter(names: Container[str]) -> bool:
