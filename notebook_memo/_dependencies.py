@@ -2720,16 +2720,8 @@ _STATE_PROBES: dict[str, Callable[[], str]] = {**_PACKAGE_STATE, CURRENT_FOLDER:
 def _still_valid(watch: list[tuple[Any, ...]]) -> bool:
     for item in watch:
         kind = item[0]
-        if kind == "env":
-            if os.environ.get(item[1]) != item[2]:
-                return False
-        elif kind == "probe":
-            if _STATE_PROBES[item[1]]() != item[2]:
-                return False
-        elif kind == "settings":
-            if settings_text(item[1]) != item[2]:
-                return False
-        elif kind == "global":
+        # The commonest kinds first (a global the code reads, the function itself, a helper): every call walks this.
+        if kind == "global":
             if item[1].get(item[2], _MISSING) is not item[3]:
                 return False
         elif kind == "top":
@@ -2747,11 +2739,14 @@ def _still_valid(watch: list[tuple[Any, ...]]) -> bool:
                 return False
             if item[4] is not None and not _same_items(item[4], item[7]):
                 return False
-        elif kind == "dict":
-            if not _same_items(item[1], item[2]):
-                return False
         elif kind == "module":
             if sys.modules.get(item[1]) is not item[2]:
+                return False
+        elif kind == "attr":
+            if getattr(item[1], item[2], _MISSING) is not item[3]:
+                return False
+        elif kind == "dict":
+            if not _same_items(item[1], item[2]):
                 return False
         elif kind == "cell":
             try:
@@ -2760,8 +2755,14 @@ def _still_valid(watch: list[tuple[Any, ...]]) -> bool:
             except ValueError:
                 if item[2] is not _MISSING:
                     return False
-        elif kind == "attr":
-            if getattr(item[1], item[2], _MISSING) is not item[3]:
+        elif kind == "env":
+            if os.environ.get(item[1]) != item[2]:
+                return False
+        elif kind == "probe":
+            if _STATE_PROBES[item[1]]() != item[2]:
+                return False
+        elif kind == "settings":
+            if settings_text(item[1]) != item[2]:
                 return False
         elif kind == "class":
             now = list(vars(item[1]).items())
@@ -2902,7 +2903,8 @@ class CodeTracker:
         watch = self._watch
         if watch is None or self._state is None or not _still_valid(watch):
             return None
-        if not _still_held(watch, self._older):
+        older = self._older
+        if older and not _still_held(watch, older):  # most states hold no older class of a name: nothing to count
             # An older class of a name released: each kept state holding one lets go of it, so that the collection
             # before the next is keyed can find it unreferenced (two states would otherwise keep it for each other).
             for tracker in list(_holding):
