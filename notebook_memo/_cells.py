@@ -1348,6 +1348,42 @@ def _other_outputs(value: dict[str, Any], listed: list[str] | None) -> str | Non
             "runs")
 
 
+# What every stored run holds; the other entries came later, and an entry written before them lacks them.
+_RUN_ENTRIES = frozenset({"outputs", "deleted", "events", "result"})
+# Entries that list names, and entries that map names to what the run recorded of them.
+_NAME_LISTS = ("deleted", "own", "rebinds", "in_place", "held_before", "imports")
+_NAME_MAPS = ("outputs", "unchanged", "parts")
+
+
+def _names(names: Any) -> bool:
+    return isinstance(names, (list, tuple, dict)) and all(type(name) is str for name in names)
+
+
+def _replayable(event: Any) -> bool:
+    """Return whether ``event`` is an output ``replay`` can show: a stream's text, or a display's bundle."""
+    if not isinstance(event, (list, tuple)) or not event or type(event[0]) is not str:
+        return False
+    if event[0] in ("stdout", "stderr"):
+        return len(event) > 1 and type(event[1]) is str
+    if event[0] in ("display", "update"):
+        return (len(event) > 2 and isinstance(event[1], dict) and (event[2] is None or isinstance(event[2], dict))
+                and (len(event) < 4 or isinstance(event[3], dict)))
+    return True  # of a kind replay passes over
+
+
+def _like_a_run(value: Any) -> bool:
+    """Return whether a cell's loaded record has the form a run stores, in every entry a hit reads.
+
+    Its checks say who wrote it, not what it holds: without a secret, anyone who can write the folder can
+    make them, and a hit must not fail half-way, with some names restored, on a record made another way.
+    """
+    return (type(value) is dict and _RUN_ENTRIES <= value.keys()
+            and all(_names(value.get(entry) or ()) for entry in _NAME_LISTS)
+            and all(isinstance(value.get(entry) or {}, dict) and _names(value.get(entry) or {}) for entry in _NAME_MAPS)
+            and (value.get("annotations") is None or isinstance(value["annotations"], dict))
+            and isinstance(value["events"], (list, tuple)) and all(map(_replayable, value["events"])))
+
+
 def _try_restore(shell: Any, store: Store, cell: CellMemo, key: str, options: CellOptions,
                  filename: str | None = None, magics: list[tuple[str, str]] | None = None) -> Any:
     try:
@@ -1379,6 +1415,8 @@ def _try_restore(shell: Any, store: Store, cell: CellMemo, key: str, options: Ce
         return _NotCached(f"{exc}: the cell runs")
     except Exception as exc:  # damaged, or a stored class that changed or vanished since
         return _drop_damaged(store, cell, key, exc)
+    if not _like_a_run(value):
+        return _drop_damaged(store, cell, key, CorruptRecord("it does not hold a run of the cell"))
     other = _other_outputs(value, options.outputs)
     if other:
         return _NotCached(other)

@@ -140,3 +140,80 @@ def test_records_listed_under_the_secret_they_were_signed_with_still_load(cache_
     listed = f.entries()
     assert len(listed) == 2 and all(r.verified for r in listed)
     assert sorted(int(r.load()[0]) for r in listed) == [0, 1]
+
+
+# -- %%memo records that do not hold a run -------------------------------------------------------------
+
+_RUNS = """
+class _Runs(dict):
+    def __memo_key__(self): return 'runs'
+RUNS = _Runs()
+def ran(name):
+    RUNS[name] = RUNS.get(name, 0) + 1
+"""
+
+
+def _only_record(cache_dir: Path) -> tuple[str, bytes]:
+    settled()
+    with sqlite3.connect(str(cache_dir / "cache.db"), isolation_level=None) as db:
+        [(row, value)] = db.execute("SELECT key, value FROM Cache WHERE mode = 16").fetchall()
+    return row, value
+
+
+def _forge_record(cache_dir: Path, value: Any) -> None:
+    """Put ``value`` in place of the one record's payload, its checks made valid, as a writer of an unsigned
+    directory can."""
+    from notebook_memo._serialize import Payload, decode_header, encode_header
+
+    row, stored = _only_record(cache_dir)
+    header, _ = decode_header(stored)
+    forged = encode_header(header.key, None, Payload(pickle.dumps(value), []), header.meta(), header.created, None,
+                           header.duration, True, None)
+    with sqlite3.connect(str(cache_dir / "cache.db"), isolation_level=None) as db:
+        db.execute("UPDATE Cache SET value = ? WHERE key = ?", (forged, row))
+
+
+_NOT_A_RUN = {
+    "a list": ["y", "from elsewhere"],
+    "a dict without events": {"outputs": {"y": "planted"}, "deleted": [], "result": None},
+    "outputs that are a list": {"outputs": ["y"], "deleted": [], "events": [], "result": None},
+    "a printed text that is not text": {"outputs": {"y": "planted"}, "deleted": [], "result": None,
+                                        "events": [("stdout", 42)]},
+    "an empty event": {"outputs": {"y": "planted"}, "deleted": [], "result": None, "events": [()]},
+    "a deleted name that is not a name": {"outputs": {"y": "planted"}, "deleted": [["y"]], "events": [],
+                                          "result": None},
+}
+
+
+@pytest.mark.parametrize("planted", list(_NOT_A_RUN))
+def test_a_cell_record_that_does_not_hold_a_run_is_dropped_and_the_cell_runs(shell: Any, cache_dir: Path,
+                                                                             planted: str) -> None:
+    from notebook_memo import StorageWarning
+
+    shell.run("%load_ext notebook_memo\n" + _RUNS)
+    cell = "%%memo\nran('b')\nprint('ran b')\ny = 'from b'"
+    shell.run(cell)
+    _forge_record(cache_dir, _NOT_A_RUN[planted])
+    shell.run("y = None")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        shell.run(cell)
+    assert shell["y"] == "from b" and shell["RUNS"] == {"b": 2}
+    assert any(issubclass(w.category, StorageWarning) and "does not hold a run" in str(w.message) for w in caught), \
+        [str(w.message) for w in caught]
+    shell.run("y = None")
+    shell.run(cell)  # its run stored a record of its own, which is served
+    assert shell["y"] == "from b" and shell["RUNS"] == {"b": 2}
+
+
+def test_a_cell_whose_run_printed_displayed_annotated_and_deleted_is_still_restored(shell: Any) -> None:
+    shell.run("%load_ext notebook_memo\n" + _RUNS + "from IPython.display import display, HTML\ntmp = 1")
+    cell = ("%%memo\nran('c')\nprint('text')\ndisplay(HTML('<b>shown</b>'), display_id='d1')\n"
+            "limit: int = 5\nimport xml.dom.minidom\ndel tmp\nz = [limit]")
+    shell.run(cell)
+    shell.run("del z, limit\ntmp = 1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        shell.run(cell)
+    assert shell["RUNS"] == {"c": 1} and shell["z"] == [5] and "tmp" not in shell.ip.user_ns
+    assert shell["__annotations__"].get("limit") is int
