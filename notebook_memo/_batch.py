@@ -296,7 +296,38 @@ class BatchFunction(MemoizedFunction[Any]):
     # -- calling ------------------------------------------------------------------------------
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self._is_async:
-            return self._acall_batch(args, kwargs)
+            return self._acall_mended(args, kwargs)
+        try:
+            return self._call_batch(args, kwargs)
+        except _Unassembled as exc:
+            self._recomputing(exc)
+        token = _memo._refreshing.set(True)
+        try:
+            return self._call_batch(args, kwargs)
+        finally:
+            _memo._refreshing.reset(token)
+
+    async def _acall_mended(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        try:
+            return await self._acall_batch(args, kwargs)
+        except _Unassembled as exc:
+            self._recomputing(exc)
+        token = _memo._refreshing.set(True)
+        try:
+            return await self._acall_batch(args, kwargs)
+        finally:
+            _memo._refreshing.reset(token)
+
+    def _recomputing(self, exc: _Unassembled) -> None:
+        """Say that the items read from the cache did not go together into a result, and that all are computed."""
+        cause = exc.__cause__
+        _config.warn_once(f"unassembled:{self._qualified}:{cause}",
+                          f"{self._name}: the items read from the cache could not be put together into its result "
+                          f"({type(cause).__name__}: {cause}): a record holds what this function's items are not "
+                          "(damaged, or written by another hand). Every item of the call is computed again, and "
+                          "its record overwritten", StorageWarning)
+
+    def _call_batch(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if _config.disabled_by_env() or self._disabled_now():
             self._ran_off = True
             return self._fn(*args, **kwargs)
@@ -652,6 +683,10 @@ def _tqdm_class() -> Any:
     return tqdm
 
 
+class _Unassembled(Exception):
+    """A call's parts, some read from the cache, could not be put together into its result (the cause says why)."""
+
+
 class _Plan:
     """One batch call: which items are cached, which to compute, and the results so far."""
 
@@ -911,7 +946,15 @@ class _Plan:
             types = [t if t.kind == self.result_kind else ResultType(self.result_kind, key="values") for t in types]
         kind = types[0].kind if types else "list"
         index = self.batch.index if self.kind in ("series", "frame") and kind in ("series", "frame") else None
-        return _containers.assemble(parts, types, index)
+        try:
+            value = _containers.assemble(parts, types, index)
+            if len(value) != len(parts):  # a frame's part of no row or of several: concatenated, not refused
+                raise ValueError(f"{len(parts)} items made a result of {len(value)}")
+            return value
+        except Exception as exc:
+            if self.refresh or len(self.computed) == len(self.first_position):
+                raise  # every part is this call's own: what the function returned does not go together
+            raise _Unassembled from exc
 
 
     def _own_objects(self, parts: list[Any]) -> None:

@@ -217,3 +217,93 @@ def test_a_cell_whose_run_printed_displayed_annotated_and_deleted_is_still_resto
         shell.run(cell)
     assert shell["RUNS"] == {"c": 1} and shell["z"] == [5] and "tmp" not in shell.ip.user_ns
     assert shell["__annotations__"].get("limit") is int
+
+
+# -- memo.batch items that do not go together ----------------------------------------------------------
+
+
+def _forge_first_item(cache_dir: Path, value: Any) -> None:
+    """Put ``value`` in place of one item's payload, its checks made valid, as a writer of an unsigned
+    directory can."""
+    from notebook_memo._serialize import Payload, decode_header, encode_header
+
+    settled()
+    with sqlite3.connect(str(cache_dir / "cache.db"), isolation_level=None) as db:
+        row, stored = db.execute("SELECT key, value FROM Cache WHERE mode = 16 ORDER BY rowid").fetchone()
+        header, _ = decode_header(stored)
+        forged = encode_header(header.key, None, Payload(pickle.dumps(value), []), header.meta(), header.created,
+                               None, header.duration, True, None)
+        db.execute("UPDATE Cache SET value = ? WHERE key = ?", (forged, row))
+
+
+@pytest.mark.parametrize(("kind", "planted"), [("ndarray", "text"), ("series", "text"), ("frame", "text"),
+                                               ("ndarray", {"a": 1}), ("frame", None)])
+def test_a_batch_item_that_does_not_fit_its_result_is_computed_again_never_an_error(cache_dir: Path, kind: str,
+                                                                                   planted: Any) -> None:
+    import pandas as pd
+
+    from notebook_memo import StorageWarning
+    from tests.conftest import Seen
+
+    seen = Seen()
+
+    @memo.batch("xs")
+    def double(xs: list[int]) -> Any:
+        seen.extend(xs)
+        values = [x * 2.0 for x in xs]
+        if kind == "series":
+            return pd.Series(values)
+        return pd.DataFrame({"v": values}) if kind == "frame" else np.asarray(values)
+
+    double([1, 2, 3])
+    _forge_first_item(cache_dir, planted)
+    double._store().forget()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        value = double([1, 2, 3])
+    assert list(np.asarray(value).ravel()) == [2.0, 4.0, 6.0] and len(value) == 3
+    assert sorted(seen) == [1, 1, 2, 2, 3, 3]  # computed again, every item
+    assert any(issubclass(w.category, StorageWarning) and "could not be put together" in str(w.message)
+               for w in caught), [str(w.message) for w in caught]
+    assert list(np.asarray(double([1, 2, 3])).ravel()) == [2.0, 4.0, 6.0] and len(seen) == 6  # overwritten: served
+
+
+def test_batch_items_stored_with_other_dtypes_are_still_served_together(cache_dir: Path) -> None:
+    import pandas as pd
+
+    from tests.conftest import Seen
+
+    seen = Seen()
+
+    @memo.batch("xs")
+    def double(xs: list[Any]) -> pd.Series:
+        seen.extend(xs)
+        return pd.Series([x * 2 for x in xs])
+
+    double([1, 2])  # int64 items
+    double([1.5])  # a float64 item
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        value = double([1, 2, 1.5])
+    assert list(value) == [2, 4, 3.0] and seen == [1, 2, 1.5]
+
+
+def test_an_async_batch_item_that_does_not_fit_its_result_is_computed_again(cache_dir: Path) -> None:
+    import asyncio
+
+    from tests.conftest import Seen
+
+    seen = Seen()
+
+    @memo.batch("xs")
+    async def double(xs: list[int]) -> np.ndarray:
+        seen.extend(xs)
+        return np.asarray([x * 2.0 for x in xs])
+
+    asyncio.run(double([1, 2]))
+    _forge_first_item(cache_dir, "text")
+    double._store().forget()
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        assert list(asyncio.run(double([1, 2]))) == [2.0, 4.0]
+    assert sorted(seen) == [1, 1, 2, 2]
