@@ -28,7 +28,16 @@ from ._errors import (
     StorageWarning,
     UnhashableArgument,
 )
-from ._explain import FIRST_RUN, Explanation, before_compute, caching_off, clock_notes, explain_call, not_used
+from ._explain import (
+    FIRST_RUN,
+    Explanation,
+    before_compute,
+    caching_off,
+    clock_notes,
+    explain_call,
+    not_used,
+    stored_as,
+)
 from ._fills import FillNotes
 from ._memo import _MISS, Call, MemoizedFunction, Options, run_conditions, save, servable, storage_trouble
 from ._options import check_options, keyword_names
@@ -574,11 +583,13 @@ class BatchFunction(MemoizedFunction[Any]):
             if before is not None:
                 return [_as_reason(before)], before.unkeyed
         exclude = frozenset(self._item_key(call, d) for d in run)
+        store = self._store()
+        rows = {stored_as(store, key) for key in (item_call.key, *exclude)}
         others = {name: digest.hex() for name, digest in call.arguments.items()}
         siblings = any(meta.get("code") == call.code.hex() and meta.get("version") == self._version.hex()
                        and {n: d for n, d in meta.get("args", {}).items() if n != self._argument} == others
                        and meta.get("extras", {}) == call.extras  # else what the call ran under changed
-                       for record in self.entries() if record.key != item_call.key and record.key not in exclude
+                       for record in self.entries() if record.key not in rows
                        for meta in [record.header.meta()])
         detail = explain_call(self, item_call, as_miss=as_miss, exclude=exclude)
         if siblings:

@@ -159,6 +159,12 @@ def not_used(store: Store) -> str | None:
     return f"the cache folder {store.directory} is not used: {unusable_message(store.directory, refused)}"
 
 
+def stored_as(store: Store, key: str) -> str:
+    """Return the index key under which this process stores ``key``: with a secret, a key of that secret's own
+    (a listed record's ``key``), so a record is told to be a call's by it, never by the call's key."""
+    return store.row_key(key, store.signer())
+
+
 def explain_call(fn: MemoizedFunction[Any], call: Call, as_miss: bool = False,
                  exclude: frozenset[str] = frozenset()) -> Explanation:
     """Return whether ``call`` would hit, and for a miss, what differs from the closest entries.
@@ -212,13 +218,14 @@ def explain_call(fn: MemoizedFunction[Any], call: Call, as_miss: bool = False,
     # After a miss, the run's own entry may be a variant of its key (one per folder or random state): asked
     # before the run, a variant stored earlier had its say (``before_compute``), so any left are the run's.
     entries, own = [], False
+    row, excluded = stored_as(store, call.key), {stored_as(store, key) for key in exclude}
     for r in fn.entries():
         meta = r.header.meta()
         if is_marker(meta):
             continue
-        if r.key == call.key or (as_miss and meta.get("variant_of") == call.key):
+        if r.key == row or (as_miss and meta.get("variant_of") == call.key):
             own = True
-        elif r.key not in exclude:
+        elif r.key not in excluded:
             entries.append((r, meta))
     if not entries:
         if not as_miss:
@@ -255,7 +262,8 @@ def after_compute(fn: MemoizedFunction[Any], call: Call, report: Explanation) ->
     if report.hit or report.summary.startswith(_SAYS_WHAT_BECAME):
         return report  # says what became of the run already
     try:
-        stored = any(r.key == call.key or r.header.meta().get("variant_of") == call.key for r in fn.entries()
+        row = stored_as(fn._store(), call.key)
+        stored = any(r.key == row or r.header.meta().get("variant_of") == call.key for r in fn.entries()
                      if not is_marker(r.header.meta()))
     except Exception:
         return report  # storage trouble: the call has reported it

@@ -307,3 +307,38 @@ def test_an_async_batch_item_that_does_not_fit_its_result_is_computed_again(cach
         warnings.simplefilter("always")
         assert list(asyncio.run(double([1, 2]))) == [2.0, 4.0]
     assert sorted(seen) == [1, 1, 2, 2]
+
+
+# -- explain with a secret: a record is the call's by the key it is stored under ------------------------
+
+
+@pytest.mark.parametrize("secret", [None, "team secret"])
+def test_explain_last_says_a_missed_call_s_result_is_stored_with_a_secret_too(secret: str | None) -> None:
+    if secret:
+        configure(secret=secret)
+
+    @memo
+    def f(x: int) -> int:
+        return x + 1
+
+    f(1)
+    first = f.explain_last()
+    assert "its first run" in first.summary and "its result is stored now" in first.summary, first
+    f(2)
+    second = f.explain_last()
+    assert "computed now, and its result is stored." in second.summary, second
+    assert second.reasons == ["argument 'x' differs"], second
+
+
+@pytest.mark.parametrize("secret", [None, "team secret"])
+def test_explain_last_of_a_batch_s_first_run_says_so_with_a_secret_too(secret: str | None) -> None:
+    if secret:
+        configure(secret=secret)
+
+    @memo.batch("xs")
+    def double(xs: list[int]) -> list[int]:
+        return [x * 2 for x in xs]
+
+    double([1, 2])
+    report = double.explain_last()
+    assert report is not None and any("its first run" in reason for reason in report.reasons), report
