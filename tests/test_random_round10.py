@@ -284,31 +284,6 @@ OUT = [draw(RUNS), draw(RUNS), {next_draw}]
     assert shell["RUNS"].n == 2
 
 
-def test_an_estimator_with_random_state_none_is_keyed_by_np_random_and_one_with_an_int_is_not(shell: Shell) -> None:
-    """scikit-learn's random_state=None draws from NumPy's global generator: another state computes anew, the same
-    state hits. An int seeds the estimator's own generator: any global state hits (a guard)."""
-    shell.run(_COUNTER + """
-from sklearn.ensemble import RandomForestRegressor
-X = np.random.RandomState(0).rand(40, 3)
-y = X @ np.array([1.0, -2.0, 0.5])
-
-@memo
-def forest(runs, random_state):
-    runs()
-    return float(RandomForestRegressor(n_estimators=3, random_state=random_state).fit(X, y).predict(X[:1])[0])
-
-np.random.seed(0); by_global = [forest(RUNS, None)]
-np.random.seed(1); by_global.append(forest(RUNS, None))
-np.random.seed(0); by_global.append(forest(RUNS, None))
-runs_global = RUNS.n
-np.random.seed(5); by_int = [forest(RUNS, 3)]
-np.random.seed(6); by_int.append(forest(RUNS, 3))
-""")
-    by_global = shell["by_global"]
-    assert by_global[0] != by_global[1] and by_global[2] == by_global[0] and shell["runs_global"] == 2
-    assert shell["by_int"][0] == shell["by_int"][1] and shell["RUNS"].n == 3
-
-
 # -- 3. a generator built from entropy and given a whole state before its first draw -------------------------------
 
 # A private copy of a stream: built without a seed, then given a whole state (setstate, set_state) by its next
