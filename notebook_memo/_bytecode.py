@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dis
 import functools
+import inspect
 import os
 import re
 import sys
@@ -722,18 +723,19 @@ def evaluated_reads(code: types.CodeType) -> tuple[EvaluatedRead, ...]:
         codes.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
         ins = [i for i in dis.get_instructions(current) if i.opname not in _PASSED_OVER]
         local = {*current.co_varnames, *current.co_cellvars, *current.co_freevars}
+        aliases = _global_aliases(ins, current)
         for k in range(len(ins) - 1):
             for name in _passed_marks(ins, k):
                 if name not in local:
                     found[(TEXT_READ, name, False, "")] = None
             if _passed_global(ins, k, local):
                 found[(TEXT_PASSED, ins[k].argval, False, "")] = None
-            call = _evaluating_call(ins, k)
+            call = _evaluating_call(ins, k, aliases)
             if call is None:
                 continue
             spelled_every, owner, j = call
             # MOD.QUERY(text) may hold a frame's query or pandas.eval: its text is read both ways, kept as it holds
-            other_name = owner.partition(".")[2] not in ("", *AT_NAMES)
+            other_name = owner.rpartition(".")[2] not in ("", *AT_NAMES)
             for every in (False, True) if other_name else (spelled_every,):
                 _text_reads(ins, k, j, every, owner, local, found)
     return tuple(found)
@@ -886,19 +888,22 @@ def _text_calls(code: types.CodeType) -> tuple[tuple[tuple[str, ...], str, bool,
     return tuple(found)
 
 
-def _evaluating_call(ins: list[dis.Instruction], k: int) -> tuple[bool, str, int] | None:
+def _evaluating_call(ins: list[dis.Instruction], k: int, aliases: dict[str, str]) -> tuple[bool, str, int] | None:
     """Return ``(every name read, owner, where its text starts)`` where ``ins[k]`` begins a call that may evaluate
-    its text (``df.query(``, ``getattr(df, "query")(``, ``methodcaller("query", ``, ``NAME(``), else None."""
+    its text (``df.query(``, ``getattr(df, "query")(``, ``methodcaller("query", ``, ``NAME(``), else None.
+    ``aliases`` maps the code's locals bound only to a global (``df = DF``) to that global's spelling."""
     step = ins[k]
     before = ins[k - 1] if k else None
     global_before = before is not None and before.opname == "LOAD_GLOBAL" and isinstance(before.argval, str)
     if step.opname in _ATTR_OPS:  # receiver.query(text): a global's is judged by what it holds when keyed
         receiver = before.argval if before is not None and before.opname in _LOCAL_LOAD_OPS else None
         every = evaluates_text(receiver if isinstance(receiver, str) else None, step.argval)
+        # GLOBAL.query, STORE.box.q, or df.query for a local alias of a global: judged by what that holds when keyed
+        path = _receiver_path(ins, k, aliases)
         if every is None:
             # GLOBAL.name(text): counts only where the global's attribute holds a frame's query (MOD.QUERY = DF.query)
-            return (False, f"{receiver}.{step.argval}", k + 1) if global_before else None
-        return every, f"{receiver}.{step.argval}" if global_before else "", k + 1
+            return (False, f"{path}.{step.argval}", k + 1) if path is not None else None
+        return every, f"{path}.{step.argval}" if path is not None else "", k + 1
     if step.opname in _LOAD_GLOBAL_OPS and isinstance(step.argval, str):
         return False, step.argval, k + 1  # NAME(text): counts only where NAME holds a frame's bound query
     if step.opname != "LOAD_CONST" or step.argval not in AT_NAMES or before is None:
@@ -907,8 +912,65 @@ def _evaluating_call(ins: list[dis.Instruction], k: int) -> tuple[bool, str, int
         return False, "", k + 1  # methodcaller("query", text): applied to what, not known
     if k >= 2 and ins[k - 2].opname in _LOAD_GLOBAL_OPS and ins[k - 2].argval == "getattr" \
             and before.opname in _VALUE_LOADS and ins[k + 1].opname.startswith("CALL") and k + 2 < len(ins):
-        return False, f"{before.argval}.{step.argval}" if global_before else "", k + 2  # getattr(df, "query")(text)
+        held = before.argval if global_before else aliases.get(before.argval) if before.opname in _LOCAL_LOAD_OPS \
+            else None
+        return False, f"{held}.{step.argval}" if held is not None else "", k + 2  # getattr(df, "query")(text)
     return None
+
+
+def _receiver_path(ins: list[dis.Instruction], k: int, aliases: dict[str, str]) -> str | None:
+    """Return how the receiver of the attribute ``ins[k]`` loads is spelled from a global, where it is one: a global
+    (``DF``), attributes of one (``STORE.box``), or a local alias of either (``df`` after ``df = DF``); else None."""
+    chain: list[str] = []
+    j = k - 1
+    while j > 0 and ins[j].opname == "LOAD_ATTR":
+        chain.append(ins[j].argval)
+        j -= 1
+    base = ins[j] if j >= 0 else None
+    if base is None or not isinstance(base.argval, str):
+        return None
+    if base.opname == "LOAD_GLOBAL":
+        root = base.argval
+    elif base.opname in _FAST_LOADS and base.argval in aliases:
+        root = aliases[base.argval]
+    else:
+        return None
+    return ".".join((root, *reversed(chain)))
+
+
+_FAST_LOADS = frozenset({"LOAD_FAST", "LOAD_FAST_CHECK", "LOAD_FAST_BORROW"})
+
+
+def _global_aliases(ins: list[dis.Instruction], code: types.CodeType) -> dict[str, str]:
+    """Return the code's locals that every assignment binds to a global or an attribute chain of one
+    (``df = DF``, ``box = STORE.box``), each with that spelling: what such a local holds is known where the
+    global is. A parameter, or a local bound to anything else anywhere (a call's result, a loop's item), is not."""
+    count = code.co_argcount + code.co_kwonlyargcount
+    count += bool(code.co_flags & inspect.CO_VARARGS) + bool(code.co_flags & inspect.CO_VARKEYWORDS)
+    found: dict[str, str | None] = dict.fromkeys(code.co_varnames[:count])
+    for k, step in enumerate(ins):
+        if step.opname != "STORE_FAST" or not isinstance(step.argval, str):
+            continue
+        chain: list[str] = []
+        j = k - 1
+        while j > 0 and ins[j].opname == "LOAD_ATTR" and not _method_flag(ins[j]):
+            chain.append(ins[j].argval)
+            j -= 1
+        base = ins[j] if j >= 0 else None
+        spelled = None
+        if base is not None and base.opname == "LOAD_GLOBAL" and isinstance(base.argval, str) \
+                and not _method_flag(base):
+            spelled = ".".join((base.argval, *reversed(chain)))
+        if found.setdefault(step.argval, spelled) != spelled:
+            found[step.argval] = None
+    return {name: spelled for name, spelled in found.items() if spelled is not None}
+
+
+def _method_flag(step: dis.Instruction) -> bool:
+    """Return True where ``step`` (a LOAD_GLOBAL or LOAD_ATTR) also pushes a NULL or a method for a call."""
+    if step.opname == "LOAD_GLOBAL":
+        return sys.version_info >= (3, 11) and bool((step.arg or 0) & 1)
+    return sys.version_info >= (3, 12) and bool((step.arg or 0) & 1)
 
 
 def _text_at(ins: list[dis.Instruction], j: int, every: bool) -> str | None:

@@ -18,6 +18,7 @@ from ._evaluated import (
     called_evaluates,
     evaluates_on,
     evaluates_text,
+    held_along,
     held_attribute,
     is_frame,
     marked_names,
@@ -71,13 +72,23 @@ class Resolver:
 
     def held(self, node: ast.expr) -> Any:
         """Return the object a name or chain of names refers to where the cell does not bind its first name, as
-        ``resolve`` does; else _MISSING (not known before the cell runs)."""
+        ``resolve`` does, and past modules, what an object or class stores under each attribute (``STORE.box``:
+        no property or ``__getattr__`` runs); else _MISSING (not known before the cell runs)."""
         first = node
         while isinstance(first, ast.Attribute):
             first = first.value
         if not isinstance(first, ast.Name) or first.id in self.bound:
             return _MISSING
-        return self.resolve(node)[0]
+        value = self.resolve(node)[0]
+        if value is _MISSING and isinstance(node, ast.Attribute):
+            owner = self.held(node.value)
+            if owner is not _MISSING and not isinstance(owner, types.ModuleType):
+                value = held_along(owner, (node.attr,), _MISSING)
+        return value
+
+    def past_modules(self, node: ast.expr) -> bool:
+        """Return True for an attribute chain ``held`` follows past objects other than modules (``STORE.box``)."""
+        return isinstance(node, ast.Attribute) and self.resolve(node)[0] is _MISSING and self.held(node) is not _MISSING
 
     def resolve(self, node: ast.expr) -> tuple[Any, str | None]:
         """Return the object ``node`` refers to (_MISSING where not known) and, where the cell's own import

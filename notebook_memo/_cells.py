@@ -477,7 +477,8 @@ def _unknown_reads(tree: ast.Module, namespace: dict[str, Any]) -> str | None:
             return (f"it runs {what}, whose code reads names this cell's code does not show. Move it to another "
                     "cell, or list the cell's inputs with %%memo --inputs a,b")
         found = evaluated_text(node, resolver) if isinstance(node, ast.Call) else None
-        if found is not None and constant_text(*found) is None and not _not_text(found[0], namespace):
+        if found is not None and constant_text(*found) is None and not _not_text(found[0], namespace) \
+                and not _chained_text(node, found, resolver):
             assert isinstance(node, ast.Call)
             return (f"it passes {_spelling(node.func)}(...) a text computed at run time, whose names it reads from "
                     "the notebook. Write the text out in the call, or list the cell's inputs with %%memo --inputs a,b")
@@ -540,11 +541,15 @@ def _reader(node: ast.expr, resolver: Resolver) -> str | None:
 
 
 def _spelling(node: ast.expr) -> str:
-    """Return how the code spells a called name, for a message: ``eval``, ``bi.eval``, ``.query``."""
+    """Return how the code spells a called name, for a message: ``eval``, ``bi.eval``, ``STORE.box.q``, ``.query``
+    (an attribute of anything but a chain of names)."""
     if isinstance(node, ast.Name):
         return node.id
     if isinstance(node, ast.Attribute):
-        return f"{node.value.id}.{node.attr}" if isinstance(node.value, ast.Name) else f".{node.attr}"
+        base = node.value
+        while isinstance(base, ast.Attribute):
+            base = base.value
+        return ast.unparse(node) if isinstance(base, ast.Name) else f".{node.attr}"
     return "a call"
 
 
@@ -569,6 +574,16 @@ def _module_looked_up(node: ast.Subscript | ast.Call) -> ast.expr | None:
     else:
         return None
     return key if isinstance(modules, ast.Attribute) and modules.attr == "modules" else None
+
+
+def _chained_text(node: ast.AST, found: tuple[ast.expr, bool], resolver: Resolver) -> bool:
+    """Return True for a call through an attribute chain of objects other than modules (``STORE.box.q(TEXT)``)
+    given a text a notebook variable holds, whose ``@names`` the cell's analysis keys as inputs wherever it is
+    passed: such a call stays stored, as it was before those chains were followed."""
+    text, every = found
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
+        resolver.past_modules(node.func.value) and not every and isinstance(text, ast.Name) and \
+        isinstance(resolver.held(text), str)
 
 
 def _not_text(node: ast.expr, namespace: dict[str, Any]) -> bool:

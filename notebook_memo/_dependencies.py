@@ -78,6 +78,7 @@ from ._evaluated import (
     called_evaluates,
     evaluates_on,
     evaluates_text,
+    held_along,
     held_attribute,
     is_frame,
     marked_names,
@@ -888,8 +889,12 @@ class _Resolver:
         for kind, name, every, evaluator in reads:
             looked_up = namespace
             if evaluator:
-                held_name, dot, attribute = evaluator.partition(".")
+                # GLOBAL, GLOBAL.method, or STORE.box.method: what the attributes between hold is read as stored
+                held_name, dot, rest = evaluator.partition(".")
+                between, _, attribute = rest.rpartition(".")
                 held = namespace.get(held_name, vars(builtins).get(held_name, _MISSING))
+                if between:
+                    held = held_along(held, tuple(between.split(".")), _MISSING)
                 if dot and attribute not in AT_NAMES:
                     # MOD.QUERY(text), EV.ev(text): what the attribute holds is called; the code's analysis gave
                     # each text both ways (its @names, every name), and the way of what it holds is kept. So is

@@ -112,6 +112,18 @@ def partial_evaluator(value: Any) -> str | None:
     return None
 
 
+def held_along(owner: Any, chain: tuple[str, ...], missing: Any) -> Any:
+    """Return what ``owner.a.b`` holds for ``chain`` ``("a", "b")``, each step as ``held_attribute`` reads it;
+    ``missing`` where a step holds nothing stored."""
+    for attribute in chain:
+        if owner is missing:
+            break
+        owner = held_attribute(owner, attribute)
+        if owner is _ABSENT:
+            return missing
+    return owner
+
+
 def held_attribute(owner: Any, attribute: str) -> Any:
     """Return what ``owner.attribute`` holds as stored (a module's namespace, an object's or its class's dict),
     running no property or ``__getattr__``; ``_ABSENT`` where nothing is stored."""

@@ -1,0 +1,95 @@
+"""Texts a frame's ``query``/``eval`` evaluates against the caller's names, reached through a name that is not the
+frame's own global: a local bound to a global frame (``df = DF``, ``df = STORE.frames.main``), an attribute chain
+(``STORE.box.q``, ``STORE.frames.main.query``), and a method called through its class with the instance first
+(``Box.q(BOX, text)``). A text made at run time warns in an ``@memo`` function and leaves a ``%%memo`` cell unstored;
+a written-out text is keyed quietly. Guards: a KDTree reached by the same routes, queried with points, stays cached
+and quiet, and so does one a local builds itself.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+from notebook_memo import MemoWarning
+from tests.conftest import RUNS_SETUP, Shell
+from tests.test_text_routes_round9 import FRAMES, MADE
+
+# A frame, or a method of the user's passing its text on to one, reached by a route that is not the frame's own
+# global, given a text made at run time: the function kept its first answer after T changed, and said nothing.
+UNSEEN = {
+    "a local bound to a global frame": "    df = DF\n    return len(df.query(make()))",
+    "a local bound to a frame in a chain": "    df = STORE.frames.main\n    return len(df.query(make()))",
+    "a local bound to an object of the user's": "    box = BOX\n    return len(box.q(make()))",
+    "a method through an attribute chain": "    return len(STORE.box.q(make()))",
+    "a frame's query through an attribute chain": "    return len(STORE.frames.main.query(make()))",
+    "a frame's eval through a local alias": "    df = DF\n    return int(df.eval(make()).sum())",
+}
+
+
+@pytest.mark.parametrize("how", sorted(UNSEEN))
+def test_a_memo_function_passing_a_made_text_through_an_alias_or_chain_warns(shell: Shell, how: str) -> None:
+    shell.run(FRAMES + MADE + f"@memo\ndef rows():\n{UNSEEN[how]}")
+    with pytest.warns(MemoWarning, match=r"'rows: \.query\(\.\.\.\)' cannot be hashed \(it evaluates a text computed"):
+        assert shell.run("rows()") == 3
+
+
+# In a cell, a local is a notebook variable and was already followed; an attribute chain was not.
+CHAINS = {
+    "a method through an attribute chain": ("STORE.box.q", "len(STORE.box.q(make()))"),
+    "a frame's query through an attribute chain": ("STORE.frames.main.query", "len(STORE.frames.main.query(make()))"),
+}
+
+
+@pytest.mark.parametrize("how", sorted(CHAINS))
+def test_a_cell_passing_a_made_text_through_an_attribute_chain_runs_each_time(shell: Shell, how: str) -> None:
+    spelled, call = CHAINS[how]
+    shell.run("%load_ext notebook_memo\n" + FRAMES + RUNS_SETUP + MADE)
+    cell = f"%%memo\nran('cell')\nn = {call}"
+    with pytest.warns(MemoWarning, match=rf"it passes {spelled.replace('.', '[.]')}\(\.\.\.\) a text computed at run"):
+        shell.run(cell)
+    shell.run("T = 3")
+    shell.run(cell)
+    assert (shell["n"], shell["RUNS"]) == (1, {"cell": 2})
+
+
+def test_a_written_out_text_through_an_alias_or_chain_is_keyed_quietly(shell: Shell) -> None:
+    """Guard: the same routes with the text written out read T, keyed without a warning."""
+    shell.run(FRAMES + "@memo\ndef rows():\n    df = DF\n    box = STORE.box\n"
+              "    return len(df.query('a > @T')) + len(box.q('a > @T')) + len(STORE.frames.main.query('a > @T'))")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MemoWarning)
+        assert shell.run("rows() + rows()") == 18
+        shell.run("T = 3")
+        assert shell.run("rows()") == 3
+    assert shell.run("rows.misses") == 2
+
+
+TREES = """
+import numpy as np
+from sklearn.neighbors import KDTree
+PTS = np.arange(20.0).reshape(10, 2)
+TREE = KDTree(PTS)
+NEAR = types.SimpleNamespace(tree=TREE)
+def pts():
+    return PTS[:2]
+"""
+
+
+def test_a_tree_reached_through_an_alias_or_chain_stays_quiet_and_cached(shell: Shell) -> None:
+    """Guard: a KDTree bound to a local from a global, or reached through an attribute chain, queried with points
+    made at run time, evaluates no text: nothing warns (a local alias given a local's points warned before), and the
+    function and the cell stay cached; nor does a tree a local builds, given part of a global array."""
+    shell.run("%load_ext notebook_memo\n" + FRAMES + RUNS_SETUP + TREES)
+    shell.run("@memo\ndef near():\n    tree = TREE\n    points = pts()\n    built = KDTree(PTS)\n"
+              "    return (tree.query(pts(), k=1)[1].tolist() + tree.query(points, k=1)[1].tolist()\n"
+              "            + NEAR.tree.query(pts(), k=1)[1].tolist() + built.query(PTS[:2], k=1)[1].tolist())")
+    cell = "%%memo\nran('cell')\nj = NEAR.tree.query(pts(), k=1)[1].tolist()"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MemoWarning)
+        assert shell.run("near() == near() == [[0], [1]] * 4")
+        shell.run(cell)
+        shell.run("T = 3")
+        shell.run(cell)
+    assert (shell.run("near.misses"), shell["j"], shell["RUNS"]) == (1, [[0], [1]], {"cell": 1})
