@@ -705,7 +705,8 @@ def imported_references(code: types.CodeType) -> tuple[ImportRef, ...]:
 EvaluatedRead = tuple[str, str, bool, str]
 TEXT_READ = "read"  # a global a constant text reads: df.query("x > @limit") in a function reading limit
 TEXT_GLOBAL = "global"  # the text is this global's value at run time: df.query(QUERY)
-TEXT_COMPUTED = "computed"  # a text computed at run time (name ""): what it reads is not known
+TEXT_COMPUTED = "computed"  # a text computed at run time: what it reads is not known (name: the code's parameter
+# passed on whole as the text, whose callers show it; else "")
 TEXT_AFTER = "after"  # a text after this global, not written out: followed where the global is no frame
 TEXT_MADE = "made"  # a text made from this global (CFG.text, make()): computed, but where the global is a text
 TEXT_PASSED = "passed"  # a global passed whole to any call: where it holds a text, its @names are read
@@ -762,11 +763,42 @@ def _text_reads(ins: list[dis.Instruction], k: int, j: int, every: bool, owner: 
         return
     text = _text_at(ins, j, every)
     if text is None:
-        found[(TEXT_COMPUTED, "", every, owner)] = None
+        found[(TEXT_COMPUTED, _parameter_passed(ins, j), every, owner)] = None
         return
     for name in names_read(text, every):
         if name not in local:
             found[(TEXT_READ, name, every, owner)] = None
+
+
+def _parameter_passed(ins: list[dis.Instruction], j: int) -> str:
+    """Return the name of the local ``ins[j]`` loads where it is passed whole to a call (``self.df.query(text)``),
+    else "": whether it is a parameter is told by the code's signature, where it is known."""
+    step = ins[j]
+    if step.opname not in _FAST_LOADS or not isinstance(step.argval, str):
+        return ""
+    consumer, _ = _consumer(ins, j)
+    return step.argval if consumer.startswith("CALL") or consumer == "KW_NAMES" else ""
+
+
+@functools.lru_cache(maxsize=4096)
+def class_route_receivers(code: types.CodeType, name: str, attribute: str) -> tuple[str | None, ...]:
+    """Return, for each place ``code`` (or code nested in it) reads ``name.attribute`` of the global ``name``, the
+    global passed whole right after it (``Box.q(BOX, text)``: ``BOX``, the method's first argument); None where
+    it is read otherwise (``q = Box.q``, ``map(Box.q, items)``)."""
+    found: list[str | None] = []
+    codes = [code]
+    for current in codes:
+        codes.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
+        ins = [i for i in dis.get_instructions(current) if i.opname not in _PASSED_OVER]
+        for k in range(1, len(ins)):
+            if ins[k].opname not in _ATTR_OPS or ins[k].argval != attribute or \
+                    ins[k - 1].opname not in _LOAD_GLOBAL_OPS or ins[k - 1].argval != name:
+                continue
+            after = ins[k + 1] if k + 1 < len(ins) else None
+            passed = after is not None and after.opname in _LOAD_GLOBAL_OPS and isinstance(after.argval, str) \
+                and _passed_whole(ins, k + 1)
+            found.append(after.argval if passed and after is not None else None)
+    return tuple(found)
 
 
 def _passed_marks(ins: list[dis.Instruction], k: int) -> list[str]:

@@ -418,6 +418,8 @@ def evaluated_text(node: ast.Call, resolver: Resolver = _NOTHING) -> tuple[ast.e
                 if every is None and owner is not _MISSING:  # BOX.q(text): a method of the user's passing it on
                     every = forwarded_evaluation(held, owner)
                     forwarded = every is not None
+                    if forwarded and isinstance(owner, type) and isinstance(held, types.FunctionType) and args:
+                        args = args[1:]  # Box.q(BOX, text): the instance first, its text after it
         elif isinstance(func, ast.Name):
             every = called_evaluates(resolver.held(func))
         elif isinstance(func, ast.Call) and resolver.resolve(func.func)[0] is getattr and len(func.args) == 2:

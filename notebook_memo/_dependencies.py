@@ -55,6 +55,7 @@ from ._bytecode import (
     WHOLE,
     attribute_stores,
     called_before,
+    class_route_receivers,
     computes_evaluated_text,
     evaluated_reads,
     forwarded_evaluation,
@@ -705,11 +706,19 @@ class _Resolver:
         # (classes_met: those resolved before, with their labels).
         self.lists_subclasses = False
         self.classes_met: list[tuple[type, str]] = []
+        # A method's warning that it evaluates a text its caller passes it (``def q(self, text): df.query(text)``)
+        # is the caller's to give: one calling it through its class with a global instance first (``Box.q(BOX,
+        # text)``) keys the text's names, or warns, itself. Such warnings, by label (forwarded: those of a
+        # parameter only), and those left out for that caller, by the id of the class and of the method: given
+        # back when either is reached again from elsewhere, by a route no caller follows (``Box(DF).q(make())``).
+        self.forwarded: dict[str, bool] = {}
+        self.quieted: dict[int, dict[str, str]] = {}
 
     def first_met(self, obj: Any) -> bool:
         """Return True, marking it seen, when ``obj`` (a function, class or module) is not resolved yet; keying the hash
         seed when it was resolved within a __hash__ that read it, and is reached again from elsewhere."""
         if id(obj) in self.seen:
+            self.deps.skipped.update(self.quieted.pop(id(obj), {}))
             if not self.in_hash and id(obj) in self.hash_only and self.seed_in_hash:
                 self.note_state(HASH_SEED, _hash_seed())
             first = self.member_of.get(id(obj))
@@ -810,7 +819,11 @@ class _Resolver:
                 # random.getstate taken by name before anything was wrapped: the first run binds the wrapper there
                 keyed_as_wrapped(self.reference, value, chain, global_label(namespace, name))
                 continue
+            quiet = self.class_route(fn.__code__, namespace, value, name, chain)
+            before = set(self.deps.skipped) if quiet else set()
             self.reference(value, chain, global_label(namespace, name))
+            if quiet:
+                self.quiet_forwarded(value, chain[0], set(self.deps.skipped) - before)
         self.calls_before = outer
         read = _frame_read(fn.__code__)
         if read is not None:
@@ -821,6 +834,36 @@ class _Resolver:
         self.imports_of(fn)
         self.environment_and_clock(fn, owner)
         self.settings_keywords(fn.__code__)
+
+    def class_route(self, code: types.CodeType, namespace: dict[str, Any], value: Any, name: str,
+                    chain: tuple[str, ...]) -> bool:
+        """Return True where ``code`` (a function's, or a cell's) reads the user class ``value`` (its global ``name``)
+        only to call ``name.method(INSTANCE, ...)``, a method passing its text on to a frame's query or eval, with
+        a global instance of the class first: the code's own analysis keys that text's names, or warns."""
+        if len(chain) != 1 or not isinstance(value, type) or not is_user_code(value):
+            return False
+        method = held_attribute(value, chain[0])
+        if not isinstance(method, types.FunctionType) or forwarded_evaluation(method, value) is None:
+            return False
+        if any(read == name and read_chain != chain for read, read_chain in global_references(code)):
+            return False
+        receivers = class_route_receivers(code, name, chain[0])
+        return bool(receivers) and all(receiver is not None and isinstance(namespace.get(receiver), value)
+                                       for receiver in receivers)
+
+    def quiet_forwarded(self, cls: type, attribute: str, added: set[str]) -> None:
+        """Leave out the warnings ``added`` that the class's method ``attribute`` (resolved with ``cls``) gave for
+        texts its caller passes it, only: the caller met it by ``class_route``, whose texts its own code shows."""
+        method = held_attribute(cls, attribute)
+        classes = {klass.__qualname__ for klass in cls.__mro__}  # as cls() labels their methods
+        left: dict[str, str] = {}
+        for label in added:
+            owner, _, name = label.partition(":")[0].rpartition(".")
+            if self.forwarded.get(label) and name == attribute and owner.partition("#")[0] in classes:
+                left[label] = self.deps.skipped.pop(label)
+        if left:
+            self.quieted.setdefault(id(cls), {}).update(left)
+            self.quieted.setdefault(id(method), {}).update(left)
 
     def evaluating_method(self, value: Any, name: str, chain: tuple[str, ...], owner: str) -> None:
         """Note a method of an object of the user's class that the code reaches by name (``OWN.q()``) and that
@@ -883,11 +926,14 @@ class _Resolver:
         if not reads:
             return
         namespace = fn.__globals__
+        code = fn.__code__
+        parameters = set(code.co_varnames[:code.co_argcount + code.co_kwonlyargcount])
         # Each name a text reads, with the globals it is looked up in: the code's own, or those of the method of
         # the user's it passes its text to (pandas looks up @names in the frame that calls query: that method's).
         names: dict[tuple[int, str], dict[str, Any]] = {}
         for kind, name, every, evaluator in reads:
             looked_up = namespace
+            through_class: type | None = None  # Box.q(BOX, text): the class its method passing a text on is taken from
             if evaluator:
                 # GLOBAL, GLOBAL.method, or STORE.box.method: what the attributes between hold is read as stored
                 held_name, dot, rest = evaluator.partition(".")
@@ -907,6 +953,8 @@ class _Resolver:
                         looked_up = getattr(getattr(found, "__func__", found), "__globals__", namespace)
                     if evaluates is not every:
                         continue
+                    if isinstance(held, type) and isinstance(found, types.FunctionType):
+                        through_class = held
                     dot = ""
                 elif not dot and called_evaluates(held) is not False:
                     continue  # a global called by name that is no frame's query (QUERY = DF.query is)
@@ -920,6 +968,12 @@ class _Resolver:
                         "(pd.DataFrame.query(df, text)), and the text after it is not written out, so which names "
                         f"it reads is not known; call {name}.query(...) with the text written out, or pass the "
                         "values as arguments")
+                elif through_class is not None and isinstance(namespace.get(name), through_class):
+                    self.deps.skipped[f"{owner}: {name}, ..."] = (
+                        f"it passes {name} to {evaluator}(), taken from its class, which passes its text on to a "
+                        f"frame's query or eval, and the text after {name} is not written out, so which names it "
+                        f"reads is not known; call {evaluator}(...) with the text written out, or pass the values "
+                        "as arguments")
             elif kind == TEXT_GLOBAL:
                 text = namespace.get(name, _MISSING)  # watched, and keyed, as a global the code reads
                 if not isinstance(text, str):
@@ -931,7 +985,11 @@ class _Resolver:
             elif kind == TEXT_MADE and not evaluator:
                 continue  # tree.query(X[:5]) on a local: as where the global is passed whole, no text is presumed
             elif kind in (TEXT_COMPUTED, TEXT_MADE):
-                self.deps.skipped[f"{owner}: .query(...)"] = (
+                label = f"{owner}: .query(...)"
+                # a parameter passed on whole (a method's text, which its callers show) or anything else
+                passed_on = kind == TEXT_COMPUTED and name in parameters
+                self.forwarded[label] = passed_on and self.forwarded.get(label, True)
+                self.deps.skipped[label] = (
                     "it evaluates a text computed at run time (df.query, df.eval, pd.eval), whose names it looks "
                     "up among its globals, so which ones it reads is not known; write the text out in the call, "
                     "or pass the values as arguments")
@@ -3026,8 +3084,14 @@ def resolve_values(values: dict[str, Any], chains: dict[str, list[tuple[str, ...
             for chain in chains.get(name) or [()]:
                 if rebound and rebound_at_first_run(value):
                     keyed_as_wrapped(resolver.reference, value, chain, name)  # as in globals_of
-                else:
-                    resolver.reference(value, chain, name)
+                    continue
+                # Box.q(BOX, text): the cell's analysis keys the text's names, or runs it each time (as in globals_of)
+                quiet = code is not None and namespace is not None and \
+                    resolver.class_route(code, namespace, value, name, chain)
+                before = set(resolver.deps.skipped) if quiet else set()
+                resolver.reference(value, chain, name)
+                if quiet:
+                    resolver.quiet_forwarded(value, chain[0], set(resolver.deps.skipped) - before)
         if code is not None:
             resolver.imports_in(code, "", "the cell")
             resolver.settings_keywords(code)

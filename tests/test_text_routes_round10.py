@@ -93,3 +93,73 @@ def test_a_tree_reached_through_an_alias_or_chain_stays_quiet_and_cached(shell: 
         shell.run("T = 3")
         shell.run(cell)
     assert (shell.run("near.misses"), shell["j"], shell["RUNS"]) == (1, [[0], [1]], {"cell": 1})
+
+
+# A method of the user's passing its text on, called through its class with a global instance first: keyed like
+# BOX.q(text). The method's own warning (a text its caller passes it) is its caller's to give.
+THROUGH_CLASS = {
+    "the text written out": "len(Box.q(BOX, 'a > @T'))",
+    "the text by keyword": "len(Box.q(BOX, text='a > @T'))",
+    "a subclass's instance, through the subclass": "len(Sub.q(SUB, 'a > @T'))",
+}
+SUB = "class Sub(Box):\n    pass\nSUB = Sub(DF)\n"
+
+
+@pytest.mark.parametrize("how", sorted(THROUGH_CLASS))
+def test_a_memo_function_calling_a_method_through_its_class_keys_a_written_text_quietly(shell: Shell,
+                                                                                        how: str) -> None:
+    shell.run(FRAMES + SUB + f"@memo\ndef rows():\n    return {THROUGH_CLASS[how]}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MemoWarning)
+        assert shell.run("rows() + rows()") == 6
+        shell.run("T = 3")
+        assert shell.run("rows()") == 1
+    assert shell.run("rows.misses") == 2
+
+
+def test_a_cell_calling_a_method_through_its_class_keys_a_written_text_quietly(shell: Shell) -> None:
+    shell.run("%load_ext notebook_memo\n" + FRAMES + RUNS_SETUP)
+    cell = "%%memo\nran('cell')\nn = len(Box.q(BOX, 'a > @T'))"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MemoWarning)
+        shell.run(cell)
+        shell.run(cell)
+        assert shell["RUNS"] == {"cell": 1}
+        shell.run("T = 3")
+        shell.run(cell)
+    assert (shell["n"], shell["RUNS"]) == (1, {"cell": 2})
+
+
+def test_a_memo_function_calling_a_method_through_its_class_with_a_made_text_warns(shell: Shell) -> None:
+    shell.run(FRAMES + MADE + "@memo\ndef rows():\n    return len(Box.q(BOX, make()))")
+    with pytest.warns(MemoWarning, match=r"'rows: BOX, \.\.\.' cannot be hashed \(it passes BOX to Box\.q\(\), taken "
+                                         r"from its class"):
+        assert shell.run("rows()") == 3
+
+
+def test_a_cell_calling_a_method_through_its_class_with_a_made_text_runs_each_time(shell: Shell) -> None:
+    """The cell took the instance for the text, and kept its first answer after T changed (a false hit)."""
+    shell.run("%load_ext notebook_memo\n" + FRAMES + RUNS_SETUP + MADE)
+    cell = "%%memo\nran('cell')\nn = len(Box.q(BOX, make()))"
+    with pytest.warns(MemoWarning, match=r"it passes Box\.q\(\.\.\.\) a text computed at run time"):
+        shell.run(cell)
+    shell.run("T = 3")
+    shell.run(cell)
+    assert (shell["n"], shell["RUNS"]) == (1, {"cell": 2})
+
+
+# Guard: the class reached by a route no caller's analysis follows (an instance made in the code), beside the
+# class route, in the function itself or in a helper it calls, before or after: the method's own warning stays.
+OTHER_ROUTE = {
+    "in the function": "len(Box.q(BOX, 'a > @T')) + len(Box(DF).q(make()))",
+    "in a helper called after": "len(Box.q(BOX, 'a > @T')) + helper()",
+    "in a helper called before": "helper() + len(Box.q(BOX, 'a > @T'))",
+}
+
+
+@pytest.mark.parametrize("how", sorted(OTHER_ROUTE))
+def test_a_class_also_reached_by_another_route_still_warns_for_its_method(shell: Shell, how: str) -> None:
+    shell.run(FRAMES + MADE + "def helper():\n    return len(Box(DF).q(make()))\n"
+              f"@memo\ndef rows():\n    return {OTHER_ROUTE[how]}")
+    with pytest.warns(MemoWarning, match=r"'Box\.q: \.query\(\.\.\.\)' cannot be hashed \(it evaluates a text"):
+        assert shell.run("rows()") == 6
