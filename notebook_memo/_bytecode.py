@@ -990,8 +990,9 @@ def _global_aliases(ins: list[dis.Instruction], code: types.CodeType) -> dict[st
             j -= 1
         base = ins[j] if j >= 0 else None
         spelled = None
+        # A jump into the steps (df = DF if FLAG else TREE) brings a value they did not load.
         if base is not None and base.opname == "LOAD_GLOBAL" and isinstance(base.argval, str) \
-                and not _method_flag(base):
+                and not _method_flag(base) and not any(i.is_jump_target for i in ins[j + 1:k + 1]):
             spelled = ".".join((base.argval, *reversed(chain)))
         if found.setdefault(step.argval, spelled) != spelled:
             found[step.argval] = None

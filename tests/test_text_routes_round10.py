@@ -77,6 +77,17 @@ def pts():
 """
 
 
+def test_a_tree_chosen_by_a_conditional_between_globals_stays_quiet(shell: Shell) -> None:
+    """Guard: a local bound by a conditional (``TREE if FLAG else DF``) is no alias of the global loaded last: the
+    tree it holds, queried with points, warns nothing, and the function stays cached."""
+    shell.run(FRAMES + TREES + "FLAG = True\n@memo\ndef near():\n    tree = TREE if FLAG else DF\n"
+              "    return tree.query(pts(), k=1)[1].tolist()")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MemoWarning)
+        assert shell.run("near() == near() == [[0], [1]]")
+    assert shell.run("near.misses") == 1
+
+
 def test_a_tree_reached_through_an_alias_or_chain_stays_quiet_and_cached(shell: Shell) -> None:
     """Guard: a KDTree bound to a local from a global, or reached through an attribute chain, queried with points
     made at run time, evaluates no text: nothing warns (a local alias given a local's points warned before), and the
