@@ -735,8 +735,10 @@ def evaluated_reads(code: types.CodeType) -> tuple[EvaluatedRead, ...]:
             if call is None:
                 continue
             spelled_every, owner, j = call
-            # MOD.QUERY(text) may hold a frame's query or pandas.eval: its text is read both ways, kept as it holds
-            other_name = owner.rpartition(".")[2] not in ("", *AT_NAMES)
+            # MOD.QUERY(text) may hold a frame's query or pandas.eval: its text is read both ways, kept as it holds;
+            # so is that of an eval whose receiver is spelled by no module's usual name (STORE.pd.eval, p = pd)
+            last = owner.rpartition(".")[2]
+            other_name = last not in ("", *AT_NAMES) or (last == "eval" and not spelled_every)
             for every in (False, True) if other_name else (spelled_every,):
                 _text_reads(ins, k, j, every, owner, local, found)
     return tuple(found)

@@ -958,6 +958,9 @@ class _Resolver:
                     dot = ""
                 elif not dot and called_evaluates(held) is not False:
                     continue  # a global called by name that is no frame's query (QUERY = DF.query is)
+                elif attribute == "eval" and every is not (isinstance(held, types.ModuleType)
+                                                           and reads_every_name(vars(held).get("eval"))):
+                    continue  # read both ways: pandas.eval reads every name (STORE.pd.eval), a frame's eval its @names
                 if dot and held is not _MISSING and not (evaluates_on(held, attribute)
                                                          and passes_text_on(held, attribute)):
                     continue  # a method that evaluates no text (a KDTree's query): the global is keyed as read

@@ -174,3 +174,35 @@ def test_a_class_also_reached_by_another_route_still_warns_for_its_method(shell:
               f"@memo\ndef rows():\n    return {OTHER_ROUTE[how]}")
     with pytest.warns(MemoWarning, match=r"'Box\.q: \.query\(\.\.\.\)' cannot be hashed \(it evaluates a text"):
         assert shell.run("rows()") == 6
+
+
+# pandas.eval reached by a name other than pd or pandas: it reads every name of its text, not only its @names.
+EVERY_NAME = {
+    "through an attribute chain": "    return int(STORE.pd.eval('4 - T'))",
+    "through a local alias of the module": "    p = pd\n    return int(p.eval('4 - T'))",
+}
+
+
+@pytest.mark.parametrize("how", sorted(EVERY_NAME))
+def test_pandas_eval_under_another_spelling_keys_every_name_of_its_text(shell: Shell, how: str) -> None:
+    shell.run(FRAMES + f"STORE.pd = pd\n@memo\ndef total():\n{EVERY_NAME[how]}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MemoWarning)
+        assert shell.run("total() + total()") == 6
+        shell.run("T = 3")
+        assert shell.run("total()") == 1
+    assert shell.run("total.misses") == 2
+
+
+def test_a_frames_eval_through_an_alias_keys_only_its_at_names(shell: Shell) -> None:
+    """Guard: a frame's eval, reached through a local alias, reads its @names only: a notebook variable named like a
+    column (a) is not keyed, and binding it keeps the hit."""
+    shell.run(FRAMES + "@memo\ndef total():\n    df = DF\n    return int(df.eval('a + @T').sum())")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MemoWarning)
+        assert shell.run("total() + total()") == 28
+        shell.run("a = 5")
+        assert shell.run("total()") == 14
+        shell.run("T = 3")
+        assert shell.run("total()") == 22
+    assert shell.run("total.misses") == 2
