@@ -720,11 +720,16 @@ def evaluated_reads(code: types.CodeType) -> tuple[EvaluatedRead, ...]:
     code's locals are not."""
     found: dict[EvaluatedRead, None] = {}
     codes = [code]
+    # The aliases (df = DF) a nested function reads from the code around it (lambda: df.query(...)), by the code
+    inherited: dict[types.CodeType, dict[str, str]] = {}
     for current in codes:
-        codes.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
+        nested = [c for c in current.co_consts if isinstance(c, types.CodeType)]
+        codes.extend(nested)
         ins = [i for i in dis.get_instructions(current) if i.opname not in _PASSED_OVER]
         local = {*current.co_varnames, *current.co_cellvars, *current.co_freevars}
-        aliases = _global_aliases(ins, current)
+        aliases = {**inherited.get(current, {}), **_global_aliases(ins, current)}
+        for inner in nested:
+            inherited[inner] = {name: spelled for name, spelled in aliases.items() if name in inner.co_freevars}
         for k in range(len(ins) - 1):
             for name in _passed_marks(ins, k):
                 if name not in local:
@@ -972,7 +977,7 @@ def _receiver_path(ins: list[dis.Instruction], k: int, aliases: dict[str, str]) 
     return ".".join((root, *reversed(chain)))
 
 
-_FAST_LOADS = frozenset({"LOAD_FAST", "LOAD_FAST_CHECK", "LOAD_FAST_BORROW"})
+_FAST_LOADS = frozenset({"LOAD_FAST", "LOAD_FAST_CHECK", "LOAD_FAST_BORROW", "LOAD_DEREF"})
 
 
 def _global_aliases(ins: list[dis.Instruction], code: types.CodeType) -> dict[str, str]:
@@ -982,8 +987,10 @@ def _global_aliases(ins: list[dis.Instruction], code: types.CodeType) -> dict[st
     count = code.co_argcount + code.co_kwonlyargcount
     count += bool(code.co_flags & inspect.CO_VARARGS) + bool(code.co_flags & inspect.CO_VARKEYWORDS)
     found: dict[str, str | None] = dict.fromkeys(code.co_varnames[:count])
+    found.update(dict.fromkeys(code.co_freevars))  # bound by the code around it, which holds its aliases
+    found.update(dict.fromkeys(_bound_inside(code)))  # nonlocal in a function inside it: bound there too
     for k, step in enumerate(ins):
-        if step.opname != "STORE_FAST" or not isinstance(step.argval, str):
+        if step.opname not in ("STORE_FAST", "STORE_DEREF") or not isinstance(step.argval, str):
             continue
         chain: list[str] = []
         j = k - 1
@@ -999,6 +1006,17 @@ def _global_aliases(ins: list[dis.Instruction], code: types.CodeType) -> dict[st
         if found.setdefault(step.argval, spelled) != spelled:
             found[step.argval] = None
     return {name: spelled for name, spelled in found.items() if spelled is not None}
+
+
+def _bound_inside(code: types.CodeType) -> set[str]:
+    """Return the names the functions nested in ``code`` bind in a scope around them (``nonlocal df``)."""
+    found: set[str] = set()
+    codes = [c for c in code.co_consts if isinstance(c, types.CodeType)]
+    for current in codes:
+        codes.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
+        found.update(i.argval for i in dis.get_instructions(current)
+                     if i.opname == "STORE_DEREF" and i.argval in current.co_freevars)
+    return found
 
 
 def _method_flag(step: dis.Instruction) -> bool:

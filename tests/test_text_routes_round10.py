@@ -25,6 +25,7 @@ UNSEEN = {
     "a method through an attribute chain": "    return len(STORE.box.q(make()))",
     "a frame's query through an attribute chain": "    return len(STORE.frames.main.query(make()))",
     "a frame's eval through a local alias": "    df = DF\n    return int(df.eval(make()).sum())",
+    "a local alias read by a nested function": "    df = DF\n    return (lambda: len(df.query(make())))()",
 }
 
 
