@@ -216,7 +216,9 @@ def test_a_cell_whose_run_printed_displayed_annotated_and_deleted_is_still_resto
         warnings.simplefilter("error")
         shell.run(cell)
     assert shell["RUNS"] == {"c": 1} and shell["z"] == [5] and "tmp" not in shell.ip.user_ns
-    assert shell["__annotations__"].get("limit") is int
+    # As the run left it: the class itself, or its name where an earlier cell of this shell turned on
+    # ``from __future__ import annotations`` (IPython keeps a future import for the cells after it).
+    assert shell["__annotations__"].get("limit") in (int, "int")
 
 
 # -- memo.batch items that do not go together ----------------------------------------------------------
