@@ -1128,9 +1128,15 @@ def _slots_left_out_of_reduction(cls: type) -> tuple[tuple[str, Any], ...]:
     owner = _reduction_owner(cls)
     if owner is None or owner is cls or (owner.__module__ != "builtins" and _package(owner) == _package(cls)):
         return ()
+    return _declared_slots(cls, owner)
+
+
+def _declared_slots(cls: type, below: type) -> tuple[tuple[str, Any], ...]:
+    """Return ``(name, descriptor)`` of the ``__slots__`` that the classes of ``cls``'s MRO before ``below``
+    declare, in name order."""
     found: dict[str, Any] = {}
     for base in cls.__mro__:
-        if base is owner:
+        if base is below:
             break
         declared = vars(base).get("__slots__", ())
         for name in ((declared,) if isinstance(declared, str) else declared):
@@ -1142,6 +1148,32 @@ def _slots_left_out_of_reduction(cls: type) -> tuple[tuple[str, Any], ...]:
             if isinstance(slot, types.MemberDescriptorType):
                 found.setdefault(name, slot)
     return tuple(sorted(found.items()))
+
+
+# class -> (the library class it derives from, the slots its own classes declare below that one)
+_slots_below: weakref.WeakKeyDictionary[type, tuple[type, tuple[tuple[str, Any], ...]]] = weakref.WeakKeyDictionary()
+
+
+def feed_slot_values(h: Hasher, v: Any, base: type) -> None:
+    """Feed the values ``v`` holds in the ``__slots__`` its class declares below ``base``, a library's class whose
+    handler keys an instance by its ``__dict__`` (an array's, a tensor's, a module's): slot values are not in it.
+    In name order, an unset slot absent; nothing at all where none is set, so other instances keep their digest."""
+    cls = type(v)
+    if cls is base:
+        return
+    entry = _slots_below.get(cls)
+    if entry is None or entry[0] is not base:
+        entry = (base, _declared_slots(cls, base))
+        _slots_below[cls] = entry
+    values = {}
+    for name, slot in entry[1]:
+        try:
+            values[name] = slot.__get__(v, cls)  # the slot itself: no __getattr__ of the user's
+        except AttributeError:
+            continue  # unset
+    if values:
+        h.tag(b"+s")
+        h.child(values, "<slots>")
 
 
 _h_generator = _noting_generators(_h_reduce)

@@ -16,6 +16,7 @@ from ._core import (
     MemoryViews,
     _pack_q,
     _reduction,
+    feed_slot_values,
     h_reduced,
     own_state,
     register_family,
@@ -226,8 +227,8 @@ def _h_ndarray(h: Hasher, v: Any) -> None:
 
 def _h_ndarray_subclass(h: Hasher, v: Any) -> None:
     """Hash an array of a subclass (a masked array, a matrix, the user's array with a unit) by its class, its
-    values and its attributes (a mask, a hard mask, a fill value, a unit): pickle's reduction leaves those
-    of the user's subclasses out, and a masked array's hard mask."""
+    values and its attributes (a mask, a hard mask, a fill value, a unit), in its ``__dict__`` or its
+    ``__slots__``: pickle's reduction leaves those of the user's subclasses out, and a masked array's hard mask."""
     np = sys.modules["numpy"]
     if h.seen_before(v):
         return
@@ -236,12 +237,14 @@ def _h_ndarray_subclass(h: Hasher, v: Any) -> None:
     values = v.view(np.ndarray)
     met_before(h, values)  # new, so never met: noted for the arrays over its memory met after it
     _h_ndarray(h, values)
-    state = own_state(h, v, vars(v)) or {}
+    found = getattr(v, "__dict__", None)  # none where the subclass declares __slots__ without "__dict__"
+    state = own_state(h, v, found if type(found) is dict else {}) or {}
     if isinstance(v, np.ma.MaskedArray) and "_fill_value" in state and state["_fill_value"] is None:
         state = {**state, "_fill_value": _default_fill_value(v)}
     # Sorted by name: the order __new__ and __array_finalize__ happened to set them in is not content.
     h.child({name: state[name] for name in sorted(state) if not name.startswith(BOOKKEEPING_PREFIX)}
             if all(type(name) is str for name in state) else state, ".__dict__")
+    feed_slot_values(h, v, np.ndarray)
 
 
 def _default_fill_value(v: Any) -> Any:
