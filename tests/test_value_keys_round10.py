@@ -14,6 +14,10 @@ from tests.conftest import RUNS_SETUP, Shell, run_kernel
 # (imports, base class, how a value is made from ``tag``, the body's use of the value)
 _SLOTTED = {
     "numpy array": ("import numpy as np", "np.ndarray", "np.arange(3.0).view(Tagged)", "float(x.sum()) * x.tag"),
+    "weak set": ("import weakref", "weakref.WeakSet", "Tagged()", "len(x) + x.tag"),
+    "torch tensor": ("import torch", "torch.Tensor", "torch.arange(3.0).as_subclass(Tagged)",
+                     "float(x.sum()) * x.tag"),
+    "torch module": ("import torch", "torch.nn.Module", "Tagged()", "x.tag"),
 }
 
 

@@ -438,6 +438,8 @@ def _h_set_like(h: Hasher, v: Any) -> None:
         state = reduced[2] if not isinstance(reduced, str) and len(reduced) > 2 else None
         state = _slots_in_name_order(type(v), state)
     h.child(_without_bookkeeping(own_state(h, v, state)), "<state>")
+    if isinstance(v, weakref.WeakSet):
+        feed_slot_values(h, v, weakref.WeakSet)  # its state above is its dict
 
 
 def _h_memoryview(h: Hasher, v: memoryview) -> None:

@@ -23,6 +23,7 @@ from ._core import (
     Hasher,
     HashFn,
     _Unhashable,
+    feed_slot_values,
     h_library_class,
     own_state,
     qualified_name,
@@ -150,6 +151,7 @@ def _h_tensor_parts(h: Hasher, v: Any) -> None:
             attributes = {k: a for k, a in attributes.items() if not k.startswith(_COMPILE_MARKS)}
         if attributes:
             h.child(attributes, "<attributes>")
+        feed_slot_values(h, v, sys.modules["torch"].Tensor)
         _h_content(h, v)
     if v.is_leaf:
         if v.grad is not None:
@@ -427,6 +429,7 @@ def _h_module(h: Hasher, v: Any) -> None:
         state.pop(name, None)
     h.child(state, "<state>")
     module = sys.modules["torch.nn.modules.module"]
+    feed_slot_values(h, v, module.Module)
     installed = {name: hooks for name in _GLOBAL_HOOKS if (hooks := getattr(module, name, None))}
     if installed:
         _canonical_state(installed)
