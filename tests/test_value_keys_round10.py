@@ -1,6 +1,7 @@
-"""Keys of values that a library family's handler reads by its instance ``__dict__`` alone: slot values of the
-user's subclasses of a numpy array, a ``weakref.WeakSet``, a torch tensor or module (a subclass whose only slots
-are ``()`` has no ``__dict__`` at all), and that such values still hit on equal calls, here and after a restart."""
+"""Keys of values whose state a library family's handler reads only in part: slot values of the user's subclasses
+of a numpy array, a ``weakref.WeakSet``, a torch tensor or module (a subclass whose only slots are ``()`` has no
+``__dict__`` at all); attributes set on a pandas DataFrame, Series or Index itself (``df.name = "train"``); and
+that such values still hit on equal calls, here and after a restart."""
 
 from __future__ import annotations
 
@@ -132,3 +133,95 @@ def test_slotted_subclasses_of_library_families_hit_after_a_restart(cache_dir: P
     second = run_kernel(cells, cache_dir, seed=2)
     assert first["results"] == second["results"] == ["{'unit': 'm'}", "bare", "(1, 2)", "'mod'", "7"]
     assert (first["runs"], second["runs"]) == (5, 0)
+
+
+# -- attributes set on a pandas object itself ----------------------------------------------------------------
+
+_PANDAS_VALUES = {
+    "frame": "pd.DataFrame({'x': [1.0, 2.0]})",
+    "series": "pd.Series([1.0, 2.0])",
+    "index": "pd.Index([1.0, 2.0])",
+    "multi index": "pd.MultiIndex.from_tuples([(1, 'a'), (2, 'b')])",
+}
+
+
+@pytest.mark.parametrize("case", sorted(_PANDAS_VALUES))
+def test_an_attribute_set_on_a_pandas_object_is_in_the_key(shell: Shell, case: str) -> None:
+    shell.run(RUNS_SETUP)
+    shell.run(f"""
+        import warnings
+        import pandas as pd
+        from notebook_memo import memo
+
+        def named(name):
+            value = {_PANDAS_VALUES[case]}
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # pandas' warning that an attribute is not a column
+                value.label = name
+            return value
+
+        @memo
+        def describe(value):
+            ran("describe")
+            return f"{{value.label}}: {{len(value)}} rows"
+
+        first, second, again = describe(named("train")), describe(named("test")), describe(named("test"))
+    """)
+    assert (shell["first"], shell["second"], shell["again"]) == ("train: 2 rows", "test: 2 rows", "test: 2 rows")
+    assert shell["RUNS"]["describe"] == 2
+
+
+def test_pandas_objects_without_attributes_of_their_own_keep_their_digests() -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame({"x": [1.0, 2.0]})
+    before = content_hash(frame)
+    frame["x"].sum()  # fills what pandas caches under its own names
+    frame.index.get_loc(0)
+    frame.groupby("x").sum()
+    assert content_hash(frame) == before
+    labelled = pd.DataFrame({"x": [1.0, 2.0]})
+    object.__setattr__(labelled, "label", "train")
+    assert content_hash(labelled) != before
+    twin = pd.DataFrame({"x": [1.0, 2.0]})
+    object.__setattr__(twin, "label", "train")
+    assert content_hash(twin) == content_hash(labelled)
+
+
+class _CachingAccessor:
+    """An accessor that caches itself on the object it is read from, as pandas' before version 3 do (``s.str``)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: object, cls: type) -> object:
+        if obj is None:
+            return self
+        made = ("accessor of", id(obj))
+        object.__setattr__(obj, self.name, made)
+        return made
+
+
+def test_an_accessor_that_caches_itself_on_a_pandas_object_leaves_its_key_alone(monkeypatch: pytest.MonkeyPatch,
+                                                                                 shell: Shell) -> None:
+    import pandas as pd
+
+    for cls in (pd.DataFrame, pd.Series, pd.Index):
+        monkeypatch.setattr(cls, "cached_accessor", _CachingAccessor("cached_accessor"), raising=False)
+    shell.run(RUNS_SETUP)
+    shell.run("""
+        import pandas as pd
+        from notebook_memo import memo
+
+        @memo
+        def use(frame):
+            ran("use")
+            frame.cached_accessor, frame["x"].cached_accessor, frame.index.cached_accessor
+            return float(frame["x"].sum())
+
+        frame = pd.DataFrame({"x": [1.0, 2.0]})
+        first, again = use(frame), use(frame)
+        fresh = use(pd.DataFrame({"x": [1.0, 2.0]}))
+    """)
+    assert "cached_accessor" in vars(shell["frame"])
+    assert (shell["first"], shell["again"], shell["fresh"], shell["RUNS"]["use"]) == (3.0, 3.0, 3.0, 1)

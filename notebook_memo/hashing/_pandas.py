@@ -1,5 +1,5 @@
 """pandas Series, DataFrames and indexes hashed by dtype and content: numpy-backed columns in place,
-text columns piece by piece, categoricals by categories and codes; attrs and flags too."""
+text columns piece by piece, categoricals by categories and codes; attrs, flags and attributes set on them too."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from ._core import (
     _Unhashable,
     h_library_class,
     h_reduced,
+    own_state,
     register_family,
     things_met,
 )
@@ -188,6 +189,31 @@ def _h_strings(h: Hasher, strings: list[str]) -> None:
         h.buffer("".join(strings).encode("utf-8", "surrogatepass"))
 
 
+# The one name pandas keeps its own state under without an underscore (a MultiIndex's); all others it sets on its
+# objects (their data, name, caches) start with one.
+_PANDAS_PUBLIC = frozenset({"sortorder"})
+
+
+def _h_own_attributes(h: Hasher, v: Any) -> None:
+    """Feed the attributes set on a DataFrame, Series or Index itself (``df.name = "train"``), in name order.
+
+    pandas keeps its own state under underscored names, keyed by the handlers here through what they show (values,
+    index, name, attrs), and an accessor caches itself under the name its class serves it by (``s.str`` before
+    pandas 3): the other public names are the user's. None set: nothing fed, so the digest is what it was."""
+    found = getattr(v, "__dict__", None)
+    if not found:
+        return
+    cls = type(v)
+    own = {name: value for name, value in found.items()
+           if type(name) is str and not name.startswith("_") and name not in _PANDAS_PUBLIC
+           and not hasattr(cls, name)}
+    if own:
+        own = own_state(h, v, own) or {}
+    if own:
+        h.tag(b"pa")
+        h.child(dict(sorted(own.items())), "<attributes>")
+
+
 def _h_index(h: Hasher, v: Any) -> None:
     pd = sys.modules["pandas"]
     h.tag(b"pi")
@@ -205,6 +231,7 @@ def _h_index(h: Hasher, v: Any) -> None:
             _h_ndarray(h, codes)
     else:
         _h_pandas_values(h, v)
+    _h_own_attributes(h, v)
 
 
 def _h_series(h: Hasher, v: Any) -> None:
@@ -220,6 +247,7 @@ def _h_pandas_extras(h: Hasher, v: Any) -> None:
     """Hash what a Series or DataFrame carries besides its data: ``attrs`` and ``flags``."""
     h.child(dict(v.attrs), "<attrs>")
     h.child(bool(v.flags.allows_duplicate_labels), "<flags>")
+    _h_own_attributes(h, v)
 
 
 def _h_dataframe(h: Hasher, v: Any) -> None:
