@@ -142,6 +142,8 @@ _PANDAS_VALUES = {
     "series": "pd.Series([1.0, 2.0])",
     "index": "pd.Index([1.0, 2.0])",
     "multi index": "pd.MultiIndex.from_tuples([(1, 'a'), (2, 'b')])",
+    "categorical": "pd.Categorical(['a', 'b'])",
+    "masked array": "pd.array([1, None])",
 }
 
 

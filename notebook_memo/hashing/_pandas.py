@@ -87,6 +87,7 @@ def _h_extension_array(h: Hasher, v: Any) -> None:
     h.tag(b"pe")
     h_library_class(h, type(v))
     _h_pandas_values(h, sys.modules["pandas"].Series(v, copy=False))
+    _h_own_attributes(h, v)
 
 
 def _h_pandas_values(h: Hasher, values: Any) -> None:
@@ -195,7 +196,8 @@ _PANDAS_PUBLIC = frozenset({"sortorder"})
 
 
 def _h_own_attributes(h: Hasher, v: Any) -> None:
-    """Feed the attributes set on a DataFrame, Series or Index itself (``df.name = "train"``), in name order.
+    """Feed the attributes set on a DataFrame, Series, Index or extension array itself (``df.name = "train"``), in
+    name order.
 
     pandas keeps its own state under underscored names, keyed by the handlers here through what they show (values,
     index, name, attrs), and an accessor caches itself under the name its class serves it by (``s.str`` before
