@@ -193,6 +193,13 @@ def _h_strings(h: Hasher, strings: list[str]) -> None:
 # The one name pandas keeps its own state under without an underscore (a MultiIndex's); all others it sets on its
 # objects (their data, name, caches) start with one.
 _PANDAS_PUBLIC = frozenset({"sortorder"})
+# The names pandas' objects hold in their instance dicts, in the versions known: an object holding these alone has
+# no attribute of the user's (one holding others is looked at name by name).
+_PANDAS_OWN = _PANDAS_PUBLIC | {
+    "_attrs", "_cache", "_cacher", "_codes", "_data", "_dtype", "_flags", "_freq", "_id", "_is_copy", "_item_cache",
+    "_left", "_levels", "_mask", "_mgr", "_name", "_names", "_ndarray", "_range", "_references", "_right",
+    "_sparse_index", "_sparse_values",
+}
 
 
 def _h_own_attributes(h: Hasher, v: Any) -> None:
@@ -205,6 +212,8 @@ def _h_own_attributes(h: Hasher, v: Any) -> None:
     found = getattr(v, "__dict__", None)
     if not found:
         return
+    if found.keys() <= _PANDAS_OWN:
+        return  # pandas' own names alone: the common case, told without a loop
     cls = type(v)
     own = {name: value for name, value in found.items()
            if type(name) is str and not name.startswith("_") and name not in _PANDAS_PUBLIC
