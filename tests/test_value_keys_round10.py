@@ -1,7 +1,8 @@
 """Keys of values whose state a library family's handler reads only in part: slot values of the user's subclasses
 of a numpy array, a ``weakref.WeakSet``, a torch tensor or module (a subclass whose only slots are ``()`` has no
-``__dict__`` at all); attributes set on a pandas DataFrame, Series or Index itself (``df.name = "train"``); and
-that such values still hit on equal calls, here and after a restart."""
+``__dict__`` at all); attributes set on a pandas DataFrame, Series or Index itself (``df.name = "train"``); the
+format flags a scipy sparse matrix fills on first use; and that such values still hit on equal calls, here and
+after a restart."""
 
 from __future__ import annotations
 
@@ -227,3 +228,47 @@ def test_an_accessor_that_caches_itself_on_a_pandas_object_leaves_its_key_alone(
     """)
     assert "cached_accessor" in vars(shell["frame"])
     assert (shell["first"], shell["again"], shell["fresh"], shell["RUNS"]["use"]) == (3.0, 3.0, 3.0, 1)
+
+
+# -- what a scipy sparse matrix fills in on first use ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["csr_matrix", "csc_matrix", "csr_array"])
+def test_a_fresh_sparse_matrix_hits_and_a_body_that_sums_it_is_stored(shell: Shell, kind: str) -> None:
+    shell.run(RUNS_SETUP)
+    shell.run(f"""
+        import warnings
+        import numpy as np
+        import scipy.sparse as sp
+        from notebook_memo import memo
+
+        @memo
+        def total(m):
+            ran("total")
+            return float(m.sum())
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            used = sp.{kind}(np.eye(3))
+            used.has_canonical_format  # read before the call, as any earlier use reads it
+            results = [total(sp.{kind}(np.eye(3))), total(sp.{kind}(np.eye(3))), total(used)]
+        said = [str(w.message) for w in caught]
+    """)
+    assert shell["results"] == [3.0, 3.0, 3.0]
+    assert shell["RUNS"]["total"] == 1, shell["said"]
+    assert not [text for text in shell["said"] if "in place" in text]
+
+
+def test_a_sparse_matrix_s_format_flag_that_says_what_its_data_is_not_stays_in_the_key() -> None:
+    import numpy as np
+    import scipy.sparse as sp
+
+    def unsorted() -> sp.csr_matrix:
+        return sp.csr_matrix((np.array([1.0, 2.0]), np.array([1, 0]), np.array([0, 2])), shape=(1, 2))
+
+    fresh, checked, lying = unsorted(), unsorted(), unsorted()
+    assert checked.has_sorted_indices is False and checked.has_canonical_format is False
+    lying.has_sorted_indices = True  # scipy then skips sorting where it needs sorted indices
+    assert content_hash(checked) == content_hash(fresh)
+    assert content_hash(lying) != content_hash(fresh)
+    assert content_hash(sp.csr_matrix(np.eye(2))) != content_hash(sp.csr_matrix(np.eye(2) * 2))

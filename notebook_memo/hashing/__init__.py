@@ -2,12 +2,12 @@
 process and under every ``PYTHONHASHSEED``.
 
 ``_core`` holds the walk and the builtin types; each library family has a module of its own (``_numpy``, ``_shared``,
-``_pandas``, ``_torch``, ``_matplotlib``, ``_sklearn``) that registers itself here and imports its library only once a
-value of it is met. This package is the layer below fingerprints, serialization and stores: the names below are
-what the modules above use.
+``_pandas``, ``_torch``, ``_matplotlib``, ``_sklearn``, ``_scipy``) that registers itself here and imports its library
+only once a value of it is met. This package is the layer below fingerprints, serialization and stores: the names
+below are what the modules above use.
 """
 
-from . import _matplotlib, _numpy, _pandas, _shared, _sklearn, _torch  # noqa: F401 (each registers its family with the walk)
+from . import _matplotlib, _numpy, _pandas, _scipy, _shared, _sklearn, _torch  # noqa: F401 (each registers its family with the walk)
 from ._aliasing import SharingWith, aliasing_parts, keyword_values
 from ._core import (
     BOOKKEEPING_PREFIX,
