@@ -1,8 +1,8 @@
 """Keys of values whose state a library family's handler reads only in part: slot values of the user's subclasses
 of a numpy array, a ``weakref.WeakSet``, a torch tensor or module (a subclass whose only slots are ``()`` has no
 ``__dict__`` at all); attributes set on a pandas DataFrame, Series or Index itself (``df.name = "train"``); the
-format flags a scipy sparse matrix fills on first use; and that such values still hit on equal calls, here and
-after a restart."""
+format flags a scipy sparse matrix fills on first use; the addresses a scipy k-d tree's nodes hold; and that such
+values still hit on equal calls, here and after a restart."""
 
 from __future__ import annotations
 
@@ -272,3 +272,43 @@ def test_a_sparse_matrix_s_format_flag_that_says_what_its_data_is_not_stays_in_t
     assert content_hash(checked) == content_hash(fresh)
     assert content_hash(lying) != content_hash(fresh)
     assert content_hash(sp.csr_matrix(np.eye(2))) != content_hash(sp.csr_matrix(np.eye(2) * 2))
+
+
+# -- a scipy k-d tree, whose pickled nodes hold addresses ------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["KDTree", "cKDTree"])
+def test_equal_k_d_trees_built_apart_hit(shell: Shell, kind: str) -> None:
+    shell.run(RUNS_SETUP)
+    shell.run(f"""
+        import numpy as np
+        from scipy.spatial import {kind}
+        from notebook_memo import memo
+
+        points = np.random.default_rng(0).random((300, 2))
+
+        @memo
+        def nearest(tree, where):
+            ran("nearest")
+            return tree.query(where, k=3)[1].tolist()
+
+        first = nearest({kind}(points), [0.5, 0.5])
+        again = nearest({kind}(points.copy()), [0.5, 0.5])
+    """)
+    assert shell["first"] == shell["again"] and shell["RUNS"]["nearest"] == 1
+
+
+def test_k_d_trees_over_other_points_or_leaves_have_other_keys() -> None:
+    import numpy as np
+    from scipy.spatial import cKDTree
+
+    points = np.random.default_rng(0).random((300, 2))
+    tree = cKDTree(points)
+    assert content_hash(cKDTree(points)) == content_hash(tree)
+    tree.query([0.5, 0.5])
+    assert content_hash(cKDTree(points)) == content_hash(tree)  # a query leaves its key alone
+    moved = points.copy()
+    moved[7, 0] += 1e-9
+    assert content_hash(cKDTree(moved)) != content_hash(tree)
+    assert content_hash(cKDTree(points, leafsize=4)) != content_hash(tree)
+    assert content_hash(cKDTree(points, balanced_tree=False)) != content_hash(tree)
