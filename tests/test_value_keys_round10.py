@@ -1,8 +1,9 @@
-"""Keys of values whose state a library family's handler reads only in part: slot values of the user's subclasses
-of a numpy array, a ``weakref.WeakSet``, a torch tensor or module (a subclass whose only slots are ``()`` has no
-``__dict__`` at all); attributes set on a pandas DataFrame, Series or Index itself (``df.name = "train"``); the
-format flags a scipy sparse matrix fills on first use; the addresses a scipy k-d tree's nodes hold; and that such
-values still hit on equal calls, here and after a restart."""
+"""Keys of values whose state a library family's handler reads only in part, or reads with what is not content:
+slot values of the user's subclasses of a numpy array, a ``weakref.WeakSet``, a torch tensor or module (a subclass
+whose only slots are ``()`` has no ``__dict__`` at all); attributes set on a pandas DataFrame, Series, Index or array
+itself (``df.name = "train"``); the format flags a scipy sparse matrix fills on first use; the addresses a scipy k-d
+tree's nodes hold; what a Delaunay triangulation works out on first use; and that such values still hit on equal
+calls, here and after a restart."""
 
 from __future__ import annotations
 
@@ -312,3 +313,52 @@ def test_k_d_trees_over_other_points_or_leaves_have_other_keys() -> None:
     assert content_hash(cKDTree(moved)) != content_hash(tree)
     assert content_hash(cKDTree(points, leafsize=4)) != content_hash(tree)
     assert content_hash(cKDTree(points, balanced_tree=False)) != content_hash(tree)
+
+
+# -- what a Delaunay triangulation works out on first use -----------------------------------------------------
+
+
+def test_an_interpolator_over_a_triangulation_is_stored_after_a_call_and_hits(shell: Shell) -> None:
+    shell.run(RUNS_SETUP)
+    shell.run("""
+        import warnings
+        import numpy as np
+        from scipy.interpolate import LinearNDInterpolator
+        from scipy.spatial import Delaunay
+        from notebook_memo import memo
+
+        points = np.random.default_rng(0).random((40, 2))
+
+        @memo
+        def at_centre(f):
+            ran("at_centre")
+            return float(f(0.5, 0.5))
+
+        @memo
+        def neighbours(tri):
+            ran("neighbours")
+            return [int(tri.find_simplex([0.5, 0.5])), len(tri.vertex_neighbor_vertices[1])]
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            values = [at_centre(LinearNDInterpolator(points, points[:, 0])) for _ in range(2)]
+            found = [neighbours(Delaunay(points)) for _ in range(2)]
+        said = [str(w.message) for w in caught]
+    """)
+    assert shell["values"][0] == shell["values"][1] and shell["found"][0] == shell["found"][1]
+    assert (shell["RUNS"]["at_centre"], shell["RUNS"]["neighbours"]) == (1, 1), shell["said"]
+
+
+def test_a_triangulation_whose_worked_out_parts_are_not_its_own_keeps_them_in_the_key() -> None:
+    import numpy as np
+    from scipy.spatial import Delaunay
+
+    points = np.random.default_rng(0).random((40, 2))
+    fresh, used, stale, moved = (Delaunay(points.copy()) for _ in range(4))
+    used.find_simplex([0.5, 0.5])
+    assert used.vertex_to_simplex is not None
+    assert content_hash(used) == content_hash(fresh)
+    assert stale.transform is not None  # worked out, then the points under it moved: find_simplex answers from the old
+    stale._points[0] += 0.25
+    moved._points[0] += 0.25
+    assert content_hash(stale) != content_hash(moved)

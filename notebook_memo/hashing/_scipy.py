@@ -1,6 +1,7 @@
 """scipy's compressed sparse matrices and arrays (CSR, CSC, BSR) hashed by their reduction, less the format flags
 their first use fills in from their data, where those say what the data is; its k-d trees by their reduction with
-the addresses their nodes hold made zero."""
+the addresses their nodes hold made zero; a Delaunay triangulation without what it works out on first use from its
+points and simplices, where that is what they give."""
 
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ def _scipy_path(cls: type) -> HashFn | None:
     tree = getattr(sys.modules.get("scipy.spatial._ckdtree"), "cKDTree", None)
     if isinstance(tree, type) and issubclass(cls, tree):
         return _h_kd_tree
+    delaunay = getattr(sys.modules.get("scipy.spatial._qhull"), "Delaunay", None)
+    if isinstance(delaunay, type) and issubclass(cls, delaunay):
+        return _h_delaunay
     return None
 
 
@@ -98,6 +102,50 @@ def _nodes_without_addresses(state: tuple[Any, ...]) -> Any:
     nodes["less"] = 0
     nodes["greater"] = 0
     return nodes.view(raw.dtype)
+
+
+# What a Delaunay triangulation works out from its points and simplices the first time it is asked (find_simplex,
+# an interpolator's call), by the name it keeps it under and the property that fills it.
+_WORKED_OUT = {"_transform": "transform", "_vertex_to_simplex": "vertex_to_simplex",
+               "_vertex_neighbor_vertices": "vertex_neighbor_vertices"}
+
+
+def _h_delaunay(h: Hasher, v: Any) -> None:
+    """Hash a Delaunay triangulation by its reduction, each part it worked out on first use left as not yet worked
+    out where a copy working it out anew gets the same (not so once its points were moved after)."""
+    if h.seen_before(v):
+        return
+    reduced = _reduction(v)
+    state = reduced[2] if not isinstance(reduced, str) and len(reduced) > 2 else None
+    if type(state) is dict and any(state.get(name) is not None for name in _WORKED_OUT):
+        anew = _worked_out_anew(v, [name for name in _WORKED_OUT if state.get(name) is not None])
+        state = {name: None if name in anew and _same(value, anew[name]) else value for name, value in state.items()}
+        reduced = (*reduced[:2], state, *reduced[3:])
+    h_reduced(h, v, reduced)
+
+
+def _worked_out_anew(v: Any, names: list[str]) -> dict[str, Any]:
+    """Return by name what a copy of ``v`` without them works out anew; empty where that cannot be done."""
+    copy = object.__new__(type(v))
+    try:
+        vars(copy).update(vars(v))
+        vars(copy)["_qhull"] = None  # an incremental one's live qhull stays the original's to close
+        for name in _WORKED_OUT:
+            vars(copy)[name] = None
+        return {name: getattr(copy, _WORKED_OUT[name]) for name in names}
+    except Exception:  # another layout than scipy's today: all is keyed as it is
+        return {}
+    finally:
+        vars(copy)["_qhull"] = None
+
+
+def _same(value: Any, other: Any) -> bool:
+    np = sys.modules["numpy"]
+    if type(value) is tuple and type(other) is tuple:
+        return len(value) == len(other) and all(map(_same, value, other))
+    if not isinstance(value, np.ndarray) or not isinstance(other, np.ndarray):
+        return False
+    return value.dtype == other.dtype and bool(np.array_equal(value, other, equal_nan=value.dtype.kind in "fc"))
 
 
 register_family("scipy", _scipy_path)
