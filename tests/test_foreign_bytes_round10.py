@@ -19,7 +19,7 @@ import pytest
 
 from notebook_memo import configure, memo
 from notebook_memo._serialize import CorruptRecord
-from tests.conftest import settled
+from tests.conftest import RUNS_SETUP, settled
 
 
 class _Trap:
@@ -144,13 +144,7 @@ def test_records_listed_under_the_secret_they_were_signed_with_still_load(cache_
 
 # -- %%memo records that do not hold a run -------------------------------------------------------------
 
-_RUNS = """
-class _Runs(dict):
-    def __memo_key__(self): return 'runs'
-RUNS = _Runs()
-def ran(name):
-    RUNS[name] = RUNS.get(name, 0) + 1
-"""
+_RUNS = RUNS_SETUP  # ``ran(name)`` counts body runs in ``RUNS``
 
 
 def _only_record(cache_dir: Path) -> tuple[str, bytes]:

@@ -21,15 +21,9 @@ import pytest
 from IPython.core.error import UsageError
 
 from notebook_memo import _cells
-from tests.conftest import Shell, run_kernel
+from tests.conftest import RUNS_SETUP, Shell, run_kernel
 
-RUNS = """
-class _Runs(dict):
-    def __memo_key__(self): return 'runs'
-RUNS = _Runs()
-def ran(name):
-    RUNS[name] = RUNS.get(name, 0) + 1
-"""
+RUNS = RUNS_SETUP  # ``ran(name)`` counts body runs in ``RUNS``
 
 
 @pytest.fixture
