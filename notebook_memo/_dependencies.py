@@ -219,7 +219,9 @@ _CONTAINERS = (list, dict, set, bytearray, collections.deque, itertools.count)
 # each had when last hashed whole: (its entries as _table_entries gives them, the hashers registered then, digest)
 _TABLE_SETTINGS = frozenset({"converters", "adapters"})
 _TABLE_DIGESTS: dict[str, tuple[tuple[Any, ...], int, bytes]] = {}
-_IMMUTABLE_TYPE = 1 << 8  # Py_TPFLAGS_IMMUTABLETYPE: no attribute of the class can be set or replaced
+# Py_TPFLAGS_IMMUTABLETYPE: no attribute of the class can be set or replaced (int, ndarray...), so nothing can be
+# patched into it
+_IMMUTABLE_TYPE = 1 << 8
 
 
 def _table_entries(table: Any) -> tuple[Any, ...] | None:
@@ -428,8 +430,6 @@ def _fixed(value: Any) -> bool:
     """Return True for a value whose content cannot change while it is the same object."""
     return _immutable(value) or isinstance(value, (types.FunctionType, type))
 
-
-_IMMUTABLE_TYPE = 1 << 8  # Py_TPFLAGS_IMMUTABLETYPE: int, ndarray... nothing can be patched into such a class
 
 # The user's code patched into a library class, by label (``torch.nn.Linear.forward``).
 _Patches = tuple[tuple[str, Any], ...]
